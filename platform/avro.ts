@@ -1,0 +1,166 @@
+// Avro encoding of the internal topics. The writer schema's id travels in the
+// `lc-schema-id` header (a fingerprint of the canonical schema), so readers pick the
+// right writer schema and evolve with resolving decoders. Free-form maps (properties,
+// traits, context, data) travel as JSON strings: Avro has no "any" type.
+import avro from 'avsc';
+import { createHash } from 'node:crypto';
+import type { DeliveryOutcome, NormalisedEvent, SendCommand } from './contracts.ts';
+import { SCHEMA_ID_HEADER } from './contracts.ts';
+import { LifecycleError } from './errors.ts';
+
+const nullable = (type: 'string' | 'long'): avro.Schema => ['null', type];
+
+export const EventAvro = avro.Type.forSchema({
+  type: 'record',
+  name: 'Event',
+  namespace: 'lifecycle.v1',
+  fields: [
+    { name: 'id', type: 'string' },
+    { name: 'userId', type: 'string' },
+    { name: 'anonymousId', type: nullable('string'), default: null },
+    { name: 'type', type: 'string' },
+    { name: 'ts', type: 'long' },
+    { name: 'receivedAt', type: 'long' },
+    { name: 'source', type: 'string' },
+    { name: 'properties', type: 'string' },
+    { name: 'traits', type: nullable('string'), default: null },
+    { name: 'context', type: nullable('string'), default: null },
+  ],
+});
+
+export const SendAvro = avro.Type.forSchema({
+  type: 'record',
+  name: 'Send',
+  namespace: 'lifecycle.v1',
+  fields: [
+    { name: 'sendId', type: 'string' },
+    { name: 'ruleId', type: 'string' },
+    { name: 'userId', type: 'string' },
+    { name: 'category', type: 'string' },
+    { name: 'priority', type: 'int' },
+    { name: 'template', type: 'string' },
+    { name: 'channels', type: { type: 'array', items: 'string' } },
+    { name: 'variant', type: nullable('string'), default: null },
+    { name: 'holdout', type: 'boolean' },
+    { name: 'triggeredByEventId', type: 'string' },
+    { name: 'triggeredByEventType', type: 'string' },
+    { name: 'createdAt', type: 'long' },
+    { name: 'expiresAt', type: nullable('long'), default: null },
+    { name: 'data', type: 'string' },
+    { name: 'campaignId', type: nullable('string'), default: null },
+    { name: 'goalEvent', type: nullable('string'), default: null },
+    { name: 'goalWithinMs', type: nullable('long'), default: null },
+  ],
+});
+
+export const DeliveryAvro = avro.Type.forSchema({
+  type: 'record',
+  name: 'Delivery',
+  namespace: 'lifecycle.v1',
+  fields: [
+    { name: 'id', type: 'string' },
+    { name: 'sendId', type: 'string' },
+    { name: 'ruleId', type: 'string' },
+    { name: 'userId', type: 'string' },
+    { name: 'channel', type: nullable('string'), default: null },
+    { name: 'status', type: 'string' },
+    { name: 'reason', type: nullable('string'), default: null },
+    { name: 'provider', type: nullable('string'), default: null },
+    { name: 'attempt', type: 'int' },
+    { name: 'ts', type: 'long' },
+    { name: 'variant', type: nullable('string'), default: null },
+    { name: 'holdout', type: 'boolean' },
+  ],
+});
+
+function schemaId(type: avro.Type): string {
+  return createHash('sha256').update(JSON.stringify(type.schema())).digest('hex').slice(0, 16);
+}
+
+export interface Codec<T> {
+  readonly schemaId: string;
+  encode(value: T): Buffer;
+  /** Throws LifecycleError('LC_ERR_DECODE') on bytes that are not this schema. */
+  decode(bytes: Buffer, writerSchemaId?: string): T;
+}
+
+function makeCodec<T, W>(type: avro.Type, to: (v: T) => W, from: (w: W) => T): Codec<T> {
+  const id = schemaId(type);
+  return {
+    schemaId: id,
+    encode: (value) => type.toBuffer(to(value)),
+    decode: (bytes, writerSchemaId) => {
+      if (writerSchemaId !== undefined && writerSchemaId !== id) {
+        throw new LifecycleError('LC_ERR_DECODE', `unknown writer schema id ${writerSchemaId} (expected ${id})`);
+      }
+      try {
+        return from(type.fromBuffer(bytes) as W);
+      } catch (err) {
+        throw new LifecycleError('LC_ERR_DECODE', `not a valid ${type.name ?? 'record'}: ${(err as Error).message}`, { cause: err });
+      }
+    },
+  };
+}
+
+const json = (v: unknown) => JSON.stringify(v ?? {});
+const parse = (s: string | null): Record<string, unknown> | undefined => (s == null ? undefined : (JSON.parse(s) as Record<string, unknown>));
+
+interface EventWire {
+  id: string; userId: string; anonymousId: string | null; type: string; ts: number; receivedAt: number;
+  source: string; properties: string; traits: string | null; context: string | null;
+}
+
+export const eventCodec: Codec<NormalisedEvent> = makeCodec<NormalisedEvent, EventWire>(
+  EventAvro,
+  (e) => ({
+    id: e.id, userId: e.userId, anonymousId: e.anonymousId ?? null, type: e.type, ts: e.ts, receivedAt: e.receivedAt,
+    source: e.source, properties: json(e.properties), traits: e.traits ? json(e.traits) : null, context: e.context ? json(e.context) : null,
+  }),
+  (w) => {
+    const e: NormalisedEvent = { id: w.id, userId: w.userId, type: w.type, ts: Number(w.ts), receivedAt: Number(w.receivedAt), source: w.source, properties: parse(w.properties) ?? {} };
+    if (w.anonymousId != null) e.anonymousId = w.anonymousId;
+    const traits = parse(w.traits); if (traits) e.traits = traits;
+    const context = parse(w.context); if (context) e.context = context;
+    return e;
+  },
+);
+
+interface SendWire {
+  sendId: string; ruleId: string; userId: string; category: string; priority: number; template: string; channels: string[];
+  variant: string | null; holdout: boolean; triggeredByEventId: string; triggeredByEventType: string; createdAt: number;
+  expiresAt: number | null; data: string; campaignId: string | null; goalEvent: string | null; goalWithinMs: number | null;
+}
+
+export const sendCodec: Codec<SendCommand> = makeCodec<SendCommand, SendWire>(
+  SendAvro,
+  (s) => ({
+    sendId: s.sendId, ruleId: s.ruleId, userId: s.userId, category: s.category, priority: s.priority, template: s.template,
+    channels: [...s.channels], variant: s.variant, holdout: s.holdout, triggeredByEventId: s.triggeredBy.eventId,
+    triggeredByEventType: s.triggeredBy.eventType, createdAt: s.createdAt, expiresAt: s.expiresAt, data: json(s.data),
+    campaignId: s.campaignId ?? null, goalEvent: s.goal?.event ?? null, goalWithinMs: s.goal?.withinMs ?? null,
+  }),
+  (w) => {
+    const s: SendCommand = {
+      sendId: w.sendId, ruleId: w.ruleId, userId: w.userId, category: w.category, priority: w.priority, template: w.template,
+      channels: w.channels as SendCommand['channels'], variant: w.variant, holdout: w.holdout,
+      triggeredBy: { eventId: w.triggeredByEventId, eventType: w.triggeredByEventType }, createdAt: Number(w.createdAt),
+      expiresAt: w.expiresAt == null ? null : Number(w.expiresAt), data: parse(w.data) ?? {},
+    };
+    if (w.campaignId != null) s.campaignId = w.campaignId;
+    if (w.goalEvent != null && w.goalWithinMs != null) s.goal = { event: w.goalEvent, withinMs: Number(w.goalWithinMs) };
+    return s;
+  },
+);
+
+export const deliveryCodec: Codec<DeliveryOutcome> = makeCodec<DeliveryOutcome, DeliveryOutcome>(
+  DeliveryAvro,
+  (d) => d,
+  (w) => ({ ...w, ts: Number(w.ts), channel: w.channel as DeliveryOutcome['channel'] }),
+);
+
+export { SCHEMA_ID_HEADER };
+
+/** Encodes with the schema-id header set, ready for Bus.publish. */
+export function encodeWithHeader<T>(codec: Codec<T>, value: T): { value: Buffer; headers: Record<string, string> } {
+  return { value: codec.encode(value), headers: { [SCHEMA_ID_HEADER]: codec.schemaId } };
+}

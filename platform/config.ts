@@ -1,0 +1,369 @@
+// The one configuration schema. Every leaf names the environment variable it is read
+// from (`env`), so the loader, the README table and the docker-compose check all derive
+// from this file. Loaded once per process, validated, frozen.
+import { Type, type Static, type TSchema, Kind } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+interface EnvOptions {
+  env: string;
+  description: string;
+  secret?: boolean;
+}
+
+const str = (o: EnvOptions & { default?: string; minLength?: number }) => Type.String(o);
+const int = (o: EnvOptions & { default?: number; minimum?: number; maximum?: number }) =>
+  Type.Integer(o);
+const num = (o: EnvOptions & { default?: number; minimum?: number; maximum?: number }) =>
+  Type.Number(o);
+const bool = (o: EnvOptions & { default?: boolean }) => Type.Boolean(o);
+const list = (o: EnvOptions & { default?: string[] }) => Type.Array(Type.String(), o);
+const oneOf = <T extends string>(values: readonly T[], o: EnvOptions & { default?: T }) =>
+  Type.Union(
+    values.map((v) => Type.Literal(v)),
+    o,
+  );
+const url = (o: EnvOptions & { default?: string }) =>
+  Type.String({ ...o, pattern: '^[a-z][a-z0-9+.-]*://' });
+
+export const ConfigSchema = Type.Object({
+  env: oneOf(['development', 'test', 'production'] as const, {
+    env: 'NODE_ENV',
+    description: 'Deployment environment; production refuses the built-in development secrets.',
+    default: 'development',
+  }),
+  log: Type.Object({
+    level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, {
+      env: 'LC_LOG_LEVEL',
+      description: 'pino log level.',
+      default: 'info',
+    }),
+  }),
+  kafka: Type.Object({
+    brokers: list({
+      env: 'LC_KAFKA_BROKERS',
+      description: 'Comma-separated Kafka bootstrap servers.',
+      default: ['127.0.0.1:19092'],
+    }),
+    clientId: str({ env: 'LC_KAFKA_CLIENT_ID', description: 'Kafka client id.', default: 'lifecycle' }),
+    topicPrefix: str({
+      env: 'LC_TOPIC_PREFIX',
+      description: 'Prefix of the internal topics (`<prefix>.events`, `.sends`, ...).',
+      default: 'lifecycle',
+      minLength: 1,
+    }),
+    partitions: int({
+      env: 'LC_KAFKA_PARTITIONS',
+      description: 'Partitions created for internal topics (the unit of engine parallelism).',
+      default: 12,
+      minimum: 1,
+    }),
+    replicationFactor: int({
+      env: 'LC_KAFKA_REPLICATION_FACTOR',
+      description: 'Replication factor of internal topics.',
+      default: 1,
+      minimum: 1,
+    }),
+  }),
+  redis: Type.Object({
+    url: url({
+      env: 'LC_REDIS_URL',
+      description: 'Redis URL of the state store (redis://host:port/db).',
+      default: 'redis://127.0.0.1:16379',
+    }),
+    keyPrefix: str({
+      env: 'LC_REDIS_KEY_PREFIX',
+      description: 'Prefix of every key the product writes.',
+      default: 'lc:',
+    }),
+  }),
+  clickhouse: Type.Object({
+    backend: oneOf(['server', 'chdb'] as const, {
+      env: 'LC_ANALYTICS_BACKEND',
+      description: '`server` talks to ClickHouse over HTTP; `chdb` runs the engine in-process.',
+      default: 'server',
+    }),
+    url: url({
+      env: 'LC_CLICKHOUSE_URL',
+      description: 'ClickHouse HTTP endpoint.',
+      default: 'http://127.0.0.1:18123',
+    }),
+    database: str({
+      env: 'LC_CLICKHOUSE_DATABASE',
+      description: 'ClickHouse database holding the analytics tables.',
+      default: 'lifecycle',
+    }),
+    user: str({ env: 'LC_CLICKHOUSE_USER', description: 'ClickHouse user.', default: 'default' }),
+    password: str({
+      env: 'LC_CLICKHOUSE_PASSWORD',
+      description: 'ClickHouse password.',
+      default: '',
+      secret: true,
+    }),
+    chdbPath: str({
+      env: 'LC_CHDB_PATH',
+      description: 'Data folder of the embedded chDB engine.',
+      default: '.data/chdb',
+    }),
+  }),
+  postgres: Type.Object({
+    url: url({
+      env: 'LC_POSTGRES_URL',
+      description: 'PostgreSQL URL of the product database that Debezium reads (used by tests and examples).',
+      default: 'postgresql://postgres@127.0.0.1:5432/postgres',
+    }),
+  }),
+  cdc: Type.Object({
+    topics: list({
+      env: 'LC_CDC_TOPICS',
+      description: 'Debezium topics (or regex between slashes) the CDC consumer reads.',
+      default: [],
+    }),
+    mappingFile: str({
+      env: 'LC_CDC_MAPPING_FILE',
+      description: 'JSON mapping from table changes to events.',
+      default: 'ingestion/cdc-mapping.example.json',
+    }),
+    schemaRegistryUrl: str({
+      env: 'LC_SCHEMA_REGISTRY_URL',
+      description: 'Schema registry for Avro-encoded Debezium topics (empty: JSON only).',
+      default: '',
+    }),
+  }),
+  http: Type.Object({
+    host: str({ env: 'LC_HTTP_HOST', description: 'Interface the HTTP servers bind.', default: '127.0.0.1' }),
+    ingestPort: int({
+      env: 'LC_INGEST_PORT',
+      description: 'Port of the Segment-compatible ingest API.',
+      default: 8088,
+      minimum: 0,
+      maximum: 65535,
+    }),
+    apiPort: int({
+      env: 'LC_API_PORT',
+      description: 'Port of the admin API, tracking endpoints, dashboards and in-app gateway.',
+      default: 8089,
+      minimum: 0,
+      maximum: 65535,
+    }),
+    publicBaseUrl: url({
+      env: 'LC_PUBLIC_BASE_URL',
+      description: 'Public URL of the API, used in tracking links and unsubscribe URLs.',
+      default: 'http://127.0.0.1:8089',
+    }),
+  }),
+  auth: Type.Object({
+    adminToken: str({
+      env: 'LC_ADMIN_TOKEN',
+      description: 'Bearer token of the admin API.',
+      default: 'dev-admin-token',
+      secret: true,
+    }),
+    writeKeys: list({
+      env: 'LC_WRITE_KEYS',
+      description: 'Ingest write keys as `source:key` pairs; each key names the source of its events.',
+      default: ['demo:dev-write-key'],
+      secret: true,
+    }),
+    signingSecret: str({
+      env: 'LC_SIGNING_SECRET',
+      description: 'HMAC secret for tracking links, unsubscribe links, preference pages and in-app tokens.',
+      default: 'dev-signing-secret-change-me',
+      secret: true,
+      minLength: 16,
+    }),
+    webhookSecret: str({
+      env: 'LC_WEBHOOK_SECRET',
+      description: 'HMAC secret that signs outgoing webhook bodies.',
+      default: 'dev-webhook-secret-change-me',
+      secret: true,
+    }),
+  }),
+  ingest: Type.Object({
+    maxBatchBytes: int({
+      env: 'LC_INGEST_MAX_BATCH_BYTES',
+      description: 'Largest accepted request body (Segment: 500 KB).',
+      default: 512_000,
+      minimum: 1024,
+    }),
+    maxEventBytes: int({
+      env: 'LC_INGEST_MAX_EVENT_BYTES',
+      description: 'Largest accepted single event (Segment: 32 KB).',
+      default: 32_768,
+      minimum: 256,
+    }),
+    rateLimitPerSecond: int({
+      env: 'LC_INGEST_RATE_LIMIT',
+      description: 'Events per second accepted per write key before 429.',
+      default: 20_000,
+      minimum: 1,
+    }),
+  }),
+  engine: Type.Object({
+    rulesDir: str({ env: 'LC_RULES_DIR', description: 'Folder of rule files.', default: 'rules/examples' }),
+    groupId: str({ env: 'LC_ENGINE_GROUP', description: 'Engine consumer group.', default: 'lifecycle-engine' }),
+    timerPollMs: int({
+      env: 'LC_TIMER_POLL_MS',
+      description: 'How often each partition owner looks for due timers.',
+      default: 250,
+      minimum: 10,
+    }),
+  }),
+  delivery: Type.Object({
+    groupId: str({ env: 'LC_DELIVERY_GROUP', description: 'Delivery consumer group.', default: 'lifecycle-delivery' }),
+    templatesDir: str({ env: 'LC_TEMPLATES_DIR', description: 'Folder of message templates.', default: 'templates' }),
+    smtpUrls: list({
+      env: 'LC_SMTP_URLS',
+      description: 'SMTP relays in priority order (failover goes down the list).',
+      default: ['smtp://127.0.0.1:12525'],
+      secret: true,
+    }),
+    emailFrom: str({ env: 'LC_EMAIL_FROM', description: 'From address of emails.', default: 'Lifecycle <hello@example.com>' }),
+    defaultTimezone: str({
+      env: 'LC_DEFAULT_TIMEZONE',
+      description: 'Timezone for users without a `timezone` trait.',
+      default: 'UTC',
+    }),
+    quietHours: str({
+      env: 'LC_QUIET_HOURS',
+      description: 'Quiet hours in the user timezone, `HH:MM-HH:MM` (empty: none).',
+      default: '21:00-08:00',
+    }),
+    capPerDay: int({ env: 'LC_CAP_PER_DAY', description: 'Marketing sends per user per channel per rolling day.', default: 3, minimum: 0 }),
+    capPerWeek: int({ env: 'LC_CAP_PER_WEEK', description: 'Marketing sends per user per channel per rolling week.', default: 10, minimum: 0 }),
+    maxAttempts: int({ env: 'LC_DELIVERY_MAX_ATTEMPTS', description: 'Provider attempts before the DLQ.', default: 6, minimum: 1 }),
+    webhookAllowPrivate: bool({
+      env: 'LC_WEBHOOK_ALLOW_PRIVATE',
+      description: 'Allow webhooks to private/loopback addresses (tests, on-prem).',
+      default: false,
+    }),
+    smsApiUrl: str({ env: 'LC_SMS_API_URL', description: 'Twilio-shaped SMS API base URL (empty: channel off).', default: '' }),
+    pushApiUrl: str({ env: 'LC_PUSH_API_URL', description: 'FCM-shaped push API base URL (empty: channel off).', default: '' }),
+    providerToken: str({ env: 'LC_PROVIDER_TOKEN', description: 'Credential for SMS/push providers.', default: '', secret: true }),
+  }),
+  analytics: Type.Object({
+    groupId: str({ env: 'LC_SINK_GROUP', description: 'Analytics sink consumer group.', default: 'lifecycle-sink' }),
+    payloadTtlDays: int({ env: 'LC_PAYLOAD_TTL_DAYS', description: 'Days message payloads are kept.', default: 30, minimum: 1 }),
+    dashboardsDir: str({ env: 'LC_DASHBOARDS_DIR', description: 'Folder of dashboard specs.', default: 'dashboards' }),
+  }),
+  metrics: Type.Object({
+    port: int({
+      env: 'LC_METRICS_PORT',
+      description: 'Port of the Prometheus /metrics endpoint of worker processes (0: off).',
+      default: 0,
+      minimum: 0,
+      maximum: 65535,
+    }),
+  }),
+});
+
+export type Config = Static<typeof ConfigSchema>;
+
+export interface EnvVariable {
+  env: string;
+  path: string;
+  description: string;
+  secret: boolean;
+  default: unknown;
+  schema: TSchema;
+}
+
+/** Every environment variable the product reads, in schema order. */
+export function envVariables(schema: TSchema = ConfigSchema, path = ''): EnvVariable[] {
+  if (schema[Kind] === 'Object' && !('env' in schema)) {
+    return Object.entries(schema.properties as Record<string, TSchema>).flatMap(([k, s]) =>
+      envVariables(s, path ? `${path}.${k}` : k),
+    );
+  }
+  const opts = schema as TSchema & Partial<EnvOptions>;
+  if (!opts.env) throw new Error(`config schema leaf ${path} has no env name`);
+  return [
+    {
+      env: opts.env,
+      path,
+      description: opts.description ?? '',
+      secret: opts.secret === true,
+      default: schema.default,
+      schema,
+    },
+  ];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function parseValue(v: EnvVariable, raw: string): unknown {
+  const kind = v.schema[Kind];
+  if (kind === 'Array') return raw.trim() === '' ? [] : raw.split(',').map((s) => s.trim());
+  if (kind === 'Integer' || kind === 'Number') return raw.trim() === '' ? NaN : Number(raw);
+  if (kind === 'Boolean') {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    return raw;
+  }
+  return raw;
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const p of parts.slice(0, -1)) node = (node[p] ??= {}) as Record<string, unknown>;
+  node[parts[parts.length - 1]!] = value;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+const DEV_SECRETS = new Set(['dev-admin-token', 'dev-signing-secret-change-me', 'dev-webhook-secret-change-me']);
+
+/**
+ * Reads every variable of the schema from `env`, applies defaults and `overrides`
+ * (dotted paths, for the CLI and tests), validates, and freezes. Throws ConfigError with
+ * one line per problem, each naming the variable.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Record<string, unknown> = {},
+): Readonly<Config> {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const v of envVariables()) {
+    const raw = env[v.env];
+    let value: unknown = raw === undefined ? structuredClone(v.default) : parseValue(v, raw);
+    if (v.path in overrides) value = overrides[v.path];
+    if (!Value.Check(v.schema, value)) {
+      const first = [...Value.Errors(v.schema, value)][0];
+      const shown = v.secret ? '<redacted>' : JSON.stringify(raw ?? value);
+      problems.push(`${v.env}=${shown}: ${first?.message ?? 'invalid'} (${v.description})`);
+      continue;
+    }
+    setPath(out, v.path, value);
+  }
+  if (problems.length === 0 && out.env === 'production') {
+    for (const v of envVariables().filter((x) => x.secret)) {
+      const value = env[v.env];
+      if (value === undefined || DEV_SECRETS.has(value) || (Array.isArray(v.default) && value === (v.default as string[]).join(','))) {
+        if (typeof v.default === 'string' && v.default === '') continue;
+        if (v.env === 'LC_SMTP_URLS') continue;
+        problems.push(`${v.env}: must be set to a real secret when NODE_ENV=production`);
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze(out as Config);
+}
+
+/** Paths of secret values, for the logger's redaction list. */
+export function secretPaths(): string[] {
+  return envVariables()
+    .filter((v) => v.secret)
+    .map((v) => v.path);
+}
