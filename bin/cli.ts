@@ -1,0 +1,19 @@
+// The `lifecycle` command: each room registers its own subcommands.
+import { Command } from 'commander';
+import { register as registerRules } from '../rules/cli.ts';
+import { register as registerEngine } from '../engine/cli.ts';
+import { register as registerIngestion } from '../ingestion/cli.ts';
+import { register as registerDelivery } from '../delivery/cli.ts';
+import { register as registerStack } from './stack-cli.ts';
+
+const program = new Command('lifecycle')
+  .description('Real-time customer lifecycle engine: events in, rules matched, messages sent exactly once.')
+  .showHelpAfterError('(run with --help for usage)');
+
+registerRules(program);
+registerEngine(program);
+registerIngestion(program);
+registerDelivery(program);
+registerStack(program);
+
+await program.parseAsync(process.argv);
