@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { InMemoryBus, sendToDlq, type IncomingMessage } from './bus.ts';
+
+const msg = (key: string, v: string) => ({ key, value: Buffer.from(v) });
+
+describe('InMemoryBus', () => {
+  it('keeps per-key order and redelivers what was not committed', async () => {
+    const bus = new InMemoryBus(3);
+    await bus.ensureTopics([{ topic: 't', partitions: 3 }]);
+    await bus.publisher().publish('t', [msg('u1', '1'), msg('u2', 'a'), msg('u1', '2'), msg('u1', '3')]);
+    const seen: string[] = [];
+    const c = bus.consumer({
+      groupId: 'g',
+      topics: ['t'],
+      eachBatch: async (batch, ctl) => {
+        for (const m of batch.messages) if (m.key === 'u1') seen.push(m.value!.toString());
+        // commit only the first message of each batch: the rest comes again
+        await ctl.commit(String(Number(batch.messages[0]!.offset) + 1));
+      },
+    });
+    await c.start();
+    await new Promise((r) => setTimeout(r, 200));
+    await c.stop();
+    expect(seen.slice(0, 3)).toEqual(['1', '2', '3']);
+    expect(seen.filter((s) => s === '3').length).toBeGreaterThan(1);
+  });
+
+  it('splits partitions between group members and never gives one partition to two', async () => {
+    const bus = new InMemoryBus(4);
+    await bus.ensureTopics([{ topic: 't', partitions: 4 }]);
+    const noop = async () => {};
+    const a = bus.consumer({ groupId: 'g', topics: ['t'], eachBatch: noop });
+    const b = bus.consumer({ groupId: 'g', topics: ['t'], eachBatch: noop });
+    await a.start();
+    expect(a.assignment()).toHaveLength(4);
+    await b.start();
+    expect(a.assignment()).toHaveLength(2);
+    expect(b.assignment()).toHaveLength(2);
+    const owned = [...a.assignment(), ...b.assignment()].map((tp) => tp.partition).sort();
+    expect(owned).toEqual([0, 1, 2, 3]);
+    await a.stop();
+    expect(b.assignment()).toHaveLength(4);
+    await b.stop();
+  });
+
+  it('puts the reason and the source position on DLQ records', async () => {
+    const bus = new InMemoryBus(1);
+    const m: IncomingMessage = { topic: 'src', partition: 0, offset: '7', key: 'u', value: Buffer.from('x'), headers: {}, timestamp: 0 };
+    await sendToDlq(bus.publisher(), 'dlq', m, 'bad json', 'decode');
+    const [d] = bus.messages('dlq');
+    expect(d?.headers).toMatchObject({ 'lc-dlq-reason': 'bad json', 'lc-dlq-source-topic': 'src', 'lc-dlq-source-offset': '7' });
+  });
+});

@@ -1,0 +1,338 @@
+// The message bus seen by the rooms: publish keyed records, consume partition batches in
+// a consumer group with explicit commits and assignment hooks. Kafka (./kafka.ts) is the
+// real implementation; InMemoryBus serves unit tests, `simulate` and the demo with the same
+// semantics: per-key partitioning, per-partition order, committed offsets per group.
+import { createHash } from 'node:crypto';
+import { DlqHeaders } from './contracts.ts';
+
+export interface OutgoingMessage {
+  key: string | null;
+  value: Buffer | null;
+  headers?: Record<string, string>;
+}
+
+export interface IncomingMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  timestamp: number;
+}
+
+export interface Publisher {
+  /** Resolves only when the bus has durably accepted every message (Kafka: acks=all). */
+  publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
+}
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface BatchControl {
+  /** Commit: the next offset to read for this batch's partition is `nextOffset`. */
+  commit(nextOffset: string): Promise<void>;
+  /** False once the consumer is stopping or the partition was revoked: stop work, don't commit. */
+  isActive(): boolean;
+  heartbeat(): Promise<void>;
+}
+
+export interface Batch {
+  topic: string;
+  partition: number;
+  messages: IncomingMessage[];
+}
+
+export interface Subscription {
+  groupId: string;
+  topics: (string | RegExp)[];
+  fromBeginning?: boolean;
+  /** Called before the first batch of newly assigned partitions. */
+  onAssigned?(partitions: TopicPartition[]): Promise<void> | void;
+  /** Called when partitions are taken away (rebalance or stop), after their last batch finished. */
+  onRevoked?(partitions: TopicPartition[]): Promise<void> | void;
+  eachBatch(batch: Batch, control: BatchControl): Promise<void>;
+}
+
+export interface BusConsumer {
+  start(): Promise<void>;
+  /** Graceful: lets the in-flight batch finish, then leaves the group. */
+  stop(): Promise<void>;
+  assignment(): TopicPartition[];
+}
+
+export interface TopicSpec {
+  topic: string;
+  partitions: number;
+  compacted?: boolean;
+  retentionMs?: number;
+}
+
+export interface Bus {
+  publisher(): Publisher;
+  consumer(subscription: Subscription): BusConsumer;
+  ensureTopics(specs: TopicSpec[]): Promise<void>;
+  /** Current end offset per partition, for lag metrics and benchmarks. */
+  endOffsets(topic: string): Promise<Map<number, string>>;
+  close(): Promise<void>;
+}
+
+/** Every internal topic the product uses, with its layout. */
+export function internalTopicSpecs(t: { events: string; sends: string; deliveries: string; dlq: string; campaigns: string }, partitions: number): TopicSpec[] {
+  return [
+    { topic: t.events, partitions },
+    { topic: t.sends, partitions },
+    { topic: t.deliveries, partitions },
+    { topic: t.dlq, partitions: Math.max(1, Math.min(partitions, 3)) },
+    { topic: t.campaigns, partitions: 1, compacted: true },
+  ];
+}
+
+/** Sends a record to the DLQ with the reason and where it came from. */
+export async function sendToDlq(
+  publisher: Publisher,
+  dlqTopic: string,
+  message: IncomingMessage,
+  reason: string,
+  stage: string,
+): Promise<void> {
+  await publisher.publish(dlqTopic, [
+    {
+      key: message.key,
+      value: message.value,
+      headers: {
+        ...message.headers,
+        [DlqHeaders.reason]: reason.slice(0, 1000),
+        [DlqHeaders.stage]: stage,
+        [DlqHeaders.sourceTopic]: message.topic,
+        [DlqHeaders.sourcePartition]: String(message.partition),
+        [DlqHeaders.sourceOffset]: message.offset,
+      },
+    },
+  ]);
+}
+
+/** Partition of a key among n partitions: stable, same for every process. */
+export function partitionFor(key: string | null, n: number, roundRobin = 0): number {
+  if (key === null) return roundRobin % n;
+  return createHash('md5').update(key).digest().readUInt32BE(0) % n;
+}
+
+interface StoredMessage extends IncomingMessage {}
+
+interface MemoryTopic {
+  partitions: StoredMessage[][];
+  compacted: boolean;
+}
+
+interface MemoryGroup {
+  committed: Map<string, number>;
+  members: MemoryConsumer[];
+}
+
+class MemoryConsumer implements BusConsumer {
+  private running = false;
+  private assigned: TopicPartition[] = [];
+  private positions = new Map<string, number>();
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly bus: InMemoryBus,
+    readonly sub: Subscription,
+  ) {}
+
+  assignment(): TopicPartition[] {
+    return [...this.assigned];
+  }
+
+  async start(): Promise<void> {
+    this.running = true;
+    await this.bus.join(this);
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.notify();
+    await this.loop;
+    await this.bus.leave(this);
+  }
+
+  notify(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  async setAssignment(next: TopicPartition[]): Promise<void> {
+    const key = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
+    const nextKeys = new Set(next.map(key));
+    const prevKeys = new Set(this.assigned.map(key));
+    const revoked = this.assigned.filter((tp) => !nextKeys.has(key(tp)));
+    const added = next.filter((tp) => !prevKeys.has(key(tp)));
+    this.assigned = next;
+    for (const tp of revoked) this.positions.delete(key(tp));
+    if (revoked.length) await this.sub.onRevoked?.(revoked);
+    for (const tp of added) this.positions.set(key(tp), this.bus.committedOffset(this.sub, tp));
+    if (added.length) await this.sub.onAssigned?.(added);
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      let worked = false;
+      for (const tp of [...this.assigned]) {
+        if (!this.running) break;
+        const k = `${tp.topic}/${tp.partition}`;
+        const pos = this.positions.get(k);
+        if (pos === undefined) continue;
+        const log = this.bus.log(tp.topic, tp.partition);
+        if (pos >= log.length) continue;
+        const messages = log.slice(pos, pos + 500);
+        worked = true;
+        const stillOwned = () => this.running && this.positions.has(k);
+        await this.sub.eachBatch(
+          { topic: tp.topic, partition: tp.partition, messages },
+          {
+            commit: async (nextOffset) => {
+              if (!stillOwned()) return;
+              this.bus.commit(this.sub.groupId, tp, Number(nextOffset));
+            },
+            isActive: stillOwned,
+            heartbeat: async () => {},
+          },
+        );
+        // Re-read from the committed offset: what the handler did not commit is redelivered,
+        // as with Kafka after a restart.
+        if (this.positions.has(k)) this.positions.set(k, this.bus.committedOffset(this.sub, tp));
+      }
+      if (!worked && this.running) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          setTimeout(resolve, 50).unref();
+        });
+      }
+    }
+  }
+}
+
+/** A single-process bus with Kafka's semantics, for tests, `simulate` and the demo. */
+export class InMemoryBus implements Bus {
+  private readonly topicsByName = new Map<string, MemoryTopic>();
+  private readonly groups = new Map<string, MemoryGroup>();
+  private rr = 0;
+
+  constructor(private readonly defaultPartitions = 4) {}
+
+  publisher(): Publisher {
+    return {
+      publish: async (topic, messages) => {
+        const t = this.topic(topic);
+        for (const m of messages) {
+          const partition = partitionFor(m.key, t.partitions.length, this.rr++);
+          const log = t.partitions[partition]!;
+          log.push({
+            topic,
+            partition,
+            offset: String(log.length),
+            key: m.key,
+            value: m.value,
+            headers: { ...(m.headers ?? {}) },
+            timestamp: Date.now(),
+          });
+        }
+        for (const g of this.groups.values()) for (const c of g.members) c.notify();
+      },
+    };
+  }
+
+  consumer(subscription: Subscription): BusConsumer {
+    return new MemoryConsumer(this, subscription);
+  }
+
+  async ensureTopics(specs: TopicSpec[]): Promise<void> {
+    for (const s of specs) this.topic(s.topic, s.partitions, s.compacted);
+  }
+
+  async endOffsets(topic: string): Promise<Map<number, string>> {
+    const t = this.topic(topic);
+    return new Map(t.partitions.map((p, i) => [i, String(p.length)]));
+  }
+
+  async close(): Promise<void> {
+    for (const g of this.groups.values()) for (const c of [...g.members]) await c.stop();
+  }
+
+  /** All messages of a topic in partition order (tests and the demo's inspectors). */
+  messages(topic: string): IncomingMessage[] {
+    return this.topic(topic).partitions.flat();
+  }
+
+  log(topic: string, partition: number): StoredMessage[] {
+    return this.topic(topic).partitions[partition] ?? [];
+  }
+
+  committedOffset(sub: Subscription, tp: TopicPartition): number {
+    const g = this.group(sub.groupId);
+    const c = g.committed.get(`${tp.topic}/${tp.partition}`);
+    if (c !== undefined) return c;
+    return sub.fromBeginning === false ? this.log(tp.topic, tp.partition).length : 0;
+  }
+
+  commit(groupId: string, tp: TopicPartition, next: number): void {
+    this.group(groupId).committed.set(`${tp.topic}/${tp.partition}`, next);
+  }
+
+  async join(c: MemoryConsumer): Promise<void> {
+    const g = this.group(c.sub.groupId);
+    g.members.push(c);
+    await this.rebalance(g);
+  }
+
+  async leave(c: MemoryConsumer): Promise<void> {
+    const g = this.group(c.sub.groupId);
+    g.members = g.members.filter((m) => m !== c);
+    await c.setAssignment([]);
+    await this.rebalance(g);
+  }
+
+  private async rebalance(g: MemoryGroup): Promise<void> {
+    const members = g.members;
+    if (members.length === 0) return;
+    const first = members[0]!;
+    const all: TopicPartition[] = [];
+    for (const [name, t] of this.topicsByName) {
+      if (!first.sub.topics.some((s) => (typeof s === 'string' ? s === name : s.test(name)))) continue;
+      t.partitions.forEach((_, partition) => all.push({ topic: name, partition }));
+    }
+    const plan = members.map(() => [] as TopicPartition[]);
+    all.forEach((tp, i) => plan[i % members.length]!.push(tp));
+    // Revoke first everywhere, then assign, so no partition ever has two owners.
+    for (const [i, m] of members.entries()) {
+      const keep = m.assignment().filter((tp) => plan[i]!.some((p) => p.topic === tp.topic && p.partition === tp.partition));
+      await m.setAssignment(keep);
+    }
+    for (const [i, m] of members.entries()) await m.setAssignment(plan[i]!);
+  }
+
+  private group(id: string): MemoryGroup {
+    let g = this.groups.get(id);
+    if (!g) {
+      g = { committed: new Map(), members: [] };
+      this.groups.set(id, g);
+    }
+    return g;
+  }
+
+  private topic(name: string, partitions = this.defaultPartitions, compacted = false): MemoryTopic {
+    let t = this.topicsByName.get(name);
+    if (!t) {
+      t = { partitions: Array.from({ length: partitions }, () => []), compacted };
+      this.topicsByName.set(name, t);
+    }
+    return t;
+  }
+}

@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, envVariables, loadConfig } from './config.ts';
+
+describe('loadConfig', () => {
+  it('applies defaults and freezes the result', () => {
+    const c = loadConfig({});
+    expect(c.kafka.brokers).toEqual(['127.0.0.1:19092']);
+    expect(Object.isFrozen(c.kafka)).toBe(true);
+  });
+
+  it('parses lists, numbers and booleans from the environment', () => {
+    const c = loadConfig({ LC_KAFKA_BROKERS: 'a:1, b:2', LC_KAFKA_PARTITIONS: '3', LC_WEBHOOK_ALLOW_PRIVATE: 'true' });
+    expect(c.kafka.brokers).toEqual(['a:1', 'b:2']);
+    expect(c.kafka.partitions).toBe(3);
+    expect(c.delivery.webhookAllowPrivate).toBe(true);
+  });
+
+  it('names every bad variable, one line each, and hides secret values', () => {
+    try {
+      loadConfig({ LC_KAFKA_PARTITIONS: 'many', LC_REDIS_URL: 'localhost', LC_SIGNING_SECRET: 'short' });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const problems = (err as ConfigError).problems;
+      expect(problems).toHaveLength(3);
+      expect(problems[0]).toMatch(/^LC_KAFKA_PARTITIONS="many": /);
+      expect(problems.join('\n')).toContain('LC_REDIS_URL');
+      expect(problems.join('\n')).toContain('LC_SIGNING_SECRET=<redacted>');
+      expect(problems.join('\n')).not.toContain('short');
+    }
+  });
+
+  it('refuses development secrets in production', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/LC_ADMIN_TOKEN: must be set/);
+  });
+
+  it('gives every variable a unique name and a description', () => {
+    const vars = envVariables();
+    expect(new Set(vars.map((v) => v.env)).size).toBe(vars.length);
+    for (const v of vars) expect(v.description.length).toBeGreaterThan(5);
+  });
+});
