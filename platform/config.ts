@@ -239,6 +239,13 @@ export const ConfigSchema = Type.Object({
     smsApiUrl: str({ env: 'LC_SMS_API_URL', description: 'Twilio-shaped SMS API base URL (empty: channel off).', default: '' }),
     pushApiUrl: str({ env: 'LC_PUSH_API_URL', description: 'FCM-shaped push API base URL (empty: channel off).', default: '' }),
     providerToken: str({ env: 'LC_PROVIDER_TOKEN', description: 'Credential for SMS/push providers.', default: '', secret: true }),
+    leaseMs: int({ env: 'LC_DELIVERY_LEASE_MS', description: 'How long a claimed sendId stays with a worker before another may take it over (a killed worker\'s sends resume after this).', default: 30_000, minimum: 500 }),
+    retryBaseMs: int({ env: 'LC_RETRY_BASE_MS', description: 'First retry delay of a retriable provider failure; doubles per attempt, with jitter.', default: 2_000, minimum: 10 }),
+    retryMaxMs: int({ env: 'LC_RETRY_MAX_MS', description: 'Longest retry delay.', default: 600_000, minimum: 10 }),
+    breakerThreshold: int({ env: 'LC_BREAKER_THRESHOLD', description: 'Consecutive failures that open a provider\'s circuit breaker.', default: 5, minimum: 1 }),
+    breakerCooldownMs: int({ env: 'LC_BREAKER_COOLDOWN_MS', description: 'How long an open breaker waits before a trial call.', default: 30_000, minimum: 10 }),
+    delayPollMs: int({ env: 'LC_DELAY_POLL_MS', description: 'How often the durable delay queue (quiet hours, retries) is polled.', default: 500, minimum: 10 }),
+    concurrency: int({ env: 'LC_DELIVERY_CONCURRENCY', description: 'Users processed in parallel per batch by one delivery worker.', default: 16, minimum: 1 }),
   }),
   analytics: Type.Object({
     groupId: str({ env: 'LC_SINK_GROUP', description: 'Analytics sink consumer group.', default: 'lifecycle-sink' }),
