@@ -1,0 +1,46 @@
+// Write keys: configured as `source:key`, kept only as SHA-256 digests, each naming the
+// source its events come from. Accepted the three ways Segment clients send them.
+import { createHash } from 'node:crypto';
+
+export interface WriteKeyStore {
+  /** Source name of a presented key, or undefined when the key is unknown. */
+  sourceOf(key: string): string | undefined;
+  readonly size: number;
+}
+
+const digest = (key: string) => createHash('sha256').update(key).digest('base64');
+
+export function parseWriteKeys(entries: readonly string[]): WriteKeyStore {
+  const byDigest = new Map<string, string>();
+  for (const entry of entries) {
+    const i = entry.indexOf(':');
+    const source = entry.slice(0, i).trim();
+    const key = entry.slice(i + 1).trim();
+    if (i <= 0 || key === '') throw new Error(`write key entry for source "${i > 0 ? source : '?'}" must look like source:key`);
+    if (!/^[A-Za-z0-9_.-]+$/.test(source)) throw new Error(`write key source name "${source}" may use letters, digits, "_", "-" and "." only`);
+    byDigest.set(digest(key), source);
+  }
+  return { sourceOf: (key) => byDigest.get(digest(key)), size: byDigest.size };
+}
+
+/**
+ * The key from `Authorization: Basic base64(key:)` (Segment's documented scheme),
+ * `Authorization: Bearer key`, or the body's `writeKey` (what analytics-node sends).
+ */
+export function presentedKey(authorization: string | undefined, body: unknown): string | undefined {
+  if (authorization) {
+    const [scheme, value = ''] = authorization.split(' ', 2);
+    if (scheme?.toLowerCase() === 'basic') {
+      const decoded = Buffer.from(value, 'base64').toString('utf8');
+      const user = decoded.includes(':') ? decoded.slice(0, decoded.indexOf(':')) : decoded;
+      if (user) return user;
+    } else if (scheme?.toLowerCase() === 'bearer' && value.trim()) {
+      return value.trim();
+    }
+  }
+  if (body && typeof body === 'object' && 'writeKey' in body) {
+    const k = (body as { writeKey?: unknown }).writeKey;
+    if (typeof k === 'string' && k) return k;
+  }
+  return undefined;
+}

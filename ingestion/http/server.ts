@@ -1,0 +1,343 @@
+// The Segment-compatible ingest API: `/v1/{track,identify,page,screen,group,alias,batch}`
+// authenticated by write key, validated by JSON Schema, normalised, and acknowledged only
+// after Kafka stored the events. Any Segment SDK works by changing its host and write key.
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import { Type } from '@sinclair/typebox';
+import type { Logger } from 'pino';
+import type { Bus, OutgoingMessage } from '../../platform/bus.ts';
+import type { Config } from '../../platform/config.ts';
+import { topics, type NormalisedEvent } from '../../platform/contracts.ts';
+import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
+import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
+import { Counter, Gauge, Histogram, type Registry } from '../../platform/metrics.ts';
+import { parseWriteKeys, presentedKey } from './auth.ts';
+import { createRateLimiter } from './rate-limit.ts';
+import { createEventWriter, type EventWriterOptions } from './event-writer.ts';
+import {
+  BatchSchema,
+  MESSAGE_SCHEMAS,
+  MESSAGE_TYPES,
+  isRejection,
+  normalise,
+  type MessageType,
+  type Rejection,
+  type SegmentMessage,
+} from './segment.ts';
+
+export interface IngestServerConfig {
+  ingest: Pick<Config['ingest'], 'maxBatchBytes' | 'maxEventBytes' | 'rateLimitPerSecond'>;
+  auth: Pick<Config['auth'], 'writeKeys'>;
+  kafka: Pick<Config['kafka'], 'topicPrefix'>;
+  /** Kafka acknowledgement timeout and memory bounds (defaults suit production). */
+  writer?: Partial<EventWriterOptions>;
+}
+
+export interface IngestDeps {
+  bus: Pick<Bus, 'publisher'>;
+  logger: Logger;
+  metrics: Registry;
+  clock?: () => number;
+}
+
+interface RejectedItem extends Rejection {
+  index: number;
+  messageId?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    ingestSource: string;
+  }
+}
+
+const Rejected = Type.Object({
+  index: Type.Integer(),
+  messageId: Type.Optional(Type.String()),
+  code: Type.String(),
+  field: Type.String(),
+  message: Type.String(),
+});
+const ErrorBody = Type.Object({
+  success: Type.Literal(false),
+  code: Type.String(),
+  message: Type.String(),
+  field: Type.Optional(Type.String()),
+  rejected: Type.Optional(Type.Array(Rejected)),
+});
+const Accepted = Type.Object({
+  success: Type.Literal(true),
+  accepted: Type.Integer({ description: 'Messages stored in Kafka.' }),
+  rejected: Type.Array(Rejected, { description: 'Messages refused, by index in the batch, with the field at fault.' }),
+});
+const errorResponses = {
+  400: { ...ErrorBody, description: 'Invalid message; `field` names the field at fault.' },
+  401: { ...ErrorBody, description: 'No write key presented.' },
+  403: { ...ErrorBody, description: 'Unknown write key.' },
+  413: { ...ErrorBody, description: 'Request or event larger than the configured limit.' },
+  429: { ...ErrorBody, description: 'Per-write-key event rate exceeded; see Retry-After.' },
+  503: { ...ErrorBody, description: 'Kafka did not acknowledge in time; nothing was stored, retry later (see Retry-After).' },
+};
+
+function fail(reply: FastifyReply, status: number, code: string, message: string, field?: string) {
+  return reply.code(status).send(field ? { success: false, code, message, field } : { success: false, code, message });
+}
+
+/** First Ajv error as (field, message), with the field as a dotted path into the message. */
+function describeValidation(errors: { instancePath: string; message?: string; keyword: string; params: Record<string, unknown> }[], prefix = ''): { field: string; message: string } {
+  const e = errors[0];
+  if (!e) return { field: prefix || 'body', message: 'invalid' };
+  const path = e.instancePath
+    .split('/')
+    .filter(Boolean)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join('');
+  let field = `${prefix}${path}`.replace(/^\./, '');
+  let message = e.message ?? 'is invalid';
+  if (e.keyword === 'required') {
+    field = `${field ? `${field}.` : ''}${String(e.params.missingProperty)}`;
+    message = 'is required';
+  }
+  if (!field) field = 'body';
+  return { field, message: `${field} ${message}` };
+}
+
+export async function createIngestServer(config: IngestServerConfig, deps: IngestDeps): Promise<FastifyInstance> {
+  const clock = deps.clock ?? Date.now;
+  const log = deps.logger.child({ component: 'ingest-http' });
+  const keys = parseWriteKeys(config.auth.writeKeys);
+  const limiter = createRateLimiter(config.ingest.rateLimitPerSecond, clock);
+  const eventsTopic = topics(config.kafka.topicPrefix).events;
+
+  const m = deps.metrics;
+  const eventsTotal = new Counter({ name: 'ingest_events_total', help: 'Events stored in Kafka, by source and call type.', labelNames: ['source', 'call'], registers: [m] });
+  const rejectedTotal = new Counter({ name: 'ingest_rejected_total', help: 'Messages or requests refused, by reason code.', labelNames: ['code'], registers: [m] });
+  const produceSeconds = new Histogram({
+    name: 'ingest_produce_seconds',
+    help: 'Time Kafka took to acknowledge one coalesced produce.',
+    labelNames: ['outcome'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3],
+    registers: [m],
+  });
+  const produceSize = new Histogram({ name: 'ingest_produce_messages', help: 'Messages per coalesced produce.', buckets: [1, 10, 50, 100, 500, 1000, 5000], registers: [m] });
+  const inFlightGauge = new Gauge({ name: 'ingest_inflight_events', help: 'Events accepted and waiting for Kafka.', registers: [m] });
+
+  const writer = createEventWriter(deps.bus.publisher(), eventsTopic, config.writer, {
+    onFlush: (n, s, ok) => {
+      produceSeconds.observe({ outcome: ok ? 'ok' : 'error' }, s);
+      produceSize.observe(n);
+    },
+    onInFlight: (n) => inFlightGauge.set(n),
+  });
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: config.ingest.maxBatchBytes,
+    return503OnClosing: true,
+  });
+  app.decorateRequest('ingestSource', '');
+
+  // Browsers' sendBeacon posts JSON as text/plain.
+  app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, JSON.parse(body as string));
+    } catch {
+      done(Object.assign(new Error('body is not valid JSON'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' }), undefined);
+    }
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Lifecycle ingest API',
+        description: 'Segment-compatible HTTP tracking API. Point any Segment SDK at this host with a write key configured in LC_WRITE_KEYS.',
+        version: '1',
+      },
+      components: {
+        securitySchemes: {
+          writeKeyBasic: { type: 'http', scheme: 'basic', description: 'Write key as the user name, empty password (Segment).' },
+          writeKeyBearer: { type: 'http', scheme: 'bearer', description: 'Write key as a bearer token.' },
+        },
+      },
+      security: [{ writeKeyBasic: [] }, { writeKeyBearer: [] }],
+    },
+  });
+
+  app.setErrorHandler((err: FastifyError & { validation?: unknown }, req, reply) => {
+    if (err instanceof LifecycleError) {
+      rejectedTotal.inc({ code: err.code });
+      if (err.status === 503 || err.status === 429) {
+        const seconds = Number(err.details?.retryAfterSeconds ?? 1);
+        void reply.header('Retry-After', String(seconds));
+      }
+      if (err.status >= 500 && err.status !== 503) req.log.error({ err }, 'ingest request failed');
+      return fail(reply, err.status, err.code, err.message, typeof err.details?.field === 'string' ? err.details.field : undefined);
+    }
+    if (err.validation) {
+      rejectedTotal.inc({ code: ErrorCodes.BadRequest });
+      const { field, message } = describeValidation(err.validation as Parameters<typeof describeValidation>[0]);
+      return fail(reply, 400, ErrorCodes.BadRequest, message, field);
+    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      rejectedTotal.inc({ code: ErrorCodes.PayloadTooLarge });
+      const limit = req.routeOptions.bodyLimit ?? config.ingest.maxBatchBytes;
+      return fail(reply, 413, ErrorCodes.PayloadTooLarge, `request body is larger than ${limit} bytes`);
+    }
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return fail(reply, 415, ErrorCodes.BadRequest, 'send the body as application/json');
+    }
+    if (err.statusCode && err.statusCode < 500) {
+      rejectedTotal.inc({ code: ErrorCodes.BadRequest });
+      return fail(reply, err.statusCode, ErrorCodes.BadRequest, err.code?.startsWith('FST_ERR_CTP') ? 'body is not valid JSON' : err.message);
+    }
+    req.log.error({ err }, 'ingest request failed');
+    return fail(reply, 500, ErrorCodes.Internal, 'internal error');
+  });
+
+  // Authentication runs after the body is parsed (the key may be in it) and before
+  // validation, so an unauthenticated caller learns nothing about the schema.
+  const authenticate = async (req: FastifyRequest) => {
+    const key = presentedKey(req.headers.authorization, req.body);
+    if (!key) {
+      throw new LifecycleError(ErrorCodes.Unauthorized, 'write key required: HTTP Basic with the write key as user name, a Bearer token, or "writeKey" in the body', { status: 401 });
+    }
+    const source = keys.sourceOf(key);
+    if (!source) throw new LifecycleError(ErrorCodes.Forbidden, 'unknown write key', { status: 403 });
+    req.ingestSource = source;
+  };
+
+  const admit = (source: string, events: number) => {
+    const d = limiter.take(source, events);
+    if (!d.ok) {
+      throw new LifecycleError(ErrorCodes.RateLimited, `rate limit of ${config.ingest.rateLimitPerSecond} events/s for this write key exceeded`, {
+        status: 429,
+        details: { retryAfterSeconds: Math.ceil(d.retryAfterMs / 1000), retryAfterMs: d.retryAfterMs },
+      });
+    }
+    return d;
+  };
+
+  const toMessage = (e: NormalisedEvent): OutgoingMessage => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) });
+
+  const store = async (source: string, calls: MessageType[], events: NormalisedEvent[]) => {
+    await writer.write(events.map(toMessage));
+    for (const c of calls) eventsTotal.inc({ source, call: c });
+  };
+
+  const rateLimitHeaders = (reply: FastifyReply, err: unknown) => {
+    if (err instanceof LifecycleError && err.status === 429) {
+      void reply.header('X-RateLimit-Reset', String(clock() + Number(err.details?.retryAfterMs ?? 1000)));
+    }
+  };
+
+  for (const type of MESSAGE_TYPES) {
+    app.post(
+      `/v1/${type}`,
+      {
+        bodyLimit: config.ingest.maxEventBytes,
+        preValidation: authenticate,
+        schema: {
+          summary: `Segment ${type} call`,
+          tags: ['segment'],
+          body: MESSAGE_SCHEMAS[type],
+          response: { 200: Accepted, ...errorResponses },
+        },
+      },
+      async (req, reply) => {
+        const source = req.ingestSource;
+        const receivedAt = clock();
+        const event = normalise(type, req.body as SegmentMessage, { source, receivedAt });
+        if (isRejection(event)) {
+          rejectedTotal.inc({ code: event.code });
+          return fail(reply, 400, event.code, event.message, event.field);
+        }
+        try {
+          admit(source, 1);
+        } catch (err) {
+          rateLimitHeaders(reply, err);
+          throw err;
+        }
+        await store(source, [type], [event]);
+        return { success: true, accepted: 1, rejected: [] };
+      },
+    );
+  }
+
+  app.post(
+    '/v1/batch',
+    {
+      preValidation: authenticate,
+      schema: {
+        summary: 'Segment batch: many calls of any type in one request',
+        description: 'Each message is validated on its own: valid messages are stored, invalid ones are listed in `rejected` (status 202). When no message is valid the answer is 400.',
+        tags: ['segment'],
+        body: BatchSchema,
+        response: { 200: Accepted, 202: Accepted, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const source = req.ingestSource;
+      const receivedAt = clock();
+      const body = req.body as { batch: Record<string, unknown>[]; sentAt?: string; context?: Record<string, unknown> };
+      const rejected: RejectedItem[] = [];
+      const events: NormalisedEvent[] = [];
+      const calls: MessageType[] = [];
+      body.batch.forEach((item, index) => {
+        const messageId = typeof item.messageId === 'string' ? item.messageId : undefined;
+        const reject = (r: Rejection) => {
+          rejected.push(messageId ? { index, messageId, ...r } : { index, ...r });
+          rejectedTotal.inc({ code: r.code });
+        };
+        const size = Buffer.byteLength(JSON.stringify(item));
+        if (size > config.ingest.maxEventBytes) {
+          return reject({ code: ErrorCodes.PayloadTooLarge, field: `batch[${index}]`, message: `message is ${size} bytes, larger than the ${config.ingest.maxEventBytes} bytes limit` });
+        }
+        const type = item.type;
+        if (typeof type !== 'string' || !(MESSAGE_TYPES as readonly string[]).includes(type)) {
+          return reject({ code: ErrorCodes.BadRequest, field: `batch[${index}].type`, message: `batch[${index}].type must be one of ${MESSAGE_TYPES.join(', ')}` });
+        }
+        const validate = req.compileValidationSchema(MESSAGE_SCHEMAS[type as MessageType]);
+        if (!validate(item)) {
+          const { field, message } = describeValidation((validate.errors ?? []) as Parameters<typeof describeValidation>[0], `batch[${index}]`);
+          return reject({ code: ErrorCodes.BadRequest, field, message });
+        }
+        const event = normalise(type as MessageType, item as SegmentMessage, { source, receivedAt, batchSentAt: body.sentAt, batchContext: body.context });
+        if (isRejection(event)) return reject({ ...event, field: `batch[${index}].${event.field}`, message: `batch[${index}].${event.message}` });
+        events.push(event);
+        calls.push(type as MessageType);
+      });
+      if (events.length === 0 && rejected.length > 0) {
+        return reply.code(400).send({
+          success: false,
+          code: ErrorCodes.BadRequest,
+          message: `no valid message in the batch; first problem: ${rejected[0]!.message}`,
+          field: rejected[0]!.field,
+          rejected,
+        });
+      }
+      try {
+        admit(source, events.length);
+      } catch (err) {
+        rateLimitHeaders(reply, err);
+        throw err;
+      }
+      await store(source, calls, events);
+      return reply.code(rejected.length > 0 ? 202 : 200).send({ success: true, accepted: events.length, rejected });
+    },
+  );
+
+  app.get('/health', { schema: { hide: true } }, async (_req, reply) => {
+    const ok = writer.healthy();
+    return reply.code(ok ? 200 : 503).send({ ok, kafka: { inFlightEvents: writer.inFlight(), lastError: writer.lastError() } });
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    return reply.header('content-type', m.contentType).send(await m.metrics());
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.addHook('onClose', async () => {
+    await writer.drain();
+  });
+  return app;
+}
