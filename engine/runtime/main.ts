@@ -1,0 +1,138 @@
+// The distributed engine process: Kafka in and out, state and timers in Redis, rules
+// hot-reloaded from the rules folder. `runEngine` is what `lifecycle run engine` calls;
+// run this file directly (`node --import tsx/esm engine/runtime/main.ts`) for a bare
+// engine process configured from the environment.
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { pathToFileURL } from 'node:url';
+import type { Logger } from 'pino';
+import type { Config } from '../../platform/config.ts';
+import { loadConfig } from '../../platform/config.ts';
+import { createLogger } from '../../platform/logger.ts';
+import { KafkaBus } from '../../platform/kafka.ts';
+import { createRedis } from '../../platform/redis.ts';
+import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
+import { onShutdown } from '../../platform/shutdown.ts';
+import { LifecycleError } from '../../platform/errors.ts';
+import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../../rules/index.ts';
+import { createEngineService, type EngineService } from './engine-service.ts';
+import { createRedisStateStore } from './redis-state.ts';
+import { createRedisTimerStore } from './timers.ts';
+import { wireCore } from './wiring.ts';
+import { topics } from '../../platform/contracts.ts';
+
+export interface RunningEngine {
+  service: EngineService;
+  registry: Registry;
+  /** Graceful: finish the in-flight batch, commit, stop timers and the rule watcher, close clients. */
+  stop(): Promise<void>;
+}
+
+export async function runEngine(config: Readonly<Config>, logger: Logger, opts: { registry?: Registry } = {}): Promise<RunningEngine> {
+  const log = logger.child({ component: 'engine' });
+  // Template names are checked when the templates folder is deployed beside the engine.
+  const ruleOpts = existsSync(config.delivery.templatesDir) ? { templatesDir: config.delivery.templatesDir } : {};
+  const loaded = await loadRuleSet(config.engine.rulesDir, ruleOpts);
+  if (!loaded.ok) {
+    throw new LifecycleError('LC_ERR_RULES_INVALID', `rule set in ${config.engine.rulesDir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
+  }
+  // One assignment swaps the whole set; the core reads it once per event.
+  let current: RuleSet = loaded.ruleSet;
+  const registry = opts.registry ?? createMetricsRegistry();
+  const bus = KafkaBus.fromConfig(config, logger);
+  const redis = createRedis(config.redis, logger);
+  const eventsTopic = topics(config.kafka.topicPrefix).events;
+  const wiring = wireCore(() => current);
+  const service = createEngineService(
+    {
+      topicPrefix: config.kafka.topicPrefix,
+      groupId: config.engine.groupId,
+      timerPollMs: config.engine.timerPollMs,
+      partitions: config.kafka.partitions,
+    },
+    {
+      bus,
+      state: createRedisStateStore(redis, { eventsTopic }),
+      timers: createRedisTimerStore(redis, { eventsTopic }),
+      core: wiring.core,
+      codec: wiring.codec,
+      evaluatedRules: wiring.evaluatedRules,
+      logger,
+      registry,
+      ruleSetVersion: current.version,
+    },
+  );
+  const watcher = watchRuleSet(
+    config.engine.rulesDir,
+    { ...ruleOpts, currentVersion: current.version, logger: log },
+    {
+      onSwap(ruleSet) {
+        current = ruleSet;
+        service.setRuleSetVersion(ruleSet.version);
+      },
+      onReject(errors) {
+        for (const e of errors.slice(0, 20)) log.error({ file: e.file, path: e.path, ruleSetVersion: current.version }, `rule file rejected: ${e.message}`);
+      },
+    },
+  );
+  try {
+    await service.start();
+  } catch (err) {
+    await watcher.close();
+    await bus.close();
+    redis.redis.disconnect();
+    throw err;
+  }
+  return {
+    service,
+    registry,
+    async stop() {
+      await service.stop();
+      await watcher.close();
+      await bus.close();
+      await redis.redis.quit();
+    },
+  };
+}
+
+function serveMetrics(port: number, host: string, registry: Registry, service: EngineService): Server {
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(body);
+        },
+        () => {
+          res.writeHead(500);
+          res.end();
+        },
+      );
+    } else if (req.url === '/health') {
+      const h = service.health();
+      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(h));
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  server.listen(port, host);
+  return server;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.log.level, name: 'engine' });
+  try {
+    const engine = await runEngine(config, logger);
+    const server = config.metrics.port > 0 ? serveMetrics(config.metrics.port, config.http.host, engine.registry, engine.service) : null;
+    onShutdown(logger, async () => {
+      server?.close();
+      await engine.stop();
+    });
+  } catch (err) {
+    logger.fatal({ err }, 'engine failed to start');
+    process.exit(1);
+  }
+}

@@ -1,0 +1,99 @@
+// The Redis state and timer stores against a real Redis: single-writer fencing per
+// partition, the replay fence, erasure, and timers that survive a change of owner.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../../platform/config.ts';
+import { createKeySpace } from '../../platform/keys.ts';
+import { createRedisStateStore } from './redis-state.ts';
+import { createRedisTimerStore } from './timers.ts';
+import type { Timer } from './stores.ts';
+
+const config = loadConfig();
+let redis: Redis;
+const prefix = `t-${randomUUID().slice(0, 8)}:`;
+const keys = createKeySpace(prefix);
+const opts = { eventsTopic: 'lc-test.events' };
+
+const timer = (id: string, userId: string, dueAt: number): Timer => ({
+  id,
+  userId,
+  ruleId: 'r1',
+  dueAt,
+  trigger: { id: `e-${id}`, userId, type: 'user_registered', ts: dueAt - 1000, receivedAt: dueAt - 1000, source: 'test', properties: {} },
+});
+
+beforeAll(() => {
+  redis = new Redis(config.redis.url, { maxRetriesPerRequest: 2 });
+});
+afterAll(async () => {
+  const found = await redis.keys(`${prefix}*`);
+  if (found.length) await redis.del(...found);
+  redis.disconnect();
+});
+
+describe('redis state store', () => {
+  it('refuses a write from a stale owner of the partition', async () => {
+    const store = createRedisStateStore({ redis, keys }, opts);
+    const timers = createRedisTimerStore({ redis, keys }, opts);
+    const oldOwner = await store.acquire(3);
+    expect((await store.write(3, oldOwner, [{ userId: 'u1', state: '{"v":1}', offset: '10', timerIds: [] }])).refused).toEqual([]);
+
+    const newOwner = await store.acquire(3);
+    expect(newOwner).toBeGreaterThan(oldOwner);
+    expect(await store.currentEpoch(3)).toBe(newOwner);
+    expect((await store.write(3, newOwner, [{ userId: 'u1', state: '{"v":2}', offset: '11', timerIds: [] }])).refused).toEqual([]);
+
+    // The old owner wakes up: its user write and its timer schedule (the partition fence) are refused.
+    const stale = await store.write(3, oldOwner, [{ userId: 'u1', state: '{"v":"stale"}', offset: '12', timerIds: [] }]);
+    expect(stale.refused).toEqual(['u1']);
+    expect(await timers.schedule(3, oldOwner, [timer('t1', 'u1', Date.now())])).toBe(false);
+    expect(await timers.schedule(3, oldOwner, [])).toBe(false);
+    expect(await timers.remove(3, oldOwner, [{ userId: 'u1', timerId: 't1' }])).toBe(false);
+    expect(await timers.pending(3)).toBe(0);
+
+    const loaded = await store.load(['u1', 'nobody']);
+    expect(loaded.get('u1')).toEqual({ state: '{"v":2}', partition: 3, offset: '11' });
+    expect(loaded.has('nobody')).toBe(false);
+  });
+
+  it('erases a user but keeps the replay fence, and hands back the user\'s timers', async () => {
+    const store = createRedisStateStore({ redis, keys }, opts);
+    const timers = createRedisTimerStore({ redis, keys }, opts);
+    const epoch = await store.acquire(5);
+    const now = Date.now();
+    expect(await timers.schedule(5, epoch, [timer('ta', 'u2', now + 60_000), timer('tb', 'u2', now + 120_000)])).toBe(true);
+    await store.write(5, epoch, [{ userId: 'u2', state: '{"v":1,"u":{"email":"x@example.com"}}', offset: '4', timerIds: ['ta', 'tb'] }]);
+
+    const res = await store.write(5, epoch, [{ userId: 'u2', state: null, offset: '9', timerIds: [] }]);
+    expect(res.erasedTimers.map((t) => t.timerId).sort()).toEqual(['ta', 'tb']);
+    expect(await timers.remove(5, epoch, res.erasedTimers)).toBe(true);
+    expect(await timers.pending(5)).toBe(0);
+
+    expect((await store.load(['u2'])).get('u2')).toEqual({ state: null, partition: 5, offset: '9' });
+    const raw = await redis.hgetall(`${prefix}{u2}:state`);
+    expect(raw.s).toBeUndefined();
+    expect(JSON.stringify(raw)).not.toContain('example.com');
+    expect(await redis.pttl(`${prefix}{u2}:state`)).toBeGreaterThan(0);
+    expect(await redis.exists(`${prefix}{u2}:timers`)).toBe(0);
+  });
+
+  it('returns due timers in due order to whoever owns the partition now', async () => {
+    const store = createRedisStateStore({ redis, keys }, opts);
+    const timers = createRedisTimerStore({ redis, keys }, opts);
+    const first = await store.acquire(7);
+    const now = Date.now();
+    await timers.schedule(7, first, [timer('late', 'u3', now + 3_600_000), timer('b', 'u3', now - 10), timer('a', 'u4', now - 20)]);
+    // Scheduling again (a replayed batch) changes nothing.
+    await timers.schedule(7, first, [timer('b', 'u3', now - 10)]);
+    expect(await timers.pending(7)).toBe(3);
+
+    const second = await store.acquire(7);
+    const due = await timers.due(7, now, 10);
+    expect(due.map((t) => t.id)).toEqual(['a', 'b']);
+    expect(due[0]!.trigger.type).toBe('user_registered');
+    expect(await timers.remove(7, first, due.map((t) => ({ userId: t.userId, timerId: t.id })))).toBe(false);
+    expect(await timers.remove(7, second, due.map((t) => ({ userId: t.userId, timerId: t.id })))).toBe(true);
+    expect(await timers.pending(7)).toBe(1);
+  });
+});

@@ -1,0 +1,123 @@
+// User state in Redis, fenced per partition owner. Layout (see engine/README.md, "Runtime"):
+//   {p<N>} epoch key      INCR on every assignment: the partition owner's epoch
+//   {userId}:state hash   s = serialised core state, p/e = partition and epoch it was
+//                         written under, o = offset of the last applied event
+//   {userId}:timers set   ids of the user's pending timers (so an erase can remove them)
+// Each script touches keys of one slot only (Redis Cluster rule): the user's write checks
+// the epoch stored in the user's own record; the partition epoch key is checked by the
+// timer script on the {p<N>} slot, which runs just before the state writes of a batch.
+import type { Redis } from 'ioredis';
+import type { KeySpace } from '../../platform/keys.ts';
+import { LifecycleError } from '../../platform/errors.ts';
+import { TOMBSTONE_TTL_MS, type StateStore, type StoredUser, type UserWrite, type WriteResult } from './stores.ts';
+
+/** Keys of one partition of the events topic. */
+export function partitionKeys(keys: KeySpace, eventsTopic: string, partition: number) {
+  return {
+    epoch: keys.partition(eventsTopic, partition, 'epoch'),
+    timers: keys.partition(eventsTopic, partition, 'timers'),
+    timerPayloads: keys.partition(eventsTopic, partition, 'timer-payloads'),
+  };
+}
+
+export function userKeys(keys: KeySpace, userId: string) {
+  return { state: keys.user(userId, 'state'), timers: keys.user(userId, 'timers') };
+}
+
+// KEYS: state hash, timer index. ARGV: partition, epoch, offset, mode (put|erase), state,
+// tombstone ttl ms, timer ids scheduled in this batch...
+// Returns {0} when refused, {1} on put, {1, timerIds...} on erase.
+const WRITE_USER = `
+local p = redis.call('HGET', KEYS[1], 'p')
+local e = redis.call('HGET', KEYS[1], 'e')
+if p == ARGV[1] and e and tonumber(e) > tonumber(ARGV[2]) then return {0} end
+if ARGV[4] == 'erase' then
+  local out = {1}
+  for _, t in ipairs(redis.call('SMEMBERS', KEYS[2])) do out[#out + 1] = t end
+  for i = 7, #ARGV do out[#out + 1] = ARGV[i] end
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[1], 'p', ARGV[1], 'e', ARGV[2], 'o', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  return out
+end
+redis.call('HSET', KEYS[1], 's', ARGV[5], 'p', ARGV[1], 'e', ARGV[2], 'o', ARGV[3])
+redis.call('PERSIST', KEYS[1])
+if #ARGV >= 7 then redis.call('SADD', KEYS[2], unpack(ARGV, 7)) end
+return {1}
+`;
+
+interface ScriptPipeline {
+  lcWriteUser(...args: (string | number)[]): ScriptPipeline;
+}
+
+function check<T>(entry: [Error | null, unknown] | undefined): T {
+  if (!entry) throw new LifecycleError('LC_ERR_REDIS', 'missing pipeline reply', { retriable: true });
+  if (entry[0]) throw new LifecycleError('LC_ERR_REDIS', `redis: ${entry[0].message}`, { retriable: true, cause: entry[0] });
+  return entry[1] as T;
+}
+
+export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, opts: { eventsTopic: string }): StateStore {
+  const { redis, keys } = deps;
+  if (!('lcWriteUser' in redis)) redis.defineCommand('lcWriteUser', { numberOfKeys: 2, lua: WRITE_USER });
+
+  return {
+    async acquire(partition) {
+      return await redis.incr(partitionKeys(keys, opts.eventsTopic, partition).epoch);
+    },
+
+    async currentEpoch(partition) {
+      const v = await redis.get(partitionKeys(keys, opts.eventsTopic, partition).epoch);
+      return v === null ? null : Number(v);
+    },
+
+    async load(userIds) {
+      const out = new Map<string, StoredUser>();
+      if (userIds.length === 0) return out;
+      const pipe = redis.pipeline();
+      for (const id of userIds) pipe.hmget(userKeys(keys, id).state, 's', 'p', 'o');
+      const replies = (await pipe.exec()) ?? [];
+      userIds.forEach((id, i) => {
+        const [s, p, o] = check<(string | null)[]>(replies[i]);
+        if (p === null || p === undefined) return;
+        out.set(id, {
+          state: s ?? null,
+          partition: Number(p),
+          offset: o ?? null,
+        });
+      });
+      return out;
+    },
+
+    async write(partition, epoch, writes: UserWrite[]): Promise<WriteResult> {
+      const result: WriteResult = { refused: [], erasedTimers: [] };
+      if (writes.length === 0) return result;
+      const pipe = redis.pipeline();
+      for (const w of writes) {
+        const k = userKeys(keys, w.userId);
+        (pipe as unknown as ScriptPipeline).lcWriteUser(
+          k.state,
+          k.timers,
+          String(partition),
+          String(epoch),
+          w.offset,
+          w.state === null ? 'erase' : 'put',
+          w.state ?? '',
+          String(TOMBSTONE_TTL_MS),
+          ...w.timerIds,
+        );
+      }
+      const replies = (await pipe.exec()) ?? [];
+      writes.forEach((w, i) => {
+        const reply = check<(number | string)[]>(replies[i]);
+        if (reply[0] === 0) {
+          result.refused.push(w.userId);
+          return;
+        }
+        if (w.state === null) {
+          for (const timerId of new Set(reply.slice(1).map(String))) result.erasedTimers.push({ userId: w.userId, timerId });
+        }
+      });
+      return result;
+    },
+  };
+}

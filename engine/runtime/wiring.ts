@@ -1,0 +1,54 @@
+// The engine core plugged into the runtime's ports, and the embedded (in-memory) engine:
+// the same service on InMemoryBus with in-memory state and timers, for the demo.
+import type { Logger } from 'pino';
+import type { InMemoryBus } from '../../platform/bus.ts';
+import type { NormalisedEvent } from '../../platform/contracts.ts';
+import type { Registry } from '../../platform/metrics.ts';
+import type { RuleSet } from '../../rules/types.ts';
+import { createEngineCore, TIMER_EVENT } from '../core/engine-core.ts';
+import { deserializeState, serializeState, type UserState } from '../core/state.ts';
+import { createEngineService, type EngineCorePort, type EngineService, type EngineServiceConfig, type StateCodecPort } from './engine-service.ts';
+import { MemoryStores } from './stores.ts';
+
+export interface CoreWiring {
+  core: EngineCorePort<UserState>;
+  codec: StateCodecPort<UserState>;
+  evaluatedRules(event: NormalisedEvent): readonly string[];
+}
+
+export function wireCore(ruleSet: () => RuleSet): CoreWiring {
+  const core = createEngineCore({ ruleSet });
+  return {
+    core,
+    codec: { serialize: serializeState, deserialize: deserializeState },
+    evaluatedRules(event) {
+      if (event.type === TIMER_EVENT) {
+        const id = event.properties.ruleId;
+        return typeof id === 'string' ? [id] : [];
+      }
+      return (ruleSet().byEvent.get(event.type) ?? []).map((r) => r.def.id);
+    },
+  };
+}
+
+/** The engine on the in-memory bus with in-memory state: one process, no services (demo, tests). */
+export function createMemoryEngine(
+  config: EngineServiceConfig,
+  deps: { bus: InMemoryBus; ruleSet: () => RuleSet; logger: Logger; registry: Registry; clock?: () => number },
+): { service: EngineService; stores: MemoryStores } {
+  const stores = new MemoryStores(deps.clock);
+  const wiring = wireCore(deps.ruleSet);
+  const service = createEngineService(config, {
+    bus: deps.bus,
+    state: stores,
+    timers: stores,
+    core: wiring.core,
+    codec: wiring.codec,
+    evaluatedRules: wiring.evaluatedRules,
+    logger: deps.logger,
+    registry: deps.registry,
+    ruleSetVersion: deps.ruleSet().version,
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  });
+  return { service, stores };
+}
