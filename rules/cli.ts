@@ -1,4 +1,38 @@
 // CLI subcommands of this room, registered on the `lifecycle` program by bin/cli.ts.
 import type { Command } from 'commander';
+import { loadConfig } from '../platform/config.ts';
+import { formatRuleError } from './compile.ts';
+import { loadRuleSet } from './loader.ts';
 
-export function register(_program: Command): void {}
+/** `lifecycle rules validate [DIR]`: exit 0 with a summary, or one `file:jsonpath: message` line per error and exit 1. */
+export async function validateCommand(
+  dir: string | undefined,
+  opts: { templates?: string },
+  out: { log(line: string): void; error(line: string): void } = console,
+): Promise<number> {
+  const rulesDir = dir ?? loadConfig().engine.rulesDir;
+  const result = await loadRuleSet(rulesDir, opts.templates === undefined ? {} : { templatesDir: opts.templates });
+  if (!result.ok) {
+    // Only error lines: other tools parse this output (DESIGN.md, CLI contract).
+    for (const e of result.errors) out.error(formatRuleError(e));
+    return 1;
+  }
+  const rs = result.ruleSet;
+  const enabled = rs.rules.filter((r) => r.def.enabled).length;
+  out.log(
+    `${rulesDir}: ${rs.rules.length} rule${rs.rules.length === 1 ? '' : 's'} (${enabled} enabled), ${rs.segments.length} segment${rs.segments.length === 1 ? '' : 's'}, ${rs.eventTypes.size} event types; valid (version ${rs.version})`,
+  );
+  return 0;
+}
+
+export function register(program: Command): void {
+  const rules = program.command('rules').description('Work with lifecycle rule files.');
+  rules
+    .command('validate')
+    .description('Check rule and segment files; prints one `file:jsonpath: message` line per error and exits 1 when any.')
+    .argument('[dir]', 'rules folder (default: LC_RULES_DIR, rules/examples)')
+    .option('--templates <dir>', 'also check that every template a rule names exists in this folder')
+    .action(async (dir: string | undefined, opts: { templates?: string }) => {
+      process.exitCode = await validateCommand(dir, opts);
+    });
+}

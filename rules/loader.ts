@@ -1,0 +1,158 @@
+// Reads rule files from a folder (and its segments/ folder), and watches it so a valid
+// edit is swapped in whole while an invalid one is rejected and the last good set stays.
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../platform/logger.ts';
+import { compileRuleSet } from './compile.ts';
+import { parseJson } from './json-syntax.ts';
+import type { RuleError, RuleSet, RuleSetResult } from './types.ts';
+
+export interface LoadOptions {
+  /** When given, every template a rule names must exist there (`<dir>/X/` or `<dir>/X.*`). */
+  templatesDir?: string;
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+// The published JSON Schemas sit next to rule files; they are not rules.
+const isRuleFileName = (name: string) => name.endsWith('.json') && !name.endsWith('.schema.json');
+
+async function jsonFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile() && isRuleFileName(e.name))
+    .map((e) => path.join(dir, e.name))
+    .sort();
+}
+
+/** Template names in a folder: each sub-folder X, and each file X.* (every prefix before a dot). */
+export async function listTemplates(dir: string): Promise<Set<string>> {
+  const names = new Set<string>();
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.name.startsWith('.')) continue;
+    if (e.isDirectory()) names.add(e.name);
+    else if (e.isFile()) {
+      for (let i = e.name.indexOf('.'); i > 0; i = e.name.indexOf('.', i + 1)) names.add(e.name.slice(0, i));
+    }
+  }
+  return names;
+}
+
+/** Loads and compiles `dir/*.json` and `dir/segments/*.json`; reports every error of every file. */
+export async function loadRuleSet(dir: string, opts: LoadOptions = {}): Promise<RuleSetResult> {
+  if (!(await isDirectory(dir))) return { ok: false, errors: [{ file: dir, path: '$', message: 'rules folder not found' }] };
+  const errors: RuleError[] = [];
+  let templates: Set<string> | undefined;
+  if (opts.templatesDir !== undefined) {
+    if (await isDirectory(opts.templatesDir)) templates = await listTemplates(opts.templatesDir);
+    else errors.push({ file: opts.templatesDir, path: '$', message: 'templates folder not found' });
+  }
+  const segmentsDir = path.join(dir, 'segments');
+  const names = [...(await jsonFiles(dir)), ...((await isDirectory(segmentsDir)) ? await jsonFiles(segmentsDir) : [])];
+  const files: { file: string; content: unknown }[] = [];
+  for (const file of names) {
+    const text = (await readFile(file, 'utf8')).replace(/^\uFEFF/, '');
+    const parsed = parseJson(text);
+    if (parsed.ok) files.push({ file, content: parsed.value });
+    else errors.push({ file, path: '$', message: `invalid JSON at line ${parsed.error.line}, column ${parsed.error.column}: ${parsed.error.message}` });
+  }
+  const result = compileRuleSet(files, templates ? { templates } : {});
+  if (!result.ok) return { ok: false, errors: [...errors, ...result.errors] };
+  if (errors.length > 0) return { ok: false, errors };
+  return result;
+}
+
+export interface WatchOptions extends LoadOptions {
+  /** Quiet time after the last file change before reloading (editors write in bursts). */
+  debounceMs?: number;
+  /** Version of the set the caller already runs; an identical reload is not reported. */
+  currentVersion?: string;
+  logger?: Logger;
+}
+
+export interface RuleSetHandlers {
+  onSwap(ruleSet: RuleSet): void;
+  onReject(errors: RuleError[]): void;
+}
+
+/**
+ * Watches the rules folder (segments included) and the templates folder. After changes
+ * settle, reloads: a valid set with a new version goes to onSwap (the caller replaces its
+ * reference in one assignment); an invalid one goes to onReject and nothing is swapped.
+ */
+export function watchRuleSet(dir: string, opts: WatchOptions, handlers: RuleSetHandlers): { close(): Promise<void> } {
+  const debounceMs = opts.debounceMs ?? 200;
+  let currentVersion = opts.currentVersion ?? null;
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<void> | null = null;
+  let again = false;
+  let closed = false;
+  const watchers: FSWatcher[] = [];
+
+  const reload = async (): Promise<void> => {
+    const result = await loadRuleSet(dir, opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir });
+    if (closed) return;
+    if (result.ok) {
+      if (result.ruleSet.version === currentVersion) return;
+      currentVersion = result.ruleSet.version;
+      opts.logger?.info({ version: currentVersion, rules: result.ruleSet.rules.length, segments: result.ruleSet.segments.length }, 'rule set reloaded');
+      handlers.onSwap(result.ruleSet);
+    } else {
+      opts.logger?.warn({ errors: result.errors.length, version: currentVersion }, 'rule set rejected; keeping the previous one');
+      handlers.onReject(result.errors);
+    }
+  };
+
+  const run = () => {
+    timer = null;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = reload()
+      .catch((err: unknown) => {
+        opts.logger?.error({ err }, 'rule set reload failed');
+        handlers.onReject([{ file: dir, path: '$', message: `reload failed: ${err instanceof Error ? err.message : String(err)}` }]);
+      })
+      .finally(() => {
+        running = null;
+        if (again && !closed) {
+          again = false;
+          schedule();
+        }
+      });
+  };
+
+  const schedule = () => {
+    if (closed) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(run, debounceMs);
+  };
+
+  for (const target of [dir, opts.templatesDir]) {
+    if (target === undefined) continue;
+    try {
+      const w = watch(target, { recursive: true }, schedule);
+      w.on('error', (err) => opts.logger?.warn({ err, dir: target }, 'watching rules stopped for a folder'));
+      watchers.push(w);
+    } catch (err) {
+      opts.logger?.warn({ err, dir: target }, 'cannot watch folder; changes there need a restart');
+    }
+  }
+
+  return {
+    async close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      for (const w of watchers) w.close();
+      await running;
+    },
+  };
+}
