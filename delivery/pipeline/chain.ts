@@ -1,0 +1,78 @@
+// Assembles the policy chain in its fixed order from the stores and providers.
+import type { Logger } from 'pino';
+import type { Channel } from '../../platform/contracts.ts';
+import { createClaimStage } from '../policy/claim.ts';
+import type { ClaimStore } from '../policy/claims.ts';
+import { createExpiryStage } from '../policy/expiry.ts';
+import { createHoldoutStage } from '../policy/holdout.ts';
+import { createSuppressionStage } from '../policy/suppression.ts';
+import { createConsentStage } from '../policy/consent.ts';
+import { createCapsStage } from '../policy/caps.ts';
+import type { CapStore } from '../policy/caps-store.ts';
+import { createQuietHoursStage } from '../policy/quiet-hours.ts';
+import type { PreferencesStore } from '../preferences/store.ts';
+import type { Provider } from '../providers/types.ts';
+import type { TrackingLinks } from '../tracking/signing.ts';
+import { outcome } from './pipeline.ts';
+import { createProviderStage, type BreakerRegistry } from './provider-stage.ts';
+import { createRenderStage, type Renderer } from './render.ts';
+import type { Stage } from './types.ts';
+
+export interface ChainConfig {
+  leaseMs: number;
+  capPerDay: number;
+  capPerWeek: number;
+  quietHours: string;
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  publicBaseUrl: string;
+}
+
+export interface ChainDeps {
+  owner: string;
+  claims: ClaimStore;
+  caps: CapStore;
+  preferences: PreferencesStore;
+  renderer: Renderer;
+  links: TrackingLinks;
+  providers: ReadonlyMap<Channel, readonly Provider[]>;
+  breakers: BreakerRegistry;
+  logger: Logger;
+}
+
+export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[] {
+  return [
+    createClaimStage({ claims: deps.claims, owner: deps.owner, leaseMs: config.leaseMs, logger: deps.logger }),
+    createExpiryStage(),
+    createHoldoutStage(),
+    createSuppressionStage({ suppressions: (u) => deps.preferences.suppressions(u) }),
+    createConsentStage({ preferences: (u) => deps.preferences.get(u) }),
+    createCapsStage(
+      { perDay: config.capPerDay, perWeek: config.capPerWeek },
+      {
+        caps: deps.caps,
+        async onPreempted(victim, ctx) {
+          const reason = `frequency_cap:${ctx.channel}:preempted_by:${ctx.send.ruleId}`;
+          const ref = { userId: ctx.send.userId, sendId: victim.sendId, channel: ctx.channel };
+          if (await deps.claims.suppressIfParked(ref, reason)) {
+            const victimSend = { ...ctx.send, sendId: victim.sendId, ruleId: victim.ruleId, variant: victim.variant, category: victim.category, holdout: false };
+            ctx.sideOutcomes.push(outcome(victimSend, ctx.channel, 'suppressed', { reason }));
+          }
+        },
+      },
+    ),
+    createQuietHoursStage({ quietHours: config.quietHours }),
+    createRenderStage({ renderer: deps.renderer, links: deps.links, publicBaseUrl: config.publicBaseUrl }),
+    createProviderStage(config, {
+      providers: deps.providers,
+      breakers: deps.breakers,
+      logger: deps.logger,
+      suppress: (u, c, s) => deps.preferences.suppress(u, c, s),
+      async beforeSend(ctx) {
+        if (ctx.capHeld) await deps.caps.commit(ctx.send.userId, ctx.channel, ctx.send.sendId);
+        return deps.claims.markSending({ userId: ctx.send.userId, sendId: ctx.send.sendId, channel: ctx.channel }, deps.owner);
+      },
+    }),
+  ];
+}

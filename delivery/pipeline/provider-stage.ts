@@ -1,0 +1,111 @@
+// Provider stage: the channel's providers in priority order, each behind its own circuit
+// breaker. The first that accepts wins; a retriable failure fails over to the next; a
+// permanent one (invalid address, hard bounce) ends the send and suppresses the address.
+// When every provider failed or is open, the send is parked for a retry with exponential
+// backoff and jitter; after the last attempt it fails into the DLQ with the last error.
+import type { Logger } from 'pino';
+import type { Channel } from '../../platform/contracts.ts';
+import { errorMessage } from '../../platform/errors.ts';
+import type { Provider, ProviderResult } from '../providers/types.ts';
+import type { Suppression } from '../preferences/model.ts';
+import { backoffMs, createBreaker, type Breaker } from './breaker.ts';
+import { addressFor } from './recipient.ts';
+import type { SendContext, Stage, StageResult } from './types.ts';
+
+export interface ProviderStageDeps {
+  providers: ReadonlyMap<Channel, readonly Provider[]>;
+  breakers: BreakerRegistry;
+  /** Called right before the first provider call: from here a crash may duplicate the message. */
+  beforeSend(ctx: SendContext): Promise<boolean>;
+  suppress(userId: string, channel: Channel, s: Suppression): Promise<void>;
+  logger: Logger;
+  random?: () => number;
+}
+
+export interface ProviderStageConfig {
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+}
+
+export interface BreakerRegistry {
+  get(provider: string): Breaker;
+  states(now: number): Record<string, string>;
+}
+
+export function createBreakerRegistry(opts: { threshold: number; cooldownMs: number }): BreakerRegistry {
+  const map = new Map<string, Breaker>();
+  return {
+    get(name) {
+      let b = map.get(name);
+      if (!b) map.set(name, (b = createBreaker(opts)));
+      return b;
+    },
+    states: (now) => Object.fromEntries([...map].map(([n, b]) => [n, b.state(now)])),
+  };
+}
+
+export function createProviderStage(config: ProviderStageConfig, deps: ProviderStageDeps): Stage {
+  const random = deps.random ?? Math.random;
+  return {
+    name: 'provider',
+    async run(ctx: SendContext): Promise<StageResult> {
+      const message = ctx.message;
+      if (!message) return { kind: 'failed', reason: 'nothing rendered', dlq: true };
+      const providers = deps.providers.get(ctx.channel) ?? [];
+      if (providers.length === 0) return { kind: 'failed', reason: `no provider configured for channel ${ctx.channel}`, dlq: true };
+      if (!(await deps.beforeSend(ctx))) return { kind: 'skip', reason: 'claim taken over by another worker' };
+
+      const errors: string[] = [];
+      let called = false;
+      let retryAfterMs = 0;
+      let reopensAt = Infinity;
+      for (const provider of providers) {
+        const breaker = deps.breakers.get(provider.name);
+        const now = Date.now();
+        if (!breaker.allow(now)) {
+          errors.push(`${provider.name}: circuit open`);
+          reopensAt = Math.min(reopensAt, breaker.reopensAt());
+          continue;
+        }
+        called = true;
+        let result: ProviderResult;
+        try {
+          result = await provider.send(message);
+        } catch (err) {
+          // Providers return expected failures as values; anything thrown is treated as transient.
+          result = { status: 'retriable', error: errorMessage(err) };
+        }
+        if (result.status === 'sent') {
+          breaker.success();
+          return result.providerMessageId === undefined ? { kind: 'sent', provider: provider.name } : { kind: 'sent', provider: provider.name, providerMessageId: result.providerMessageId };
+        }
+        if (result.status === 'permanent') {
+          breaker.success();
+          ctx.attempts++;
+          if (result.suppress) {
+            const address = addressFor(ctx.recipient, ctx.channel);
+            await deps.suppress(ctx.send.userId, ctx.channel, { reason: result.suppress, at: Date.now(), ...(address ? { address } : {}) });
+          }
+          return { kind: 'failed', reason: `${provider.name}: ${result.suppress ?? 'permanent'}: ${result.error}`, dlq: false, bounced: result.suppress === 'hard_bounce' };
+        }
+        breaker.failure(Date.now());
+        errors.push(`${provider.name}: ${result.error}`);
+        retryAfterMs = Math.max(retryAfterMs, result.retryAfterMs ?? 0);
+        deps.logger.warn({ provider: provider.name, sendId: ctx.send.sendId, error: result.error }, 'provider failed; trying the next one');
+      }
+      const lastError = errors.join('; ');
+      if (called) ctx.attempts++;
+      if (ctx.attempts >= config.maxAttempts) {
+        return { kind: 'failed', reason: `gave up after ${ctx.attempts} attempts: ${lastError}`, dlq: true };
+      }
+      const now = Date.now();
+      let delay = called ? backoffMs(ctx.attempts, config.retryBaseMs, config.retryMaxMs, random) : 0;
+      delay = Math.max(delay, retryAfterMs);
+      // Every provider open: come back when the first breaker allows a trial, spread a little.
+      if (Number.isFinite(reopensAt)) delay = Math.max(delay, reopensAt - now + Math.round(random() * Math.min(1000, config.retryBaseMs)));
+      delay = Math.max(delay, 10);
+      return { kind: 'defer', until: now + delay, retry: true, error: lastError, reason: `retry ${ctx.attempts + 1}/${config.maxAttempts} in ${delay} ms: ${lastError}` };
+    },
+  };
+}

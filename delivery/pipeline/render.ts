@@ -1,0 +1,52 @@
+// Render stage: the template for this channel and the user's locale, with the signed
+// unsubscribe/preference links in `links`; email links become signed click URLs plus an open
+// pixel, and every non-transactional email carries RFC 8058 one-click List-Unsubscribe.
+import type { Channel } from '../../platform/contracts.ts';
+import { errorMessage } from '../../platform/errors.ts';
+import type { RenderedContent } from '../providers/types.ts';
+import { TRANSACTIONAL } from '../preferences/model.ts';
+import { rewriteEmail } from '../tracking/rewrite.ts';
+import type { MessageRef, TrackingLinks } from '../tracking/signing.ts';
+import { CONTINUE, type SendContext, type Stage } from './types.ts';
+
+/** The part of the template renderer the pipeline uses (delivery/templates). */
+export interface Renderer {
+  render(template: string, channel: Channel, locale: string, data: Record<string, unknown>): RenderedContent;
+}
+
+export function messageRef(ctx: SendContext): MessageRef {
+  const { send } = ctx;
+  return { sendId: send.sendId, userId: send.userId, ruleId: send.ruleId, channel: ctx.channel, variant: send.variant, category: send.category };
+}
+
+export function createRenderStage(deps: { renderer: Renderer; links: TrackingLinks; publicBaseUrl: string }): Stage {
+  return {
+    name: 'render',
+    async run(ctx: SendContext) {
+      const { send, channel } = ctx;
+      const ref = messageRef(ctx);
+      const unsubscribeUrl = deps.links.unsubscribe(ref);
+      const data: Record<string, unknown> = {
+        ...send.data,
+        sendId: send.sendId,
+        links: { unsubscribe: unsubscribeUrl, preferences: deps.links.preferences(send.userId, ctx.now) },
+      };
+      let content: RenderedContent;
+      try {
+        content = deps.renderer.render(send.template, channel, ctx.recipient.locale, data);
+      } catch (err) {
+        return { kind: 'failed', reason: `render: ${errorMessage(err)}`, dlq: true };
+      }
+      const headers: Record<string, string> = {};
+      if (channel === 'email') {
+        content = rewriteEmail(content, ref, { links: deps.links, publicBaseUrl: deps.publicBaseUrl });
+        if (send.category !== TRANSACTIONAL) {
+          headers['List-Unsubscribe'] = `<${unsubscribeUrl}>`;
+          headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
+        }
+      }
+      ctx.message = { sendId: send.sendId, ruleId: send.ruleId, category: send.category, channel, recipient: ctx.recipient, content, headers };
+      return CONTINUE;
+    },
+  };
+}

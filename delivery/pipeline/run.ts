@@ -1,0 +1,111 @@
+// Wires the delivery process: Kafka bus, Redis stores, template renderer, channel
+// providers, policy chain and the worker. `runDelivery` starts it and returns a handle
+// with stop/health; `bin`'s `lifecycle run delivery` and ./main.ts call it.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config } from '../../platform/config.ts';
+import type { Bus } from '../../platform/bus.ts';
+import { internalTopicSpecs } from '../../platform/bus.ts';
+import { topics as topicNames, type Channel } from '../../platform/contracts.ts';
+import { KafkaBus } from '../../platform/kafka.ts';
+import type { Registry } from '../../platform/metrics.ts';
+import { createRedis, type RedisDeps } from '../../platform/redis.ts';
+import type { Service } from '../../platform/shutdown.ts';
+import { createRedisClaimStore } from '../policy/claims.ts';
+import { createRedisCapStore } from '../policy/caps-store.ts';
+import { createPreferencesStore } from '../preferences/store.ts';
+import type { Provider } from '../providers/types.ts';
+import { createTrackingLinks } from '../tracking/signing.ts';
+import { createPolicyChain } from './chain.ts';
+import { createRedisDelayQueue } from './delay-queue.ts';
+import { createSendPipeline, createSentIndex } from './pipeline.ts';
+import { createBreakerRegistry } from './provider-stage.ts';
+import type { Renderer } from './render.ts';
+import { createDeliveryWorker } from './worker.ts';
+
+export type DeliveryConfig = Pick<Config, 'kafka' | 'redis' | 'delivery' | 'http' | 'auth'>;
+
+export interface DeliveryOptions {
+  /** Defaults to a KafkaBus from config. */
+  bus?: Bus;
+  redis?: RedisDeps;
+  renderer?: Renderer;
+  /** Channel -> providers in priority order; defaults to createProviders(config). */
+  providers?: ReadonlyMap<Channel, readonly Provider[]>;
+  metrics?: Registry;
+  /** Identity of this worker in claims (defaults to a random id per process). */
+  owner?: string;
+}
+
+export interface DeliveryHandle extends Service {
+  /** Handles due delay-queue entries now (tests); returns how many were handled. */
+  pollDelayQueue(): Promise<number>;
+}
+
+export async function createDelivery(config: DeliveryConfig, logger: Logger, options: DeliveryOptions = {}): Promise<DeliveryHandle> {
+  const log = logger.child({ component: 'delivery' });
+  const ownsBus = !options.bus;
+  const bus = options.bus ?? KafkaBus.fromConfig(config, log);
+  const ownsRedis = !options.redis;
+  const redisDeps = options.redis ?? createRedis(config.redis, log);
+  const d = config.delivery;
+  const renderer = options.renderer ?? (await import('../templates/index.ts')).createTemplateRenderer({ dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone }, log);
+  const providers = options.providers ?? (await import('../providers/index.ts')).createProviders(config, { logger: log });
+  const owner = options.owner ?? `dlv-${randomUUID()}`;
+  const claims = createRedisClaimStore(redisDeps);
+  const caps = createRedisCapStore(redisDeps);
+  const preferences = createPreferencesStore(redisDeps);
+  const delayQueue = createRedisDelayQueue(redisDeps);
+  const breakers = createBreakerRegistry({ threshold: d.breakerThreshold, cooldownMs: d.breakerCooldownMs });
+  const links = createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret });
+  const stages = createPolicyChain(
+    { ...d, publicBaseUrl: config.http.publicBaseUrl },
+    { owner, claims, caps, preferences, renderer, links, providers, breakers, logger: log },
+  );
+  const pipeline = createSendPipeline({
+    stages,
+    claims,
+    caps,
+    delayQueue,
+    sentIndex: createSentIndex(redisDeps),
+    owner,
+    logger: log,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    defaults: { timezone: d.defaultTimezone, locale: 'en' },
+  });
+  const t = topicNames(config.kafka.topicPrefix);
+  const worker = createDeliveryWorker(
+    { groupId: d.groupId, concurrency: d.concurrency, delayPollMs: d.delayPollMs, leaseMs: d.leaseMs },
+    {
+      bus,
+      topics: t,
+      pipeline,
+      delayQueue,
+      logger: log,
+      onUserDeleted: (userId, at) => preferences.markDeleted(userId, at),
+      health: () => ({ breakers: breakers.states(Date.now()) }),
+    },
+  );
+  return {
+    name: 'delivery',
+    pollDelayQueue: () => worker.pollOnce(),
+    async start() {
+      await bus.ensureTopics(internalTopicSpecs(t, config.kafka.partitions));
+      await worker.start();
+    },
+    async stop() {
+      await worker.stop();
+      for (const list of providers.values()) for (const p of list) await p.close?.();
+      if (ownsBus) await bus.close();
+      if (ownsRedis) redisDeps.redis.disconnect();
+    },
+    health: () => worker.health(),
+  };
+}
+
+/** Starts the delivery process. */
+export async function runDelivery(config: DeliveryConfig, logger: Logger, options: DeliveryOptions = {}): Promise<DeliveryHandle> {
+  const handle = await createDelivery(config, logger, options);
+  await handle.start();
+  return handle;
+}

@@ -1,0 +1,111 @@
+// Consent and preferences: per user, per category (transactional, marketing, custom) x
+// channel, plus a global unsubscribe. Marketing needs an explicit opt-in record (time and
+// source); transactional bypasses opt-in and preferences, but never suppression.
+import type { Channel } from '../../platform/contracts.ts';
+import { CHANNELS } from '../../platform/contracts.ts';
+
+export const TRANSACTIONAL = 'transactional';
+export const MARKETING = 'marketing';
+
+export interface ConsentRecord {
+  granted: boolean;
+  /** When the user gave or withdrew it (epoch ms). */
+  at: number;
+  /** Where: `signup_form`, `preference_page`, `one_click_unsubscribe`, `admin_api`, ... */
+  source: string;
+}
+
+export interface UserPreferences {
+  userId: string;
+  unsubscribedAll: { at: number; source: string } | null;
+  /** category -> channel -> the latest consent record. */
+  consents: Record<string, Partial<Record<Channel, ConsentRecord>>>;
+}
+
+export interface Suppression {
+  reason: 'hard_bounce' | 'complaint' | 'invalid_address' | 'invalid_token' | 'user_deleted' | 'manual';
+  at: number;
+  /** The address or token that failed: a new address of the same user is not suppressed. */
+  address?: string;
+}
+
+export interface SuppressionState {
+  deleted: Suppression | null;
+  channels: Partial<Record<Channel, Suppression>>;
+}
+
+export type Decision = { allowed: true } | { allowed: false; reason: string };
+
+export function emptyPreferences(userId: string): UserPreferences {
+  return { userId, unsubscribedAll: null, consents: {} };
+}
+
+/** Consent and preferences for one category on one channel. */
+export function decideConsent(
+  prefs: UserPreferences,
+  category: string,
+  channel: Channel,
+  optInCategories: readonly string[] = [MARKETING],
+): Decision {
+  if (category === TRANSACTIONAL) return { allowed: true };
+  if (prefs.unsubscribedAll) return { allowed: false, reason: 'unsubscribed_all' };
+  const record = prefs.consents[category]?.[channel];
+  if (record && !record.granted) return { allowed: false, reason: `opted_out:${category}:${channel}` };
+  if (optInCategories.includes(category) && !record) return { allowed: false, reason: `no_opt_in:${category}:${channel}` };
+  return { allowed: true };
+}
+
+/** Suppression applies to every category, transactional included. */
+export function decideSuppression(state: SuppressionState, channel: Channel, address: string | undefined): Decision {
+  if (state.deleted) return { allowed: false, reason: 'user_deleted' };
+  const s = state.channels[channel];
+  if (s && (s.address === undefined || address === undefined || s.address.toLowerCase() === address.toLowerCase())) {
+    return { allowed: false, reason: s.reason };
+  }
+  return { allowed: true };
+}
+
+/** A change to a user's preferences, as the product's API and the preference page send it. */
+export interface PreferencesPatch {
+  unsubscribedAll?: boolean;
+  consents?: Record<string, Partial<Record<Channel, boolean | { granted: boolean; at?: number | string; source?: string }>>>;
+}
+
+export class PreferencesError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PreferencesError';
+  }
+}
+
+const CATEGORY = /^[a-z][a-z0-9_-]{0,63}$/;
+
+/** Validates a patch and turns it into consent records; throws PreferencesError with a message a caller can act on. */
+export function normalisePatch(
+  patch: PreferencesPatch,
+  now: number,
+  defaultSource: string,
+  /** The product's API must say where a marketing opt-in came from; the preference page is its own source. */
+  requireOptInSource = false,
+): { unsubscribedAll?: boolean; records: { category: string; channel: Channel; record: ConsentRecord }[] } {
+  const records: { category: string; channel: Channel; record: ConsentRecord }[] = [];
+  for (const [category, byChannel] of Object.entries(patch.consents ?? {})) {
+    if (!CATEGORY.test(category)) throw new PreferencesError(`category "${category}" must match ${CATEGORY.source}`);
+    if (category === TRANSACTIONAL) throw new PreferencesError('transactional messages are not subject to preferences');
+    for (const [channel, value] of Object.entries(byChannel ?? {})) {
+      if (!(CHANNELS as readonly string[]).includes(channel)) throw new PreferencesError(`unknown channel "${channel}" (one of ${CHANNELS.join(', ')})`);
+      if (value === undefined) continue;
+      const v = typeof value === 'boolean' ? { granted: value } : value;
+      if (typeof v.granted !== 'boolean') throw new PreferencesError(`consents.${category}.${channel}.granted must be a boolean`);
+      const at = v.at === undefined ? now : typeof v.at === 'number' ? v.at : Date.parse(v.at);
+      if (!Number.isFinite(at)) throw new PreferencesError(`consents.${category}.${channel}.at must be epoch ms or an ISO date`);
+      if (at > now + 60_000) throw new PreferencesError(`consents.${category}.${channel}.at is in the future`);
+      const source = v.source ?? (requireOptInSource && v.granted && category === MARKETING ? '' : defaultSource);
+      if (!source) throw new PreferencesError(`consents.${category}.${channel}.source is required for a marketing opt-in (where and how the user agreed)`);
+      records.push({ category, channel: channel as Channel, record: { granted: v.granted, at, source: source.slice(0, 200) } });
+    }
+  }
+  const out: { unsubscribedAll?: boolean; records: typeof records } = { records };
+  if (patch.unsubscribedAll !== undefined) out.unsubscribedAll = patch.unsubscribedAll;
+  return out;
+}

@@ -1,0 +1,97 @@
+// Redis storage of preferences, consent records (with an audit trail) and suppressions.
+// Every key lives under the user's `{userId}` hash tag.
+import type { Redis } from 'ioredis';
+import type { Channel } from '../../platform/contracts.ts';
+import { CHANNELS } from '../../platform/contracts.ts';
+import type { KeySpace } from '../../platform/keys.ts';
+import { emptyPreferences, type ConsentRecord, type Suppression, type SuppressionState, type UserPreferences } from './model.ts';
+
+export interface PreferencesStore {
+  get(userId: string): Promise<UserPreferences>;
+  /** Writes consent records and the global flag; each change is appended to the audit trail. */
+  apply(userId: string, change: { unsubscribedAll?: boolean; records: { category: string; channel: Channel; record: ConsentRecord }[] }, meta: { source: string; at: number }): Promise<UserPreferences>;
+  /** The latest consent changes, newest first. */
+  history(userId: string, limit?: number): Promise<unknown[]>;
+  suppressions(userId: string): Promise<SuppressionState>;
+  suppress(userId: string, channel: Channel, s: Suppression): Promise<void>;
+  unsuppress(userId: string, channel: Channel): Promise<boolean>;
+  /** Right to be forgotten: preferences are erased, a deletion marker keeps every future send away. */
+  markDeleted(userId: string, at: number): Promise<void>;
+}
+
+const AUDIT_KEEP = 500;
+
+export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace }): PreferencesStore {
+  const { redis, keys } = deps;
+  const prefsKey = (u: string) => keys.user(u, 'dlv:prefs');
+  const auditKey = (u: string) => keys.user(u, 'dlv:consent-log');
+  const suppressKey = (u: string) => keys.user(u, 'dlv:suppress');
+
+  async function get(userId: string): Promise<UserPreferences> {
+    const h = await redis.hgetall(prefsKey(userId));
+    const prefs = emptyPreferences(userId);
+    for (const [field, raw] of Object.entries(h)) {
+      if (field === 'all') {
+        prefs.unsubscribedAll = JSON.parse(raw) as { at: number; source: string };
+        continue;
+      }
+      const m = /^c:(.+):([a-z]+)$/.exec(field);
+      if (!m) continue;
+      const [, category, channel] = m as unknown as [string, string, Channel];
+      (prefs.consents[category] ??= {})[channel] = JSON.parse(raw) as ConsentRecord;
+    }
+    return prefs;
+  }
+
+  return {
+    get,
+    async apply(userId, change, meta) {
+      const tx = redis.multi();
+      const audit: string[] = [];
+      if (change.unsubscribedAll === true) {
+        tx.hset(prefsKey(userId), 'all', JSON.stringify({ at: meta.at, source: meta.source }));
+        audit.push(JSON.stringify({ kind: 'unsubscribe_all', at: meta.at, source: meta.source }));
+      } else if (change.unsubscribedAll === false) {
+        tx.hdel(prefsKey(userId), 'all');
+        audit.push(JSON.stringify({ kind: 'resubscribe_all', at: meta.at, source: meta.source }));
+      }
+      for (const r of change.records) {
+        tx.hset(prefsKey(userId), `c:${r.category}:${r.channel}`, JSON.stringify(r.record));
+        audit.push(JSON.stringify({ kind: 'consent', category: r.category, channel: r.channel, ...r.record }));
+      }
+      if (audit.length > 0) {
+        tx.lpush(auditKey(userId), ...audit);
+        tx.ltrim(auditKey(userId), 0, AUDIT_KEEP - 1);
+      }
+      await tx.exec();
+      return get(userId);
+    },
+    async history(userId, limit = 50) {
+      const rows = await redis.lrange(auditKey(userId), 0, limit - 1);
+      return rows.map((r) => JSON.parse(r) as unknown);
+    },
+    async suppressions(userId) {
+      const h = await redis.hgetall(suppressKey(userId));
+      const state: SuppressionState = { deleted: null, channels: {} };
+      for (const [field, raw] of Object.entries(h)) {
+        const s = JSON.parse(raw) as Suppression;
+        if (field === 'user') state.deleted = s;
+        else if ((CHANNELS as readonly string[]).includes(field)) state.channels[field as Channel] = s;
+      }
+      return state;
+    },
+    async suppress(userId, channel, s) {
+      await redis.hset(suppressKey(userId), channel, JSON.stringify(s));
+    },
+    async unsuppress(userId, channel) {
+      return (await redis.hdel(suppressKey(userId), channel)) > 0;
+    },
+    async markDeleted(userId, at) {
+      await redis
+        .multi()
+        .del(prefsKey(userId), auditKey(userId))
+        .hset(suppressKey(userId), 'user', JSON.stringify({ reason: 'user_deleted', at } satisfies Suppression))
+        .exec();
+    },
+  };
+}
