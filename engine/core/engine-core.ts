@@ -5,14 +5,17 @@ import type { NormalisedEvent, SendCommand, Channel } from '../../platform/contr
 import type { CompiledRule, EventStats, Facts, RuleSet } from '../../rules/types.ts';
 import { assignExperiment } from '../../rules/index.ts';
 import { RECENT_IDS, MAX_TRACKED_TYPES, emptyState, type RuleHistory, type UserState } from './state.ts';
-import { eventIdHash, segmentEventIdFor, sendIdFor, timerIdFor } from './ids.ts';
+import { deterministicId, eventIdHash, segmentEventIdFor, sendIdFor, timerIdFor } from './ids.ts';
 import { SCHEDULE_EVENT, scheduleTrigger } from './schedule.ts';
+import { nextSegmentChange, timedSegments, type TimedSegment } from './segment-clock.ts';
 
 export const TIMER_EVENT = 'timer.fired';
 export const SEGMENT_ENTERED = 'segment.entered';
 export const SEGMENT_EXITED = 'segment.exited';
 /** Erases the user's state (right to be forgotten); never sends. */
 export const USER_DELETED = 'user_deleted';
+/** `ruleId` of the timers that re-evaluate time-based segments (rule ids cannot start with "@"). */
+export const SEGMENT_RECHECK = '@segments';
 /** Events the engine itself produces; they never count in `stats`. */
 export const INTERNAL_EVENT_TYPES: ReadonlySet<string> = new Set([TIMER_EVENT, SCHEDULE_EVENT, SEGMENT_ENTERED, SEGMENT_EXITED]);
 
@@ -84,6 +87,16 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
   const filledFor = new WeakMap<UserState, RuleSet>();
   const rulesById = new WeakMap<RuleSet, Map<string, CompiledRule>>();
   const segmentIds = new WeakMap<RuleSet, Set<string>>();
+  const timedByRuleSet = new WeakMap<RuleSet, TimedSegment[]>();
+
+  function timed(rs: RuleSet): TimedSegment[] {
+    let t = timedByRuleSet.get(rs);
+    if (!t) {
+      t = timedSegments(rs.segments);
+      timedByRuleSet.set(rs, t);
+    }
+    return t;
+  }
 
   function ruleById(rs: RuleSet, id: string): CompiledRule | undefined {
     let m = rulesById.get(rs);
@@ -171,7 +184,9 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
       if (rules) for (const rule of rules) consider(rule, t.event, t.event, at);
     }
 
-    if (isTimer) {
+    if (isTimer && timerRuleId === SEGMENT_RECHECK) {
+      // Nothing more: the segments were re-evaluated above.
+    } else if (isTimer) {
       const rule = ruleById(rs, timerRuleId);
       // A rule removed, disabled or changed to another trigger since the timer was set does not fire.
       if (rule && rule.delayMs !== null && eventTriggerType(rule) === timerTrigger!.type) consider(rule, timerTrigger!, timerTrigger!, at);
@@ -198,6 +213,20 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
         }
       }
     }
+
+    // One pending recheck per user, at the next instant a time-based segment may flip.
+    const timedSegs = timed(rs);
+    if (timedSegs.length > 0) {
+      if (state.recheckAt !== undefined && state.recheckAt <= now) delete state.recheckAt;
+      facts.event = null;
+      const next = nextSegmentChange(timedSegs, facts, state.segments);
+      if (next !== null && (state.recheckAt === undefined || next < state.recheckAt)) {
+        state.recheckAt = next;
+        out.timers.push(recheckTimer(userId, next, now));
+      }
+    } else if (state.recheckAt !== undefined) {
+      delete state.recheckAt;
+    }
     return out;
 
     /**
@@ -219,6 +248,17 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
   }
 
   return { apply };
+}
+
+function recheckTimer(userId: string, dueAt: number, now: number): Timer {
+  const id = deterministicId('segment-recheck', userId, String(dueAt));
+  return {
+    id,
+    userId,
+    ruleId: SEGMENT_RECHECK,
+    dueAt,
+    trigger: { id: `${id}:trigger`, userId, type: 'segment.recheck', ts: dueAt, receivedAt: now, source: 'engine', properties: {} },
+  };
 }
 
 function result(state: UserState | null, status: ApplyStatus): CoreResult {

@@ -23,6 +23,8 @@ export interface UserState {
   rules: Record<string, RuleHistory>;
   /** 48-bit hashes of the most recently applied event ids, oldest first (duplicate guard). */
   recent: number[];
+  /** Due time of the pending segment recheck timer, if any (see segment-clock.ts). */
+  recheckAt?: number;
   /** Bookkeeping of the runtime (last applied partition/offset); the core never reads it. */
   applied?: { p: number; o: string };
 }
@@ -47,7 +49,7 @@ export function dict<T>(): Record<string, T> {
   return Object.create(null) as Record<string, T>;
 }
 
-/** Stored shape: v version, u traits, s stats [count, first, last], g member segments, r rules [fires, last], e recent ids (base64 of 6-byte hashes), a applied. */
+/** Stored shape: v version, u traits, s stats [count, first, last], g member segments, r rules [fires, last], e recent ids (base64 of 6-byte hashes), k recheck due time, a applied. */
 interface StoredState {
   v: number;
   u?: Record<string, unknown>;
@@ -55,6 +57,7 @@ interface StoredState {
   g?: string[];
   r?: Record<string, [number, number | null]>;
   e?: string;
+  k?: number;
   a?: { p: number; o: string };
 }
 
@@ -86,6 +89,7 @@ export function toStored(state: UserState): StoredState {
     state.recent.forEach((h, i) => buf.writeUIntBE(h, i * 6, 6));
     out.e = buf.toString('base64');
   }
+  if (state.recheckAt !== undefined) out.k = state.recheckAt;
   if (state.applied) out.a = state.applied;
   return out;
 }
@@ -129,6 +133,7 @@ export function fromStored(raw: unknown): UserState {
     const buf = Buffer.from(raw.e, 'base64');
     for (let i = 0; i + 6 <= buf.length; i += 6) state.recent.push(buf.readUIntBE(i, 6));
   }
+  if (typeof raw.k === 'number') state.recheckAt = raw.k;
   if (isObject(raw.a) && typeof raw.a.p === 'number' && typeof raw.a.o === 'string') state.applied = { p: raw.a.p, o: raw.a.o };
   return state;
 }

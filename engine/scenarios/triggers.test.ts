@@ -106,6 +106,35 @@ const scenarios: Scenario[] = [
     ],
   },
   {
+    name: 'time-based segment: users enter "inactive 30d" when the time passes, without a new event; a later open postpones it',
+    rules: [rule('winback', { trigger: { segment: 'inactive', on: 'enter' } })],
+    segments: [
+      {
+        id: 'inactive',
+        conditions: {
+          all: [
+            { fact: 'stats', path: '$.user_registered.first', operator: 'olderThan', value: '30d' },
+            { any: [{ fact: 'stats', path: '$.app_opened.last', operator: 'olderThan', value: '30d' }, { fact: 'stats', path: '$.app_opened.count', operator: 'equal', value: 0 }] },
+          ],
+        },
+      },
+    ],
+    events: [
+      reg('opened-twice', '0s'),
+      ev('opened-twice', 'app_opened', '1d'),
+      ev('opened-twice', 'app_opened', '10d'),
+      reg('never-opened', '0s'),
+      reg('came-back', '0s'),
+      ev('came-back', 'app_opened', '10d'),
+      ev('came-back', 'app_opened', '35d'),
+    ],
+    until: '45d',
+    expect: [
+      { rule: 'winback', user: 'never-opened', at: iso(30 * 86_400_000 + 1) },
+      { rule: 'winback', user: 'opened-twice', at: iso(40 * 86_400_000 + 1) },
+    ],
+  },
+  {
     name: 'schedule over a segment, fixed timezone: every Monday 09:00 UTC, members only',
     rules: [rule('weekly-digest', { trigger: { schedule: '0 9 * * 1', timezone: 'UTC', segment: 'trial' } })],
     segments: [{ id: 'trial', conditions: { all: [trial] } }],
