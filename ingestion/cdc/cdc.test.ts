@@ -1,0 +1,258 @@
+import { describe, expect, it } from 'vitest';
+import avro from 'avsc';
+import { InMemoryBus, type IncomingMessage } from '../../platform/bus.ts';
+import { eventCodec } from '../../platform/avro.ts';
+import { DlqHeaders, SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import { createMetricsRegistry } from '../../platform/metrics.ts';
+import { checkMapping, loadMapping, MappingError, type CdcMapping } from './mapping.ts';
+import { createSchemaRegistry, decodeChange, type SchemaRegistry } from './debezium.ts';
+import { createCdcProcessor, processRecord } from './processor.ts';
+import { convertValue } from './values.ts';
+
+const mapping = loadMapping('ingestion/cdc-mapping.example.json');
+const NOW = 1_780_000_000_000;
+const source = (over: Record<string, unknown> = {}) => ({ connector: 'postgresql', name: 'appdb', db: 'app', schema: 'public', table: 'users', lsn: 1000, txId: 7, ts_ms: 1_779_999_999_000, snapshot: 'false', ...over });
+const user = { id: 42, email: 'a@example.com', plan: 'trial', first_name: 'Ann', password_hash: 'x', created_at: 1_700_000_000_123_456, trial_ends_at: null, email_verified: false, signup_source: 'ads' };
+const msg = (value: unknown, key: unknown = { id: 42 }, offset = '0'): IncomingMessage => ({
+  topic: 'appdb.public.users',
+  partition: 0,
+  offset,
+  key: key === null ? null : JSON.stringify(key),
+  value: value === null ? null : Buffer.isBuffer(value) ? value : Buffer.from(JSON.stringify(value)),
+  headers: {},
+  timestamp: NOW,
+});
+const map = async (value: unknown, key?: unknown) => processRecord(msg(value, key), mapping, undefined, NOW);
+
+describe('CDC mapping file', () => {
+  it('the shipped example is valid', () => {
+    expect(checkMapping(mapping)).toEqual([]);
+  });
+
+  it('reports each problem with a JSON path', () => {
+    const problems = checkMapping({
+      source: 'bad name',
+      tables: { 'public.users': { userId: 'id', insert: { evnt: 'x' }, update: [{ when: ['a', 'b'], to: 1, event: 'e' }] }, x: { exclude: ['id'] } },
+    });
+    const paths = problems.map((p) => p.path);
+    expect(paths).toContain('$.source');
+    expect(paths).toContain('$.tables["public.users"].insert');
+    expect(paths).toContain('$.tables.x.userId');
+  });
+
+  it('semantic checks: excluded user id, from/to on several columns', () => {
+    expect(checkMapping({ source: 's', tables: { t: { userId: 'id', exclude: ['id'], update: [{ when: ['a', 'b'], to: 1, event: 'e' }] } } })).toEqual([
+      { path: '$.tables["t"].exclude', message: 'the user id column "id" cannot be excluded' },
+      { path: '$.tables["t"].update[0]', message: '"from"/"to" need a single "when" column' },
+    ]);
+  });
+
+  it('loadMapping names the file', () => {
+    expect(() => loadMapping('package.json')).toThrow(MappingError);
+    expect(() => loadMapping('package.json')).toThrow(/^package\.json:\$\.source: /);
+  });
+});
+
+describe('Debezium values', () => {
+  it.each([
+    [1_700_000_000_123_456, { name: 'io.debezium.time.MicroTimestamp' }, '2023-11-14T22:13:20.123Z'],
+    [1_700_000_000_123, { name: 'io.debezium.time.Timestamp' }, '2023-11-14T22:13:20.123Z'],
+    ['2023-11-14T22:13:20.123456Z', { name: 'io.debezium.time.ZonedTimestamp' }, '2023-11-14T22:13:20.123Z'],
+    [19_675, { name: 'io.debezium.time.Date' }, '2023-11-14'],
+    ['AYag', { name: 'org.apache.kafka.connect.data.Decimal', scale: 2 }, 1000],
+    [{ scale: 1, value: '/w==' }, { name: 'io.debezium.data.VariableScaleDecimal' }, -0.1],
+    ['{"a":1}', { name: 'io.debezium.data.Json' }, { a: 1 }],
+    ['19.99', { declared: 'decimal' as const }, 19.99],
+    [1_700_000_000_123_456, { declared: 'timestamp-micros' as const }, '2023-11-14T22:13:20.123Z'],
+    [1_700_000_000_123_456, { declared: 'timestamp' as const }, '2023-11-14T22:13:20.123Z'],
+    [null, { declared: 'decimal' as const }, null],
+  ])('%j as %j -> %j', (v, enc, expected) => {
+    expect(convertValue(v, enc)).toEqual(expected);
+  });
+});
+
+describe('row changes -> events', () => {
+  it('insert into users: user_registered with traits from after, excluded and renamed columns, stable id', async () => {
+    const out = await map({ before: null, after: user, source: source(), op: 'c', ts_ms: NOW });
+    expect(out.kind).toBe('events');
+    if (out.kind !== 'events') return;
+    const [e] = out.events;
+    expect(e).toMatchObject({
+      userId: '42',
+      type: 'user_registered',
+      ts: 1_779_999_999_000,
+      receivedAt: NOW,
+      source: 'cdc:app-db',
+      properties: { plan: 'trial', signup_source: 'ads' },
+      traits: { id: 42, email: 'a@example.com', plan: 'trial', firstName: 'Ann', createdAt: '2023-11-14T22:13:20.123Z', trial_ends_at: null, email_verified: false, signup_source: 'ads' },
+    });
+    expect(e!.traits).not.toHaveProperty('password_hash');
+    const again = await map({ before: null, after: user, source: source(), op: 'c', ts_ms: NOW + 5000 });
+    expect(again.kind === 'events' && again.events[0]!.id).toBe(e!.id);
+    const otherLsn = await map({ before: null, after: user, source: source({ lsn: 1001 }), op: 'c' });
+    expect(otherLsn.kind === 'events' && otherLsn.events[0]!.id).not.toBe(e!.id);
+  });
+
+  it('update of plan: plan_changed with from/to and traits; a no-op update is skipped; other columns give identify', async () => {
+    const up = await map({ before: user, after: { ...user, plan: 'pro' }, source: source({ lsn: 2000 }), op: 'u' });
+    expect(up.kind === 'events' && up.events.map((e) => [e.type, e.properties, e.traits?.plan])).toEqual([['plan_changed', { from: 'trial', to: 'pro' }, 'pro']]);
+    expect((await map({ before: user, after: user, source: source(), op: 'u' })).kind).toBe('skip');
+    const email = await map({ before: user, after: { ...user, email: 'b@example.com' }, source: source(), op: 'u' });
+    expect(email.kind === 'events' && email.events.map((e) => [e.type, e.traits?.email])).toEqual([['identify', 'b@example.com']]);
+    const verified = await map({ before: user, after: { ...user, email_verified: true }, source: source(), op: 'u' });
+    expect(verified.kind === 'events' && verified.events.map((e) => [e.type, e.properties])).toEqual([['email_verified', { from: false, to: true }]]);
+    // without a before image nothing is known to have changed: traits only
+    const noBefore = await map({ before: null, after: { ...user, plan: 'pro' }, source: source(), op: 'u' });
+    expect(noBefore.kind === 'events' && noBefore.events.map((e) => e.type)).toEqual(['identify']);
+  });
+
+  it('delete: user_deleted without traits; snapshot rows: traits only', async () => {
+    const del = await map({ before: { id: 42 }, after: null, source: source(), op: 'd' });
+    expect(del.kind === 'events' && del.events.map((e) => [e.type, e.properties, e.traits])).toEqual([['user_deleted', {}, undefined]]);
+    const snap = await map({ before: null, after: user, source: source({ snapshot: 'true' }), op: 'r' });
+    expect(snap.kind === 'events' && snap.events.map((e) => e.type)).toEqual(['identify']);
+  });
+
+  it('subscriptions: decimal strings become numbers, cancellation by `to`, snapshot skipped, no traits', async () => {
+    const sub = { id: 9, user_id: 42, plan: 'pro', amount: '19.90', currency: 'EUR', status: 'active', started_at: 1_700_000_000_000_000, canceled_at: null };
+    const s = source({ table: 'subscriptions' });
+    const ins = await map({ before: null, after: sub, source: s, op: 'c' }, { id: 9 });
+    expect(ins.kind === 'events' && ins.events[0]).toMatchObject({ userId: '42', type: 'subscription_started', properties: { id: 9, plan: 'pro', amount: 19.9, currency: 'EUR', status: 'active' } });
+    expect(ins.kind === 'events' && ins.events[0]!.traits).toBeUndefined();
+    const cancel = await map({ before: sub, after: { ...sub, status: 'canceled' }, source: s, op: 'u' }, { id: 9 });
+    expect(cancel.kind === 'events' && cancel.events.map((e) => [e.type, e.properties])).toEqual([
+      ['subscription_canceled', { id: 9, plan: 'pro', amount: 19.9, currency: 'EUR', from: 'active', to: 'canceled' }],
+    ]);
+    const paused = await map({ before: sub, after: { ...sub, status: 'paused' }, source: s, op: 'u' }, { id: 9 });
+    expect(paused.kind).toBe('skip');
+    expect((await map({ before: null, after: sub, source: s, op: 'r' }, { id: 9 })).kind).toBe('skip');
+    expect((await map({ before: sub, after: null, source: s, op: 'd' }, { id: 9 })).kind).toBe('skip');
+  });
+
+  it('poison: unparseable, not an envelope, unknown table, no user id -> dlq with a reason; tombstones skipped', async () => {
+    expect(await processRecord(msg(Buffer.from('{nope')), mapping, undefined, NOW)).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/^unparseable: not JSON/) });
+    expect(await map({ hello: 1 })).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/not a Debezium change event/) });
+    expect(await map({ before: null, after: user, source: source({ table: 'orders' }), op: 'c' })).toEqual({ kind: 'dlq', reason: 'unknown table public.orders: not in the CDC mapping' });
+    expect(await map({ before: null, after: { ...user, id: null }, source: source(), op: 'c' })).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/no user id/) });
+    expect(await map(null)).toEqual({ kind: 'skip', reason: 'tombstone' });
+  });
+
+  it('JSON with schemas enabled: column encodings come from the schema', async () => {
+    const row = { id: 42, created_at: 1_700_000_000_123_456, amount: 'AYag' };
+    const rowSchema = { type: 'struct', optional: true, name: 'appdb.public.users.Value', fields: [
+      { field: 'id', type: 'int32' },
+      { field: 'created_at', type: 'int64', name: 'io.debezium.time.MicroTimestamp' },
+      { field: 'amount', type: 'bytes', name: 'org.apache.kafka.connect.data.Decimal', parameters: { scale: '2' } },
+    ] };
+    const value = { schema: { type: 'struct', fields: [{ field: 'before', ...rowSchema }, { field: 'after', ...rowSchema }, { field: 'source', type: 'struct' }, { field: 'op', type: 'string' }] }, payload: { before: null, after: row, source: source(), op: 'c' } };
+    const noDeclared: CdcMapping = { source: 'app-db', tables: { users: { userId: 'id', insert: { event: 'user_registered' } } } };
+    const out = await processRecord(msg(value, { schema: { type: 'struct' }, payload: { id: 42 } }), noDeclared, undefined, NOW);
+    expect(out.kind === 'events' && out.events[0]!.traits).toEqual({ id: 42, created_at: '2023-11-14T22:13:20.123Z', amount: 1000 });
+  });
+});
+
+describe('Avro (Confluent wire format)', () => {
+  const rowSchema = {
+    type: 'record', name: 'Value', namespace: 'appdb.public.users', fields: [
+      { name: 'id', type: 'int' },
+      { name: 'plan', type: ['null', 'string'], default: null },
+      { name: 'created_at', type: ['null', { type: 'long', 'connect.version': 1, 'connect.name': 'io.debezium.time.MicroTimestamp' }], default: null },
+      { name: 'amount', type: ['null', { type: 'bytes', scale: 2, precision: 10, 'connect.version': 1, 'connect.parameters': { scale: '2' }, 'connect.name': 'org.apache.kafka.connect.data.Decimal', logicalType: 'decimal' }], default: null },
+    ],
+  };
+  const envelope = {
+    type: 'record', name: 'Envelope', namespace: 'appdb.public.users', fields: [
+      { name: 'before', type: ['null', rowSchema], default: null },
+      { name: 'after', type: ['null', 'Value'], default: null },
+      { name: 'source', type: { type: 'record', name: 'Source', namespace: 'io.debezium.connector.postgresql', fields: [
+        { name: 'connector', type: 'string' }, { name: 'schema', type: 'string' }, { name: 'table', type: 'string' }, { name: 'lsn', type: ['null', 'long'] }, { name: 'ts_ms', type: 'long' },
+      ] } },
+      { name: 'op', type: 'string' },
+      { name: 'ts_ms', type: ['null', 'long'], default: null },
+    ],
+  };
+  const keySchema = { type: 'record', name: 'Key', namespace: 'appdb.public.users', fields: [{ name: 'id', type: 'int' }] };
+  const wire = (id: number, body: Buffer) => {
+    const h = Buffer.alloc(5);
+    h.writeInt32BE(id, 1);
+    return Buffer.concat([h, body]);
+  };
+  const schemas = new Map<number, unknown>([[11, envelope], [12, keySchema]]);
+  const registry: SchemaRegistry = { schema: async (id) => { const s = schemas.get(id); if (!s) throw new Error('missing'); return s; } };
+
+  it('decodes magic byte + schema id + Avro body, with Debezium types converted', async () => {
+    const type = avro.Type.forSchema(envelope as avro.Schema);
+    const body = type.toBuffer({
+      before: null,
+      after: { id: 42, plan: 'pro', created_at: 1_700_000_000_123_456, amount: Buffer.from('01869f', 'hex') },
+      source: { connector: 'postgresql', schema: 'public', table: 'users', lsn: 5000, ts_ms: 1_779_999_999_000 },
+      op: 'c',
+      ts_ms: null,
+    });
+    const key = wire(12, avro.Type.forSchema(keySchema as avro.Schema).toBuffer({ id: 42 }));
+    const m: IncomingMessage = { ...msg(null), key: key.toString('latin1'), value: wire(11, body) };
+    const noDeclared: CdcMapping = { source: 'app-db', tables: { 'public.users': { userId: 'id', insert: { event: 'user_registered', properties: false } } } };
+    const out = await processRecord({ ...m, key: null }, noDeclared, registry, NOW);
+    expect(out.kind === 'events' && out.events[0]).toMatchObject({ userId: '42', type: 'user_registered', ts: 1_779_999_999_000, traits: { id: 42, plan: 'pro', created_at: '2023-11-14T22:13:20.123Z', amount: 999.99 } });
+    const change = await decodeChange(wire(11, body), null, registry);
+    expect(change?.columns.get('amount')).toEqual({ name: 'org.apache.kafka.connect.data.Decimal', scale: 2 });
+  });
+
+  it('an unknown schema id is poison (dlq); an unreachable registry is retried, not dead-lettered', async () => {
+    const fetch404 = (async () => new Response('{"error_code":40403}', { status: 404 })) as typeof fetch;
+    const r404 = createSchemaRegistry('http://registry', fetch404);
+    expect(await processRecord({ ...msg(null), value: wire(99, Buffer.from([2])) }, mapping, r404, NOW)).toMatchObject({ kind: 'dlq', reason: 'unparseable: schema id 99 not found in the schema registry' });
+    let calls = 0;
+    const down = (async () => {
+      calls++;
+      throw new TypeError('fetch failed');
+    }) as typeof fetch;
+    const rDown = createSchemaRegistry('http://registry', down);
+    await expect(processRecord({ ...msg(null), value: wire(11, Buffer.from([2])) }, mapping, rDown, NOW)).rejects.toThrow(/unreachable/);
+    await expect(rDown.schema(11)).rejects.toThrow();
+    expect(calls).toBe(2);
+  });
+
+  it('the registry client caches schemas by id', async () => {
+    let calls = 0;
+    const ok = (async () => {
+      calls++;
+      return new Response(JSON.stringify({ schema: JSON.stringify(keySchema) }), { status: 200 });
+    }) as typeof fetch;
+    const r = createSchemaRegistry('http://registry/', ok);
+    await r.schema(12);
+    expect(await r.schema(12)).toEqual(keySchema);
+    expect(calls).toBe(1);
+  });
+});
+
+describe('CDC processor on the bus', () => {
+  it('publishes events keyed by userId, dead-letters poison with reason and origin, commits, and keeps flowing', async () => {
+    const bus = new InMemoryBus(1);
+    const pub = bus.publisher();
+    await bus.ensureTopics([{ topic: 'appdb.public.users', partitions: 1 }]);
+    const p = createCdcProcessor(
+      { cdc: { topics: ['/^appdb\\./'] }, kafka: { topicPrefix: 'lc' }, groupId: 'cdc-test' },
+      { bus, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }), mapping, clock: () => NOW },
+    );
+    await pub.publish('appdb.public.users', [
+      { key: '{"id":42}', value: Buffer.from(JSON.stringify({ before: null, after: user, source: source(), op: 'c' })) },
+      { key: '{"id":42}', value: Buffer.from('garbage') },
+      { key: '{"id":42}', value: null },
+      { key: '{"id":42}', value: Buffer.from(JSON.stringify({ before: user, after: { ...user, plan: 'pro' }, source: source({ lsn: 1010 }), op: 'u' })) },
+    ]);
+    await p.start();
+    const deadline = Date.now() + 5000;
+    while (bus.messages('lc.events').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await p.stop();
+    const events = bus.messages('lc.events').map((m) => ({ key: m.key, e: eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]) }));
+    expect(events.map((x) => [x.key, x.e.type])).toEqual([['42', 'user_registered'], ['42', 'plan_changed']]);
+    const [dead] = bus.messages('lc.dlq');
+    expect(dead!.value!.toString()).toBe('garbage');
+    expect(dead!.headers).toMatchObject({ [DlqHeaders.sourceTopic]: 'appdb.public.users', [DlqHeaders.sourcePartition]: '0', [DlqHeaders.sourceOffset]: '1', [DlqHeaders.stage]: 'cdc' });
+    expect(dead!.headers[DlqHeaders.reason]).toMatch(/^unparseable/);
+    expect(p.health().ok).toBe(false);
+    expect(bus.committedOffset({ groupId: 'cdc-test', topics: [], eachBatch: async () => {} }, { topic: 'appdb.public.users', partition: 0 })).toBe(4);
+  });
+});
