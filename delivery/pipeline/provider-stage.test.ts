@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import type { Channel } from '../../platform/contracts.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import type { Suppression } from '../preferences/model.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../providers/types.ts';
+import { createBreakerRegistry, createProviderStage } from './provider-stage.ts';
+import { testContext } from './test-context.ts';
+
+/** A provider answering from a script of results (the last one repeats). */
+function scripted(name: string, results: (ProviderResult | Error)[]): Provider & { sent: OutgoingMessage[] } {
+  let i = 0;
+  const sent: OutgoingMessage[] = [];
+  return {
+    name,
+    channel: 'email',
+    sent,
+    async send(m) {
+      const r = results[Math.min(i++, results.length - 1)]!;
+      if (r instanceof Error) throw r;
+      if (r.status === 'sent') sent.push(m);
+      return r;
+    },
+  };
+}
+
+function setup(providers: Provider[], opts: { threshold?: number; maxAttempts?: number } = {}) {
+  const suppressed: { userId: string; channel: Channel; s: Suppression }[] = [];
+  const breakers = createBreakerRegistry({ threshold: opts.threshold ?? 2, cooldownMs: 60_000 });
+  const stage = createProviderStage(
+    { maxAttempts: opts.maxAttempts ?? 3, retryBaseMs: 1000, retryMaxMs: 60_000 },
+    {
+      providers: new Map([['email', providers]]),
+      breakers,
+      beforeSend: async () => true,
+      suppress: async (userId, channel, s) => void suppressed.push({ userId, channel, s }),
+      logger: silentLogger(),
+      random: () => 1,
+    },
+  );
+  const ctx = () => {
+    const c = testContext();
+    c.message = { sendId: c.send.sendId, ruleId: c.send.ruleId, category: c.send.category, channel: 'email', recipient: c.recipient, content: { subject: 's', text: 't' } };
+    return c;
+  };
+  return { stage, suppressed, breakers, ctx };
+}
+
+describe('provider stage', () => {
+  it('sends through the first provider', async () => {
+    const a = scripted('smtp-a', [{ status: 'sent', providerMessageId: 'm1' }]);
+    const { stage, ctx } = setup([a, scripted('smtp-b', [{ status: 'sent' }])]);
+    expect(await stage.run(ctx())).toEqual({ kind: 'sent', provider: 'smtp-a', providerMessageId: 'm1' });
+    expect(a.sent).toHaveLength(1);
+  });
+
+  it('fails over to the next provider on a retriable error and on a throw', async () => {
+    const b = scripted('smtp-b', [{ status: 'sent' }]);
+    const { stage, ctx } = setup([scripted('smtp-a', [{ status: 'retriable', error: '421 try later' }, new Error('ECONNREFUSED')]), b]);
+    expect((await stage.run(ctx())).kind).toBe('sent');
+    expect(await stage.run(ctx())).toMatchObject({ kind: 'sent', provider: 'smtp-b' });
+    expect(b.sent).toHaveLength(2);
+  });
+
+  it('opens the breaker of a failing provider and stops calling it', async () => {
+    let calls = 0;
+    const a: Provider = { name: 'smtp-a', channel: 'email', send: async () => (calls++, { status: 'retriable', error: 'down' }) };
+    const { stage, ctx, breakers } = setup([a, scripted('smtp-b', [{ status: 'sent' }])], { threshold: 2 });
+    for (let i = 0; i < 5; i++) expect((await stage.run(ctx())).kind).toBe('sent');
+    expect(calls).toBe(2);
+    expect(breakers.states(Date.now())).toEqual({ 'smtp-a': 'open', 'smtp-b': 'closed' });
+  });
+
+  it('parks for a retry with backoff when every provider failed, then gives up into the DLQ', async () => {
+    const { stage, ctx } = setup([scripted('smtp-a', [{ status: 'retriable', error: 'timeout' }])], { threshold: 100, maxAttempts: 2 });
+    const c = ctx();
+    const before = Date.now();
+    const r1 = await stage.run(c);
+    expect(r1).toMatchObject({ kind: 'defer', retry: true, error: 'smtp-a: timeout' });
+    if (r1.kind !== 'defer') throw new Error('unreachable');
+    expect(r1.until - before).toBeGreaterThanOrEqual(1000);
+    expect(c.attempts).toBe(1);
+    const r2 = await stage.run(c);
+    expect(r2).toEqual({ kind: 'failed', dlq: true, reason: 'gave up after 2 attempts: smtp-a: timeout' });
+  });
+
+  it('waits for the breaker when every provider is open, without spending an attempt', async () => {
+    const { stage, ctx } = setup([scripted('smtp-a', [{ status: 'retriable', error: 'down' }])], { threshold: 1, maxAttempts: 5 });
+    const c = ctx();
+    await stage.run(c);
+    expect(c.attempts).toBe(1);
+    const r = await stage.run(c);
+    expect(r).toMatchObject({ kind: 'defer', retry: true, error: 'smtp-a: circuit open' });
+    if (r.kind === 'defer') expect(r.until - Date.now()).toBeGreaterThan(59_000);
+    expect(c.attempts).toBe(1);
+  });
+
+  it('honours a provider retry-after', async () => {
+    const { stage, ctx } = setup([scripted('sms', [{ status: 'retriable', error: '429', retryAfterMs: 30_000 }])], { threshold: 100 });
+    const r = await stage.run(ctx());
+    if (r.kind !== 'defer') throw new Error(`expected defer, got ${r.kind}`);
+    expect(r.until - Date.now()).toBeGreaterThan(29_000);
+  });
+
+  it('a permanent error fails the send and suppresses the address', async () => {
+    const { stage, ctx, suppressed } = setup([scripted('smtp-a', [{ status: 'permanent', error: '550 5.1.1 no such user', suppress: 'hard_bounce' }]), scripted('smtp-b', [{ status: 'sent' }])]);
+    expect(await stage.run(ctx())).toEqual({ kind: 'failed', dlq: false, bounced: true, reason: 'smtp-a: hard_bounce: 550 5.1.1 no such user' });
+    expect(suppressed).toMatchObject([{ userId: 'user-1', channel: 'email', s: { reason: 'hard_bounce', address: 'ada@example.com' } }]);
+  });
+
+  it('fails into the DLQ when the channel has no provider', async () => {
+    const { stage, ctx } = setup([]);
+    expect(await stage.run(ctx())).toMatchObject({ kind: 'failed', dlq: true });
+  });
+});

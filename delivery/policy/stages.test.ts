@@ -1,0 +1,124 @@
+// One test per policy stage, each against small in-test stores implementing the real interfaces.
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../platform/logger.ts';
+import { testContext } from '../pipeline/test-context.ts';
+import { emptyPreferences, type SuppressionState, type UserPreferences } from '../preferences/model.ts';
+import { createCapsStage } from './caps.ts';
+import type { CapHolder, CapResult, CapStore } from './caps-store.ts';
+import { createClaimStage } from './claim.ts';
+import type { ClaimResult, ClaimStore } from './claims.ts';
+import { createConsentStage } from './consent.ts';
+import { createExpiryStage } from './expiry.ts';
+import { createHoldoutStage } from './holdout.ts';
+import { createSuppressionStage } from './suppression.ts';
+
+describe('claim stage', () => {
+  const store = (results: ClaimResult[]): ClaimStore & { calls: number } => {
+    const s = {
+      calls: 0,
+      async claim() {
+        return results[Math.min(s.calls++, results.length - 1)]!;
+      },
+      markSending: async () => true,
+      finish: async () => true,
+      park: async () => true,
+      suppressIfParked: async () => true,
+    };
+    return s;
+  };
+  const stage = (claims: ClaimStore) => createClaimStage({ claims, owner: 'w1', leaseMs: 1000, logger: silentLogger(), sleep: async () => {} });
+
+  it('continues a new claim and marks it fresh', async () => {
+    const ctx = testContext();
+    expect(await stage(store([{ kind: 'new', gen: 0, attempts: 0, wasSending: false }])).run(ctx)).toEqual({ kind: 'continue' });
+    expect(ctx.fresh).toBe(true);
+  });
+  it('resumes a parked send with its generation and attempts', async () => {
+    const ctx = testContext();
+    ctx.resumeGen = 2;
+    expect((await stage(store([{ kind: 'resumed', gen: 2, attempts: 3, wasSending: false }])).run(ctx)).kind).toBe('continue');
+    expect([ctx.gen, ctx.attempts, ctx.fresh]).toEqual([2, 3, false]);
+  });
+  it('skips a finished send and re-emits its outcome', async () => {
+    const r = await stage(store([{ kind: 'done', status: 'sent', reason: null, provider: 'smtp-1', attempts: 1 }])).run(testContext());
+    expect(r).toEqual({ kind: 'skip', reason: 'already sent', reemit: { status: 'sent', reason: null, provider: 'smtp-1' } });
+  });
+  it('skips a send parked in the delay queue', async () => {
+    expect((await stage(store([{ kind: 'waiting', gen: 1 }])).run(testContext())).kind).toBe('skip');
+  });
+  it('waits for a busy claim until it can take it over', async () => {
+    const s = store([{ kind: 'busy', leaseUntil: Date.now() + 10 }, { kind: 'busy', leaseUntil: Date.now() + 5 }, { kind: 'reclaimed', gen: 0, attempts: 1, wasSending: true }]);
+    const ctx = testContext();
+    expect((await stage(s).run(ctx)).kind).toBe('continue');
+    expect(s.calls).toBe(3);
+    expect(ctx.attempts).toBe(1);
+  });
+});
+
+describe('expiry stage', () => {
+  it('suppresses a stale send and passes a fresh one', async () => {
+    const now = Date.parse('2026-03-10T12:00:00Z');
+    expect(await createExpiryStage().run(testContext({ now, send: { expiresAt: now - 1 } }))).toEqual({ kind: 'suppressed', reason: 'expired at 2026-03-10T11:59:59.999Z' });
+    expect((await createExpiryStage().run(testContext({ now, send: { expiresAt: now + 1 } }))).kind).toBe('continue');
+    expect((await createExpiryStage().run(testContext({ now, send: { expiresAt: null } }))).kind).toBe('continue');
+  });
+});
+
+describe('holdout stage', () => {
+  it('records holdout sends without sending', async () => {
+    expect(await createHoldoutStage().run(testContext({ send: { holdout: true } }))).toEqual({ kind: 'holdout' });
+    expect((await createHoldoutStage().run(testContext())).kind).toBe('continue');
+  });
+});
+
+describe('suppression stage', () => {
+  const stage = (state: SuppressionState) => createSuppressionStage({ suppressions: async () => state });
+  it('blocks transactional sends to a bounced address', async () => {
+    const r = await stage({ deleted: null, channels: { email: { reason: 'hard_bounce', at: 1, address: 'ada@example.com' } } }).run(testContext({ category: 'transactional' }));
+    expect(r).toEqual({ kind: 'suppressed', reason: 'hard_bounce' });
+  });
+  it('blocks deleted users and channels without an address', async () => {
+    expect(await stage({ deleted: { reason: 'user_deleted', at: 1 }, channels: {} }).run(testContext())).toEqual({ kind: 'suppressed', reason: 'user_deleted' });
+    expect(await stage({ deleted: null, channels: {} }).run(testContext({ channel: 'sms' }))).toEqual({ kind: 'suppressed', reason: 'no_address:sms' });
+    expect((await stage({ deleted: null, channels: {} }).run(testContext())).kind).toBe('continue');
+  });
+});
+
+describe('consent stage', () => {
+  const stage = (p: Partial<UserPreferences>) => createConsentStage({ preferences: async (u) => ({ ...emptyPreferences(u), ...p }) });
+  it('requires a marketing opt-in, lets transactional through', async () => {
+    expect(await stage({}).run(testContext())).toEqual({ kind: 'suppressed', reason: 'no_opt_in:marketing:email' });
+    expect((await stage({}).run(testContext({ category: 'transactional' }))).kind).toBe('continue');
+    expect((await stage({ consents: { marketing: { email: { granted: true, at: 1, source: 'signup' } } } }).run(testContext())).kind).toBe('continue');
+  });
+});
+
+describe('frequency cap stage', () => {
+  const caps = (result: CapResult): CapStore & { reserved: CapHolder[] } => {
+    const reserved: CapHolder[] = [];
+    return { reserved, reserve: async (_u, _c, h) => (reserved.push(h), result), commit: async () => {}, release: async () => {} };
+  };
+  it('exempts transactional sends', async () => {
+    const c = caps({ kind: 'capped', window: 'day' });
+    expect((await createCapsStage({ perDay: 1, perWeek: 1 }, { caps: c, onPreempted: async () => {} }).run(testContext({ category: 'transactional' }))).kind).toBe('continue');
+    expect(c.reserved).toHaveLength(0);
+  });
+  it('suppresses a capped send with the window in the reason', async () => {
+    const r = await createCapsStage({ perDay: 1, perWeek: 5 }, { caps: caps({ kind: 'capped', window: 'week' }), onPreempted: async () => {} }).run(testContext());
+    expect(r).toEqual({ kind: 'suppressed', reason: 'frequency_cap:email:week' });
+  });
+  it('holds a slot, and hands a preempted lower-priority send to the callback', async () => {
+    const victim: CapHolder = { sendId: 'low', ruleId: 'r-low', priority: 1, variant: null, category: 'marketing' };
+    const seen: CapHolder[] = [];
+    const ctx = testContext({ send: { priority: 90 } });
+    const r = await createCapsStage({ perDay: 1, perWeek: 5 }, { caps: caps({ kind: 'preempted', victim }), onPreempted: async (v) => void seen.push(v) }).run(ctx);
+    expect(r.kind).toBe('continue');
+    expect(ctx.capHeld).toBe(true);
+    expect(seen).toEqual([victim]);
+  });
+  it('does nothing when both caps are 0 (unlimited)', async () => {
+    const c = caps({ kind: 'capped', window: 'day' });
+    expect((await createCapsStage({ perDay: 0, perWeek: 0 }, { caps: c, onPreempted: async () => {} }).run(testContext())).kind).toBe('continue');
+    expect(c.reserved).toHaveLength(0);
+  });
+});
