@@ -72,7 +72,16 @@ export function didYouMean(input: string, known: readonly string[]): string {
       best = k;
     }
   }
-  return best !== null && bestD <= Math.max(2, Math.floor(input.length / 3)) ? ` (did you mean "${best}"?)` : '';
+  if (best === null) return '';
+  const close = bestD <= Math.max(1, Math.floor(input.length / 3)) || (bestD <= 2 && (isSubsequence(input, best) || isSubsequence(best, input)));
+  return close ? ` (did you mean "${best}"?)` : '';
+}
+
+/** "cnt" in "count": abbreviations are likely typos of the longer name. */
+function isSubsequence(short: string, long: string): boolean {
+  let i = 0;
+  for (const ch of long.toLowerCase()) if (ch === short[i]?.toLowerCase()) i++;
+  return i === short.length;
 }
 
 const list = (xs: readonly string[]) => xs.map((x) => `"${x}"`).join(', ');
@@ -558,7 +567,7 @@ export function compileRuleSet(files: { file: string; content: unknown }[], opts
 }
 
 /** Errors grouped by file (stable: within a file, in the order they were found). */
-function byFile(errors: RuleError[]): RuleError[] {
+export function byFile(errors: RuleError[]): RuleError[] {
   return errors.map((e, i) => [e, i] as const).sort(([a, i], [b, j]) => (a.file < b.file ? -1 : a.file > b.file ? 1 : i - j)).map(([e]) => e);
 }
 

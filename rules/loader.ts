@@ -4,7 +4,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../platform/logger.ts';
-import { compileRuleSet } from './compile.ts';
+import { byFile, compileRuleSet } from './compile.ts';
 import { parseJson } from './json-syntax.ts';
 import type { RuleError, RuleSet, RuleSetResult } from './types.ts';
 
@@ -64,7 +64,7 @@ export async function loadRuleSet(dir: string, opts: LoadOptions = {}): Promise<
     else errors.push({ file, path: '$', message: `invalid JSON at line ${parsed.error.line}, column ${parsed.error.column}: ${parsed.error.message}` });
   }
   const result = compileRuleSet(files, templates ? { templates } : {});
-  if (!result.ok) return { ok: false, errors: [...errors, ...result.errors] };
+  if (!result.ok) return { ok: false, errors: byFile([...errors, ...result.errors]) };
   if (errors.length > 0) return { ok: false, errors };
   return result;
 }

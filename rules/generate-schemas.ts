@@ -1,0 +1,23 @@
+// Writes rules/rule.schema.json and rules/segment.schema.json from the TypeBox schemas, for
+// editors (autocomplete, hover docs). Run: npx tsx rules/generate-schemas.ts
+// schema.test.ts fails when the committed files are stale.
+import { writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { RuleSchema, SegmentSchema, toJsonSchema } from './schema.ts';
+
+export const PUBLISHED_SCHEMAS = {
+  'rule.schema.json': RuleSchema,
+  'segment.schema.json': SegmentSchema,
+} as const;
+
+export function renderSchema(name: keyof typeof PUBLISHED_SCHEMAS): string {
+  return `${JSON.stringify(toJsonSchema(PUBLISHED_SCHEMAS[name]), null, 2)}\n`;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  for (const name of Object.keys(PUBLISHED_SCHEMAS) as (keyof typeof PUBLISHED_SCHEMAS)[]) {
+    const file = fileURLToPath(new URL(name, import.meta.url));
+    await writeFile(file, renderSchema(name));
+    console.log(`wrote ${file}`);
+  }
+}
