@@ -37,14 +37,15 @@ describe('CDC mapping file', () => {
     });
     const paths = problems.map((p) => p.path);
     expect(paths).toContain('$.source');
-    expect(paths).toContain('$.tables["public.users"].insert');
+    expect(paths).toContain('$.tables["public.users"].insert.event');
+    expect(problems.find((p) => p.path === '$.tables["public.users"].insert.evnt')?.message).toBe('Unexpected property');
     expect(paths).toContain('$.tables.x.userId');
   });
 
   it('semantic checks: excluded user id, from/to on several columns', () => {
     expect(checkMapping({ source: 's', tables: { t: { userId: 'id', exclude: ['id'], update: [{ when: ['a', 'b'], to: 1, event: 'e' }] } } })).toEqual([
-      { path: '$.tables["t"].exclude', message: 'the user id column "id" cannot be excluded' },
-      { path: '$.tables["t"].update[0]', message: '"from"/"to" need a single "when" column' },
+      { path: '$.tables.t.exclude', message: 'the user id column "id" cannot be excluded' },
+      { path: '$.tables.t.update[0]', message: '"from"/"to" need a single "when" column' },
     ]);
   });
 

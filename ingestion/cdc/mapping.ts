@@ -2,7 +2,7 @@
 // the definition (types, editor JSON Schema, loader checks); the loader reports problems
 // as `file:jsonpath: message`, like rule files, and refuses the file as a whole.
 import { readFileSync } from 'node:fs';
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
 export const COLUMN_TYPES = ['string', 'number', 'boolean', 'json', 'decimal', 'timestamp', 'timestamp-millis', 'timestamp-micros', 'timestamp-nanos', 'date-days'] as const;
@@ -87,17 +87,26 @@ const toJsonPath = (pointer: string) =>
 export function checkMapping(doc: unknown): MappingProblem[] {
   const problems: MappingProblem[] = [];
   const seen = new Set<string>();
-  for (const e of Value.Errors(CdcMappingSchema, doc)) {
-    const path = toJsonPath(e.path);
-    // Unions report once per branch; the first message per path is the useful one.
-    if (seen.has(path)) continue;
-    seen.add(path);
-    problems.push({ path, message: e.message });
-  }
+  const collect = (schema: TSchema, value: unknown, prefix: string) => {
+    for (const e of Value.Errors(schema, value)) {
+      const pointer = prefix + e.path;
+      // A union says only "Expected union value"; for an object, the object branch knows what is wrong.
+      const branch = (e.schema.anyOf as TSchema[] | undefined)?.find((b) => b.type === 'object');
+      if (branch && typeof e.value === 'object' && e.value !== null && !Array.isArray(e.value)) {
+        collect(branch, e.value, pointer);
+        continue;
+      }
+      const path = toJsonPath(pointer);
+      if (seen.has(path)) continue;
+      seen.add(path);
+      problems.push({ path, message: e.message });
+    }
+  };
+  collect(CdcMappingSchema, doc, '');
   if (problems.length > 0) return problems;
   const mapping = doc as CdcMapping;
   for (const [table, t] of Object.entries(mapping.tables)) {
-    const at = `$.tables[${JSON.stringify(table)}]`;
+    const at = toJsonPath(`/tables/${table.replace(/~/g, '~0').replace(/\//g, '~1')}`);
     if (t.exclude?.includes(t.userId)) problems.push({ path: `${at}.exclude`, message: `the user id column "${t.userId}" cannot be excluded` });
     t.update?.forEach((rule, i) => {
       const cols = Array.isArray(rule.when) ? rule.when : [rule.when];
