@@ -4,7 +4,7 @@
 import type { NormalisedEvent, SendCommand, Channel } from '../../platform/contracts.ts';
 import type { CompiledRule, EventStats, Facts, RuleSet } from '../../rules/types.ts';
 import { assignExperiment } from '../../rules/index.ts';
-import { RECENT_IDS, MAX_TRACKED_TYPES, emptyState, type RuleHistory, type UserState } from './state.ts';
+import { RECENT_IDS, MAX_TRACKED_TYPES, dict, emptyState, type RuleHistory, type UserState } from './state.ts';
 import { deterministicId, eventIdHash, segmentEventIdFor, sendIdFor, timerIdFor } from './ids.ts';
 import { SCHEDULE_EVENT, scheduleTrigger } from './schedule.ts';
 import { nextSegmentChange, timedSegments, type TimedSegment } from './segment-clock.ts';
@@ -301,7 +301,8 @@ function reduce(state: UserState, event: NormalisedEvent, rs: RuleSet): void {
     if (typeof groupId === 'string' || typeof groupId === 'number') state.traits.groupId = String(groupId);
     if (event.traits) {
       const prev = state.traits.group;
-      const group = prev !== null && typeof prev === 'object' && !Array.isArray(prev) ? { ...(prev as Record<string, unknown>) } : {};
+      const group = dict<unknown>();
+      if (prev !== null && typeof prev === 'object' && !Array.isArray(prev)) Object.assign(group, prev);
       mergeTraits(group, event.traits);
       state.traits.group = group;
     }

@@ -64,7 +64,7 @@ interface StoredState {
 export function toStored(state: UserState): StoredState {
   const out: StoredState = { v: FORMAT_VERSION };
   if (hasKeys(state.traits)) out.u = state.traits;
-  const s: Record<string, [number, number | null, number | null]> = {};
+  const s = dict<[number, number | null, number | null]>();
   let anyStats = false;
   for (const type in state.stats) {
     const st = state.stats[type]!;
@@ -77,7 +77,7 @@ export function toStored(state: UserState): StoredState {
   for (const id in state.segments) if (state.segments[id] === true) g.push(id);
   if (g.length > 0) out.g = g;
   if (hasKeys(state.rules)) {
-    const r: Record<string, [number, number | null]> = {};
+    const r = dict<[number, number | null]>();
     for (const id in state.rules) {
       const h = state.rules[id]!;
       r[id] = [h.fires, h.lastFiredAt];
