@@ -194,17 +194,22 @@ class MemoryConsumer implements BusConsumer {
         const messages = log.slice(pos, pos + 500);
         worked = true;
         const stillOwned = () => this.running && this.positions.has(k);
-        await this.sub.eachBatch(
-          { topic: tp.topic, partition: tp.partition, messages },
-          {
-            commit: async (nextOffset) => {
-              if (!stillOwned()) return;
-              this.bus.commit(this.sub.groupId, tp, Number(nextOffset));
+        try {
+          await this.sub.eachBatch(
+            { topic: tp.topic, partition: tp.partition, messages },
+            {
+              commit: async (nextOffset) => {
+                if (!stillOwned()) return;
+                this.bus.commit(this.sub.groupId, tp, Number(nextOffset));
+              },
+              isActive: stillOwned,
+              heartbeat: async () => {},
             },
-            isActive: stillOwned,
-            heartbeat: async () => {},
-          },
-        );
+          );
+        } catch {
+          // As kafkajs does: a failed batch is retried from the committed offset, after a pause.
+          await new Promise((r) => setTimeout(r, 50));
+        }
         // Re-read from the committed offset: what the handler did not commit is redelivered,
         // as with Kafka after a restart.
         if (this.positions.has(k)) this.positions.set(k, this.bus.committedOffset(this.sub, tp));
