@@ -1,0 +1,49 @@
+// Delivery room: turns send commands into messages exactly once (claims, consent, caps, quiet hours, templates, providers, retries) and serves the preference API, preference page and tracking endpoints.
+import type { FastifyPluginAsync } from 'fastify';
+import type { Logger } from 'pino';
+import type { Publisher } from '../platform/bus.ts';
+import type { Config } from '../platform/config.ts';
+import { topics } from '../platform/contracts.ts';
+import type { RedisDeps } from '../platform/redis.ts';
+import { createSentIndex } from './pipeline/pipeline.ts';
+import formbody from './tracking/formbody.ts';
+import { preferencesRoutes } from './preferences/routes.ts';
+import { createPreferencesStore } from './preferences/store.ts';
+import { createEngagementRecorder } from './tracking/engagement.ts';
+import { trackingRoutes } from './tracking/routes.ts';
+import { createTrackingLinks } from './tracking/signing.ts';
+
+export { runDelivery, createDelivery, type DeliveryHandle, type DeliveryOptions } from './pipeline/run.ts';
+
+export interface DeliveryRoutesOptions {
+  config: Pick<Config, 'auth' | 'http' | 'kafka'>;
+  redis: RedisDeps;
+  /** Publishes engagement events and outcomes (Kafka in production, the in-memory bus in the demo). */
+  publisher: Publisher;
+  logger: Logger;
+  now?: () => number;
+}
+
+/**
+ * HTTP routes of the delivery room, as a fastify plugin:
+ *   admin (Bearer LC_ADMIN_TOKEN): GET/PATCH /v1/users/:userId/preferences,
+ *     POST /v1/users/:userId/preferences/link, DELETE /v1/users/:userId/suppressions/:channel
+ *   public: GET /t/c/:token (click), GET /t/o/:token (open pixel), GET|POST /t/u/:token
+ *     (unsubscribe), GET|POST /p/:token (preference page), POST /v1/webhooks/email (bounces).
+ */
+export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (app, opts) => {
+  const now = opts.now ?? Date.now;
+  const store = createPreferencesStore(opts.redis);
+  const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret: opts.config.auth.signingSecret });
+  await formbody(app);
+  await preferencesRoutes(app, { store, links, adminToken: opts.config.auth.adminToken, now });
+  await trackingRoutes(app, {
+    links,
+    store,
+    recorder: createEngagementRecorder({ publisher: opts.publisher, topics: topics(opts.config.kafka.topicPrefix), now }),
+    sentIndex: createSentIndex(opts.redis),
+    webhookSigningSecret: opts.config.auth.signingSecret,
+    now,
+    logger: opts.logger.child({ component: 'tracking' }),
+  });
+};

@@ -1,0 +1,82 @@
+// The end user's pages: the preference page (signed link) and the unsubscribe confirmation.
+// Plain server-rendered HTML with forms, so they work without JavaScript and in any client.
+import type { Channel } from '../../platform/contracts.ts';
+import type { UserPreferences } from './model.ts';
+import { MARKETING } from './model.ts';
+
+export const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/** Channels a person can choose on the page (webhooks are the product's, not theirs). */
+export const PAGE_CHANNELS: readonly Channel[] = ['email', 'sms', 'push', 'inapp'];
+const CHANNEL_LABEL: Record<Channel, string> = { email: 'Email', sms: 'SMS', push: 'Push', inapp: 'In-app', webhook: 'Webhook' };
+
+const label = (category: string) => (category === MARKETING ? 'News and offers' : category.replace(/[_-]+/g, ' ').replace(/^./, (c) => c.toUpperCase()));
+
+function layout(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="robots" content="noindex"><title>${esc(title)}</title>
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1f2328;line-height:1.5}
+h1{font-size:1.5rem}table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{padding:.5rem;border-bottom:1px solid #d0d7de;text-align:center}
+th:first-child,td:first-child{text-align:left}button{font-size:1rem;padding:.5rem 1.25rem;border-radius:6px;border:1px solid #1f6feb;background:#1f6feb;color:#fff;cursor:pointer}
+.note{color:#57606a;font-size:.9rem}.status{padding:.75rem;border-radius:6px;background:#dafbe1;border:1px solid #4ac26b}
+</style></head><body>${body}</body></html>`;
+}
+
+/** Categories shown: marketing, plus every category the person has a record for. */
+export function pageCategories(prefs: UserPreferences, extra: readonly string[] = []): string[] {
+  return [...new Set([MARKETING, ...extra, ...Object.keys(prefs.consents)])].filter((c) => c !== 'transactional');
+}
+
+export function isChecked(prefs: UserPreferences, category: string, channel: Channel): boolean {
+  const r = prefs.consents[category]?.[channel];
+  return r ? r.granted : category !== MARKETING;
+}
+
+export function preferencePage(prefs: UserPreferences, opts: { action: string; saved?: boolean; categories?: readonly string[] }): string {
+  const categories = pageCategories(prefs, opts.categories);
+  const cells = categories.flatMap((c) => PAGE_CHANNELS.map((ch) => `${c}:${ch}`));
+  const rows = categories
+    .map(
+      (c) =>
+        `<tr><td>${esc(label(c))}</td>${PAGE_CHANNELS.map(
+          (ch) => `<td><input type="checkbox" name="c:${esc(c)}:${ch}" aria-label="${esc(label(c))} by ${CHANNEL_LABEL[ch]}"${isChecked(prefs, c, ch) ? ' checked' : ''}></td>`,
+        ).join('')}</tr>`,
+    )
+    .join('');
+  return layout(
+    'Your message preferences',
+    `<h1>Your message preferences</h1>
+${opts.saved ? '<p class="status" role="status">Your preferences were saved.</p>' : ''}
+<form method="post" action="${esc(opts.action)}">
+<input type="hidden" name="shown" value="${esc(cells.join(','))}">
+<table><thead><tr><th>Messages</th>${PAGE_CHANNELS.map((ch) => `<th>${CHANNEL_LABEL[ch]}</th>`).join('')}</tr></thead><tbody>${rows}</tbody></table>
+<p><label><input type="checkbox" name="all" value="1"${prefs.unsubscribedAll ? ' checked' : ''}> Unsubscribe from everything (you will still get essential account messages such as receipts and password resets)</label></p>
+<button type="submit">Save preferences</button>
+</form>`,
+  );
+}
+
+export function unsubscribeConfirmPage(opts: { action: string; category: string; channel: string; preferencesUrl: string }): string {
+  return layout(
+    'Unsubscribe',
+    `<h1>Unsubscribe?</h1>
+<p>You will no longer get <strong>${esc(label(opts.category).toLowerCase())}</strong> by ${esc(CHANNEL_LABEL[opts.channel as Channel] ?? opts.channel)}.</p>
+<form method="post" action="${esc(opts.action)}"><input type="hidden" name="confirm" value="1"><button type="submit">Unsubscribe</button></form>
+<p class="note">Or <a href="${esc(opts.preferencesUrl)}">choose which messages you get</a>.</p>`,
+  );
+}
+
+export function unsubscribedPage(opts: { category: string; channel: string; preferencesUrl: string }): string {
+  return layout(
+    'Unsubscribed',
+    `<h1>You are unsubscribed</h1>
+<p class="status" role="status">You will no longer get ${esc(label(opts.category).toLowerCase())} by ${esc(CHANNEL_LABEL[opts.channel as Channel] ?? opts.channel)}.</p>
+<p class="note">Changed your mind? <a href="${esc(opts.preferencesUrl)}">Manage your preferences</a>.</p>`,
+  );
+}
+
+export function invalidLinkPage(): string {
+  return layout('Link not valid', '<h1>This link is not valid</h1><p>It may have been mistyped or has expired. Nothing was changed.</p>');
+}

@@ -1,0 +1,140 @@
+// Preferences over HTTP: the product's API (admin bearer token) to read and change a user's
+// consent and preferences, and the end user's preference page behind a signed link.
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Channel } from '../../platform/contracts.ts';
+import { CHANNELS } from '../../platform/contracts.ts';
+import { ErrorCodes } from '../../platform/errors.ts';
+import type { TrackingLinks } from '../tracking/signing.ts';
+import { normalisePatch, PreferencesError, type ConsentRecord, type PreferencesPatch } from './model.ts';
+import { invalidLinkPage, isChecked, preferencePage } from './page.ts';
+import type { PreferencesStore } from './store.ts';
+
+export interface PreferencesRoutesDeps {
+  store: PreferencesStore;
+  links: TrackingLinks;
+  adminToken: string;
+  now: () => number;
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
+  if (!m) return false;
+  const a = Buffer.from(m[1]!.trim());
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+const err = (reply: FastifyReply, status: number, code: string, message: string) => reply.code(status).send({ code, message });
+
+const PatchSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    unsubscribedAll: { type: 'boolean' },
+    consents: {
+      type: 'object',
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: {
+          anyOf: [
+            { type: 'boolean' },
+            {
+              type: 'object',
+              additionalProperties: false,
+              required: ['granted'],
+              properties: { granted: { type: 'boolean' }, at: { anyOf: [{ type: 'integer' }, { type: 'string' }] }, source: { type: 'string', minLength: 1, maxLength: 200 } },
+            },
+          ],
+        },
+      },
+    },
+  },
+} as const;
+
+export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesRoutesDeps): Promise<void> {
+  const { store, links } = deps;
+
+  // --- product API -------------------------------------------------------------------
+  await app.register(async (api) => {
+    api.addHook('onRequest', async (req, reply) => {
+      if (!tokenMatches(req.headers.authorization, deps.adminToken)) {
+        return err(reply.header('www-authenticate', 'Bearer'), 401, ErrorCodes.Unauthorized, 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`');
+      }
+    });
+    const userParam = { type: 'object', required: ['userId'], properties: { userId: { type: 'string', minLength: 1, maxLength: 256 } } } as const;
+
+    api.get<{ Params: { userId: string } }>('/v1/users/:userId/preferences', { schema: { params: userParam } }, async (req) => {
+      const [prefs, suppressions, history] = await Promise.all([store.get(req.params.userId), store.suppressions(req.params.userId), store.history(req.params.userId, 50)]);
+      return { ...prefs, suppressions, history };
+    });
+
+    api.patch<{ Params: { userId: string }; Body: PreferencesPatch }>(
+      '/v1/users/:userId/preferences',
+      { schema: { params: userParam, body: PatchSchema } },
+      async (req, reply) => {
+        const now = deps.now();
+        try {
+          const change = normalisePatch(req.body, now, 'admin_api', true);
+          return await store.apply(req.params.userId, change, { source: 'admin_api', at: now });
+        } catch (e) {
+          if (e instanceof PreferencesError) return err(reply, 400, ErrorCodes.BadRequest, e.message);
+          throw e;
+        }
+      },
+    );
+
+    api.post<{ Params: { userId: string } }>('/v1/users/:userId/preferences/link', { schema: { params: userParam } }, async (req) => {
+      return { url: links.preferences(req.params.userId, deps.now()) };
+    });
+
+    api.delete<{ Params: { userId: string; channel: string } }>('/v1/users/:userId/suppressions/:channel', async (req, reply) => {
+      if (!(CHANNELS as readonly string[]).includes(req.params.channel)) return err(reply, 400, ErrorCodes.BadRequest, `unknown channel "${req.params.channel}" (one of ${CHANNELS.join(', ')})`);
+      const removed = await store.unsuppress(req.params.userId, req.params.channel as Channel);
+      return removed ? reply.code(204).send() : err(reply, 404, ErrorCodes.NotFound, `no ${req.params.channel} suppression for this user`);
+    });
+  });
+
+  // --- end user's preference page ----------------------------------------------------
+  const pageOf = async (req: FastifyRequest<{ Params: { token: string } }>, reply: FastifyReply) => {
+    const link = links.readPreferences(req.params.token, deps.now());
+    if (!link) {
+      void reply.code(400).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(invalidLinkPage());
+      return null;
+    }
+    return link.userId;
+  };
+
+  app.get<{ Params: { token: string } }>('/p/:token', async (req, reply) => {
+    const userId = await pageOf(req, reply);
+    if (userId === null) return reply;
+    const prefs = await store.get(userId);
+    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(preferencePage(prefs, { action: `/p/${req.params.token}` }));
+  });
+
+  app.post<{ Params: { token: string }; Body: Record<string, string> }>('/p/:token', async (req, reply) => {
+    const userId = await pageOf(req, reply);
+    if (userId === null) return reply;
+    const body = (req.body ?? {}) as Record<string, string>;
+    const now = deps.now();
+    const prefs = await store.get(userId);
+    const records: { category: string; channel: Channel; record: ConsentRecord }[] = [];
+    // Only cells the page showed are read, and only changes are written: the time of a
+    // consent record stays the time the person actually changed it.
+    for (const cell of String(body.shown ?? '').split(',')) {
+      const m = /^([a-z][a-z0-9_-]{0,63}):([a-z]+)$/.exec(cell);
+      if (!m || m[1] === 'transactional' || !(CHANNELS as readonly string[]).includes(m[2]!)) continue;
+      const category = m[1]!;
+      const channel = m[2] as Channel;
+      const granted = body[`c:${category}:${channel}`] !== undefined;
+      if (granted !== isChecked(prefs, category, channel) || (granted && !prefs.consents[category]?.[channel])) {
+        records.push({ category, channel, record: { granted, at: now, source: 'preference_page' } });
+      }
+    }
+    const all = body.all !== undefined;
+    const change: { unsubscribedAll?: boolean; records: typeof records } = { records };
+    if (all !== (prefs.unsubscribedAll !== null)) change.unsubscribedAll = all;
+    const next = await store.apply(userId, change, { source: 'preference_page', at: now });
+    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(preferencePage(next, { action: `/p/${req.params.token}`, saved: true }));
+  });
+}

@@ -1,0 +1,142 @@
+// Public tracking endpoints: signed click redirects (a tampered link is refused, never
+// redirected), the open pixel, RFC 8058 one-click unsubscribe with a confirmation page for
+// people, and the mail provider's bounce/complaint webhook (HMAC-signed body).
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { ErrorCodes, errorMessage } from '../../platform/errors.ts';
+import type { SentIndex } from '../pipeline/pipeline.ts';
+import { invalidLinkPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
+import type { PreferencesStore } from '../preferences/store.ts';
+import type { EngagementRecorder } from './engagement.ts';
+import type { MessageRef, TrackingLinks } from './signing.ts';
+
+export interface TrackingRoutesDeps {
+  links: TrackingLinks;
+  recorder: EngagementRecorder;
+  store: PreferencesStore;
+  sentIndex: SentIndex;
+  /** Secret of the provider webhook's `X-LC-Signature: sha256=<hex HMAC of the body>`. */
+  webhookSigningSecret: string;
+  now: () => number;
+  logger: Logger;
+}
+
+const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+
+/** One event of the provider webhook. */
+export interface ProviderWebhookEvent {
+  type: 'bounce' | 'complaint' | 'delivered';
+  /** `hard` (permanent: the address is suppressed) or `soft` (temporary). */
+  bounceType?: 'hard' | 'soft';
+  /** Message-ID of the original message (`<sendId@domain>`). */
+  messageId: string;
+  recipient?: string;
+  reason?: string;
+  ts?: number | string;
+}
+
+/** `<sendId@domain>` -> the sendId as the email provider wrote it. */
+export function sendIdFromMessageId(messageId: string): string {
+  return messageId.trim().replace(/^</, '').replace(/>$/, '').replace(/@[^@]*$/, '');
+}
+
+export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesDeps): Promise<void> {
+  const { links, recorder, store, logger } = deps;
+  const record = (kind: Parameters<EngagementRecorder['record']>[0], ref: MessageRef, extra?: { url?: string; reason?: string }) =>
+    recorder.record(kind, ref, extra).catch((err: unknown) => logger.error({ err: errorMessage(err), kind, sendId: ref.sendId }, 'could not record engagement'));
+
+  app.get<{ Params: { token: string } }>('/t/c/:token', async (req, reply) => {
+    const click = links.readClick(req.params.token);
+    if (!click) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
+    const { url, ...ref } = click;
+    await record('clicked', ref, { url });
+    return reply.header('cache-control', 'no-store').redirect(url, 302);
+  });
+
+  app.get<{ Params: { token: string } }>('/t/o/:token', async (req, reply) => {
+    const ref = links.readOpen(req.params.token);
+    if (ref) await record('opened', ref);
+    // Always an image, so a broken token never shows as a broken picture; only valid ones count.
+    return reply.code(ref ? 200 : 400).type('image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
+  });
+
+  async function unsubscribe(ref: MessageRef, source: string): Promise<void> {
+    const at = deps.now();
+    await store.apply(ref.userId, { records: [{ category: ref.category, channel: ref.channel as never, record: { granted: false, at, source } }] }, { source, at });
+    await record('unsubscribed', ref, { reason: `${ref.category}:${ref.channel}` });
+  }
+
+  // A GET never unsubscribes (link scanners and prefetchers follow links): it asks first.
+  app.get<{ Params: { token: string } }>('/t/u/:token', async (req, reply) => {
+    const ref = links.readUnsubscribe(req.params.token);
+    if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
+    return reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .send(unsubscribeConfirmPage({ action: `/t/u/${req.params.token}`, category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
+  });
+
+  // RFC 8058: mail clients POST `List-Unsubscribe=One-Click`; the confirmation page posts `confirm=1`.
+  app.post<{ Params: { token: string }; Body: Record<string, string> | undefined }>('/t/u/:token', async (req, reply) => {
+    const ref = links.readUnsubscribe(req.params.token);
+    if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
+    const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string>;
+    const fromPage = body.confirm !== undefined;
+    await unsubscribe(ref, fromPage ? 'unsubscribe_page' : 'one_click_unsubscribe');
+    if (!fromPage) return reply.type('text/plain; charset=utf-8').send('unsubscribed\n');
+    return reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .send(unsubscribedPage({ category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
+  });
+
+  // The mail provider's webhook, with the raw body kept for the signature check.
+  await app.register(async (hook) => {
+    hook.removeContentTypeParser('application/json');
+    hook.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: 1_048_576 }, (_req, body, done) => done(null, body));
+    hook.post('/v1/webhooks/email', async (req, reply) => {
+      const raw = req.body as Buffer;
+      const given = /^sha256=([0-9a-f]{64})$/i.exec(String(req.headers['x-lc-signature'] ?? ''))?.[1];
+      const expected = createHmac('sha256', deps.webhookSigningSecret).update(raw).digest();
+      if (!given || !timingSafeEqual(Buffer.from(given, 'hex'), expected)) {
+        return reply.code(401).send({ code: ErrorCodes.InvalidSignature, message: 'X-LC-Signature must be sha256=<hex HMAC-SHA256 of the body with LC_SIGNING_SECRET>' });
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(raw.toString('utf8'));
+      } catch {
+        return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'body is not JSON' });
+      }
+      const events = (Array.isArray(parsed) ? parsed : ((parsed as { events?: unknown }).events ?? [parsed])) as ProviderWebhookEvent[];
+      let applied = 0;
+      const unknown: string[] = [];
+      for (const e of events) {
+        if (!e || typeof e.messageId !== 'string' || !['bounce', 'complaint', 'delivered'].includes(e.type)) {
+          return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'each event needs type (bounce|complaint|delivered) and messageId' });
+        }
+        const sent = await deps.sentIndex.lookup(sendIdFromMessageId(e.messageId));
+        const rec = sent.find((s) => s.channel === 'email');
+        if (!rec) {
+          unknown.push(e.messageId);
+          continue;
+        }
+        const ref: MessageRef = { sendId: rec.sendId, userId: rec.userId, ruleId: rec.ruleId, channel: 'email', variant: rec.variant, category: rec.category };
+        const at = typeof e.ts === 'number' ? e.ts : e.ts ? Date.parse(e.ts) || deps.now() : deps.now();
+        const address = e.recipient ?? rec.address ?? undefined;
+        if (e.type === 'bounce') {
+          const hard = (e.bounceType ?? 'hard') === 'hard';
+          if (hard) await store.suppress(rec.userId, 'email', { reason: 'hard_bounce', at, ...(address ? { address } : {}) });
+          await record('bounced', ref, { reason: `${hard ? 'hard' : 'soft'}${e.reason ? `: ${e.reason}` : ''}` });
+        } else if (e.type === 'complaint') {
+          await store.suppress(rec.userId, 'email', { reason: 'complaint', at, ...(address ? { address } : {}) });
+          await record('complained', ref, e.reason ? { reason: e.reason } : {});
+        } else {
+          await record('delivered', ref);
+        }
+        applied++;
+      }
+      return { applied, unknown };
+    });
+  });
+}
