@@ -1,0 +1,227 @@
+// In-app gateway (fastify plugin): apps connect a WebSocket with a signed token and receive
+// their messages live; messages sent while they were offline come from the paginated inbox.
+// Any instance can deliver to any user: the provider publishes on the user's Redis channel
+// and the instance holding that user's socket(s) is subscribed to it. Read receipts (over
+// the socket or HTTP) become `inapp.read` events on the events topic.
+//
+//   GET  /v1/inapp/ws?token=...                      WebSocket; server sends {type:"message", message}
+//                                                    client may send {type:"read", ids:[...]} / {type:"ping"}
+//   GET  /v1/inapp/inbox?token=&cursor=&limit=       {messages, nextCursor, unread}
+//   POST /v1/inapp/inbox/read?token=   {ids:[...]}    {read: n}
+// The token may also come as `Authorization: Bearer <token>`.
+import websocket from '@fastify/websocket';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
+import type { Publisher } from '../../platform/bus.ts';
+import type { NormalisedEvent } from '../../platform/contracts.ts';
+import { ErrorCodes } from '../../platform/errors.ts';
+import type { KeySpace } from '../../platform/keys.ts';
+import type { Inbox, InboxMessage } from './inbox.ts';
+import { verifyInappToken } from './token.ts';
+
+export interface InappGatewayOptions {
+  /** config auth.signingSecret: verifies client tokens. */
+  signingSecret: string;
+  /** Commands connection (inbox reads, read receipts). */
+  redis: Redis;
+  /** A dedicated connection for SUBSCRIBE; default: a duplicate of `redis`, closed with the app. */
+  subscriber?: Redis;
+  keys: KeySpace;
+  inbox: Inbox;
+  /** Receives `inapp.read` events. */
+  publisher: Publisher;
+  eventsTopic: string;
+  logger: Logger;
+  /** Close sockets that sent nothing (not even a ping) for this long. */
+  idleTimeoutMs?: number;
+  now?: () => number;
+}
+
+/** The part of a `ws` socket the gateway uses (`ws` ships no type declarations here). */
+interface WebSocket {
+  readonly readyState: number;
+  readonly OPEN: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  on(event: 'message', listener: (data: Buffer) => void): void;
+  on(event: 'close', listener: () => void): void;
+}
+
+/** The Redis pub/sub channel of one user's live in-app messages. */
+export function inappChannel(keys: KeySpace, userId: string): string {
+  return keys.user(userId, 'inapp:live');
+}
+
+/** What the gateway sends to a client socket. */
+export type GatewayFrame = { type: 'ready'; userId: string; unread: number } | { type: 'message'; message: InboxMessage } | { type: 'read'; ids: string[] } | { type: 'pong' } | { type: 'error'; code: string; message: string };
+
+export function readEvent(userId: string, message: InboxMessage, now: number): NormalisedEvent {
+  return {
+    id: `inapp.read:${userId}:${message.id}`,
+    userId,
+    type: 'inapp.read',
+    ts: now,
+    receivedAt: now,
+    source: 'inapp',
+    properties: { sendId: message.id, ruleId: message.ruleId, channel: 'inapp' },
+  };
+}
+
+function tokenOf(req: FastifyRequest): string | undefined {
+  const q = (req.query ?? {}) as { token?: unknown };
+  if (typeof q.token === 'string' && q.token) return q.token;
+  const auth = req.headers.authorization;
+  if (auth && /^Bearer /i.test(auth)) return auth.slice(7).trim();
+  return undefined;
+}
+
+export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptions): Promise<void> {
+  const log = opts.logger.child({ component: 'inapp-gateway' });
+  const now = opts.now ?? Date.now;
+  const subscriber = opts.subscriber ?? opts.redis.duplicate();
+  const ownSubscriber = opts.subscriber === undefined;
+  /** channel -> sockets of that user on this instance */
+  const sockets = new Map<string, Set<WebSocket>>();
+
+  subscriber.on('message', (channel: string, payload: string) => {
+    const set = sockets.get(channel);
+    if (!set) return;
+    let message: InboxMessage;
+    try {
+      message = JSON.parse(payload) as InboxMessage;
+    } catch {
+      log.warn({ channel }, 'ignoring malformed in-app payload');
+      return;
+    }
+    const frame = JSON.stringify({ type: 'message', message } satisfies GatewayFrame);
+    for (const s of set) if (s.readyState === s.OPEN) s.send(frame);
+  });
+
+  if (!app.hasDecorator('websocketServer')) await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+
+  const authenticate = (req: FastifyRequest): string | null => {
+    const token = tokenOf(req);
+    return token ? verifyInappToken(opts.signingSecret, token, now()) : null;
+  };
+  const unauthorized = (reply: FastifyReply) =>
+    reply.code(401).send({ code: ErrorCodes.Unauthorized, message: 'missing, invalid or expired in-app token; ask the app backend for a new one' });
+
+  async function markRead(userId: string, ids: unknown): Promise<string[]> {
+    if (!Array.isArray(ids)) return [];
+    const fresh = await opts.inbox.markRead(
+      userId,
+      ids.filter((x): x is string => typeof x === 'string'),
+      now(),
+    );
+    if (fresh.length > 0) {
+      await opts.publisher.publish(
+        opts.eventsTopic,
+        fresh.map((m) => ({ key: userId, ...encodeWithHeader(eventCodec, readEvent(userId, m, now())) })),
+      );
+    }
+    return fresh.map((m) => m.id);
+  }
+
+  app.get(
+    '/v1/inapp/ws',
+    {
+      websocket: true,
+      preValidation: async (req, reply) => {
+        if (!authenticate(req)) return unauthorized(reply);
+      },
+    },
+    (socket: WebSocket, req: FastifyRequest) => {
+      const userId = authenticate(req)!;
+      const channel = inappChannel(opts.keys, userId);
+      let set = sockets.get(channel);
+      const first = !set;
+      if (!set) sockets.set(channel, (set = new Set()));
+      set.add(socket);
+      const ready = (first ? subscriber.subscribe(channel) : Promise.resolve(0))
+        .then(() => opts.inbox.unread(userId))
+        .then((unread) => socket.send(JSON.stringify({ type: 'ready', userId, unread } satisfies GatewayFrame)))
+        .catch((err: unknown) => {
+          log.warn({ err: (err as Error).message }, 'in-app subscribe failed');
+          socket.close(1011, 'unavailable');
+        });
+
+      let idle: NodeJS.Timeout | undefined;
+      const touch = () => {
+        if (!opts.idleTimeoutMs) return;
+        clearTimeout(idle);
+        idle = setTimeout(() => socket.close(1000, 'idle'), opts.idleTimeoutMs);
+      };
+      touch();
+
+      socket.on('message', (raw: Buffer) => {
+        touch();
+        let msg: { type?: unknown; ids?: unknown };
+        try {
+          msg = JSON.parse(raw.toString('utf8')) as typeof msg;
+        } catch {
+          socket.send(JSON.stringify({ type: 'error', code: ErrorCodes.BadRequest, message: 'frames are JSON' } satisfies GatewayFrame));
+          return;
+        }
+        if (msg.type === 'ping') {
+          socket.send(JSON.stringify({ type: 'pong' } satisfies GatewayFrame));
+        } else if (msg.type === 'read') {
+          markRead(userId, msg.ids).then(
+            (ids) => socket.send(JSON.stringify({ type: 'read', ids } satisfies GatewayFrame)),
+            (err: unknown) => {
+              log.warn({ err: (err as Error).message }, 'read receipt failed');
+              socket.send(JSON.stringify({ type: 'error', code: ErrorCodes.Unavailable, message: 'read receipt not stored; send it again' } satisfies GatewayFrame));
+            },
+          );
+        } else {
+          socket.send(JSON.stringify({ type: 'error', code: ErrorCodes.BadRequest, message: 'unknown frame type (use ping, read)' } satisfies GatewayFrame));
+        }
+      });
+
+      socket.on('close', () => {
+        clearTimeout(idle);
+        const current = sockets.get(channel);
+        if (!current) return;
+        current.delete(socket);
+        if (current.size === 0) {
+          sockets.delete(channel);
+          void ready.finally(() => {
+            // A new socket for the same user may have arrived meanwhile: keep the subscription then.
+            if (!sockets.has(channel)) subscriber.unsubscribe(channel).catch(() => undefined);
+          });
+        }
+      });
+    },
+  );
+
+  app.get('/v1/inapp/inbox', async (req, reply) => {
+    const userId = authenticate(req);
+    if (!userId) return unauthorized(reply);
+    const q = req.query as { cursor?: string; limit?: string };
+    const limit = q.limit === undefined ? 20 : Number(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+      return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'limit must be an integer from 1 to 100' });
+    }
+    return opts.inbox.page(userId, { cursor: q.cursor ?? null, limit });
+  });
+
+  app.post('/v1/inapp/inbox/read', async (req, reply) => {
+    const userId = authenticate(req);
+    if (!userId) return unauthorized(reply);
+    const body = (req.body ?? {}) as { ids?: unknown };
+    if (!Array.isArray(body.ids) || body.ids.length === 0 || body.ids.length > 100) {
+      return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'body must be {"ids": [message ids]} with 1 to 100 ids' });
+    }
+    const ids = await markRead(userId, body.ids);
+    return { read: ids.length, ids };
+  });
+
+  app.addHook('onClose', async () => {
+    for (const set of sockets.values()) for (const s of set) s.close(1001, 'server shutting down');
+    sockets.clear();
+    if (ownSubscriber) await subscriber.quit().catch(() => undefined);
+  });
+}
+
+export type { InboxMessage } from './inbox.ts';

@@ -1,0 +1,148 @@
+// The in-app inbox: every in-app message is kept per user in Redis (so users who were
+// offline see it later), newest first, capped, with read state. Keys share the user's hash
+// tag: `{userId}:inbox` (sorted set, score = createdAt), `{userId}:inbox:msg` (id -> JSON),
+// `{userId}:inbox:read` (id -> readAt).
+import type { Redis } from 'ioredis';
+import type { KeySpace } from '../../platform/keys.ts';
+
+export interface InboxMessage {
+  /** The sendId: a retried send lands on the same entry. */
+  id: string;
+  ruleId: string;
+  category: string;
+  title: string;
+  body: string;
+  url?: string;
+  data?: Record<string, unknown>;
+  createdAt: number;
+  readAt?: number | null;
+}
+
+export interface InboxPage {
+  messages: InboxMessage[];
+  /** Pass back as `cursor` for the next (older) page; null at the end. */
+  nextCursor: string | null;
+  unread: number;
+}
+
+export interface Inbox {
+  /** Stores the message; false when it was already there (same id). */
+  add(userId: string, message: InboxMessage): Promise<boolean>;
+  page(userId: string, opts?: { cursor?: string | null; limit?: number }): Promise<InboxPage>;
+  /** Marks messages read; returns those that were unread until now (each becomes one event). */
+  markRead(userId: string, ids: string[], now?: number): Promise<InboxMessage[]>;
+  unread(userId: string): Promise<number>;
+}
+
+export interface InboxOptions {
+  /** Messages kept per user; older ones are dropped. */
+  maxMessages?: number;
+  /** The inbox expires after this long without a new message. */
+  ttlMs?: number;
+}
+
+const ADD = `
+local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
+if added == 1 then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
+local n = redis.call('ZCARD', KEYS[1])
+local cap = tonumber(ARGV[4])
+if n > cap then
+  local old = redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
+  redis.call('HDEL', KEYS[2], unpack(old))
+  redis.call('HDEL', KEYS[3], unpack(old))
+end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[5]) end
+return added`;
+
+export const MAX_PAGE = 100;
+
+function encodeCursor(score: number, id: string): string {
+  return Buffer.from(JSON.stringify([score, id])).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { score: number; id: string } | null {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'string') return { score: v[0], id: v[1] };
+  } catch {
+    // fall through
+  }
+  return null;
+}
+
+export function createInbox(deps: { redis: Redis; keys: KeySpace }, opts: InboxOptions = {}): Inbox {
+  const { redis, keys } = deps;
+  const max = opts.maxMessages ?? 200;
+  const ttl = opts.ttlMs ?? 90 * 24 * 3600_000;
+  const k = (userId: string) => ({ z: keys.user(userId, 'inbox'), msg: keys.user(userId, 'inbox:msg'), read: keys.user(userId, 'inbox:read') });
+
+  async function hydrate(userId: string, ids: string[]): Promise<InboxMessage[]> {
+    if (ids.length === 0) return [];
+    const { msg, read } = k(userId);
+    const [bodies, reads] = await Promise.all([redis.hmget(msg, ...ids), redis.hmget(read, ...ids)]);
+    const out: InboxMessage[] = [];
+    ids.forEach((_id, i) => {
+      const json = bodies[i];
+      if (!json) return;
+      const m = JSON.parse(json) as InboxMessage;
+      const r = reads[i];
+      out.push({ ...m, readAt: r ? Number(r) : null });
+    });
+    return out;
+  }
+
+  async function unread(userId: string): Promise<number> {
+    const { z, read } = k(userId);
+    const [total, seen] = await Promise.all([redis.zcard(z), redis.hlen(read)]);
+    return Math.max(0, total - seen);
+  }
+
+  return {
+    async add(userId, message) {
+      const { z, msg, read } = k(userId);
+      const { readAt: _ignored, ...stored } = message;
+      const added = await redis.eval(ADD, 3, z, msg, read, String(message.createdAt), message.id, JSON.stringify(stored), String(max), String(ttl));
+      return added === 1;
+    },
+
+    async page(userId, options = {}) {
+      const limit = Math.max(1, Math.min(MAX_PAGE, Math.floor(options.limit ?? 20)));
+      const { z } = k(userId);
+      const cursor = options.cursor ? decodeCursor(options.cursor) : null;
+      let entries: { id: string; score: number }[];
+      const pairs = (flat: string[]) => {
+        const out: { id: string; score: number }[] = [];
+        for (let i = 0; i + 1 < flat.length; i += 2) out.push({ id: flat[i]!, score: Number(flat[i + 1]) });
+        return out;
+      };
+      if (!cursor) {
+        entries = pairs(await redis.zrevrangebyscore(z, '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1));
+      } else {
+        // Entries with the cursor's score come in reverse id order; skip those up to the cursor.
+        const same = await redis.zcount(z, cursor.score, cursor.score);
+        const raw = pairs(await redis.zrevrangebyscore(z, cursor.score, '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1 + same));
+        entries = raw.filter((e) => e.score < cursor.score || (e.score === cursor.score && e.id < cursor.id));
+      }
+      const more = entries.length > limit;
+      const pageEntries = entries.slice(0, limit);
+      const last = pageEntries[pageEntries.length - 1];
+      const [messages, count] = await Promise.all([hydrate(userId, pageEntries.map((e) => e.id)), unread(userId)]);
+      return { messages, nextCursor: more && last ? encodeCursor(last.score, last.id) : null, unread: count };
+    },
+
+    async markRead(userId, ids, now = Date.now()) {
+      const unique = [...new Set(ids)].filter((id) => typeof id === 'string' && id !== '').slice(0, MAX_PAGE);
+      if (unique.length === 0) return [];
+      const { z, read } = k(userId);
+      const scores = await Promise.all(unique.map((id) => redis.zscore(z, id)));
+      const present = unique.filter((_id, i) => scores[i] !== null);
+      const fresh: string[] = [];
+      const results = await Promise.all(present.map((id) => redis.hsetnx(read, id, String(now))));
+      results.forEach((r, i) => r === 1 && fresh.push(present[i]!));
+      return (await hydrate(userId, fresh)).map((m) => ({ ...m, readAt: now }));
+    },
+
+    unread,
+  };
+}

@@ -1,0 +1,138 @@
+// Email over pooled SMTP (nodemailer): one provider per relay, Message-ID derived from the
+// sendId (so a retried message is recognisably the same), text + HTML, and the RFC 8058
+// one-click unsubscribe headers the pipeline passes. SMTP failures are classified into
+// recipient problems (permanent, the address is suppressed) and transient ones (retry).
+import nodemailer from 'nodemailer';
+import type { Logger } from 'pino';
+import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
+
+export interface SmtpProviderOptions {
+  /** Provider name (`smtp-1`), used for the circuit breaker and in delivery outcomes. */
+  name: string;
+  /** smtp://user:pass@host:port or smtps://... (query options as nodemailer documents them). */
+  url: string;
+  /** From header, e.g. `Example <hello@example.com>`. */
+  from: string;
+  /** Domain of Message-IDs; defaults to the From address's domain. */
+  messageIdDomain?: string;
+  /** Parallel SMTP connections of the pool. */
+  maxConnections?: number;
+  /** Messages sent over one connection before it is recycled. */
+  maxMessages?: number;
+  connectionTimeoutMs?: number;
+  socketTimeoutMs?: number;
+}
+
+/** RFC 8058 headers for a one-click unsubscribe URL (https, POST-able without a cookie). */
+export function unsubscribeHeaders(url: string, mailto?: string): Record<string, string> {
+  const targets = [`<${url}>`, ...(mailto ? [`<mailto:${mailto}>`] : [])];
+  return { 'List-Unsubscribe': targets.join(', '), 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' };
+}
+
+export function domainOf(from: string): string {
+  const m = /@([A-Za-z0-9.-]+)\s*>?\s*$/.exec(from.trim());
+  return m?.[1]?.toLowerCase() ?? 'localhost';
+}
+
+/** `<sendId@domain>` with characters a Message-ID may not hold replaced. */
+export function messageIdFor(sendId: string, domain: string): string {
+  return `<${sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@${domain}>`;
+}
+
+interface SmtpErrorLike {
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  command?: string;
+  message?: string;
+}
+
+/**
+ * Maps an SMTP/nodemailer error to a provider result:
+ *  - 5xx on the recipient (RCPT TO, or an enhanced status 5.1.x): the address is dead:
+ *    permanent + `invalid_address` (bad syntax: 553 / 5.1.3) or `hard_bounce` (no such user);
+ *  - other 5xx (policy 5.7.x, message too large 5.3.4/552, content rejected): permanent,
+ *    nothing to suppress (the address may be fine);
+ *  - 4xx, connection, timeout, TLS and auth errors: retriable (another relay or a later try helps).
+ */
+export function classifySmtpError(err: unknown): ProviderResult {
+  const e = (err ?? {}) as SmtpErrorLike;
+  const message = (e.message ?? String(err)).replace(/\s+/g, ' ').slice(0, 500);
+  if (e.code === 'EENVELOPE' && e.command === 'API') {
+    // Refused before talking to the server: the recipient address itself is malformed.
+    if (/recipient|no recipients/i.test(message)) return { status: 'permanent', error: message, suppress: 'invalid_address' };
+    return { status: 'permanent', error: message };
+  }
+  const code = typeof e.responseCode === 'number' ? e.responseCode : Number(/^(\d{3})/.exec(e.response ?? '')?.[1] ?? NaN);
+  const enhanced = /\b([245])\.(\d{1,3})\.(\d{1,3})\b/.exec(e.response ?? e.message ?? '');
+  const cls = enhanced ? `${enhanced[1]}.${enhanced[2]}.${enhanced[3]}` : '';
+  if (e.code === 'EAUTH' || code === 535 || code === 530) return { status: 'retriable', error: `relay authentication failed: ${message}` };
+  if (Number.isFinite(code) && code >= 400 && code < 500) return { status: 'retriable', error: message };
+  if (Number.isFinite(code) && code >= 500 && code < 600) {
+    const onRecipient = e.command === 'RCPT TO' || cls.startsWith('5.1.');
+    if (cls.startsWith('5.7.') || cls.startsWith('5.3.') || code === 552 || cls.startsWith('5.2.')) return { status: 'permanent', error: message };
+    if (onRecipient) {
+      if (code === 553 || cls === '5.1.3') return { status: 'permanent', error: message, suppress: 'invalid_address' };
+      return { status: 'permanent', error: message, suppress: 'hard_bounce' };
+    }
+    return { status: 'permanent', error: message };
+  }
+  return { status: 'retriable', error: message };
+}
+
+export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Logger }): Provider {
+  const log = deps.logger.child({ component: 'provider', provider: opts.name });
+  const domain = opts.messageIdDomain ?? domainOf(opts.from);
+  const transport = nodemailer.createTransport({
+    url: opts.url,
+    pool: true,
+    maxConnections: opts.maxConnections ?? 5,
+    maxMessages: opts.maxMessages ?? 100,
+    connectionTimeout: opts.connectionTimeoutMs ?? 10_000,
+    greetingTimeout: opts.connectionTimeoutMs ?? 10_000,
+    socketTimeout: opts.socketTimeoutMs ?? 30_000,
+    // Templates never attach files or fetch URLs: refuse both outright.
+    disableFileAccess: true,
+    disableUrlAccess: true,
+  } as nodemailer.TransportOptions);
+  transport.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp pool error'));
+
+  return {
+    name: opts.name,
+    channel: 'email',
+    async send(message: OutgoingMessage): Promise<ProviderResult> {
+      const to = message.recipient.email;
+      if (!to) return { status: 'permanent', error: 'recipient has no email address', suppress: 'invalid_address' };
+      const { subject, html, text } = message.content;
+      if (!subject || (!html && !text)) return { status: 'permanent', error: 'rendered email has no subject or body' };
+      const headers: Record<string, string> = { ...message.headers, 'X-Lifecycle-Send-Id': message.sendId };
+      if (message.category === 'marketing' && !headers['List-Unsubscribe']) {
+        return { status: 'permanent', error: 'marketing email without a List-Unsubscribe header is never sent' };
+      }
+      if (headers['List-Unsubscribe'] && /<https:/i.test(headers['List-Unsubscribe']) && !headers['List-Unsubscribe-Post']) {
+        headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
+      }
+      const messageId = messageIdFor(message.sendId, domain);
+      try {
+        const info = (await transport.sendMail({
+          from: opts.from,
+          to,
+          subject,
+          ...(html ? { html } : {}),
+          ...(text ? { text } : {}),
+          messageId,
+          headers,
+        })) as { messageId?: string; rejected?: unknown[]; rejectedErrors?: unknown[] };
+        if (info.rejected && info.rejected.length > 0) return classifySmtpError(info.rejectedErrors?.[0] ?? { message: 'recipient rejected', responseCode: 550, command: 'RCPT TO' });
+        return { status: 'sent', providerMessageId: info.messageId ?? messageId };
+      } catch (err) {
+        const result = classifySmtpError(err);
+        log.debug({ sendId: message.sendId, status: result.status }, 'smtp send failed');
+        return result;
+      }
+    },
+    async close() {
+      transport.close();
+    },
+  };
+}
