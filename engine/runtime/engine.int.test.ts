@@ -1,0 +1,123 @@
+// The engine on the real Kafka and Redis, in this process: events in -> send commands out,
+// a delayed trigger fired by the partition's timer poller, a poison record in the DLQ while
+// the partition keeps flowing, metrics and health.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../../platform/config.ts';
+import { KafkaBus } from '../../platform/kafka.ts';
+import { createKeySpace } from '../../platform/keys.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import { createMetricsRegistry } from '../../platform/metrics.ts';
+import { internalTopicSpecs } from '../../platform/bus.ts';
+import { DlqHeaders, SCHEMA_ID_HEADER, type NormalisedEvent } from '../../platform/contracts.ts';
+import { eventCodec } from '../../platform/avro.ts';
+import { loadRuleSet } from '../../rules/index.ts';
+import { createEngineService, type EngineService } from './engine-service.ts';
+import { createRedisStateStore } from './redis-state.ts';
+import { createRedisTimerStore } from './timers.ts';
+import { wireCore } from './wiring.ts';
+import { TEST_RULES, decodeSends, eventRecord, readTopic, sleep, uniqueNames } from './testdata/harness.ts';
+
+const config = loadConfig();
+const logger = silentLogger();
+let redis: Redis;
+let bus: KafkaBus;
+const names = uniqueNames('happy');
+
+const ev = (id: string, userId: string, type: string, ts: number, extra: Partial<NormalisedEvent> = {}): NormalisedEvent => ({
+  id,
+  userId,
+  type,
+  ts,
+  receivedAt: ts,
+  source: 'http:test',
+  properties: {},
+  ...extra,
+});
+
+beforeAll(async () => {
+  redis = new Redis(config.redis.url, { maxRetriesPerRequest: 3 });
+  bus = KafkaBus.fromConfig(config, logger);
+  await bus.ensureTopics(internalTopicSpecs(names.topics, 3));
+});
+
+afterAll(async () => {
+  await bus?.close();
+  const keys = await redis.keys(`${names.redisPrefix}*`);
+  if (keys.length) await redis.del(...keys);
+  redis.disconnect();
+});
+
+describe('engine on Kafka and Redis', () => {
+  let service: EngineService;
+
+  it('sends, fires a delayed trigger, and dead-letters a poison record while the partition keeps flowing', async () => {
+    const loaded = await loadRuleSet(TEST_RULES);
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
+    const rs = loaded.ruleSet;
+    const registry = createMetricsRegistry({ defaults: false });
+    const keys = createKeySpace(names.redisPrefix);
+    const wiring = wireCore(() => rs);
+    service = createEngineService(
+      { topicPrefix: names.prefix, groupId: names.groupId, timerPollMs: 100, partitions: 3, lagIntervalMs: 200 },
+      {
+        bus,
+        state: createRedisStateStore({ redis, keys }, { eventsTopic: names.topics.events }),
+        timers: createRedisTimerStore({ redis, keys }, { eventsTopic: names.topics.events }),
+        ...wiring,
+        logger,
+        registry,
+        ruleSetVersion: rs.version,
+      },
+    );
+    await service.start();
+
+    const now = Date.now();
+    const pub = bus.publisher();
+    await pub.publish(names.topics.events, [
+      eventRecord(ev('reg-1', 'ada', 'user_registered', now, { traits: { email: 'ada@example.com', plan: 'trial' } })),
+      // Poison: bytes that are not an event, on the same key (so the same partition).
+      { key: 'ada', value: Buffer.from([0xff, 0x00, 0x13, 0x37]), headers: { [SCHEMA_ID_HEADER]: eventCodec.schemaId } },
+      eventRecord(ev('ord-1', 'ada', 'order_completed', now + 10, { properties: { amount: 99 } })),
+      eventRecord(ev('reg-2', 'bob', 'user_registered', now, { traits: { email: 'bob@example.com', plan: 'pro' } })),
+    ]);
+
+    // Immediate sends first, then the 2s delayed nudge for the trial user.
+    let sends = decodeSends(await readTopic(bus.kafka, names.topics.sends));
+    for (let i = 0; i < 60 && !sends.some((s) => s.ruleId === 'trial-nudge'); i++) {
+      await sleep(250);
+      sends = decodeSends(await readTopic(bus.kafka, names.topics.sends));
+    }
+    const sendRecords = await readTopic(bus.kafka, names.topics.sends);
+    expect(sendRecords.every((r) => r.headers[SCHEMA_ID_HEADER] && r.key)).toBe(true);
+    expect(sends.map((s) => `${s.ruleId}:${s.userId}`).sort()).toEqual(['big-order:ada', 'trial-nudge:ada', 'welcome:ada', 'welcome:bob']);
+    const nudge = sends.find((s) => s.ruleId === 'trial-nudge')!;
+    expect(nudge.triggeredBy).toEqual({ eventId: 'reg-1', eventType: 'user_registered' });
+    expect(nudge.createdAt).toBe(now + 2000);
+    // Every send of ada sits on ada's partition (keyed by userId).
+    const adaPartitions = new Set(sendRecords.filter((r) => r.key === 'ada').map((r) => r.partition));
+    expect(adaPartitions.size).toBe(1);
+
+    const dlq = await readTopic(bus.kafka, names.topics.dlq);
+    expect(dlq).toHaveLength(1);
+    expect(dlq[0]!.headers[DlqHeaders.reason]).toMatch(/^undecodable event/);
+    expect(dlq[0]!.headers[DlqHeaders.sourceTopic]).toBe(names.topics.events);
+    expect(dlq[0]!.value).toEqual(Buffer.from([0xff, 0x00, 0x13, 0x37]));
+
+    // The timer became a timer.fired event on the events topic and was removed.
+    const events = (await readTopic(bus.kafka, names.topics.events)).filter((r) => r.value && r.value[0] !== 0xff);
+    expect(events.map((r) => eventCodec.decode(r.value!).type)).toContain('timer.fired');
+
+    await sleep(400);
+    const metrics = await registry.getMetricsAsJSON();
+    const value = (name: string, labels: Record<string, string> = {}) =>
+      metrics.find((m) => m.name === name)?.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
+    expect(value('lc_engine_rule_fires_total', { rule: 'welcome' })).toBe(2);
+    expect(value('lc_engine_rule_evaluations_total', { rule: 'trial-nudge' })).toBeGreaterThanOrEqual(3);
+    expect(value('lc_engine_dlq_total', { stage: 'engine.decode' })).toBe(1);
+    expect(value('lc_engine_rule_set_info', { version: rs.version })).toBe(1);
+    expect(value('lc_engine_consumer_lag')).toBe(0);
+    expect(service.health()).toMatchObject({ ok: true, details: { ruleSetVersion: rs.version, partitions: [0, 1, 2] } });
+    await service.stop();
+  });
+});

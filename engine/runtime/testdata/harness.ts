@@ -1,0 +1,135 @@
+// Helpers for the runtime's integration tests and benchmark against the real Kafka and
+// Redis: unique names, producing events, reading a whole topic back, waiting for the
+// engine to drain, and spawning the engine as a separate process that can be SIGKILLed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Kafka } from 'kafkajs';
+import type { Redis } from 'ioredis';
+import type { Config } from '../../../platform/config.ts';
+import { topics, SCHEMA_ID_HEADER, type NormalisedEvent, type SendCommand } from '../../../platform/contracts.ts';
+import { encodeWithHeader, eventCodec, sendCodec } from '../../../platform/avro.ts';
+import type { KafkaBus } from '../../../platform/kafka.ts';
+
+export const ROOT = path.resolve(import.meta.dirname, '../../..');
+export const TEST_RULES = path.join(import.meta.dirname, 'rules');
+
+export function uniqueNames(label: string) {
+  const id = `${label}-${randomUUID().slice(0, 8)}`;
+  return { prefix: `t.${id}`, groupId: `engine-${id}`, redisPrefix: `t:${id}:`, topics: topics(`t.${id}`) };
+}
+
+export function eventRecord(e: NormalisedEvent) {
+  return { key: e.userId, ...encodeWithHeader(eventCodec, e) };
+}
+
+export interface TopicRecord {
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  timestamp: number;
+}
+
+/** Every record of a topic up to its current end, read with a throwaway consumer group. */
+export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 30_000): Promise<TopicRecord[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, BigInt(o.high)]));
+  await admin.disconnect();
+  const remaining = new Set([...ends].filter(([, high]) => high > 0n).map(([p]) => p));
+  const out: TopicRecord[] = [];
+  if (remaining.size === 0) return out;
+  const consumer = kafka.consumer({ groupId: `reader-${randomUUID()}`, sessionTimeout: 10_000, heartbeatInterval: 1000 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      for (const m of batch.messages) {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(m.headers ?? {})) if (v !== undefined) headers[k] = String(Array.isArray(v) ? v[0] : v);
+        out.push({ partition: batch.partition, offset: m.offset, key: m.key?.toString() ?? null, value: m.value, headers, timestamp: Number(m.timestamp) });
+        if (BigInt(m.offset) + 1n >= ends.get(batch.partition)!) remaining.delete(batch.partition);
+      }
+      if (remaining.size === 0) done();
+    },
+  });
+  const timeout = new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`reading ${topic} timed out`)), timeoutMs).unref());
+  try {
+    await Promise.race([finished, timeout]);
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
+}
+
+export function decodeSends(records: TopicRecord[]): SendCommand[] {
+  return records.map((r) => sendCodec.decode(r.value!, r.headers[SCHEMA_ID_HEADER]));
+}
+
+/** Waits until the group has committed everything on the events topic and no timer is pending. */
+export async function waitDrained(
+  o: { bus: KafkaBus; redis: Redis; redisPrefix: string; groupId: string; eventsTopic: string; timeoutMs: number; stableMs?: number },
+): Promise<void> {
+  const end = Date.now() + o.timeoutMs;
+  let stableSince: number | null = null;
+  for (;;) {
+    const ends = await o.bus.endOffsets(o.eventsTopic);
+    const committed = await o.bus.committedOffsets(o.groupId, o.eventsTopic);
+    const lag = [...ends].reduce((acc, [p, high]) => acc + (Number(high) - Math.max(0, Number(committed.get(p) ?? 0))), 0);
+    const timerKeys = await o.redis.keys(`${o.redisPrefix}{p*}:*:timers`);
+    let pending = 0;
+    for (const k of timerKeys) pending += await o.redis.zcard(k);
+    if (lag === 0 && pending === 0) {
+      stableSince ??= Date.now();
+      if (Date.now() - stableSince >= (o.stableMs ?? 1500)) return;
+    } else stableSince = null;
+    if (Date.now() > end) throw new Error(`engine did not drain in time (lag ${lag}, pending timers ${pending})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Environment for an engine child process: only the variables the config schema reads. */
+export function engineEnv(config: Readonly<Config>, names: { prefix: string; groupId: string; redisPrefix: string }, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    LC_KAFKA_BROKERS: config.kafka.brokers.join(','),
+    LC_REDIS_URL: config.redis.url,
+    LC_TOPIC_PREFIX: names.prefix,
+    LC_ENGINE_GROUP: names.groupId,
+    LC_REDIS_KEY_PREFIX: names.redisPrefix,
+    LC_RULES_DIR: TEST_RULES,
+    LC_TEMPLATES_DIR: path.join(ROOT, 'templates'),
+    LC_TIMER_POLL_MS: '100',
+    LC_KAFKA_PARTITIONS: '6',
+    LC_LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
+export interface EngineProcess {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `engine/runtime/main.ts` as its own process (as `lifecycle run engine` would). */
+export function spawnEngine(env: Record<string, string>): EngineProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx/esm', path.join(ROOT, 'engine/runtime/main.ts')], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (b: Buffer) => {
+    out = (out + b.toString()).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, output: () => out, exited };
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
