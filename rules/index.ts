@@ -8,3 +8,4 @@ export { parseDuration } from './duration.ts';
 export { assignExperiment, type ExperimentAssignment } from './experiment.ts';
 export { compileConditions, ConditionCompileError } from './evaluator.ts';
 export { referenceEvaluate } from './reference.ts';
+export { completeStats } from './facts.ts';

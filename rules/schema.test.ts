@@ -47,3 +47,13 @@ describe('published JSON Schemas', () => {
     for (const rule of bad) expect(validateRule(rule), JSON.stringify(rule)).toBe(false);
   });
 });
+
+describe('rules/README.md', () => {
+  it('documents every operator, fact and rule field', async () => {
+    const readme = await readFile(here('README.md'), 'utf8');
+    const { OPERATORS, FACTS, RuleSchema } = await import('./schema.ts');
+    for (const name of [...OPERATORS, ...FACTS, ...Object.keys(RuleSchema.properties).filter((k) => k !== '$schema')]) {
+      expect(readme.includes(`\`${name}\``) || readme.includes(`\`${name}.`), name).toBe(true);
+    }
+  });
+});
