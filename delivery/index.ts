@@ -28,8 +28,8 @@ export interface DeliveryRoutesOptions {
  * HTTP routes of the delivery room, as a fastify plugin:
  *   admin (Bearer LC_ADMIN_TOKEN): GET/PATCH /v1/users/:userId/preferences,
  *     POST /v1/users/:userId/preferences/link, DELETE /v1/users/:userId/suppressions/:channel
- *   public: GET /t/c/:token (click), GET /t/o/:token (open pixel), GET|POST /t/u/:token
- *     (unsubscribe), GET|POST /p/:token (preference page), POST /v1/webhooks/email (bounces).
+ *   public (signed token in `?t=`): GET /t/c (click), GET /t/o.gif (open pixel), GET|POST /t/u
+ *     (unsubscribe), GET|POST /p (preference page); POST /v1/webhooks/email (bounces, HMAC-signed).
  */
 export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (app, opts) => {
   const now = opts.now ?? Date.now;

@@ -159,7 +159,9 @@ export interface SentIndex {
 const SENT_INDEX_TTL_SECONDS = 60 * 24 * 3600;
 
 export function createSentIndex(deps: { redis: Redis; keys: KeySpace }): SentIndex {
-  const key = (sendId: string) => deps.keys.global(`dlv:sent:${sendId}`);
+  // Keyed the way the email provider writes the sendId into the Message-ID, so a bounce's
+  // Message-ID finds it.
+  const key = (sendId: string) => deps.keys.global(`dlv:sent:${sendId.replace(/[^A-Za-z0-9._-]/g, '-')}`);
   return {
     async remember(send, channel, address) {
       const rec: SentRecord = { sendId: send.sendId, userId: send.userId, ruleId: send.ruleId, channel, variant: send.variant, category: send.category, holdout: send.holdout, address };

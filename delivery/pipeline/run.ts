@@ -50,7 +50,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
   const redisDeps = options.redis ?? createRedis(config.redis, log);
   const d = config.delivery;
   const renderer = options.renderer ?? (await import('../templates/index.ts')).createTemplateRenderer({ dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone }, log);
-  const providers = options.providers ?? (await import('../providers/index.ts')).createProviders(config, { logger: log });
+  const providers = options.providers ?? (await import('../providers/index.ts')).createProviders(config, { logger: log, redis: redisDeps });
   const owner = options.owner ?? `dlv-${randomUUID()}`;
   const claims = createRedisClaimStore(redisDeps);
   const caps = createRedisCapStore(redisDeps);

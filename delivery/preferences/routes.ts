@@ -96,8 +96,8 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
   });
 
   // --- end user's preference page ----------------------------------------------------
-  const pageOf = async (req: FastifyRequest<{ Params: { token: string } }>, reply: FastifyReply) => {
-    const link = links.readPreferences(req.params.token, deps.now());
+  const pageOf = async (req: FastifyRequest<{ Querystring: { t?: string } }>, reply: FastifyReply) => {
+    const link = links.readPreferences(req.query.t ?? '', deps.now());
     if (!link) {
       void reply.code(400).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(invalidLinkPage());
       return null;
@@ -105,14 +105,14 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
     return link.userId;
   };
 
-  app.get<{ Params: { token: string } }>('/p/:token', async (req, reply) => {
+  app.get<{ Querystring: { t?: string } }>('/p', async (req, reply) => {
     const userId = await pageOf(req, reply);
     if (userId === null) return reply;
     const prefs = await store.get(userId);
-    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(preferencePage(prefs, { action: `/p/${req.params.token}` }));
+    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(preferencePage(prefs, { action: `/p?t=${encodeURIComponent(req.query.t ?? '')}` }));
   });
 
-  app.post<{ Params: { token: string }; Body: Record<string, string> }>('/p/:token', async (req, reply) => {
+  app.post<{ Querystring: { t?: string }; Body: Record<string, string> }>('/p', async (req, reply) => {
     const userId = await pageOf(req, reply);
     if (userId === null) return reply;
     const body = (req.body ?? {}) as Record<string, string>;
@@ -135,6 +135,6 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
     const change: { unsubscribedAll?: boolean; records: typeof records } = { records };
     if (all !== (prefs.unsubscribedAll !== null)) change.unsubscribedAll = all;
     const next = await store.apply(userId, change, { source: 'preference_page', at: now });
-    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(preferencePage(next, { action: `/p/${req.params.token}`, saved: true }));
+    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(preferencePage(next, { action: `/p?t=${encodeURIComponent(req.query.t ?? '')}`, saved: true }));
   });
 }

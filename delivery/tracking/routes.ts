@@ -46,16 +46,16 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
   const record = (kind: Parameters<EngagementRecorder['record']>[0], ref: MessageRef, extra?: { url?: string; reason?: string }) =>
     recorder.record(kind, ref, extra).catch((err: unknown) => logger.error({ err: errorMessage(err), kind, sendId: ref.sendId }, 'could not record engagement'));
 
-  app.get<{ Params: { token: string } }>('/t/c/:token', async (req, reply) => {
-    const click = links.readClick(req.params.token);
+  app.get<{ Querystring: { t?: string } }>('/t/c', async (req, reply) => {
+    const click = links.readClick(req.query.t ?? '');
     if (!click) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
     const { url, ...ref } = click;
     await record('clicked', ref, { url });
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   });
 
-  app.get<{ Params: { token: string } }>('/t/o/:token', async (req, reply) => {
-    const ref = links.readOpen(req.params.token);
+  app.get<{ Querystring: { t?: string } }>('/t/o.gif', async (req, reply) => {
+    const ref = links.readOpen(req.query.t ?? '');
     if (ref) await record('opened', ref);
     // Always an image, so a broken token never shows as a broken picture; only valid ones count.
     return reply.code(ref ? 200 : 400).type('image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
@@ -68,18 +68,19 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
   }
 
   // A GET never unsubscribes (link scanners and prefetchers follow links): it asks first.
-  app.get<{ Params: { token: string } }>('/t/u/:token', async (req, reply) => {
-    const ref = links.readUnsubscribe(req.params.token);
+  app.get<{ Querystring: { t?: string } }>('/t/u', async (req, reply) => {
+    const token = req.query.t ?? '';
+    const ref = links.readUnsubscribe(token);
     if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
     return reply
       .type('text/html; charset=utf-8')
       .header('cache-control', 'no-store')
-      .send(unsubscribeConfirmPage({ action: `/t/u/${req.params.token}`, category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
+      .send(unsubscribeConfirmPage({ action: `/t/u?t=${encodeURIComponent(token)}`, category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
   });
 
   // RFC 8058: mail clients POST `List-Unsubscribe=One-Click`; the confirmation page posts `confirm=1`.
-  app.post<{ Params: { token: string }; Body: Record<string, string> | undefined }>('/t/u/:token', async (req, reply) => {
-    const ref = links.readUnsubscribe(req.params.token);
+  app.post<{ Querystring: { t?: string }; Body: Record<string, string> | undefined }>('/t/u', async (req, reply) => {
+    const ref = links.readUnsubscribe(req.query.t ?? '');
     if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
     const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string>;
     const fromPage = body.confirm !== undefined;

@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { createSigner, createTrackingLinks, type MessageRef } from './signing.ts';
+import { createSigner, createTrackingLinks, tokenOf, type MessageRef } from './signing.ts';
 import { rewriteEmail } from './rewrite.ts';
 
 const ref: MessageRef = { sendId: 's-1', userId: 'u-1', ruleId: 'r-1', channel: 'email', variant: 'a', category: 'marketing' };
 const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com/', signingSecret: 'a-secret-of-sixteen+' });
-const tokenOf = (url: string) => url.split('/').pop()!;
 
 describe('signed tokens', () => {
   it('round-trips a click and refuses any change to it', () => {
     const url = links.click(ref, 'https://shop.example.com/p?a=1&b=2');
-    expect(url.startsWith('https://t.example.com/t/c/')).toBe(true);
+    expect(url.startsWith('https://t.example.com/t/c?t=')).toBe(true);
     const token = tokenOf(url);
     expect(links.readClick(token)).toEqual({ ...ref, url: 'https://shop.example.com/p?a=1&b=2' });
     const [body, mac] = token.split('.') as [string, string];
@@ -51,19 +50,19 @@ describe('rewriteEmail', () => {
     const out = rewriteEmail(
       {
         subject: 'Hi',
-        html: '<html><body><a href="https://shop.example.com/x?a=1&amp;b=2">Go</a> <a href=\'mailto:a@b.c\'>m</a> <a href="https://t.example.com/t/u/abc">unsub</a></body></html>',
+        html: '<html><body><a href="https://shop.example.com/x?a=1&amp;b=2">Go</a> <a href=\'mailto:a@b.c\'>m</a> <a href="https://t.example.com/t/u?t=abc">unsub</a></body></html>',
         text: 'Go: https://shop.example.com/x?a=1&b=2 now',
       },
       ref,
       { links, publicBaseUrl: 'https://t.example.com' },
     );
     const hrefs = [...out.html!.matchAll(/href=["']([^"']+)["']/g)].map((m) => m[1]!);
-    expect(hrefs[0]!.startsWith('https://t.example.com/t/c/')).toBe(true);
+    expect(hrefs[0]!.startsWith('https://t.example.com/t/c?t=')).toBe(true);
     expect(links.readClick(tokenOf(hrefs[0]!))?.url).toBe('https://shop.example.com/x?a=1&b=2');
     expect(hrefs[1]).toBe('mailto:a@b.c');
-    expect(hrefs[2]).toBe('https://t.example.com/t/u/abc');
-    expect(out.html).toMatch(/<img src="https:\/\/t\.example\.com\/t\/o\/[^"]+\.gif"[^>]*><\/body>/);
-    const textUrl = /https:\/\/t\.example\.com\/t\/c\/\S+/.exec(out.text!)![0];
+    expect(hrefs[2]).toBe('https://t.example.com/t/u?t=abc');
+    expect(out.html).toMatch(/<img src="https:\/\/t\.example\.com\/t\/o\.gif\?t=[^"]+"[^>]*><\/body>/);
+    const textUrl = /https:\/\/t\.example\.com\/t\/c\?t=\S+/.exec(out.text!)![0];
     expect(links.readClick(tokenOf(textUrl))?.url).toBe('https://shop.example.com/x?a=1&b=2');
     expect(out.subject).toBe('Hi');
   });

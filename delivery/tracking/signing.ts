@@ -74,6 +74,11 @@ const fromWire = (w: Partial<RefWire>): MessageRef | null =>
     ? { sendId: w.s, userId: w.u, ruleId: w.r, channel: w.c, variant: typeof w.v === 'string' ? w.v : null, category: w.k }
     : null;
 
+/** The token of a tracking URL (its `t` query parameter); tokens travel in the query, where their length is not limited like a path segment's. */
+export function tokenOf(url: string): string {
+  return new URL(url).searchParams.get('t') ?? '';
+}
+
 /** Builds and reads the public tracking URLs under `publicBaseUrl`. */
 export interface TrackingLinks {
   click(ref: MessageRef, url: string): string;
@@ -93,10 +98,10 @@ export function createTrackingLinks(opts: { publicBaseUrl: string; signingSecret
   const signer = createSigner(opts.signingSecret);
   const base = opts.publicBaseUrl.replace(/\/+$/, '');
   return {
-    click: (ref, url) => `${base}/t/c/${signer.sign('click', { ...toWire(ref), l: url })}`,
-    openPixel: (ref) => `${base}/t/o/${signer.sign('open', toWire(ref))}.gif`,
-    unsubscribe: (ref) => `${base}/t/u/${signer.sign('unsubscribe', toWire(ref))}`,
-    preferences: (userId, now) => `${base}/p/${signer.sign('preferences', { u: userId, e: now + PREFERENCES_LINK_TTL_MS })}`,
+    click: (ref, url) => `${base}/t/c?t=${signer.sign('click', { ...toWire(ref), l: url })}`,
+    openPixel: (ref) => `${base}/t/o.gif?t=${signer.sign('open', toWire(ref))}`,
+    unsubscribe: (ref) => `${base}/t/u?t=${signer.sign('unsubscribe', toWire(ref))}`,
+    preferences: (userId, now) => `${base}/p?t=${signer.sign('preferences', { u: userId, e: now + PREFERENCES_LINK_TTL_MS })}`,
     readClick(token) {
       const w = signer.verify<Partial<RefWire> & { l?: unknown }>('click', token);
       const ref = w && fromWire(w);
@@ -104,7 +109,7 @@ export function createTrackingLinks(opts: { publicBaseUrl: string; signingSecret
       return { ...ref, url: w.l };
     },
     readOpen: (token) => {
-      const w = signer.verify<Partial<RefWire>>('open', token.replace(/\.gif$/, ''));
+      const w = signer.verify<Partial<RefWire>>('open', token);
       return w && fromWire(w);
     },
     readUnsubscribe: (token) => {

@@ -1,0 +1,141 @@
+// End to end against the real stack: a send command on Kafka becomes an email in the SMTP
+// sink with the personalised content, the right headers and signed links; following a link
+// records a click and redirects; the one-click unsubscribe stops the next marketing send.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SmtpSink } from '../../platform/smtp-sink.ts';
+import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
+import { runDelivery, type DeliveryHandle } from './run.ts';
+import { tokenOf } from '../tracking/signing.ts';
+
+let h: Harness;
+let sink: SmtpSink & { dir: string };
+let delivery: DeliveryHandle;
+
+const admin = (h: Harness) => ({ authorization: `Bearer ${h.config.auth.adminToken}`, 'content-type': 'application/json' });
+
+beforeAll(async () => {
+  sink = await startSink();
+  h = await createHarness('dlv-e2e', { 'delivery.smtpUrls': [`smtp://127.0.0.1:${sink.port}`], 'delivery.emailFrom': 'Example <hello@example.com>' });
+  delivery = await runDelivery(h.config, logger, { redis: h.redis, bus: h.bus });
+});
+
+afterAll(async () => {
+  await delivery?.stop();
+  await h?.close();
+  if (sink) await stopSink(sink);
+});
+
+async function optIn(userId: string): Promise<void> {
+  const res = await fetch(`${h.baseUrl}/v1/users/${userId}/preferences`, {
+    method: 'PATCH',
+    headers: admin(h),
+    body: JSON.stringify({ consents: { marketing: { email: { granted: true, source: 'signup_form' } } } }),
+  });
+  expect(res.status).toBe(200);
+}
+
+describe('email flow', () => {
+  it('delivers a personalised, tracked email; a click is recorded and redirected; one-click unsubscribe stops the next marketing send', async () => {
+    const userId = `ada-${h.id}`;
+    await optIn(userId);
+    const send = welcomeSend(userId);
+    await h.publishSend(send);
+
+    const messageId = `${send.sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@example.com`;
+    const mail = await waitFor('the welcome email in the sink', () => sink.list({ messageId })[0]);
+    expect(mail.to).toEqual([`${userId}@example.com`]);
+    expect(mail.subject).toBe(`Welcome to Example, Ada-${userId}!`);
+    expect(mail.html).toContain(`Ada-${userId}`);
+    expect(mail.headers['list-unsubscribe-post']).toBe('List-Unsubscribe=One-Click');
+    const unsubscribeUrl = /<([^>]+)>/.exec(String(mail.headers['list-unsubscribe']))![1]!;
+    expect(unsubscribeUrl.startsWith(`${h.baseUrl}/t/u?t=`)).toBe(true);
+    expect(mail.headers['x-lifecycle-send-id']).toBe(send.sendId);
+
+    // Every external link is a signed click URL; the original target appears nowhere as a link.
+    const hrefs = [...mail.html!.matchAll(/href="([^"]+)"/g)].map((m) => m[1]!);
+    expect(hrefs.length).toBeGreaterThan(0);
+    expect(hrefs.some((u) => u.startsWith('https://app.example.com'))).toBe(false);
+    const click = hrefs.find((u) => u.startsWith(`${h.baseUrl}/t/c?t=`))!;
+    expect(mail.html).toContain(`<img src="${h.baseUrl}/t/o.gif?t=`);
+
+    await waitFor('queued and sent outcomes', () => {
+      const s = h.outcomes.filter((o) => o.sendId === send.sendId).map((o) => o.status);
+      return s.includes('queued') && s.includes('sent') ? s : undefined;
+    });
+
+    // Follow the link as a mail client would.
+    const res = await fetch(click, { redirect: 'manual' });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe('https://app.example.com/start');
+    const clicked = await waitFor('the click event', () => h.events.find((e) => e.type === 'message_clicked' && e.properties.sendId === send.sendId));
+    expect(clicked).toMatchObject({ userId, source: 'tracker', properties: { url: 'https://app.example.com/start', ruleId: 'welcome', channel: 'email' } });
+    await waitFor('the clicked outcome', () => h.outcomes.find((o) => o.sendId === send.sendId && o.status === 'clicked'));
+
+    // A tampered link is refused, never redirected.
+    const token = tokenOf(click);
+    const tampered = `${h.baseUrl}/t/c?t=${token.slice(0, 10)}${token[10] === 'A' ? 'B' : 'A'}${token.slice(11)}`;
+    const bad = await fetch(tampered, { redirect: 'manual' });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('location')).toBeNull();
+
+    // RFC 8058 one-click unsubscribe, as a mail provider sends it.
+    const unsub = await fetch(unsubscribeUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+    expect(unsub.status).toBe(200);
+    await waitFor('the unsubscribe event', () => h.events.find((e) => e.type === 'message_unsubscribed' && e.userId === userId));
+
+    const next = welcomeSend(userId, { ruleId: 'winback' });
+    await h.publishSend(next);
+    const suppressed = await waitFor('the next marketing send suppressed', () => h.outcomes.find((o) => o.sendId === next.sendId && o.status === 'suppressed'));
+    expect(suppressed.reason).toBe('opted_out:marketing:email');
+    expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(1);
+
+    // Transactional mail still reaches the user (no opt-in needed, no List-Unsubscribe).
+    const receipt = welcomeSend(userId, { category: 'transactional', ruleId: 'receipt' });
+    await h.publishSend(receipt);
+    const txMail = await waitFor('the transactional email', () => sink.list({ messageId: `${receipt.sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@example.com` })[0]);
+    expect(txMail.headers['list-unsubscribe']).toBeUndefined();
+  });
+
+  it('records holdouts without sending, refuses marketing without opt-in, and delivers each sendId once when the command is replayed', async () => {
+    const userId = `bob-${h.id}`;
+    const noConsent = welcomeSend(userId);
+    await h.publishSend(noConsent);
+    expect((await waitFor('no-opt-in suppression', () => h.outcomes.find((o) => o.sendId === noConsent.sendId && o.status === 'suppressed'))).reason).toBe('no_opt_in:marketing:email');
+
+    await optIn(userId);
+    const holdout = welcomeSend(userId, { holdout: true });
+    await h.publishSend(holdout);
+    await waitFor('the holdout outcome', () => h.outcomes.find((o) => o.sendId === holdout.sendId && o.status === 'holdout' && o.holdout));
+
+    const once = welcomeSend(userId);
+    await h.publishSend(once);
+    await h.publishSend(once);
+    await h.publishSend(once);
+    const id = `${once.sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@example.com`;
+    await waitFor('the email', () => sink.list({ messageId: id })[0]);
+    await waitFor('three decisions on the replayed command', () => h.outcomes.filter((o) => o.sendId === once.sendId && o.status === 'sent').length >= 3);
+    expect(sink.list({ messageId: id })).toHaveLength(1);
+    expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(1);
+  });
+
+  it('a hard bounce reported by the provider webhook suppresses the address', async () => {
+    const userId = `eve-${h.id}`;
+    await optIn(userId);
+    const first = welcomeSend(userId);
+    await h.publishSend(first);
+    const mail = await waitFor('the email', () => sink.list({ to: `${userId}@example.com` })[0]);
+    const body = JSON.stringify({ events: [{ type: 'bounce', bounceType: 'hard', messageId: `<${mail.messageId}>`, recipient: `${userId}@example.com`, reason: '550 5.1.1 user unknown' }] });
+    const { createHmac } = await import('node:crypto');
+    const sig = createHmac('sha256', h.config.auth.signingSecret).update(body).digest('hex');
+    const unsigned = await fetch(`${h.baseUrl}/v1/webhooks/email`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(unsigned.status).toBe(401);
+    const res = await fetch(`${h.baseUrl}/v1/webhooks/email`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-lc-signature': `sha256=${sig}` }, body });
+    expect(await res.json()).toEqual({ applied: 1, unknown: [] });
+    await waitFor('the bounce event', () => h.events.find((e) => e.type === 'message_bounced' && e.userId === userId));
+
+    const tx = welcomeSend(userId, { category: 'transactional' });
+    await h.publishSend(tx);
+    expect((await waitFor('suppressed transactional send', () => h.outcomes.find((o) => o.sendId === tx.sendId && o.status === 'suppressed'))).reason).toBe('hard_bounce');
+    expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(1);
+  });
+});

@@ -1,0 +1,166 @@
+// Shared setup of the delivery integration tests: isolated topic/group/key prefixes, a
+// real SMTP sink, the delivery HTTP routes on a real socket, and topic readers.
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
+import { internalTopicSpecs, type BusConsumer } from '../../platform/bus.ts';
+import { loadConfig, type Config } from '../../platform/config.ts';
+import { topics as topicNames, type DeliveryOutcome, type NormalisedEvent, type SendCommand, type Topics } from '../../platform/contracts.ts';
+import { KafkaBus } from '../../platform/kafka.ts';
+import { createLogger } from '../../platform/logger.ts';
+import { createRedis, type RedisDeps } from '../../platform/redis.ts';
+import { createSmtpSink, type SmtpSink } from '../../platform/smtp-sink.ts';
+import { deliveryRoutes } from '../index.ts';
+
+export const logger = createLogger({ level: process.env.LC_TEST_LOG_LEVEL ?? 'warn', name: 'delivery-test' });
+
+export async function startSink(): Promise<SmtpSink & { dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'lc-dlv-sink-'));
+  const sink = createSmtpSink({ port: 0, dir });
+  await sink.start();
+  return Object.assign(sink, { dir });
+}
+
+export async function stopSink(sink: SmtpSink & { dir: string }): Promise<void> {
+  await sink.stop();
+  await rm(sink.dir, { recursive: true, force: true });
+}
+
+/** Waits until `probe` returns a value other than undefined/false, or fails with `what`. */
+export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface Harness {
+  id: string;
+  config: Readonly<Config>;
+  topics: Topics;
+  bus: KafkaBus;
+  redis: RedisDeps;
+  app: FastifyInstance;
+  baseUrl: string;
+  outcomes: DeliveryOutcome[];
+  events: NormalisedEvent[];
+  publishSend(send: SendCommand): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Env-style overrides (dotted config paths) for a test's own isolated world. */
+export async function createHarness(name: string, overrides: Record<string, unknown> = {}): Promise<Harness> {
+  const id = `${name}-${randomUUID().slice(0, 8)}`;
+  const config0 = loadConfig(process.env, {
+    'kafka.topicPrefix': `test.${id}`,
+    'kafka.partitions': 3,
+    'redis.keyPrefix': `test:${id}:`,
+    'delivery.groupId': `test-${id}`,
+    'delivery.quietHours': '',
+    'delivery.delayPollMs': 100,
+    'delivery.leaseMs': 3000,
+    'delivery.retryBaseMs': 200,
+    'delivery.retryMaxMs': 2000,
+    ...overrides,
+  });
+  const redis = createRedis(config0.redis, logger);
+  const bus = KafkaBus.fromConfig(config0, logger);
+  const topics = topicNames(config0.kafka.topicPrefix);
+  await bus.ensureTopics(internalTopicSpecs(topics, config0.kafka.partitions));
+  // Signed links must point at this test's server: find a free port, then build the config.
+  const probe = Fastify();
+  await probe.listen({ port: 0, host: '127.0.0.1' });
+  const port = (probe.server.address() as AddressInfo).port;
+  await probe.close();
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const config = loadConfig(process.env, { ...flatten(config0), 'http.publicBaseUrl': baseUrl });
+  const server = Fastify({ logger: false });
+  await server.register(deliveryRoutes, { config, redis, publisher: bus.publisher(), logger });
+  await server.listen({ port, host: '127.0.0.1' });
+
+  const outcomes: DeliveryOutcome[] = [];
+  const events: NormalisedEvent[] = [];
+  const readers: BusConsumer[] = [
+    bus.consumer({
+      groupId: `test-${id}-outcomes`,
+      topics: [topics.deliveries],
+      fromBeginning: true,
+      async eachBatch(batch, control) {
+        for (const m of batch.messages) outcomes.push(deliveryCodec.decode(m.value!));
+        await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
+      },
+    }),
+    bus.consumer({
+      groupId: `test-${id}-events`,
+      topics: [topics.events],
+      fromBeginning: true,
+      async eachBatch(batch, control) {
+        for (const m of batch.messages) events.push(eventCodec.decode(m.value!));
+        await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
+      },
+    }),
+  ];
+  for (const r of readers) await r.start();
+  const publisher = bus.publisher();
+  return {
+    id,
+    config,
+    topics,
+    bus,
+    redis,
+    app: server,
+    baseUrl,
+    outcomes,
+    events,
+    publishSend: (send) => publisher.publish(topics.sends, [{ key: send.userId, ...encodeWithHeader(sendCodec, send) }]),
+    async close() {
+      for (const r of readers) await r.stop();
+      await server.close();
+      await bus.close();
+      const keys = await redis.redis.keys(`test:${id}:*`);
+      if (keys.length) await redis.redis.del(...keys);
+      redis.redis.disconnect();
+    },
+  };
+}
+
+function flatten(o: object, prefix = ''): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    const path = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && !Array.isArray(v)) Object.assign(out, flatten(v as object, path));
+    else out[path] = Array.isArray(v) ? [...(v as unknown[])] : v;
+  }
+  return out;
+}
+
+/** A send command for the shipped `welcome` template, personalised for `userId`. */
+export function welcomeSend(userId: string, over: Partial<SendCommand> = {}): SendCommand {
+  return {
+    sendId: `welcome:${userId}:${randomUUID().slice(0, 8)}`,
+    ruleId: 'welcome',
+    userId,
+    category: 'marketing',
+    priority: 50,
+    template: 'welcome',
+    channels: ['email'],
+    variant: null,
+    holdout: false,
+    triggeredBy: { eventId: `evt-${userId}`, eventType: 'user_registered' },
+    createdAt: Date.now(),
+    expiresAt: null,
+    data: {
+      user: { email: `${userId}@example.com`, firstName: `Ada-${userId}`, plan: 'trial', locale: 'en', timezone: 'Europe/London' },
+      event: { type: 'user_registered', properties: {} },
+      rule: { id: 'welcome' },
+    },
+    ...over,
+  };
+}
