@@ -241,7 +241,7 @@ export const RuleSchema = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false, $id: 'https://lifecycle.dev/schemas/rule.json', title: 'Lifecycle rule' },
+  { additionalProperties: false, title: 'Lifecycle rule', description: 'One rule: trigger, conditions, action, limits, experiment, goal. See rules/README.md.' },
 );
 export type RuleDefinition = Static<typeof RuleSchema>;
 
@@ -254,7 +254,7 @@ export const SegmentSchema = Type.Object(
       description: 'A user is a member while these conditions are true. Facts: user, stats, now.',
     }),
   },
-  { additionalProperties: false, $id: 'https://lifecycle.dev/schemas/segment.json', title: 'Lifecycle segment' },
+  { additionalProperties: false, title: 'Lifecycle segment', description: 'A named audience: users for whom the conditions are true. See rules/README.md.' },
 );
 export type SegmentDefinition = Static<typeof SegmentSchema>;
 
