@@ -25,8 +25,9 @@ let base = '';
 let redis: Redis;
 const keys = createKeySpace(`test:${randomUUID()}:`);
 
-const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) =>
+const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
   res.writeHead(status, { 'Content-Type': 'application/json', ...headers }).end(JSON.stringify(body));
+};
 
 function twilio(req: Hit, res: ServerResponse): void {
   if (req.headers.authorization !== `Basic ${Buffer.from('AC123:tw-token').toString('base64')}`) return json(res, 401, { code: 20003, message: 'Authenticate' });
@@ -51,7 +52,8 @@ function fcm(req: Hit, res: ServerResponse): void {
 function apns(req: Hit, res: ServerResponse): void {
   const token = decodeURIComponent(req.path.split('/').pop()!);
   if (token.startsWith('gone')) return json(res, 410, { reason: 'Unregistered', timestamp: Date.now() });
-  res.writeHead(200, { 'apns-id': String(req.headers['apns-id']) }).end();
+  res.writeHead(200, { 'apns-id': String(req.headers['apns-id']) });
+  res.end();
 }
 
 beforeAll(async () => {
