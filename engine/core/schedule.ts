@@ -57,6 +57,15 @@ export function scheduleOccurrences(rule: CompiledRule | RuleDefinition, from: n
   return out;
 }
 
+/** The first occurrence strictly after `after` in zone `tz`, or null when the expression has no more. */
+export function nextOccurrence(rule: CompiledRule | RuleDefinition, after: number, tz: string): number | null {
+  const def = 'def' in rule ? rule.def : rule;
+  const trigger = scheduleTrigger(def);
+  if (!trigger) throw new Error(`rule ${def.id} has no schedule trigger`);
+  const expr = CronExpressionParser.parse(trigger.schedule, { currentDate: new Date(after), tz: tz === 'user' ? 'UTC' : tz });
+  return expr.hasNext() ? expr.next().getTime() : null;
+}
+
 /** The event that asks the engine to evaluate one occurrence of a schedule rule for one user. */
 export function occurrenceEvent(ruleId: string, userId: string, at: number, receivedAt: number = at): NormalisedEvent {
   const occurrence = new Date(at).toISOString();

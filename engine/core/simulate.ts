@@ -6,7 +6,7 @@ import type { CompiledRule, RuleSet } from '../../rules/types.ts';
 import { createEngineCore, timerFiredEvent, type CoreResult, type EngineCore } from './engine-core.ts';
 import { createMemoryStateStore, createTimerQueue, type MemoryStateStore, type TimerQueue } from './memory.ts';
 import { parseInputLine } from './input.ts';
-import { occurrenceEvent, scheduleOccurrences, scheduleTrigger, timezoneFor } from './schedule.ts';
+import { MAX_OCCURRENCES, TIMEZONE_TRAIT, isValidTimezone, nextOccurrence, occurrenceEvent, scheduleTrigger, timezoneFor } from './schedule.ts';
 
 export interface SimulationSummary {
   lines: number;
@@ -77,7 +77,11 @@ export function createSimulation(opts: SimulationOptions): Simulation {
   function handle(userId: string, res: CoreResult, out: SendCommand[]): void {
     if (res.status === 'duplicate') s.duplicates++;
     if (res.state === null) store.delete(userId);
-    else store.set(userId, res.state);
+    else {
+      store.set(userId, res.state);
+      const tz = res.state.traits[TIMEZONE_TRAIT];
+      if (typeof tz === 'string' && !knownZones.has(tz) && isValidTimezone(tz)) knownZones.add(tz);
+    }
     for (const t of res.timers) timers.add(t);
     for (const e of res.emitted) {
       if (e.type === 'segment.entered') s.segmentEntries++;
@@ -99,6 +103,12 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     handle(event.userId, core.apply(store.get(event.userId), event, now), out);
   }
 
+  // Per schedule rule and zone, the next occurrence, computed only when the clock passes the
+  // previous one (cron evaluation is slow; most clock steps cross no occurrence).
+  const zoneNext = new WeakMap<CompiledRule, Map<string, { after: number; next: number | null }>>();
+  /** Every zone a stored user's `timezone` trait resolves to (a superset after deletions). */
+  const knownZones = new Set<string>(['UTC']);
+
   /** Occurrences of every schedule rule in (from, to], grouped per instant, ascending. */
   function occurrencesBetween(from: number, to: number): Occurrence[] {
     const rs = opts.ruleSet();
@@ -107,21 +117,35 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     for (const rule of rs.scheduled) {
       const trigger = scheduleTrigger(rule.def);
       if (!trigger || rule.def.enabled === false) continue;
-      if (trigger.timezone !== 'user') {
+      const local = trigger.timezone === 'user';
+      let zones = zoneNext.get(rule);
+      if (!zones) zoneNext.set(rule, (zones = new Map()));
+      const crossed = new Map<string, number[]>();
+      for (const zone of local ? knownZones : [trigger.timezone]) {
+        let z = zones.get(zone);
+        if (!z || from < z.after) {
+          z = { after: from, next: nextOccurrence(rule, from, zone) };
+          zones.set(zone, z);
+        }
+        // Occurrences at or before `from` were handled by an earlier step.
+        while (z.next !== null && z.next <= from) z = { after: z.next, next: nextOccurrence(rule, z.next, zone) };
+        const times: number[] = [];
+        while (z.next !== null && z.next <= to && times.length < MAX_OCCURRENCES) {
+          times.push(z.next);
+          z = { after: z.next, next: nextOccurrence(rule, z.next, zone) };
+        }
+        zones.set(zone, z);
+        if (times.length > 0) crossed.set(zone, times);
+      }
+      if (crossed.size === 0) continue;
+      if (!local) {
         const users = [...store.userIds()];
-        for (const at of scheduleOccurrences(rule, from, to, trigger.timezone)) found.push({ at, rule, userIds: users });
+        for (const at of crossed.get(trigger.timezone)!) found.push({ at, rule, userIds: users });
         continue;
       }
-      // Local-time schedules: a cheap check first (zones span UTC-12..UTC+14), then per zone.
-      if (scheduleOccurrences(rule, from - 15 * 3_600_000, to + 15 * 3_600_000, 'UTC').length === 0) continue;
-      const byZone = new Map<string, string[]>();
-      for (const userId of store.userIds()) {
-        const zone = timezoneFor(trigger, store.get(userId)!.traits);
-        let list = byZone.get(zone);
-        if (!list) byZone.set(zone, (list = []));
-        list.push(userId);
-      }
-      for (const [zone, userIds] of byZone) for (const at of scheduleOccurrences(rule, from, to, zone)) found.push({ at, rule, userIds });
+      const byZone = new Map<string, string[]>([...crossed.keys()].map((z) => [z, []]));
+      for (const userId of store.userIds()) byZone.get(timezoneFor(trigger, store.get(userId)!.traits))?.push(userId);
+      for (const [zone, userIds] of byZone) for (const at of crossed.get(zone)!) found.push({ at, rule, userIds });
     }
     return found.sort((a, b) => a.at - b.at || (b.rule.def.priority ?? 0) - (a.rule.def.priority ?? 0) || (a.rule.def.id < b.rule.def.id ? -1 : 1));
   }
