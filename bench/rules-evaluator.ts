@@ -10,7 +10,15 @@ import { createReferenceEngine } from '../rules/reference.ts';
 
 const NOW = Date.UTC(2026, 0, 15, 12);
 const DAY = 86_400_000;
-const EVENT_TYPES = ['user_registered', 'app_opened', 'export_done', 'Feature Used', 'subscription_started', 'payment_failed', 'trial_ends_soon'];
+const EVENT_TYPES = [
+  'user_registered',
+  'app_opened',
+  'export_done',
+  'Feature Used',
+  'subscription_started',
+  'payment_failed',
+  'trial_ends_soon',
+];
 const PLANS = ['trial', 'basic', 'pro', 'family', 'cancelled'];
 const COUNTRIES = ['DE', 'FR', 'US', 'GB', 'BR', 'IN'];
 
@@ -28,7 +36,8 @@ function prng(seed: number): () => number {
 
 type Rand = () => number;
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
-const statsPath = (type: string, field: string) => (/^[A-Za-z0-9_]+$/.test(type) ? `$.${type}.${field}` : `$["${type}"].${field}`);
+const statsPath = (type: string, field: string) =>
+  /^[A-Za-z0-9_]+$/.test(type) ? `$.${type}.${field}` : `$["${type}"].${field}`;
 
 // Comparisons of the kinds product owners write: plan checks, counters, recency, event data.
 function leaf(r: Rand): Record<string, unknown> {
@@ -36,15 +45,40 @@ function leaf(r: Rand): Record<string, unknown> {
     case 0:
       return { fact: 'user', path: '$.plan', operator: 'equal', value: pick(r, PLANS) };
     case 1:
-      return { fact: 'user', path: '$.plan', operator: 'in', value: [pick(r, PLANS), pick(r, PLANS)] };
+      return {
+        fact: 'user',
+        path: '$.plan',
+        operator: 'in',
+        value: [pick(r, PLANS), pick(r, PLANS)],
+      };
     case 2:
-      return { fact: 'stats', path: statsPath(pick(r, EVENT_TYPES), 'count'), operator: 'equal', value: 0 };
+      return {
+        fact: 'stats',
+        path: statsPath(pick(r, EVENT_TYPES), 'count'),
+        operator: 'equal',
+        value: 0,
+      };
     case 3:
-      return { fact: 'stats', path: statsPath(pick(r, EVENT_TYPES), 'count'), operator: 'greaterThanInclusive', value: Math.floor(r() * 5) };
+      return {
+        fact: 'stats',
+        path: statsPath(pick(r, EVENT_TYPES), 'count'),
+        operator: 'greaterThanInclusive',
+        value: Math.floor(r() * 5),
+      };
     case 4:
-      return { fact: 'stats', path: statsPath(pick(r, EVENT_TYPES), 'last'), operator: pick(r, ['withinLast', 'olderThan']), value: pick(r, ['1d', '7d', '30d']) };
+      return {
+        fact: 'stats',
+        path: statsPath(pick(r, EVENT_TYPES), 'last'),
+        operator: pick(r, ['withinLast', 'olderThan']),
+        value: pick(r, ['1d', '7d', '30d']),
+      };
     case 5:
-      return { fact: 'event', path: '$.properties.amount', operator: 'greaterThan', value: Math.floor(r() * 50) };
+      return {
+        fact: 'event',
+        path: '$.properties.amount',
+        operator: 'greaterThan',
+        value: Math.floor(r() * 50),
+      };
     case 6:
       return { fact: 'user', path: '$.country', operator: 'notIn', value: [pick(r, COUNTRIES)] };
     default:
@@ -71,7 +105,15 @@ function userFacts(r: Rand, i: number): Facts {
   const user: Record<string, unknown> = { plan: pick(r, PLANS), country: pick(r, COUNTRIES) };
   if (r() < 0.9) user.email = `user${i}@example.com`;
   return {
-    event: { id: `ev-${i}`, userId: `u-${i}`, type: 'payment_failed', ts: NOW, receivedAt: NOW, source: 'bench', properties: { amount: Math.floor(r() * 60) } },
+    event: {
+      id: `ev-${i}`,
+      userId: `u-${i}`,
+      type: 'payment_failed',
+      ts: NOW,
+      receivedAt: NOW,
+      source: 'bench',
+      properties: { amount: Math.floor(r() * 60) },
+    },
     user,
     stats,
     segments: {},
@@ -93,7 +135,11 @@ interface SetResult {
   mismatches: number;
 }
 
-async function measureSet(ruleCount: number, users: Facts[], seconds: { fast: number; reference: number }): Promise<SetResult> {
+async function measureSet(
+  ruleCount: number,
+  users: Facts[],
+  seconds: { fast: number; reference: number },
+): Promise<SetResult> {
   const r = prng(ruleCount);
   const conditions = Array.from({ length: ruleCount }, () => ruleConditions(r));
   const compiled = conditions.map((c) => compileConditions(c));

@@ -8,13 +8,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const root = new URL('..', import.meta.url).pathname;
 const bin = path.join(root, 'bin/lifecycle');
 
-async function lifecycle(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function lifecycle(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(bin, args, { cwd: root, env: { ...process.env, ...env }, timeout: 60_000 });
+    const { stdout, stderr } = await promisify(execFile)(bin, args, {
+      cwd: root,
+      env: { ...process.env, ...env },
+      timeout: 60_000,
+    });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+    return {
+      code: typeof err.code === 'number' ? err.code : -1,
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? '',
+    };
   }
 }
 
@@ -28,7 +39,9 @@ beforeAll(async () => {
       id: 'nudge',
       category: 'marketing',
       trigger: { event: 'user_registered', delay: '3 days' },
-      conditions: { all: [{ fact: 'stats', path: '$.export_done.count', operator: 'equals', value: 0 }] },
+      conditions: {
+        all: [{ fact: 'stats', path: '$.export_done.count', operator: 'equals', value: 0 }],
+      },
       action: { send: { template: 'nudge', channels: ['email'] } },
     }),
   );
@@ -43,7 +56,9 @@ describe('lifecycle rules validate', () => {
     const r = await lifecycle(['rules', 'validate', 'rules/examples']);
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n')).toHaveLength(1);
-    expect(r.stdout).toMatch(/^rules\/examples: 7 rules \(7 enabled\), 2 segments, 7 event types; valid \(version [0-9a-f]{16}\)\n$/);
+    expect(r.stdout).toMatch(
+      /^rules\/examples: 7 rules \(7 enabled\), 2 segments, 7 event types; valid \(version [0-9a-f]{16}\)\n$/,
+    );
   }, 60_000);
 
   it('exits 1 with one file:jsonpath: message line per error', async () => {
@@ -52,7 +67,11 @@ describe('lifecycle rules validate', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr.trim().split('\n')).toEqual([
       `${bad}/nudge.json:$.trigger.delay: invalid duration "3 days": use a whole number followed by s, m, h, d or w (e.g. "90s", "15m", "12h", "3d", "2w")`,
-      expect.stringMatching(new RegExp(`^${bad}/nudge\\.json:\\$\\.conditions\\.all\\[0\\]\\.operator: unknown operator "equals" \\(did you mean "equal"\\?\\): use one of `)),
+      expect.stringMatching(
+        new RegExp(
+          `^${bad}/nudge\\.json:\\$\\.conditions\\.all\\[0\\]\\.operator: unknown operator "equals" \\(did you mean "equal"\\?\\): use one of `,
+        ),
+      ),
       `${bad}/segments/broken.json:$: invalid JSON at line 1, column 17: trailing comma before "}"`,
     ]);
   }, 60_000);
@@ -60,10 +79,14 @@ describe('lifecycle rules validate', () => {
   it('checks templates with --templates, and reads the folder from LC_RULES_DIR by default', async () => {
     const templates = path.join(bad, 'templates');
     await mkdir(path.join(templates, 'welcome'), { recursive: true });
-    const r = await lifecycle(['rules', 'validate', '--templates', templates], { LC_RULES_DIR: 'rules/examples' });
+    const r = await lifecycle(['rules', 'validate', '--templates', templates], {
+      LC_RULES_DIR: 'rules/examples',
+    });
     expect(r.code).toBe(1);
     const lines = r.stderr.trim().split('\n');
-    expect(lines).toContain('rules/examples/activation-day3.json:$.action.send.template: unknown template "activation_tip": no folder or file of that name in the templates folder');
+    expect(lines).toContain(
+      'rules/examples/activation-day3.json:$.action.send.template: unknown template "activation_tip": no folder or file of that name in the templates folder',
+    );
     expect(lines.every((l) => /^rules\/examples\/[^:]+\.json:\$[^ ]*: /.test(l))).toBe(true);
     expect(lines.some((l) => l.includes('"welcome"'))).toBe(false);
   }, 60_000);

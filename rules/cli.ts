@@ -11,7 +11,10 @@ export async function validateCommand(
   out: { log(line: string): void; error(line: string): void } = console,
 ): Promise<number> {
   const rulesDir = dir ?? loadConfig().engine.rulesDir;
-  const result = await loadRuleSet(rulesDir, opts.templates === undefined ? {} : { templatesDir: opts.templates });
+  const result = await loadRuleSet(
+    rulesDir,
+    opts.templates === undefined ? {} : { templatesDir: opts.templates },
+  );
   if (!result.ok) {
     // Only error lines: other tools parse this output (DESIGN.md, CLI contract).
     for (const e of result.errors) out.error(formatRuleError(e));
@@ -29,9 +32,14 @@ export function register(program: Command): void {
   const rules = program.command('rules').description('Work with lifecycle rule files.');
   rules
     .command('validate')
-    .description('Check rule and segment files; prints one `file:jsonpath: message` line per error and exits 1 when any.')
+    .description(
+      'Check rule and segment files; prints one `file:jsonpath: message` line per error and exits 1 when any.',
+    )
     .argument('[dir]', 'rules folder (default: LC_RULES_DIR, rules/examples)')
-    .option('--templates <dir>', 'also check that every template a rule names exists in this folder')
+    .option(
+      '--templates <dir>',
+      'also check that every template a rule names exists in this folder',
+    )
     .action(async (dir: string | undefined, opts: { templates?: string }) => {
       process.exitCode = await validateCommand(dir, opts);
     });

@@ -4,7 +4,8 @@ const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_0
 export const DURATION_PATTERN = '^[0-9]+(s|m|h|d|w)$';
 const DURATION_RE = /^([0-9]+)(s|m|h|d|w)$/;
 
-export const DURATION_HINT = 'use a whole number followed by s, m, h, d or w (e.g. "90s", "15m", "12h", "3d", "2w")';
+export const DURATION_HINT =
+  'use a whole number followed by s, m, h, d or w (e.g. "90s", "15m", "12h", "3d", "2w")';
 
 /** Milliseconds of a duration such as "3d"; throws on anything else. */
 export function parseDuration(text: string): number {

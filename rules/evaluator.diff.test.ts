@@ -13,8 +13,41 @@ const HOUR = 3_600_000;
 
 // Property names that appear in both facts and paths, so paths hit as often as they miss;
 // several need bracket notation, "length" and digits exercise jsonpath-plus's own-property rules.
-const NAMES = ['plan', 'a', 'b', 'count', 'first', 'last', 'tags', 'export_done', 'Feature Used', 'x.y', 'n-1', '0', '1', 'length', 'é ü', 'properties', 'amount', 'type'];
-const STRINGS = ['trial', 'paid', '', '5', '5abc', ' 7', 'a', 'Feature Used', 'tri', 'al', '1e3', 'Infinity', 'NaN'];
+const NAMES = [
+  'plan',
+  'a',
+  'b',
+  'count',
+  'first',
+  'last',
+  'tags',
+  'export_done',
+  'Feature Used',
+  'x.y',
+  'n-1',
+  '0',
+  '1',
+  'length',
+  'é ü',
+  'properties',
+  'amount',
+  'type',
+];
+const STRINGS = [
+  'trial',
+  'paid',
+  '',
+  '5',
+  '5abc',
+  ' 7',
+  'a',
+  'Feature Used',
+  'tri',
+  'al',
+  '1e3',
+  'Infinity',
+  'NaN',
+];
 const NUMBERS = [0, -0, 1, -1, 5, 7, 2.5, 1000, 1e21, Number.MAX_SAFE_INTEGER];
 
 const name = fc.constantFrom(...NAMES);
@@ -48,25 +81,37 @@ const eventStats = fc.record(
   { noNullPrototype: true },
 );
 
-const factsArb: fc.Arbitrary<Facts> = fc.record({
-  event: fc.option(
-    fc.record({
-      id: fc.constant('ev-1'),
-      userId: fc.constant('u-1'),
-      type: fc.constantFrom('user_registered', 'Feature Used', 'export_done'),
-      ts: timestamp,
-      receivedAt: timestamp,
-      source: fc.constant('http:test'),
-      properties: fc.dictionary(name, json, { maxKeys: 5, noNullPrototype: true }),
-    }, { noNullPrototype: true }),
-    { nil: null },
-  ),
-  user: fc.dictionary(name, json, { maxKeys: 6, noNullPrototype: true }),
-  stats: fc.dictionary(name, fc.oneof(eventStats, eventStats, json), { maxKeys: 6, noNullPrototype: true }) as fc.Arbitrary<Facts['stats']>,
-  segments: fc.dictionary(name, fc.boolean(), { maxKeys: 4, noNullPrototype: true }),
-  rule: fc.record({ fires: fc.integer({ min: 0, max: 3 }), lastFiredAt: fc.option(timestamp, { nil: null }) }, { noNullPrototype: true }),
-  now: fc.oneof(fc.constant(NOW), timestamp),
-}, { noNullPrototype: true });
+const factsArb: fc.Arbitrary<Facts> = fc.record(
+  {
+    event: fc.option(
+      fc.record(
+        {
+          id: fc.constant('ev-1'),
+          userId: fc.constant('u-1'),
+          type: fc.constantFrom('user_registered', 'Feature Used', 'export_done'),
+          ts: timestamp,
+          receivedAt: timestamp,
+          source: fc.constant('http:test'),
+          properties: fc.dictionary(name, json, { maxKeys: 5, noNullPrototype: true }),
+        },
+        { noNullPrototype: true },
+      ),
+      { nil: null },
+    ),
+    user: fc.dictionary(name, json, { maxKeys: 6, noNullPrototype: true }),
+    stats: fc.dictionary(name, fc.oneof(eventStats, eventStats, json), {
+      maxKeys: 6,
+      noNullPrototype: true,
+    }) as fc.Arbitrary<Facts['stats']>,
+    segments: fc.dictionary(name, fc.boolean(), { maxKeys: 4, noNullPrototype: true }),
+    rule: fc.record(
+      { fires: fc.integer({ min: 0, max: 3 }), lastFiredAt: fc.option(timestamp, { nil: null }) },
+      { noNullPrototype: true },
+    ),
+    now: fc.oneof(fc.constant(NOW), timestamp),
+  },
+  { noNullPrototype: true },
+);
 
 const segment = fc.oneof(
   name.filter((n) => /^[A-Za-z0-9_-]+$/.test(n)).map((n) => `.${n}`),
@@ -78,9 +123,31 @@ const path = fc.option(
   fc.array(segment, { maxLength: 3 }).map((segs) => `$${segs.join('')}`),
   { nil: undefined },
 );
-const factName = fc.constantFrom('event', 'user', 'stats', 'segments', 'rule', 'now', 'unknownFact');
-const factRef = fc.record({ fact: factName, path }, { requiredKeys: ['fact'], noNullPrototype: true }).map((r) => (r.path === undefined ? { fact: r.fact } : r));
-const duration = fc.constantFrom('90s', '15m', '12h', '1d', '3d', '7d', '30d', '2w', '0s', '3 days', 5);
+const factName = fc.constantFrom(
+  'event',
+  'user',
+  'stats',
+  'segments',
+  'rule',
+  'now',
+  'unknownFact',
+);
+const factRef = fc
+  .record({ fact: factName, path }, { requiredKeys: ['fact'], noNullPrototype: true })
+  .map((r) => (r.path === undefined ? { fact: r.fact } : r));
+const duration = fc.constantFrom(
+  '90s',
+  '15m',
+  '12h',
+  '1d',
+  '3d',
+  '7d',
+  '30d',
+  '2w',
+  '0s',
+  '3 days',
+  5,
+);
 
 function valueFor(operator: string): fc.Arbitrary<unknown> {
   switch (operator) {
@@ -101,7 +168,11 @@ function valueFor(operator: string): fc.Arbitrary<unknown> {
 
 const leaf = fc
   .record({ fact: factName, path, operator: fc.constantFrom(...OPERATORS) })
-  .chain((c) => valueFor(c.operator).map((value) => (c.path === undefined ? { fact: c.fact, operator: c.operator, value } : { ...c, value })));
+  .chain((c) =>
+    valueFor(c.operator).map((value) =>
+      c.path === undefined ? { fact: c.fact, operator: c.operator, value } : { ...c, value },
+    ),
+  );
 
 const { node } = fc.letrec<{ node: unknown }>((tie) => ({
   node: fc.oneof(
@@ -122,12 +193,16 @@ const conditionsArb = fc.oneof(
 describe('compiled evaluator vs json-rules-engine', () => {
   it('agrees on random conditions and facts', async () => {
     await fc.assert(
-      fc.asyncProperty(conditionsArb, fc.array(factsArb, { minLength: 1, maxLength: 3 }), async (conditions, factsList) => {
-        const predicate = compileConditions(conditions);
-        for (const facts of factsList) {
-          expect(predicate(facts)).toBe(await referenceEvaluate(conditions, facts));
-        }
-      }),
+      fc.asyncProperty(
+        conditionsArb,
+        fc.array(factsArb, { minLength: 1, maxLength: 3 }),
+        async (conditions, factsList) => {
+          const predicate = compileConditions(conditions);
+          for (const facts of factsList) {
+            expect(predicate(facts)).toBe(await referenceEvaluate(conditions, facts));
+          }
+        },
+      ),
       { numRuns: 2500 },
     );
   }, 120_000);
@@ -136,7 +211,26 @@ describe('compiled evaluator vs json-rules-engine', () => {
     // Each fact value, path and operator with a matching-looking value: the cases the random
     // search finds only rarely (numeric strings, arrays in numeric operators, ISO dates,
     // own properties of strings and arrays, falsy values on the way down a path).
-    const values: unknown[] = [undefined, null, 0, 5, '5', '5abc', '', 'abc', [], [5], ['trial'], { a: 0, length: 2 }, 'trial', true, false, NOW - HOUR, new Date(NOW - HOUR).toISOString(), 'not a date'];
+    const values: unknown[] = [
+      undefined,
+      null,
+      0,
+      5,
+      '5',
+      '5abc',
+      '',
+      'abc',
+      [],
+      [5],
+      ['trial'],
+      { a: 0, length: 2 },
+      'trial',
+      true,
+      false,
+      NOW - HOUR,
+      new Date(NOW - HOUR).toISOString(),
+      'not a date',
+    ];
     const paths = ['$.v', '$.v.length', '$.v[0]', '$.v.a', '$["v"].length', '$'];
     const comparands: Record<string, unknown[]> = {
       default: [5, '5', 'trial', null, 0, true, 2],
@@ -153,9 +247,22 @@ describe('compiled evaluator vs json-rules-engine', () => {
         for (const v of values) {
           for (const value of comparands[operator] ?? comparands.default!) {
             const conditions = { all: [{ fact: 'user', path, operator, value }] } as Conditions;
-            const facts: Facts = { event: null, user: v === undefined ? {} : { v }, stats: {}, segments: {}, rule: { fires: 0, lastFiredAt: null }, now: NOW };
+            const facts: Facts = {
+              event: null,
+              user: v === undefined ? {} : { v },
+              stats: {},
+              segments: {},
+              rule: { fires: 0, lastFiredAt: null },
+              now: NOW,
+            };
             const expected = await referenceEvaluate(conditions, facts);
-            expect({ operator, path, v, value, result: compileConditions(conditions)(facts) }).toEqual({ operator, path, v, value, result: expected });
+            expect({
+              operator,
+              path,
+              v,
+              value,
+              result: compileConditions(conditions)(facts),
+            }).toEqual({ operator, path, v, value, result: expected });
           }
         }
       }

@@ -34,10 +34,14 @@ const FACT_GETTERS: Record<string, Getter> = {
 const UNDEFINED_FACT: Getter = () => undefined;
 
 function compileGetter(fact: unknown, path: unknown, at: string): Getter {
-  const base = typeof fact === 'string' && Object.hasOwn(FACT_GETTERS, fact) ? FACT_GETTERS[fact]! : UNDEFINED_FACT;
+  const base =
+    typeof fact === 'string' && Object.hasOwn(FACT_GETTERS, fact)
+      ? FACT_GETTERS[fact]!
+      : UNDEFINED_FACT;
   // The almanac applies a path only when it is truthy.
   if (path === undefined || path === null || path === '') return base;
-  if (typeof path !== 'string') throw new ConditionCompileError(`${at}.path`, 'path must be a string');
+  if (typeof path !== 'string')
+    throw new ConditionCompileError(`${at}.path`, 'path must be a string');
   const parsed = parsePath(path);
   if (!parsed.ok) throw new ConditionCompileError(`${at}.path`, parsed.message);
   const segs = parsed.segments;
@@ -93,7 +97,10 @@ const SET_THRESHOLD = 8;
 
 function compileMembership(get: Getter, list: unknown, negate: boolean, at: string): Predicate {
   if (Array.isArray(list)) {
-    if (list.length > SET_THRESHOLD && !list.some((x) => typeof x === 'number' && Number.isNaN(x))) {
+    if (
+      list.length > SET_THRESHOLD &&
+      !list.some((x) => typeof x === 'number' && Number.isNaN(x))
+    ) {
       const set = new Set<unknown>(list);
       return negate ? (f) => !set.has(get(f)) : (f) => set.has(get(f));
     }
@@ -101,24 +108,39 @@ function compileMembership(get: Getter, list: unknown, negate: boolean, at: stri
   }
   // json-rules-engine calls value.indexOf(fact): on a string that is a substring search.
   if (typeof list === 'string') {
-    return negate ? (f) => list.indexOf(get(f) as string) === -1 : (f) => list.indexOf(get(f) as string) > -1;
+    return negate
+      ? (f) => list.indexOf(get(f) as string) === -1
+      : (f) => list.indexOf(get(f) as string) > -1;
   }
-  throw new ConditionCompileError(`${at}.value`, `${negate ? 'notIn' : 'in'} needs a list value, e.g. ["trial", "basic"]`);
+  throw new ConditionCompileError(
+    `${at}.value`,
+    `${negate ? 'notIn' : 'in'} needs a list value, e.g. ["trial", "basic"]`,
+  );
 }
 
 function compileLeaf(node: Record<string, unknown>, at: string): Predicate {
   for (const key of ['fact', 'operator', 'value']) {
-    if (!Object.hasOwn(node, key)) throw new ConditionCompileError(at, `a condition needs "${key}"`);
+    if (!Object.hasOwn(node, key))
+      throw new ConditionCompileError(at, `a condition needs "${key}"`);
   }
   const get = compileGetter(node.fact, node.path, at);
   const operator = node.operator;
   const b = node.value;
-  if (typeof operator !== 'string' || !Object.hasOwn(DYNAMIC, operator) && operator !== 'in' && operator !== 'notIn') {
-    throw new ConditionCompileError(`${at}.operator`, `unknown operator ${JSON.stringify(operator)}`);
+  if (
+    typeof operator !== 'string' ||
+    (!Object.hasOwn(DYNAMIC, operator) && operator !== 'in' && operator !== 'notIn')
+  ) {
+    throw new ConditionCompileError(
+      `${at}.operator`,
+      `unknown operator ${JSON.stringify(operator)}`,
+    );
   }
   if (isFactRef(b)) {
     if (operator === 'in' || operator === 'notIn') {
-      throw new ConditionCompileError(`${at}.value`, `${operator} needs a list value, not a fact reference`);
+      throw new ConditionCompileError(
+        `${at}.value`,
+        `${operator} needs a list value, not a fact reference`,
+      );
     }
     const getB = compileGetter(b.fact, b.path, `${at}.value`);
     const fn = DYNAMIC[operator]!;
@@ -176,7 +198,8 @@ function compileLeaf(node: Record<string, unknown>, at: string): Predicate {
 }
 
 function compileList(list: unknown, kind: 'all' | 'any', at: string): Predicate {
-  if (!Array.isArray(list)) throw new ConditionCompileError(`${at}.${kind}`, `"${kind}" must be a list`);
+  if (!Array.isArray(list))
+    throw new ConditionCompileError(`${at}.${kind}`, `"${kind}" must be a list`);
   const parts = list.map((c, i) => compileNode(c, `${at}.${kind}[${i}]`));
   // json-rules-engine: an empty "all" and an empty "any" are both true.
   if (parts.length === 0) return ALWAYS;
@@ -206,18 +229,27 @@ function compileNode(node: unknown, at: string): Predicate {
   if (Object.hasOwn(n, 'any')) return compileList(n.any, 'any', at);
   if (Object.hasOwn(n, 'all')) return compileList(n.all, 'all', at);
   if (Object.hasOwn(n, 'not')) {
-    if (Array.isArray(n.not)) throw new ConditionCompileError(`${at}.not`, '"not" takes one condition, not a list');
+    if (Array.isArray(n.not))
+      throw new ConditionCompileError(`${at}.not`, '"not" takes one condition, not a list');
     const p = compileNode(n.not, `${at}.not`);
     return (f) => !p(f);
   }
-  if (Object.hasOwn(n, 'condition')) throw new ConditionCompileError(`${at}.condition`, 'shared condition references are not supported; use a segment');
+  if (Object.hasOwn(n, 'condition'))
+    throw new ConditionCompileError(
+      `${at}.condition`,
+      'shared condition references are not supported; use a segment',
+    );
   return compileLeaf(n, at);
 }
 
 /** Compiles conditions (root: all, any or not) into a predicate; throws ConditionCompileError. */
 export function compileConditions(conditions: Conditions): Predicate {
   const root = conditions as unknown;
-  if (root === null || typeof root !== 'object' || !['all', 'any', 'not'].some((k) => Object.hasOwn(root, k))) {
+  if (
+    root === null ||
+    typeof root !== 'object' ||
+    !['all', 'any', 'not'].some((k) => Object.hasOwn(root, k))
+  ) {
     throw new ConditionCompileError('$', 'conditions must start with "all", "any" or "not"');
   }
   return compileNode(root, '$');

@@ -24,10 +24,20 @@ describe('assignExperiment', () => {
   it('splits 100k users into holdout and weighted variants within tolerance', () => {
     const n = 100_000;
     const counts = split(
-      rule({ holdout: 0.1, variants: [{ id: 'a', weight: 1 }, { id: 'b', weight: 1, template: 'activation_tip_b' }] }),
+      rule({
+        holdout: 0.1,
+        variants: [
+          { id: 'a', weight: 1 },
+          { id: 'b', weight: 1, template: 'activation_tip_b' },
+        ],
+      }),
       n,
     );
-    expect([...counts.keys()].sort()).toEqual(['a:activation_tip', 'b:activation_tip_b', 'holdout']);
+    expect([...counts.keys()].sort()).toEqual([
+      'a:activation_tip',
+      'b:activation_tip_b',
+      'holdout',
+    ]);
     // 5 standard deviations of a binomial share at n = 100k is about 0.005.
     expect(Math.abs(counts.get('holdout')! / n - 0.1)).toBeLessThan(0.005);
     expect(Math.abs(counts.get('a:activation_tip')! / n - 0.45)).toBeLessThan(0.008);
@@ -36,13 +46,27 @@ describe('assignExperiment', () => {
 
   it('honours unequal weights', () => {
     const n = 100_000;
-    const counts = split(rule({ variants: [{ id: 'a', weight: 3 }, { id: 'b', weight: 1 }] }), n);
+    const counts = split(
+      rule({
+        variants: [
+          { id: 'a', weight: 3 },
+          { id: 'b', weight: 1 },
+        ],
+      }),
+      n,
+    );
     expect(counts.get('holdout')).toBeUndefined();
     expect(Math.abs(counts.get('a:activation_tip')! / n - 0.75)).toBeLessThan(0.007);
   });
 
   it('is stable: same user, same group, and pinned so a code change cannot reshuffle live users', () => {
-    const r = rule({ holdout: 0.1, variants: [{ id: 'a', weight: 1 }, { id: 'b', weight: 1, template: 'activation_tip_b' }] });
+    const r = rule({
+      holdout: 0.1,
+      variants: [
+        { id: 'a', weight: 1 },
+        { id: 'b', weight: 1, template: 'activation_tip_b' },
+      ],
+    });
     const first = Array.from({ length: 1000 }, (_, i) => assignExperiment(r, `u${i}`));
     const again = Array.from({ length: 1000 }, (_, i) => assignExperiment(r, `u${i}`));
     expect(again).toEqual(first);
@@ -57,7 +81,10 @@ describe('assignExperiment', () => {
   });
 
   it('changing the holdout share does not move non-holdout users between variants', () => {
-    const variants = [{ id: 'a', weight: 1 }, { id: 'b', weight: 1 }];
+    const variants = [
+      { id: 'a', weight: 1 },
+      { id: 'b', weight: 1 },
+    ];
     const r10 = rule({ holdout: 0.1, variants });
     const r20 = rule({ holdout: 0.2, variants });
     for (let i = 0; i < 5000; i++) {
@@ -69,7 +96,15 @@ describe('assignExperiment', () => {
   });
 
   it('without an experiment everybody is sent the rule template', () => {
-    expect(assignExperiment(rule(undefined), 'u1')).toEqual({ holdout: false, variant: null, template: 'activation_tip' });
-    expect(assignExperiment(rule({ holdout: 0 }), 'u1')).toEqual({ holdout: false, variant: null, template: 'activation_tip' });
+    expect(assignExperiment(rule(undefined), 'u1')).toEqual({
+      holdout: false,
+      variant: null,
+      template: 'activation_tip',
+    });
+    expect(assignExperiment(rule({ holdout: 0 }), 'u1')).toEqual({
+      holdout: false,
+      variant: null,
+      template: 'activation_tip',
+    });
   });
 });

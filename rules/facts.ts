@@ -8,7 +8,10 @@ const NEVER: EventStats = Object.freeze({ count: 0, first: null, last: null });
  * never did read as {count: 0, first: null, last: null}, so "never exported" is
  * `stats.export_done.count equal 0` rather than a missing path.
  */
-export function completeStats(eventTypes: Iterable<string>, stats: Readonly<Record<string, EventStats>>): Record<string, EventStats> {
+export function completeStats(
+  eventTypes: Iterable<string>,
+  stats: Readonly<Record<string, EventStats>>,
+): Record<string, EventStats> {
   const out: Record<string, EventStats> = {};
   for (const t of eventTypes) out[t] = NEVER;
   for (const [t, s] of Object.entries(stats)) out[t] = s;

@@ -3,6 +3,7 @@
 // schema.test.ts fails when the committed files are stale.
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { format, resolveConfig } from 'prettier';
 import { RuleSchema, SegmentSchema, toJsonSchema } from './schema.ts';
 
 export const PUBLISHED_SCHEMAS = {
@@ -10,14 +11,20 @@ export const PUBLISHED_SCHEMAS = {
   'segment.schema.json': SegmentSchema,
 } as const;
 
-export function renderSchema(name: keyof typeof PUBLISHED_SCHEMAS): string {
-  return `${JSON.stringify(toJsonSchema(PUBLISHED_SCHEMAS[name]), null, 2)}\n`;
+/** The file's text, formatted as the repository's prettier settings would leave it. */
+export async function renderSchema(name: keyof typeof PUBLISHED_SCHEMAS): Promise<string> {
+  const file = fileURLToPath(new URL(name, import.meta.url));
+  const options = (await resolveConfig(file)) ?? {};
+  return format(JSON.stringify(toJsonSchema(PUBLISHED_SCHEMAS[name]), null, 2), {
+    ...options,
+    filepath: file,
+  });
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const name of Object.keys(PUBLISHED_SCHEMAS) as (keyof typeof PUBLISHED_SCHEMAS)[]) {
     const file = fileURLToPath(new URL(name, import.meta.url));
-    await writeFile(file, renderSchema(name));
+    await writeFile(file, await renderSchema(name));
     console.log(`wrote ${file}`);
   }
 }

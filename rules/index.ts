@@ -1,9 +1,36 @@
 // The rules room: validates, compiles, indexes and hot-reloads product owners' rule and segment files, and evaluates their conditions fast.
-export type { RuleDefinition, SegmentDefinition, Conditions, ConditionNode, Trigger, EventTrigger, SegmentTrigger, ScheduleTrigger, OperatorName, FactName } from './schema.ts';
+export type {
+  RuleDefinition,
+  SegmentDefinition,
+  Conditions,
+  ConditionNode,
+  Trigger,
+  EventTrigger,
+  SegmentTrigger,
+  ScheduleTrigger,
+  OperatorName,
+  FactName,
+} from './schema.ts';
 export { RuleSchema, SegmentSchema, OPERATORS, FACTS } from './schema.ts';
-export type { EventStats, Facts, Predicate, CompiledRule, CompiledSegment, RuleSet, RuleError, RuleSetResult } from './types.ts';
+export type {
+  EventStats,
+  Facts,
+  Predicate,
+  CompiledRule,
+  CompiledSegment,
+  RuleSet,
+  RuleError,
+  RuleSetResult,
+} from './types.ts';
 export { formatRuleError, compileRuleSet, isValidTimezone } from './compile.ts';
-export { loadRuleSet, watchRuleSet, listTemplates, type LoadOptions, type WatchOptions, type RuleSetHandlers } from './loader.ts';
+export {
+  loadRuleSet,
+  watchRuleSet,
+  listTemplates,
+  type LoadOptions,
+  type WatchOptions,
+  type RuleSetHandlers,
+} from './loader.ts';
 export { parseDuration } from './duration.ts';
 export { assignExperiment, type ExperimentAssignment } from './experiment.ts';
 export { compileConditions, ConditionCompileError } from './evaluator.ts';

@@ -8,7 +8,9 @@ export interface JsonSyntaxError {
 }
 
 /** Parses JSON; on failure returns the first error with its 1-based line and column. */
-export function parseJson(text: string): { ok: true; value: unknown } | { ok: false; error: JsonSyntaxError } {
+export function parseJson(
+  text: string,
+): { ok: true; value: unknown } | { ok: false; error: JsonSyntaxError } {
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch {
@@ -30,7 +32,8 @@ export function locateJsonError(text: string): JsonSyntaxError {
   const ws = () => {
     while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
   };
-  const describe = (at: number) => (at >= text.length ? 'unexpected end of file' : `unexpected ${JSON.stringify(text[at])}`);
+  const describe = (at: number) =>
+    at >= text.length ? 'unexpected end of file' : `unexpected ${JSON.stringify(text[at])}`;
   const fail = (message?: string): never => {
     throw new ScanError(i, message ?? describe(i));
   };
@@ -77,7 +80,12 @@ export function locateJsonError(text: string): JsonSyntaxError {
       }
       for (;;) {
         ws();
-        if (text[i] !== '"') fail(text[i] === '}' ? 'trailing comma before "}"' : `expected a "quoted" field name, found ${describe(i).replace('unexpected ', '')}`);
+        if (text[i] !== '"')
+          fail(
+            text[i] === '}'
+              ? 'trailing comma before "}"'
+              : `expected a "quoted" field name, found ${describe(i).replace('unexpected ', '')}`,
+          );
         string();
         ws();
         if (text[i] !== ':') fail('expected ":" after field name');

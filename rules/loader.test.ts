@@ -17,7 +17,10 @@ afterEach(async () => {
 });
 
 const write = (name: string, content: unknown) =>
-  writeFile(path.join(dir, name), typeof content === 'string' ? content : JSON.stringify(content, null, 2));
+  writeFile(
+    path.join(dir, name),
+    typeof content === 'string' ? content : JSON.stringify(content, null, 2),
+  );
 
 const rule = (id: string, template = 'welcome') => ({
   id,
@@ -40,10 +43,12 @@ describe('loadRuleSet', () => {
       'winback-30d',
     ]);
     expect(result.ruleSet.segments.map((s) => s.def.id)).toEqual(['active_7d', 'inactive_30d']);
-    expect(result.ruleSet.bySegment.get('inactive_30d:enter')!.map((r) => r.def.id)).toEqual(['winback-30d']);
+    expect(result.ruleSet.bySegment.get('inactive_30d:enter')!.map((r) => r.def.id)).toEqual([
+      'winback-30d',
+    ]);
   });
 
-  it('reports bad JSON with line and column next to the other files\' errors', async () => {
+  it("reports bad JSON with line and column next to the other files' errors", async () => {
     await write('a.json', '{\n  "id": "a",\n  "category": "marketing"\n  "trigger": {}\n}\n');
     await write('b.json', { ...rule('b'), category: 'promo' });
     await write('rule.schema.json', { not: 'a rule' });
@@ -62,7 +67,11 @@ describe('loadRuleSet', () => {
     await mkdir(path.join(t, 'welcome'), { recursive: true });
     await writeFile(path.join(t, 'winback.en.hbs'), '');
     expect([...(await listTemplates(t))].sort()).toEqual(['welcome', 'winback', 'winback.en']);
-    await write('r.json', [rule('a', 'welcome'), rule('b', 'winback'), rule('c', 'payment_failed')]);
+    await write('r.json', [
+      rule('a', 'welcome'),
+      rule('b', 'winback'),
+      rule('c', 'payment_failed'),
+    ]);
     const result = await loadRuleSet(dir, { templatesDir: t });
     expect(result.ok ? [] : result.errors.map(formatRuleError)).toEqual([
       `${dir}/r.json:$[2].action.send.template: unknown template "payment_failed": no folder or file of that name in the templates folder`,
@@ -71,7 +80,9 @@ describe('loadRuleSet', () => {
 
   it('says when the folder is missing', async () => {
     const result = await loadRuleSet(path.join(dir, 'nope'));
-    expect(result.ok ? [] : result.errors.map(formatRuleError)).toEqual([`${dir}/nope:$: rules folder not found`]);
+    expect(result.ok ? [] : result.errors.map(formatRuleError)).toEqual([
+      `${dir}/nope:$: rules folder not found`,
+    ]);
   });
 });
 
@@ -82,10 +93,14 @@ describe('watchRuleSet', () => {
     if (!initial.ok) throw new Error('fixture invalid');
     const swaps: RuleSet[] = [];
     const rejects: RuleError[][] = [];
-    const watcher = watchRuleSet(dir, { debounceMs: 50, currentVersion: initial.ruleSet.version }, {
-      onSwap: (rs) => swaps.push(rs),
-      onReject: (errors) => rejects.push(errors),
-    });
+    const watcher = watchRuleSet(
+      dir,
+      { debounceMs: 50, currentVersion: initial.ruleSet.version },
+      {
+        onSwap: (rs) => swaps.push(rs),
+        onReject: (errors) => rejects.push(errors),
+      },
+    );
     try {
       await write('b.json', rule('b'));
       await until(() => swaps.length === 1);
@@ -95,7 +110,9 @@ describe('watchRuleSet', () => {
       await write('c.json', '{ "id": "c", ');
       await until(() => rejects.length === 1);
       expect(swaps).toHaveLength(1);
-      expect(rejects[0]!.map(formatRuleError)).toEqual([`${dir}/c.json:$: invalid JSON at line 1, column 14: expected a "quoted" field name, found end of file`]);
+      expect(rejects[0]!.map(formatRuleError)).toEqual([
+        `${dir}/c.json:$: invalid JSON at line 1, column 14: expected a "quoted" field name, found end of file`,
+      ]);
 
       await mkdir(path.join(dir, 'segments'));
       await write('segments/s.json', { id: 's', conditions: { all: [] } });
@@ -118,7 +135,15 @@ async function until(done: () => boolean, timeoutMs = 5000): Promise<void> {
 
 async function templatesFixture(): Promise<string> {
   const t = path.join(dir, 'templates');
-  for (const name of ['welcome', 'activation_tip', 'activation_tip_b', 'trial_ending', 'payment_failed', 'winback', 'weekly_digest']) {
+  for (const name of [
+    'welcome',
+    'activation_tip',
+    'activation_tip_b',
+    'trial_ending',
+    'payment_failed',
+    'winback',
+    'weekly_digest',
+  ]) {
     await mkdir(path.join(t, name), { recursive: true });
   }
   return t;

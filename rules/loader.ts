@@ -39,7 +39,8 @@ export async function listTemplates(dir: string): Promise<Set<string>> {
     if (e.name.startsWith('.')) continue;
     if (e.isDirectory()) names.add(e.name);
     else if (e.isFile()) {
-      for (let i = e.name.indexOf('.'); i > 0; i = e.name.indexOf('.', i + 1)) names.add(e.name.slice(0, i));
+      for (let i = e.name.indexOf('.'); i > 0; i = e.name.indexOf('.', i + 1))
+        names.add(e.name.slice(0, i));
     }
   }
   return names;
@@ -47,7 +48,8 @@ export async function listTemplates(dir: string): Promise<Set<string>> {
 
 /** Loads and compiles `dir/*.json` and `dir/segments/*.json`; reports every error of every file. */
 export async function loadRuleSet(dir: string, opts: LoadOptions = {}): Promise<RuleSetResult> {
-  if (!(await isDirectory(dir))) return { ok: false, errors: [{ file: dir, path: '$', message: 'rules folder not found' }] };
+  if (!(await isDirectory(dir)))
+    return { ok: false, errors: [{ file: dir, path: '$', message: 'rules folder not found' }] };
   const errors: RuleError[] = [];
   let templates: Set<string> | undefined;
   if (opts.templatesDir !== undefined) {
@@ -55,13 +57,21 @@ export async function loadRuleSet(dir: string, opts: LoadOptions = {}): Promise<
     else errors.push({ file: opts.templatesDir, path: '$', message: 'templates folder not found' });
   }
   const segmentsDir = path.join(dir, 'segments');
-  const names = [...(await jsonFiles(dir)), ...((await isDirectory(segmentsDir)) ? await jsonFiles(segmentsDir) : [])];
+  const names = [
+    ...(await jsonFiles(dir)),
+    ...((await isDirectory(segmentsDir)) ? await jsonFiles(segmentsDir) : []),
+  ];
   const files: { file: string; content: unknown }[] = [];
   for (const file of names) {
     const text = (await readFile(file, 'utf8')).replace(/^\uFEFF/, '');
     const parsed = parseJson(text);
     if (parsed.ok) files.push({ file, content: parsed.value });
-    else errors.push({ file, path: '$', message: `invalid JSON at line ${parsed.error.line}, column ${parsed.error.column}: ${parsed.error.message}` });
+    else
+      errors.push({
+        file,
+        path: '$',
+        message: `invalid JSON at line ${parsed.error.line}, column ${parsed.error.column}: ${parsed.error.message}`,
+      });
   }
   const result = compileRuleSet(files, templates ? { templates } : {});
   if (!result.ok) return { ok: false, errors: byFile([...errors, ...result.errors]) };
@@ -87,7 +97,11 @@ export interface RuleSetHandlers {
  * settle, reloads: a valid set with a new version goes to onSwap (the caller replaces its
  * reference in one assignment); an invalid one goes to onReject and nothing is swapped.
  */
-export function watchRuleSet(dir: string, opts: WatchOptions, handlers: RuleSetHandlers): { close(): Promise<void> } {
+export function watchRuleSet(
+  dir: string,
+  opts: WatchOptions,
+  handlers: RuleSetHandlers,
+): { close(): Promise<void> } {
   const debounceMs = opts.debounceMs ?? 200;
   let currentVersion = opts.currentVersion ?? null;
   let timer: NodeJS.Timeout | null = null;
@@ -97,15 +111,28 @@ export function watchRuleSet(dir: string, opts: WatchOptions, handlers: RuleSetH
   const watchers: FSWatcher[] = [];
 
   const reload = async (): Promise<void> => {
-    const result = await loadRuleSet(dir, opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir });
+    const result = await loadRuleSet(
+      dir,
+      opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir },
+    );
     if (closed) return;
     if (result.ok) {
       if (result.ruleSet.version === currentVersion) return;
       currentVersion = result.ruleSet.version;
-      opts.logger?.info({ version: currentVersion, rules: result.ruleSet.rules.length, segments: result.ruleSet.segments.length }, 'rule set reloaded');
+      opts.logger?.info(
+        {
+          version: currentVersion,
+          rules: result.ruleSet.rules.length,
+          segments: result.ruleSet.segments.length,
+        },
+        'rule set reloaded',
+      );
       handlers.onSwap(result.ruleSet);
     } else {
-      opts.logger?.warn({ errors: result.errors.length, version: currentVersion }, 'rule set rejected; keeping the previous one');
+      opts.logger?.warn(
+        { errors: result.errors.length, version: currentVersion },
+        'rule set rejected; keeping the previous one',
+      );
       handlers.onReject(result.errors);
     }
   };
@@ -119,7 +146,13 @@ export function watchRuleSet(dir: string, opts: WatchOptions, handlers: RuleSetH
     running = reload()
       .catch((err: unknown) => {
         opts.logger?.error({ err }, 'rule set reload failed');
-        handlers.onReject([{ file: dir, path: '$', message: `reload failed: ${err instanceof Error ? err.message : String(err)}` }]);
+        handlers.onReject([
+          {
+            file: dir,
+            path: '$',
+            message: `reload failed: ${err instanceof Error ? err.message : String(err)}`,
+          },
+        ]);
       })
       .finally(() => {
         running = null;
@@ -140,7 +173,9 @@ export function watchRuleSet(dir: string, opts: WatchOptions, handlers: RuleSetH
     if (target === undefined) continue;
     try {
       const w = watch(target, { recursive: true }, schedule);
-      w.on('error', (err) => opts.logger?.warn({ err, dir: target }, 'watching rules stopped for a folder'));
+      w.on('error', (err) =>
+        opts.logger?.warn({ err, dir: target }, 'watching rules stopped for a folder'),
+      );
       watchers.push(w);
     } catch (err) {
       opts.logger?.warn({ err, dir: target }, 'cannot watch folder; changes there need a restart');

@@ -61,7 +61,9 @@ export function endsWith(a: unknown, b: unknown): boolean {
 }
 
 /** Custom operators as json-rules-engine callbacks; `now()` is the evaluation's clock. */
-export function customOperatorCallbacks(now: () => number): Record<string, (a: unknown, b: unknown) => boolean> {
+export function customOperatorCallbacks(
+  now: () => number,
+): Record<string, (a: unknown, b: unknown) => boolean> {
   return {
     exists,
     notExists,

@@ -9,14 +9,16 @@ const BRACKET_INDEX = /^\[([0-9]+)\]/;
 
 export type ParsedPath = { ok: true; segments: readonly string[] } | { ok: false; message: string };
 
-export const PATH_HINT = 'write paths like $.plan, $.properties.amount, $.export_done.count, $["Feature Used"].count or $.items[0]';
+export const PATH_HINT =
+  'write paths like $.plan, $.properties.amount, $.export_done.count, $["Feature Used"].count or $.items[0]';
 
 /**
  * Splits `$.a["b c"][0]` into ["a", "b c", "0"]. Wildcards, filters, slices and recursive
  * descent are refused: they can match several values, which a comparison cannot use.
  */
 export function parsePath(path: string): ParsedPath {
-  if (!path.startsWith('$')) return { ok: false, message: `path ${JSON.stringify(path)} must start with "$": ${PATH_HINT}` };
+  if (!path.startsWith('$'))
+    return { ok: false, message: `path ${JSON.stringify(path)} must start with "$": ${PATH_HINT}` };
   const segments: string[] = [];
   let rest = path.slice(1);
   while (rest.length > 0) {
@@ -31,7 +33,10 @@ export function parsePath(path: string): ParsedPath {
       segments.push(m[2]!);
       rest = rest.slice(m[0].length);
     } else {
-      return { ok: false, message: `unsupported path ${JSON.stringify(path)} near ${JSON.stringify(rest)}: ${PATH_HINT}` };
+      return {
+        ok: false,
+        message: `unsupported path ${JSON.stringify(path)} near ${JSON.stringify(rest)}: ${PATH_HINT}`,
+      };
     }
   }
   return { ok: true, segments };

@@ -7,25 +7,42 @@ import type { Facts } from './types.ts';
 import { customOperatorCallbacks } from './operators.ts';
 
 function runtimeFacts(facts: Facts): Record<string, unknown> {
-  return { event: facts.event, user: facts.user, stats: facts.stats, segments: facts.segments, rule: facts.rule, now: facts.now };
+  return {
+    event: facts.event,
+    user: facts.user,
+    stats: facts.stats,
+    segments: facts.segments,
+    rule: facts.rule,
+    now: facts.now,
+  };
 }
 
 function newEngine(now: () => number): Engine {
   const engine = new Engine([], { allowUndefinedFacts: true });
-  for (const [name, cb] of Object.entries(customOperatorCallbacks(now))) engine.addOperator(name, cb);
+  for (const [name, cb] of Object.entries(customOperatorCallbacks(now)))
+    engine.addOperator(name, cb);
   return engine;
 }
 
-const asRuleConditions = (c: Conditions) => structuredClone(c) as unknown as RuleProperties['conditions'];
+const asRuleConditions = (c: Conditions) =>
+  structuredClone(c) as unknown as RuleProperties['conditions'];
 
 /**
  * One engine holding several rules, for benchmarks: returns which of them matched. Calls
  * must not overlap (the clock the time operators read is per engine).
  */
-export function createReferenceEngine(conditionsList: Conditions[]): { evaluate(facts: Facts): Promise<boolean[]> } {
+export function createReferenceEngine(conditionsList: Conditions[]): {
+  evaluate(facts: Facts): Promise<boolean[]>;
+} {
   let now = 0;
   const engine = newEngine(() => now);
-  conditionsList.forEach((conditions, i) => engine.addRule({ name: String(i), conditions: asRuleConditions(conditions), event: { type: String(i) } }));
+  conditionsList.forEach((conditions, i) =>
+    engine.addRule({
+      name: String(i),
+      conditions: asRuleConditions(conditions),
+      event: { type: String(i) },
+    }),
+  );
   return {
     async evaluate(facts) {
       now = facts.now;

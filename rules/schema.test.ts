@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { Ajv } from 'ajv';
@@ -16,19 +17,26 @@ async function examples(folder: string): Promise<unknown[]> {
 }
 
 describe('published JSON Schemas', () => {
-  it.each(Object.keys(PUBLISHED_SCHEMAS) as (keyof typeof PUBLISHED_SCHEMAS)[])('%s is up to date (run npx tsx rules/generate-schemas.ts)', async (name) => {
-    expect(await readFile(here(name), 'utf8')).toBe(renderSchema(name));
-  });
+  it.each(Object.keys(PUBLISHED_SCHEMAS) as (keyof typeof PUBLISHED_SCHEMAS)[])(
+    '%s is up to date (run npx tsx rules/generate-schemas.ts)',
+    async (name) => {
+      expect(await readFile(here(name), 'utf8')).toBe(await renderSchema(name));
+    },
+  );
 
   // Editors validate with the published schema; it must accept what the loader accepts and
   // reject the structural mistakes the loader rejects.
   const ajv = new Ajv({ strict: false, allErrors: true });
-  const validateRule = ajv.compile(JSON.parse(renderSchema('rule.schema.json')) as object);
-  const validateSegment = ajv.compile(JSON.parse(renderSchema('segment.schema.json')) as object);
+  const published = (name: string) =>
+    ajv.compile(JSON.parse(readFileSync(new URL(name, import.meta.url), 'utf8')) as object);
+  const validateRule = published('rule.schema.json');
+  const validateSegment = published('segment.schema.json');
 
   it('accepts every example rule and segment', async () => {
-    for (const rule of await examples('examples')) expect(validateRule(rule) ? [] : validateRule.errors).toEqual([]);
-    for (const seg of await examples('examples/segments')) expect(validateSegment(seg) ? [] : validateSegment.errors).toEqual([]);
+    for (const rule of await examples('examples'))
+      expect(validateRule(rule) ? [] : validateRule.errors).toEqual([]);
+    for (const seg of await examples('examples/segments'))
+      expect(validateSegment(seg) ? [] : validateSegment.errors).toEqual([]);
   });
 
   it('rejects structural mistakes', async () => {
@@ -52,7 +60,11 @@ describe('rules/README.md', () => {
   it('documents every operator, fact and rule field', async () => {
     const readme = await readFile(here('README.md'), 'utf8');
     const { OPERATORS, FACTS, RuleSchema } = await import('./schema.ts');
-    for (const name of [...OPERATORS, ...FACTS, ...Object.keys(RuleSchema.properties).filter((k) => k !== '$schema')]) {
+    for (const name of [
+      ...OPERATORS,
+      ...FACTS,
+      ...Object.keys(RuleSchema.properties).filter((k) => k !== '$schema'),
+    ]) {
       expect(readme.includes(`\`${name}\``) || readme.includes(`\`${name}.`), name).toBe(true);
     }
   });

@@ -16,7 +16,15 @@ export const BUILTIN_OPERATORS = [
   'greaterThan',
   'greaterThanInclusive',
 ] as const;
-export const CUSTOM_OPERATORS = ['exists', 'notExists', 'withinLast', 'olderThan', 'withinNext', 'startsWith', 'endsWith'] as const;
+export const CUSTOM_OPERATORS = [
+  'exists',
+  'notExists',
+  'withinLast',
+  'olderThan',
+  'withinNext',
+  'startsWith',
+  'endsWith',
+] as const;
 export const OPERATORS = [...BUILTIN_OPERATORS, ...CUSTOM_OPERATORS] as const;
 export type OperatorName = (typeof OPERATORS)[number];
 
@@ -29,11 +37,18 @@ const ID_HINT = 'use letters, digits, "_", "-" or "." (starting with a letter or
 
 // `patternErrorMessage` and `markdownDescription` are understood by VS Code's JSON editor.
 const Id = (description: string) =>
-  Type.String({ minLength: 1, maxLength: 100, pattern: ID_PATTERN, description, patternErrorMessage: ID_HINT });
+  Type.String({
+    minLength: 1,
+    maxLength: 100,
+    pattern: ID_PATTERN,
+    description,
+    patternErrorMessage: ID_HINT,
+  });
 
 export const DurationSchema = Type.String({
   pattern: DURATION_PATTERN,
-  description: 'A duration: a whole number and a unit, s (seconds), m (minutes), h (hours), d (days) or w (weeks), e.g. "3d".',
+  description:
+    'A duration: a whole number and a unit, s (seconds), m (minutes), h (hours), d (days) or w (weeks), e.g. "3d".',
   patternErrorMessage: DURATION_HINT,
   examples: ['90s', '15m', '12h', '3d', '2w'],
 });
@@ -46,7 +61,10 @@ export const FactRefSchema = Type.Object(
     ),
     path: Type.Optional(Type.String({ description: 'JSONPath into the fact, e.g. "$.plan".' })),
   },
-  { additionalProperties: false, description: 'Compare with another fact value instead of a constant.' },
+  {
+    additionalProperties: false,
+    description: 'Compare with another fact value instead of a constant.',
+  },
 );
 
 export const LeafConditionSchema = Type.Object(
@@ -67,7 +85,10 @@ export const LeafConditionSchema = Type.Object(
     ),
     operator: Type.Union(
       OPERATORS.map((o) => Type.Literal(o)),
-      { description: 'How to compare the fact value with `value` (see rules/README.md, "Operators").' },
+      {
+        description:
+          'How to compare the fact value with `value` (see rules/README.md, "Operators").',
+      },
     ),
     value: Type.Unknown({
       description:
@@ -81,9 +102,27 @@ export const LeafConditionSchema = Type.Object(
 export const ConditionNodeSchema = Type.Recursive(
   (Node) =>
     Type.Union([
-      Type.Object({ all: Type.Array(Node, { description: 'True when every condition is true (and when empty).' }) }, { additionalProperties: false }),
-      Type.Object({ any: Type.Array(Node, { description: 'True when at least one condition is true (json-rules-engine: also true when empty).' }) }, { additionalProperties: false }),
-      Type.Object({ not: Type.Union([Node], { description: 'True when the condition is false.' }) }, { additionalProperties: false }),
+      Type.Object(
+        {
+          all: Type.Array(Node, {
+            description: 'True when every condition is true (and when empty).',
+          }),
+        },
+        { additionalProperties: false },
+      ),
+      Type.Object(
+        {
+          any: Type.Array(Node, {
+            description:
+              'True when at least one condition is true (json-rules-engine: also true when empty).',
+          }),
+        },
+        { additionalProperties: false },
+      ),
+      Type.Object(
+        { not: Type.Union([Node], { description: 'True when the condition is false.' }) },
+        { additionalProperties: false },
+      ),
       LeafConditionSchema,
     ]),
   { $id: 'Condition' },
@@ -93,32 +132,63 @@ export type ConditionNode = Static<typeof ConditionNodeSchema>;
 /** The root of `conditions` / `where`: must be `all`, `any` or `not` (as in json-rules-engine). */
 export const ConditionsSchema = Type.Union(
   [
-    Type.Object({ all: Type.Array(ConditionNodeSchema, { description: 'True when every condition is true (and when empty).' }) }, { additionalProperties: false }),
-    Type.Object({ any: Type.Array(ConditionNodeSchema, { description: 'True when at least one condition is true.' }) }, { additionalProperties: false }),
+    Type.Object(
+      {
+        all: Type.Array(ConditionNodeSchema, {
+          description: 'True when every condition is true (and when empty).',
+        }),
+      },
+      { additionalProperties: false },
+    ),
+    Type.Object(
+      {
+        any: Type.Array(ConditionNodeSchema, {
+          description: 'True when at least one condition is true.',
+        }),
+      },
+      { additionalProperties: false },
+    ),
     Type.Object({ not: ConditionNodeSchema }, { additionalProperties: false }),
   ],
-  { description: 'Conditions in json-rules-engine format: {"all": [...]}, {"any": [...]} or {"not": {...}}.' },
+  {
+    description:
+      'Conditions in json-rules-engine format: {"all": [...]}, {"any": [...]} or {"not": {...}}.',
+  },
 );
 export type Conditions = Static<typeof ConditionsSchema>;
 export type LeafCondition = Static<typeof LeafConditionSchema>;
 
 export const EventTriggerSchema = Type.Object(
   {
-    event: Type.String({ minLength: 1, description: 'Exact event type that starts the rule, as sent (e.g. "user_registered", "Feature Used").' }),
-    where: Type.Optional(Type.Union([ConditionsSchema], { description: 'Extra conditions checked at the moment the event arrives (before any delay).' })),
+    event: Type.String({
+      minLength: 1,
+      description:
+        'Exact event type that starts the rule, as sent (e.g. "user_registered", "Feature Used").',
+    }),
+    where: Type.Optional(
+      Type.Union([ConditionsSchema], {
+        description: 'Extra conditions checked at the moment the event arrives (before any delay).',
+      }),
+    ),
     delay: Type.Optional(
       Type.Union([DurationSchema], {
-        description: 'Wait this long after the event, then evaluate `conditions` against the user state at that moment.',
+        description:
+          'Wait this long after the event, then evaluate `conditions` against the user state at that moment.',
       }),
     ),
   },
-  { additionalProperties: false, description: 'Fire when an event of this type arrives (optionally after a delay).' },
+  {
+    additionalProperties: false,
+    description: 'Fire when an event of this type arrives (optionally after a delay).',
+  },
 );
 
 export const SegmentTriggerSchema = Type.Object(
   {
     segment: Type.String({ minLength: 1, description: 'Id of a segment in rules/segments/.' }),
-    on: Type.Union([Type.Literal('enter'), Type.Literal('exit')], { description: 'Fire when the user enters or leaves the segment.' }),
+    on: Type.Union([Type.Literal('enter'), Type.Literal('exit')], {
+      description: 'Fire when the user enters or leaves the segment.',
+    }),
   },
   { additionalProperties: false, description: 'Fire when a user enters or leaves a segment.' },
 );
@@ -127,22 +197,35 @@ export const ScheduleTriggerSchema = Type.Object(
   {
     schedule: Type.String({
       minLength: 1,
-      description: 'Cron expression with 5 fields (minute hour day-of-month month day-of-week), e.g. "0 9 * * 1" for Mondays 09:00, or @daily/@weekly.',
+      description:
+        'Cron expression with 5 fields (minute hour day-of-month month day-of-week), e.g. "0 9 * * 1" for Mondays 09:00, or @daily/@weekly.',
       examples: ['0 9 * * 1', '0 18 * * *', '@daily'],
     }),
     timezone: Type.String({
       minLength: 1,
-      description: '"user" to run at that local time in each user\'s timezone trait, or an IANA zone such as "Europe/Berlin" or "UTC".',
+      description:
+        '"user" to run at that local time in each user\'s timezone trait, or an IANA zone such as "Europe/Berlin" or "UTC".',
       examples: ['user', 'UTC', 'Europe/Berlin', 'America/New_York'],
     }),
-    segment: Type.Optional(Type.String({ minLength: 1, description: 'Audience: only members of this segment (default: every known user).' })),
+    segment: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'Audience: only members of this segment (default: every known user).',
+      }),
+    ),
   },
-  { additionalProperties: false, description: 'Recurring campaign: evaluate the rule for an audience on a schedule.' },
+  {
+    additionalProperties: false,
+    description: 'Recurring campaign: evaluate the rule for an audience on a schedule.',
+  },
 );
 
-export const TriggerSchema = Type.Union([EventTriggerSchema, SegmentTriggerSchema, ScheduleTriggerSchema], {
-  description: 'What starts the rule: an event, a segment entry/exit, or a schedule.',
-});
+export const TriggerSchema = Type.Union(
+  [EventTriggerSchema, SegmentTriggerSchema, ScheduleTriggerSchema],
+  {
+    description: 'What starts the rule: an event, a segment entry/exit, or a schedule.',
+  },
+);
 export type EventTrigger = Static<typeof EventTriggerSchema>;
 export type SegmentTrigger = Static<typeof SegmentTriggerSchema>;
 export type ScheduleTrigger = Static<typeof ScheduleTriggerSchema>;
@@ -154,35 +237,61 @@ const ChannelSchema = Type.Union(
 );
 
 const TemplateName = (description: string) =>
-  Type.String({ minLength: 1, maxLength: 100, pattern: ID_PATTERN, description, patternErrorMessage: ID_HINT });
+  Type.String({
+    minLength: 1,
+    maxLength: 100,
+    pattern: ID_PATTERN,
+    description,
+    patternErrorMessage: ID_HINT,
+  });
 
 export const RuleSchema = Type.Object(
   {
-    $schema: Type.Optional(Type.String({ description: 'Path or URL of this JSON Schema, for editors.' })),
-    id: Id('Unique id of the rule across all rule files; appears in sends and analytics. Do not rename a live rule.'),
-    description: Type.Optional(Type.String({ description: 'What the rule does and why, for humans.' })),
-    enabled: Type.Optional(Type.Boolean({ default: true, description: 'false keeps the rule loaded and validated but never fires it.' })),
+    $schema: Type.Optional(
+      Type.String({ description: 'Path or URL of this JSON Schema, for editors.' }),
+    ),
+    id: Id(
+      'Unique id of the rule across all rule files; appears in sends and analytics. Do not rename a live rule.',
+    ),
+    description: Type.Optional(
+      Type.String({ description: 'What the rule does and why, for humans.' }),
+    ),
+    enabled: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description: 'false keeps the rule loaded and validated but never fires it.',
+      }),
+    ),
     category: Type.Union([Type.Literal('marketing'), Type.Literal('transactional')], {
-      description: '`marketing` is sent only with marketing consent; `transactional` (receipts, payment problems) bypasses marketing opt-in.',
+      description:
+        '`marketing` is sent only with marketing consent; `transactional` (receipts, payment problems) bypasses marketing opt-in.',
     }),
     priority: Type.Optional(
       Type.Integer({
         minimum: 0,
         maximum: 1000,
         default: 0,
-        description: 'Higher runs first and wins when frequency caps allow only some messages (0-1000, default 0).',
+        description:
+          'Higher runs first and wins when frequency caps allow only some messages (0-1000, default 0).',
       }),
     ),
     trigger: TriggerSchema,
     conditions: Type.Optional(
-      Type.Union([ConditionsSchema], { description: 'Must be true (when the trigger fires) for the message to be sent. Omit to always send.' }),
+      Type.Union([ConditionsSchema], {
+        description:
+          'Must be true (when the trigger fires) for the message to be sent. Omit to always send.',
+      }),
     ),
     action: Type.Object(
       {
         send: Type.Object(
           {
             template: TemplateName('Template name (a folder or file in templates/).'),
-            channels: Type.Array(ChannelSchema, { minItems: 1, uniqueItems: true, description: 'Channels to send on, e.g. ["email"] or ["inapp", "push"].' }),
+            channels: Type.Array(ChannelSchema, {
+              minItems: 1,
+              uniqueItems: true,
+              description: 'Channels to send on, e.g. ["email"] or ["inapp", "push"].',
+            }),
           },
           { additionalProperties: false, description: 'Send a message.' },
         ),
@@ -192,10 +301,19 @@ export const RuleSchema = Type.Object(
     limits: Type.Optional(
       Type.Object(
         {
-          oncePerUser: Type.Optional(Type.Boolean({ description: 'Fire at most once per user, ever.' })),
-          cooldown: Type.Optional(Type.Union([DurationSchema], { description: 'Do not fire again for the same user within this time.' })),
+          oncePerUser: Type.Optional(
+            Type.Boolean({ description: 'Fire at most once per user, ever.' }),
+          ),
+          cooldown: Type.Optional(
+            Type.Union([DurationSchema], {
+              description: 'Do not fire again for the same user within this time.',
+            }),
+          ),
         },
-        { additionalProperties: false, description: 'How often the rule may fire per user (default: on every match).' },
+        {
+          additionalProperties: false,
+          description: 'How often the rule may fire per user (default: on every match).',
+        },
       ),
     ),
     experiment: Type.Optional(
@@ -206,7 +324,8 @@ export const RuleSchema = Type.Object(
               minimum: 0,
               exclusiveMaximum: 1,
               default: 0,
-              description: 'Share of users (0 to <1) who are recorded but not sent anything, to measure uplift. 0.1 = 10%.',
+              description:
+                'Share of users (0 to <1) who are recorded but not sent anything, to measure uplift. 0.1 = 10%.',
             }),
           ),
           variants: Type.Optional(
@@ -214,8 +333,13 @@ export const RuleSchema = Type.Object(
               Type.Object(
                 {
                   id: Id('Variant id as it appears in analytics, e.g. "a", "b".'),
-                  weight: Type.Number({ exclusiveMinimum: 0, description: 'Relative weight (> 0); users split in proportion to weights.' }),
-                  template: Type.Optional(TemplateName('Template for this variant (default: the action template).')),
+                  weight: Type.Number({
+                    exclusiveMinimum: 0,
+                    description: 'Relative weight (> 0); users split in proportion to weights.',
+                  }),
+                  template: Type.Optional(
+                    TemplateName('Template for this variant (default: the action template).'),
+                  ),
                 },
                 { additionalProperties: false },
               ),
@@ -223,38 +347,62 @@ export const RuleSchema = Type.Object(
             ),
           ),
         },
-        { additionalProperties: false, description: 'Holdout group and A/B variants, assigned by a stable hash of (rule id, user id).' },
+        {
+          additionalProperties: false,
+          description:
+            'Holdout group and A/B variants, assigned by a stable hash of (rule id, user id).',
+        },
       ),
     ),
     goal: Type.Optional(
       Type.Object(
         {
-          event: Type.String({ minLength: 1, description: 'Event type that counts as a conversion, e.g. "subscription_started".' }),
-          within: Type.Union([DurationSchema], { description: 'Conversion window after the send.' }),
+          event: Type.String({
+            minLength: 1,
+            description: 'Event type that counts as a conversion, e.g. "subscription_started".',
+          }),
+          within: Type.Union([DurationSchema], {
+            description: 'Conversion window after the send.',
+          }),
         },
-        { additionalProperties: false, description: 'What success looks like, for conversion and uplift reports.' },
+        {
+          additionalProperties: false,
+          description: 'What success looks like, for conversion and uplift reports.',
+        },
       ),
     ),
     expiresAfter: Type.Optional(
       Type.Union([DurationSchema], {
-        description: 'Drop the message if it cannot be delivered within this time (e.g. deferred by quiet hours).',
+        description:
+          'Drop the message if it cannot be delivered within this time (e.g. deferred by quiet hours).',
       }),
     ),
   },
-  { additionalProperties: false, title: 'Lifecycle rule', description: 'One rule: trigger, conditions, action, limits, experiment, goal. See rules/README.md.' },
+  {
+    additionalProperties: false,
+    title: 'Lifecycle rule',
+    description:
+      'One rule: trigger, conditions, action, limits, experiment, goal. See rules/README.md.',
+  },
 );
 export type RuleDefinition = Static<typeof RuleSchema>;
 
 export const SegmentSchema = Type.Object(
   {
-    $schema: Type.Optional(Type.String({ description: 'Path or URL of this JSON Schema, for editors.' })),
+    $schema: Type.Optional(
+      Type.String({ description: 'Path or URL of this JSON Schema, for editors.' }),
+    ),
     id: Id('Unique segment id; rules refer to it in triggers and in the `segments` fact.'),
     description: Type.Optional(Type.String({ description: 'Who is in the segment, for humans.' })),
     conditions: Type.Union([ConditionsSchema], {
       description: 'A user is a member while these conditions are true. Facts: user, stats, now.',
     }),
   },
-  { additionalProperties: false, title: 'Lifecycle segment', description: 'A named audience: users for whom the conditions are true. See rules/README.md.' },
+  {
+    additionalProperties: false,
+    title: 'Lifecycle segment',
+    description: 'A named audience: users for whom the conditions are true. See rules/README.md.',
+  },
 );
 export type SegmentDefinition = Static<typeof SegmentSchema>;
 
@@ -271,7 +419,8 @@ export function toJsonSchema(schema: TSchema): Record<string, unknown> {
     if (Array.isArray(node)) return node.map(walk);
     if (node === null || typeof node !== 'object') return node;
     const obj = node as Record<string, unknown>;
-    if (typeof obj.$ref === 'string' && !obj.$ref.startsWith('#')) return { $ref: `#/definitions/${obj.$ref}` };
+    if (typeof obj.$ref === 'string' && !obj.$ref.startsWith('#'))
+      return { $ref: `#/definitions/${obj.$ref}` };
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(obj)) out[k] = walk(v);
     if (typeof obj.$id === 'string' && !obj.$id.includes('/')) {
