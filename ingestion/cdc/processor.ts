@@ -123,6 +123,9 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
     name: 'cdc',
     async start() {
       if (config.cdc.topics.length === 0) throw new Error('no CDC topics configured (LC_CDC_TOPICS)');
+      // Reading our own output as Debezium input would dead-letter every event it writes.
+      const own = Object.values(t).filter((name) => parseTopicList(config.cdc.topics).some((p) => (typeof p === 'string' ? p === name : p.test(name))));
+      if (own.length > 0) throw new Error(`LC_CDC_TOPICS matches internal topics (${own.join(', ')}): give Debezium a topic.prefix different from LC_TOPIC_PREFIX`);
       await consumer.start();
       running = true;
       log.info({ topics: config.cdc.topics, groupId: config.groupId, tables: Object.keys(deps.mapping.tables) }, 'CDC consumer started');
