@@ -99,6 +99,16 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     for (const s of set) if (s.readyState === s.OPEN) s.send(frame);
   });
 
+  // Subscribing before the connection is ready races ioredis' ready check (INFO) on a
+  // connection that is already in subscriber mode: wait for it once, here.
+  if (subscriber.status === 'wait') await subscriber.connect();
+  if (subscriber.status !== 'ready') {
+    await new Promise<void>((resolve, reject) => {
+      subscriber.once('ready', () => resolve());
+      subscriber.once('end', () => reject(new Error('in-app subscriber connection closed before it was ready')));
+    });
+  }
+
   if (!app.hasDecorator('websocketServer')) await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
 
   const authenticate = (req: FastifyRequest): string | null => {
