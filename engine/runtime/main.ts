@@ -124,13 +124,17 @@ function serveMetrics(port: number, host: string, registry: Registry, service: E
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const config = loadConfig();
   const logger = createLogger({ level: config.log.level, name: 'engine' });
+  let server: Server | null = null;
+  const starting = runEngine(config, logger);
+  // Registered before start completes: a SIGTERM during startup still stops gracefully.
+  onShutdown(logger, async () => {
+    const engine = await starting;
+    server?.close();
+    await engine.stop();
+  });
   try {
-    const engine = await runEngine(config, logger);
-    const server = config.metrics.port > 0 ? serveMetrics(config.metrics.port, config.http.host, engine.registry, engine.service) : null;
-    onShutdown(logger, async () => {
-      server?.close();
-      await engine.stop();
-    });
+    const engine = await starting;
+    if (config.metrics.port > 0) server = serveMetrics(config.metrics.port, config.http.host, engine.registry, engine.service);
   } catch (err) {
     logger.fatal({ err }, 'engine failed to start');
     process.exit(1);

@@ -133,3 +133,21 @@ export function spawnEngine(env: Record<string, string>): EngineProcess {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Owner epoch of each partition of the events topic (0: never owned). */
+export async function partitionEpochs(redis: Redis, redisPrefix: string, eventsTopic: string, partitions: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let p = 0; p < partitions; p++) out.push(Number((await redis.get(`${redisPrefix}{p${p}}:${eventsTopic}:epoch`)) ?? 0));
+  return out;
+}
+
+/** Waits until every partition has a newer owner than in `before` (a restarted engine has joined). */
+export async function waitAllReassigned(redis: Redis, redisPrefix: string, eventsTopic: string, before: number[], timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await partitionEpochs(redis, redisPrefix, eventsTopic, before.length);
+    if (now.every((e, i) => e > before[i]!)) return;
+    if (Date.now() > end) throw new Error(`partitions not reassigned in time (${before.join(',')} -> ${now.join(',')})`);
+    await sleep(200);
+  }
+}

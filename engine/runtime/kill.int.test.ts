@@ -1,0 +1,232 @@
+// Invariant 1 and 2 with real processes: the engine runs as its own process, is SIGKILLed
+// at random points (several times, some right after it published sends and before it
+// committed) and restarted; the sends topic must then hold exactly the sendIds of an
+// uninterrupted run of the same engine over the same events (each at least once, identical
+// content). Then a rebalance: one of two engines dies and the other fires its pending timers.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../../platform/config.ts';
+import { KafkaBus } from '../../platform/kafka.ts';
+import { InMemoryBus, internalTopicSpecs } from '../../platform/bus.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import { createMetricsRegistry } from '../../platform/metrics.ts';
+import { SCHEMA_ID_HEADER, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
+import { sendCodec } from '../../platform/avro.ts';
+import { loadRuleSet } from '../../rules/index.ts';
+import { createMemoryEngine } from './wiring.ts';
+import { generateEvents } from './testdata/generate.ts';
+import {
+  TEST_RULES,
+  decodeSends,
+  engineEnv,
+  eventRecord,
+  readTopic,
+  sleep,
+  spawnEngine,
+  uniqueNames,
+  waitDrained,
+  partitionEpochs,
+  waitAllReassigned,
+  type EngineProcess,
+} from './testdata/harness.ts';
+
+const config = loadConfig();
+const logger = silentLogger();
+let redis: Redis;
+let bus: KafkaBus;
+const prefixes: string[] = [];
+const children: EngineProcess[] = [];
+
+beforeAll(() => {
+  redis = new Redis(config.redis.url, { maxRetriesPerRequest: 3 });
+  bus = KafkaBus.fromConfig(config, logger);
+});
+
+afterAll(async () => {
+  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+  await bus?.close();
+  for (const p of prefixes) {
+    const keys = await redis.keys(`${p}*`);
+    if (keys.length) await redis.del(...keys);
+  }
+  redis.disconnect();
+});
+
+function spawn(env: Record<string, string>): EngineProcess {
+  const e = spawnEngine(env);
+  children.push(e);
+  return e;
+}
+
+/** The same engine over the same events, uninterrupted, on the in-memory bus and stores. */
+async function referenceSends(events: NormalisedEvent[], partitions: number): Promise<SendCommand[]> {
+  const loaded = await loadRuleSet(TEST_RULES);
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
+  const rs = loaded.ruleSet;
+  const mem = new InMemoryBus(partitions);
+  const cfg = { topicPrefix: 'ref', groupId: 'ref', timerPollMs: 20, partitions };
+  const { service, stores } = createMemoryEngine(cfg, { bus: mem, ruleSet: () => rs, logger, registry: createMetricsRegistry({ defaults: false }) });
+  await service.start();
+  await mem.publisher().publish('ref.events', events.map(eventRecord));
+  const sub = { groupId: 'ref', topics: [], eachBatch: async () => {} };
+  for (let stable = 0; stable < 10; ) {
+    await sleep(50);
+    const ends = await mem.endOffsets('ref.events');
+    let pending = 0;
+    for (let p = 0; p < partitions; p++) pending += await stores.pending(p);
+    const drained = pending === 0 && [...ends].every(([p, end]) => mem.committedOffset(sub, { topic: 'ref.events', partition: p }) === Number(end));
+    stable = drained ? stable + 1 : 0;
+  }
+  await service.stop();
+  return mem.messages('ref.sends').map((m) => sendCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
+}
+
+/** Committed offsets of the group on the events topic, summed. */
+async function committedTotal(groupId: string, topic: string): Promise<number> {
+  const c = await bus.committedOffsets(groupId, topic);
+  return [...c.values()].reduce((a, o) => a + Math.max(0, Number(o)), 0);
+}
+
+/** A send snapshot of a delayed trigger holds the traits at fire time, which depends on the wall clock; the rest is fixed by the events. */
+function comparable(s: SendCommand, delayedRules: Set<string>): unknown {
+  if (!delayedRules.has(s.ruleId)) return s;
+  const { user: _user, ...data } = s.data;
+  return { ...s, data };
+}
+
+describe('engine process killed and restarted', () => {
+  it('produces every send of an uninterrupted run, once per sendId, with identical content', async () => {
+    const names = uniqueNames('kill');
+    prefixes.push(names.redisPrefix);
+    await bus.ensureTopics(internalTopicSpecs(names.topics, 6));
+    const events = generateEvents({ users: 300, events: 3000, startTs: Date.now(), stepMs: 10, seed: 2026, deleteShare: 0.05, idPrefix: randomUUID().slice(0, 6) });
+    const env = engineEnv(config, names);
+
+    // Watch the sends topic live, so some kills land right after a publish (before the commit).
+    const tail = bus.kafka.consumer({ groupId: `tail-${names.groupId}`, sessionTimeout: 10_000, heartbeatInterval: 1000 });
+    let onSend: (() => void) | null = null;
+    await tail.connect();
+    await tail.subscribe({ topics: [names.topics.sends], fromBeginning: true });
+    await tail.run({ eachBatch: async () => void onSend?.() });
+
+    const t0 = Date.now();
+    let engine = spawn(env);
+    const publisher = bus.publisher();
+    let produced = 0;
+    const producing = (async () => {
+      // ~3000 events over ~35 s, in small chunks: the engine sees a live stream.
+      for (let i = 0; i < events.length; i += 20) {
+        await publisher.publish(names.topics.events, events.slice(i, i + 20).map(eventRecord));
+        produced = i + 20;
+        await sleep(230);
+      }
+    })();
+
+    const kills: { at: number; mode: string; committed: number }[] = [];
+    for (let k = 0; k < 5; k++) {
+      // Kill only once the new process is working (it has committed something).
+      const before = await committedTotal(names.groupId, names.topics.events);
+      for (let i = 0; i < 80 && (await committedTotal(names.groupId, names.topics.events)) <= before; i++) await sleep(250);
+      let mode: string;
+      if (k % 2 === 0) {
+        mode = 'right after a publish of sends';
+        await new Promise<void>((resolve) => {
+          onSend = resolve;
+          setTimeout(resolve, 5000).unref();
+        });
+        onSend = null;
+      } else {
+        mode = 'random';
+        await sleep(100 + Math.floor(Math.random() * 1500));
+      }
+      engine.child.kill('SIGKILL');
+      await engine.exited;
+      kills.push({ at: produced, mode, committed: await committedTotal(names.groupId, names.topics.events) });
+      console.log(`kill ${k + 1}: ${mode}, ${produced} events produced, t=${Date.now() - t0} ms`);
+      const epochsAtKill = await partitionEpochs(redis, names.redisPrefix, names.topics.events, 6);
+      engine = spawn(env);
+      if (k === 4) await waitAllReassigned(redis, names.redisPrefix, names.topics.events, epochsAtKill);
+    }
+    await producing;
+    await waitDrained({ bus, redis, redisPrefix: names.redisPrefix, groupId: names.groupId, eventsTopic: names.topics.events, timeoutMs: 120_000 });
+    engine.child.kill('SIGTERM');
+    expect(await engine.exited).toBe(0);
+    await tail.disconnect();
+
+    const records = await readTopic(bus.kafka, names.topics.sends);
+    const sends = decodeSends(records);
+    const reference = await referenceSends(events, 6);
+    const loaded = await loadRuleSet(TEST_RULES);
+    const delayed = new Set(loaded.ok ? loaded.ruleSet.rules.filter((r) => r.delayMs !== null).map((r) => r.def.id) : []);
+
+    const refById = new Map(reference.map((s) => [s.sendId, s]));
+    expect(refById.size).toBe(reference.length);
+    const ids = new Set(sends.map((s) => s.sendId));
+    const duplicates = sends.length - ids.size;
+    console.log(
+      `kill test: ${events.length} events, ${kills.length} SIGKILLs (${kills.map((k) => `${k.mode} @${k.committed} committed`).join('; ')}), ` +
+        `${reference.length} reference sends, ${ids.size} distinct sendIds on the topic, ${duplicates} duplicate records (delivery dedupes them by sendId)`,
+    );
+    expect(reference.length).toBeGreaterThan(500);
+    expect(new Set(reference.map((s) => s.ruleId))).toEqual(new Set(['welcome', 'trial-nudge', 'third-feature-use', 'regular-user', 'big-order']));
+    expect([...ids].sort()).toEqual([...refById.keys()].sort());
+    for (const s of sends) expect(comparable(s, delayed)).toEqual(comparable(refById.get(s.sendId)!, delayed));
+  }, 300_000);
+
+  it('hands a dead engine\'s partitions, with their pending timers, to the surviving one', async () => {
+    const names = uniqueNames('rebalance');
+    prefixes.push(names.redisPrefix);
+    await bus.ensureTopics(internalTopicSpecs(names.topics, 6));
+    const env = engineEnv(config, names);
+    const a = spawn(env);
+    const publisher = bus.publisher();
+    const epochs = async () => {
+      const out: number[] = [];
+      for (let p = 0; p < 6; p++) out.push(Number((await redis.get(`${names.redisPrefix}{p${p}}:${names.topics.events}:epoch`)) ?? 0));
+      return out;
+    };
+    for (let i = 0; i < 120 && (await epochs()).some((e) => e === 0); i++) await sleep(250);
+    expect(await epochs()).toEqual([1, 1, 1, 1, 1, 1]);
+    const b = spawn(env);
+    // B's join moves some partitions to it (new epoch 2); A keeps the others (epoch 1).
+    for (let i = 0; i < 120 && !(await epochs()).some((e) => e === 2); i++) await sleep(250);
+    await sleep(1000);
+    const split = await epochs();
+    expect(split.filter((e) => e === 2).length).toBeGreaterThan(0);
+    expect(split.filter((e) => e === 1).length).toBeGreaterThan(0);
+
+    // 30 trial users; their nudges are due 6 s from now.
+    const now = Date.now();
+    const regs: NormalisedEvent[] = Array.from({ length: 30 }, (_, i) => ({
+      id: `reg-${names.groupId}-${i}`,
+      userId: `rb-user-${i}`,
+      type: 'user_registered',
+      ts: now + 4000,
+      receivedAt: now,
+      source: 'http:test',
+      properties: {},
+      traits: { email: `rb-${i}@example.com`, plan: 'trial' },
+    }));
+    await publisher.publish(names.topics.events, regs.map(eventRecord));
+    const pendingTimers = async () => {
+      let n = 0;
+      for (let p = 0; p < 6; p++) n += await redis.zcard(`${names.redisPrefix}{p${p}}:${names.topics.events}:timers`);
+      return n;
+    };
+    for (let i = 0; i < 100 && (await pendingTimers()) < 30; i++) await sleep(100);
+    expect(await pendingTimers()).toBe(30);
+    a.child.kill('SIGKILL');
+    await a.exited;
+
+    await waitDrained({ bus, redis, redisPrefix: names.redisPrefix, groupId: names.groupId, eventsTopic: names.topics.events, timeoutMs: 90_000 });
+    // B now owns every partition: those it took from A carry a newer epoch.
+    expect((await epochs()).every((e) => e >= 2)).toBe(true);
+    const sends = decodeSends(await readTopic(bus.kafka, names.topics.sends));
+    const nudged = new Set(sends.filter((s) => s.ruleId === 'trial-nudge').map((s) => s.userId));
+    expect(nudged.size).toBe(30);
+    expect(sends.filter((s) => s.ruleId === 'trial-nudge').every((s) => s.createdAt === now + 6000)).toBe(true);
+    b.child.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+  }, 200_000);
+});
