@@ -4,13 +4,10 @@ import { createHash } from 'node:crypto';
 
 /** A UUID-shaped id (version 8, "custom") from the SHA-256 of the parts. */
 export function deterministicId(...parts: string[]): string {
-  const h = createHash('sha256');
-  for (const p of parts) {
-    // Length-prefix every part so ("ab","c") and ("a","bc") differ.
-    h.update(`${p.length}:`);
-    h.update(p);
-  }
-  const b = h.digest();
+  // Length-prefix every part so ("ab","c") and ("a","bc") differ.
+  let text = '';
+  for (const p of parts) text += `${p.length}:${p}`;
+  const b = createHash('sha256').update(text).digest();
   b[6] = (b[6]! & 0x0f) | 0x80;
   b[8] = (b[8]! & 0x3f) | 0x80;
   const hex = b.toString('hex', 0, 16);
