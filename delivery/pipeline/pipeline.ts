@@ -116,10 +116,13 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
             if (result.dlq) dlq = result.reason;
           }
           break;
-        case 'sent':
-          await deps.sentIndex.remember(send, channel, ctx.recipient.email ?? null);
-          if (await finish('sent', null, result.provider)) done('sent', { provider: result.provider });
+        case 'sent': {
+          // One round trip (auto-pipelined): the time between the provider's accept and the
+          // `sent` record is the only window where a crash can duplicate a message.
+          const [ok] = await Promise.all([finish('sent', null, result.provider), deps.sentIndex.remember(send, channel, ctx.recipient.email ?? null)]);
+          if (ok) done('sent', { provider: result.provider });
           break;
+        }
         case 'defer': {
           const gen = ctx.gen + 1;
           // Queue first, then the claim: a crash in between leaves an entry that resumes a

@@ -1,0 +1,108 @@
+// Exactly once under SIGKILL: the delivery process is killed at random points while it is
+// sending, restarted, killed again...; at the end every expected email is in the SMTP sink,
+// counted by Message-ID (derived from the sendId). The one window where a kill can duplicate
+// a message (after the relay accepted it, before `sent` is written to Redis) re-sends it with
+// the same Message-ID, so duplicates are measurable and bounded; the test reports them.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createHarness, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
+import type { SmtpSink } from '../../platform/smtp-sink.ts';
+
+const SENDS = 400;
+const KILLS = 4;
+const CONCURRENCY = 8;
+
+let h: Harness | undefined;
+let sink: (SmtpSink & { dir: string }) | undefined;
+let child: ChildProcess | null = null;
+
+afterAll(async () => {
+  child?.kill('SIGKILL');
+  await h?.close();
+  if (sink) await stopSink(sink);
+});
+
+describe('delivery under SIGKILL', () => {
+  it('delivers every expected email, each Message-ID once but for the documented window', async () => {
+    sink = await startSink();
+    h = await createHarness('dlv-kill');
+    const logDir = await mkdtemp(join(tmpdir(), 'lc-dlv-kill-'));
+    const env = {
+      ...process.env,
+      LC_TOPIC_PREFIX: h.config.kafka.topicPrefix,
+      LC_KAFKA_PARTITIONS: String(h.config.kafka.partitions),
+      LC_REDIS_KEY_PREFIX: h.config.redis.keyPrefix,
+      LC_DELIVERY_GROUP: h.config.delivery.groupId,
+      LC_SMTP_URLS: `smtp://127.0.0.1:${sink.port}`,
+      LC_EMAIL_FROM: 'Example <hello@example.com>',
+      LC_PUBLIC_BASE_URL: h.baseUrl,
+      LC_QUIET_HOURS: '',
+      LC_DELIVERY_LEASE_MS: '2000',
+      LC_DELIVERY_CONCURRENCY: String(CONCURRENCY),
+      LC_LOG_LEVEL: 'warn',
+      KAFKAJS_NO_PARTITIONER_WARNING: '1',
+    };
+    const start = (n: number) => {
+      const p = spawn(process.execPath, ['--import', 'tsx/esm', 'delivery/pipeline/main.ts'], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const log = createWriteStream(join(logDir, `run-${n}.log`));
+      p.stdout!.pipe(log);
+      p.stderr!.pipe(log);
+      return p;
+    };
+
+    const sends = Array.from({ length: SENDS }, (_, i) => welcomeSend(`k${i % 100}-${h!.id}`, { category: 'transactional', ruleId: `rule-${i % 4}` }));
+    const expected = new Set(sends.map((s) => `${s.sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@example.com`));
+    const publish = (async () => {
+      for (let i = 0; i < sends.length; i += 50) {
+        for (const s of sends.slice(i, i + 50)) await h!.publishSend(s);
+      }
+    })();
+
+    let kills = 0;
+    for (let run = 0; run < KILLS; run++) {
+      const before = sink.list().length;
+      const target = before + 15 + Math.floor(Math.random() * 40);
+      child = start(run);
+      // Kill while it is sending: after a random number of new messages, at a random moment.
+      await waitFor(`run ${run} to send`, () => sink!.list().length >= Math.min(target, SENDS) || sink!.list().length >= SENDS, 60_000, 5).catch(() => {});
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 30)));
+      child.kill('SIGKILL');
+      await new Promise((r) => child!.once('exit', r));
+      kills++;
+      child = null;
+      if (new Set(sink.list().map((m) => m.messageId)).size >= SENDS) break;
+    }
+    await publish;
+    child = start(99);
+    await waitFor('every expected email', () => [...expected].every((id) => sink!.list({ messageId: id }).length > 0), 120_000, 250);
+    // Let any straggler arrive before counting.
+    await new Promise((r) => setTimeout(r, 3000));
+
+    const counts = new Map<string, number>();
+    for (const m of sink.list()) counts.set(m.messageId ?? '', (counts.get(m.messageId ?? '') ?? 0) + 1);
+    const unexpected = [...counts.keys()].filter((id) => !expected.has(id));
+    const duplicates = [...counts.values()].reduce((n, c) => n + (c - 1), 0);
+    console.info(`sigkill: ${SENDS} sends, ${kills} kills, ${sink.list().length} messages received, ${counts.size} distinct Message-IDs, ${duplicates} duplicates (logs in ${logDir})`);
+    expect(unexpected).toEqual([]);
+    expect(counts.size).toBe(SENDS);
+    // At most the sends in flight at each kill can fall in the accept-to-`sent` window...
+    expect(duplicates).toBeLessThanOrEqual(kills * CONCURRENCY);
+    // ...and every duplicate is a send whose provider call was under way when its worker was
+    // killed (the takeover logs it), never a send already recorded as sent.
+    const takenOver = new Set<string>();
+    for (const f of await readdir(logDir)) {
+      for (const line of (await readFile(join(logDir, f), 'utf8')).split('\n')) {
+        if (!line.includes('provider call may have completed')) continue;
+        takenOver.add((JSON.parse(line) as { sendId: string }).sendId);
+      }
+    }
+    const duplicated = [...counts].filter(([, c]) => c > 1).map(([id]) => String(sink!.list({ messageId: id })[0]!.headers['x-lifecycle-send-id']));
+    expect(duplicated.filter((sendId) => !takenOver.has(sendId))).toEqual([]);
+    // Every send ends with a `sent` outcome.
+    await waitFor('a sent outcome for every send', () => sends.every((s) => h!.outcomes.some((o) => o.sendId === s.sendId && o.status === 'sent')), 60_000);
+  }, 400_000);
+});
