@@ -21,22 +21,46 @@ function frame(options: HelperOptions): { locale: string; timezone: string } {
   return { locale, timezone };
 }
 
-/** Intl throws on malformed locale tags; a bad trait must not break the whole message. */
-function safeLocale(locale: string): string {
-  try {
-    return Intl.getCanonicalLocales(locale)[0] ?? 'en';
-  } catch {
-    return 'en';
+// Building an Intl formatter costs far more than formatting; keep them (bounded: locales x
+// timezones x styles actually seen).
+const MAX_CACHED = 2_000;
+const dateFormats = new Map<string, Intl.DateTimeFormat>();
+const moneyFormats = new Map<string, Intl.NumberFormat>();
+
+function cached<T>(map: Map<string, T>, key: string, make: () => T): T {
+  let v = map.get(key);
+  if (v === undefined) {
+    if (map.size >= MAX_CACHED) map.clear();
+    v = make();
+    map.set(key, v);
   }
+  return v;
 }
 
-function safeTimezone(timezone: string): string {
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: timezone });
-    return timezone;
-  } catch {
-    return 'UTC';
-  }
+/** Intl throws on malformed locale tags and unknown zones; a bad trait must not break the whole message. */
+function dateFormat(locale: string, timezone: string, style: keyof typeof DATE_STYLES): Intl.DateTimeFormat {
+  return cached(dateFormats, `${locale}|${timezone}|${style}`, () => {
+    const fmt = DATE_STYLES[style];
+    for (const [l, tz] of [[locale, timezone], [locale, 'UTC'], ['en', timezone], ['en', 'UTC']] as const) {
+      try {
+        return new Intl.DateTimeFormat(l, { ...fmt, timeZone: tz });
+      } catch {
+        // try the next, safer combination
+      }
+    }
+    return new Intl.DateTimeFormat('en', { ...fmt, timeZone: 'UTC' });
+  });
+}
+
+function moneyFormat(locale: string, currency: string): Intl.NumberFormat {
+  return cached(moneyFormats, `${locale}|${currency}`, () => {
+    try {
+      return new Intl.NumberFormat(locale, { style: 'currency', currency });
+    } catch (err) {
+      if (err instanceof RangeError && /currency/i.test(err.message)) throw err;
+      return new Intl.NumberFormat('en', { style: 'currency', currency });
+    }
+  });
 }
 
 function toDate(value: unknown): Date | null {
@@ -55,10 +79,9 @@ export function formatDate(value: unknown, ...rest: unknown[]): string {
   const style = typeof rest[0] === 'string' && rest.length > 1 ? rest[0] : 'date';
   const date = toDate(value);
   if (!date) throw new Error(`formatDate: ${JSON.stringify(value)} is not a date (epoch ms or ISO 8601 expected)`);
-  const fmt = DATE_STYLES[style as keyof typeof DATE_STYLES];
-  if (!fmt) throw new Error(`formatDate: unknown style "${style}" (use ${Object.keys(DATE_STYLES).join(', ')})`);
+  if (!(style in DATE_STYLES)) throw new Error(`formatDate: unknown style "${style}" (use ${Object.keys(DATE_STYLES).join(', ')})`);
   const { locale, timezone } = frame(options);
-  return new Intl.DateTimeFormat(safeLocale(locale), { ...fmt, timeZone: safeTimezone(timezone) }).format(date);
+  return dateFormat(locale, timezone, style as keyof typeof DATE_STYLES).format(date);
 }
 
 /** `{{formatCurrency event.properties.amount "EUR"}}`; amounts are in major units (12.5 = 12,50 €). */
@@ -69,7 +92,7 @@ export function formatCurrency(amount: unknown, ...rest: unknown[]): string {
   if (!Number.isFinite(n)) throw new Error(`formatCurrency: ${JSON.stringify(amount)} is not a number`);
   const { locale } = frame(options);
   try {
-    return new Intl.NumberFormat(safeLocale(locale), { style: 'currency', currency }).format(n);
+    return moneyFormat(locale, currency).format(n);
   } catch {
     throw new Error(`formatCurrency: "${currency}" is not an ISO 4217 currency code`);
   }

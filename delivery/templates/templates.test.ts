@@ -272,10 +272,18 @@ describe('helpers', () => {
     expect(de).toBe('31.01.2026|31.01.2026, 18:30|08:30\n1.234,50\u00a0€|Ada|F');
   });
 
+  it('fall back to English/UTC for a malformed locale or timezone trait instead of failing', () => {
+    const r = createTemplateRenderer({ dir: dir() }, silentLogger());
+    const d = { ...data, user: { ...user, timezone: 'Mars/Olympus' }, event: { type: 'x', properties: { at, amount: 2 } } };
+    expect(r.render('h', 'sms', 'not a locale!!', d).body).toBe('Jan 31, 2026|Jan 31, 2026, 11:30 PM|8:30 AM\n€2.00|Ada|T');
+  });
+
   it('fail the render on values that are not dates or numbers', () => {
     const r = createTemplateRenderer({ dir: dir() }, silentLogger());
     const err = catchError(() => r.render('h', 'sms', 'en', { ...data, event: { type: 'x', properties: { at: 'soon', amount: 1 } } }));
     expect(err.message).toContain('formatDate: "soon" is not a date');
+    const money = catchError(() => r.render('h', 'sms', 'en', { ...data, event: { type: 'x', properties: { at, amount: 'lots' } } }));
+    expect(money.message).toContain('formatCurrency: "lots" is not a number');
   });
 });
 
