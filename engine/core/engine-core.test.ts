@@ -257,4 +257,23 @@ describe('engine core', () => {
     expect(new Set(a.map((s) => s.ruleId))).toEqual(new Set(['welcome', 'd1', 'login-cooldown', 'seg']));
     expect(b).toEqual(a);
   });
+
+  it('hot reload: the next event uses the new rule set, and a newly added rule sees history of types no old rule mentioned', () => {
+    let current = compile([rule('welcome', {})]);
+    const core = createEngineCore({ ruleSet: () => current });
+    const s = core.apply(null, ev('u1', 'export_done', '0s'), at()).state;
+    current = compile([rule('never-exported', { trigger: { event: 'login' }, conditions: { all: [{ fact: 'stats', path: '$.export_done.count', operator: 'equal', value: 0 }] } })]);
+    expect(core.apply(s, ev('u1', 'login', '1h'), at('1h')).sends).toEqual([]);
+    expect(core.apply(null, ev('u3', 'login', '1h'), at('1h')).sends.map((x) => x.ruleId)).toEqual(['never-exported']);
+  });
+
+  it('an event older than the last one keeps last/first right and its send is timed at its own timestamp', () => {
+    const rs = compile([rule('each', { trigger: { event: 'login' } })]);
+    const { sends, sim } = run(rs, [ev('u1', 'login', '2h', { id: 'late-1' }), ev('u1', 'login', '1h', { id: 'early' })]);
+    expect(sends.map((x) => [x.triggeredBy.eventId, x.createdAt])).toEqual([
+      ['late-1', at('2h')],
+      ['early', at('1h')],
+    ]);
+    expect(sim.store.get('u1')!.stats.login).toEqual({ count: 2, first: at('1h'), last: at('2h') });
+  });
 });
