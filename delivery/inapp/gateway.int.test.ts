@@ -12,6 +12,7 @@ import { loadConfig } from '../../platform/config.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
+import { createDeviceRegistry } from '../providers/devices.ts';
 import { createInappProvider } from '../providers/inapp.ts';
 import type { OutgoingMessage, Provider } from '../providers/types.ts';
 import { inappGateway, type GatewayFrame } from './gateway.ts';
@@ -43,7 +44,16 @@ const clients: ClientSocket[] = [];
 
 async function startGateway(): Promise<string> {
   const app = Fastify();
-  await app.register(inappGateway, { signingSecret: SECRET, redis, keys, inbox, publisher: bus.publisher(), eventsTopic: EVENTS, logger: silentLogger() });
+  await app.register(inappGateway, {
+    signingSecret: SECRET,
+    redis,
+    keys,
+    inbox,
+    devices: createDeviceRegistry({ redis, keys }),
+    publisher: bus.publisher(),
+    eventsTopic: EVENTS,
+    logger: silentLogger(),
+  });
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
   apps.push(app);
   return address;
@@ -220,6 +230,19 @@ describe('in-app gateway across instances', () => {
     expect((await fetch(`${urls[0]}/v1/inapp/inbox`)).status).toBe(401);
     const ok = signInappToken(SECRET, 'alice', { ttlMs: 60_000 });
     expect((await fetch(`${urls[0]}/v1/inapp/inbox`, { headers: { authorization: `Bearer ${ok}` } })).status).toBe(200);
+  });
+
+  it('lets apps register and unregister push devices with their token', async () => {
+    const token = encodeURIComponent(signInappToken(SECRET, 'gina', { ttlMs: 60_000 }));
+    const post = (body: unknown) =>
+      fetch(`${urls[1]}/v1/inapp/devices?token=${token}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await post({ token: 'fcm-abc', platform: 'fcm' })).status).toBe(204);
+    expect((await post({ token: 'x', platform: 'blackberry' })).status).toBe(400);
+    const registry = createDeviceRegistry({ redis, keys });
+    expect((await registry.list('gina')).map((d) => [d.token, d.platform])).toEqual([['fcm-abc', 'fcm']]);
+    expect((await fetch(`${urls[0]}/v1/inapp/devices/fcm-abc?token=${token}`, { method: 'DELETE' })).status).toBe(204);
+    expect((await fetch(`${urls[0]}/v1/inapp/devices/fcm-abc?token=${token}`, { method: 'DELETE' })).status).toBe(404);
+    expect(await registry.list('gina')).toEqual([]);
   });
 
   it('caps the inbox, dropping the oldest messages', async () => {

@@ -8,6 +8,8 @@
 //                                                    client may send {type:"read", ids:[...]} / {type:"ping"}
 //   GET  /v1/inapp/inbox?token=&cursor=&limit=       {messages, nextCursor, unread}
 //   POST /v1/inapp/inbox/read?token=   {ids:[...]}    {read: n}
+//   POST   /v1/inapp/devices?token=  {token, platform: "fcm"|"apns"}   registers a push device
+//   DELETE /v1/inapp/devices/:deviceToken?token=                      unregisters it (logout)
 // The token may also come as `Authorization: Bearer <token>`.
 import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -18,6 +20,7 @@ import type { Publisher } from '../../platform/bus.ts';
 import type { NormalisedEvent } from '../../platform/contracts.ts';
 import { ErrorCodes } from '../../platform/errors.ts';
 import type { KeySpace } from '../../platform/keys.ts';
+import type { DeviceRegistry } from '../providers/devices.ts';
 import type { Inbox, InboxMessage } from './inbox.ts';
 import { verifyInappToken } from './token.ts';
 
@@ -34,6 +37,8 @@ export interface InappGatewayOptions {
   publisher: Publisher;
   eventsTopic: string;
   logger: Logger;
+  /** When given, apps register their push device tokens here with the same token. */
+  devices?: DeviceRegistry;
   /** Close sockets that sent nothing (not even a ping) for this long. */
   idleTimeoutMs?: number;
   now?: () => number;
@@ -226,6 +231,27 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     const ids = await markRead(userId, body.ids);
     return { read: ids.length, ids };
   });
+
+  const devices = opts.devices;
+  if (devices) {
+    app.post('/v1/inapp/devices', async (req, reply) => {
+      const userId = authenticate(req);
+      if (!userId) return unauthorized(reply);
+      const body = (req.body ?? {}) as { token?: unknown; platform?: unknown };
+      if (typeof body.token !== 'string' || body.token === '' || body.token.length > 4096 || (body.platform !== 'fcm' && body.platform !== 'apns')) {
+        return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'body must be {"token": "<device token>", "platform": "fcm" | "apns"}' });
+      }
+      await devices.register(userId, { token: body.token, platform: body.platform }, now());
+      return reply.code(204).send();
+    });
+    app.delete('/v1/inapp/devices/:deviceToken', async (req, reply) => {
+      const userId = authenticate(req);
+      if (!userId) return unauthorized(reply);
+      const { deviceToken } = req.params as { deviceToken: string };
+      const removed = await devices.unregister(userId, deviceToken);
+      return reply.code(removed ? 204 : 404).send(removed ? undefined : { code: ErrorCodes.NotFound, message: 'no such device for this user' });
+    });
+  }
 
   app.addHook('onClose', async () => {
     for (const set of sockets.values()) for (const s of set) s.close(1001, 'server shutting down');

@@ -1,0 +1,34 @@
+// In-app channel: signed client tokens, the per-user inbox in Redis and the WebSocket gateway (fastify plugin) that apps connect to.
+import type { Logger } from 'pino';
+import type { Publisher } from '../../platform/bus.ts';
+import type { Config } from '../../platform/config.ts';
+import { topics } from '../../platform/contracts.ts';
+import type { RedisDeps } from '../../platform/redis.ts';
+import { createDeviceRegistry } from '../providers/devices.ts';
+import type { InappGatewayOptions } from './gateway.ts';
+import { createInbox } from './inbox.ts';
+
+export { inappGateway, inappChannel, readEvent, type InappGatewayOptions, type GatewayFrame } from './gateway.ts';
+export { createInbox, type Inbox, type InboxMessage, type InboxPage } from './inbox.ts';
+export { signInappToken, verifyInappToken } from './token.ts';
+
+/**
+ * Options of the gateway plugin from config, for the API process:
+ * `app.register(inappGateway, inappGatewayOptions(config, { redis, publisher, logger }))`.
+ */
+export function inappGatewayOptions(
+  config: Pick<Config, 'auth' | 'kafka'>,
+  deps: { redis: RedisDeps; publisher: Publisher; logger: Logger },
+): InappGatewayOptions {
+  return {
+    signingSecret: config.auth.signingSecret,
+    redis: deps.redis.redis,
+    keys: deps.redis.keys,
+    inbox: createInbox(deps.redis),
+    devices: createDeviceRegistry(deps.redis),
+    publisher: deps.publisher,
+    eventsTopic: topics(config.kafka.topicPrefix).events,
+    logger: deps.logger,
+    idleTimeoutMs: 5 * 60_000,
+  };
+}
