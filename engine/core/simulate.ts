@@ -123,12 +123,8 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       const crossed = new Map<string, number[]>();
       for (const zone of local ? knownZones : [trigger.timezone]) {
         let z = zones.get(zone);
-        if (!z || from < z.after) {
-          z = { after: from, next: nextOccurrence(rule, from, zone) };
-          zones.set(zone, z);
-        }
-        // Occurrences at or before `from` were handled by an earlier step.
-        while (z.next !== null && z.next <= from) z = { after: z.next, next: nextOccurrence(rule, z.next, zone) };
+        // Occurrences at or before `from` were handled by an earlier step (or had no users).
+        if (!z || from < z.after || (z.next !== null && z.next <= from)) z = { after: from, next: nextOccurrence(rule, from, zone) };
         const times: number[] = [];
         while (z.next !== null && z.next <= to && times.length < MAX_OCCURRENCES) {
           times.push(z.next);
