@@ -1,5 +1,6 @@
 // Templates: renders the content managers' handlebars files per channel and locale (with
 // fallback user locale -> language -> default), in strict mode, and validates them.
+import { watch as watchFs, type FSWatcher } from 'node:fs';
 import Handlebars from 'handlebars';
 import type { Logger } from 'pino';
 import type { Channel } from '../../platform/contracts.ts';
@@ -22,6 +23,8 @@ export interface TemplateRendererOptions {
   defaultLocale?: string;
   /** Timezone for dates when the data has no `user.timezone` (default UTC). */
   defaultTimezone?: string;
+  /** Reload when files in the folder change (content managers' edits go live without a restart). */
+  watch?: boolean;
 }
 
 export interface TemplateRenderer {
@@ -35,6 +38,8 @@ export interface TemplateRenderer {
   validate(): TemplateError[];
   /** Re-reads the folder. A file that no longer parses keeps its last good version. */
   reload(): void;
+  /** Stops watching the folder (when `watch` was on). */
+  close(): void;
 }
 
 /** Placeholder links for validation and previews; the pipeline provides the real signed ones. */
@@ -281,6 +286,27 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
 
   load();
 
+  let watcher: FSWatcher | undefined;
+  let pending: NodeJS.Timeout | undefined;
+  if (options.watch) {
+    try {
+      watcher = watchFs(options.dir, { recursive: true, persistent: false }, () => {
+        // Editors write in bursts (temp file, rename, chmod): reload once it settles.
+        clearTimeout(pending);
+        pending = setTimeout(() => {
+          try {
+            load();
+          } catch (err) {
+            log.error({ err: (err as Error).message }, 'template reload failed; keeping the loaded templates');
+          }
+        }, 150);
+      });
+      watcher.on('error', (err) => log.warn({ err: err.message }, 'template folder watch failed; changes need a reload'));
+    } catch (err) {
+      log.warn({ err: (err as Error).message, dir: options.dir }, 'cannot watch the templates folder; changes need a reload');
+    }
+  }
+
   return {
     render,
     has: (template) => set.templates.has(template),
@@ -288,5 +314,9 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
     channels,
     validate,
     reload: load,
+    close() {
+      clearTimeout(pending);
+      watcher?.close();
+    },
   };
 }

@@ -254,6 +254,23 @@ describe('validate', () => {
   });
 });
 
+describe('watching', () => {
+  it('reloads by itself when a content manager saves a file', async () => {
+    const dir = fixture({ 'hi/sms.en.hbs': 'v1' });
+    const r = createTemplateRenderer({ dir, watch: true }, silentLogger());
+    try {
+      expect(r.render('hi', 'sms', 'en', data).body).toBe('v1');
+      writeFileSync(join(dir, 'hi/sms.en.hbs'), 'v2');
+      mkdirSync(join(dir, 'new'));
+      writeFileSync(join(dir, 'new/sms.en.hbs'), 'brand new');
+      await expect.poll(() => r.has('new') && r.render('hi', 'sms', 'en', data).body, { timeout: 3000, interval: 50 }).toBe('v2');
+      expect(r.render('new', 'sms', 'en', data).body).toBe('brand new');
+    } finally {
+      r.close();
+    }
+  });
+});
+
 describe('helpers', () => {
   const dir = () =>
     fixture({
