@@ -39,6 +39,7 @@ export interface ChainDeps {
   providers: ReadonlyMap<Channel, readonly Provider[]>;
   breakers: BreakerRegistry;
   logger: Logger;
+  now?: () => number;
 }
 
 export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[] {
@@ -68,6 +69,7 @@ export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[]
       providers: deps.providers,
       breakers: deps.breakers,
       logger: deps.logger,
+      ...(deps.now ? { now: deps.now } : {}),
       suppress: (u, c, s) => deps.preferences.suppress(u, c, s),
       async beforeSend(ctx) {
         if (ctx.capHeld) await deps.caps.commit(ctx.send.userId, ctx.channel, ctx.send.sendId);

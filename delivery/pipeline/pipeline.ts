@@ -26,6 +26,8 @@ export interface PipelineDeps {
   logger: Logger;
   metrics?: Registry;
   defaults: { timezone: string; locale: string };
+  /** The clock of policy decisions (quiet hours, caps, expiry); tests move it forward. */
+  now?: () => number;
 }
 
 export interface ProcessResult {
@@ -66,7 +68,7 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
     : null;
 
   return {
-    async process(send, channel, resumeGen, now = Date.now()) {
+    async process(send, channel, resumeGen, now = (deps.now ?? Date.now)()) {
       const ctx: SendContext = {
         send,
         channel,

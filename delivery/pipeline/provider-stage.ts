@@ -20,6 +20,7 @@ export interface ProviderStageDeps {
   suppress(userId: string, channel: Channel, s: Suppression): Promise<void>;
   logger: Logger;
   random?: () => number;
+  now?: () => number;
 }
 
 export interface ProviderStageConfig {
@@ -47,6 +48,7 @@ export function createBreakerRegistry(opts: { threshold: number; cooldownMs: num
 
 export function createProviderStage(config: ProviderStageConfig, deps: ProviderStageDeps): Stage {
   const random = deps.random ?? Math.random;
+  const clock = deps.now ?? Date.now;
   return {
     name: 'provider',
     async run(ctx: SendContext): Promise<StageResult> {
@@ -62,7 +64,7 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
       let reopensAt = Infinity;
       for (const provider of providers) {
         const breaker = deps.breakers.get(provider.name);
-        const now = Date.now();
+        const now = clock();
         if (!breaker.allow(now)) {
           errors.push(`${provider.name}: circuit open`);
           reopensAt = Math.min(reopensAt, breaker.reopensAt());
@@ -85,11 +87,11 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
           ctx.attempts++;
           if (result.suppress) {
             const address = addressFor(ctx.recipient, ctx.channel);
-            await deps.suppress(ctx.send.userId, ctx.channel, { reason: result.suppress, at: Date.now(), ...(address ? { address } : {}) });
+            await deps.suppress(ctx.send.userId, ctx.channel, { reason: result.suppress, at: clock(), ...(address ? { address } : {}) });
           }
           return { kind: 'failed', reason: `${provider.name}: ${result.suppress ?? 'permanent'}: ${result.error}`, dlq: false, bounced: result.suppress === 'hard_bounce' };
         }
-        breaker.failure(Date.now());
+        breaker.failure(clock());
         errors.push(`${provider.name}: ${result.error}`);
         retryAfterMs = Math.max(retryAfterMs, result.retryAfterMs ?? 0);
         deps.logger.warn({ provider: provider.name, sendId: ctx.send.sendId, error: result.error }, 'provider failed; trying the next one');
@@ -99,7 +101,7 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
       if (ctx.attempts >= config.maxAttempts) {
         return { kind: 'failed', reason: `gave up after ${ctx.attempts} attempts: ${lastError}`, dlq: true };
       }
-      const now = Date.now();
+      const now = clock();
       let delay = called ? backoffMs(ctx.attempts, config.retryBaseMs, config.retryMaxMs, random) : 0;
       delay = Math.max(delay, retryAfterMs);
       // Every provider open: come back when the first breaker allows a trial, spread a little.

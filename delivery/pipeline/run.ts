@@ -35,6 +35,8 @@ export interface DeliveryOptions {
   metrics?: Registry;
   /** Identity of this worker in claims (defaults to a random id per process). */
   owner?: string;
+  /** Clock of policy decisions and the delay queue (tests move it forward; default Date.now). */
+  now?: () => number;
 }
 
 export interface DeliveryHandle extends Service {
@@ -60,7 +62,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
   const links = createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret });
   const stages = createPolicyChain(
     { ...d, publicBaseUrl: config.http.publicBaseUrl },
-    { owner, claims, caps, preferences, renderer, links, providers, breakers, logger: log },
+    { owner, claims, caps, preferences, renderer, links, providers, breakers, logger: log, ...(options.now ? { now: options.now } : {}) },
   );
   const pipeline = createSendPipeline({
     stages,
@@ -72,6 +74,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
     logger: log,
     ...(options.metrics ? { metrics: options.metrics } : {}),
     defaults: { timezone: d.defaultTimezone, locale: 'en' },
+    ...(options.now ? { now: options.now } : {}),
   });
   const t = topicNames(config.kafka.topicPrefix);
   const worker = createDeliveryWorker(
@@ -84,6 +87,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
       logger: log,
       onUserDeleted: (userId, at) => preferences.markDeleted(userId, at),
       health: () => ({ breakers: breakers.states(Date.now()) }),
+      ...(options.now ? { now: options.now } : {}),
     },
   );
   return {

@@ -21,6 +21,7 @@ export interface WorkerConfig {
   leaseMs: number;
 }
 
+
 export interface WorkerDeps {
   bus: Bus;
   topics: Topics;
@@ -30,6 +31,8 @@ export interface WorkerDeps {
   onUserDeleted(userId: string, at: number): Promise<void>;
   logger: Logger;
   health?: () => Record<string, unknown>;
+  /** Clock of the delay queue's due times (the same as the policy chain's). */
+  now?: () => number;
 }
 
 /** Runs `fn` over items with at most `limit` in flight. */
@@ -146,7 +149,7 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
   }
 
   async function pollOnce(): Promise<number> {
-    const due = await delayQueue.takeDue(Date.now(), 200, config.leaseMs * 2);
+    const due = await delayQueue.takeDue((deps.now ?? Date.now)(), 200, config.leaseMs * 2);
     await mapLimit(due, config.concurrency, async (entry) => {
       try {
         await handleDue(entry);

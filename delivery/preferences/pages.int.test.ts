@@ -1,0 +1,104 @@
+// The end user's pages in a real browser (Debian chromium via playwright-core): the
+// unsubscribe confirmation from an email's link, then the preference page it links to.
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventCodec } from '../../platform/avro.ts';
+import { InMemoryBus } from '../../platform/bus.ts';
+import { loadConfig } from '../../platform/config.ts';
+import { topics } from '../../platform/contracts.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import { createRedis, type RedisDeps } from '../../platform/redis.ts';
+import { deliveryRoutes } from '../index.ts';
+import { createTrackingLinks, type MessageRef } from '../tracking/signing.ts';
+import { createPreferencesStore } from './store.ts';
+
+const id = randomUUID().slice(0, 8);
+let app: FastifyInstance;
+let browser: Browser;
+let redis: RedisDeps;
+const bus = new InMemoryBus(1);
+let base = '';
+
+beforeAll(async () => {
+  const config0 = loadConfig(process.env, { 'redis.keyPrefix': `test:dlv-pages-${id}:`, 'kafka.topicPrefix': `test.dlv-pages-${id}` });
+  redis = createRedis(config0.redis, silentLogger());
+  // Bind first, then build the config whose public base URL is this server.
+  const probe = Fastify();
+  await probe.listen({ port: 0, host: '127.0.0.1' });
+  const port = (probe.server.address() as AddressInfo).port;
+  await probe.close();
+  base = `http://127.0.0.1:${port}`;
+  const config = { ...config0, http: { ...config0.http, publicBaseUrl: base } };
+  app = Fastify();
+  await app.register(deliveryRoutes, { config, redis, publisher: bus.publisher(), logger: silentLogger() });
+  await app.listen({ port, host: '127.0.0.1' });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await app?.close();
+  const keys = await redis.redis.keys(`test:dlv-pages-${id}:*`);
+  if (keys.length) await redis.redis.del(...keys);
+  redis.redis.disconnect();
+});
+
+describe('unsubscribe and preference pages', () => {
+  it('unsubscribes from the email link after confirmation, then manages preferences on the signed page', async () => {
+    const config = loadConfig(process.env, { 'http.publicBaseUrl': base });
+    const links = createTrackingLinks({ publicBaseUrl: base, signingSecret: config.auth.signingSecret });
+    const store = createPreferencesStore(redis);
+    const userId = `page-user-${id}`;
+    await store.apply(userId, { records: [{ category: 'marketing', channel: 'email', record: { granted: true, at: Date.now() - 1000, source: 'signup_form' } }, { category: 'product_updates', channel: 'email', record: { granted: true, at: Date.now() - 1000, source: 'signup_form' } }] }, { source: 'test', at: Date.now() });
+    const ref: MessageRef = { sendId: `s-${id}`, userId, ruleId: 'winback', channel: 'email', variant: null, category: 'marketing' };
+
+    const page = await browser.newPage();
+    // Opening the link (as a link scanner would) changes nothing.
+    await page.goto(links.unsubscribe(ref));
+    await expect.poll(() => page.locator('h1').textContent()).toBe('Unsubscribe?');
+    expect((await store.get(userId)).consents.marketing?.email?.granted).toBe(true);
+
+    await page.getByRole('button', { name: 'Unsubscribe' }).click();
+    await page.waitForSelector('text=You are unsubscribed');
+    expect(await page.getByRole('status').textContent()).toContain('news and offers by Email');
+    expect((await store.get(userId)).consents.marketing?.email).toMatchObject({ granted: false, source: 'unsubscribe_page' });
+    const events = bus.messages(topics(`test.dlv-pages-${id}`).events).map((m) => eventCodec.decode(m.value!));
+    expect(events).toMatchObject([{ type: 'message_unsubscribed', userId, source: 'tracker', properties: { sendId: ref.sendId, category: 'marketing', channel: 'email' } }]);
+
+    // On to the preference page.
+    await page.getByRole('link', { name: 'Manage your preferences' }).click();
+    await page.waitForSelector('text=Your message preferences');
+    const marketingEmail = page.getByLabel('News and offers by Email');
+    const updatesEmail = page.getByLabel('Product updates by Email');
+    const marketingSms = page.getByLabel('News and offers by SMS');
+    expect(await marketingEmail.isChecked()).toBe(false);
+    expect(await updatesEmail.isChecked()).toBe(true);
+    expect(await marketingSms.isChecked()).toBe(false);
+    await marketingSms.check();
+    await updatesEmail.uncheck();
+    await page.getByRole('button', { name: 'Save preferences' }).click();
+    await page.waitForSelector('text=Your preferences were saved.');
+    const prefs = await store.get(userId);
+    expect(prefs.consents.marketing?.sms).toMatchObject({ granted: true, source: 'preference_page' });
+    expect(prefs.consents.product_updates?.email).toMatchObject({ granted: false, source: 'preference_page' });
+    expect(prefs.consents.marketing?.email).toMatchObject({ granted: false, source: 'unsubscribe_page' });
+    expect(await page.getByLabel('News and offers by SMS').isChecked()).toBe(true);
+
+    await page.getByLabel(/Unsubscribe from everything/).check();
+    await page.getByRole('button', { name: 'Save preferences' }).click();
+    await page.waitForSelector('text=Your preferences were saved.');
+    expect((await store.get(userId)).unsubscribedAll).toMatchObject({ source: 'preference_page' });
+
+    // A tampered link opens nothing.
+    const good = new URL(links.preferences(userId, Date.now()));
+    const t = good.searchParams.get('t')!;
+    good.searchParams.set('t', `${t.slice(0, 5)}${t[5] === 'x' ? 'y' : 'x'}${t.slice(6)}`);
+    const res = await page.goto(good.toString());
+    expect(res?.status()).toBe(400);
+    await page.waitForSelector('text=This link is not valid');
+    await page.close();
+  });
+});
