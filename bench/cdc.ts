@@ -95,7 +95,8 @@ export async function run() {
       committed = [...offsets.values()].reduce((a, b) => a + Math.max(0, Number(b)), 0);
       if (!first && committed > 0) first = { at: performance.now(), committed };
     }
-    const pipelineSeconds = (performance.now() - started) / 1000;
+    const ended = performance.now();
+    const pipelineSeconds = (ended - started) / 1000;
     await processor.stop();
     const out = [...(await bus.endOffsets(t.events)).values()].reduce((a, b) => a + Number(b), 0);
 
@@ -107,7 +108,7 @@ export async function run() {
       decodeAndMapRecordsPerSec: Math.round(RECORDS / mapSeconds),
       consumerRecordsPerSec: Math.round(committed / pipelineSeconds),
       // after the first commit: the group has joined and batches are flowing
-      consumerSteadyRecordsPerSec: first ? Math.round((committed - first.committed) / ((performance.now() - first.at) / 1000)) : 0,
+      consumerSteadyRecordsPerSec: first ? Math.round((committed - first.committed) / ((ended - first.at) / 1000)) : 0,
       consumerSecondsIncludingGroupJoin: Number(pipelineSeconds.toFixed(2)),
       eventsPublished: out,
       allRecordsCommitted: committed >= RECORDS,

@@ -112,6 +112,24 @@ describe('ingest API: accepted calls', () => {
     expect(a2!.ts).toBe(NOW - 1000);
   });
 
+  it('answers analytics.js one-letter paths and cross-origin calls', async () => {
+    const bus = new InMemoryBus(2);
+    const a = await setup({}, bus);
+    const res = await a.inject({
+      method: 'POST',
+      url: '/v1/t',
+      payload: JSON.stringify({ writeKey: KEY, userId: 'u1', event: 'Clicked' }),
+      headers: { 'content-type': 'text/plain', origin: 'https://shop.example' },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['access-control-allow-origin']).toBe('*');
+    expect((await post(a, '/v1/b', { batch: [{ type: 'page', userId: 'u1' }] })).statusCode).toBe(200);
+    expect(stored(bus).map((e) => e.type)).toEqual(expect.arrayContaining(['Clicked', 'page']));
+    const preflight = await a.inject({ method: 'OPTIONS', url: '/v1/track', headers: { origin: 'https://shop.example', 'access-control-request-method': 'POST' } });
+    expect(preflight.statusCode).toBe(204);
+    expect(preflight.headers['access-control-allow-headers']).toContain('authorization');
+  });
+
   it('takes text/plain JSON (browser beacons) and coerces numeric user ids to strings', async () => {
     const bus = new InMemoryBus(2);
     const a = await setup({}, bus);

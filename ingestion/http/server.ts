@@ -196,6 +196,23 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     return fail(reply, 500, ErrorCodes.Internal, 'internal error');
   });
 
+  // Browsers call from any site with the (public) write key: allow cross-origin calls.
+  app.addHook('onSend', async (req, reply) => {
+    if (req.headers.origin) {
+      void reply.header('access-control-allow-origin', '*');
+      void reply.header('access-control-expose-headers', 'retry-after, x-ratelimit-reset');
+    }
+  });
+  app.options('/v1/*', { schema: { hide: true } }, async (_req, reply) =>
+    reply
+      .code(204)
+      .header('access-control-allow-origin', '*')
+      .header('access-control-allow-methods', 'POST, OPTIONS')
+      .header('access-control-allow-headers', 'authorization, content-type')
+      .header('access-control-max-age', '86400')
+      .send(),
+  );
+
   // Authentication runs after the body is parsed (the key may be in it) and before
   // validation, so an unauthenticated caller learns nothing about the schema.
   const authenticate = async (req: FastifyRequest) => {
@@ -232,13 +249,15 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     }
   };
 
-  for (const type of MESSAGE_TYPES) {
+  // analytics.js (analytics-next) posts to one-letter paths (/v1/t, /v1/i, ..., /v1/b).
+  for (const [type, url] of MESSAGE_TYPES.flatMap((t) => [[t, `/v1/${t}`], [t, `/v1/${t[0]}`]] as const)) {
     app.post(
-      `/v1/${type}`,
+      url,
       {
         bodyLimit: config.ingest.maxEventBytes,
         preValidation: authenticate,
         schema: {
+          hide: url.length === 5,
           summary: `Segment ${type} call`,
           tags: ['segment'],
           body: MESSAGE_SCHEMAS[type],
@@ -265,11 +284,12 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     );
   }
 
-  app.post(
-    '/v1/batch',
+  for (const url of ['/v1/batch', '/v1/b']) app.post(
+    url,
     {
       preValidation: authenticate,
       schema: {
+        hide: url === '/v1/b',
         summary: 'Segment batch: many calls of any type in one request',
         description: 'Each message is validated on its own: valid messages are stored, invalid ones are listed in `rejected` (status 202). When no message is valid the answer is 400.',
         tags: ['segment'],
