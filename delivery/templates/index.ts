@@ -74,6 +74,7 @@ function describeRenderError(err: unknown, source: string, lineOffset: number): 
     const start = text.lastIndexOf('{{', col + 2);
     const end = text.indexOf('}}', col);
     const snippet = start >= 0 && end > start ? text.slice(start, end + 2) : `"${m[1]}"`;
+    if (lineOffset === 0) return `missing variable "${m[1]}" in ${snippet}`;
     return `line ${line + lineOffset - 1}: missing variable "${m[1]}" in ${snippet}`;
   }
   if (/Cannot read properties of (undefined|null)/.test(msg)) {
@@ -158,7 +159,7 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
     };
     const field = (key: string) => {
       const fn = part.fields[key];
-      return fn ? run(fn, data, '', 1, part.file, key).replace(/\s*[\r\n]+\s*/g, ' ').trim() : undefined;
+      return fn ? run(fn, data, part.fieldSources[key] ?? '', 0, part.file, key).replace(/\s*[\r\n]+\s*/g, ' ').trim() : undefined;
     };
     const body = run(part.body, data, part.source, part.bodyLine, part.file, 'body');
 

@@ -30,6 +30,8 @@ export interface Part {
   locale: string;
   /** Front-matter fields that are themselves templates (subject, preheader, title, url). */
   fields: Record<string, TemplateDelegate>;
+  /** Source text of each field, for error messages. */
+  fieldSources: Record<string, string>;
   body: TemplateDelegate;
   /** Front matter `layout:`; undefined = the default layout if there is one, null = none. */
   layout: string | null | undefined;
@@ -302,6 +304,7 @@ function loadPart(hb: Handlebars, file: string, kind: PartKind, locale: string, 
   if (!ok) return null;
   const escape = kind === 'email';
   const fields: Record<string, TemplateDelegate> = {};
+  const fieldSources: Record<string, string> = {};
   const partials = new Set<string>();
   try {
     for (const [key, v] of Object.entries(fm.meta)) {
@@ -309,13 +312,14 @@ function loadPart(hb: Handlebars, file: string, kind: PartKind, locale: string, 
       // Subjects, titles and URLs are not HTML: escaping would show `&amp;` to the reader.
       const c = compile(hb, String(v), flags, false, 1);
       fields[key] = c.fn;
+      fieldSources[key] = String(v);
       c.partials.forEach((p) => partials.add(p));
     }
     const c = compile(hb, fm.body, flags, escape, fm.bodyLine);
     c.partials.forEach((p) => partials.add(p));
     const layoutRaw = fm.meta.layout;
     const layout = layoutRaw === undefined ? undefined : String(layoutRaw).trim() === 'none' ? null : String(layoutRaw).trim();
-    return { file, kind, locale, fields, body: c.fn, layout, bodyLine: fm.bodyLine, source: fm.body, partials: [...partials] };
+    return { file, kind, locale, fields, fieldSources, body: c.fn, layout, bodyLine: fm.bodyLine, source: fm.body, partials: [...partials] };
   } catch (err) {
     errors.push({ file, message: (err as Error).message });
     return null;
