@@ -49,6 +49,8 @@ export interface Subscription {
   groupId: string;
   topics: (string | RegExp)[];
   fromBeginning?: boolean;
+  /** Partitions handled at the same time (default 1); each partition's batches stay in order. */
+  concurrency?: number;
   /** Called before the first batch of newly assigned partitions. */
   onAssigned?(partitions: TopicPartition[]): Promise<void> | void;
   /** Called when partitions are taken away (rebalance or stop), after their last batch finished. */

@@ -107,7 +107,7 @@ class KafkaConsumer implements BusConsumer {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
+      partitionsConsumedConcurrently: this.sub.concurrency ?? 1,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
         await pending;
         const messages: IncomingMessage[] = batch.messages.map((m) => ({
@@ -204,27 +204,81 @@ export class KafkaBus implements Bus {
 
   publisher(): Publisher {
     return {
-      publish: async (topic: string, messages: OutgoingMessage[]) => {
-        if (messages.length === 0) return;
-        const producer = await this.getProducer();
-        try {
-          await producer.send({
-            topic,
-            acks: -1,
-            messages: messages.map((m) => {
-              const headers = headersOut(m.headers);
-              return headers ? { key: m.key, value: m.value, headers } : { key: m.key, value: m.value };
-            }),
-          });
-        } catch (err) {
-          throw new LifecycleError('LC_ERR_KAFKA_PUBLISH', `publish to ${topic} failed: ${(err as Error).message}`, {
-            retriable: (err as { retriable?: boolean }).retriable ?? true,
-            status: 503,
-            cause: err,
-          });
-        }
+      publish: (topic: string, messages: OutgoingMessage[]) => {
+        if (messages.length === 0) return Promise.resolve();
+        return new Promise<void>((resolve, reject) => {
+          this.pendingSends.push({ topic, messages, resolve, reject });
+          void this.flushSends();
+        });
       },
     };
+  }
+
+  // kafkajs's idempotent producer breaks (OUT_OF_ORDER_SEQUENCE_NUMBER, kafkajs#598) when
+  // send() calls overlap, so one request is in flight at a time; publishes that arrive
+  // meanwhile are coalesced into the next request, in arrival order. Requests stay under
+  // the broker's default record-batch limit (message.max.bytes, 1 MB).
+  private readonly pendingSends: { topic: string; messages: OutgoingMessage[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private flushing = false;
+
+  private async flushSends(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    const LIMIT = 512 * 1024;
+    const size = (m: OutgoingMessage) =>
+      70 + (m.value?.length ?? 0) + (m.key?.length ?? 0) + Object.entries(m.headers ?? {}).reduce((a, [k, v]) => a + k.length + v.length + 8, 0);
+    try {
+      while (this.pendingSends.length > 0) {
+        const items: typeof this.pendingSends = [];
+        let bytes = 0;
+        while (this.pendingSends.length > 0) {
+          const next = this.pendingSends[0]!;
+          const b = next.messages.reduce((a, m) => a + size(m), 0);
+          if (items.length > 0 && bytes + b > LIMIT) break;
+          items.push(this.pendingSends.shift()!);
+          bytes += b;
+        }
+        type Out = { key: string | null; value: Buffer | null; headers?: IHeaders };
+        const requests: Map<string, Out[]>[] = [];
+        let current = new Map<string, Out[]>();
+        let currentBytes = 0;
+        for (const item of items) {
+          for (const m of item.messages) {
+            const b = size(m);
+            if (currentBytes > 0 && currentBytes + b > LIMIT) {
+              requests.push(current);
+              current = new Map();
+              currentBytes = 0;
+            }
+            let list = current.get(item.topic);
+            if (!list) current.set(item.topic, (list = []));
+            const headers = headersOut(m.headers);
+            list.push(headers ? { key: m.key, value: m.value, headers } : { key: m.key, value: m.value });
+            currentBytes += b;
+          }
+        }
+        requests.push(current);
+        try {
+          const producer = await this.getProducer();
+          for (const r of requests) await producer.sendBatch({ acks: -1, topicMessages: [...r].map(([topic, messages]) => ({ topic, messages })) });
+          for (const item of items) item.resolve();
+        } catch (err) {
+          for (const item of items) {
+            item.reject(
+              err instanceof LifecycleError
+                ? err
+                : new LifecycleError('LC_ERR_KAFKA_PUBLISH', `publish to ${item.topic} failed: ${(err as Error).message}`, {
+                    retriable: (err as { retriable?: boolean }).retriable ?? true,
+                    status: 503,
+                    cause: err,
+                  }),
+            );
+          }
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
   }
 
   consumer(subscription: Subscription): BusConsumer {
