@@ -48,6 +48,8 @@ export interface EngineServiceConfig {
   lagIntervalMs?: number;
   /** Create missing topics on start (default true). */
   ensureTopics?: boolean;
+  /** Partitions processed at the same time (default 3): one partition's I/O overlaps another's CPU work. */
+  concurrency?: number;
 }
 
 export interface EngineServiceDeps<S> {
@@ -211,7 +213,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   const processBatch = async (batch: Batch, control: BatchControl) => {
     const started = performance.now();
     const partition = batch.partition;
-    let epoch = epochs.get(partition);
+    const epoch = epochs.get(partition);
     if (epoch === undefined) {
       // Assignment hooks run before batches; a partition without an epoch was fenced out.
       log.warn({ partition }, 'batch for a partition this process does not own; skipped');
@@ -303,9 +305,18 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       emitted.push(...result.emitted);
     }
 
+    if (!control.isActive()) return;
     const sendRecords: OutgoingMessage[] = sends.map((s) => ({ key: s.userId, ...encodeWithHeader(sendCodec, s) }));
     const eventRecords: OutgoingMessage[] = emitted.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
-    await Promise.all([publisher.publish(t.sends, sendRecords), publisher.publish(t.events, eventRecords)]);
+    // Sends, emitted events and timers are all durable before the state that records them
+    // is written. The timer script also checks the partition's epoch: a stale owner stops
+    // there, before any state write.
+    const [, , scheduled] = await Promise.all([
+      publisher.publish(t.sends, sendRecords),
+      publisher.publish(t.events, eventRecords),
+      deps.timers.schedule(partition, epoch, timers),
+    ]);
+    if (!scheduled) throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`);
     if (!control.isActive()) return;
 
     const writes: UserWrite[] = [];
@@ -314,10 +325,6 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       if (w.erased && w.state !== null) writes.push({ userId, state: null, offset: w.offset, timerIds: [] });
       writes.push({ userId, state: w.state === null ? null : deps.codec.serialize(w.state), offset: w.offset, timerIds: w.timerIds });
     }
-    epoch = epochs.get(partition);
-    if (epoch === undefined) return;
-    // The timer script checks the partition's epoch: a stale owner stops here, before any state write.
-    if (!(await deps.timers.schedule(partition, epoch, timers))) throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`);
     const written = await deps.state.write(partition, epoch, writes);
     if (written.refused.length > 0) throw new FencedOut(`partition ${partition}: ${written.refused.length} user writes refused under epoch ${epoch}`);
     if (written.erasedTimers.length > 0) await deps.timers.remove(partition, epoch, written.erasedTimers);
@@ -373,7 +380,15 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     name: 'engine',
     async start() {
       if (config.ensureTopics !== false) await deps.bus.ensureTopics(internalTopicSpecs(t, config.partitions));
-      consumer = deps.bus.consumer({ groupId: config.groupId, topics: [t.events], fromBeginning: true, onAssigned, onRevoked, eachBatch });
+      consumer = deps.bus.consumer({
+        groupId: config.groupId,
+        topics: [t.events],
+        fromBeginning: true,
+        concurrency: config.concurrency ?? 3,
+        onAssigned,
+        onRevoked,
+        eachBatch,
+      });
       await consumer.start();
       running = true;
       const every = config.lagIntervalMs ?? 5000;

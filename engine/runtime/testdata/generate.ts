@@ -67,10 +67,13 @@ export function generateEvents(o: GenerateOptions): NormalisedEvent[] {
       continue;
     }
     const r = rnd();
-    if (r < 0.4) push(u, 'Feature Used', { feature: FEATURES[Math.floor(rnd() * FEATURES.length)]! });
-    else if (r < 0.6) push(u, 'page', { path: PAGES[Math.floor(rnd() * PAGES.length)]! });
-    else if (r < 0.75) push(u, 'app_opened', {});
-    else if (r < 0.88) push(u, 'order_completed', { amount: Math.round(rnd() * 120), currency: 'EUR' });
+    if (r < 0.35) push(u, 'Feature Used', { feature: FEATURES[Math.floor(rnd() * FEATURES.length)]! });
+    else if (r < 0.5) push(u, 'page', { path: PAGES[Math.floor(rnd() * PAGES.length)]! });
+    else if (r < 0.65) push(u, 'app_opened', {});
+    else if (r < 0.76) push(u, 'order_completed', { amount: Math.round(rnd() * 120), currency: 'EUR' });
+    else if (r < 0.8) push(u, 'export_done', { format: 'csv' });
+    else if (r < 0.83) push(u, 'payment_failed', { amount: Math.round(rnd() * 50), currency: 'EUR' });
+    else if (r < 0.85) push(u, 'subscription_started', { plan: 'pro' });
     else push(u, 'identify', {}, { company: `c-${u % 50}`, seats: Math.floor(rnd() * 20) });
   }
   return out;
