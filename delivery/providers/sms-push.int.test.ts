@@ -192,3 +192,34 @@ describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
     expect(keys.user('u-reg', 'devices')).toContain('{u-reg}');
   });
 });
+
+describe('createProviders', () => {
+  it('builds every configured channel in priority order and names the missing settings', async () => {
+    const { createProviders } = await import('./index.ts');
+    const config = loadConfig(
+      {},
+      {
+        'delivery.smtpUrls': ['smtp://127.0.0.1:1', 'smtp://127.0.0.1:2'],
+        'delivery.smsApiUrl': base,
+        'delivery.smsAccountSid': 'AC123',
+        'delivery.smsFrom': '+15005550006',
+        'delivery.providerToken': 'tw-token',
+        'delivery.pushApiUrl': base,
+        'delivery.pushProjectId': 'demo-app',
+      },
+    );
+    const providers = createProviders(config, { logger: silentLogger(), redis: { redis, keys } });
+    expect(Object.fromEntries([...providers].map(([c, ps]) => [c, ps.map((p) => p.name)]))).toEqual({
+      email: ['smtp-1', 'smtp-2'],
+      inapp: ['inapp'],
+      webhook: ['webhook'],
+      sms: ['sms'],
+      push: ['push'],
+    });
+    expect((await providers.get('sms')![0]!.send(msg('sms', { phone: '+15005550007' }))).status).toBe('sent');
+    for (const list of providers.values()) for (const p of list) await p.close?.();
+
+    const incomplete = loadConfig({}, { 'delivery.smsApiUrl': base });
+    expect(() => createProviders(incomplete, { logger: silentLogger(), redis: { redis, keys } })).toThrow(/LC_SMS_ACCOUNT_SID/);
+  });
+});
