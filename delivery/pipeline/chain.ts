@@ -16,7 +16,8 @@ import type { TrackingLinks } from '../tracking/signing.ts';
 import { outcome } from './pipeline.ts';
 import { createProviderStage, type BreakerRegistry } from './provider-stage.ts';
 import { createRenderStage, type Renderer } from './render.ts';
-import type { Stage } from './types.ts';
+import type { SendContext, Stage } from './types.ts';
+import type { SuppressionState, UserPreferences } from '../preferences/model.ts';
 
 export interface ChainConfig {
   leaseMs: number;
@@ -43,12 +44,20 @@ export interface ChainDeps {
 }
 
 export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[] {
+  // Suppressions and preferences of the send's user are read together (one Redis round
+  // trip) when the suppression stage first needs them, and only for that pass of the chain.
+  const userState = new WeakMap<SendContext, Promise<[SuppressionState, UserPreferences]>>();
+  const loadUser = (userId: string, ctx: SendContext) => {
+    let p = userState.get(ctx);
+    if (!p) userState.set(ctx, (p = Promise.all([deps.preferences.suppressions(userId), deps.preferences.get(userId)])));
+    return p;
+  };
   return [
     createClaimStage({ claims: deps.claims, owner: deps.owner, leaseMs: config.leaseMs, logger: deps.logger }),
     createExpiryStage(),
     createHoldoutStage(),
-    createSuppressionStage({ suppressions: (u) => deps.preferences.suppressions(u) }),
-    createConsentStage({ preferences: (u) => deps.preferences.get(u) }),
+    createSuppressionStage({ suppressions: async (u, ctx) => (await loadUser(u, ctx))[0] }),
+    createConsentStage({ preferences: async (u, ctx) => (await loadUser(u, ctx))[1] }),
     createCapsStage(
       { perDay: config.capPerDay, perWeek: config.capPerWeek },
       {

@@ -2,12 +2,12 @@
 import { decideConsent, type UserPreferences } from '../preferences/model.ts';
 import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
 
-export function createConsentStage(deps: { preferences(userId: string): Promise<UserPreferences> }): Stage {
+export function createConsentStage(deps: { preferences(userId: string, ctx: SendContext): Promise<UserPreferences> }): Stage {
   return {
     name: 'consent',
     async run(ctx: SendContext) {
       if (ctx.send.category === 'transactional') return CONTINUE;
-      const decision = decideConsent(await deps.preferences(ctx.send.userId), ctx.send.category, ctx.channel);
+      const decision = decideConsent(await deps.preferences(ctx.send.userId, ctx), ctx.send.category, ctx.channel);
       return decision.allowed ? CONTINUE : { kind: 'suppressed', reason: decision.reason };
     },
   };

@@ -4,12 +4,12 @@ import { decideSuppression, type SuppressionState } from '../preferences/model.t
 import { addressFor } from '../pipeline/recipient.ts';
 import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
 
-export function createSuppressionStage(deps: { suppressions(userId: string): Promise<SuppressionState> }): Stage {
+export function createSuppressionStage(deps: { suppressions(userId: string, ctx: SendContext): Promise<SuppressionState> }): Stage {
   return {
     name: 'suppression',
     async run(ctx: SendContext) {
       const address = addressFor(ctx.recipient, ctx.channel);
-      const decision = decideSuppression(await deps.suppressions(ctx.send.userId), ctx.channel, address);
+      const decision = decideSuppression(await deps.suppressions(ctx.send.userId, ctx), ctx.channel, address);
       if (!decision.allowed) return { kind: 'suppressed', reason: decision.reason };
       if (address === undefined) return { kind: 'suppressed', reason: `no_address:${ctx.channel}` };
       return CONTINUE;
