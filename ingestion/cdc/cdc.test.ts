@@ -65,6 +65,8 @@ describe('Debezium values', () => {
     [{ scale: 1, value: '/w==' }, { name: 'io.debezium.data.VariableScaleDecimal' }, -0.1],
     ['{"a":1}', { name: 'io.debezium.data.Json' }, { a: 1 }],
     ['19.99', { declared: 'decimal' as const }, 19.99],
+    ['19.90', { sourceType: 'NUMERIC' }, 19.9],
+    ['19.90', {}, '19.90'],
     [1_700_000_000_123_456, { declared: 'timestamp-micros' as const }, '2023-11-14T22:13:20.123Z'],
     [1_700_000_000_123_456, { declared: 'timestamp' as const }, '2023-11-14T22:13:20.123Z'],
     [null, { declared: 'decimal' as const }, null],

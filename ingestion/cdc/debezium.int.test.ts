@@ -248,3 +248,94 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
     }
   });
 });
+
+describe('Debezium with the JSON converter schemas enabled: column types come from the records', () => {
+  const name = `${run}s`;
+  const prefix = `${name}db`;
+  let bus: KafkaBus;
+  let processor: Service;
+  let reader: BusConsumer;
+  const events: NormalisedEvent[] = [];
+
+  beforeAll(async () => {
+    sql(`
+      CREATE SCHEMA ${name};
+      CREATE TABLE ${name}.accounts (id text PRIMARY KEY, plan text, balance numeric(12,2), created_at timestamp, renews_at timestamptz, birthday date, prefs jsonb);
+      ALTER TABLE ${name}.accounts REPLICA IDENTITY FULL;
+    `);
+    bus = KafkaBus.fromConfig(config, logger);
+    const t = topics(name);
+    await bus.ensureTopics([{ topic: t.events, partitions: 1 }, { topic: t.dlq, partitions: 1 }, { topic: `${prefix}.${name}.accounts`, partitions: 1 }]);
+    const created = await connect('PUT', `/connectors/${name}/config`, {
+      ...testConnector(),
+      'topic.prefix': prefix,
+      'table.include.list': `${name}.accounts`,
+      'slot.name': name,
+      'publication.name': name,
+      'key.converter.schemas.enable': 'true',
+      'value.converter.schemas.enable': 'true',
+      'column.propagate.source.type': `${name}\\.accounts\\.balance`,
+    });
+    expect(created.status, JSON.stringify(created.json)).toBeLessThan(300);
+    const mapping: CdcMapping = { source: 'billing', tables: { [`${name}.accounts`]: { userId: 'id', insert: { event: 'account_opened', properties: false } } } };
+    processor = createCdcProcessor(
+      { cdc: { topics: [`${prefix}.${name}.accounts`] }, kafka: { topicPrefix: name }, groupId: `${name}-cdc` },
+      { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping },
+    );
+    reader = bus.consumer({
+      groupId: `${name}-reader`,
+      topics: [t.events],
+      fromBeginning: true,
+      eachBatch: async (batch, control) => {
+        for (const m of batch.messages) events.push(eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
+        await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
+      },
+    });
+    await processor.start();
+    await reader.start();
+  });
+
+  afterAll(async () => {
+    await connect('DELETE', `/connectors/${name}`).catch(() => undefined);
+    await processor?.stop().catch(() => undefined);
+    await reader?.stop().catch(() => undefined);
+    await bus?.close().catch(() => undefined);
+    for (let i = 0; i < 20; i++) {
+      try {
+        sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${name}'`);
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    sql(`DROP PUBLICATION IF EXISTS ${name}; DROP SCHEMA IF EXISTS ${name} CASCADE;`);
+  });
+
+  it('timestamps, dates, decimals and JSON columns become proper values without any column declared', async () => {
+    // Wait for the task to run and its (empty) snapshot to end, so the insert is streamed as an insert.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const status = await connect('GET', `/connectors/${name}/status`);
+      const tasks = (status.json as { tasks?: { state: string }[] } | null)?.tasks ?? [];
+      if (tasks.length > 0 && tasks.every((x) => x.state === 'RUNNING')) break;
+      if (Date.now() > deadline) throw new Error(`connector not running: ${JSON.stringify(status.json)}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    sql(`INSERT INTO ${name}.accounts VALUES ('acc-1', 'pro', 1234.50, '2025-06-01 10:00:00.123456', '2026-01-01 00:00:00+02', '1990-05-17', '{"lang": "de"}')`);
+    const opened = await until('account_opened', () => events.find((e) => e.type === 'account_opened'));
+    expect(opened).toMatchObject({
+      userId: 'acc-1',
+      source: 'cdc:billing',
+      traits: {
+        id: 'acc-1',
+        plan: 'pro',
+        balance: 1234.5,
+        created_at: '2025-06-01T10:00:00.123Z',
+        renews_at: '2025-12-31T22:00:00.000Z',
+        birthday: '1990-05-17',
+        prefs: { lang: 'de' },
+      },
+    });
+  });
+});

@@ -130,7 +130,11 @@ function avroColumns(envelope: unknown): Map<string, ColumnEncoding> {
       const name = (t['connect.name'] as string | undefined) ?? (t.logicalType === 'decimal' ? 'org.apache.kafka.connect.data.Decimal' : undefined);
       const params = t['connect.parameters'] as Record<string, string> | undefined;
       const scale = params?.scale !== undefined ? Number(params.scale) : typeof t.scale === 'number' ? t.scale : undefined;
-      if (name) out.set(f.name, scale === undefined ? { name } : { name, scale });
+      const enc: ColumnEncoding = {};
+      if (name) enc.name = name;
+      if (scale !== undefined) enc.scale = scale;
+      if (params?.['__debezium.source.column.type']) enc.sourceType = params['__debezium.source.column.type'];
+      if (enc.name || enc.sourceType) out.set(f.name, enc);
     }
   }
   return out;
@@ -149,9 +153,13 @@ function jsonColumns(schema: { fields?: ConnectField[] }): Map<string, ColumnEnc
   const out = new Map<string, ColumnEncoding>();
   const row = schema.fields?.find((f) => f.field === 'after') ?? schema.fields?.find((f) => f.field === 'before');
   for (const f of row?.fields ?? []) {
-    if (!f.name) continue;
+    const enc: ColumnEncoding = {};
+    if (f.name) enc.name = f.name;
     const scale = f.parameters?.scale;
-    out.set(f.field, scale === undefined ? { name: f.name } : { name: f.name, scale: Number(scale) });
+    if (scale !== undefined) enc.scale = Number(scale);
+    const sourceType = f.parameters?.['__debezium.source.column.type'];
+    if (sourceType) enc.sourceType = sourceType;
+    if (enc.name || enc.sourceType) out.set(f.field, enc);
   }
   return out;
 }

@@ -11,6 +11,8 @@ export interface ColumnEncoding {
   /** Mapping-declared type, for topics without schemas. */
   declared?: ColumnType;
   scale?: number;
+  /** Database column type, when the connector propagates it (`column.propagate.source.type`). */
+  sourceType?: string;
 }
 
 const iso = (ms: number) => (Number.isFinite(ms) ? new Date(ms).toISOString() : null);
@@ -98,6 +100,8 @@ export function convertValue(value: unknown, enc: ColumnEncoding | undefined): u
   if (enc?.declared) return BY_DECLARED[enc.declared](value);
   const byName = enc?.name ? BY_NAME[enc.name] : undefined;
   if (byName) return byName(value, enc!);
+  // decimal.handling.mode=string leaves no semantic name; the propagated source type says it is numeric.
+  if (typeof value === 'string' && enc?.sourceType && /^(NUMERIC|DECIMAL|MONEY)$/i.test(enc.sourceType)) return toDecimal(value, undefined);
   if (typeof value === 'bigint') return Number(value);
   if (Buffer.isBuffer(value)) return value.toString('base64');
   return value;
