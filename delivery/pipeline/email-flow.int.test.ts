@@ -2,6 +2,7 @@
 // sink with the personalised content, the right headers and signed links; following a link
 // records a click and redirects; the one-click unsubscribe stops the next marketing send.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import type { SmtpSink } from '../../platform/smtp-sink.ts';
 import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
@@ -137,5 +138,16 @@ describe('email flow', () => {
     await h.publishSend(tx);
     expect((await waitFor('suppressed transactional send', () => h.outcomes.find((o) => o.sendId === tx.sendId && o.status === 'suppressed'))).reason).toBe('hard_bounce');
     expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(1);
+  });
+
+  it('a user_deleted event suppresses every later send of that user, transactional included', async () => {
+    const userId = `gone-${h.id}`;
+    const event = { id: `del-${userId}`, userId, type: 'user_deleted', ts: Date.now(), receivedAt: Date.now(), source: 'cdc:test', properties: {} };
+    await h.bus.publisher().publish(h.topics.events, [{ key: userId, ...encodeWithHeader(eventCodec, event) }]);
+    await waitFor('the deletion marker', async () => (await h.redis.redis.hget(`${h.config.redis.keyPrefix}{${userId}}:dlv:suppress`, 'user')) !== null);
+    const tx = welcomeSend(userId, { category: 'transactional' });
+    await h.publishSend(tx);
+    expect((await waitFor('suppressed', () => h.outcomes.find((o) => o.sendId === tx.sendId && o.status === 'suppressed'))).reason).toBe('user_deleted');
+    expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(0);
   });
 });
