@@ -17,6 +17,10 @@ import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';
 import { wireCore } from './wiring.ts';
 import { TEST_RULES, decodeSends, eventRecord, readTopic, sleep, uniqueNames } from './testdata/harness.ts';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { runEngine } from './main.ts';
 
 const config = loadConfig();
 const logger = silentLogger();
@@ -119,5 +123,57 @@ describe('engine on Kafka and Redis', () => {
     expect(value('lc_engine_consumer_lag')).toBe(0);
     expect(service.health()).toMatchObject({ ok: true, details: { ruleSetVersion: rs.version, partitions: [0, 1, 2] } });
     await service.stop();
+  });
+
+  it('runEngine hot-reloads rules: a valid edit takes effect, an invalid one keeps the last good set', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'lc-rules-'));
+    await cp(TEST_RULES, dir, { recursive: true });
+    const n = uniqueNames('reload');
+    const cfg = loadConfig({}, { 'kafka.topicPrefix': n.prefix, 'engine.groupId': n.groupId, 'redis.keyPrefix': n.redisPrefix, 'engine.rulesDir': dir, 'engine.timerPollMs': 100, 'kafka.partitions': 2 });
+    const engine = await runEngine(cfg, logger, { registry: createMetricsRegistry({ defaults: false }) });
+    try {
+      const first = engine.service.ruleSetVersion();
+      expect(first).toMatch(/\S/);
+      const until = async (cond: () => boolean, what: string) => {
+        for (let i = 0; i < 100 && !cond(); i++) await sleep(100);
+        if (!cond()) throw new Error(`timed out waiting for ${what}`);
+      };
+
+      // An invalid edit is rejected: the version stays.
+      await writeFile(path.join(dir, 'broken.json'), '{ "id": "broken", "category": "marketing", ');
+      await sleep(1500);
+      expect(engine.service.ruleSetVersion()).toBe(first);
+
+      // A valid new rule is swapped in and fires on the next event.
+      await rm(path.join(dir, 'broken.json'));
+      await writeFile(
+        path.join(dir, 'upgrade-thanks.json'),
+        JSON.stringify({
+          id: 'upgrade-thanks',
+          category: 'transactional',
+          trigger: { event: 'subscription_started' },
+          action: { send: { template: 'welcome', channels: ['email'] } },
+        }),
+      );
+      await until(() => engine.service.ruleSetVersion() !== first, 'the new rule set');
+      expect(engine.service.health()).toMatchObject({ ok: true, details: { ruleSetVersion: engine.service.ruleSetVersion() } });
+      const metrics = await engine.registry.getMetricsAsJSON();
+      const info = metrics.find((m) => m.name === 'lc_engine_rule_set_info')!.values;
+      expect(info).toEqual([expect.objectContaining({ labels: { version: engine.service.ruleSetVersion() }, value: 1 })]);
+
+      await bus.ensureTopics(internalTopicSpecs(n.topics, 2));
+      await bus.publisher().publish(n.topics.events, [eventRecord(ev('sub-1', 'cleo', 'subscription_started', Date.now()))]);
+      let sends = decodeSends(await readTopic(bus.kafka, n.topics.sends));
+      for (let i = 0; i < 60 && sends.length === 0; i++) {
+        await sleep(250);
+        sends = decodeSends(await readTopic(bus.kafka, n.topics.sends));
+      }
+      expect(sends.map((s) => s.ruleId)).toEqual(['upgrade-thanks']);
+    } finally {
+      await engine.stop();
+      await rm(dir, { recursive: true, force: true });
+      const keys = await redis.keys(`${n.redisPrefix}*`);
+      if (keys.length) await redis.del(...keys);
+    }
   });
 });
