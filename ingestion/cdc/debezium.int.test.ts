@@ -3,10 +3,10 @@
 // through Kafka Connect, and the expected normalised events out; the connector restarted
 // mid-stream without a duplicate event id.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../platform/config.ts';
+import { isolate, stack } from '../../test/helpers/isolation.ts';
+import { waitFor } from '../../test/helpers/wait.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { eventCodec } from '../../platform/avro.ts';
 import { DlqHeaders, SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
@@ -17,13 +17,16 @@ import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { checkMapping, type CdcMapping } from './mapping.ts';
 import { createCdcProcessor } from './processor.ts';
 
-const config = loadConfig();
-const run = `itcdc${randomBytes(4).toString('hex')}`;
-/** Debezium's topic prefix: `<dbTopics>.<schema>.<table>`. */
-const dbTopics = `${run}db`;
+const iso = isolate('cdc');
+const config = iso.config();
+/** Names of this test's schema, replication slot and publication ([a-z0-9_]). */
+const run = iso.id;
+/** Debezium's topic prefix: `<dbTopics>.<schema>.<table>` (apart from our own `<prefix>.events`). */
+const dbTopics = `cdc_${run}`;
 const logger = silentLogger();
-const connectUrl = 'http://127.0.0.1:18083';
-const pg = new URL(config.postgres.url);
+const connectUrl = stack().connectUrl;
+/** Where the Connect worker reaches PostgreSQL (inside Docker it is not 127.0.0.1). */
+const pg = stack().connectPostgres;
 
 const sql = (statement: string) =>
   execFileSync('psql', [config.postgres.url, '-v', 'ON_ERROR_STOP=1', '-qAt', '-c', statement], { encoding: 'utf8' });
@@ -38,15 +41,8 @@ async function connect(method: string, path: string, body?: unknown): Promise<{ 
   return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
 }
 
-async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = <T>(what: string, probe: () => T | undefined | false, timeout = 60_000) =>
+  waitFor(probe, { timeout, interval: 200, message: `waiting for ${what}` }) as Promise<T>;
 
 /** The shipped mapping, with its tables moved to this test's schema. */
 function testMapping(): CdcMapping {
@@ -62,11 +58,11 @@ function testConnector(): Record<string, string> {
   const example = JSON.parse(readFileSync('ingestion/debezium-connector.example.json', 'utf8')) as { config: Record<string, string> };
   return {
     ...example.config,
-    'database.hostname': pg.hostname,
-    'database.port': pg.port || '5432',
-    'database.user': decodeURIComponent(pg.username || 'postgres'),
-    'database.password': decodeURIComponent(pg.password || 'postgres'),
-    'database.dbname': pg.pathname.slice(1) || 'postgres',
+    'database.hostname': pg.host,
+    'database.port': String(pg.port),
+    'database.user': pg.user,
+    'database.password': pg.password,
+    'database.dbname': pg.database,
     'topic.prefix': dbTopics,
     'table.include.list': `${run}.users,${run}.subscriptions`,
     'slot.name': run,
@@ -80,7 +76,7 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
   let reader: BusConsumer;
   const events: { key: string | null; event: NormalisedEvent }[] = [];
   const dead: IncomingMessage[] = [];
-  const t = topics(run);
+  const t = topics(iso.topicPrefix);
 
   beforeAll(async () => {
     sql(`
@@ -107,11 +103,11 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
     expect(created.status, JSON.stringify(created.json)).toBeLessThan(300);
 
     processor = createCdcProcessor(
-      { cdc: { topics: [`/^${dbTopics}\\./`] }, kafka: { topicPrefix: run }, groupId: `${run}-cdc` },
+      { cdc: { topics: [`/^${dbTopics}\\./`] }, kafka: { topicPrefix: iso.topicPrefix }, groupId: iso.group('cdc') },
       { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping: testMapping() },
     );
     reader = bus.consumer({
-      groupId: `${run}-reader`,
+      groupId: iso.group('reader'),
       topics: [t.events, t.dlq],
       fromBeginning: true,
       eachBatch: async (batch, control) => {
@@ -219,16 +215,16 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
   });
 
   it('re-reading every Debezium record (a CDC consumer that crashed before committing) yields exactly the same event ids', async () => {
-    const replayPrefix = `${run}r`;
+    const replayPrefix = `${iso.topicPrefix}.replay`;
     const rt = topics(replayPrefix);
     await bus.ensureTopics([{ topic: rt.events, partitions: 3 }, { topic: rt.dlq, partitions: 1 }]);
     const replay = createCdcProcessor(
-      { cdc: { topics: [`/^${dbTopics}\\./`] }, kafka: { topicPrefix: replayPrefix }, groupId: `${run}-cdc-replay` },
+      { cdc: { topics: [`/^${dbTopics}\\./`] }, kafka: { topicPrefix: replayPrefix }, groupId: iso.group('cdc-replay') },
       { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping: testMapping() },
     );
     const replayed: NormalisedEvent[] = [];
     const replayReader = bus.consumer({
-      groupId: `${run}-replay-reader`,
+      groupId: iso.group('replay-reader'),
       topics: [rt.events],
       fromBeginning: true,
       eachBatch: async (batch, control) => {
@@ -250,8 +246,8 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
 });
 
 describe('Debezium with the JSON converter schemas enabled: column types come from the records', () => {
-  const name = `${run}s`;
-  const prefix = `${name}db`;
+  const name = `${run}_s`;
+  const prefix = `cdc_${name}`;
   let bus: KafkaBus;
   let processor: Service;
   let reader: BusConsumer;
@@ -264,7 +260,7 @@ describe('Debezium with the JSON converter schemas enabled: column types come fr
       ALTER TABLE ${name}.accounts REPLICA IDENTITY FULL;
     `);
     bus = KafkaBus.fromConfig(config, logger);
-    const t = topics(name);
+    const t = topics(`${iso.topicPrefix}.schemas`);
     await bus.ensureTopics([{ topic: t.events, partitions: 1 }, { topic: t.dlq, partitions: 1 }, { topic: `${prefix}.${name}.accounts`, partitions: 1 }]);
     const created = await connect('PUT', `/connectors/${name}/config`, {
       ...testConnector(),
@@ -279,11 +275,11 @@ describe('Debezium with the JSON converter schemas enabled: column types come fr
     expect(created.status, JSON.stringify(created.json)).toBeLessThan(300);
     const mapping: CdcMapping = { source: 'billing', tables: { [`${name}.accounts`]: { userId: 'id', insert: { event: 'account_opened', properties: false } } } };
     processor = createCdcProcessor(
-      { cdc: { topics: [`${prefix}.${name}.accounts`] }, kafka: { topicPrefix: name }, groupId: `${name}-cdc` },
+      { cdc: { topics: [`${prefix}.${name}.accounts`] }, kafka: { topicPrefix: `${iso.topicPrefix}.schemas` }, groupId: iso.group('schemas-cdc') },
       { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping },
     );
     reader = bus.consumer({
-      groupId: `${name}-reader`,
+      groupId: iso.group('schemas-reader'),
       topics: [t.events],
       fromBeginning: true,
       eachBatch: async (batch, control) => {

@@ -1,11 +1,11 @@
 // The Segment promise, for real: the official analytics-node client, changed only in host
 // and write key, sends over a socket; the events are on Kafka with the right ids, types,
 // traits and timestamps. And when Kafka is unreachable the API answers 503 quickly.
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Analytics } from '@segment/analytics-node';
 import type { FastifyInstance } from 'fastify';
-import { loadConfig } from '../../platform/config.ts';
+import { isolate } from '../../test/helpers/isolation.ts';
+import { waitFor } from '../../test/helpers/wait.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { eventCodec } from '../../platform/avro.ts';
 import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
@@ -14,9 +14,10 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { createIngestServer } from './server.ts';
 
-const config = loadConfig();
-const run = `it-ingest-${randomBytes(4).toString('hex')}`;
-const WRITE_KEY = `wk-${run}`;
+const iso = isolate('ingest_http');
+const config = iso.config();
+const run = iso.topicPrefix;
+const WRITE_KEY = `wk-${iso.id}`;
 const logger = silentLogger();
 
 describe('Segment SDK against the ingest API and Kafka', () => {
@@ -36,7 +37,7 @@ describe('Segment SDK against the ingest API and Kafka', () => {
     );
     url = await app.listen({ host: '127.0.0.1', port: 0 });
     consumer = bus.consumer({
-      groupId: `${run}-reader`,
+      groupId: iso.group('reader'),
       topics: [t.events],
       fromBeginning: true,
       eachBatch: async (batch, control) => {
@@ -69,8 +70,7 @@ describe('Segment SDK against the ingest API and Kafka', () => {
     expect(failures).toEqual([]);
     expect(sent).toHaveLength(3);
 
-    const deadline = Date.now() + 30_000;
-    while (received.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => received.length >= 3, { timeout: 30_000, message: 'three events on Kafka' });
     expect(received).toHaveLength(3);
     const byType = new Map(received.map((r) => [r.event.type, r]));
     const identify = byType.get('identify')!;
