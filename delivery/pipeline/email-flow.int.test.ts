@@ -2,7 +2,7 @@
 // sink with the personalised content, the right headers and signed links; following a link
 // records a click and redirects; the one-click unsubscribe stops the next marketing send.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
+import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import type { SmtpSink } from '../../platform/smtp-sink.ts';
 import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
@@ -149,5 +149,21 @@ describe('email flow', () => {
     await h.publishSend(tx);
     expect((await waitFor('suppressed', () => h.outcomes.find((o) => o.sendId === tx.sendId && o.status === 'suppressed'))).reason).toBe('user_deleted');
     expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(0);
+  });
+
+  it('a send that cannot be rendered fails into the DLQ with the reason, and an undecodable command too', async () => {
+    const userId = `dlq-${h.id}`;
+    const bad = welcomeSend(userId, { category: 'transactional', template: 'no_such_template' });
+    await h.publishSend(bad);
+    const failed = await waitFor('the failed outcome', () => h.outcomes.find((o) => o.sendId === bad.sendId && o.status === 'failed'));
+    expect(failed.reason).toMatch(/^render: /);
+    const record = await waitFor('the DLQ record', () => h.dlq.find((r) => r.key === userId));
+    expect(record.headers['lc-dlq-reason']).toMatch(/^email: render: /);
+    expect(record.headers['lc-dlq-source-topic']).toBe(h.topics.sends);
+    expect(sendCodec.decode(record.value!)).toEqual(bad);
+
+    await h.bus.publisher().publish(h.topics.sends, [{ key: `garbage-${h.id}`, value: Buffer.from('not avro') }]);
+    const garbage = await waitFor('the undecodable command in the DLQ', () => h.dlq.find((r) => r.key === `garbage-${h.id}`));
+    expect(garbage.headers['lc-dlq-reason']).toMatch(/^undecodable send command/);
   });
 });

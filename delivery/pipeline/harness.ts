@@ -51,6 +51,8 @@ export interface Harness {
   baseUrl: string;
   outcomes: DeliveryOutcome[];
   events: NormalisedEvent[];
+  /** Records on the DLQ topic: key, reason header and the original bytes. */
+  dlq: { key: string | null; headers: Record<string, string>; value: Buffer | null }[];
   publishSend(send: SendCommand): Promise<void>;
   close(): Promise<void>;
 }
@@ -87,6 +89,7 @@ export async function createHarness(name: string, overrides: Record<string, unkn
 
   const outcomes: DeliveryOutcome[] = [];
   const events: NormalisedEvent[] = [];
+  const dlq: Harness['dlq'] = [];
   const readers: BusConsumer[] = [
     bus.consumer({
       groupId: `test-${id}-outcomes`,
@@ -106,6 +109,15 @@ export async function createHarness(name: string, overrides: Record<string, unkn
         await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
       },
     }),
+    bus.consumer({
+      groupId: `test-${id}-dlq`,
+      topics: [topics.dlq],
+      fromBeginning: true,
+      async eachBatch(batch, control) {
+        for (const m of batch.messages) dlq.push({ key: m.key, headers: m.headers, value: m.value });
+        await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
+      },
+    }),
   ];
   for (const r of readers) await r.start();
   const publisher = bus.publisher();
@@ -119,6 +131,7 @@ export async function createHarness(name: string, overrides: Record<string, unkn
     baseUrl,
     outcomes,
     events,
+    dlq,
     publishSend: (send) => publisher.publish(topics.sends, [{ key: send.userId, ...encodeWithHeader(sendCodec, send) }]),
     async close() {
       for (const r of readers) await r.stop();
