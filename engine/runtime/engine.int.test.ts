@@ -3,7 +3,7 @@
 // the partition keeps flowing, metrics and health.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { loadConfig } from '../../platform/config.ts';
+import { isolate } from '../../test/helpers/isolation.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -16,17 +16,18 @@ import { createEngineService, type EngineService } from './engine-service.ts';
 import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';
 import { wireCore } from './wiring.ts';
-import { TEST_RULES, decodeSends, eventRecord, readTopic, sleep, uniqueNames } from './testdata/harness.ts';
+import { TEST_RULES, decodeSends, eventRecord, namesOf, readTopic, sleep } from './testdata/harness.ts';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runEngine } from './main.ts';
 
-const config = loadConfig();
+const iso = isolate('engine');
+const config = iso.config();
 const logger = silentLogger();
 let redis: Redis;
 let bus: KafkaBus;
-const names = uniqueNames('happy');
+const names = namesOf(config);
 
 const ev = (id: string, userId: string, type: string, ts: number, extra: Partial<NormalisedEvent> = {}): NormalisedEvent => ({
   id,
@@ -128,8 +129,8 @@ describe('engine on Kafka and Redis', () => {
   it('runEngine hot-reloads rules: a valid edit takes effect, an invalid one keeps the last good set', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'lc-rules-'));
     await cp(TEST_RULES, dir, { recursive: true });
-    const n = uniqueNames('reload');
-    const cfg = loadConfig({}, { 'kafka.topicPrefix': n.prefix, 'engine.groupId': n.groupId, 'redis.keyPrefix': n.redisPrefix, 'engine.rulesDir': dir, 'engine.timerPollMs': 100, 'kafka.partitions': 2 });
+    const cfg = isolate('engine-reload').config({ LC_RULES_DIR: dir, LC_TIMER_POLL_MS: '100', LC_KAFKA_PARTITIONS: '2' });
+    const n = namesOf(cfg);
     const engine = await runEngine(cfg, logger, { registry: createMetricsRegistry({ defaults: false }) });
     try {
       const first = engine.service.ruleSetVersion();

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { loadConfig } from '../../platform/config.ts';
+import { isolate } from '../../test/helpers/isolation.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { InMemoryBus, internalTopicSpecs } from '../../platform/bus.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -24,14 +24,14 @@ import {
   readTopic,
   sleep,
   spawnEngine,
-  uniqueNames,
+  namesOf,
   waitDrained,
   partitionEpochs,
   waitAllReassigned,
   type EngineProcess,
 } from './testdata/harness.ts';
 
-const config = loadConfig();
+const config = isolate('engine-kill-shared').config();
 const logger = silentLogger();
 let redis: Redis;
 let bus: KafkaBus;
@@ -97,11 +97,12 @@ function comparable(s: SendCommand, delayedRules: Set<string>): unknown {
 
 describe('engine process killed and restarted', () => {
   it('produces every send of an uninterrupted run, once per sendId, with identical content', async () => {
-    const names = uniqueNames('kill');
+    const iso = isolate('engine-kill');
+    const names = namesOf(iso.config());
     prefixes.push(names.redisPrefix);
     await bus.ensureTopics(internalTopicSpecs(names.topics, 6));
     const events = generateEvents({ users: 300, events: 3000, startTs: Date.now(), stepMs: 10, seed: 2026, deleteShare: 0.05, idPrefix: randomUUID().slice(0, 6) });
-    const env = engineEnv(config, names);
+    const env = engineEnv(iso.env);
 
     // Watch the sends topic live, so some kills land right after a publish (before the commit).
     const tail = bus.kafka.consumer({ groupId: `tail-${names.groupId}`, sessionTimeout: 10_000, heartbeatInterval: 1000 });
@@ -175,10 +176,11 @@ describe('engine process killed and restarted', () => {
   }, 300_000);
 
   it('hands a dead engine\'s partitions, with their pending timers, to the surviving one', async () => {
-    const names = uniqueNames('rebalance');
+    const iso = isolate('engine-rebalance');
+    const names = namesOf(iso.config());
     prefixes.push(names.redisPrefix);
     await bus.ensureTopics(internalTopicSpecs(names.topics, 6));
-    const env = engineEnv(config, names);
+    const env = engineEnv(iso.env);
     const a = spawn(env);
     const publisher = bus.publisher();
     const epochs = async () => {

@@ -1,17 +1,17 @@
 // The Redis state and timer stores against a real Redis: single-writer fencing per
 // partition, the replay fence, erasure, and timers that survive a change of owner.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { loadConfig } from '../../platform/config.ts';
+import { isolate } from '../../test/helpers/isolation.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';
 import type { Timer } from './stores.ts';
 
-const config = loadConfig();
+const iso = isolate('engine-state');
+const config = iso.config();
 let redis: Redis;
-const prefix = `t-${randomUUID().slice(0, 8)}:`;
+const prefix = iso.redisKeyPrefix;
 const keys = createKeySpace(prefix);
 const opts = { eventsTopic: 'lc-test.events' };
 

@@ -14,9 +14,22 @@ import type { KafkaBus } from '../../../platform/kafka.ts';
 export const ROOT = path.resolve(import.meta.dirname, '../../..');
 export const TEST_RULES = path.join(import.meta.dirname, 'rules');
 
-export function uniqueNames(label: string) {
+/** Topic prefix, engine group and Redis key prefix of one test or benchmark run. */
+export interface RunNames {
+  prefix: string;
+  groupId: string;
+  redisPrefix: string;
+  topics: ReturnType<typeof topics>;
+}
+
+export function uniqueNames(label: string): RunNames {
   const id = `${label}-${randomUUID().slice(0, 8)}`;
   return { prefix: `t.${id}`, groupId: `engine-${id}`, redisPrefix: `t:${id}:`, topics: topics(`t.${id}`) };
+}
+
+/** The names of a test's isolation (test/helpers/isolation.ts) or of any config. */
+export function namesOf(config: Readonly<Config>): RunNames {
+  return { prefix: config.kafka.topicPrefix, groupId: config.engine.groupId, redisPrefix: config.redis.keyPrefix, topics: topics(config.kafka.topicPrefix) };
 }
 
 export function eventRecord(e: NormalisedEvent) {
@@ -92,14 +105,10 @@ export async function waitDrained(
   }
 }
 
-/** Environment for an engine child process: only the variables the config schema reads. */
-export function engineEnv(config: Readonly<Config>, names: { prefix: string; groupId: string; redisPrefix: string }, extra: Record<string, string> = {}): Record<string, string> {
+/** Environment for an engine child process: the test's LC_* variables plus the runtime test settings. */
+export function engineEnv(base: Record<string, string>, extra: Record<string, string> = {}): Record<string, string> {
   return {
-    LC_KAFKA_BROKERS: config.kafka.brokers.join(','),
-    LC_REDIS_URL: config.redis.url,
-    LC_TOPIC_PREFIX: names.prefix,
-    LC_ENGINE_GROUP: names.groupId,
-    LC_REDIS_KEY_PREFIX: names.redisPrefix,
+    ...base,
     LC_RULES_DIR: TEST_RULES,
     LC_TEMPLATES_DIR: path.join(ROOT, 'templates'),
     LC_TIMER_POLL_MS: '100',
