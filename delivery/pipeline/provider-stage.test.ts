@@ -107,6 +107,12 @@ describe('provider stage', () => {
     expect(suppressed).toMatchObject([{ userId: 'user-1', channel: 'email', s: { reason: 'hard_bounce', address: 'ada@example.com' } }]);
   });
 
+  it('a dead push token does not suppress the push channel', async () => {
+    const { stage, ctx, suppressed } = setup([scripted('push', [{ status: 'permanent', error: 'token unregistered', suppress: 'invalid_token' }])]);
+    expect(await stage.run(ctx())).toMatchObject({ kind: 'failed', dlq: false, bounced: false });
+    expect(suppressed).toEqual([]);
+  });
+
   it('fails into the DLQ when the channel has no provider', async () => {
     const { stage, ctx } = setup([]);
     expect(await stage.run(ctx())).toMatchObject({ kind: 'failed', dlq: true });

@@ -85,7 +85,9 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
         if (result.status === 'permanent') {
           breaker.success();
           ctx.attempts++;
-          if (result.suppress) {
+          // A dead push token is dropped from the device registry by the push provider; the
+          // user's other devices stay reachable, so the channel is not suppressed.
+          if (result.suppress && result.suppress !== 'invalid_token') {
             const address = addressFor(ctx.recipient, ctx.channel);
             await deps.suppress(ctx.send.userId, ctx.channel, { reason: result.suppress, at: clock(), ...(address ? { address } : {}) });
           }

@@ -81,6 +81,8 @@ describe('suppression stage', () => {
     expect(await stage({ deleted: { reason: 'user_deleted', at: 1 }, channels: {} }).run(testContext())).toEqual({ kind: 'suppressed', reason: 'user_deleted' });
     expect(await stage({ deleted: null, channels: {} }).run(testContext({ channel: 'sms' }))).toEqual({ kind: 'suppressed', reason: 'no_address:sms' });
     expect((await stage({ deleted: null, channels: {} }).run(testContext())).kind).toBe('continue');
+    // push devices may live in the provider's registry only
+    expect((await stage({ deleted: null, channels: {} }).run(testContext({ channel: 'push' }))).kind).toBe('continue');
   });
 });
 
