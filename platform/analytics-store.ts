@@ -6,7 +6,8 @@
 //
 // Query parameters use ClickHouse's `{name:Type}` placeholders. Servers older than 19.x
 // (Debian's 18.16) do not know them, so there the values are bound client-side as escaped
-// literals of the declared type.
+// literals of the declared type. Write `has({ids:Array(String)}, col)` rather than
+// `col IN {ids:Array(String)}`: 18.16 accepts arrays only in the former.
 import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickhouse/client';
 import type { Config } from './config.ts';
 import { LifecycleError } from './errors.ts';

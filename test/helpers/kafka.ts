@@ -29,6 +29,25 @@ export async function deleteTopics(kafka: Kafka, topics: string[]): Promise<void
   }
 }
 
+/** Waits until `topic` exists and every partition has a leader (e.g. one a connector creates). */
+export async function waitForTopic(kafka: Kafka, topic: string, timeout = 60_000): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await waitFor(
+      async () => {
+        if (!(await admin.listTopics()).includes(topic)) return false;
+        const { topics: meta } = await admin.fetchTopicMetadata({ topics: [topic] });
+        const parts = meta[0]?.partitions ?? [];
+        return parts.length > 0 && parts.every((p) => p.leader >= 0);
+      },
+      { timeout, interval: 250, message: `topic ${topic} does not exist` },
+    );
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 export interface ConsumedRecord {
   topic: string;
   partition: number;
@@ -48,6 +67,7 @@ export async function consume(
   groupId: string,
   opts: { count?: number; until?: (records: ConsumedRecord[]) => boolean; timeout?: number } = {},
 ): Promise<ConsumedRecord[]> {
+  if (typeof topic === 'string') await waitForTopic(kafka, topic, opts.timeout ?? 60_000);
   const records: ConsumedRecord[] = [];
   const enough = opts.until ?? ((r: ConsumedRecord[]) => r.length >= (opts.count ?? 1));
   const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
