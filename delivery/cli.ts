@@ -22,6 +22,19 @@ function readJsonObject(source: string, what: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** Overlays `over` on `base` key by key, recursing into objects (arrays and values replace). */
+export function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (k === '__proto__' || k === 'constructor' || k === 'prototype') continue;
+    const b = out[k];
+    out[k] = isPlainObject(b) && isPlainObject(v) ? deepMerge(b, v) : v;
+  }
+  return out;
+}
+
 export function register(program: Command): void {
   const templates = program.command('templates').description('Check and preview the message templates content managers edit.');
 
@@ -46,7 +59,7 @@ export function register(program: Command): void {
     .argument('<name>', 'template name (its folder under the templates folder)')
     .option('--channel <channel>', `one of ${CHANNELS.join(', ')}`, 'email')
     .option('--locale <locale>', 'recipient locale; falls back to its language, then the default', 'en')
-    .option('--data <json>', 'data merged over sample.json by top-level key, e.g. \'{"user":{"firstName":"Ada"}}\'')
+    .option('--data <json>', 'data merged over sample.json, e.g. \'{"user":{"firstName":"Ada"}}\' changes only the first name')
     .option('--user-file <file>', 'JSON file with the user (traits) to render for')
     .option('--dir <dir>', 'templates folder (default: LC_TEMPLATES_DIR or ./templates)')
     .option('--html', 'print only the HTML part of an email')
@@ -70,8 +83,8 @@ export function register(program: Command): void {
         } catch {
           // No sample: the preview runs on --data / --user-file alone.
         }
-        const data: Record<string, unknown> = { links: SAMPLE_LINKS, ...sample };
-        if (opts.data) Object.assign(data, readJsonObject(opts.data, '--data'));
+        let data: Record<string, unknown> = { links: SAMPLE_LINKS, ...sample };
+        if (opts.data) data = deepMerge(data, readJsonObject(opts.data, '--data'));
         if (opts.userFile) data.user = readJsonObject(readFileSync(opts.userFile, 'utf8'), opts.userFile);
         const out = renderer.render(name, opts.channel as Channel, opts.locale, data);
         if (opts.html) {
