@@ -1,7 +1,7 @@
 // CLI subcommands of this room, registered on the `lifecycle` program by bin/cli.ts.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { loadMapping, MappingError } from './cdc/mapping.ts';
+import { CdcMappingSchema, loadMapping, MappingError } from './cdc/mapping.ts';
 import { processRecord } from './cdc/processor.ts';
 
 export function register(program: Command): void {
@@ -20,6 +20,13 @@ export function register(program: Command): void {
         process.stdout.write(`${err.message}\n`);
         process.exitCode = 1;
       }
+    });
+
+  cdc
+    .command('mapping-schema')
+    .description('Print the JSON Schema of CDC mapping files (for editor completion and checks).')
+    .action(() => {
+      process.stdout.write(`${JSON.stringify(CdcMappingSchema, null, 2)}\n`);
     });
 
   cdc

@@ -37,9 +37,11 @@ export function parseTopicList(entries: readonly string[]): (string | RegExp)[] 
 /** Decodes and maps one Debezium record; throws only for retriable trouble (registry down). */
 export async function processRecord(message: IncomingMessage, mapping: CdcMapping, registry: SchemaRegistry | undefined, receivedAt: number): Promise<MapOutcome> {
   try {
+    // The bus hands keys over as UTF-8 text, which mangles binary (Avro) keys; an undecodable
+    // key is dropped and the row itself identifies the change in the event id.
     const key = await decodeKey(message.key, registry).catch((err: unknown) => {
       if (err instanceof DecodeError && err.retriable) throw err;
-      return message.key;
+      return null;
     });
     const change = await decodeChange(message.value, key, registry);
     if (change === null) return { kind: 'skip', reason: 'tombstone' };
