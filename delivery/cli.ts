@@ -5,6 +5,7 @@ import { CHANNELS, type Channel } from '../platform/contracts.ts';
 import { loadConfig } from '../platform/config.ts';
 import { silentLogger } from '../platform/logger.ts';
 import { errorMessage } from '../platform/errors.ts';
+import { signInappToken } from './inapp/token.ts';
 import { createTemplateRenderer, SAMPLE_LINKS } from './templates/index.ts';
 
 function templatesDir(dir: string | undefined): string {
@@ -104,5 +105,20 @@ export function register(program: Command): void {
         process.stderr.write(`${errorMessage(err)}\n`);
         process.exitCode = 1;
       }
+    });
+
+  program
+    .command('inapp-token')
+    .description('Mint an in-app client token for a user (what the product backend does), to try the WebSocket gateway and inbox.')
+    .argument('<userId>')
+    .option('--ttl <minutes>', 'validity in minutes', '60')
+    .action((userId: string, opts: { ttl: string }) => {
+      const minutes = Number(opts.ttl);
+      if (!Number.isFinite(minutes) || minutes <= 0) {
+        process.stderr.write('--ttl must be a positive number of minutes\n');
+        process.exitCode = 2;
+        return;
+      }
+      process.stdout.write(`${signInappToken(loadConfig().auth.signingSecret, userId, { ttlMs: minutes * 60_000 })}\n`);
     });
 }
