@@ -1,0 +1,80 @@
+// docker-compose.yml speaks the product's configuration: every LC_* variable it sets is
+// one the config schema reads, the product's processes start with a valid config, and the
+// host ports are the config defaults (the same as scripts/stack).
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { envVariables, loadConfig } from '../platform/config.ts';
+import { REPO_ROOT } from './helpers/stack-env.ts';
+
+interface Service {
+  image?: string;
+  build?: unknown;
+  command?: string[];
+  ports?: string[];
+  environment?: Record<string, string | number | boolean | null> | string[];
+}
+
+const compose = parse(readFileSync(resolve(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+  services: Record<string, Service>;
+};
+const services = Object.entries(compose.services);
+const known = new Set(envVariables().map((v) => v.env));
+const defaults = new Map(envVariables().map((v) => [v.env, v.default]));
+
+function environment(s: Service): Record<string, string> {
+  const env = s.environment ?? {};
+  const pairs = Array.isArray(env) ? env.map((e) => e.split(/=(.*)/s).slice(0, 2) as [string, string]) : Object.entries(env).map(([k, v]) => [k, v == null ? '' : String(v)] as [string, string]);
+  return Object.fromEntries(pairs);
+}
+
+/** Compose interpolation as a user with a filled-in .env would see it. */
+function interpolate(value: string): string {
+  return value.replace(/\$\{([A-Z0-9_]+)(?::?([-?])([^}]*))?\}/g, (_m, name: string, kind: string | undefined, rest: string | undefined) =>
+    kind === '-' ? (rest ?? '') : `compose-test-${name.toLowerCase()}-value`,
+  );
+}
+
+function hostPort(service: string, containerPort: number): number {
+  const mapping = compose.services[service]?.ports?.find((p) => p.endsWith(`:${containerPort}`));
+  expect(mapping, `${service} publishes ${containerPort}`).toBeDefined();
+  return Number(mapping!.split(':')[0]);
+}
+
+describe('docker-compose.yml', () => {
+  it('sets only LC_* variables that platform/config.ts reads', () => {
+    const seen = services.flatMap(([name, s]) => Object.keys(environment(s)).filter((k) => k.startsWith('LC_')).map((k) => `${name}:${k}`));
+    expect(seen.length).toBeGreaterThan(0);
+    const unknown = seen.filter((entry) => !known.has(entry.split(':')[1]!));
+    expect(unknown).toEqual([]);
+  });
+
+  it('runs each product process with a configuration that loads', () => {
+    const processes = services.filter(([, s]) => s.command?.[0] === 'run');
+    expect(processes.map(([, s]) => s.command![1]).sort()).toEqual(['api', 'delivery', 'engine', 'ingest', 'scheduler', 'sink']);
+    for (const [name, s] of processes) {
+      const env = Object.fromEntries(Object.entries(environment(s)).map(([k, v]) => [k, interpolate(v)]));
+      expect(() => loadConfig(env), name).not.toThrow();
+      expect(s.build, name).toBeDefined();
+    }
+  });
+
+  it('publishes the services on the host ports of the config defaults', () => {
+    const url = (env: string) => new URL(String(defaults.get(env)));
+    expect(hostPort('kafka', 19092)).toBe(Number((defaults.get('LC_KAFKA_BROKERS') as string[])[0]!.split(':')[1]));
+    expect(hostPort('redis', 6379)).toBe(Number(url('LC_REDIS_URL').port));
+    expect(hostPort('clickhouse', 8123)).toBe(Number(url('LC_CLICKHOUSE_URL').port));
+    expect(hostPort('postgres', 5432)).toBe(Number(url('LC_POSTGRES_URL').port));
+    expect(hostPort('mailpit', 1025)).toBe(Number(new URL((defaults.get('LC_SMTP_URLS') as string[])[0]!).port));
+    expect(hostPort('api', 8089)).toBe(defaults.get('LC_API_PORT'));
+    expect(hostPort('ingest', 8088)).toBe(defaults.get('LC_INGEST_PORT'));
+  });
+
+  it('pins the versions the local stack uses', () => {
+    expect(compose.services.kafka?.image).toBe('apache/kafka:3.9.1');
+    expect(compose.services.connect?.image).toMatch(/^quay\.io\/debezium\/connect:3\.2/);
+    expect(compose.services.postgres?.command).toContain('wal_level=logical');
+    expect(compose.services.redis?.command).toEqual(expect.arrayContaining(['--appendonly', 'yes', '--appendfsync', 'everysec']));
+  });
+});
