@@ -71,7 +71,15 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
 
     api.patch<{ Params: { userId: string }; Body: PreferencesPatch }>(
       '/v1/users/:userId/preferences',
-      { schema: { params: userParam, body: PatchSchema } },
+      {
+        schema: { params: userParam, body: PatchSchema },
+        // The default validator strips unknown fields; a typo (`unsubscribeAll`) must not be a silent no-op.
+        preValidation: async (req, reply) => {
+          const body = req.body as Record<string, unknown> | null;
+          const unknown = body && typeof body === 'object' ? Object.keys(body).filter((k) => k !== 'unsubscribedAll' && k !== 'consents') : [];
+          if (unknown.length > 0) return err(reply, 400, ErrorCodes.BadRequest, `unknown field(s) ${unknown.join(', ')}; expected unsubscribedAll and/or consents`);
+        },
+      },
       async (req, reply) => {
         const now = deps.now();
         try {
