@@ -133,7 +133,13 @@ export function createPushProvider(opts: PushProviderOptions, deps: { logger: Lo
         const after = Math.max(0, ...retriable.map((r) => (r.result.status === 'retriable' ? (r.result.retryAfterMs ?? 0) : 0)));
         return { status: 'retriable', error: retriable.map((r) => r.result.status === 'retriable' && r.result.error).join('; '), ...(after > 0 ? { retryAfterMs: after } : {}) };
       }
-      if (dead.length === results.length) return { status: 'permanent', error: `every device token is dead (${dead.length})`, suppress: 'invalid_token' };
+      if (dead.length === results.length) {
+        // Registry tokens are already removed, so a device registered later is reached. Only
+        // tokens from the user's traits (which we cannot edit) are worth suppressing; the
+        // pipeline keys that suppression on the first trait token.
+        const fromTraits = (message.recipient.deviceTokens ?? []).length > 0;
+        return { status: 'permanent', error: `every device token is dead (${dead.length})`, ...(fromTraits ? { suppress: 'invalid_token' as const } : {}) };
+      }
       const first = results[0]!.result;
       return first.status === 'permanent' ? { status: 'permanent', error: first.error } : { status: 'permanent', error: 'push refused' };
     },

@@ -163,11 +163,16 @@ describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
     expect((await devices.list('u-mixed')).map((d) => d.token)).toEqual(['live-android']);
   });
 
-  it('reports invalid_token when every device is dead, and retriable when the service is down', async () => {
+  it('reports dead devices without closing the channel, and retriable when the service is down', async () => {
     const devices = createDeviceRegistry({ redis, keys });
     await devices.register('u-dead', { token: 'dead-1', platform: 'fcm' });
-    expect(await push(devices).send(msg('push', { userId: 'u-dead' }))).toMatchObject({ status: 'permanent', suppress: 'invalid_token' });
+    // Registry tokens are cleaned up, so the channel itself must stay open for the next device.
+    const dead = await push(devices).send(msg('push', { userId: 'u-dead' }));
+    expect(dead).toMatchObject({ status: 'permanent' });
+    expect(dead.status === 'permanent' && dead.suppress).toBeFalsy();
     expect(await devices.list('u-dead')).toEqual([]);
+    // A dead token from the user's traits cannot be cleaned up here: it is reported for suppression.
+    expect(await push(devices).send(msg('push', { userId: 'u-dead2', deviceTokens: ['dead-trait'] }))).toMatchObject({ status: 'permanent', suppress: 'invalid_token' });
     await devices.register('u-busy', { token: 'busy-1', platform: 'fcm' });
     expect((await push(devices).send(msg('push', { userId: 'u-busy' }))).status).toBe('retriable');
     expect((await devices.list('u-busy')).length).toBe(1);
