@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { InMemoryBus, type OutgoingMessage, type Publisher } from '../../platform/bus.ts';
@@ -128,6 +129,23 @@ describe('ingest API: accepted calls', () => {
     const preflight = await a.inject({ method: 'OPTIONS', url: '/v1/track', headers: { origin: 'https://shop.example', 'access-control-request-method': 'POST' } });
     expect(preflight.statusCode).toBe(204);
     expect(preflight.headers['access-control-allow-headers']).toContain('authorization');
+  });
+
+  it('inflates gzip bodies and still applies the body limit to the inflated size', async () => {
+    const bus = new InMemoryBus(2);
+    const a = await setup({ maxBatchBytes: 2000 }, bus);
+    const body = gzipSync(JSON.stringify({ batch: [{ type: 'track', userId: 'u1', event: 'Zipped' }] }));
+    const res = await a.inject({ method: 'POST', url: '/v1/batch', payload: body, headers: { authorization: basic(KEY), 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    expect(res.statusCode).toBe(200);
+    expect(stored(bus)[0]!.type).toBe('Zipped');
+    const bomb = gzipSync(JSON.stringify({ batch: [{ type: 'track', userId: 'u1', event: 'A', properties: { s: 'x'.repeat(10_000) } }] }));
+    expect(bomb.length).toBeLessThan(2000);
+    const big = await a.inject({ method: 'POST', url: '/v1/batch', payload: bomb, headers: { authorization: basic(KEY), 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    expect(big.statusCode).toBe(413);
+    const br = await a.inject({ method: 'POST', url: '/v1/batch', payload: 'x', headers: { authorization: basic(KEY), 'content-type': 'application/json', 'content-encoding': 'br' } });
+    expect(br.statusCode).toBe(415);
+    const corrupt = await a.inject({ method: 'POST', url: '/v1/batch', payload: Buffer.from('not gzip at all'), headers: { authorization: basic(KEY), 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    expect(corrupt.statusCode).toBe(400);
   });
 
   it('takes text/plain JSON (browser beacons) and coerces numeric user ids to strings', async () => {

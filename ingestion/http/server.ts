@@ -2,6 +2,7 @@
 // authenticated by write key, validated by JSON Schema, normalised, and acknowledged only
 // after Kafka stored the events. Any Segment SDK works by changing its host and write key.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { createGunzip, createInflate } from 'node:zlib';
 import swagger from '@fastify/swagger';
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
@@ -138,6 +139,24 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     return503OnClosing: true,
   });
   app.decorateRequest('ingestSource', '');
+
+  // Some SDKs gzip their batches (Content-Encoding: gzip, as Segment's API accepts). The
+  // body limit applies to the inflated bytes, so a small bomb cannot grow past it.
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    const encoding = req.headers['content-encoding']?.toLowerCase();
+    if (!encoding || encoding === 'identity') return payload;
+    if (encoding !== 'gzip' && encoding !== 'deflate') {
+      throw new LifecycleError(ErrorCodes.BadRequest, `unsupported Content-Encoding ${encoding}: send gzip, deflate or none`, { status: 415 });
+    }
+    const inflate = encoding === 'gzip' ? createGunzip() : createInflate();
+    const out = Object.assign(inflate, { receivedEncodedLength: 0 });
+    payload.on('data', (chunk: Buffer) => {
+      out.receivedEncodedLength += chunk.length;
+    });
+    inflate.on('error', () => undefined);
+    payload.pipe(inflate);
+    return out;
+  });
 
   // Browsers' sendBeacon posts JSON as text/plain.
   app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_req, body, done) => {
