@@ -87,6 +87,7 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
   const now = opts.now ?? Date.now;
   const subscriber = opts.subscriber ?? opts.redis.duplicate();
   const ownSubscriber = opts.subscriber === undefined;
+  if (ownSubscriber) subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'in-app subscriber connection error'));
   /** channel -> sockets of that user on this instance */
   const sockets = new Map<string, Set<WebSocket>>();
 
