@@ -190,6 +190,8 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
       if (err.status === 503 || err.status === 429) {
         const seconds = Number(err.details?.retryAfterSeconds ?? 1);
         void reply.header('Retry-After', String(seconds));
+        // analytics-node waits until this epoch-ms instant before retrying a 429.
+        if (err.status === 429) void reply.header('X-RateLimit-Reset', String(clock() + Number(err.details?.retryAfterMs ?? seconds * 1000)));
       }
       if (err.status >= 500 && err.status !== 503) req.log.error({ err }, 'ingest request failed');
       return fail(reply, err.status, err.code, err.message, typeof err.details?.field === 'string' ? err.details.field : undefined);
@@ -216,11 +218,12 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
   });
 
   // Browsers call from any site with the (public) write key: allow cross-origin calls.
-  app.addHook('onSend', async (req, reply) => {
+  app.addHook('onSend', (req, reply, payload, done) => {
     if (req.headers.origin) {
       void reply.header('access-control-allow-origin', '*');
       void reply.header('access-control-expose-headers', 'retry-after, x-ratelimit-reset');
     }
+    done(null, payload);
   });
   app.options('/v1/*', { schema: { hide: true } }, async (_req, reply) =>
     reply
@@ -252,7 +255,6 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
         details: { retryAfterSeconds: Math.ceil(d.retryAfterMs / 1000), retryAfterMs: d.retryAfterMs },
       });
     }
-    return d;
   };
 
   const toMessage = (e: NormalisedEvent): OutgoingMessage => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) });
@@ -260,12 +262,6 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
   const store = async (source: string, calls: MessageType[], events: NormalisedEvent[]) => {
     await writer.write(events.map(toMessage));
     for (const c of calls) eventsTotal.inc({ source, call: c });
-  };
-
-  const rateLimitHeaders = (reply: FastifyReply, err: unknown) => {
-    if (err instanceof LifecycleError && err.status === 429) {
-      void reply.header('X-RateLimit-Reset', String(clock() + Number(err.details?.retryAfterMs ?? 1000)));
-    }
   };
 
   // analytics.js (analytics-next) posts to one-letter paths (/v1/t, /v1/i, ..., /v1/b).
@@ -291,12 +287,7 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
           rejectedTotal.inc({ code: event.code });
           return fail(reply, 400, event.code, event.message, event.field);
         }
-        try {
-          admit(source, 1);
-        } catch (err) {
-          rateLimitHeaders(reply, err);
-          throw err;
-        }
+        admit(source, 1);
         await store(source, [type], [event]);
         return { success: true, accepted: 1, rejected: [] };
       },
@@ -356,12 +347,7 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
           rejected,
         });
       }
-      try {
-        admit(source, events.length);
-      } catch (err) {
-        rateLimitHeaders(reply, err);
-        throw err;
-      }
+      admit(source, events.length);
       await store(source, calls, events);
       return reply.code(rejected.length > 0 ? 202 : 200).send({ success: true, accepted: events.length, rejected });
     },
