@@ -1,14 +1,13 @@
 // Two gateway instances on real sockets sharing the real Redis: a send through the in-app
 // provider reaches the client of that user on whichever instance holds it; offline
 // messages come from the paginated inbox; read receipts become `inapp.read` events.
-import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
-import { loadConfig } from '../../platform/config.ts';
+import { isolate } from '../../test/helpers/isolation.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -33,7 +32,9 @@ const WebSocketClient = createRequire(import.meta.url)('ws') as new (url: string
 
 const SECRET = 'inapp-test-signing-secret';
 const EVENTS = 'test.events';
-const keys = createKeySpace(`test:${randomUUID()}:`);
+const iso = isolate('delivery');
+const config = iso.config();
+const keys = createKeySpace(config.redis.keyPrefix);
 const bus = new InMemoryBus(2);
 let redis: Redis;
 let inbox: Inbox;
@@ -126,7 +127,7 @@ async function getInbox(base: string, userId: string, query = ''): Promise<Inbox
 }
 
 beforeAll(async () => {
-  redis = new Redis(loadConfig().redis.url, { maxRetriesPerRequest: 2 });
+  redis = new Redis(config.redis.url, { maxRetriesPerRequest: 2 });
   inbox = createInbox({ redis, keys }, { maxMessages: 50 });
   provider = createInappProvider({}, { redis, keys, inbox });
   urls.push(await startGateway(), await startGateway());

@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../platform/config.ts';
+import { isolate } from '../../test/helpers/isolation.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createDeviceRegistry } from './devices.ts';
@@ -23,7 +23,9 @@ const hits: Hit[] = [];
 let server: Server;
 let base = '';
 let redis: Redis;
-const keys = createKeySpace(`test:${randomUUID()}:`);
+const iso = isolate('delivery');
+const config = iso.config();
+const keys = createKeySpace(config.redis.keyPrefix);
 
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
   res.writeHead(status, { 'Content-Type': 'application/json', ...headers }).end(JSON.stringify(body));
@@ -71,7 +73,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  redis = new Redis(loadConfig().redis.url, { maxRetriesPerRequest: 2 });
+  redis = new Redis(config.redis.url, { maxRetriesPerRequest: 2 });
 });
 
 afterAll(async () => {
@@ -201,19 +203,16 @@ describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
 describe('createProviders', () => {
   it('builds every configured channel in priority order and names the missing settings', async () => {
     const { createProviders } = await import('./index.ts');
-    const config = loadConfig(
-      {},
-      {
-        'delivery.smtpUrls': ['smtp://127.0.0.1:1', 'smtp://127.0.0.1:2'],
-        'delivery.smsApiUrl': base,
-        'delivery.smsAccountSid': 'AC123',
-        'delivery.smsFrom': '+15005550006',
-        'delivery.providerToken': 'tw-token',
-        'delivery.pushApiUrl': base,
-        'delivery.pushProjectId': 'demo-app',
-      },
-    );
-    const providers = createProviders(config, { logger: silentLogger(), redis: { redis, keys } });
+    const full = iso.config({
+      LC_SMTP_URLS: 'smtp://127.0.0.1:1,smtp://127.0.0.1:2',
+      LC_SMS_API_URL: base,
+      LC_SMS_ACCOUNT_SID: 'AC123',
+      LC_SMS_FROM: '+15005550006',
+      LC_PROVIDER_TOKEN: 'tw-token',
+      LC_PUSH_API_URL: base,
+      LC_PUSH_PROJECT_ID: 'demo-app',
+    });
+    const providers = createProviders(full, { logger: silentLogger(), redis: { redis, keys } });
     expect(Object.fromEntries([...providers].map(([c, ps]) => [c, ps.map((p) => p.name)]))).toEqual({
       email: ['smtp-1', 'smtp-2'],
       inapp: ['inapp'],
@@ -224,7 +223,7 @@ describe('createProviders', () => {
     expect((await providers.get('sms')![0]!.send(msg('sms', { phone: '+15005550007' }))).status).toBe('sent');
     for (const list of providers.values()) for (const p of list) await p.close?.();
 
-    const incomplete = loadConfig({}, { 'delivery.smsApiUrl': base });
+    const incomplete = iso.config({ LC_SMS_API_URL: base });
     expect(() => createProviders(incomplete, { logger: silentLogger(), redis: { redis, keys } })).toThrow(/LC_SMS_ACCOUNT_SID/);
   });
 });
