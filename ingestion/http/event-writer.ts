@@ -152,7 +152,8 @@ export function createEventWriter(publisher: Publisher, topic: string, options: 
       });
     },
     inFlight: () => inFlight,
-    healthy: () => Date.now() >= failingUntil && lastError === null,
+    // Time-based only: an instance taken out of a load balancer by its health check must come back to get the traffic that proves Kafka works again.
+    healthy: () => Date.now() >= failingUntil,
     lastError: () => lastError,
     drain: () => (inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => idle.push(r))),
   };
