@@ -154,4 +154,26 @@ describe('engine service (in-memory wiring)', () => {
     expect(loaded?.state).toBeNull();
     await service.stop();
   });
+
+  it('abandons a batch without writing state or committing once a newer owner holds the partition', async () => {
+    const rs = await ruleSet();
+    const bus = new InMemoryBus(1);
+    const registry = createMetricsRegistry({ defaults: false });
+    const { service, stores } = createMemoryEngine({ ...config, partitions: 1 }, { bus, ruleSet: () => rs, logger: silentLogger(), registry });
+    await service.start();
+    const now = Date.now();
+    await bus.publisher().publish(T.events, [record(ev('a1', 'dana', 'order_completed', now, { properties: { amount: 60 } }))]);
+    const sub = { groupId: 'engine', topics: [], eachBatch: async () => {} };
+    await until(() => bus.committedOffset(sub, { topic: T.events, partition: 0 }) === 1);
+    expect(service.ownedPartitions()).toEqual([0]);
+
+    // Another process takes the partition (its epoch is now newer than ours).
+    await stores.acquire(0);
+    await bus.publisher().publish(T.events, [record(ev('a2', 'dana', 'order_completed', now + 7_200_000, { properties: { amount: 70 } }))]);
+    await until(async () => (await registry.getSingleMetric('lc_engine_fenced_total')!.get()).values[0]?.value === 1);
+    expect(bus.committedOffset(sub, { topic: T.events, partition: 0 })).toBe(1);
+    expect((await stores.load(['dana'])).get('dana')?.offset).toBe('0');
+    expect(service.ownedPartitions()).toEqual([]);
+    await service.stop();
+  });
 });

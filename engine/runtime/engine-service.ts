@@ -215,8 +215,11 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     const partition = batch.partition;
     const epoch = epochs.get(partition);
     if (epoch === undefined) {
-      // Assignment hooks run before batches; a partition without an epoch was fenced out.
+      // Assignment hooks run before batches; a partition without an epoch was fenced out
+      // and is about to be revoked. Back off instead of re-reading it in a tight loop.
       log.warn({ partition }, 'batch for a partition this process does not own; skipped');
+      await new Promise((r) => setTimeout(r, 500));
+      await control.heartbeat().catch(() => undefined);
       return;
     }
 
