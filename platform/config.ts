@@ -207,6 +207,11 @@ export const ConfigSchema = Type.Object({
       default: 250,
       minimum: 10,
     }),
+    schedulerGroup: str({ env: 'LC_SCHEDULER_GROUP', description: 'Consumer group of the scheduler\'s user directory (reads the events topic).', default: 'lifecycle-scheduler' }),
+    schedulerCatchUpMs: int({ env: 'LC_SCHEDULER_CATCHUP_MS', description: 'Missed schedule occurrences younger than this are still fanned out after downtime; older ones are skipped (logged).', default: 21_600_000, minimum: 0 }),
+    schedulerPageSize: int({ env: 'LC_SCHEDULER_PAGE_SIZE', description: 'Users per fan-out page (one publish and one progress write per page).', default: 1000, minimum: 1 }),
+    schedulerLeaseMs: int({ env: 'LC_SCHEDULER_LEASE_MS', description: 'How long a scheduler instance owns a rule\'s fan-out without renewing it (a killed instance\'s fan-out resumes after this).', default: 30_000, minimum: 500 }),
+    schedulerTickMs: int({ env: 'LC_SCHEDULER_TICK_MS', description: 'How often the scheduler looks for due occurrences.', default: 1000, minimum: 10 }),
   }),
   delivery: Type.Object({
     groupId: str({ env: 'LC_DELIVERY_GROUP', description: 'Delivery consumer group.', default: 'lifecycle-delivery' }),

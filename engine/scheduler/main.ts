@@ -1,0 +1,138 @@
+// The scheduler process: recurring campaigns fanned out onto the events topic, its user
+// directory and progress in Redis, rules hot-reloaded from the rules folder. `runScheduler`
+// is what `lifecycle run scheduler` calls; run this file directly
+// (`node --import tsx/esm engine/scheduler/main.ts`) for a bare scheduler configured from the environment.
+import { createServer, type Server } from 'node:http';
+import { pathToFileURL } from 'node:url';
+import type { Logger } from 'pino';
+import type { Config } from '../../platform/config.ts';
+import { loadConfig } from '../../platform/config.ts';
+import { createLogger } from '../../platform/logger.ts';
+import { KafkaBus } from '../../platform/kafka.ts';
+import { createRedis } from '../../platform/redis.ts';
+import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
+import { onShutdown } from '../../platform/shutdown.ts';
+import { LifecycleError } from '../../platform/errors.ts';
+import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../../rules/index.ts';
+import { createRedisDirectory } from './directory.ts';
+import { createRedisProgressStore } from './progress.ts';
+import { createSchedulerService, type SchedulerService } from './scheduler-service.ts';
+
+export interface RunningScheduler {
+  service: SchedulerService;
+  registry: Registry;
+  /** Graceful: running fan-outs stop after their current page (position stored), then clients close. */
+  stop(): Promise<void>;
+}
+
+export async function runScheduler(
+  config: Readonly<Config>,
+  logger: Logger,
+  opts: { registry?: Registry; clock?: () => number } = {},
+): Promise<RunningScheduler> {
+  const log = logger.child({ component: 'scheduler' });
+  const loaded = await loadRuleSet(config.engine.rulesDir);
+  if (!loaded.ok) {
+    throw new LifecycleError('LC_ERR_RULES_INVALID', `rule set in ${config.engine.rulesDir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
+  }
+  let current: RuleSet = loaded.ruleSet;
+  const registry = opts.registry ?? createMetricsRegistry();
+  const bus = KafkaBus.fromConfig(config, logger);
+  const { redis, keys } = createRedis(config.redis, logger);
+  const service = createSchedulerService(
+    {
+      topicPrefix: config.kafka.topicPrefix,
+      groupId: config.engine.schedulerGroup,
+      partitions: config.kafka.partitions,
+      catchUpMs: config.engine.schedulerCatchUpMs,
+      pageSize: config.engine.schedulerPageSize,
+      leaseMs: config.engine.schedulerLeaseMs,
+      tickMs: config.engine.schedulerTickMs,
+    },
+    {
+      bus,
+      directory: createRedisDirectory(redis, keys),
+      progress: createRedisProgressStore(redis, keys),
+      ruleSet: () => current,
+      committedOffsets: (groupId, topic) => bus.committedOffsets(groupId, topic),
+      logger,
+      registry,
+      ...(opts.clock ? { clock: opts.clock } : {}),
+    },
+  );
+  const watcher = watchRuleSet(
+    config.engine.rulesDir,
+    { currentVersion: current.version, logger: log },
+    {
+      onSwap(ruleSet) {
+        current = ruleSet;
+      },
+      onReject(errors) {
+        for (const e of errors.slice(0, 20)) log.error({ file: e.file, path: e.path, ruleSetVersion: current.version }, `rule file rejected: ${e.message}`);
+      },
+    },
+  );
+  try {
+    await service.start();
+  } catch (err) {
+    await watcher.close();
+    await bus.close();
+    redis.disconnect();
+    throw err;
+  }
+  return {
+    service,
+    registry,
+    async stop() {
+      await service.stop();
+      await watcher.close();
+      await bus.close();
+      await redis.quit();
+    },
+  };
+}
+
+function serveMetrics(port: number, host: string, registry: Registry, service: SchedulerService): Server {
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(body);
+        },
+        () => {
+          res.writeHead(500);
+          res.end();
+        },
+      );
+    } else if (req.url === '/health') {
+      const h = service.health();
+      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(h));
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  server.listen(port, host);
+  return server;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.log.level, name: 'scheduler' });
+  let server: Server | null = null;
+  const starting = runScheduler(config, logger);
+  onShutdown(logger, async () => {
+    const scheduler = await starting;
+    server?.close();
+    await scheduler.stop();
+  });
+  try {
+    const scheduler = await starting;
+    if (config.metrics.port > 0) server = serveMetrics(config.metrics.port, config.http.host, scheduler.registry, scheduler.service);
+  } catch (err) {
+    logger.fatal({ err }, 'scheduler failed to start');
+    process.exit(1);
+  }
+}

@@ -1,0 +1,94 @@
+// In-memory user directory and progress store with the Redis ones' semantics (same shards,
+// same member order and cursors, same lease rules), for unit tests and the embedded demo.
+import type { UserDirectory } from './directory.ts';
+import { shardOf } from './directory.ts';
+import type { DirectoryChange, ZoneProgress } from './plan.ts';
+import type { ProgressStore, RuleProgress } from './progress.ts';
+
+export function createMemoryDirectory(): UserDirectory & { entries(): Map<string, string> } {
+  const zoneOf = new Map<string, string>();
+  const zones = new Set<string>();
+  const member = (zone: string, userId: string) => `${zone}\n${userId}`;
+  return {
+    async apply(changes: Map<string, DirectoryChange>) {
+      let n = 0;
+      for (const [userId, c] of changes) {
+        const old = zoneOf.get(userId);
+        if (c.op === 'delete') {
+          if (old !== undefined) {
+            zoneOf.delete(userId);
+            n++;
+          }
+          continue;
+        }
+        const zone = c.op === 'set' ? c.zone : 'UTC';
+        zones.add(zone);
+        if ((c.op === 'set' || old === undefined) && old !== zone) {
+          zoneOf.set(userId, zone);
+          n++;
+        }
+      }
+      return n;
+    },
+    async zones() {
+      return [...zones].sort();
+    },
+    async page(shard, zone, cursor, limit) {
+      const found = [...zoneOf]
+        .filter(([u, z]) => shardOf(u) === shard && (zone === null || z === zone))
+        .map(([u, z]) => member(z, u))
+        .sort()
+        .filter((m) => cursor === null || m > cursor)
+        .slice(0, limit);
+      return { userIds: found.map((m) => m.slice(m.indexOf('\n') + 1)), cursor: found.length < limit ? null : found[found.length - 1]! };
+    },
+    async zoneOf(userId) {
+      return zoneOf.get(userId) ?? null;
+    },
+    async size() {
+      return zoneOf.size;
+    },
+    entries: () => new Map(zoneOf),
+  };
+}
+
+export function createMemoryProgressStore(clock: () => number = Date.now): ProgressStore & { leaseHolder(ruleId: string): string | null } {
+  const leases = new Map<string, { token: string; until: number }>();
+  const progress = new Map<string, { since: number | null; zones: Map<string, ZoneProgress> }>();
+  const holder = (ruleId: string) => {
+    const l = leases.get(ruleId);
+    return l && l.until > clock() ? l.token : null;
+  };
+  const rule = (ruleId: string) => {
+    let p = progress.get(ruleId);
+    if (!p) progress.set(ruleId, (p = { since: null, zones: new Map() }));
+    return p;
+  };
+  return {
+    async acquire(ruleId, token, ttlMs) {
+      const h = holder(ruleId);
+      if (h !== null && h !== token) return false;
+      leases.set(ruleId, { token, until: clock() + ttlMs });
+      return true;
+    },
+    async release(ruleId, token) {
+      if (holder(ruleId) === token) leases.delete(ruleId);
+    },
+    async load(ruleId): Promise<RuleProgress> {
+      const p = rule(ruleId);
+      return { since: p.since, zones: new Map([...p.zones].map(([k, v]) => [k, { ...v }])) };
+    },
+    async initSince(ruleId, since) {
+      const p = rule(ruleId);
+      p.since ??= since;
+      return p.since;
+    },
+    async save(ruleId, token, ttlMs, field, value) {
+      if (holder(ruleId) !== token) return false;
+      leases.set(ruleId, { token, until: clock() + ttlMs });
+      rule(ruleId).zones.set(field, { ...value });
+      return true;
+    },
+    leaseHolder: holder,
+  };
+}

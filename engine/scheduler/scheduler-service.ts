@@ -1,0 +1,366 @@
+// The scheduler: turns each occurrence of a recurring (`{schedule}`) rule into one
+// `schedule.occurrence` event per directory user on `<prefix>.events`, keyed by userId.
+// Two loops: a consumer group on the events topic keeps the user directory (who exists,
+// in which zone), and a ticker finds due occurrences and fans them out page by page under
+// a per-rule lease, storing its position after every page so a killed instance's work
+// resumes where it stopped. Event ids derive from (rule, user, occurrence), so whatever is
+// published twice is a duplicate the engine ignores.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Bus, BusConsumer } from '../../platform/bus.ts';
+import { internalTopicSpecs } from '../../platform/bus.ts';
+import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
+import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
+import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
+import type { CompiledRule, RuleSet } from '../../rules/types.ts';
+import { occurrenceEvent, scheduleTrigger } from '../core/schedule.ts';
+import { DIRECTORY_SHARDS, type UserDirectory } from './directory.ts';
+import { directoryChanges, planZone, type ZonePlan, type ZoneProgress } from './plan.ts';
+import type { ProgressStore } from './progress.ts';
+
+/** A new occurrence waits at most this long for the directory to catch up with earlier events. */
+export const DIRECTORY_WAIT_MS = 300_000;
+
+export interface SchedulerServiceConfig {
+  topicPrefix: string;
+  /** Consumer group of the directory on the events topic. */
+  groupId: string;
+  partitions: number;
+  catchUpMs: number;
+  pageSize: number;
+  leaseMs: number;
+  tickMs: number;
+  /** Create the internal topics at start (default true). */
+  ensureTopics?: boolean;
+}
+
+export interface SchedulerServiceDeps {
+  bus: Bus;
+  directory: UserDirectory;
+  progress: ProgressStore;
+  ruleSet: () => RuleSet;
+  /** Committed offsets of a consumer group on a topic (partition -> offset, "-1" for none). */
+  committedOffsets(groupId: string, topic: string): Promise<Map<number, string>>;
+  logger: Logger;
+  registry: Registry;
+  clock?: () => number;
+  /** Identifies this instance's leases (default: a random id). */
+  instanceId?: string;
+}
+
+export interface SchedulerHealth {
+  ok: boolean;
+  details: {
+    instanceId: string;
+    directoryPartitions: number;
+    /** Every event published before this instant is in the directory (null: not yet known). */
+    directorySyncedAt: string | null;
+    fanningOut: string[];
+    lastFanOutAt: string | null;
+    lastError: string | null;
+  };
+}
+
+export interface SchedulerService {
+  readonly name: 'scheduler';
+  start(): Promise<void>;
+  /** Graceful: the running fan-outs stop after their current page (position stored), then the directory consumer leaves. */
+  stop(): Promise<void>;
+  health(): SchedulerHealth;
+  /** One pass over the rules now (the ticker calls it every tickMs); resolves when the fan-outs it started are done. */
+  tick(): Promise<void>;
+}
+
+type FanOutResult = 'done' | 'lost' | 'stopped';
+
+interface Target {
+  /** Progress field: `z:<zone>` for user-zone rules, `all:<zone>` for fixed-zone rules. */
+  field: string;
+  /** Zone the cron is evaluated in. */
+  tz: string;
+  /** Directory zone of the audience, or null for every user. */
+  audience: string | null;
+}
+
+export function createSchedulerService(config: SchedulerServiceConfig, deps: SchedulerServiceDeps): SchedulerService {
+  const log = deps.logger.child({ component: 'scheduler' });
+  const clock = deps.clock ?? Date.now;
+  const eventsTopic = topics(config.topicPrefix).events;
+  const token = deps.instanceId ?? randomUUID();
+  const publisher = deps.bus.publisher();
+  const registry = deps.registry;
+  const metrics = {
+    published: new Counter({ name: 'lc_scheduler_events_published_total', help: 'schedule.occurrence events published, per rule (replayed pages included).', labelNames: ['rule'], registers: [registry] }),
+    occurrences: new Counter({ name: 'lc_scheduler_occurrences_total', help: 'Occurrences per rule and zone finished (done) or given up as older than the catch-up window (skipped).', labelNames: ['rule', 'outcome'], registers: [registry] }),
+    directory: new Counter({ name: 'lc_scheduler_directory_changes_total', help: 'User directory entries added, moved or removed.', registers: [registry] }),
+    syncLag: new Gauge({ name: 'lc_scheduler_directory_sync_age_seconds', help: 'Age of the newest instant up to which the directory is known complete.', registers: [registry] }),
+  };
+
+  let consumer: BusConsumer | null = null;
+  let stopping = false;
+  let loop: Promise<void> | null = null;
+  let wake: (() => void) | null = null;
+  const running = new Map<string, Promise<void>>();
+  /** Per rule and progress field: the next occurrence after the last known watermark. */
+  const nextKnown = new Map<string, { sig: string; next: number | null }>();
+  let syncedAt = -Infinity;
+  let snapshot: { t: number; ends: Map<number, string> } | null = null;
+  let lastFanOutAt: number | null = null;
+  let lastError: string | null = null;
+
+  const sigOf = (rule: CompiledRule) => JSON.stringify(rule.def.trigger);
+
+  async function targetsOf(rule: CompiledRule, zones: () => Promise<string[]>): Promise<Target[]> {
+    const t = scheduleTrigger(rule.def)!;
+    if (t.timezone !== 'user') return [{ field: `all:${t.timezone}`, tz: t.timezone, audience: null }];
+    return (await zones()).map((z) => ({ field: `z:${z}`, tz: z, audience: z }));
+  }
+
+  /** Has the directory consumer group caught up with every event published up to a recent instant? */
+  async function checkDirectorySync(): Promise<void> {
+    const now = clock();
+    snapshot ??= { t: now, ends: await deps.bus.endOffsets(eventsTopic) };
+    const committed = await deps.committedOffsets(config.groupId, eventsTopic);
+    const caughtUp = [...snapshot.ends].every(([p, end]) => BigInt(end) === 0n || BigInt(committed.get(p) ?? '-1') >= BigInt(end));
+    if (caughtUp) {
+      syncedAt = snapshot.t;
+      snapshot = null;
+    }
+    metrics.syncLag.set(Number.isFinite(syncedAt) ? (now - syncedAt) / 1000 : -1);
+  }
+
+  /** A new occurrence starts once earlier events are in the directory, or after DIRECTORY_WAIT_MS. */
+  function mayStart(rule: CompiledRule, at: number, now: number): boolean {
+    if (at <= syncedAt) return true;
+    if (now - at < DIRECTORY_WAIT_MS) return false;
+    log.warn({ ruleId: rule.def.id, occurrence: new Date(at).toISOString(), directorySyncedAt: Number.isFinite(syncedAt) ? new Date(syncedAt).toISOString() : null }, 'user directory is behind; fanning out an occurrence with the directory as it is');
+    return true;
+  }
+
+  function record(e: NormalisedEvent) {
+    return { key: e.userId, ...encodeWithHeader(eventCodec, e) };
+  }
+
+  async function fanOut(rule: CompiledRule, target: Target, plan: ZonePlan): Promise<FanOutResult> {
+    const ruleId = rule.def.id;
+    const due = plan.due!;
+    const w = plan.progress.w;
+    let lastRenew = clock();
+    let published = 0;
+    let cursor = due.cursor;
+    const save = async (p: ZoneProgress) => {
+      lastRenew = clock();
+      return deps.progress.save(ruleId, token, config.leaseMs, target.field, p);
+    };
+    for (let shard = due.shard; shard < DIRECTORY_SHARDS; shard++, cursor = null) {
+      for (;;) {
+        if (stopping) return 'stopped';
+        if (clock() - lastRenew > config.leaseMs / 3) {
+          lastRenew = clock();
+          if (!(await deps.progress.acquire(ruleId, token, config.leaseMs))) return 'lost';
+        }
+        const page = await deps.directory.page(shard, target.audience, cursor, config.pageSize);
+        if (page.userIds.length > 0) {
+          const now = clock();
+          await publisher.publish(eventsTopic, page.userIds.map((u) => record(occurrenceEvent(ruleId, u, due.at, now))));
+          published += page.userIds.length;
+          metrics.published.inc({ rule: ruleId }, page.userIds.length);
+          // Where the next page starts; a crash before this write publishes this page again (same ids).
+          const next: ZoneProgress = page.cursor !== null ? { w, at: due.at, s: shard, c: page.cursor } : { w, at: due.at, s: shard + 1 };
+          if (!(await save(next))) return 'lost';
+        }
+        cursor = page.cursor;
+        if (cursor === null) break;
+      }
+    }
+    if (!(await save({ w: due.at }))) return 'lost';
+    metrics.occurrences.inc({ rule: ruleId, outcome: 'done' });
+    lastFanOutAt = clock();
+    log.info({ ruleId, zone: target.tz, audience: target.audience ?? 'all', occurrence: new Date(due.at).toISOString(), published, resumed: due.resumed }, 'schedule occurrence fanned out');
+    return 'done';
+  }
+
+  function logSkipped(rule: CompiledRule, target: Target, s: NonNullable<ZonePlan['skipped']>): void {
+    metrics.occurrences.inc({ rule: rule.def.id, outcome: 'skipped' }, s.count);
+    log.warn(
+      {
+        ruleId: rule.def.id,
+        zone: target.tz,
+        skipped: s.count,
+        truncated: s.truncated,
+        first: new Date(s.first).toISOString(),
+        last: new Date(s.last).toISOString(),
+        catchUpMs: config.catchUpMs,
+      },
+      'skipping missed schedule occurrences older than the catch-up window',
+    );
+  }
+
+  /** Everything due for one rule: refresh what is known, then under the lease fan out occurrence after occurrence. */
+  async function runRule(rule: CompiledRule, zones: () => Promise<string[]>): Promise<void> {
+    const ruleId = rule.def.id;
+    const sig = sigOf(rule);
+    const targets = await targetsOf(rule, zones);
+    const plansFrom = async () => {
+      const stored = await deps.progress.load(ruleId);
+      const since = stored.since ?? (await deps.progress.initSince(ruleId, clock()));
+      const now = clock();
+      return targets.map((t) => ({ target: t, plan: planZone(rule, t.tz, stored.zones.get(t.field) ?? null, since, now, config.catchUpMs) }));
+    };
+    const remember = (plans: { target: Target; plan: ZonePlan }[]) => {
+      for (const { target, plan } of plans) nextKnown.set(`${ruleId}\0${target.field}`, { sig, next: plan.next });
+    };
+    const actionable = (plans: { target: Target; plan: ZonePlan }[], now: number) =>
+      plans.filter(({ plan }) => plan.skipped !== null || (plan.due !== null && (plan.due.resumed || mayStart(rule, plan.due.at, now))));
+
+    let plans = await plansFrom();
+    remember(plans);
+    if (actionable(plans, clock()).length === 0 || stopping) return;
+    if (!(await deps.progress.acquire(ruleId, token, config.leaseMs))) return;
+    try {
+      for (;;) {
+        // Re-read under the lease: another instance may have moved the progress meanwhile.
+        plans = await plansFrom();
+        remember(plans);
+        const todo = actionable(plans, clock());
+        if (todo.length === 0 || stopping) return;
+        // Resumed occurrences first, then the oldest.
+        todo.sort((a, b) => Number(b.plan.due?.resumed ?? false) - Number(a.plan.due?.resumed ?? false) || (a.plan.due?.at ?? -Infinity) - (b.plan.due?.at ?? -Infinity));
+        const { target, plan } = todo[0]!;
+        if (plan.skipped) {
+          logSkipped(rule, target, plan.skipped);
+          if (!(await deps.progress.save(ruleId, token, config.leaseMs, target.field, plan.progress))) return;
+          if (!plan.due) continue;
+        }
+        const result = await fanOut(rule, target, plan);
+        if (result === 'lost') {
+          log.warn({ ruleId, zone: target.tz }, 'lost the rule lease during a fan-out; another instance continues from the stored position');
+          return;
+        }
+        if (result === 'stopped') return;
+      }
+    } finally {
+      await deps.progress.release(ruleId, token);
+      // What is due next comes from the stored progress at the next tick.
+      for (const t of targets) nextKnown.delete(`${ruleId}\0${t.field}`);
+    }
+  }
+
+  /** Passes pick rules one after another, so two passes never start the same rule (both would hold this instance's lease). */
+  let selecting: Promise<void> = Promise.resolve();
+  async function tick(): Promise<void> {
+    const started: Promise<void>[] = [];
+    const pass = selecting.then(() => select(started));
+    selecting = pass.catch(() => {});
+    await pass;
+    await Promise.all(started);
+  }
+
+  async function select(started: Promise<void>[]): Promise<void> {
+    const rules = deps.ruleSet().scheduled.filter((r) => r.def.enabled !== false && scheduleTrigger(r.def) !== null);
+    const now = clock();
+    let zoneList: Promise<string[]> | null = null;
+    const zones = () => (zoneList ??= deps.directory.zones());
+    let synced = false;
+    for (const rule of rules) {
+      const ruleId = rule.def.id;
+      if (running.has(ruleId)) continue;
+      const sig = sigOf(rule);
+      const targets = await targetsOf(rule, zones);
+      let earliest = Infinity;
+      for (const t of targets) {
+        const known = nextKnown.get(`${ruleId}\0${t.field}`);
+        if (!known || known.sig !== sig) earliest = -Infinity;
+        else if (known.next !== null) earliest = Math.min(earliest, known.next);
+      }
+      if (earliest > now) continue;
+      if (earliest > syncedAt && !synced) {
+        synced = true;
+        await checkDirectorySync();
+      }
+      if (running.has(ruleId) || stopping) continue;
+      const run = runRule(rule, zones)
+        .catch((err: unknown) => {
+          lastError = err instanceof Error ? err.message : String(err);
+          log.error({ err, ruleId }, 'schedule fan-out failed; retrying at the next tick');
+        })
+        .finally(() => running.delete(ruleId));
+      running.set(ruleId, run);
+      started.push(run);
+    }
+  }
+
+  async function tickLoop(): Promise<void> {
+    while (!stopping) {
+      // Fan-outs run in the background: a long one does not hold back the other rules.
+      void tick().catch((err: unknown) => {
+        lastError = err instanceof Error ? err.message : String(err);
+        log.error({ err }, 'scheduler tick failed');
+      });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, config.tickMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = null;
+    }
+  }
+
+  return {
+    name: 'scheduler',
+    async start() {
+      stopping = false;
+      if (config.ensureTopics !== false) await deps.bus.ensureTopics(internalTopicSpecs(topics(config.topicPrefix), config.partitions));
+      consumer = deps.bus.consumer({
+        groupId: config.groupId,
+        topics: [eventsTopic],
+        fromBeginning: true,
+        concurrency: 3,
+        eachBatch: async (batch, control) => {
+          const events: NormalisedEvent[] = [];
+          for (const m of batch.messages) {
+            if (!m.value) continue;
+            try {
+              const e = eventCodec.decode(m.value, m.headers[SCHEMA_ID_HEADER]);
+              // The engine sends malformed records to the DLQ; the directory just passes them by.
+              if (m.key === e.userId) events.push(e);
+            } catch {
+              continue;
+            }
+          }
+          const changes = directoryChanges(events);
+          if (changes.size > 0) metrics.directory.inc(await deps.directory.apply(changes));
+          const last = batch.messages[batch.messages.length - 1];
+          if (last && control.isActive()) await control.commit((BigInt(last.offset) + 1n).toString());
+        },
+      });
+      await consumer.start();
+      loop = tickLoop();
+      log.info({ instanceId: token, groupId: config.groupId, catchUpMs: config.catchUpMs, pageSize: config.pageSize }, 'scheduler started');
+    },
+    async stop() {
+      stopping = true;
+      wake?.();
+      await loop;
+      await Promise.all([...running.values()]);
+      await consumer?.stop();
+      consumer = null;
+    },
+    health() {
+      return {
+        ok: consumer !== null && !stopping,
+        details: {
+          instanceId: token,
+          directoryPartitions: consumer?.assignment().length ?? 0,
+          directorySyncedAt: Number.isFinite(syncedAt) ? new Date(syncedAt).toISOString() : null,
+          fanningOut: [...running.keys()],
+          lastFanOutAt: lastFanOutAt === null ? null : new Date(lastFanOutAt).toISOString(),
+          lastError,
+        },
+      };
+    },
+    tick,
+  };
+}
