@@ -206,11 +206,14 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     return { event };
   };
 
-  const toDlq = async (m: IncomingMessage, reason: string, stage: string) => {
-    await sendToDlq(publisher, t.dlq, m, reason, stage);
-    metrics.dlq.inc({ stage });
-    metrics.events.inc({ outcome: 'dlq' });
-    log.warn({ partition: m.partition, offset: m.offset, stage, reason }, 'record sent to the DLQ');
+  interface DeadLetter {
+    m: IncomingMessage;
+    reason: string;
+    stage: string;
+  }
+  const publishDlq = async (items: DeadLetter[]) => {
+    await Promise.all(items.map((d) => sendToDlq(publisher, t.dlq, d.m, d.reason, d.stage)));
+    for (const d of items) log.warn({ partition: d.m.partition, offset: d.m.offset, stage: d.stage, reason: d.reason }, 'record sent to the DLQ');
   };
 
   const processBatch = async (batch: Batch, control: BatchControl) => {
@@ -226,10 +229,11 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       return;
     }
 
+    const dead: DeadLetter[] = [];
     const decoded: { m: IncomingMessage; event: NormalisedEvent }[] = [];
     for (const m of batch.messages) {
       const r = decode(m);
-      if ('reason' in r) await toDlq(m, r.reason, 'engine.decode');
+      if ('reason' in r) dead.push({ m, reason: r.reason, stage: 'engine.decode' });
       else decoded.push({ m, event: r.event });
     }
 
@@ -261,11 +265,14 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     let timers: Timer[] = [];
     let applied = 0;
     let skipped = 0;
+    const fires = new Map<string, number>();
+    const evaluations = new Map<string, number>();
+    const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
     for (const { m, event } of decoded) {
       const w = working.get(event.userId)!;
       const bad = unreadable.get(event.userId);
       if (bad !== undefined) {
-        await toDlq(m, `stored user state unreadable: ${bad}`, 'engine.state');
+        dead.push({ m, reason: `stored user state unreadable: ${bad}`, stage: 'engine.state' });
         continue;
       }
       if (w.fence !== null && BigInt(m.offset) <= w.fence) {
@@ -278,11 +285,11 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
         // timer.fired): replays and `simulate` then decide exactly as the first run did.
         result = deps.core.apply(w.state, event, event.ts);
       } catch (err) {
-        await toDlq(m, `engine core failed: ${errorMessage(err)}`, 'engine.apply');
+        dead.push({ m, reason: `engine core failed: ${errorMessage(err)}`, stage: 'engine.apply' });
         continue;
       }
       if (result.status === 'invalid') {
-        await toDlq(m, `invalid engine event: ${result.reason ?? 'not understood'}`, 'engine.apply');
+        dead.push({ m, reason: `invalid engine event: ${result.reason ?? 'not understood'}`, stage: 'engine.apply' });
         continue;
       }
       if (result.status === 'duplicate') {
@@ -301,9 +308,9 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       w.state = result.state;
       for (const s of result.sends) {
         sends.push(s);
-        metrics.fires.inc({ rule: s.ruleId });
+        bump(fires, s.ruleId);
       }
-      if (deps.evaluatedRules) for (const r of deps.evaluatedRules(event)) metrics.evaluations.inc({ rule: r });
+      if (deps.evaluatedRules) for (const r of deps.evaluatedRules(event)) bump(evaluations, r);
       for (const x of result.timers) {
         timers.push(x);
         w.timerIds.push(x.id);
@@ -317,7 +324,8 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     // Sends, emitted events and timers are all durable before the state that records them
     // is written. The timer script also checks the partition's epoch: a stale owner stops
     // there, before any state write.
-    const [, , scheduled] = await Promise.all([
+    const [, , , scheduled] = await Promise.all([
+      publishDlq(dead),
       publisher.publish(t.sends, sendRecords),
       publisher.publish(t.events, eventRecords),
       deps.timers.schedule(partition, epoch, timers),
@@ -342,7 +350,12 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     committed.set(partition, next);
 
     lastBatchAt = clock();
+    // Counted once committed, so a replayed batch is not counted twice.
     metrics.events.inc({ outcome: 'applied' }, applied);
+    if (dead.length) metrics.events.inc({ outcome: 'dlq' }, dead.length);
+    for (const d of dead) metrics.dlq.inc({ stage: d.stage });
+    for (const [rule, n] of fires) metrics.fires.inc({ rule }, n);
+    for (const [rule, n] of evaluations) metrics.evaluations.inc({ rule }, n);
     if (skipped) metrics.events.inc({ outcome: 'replay_skipped' }, skipped);
     metrics.sends.inc(sends.length);
     metrics.timersScheduled.inc(timers.length);
