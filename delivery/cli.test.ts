@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { deepMerge, register } from './cli.ts';
+import { register } from './cli.ts';
+import { overlay as deepMerge } from './templates/routes.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -71,7 +72,7 @@ describe('lifecycle templates', () => {
   });
 });
 
-describe('deepMerge', () => {
+describe('preview data overlay', () => {
   it('overlays nested objects and ignores prototype keys', () => {
     expect(deepMerge({ user: { a: 1, b: 2 }, list: [1] }, { user: { b: 3 }, list: [2] })).toEqual({ user: { a: 1, b: 3 }, list: [2] });
     const merged = deepMerge({}, JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>);

@@ -6,7 +6,8 @@ import { loadConfig } from '../platform/config.ts';
 import { silentLogger } from '../platform/logger.ts';
 import { errorMessage } from '../platform/errors.ts';
 import { signInappToken } from './inapp/token.ts';
-import { createTemplateRenderer, SAMPLE_LINKS } from './templates/index.ts';
+import { createTemplateRenderer } from './templates/index.ts';
+import { previewData } from './templates/routes.ts';
 
 function templatesDir(dir: string | undefined): string {
   return dir ?? loadConfig().delivery.templatesDir;
@@ -21,19 +22,6 @@ function readJsonObject(source: string, what: string): Record<string, unknown> {
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${what} must be a JSON object`);
   return parsed as Record<string, unknown>;
-}
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-
-/** Overlays `over` on `base` key by key, recursing into objects (arrays and values replace). */
-export function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    if (k === '__proto__' || k === 'constructor' || k === 'prototype') continue;
-    const b = out[k];
-    out[k] = isPlainObject(b) && isPlainObject(v) ? deepMerge(b, v) : v;
-  }
-  return out;
 }
 
 export function register(program: Command): void {
@@ -61,7 +49,7 @@ export function register(program: Command): void {
     .option('--channel <channel>', `one of ${CHANNELS.join(', ')}`, 'email')
     .option('--locale <locale>', 'recipient locale; falls back to its language, then the default', 'en')
     .option('--data <json>', 'data merged over sample.json, e.g. \'{"user":{"firstName":"Ada"}}\' changes only the first name')
-    .option('--user-file <file>', 'JSON file with the user (traits) to render for')
+    .option('--user-file <file>', 'JSON file with the user (traits) to render for; replaces the sample user')
     .option('--dir <dir>', 'templates folder (default: LC_TEMPLATES_DIR or ./templates)')
     .option('--html', 'print only the HTML part of an email')
     .action((name: string, opts: { channel: string; locale: string; data?: string; userFile?: string; dir?: string; html?: boolean }) => {
@@ -78,14 +66,9 @@ export function register(program: Command): void {
         return;
       }
       try {
-        let sample: Record<string, unknown> = {};
-        try {
-          sample = readJsonObject(readFileSync(`${dir}/${name}/sample.json`, 'utf8'), 'sample.json');
-        } catch {
-          // No sample: the preview runs on --data / --user-file alone.
-        }
-        let data: Record<string, unknown> = { links: SAMPLE_LINKS, ...sample };
-        if (opts.data) data = deepMerge(data, readJsonObject(opts.data, '--data'));
+        const data = previewData(dir, name, opts.data ? readJsonObject(opts.data, '--data') : {});
+        // A real user's traits replace the sample user whole: a trait they lack must show up as
+        // the missing variable it would be at send time, not be filled in from the sample.
         if (opts.userFile) data.user = readJsonObject(readFileSync(opts.userFile, 'utf8'), opts.userFile);
         const out = renderer.render(name, opts.channel as Channel, opts.locale, data);
         if (opts.html) {
