@@ -89,27 +89,33 @@ export async function run(): Promise<unknown> {
     }
     const fillSeconds = (performance.now() - fillStart) / 1000;
 
-    // 2. Raw kafkajs consume of the same topic.
-    const raw = { first: 0, done: 0, count: 0 };
-    const rawConsumer = producerBus.kafka.consumer({ groupId: `raw-${id}`, sessionTimeout: 10_000, heartbeatInterval: 1000, maxBytesPerPartition: 1_048_576 });
-    await rawConsumer.connect();
-    await rawConsumer.subscribe({ topics: [T.events], fromBeginning: true });
-    const rawDone = new Promise<void>((resolve) => {
-      void rawConsumer.run({
-        autoCommit: false,
-        eachBatch: async ({ batch }) => {
-          raw.first ||= performance.now();
-          raw.count += batch.messages.length;
-          if (raw.count >= N && !raw.done) {
-            raw.done = performance.now();
-            resolve();
-          }
-        },
+    // 2. Raw kafkajs consume of the same topic: no work, then Avro decode only.
+    const consumeAll = async (group: string, work: (value: Buffer | null) => void) => {
+      const t = { first: 0, done: 0, count: 0 };
+      const consumer = producerBus.kafka.consumer({ groupId: group, sessionTimeout: 10_000, heartbeatInterval: 1000, maxBytesPerPartition: 1_048_576 });
+      await consumer.connect();
+      await consumer.subscribe({ topics: [T.events], fromBeginning: true });
+      await new Promise<void>((resolve) => {
+        void consumer.run({
+          autoCommit: false,
+          eachBatch: async ({ batch }) => {
+            t.first ||= performance.now();
+            for (const m of batch.messages) work(m.value);
+            t.count += batch.messages.length;
+            if (t.count >= N && !t.done) {
+              t.done = performance.now();
+              resolve();
+            }
+          },
+        });
       });
+      await consumer.disconnect();
+      return N / ((t.done - t.first) / 1000);
+    };
+    const rawRate = await consumeAll(`raw-${id}`, () => {});
+    const decodeRate = await consumeAll(`raw-decode-${id}`, (v) => {
+      if (v) eventCodec.decode(v);
     });
-    await rawDone;
-    await rawConsumer.disconnect();
-    const rawRate = N / ((raw.done - raw.first) / 1000);
 
     // 3. The engine over the same topic.
     const registry = createMetricsRegistry({ defaults: false });
@@ -181,6 +187,7 @@ export async function run(): Promise<unknown> {
       rules: ruleSet.rules.map((r) => r.def.id),
       prefillSeconds: Number(fillSeconds.toFixed(2)),
       rawConsumeEventsPerSecond: Math.round(rawRate),
+      rawConsumeWithDecodeEventsPerSecond: Math.round(decodeRate),
       engineEventsPerSecond: Math.round(engineRate),
       engineToRawRatio: Number((engineRate / rawRate).toFixed(3)),
       engineBatches: batchCount,
@@ -203,6 +210,7 @@ export async function run(): Promise<unknown> {
       [
         `engine: ${N} events, ${USERS} users, ${PARTITIONS} partitions, rules ${config.engine.rulesDir}`,
         `  raw kafkajs consume   ${result.rawConsumeEventsPerSecond.toLocaleString('en')} events/s`,
+        `  raw consume + decode  ${result.rawConsumeWithDecodeEventsPerSecond.toLocaleString('en')} events/s`,
         `  engine                ${result.engineEventsPerSecond.toLocaleString('en')} events/s (${(result.engineToRawRatio * 100).toFixed(0)}% of raw, target >= 50%) in ${batchCount} batches, ${throughputSends} sends`,
         `  paced ${result.paced.achievedEventsPerSecond} events/s: event->send p50 ${result.paced.latencyMs.p50} ms, p99 ${result.paced.latencyMs.p99} ms (target <= 100), max ${result.paced.latencyMs.max} ms over ${latencies.length} sends`,
       ].join('\n'),
