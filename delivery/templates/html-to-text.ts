@@ -54,10 +54,7 @@ export function htmlToText(html: string): string {
   s = s.replace(BLOCK, '\n\n');
   s = s.replace(/<[^>]+>/g, '');
   s = decodeEntities(s);
-  s = s
-    .split('\n')
-    .map((line) => line.replace(/[ \t\u00a0]+/g, ' ').trim())
-    .join('\n');
+  s = s.replace(/[ \t\u00a0\r]+/g, ' ').replace(/ ?\n ?/g, '\n');
   s = s.replace(/\n{3,}/g, '\n\n');
   return s.trim() + '\n';
 }

@@ -52,8 +52,20 @@ const CHANNEL_PART: Record<Exclude<Channel, 'webhook'>, PartKind> = { email: 'em
 
 const RUNTIME = { allowProtoPropertiesByDefault: false, allowProtoMethodsByDefault: false } as const;
 
+const chains = new Map<string, string[]>();
+
 /** `de-AT` -> [`de-at`, `de`, default]: the user's locale, its language, the default. */
 export function localeChain(locale: string, defaultLocale: string): string[] {
+  const key = `${locale}\u0000${defaultLocale}`;
+  let chain = chains.get(key);
+  if (!chain) {
+    if (chains.size > 1000) chains.clear();
+    chains.set(key, (chain = buildLocaleChain(locale, defaultLocale)));
+  }
+  return chain;
+}
+
+function buildLocaleChain(locale: string, defaultLocale: string): string[] {
   const out: string[] = [];
   const key = localeKey(locale || defaultLocale);
   const parts = key.split('-');
