@@ -11,10 +11,12 @@ import { internalTopicSpecs, type BusConsumer } from '../../platform/bus.ts';
 import { loadConfig, type Config } from '../../platform/config.ts';
 import { topics as topicNames, type DeliveryOutcome, type NormalisedEvent, type SendCommand, type Topics } from '../../platform/contracts.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
+import { isRetriable } from '../../platform/errors.ts';
 import { createLogger } from '../../platform/logger.ts';
 import { createRedis, type RedisDeps } from '../../platform/redis.ts';
 import { createSmtpSink, type SmtpSink } from '../../platform/smtp-sink.ts';
 import { deliveryRoutes } from '../index.ts';
+import { isolate } from '../../test/helpers/isolation.ts';
 
 export const logger = createLogger({ level: process.env.LC_TEST_LOG_LEVEL ?? 'warn', name: 'delivery-test' });
 
@@ -43,6 +45,8 @@ export async function waitFor<T>(what: string, probe: () => T | undefined | fals
 
 export interface Harness {
   id: string;
+  /** The stack's LC_* variables plus this test's prefixes, for processes the test spawns. */
+  env: Record<string, string>;
   config: Readonly<Config>;
   topics: Topics;
   bus: KafkaBus;
@@ -59,12 +63,10 @@ export interface Harness {
 
 /** Env-style overrides (dotted config paths) for a test's own isolated world. */
 export async function createHarness(name: string, overrides: Record<string, unknown> = {}): Promise<Harness> {
-  const id = `${name}-${randomUUID().slice(0, 8)}`;
-  const config0 = loadConfig(process.env, {
-    'kafka.topicPrefix': `test.${id}`,
+  const iso = isolate(name);
+  const id = iso.id;
+  const config0 = loadConfig(iso.env, {
     'kafka.partitions': 3,
-    'redis.keyPrefix': `test:${id}:`,
-    'delivery.groupId': `test-${id}`,
     'delivery.quietHours': '',
     'delivery.delayPollMs': 100,
     'delivery.leaseMs': 3000,
@@ -76,13 +78,23 @@ export async function createHarness(name: string, overrides: Record<string, unkn
   const bus = KafkaBus.fromConfig(config0, logger);
   const topics = topicNames(config0.kafka.topicPrefix);
   await bus.ensureTopics(internalTopicSpecs(topics, config0.kafka.partitions));
+  // New topics' leaders take a moment to reach every broker's metadata on a loaded machine.
+  for (const t of [topics.sends, topics.events, topics.deliveries, topics.dlq]) {
+    await waitFor(`topic ${t} to be served`, async () => {
+      try {
+        return (await bus.endOffsets(t)).size === (t === topics.dlq ? Math.min(3, config0.kafka.partitions) : config0.kafka.partitions);
+      } catch {
+        return false;
+      }
+    }, 30_000, 200);
+  }
   // Signed links must point at this test's server: find a free port, then build the config.
   const probe = Fastify();
   await probe.listen({ port: 0, host: '127.0.0.1' });
   const port = (probe.server.address() as AddressInfo).port;
   await probe.close();
   const baseUrl = `http://127.0.0.1:${port}`;
-  const config = loadConfig(process.env, { ...flatten(config0), 'http.publicBaseUrl': baseUrl });
+  const config = loadConfig(iso.env, { ...flatten(config0), 'http.publicBaseUrl': baseUrl });
   const server = Fastify({ logger: false });
   await server.register(deliveryRoutes, { config, redis, publisher: bus.publisher(), logger });
   await server.listen({ port, host: '127.0.0.1' });
@@ -92,7 +104,7 @@ export async function createHarness(name: string, overrides: Record<string, unkn
   const dlq: Harness['dlq'] = [];
   const readers: BusConsumer[] = [
     bus.consumer({
-      groupId: `test-${id}-outcomes`,
+      groupId: iso.group('outcomes'),
       topics: [topics.deliveries],
       fromBeginning: true,
       async eachBatch(batch, control) {
@@ -101,7 +113,7 @@ export async function createHarness(name: string, overrides: Record<string, unkn
       },
     }),
     bus.consumer({
-      groupId: `test-${id}-events`,
+      groupId: iso.group('events'),
       topics: [topics.events],
       fromBeginning: true,
       async eachBatch(batch, control) {
@@ -110,7 +122,7 @@ export async function createHarness(name: string, overrides: Record<string, unkn
       },
     }),
     bus.consumer({
-      groupId: `test-${id}-dlq`,
+      groupId: iso.group('dlq'),
       topics: [topics.dlq],
       fromBeginning: true,
       async eachBatch(batch, control) {
@@ -123,6 +135,7 @@ export async function createHarness(name: string, overrides: Record<string, unkn
   const publisher = bus.publisher();
   return {
     id,
+    env: { ...iso.env, LC_KAFKA_PARTITIONS: String(config.kafka.partitions), LC_PUBLIC_BASE_URL: baseUrl },
     config,
     topics,
     bus,
@@ -132,12 +145,21 @@ export async function createHarness(name: string, overrides: Record<string, unkn
     outcomes,
     events,
     dlq,
-    publishSend: (send) => publisher.publish(topics.sends, [{ key: send.userId, ...encodeWithHeader(sendCodec, send) }]),
+    async publishSend(send) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await publisher.publish(topics.sends, [{ key: send.userId, ...encodeWithHeader(sendCodec, send) }]);
+        } catch (err) {
+          if (attempt >= 5 || !isRetriable(err)) throw err;
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
+      }
+    },
     async close() {
       for (const r of readers) await r.stop();
       await server.close();
       await bus.close();
-      const keys = await redis.redis.keys(`test:${id}:*`);
+      const keys = await redis.redis.keys(`${iso.redisKeyPrefix}*`);
       if (keys.length) await redis.redis.del(...keys);
       redis.redis.disconnect();
     },

@@ -33,13 +33,9 @@ describe('delivery under SIGKILL', () => {
     const logDir = await mkdtemp(join(tmpdir(), 'lc-dlv-kill-'));
     const env = {
       ...process.env,
-      LC_TOPIC_PREFIX: h.config.kafka.topicPrefix,
-      LC_KAFKA_PARTITIONS: String(h.config.kafka.partitions),
-      LC_REDIS_KEY_PREFIX: h.config.redis.keyPrefix,
-      LC_DELIVERY_GROUP: h.config.delivery.groupId,
+      ...h.env,
       LC_SMTP_URLS: `smtp://127.0.0.1:${sink.port}`,
       LC_EMAIL_FROM: 'Example <hello@example.com>',
-      LC_PUBLIC_BASE_URL: h.baseUrl,
       LC_QUIET_HOURS: '',
       LC_DELIVERY_LEASE_MS: '2000',
       LC_DELIVERY_CONCURRENCY: String(CONCURRENCY),

@@ -1,7 +1,5 @@
 // The Redis stores behind the policy chain, against the real Redis of the local stack.
-import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../platform/config.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { Redis } from '../../platform/redis.ts';
 import { sendCommand } from '../pipeline/test-context.ts';
@@ -9,10 +7,12 @@ import { createRedisDelayQueue } from '../pipeline/delay-queue.ts';
 import { createPreferencesStore } from '../preferences/store.ts';
 import { createRedisCapStore, DAY_MS } from './caps-store.ts';
 import { createRedisClaimStore } from './claims.ts';
+import { isolate } from '../../test/helpers/isolation.ts';
 
-const config = loadConfig();
+const iso = isolate('dlv-stores');
+const config = iso.config();
 const redis = new Redis(config.redis.url);
-const prefix = `test:dlv-stores:${randomUUID().slice(0, 8)}:`;
+const prefix = iso.redisKeyPrefix;
 const deps = { redis, keys: createKeySpace(prefix) };
 
 afterAll(async () => {
@@ -103,7 +103,7 @@ describe('delay queue', () => {
   const q = createRedisDelayQueue(deps);
   it('returns due entries leased, keeps them until removed, and a newer generation survives an old remove', async () => {
     const now = Date.now();
-    const send = sendCommand({ sendId: `dq-${randomUUID()}` });
+    const send = sendCommand({ sendId: `dq-${iso.id}` });
     await q.add({ send, channel: 'email', gen: 1, reason: 'quiet', dueAt: now - 10 });
     await q.add({ send: sendCommand({ sendId: 'later' }), channel: 'email', gen: 1, reason: 'quiet', dueAt: now + 60_000 });
     const due = await q.takeDue(now, 10, 5000);

@@ -1,6 +1,5 @@
 // The end user's pages in a real browser (Debian chromium via playwright-core): the
 // unsubscribe confirmation from an email's link, then the preference page it links to.
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
@@ -14,8 +13,10 @@ import { createRedis, type RedisDeps } from '../../platform/redis.ts';
 import { deliveryRoutes } from '../index.ts';
 import { createTrackingLinks, type MessageRef } from '../tracking/signing.ts';
 import { createPreferencesStore } from './store.ts';
+import { isolate } from '../../test/helpers/isolation.ts';
 
-const id = randomUUID().slice(0, 8);
+const iso = isolate('dlv-pages');
+const id = iso.id;
 let app: FastifyInstance;
 let browser: Browser;
 let redis: RedisDeps;
@@ -23,7 +24,7 @@ const bus = new InMemoryBus(1);
 let base = '';
 
 beforeAll(async () => {
-  const config0 = loadConfig(process.env, { 'redis.keyPrefix': `test:dlv-pages-${id}:`, 'kafka.topicPrefix': `test.dlv-pages-${id}` });
+  const config0 = iso.config();
   redis = createRedis(config0.redis, silentLogger());
   // Bind first, then build the config whose public base URL is this server.
   const probe = Fastify();
@@ -41,14 +42,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await app?.close();
-  const keys = await redis.redis.keys(`test:dlv-pages-${id}:*`);
+  const keys = await redis.redis.keys(`${iso.redisKeyPrefix}*`);
   if (keys.length) await redis.redis.del(...keys);
   redis.redis.disconnect();
 });
 
 describe('unsubscribe and preference pages', () => {
   it('unsubscribes from the email link after confirmation, then manages preferences on the signed page', async () => {
-    const config = loadConfig(process.env, { 'http.publicBaseUrl': base });
+    const config = loadConfig(iso.env, { 'http.publicBaseUrl': base });
     const links = createTrackingLinks({ publicBaseUrl: base, signingSecret: config.auth.signingSecret });
     const store = createPreferencesStore(redis);
     const userId = `page-user-${id}`;
@@ -65,7 +66,7 @@ describe('unsubscribe and preference pages', () => {
     await page.waitForSelector('text=You are unsubscribed');
     expect(await page.getByRole('status').textContent()).toContain('news and offers by Email');
     expect((await store.get(userId)).consents.marketing?.email).toMatchObject({ granted: false, source: 'unsubscribe_page' });
-    const events = bus.messages(topics(`test.dlv-pages-${id}`).events).map((m) => eventCodec.decode(m.value!));
+    const events = bus.messages(topics(iso.topicPrefix).events).map((m) => eventCodec.decode(m.value!));
     expect(events).toMatchObject([{ type: 'message_unsubscribed', userId, source: 'tracker', properties: { sendId: ref.sendId, category: 'marketing', channel: 'email' } }]);
 
     // On to the preference page.
