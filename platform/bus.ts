@@ -122,10 +122,8 @@ export function partitionFor(key: string | null, n: number, roundRobin = 0): num
   return createHash('md5').update(key).digest().readUInt32BE(0) % n;
 }
 
-interface StoredMessage extends IncomingMessage {}
-
 interface MemoryTopic {
-  partitions: StoredMessage[][];
+  partitions: IncomingMessage[][];
   compacted: boolean;
 }
 
@@ -278,7 +276,7 @@ export class InMemoryBus implements Bus {
     return this.topic(topic).partitions.flat();
   }
 
-  log(topic: string, partition: number): StoredMessage[] {
+  log(topic: string, partition: number): IncomingMessage[] {
     return this.topic(topic).partitions[partition] ?? [];
   }
 

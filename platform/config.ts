@@ -13,8 +13,6 @@ interface EnvOptions {
 const str = (o: EnvOptions & { default?: string; minLength?: number }) => Type.String(o);
 const int = (o: EnvOptions & { default?: number; minimum?: number; maximum?: number }) =>
   Type.Integer(o);
-const num = (o: EnvOptions & { default?: number; minimum?: number; maximum?: number }) =>
-  Type.Number(o);
 const bool = (o: EnvOptions & { default?: boolean }) => Type.Boolean(o);
 const list = (o: EnvOptions & { default?: string[] }) => Type.Array(Type.String(), o);
 const oneOf = <T extends string>(values: readonly T[], o: EnvOptions & { default?: T }) =>

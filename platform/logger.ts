@@ -5,7 +5,7 @@ import { secretPaths } from './config.ts';
 
 export type { Logger } from 'pino';
 
-const PII_KEYS = ['email', 'phone', 'name', 'firstName', 'lastName', 'address', 'ip', 'token', 'authorization', 'password', 'writeKey', 'secret', 'deviceToken', 'to'];
+const PII_KEYS = ['email', 'phone', 'fullName', 'firstName', 'lastName', 'address', 'ip', 'token', 'authorization', 'password', 'writeKey', 'secret', 'deviceToken', 'to'];
 
 export function redactPaths(): string[] {
   const paths = new Set<string>();
