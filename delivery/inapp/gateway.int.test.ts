@@ -11,6 +11,7 @@ import { isolate } from '../../test/helpers/isolation.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
+import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { createDeviceRegistry } from '../providers/devices.ts';
 import { createInappProvider } from '../providers/inapp.ts';
 import type { OutgoingMessage, Provider } from '../providers/types.ts';
@@ -43,7 +44,9 @@ const apps: FastifyInstance[] = [];
 const urls: string[] = [];
 const clients: ClientSocket[] = [];
 
-async function startGateway(): Promise<string> {
+const metrics = createMetricsRegistry({ defaults: false });
+
+async function startGateway(withMetrics = false): Promise<string> {
   const app = Fastify();
   await app.register(inappGateway, {
     signingSecret: SECRET,
@@ -54,6 +57,7 @@ async function startGateway(): Promise<string> {
     publisher: bus.publisher(),
     eventsTopic: EVENTS,
     logger: silentLogger(),
+    ...(withMetrics ? { metrics } : {}),
   });
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
   apps.push(app);
@@ -130,7 +134,7 @@ beforeAll(async () => {
   redis = new Redis(config.redis.url, { maxRetriesPerRequest: 2 });
   inbox = createInbox({ redis, keys }, { maxMessages: 50 });
   provider = createInappProvider({}, { redis, keys, inbox });
-  urls.push(await startGateway(), await startGateway());
+  urls.push(await startGateway(true), await startGateway());
 });
 
 afterAll(async () => {
@@ -157,6 +161,11 @@ describe('in-app gateway across instances', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(alice.frames.filter((f) => f.type === 'message').map((f) => (f as { message: InboxMessage }).message.id)).toEqual(['snd-alice-1']);
     expect(bob.frames.filter((f) => f.type === 'message').map((f) => (f as { message: InboxMessage }).message.id)).toEqual(['snd-bob-1']);
+
+    // Instance 0 holds alice's socket and pushed her one message.
+    const text = await metrics.metrics();
+    expect(text).toMatch(/^lifecycle_inapp_connections 1$/m);
+    expect(text).toMatch(/^lifecycle_inapp_frames_total\{type="message"\} 1$/m);
   });
 
   it('reaches every socket of a user connected to both instances', async () => {

@@ -20,6 +20,7 @@ import type { Publisher } from '../../platform/bus.ts';
 import type { NormalisedEvent } from '../../platform/contracts.ts';
 import { ErrorCodes } from '../../platform/errors.ts';
 import type { KeySpace } from '../../platform/keys.ts';
+import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { DeviceRegistry } from '../providers/devices.ts';
 import type { Inbox, InboxMessage } from './inbox.ts';
 import { verifyInappToken } from './token.ts';
@@ -39,6 +40,8 @@ export interface InappGatewayOptions {
   logger: Logger;
   /** When given, apps register their push device tokens here with the same token. */
   devices?: DeviceRegistry;
+  /** Registers `lifecycle_inapp_connections` and `lifecycle_inapp_frames_total{type}` when given. */
+  metrics?: Registry;
   /** Close sockets that sent nothing (not even a ping) for this long. */
   idleTimeoutMs?: number;
   now?: () => number;
@@ -90,6 +93,12 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
   if (ownSubscriber) subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'in-app subscriber connection error'));
   /** channel -> sockets of that user on this instance */
   const sockets = new Map<string, Set<WebSocket>>();
+  let connections = 0;
+  const registers = opts.metrics ? [opts.metrics] : [];
+  new Gauge({ name: 'lifecycle_inapp_connections', help: 'Open in-app WebSocket connections on this instance.', registers, collect() {
+    this.set(connections);
+  } });
+  const frames = new Counter({ name: 'lifecycle_inapp_frames_total', help: 'Frames pushed to in-app clients, by type.', labelNames: ['type'], registers });
 
   subscriber.on('message', (channel: string, payload: string) => {
     const set = sockets.get(channel);
@@ -102,7 +111,11 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       return;
     }
     const frame = JSON.stringify({ type: 'message', message } satisfies GatewayFrame);
-    for (const s of set) if (s.readyState === s.OPEN) s.send(frame);
+    for (const s of set) {
+      if (s.readyState !== s.OPEN) continue;
+      s.send(frame);
+      frames.inc({ type: 'message' });
+    }
   });
 
   // Subscribing before the connection is ready races ioredis' ready check (INFO) on a
@@ -155,6 +168,7 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       const first = !set;
       if (!set) sockets.set(channel, (set = new Set()));
       set.add(socket);
+      connections++;
       const ready = (first ? subscriber.subscribe(channel) : Promise.resolve(0))
         .then(() => opts.inbox.unread(userId))
         .then((unread) => socket.send(JSON.stringify({ type: 'ready', userId, unread } satisfies GatewayFrame)))
@@ -197,6 +211,7 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
 
       socket.on('close', () => {
         clearTimeout(idle);
+        connections--;
         const current = sockets.get(channel);
         if (!current) return;
         current.delete(socket);

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Publisher } from '../../platform/bus.ts';
 import type { Config } from '../../platform/config.ts';
 import { topics } from '../../platform/contracts.ts';
+import type { Registry } from '../../platform/metrics.ts';
 import type { RedisDeps } from '../../platform/redis.ts';
 import { createDeviceRegistry } from '../providers/devices.ts';
 import type { InappGatewayOptions } from './gateway.ts';
@@ -18,7 +19,7 @@ export { signInappToken, verifyInappToken } from './token.ts';
  */
 export function inappGatewayOptions(
   config: Pick<Config, 'auth' | 'kafka'>,
-  deps: { redis: RedisDeps; publisher: Publisher; logger: Logger },
+  deps: { redis: RedisDeps; publisher: Publisher; logger: Logger; metrics?: Registry },
 ): InappGatewayOptions {
   return {
     signingSecret: config.auth.signingSecret,
@@ -30,5 +31,6 @@ export function inappGatewayOptions(
     eventsTopic: topics(config.kafka.topicPrefix).events,
     logger: deps.logger,
     idleTimeoutMs: 5 * 60_000,
+    ...(deps.metrics ? { metrics: deps.metrics } : {}),
   };
 }
