@@ -50,6 +50,8 @@ export interface EngineServiceConfig {
   ensureTopics?: boolean;
   /** Partitions processed at the same time (default 3): one partition's I/O overlaps another's CPU work. */
   concurrency?: number;
+  /** Users whose state this process keeps between batches of the partitions it owns (default 50,000; 0: none). */
+  stateCacheSize?: number;
 }
 
 export interface EngineServiceDeps<S> {
@@ -129,6 +131,11 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   let version: string | null = null;
   let lastBatchAt: number | null = null;
   let lastError: string | null = null;
+  // The partition owner is the only writer of its users, so the state it last wrote under
+  // its current epoch is the stored state: a hit skips the load and the parse. Entries
+  // leave the cache while their batch runs and come back only after the write succeeded.
+  const cache = new Map<string, { state: S | null; partition: number; epoch: number; offset: string | null }>();
+  const cacheMax = config.stateCacheSize ?? 50_000;
 
   const setRuleSetVersion = (v: string) => {
     if (v === version) return;
@@ -238,10 +245,18 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     }
 
     const userIds = [...new Set(decoded.map((d) => d.event.userId))];
-    const stored = await deps.state.load(userIds);
     const working = new Map<string, Working<S>>();
-    const unreadable = new Map<string, string>();
+    const misses: string[] = [];
     for (const id of userIds) {
+      const c = cache.get(id);
+      cache.delete(id);
+      if (c && c.partition === partition && c.epoch === epoch) {
+        working.set(id, { state: c.state, fence: c.offset === null ? null : BigInt(c.offset), dirty: false, offset: '', erased: false, timerIds: [] });
+      } else misses.push(id);
+    }
+    const stored = await deps.state.load(misses);
+    const unreadable = new Map<string, string>();
+    for (const id of misses) {
       const s = stored.get(id);
       let state: S | null = null;
       try {
@@ -342,6 +357,16 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     const written = await deps.state.write(partition, epoch, writes);
     if (written.refused.length > 0) throw new FencedOut(`partition ${partition}: ${written.refused.length} user writes refused under epoch ${epoch}`);
     if (written.erasedTimers.length > 0) await deps.timers.remove(partition, epoch, written.erasedTimers);
+    if (cacheMax > 0) {
+      for (const [userId, w] of working) {
+        if (unreadable.has(userId)) continue;
+        cache.set(userId, { state: w.state, partition, epoch, offset: w.dirty ? w.offset : w.fence === null ? null : w.fence.toString() });
+      }
+      for (const k of cache.keys()) {
+        if (cache.size <= cacheMax) break;
+        cache.delete(k);
+      }
+    }
 
     const last = batch.messages[batch.messages.length - 1]!;
     const next = (BigInt(last.offset) + 1n).toString();
