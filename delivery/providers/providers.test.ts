@@ -56,6 +56,11 @@ describe('webhook SSRF guard', () => {
     await expect(resolveTarget('mixed.example', { allowPrivate: false, resolve })).rejects.toThrow(/10\.0\.0\.5/);
     await expect(resolveTarget('mixed.example', { allowPrivate: true, resolve })).resolves.toEqual({ address: '93.184.216.34', family: 4 });
     await expect(resolveTarget('[::1]', { allowPrivate: false })).rejects.toThrow(/private/);
+    const dual = async () => [
+      { address: '2606:4700:4700::1111', family: 6 as const },
+      { address: '1.1.1.1', family: 4 as const },
+    ];
+    await expect(resolveTarget('dual.example', { allowPrivate: false, resolve: dual })).resolves.toEqual({ address: '1.1.1.1', family: 4 });
   });
 });
 

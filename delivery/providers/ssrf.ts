@@ -97,5 +97,6 @@ export async function resolveTarget(hostname: string, opts: { allowPrivate: bool
     const bad = answers.find((a) => isForbiddenAddress(a.address));
     if (bad) throw new ForbiddenTargetError(`${host} resolves to ${bad.address}, a private/loopback/link-local address (set LC_WEBHOOK_ALLOW_PRIVATE=true to allow)`);
   }
-  return answers[0]!;
+  // Prefer IPv4: hosts without IPv6 routes are common, and every answer passed the check.
+  return answers.find((a) => a.family === 4) ?? answers[0]!;
 }
