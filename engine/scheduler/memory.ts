@@ -1,9 +1,14 @@
 // In-memory user directory and progress store with the Redis ones' semantics (same shards,
 // same member order and cursors, same lease rules), for unit tests and the embedded demo.
+import type { Logger } from 'pino';
+import type { InMemoryBus, Subscription } from '../../platform/bus.ts';
+import type { Registry } from '../../platform/metrics.ts';
+import type { RuleSet } from '../../rules/types.ts';
 import type { UserDirectory } from './directory.ts';
 import { shardOf } from './directory.ts';
 import type { DirectoryChange, ZoneProgress } from './plan.ts';
 import type { ProgressStore, RuleProgress } from './progress.ts';
+import { createSchedulerService, type SchedulerService, type SchedulerServiceConfig } from './scheduler-service.ts';
 
 export function createMemoryDirectory(): UserDirectory & { entries(): Map<string, string> } {
   const zoneOf = new Map<string, string>();
@@ -91,4 +96,27 @@ export function createMemoryProgressStore(clock: () => number = Date.now): Progr
     },
     leaseHolder: holder,
   };
+}
+
+/** The scheduler on the in-memory bus with in-memory directory and progress: one process, no services (demo, tests). */
+export function createMemoryScheduler(
+  config: SchedulerServiceConfig,
+  deps: { bus: InMemoryBus; ruleSet: () => RuleSet; logger: Logger; registry: Registry; clock?: () => number },
+): { service: SchedulerService; directory: ReturnType<typeof createMemoryDirectory> } {
+  const directory = createMemoryDirectory();
+  const service = createSchedulerService(config, {
+    bus: deps.bus,
+    directory,
+    progress: createMemoryProgressStore(deps.clock),
+    ruleSet: deps.ruleSet,
+    committedOffsets: async (groupId, topic) => {
+      const sub: Subscription = { groupId, topics: [topic], eachBatch: async () => {} };
+      const ends = await deps.bus.endOffsets(topic);
+      return new Map([...ends.keys()].map((partition) => [partition, String(deps.bus.committedOffset(sub, { topic, partition }))]));
+    },
+    logger: deps.logger,
+    registry: deps.registry,
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  });
+  return { service, directory };
 }

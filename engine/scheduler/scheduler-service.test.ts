@@ -10,7 +10,7 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { compile } from '../scenarios/harness.ts';
 import { occurrenceEvent, scheduleOccurrences } from '../core/schedule.ts';
-import { createMemoryDirectory, createMemoryProgressStore } from './memory.ts';
+import { createMemoryDirectory, createMemoryProgressStore, createMemoryScheduler } from './memory.ts';
 import { createSchedulerService, type SchedulerService } from './scheduler-service.ts';
 
 const PREFIX = 'sched';
@@ -214,5 +214,26 @@ describe('scheduler service', () => {
     // Only 9:00 of the last 24 h in each zone.
     expect(pairs(h.occurrences())).toEqual(expected(h.clock.now - 24 * H, h.clock.now));
     expect(new Set(h.occurrences().map((e) => e.properties.occurrence)).size).toBe(3);
+  });
+
+  it('runs embedded on the in-memory bus with createMemoryScheduler', async () => {
+    const bus = new InMemoryBus(2);
+    const clock = { now: START };
+    const { service, directory } = createMemoryScheduler(
+      { topicPrefix: PREFIX, groupId: 'embedded', partitions: 2, catchUpMs: 48 * H, pageSize: 100, leaseMs: 30_000, tickMs: 3_600_000 },
+      { bus, ruleSet: () => ruleSet, logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }), clock: () => clock.now },
+    );
+    started.push(service);
+    await service.start();
+    await bus.publisher().publish(EVENTS, [identify('t1', { timezone: 'Asia/Tokyo' })].map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })));
+    for (let i = 0; i < 100 && (await directory.size()) === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await service.tick();
+    clock.now = START + 24 * H;
+    await service.tick();
+    await service.tick();
+    const got = bus.messages(EVENTS).map((m) => eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER])).filter((e) => e.type === 'schedule.occurrence');
+    // 09:00 in Tokyo is 00:00Z.
+    expect(got.map((e) => `${e.userId}@${String(e.properties.occurrence)}`)).toEqual(['t1@2026-03-03T00:00:00.000Z']);
+    expect(service.health()).toMatchObject({ ok: true, details: { lastError: null } });
   });
 });

@@ -14,12 +14,14 @@ import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/c
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { CompiledRule, RuleSet } from '../../rules/types.ts';
 import { occurrenceEvent, scheduleTrigger } from '../core/schedule.ts';
-import { DIRECTORY_SHARDS, type UserDirectory } from './directory.ts';
+import { DIRECTORY_SHARDS, type DirectoryPage, type UserDirectory } from './directory.ts';
 import { directoryChanges, planZone, type ZonePlan, type ZoneProgress } from './plan.ts';
 import type { ProgressStore } from './progress.ts';
 
 /** A new occurrence waits at most this long for the directory to catch up with earlier events. */
 export const DIRECTORY_WAIT_MS = 300_000;
+/** Pages published before the oldest one's acknowledgement is awaited (and its position stored). */
+export const PAGES_IN_FLIGHT = 3;
 
 export interface SchedulerServiceConfig {
   topicPrefix: string;
@@ -147,31 +149,47 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
     const w = plan.progress.w;
     let lastRenew = clock();
     let published = 0;
-    let cursor = due.cursor;
     const save = async (p: ZoneProgress) => {
       lastRenew = clock();
       return deps.progress.save(ruleId, token, config.leaseMs, target.field, p);
     };
-    for (let shard = due.shard; shard < DIRECTORY_SHARDS; shard++, cursor = null) {
-      for (;;) {
-        if (stopping) return 'stopped';
+    const read = (shard: number, cursor: string | null) => deps.directory.page(shard, target.audience, cursor, config.pageSize).then((page) => ({ shard, page }));
+    // Pages in flight, oldest first: a position is stored only once its page and every page
+    // before it are acknowledged, so a crash publishes at most PAGES_IN_FLIGHT pages again.
+    const inflight: { acked: Promise<void>; next: ZoneProgress }[] = [];
+    const settleOldest = async (): Promise<boolean> => {
+      const f = inflight.shift()!;
+      await f.acked;
+      return save(f.next);
+    };
+    let reading: Promise<{ shard: number; page: DirectoryPage }> | null = due.shard < DIRECTORY_SHARDS ? read(due.shard, due.cursor) : null;
+    try {
+      while (reading) {
+        if (stopping) {
+          // Graceful: store the position after what was published, so a restart repeats nothing.
+          while (inflight.length > 0) if (!(await settleOldest())) return 'lost';
+          return 'stopped';
+        }
         if (clock() - lastRenew > config.leaseMs / 3) {
           lastRenew = clock();
           if (!(await deps.progress.acquire(ruleId, token, config.leaseMs))) return 'lost';
         }
-        const page = await deps.directory.page(shard, target.audience, cursor, config.pageSize);
-        if (page.userIds.length > 0) {
-          const now = clock();
-          await publisher.publish(eventsTopic, page.userIds.map((u) => record(occurrenceEvent(ruleId, u, due.at, now))));
-          published += page.userIds.length;
-          metrics.published.inc({ rule: ruleId }, page.userIds.length);
-          // Where the next page starts; a crash before this write publishes this page again (same ids).
-          const next: ZoneProgress = page.cursor !== null ? { w, at: due.at, s: shard, c: page.cursor } : { w, at: due.at, s: shard + 1 };
-          if (!(await save(next))) return 'lost';
-        }
-        cursor = page.cursor;
-        if (cursor === null) break;
+        const { shard, page } = await reading;
+        // Read the next page while this one is published.
+        reading = page.cursor !== null ? read(shard, page.cursor) : shard + 1 < DIRECTORY_SHARDS ? read(shard + 1, null) : null;
+        if (page.userIds.length === 0) continue;
+        const now = clock();
+        const acked = publisher.publish(eventsTopic, page.userIds.map((u) => record(occurrenceEvent(ruleId, u, due.at, now))));
+        acked.catch(() => {}); // awaited in order below; this only keeps a failure from going unhandled meanwhile
+        published += page.userIds.length;
+        metrics.published.inc({ rule: ruleId }, page.userIds.length);
+        inflight.push({ acked, next: page.cursor !== null ? { w, at: due.at, s: shard, c: page.cursor } : { w, at: due.at, s: shard + 1 } });
+        if (inflight.length >= PAGES_IN_FLIGHT && !(await settleOldest())) return 'lost';
       }
+      while (inflight.length > 0) if (!(await settleOldest())) return 'lost';
+    } finally {
+      // On an early return or a failure, let what is still in flight finish before anything else runs.
+      await Promise.allSettled([...inflight.map((f) => f.acked), ...(reading ? [reading] : [])]);
     }
     if (!(await save({ w: due.at }))) return 'lost';
     metrics.occurrences.inc({ rule: ruleId, outcome: 'done' });
@@ -274,7 +292,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
         else if (known.next !== null) earliest = Math.min(earliest, known.next);
       }
       if (earliest > now) continue;
-      if (earliest > syncedAt && !synced) {
+      if (!synced && (earliest > syncedAt || syncedAt === -Infinity)) {
         synced = true;
         await checkDirectorySync();
       }
