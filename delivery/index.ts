@@ -6,6 +6,7 @@ import type { Config } from '../platform/config.ts';
 import { topics } from '../platform/contracts.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import { createSentIndex } from './pipeline/pipeline.ts';
+import type { DeliveryStores } from './pipeline/memory-stores.ts';
 import formbody from './tracking/formbody.ts';
 import { preferencesRoutes } from './preferences/routes.ts';
 import { createPreferencesStore } from './preferences/store.ts';
@@ -14,10 +15,13 @@ import { trackingRoutes } from './tracking/routes.ts';
 import { createTrackingLinks } from './tracking/signing.ts';
 
 export { runDelivery, createDelivery, type DeliveryHandle, type DeliveryOptions } from './pipeline/run.ts';
+export { createMemoryDeliveryStores, type DeliveryStores } from './pipeline/memory-stores.ts';
 
 export interface DeliveryRoutesOptions {
   config: Pick<Config, 'auth' | 'http' | 'kafka'>;
-  redis: RedisDeps;
+  /** Redis of the preference and bounce stores; or `stores` (the embedded demo's in-memory ones). */
+  redis?: RedisDeps;
+  stores?: Pick<DeliveryStores, 'preferences' | 'sentIndex'>;
   /** Publishes engagement events and outcomes (Kafka in production, the in-memory bus in the demo). */
   publisher: Publisher;
   logger: Logger;
@@ -33,7 +37,8 @@ export interface DeliveryRoutesOptions {
  */
 export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (app, opts) => {
   const now = opts.now ?? Date.now;
-  const store = createPreferencesStore(opts.redis);
+  if (!opts.redis && !opts.stores) throw new Error('deliveryRoutes needs `redis` or `stores`');
+  const store = opts.stores?.preferences ?? createPreferencesStore(opts.redis!);
   const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret: opts.config.auth.signingSecret });
   await formbody(app);
   await preferencesRoutes(app, { store, links, adminToken: opts.config.auth.adminToken, now });
@@ -41,7 +46,7 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
     links,
     store,
     recorder: createEngagementRecorder({ publisher: opts.publisher, topics: topics(opts.config.kafka.topicPrefix), now }),
-    sentIndex: createSentIndex(opts.redis),
+    sentIndex: opts.stores?.sentIndex ?? createSentIndex(opts.redis!),
     webhookSigningSecret: opts.config.auth.signingSecret,
     now,
     logger: opts.logger.child({ component: 'tracking' }),

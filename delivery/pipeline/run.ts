@@ -21,6 +21,7 @@ import { createRedisDelayQueue } from './delay-queue.ts';
 import { createSendPipeline, createSentIndex } from './pipeline.ts';
 import { createBreakerRegistry } from './provider-stage.ts';
 import type { Renderer } from './render.ts';
+import type { DeliveryStores } from './memory-stores.ts';
 import { createDeliveryWorker } from './worker.ts';
 
 export type DeliveryConfig = Pick<Config, 'kafka' | 'redis' | 'delivery' | 'http' | 'auth'>;
@@ -29,6 +30,8 @@ export interface DeliveryOptions {
   /** Defaults to a KafkaBus from config. */
   bus?: Bus;
   redis?: RedisDeps;
+  /** Stores to use instead of Redis (the embedded demo passes createMemoryDeliveryStores()). */
+  stores?: DeliveryStores;
   renderer?: Renderer;
   /** Channel -> providers in priority order; defaults to createProviders(config). */
   providers?: ReadonlyMap<Channel, readonly Provider[]>;
@@ -48,16 +51,20 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
   const log = logger.child({ component: 'delivery' });
   const ownsBus = !options.bus;
   const bus = options.bus ?? KafkaBus.fromConfig(config, log);
-  const ownsRedis = !options.redis;
-  const redisDeps = options.redis ?? createRedis(config.redis, log);
+  const ownsRedis = !options.redis && !options.stores;
+  const redisDeps = options.redis ?? (options.stores ? null : createRedis(config.redis, log));
   const d = config.delivery;
   const renderer = options.renderer ?? (await import('../templates/index.ts')).createTemplateRenderer({ dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone }, log);
-  const providers = options.providers ?? (await import('../providers/index.ts')).createProviders(config, { logger: log, redis: redisDeps });
+  const providers = options.providers ?? (await import('../providers/index.ts')).createProviders(config, { logger: log, ...(redisDeps ? { redis: redisDeps } : {}) });
   const owner = options.owner ?? `dlv-${randomUUID()}`;
-  const claims = createRedisClaimStore(redisDeps);
-  const caps = createRedisCapStore(redisDeps);
-  const preferences = createPreferencesStore(redisDeps);
-  const delayQueue = createRedisDelayQueue(redisDeps);
+  const stores: DeliveryStores = options.stores ?? {
+    claims: createRedisClaimStore(redisDeps!),
+    caps: createRedisCapStore(redisDeps!),
+    preferences: createPreferencesStore(redisDeps!),
+    delayQueue: createRedisDelayQueue(redisDeps!),
+    sentIndex: createSentIndex(redisDeps!),
+  };
+  const { claims, caps, preferences, delayQueue } = stores;
   const breakers = createBreakerRegistry({ threshold: d.breakerThreshold, cooldownMs: d.breakerCooldownMs });
   const links = createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret });
   const stages = createPolicyChain(
@@ -69,7 +76,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
     claims,
     caps,
     delayQueue,
-    sentIndex: createSentIndex(redisDeps),
+    sentIndex: stores.sentIndex,
     owner,
     logger: log,
     ...(options.metrics ? { metrics: options.metrics } : {}),
@@ -101,7 +108,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
       await worker.stop();
       for (const list of providers.values()) for (const p of list) await p.close?.();
       if (ownsBus) await bus.close();
-      if (ownsRedis) redisDeps.redis.disconnect();
+      if (ownsRedis) redisDeps?.redis.disconnect();
     },
     health: () => worker.health(),
   };

@@ -1,141 +1,29 @@
 // The Redis stores behind the policy chain, against the real Redis of the local stack.
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll } from 'vitest';
 import { createKeySpace } from '../../platform/keys.ts';
 import { Redis } from '../../platform/redis.ts';
-import { sendCommand } from '../pipeline/test-context.ts';
 import { createRedisDelayQueue } from '../pipeline/delay-queue.ts';
 import { createPreferencesStore } from '../preferences/store.ts';
-import { createRedisCapStore, DAY_MS } from './caps-store.ts';
+import { createRedisCapStore } from './caps-store.ts';
 import { createRedisClaimStore } from './claims.ts';
+import { storesContract } from './stores.contract.ts';
 import { isolate } from '../../test/helpers/isolation.ts';
 
 const iso = isolate('dlv-stores');
 const config = iso.config();
 const redis = new Redis(config.redis.url);
-const prefix = iso.redisKeyPrefix;
-const deps = { redis, keys: createKeySpace(prefix) };
+const deps = { redis, keys: createKeySpace(iso.redisKeyPrefix) };
 
 afterAll(async () => {
-  const keys = await redis.keys(`${prefix}*`);
+  const keys = await redis.keys(`${iso.redisKeyPrefix}*`);
   if (keys.length) await redis.del(...keys);
   redis.disconnect();
 });
 
-describe('claims', () => {
-  const claims = createRedisClaimStore(deps);
-  const ref = { userId: 'u1', sendId: 's1', channel: 'email' as const };
-
-  it('walks claimed -> sending -> sent, and a replay sees the stored outcome', async () => {
-    const now = Date.now();
-    expect(await claims.claim(ref, 'w1', now, 1000, null)).toEqual({ kind: 'new', gen: 0, attempts: 0, wasSending: false });
-    expect(await claims.claim(ref, 'w2', now, 1000, null)).toMatchObject({ kind: 'busy' });
-    expect(await claims.markSending(ref, 'w2')).toBe(false);
-    expect(await claims.markSending(ref, 'w1')).toBe(true);
-    expect(await claims.finish(ref, 'w1', 'sent', null, 'smtp-1', 1)).toBe(true);
-    expect(await claims.claim(ref, 'w2', now, 1000, null)).toEqual({ kind: 'done', status: 'sent', reason: null, provider: 'smtp-1', attempts: 1 });
-    expect(await claims.finish(ref, 'w1', 'failed', 'x', null, 2)).toBe(false);
-  });
-
-  it('hands an expired lease to another worker and says a provider call may have happened', async () => {
-    const r = { ...ref, sendId: 's2' };
-    const now = Date.now();
-    await claims.claim(r, 'dead', now - 5000, 1000, null);
-    await claims.markSending(r, 'dead');
-    expect(await claims.claim(r, 'w2', now, 1000, null)).toEqual({ kind: 'reclaimed', gen: 0, attempts: 0, wasSending: true });
-    expect(await claims.finish(r, 'dead', 'sent', null, 'x', 1)).toBe(false);
-    expect(await claims.finish(r, 'w2', 'sent', null, 'x', 1)).toBe(true);
-  });
-
-  it('a parked send resumes only from its own delay-queue generation', async () => {
-    const r = { ...ref, sendId: 's3' };
-    const now = Date.now();
-    await claims.claim(r, 'w1', now, 1000, null);
-    expect(await claims.park(r, 'w1', 'retrying', 1, 1)).toBe(true);
-    expect(await claims.claim(r, 'w2', now, 1000, null)).toEqual({ kind: 'waiting', gen: 1 });
-    expect(await claims.claim(r, 'w2', now, 1000, 0)).toEqual({ kind: 'waiting', gen: 1 });
-    expect(await claims.claim(r, 'w2', now, 1000, 1)).toEqual({ kind: 'resumed', gen: 1, attempts: 1, wasSending: false });
-    expect(await claims.suppressIfParked(r, 'x')).toBe(false);
-    expect(await claims.park(r, 'w2', 'deferred', 2, 1)).toBe(true);
-    expect(await claims.suppressIfParked(r, 'frequency_cap')).toBe(true);
-    expect(await claims.claim(r, 'w3', now, 1000, 2)).toMatchObject({ kind: 'done', status: 'suppressed', reason: 'frequency_cap' });
-  });
-});
-
-describe('frequency caps', () => {
-  const caps = createRedisCapStore(deps);
-  const holder = (sendId: string, priority: number) => ({ sendId, ruleId: `r-${sendId}`, priority, variant: null, category: 'marketing' });
-  const limits = { perDay: 2, perWeek: 3 };
-
-  it('counts per rolling day and week, and a held slot stays held', async () => {
-    const t0 = Date.now() - 3 * DAY_MS;
-    expect(await caps.reserve('c1', 'email', holder('a', 10), t0, limits)).toEqual({ kind: 'ok' });
-    await caps.commit('c1', 'email', 'a');
-    expect(await caps.reserve('c1', 'email', holder('b', 10), t0 + 1000, limits)).toEqual({ kind: 'ok' });
-    await caps.commit('c1', 'email', 'b');
-    expect(await caps.reserve('c1', 'email', holder('b', 10), t0 + 2000, limits)).toEqual({ kind: 'held' });
-    expect(await caps.reserve('c1', 'email', holder('c', 10), t0 + 3000, limits)).toEqual({ kind: 'capped', window: 'day' });
-    // a day later the day window is free again, the week window holds 2 of 3
-    expect(await caps.reserve('c1', 'email', holder('c', 10), t0 + DAY_MS + 5000, limits)).toEqual({ kind: 'ok' });
-    await caps.commit('c1', 'email', 'c');
-    expect(await caps.reserve('c1', 'email', holder('d', 10), t0 + DAY_MS + 6000, limits)).toEqual({ kind: 'capped', window: 'week' });
-    // other channels count separately
-    expect(await caps.reserve('c1', 'push', holder('d', 10), t0 + DAY_MS + 6000, limits)).toEqual({ kind: 'ok' });
-    // a released slot is free again
-    await caps.release('c1', 'email', 'c');
-    expect(await caps.reserve('c1', 'email', holder('d', 10), t0 + DAY_MS + 7000, limits)).toEqual({ kind: 'ok' });
-  });
-
-  it('a higher-priority send takes the slot of the lowest-priority pending one; sent ones keep theirs', async () => {
-    const now = Date.now();
-    const l = { perDay: 2, perWeek: 0 };
-    await caps.reserve('c2', 'email', holder('sent', 1), now - 3000, l);
-    await caps.commit('c2', 'email', 'sent');
-    await caps.reserve('c2', 'email', holder('pending-low', 5), now - 2000, l);
-    expect(await caps.reserve('c2', 'email', holder('equal', 5), now - 1000, l)).toEqual({ kind: 'capped', window: 'day' });
-    expect(await caps.reserve('c2', 'email', holder('high', 90), now, l)).toEqual({ kind: 'preempted', victim: holder('pending-low', 5) });
-    expect(await caps.reserve('c2', 'email', holder('higher', 99), now + 1, l)).toEqual({ kind: 'preempted', victim: holder('high', 90) });
-    await caps.commit('c2', 'email', 'higher');
-    expect(await caps.reserve('c2', 'email', holder('top', 100), now + 2, l)).toEqual({ kind: 'capped', window: 'day' });
-  });
-});
-
-describe('delay queue', () => {
-  const q = createRedisDelayQueue(deps);
-  it('returns due entries leased, keeps them until removed, and a newer generation survives an old remove', async () => {
-    const now = Date.now();
-    const send = sendCommand({ sendId: `dq-${iso.id}` });
-    await q.add({ send, channel: 'email', gen: 1, reason: 'quiet', dueAt: now - 10 });
-    await q.add({ send: sendCommand({ sendId: 'later' }), channel: 'email', gen: 1, reason: 'quiet', dueAt: now + 60_000 });
-    const due = await q.takeDue(now, 10, 5000);
-    expect(due.map((d) => d.send.sendId)).toEqual([send.sendId]);
-    expect(due[0]!.send).toEqual(send);
-    expect(await q.takeDue(now + 1000, 10, 5000)).toEqual([]);
-    // the lease ran out (the worker died): it comes back
-    expect((await q.takeDue(now + 6000, 10, 5000)).map((d) => d.gen)).toEqual([1]);
-    await q.add({ send, channel: 'email', gen: 2, reason: 'retry', dueAt: now + 7000 });
-    await q.remove({ send, channel: 'email', gen: 1 });
-    expect((await q.takeDue(now + 8000, 10, 5000)).map((d) => d.gen)).toEqual([2]);
-    await q.remove({ send, channel: 'email', gen: 2 });
-    expect(await q.takeDue(now + 20_000, 10, 5000)).toEqual([]);
-    expect(await q.size()).toBe(1);
-  });
-});
-
-describe('preferences store', () => {
-  const store = createPreferencesStore(deps);
-  it('keeps consent records with time and source, an audit trail, suppressions and erasure', async () => {
-    await store.apply('p1', { records: [{ category: 'marketing', channel: 'email', record: { granted: true, at: 1000, source: 'signup_form' } }] }, { source: 'admin_api', at: 1000 });
-    const p = await store.apply('p1', { unsubscribedAll: true, records: [] }, { source: 'preference_page', at: 2000 });
-    expect(p).toEqual({ userId: 'p1', unsubscribedAll: { at: 2000, source: 'preference_page' }, consents: { marketing: { email: { granted: true, at: 1000, source: 'signup_form' } } } });
-    expect(await store.history('p1')).toEqual([
-      { kind: 'unsubscribe_all', at: 2000, source: 'preference_page' },
-      { kind: 'consent', category: 'marketing', channel: 'email', granted: true, at: 1000, source: 'signup_form' },
-    ]);
-    await store.suppress('p1', 'email', { reason: 'hard_bounce', at: 3000, address: 'a@b.c' });
-    expect((await store.suppressions('p1')).channels.email).toEqual({ reason: 'hard_bounce', at: 3000, address: 'a@b.c' });
-    expect(await store.unsuppress('p1', 'email')).toBe(true);
-    await store.markDeleted('p1', 4000);
-    expect(await store.get('p1')).toEqual({ userId: 'p1', unsubscribedAll: null, consents: {} });
-    expect((await store.suppressions('p1')).deleted).toEqual({ reason: 'user_deleted', at: 4000 });
-  });
+storesContract({
+  claims: createRedisClaimStore(deps),
+  caps: createRedisCapStore(deps),
+  delayQueue: createRedisDelayQueue(deps),
+  preferences: createPreferencesStore(deps),
+  runId: iso.id,
 });

@@ -1,0 +1,6 @@
+// The in-memory stores of the demo keep the same contract as the Redis ones.
+import { storesContract } from '../policy/stores.contract.ts';
+import { createMemoryDeliveryStores } from './memory-stores.ts';
+
+const stores = createMemoryDeliveryStores();
+storesContract({ ...stores, runId: 'memory' });
