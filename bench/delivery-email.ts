@@ -28,7 +28,14 @@ const IN_FLIGHT = 256;
 
 const FIRST = ['Ada', 'Grace', 'Linus', 'Margaret', 'Alan', 'Barbara', 'Ken', 'Frances'];
 const LOCALES = ['en', 'de', 'de-AT', 'en-GB', 'fr'];
-const TEMPLATES_USED = ['welcome', 'activation_tip', 'trial_ending', 'payment_failed', 'weekly_digest', 'winback'];
+const TEMPLATES_USED = [
+  'welcome',
+  'activation_tip',
+  'trial_ending',
+  'payment_failed',
+  'weekly_digest',
+  'winback',
+];
 
 function dataFor(i: number): { template: string; locale: string; data: Record<string, unknown> } {
   const locale = LOCALES[i % LOCALES.length]!;
@@ -36,13 +43,30 @@ function dataFor(i: number): { template: string; locale: string; data: Record<st
     template: TEMPLATES_USED[i % TEMPLATES_USED.length]!,
     locale,
     data: {
-      user: { email: `user${i}@example.com`, firstName: FIRST[i % FIRST.length], plan: 'trial', locale, timezone: 'Europe/Berlin', trialEndsAt: Date.UTC(2026, 11, 1) + i * 1000 },
+      user: {
+        email: `user${i}@example.com`,
+        firstName: FIRST[i % FIRST.length],
+        plan: 'trial',
+        locale,
+        timezone: 'Europe/Berlin',
+        trialEndsAt: Date.UTC(2026, 11, 1) + i * 1000,
+      },
       event: {
         type: 'bench',
-        properties: { amount: 10 + (i % 90), currency: 'EUR', weekStart: '2026-11-16', projectsUpdated: i % 7, reportsExported: i % 3, highlights: [{ title: `Project ${i}`, url: `https://app.example.com/p/${i}` }] },
+        properties: {
+          amount: 10 + (i % 90),
+          currency: 'EUR',
+          weekStart: '2026-11-16',
+          projectsUpdated: i % 7,
+          reportsExported: i % 3,
+          highlights: [{ title: `Project ${i}`, url: `https://app.example.com/p/${i}` }],
+        },
       },
       rule: { id: 'bench' },
-      links: { unsubscribe: `${SAMPLE_LINKS.unsubscribe}/${i}`, preferences: SAMPLE_LINKS.preferences },
+      links: {
+        unsubscribe: `${SAMPLE_LINKS.unsubscribe}/${i}`,
+        preferences: SAMPLE_LINKS.preferences,
+      },
     },
   };
 }
@@ -99,7 +123,11 @@ async function startSink(): Promise<Sink> {
 }
 
 /** Keeps `inFlight` sends running for `ms`; returns accepted sends/s. */
-async function sendLoop(ms: number, inFlight: number, sendOne: (i: number) => Promise<boolean>): Promise<{ accepted: number; failed: number; perSec: number }> {
+async function sendLoop(
+  ms: number,
+  inFlight: number,
+  sendOne: (i: number) => Promise<boolean>,
+): Promise<{ accepted: number; failed: number; perSec: number }> {
   let i = 0;
   let accepted = 0;
   let failed = 0;
@@ -116,7 +144,9 @@ async function sendLoop(ms: number, inFlight: number, sendOne: (i: number) => Pr
   return { accepted, failed, perSec: Math.round(accepted / secs) };
 }
 
-function messageFactory(renderer: ReturnType<typeof createTemplateRenderer>): (i: number) => OutgoingMessage {
+function messageFactory(
+  renderer: ReturnType<typeof createTemplateRenderer>,
+): (i: number) => OutgoingMessage {
   return (i) => {
     const d = dataFor(i);
     return {
@@ -124,25 +154,58 @@ function messageFactory(renderer: ReturnType<typeof createTemplateRenderer>): (i
       ruleId: 'bench',
       category: 'marketing',
       channel: 'email',
-      recipient: { userId: `u${i}`, email: `user${i}@example.com`, locale: d.locale, timezone: 'Europe/Berlin' },
+      recipient: {
+        userId: `u${i}`,
+        email: `user${i}@example.com`,
+        locale: d.locale,
+        timezone: 'Europe/Berlin',
+      },
       content: renderer.render(d.template, 'email', d.locale, d.data),
-      headers: { 'List-Unsubscribe': `<${SAMPLE_LINKS.unsubscribe}/${i}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
+      headers: {
+        'List-Unsubscribe': `<${SAMPLE_LINKS.unsubscribe}/${i}>`,
+        'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+      },
     };
   };
 }
 
 /** Renders and sends through the SMTP provider for `ms`, after a short warm-up (pool connections, JIT). */
-async function productSend(url: string, ms: number, offset: number): Promise<{ accepted: number; failed: number; perSec: number }> {
+async function productSend(
+  url: string,
+  ms: number,
+  offset: number,
+): Promise<{ accepted: number; failed: number; perSec: number }> {
   const logger = silentLogger();
   const toMessage = messageFactory(createTemplateRenderer({ dir: TEMPLATES }, logger));
-  const provider = createSmtpProvider({ name: 'smtp-bench', url, from: 'Example <hello@example.com>', maxConnections: POOL, maxMessages: 1000 }, { logger });
-  await sendLoop(500, 32, async (i) => (await provider.send(toMessage(offset + 5_000_000 + i))).status === 'sent');
-  const result = await sendLoop(ms, IN_FLIGHT, async (i) => (await provider.send(toMessage(offset + i))).status === 'sent');
+  const provider = createSmtpProvider(
+    {
+      name: 'smtp-bench',
+      url,
+      from: 'Example <hello@example.com>',
+      maxConnections: POOL,
+      maxMessages: 1000,
+    },
+    { logger },
+  );
+  await sendLoop(
+    500,
+    32,
+    async (i) => (await provider.send(toMessage(offset + 5_000_000 + i))).status === 'sent',
+  );
+  const result = await sendLoop(
+    ms,
+    IN_FLIGHT,
+    async (i) => (await provider.send(toMessage(offset + i))).status === 'sent',
+  );
   await provider.close?.();
   return result;
 }
 
-function senderThread(url: string, ms: number, offset: number): Promise<{ accepted: number; failed: number; perSec: number }> {
+function senderThread(
+  url: string,
+  ms: number,
+  offset: number,
+): Promise<{ accepted: number; failed: number; perSec: number }> {
   // The worker loads this same TypeScript file; loader flags do not reach worker threads,
   // so it registers tsx itself first.
   const api = JSON.stringify(import.meta.resolve('tsx/esm/api'));
@@ -158,7 +221,10 @@ export async function run() {
   const logger = silentLogger();
   const renderer = createTemplateRenderer({ dir: TEMPLATES }, logger);
   const problems = renderer.validate();
-  if (problems.length) throw new Error(`templates do not validate: ${problems.map((p) => `${p.file}: ${p.message}`).join('; ')}`);
+  if (problems.length)
+    throw new Error(
+      `templates do not validate: ${problems.map((p) => `${p.file}: ${p.message}`).join('; ')}`,
+    );
 
   // 1. Renders: full product render vs raw handlebars of one body.
   let sinkChars = 0;
@@ -168,7 +234,10 @@ export async function run() {
     sinkChars += out.html!.length + out.text!.length;
   });
   const hb = Handlebars.create();
-  const raw = hb.compile('<p>Hi {{user.firstName}},</p><p>Thanks for signing up, your {{user.plan}} plan is ready.</p><p><a href="{{links.unsubscribe}}">Unsubscribe</a></p>', { strict: true });
+  const raw = hb.compile(
+    '<p>Hi {{user.firstName}},</p><p>Thanks for signing up, your {{user.plan}} plan is ready.</p><p><a href="{{links.unsubscribe}}">Unsubscribe</a></p>',
+    { strict: true },
+  );
   const baselineRender = timeLoop(RENDER_MS, (i) => {
     sinkChars += raw(dataFor(i).data).length;
   });
@@ -181,11 +250,22 @@ export async function run() {
   const afterProduct = await sink.count();
   const toMessage = messageFactory(renderer);
 
-  const transport = nodemailer.createTransport({ url, pool: true, maxConnections: POOL, maxMessages: 1000 } as nodemailer.TransportOptions);
+  const transport = nodemailer.createTransport({
+    url,
+    pool: true,
+    maxConnections: POOL,
+    maxMessages: 1000,
+  } as nodemailer.TransportOptions);
   const fixed = toMessage(0).content;
   const baseline = await sendLoop(SEND_MS, IN_FLIGHT, async (i) => {
     try {
-      await transport.sendMail({ from: 'hello@example.com', to: `user${i}@example.com`, subject: fixed.subject, html: fixed.html, text: fixed.text });
+      await transport.sendMail({
+        from: 'hello@example.com',
+        to: `user${i}@example.com`,
+        subject: fixed.subject,
+        html: fixed.html,
+        text: fixed.text,
+      });
       return true;
     } catch {
       return false;
@@ -195,7 +275,9 @@ export async function run() {
 
   // Two delivery workers (threads here, processes or machines in production) sharing the sink.
   const beforeScaled = await sink.count();
-  const scaled = await Promise.all([0, 1].map((w) => senderThread(url, SEND_MS, (w + 1) * 10_000_000)));
+  const scaled = await Promise.all(
+    [0, 1].map((w) => senderThread(url, SEND_MS, (w + 1) * 10_000_000)),
+  );
   const afterScaled = await sink.count();
   await sink.close();
   const scaledPerSec = scaled.reduce((a, r) => a + r.perSec, 0);
@@ -203,8 +285,17 @@ export async function run() {
   const sinkAccepted = afterProduct.messages - before.messages;
   const result = {
     target: TARGET,
-    passed: Math.max(product.perSec, scaledPerSec) >= TARGET && product.failed === 0 && scaled.every((r) => r.failed === 0),
-    renders: { perSec: render.perSec, ops: render.ops, baselineRawHandlebarsPerSec: baselineRender.perSec, templates: TEMPLATES_USED, locales: LOCALES },
+    passed:
+      Math.max(product.perSec, scaledPerSec) >= TARGET &&
+      product.failed === 0 &&
+      scaled.every((r) => r.failed === 0),
+    renders: {
+      perSec: render.perSec,
+      ops: render.ops,
+      baselineRawHandlebarsPerSec: baselineRender.perSec,
+      templates: TEMPLATES_USED,
+      locales: LOCALES,
+    },
     smtp: {
       poolConnections: POOL,
       inFlight: IN_FLIGHT,
@@ -217,19 +308,31 @@ export async function run() {
       avgMessageBytes: Math.round((afterProduct.bytes - before.bytes) / Math.max(1, sinkAccepted)),
       baselineRawNodemailerPerSec: baseline.perSec,
       ratioToBaseline: Number((product.perSec / Math.max(1, baseline.perSec)).toFixed(2)),
-      twoWorkers: { perSec: scaledPerSec, perWorker: scaled.map((r) => r.perSec), failed: scaled.reduce((a, r) => a + r.failed, 0), sinkReceived: afterScaled.messages - beforeScaled.messages },
+      twoWorkers: {
+        perSec: scaledPerSec,
+        perWorker: scaled.map((r) => r.perSec),
+        failed: scaled.reduce((a, r) => a + r.failed, 0),
+        sinkReceived: afterScaled.messages - beforeScaled.messages,
+      },
     },
     checksum: sinkChars % 1000,
   };
   await mkdir(path.join(here, 'results'), { recursive: true });
-  await writeFile(path.join(here, 'results', 'delivery-email.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await writeFile(
+    path.join(here, 'results', 'delivery-email.json'),
+    `${JSON.stringify(result, null, 2)}\n`,
+  );
   const fmt = (n: number) => n.toLocaleString('en-US');
-  console.log(`template renders: ${fmt(render.perSec)}/s (email: layout + generated text part; raw handlebars body: ${fmt(baselineRender.perSec)}/s)`);
+  console.log(
+    `template renders: ${fmt(render.perSec)}/s (email: layout + generated text part; raw handlebars body: ${fmt(baselineRender.perSec)}/s)`,
+  );
   console.log(
     `emails rendered + accepted by the SMTP sink: ${fmt(product.perSec)}/s over ${POOL} pooled connections (${fmt(product.accepted)} in ${SEND_MS / 1000}s, ${product.failed} failed); ` +
       `raw nodemailer with a pre-built message: ${fmt(baseline.perSec)}/s (ratio ${result.smtp.ratioToBaseline})`,
   );
-  console.log(`two delivery workers (threads), each with its own pool: ${fmt(scaledPerSec)}/s (${scaled.map((r) => fmt(r.perSec)).join(' + ')})`);
+  console.log(
+    `two delivery workers (threads), each with its own pool: ${fmt(scaledPerSec)}/s (${scaled.map((r) => fmt(r.perSec)).join(' + ')})`,
+  );
   console.log(`target >= ${fmt(TARGET)} emails/s: ${result.passed ? 'met' : 'NOT met'}`);
   return result;
 }

@@ -16,8 +16,12 @@ afterEach(() => {
 async function cli(args: string[]): Promise<{ out: string; err: string; code: number }> {
   let out = '';
   let err = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  vi.spyOn(process.stdout, 'write').mockImplementation(
+    (s: string | Uint8Array) => ((out += String(s)), true),
+  );
+  vi.spyOn(process.stderr, 'write').mockImplementation(
+    (s: string | Uint8Array) => ((err += String(s)), true),
+  );
   const program = new Command('lifecycle').exitOverride();
   register(program);
   await program.parseAsync(['node', 'lifecycle', ...args]);
@@ -46,7 +50,9 @@ describe('lifecycle templates', () => {
     });
     const r = await cli(['templates', 'validate', dir]);
     expect(r.code).toBe(1);
-    expect(r.out).toBe(`${join(dir, 'bad/sms.en.hbs')}: body: line 1: missing variable "nickname" in {{user.nickname}}\n`);
+    expect(r.out).toBe(
+      `${join(dir, 'bad/sms.en.hbs')}: body: line 1: missing variable "nickname" in {{user.nickname}}\n`,
+    );
   });
 
   it('validate exits 0 on the shipped templates', async () => {
@@ -58,13 +64,34 @@ describe('lifecycle templates', () => {
 
   it('preview renders a template for given data over its sample', async () => {
     const dir = fixture({
-      'hi/email.en.hbs': '---\nsubject: Hi {{user.firstName}} ({{user.plan}})\nlayout: none\n---\n<p>Hello {{user.firstName}}</p>',
-      'hi/email.de.hbs': '---\nsubject: Hallo {{user.firstName}}\nlayout: none\n---\n<p>Hallo {{user.firstName}}</p>',
+      'hi/email.en.hbs':
+        '---\nsubject: Hi {{user.firstName}} ({{user.plan}})\nlayout: none\n---\n<p>Hello {{user.firstName}}</p>',
+      'hi/email.de.hbs':
+        '---\nsubject: Hallo {{user.firstName}}\nlayout: none\n---\n<p>Hallo {{user.firstName}}</p>',
       'hi/sample.json': '{"user":{"firstName":"Ada","plan":"trial"}}',
     });
-    const en = await cli(['templates', 'preview', 'hi', '--dir', dir, '--data', '{"user":{"firstName":"Jo"}}']);
-    expect(en.out).toBe('Subject: Hi Jo (trial)\n\n----- text -----\nHello Jo\n\n----- html -----\n<p>Hello Jo</p>\n');
-    const de = await cli(['templates', 'preview', 'hi', '--dir', dir, '--locale', 'de-AT', '--html']);
+    const en = await cli([
+      'templates',
+      'preview',
+      'hi',
+      '--dir',
+      dir,
+      '--data',
+      '{"user":{"firstName":"Jo"}}',
+    ]);
+    expect(en.out).toBe(
+      'Subject: Hi Jo (trial)\n\n----- text -----\nHello Jo\n\n----- html -----\n<p>Hello Jo</p>\n',
+    );
+    const de = await cli([
+      'templates',
+      'preview',
+      'hi',
+      '--dir',
+      dir,
+      '--locale',
+      'de-AT',
+      '--html',
+    ]);
     expect(de.out).toBe('<p>Hallo Ada</p>\n');
     const missing = await cli(['templates', 'preview', 'nope', '--dir', dir]);
     expect(missing.code).toBe(1);
@@ -74,8 +101,14 @@ describe('lifecycle templates', () => {
 
 describe('preview data overlay', () => {
   it('overlays nested objects and ignores prototype keys', () => {
-    expect(deepMerge({ user: { a: 1, b: 2 }, list: [1] }, { user: { b: 3 }, list: [2] })).toEqual({ user: { a: 1, b: 3 }, list: [2] });
-    const merged = deepMerge({}, JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>);
+    expect(deepMerge({ user: { a: 1, b: 2 }, list: [1] }, { user: { b: 3 }, list: [2] })).toEqual({
+      user: { a: 1, b: 3 },
+      list: [2],
+    });
+    const merged = deepMerge(
+      {},
+      JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>,
+    );
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(merged).toEqual({});
   });

@@ -20,19 +20,27 @@ function readJsonObject(source: string, what: string): Record<string, unknown> {
   } catch (err) {
     throw new Error(`${what} is not valid JSON: ${errorMessage(err)}`);
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${what} must be a JSON object`);
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new Error(`${what} must be a JSON object`);
   return parsed as Record<string, unknown>;
 }
 
 export function register(program: Command): void {
-  const templates = program.command('templates').description('Check and preview the message templates content managers edit.');
+  const templates = program
+    .command('templates')
+    .description('Check and preview the message templates content managers edit.');
 
   templates
     .command('validate')
-    .description('Check every template: syntax, partials, layouts, and a strict render against its sample.json. One line per problem `file: message`; exit 1 when any.')
+    .description(
+      'Check every template: syntax, partials, layouts, and a strict render against its sample.json. One line per problem `file: message`; exit 1 when any.',
+    )
     .argument('[dir]', 'templates folder (default: LC_TEMPLATES_DIR or ./templates)')
     .action((dir: string | undefined) => {
-      const renderer = createTemplateRenderer({ dir: templatesDir(dir), defaultLocale: 'en' }, silentLogger());
+      const renderer = createTemplateRenderer(
+        { dir: templatesDir(dir), defaultLocale: 'en' },
+        silentLogger(),
+      );
       const errors = renderer.validate();
       for (const e of errors) process.stdout.write(`${e.file}: ${e.message}\n`);
       if (errors.length > 0) {
@@ -44,55 +52,85 @@ export function register(program: Command): void {
 
   templates
     .command('preview')
-    .description('Render a template for one channel and locale, with its sample data overlaid by --data / --user-file.')
+    .description(
+      'Render a template for one channel and locale, with its sample data overlaid by --data / --user-file.',
+    )
     .argument('<name>', 'template name (its folder under the templates folder)')
     .option('--channel <channel>', `one of ${CHANNELS.join(', ')}`, 'email')
-    .option('--locale <locale>', 'recipient locale; falls back to its language, then the default', 'en')
-    .option('--data <json>', 'data merged over sample.json, e.g. \'{"user":{"firstName":"Ada"}}\' changes only the first name')
-    .option('--user-file <file>', 'JSON file with the user (traits) to render for; replaces the sample user')
+    .option(
+      '--locale <locale>',
+      'recipient locale; falls back to its language, then the default',
+      'en',
+    )
+    .option(
+      '--data <json>',
+      'data merged over sample.json, e.g. \'{"user":{"firstName":"Ada"}}\' changes only the first name',
+    )
+    .option(
+      '--user-file <file>',
+      'JSON file with the user (traits) to render for; replaces the sample user',
+    )
     .option('--dir <dir>', 'templates folder (default: LC_TEMPLATES_DIR or ./templates)')
     .option('--html', 'print only the HTML part of an email')
-    .action((name: string, opts: { channel: string; locale: string; data?: string; userFile?: string; dir?: string; html?: boolean }) => {
-      if (!(CHANNELS as readonly string[]).includes(opts.channel)) {
-        process.stderr.write(`unknown channel "${opts.channel}" (use ${CHANNELS.join(', ')})\n`);
-        process.exitCode = 2;
-        return;
-      }
-      const dir = templatesDir(opts.dir);
-      const renderer = createTemplateRenderer({ dir, defaultLocale: 'en' }, silentLogger());
-      if (!renderer.has(name)) {
-        process.stderr.write(`template "${name}" not found in ${dir} (have: ${renderer.names().join(', ')})\n`);
-        process.exitCode = 1;
-        return;
-      }
-      try {
-        const data = previewData(dir, name, opts.data ? readJsonObject(opts.data, '--data') : {});
-        // A real user's traits replace the sample user whole: a trait they lack must show up as
-        // the missing variable it would be at send time, not be filled in from the sample.
-        if (opts.userFile) data.user = readJsonObject(readFileSync(opts.userFile, 'utf8'), opts.userFile);
-        const out = renderer.render(name, opts.channel as Channel, opts.locale, data);
-        if (opts.html) {
-          process.stdout.write(`${out.html ?? ''}\n`);
+    .action(
+      (
+        name: string,
+        opts: {
+          channel: string;
+          locale: string;
+          data?: string;
+          userFile?: string;
+          dir?: string;
+          html?: boolean;
+        },
+      ) => {
+        if (!(CHANNELS as readonly string[]).includes(opts.channel)) {
+          process.stderr.write(`unknown channel "${opts.channel}" (use ${CHANNELS.join(', ')})\n`);
+          process.exitCode = 2;
           return;
         }
-        const lines: string[] = [];
-        if (out.subject !== undefined) lines.push(`Subject: ${out.subject}`);
-        if (out.title !== undefined) lines.push(`Title: ${out.title}`);
-        if (out.url !== undefined) lines.push(`URL: ${out.url}`);
-        if (out.body !== undefined) lines.push('', out.body);
-        if (out.text !== undefined) lines.push('', '----- text -----', out.text.trimEnd());
-        if (out.html !== undefined) lines.push('', '----- html -----', out.html.trimEnd());
-        if (out.data !== undefined) lines.push('', '----- data -----', JSON.stringify(out.data, null, 2));
-        process.stdout.write(`${lines.join('\n')}\n`);
-      } catch (err) {
-        process.stderr.write(`${errorMessage(err)}\n`);
-        process.exitCode = 1;
-      }
-    });
+        const dir = templatesDir(opts.dir);
+        const renderer = createTemplateRenderer({ dir, defaultLocale: 'en' }, silentLogger());
+        if (!renderer.has(name)) {
+          process.stderr.write(
+            `template "${name}" not found in ${dir} (have: ${renderer.names().join(', ')})\n`,
+          );
+          process.exitCode = 1;
+          return;
+        }
+        try {
+          const data = previewData(dir, name, opts.data ? readJsonObject(opts.data, '--data') : {});
+          // A real user's traits replace the sample user whole: a trait they lack must show up as
+          // the missing variable it would be at send time, not be filled in from the sample.
+          if (opts.userFile)
+            data.user = readJsonObject(readFileSync(opts.userFile, 'utf8'), opts.userFile);
+          const out = renderer.render(name, opts.channel as Channel, opts.locale, data);
+          if (opts.html) {
+            process.stdout.write(`${out.html ?? ''}\n`);
+            return;
+          }
+          const lines: string[] = [];
+          if (out.subject !== undefined) lines.push(`Subject: ${out.subject}`);
+          if (out.title !== undefined) lines.push(`Title: ${out.title}`);
+          if (out.url !== undefined) lines.push(`URL: ${out.url}`);
+          if (out.body !== undefined) lines.push('', out.body);
+          if (out.text !== undefined) lines.push('', '----- text -----', out.text.trimEnd());
+          if (out.html !== undefined) lines.push('', '----- html -----', out.html.trimEnd());
+          if (out.data !== undefined)
+            lines.push('', '----- data -----', JSON.stringify(out.data, null, 2));
+          process.stdout.write(`${lines.join('\n')}\n`);
+        } catch (err) {
+          process.stderr.write(`${errorMessage(err)}\n`);
+          process.exitCode = 1;
+        }
+      },
+    );
 
   program
     .command('inapp-token')
-    .description('Mint an in-app client token for a user (what the product backend does), to try the WebSocket gateway and inbox.')
+    .description(
+      'Mint an in-app client token for a user (what the product backend does), to try the WebSocket gateway and inbox.',
+    )
     .argument('<userId>')
     .option('--ttl <minutes>', 'validity in minutes', '60')
     .action((userId: string, opts: { ttl: string }) => {
@@ -102,6 +140,8 @@ export function register(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      process.stdout.write(`${signInappToken(loadConfig().auth.signingSecret, userId, { ttlMs: minutes * 60_000 })}\n`);
+      process.stdout.write(
+        `${signInappToken(loadConfig().auth.signingSecret, userId, { ttlMs: minutes * 60_000 })}\n`,
+      );
     });
 }

@@ -72,7 +72,9 @@ interface Client {
 
 async function connect(base: string, userId: string): Promise<Client> {
   const token = signInappToken(SECRET, userId, { ttlMs: 60_000 });
-  const socket = new WebSocketClient(`${base.replace('http', 'ws')}/v1/inapp/ws?token=${encodeURIComponent(token)}`);
+  const socket = new WebSocketClient(
+    `${base.replace('http', 'ws')}/v1/inapp/ws?token=${encodeURIComponent(token)}`,
+  );
   clients.push(socket);
   const frames: GatewayFrame[] = [];
   const waiters: { pred: (f: GatewayFrame) => boolean; resolve: (f: GatewayFrame) => void }[] = [];
@@ -92,7 +94,13 @@ async function connect(base: string, userId: string): Promise<Client> {
       new Promise((resolve, reject) => {
         const hit = frames.find(pred);
         if (hit) return resolve(hit);
-        const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames)}`)), timeoutMs);
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames)}`),
+            ),
+          timeoutMs,
+        );
         waiters.push({
           pred,
           resolve: (f) => {
@@ -150,17 +158,39 @@ describe('in-app gateway across instances', () => {
     const alice = await connect(urls[0]!, 'alice');
     const bob = await connect(urls[1]!, 'bob');
 
-    expect(await send('bob', 'snd-bob-1', 'For Bob')).toEqual({ status: 'sent', providerMessageId: 'snd-bob-1' });
+    expect(await send('bob', 'snd-bob-1', 'For Bob')).toEqual({
+      status: 'sent',
+      providerMessageId: 'snd-bob-1',
+    });
     const toBob = await bob.next((f) => f.type === 'message');
-    expect(toBob).toMatchObject({ type: 'message', message: { id: 'snd-bob-1', title: 'For Bob', body: 'body of For Bob', url: 'https://app.example.com/start', ruleId: 'welcome' } });
+    expect(toBob).toMatchObject({
+      type: 'message',
+      message: {
+        id: 'snd-bob-1',
+        title: 'For Bob',
+        body: 'body of For Bob',
+        url: 'https://app.example.com/start',
+        ruleId: 'welcome',
+      },
+    });
 
     await send('alice', 'snd-alice-1', 'For Alice');
-    expect(await alice.next((f) => f.type === 'message')).toMatchObject({ message: { id: 'snd-alice-1' } });
+    expect(await alice.next((f) => f.type === 'message')).toMatchObject({
+      message: { id: 'snd-alice-1' },
+    });
 
     // Give a stray cross-delivery time to show up before asserting it did not happen.
     await new Promise((r) => setTimeout(r, 200));
-    expect(alice.frames.filter((f) => f.type === 'message').map((f) => (f as { message: InboxMessage }).message.id)).toEqual(['snd-alice-1']);
-    expect(bob.frames.filter((f) => f.type === 'message').map((f) => (f as { message: InboxMessage }).message.id)).toEqual(['snd-bob-1']);
+    expect(
+      alice.frames
+        .filter((f) => f.type === 'message')
+        .map((f) => (f as { message: InboxMessage }).message.id),
+    ).toEqual(['snd-alice-1']);
+    expect(
+      bob.frames
+        .filter((f) => f.type === 'message')
+        .map((f) => (f as { message: InboxMessage }).message.id),
+    ).toEqual(['snd-bob-1']);
 
     // Instance 0 holds alice's socket and pushed her one message.
     const text = await metrics.metrics();
@@ -202,8 +232,13 @@ describe('in-app gateway across instances', () => {
     await send('erin', 'snd-erin-1', 'One');
     await send('erin', 'snd-erin-2', 'Two');
     const erin = await connect(urls[1]!, 'erin');
-    erin.socket.send(JSON.stringify({ type: 'read', ids: ['snd-erin-1', 'snd-erin-1', 'not-mine'] }));
-    expect(await erin.next((f) => f.type === 'read')).toEqual({ type: 'read', ids: ['snd-erin-1'] });
+    erin.socket.send(
+      JSON.stringify({ type: 'read', ids: ['snd-erin-1', 'snd-erin-1', 'not-mine'] }),
+    );
+    expect(await erin.next((f) => f.type === 'read')).toEqual({
+      type: 'read',
+      ids: ['snd-erin-1'],
+    });
 
     const token = signInappToken(SECRET, 'erin', { ttlMs: 60_000 });
     const res = await fetch(`${urls[0]}/v1/inapp/inbox/read?token=${encodeURIComponent(token)}`, {
@@ -229,36 +264,62 @@ describe('in-app gateway across instances', () => {
   it('refuses connections and inbox reads without a valid token', async () => {
     const forged = signInappToken('some-other-secret-value', 'alice', { ttlMs: 60_000 });
     const status = await new Promise<number>((resolve) => {
-      const s = new WebSocketClient(`${urls[0]!.replace('http', 'ws')}/v1/inapp/ws?token=${encodeURIComponent(forged)}`);
+      const s = new WebSocketClient(
+        `${urls[0]!.replace('http', 'ws')}/v1/inapp/ws?token=${encodeURIComponent(forged)}`,
+      );
       s.on('unexpected-response', (_req, res) => resolve(res.statusCode));
       s.on('error', () => undefined);
       s.on('open', () => resolve(101));
     });
     expect(status).toBe(401);
     const expired = signInappToken(SECRET, 'alice', { ttlMs: -1000 });
-    expect((await fetch(`${urls[0]}/v1/inapp/inbox?token=${encodeURIComponent(expired)}`)).status).toBe(401);
+    expect(
+      (await fetch(`${urls[0]}/v1/inapp/inbox?token=${encodeURIComponent(expired)}`)).status,
+    ).toBe(401);
     expect((await fetch(`${urls[0]}/v1/inapp/inbox`)).status).toBe(401);
     const ok = signInappToken(SECRET, 'alice', { ttlMs: 60_000 });
-    expect((await fetch(`${urls[0]}/v1/inapp/inbox`, { headers: { authorization: `Bearer ${ok}` } })).status).toBe(200);
+    expect(
+      (await fetch(`${urls[0]}/v1/inapp/inbox`, { headers: { authorization: `Bearer ${ok}` } }))
+        .status,
+    ).toBe(200);
   });
 
   it('lets apps register and unregister push devices with their token', async () => {
     const token = encodeURIComponent(signInappToken(SECRET, 'gina', { ttlMs: 60_000 }));
     const post = (body: unknown) =>
-      fetch(`${urls[1]}/v1/inapp/devices?token=${token}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${urls[1]}/v1/inapp/devices?token=${token}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     expect((await post({ token: 'fcm-abc', platform: 'fcm' })).status).toBe(204);
     expect((await post({ token: 'x', platform: 'blackberry' })).status).toBe(400);
     const registry = createDeviceRegistry({ redis, keys });
-    expect((await registry.list('gina')).map((d) => [d.token, d.platform])).toEqual([['fcm-abc', 'fcm']]);
-    expect((await fetch(`${urls[0]}/v1/inapp/devices/fcm-abc?token=${token}`, { method: 'DELETE' })).status).toBe(204);
-    expect((await fetch(`${urls[0]}/v1/inapp/devices/fcm-abc?token=${token}`, { method: 'DELETE' })).status).toBe(404);
+    expect((await registry.list('gina')).map((d) => [d.token, d.platform])).toEqual([
+      ['fcm-abc', 'fcm'],
+    ]);
+    expect(
+      (await fetch(`${urls[0]}/v1/inapp/devices/fcm-abc?token=${token}`, { method: 'DELETE' }))
+        .status,
+    ).toBe(204);
+    expect(
+      (await fetch(`${urls[0]}/v1/inapp/devices/fcm-abc?token=${token}`, { method: 'DELETE' }))
+        .status,
+    ).toBe(404);
     expect(await registry.list('gina')).toEqual([]);
   });
 
   it('caps the inbox, dropping the oldest messages', async () => {
     const small = createInbox({ redis, keys }, { maxMessages: 3 });
     for (let i = 0; i < 5; i++) {
-      await small.add('frank', { id: `f-${i}`, ruleId: 'r', category: 'marketing', title: `t${i}`, body: '', createdAt: 1000 + i });
+      await small.add('frank', {
+        id: `f-${i}`,
+        ruleId: 'r',
+        category: 'marketing',
+        title: `t${i}`,
+        body: '',
+        createdAt: 1000 + i,
+      });
     }
     const page = await small.page('frank', { limit: 10 });
     expect(page.messages.map((m) => m.id)).toEqual(['f-4', 'f-3', 'f-2']);

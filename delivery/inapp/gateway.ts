@@ -63,7 +63,12 @@ export function inappChannel(keys: KeySpace, userId: string): string {
 }
 
 /** What the gateway sends to a client socket. */
-export type GatewayFrame = { type: 'ready'; userId: string; unread: number } | { type: 'message'; message: InboxMessage } | { type: 'read'; ids: string[] } | { type: 'pong' } | { type: 'error'; code: string; message: string };
+export type GatewayFrame =
+  | { type: 'ready'; userId: string; unread: number }
+  | { type: 'message'; message: InboxMessage }
+  | { type: 'read'; ids: string[] }
+  | { type: 'pong' }
+  | { type: 'error'; code: string; message: string };
 
 export function readEvent(userId: string, message: InboxMessage, now: number): NormalisedEvent {
   return {
@@ -90,15 +95,28 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
   const now = opts.now ?? Date.now;
   const subscriber = opts.subscriber ?? opts.redis.duplicate();
   const ownSubscriber = opts.subscriber === undefined;
-  if (ownSubscriber) subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'in-app subscriber connection error'));
+  if (ownSubscriber)
+    subscriber.on('error', (err: Error) =>
+      log.warn({ err: err.message }, 'in-app subscriber connection error'),
+    );
   /** channel -> sockets of that user on this instance */
   const sockets = new Map<string, Set<WebSocket>>();
   let connections = 0;
   const registers = opts.metrics ? [opts.metrics] : [];
-  new Gauge({ name: 'lifecycle_inapp_connections', help: 'Open in-app WebSocket connections on this instance.', registers, collect() {
-    this.set(connections);
-  } });
-  const frames = new Counter({ name: 'lifecycle_inapp_frames_total', help: 'Frames pushed to in-app clients, by type.', labelNames: ['type'], registers });
+  new Gauge({
+    name: 'lifecycle_inapp_connections',
+    help: 'Open in-app WebSocket connections on this instance.',
+    registers,
+    collect() {
+      this.set(connections);
+    },
+  });
+  const frames = new Counter({
+    name: 'lifecycle_inapp_frames_total',
+    help: 'Frames pushed to in-app clients, by type.',
+    labelNames: ['type'],
+    registers,
+  });
 
   subscriber.on('message', (channel: string, payload: string) => {
     const set = sockets.get(channel);
@@ -124,18 +142,26 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
   if (subscriber.status !== 'ready') {
     await new Promise<void>((resolve, reject) => {
       subscriber.once('ready', () => resolve());
-      subscriber.once('end', () => reject(new Error('in-app subscriber connection closed before it was ready')));
+      subscriber.once('end', () =>
+        reject(new Error('in-app subscriber connection closed before it was ready')),
+      );
     });
   }
 
-  if (!app.hasDecorator('websocketServer')) await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  if (!app.hasDecorator('websocketServer'))
+    await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
 
   const authenticate = (req: FastifyRequest): string | null => {
     const token = tokenOf(req);
     return token ? verifyInappToken(opts.signingSecret, token, now()) : null;
   };
   const unauthorized = (reply: FastifyReply) =>
-    reply.code(401).send({ code: ErrorCodes.Unauthorized, message: 'missing, invalid or expired in-app token; ask the app backend for a new one' });
+    reply
+      .code(401)
+      .send({
+        code: ErrorCodes.Unauthorized,
+        message: 'missing, invalid or expired in-app token; ask the app backend for a new one',
+      });
 
   async function markRead(userId: string, ids: unknown): Promise<string[]> {
     if (!Array.isArray(ids)) return [];
@@ -147,7 +173,10 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     if (fresh.length > 0) {
       await opts.publisher.publish(
         opts.eventsTopic,
-        fresh.map((m) => ({ key: userId, ...encodeWithHeader(eventCodec, readEvent(userId, m, now())) })),
+        fresh.map((m) => ({
+          key: userId,
+          ...encodeWithHeader(eventCodec, readEvent(userId, m, now())),
+        })),
       );
     }
     return fresh.map((m) => m.id);
@@ -171,7 +200,9 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       connections++;
       const ready = (first ? subscriber.subscribe(channel) : Promise.resolve(0))
         .then(() => opts.inbox.unread(userId))
-        .then((unread) => socket.send(JSON.stringify({ type: 'ready', userId, unread } satisfies GatewayFrame)))
+        .then((unread) =>
+          socket.send(JSON.stringify({ type: 'ready', userId, unread } satisfies GatewayFrame)),
+        )
         .catch((err: unknown) => {
           log.warn({ err: (err as Error).message }, 'in-app subscribe failed');
           socket.close(1011, 'unavailable');
@@ -191,7 +222,13 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
         try {
           msg = JSON.parse(raw.toString('utf8')) as typeof msg;
         } catch {
-          socket.send(JSON.stringify({ type: 'error', code: ErrorCodes.BadRequest, message: 'frames are JSON' } satisfies GatewayFrame));
+          socket.send(
+            JSON.stringify({
+              type: 'error',
+              code: ErrorCodes.BadRequest,
+              message: 'frames are JSON',
+            } satisfies GatewayFrame),
+          );
           return;
         }
         if (msg.type === 'ping') {
@@ -201,11 +238,23 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
             (ids) => socket.send(JSON.stringify({ type: 'read', ids } satisfies GatewayFrame)),
             (err: unknown) => {
               log.warn({ err: (err as Error).message }, 'read receipt failed');
-              socket.send(JSON.stringify({ type: 'error', code: ErrorCodes.Unavailable, message: 'read receipt not stored; send it again' } satisfies GatewayFrame));
+              socket.send(
+                JSON.stringify({
+                  type: 'error',
+                  code: ErrorCodes.Unavailable,
+                  message: 'read receipt not stored; send it again',
+                } satisfies GatewayFrame),
+              );
             },
           );
         } else {
-          socket.send(JSON.stringify({ type: 'error', code: ErrorCodes.BadRequest, message: 'unknown frame type (use ping, read)' } satisfies GatewayFrame));
+          socket.send(
+            JSON.stringify({
+              type: 'error',
+              code: ErrorCodes.BadRequest,
+              message: 'unknown frame type (use ping, read)',
+            } satisfies GatewayFrame),
+          );
         }
       });
 
@@ -232,7 +281,9 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     const q = req.query as { cursor?: string; limit?: string };
     const limit = q.limit === undefined ? 20 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
-      return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'limit must be an integer from 1 to 100' });
+      return reply
+        .code(400)
+        .send({ code: ErrorCodes.BadRequest, message: 'limit must be an integer from 1 to 100' });
     }
     return opts.inbox.page(userId, { cursor: q.cursor ?? null, limit });
   });
@@ -242,7 +293,12 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     if (!userId) return unauthorized(reply);
     const body = (req.body ?? {}) as { ids?: unknown };
     if (!Array.isArray(body.ids) || body.ids.length === 0 || body.ids.length > 100) {
-      return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'body must be {"ids": [message ids]} with 1 to 100 ids' });
+      return reply
+        .code(400)
+        .send({
+          code: ErrorCodes.BadRequest,
+          message: 'body must be {"ids": [message ids]} with 1 to 100 ids',
+        });
     }
     const ids = await markRead(userId, body.ids);
     return { read: ids.length, ids };
@@ -254,8 +310,18 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       const userId = authenticate(req);
       if (!userId) return unauthorized(reply);
       const body = (req.body ?? {}) as { token?: unknown; platform?: unknown };
-      if (typeof body.token !== 'string' || body.token === '' || body.token.length > 4096 || (body.platform !== 'fcm' && body.platform !== 'apns')) {
-        return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'body must be {"token": "<device token>", "platform": "fcm" | "apns"}' });
+      if (
+        typeof body.token !== 'string' ||
+        body.token === '' ||
+        body.token.length > 4096 ||
+        (body.platform !== 'fcm' && body.platform !== 'apns')
+      ) {
+        return reply
+          .code(400)
+          .send({
+            code: ErrorCodes.BadRequest,
+            message: 'body must be {"token": "<device token>", "platform": "fcm" | "apns"}',
+          });
       }
       await devices.register(userId, { token: body.token, platform: body.platform }, now());
       return reply.code(204).send();
@@ -265,7 +331,13 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       if (!userId) return unauthorized(reply);
       const { deviceToken } = req.params as { deviceToken: string };
       const removed = await devices.unregister(userId, deviceToken);
-      return reply.code(removed ? 204 : 404).send(removed ? undefined : { code: ErrorCodes.NotFound, message: 'no such device for this user' });
+      return reply
+        .code(removed ? 204 : 404)
+        .send(
+          removed
+            ? undefined
+            : { code: ErrorCodes.NotFound, message: 'no such device for this user' },
+        );
     });
   }
 

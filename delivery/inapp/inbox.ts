@@ -64,23 +64,34 @@ function encodeCursor(score: number, id: string): string {
 export function decodeCursor(cursor: string): { score: number; id: string } | null {
   try {
     const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'string') return { score: v[0], id: v[1] };
+    if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'string')
+      return { score: v[0], id: v[1] };
   } catch {
     // fall through
   }
   return null;
 }
 
-export function createInbox(deps: { redis: Redis; keys: KeySpace }, opts: InboxOptions = {}): Inbox {
+export function createInbox(
+  deps: { redis: Redis; keys: KeySpace },
+  opts: InboxOptions = {},
+): Inbox {
   const { redis, keys } = deps;
   const max = opts.maxMessages ?? 200;
   const ttl = opts.ttlMs ?? 90 * 24 * 3600_000;
-  const k = (userId: string) => ({ z: keys.user(userId, 'inbox'), msg: keys.user(userId, 'inbox:msg'), read: keys.user(userId, 'inbox:read') });
+  const k = (userId: string) => ({
+    z: keys.user(userId, 'inbox'),
+    msg: keys.user(userId, 'inbox:msg'),
+    read: keys.user(userId, 'inbox:read'),
+  });
 
   async function hydrate(userId: string, ids: string[]): Promise<InboxMessage[]> {
     if (ids.length === 0) return [];
     const { msg, read } = k(userId);
-    const [bodies, reads] = await Promise.all([redis.hmget(msg, ...ids), redis.hmget(read, ...ids)]);
+    const [bodies, reads] = await Promise.all([
+      redis.hmget(msg, ...ids),
+      redis.hmget(read, ...ids),
+    ]);
     const out: InboxMessage[] = [];
     ids.forEach((_id, i) => {
       const json = bodies[i];
@@ -102,7 +113,18 @@ export function createInbox(deps: { redis: Redis; keys: KeySpace }, opts: InboxO
     async add(userId, message) {
       const { z, msg, read } = k(userId);
       const { readAt: _ignored, ...stored } = message;
-      const added = await redis.eval(ADD, 3, z, msg, read, String(message.createdAt), message.id, JSON.stringify(stored), String(max), String(ttl));
+      const added = await redis.eval(
+        ADD,
+        3,
+        z,
+        msg,
+        read,
+        String(message.createdAt),
+        message.id,
+        JSON.stringify(stored),
+        String(max),
+        String(ttl),
+      );
       return added === 1;
     },
 
@@ -113,26 +135,53 @@ export function createInbox(deps: { redis: Redis; keys: KeySpace }, opts: InboxO
       let entries: { id: string; score: number }[];
       const pairs = (flat: string[]) => {
         const out: { id: string; score: number }[] = [];
-        for (let i = 0; i + 1 < flat.length; i += 2) out.push({ id: flat[i]!, score: Number(flat[i + 1]) });
+        for (let i = 0; i + 1 < flat.length; i += 2)
+          out.push({ id: flat[i]!, score: Number(flat[i + 1]) });
         return out;
       };
       if (!cursor) {
-        entries = pairs(await redis.zrevrangebyscore(z, '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1));
+        entries = pairs(
+          await redis.zrevrangebyscore(z, '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1),
+        );
       } else {
         // Entries with the cursor's score come in reverse id order; skip those up to the cursor.
         const same = await redis.zcount(z, cursor.score, cursor.score);
-        const raw = pairs(await redis.zrevrangebyscore(z, cursor.score, '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1 + same));
-        entries = raw.filter((e) => e.score < cursor.score || (e.score === cursor.score && e.id < cursor.id));
+        const raw = pairs(
+          await redis.zrevrangebyscore(
+            z,
+            cursor.score,
+            '-inf',
+            'WITHSCORES',
+            'LIMIT',
+            0,
+            limit + 1 + same,
+          ),
+        );
+        entries = raw.filter(
+          (e) => e.score < cursor.score || (e.score === cursor.score && e.id < cursor.id),
+        );
       }
       const more = entries.length > limit;
       const pageEntries = entries.slice(0, limit);
       const last = pageEntries[pageEntries.length - 1];
-      const [messages, count] = await Promise.all([hydrate(userId, pageEntries.map((e) => e.id)), unread(userId)]);
-      return { messages, nextCursor: more && last ? encodeCursor(last.score, last.id) : null, unread: count };
+      const [messages, count] = await Promise.all([
+        hydrate(
+          userId,
+          pageEntries.map((e) => e.id),
+        ),
+        unread(userId),
+      ]);
+      return {
+        messages,
+        nextCursor: more && last ? encodeCursor(last.score, last.id) : null,
+        unread: count,
+      };
     },
 
     async markRead(userId, ids, now = Date.now()) {
-      const unique = [...new Set(ids)].filter((id) => typeof id === 'string' && id !== '').slice(0, MAX_PAGE);
+      const unique = [...new Set(ids)]
+        .filter((id) => typeof id === 'string' && id !== '')
+        .slice(0, MAX_PAGE);
       if (unique.length === 0) return [];
       const { z, read } = k(userId);
       const scores = await Promise.all(unique.map((id) => redis.zscore(z, id)));

@@ -9,7 +9,13 @@ import { createDeviceRegistry } from '../providers/devices.ts';
 import type { InappGatewayOptions } from './gateway.ts';
 import { createInbox } from './inbox.ts';
 
-export { inappGateway, inappChannel, readEvent, type InappGatewayOptions, type GatewayFrame } from './gateway.ts';
+export {
+  inappGateway,
+  inappChannel,
+  readEvent,
+  type InappGatewayOptions,
+  type GatewayFrame,
+} from './gateway.ts';
 export { createInbox, type Inbox, type InboxMessage, type InboxPage } from './inbox.ts';
 export { signInappToken, verifyInappToken } from './token.ts';
 

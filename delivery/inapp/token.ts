@@ -3,9 +3,14 @@
 // `<base64url(userId)>.<expiry epoch s>.<base64url(HMAC-SHA256(secret, "inapp.<b64 user>.<exp>"))>`.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-const mac = (secret: string, payload: string) => createHmac('sha256', secret).update(`inapp.${payload}`).digest('base64url');
+const mac = (secret: string, payload: string) =>
+  createHmac('sha256', secret).update(`inapp.${payload}`).digest('base64url');
 
-export function signInappToken(secret: string, userId: string, opts: { ttlMs?: number; now?: number } = {}): string {
+export function signInappToken(
+  secret: string,
+  userId: string,
+  opts: { ttlMs?: number; now?: number } = {},
+): string {
   if (!userId) throw new Error('userId is required');
   const exp = Math.floor(((opts.now ?? Date.now()) + (opts.ttlMs ?? 24 * 3600_000)) / 1000);
   const payload = `${Buffer.from(userId, 'utf8').toString('base64url')}.${exp}`;

@@ -13,7 +13,11 @@ export interface Device {
 }
 
 export interface DeviceRegistry {
-  register(userId: string, device: { token: string; platform: DevicePlatform }, now?: number): Promise<void>;
+  register(
+    userId: string,
+    device: { token: string; platform: DevicePlatform },
+    now?: number,
+  ): Promise<void>;
   unregister(userId: string, token: string): Promise<boolean>;
   list(userId: string): Promise<Device[]>;
 }
@@ -30,7 +34,11 @@ export function createDeviceRegistry(deps: { redis: Redis; keys: KeySpace }): De
     for (const [token, json] of Object.entries(raw)) {
       try {
         const v = JSON.parse(json) as { platform?: unknown; registeredAt?: unknown };
-        out.push({ token, platform: v.platform === 'apns' ? 'apns' : 'fcm', registeredAt: typeof v.registeredAt === 'number' ? v.registeredAt : 0 });
+        out.push({
+          token,
+          platform: v.platform === 'apns' ? 'apns' : 'fcm',
+          registeredAt: typeof v.registeredAt === 'number' ? v.registeredAt : 0,
+        });
       } catch {
         out.push({ token, platform: 'fcm', registeredAt: 0 });
       }
@@ -40,8 +48,13 @@ export function createDeviceRegistry(deps: { redis: Redis; keys: KeySpace }): De
 
   return {
     async register(userId, device, now = Date.now()) {
-      if (!device.token || device.token.length > 4096) throw new Error('device token must be 1..4096 characters');
-      await deps.redis.hset(key(userId), device.token, JSON.stringify({ platform: device.platform, registeredAt: now }));
+      if (!device.token || device.token.length > 4096)
+        throw new Error('device token must be 1..4096 characters');
+      await deps.redis.hset(
+        key(userId),
+        device.token,
+        JSON.stringify({ platform: device.platform, registeredAt: now }),
+      );
       const all = await list(userId);
       const stale = all.slice(MAX_DEVICES_PER_USER).map((d) => d.token);
       if (stale.length > 0) await deps.redis.hdel(key(userId), ...stale);

@@ -12,8 +12,14 @@ import type { Provider } from './types.ts';
 const iso = isolate('email');
 const config = iso.config();
 const sink = smtpSinkClient();
-const renderer = createTemplateRenderer({ dir: join(import.meta.dirname, '../../templates') }, silentLogger());
-const provider: Provider = createSmtpProvider({ name: 'smtp-1', url: config.delivery.smtpUrls[0]!, from: config.delivery.emailFrom }, { logger: silentLogger() });
+const renderer = createTemplateRenderer(
+  { dir: join(import.meta.dirname, '../../templates') },
+  silentLogger(),
+);
+const provider: Provider = createSmtpProvider(
+  { name: 'smtp-1', url: config.delivery.smtpUrls[0]!, from: config.delivery.emailFrom },
+  { logger: silentLogger() },
+);
 
 afterAll(async () => {
   await provider.close?.();
@@ -41,7 +47,10 @@ describe('templates through SMTP to the sink', () => {
     });
     expect(result.status).toBe('sent');
 
-    const got = await sink.waitForMessage(`${sendId}@${domainOf(config.delivery.emailFrom)}`, 15_000);
+    const got = await sink.waitForMessage(
+      `${sendId}@${domainOf(config.delivery.emailFrom)}`,
+      15_000,
+    );
     expect(got.to).toEqual([email]);
     expect(got.subject).toBe('Willkommen bei Example, Ada!');
     expect(got.html).toContain('<html lang="de">');

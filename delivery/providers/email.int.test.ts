@@ -22,8 +22,12 @@ beforeAll(async () => {
     disabledCommands: ['STARTTLS'],
     logger: false,
     onRcptTo(address, _session, cb) {
-      if (address.address.startsWith('nobody@')) return cb(smtpError(550, '5.1.1 <nobody@example.com>: Recipient address rejected: User unknown'));
-      if (address.address.startsWith('later@')) return cb(smtpError(451, '4.7.1 Greylisted, try again later'));
+      if (address.address.startsWith('nobody@'))
+        return cb(
+          smtpError(550, '5.1.1 <nobody@example.com>: Recipient address rejected: User unknown'),
+        );
+      if (address.address.startsWith('later@'))
+        return cb(smtpError(451, '4.7.1 Greylisted, try again later'));
       cb();
     },
     onData(stream, session, cb) {
@@ -44,7 +48,16 @@ afterAll(async () => {
 });
 
 function provider(url = `smtp://127.0.0.1:${port}`): Provider {
-  const p = createSmtpProvider({ name: 'smtp-1', url, from: 'Example <hello@mail.example.com>', maxConnections: 2, connectionTimeoutMs: 2000 }, { logger: silentLogger() });
+  const p = createSmtpProvider(
+    {
+      name: 'smtp-1',
+      url,
+      from: 'Example <hello@mail.example.com>',
+      maxConnections: 2,
+      connectionTimeoutMs: 2000,
+    },
+    { logger: silentLogger() },
+  );
   providers.push(p);
   return p;
 }
@@ -55,9 +68,17 @@ function message(over: Partial<OutgoingMessage> & { email?: string } = {}): Outg
     ruleId: 'welcome',
     category: 'marketing',
     channel: 'email',
-    recipient: { userId: 'u1', email: over.email ?? 'ada@example.com', locale: 'en', timezone: 'UTC' },
+    recipient: {
+      userId: 'u1',
+      email: over.email ?? 'ada@example.com',
+      locale: 'en',
+      timezone: 'UTC',
+    },
     content: { subject: 'Welcome, Ada', html: '<p>Hello <b>Ada</b></p>', text: 'Hello Ada\n' },
-    headers: { 'List-Unsubscribe': '<https://lc.example.com/u/tok>', 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
+    headers: {
+      'List-Unsubscribe': '<https://lc.example.com/u/tok>',
+      'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+    },
     ...over,
   };
 }
@@ -71,10 +92,14 @@ describe('SMTP provider', () => {
     const mail = got!.mail;
     expect(got!.envelopeTo).toEqual(['ada@example.com']);
     expect(mail.subject).toBe('Welcome, Ada');
-    expect(mail.from?.value[0]).toMatchObject({ name: 'Example', address: 'hello@mail.example.com' });
+    expect(mail.from?.value[0]).toMatchObject({
+      name: 'Example',
+      address: 'hello@mail.example.com',
+    });
     expect(mail.html).toContain('<p>Hello <b>Ada</b></p>');
     expect(mail.text).toBe('Hello Ada\n');
-    const header = (name: string) => mail.headerLines.find((h) => h.key === name)?.line.replace(/^[^:]+:\s*/, '');
+    const header = (name: string) =>
+      mail.headerLines.find((h) => h.key === name)?.line.replace(/^[^:]+:\s*/, '');
     expect(header('list-unsubscribe')).toBe('<https://lc.example.com/u/tok>');
     expect(header('list-unsubscribe-post')).toBe('List-Unsubscribe=One-Click');
     expect(header('x-lifecycle-send-id')).toBe('snd_abc123');
@@ -82,7 +107,9 @@ describe('SMTP provider', () => {
 
   it('keeps many messages flowing over the pool', async () => {
     const p = provider();
-    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => p.send(message({ sendId: `pool-${i}` }))));
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => p.send(message({ sendId: `pool-${i}` }))),
+    );
     expect(results.every((r) => r.status === 'sent')).toBe(true);
     expect(received.filter((r) => r.mail.messageId?.startsWith('<pool-')).length).toBe(40);
   });
@@ -93,11 +120,16 @@ describe('SMTP provider', () => {
     expect(result.status).toBe('permanent');
     expect(received.length).toBe(before);
     // Transactional mail needs no unsubscribe header.
-    expect((await provider().send(message({ sendId: 'tx-1', category: 'transactional', headers: {} }))).status).toBe('sent');
+    expect(
+      (await provider().send(message({ sendId: 'tx-1', category: 'transactional', headers: {} })))
+        .status,
+    ).toBe('sent');
   });
 
   it('maps an unknown user (550 5.1.1) to a hard bounce', async () => {
-    const result = await provider().send(message({ sendId: 'bounce-1', email: 'nobody@example.com' }));
+    const result = await provider().send(
+      message({ sendId: 'bounce-1', email: 'nobody@example.com' }),
+    );
     expect(result).toMatchObject({ status: 'permanent', suppress: 'hard_bounce' });
   });
 
@@ -121,6 +153,9 @@ describe('SMTP provider', () => {
   it('refuses recipients without an address', async () => {
     const m = message();
     delete m.recipient.email;
-    expect(await provider().send(m)).toMatchObject({ status: 'permanent', suppress: 'invalid_address' });
+    expect(await provider().send(m)).toMatchObject({
+      status: 'permanent',
+      suppress: 'invalid_address',
+    });
   });
 });

@@ -26,7 +26,10 @@ export interface SmtpProviderOptions {
 /** RFC 8058 headers for a one-click unsubscribe URL (https, POST-able without a cookie). */
 export function unsubscribeHeaders(url: string, mailto?: string): Record<string, string> {
   const targets = [`<${url}>`, ...(mailto ? [`<mailto:${mailto}>`] : [])];
-  return { 'List-Unsubscribe': targets.join(', '), 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' };
+  return {
+    'List-Unsubscribe': targets.join(', '),
+    'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+  };
 }
 
 export function domainOf(from: string): string {
@@ -60,19 +63,27 @@ export function classifySmtpError(err: unknown): ProviderResult {
   const message = (e.message ?? String(err)).replace(/\s+/g, ' ').slice(0, 500);
   if (e.code === 'EENVELOPE' && e.command === 'API') {
     // Refused before talking to the server: the recipient address itself is malformed.
-    if (/recipient|no recipients/i.test(message)) return { status: 'permanent', error: message, suppress: 'invalid_address' };
+    if (/recipient|no recipients/i.test(message))
+      return { status: 'permanent', error: message, suppress: 'invalid_address' };
     return { status: 'permanent', error: message };
   }
-  const code = typeof e.responseCode === 'number' ? e.responseCode : Number(/^(\d{3})/.exec(e.response ?? '')?.[1] ?? NaN);
+  const code =
+    typeof e.responseCode === 'number'
+      ? e.responseCode
+      : Number(/^(\d{3})/.exec(e.response ?? '')?.[1] ?? NaN);
   const enhanced = /\b([245])\.(\d{1,3})\.(\d{1,3})\b/.exec(e.response ?? e.message ?? '');
   const cls = enhanced ? `${enhanced[1]}.${enhanced[2]}.${enhanced[3]}` : '';
-  if (e.code === 'EAUTH' || code === 535 || code === 530) return { status: 'retriable', error: `relay authentication failed: ${message}` };
-  if (Number.isFinite(code) && code >= 400 && code < 500) return { status: 'retriable', error: message };
+  if (e.code === 'EAUTH' || code === 535 || code === 530)
+    return { status: 'retriable', error: `relay authentication failed: ${message}` };
+  if (Number.isFinite(code) && code >= 400 && code < 500)
+    return { status: 'retriable', error: message };
   if (Number.isFinite(code) && code >= 500 && code < 600) {
     const onRecipient = e.command === 'RCPT TO' || cls.startsWith('5.1.');
-    if (cls.startsWith('5.7.') || cls.startsWith('5.3.') || code === 552 || cls.startsWith('5.2.')) return { status: 'permanent', error: message };
+    if (cls.startsWith('5.7.') || cls.startsWith('5.3.') || code === 552 || cls.startsWith('5.2.'))
+      return { status: 'permanent', error: message };
     if (onRecipient) {
-      if (code === 553 || cls === '5.1.3') return { status: 'permanent', error: message, suppress: 'invalid_address' };
+      if (code === 553 || cls === '5.1.3')
+        return { status: 'permanent', error: message, suppress: 'invalid_address' };
       return { status: 'permanent', error: message, suppress: 'hard_bounce' };
     }
     return { status: 'permanent', error: message };
@@ -102,14 +113,30 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
     channel: 'email',
     async send(message: OutgoingMessage): Promise<ProviderResult> {
       const to = message.recipient.email;
-      if (!to) return { status: 'permanent', error: 'recipient has no email address', suppress: 'invalid_address' };
+      if (!to)
+        return {
+          status: 'permanent',
+          error: 'recipient has no email address',
+          suppress: 'invalid_address',
+        };
       const { subject, html, text } = message.content;
-      if (!subject || (!html && !text)) return { status: 'permanent', error: 'rendered email has no subject or body' };
-      const headers: Record<string, string> = { ...message.headers, 'X-Lifecycle-Send-Id': message.sendId };
+      if (!subject || (!html && !text))
+        return { status: 'permanent', error: 'rendered email has no subject or body' };
+      const headers: Record<string, string> = {
+        ...message.headers,
+        'X-Lifecycle-Send-Id': message.sendId,
+      };
       if (message.category === 'marketing' && !headers['List-Unsubscribe']) {
-        return { status: 'permanent', error: 'marketing email without a List-Unsubscribe header is never sent' };
+        return {
+          status: 'permanent',
+          error: 'marketing email without a List-Unsubscribe header is never sent',
+        };
       }
-      if (headers['List-Unsubscribe'] && /<https:/i.test(headers['List-Unsubscribe']) && !headers['List-Unsubscribe-Post']) {
+      if (
+        headers['List-Unsubscribe'] &&
+        /<https:/i.test(headers['List-Unsubscribe']) &&
+        !headers['List-Unsubscribe-Post']
+      ) {
         headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
       }
       const messageId = messageIdFor(message.sendId, domain);
@@ -123,7 +150,14 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
           messageId,
           headers,
         })) as { messageId?: string; rejected?: unknown[]; rejectedErrors?: unknown[] };
-        if (info.rejected && info.rejected.length > 0) return classifySmtpError(info.rejectedErrors?.[0] ?? { message: 'recipient rejected', responseCode: 550, command: 'RCPT TO' });
+        if (info.rejected && info.rejected.length > 0)
+          return classifySmtpError(
+            info.rejectedErrors?.[0] ?? {
+              message: 'recipient rejected',
+              responseCode: 550,
+              command: 'RCPT TO',
+            },
+          );
         return { status: 'sent', providerMessageId: info.messageId ?? messageId };
       } catch (err) {
         const result = classifySmtpError(err);

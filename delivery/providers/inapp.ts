@@ -8,14 +8,24 @@ import { inappChannel } from '../inapp/gateway.ts';
 import type { Inbox, InboxMessage } from '../inapp/inbox.ts';
 import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
 
-export function createInappProvider(opts: { name?: string }, deps: { redis: Redis; keys: KeySpace; inbox: Inbox; now?: () => number; onClose?: () => Promise<void> }): Provider {
+export function createInappProvider(
+  opts: { name?: string },
+  deps: {
+    redis: Redis;
+    keys: KeySpace;
+    inbox: Inbox;
+    now?: () => number;
+    onClose?: () => Promise<void>;
+  },
+): Provider {
   const now = deps.now ?? Date.now;
   return {
     name: opts.name ?? 'inapp',
     channel: 'inapp',
     async send(message: OutgoingMessage): Promise<ProviderResult> {
       const { title, body, url, data } = message.content;
-      if (!title && !body) return { status: 'permanent', error: 'rendered in-app message has no title or body' };
+      if (!title && !body)
+        return { status: 'permanent', error: 'rendered in-app message has no title or body' };
       const entry: InboxMessage = {
         id: message.sendId,
         ruleId: message.ruleId,

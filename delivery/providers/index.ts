@@ -14,14 +14,35 @@ import type { Resolver } from './ssrf.ts';
 import type { Provider } from './types.ts';
 import { createWebhookProvider } from './webhook.ts';
 
-export type { Provider, ProviderResult, OutgoingMessage, Recipient, RenderedContent } from './types.ts';
-export { createSmtpProvider, classifySmtpError, unsubscribeHeaders, messageIdFor } from './email.ts';
-export { createWebhookProvider, signWebhook, verifyWebhookSignature, SIGNATURE_HEADER } from './webhook.ts';
+export type {
+  Provider,
+  ProviderResult,
+  OutgoingMessage,
+  Recipient,
+  RenderedContent,
+} from './types.ts';
+export {
+  createSmtpProvider,
+  classifySmtpError,
+  unsubscribeHeaders,
+  messageIdFor,
+} from './email.ts';
+export {
+  createWebhookProvider,
+  signWebhook,
+  verifyWebhookSignature,
+  SIGNATURE_HEADER,
+} from './webhook.ts';
 export { isForbiddenAddress, resolveTarget } from './ssrf.ts';
 export { createSmsProvider } from './sms.ts';
 export { createPushProvider } from './push.ts';
 export { createInappProvider } from './inapp.ts';
-export { createDeviceRegistry, type DeviceRegistry, type DevicePlatform, type Device } from './devices.ts';
+export {
+  createDeviceRegistry,
+  type DeviceRegistry,
+  type DevicePlatform,
+  type Device,
+} from './devices.ts';
 
 export type ProvidersConfig = Pick<Config, 'delivery' | 'auth' | 'redis'>;
 
@@ -46,7 +67,10 @@ function required(value: string, env: string, channel: string): string {
  * ... in priority order). In-app and webhook: always. SMS: when LC_SMS_API_URL is set. Push:
  * when LC_PUSH_API_URL is set.
  */
-export function createProviders(config: ProvidersConfig, deps: ProvidersDeps): Map<Channel, Provider[]> {
+export function createProviders(
+  config: ProvidersConfig,
+  deps: ProvidersDeps,
+): Map<Channel, Provider[]> {
   const d = config.delivery;
   const log = deps.logger;
   const map = new Map<Channel, Provider[]>();
@@ -85,7 +109,12 @@ export function createProviders(config: ProvidersConfig, deps: ProvidersDeps): M
   add(
     createInappProvider(
       { name: 'inapp' },
-      { redis: inappRedis.redis, keys: inappRedis.keys, inbox: createInbox(inappRedis), ...(owned ? { onClose: release } : {}) },
+      {
+        redis: inappRedis.redis,
+        keys: inappRedis.keys,
+        inbox: createInbox(inappRedis),
+        ...(owned ? { onClose: release } : {}),
+      },
     ),
   );
 
@@ -119,13 +148,36 @@ export function createProviders(config: ProvidersConfig, deps: ProvidersDeps): M
         fcmApiUrl: d.pushApiUrl,
         fcmProjectId: required(d.pushProjectId, 'LC_PUSH_PROJECT_ID', 'push'),
         fcmAccessToken: required(d.providerToken, 'LC_PROVIDER_TOKEN', 'push'),
-        ...(d.apnsApiUrl ? { apnsApiUrl: d.apnsApiUrl, apnsTopic: required(d.apnsTopic, 'LC_APNS_TOPIC', 'APNs push'), apnsToken: d.providerToken } : {}),
+        ...(d.apnsApiUrl
+          ? {
+              apnsApiUrl: d.apnsApiUrl,
+              apnsTopic: required(d.apnsTopic, 'LC_APNS_TOPIC', 'APNs push'),
+              apnsToken: d.providerToken,
+            }
+          : {}),
       },
-      { logger: log, devices: createDeviceRegistry(pushRedis), ...(deps.fetch ? { fetch: deps.fetch } : {}) },
+      {
+        logger: log,
+        devices: createDeviceRegistry(pushRedis),
+        ...(deps.fetch ? { fetch: deps.fetch } : {}),
+      },
     );
-    add(owned ? { ...push, name: push.name, channel: push.channel, send: (m) => push.send(m), close: release } : push);
+    add(
+      owned
+        ? {
+            ...push,
+            name: push.name,
+            channel: push.channel,
+            send: (m) => push.send(m),
+            close: release,
+          }
+        : push,
+    );
   }
 
-  log.info({ providers: Object.fromEntries([...map].map(([c, ps]) => [c, ps.map((p) => p.name)])) }, 'channel providers ready');
+  log.info(
+    { providers: Object.fromEntries([...map].map(([c, ps]) => [c, ps.map((p) => p.name)])) },
+    'channel providers ready',
+  );
   return map;
 }

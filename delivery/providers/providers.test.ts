@@ -8,17 +8,97 @@ import { signWebhook, verifyWebhookSignature } from './webhook.ts';
 
 describe('SMTP error classification', () => {
   const table: [string, object, { status: string; suppress?: string }][] = [
-    ['550 5.1.1 unknown user at RCPT', { code: 'EENVELOPE', responseCode: 550, response: '550 5.1.1 <x@y>: Recipient address rejected: User unknown', command: 'RCPT TO' }, { status: 'permanent', suppress: 'hard_bounce' }],
-    ['553 bad mailbox syntax', { code: 'EENVELOPE', responseCode: 553, response: '553 5.1.3 Bad recipient address syntax', command: 'RCPT TO' }, { status: 'permanent', suppress: 'invalid_address' }],
-    ['5.1.x after DATA (late bounce)', { code: 'EMESSAGE', responseCode: 550, response: '550 5.1.1 mailbox unavailable', command: 'DATA' }, { status: 'permanent', suppress: 'hard_bounce' }],
-    ['policy block', { code: 'EMESSAGE', responseCode: 554, response: '554 5.7.1 Message rejected as spam', command: 'DATA' }, { status: 'permanent' }],
-    ['mailbox full', { code: 'EENVELOPE', responseCode: 552, response: '552 5.2.2 Mailbox full', command: 'RCPT TO' }, { status: 'permanent' }],
-    ['greylisting', { code: 'EENVELOPE', responseCode: 451, response: '451 4.7.1 Greylisted, try again later', command: 'RCPT TO' }, { status: 'retriable' }],
-    ['relay busy', { code: 'EPROTOCOL', responseCode: 421, response: '421 4.3.2 Service not available', command: 'CONN' }, { status: 'retriable' }],
-    ['connection refused', { code: 'ESOCKET', message: 'connect ECONNREFUSED 127.0.0.1:25' }, { status: 'retriable' }],
+    [
+      '550 5.1.1 unknown user at RCPT',
+      {
+        code: 'EENVELOPE',
+        responseCode: 550,
+        response: '550 5.1.1 <x@y>: Recipient address rejected: User unknown',
+        command: 'RCPT TO',
+      },
+      { status: 'permanent', suppress: 'hard_bounce' },
+    ],
+    [
+      '553 bad mailbox syntax',
+      {
+        code: 'EENVELOPE',
+        responseCode: 553,
+        response: '553 5.1.3 Bad recipient address syntax',
+        command: 'RCPT TO',
+      },
+      { status: 'permanent', suppress: 'invalid_address' },
+    ],
+    [
+      '5.1.x after DATA (late bounce)',
+      {
+        code: 'EMESSAGE',
+        responseCode: 550,
+        response: '550 5.1.1 mailbox unavailable',
+        command: 'DATA',
+      },
+      { status: 'permanent', suppress: 'hard_bounce' },
+    ],
+    [
+      'policy block',
+      {
+        code: 'EMESSAGE',
+        responseCode: 554,
+        response: '554 5.7.1 Message rejected as spam',
+        command: 'DATA',
+      },
+      { status: 'permanent' },
+    ],
+    [
+      'mailbox full',
+      {
+        code: 'EENVELOPE',
+        responseCode: 552,
+        response: '552 5.2.2 Mailbox full',
+        command: 'RCPT TO',
+      },
+      { status: 'permanent' },
+    ],
+    [
+      'greylisting',
+      {
+        code: 'EENVELOPE',
+        responseCode: 451,
+        response: '451 4.7.1 Greylisted, try again later',
+        command: 'RCPT TO',
+      },
+      { status: 'retriable' },
+    ],
+    [
+      'relay busy',
+      {
+        code: 'EPROTOCOL',
+        responseCode: 421,
+        response: '421 4.3.2 Service not available',
+        command: 'CONN',
+      },
+      { status: 'retriable' },
+    ],
+    [
+      'connection refused',
+      { code: 'ESOCKET', message: 'connect ECONNREFUSED 127.0.0.1:25' },
+      { status: 'retriable' },
+    ],
     ['timeout', { code: 'ETIMEDOUT', message: 'Greeting never received' }, { status: 'retriable' }],
-    ['relay auth', { code: 'EAUTH', responseCode: 535, response: '535 5.7.8 Authentication failed', command: 'AUTH PLAIN' }, { status: 'retriable' }],
-    ['malformed address refused by the client', { code: 'EENVELOPE', command: 'API', message: 'Invalid recipient "a b"' }, { status: 'permanent', suppress: 'invalid_address' }],
+    [
+      'relay auth',
+      {
+        code: 'EAUTH',
+        responseCode: 535,
+        response: '535 5.7.8 Authentication failed',
+        command: 'AUTH PLAIN',
+      },
+      { status: 'retriable' },
+    ],
+    [
+      'malformed address refused by the client',
+      { code: 'EENVELOPE', command: 'API', message: 'Invalid recipient "a b"' },
+      { status: 'permanent', suppress: 'invalid_address' },
+    ],
   ];
   for (const [name, err, expected] of table) {
     it(name, () => {
@@ -41,10 +121,37 @@ describe('SMTP error classification', () => {
 
 describe('webhook SSRF guard', () => {
   const forbidden = [
-    '127.0.0.1', '127.1.2.3', '10.0.0.1', '172.16.5.4', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255',
-    '::1', '::', 'fe80::1', 'fc00::1', 'fd00:ec2::254', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.1.2.3', '64:ff9b::a9fe:a9fe', 'ff02::1', 'not-an-ip',
+    '127.0.0.1',
+    '127.1.2.3',
+    '10.0.0.1',
+    '172.16.5.4',
+    '172.31.255.255',
+    '192.168.1.1',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0',
+    '224.0.0.1',
+    '255.255.255.255',
+    '::1',
+    '::',
+    'fe80::1',
+    'fc00::1',
+    'fd00:ec2::254',
+    '::ffff:127.0.0.1',
+    '::ffff:7f00:1',
+    '::ffff:10.1.2.3',
+    '64:ff9b::a9fe:a9fe',
+    'ff02::1',
+    'not-an-ip',
   ];
-  const allowed = ['8.8.8.8', '1.1.1.1', '172.32.0.1', '93.184.216.34', '2606:4700:4700::1111', '::ffff:8.8.8.8'];
+  const allowed = [
+    '8.8.8.8',
+    '1.1.1.1',
+    '172.32.0.1',
+    '93.184.216.34',
+    '2606:4700:4700::1111',
+    '::ffff:8.8.8.8',
+  ];
   it.each(forbidden)('refuses %s', (ip) => expect(isForbiddenAddress(ip)).toBe(true));
   it.each(allowed)('allows %s', (ip) => expect(isForbiddenAddress(ip)).toBe(false));
 
@@ -53,14 +160,21 @@ describe('webhook SSRF guard', () => {
       { address: '93.184.216.34', family: 4 as const },
       { address: '10.0.0.5', family: 4 as const },
     ];
-    await expect(resolveTarget('mixed.example', { allowPrivate: false, resolve })).rejects.toThrow(/10\.0\.0\.5/);
-    await expect(resolveTarget('mixed.example', { allowPrivate: true, resolve })).resolves.toEqual({ address: '93.184.216.34', family: 4 });
+    await expect(resolveTarget('mixed.example', { allowPrivate: false, resolve })).rejects.toThrow(
+      /10\.0\.0\.5/,
+    );
+    await expect(resolveTarget('mixed.example', { allowPrivate: true, resolve })).resolves.toEqual({
+      address: '93.184.216.34',
+      family: 4,
+    });
     await expect(resolveTarget('[::1]', { allowPrivate: false })).rejects.toThrow(/private/);
     const dual = async () => [
       { address: '2606:4700:4700::1111', family: 6 as const },
       { address: '1.1.1.1', family: 4 as const },
     ];
-    await expect(resolveTarget('dual.example', { allowPrivate: false, resolve: dual })).resolves.toEqual({ address: '1.1.1.1', family: 4 });
+    await expect(
+      resolveTarget('dual.example', { allowPrivate: false, resolve: dual }),
+    ).resolves.toEqual({ address: '1.1.1.1', family: 4 });
   });
 });
 
@@ -79,7 +193,10 @@ describe('webhook signature', () => {
 
 describe('in-app tokens', () => {
   it('carry the userId until they expire and cannot be forged', () => {
-    const t = signInappToken('secret-secret-secret', 'user:42 ü', { ttlMs: 60_000, now: 1_000_000 });
+    const t = signInappToken('secret-secret-secret', 'user:42 ü', {
+      ttlMs: 60_000,
+      now: 1_000_000,
+    });
     expect(verifyInappToken('secret-secret-secret', t, 1_000_000)).toBe('user:42 ü');
     expect(verifyInappToken('secret-secret-secret', t, 1_061_000)).toBeNull();
     expect(verifyInappToken('another-secret-xxx', t, 1_000_000)).toBeNull();
@@ -91,7 +208,10 @@ describe('in-app tokens', () => {
 
   it('rejects malformed inbox cursors', () => {
     expect(decodeCursor('not base64 json')).toBeNull();
-    expect(decodeCursor(Buffer.from('[1,"a"]').toString('base64url'))).toEqual({ score: 1, id: 'a' });
+    expect(decodeCursor(Buffer.from('[1,"a"]').toString('base64url'))).toEqual({
+      score: 1,
+      id: 'a',
+    });
   });
 });
 

@@ -35,14 +35,26 @@ export function apnsIdFor(sendId: string, token: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
-function fcmErrorCode(json: Record<string, unknown>): { status: string; errorCode: string; message: string } {
+function fcmErrorCode(json: Record<string, unknown>): {
+  status: string;
+  errorCode: string;
+  message: string;
+} {
   const error = (json.error ?? {}) as { status?: unknown; message?: unknown; details?: unknown };
   const details = Array.isArray(error.details) ? (error.details as { errorCode?: unknown }[]) : [];
-  const errorCode = details.map((d) => d.errorCode).find((c): c is string => typeof c === 'string') ?? '';
-  return { status: typeof error.status === 'string' ? error.status : '', errorCode, message: typeof error.message === 'string' ? error.message : '' };
+  const errorCode =
+    details.map((d) => d.errorCode).find((c): c is string => typeof c === 'string') ?? '';
+  return {
+    status: typeof error.status === 'string' ? error.status : '',
+    errorCode,
+    message: typeof error.message === 'string' ? error.message : '',
+  };
 }
 
-export function createPushProvider(opts: PushProviderOptions, deps: { logger: Logger; devices?: DeviceRegistry; fetch?: typeof fetch }): Provider {
+export function createPushProvider(
+  opts: PushProviderOptions,
+  deps: { logger: Logger; devices?: DeviceRegistry; fetch?: typeof fetch },
+): Provider {
   const name = opts.name ?? 'push';
   const doFetch = deps.fetch ?? fetch;
   const log = deps.logger.child({ component: 'provider', provider: name });
@@ -52,7 +64,11 @@ export function createPushProvider(opts: PushProviderOptions, deps: { logger: Lo
 
   async function call(url: string, init: RequestInit): Promise<Response | ProviderResult> {
     try {
-      return await doFetch(url, { ...init, redirect: 'error', signal: AbortSignal.timeout(timeoutMs) });
+      return await doFetch(url, {
+        ...init,
+        redirect: 'error',
+        signal: AbortSignal.timeout(timeoutMs),
+      });
     } catch (err) {
       return networkFailure(err);
     }
@@ -64,20 +80,48 @@ export function createPushProvider(opts: PushProviderOptions, deps: { logger: Lo
     if (url) data.url = url;
     const res = await call(fcmUrl, {
       method: 'POST',
-      headers: { Authorization: `Bearer ${opts.fcmAccessToken}`, 'Content-Type': 'application/json; charset=utf-8' },
+      headers: {
+        Authorization: `Bearer ${opts.fcmAccessToken}`,
+        'Content-Type': 'application/json; charset=utf-8',
+      },
       body: JSON.stringify({ message: { token, notification: { title, body }, data } }),
     });
     if (!(res instanceof Response)) return res;
     const json = await readJson(res).catch(() => ({}) as Record<string, unknown>);
-    if (res.ok) return typeof json.name === 'string' ? { status: 'sent', providerMessageId: json.name } : { status: 'sent' };
+    if (res.ok)
+      return typeof json.name === 'string'
+        ? { status: 'sent', providerMessageId: json.name }
+        : { status: 'sent' };
     const { status, errorCode, message: detail } = fcmErrorCode(json);
     const what = `${errorCode || status || res.status}: ${detail}`;
-    if (errorCode === 'UNREGISTERED' || (res.status === 404 && status === 'NOT_FOUND')) return { status: 'permanent', error: `token unregistered: ${what}`, suppress: 'invalid_token' };
-    if (errorCode === 'SENDER_ID_MISMATCH') return { status: 'permanent', error: `token belongs to another sender: ${what}`, suppress: 'invalid_token' };
-    if (errorCode === 'INVALID_ARGUMENT' || (res.status === 400 && status === 'INVALID_ARGUMENT' && /token/i.test(detail))) {
-      return { status: 'permanent', error: `invalid token or payload: ${what}`, suppress: 'invalid_token' };
+    if (errorCode === 'UNREGISTERED' || (res.status === 404 && status === 'NOT_FOUND'))
+      return {
+        status: 'permanent',
+        error: `token unregistered: ${what}`,
+        suppress: 'invalid_token',
+      };
+    if (errorCode === 'SENDER_ID_MISMATCH')
+      return {
+        status: 'permanent',
+        error: `token belongs to another sender: ${what}`,
+        suppress: 'invalid_token',
+      };
+    if (
+      errorCode === 'INVALID_ARGUMENT' ||
+      (res.status === 400 && status === 'INVALID_ARGUMENT' && /token/i.test(detail))
+    ) {
+      return {
+        status: 'permanent',
+        error: `invalid token or payload: ${what}`,
+        suppress: 'invalid_token',
+      };
     }
-    return transientStatus(res.status, res.headers.get('retry-after'), what) ?? { status: 'permanent', error: `HTTP ${res.status}: ${what}` };
+    return (
+      transientStatus(res.status, res.headers.get('retry-after'), what) ?? {
+        status: 'permanent',
+        error: `HTTP ${res.status}: ${what}`,
+      }
+    );
   }
 
   async function sendApns(token: string, message: OutgoingMessage): Promise<ProviderResult> {
@@ -92,16 +136,35 @@ export function createPushProvider(opts: PushProviderOptions, deps: { logger: Lo
         'apns-id': apnsIdFor(message.sendId, token),
         'content-type': 'application/json',
       },
-      body: JSON.stringify({ aps: { alert: { title, body }, sound: 'default' }, sendId: message.sendId, ruleId: message.ruleId, ...(url ? { url } : {}) }),
+      body: JSON.stringify({
+        aps: { alert: { title, body }, sound: 'default' },
+        sendId: message.sendId,
+        ruleId: message.ruleId,
+        ...(url ? { url } : {}),
+      }),
     });
     if (!(res instanceof Response)) return res;
     const json = await readJson(res).catch(() => ({}) as Record<string, unknown>);
-    if (res.ok) return { status: 'sent', providerMessageId: res.headers.get('apns-id') ?? apnsIdFor(message.sendId, token) };
+    if (res.ok)
+      return {
+        status: 'sent',
+        providerMessageId: res.headers.get('apns-id') ?? apnsIdFor(message.sendId, token),
+      };
     const reason = typeof json.reason === 'string' ? json.reason : res.statusText;
-    if (res.status === 410 || reason === 'Unregistered' || reason === 'BadDeviceToken' || reason === 'DeviceTokenNotForTopic') {
+    if (
+      res.status === 410 ||
+      reason === 'Unregistered' ||
+      reason === 'BadDeviceToken' ||
+      reason === 'DeviceTokenNotForTopic'
+    ) {
       return { status: 'permanent', error: `token ${reason}`, suppress: 'invalid_token' };
     }
-    return transientStatus(res.status, res.headers.get('retry-after'), reason) ?? { status: 'permanent', error: `HTTP ${res.status}: ${reason}` };
+    return (
+      transientStatus(res.status, res.headers.get('retry-after'), reason) ?? {
+        status: 'permanent',
+        error: `HTTP ${res.status}: ${reason}`,
+      }
+    );
   }
 
   return {
@@ -110,38 +173,65 @@ export function createPushProvider(opts: PushProviderOptions, deps: { logger: Lo
     async send(message: OutgoingMessage): Promise<ProviderResult> {
       const userId = message.recipient.userId;
       const targets = new Map<string, DevicePlatform>();
-      if (deps.devices) for (const d of await deps.devices.list(userId)) targets.set(d.token, d.platform);
-      for (const t of message.recipient.deviceTokens ?? []) if (!targets.has(t)) targets.set(t, 'fcm');
-      if (targets.size === 0) return { status: 'permanent', error: 'user has no registered push devices' };
-      if (!message.content.title && !message.content.body) return { status: 'permanent', error: 'rendered push has no title or body' };
+      if (deps.devices)
+        for (const d of await deps.devices.list(userId)) targets.set(d.token, d.platform);
+      for (const t of message.recipient.deviceTokens ?? [])
+        if (!targets.has(t)) targets.set(t, 'fcm');
+      if (targets.size === 0)
+        return { status: 'permanent', error: 'user has no registered push devices' };
+      if (!message.content.title && !message.content.body)
+        return { status: 'permanent', error: 'rendered push has no title or body' };
 
       const results: TokenResult[] = await Promise.all(
         [...targets].map(async ([token, platform]) => ({
           token,
-          result: platform === 'apns' && apnsBase ? await sendApns(token, message) : await sendFcm(token, message),
+          result:
+            platform === 'apns' && apnsBase
+              ? await sendApns(token, message)
+              : await sendFcm(token, message),
         })),
       );
-      const dead = results.filter((r) => r.result.status === 'permanent' && r.result.suppress === 'invalid_token').map((r) => r.token);
+      const dead = results
+        .filter((r) => r.result.status === 'permanent' && r.result.suppress === 'invalid_token')
+        .map((r) => r.token);
       if (dead.length > 0 && deps.devices) {
         await Promise.all(dead.map((t) => deps.devices!.unregister(userId, t)));
-        log.info({ userId, removed: dead.length }, 'removed push tokens the service reported as dead');
+        log.info(
+          { userId, removed: dead.length },
+          'removed push tokens the service reported as dead',
+        );
       }
       const sent = results.find((r) => r.result.status === 'sent');
       if (sent) return sent.result;
       const retriable = results.filter((r) => r.result.status === 'retriable');
       if (retriable.length > 0) {
-        const after = Math.max(0, ...retriable.map((r) => (r.result.status === 'retriable' ? (r.result.retryAfterMs ?? 0) : 0)));
-        return { status: 'retriable', error: retriable.map((r) => r.result.status === 'retriable' && r.result.error).join('; '), ...(after > 0 ? { retryAfterMs: after } : {}) };
+        const after = Math.max(
+          0,
+          ...retriable.map((r) =>
+            r.result.status === 'retriable' ? (r.result.retryAfterMs ?? 0) : 0,
+          ),
+        );
+        return {
+          status: 'retriable',
+          error: retriable.map((r) => r.result.status === 'retriable' && r.result.error).join('; '),
+          ...(after > 0 ? { retryAfterMs: after } : {}),
+        };
       }
       if (dead.length === results.length) {
         // Registry tokens are already removed, so a device registered later is reached. Only
         // tokens from the user's traits (which we cannot edit) are worth suppressing; the
         // pipeline keys that suppression on the first trait token.
         const fromTraits = (message.recipient.deviceTokens ?? []).length > 0;
-        return { status: 'permanent', error: `every device token is dead (${dead.length})`, ...(fromTraits ? { suppress: 'invalid_token' as const } : {}) };
+        return {
+          status: 'permanent',
+          error: `every device token is dead (${dead.length})`,
+          ...(fromTraits ? { suppress: 'invalid_token' as const } : {}),
+        };
       }
       const first = results[0]!.result;
-      return first.status === 'permanent' ? { status: 'permanent', error: first.error } : { status: 'permanent', error: 'push refused' };
+      return first.status === 'permanent'
+        ? { status: 'permanent', error: first.error }
+        : { status: 'permanent', error: 'push refused' };
     },
   };
 }

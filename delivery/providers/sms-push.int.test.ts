@@ -27,25 +27,54 @@ const iso = isolate('delivery');
 const config = iso.config();
 const keys = createKeySpace(config.redis.keyPrefix);
 
-const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void => {
-  res.writeHead(status, { 'Content-Type': 'application/json', ...headers }).end(JSON.stringify(body));
+const json = (
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void => {
+  res
+    .writeHead(status, { 'Content-Type': 'application/json', ...headers })
+    .end(JSON.stringify(body));
 };
 
 function twilio(req: Hit, res: ServerResponse): void {
-  if (req.headers.authorization !== `Basic ${Buffer.from('AC123:tw-token').toString('base64')}`) return json(res, 401, { code: 20003, message: 'Authenticate' });
+  if (req.headers.authorization !== `Basic ${Buffer.from('AC123:tw-token').toString('base64')}`)
+    return json(res, 401, { code: 20003, message: 'Authenticate' });
   const form = new URLSearchParams(req.body);
   const to = form.get('To');
-  if (to === '+15005550001') return json(res, 400, { code: 21211, message: "The 'To' number +15005550001 is not a valid phone number.", status: 400 });
-  if (to === '+15005550009') return json(res, 400, { code: 21610, message: 'Attempt to send to unsubscribed recipient', status: 400 });
-  if (to === '+15005550008') return json(res, 429, { code: 20429, message: 'Too Many Requests' }, { 'Retry-After': '2' });
+  if (to === '+15005550001')
+    return json(res, 400, {
+      code: 21211,
+      message: "The 'To' number +15005550001 is not a valid phone number.",
+      status: 400,
+    });
+  if (to === '+15005550009')
+    return json(res, 400, {
+      code: 21610,
+      message: 'Attempt to send to unsubscribed recipient',
+      status: 400,
+    });
+  if (to === '+15005550008')
+    return json(res, 429, { code: 20429, message: 'Too Many Requests' }, { 'Retry-After': '2' });
   json(res, 201, { sid: `SM${hits.length}`, status: 'queued', to, body: form.get('Body') });
 }
 
 function fcm(req: Hit, res: ServerResponse): void {
-  if (req.headers.authorization !== 'Bearer fcm-token') return json(res, 401, { error: { code: 401, status: 'UNAUTHENTICATED', message: 'bad token' } });
+  if (req.headers.authorization !== 'Bearer fcm-token')
+    return json(res, 401, {
+      error: { code: 401, status: 'UNAUTHENTICATED', message: 'bad token' },
+    });
   const token = (JSON.parse(req.body) as { message: { token: string } }).message.token;
   const fcmError = (code: number, status: string, errorCode: string) =>
-    json(res, code, { error: { code, status, message: errorCode, details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode }] } });
+    json(res, code, {
+      error: {
+        code,
+        status,
+        message: errorCode,
+        details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode }],
+      },
+    });
   if (token.startsWith('dead')) return fcmError(404, 'NOT_FOUND', 'UNREGISTERED');
   if (token.startsWith('busy')) return fcmError(503, 'UNAVAILABLE', 'UNAVAILABLE');
   json(res, 200, { name: `projects/demo-app/messages/${hits.length}` });
@@ -53,7 +82,8 @@ function fcm(req: Hit, res: ServerResponse): void {
 
 function apns(req: Hit, res: ServerResponse): void {
   const token = decodeURIComponent(req.path.split('/').pop()!);
-  if (token.startsWith('gone')) return json(res, 410, { reason: 'Unregistered', timestamp: Date.now() });
+  if (token.startsWith('gone'))
+    return json(res, 410, { reason: 'Unregistered', timestamp: Date.now() });
   res.writeHead(200, { 'apns-id': String(req.headers['apns-id']) });
   res.end();
 }
@@ -63,10 +93,17 @@ beforeAll(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const hit: Hit = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+      const hit: Hit = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      };
       hits.push(hit);
-      if (hit.path === '/2010-04-01/Accounts/AC123/Messages.json' && hit.method === 'POST') return twilio(hit, res);
-      if (hit.path === '/v1/projects/demo-app/messages:send' && hit.method === 'POST') return fcm(hit, res);
+      if (hit.path === '/2010-04-01/Accounts/AC123/Messages.json' && hit.method === 'POST')
+        return twilio(hit, res);
+      if (hit.path === '/v1/projects/demo-app/messages:send' && hit.method === 'POST')
+        return fcm(hit, res);
       if (hit.path.startsWith('/3/device/') && hit.method === 'POST') return apns(hit, res);
       json(res, 404, { message: 'no such route' });
     });
@@ -84,45 +121,94 @@ afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-function msg(channel: 'sms' | 'push', recipient: Partial<OutgoingMessage['recipient']>, sendId = `s-${randomUUID()}`): OutgoingMessage {
+function msg(
+  channel: 'sms' | 'push',
+  recipient: Partial<OutgoingMessage['recipient']>,
+  sendId = `s-${randomUUID()}`,
+): OutgoingMessage {
   return {
     sendId,
     ruleId: 'payment-failed',
     category: 'transactional',
     channel,
     recipient: { userId: 'u1', locale: 'en', timezone: 'UTC', ...recipient },
-    content: channel === 'sms' ? { body: 'Your payment was declined.' } : { title: 'Payment declined', body: 'Update your card', url: 'https://app.example.com/billing' },
+    content:
+      channel === 'sms'
+        ? { body: 'Your payment was declined.' }
+        : {
+            title: 'Payment declined',
+            body: 'Update your card',
+            url: 'https://app.example.com/billing',
+          },
   };
 }
 
 describe('SMS provider (Twilio-shaped)', () => {
-  const sms = () => createSmsProvider({ apiUrl: base, accountSid: 'AC123', authToken: 'tw-token', from: '+15005550006' }, { logger: silentLogger() });
+  const sms = () =>
+    createSmsProvider(
+      { apiUrl: base, accountSid: 'AC123', authToken: 'tw-token', from: '+15005550006' },
+      { logger: silentLogger() },
+    );
 
   it('posts the form Twilio expects, with Basic auth, and returns the message sid', async () => {
     const result = await sms().send(msg('sms', { phone: '+1 (500) 555-0007' }, 'sms-1'));
-    expect(result).toMatchObject({ status: 'sent', providerMessageId: expect.stringMatching(/^SM/) });
+    expect(result).toMatchObject({
+      status: 'sent',
+      providerMessageId: expect.stringMatching(/^SM/),
+    });
     const hit = hits.find((h) => h.headers['i-twilio-idempotency-token'] === 'sms-1')!;
     expect(hit.headers['content-type']).toBe('application/x-www-form-urlencoded');
-    expect(Object.fromEntries(new URLSearchParams(hit.body))).toEqual({ To: '+15005550007', From: '+15005550006', Body: 'Your payment was declined.' });
+    expect(Object.fromEntries(new URLSearchParams(hit.body))).toEqual({
+      To: '+15005550007',
+      From: '+15005550006',
+      Body: 'Your payment was declined.',
+    });
   });
 
   it('maps Twilio errors: invalid number, STOP, rate limit, bad credentials', async () => {
-    expect(await sms().send(msg('sms', { phone: '+15005550001' }))).toMatchObject({ status: 'permanent', suppress: 'invalid_address' });
-    expect(await sms().send(msg('sms', { phone: '+15005550009' }))).toMatchObject({ status: 'permanent', suppress: 'complaint' });
-    expect(await sms().send(msg('sms', { phone: '+15005550008' }))).toMatchObject({ status: 'retriable', retryAfterMs: 2000 });
-    const wrongCreds = createSmsProvider({ apiUrl: base, accountSid: 'AC123', authToken: 'nope', from: '+15005550006' }, { logger: silentLogger() });
+    expect(await sms().send(msg('sms', { phone: '+15005550001' }))).toMatchObject({
+      status: 'permanent',
+      suppress: 'invalid_address',
+    });
+    expect(await sms().send(msg('sms', { phone: '+15005550009' }))).toMatchObject({
+      status: 'permanent',
+      suppress: 'complaint',
+    });
+    expect(await sms().send(msg('sms', { phone: '+15005550008' }))).toMatchObject({
+      status: 'retriable',
+      retryAfterMs: 2000,
+    });
+    const wrongCreds = createSmsProvider(
+      { apiUrl: base, accountSid: 'AC123', authToken: 'nope', from: '+15005550006' },
+      { logger: silentLogger() },
+    );
     expect((await wrongCreds.send(msg('sms', { phone: '+15005550007' }))).status).toBe('retriable');
   });
 
   it('refuses numbers that are not E.164 without calling the API', async () => {
     const before = hits.length;
-    expect(await sms().send(msg('sms', { phone: '0171 1234567' }))).toMatchObject({ status: 'permanent', suppress: 'invalid_address' });
-    expect(await sms().send(msg('sms', {}))).toMatchObject({ status: 'permanent', suppress: 'invalid_address' });
+    expect(await sms().send(msg('sms', { phone: '0171 1234567' }))).toMatchObject({
+      status: 'permanent',
+      suppress: 'invalid_address',
+    });
+    expect(await sms().send(msg('sms', {}))).toMatchObject({
+      status: 'permanent',
+      suppress: 'invalid_address',
+    });
     expect(hits.length).toBe(before);
   });
 
   it('treats an unreachable API as retriable', async () => {
-    const down = createSmsProvider({ apiUrl: 'http://127.0.0.1:1', accountSid: 'AC123', authToken: 'tw-token', from: '+15005550006', timeoutMs: 1000 }, { logger: silentLogger() });
+    const down = createSmsProvider(
+      {
+        apiUrl: 'http://127.0.0.1:1',
+        accountSid: 'AC123',
+        authToken: 'tw-token',
+        from: '+15005550006',
+        timeoutMs: 1000,
+      },
+      { logger: silentLogger() },
+    );
     expect((await down.send(msg('sms', { phone: '+15005550007' }))).status).toBe('retriable');
   });
 });
@@ -130,7 +216,14 @@ describe('SMS provider (Twilio-shaped)', () => {
 describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
   const push = (devices = createDeviceRegistry({ redis, keys })) =>
     createPushProvider(
-      { fcmApiUrl: base, fcmProjectId: 'demo-app', fcmAccessToken: 'fcm-token', apnsApiUrl: base, apnsTopic: 'com.example.app', apnsToken: 'apns-jwt' },
+      {
+        fcmApiUrl: base,
+        fcmProjectId: 'demo-app',
+        fcmAccessToken: 'fcm-token',
+        apnsApiUrl: base,
+        apnsTopic: 'com.example.app',
+        apnsToken: 'apns-jwt',
+      },
       { logger: silentLogger(), devices },
     );
 
@@ -146,14 +239,21 @@ describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
       message: {
         token: 'android-1',
         notification: { title: 'Payment declined', body: 'Update your card' },
-        data: { sendId: 'push-1', ruleId: 'payment-failed', url: 'https://app.example.com/billing' },
+        data: {
+          sendId: 'push-1',
+          ruleId: 'payment-failed',
+          url: 'https://app.example.com/billing',
+        },
       },
     });
     const apnsHit = hits.find((h) => h.path === '/3/device/ios-1' && h.body.includes('push-1'))!;
     expect(apnsHit.headers['apns-topic']).toBe('com.example.app');
     expect(apnsHit.headers['apns-push-type']).toBe('alert');
     expect(apnsHit.headers.authorization).toBe('bearer apns-jwt');
-    expect(JSON.parse(apnsHit.body)).toMatchObject({ aps: { alert: { title: 'Payment declined', body: 'Update your card' } }, sendId: 'push-1' });
+    expect(JSON.parse(apnsHit.body)).toMatchObject({
+      aps: { alert: { title: 'Payment declined', body: 'Update your card' } },
+      sendId: 'push-1',
+    });
   });
 
   it('removes tokens the services report as dead and still delivers to the live ones', async () => {
@@ -174,15 +274,22 @@ describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
     expect(dead.status === 'permanent' && dead.suppress).toBeFalsy();
     expect(await devices.list('u-dead')).toEqual([]);
     // A dead token from the user's traits cannot be cleaned up here: it is reported for suppression.
-    expect(await push(devices).send(msg('push', { userId: 'u-dead2', deviceTokens: ['dead-trait'] }))).toMatchObject({ status: 'permanent', suppress: 'invalid_token' });
+    expect(
+      await push(devices).send(msg('push', { userId: 'u-dead2', deviceTokens: ['dead-trait'] })),
+    ).toMatchObject({ status: 'permanent', suppress: 'invalid_token' });
     await devices.register('u-busy', { token: 'busy-1', platform: 'fcm' });
     expect((await push(devices).send(msg('push', { userId: 'u-busy' }))).status).toBe('retriable');
     expect((await devices.list('u-busy')).length).toBe(1);
   });
 
   it('uses tokens from the user traits too, and refuses users without devices', async () => {
-    expect((await push().send(msg('push', { userId: 'u-traits', deviceTokens: ['trait-token'] }))).status).toBe('sent');
-    expect(await push().send(msg('push', { userId: 'u-none' }))).toMatchObject({ status: 'permanent' });
+    expect(
+      (await push().send(msg('push', { userId: 'u-traits', deviceTokens: ['trait-token'] })))
+        .status,
+    ).toBe('sent');
+    expect(await push().send(msg('push', { userId: 'u-none' }))).toMatchObject({
+      status: 'permanent',
+    });
   });
 
   it('registers, lists and unregisters devices under the user hash tag', async () => {
@@ -213,17 +320,23 @@ describe('createProviders', () => {
       LC_PUSH_PROJECT_ID: 'demo-app',
     });
     const providers = createProviders(full, { logger: silentLogger(), redis: { redis, keys } });
-    expect(Object.fromEntries([...providers].map(([c, ps]) => [c, ps.map((p) => p.name)]))).toEqual({
-      email: ['smtp-1', 'smtp-2'],
-      inapp: ['inapp'],
-      webhook: ['webhook'],
-      sms: ['sms'],
-      push: ['push'],
-    });
-    expect((await providers.get('sms')![0]!.send(msg('sms', { phone: '+15005550007' }))).status).toBe('sent');
+    expect(Object.fromEntries([...providers].map(([c, ps]) => [c, ps.map((p) => p.name)]))).toEqual(
+      {
+        email: ['smtp-1', 'smtp-2'],
+        inapp: ['inapp'],
+        webhook: ['webhook'],
+        sms: ['sms'],
+        push: ['push'],
+      },
+    );
+    expect(
+      (await providers.get('sms')![0]!.send(msg('sms', { phone: '+15005550007' }))).status,
+    ).toBe('sent');
     for (const list of providers.values()) for (const p of list) await p.close?.();
 
     const incomplete = iso.config({ LC_SMS_API_URL: base });
-    expect(() => createProviders(incomplete, { logger: silentLogger(), redis: { redis, keys } })).toThrow(/LC_SMS_ACCOUNT_SID/);
+    expect(() =>
+      createProviders(incomplete, { logger: silentLogger(), redis: { redis, keys } }),
+    ).toThrow(/LC_SMS_ACCOUNT_SID/);
   });
 });

@@ -20,7 +20,10 @@ const INVALID_NUMBER = new Set([21211, 21214, 21217, 21401, 21407, 21421, 21612,
 /** The recipient replied STOP: sending again is against the carrier rules. */
 const OPTED_OUT = 21610;
 
-export function createSmsProvider(opts: SmsProviderOptions, deps: { logger: Logger; fetch?: typeof fetch }): Provider {
+export function createSmsProvider(
+  opts: SmsProviderOptions,
+  deps: { logger: Logger; fetch?: typeof fetch },
+): Provider {
   const name = opts.name ?? 'sms';
   const doFetch = deps.fetch ?? fetch;
   const log = deps.logger.child({ component: 'provider', provider: name });
@@ -32,8 +35,18 @@ export function createSmsProvider(opts: SmsProviderOptions, deps: { logger: Logg
     channel: 'sms',
     async send(message: OutgoingMessage): Promise<ProviderResult> {
       const to = message.recipient.phone;
-      if (!to) return { status: 'permanent', error: 'recipient has no phone number', suppress: 'invalid_address' };
-      if (!/^\+[1-9]\d{6,14}$/.test(to.replace(/[\s().-]/g, ''))) return { status: 'permanent', error: 'phone number is not in E.164 form (+<country><number>)', suppress: 'invalid_address' };
+      if (!to)
+        return {
+          status: 'permanent',
+          error: 'recipient has no phone number',
+          suppress: 'invalid_address',
+        };
+      if (!/^\+[1-9]\d{6,14}$/.test(to.replace(/[\s().-]/g, '')))
+        return {
+          status: 'permanent',
+          error: 'phone number is not in E.164 form (+<country><number>)',
+          suppress: 'invalid_address',
+        };
       const body = message.content.body ?? message.content.text;
       if (!body) return { status: 'permanent', error: 'rendered SMS has no body' };
       const form = new URLSearchParams({ To: to.replace(/[\s().-]/g, ''), Body: body });
@@ -42,7 +55,11 @@ export function createSmsProvider(opts: SmsProviderOptions, deps: { logger: Logg
       try {
         res = await doFetch(endpoint, {
           method: 'POST',
-          headers: { Authorization: auth, 'Content-Type': 'application/x-www-form-urlencoded', 'I-Twilio-Idempotency-Token': message.sendId },
+          headers: {
+            Authorization: auth,
+            'Content-Type': 'application/x-www-form-urlencoded',
+            'I-Twilio-Idempotency-Token': message.sendId,
+          },
           body: form.toString(),
           redirect: 'error',
           signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
@@ -51,14 +68,23 @@ export function createSmsProvider(opts: SmsProviderOptions, deps: { logger: Logg
         return networkFailure(err);
       }
       const json = await readJson(res).catch(() => ({}) as Record<string, unknown>);
-      if (res.ok) return typeof json.sid === 'string' ? { status: 'sent', providerMessageId: json.sid } : { status: 'sent' };
+      if (res.ok)
+        return typeof json.sid === 'string'
+          ? { status: 'sent', providerMessageId: json.sid }
+          : { status: 'sent' };
       const code = typeof json.code === 'number' ? json.code : Number(json.code);
       const detail = `${Number.isFinite(code) ? `${code} ` : ''}${typeof json.message === 'string' ? json.message : res.statusText}`;
       const transient = transientStatus(res.status, res.headers.get('retry-after'), detail);
       if (transient) return transient;
       log.debug({ sendId: message.sendId, status: res.status, code }, 'sms refused');
-      if (INVALID_NUMBER.has(code)) return { status: 'permanent', error: detail, suppress: 'invalid_address' };
-      if (code === OPTED_OUT) return { status: 'permanent', error: `recipient opted out (STOP): ${detail}`, suppress: 'complaint' };
+      if (INVALID_NUMBER.has(code))
+        return { status: 'permanent', error: detail, suppress: 'invalid_address' };
+      if (code === OPTED_OUT)
+        return {
+          status: 'permanent',
+          error: `recipient opted out (STOP): ${detail}`,
+          suppress: 'complaint',
+        };
       return { status: 'permanent', error: `HTTP ${res.status}: ${detail}` };
     },
   };

@@ -88,14 +88,22 @@ export class ForbiddenTargetError extends Error {
  * forbidden address (a name that resolves to both a public and a private address is an attack,
  * not a misconfiguration), unless `allowPrivate`.
  */
-export async function resolveTarget(hostname: string, opts: { allowPrivate: boolean; resolve?: Resolver }): Promise<ResolvedTarget> {
+export async function resolveTarget(
+  hostname: string,
+  opts: { allowPrivate: boolean; resolve?: Resolver },
+): Promise<ResolvedTarget> {
   const host = hostname.replace(/^\[|\]$/g, '');
   const literal = isIP(host);
-  const answers: ResolvedTarget[] = literal ? [{ address: host, family: literal === 6 ? 6 : 4 }] : await (opts.resolve ?? systemResolver)(host);
+  const answers: ResolvedTarget[] = literal
+    ? [{ address: host, family: literal === 6 ? 6 : 4 }]
+    : await (opts.resolve ?? systemResolver)(host);
   if (answers.length === 0) throw new Error(`${host} does not resolve`);
   if (!opts.allowPrivate) {
     const bad = answers.find((a) => isForbiddenAddress(a.address));
-    if (bad) throw new ForbiddenTargetError(`${host} resolves to ${bad.address}, a private/loopback/link-local address (set LC_WEBHOOK_ALLOW_PRIVATE=true to allow)`);
+    if (bad)
+      throw new ForbiddenTargetError(
+        `${host} resolves to ${bad.address}, a private/loopback/link-local address (set LC_WEBHOOK_ALLOW_PRIVATE=true to allow)`,
+      );
   }
   // Prefer IPv4: hosts without IPv6 routes are common, and every answer passed the check.
   return answers.find((a) => a.family === 4) ?? answers[0]!;

@@ -52,12 +52,19 @@ function message(webhookUrl: string, sendId = 'snd-w1'): OutgoingMessage {
     category: 'transactional',
     channel: 'webhook',
     recipient: { userId: 'u1', webhookUrl, locale: 'en', timezone: 'UTC' },
-    content: { title: 'Payment declined', body: 'Update your card', data: { template: 'payment_failed', user: { plan: 'pro' } } },
+    content: {
+      title: 'Payment declined',
+      body: 'Update your card',
+      data: { template: 'payment_failed', user: { plan: 'pro' } },
+    },
   };
 }
 
 const open = (extra: { timeoutMs?: number } = {}) =>
-  createWebhookProvider({ secret: SECRET, allowPrivate: true, ...extra }, { logger: silentLogger() });
+  createWebhookProvider(
+    { secret: SECRET, allowPrivate: true, ...extra },
+    { logger: silentLogger() },
+  );
 
 describe('webhook provider', () => {
   it('POSTs signed JSON that the documented verification accepts', async () => {
@@ -81,14 +88,27 @@ describe('webhook provider', () => {
 
   it('refuses loopback targets unless private targets are allowed, before connecting', async () => {
     const before = hits.length;
-    const guarded = createWebhookProvider({ secret: SECRET, allowPrivate: false }, { logger: silentLogger() });
-    for (const url of [`${base}/ok`, 'http://localhost:1/ok', 'http://[::1]:1/ok', 'http://169.254.169.254/latest/meta-data/']) {
+    const guarded = createWebhookProvider(
+      { secret: SECRET, allowPrivate: false },
+      { logger: silentLogger() },
+    );
+    for (const url of [
+      `${base}/ok`,
+      'http://localhost:1/ok',
+      'http://[::1]:1/ok',
+      'http://169.254.169.254/latest/meta-data/',
+    ]) {
       const r = await guarded.send(message(url));
       expect(r, url).toMatchObject({ status: 'permanent', suppress: 'invalid_address' });
     }
     // A name whose DNS answer is private is refused the same way.
-    const sneaky = createWebhookProvider({ secret: SECRET, allowPrivate: false }, { logger: silentLogger(), resolve: async () => [{ address: '10.1.2.3', family: 4 }] });
-    expect((await sneaky.send(message('https://hooks.customer.example/x'))).status).toBe('permanent');
+    const sneaky = createWebhookProvider(
+      { secret: SECRET, allowPrivate: false },
+      { logger: silentLogger(), resolve: async () => [{ address: '10.1.2.3', family: 4 }] },
+    );
+    expect((await sneaky.send(message('https://hooks.customer.example/x'))).status).toBe(
+      'permanent',
+    );
     expect(hits.length).toBe(before);
   });
 
@@ -109,7 +129,13 @@ describe('webhook provider', () => {
     const r = await pinned.send(message(`http://hooks.invalid:${port}/ok`, 'snd-pin'));
     expect(r).toEqual({ status: 'sent' });
     expect(lookups).toBe(1);
-    expect(hits.some((h) => h.headers['x-lifecycle-send-id'] === 'snd-pin' && h.headers.host === `hooks.invalid:${port}`)).toBe(true);
+    expect(
+      hits.some(
+        (h) =>
+          h.headers['x-lifecycle-send-id'] === 'snd-pin' &&
+          h.headers.host === `hooks.invalid:${port}`,
+      ),
+    ).toBe(true);
   });
 
   it('does not follow redirects', async () => {
@@ -121,9 +147,15 @@ describe('webhook provider', () => {
   });
 
   it('maps answers: 429 with Retry-After and 5xx retriable, 410 dead, 400 permanent', async () => {
-    expect(await open().send(message(`${base}/busy`))).toMatchObject({ status: 'retriable', retryAfterMs: 7000 });
+    expect(await open().send(message(`${base}/busy`))).toMatchObject({
+      status: 'retriable',
+      retryAfterMs: 7000,
+    });
     expect(await open().send(message(`${base}/broken`))).toMatchObject({ status: 'retriable' });
-    expect(await open().send(message(`${base}/gone`))).toMatchObject({ status: 'permanent', suppress: 'invalid_address' });
+    expect(await open().send(message(`${base}/gone`))).toMatchObject({
+      status: 'permanent',
+      suppress: 'invalid_address',
+    });
     const bad = await open().send(message(`${base}/bad`));
     expect(bad.status).toBe('permanent');
     expect(bad.status === 'permanent' && bad.suppress).toBeFalsy();

@@ -34,8 +34,16 @@ export function signWebhook(secret: string, body: string, timestampSec: number):
 }
 
 /** What a receiver runs: true when the header matches the raw body and is fresh. */
-export function verifyWebhookSignature(secret: string, rawBody: string, header: string, nowMs = Date.now(), toleranceSec = 300): boolean {
-  const parts = Object.fromEntries(header.split(',').map((kv) => kv.trim().split('=', 2) as [string, string]));
+export function verifyWebhookSignature(
+  secret: string,
+  rawBody: string,
+  header: string,
+  nowMs = Date.now(),
+  toleranceSec = 300,
+): boolean {
+  const parts = Object.fromEntries(
+    header.split(',').map((kv) => kv.trim().split('=', 2) as [string, string]),
+  );
   const t = Number(parts.t);
   const v1 = parts.v1;
   if (!Number.isInteger(t) || typeof v1 !== 'string' || !/^[0-9a-f]{64}$/.test(v1)) return false;
@@ -53,24 +61,43 @@ function retryAfterMs(value: string | string[] | undefined): number | undefined 
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
 }
 
-export function createWebhookProvider(opts: WebhookProviderOptions, deps: { logger: Logger; resolve?: Resolver; now?: () => number }): Provider {
+export function createWebhookProvider(
+  opts: WebhookProviderOptions,
+  deps: { logger: Logger; resolve?: Resolver; now?: () => number },
+): Provider {
   const name = opts.name ?? 'webhook';
   const timeoutMs = opts.timeoutMs ?? 5_000;
   const now = deps.now ?? Date.now;
   const log = deps.logger.child({ component: 'provider', provider: name });
 
-  async function post(url: URL, body: string, headers: Record<string, string>): Promise<ProviderResult> {
+  async function post(
+    url: URL,
+    body: string,
+    headers: Record<string, string>,
+  ): Promise<ProviderResult> {
     let target;
     try {
-      target = await resolveTarget(url.hostname, { allowPrivate: opts.allowPrivate, ...(deps.resolve ? { resolve: deps.resolve } : {}) });
+      target = await resolveTarget(url.hostname, {
+        allowPrivate: opts.allowPrivate,
+        ...(deps.resolve ? { resolve: deps.resolve } : {}),
+      });
     } catch (err) {
-      if (err instanceof ForbiddenTargetError) return { status: 'permanent', error: err.message, suppress: 'invalid_address' };
+      if (err instanceof ForbiddenTargetError)
+        return { status: 'permanent', error: err.message, suppress: 'invalid_address' };
       const code = (err as { code?: string }).code;
-      if (code === 'ENOTFOUND') return { status: 'permanent', error: `${url.hostname} does not exist`, suppress: 'invalid_address' };
+      if (code === 'ENOTFOUND')
+        return {
+          status: 'permanent',
+          error: `${url.hostname} does not exist`,
+          suppress: 'invalid_address',
+        };
       return { status: 'retriable', error: `dns: ${(err as Error).message}` };
     }
     const pinned: LookupFunction = (_host, options, cb) => {
-      if ((options as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [target]);
+      if ((options as { all?: boolean }).all)
+        (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [
+          target,
+        ]);
       else cb(null, target.address, target.family);
     };
     const lib = url.protocol === 'https:' ? https : http;
@@ -96,19 +123,47 @@ export function createWebhookProvider(opts: WebhookProviderOptions, deps: { logg
           res.on('close', () => undefined);
           clearTimeout(deadline);
           if (status >= 200 && status < 300) return resolve({ status: 'sent' });
-          if (status >= 300 && status < 400) return resolve({ status: 'permanent', error: `endpoint answered ${status} redirect; redirects are not followed` });
+          if (status >= 300 && status < 400)
+            return resolve({
+              status: 'permanent',
+              error: `endpoint answered ${status} redirect; redirects are not followed`,
+            });
           if (status === 408 || status === 425 || status === 429) {
             const after = retryAfterMs(res.headers['retry-after']);
-            return resolve({ status: 'retriable', error: `endpoint answered ${status}`, ...(after !== undefined ? { retryAfterMs: after } : {}) });
+            return resolve({
+              status: 'retriable',
+              error: `endpoint answered ${status}`,
+              ...(after !== undefined ? { retryAfterMs: after } : {}),
+            });
           }
-          if (status === 410) return resolve({ status: 'permanent', error: 'endpoint answered 410 Gone', suppress: 'invalid_address' });
-          if (status >= 400 && status < 500) return resolve({ status: 'permanent', error: `endpoint answered ${status}` });
+          if (status === 410)
+            return resolve({
+              status: 'permanent',
+              error: 'endpoint answered 410 Gone',
+              suppress: 'invalid_address',
+            });
+          if (status >= 400 && status < 500)
+            return resolve({ status: 'permanent', error: `endpoint answered ${status}` });
           const after = retryAfterMs(res.headers['retry-after']);
-          return resolve({ status: 'retriable', error: `endpoint answered ${status}`, ...(after !== undefined ? { retryAfterMs: after } : {}) });
+          return resolve({
+            status: 'retriable',
+            error: `endpoint answered ${status}`,
+            ...(after !== undefined ? { retryAfterMs: after } : {}),
+          });
         },
       );
-      const deadline = setTimeout(() => req.destroy(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
-      req.on('timeout', () => req.destroy(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+      const deadline = setTimeout(
+        () =>
+          req.destroy(
+            Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
+          ),
+        timeoutMs,
+      );
+      req.on('timeout', () =>
+        req.destroy(
+          Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
+        ),
+      );
       req.on('error', (err: Error & { code?: string }) => {
         clearTimeout(deadline);
         if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /certificate/i.test(err.message)) {
@@ -126,15 +181,34 @@ export function createWebhookProvider(opts: WebhookProviderOptions, deps: { logg
     channel: 'webhook',
     async send(message: OutgoingMessage): Promise<ProviderResult> {
       const raw = message.recipient.webhookUrl;
-      if (!raw) return { status: 'permanent', error: 'recipient has no webhook URL', suppress: 'invalid_address' };
+      if (!raw)
+        return {
+          status: 'permanent',
+          error: 'recipient has no webhook URL',
+          suppress: 'invalid_address',
+        };
       let url: URL;
       try {
         url = new URL(raw);
       } catch {
-        return { status: 'permanent', error: 'webhook URL is not a valid URL', suppress: 'invalid_address' };
+        return {
+          status: 'permanent',
+          error: 'webhook URL is not a valid URL',
+          suppress: 'invalid_address',
+        };
       }
-      if (url.protocol !== 'https:' && url.protocol !== 'http:') return { status: 'permanent', error: `webhook URL scheme ${url.protocol} is not http(s)`, suppress: 'invalid_address' };
-      if (url.username || url.password) return { status: 'permanent', error: 'webhook URLs with credentials are refused; verify the signature instead', suppress: 'invalid_address' };
+      if (url.protocol !== 'https:' && url.protocol !== 'http:')
+        return {
+          status: 'permanent',
+          error: `webhook URL scheme ${url.protocol} is not http(s)`,
+          suppress: 'invalid_address',
+        };
+      if (url.username || url.password)
+        return {
+          status: 'permanent',
+          error: 'webhook URLs with credentials are refused; verify the signature instead',
+          suppress: 'invalid_address',
+        };
       const ts = Math.floor(now() / 1000);
       const body = JSON.stringify({
         id: message.sendId,
@@ -153,7 +227,11 @@ export function createWebhookProvider(opts: WebhookProviderOptions, deps: { logg
         'X-Lifecycle-Send-Id': message.sendId,
         'Idempotency-Key': message.sendId,
       });
-      if (result.status !== 'sent') log.debug({ sendId: message.sendId, status: result.status, error: result.error }, 'webhook not delivered');
+      if (result.status !== 'sent')
+        log.debug(
+          { sendId: message.sendId, status: result.status, error: result.error },
+          'webhook not delivered',
+        );
       return result;
     },
   };

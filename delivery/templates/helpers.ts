@@ -16,8 +16,18 @@ const DATE_STYLES = {
 function frame(options: HelperOptions): { locale: string; timezone: string } {
   const data = (options.data ?? {}) as { locale?: unknown; timezone?: unknown };
   const hash = (options.hash ?? {}) as { locale?: unknown; timezone?: unknown };
-  const locale = typeof hash.locale === 'string' ? hash.locale : typeof data.locale === 'string' ? data.locale : 'en';
-  const timezone = typeof hash.timezone === 'string' ? hash.timezone : typeof data.timezone === 'string' ? data.timezone : 'UTC';
+  const locale =
+    typeof hash.locale === 'string'
+      ? hash.locale
+      : typeof data.locale === 'string'
+        ? data.locale
+        : 'en';
+  const timezone =
+    typeof hash.timezone === 'string'
+      ? hash.timezone
+      : typeof data.timezone === 'string'
+        ? data.timezone
+        : 'UTC';
   return { locale, timezone };
 }
 
@@ -38,10 +48,19 @@ function cached<T>(map: Map<string, T>, key: string, make: () => T): T {
 }
 
 /** Intl throws on malformed locale tags and unknown zones; a bad trait must not break the whole message. */
-function dateFormat(locale: string, timezone: string, style: keyof typeof DATE_STYLES): Intl.DateTimeFormat {
+function dateFormat(
+  locale: string,
+  timezone: string,
+  style: keyof typeof DATE_STYLES,
+): Intl.DateTimeFormat {
   return cached(dateFormats, `${locale}|${timezone}|${style}`, () => {
     const fmt = DATE_STYLES[style];
-    for (const [l, tz] of [[locale, timezone], [locale, 'UTC'], ['en', timezone], ['en', 'UTC']] as const) {
+    for (const [l, tz] of [
+      [locale, timezone],
+      [locale, 'UTC'],
+      ['en', timezone],
+      ['en', 'UTC'],
+    ] as const) {
       try {
         return new Intl.DateTimeFormat(l, { ...fmt, timeZone: tz });
       } catch {
@@ -78,8 +97,14 @@ export function formatDate(value: unknown, ...rest: unknown[]): string {
   const options = rest[rest.length - 1] as HelperOptions;
   const style = typeof rest[0] === 'string' && rest.length > 1 ? rest[0] : 'date';
   const date = toDate(value);
-  if (!date) throw new Error(`formatDate: ${JSON.stringify(value)} is not a date (epoch ms or ISO 8601 expected)`);
-  if (!(style in DATE_STYLES)) throw new Error(`formatDate: unknown style "${style}" (use ${Object.keys(DATE_STYLES).join(', ')})`);
+  if (!date)
+    throw new Error(
+      `formatDate: ${JSON.stringify(value)} is not a date (epoch ms or ISO 8601 expected)`,
+    );
+  if (!(style in DATE_STYLES))
+    throw new Error(
+      `formatDate: unknown style "${style}" (use ${Object.keys(DATE_STYLES).join(', ')})`,
+    );
   const { locale, timezone } = frame(options);
   return dateFormat(locale, timezone, style as keyof typeof DATE_STYLES).format(date);
 }
@@ -88,8 +113,14 @@ export function formatDate(value: unknown, ...rest: unknown[]): string {
 export function formatCurrency(amount: unknown, ...rest: unknown[]): string {
   const options = rest[rest.length - 1] as HelperOptions;
   const currency = typeof rest[0] === 'string' && rest.length > 1 ? rest[0] : 'USD';
-  const n = typeof amount === 'number' ? amount : typeof amount === 'string' && amount.trim() !== '' ? Number(amount) : NaN;
-  if (!Number.isFinite(n)) throw new Error(`formatCurrency: ${JSON.stringify(amount)} is not a number`);
+  const n =
+    typeof amount === 'number'
+      ? amount
+      : typeof amount === 'string' && amount.trim() !== ''
+        ? Number(amount)
+        : NaN;
+  if (!Number.isFinite(n))
+    throw new Error(`formatCurrency: ${JSON.stringify(amount)} is not a number`);
   const { locale } = frame(options);
   try {
     return moneyFormat(locale, currency).format(n);

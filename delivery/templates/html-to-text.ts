@@ -25,14 +25,18 @@ const ENTITIES: Record<string, string> = {
 export function decodeEntities(s: string): string {
   return s.replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (m, code: string) => {
     if (code[0] === '#') {
-      const n = code[1] === 'x' || code[1] === 'X' ? parseInt(code.slice(2), 16) : parseInt(code.slice(1), 10);
+      const n =
+        code[1] === 'x' || code[1] === 'X'
+          ? parseInt(code.slice(2), 16)
+          : parseInt(code.slice(1), 10);
       return Number.isFinite(n) && n > 0 && n <= 0x10ffff ? String.fromCodePoint(n) : m;
     }
     return ENTITIES[code.toLowerCase()] ?? m;
   });
 }
 
-const BLOCK = /<\/?(p|div|h[1-6]|table|tr|ul|ol|section|article|header|footer|blockquote|center)\b[^>]*>/gi;
+const BLOCK =
+  /<\/?(p|div|h[1-6]|table|tr|ul|ol|section|article|header|footer|blockquote|center)\b[^>]*>/gi;
 
 export function htmlToText(html: string): string {
   let s = html;
@@ -40,13 +44,19 @@ export function htmlToText(html: string): string {
   s = s.replace(/<(head|style|script|title)\b[^>]*>[\s\S]*?<\/\1\s*>/gi, '');
   // Hidden preheaders are for the inbox preview line, not the body.
   s = s.replace(/<(div|span)\b[^>]*display\s*:\s*none[^>]*>[\s\S]*?<\/\1\s*>/gi, '');
-  s = s.replace(/<a\b[^>]*?href\s*=\s*("([^"]*)"|'([^']*)')[^>]*>([\s\S]*?)<\/a\s*>/gi, (_m, _q, dq: string | undefined, sq: string | undefined, inner: string) => {
-    const href = decodeEntities(dq ?? sq ?? '').trim();
-    const label = inner.replace(/<[^>]+>/g, '').replace(/\s+/g, ' ').trim();
-    if (!href || href.startsWith('#')) return label;
-    const shown = href.replace(/^mailto:/i, '');
-    return label && decodeEntities(label) !== shown ? `${label} (${href})` : href;
-  });
+  s = s.replace(
+    /<a\b[^>]*?href\s*=\s*("([^"]*)"|'([^']*)')[^>]*>([\s\S]*?)<\/a\s*>/gi,
+    (_m, _q, dq: string | undefined, sq: string | undefined, inner: string) => {
+      const href = decodeEntities(dq ?? sq ?? '').trim();
+      const label = inner
+        .replace(/<[^>]+>/g, '')
+        .replace(/\s+/g, ' ')
+        .trim();
+      if (!href || href.startsWith('#')) return label;
+      const shown = href.replace(/^mailto:/i, '');
+      return label && decodeEntities(label) !== shown ? `${label} (${href})` : href;
+    },
+  );
   s = s.replace(/<br\s*\/?>/gi, '\n');
   s = s.replace(/<li\b[^>]*>/gi, '\n- ');
   s = s.replace(/<\/(td|th)\s*>/gi, ' ');

@@ -8,7 +8,15 @@ import { LifecycleError } from '../../platform/errors.ts';
 import type { RenderedContent } from '../providers/types.ts';
 import { registerHelpers } from './helpers.ts';
 import { htmlToText } from './html-to-text.ts';
-import { loadTemplates, localeKey, type LoadedSet, type LoadedTemplate, type Part, type PartKind, type TemplateError } from './loader.ts';
+import {
+  loadTemplates,
+  localeKey,
+  type LoadedSet,
+  type LoadedTemplate,
+  type Part,
+  type PartKind,
+  type TemplateError,
+} from './loader.ts';
 
 export type { TemplateError } from './loader.ts';
 export { htmlToText } from './html-to-text.ts';
@@ -29,7 +37,12 @@ export interface TemplateRendererOptions {
 
 export interface TemplateRenderer {
   /** Throws LifecycleError(LC_ERR_TEMPLATE) for a missing template/channel or a missing variable. */
-  render(template: string, channel: Channel, locale: string, data: Record<string, unknown>): RenderedContent;
+  render(
+    template: string,
+    channel: Channel,
+    locale: string,
+    data: Record<string, unknown>,
+  ): RenderedContent;
   has(template: string): boolean;
   names(): string[];
   /** Channels the template has content for (webhook is always available: it carries the data). */
@@ -48,9 +61,17 @@ export const SAMPLE_LINKS = {
   preferences: 'https://example.com/p/sample-preferences',
 };
 
-const CHANNEL_PART: Record<Exclude<Channel, 'webhook'>, PartKind> = { email: 'email', inapp: 'inapp', push: 'push', sms: 'sms' };
+const CHANNEL_PART: Record<Exclude<Channel, 'webhook'>, PartKind> = {
+  email: 'email',
+  inapp: 'inapp',
+  push: 'push',
+  sms: 'sms',
+};
 
-const RUNTIME = { allowProtoPropertiesByDefault: false, allowProtoMethodsByDefault: false } as const;
+const RUNTIME = {
+  allowProtoPropertiesByDefault: false,
+  allowProtoMethodsByDefault: false,
+} as const;
 
 const chains = new Map<string, string[]>();
 
@@ -95,7 +116,10 @@ function describeRenderError(err: unknown, source: string, lineOffset: number): 
   return msg.replace(/\n/g, ' ');
 }
 
-export function createTemplateRenderer(options: TemplateRendererOptions, logger: Logger): TemplateRenderer {
+export function createTemplateRenderer(
+  options: TemplateRendererOptions,
+  logger: Logger,
+): TemplateRenderer {
   const strict = options.strict ?? true;
   const defaultLocale = options.defaultLocale ?? 'en';
   const defaultTimezone = options.defaultTimezone ?? 'UTC';
@@ -103,7 +127,12 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
   const hb = Handlebars.create();
   registerHelpers(hb);
 
-  let set: LoadedSet = { templates: new Map(), layouts: new Map(), partials: new Map(), errors: [] };
+  let set: LoadedSet = {
+    templates: new Map(),
+    layouts: new Map(),
+    partials: new Map(),
+    errors: [],
+  };
 
   function load(): void {
     const next = loadTemplates(hb, options.dir, { strict });
@@ -119,7 +148,10 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
           tpl.parts.set(kind, target);
           if (!target.has(loc)) {
             target.set(loc, part);
-            log.warn({ file: part.file }, 'template file does not parse; keeping its last good version');
+            log.warn(
+              { file: part.file },
+              'template file does not parse; keeping its last good version',
+            );
           }
         }
       }
@@ -127,11 +159,23 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
     for (const name of Object.keys(hb.partials)) hb.unregisterPartial(name);
     for (const [name, p] of next.partials) hb.registerPartial(name, p.source);
     set = next;
-    if (next.errors.length > 0) log.warn({ errors: next.errors.length, dir: options.dir }, 'templates folder has errors; run `lifecycle templates validate`');
+    if (next.errors.length > 0)
+      log.warn(
+        { errors: next.errors.length, dir: options.dir },
+        'templates folder has errors; run `lifecycle templates validate`',
+      );
     log.info({ templates: next.templates.size, dir: options.dir }, 'templates loaded');
   }
 
-  function fail(template: string, channel: Channel, locale: string, reason: string, message: string, file?: string, cause?: unknown): never {
+  function fail(
+    template: string,
+    channel: Channel,
+    locale: string,
+    reason: string,
+    message: string,
+    file?: string,
+    cause?: unknown,
+  ): never {
     throw new LifecycleError(TEMPLATE_ERROR, message, {
       retriable: false,
       status: 422,
@@ -160,45 +204,104 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
     return undefined;
   }
 
-  function renderPart(part: Part, data: Record<string, unknown>, frame: Record<string, unknown>, template: string, channel: Channel, locale: string): RenderedContent {
+  function renderPart(
+    part: Part,
+    data: Record<string, unknown>,
+    frame: Record<string, unknown>,
+    template: string,
+    channel: Channel,
+    locale: string,
+  ): RenderedContent {
     const rt = { ...RUNTIME, data: frame };
-    const run = (fn: Handlebars.TemplateDelegate, ctx: unknown, source: string, lineOffset: number, file: string, what: string): string => {
+    const run = (
+      fn: Handlebars.TemplateDelegate,
+      ctx: unknown,
+      source: string,
+      lineOffset: number,
+      file: string,
+      what: string,
+    ): string => {
       try {
         return fn(ctx, rt);
       } catch (err) {
-        return fail(template, channel, locale, 'render', `${file}: ${what}: ${describeRenderError(err, source, lineOffset)}`, file, err);
+        return fail(
+          template,
+          channel,
+          locale,
+          'render',
+          `${file}: ${what}: ${describeRenderError(err, source, lineOffset)}`,
+          file,
+          err,
+        );
       }
     };
     const field = (key: string) => {
       const fn = part.fields[key];
-      return fn ? run(fn, data, part.fieldSources[key] ?? '', 0, part.file, key).replace(/\s*[\r\n]+\s*/g, ' ').trim() : undefined;
+      return fn
+        ? run(fn, data, part.fieldSources[key] ?? '', 0, part.file, key)
+            .replace(/\s*[\r\n]+\s*/g, ' ')
+            .trim()
+        : undefined;
     };
     const body = run(part.body, data, part.source, part.bodyLine, part.file, 'body');
 
     if (part.kind === 'email') {
       const subject = field('subject') ?? '';
       const preheader = field('preheader');
-      const layoutName = part.layout === undefined ? (set.layouts.has('default') ? 'default' : null) : part.layout;
+      const layoutName =
+        part.layout === undefined ? (set.layouts.has('default') ? 'default' : null) : part.layout;
       let html = body;
       let layoutLocale = locale;
       if (layoutName) {
         const layout = layoutFor(layoutName, 'html', part.locale);
-        if (!layout) fail(template, channel, locale, 'layout', `${part.file}: unknown layout "${layoutName}"`, part.file);
+        if (!layout)
+          fail(
+            template,
+            channel,
+            locale,
+            'layout',
+            `${part.file}: unknown layout "${layoutName}"`,
+            part.file,
+          );
         layoutLocale = part.locale;
-        html = run(layout.body, { ...data, subject, preheader: preheader ?? '', body }, layout.source, 1, layout.file, 'layout');
+        html = run(
+          layout.body,
+          { ...data, subject, preheader: preheader ?? '', body },
+          layout.source,
+          1,
+          layout.file,
+          'layout',
+        );
       }
       let text: string;
       const tpl = set.templates.get(template);
       const textPart = tpl?.parts.get('email.txt')?.get(localeKey(part.locale));
       if (textPart) {
-        const textBody = run(textPart.body, data, textPart.source, textPart.bodyLine, textPart.file, 'body');
+        const textBody = run(
+          textPart.body,
+          data,
+          textPart.source,
+          textPart.bodyLine,
+          textPart.file,
+          'body',
+        );
         const tLayoutName = textPart.layout === undefined ? layoutName : textPart.layout;
         const tLayout = tLayoutName ? layoutFor(tLayoutName, 'txt', layoutLocale) : undefined;
-        text = tLayout ? run(tLayout.body, { ...data, subject, body: textBody }, tLayout.source, 1, tLayout.file, 'layout') : textBody;
+        text = tLayout
+          ? run(
+              tLayout.body,
+              { ...data, subject, body: textBody },
+              tLayout.source,
+              1,
+              tLayout.file,
+              'layout',
+            )
+          : textBody;
       } else {
         text = htmlToText(html);
       }
-      if (subject === '') fail(template, channel, locale, 'render', `${part.file}: subject renders empty`, part.file);
+      if (subject === '')
+        fail(template, channel, locale, 'render', `${part.file}: subject renders empty`, part.file);
       return { subject, html, text };
     }
     if (part.kind === 'sms') return { body: body.trim() };
@@ -214,9 +317,21 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
     return { locale: locale || defaultLocale, timezone: tz };
   }
 
-  function render(template: string, channel: Channel, locale: string, data: Record<string, unknown>): RenderedContent {
+  function render(
+    template: string,
+    channel: Channel,
+    locale: string,
+    data: Record<string, unknown>,
+  ): RenderedContent {
     const tpl = set.templates.get(template);
-    if (!tpl) return fail(template, channel, locale, 'not_found', `template "${template}" not found in ${options.dir}`);
+    if (!tpl)
+      return fail(
+        template,
+        channel,
+        locale,
+        'not_found',
+        `template "${template}" not found in ${options.dir}`,
+      );
     const frame = frameFor(data, locale);
     if (channel === 'webhook') {
       // Webhooks carry the personalisation data; the in-app text comes along when there is one.
@@ -225,7 +340,14 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
       return { ...base, data: { template, locale: frame.locale, ...data } };
     }
     const part = resolve(tpl, CHANNEL_PART[channel], locale);
-    if (!part) return fail(template, channel, locale, 'no_channel', `template "${template}" has no ${channel} content for locale "${locale}" or "${defaultLocale}"`);
+    if (!part)
+      return fail(
+        template,
+        channel,
+        locale,
+        'no_channel',
+        `template "${template}" has no ${channel} content for locale "${locale}" or "${defaultLocale}"`,
+      );
     return renderPart(part, data, frame, template, channel, locale);
   }
 
@@ -233,7 +355,8 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
     const tpl = set.templates.get(template);
     if (!tpl) return [];
     const out: Channel[] = [];
-    for (const [channel, kind] of Object.entries(CHANNEL_PART) as [Channel, PartKind][]) if (tpl.parts.has(kind)) out.push(channel);
+    for (const [channel, kind] of Object.entries(CHANNEL_PART) as [Channel, PartKind][])
+      if (tpl.parts.has(kind)) out.push(channel);
     out.push('webhook');
     return out;
   }
@@ -242,28 +365,49 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
     const errors: TemplateError[] = [...set.errors];
     const knownPartials = new Set(Object.keys(hb.partials));
     const checkPartials = (file: string, names: string[]) => {
-      for (const n of names) if (!knownPartials.has(n)) errors.push({ file, message: `unknown partial "${n}" (add partials/${n}.hbs)` });
+      for (const n of names)
+        if (!knownPartials.has(n))
+          errors.push({ file, message: `unknown partial "${n}" (add partials/${n}.hbs)` });
     };
     for (const p of set.partials.values()) checkPartials(p.file, p.partials);
-    for (const byKind of set.layouts.values()) for (const byLocale of byKind.values()) for (const l of byLocale.values()) checkPartials(l.file, l.partials);
+    for (const byKind of set.layouts.values())
+      for (const byLocale of byKind.values())
+        for (const l of byLocale.values()) checkPartials(l.file, l.partials);
 
     for (const tpl of set.templates.values()) {
       if (tpl.parts.size === 0) {
-        errors.push({ file: tpl.dir, message: 'template has no content files (e.g. email.en.hbs)' });
+        errors.push({
+          file: tpl.dir,
+          message: 'template has no content files (e.g. email.en.hbs)',
+        });
         continue;
       }
       if (!tpl.sample && !errors.some((e) => e.file === tpl.sampleFile)) {
-        errors.push({ file: tpl.sampleFile, message: 'missing sample data: add sample.json with the data the template uses (user, event, rule)' });
+        errors.push({
+          file: tpl.sampleFile,
+          message:
+            'missing sample data: add sample.json with the data the template uses (user, event, rule)',
+        });
       }
       for (const [kind, byLocale] of tpl.parts) {
         if (kind !== 'email.txt' && !byLocale.has(localeKey(defaultLocale))) {
           const any = [...byLocale.values()][0]!;
-          errors.push({ file: any.file, message: `no ${kind}.${defaultLocale}.hbs: users whose locale has no file would get nothing` });
+          errors.push({
+            file: any.file,
+            message: `no ${kind}.${defaultLocale}.hbs: users whose locale has no file would get nothing`,
+          });
         }
         for (const part of byLocale.values()) {
           checkPartials(part.file, part.partials);
-          if (part.layout && !set.layouts.get(part.layout)?.has(part.kind === 'email' ? 'html' : 'txt') && part.kind === 'email') {
-            errors.push({ file: part.file, message: `unknown layout "${part.layout}" (add layouts/${part.layout}.hbs)` });
+          if (
+            part.layout &&
+            !set.layouts.get(part.layout)?.has(part.kind === 'email' ? 'html' : 'txt') &&
+            part.kind === 'email'
+          ) {
+            errors.push({
+              file: part.file,
+              message: `unknown layout "${part.layout}" (add layouts/${part.layout}.hbs)`,
+            });
             continue;
           }
           if (!tpl.sample) continue;
@@ -272,18 +416,31 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
             if (part.kind === 'email.txt') {
               const html = resolve(tpl, 'email', part.locale);
               if (!html || localeKey(html.locale) !== localeKey(part.locale)) {
-                errors.push({ file: part.file, message: `a text part needs the HTML part email.${part.locale}.hbs beside it` });
+                errors.push({
+                  file: part.file,
+                  message: `a text part needs the HTML part email.${part.locale}.hbs beside it`,
+                });
                 continue;
               }
             }
             const channel: Channel = part.kind === 'email.txt' ? 'email' : (part.kind as Channel);
-            renderPart(part.kind === 'email.txt' ? resolve(tpl, 'email', part.locale)! : part, data, frameFor(data, part.locale), tpl.name, channel, part.locale);
+            renderPart(
+              part.kind === 'email.txt' ? resolve(tpl, 'email', part.locale)! : part,
+              data,
+              frameFor(data, part.locale),
+              tpl.name,
+              channel,
+              part.locale,
+            );
           } catch (err) {
             const details = err instanceof LifecycleError ? err.details : undefined;
             const file = typeof details?.file === 'string' ? details.file : part.file;
             const prefix = `${file}: `;
             const message = (err as Error).message;
-            errors.push({ file, message: message.startsWith(prefix) ? message.slice(prefix.length) : message });
+            errors.push({
+              file,
+              message: message.startsWith(prefix) ? message.slice(prefix.length) : message,
+            });
           }
         }
       }
@@ -310,13 +467,21 @@ export function createTemplateRenderer(options: TemplateRendererOptions, logger:
           try {
             load();
           } catch (err) {
-            log.error({ err: (err as Error).message }, 'template reload failed; keeping the loaded templates');
+            log.error(
+              { err: (err as Error).message },
+              'template reload failed; keeping the loaded templates',
+            );
           }
         }, 150);
       });
-      watcher.on('error', (err) => log.warn({ err: err.message }, 'template folder watch failed; changes need a reload'));
+      watcher.on('error', (err) =>
+        log.warn({ err: err.message }, 'template folder watch failed; changes need a reload'),
+      );
     } catch (err) {
-      log.warn({ err: (err as Error).message, dir: options.dir }, 'cannot watch the templates folder; changes need a reload');
+      log.warn(
+        { err: (err as Error).message, dir: options.dir },
+        'cannot watch the templates folder; changes need a reload',
+      );
     }
   }
 

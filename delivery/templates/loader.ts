@@ -89,7 +89,12 @@ export interface CompileFlags {
   strict: boolean;
 }
 
-export const KNOWN_HELPERS = { formatDate: true, formatCurrency: true, default: true, eq: true } as const;
+export const KNOWN_HELPERS = {
+  formatDate: true,
+  formatCurrency: true,
+  default: true,
+  eq: true,
+} as const;
 
 function compileOptions(flags: CompileFlags, escape: boolean) {
   return {
@@ -110,10 +115,15 @@ export function partialReferences(ast: Program): string[] {
       return;
     }
     const n = node as { type?: string; name?: { type?: string; original?: unknown } };
-    if ((n.type === 'PartialStatement' || n.type === 'PartialBlockStatement') && n.name?.type === 'PathExpression' && typeof n.name.original === 'string') {
+    if (
+      (n.type === 'PartialStatement' || n.type === 'PartialBlockStatement') &&
+      n.name?.type === 'PathExpression' &&
+      typeof n.name.original === 'string'
+    ) {
       out.add(n.name.original);
     }
-    for (const [k, v] of Object.entries(node)) if (k !== 'loc' && v && typeof v === 'object') visit(v);
+    for (const [k, v] of Object.entries(node))
+      if (k !== 'loc' && v && typeof v === 'object') visit(v);
   };
   visit(ast);
   return [...out];
@@ -124,7 +134,11 @@ export function partialReferences(ast: Program): string[] {
  * quoting rules to learn: `subject: {{user.firstName}}, "hi"` works); a value wrapped whole
  * in matching quotes loses them; `#` lines are comments. Files without front matter are all body.
  */
-export function splitFrontMatter(src: string): { meta: Record<string, string>; body: string; bodyLine: number } {
+export function splitFrontMatter(src: string): {
+  meta: Record<string, string>;
+  body: string;
+  bodyLine: number;
+} {
   const text = src.replace(/^\uFEFF/, '');
   const m = /^---[ \t]*\r?\n([\s\S]*?)\r?\n?---[ \t]*(?:\r?\n|$)/.exec(text);
   if (!m) return { meta: {}, body: text, bodyLine: 1 };
@@ -133,9 +147,15 @@ export function splitFrontMatter(src: string): { meta: Record<string, string>; b
   lines.forEach((line, i) => {
     if (line.trim() === '' || line.trim().startsWith('#')) return;
     const kv = /^\s*([A-Za-z][A-Za-z0-9_-]*)\s*:(.*)$/.exec(line);
-    if (!kv) throw new Error(`line ${i + 2}: expected \`field: text\`, got "${line.trim().slice(0, 60)}"`);
+    if (!kv)
+      throw new Error(`line ${i + 2}: expected \`field: text\`, got "${line.trim().slice(0, 60)}"`);
     let value = kv[2]!.trim();
-    if (value.length >= 2 && (value[0] === '"' || value[0] === "'") && value[value.length - 1] === value[0]) value = value.slice(1, -1);
+    if (
+      value.length >= 2 &&
+      (value[0] === '"' || value[0] === "'") &&
+      value[value.length - 1] === value[0]
+    )
+      value = value.slice(1, -1);
     if (kv[1]! in meta) throw new Error(`line ${i + 2}: field "${kv[1]}" appears twice`);
     meta[kv[1]!] = value;
   });
@@ -146,7 +166,12 @@ export function splitFrontMatter(src: string): { meta: Record<string, string>; b
 function syntaxMessage(err: unknown, lineOffset: number): string {
   const msg = err instanceof Error ? err.message : String(err);
   // Handlebars parse errors start with "Parse error on line N:"; shift N past the front matter.
-  return msg.replace(/^Parse error on line (\d+):/, (_m, n: string) => `syntax error on line ${Number(n) + lineOffset - 1}:`).replace(/\n/g, ' ');
+  return msg
+    .replace(
+      /^Parse error on line (\d+):/,
+      (_m, n: string) => `syntax error on line ${Number(n) + lineOffset - 1}:`,
+    )
+    .replace(/\n/g, ' ');
 }
 
 function listDir(dir: string): string[] {
@@ -166,7 +191,13 @@ function isDir(path: string): boolean {
 }
 
 /** Parses and precompiles (to surface unknown helpers) one template source; throws a readable message. */
-function compile(hb: Handlebars, source: string, flags: CompileFlags, escape: boolean, lineOffset: number): { fn: TemplateDelegate; partials: string[] } {
+function compile(
+  hb: Handlebars,
+  source: string,
+  flags: CompileFlags,
+  escape: boolean,
+  lineOffset: number,
+): { fn: TemplateDelegate; partials: string[] } {
   let ast: Program;
   try {
     ast = hb.parse(source);
@@ -210,7 +241,8 @@ export function loadTemplates(hb: Handlebars, dir: string, flags: CompileFlags):
     const file = join(dir, 'layouts', f);
     const m = LAYOUT_FILE.exec(f);
     if (!m) {
-      if (!IGNORED.test(f)) errors.push({ file, message: 'layout file names are `<name>[.txt][.<locale>].hbs`' });
+      if (!IGNORED.test(f))
+        errors.push({ file, message: 'layout file names are `<name>[.txt][.<locale>].hbs`' });
       continue;
     }
     const [, name, txt, locale] = m;
@@ -235,13 +267,20 @@ export function loadTemplates(hb: Handlebars, dir: string, flags: CompileFlags):
       errors.push({ file: tdir, message: 'template names use letters, digits, `_` and `-` only' });
       continue;
     }
-    const tpl: LoadedTemplate = { name, dir: tdir, parts: new Map(), sample: undefined, sampleFile: join(tdir, 'sample.json') };
+    const tpl: LoadedTemplate = {
+      name,
+      dir: tdir,
+      parts: new Map(),
+      sample: undefined,
+      sampleFile: join(tdir, 'sample.json'),
+    };
     for (const f of listDir(tdir)) {
       const file = join(tdir, f);
       if (f === 'sample.json') {
         try {
           const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
-          if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('sample data must be a JSON object');
+          if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+            throw new Error('sample data must be a JSON object');
           tpl.sample = parsed as Record<string, unknown>;
         } catch (err) {
           errors.push({ file, message: `invalid sample data: ${(err as Error).message}` });
@@ -251,7 +290,11 @@ export function loadTemplates(hb: Handlebars, dir: string, flags: CompileFlags):
       if (IGNORED.test(f)) continue;
       const m = PART_FILE.exec(f);
       if (!m) {
-        errors.push({ file, message: 'unknown file: expected <channel>.<locale>.hbs (channel: email, inapp, push, sms), email.<locale>.txt.hbs or sample.json' });
+        errors.push({
+          file,
+          message:
+            'unknown file: expected <channel>.<locale>.hbs (channel: email, inapp, push, sms), email.<locale>.txt.hbs or sample.json',
+        });
         continue;
       }
       const kind = (m[3] ? `${m[1]}.txt` : m[1]) as PartKind;
@@ -270,7 +313,14 @@ export function loadTemplates(hb: Handlebars, dir: string, flags: CompileFlags):
   return set;
 }
 
-function loadPart(hb: Handlebars, file: string, kind: PartKind, locale: string, flags: CompileFlags, errors: TemplateError[]): Part | null {
+function loadPart(
+  hb: Handlebars,
+  file: string,
+  kind: PartKind,
+  locale: string,
+  flags: CompileFlags,
+  errors: TemplateError[],
+): Part | null {
   let src: string;
   try {
     src = readFileSync(file, 'utf8');
@@ -290,7 +340,10 @@ function loadPart(hb: Handlebars, file: string, kind: PartKind, locale: string, 
   for (const key of Object.keys(fm.meta)) {
     if (!(key in allowed)) {
       const names = Object.keys(allowed);
-      errors.push({ file, message: `unknown front matter field "${key}" (${names.length ? `allowed: ${names.join(', ')}` : 'this file takes no front matter'})` });
+      errors.push({
+        file,
+        message: `unknown front matter field "${key}" (${names.length ? `allowed: ${names.join(', ')}` : 'this file takes no front matter'})`,
+      });
       ok = false;
     }
   }
@@ -318,8 +371,24 @@ function loadPart(hb: Handlebars, file: string, kind: PartKind, locale: string, 
     const c = compile(hb, fm.body, flags, escape, fm.bodyLine);
     c.partials.forEach((p) => partials.add(p));
     const layoutRaw = fm.meta.layout;
-    const layout = layoutRaw === undefined ? undefined : String(layoutRaw).trim() === 'none' ? null : String(layoutRaw).trim();
-    return { file, kind, locale, fields, fieldSources, body: c.fn, layout, bodyLine: fm.bodyLine, source: fm.body, partials: [...partials] };
+    const layout =
+      layoutRaw === undefined
+        ? undefined
+        : String(layoutRaw).trim() === 'none'
+          ? null
+          : String(layoutRaw).trim();
+    return {
+      file,
+      kind,
+      locale,
+      fields,
+      fieldSources,
+      body: c.fn,
+      layout,
+      bodyLine: fm.bodyLine,
+      source: fm.body,
+      partials: [...partials],
+    };
   } catch (err) {
     errors.push({ file, message: (err as Error).message });
     return null;

@@ -11,13 +11,21 @@ let app: FastifyInstance;
 
 beforeAll(async () => {
   app = Fastify();
-  await app.register(templateRoutes, { renderer: createTemplateRenderer({ dir: DIR }, silentLogger()), dir: DIR, adminToken: 'admin-secret' });
+  await app.register(templateRoutes, {
+    renderer: createTemplateRenderer({ dir: DIR }, silentLogger()),
+    dir: DIR,
+    adminToken: 'admin-secret',
+  });
 });
 afterAll(() => app.close());
 
 describe('template admin routes', () => {
   it('require the admin token', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 'admin-secret' }]) {
+    for (const headers of [
+      {},
+      { authorization: 'Bearer wrong' },
+      { authorization: 'admin-secret' },
+    ]) {
       const res = await app.inject({ method: 'GET', url: '/v1/templates', headers });
       expect(res.statusCode).toBe(401);
       expect(res.json()).toMatchObject({ code: 'LC_ERR_UNAUTHORIZED' });
@@ -26,7 +34,10 @@ describe('template admin routes', () => {
 
   it('list templates with their channels and report validation', async () => {
     const list = await app.inject({ method: 'GET', url: '/v1/templates', headers: auth });
-    expect(list.json().templates).toContainEqual({ name: 'payment_failed', channels: ['email', 'inapp', 'push', 'sms', 'webhook'] });
+    expect(list.json().templates).toContainEqual({
+      name: 'payment_failed',
+      channels: ['email', 'inapp', 'push', 'sms', 'webhook'],
+    });
     const v = await app.inject({ method: 'GET', url: '/v1/templates/validate', headers: auth });
     expect(v.json()).toEqual({ errors: [] });
   });
@@ -53,10 +64,40 @@ describe('template admin routes', () => {
       payload: { channel: 'sms', data: { event: { properties: { amount: 'lots' } } } },
     });
     expect(missing.statusCode).toBe(422);
-    expect(missing.json()).toMatchObject({ code: 'LC_ERR_TEMPLATE', details: { template: 'payment_failed', channel: 'sms' } });
+    expect(missing.json()).toMatchObject({
+      code: 'LC_ERR_TEMPLATE',
+      details: { template: 'payment_failed', channel: 'sms' },
+    });
     expect(missing.json().message).toContain('formatCurrency: "lots" is not a number');
-    expect((await app.inject({ method: 'POST', url: '/v1/templates/nope/preview', headers: auth, payload: {} })).statusCode).toBe(404);
-    expect((await app.inject({ method: 'POST', url: '/v1/templates/welcome/preview', headers: auth, payload: { channel: 'fax' } })).statusCode).toBe(400);
-    expect((await app.inject({ method: 'POST', url: '/v1/templates/welcome/preview', headers: auth, payload: { data: [1] } })).statusCode).toBe(400);
+    expect(
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/v1/templates/nope/preview',
+          headers: auth,
+          payload: {},
+        })
+      ).statusCode,
+    ).toBe(404);
+    expect(
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/v1/templates/welcome/preview',
+          headers: auth,
+          payload: { channel: 'fax' },
+        })
+      ).statusCode,
+    ).toBe(400);
+    expect(
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/v1/templates/welcome/preview',
+          headers: auth,
+          payload: { data: [1] },
+        })
+      ).statusCode,
+    ).toBe(400);
   });
 });

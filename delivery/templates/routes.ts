@@ -19,10 +19,14 @@ export interface TemplateRoutesOptions {
   adminToken: string;
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** Overlays `over` on `base` key by key, recursing into objects (arrays and values replace). */
-export function overlay(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+export function overlay(
+  base: Record<string, unknown>,
+  over: Record<string, unknown>,
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
     if (k === '__proto__' || k === 'constructor' || k === 'prototype') continue;
@@ -33,7 +37,11 @@ export function overlay(base: Record<string, unknown>, over: Record<string, unkn
 }
 
 /** The data a preview renders with: placeholder links, the sample, then the caller's overrides. */
-export function previewData(dir: string, name: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+export function previewData(
+  dir: string,
+  name: string,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
   let sample: Record<string, unknown> = {};
   try {
     const parsed: unknown = JSON.parse(readFileSync(join(dir, name, 'sample.json'), 'utf8'));
@@ -52,34 +60,70 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export async function templateRoutes(app: FastifyInstance, opts: TemplateRoutesOptions): Promise<void> {
+export async function templateRoutes(
+  app: FastifyInstance,
+  opts: TemplateRoutesOptions,
+): Promise<void> {
   const guard = async (req: FastifyRequest, reply: FastifyReply) => {
     if (!tokenMatches(req.headers.authorization, opts.adminToken)) {
-      return reply.code(401).send({ code: ErrorCodes.Unauthorized, message: 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`' });
+      return reply
+        .code(401)
+        .send({
+          code: ErrorCodes.Unauthorized,
+          message: 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`',
+        });
     }
   };
 
   app.get('/v1/templates', { preHandler: guard }, async () => ({
-    templates: opts.renderer.names().map((name) => ({ name, channels: opts.renderer.channels(name) })),
+    templates: opts.renderer
+      .names()
+      .map((name) => ({ name, channels: opts.renderer.channels(name) })),
   }));
 
-  app.get('/v1/templates/validate', { preHandler: guard }, async () => ({ errors: opts.renderer.validate() }));
+  app.get('/v1/templates/validate', { preHandler: guard }, async () => ({
+    errors: opts.renderer.validate(),
+  }));
 
   app.post('/v1/templates/:name/preview', { preHandler: guard }, async (req, reply) => {
     const { name } = req.params as { name: string };
     const body = (req.body ?? {}) as { channel?: unknown; locale?: unknown; data?: unknown };
     const channel = body.channel ?? 'email';
     if (typeof channel !== 'string' || !(CHANNELS as readonly string[]).includes(channel)) {
-      return reply.code(400).send({ code: ErrorCodes.BadRequest, message: `channel must be one of ${CHANNELS.join(', ')}` });
+      return reply
+        .code(400)
+        .send({
+          code: ErrorCodes.BadRequest,
+          message: `channel must be one of ${CHANNELS.join(', ')}`,
+        });
     }
-    if (body.locale !== undefined && typeof body.locale !== 'string') return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'locale must be a string such as "de" or "pt-BR"' });
-    if (body.data !== undefined && !isPlainObject(body.data)) return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'data must be a JSON object (user, event, rule, ...)' });
-    if (!opts.renderer.has(name)) return reply.code(404).send({ code: ErrorCodes.NotFound, message: `no template "${name}"` });
+    if (body.locale !== undefined && typeof body.locale !== 'string')
+      return reply
+        .code(400)
+        .send({
+          code: ErrorCodes.BadRequest,
+          message: 'locale must be a string such as "de" or "pt-BR"',
+        });
+    if (body.data !== undefined && !isPlainObject(body.data))
+      return reply
+        .code(400)
+        .send({
+          code: ErrorCodes.BadRequest,
+          message: 'data must be a JSON object (user, event, rule, ...)',
+        });
+    if (!opts.renderer.has(name))
+      return reply.code(404).send({ code: ErrorCodes.NotFound, message: `no template "${name}"` });
     try {
-      const content = opts.renderer.render(name, channel as Channel, body.locale ?? 'en', previewData(opts.dir, name, body.data ?? {}));
+      const content = opts.renderer.render(
+        name,
+        channel as Channel,
+        body.locale ?? 'en',
+        previewData(opts.dir, name, body.data ?? {}),
+      );
       return { template: name, channel, locale: body.locale ?? 'en', content };
     } catch (err) {
-      if (err instanceof LifecycleError) return reply.code(422).send({ code: err.code, message: err.message, details: err.details });
+      if (err instanceof LifecycleError)
+        return reply.code(422).send({ code: err.code, message: err.message, details: err.details });
       throw err;
     }
   });

@@ -26,8 +26,19 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-const user = { email: 'ada@example.com', firstName: 'Ada', plan: 'trial', locale: 'en', timezone: 'Europe/Berlin' };
-const data = { user, event: { type: 'signup', properties: {} }, rule: { id: 'r1' }, links: SAMPLE_LINKS };
+const user = {
+  email: 'ada@example.com',
+  firstName: 'Ada',
+  plan: 'trial',
+  locale: 'en',
+  timezone: 'Europe/Berlin',
+};
+const data = {
+  user,
+  event: { type: 'signup', properties: {} },
+  rule: { id: 'r1' },
+  links: SAMPLE_LINKS,
+};
 
 function catchError(fn: () => unknown): LifecycleError {
   try {
@@ -44,11 +55,22 @@ describe('the shipped templates', () => {
     const r = createTemplateRenderer({ dir: REPO_TEMPLATES }, silentLogger());
     expect(r.validate()).toEqual([]);
     expect(r.names()).toEqual(
-      expect.arrayContaining(['welcome', 'activation_tip', 'activation_tip_b', 'trial_ending', 'payment_failed', 'winback', 'weekly_digest']),
+      expect.arrayContaining([
+        'welcome',
+        'activation_tip',
+        'activation_tip_b',
+        'trial_ending',
+        'payment_failed',
+        'winback',
+        'weekly_digest',
+      ]),
     );
     for (const name of r.names()) {
       for (const locale of ['en', 'de']) {
-        const out = r.render(name, 'email', locale, { ...data, event: { type: 'x', properties: { amount: 10, currency: 'EUR' } } });
+        const out = r.render(name, 'email', locale, {
+          ...data,
+          event: { type: 'x', properties: { amount: 10, currency: 'EUR' } },
+        });
         expect(out.subject).toBeTruthy();
         expect(out.html).toContain('<html');
         expect(out.text).not.toMatch(/<[a-z]/i);
@@ -60,7 +82,10 @@ describe('the shipped templates', () => {
   it('marketing layouts carry the unsubscribe link, the transactional one does not', () => {
     const r = createTemplateRenderer({ dir: REPO_TEMPLATES }, silentLogger());
     expect(r.render('winback', 'email', 'de', data).html).toContain(SAMPLE_LINKS.unsubscribe);
-    const tx = r.render('payment_failed', 'email', 'en', { ...data, event: { type: 'payment_failed', properties: { amount: 49, currency: 'EUR' } } });
+    const tx = r.render('payment_failed', 'email', 'en', {
+      ...data,
+      event: { type: 'payment_failed', properties: { amount: 49, currency: 'EUR' } },
+    });
     expect(tx.html).not.toContain(SAMPLE_LINKS.unsubscribe);
     expect(tx.subject).toBe('Action needed: your payment of €49.00 did not go through');
   });
@@ -88,13 +113,17 @@ describe('locale fallback', () => {
 
   it('uses a per-locale layout when there is one', () => {
     const dir = fixture({
-      'layouts/default.hbs': '<html>EN {{{body}}} <a href="{{links.unsubscribe}}">Unsubscribe</a></html>',
-      'layouts/default.de.hbs': '<html>DE {{{body}}} <a href="{{links.unsubscribe}}">Abmelden</a></html>',
+      'layouts/default.hbs':
+        '<html>EN {{{body}}} <a href="{{links.unsubscribe}}">Unsubscribe</a></html>',
+      'layouts/default.de.hbs':
+        '<html>DE {{{body}}} <a href="{{links.unsubscribe}}">Abmelden</a></html>',
       'hi/email.en.hbs': '---\nsubject: Hi\n---\n<p>Hi</p>',
       'hi/email.de.hbs': '---\nsubject: Hallo\n---\n<p>Hallo</p>',
     });
     const r = createTemplateRenderer({ dir }, silentLogger());
-    expect(r.render('hi', 'email', 'de-CH', data).html).toBe(`<html>DE <p>Hallo</p> <a href="${SAMPLE_LINKS.unsubscribe}">Abmelden</a></html>`);
+    expect(r.render('hi', 'email', 'de-CH', data).html).toBe(
+      `<html>DE <p>Hallo</p> <a href="${SAMPLE_LINKS.unsubscribe}">Abmelden</a></html>`,
+    );
     expect(r.render('hi', 'email', 'fr', data).html).toContain('EN <p>Hi</p>');
   });
 });
@@ -102,10 +131,13 @@ describe('locale fallback', () => {
 describe('rendering', () => {
   const dir = () =>
     fixture({
-      'layouts/default.hbs': '<html><title>{{subject}}</title><body>{{{body}}}<a href="{{links.unsubscribe}}">Unsubscribe</a></body></html>',
+      'layouts/default.hbs':
+        '<html><title>{{subject}}</title><body>{{{body}}}<a href="{{links.unsubscribe}}">Unsubscribe</a></body></html>',
       'partials/button.hbs': '<a class="button" href="{{url}}">{{label}}</a>',
-      'news/email.en.hbs': '---\nsubject: News for {{user.firstName}} & friends\npreheader: Read me\n---\n<p>Hello {{user.firstName}}</p>\n{{> button url="https://x.test/a?b=1&c=2" label="Go"}}',
-      'news/inapp.en.hbs': '---\ntitle: Hi {{user.firstName}}\nurl: https://x.test/{{rule.id}}\n---\n  Body for {{user.firstName}} & co  ',
+      'news/email.en.hbs':
+        '---\nsubject: News for {{user.firstName}} & friends\npreheader: Read me\n---\n<p>Hello {{user.firstName}}</p>\n{{> button url="https://x.test/a?b=1&c=2" label="Go"}}',
+      'news/inapp.en.hbs':
+        '---\ntitle: Hi {{user.firstName}}\nurl: https://x.test/{{rule.id}}\n---\n  Body for {{user.firstName}} & co  ',
       'plain/email.en.hbs': '---\nsubject: Plain\nlayout: none\n---\n<p>HTML only</p>',
       'plain/email.en.txt.hbs': 'Text for {{user.firstName}} & co',
     });
@@ -118,32 +150,52 @@ describe('rendering', () => {
     expect(email.html).not.toContain('<script>');
     expect(email.subject).toBe('News for <script>alert(1)</script> & friends');
     expect(email.html).toContain('<title>News for &lt;script&gt;');
-    const inapp = r.render('news', 'inapp', 'en', { ...data, user: { ...user, firstName: 'Tom & Jerry' } });
-    expect(inapp).toEqual({ title: 'Hi Tom & Jerry', body: 'Body for Tom & Jerry & co', url: 'https://x.test/r1' });
+    const inapp = r.render('news', 'inapp', 'en', {
+      ...data,
+      user: { ...user, firstName: 'Tom & Jerry' },
+    });
+    expect(inapp).toEqual({
+      title: 'Hi Tom & Jerry',
+      body: 'Body for Tom & Jerry & co',
+      url: 'https://x.test/r1',
+    });
   });
 
   it('generates the text part from the HTML, keeping links', () => {
     const r = createTemplateRenderer({ dir: dir() }, silentLogger());
     const email = r.render('news', 'email', 'en', data);
-    expect(email.text).toBe(`Hello Ada\n\nGo (https://x.test/a?b=1&c=2)Unsubscribe (${SAMPLE_LINKS.unsubscribe})\n`);
+    expect(email.text).toBe(
+      `Hello Ada\n\nGo (https://x.test/a?b=1&c=2)Unsubscribe (${SAMPLE_LINKS.unsubscribe})\n`,
+    );
   });
 
   it('uses the explicit text part and `layout: none`', () => {
     const r = createTemplateRenderer({ dir: dir() }, silentLogger());
-    expect(r.render('plain', 'email', 'en', data)).toEqual({ subject: 'Plain', html: '<p>HTML only</p>', text: 'Text for Ada & co' });
+    expect(r.render('plain', 'email', 'en', data)).toEqual({
+      subject: 'Plain',
+      html: '<p>HTML only</p>',
+      text: 'Text for Ada & co',
+    });
   });
 
   it('gives webhooks the data and the in-app text', () => {
     const r = createTemplateRenderer({ dir: dir() }, silentLogger());
     const out = r.render('news', 'webhook', 'en', data);
     expect(out.title).toBe('Hi Ada');
-    expect(out.data).toMatchObject({ template: 'news', locale: 'en', user: { firstName: 'Ada' }, rule: { id: 'r1' } });
+    expect(out.data).toMatchObject({
+      template: 'news',
+      locale: 'en',
+      user: { firstName: 'Ada' },
+      rule: { id: 'r1' },
+    });
     expect(r.channels('news')).toEqual(['email', 'inapp', 'webhook']);
   });
 
   it('throws LC_ERR_TEMPLATE on a missing variable instead of rendering a blank', () => {
     const r = createTemplateRenderer({ dir: dir() }, silentLogger());
-    const err = catchError(() => r.render('news', 'email', 'en', { ...data, user: { email: 'x@example.com' } }));
+    const err = catchError(() =>
+      r.render('news', 'email', 'en', { ...data, user: { email: 'x@example.com' } }),
+    );
     expect(err.code).toBe('LC_ERR_TEMPLATE');
     expect(err.retriable).toBe(false);
     expect(err.message).toContain('missing variable "firstName"');
@@ -152,8 +204,12 @@ describe('rendering', () => {
 
   it('throws LC_ERR_TEMPLATE for an unknown template and for a channel the template lacks', () => {
     const r = createTemplateRenderer({ dir: dir() }, silentLogger());
-    expect(catchError(() => r.render('nope', 'email', 'en', data)).details).toMatchObject({ reason: 'not_found' });
-    expect(catchError(() => r.render('news', 'sms', 'en', data)).details).toMatchObject({ reason: 'no_channel' });
+    expect(catchError(() => r.render('nope', 'email', 'en', data)).details).toMatchObject({
+      reason: 'not_found',
+    });
+    expect(catchError(() => r.render('news', 'sms', 'en', data)).details).toMatchObject({
+      reason: 'no_channel',
+    });
     expect(r.has('news')).toBe(true);
     expect(r.has('nope')).toBe(false);
   });
@@ -166,7 +222,8 @@ describe('rendering', () => {
 
 describe('no prototype access', () => {
   const payloads = {
-    lookup: '{{#with (lookup this "constructor")}}{{#with (lookup this "constructor")}}{{this}}{{/with}}{{/with}}',
+    lookup:
+      '{{#with (lookup this "constructor")}}{{#with (lookup this "constructor")}}{{this}}{{/with}}{{/with}}',
     path: 'a{{constructor.name}}b{{user.constructor.name}}',
     proto: '{{__proto__}}{{user.__proto__.toString}}',
     // The published handlebars RCE chain (CVE-2019-19919 family).
@@ -204,7 +261,8 @@ describe('validate', () => {
       'layouts/default.hbs': '<html>{{{body}}}</html>',
       'ok/email.en.hbs': '---\nsubject: Fine\n---\n<p>{{user.firstName}}</p>',
       'ok/sample.json': JSON.stringify({ user }),
-      'syntax/email.en.hbs': '---\nsubject: Broken\n---\n<p>line one</p>\n<p>{{#if user.plan}}unclosed</p>',
+      'syntax/email.en.hbs':
+        '---\nsubject: Broken\n---\n<p>line one</p>\n<p>{{#if user.plan}}unclosed</p>',
       'syntax/sample.json': JSON.stringify({ user }),
       'missingvar/email.en.hbs': '---\nsubject: Hi\n---\n<p>{{user.lastName}}</p>',
       'missingvar/sample.json': JSON.stringify({ user }),
@@ -225,9 +283,15 @@ describe('validate', () => {
     });
     const r = createTemplateRenderer({ dir }, silentLogger());
     const lines = r.validate().map((e) => `${e.file.slice(dir.length + 1)}: ${e.message}`);
-    const expectLine = (re: RegExp) => expect(lines.some((l) => re.test(l)), `${re} in\n${lines.join('\n')}`).toBe(true);
+    const expectLine = (re: RegExp) =>
+      expect(
+        lines.some((l) => re.test(l)),
+        `${re} in\n${lines.join('\n')}`,
+      ).toBe(true);
     expectLine(/^syntax\/email\.en\.hbs: syntax error on line 5/);
-    expectLine(/^missingvar\/email\.en\.hbs: body: line 4: missing variable "lastName" in \{\{user\.lastName\}\}/);
+    expectLine(
+      /^missingvar\/email\.en\.hbs: body: line 4: missing variable "lastName" in \{\{user\.lastName\}\}/,
+    );
     expectLine(/^nopartial\/sms\.en\.hbs: unknown partial "footer"/);
     expectLine(/^nolayout\/email\.en\.hbs: unknown layout "fancy"/);
     expectLine(/^frontmatter\/email\.en\.hbs: unknown front matter field "subjet"/);
@@ -241,7 +305,10 @@ describe('validate', () => {
   });
 
   it('reload picks up edits and keeps the last good version of a file that broke', () => {
-    const dir = fixture({ 'hi/sms.en.hbs': 'v1 {{user.firstName}}', 'hi/sample.json': JSON.stringify({ user }) });
+    const dir = fixture({
+      'hi/sms.en.hbs': 'v1 {{user.firstName}}',
+      'hi/sample.json': JSON.stringify({ user }),
+    });
     const r = createTemplateRenderer({ dir }, silentLogger());
     expect(r.render('hi', 'sms', 'en', data).body).toBe('v1 Ada');
     writeFileSync(join(dir, 'hi/sms.en.hbs'), 'v2 {{user.firstName}}');
@@ -263,7 +330,12 @@ describe('watching', () => {
       writeFileSync(join(dir, 'hi/sms.en.hbs'), 'v2');
       mkdirSync(join(dir, 'new'));
       writeFileSync(join(dir, 'new/sms.en.hbs'), 'brand new');
-      await expect.poll(() => r.has('new') && r.render('hi', 'sms', 'en', data).body, { timeout: 3000, interval: 50 }).toBe('v2');
+      await expect
+        .poll(() => r.has('new') && r.render('hi', 'sms', 'en', data).body, {
+          timeout: 3000,
+          interval: 50,
+        })
+        .toBe('v2');
       expect(r.render('new', 'sms', 'en', data).body).toBe('brand new');
     } finally {
       r.close();
@@ -284,40 +356,71 @@ describe('helpers', () => {
   it('format dates and money in the recipient locale and timezone', () => {
     const r = createTemplateRenderer({ dir: dir() }, silentLogger());
     const d = { ...data, event: { type: 'x', properties: { at, amount: 1234.5 } } };
-    expect(r.render('h', 'sms', 'en', d).body).toBe('Feb 1, 2026|Feb 1, 2026, 12:30 AM|8:30 AM\n€1,234.50|Ada|T');
-    const de = r.render('h', 'sms', 'de', { ...d, user: { ...user, timezone: 'America/New_York', plan: 'pro' } }).body;
+    expect(r.render('h', 'sms', 'en', d).body).toBe(
+      'Feb 1, 2026|Feb 1, 2026, 12:30 AM|8:30 AM\n€1,234.50|Ada|T',
+    );
+    const de = r.render('h', 'sms', 'de', {
+      ...d,
+      user: { ...user, timezone: 'America/New_York', plan: 'pro' },
+    }).body;
     expect(de).toBe('31.01.2026|31.01.2026, 18:30|08:30\n1.234,50\u00a0€|Ada|F');
   });
 
   it('fall back to English/UTC for a malformed locale or timezone trait instead of failing', () => {
     const r = createTemplateRenderer({ dir: dir() }, silentLogger());
-    const d = { ...data, user: { ...user, timezone: 'Mars/Olympus' }, event: { type: 'x', properties: { at, amount: 2 } } };
-    expect(r.render('h', 'sms', 'not a locale!!', d).body).toBe('Jan 31, 2026|Jan 31, 2026, 11:30 PM|8:30 AM\n€2.00|Ada|T');
+    const d = {
+      ...data,
+      user: { ...user, timezone: 'Mars/Olympus' },
+      event: { type: 'x', properties: { at, amount: 2 } },
+    };
+    expect(r.render('h', 'sms', 'not a locale!!', d).body).toBe(
+      'Jan 31, 2026|Jan 31, 2026, 11:30 PM|8:30 AM\n€2.00|Ada|T',
+    );
   });
 
   it('fail the render on values that are not dates or numbers', () => {
     const r = createTemplateRenderer({ dir: dir() }, silentLogger());
-    const err = catchError(() => r.render('h', 'sms', 'en', { ...data, event: { type: 'x', properties: { at: 'soon', amount: 1 } } }));
+    const err = catchError(() =>
+      r.render('h', 'sms', 'en', {
+        ...data,
+        event: { type: 'x', properties: { at: 'soon', amount: 1 } },
+      }),
+    );
     expect(err.message).toContain('formatDate: "soon" is not a date');
-    const money = catchError(() => r.render('h', 'sms', 'en', { ...data, event: { type: 'x', properties: { at, amount: 'lots' } } }));
+    const money = catchError(() =>
+      r.render('h', 'sms', 'en', {
+        ...data,
+        event: { type: 'x', properties: { at, amount: 'lots' } },
+      }),
+    );
     expect(money.message).toContain('formatCurrency: "lots" is not a number');
   });
 });
 
 describe('front matter and text conversion', () => {
   it('takes field values verbatim, without quoting rules', () => {
-    expect(splitFrontMatter('---\nsubject: {{user.firstName}}, "hi": there\n# note\ntitle: "quoted"\n---\nbody\n')).toEqual({
+    expect(
+      splitFrontMatter(
+        '---\nsubject: {{user.firstName}}, "hi": there\n# note\ntitle: "quoted"\n---\nbody\n',
+      ),
+    ).toEqual({
       meta: { subject: '{{user.firstName}}, "hi": there', title: 'quoted' },
       body: 'body\n',
       bodyLine: 6,
     });
-    expect(splitFrontMatter('no front matter')).toEqual({ meta: {}, body: 'no front matter', bodyLine: 1 });
+    expect(splitFrontMatter('no front matter')).toEqual({
+      meta: {},
+      body: 'no front matter',
+      bodyLine: 1,
+    });
     expect(() => splitFrontMatter('---\njust text\n---\n')).toThrow(/expected `field: text`/);
   });
 
   it('turns HTML into readable text', () => {
     const html =
       '<html><head><style>p{}</style></head><body><div style="display:none">pre</div><h1>Title</h1><p>A &amp; B&nbsp;&middot; C</p><ul><li>one</li><li>two</li></ul><p><a href="https://x.test/?a=1&amp;b=2">Click</a><br>next</p></body></html>';
-    expect(htmlToText(html)).toBe('Title\n\nA & B · C\n\n- one\n- two\n\nClick (https://x.test/?a=1&b=2)\nnext\n');
+    expect(htmlToText(html)).toBe(
+      'Title\n\nA & B · C\n\n- one\n- two\n\nClick (https://x.test/?a=1&b=2)\nnext\n',
+    );
   });
 });
