@@ -4,7 +4,7 @@ import { register as registerRules } from '../rules/cli.ts';
 import { register as registerEngine } from '../engine/cli.ts';
 import { register as registerIngestion } from '../ingestion/cli.ts';
 import { register as registerDelivery } from '../delivery/cli.ts';
-import { register as registerStack } from './stack-cli.ts';
+import { register as registerRun } from './run-cli.ts';
 
 const program = new Command('lifecycle')
   .description('Real-time customer lifecycle engine: events in, rules matched, messages sent exactly once.')
@@ -14,6 +14,6 @@ registerRules(program);
 registerEngine(program);
 registerIngestion(program);
 registerDelivery(program);
-registerStack(program);
+registerRun(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,60 @@
+// The API process: admin preference API, public tracking endpoints, the signed preference
+// page and the in-app WebSocket gateway on one fastify server, with OpenAPI, health and
+// Prometheus metrics. Composition root only: each room owns its routes.
+import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import websocket from '@fastify/websocket';
+import type { Logger } from 'pino';
+import type { Publisher } from '../platform/bus.ts';
+import type { Config } from '../platform/config.ts';
+import type { RedisDeps } from '../platform/redis.ts';
+import type { Registry } from '../platform/metrics.ts';
+import { deliveryRoutes } from '../delivery/index.ts';
+import { inappGateway, inappGatewayOptions } from '../delivery/inapp/index.ts';
+
+export interface ApiDeps {
+  redis: RedisDeps;
+  publisher: Publisher;
+  logger: Logger;
+  metrics: Registry;
+  /** Extra health checks of the process (e.g. the demo's embedded services). */
+  health?: () => Record<string, boolean>;
+}
+
+export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): Promise<FastifyInstance> {
+  // Request logs keep the path only: query strings carry signed tokens.
+  const log = deps.logger.child(
+    { component: 'api' },
+    { serializers: { req: (req: { method: string; url: string }) => ({ method: req.method, path: req.url.split('?')[0] }) } },
+  );
+  const app = Fastify({ loggerInstance: log, trustProxy: true });
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Lifecycle API',
+        version: '1',
+        description:
+          'Admin API (bearer LC_ADMIN_TOKEN): user preferences and suppressions. Public endpoints: signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
+      },
+      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  await app.register(async (scope) => {
+    await deliveryRoutes(scope, { config, redis: deps.redis, publisher: deps.publisher, logger: deps.logger });
+  });
+  await app.register(async (scope) => {
+    await inappGateway(scope, { ...inappGatewayOptions(config, deps), metrics: deps.metrics });
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/health', { schema: { hide: true } }, async (_req, reply) => {
+    const checks: Record<string, boolean> = { redis: deps.redis.redis.status === 'ready', ...(deps.health?.() ?? {}) };
+    const ok = Object.values(checks).every(Boolean);
+    return reply.code(ok ? 200 : 503).send({ ok, checks });
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
+    reply.header('content-type', deps.metrics.contentType).send(await deps.metrics.metrics()),
+  );
+  // pino's Logger type is wider than fastify's base logger; the instance is the same.
+  return app as unknown as FastifyInstance;
+}

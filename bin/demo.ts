@@ -1,0 +1,215 @@
+// `lifecycle demo`: the embedded default. One process: the in-memory bus and engine state,
+// the real ingest API, delivery pipeline, tracking/preferences/in-app API and an SMTP sink
+// that keeps every email, seeded with sample users. For trying the product and authoring
+// rules; not a production mode (nothing survives a restart but the outbox).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
+import type { Config } from '../platform/config.ts';
+import { loadConfig } from '../platform/config.ts';
+import { topics } from '../platform/contracts.ts';
+import { LifecycleError } from '../platform/errors.ts';
+import { createMetricsRegistry } from '../platform/metrics.ts';
+import { createKeySpace } from '../platform/keys.ts';
+import { createSmtpSink } from '../platform/smtp-sink.ts';
+import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../rules/index.ts';
+import { createMemoryEngine } from '../engine/index.ts';
+import { createDelivery } from '../delivery/index.ts';
+import { createIngestServer } from '../ingestion/index.ts';
+import { createApiServer } from './api.ts';
+
+export interface DemoOptions {
+  dataDir: string;
+  /** Seed sample users and events (default true). */
+  seed: boolean;
+}
+
+export interface Demo {
+  urls: Record<string, string>;
+  writeKey: string;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A private Redis for delivery's claims, consent and caps; gone when the demo stops. */
+async function startPrivateRedis(dir: string, logger: Logger): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  await mkdir(dir, { recursive: true });
+  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    stdio: 'ignore',
+  });
+  const failed = new Promise<never>((_, reject) =>
+    child.once('error', (err) =>
+      reject(new LifecycleError('LC_ERR_DEMO_REDIS', `the demo keeps delivery state in a private Redis and could not start redis-server (${err.message}); install Redis 6+ (e.g. apt-get install redis-server)`)),
+    ),
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {}); // refused connections while the server starts are expected
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await Promise.race([probe.connect(), failed]);
+      await probe.ping();
+      break;
+    } catch (err) {
+      if (err instanceof LifecycleError || Date.now() > deadline) throw err;
+      probe.disconnect();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  probe.disconnect();
+  logger.debug({ url }, 'private redis started');
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+/** Sample users of a B2C subscription product, as a Segment SDK would send them. */
+export function seedBatch(now: number): { batch: object[]; optedIn: string[] } {
+  const users = [
+    { id: 'demo-ada', firstName: 'Ada', email: 'ada@example.com', plan: 'trial', locale: 'en', timezone: 'Europe/London', optIn: true },
+    { id: 'demo-bert', firstName: 'Bert', email: 'bert@example.com', plan: 'trial', locale: 'de', timezone: 'Europe/Berlin', optIn: true },
+    { id: 'demo-chen', firstName: 'Chen', email: 'chen@example.com', plan: 'pro', locale: 'en', timezone: 'Asia/Singapore', optIn: false },
+  ];
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const batch: object[] = [];
+  users.forEach((u, i) => {
+    const t = now - 60_000 + i * 1000;
+    const traits = { email: u.email, firstName: u.firstName, plan: u.plan, locale: u.locale, timezone: u.timezone };
+    batch.push({ type: 'identify', userId: u.id, messageId: `seed-${u.id}-identify`, timestamp: iso(t), traits });
+    batch.push({ type: 'track', userId: u.id, event: 'user_registered', messageId: `seed-${u.id}-registered`, timestamp: iso(t + 100), properties: {} });
+    batch.push({ type: 'track', userId: u.id, event: 'app_opened', messageId: `seed-${u.id}-open`, timestamp: iso(t + 200), properties: {} });
+  });
+  batch.push({ type: 'track', userId: 'demo-ada', event: 'trial_ends_soon', messageId: 'seed-demo-ada-trial-ends', timestamp: iso(now - 5000), properties: { daysLeft: 3 } });
+  batch.push({ type: 'track', userId: 'demo-bert', event: 'trial_ends_soon', messageId: 'seed-demo-bert-trial-ends', timestamp: iso(now - 5000), properties: { daysLeft: 3 } });
+  batch.push({ type: 'track', userId: 'demo-chen', event: 'trial_ends_soon', messageId: 'seed-demo-chen-trial-ends', timestamp: iso(now - 5000), properties: { daysLeft: 3 } });
+  batch.push({ type: 'track', userId: 'demo-chen', event: 'payment_failed', messageId: 'seed-demo-chen-payment', timestamp: iso(now - 4000), properties: { amount: 12.5, currency: 'EUR' } });
+  return { batch, optedIn: users.filter((u) => u.optIn).map((u) => u.id) };
+}
+
+export async function startDemo(options: DemoOptions, logger: Logger): Promise<Demo> {
+  const dataDir = path.resolve(options.dataDir);
+  await rm(path.join(dataDir, 'redis'), { recursive: true, force: true });
+  await mkdir(dataDir, { recursive: true });
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const s of stops.reverse()) await s().catch((err: unknown) => logger.warn({ err }, 'demo: stop failed'));
+  };
+  try {
+    const sink = createSmtpSink({ port: 0, httpPort: 0, dir: path.join(dataDir, 'outbox'), logger: logger.child({ component: 'smtp-sink' }) });
+    await sink.start();
+    stops.push(() => sink.stop());
+    const redisServer = await startPrivateRedis(path.join(dataDir, 'redis'), logger);
+    stops.push(() => redisServer.stop());
+
+        const config: Readonly<Config> = loadConfig(undefined, {
+      'redis.url': redisServer.url,
+      'delivery.smtpUrls': [`smtp://127.0.0.1:${sink.port}`],
+      // Demo users should see their mail now, whatever the hour where they are.
+      'delivery.quietHours': '',
+    });
+    const bus = new InMemoryBus(config.kafka.partitions);
+    const t = topics(config.kafka.topicPrefix);
+    await bus.ensureTopics(internalTopicSpecs(t, config.kafka.partitions));
+    const registry = createMetricsRegistry({ labels: { process: 'demo' } });
+
+    const loaded = await loadRuleSet(config.engine.rulesDir, { templatesDir: config.delivery.templatesDir });
+    if (!loaded.ok) {
+      throw new LifecycleError('LC_ERR_RULES_INVALID', `rules in ${config.engine.rulesDir} are invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
+    }
+    let ruleSet: RuleSet = loaded.ruleSet;
+    const { service: engine } = createMemoryEngine(
+      { topicPrefix: config.kafka.topicPrefix, groupId: config.engine.groupId, timerPollMs: config.engine.timerPollMs, partitions: config.kafka.partitions },
+      { bus, ruleSet: () => ruleSet, logger, registry },
+    );
+    const watcher = watchRuleSet(config.engine.rulesDir, { templatesDir: config.delivery.templatesDir, currentVersion: ruleSet.version, logger }, {
+      onSwap(next) {
+        ruleSet = next;
+        engine.setRuleSetVersion(next.version);
+        logger.info({ version: next.version, rules: next.rules.length }, 'rules reloaded');
+      },
+      onReject(errors) {
+        for (const e of errors) logger.error(`rule file rejected, keeping version ${ruleSet.version}: ${formatRuleError(e)}`);
+      },
+    });
+    stops.push(() => watcher.close());
+    await engine.start();
+    stops.push(() => engine.stop());
+
+    const redisDeps = { redis: new Redis(config.redis.url, { maxRetriesPerRequest: 3 }), keys: createKeySpace(config.redis.keyPrefix) };
+    stops.push(async () => void redisDeps.redis.disconnect());
+    const delivery = await createDelivery(config, logger, { bus, redis: redisDeps, metrics: registry });
+    await delivery.start();
+    stops.push(() => delivery.stop());
+
+    const api = await createApiServer(config, {
+      redis: redisDeps,
+      publisher: bus.publisher(),
+      logger,
+      metrics: registry,
+      health: () => ({ smtpSink: sink.health().ok, engine: engine.health().ok, delivery: delivery.health().ok }),
+    });
+    const apiUrl = await api.listen({ host: config.http.host, port: config.http.apiPort });
+    stops.push(() => api.close());
+    const ingest = await createIngestServer(config, { bus, logger, metrics: createMetricsRegistry({ defaults: false }) });
+    const ingestUrl = await ingest.listen({ host: config.http.host, port: config.http.ingestPort });
+    stops.push(() => ingest.close());
+
+    const writeKey = config.auth.writeKeys[0]?.split(':').slice(1).join(':') ?? '';
+    if (options.seed) {
+      const { batch, optedIn } = seedBatch(Date.now());
+      for (const userId of optedIn) {
+        const res = await api.inject({
+          method: 'PATCH',
+          url: `/v1/users/${encodeURIComponent(userId)}/preferences`,
+          headers: { authorization: `Bearer ${config.auth.adminToken}` },
+          payload: { consents: { marketing: { email: { granted: true, source: 'demo_signup_form' }, inapp: { granted: true, source: 'demo_signup_form' } } } },
+        });
+        if (res.statusCode >= 300) throw new Error(`demo seed: opt-in for ${userId} failed: ${res.body}`);
+      }
+      const res = await ingest.inject({
+        method: 'POST',
+        url: '/v1/batch',
+        headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` },
+        payload: { batch },
+      });
+      if (res.statusCode >= 300) throw new Error(`demo seed: ingest refused the sample batch: ${res.body}`);
+    }
+    return {
+      writeKey,
+      urls: {
+        ingest: ingestUrl,
+        api: apiUrl,
+        openapiIngest: `${ingestUrl}/openapi.json`,
+        openapiApi: `${apiUrl}/openapi.json`,
+        outbox: `http://127.0.0.1:${sink.httpPort}/messages`,
+        smtp: `smtp://127.0.0.1:${sink.port}`,
+        metrics: `${apiUrl}/metrics`,
+        health: `${apiUrl}/health`,
+      },
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,114 @@
+// `lifecycle run <process...>`: the production processes, each built from the one
+// validated config, started in order and stopped gracefully on SIGINT/SIGTERM.
+import { createServer } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../platform/config.ts';
+import { createMetricsRegistry, type Registry } from '../platform/metrics.ts';
+import { KafkaBus } from '../platform/kafka.ts';
+import { createRedis } from '../platform/redis.ts';
+import { internalTopicSpecs } from '../platform/bus.ts';
+import { topics } from '../platform/contracts.ts';
+import { runIngest, runCdc } from '../ingestion/index.ts';
+import { runEngine } from '../engine/index.ts';
+import { runDelivery } from '../delivery/index.ts';
+import { runScheduler } from '../engine/scheduler/index.ts';
+import { runSink } from '../analytics/index.ts';
+import { createApiServer } from './api.ts';
+
+export const PROCESSES = ['ingest', 'engine', 'delivery', 'scheduler', 'sink', 'api'] as const;
+export type ProcessName = (typeof PROCESSES)[number];
+
+export interface Running {
+  name: string;
+  stop(): Promise<void>;
+  url?: string;
+}
+
+async function runApi(config: Readonly<Config>, logger: Logger, metrics: Registry): Promise<Running> {
+  const bus = KafkaBus.fromConfig(config, logger);
+  await bus.ensureTopics(internalTopicSpecs(topics(config.kafka.topicPrefix), config.kafka.partitions));
+  const redis = createRedis(config.redis, logger);
+  const app = await createApiServer(config, { redis, publisher: bus.publisher(), logger, metrics });
+  const url = await app.listen({ host: config.http.host, port: config.http.apiPort });
+  return {
+    name: 'api',
+    url,
+    async stop() {
+      await app.close();
+      await bus.close();
+      redis.redis.disconnect();
+    },
+  };
+}
+
+/** Serves /metrics of worker processes on LC_METRICS_PORT (0: off). */
+function serveMetrics(port: number, host: string, registry: Registry, logger: Logger): Running | null {
+  if (port === 0) return null;
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+      (err: unknown) => res.writeHead(500).end(String(err)),
+    );
+  });
+  server.listen(port, host);
+  logger.info({ port }, 'metrics endpoint listening');
+  return { name: 'metrics', url: `http://${host}:${port}/metrics`, stop: () => new Promise((r) => server.close(() => r())) };
+}
+
+export async function startProcesses(names: readonly ProcessName[], config: Readonly<Config>, logger: Logger): Promise<Running[]> {
+  const registry = createMetricsRegistry({ labels: { process: names.join('+') } });
+  const running: Running[] = [];
+  try {
+    for (const name of names) {
+      const log = logger.child({ process: name });
+      switch (name) {
+        case 'ingest': {
+          const ingest = await runIngest(config, log, registry);
+          running.push({ name: 'ingest', url: ingest.url, stop: () => ingest.stop() });
+          if (config.cdc.topics.length > 0) {
+            const cdc = await runCdc(config, log, registry);
+            running.push({ name: 'cdc', stop: () => cdc.stop() });
+          }
+          break;
+        }
+        case 'engine': {
+          const engine = await runEngine(config, log, { registry });
+          running.push({ name, stop: () => engine.stop() });
+          break;
+        }
+        case 'delivery': {
+          const delivery = await runDelivery(config, log, { metrics: registry });
+          running.push({ name, stop: () => delivery.stop() });
+          break;
+        }
+        case 'scheduler': {
+          const scheduler = await runScheduler(config, log);
+          running.push({ name, stop: () => scheduler.stop() });
+          break;
+        }
+        case 'sink': {
+          const sink = await runSink(config, log);
+          running.push({ name, stop: () => sink.stop() });
+          break;
+        }
+        case 'api':
+          running.push(await runApi(config, log, registry));
+          break;
+      }
+    }
+    const metrics = serveMetrics(config.metrics.port, config.http.host, registry, logger);
+    if (metrics) running.push(metrics);
+  } catch (err) {
+    await stopProcesses(running);
+    throw err;
+  }
+  return running;
+}
+
+export async function stopProcesses(running: Running[]): Promise<void> {
+  for (const r of [...running].reverse()) await r.stop();
+}
