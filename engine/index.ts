@@ -1,4 +1,4 @@
-// The engine room: a pure core that turns each user event into state, send commands and timers, and the runtime that runs it on Kafka + Redis (one fenced writer per partition) or in memory.
+// The engine room: a pure core that turns each user event into state, send commands and timers; the runtime that runs it on Kafka + Redis (one fenced writer per partition) or in memory; and the scheduler that fans recurring rules out per user.
 export {
   createEngineCore,
   timerFiredEvent,
@@ -34,3 +34,4 @@ export { createRedisTimerStore, startTimerPoller, type TimerPoller } from './run
 export { MemoryStores, TOMBSTONE_TTL_MS, type StateStore, type TimerStore, type StoredUser, type UserWrite, type WriteResult } from './runtime/stores.ts';
 export { createMemoryEngine, wireCore, type CoreWiring } from './runtime/wiring.ts';
 export { runEngine, type RunningEngine } from './runtime/main.ts';
+export * from './scheduler/index.ts';
