@@ -95,7 +95,7 @@ class FencedOut extends Error {}
 
 function engineMetrics(registry: Registry) {
   return {
-    events: new Counter({ name: 'lc_engine_events_total', help: 'Events consumed by the engine, by outcome (applied, replay_skipped, dlq).', labelNames: ['outcome'], registers: [registry] }),
+    events: new Counter({ name: 'lc_engine_events_total', help: 'Events consumed by the engine, by outcome (applied, replay_skipped, ignored, dlq).', labelNames: ['outcome'], registers: [registry] }),
     batchSeconds: new Histogram({
       name: 'lc_engine_batch_seconds',
       help: 'Time to process one batch, from decode to commit.',
@@ -280,6 +280,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     let timers: Timer[] = [];
     let applied = 0;
     let skipped = 0;
+    let ignored = 0;
     const fires = new Map<string, number>();
     const evaluations = new Map<string, number>();
     const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
@@ -309,6 +310,12 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       }
       if (result.status === 'duplicate') {
         skipped++;
+        continue;
+      }
+      // Nothing changed (an emitted segment event coming back, a timer for a user who is
+      // gone): no state write, and a replay finds the same.
+      if (result.status === 'ignored' || result.status === 'no-user') {
+        ignored++;
         continue;
       }
       applied++;
@@ -382,6 +389,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     for (const [rule, n] of fires) metrics.fires.inc({ rule }, n);
     for (const [rule, n] of evaluations) metrics.evaluations.inc({ rule }, n);
     if (skipped) metrics.events.inc({ outcome: 'replay_skipped' }, skipped);
+    if (ignored) metrics.events.inc({ outcome: 'ignored' }, ignored);
     metrics.sends.inc(sends.length);
     metrics.timersScheduled.inc(timers.length);
     metrics.batchSize.observe(batch.messages.length);
