@@ -26,6 +26,8 @@ export interface DemoOptions {
   dataDir: string;
   /** Seed sample users and events (default true). */
   seed: boolean;
+  /** Config overrides by dotted path (tests pick free ports with `http.apiPort: 0`). */
+  overrides?: Record<string, unknown>;
 }
 
 export interface Demo {
@@ -122,6 +124,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     stops.push(() => redisServer.stop());
 
         const config: Readonly<Config> = loadConfig(undefined, {
+      ...options.overrides,
       'redis.url': redisServer.url,
       'delivery.smtpUrls': [`smtp://127.0.0.1:${sink.port}`],
       // Demo users should see their mail now, whatever the hour where they are.
