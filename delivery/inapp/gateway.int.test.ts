@@ -307,9 +307,12 @@ describe('in-app gateway across instances', () => {
         .status,
     ).toBe(404);
     expect(await registry.list('gina')).toEqual([]);
+    await registry.register('gina', { token: 'again', platform: 'apns' });
+    await registry.erase('gina');
+    expect(await registry.list('gina')).toEqual([]);
   });
 
-  it('caps the inbox, dropping the oldest messages', async () => {
+  it('caps the inbox, dropping the oldest messages, and erases it for a deleted user', async () => {
     const small = createInbox({ redis, keys }, { maxMessages: 3 });
     for (let i = 0; i < 5; i++) {
       await small.add('frank', {
@@ -324,5 +327,15 @@ describe('in-app gateway across instances', () => {
     const page = await small.page('frank', { limit: 10 });
     expect(page.messages.map((m) => m.id)).toEqual(['f-4', 'f-3', 'f-2']);
     expect(await redis.hlen(keys.user('frank', 'inbox:msg'))).toBe(3);
+    await small.markRead('frank', ['f-4']);
+    await small.erase('frank');
+    expect((await small.page('frank')).messages).toEqual([]);
+    expect(
+      await redis.exists(
+        keys.user('frank', 'inbox'),
+        keys.user('frank', 'inbox:msg'),
+        keys.user('frank', 'inbox:read'),
+      ),
+    ).toBe(0);
   });
 });

@@ -156,12 +156,10 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     return token ? verifyInappToken(opts.signingSecret, token, now()) : null;
   };
   const unauthorized = (reply: FastifyReply) =>
-    reply
-      .code(401)
-      .send({
-        code: ErrorCodes.Unauthorized,
-        message: 'missing, invalid or expired in-app token; ask the app backend for a new one',
-      });
+    reply.code(401).send({
+      code: ErrorCodes.Unauthorized,
+      message: 'missing, invalid or expired in-app token; ask the app backend for a new one',
+    });
 
   async function markRead(userId: string, ids: unknown): Promise<string[]> {
     if (!Array.isArray(ids)) return [];
@@ -293,12 +291,10 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     if (!userId) return unauthorized(reply);
     const body = (req.body ?? {}) as { ids?: unknown };
     if (!Array.isArray(body.ids) || body.ids.length === 0 || body.ids.length > 100) {
-      return reply
-        .code(400)
-        .send({
-          code: ErrorCodes.BadRequest,
-          message: 'body must be {"ids": [message ids]} with 1 to 100 ids',
-        });
+      return reply.code(400).send({
+        code: ErrorCodes.BadRequest,
+        message: 'body must be {"ids": [message ids]} with 1 to 100 ids',
+      });
     }
     const ids = await markRead(userId, body.ids);
     return { read: ids.length, ids };
@@ -316,12 +312,10 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
         body.token.length > 4096 ||
         (body.platform !== 'fcm' && body.platform !== 'apns')
       ) {
-        return reply
-          .code(400)
-          .send({
-            code: ErrorCodes.BadRequest,
-            message: 'body must be {"token": "<device token>", "platform": "fcm" | "apns"}',
-          });
+        return reply.code(400).send({
+          code: ErrorCodes.BadRequest,
+          message: 'body must be {"token": "<device token>", "platform": "fcm" | "apns"}',
+        });
       }
       await devices.register(userId, { token: body.token, platform: body.platform }, now());
       return reply.code(204).send();

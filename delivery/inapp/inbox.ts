@@ -32,6 +32,8 @@ export interface Inbox {
   /** Marks messages read; returns those that were unread until now (each becomes one event). */
   markRead(userId: string, ids: string[], now?: number): Promise<InboxMessage[]>;
   unread(userId: string): Promise<number>;
+  /** Deletes the user's inbox (right to be forgotten). */
+  erase(userId: string): Promise<void>;
 }
 
 export interface InboxOptions {
@@ -193,5 +195,10 @@ export function createInbox(
     },
 
     unread,
+
+    async erase(userId) {
+      const { z, msg, read } = k(userId);
+      await redis.del(z, msg, read);
+    },
   };
 }

@@ -40,3 +40,8 @@ export function inappGatewayOptions(
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
   };
 }
+
+/** Right to be forgotten: the user's in-app inbox and push devices (call on `user_deleted`). */
+export async function eraseUserMessaging(redis: RedisDeps, userId: string): Promise<void> {
+  await Promise.all([createInbox(redis).erase(userId), createDeviceRegistry(redis).erase(userId)]);
+}

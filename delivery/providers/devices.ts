@@ -20,6 +20,8 @@ export interface DeviceRegistry {
   ): Promise<void>;
   unregister(userId: string, token: string): Promise<boolean>;
   list(userId: string): Promise<Device[]>;
+  /** Forgets every device of the user (right to be forgotten). */
+  erase(userId: string): Promise<void>;
 }
 
 /** Devices kept per user; registering more drops the least recently registered. */
@@ -63,5 +65,8 @@ export function createDeviceRegistry(deps: { redis: Redis; keys: KeySpace }): De
       return (await deps.redis.hdel(key(userId), token)) > 0;
     },
     list,
+    async erase(userId) {
+      await deps.redis.del(key(userId));
+    },
   };
 }
