@@ -91,7 +91,14 @@ interface Working<S> {
 const eventCheck = TypeCompiler.Compile(NormalisedEventSchema);
 
 /** Thrown when this process is no longer the owner of a partition (a newer epoch exists). */
-class FencedOut extends Error {}
+class FencedOut extends Error {
+  constructor(
+    message: string,
+    readonly epoch: number,
+  ) {
+    super(message);
+  }
+}
 
 function engineMetrics(registry: Registry) {
   return {
@@ -159,12 +166,15 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
         clock,
         logger: log.child({ partition }),
         onFired: (n) => metrics.timersFired.inc(n),
-        onFenced: () => loseOwnership(partition),
+        onFenced: () => loseOwnership(partition, epoch),
       }),
     );
   };
 
-  const loseOwnership = (partition: number) => {
+  // Only the epoch that was fenced out is given up: the partition may already be assigned
+  // to this process again under a newer one.
+  const loseOwnership = (partition: number, epoch: number) => {
+    if (epochs.get(partition) !== epoch) return;
     epochs.delete(partition);
     const poller = pollers.get(partition);
     pollers.delete(partition);
@@ -174,6 +184,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   const onAssigned = async (tps: TopicPartition[]) => {
     for (const tp of tps) {
       if (tp.topic !== t.events) continue;
+      await pollers.get(tp.partition)?.stop();
       const epoch = await deps.state.acquire(tp.partition);
       epochs.set(tp.partition, epoch);
       startPoller(tp.partition, epoch);
@@ -352,7 +363,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       publisher.publish(t.events, eventRecords),
       deps.timers.schedule(partition, epoch, timers),
     ]);
-    if (!scheduled) throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`);
+    if (!scheduled) throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`, epoch);
     if (!control.isActive()) return;
 
     const writes: UserWrite[] = [];
@@ -362,7 +373,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       writes.push({ userId, state: w.state === null ? null : deps.codec.serialize(w.state), offset: w.offset, timerIds: w.timerIds });
     }
     const written = await deps.state.write(partition, epoch, writes);
-    if (written.refused.length > 0) throw new FencedOut(`partition ${partition}: ${written.refused.length} user writes refused under epoch ${epoch}`);
+    if (written.refused.length > 0) throw new FencedOut(`partition ${partition}: ${written.refused.length} user writes refused under epoch ${epoch}`, epoch);
     if (written.erasedTimers.length > 0) await deps.timers.remove(partition, epoch, written.erasedTimers);
     if (cacheMax > 0) {
       for (const [userId, w] of working) {
@@ -404,7 +415,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       if (err instanceof FencedOut) {
         metrics.fenced.inc();
         log.warn({ partition: batch.partition, err: err.message }, 'a newer owner holds the partition; batch abandoned');
-        loseOwnership(batch.partition);
+        loseOwnership(batch.partition, err.epoch);
         return;
       }
       lastError = errorMessage(err);
