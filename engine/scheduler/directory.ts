@@ -17,6 +17,7 @@ const SEP = '\n';
 const AFTER_SEP = '\x0b';
 
 // KEYS: members zset, zone hash (one shard, one slot). ARGV: triples op, userId, zone.
+// `set` files the user under the zone; `touch`/`add` only a user not yet filed; `delete` removes.
 const UPDATE_SCRIPT = `
 local n = 0
 for i = 1, #ARGV, 3 do
@@ -74,7 +75,7 @@ export function createRedisDirectory(redis: Redis, keys: KeySpace): UserDirector
       const byShard = new Map<number, string[]>();
       const newZones = new Set<string>();
       for (const [userId, c] of changes) {
-        const zone = c.op === 'set' ? c.zone : 'UTC';
+        const zone = c.op === 'set' || c.op === 'add' ? c.zone : 'UTC';
         if (c.op !== 'delete' && !known.has(zone)) newZones.add(zone);
         const s = shardOf(userId);
         let args = byShard.get(s);

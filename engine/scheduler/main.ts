@@ -16,6 +16,7 @@ import { LifecycleError } from '../../platform/errors.ts';
 import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../../rules/index.ts';
 import { createRedisDirectory } from './directory.ts';
 import { createRedisProgressStore } from './progress.ts';
+import { seedDirectoryFromEngineState } from './seed.ts';
 import { createSchedulerService, type SchedulerService } from './scheduler-service.ts';
 
 export interface RunningScheduler {
@@ -39,6 +40,7 @@ export async function runScheduler(
   const registry = opts.registry ?? createMetricsRegistry();
   const bus = KafkaBus.fromConfig(config, logger);
   const { redis, keys } = createRedis(config.redis, logger);
+  const directory = createRedisDirectory(redis, keys);
   const service = createSchedulerService(
     {
       topicPrefix: config.kafka.topicPrefix,
@@ -51,7 +53,8 @@ export async function runScheduler(
     },
     {
       bus,
-      directory: createRedisDirectory(redis, keys),
+      directory,
+      seed: () => seedDirectoryFromEngineState({ redis, keys, directory, logger }),
       progress: createRedisProgressStore(redis, keys),
       ruleSet: () => current,
       committedOffsets: (groupId, topic) => bus.committedOffsets(groupId, topic),

@@ -26,7 +26,7 @@ export function createMemoryDirectory(): UserDirectory & { entries(): Map<string
           }
           continue;
         }
-        const zone = c.op === 'set' ? c.zone : 'UTC';
+        const zone = c.op === 'set' || c.op === 'add' ? c.zone : 'UTC';
         zones.add(zone);
         if ((c.op === 'set' || old === undefined) && old !== zone) {
           zoneOf.set(userId, zone);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compile, ev } from '../scenarios/harness.ts';
-import { changeFor, directoryChanges, planZone, scheduleZone } from './plan.ts';
+import { changeFor, combine, directoryChanges, planZone, scheduleZone } from './plan.ts';
 
 const iso = (t: number | undefined) => (t === undefined ? undefined : new Date(t).toISOString());
 const H = 3_600_000;
@@ -41,6 +41,13 @@ describe('directory changes from events', () => {
       back: { op: 'set', zone: 'UTC' },
       plain: { op: 'touch' },
     });
+  });
+
+  it('lets a seeded zone fill in only what events did not say', () => {
+    expect(combine(undefined, { op: 'add', zone: 'Asia/Tokyo' })).toEqual({ op: 'add', zone: 'Asia/Tokyo' });
+    expect(combine({ op: 'touch' }, { op: 'add', zone: 'Asia/Tokyo' })).toEqual({ op: 'add', zone: 'Asia/Tokyo' });
+    expect(combine({ op: 'set', zone: 'UTC' }, { op: 'add', zone: 'Asia/Tokyo' })).toEqual({ op: 'set', zone: 'UTC' });
+    expect(combine({ op: 'delete' }, { op: 'add', zone: 'Asia/Tokyo' })).toEqual({ op: 'set', zone: 'Asia/Tokyo' });
   });
 });
 

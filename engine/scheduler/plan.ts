@@ -8,8 +8,9 @@ import { MAX_OCCURRENCES, TIMEZONE_TRAIT, isValidTimezone, nextOccurrence, sched
 /**
  * What one user's events do to the directory: `set` puts the user in a zone, `touch` adds a
  * user not yet known (in UTC) and leaves a known one where it is, `delete` removes the user.
+ * `add` (seeding from the engine's state) files a user not yet known under a zone.
  */
-export type DirectoryChange = { op: 'set'; zone: string } | { op: 'touch' } | { op: 'delete' };
+export type DirectoryChange = { op: 'set'; zone: string } | { op: 'touch' } | { op: 'delete' } | { op: 'add'; zone: string };
 
 export const DEFAULT_ZONE = 'UTC';
 
@@ -26,8 +27,9 @@ export function changeFor(event: NormalisedEvent): DirectoryChange | null {
 
 /** `next` after `prev` for the same user, as one change with the same final effect. */
 export function combine(prev: DirectoryChange | undefined, next: DirectoryChange): DirectoryChange {
-  if (next.op !== 'touch' || prev === undefined) return next;
-  if (prev.op === 'delete') return { op: 'set', zone: DEFAULT_ZONE }; // a new user under an erased id
+  if ((next.op !== 'touch' && next.op !== 'add') || prev === undefined) return next;
+  if (prev.op === 'delete') return { op: 'set', zone: next.op === 'add' ? next.zone : DEFAULT_ZONE }; // a new user under an erased id
+  if (prev.op === 'touch' && next.op === 'add') return next;
   return prev;
 }
 

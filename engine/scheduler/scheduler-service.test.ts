@@ -35,7 +35,7 @@ interface Harness {
   directory: ReturnType<typeof createMemoryDirectory>;
   progress: ReturnType<typeof createMemoryProgressStore>;
   clock: { now: number };
-  service(opts?: { failAfterPublishes?: number; instanceId?: string; catchUpMs?: number }): SchedulerService;
+  service(opts?: { failAfterPublishes?: number; instanceId?: string; catchUpMs?: number; seed?: () => Promise<unknown> }): SchedulerService;
   publish(events: NormalisedEvent[]): Promise<void>;
   occurrences(): NormalisedEvent[];
   settle(): Promise<void>;
@@ -88,6 +88,7 @@ function harness(): Harness {
           registry: createMetricsRegistry({ defaults: false }),
           clock: () => clock.now,
           ...(opts.instanceId ? { instanceId: opts.instanceId } : {}),
+          ...(opts.seed ? { seed: opts.seed } : {}),
         },
       );
       started.push(s);
@@ -235,5 +236,31 @@ describe('scheduler service', () => {
     // 09:00 in Tokyo is 00:00Z.
     expect(got.map((e) => `${e.userId}@${String(e.properties.occurrence)}`)).toEqual(['t1@2026-03-03T00:00:00.000Z']);
     expect(service.health()).toMatchObject({ ok: true, details: { lastError: null } });
+  });
+
+  it('fans out nothing until the directory seed has run, and retries a failed seed', async () => {
+    const h = harness();
+    await seedAudience(h);
+    let calls = 0;
+    const s = h.service({
+      seed: async () => {
+        if (++calls === 1) throw new Error('redis busy');
+        await h.directory.apply(new Map([['old-timer', { op: 'add', zone: 'Europe/Berlin' }]]));
+      },
+    });
+    await s.start(); // its first pass tries the seed, which fails
+    await h.settle();
+    expect(calls).toBe(1);
+    expect(s.health().details).toMatchObject({ directorySeeded: false, lastError: 'redis busy' });
+    await s.tick(); // the seed again; nothing else in this pass
+    await h.settle();
+    expect(s.health().details.directorySeeded).toBe(true);
+    await s.tick(); // the rule is first seen now
+    h.clock.now = START + 30 * H;
+    await s.tick();
+    await s.tick();
+    const got = pairs(h.occurrences());
+    expect(got).toContain('old-timer@2026-03-03T08:00:00.000Z');
+    expect(got.length).toBe(17);
   });
 });

@@ -46,6 +46,8 @@ export interface SchedulerServiceDeps {
   logger: Logger;
   registry: Registry;
   clock?: () => number;
+  /** Fills the directory from what the events topic no longer holds (seed.ts); fan-outs wait until it has run once. */
+  seed?: () => Promise<unknown>;
   /** Identifies this instance's leases (default: a random id). */
   instanceId?: string;
 }
@@ -54,6 +56,8 @@ export interface SchedulerHealth {
   ok: boolean;
   details: {
     instanceId: string;
+    /** The directory was seeded from the engine's state (or needs no seed); fan-outs wait for it. */
+    directorySeeded: boolean;
     directoryPartitions: number;
     /** Every event published before this instant is in the directory (null: not yet known). */
     directorySyncedAt: string | null;
@@ -274,7 +278,23 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
     await Promise.all(started);
   }
 
+  let seeded = deps.seed === undefined;
+  let seeding: Promise<void> | null = null;
+
   async function select(started: Promise<void>[]): Promise<void> {
+    if (!seeded) {
+      seeding ??= deps.seed!().then(
+        () => {
+          seeded = true;
+        },
+        (err: unknown) => {
+          lastError = err instanceof Error ? err.message : String(err);
+          log.error({ err }, 'seeding the user directory failed; retrying at the next tick');
+          seeding = null;
+        },
+      );
+      return;
+    }
     const rules = deps.ruleSet().scheduled.filter((r) => r.def.enabled !== false && scheduleTrigger(r.def) !== null);
     const now = clock();
     let zoneList: Promise<string[]> | null = null;
@@ -362,7 +382,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
       stopping = true;
       wake?.();
       await loop;
-      await Promise.all([...running.values()]);
+      await Promise.all([...running.values(), seeding]);
       await consumer?.stop();
       consumer = null;
     },
@@ -371,6 +391,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
         ok: consumer !== null && !stopping,
         details: {
           instanceId: token,
+          directorySeeded: seeded,
           directoryPartitions: consumer?.assignment().length ?? 0,
           directorySyncedAt: Number.isFinite(syncedAt) ? new Date(syncedAt).toISOString() : null,
           fanningOut: [...running.keys()],

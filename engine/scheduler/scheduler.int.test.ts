@@ -22,6 +22,8 @@ import { silentLogger } from '../../platform/logger.ts';
 import { compile } from '../scenarios/harness.ts';
 import { occurrenceEvent, scheduleOccurrences } from '../core/schedule.ts';
 import { readTopic } from '../runtime/testdata/harness.ts';
+import { userKeys } from '../runtime/redis-state.ts';
+import { emptyState, serializeState } from '../core/state.ts';
 import { createRedisDirectory } from './directory.ts';
 import { createRedisProgressStore } from './progress.ts';
 import { PAGES_IN_FLIGHT } from './scheduler-service.ts';
@@ -111,13 +113,22 @@ describe('scheduler process', () => {
     events.push(ev('moved', 'identify', { timezone: 'Asia/Tokyo' }), ev('moved', 'identify', { timezone: 'Europe/Berlin' }, 1));
     audience.get('Europe/Berlin')!.push('moved');
     events.push(ev('gone', 'identify', { timezone: 'Europe/Berlin' }), ev('gone', 'user_deleted', undefined, 1));
+    // Users the topic no longer holds (quiet for longer than its retention) exist only in the
+    // engine's state; the scheduler seeds them into its directory. A tombstone is not a user.
+    const keys = createKeySpace(config.redis.keyPrefix);
+    for (let i = 0; i < 5; i++) {
+      const state = emptyState();
+      state.traits.timezone = 'Asia/Kolkata';
+      await redis.hset(userKeys(keys, `quiet-${i}`).state, 's', serializeState(state), 'p', '0', 'e', '1', 'o', '0');
+      audience.get('Asia/Kolkata')!.push(`quiet-${i}`);
+    }
+    await redis.hset(userKeys(keys, 'tombstone').state, 'p', '0', 'e', '1', 'o', '5');
     const publisher = bus.publisher();
     for (let i = 0; i < events.length; i += 500) {
       await publisher.publish(t.events, events.slice(i, i + 500).map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })));
     }
 
     // The scheduler first saw the rule three days ago and has been down since; the catch-up window is two days.
-    const keys = createKeySpace(config.redis.keyPrefix);
     const progress = createRedisProgressStore(redis, keys);
     await progress.initSince('daily-digest', now - 3 * DAY);
     const expected = new Set<string>();
@@ -158,7 +169,9 @@ describe('scheduler process', () => {
 
     // The directory holds everyone but the deleted user, each under the zone their schedule runs in.
     const directory = createRedisDirectory(redis, keys);
-    expect(await directory.size()).toBe(ZONES.length * PER_ZONE + 3);
+    expect(await directory.size()).toBe(ZONES.length * PER_ZONE + 3 + 5);
+    expect(await directory.zoneOf('quiet-3')).toBe('Asia/Kolkata');
+    expect(await directory.zoneOf('tombstone')).toBeNull();
     expect(await directory.zoneOf('moved')).toBe('Europe/Berlin');
     expect(await directory.zoneOf('martian')).toBe('UTC');
     expect(await directory.zoneOf('gone')).toBeNull();
