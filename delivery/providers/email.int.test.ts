@@ -150,6 +150,22 @@ describe('SMTP provider', () => {
     expect(result.status).toBe('retriable');
   });
 
+  it('refuses an address trait that would add recipients, without touching the relay', async () => {
+    const before = received.length;
+    for (const email of [
+      'ada@example.com, eve@example.com',
+      'Eve <eve@example.com>',
+      'ada@example.com\r\nBcc: eve@example.com',
+      'not-an-address',
+    ]) {
+      expect(await provider().send(message({ sendId: 'inj', email })), email).toMatchObject({
+        status: 'permanent',
+        suppress: 'invalid_address',
+      });
+    }
+    expect(received.length).toBe(before);
+  });
+
   it('refuses recipients without an address', async () => {
     const m = message();
     delete m.recipient.email;

@@ -91,9 +91,21 @@ export function classifySmtpError(err: unknown): ProviderResult {
   return { status: 'retriable', error: message };
 }
 
+/** local@domain without spaces, quotes, angle brackets or list separators. */
+const SINGLE_ADDRESS = /^[^\s@<>,;:"()[\]\\]+@[^\s@<>,;:"()[\]\\.]+(?:\.[^\s@<>,;:"()[\]\\.]+)+$/u;
+/^[^\s@<>,;:"()[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
+
+export const isSingleAddress = (email: string): boolean => SINGLE_ADDRESS.test(email);
+
+/** The bare address of a From header (`Name <a@b>` -> `a@b`). */
+export function addressOf(from: string): string {
+  return /<([^<>]+)>\s*$/.exec(from)?.[1]?.trim() ?? from.trim();
+}
+
 export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Logger }): Provider {
   const log = deps.logger.child({ component: 'provider', provider: opts.name });
   const domain = opts.messageIdDomain ?? domainOf(opts.from);
+  const domainSender = addressOf(opts.from);
   const transport = nodemailer.createTransport({
     url: opts.url,
     pool: true,
@@ -117,6 +129,13 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
         return {
           status: 'permanent',
           error: 'recipient has no email address',
+          suppress: 'invalid_address',
+        };
+      // One plain address only: a trait like "a@x.com, b@y.com" must not become two recipients.
+      if (!SINGLE_ADDRESS.test(to))
+        return {
+          status: 'permanent',
+          error: 'email address is not a single plain address',
           suppress: 'invalid_address',
         };
       const { subject, html, text } = message.content;
@@ -143,7 +162,8 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
       try {
         const info = (await transport.sendMail({
           from: opts.from,
-          to,
+          to: { name: '', address: to },
+          envelope: { from: domainSender, to: [to] },
           subject,
           ...(html ? { html } : {}),
           ...(text ? { text } : {}),

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { signInappToken, verifyInappToken } from '../inapp/token.ts';
 import { decodeCursor } from '../inapp/inbox.ts';
-import { classifySmtpError, domainOf, messageIdFor, unsubscribeHeaders } from './email.ts';
+import {
+  addressOf,
+  classifySmtpError,
+  domainOf,
+  isSingleAddress,
+  messageIdFor,
+  unsubscribeHeaders,
+} from './email.ts';
 import { apnsIdFor } from './push.ts';
 import { isForbiddenAddress, resolveTarget } from './ssrf.ts';
 import { signWebhook, verifyWebhookSignature } from './webhook.ts';
@@ -107,6 +114,29 @@ describe('SMTP error classification', () => {
       expect(r.status === 'permanent' ? r.suppress : undefined).toBe(expected.suppress);
     });
   }
+
+  it('accepts one plain address (IDN and UTF-8 included), nothing that adds recipients', () => {
+    for (const ok of [
+      'ada@example.com',
+      'a.b+tag@mail.example.co.uk',
+      'jörg@bücher.de',
+      "o'brien@example.ie",
+    ])
+      expect(isSingleAddress(ok), ok).toBe(true);
+    for (const bad of [
+      'a@example.com, b@example.com',
+      'Eve <eve@example.com>',
+      'a@example.com\nBcc: b@example.com',
+      'a@localhost',
+      'no-at-sign',
+      'a@@b.com',
+      'a@b..com',
+    ]) {
+      expect(isSingleAddress(bad), bad).toBe(false);
+    }
+    expect(addressOf('Example <hello@example.com>')).toBe('hello@example.com');
+    expect(addressOf('hello@example.com')).toBe('hello@example.com');
+  });
 
   it('builds Message-IDs and unsubscribe headers', () => {
     expect(domainOf('Example <hello@Mail.Example.com>')).toBe('mail.example.com');
