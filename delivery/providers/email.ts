@@ -93,7 +93,6 @@ export function classifySmtpError(err: unknown): ProviderResult {
 
 /** local@domain without spaces, quotes, angle brackets or list separators. */
 const SINGLE_ADDRESS = /^[^\s@<>,;:"()[\]\\]+@[^\s@<>,;:"()[\]\\.]+(?:\.[^\s@<>,;:"()[\]\\.]+)+$/u;
-/^[^\s@<>,;:"()[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
 
 export const isSingleAddress = (email: string): boolean => SINGLE_ADDRESS.test(email);
 
