@@ -142,6 +142,14 @@ export async function run(): Promise<unknown> {
     const sendsAfterThroughput = (await engineBus.endOffsets(T.sends));
     const throughputSends = [...sendsAfterThroughput.values()].reduce((a, b) => a + Number(b), 0);
 
+    // The engine also consumes what it emitted (segment events): let it catch up first.
+    for (let i = 0; i < 600; i++) {
+      const ends = await engineBus.endOffsets(T.events);
+      const committed = await engineBus.committedOffsets(`engine-${id}`, T.events);
+      if ([...ends].every(([p, end]) => committed.get(p) === end)) break;
+      await sleep(100);
+    }
+
     // 4. Paced latency: new users at 2,000 events/s; each registration triggers the welcome send.
     const paced = generateEvents({ users: 4000, events: PACED_RATE * PACED_SECONDS, startTs: Date.now(), stepMs: 0, seed: 12, idPrefix: `p${id}` }).map((e) => ({
       ...e,
