@@ -1,0 +1,338 @@
+// The analytics sink: one consumer group over `<prefix>.events`, `.sends` and
+// `.deliveries` that decodes each record (Avro, schema id in the header), buffers rows per
+// table and inserts them in batches (bounded by row count and by time). A batch's offsets
+// are committed only after every row it produced is in ClickHouse, so a crash loses
+// nothing; what it replays carries the same ids and collapses in the ReplacingMergeTree
+// tables (queries count distinct ids meanwhile). Records that cannot be decoded, or hold
+// values the tables cannot store, go to the DLQ with a reason and the stream keeps flowing.
+import type { Logger } from 'pino';
+import type { AnalyticsStore } from '../platform/analytics-store.ts';
+import { createAnalyticsStore } from '../platform/analytics-store.ts';
+import { deliveryCodec, eventCodec, sendCodec } from '../platform/avro.ts';
+import type { Bus, IncomingMessage } from '../platform/bus.ts';
+import { internalTopicSpecs, sendToDlq } from '../platform/bus.ts';
+import type { Config } from '../platform/config.ts';
+import { SCHEMA_ID_HEADER, topics as topicNames } from '../platform/contracts.ts';
+import { errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
+import { KafkaBus } from '../platform/kafka.ts';
+import { Counter, createMetricsRegistry, Histogram, type Registry } from '../platform/metrics.ts';
+import type { Service } from '../platform/shutdown.ts';
+import { deliveryRow, ensureSchema, eventRow, sendRow, TABLES, type DeliveryRow, type EventRow, type SendRow, type Table } from './schema.ts';
+
+export interface SinkConfig {
+  groupId: string;
+  topicPrefix: string;
+  /** ClickHouse database of the tables (created by ensureSchema). */
+  database: string;
+  /** Rows (all tables together) that trigger an insert at once. */
+  maxBatchRows?: number;
+  /** Longest a decoded record waits for its insert. */
+  flushIntervalMs?: number;
+  /** Partitions consumed at the same time; their rows share inserts. */
+  concurrency?: number;
+  /** Longest pause between insert retries. */
+  retryMaxMs?: number;
+}
+
+export interface SinkDeps {
+  bus: Bus;
+  store: AnalyticsStore;
+  logger: Logger;
+  metrics: Registry;
+}
+
+export type AnalyticsSink = Service;
+
+interface Rows {
+  events: EventRow[];
+  sends: SendRow[];
+  deliveries: DeliveryRow[];
+}
+
+const emptyRows = (): Rows => ({ events: [], sends: [], deliveries: [] });
+const rowCount = (r: Rows) => r.events.length + r.sends.length + r.deliveries.length;
+
+// DateTime is seconds in a UInt32: keep times where both engines store them faithfully.
+const MAX_MS = Date.UTC(2100, 0, 1);
+function checkTime(name: string, ms: number): string | null {
+  return Number.isInteger(ms) && ms >= 0 && ms < MAX_MS ? null : `${name} ${ms} is not an epoch-ms time between 1970 and 2100`;
+}
+
+type Decoded = { table: 'events'; row: EventRow } | { table: 'sends'; row: SendRow } | { table: 'deliveries'; row: DeliveryRow };
+
+/** Decodes one record into its row, or says why it cannot be stored. */
+export function decodeRecord(topic: Table, message: Pick<IncomingMessage, 'value' | 'headers'>): Decoded | { error: string } {
+  if (message.value === null || message.value.length === 0) return { error: 'empty record value' };
+  const schemaId = message.headers[SCHEMA_ID_HEADER];
+  try {
+    switch (topic) {
+      case 'events': {
+        const e = eventCodec.decode(message.value, schemaId);
+        const bad = checkTime('ts', e.ts) ?? checkTime('receivedAt', e.receivedAt);
+        return bad ? { error: bad } : { table: 'events', row: eventRow(e) };
+      }
+      case 'sends': {
+        const s = sendCodec.decode(message.value, schemaId);
+        const bad =
+          checkTime('createdAt', s.createdAt) ??
+          (s.expiresAt === null ? null : checkTime('expiresAt', s.expiresAt)) ??
+          (s.goal && (!Number.isInteger(s.goal.withinMs) || s.goal.withinMs < 0) ? `goal window ${s.goal.withinMs} is negative` : null) ??
+          (Number.isInteger(s.priority) && Math.abs(s.priority) < 2 ** 31 ? null : `priority ${s.priority} out of range`);
+        return bad ? { error: bad } : { table: 'sends', row: sendRow(s) };
+      }
+      case 'deliveries': {
+        const d = deliveryCodec.decode(message.value, schemaId);
+        const bad = checkTime('ts', d.ts) ?? (d.attempt >= 0 ? null : `attempt ${d.attempt} is negative`);
+        return bad ? { error: bad } : { table: 'deliveries', row: deliveryRow(d) };
+      }
+    }
+  } catch (err) {
+    return { error: errorMessage(err) };
+  }
+}
+
+/**
+ * Collects rows from concurrent partition batches; `add` resolves once those rows are
+ * inserted (or rejects when the insert failed). A buffer is sealed when it reaches
+ * `maxRows` or `intervalMs` after its first row; sealed buffers insert one at a time.
+ */
+function createRowBuffer(opts: {
+  maxRows: number;
+  intervalMs: number;
+  insert: (rows: Rows) => Promise<void>;
+}) {
+  interface Pending {
+    rows: Rows;
+    timer: NodeJS.Timeout;
+    promise: Promise<void>;
+    resolve: () => void;
+    reject: (err: unknown) => void;
+  }
+  let current: Pending | null = null;
+  let chain: Promise<void> = Promise.resolve();
+  let immediate = false;
+
+  function open(): Pending {
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // Every waiter handles the rejection; this keeps a buffer nobody waits on from crashing the process.
+    promise.catch(() => undefined);
+    const pending: Pending = { rows: emptyRows(), timer: setTimeout(() => seal(), opts.intervalMs), promise, resolve, reject };
+    return pending;
+  }
+
+  function seal(): void {
+    const batch = current;
+    if (!batch) return;
+    current = null;
+    clearTimeout(batch.timer);
+    chain = chain.then(() => opts.insert(batch.rows).then(batch.resolve, batch.reject));
+  }
+
+  return {
+    add(rows: Rows): Promise<void> {
+      if (rowCount(rows) === 0) return Promise.resolve();
+      current ??= open();
+      for (const t of TABLES) for (const r of rows[t]) (current.rows[t] as (typeof r)[]).push(r);
+      const { promise } = current;
+      if (immediate || rowCount(current.rows) >= opts.maxRows) seal();
+      return promise;
+    },
+    /** Inserts what is buffered now, and everything added from here on without waiting. */
+    drain(): Promise<void> {
+      immediate = true;
+      seal();
+      return chain;
+    },
+    buffered: () => (current ? rowCount(current.rows) : 0),
+  };
+}
+
+export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): AnalyticsSink {
+  const { bus, store, metrics } = deps;
+  const log = deps.logger.child({ component: 'analytics-sink' });
+  const t = topicNames(config.topicPrefix);
+  const tableOf = new Map<string, Table>([
+    [t.events, 'events'],
+    [t.sends, 'sends'],
+    [t.deliveries, 'deliveries'],
+  ]);
+  const publisher = bus.publisher();
+  const retryMaxMs = config.retryMaxMs ?? 5000;
+
+  const rowsCounter = new Counter({ name: 'lifecycle_sink_rows_total', help: 'Rows inserted into ClickHouse by table', labelNames: ['table'], registers: [metrics] });
+  const dlqCounter = new Counter({ name: 'lifecycle_sink_dlq_total', help: 'Records sent to the DLQ by source topic', labelNames: ['topic'], registers: [metrics] });
+  const insertErrors = new Counter({ name: 'lifecycle_sink_insert_errors_total', help: 'Failed insert attempts', labelNames: ['table'], registers: [metrics] });
+  const insertSeconds = new Histogram({ name: 'lifecycle_sink_insert_seconds', help: 'Time to insert one buffered batch (all tables)', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [metrics] });
+
+  let running = false;
+  let stopping = false;
+  let lastInsertAt: number | null = null;
+  let lastError: string | null = null;
+
+  // ClickHouse being down or a table missing is something an operator fixes: keep trying
+  // (the partitions wait, nothing is committed, health says why) until it works or the
+  // sink stops, rather than skipping rows.
+  async function insertTable(table: Table, rows: object[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await store.insert(`${config.database}.${table}`, rows);
+        rowsCounter.inc({ table }, rows.length);
+        return;
+      } catch (err) {
+        insertErrors.inc({ table });
+        lastError = errorMessage(err);
+        if (stopping) throw err;
+        const delay = Math.min(retryMaxMs, 200 * 2 ** Math.min(attempt - 1, 10));
+        log[attempt === 1 || attempt % 10 === 0 ? 'error' : 'warn']({ table, rows: rows.length, attempt, retriable: isRetriable(err), delayMs: delay, err: lastError }, 'insert failed, retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  const buffer = createRowBuffer({
+    maxRows: config.maxBatchRows ?? 5000,
+    intervalMs: config.flushIntervalMs ?? 1000,
+    insert: async (rows) => {
+      const end = insertSeconds.startTimer();
+      // A table that already went in is inserted again if a later one fails and the batch
+      // replays: the duplicate rows carry the same ids and collapse.
+      for (const table of TABLES) if (rows[table].length > 0) await insertTable(table, rows[table]);
+      end();
+      lastInsertAt = Date.now();
+      lastError = null;
+    },
+  });
+
+  const consumer = bus.consumer({
+    groupId: config.groupId,
+    topics: [t.events, t.sends, t.deliveries],
+    fromBeginning: true,
+    concurrency: config.concurrency ?? 6,
+    async eachBatch(batch, control) {
+      const table = tableOf.get(batch.topic);
+      if (!table) throw new LifecycleError('LC_ERR_INTERNAL', `analytics sink got a record of unexpected topic ${batch.topic}`);
+      const rows = emptyRows();
+      for (const message of batch.messages) {
+        const decoded = decodeRecord(table, message);
+        if ('error' in decoded) {
+          log.warn({ topic: batch.topic, partition: batch.partition, offset: message.offset, reason: decoded.error }, 'record sent to the DLQ');
+          await sendToDlq(publisher, t.dlq, message, decoded.error, 'analytics-sink');
+          dlqCounter.inc({ topic: batch.topic });
+          continue;
+        }
+        (rows[decoded.table] as (typeof decoded.row)[]).push(decoded.row);
+      }
+      try {
+        // The insert may wait for ClickHouse to come back: keep the group membership meanwhile.
+        const stored = buffer.add(rows);
+        let done = false;
+        void stored.then(() => (done = true), () => (done = true));
+        while (!done) {
+          await Promise.race([stored, new Promise((r) => setTimeout(r, 1000))]);
+          if (!done) await control.heartbeat();
+        }
+        await stored;
+      } catch (err) {
+        log.error({ topic: batch.topic, partition: batch.partition, rows: rowCount(rows), err: errorMessage(err) }, 'insert abandoned on stop; the batch will be read again');
+        throw err;
+      }
+      const last = batch.messages[batch.messages.length - 1];
+      if (last && control.isActive()) await control.commit((BigInt(last.offset) + 1n).toString());
+    },
+  });
+
+  return {
+    name: 'analytics-sink',
+    async start() {
+      await consumer.start();
+      running = true;
+      log.info({ groupId: config.groupId, topics: [...tableOf.keys()], database: config.database }, 'analytics sink started');
+    },
+    async stop() {
+      if (!running) return;
+      stopping = true;
+      // Batches waiting for the flush timer insert now, so the consumer can leave promptly.
+      const drained = buffer.drain();
+      await consumer.stop();
+      await drained.catch(() => undefined);
+      running = false;
+      log.info({}, 'analytics sink stopped');
+    },
+    health() {
+      return {
+        ok: running && lastError === null,
+        details: { buffered: buffer.buffered(), lastInsertAt, lastError, assigned: consumer.assignment().length },
+      };
+    },
+  };
+}
+
+/** Config subset of the sink, from the one product config. */
+export function sinkConfig(config: Pick<Config, 'kafka' | 'clickhouse' | 'analytics'>): SinkConfig {
+  return {
+    groupId: config.analytics.groupId,
+    topicPrefix: config.kafka.topicPrefix,
+    database: config.clickhouse.database,
+    concurrency: Math.min(config.kafka.partitions, 12),
+  };
+}
+
+/**
+ * Opens the analytics store the config names with the schema in place. On a server the
+ * database is created through the `default` database first (a connection cannot name a
+ * database that does not exist yet); chDB has one store per process.
+ */
+export async function openAnalytics(config: Pick<Config, 'clickhouse' | 'analytics'>, logger: Logger): Promise<AnalyticsStore> {
+  const opts = { payloadTtlDays: config.analytics.payloadTtlDays };
+  if (config.clickhouse.backend === 'chdb') {
+    const store = await createAnalyticsStore(config.clickhouse);
+    await ensureSchema(store, config.clickhouse.database, opts, logger);
+    return store;
+  }
+  const admin = await createAnalyticsStore({ ...config.clickhouse, database: 'default' });
+  try {
+    await ensureSchema(admin, config.clickhouse.database, opts, logger);
+  } finally {
+    await admin.close();
+  }
+  return createAnalyticsStore(config.clickhouse);
+}
+
+/** `lifecycle run sink`: Kafka in, ClickHouse out, until stopped. */
+export async function runSink(
+  config: Readonly<Config>,
+  logger: Logger,
+  opts: { metrics?: Registry } = {},
+): Promise<{ stop(): Promise<void>; health(): ReturnType<Service['health']> }> {
+  const log = logger.child({ component: 'analytics-sink' });
+  const t = topicNames(config.kafka.topicPrefix);
+  const bus = KafkaBus.fromConfig(config, logger);
+  await bus.ensureTopics(internalTopicSpecs(t, config.kafka.partitions).filter((s) => s.topic !== t.campaigns));
+  const store = await openAnalytics(config, log);
+  const sink = createAnalyticsSink(sinkConfig(config), {
+    bus,
+    store,
+    logger,
+    metrics: opts.metrics ?? createMetricsRegistry({ labels: { service: 'sink' } }),
+  });
+  try {
+    await sink.start();
+  } catch (err) {
+    await store.close();
+    await bus.close();
+    throw err;
+  }
+  return {
+    async stop() {
+      await sink.stop();
+      await bus.close();
+      await store.close();
+    },
+    health: () => sink.health(),
+  };
+}
