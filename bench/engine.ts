@@ -150,11 +150,11 @@ export async function run(): Promise<unknown> {
       await sleep(100);
     }
 
-    // 4. Paced latency: new users at 2,000 events/s; each registration triggers the welcome send.
-    const paced = generateEvents({ users: 4000, events: PACED_RATE * PACED_SECONDS, startTs: Date.now(), stepMs: 0, seed: 12, idPrefix: `p${id}` }).map((e) => ({
-      ...e,
-      userId: `paced-${e.userId}`,
-    }));
+    // 4. Paced latency: the known users go on (a failed payment sends at once) and new users
+    // sign up (a welcome sends at once), one event in twenty from a new user.
+    const ongoing = generateEvents({ users: USERS, events: PACED_RATE * PACED_SECONDS, startTs: Date.now(), stepMs: 0, seed: 12, idPrefix: `p${id}`, alreadyRegistered: true });
+    const signups = generateEvents({ users: 400, events: (PACED_RATE * PACED_SECONDS) / 20, startTs: Date.now(), stepMs: 0, seed: 13, idPrefix: `n${id}`, userPrefix: `new-${id}-` });
+    const paced = ongoing.map((e, i) => (i % 20 === 19 ? (signups[(i - 19) / 20] ?? e) : e));
     const producedAt = new Map<string, number>();
     const tick = 10;
     const perTick = (PACED_RATE * tick) / 1000;
@@ -181,11 +181,17 @@ export async function run(): Promise<unknown> {
     const sendRecords = await readTopic(producerBus.kafka, T.sends, 60_000);
     const sends = decodeSends(sendRecords);
     const latencies: number[] = [];
+    const steady: number[] = [];
+    const pacedT0 = Math.min(...[...producedAt.values()].filter(Boolean));
     sends.forEach((s, i) => {
       const at = producedAt.get(s.triggeredBy.eventId);
-      if (at) latencies.push(sendRecords[i]!.timestamp - at);
+      if (!at) return;
+      latencies.push(sendRecords[i]!.timestamp - at);
+      // After a 2 s warm-up (new code paths, the first burst of sign-ups).
+      if (at - pacedT0 >= 2000) steady.push(sendRecords[i]!.timestamp - at);
     });
     latencies.sort((a, b) => a - b);
+    steady.sort((a, b) => a - b);
 
     const result = {
       at: new Date().toISOString(),
@@ -206,6 +212,7 @@ export async function run(): Promise<unknown> {
         achievedEventsPerSecond: Math.round(paced.length / pacedSeconds),
         sendsMeasured: latencies.length,
         latencyMs: { p50: percentile(latencies, 50), p90: percentile(latencies, 90), p99: percentile(latencies, 99), max: latencies[latencies.length - 1] ?? NaN },
+        afterWarmupLatencyMs: { sends: steady.length, p50: percentile(steady, 50), p99: percentile(steady, 99), max: steady[steady.length - 1] ?? NaN },
       },
       targets: { engineToRawRatio: 0.5, p99Ms: 100 },
       pass: { throughput: engineRate / rawRate >= 0.5, latency: percentile(latencies, 99) <= 100 },
@@ -221,6 +228,7 @@ export async function run(): Promise<unknown> {
         `  raw consume + decode  ${result.rawConsumeWithDecodeEventsPerSecond.toLocaleString('en')} events/s`,
         `  engine                ${result.engineEventsPerSecond.toLocaleString('en')} events/s (${(result.engineToRawRatio * 100).toFixed(0)}% of raw, target >= 50%) in ${batchCount} batches, ${throughputSends} sends`,
         `  paced ${result.paced.achievedEventsPerSecond} events/s: event->send p50 ${result.paced.latencyMs.p50} ms, p99 ${result.paced.latencyMs.p99} ms (target <= 100), max ${result.paced.latencyMs.max} ms over ${latencies.length} sends`,
+        `    after a 2 s warm-up: p50 ${result.paced.afterWarmupLatencyMs.p50} ms, p99 ${result.paced.afterWarmupLatencyMs.p99} ms over ${steady.length} sends`,
       ].join('\n'),
     );
     return result;

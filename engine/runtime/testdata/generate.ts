@@ -25,6 +25,10 @@ export interface GenerateOptions {
   /** Share of users who are deleted (right to be forgotten) after registering. */
   deleteShare?: number;
   idPrefix?: string;
+  /** Treat every user as registered already (a stream that continues an earlier one). */
+  alreadyRegistered?: boolean;
+  /** Prefix of user ids (default `user-`). */
+  userPrefix?: string;
 }
 
 const FEATURES = ['export', 'share', 'search', 'invite', 'dashboard'];
@@ -35,13 +39,14 @@ export function generateEvents(o: GenerateOptions): NormalisedEvent[] {
   const step = o.stepMs ?? 1;
   const prefix = o.idPrefix ?? 'ev';
   const out: NormalisedEvent[] = [];
-  const registered = new Set<number>();
+  const registered = new Set<number>(o.alreadyRegistered ? Array.from({ length: o.users }, (_, i) => i) : []);
+  const userPrefix = o.userPrefix ?? 'user-';
   const deleted = new Set<number>();
   let ts = o.startTs;
   const push = (userIdx: number, type: string, properties: Record<string, unknown>, traits?: Record<string, unknown>) => {
     const e: NormalisedEvent = {
       id: `${prefix}-${out.length}`,
-      userId: `user-${userIdx}`,
+      userId: `${userPrefix}${userIdx}`,
       type,
       ts,
       receivedAt: ts,
@@ -58,7 +63,7 @@ export function generateEvents(o: GenerateOptions): NormalisedEvent[] {
     if (!registered.has(u)) {
       registered.add(u);
       const plan = rnd() < 0.6 ? 'trial' : 'pro';
-      push(u, 'user_registered', { method: 'email' }, { email: `user-${u}@example.com`, plan, locale: rnd() < 0.2 ? 'de' : 'en' });
+      push(u, 'user_registered', { method: 'email' }, { email: `${userPrefix}${u}@example.com`, plan, locale: rnd() < 0.2 ? 'de' : 'en' });
       // Deleted users are on the pro plan so no delayed trial nudge races their erasure.
       if (plan === 'pro' && rnd() < (o.deleteShare ?? 0) && out.length < o.events) {
         deleted.add(u);
