@@ -59,14 +59,14 @@ export function createMemoryDirectory(): UserDirectory & { entries(): Map<string
 
 export function createMemoryProgressStore(clock: () => number = Date.now): ProgressStore & { leaseHolder(ruleId: string): string | null } {
   const leases = new Map<string, { token: string; until: number }>();
-  const progress = new Map<string, { since: number | null; zones: Map<string, ZoneProgress> }>();
+  const progress = new Map<string, { since: number | null; disabledAt: number | null; zones: Map<string, ZoneProgress> }>();
   const holder = (ruleId: string) => {
     const l = leases.get(ruleId);
     return l && l.until > clock() ? l.token : null;
   };
   const rule = (ruleId: string) => {
     let p = progress.get(ruleId);
-    if (!p) progress.set(ruleId, (p = { since: null, zones: new Map() }));
+    if (!p) progress.set(ruleId, (p = { since: null, disabledAt: null, zones: new Map() }));
     return p;
   };
   return {
@@ -81,7 +81,10 @@ export function createMemoryProgressStore(clock: () => number = Date.now): Progr
     },
     async load(ruleId): Promise<RuleProgress> {
       const p = rule(ruleId);
-      return { since: p.since, zones: new Map([...p.zones].map(([k, v]) => [k, { ...v }])) };
+      return { since: p.since, disabledAt: p.disabledAt, zones: new Map([...p.zones].map(([k, v]) => [k, { ...v }])) };
+    },
+    async markDisabled(ruleId, at) {
+      rule(ruleId).disabledAt = at;
     },
     async initSince(ruleId, since) {
       const p = rule(ruleId);

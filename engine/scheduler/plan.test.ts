@@ -104,6 +104,22 @@ describe('planning a zone', () => {
     expect(planZone(daily, 'Europe/Berlin', { w: since }, since, now, 0).due).toBeNull();
   });
 
+  it('never fans out occurrences that fell while the rule was disabled', () => {
+    const now = Date.parse('2026-03-04T12:00:00Z');
+    const disabledAt = Date.parse('2026-03-04T11:59:00Z');
+    // 4 March 08:00Z is within the window but the rule was off then: skipped, nothing due.
+    const p = planZone(daily, 'Europe/Berlin', { w: Date.parse('2026-03-03T08:00:00Z') }, since, now, 48 * H, disabledAt);
+    expect(p.due).toBeNull();
+    expect(p.skipped).toMatchObject({ count: 1, first: Date.parse('2026-03-04T08:00:00Z') });
+    expect(p.progress).toEqual({ w: disabledAt });
+    // A fan-out that was under way when the rule was disabled is not resumed.
+    const half = planZone(daily, 'Europe/Berlin', { w: since, at: Date.parse('2026-03-04T08:00:00Z'), s: 5, c: 'x' }, since, now, 48 * H, disabledAt);
+    expect(half.due).toBeNull();
+    expect(half.skipped?.count).toBe(1);
+    // Disabled long ago: the window decides as usual.
+    expect(iso(planZone(daily, 'Europe/Berlin', { w: since }, since, now, 48 * H, since).due?.at)).toBe('2026-03-03T08:00:00.000Z');
+  });
+
   it('evaluates fixed-zone rules in the rule\'s zone whatever the directory zone', () => {
     expect(scheduleZone(fixed, 'Asia/Tokyo')).toBe('America/New_York');
     expect(scheduleZone(daily, 'Asia/Tokyo')).toBe('Asia/Tokyo');

@@ -76,7 +76,8 @@ export function scheduleZone(rule: CompiledRule, directoryZone: string): string 
 /**
  * Decides what to do for `rule` in `zone` at `now`. Without stored progress the zone starts
  * at `since` (when the scheduler first saw the rule). Occurrences older than
- * `now - catchUpMs`, including a half-done one, are skipped.
+ * `now - catchUpMs`, or at or before `disabledAt` (they fell while the rule was disabled),
+ * including a half-done one, are skipped.
  */
 export function planZone(
   rule: CompiledRule,
@@ -85,8 +86,9 @@ export function planZone(
   since: number,
   now: number,
   catchUpMs: number,
+  disabledAt: number | null = null,
 ): ZonePlan {
-  const horizon = now - catchUpMs;
+  const horizon = Math.max(now - catchUpMs, disabledAt ?? -Infinity);
   let progress: ZoneProgress = stored ? { ...stored } : { w: since };
   let skipped: ZonePlan['skipped'] = null;
   const skip = (first: number, last: number, count: number, truncated = false) => {
@@ -95,7 +97,8 @@ export function planZone(
       : { count, first, last, truncated };
   };
   if (progress.at !== undefined) {
-    if (progress.at >= horizon) {
+    const tooOld = progress.at < now - catchUpMs || (disabledAt !== null && progress.at <= disabledAt);
+    if (!tooOld) {
       return {
         progress,
         due: { at: progress.at, shard: progress.s ?? 0, cursor: progress.c ?? null, resumed: true },

@@ -34,9 +34,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
-/** Progress of one rule: when the scheduler first saw it, and per zone field its ZoneProgress. */
+/** Progress of one rule: when the scheduler first saw it, when it last saw it disabled, and per zone field its ZoneProgress. */
 export interface RuleProgress {
   since: number | null;
+  /** The last time a scheduler saw the rule loaded but disabled: occurrences up to then are never fanned out. */
+  disabledAt: number | null;
   zones: Map<string, ZoneProgress>;
 }
 
@@ -45,6 +47,8 @@ export interface ProgressStore {
   acquire(ruleId: string, token: string, ttlMs: number): Promise<boolean>;
   release(ruleId: string, token: string): Promise<void>;
   load(ruleId: string): Promise<RuleProgress>;
+  /** Records that the rule is loaded but disabled now (no lease needed: it only moves a floor up). */
+  markDisabled(ruleId: string, at: number): Promise<void>;
   /** Sets `since` unless already set; returns the stored value. */
   initSince(ruleId: string, since: number): Promise<number>;
   /** Stores a zone's progress and renews the lease, only while `token` holds it; false otherwise. */
@@ -78,10 +82,13 @@ export function createRedisProgressStore(redis: Redis, keys: KeySpace): Progress
       const h = await redis.hgetall(progressKey(ruleId));
       const zones = new Map<string, ZoneProgress>();
       for (const [field, value] of Object.entries(h)) {
-        if (field === 'since') continue;
+        if (field === 'since' || field === 'disabledAt') continue;
         zones.set(field, JSON.parse(value) as ZoneProgress);
       }
-      return { since: h.since === undefined ? null : Number(h.since), zones };
+      return { since: h.since === undefined ? null : Number(h.since), disabledAt: h.disabledAt === undefined ? null : Number(h.disabledAt), zones };
+    },
+    async markDisabled(ruleId, at) {
+      await redis.hset(progressKey(ruleId), 'disabledAt', String(at));
     },
     async initSince(ruleId, since) {
       const key = progressKey(ruleId);

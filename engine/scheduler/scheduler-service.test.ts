@@ -35,6 +35,7 @@ interface Harness {
   directory: ReturnType<typeof createMemoryDirectory>;
   progress: ReturnType<typeof createMemoryProgressStore>;
   clock: { now: number };
+  committedOffsets(groupId: string, topic: string): Promise<Map<number, string>>;
   service(opts?: { failAfterPublishes?: number; instanceId?: string; catchUpMs?: number; seed?: () => Promise<unknown> }): SchedulerService;
   publish(events: NormalisedEvent[]): Promise<void>;
   occurrences(): NormalisedEvent[];
@@ -61,6 +62,7 @@ function harness(): Harness {
     directory,
     progress,
     clock,
+    committedOffsets,
     service(opts = {}) {
       let publishes = 0;
       const failing = {
@@ -262,5 +264,41 @@ describe('scheduler service', () => {
     const got = pairs(h.occurrences());
     expect(got).toContain('old-timer@2026-03-03T08:00:00.000Z');
     expect(got.length).toBe(17);
+  });
+
+  it('does not send occurrences that fell while the rule was disabled once it is enabled again', async () => {
+    const h = harness();
+    await seedAudience(h);
+    let current = ruleSet;
+    const disabledSet = compile([{ ...(daily.def as object), enabled: false }]);
+    const s = createSchedulerService(
+      { topicPrefix: PREFIX, groupId: 'scheduler', partitions: 4, catchUpMs: 48 * H, pageSize: 3, leaseMs: 30_000, tickMs: 3_600_000 },
+      {
+        bus: h.bus,
+        directory: h.directory,
+        progress: h.progress,
+        ruleSet: () => current,
+        committedOffsets: h.committedOffsets,
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+        clock: () => h.clock.now,
+      },
+    );
+    started.push(s);
+    await s.start();
+    await h.settle();
+    await s.tick(); // first seen at START
+    current = disabledSet;
+    h.clock.now = START + 30 * H; // 3 March's occurrences pass while the rule is off
+    await s.tick();
+    current = ruleSet;
+    await s.tick();
+    await s.tick();
+    expect(h.occurrences()).toEqual([]);
+    h.clock.now = START + 47 * H; // 4 March 09:00: Berlin (08:00Z) and UTC (09:00Z) are due again
+    await s.tick();
+    await s.tick();
+    expect(pairs(h.occurrences())).toEqual(expected(START + 30 * H, h.clock.now));
+    expect(h.occurrences().length).toBe(8);
   });
 });

@@ -214,7 +214,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
         last: new Date(s.last).toISOString(),
         catchUpMs: config.catchUpMs,
       },
-      'skipping missed schedule occurrences older than the catch-up window',
+      'skipping schedule occurrences older than the catch-up window or from while the rule was disabled',
     );
   }
 
@@ -227,7 +227,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
       const stored = await deps.progress.load(ruleId);
       const since = stored.since ?? (await deps.progress.initSince(ruleId, clock()));
       const now = clock();
-      return targets.map((t) => ({ target: t, plan: planZone(rule, t.tz, stored.zones.get(t.field) ?? null, since, now, config.catchUpMs) }));
+      return targets.map((t) => ({ target: t, plan: planZone(rule, t.tz, stored.zones.get(t.field) ?? null, since, now, config.catchUpMs, stored.disabledAt) }));
     };
     const remember = (plans: { target: Target; plan: ZonePlan }[]) => {
       for (const { target, plan } of plans) nextKnown.set(`${ruleId}\0${target.field}`, { sig, next: plan.next });
@@ -281,6 +281,16 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
   let seeded = deps.seed === undefined;
   let seeding: Promise<void> | null = null;
 
+  /**
+   * A disabled rule's occurrences must not be fanned out late when it is enabled again: while
+   * it is loaded but disabled, its floor follows the clock.
+   */
+  async function markDisabled(rs: RuleSet): Promise<void> {
+    const now = clock();
+    const disabled = rs.rules.filter((r) => !r.def.enabled && scheduleTrigger(r.def) !== null);
+    await Promise.all(disabled.map((r) => deps.progress.markDisabled(r.def.id, now)));
+  }
+
   async function select(started: Promise<void>[]): Promise<void> {
     if (!seeded) {
       seeding ??= deps.seed!().then(
@@ -295,7 +305,9 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
       );
       return;
     }
-    const rules = deps.ruleSet().scheduled.filter((r) => r.def.enabled !== false && scheduleTrigger(r.def) !== null);
+    const rs = deps.ruleSet();
+    await markDisabled(rs);
+    const rules = rs.scheduled.filter((r) => r.def.enabled && scheduleTrigger(r.def) !== null);
     const now = clock();
     let zoneList: Promise<string[]> | null = null;
     const zones = () => (zoneList ??= deps.directory.zones());

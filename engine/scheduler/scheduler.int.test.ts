@@ -168,7 +168,7 @@ describe('scheduler process', () => {
     await first.exited;
     const atKill = await progress.load('daily-digest');
     expect([...atKill.zones.values()].some((z) => z.at !== undefined)).toBe(true);
-    expect(first.output()).toContain('skipping missed schedule occurrences older than the catch-up window');
+    expect(first.output()).toContain('skipping schedule occurrences older than the catch-up window');
 
     // The directory holds everyone but the deleted user, each under the zone their schedule runs in.
     const directory = createRedisDirectory(redis, keys);
