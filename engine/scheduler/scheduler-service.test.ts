@@ -301,4 +301,38 @@ describe('scheduler service', () => {
     expect(pairs(h.occurrences())).toEqual(expected(START + 30 * H, h.clock.now));
     expect(h.occurrences().length).toBe(8);
   });
+
+  it('waits for the directory to catch up with the events topic before a new occurrence, at most DIRECTORY_WAIT_MS', async () => {
+    const h = harness();
+    await seedAudience(h);
+    const s = createSchedulerService(
+      { topicPrefix: PREFIX, groupId: 'scheduler', partitions: 4, catchUpMs: 48 * H, pageSize: 3, leaseMs: 30_000, tickMs: 3_600_000 },
+      {
+        bus: h.bus,
+        directory: h.directory,
+        progress: h.progress,
+        ruleSet: () => ruleSet,
+        // A directory group that never commits: always behind.
+        committedOffsets: async () => new Map(),
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+        clock: () => h.clock.now,
+      },
+    );
+    started.push(s);
+    await s.start();
+    await h.settle();
+    await s.tick();
+    h.clock.now = Date.parse('2026-03-03T08:04:00Z'); // Berlin's 09:00 was 4 minutes ago
+    await s.tick();
+    await s.tick();
+    // New York's 2 March 09:00 (14:00Z) has waited long enough; Berlin's has not.
+    const ny = AUDIENCE['America/New_York']!.map((u) => `${u}@2026-03-02T14:00:00.000Z`);
+    expect(pairs(h.occurrences())).toEqual(ny.sort());
+    expect(s.health().details.directorySyncedAt).toBeNull();
+    h.clock.now = Date.parse('2026-03-03T08:05:00Z') + 1;
+    await s.tick();
+    await s.tick();
+    expect(pairs(h.occurrences())).toEqual([...ny, ...AUDIENCE['Europe/Berlin']!.map((u) => `${u}@2026-03-03T08:00:00.000Z`)].sort());
+  });
 });

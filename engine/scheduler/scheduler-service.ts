@@ -136,9 +136,14 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
   }
 
   /** A new occurrence starts once earlier events are in the directory, or after DIRECTORY_WAIT_MS. */
+  const warnedBehind = new Set<string>();
   function mayStart(rule: CompiledRule, at: number, now: number): boolean {
     if (at <= syncedAt) return true;
     if (now - at < DIRECTORY_WAIT_MS) return false;
+    const key = `${rule.def.id}\0${at}`;
+    if (warnedBehind.has(key)) return true;
+    if (warnedBehind.size > 10_000) warnedBehind.clear();
+    warnedBehind.add(key);
     log.warn({ ruleId: rule.def.id, occurrence: new Date(at).toISOString(), directorySyncedAt: Number.isFinite(syncedAt) ? new Date(syncedAt).toISOString() : null }, 'user directory is behind; fanning out an occurrence with the directory as it is');
     return true;
   }
@@ -270,11 +275,15 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
 
   /** Passes pick rules one after another, so two passes never start the same rule (both would hold this instance's lease). */
   let selecting: Promise<void> = Promise.resolve();
+  function pass(started: Promise<void>[]): Promise<void> {
+    const p = selecting.then(() => select(started));
+    selecting = p.catch(() => {});
+    return p;
+  }
+
   async function tick(): Promise<void> {
     const started: Promise<void>[] = [];
-    const pass = selecting.then(() => select(started));
-    selecting = pass.catch(() => {});
-    await pass;
+    await pass(started);
     await Promise.all(started);
   }
 
@@ -341,12 +350,18 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
   }
 
   async function tickLoop(): Promise<void> {
+    let passing: Promise<void> | null = null;
     while (!stopping) {
-      // Fan-outs run in the background: a long one does not hold back the other rules.
-      void tick().catch((err: unknown) => {
-        lastError = err instanceof Error ? err.message : String(err);
-        log.error({ err }, 'scheduler tick failed');
-      });
+      // Fan-outs run in the background: a long one does not hold back the other rules. A pass
+      // still picking rules (slow Redis or Kafka) is not queued behind again.
+      passing ??= pass([])
+        .catch((err: unknown) => {
+          lastError = err instanceof Error ? err.message : String(err);
+          log.error({ err }, 'scheduler tick failed');
+        })
+        .finally(() => {
+          passing = null;
+        });
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, config.tickMs);
         wake = () => {
@@ -356,6 +371,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
       });
       wake = null;
     }
+    await passing;
   }
 
   return {
