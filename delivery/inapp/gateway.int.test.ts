@@ -17,6 +17,8 @@ import { createInappProvider } from '../providers/inapp.ts';
 import type { OutgoingMessage, Provider } from '../providers/types.ts';
 import { inappGateway, type GatewayFrame } from './gateway.ts';
 import { createInbox, type Inbox, type InboxMessage, type InboxPage } from './inbox.ts';
+import { inboxContract } from './inbox.contract.ts';
+import { createRedisLiveChannel } from './live.ts';
 import { signInappToken } from './token.ts';
 
 // `ws` (the server's own WebSocket library) as a real client; it ships no type declarations.
@@ -141,7 +143,7 @@ async function getInbox(base: string, userId: string, query = ''): Promise<Inbox
 beforeAll(async () => {
   redis = new Redis(config.redis.url, { maxRetriesPerRequest: 2 });
   inbox = createInbox({ redis, keys }, { maxMessages: 50 });
-  provider = createInappProvider({}, { redis, keys, inbox });
+  provider = createInappProvider({}, { inbox, live: createRedisLiveChannel({ redis, keys }) });
   urls.push(await startGateway(true), await startGateway());
 });
 
@@ -338,4 +340,11 @@ describe('in-app gateway across instances', () => {
       ),
     ).toBe(0);
   });
+});
+
+describe('Redis inbox', () => {
+  inboxContract(
+    (opts) => createInbox({ redis, keys }, opts),
+    (name) => `contract-${name}`,
+  );
 });

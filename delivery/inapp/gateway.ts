@@ -23,16 +23,22 @@ import type { KeySpace } from '../../platform/keys.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { DeviceRegistry } from '../providers/devices.ts';
 import type { Inbox, InboxMessage } from './inbox.ts';
+import { createRedisLiveChannel, type LiveChannel } from './live.ts';
+
+export { inappChannel } from './live.ts';
 import { verifyInappToken } from './token.ts';
 
 export interface InappGatewayOptions {
   /** config auth.signingSecret: verifies client tokens. */
   signingSecret: string;
-  /** Commands connection (inbox reads, read receipts). */
-  redis: Redis;
-  /** A dedicated connection for SUBSCRIBE; default: a duplicate of `redis`, closed with the app. */
+  /**
+   * Where live messages come from. Default: Redis pub/sub over `redis`/`keys`, subscribing on
+   * `subscriber` (default: a duplicate of `redis`, closed with the app).
+   */
+  live?: LiveChannel;
+  redis?: Redis;
   subscriber?: Redis;
-  keys: KeySpace;
+  keys?: KeySpace;
   inbox: Inbox;
   /** Receives `inapp.read` events. */
   publisher: Publisher;
@@ -55,11 +61,6 @@ interface WebSocket {
   close(code?: number, reason?: string): void;
   on(event: 'message', listener: (data: Buffer) => void): void;
   on(event: 'close', listener: () => void): void;
-}
-
-/** The Redis pub/sub channel of one user's live in-app messages. */
-export function inappChannel(keys: KeySpace, userId: string): string {
-  return keys.user(userId, 'inapp:live');
 }
 
 /** What the gateway sends to a client socket. */
@@ -93,14 +94,21 @@ function tokenOf(req: FastifyRequest): string | undefined {
 export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptions): Promise<void> {
   const log = opts.logger.child({ component: 'inapp-gateway' });
   const now = opts.now ?? Date.now;
-  const subscriber = opts.subscriber ?? opts.redis.duplicate();
-  const ownSubscriber = opts.subscriber === undefined;
-  if (ownSubscriber)
-    subscriber.on('error', (err: Error) =>
-      log.warn({ err: err.message }, 'in-app subscriber connection error'),
-    );
-  /** channel -> sockets of that user on this instance */
+  const ownLive = opts.live === undefined;
+  let live: LiveChannel;
+  if (opts.live) live = opts.live;
+  else if (opts.redis && opts.keys) {
+    live = createRedisLiveChannel({
+      redis: opts.redis,
+      keys: opts.keys,
+      ...(opts.subscriber ? { subscriber: opts.subscriber } : {}),
+      onError: (err) => log.warn({ err: err.message }, 'in-app subscriber connection error'),
+    });
+  } else throw new Error('in-app gateway needs `live`, or `redis` and `keys`');
+  /** userId -> sockets of that user on this instance */
   const sockets = new Map<string, Set<WebSocket>>();
+  /** userId -> its live subscription on this instance (settled or in flight) */
+  const subscriptions = new Map<string, Promise<void>>();
   let connections = 0;
   const registers = opts.metrics ? [opts.metrics] : [];
   new Gauge({
@@ -118,16 +126,9 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     registers,
   });
 
-  subscriber.on('message', (channel: string, payload: string) => {
-    const set = sockets.get(channel);
+  live.onMessage((userId, message) => {
+    const set = sockets.get(userId);
     if (!set) return;
-    let message: InboxMessage;
-    try {
-      message = JSON.parse(payload) as InboxMessage;
-    } catch {
-      log.warn({ channel }, 'ignoring malformed in-app payload');
-      return;
-    }
     const frame = JSON.stringify({ type: 'message', message } satisfies GatewayFrame);
     for (const s of set) {
       if (s.readyState !== s.OPEN) continue;
@@ -135,18 +136,7 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       frames.inc({ type: 'message' });
     }
   });
-
-  // Subscribing before the connection is ready races ioredis' ready check (INFO) on a
-  // connection that is already in subscriber mode: wait for it once, here.
-  if (subscriber.status === 'wait') await subscriber.connect();
-  if (subscriber.status !== 'ready') {
-    await new Promise<void>((resolve, reject) => {
-      subscriber.once('ready', () => resolve());
-      subscriber.once('end', () =>
-        reject(new Error('in-app subscriber connection closed before it was ready')),
-      );
-    });
-  }
+  await live.ready();
 
   if (!app.hasDecorator('websocketServer'))
     await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
@@ -190,18 +180,21 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     },
     (socket: WebSocket, req: FastifyRequest) => {
       const userId = authenticate(req)!;
-      const channel = inappChannel(opts.keys, userId);
-      let set = sockets.get(channel);
-      const first = !set;
-      if (!set) sockets.set(channel, (set = new Set()));
+      let set = sockets.get(userId);
+      if (!set) sockets.set(userId, (set = new Set()));
       set.add(socket);
       connections++;
-      const ready = (first ? subscriber.subscribe(channel) : Promise.resolve(0))
+      // Every socket of the user waits for the one subscription (a second socket may arrive
+      // while the first one's SUBSCRIBE is still in flight).
+      let subscribed = subscriptions.get(userId);
+      if (!subscribed) subscriptions.set(userId, (subscribed = live.subscribe(userId)));
+      void subscribed
         .then(() => opts.inbox.unread(userId))
         .then((unread) =>
           socket.send(JSON.stringify({ type: 'ready', userId, unread } satisfies GatewayFrame)),
         )
         .catch((err: unknown) => {
+          if (subscriptions.get(userId) === subscribed) subscriptions.delete(userId);
           log.warn({ err: (err as Error).message }, 'in-app subscribe failed');
           socket.close(1011, 'unavailable');
         });
@@ -259,15 +252,19 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       socket.on('close', () => {
         clearTimeout(idle);
         connections--;
-        const current = sockets.get(channel);
+        const current = sockets.get(userId);
         if (!current) return;
         current.delete(socket);
         if (current.size === 0) {
-          sockets.delete(channel);
-          void ready.finally(() => {
-            // A new socket for the same user may have arrived meanwhile: keep the subscription then.
-            if (!sockets.has(channel)) subscriber.unsubscribe(channel).catch(() => undefined);
-          });
+          sockets.delete(userId);
+          const pending = subscriptions.get(userId);
+          subscriptions.delete(userId);
+          void (pending ?? Promise.resolve())
+            .catch(() => undefined)
+            .then(() => {
+              // A new socket for the same user may have arrived meanwhile: keep the subscription then.
+              if (!sockets.has(userId)) live.unsubscribe(userId).catch(() => undefined);
+            });
         }
       });
     },
@@ -338,7 +335,7 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
   app.addHook('onClose', async () => {
     for (const set of sockets.values()) for (const s of set) s.close(1001, 'server shutting down');
     sockets.clear();
-    if (ownSubscriber) await subscriber.quit().catch(() => undefined);
+    if (ownLive) await live.close();
   });
 }
 

@@ -202,3 +202,69 @@ export function createInbox(
     },
   };
 }
+
+/** In-process twin of the Redis inbox (same order, cap, cursors and read state) for the demo and tests. */
+export function createMemoryInbox(opts: InboxOptions = {}): Inbox {
+  const max = opts.maxMessages ?? 200;
+  const boxes = new Map<string, { entries: InboxMessage[]; read: Map<string, number> }>();
+  const box = (userId: string) => {
+    let b = boxes.get(userId);
+    if (!b) boxes.set(userId, (b = { entries: [], read: new Map() }));
+    return b;
+  };
+  // Newest first; equal times by id descending, as ZREVRANGEBYSCORE orders them.
+  const newerFirst = (a: InboxMessage, b: InboxMessage) =>
+    b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+  const view = (b: { read: Map<string, number> }, m: InboxMessage): InboxMessage => ({
+    ...structuredClone(m),
+    readAt: b.read.get(m.id) ?? null,
+  });
+  const unreadOf = (b: { entries: InboxMessage[]; read: Map<string, number> }) =>
+    b.entries.length - b.read.size;
+
+  return {
+    async add(userId, message) {
+      const b = box(userId);
+      if (b.entries.some((m) => m.id === message.id)) return false;
+      const { readAt: _ignored, ...stored } = message;
+      b.entries.push(structuredClone(stored));
+      b.entries.sort(newerFirst);
+      for (const dropped of b.entries.splice(max)) b.read.delete(dropped.id);
+      return true;
+    },
+    async page(userId, options = {}) {
+      const limit = Math.max(1, Math.min(MAX_PAGE, Math.floor(options.limit ?? 20)));
+      const b = box(userId);
+      const cursor = options.cursor ? decodeCursor(options.cursor) : null;
+      const after = cursor
+        ? b.entries.filter(
+            (m) => m.createdAt < cursor.score || (m.createdAt === cursor.score && m.id < cursor.id),
+          )
+        : b.entries;
+      const page = after.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        messages: page.map((m) => view(b, m)),
+        nextCursor: after.length > limit && last ? encodeCursor(last.createdAt, last.id) : null,
+        unread: unreadOf(b),
+      };
+    },
+    async markRead(userId, ids, now = Date.now()) {
+      const b = box(userId);
+      const fresh: InboxMessage[] = [];
+      for (const id of [...new Set(ids)].slice(0, MAX_PAGE)) {
+        const m = b.entries.find((e) => e.id === id);
+        if (!m || b.read.has(id)) continue;
+        b.read.set(id, now);
+        fresh.push(view(b, m));
+      }
+      return fresh;
+    },
+    async unread(userId) {
+      return unreadOf(box(userId));
+    },
+    async erase(userId) {
+      boxes.delete(userId);
+    },
+  };
+}

@@ -16,7 +16,14 @@ export {
   type InappGatewayOptions,
   type GatewayFrame,
 } from './gateway.ts';
-export { createInbox, type Inbox, type InboxMessage, type InboxPage } from './inbox.ts';
+export {
+  createInbox,
+  createMemoryInbox,
+  type Inbox,
+  type InboxMessage,
+  type InboxPage,
+} from './inbox.ts';
+export { createRedisLiveChannel, createMemoryLiveChannel, type LiveChannel } from './live.ts';
 export { signInappToken, verifyInappToken } from './token.ts';
 
 /**

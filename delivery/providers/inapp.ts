@@ -1,19 +1,16 @@
 // In-app channel: the message is stored in the user's inbox first (so it survives the user
-// being offline and a crash after this point), then published on the user's Redis channel,
-// where whichever gateway instance holds the user's socket pushes it out.
-import type { Redis } from 'ioredis';
-import type { KeySpace } from '../../platform/keys.ts';
+// being offline and a crash after this point), then published on the user's live channel
+// (Redis pub/sub), where whichever gateway instance holds the user's socket pushes it out.
 import { errorMessage } from '../../platform/errors.ts';
-import { inappChannel } from '../inapp/gateway.ts';
 import type { Inbox, InboxMessage } from '../inapp/inbox.ts';
+import type { LiveChannel } from '../inapp/live.ts';
 import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
 
 export function createInappProvider(
   opts: { name?: string },
   deps: {
-    redis: Redis;
-    keys: KeySpace;
     inbox: Inbox;
+    live: LiveChannel;
     now?: () => number;
     onClose?: () => Promise<void>;
   },
@@ -41,10 +38,10 @@ export function createInappProvider(
         await deps.inbox.add(userId, entry);
         // Always publish, also for a retried send already in the inbox: a crash may have come
         // between storing and publishing. Clients dedupe live messages by id.
-        await deps.redis.publish(inappChannel(deps.keys, userId), JSON.stringify(entry));
+        await deps.live.publish(userId, entry);
         return { status: 'sent', providerMessageId: entry.id };
       } catch (err) {
-        return { status: 'retriable', error: `redis: ${errorMessage(err)}` };
+        return { status: 'retriable', error: `inbox/live channel: ${errorMessage(err)}` };
       }
     },
     async close() {

@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
 import type { Channel } from '../../platform/contracts.ts';
 import { createRedis, type RedisDeps } from '../../platform/redis.ts';
-import { createInbox } from '../inapp/inbox.ts';
+import { createInbox, type Inbox } from '../inapp/inbox.ts';
+import { createRedisLiveChannel, type LiveChannel } from '../inapp/live.ts';
 import { createDeviceRegistry } from './devices.ts';
 import { createSmtpProvider } from './email.ts';
 import { createInappProvider } from './inapp.ts';
@@ -52,6 +53,11 @@ export interface ProvidersDeps {
   redis?: RedisDeps;
   /** SMTP pool size per relay. */
   smtp?: { maxConnections?: number; maxMessages?: number };
+  /**
+   * In-app inbox and live channel to use instead of Redis ones: the embedded demo passes the
+   * in-memory twins it also gives its gateway.
+   */
+  inapp?: { inbox: Inbox; live: LiveChannel };
   /** Test seams: DNS for the webhook SSRF guard, fetch for SMS/push. */
   resolve?: Resolver;
   fetch?: typeof fetch;
@@ -105,18 +111,22 @@ export function createProviders(
     ),
   );
 
-  const inappRedis = redis();
-  add(
-    createInappProvider(
-      { name: 'inapp' },
-      {
-        redis: inappRedis.redis,
-        keys: inappRedis.keys,
-        inbox: createInbox(inappRedis),
-        ...(owned ? { onClose: release } : {}),
-      },
-    ),
-  );
+  if (deps.inapp) {
+    add(createInappProvider({ name: 'inapp' }, deps.inapp));
+  } else {
+    const inappRedis = redis();
+    add(
+      createInappProvider(
+        { name: 'inapp' },
+        {
+          inbox: createInbox(inappRedis),
+          // Publish only: this connection never subscribes.
+          live: createRedisLiveChannel(inappRedis),
+          ...(owned ? { onClose: release } : {}),
+        },
+      ),
+    );
+  }
 
   add(
     createWebhookProvider(
