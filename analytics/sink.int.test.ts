@@ -19,7 +19,7 @@ import { deliverabilityByProvider, goalUplift, ruleFunnel } from './queries.ts';
 import { ensureSchema } from './schema.ts';
 import { createAnalyticsSink, sinkConfig, type AnalyticsSink } from './sink.ts';
 
-const logger = process.env.DEBUG_SINK ? (await import('../platform/logger.ts')).createLogger({ level: 'warn' }) : silentLogger();
+const logger = silentLogger();
 
 function fixtureMessages(): Record<'events' | 'sends' | 'deliveries', OutgoingMessage[]> {
   return {

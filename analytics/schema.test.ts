@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { DELIVERIES, EVENTS, SENDS } from './fixtures.ts';
+import { assertDatabaseName, deliveryRow, eventRow, payloadTtlClause, sendRow, supportsColumnTtl, tableDdl } from './schema.ts';
+
+describe('payload TTL support', () => {
+  it.each([
+    ['18.16.1', false],
+    ['19.5.4.22', false],
+    ['19.6.2.11', true],
+    ['19.17.1', true],
+    ['24.3.1.2672', true],
+    ['26.7.2.1', true],
+    ['garbage', false],
+  ])('%s -> %s', (version, ok) => {
+    expect(supportsColumnTtl(version)).toBe(ok);
+  });
+
+  it('the DDL carries the TTL on the payload column only when asked', () => {
+    expect(tableDdl('lc').sends).not.toMatch(/TTL/);
+    expect(tableDdl('lc', 30).sends).toMatch(/data String TTL created_at \+ toIntervalDay\(30\)\n/);
+    expect(tableDdl('lc', 30).events).not.toMatch(/TTL/);
+    expect(() => payloadTtlClause(0)).toThrow(/positive/);
+  });
+
+  it('every table is a ReplacingMergeTree keyed by its id, partitioned by month', () => {
+    const ddl = tableDdl('lc');
+    expect(ddl.events).toMatch(/ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM\(ts\)\nORDER BY \(type, user_id, id\)$/);
+    expect(ddl.sends).toMatch(/PARTITION BY toYYYYMM\(created_at\)\nORDER BY \(rule_id, user_id, send_id\)$/);
+    expect(ddl.deliveries).toMatch(/PARTITION BY toYYYYMM\(ts\)\nORDER BY \(rule_id, send_id, id\)$/);
+  });
+
+  it('refuses database names that are not plain identifiers', () => {
+    expect(() => tableDdl('lc; DROP TABLE x')).toThrow(/plain ClickHouse database name/);
+    expect(() => assertDatabaseName('lc_test_1')).not.toThrow();
+  });
+});
+
+describe('rows', () => {
+  it('an event keeps ms and second times and JSON payloads; absent parts are empty strings', () => {
+    const e = { ...EVENTS[0]!, ts: 1_741_600_000_123, traits: { plan: 'pro' } };
+    expect(eventRow(e)).toEqual({
+      id: e.id,
+      user_id: e.userId,
+      anonymous_id: '',
+      type: e.type,
+      ts_ms: 1_741_600_000_123,
+      ts: 1_741_600_000,
+      received_at_ms: e.receivedAt,
+      source: 'http:web',
+      properties: JSON.stringify(e.properties),
+      traits: '{"plan":"pro"}',
+      context: '',
+    });
+  });
+
+  it('a send keeps holdout, variant and goal; no goal is an empty event and a zero window', () => {
+    const treated = SENDS.find((s) => !s.holdout && s.goal)!;
+    const noGoal = SENDS.find((s) => !s.goal)!;
+    expect(sendRow(treated)).toMatchObject({ holdout: 0, variant: 'a', goal_event: 'subscription_started', goal_within_ms: treated.goal!.withinMs, expires_at_ms: 0, campaign_id: '' });
+    expect(sendRow({ ...treated, holdout: true, variant: null, expiresAt: 5000, campaignId: 'c1' })).toMatchObject({ holdout: 1, variant: '', expires_at_ms: 5000, campaign_id: 'c1' });
+    expect(sendRow(noGoal)).toMatchObject({ goal_event: '', goal_within_ms: 0 });
+  });
+
+  it('a delivery outcome without channel, provider or reason stores empty strings', () => {
+    const d = DELIVERIES.find((x) => x.status === 'opened')!;
+    expect(deliveryRow({ ...d, channel: null })).toMatchObject({ channel: '', provider: '', reason: '', status: 'opened', attempt: 1, ts: Math.floor(d.ts / 1000) });
+  });
+});
