@@ -3,7 +3,8 @@
 // shards spread over a Redis Cluster. Each shard is a sorted set of `<zone>\n<userId>`
 // members (all score 0), so one zone's users are a lexicographic range that a fan-out pages
 // through with a stable cursor (the last member), and a hash userId -> zone to move a user
-// when their timezone changes. Zones ever seen are kept in one small set.
+// when their timezone changes. Zones ever seen are kept in one small hash, with when each
+// was first seen (a zone's schedule starts there, not in the past).
 import type { Redis } from 'ioredis';
 import { partitionFor } from '../../platform/bus.ts';
 import type { KeySpace } from '../../platform/keys.ts';
@@ -46,10 +47,14 @@ export interface DirectoryPage {
 }
 
 export interface UserDirectory {
-  /** Applies net changes per user; returns how many entries changed. */
-  apply(changes: Map<string, DirectoryChange>): Promise<number>;
-  /** Every zone a user was ever filed under. */
-  zones(): Promise<string[]>;
+  /**
+   * Applies net changes per user; returns how many entries changed. `seenAt` (epoch ms, the
+   * batch's earliest receive time; 0 for users known from before) is recorded for zones seen
+   * for the first time.
+   */
+  apply(changes: Map<string, DirectoryChange>, seenAt?: number): Promise<number>;
+  /** Every zone a user was ever filed under, with when it was first seen, in zone order. */
+  zones(): Promise<Map<string, number>>;
   /** Up to `limit` users of `shard` after `cursor`: of one zone, or of all zones when `zone` is null. */
   page(shard: number, zone: string | null, cursor: string | null, limit: number): Promise<DirectoryPage>;
   /** The zone a user is filed under, or null when the user is not in the directory. */
@@ -65,13 +70,13 @@ export function shardOf(userId: string): number {
 export function createRedisDirectory(redis: Redis, keys: KeySpace): UserDirectory {
   const members = (shard: number) => keys.global(`{sdir${shard}}:members`);
   const zoneHash = (shard: number) => keys.global(`{sdir${shard}}:zone`);
-  const zonesKey = keys.global('sched:zones');
+  const zonesKey = keys.global('sched:zones-first-seen');
   const known = new Set<string>();
   if (!('lcDirectoryUpdate' in redis)) redis.defineCommand('lcDirectoryUpdate', { numberOfKeys: 2, lua: UPDATE_SCRIPT });
   const update = (redis as unknown as { lcDirectoryUpdate(k1: string, k2: string, ...args: string[]): Promise<number> }).lcDirectoryUpdate.bind(redis);
 
   return {
-    async apply(changes) {
+    async apply(changes, seenAt = 0) {
       const byShard = new Map<number, string[]>();
       const newZones = new Set<string>();
       for (const [userId, c] of changes) {
@@ -84,14 +89,17 @@ export function createRedisDirectory(redis: Redis, keys: KeySpace): UserDirector
       }
       // The zone is listed before any user is filed under it, so a fan-out never misses a zone.
       if (newZones.size > 0) {
-        await redis.sadd(zonesKey, ...newZones);
+        const pipeline = redis.pipeline();
+        for (const z of newZones) pipeline.hsetnx(zonesKey, z, String(seenAt));
+        await pipeline.exec();
         for (const z of newZones) known.add(z);
       }
       const counts = await Promise.all([...byShard].map(([s, args]) => update(members(s), zoneHash(s), ...args)));
       return counts.reduce((a, b) => a + Number(b), 0);
     },
     async zones() {
-      return (await redis.smembers(zonesKey)).sort();
+      const all = await redis.hgetall(zonesKey);
+      return new Map(Object.keys(all).sort().map((z) => [z, Number(all[z])]));
     },
     async page(shard, zone, cursor, limit) {
       const min = cursor !== null ? `(${cursor}` : zone === null ? '-' : `[${zone}${SEP}`;

@@ -12,10 +12,10 @@ import { createSchedulerService, type SchedulerService, type SchedulerServiceCon
 
 export function createMemoryDirectory(): UserDirectory & { entries(): Map<string, string> } {
   const zoneOf = new Map<string, string>();
-  const zones = new Set<string>();
+  const zones = new Map<string, number>();
   const member = (zone: string, userId: string) => `${zone}\n${userId}`;
   return {
-    async apply(changes: Map<string, DirectoryChange>) {
+    async apply(changes: Map<string, DirectoryChange>, seenAt = 0) {
       let n = 0;
       for (const [userId, c] of changes) {
         const old = zoneOf.get(userId);
@@ -27,7 +27,7 @@ export function createMemoryDirectory(): UserDirectory & { entries(): Map<string
           continue;
         }
         const zone = c.op === 'set' || c.op === 'add' ? c.zone : 'UTC';
-        zones.add(zone);
+        if (!zones.has(zone)) zones.set(zone, seenAt);
         if ((c.op === 'set' || old === undefined) && old !== zone) {
           zoneOf.set(userId, zone);
           n++;
@@ -36,7 +36,7 @@ export function createMemoryDirectory(): UserDirectory & { entries(): Map<string
       return n;
     },
     async zones() {
-      return [...zones].sort();
+      return new Map([...zones].sort(([a], [b]) => (a < b ? -1 : 1)));
     },
     async page(shard, zone, cursor, limit) {
       const found = [...zoneOf]

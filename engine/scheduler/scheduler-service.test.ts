@@ -335,4 +335,25 @@ describe('scheduler service', () => {
     await s.tick();
     expect(pairs(h.occurrences())).toEqual([...ny, ...AUDIENCE['Europe/Berlin']!.map((u) => `${u}@2026-03-03T08:00:00.000Z`)].sort());
   });
+
+  it('starts a zone new to the directory at its first user, not in its past', async () => {
+    const h = harness();
+    await seedAudience(h);
+    const s = h.service();
+    await s.start();
+    await h.settle();
+    await s.tick();
+    // 3 March 10:00Z: Tokyo's 09:00 (00:00Z) passed before its first user arrived.
+    h.clock.now = Date.parse('2026-03-03T10:00:00Z');
+    const kenji = identify('kenji', { timezone: 'Asia/Tokyo' }, h.clock.now);
+    await h.publish([kenji]);
+    await h.settle();
+    await s.tick();
+    await s.tick();
+    expect(pairs(h.occurrences()).filter((p) => p.startsWith('kenji@'))).toEqual([]);
+    h.clock.now = Date.parse('2026-03-04T00:00:01Z');
+    await s.tick();
+    await s.tick();
+    expect(pairs(h.occurrences()).filter((p) => p.startsWith('kenji@'))).toEqual(['kenji@2026-03-04T00:00:00.000Z']);
+  });
 });

@@ -86,6 +86,8 @@ interface Target {
   tz: string;
   /** Directory zone of the audience, or null for every user. */
   audience: string | null;
+  /** When the directory first saw a user in this zone: its occurrences start there. */
+  firstSeen: number;
 }
 
 export function createSchedulerService(config: SchedulerServiceConfig, deps: SchedulerServiceDeps): SchedulerService {
@@ -116,10 +118,10 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
 
   const sigOf = (rule: CompiledRule) => JSON.stringify(rule.def.trigger);
 
-  async function targetsOf(rule: CompiledRule, zones: () => Promise<string[]>): Promise<Target[]> {
+  async function targetsOf(rule: CompiledRule, zones: () => Promise<Map<string, number>>): Promise<Target[]> {
     const t = scheduleTrigger(rule.def)!;
-    if (t.timezone !== 'user') return [{ field: `all:${t.timezone}`, tz: t.timezone, audience: null }];
-    return (await zones()).map((z) => ({ field: `z:${z}`, tz: z, audience: z }));
+    if (t.timezone !== 'user') return [{ field: `all:${t.timezone}`, tz: t.timezone, audience: null, firstSeen: 0 }];
+    return [...(await zones())].map(([z, firstSeen]) => ({ field: `z:${z}`, tz: z, audience: z, firstSeen }));
   }
 
   /** Has the directory consumer group caught up with every event published up to a recent instant? */
@@ -224,7 +226,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
   }
 
   /** Everything due for one rule: refresh what is known, then under the lease fan out occurrence after occurrence. */
-  async function runRule(rule: CompiledRule, zones: () => Promise<string[]>): Promise<void> {
+  async function runRule(rule: CompiledRule, zones: () => Promise<Map<string, number>>): Promise<void> {
     const ruleId = rule.def.id;
     const sig = sigOf(rule);
     const targets = await targetsOf(rule, zones);
@@ -232,7 +234,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
       const stored = await deps.progress.load(ruleId);
       const since = stored.since ?? (await deps.progress.initSince(ruleId, clock()));
       const now = clock();
-      return targets.map((t) => ({ target: t, plan: planZone(rule, t.tz, stored.zones.get(t.field) ?? null, since, now, config.catchUpMs, stored.disabledAt) }));
+      return targets.map((t) => ({ target: t, plan: planZone(rule, t.tz, stored.zones.get(t.field) ?? null, Math.max(since, t.firstSeen), now, config.catchUpMs, stored.disabledAt) }));
     };
     const remember = (plans: { target: Target; plan: ZonePlan }[]) => {
       for (const { target, plan } of plans) nextKnown.set(`${ruleId}\0${target.field}`, { sig, next: plan.next });
@@ -318,7 +320,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
     await markDisabled(rs);
     const rules = rs.scheduled.filter((r) => r.def.enabled && scheduleTrigger(r.def) !== null);
     const now = clock();
-    let zoneList: Promise<string[]> | null = null;
+    let zoneList: Promise<Map<string, number>> | null = null;
     const zones = () => (zoneList ??= deps.directory.zones());
     let synced = false;
     for (const rule of rules) {
@@ -397,7 +399,10 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
             }
           }
           const changes = directoryChanges(events);
-          if (changes.size > 0) metrics.directory.inc(await deps.directory.apply(changes));
+          // A zone new in this batch counts from the batch's earliest arrival, so a user who
+          // arrived before an occurrence is in it even when the directory filed them just after.
+          const seenAt = events.reduce((m, e) => Math.min(m, e.receivedAt), Infinity);
+          if (changes.size > 0) metrics.directory.inc(await deps.directory.apply(changes, Number.isFinite(seenAt) ? seenAt : clock()));
           const last = batch.messages[batch.messages.length - 1];
           if (last && control.isActive()) await control.commit((BigInt(last.offset) + 1n).toString());
         },

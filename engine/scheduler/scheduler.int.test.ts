@@ -100,7 +100,8 @@ describe('scheduler process', () => {
     const audience = new Map<string, string[]>([...ZONES, 'UTC'].map((z) => [z, []]));
     const events: NormalisedEvent[] = [];
     const ev = (userId: string, type: string, traits?: Record<string, unknown>, dt = 0): NormalisedEvent => ({
-      id: `${iso.id}-${userId}-${type}-${dt}`, userId, type, ts: now - DAY + dt, receivedAt: now, source: 'test', properties: {}, ...(traits ? { traits } : {}),
+      // They arrived before the scheduler went down.
+      id: `${iso.id}-${userId}-${type}-${dt}`, userId, type, ts: now - 4 * DAY + dt, receivedAt: now - 4 * DAY + dt, source: 'test', properties: {}, ...(traits ? { traits } : {}),
     });
     for (const zone of ZONES) {
       for (let i = 0; i < PER_ZONE; i++) {

@@ -64,7 +64,8 @@ export async function seedDirectoryFromEngineState(
         result.skipped++;
       }
     });
-    if (changes.size > 0) result.filed += await directory.apply(changes);
+    // These users predate the scheduler: their zones count as known since ever.
+    if (changes.size > 0) result.filed += await directory.apply(changes, 0);
   } while (cursor !== '0');
   await redis.set(marker, new Date().toISOString());
   deps.logger.info({ component: 'scheduler', ...result, ms: Date.now() - started }, 'user directory seeded from the engine state');

@@ -66,7 +66,10 @@ describe('scheduler stores on Redis', () => {
     expect(await everyone(directory, 'Asia/Tokyo', 2)).toEqual(['seeded', 'u0']);
     expect(await everyone(directory, 'Etc/GMT+1', 3)).toEqual(gmt1.filter((u) => u !== 'u0' && u !== 'u9'));
     expect(await directory.size()).toBe(301); // one removed, two added
-    expect(await directory.zones()).toEqual(['Asia/Tokyo', 'Etc/GMT+1', 'Etc/GMT+10', 'UTC']);
+    expect([...(await directory.zones())]).toEqual([['Asia/Tokyo', 0], ['Etc/GMT+1', 0], ['Etc/GMT+10', 0], ['UTC', 0]]);
+    await directory.apply(new Map([['kiwi', { op: 'set', zone: 'Pacific/Auckland' }]]), 12345);
+    await directory.apply(new Map([['kiwi2', { op: 'set', zone: 'Pacific/Auckland' }]]), 99999);
+    expect((await directory.zones()).get('Pacific/Auckland')).toBe(12345);
   });
 
   it('progress: only the lease holder moves the progress; a lapsed lease passes on', async () => {
