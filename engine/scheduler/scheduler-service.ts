@@ -401,7 +401,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
           const changes = directoryChanges(events);
           // A zone new in this batch counts from the batch's earliest arrival, so a user who
           // arrived before an occurrence is in it even when the directory filed them just after.
-          const seenAt = events.reduce((m, e) => Math.min(m, e.receivedAt), Infinity);
+          const seenAt = events.reduce((m, e) => (changes.has(e.userId) ? Math.min(m, e.receivedAt) : m), Infinity);
           if (changes.size > 0) metrics.directory.inc(await deps.directory.apply(changes, Number.isFinite(seenAt) ? seenAt : clock()));
           const last = batch.messages[batch.messages.length - 1];
           if (last && control.isActive()) await control.commit((BigInt(last.offset) + 1n).toString());
