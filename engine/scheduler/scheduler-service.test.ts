@@ -36,7 +36,7 @@ interface Harness {
   progress: ReturnType<typeof createMemoryProgressStore>;
   clock: { now: number };
   committedOffsets(groupId: string, topic: string): Promise<Map<number, string>>;
-  service(opts?: { failAfterPublishes?: number; instanceId?: string; catchUpMs?: number; seed?: () => Promise<unknown> }): SchedulerService;
+  service(opts?: { failAfterPublishes?: number; publishDelayMs?: number; instanceId?: string; catchUpMs?: number; seed?: () => Promise<unknown> }): SchedulerService;
   publish(events: NormalisedEvent[]): Promise<void>;
   occurrences(): NormalisedEvent[];
   settle(): Promise<void>;
@@ -70,6 +70,7 @@ function harness(): Harness {
         publisher: () => ({
           publish: async (topic: string, messages: Parameters<ReturnType<InMemoryBus['publisher']>['publish']>[1]) => {
             if (opts.failAfterPublishes !== undefined && ++publishes > opts.failAfterPublishes) throw new Error('broker gone');
+            if (opts.publishDelayMs) await new Promise((r) => setTimeout(r, opts.publishDelayMs));
             await bus.publisher().publish(topic, messages);
           },
         }),
@@ -355,5 +356,32 @@ describe('scheduler service', () => {
     await s.tick();
     await s.tick();
     expect(pairs(h.occurrences()).filter((p) => p.startsWith('kenji@'))).toEqual(['kenji@2026-03-04T00:00:00.000Z']);
+  });
+
+  it('stops gracefully in the middle of a fan-out with its position stored after what it published', async () => {
+    const h = harness();
+    await seedAudience(h);
+    const first = h.service({ publishDelayMs: 15, instanceId: 'first' });
+    await first.start();
+    await h.settle();
+    await first.tick();
+    h.clock.now = START + 30 * H;
+    const ticking = first.tick();
+    for (let i = 0; i < 200 && h.occurrences().length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+    await first.stop();
+    await ticking;
+    const before = h.occurrences().length;
+    expect(before).toBeGreaterThan(0);
+    expect(before).toBeLessThan(16);
+    expect(h.progress.leaseHolder('daily')).toBeNull();
+
+    const second = h.service({ instanceId: 'second' });
+    await second.start();
+    await h.settle();
+    await second.tick();
+    await second.tick();
+    const got = h.occurrences();
+    expect(pairs(got)).toEqual(expected(START, h.clock.now));
+    expect(got.length).toBe(new Set(got.map((e) => e.id)).size);
   });
 });
