@@ -166,6 +166,29 @@ describe('SMTP provider', () => {
     expect(received.length).toBe(before);
   });
 
+  it('upgrades to STARTTLS over its own (Nagle-free) connection when the relay offers it', async () => {
+    let secure: boolean | undefined;
+    // smtp-server offers STARTTLS with its bundled self-signed certificate.
+    const tlsRelay = new SMTPServer({
+      authOptional: true,
+      logger: false,
+      onData(stream, session, cb) {
+        secure = session.secure;
+        stream.resume();
+        stream.on('end', () => cb());
+      },
+    });
+    await new Promise<void>((resolve) => tlsRelay.listen(0, '127.0.0.1', resolve));
+    const tlsPort = (tlsRelay.server.address() as AddressInfo).port;
+    try {
+      const p = provider(`smtp://127.0.0.1:${tlsPort}/?tls.rejectUnauthorized=false`);
+      expect((await p.send(message({ sendId: 'tls-1' }))).status).toBe('sent');
+      expect(secure).toBe(true);
+    } finally {
+      await new Promise<void>((resolve) => tlsRelay.close(() => resolve()));
+    }
+  });
+
   it('refuses recipients without an address', async () => {
     const m = message();
     delete m.recipient.email;

@@ -2,6 +2,7 @@
 // sendId (so a retried message is recognisably the same), text + HTML, and the RFC 8058
 // one-click unsubscribe headers the pipeline passes. SMTP failures are classified into
 // recipient problems (permanent, the address is suppressed) and transient ones (retry).
+import net from 'node:net';
 import nodemailer from 'nodemailer';
 import type { Logger } from 'pino';
 import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
@@ -101,6 +102,50 @@ export function addressOf(from: string): string {
   return /<([^<>]+)>\s*$/.exec(from)?.[1]?.trim() ?? from.trim();
 }
 
+type SocketCallback = (
+  err: Error | null,
+  socketOptions?: { connection: net.Socket } | false,
+) => void;
+
+/**
+ * Opens plain/STARTTLS relay connections with Nagle's algorithm off. SMTP is a chatty
+ * request/response protocol of small segments; with Nagle on, the end of each message waits
+ * for the relay's delayed ACK (tens of ms), which caps a pooled connection at a few dozen
+ * messages per second. Implicit TLS (smtps) keeps nodemailer's own connection path.
+ */
+export function noDelaySocket(timeoutMs: number) {
+  return (
+    options: { host?: string; port?: number | string; secure?: boolean },
+    callback: SocketCallback,
+  ): void => {
+    if (options.secure) return callback(null, false);
+    const socket = net.connect({
+      host: options.host ?? 'localhost',
+      port: Number(options.port) || 587,
+    });
+    socket.setNoDelay(true);
+    let done = false;
+    const finish = (err: Error | null) => {
+      if (done) return;
+      done = true;
+      socket.setTimeout(0);
+      if (err) {
+        socket.destroy();
+        callback(err);
+      } else callback(null, { connection: socket });
+    };
+    socket.setTimeout(timeoutMs, () =>
+      finish(
+        Object.assign(new Error(`connection timed out after ${timeoutMs} ms`), {
+          code: 'ETIMEDOUT',
+        }),
+      ),
+    );
+    socket.once('connect', () => finish(null));
+    socket.once('error', (err) => finish(err));
+  };
+}
+
 export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Logger }): Provider {
   const log = deps.logger.child({ component: 'provider', provider: opts.name });
   const domain = opts.messageIdDomain ?? domainOf(opts.from);
@@ -113,6 +158,7 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
     connectionTimeout: opts.connectionTimeoutMs ?? 10_000,
     greetingTimeout: opts.connectionTimeoutMs ?? 10_000,
     socketTimeout: opts.socketTimeoutMs ?? 30_000,
+    getSocket: noDelaySocket(opts.connectionTimeoutMs ?? 10_000),
     // Templates never attach files or fetch URLs: refuse both outright.
     disableFileAccess: true,
     disableUrlAccess: true,
