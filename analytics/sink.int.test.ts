@@ -17,7 +17,7 @@ import { waitFor } from '../test/helpers/wait.ts';
 import { DELIVERIES, EVENTS, EXPECTED, SENDS, WINDOW } from './fixtures.ts';
 import { deliverabilityByProvider, goalUplift, ruleFunnel } from './queries.ts';
 import { ensureSchema } from './schema.ts';
-import { createAnalyticsSink, sinkConfig, type AnalyticsSink } from './sink.ts';
+import { createAnalyticsSink, runSink, sinkConfig, type AnalyticsSink } from './sink.ts';
 
 const logger = silentLogger();
 
@@ -204,6 +204,25 @@ describe('analytics sink on Kafka and the ClickHouse server', () => {
       await waitFor(() => sink.health().ok, { timeout: 10_000, message: 'sink health did not recover' });
     } finally {
       await sink.stop();
+      await db.store.command(`DROP DATABASE IF EXISTS ${database}`);
+    }
+  });
+  it('runSink (lifecycle run sink) creates its database and tables and stores what arrives', async () => {
+    const database = `${db.database}_run`;
+    const runConfig = iso.config({ LC_KAFKA_PARTITIONS: '3', LC_CLICKHOUSE_DATABASE: database, LC_SINK_GROUP: iso.group('sink-run') });
+    const running = await runSink(runConfig, logger);
+    try {
+      await waitFor(
+        async () => {
+          const [r] = await db.store.query<{ ids: number }>(`SELECT uniqExact(id) AS ids FROM ${database}.deliveries`);
+          return r?.ids === DELIVERIES.length;
+        },
+        { timeout: 60_000, interval: 250, message: 'runSink did not store the deliveries' },
+      );
+      expect(running.health().ok).toBe(true);
+      expect(strip(await deliverabilityByProvider(db.store, database, WINDOW), ['rates'])).toEqual(EXPECTED.deliverability);
+    } finally {
+      await running.stop();
       await db.store.command(`DROP DATABASE IF EXISTS ${database}`);
     }
   });
