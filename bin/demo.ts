@@ -17,7 +17,7 @@ import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createKeySpace } from '../platform/keys.ts';
 import { createSmtpSink } from '../platform/smtp-sink.ts';
 import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../rules/index.ts';
-import { createMemoryEngine } from '../engine/index.ts';
+import { createMemoryEngine, createMemoryScheduler } from '../engine/index.ts';
 import { createDelivery } from '../delivery/index.ts';
 import { createIngestServer } from '../ingestion/index.ts';
 import { createApiServer } from './api.ts';
@@ -157,6 +157,21 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     stops.push(() => watcher.close());
     await engine.start();
     stops.push(() => engine.stop());
+    // Recurring campaigns (`schedule` triggers) fan out from the same in-memory user directory.
+    const { service: scheduler } = createMemoryScheduler(
+      {
+        topicPrefix: config.kafka.topicPrefix,
+        groupId: config.engine.schedulerGroup,
+        partitions: config.kafka.partitions,
+        catchUpMs: config.engine.schedulerCatchUpMs,
+        pageSize: config.engine.schedulerPageSize,
+        leaseMs: config.engine.schedulerLeaseMs,
+        tickMs: config.engine.schedulerTickMs,
+      },
+      { bus, ruleSet: () => ruleSet, logger, registry },
+    );
+    await scheduler.start();
+    stops.push(() => scheduler.stop());
 
     const redisDeps = { redis: new Redis(config.redis.url, { maxRetriesPerRequest: 3 }), keys: createKeySpace(config.redis.keyPrefix) };
     stops.push(async () => void redisDeps.redis.disconnect());
