@@ -22,7 +22,7 @@ function configOrExit() {
 export function register(program: Command): void {
   program
     .command('run')
-    .description(`run production processes (${PROCESSES.join(', ')}, or all) against Kafka, Redis and ClickHouse; configured by LC_* variables`)
+    .description(`Run production processes (${PROCESSES.join(', ')}, or all) against Kafka, Redis and ClickHouse; configured by LC_* variables`)
     .argument('<process...>', `one or more of: ${PROCESSES.join(', ')}, all`)
     .addHelpText('after', '\nExamples:\n  lifecycle run engine\n  lifecycle run ingest api\n  LC_KAFKA_BROKERS=kafka:9092 lifecycle run all')
     .action(async (names: string[]) => {
@@ -47,7 +47,7 @@ export function register(program: Command): void {
 
   program
     .command('demo')
-    .description('the embedded default: ingest API, engine, delivery, tracking and in-app API, and an SMTP outbox in one process on localhost, seeded with sample users (in-memory bus and engine state: for trying rules, not for production)')
+    .description('The embedded default: ingest API, engine, delivery, tracking and in-app API, and an SMTP outbox in one process on localhost, seeded with sample users (in-memory bus and engine state: for trying rules, not for production)')
     .option('--data <dir>', 'folder for the outbox and scratch data', '.data/demo')
     .option('--no-seed', 'start without the sample users')
     .option('--log-level <level>', 'log level of the demo process', 'warn')

@@ -9,7 +9,7 @@ export interface Service {
   health(): { ok: boolean; details?: Record<string, unknown> };
 }
 
-export function onShutdown(logger: Logger, stopAll: () => Promise<void>, timeoutMs = 15_000): void {
+export function onShutdown(logger: Logger, stopAll: () => Promise<void>, timeoutMs = 30_000): void {
   let stopping = false;
   const handler = (signal: string) => {
     if (stopping) return;

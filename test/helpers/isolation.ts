@@ -44,6 +44,7 @@ export function isolate(label = 't'): Isolation {
     LC_ENGINE_GROUP: `${groupPrefix}-engine`,
     LC_DELIVERY_GROUP: `${groupPrefix}-delivery`,
     LC_SINK_GROUP: `${groupPrefix}-sink`,
+    LC_SCHEDULER_GROUP: `${groupPrefix}-scheduler`,
     LC_CHDB_PATH: `.data/test/${id}`,
   };
   return {
