@@ -11,6 +11,8 @@ import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import { deliveryRoutes } from '../delivery/index.ts';
 import { inappGateway, inappGatewayOptions } from '../delivery/inapp/index.ts';
+import { createTemplateRenderer } from '../delivery/templates/index.ts';
+import { templateRoutes } from '../delivery/templates/routes.ts';
 
 export interface ApiDeps {
   redis: RedisDeps;
@@ -45,6 +47,12 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
   });
   await app.register(async (scope) => {
     await inappGateway(scope, { ...inappGatewayOptions(config, deps), metrics: deps.metrics });
+  });
+  // Managers list, validate and preview templates through the admin API.
+  const renderer = createTemplateRenderer({ dir: config.delivery.templatesDir, strict: true, defaultTimezone: config.delivery.defaultTimezone, watch: true }, deps.logger);
+  app.addHook('onClose', async () => renderer.close());
+  await app.register(async (scope) => {
+    await templateRoutes(scope, { renderer, dir: config.delivery.templatesDir, adminToken: config.auth.adminToken });
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/health', { schema: { hide: true } }, async (_req, reply) => {

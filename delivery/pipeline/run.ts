@@ -54,7 +54,11 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
   const ownsRedis = !options.redis && !options.stores;
   const redisDeps = options.redis ?? (options.stores ? null : createRedis(config.redis, log));
   const d = config.delivery;
-  const renderer = options.renderer ?? (await import('../templates/index.ts')).createTemplateRenderer({ dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone }, log);
+  // Managers' template edits go live without a restart (a broken edit keeps the last good files).
+  const ownRenderer = options.renderer
+    ? null
+    : (await import('../templates/index.ts')).createTemplateRenderer({ dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone, watch: true }, log);
+  const renderer: Renderer = options.renderer ?? ownRenderer!;
   const providers = options.providers ?? (await import('../providers/index.ts')).createProviders(config, { logger: log, ...(redisDeps ? { redis: redisDeps } : {}) });
   const owner = options.owner ?? `dlv-${randomUUID()}`;
   const stores: DeliveryStores = options.stores ?? {
@@ -92,7 +96,11 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
       pipeline,
       delayQueue,
       logger: log,
-      onUserDeleted: (userId, at) => preferences.markDeleted(userId, at),
+      onUserDeleted: async (userId, at) => {
+        await preferences.markDeleted(userId, at);
+        // Right to be forgotten: the in-app inbox and push devices go too.
+        if (redisDeps) await (await import('../inapp/index.ts')).eraseUserMessaging(redisDeps, userId);
+      },
       health: () => ({ breakers: breakers.states(Date.now()) }),
       ...(options.now ? { now: options.now } : {}),
     },
@@ -107,6 +115,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
     async stop() {
       await worker.stop();
       for (const list of providers.values()) for (const p of list) await p.close?.();
+      ownRenderer?.close();
       if (ownsBus) await bus.close();
       if (ownsRedis) redisDeps?.redis.disconnect();
     },

@@ -1,0 +1,62 @@
+// The API process's surface: every admin route demands the token, public tracking and
+// in-app routes do not take it but refuse unsigned input, and the OpenAPI document lists
+// what is served.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { InMemoryBus } from '../../platform/bus.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import { createMetricsRegistry } from '../../platform/metrics.ts';
+import { createRedis, type RedisDeps } from '../../platform/redis.ts';
+import { createApiServer } from '../../bin/api.ts';
+import { isolate } from '../helpers/isolation.ts';
+
+describe('API process', () => {
+  let app: FastifyInstance;
+  let redis: RedisDeps;
+  const iso = isolate('api');
+  const config = iso.config();
+  const admin = { authorization: `Bearer ${config.auth.adminToken}` };
+
+  beforeAll(async () => {
+    redis = createRedis(config.redis, silentLogger());
+    app = await createApiServer(config, { redis, publisher: new InMemoryBus(2).publisher(), logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) });
+    await app.ready();
+  });
+  afterAll(async () => {
+    await app?.close();
+    redis?.redis.disconnect();
+  });
+
+  it('refuses admin routes without the admin token and serves them with it', async () => {
+    for (const url of ['/v1/users/u1/preferences', '/v1/templates']) {
+      const anonymous = await app.inject({ method: 'GET', url });
+      expect(anonymous.statusCode, url).toBe(401);
+      expect(anonymous.json()).toMatchObject({ code: 'LC_ERR_UNAUTHORIZED' });
+      const wrong = await app.inject({ method: 'GET', url, headers: { authorization: 'Bearer nope' } });
+      expect(wrong.statusCode, url).toBe(401);
+      const ok = await app.inject({ method: 'GET', url, headers: admin });
+      expect(ok.statusCode, url).toBe(200);
+    }
+  });
+
+  it('refuses unsigned or tampered tracking links instead of redirecting', async () => {
+    const click = await app.inject({ method: 'GET', url: '/t/c?t=forged' });
+    expect(click.statusCode).toBe(400);
+    expect(click.headers.location).toBeUndefined();
+    const unsubscribe = await app.inject({ method: 'POST', url: '/t/u?t=forged' });
+    expect(unsubscribe.statusCode).toBe(400);
+  });
+
+  it('refuses in-app inbox reads without a valid client token', async () => {
+    const res = await app.inject({ method: 'GET', url: '/v1/inapp/inbox?token=forged' });
+    expect(res.statusCode).toBe(401);
+  });
+
+  it('publishes an OpenAPI document of its routes, health and metrics', async () => {
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { openapi: string; paths: Record<string, unknown> };
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/users/{userId}/preferences', '/v1/templates']));
+    expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'GET', url: '/metrics' })).body).toContain('# HELP');
+  });
+});
