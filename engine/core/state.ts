@@ -84,18 +84,50 @@ export function toStored(state: UserState): StoredState {
     }
     out.r = r;
   }
-  if (state.recent.length > 0) {
-    const buf = Buffer.allocUnsafe(state.recent.length * 6);
-    state.recent.forEach((h, i) => buf.writeUIntBE(h, i * 6, 6));
-    out.e = buf.toString('base64');
-  }
+  if (state.recent.length > 0) out.e = recentToBase64(state.recent);
   if (state.recheckAt !== undefined) out.k = state.recheckAt;
   if (state.applied) out.a = state.applied;
   return out;
 }
 
+/**
+ * Exactly `JSON.stringify(toStored(state))`, written out directly: the runtime serialises
+ * every touched user once per batch, and skipping the intermediate object halves the cost.
+ */
 export function serializeState(state: UserState): string {
-  return JSON.stringify(toStored(state));
+  let out = `{"v":${FORMAT_VERSION}`;
+  if (hasKeys(state.traits)) out += `,"u":${JSON.stringify(state.traits)}`;
+  let s = '';
+  for (const type in state.stats) {
+    const st = state.stats[type]!;
+    if (st.count === 0) continue;
+    s += `${s === '' ? '' : ','}${JSON.stringify(type)}:[${num(st.count)},${num(st.first)},${num(st.last)}]`;
+  }
+  if (s !== '') out += `,"s":{${s}}`;
+  let g = '';
+  for (const id in state.segments) if (state.segments[id] === true) g += `${g === '' ? '' : ','}${JSON.stringify(id)}`;
+  if (g !== '') out += `,"g":[${g}]`;
+  let r = '';
+  for (const id in state.rules) {
+    const h = state.rules[id]!;
+    r += `${r === '' ? '' : ','}${JSON.stringify(id)}:[${num(h.fires)},${num(h.lastFiredAt)}]`;
+  }
+  if (r !== '') out += `,"r":{${r}}`;
+  if (state.recent.length > 0) out += `,"e":"${recentToBase64(state.recent)}"`;
+  if (state.recheckAt !== undefined) out += `,"k":${num(state.recheckAt)}`;
+  if (state.applied) out += `,"a":${JSON.stringify(state.applied)}`;
+  return `${out}}`;
+}
+
+/** A number as JSON.stringify writes it (null for NaN and infinities). */
+function num(n: number | null): string {
+  return n !== null && Number.isFinite(n) ? String(n) : 'null';
+}
+
+function recentToBase64(recent: number[]): string {
+  const buf = Buffer.allocUnsafe(recent.length * 6);
+  for (let i = 0; i < recent.length; i++) buf.writeUIntBE(recent[i]!, i * 6, 6);
+  return buf.toString('base64');
 }
 
 export class StateFormatError extends Error {
