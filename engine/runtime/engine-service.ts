@@ -84,7 +84,8 @@ interface Working<S> {
   dirty: boolean;
   offset: string;
   erased: boolean;
-  timerIds: string[];
+  /** Timers scheduled for this user in this batch (an erase drops the earlier ones). */
+  timers: Timer[];
 }
 
 // Compiled once: checking every consumed event is on the hot path.
@@ -262,7 +263,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       const c = cache.get(id);
       cache.delete(id);
       if (c && c.partition === partition && c.epoch === epoch) {
-        working.set(id, { state: c.state, fence: c.offset === null ? null : BigInt(c.offset), dirty: false, offset: '', erased: false, timerIds: [] });
+        working.set(id, { state: c.state, fence: c.offset === null ? null : BigInt(c.offset), dirty: false, offset: '', erased: false, timers: [] });
       } else misses.push(id);
     }
     const stored = await deps.state.load(misses);
@@ -282,13 +283,12 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
         dirty: false,
         offset: '',
         erased: false,
-        timerIds: [],
+        timers: [],
       });
     }
 
     const sends: SendCommand[] = [];
     const emitted: NormalisedEvent[] = [];
-    let timers: Timer[] = [];
     let applied = 0;
     let skipped = 0;
     let ignored = 0;
@@ -335,8 +335,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       if (result.state === null && w.state !== null) {
         // Erased: timers scheduled earlier in this batch for the user are dropped too.
         w.erased = true;
-        w.timerIds = [];
-        timers = timers.filter((x) => x.userId !== event.userId);
+        w.timers = [];
       }
       w.state = result.state;
       for (const s of result.sends) {
@@ -344,34 +343,39 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
         bump(fires, s.ruleId);
       }
       if (deps.evaluatedRules) for (const r of deps.evaluatedRules(event)) bump(evaluations, r);
-      for (const x of result.timers) {
-        timers.push(x);
-        w.timerIds.push(x.id);
-      }
+      for (const x of result.timers) w.timers.push(x);
       emitted.push(...result.emitted);
     }
 
     if (!control.isActive()) return;
+    const timers: Timer[] = [];
+    for (const w of working.values()) for (const x of w.timers) timers.push(x);
     const sendRecords: OutgoingMessage[] = sends.map((s) => ({ key: s.userId, ...encodeWithHeader(sendCodec, s) }));
     const eventRecords: OutgoingMessage[] = emitted.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
     // Sends, emitted events and timers are all durable before the state that records them
     // is written. The timer script also checks the partition's epoch: a stale owner stops
     // there, before any state write.
-    const [, , , scheduled] = await Promise.all([
+    const durable = Promise.all([
       publishDlq(dead),
       publisher.publish(t.sends, sendRecords),
       publisher.publish(t.events, eventRecords),
       deps.timers.schedule(partition, epoch, timers),
     ]);
-    if (!scheduled) throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`, epoch);
-    if (!control.isActive()) return;
-
+    // The states are serialised while the records above are on their way; they are written
+    // only once those are durable.
     const writes: UserWrite[] = [];
     for (const [userId, w] of working) {
       if (!w.dirty) continue;
+      const timerIds = w.timers.map((x) => x.id);
       if (w.erased && w.state !== null) writes.push({ userId, state: null, offset: w.offset, timerIds: [] });
-      writes.push({ userId, state: w.state === null ? null : deps.codec.serialize(w.state), offset: w.offset, timerIds: w.timerIds });
+      writes.push({ userId, state: w.state === null ? null : deps.codec.serialize(w.state), offset: w.offset, timerIds });
     }
+    // Observed by the await below; this only keeps a failure during serialisation from leaving it unobserved.
+    durable.catch(() => undefined);
+    const [, , , scheduled] = await durable;
+    if (!scheduled) throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`, epoch);
+    if (!control.isActive()) return;
+
     const written = await deps.state.write(partition, epoch, writes);
     if (written.refused.length > 0) throw new FencedOut(`partition ${partition}: ${written.refused.length} user writes refused under epoch ${epoch}`, epoch);
     if (written.erasedTimers.length > 0) await deps.timers.remove(partition, epoch, written.erasedTimers);

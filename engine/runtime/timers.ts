@@ -50,6 +50,11 @@ return 1
 // Lua's unpack() is limited to a few thousand values; write in chunks below that.
 const CHUNK = 500;
 
+interface TimerPipeline {
+  lcTimerSchedule(k1: string, k2: string, k3: string, ...args: string[]): TimerPipeline;
+  exec(): Promise<[Error | null, unknown][] | null>;
+}
+
 interface TimerScripts {
   lcTimerSchedule(k1: string, k2: string, k3: string, ...args: string[]): Promise<number>;
   lcTimerDue(k1: string, k2: string, ...args: string[]): Promise<string[]>;
@@ -73,12 +78,20 @@ export function createRedisTimerStore(deps: { redis: Redis; keys: KeySpace }, op
         // Still a fence check: the caller relies on it before writing state.
         return (await redis.get(k.epoch)) === String(epoch);
       }
+      // All chunks in one round trip: each checks the epoch, and an epoch only grows, so
+      // once one chunk is refused every later one is too.
+      const pipe = redis.pipeline() as unknown as TimerPipeline;
       for (let i = 0; i < timers.length; i += CHUNK) {
-        const args = timers.slice(i, i + CHUNK).flatMap((t) => [t.id, String(t.dueAt), JSON.stringify(t)]);
-        const ok = await scripts.lcTimerSchedule(k.epoch, k.timers, k.timerPayloads, String(epoch), ...args);
+        const args: string[] = [];
+        for (const t of timers.slice(i, i + CHUNK)) args.push(t.id, String(t.dueAt), JSON.stringify(t));
+        pipe.lcTimerSchedule(k.epoch, k.timers, k.timerPayloads, String(epoch), ...args);
+      }
+      const replies = (await pipe.exec()) ?? [];
+      for (const [err, ok] of replies) {
+        if (err) throw err;
         if (ok !== 1) return false;
       }
-      return true;
+      return replies.length > 0;
     },
 
     async due(partition, now, limit) {
