@@ -69,4 +69,31 @@ describe('analytics sink in the embedded mode (in-memory bus, chDB)', () => {
       holdout: EXPECTED.uplift.holdout,
     });
   });
+  it('a backfill spanning more months than one insert may touch is stored whole', async () => {
+    const bus = new InMemoryBus(1);
+    await bus.ensureTopics(internalTopicSpecs(t, 1));
+    const sink = createAnalyticsSink(
+      { groupId: 'sink-backfill', topicPrefix: 'demo', database, flushIntervalMs: 100, maxBatchRows: 10_000 },
+      { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) },
+    );
+    // 150 monthly partitions in one batch: ClickHouse refuses more than 100 per insert.
+    const old = Array.from({ length: 150 }, (_, i) => {
+      const ts = Date.UTC(2001, i, 10);
+      return { id: `backfill-${i}`, userId: `old-${i % 7}`, type: 'order_placed', ts, receivedAt: ts, source: 'cdc:shop', properties: { n: i } };
+    });
+    await bus.publisher().publish(t.events, old.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })));
+    await sink.start();
+    await waitFor(
+      async () => {
+        const [r] = await store.query<{ n: number; months: number }>(
+          `SELECT uniqExact(id) AS n, uniqExact(toYYYYMM(ts)) AS months FROM ${database}.events WHERE type = 'order_placed'`,
+        );
+        return r?.n === 150 && r.months === 150;
+      },
+      { timeout: 30_000, interval: 100, message: 'backfill not stored' },
+    );
+    expect(sink.health().ok).toBe(true);
+    await sink.stop();
+    await bus.close();
+  });
 });

@@ -3,7 +3,7 @@ import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../platf
 import { SCHEMA_ID_HEADER } from '../platform/contracts.ts';
 import { DELIVERIES, EVENTS, SENDS } from './fixtures.ts';
 import { deliveryRow, eventRow, sendRow } from './schema.ts';
-import { decodeRecord } from './sink.ts';
+import { chunkByMonth, decodeRecord } from './sink.ts';
 
 describe('decodeRecord', () => {
   it('turns each topic\'s Avro record into its table row', () => {
@@ -27,5 +27,26 @@ describe('decodeRecord', () => {
   ] as const)('rejects %s with a reason', (_name, topic, message, reason) => {
     const r = decodeRecord(topic, message);
     expect('error' in r && r.error).toMatch(reason);
+  });
+});
+
+describe('chunkByMonth', () => {
+  const at = (iso: string) => ({ ts: Date.parse(iso) / 1000 });
+
+  it('keeps a batch whole when it spans few months', () => {
+    const rows = [at('2025-01-31T23:59:59Z'), at('2025-02-01T00:00:00Z'), at('2025-01-05T00:00:00Z')];
+    expect(chunkByMonth(rows, (r) => r.ts)).toEqual([rows]);
+    expect(chunkByMonth([], (r: { ts: number }) => r.ts)).toEqual([]);
+  });
+
+  it('splits a backfill over many years into inserts of at most maxMonths partitions, losing nothing', () => {
+    const rows = Array.from({ length: 240 }, (_, i) => at(new Date(Date.UTC(2000, i, 15)).toISOString()));
+    const chunks = chunkByMonth(rows, (r) => r.ts, 50);
+    expect(chunks).toHaveLength(5);
+    for (const c of chunks) {
+      const months = new Set(c.map((r) => new Date(r.ts * 1000).toISOString().slice(0, 7)));
+      expect(months.size).toBeLessThanOrEqual(50);
+    }
+    expect(chunks.flat().map((r) => r.ts).sort()).toEqual(rows.map((r) => r.ts).sort());
   });
 });

@@ -92,6 +92,33 @@ export function decodeRecord(topic: Table, message: Pick<IncomingMessage, 'value
 }
 
 /**
+ * Splits rows so that no insert touches more than `maxMonths` monthly partitions: ClickHouse
+ * refuses an insert block spanning more than 100 partitions, which a backfill of old
+ * events would otherwise hit on every retry. `second` gives a row's partition time.
+ */
+export function chunkByMonth<R>(rows: readonly R[], second: (row: R) => number, maxMonths = 50): R[][] {
+  const byMonth = new Map<number, R[]>();
+  for (const row of rows) {
+    const d = new Date(second(row) * 1000);
+    const month = d.getUTCFullYear() * 12 + d.getUTCMonth();
+    const list = byMonth.get(month);
+    if (list) list.push(row);
+    else byMonth.set(month, [row]);
+  }
+  if (byMonth.size <= maxMonths) return rows.length > 0 ? [[...rows]] : [];
+  const chunks: R[][] = [];
+  const months = [...byMonth.keys()].sort((a, b) => a - b);
+  for (let i = 0; i < months.length; i += maxMonths) chunks.push(months.slice(i, i + maxMonths).flatMap((m) => byMonth.get(m)!));
+  return chunks;
+}
+
+const partitionSecond: Record<Table, (row: object) => number> = {
+  events: (r) => (r as EventRow).ts,
+  sends: (r) => (r as SendRow).created_at,
+  deliveries: (r) => (r as DeliveryRow).ts,
+};
+
+/**
  * Collects rows from concurrent partition batches; `add` resolves once those rows are
  * inserted (or rejects when the insert failed). A buffer is sealed when it reaches
  * `maxRows` or `intervalMs` after its first row; sealed buffers insert one at a time.
@@ -177,7 +204,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
   // ClickHouse being down or a table missing is something an operator fixes: keep trying
   // (the partitions wait, nothing is committed, health says why) until it works or the
   // sink stops, rather than skipping rows.
-  async function insertTable(table: Table, rows: object[]): Promise<void> {
+  async function insertChunk(table: Table, rows: object[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await store.insert(`${config.database}.${table}`, rows);
@@ -192,6 +219,10 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
         await new Promise((r) => setTimeout(r, delay));
       }
     }
+  }
+
+  async function insertTable(table: Table, rows: object[]): Promise<void> {
+    for (const chunk of chunkByMonth(rows, partitionSecond[table])) await insertChunk(table, chunk);
   }
 
   const buffer = createRowBuffer({
