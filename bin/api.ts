@@ -10,12 +10,17 @@ import type { Config } from '../platform/config.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import { deliveryRoutes } from '../delivery/index.ts';
-import { inappGateway, inappGatewayOptions } from '../delivery/inapp/index.ts';
+import { inappGateway, inappGatewayOptions, type Inbox, type LiveChannel } from '../delivery/inapp/index.ts';
+import type { DeliveryStores } from '../delivery/index.ts';
+import { topics } from '../platform/contracts.ts';
 import { createTemplateRenderer } from '../delivery/templates/index.ts';
 import { templateRoutes } from '../delivery/templates/routes.ts';
 
 export interface ApiDeps {
-  redis: RedisDeps;
+  /** Production: preferences, tracking, inbox and live in-app messages in Redis. */
+  redis?: RedisDeps;
+  /** The embedded demo: the same stores in memory, shared with its delivery pipeline. */
+  memory?: { stores: Pick<DeliveryStores, 'preferences' | 'sentIndex'>; inbox: Inbox; live: LiveChannel };
   publisher: Publisher;
   logger: Logger;
   metrics: Registry;
@@ -42,11 +47,31 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
     },
   });
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  const { redis, memory } = deps;
+  if (!redis && !memory) throw new Error('createApiServer needs `redis` or `memory`');
   await app.register(async (scope) => {
-    await deliveryRoutes(scope, { config, redis: deps.redis, publisher: deps.publisher, logger: deps.logger });
+    await deliveryRoutes(scope, {
+      config,
+      ...(redis ? { redis } : { stores: memory!.stores }),
+      publisher: deps.publisher,
+      logger: deps.logger,
+    });
   });
   await app.register(async (scope) => {
-    await inappGateway(scope, { ...inappGatewayOptions(config, deps), metrics: deps.metrics });
+    await inappGateway(
+      scope,
+      redis
+        ? { ...inappGatewayOptions(config, { redis, publisher: deps.publisher, logger: deps.logger }), metrics: deps.metrics }
+        : {
+            signingSecret: config.auth.signingSecret,
+            inbox: memory!.inbox,
+            live: memory!.live,
+            publisher: deps.publisher,
+            eventsTopic: topics(config.kafka.topicPrefix).events,
+            logger: deps.logger,
+            metrics: deps.metrics,
+          },
+    );
   });
   // Managers list, validate and preview templates through the admin API.
   const renderer = createTemplateRenderer({ dir: config.delivery.templatesDir, strict: true, defaultTimezone: config.delivery.defaultTimezone, watch: true }, deps.logger);
@@ -56,7 +81,7 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/health', { schema: { hide: true } }, async (_req, reply) => {
-    const checks: Record<string, boolean> = { redis: deps.redis.redis.status === 'ready', ...(deps.health?.() ?? {}) };
+    const checks: Record<string, boolean> = { ...(redis ? { redis: redis.redis.status === 'ready' } : {}), ...(deps.health?.() ?? {}) };
     const ok = Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });

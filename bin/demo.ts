@@ -1,12 +1,10 @@
 // `lifecycle demo`: the embedded default. One process: the in-memory bus and engine state,
 // the real ingest API, delivery pipeline, tracking/preferences/in-app API and an SMTP sink
-// that keeps every email, seeded with sample users. For trying the product and authoring
-// rules; not a production mode (nothing survives a restart but the outbox).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+// that keeps every email, seeded with sample users. No services: bus, engine state and
+// delivery stores are in memory. For trying the product and authoring rules; not a
+// production mode (nothing survives a restart but the outbox).
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
@@ -14,11 +12,12 @@ import { loadConfig } from '../platform/config.ts';
 import { topics } from '../platform/contracts.ts';
 import { LifecycleError } from '../platform/errors.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
-import { createKeySpace } from '../platform/keys.ts';
 import { createSmtpSink } from '../platform/smtp-sink.ts';
 import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../rules/index.ts';
 import { createMemoryEngine, createMemoryScheduler } from '../engine/index.ts';
-import { createDelivery } from '../delivery/index.ts';
+import { createDelivery, createMemoryDeliveryStores } from '../delivery/index.ts';
+import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/index.ts';
+import { createProviders } from '../delivery/providers/index.ts';
 import { createIngestServer } from '../ingestion/index.ts';
 import { createApiServer } from './api.ts';
 
@@ -34,55 +33,6 @@ export interface Demo {
   urls: Record<string, string>;
   writeKey: string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** A private Redis for delivery's claims, consent and caps; gone when the demo stops. */
-async function startPrivateRedis(dir: string, logger: Logger): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  await mkdir(dir, { recursive: true });
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: 'ignore',
-  });
-  const failed = new Promise<never>((_, reject) =>
-    child.once('error', (err) =>
-      reject(new LifecycleError('LC_ERR_DEMO_REDIS', `the demo keeps delivery state in a private Redis and could not start redis-server (${err.message}); install Redis 6+ (e.g. apt-get install redis-server)`)),
-    ),
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => {}); // refused connections while the server starts are expected
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await Promise.race([probe.connect(), failed]);
-      await probe.ping();
-      break;
-    } catch (err) {
-      if (err instanceof LifecycleError || Date.now() > deadline) throw err;
-      probe.disconnect();
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  probe.disconnect();
-  logger.debug({ url }, 'private redis started');
-  return {
-    url,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    },
-  };
 }
 
 /** Sample users of a B2C subscription product, as a Segment SDK would send them. */
@@ -110,7 +60,6 @@ export function seedBatch(now: number): { batch: object[]; optedIn: string[] } {
 
 export async function startDemo(options: DemoOptions, logger: Logger): Promise<Demo> {
   const dataDir = path.resolve(options.dataDir);
-  await rm(path.join(dataDir, 'redis'), { recursive: true, force: true });
   await mkdir(dataDir, { recursive: true });
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
@@ -120,12 +69,8 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     const sink = createSmtpSink({ port: 0, httpPort: 0, dir: path.join(dataDir, 'outbox'), logger: logger.child({ component: 'smtp-sink' }) });
     await sink.start();
     stops.push(() => sink.stop());
-    const redisServer = await startPrivateRedis(path.join(dataDir, 'redis'), logger);
-    stops.push(() => redisServer.stop());
-
         const config: Readonly<Config> = loadConfig(undefined, {
       ...options.overrides,
-      'redis.url': redisServer.url,
       'delivery.smtpUrls': [`smtp://127.0.0.1:${sink.port}`],
       // Demo users should see their mail now, whatever the hour where they are.
       'delivery.quietHours': '',
@@ -173,14 +118,17 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     await scheduler.start();
     stops.push(() => scheduler.stop());
 
-    const redisDeps = { redis: new Redis(config.redis.url, { maxRetriesPerRequest: 3 }), keys: createKeySpace(config.redis.keyPrefix) };
-    stops.push(async () => void redisDeps.redis.disconnect());
-    const delivery = await createDelivery(config, logger, { bus, redis: redisDeps, metrics: registry });
+    // Delivery's claims, consent, caps, delay queue and the in-app inbox live in memory here;
+    // production keeps them in Redis with the same semantics (both pass the same store tests).
+    const stores = createMemoryDeliveryStores();
+    const inapp = { inbox: createMemoryInbox(), live: createMemoryLiveChannel() };
+    const providers = createProviders(config, { logger, inapp });
+    const delivery = await createDelivery(config, logger, { bus, stores, providers, metrics: registry });
     await delivery.start();
     stops.push(() => delivery.stop());
 
     const api = await createApiServer(config, {
-      redis: redisDeps,
+      memory: { stores, ...inapp },
       publisher: bus.publisher(),
       logger,
       metrics: registry,

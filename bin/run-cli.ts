@@ -52,6 +52,7 @@ export function register(program: Command): void {
     .option('--no-seed', 'start without the sample users')
     .option('--log-level <level>', 'log level of the demo process', 'warn')
     .option('--exit-after-seed', 'wait for the sample messages to be delivered, print them, then exit (smoke test)')
+    .addHelpText('after', '\nPorts: LC_INGEST_PORT (8088) and LC_API_PORT (8089); rules from LC_RULES_DIR (rules/examples), templates from LC_TEMPLATES_DIR.')
     .action(async (opts: { data: string; seed: boolean; logLevel: string; exitAfterSeed?: boolean }) => {
       const config = configOrExit();
       const logger = createLogger({ level: opts.logLevel });
@@ -63,7 +64,7 @@ export function register(program: Command): void {
             'Lifecycle demo: embedded mode (in-memory bus and engine state; not a production mode).',
             '',
             `  Ingest API (Segment-compatible)  ${u.ingest}   write key: ${demo.writeKey}`,
-            `  Admin, tracking, in-app API      ${u.api}   admin token: LC_ADMIN_TOKEN (${config.env === 'production' ? 'set' : 'development value'})`,
+            `  Admin, tracking, in-app API      ${u.api}   admin token: ${config.auth.adminToken === 'dev-admin-token' ? 'dev-admin-token (development value)' : 'your LC_ADMIN_TOKEN'}`,
             `  OpenAPI                          ${u.openapiIngest}  ${u.openapiApi}`,
             `  Outbox (every email sent)        ${u.outbox}`,
             `  Health / metrics                 ${u.health}  ${u.metrics}`,
