@@ -265,7 +265,16 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
         void stored.then(() => (done = true), () => (done = true));
         while (!done) {
           await Promise.race([stored, new Promise((r) => setTimeout(r, 1000))]);
-          if (!done) await control.heartbeat();
+          if (done) break;
+          // Partition taken away (rebalance, stop) while ClickHouse is away: let it go without
+          // committing; whoever reads it next stores it again, and the copies collapse.
+          if (!control.isActive()) return;
+          try {
+            await control.heartbeat();
+          } catch (err) {
+            log.info({ topic: batch.topic, partition: batch.partition, err: errorMessage(err) }, 'group rebalancing while the insert waits; batch left uncommitted');
+            return;
+          }
         }
         await stored;
       } catch (err) {
