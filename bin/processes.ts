@@ -91,7 +91,7 @@ export async function startProcesses(names: readonly ProcessName[], config: Read
           break;
         }
         case 'sink': {
-          const sink = await runSink(config, log);
+          const sink = await runSink(config, log, { metrics: registry });
           running.push({ name, stop: () => sink.stop() });
           break;
         }
