@@ -48,7 +48,12 @@ export interface EngineServiceConfig {
   lagIntervalMs?: number;
   /** Create missing topics on start (default true). */
   ensureTopics?: boolean;
-  /** Partitions processed at the same time (default 3): one partition's I/O overlaps another's CPU work. */
+  /**
+   * Partitions processed at the same time (default: `partitions`, i.e. every owned partition):
+   * one partition's I/O overlaps another's CPU work. The client fetches again only when every
+   * batch of the last fetch is done, so a smaller value makes a fetch cycle several waves of
+   * round trips long, and that cycle is the event-to-send latency under steady load.
+   */
   concurrency?: number;
   /** Users whose state this process keeps between batches of the partitions it owns (default 50,000; 0: none). */
   stateCacheSize?: number;
@@ -451,7 +456,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
         groupId: config.groupId,
         topics: [t.events],
         fromBeginning: true,
-        concurrency: config.concurrency ?? 3,
+        concurrency: config.concurrency ?? config.partitions,
         onAssigned,
         onRevoked,
         eachBatch,

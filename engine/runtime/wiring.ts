@@ -16,8 +16,12 @@ export interface CoreWiring {
   evaluatedRules(event: NormalisedEvent): readonly string[];
 }
 
+const NO_RULES: readonly string[] = Object.freeze([]);
+
 export function wireCore(ruleSet: () => RuleSet): CoreWiring {
   const core = createEngineCore({ ruleSet });
+  // Rule ids per event type, computed once per rule set (this runs for every event).
+  const idsByType = new WeakMap<RuleSet, Map<string, readonly string[]>>();
   return {
     core,
     codec: { serialize: serializeState, deserialize: deserializeState },
@@ -26,7 +30,14 @@ export function wireCore(ruleSet: () => RuleSet): CoreWiring {
         const id = event.properties.ruleId;
         return typeof id === 'string' ? [id] : [];
       }
-      return (ruleSet().byEvent.get(event.type) ?? []).map((r) => r.def.id);
+      const rs = ruleSet();
+      const rules = rs.byEvent.get(event.type);
+      if (!rules) return NO_RULES;
+      let byType = idsByType.get(rs);
+      if (!byType) idsByType.set(rs, (byType = new Map()));
+      let ids = byType.get(event.type);
+      if (!ids) byType.set(event.type, (ids = rules.map((r) => r.def.id)));
+      return ids;
     },
   };
 }
