@@ -1,9 +1,8 @@
 // `lifecycle run <process...>`: the production processes, each built from the one
 // validated config, started in order and stopped gracefully on SIGINT/SIGTERM.
-import { createServer } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../platform/config.ts';
-import { createMetricsRegistry, type Registry } from '../platform/metrics.ts';
+import { createMetricsRegistry, serveMetrics, type Registry } from '../platform/metrics.ts';
 import { KafkaBus } from '../platform/kafka.ts';
 import { createRedis } from '../platform/redis.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
@@ -39,24 +38,6 @@ async function runApi(config: Readonly<Config>, logger: Logger, metrics: Registr
       redis.redis.disconnect();
     },
   };
-}
-
-/** Serves /metrics of worker processes on LC_METRICS_PORT (0: off). */
-function serveMetrics(port: number, host: string, registry: Registry, logger: Logger): Running | null {
-  if (port === 0) return null;
-  const server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
-    registry.metrics().then(
-      (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
-      (err: unknown) => res.writeHead(500).end(String(err)),
-    );
-  });
-  server.listen(port, host);
-  logger.info({ port }, 'metrics endpoint listening');
-  return { name: 'metrics', url: `http://${host}:${port}/metrics`, stop: () => new Promise((r) => server.close(() => r())) };
 }
 
 export async function startProcesses(names: readonly ProcessName[], config: Readonly<Config>, logger: Logger): Promise<Running[]> {
@@ -100,8 +81,10 @@ export async function startProcesses(names: readonly ProcessName[], config: Read
           break;
       }
     }
-    const metrics = serveMetrics(config.metrics.port, config.http.host, registry, logger);
-    if (metrics) running.push(metrics);
+    if (config.metrics.port > 0) {
+      const server = serveMetrics({ port: config.metrics.port, host: config.http.host }, registry);
+      running.push({ name: 'metrics', url: `http://${config.http.host}:${config.metrics.port}/metrics`, stop: () => new Promise((r) => server.close(() => r())) });
+    }
   } catch (err) {
     await stopProcesses(running);
     throw err;

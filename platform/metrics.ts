@@ -1,5 +1,6 @@
 // Prometheus metrics: one registry per process (passed, not global), default process
 // metrics included, so tests can make their own.
+import { createServer, type Server } from 'node:http';
 import { Registry, collectDefaultMetrics, Counter, Histogram, Gauge } from 'prom-client';
 
 export { Registry, Counter, Histogram, Gauge };
@@ -9,4 +10,30 @@ export function createMetricsRegistry(opts: { defaults?: boolean; labels?: Recor
   if (opts.labels) registry.setDefaultLabels(opts.labels);
   if (opts.defaults !== false) collectDefaultMetrics({ register: registry });
   return registry;
+}
+
+/**
+ * A bare HTTP endpoint for worker processes (no fastify): `/metrics` in Prometheus text
+ * format and `/health` (200 when `health().ok`, else 503).
+ */
+export function serveMetrics(
+  opts: { port: number; host: string },
+  registry: Registry,
+  health: () => { ok: boolean; details?: Record<string, unknown> } = () => ({ ok: true }),
+): Server {
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+        () => res.writeHead(500).end(),
+      );
+    } else if (req.url === '/health') {
+      const h = health();
+      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  server.listen(opts.port, opts.host);
+  return server;
 }

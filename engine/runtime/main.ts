@@ -3,7 +3,7 @@
 // run this file directly (`node --import tsx/esm engine/runtime/main.ts`) for a bare
 // engine process configured from the environment.
 import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
@@ -11,7 +11,7 @@ import { loadConfig } from '../../platform/config.ts';
 import { createLogger } from '../../platform/logger.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { createRedis } from '../../platform/redis.ts';
-import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
+import { createMetricsRegistry, serveMetrics, type Registry } from '../../platform/metrics.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { LifecycleError } from '../../platform/errors.ts';
 import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../../rules/index.ts';
@@ -95,32 +95,6 @@ export async function runEngine(config: Readonly<Config>, logger: Logger, opts: 
   };
 }
 
-function serveMetrics(port: number, host: string, registry: Registry, service: EngineService): Server {
-  const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
-      registry.metrics().then(
-        (body) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(body);
-        },
-        () => {
-          res.writeHead(500);
-          res.end();
-        },
-      );
-    } else if (req.url === '/health') {
-      const h = service.health();
-      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(h));
-    } else {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  server.listen(port, host);
-  return server;
-}
-
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const config = loadConfig();
   const logger = createLogger({ level: config.log.level, name: 'engine' });
@@ -134,7 +108,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   });
   try {
     const engine = await starting;
-    if (config.metrics.port > 0) server = serveMetrics(config.metrics.port, config.http.host, engine.registry, engine.service);
+    if (config.metrics.port > 0) server = serveMetrics({ port: config.metrics.port, host: config.http.host }, engine.registry, () => engine.service.health());
   } catch (err) {
     logger.fatal({ err }, 'engine failed to start');
     process.exit(1);

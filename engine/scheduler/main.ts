@@ -2,7 +2,7 @@
 // directory and progress in Redis, rules hot-reloaded from the rules folder. `runScheduler`
 // is what `lifecycle run scheduler` calls; run this file directly
 // (`node --import tsx/esm engine/scheduler/main.ts`) for a bare scheduler configured from the environment.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
@@ -10,7 +10,7 @@ import { loadConfig } from '../../platform/config.ts';
 import { createLogger } from '../../platform/logger.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { createRedis } from '../../platform/redis.ts';
-import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
+import { createMetricsRegistry, serveMetrics, type Registry } from '../../platform/metrics.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { LifecycleError } from '../../platform/errors.ts';
 import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../../rules/index.ts';
@@ -95,32 +95,6 @@ export async function runScheduler(
   };
 }
 
-function serveMetrics(port: number, host: string, registry: Registry, service: SchedulerService): Server {
-  const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
-      registry.metrics().then(
-        (body) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(body);
-        },
-        () => {
-          res.writeHead(500);
-          res.end();
-        },
-      );
-    } else if (req.url === '/health') {
-      const h = service.health();
-      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(h));
-    } else {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  server.listen(port, host);
-  return server;
-}
-
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const config = loadConfig();
   const logger = createLogger({ level: config.log.level, name: 'scheduler' });
@@ -133,7 +107,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   });
   try {
     const scheduler = await starting;
-    if (config.metrics.port > 0) server = serveMetrics(config.metrics.port, config.http.host, scheduler.registry, scheduler.service);
+    if (config.metrics.port > 0) server = serveMetrics({ port: config.metrics.port, host: config.http.host }, scheduler.registry, () => scheduler.service.health());
   } catch (err) {
     logger.fatal({ err }, 'scheduler failed to start');
     process.exit(1);

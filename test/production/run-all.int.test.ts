@@ -29,11 +29,13 @@ describe('lifecycle run all', () => {
   let output = '';
   let ingestUrl: string;
   let apiUrl: string;
+  let metricsUrl: string;
   let store: AnalyticsStore;
 
   beforeAll(async () => {
     iso = isolate('runall');
-    const [ingestPort, apiPort] = [await freePort(), await freePort()];
+    const [ingestPort, apiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     ingestUrl = `http://127.0.0.1:${ingestPort}`;
     apiUrl = `http://127.0.0.1:${apiPort}`;
     child = spawn(path.join(REPO_ROOT, 'bin/lifecycle'), ['run', 'all'], {
@@ -43,6 +45,7 @@ describe('lifecycle run all', () => {
         ...iso.env,
         LC_INGEST_PORT: String(ingestPort),
         LC_API_PORT: String(apiPort),
+        LC_METRICS_PORT: String(metricsPort),
         LC_PUBLIC_BASE_URL: apiUrl,
         LC_KAFKA_PARTITIONS: '2',
         LC_QUIET_HOURS: '',
@@ -86,6 +89,11 @@ describe('lifecycle run all', () => {
       { timeout: 60_000, message: 'the welcome send did not reach ClickHouse' },
     );
     expect(rows[0]!.n).toBe(1);
+
+    // Every unit of the process reports on the one Prometheus endpoint.
+    const metrics = await (await fetch(metricsUrl)).text();
+    expect(metrics).toMatch(/lc_engine_events_total\{[^}]*\} [1-9]/);
+    expect(metrics).toContain('ingest_events_total');
   });
 
   it('stops gracefully on SIGTERM', async () => {
