@@ -4,7 +4,8 @@ FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund && npm cache clean --force
+# npm install, not npm ci: the lock file lacks optional per-platform packages of other systems.
+RUN npm install --no-audit --no-fund && npm cache clean --force
 COPY . .
 USER node
 ENTRYPOINT ["bin/lifecycle"]
