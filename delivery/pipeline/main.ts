@@ -1,11 +1,10 @@
 // Entry point of a standalone delivery process: `node --import tsx/esm delivery/pipeline/main.ts`.
-import { loadConfig } from '../../platform/config.ts';
-import { createLogger } from '../../platform/logger.ts';
-import { onShutdown } from '../../platform/shutdown.ts';
+import { runMain } from '../../platform/main.ts';
+import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { runDelivery } from './run.ts';
 
-const config = loadConfig();
-const logger = createLogger({ level: config.log.level, name: 'delivery' });
-const delivery = await runDelivery(config, logger);
-onShutdown(logger, () => delivery.stop());
-logger.info('delivery running');
+await runMain('delivery', async (config, logger) => {
+  const registry = createMetricsRegistry({ labels: { process: 'delivery' } });
+  const delivery = await runDelivery(config, logger, { metrics: registry });
+  return { stop: () => delivery.stop(), registry, health: () => delivery.health() };
+});

@@ -3,16 +3,12 @@
 // run this file directly (`node --import tsx/esm engine/runtime/main.ts`) for a bare
 // engine process configured from the environment.
 import { existsSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
-import { loadConfig } from '../../platform/config.ts';
-import { createLogger } from '../../platform/logger.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { createRedis } from '../../platform/redis.ts';
-import { createMetricsRegistry, serveMetrics, type Registry } from '../../platform/metrics.ts';
-import { onShutdown } from '../../platform/shutdown.ts';
+import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
+import { isMain, runMain } from '../../platform/main.ts';
 import { LifecycleError } from '../../platform/errors.ts';
 import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../../rules/index.ts';
 import { createEngineService, type EngineService } from './engine-service.ts';
@@ -95,22 +91,9 @@ export async function runEngine(config: Readonly<Config>, logger: Logger, opts: 
   };
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const config = loadConfig();
-  const logger = createLogger({ level: config.log.level, name: 'engine' });
-  let server: Server | null = null;
-  const starting = runEngine(config, logger);
-  // Registered before start completes: a SIGTERM during startup still stops gracefully.
-  onShutdown(logger, async () => {
-    const engine = await starting;
-    server?.close();
-    await engine.stop();
+if (isMain(import.meta.url)) {
+  await runMain('engine', async (config, logger) => {
+    const unit = await runEngine(config, logger);
+    return { stop: () => unit.stop(), registry: unit.registry, health: () => unit.service.health() };
   });
-  try {
-    const engine = await starting;
-    if (config.metrics.port > 0) server = serveMetrics({ port: config.metrics.port, host: config.http.host }, engine.registry, () => engine.service.health());
-  } catch (err) {
-    logger.fatal({ err }, 'engine failed to start');
-    process.exit(1);
-  }
 }

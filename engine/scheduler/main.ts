@@ -2,16 +2,12 @@
 // directory and progress in Redis, rules hot-reloaded from the rules folder. `runScheduler`
 // is what `lifecycle run scheduler` calls; run this file directly
 // (`node --import tsx/esm engine/scheduler/main.ts`) for a bare scheduler configured from the environment.
-import type { Server } from 'node:http';
-import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
-import { loadConfig } from '../../platform/config.ts';
-import { createLogger } from '../../platform/logger.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { createRedis } from '../../platform/redis.ts';
-import { createMetricsRegistry, serveMetrics, type Registry } from '../../platform/metrics.ts';
-import { onShutdown } from '../../platform/shutdown.ts';
+import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
+import { isMain, runMain } from '../../platform/main.ts';
 import { LifecycleError } from '../../platform/errors.ts';
 import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../../rules/index.ts';
 import { createRedisDirectory } from './directory.ts';
@@ -95,21 +91,9 @@ export async function runScheduler(
   };
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const config = loadConfig();
-  const logger = createLogger({ level: config.log.level, name: 'scheduler' });
-  let server: Server | null = null;
-  const starting = runScheduler(config, logger);
-  onShutdown(logger, async () => {
-    const scheduler = await starting;
-    server?.close();
-    await scheduler.stop();
+if (isMain(import.meta.url)) {
+  await runMain('scheduler', async (config, logger) => {
+    const unit = await runScheduler(config, logger);
+    return { stop: () => unit.stop(), registry: unit.registry, health: () => unit.service.health() };
   });
-  try {
-    const scheduler = await starting;
-    if (config.metrics.port > 0) server = serveMetrics({ port: config.metrics.port, host: config.http.host }, scheduler.registry, () => scheduler.service.health());
-  } catch (err) {
-    logger.fatal({ err }, 'scheduler failed to start');
-    process.exit(1);
-  }
 }
