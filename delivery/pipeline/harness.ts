@@ -18,7 +18,7 @@ import { createSmtpSink, type SmtpSink } from '../../platform/smtp-sink.ts';
 import { deliveryRoutes } from '../index.ts';
 import { isolate } from '../../test/helpers/isolation.ts';
 
-export const logger = createLogger({ level: process.env.LC_TEST_LOG_LEVEL ?? 'warn', name: 'delivery-test' });
+export const logger = createLogger({ level: 'warn', name: 'delivery-test' });
 
 export async function startSink(): Promise<SmtpSink & { dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'lc-dlv-sink-'));

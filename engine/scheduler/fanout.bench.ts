@@ -15,7 +15,7 @@ import { createSchedulerService } from './scheduler-service.ts';
 
 const USERS = Number(process.argv[2] ?? 100_000);
 const run = randomUUID().slice(0, 8);
-const config = loadConfig({ ...process.env, LC_TOPIC_PREFIX: `bench.sched.${run}`, LC_REDIS_KEY_PREFIX: `bench:sched:${run}:`, LC_LOG_LEVEL: 'warn' });
+const config = loadConfig(undefined, { 'kafka.topicPrefix': `bench.sched.${run}`, 'redis.keyPrefix': `bench:sched:${run}:`, 'log.level': 'warn' });
 const logger = createLogger({ level: 'warn', name: 'bench' });
 const compiled = compileRuleSet([{ file: 'r.json', content: { id: 'bench', category: 'marketing', trigger: { schedule: '* * * * *', timezone: 'UTC' }, action: { send: { template: 't', channels: ['email'] } } } }]);
 if (!compiled.ok) throw new Error('rule does not compile');
