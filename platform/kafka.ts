@@ -2,6 +2,7 @@
 // with manual offset commits and assignment hooks, topic admin, pino-backed logging.
 import {
   Kafka,
+  Partitioners,
   logLevel,
   type Consumer,
   type Producer,
@@ -187,7 +188,7 @@ export class KafkaBus implements Bus {
 
   private async getProducer(): Promise<Producer> {
     this.producerReady ??= (async () => {
-      const p = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      const p = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
       await p.connect();
       this.producer = p;
       return p;
