@@ -10,10 +10,9 @@ import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
 import { loadConfig } from '../platform/config.ts';
 import { topics } from '../platform/contracts.ts';
-import { LifecycleError } from '../platform/errors.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createSmtpSink } from '../platform/smtp-sink.ts';
-import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../rules/index.ts';
+import { openRuleSet } from '../rules/index.ts';
 import { createMemoryEngine, createMemoryScheduler } from '../engine/index.ts';
 import { createDelivery, createMemoryDeliveryStores } from '../delivery/index.ts';
 import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/index.ts';
@@ -80,26 +79,15 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     await bus.ensureTopics(internalTopicSpecs(t, config.kafka.partitions));
     const registry = createMetricsRegistry({ labels: { process: 'demo' } });
 
-    const loaded = await loadRuleSet(config.engine.rulesDir, { templatesDir: config.delivery.templatesDir });
-    if (!loaded.ok) {
-      throw new LifecycleError('LC_ERR_RULES_INVALID', `rules in ${config.engine.rulesDir} are invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
-    }
-    let ruleSet: RuleSet = loaded.ruleSet;
-    const { service: engine } = createMemoryEngine(
-      { topicPrefix: config.kafka.topicPrefix, groupId: config.engine.groupId, timerPollMs: config.engine.timerPollMs, partitions: config.kafka.partitions },
-      { bus, ruleSet: () => ruleSet, logger, registry },
+    let engine: ReturnType<typeof createMemoryEngine>['service'] | null = null;
+    const rules = await openRuleSet(config.engine.rulesDir, { templatesDir: config.delivery.templatesDir, logger }, (next) =>
+      engine?.setRuleSetVersion(next.version),
     );
-    const watcher = watchRuleSet(config.engine.rulesDir, { templatesDir: config.delivery.templatesDir, currentVersion: ruleSet.version, logger }, {
-      onSwap(next) {
-        ruleSet = next;
-        engine.setRuleSetVersion(next.version);
-        logger.info({ version: next.version, rules: next.rules.length }, 'rules reloaded');
-      },
-      onReject(errors) {
-        for (const e of errors) logger.error(`rule file rejected, keeping version ${ruleSet.version}: ${formatRuleError(e)}`);
-      },
-    });
-    stops.push(() => watcher.close());
+    stops.push(() => rules.close());
+    engine = createMemoryEngine(
+      { topicPrefix: config.kafka.topicPrefix, groupId: config.engine.groupId, timerPollMs: config.engine.timerPollMs, partitions: config.kafka.partitions },
+      { bus, ruleSet: rules.current, logger, registry },
+    ).service;
     await engine.start();
     stops.push(() => engine.stop());
     // Recurring campaigns (`schedule` triggers) fan out from the same in-memory user directory.
@@ -113,7 +101,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
         leaseMs: config.engine.schedulerLeaseMs,
         tickMs: config.engine.schedulerTickMs,
       },
-      { bus, ruleSet: () => ruleSet, logger, registry },
+      { bus, ruleSet: rules.current, logger, registry },
     );
     await scheduler.start();
     stops.push(() => scheduler.stop());

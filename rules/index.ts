@@ -26,7 +26,9 @@ export { formatRuleError, compileRuleSet, isValidTimezone } from './compile.ts';
 export {
   loadRuleSet,
   watchRuleSet,
+  openRuleSet,
   listTemplates,
+  type LiveRuleSet,
   type LoadOptions,
   type WatchOptions,
   type RuleSetHandlers,

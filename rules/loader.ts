@@ -4,7 +4,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../platform/logger.ts';
-import { byFile, compileRuleSet } from './compile.ts';
+import { LifecycleError } from '../platform/errors.ts';
+import { byFile, compileRuleSet, formatRuleError } from './compile.ts';
 import { parseJson } from './json-syntax.ts';
 import type { RuleError, RuleSet, RuleSetResult } from './types.ts';
 
@@ -190,4 +191,39 @@ export function watchRuleSet(
       await running;
     },
   };
+}
+
+export interface LiveRuleSet {
+  /** The rule set in force now; read it per event (a swap is one assignment). */
+  current(): RuleSet;
+  close(): Promise<void>;
+}
+
+/**
+ * What every process that runs rules does: load the folder (an invalid set at start is an
+ * error listing every problem as `file:jsonpath: message`), then hot-reload it, keeping the
+ * last good set and logging each rejected file. `onSwap` lets the caller publish the new version.
+ */
+export async function openRuleSet(
+  dir: string,
+  opts: LoadOptions & { logger: Logger; debounceMs?: number },
+  onSwap: (ruleSet: RuleSet) => void = () => {},
+): Promise<LiveRuleSet> {
+  const loaded = await loadRuleSet(dir, opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir });
+  if (!loaded.ok) {
+    throw new LifecycleError('LC_ERR_RULES_INVALID', `rule set in ${dir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
+  }
+  let current = loaded.ruleSet;
+  const watcher = watchRuleSet(dir, { ...opts, currentVersion: current.version }, {
+    onSwap(ruleSet) {
+      current = ruleSet;
+      onSwap(ruleSet);
+    },
+    onReject(errors) {
+      for (const e of errors.slice(0, 20)) {
+        opts.logger.error({ file: e.file, path: e.path, ruleSetVersion: current.version }, `rule file rejected, keeping the last good set: ${e.message}`);
+      }
+    },
+  });
+  return { current: () => current, close: () => watcher.close() };
 }

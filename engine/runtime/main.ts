@@ -9,8 +9,7 @@ import { KafkaBus } from '../../platform/kafka.ts';
 import { createRedis } from '../../platform/redis.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import { isMain, runMain } from '../../platform/main.ts';
-import { LifecycleError } from '../../platform/errors.ts';
-import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../../rules/index.ts';
+import { openRuleSet } from '../../rules/index.ts';
 import { createEngineService, type EngineService } from './engine-service.ts';
 import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';
@@ -28,18 +27,15 @@ export async function runEngine(config: Readonly<Config>, logger: Logger, opts: 
   const log = logger.child({ component: 'engine' });
   // Template names are checked when the templates folder is deployed beside the engine.
   const ruleOpts = existsSync(config.delivery.templatesDir) ? { templatesDir: config.delivery.templatesDir } : {};
-  const loaded = await loadRuleSet(config.engine.rulesDir, ruleOpts);
-  if (!loaded.ok) {
-    throw new LifecycleError('LC_ERR_RULES_INVALID', `rule set in ${config.engine.rulesDir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
-  }
-  // One assignment swaps the whole set; the core reads it once per event.
-  let current: RuleSet = loaded.ruleSet;
+  // The service exists only after the set is loaded; its version label follows each swap.
+  let service: EngineService | null = null;
+  const rules = await openRuleSet(config.engine.rulesDir, { ...ruleOpts, logger: log }, (ruleSet) => service?.setRuleSetVersion(ruleSet.version));
   const registry = opts.registry ?? createMetricsRegistry();
   const bus = KafkaBus.fromConfig(config, logger);
   const redis = createRedis(config.redis, logger);
   const eventsTopic = topics(config.kafka.topicPrefix).events;
-  const wiring = wireCore(() => current);
-  const service = createEngineService(
+  const wiring = wireCore(rules.current);
+  service = createEngineService(
     {
       topicPrefix: config.kafka.topicPrefix,
       groupId: config.engine.groupId,
@@ -55,26 +51,13 @@ export async function runEngine(config: Readonly<Config>, logger: Logger, opts: 
       evaluatedRules: wiring.evaluatedRules,
       logger,
       registry,
-      ruleSetVersion: current.version,
-    },
-  );
-  const watcher = watchRuleSet(
-    config.engine.rulesDir,
-    { ...ruleOpts, currentVersion: current.version, logger: log },
-    {
-      onSwap(ruleSet) {
-        current = ruleSet;
-        service.setRuleSetVersion(ruleSet.version);
-      },
-      onReject(errors) {
-        for (const e of errors.slice(0, 20)) log.error({ file: e.file, path: e.path, ruleSetVersion: current.version }, `rule file rejected: ${e.message}`);
-      },
+      ruleSetVersion: rules.current().version,
     },
   );
   try {
     await service.start();
   } catch (err) {
-    await watcher.close();
+    await rules.close();
     await bus.close();
     redis.redis.disconnect();
     throw err;
@@ -84,7 +67,7 @@ export async function runEngine(config: Readonly<Config>, logger: Logger, opts: 
     registry,
     async stop() {
       await service.stop();
-      await watcher.close();
+      await rules.close();
       await bus.close();
       await redis.redis.quit();
     },

@@ -8,8 +8,7 @@ import { KafkaBus } from '../../platform/kafka.ts';
 import { createRedis } from '../../platform/redis.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import { isMain, runMain } from '../../platform/main.ts';
-import { LifecycleError } from '../../platform/errors.ts';
-import { formatRuleError, loadRuleSet, watchRuleSet, type RuleSet } from '../../rules/index.ts';
+import { openRuleSet } from '../../rules/index.ts';
 import { createRedisDirectory } from './directory.ts';
 import { createRedisProgressStore } from './progress.ts';
 import { seedDirectoryFromEngineState } from './seed.ts';
@@ -28,11 +27,7 @@ export async function runScheduler(
   opts: { registry?: Registry; clock?: () => number } = {},
 ): Promise<RunningScheduler> {
   const log = logger.child({ component: 'scheduler' });
-  const loaded = await loadRuleSet(config.engine.rulesDir);
-  if (!loaded.ok) {
-    throw new LifecycleError('LC_ERR_RULES_INVALID', `rule set in ${config.engine.rulesDir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
-  }
-  let current: RuleSet = loaded.ruleSet;
+  const rules = await openRuleSet(config.engine.rulesDir, { logger: log });
   const registry = opts.registry ?? createMetricsRegistry();
   const bus = KafkaBus.fromConfig(config, logger);
   const { redis, keys } = createRedis(config.redis, logger);
@@ -52,29 +47,17 @@ export async function runScheduler(
       directory,
       seed: () => seedDirectoryFromEngineState({ redis, keys, directory, logger }),
       progress: createRedisProgressStore(redis, keys),
-      ruleSet: () => current,
+      ruleSet: rules.current,
       committedOffsets: (groupId, topic) => bus.committedOffsets(groupId, topic),
       logger,
       registry,
       ...(opts.clock ? { clock: opts.clock } : {}),
     },
   );
-  const watcher = watchRuleSet(
-    config.engine.rulesDir,
-    { currentVersion: current.version, logger: log },
-    {
-      onSwap(ruleSet) {
-        current = ruleSet;
-      },
-      onReject(errors) {
-        for (const e of errors.slice(0, 20)) log.error({ file: e.file, path: e.path, ruleSetVersion: current.version }, `rule file rejected: ${e.message}`);
-      },
-    },
-  );
   try {
     await service.start();
   } catch (err) {
-    await watcher.close();
+    await rules.close();
     await bus.close();
     redis.disconnect();
     throw err;
@@ -84,7 +67,7 @@ export async function runScheduler(
     registry,
     async stop() {
       await service.stop();
-      await watcher.close();
+      await rules.close();
       await bus.close();
       await redis.quit();
     },
