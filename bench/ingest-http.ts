@@ -60,7 +60,16 @@ async function serve(prefix: string): Promise<void> {
   // Warm the producer so the first measured request does not pay the connection.
   await bus.publisher().publish(t.events, []);
   process.stdout.write(`${JSON.stringify({ ingestUrl, helloUrl })}\n`);
-  process.stdin.resume();
+  // The parent asks for this process's CPU time around each phase (CPU per event is the
+  // number that stays comparable on a noisy machine).
+  process.stdin.on('data', (d: Buffer) => {
+    for (const line of d.toString().split('\n')) {
+      if (line === 'cpu') {
+        const c = process.cpuUsage();
+        process.stdout.write(`${JSON.stringify({ cpuMicros: c.user + c.system })}\n`);
+      }
+    }
+  });
   process.stdin.on('end', () => {
     void (async () => {
       await ingest.close();
@@ -80,10 +89,16 @@ interface Phase {
   ok: number;
   non2xx: number;
   errors: number;
+  /** CPU time of the server process per request (hello-world) or per event. */
+  serverCpuMicrosPerUnit: number;
+  /** Server CPU time / wall time of the phase (1 = one core busy all the time). */
+  serverCores: number;
 }
 
-async function measure(name: string, opts: CannonOptions, eventsPerRequest: number): Promise<Phase> {
+async function measure(name: string, opts: CannonOptions, eventsPerRequest: number, serverCpu: () => Promise<number>): Promise<Phase> {
+  const cpu0 = await serverCpu();
   const r = await autocannon({ ...opts, duration: opts.duration ?? DURATION_S });
+  const cpu = (await serverCpu()) - cpu0;
   const ok = r['2xx'];
   const seconds = r.duration;
   return {
@@ -95,6 +110,8 @@ async function measure(name: string, opts: CannonOptions, eventsPerRequest: numb
     ok,
     non2xx: r.non2xx,
     errors: r.errors + r.timeouts,
+    serverCpuMicrosPerUnit: Number((cpu / Math.max(1, ok * Math.max(1, eventsPerRequest))).toFixed(1)),
+    serverCores: Number((cpu / 1e6 / seconds).toFixed(2)),
   };
 }
 
@@ -102,15 +119,36 @@ export async function run() {
   const config = loadConfig();
   const prefix = `bench-ingest-${randomBytes(3).toString('hex')}`;
   const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--serve', prefix], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const urls = await new Promise<{ ingestUrl: string; helloUrl: string }>((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const line = buf.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve(JSON.parse(line) as { ingestUrl: string; helloUrl: string });
-    });
-    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
+  // The child answers on stdout one JSON line at a time: first its URLs, then CPU readings.
+  const lines: string[] = [];
+  let waiting: ((line: string) => void) | null = null;
+  let buf = '';
+  child.stdout.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!line.startsWith('{')) continue;
+      if (waiting) {
+        const w = waiting;
+        waiting = null;
+        w(line);
+      } else lines.push(line);
+    }
   });
+  const nextLine = () =>
+    new Promise<string>((resolve, reject) => {
+      const queued = lines.shift();
+      if (queued !== undefined) return resolve(queued);
+      waiting = resolve;
+      child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
+    });
+  const urls = JSON.parse(await nextLine()) as { ingestUrl: string; helloUrl: string };
+  const serverCpu = async () => {
+    child.stdin.write('cpu\n');
+    return (JSON.parse(await nextLine()) as { cpuMicros: number }).cpuMicros;
+  };
   const auth = { authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}`, 'content-type': 'application/json' };
   const track = JSON.stringify({ userId: 'bench-user', event: 'Feature Used', properties: { feature: 'export', plan: 'pro' }, context: { library: { name: 'bench' } } });
   const batch = JSON.stringify({
@@ -119,9 +157,9 @@ export async function run() {
   const phases: Phase[] = [];
   try {
     await autocannon({ url: `${urls.ingestUrl}/v1/track`, method: 'POST', headers: auth, body: track, connections: 20, duration: 2 });
-    phases.push(await measure('hello-world GET /', { url: urls.helloUrl, connections: 50 }, 0));
-    phases.push(await measure('POST /v1/track', { url: `${urls.ingestUrl}/v1/track`, method: 'POST', headers: auth, body: track, connections: 50 }, 1));
-    phases.push(await measure('POST /v1/batch (100 events)', { url: `${urls.ingestUrl}/v1/batch`, method: 'POST', headers: auth, body: batch, connections: 16 }, 100));
+    phases.push(await measure('hello-world GET /', { url: urls.helloUrl, connections: 50 }, 0, serverCpu));
+    phases.push(await measure('POST /v1/track', { url: `${urls.ingestUrl}/v1/track`, method: 'POST', headers: auth, body: track, connections: 50 }, 1, serverCpu));
+    phases.push(await measure('POST /v1/batch (100 events)', { url: `${urls.ingestUrl}/v1/batch`, method: 'POST', headers: auth, body: batch, connections: 16 }, 100, serverCpu));
   } finally {
     child.stdin.end();
     await new Promise((r) => child.once('exit', r));
@@ -138,6 +176,7 @@ export async function run() {
   const sample = { id: '', userId: '', type: 'Feature Used', ts: Date.now(), receivedAt: Date.now(), source: 'http:bench', properties: { feature: 'export', n: 1 } };
   const rawMessages = Array.from({ length: 1000 }, (_, i) => ({ key: `bench-user-${i % 37}`, ...encodeWithHeader(eventCodec, { ...sample, id: `e${i}`, userId: `bench-user-${i % 37}` }) }));
   await publisher.publish(rawTopic, rawMessages);
+  const rawCpu0 = process.cpuUsage();
   const rawStart = performance.now();
   let rawCount = 0;
   while (performance.now() - rawStart < 4000) {
@@ -145,6 +184,8 @@ export async function run() {
     rawCount += rawMessages.length;
   }
   const rawPublishPerSec = Math.round(rawCount / ((performance.now() - rawStart) / 1000));
+  const rawCpu = process.cpuUsage(rawCpu0);
+  const rawCpuMicrosPerEvent = Number(((rawCpu.user + rawCpu.system) / rawCount).toFixed(1));
   const admin = bus.kafka.admin();
   await admin.connect();
   await admin.deleteTopics({ topics: [topics(prefix).events, rawTopic] }).catch(() => undefined);
@@ -165,6 +206,7 @@ export async function run() {
     phases,
     trackVsHelloWorld: Number((single.requestsPerSec / hello.requestsPerSec).toFixed(3)),
     rawKafkaPublishEventsPerSec: rawPublishPerSec,
+    rawKafkaPublishCpuMicrosPerEvent: rawCpuMicrosPerEvent,
     batchVsRawKafkaPublish: Number((batched.eventsPerSec / rawPublishPerSec).toFixed(3)),
     kafka: { eventsInTopic: inKafka, answered2xxDuringMeasurement: answered, allAnsweredEventsStored: inKafka >= answered },
     targets,
@@ -175,10 +217,10 @@ export async function run() {
   await writeFile(path.join(dir, 'ingest-http.json'), `${JSON.stringify(result, null, 2)}\n`);
   for (const p of phases) {
     console.log(
-      `${p.name.padEnd(28)} ${String(p.requestsPerSec).padStart(7)} req/s  ${p.eventsPerSec ? `${String(p.eventsPerSec).padStart(7)} events/s  ` : ''.padEnd(18)}p50 ${p.p50Ms} ms  p99 ${p.p99Ms} ms  (non-2xx ${p.non2xx}, errors ${p.errors})`,
+      `${p.name.padEnd(28)} ${String(p.requestsPerSec).padStart(7)} req/s  ${p.eventsPerSec ? `${String(p.eventsPerSec).padStart(7)} events/s  ` : ''.padEnd(18)}p50 ${p.p50Ms} ms  p99 ${p.p99Ms} ms  server ${p.serverCpuMicrosPerUnit} µs CPU/${p.eventsPerSec ? 'event' : 'req'}, ${p.serverCores} cores  (non-2xx ${p.non2xx}, errors ${p.errors})`,
     );
   }
-  console.log(`raw Kafka publish (1000/produce, no HTTP): ${rawPublishPerSec} events/s; batch ingest reaches ${result.batchVsRawKafkaPublish}x of it`);
+  console.log(`raw Kafka publish (1000/produce, no HTTP): ${rawPublishPerSec} events/s, ${rawCpuMicrosPerEvent} µs CPU/event; batch ingest reaches ${result.batchVsRawKafkaPublish}x of it`);
   console.log(`track vs hello-world: ${result.trackVsHelloWorld}x; Kafka holds ${inKafka} events for ${answered} answered in the measured phases`);
   for (const [k, t] of Object.entries(targets)) console.log(`${k}: ${t.value} (target ${k === 'trackP99Ms' ? '<' : '>='} ${t.target}) ${t.met ? 'met' : 'NOT met'}`);
   return result;
