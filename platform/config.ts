@@ -220,6 +220,18 @@ export const ConfigSchema = Type.Object({
       default: ['smtp://127.0.0.1:12525'],
       secret: true,
     }),
+    smtpLookupUrls: list({
+      env: 'LC_SMTP_LOOKUP_URLS',
+      description:
+        "Per relay, in LC_SMTP_URLS order (empty entry: none): the relay's message search URL with `{messageId}`. A send taken over from a worker that died mid-call is looked up there first and not sent again if the relay has it.",
+      default: [],
+      secret: true,
+    }),
+    smtpLookupFound: str({
+      env: 'LC_SMTP_LOOKUP_FOUND',
+      description: 'JSON pointer into the lookup answer to the list or count that is non-empty when the message was found, e.g. `/messages` (empty: the whole answer).',
+      default: '',
+    }),
     emailFrom: str({ env: 'LC_EMAIL_FROM', description: 'From address of emails.', default: 'Lifecycle <hello@example.com>' }),
     defaultTimezone: str({
       env: 'LC_DEFAULT_TIMEZONE',
@@ -367,6 +379,7 @@ export function loadConfig(
       const value = env[v.env];
       if (value === undefined || DEV_SECRETS.has(value) || (Array.isArray(v.default) && value === (v.default as string[]).join(','))) {
         if (typeof v.default === 'string' && v.default === '') continue;
+        if (Array.isArray(v.default) && v.default.length === 0) continue;
         if (v.env === 'LC_SMTP_URLS') continue;
         problems.push(`${v.env}: must be set to a real secret when NODE_ENV=production`);
       }

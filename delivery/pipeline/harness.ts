@@ -20,9 +20,9 @@ import { isolate } from '../../test/helpers/isolation.ts';
 
 export const logger = createLogger({ level: 'warn', name: 'delivery-test' });
 
-export async function startSink(): Promise<SmtpSink & { dir: string }> {
+export async function startSink(opts: { http?: boolean } = {}): Promise<SmtpSink & { dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'lc-dlv-sink-'));
-  const sink = createSmtpSink({ port: 0, dir });
+  const sink = createSmtpSink({ port: 0, dir, ...(opts.http ? { httpPort: 0 } : {}) });
   await sink.start();
   return Object.assign(sink, { dir });
 }

@@ -79,6 +79,7 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
         attempts: 0,
         capHeld: false,
         fresh: false,
+        takeover: false,
         sideOutcomes: [],
         trace: [],
       };
@@ -122,7 +123,7 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
           // One round trip (auto-pipelined): the time between the provider's accept and the
           // `sent` record is the only window where a crash can duplicate a message.
           const [ok] = await Promise.all([finish('sent', null, result.provider), deps.sentIndex.remember(send, channel, ctx.recipient.email ?? null)]);
-          if (ok) done('sent', { provider: result.provider });
+          if (ok) done('sent', { provider: result.provider, reason: result.reconciled ? 'reconciled: the provider had accepted it before a takeover' : null });
           break;
         }
         case 'defer': {

@@ -35,6 +35,7 @@ function setup(providers: Provider[], opts: { threshold?: number; maxAttempts?: 
       suppress: async (userId, channel, s) => void suppressed.push({ userId, channel, s }),
       logger: silentLogger(),
       random: () => 1,
+      sleep: async () => {},
     },
   );
   const ctx = () => {
@@ -116,5 +117,70 @@ describe('provider stage', () => {
   it('fails into the DLQ when the channel has no provider', async () => {
     const { stage, ctx } = setup([]);
     expect(await stage.run(ctx())).toMatchObject({ kind: 'failed', dlq: true });
+  });
+
+  describe('a send taken over from a worker that died during the provider call', () => {
+    const withLookup = (p: Provider & { sent: OutgoingMessage[] }, answers: (boolean | Error)[]) => {
+      const asked: string[] = [];
+      let i = 0;
+      return Object.assign(p, {
+        asked,
+        async accepted(m: OutgoingMessage) {
+          asked.push(m.sendId);
+          const a = answers[Math.min(i++, answers.length - 1)]!;
+          if (a instanceof Error) throw a;
+          return a;
+        },
+      });
+    };
+    const takeover = (c: ReturnType<ReturnType<typeof setup>['ctx']>) => Object.assign(c, { takeover: true });
+
+    it('is recorded as sent, not sent again, when the provider already has the message', async () => {
+      const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [true]);
+      const { stage, ctx } = setup([a]);
+      expect(await stage.run(takeover(ctx()))).toEqual({ kind: 'sent', provider: 'smtp-a', reconciled: true });
+      expect(a.asked).toEqual(['send-1']);
+      expect(a.sent).toHaveLength(0);
+    });
+
+    it('asks every provider of the channel that can be asked: the message may have gone out by a failover', async () => {
+      const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [false]);
+      const b = scripted('smtp-b', [{ status: 'sent' }]);
+      const c = withLookup(scripted('smtp-c', [{ status: 'sent' }]), [true]);
+      const { stage, ctx } = setup([a, b, c]);
+      expect(await stage.run(takeover(ctx()))).toEqual({ kind: 'sent', provider: 'smtp-c', reconciled: true });
+      expect(a.sent.length + b.sent.length + c.sent.length).toBe(0);
+    });
+
+    it('is sent again when no provider has it', async () => {
+      const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [false]);
+      const { stage, ctx } = setup([a]);
+      expect(await stage.run(takeover(ctx()))).toEqual({ kind: 'sent', provider: 'smtp-a' });
+      expect(a.sent).toHaveLength(1);
+    });
+
+    it('asks again when the lookup cannot tell, and sends once it says no', async () => {
+      const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [new Error('HTTP 503'), false]);
+      const { stage, ctx } = setup([a]);
+      expect((await stage.run(takeover(ctx()))).kind).toBe('sent');
+      expect(a.asked).toHaveLength(2);
+      expect(a.sent).toHaveLength(1);
+    });
+
+    it('sends anyway (at least once) when the lookup never answers, after the configured tries', async () => {
+      const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [new Error('ECONNREFUSED')]);
+      const { stage, ctx } = setup([a]);
+      expect((await stage.run(takeover(ctx()))).kind).toBe('sent');
+      expect(a.asked).toHaveLength(3);
+      expect(a.sent).toHaveLength(1);
+    });
+
+    it('does not ask on a first send', async () => {
+      const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [true]);
+      const { stage, ctx } = setup([a]);
+      expect((await stage.run(ctx())).kind).toBe('sent');
+      expect(a.asked).toHaveLength(0);
+      expect(a.sent).toHaveLength(1);
+    });
   });
 });

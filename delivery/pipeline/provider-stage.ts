@@ -3,6 +3,9 @@
 // permanent one (invalid address, hard bounce) ends the send and suppresses the address.
 // When every provider failed or is open, the send is parked for a retry with exponential
 // backoff and jitter; after the last attempt it fails into the DLQ with the last error.
+// A send taken over from a worker that died during a provider call is first reconciled:
+// every provider of the channel that can be asked (`accepted`) is asked whether it already
+// has the message; if one has, the send is recorded as sent without sending it again.
 import type { Logger } from 'pino';
 import type { Channel } from '../../platform/contracts.ts';
 import { errorMessage } from '../../platform/errors.ts';
@@ -21,12 +24,15 @@ export interface ProviderStageDeps {
   logger: Logger;
   random?: () => number;
   now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export interface ProviderStageConfig {
   maxAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
+  /** Tries of a reconciliation lookup that cannot tell, a second apart, before sending anyway (default 3). */
+  reconcileTries?: number;
 }
 
 export interface BreakerRegistry {
@@ -49,6 +55,32 @@ export function createBreakerRegistry(opts: { threshold: number; cooldownMs: num
 export function createProviderStage(config: ProviderStageConfig, deps: ProviderStageDeps): Stage {
   const random = deps.random ?? Math.random;
   const clock = deps.now ?? Date.now;
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const tries = config.reconcileTries ?? 3;
+
+  /** The provider that already has the message, or null (none has it, or none can be asked). */
+  async function reconcile(ctx: SendContext, providers: readonly Provider[]): Promise<Provider | null> {
+    const message = ctx.message!;
+    for (const provider of providers) {
+      if (!provider.accepted) continue;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          if (await provider.accepted(message)) return provider;
+          break;
+        } catch (err) {
+          // Cannot tell: ask again; after the last try, sending again (a possible duplicate with
+          // the same Message-ID) is better than never sending.
+          if (attempt >= tries) {
+            deps.logger.warn({ provider: provider.name, sendId: ctx.send.sendId, err: errorMessage(err) }, 'could not ask the provider whether it has the message; sending again');
+            break;
+          }
+          await sleep(1000);
+        }
+      }
+    }
+    return null;
+  }
+
   return {
     name: 'provider',
     async run(ctx: SendContext): Promise<StageResult> {
@@ -57,6 +89,13 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
       const providers = deps.providers.get(ctx.channel) ?? [];
       if (providers.length === 0) return { kind: 'failed', reason: `no provider configured for channel ${ctx.channel}`, dlq: true };
       if (!(await deps.beforeSend(ctx))) return { kind: 'skip', reason: 'claim taken over by another worker' };
+      if (ctx.takeover) {
+        const had = await reconcile(ctx, providers);
+        if (had) {
+          deps.logger.info({ provider: had.name, sendId: ctx.send.sendId, channel: ctx.channel }, 'the provider already had the message of a taken-over send; recorded as sent, not sent again');
+          return { kind: 'sent', provider: had.name, reconciled: true };
+        }
+      }
 
       const errors: string[] = [];
       let called = false;

@@ -33,6 +33,7 @@ export function testContext(over: { now?: number; category?: string; channel?: C
     attempts: 0,
     capHeld: false,
     fresh: true,
+    takeover: false,
     sideOutcomes: [],
     trace: [],
   };

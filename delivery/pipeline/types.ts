@@ -21,6 +21,11 @@ export interface SendContext {
   message?: OutgoingMessage;
   /** Whether this pass created the claim (the send is new to delivery). */
   fresh: boolean;
+  /**
+   * Whether this pass took the send over from a worker that died during a provider call:
+   * the provider may already have the message, so it is asked before sending again.
+   */
+  takeover: boolean;
   /** Outcomes about other sends decided on the way (a send that lost its cap slot to this one). */
   sideOutcomes: DeliveryOutcome[];
   /** Every stage's decision, in order, for logs and the final outcome's reason. */
@@ -38,7 +43,8 @@ export type StageResult =
   | { kind: 'defer'; until: number; reason: string; retry: boolean; error?: string }
   /** `dlq`: the send command itself is bad or exhausted its attempts and goes to the DLQ. */
   | { kind: 'failed'; reason: string; dlq: boolean; bounced?: boolean }
-  | { kind: 'sent'; provider: string; providerMessageId?: string };
+  /** `reconciled`: not sent now, the provider already had it from the worker that died. */
+  | { kind: 'sent'; provider: string; providerMessageId?: string; reconciled?: boolean };
 
 export type FinalStatus = 'sent' | 'suppressed' | 'holdout' | 'failed';
 

@@ -34,7 +34,8 @@ export function createClaimStage(deps: ClaimStageDeps): Stage {
             continue;
           default:
             if (r.kind === 'reclaimed' && r.wasSending) {
-              deps.logger.warn({ sendId: ctx.send.sendId, channel: ctx.channel }, 'taking over a send whose provider call may have completed; resending with the same message id');
+              ctx.takeover = true;
+              deps.logger.warn({ sendId: ctx.send.sendId, channel: ctx.channel }, 'taking over a send whose provider call may have completed');
             }
             ctx.attempts = r.attempts;
             ctx.gen = r.gen;

@@ -52,5 +52,11 @@ export interface Provider {
   readonly name: string;
   readonly channel: Channel;
   send(message: OutgoingMessage): Promise<ProviderResult>;
+  /**
+   * Reconciliation after a worker died during a call: whether this provider already accepted
+   * the message. Throws when it cannot tell. Absent: the provider cannot be asked (its sends
+   * carry an idempotency key the receiver dedupes on instead, or nothing can be known).
+   */
+  accepted?(message: OutgoingMessage): Promise<boolean>;
   close?(): Promise<void>;
 }
