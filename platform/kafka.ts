@@ -2,10 +2,8 @@
 // with manual offset commits and assignment hooks, topic admin, pino-backed logging.
 import {
   Kafka,
-  Partitioners,
   logLevel,
   type Consumer,
-  type Producer,
   type Admin,
   type LogEntry,
   type IHeaders,
@@ -15,14 +13,13 @@ import type {
   Bus,
   BusConsumer,
   IncomingMessage,
-  OutgoingMessage,
   Publisher,
   Subscription,
   TopicPartition,
   TopicSpec,
 } from './bus.ts';
 import type { Config } from './config.ts';
-import { LifecycleError } from './errors.ts';
+import { createShardedPublisher, type ShardedPublisher } from './kafka-publisher.ts';
 
 /** Routes kafkajs's own logs into pino at the matching level. */
 export function pinoLogCreator(logger: Logger) {
@@ -47,10 +44,6 @@ export function createKafka(config: Pick<Config['kafka'], 'brokers' | 'clientId'
     connectionTimeout: 3000,
     requestTimeout: 30000,
   });
-}
-
-function headersOut(h: Record<string, string> | undefined): IHeaders | undefined {
-  return h && Object.keys(h).length > 0 ? h : undefined;
 }
 
 function headersIn(h: IHeaders | undefined): Record<string, string> {
@@ -169,117 +162,39 @@ class KafkaConsumer implements BusConsumer {
 }
 
 export class KafkaBus implements Bus {
-  private producer: Producer | null = null;
-  private producerReady: Promise<Producer> | null = null;
   private admin: Admin | null = null;
   private readonly consumers = new Set<BusConsumer>();
 
   constructor(
     readonly kafka: Kafka,
     private readonly logger: Logger,
-    private readonly options: { replicationFactor?: number; sessionTimeout?: number } = {},
+    private readonly options: { replicationFactor?: number; sessionTimeout?: number; producers?: number } = {},
   ) {}
 
-  static fromConfig(config: Pick<Config, 'kafka'>, logger: Logger): KafkaBus {
+  static fromConfig(config: Pick<Config, 'kafka'>, logger: Logger, options: { producers?: number } = {}): KafkaBus {
     return new KafkaBus(createKafka(config.kafka, logger), logger, {
       replicationFactor: config.kafka.replicationFactor,
+      ...options,
     });
   }
 
-  private async getProducer(): Promise<Producer> {
-    this.producerReady ??= (async () => {
-      const p = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-      await p.connect();
-      this.producer = p;
-      return p;
-    })().catch((err: unknown) => {
-      this.producerReady = null;
-      throw new LifecycleError('LC_ERR_KAFKA_UNAVAILABLE', `cannot connect to Kafka: ${(err as Error).message}`, {
-        retriable: true,
-        status: 503,
-        cause: err,
-      });
-    });
-    return this.producerReady;
-  }
+  private sharded: ShardedPublisher | null = null;
 
+  /**
+   * Idempotent producers with acks=all (see kafka-publisher.ts). `producers` > 1 shards the
+   * partitions across that many producers, each with its own request in flight.
+   */
   publisher(): Publisher {
-    return {
-      publish: (topic: string, messages: OutgoingMessage[]) => {
-        if (messages.length === 0) return Promise.resolve();
-        return new Promise<void>((resolve, reject) => {
-          this.pendingSends.push({ topic, messages, resolve, reject });
-          void this.flushSends();
-        });
+    this.sharded ??= createShardedPublisher(this.kafka, {
+      lanes: this.options.producers ?? 1,
+      logger: this.logger,
+      partitionCount: async (topic) => {
+        const admin = await this.getAdmin();
+        const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+        return meta.topics[0]?.partitions.length ?? 0;
       },
-    };
-  }
-
-  // kafkajs's idempotent producer breaks (OUT_OF_ORDER_SEQUENCE_NUMBER, kafkajs#598) when
-  // send() calls overlap, so one request is in flight at a time; publishes that arrive
-  // meanwhile are coalesced into the next request, in arrival order. Requests stay under
-  // the broker's default record-batch limit (message.max.bytes, 1 MB).
-  private readonly pendingSends: { topic: string; messages: OutgoingMessage[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
-  private flushing = false;
-
-  private async flushSends(): Promise<void> {
-    if (this.flushing) return;
-    this.flushing = true;
-    const LIMIT = 512 * 1024;
-    const size = (m: OutgoingMessage) =>
-      70 + (m.value?.length ?? 0) + (m.key?.length ?? 0) + Object.entries(m.headers ?? {}).reduce((a, [k, v]) => a + k.length + v.length + 8, 0);
-    try {
-      while (this.pendingSends.length > 0) {
-        const items: typeof this.pendingSends = [];
-        let bytes = 0;
-        while (this.pendingSends.length > 0) {
-          const next = this.pendingSends[0]!;
-          const b = next.messages.reduce((a, m) => a + size(m), 0);
-          if (items.length > 0 && bytes + b > LIMIT) break;
-          items.push(this.pendingSends.shift()!);
-          bytes += b;
-        }
-        type Out = { key: string | null; value: Buffer | null; headers?: IHeaders };
-        const requests: Map<string, Out[]>[] = [];
-        let current = new Map<string, Out[]>();
-        let currentBytes = 0;
-        for (const item of items) {
-          for (const m of item.messages) {
-            const b = size(m);
-            if (currentBytes > 0 && currentBytes + b > LIMIT) {
-              requests.push(current);
-              current = new Map();
-              currentBytes = 0;
-            }
-            let list = current.get(item.topic);
-            if (!list) current.set(item.topic, (list = []));
-            const headers = headersOut(m.headers);
-            list.push(headers ? { key: m.key, value: m.value, headers } : { key: m.key, value: m.value });
-            currentBytes += b;
-          }
-        }
-        requests.push(current);
-        try {
-          const producer = await this.getProducer();
-          for (const r of requests) await producer.sendBatch({ acks: -1, topicMessages: [...r].map(([topic, messages]) => ({ topic, messages })) });
-          for (const item of items) item.resolve();
-        } catch (err) {
-          for (const item of items) {
-            item.reject(
-              err instanceof LifecycleError
-                ? err
-                : new LifecycleError('LC_ERR_KAFKA_PUBLISH', `publish to ${item.topic} failed: ${(err as Error).message}`, {
-                    retriable: (err as { retriable?: boolean }).retriable ?? true,
-                    status: 503,
-                    cause: err,
-                  }),
-            );
-          }
-        }
-      }
-    } finally {
-      this.flushing = false;
-    }
+    });
+    return this.sharded;
   }
 
   consumer(subscription: Subscription): BusConsumer {
@@ -334,9 +249,8 @@ export class KafkaBus implements Bus {
   async close(): Promise<void> {
     for (const c of this.consumers) await c.stop();
     this.consumers.clear();
-    if (this.producer) await this.producer.disconnect();
-    this.producer = null;
-    this.producerReady = null;
+    if (this.sharded) await this.sharded.close();
+    this.sharded = null;
     if (this.admin) await this.admin.disconnect();
     this.admin = null;
   }

@@ -103,8 +103,8 @@ describe('Segment SDK against the ingest API and Kafka', () => {
 });
 
 describe('ingest API when Kafka is unreachable', () => {
-  it('answers 503 with Retry-After within the acknowledgement timeout, then at once, without queueing', async () => {
-    const dead = KafkaBus.fromConfig({ kafka: { ...config.kafka, brokers: ['127.0.0.1:1'] } }, logger);
+  it.each([1, 3])('answers 503 with Retry-After within the acknowledgement timeout, then at once, without queueing (%i producers)', async (producers) => {
+    const dead = KafkaBus.fromConfig({ kafka: { ...config.kafka, brokers: ['127.0.0.1:1'] } }, logger, { producers });
     const app = await createIngestServer(
       { ingest: config.ingest, auth: { writeKeys: [`web:${WRITE_KEY}`] }, kafka: { topicPrefix: run }, writer: { timeoutMs: 1500 } },
       { bus: dead, logger, metrics: createMetricsRegistry({ defaults: false }) },
