@@ -4,6 +4,7 @@ import { register as registerRules } from '../rules/cli.ts';
 import { register as registerEngine } from '../engine/cli.ts';
 import { register as registerIngestion } from '../ingestion/cli.ts';
 import { register as registerDelivery } from '../delivery/cli.ts';
+import { register as registerAnalytics } from '../analytics/cli.ts';
 import { register as registerRun } from './run-cli.ts';
 
 const program = new Command('lifecycle')
@@ -14,6 +15,7 @@ registerRules(program);
 registerEngine(program);
 registerIngestion(program);
 registerDelivery(program);
+registerAnalytics(program);
 registerRun(program);
 
 await program.parseAsync(process.argv);

@@ -12,6 +12,17 @@ import type { RuleError, RuleSet, RuleSetResult } from './types.ts';
 export interface LoadOptions {
   /** When given, every template a rule names must exist there (`<dir>/X/` or `<dir>/X.*`). */
   templatesDir?: string;
+  /** Rule ids compiled as enabled whatever their file says (backtesting a draft kept disabled). */
+  enable?: readonly string[];
+}
+
+/** The file content with the rules named in `ids` switched on. */
+function enableRules(content: unknown, ids: ReadonlySet<string>): unknown {
+  const on = (item: unknown) =>
+    item !== null && typeof item === 'object' && !Array.isArray(item) && ids.has((item as { id?: unknown }).id as string)
+      ? { ...(item as object), enabled: true }
+      : item;
+  return Array.isArray(content) ? content.map(on) : on(content);
 }
 
 async function isDirectory(p: string): Promise<boolean> {
@@ -66,7 +77,7 @@ export async function loadRuleSet(dir: string, opts: LoadOptions = {}): Promise<
   for (const file of names) {
     const text = (await readFile(file, 'utf8')).replace(/^\uFEFF/, '');
     const parsed = parseJson(text);
-    if (parsed.ok) files.push({ file, content: parsed.value });
+    if (parsed.ok) files.push({ file, content: opts.enable?.length && !file.startsWith(segmentsDir + path.sep) ? enableRules(parsed.value, new Set(opts.enable)) : parsed.value });
     else
       errors.push({
         file,
