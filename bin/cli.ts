@@ -1,21 +1,4 @@
-// The `lifecycle` command: each room registers its own subcommands.
-import { Command } from 'commander';
-import { register as registerRules } from '../rules/cli.ts';
-import { register as registerEngine } from '../engine/cli.ts';
-import { register as registerIngestion } from '../ingestion/cli.ts';
-import { register as registerDelivery } from '../delivery/cli.ts';
-import { register as registerAnalytics } from '../analytics/cli.ts';
-import { register as registerRun } from './run-cli.ts';
+// The `lifecycle` command.
+import { buildProgram } from './program.ts';
 
-const program = new Command('lifecycle')
-  .description('Real-time customer lifecycle engine: events in, rules matched, messages sent exactly once.')
-  .showHelpAfterError('(run with --help for usage)');
-
-registerRules(program);
-registerEngine(program);
-registerIngestion(program);
-registerDelivery(program);
-registerAnalytics(program);
-registerRun(program);
-
-await program.parseAsync(process.argv);
+await buildProgram().parseAsync(process.argv);
