@@ -111,3 +111,121 @@ export const EXPECTED = {
     { provider: 'smtp-b', channel: 'email', attempted: 2, sent: 2, failed: 0, bounced: 0, complained: 1 },
   ],
 };
+
+// ------------------------------------------------------------------ retention and churn
+// A second dataset, weeks before the first (users c*, w*; rules winback, nudge), so both can
+// share a database. Days count from M, Monday 2025-01-06 00:00 UTC; things happen at 10:00.
+
+export const M = Date.UTC(2025, 0, 6);
+const at = (day: number, hour = 10) => M + day * DAY + hour * HOUR;
+
+function activity(userId: string, type: string, day: number, source = 'http:web', hour = 10): NormalisedEvent {
+  return { id: `ev-${userId}-${type}-${day}-${hour}`, userId, type, ts: at(day, hour), receivedAt: at(day, hour) + 50, source, properties: {} };
+}
+
+function riskSend(ruleId: string, userId: string, day: number, holdout: boolean, hour = 10): SendCommand {
+  return {
+    sendId: `${ruleId}:${userId}:day-${day}`,
+    ruleId,
+    userId,
+    category: 'marketing',
+    priority: 40,
+    template: 'winback',
+    channels: ['email'],
+    variant: null,
+    holdout,
+    triggeredBy: { eventId: `seg-${userId}-${day}`, eventType: 'segment.entered' },
+    createdAt: at(day, hour),
+    expiresAt: null,
+    data: {},
+  };
+}
+
+export const COHORT_EVENTS: NormalisedEvent[] = [
+  // Week of 2025-01-06: c1, c2, c3 sign up on days 0, 1, 2.
+  activity('c1', 'user_registered', 0),
+  activity('c1', 'app_opened', 3),
+  activity('c1', 'subscription_cancelled', 5), // before the churn window: not counted
+  activity('c1', 'app_opened', 8),
+  activity('c1', 'app_opened', 15),
+  activity('c2', 'user_registered', 1),
+  activity('c2', 'app_opened', 2, 'http:web', 23), // 23:00 UTC is still day 2
+  activity('c2', 'app_opened', 9),
+  activity('c3', 'user_registered', 2),
+  activity('c3', 'message_opened', 10, 'tracker'), // our tracker, not the user using the product
+  activity('c3', 'segment.entered', 10, 'engine'),
+  activity('c3', 'subscription_cancelled', 20, 'cdc:billing'),
+  // Week of 2025-01-13: c4, c5.
+  activity('c4', 'user_registered', 8),
+  activity('c4', 'app_opened', 16),
+  activity('c4', 'user_registered', 20), // a second signup: the first one counts
+  activity('c4', 'app_opened', 30),
+  activity('c4', 'subscription_cancelled', 36), // after the churn window
+  activity('c5', 'user_registered', 9),
+  activity('c5', 'order_placed', 9, 'cdc:shop'),
+  activity('c5', 'subscription_cancelled', 22),
+  // Signed up before the window.
+  activity('c6', 'user_registered', -7),
+  activity('c6', 'app_opened', 2),
+  // Only our own messages' events: not a user of the product.
+  activity('c7', 'message_clicked', 3, 'tracker'),
+  // Churn-risk users of the re-engagement rules.
+  activity('w1', 'app_opened', -20),
+  activity('w1', 'app_opened', 4),
+  activity('w2', 'app_opened', -10),
+  activity('w2', 'app_opened', 14),
+  activity('w3', 'app_opened', -5),
+  activity('w3', 'app_opened', 2),
+  activity('w4', 'app_opened', -30),
+  activity('w4', 'app_opened', 15),
+  activity('w5', 'app_opened', -15),
+  activity('w5', 'app_opened', 5),
+  activity('w6', 'message_opened', 4, 'tracker'),
+  activity('w7', 'app_opened', 0),
+  activity('w8', 'app_opened', -20),
+  activity('w8', 'app_opened', 4),
+];
+
+export const COHORT_SENDS: SendCommand[] = [
+  riskSend('winback', 'w1', 1, false), // inactive 21 days; back on day 4
+  riskSend('winback', 'w1', 20, false), // after the window
+  riskSend('winback', 'w2', 6, false), // inactive 16 days; back on day 14, 8 days later: too late
+  riskSend('winback', 'w3', 1, false), // active 6 days before: not at risk
+  riskSend('winback', 'w4', 0, false), // at risk, nothing within 7 days
+  riskSend('winback', 'w4', 13, false), // still at risk; back on day 15
+  riskSend('winback', 'w5', 3, true), // holdout, inactive 18 days, back on day 5
+  riskSend('winback', 'w6', 3, true), // holdout, never active, never back (a tracker event is not activity)
+  riskSend('winback', 'w7', 0, true), // holdout, active at the very moment of the send: not at risk
+  riskSend('nudge', 'w8', 3, false), // a rule without holdout
+];
+
+export const RETENTION_WINDOW = { from: M, to: M + 14 * DAY };
+export const CHURN_WINDOW = { from: M + 14 * DAY, to: M + 35 * DAY };
+
+export const COHORT_EXPECTED = {
+  weekly: [
+    { cohort: '2025-01-06', cohortUsers: 3, period: 0, activeUsers: 3, share: 1 },
+    { cohort: '2025-01-06', cohortUsers: 3, period: 1, activeUsers: 2, share: 2 / 3 },
+    // c1 on day 15, c3 cancelling through the billing database on day 20 (activity too).
+    { cohort: '2025-01-06', cohortUsers: 3, period: 2, activeUsers: 2, share: 2 / 3 },
+    { cohort: '2025-01-13', cohortUsers: 2, period: 0, activeUsers: 2, share: 1 },
+    // c4 on days 16 and 20 (signing up again is activity); c5 cancelling on day 22; c4's day 30 is period 3.
+    { cohort: '2025-01-13', cohortUsers: 2, period: 1, activeUsers: 1, share: 1 / 2 },
+    { cohort: '2025-01-13', cohortUsers: 2, period: 2, activeUsers: 1, share: 1 / 2 },
+  ],
+  daily: [
+    { cohort: '2025-01-06', cohortUsers: 1, period: 0, activeUsers: 1, share: 1 },
+    { cohort: '2025-01-07', cohortUsers: 1, period: 0, activeUsers: 1, share: 1 },
+    { cohort: '2025-01-07', cohortUsers: 1, period: 1, activeUsers: 1, share: 1 },
+    { cohort: '2025-01-08', cohortUsers: 1, period: 0, activeUsers: 1, share: 1 },
+    { cohort: '2025-01-14', cohortUsers: 1, period: 0, activeUsers: 1, share: 1 },
+    { cohort: '2025-01-15', cohortUsers: 1, period: 0, activeUsers: 1, share: 1 },
+  ],
+  // As of day 35, inactive 14 days = last activity before day 21. Active: c4 (day 30), c5 (day 22).
+  churn: { users: 13, inactive: 11, active: 2, inactiveShare: 11 / 13, cancelled: 2 },
+  // inactiveDays 14, returnWithinDays 7: winback treated w1 (back), w2, w4 (back); holdout w5 (back), w6.
+  reengagement: [
+    { ruleId: 'winback', treated: { n: 3, x: 2 }, holdout: { n: 2, x: 1 }, saved: (2 / 3 - 1 / 2) * 3 },
+    { ruleId: 'nudge', treated: { n: 1, x: 1 }, holdout: { n: 0, x: 0 }, saved: null },
+  ],
+};

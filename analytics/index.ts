@@ -1,4 +1,4 @@
-// Analytics room: sinks events, send commands and delivery outcomes from Kafka into ClickHouse (server or chDB) and answers the funnel, holdout-uplift and deliverability questions over them.
+// Analytics room: sinks events, send commands and delivery outcomes from Kafka into ClickHouse (server or chDB) and answers the funnel, holdout-uplift, deliverability, retention, churn and re-engagement questions over them.
 export * from './schema.ts';
 export * from './sink.ts';
 export * from './queries.ts';

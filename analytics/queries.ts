@@ -262,3 +262,232 @@ export async function deliverabilityByProvider(store: AnalyticsStore, database: 
     };
   });
 }
+
+// ------------------------------------------------------------------ retention and churn
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Events that show the user doing something in the product: sent by the app (`http:*`) or
+ * read from its database (`cdc:*`). The engine's and scheduler's own events (timers,
+ * segment changes) and the tracker's (opens, clicks of our messages) are not activity.
+ */
+export const ACTIVITY_FILTER = "(source LIKE 'http:%' OR source LIKE 'cdc:%')";
+
+function checkedInt(name: string, v: number, min: number, max: number): number {
+  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
+  return v;
+}
+
+export interface RetentionOptions {
+  from: number;
+  to: number;
+  /** Length of a cohort and of a period in days: 1 (daily) or 7 (weeks from Monday, UTC). */
+  periodDays: number;
+  /** How many periods after the signup period to report (0 = the signup period only). */
+  periods: number;
+  /** The event that marks a signup; a user's first one counts. */
+  signupEvent: string;
+}
+
+export const RETENTION_DEFAULTS = { periodDays: 7, periods: 8, signupEvent: 'user_registered' } as const;
+
+/**
+ * Users whose first signup event falls in the window, in cohorts of `periodDays` UTC days
+ * (weeks start on Monday: epoch day 0 was a Thursday, hence the +3), and for each period
+ * after it how many of them were active. Activity is counted until now, not only within
+ * the window. A cohort nobody came back to shows period 0 with 0 active users.
+ */
+export function retentionSql(database: string): string {
+  assertDatabaseName(database);
+  const db = database;
+  const bucket = (ms: string) => `intDiv(intDiv(${ms}, ${DAY_MS}) + 3, {periodDays:UInt32})`;
+  const signups = `SELECT user_id, ${bucket('min(signup_ms)')} AS cohort_bucket
+      FROM (SELECT user_id, ts_ms AS signup_ms FROM ${db}.events WHERE type = {signupEvent:String})
+      GROUP BY user_id
+      HAVING min(signup_ms) >= {from:UInt64} AND min(signup_ms) < {to:UInt64}`;
+  return `SELECT toDate(toUInt16(cohort_bucket * {periodDays:UInt32} - 3)) AS cohort, cohort_users, period, active_users,
+       active_users / cohort_users AS share
+FROM (
+  SELECT cohort_bucket, count() AS cohort_users FROM (${signups}) GROUP BY cohort_bucket
+) AS sizes
+ALL LEFT JOIN (
+  SELECT cohort_bucket, period, count() AS active_users
+  FROM (
+    SELECT user_id, cohort_bucket, active_bucket - cohort_bucket AS period
+    FROM (${signups}) AS signed_up
+    ALL INNER JOIN (
+      SELECT user_id, ${bucket('ts_ms')} AS active_bucket
+      FROM ${db}.events
+      WHERE ${ACTIVITY_FILTER} AND ts_ms >= {from:UInt64}
+      GROUP BY user_id, active_bucket
+    ) AS active USING user_id
+    WHERE active_bucket >= cohort_bucket AND active_bucket - cohort_bucket <= {periods:UInt32}
+  )
+  GROUP BY cohort_bucket, period
+) AS by_period USING cohort_bucket
+ORDER BY cohort, period`;
+}
+
+export function retentionParams(o: RetentionOptions): Record<string, unknown> {
+  const w = params(o);
+  if (o.periodDays !== 1 && o.periodDays !== 7) throw new RangeError(`periodDays must be 1 or 7, got ${o.periodDays}`);
+  return { ...w, periodDays: o.periodDays, periods: checkedInt('periods', o.periods, 0, 366), signupEvent: o.signupEvent };
+}
+
+export interface RetentionRow {
+  /** First day of the cohort (YYYY-MM-DD, UTC). */
+  cohort: string;
+  cohortUsers: number;
+  /** Periods after the signup period (0: the signup period itself). */
+  period: number;
+  activeUsers: number;
+  share: number;
+}
+
+/** Retention cohorts: users by signup day or week, and the share active in each following period. */
+export async function retentionCohorts(store: AnalyticsStore, database: string, o: RetentionOptions): Promise<RetentionRow[]> {
+  const rows = await store.query<{ cohort: string; cohort_users: number; period: number; active_users: number; share: number }>(retentionSql(database), retentionParams(o));
+  return rows.map((r) => ({ cohort: r.cohort, cohortUsers: Number(r.cohort_users), period: Number(r.period), activeUsers: Number(r.active_users), share: Number(r.share) }));
+}
+
+export interface ChurnOptions {
+  from: number;
+  /** Inactivity is judged as of this instant (exclusive). */
+  to: number;
+  /** A user is inactive when their last activity is this many days or more before `to`. */
+  inactiveDays: number;
+  /** The event that marks a cancellation (counted within the window). */
+  cancelEvent: string;
+}
+
+export const CHURN_DEFAULTS = { inactiveDays: 30, cancelEvent: 'subscription_cancelled' } as const;
+
+/**
+ * As of `to`: users ever active before it, how many of them have been inactive for
+ * `inactiveDays` or more, and how many did the cancellation event in the window.
+ */
+export function churnSql(database: string): string {
+  assertDatabaseName(database);
+  const db = database;
+  return `SELECT count() AS users,
+       sum(last_active_ms < {inactiveBefore:UInt64}) AS inactive,
+       sum(cancelled) AS cancelled
+FROM (
+  SELECT user_id, max(active_at_ms) AS last_active_ms, max(is_cancel) AS cancelled
+  FROM (
+    SELECT user_id,
+           if(${ACTIVITY_FILTER}, ts_ms, 0) AS active_at_ms,
+           (type = {cancelEvent:String} AND ts_ms >= {from:UInt64}) AS is_cancel
+    FROM ${db}.events
+    WHERE ts_ms < {to:UInt64} AND (${ACTIVITY_FILTER} OR type = {cancelEvent:String})
+  )
+  GROUP BY user_id
+  HAVING last_active_ms > 0
+)`;
+}
+
+export function churnParams(o: ChurnOptions): Record<string, unknown> {
+  const w = params(o);
+  const days = checkedInt('inactiveDays', o.inactiveDays, 1, 3650);
+  return { ...w, inactiveBefore: Math.max(0, o.to - days * DAY_MS), cancelEvent: o.cancelEvent };
+}
+
+export interface ChurnRow {
+  /** Users with any activity before `to`. */
+  users: number;
+  /** Of them, users whose last activity was `inactiveDays` or more before `to`. */
+  inactive: number;
+  active: number;
+  inactiveShare: number | null;
+  /** Users (active at some point) who did the cancellation event in the window. */
+  cancelled: number;
+}
+
+/** Churn as of the window's end: users inactive N days, and cancellations within the window. */
+export async function churnSummary(store: AnalyticsStore, database: string, o: ChurnOptions): Promise<ChurnRow> {
+  const [r] = await store.query<{ users: number; inactive: number; cancelled: number }>(churnSql(database), churnParams(o));
+  const users = Number(r?.users ?? 0);
+  const inactive = Number(r?.inactive ?? 0);
+  return { users, inactive, active: users - inactive, inactiveShare: rate(inactive, users), cancelled: Number(r?.cancelled ?? 0) };
+}
+
+export interface ReengagementOptions extends Window {
+  /** A send is to a churn-risk user when the user had no activity in this many days before it. */
+  inactiveDays: number;
+  /** The user came back when active within this many days after the send. */
+  returnWithinDays: number;
+}
+
+export const REENGAGEMENT_DEFAULTS = { inactiveDays: 14, returnWithinDays: 14 } as const;
+
+/**
+ * Per rule and group (treated / holdout), users a send of the rule (created in the window)
+ * reached while at churn risk, and how many of them came back. Per user, like the uplift:
+ * a user with several at-risk sends counts once and came back if any of them was followed
+ * by activity. Holdout users are measured from their unsent send command, same clock.
+ */
+export function reengagementSql(database: string, w: Window): string {
+  assertDatabaseName(database);
+  const db = database;
+  return `SELECT rule_id, holdout, count() AS users, sum(came_back) AS returned
+FROM (
+  SELECT rule_id, user_id, holdout, max(came_back) AS came_back
+  FROM (
+    SELECT send_id, rule_id, user_id, holdout, created_at_ms, last_active_ms, came_back
+    FROM (${sendsSql(db, w)}) AS s
+    ANY LEFT JOIN (
+      SELECT send_id,
+             maxIf(active_at_ms, active_at_ms <= sent_at_ms) AS last_active_ms,
+             max(active_at_ms > sent_at_ms AND active_at_ms <= sent_at_ms + {returnWithinMs:UInt64}) AS came_back
+      FROM (SELECT send_id, user_id, created_at_ms AS sent_at_ms FROM (${sendsSql(db, w)})) AS risk_sends
+      ALL INNER JOIN (
+        SELECT user_id, ts_ms AS active_at_ms
+        FROM ${db}.events
+        WHERE ${ACTIVITY_FILTER} AND ts_ms >= {activeFrom:UInt64}
+        GROUP BY user_id, ts_ms
+      ) AS activity USING user_id
+      GROUP BY send_id
+    ) AS a USING send_id
+    WHERE created_at_ms - last_active_ms >= {inactiveMs:UInt64}
+  )
+  GROUP BY rule_id, user_id, holdout
+)
+GROUP BY rule_id, holdout
+ORDER BY rule_id, holdout`;
+}
+
+export function reengagementParams(o: ReengagementOptions): Record<string, unknown> {
+  const w = params(o);
+  const inactiveMs = checkedInt('inactiveDays', o.inactiveDays, 1, 3650) * DAY_MS;
+  // Activity older than (window start - inactivity) cannot change whether a send in the window was at risk.
+  return { ...w, inactiveMs, activeFrom: Math.max(0, o.from - inactiveMs), returnWithinMs: checkedInt('returnWithinDays', o.returnWithinDays, 1, 3650) * DAY_MS };
+}
+
+export interface ReengagementRow extends ProportionComparison {
+  ruleId: string;
+  /** Estimated churn-risk users the rule brought back: uplift × treated at-risk users (null without a holdout). */
+  saved: number | null;
+  /** The interval of `saved` at the comparison's confidence. */
+  savedCi: { low: number; high: number } | null;
+}
+
+/**
+ * What re-engagement rules saved: per rule, churn-risk users it sent to who came back,
+ * against its holdout (n = at-risk users, x = came back). Rules without a holdout get the
+ * treated numbers and no estimate.
+ */
+export async function reengagement(store: AnalyticsStore, database: string, o: ReengagementOptions, confidence = 0.95): Promise<ReengagementRow[]> {
+  const rows = await store.query<{ rule_id: string; holdout: number; users: number; returned: number }>(reengagementSql(database, o), reengagementParams(o));
+  const byRule = new Map<string, { treated: { n: number; x: number }; holdout: { n: number; x: number } }>();
+  for (const r of rows) {
+    const entry = byRule.get(r.rule_id) ?? { treated: { n: 0, x: 0 }, holdout: { n: 0, x: 0 } };
+    entry[Number(r.holdout) === 1 ? 'holdout' : 'treated'] = { n: Number(r.users), x: Number(r.returned) };
+    byRule.set(r.rule_id, entry);
+  }
+  return [...byRule.entries()].map(([ruleId, g]) => {
+    const c = compareProportions(g.treated, g.holdout, confidence);
+    const n = g.treated.n;
+    return { ruleId, ...c, saved: c.uplift === null ? null : c.uplift * n, savedCi: c.ci ? { low: c.ci.low * n, high: c.ci.high * n } : null };
+  });
+}
