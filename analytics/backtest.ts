@@ -11,10 +11,11 @@
 // says `enabled: false`, so a draft can be tried before it goes live. Because sendIds are
 // deterministic, the report also compares with what the live rule actually sent (the
 // `sends` table) in the same window.
-import { createWriteStream, type WriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
 import type { NormalisedEvent, SendCommand } from '../platform/contracts.ts';
 import type { AnalyticsStore } from '../platform/analytics-store.ts';
 import { errorMessage } from '../platform/errors.ts';
+import { closeOutputFile, openOutputFile } from '../platform/output-file.ts';
 import { loadRuleSet, formatRuleError } from '../rules/index.ts';
 import { createSimulation, toOutputRecord } from '../engine/core/simulate.ts';
 import { INTERNAL_EVENT_TYPES } from '../engine/core/engine-core.ts';
@@ -128,12 +129,8 @@ export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsSt
   const toStdout = opts.out === '-';
   let out: NodeJS.WritableStream | null = null;
   if (opts.out !== undefined && !toStdout) {
-    const file = createWriteStream(opts.out);
-    const opened = await new Promise<Error | null>((resolve) => {
-      file.once('open', () => resolve(null));
-      file.once('error', resolve);
-    });
-    if (opened) return fail(`--out: cannot write ${opts.out}: ${opened.message}`);
+    const file = await openOutputFile(opts.out);
+    if (file instanceof Error) return fail(`--out: cannot write ${opts.out}: ${file.message}`);
     out = file;
   } else if (toStdout) out = io.stdout;
   const report = (text: string) => void (opts.quiet ? undefined : (toStdout ? io.stderr : io.stdout).write(`${text}\n`));
@@ -192,7 +189,7 @@ export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsSt
       if (chunk && !out.write(chunk)) await new Promise<void>((resolve) => out!.once('drain', resolve));
     }
   } finally {
-    if (out && !toStdout) await new Promise<void>((resolve, reject) => (out as WriteStream).end((err?: Error | null) => (err ? reject(err) : resolve())));
+    if (out && !toStdout) await closeOutputFile(out as WriteStream);
   }
 
   let liveIds: Set<string>;

@@ -1,8 +1,9 @@
 // `lifecycle simulate` over files: loads the rules, streams the events file line by line
 // through the simulation, writes send commands as JSON lines, reports progress and a summary.
-import { createReadStream, createWriteStream, statSync, type WriteStream } from 'node:fs';
+import { createReadStream, statSync, type WriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { SendCommand } from '../platform/contracts.ts';
+import { closeOutputFile, openOutputFile } from '../platform/output-file.ts';
 import { loadRuleSet, formatRuleError } from '../rules/index.ts';
 import { createSimulation, formatSummary, toOutputRecord, type SimulationSummary } from './core/simulate.ts';
 
@@ -52,12 +53,8 @@ export async function simulateFile(opts: SimulateFileOptions, io: SimulateIo): P
   const toStdout = opts.out === '-';
   let out: NodeJS.WritableStream = io.stdout;
   if (!toStdout) {
-    const file = createWriteStream(opts.out);
-    const opened = await new Promise<Error | null>((resolve) => {
-      file.once('open', () => resolve(null));
-      file.once('error', resolve);
-    });
-    if (opened) return fail(`--out: cannot write ${opts.out}: ${opened.message}`);
+    const file = await openOutputFile(opts.out);
+    if (file instanceof Error) return fail(`--out: cannot write ${opts.out}: ${file.message}`);
     out = file;
   }
   // The summary goes where it does not mix with the send commands.
@@ -87,7 +84,7 @@ export async function simulateFile(opts: SimulateFileOptions, io: SimulateIo): P
       if (sends.length > 0) await writeSends(out, sends);
     }
   } finally {
-    if (!toStdout) await new Promise<void>((resolve, reject) => (out as WriteStream).end((err?: Error | null) => (err ? reject(err) : resolve())));
+    if (!toStdout) await closeOutputFile(out as WriteStream);
   }
   const summary = sim.summary();
   report(formatSummary(summary));
