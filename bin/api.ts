@@ -1,5 +1,5 @@
 // The API process: admin preference API, public tracking endpoints, the signed preference
-// page and the in-app WebSocket gateway on one fastify server, with OpenAPI, health and
+// page, the in-app WebSocket gateway and the analysts' dashboards on one fastify server, with OpenAPI, health and
 // Prometheus metrics. Composition root only: each room owns its routes.
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -15,6 +15,8 @@ import type { DeliveryStores } from '../delivery/index.ts';
 import { topics } from '../platform/contracts.ts';
 import { createTemplateRenderer } from '../delivery/templates/index.ts';
 import { templateRoutes } from '../delivery/templates/routes.ts';
+import { createAnalyticsStore, type AnalyticsStore } from '../platform/analytics-store.ts';
+import { dashboardRoutes } from '../dashboards/index.ts';
 
 export interface ApiDeps {
   /** Production: preferences, tracking, inbox and live in-app messages in Redis. */
@@ -24,6 +26,8 @@ export interface ApiDeps {
   publisher: Publisher;
   logger: Logger;
   metrics: Registry;
+  /** The analytics store the dashboards read (the demo's chDB); by default a ClickHouse client from the config, opened on first use. */
+  analytics?: AnalyticsStore;
   /** Extra health checks of the process (e.g. the demo's embedded services). */
   health?: () => Record<string, boolean>;
 }
@@ -41,7 +45,7 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
         title: 'Lifecycle API',
         version: '1',
         description:
-          'Admin API (bearer LC_ADMIN_TOKEN): user preferences and suppressions. Public endpoints: signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
+          'Admin API (bearer LC_ADMIN_TOKEN): user preferences and suppressions, templates, dashboards data. Public endpoints: the dashboards page (a static shell that asks for the admin token), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
       },
       components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
     },
@@ -78,6 +82,19 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
   app.addHook('onClose', async () => renderer.close());
   await app.register(async (scope) => {
     await templateRoutes(scope, { renderer, dir: config.delivery.templatesDir, adminToken: config.auth.adminToken });
+  });
+  // Analysts' dashboards: the page, and its data through the admin API.
+  let ownStore: Promise<AnalyticsStore> | undefined;
+  const analytics = async () => ({
+    store: deps.analytics ?? (await (ownStore ??= createAnalyticsStore(config.clickhouse))),
+    database: config.clickhouse.database,
+  });
+  app.addHook('onClose', async () => {
+    const store = await ownStore?.catch(() => undefined);
+    await store?.close();
+  });
+  await app.register(async (scope) => {
+    await dashboardRoutes(scope, { dir: config.analytics.dashboardsDir, adminToken: config.auth.adminToken, analytics });
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/health', { schema: { hide: true } }, async (_req, reply) => {

@@ -1,0 +1,150 @@
+// The dashboards over HTTP. The page itself is a static shell (public: it holds no data);
+// everything it shows comes from the admin API, with the admin token as a bearer header:
+//   GET /dashboards                                   the page
+//   GET /v1/dashboards                                every dashboard (id, title, parameters, panels) and the spec errors
+//   GET /v1/dashboards/:id                            one spec, with the parameters its panels take
+//   GET /v1/dashboards/:id/panels/:panelId?from&to&ruleIds&<parameter>=...   {columns, rows} of one panel
+// Panels are fetched one by one, so a failing panel shows its error and the others render.
+import { timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AnalyticsStore } from '../platform/analytics-store.ts';
+import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
+import { BUILTIN_QUERIES } from './builtins.ts';
+import { formatDashboardError, loadDashboards, panelParameterSpecs, STANDARD_PARAMS } from './loader.ts';
+import { DEFAULT_WINDOW_DAYS, panelContext, runPanel, type RequestValues } from './run.ts';
+import type { DashboardSpec } from './schema.ts';
+
+export interface DashboardRoutesOptions {
+  /** The folder of dashboard specs; read again on every request, so edits show at once. */
+  dir: string;
+  adminToken: string;
+  /** The analytics store and the database of the tables (opened on first use). */
+  analytics: () => Promise<{ store: AnalyticsStore; database: string }>;
+  now?: () => number;
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
+  if (!m) return false;
+  const a = Buffer.from(m[1]!.trim());
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+const security = [{ adminToken: [] }];
+const tags = ['dashboards'];
+const errorBody = { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } as const;
+
+/** What the page needs to draw a dashboard: no SQL parsing on the client. */
+function describe(spec: DashboardSpec) {
+  return {
+    id: spec.id,
+    title: spec.title,
+    description: spec.description ?? '',
+    windowDays: spec.window?.days ?? DEFAULT_WINDOW_DAYS,
+    parameters: spec.parameters ?? {},
+    panels: spec.panels.map((p) => ({
+      id: p.id,
+      title: p.title,
+      description: p.description ?? (p.query !== undefined ? BUILTIN_QUERIES[p.query]?.description : undefined) ?? '',
+      query: p.query ?? null,
+      sql: p.sql ?? null,
+      params: p.params ?? {},
+      parameters: Object.keys(panelParameterSpecs(spec, p)),
+      viz: p.viz,
+      width: p.width ?? 1,
+    })),
+  };
+}
+
+export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoutesOptions): Promise<void> {
+  const page = await readFile(new URL('page.html', import.meta.url), 'utf8');
+  const now = opts.now ?? Date.now;
+
+  app.get(
+    '/dashboards',
+    { schema: { tags, summary: 'The dashboards page (static; it asks for the admin token and calls the API below with it)', produces: ['text/html'] } },
+    async (_req, reply) => reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(page),
+  );
+
+  await app.register(async (api) => {
+    api.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+      if (!tokenMatches(req.headers.authorization, opts.adminToken)) {
+        return reply
+          .code(401)
+          .header('www-authenticate', 'Bearer')
+          .send({ code: ErrorCodes.Unauthorized, message: 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`' });
+      }
+    });
+    api.setErrorHandler(async (err: unknown, req, reply) => {
+      if (err instanceof LifecycleError) {
+        const status = err.code === 'LC_ERR_ANALYTICS' ? (err.retriable ? 503 : 500) : err.status;
+        if (status >= 500) req.log.warn({ err }, 'dashboard panel failed');
+        return reply.code(status).send({ code: err.code, message: err.message });
+      }
+      const e = err as { statusCode?: number; validation?: unknown; message?: string };
+      if (e.validation) return reply.code(400).send({ code: ErrorCodes.BadRequest, message: e.message ?? 'invalid request' });
+      req.log.error({ err }, 'dashboards: unexpected error');
+      return reply.code(500).send({ code: ErrorCodes.Internal, message: e.message ?? 'internal error' });
+    });
+
+    const find = async (id: string) => {
+      const set = await loadDashboards(opts.dir);
+      const found = set.dashboards.find((d) => d.spec.id === id);
+      if (found) return found.spec;
+      const broken = set.errors.filter((e) => e.path === '$.id' || e.file.endsWith(`${id}.json`)).map(formatDashboardError);
+      throw new LifecycleError(ErrorCodes.NotFound, `no dashboard "${id}"${broken.length ? `; spec errors: ${broken.join('; ')}` : ''}`, { status: 404 });
+    };
+
+    api.get(
+      '/v1/dashboards',
+      { schema: { tags, security, summary: 'Every dashboard in the dashboards folder, and the errors of the spec files that do not load' } },
+      async () => {
+        const set = await loadDashboards(opts.dir);
+        return { dashboards: set.dashboards.map((d) => describe(d.spec)), errors: set.errors.map(formatDashboardError) };
+      },
+    );
+
+    const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } } } as const;
+    api.get<{ Params: { id: string } }>(
+      '/v1/dashboards/:id',
+      { schema: { tags, security, summary: 'One dashboard: its parameters and panels (with their SQL)', params: idParams, response: { 404: errorBody } } },
+      async (req) => describe(await find(req.params.id)),
+    );
+
+    api.get<{ Params: { id: string; panelId: string }; Querystring: RequestValues }>(
+      '/v1/dashboards/:id/panels/:panelId',
+      {
+        schema: {
+          tags,
+          security,
+          summary: "One panel's data: {columns, rows}",
+          description:
+            'The window is [from, to): epoch ms or ISO 8601 (default: the dashboard\'s last N days up to now). `ruleIds` (repeated or comma-separated) limits rule-based panels; none means every rule. Any parameter the dashboard declares can be given by name; unknown names and values outside a parameter\'s rules are refused with 400. A panel whose query fails answers 500 (503 when ClickHouse is unreachable) with the error.',
+          params: { type: 'object', required: ['id', 'panelId'], properties: { id: idParams.properties.id, panelId: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } } },
+          querystring: {
+            type: 'object',
+            // The dashboard's own parameters, by name; checked against its spec (one value each).
+            additionalProperties: true,
+            properties: {
+              from: { type: 'string', description: STANDARD_PARAMS.from },
+              to: { type: 'string', description: STANDARD_PARAMS.to },
+              ruleIds: { type: 'array', items: { type: 'string' }, description: 'rule ids (none: every rule)' },
+            },
+          },
+          response: { 400: errorBody, 404: errorBody, 500: errorBody, 503: errorBody },
+        },
+      },
+      async (req) => {
+        const spec = await find(req.params.id);
+        const panel = spec.panels.find((p) => p.id === req.params.panelId);
+        if (!panel) throw new LifecycleError(ErrorCodes.NotFound, `dashboard "${spec.id}" has no panel "${req.params.panelId}"`, { status: 404 });
+        const ctx = panelContext(spec, panel, req.query, now());
+        const { store, database } = await opts.analytics();
+        const result = await runPanel(store, database, panel, ctx);
+        return { panel: panel.id, from: ctx.from, to: ctx.to, ruleIds: ctx.ruleIds, params: ctx.values, ...result };
+      },
+    );
+  });
+}
