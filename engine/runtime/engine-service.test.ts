@@ -2,14 +2,16 @@
 // pipeline, the DLQ, delayed triggers, erasure, redelivery without duplicate sends, and
 // the per-partition fence.
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { InMemoryBus } from '../../platform/bus.ts';
-import { topics, DlqHeaders, SCHEMA_ID_HEADER, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
+import { topics, DlqHeaders, NormalisedEventSchema, SCHEMA_ID_HEADER, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { loadRuleSet, type RuleSet } from '../../rules/index.ts';
 import { createMemoryEngine, wireCore } from './wiring.ts';
-import { createEngineService } from './engine-service.ts';
+import { createEngineService, isWellFormedEvent } from './engine-service.ts';
 import { MemoryStores } from './stores.ts';
 import { generateEvents } from './testdata/generate.ts';
 
@@ -187,5 +189,53 @@ describe('engine service (in-memory wiring)', () => {
     expect((await stores.load(['dana'])).get('dana')?.offset).toBe('0');
     expect(service.ownedPartitions()).toEqual([]);
     await service.stop();
+  });
+});
+
+describe('isWellFormedEvent', () => {
+  const schemaCheck = TypeCompiler.Compile(NormalisedEventSchema);
+  // Each field either valid or one of the ways it can be wrong (missing, empty, wrong type).
+  const anything = fc.oneof(
+    fc.constant(undefined),
+    fc.constant(null),
+    fc.constant(''),
+    fc.string(),
+    fc.integer(),
+    fc.double(),
+    fc.boolean(),
+    fc.constant([]),
+    fc.constant(new Date(0)),
+    fc.constant(new Uint8Array(2)),
+    fc.dictionary(fc.string(), fc.jsonValue()),
+  );
+  const field = <T>(valid: fc.Arbitrary<T>) => fc.oneof({ arbitrary: valid, weight: 4 }, { arbitrary: anything, weight: 1 });
+  const candidate = fc.record(
+    {
+      id: field(fc.string({ minLength: 1 })),
+      userId: field(fc.string({ minLength: 1 })),
+      anonymousId: field(fc.string()),
+      type: field(fc.string({ minLength: 1 })),
+      ts: field(fc.integer()),
+      receivedAt: field(fc.maxSafeInteger()),
+      source: field(fc.string()),
+      properties: field(fc.dictionary(fc.string(), fc.jsonValue())),
+      traits: field(fc.dictionary(fc.string(), fc.jsonValue())),
+      context: field(fc.dictionary(fc.string(), fc.jsonValue())),
+    },
+    { requiredKeys: [] },
+  );
+
+  it('accepts exactly what the NormalisedEvent schema accepts', () => {
+    fc.assert(
+      fc.property(fc.oneof(candidate, anything), (value) => {
+        expect(isWellFormedEvent(value)).toBe(schemaCheck.Check(value));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('accepts the generated stream and refuses an empty user id', () => {
+    for (const e of generateEvents({ users: 50, events: 500, startTs: 0, seed: 3 })) expect(isWellFormedEvent(e)).toBe(true);
+    expect(isWellFormedEvent({ ...ev('e1', 'u1', 'page', 1), userId: '' })).toBe(false);
   });
 });
