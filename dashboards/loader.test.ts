@@ -16,7 +16,7 @@ describe('dashboard specs', () => {
   it('the committed dashboards load without an error, and the published schema is current', async () => {
     const set = await loadDashboards(HERE);
     expect(set.errors.map(formatDashboardError)).toEqual([]);
-    expect(set.dashboards.map((d) => d.spec.id).sort()).toEqual(['deliverability', 'lifecycle', 'retention-churn']);
+    expect(set.dashboards.map((d) => d.spec.id)).toEqual(['lifecycle', 'retention-churn', 'deliverability']);
     // Every built-in query is on some dashboard.
     const used = new Set(set.dashboards.flatMap((d) => d.spec.panels.map((p) => p.query).filter(Boolean)));
     expect([...used].sort()).toEqual(Object.keys(BUILTIN_QUERIES).sort());

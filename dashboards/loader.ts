@@ -230,5 +230,6 @@ export async function loadDashboards(dir: string): Promise<DashboardSet> {
     }
     dashboards.push({ file, spec: checked.spec });
   }
+  dashboards.sort((a, b) => (a.spec.order ?? 100) - (b.spec.order ?? 100) || a.spec.title.localeCompare(b.spec.title));
   return { dashboards, errors };
 }

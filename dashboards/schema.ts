@@ -79,6 +79,7 @@ export const DashboardSchema = Type.Object(
     id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$', description: 'Unique across dashboards; part of the URL.' }),
     title: Type.String({ minLength: 1 }),
     description: Type.Optional(Type.String()),
+    order: Type.Optional(Type.Integer({ description: "Position in the page's menu: lower first (default 100), then by title. The first one opens by default." })),
     window: Type.Optional(
       Type.Object(
         { days: Type.Integer({ minimum: 1, maximum: 3660, description: 'Default time window: the last N days.' }) },
