@@ -57,7 +57,8 @@ describe('dashboards page', () => {
 
   const panel = (page: Page, id: string) => page.locator(`[data-panel="${id}"]`);
   const settled = async (page: Page) => {
-    await page.waitForFunction(() => document.querySelectorAll('[data-panel]').length > 0 && document.querySelectorAll('[data-panel][data-state="loading"]').length === 0);
+    // A string: it runs in the page, where the DOM types of this (node) project do not apply.
+    await page.waitForFunction(`document.querySelectorAll('[data-panel]').length > 0 && document.querySelectorAll('[data-panel][data-state="loading"]').length === 0`);
   };
   const cell = (page: Page, panelId: string, rowText: string, col: string) =>
     panel(page, panelId).locator('tr', { hasText: rowText }).locator(`td[data-col="${col}"]`);
@@ -126,7 +127,8 @@ describe('dashboards page', () => {
 
     // A value the spec does not allow: every panel shows the API's reason.
     await page.getByLabel('Inactive after (days)').fill('0');
-    await page.getByLabel('Inactive after (days)').evaluate((e: HTMLInputElement) => e.removeAttribute('min'));
+    // The input's own min would stop the browser from sending it; the API must refuse it anyway.
+    await page.getByLabel('Inactive after (days)').evaluate((e) => e.removeAttribute('min'));
     await page.getByRole('button', { name: 'Apply' }).click();
     await settled(page);
     expect(await panel(page, 'churn').locator('.error').textContent()).toMatch(/parameter inactiveDays: must be at least 1/);
@@ -140,7 +142,7 @@ describe('dashboards page', () => {
     await page.getByRole('button', { name: 'Open dashboards' }).click();
     await settled(page);
     await page.goto(`${base}/dashboards#zz-broken?from=2025-01-01&to=2025-04-30`);
-    await page.waitForFunction(() => document.querySelector('[data-panel="bad"]')?.getAttribute('data-state') === 'error');
+    await page.waitForFunction(`document.querySelector('[data-panel="bad"]')?.getAttribute('data-state') === 'error'`);
     await settled(page);
     expect(await panel(page, 'bad').locator('.error').textContent()).toMatch(/This panel failed: .*no_such_column/);
     expect(await panel(page, 'good').getAttribute('data-state')).toBe('ok');
