@@ -168,10 +168,11 @@ export class KafkaBus implements Bus {
   constructor(
     readonly kafka: Kafka,
     private readonly logger: Logger,
-    private readonly options: { replicationFactor?: number; sessionTimeout?: number; producers?: number } = {},
+    private readonly options: { replicationFactor?: number; sessionTimeout?: number; producers?: number; maxBytesPerPartition?: number } = {},
   ) {}
 
-  static fromConfig(config: Pick<Config, 'kafka'>, logger: Logger, options: { producers?: number } = {}): KafkaBus {
+  /** `maxBytesPerPartition`: fetch size of this bus's consumers (default 1 MB); it bounds a batch, so the records in flight. */
+  static fromConfig(config: Pick<Config, 'kafka'>, logger: Logger, options: { producers?: number; maxBytesPerPartition?: number } = {}): KafkaBus {
     return new KafkaBus(createKafka(config.kafka, logger), logger, {
       replicationFactor: config.kafka.replicationFactor,
       ...options,
@@ -200,6 +201,7 @@ export class KafkaBus implements Bus {
   consumer(subscription: Subscription): BusConsumer {
     const c = new KafkaConsumer(this.kafka, subscription, this.logger.child({ component: 'consumer', groupId: subscription.groupId }), {
       sessionTimeout: this.options.sessionTimeout,
+      maxBytesPerPartition: this.options.maxBytesPerPartition,
     });
     this.consumers.add(c);
     return c;
