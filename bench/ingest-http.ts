@@ -5,6 +5,7 @@
 // /v1/track >= 10,000 req/s with p99 < 20 ms.
 // Run alone: npx tsx bench/ingest-http.ts (needs scripts/stack up).
 import { spawn } from 'node:child_process';
+import cluster from 'node:cluster';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -17,6 +18,7 @@ import { KafkaBus } from '../platform/kafka.ts';
 import { createLogger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createIngestServer } from '../ingestion/http/server.ts';
+import { createIngestBus, INGEST_PRODUCERS } from '../ingestion/run.ts';
 import { encodeWithHeader, eventCodec } from '../platform/avro.ts';
 
 /** The part of autocannon's API used here (the package ships no types). */
@@ -42,39 +44,87 @@ const SELF = fileURLToPath(import.meta.url);
 const WRITE_KEY = 'bench-write-key';
 const DURATION_S = 8;
 
-/** Child process: the ingest API and the hello-world route, on ephemeral ports. */
-async function serve(prefix: string): Promise<void> {
+/** The ingest API of one process on an ephemeral port (shared by every worker of a cluster). */
+async function startIngest(prefix: string, producers: number) {
   const config = loadConfig();
   const logger = createLogger({ level: 'error', name: 'bench-ingest' });
-  const bus = KafkaBus.fromConfig(config, logger);
-  const t = topics(prefix);
-  await bus.ensureTopics([{ topic: t.events, partitions: config.kafka.partitions }]);
+  const bus = createIngestBus(config, logger, producers);
+  await bus.ensureTopics([{ topic: topics(prefix).events, partitions: config.kafka.partitions }]);
   const ingest = await createIngestServer(
     { ingest: { ...config.ingest, rateLimitPerSecond: 100_000_000 }, auth: { writeKeys: [`bench:${WRITE_KEY}`] }, kafka: { topicPrefix: prefix } },
     { bus, logger, metrics: createMetricsRegistry({ defaults: false }) },
   );
+  const url = await ingest.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    url,
+    close: async () => {
+      await ingest.close();
+      await bus.close();
+    },
+  };
+}
+
+const cpuMicros = () => {
+  const c = process.cpuUsage();
+  return c.user + c.system;
+};
+
+/**
+ * Child process: the hello-world route and the ingest API, on ephemeral ports. With
+ * `workers` > 1 the ingest API runs in that many cluster workers sharing one port (as
+ * several ingest processes behind a load balancer would), and CPU readings add them up.
+ */
+async function serve(prefix: string, producers: number, workers: number): Promise<void> {
+  if (cluster.isWorker) {
+    const ingest = await startIngest(prefix, producers);
+    process.on('message', (msg: string) => {
+      if (msg === 'cpu') process.send!({ cpuMicros: cpuMicros() });
+      if (msg === 'close') void ingest.close().then(() => process.exit(0));
+    });
+    process.send!({ url: ingest.url });
+    return;
+  }
   const hello = Fastify();
   hello.get('/', async () => ({ hello: 'world' }));
-  const ingestUrl = await ingest.listen({ host: '127.0.0.1', port: 0 });
   const helloUrl = await hello.listen({ host: '127.0.0.1', port: 0 });
-  // Warm the producer so the first measured request does not pay the connection.
-  await bus.publisher().publish(t.events, []);
+  let ingestUrl: string;
+  let close: () => Promise<void>;
+  let cpu: () => Promise<number>;
+  if (workers > 1) {
+    const forked = Array.from({ length: workers }, () => cluster.fork());
+    const urls = await Promise.all(forked.map((w) => new Promise<string>((resolve) => w.once('message', (m: { url: string }) => resolve(m.url)))));
+    ingestUrl = urls[0]!;
+    cpu = async () => {
+      const each = await Promise.all(forked.map((w) => new Promise<number>((resolve) => {
+        w.once('message', (m: { cpuMicros: number }) => resolve(m.cpuMicros));
+        w.send('cpu');
+      })));
+      return each.reduce((a, b) => a + b, cpuMicros());
+    };
+    close = async () => {
+      await Promise.all(forked.map((w) => new Promise((resolve) => {
+        w.once('exit', resolve);
+        w.send('close');
+      })));
+    };
+  } else {
+    const ingest = await startIngest(prefix, producers);
+    ingestUrl = ingest.url;
+    cpu = async () => cpuMicros();
+    close = ingest.close;
+  }
   process.stdout.write(`${JSON.stringify({ ingestUrl, helloUrl })}\n`);
-  // The parent asks for this process's CPU time around each phase (CPU per event is the
+  // The parent asks for the server's CPU time around each phase (CPU per event is the
   // number that stays comparable on a noisy machine).
   process.stdin.on('data', (d: Buffer) => {
     for (const line of d.toString().split('\n')) {
-      if (line === 'cpu') {
-        const c = process.cpuUsage();
-        process.stdout.write(`${JSON.stringify({ cpuMicros: c.user + c.system })}\n`);
-      }
+      if (line === 'cpu') void cpu().then((c) => process.stdout.write(`${JSON.stringify({ cpuMicros: c })}\n`));
     }
   });
   process.stdin.on('end', () => {
     void (async () => {
-      await ingest.close();
+      await close();
       await hello.close();
-      await bus.close();
       process.exit(0);
     })();
   });
@@ -228,6 +278,8 @@ export async function run() {
 
 if (process.argv[1] === SELF) {
   const i = process.argv.indexOf('--serve');
-  if (i > 0) await serve(process.argv[i + 1]!);
+  const p = process.argv.indexOf('--producers');
+  const w = process.argv.indexOf('--workers');
+  if (i > 0) await serve(process.argv[i + 1]!, p > 0 ? Number(process.argv[p + 1]) : INGEST_PRODUCERS, w > 0 ? Number(process.argv[w + 1]) : 1);
   else await run();
 }

@@ -21,8 +21,20 @@ export interface RunningUnit {
 /** Consumer group of the CDC consumer, derived from the topic prefix. */
 export const cdcGroupId = (config: Pick<Config, 'kafka'>) => `${config.kafka.topicPrefix}-cdc`;
 
+/**
+ * Idempotent producers of the ingest process, with the events topic's partitions sharded
+ * across them: with one, the process idles while each produce waits for the broker (kafkajs
+ * allows one request in flight per idempotent producer); see README, Performance.
+ */
+export const INGEST_PRODUCERS = 1;
+
+/** The Kafka bus of the HTTP ingest API. */
+export function createIngestBus(config: Pick<Config, 'kafka'>, logger: Logger, producers = INGEST_PRODUCERS): KafkaBus {
+  return KafkaBus.fromConfig(config, logger, { producers });
+}
+
 export async function runIngest(config: Readonly<Config>, logger: Logger, metrics: Registry = createMetricsRegistry({ labels: { service: 'ingest' } })): Promise<RunningUnit & { url: string }> {
-  const bus = KafkaBus.fromConfig(config, logger);
+  const bus = createIngestBus(config, logger);
   await bus.ensureTopics(internalTopicSpecs(topics(config.kafka.topicPrefix), config.kafka.partitions));
   const app = await createIngestServer(config, { bus, logger, metrics });
   const url = await app.listen({ host: config.http.host, port: config.http.ingestPort });

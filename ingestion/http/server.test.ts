@@ -234,6 +234,17 @@ describe('ingest API: refusals', () => {
     expect(stored(bus)).toHaveLength(2);
   });
 
+  it('an oversized message is found in a gzip batch whose compressed body is under the per-message limit', async () => {
+    const bus = new InMemoryBus(2);
+    const a = await setup({ maxEventBytes: 500 }, bus);
+    const body = gzipSync(JSON.stringify({ batch: [{ type: 'track', userId: 'u1', event: 'Small', messageId: 's1' }, { type: 'track', userId: 'u1', event: 'Big', properties: { s: 'x'.repeat(2000) } }] }));
+    expect(body.length).toBeLessThan(500);
+    const res = await a.inject({ method: 'POST', url: '/v1/batch', payload: body, headers: { authorization: basic(KEY), 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    expect(res.statusCode).toBe(202);
+    expect((res.json() as { rejected: { index: number; code: string }[] }).rejected.map((r) => [r.index, r.code])).toEqual([[1, 'LC_ERR_PAYLOAD_TOO_LARGE']]);
+    expect(stored(bus).map((e) => e.id)).toEqual(['s1']);
+  });
+
   it('a batch with no valid message is a 400 that still lists every rejection', async () => {
     const a = await setup();
     const res = await post(a, '/v1/batch', { batch: [{ type: 'track', userId: 'u' }, { type: 'alias', userId: 'u' }] });

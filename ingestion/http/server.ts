@@ -261,7 +261,11 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
 
   const store = async (source: string, calls: MessageType[], events: NormalisedEvent[]) => {
     await writer.write(events.map(toMessage));
-    for (const c of calls) eventsTotal.inc({ source, call: c });
+    // One counter update per call type, not per event: labelled updates hash their labels.
+    if (calls.length === 1) return eventsTotal.inc({ source, call: calls[0]! });
+    const perCall = new Map<MessageType, number>();
+    for (const c of calls) perCall.set(c, (perCall.get(c) ?? 0) + 1);
+    for (const [call, n] of perCall) eventsTotal.inc({ source, call }, n);
   };
 
   // analytics.js (analytics-next) posts to one-letter paths (/v1/t, /v1/i, ..., /v1/b).
@@ -314,13 +318,17 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
       const rejected: RejectedItem[] = [];
       const events: NormalisedEvent[] = [];
       const calls: MessageType[] = [];
+      // No message can be larger than a body within the per-message limit; only bigger
+      // bodies (or compressed ones, whose inflated size is unknown here) are measured per message.
+      const contentLength = Number(req.headers['content-length']);
+      const measureEach = req.headers['content-encoding'] !== undefined || !(contentLength <= config.ingest.maxEventBytes);
       body.batch.forEach((item, index) => {
         const messageId = typeof item.messageId === 'string' ? item.messageId : undefined;
         const reject = (r: Rejection) => {
           rejected.push(messageId ? { index, messageId, ...r } : { index, ...r });
           rejectedTotal.inc({ code: r.code });
         };
-        const size = Buffer.byteLength(JSON.stringify(item));
+        const size = measureEach ? Buffer.byteLength(JSON.stringify(item)) : 0;
         if (size > config.ingest.maxEventBytes) {
           return reject({ code: ErrorCodes.PayloadTooLarge, field: `batch[${index}]`, message: `message is ${size} bytes, larger than the ${config.ingest.maxEventBytes} bytes limit` });
         }
