@@ -1,8 +1,9 @@
 // `lifecycle demo`: the embedded default. One process: the in-memory bus and engine state,
 // the real ingest API, delivery pipeline, tracking/preferences/in-app API and an SMTP sink
-// that keeps every email, seeded with sample users. No services: bus, engine state and
-// delivery stores are in memory. For trying the product and authoring rules; not a
-// production mode (nothing survives a restart but the outbox).
+// that keeps every email, seeded with sample users, and the analytics sink into chDB with
+// the dashboards on the API server. No services: bus, engine state and delivery stores
+// are in memory, analytics in chDB. For trying the product and authoring rules; not a
+// production mode (nothing survives a restart but the outbox and the analytics tables).
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -18,6 +19,7 @@ import { createDelivery, createMemoryDeliveryStores } from '../delivery/index.ts
 import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/index.ts';
 import { createProviders } from '../delivery/providers/index.ts';
 import { createIngestServer } from '../ingestion/index.ts';
+import { createAnalyticsSink, openAnalytics, sinkConfig } from '../analytics/index.ts';
 import { createApiServer } from './api.ts';
 
 export interface DemoOptions {
@@ -54,6 +56,8 @@ export function seedBatch(now: number): { batch: object[]; optedIn: string[] } {
   batch.push({ type: 'track', userId: 'demo-bert', event: 'trial_ends_soon', messageId: 'seed-demo-bert-trial-ends', timestamp: iso(now - 5000), properties: { daysLeft: 3 } });
   batch.push({ type: 'track', userId: 'demo-chen', event: 'trial_ends_soon', messageId: 'seed-demo-chen-trial-ends', timestamp: iso(now - 5000), properties: { daysLeft: 3 } });
   batch.push({ type: 'track', userId: 'demo-chen', event: 'payment_failed', messageId: 'seed-demo-chen-payment', timestamp: iso(now - 4000), properties: { amount: 12.5, currency: 'EUR' } });
+  // Something for the churn dashboard: Chen gives up after the failed payment.
+  batch.push({ type: 'track', userId: 'demo-chen', event: 'subscription_cancelled', messageId: 'seed-demo-chen-cancel', timestamp: iso(now - 3000), properties: { reason: 'payment_failed' } });
   return { batch, optedIn: users.filter((u) => u.optIn).map((u) => u.id) };
 }
 
@@ -68,8 +72,11 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     const sink = createSmtpSink({ port: 0, httpPort: 0, dir: path.join(dataDir, 'outbox'), logger: logger.child({ component: 'smtp-sink' }) });
     await sink.start();
     stops.push(() => sink.stop());
-        const config: Readonly<Config> = loadConfig(undefined, {
+    const config: Readonly<Config> = loadConfig(undefined, {
+      'clickhouse.chdbPath': path.join(dataDir, 'chdb'),
       ...options.overrides,
+      // Analytics in-process: the same tables and SQL as a ClickHouse server.
+      'clickhouse.backend': 'chdb',
       'delivery.smtpUrls': [`smtp://127.0.0.1:${sink.port}`],
       // Demo users should see their mail now, whatever the hour where they are.
       'delivery.quietHours': '',
@@ -115,12 +122,20 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     await delivery.start();
     stops.push(() => delivery.stop());
 
+    // Everything on the bus lands in chDB through the production sink, for the dashboards.
+    const analytics = await openAnalytics(config, logger);
+    stops.push(() => analytics.close());
+    const analyticsSink = createAnalyticsSink({ ...sinkConfig(config), flushIntervalMs: 200 }, { bus, store: analytics, logger, metrics: registry });
+    await analyticsSink.start();
+    stops.push(() => analyticsSink.stop());
+
     const api = await createApiServer(config, {
       memory: { stores, ...inapp },
+      analytics,
       publisher: bus.publisher(),
       logger,
       metrics: registry,
-      health: () => ({ smtpSink: sink.health().ok, engine: engine.health().ok, delivery: delivery.health().ok }),
+      health: () => ({ smtpSink: sink.health().ok, engine: engine.health().ok, delivery: delivery.health().ok, analytics: analyticsSink.health().ok }),
     });
     const apiUrl = await api.listen({ host: config.http.host, port: config.http.apiPort });
     stops.push(() => api.close());
@@ -159,6 +174,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
         smtp: `smtp://127.0.0.1:${sink.port}`,
         metrics: `${apiUrl}/metrics`,
         health: `${apiUrl}/health`,
+        dashboards: `${apiUrl}/dashboards`,
       },
       stop: stopAll,
     };

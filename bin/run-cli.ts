@@ -67,6 +67,7 @@ export function register(program: Command): void {
             `  Admin, tracking, in-app API      ${u.api}   admin token: ${config.auth.adminToken === 'dev-admin-token' ? 'dev-admin-token (development value)' : 'your LC_ADMIN_TOKEN'}`,
             `  OpenAPI                          ${u.openapiIngest}  ${u.openapiApi}`,
             `  Outbox (every email sent)        ${u.outbox}`,
+            `  Dashboards (analytics in chDB)   ${u.dashboards}   (enter the admin token)`,
             `  Health / metrics                 ${u.health}  ${u.metrics}`,
             `  Rules (hot-reloaded)             ${config.engine.rulesDir}`,
             '',
