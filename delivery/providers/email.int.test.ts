@@ -8,6 +8,8 @@ import { createSmtpProvider } from './email.ts';
 import type { OutgoingMessage, Provider } from './types.ts';
 
 const received: { envelopeTo: string[]; mail: ParsedMail }[] = [];
+/** SMTP sessions opened against the relay, to check that the pool reuses them. */
+let sessions = 0;
 let server: SMTPServer;
 let port = 0;
 const providers: Provider[] = [];
@@ -21,6 +23,10 @@ beforeAll(async () => {
     authOptional: true,
     disabledCommands: ['STARTTLS'],
     logger: false,
+    onConnect(_session, cb) {
+      sessions++;
+      cb();
+    },
     onRcptTo(address, _session, cb) {
       if (address.address.startsWith('nobody@'))
         return cb(
@@ -105,13 +111,16 @@ describe('SMTP provider', () => {
     expect(header('x-lifecycle-send-id')).toBe('snd_abc123');
   });
 
-  it('keeps many messages flowing over the pool', async () => {
+  it('keeps many messages flowing over the pool, on at most maxConnections sessions', async () => {
     const p = provider();
+    const before = sessions;
     const results = await Promise.all(
       Array.from({ length: 40 }, (_, i) => p.send(message({ sendId: `pool-${i}` }))),
     );
     expect(results.every((r) => r.status === 'sent')).toBe(true);
     expect(received.filter((r) => r.mail.messageId?.startsWith('<pool-')).length).toBe(40);
+    // maxConnections is 2: forty sessions would mean the pool options never reached nodemailer.
+    expect(sessions - before).toBeLessThanOrEqual(2);
   });
 
   it('refuses a marketing email without List-Unsubscribe, without touching the relay', async () => {
@@ -180,11 +189,13 @@ describe('SMTP provider', () => {
     });
     await new Promise<void>((resolve) => tlsRelay.listen(0, '127.0.0.1', resolve));
     const tlsPort = (tlsRelay.server.address() as AddressInfo).port;
+    const p = provider(`smtp://127.0.0.1:${tlsPort}/?tls.rejectUnauthorized=false`);
     try {
-      const p = provider(`smtp://127.0.0.1:${tlsPort}/?tls.rejectUnauthorized=false`);
       expect((await p.send(message({ sendId: 'tls-1' }))).status).toBe('sent');
       expect(secure).toBe(true);
     } finally {
+      // The pool keeps its session open; the relay's close would wait for it.
+      await p.close?.();
       await new Promise<void>((resolve) => tlsRelay.close(() => resolve()));
     }
   });

@@ -4,6 +4,7 @@
 // recipient problems (permanent, the address is suppressed) and transient ones (retry).
 import net from 'node:net';
 import nodemailer from 'nodemailer';
+import { parseConnectionUrl } from 'nodemailer/lib/shared/index.js';
 import type { Logger } from 'pino';
 import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
 
@@ -146,12 +147,26 @@ export function noDelaySocket(timeoutMs: number) {
   };
 }
 
+/**
+ * Transport options for a relay URL plus our own settings. nodemailer's createTransport
+ * takes an options object with `url` as "the URL and nothing else": every other key (pool,
+ * maxConnections, getSocket, timeouts, disableFileAccess) would be silently dropped and each
+ * message would open its own connection. So the URL is parsed here (same parser, same query
+ * options) and laid over our settings.
+ */
+export function smtpPoolOptions(
+  url: string,
+  settings: Record<string, unknown>,
+): nodemailer.TransportOptions {
+  // Query options in the URL (nodemailer documents them) win over our defaults.
+  return { ...settings, ...parseConnectionUrl(url) } as nodemailer.TransportOptions;
+}
+
 export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Logger }): Provider {
   const log = deps.logger.child({ component: 'provider', provider: opts.name });
   const domain = opts.messageIdDomain ?? domainOf(opts.from);
   const domainSender = addressOf(opts.from);
-  const transport = nodemailer.createTransport({
-    url: opts.url,
+  const transport = nodemailer.createTransport(smtpPoolOptions(opts.url, {
     pool: true,
     maxConnections: opts.maxConnections ?? 5,
     maxMessages: opts.maxMessages ?? 100,
@@ -162,7 +177,7 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
     // Templates never attach files or fetch URLs: refuse both outright.
     disableFileAccess: true,
     disableUrlAccess: true,
-  } as nodemailer.TransportOptions);
+  }));
   transport.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp pool error'));
 
   return {
