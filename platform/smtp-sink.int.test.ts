@@ -1,6 +1,6 @@
 // The sink module itself, in-process on free ports: SMTP in, HTTP out, kept on disk across
 // a restart, and cleared on request.
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
@@ -65,6 +65,69 @@ describe('createSmtpSink', () => {
     expect(del.status).toBe(204);
     expect(sink.list()).toHaveLength(0);
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('lists a message as soon as its sender has the 250', async () => {
+    await sink.clear();
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: sink.port, secure: false, pool: true, maxConnections: 4 });
+    try {
+      await Promise.all(
+        Array.from({ length: 40 }, async (_, i) => {
+          await t.sendMail({ from: 'a@example.com', to: 'z@example.com', subject: `now ${i}`, text: 'x', messageId: `<now${i}@x>` });
+          expect(sink.list({ messageId: `now${i}@x` }), `now${i}`).toHaveLength(1);
+        }),
+      );
+    } finally {
+      t.close();
+    }
+    expect(sink.health().messages).toBe(40);
+    await sink.clear();
+  });
+
+  it('parses at start a message that was answered 250 but not parsed before a stop', async () => {
+    const raw = Buffer.from('From: a@example.com\r\nTo: late@example.com\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nbody\r\n');
+    const id = '1700000000000-00000000abcd';
+    await writeFile(join(dir, `${id}.eml`), raw);
+    await writeFile(join(dir, `${id}.json`), JSON.stringify({ id, envelope: { mailFrom: 'a@example.com', rcptTo: ['hidden@example.com'] }, receivedAt: new Date(0).toISOString(), size: raw.length }));
+    await sink.stop();
+    sink = createSmtpSink({ port: 0, httpPort: 0, dir });
+    await sink.start();
+    const [m] = sink.list({ messageId: 'late@x' });
+    expect(m).toMatchObject({ id, subject: 'late', to: ['late@example.com'], envelope: { rcptTo: ['hidden@example.com'] } });
+    expect(m!.text.trim()).toBe('body');
+    expect(JSON.parse(await readFile(join(dir, `${id}.json`), 'utf8'))).toMatchObject({ messageId: 'late@x' });
+    await sink.clear();
+  });
+
+  it('with views on read, answers before parsing and still serves every answered message over HTTP, also after a restart', async () => {
+    const lazyDir = await mkdtemp(join(tmpdir(), 'lc-sink-lazy-'));
+    let lazy = createSmtpSink({ port: 0, httpPort: 0, dir: lazyDir, views: 'on-read' });
+    await lazy.start();
+    try {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port: lazy.port, secure: false });
+      for (let i = 0; i < 3; i++) await t.sendMail({ from: 'a@example.com', to: `l${i}@example.com`, bcc: 'hidden@example.com', subject: `lazy ${i}`, text: `body ${i}`, messageId: `<lazy${i}@x>` });
+      t.close();
+      expect(lazy.health().messages).toBe(3);
+      // Raw bytes and envelope are on disk before any parse.
+      const stored = (await readdir(lazyDir)).sort();
+      expect(stored.filter((f) => f.endsWith('.eml'))).toHaveLength(3);
+      expect(JSON.parse(await readFile(join(lazyDir, stored.find((f) => f.endsWith('.json'))!), 'utf8'))).not.toHaveProperty('messageId');
+
+      await lazy.stop();
+      lazy = createSmtpSink({ port: 0, httpPort: 0, dir: lazyDir, views: 'on-read' });
+      await lazy.start();
+      const res = await fetch(`http://127.0.0.1:${lazy.httpPort}/messages?to=hidden@example.com`);
+      const { messages } = (await res.json()) as { messages: ReceivedMessage[] };
+      expect(messages.map((m) => [m.messageId, m.subject, m.text.trim()])).toEqual([
+        ['lazy0@x', 'lazy 0', 'body 0'],
+        ['lazy1@x', 'lazy 1', 'body 1'],
+        ['lazy2@x', 'lazy 2', 'body 2'],
+      ]);
+      expect(JSON.parse(await readFile(join(lazyDir, `${messages[0]!.id}.json`), 'utf8'))).toMatchObject({ messageId: 'lazy0@x' });
+    } finally {
+      await lazy.stop();
+      await rm(lazyDir, { recursive: true, force: true });
+    }
   });
 
   it('refuses messages over the size limit', async () => {
