@@ -20,6 +20,8 @@ const sink = createSmtpSink({
   port: Number(values.port),
   httpPort: Number(values['http-port']),
   dir: values.dir,
+  // Read over HTTP only (tests, people): parse when read, not on the accept path.
+  views: 'on-read',
   logger,
 });
 await sink.start();
