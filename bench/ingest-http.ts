@@ -165,11 +165,9 @@ async function measure(name: string, opts: CannonOptions, eventsPerRequest: numb
   };
 }
 
-export async function run() {
-  const config = loadConfig();
-  const prefix = `bench-ingest-${randomBytes(3).toString('hex')}`;
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--serve', prefix], { stdio: ['pipe', 'pipe', 'inherit'] });
-  // The child answers on stdout one JSON line at a time: first its URLs, then CPU readings.
+/** Starts the server child; it answers on stdout one JSON line at a time: first its URLs, then CPU readings. */
+async function startServer(prefix: string, workers: number) {
+  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--serve', prefix, '--workers', String(workers)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines: string[] = [];
   let waiting: ((line: string) => void) | null = null;
   let buf = '';
@@ -187,18 +185,35 @@ export async function run() {
       } else lines.push(line);
     }
   });
+  const exited = new Promise<number | null>((r) => child.once('exit', r));
   const nextLine = () =>
-    new Promise<string>((resolve, reject) => {
-      const queued = lines.shift();
-      if (queued !== undefined) return resolve(queued);
-      waiting = resolve;
-      child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
-    });
+    Promise.race([
+      new Promise<string>((resolve) => {
+        const queued = lines.shift();
+        if (queued !== undefined) return resolve(queued);
+        waiting = resolve;
+      }),
+      exited.then((code) => Promise.reject(new Error(`bench server exited with ${code}`))),
+    ]);
   const urls = JSON.parse(await nextLine()) as { ingestUrl: string; helloUrl: string };
-  const serverCpu = async () => {
-    child.stdin.write('cpu\n');
-    return (JSON.parse(await nextLine()) as { cpuMicros: number }).cpuMicros;
+  return {
+    urls,
+    serverCpu: async () => {
+      child.stdin.write('cpu\n');
+      return (JSON.parse(await nextLine()) as { cpuMicros: number }).cpuMicros;
+    },
+    close: async () => {
+      child.stdin.end();
+      await exited;
+    },
   };
+}
+
+export async function run() {
+  const config = loadConfig();
+  const prefix = `bench-ingest-${randomBytes(3).toString('hex')}`;
+  const server = await startServer(prefix, 1);
+  const { urls, serverCpu } = server;
   const auth = { authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}`, 'content-type': 'application/json' };
   const track = JSON.stringify({ userId: 'bench-user', event: 'Feature Used', properties: { feature: 'export', plan: 'pro' }, context: { library: { name: 'bench' } } });
   const batch = JSON.stringify({
@@ -211,8 +226,17 @@ export async function run() {
     phases.push(await measure('POST /v1/track', { url: `${urls.ingestUrl}/v1/track`, method: 'POST', headers: auth, body: track, connections: 50 }, 1, serverCpu));
     phases.push(await measure('POST /v1/batch (100 events)', { url: `${urls.ingestUrl}/v1/batch`, method: 'POST', headers: auth, body: batch, connections: 16 }, 100, serverCpu));
   } finally {
-    child.stdin.end();
-    await new Promise((r) => child.once('exit', r));
+    await server.close();
+  }
+  // The same batch load on the API in two cluster workers (two ingest processes sharing a
+  // port, as two replicas behind a load balancer), writing to the same topic.
+  const pair = await startServer(prefix, 2);
+  let twoWorkers: Phase;
+  try {
+    await autocannon({ url: `${pair.urls.ingestUrl}/v1/batch`, method: 'POST', headers: auth, body: batch, connections: 8, duration: 2 });
+    twoWorkers = await measure('POST /v1/batch, 2 workers', { url: `${pair.urls.ingestUrl}/v1/batch`, method: 'POST', headers: auth, body: batch, connections: 16 }, 100, pair.serverCpu);
+  } finally {
+    await pair.close();
   }
 
   // Every 2xx answer must be in Kafka (warm-up included).
@@ -243,7 +267,7 @@ export async function run() {
   await bus.close();
   const inKafka = [...offsets.values()].reduce((a, b) => a + Number(b), 0);
   const [hello, single, batched] = phases as [Phase, Phase, Phase];
-  const answered = single.ok + batched.ok * 100;
+  const answered = single.ok + batched.ok * 100 + twoWorkers.ok * 100;
   const targets = {
     batchEventsPerSec: { target: 50_000, value: batched.eventsPerSec, met: batched.eventsPerSec >= 50_000 },
     trackRequestsPerSec: { target: 10_000, value: single.requestsPerSec, met: single.requestsPerSec >= 10_000 },
@@ -254,6 +278,8 @@ export async function run() {
     node: process.version,
     durationSeconds: DURATION_S,
     phases,
+    batchTwoWorkers: twoWorkers,
+    batchTwoWorkersVsRawKafkaPublish: Number((twoWorkers.eventsPerSec / rawPublishPerSec).toFixed(3)),
     trackVsHelloWorld: Number((single.requestsPerSec / hello.requestsPerSec).toFixed(3)),
     rawKafkaPublishEventsPerSec: rawPublishPerSec,
     rawKafkaPublishCpuMicrosPerEvent: rawCpuMicrosPerEvent,
@@ -265,7 +291,7 @@ export async function run() {
   const dir = path.join(path.dirname(SELF), 'results');
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, 'ingest-http.json'), `${JSON.stringify(result, null, 2)}\n`);
-  for (const p of phases) {
+  for (const p of [...phases, twoWorkers]) {
     console.log(
       `${p.name.padEnd(28)} ${String(p.requestsPerSec).padStart(7)} req/s  ${p.eventsPerSec ? `${String(p.eventsPerSec).padStart(7)} events/s  ` : ''.padEnd(18)}p50 ${p.p50Ms} ms  p99 ${p.p99Ms} ms  server ${p.serverCpuMicrosPerUnit} µs CPU/${p.eventsPerSec ? 'event' : 'req'}, ${p.serverCores} cores  (non-2xx ${p.non2xx}, errors ${p.errors})`,
     );
