@@ -70,6 +70,21 @@ describe('dashboard specs', () => {
     ]);
   });
 
+  it('checks a pivot names columns of the built-in and sits on a table', () => {
+    expect(
+      errorsOf(
+        minimal([
+          { id: 'a', title: 'A', query: 'retention', viz: { type: 'table', pivot: { row: 'cohort', column: 'week', value: 'share', keep: ['users'] } } },
+          { id: 'b', title: 'B', query: 'retention', viz: { type: 'bar', x: 'cohort', y: ['share'], pivot: { row: 'cohort', column: 'period', value: 'share' } } },
+        ]),
+      ),
+    ).toEqual([
+      'd.json:$.panels[0].viz.pivot.column: built-in query retention has no column "week"; its columns: cohort, cohort_users, period, active_users, share',
+      'd.json:$.panels[0].viz.pivot.keep[0]: built-in query retention has no column "users"; its columns: cohort, cohort_users, period, active_users, share',
+      'd.json:$.panels[1].viz.pivot: only a table can pivot',
+    ]);
+  });
+
   describe('a folder', () => {
     let dir: string;
     beforeEach(async () => {

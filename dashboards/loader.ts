@@ -182,6 +182,7 @@ export function checkDashboard(file: string, value: unknown): { spec: DashboardS
 
     const viz = panel.viz;
     if ((viz.type === 'bar' || viz.type === 'line') && (viz.x === undefined || viz.y === undefined)) push([...at, 'viz'], `a ${viz.type} chart needs "x" and "y"`);
+    if (viz.pivot && viz.type !== 'table') push([...at, 'viz', 'pivot'], 'only a table can pivot');
     if (builtin) {
       const columns = Object.keys(builtin.columns);
       const check = (col: string, keys: (string | number)[]) => {
@@ -192,6 +193,10 @@ export function checkDashboard(file: string, value: unknown): { spec: DashboardS
       if (viz.value !== undefined) check(viz.value, ['value']);
       viz.columns?.forEach((c, j) => check(c, ['columns', j]));
       for (const c of Object.keys(viz.format ?? {})) check(c, ['format', c]);
+      if (viz.pivot) {
+        for (const k of ['row', 'column', 'value'] as const) check(viz.pivot[k], ['pivot', k]);
+        viz.pivot.keep?.forEach((c, j) => check(c, ['pivot', 'keep', j]));
+      }
     }
   });
   return { spec: errors.length === 0 ? spec : null, errors };

@@ -122,7 +122,12 @@ describe('dashboards page', () => {
     expect(await cell(page, 'reengagement', 'winback', 'treated_came_back').textContent()).toBe('2');
     expect(await cell(page, 'reengagement', 'winback', 'holdout_came_back').textContent()).toBe('1');
     expect(await cell(page, 'reengagement', 'winback', 'saved').textContent()).toBe('0.50');
-    expect(await cell(page, 'retention', '2025-01-06', 'share').first().textContent()).toBe('100.0%');
+    // The retention triangle: cohorts down, periods across.
+    expect(await cell(page, 'retention', '2025-01-06', 'cohort_users').textContent()).toBe('3');
+    expect(await cell(page, 'retention', '2025-01-06', 'period:0').textContent()).toBe('100.0%');
+    expect(await cell(page, 'retention', '2025-01-06', 'period:1').textContent()).toBe('66.7%');
+    expect(await cell(page, 'retention', '2025-01-13', 'period:4').textContent()).toBe('50.0%');
+    expect(await cell(page, 'retention', '2025-01-06', 'period:4').textContent()).toBe('');
     expect(page.url()).toContain('returnWithinDays=7');
 
     // A value the spec does not allow: every panel shows the API's reason.

@@ -47,7 +47,8 @@ function describe(spec: DashboardSpec) {
     panels: spec.panels.map((p) => ({
       id: p.id,
       title: p.title,
-      description: p.description ?? (p.query !== undefined ? BUILTIN_QUERIES[p.query]?.description : undefined) ?? '',
+      // A number says what it is in its title; charts and tables get the built-in's explanation.
+      description: p.description ?? (p.query !== undefined && p.viz.type !== 'number' ? BUILTIN_QUERIES[p.query]?.description : undefined) ?? '',
       query: p.query ?? null,
       sql: p.sql ?? null,
       params: p.params ?? {},

@@ -40,6 +40,17 @@ export const VizSchema = Type.Object(
     y: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'bar / line: the columns drawn (one bar or line each).' })),
     value: Type.Optional(Type.String({ description: 'number: the column shown (default: the first).' })),
     columns: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'table: the columns shown, in this order (default: all).' })),
+    pivot: Type.Optional(
+      Type.Object(
+        {
+          row: Type.String({ description: 'The column whose values become the rows (e.g. cohort).' }),
+          column: Type.String({ description: 'The column whose values become the table columns (e.g. period).' }),
+          value: Type.String({ description: 'The column shown in the cells (e.g. share).' }),
+          keep: Type.Optional(Type.Array(Type.String(), { description: 'Columns shown once per row, after the row (e.g. cohort_users).' })),
+        },
+        { additionalProperties: false, description: 'table: rows × columns of one value, like a retention triangle.' },
+      ),
+    ),
     format: Type.Optional(
       Type.Record(Type.String(), Type.Union(COLUMN_FORMATS.map((t) => Type.Literal(t))), {
         description: 'How a column is shown: integer, number (2 decimals), percent (0.25 -> 25.0%), text.',
