@@ -78,6 +78,37 @@ describe('redis state store', () => {
     expect(await redis.exists(`${prefix}{u2}:timers`)).toBe(0);
   });
 
+  it('writes a batch of many users in order: stale-owner refusals, an erase and a re-creation of one user, timers indexed', async () => {
+    const store = createRedisStateStore({ redis, keys }, opts);
+    const old = await store.acquire(7);
+    // Written by the old owner, then by the new one: the old owner's later write of them is refused.
+    const taken = Array.from({ length: 40 }, (_, i) => `b-taken-${i}`);
+    await store.write(7, old, taken.map((userId) => ({ userId, state: '{"v":1}', offset: '1', timerIds: [] })));
+    const epoch = await store.acquire(7);
+    await store.write(7, epoch, taken.map((userId) => ({ userId, state: '{"v":1,"k":2}', offset: '2', timerIds: [] })));
+    await store.write(7, epoch, [{ userId: 'b-again', state: '{"v":1}', offset: '3', timerIds: ['old-t'] }]);
+
+    const fresh = Array.from({ length: 700 }, (_, i) => `b-fresh-${i}`);
+    const writes = [
+      ...fresh.map((userId, i) => ({ userId, state: `{"v":1,"n":${i}}`, offset: String(100 + i), timerIds: i % 2 ? [`t-${i}`] : [] })),
+      { userId: 'b-again', state: null, offset: '900', timerIds: [] },
+      { userId: 'b-again', state: '{"v":1,"new":true}', offset: '900', timerIds: ['new-t'] },
+    ];
+    expect((await store.write(7, epoch, writes)).refused).toEqual([]);
+    const stale = await store.write(7, old, taken.map((userId) => ({ userId, state: '{"v":"stale"}', offset: '3', timerIds: [] })));
+    expect(stale.refused).toEqual(taken);
+
+    const loaded = await store.load([...fresh, 'b-again', ...taken]);
+    fresh.forEach((userId, i) => expect(loaded.get(userId)).toEqual({ state: `{"v":1,"n":${i}}`, partition: 7, offset: String(100 + i) }));
+    expect(loaded.get('b-again')).toEqual({ state: '{"v":1,"new":true}', partition: 7, offset: '900' });
+    for (const userId of taken) expect(loaded.get(userId)?.state).toBe('{"v":1,"k":2}');
+    expect(await redis.smembers(`${prefix}{b-fresh-1}:timers`)).toEqual(['t-1']);
+    expect(await redis.exists(`${prefix}{b-fresh-0}:timers`)).toBe(0);
+    // The erase dropped the old timer index; the re-created user has only its new timer, and no expiry.
+    expect(await redis.smembers(`${prefix}{b-again}:timers`)).toEqual(['new-t']);
+    expect(await redis.pttl(`${prefix}{b-again}:state`)).toBe(-1);
+  });
+
   it('returns due timers in due order to whoever owns the partition now', async () => {
     const store = createRedisStateStore({ redis, keys }, opts);
     const timers = createRedisTimerStore({ redis, keys }, opts);

@@ -3,9 +3,10 @@
 //   {userId}:state hash   s = serialised core state, p/e = partition and epoch it was
 //                         written under, o = offset of the last applied event
 //   {userId}:timers set   ids of the user's pending timers (so an erase can remove them)
-// Each script touches keys of one slot only (Redis Cluster rule): the user's write checks
-// the epoch stored in the user's own record; the partition epoch key is checked by the
-// timer script on the {p<N>} slot, which runs just before the state writes of a batch.
+// A user's write checks the epoch stored in the user's own record; the partition epoch key
+// is checked by the timer script on the {p<N>} slot, which runs just before the state writes
+// of a batch. On one Redis server a script call writes many users; on Redis Cluster (a
+// script may touch one slot only) there is one call per user.
 import type { Redis } from 'ioredis';
 import type { KeySpace } from '../../platform/keys.ts';
 import { LifecycleError } from '../../platform/errors.ts';
@@ -46,8 +47,45 @@ if #ARGV >= 7 then redis.call('SADD', KEYS[2], unpack(ARGV, 7)) end
 return {1}
 `;
 
+// The same write for many users in one call, in order (a user may appear twice: erased,
+// then written again). KEYS: state hash, timer index of each user. ARGV: partition, epoch,
+// tombstone ttl ms, then per user: offset, mode (put|erase), state, n, n timer ids.
+// Returns one reply per user, as WRITE_USER's.
+const WRITE_USERS = `
+local out = {}
+local a = 4
+for i = 1, #KEYS, 2 do
+  local sk, tk = KEYS[i], KEYS[i + 1]
+  local offset, mode, state = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local first = a + 4
+  a = first + tonumber(ARGV[a + 3])
+  local pe = redis.call('HMGET', sk, 'p', 'e')
+  if pe[1] == ARGV[1] and pe[2] and tonumber(pe[2]) > tonumber(ARGV[2]) then
+    out[#out + 1] = {0}
+  elseif mode == 'erase' then
+    local r = {1}
+    for _, t in ipairs(redis.call('SMEMBERS', tk)) do r[#r + 1] = t end
+    for j = first, a - 1 do r[#r + 1] = ARGV[j] end
+    redis.call('DEL', sk, tk)
+    redis.call('HSET', sk, 'p', ARGV[1], 'e', ARGV[2], 'o', offset)
+    redis.call('PEXPIRE', sk, ARGV[3])
+    out[#out + 1] = r
+  else
+    redis.call('HSET', sk, 's', state, 'p', ARGV[1], 'e', ARGV[2], 'o', offset)
+    redis.call('PERSIST', sk)
+    for j = first, a - 1 do redis.call('SADD', tk, ARGV[j]) end
+    out[#out + 1] = {1}
+  end
+end
+return out
+`;
+
+/** Users per WRITE_USERS call: each call blocks the server while it runs, so a batch goes in several. */
+const USERS_PER_CALL = 250;
+
 interface ScriptPipeline {
   lcWriteUser(...args: (string | number)[]): ScriptPipeline;
+  lcWriteUsers(numberOfKeys: number, ...args: string[]): ScriptPipeline;
 }
 
 function check<T>(entry: [Error | null, unknown] | undefined): T {
@@ -58,7 +96,10 @@ function check<T>(entry: [Error | null, unknown] | undefined): T {
 
 export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, opts: { eventsTopic: string }): StateStore {
   const { redis, keys } = deps;
-  if (!('lcWriteUser' in redis)) redis.defineCommand('lcWriteUser', { numberOfKeys: 2, lua: WRITE_USER });
+  if (!('lcWriteUser' in redis)) {
+    redis.defineCommand('lcWriteUser', { numberOfKeys: 2, lua: WRITE_USER });
+    redis.defineCommand('lcWriteUsers', { lua: WRITE_USERS });
+  }
 
   return {
     async acquire(partition) {
@@ -91,10 +132,43 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
     async write(partition, epoch, writes: UserWrite[]): Promise<WriteResult> {
       const result: WriteResult = { refused: [], erasedTimers: [] };
       if (writes.length === 0) return result;
-      const pipe = redis.pipeline();
+      const settle = (w: UserWrite, reply: (number | string)[]) => {
+        if (reply[0] === 0) {
+          result.refused.push(w.userId);
+          return;
+        }
+        if (w.state === null) {
+          for (const timerId of new Set(reply.slice(1).map(String))) result.erasedTimers.push({ userId: w.userId, timerId });
+        }
+      };
+      const pipe = redis.pipeline() as unknown as ScriptPipeline & { exec(): Promise<[Error | null, unknown][] | null> };
+      if (!redis.isCluster) {
+        // One server holds every slot: a call writes many users (far fewer commands for the
+        // client to build and the server to parse than a call per user).
+        for (let i = 0; i < writes.length; i += USERS_PER_CALL) {
+          const chunk = writes.slice(i, i + USERS_PER_CALL);
+          const ks: string[] = [];
+          const args: string[] = [String(partition), String(epoch), String(TOMBSTONE_TTL_MS)];
+          for (const w of chunk) {
+            const k = userKeys(keys, w.userId);
+            ks.push(k.state, k.timers);
+            args.push(w.offset, w.state === null ? 'erase' : 'put', w.state ?? '', String(w.timerIds.length));
+            for (const t of w.timerIds) args.push(t);
+          }
+          pipe.lcWriteUsers(ks.length, ...ks, ...args);
+        }
+        const calls = (await pipe.exec()) ?? [];
+        let n = 0;
+        for (const call of calls) {
+          for (const reply of check<(number | string)[][]>(call)) settle(writes[n++]!, reply);
+        }
+        if (n !== writes.length) throw new LifecycleError('LC_ERR_REDIS', `expected ${writes.length} write replies, got ${n}`, { retriable: true });
+        return result;
+      }
+      // Redis Cluster: a script may only touch keys of one slot, so one call per user.
       for (const w of writes) {
         const k = userKeys(keys, w.userId);
-        (pipe as unknown as ScriptPipeline).lcWriteUser(
+        pipe.lcWriteUser(
           k.state,
           k.timers,
           String(partition),
@@ -107,16 +181,7 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
         );
       }
       const replies = (await pipe.exec()) ?? [];
-      writes.forEach((w, i) => {
-        const reply = check<(number | string)[]>(replies[i]);
-        if (reply[0] === 0) {
-          result.refused.push(w.userId);
-          return;
-        }
-        if (w.state === null) {
-          for (const timerId of new Set(reply.slice(1).map(String))) result.erasedTimers.push({ userId: w.userId, timerId });
-        }
-      });
+      writes.forEach((w, i) => settle(w, check<(number | string)[]>(replies[i])));
       return result;
     },
   };

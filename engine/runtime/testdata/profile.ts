@@ -3,7 +3,7 @@
 //   core:   decode + apply + serialise once per user per batch of 2,000 (no I/O at all);
 //   memory: the engine service on the in-memory bus with in-memory stores;
 //   kafka:  the engine service on the local Kafka and Redis (pre-filled topic), as in bench/engine.ts.
-// Run: `npx tsx engine/runtime/testdata/profile.ts [core|memory|kafka] [events]`.
+// Run: `npx tsx engine/runtime/testdata/profile.ts [core|memory|kafka] [events] [fetch bytes per partition (kafka)]`.
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -79,7 +79,8 @@ if (mode === 'core') {
   const prefix = `profile.${id}`;
   const T = topics(prefix);
   const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
-  const bus = KafkaBus.fromConfig(config, logger);
+  const fetchBytes = process.argv[4] ? Number(process.argv[4]) : undefined;
+  const bus = KafkaBus.fromConfig(config, logger, fetchBytes ? { maxBytesPerPartition: fetchBytes } : {});
   const keys = createKeySpace(`profile:${id}:`);
   try {
     await bus.ensureTopics(internalTopicSpecs(T, 6));
