@@ -80,12 +80,20 @@ end
 return out
 `;
 
+// KEYS: state hashes. Returns {s, p, o} of each (nils for a user without a record).
+const READ_USERS = `
+local out = {}
+for i, k in ipairs(KEYS) do out[i] = redis.call('HMGET', k, 's', 'p', 'o') end
+return out
+`;
+
 /** Users per WRITE_USERS call: each call blocks the server while it runs, so a batch goes in several. */
 const USERS_PER_CALL = 250;
 
 interface ScriptPipeline {
   lcWriteUser(...args: (string | number)[]): ScriptPipeline;
   lcWriteUsers(numberOfKeys: number, ...args: string[]): ScriptPipeline;
+  lcReadUsers(numberOfKeys: number, ...keys: string[]): ScriptPipeline;
 }
 
 function check<T>(entry: [Error | null, unknown] | undefined): T {
@@ -99,6 +107,7 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
   if (!('lcWriteUser' in redis)) {
     redis.defineCommand('lcWriteUser', { numberOfKeys: 2, lua: WRITE_USER });
     redis.defineCommand('lcWriteUsers', { lua: WRITE_USERS });
+    redis.defineCommand('lcReadUsers', { lua: READ_USERS });
   }
 
   return {
@@ -114,18 +123,26 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
     async load(userIds) {
       const out = new Map<string, StoredUser>();
       if (userIds.length === 0) return out;
+      const found = (id: string, [s, p, o]: (string | null)[]) => {
+        if (p === null || p === undefined) return;
+        out.set(id, { state: s ?? null, partition: Number(p), offset: o ?? null });
+      };
+      if (!redis.isCluster) {
+        // As for writes: one server, so a read call covers many users.
+        const pipe = redis.pipeline() as unknown as ScriptPipeline & { exec(): Promise<[Error | null, unknown][] | null> };
+        for (let i = 0; i < userIds.length; i += USERS_PER_CALL) {
+          const ks = userIds.slice(i, i + USERS_PER_CALL).map((id) => userKeys(keys, id).state);
+          pipe.lcReadUsers(ks.length, ...ks);
+        }
+        let n = 0;
+        for (const call of (await pipe.exec()) ?? []) for (const reply of check<(string | null)[][]>(call)) found(userIds[n++]!, reply);
+        if (n !== userIds.length) throw new LifecycleError('LC_ERR_REDIS', `expected ${userIds.length} read replies, got ${n}`, { retriable: true });
+        return out;
+      }
       const pipe = redis.pipeline();
       for (const id of userIds) pipe.hmget(userKeys(keys, id).state, 's', 'p', 'o');
       const replies = (await pipe.exec()) ?? [];
-      userIds.forEach((id, i) => {
-        const [s, p, o] = check<(string | null)[]>(replies[i]);
-        if (p === null || p === undefined) return;
-        out.set(id, {
-          state: s ?? null,
-          partition: Number(p),
-          offset: o ?? null,
-        });
-      });
+      userIds.forEach((id, i) => found(id, check<(string | null)[]>(replies[i])));
       return out;
     },
 
