@@ -9,7 +9,8 @@ import type { DashboardSpec, PanelSpec, ParameterSpec } from './schema.ts';
 
 const DAY_MS = 86_400_000;
 export const DEFAULT_WINDOW_DAYS = 30;
-const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+// The rules room's id format (rules/schema.ts).
+const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
 const MAX_RULES = 100;
 
 export type RequestValues = Record<string, string | string[] | undefined>;
