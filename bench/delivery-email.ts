@@ -1,20 +1,27 @@
 // Benchmark: email delivery content path.
 //  1. Template renders/s of the shipped templates (strict handlebars, layout, generated text
 //     part), against raw Handlebars rendering the same body without layout/text as baseline.
-//  2. Emails rendered and accepted by a local SMTP sink per second through the SMTP provider
-//     (nodemailer pooled connections), against raw nodemailer sending a pre-built message
-//     over the same pool size as baseline; then with two sender threads (two delivery
-//     workers, as the consumer group scales out). Target >= 2,000 emails/s.
-// The sink (smtp-server) runs in a worker thread so it does not share the sender's event loop.
+//  2. Emails rendered and accepted per second through the SMTP provider (nodemailer pooled
+//     connections), against raw nodemailer sending a pre-built message over the same pool
+//     and sink as baseline, with the CPU time per message of the sender and of the sink.
+//     Twice: into the product's SMTP sink (platform/smtp-sink.ts, its own process, as
+//     scripts/stack runs it), and into a bare smtp-server that only counts (what the sender
+//     alone can do). Then two sender threads (two delivery workers) into the product sink.
+//     Target >= 2,000 emails/s into the product sink.
 // Run alone: npx tsx bench/delivery-email.ts (or through npm run bench -- delivery-email).
-import { mkdir, writeFile } from 'node:fs/promises';
+import { fork } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import Handlebars from 'handlebars';
 import nodemailer from 'nodemailer';
+import { SMTPServer } from 'smtp-server';
 import { silentLogger } from '../platform/logger.ts';
-import { createSmtpProvider, noDelaySocket } from '../delivery/providers/email.ts';
+import { createSmtpSink } from '../platform/smtp-sink.ts';
+import { createSmtpProvider, noDelaySocket, smtpPoolOptions } from '../delivery/providers/email.ts';
 import type { OutgoingMessage } from '../delivery/providers/types.ts';
 import { createTemplateRenderer, SAMPLE_LINKS } from '../delivery/templates/index.ts';
 
@@ -89,45 +96,95 @@ function timeLoop(ms: number, fn: (i: number) => void): { ops: number; perSec: n
   return { ops: i, perSec: Math.round(i / secs) };
 }
 
-// The sink: accepts everything, counts messages and bytes. CommonJS because eval'd workers are.
-const SINK = `
-const { parentPort } = require('node:worker_threads');
-const { SMTPServer } = require('smtp-server');
-let messages = 0, bytes = 0;
-const server = new SMTPServer({
-  authOptional: true, disabledCommands: ['AUTH', 'STARTTLS'], disableReverseLookup: true, logger: false, maxClients: 1000,
-  onData(stream, _session, cb) { stream.on('data', (c) => { bytes += c.length; }); stream.on('end', () => { messages++; cb(); }); },
-});
-server.listen(0, '127.0.0.1', () => parentPort.postMessage({ port: server.server.address().port }));
-parentPort.on('message', (m) => {
-  if (m === 'count') parentPort.postMessage({ messages, bytes });
-  if (m === 'close') server.close(() => process.exit(0));
-});`;
+type SinkKind = 'product' | 'noop';
 
 interface Sink {
   port: number;
-  count(): Promise<{ messages: number; bytes: number }>;
+  /** Messages accepted so far and the sink process's CPU time (ms). */
+  count(): Promise<{ messages: number; cpuMs: number }>;
   close(): Promise<void>;
 }
 
-async function startSink(): Promise<Sink> {
-  const worker = new Worker(SINK, { eval: true });
+/**
+ * A sink process of its own, as `scripts/stack up` runs it: `product` is the platform's SMTP
+ * sink (platform/smtp-sink.ts: every message kept on disk, read API), `noop` a bare
+ * smtp-server that only counts, to show what the sender alone can do.
+ */
+async function startSink(kind: SinkKind): Promise<Sink> {
+  const child = fork(fileURLToPath(import.meta.url), [`--smtp-sink-process=${kind}`], {
+    execArgv: ['--import', 'tsx/esm'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const port = await new Promise<number>((resolve, reject) => {
-    worker.once('message', (m: { port: number }) => resolve(m.port));
-    worker.once('error', reject);
+    child.once('message', (m) => resolve((m as { port: number }).port));
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`sink process exited with ${code}`)));
   });
   return {
     port,
     count: () =>
       new Promise((resolve) => {
-        worker.once('message', (m: { messages: number; bytes: number }) => resolve(m));
-        worker.postMessage('count');
+        child.once('message', (m) => resolve(m as { messages: number; cpuMs: number }));
+        child.send('count');
       }),
     close: async () => {
-      worker.postMessage('close');
-      await new Promise((resolve) => worker.once('exit', resolve));
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.send('close');
+      await exited;
     },
   };
+}
+
+async function sinkProcess(kind: SinkKind): Promise<void> {
+  let messages = 0;
+  let close: () => Promise<void>;
+  let port: number;
+  const dir = await mkdtemp(path.join(tmpdir(), 'lc-bench-sink-'));
+  if (kind === 'product') {
+    // As scripts/stack runs it: read over HTTP only, so views are built when read.
+    const sink = createSmtpSink({ port: 0, dir, views: 'on-read' });
+    await sink.start();
+    port = sink.port;
+    close = () => sink.stop();
+    const count = () => sink.health().messages;
+    process.on('message', (m) => {
+      if (m === 'count') {
+        const u = process.cpuUsage();
+        process.send!({ messages: count(), cpuMs: (u.user + u.system) / 1000 });
+      }
+    });
+  } else {
+    const server = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['AUTH', 'STARTTLS'],
+      disableReverseLookup: true,
+      logger: false,
+      maxClients: 1000,
+      onData(stream, _session, cb) {
+        stream.on('data', () => undefined);
+        stream.on('end', () => {
+          messages++;
+          cb(null);
+        });
+      },
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.server.address() as AddressInfo).port;
+    close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+    process.on('message', (m) => {
+      if (m === 'count') {
+        const u = process.cpuUsage();
+        process.send!({ messages, cpuMs: (u.user + u.system) / 1000 });
+      }
+    });
+  }
+  process.on('message', (m) => {
+    if (m !== 'close') return;
+    void close()
+      .then(() => rm(dir, { recursive: true, force: true }))
+      .finally(() => process.exit(0));
+  });
+  process.send!({ port });
 }
 
 /** Keeps `inFlight` sends running for `ms`; returns accepted sends/s. */
@@ -225,6 +282,102 @@ function senderThread(
   });
 }
 
+interface Rounds {
+  accepted: number;
+  failed: number;
+  perSec: number;
+  senderCpuMs: number;
+  sinkCpuMs: number;
+}
+
+/** Product and baseline rounds into one sink, with each process's CPU time per message. */
+async function sendRounds(kind: SinkKind, renderer: ReturnType<typeof createTemplateRenderer>) {
+  const logger = silentLogger();
+  const sink = await startSink(kind);
+  const url = `smtp://127.0.0.1:${sink.port}`;
+  // Product and baseline alternate in short rounds and the medians are compared, so a burst
+  // of load from other processes on the machine hits both alike.
+  const toMessage = messageFactory(renderer);
+  const provider = createSmtpProvider(
+    {
+      name: 'smtp-bench',
+      url,
+      from: 'Example <hello@example.com>',
+      maxConnections: POOL,
+      maxMessages: 1000,
+    },
+    { logger },
+  );
+  // Same pool and socket settings as the provider (Nagle off), so the ratio is the cost of
+  // rendering and the provider itself.
+  const transport = nodemailer.createTransport(
+    smtpPoolOptions(url, {
+      pool: true,
+      maxConnections: POOL,
+      maxMessages: 1000,
+      getSocket: noDelaySocket(10_000),
+    }),
+  );
+  const fixed = toMessage(0).content;
+  let n = 0;
+  const productOnce = async () => (await provider.send(toMessage(n++))).status === 'sent';
+  const baselineOnce = async () => {
+    try {
+      await transport.sendMail({
+        from: 'hello@example.com',
+        to: `user${n++}@example.com`,
+        subject: fixed.subject,
+        html: fixed.html,
+        text: fixed.text,
+      });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const measured = async (once: () => Promise<boolean>): Promise<Rounds> => {
+    const c0 = process.cpuUsage();
+    const s0 = await sink.count();
+    const r = await sendLoop(SEND_MS / ROUNDS, IN_FLIGHT, once);
+    const c1 = process.cpuUsage(c0);
+    const s1 = await sink.count();
+    return { ...r, senderCpuMs: (c1.user + c1.system) / 1000, sinkCpuMs: s1.cpuMs - s0.cpuMs };
+  };
+  // Warm both paths (pool connections, JIT of rendering and MIME building) before timing.
+  await sendLoop(1500, 32, productOnce);
+  await sendLoop(1000, 32, baselineOnce);
+  const productRounds: Rounds[] = [];
+  const baselineRounds: Rounds[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    productRounds.push(await measured(productOnce));
+    baselineRounds.push(await measured(baselineOnce));
+  }
+  await provider.close?.();
+  transport.close();
+  await sink.close();
+  const perMessage = (rs: Rounds[]) => {
+    const accepted = Math.max(1, rs.reduce((a, r) => a + r.accepted, 0));
+    return {
+      sender: Math.round((rs.reduce((a, r) => a + r.senderCpuMs, 0) * 1000) / accepted),
+      sink: Math.round((rs.reduce((a, r) => a + r.sinkCpuMs, 0) * 1000) / accepted),
+    };
+  };
+  const productPerSec = median(productRounds.map((r) => r.perSec));
+  const baselinePerSec = median(baselineRounds.map((r) => r.perSec));
+  return {
+    /** Median of the rounds. */
+    renderedAndAcceptedPerSec: productPerSec,
+    productRounds: productRounds.map((r) => r.perSec),
+    accepted: productRounds.reduce((a, r) => a + r.accepted, 0),
+    failed: productRounds.reduce((a, r) => a + r.failed, 0),
+    baselineRawNodemailerPerSec: baselinePerSec,
+    baselineRounds: baselineRounds.map((r) => r.perSec),
+    ratioToBaseline: Number((productPerSec / Math.max(1, baselinePerSec)).toFixed(2)),
+    /** Process CPU time per accepted message (user + system), sender and sink process. */
+    cpuUsPerMessage: { product: perMessage(productRounds), baseline: perMessage(baselineRounds) },
+  };
+}
+
 export async function run() {
   const logger = silentLogger();
   const renderer = createTemplateRenderer({ dir: TEMPLATES }, logger);
@@ -251,72 +404,12 @@ export async function run() {
   });
 
   // 2. Render + send through the SMTP provider vs raw nodemailer with a fixed message.
-  const sink = await startSink();
-  const url = `smtp://127.0.0.1:${sink.port}`;
-  // Product and baseline alternate in short rounds and the medians are compared, so a burst
-  // of load from other processes on the machine hits both alike.
-  const toMessage = messageFactory(renderer);
-  const provider = createSmtpProvider(
-    {
-      name: 'smtp-bench',
-      url,
-      from: 'Example <hello@example.com>',
-      maxConnections: POOL,
-      maxMessages: 1000,
-    },
-    { logger },
-  );
-  // Same pool and socket settings as the provider (Nagle off), so the ratio is the cost of
-  // rendering and the provider itself.
-  const transport = nodemailer.createTransport({
-    url,
-    pool: true,
-    maxConnections: POOL,
-    maxMessages: 1000,
-    getSocket: noDelaySocket(10_000),
-  } as nodemailer.TransportOptions);
-  const fixed = toMessage(0).content;
-  let n = 0;
-  const productOnce = async () => (await provider.send(toMessage(n++))).status === 'sent';
-  const baselineOnce = async () => {
-    try {
-      await transport.sendMail({
-        from: 'hello@example.com',
-        to: `user${n++}@example.com`,
-        subject: fixed.subject,
-        html: fixed.html,
-        text: fixed.text,
-      });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  // Warm both paths (pool connections, JIT of rendering and MIME building) before timing.
-  await sendLoop(1500, 32, productOnce);
-  await sendLoop(1000, 32, baselineOnce);
-  const before = await sink.count();
-  const productRounds: { accepted: number; failed: number; perSec: number }[] = [];
-  const baselineRounds: { accepted: number; failed: number; perSec: number }[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    productRounds.push(await sendLoop(SEND_MS / ROUNDS, IN_FLIGHT, productOnce));
-    baselineRounds.push(await sendLoop(SEND_MS / ROUNDS, IN_FLIGHT, baselineOnce));
-  }
-  const afterProduct = await sink.count();
-  await provider.close?.();
-  transport.close();
-  const product = {
-    perSec: median(productRounds.map((r) => r.perSec)),
-    accepted: productRounds.reduce((a, r) => a + r.accepted, 0),
-    failed: productRounds.reduce((a, r) => a + r.failed, 0),
-    rounds: productRounds.map((r) => r.perSec),
-  };
-  const baseline = {
-    perSec: median(baselineRounds.map((r) => r.perSec)),
-    rounds: baselineRounds.map((r) => r.perSec),
-  };
+  const product = await sendRounds('product', renderer);
+  const noop = await sendRounds('noop', renderer);
 
   // Two delivery workers (threads here, processes or machines in production) sharing the sink.
+  const sink = await startSink('product');
+  const url = `smtp://127.0.0.1:${sink.port}`;
   const beforeScaled = await sink.count();
   const scaled = await Promise.all(
     [0, 1].map((w) => senderThread(url, SEND_MS, (w + 1) * 10_000_000)),
@@ -325,11 +418,10 @@ export async function run() {
   await sink.close();
   const scaledPerSec = scaled.reduce((a, r) => a + r.perSec, 0);
 
-  const sinkAccepted = afterProduct.messages - before.messages;
   const result = {
     target: TARGET,
     passed:
-      Math.max(product.perSec, scaledPerSec) >= TARGET &&
+      Math.max(product.renderedAndAcceptedPerSec, scaledPerSec) >= TARGET &&
       product.failed === 0 &&
       scaled.every((r) => r.failed === 0),
     renders: {
@@ -344,22 +436,17 @@ export async function run() {
       inFlight: IN_FLIGHT,
       seconds: SEND_MS / 1000,
       rounds: ROUNDS,
-      /** Median of the rounds. */
-      renderedAndAcceptedPerSec: product.perSec,
-      productRounds: product.rounds,
-      accepted: product.accepted,
-      failed: product.failed,
-      // Product and baseline rounds together.
-      sinkReceived: sinkAccepted,
-      avgMessageBytes: Math.round((afterProduct.bytes - before.bytes) / Math.max(1, sinkAccepted)),
-      baselineRawNodemailerPerSec: baseline.perSec,
-      baselineRounds: baseline.rounds,
-      ratioToBaseline: Number((product.perSec / Math.max(1, baseline.perSec)).toFixed(2)),
+      productSink: product,
+      noopSink: noop,
       twoWorkers: {
         perSec: scaledPerSec,
         perWorker: scaled.map((r) => r.perSec),
         failed: scaled.reduce((a, r) => a + r.failed, 0),
         sinkReceived: afterScaled.messages - beforeScaled.messages,
+        sinkCpuUsPerMessage: Math.round(
+          ((afterScaled.cpuMs - beforeScaled.cpuMs) * 1000) /
+            Math.max(1, afterScaled.messages - beforeScaled.messages),
+        ),
       },
     },
     checksum: sinkChars % 1000,
@@ -373,18 +460,28 @@ export async function run() {
   console.log(
     `template renders: ${fmt(render.perSec)}/s (email: layout + generated text part; raw handlebars body: ${fmt(baselineRender.perSec)}/s)`,
   );
+  for (const [label, r] of [
+    ['product SMTP sink (platform/smtp-sink.ts, own process)', product],
+    ['bare smtp-server that only counts (own process)', noop],
+  ] as const) {
+    console.log(
+      `${label}: rendered + accepted ${fmt(r.renderedAndAcceptedPerSec)}/s median of ${ROUNDS} rounds [${r.productRounds.map(fmt).join(', ')}] over ${POOL} pooled connections (${r.failed} failed), ` +
+        `CPU/message sender ${fmt(r.cpuUsPerMessage.product.sender)} us + sink ${fmt(r.cpuUsPerMessage.product.sink)} us; ` +
+        `raw nodemailer, pre-built message, same pool and sink: ${fmt(r.baselineRawNodemailerPerSec)}/s [${r.baselineRounds.map(fmt).join(', ')}], ` +
+        `CPU/message sender ${fmt(r.cpuUsPerMessage.baseline.sender)} us + sink ${fmt(r.cpuUsPerMessage.baseline.sink)} us (ratio ${r.ratioToBaseline})`,
+    );
+  }
   console.log(
-    `emails rendered + accepted by the SMTP sink: ${fmt(product.perSec)}/s median of ${ROUNDS} rounds [${product.rounds.map(fmt).join(', ')}] over ${POOL} pooled connections (${product.failed} failed); ` +
-      `raw nodemailer with a pre-built message, alternating: ${fmt(baseline.perSec)}/s [${baseline.rounds.map(fmt).join(', ')}] (ratio ${result.smtp.ratioToBaseline})`,
-  );
-  console.log(
-    `two delivery workers (threads), each with its own pool: ${fmt(scaledPerSec)}/s (${scaled.map((r) => fmt(r.perSec)).join(' + ')})`,
+    `two delivery workers (threads), each with its own pool, into the product sink: ${fmt(scaledPerSec)}/s (${scaled.map((r) => fmt(r.perSec)).join(' + ')}), sink CPU/message ${fmt(result.smtp.twoWorkers.sinkCpuUsPerMessage)} us`,
   );
   console.log(`target >= ${fmt(TARGET)} emails/s: ${result.passed ? 'met' : 'NOT met'}`);
   return result;
 }
 
-if (!isMainThread && (workerData as { role?: string } | null)?.role === 'sender') {
+const sinkArg = process.argv.find((a) => a.startsWith('--smtp-sink-process='));
+if (sinkArg) {
+  await sinkProcess(sinkArg.slice('--smtp-sink-process='.length) as SinkKind);
+} else if (!isMainThread && (workerData as { role?: string } | null)?.role === 'sender') {
   const { url, ms, offset } = workerData as { url: string; ms: number; offset: number };
   parentPort!.postMessage(await productSend(url, ms, offset));
 } else if (process.argv[1] === fileURLToPath(import.meta.url)) {
