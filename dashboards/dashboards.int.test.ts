@@ -97,6 +97,16 @@ describe('dashboards on the ClickHouse server', () => {
     expect((await app.inject({ method: 'GET', url: '/v1/dashboards/lifecycle/panels/funnel' })).statusCode).toBe(401);
   });
   checks(() => ({ app, token: config.auth.adminToken }));
+
+  it('opens its own ClickHouse client from the config when none is given (lifecycle run api)', async () => {
+    const own = await fixtureApi(config);
+    try {
+      const res = await own.inject({ method: 'GET', url: `/v1/dashboards/lifecycle/panels/treated-sends?${ALL}`, headers: { authorization: `Bearer ${config.auth.adminToken}` } });
+      expect(res.json()).toMatchObject({ rows: [{ sends: 14 }] });
+    } finally {
+      await own.close();
+    }
+  });
 });
 
 describe('dashboards on chDB', () => {
