@@ -135,6 +135,8 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     loggerInstance: log as FastifyBaseLogger,
     // Per-request log lines cost more than the request at tens of thousands per second.
     logController: new LogController({ disableRequestLogging: true }),
+    // and so does a pino child (with its redaction) per request: requests log through the component logger.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: config.ingest.maxBatchBytes,
     return503OnClosing: true,
   });
