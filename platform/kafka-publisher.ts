@@ -64,18 +64,20 @@ export function partitionForKey(key: string | Buffer, partitions: number): numbe
   return (murmur2(key) & 0x7fffffff) % partitions;
 }
 
+/** A record as kafkajs takes it, its partition already chosen. */
 interface Outgoing {
-  topic: string;
   key: string | null;
   value: Buffer | null;
-  headers: IHeaders | undefined;
+  headers?: IHeaders;
   partition: number;
-  bytes: number;
 }
 
 /** One publish call's share of a lane: resolved when that lane's request is acknowledged. */
 interface Part {
+  topic: string;
   records: Outgoing[];
+  /** Estimated encoded size of each record, to keep requests under the limit. */
+  sizes: number[];
   bytes: number;
   done(err?: unknown): void;
 }
@@ -147,16 +149,18 @@ class Lane {
         let current = new Map<string, Outgoing[]>();
         let currentBytes = 0;
         for (const part of parts) {
-          for (const r of part.records) {
-            if (currentBytes > 0 && currentBytes + r.bytes > REQUEST_BYTES) {
+          let list = current.get(part.topic);
+          for (let i = 0; i < part.records.length; i++) {
+            const bytes = part.sizes[i]!;
+            if (currentBytes > 0 && currentBytes + bytes > REQUEST_BYTES) {
               requests.push(current);
               current = new Map();
               currentBytes = 0;
+              list = undefined;
             }
-            let list = current.get(r.topic);
-            if (!list) current.set(r.topic, (list = []));
-            list.push(r);
-            currentBytes += r.bytes;
+            if (!list) current.set(part.topic, (list = []));
+            list.push(part.records[i]!);
+            currentBytes += bytes;
           }
         }
         requests.push(current);
@@ -165,10 +169,7 @@ class Lane {
           for (const req of requests) {
             await producer.sendBatch({
               acks: -1,
-              topicMessages: [...req].map(([topic, records]) => ({
-                topic,
-                messages: records.map((r) => (r.headers ? { key: r.key, value: r.value, headers: r.headers, partition: r.partition } : { key: r.key, value: r.value, partition: r.partition })),
-              })),
+              topicMessages: [...req].map(([topic, messages]) => ({ topic, messages })),
             });
           }
           for (const part of parts) part.done();
@@ -209,6 +210,10 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
     return count;
   };
 
+  const hasHeaders = (m: OutgoingMessage): m is OutgoingMessage & { headers: Record<string, string> } => {
+    for (const k in m.headers) if (Object.hasOwn(m.headers, k)) return true;
+    return false;
+  };
   const size = (m: OutgoingMessage) => {
     let b = 70 + (m.value?.length ?? 0) + (m.key?.length ?? 0);
     if (m.headers) for (const k in m.headers) b += k.length + m.headers[k]!.length + 8;
@@ -239,7 +244,9 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
       if (!part) {
         outstanding++;
         const p: Part = {
+          topic,
           records: [],
+          sizes: [],
           bytes: 0,
           done: (err?: unknown) => {
             if (err !== undefined && failed === null) failed = err;
@@ -250,9 +257,9 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
         };
         parts.set(lane, (part = p));
       }
-      const headers = m.headers && Object.keys(m.headers).length > 0 ? m.headers : undefined;
       const bytes = size(m);
-      part.records.push({ topic, key: m.key, value: m.value, headers, partition, bytes });
+      part.records.push(hasHeaders(m) ? { key: m.key, value: m.value, headers: m.headers, partition } : { key: m.key, value: m.value, partition });
+      part.sizes.push(bytes);
       part.bytes += bytes;
     }
     for (const [lane, part] of parts) lane.push(part);
