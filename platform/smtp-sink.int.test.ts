@@ -88,7 +88,8 @@ describe('createSmtpSink', () => {
     const raw = Buffer.from('From: a@example.com\r\nTo: late@example.com\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nbody\r\n');
     const id = '1700000000000-00000000abcd';
     await writeFile(join(dir, `${id}.eml`), raw);
-    await writeFile(join(dir, `${id}.json`), JSON.stringify({ id, envelope: { mailFrom: 'a@example.com', rcptTo: ['hidden@example.com'] }, receivedAt: new Date(0).toISOString(), size: raw.length }));
+    // As a sink with views on read leaves it: the raw bytes and a journal line with the envelope.
+    await writeFile(join(dir, 'accepted.jsonl'), `${JSON.stringify({ id, envelope: { mailFrom: 'a@example.com', rcptTo: ['hidden@example.com'] }, receivedAt: new Date(0).toISOString(), size: raw.length })}\n`);
     await sink.stop();
     sink = createSmtpSink({ port: 0, httpPort: 0, dir });
     await sink.start();
@@ -97,6 +98,7 @@ describe('createSmtpSink', () => {
     expect(m!.text.trim()).toBe('body');
     expect(JSON.parse(await readFile(join(dir, `${id}.json`), 'utf8'))).toMatchObject({ messageId: 'late@x' });
     await sink.clear();
+    expect(await readdir(dir)).toEqual([]);
   });
 
   it('with views on read, answers before parsing and still serves every answered message over HTTP, also after a restart', async () => {
@@ -111,7 +113,8 @@ describe('createSmtpSink', () => {
       // Raw bytes and envelope are on disk before any parse.
       const stored = (await readdir(lazyDir)).sort();
       expect(stored.filter((f) => f.endsWith('.eml'))).toHaveLength(3);
-      expect(JSON.parse(await readFile(join(lazyDir, stored.find((f) => f.endsWith('.json'))!), 'utf8'))).not.toHaveProperty('messageId');
+      expect(stored.filter((f) => f.endsWith('.json'))).toHaveLength(0);
+      expect((await readFile(join(lazyDir, 'accepted.jsonl'), 'utf8')).trim().split('\n')).toHaveLength(3);
 
       await lazy.stop();
       lazy = createSmtpSink({ port: 0, httpPort: 0, dir: lazyDir, views: 'on-read' });
@@ -124,6 +127,13 @@ describe('createSmtpSink', () => {
         ['lazy2@x', 'lazy 2', 'body 2'],
       ]);
       expect(JSON.parse(await readFile(join(lazyDir, `${messages[0]!.id}.json`), 'utf8'))).toMatchObject({ messageId: 'lazy0@x' });
+      // Every line has its view now: the journal is emptied, and new messages still land.
+      expect(await readFile(join(lazyDir, 'accepted.jsonl'), 'utf8')).toBe('');
+      const t2 = nodemailer.createTransport({ host: '127.0.0.1', port: lazy.port, secure: false });
+      await t2.sendMail({ from: 'a@example.com', to: 'l3@example.com', subject: 'lazy 3', text: 'body 3', messageId: '<lazy3@x>' });
+      t2.close();
+      const again = (await (await fetch(`http://127.0.0.1:${lazy.httpPort}/messages?messageId=lazy3@x`)).json()) as { messages: ReceivedMessage[] };
+      expect(again.messages.map((m) => m.subject)).toEqual(['lazy 3']);
     } finally {
       await lazy.stop();
       await rm(lazyDir, { recursive: true, force: true });

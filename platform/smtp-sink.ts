@@ -11,7 +11,7 @@
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { simpleParser, type AddressObject } from 'mailparser';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { rmSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -78,7 +78,14 @@ export interface SmtpSink {
 
 const ID_PATTERN = /^[0-9]{13}-[0-9a-f]{12}$/;
 
-/** What is on disk beside the .eml until the parsed view replaces it. */
+/**
+ * With views on read: one line per accepted message in this append-only file, opened once,
+ * because creating a second file per message cost more CPU than everything else the sink
+ * does. Emptied whenever every listed line has its parsed .json.
+ */
+const JOURNAL = 'accepted.jsonl';
+
+/** What the journal keeps of a message until its parsed view replaces it. */
 interface AcceptedRecord {
   id: string;
   envelope: ReceivedMessage['envelope'];
@@ -158,6 +165,8 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
   // Accepted messages whose view is not built yet, in arrival order.
   const pending = new Map<string, AcceptedRecord>();
   let parsing: Promise<void> | undefined;
+  let journal: number | undefined;
+  let journalLines = 0;
 
   async function buildView(rec: AcceptedRecord, raw?: Buffer): Promise<void> {
     const bytes = raw ?? (await readFile(join(options.dir, `${rec.id}.eml`)));
@@ -189,6 +198,11 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
       });
       await parsing;
     }
+    // Nothing pending: every journal line has its .json now (same tick as the check).
+    if (journal !== undefined && journalLines > 0) {
+      ftruncateSync(journal, 0);
+      journalLines = 0;
+    }
   }
 
   async function receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
@@ -208,9 +222,10 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
     // Synchronous writes of a few KB to the page cache cost far less CPU than the promise
     // API's trips through the thread pool, and the sink has nothing else to do meanwhile.
     writeFileSync(join(options.dir, `${rec.id}.eml`), raw);
-    if (viewsOnRead) {
-      // The envelope is not in the raw bytes: keep it beside them until the view replaces it.
-      writeFileSync(join(options.dir, `${rec.id}.json`), JSON.stringify(rec));
+    if (journal !== undefined) {
+      // The envelope is not in the raw bytes: keep it until the view replaces it.
+      writeSync(journal, `${JSON.stringify(rec)}\n`);
+      journalLines++;
       pending.set(rec.id, rec);
     } else {
       try {
@@ -225,18 +240,33 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
   }
 
   async function loadExisting(): Promise<void> {
-    for (const file of (await readdir(options.dir)).sort()) {
+    const files = (await readdir(options.dir)).sort();
+    for (const file of files) {
       if (!file.endsWith('.json') || !ID_PATTERN.test(file.slice(0, -5))) continue;
       try {
-        const m = JSON.parse(await readFile(join(options.dir, file), 'utf8')) as ReceivedMessage | AcceptedRecord;
-        // Accepted but not parsed yet (`on-read`).
-        if (!('messageId' in m)) pending.set(m.id, m);
-        else messages.set(m.id, m);
+        const m = JSON.parse(await readFile(join(options.dir, file), 'utf8')) as ReceivedMessage;
+        messages.set(m.id, m);
       } catch (err) {
         log.warn({ file, err }, 'skipping unreadable stored message');
       }
     }
-    if (!viewsOnRead) await settled();
+    // Accepted (answered 250) but not parsed before the last stop.
+    const emls = new Set(files.filter((f) => f.endsWith('.eml')).map((f) => f.slice(0, -4)));
+    const lines = files.includes(JOURNAL) ? (await readFile(join(options.dir, JOURNAL), 'utf8')).split('\n') : [];
+    for (const line of lines) {
+      if (!line) continue;
+      try {
+        const rec = JSON.parse(line) as AcceptedRecord;
+        if (!messages.has(rec.id) && emls.has(rec.id)) pending.set(rec.id, rec);
+      } catch {
+        log.warn({ file: JOURNAL }, 'skipping a torn journal line');
+      }
+    }
+    journalLines = lines.length;
+    if (!viewsOnRead) {
+      await settled();
+      if (lines.length > 0) await rm(join(options.dir, JOURNAL), { force: true });
+    }
   }
 
   function list(filter: MessageFilter = {}): ReceivedMessage[] {
@@ -254,6 +284,8 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
   async function clear(): Promise<void> {
     await settled();
     for (const id of [...messages.keys()]) await remove(id);
+    if (journal !== undefined) ftruncateSync(journal, 0);
+    journalLines = 0;
   }
 
   async function raw(id: string): Promise<Buffer | undefined> {
@@ -313,6 +345,7 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
     if (smtp) return;
     await mkdir(options.dir, { recursive: true });
     await loadExisting();
+    if (viewsOnRead) journal = openSync(join(options.dir, JOURNAL), 'a');
     const server = new SMTPServer({
       name: 'lifecycle-smtp-sink',
       banner: 'lifecycle SMTP sink: every message is kept, none is delivered',
@@ -376,6 +409,8 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
     }
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
     await parsing;
+    if (journal !== undefined) closeSync(journal);
+    journal = undefined;
   }
 
   return {
