@@ -72,6 +72,9 @@ function part(type: 'plain' | 'html', body: string): string {
   );
 }
 
+const BOUNDARY_PREFIX = randomBytes(6).toString('hex');
+let boundaries = 0;
+
 export function buildMime(message: MimeMessage): Buffer {
   const { text, html } = message;
   if (text === undefined && html === undefined) throw new Error('an email needs a text or an HTML body');
@@ -88,8 +91,8 @@ export function buildMime(message: MimeMessage): Buffer {
   let body: string;
   if (text !== undefined && html !== undefined) {
     // "=_" never occurs in quoted-printable text ("=" is always escaped there), so the
-    // boundary cannot collide with a body.
-    const boundary = `=_lc_${randomBytes(12).toString('hex')}`;
+    // boundary cannot collide with a body and needs no fresh randomness per message.
+    const boundary = `=_lc_${BOUNDARY_PREFIX}_${(boundaries++).toString(36)}`;
     lines.push(`Content-Type: multipart/alternative; boundary="${boundary}"`);
     body =
       `\r\n--${boundary}\r\n${part('plain', text)}\r\n` +
