@@ -176,7 +176,13 @@ async function startWorkers(k: number, names: { prefix: string; redisPrefix: str
   const stopped = new Set<ChildProcess>();
   let atN: { seconds: number; cpuMs: number; batches: number } | null = null;
   let onN!: () => void;
-  const reachedN = new Promise<void>((r) => (onN = r));
+  let failed!: (err: Error) => void;
+  const reachedN = new Promise<void>((resolve, reject) => {
+    onN = resolve;
+    failed = reject;
+  });
+  // Observed when the caller awaits reachedN; this keeps an early exit from being an unhandled rejection meanwhile.
+  reachedN.catch(() => undefined);
   for (let i = 0; i < k; i++) {
     const child = fork(import.meta.filename, ['--worker', names.prefix, names.redisPrefix, names.groupId, `--events=${N}`], {
       execArgv: ['--import', 'tsx'],
@@ -184,6 +190,9 @@ async function startWorkers(k: number, names: { prefix: string; redisPrefix: str
     });
     children.push(child);
     liveChildren.push(child);
+    child.on('exit', (code) => {
+      if (!atN) failed(new Error(`engine process ${child.pid} exited (code ${code}) before the group handled ${N} events`));
+    });
     child.on('message', (r: WorkerReport) => {
       if (r.kind === 'owned') owned.set(child, r.partitions);
       else if (r.kind === 'stopped') stopped.add(child);
