@@ -8,6 +8,7 @@ import { createRedis } from '../platform/redis.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
 import { topics } from '../platform/contracts.ts';
 import { runIngest, runCdc } from '../ingestion/index.ts';
+import { runIngestCluster } from '../ingestion/http/cluster.ts';
 import { runEngine } from '../engine/index.ts';
 import { runDelivery } from '../delivery/index.ts';
 import { runScheduler } from '../engine/scheduler/index.ts';
@@ -43,13 +44,21 @@ async function runApi(config: Readonly<Config>, logger: Logger, metrics: Registr
 export async function startProcesses(names: readonly ProcessName[], config: Readonly<Config>, logger: Logger): Promise<Running[]> {
   const registry = createMetricsRegistry({ labels: { process: names.join('+') } });
   const running: Running[] = [];
+  // What /metrics serves: this process's registry, or with ingest workers, theirs added to it.
+  let metricsSource: Pick<Registry, 'metrics' | 'contentType'> = registry;
   try {
     for (const name of names) {
       const log = logger.child({ process: name });
       switch (name) {
         case 'ingest': {
-          const ingest = await runIngest(config, log, registry);
-          running.push({ name: 'ingest', url: ingest.url, stop: () => ingest.stop() });
+          if (config.ingest.workers > 1) {
+            const ingest = await runIngestCluster(config, log, registry);
+            metricsSource = ingest;
+            running.push({ name: 'ingest', url: ingest.url, stop: () => ingest.stop() });
+          } else {
+            const ingest = await runIngest(config, log, registry);
+            running.push({ name: 'ingest', url: ingest.url, stop: () => ingest.stop() });
+          }
           if (config.cdc.topics.length > 0) {
             const cdc = await runCdc(config, log, registry);
             running.push({ name: 'cdc', stop: () => cdc.stop() });
@@ -82,7 +91,7 @@ export async function startProcesses(names: readonly ProcessName[], config: Read
       }
     }
     if (config.metrics.port > 0) {
-      const server = serveMetrics({ port: config.metrics.port, host: config.http.host }, registry);
+      const server = serveMetrics({ port: config.metrics.port, host: config.http.host }, metricsSource);
       running.push({ name: 'metrics', url: `http://${config.http.host}:${config.metrics.port}/metrics`, stop: () => new Promise((r) => server.close(() => r())) });
     }
   } catch (err) {

@@ -195,6 +195,14 @@ export const ConfigSchema = Type.Object({
       default: 20_000,
       minimum: 1,
     }),
+    workers: int({
+      env: 'LC_INGEST_WORKERS',
+      description:
+        'HTTP ingest processes sharing the ingest port (node cluster), each with its own idempotent Kafka producer: one per core the host can give. The per-key rate limit is split between them.',
+      default: 1,
+      minimum: 1,
+      maximum: 64,
+    }),
   }),
   engine: Type.Object({
     rulesDir: str({ env: 'LC_RULES_DIR', description: 'Folder of rule files.', default: 'rules/examples' }),

@@ -18,7 +18,7 @@ export function createMetricsRegistry(opts: { defaults?: boolean; labels?: Recor
  */
 export function serveMetrics(
   opts: { port: number; host: string },
-  registry: Registry,
+  registry: Pick<Registry, 'metrics' | 'contentType'>,
   health: () => { ok: boolean; details?: Record<string, unknown> } = () => ({ ok: true }),
 ): Server {
   const server = createServer((req, res) => {
