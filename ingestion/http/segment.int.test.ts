@@ -126,7 +126,9 @@ describe('ingest API when Kafka is unreachable', () => {
       expect(first.ms).toBeLessThan(3000);
       const second = await send();
       expect(second.status).toBe(503);
-      expect(second.ms).toBeLessThan(200);
+      // Fail-fast: answered without waiting for the 1.5 s acknowledgement timeout again (the
+      // bound leaves room for a loaded test machine; waiting would take the whole timeout).
+      expect(second.ms).toBeLessThan(750);
       const health = await fetch(`${url}/health`);
       expect(health.status).toBe(503);
     } finally {
