@@ -6,13 +6,13 @@
 // The SMTP sink is the product's own module either way (in-process under Docker).
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import type { StackInfo } from './helpers/context.ts';
 import { REPO_ROOT, localConnectUrl, localSmtpApiUrl, localStackEnv, readStackEnv } from './helpers/stack-env.ts';
 import { createSmtpSink } from '../platform/smtp-sink.ts';
+import { freePort } from './helpers/ports.ts';
 
 const BASE_ENV = { NODE_ENV: 'test', LC_LOG_LEVEL: 'warn' };
 
@@ -64,17 +64,6 @@ function localStack(): StackInfo {
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // Images and settings mirror docker-compose.yml.
 async function startContainers(): Promise<{ info: StackInfo; stop: () => Promise<void> }> {

@@ -2,19 +2,12 @@
 // delay queue (a restart of delivery loses none), a second relay takes over when there is
 // one, and when the relay is back every email arrives once.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSmtpSink, type SmtpSink } from '../../platform/smtp-sink.ts';
 import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
+import { freePort } from '../../test/helpers/ports.ts';
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 const marketingOptIn = async (h: Harness, userId: string) => {
   const res = await fetch(`${h.baseUrl}/v1/users/${userId}/preferences`, {

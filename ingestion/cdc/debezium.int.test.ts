@@ -4,7 +4,6 @@
 // (SIGKILL) mid-stream and started again without a duplicate event id or a lost row.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -22,6 +21,7 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { checkMapping, type CdcMapping } from './mapping.ts';
 import { createCdcProcessor } from './processor.ts';
+import { freePort } from '../../test/helpers/ports.ts';
 
 const iso = isolate('cdc');
 const config = iso.config();
@@ -316,16 +316,6 @@ describe('Debezium with the JSON converter schemas enabled: column types come fr
 });
 
 /** A free TCP port on the loopback interface. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * A Kafka Connect worker of this test alone (distributed mode: its own group, config,

@@ -3,7 +3,6 @@
 // every acknowledged event is on Kafka, /metrics adds the workers up, and SIGTERM drains
 // and stops them all.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { eventCodec } from '../../platform/avro.ts';
@@ -12,17 +11,8 @@ import { isolate } from '../../test/helpers/isolation.ts';
 import { consume, testKafka } from '../../test/helpers/kafka.ts';
 import { REPO_ROOT } from '../../test/helpers/stack-env.ts';
 import { waitFor } from '../../test/helpers/wait.ts';
+import { freePort } from '../../test/helpers/ports.ts';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const workersOf = (pid: number): number[] => {
   try {

@@ -3,7 +3,6 @@
 // welcome email arrives in the SMTP sink, the send lands in ClickHouse, and SIGTERM stops
 // the process cleanly.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAnalyticsStore, type AnalyticsStore } from '../../platform/analytics-store.ts';
@@ -11,17 +10,8 @@ import { isolate, type Isolation } from '../helpers/isolation.ts';
 import { REPO_ROOT } from '../helpers/stack-env.ts';
 import { smtpSinkClient } from '../helpers/smtp.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { freePort } from '../helpers/ports.ts';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('lifecycle run all', () => {
   let iso: Isolation;
