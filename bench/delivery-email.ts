@@ -235,6 +235,11 @@ function messageFactory(
 }
 
 /** Renders and sends through the SMTP provider for `ms`, after a short warm-up (pool connections, JIT). */
+/** The product's SMTP provider as the benchmark runs it: the bench pool size, long-lived connections. */
+function benchProvider(url: string, logger: ReturnType<typeof silentLogger>) {
+  return createSmtpProvider({ name: 'smtp-bench', url, from: 'Example <hello@example.com>', maxConnections: POOL, maxMessages: 1000 }, { logger });
+}
+
 async function productSend(
   url: string,
   ms: number,
@@ -242,16 +247,7 @@ async function productSend(
 ): Promise<{ accepted: number; failed: number; perSec: number }> {
   const logger = silentLogger();
   const toMessage = messageFactory(createTemplateRenderer({ dir: TEMPLATES }, logger));
-  const provider = createSmtpProvider(
-    {
-      name: 'smtp-bench',
-      url,
-      from: 'Example <hello@example.com>',
-      maxConnections: POOL,
-      maxMessages: 1000,
-    },
-    { logger },
-  );
+  const provider = benchProvider(url, logger);
   await sendLoop(
     500,
     32,
@@ -298,16 +294,7 @@ async function sendRounds(kind: SinkKind, renderer: ReturnType<typeof createTemp
   // Product and baseline alternate in short rounds and the medians are compared, so a burst
   // of load from other processes on the machine hits both alike.
   const toMessage = messageFactory(renderer);
-  const provider = createSmtpProvider(
-    {
-      name: 'smtp-bench',
-      url,
-      from: 'Example <hello@example.com>',
-      maxConnections: POOL,
-      maxMessages: 1000,
-    },
-    { logger },
-  );
+  const provider = benchProvider(url, logger);
   // Same pool and socket settings as the provider (Nagle off), so the ratio is the cost of
   // rendering and the provider itself.
   const transport = nodemailer.createTransport(

@@ -15,6 +15,7 @@ import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createSmtpSink } from '../platform/smtp-sink.ts';
 import { openRuleSet } from '../rules/index.ts';
 import { createMemoryEngine, createMemoryScheduler } from '../engine/index.ts';
+import { schedulerConfigFrom } from '../engine/scheduler/index.ts';
 import { createDelivery, createMemoryDeliveryStores } from '../delivery/index.ts';
 import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/index.ts';
 import { createProviders } from '../delivery/providers/index.ts';
@@ -99,15 +100,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     stops.push(() => engine.stop());
     // Recurring campaigns (`schedule` triggers) fan out from the same in-memory user directory.
     const { service: scheduler } = createMemoryScheduler(
-      {
-        topicPrefix: config.kafka.topicPrefix,
-        groupId: config.engine.schedulerGroup,
-        partitions: config.kafka.partitions,
-        catchUpMs: config.engine.schedulerCatchUpMs,
-        pageSize: config.engine.schedulerPageSize,
-        leaseMs: config.engine.schedulerLeaseMs,
-        tickMs: config.engine.schedulerTickMs,
-      },
+      schedulerConfigFrom(config),
       { bus, ruleSet: rules.current, logger, registry },
     );
     await scheduler.start();

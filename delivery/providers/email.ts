@@ -24,6 +24,11 @@ export interface SmtpProviderOptions {
   maxMessages?: number;
   connectionTimeoutMs?: number;
   socketTimeoutMs?: number;
+  /**
+   * The relay's message search (relay-lookup.ts): with it the provider answers `accepted`,
+   * asking by the Message-ID it writes itself.
+   */
+  lookup?: (messageId: string) => Promise<boolean>;
 }
 
 /** RFC 8058 headers for a one-click unsubscribe URL (https, POST-able without a cookie). */
@@ -252,6 +257,7 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
         return result;
       }
     },
+    ...(opts.lookup ? { accepted: (message: OutgoingMessage) => opts.lookup!(messageIdFor(message.sendId, domain)) } : {}),
     async close() {
       transport.close();
     },

@@ -7,8 +7,8 @@ import { createRedis, type RedisDeps } from '../../platform/redis.ts';
 import { createInbox, type Inbox } from '../inapp/inbox.ts';
 import { createRedisLiveChannel, type LiveChannel } from '../inapp/live.ts';
 import { createDeviceRegistry } from './devices.ts';
-import { createSmtpProvider, domainOf } from './email.ts';
-import { createRelayLookup, withRelayLookup } from './relay-lookup.ts';
+import { createSmtpProvider } from './email.ts';
+import { createRelayLookup } from './relay-lookup.ts';
 import { createInappProvider } from './inapp.ts';
 import { createPushProvider } from './push.ts';
 import { createSmsProvider } from './sms.ts';
@@ -35,7 +35,7 @@ export {
   verifyWebhookSignature,
   SIGNATURE_HEADER,
 } from './webhook.ts';
-export { createRelayLookup, withRelayLookup, type RelayLookup } from './relay-lookup.ts';
+export { createRelayLookup, type RelayLookup } from './relay-lookup.ts';
 export { isForbiddenAddress, resolveTarget } from './ssrf.ts';
 export { createSmsProvider } from './sms.ts';
 export { createPushProvider } from './push.ts';
@@ -102,18 +102,20 @@ export function createProviders(
     throw new Error(`LC_SMTP_LOOKUP_URLS has ${d.smtpLookupUrls.length} entries but LC_SMTP_URLS only ${d.smtpUrls.length}: give one lookup URL per relay, in the same order (empty for none)`);
   }
   d.smtpUrls.forEach((url, i) => {
-    const smtp = createSmtpProvider(
-      {
-        name: `smtp-${i + 1}`,
-        url,
-        from: d.emailFrom,
-        ...(deps.smtp?.maxConnections ? { maxConnections: deps.smtp.maxConnections } : {}),
-        ...(deps.smtp?.maxMessages ? { maxMessages: deps.smtp.maxMessages } : {}),
-      },
-      { logger: log },
-    );
     const lookupUrl = d.smtpLookupUrls[i];
-    add(lookupUrl ? withRelayLookup(smtp, createRelayLookup({ url: lookupUrl, foundPointer: d.smtpLookupFound, ...(deps.fetch ? { fetch: deps.fetch } : {}) }), domainOf(d.emailFrom)) : smtp);
+    add(
+      createSmtpProvider(
+        {
+          name: `smtp-${i + 1}`,
+          url,
+          from: d.emailFrom,
+          ...(deps.smtp?.maxConnections ? { maxConnections: deps.smtp.maxConnections } : {}),
+          ...(deps.smtp?.maxMessages ? { maxMessages: deps.smtp.maxMessages } : {}),
+          ...(lookupUrl ? { lookup: createRelayLookup({ url: lookupUrl, foundPointer: d.smtpLookupFound, ...(deps.fetch ? { fetch: deps.fetch } : {}) }) } : {}),
+        },
+        { logger: log },
+      ),
+    );
   });
 
   if (deps.inapp) {

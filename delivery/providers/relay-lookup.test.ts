@@ -1,8 +1,10 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRelayLookup, withRelayLookup } from './relay-lookup.ts';
-import type { OutgoingMessage, Provider } from './types.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import { createSmtpProvider } from './email.ts';
+import { createRelayLookup } from './relay-lookup.ts';
+import type { OutgoingMessage } from './types.ts';
 
 // A relay's message search: /search?id=<Message-ID> answers from `known`; /status/<code> answers that code.
 const known = new Set(['welcome-u1@example.com', 'a/b~c@example.com']);
@@ -64,12 +66,17 @@ describe('relay lookup', () => {
   });
 
   it('gives the email provider an `accepted` that asks by the Message-ID the provider writes', async () => {
-    const smtp: Provider = { name: 'smtp-1', channel: 'email', send: async () => ({ status: 'sent' }) };
-    const p = withRelayLookup(smtp, createRelayLookup({ url: `${base}/search?id={messageId}`, foundPointer: '/items' }), 'example.com');
+    const smtp = createSmtpProvider(
+      { name: 'smtp-1', url: 'smtp://127.0.0.1:1', from: 'Example <hello@example.com>', lookup: createRelayLookup({ url: `${base}/search?id={messageId}`, foundPointer: '/items' }) },
+      { logger: silentLogger() },
+    );
     const message = (sendId: string): OutgoingMessage => ({ sendId, ruleId: 'r', category: 'transactional', channel: 'email', recipient: { userId: 'u1', locale: 'en', timezone: 'UTC' }, content: {} });
-    expect(p.name).toBe('smtp-1');
-    expect(await p.accepted!(message('welcome:u1'))).toBe(true);
-    expect(await p.accepted!(message('welcome:u2'))).toBe(false);
-    expect(await p.send(message('x'))).toEqual({ status: 'sent' });
+    expect(await smtp.accepted!(message('welcome:u1'))).toBe(true);
+    expect(await smtp.accepted!(message('welcome:u2'))).toBe(false);
+    await smtp.close?.();
+    const plain = createSmtpProvider({ name: 'smtp-2', url: 'smtp://127.0.0.1:1', from: 'hello@example.com' }, { logger: silentLogger() });
+    expect(plain.accepted).toBeUndefined();
+    await plain.close?.();
   });
+
 });

@@ -5,8 +5,6 @@
 // outbound-messages API, or the local SMTP sink's `/messages?messageId=`). With such a lookup
 // configured (LC_SMTP_LOOKUP_URLS), a takeover asks the relay first and records `sent`
 // without sending again when the relay already has the message.
-import type { Provider } from './types.ts';
-import { messageIdFor } from './email.ts';
 
 export interface RelayLookupOptions {
   /**
@@ -92,9 +90,4 @@ export function createRelayLookup(opts: RelayLookupOptions): RelayLookup {
     if (value === undefined) throw new Error(`relay lookup at ${where}: the answer has nothing at ${opts.foundPointer}`);
     return found(value);
   };
-}
-
-/** The email provider with reconciliation: `accepted(message)` asks the relay's log by Message-ID. */
-export function withRelayLookup(provider: Provider, lookup: RelayLookup, messageIdDomain: string): Provider {
-  return { ...provider, accepted: (message) => lookup(messageIdFor(message.sendId, messageIdDomain)) };
 }

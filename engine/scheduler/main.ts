@@ -12,7 +12,7 @@ import { openRuleSet } from '../../rules/index.ts';
 import { createRedisDirectory } from './directory.ts';
 import { createRedisProgressStore } from './progress.ts';
 import { seedDirectoryFromEngineState } from './seed.ts';
-import { createSchedulerService, type SchedulerService } from './scheduler-service.ts';
+import { createSchedulerService, schedulerConfigFrom, type SchedulerService } from './scheduler-service.ts';
 
 export interface RunningScheduler {
   service: SchedulerService;
@@ -33,15 +33,7 @@ export async function runScheduler(
   const { redis, keys } = createRedis(config.redis, logger);
   const directory = createRedisDirectory(redis, keys);
   const service = createSchedulerService(
-    {
-      topicPrefix: config.kafka.topicPrefix,
-      groupId: config.engine.schedulerGroup,
-      partitions: config.kafka.partitions,
-      catchUpMs: config.engine.schedulerCatchUpMs,
-      pageSize: config.engine.schedulerPageSize,
-      leaseMs: config.engine.schedulerLeaseMs,
-      tickMs: config.engine.schedulerTickMs,
-    },
+    schedulerConfigFrom(config),
     {
       bus,
       directory,

@@ -6,6 +6,7 @@
 // resumes where it stopped. Event ids derive from (rule, user, occurrence), so whatever is
 // published twice is a duplicate the engine ignores.
 import { randomUUID } from 'node:crypto';
+import type { Config } from '../../platform/config.ts';
 import type { Logger } from 'pino';
 import type { Bus, BusConsumer } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
@@ -34,6 +35,19 @@ export interface SchedulerServiceConfig {
   tickMs: number;
   /** Create the internal topics at start (default true). */
   ensureTopics?: boolean;
+}
+
+/** The scheduler's settings from the process config. */
+export function schedulerConfigFrom(config: Pick<Config, 'kafka' | 'engine'>): SchedulerServiceConfig {
+  return {
+    topicPrefix: config.kafka.topicPrefix,
+    groupId: config.engine.schedulerGroup,
+    partitions: config.kafka.partitions,
+    catchUpMs: config.engine.schedulerCatchUpMs,
+    pageSize: config.engine.schedulerPageSize,
+    leaseMs: config.engine.schedulerLeaseMs,
+    tickMs: config.engine.schedulerTickMs,
+  };
 }
 
 export interface SchedulerServiceDeps {

@@ -38,7 +38,7 @@ export async function runIngestCluster(config: Readonly<Config>, logger: Logger,
   if (!cluster.isPrimary) throw new Error('the ingest cluster is started from the primary process');
   const log = logger.child({ component: 'ingest-cluster' });
   const count = config.ingest.workers;
-  cluster.setupPrimary({ exec: WORKER_ENTRY, execArgv: process.execArgv, silent: false });
+  cluster.setupPrimary({ exec: WORKER_ENTRY });
   const workers = new Set<Worker>();
   let stopping = false;
   let url = '';

@@ -15,7 +15,9 @@ const send = (m: FromWorker) => process.send!(m);
 process.on('SIGINT', () => {});
 process.on('SIGTERM', () => {});
 
-const config = loadConfig(process.env, { 'ingest.rateLimitPerSecond': workerRateLimit(loadConfig()) });
+const base = loadConfig();
+// This worker's share of the per-key rate limit.
+const config: typeof base = { ...base, ingest: { ...base.ingest, rateLimitPerSecond: workerRateLimit(base) } };
 const logger = createLogger({ level: config.log.level, name: 'ingest' }).child({ worker: cluster.worker!.id });
 const registry = createMetricsRegistry({ labels: { service: 'ingest' } });
 
