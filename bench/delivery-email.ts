@@ -234,12 +234,12 @@ function messageFactory(
   };
 }
 
-/** Renders and sends through the SMTP provider for `ms`, after a short warm-up (pool connections, JIT). */
 /** The product's SMTP provider as the benchmark runs it: the bench pool size, long-lived connections. */
 function benchProvider(url: string, logger: ReturnType<typeof silentLogger>) {
   return createSmtpProvider({ name: 'smtp-bench', url, from: 'Example <hello@example.com>', maxConnections: POOL, maxMessages: 1000 }, { logger });
 }
 
+/** Renders and sends through the SMTP provider for `ms`, after a short warm-up (pool connections, JIT). */
 async function productSend(
   url: string,
   ms: number,
