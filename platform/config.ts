@@ -175,6 +175,23 @@ export const ConfigSchema = Type.Object({
       default: 'dev-webhook-secret-change-me',
       secret: true,
     }),
+    // Handed to the mail provider, so it must not be LC_SIGNING_SECRET (which would let the
+    // provider forge clicks, unsubscribes, preference links and in-app tokens).
+    emailEventsSecret: Type.String({
+      env: 'LC_EMAIL_EVENTS_SECRET',
+      description:
+        "HMAC secret of the mail provider's bounce/complaint webhook (POST /v1/webhooks/email, header `X-LC-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">`): at least 16 characters, different from LC_SIGNING_SECRET. Empty: the webhook answers 503.",
+      default: '',
+      secret: true,
+      pattern: '^(.{16,})?$',
+    }),
+    emailEventsToleranceMs: int({
+      env: 'LC_EMAIL_EVENTS_TOLERANCE_MS',
+      description: "How far the bounce webhook signature's timestamp may be from now; older (replayed) or later requests are refused.",
+      default: 300_000,
+      minimum: 1000,
+      maximum: 3_600_000,
+    }),
   }),
   ingest: Type.Object({
     maxBatchBytes: int({
