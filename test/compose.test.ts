@@ -14,6 +14,7 @@ interface Service {
   command?: string[];
   ports?: string[];
   environment?: Record<string, string | number | boolean | null> | string[];
+  volumes?: string[];
 }
 
 const compose = parse(readFileSync(resolve(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
@@ -69,6 +70,39 @@ describe('docker-compose.yml', () => {
     expect(hostPort('mailpit', 1025)).toBe(Number(new URL((defaults.get('LC_SMTP_URLS') as string[])[0]!).port));
     expect(hostPort('api', 8089)).toBe(defaults.get('LC_API_PORT'));
     expect(hostPort('ingest', 8088)).toBe(defaults.get('LC_INGEST_PORT'));
+  });
+
+  it('gives the CDC consumer (run by the ingest process) the mapping folder, mapping file and schema registry, and keeps the shared settings', () => {
+    const ingest = compose.services.ingest!;
+    const env = environment(ingest);
+    // A user's .env reaches the process; without one the mapping is read from the mounted folder.
+    expect(env.LC_CDC_MAPPING_FILE).toMatch(/^\$\{LC_CDC_MAPPING_FILE:-[^}]+\}$/);
+    expect(env.LC_SCHEMA_REGISTRY_URL).toMatch(/^\$\{LC_SCHEMA_REGISTRY_URL:-[^}]*\}$/);
+    const mappingFile = interpolate(env.LC_CDC_MAPPING_FILE!);
+    const mounts = (ingest.volumes ?? []).map((v) => {
+      const [source, target, mode] = v.split(':');
+      return { source, target, mode };
+    });
+    const mount = mounts.find((m) => m.target && mappingFile.startsWith(`${m.target}/`));
+    expect(mount, `a volume holding ${mappingFile}`).toEqual({ source: './cdc', target: '/app/cdc', mode: 'ro' });
+    // The ingest service's own environment is the shared one plus these, not a replacement of it.
+    const shared = environment(compose.services.engine!);
+    expect(env).toMatchObject(shared);
+    for (const other of ['engine', 'delivery', 'sink', 'scheduler', 'api']) expect(environment(compose.services[other]!), other).not.toHaveProperty('LC_CDC_MAPPING_FILE');
+  });
+
+  it('has the database the example connector reads, and the docs send connectors to the published Connect port', () => {
+    const connector = JSON.parse(readFileSync(resolve(REPO_ROOT, 'ingestion/debezium-connector.example.json'), 'utf8')) as { config: Record<string, string> };
+    const postgres = environment(compose.services.postgres!);
+    expect(postgres.POSTGRES_DB ?? 'postgres').toBe(connector.config['database.dbname']);
+    const connectPort = hostPort('connect', 8083);
+    expect(connectPort).toBe(18083);
+    for (const file of ['ingestion/README.md', 'docker-compose.yml']) {
+      const text = readFileSync(resolve(REPO_ROOT, file), 'utf8');
+      const ports = [...text.matchAll(/(?:localhost|127\.0\.0\.1):(\d+)\/connectors/g)].map((m) => Number(m[1]));
+      expect(ports.filter((p) => p !== connectPort), `${file}: Connect URLs`).toEqual([]);
+    }
+    expect(readFileSync(resolve(REPO_ROOT, 'ingestion/README.md'), 'utf8')).toContain(`localhost:${connectPort}/connectors/app-db/config`);
   });
 
   it('pins the versions the local stack uses', () => {
