@@ -268,8 +268,24 @@ export const ConfigSchema = Type.Object({
       description: 'Quiet hours in the user timezone, `HH:MM-HH:MM` (empty: none).',
       default: '21:00-08:00',
     }),
-    capPerDay: int({ env: 'LC_CAP_PER_DAY', description: 'Marketing sends per user per channel per rolling day.', default: 3, minimum: 0 }),
-    capPerWeek: int({ env: 'LC_CAP_PER_WEEK', description: 'Marketing sends per user per channel per rolling week.', default: 10, minimum: 0 }),
+    capPerDay: int({
+      env: 'LC_CAP_PER_DAY',
+      description: 'Frequency cap: non-transactional sends per user per channel per rolling day, for email, SMS and push unless LC_CAPS sets their own (0: no daily cap).',
+      default: 3,
+      minimum: 0,
+    }),
+    capPerWeek: int({
+      env: 'LC_CAP_PER_WEEK',
+      description: 'Frequency cap: non-transactional sends per user per channel per rolling week, for email, SMS and push unless LC_CAPS sets their own (0: no weekly cap).',
+      default: 10,
+      minimum: 0,
+    }),
+    channelCaps: str({
+      env: 'LC_CAPS',
+      description:
+        'Frequency caps of single channels, `<channel>:<per day>/<per week>` or `<channel>:none`, comma-separated, e.g. `email:3/10,sms:1/3,push:5/20`. Channels not listed: email, SMS and push get LC_CAP_PER_DAY/LC_CAP_PER_WEEK; in-app and webhook are not capped.',
+      default: '',
+    }),
     maxAttempts: int({ env: 'LC_DELIVERY_MAX_ATTEMPTS', description: 'Provider attempts before the DLQ.', default: 6, minimum: 1 }),
     webhookAllowPrivate: bool({
       env: 'LC_WEBHOOK_ALLOW_PRIVATE',

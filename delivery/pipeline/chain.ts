@@ -7,7 +7,7 @@ import { createExpiryStage } from '../policy/expiry.ts';
 import { createHoldoutStage } from '../policy/holdout.ts';
 import { createSuppressionStage } from '../policy/suppression.ts';
 import { createConsentStage } from '../policy/consent.ts';
-import { createCapsStage } from '../policy/caps.ts';
+import { createCapsStage, resolveChannelCaps } from '../policy/caps.ts';
 import type { CapStore } from '../policy/caps-store.ts';
 import { createQuietHoursStage } from '../policy/quiet-hours.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
@@ -21,8 +21,11 @@ import type { SuppressionState, UserPreferences } from '../preferences/model.ts'
 
 export interface ChainConfig {
   leaseMs: number;
+  /** LC_CAP_PER_DAY/WEEK: the caps of channels capped by default that LC_CAPS does not name. */
   capPerDay: number;
   capPerWeek: number;
+  /** LC_CAPS: per-channel caps. */
+  channelCaps: string;
   quietHours: string;
   maxAttempts: number;
   retryBaseMs: number;
@@ -59,7 +62,7 @@ export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[]
     createSuppressionStage({ suppressions: async (u, ctx) => (await loadUser(u, ctx))[0] }),
     createConsentStage({ preferences: async (u, ctx) => (await loadUser(u, ctx))[1] }),
     createCapsStage(
-      { perDay: config.capPerDay, perWeek: config.capPerWeek },
+      resolveChannelCaps(config),
       {
         caps: deps.caps,
         async onPreempted(victim, ctx) {

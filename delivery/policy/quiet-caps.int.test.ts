@@ -1,9 +1,10 @@
 // Quiet hours and frequency caps on the real stack: marketing sends inside quiet hours are
 // parked in the durable delay queue until the window ends (never dropped), a capped channel
 // gives its slot to the higher-priority send and records the other as suppressed with the
-// reason, and transactional sends pass both. Rather than waiting for the real end of the
-// window, the test gives delivery a clock it moves past the end of quiet hours, after
-// checking that the sends were parked exactly until then.
+// reason, and transactional sends pass both. The email cap comes from LC_CAPS (per channel).
+// Rather than waiting for the real end of the window, the test gives delivery a clock it
+// moves past the end of quiet hours, after checking that the sends were parked exactly
+// until then.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpSink } from '../../platform/smtp-sink.ts';
 import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../pipeline/harness.ts';
@@ -27,8 +28,8 @@ beforeAll(async () => {
   h = await createHarness('dlv-quiet', {
     'delivery.smtpUrls': [`smtp://127.0.0.1:${sink.port}`],
     'delivery.quietHours': quiet,
-    'delivery.capPerDay': 1,
-    'delivery.capPerWeek': 5,
+    // Email's own cap (LC_CAPS) is what limits it here, not the default of 3 a day.
+    'delivery.channelCaps': 'email:1/5,sms:2/6',
     'delivery.defaultTimezone': 'UTC',
     // Polled by hand below, so every step is observable.
     'delivery.delayPollMs': 3_600_000,
@@ -85,5 +86,8 @@ describe('quiet hours and frequency caps', () => {
     expect(sink.list({ messageId: mid(lower.sendId) })).toHaveLength(0);
     expect(sink.list({ to: user.email })).toHaveLength(2);
     expect(await h.redis.redis.zcard(dueKey)).toBe(0);
+    // The rolling window is the user's email window: the one slot is high's; the
+    // transactional receipt took none.
+    expect(await h.redis.redis.zrange(h.redis.keys.user(userId, 'dlv:cap:email'), 0, -1)).toEqual([high.sendId]);
   });
 });

@@ -1,10 +1,11 @@
 // One test per policy stage, each against small in-test stores implementing the real interfaces.
 import { describe, expect, it } from 'vitest';
+import type { Channel } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { testContext } from '../pipeline/test-context.ts';
 import { emptyPreferences, type SuppressionState, type UserPreferences } from '../preferences/model.ts';
-import { createCapsStage } from './caps.ts';
-import type { CapHolder, CapResult, CapStore } from './caps-store.ts';
+import { createCapsStage, type ChannelCaps } from './caps.ts';
+import type { CapHolder, CapLimits, CapResult, CapStore } from './caps-store.ts';
 import { createClaimStage } from './claim.ts';
 import type { ClaimResult, ClaimStore } from './claims.ts';
 import { createConsentStage } from './consent.ts';
@@ -96,31 +97,47 @@ describe('consent stage', () => {
 });
 
 describe('frequency cap stage', () => {
-  const caps = (result: CapResult): CapStore & { reserved: CapHolder[] } => {
-    const reserved: CapHolder[] = [];
-    return { reserved, reserve: async (_u, _c, h) => (reserved.push(h), result), commit: async () => {}, release: async () => {} };
+  const caps = (result: CapResult): CapStore & { reserved: { channel: string; limits: CapLimits }[] } => {
+    const reserved: { channel: string; limits: CapLimits }[] = [];
+    return { reserved, reserve: async (_u, channel, _h, _now, limits) => (reserved.push({ channel, limits }), result), commit: async () => {}, release: async () => {} };
   };
+  const limits = (over: Partial<Record<Channel, CapLimits | null>>): ChannelCaps => ({ email: null, inapp: null, webhook: null, sms: null, push: null, ...over });
   it('exempts transactional sends', async () => {
     const c = caps({ kind: 'capped', window: 'day' });
-    expect((await createCapsStage({ perDay: 1, perWeek: 1 }, { caps: c, onPreempted: async () => {} }).run(testContext({ category: 'transactional' }))).kind).toBe('continue');
+    expect((await createCapsStage(limits({ email: { perDay: 1, perWeek: 1 } }), { caps: c, onPreempted: async () => {} }).run(testContext({ category: 'transactional' }))).kind).toBe('continue');
     expect(c.reserved).toHaveLength(0);
   });
   it('suppresses a capped send with the window in the reason', async () => {
-    const r = await createCapsStage({ perDay: 1, perWeek: 5 }, { caps: caps({ kind: 'capped', window: 'week' }), onPreempted: async () => {} }).run(testContext());
+    const r = await createCapsStage(limits({ email: { perDay: 1, perWeek: 5 } }), { caps: caps({ kind: 'capped', window: 'week' }), onPreempted: async () => {} }).run(testContext());
     expect(r).toEqual({ kind: 'suppressed', reason: 'frequency_cap:email:week' });
+  });
+  it('reserves with the limits of the send\'s own channel', async () => {
+    const c = caps({ kind: 'ok' });
+    const stage = createCapsStage(limits({ email: { perDay: 3, perWeek: 10 }, sms: { perDay: 1, perWeek: 3 }, push: { perDay: 5, perWeek: 20 } }), { caps: c, onPreempted: async () => {} });
+    for (const channel of ['sms', 'email', 'push'] as const) expect((await stage.run(testContext({ channel }))).kind).toBe('continue');
+    expect(c.reserved).toEqual([
+      { channel: 'sms', limits: { perDay: 1, perWeek: 3 } },
+      { channel: 'email', limits: { perDay: 3, perWeek: 10 } },
+      { channel: 'push', limits: { perDay: 5, perWeek: 20 } },
+    ]);
   });
   it('holds a slot, and hands a preempted lower-priority send to the callback', async () => {
     const victim: CapHolder = { sendId: 'low', ruleId: 'r-low', priority: 1, variant: null, category: 'marketing' };
     const seen: CapHolder[] = [];
     const ctx = testContext({ send: { priority: 90 } });
-    const r = await createCapsStage({ perDay: 1, perWeek: 5 }, { caps: caps({ kind: 'preempted', victim }), onPreempted: async (v) => void seen.push(v) }).run(ctx);
+    const r = await createCapsStage(limits({ email: { perDay: 1, perWeek: 5 } }), { caps: caps({ kind: 'preempted', victim }), onPreempted: async (v) => void seen.push(v) }).run(ctx);
     expect(r.kind).toBe('continue');
     expect(ctx.capHeld).toBe(true);
     expect(seen).toEqual([victim]);
   });
-  it('does nothing when both caps are 0 (unlimited)', async () => {
+  it('does nothing on an uncapped channel', async () => {
     const c = caps({ kind: 'capped', window: 'day' });
-    expect((await createCapsStage({ perDay: 0, perWeek: 0 }, { caps: c, onPreempted: async () => {} }).run(testContext())).kind).toBe('continue');
+    const stage = createCapsStage(limits({ email: { perDay: 1, perWeek: 1 } }), { caps: c, onPreempted: async () => {} });
+    for (const channel of ['webhook', 'inapp', 'sms'] as const) {
+      const ctx = testContext({ channel });
+      expect((await stage.run(ctx)).kind).toBe('continue');
+      expect(ctx.capHeld).toBe(false);
+    }
     expect(c.reserved).toHaveLength(0);
   });
 });

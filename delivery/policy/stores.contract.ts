@@ -94,6 +94,27 @@ export function storesContract(stores: ContractStores): void {
       await caps.commit('c2', 'email', 'higher');
       expect(await caps.reserve('c2', 'email', holder('top', 100), now + 2, l)).toEqual({ kind: 'capped', window: 'day' });
     });
+
+    it('holds each channel to its own limits; a higher-priority send takes a slot only in its own channel', async () => {
+      const now = Date.now();
+      const sms = { perDay: 1, perWeek: 3 };
+      const email = { perDay: 3, perWeek: 10 };
+      // Both parked (e.g. deferred by quiet hours), low priority.
+      expect(await caps.reserve('c3', 'sms', holder('sms-low', 5), now - 2000, sms)).toEqual({ kind: 'ok' });
+      expect(await caps.reserve('c3', 'email', holder('email-low', 5), now - 2000, email)).toEqual({ kind: 'ok' });
+      // SMS is full at 1 a day; email has room for two more, so no slot is taken from anyone.
+      expect(await caps.reserve('c3', 'email', holder('email-2', 50), now - 1000, email)).toEqual({ kind: 'ok' });
+      expect(await caps.reserve('c3', 'email', holder('email-3', 50), now - 900, email)).toEqual({ kind: 'ok' });
+      // Email full: the winner takes the lowest-priority pending email, never the SMS.
+      expect(await caps.reserve('c3', 'email', holder('email-top', 99), now - 800, email)).toEqual({ kind: 'preempted', victim: holder('email-low', 5) });
+      expect(await caps.reserve('c3', 'email', holder('email-late', 50), now - 700, email)).toEqual({ kind: 'capped', window: 'day' });
+      expect(await caps.reserve('c3', 'sms', holder('sms-high', 90), now, sms)).toEqual({ kind: 'preempted', victim: holder('sms-low', 5) });
+      expect(await caps.reserve('c3', 'sms', holder('sms-equal', 90), now + 1, sms)).toEqual({ kind: 'capped', window: 'day' });
+      // The week window of SMS (3) is counted apart from email's sends.
+      expect(await caps.reserve('c3', 'sms', holder('sms-next-day', 10), now + DAY_MS + 1, sms)).toEqual({ kind: 'ok' });
+      expect(await caps.reserve('c3', 'sms', holder('sms-day-3', 10), now + 2 * DAY_MS + 2, sms)).toEqual({ kind: 'ok' });
+      expect(await caps.reserve('c3', 'sms', holder('sms-day-4', 10), now + 3 * DAY_MS + 3, sms)).toEqual({ kind: 'capped', window: 'week' });
+    });
   });
 
   describe('delay queue', () => {
