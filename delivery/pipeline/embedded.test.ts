@@ -8,6 +8,7 @@ import { InMemoryBus } from '../../platform/bus.ts';
 import { loadConfig } from '../../platform/config.ts';
 import { topics as topicNames, type DeliveryOutcome, type SendCommand } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
+import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import type { OutgoingMessage, Provider, ProviderResult } from '../providers/types.ts';
 import { createMemoryDeliveryStores } from './memory-stores.ts';
 import { createDelivery, type DeliveryHandle } from './run.ts';
@@ -33,12 +34,12 @@ function inbox(results: ProviderResult[] = [{ status: 'sent' }]): Provider & { g
   };
 }
 
-async function start(opts: { quietHours?: string; provider: Provider; now?: () => number }) {
+async function start(opts: { quietHours?: string; provider: Provider; now?: () => number; metrics?: Registry }) {
   const config = loadConfig({}, { 'delivery.quietHours': opts.quietHours ?? '', 'delivery.templatesDir': 'templates', 'delivery.delayPollMs': 20, 'delivery.retryBaseMs': 10, 'delivery.retryMaxMs': 50, 'delivery.breakerCooldownMs': 20, 'kafka.partitions': 2 });
   const bus = new InMemoryBus(2);
   const stores = createMemoryDeliveryStores();
   const t = topicNames(config.kafka.topicPrefix);
-  const handle = await createDelivery(config, silentLogger(), { bus, stores, providers: new Map([['email', [opts.provider]]]), ...(opts.now ? { now: opts.now } : {}) });
+  const handle = await createDelivery(config, silentLogger(), { bus, stores, providers: new Map([['email', [opts.provider]]]), ...(opts.now ? { now: opts.now } : {}), ...(opts.metrics ? { metrics: opts.metrics } : {}) });
   await handle.start();
   handles.push(handle);
   const publish = (s: SendCommand) => bus.publisher().publish(t.sends, [{ key: s.userId, ...encodeWithHeader(sendCodec, s) }]);
@@ -112,5 +113,35 @@ describe('delivery on the in-memory adapters', () => {
     await d2.publish(s2);
     const failed = await until(() => d2.outcomes().find((o) => o.sendId === 'send-2' && o.status === 'failed'));
     expect(failed.reason).toBe('gave up after 6 attempts: inbox: down');
+  });
+
+  it('counts every stage decision in lifecycle_delivery_stage_total{stage,result}', async () => {
+    const metrics = createMetricsRegistry({ defaults: false });
+    const provider = inbox();
+    const d = await start({ provider, metrics });
+    await d.stores.preferences.apply('opted-in', { records: [{ category: 'marketing', channel: 'email', record: { granted: true, at: 1, source: 'test' } }] }, { source: 'test', at: 1 });
+    // No opt-in: stops at consent. Opted in: passes every stage to the provider.
+    const suppressed = welcome({ sendId: 'no-consent', userId: 'no-opt-in' });
+    const sent = welcome({ sendId: 'consented', userId: 'opted-in' });
+    await d.publish(suppressed);
+    await d.publish(sent);
+    await until(() => statuses(d.outcomes(), 'no-consent').includes('suppressed') && statuses(d.outcomes(), 'consented').includes('sent'));
+    const counted = async () => {
+      const m = await metrics.getSingleMetric('lifecycle_delivery_stage_total')!.get();
+      return Object.fromEntries(m.values.map((v) => [`${v.labels.stage}:${v.labels.result}`, v.value]));
+    };
+    expect(await counted()).toEqual({
+      'claim:continue': 2,
+      'expiry:continue': 2,
+      'holdout:continue': 2,
+      'suppression:continue': 2,
+      'consent:suppressed': 1,
+      'consent:continue': 1,
+      'frequency_cap:continue': 1,
+      'quiet_hours:continue': 1,
+      'render:continue': 1,
+      'provider:sent': 1,
+    });
+    expect(provider.got.map((m) => m.sendId)).toEqual(['consented']);
   });
 });
