@@ -1,11 +1,12 @@
 // Two gateway instances on real sockets sharing the real Redis: a send through the in-app
 // provider reaches the client of that user on whichever instance holds it; offline
-// messages come from the paginated inbox; read receipts become `inapp.read` events.
+// messages come from the paginated inbox; read receipts become `inapp.read` events and
+// `read` outcomes on the deliveries topic, once per message.
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventCodec } from '../../platform/avro.ts';
+import { deliveryCodec, eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
 import { isolate } from '../../test/helpers/isolation.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
@@ -35,6 +36,7 @@ const WebSocketClient = createRequire(import.meta.url)('ws') as new (url: string
 
 const SECRET = 'inapp-test-signing-secret';
 const EVENTS = 'test.events';
+const DELIVERIES = 'test.deliveries';
 const iso = isolate('delivery');
 const config = iso.config();
 const keys = createKeySpace(config.redis.keyPrefix);
@@ -58,6 +60,7 @@ async function startGateway(withMetrics = false): Promise<string> {
     devices: createDeviceRegistry({ redis, keys }),
     publisher: bus.publisher(),
     eventsTopic: EVENTS,
+    deliveriesTopic: DELIVERIES,
     logger: silentLogger(),
     ...(withMetrics ? { metrics } : {}),
   });
@@ -230,7 +233,7 @@ describe('in-app gateway across instances', () => {
     expect(dave.frames[0]).toEqual({ type: 'ready', userId: 'dave', unread: 7 });
   });
 
-  it('turns read receipts into inapp.read events, once per message', async () => {
+  it('turns read receipts into inapp.read events and read outcomes, once per message', async () => {
     await send('erin', 'snd-erin-1', 'One');
     await send('erin', 'snd-erin-2', 'Two');
     const erin = await connect(urls[1]!, 'erin');
@@ -258,6 +261,16 @@ describe('in-app gateway across instances', () => {
       ['inapp.read', 'snd-erin-1', 'inapp.read:erin:snd-erin-1'],
       ['inapp.read', 'snd-erin-2', 'inapp.read:erin:snd-erin-2'],
     ]);
+    // The funnel's engagement: one `read` outcome per send, however many receipts came.
+    const outcomes = bus
+      .messages(DELIVERIES)
+      .filter((m) => m.key === 'erin')
+      .map((m) => deliveryCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
+    expect(outcomes.map((o) => [o.sendId, o.status, o.channel, o.ruleId, o.id])).toEqual([
+      ['snd-erin-1', 'read', 'inapp', 'welcome', 'snd-erin-1:inapp:read'],
+      ['snd-erin-2', 'read', 'inapp', 'welcome', 'snd-erin-2:inapp:read'],
+    ]);
+    expect(outcomes[0]!.ts).toBe(events[0]!.ts);
     const page = await getInbox(urls[1]!, 'erin');
     expect(page.unread).toBe(0);
     expect(page.messages.every((m) => typeof m.readAt === 'number')).toBe(true);

@@ -1,8 +1,10 @@
 // In-app gateway (fastify plugin): apps connect a WebSocket with a signed token and receive
 // their messages live; messages sent while they were offline come from the paginated inbox.
 // Any instance can deliver to any user: the provider publishes on the user's Redis channel
-// and the instance holding that user's socket(s) is subscribed to it. Read receipts (over
-// the socket or HTTP) become `inapp.read` events on the events topic.
+// and the instance holding that user's socket(s) is subscribed to it. A read receipt (over
+// the socket or HTTP) for a message not read before becomes an `inapp.read` event on the
+// events topic (rules) and a `read` outcome on the deliveries topic (analytics funnels),
+// as opens of emails do; a second receipt for the same message becomes neither.
 //
 //   GET  /v1/inapp/ws?token=...                      WebSocket; server sends {type:"message", message}
 //                                                    client may send {type:"read", ids:[...]} / {type:"ping"}
@@ -15,9 +17,9 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
+import { deliveryCodec, encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import type { Publisher } from '../../platform/bus.ts';
-import type { NormalisedEvent } from '../../platform/contracts.ts';
+import { topics, type DeliveryOutcome, type NormalisedEvent } from '../../platform/contracts.ts';
 import { ErrorCodes } from '../../platform/errors.ts';
 import type { KeySpace } from '../../platform/keys.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
@@ -40,9 +42,14 @@ export interface InappGatewayOptions {
   subscriber?: Redis;
   keys?: KeySpace;
   inbox: Inbox;
-  /** Receives `inapp.read` events. */
+  /** Receives `inapp.read` events and `read` outcomes. */
   publisher: Publisher;
   eventsTopic: string;
+  /**
+   * Where `read` outcomes go. Default: the deliveries topic beside `eventsTopic`
+   * (`<prefix>.events` -> `<prefix>.deliveries`).
+   */
+  deliveriesTopic?: string;
   logger: Logger;
   /** When given, apps register their push device tokens here with the same token. */
   devices?: DeviceRegistry;
@@ -83,6 +90,37 @@ export function readEvent(userId: string, message: InboxMessage, now: number): N
   };
 }
 
+/**
+ * The `read` outcome of a message, once per send: its id is the sendId's, as the outcomes of
+ * other once-per-message engagement (`<sendId>:<channel>:<status>`), so a republished one
+ * is deduplicated by the analytics sink.
+ */
+export function readOutcome(userId: string, message: InboxMessage, now: number): DeliveryOutcome {
+  return {
+    id: `${message.id}:inapp:read`,
+    sendId: message.id,
+    ruleId: message.ruleId,
+    userId,
+    channel: 'inapp',
+    status: 'read',
+    reason: null,
+    provider: null,
+    attempt: 0,
+    ts: now,
+    variant: null,
+    holdout: false,
+  };
+}
+
+function deliveriesTopicOf(opts: Pick<InappGatewayOptions, 'eventsTopic' | 'deliveriesTopic'>): string {
+  if (opts.deliveriesTopic) return opts.deliveriesTopic;
+  const prefix = /^(.+)\.events$/.exec(opts.eventsTopic)?.[1];
+  if (prefix === undefined) {
+    throw new Error(`in-app gateway: pass deliveriesTopic for read outcomes; it is only derived from an eventsTopic named <prefix>.events, not "${opts.eventsTopic}"`);
+  }
+  return topics(prefix).deliveries;
+}
+
 function tokenOf(req: FastifyRequest): string | undefined {
   const q = (req.query ?? {}) as { token?: unknown };
   if (typeof q.token === 'string' && q.token) return q.token;
@@ -94,6 +132,7 @@ function tokenOf(req: FastifyRequest): string | undefined {
 export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptions): Promise<void> {
   const log = opts.logger.child({ component: 'inapp-gateway' });
   const now = opts.now ?? Date.now;
+  const deliveriesTopic = deliveriesTopicOf(opts);
   const ownLive = opts.live === undefined;
   let live: LiveChannel;
   if (opts.live) live = opts.live;
@@ -153,18 +192,21 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
 
   async function markRead(userId: string, ids: unknown): Promise<string[]> {
     if (!Array.isArray(ids)) return [];
+    const at = now();
+    // Only messages unread until now: a second receipt for a message is no new event or outcome.
     const fresh = await opts.inbox.markRead(
       userId,
       ids.filter((x): x is string => typeof x === 'string'),
-      now(),
+      at,
     );
     if (fresh.length > 0) {
       await opts.publisher.publish(
         opts.eventsTopic,
-        fresh.map((m) => ({
-          key: userId,
-          ...encodeWithHeader(eventCodec, readEvent(userId, m, now())),
-        })),
+        fresh.map((m) => ({ key: userId, ...encodeWithHeader(eventCodec, readEvent(userId, m, at)) })),
+      );
+      await opts.publisher.publish(
+        deliveriesTopic,
+        fresh.map((m) => ({ key: userId, ...encodeWithHeader(deliveryCodec, readOutcome(userId, m, at)) })),
       );
     }
     return fresh.map((m) => m.id);

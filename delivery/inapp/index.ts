@@ -13,6 +13,7 @@ export {
   inappGateway,
   inappChannel,
   readEvent,
+  readOutcome,
   type InappGatewayOptions,
   type GatewayFrame,
 } from './gateway.ts';
@@ -42,6 +43,7 @@ export function inappGatewayOptions(
     devices: createDeviceRegistry(deps.redis),
     publisher: deps.publisher,
     eventsTopic: topics(config.kafka.topicPrefix).events,
+    deliveriesTopic: topics(config.kafka.topicPrefix).deliveries,
     logger: deps.logger,
     idleTimeoutMs: 5 * 60_000,
     ...(deps.metrics ? { metrics: deps.metrics } : {}),

@@ -3,7 +3,7 @@
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventCodec } from '../../platform/avro.ts';
+import { deliveryCodec, eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -39,7 +39,8 @@ describe('gateway on the in-memory twins', () => {
       inbox,
       live,
       publisher: bus.publisher(),
-      eventsTopic: 'ev',
+      // No deliveriesTopic: read outcomes go to the deliveries topic beside it (demo.deliveries).
+      eventsTopic: 'demo.events',
       logger: silentLogger(),
     });
     await app.ready();
@@ -102,10 +103,16 @@ describe('gateway on the in-memory twins', () => {
     ann.socket.send(JSON.stringify({ type: 'read', ids: ['s-ann'] }));
     await expect.poll(() => ann.frames.some((f) => f.type === 'read')).toBe(true);
     const events = bus
-      .messages('ev')
+      .messages('demo.events')
       .map((m) => eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
     expect(events.map((e) => [e.type, e.userId, e.properties.sendId])).toEqual([
       ['inapp.read', 'ann', 's-ann'],
+    ]);
+    const outcomes = bus
+      .messages('demo.deliveries')
+      .map((m) => deliveryCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
+    expect(outcomes.map((o) => [o.id, o.status, o.userId, o.sendId, o.channel])).toEqual([
+      ['s-ann:inapp:read', 'read', 'ann', 's-ann', 'inapp'],
     ]);
     ann.socket.terminate();
     ben.socket.terminate();
@@ -113,5 +120,19 @@ describe('gateway on the in-memory twins', () => {
 
   it('refuses sockets without a valid token', async () => {
     await expect(app.injectWS('/v1/inapp/ws?token=forged.1.x')).rejects.toThrow(/401/);
+  });
+
+  it('needs deliveriesTopic when it cannot be derived from eventsTopic', async () => {
+    const other = Fastify();
+    await other.register(websocket);
+    const opts = { signingSecret: SECRET, inbox, live: createMemoryLiveChannel(), publisher: bus.publisher(), logger: silentLogger() };
+    await expect(other.register(inappGateway, { ...opts, eventsTopic: 'ev' }).ready()).rejects.toThrow(
+      'in-app gateway: pass deliveriesTopic for read outcomes; it is only derived from an eventsTopic named <prefix>.events, not "ev"',
+    );
+    await other.close();
+    const explicit = Fastify();
+    await explicit.register(websocket);
+    await explicit.register(inappGateway, { ...opts, eventsTopic: 'ev', deliveriesTopic: 'dv' }).ready();
+    await explicit.close();
   });
 });
