@@ -7,6 +7,8 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { checkMapping, loadMapping, MappingError, type CdcMapping } from './mapping.ts';
 import { createSchemaRegistry, decodeChange, type SchemaRegistry } from './debezium.ts';
+import { losslessLongs } from './lossless.ts';
+import { cdcEventId } from './mapper.ts';
 import { createCdcProcessor, processRecord } from './processor.ts';
 import { convertValue } from './values.ts';
 
@@ -71,6 +73,60 @@ describe('Debezium values', () => {
     [1_700_000_000_123_456, { declared: 'timestamp' as const }, '2023-11-14T22:13:20.123Z'],
     [null, { declared: 'decimal' as const }, null],
   ])('%j as %j -> %j', (v, enc, expected) => {
+    expect(convertValue(v, enc)).toEqual(expected);
+  });
+
+  const micros = { name: 'io.debezium.time.MicroTimestamp' };
+  const decimal2 = { name: 'org.apache.kafka.connect.data.Decimal', scale: 2 };
+  it.each([
+    // PostgreSQL's infinity / -infinity as Debezium writes them (epoch micros beyond any Date),
+    // as a number, as the decimal string the lossless decoders give, and as bigint.
+    [9_223_372_036_825_200_000, micros, 'infinity'],
+    ['9223372036825200000', micros, 'infinity'],
+    [-9_223_372_036_832_400_000n, micros, '-infinity'],
+    ['-9223372036832400000', { name: 'io.debezium.time.Timestamp' }, '-infinity'],
+    ['infinity', { name: 'io.debezium.time.ZonedTimestamp' }, 'infinity'],
+    [2_147_483_647, { name: 'io.debezium.time.Date' }, 'infinity'],
+    [-2_147_483_648, { declared: 'date-days' as const }, '-infinity'],
+    // the last millisecond a Date holds is still a time
+    [8_640_000_000_000_000_000, micros, '+275760-09-13T00:00:00.000Z'],
+    [8_640_000_000_000_001_000, micros, 'infinity'],
+    // before 1970, micros and nanos round down to the millisecond, as Date does
+    [-1, micros, '1969-12-31T23:59:59.999Z'],
+    ['1700000000123456789', { name: 'io.debezium.time.NanoTimestamp' }, '2023-11-14T22:13:20.123Z'],
+    [1_700_000_000_123, { declared: 'timestamp-millis' as const }, '2023-11-14T22:13:20.123Z'],
+    ['1700000000123456789', { declared: 'timestamp-nanos' as const }, '2023-11-14T22:13:20.123Z'],
+    ['1700000000123456789', { declared: 'timestamp' as const }, '2023-11-14T22:13:20.123Z'],
+    [19_675, { declared: 'date-days' as const }, '2023-11-14'],
+    // Decimal bytes, base64 in JSON: "0000" is the bytes d3 4d 34, not the number 0
+    ['0000', decimal2, -29293.56],
+    ['AAAA', decimal2, 0],
+    [Buffer.from('01869f', 'hex'), decimal2, 999.99],
+    // beyond 15 significant digits a decimal keeps every digit as a string
+    ['GiSbHxCgbJav8g==', { ...decimal2, scale: 4 }, '12345678901234567890.1234'],
+    [{ scale: 0, value: 'GiSbHxCgbJav8g==' }, { name: 'io.debezium.data.VariableScaleDecimal' }, '123456789012345678901234'],
+    ['12345678901234567890.12', { declared: 'decimal' as const }, '12345678901234567890.12'],
+    ['123456789012345.67', { sourceType: 'NUMERIC' }, '123456789012345.67'],
+    ['-0.00', { sourceType: 'NUMERIC' }, 0],
+    ['NaN', { sourceType: 'NUMERIC' }, 'NaN'],
+    // declared numbers: text to number without losing digits
+    ['42', { declared: 'number' as const }, 42],
+    ['9007199254740993', { declared: 'number' as const }, '9007199254740993'],
+    ['9007199254740991', { declared: 'number' as const }, 9_007_199_254_740_991],
+    ['abc', { declared: 'number' as const }, 'abc'],
+    // booleans as PostgreSQL, JSON and integers write them
+    ['t', { declared: 'boolean' as const }, true],
+    ['false', { declared: 'boolean' as const }, false],
+    [1, { declared: 'boolean' as const }, true],
+    ['yes', { declared: 'boolean' as const }, 'yes'],
+    ['{"a":[1,null]}', { declared: 'json' as const }, { a: [1, null] }],
+    ['{not json', { declared: 'json' as const }, '{not json'],
+    [42, { declared: 'string' as const }, '42'],
+    // large integers outside declared columns stay decimal strings; bigints the same
+    ['1234567890123456789', {}, '1234567890123456789'],
+    [1_234_567_890_123_456_789n, {}, '1234567890123456789'],
+    [42n, {}, 42],
+  ])('%s as %j -> %j (range, precision, declared types)', (v, enc, expected) => {
     expect(convertValue(v, enc)).toEqual(expected);
   });
 });
@@ -141,6 +197,24 @@ describe('row changes -> events', () => {
     expect(await map(null)).toEqual({ kind: 'skip', reason: 'tombstone' });
   });
 
+  it('bigint user ids and keys keep every digit: two users JSON.parse would merge stay two', async () => {
+    // Written by hand: a JavaScript number cannot hold these ids, JSON text can.
+    const record = (id: string) => ({
+      ...msg(null),
+      key: `{"id":${id}}`,
+      value: Buffer.from(`{"before":null,"after":{"id":${id},"email":"a@example.com","plan":"trial","visits":9007199254740993},"source":${JSON.stringify(source())},"op":"r"}`),
+    });
+    const snapshot: CdcMapping = { source: 'app-db', tables: { 'public.users': { userId: 'id', snapshot: 'events', insert: { event: 'user_imported', properties: false } } } };
+    const a = await processRecord(record('1234567890123456789'), snapshot, undefined, NOW);
+    const b = await processRecord(record('1234567890123456790'), snapshot, undefined, NOW);
+    if (a.kind !== 'events' || b.kind !== 'events') throw new Error(`expected events, got ${JSON.stringify([a, b])}`);
+    expect([a.events[0]!.userId, b.events[0]!.userId]).toEqual(['1234567890123456789', '1234567890123456790']);
+    expect(a.events[0]!.traits).toMatchObject({ id: '1234567890123456789', visits: '9007199254740993' });
+    // same log position (a snapshot): only the key tells the rows apart
+    expect(a.events[0]!.id).toBe(cdcEventId('cdc:app-db', 'lsn:1000', 'public.users', { id: '1234567890123456789' }, 'user_imported'));
+    expect(b.events[0]!.id).not.toBe(a.events[0]!.id);
+  });
+
   it('JSON with schemas enabled: column encodings come from the schema', async () => {
     const row = { id: 42, created_at: 1_700_000_000_123_456, amount: 'AYag' };
     const rowSchema = { type: 'struct', optional: true, name: 'appdb.public.users.Value', fields: [
@@ -200,6 +274,35 @@ describe('Avro (Confluent wire format)', () => {
     expect(out.kind === 'events' && out.events[0]).toMatchObject({ userId: '42', type: 'user_registered', ts: 1_779_999_999_000, traits: { id: 42, plan: 'pro', created_at: '2023-11-14T22:13:20.123Z', amount: 999.99 } });
     const change = await decodeChange(wire(11, body), null, registry);
     expect(change?.columns.get('amount')).toEqual({ name: 'org.apache.kafka.connect.data.Decimal', scale: 2 });
+  });
+
+  it('longs beyond 2^53 (snowflake ids, NanoTimestamp, infinity micros) decode without loss instead of dead-lettering the row', async () => {
+    const wide = {
+      type: 'record', name: 'Envelope', namespace: 'appdb.public.accounts', fields: [
+        { name: 'before', type: ['null', { type: 'record', name: 'Value', fields: [
+          { name: 'id', type: 'long' },
+          { name: 'seen_ns', type: { type: 'long', 'connect.version': 1, 'connect.name': 'io.debezium.time.NanoTimestamp' } },
+          { name: 'valid_until', type: { type: 'long', 'connect.version': 1, 'connect.name': 'io.debezium.time.MicroTimestamp' } },
+          { name: 'valid_from', type: { type: 'long', 'connect.version': 1, 'connect.name': 'io.debezium.time.MicroTimestamp' } },
+        ] }], default: null },
+        { name: 'after', type: ['null', 'Value'], default: null },
+        { name: 'source', type: envelope.fields[2]!.type },
+        { name: 'op', type: 'string' },
+      ],
+    };
+    const reg: SchemaRegistry = { schema: async () => wide };
+    const body = avro.Type.forSchema(wide as avro.Schema, { wrapUnions: true, typeHook: losslessLongs }).toBuffer({
+      before: null,
+      after: { 'appdb.public.accounts.Value': { id: '1234567890123456789', seen_ns: '1700000000123456789', valid_until: '9223372036825200000', valid_from: '-9223372036832400000' } },
+      source: { connector: 'postgresql', schema: 'public', table: 'accounts', lsn: { long: 5000 }, ts_ms: 1_779_999_999_000 },
+      op: 'c',
+    });
+    const accounts: CdcMapping = { source: 'app-db', tables: { 'public.accounts': { userId: 'id', insert: { event: 'account_opened', properties: false } } } };
+    const out = await processRecord({ ...msg(null), value: wire(21, body) }, accounts, reg, NOW);
+    expect(out.kind === 'events' && out.events[0]).toMatchObject({
+      userId: '1234567890123456789',
+      traits: { id: '1234567890123456789', seen_ns: '2023-11-14T22:13:20.123Z', valid_until: 'infinity', valid_from: '-infinity' },
+    });
   });
 
   it('an unknown schema id is poison (dlq); an unreachable registry is retried, not dead-lettered', async () => {

@@ -2,6 +2,7 @@
 // without schemas, or Avro in the Confluent wire format (magic byte 0, 4-byte schema id,
 // Avro body) with writer schemas fetched from a schema registry and cached.
 import avro from 'avsc';
+import { losslessLongs, parseJsonLossless } from './lossless.ts';
 import type { ColumnEncoding } from './values.ts';
 
 export type Op = 'c' | 'u' | 'd' | 'r' | 't' | 'm';
@@ -55,7 +56,13 @@ export function createSchemaRegistry(baseUrl: string, fetchImpl: typeof fetch = 
           }
           if (res.status === 404) throw new DecodeError(`schema id ${id} not found in the schema registry`);
           if (!res.ok) throw new DecodeError(`schema registry answered ${res.status} for schema id ${id}`, res.status >= 500 || res.status === 429);
-          const body = (await res.json()) as { schema?: string; schemaType?: string };
+          let body: { schema?: string; schemaType?: string };
+          try {
+            body = (await res.json()) as { schema?: string; schemaType?: string };
+          } catch (err) {
+            // A proxy's error page with status 200: the registry is not really answering.
+            throw new DecodeError(`schema registry answered schema id ${id} with a body that is not JSON: ${(err as Error).message}`, true);
+          }
           if (body.schemaType && body.schemaType !== 'AVRO') throw new DecodeError(`schema id ${id} is ${body.schemaType}, not Avro`);
           if (typeof body.schema !== 'string') throw new DecodeError(`schema registry returned no schema for id ${id}`);
           return JSON.parse(body.schema) as unknown;
@@ -75,7 +82,8 @@ const typeCache = new Map<unknown, avro.Type>();
 function avroType(schema: unknown): avro.Type {
   let t = typeCache.get(schema);
   if (!t) {
-    t = avro.Type.forSchema(schema as avro.Schema, { wrapUnions: 'auto' });
+    // Longs beyond 2^53 (NanoTimestamp, snowflake ids, `infinity` micros) as decimal strings.
+    t = avro.Type.forSchema(schema as avro.Schema, { wrapUnions: 'auto', typeHook: losslessLongs });
     typeCache.set(schema, t);
   }
   return t;
@@ -166,7 +174,7 @@ function jsonColumns(schema: { fields?: ConnectField[] }): Map<string, ColumnEnc
 
 function parseJson(bytes: Buffer): unknown {
   try {
-    return JSON.parse(bytes.toString('utf8')) as unknown;
+    return parseJsonLossless(bytes.toString('utf8'));
   } catch (err) {
     throw new DecodeError(`not JSON: ${(err as Error).message}`);
   }
