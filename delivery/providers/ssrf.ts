@@ -1,11 +1,13 @@
 // SSRF guard for outgoing requests to user-supplied URLs (webhooks): the host is resolved
 // once, every address is checked against private, loopback, link-local, ULA, CGNAT,
-// multicast and cloud-metadata ranges, and the connection is pinned to the checked address
-// so a second DNS answer (rebinding) cannot redirect it.
+// multicast and cloud-metadata ranges (also when an IPv6 address carries such an IPv4
+// address), and the connection is pinned to the checked address so a second DNS answer
+// (rebinding) cannot redirect it. Ranges are node:net BlockLists, not patterns over the
+// address text: the same address has many spellings.
 import { BlockList, isIP } from 'node:net';
 import { lookup as dnsLookup } from 'node:dns/promises';
 
-const blocked = new BlockList();
+const blockedV4 = new BlockList();
 for (const [net, prefix] of [
   ['0.0.0.0', 8], // "this network"
   ['10.0.0.0', 8],
@@ -23,45 +25,80 @@ for (const [net, prefix] of [
   ['224.0.0.0', 4], // multicast
   ['240.0.0.0', 4], // reserved, incl. broadcast
 ] as const) {
-  blocked.addSubnet(net, prefix, 'ipv4');
+  blockedV4.addSubnet(net, prefix, 'ipv4');
 }
+
+const blockedV6 = new BlockList();
 for (const [net, prefix] of [
-  ['::', 128],
-  ['::1', 128],
+  // IPv4-compatible (deprecated; some stacks still tunnel them to the IPv4 address), incl. :: and ::1.
+  ['::', 96],
   ['100::', 64], // discard
+  // NAT64 local-use (RFC 8215): where the IPv4 address sits depends on the operator's prefix
+  // length (/48 to /96), so it cannot be read reliably; IANA lists it as not globally reachable.
+  ['64:ff9b:1::', 48],
   ['2001:db8::', 32], // documentation
+  ['3fff::', 20], // documentation (RFC 9637)
   ['fc00::', 7], // unique local (incl. fd00:ec2::254 metadata)
   ['fe80::', 10], // link-local
   ['fec0::', 10], // site-local (deprecated)
   ['ff00::', 8], // multicast
 ] as const) {
-  blocked.addSubnet(net, prefix, 'ipv6');
+  blockedV6.addSubnet(net, prefix, 'ipv6');
 }
 
-/** The IPv4 address an IPv6 address carries (mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, compat), if any. */
-function embeddedV4(ip: string): string | undefined {
-  const lower = ip.toLowerCase();
-  const dotted = /^(?:::ffff:|::ffff:0:|64:ff9b::|::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  if (dotted) return dotted[1];
-  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
-  if (hex) {
-    const hi = parseInt(hex[1]!, 16);
-    const lo = parseInt(hex[2]!, 16);
-    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+/** IPv6 ranges that carry an IPv4 address (at byte `at`), which is what they reach and is checked instead. */
+const EMBEDDING = (
+  [
+    ['::ffff:0:0', 96, 12], // IPv4-mapped
+    ['::ffff:0:0:0', 96, 12], // IPv4-translated (SIIT, RFC 2765)
+    ['64:ff9b::', 96, 12], // NAT64 well-known prefix (RFC 6052)
+    ['2002::', 16, 2], // 6to4 (RFC 3056)
+  ] as const
+).map(([net, prefix, at]) => {
+  const range = new BlockList();
+  range.addSubnet(net, prefix, 'ipv6');
+  return { range, at };
+});
+
+/** The 16 bytes of an IPv6 address that `isIP` accepted (hex groups, `::`, dotted IPv4 tail). */
+function ipv6Bytes(ip: string): Uint8Array {
+  let s = ip;
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    s = `${s.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
   }
-  return undefined;
+  const [head, tail] = s.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups =
+    tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const bytes = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    const n = parseInt(g, 16);
+    bytes[2 * i] = n >> 8;
+    bytes[2 * i + 1] = n & 255;
+  });
+  return bytes;
 }
 
-/** True for addresses a webhook must never reach unless private targets are allowed. */
-export function isForbiddenAddress(ip: string): boolean {
-  const v = isIP(ip);
-  if (v === 4) return blocked.check(ip, 'ipv4');
-  if (v === 6) {
-    const v4 = embeddedV4(ip);
-    if (v4 !== undefined) return isIP(v4) !== 4 || blocked.check(v4, 'ipv4');
-    return blocked.check(ip, 'ipv6');
-  }
-  return true;
+/**
+ * True for addresses a webhook must never reach unless private targets are allowed: private,
+ * loopback, link-local, CGNAT, ULA, multicast, documentation and reserved ranges, and IPv6
+ * forms that lead to such an IPv4 address (mapped, SIIT, NAT64, 6to4, IPv4-compatible). The
+ * same check applies to literal hosts and to every DNS answer (`resolveTarget`).
+ */
+export function isForbiddenAddress(address: string): boolean {
+  // A zone (`fe80::1%eth0`) only scopes link-local and multicast addresses.
+  if (address.includes('%')) return true;
+  const v = isIP(address);
+  if (v === 4) return blockedV4.check(address, 'ipv4');
+  if (v !== 6) return true;
+  if (blockedV6.check(address, 'ipv6')) return true;
+  const embedding = EMBEDDING.find((e) => e.range.check(address, 'ipv6'));
+  if (!embedding) return false;
+  const b = ipv6Bytes(address).subarray(embedding.at, embedding.at + 4);
+  return blockedV4.check(`${b[0]}.${b[1]}.${b[2]}.${b[3]}`, 'ipv4');
 }
 
 export interface ResolvedTarget {
