@@ -168,6 +168,34 @@ describe('webhook provider', () => {
     expect(Date.now() - started).toBeLessThan(3000);
   });
 
+  it('counts the name lookup in the deadline, and does not connect when the answer comes after it', async () => {
+    const slowAnswer = (ms: number) => () =>
+      new Promise<{ address: string; family: 4 }[]>((resolve) =>
+        setTimeout(() => resolve([{ address: '127.0.0.1', family: 4 }]), ms),
+      );
+    const withResolver = (ms: number, timeoutMs: number) =>
+      createWebhookProvider(
+        { secret: SECRET, allowPrivate: true, timeoutMs },
+        { logger: silentLogger(), resolve: slowAnswer(ms) },
+      );
+    const url = (path: string) => `${base.replace('127.0.0.1', 'receiver.test')}${path}`;
+
+    // 1.4 s of lookup + a receiver that never answers: 1.5 s in all, not 1.4 s + 1.5 s.
+    const started = Date.now();
+    const r = await withResolver(1400, 1500).send(message(url('/slow'), 'snd-w-dns-1'));
+    expect(r).toMatchObject({
+      status: 'retriable',
+      error: expect.stringMatching(/timed out after 1500 ms/),
+    });
+    expect(Date.now() - started).toBeLessThan(2400);
+
+    // The lookup answers after the deadline: the call has given up and the receiver hears nothing.
+    const late = await withResolver(600, 200).send(message(url('/ok'), 'snd-w-dns-2'));
+    expect(late).toMatchObject({ status: 'retriable' });
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    expect(hits.filter((h) => h.headers['x-lifecycle-send-id'] === 'snd-w-dns-2')).toEqual([]);
+  });
+
   it('refuses non-http schemes and missing URLs', async () => {
     expect((await open().send(message('file:///etc/passwd'))).status).toBe('permanent');
     expect((await open().send(message('gopher://127.0.0.1:70/'))).status).toBe('permanent');

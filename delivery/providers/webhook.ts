@@ -21,7 +21,7 @@ export interface WebhookProviderOptions {
   name?: string;
   /** HMAC secret (config auth.webhookSecret). */
   secret: string;
-  /** Whole-request deadline. */
+  /** Deadline of the whole call, from name resolution to the response status. */
   timeoutMs?: number;
   /** config delivery.webhookAllowPrivate: tests and on-prem receivers. */
   allowPrivate: boolean;
@@ -33,10 +33,13 @@ export function signWebhook(secret: string, body: string, timestampSec: number):
   return `t=${timestampSec},v1=${v1}`;
 }
 
-/** What a receiver runs: true when the header matches the raw body and is fresh. */
+/**
+ * What a receiver runs: true when the header matches the raw body and is fresh. Also how the
+ * mail provider's bounce webhook is checked (delivery/tracking/routes.ts), with its own secret.
+ */
 export function verifyWebhookSignature(
   secret: string,
-  rawBody: string,
+  rawBody: string | Buffer,
   header: string,
   nowMs = Date.now(),
   toleranceSec = 300,
@@ -46,9 +49,10 @@ export function verifyWebhookSignature(
   );
   const t = Number(parts.t);
   const v1 = parts.v1;
-  if (!Number.isInteger(t) || typeof v1 !== 'string' || !/^[0-9a-f]{64}$/.test(v1)) return false;
+  if (!/^\d{1,12}$/.test(parts.t ?? '') || typeof v1 !== 'string' || !/^[0-9a-f]{64}$/.test(v1))
+    return false;
   if (Math.abs(nowMs / 1000 - t) > toleranceSec) return false;
-  const expected = createHmac('sha256', secret).update(`${t}.${rawBody}`).digest();
+  const expected = createHmac('sha256', secret).update(`${parts.t}.`).update(rawBody).digest();
   return timingSafeEqual(expected, Buffer.from(v1, 'hex'));
 }
 
@@ -70,10 +74,36 @@ export function createWebhookProvider(
   const now = deps.now ?? Date.now;
   const log = deps.logger.child({ component: 'provider', provider: name });
 
+  /**
+   * One deadline for the whole call, name resolution included: a resolver that never answers
+   * must not hold the send (and its claim) past `timeoutMs`. The lookup itself cannot be
+   * cancelled; its late answer is dropped.
+   */
   async function post(
     url: URL,
     body: string,
     headers: Record<string, string>,
+  ): Promise<ProviderResult> {
+    const expired = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<ProviderResult>((resolve) => {
+      timer = setTimeout(() => {
+        expired.abort();
+        resolve({ status: 'retriable', error: `ETIMEDOUT: timed out after ${timeoutMs} ms` });
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([attempt(url, body, headers, expired.signal), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function attempt(
+    url: URL,
+    body: string,
+    headers: Record<string, string>,
+    expired: AbortSignal,
   ): Promise<ProviderResult> {
     let target;
     try {
@@ -93,6 +123,8 @@ export function createWebhookProvider(
         };
       return { status: 'retriable', error: `dns: ${(err as Error).message}` };
     }
+    // The deadline has already answered for this call: do not connect after it.
+    if (expired.aborted) return { status: 'retriable', error: `timed out after ${timeoutMs} ms` };
     const pinned: LookupFunction = (_host, options, cb) => {
       if ((options as { all?: boolean }).all)
         (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [
@@ -109,7 +141,7 @@ export function createWebhookProvider(
           headers: { ...headers, 'Content-Length': Buffer.byteLength(body) },
           lookup: pinned,
           agent: false,
-          timeout: timeoutMs,
+          signal: expired,
         },
         (res) => {
           const status = res.statusCode ?? 0;
@@ -121,7 +153,6 @@ export function createWebhookProvider(
           });
           res.on('error', () => undefined);
           res.on('close', () => undefined);
-          clearTimeout(deadline);
           if (status >= 200 && status < 300) return resolve({ status: 'sent' });
           if (status >= 300 && status < 400)
             return resolve({
@@ -152,20 +183,7 @@ export function createWebhookProvider(
           });
         },
       );
-      const deadline = setTimeout(
-        () =>
-          req.destroy(
-            Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
-          ),
-        timeoutMs,
-      );
-      req.on('timeout', () =>
-        req.destroy(
-          Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
-        ),
-      );
       req.on('error', (err: Error & { code?: string }) => {
-        clearTimeout(deadline);
         if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /certificate/i.test(err.message)) {
           resolve({ status: 'retriable', error: `tls: ${err.message}` });
           return;
