@@ -1,6 +1,8 @@
 // Turns what recipients do (open, click, unsubscribe) and what the mail provider reports
 // (bounce, complaint, delivery) into an event on `lifecycle.events` (so rules can react) and
 // an outcome on `lifecycle.deliveries` (so analytics sees the message's status).
+// A clicked link is recorded as scheme, host and path only: queries and fragments carry
+// password-reset and magic-link tokens, which must not end up on topics and in ClickHouse.
 import { createHash } from 'node:crypto';
 import type { Publisher } from '../../platform/bus.ts';
 import { deliveryCodec, encodeWithHeader, eventCodec } from '../../platform/avro.ts';
@@ -20,7 +22,19 @@ export const ENGAGEMENT_EVENT: Record<EngagementKind, string> = {
 };
 
 export interface EngagementRecorder {
+  /** `url` is the clicked link; only its `linkTarget` is published. */
   record(kind: EngagementKind, ref: MessageRef, extra?: { url?: string; reason?: string; ts?: number }): Promise<void>;
+}
+
+/** What a click records of its link: scheme, host (with port) and path; no credentials, query or fragment. */
+export function linkTarget(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    // Signed click URLs are always http(s) URLs; anything else is not worth recording.
+    return '';
+  }
 }
 
 /** Kinds that happen once per message: their ids are stable so replays dedupe. */
@@ -31,7 +45,9 @@ export function createEngagementRecorder(deps: { publisher: Publisher; topics: P
   return {
     async record(kind, ref, extra = {}) {
       const ts = extra.ts ?? now();
-      const urlHash = extra.url ? `:${createHash('sha256').update(extra.url).digest('hex').slice(0, 12)}` : '';
+      const url = extra.url === undefined ? '' : linkTarget(extra.url);
+      // Of the recorded target only: a hash of the full URL would let a short secret in its query be guessed.
+      const urlHash = url ? `:${createHash('sha256').update(url).digest('hex').slice(0, 12)}` : '';
       const suffix = ONCE.has(kind) ? '' : `${urlHash}:${ts}`;
       const properties: Record<string, unknown> = {
         sendId: ref.sendId,
@@ -40,7 +56,7 @@ export function createEngagementRecorder(deps: { publisher: Publisher; topics: P
         category: ref.category,
         variant: ref.variant,
       };
-      if (extra.url) properties.url = extra.url;
+      if (url) properties.url = url;
       if (extra.reason) properties.reason = extra.reason;
       const event: NormalisedEvent = {
         id: `tracker:${kind}:${ref.sendId}:${ref.channel}${suffix}`,
@@ -58,7 +74,7 @@ export function createEngagementRecorder(deps: { publisher: Publisher; topics: P
         userId: ref.userId,
         channel: ref.channel as Channel,
         status: kind as DeliveryStatus,
-        reason: extra.reason ?? (extra.url ? extra.url.slice(0, 500) : null),
+        reason: extra.reason ?? (url ? url.slice(0, 500) : null),
         provider: null,
         attempt: 0,
         ts,

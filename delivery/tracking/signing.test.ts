@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { createSigner, createTrackingLinks, tokenOf, type MessageRef } from './signing.ts';
-import { rewriteEmail } from './rewrite.ts';
 
 const ref: MessageRef = { sendId: 's-1', userId: 'u-1', ruleId: 'r-1', channel: 'email', variant: 'a', category: 'marketing' };
 const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com/', signingSecret: 'a-secret-of-sixteen+' });
@@ -42,28 +41,5 @@ describe('signed tokens', () => {
     const t = tokenOf(links.preferences('u-1', now));
     expect(links.readPreferences(t, now + 1000)?.userId).toBe('u-1');
     expect(links.readPreferences(t, now + 91 * 24 * 3600 * 1000)).toBeNull();
-  });
-});
-
-describe('rewriteEmail', () => {
-  it('wraps http links in html and text, keeps own and mailto links, adds the pixel', () => {
-    const out = rewriteEmail(
-      {
-        subject: 'Hi',
-        html: '<html><body><a href="https://shop.example.com/x?a=1&amp;b=2">Go</a> <a href=\'mailto:a@b.c\'>m</a> <a href="https://t.example.com/t/u?t=abc">unsub</a></body></html>',
-        text: 'Go: https://shop.example.com/x?a=1&b=2 now',
-      },
-      ref,
-      { links, publicBaseUrl: 'https://t.example.com' },
-    );
-    const hrefs = [...out.html!.matchAll(/href=["']([^"']+)["']/g)].map((m) => m[1]!);
-    expect(hrefs[0]!.startsWith('https://t.example.com/t/c?t=')).toBe(true);
-    expect(links.readClick(tokenOf(hrefs[0]!))?.url).toBe('https://shop.example.com/x?a=1&b=2');
-    expect(hrefs[1]).toBe('mailto:a@b.c');
-    expect(hrefs[2]).toBe('https://t.example.com/t/u?t=abc');
-    expect(out.html).toMatch(/<img src="https:\/\/t\.example\.com\/t\/o\.gif\?t=[^"]+"[^>]*><\/body>/);
-    const textUrl = /https:\/\/t\.example\.com\/t\/c\?t=\S+/.exec(out.text!)![0];
-    expect(links.readClick(tokenOf(textUrl))?.url).toBe('https://shop.example.com/x?a=1&b=2');
-    expect(out.subject).toBe('Hi');
   });
 });
