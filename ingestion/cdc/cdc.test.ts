@@ -6,11 +6,11 @@ import { DlqHeaders, SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { checkMapping, loadMapping, MappingError, type CdcMapping } from './mapping.ts';
-import { createSchemaRegistry, decodeChange, type SchemaRegistry } from './debezium.ts';
+import { createSchemaRegistry, decodeChange, inlineReferences, type SchemaRegistry } from './debezium.ts';
 import { losslessLongs } from './lossless.ts';
 import { cdcEventId } from './mapper.ts';
 import { createCdcProcessor, processRecord } from './processor.ts';
-import { convertValue } from './values.ts';
+import { convertRow, convertValue } from './values.ts';
 
 const mapping = loadMapping('ingestion/cdc-mapping.example.json');
 const NOW = 1_780_000_000_000;
@@ -330,6 +330,88 @@ describe('Avro (Confluent wire format)', () => {
     await r.schema(12);
     expect(await r.schema(12)).toEqual(keySchema);
     expect(calls).toBe(1);
+  });
+
+  // What Debezium's envelope looks like registered through the Apicurio AvroConverter: its
+  // `source` record is a separate subject, named by reference (seen on the local stack).
+  const sourceSchema = (envelope.fields.find((f) => f.name === 'source')!.type as unknown) as Record<string, unknown>;
+  const envelopeByReference = { ...envelope, fields: envelope.fields.map((f) => (f.name === 'source' ? { ...f, type: 'io.debezium.connector.postgresql.Source' } : f)) };
+  const sourceRef = { name: 'io.debezium.connector.postgresql.Source', subject: 'io.debezium.connector.postgresql.Source', version: 1 };
+  const registryServing = (routes: Record<string, unknown>, seen: string[] = []) =>
+    (async (url: string | URL | Request) => {
+      const path = new URL(String(url)).pathname;
+      seen.push(path);
+      const body = routes[path];
+      return body === undefined ? new Response('{"error_code":40403}', { status: 404 }) : new Response(JSON.stringify(body), { status: 200 });
+    }) as typeof fetch;
+
+  it('schema references (Apicurio registers the Debezium source record apart) are fetched by subject and version and inlined', async () => {
+    const seen: string[] = [];
+    const r = createSchemaRegistry(
+      'http://registry/apis/ccompat/v7',
+      registryServing(
+        {
+          '/apis/ccompat/v7/schemas/ids/21': { schema: JSON.stringify(envelopeByReference), references: [sourceRef] },
+          '/apis/ccompat/v7/subjects/io.debezium.connector.postgresql.Source/versions/1': { subject: sourceRef.subject, version: 1, id: 20, schema: JSON.stringify(sourceSchema), references: [] },
+        },
+        seen,
+      ),
+    );
+    const body = avro.Type.forSchema(envelope as avro.Schema, { wrapUnions: 'auto' }).toBuffer({
+      before: null,
+      after: { id: 42, plan: 'pro', created_at: 1_700_000_000_123_456, amount: Buffer.from([0x01, 0x86, 0xa0]) },
+      source: { connector: 'postgresql', schema: 'public', table: 'users', lsn: 77, ts_ms: 1_779_999_999_000 },
+      op: 'c',
+      ts_ms: null,
+    });
+    const change = await decodeChange(wire(21, body), null, r);
+    expect(change).toMatchObject({ op: 'c', table: 'users', schema: 'public', source: { lsn: 77 } });
+    expect(convertRow(change!.after!, change!.columns, undefined)).toEqual({ id: 42, plan: 'pro', created_at: '2023-11-14T22:13:20.123Z', amount: 1000 });
+    // a second record of the same schema asks the registry nothing
+    await decodeChange(wire(21, body), null, r);
+    expect(seen).toEqual(['/apis/ccompat/v7/schemas/ids/21', '/apis/ccompat/v7/subjects/io.debezium.connector.postgresql.Source/versions/1']);
+  });
+
+  it('a missing referenced subject is poison naming it; an unreachable registry while fetching a reference is retried', async () => {
+    const missing = createSchemaRegistry('http://registry', registryServing({ '/schemas/ids/21': { schema: JSON.stringify(envelopeByReference), references: [sourceRef] } }));
+    expect(await processRecord({ ...msg(null), value: wire(21, Buffer.from([0])) }, mapping, missing, NOW)).toEqual({
+      kind: 'dlq',
+      reason: 'unparseable: subject io.debezium.connector.postgresql.Source version 1 (a schema reference) not found in the schema registry',
+    });
+    let down = true;
+    const serve = registryServing({
+      '/schemas/ids/21': { schema: JSON.stringify(envelopeByReference), references: [sourceRef] },
+      '/subjects/io.debezium.connector.postgresql.Source/versions/1': { schema: JSON.stringify(sourceSchema) },
+    });
+    const flaky = (async (url: string | URL | Request) => {
+      if (down && String(url).includes('/subjects/')) throw new TypeError('fetch failed');
+      return serve(url);
+    }) as typeof fetch;
+    const r = createSchemaRegistry('http://registry', flaky);
+    await expect(r.schema(21)).rejects.toMatchObject({ retriable: true, message: 'schema registry unreachable: fetch failed' });
+    down = false;
+    expect(await r.schema(21)).toMatchObject({ name: 'Envelope', fields: expect.arrayContaining([{ name: 'source', type: sourceSchema }]) });
+  });
+
+  it('inlineReferences defines each referenced type once, at its first use, resolving short names in their namespace', () => {
+    const money = { type: 'record', name: 'Money', namespace: 'billing', fields: [{ name: 'cents', type: 'long' }] };
+    const schema = {
+      type: 'record', name: 'Order', namespace: 'billing', fields: [
+        { name: 'total', type: 'Money' },
+        { name: 'refunds', type: { type: 'array', items: 'billing.Money' } },
+        { name: 'tip', type: ['null', 'Money'] },
+        { name: 'note', type: 'string' },
+      ],
+    };
+    const inlined = inlineReferences(schema, new Map([['billing.Money', money]])) as typeof schema;
+    expect(inlined.fields.map((f) => f.type)).toEqual([money, { type: 'array', items: 'billing.Money' }, ['null', 'Money'], 'string']);
+    expect(avro.Type.forSchema(inlined as avro.Schema).isValid({ total: { cents: 1 }, refunds: [{ cents: 2 }], tip: null, note: 'n' })).toBe(true);
+    // a schema that already defines the type keeps its own definition
+    const defined = { ...schema, fields: [{ name: 'total', type: money }, { name: 'tip', type: 'Money' }] };
+    expect(inlineReferences(defined, new Map([['billing.Money', { ...money, doc: 'other' }]]))).toEqual(defined);
+    // the string "Money" outside the billing namespace is another type
+    const elsewhere = { type: 'record', name: 'X', namespace: 'shop', fields: [{ name: 'm', type: 'Money' }] };
+    expect(inlineReferences(elsewhere, new Map([['billing.Money', money]]))).toEqual(elsewhere);
   });
 });
 

@@ -35,43 +35,132 @@ export class DecodeError extends Error {
 }
 
 export interface SchemaRegistry {
-  /** Writer schema (parsed JSON) by id; rejects with DecodeError. */
+  /** Writer schema (parsed JSON, references inlined) by id; rejects with DecodeError. */
   schema(id: number): Promise<unknown>;
 }
 
-/** Confluent-compatible schema registry client (`GET /schemas/ids/{id}`), cached per id. */
+/** A schema reference as the Confluent API lists it: the referenced type's full name, where it is registered. */
+interface SchemaReference {
+  name: string;
+  subject: string;
+  version: number;
+}
+
+interface RegisteredSchema {
+  schema: unknown;
+  references: SchemaReference[];
+}
+
+/** Full name of a named Avro type written as `name` inside namespace `ns`. */
+const fullName = (name: string, ns: string) => (name.includes('.') || ns === '' ? name : `${ns}.${name}`);
+
+/**
+ * The schema with each referenced named type defined where it is first used (Avro allows a
+ * named type to be defined inline once and then used by name), so it parses on its own.
+ * Debezium's envelope registered through Apicurio refers to its `source` record this way.
+ */
+export function inlineReferences(schema: unknown, referenced: ReadonlyMap<string, unknown>): unknown {
+  const pending = new Map(referenced);
+  const walk = (node: unknown, ns: string): unknown => {
+    if (typeof node === 'string') {
+      const definition = pending.get(fullName(node, ns));
+      if (definition === undefined) return node;
+      pending.delete(fullName(node, ns));
+      return walk(definition, ns);
+    }
+    if (Array.isArray(node)) return node.map((n) => walk(n, ns));
+    if (!node || typeof node !== 'object') return node;
+    const o = node as Record<string, unknown>;
+    const name = typeof o.name === 'string' ? o.name : undefined;
+    const space = name?.includes('.') ? name.slice(0, name.lastIndexOf('.')) : typeof o.namespace === 'string' ? o.namespace : ns;
+    // A definition given in full here must not be inlined again later.
+    if (name && ['record', 'enum', 'fixed', 'error'].includes(o.type as string)) pending.delete(fullName(name, space));
+    const out: Record<string, unknown> = { ...o };
+    if (Array.isArray(o.fields)) out.fields = (o.fields as Record<string, unknown>[]).map((f) => ({ ...f, type: walk(f.type, space) }));
+    else if (typeof o.type === 'object' || (typeof o.type === 'string' && !['record', 'enum', 'fixed', 'error', 'array', 'map'].includes(o.type))) out.type = walk(o.type, space);
+    if (o.items !== undefined) out.items = walk(o.items, space);
+    if (o.values !== undefined) out.values = walk(o.values, space);
+    return out;
+  };
+  return walk(schema, '');
+}
+
+/**
+ * Confluent-compatible schema registry client (`GET /schemas/ids/{id}`), cached per id.
+ * Schema references (`references`: name, subject, version) are fetched from
+ * `GET /subjects/{subject}/versions/{version}`, cached, and inlined.
+ */
 export function createSchemaRegistry(baseUrl: string, fetchImpl: typeof fetch = fetch, timeoutMs = 5000): SchemaRegistry {
-  const cache = new Map<number, Promise<unknown>>();
+  const cache = new Map<string, Promise<RegisteredSchema>>();
   const base = baseUrl.replace(/\/+$/, '');
+
+  const fetchSchema = (path: string, what: string): Promise<RegisteredSchema> => {
+    let p = cache.get(path);
+    if (!p) {
+      p = (async () => {
+        let res: Response;
+        try {
+          res = await fetchImpl(`${base}${path}`, { headers: { accept: 'application/vnd.schemaregistry.v1+json, application/json' }, signal: AbortSignal.timeout(timeoutMs) });
+        } catch (err) {
+          throw new DecodeError(`schema registry unreachable: ${(err as Error).message}`, true);
+        }
+        if (res.status === 404) throw new DecodeError(`${what} not found in the schema registry`);
+        if (!res.ok) throw new DecodeError(`schema registry answered ${res.status} for ${what}`, res.status >= 500 || res.status === 429);
+        let body: { schema?: string; schemaType?: string; references?: unknown };
+        try {
+          body = (await res.json()) as typeof body;
+        } catch (err) {
+          // A proxy's error page with status 200: the registry is not really answering.
+          throw new DecodeError(`schema registry answered ${what} with a body that is not JSON: ${(err as Error).message}`, true);
+        }
+        if (body.schemaType && body.schemaType !== 'AVRO') throw new DecodeError(`${what} is ${body.schemaType}, not Avro`);
+        if (typeof body.schema !== 'string') throw new DecodeError(`schema registry returned no schema for ${what}`);
+        let schema: unknown;
+        try {
+          schema = JSON.parse(body.schema) as unknown;
+        } catch (err) {
+          throw new DecodeError(`${what} is not an Avro schema (JSON): ${(err as Error).message}`);
+        }
+        const references = Array.isArray(body.references) ? (body.references as SchemaReference[]) : [];
+        for (const r of references) {
+          if (typeof r?.name !== 'string' || typeof r.subject !== 'string' || !Number.isInteger(Number(r.version))) {
+            throw new DecodeError(`${what} has a reference without name, subject and version: ${JSON.stringify(r)}`);
+          }
+        }
+        return { schema, references };
+      })();
+      // Keep successes and permanent failures; forget transient ones so the next try refetches.
+      p.catch((err: unknown) => {
+        if (err instanceof DecodeError && err.retriable) cache.delete(path);
+      });
+      cache.set(path, p);
+    }
+    return p;
+  };
+
+  /** The schema with its references (and theirs) inlined; `seen` stops reference cycles. */
+  const resolve = async (registered: RegisteredSchema, seen: ReadonlySet<string>): Promise<unknown> => {
+    if (registered.references.length === 0) return registered.schema;
+    const referenced = new Map<string, unknown>();
+    for (const r of registered.references) {
+      const at = `${r.subject}/versions/${r.version}`;
+      if (seen.has(at)) throw new DecodeError(`schema references form a cycle at subject ${r.subject} version ${r.version}`);
+      const target = await fetchSchema(`/subjects/${encodeURIComponent(r.subject)}/versions/${Number(r.version)}`, `subject ${r.subject} version ${r.version} (a schema reference)`);
+      referenced.set(r.name, await resolve(target, new Set([...seen, at])));
+    }
+    return inlineReferences(registered.schema, referenced);
+  };
+
+  const resolved = new Map<number, Promise<unknown>>();
   return {
     schema(id) {
-      let p = cache.get(id);
+      let p = resolved.get(id);
       if (!p) {
-        p = (async () => {
-          let res: Response;
-          try {
-            res = await fetchImpl(`${base}/schemas/ids/${id}`, { headers: { accept: 'application/vnd.schemaregistry.v1+json, application/json' }, signal: AbortSignal.timeout(timeoutMs) });
-          } catch (err) {
-            throw new DecodeError(`schema registry unreachable: ${(err as Error).message}`, true);
-          }
-          if (res.status === 404) throw new DecodeError(`schema id ${id} not found in the schema registry`);
-          if (!res.ok) throw new DecodeError(`schema registry answered ${res.status} for schema id ${id}`, res.status >= 500 || res.status === 429);
-          let body: { schema?: string; schemaType?: string };
-          try {
-            body = (await res.json()) as { schema?: string; schemaType?: string };
-          } catch (err) {
-            // A proxy's error page with status 200: the registry is not really answering.
-            throw new DecodeError(`schema registry answered schema id ${id} with a body that is not JSON: ${(err as Error).message}`, true);
-          }
-          if (body.schemaType && body.schemaType !== 'AVRO') throw new DecodeError(`schema id ${id} is ${body.schemaType}, not Avro`);
-          if (typeof body.schema !== 'string') throw new DecodeError(`schema registry returned no schema for id ${id}`);
-          return JSON.parse(body.schema) as unknown;
-        })();
-        // Keep successes and permanent failures; forget transient ones so the next try refetches.
+        p = fetchSchema(`/schemas/ids/${id}`, `schema id ${id}`).then((r) => resolve(r, new Set()));
         p.catch((err: unknown) => {
-          if (err instanceof DecodeError && err.retriable) cache.delete(id);
+          if (err instanceof DecodeError && err.retriable) resolved.delete(id);
         });
-        cache.set(id, p);
+        resolved.set(id, p);
       }
       return p;
     },
