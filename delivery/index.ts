@@ -33,13 +33,20 @@ export interface DeliveryRoutesOptions {
  *   admin (Bearer LC_ADMIN_TOKEN): GET/PATCH /v1/users/:userId/preferences,
  *     POST /v1/users/:userId/preferences/link, DELETE /v1/users/:userId/suppressions/:channel
  *   public (signed token in `?t=`): GET /t/c (click), GET /t/o.gif (open pixel), GET|POST /t/u
- *     (unsubscribe), GET|POST /p (preference page); POST /v1/webhooks/email (bounces, HMAC-signed).
+ *     (unsubscribe), GET|POST /p (preference page)
+ *   mail provider (timestamped HMAC with LC_EMAIL_EVENTS_SECRET; 503 while it is not set):
+ *     POST /v1/webhooks/email (bounces, complaints, deliveries)
  */
 export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (app, opts) => {
   const now = opts.now ?? Date.now;
   if (!opts.redis && !opts.stores) throw new Error('deliveryRoutes needs `redis` or `stores`');
+  const { emailEventsSecret, emailEventsToleranceMs, signingSecret } = opts.config.auth;
+  // The mail provider holds the webhook secret; with LC_SIGNING_SECRET it could sign any link or in-app token.
+  if (emailEventsSecret !== '' && emailEventsSecret === signingSecret) {
+    throw new Error('LC_EMAIL_EVENTS_SECRET must differ from LC_SIGNING_SECRET: it is given to the mail provider, which must not be able to sign tracking, unsubscribe or preference links');
+  }
   const store = opts.stores?.preferences ?? createPreferencesStore(opts.redis!);
-  const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret: opts.config.auth.signingSecret });
+  const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret });
   await formbody(app);
   await preferencesRoutes(app, { store, links, adminToken: opts.config.auth.adminToken, now });
   await trackingRoutes(app, {
@@ -47,7 +54,7 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
     store,
     recorder: createEngagementRecorder({ publisher: opts.publisher, topics: topics(opts.config.kafka.topicPrefix), now }),
     sentIndex: opts.stores?.sentIndex ?? createSentIndex(opts.redis!),
-    webhookSigningSecret: opts.config.auth.signingSecret,
+    emailEvents: { secret: emailEventsSecret, toleranceMs: emailEventsToleranceMs },
     now,
     logger: opts.logger.child({ component: 'tracking' }),
   });

@@ -1,22 +1,29 @@
 // End to end against the real stack: a send command on Kafka becomes an email in the SMTP
 // sink with the personalised content, the right headers and signed links; following a link
 // records a click and redirects; the one-click unsubscribe stops the next marketing send.
+import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import type { SmtpSink } from '../../platform/smtp-sink.ts';
 import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
+import { signWebhook } from '../providers/webhook.ts';
 import { tokenOf } from '../tracking/signing.ts';
 
 let h: Harness;
 let sink: SmtpSink & { dir: string };
 let delivery: DeliveryHandle;
 
+const EMAIL_EVENTS_SECRET = 'email-flow-test-email-events-secret';
 const admin = (h: Harness) => ({ authorization: `Bearer ${h.config.auth.adminToken}`, 'content-type': 'application/json' });
 
 beforeAll(async () => {
   sink = await startSink();
-  h = await createHarness('dlv-e2e', { 'delivery.smtpUrls': [`smtp://127.0.0.1:${sink.port}`], 'delivery.emailFrom': 'Example <hello@example.com>' });
+  h = await createHarness('dlv-e2e', {
+    'delivery.smtpUrls': [`smtp://127.0.0.1:${sink.port}`],
+    'delivery.emailFrom': 'Example <hello@example.com>',
+    'auth.emailEventsSecret': EMAIL_EVENTS_SECRET,
+  });
   delivery = await runDelivery(h.config, logger, { redis: h.redis, bus: h.bus });
 });
 
@@ -97,6 +104,25 @@ describe('email flow', () => {
     expect(txMail.headers['list-unsubscribe']).toBeUndefined();
   });
 
+  it('a click on a link with a query redirects to the full URL and records only its scheme, host and path', async () => {
+    const userId = `cleo-${h.id}`;
+    await optIn(userId);
+    const send = welcomeSend(userId, { ruleId: 'winback', template: 'winback' });
+    await h.publishSend(send);
+    const mail = await waitFor('the winback email', () => sink.list({ to: `${userId}@example.com` })[0]);
+    expect(mail.html).not.toContain('WELCOMEBACK30');
+    const click = [...mail.html!.matchAll(/href="([^"]+)"/g)].map((m) => m[1]!).find((u) => u.startsWith(`${h.baseUrl}/t/c?t=`))!;
+    const res = await fetch(click, { redirect: 'manual' });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe('https://app.example.com/comeback?code=WELCOMEBACK30');
+    const clicked = await waitFor('the click event', () => h.events.find((e) => e.type === 'message_clicked' && e.properties.sendId === send.sendId));
+    expect(clicked.properties.url).toBe('https://app.example.com/comeback');
+    const outcome = await waitFor('the clicked outcome', () => h.outcomes.find((o) => o.sendId === send.sendId && o.status === 'clicked'));
+    expect(outcome.reason).toBe('https://app.example.com/comeback');
+    const recorded = JSON.stringify([...h.events.filter((e) => e.userId === userId), ...h.outcomes.filter((o) => o.userId === userId)]);
+    expect(recorded).not.toContain('WELCOMEBACK30');
+  });
+
   it('records holdouts without sending, refuses marketing without opt-in, and delivers each sendId once when the command is replayed', async () => {
     const userId = `bob-${h.id}`;
     const noConsent = welcomeSend(userId);
@@ -126,11 +152,16 @@ describe('email flow', () => {
     await h.publishSend(first);
     const mail = await waitFor('the email', () => sink.list({ to: `${userId}@example.com` })[0]);
     const body = JSON.stringify({ events: [{ type: 'bounce', bounceType: 'hard', messageId: `<${mail.messageId}>`, recipient: `${userId}@example.com`, reason: '550 5.1.1 user unknown' }] });
-    const { createHmac } = await import('node:crypto');
-    const sig = createHmac('sha256', h.config.auth.signingSecret).update(body).digest('hex');
-    const unsigned = await fetch(`${h.baseUrl}/v1/webhooks/email`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-    expect(unsigned.status).toBe(401);
-    const res = await fetch(`${h.baseUrl}/v1/webhooks/email`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-lc-signature': `sha256=${sig}` }, body });
+    const webhook = (signature?: string) =>
+      fetch(`${h.baseUrl}/v1/webhooks/email`, { method: 'POST', headers: { 'content-type': 'application/json', ...(signature ? { 'x-lc-signature': signature } : {}) }, body });
+    const nowS = Math.floor(Date.now() / 1000);
+    expect((await webhook()).status).toBe(401);
+    // Neither the link signing secret, nor the old untimestamped form, nor a replay from 10 minutes ago.
+    expect((await webhook(signWebhook(h.config.auth.signingSecret, body, nowS))).status).toBe(401);
+    expect((await webhook(`sha256=${createHmac('sha256', EMAIL_EVENTS_SECRET).update(body).digest('hex')}`)).status).toBe(401);
+    expect((await webhook(signWebhook(EMAIL_EVENTS_SECRET, body, nowS - 600))).status).toBe(401);
+    expect(h.events.find((e) => e.type === 'message_bounced' && e.userId === userId)).toBeUndefined();
+    const res = await webhook(signWebhook(EMAIL_EVENTS_SECRET, body, nowS));
     expect(await res.json()).toEqual({ applied: 1, unknown: [] });
     await waitFor('the bounce event', () => h.events.find((e) => e.type === 'message_bounced' && e.userId === userId));
 

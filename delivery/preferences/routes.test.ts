@@ -1,17 +1,11 @@
-// The delivery HTTP routes in-process (app.inject) over a small in-test preferences store and
-// the in-memory bus: authentication, validation errors, signed links and the bounce webhook.
-import { createHmac } from 'node:crypto';
+// The preference routes in-process (app.inject) over a small in-test preferences store:
+// authentication, validation errors and signed preference links. The tracking endpoints and
+// the bounce webhook are tested in ../tracking/routes.test.ts.
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { deliveryCodec, eventCodec } from '../../platform/avro.ts';
-import { InMemoryBus } from '../../platform/bus.ts';
 import type { Channel } from '../../platform/contracts.ts';
-import { silentLogger } from '../../platform/logger.ts';
-import type { SentIndex, SentRecord } from '../pipeline/pipeline.ts';
-import { createEngagementRecorder } from '../tracking/engagement.ts';
 import formbody from '../tracking/formbody.ts';
-import { trackingRoutes } from '../tracking/routes.ts';
-import { createTrackingLinks, tokenOf, type MessageRef } from '../tracking/signing.ts';
+import { createTrackingLinks, tokenOf } from '../tracking/signing.ts';
 import { emptyPreferences, type Suppression, type SuppressionState, type UserPreferences } from './model.ts';
 import { preferencesRoutes } from './routes.ts';
 import type { PreferencesStore } from './store.ts';
@@ -54,30 +48,14 @@ function memoryStore(): PreferencesStore & { prefs: Map<string, UserPreferences>
 
 async function app() {
   const store = memoryStore();
-  const bus = new InMemoryBus(1);
   const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com', signingSecret: SECRET });
-  const sent: SentRecord = { sendId: 'snd-1', userId: 'u1', ruleId: 'r1', channel: 'email', variant: 'b', category: 'marketing', holdout: false, address: 'u1@example.com' };
-  const sentIndex: SentIndex = { remember: async () => {}, lookup: async (id) => (id === 'snd-1' ? [sent] : []) };
   const server = Fastify();
   await server.register(async (scope) => {
     await formbody(scope);
     await preferencesRoutes(scope, { store, links, adminToken: 'admin-token', now: () => NOW });
-    await trackingRoutes(scope, {
-      links,
-      store,
-      recorder: createEngagementRecorder({ publisher: bus.publisher(), topics: { events: 't.events', deliveries: 't.deliveries' }, now: () => NOW }),
-      sentIndex,
-      webhookSigningSecret: SECRET,
-      now: () => NOW,
-      logger: silentLogger(),
-    });
   });
-  const events = () => bus.messages('t.events').map((m) => eventCodec.decode(m.value!));
-  const outcomes = () => bus.messages('t.deliveries').map((m) => deliveryCodec.decode(m.value!));
-  return { server, store, links, events, outcomes };
+  return { server, store, links };
 }
-
-const ref: MessageRef = { sendId: 'snd-1', userId: 'u1', ruleId: 'r1', channel: 'email', variant: 'b', category: 'marketing' };
 const auth = { authorization: 'Bearer admin-token' };
 
 describe('preferences API', () => {
@@ -120,66 +98,5 @@ describe('preferences API', () => {
     expect((await server.inject({ method: 'DELETE', url: '/v1/users/u1/suppressions/email', headers: auth })).statusCode).toBe(204);
     expect((await server.inject({ method: 'DELETE', url: '/v1/users/u1/suppressions/email', headers: auth })).statusCode).toBe(404);
     expect((await server.inject({ method: 'DELETE', url: '/v1/users/u1/suppressions/fax', headers: auth })).statusCode).toBe(400);
-  });
-});
-
-describe('tracking endpoints', () => {
-  it('redirects a signed click and records it; refuses a tampered one without redirecting', async () => {
-    const { server, links, events, outcomes } = await app();
-    const token = tokenOf(links.click(ref, 'https://shop.example.com/x?y=1'));
-    const res = await server.inject({ method: 'GET', url: `/t/c?t=${token}` });
-    expect(res.statusCode).toBe(302);
-    expect(res.headers.location).toBe('https://shop.example.com/x?y=1');
-    expect(events()).toMatchObject([{ type: 'message_clicked', userId: 'u1', properties: { url: 'https://shop.example.com/x?y=1', variant: 'b' } }]);
-    expect(outcomes()).toMatchObject([{ status: 'clicked', sendId: 'snd-1', variant: 'b' }]);
-    for (const t of [`${token}x`, token.replace(/^./, 'A'), '', 'a.b']) {
-      const bad = await server.inject({ method: 'GET', url: `/t/c?t=${encodeURIComponent(t)}` });
-      expect(bad.statusCode).toBe(400);
-      expect(bad.headers.location).toBeUndefined();
-    }
-    expect(events()).toHaveLength(1);
-  });
-
-  it('serves the open pixel and counts only signed opens', async () => {
-    const { server, links, events } = await app();
-    const ok = await server.inject({ method: 'GET', url: `/t/o.gif?t=${tokenOf(links.openPixel(ref))}` });
-    expect(ok.statusCode).toBe(200);
-    expect(ok.headers['content-type']).toBe('image/gif');
-    expect((await server.inject({ method: 'GET', url: '/t/o.gif?t=forged' })).statusCode).toBe(400);
-    expect(events().map((e) => e.type)).toEqual(['message_opened']);
-  });
-
-  it('one-click unsubscribe (RFC 8058) opts out of the category on the channel; GET only asks', async () => {
-    const { server, links, store, events } = await app();
-    const url = `/t/u?t=${tokenOf(links.unsubscribe(ref))}`;
-    const ask = await server.inject({ method: 'GET', url });
-    expect(ask.statusCode).toBe(200);
-    expect(ask.body).toContain('Unsubscribe?');
-    expect(store.prefs.get('u1')).toBeUndefined();
-    const res = await server.inject({ method: 'POST', url, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'List-Unsubscribe=One-Click' });
-    expect(res.statusCode).toBe(200);
-    expect(store.prefs.get('u1')!.consents.marketing!.email).toEqual({ granted: false, at: NOW, source: 'one_click_unsubscribe' });
-    expect(events()).toMatchObject([{ id: 'tracker:unsubscribed:snd-1:email', type: 'message_unsubscribed' }]);
-    expect((await server.inject({ method: 'POST', url: '/t/u?t=forged' })).statusCode).toBe(400);
-  });
-
-  it('the bounce webhook needs a valid signature; a hard bounce suppresses the address, a soft one does not', async () => {
-    const { server, store, events } = await app();
-    const post = (body: object, sign = true) => {
-      const raw = JSON.stringify(body);
-      const sig = createHmac('sha256', SECRET).update(raw).digest('hex');
-      return server.inject({ method: 'POST', url: '/v1/webhooks/email', headers: { 'content-type': 'application/json', ...(sign ? { 'x-lc-signature': `sha256=${sig}` } : { 'x-lc-signature': `sha256=${'0'.repeat(64)}` }) }, payload: raw });
-    };
-    expect((await post({ type: 'bounce', messageId: '<snd-1@example.com>' }, false)).statusCode).toBe(401);
-    expect((await post({ type: 'nonsense', messageId: 'x' })).statusCode).toBe(400);
-    expect((await post({ type: 'bounce', bounceType: 'soft', messageId: '<snd-1@example.com>' })).json()).toEqual({ applied: 1, unknown: [] });
-    expect(store.supp.get('u1')).toBeUndefined();
-    const res = await post({ events: [{ type: 'bounce', bounceType: 'hard', messageId: '<snd-1@example.com>', reason: '5.1.1' }, { type: 'complaint', messageId: '<other@example.com>' }] });
-    expect(res.json()).toEqual({ applied: 1, unknown: ['<other@example.com>'] });
-    expect(store.supp.get('u1')!.channels.email).toEqual({ reason: 'hard_bounce', at: NOW, address: 'u1@example.com' });
-    expect(events().map((e) => [e.type, e.properties.reason])).toEqual([
-      ['message_bounced', 'soft'],
-      ['message_bounced', 'hard: 5.1.1'],
-    ]);
   });
 });

@@ -1,11 +1,12 @@
 // Public tracking endpoints: signed click redirects (a tampered link is refused, never
 // redirected), the open pixel, RFC 8058 one-click unsubscribe with a confirmation page for
-// people, and the mail provider's bounce/complaint webhook (HMAC-signed body).
-import { createHmac, timingSafeEqual } from 'node:crypto';
+// people, and the mail provider's bounce/complaint webhook (timestamped HMAC of the body with
+// its own secret, never the one that signs links).
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage } from '../../platform/errors.ts';
 import type { SentIndex } from '../pipeline/pipeline.ts';
+import { verifyWebhookSignature } from '../providers/webhook.ts';
 import { invalidLinkPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { EngagementRecorder } from './engagement.ts';
@@ -16,8 +17,12 @@ export interface TrackingRoutesDeps {
   recorder: EngagementRecorder;
   store: PreferencesStore;
   sentIndex: SentIndex;
-  /** Secret of the provider webhook's `X-LC-Signature: sha256=<hex HMAC of the body>`. */
-  webhookSigningSecret: string;
+  /**
+   * The mail provider's webhook: `X-LC-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`
+   * with `secret` (config auth.emailEventsSecret; empty: the webhook is off and answers 503),
+   * refused when `t` is more than `toleranceMs` from now.
+   */
+  emailEvents: { secret: string; toleranceMs: number };
   now: () => number;
   logger: Logger;
 }
@@ -97,11 +102,20 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
     hook.removeContentTypeParser('application/json');
     hook.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: 1_048_576 }, (_req, body, done) => done(null, body));
     hook.post('/v1/webhooks/email', async (req, reply) => {
+      const { secret, toleranceMs } = deps.emailEvents;
+      if (!secret) {
+        return reply.code(503).send({
+          code: ErrorCodes.Unavailable,
+          message: 'the email events webhook is off: set LC_EMAIL_EVENTS_SECRET (16+ characters, not LC_SIGNING_SECRET) and give the same secret to the mail provider',
+        });
+      }
       const raw = req.body as Buffer;
-      const given = /^sha256=([0-9a-f]{64})$/i.exec(String(req.headers['x-lc-signature'] ?? ''))?.[1];
-      const expected = createHmac('sha256', deps.webhookSigningSecret).update(raw).digest();
-      if (!given || !timingSafeEqual(Buffer.from(given, 'hex'), expected)) {
-        return reply.code(401).send({ code: ErrorCodes.InvalidSignature, message: 'X-LC-Signature must be sha256=<hex HMAC-SHA256 of the body with LC_SIGNING_SECRET>' });
+      const header = String(req.headers['x-lc-signature'] ?? '');
+      if (!verifyWebhookSignature(secret, raw, header, deps.now(), toleranceMs / 1000)) {
+        return reply.code(401).send({
+          code: ErrorCodes.InvalidSignature,
+          message: `X-LC-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with LC_EMAIL_EVENTS_SECRET>, with t within ${Math.round(toleranceMs / 1000)} s of now`,
+        });
       }
       let parsed: unknown;
       try {
