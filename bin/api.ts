@@ -39,6 +39,13 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
     { serializers: { req: (req: { method: string; url: string }) => ({ method: req.method, path: req.url.split('?')[0] }) } },
   );
   const app = Fastify({ loggerInstance: log, trustProxy: true });
+  // fastify's own 404 logs and echoes the whole URL; a mistyped tracking link carries its
+  // signed token in the query, so a miss is logged and answered with the path only.
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0];
+    req.log.info({ path }, 'route not found');
+    return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Route ${req.method}:${path} not found` });
+  });
   await app.register(swagger, {
     openapi: {
       info: {

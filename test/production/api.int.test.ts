@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { InMemoryBus } from '../../platform/bus.ts';
-import { silentLogger } from '../../platform/logger.ts';
+import { Writable } from 'node:stream';
+import { createLogger, silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { createRedis, type RedisDeps } from '../../platform/redis.ts';
 import { createApiServer } from '../../bin/api.ts';
@@ -13,13 +14,20 @@ import { isolate } from '../helpers/isolation.ts';
 describe('API process', () => {
   let app: FastifyInstance;
   let redis: RedisDeps;
+  const logLines: string[] = [];
+  const logSink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logLines.push(chunk.toString());
+      done();
+    },
+  });
   const iso = isolate('api');
   const config = iso.config();
   const admin = { authorization: `Bearer ${config.auth.adminToken}` };
 
   beforeAll(async () => {
     redis = createRedis(config.redis, silentLogger());
-    app = await createApiServer(config, { redis, publisher: new InMemoryBus(2).publisher(), logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) });
+    app = await createApiServer(config, { redis, publisher: new InMemoryBus(2).publisher(), logger: createLogger({ level: 'info' }, logSink), metrics: createMetricsRegistry({ defaults: false }) });
     await app.ready();
   });
   afterAll(async () => {
@@ -45,6 +53,17 @@ describe('API process', () => {
     expect(click.headers.location).toBeUndefined();
     const unsubscribe = await app.inject({ method: 'POST', url: '/t/u?t=forged' });
     expect(unsubscribe.statusCode).toBe(400);
+  });
+
+  it('logs and answers a missed route by its path, never the signed token in its query', async () => {
+    const secret = 'eyJzIjoic2VjcmV0LXJlc2V0LXRva2VuIn0.c2lnbmF0dXJl';
+    for (const [method, url] of [['POST', `/t/c?t=${secret}`], ['GET', `/t/c/?t=${secret}`], ['GET', `/nowhere?t=${secret}`]] as const) {
+      const res = await app.inject({ method, url });
+      expect(res.statusCode, url).toBe(404);
+      expect(res.body, url).not.toContain(secret);
+    }
+    expect(logLines.join('')).toContain('route not found');
+    expect(logLines.join('')).not.toContain(secret);
   });
 
   it('refuses in-app inbox reads without a valid client token', async () => {
