@@ -1,7 +1,9 @@
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { murmur2, partitionForKey } from './kafka-publisher.ts';
+import type { Kafka, ProducerBatch, ProducerConfig } from 'kafkajs';
+import { silentLogger } from './logger.ts';
+import { createShardedPublisher, murmur2, partitionForKey } from './kafka-publisher.ts';
 
 // kafkajs's own (64-bit emulated) murmur2 is the reference: the same key must land on the
 // same partition whichever of our producers, kafkajs's or the Java client's, writes it.
@@ -29,5 +31,36 @@ describe('murmur2 partitioning', () => {
       ['lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8', -58897971],
     ];
     for (const [key, hash] of cases) expect(murmur2(key)).toBe(hash);
+  });
+});
+
+describe('sharded publisher: what it asks of kafkajs', () => {
+  // The no-loss promise of the HTTP API (a 2xx only after every replica has the event) and the
+  // no-duplicate promise on producer retries rest on these options; the Kafka client is the seam.
+  it('produces through idempotent producers with one request in flight, and every request waits for all in-sync replicas (acks=all)', async () => {
+    const producers: ProducerConfig[] = [];
+    const requests: ProducerBatch[] = [];
+    const kafka = {
+      producer: (config: ProducerConfig) => {
+        producers.push(config);
+        return {
+          connect: async () => {},
+          disconnect: async () => {},
+          sendBatch: async (batch: ProducerBatch) => {
+            requests.push(batch);
+            return [];
+          },
+        };
+      },
+    } as unknown as Kafka;
+    const publisher = createShardedPublisher(kafka, { lanes: 3, partitionCount: async () => 6, logger: silentLogger() });
+    await publisher.publish('lc.events', Array.from({ length: 40 }, (_, i) => ({ key: `user-${i}`, value: Buffer.from(String(i)), headers: {} })));
+    await publisher.publish('lc.events', [{ key: 'user-1', value: Buffer.from('again'), headers: { 'lc-schema-id': '1' } }]);
+    expect(producers).toHaveLength(3);
+    for (const config of producers) expect(config).toMatchObject({ idempotent: true, maxInFlightRequests: 1 });
+    expect(requests.length).toBeGreaterThanOrEqual(3);
+    for (const request of requests) expect(request.acks).toBe(-1);
+    expect(requests.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages)).map((m) => String(m.value)).sort()).toEqual([...Array.from({ length: 40 }, (_, i) => String(i)), 'again'].sort());
+    await publisher.close();
   });
 });
