@@ -3,12 +3,14 @@
 import { createHash } from 'node:crypto';
 
 export interface WriteKeyStore {
-  /** Source name of a presented key, or undefined when the key is unknown. */
-  sourceOf(key: string): string | undefined;
+  /** The key's source and digest, or undefined when the key is unknown; the digest names the key (rate limits) without its plaintext. */
+  lookup(key: string): { digest: string; source: string } | undefined;
+  /** The whole table: SHA-256 digest (base64) of each key -> source. The plaintext keys are not kept. */
+  readonly digests: ReadonlyMap<string, string>;
   readonly size: number;
 }
 
-const digest = (key: string) => createHash('sha256').update(key).digest('base64');
+export const writeKeyDigest = (key: string) => createHash('sha256').update(key).digest('base64');
 
 export function parseWriteKeys(entries: readonly string[]): WriteKeyStore {
   const byDigest = new Map<string, string>();
@@ -18,9 +20,17 @@ export function parseWriteKeys(entries: readonly string[]): WriteKeyStore {
     const key = entry.slice(i + 1).trim();
     if (i <= 0 || key === '') throw new Error(`write key entry for source "${i > 0 ? source : '?'}" must look like source:key`);
     if (!/^[A-Za-z0-9_.-]+$/.test(source)) throw new Error(`write key source name "${source}" may use letters, digits, "_", "-" and "." only`);
-    byDigest.set(digest(key), source);
+    byDigest.set(writeKeyDigest(key), source);
   }
-  return { sourceOf: (key) => byDigest.get(digest(key)), size: byDigest.size };
+  return {
+    lookup(key) {
+      const digest = writeKeyDigest(key);
+      const source = byDigest.get(digest);
+      return source === undefined ? undefined : { digest, source };
+    },
+    digests: byDigest,
+    size: byDigest.size,
+  };
 }
 
 /**

@@ -106,7 +106,7 @@ describe('ingest API when Kafka is unreachable', () => {
   it.each([1, 3])('answers 503 with Retry-After within the acknowledgement timeout, then at once, without queueing (%i producers)', async (producers) => {
     const dead = KafkaBus.fromConfig({ kafka: { ...config.kafka, brokers: ['127.0.0.1:1'] } }, logger, { producers });
     const app = await createIngestServer(
-      { ingest: config.ingest, auth: { writeKeys: [`web:${WRITE_KEY}`] }, kafka: { topicPrefix: run }, writer: { timeoutMs: 1500 } },
+      { ingest: config.ingest, auth: { writeKeys: [`web:${WRITE_KEY}`] }, kafka: { topicPrefix: run }, writer: { timeoutMs: 1500, probeTimeoutMs: 200 } },
       { bus: dead, logger, metrics: createMetricsRegistry({ defaults: false }) },
     );
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -131,6 +131,13 @@ describe('ingest API when Kafka is unreachable', () => {
       expect(second.ms).toBeLessThan(750);
       const health = await fetch(`${url}/health`);
       expect(health.status).toBe(503);
+      // Still down after the probe interval: one request at a time probes (answered within its
+      // short probe timeout), the others are refused at once; none waits the full timeout again.
+      await new Promise((r) => setTimeout(r, 1200));
+      const later = await Promise.all(Array.from({ length: 4 }, send));
+      later.push(await send(), await send());
+      expect(later.map((r) => r.status)).toEqual(Array(6).fill(503));
+      expect(later.filter((r) => r.ms >= 750)).toEqual([]);
     } finally {
       await app.close().catch(() => {});
       await dead.close().catch(() => {});

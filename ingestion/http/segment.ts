@@ -1,7 +1,7 @@
 // Segment HTTP API messages: their JSON Schemas (validated by fastify's own Ajv) and the
 // pure translation of one accepted message into the normalised event every room reads.
 import { randomUUID } from 'node:crypto';
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TObject } from '@sinclair/typebox';
 import type { NormalisedEvent } from '../../platform/contracts.ts';
 
 const Obj = (description: string) => Type.Record(Type.String(), Type.Unknown(), { description });
@@ -47,20 +47,30 @@ export const AliasSchema = Type.Object(
   { ...common, type: Type.Optional(Type.Literal('alias')), previousId: Type.String({ minLength: 1, maxLength: 256, description: 'The previous id of the user.' }) },
   { title: 'SegmentAlias', description: 'Merges a previous identity into userId.' },
 );
+const batchEnvelope = {
+  sentAt: Type.Optional(IsoTime('Client time when the batch was sent, applied to messages without their own.')),
+  context: Type.Optional(Obj('Merged into the context of every message (the message wins).')),
+  integrations: Type.Optional(Obj('Accepted and ignored.')),
+  writeKey: Type.Optional(Type.String({ description: 'Write key in the body, as analytics-node sends it; HTTP Basic or Bearer also work.' })),
+};
+const batchDescription = 'Up to the batch size limit of messages of any type.';
+
+/**
+ * What the batch routes validate: any array. Each item is validated on its own against the
+ * schema of its `type` (and a non-object item is rejected on its own), so one bad message
+ * never refuses the valid ones.
+ */
 export const BatchSchema = Type.Object(
   {
-    batch: Type.Array(Type.Object({ type: Type.Optional(Type.Unknown()) }), { description: 'Messages, each with a `type`; each is validated on its own.' }),
-    sentAt: Type.Optional(IsoTime('Client time when the batch was sent, applied to messages without their own.')),
-    context: Type.Optional(Obj('Merged into the context of every message (the message wins).')),
-    integrations: Type.Optional(Obj('Accepted and ignored.')),
-    writeKey: Type.Optional(Type.String()),
+    batch: Type.Array(Type.Unknown(), { description: 'Messages, each with a `type`; each is validated on its own.' }),
+    ...batchEnvelope,
   },
-  { title: 'SegmentBatch', description: 'Up to the batch size limit of messages of any type.' },
+  { title: 'SegmentBatch', description: batchDescription },
 );
 
 export const MESSAGE_TYPES = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
-export const MESSAGE_SCHEMAS: Record<MessageType, TSchema> = {
+export const MESSAGE_SCHEMAS: Record<MessageType, TObject> = {
   track: TrackSchema,
   identify: IdentifySchema,
   page: PageSchema,
@@ -68,6 +78,24 @@ export const MESSAGE_SCHEMAS: Record<MessageType, TSchema> = {
   group: GroupSchema,
   alias: AliasSchema,
 };
+
+/** The batch as the OpenAPI document shows it: each item one of the six messages, with its `type` required. */
+export const BatchDocSchema = Type.Object(
+  {
+    batch: Type.Array(
+      // oneOf, not TypeBox's anyOf: the required `type` literal makes exactly one match.
+      Type.Unsafe<SegmentMessage>({
+        oneOf: MESSAGE_TYPES.map((t) => {
+          const { title, description } = MESSAGE_SCHEMAS[t];
+          return Type.Object({ ...MESSAGE_SCHEMAS[t].properties, type: Type.Literal(t) }, { title: `${title}InBatch`, description });
+        }),
+      }),
+      { description: 'Messages, each with a `type`; each is validated on its own: invalid ones are listed in `rejected`, the others stored.' },
+    ),
+    ...batchEnvelope,
+  },
+  { title: 'SegmentBatch', description: batchDescription },
+);
 
 type Common = Static<typeof IdentifySchema>;
 export type SegmentMessage = Common & {

@@ -6,16 +6,19 @@ import { eventCodec } from '../../platform/avro.ts';
 import { SCHEMA_ID_HEADER, type NormalisedEvent } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
+import { waitFor } from '../../test/helpers/wait.ts';
 import { createIngestServer, type IngestServerConfig } from './server.ts';
 
 const KEY = 'wk_test_123';
+/** A second key of the same source as KEY (say, the web app's staging and production keys). */
+const KEY2 = 'wk_test_456';
 const NOW = Date.parse('2026-03-01T12:00:00.000Z');
 const basic = (k: string) => `Basic ${Buffer.from(`${k}:`).toString('base64')}`;
 
 function config(over: Partial<IngestServerConfig['ingest']> = {}, writer: IngestServerConfig['writer'] = {}): IngestServerConfig {
   return {
     ingest: { maxBatchBytes: 512_000, maxEventBytes: 32_768, rateLimitPerSecond: 10_000, ...over },
-    auth: { writeKeys: [`web:${KEY}`, 'ios:other-key'] },
+    auth: { writeKeys: [`web:${KEY}`, `web:${KEY2}`, 'ios:other-key'] },
     kafka: { topicPrefix: 'lc' },
     writer,
   };
@@ -182,7 +185,8 @@ describe('ingest API: refusals', () => {
     ['/v1/identify', { userId: 'u', traits: [1] }, 'traits', 'traits must be object'],
     ['/v1/group', { userId: 'u' }, 'groupId', 'groupId is required'],
     ['/v1/alias', { userId: 'u' }, 'previousId', 'previousId is required'],
-    ['/v1/batch', { batch: 'x' }, 'batch[0]', 'batch[0] must be object'],
+    ['/v1/batch', { batch: 'x' }, 'batch[0]', 'no valid message in the batch; first problem: batch[0] must be an object (one message with a type), not a string'],
+    ['/v1/batch', { batch: [null] }, 'batch[0]', 'no valid message in the batch; first problem: batch[0] must be an object (one message with a type), not null'],
     ['/v1/batch', {}, 'batch', 'batch is required'],
   ])('400 on %s %j names %s', async (url, body, field, message) => {
     const a = await setup();
@@ -234,6 +238,27 @@ describe('ingest API: refusals', () => {
     expect(stored(bus)).toHaveLength(2);
   });
 
+  it('items that are not objects are rejected one by one, and the valid messages of the batch are stored', async () => {
+    const bus = new InMemoryBus(2);
+    const a = await setup({}, bus);
+    const res = await post(a, '/v1/batch', {
+      batch: [{ type: 'track', userId: 'u1', event: 'Good', messageId: 'g1' }, null, 42, 'track', [{ type: 'track' }], true, { type: 'identify', userId: 'u2', messageId: 'g2' }],
+    });
+    expect(res.statusCode).toBe(202);
+    const body = res.json() as { success: boolean; accepted: number; rejected: { index: number; field: string; code: string; message: string }[] };
+    expect(body).toMatchObject({ success: true, accepted: 2 });
+    expect(body.rejected).toEqual([
+      { index: 1, code: 'LC_ERR_BAD_REQUEST', field: 'batch[1]', message: 'batch[1] must be an object (one message with a type), not null' },
+      { index: 2, code: 'LC_ERR_BAD_REQUEST', field: 'batch[2]', message: 'batch[2] must be an object (one message with a type), not a number' },
+      { index: 3, code: 'LC_ERR_BAD_REQUEST', field: 'batch[3]', message: 'batch[3] must be an object (one message with a type), not a string' },
+      { index: 4, code: 'LC_ERR_BAD_REQUEST', field: 'batch[4]', message: 'batch[4] must be an object (one message with a type), not an array' },
+      { index: 5, code: 'LC_ERR_BAD_REQUEST', field: 'batch[5]', message: 'batch[5] must be an object (one message with a type), not a boolean' },
+    ]);
+    expect(stored(bus).map((e) => e.id).sort()).toEqual(['g1', 'g2']);
+    const metrics = await a.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.body).toContain('ingest_rejected_total{code="LC_ERR_BAD_REQUEST"} 5');
+  });
+
   it('an oversized message is found in a gzip batch whose compressed body is under the per-message limit', async () => {
     const bus = new InMemoryBus(2);
     const a = await setup({ maxEventBytes: 500 }, bus);
@@ -268,6 +293,18 @@ describe('ingest API: refusals', () => {
     expect(bus.messages('lc.events')).toHaveLength(6);
   });
 
+  it('two write keys of one source have a budget each (the limit is per key, not per source)', async () => {
+    const bus = new InMemoryBus(2);
+    const a = await setup({ rateLimitPerSecond: 3 }, bus);
+    const batch = (n: number) => ({ batch: Array.from({ length: n }, (_, i) => ({ type: 'track', userId: `u${i}`, event: 'A' })) });
+    expect((await post(a, '/v1/batch', batch(3))).statusCode).toBe(200);
+    expect((await post(a, '/v1/track', { userId: 'u', event: 'A' })).statusCode).toBe(429);
+    // Same source ("web"), other key: a full budget of its own.
+    expect((await post(a, '/v1/batch', batch(3), { authorization: `Bearer ${KEY2}` })).statusCode).toBe(200);
+    expect((await post(a, '/v1/track', { userId: 'u', event: 'A' }, { authorization: `Bearer ${KEY2}` })).statusCode).toBe(429);
+    expect(stored(bus).map((e) => e.source)).toEqual(Array(6).fill('http:web'));
+  });
+
   it('503 with Retry-After when Kafka does not acknowledge, and 503 at once while it keeps failing', async () => {
     let calls = 0;
     const failing: Publisher = {
@@ -276,16 +313,58 @@ describe('ingest API: refusals', () => {
         throw new Error('connect ECONNREFUSED 127.0.0.1:19092');
       },
     };
-    const a = await setup({}, { publisher: () => failing }, { failFastMs: 60_000 });
+    const a = await setup({}, { publisher: () => failing }, { probeIntervalMs: 60_000 });
     const first = await post(a, '/v1/track', { userId: 'u', event: 'A' });
     expect(first.statusCode).toBe(503);
     expect(first.headers['retry-after']).toBe('1');
+    expect(first.headers['x-ratelimit-reset']).toBe(String(NOW + 1000));
     expect(first.json()).toMatchObject({ code: 'LC_ERR_UNAVAILABLE' });
     const second = await post(a, '/v1/track', { userId: 'u', event: 'A' });
     expect(second.statusCode).toBe(503);
+    expect(second.headers['retry-after']).toBe('1');
     expect(calls).toBe(1);
     const health = await a.inject({ method: 'GET', url: '/health' });
     expect(health.statusCode).toBe(503);
+  });
+});
+
+describe('ingest API: waiting for Kafka', () => {
+  it('answers a request only after Kafka acknowledged its events', async () => {
+    const acks: (() => void)[] = [];
+    const gated: Publisher = { publish: () => new Promise<void>((ack) => acks.push(ack)) };
+    const a = await setup({}, { publisher: () => gated });
+    let answered = false;
+    const res = post(a, '/v1/track', { userId: 'u', event: 'A' }).then((r) => ((answered = true), r));
+    await waitFor(() => acks.length === 1, { timeout: 5000, interval: 5, message: 'the produce was sent' });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(answered).toBe(false);
+    acks[0]!();
+    expect((await res).statusCode).toBe(200);
+  });
+
+  it('while a produce hangs, only the first request waits for the acknowledgement timeout; the next ones get 503 with retry headers at once', async () => {
+    const hung: (() => void)[] = [];
+    const hanging: Publisher = { publish: () => new Promise<void>((ack) => hung.push(ack)) };
+    const timeoutMs = 800;
+    const a = await setup({}, { publisher: () => hanging }, { timeoutMs, probeIntervalMs: 50, probeTimeoutMs: 50 });
+    const timed = async () => {
+      const started = performance.now();
+      const r = await post(a, '/v1/track', { userId: 'u', event: 'A' });
+      return { status: r.statusCode, retryAfter: r.headers['retry-after'], reset: r.headers['x-ratelimit-reset'], ms: performance.now() - started };
+    };
+    const first = await timed();
+    expect(first).toMatchObject({ status: 503, retryAfter: '1' });
+    expect(first.ms).toBeGreaterThanOrEqual(timeoutMs - 50);
+    const later = [];
+    for (let i = 0; i < 20; i++) {
+      later.push(await timed());
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    expect(later.filter((r) => r.status !== 503 || r.retryAfter !== '1' || r.reset !== String(NOW + 1000))).toEqual([]);
+    expect(later.filter((r) => r.ms >= timeoutMs / 2)).toEqual([]);
+    expect(hung).toHaveLength(1);
+    expect((await a.inject({ method: 'GET', url: '/health' })).statusCode).toBe(503);
+    hung[0]!();
   });
 });
 
@@ -294,9 +373,65 @@ describe('ingest API: documents and metrics', () => {
     const a = await setup();
     const res = await a.inject({ method: 'GET', url: '/openapi.json' });
     expect(res.statusCode).toBe(200);
-    const doc = res.json() as { openapi: string; paths: Record<string, unknown> };
+    const doc = res.json() as OpenApiDoc;
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths).sort()).toEqual(['/v1/alias', '/v1/batch', '/v1/group', '/v1/identify', '/v1/page', '/v1/screen', '/v1/track']);
+  });
+
+  it('documents what the routes take and answer: batch items as one of the six messages, text/plain and gzip bodies, the body writeKey, 415, and the retry headers of 429 and 503', async () => {
+    const a = await setup();
+    const doc = (await a.inject({ method: 'GET', url: '/openapi.json' })).json() as OpenApiDoc;
+    for (const [path, item] of Object.entries(doc.paths)) {
+      const op = item.post!;
+      expect(Object.keys(op.requestBody!.content).sort(), path).toEqual(['application/json', 'text/plain']);
+      expect(op.parameters, path).toContainEqual(expect.objectContaining({ in: 'header', name: 'content-encoding', schema: expect.objectContaining({ enum: ['gzip', 'deflate', 'identity'] }) }));
+      expect(Object.keys(op.responses), path).toEqual(expect.arrayContaining(['200', '400', '401', '403', '413', '415', '429', '503']));
+      for (const status of ['429', '503']) {
+        expect(Object.keys(op.responses[status]!.headers ?? {}).sort(), `${path} ${status}`).toEqual(['Retry-After', 'X-RateLimit-Reset']);
+        expect(op.responses[status]!.headers!['Retry-After']!.schema).toMatchObject({ type: 'integer' });
+      }
+      const body = op.requestBody!.content['application/json']!.schema as Schema;
+      expect(body.properties!.writeKey, path).toMatchObject({ type: 'string', description: expect.stringContaining('Write key') });
+    }
+    const batch = doc.paths['/v1/batch']!.post!;
+    expect(Object.keys(batch.responses)).toContain('202');
+    const items = (batch.requestBody!.content['application/json']!.schema as Schema).properties!.batch!.items!;
+    expect(items.oneOf).toHaveLength(6);
+    expect(items.oneOf!.map((m) => m.properties!.type!.enum)).toEqual([['track'], ['identify'], ['page'], ['screen'], ['group'], ['alias']]);
+    for (const m of items.oneOf!) expect(m.required).toContain('type');
+    // Each item carries the fields of its message, not just a type.
+    expect(items.oneOf![0]!.properties).toHaveProperty('event');
+    expect(items.oneOf![0]!.required).toContain('event');
+    expect(items.oneOf![4]!.required).toContain('groupId');
+    expect(items.oneOf![5]!.required).toContain('previousId');
+    expect(openApi30Problems(doc)).toEqual([]);
+  });
+
+  it('the OpenAPI check finds the mistakes it is there for', () => {
+    const doc: OpenApiDoc = {
+      openapi: '3.0.3',
+      info: { title: 't', version: '1' },
+      paths: {
+        '/x': {
+          post: {
+            requestBody: { content: { json: { schema: { type: ['string', 'null'] } } } },
+            parameters: [{ name: 'h', in: 'body', schema: { type: 'string' } }],
+            responses: { 200: { description: 'ok', headers: { 'Retry-After': { in: 'header' } } }, '4': {} },
+            security: [{ nope: [] }],
+          },
+        },
+      },
+    } as unknown as OpenApiDoc;
+    expect(openApi30Problems(doc)).toEqual([
+      '/x post parameters[0]: in must be query, header, path or cookie',
+      '/x post requestBody: media type json',
+      '/x post requestBody json schema: type must be one of integer, number, string, boolean, array, object',
+      '/x post responses 4: not a status code',
+      '/x post responses 4: description required',
+      '/x post responses 200 header Retry-After: unknown key in',
+      '/x post responses 200 header Retry-After: needs schema or content',
+      '/x post security: unknown scheme nope',
+    ]);
   });
 
   it('exposes health and Prometheus metrics counting stored events by source', async () => {
@@ -307,3 +442,119 @@ describe('ingest API: documents and metrics', () => {
     expect(metrics.body).toContain('ingest_events_total{source="web",call="track"} 1');
   });
 });
+
+interface Schema {
+  type?: string;
+  properties?: Record<string, Schema>;
+  items?: Schema;
+  oneOf?: Schema[];
+  required?: string[];
+  enum?: unknown[];
+  [k: string]: unknown;
+}
+interface OpenApiDoc {
+  openapi: string;
+  info: { title: string; version: string };
+  paths: Record<string, Record<string, unknown> & { post?: Operation }>;
+  components?: { securitySchemes?: Record<string, unknown>; schemas?: Record<string, Schema> };
+  security?: Record<string, string[]>[];
+}
+interface Operation {
+  parameters?: { name: string; in: string; required?: boolean; schema?: Schema }[];
+  requestBody?: { content: Record<string, { schema?: Schema }> };
+  responses: Record<string, { description: string; headers?: Record<string, { schema?: Schema }>; content?: Record<string, { schema?: Schema }> }>;
+  security?: Record<string, string[]>[];
+}
+
+/**
+ * The OpenAPI 3.0 rules a generated document can break (no validator package is installed):
+ * fixed fields per object, status codes, required descriptions, parameter locations, header
+ * objects, media types, security scheme names, resolvable $refs, and Schema Objects limited
+ * to OpenAPI 3.0's JSON Schema subset (a single `type`, `nullable` instead of null types, no
+ * `const`/`$id`/`examples`). Returns one line per problem.
+ */
+function openApi30Problems(doc: OpenApiDoc): string[] {
+  const problems: string[] = [];
+  const ext = (k: string) => k.startsWith('x-');
+  const only = (where: string, o: object, allowed: string[]) => {
+    for (const k of Object.keys(o)) if (!allowed.includes(k) && !ext(k)) problems.push(`${where}: unknown key ${k}`);
+  };
+  const TYPES = ['integer', 'number', 'string', 'boolean', 'array', 'object'];
+  const SCHEMA_KEYS = ['title', 'multipleOf', 'maximum', 'exclusiveMaximum', 'minimum', 'exclusiveMinimum', 'maxLength', 'minLength', 'pattern', 'maxItems', 'minItems', 'uniqueItems', 'maxProperties', 'minProperties', 'required', 'enum', 'type', 'allOf', 'oneOf', 'anyOf', 'not', 'items', 'properties', 'additionalProperties', 'description', 'format', 'default', 'nullable', 'discriminator', 'readOnly', 'writeOnly', 'xml', 'externalDocs', 'example', 'deprecated', '$ref'];
+  const resolve = (ref: string) => ref.startsWith('#/') && ref.slice(2).split('/').reduce<unknown>((o, p) => (o as Record<string, unknown> | undefined)?.[p.replace(/~1/g, '/').replace(/~0/g, '~')], doc) !== undefined;
+  const schema = (where: string, sc: unknown): void => {
+    if (typeof sc !== 'object' || sc === null || Array.isArray(sc)) return void problems.push(`${where}: schema must be an object`);
+    const s = sc as Schema;
+    only(where, s, SCHEMA_KEYS);
+    if (typeof s.$ref === 'string' && !resolve(s.$ref)) problems.push(`${where}: $ref ${s.$ref} does not resolve`);
+    if (s.type !== undefined && !(typeof s.type === 'string' && TYPES.includes(s.type))) problems.push(`${where}: type must be one of ${TYPES.join(', ')}`);
+    if (s.type === 'array' && s.items === undefined) problems.push(`${where}: array without items`);
+    if (s.required !== undefined && !(Array.isArray(s.required) && s.required.length > 0 && s.required.every((r) => typeof r === 'string'))) problems.push(`${where}: required must be a non-empty list of names`);
+    if (s.enum !== undefined && !(Array.isArray(s.enum) && s.enum.length > 0)) problems.push(`${where}: enum must be a non-empty list`);
+    for (const k of ['nullable', 'exclusiveMinimum', 'exclusiveMaximum', 'readOnly', 'writeOnly', 'uniqueItems', 'deprecated'])
+      if (s[k] !== undefined && typeof s[k] !== 'boolean') problems.push(`${where}: ${k} must be a boolean`);
+    for (const k of ['allOf', 'oneOf', 'anyOf'] as const) {
+      if (s[k] === undefined) continue;
+      if (!Array.isArray(s[k]) || (s[k] as unknown[]).length === 0) problems.push(`${where}: ${k} must be a non-empty list`);
+      else (s[k] as unknown[]).forEach((m, i) => schema(`${where}.${k}[${i}]`, m));
+    }
+    if (s.not !== undefined) schema(`${where}.not`, s.not);
+    if (s.items !== undefined) schema(`${where}.items`, s.items);
+    if (s.properties !== undefined) for (const [k, v] of Object.entries(s.properties)) schema(`${where}.properties.${k}`, v);
+    if (s.additionalProperties !== undefined && typeof s.additionalProperties !== 'boolean') schema(`${where}.additionalProperties`, s.additionalProperties);
+  };
+  const content = (where: string, c: Record<string, { schema?: unknown }>) => {
+    for (const [media, m] of Object.entries(c)) {
+      if (!/^[\w.+-]+\/[\w.+*-]+$/.test(media)) problems.push(`${where}: media type ${media}`);
+      if (m.schema !== undefined) schema(`${where} ${media} schema`, m.schema);
+    }
+  };
+  const schemes = Object.keys(doc.components?.securitySchemes ?? {});
+  const security = (where: string, list: Record<string, string[]>[] | undefined) => {
+    for (const req of list ?? []) for (const name of Object.keys(req)) if (!schemes.includes(name)) problems.push(`${where}: unknown scheme ${name}`);
+  };
+
+  if (!/^3\.0\.\d+$/.test(doc.openapi)) problems.push(`openapi: ${doc.openapi} is not 3.0.x`);
+  only('document', doc, ['openapi', 'info', 'servers', 'paths', 'components', 'security', 'tags', 'externalDocs']);
+  if (typeof doc.info?.title !== 'string' || typeof doc.info?.version !== 'string') problems.push('info: title and version required');
+  security('security', doc.security);
+  for (const [name, sc] of Object.entries(doc.components?.schemas ?? {})) schema(`components.schemas.${name}`, sc);
+  for (const [path, item] of Object.entries(doc.paths)) {
+    if (!path.startsWith('/')) problems.push(`${path}: paths start with /`);
+    only(path, item, ['$ref', 'summary', 'description', 'get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace', 'servers', 'parameters']);
+    for (const method of ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']) {
+      const op = item[method] as Operation | undefined;
+      if (!op) continue;
+      const at = `${path} ${method}`;
+      only(at, op, ['tags', 'summary', 'description', 'externalDocs', 'operationId', 'parameters', 'requestBody', 'responses', 'callbacks', 'deprecated', 'security', 'servers']);
+      (op.parameters ?? []).forEach((p, i) => {
+        const where = `${at} parameters[${i}]`;
+        if (typeof p.name !== 'string') problems.push(`${where}: name required`);
+        if (!['query', 'header', 'path', 'cookie'].includes(p.in)) problems.push(`${where}: in must be query, header, path or cookie`);
+        only(where, p, ['name', 'in', 'description', 'required', 'deprecated', 'allowEmptyValue', 'style', 'explode', 'allowReserved', 'schema', 'example', 'examples', 'content']);
+        if (p.in === 'path' && p.required !== true) problems.push(`${where}: path parameters are required`);
+        if (p.schema !== undefined) schema(`${where} schema`, p.schema);
+      });
+      if (op.requestBody) {
+        only(`${at} requestBody`, op.requestBody, ['description', 'content', 'required']);
+        if (Object.keys(op.requestBody.content ?? {}).length === 0) problems.push(`${at} requestBody: content required`);
+        content(`${at} requestBody`, op.requestBody.content ?? {});
+      }
+      if (Object.keys(op.responses ?? {}).length === 0) problems.push(`${at}: responses required`);
+      for (const [status, r] of Object.entries(op.responses ?? {})) {
+        const where = `${at} responses ${status}`;
+        if (!/^([1-5]\d\d|[1-5]XX|default)$/.test(status)) problems.push(`${where}: not a status code`);
+        only(where, r, ['description', 'headers', 'content', 'links']);
+        if (typeof r.description !== 'string') problems.push(`${where}: description required`);
+        for (const [h, header] of Object.entries(r.headers ?? {})) {
+          only(`${where} header ${h}`, header, ['description', 'required', 'deprecated', 'allowEmptyValue', 'style', 'explode', 'schema', 'example', 'examples', 'content']);
+          if (header.schema === undefined && (header as { content?: unknown }).content === undefined) problems.push(`${where} header ${h}: needs schema or content`);
+          if (header.schema !== undefined) schema(`${where} header ${h} schema`, header.schema);
+        }
+        if (r.content) content(where, r.content);
+      }
+      security(`${at} security`, op.security);
+    }
+  }
+  return problems;
+}

@@ -3,7 +3,7 @@
 // after Kafka stored the events. Any Segment SDK works by changing its host and write key.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { createGunzip, createInflate } from 'node:zlib';
-import swagger from '@fastify/swagger';
+import swagger, { type SwaggerTransform } from '@fastify/swagger';
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import type { Bus, OutgoingMessage } from '../../platform/bus.ts';
@@ -16,6 +16,7 @@ import { parseWriteKeys, presentedKey } from './auth.ts';
 import { createRateLimiter } from './rate-limit.ts';
 import { createEventWriter, DEFAULT_WRITER_OPTIONS, type EventWriterOptions } from './event-writer.ts';
 import {
+  BatchDocSchema,
   BatchSchema,
   MESSAGE_SCHEMAS,
   MESSAGE_TYPES,
@@ -49,6 +50,8 @@ interface RejectedItem extends Rejection {
 declare module 'fastify' {
   interface FastifyRequest {
     ingestSource: string;
+    /** Digest of the presented write key (never its plaintext): the rate limit's bucket. */
+    ingestKey: string;
   }
 }
 
@@ -71,14 +74,33 @@ const Accepted = Type.Object({
   accepted: Type.Integer({ description: 'Messages stored in Kafka.' }),
   rejected: Type.Array(Rejected, { description: 'Messages refused, by index in the batch, with the field at fault.' }),
 });
+// Both refusals that ask the client to come back say when (analytics-node waits for X-RateLimit-Reset).
+const retryHeaders = {
+  'Retry-After': { type: 'integer', minimum: 1, description: 'Seconds to wait before retrying.' },
+  'X-RateLimit-Reset': { type: 'integer', description: 'Epoch milliseconds from which a retry may succeed (now + Retry-After).' },
+};
 const errorResponses = {
   400: { ...ErrorBody, description: 'Invalid message; `field` names the field at fault.' },
   401: { ...ErrorBody, description: 'No write key presented.' },
   403: { ...ErrorBody, description: 'Unknown write key.' },
-  413: { ...ErrorBody, description: 'Request or event larger than the configured limit.' },
-  429: { ...ErrorBody, description: 'Per-write-key event rate exceeded; see Retry-After.' },
-  503: { ...ErrorBody, description: 'Kafka did not acknowledge in time; nothing was stored, retry later (see Retry-After).' },
+  413: { ...ErrorBody, description: 'Request or event larger than the configured limit (the limit applies to the inflated body).' },
+  415: { ...ErrorBody, description: 'Content-Encoding other than gzip, deflate or identity, or a body that is neither application/json nor text/plain.' },
+  429: { ...ErrorBody, description: 'Per-write-key event rate exceeded (a batch counts its events); retry after Retry-After.', headers: retryHeaders },
+  503: { ...ErrorBody, description: 'Kafka is not acknowledging; nothing was reported stored, retry after Retry-After with the same messageIds.', headers: retryHeaders },
 };
+/** What every Segment route takes besides its body (documentation; the preParsing hook enforces it). */
+const requestHeaders = Type.Object({
+  'content-encoding': Type.Optional(
+    Type.Unsafe<string>({
+      type: 'string',
+      enum: ['gzip', 'deflate', 'identity'],
+      description: 'Compressed bodies are inflated first; the size limits apply to the inflated body. Any other encoding is a 415.',
+    }),
+  ),
+});
+/** Request bodies: JSON, or JSON sent as text/plain (browsers' sendBeacon). */
+const consumes = ['application/json', 'text/plain'];
+const documentRoute = (body?: unknown) => (({ schema, url }) => ({ schema: { ...schema, headers: requestHeaders, ...(body ? { body } : {}) }, url })) satisfies SwaggerTransform;
 
 function fail(reply: FastifyReply, status: number, code: string, message: string, field?: string) {
   return reply.code(status).send(field ? { success: false, code, message, field } : { success: false, code, message });
@@ -106,8 +128,11 @@ function describeValidation(errors: { instancePath: string; message?: string; ke
 export async function createIngestServer(config: IngestServerConfig, deps: IngestDeps): Promise<FastifyInstance> {
   const clock = deps.clock ?? Date.now;
   const log = deps.logger.child({ component: 'ingest-http' });
+  // Read once: nothing below holds `config`, so the server keeps the write keys only as the digests of `keys`.
+  const { maxBatchBytes, maxEventBytes, rateLimitPerSecond } = config.ingest;
+  const writerOptions = { ...config.writer };
   const keys = parseWriteKeys(config.auth.writeKeys);
-  const limiter = createRateLimiter(config.ingest.rateLimitPerSecond, clock);
+  const limiter = createRateLimiter(rateLimitPerSecond, clock);
   const eventsTopic = topics(config.kafka.topicPrefix).events;
 
   const m = deps.metrics;
@@ -123,7 +148,7 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
   const produceSize = new Histogram({ name: 'ingest_produce_messages', help: 'Messages per coalesced produce.', buckets: [1, 10, 50, 100, 500, 1000, 5000], registers: [m] });
   const inFlightGauge = new Gauge({ name: 'ingest_inflight_events', help: 'Events accepted and waiting for Kafka.', registers: [m] });
 
-  const writer = createEventWriter(deps.bus.publisher(), eventsTopic, config.writer, {
+  const writer = createEventWriter(deps.bus.publisher(), eventsTopic, writerOptions, {
     onFlush: (n, s, ok) => {
       produceSeconds.observe({ outcome: ok ? 'ok' : 'error' }, s);
       produceSize.observe(n);
@@ -137,10 +162,11 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     logController: new LogController({ disableRequestLogging: true }),
     // and so does a pino child (with its redaction) per request: requests log through the component logger.
     childLoggerFactory: (logger) => logger,
-    bodyLimit: config.ingest.maxBatchBytes,
+    bodyLimit: maxBatchBytes,
     return503OnClosing: true,
   });
   app.decorateRequest('ingestSource', '');
+  app.decorateRequest('ingestKey', '');
 
   // Some SDKs gzip their batches (Content-Encoding: gzip, as Segment's API accepts). The
   // body limit applies to the inflated bytes, so a small bomb cannot grow past it.
@@ -173,7 +199,10 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     openapi: {
       info: {
         title: 'Lifecycle ingest API',
-        description: 'Segment-compatible HTTP tracking API. Point any Segment SDK at this host with a write key configured in LC_WRITE_KEYS.',
+        description:
+          'Segment-compatible HTTP tracking API. Point any Segment SDK at this host with a write key configured in LC_WRITE_KEYS. ' +
+          'The write key goes in HTTP Basic (as the user name), as a Bearer token, or as "writeKey" in the JSON body (what analytics-node and analytics.js send). ' +
+          'Bodies are application/json or text/plain (JSON), optionally gzip- or deflate-compressed (Content-Encoding).',
         version: '1',
       },
       components: {
@@ -193,7 +222,7 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
         const seconds = Number(err.details?.retryAfterSeconds ?? 1);
         void reply.header('Retry-After', String(seconds));
         // analytics-node waits until this epoch-ms instant before retrying a 429.
-        if (err.status === 429) void reply.header('X-RateLimit-Reset', String(clock() + Number(err.details?.retryAfterMs ?? seconds * 1000)));
+        void reply.header('X-RateLimit-Reset', String(clock() + Number(err.details?.retryAfterMs ?? seconds * 1000)));
       }
       if (err.status >= 500 && err.status !== 503) req.log.error({ err }, 'ingest request failed');
       return fail(reply, err.status, err.code, err.message, typeof err.details?.field === 'string' ? err.details.field : undefined);
@@ -205,11 +234,11 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     }
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       rejectedTotal.inc({ code: ErrorCodes.PayloadTooLarge });
-      const limit = req.routeOptions.bodyLimit ?? config.ingest.maxBatchBytes;
+      const limit = req.routeOptions.bodyLimit ?? maxBatchBytes;
       return fail(reply, 413, ErrorCodes.PayloadTooLarge, `request body is larger than ${limit} bytes`);
     }
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return fail(reply, 415, ErrorCodes.BadRequest, 'send the body as application/json');
+      return fail(reply, 415, ErrorCodes.BadRequest, 'send the body as application/json (or text/plain holding JSON)');
     }
     if (err.statusCode && err.statusCode < 500) {
       rejectedTotal.inc({ code: ErrorCodes.BadRequest });
@@ -244,15 +273,17 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     if (!key) {
       throw new LifecycleError(ErrorCodes.Unauthorized, 'write key required: HTTP Basic with the write key as user name, a Bearer token, or "writeKey" in the body', { status: 401 });
     }
-    const source = keys.sourceOf(key);
-    if (!source) throw new LifecycleError(ErrorCodes.Forbidden, 'unknown write key', { status: 403 });
-    req.ingestSource = source;
+    const known = keys.lookup(key);
+    if (!known) throw new LifecycleError(ErrorCodes.Forbidden, 'unknown write key', { status: 403 });
+    req.ingestSource = known.source;
+    req.ingestKey = known.digest;
   };
 
-  const admit = (source: string, events: number) => {
-    const d = limiter.take(source, events);
+  /** Takes the request's events from its write key's budget (several keys of one source have one budget each). */
+  const admit = (req: FastifyRequest, events: number) => {
+    const d = limiter.take(req.ingestKey, events);
     if (!d.ok) {
-      throw new LifecycleError(ErrorCodes.RateLimited, `rate limit of ${config.ingest.rateLimitPerSecond} events/s for this write key exceeded`, {
+      throw new LifecycleError(ErrorCodes.RateLimited, `rate limit of ${rateLimitPerSecond} events/s for this write key exceeded`, {
         status: 429,
         details: { retryAfterSeconds: Math.ceil(d.retryAfterMs / 1000), retryAfterMs: d.retryAfterMs },
       });
@@ -275,14 +306,16 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     app.post(
       url,
       {
-        bodyLimit: config.ingest.maxEventBytes,
+        bodyLimit: maxEventBytes,
         preValidation: authenticate,
+        config: { swaggerTransform: documentRoute() },
         schema: {
           hide: url.length === 5,
           summary: `Segment ${type} call`,
           tags: ['segment'],
+          consumes,
           body: MESSAGE_SCHEMAS[type],
-          response: { 200: Accepted, ...errorResponses },
+          response: { 200: { ...Accepted, description: 'The event is stored in Kafka.' }, ...errorResponses },
         },
       },
       async (req, reply) => {
@@ -293,7 +326,7 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
           rejectedTotal.inc({ code: event.code });
           return fail(reply, 400, event.code, event.message, event.field);
         }
-        admit(source, 1);
+        admit(req, 1);
         await store(source, [type], [event]);
         return { success: true, accepted: 1, rejected: [] };
       },
@@ -304,36 +337,48 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     url,
     {
       preValidation: authenticate,
+      // Validated as any array, items one by one below; documented with each item's schema.
+      config: { swaggerTransform: documentRoute(BatchDocSchema) },
       schema: {
         hide: url === '/v1/b',
         summary: 'Segment batch: many calls of any type in one request',
-        description: 'Each message is validated on its own: valid messages are stored, invalid ones are listed in `rejected` (status 202). When no message is valid the answer is 400.',
+        description: 'Each message is validated on its own: valid messages are stored, invalid ones (including items that are not objects) are listed in `rejected` (status 202). When no message is valid the answer is 400.',
         tags: ['segment'],
+        consumes,
         body: BatchSchema,
-        response: { 200: Accepted, 202: Accepted, ...errorResponses },
+        response: {
+          200: { ...Accepted, description: 'Every message is stored in Kafka.' },
+          202: { ...Accepted, description: 'The valid messages are stored in Kafka; the others are listed in `rejected`.' },
+          ...errorResponses,
+        },
       },
     },
     async (req, reply) => {
       const source = req.ingestSource;
       const receivedAt = clock();
-      const body = req.body as { batch: Record<string, unknown>[]; sentAt?: string; context?: Record<string, unknown> };
+      const body = req.body as { batch: unknown[]; sentAt?: string; context?: Record<string, unknown> };
       const rejected: RejectedItem[] = [];
       const events: NormalisedEvent[] = [];
       const calls: MessageType[] = [];
       // No message can be larger than a body within the per-message limit; only bigger
       // bodies (or compressed ones, whose inflated size is unknown here) are measured per message.
       const contentLength = Number(req.headers['content-length']);
-      const measureEach = req.headers['content-encoding'] !== undefined || !(contentLength <= config.ingest.maxEventBytes);
+      const measureEach = req.headers['content-encoding'] !== undefined || !(contentLength <= maxEventBytes);
       // Defined once per request, not per message: a closure per message costs more than the rest of a valid message's checks.
-      const rejectAt = (index: number, item: Record<string, unknown>, r: Rejection) => {
-        const messageId = typeof item.messageId === 'string' ? item.messageId : undefined;
+      const rejectAt = (index: number, item: Record<string, unknown> | null, r: Rejection) => {
+        const messageId = typeof item?.messageId === 'string' ? item.messageId : undefined;
         rejected.push(messageId ? { index, messageId, ...r } : { index, ...r });
         rejectedTotal.inc({ code: r.code });
       };
-      body.batch.forEach((item, index) => {
+      body.batch.forEach((value, index) => {
+        if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+          const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+          return rejectAt(index, null, { code: ErrorCodes.BadRequest, field: `batch[${index}]`, message: `batch[${index}] must be an object (one message with a type), not ${got}` });
+        }
+        const item = value as Record<string, unknown>;
         const size = measureEach ? Buffer.byteLength(JSON.stringify(item)) : 0;
-        if (size > config.ingest.maxEventBytes) {
-          return rejectAt(index, item, { code: ErrorCodes.PayloadTooLarge, field: `batch[${index}]`, message: `message is ${size} bytes, larger than the ${config.ingest.maxEventBytes} bytes limit` });
+        if (size > maxEventBytes) {
+          return rejectAt(index, item, { code: ErrorCodes.PayloadTooLarge, field: `batch[${index}]`, message: `message is ${size} bytes, larger than the ${maxEventBytes} bytes limit` });
         }
         const type = item.type;
         if (typeof type !== 'string' || !(MESSAGE_TYPES as readonly string[]).includes(type)) {
@@ -358,7 +403,7 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
           rejected,
         });
       }
-      admit(source, events.length);
+      admit(req, events.length);
       await store(source, calls, events);
       return reply.code(rejected.length > 0 ? 202 : 200).send({ success: true, accepted: events.length, rejected });
     },
@@ -375,7 +420,7 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
 
   // Requests still waiting for Kafka finish (or time out) before the process lets go of the producer.
   app.addHook('onClose', async () => {
-    const limit = config.writer?.timeoutMs ?? DEFAULT_WRITER_OPTIONS.timeoutMs;
+    const limit = writerOptions.timeoutMs ?? DEFAULT_WRITER_OPTIONS.timeoutMs;
     await Promise.race([writer.drain(), new Promise((r) => setTimeout(r, limit).unref())]);
   });
   return app;
