@@ -276,6 +276,23 @@ describe('Avro (Confluent wire format)', () => {
     expect(change?.columns.get('amount')).toEqual({ name: 'org.apache.kafka.connect.data.Decimal', scale: 2 });
   });
 
+  it('a column the mapping declares `decimal` (as the shipped one does) still reads Avro decimal bytes with the schema\'s scale', async () => {
+    // decimal.handling.mode=precise, the Avro example's: 19.90 arrives as the bytes 0x07c6 (1990, scale 2).
+    const body = avro.Type.forSchema(envelope as avro.Schema).toBuffer({
+      before: null,
+      after: { id: 42, plan: 'pro', created_at: 1_700_000_000_123_456, amount: Buffer.from('07c6', 'hex') },
+      source: { connector: 'postgresql', schema: 'public', table: 'users', lsn: 5001, ts_ms: 1_779_999_999_000 },
+      op: 'c',
+      ts_ms: null,
+    });
+    const declared: CdcMapping = { source: 'app-db', tables: { 'public.users': { userId: 'id', columns: { amount: 'decimal', created_at: 'timestamp-micros' }, insert: { event: 'user_registered', properties: ['amount', 'created_at'] } } } };
+    const out = await processRecord({ ...msg(null), key: null, value: wire(11, body) }, declared, registry, NOW);
+    expect(out.kind === 'events' && out.events[0]!.properties).toEqual({ amount: 19.9, created_at: '2023-11-14T22:13:20.123Z' });
+    expect(convertValue(Buffer.from('07c6', 'hex'), { declared: 'decimal', name: 'org.apache.kafka.connect.data.Decimal', scale: 2 })).toBe(19.9);
+    // without a schema a declared type still decides: text decimals as before
+    expect(convertRow({ amount: '19.90' }, new Map(), { amount: 'decimal' })).toEqual({ amount: 19.9 });
+  });
+
   it('longs beyond 2^53 (snowflake ids, NanoTimestamp, infinity micros) decode without loss instead of dead-lettering the row', async () => {
     const wide = {
       type: 'record', name: 'Envelope', namespace: 'appdb.public.accounts', fields: [

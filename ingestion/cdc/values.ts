@@ -176,7 +176,12 @@ const BY_DECLARED: Record<ColumnType, (v: unknown) => unknown> = {
 
 export function convertValue(value: unknown, enc: ColumnEncoding | undefined): unknown {
   if (value === null || value === undefined) return null;
-  if (enc?.declared) return BY_DECLARED[enc.declared](value);
+  if (enc?.declared) {
+    // Bytes (Connect's Decimal in Avro) mean a number only through the record's schema, which
+    // a declared type cannot replace: the schema's encoding reads them, with its scale.
+    const bySchema = Buffer.isBuffer(value) && enc.name ? BY_NAME[enc.name] : undefined;
+    return bySchema ? bySchema(value, enc) : BY_DECLARED[enc.declared](value);
+  }
   const byName = enc?.name ? BY_NAME[enc.name] : undefined;
   if (byName) return byName(value, enc!);
   // decimal.handling.mode=string leaves no semantic name; the propagated source type says it is numeric.
@@ -186,12 +191,12 @@ export function convertValue(value: unknown, enc: ColumnEncoding | undefined): u
   return value;
 }
 
-/** Converts every column of a row; declared (mapping) types win over schema names. */
+/** Converts every column of a row; declared (mapping) types win over schema names, except for bytes (see convertValue). */
 export function convertRow(row: Record<string, unknown>, schema: Map<string, ColumnEncoding>, declared: Record<string, ColumnType> | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [col, v] of Object.entries(row)) {
     const d = declared?.[col];
-    out[col] = convertValue(v, d ? { declared: d } : schema.get(col));
+    out[col] = convertValue(v, d ? { ...schema.get(col), declared: d } : schema.get(col));
   }
   return out;
 }
