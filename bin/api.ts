@@ -79,6 +79,7 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
             live: memory!.live,
             publisher: deps.publisher,
             eventsTopic: topics(config.kafka.topicPrefix).events,
+            deliveriesTopic: topics(config.kafka.topicPrefix).deliveries,
             logger: deps.logger,
             metrics: deps.metrics,
           },

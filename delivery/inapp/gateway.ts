@@ -19,7 +19,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { deliveryCodec, encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import type { Publisher } from '../../platform/bus.ts';
-import { topics, type DeliveryOutcome, type NormalisedEvent } from '../../platform/contracts.ts';
+import { type DeliveryOutcome, type NormalisedEvent } from '../../platform/contracts.ts';
 import { ErrorCodes } from '../../platform/errors.ts';
 import type { KeySpace } from '../../platform/keys.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
@@ -45,11 +45,8 @@ export interface InappGatewayOptions {
   /** Receives `inapp.read` events and `read` outcomes. */
   publisher: Publisher;
   eventsTopic: string;
-  /**
-   * Where `read` outcomes go. Default: the deliveries topic beside `eventsTopic`
-   * (`<prefix>.events` -> `<prefix>.deliveries`).
-   */
-  deliveriesTopic?: string;
+  /** Where `read` outcomes go (`lifecycle.deliveries`). */
+  deliveriesTopic: string;
   logger: Logger;
   /** When given, apps register their push device tokens here with the same token. */
   devices?: DeviceRegistry;
@@ -112,15 +109,6 @@ export function readOutcome(userId: string, message: InboxMessage, now: number):
   };
 }
 
-function deliveriesTopicOf(opts: Pick<InappGatewayOptions, 'eventsTopic' | 'deliveriesTopic'>): string {
-  if (opts.deliveriesTopic) return opts.deliveriesTopic;
-  const prefix = /^(.+)\.events$/.exec(opts.eventsTopic)?.[1];
-  if (prefix === undefined) {
-    throw new Error(`in-app gateway: pass deliveriesTopic for read outcomes; it is only derived from an eventsTopic named <prefix>.events, not "${opts.eventsTopic}"`);
-  }
-  return topics(prefix).deliveries;
-}
-
 function tokenOf(req: FastifyRequest): string | undefined {
   const q = (req.query ?? {}) as { token?: unknown };
   if (typeof q.token === 'string' && q.token) return q.token;
@@ -132,7 +120,6 @@ function tokenOf(req: FastifyRequest): string | undefined {
 export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptions): Promise<void> {
   const log = opts.logger.child({ component: 'inapp-gateway' });
   const now = opts.now ?? Date.now;
-  const deliveriesTopic = deliveriesTopicOf(opts);
   const ownLive = opts.live === undefined;
   let live: LiveChannel;
   if (opts.live) live = opts.live;
@@ -193,21 +180,22 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
   async function markRead(userId: string, ids: unknown): Promise<string[]> {
     if (!Array.isArray(ids)) return [];
     const at = now();
-    // Only messages unread until now: a second receipt for a message is no new event or outcome.
-    const fresh = await opts.inbox.markRead(
-      userId,
-      ids.filter((x): x is string => typeof x === 'string'),
-      at,
-    );
+    const wanted = ids.filter((x): x is string => typeof x === 'string');
+    // Published before the messages are marked read: a failed publish leaves them unread, so
+    // the client's retried receipt publishes again. Only messages unread until now count (a
+    // second receipt is no new event or outcome); a receipt racing this one publishes the
+    // same ids, which consumers deduplicate.
+    const fresh = await opts.inbox.unreadAmong(userId, wanted);
     if (fresh.length > 0) {
       await opts.publisher.publish(
         opts.eventsTopic,
         fresh.map((m) => ({ key: userId, ...encodeWithHeader(eventCodec, readEvent(userId, m, at)) })),
       );
       await opts.publisher.publish(
-        deliveriesTopic,
+        opts.deliveriesTopic,
         fresh.map((m) => ({ key: userId, ...encodeWithHeader(deliveryCodec, readOutcome(userId, m, at)) })),
       );
+      await opts.inbox.markRead(userId, fresh.map((m) => m.id), at);
     }
     return fresh.map((m) => m.id);
   }
@@ -335,7 +323,13 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
         message: 'body must be {"ids": [message ids]} with 1 to 100 ids',
       });
     }
-    const ids = await markRead(userId, body.ids);
+    let ids: string[];
+    try {
+      ids = await markRead(userId, body.ids);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'read receipt failed');
+      return reply.code(503).send({ code: ErrorCodes.Unavailable, message: 'read receipt not stored; send it again' });
+    }
     return { read: ids.length, ids };
   });
 

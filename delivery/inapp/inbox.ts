@@ -29,6 +29,8 @@ export interface Inbox {
   /** Stores the message; false when it was already there (same id). */
   add(userId: string, message: InboxMessage): Promise<boolean>;
   page(userId: string, opts?: { cursor?: string | null; limit?: number }): Promise<InboxPage>;
+  /** Those of `ids` that are in the inbox and not read yet (marks nothing). */
+  unreadAmong(userId: string, ids: string[]): Promise<InboxMessage[]>;
   /** Marks messages read; returns those that were unread until now (each becomes one event). */
   markRead(userId: string, ids: string[], now?: number): Promise<InboxMessage[]>;
   unread(userId: string): Promise<number>;
@@ -180,6 +182,22 @@ export function createInbox(
       };
     },
 
+    async unreadAmong(userId, ids) {
+      const unique = [...new Set(ids)]
+        .filter((id) => typeof id === 'string' && id !== '')
+        .slice(0, MAX_PAGE);
+      if (unique.length === 0) return [];
+      const { z, read } = k(userId);
+      const [scores, readAt] = await Promise.all([
+        Promise.all(unique.map((id) => redis.zscore(z, id))),
+        redis.hmget(read, ...unique),
+      ]);
+      return hydrate(
+        userId,
+        unique.filter((_id, i) => scores[i] !== null && readAt[i] === null),
+      );
+    },
+
     async markRead(userId, ids, now = Date.now()) {
       const unique = [...new Set(ids)]
         .filter((id) => typeof id === 'string' && id !== '')
@@ -248,6 +266,15 @@ export function createMemoryInbox(opts: InboxOptions = {}): Inbox {
         nextCursor: after.length > limit && last ? encodeCursor(last.createdAt, last.id) : null,
         unread: unreadOf(b),
       };
+    },
+    async unreadAmong(userId, ids) {
+      const b = box(userId);
+      return [...new Set(ids)]
+        .slice(0, MAX_PAGE)
+        .flatMap((id) => {
+          const m = b.entries.find((e) => e.id === id);
+          return m && !b.read.has(id) ? [view(b, m)] : [];
+        });
     },
     async markRead(userId, ids, now = Date.now()) {
       const b = box(userId);

@@ -39,8 +39,8 @@ describe('gateway on the in-memory twins', () => {
       inbox,
       live,
       publisher: bus.publisher(),
-      // No deliveriesTopic: read outcomes go to the deliveries topic beside it (demo.deliveries).
       eventsTopic: 'demo.events',
+      deliveriesTopic: 'demo.deliveries',
       logger: silentLogger(),
     });
     await app.ready();
@@ -122,17 +122,39 @@ describe('gateway on the in-memory twins', () => {
     await expect(app.injectWS('/v1/inapp/ws?token=forged.1.x')).rejects.toThrow(/401/);
   });
 
-  it('needs deliveriesTopic when it cannot be derived from eventsTopic', async () => {
+  it('leaves a message unread when its read receipt could not be published, so the retried receipt counts', async () => {
+    const flaky = new InMemoryBus(1);
+    const inner = flaky.publisher();
+    let failures = 1;
     const other = Fastify();
     await other.register(websocket);
-    const opts = { signingSecret: SECRET, inbox, live: createMemoryLiveChannel(), publisher: bus.publisher(), logger: silentLogger() };
-    await expect(other.register(inappGateway, { ...opts, eventsTopic: 'ev' }).ready()).rejects.toThrow(
-      'in-app gateway: pass deliveriesTopic for read outcomes; it is only derived from an eventsTopic named <prefix>.events, not "ev"',
-    );
+    const own = createMemoryInbox();
+    await other.register(inappGateway, {
+      signingSecret: SECRET,
+      inbox: own,
+      live: createMemoryLiveChannel(),
+      publisher: {
+        ...inner,
+        publish: async (topic, messages) => {
+          if (failures-- > 0) throw new Error('broker unavailable');
+          return inner.publish(topic, messages);
+        },
+      },
+      eventsTopic: 'ev',
+      deliveriesTopic: 'dv',
+      logger: silentLogger(),
+    });
+    await createInappProvider({}, { inbox: own, live: createMemoryLiveChannel() }).send(message('dee', 's-dee'));
+    const token = encodeURIComponent(signInappToken(SECRET, 'dee', { ttlMs: 60_000 }));
+    const read = () => other.inject({ method: 'POST', url: `/v1/inapp/inbox/read?token=${token}`, payload: { ids: ['s-dee'] } });
+
+    expect((await read()).statusCode).toBe(503);
+    expect(await own.unread('dee')).toBe(1);
+    expect((await read()).json()).toEqual({ read: 1, ids: ['s-dee'] });
+    expect(await own.unread('dee')).toBe(0);
+    expect((await read()).json()).toEqual({ read: 0, ids: [] });
+    expect(flaky.messages('ev').map((m) => eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]).properties.sendId)).toEqual(['s-dee']);
+    expect(flaky.messages('dv')).toHaveLength(1);
     await other.close();
-    const explicit = Fastify();
-    await explicit.register(websocket);
-    await explicit.register(inappGateway, { ...opts, eventsTopic: 'ev', deliveriesTopic: 'dv' }).ready();
-    await explicit.close();
   });
 });
