@@ -285,6 +285,9 @@ export const ConfigSchema = Type.Object({
       description:
         'Frequency caps of single channels, `<channel>:<per day>/<per week>` or `<channel>:none`, comma-separated, e.g. `email:3/10,sms:1/3,push:5/20`. Channels not listed: email, SMS and push get LC_CAP_PER_DAY/LC_CAP_PER_WEEK; in-app and webhook are not capped.',
       default: '',
+      // The form is checked here, so every process refuses a malformed value at start; which
+      // channels exist and day <= week are checked by delivery (parseChannelCaps).
+      pattern: '^\\s*([a-zA-Z]+\\s*:\\s*(none|\\d+\\s*/\\s*\\d+)\\s*(,\\s*|$))*$',
     }),
     maxAttempts: int({ env: 'LC_DELIVERY_MAX_ATTEMPTS', description: 'Provider attempts before the DLQ.', default: 6, minimum: 1 }),
     webhookAllowPrivate: bool({

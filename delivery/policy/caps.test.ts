@@ -36,6 +36,14 @@ describe('LC_CAPS', () => {
     expect(() => parseChannelCaps('EMAIL:1/2')).toThrow(/LC_CAPS entry "EMAIL:1\/2"/);
   });
 
+  it('is refused at configuration load when its form is wrong, so no process starts with it', () => {
+    expect(() => loadConfig({ LC_CAPS: 'email=3' })).toThrow(/LC_CAPS="email=3"/);
+    expect(() => loadConfig({ LC_CAPS: 'sms:1/3;push:2/5' })).toThrow(ConfigError);
+    for (const ok of ['', 'email:3/10, sms:1/3 ,push: 5 / 20,inapp:none,webhook:0/0', 'sms:1/0,email:0/4,', 'EMAIL:1/2']) {
+      expect(() => loadConfig({ LC_CAPS: ok }), ok).not.toThrow();
+    }
+  });
+
   it('caps email, SMS and push by default with LC_CAP_PER_DAY/WEEK; in-app and webhook only when named', () => {
     const defaults = loadConfig({}).delivery;
     expect(defaults.channelCaps).toBe('');
