@@ -10,7 +10,7 @@ interface EnvOptions {
   secret?: boolean;
 }
 
-const str = (o: EnvOptions & { default?: string; minLength?: number }) => Type.String(o);
+const str = (o: EnvOptions & { default?: string; minLength?: number; pattern?: string }) => Type.String(o);
 const int = (o: EnvOptions & { default?: number; minimum?: number; maximum?: number }) =>
   Type.Integer(o);
 const bool = (o: EnvOptions & { default?: boolean }) => Type.Boolean(o);
@@ -297,12 +297,14 @@ export const ConfigSchema = Type.Object({
     }),
     smsApiUrl: str({ env: 'LC_SMS_API_URL', description: 'Twilio-shaped SMS API base URL (empty: channel off).', default: '' }),
     pushApiUrl: str({ env: 'LC_PUSH_API_URL', description: 'FCM-shaped push API base URL (empty: channel off).', default: '' }),
-    providerToken: str({ env: 'LC_PROVIDER_TOKEN', description: 'Credential for SMS/push providers.', default: '', secret: true }),
-    smsAccountSid: str({ env: 'LC_SMS_ACCOUNT_SID', description: 'Account SID of the Twilio-shaped SMS API (Basic auth user; LC_PROVIDER_TOKEN is the password).', default: '' }),
+    smsAuthToken: str({ env: 'LC_SMS_AUTH_TOKEN', description: 'Auth token of the Twilio-shaped SMS API (Basic auth password).', default: '', secret: true }),
+    smsAccountSid: str({ env: 'LC_SMS_ACCOUNT_SID', description: 'Account SID of the Twilio-shaped SMS API (Basic auth user; LC_SMS_AUTH_TOKEN is the password).', default: '' }),
     smsFrom: str({ env: 'LC_SMS_FROM', description: 'Sender number or messaging service of SMS (E.164).', default: '' }),
     pushProjectId: str({ env: 'LC_PUSH_PROJECT_ID', description: 'Project id in the FCM HTTP v1 send URL.', default: '' }),
+    fcmAccessToken: str({ env: 'LC_FCM_ACCESS_TOKEN', description: 'Bearer token of the FCM HTTP v1 API (an OAuth access token of the project\'s service account).', default: '', secret: true }),
     apnsApiUrl: str({ env: 'LC_APNS_API_URL', description: 'APNs-shaped push API base URL for iOS device tokens (empty: iOS tokens go to FCM).', default: '' }),
     apnsTopic: str({ env: 'LC_APNS_TOPIC', description: 'apns-topic (the iOS app bundle id).', default: '' }),
+    apnsToken: str({ env: 'LC_APNS_TOKEN', description: 'Bearer token (provider JWT) of the APNs-shaped API.', default: '', secret: true }),
     leaseMs: int({ env: 'LC_DELIVERY_LEASE_MS', description: 'How long a claimed sendId stays with a worker before another may take it over (a killed worker\'s sends resume after this).', default: 30_000, minimum: 500 }),
     retryBaseMs: int({ env: 'LC_RETRY_BASE_MS', description: 'First retry delay of a retriable provider failure; doubles per attempt, with jitter.', default: 2_000, minimum: 10 }),
     retryMaxMs: int({ env: 'LC_RETRY_MAX_MS', description: 'Longest retry delay.', default: 600_000, minimum: 10 }),

@@ -14,7 +14,7 @@ export function redactPaths(): string[] {
     paths.add(`*.${key}`);
     paths.add(`*.*.${key}`);
   }
-  for (const p of ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'config.auth', 'config.clickhouse.password', 'config.delivery.smtpUrls', 'config.delivery.providerToken']) paths.add(p);
+  for (const p of ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'config.auth', 'config.clickhouse.password', 'config.delivery.smtpUrls']) paths.add(p);
   for (const p of secretPaths()) paths.add(`config.${p}`);
   return [...paths];
 }

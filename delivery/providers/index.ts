@@ -149,7 +149,7 @@ export function createProviders(
           name: 'sms',
           apiUrl: d.smsApiUrl,
           accountSid: required(d.smsAccountSid, 'LC_SMS_ACCOUNT_SID', 'SMS'),
-          authToken: required(d.providerToken, 'LC_PROVIDER_TOKEN', 'SMS'),
+          authToken: required(d.smsAuthToken, 'LC_SMS_AUTH_TOKEN', 'SMS'),
           from: required(d.smsFrom, 'LC_SMS_FROM', 'SMS'),
         },
         { logger: log, ...(deps.fetch ? { fetch: deps.fetch } : {}) },
@@ -164,12 +164,12 @@ export function createProviders(
         name: 'push',
         fcmApiUrl: d.pushApiUrl,
         fcmProjectId: required(d.pushProjectId, 'LC_PUSH_PROJECT_ID', 'push'),
-        fcmAccessToken: required(d.providerToken, 'LC_PROVIDER_TOKEN', 'push'),
+        fcmAccessToken: required(d.fcmAccessToken, 'LC_FCM_ACCESS_TOKEN', 'push'),
         ...(d.apnsApiUrl
           ? {
               apnsApiUrl: d.apnsApiUrl,
               apnsTopic: required(d.apnsTopic, 'LC_APNS_TOPIC', 'APNs push'),
-              apnsToken: d.providerToken,
+              apnsToken: required(d.apnsToken, 'LC_APNS_TOKEN', 'APNs push'),
             }
           : {}),
       },

@@ -315,7 +315,8 @@ describe('createProviders', () => {
       LC_SMS_API_URL: base,
       LC_SMS_ACCOUNT_SID: 'AC123',
       LC_SMS_FROM: '+15005550006',
-      LC_PROVIDER_TOKEN: 'tw-token',
+      LC_SMS_AUTH_TOKEN: 'tw-token',
+      LC_FCM_ACCESS_TOKEN: 'fcm-token',
       LC_PUSH_API_URL: base,
       LC_PUSH_PROJECT_ID: 'demo-app',
     });
@@ -338,5 +339,9 @@ describe('createProviders', () => {
     expect(() =>
       createProviders(incomplete, { logger: silentLogger(), redis: { redis, keys } }),
     ).toThrow(/LC_SMS_ACCOUNT_SID/);
+    // Each API has its own credential: an SMS token does not authenticate push.
+    expect(() =>
+      createProviders(iso.config({ LC_PUSH_API_URL: base, LC_PUSH_PROJECT_ID: 'demo-app', LC_SMS_AUTH_TOKEN: 'tw-token' }), { logger: silentLogger(), redis: { redis, keys } }),
+    ).toThrow(/LC_FCM_ACCESS_TOKEN/);
   });
 });
