@@ -75,6 +75,14 @@ describe('lossless JSON', () => {
       expect(() => parseJsonLossless(bad), bad).toThrow(SyntaxError);
   });
 
+  it('linear in the text: escaped quotes in an unterminated string, long whitespace, long digit runs', () => {
+    const started = performance.now();
+    expect(() => parseJsonLossless(`["${'\\"'.repeat(300_000)}1234567890123456789`)).toThrow(SyntaxError);
+    expect(parseJsonLossless(`[${' '.repeat(300_000)}1234567890123456789${' '.repeat(300_000)}]`)).toEqual(['1234567890123456789']);
+    expect(() => parseJsonLossless(`[${'1'.repeat(300_000)}x]`)).toThrow(SyntaxError);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
   it('property: any JSON text with integers of any size parses to the exact values', () => {
     fc.assert(
       fc.property(bigValue, space, (v, ws) => {

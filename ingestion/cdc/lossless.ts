@@ -16,29 +16,73 @@ export function exactInteger(n: bigint): number | string {
   return n >= MIN_SAFE && n <= MAX_SAFE ? Number(n) : n.toString();
 }
 
-/** Every safe integer has at most 16 digits; without a run of 16 digits there is nothing to do. */
+/** Every unsafe integer has at least 16 digits; without a run of 16 digits there is nothing to do. */
 const SIXTEEN_DIGITS = /\d{16}/;
 
-/**
- * A JSON string literal (skipped as a whole, so digits inside strings are never touched), or
- * an integer literal of 16 or more digits standing as a value: after `[`, `,` or `:` (or at
- * the start) and before `,`, `]`, `}` (or the end). Anything else (fractions, exponents,
- * object keys, digits glued to other characters) is left for JSON.parse to judge.
- */
-const STRING_OR_LONG_INTEGER = /"(?:[^"\\]|\\[\s\S])*"|(?<=(?:^|[[,:])[ \t\n\r]*)-?[1-9]\d{15,}(?=[ \t\n\r]*(?:[,\]}]|$))/g;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const MINUS = 0x2d;
+const ZERO = 0x30;
+const NINE = 0x39;
+const isDigit = (c: number) => c >= ZERO && c <= NINE;
+const isSpace = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+/** `[`, `,`, `:`: what a value follows (and the start of the text). */
+const beforeValue = (c: number) => c === 0x5b || c === 0x2c || c === 0x3a;
+/** `,`, `]`, `}`, or the end (-1): what a value is followed by. */
+const afterValue = (c: number) => c === -1 || c === 0x2c || c === 0x5d || c === 0x7d;
 
 /**
  * Quotes the integer literals of a JSON text that a JavaScript number cannot hold exactly,
- * so JSON.parse returns them as decimal strings. Valid JSON stays valid and invalid JSON
- * stays invalid; every other value parses exactly as before.
+ * so JSON.parse returns them as decimal strings. Only integer literals standing as a value
+ * (after `[`, `,` or `:` and before `,`, `]`, `}` or the end) are touched; strings are
+ * skipped whole, and fractions, exponents, object keys and malformed numbers are left for
+ * JSON.parse to judge, so valid JSON stays valid and invalid JSON stays invalid. One pass,
+ * linear in the text's length whatever it holds.
  */
 export function quoteUnsafeIntegers(text: string): string {
   if (!SIXTEEN_DIGITS.test(text)) return text;
-  return text.replace(STRING_OR_LONG_INTEGER, (token) => {
-    if (token.charCodeAt(0) === 0x22) return token;
-    const n = BigInt(token);
-    return n >= MIN_SAFE && n <= MAX_SAFE ? token : `"${token}"`;
-  });
+  const n = text.length;
+  let out = '';
+  let copied = 0;
+  let prev = 0x5b;
+  for (let i = 0; i < n; ) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      // The string ends at the next quote not escaped by an odd run of backslashes.
+      let end = i;
+      for (;;) {
+        end = text.indexOf('"', end + 1);
+        if (end < 0) return out + text.slice(copied); // unterminated: invalid whatever follows
+        let k = end - 1;
+        while (text.charCodeAt(k) === BACKSLASH) k--;
+        if ((end - 1 - k) % 2 === 0) break;
+      }
+      prev = QUOTE;
+      i = end + 1;
+    } else if (isSpace(c)) {
+      i++;
+    } else if ((c === MINUS || isDigit(c)) && beforeValue(prev)) {
+      const digits = c === MINUS ? i + 1 : i;
+      let end = digits;
+      while (end < n && isDigit(text.charCodeAt(end))) end++;
+      let next = end;
+      while (next < n && isSpace(text.charCodeAt(next))) next++;
+      if (end - digits >= 16 && text.charCodeAt(digits) !== ZERO && afterValue(next < n ? text.charCodeAt(next) : -1)) {
+        const literal = text.slice(i, end);
+        const value = BigInt(literal);
+        if (value < MIN_SAFE || value > MAX_SAFE) {
+          out += `${text.slice(copied, i)}"${literal}"`;
+          copied = end;
+        }
+      }
+      prev = ZERO;
+      i = Math.max(end, i + 1);
+    } else {
+      prev = c;
+      i++;
+    }
+  }
+  return copied === 0 ? text : out + text.slice(copied);
 }
 
 /** JSON.parse that keeps every digit of large integers (as decimal strings). */
