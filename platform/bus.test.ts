@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InMemoryBus, sendToDlq, type IncomingMessage } from './bus.ts';
+import { InMemoryBus, keyBytesOf, sendToDlq, type IncomingMessage } from './bus.ts';
 
 const msg = (key: string, v: string) => ({ key, value: Buffer.from(v) });
 
@@ -49,5 +49,40 @@ describe('InMemoryBus', () => {
     await sendToDlq(bus.publisher(), 'dlq', m, 'bad json', 'decode');
     const [d] = bus.messages('dlq');
     expect(d?.headers).toMatchObject({ 'lc-dlq-reason': 'bad json', 'lc-dlq-source-topic': 'src', 'lc-dlq-source-offset': '7' });
+    expect(d?.key).toBe('u');
+  });
+
+  // Debezium's Avro keys: magic byte, schema id, zigzag varint. 200 and 201 differ only in
+  // bytes that are not valid UTF-8, so as text both read as the same replacement character.
+  const avroKey = (id: number) => Buffer.from([0, 0, 0, 0, 12, ((id * 2) & 0x7f) | 0x80, (id * 2) >> 7]);
+
+  it('carries binary keys as their bytes, in and out of the DLQ', async () => {
+    const bus = new InMemoryBus(4);
+    const k200 = avroKey(200);
+    const k201 = avroKey(201);
+    expect(k200.toString('utf8')).toBe(k201.toString('utf8'));
+    await bus.publisher().publish('src', [
+      { key: k200.toString('utf8'), keyBytes: k200, value: Buffer.from('a') },
+      { key: k201.toString('utf8'), keyBytes: k201, value: Buffer.from('b') },
+      { key: 'u1', value: Buffer.from('c') },
+    ]);
+    const [a, b, text] = ['a', 'b', 'c'].map((v) => bus.messages('src').find((m) => m.value!.toString() === v)!);
+    expect([a!.keyBytes, b!.keyBytes, text!.keyBytes]).toEqual([k200, k201, Buffer.from('u1')]);
+    expect(text!.key).toBe('u1');
+    // a text key and its bytes land on the same partition
+    await bus.publisher().publish('src', [{ key: null, keyBytes: Buffer.from('u1'), value: Buffer.from('d') }]);
+    expect(bus.messages('src').find((m) => m.value!.toString() === 'd')!.partition).toBe(text!.partition);
+
+    await sendToDlq(bus.publisher(), 'dlq', a!, 'bad row', 'cdc');
+    await sendToDlq(bus.publisher(), 'dlq', b!, 'bad row', 'cdc');
+    expect(bus.messages('dlq').map((d) => d.keyBytes)).toEqual([k200, k201]);
+  });
+
+  it('a message built by hand without key bytes goes to the DLQ with its text key as bytes', async () => {
+    const bus = new InMemoryBus(1);
+    const m: IncomingMessage = { topic: 'src', partition: 0, offset: '1', key: 'ü', value: null, headers: {}, timestamp: 0 };
+    expect(keyBytesOf(m)).toEqual(Buffer.from('ü', 'utf8'));
+    await sendToDlq(bus.publisher(), 'dlq', m, 'r', 's');
+    expect(bus.messages('dlq')[0]).toMatchObject({ key: 'ü', keyBytes: Buffer.from('ü', 'utf8') });
   });
 });

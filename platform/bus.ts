@@ -7,6 +7,8 @@ import { DlqHeaders } from './contracts.ts';
 
 export interface OutgoingMessage {
   key: string | null;
+  /** When set, the key written instead of `key`, as these bytes: a dead-lettered record keeps its original (possibly binary) key. */
+  keyBytes?: Buffer | null;
   value: Buffer | null;
   headers?: Record<string, string>;
 }
@@ -15,10 +17,28 @@ export interface IncomingMessage {
   topic: string;
   partition: number;
   offset: string;
+  /** The key read as UTF-8 text: what every text key (user ids, JSON) is. */
   key: string | null;
+  /**
+   * The key's bytes exactly as on the topic. Binary keys (Debezium's Avro keys) survive only
+   * here: UTF-8 decoding replaces invalid bytes, so different keys can read as the same text.
+   * Both buses set it; a message built by hand may leave it out (see keyBytesOf).
+   */
+  keyBytes?: Buffer | null;
   value: Buffer | null;
   headers: Record<string, string>;
   timestamp: number;
+}
+
+/** A received message's key bytes: as the bus delivered them, else (a message built by hand) its text key's. */
+export function keyBytesOf(m: Pick<IncomingMessage, 'key' | 'keyBytes'>): Buffer | null {
+  if (m.keyBytes !== undefined) return m.keyBytes;
+  return m.key === null ? null : Buffer.from(m.key, 'utf8');
+}
+
+/** The key an outgoing message is written with: its bytes when set, else its text. */
+export function wireKey(m: Pick<OutgoingMessage, 'key' | 'keyBytes'>): string | Buffer | null {
+  return m.keyBytes !== undefined ? m.keyBytes : m.key;
 }
 
 export interface Publisher {
@@ -103,6 +123,7 @@ export async function sendToDlq(
   await publisher.publish(dlqTopic, [
     {
       key: message.key,
+      keyBytes: keyBytesOf(message),
       value: message.value,
       headers: {
         ...message.headers,
@@ -116,8 +137,8 @@ export async function sendToDlq(
   ]);
 }
 
-/** Partition of a key among n partitions: stable, same for every process. */
-export function partitionFor(key: string | null, n: number, roundRobin = 0): number {
+/** Partition of a key among n partitions: stable, same for every process (a text key and its UTF-8 bytes agree). */
+export function partitionFor(key: string | Buffer | null, n: number, roundRobin = 0): number {
   if (key === null) return roundRobin % n;
   return createHash('md5').update(key).digest().readUInt32BE(0) % n;
 }
@@ -237,13 +258,16 @@ export class InMemoryBus implements Bus {
       publish: async (topic, messages) => {
         const t = this.topic(topic);
         for (const m of messages) {
-          const partition = partitionFor(m.key, t.partitions.length, this.rr++);
+          const key = wireKey(m);
+          const partition = partitionFor(key, t.partitions.length, this.rr++);
           const log = t.partitions[partition]!;
+          const keyBytes = key === null ? null : Buffer.isBuffer(key) ? Buffer.from(key) : Buffer.from(key, 'utf8');
           log.push({
             topic,
             partition,
             offset: String(log.length),
-            key: m.key,
+            key: typeof key === 'string' ? key : (keyBytes?.toString('utf8') ?? null),
+            keyBytes,
             value: m.value,
             headers: { ...(m.headers ?? {}) },
             timestamp: Date.now(),

@@ -63,4 +63,21 @@ describe('sharded publisher: what it asks of kafkajs', () => {
     expect(requests.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages)).map((m) => String(m.value)).sort()).toEqual([...Array.from({ length: 40 }, (_, i) => String(i)), 'again'].sort());
     await publisher.close();
   });
+
+  it('writes key bytes, when a message has them, instead of its text key (a dead-lettered Avro key stays binary)', async () => {
+    const sent: ProducerBatch[] = [];
+    const kafka = {
+      producer: () => ({ connect: async () => {}, disconnect: async () => {}, sendBatch: async (batch: ProducerBatch) => (sent.push(batch), []) }),
+    } as unknown as Kafka;
+    const publisher = createShardedPublisher(kafka, { lanes: 1, partitionCount: async () => 12, logger: silentLogger() });
+    const binary = Buffer.from([0, 0, 0, 0, 12, 0x90, 0x03]);
+    await publisher.publish('lc.dlq', [
+      { key: binary.toString('utf8'), keyBytes: binary, value: Buffer.from('a') },
+      { key: 'user-1', value: Buffer.from('b') },
+    ]);
+    const [a, b] = sent.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages));
+    expect(a).toMatchObject({ key: binary, partition: partitionForKey(binary, 12) });
+    expect(b).toMatchObject({ key: 'user-1', partition: partitionForKey('user-1', 12) });
+    await publisher.close();
+  });
 });

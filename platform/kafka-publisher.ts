@@ -13,7 +13,7 @@
 import type { IHeaders, Kafka, Producer } from 'kafkajs';
 import { Partitioners } from 'kafkajs';
 import type { Logger } from 'pino';
-import type { OutgoingMessage, Publisher } from './bus.ts';
+import { wireKey, type OutgoingMessage, type Publisher } from './bus.ts';
 import { LifecycleError } from './errors.ts';
 
 /** Requests stay under the broker's default record-batch limit (message.max.bytes, 1 MB). */
@@ -66,7 +66,7 @@ export function partitionForKey(key: string | Buffer, partitions: number): numbe
 
 /** A record as kafkajs takes it, its partition already chosen. */
 interface Outgoing {
-  key: string | null;
+  key: string | Buffer | null;
   value: Buffer | null;
   headers?: IHeaders;
   partition: number;
@@ -215,7 +215,7 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
     return false;
   };
   const size = (m: OutgoingMessage) => {
-    let b = 70 + (m.value?.length ?? 0) + (m.key?.length ?? 0);
+    let b = 70 + (m.value?.length ?? 0) + (wireKey(m)?.length ?? 0);
     if (m.headers) for (const k in m.headers) b += k.length + m.headers[k]!.length + 8;
     return b;
   };
@@ -238,7 +238,8 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
       rejectAll = reject;
     });
     for (const m of messages) {
-      const partition = m.key !== null ? partitionForKey(m.key, n) : (roundRobin = (roundRobin + 1) % n);
+      const key = wireKey(m);
+      const partition = key !== null ? partitionForKey(key, n) : (roundRobin = (roundRobin + 1) % n);
       const lane = lanes[partition % lanes.length]!;
       let part = parts.get(lane);
       if (!part) {
@@ -258,7 +259,7 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
         parts.set(lane, (part = p));
       }
       const bytes = size(m);
-      part.records.push(hasHeaders(m) ? { key: m.key, value: m.value, headers: m.headers, partition } : { key: m.key, value: m.value, partition });
+      part.records.push(hasHeaders(m) ? { key, value: m.value, headers: m.headers, partition } : { key, value: m.value, partition });
       part.sizes.push(bytes);
       part.bytes += bytes;
     }

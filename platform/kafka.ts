@@ -7,6 +7,7 @@ import {
   type Admin,
   type LogEntry,
   type IHeaders,
+  type KafkaMessage,
 } from 'kafkajs';
 import type { Logger } from 'pino';
 import type {
@@ -57,6 +58,21 @@ function headersIn(h: IHeaders | undefined): Record<string, string> {
   return out;
 }
 
+/** A fetched record as the bus hands it over: the key as text and as the bytes it is. */
+export function incomingMessage(topic: string, partition: number, m: KafkaMessage): IncomingMessage {
+  const keyBytes = m.key ?? null;
+  return {
+    topic,
+    partition,
+    offset: m.offset,
+    key: keyBytes ? keyBytes.toString('utf8') : null,
+    keyBytes,
+    value: m.value,
+    headers: headersIn(m.headers),
+    timestamp: Number(m.timestamp),
+  };
+}
+
 class KafkaConsumer implements BusConsumer {
   private consumer: Consumer | null = null;
   private assigned: TopicPartition[] = [];
@@ -104,15 +120,7 @@ class KafkaConsumer implements BusConsumer {
       partitionsConsumedConcurrently: this.sub.concurrency ?? 1,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
         await pending;
-        const messages: IncomingMessage[] = batch.messages.map((m) => ({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: m.offset,
-          key: m.key ? m.key.toString('utf8') : null,
-          value: m.value,
-          headers: headersIn(m.headers),
-          timestamp: Number(m.timestamp),
-        }));
+        const messages = batch.messages.map((m) => incomingMessage(batch.topic, batch.partition, m));
         if (messages.length === 0) return;
         const owned = () =>
           isRunning() &&

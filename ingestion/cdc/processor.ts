@@ -3,14 +3,14 @@
 // DLQ with reason and origin) were acknowledged, so a crash replays rather than loses;
 // replayed changes map to the same event ids.
 import type { Logger } from 'pino';
-import type { Batch, BatchControl, Bus, IncomingMessage, OutgoingMessage } from '../../platform/bus.ts';
+import { keyBytesOf, type Batch, type BatchControl, type Bus, type IncomingMessage, type OutgoingMessage } from '../../platform/bus.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
-import { DlqHeaders, topics } from '../../platform/contracts.ts';
+import { DlqHeaders, topics, type NormalisedEvent } from '../../platform/contracts.ts';
 import type { Config } from '../../platform/config.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { Counter, Histogram, type Registry } from '../../platform/metrics.ts';
 import type { Service } from '../../platform/shutdown.ts';
-import { DecodeError, decodeChange, decodeKey, type SchemaRegistry } from './debezium.ts';
+import { DecodeError, decodeChange, decodeKey, type ChangeRecord, type SchemaRegistry } from './debezium.ts';
 import { mapChange, type MapOutcome } from './mapper.ts';
 import type { CdcMapping } from './mapping.ts';
 
@@ -34,21 +34,40 @@ export function parseTopicList(entries: readonly string[]): (string | RegExp)[] 
   return entries.map((t) => (t.length > 2 && t.startsWith('/') && t.endsWith('/') ? new RegExp(t.slice(1, -1)) : t));
 }
 
-/** Decodes and maps one Debezium record; throws only for retriable trouble (registry down). */
+const retriable = (err: unknown) => err instanceof DecodeError && err.retriable;
+
+/**
+ * Decodes and maps one Debezium record. Throws only for trouble that retrying can cure (the
+ * schema registry unreachable); anything wrong with the record itself is a `dlq` outcome.
+ */
 export async function processRecord(message: IncomingMessage, mapping: CdcMapping, registry: SchemaRegistry | undefined, receivedAt: number): Promise<MapOutcome> {
+  let change: ChangeRecord | null;
   try {
-    // The bus hands keys over as UTF-8 text, which mangles binary (Avro) keys; an undecodable
-    // key is dropped and the row itself identifies the change in the event id.
-    const key = await decodeKey(message.key, registry).catch((err: unknown) => {
-      if (err instanceof DecodeError && err.retriable) throw err;
+    // The key's bytes as they are (Avro keys are binary). An undecodable key is dropped and
+    // the row itself identifies the change in the event id.
+    const key = await decodeKey(keyBytesOf(message), registry).catch((err: unknown) => {
+      if (retriable(err)) throw err;
       return null;
     });
-    const change = await decodeChange(message.value, key, registry);
-    if (change === null) return { kind: 'skip', reason: 'tombstone' };
+    change = await decodeChange(message.value, key, registry);
+  } catch (err) {
+    if (retriable(err)) throw err;
+    return { kind: 'dlq', reason: `unparseable: ${errorMessage(err)}` };
+  }
+  if (change === null) return { kind: 'skip', reason: 'tombstone' };
+  try {
     return mapChange(change, mapping, { receivedAt });
   } catch (err) {
-    if (err instanceof DecodeError && !err.retriable) return { kind: 'dlq', reason: `unparseable: ${err.message}` };
-    throw err;
+    return { kind: 'dlq', reason: `mapping failed: ${errorMessage(err)}` };
+  }
+}
+
+/** The records of one record's events, or why one of them cannot be encoded (a JSON column nested too deeply, ...). */
+function encodeEvents(events: NormalisedEvent[]): { records: OutgoingMessage[] } | { reason: string } {
+  try {
+    return { records: events.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })) };
+  } catch (err) {
+    return { reason: `mapping failed: event not encodable: ${errorMessage(err)}` };
   }
 }
 
@@ -69,18 +88,22 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
     const events: OutgoingMessage[] = [];
     const dlq: OutgoingMessage[] = [];
     for (const m of batch.messages) {
-      const outcome = await processRecord(m, deps.mapping, deps.registry, receivedAt);
-      outcomes.inc({ outcome: outcome.kind === 'events' ? 'event' : outcome.kind });
+      let outcome = await processRecord(m, deps.mapping, deps.registry, receivedAt);
       if (outcome.kind === 'events') {
-        for (const e of outcome.events) {
-          events.push({ key: e.userId, ...encodeWithHeader(eventCodec, e) });
-          const cdc = e.context?.cdc as { table?: string } | undefined;
-          eventsOut.inc({ table: cdc?.table ?? 'unknown' });
+        const encoded = encodeEvents(outcome.events);
+        if ('reason' in encoded) {
+          outcome = { kind: 'dlq', reason: encoded.reason };
+        } else {
+          events.push(...encoded.records);
+          for (const e of outcome.events) eventsOut.inc({ table: (e.context?.cdc as { table?: string } | undefined)?.table ?? 'unknown' });
         }
-      } else if (outcome.kind === 'dlq') {
+      }
+      outcomes.inc({ outcome: outcome.kind === 'events' ? 'event' : outcome.kind });
+      if (outcome.kind === 'dlq') {
         log.warn({ topic: m.topic, partition: m.partition, offset: m.offset, reason: outcome.reason }, 'CDC record sent to the DLQ');
         dlq.push({
           key: m.key,
+          keyBytes: keyBytesOf(m),
           value: m.value,
           headers: {
             ...m.headers,
