@@ -43,7 +43,7 @@ describe.skipIf(reason !== '')(`Avro (Confluent wire format via Apicurio): Postg
   const iso = isolate('cdc_avro');
   const run = iso.id;
   const dbTopics = `cdca_${run}`;
-  const tableTopics = [`${dbTopics}.${run}.users`, `${dbTopics}.${run}.subscriptions`];
+  const tableTopics = [`${dbTopics}.${run}.users`, `${dbTopics}.${run}.subscriptions`, `${dbTopics}.${run}.accounts`];
   const logger = silentLogger();
   const t = topics(iso.topicPrefix);
   const config = iso.config();
@@ -83,7 +83,7 @@ describe.skipIf(reason !== '')(`Avro (Confluent wire format via Apicurio): Postg
       'database.password': pg.password,
       'database.dbname': pg.database,
       'topic.prefix': dbTopics,
-      'table.include.list': `${run}.users,${run}.subscriptions`,
+      'table.include.list': `${run}.users,${run}.subscriptions,${run}.accounts`,
       'slot.name': run,
       'publication.name': run,
       'key.converter.apicurio.registry.url': urls.convertersUrl,
@@ -91,10 +91,15 @@ describe.skipIf(reason !== '')(`Avro (Confluent wire format via Apicurio): Postg
     };
   }
 
-  /** The shipped mapping, with its tables moved to this test's schema. */
+  /**
+   * The shipped mapping, with its tables moved to this test's schema, and one table keyed by
+   * integers whose snapshot rows become events: all its rows share the snapshot's log
+   * position, so only the Avro key tells their event ids apart.
+   */
   function testMapping(): CdcMapping {
     const example = JSON.parse(readFileSync('ingestion/cdc-mapping.example.json', 'utf8')) as CdcMapping;
     const tables = Object.fromEntries(Object.entries(example.tables).map(([name, tb]) => [name.replace(/^public\./, `${run}.`), tb]));
+    tables[`${run}.accounts`] = { userId: 'owner', snapshot: 'events', insert: { event: 'account_imported', properties: ['id', 'credit'] } };
     const mapping = { ...example, tables };
     expect(checkMapping(mapping)).toEqual([]);
     return mapping;
@@ -121,6 +126,9 @@ describe.skipIf(reason !== '')(`Avro (Confluent wire format via Apicurio): Postg
         VALUES ('u-old', 'old@example.com', 'Olga', 'trial', 'secret-hash', 'seo', '2025-06-01 10:00:00.123456',
                 '2026-01-01 00:00:00+02', '1990-05-17', -1234.5, '{"lang": "de", "tags": ["a"]}');
       INSERT INTO ${run}.subscriptions (user_id, plan, amount, currency, status) VALUES ('u-old', 'trial', 0, 'EUR', 'active');
+      -- Keys 64 and up are Avro varints with bytes that are not UTF-8 on their own.
+      CREATE TABLE ${run}.accounts (id integer PRIMARY KEY, owner text NOT NULL, credit numeric(8,3));
+      INSERT INTO ${run}.accounts VALUES (64, 'u-acc', 1.5), (65, 'u-acc', 2.25), (300, 'u-acc', -0.125);
     `);
     bus = KafkaBus.fromConfig(config, logger);
     // Created up front so the consumer's regex subscription sees them before Debezium writes.
@@ -196,6 +204,19 @@ describe.skipIf(reason !== '')(`Avro (Confluent wire format via Apicurio): Postg
     } finally {
       await consumer.stop();
     }
+  });
+
+  it('snapshot rows of an integer-keyed table: each its own event id, from the decoded Avro key', async () => {
+    const imported = await until('three account_imported events', () => {
+      const found = events.filter((e) => e.event.type === 'account_imported');
+      return found.length >= 3 ? found : undefined;
+    });
+    expect(imported.map((e) => e.event.properties).sort((a, b) => Number(a.id) - Number(b.id))).toEqual([
+      { id: 64, credit: 1.5 },
+      { id: 65, credit: 2.25 },
+      { id: 300, credit: -0.125 },
+    ]);
+    expect(new Set(imported.map((e) => e.event.id)).size).toBe(3);
   });
 
   it('snapshot rows become traits with typed values; inserts, updates and deletes become the mapped events; poison goes to the DLQ', async () => {
