@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { envVariables, loadConfig } from '../platform/config.ts';
-import { REPO_ROOT } from './helpers/stack-env.ts';
+import { readStackEnv, REPO_ROOT } from './helpers/stack-env.ts';
 
 interface Service {
   image?: string;
@@ -78,6 +78,12 @@ describe('docker-compose.yml', () => {
     // A user's .env reaches the process; without one the mapping is read from the mounted folder.
     expect(env.LC_CDC_MAPPING_FILE).toMatch(/^\$\{LC_CDC_MAPPING_FILE:-[^}]+\}$/);
     expect(env.LC_SCHEMA_REGISTRY_URL).toMatch(/^\$\{LC_SCHEMA_REGISTRY_URL:-[^}]*\}$/);
+    // By default Avro topics are read through the registry service, whose converter Connect loads.
+    const registry = new URL(interpolate(env.LC_SCHEMA_REGISTRY_URL!));
+    expect(compose.services[registry.hostname], `a ${registry.hostname} service`).toBeDefined();
+    expect(registry.pathname).toMatch(/^\/apis\/ccompat\/v[67]$/);
+    expect(hostPort(registry.hostname, Number(registry.port))).toBe(Number(readStackEnv().SCHEMA_REGISTRY_PORT));
+    expect(environment(compose.services.connect!).ENABLE_APICURIO_CONVERTERS).toBe('true');
     const mappingFile = interpolate(env.LC_CDC_MAPPING_FILE!);
     const mounts = (ingest.volumes ?? []).map((v) => {
       const [source, target, mode] = v.split(':');
