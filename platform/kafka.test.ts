@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { incomingMessage } from './kafka.ts';
+import type { Kafka } from 'kafkajs';
+import { incomingMessage, KafkaBus } from './kafka.ts';
+import { silentLogger } from './logger.ts';
 
 describe('Kafka consumer messages', () => {
   it('carry the key as text and as the bytes it is: binary (Avro) keys are not mangled', () => {
@@ -15,5 +17,28 @@ describe('Kafka consumer messages', () => {
     expect(a.key).toBe(b.key);
     expect(read(Buffer.from('user-1'))).toEqual({ topic: 't', partition: 2, offset: '5', key: 'user-1', keyBytes: Buffer.from('user-1'), value: Buffer.from('v'), headers: { h: 'x' }, timestamp: 1_700_000_000_000 });
     expect(read(null)).toMatchObject({ key: null, keyBytes: null });
+  });
+});
+
+describe('end offsets', () => {
+  const bus = (fetchTopicOffsets: () => Promise<{ partition: number; offset: string; high: string; low: string }[]>) =>
+    new KafkaBus({ admin: () => ({ connect: async () => undefined, fetchTopicOffsets }) } as unknown as Kafka, silentLogger());
+
+  it('asks again while a partition has no leader yet (a topic just created), and gives up on other errors', async () => {
+    let calls = 0;
+    const electing = bus(async () => {
+      if (++calls < 3) throw Object.assign(new Error('This server is not the leader for that topic-partition'), { retriable: true });
+      return [{ partition: 0, offset: '7', high: '7', low: '0' }];
+    });
+    expect(await electing.endOffsets('t')).toEqual(new Map([[0, '7']]));
+    expect(calls).toBe(3);
+
+    let fatal = 0;
+    const denied = bus(async () => {
+      fatal++;
+      throw Object.assign(new Error('Not authorized to access topics'), { retriable: false });
+    });
+    await expect(denied.endOffsets('t')).rejects.toThrow('Not authorized');
+    expect(fatal).toBe(1);
   });
 });

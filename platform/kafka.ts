@@ -245,8 +245,18 @@ export class KafkaBus implements Bus {
 
   async endOffsets(topic: string): Promise<Map<number, string>> {
     const admin = await this.getAdmin();
-    const offsets = await admin.fetchTopicOffsets(topic);
-    return new Map(offsets.map((o) => [o.partition, o.high]));
+    // kafkajs gives up on the first NOT_LEADER / LEADER_NOT_AVAILABLE, which a partition
+    // answers while its leader is being elected (a topic just created, a broker restarting):
+    // such retriable answers are asked again, with backoff, for up to about 6 s.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const offsets = await admin.fetchTopicOffsets(topic);
+        return new Map(offsets.map((o) => [o.partition, o.high]));
+      } catch (err) {
+        if (attempt >= 6 || (err as { retriable?: boolean }).retriable !== true) throw err;
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      }
+    }
   }
 
   /** Committed offsets of a group, for lag metrics. */
