@@ -13,6 +13,8 @@ import { isolate, stack } from '../../test/helpers/isolation.ts';
 import { deleteTopics, testKafka } from '../../test/helpers/kafka.ts';
 import { readStackEnv } from '../../test/helpers/stack-env.ts';
 import { waitFor } from '../../test/helpers/wait.ts';
+import { connectRequest } from '../../test/helpers/connect.ts';
+import { dropReplication } from '../../test/helpers/postgres.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { eventCodec } from '../../platform/avro.ts';
 import { DlqHeaders, SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
@@ -60,15 +62,7 @@ describe.skipIf(reason !== '')(`Avro (Confluent wire format via Apicurio): Postg
   const until = <T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeout = 60_000) =>
     waitFor(probe, { timeout, interval: 200, message: `waiting for ${what}` }) as Promise<T>;
 
-  async function connect(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-    const res = await fetch(`${connectUrl}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
-  }
+  const connect = (method: string, path: string, body?: unknown) => connectRequest(connectUrl, method, path, body);
 
   /** The shipped Avro connector config, pointed at this test's database objects, topics and the stack's registry. */
   function testConnector(): Record<string, string> {
@@ -165,15 +159,8 @@ describe.skipIf(reason !== '')(`Avro (Confluent wire format via Apicurio): Postg
     await reader?.stop().catch(() => undefined);
     await bus?.close().catch(() => undefined);
     // The slot stays active for a moment after the connector stops.
-    for (let i = 0; i < 20; i++) {
-      try {
-        sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${run}'`);
-        break;
-      } catch {
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
-    sql(`DROP PUBLICATION IF EXISTS ${run}; DROP SCHEMA IF EXISTS ${run} CASCADE;`);
+    await dropReplication(config.postgres.url, run, run);
+    sql(`DROP SCHEMA IF EXISTS ${run} CASCADE;`);
     await deleteTopics(testKafka(config), [...tableTopics, t.events, t.dlq]).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   });

@@ -22,6 +22,8 @@ import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { checkMapping, type CdcMapping } from './mapping.ts';
 import { createCdcProcessor } from './processor.ts';
 import { freePort } from '../../test/helpers/ports.ts';
+import { connectRequest } from '../../test/helpers/connect.ts';
+import { dropReplication } from '../../test/helpers/postgres.ts';
 
 const iso = isolate('cdc');
 const config = iso.config();
@@ -37,15 +39,7 @@ const pg = stack().connectPostgres;
 const sql = (statement: string) =>
   execFileSync('psql', [config.postgres.url, '-v', 'ON_ERROR_STOP=1', '-qAt', '-c', statement], { encoding: 'utf8' });
 
-async function connect(method: string, path: string, body?: unknown, base = connectUrl): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
-}
+const connect = (method: string, path: string, body?: unknown, base = connectUrl) => connectRequest(base, method, path, body);
 
 const until = <T>(what: string, probe: () => T | undefined | false, timeout = 60_000) =>
   waitFor(probe, { timeout, interval: 200, message: `waiting for ${what}` }) as Promise<T>;
@@ -145,15 +139,8 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
     await reader?.stop().catch(() => undefined);
     await bus?.close().catch(() => undefined);
     // The slot stays active for a moment after the connector stops.
-    for (let i = 0; i < 20; i++) {
-      try {
-        sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${run}'`);
-        break;
-      } catch {
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
-    sql(`DROP PUBLICATION IF EXISTS ${run}; DROP SCHEMA IF EXISTS ${run} CASCADE;`);
+    await dropReplication(config.postgres.url, run, run);
+    sql(`DROP SCHEMA IF EXISTS ${run} CASCADE;`);
   });
 
   it('snapshot rows become traits; inserts, updates and deletes become the mapped events; poison goes to the DLQ', async () => {
@@ -275,15 +262,8 @@ describe('Debezium with the JSON converter schemas enabled: column types come fr
     await processor?.stop().catch(() => undefined);
     await reader?.stop().catch(() => undefined);
     await bus?.close().catch(() => undefined);
-    for (let i = 0; i < 20; i++) {
-      try {
-        sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${name}'`);
-        break;
-      } catch {
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
-    sql(`DROP PUBLICATION IF EXISTS ${name}; DROP SCHEMA IF EXISTS ${name} CASCADE;`);
+    await dropReplication(config.postgres.url, name, name);
+    sql(`DROP SCHEMA IF EXISTS ${name} CASCADE;`);
   });
 
   it('timestamps, dates, decimals and JSON columns become proper values without any column declared', async () => {
@@ -478,17 +458,7 @@ describe.skipIf(stack().mode !== 'local')('Connect worker killed (SIGKILL) mid-s
     await worker?.stop().catch(() => undefined);
     for (const s of services) await s.stop().catch(() => undefined);
     await bus?.close().catch(() => undefined);
-    for (const slot of [name, `${name}_u`]) {
-      for (let i = 0; i < 20; i++) {
-        try {
-          sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}'`);
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 500));
-        }
-      }
-      sql(`DROP PUBLICATION IF EXISTS ${slot}`);
-    }
+    for (const slot of [name, `${name}_u`]) await dropReplication(config.postgres.url, slot, slot);
     sql(`DROP SCHEMA IF EXISTS ${name} CASCADE`);
     await deleteTopics(testKafka(config), [
       ...(worker?.internalTopics ?? []),
