@@ -4,6 +4,11 @@
 // such a user id to a neighbour's (events for the wrong user) and avsc refuses the long
 // ("potential precision loss"). Both decoders here give a number when the integer is safe
 // and its decimal string when it is not, so every digit survives.
+// JSON goes through the native JSON.parse after a pre-pass that quotes only the unsafe
+// integer literals (about 0.65 µs per 350-byte record, nothing when no 16-digit run is
+// present) rather than a JavaScript JSON parser: lossless-json 4.3, the library made for
+// this, took 15 µs for a 600-byte Debezium record that JSON.parse reads in 2 µs, and
+// schema-carrying records are ten times that size.
 import avro from 'avsc';
 
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
