@@ -1,10 +1,10 @@
 // The sink module itself, in-process on free ports: SMTP in, HTTP out, kept on disk across
 // a restart, and cleared on request.
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSmtpSink, type ReceivedMessage, type SmtpSink } from './smtp-sink.ts';
 
 describe('createSmtpSink', () => {
@@ -110,11 +110,8 @@ describe('createSmtpSink', () => {
       for (let i = 0; i < 3; i++) await t.sendMail({ from: 'a@example.com', to: `l${i}@example.com`, bcc: 'hidden@example.com', subject: `lazy ${i}`, text: `body ${i}`, messageId: `<lazy${i}@x>` });
       t.close();
       expect(lazy.health().messages).toBe(3);
-      // Raw bytes and envelope are on disk before any parse.
-      const stored = (await readdir(lazyDir)).sort();
-      expect(stored.filter((f) => f.endsWith('.eml'))).toHaveLength(3);
-      expect(stored.filter((f) => f.endsWith('.json'))).toHaveLength(0);
-      expect((await readFile(join(lazyDir, 'accepted.jsonl'), 'utf8')).trim().split('\n')).toHaveLength(3);
+      // Raw bytes and envelope are on disk before any parse, in the accept log alone.
+      expect(await readdir(lazyDir)).toEqual(['accepted.jsonl']);
 
       await lazy.stop();
       lazy = createSmtpSink({ port: 0, httpPort: 0, dir: lazyDir, views: 'on-read' });
@@ -138,6 +135,155 @@ describe('createSmtpSink', () => {
       await lazy.stop();
       await rm(lazyDir, { recursive: true, force: true });
     }
+  });
+
+  describe('with views on read, the accept log', () => {
+    // Raw bytes exactly as a client sends them: a leading dot (dot-stuffed on the wire),
+    // 8-bit UTF-8, and, for one of them, a body larger than one socket read.
+    const rawMessage = (i: number, big = false) =>
+      Buffer.from(
+        [
+          'From: a@example.com',
+          `To: r${i}@example.com`,
+          `Subject: log ${i}`,
+          `Message-ID: <log${i}@x>`,
+          'MIME-Version: 1.0',
+          'Content-Type: text/plain; charset=utf-8',
+          'Content-Transfer-Encoding: 8bit',
+          '',
+          `Grüße ${i}`,
+          '.a line that starts with a dot',
+          ...(big ? Array.from({ length: 4000 }, (_, k) => `line ${k} ${'x'.repeat(60)}`) : []),
+          '',
+        ].join('\r\n'),
+      );
+    const sent = [rawMessage(0), rawMessage(1, true), rawMessage(2), rawMessage(3)];
+    let logDir: string;
+    let logSink: SmtpSink | undefined;
+
+    beforeEach(async () => {
+      logDir = await mkdtemp(join(tmpdir(), 'lc-sink-log-'));
+    });
+    afterEach(async () => {
+      await logSink?.stop();
+      logSink = undefined;
+      await rm(logDir, { recursive: true, force: true });
+    });
+
+    const startOnRead = async (views: 'on-read' | 'on-accept' = 'on-read') => {
+      logSink = createSmtpSink({ port: 0, httpPort: 0, dir: logDir, views });
+      await logSink.start();
+      return logSink;
+    };
+    /** Sends each raw message as is; returns the sink ids from the 250 answers. */
+    const sendRaw = async (s: SmtpSink, messages: Buffer[], from = 0): Promise<string[]> => {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port: s.port, secure: false });
+      try {
+        const ids: string[] = [];
+        for (const [k, raw] of messages.entries()) {
+          const info = await t.sendMail({ envelope: { from: 'bounce@example.com', to: [`r${from + k}@example.com`, 'hidden@example.com'] }, raw });
+          ids.push(/queued as (\S+)/.exec(info.response)![1]!);
+        }
+        return ids;
+      } finally {
+        t.close();
+      }
+    };
+    const http = async (s: SmtpSink, path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${s.httpPort}${path}`, init);
+    const listed = async (s: SmtpSink) => ((await (await http(s, '/messages')).json()) as { messages: ReceivedMessage[] }).messages;
+    const files = async (ext: string) => (await readdir(logDir)).filter((f) => f.endsWith(ext)).sort();
+
+    it('creates no file per message until a read, then the same .eml and .json files as on accept', async () => {
+      const s = await startOnRead();
+      const ids = await sendRaw(s, sent);
+      expect(s.health().messages).toBe(4);
+      expect(await readdir(logDir)).toEqual(['accepted.jsonl']);
+
+      const messages = await listed(s);
+      expect(messages.map((m) => [m.id, m.subject, m.envelope.rcptTo])).toEqual(
+        ids.map((id, i) => [id, `log ${i}`, [`r${i}@example.com`, 'hidden@example.com']]),
+      );
+      expect(messages[0]!.text).toContain('Grüße 0\n.a line that starts with a dot');
+      expect(messages.map((m) => m.size)).toEqual(sent.map((b) => b.length));
+      expect(await files('.eml')).toEqual(ids.map((id) => `${id}.eml`).sort());
+      expect(await files('.json')).toEqual(ids.map((id) => `${id}.json`).sort());
+      for (const [i, id] of ids.entries()) {
+        expect((await readFile(join(logDir, `${id}.eml`))).equals(sent[i]!), `${id}.eml`).toBe(true);
+        expect(Buffer.from(await (await http(s, `/messages/${id}/raw`)).arrayBuffer()).equals(sent[i]!)).toBe(true);
+        expect(JSON.parse(await readFile(join(logDir, `${id}.json`), 'utf8'))).toEqual(messages[i]);
+      }
+      expect((await readFile(join(logDir, 'accepted.jsonl'))).length).toBe(0);
+
+      // Accepting goes on in the emptied log.
+      const [later] = await sendRaw(s, [rawMessage(9)], 9);
+      expect(await files('.eml')).toHaveLength(4);
+      expect(s.get(later!)).toBeUndefined();
+      await s.settled();
+      expect(s.get(later!)).toMatchObject({ subject: 'log 9' });
+      expect((await readFile(join(logDir, `${later}.eml`))).equals(rawMessage(9))).toBe(true);
+    });
+
+    it('serves every accepted message after a stop and start before any read', async () => {
+      const s = await startOnRead();
+      const ids = await sendRaw(s, sent);
+      await s.stop();
+      logSink = undefined;
+      expect(await readdir(logDir)).toEqual(['accepted.jsonl']);
+
+      const again = await startOnRead();
+      expect(again.health().messages).toBe(4);
+      const messages = await listed(again);
+      expect(messages.map((m) => [m.id, m.messageId, m.envelope.mailFrom])).toEqual(ids.map((id, i) => [id, `log${i}@x`, 'bounce@example.com']));
+      for (const [i, id] of ids.entries()) expect((await readFile(join(logDir, `${id}.eml`))).equals(sent[i]!)).toBe(true);
+    });
+
+    it('drops only a torn last message at start, and appends after the last whole one', async () => {
+      const s = await startOnRead();
+      const ids = await sendRaw(s, sent);
+      await s.stop();
+      logSink = undefined;
+      // As if the process had been killed inside the write of the last message.
+      const log = join(logDir, 'accepted.jsonl');
+      await truncate(log, (await stat(log)).size - 5);
+
+      const again = await startOnRead();
+      expect(again.health().messages).toBe(3);
+      const [next] = await sendRaw(again, [rawMessage(7)], 7);
+      await again.stop();
+      logSink = undefined;
+
+      // And a sink that builds views on accept recovers the log as well, at start.
+      const onAccept = await startOnRead('on-accept');
+      expect(onAccept.list().map((m) => m.id)).toEqual([ids[0], ids[1], ids[2], next]);
+      expect(onAccept.list().map((m) => m.subject)).toEqual(['log 0', 'log 1', 'log 2', 'log 7']);
+      expect((await readFile(join(logDir, `${ids[1]}.eml`))).equals(sent[1]!)).toBe(true);
+      expect(await files('.eml')).toHaveLength(4);
+      expect(await files('.jsonl')).toEqual([]);
+    });
+
+    it('deletes one pending message or clears them all', async () => {
+      const s = await startOnRead();
+      const ids = await sendRaw(s, sent.slice(0, 3));
+      expect(await readdir(logDir)).toEqual(['accepted.jsonl']);
+      expect((await http(s, `/messages/${ids[1]}`, { method: 'DELETE' })).status).toBe(204);
+      expect(s.health().messages).toBe(2);
+      expect(await files('.eml')).toEqual([`${ids[0]}.eml`, `${ids[2]}.eml`].sort());
+      expect((await listed(s)).map((m) => m.id)).toEqual([ids[0], ids[2]]);
+
+      await sendRaw(s, sent.slice(3), 3);
+      expect(s.health().messages).toBe(3);
+      expect((await http(s, '/messages', { method: 'DELETE' })).status).toBe(204);
+      expect(s.health().messages).toBe(0);
+      expect(await readdir(logDir)).toEqual(['accepted.jsonl']);
+      expect((await readFile(join(logDir, 'accepted.jsonl'))).length).toBe(0);
+
+      // Nothing comes back after a restart.
+      await s.stop();
+      logSink = undefined;
+      const again = await startOnRead();
+      expect(again.health().messages).toBe(0);
+      expect(await listed(again)).toEqual([]);
+    });
   });
 
   it('refuses messages over the size limit', async () => {

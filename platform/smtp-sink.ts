@@ -5,13 +5,16 @@
 // built before that answer (`views: 'on-accept'`, the default: the in-process `list()` then
 // holds every answered message), or only when someone reads (`'on-read'`, for a sink read
 // over HTTP only, as `scripts/stack` runs it: parsing costs several times more than
-// accepting, and a load test reads nothing).
+// accepting, and a load test reads nothing). With views on read, accepting is one append
+// to the already open accept log (see ACCEPT_LOG) and creates no file: creating a file per
+// message cost more CPU than the rest of the sink together, and made it erratic under
+// concurrency; the .eml and .json files are written when the views are built.
 //   GET /health, GET /messages[?messageId=&to=&subject=], GET /messages/:id,
 //   GET /messages/:id/raw, DELETE /messages, DELETE /messages/:id
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { simpleParser, type AddressObject } from 'mailparser';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { closeSync, ftruncateSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -79,19 +82,31 @@ export interface SmtpSink {
 const ID_PATTERN = /^[0-9]{13}-[0-9a-f]{12}$/;
 
 /**
- * With views on read: one line per accepted message in this append-only file, opened once,
- * because creating a second file per message cost more CPU than everything else the sink
- * does. Emptied whenever every listed line has its parsed .json.
+ * With views on read: every accepted message is one frame appended to this file, which is
+ * opened once: a JSON header line (the AcceptedRecord plus `bytes`, the length of what
+ * follows), the raw message bytes as received, and a newline. One write per message, no
+ * file created on the accept path. Emptied whenever every frame in it has its .eml and .json.
+ * Lines without `bytes` are records written by earlier versions, whose raw bytes are in
+ * `<id>.eml`; they are still read at start.
  */
-const JOURNAL = 'accepted.jsonl';
+const ACCEPT_LOG = 'accepted.jsonl';
 
-/** What the journal keeps of a message until its parsed view replaces it. */
+/** What the accept log keeps of a message until its parsed view replaces it. */
 interface AcceptedRecord {
   id: string;
   envelope: ReceivedMessage['envelope'];
   receivedAt: string;
   size: number;
 }
+
+/** An accepted message whose view is not built yet, and where its raw bytes are. */
+interface PendingMessage {
+  rec: AcceptedRecord;
+  /** Position of the raw bytes in the accept log; absent: they are in `<id>.eml` already. */
+  rawAt?: number;
+}
+
+const NEWLINE = Buffer.from('\n');
 
 export function stripAngles(messageId: string): string {
   return messageId.trim().replace(/^<(.*)>$/, '$1');
@@ -162,11 +177,25 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
   const newId = () => `${Date.now()}-${randomBytes(6).toString('hex')}`;
 
   const viewsOnRead = options.views === 'on-read';
+  const logPath = join(options.dir, ACCEPT_LOG);
   // Accepted messages whose view is not built yet, in arrival order.
-  const pending = new Map<string, AcceptedRecord>();
+  const pending = new Map<string, PendingMessage>();
   let parsing: Promise<void> | undefined;
-  let journal: number | undefined;
-  let journalLines = 0;
+  // The accept log, open while views are on read (and at start while recovering from it).
+  let acceptLog: number | undefined;
+  // Its length: where the next frame lands. Only this process appends to it.
+  let logBytes = 0;
+
+  /** The raw bytes of a pending message, written to `<id>.eml` if they are still in the accept log. */
+  function storeRaw(p: PendingMessage): Buffer | undefined {
+    if (p.rawAt === undefined) return undefined;
+    if (acceptLog === undefined) throw new Error(`the sink is stopped: start it again to read ${p.rec.id} from ${logPath}`);
+    const bytes = Buffer.allocUnsafe(p.rec.size);
+    const n = readSync(acceptLog, bytes, 0, bytes.length, p.rawAt);
+    if (n !== bytes.length) throw new Error(`accept log ${logPath} ends inside message ${p.rec.id}`);
+    writeFileSync(join(options.dir, `${p.rec.id}.eml`), bytes);
+    return bytes;
+  }
 
   async function buildView(rec: AcceptedRecord, raw?: Buffer): Promise<void> {
     const bytes = raw ?? (await readFile(join(options.dir, `${rec.id}.eml`)));
@@ -180,13 +209,21 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
   }
 
   async function parsePending(): Promise<void> {
-    for (const rec of [...pending.values()]) {
+    for (const p of [...pending.values()]) {
+      let raw: Buffer | undefined;
       try {
-        await buildView(rec);
+        raw = storeRaw(p);
       } catch (err) {
-        log.warn({ id: rec.id, err }, 'stored message cannot be parsed; only its raw bytes are kept');
+        // Not dropped from pending: the accept log, and so the message, stay until this is fixed.
+        log.error({ id: p.rec.id, err }, 'cannot copy an accepted message from the accept log to its .eml file');
+        throw err;
+      }
+      try {
+        await buildView(p.rec, raw);
+      } catch (err) {
+        log.warn({ id: p.rec.id, err }, 'stored message cannot be parsed; only its raw bytes are kept');
       } finally {
-        pending.delete(rec.id);
+        pending.delete(p.rec.id);
       }
     }
   }
@@ -198,18 +235,37 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
       });
       await parsing;
     }
-    // Nothing pending: every journal line has its .json now (same tick as the check).
-    if (journal !== undefined && journalLines > 0) {
-      ftruncateSync(journal, 0);
-      journalLines = 0;
+    // Nothing pending: every frame has its .eml and .json now (same tick as the check).
+    if (acceptLog !== undefined && logBytes > 0) {
+      ftruncateSync(acceptLog, 0);
+      logBytes = 0;
     }
+  }
+
+  /** Appends one frame (header line, raw bytes, newline) with a single write. */
+  function appendToLog(rec: AcceptedRecord, chunks: Buffer[]): number {
+    const fd = acceptLog!;
+    const header = Buffer.from(`${JSON.stringify({ ...rec, bytes: rec.size })}\n`);
+    const frame = Buffer.concat([header, ...chunks, NEWLINE], header.length + rec.size + 1);
+    const at = logBytes;
+    let written = 0;
+    try {
+      written = writeSync(fd, frame);
+    } finally {
+      // A short or failed write would leave a torn frame in front of the next ones.
+      if (written !== frame.length) ftruncateSync(fd, at);
+    }
+    if (written !== frame.length) throw new Error(`short write to ${logPath} (${written} of ${frame.length} bytes)`);
+    logBytes = at + frame.length;
+    return at + header.length;
   }
 
   async function receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(chunk as Buffer);
     if (stream.sizeExceeded) throw Object.assign(new Error('message exceeds the size limit'), { responseCode: 552 });
-    const raw = Buffer.concat(chunks);
+    let size = 0;
+    for (const c of chunks) size += c.length;
     const rec: AcceptedRecord = {
       id: newId(),
       envelope: {
@@ -217,17 +273,16 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
         rcptTo: session.envelope.rcptTo.map((r) => r.address),
       },
       receivedAt: new Date().toISOString(),
-      size: raw.length,
+      size,
     };
     // Synchronous writes of a few KB to the page cache cost far less CPU than the promise
     // API's trips through the thread pool, and the sink has nothing else to do meanwhile.
-    writeFileSync(join(options.dir, `${rec.id}.eml`), raw);
-    if (journal !== undefined) {
-      // The envelope is not in the raw bytes: keep it until the view replaces it.
-      writeSync(journal, `${JSON.stringify(rec)}\n`);
-      journalLines++;
-      pending.set(rec.id, rec);
+    if (viewsOnRead) {
+      // The envelope is not in the raw bytes: the log keeps both until the view replaces them.
+      pending.set(rec.id, { rec, rawAt: appendToLog(rec, chunks) });
     } else {
+      const raw = Buffer.concat(chunks, size);
+      writeFileSync(join(options.dir, `${rec.id}.eml`), raw);
       try {
         await buildView(rec, raw);
       } catch (err) {
@@ -235,7 +290,7 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
         throw err;
       }
     }
-    log.debug({ id: rec.id, size: raw.length, recipients: rec.envelope.rcptTo.length }, 'message received');
+    log.debug({ id: rec.id, size, recipients: rec.envelope.rcptTo.length }, 'message received');
     return rec.id;
   }
 
@@ -251,22 +306,83 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
       }
     }
     // Accepted (answered 250) but not parsed before the last stop.
-    const emls = new Set(files.filter((f) => f.endsWith('.eml')).map((f) => f.slice(0, -4)));
-    const lines = files.includes(JOURNAL) ? (await readFile(join(options.dir, JOURNAL), 'utf8')).split('\n') : [];
-    for (const line of lines) {
-      if (!line) continue;
-      try {
-        const rec = JSON.parse(line) as AcceptedRecord;
-        if (!messages.has(rec.id) && emls.has(rec.id)) pending.set(rec.id, rec);
-      } catch {
-        log.warn({ file: JOURNAL }, 'skipping a torn journal line');
-      }
+    if (acceptLog !== undefined) {
+      const emls = new Set(files.filter((f) => f.endsWith('.eml')).map((f) => f.slice(0, -4)));
+      recoverAcceptLog(acceptLog, emls);
     }
-    journalLines = lines.length;
     if (!viewsOnRead) {
       await settled();
-      if (lines.length > 0) await rm(join(options.dir, JOURNAL), { force: true });
+      if (acceptLog !== undefined) {
+        closeSync(acceptLog);
+        acceptLog = undefined;
+        await rm(logPath, { force: true });
+      }
     }
+  }
+
+  /**
+   * Reads the accept log's frames into `pending`, and cuts off a torn last frame (the process
+   * stopped inside a write) so that new frames follow the last whole one.
+   */
+  function recoverAcceptLog(fd: number, emls: Set<string>): void {
+    const size = fstatSync(fd).size;
+    let at = 0;
+    let torn: string | undefined;
+    let window = Buffer.allocUnsafe(64 * 1024);
+    while (at < size && torn === undefined) {
+      // The header line, read in a window that grows until it holds the newline.
+      let n = readSync(fd, window, 0, window.length, at);
+      let eol = window.subarray(0, n).indexOf(0x0a);
+      while (eol < 0 && at + n < size) {
+        window = Buffer.allocUnsafe(window.length * 2);
+        n = readSync(fd, window, 0, window.length, at);
+        eol = window.subarray(0, n).indexOf(0x0a);
+      }
+      if (eol < 0) {
+        torn = 'header line without its end';
+        break;
+      }
+      let head: (AcceptedRecord & { bytes?: number }) | undefined;
+      try {
+        head = JSON.parse(window.toString('utf8', 0, eol)) as AcceptedRecord & { bytes?: number };
+      } catch {
+        torn = 'header line that is not JSON';
+        break;
+      }
+      if (typeof head?.id !== 'string' || !ID_PATTERN.test(head.id)) {
+        torn = 'header line without a message id';
+        break;
+      }
+      const rawAt = at + eol + 1;
+      if (head.bytes === undefined) {
+        // A record from an earlier version: its raw bytes were written to `<id>.eml`.
+        if (!messages.has(head.id) && emls.has(head.id)) pending.set(head.id, { rec: head });
+        at = rawAt;
+        continue;
+      }
+      const bytes = head.bytes;
+      const end = rawAt + bytes;
+      if (!Number.isSafeInteger(bytes) || bytes < 0 || end + 1 > size) {
+        torn = 'message cut short';
+        break;
+      }
+      const last = Buffer.allocUnsafe(1);
+      if (readSync(fd, last, 0, 1, end) !== 1 || last[0] !== 0x0a) {
+        torn = 'message without its closing newline';
+        break;
+      }
+      const rec: AcceptedRecord = { id: head.id, envelope: head.envelope, receivedAt: head.receivedAt, size: bytes };
+      if (!messages.has(rec.id)) pending.set(rec.id, { rec, rawAt });
+      at = end + 1;
+    }
+    if (torn !== undefined) {
+      log.warn(
+        { file: ACCEPT_LOG, at, droppedBytes: size - at, reason: torn },
+        'dropping the torn end of the accept log (the sink stopped inside a write); the messages before it are kept',
+      );
+      ftruncateSync(fd, at);
+    }
+    logBytes = at;
   }
 
   function list(filter: MessageFilter = {}): ReceivedMessage[] {
@@ -284,8 +400,6 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
   async function clear(): Promise<void> {
     await settled();
     for (const id of [...messages.keys()]) await remove(id);
-    if (journal !== undefined) ftruncateSync(journal, 0);
-    journalLines = 0;
   }
 
   async function raw(id: string): Promise<Buffer | undefined> {
@@ -344,8 +458,15 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
   async function start(): Promise<void> {
     if (smtp) return;
     await mkdir(options.dir, { recursive: true });
-    await loadExisting();
-    if (viewsOnRead) journal = openSync(join(options.dir, JOURNAL), 'a');
+    // Read positionally, appended to only (O_APPEND), and kept open: see ACCEPT_LOG.
+    if (viewsOnRead || existsSync(logPath)) acceptLog = openSync(logPath, 'a+');
+    try {
+      await loadExisting();
+    } catch (err) {
+      if (acceptLog !== undefined) closeSync(acceptLog);
+      acceptLog = undefined;
+      throw err;
+    }
     const server = new SMTPServer({
       name: 'lifecycle-smtp-sink',
       banner: 'lifecycle SMTP sink: every message is kept, none is delivered',
@@ -408,9 +529,10 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
       await new Promise<void>((resolve) => h.close(() => resolve()));
     }
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
-    await parsing;
-    if (journal !== undefined) closeSync(journal);
-    journal = undefined;
+    // A failed build keeps its messages in the accept log for the next start; not a reason to stay open.
+    await parsing?.catch(() => undefined);
+    if (acceptLog !== undefined) closeSync(acceptLog);
+    acceptLog = undefined;
   }
 
   return {
