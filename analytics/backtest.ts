@@ -13,7 +13,7 @@
 // `sends` table) in the same window.
 import type { WriteStream } from 'node:fs';
 import type { NormalisedEvent, SendCommand } from '../platform/contracts.ts';
-import type { AnalyticsStore } from '../platform/analytics-store.ts';
+import type { AnalyticsStore } from './store.ts';
 import { errorMessage } from '../platform/errors.ts';
 import { closeOutputFile, openOutputFile } from '../platform/output-file.ts';
 import { loadRuleSet, formatRuleError } from '../rules/index.ts';

@@ -1,7 +1,7 @@
 // CLI subcommands of this room, registered on the `lifecycle` program by bin/cli.ts.
 import type { Command } from 'commander';
 import { ConfigError, loadConfig } from '../platform/config.ts';
-import { createAnalyticsStore } from '../platform/analytics-store.ts';
+import { createAnalyticsStore } from './store.ts';
 import { errorMessage } from '../platform/errors.ts';
 import { backtest } from './backtest.ts';
 

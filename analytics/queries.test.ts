@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bindParams } from '../platform/analytics-store.ts';
+import { bindParams } from './store.ts';
 import {
   churnParams,
   churnSql,

@@ -2,7 +2,7 @@
 // ClickHouse 18.16 and on modern engines (chDB): only subqueries, `ANY LEFT JOIN ... USING`,
 // `uniqExact` and `-If` combinators, no window functions. Every count is a count of
 // distinct ids, so rows a replay wrote twice (not merged yet) never count twice.
-import type { AnalyticsStore } from '../platform/analytics-store.ts';
+import type { AnalyticsStore } from './store.ts';
 import { assertDatabaseName } from './schema.ts';
 import { compareProportions, rate, type ProportionComparison } from './stats.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DELIVERIES, EVENTS, SENDS } from './fixtures.ts';
+import { DELIVERIES, EVENTS, SENDS } from '../test/support/analytics-fixtures.ts';
 import { assertDatabaseName, deliveryRow, eventRow, payloadTtlClause, sendRow, supportsColumnTtl, tableDdl } from './schema.ts';
 
 describe('payload TTL support', () => {

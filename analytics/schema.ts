@@ -6,7 +6,7 @@
 // the goal windows) and a DateTime in seconds (partitioning, date functions, dashboards).
 // Absent optional values are '' or 0, never NULL: 18.16 cannot put Nullable in a key.
 import type { Logger } from 'pino';
-import type { AnalyticsStore } from '../platform/analytics-store.ts';
+import type { AnalyticsStore } from './store.ts';
 import type { DeliveryOutcome, NormalisedEvent, SendCommand } from '../platform/contracts.ts';
 import { LifecycleError } from '../platform/errors.ts';
 

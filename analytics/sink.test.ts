@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../platform/avro.ts';
 import { SCHEMA_ID_HEADER } from '../platform/contracts.ts';
-import { DELIVERIES, EVENTS, SENDS } from './fixtures.ts';
+import { DELIVERIES, EVENTS, SENDS } from '../test/support/analytics-fixtures.ts';
 import { deliveryRow, eventRow, sendRow } from './schema.ts';
 import { chunkByMonth, decodeRecord } from './sink.ts';
 

@@ -6,8 +6,8 @@
 // tables (queries count distinct ids meanwhile). Records that cannot be decoded, or hold
 // values the tables cannot store, go to the DLQ with a reason and the stream keeps flowing.
 import type { Logger } from 'pino';
-import type { AnalyticsStore } from '../platform/analytics-store.ts';
-import { createAnalyticsStore } from '../platform/analytics-store.ts';
+import type { AnalyticsStore } from './store.ts';
+import { createAnalyticsStore } from './store.ts';
 import { deliveryCodec, eventCodec, sendCodec } from '../platform/avro.ts';
 import type { Bus, IncomingMessage } from '../platform/bus.ts';
 import { internalTopicSpecs, sendToDlq } from '../platform/bus.ts';

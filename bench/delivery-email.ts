@@ -4,7 +4,7 @@
 //  2. Emails rendered and accepted per second through the SMTP provider (nodemailer pooled
 //     connections), against raw nodemailer sending a pre-built message over the same pool
 //     and sink as baseline, with the CPU time per message of the sender and of the sink.
-//     Twice: into the product's SMTP sink (platform/smtp-sink.ts, its own process, as
+//     Twice: into the product's SMTP sink (devtools/smtp-sink.ts, its own process, as
 //     scripts/stack runs it), and into a bare smtp-server that only counts (what the sender
 //     alone can do). Then two sender threads (two delivery workers) into the product sink.
 //     Target >= 2,000 emails/s into the product sink.
@@ -20,7 +20,7 @@ import Handlebars from 'handlebars';
 import nodemailer from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { silentLogger } from '../platform/logger.ts';
-import { createSmtpSink } from '../platform/smtp-sink.ts';
+import { createSmtpSink } from '../devtools/smtp-sink.ts';
 import { createSmtpProvider, noDelaySocket, smtpPoolOptions } from '../delivery/providers/email.ts';
 import type { OutgoingMessage } from '../delivery/providers/types.ts';
 import { createTemplateRenderer, SAMPLE_LINKS } from '../delivery/templates/index.ts';
@@ -107,7 +107,7 @@ interface Sink {
 
 /**
  * A sink process of its own, as `scripts/stack up` runs it: `product` is the platform's SMTP
- * sink (platform/smtp-sink.ts: every message kept on disk, read API), `noop` a bare
+ * sink (devtools/smtp-sink.ts: every message kept on disk, read API), `noop` a bare
  * smtp-server that only counts, to show what the sender alone can do.
  */
 async function startSink(kind: SinkKind): Promise<Sink> {
@@ -448,7 +448,7 @@ export async function run() {
     `template renders: ${fmt(render.perSec)}/s (email: layout + generated text part; raw handlebars body: ${fmt(baselineRender.perSec)}/s)`,
   );
   for (const [label, r] of [
-    ['product SMTP sink (platform/smtp-sink.ts, own process)', product],
+    ['product SMTP sink (devtools/smtp-sink.ts, own process)', product],
     ['bare smtp-server that only counts (own process)', noop],
   ] as const) {
     console.log(

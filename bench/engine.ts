@@ -27,8 +27,8 @@ import { createEngineService } from '../engine/runtime/engine-service.ts';
 import { createRedisStateStore } from '../engine/runtime/redis-state.ts';
 import { createRedisTimerStore } from '../engine/runtime/timers.ts';
 import { wireCore } from '../engine/runtime/wiring.ts';
-import { generateEvents } from '../engine/runtime/testdata/generate.ts';
-import { decodeSends, eventRecord, readTopic, sleep } from '../engine/runtime/testdata/harness.ts';
+import { generateEvents } from '../test/support/engine-events.ts';
+import { decodeSends, eventRecord, readTopic, sleep } from '../test/support/engine-harness.ts';
 
 function flag(name: string, fallback: number): number {
   const arg = process.argv.find((a) => a.startsWith(`--${name}=`));

@@ -15,7 +15,7 @@ import type { DeliveryStores } from '../delivery/index.ts';
 import { topics } from '../platform/contracts.ts';
 import { createTemplateRenderer } from '../delivery/templates/index.ts';
 import { templateRoutes } from '../delivery/templates/routes.ts';
-import { createAnalyticsStore, type AnalyticsStore } from '../platform/analytics-store.ts';
+import { createAnalyticsStore, type AnalyticsStore } from '../analytics/store.ts';
 import { dashboardRoutes } from '../dashboards/index.ts';
 
 export interface ApiDeps {

@@ -12,7 +12,7 @@ import type { Config } from '../platform/config.ts';
 import { loadConfig } from '../platform/config.ts';
 import { topics } from '../platform/contracts.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
-import { createSmtpSink } from '../platform/smtp-sink.ts';
+import { createSmtpSink } from '../devtools/smtp-sink.ts';
 import { openRuleSet } from '../rules/index.ts';
 import { createMemoryEngine, createMemoryScheduler } from '../engine/index.ts';
 import { schedulerConfigFrom } from '../engine/scheduler/index.ts';

@@ -1,7 +1,7 @@
 // The named queries a panel can ask for (`"query": "funnel"`): the analytics room's
 // functions, which add what SQL alone cannot give on every engine (confidence intervals,
 // p-values), flattened into rows of plain columns for the page.
-import type { AnalyticsStore } from '../platform/analytics-store.ts';
+import type { AnalyticsStore } from '../analytics/store.ts';
 import {
   churnSummary,
   CHURN_DEFAULTS,

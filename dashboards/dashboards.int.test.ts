@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHURN_WINDOW, COHORT_EXPECTED, EXPECTED, RETENTION_WINDOW } from '../analytics/fixtures.ts';
-import { createChdbStore, type AnalyticsStore } from '../platform/analytics-store.ts';
-import { createTestDatabase, type TestDatabase } from '../test/helpers/clickhouse.ts';
-import { isolate } from '../test/helpers/isolation.ts';
-import { fixtureApi, loadFixtures } from './fixture-api.ts';
+import { CHURN_WINDOW, COHORT_EXPECTED, EXPECTED, RETENTION_WINDOW } from '../test/support/analytics-fixtures.ts';
+import { createChdbStore, type AnalyticsStore } from '../analytics/store.ts';
+import { createTestDatabase, type TestDatabase } from '../test/support/clickhouse.ts';
+import { isolate } from '../test/support/isolation.ts';
+import { fixtureApi, loadFixtures } from '../test/support/dashboards-api.ts';
 import { loadDashboards } from './loader.ts';
 
 const ALL = 'from=2024-12-01&to=2025-05-01';

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemo, type Demo } from '../bin/demo.ts';
 import { loadConfig } from '../platform/config.ts';
 import { silentLogger } from '../platform/logger.ts';
-import { waitFor } from '../test/helpers/wait.ts';
+import { waitFor } from '../test/support/wait.ts';
 
 type Rows = Record<string, unknown>[];
 

@@ -9,9 +9,9 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../test/helpers/clickhouse.ts';
-import { isolate } from '../test/helpers/isolation.ts';
-import { fixtureApi, loadFixtures } from './fixture-api.ts';
+import { createTestDatabase, type TestDatabase } from '../test/support/clickhouse.ts';
+import { isolate } from '../test/support/isolation.ts';
+import { fixtureApi, loadFixtures } from '../test/support/dashboards-api.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { AnalyticsStore, QueryParams } from '../platform/analytics-store.ts';
+import type { AnalyticsStore, QueryParams } from '../analytics/store.ts';
 import { LifecycleError } from '../platform/errors.ts';
 import { dashboardRoutes } from './routes.ts';
 

@@ -8,7 +8,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { AnalyticsStore } from '../platform/analytics-store.ts';
+import type { AnalyticsStore } from '../analytics/store.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 import { BUILTIN_QUERIES } from './builtins.ts';
 import { formatDashboardError, loadDashboards, panelParameterSpecs, STANDARD_PARAMS } from './loader.ts';

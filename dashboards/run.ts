@@ -1,7 +1,7 @@
 // Runs a panel: the page's values (window, rules, parameters) checked strictly against
 // the spec, then bound as ClickHouse query parameters; nothing a reader types is pasted
 // into SQL text. `$db` is the configured database name (from config, not from requests).
-import type { AnalyticsStore } from '../platform/analytics-store.ts';
+import type { AnalyticsStore } from '../analytics/store.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 import { BUILTIN_QUERIES, type PanelContext, type ParamValue } from './builtins.ts';
 import { panelParameterSpecs, parameterProblem, PLACEHOLDER, STANDARD_PARAMS } from './loader.ts';

@@ -2,9 +2,9 @@
 // so every key still lands on the partition the Java client would pick and each key's
 // records are stored in publish order, with all publishes running concurrently.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isolate } from '../test/helpers/isolation.ts';
-import { deleteTopics, testKafka } from '../test/helpers/kafka.ts';
-import { waitFor } from '../test/helpers/wait.ts';
+import { isolate } from '../test/support/isolation.ts';
+import { deleteTopics, testKafka } from '../test/support/kafka.ts';
+import { waitFor } from '../test/support/wait.ts';
 import { KafkaBus } from './kafka.ts';
 import { partitionForKey } from './kafka-publisher.ts';
 import { silentLogger } from './logger.ts';

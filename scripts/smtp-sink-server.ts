@@ -1,7 +1,7 @@
 // The SMTP sink as a standalone process, started by `scripts/stack up`.
 // node --import tsx/esm scripts/smtp-sink-server.ts --port 12525 --http-port 12580 --dir .stack/data/smtp
 import { parseArgs } from 'node:util';
-import { createSmtpSink } from '../platform/smtp-sink.ts';
+import { createSmtpSink } from '../devtools/smtp-sink.ts';
 import { createLogger } from '../platform/logger.ts';
 import { onShutdown } from '../platform/shutdown.ts';
 

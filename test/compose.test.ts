@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { envVariables, loadConfig } from '../platform/config.ts';
-import { readStackEnv, REPO_ROOT } from './helpers/stack-env.ts';
+import { readStackEnv, REPO_ROOT } from './support/stack-env.ts';
 
 interface Service {
   image?: string;

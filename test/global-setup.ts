@@ -9,10 +9,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import type { StackInfo } from './helpers/context.ts';
-import { REPO_ROOT, localConnectUrl, localSmtpApiUrl, localStackEnv, readStackEnv } from './helpers/stack-env.ts';
-import { createSmtpSink } from '../platform/smtp-sink.ts';
-import { freePort } from './helpers/ports.ts';
+import type { StackInfo } from './support/context.ts';
+import { REPO_ROOT, localConnectUrl, localSmtpApiUrl, localStackEnv, readStackEnv } from './support/stack-env.ts';
+import { createSmtpSink } from '../devtools/smtp-sink.ts';
+import { freePort } from './support/ports.ts';
 
 const BASE_ENV = { NODE_ENV: 'test', LC_LOG_LEVEL: 'warn' };
 

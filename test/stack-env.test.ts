@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { envVariables } from '../platform/config.ts';
-import { localStackEnv, readStackEnv } from './helpers/stack-env.ts';
+import { localStackEnv, readStackEnv } from './support/stack-env.ts';
 
 // The local stack and the product must agree without any variable set: a process started
 // with the config defaults talks to `scripts/stack up`'s services.

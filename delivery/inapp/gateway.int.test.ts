@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliveryCodec, eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
-import { isolate } from '../../test/helpers/isolation.ts';
+import { isolate } from '../../test/support/isolation.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -18,7 +18,7 @@ import { createInappProvider } from '../providers/inapp.ts';
 import type { OutgoingMessage, Provider } from '../providers/types.ts';
 import { inappGateway, type GatewayFrame } from './gateway.ts';
 import { createInbox, type Inbox, type InboxMessage, type InboxPage } from './inbox.ts';
-import { inboxContract } from './inbox.contract.ts';
+import { inboxContract } from '../../test/support/inbox.contract.ts';
 import { createRedisLiveChannel } from './live.ts';
 import { signInappToken } from './token.ts';
 

@@ -10,7 +10,7 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createInappProvider } from '../providers/inapp.ts';
 import type { OutgoingMessage } from '../providers/types.ts';
 import { inappGateway, type GatewayFrame } from './gateway.ts';
-import { inboxContract } from './inbox.contract.ts';
+import { inboxContract } from '../../test/support/inbox.contract.ts';
 import { createMemoryInbox } from './inbox.ts';
 import { createMemoryLiveChannel } from './live.ts';
 import { signInappToken } from './token.ts';

@@ -11,7 +11,7 @@ import { createPolicyChain } from './chain.ts';
 import { createMemoryDeliveryStores } from './memory-stores.ts';
 import { createSendPipeline } from './pipeline.ts';
 import { createBreakerRegistry } from './provider-stage.ts';
-import { sendCommand } from './test-context.ts';
+import { sendCommand } from '../../test/support/delivery-context.ts';
 
 /** 22:00 UTC: inside the default quiet hours (21:00-08:00) of a user in UTC. */
 const NIGHT = Date.parse('2026-03-10T22:00:00Z');

@@ -4,8 +4,8 @@
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
-import type { SmtpSink } from '../../platform/smtp-sink.ts';
-import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
+import type { SmtpSink } from '../../devtools/smtp-sink.ts';
+import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
 import { signWebhook } from '../providers/webhook.ts';
 import { tokenOf } from '../tracking/signing.ts';

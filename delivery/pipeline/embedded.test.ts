@@ -12,7 +12,7 @@ import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts'
 import type { OutgoingMessage, Provider, ProviderResult } from '../providers/types.ts';
 import { createMemoryDeliveryStores } from './memory-stores.ts';
 import { createDelivery, type DeliveryHandle } from './run.ts';
-import { sendCommand } from './test-context.ts';
+import { sendCommand } from '../../test/support/delivery-context.ts';
 
 const handles: DeliveryHandle[] = [];
 afterEach(async () => {

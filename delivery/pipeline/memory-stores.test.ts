@@ -1,5 +1,5 @@
 // The in-memory stores of the demo keep the same contract as the Redis ones.
-import { storesContract } from '../policy/stores.contract.ts';
+import { storesContract } from '../../test/support/delivery-stores.contract.ts';
 import { createMemoryDeliveryStores } from './memory-stores.ts';
 
 const stores = createMemoryDeliveryStores();

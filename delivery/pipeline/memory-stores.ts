@@ -1,6 +1,6 @@
 // In-memory twins of delivery's Redis stores (claims, caps, delay queue, preferences, sent
 // index) with the same semantics, for the embedded demo and `simulate`, where there is no
-// Redis. The contract tests in policy/stores.contract.ts run against both.
+// Redis. The contract tests in test/support/delivery-stores.contract.ts run against both.
 import type { Channel } from '../../platform/contracts.ts';
 import type { CapHolder, CapStore } from '../policy/caps-store.ts';
 import { DAY_MS, WEEK_MS } from '../policy/caps-store.ts';

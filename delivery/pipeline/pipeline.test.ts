@@ -6,7 +6,7 @@ import type { CapStore } from '../policy/caps-store.ts';
 import type { ClaimStore } from '../policy/claims.ts';
 import type { DelayQueue } from './delay-queue.ts';
 import { createSendPipeline, type SentIndex } from './pipeline.ts';
-import { sendCommand } from './test-context.ts';
+import { sendCommand } from '../../test/support/delivery-context.ts';
 import type { SendContext, Stage, StageResult } from './types.ts';
 
 function world(opts: { finishOk?: boolean } = {}) {

@@ -4,7 +4,7 @@ import { silentLogger } from '../../platform/logger.ts';
 import type { Suppression } from '../preferences/model.ts';
 import type { OutgoingMessage, Provider, ProviderResult } from '../providers/types.ts';
 import { createBreakerRegistry, createProviderStage } from './provider-stage.ts';
-import { testContext } from './test-context.ts';
+import { testContext } from '../../test/support/delivery-context.ts';
 
 /** A provider answering from a script of results (the last one repeats). */
 function scripted(name: string, results: (ProviderResult | Error)[]): Provider & { sent: OutgoingMessage[] } {

@@ -9,9 +9,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { SmtpSink } from '../../platform/smtp-sink.ts';
+import type { SmtpSink } from '../../devtools/smtp-sink.ts';
 import { parseQuietHours, quietHoursEnd } from '../policy/quiet-hours.ts';
-import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
+import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
 
 const hhmm = (ts: number) => new Date(ts).toISOString().slice(11, 16);

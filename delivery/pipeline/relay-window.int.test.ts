@@ -12,8 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { createHarness, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
-import type { SmtpSink } from '../../platform/smtp-sink.ts';
+import { createHarness, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
+import type { SmtpSink } from '../../devtools/smtp-sink.ts';
 
 /** Forwards SMTP both ways; once armed, swallows the server's reply to the next message's data. */
 function withholdingProxy(target: number) {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
 import { createTrackingLinks, tokenOf } from '../tracking/signing.ts';
 import { createRenderStage, type Renderer } from './render.ts';
-import { testContext } from './test-context.ts';
+import { testContext } from '../../test/support/delivery-context.ts';
 
 const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com', signingSecret: 'a-secret-of-sixteen+' });
 

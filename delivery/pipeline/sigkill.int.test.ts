@@ -12,8 +12,8 @@ import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createHarness, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
-import type { SmtpSink } from '../../platform/smtp-sink.ts';
+import { createHarness, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
+import type { SmtpSink } from '../../devtools/smtp-sink.ts';
 
 const SENDS = 400;
 const KILLS = 4;

@@ -3,10 +3,10 @@
 // one, and when the relay is back every email arrives once.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSmtpSink, type SmtpSink } from '../../platform/smtp-sink.ts';
-import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from './harness.ts';
+import { createSmtpSink, type SmtpSink } from '../../devtools/smtp-sink.ts';
+import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
-import { freePort } from '../../test/helpers/ports.ts';
+import { freePort } from '../../test/support/ports.ts';
 
 
 const marketingOptIn = async (h: Harness, userId: string) => {

@@ -6,8 +6,8 @@
 // moves past the end of quiet hours, after checking that the sends were parked exactly
 // until then.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SmtpSink } from '../../platform/smtp-sink.ts';
-import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../pipeline/harness.ts';
+import type { SmtpSink } from '../../devtools/smtp-sink.ts';
+import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
 import { runDelivery, type DeliveryHandle } from '../pipeline/run.ts';
 import { parseQuietHours, quietHoursEnd } from './quiet-hours.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createQuietHoursStage, parseQuietHours, quietHoursEnd } from './quiet-hours.ts';
-import { testContext } from '../pipeline/test-context.ts';
+import { testContext } from '../../test/support/delivery-context.ts';
 
 const w = parseQuietHours('21:00-08:00')!;
 

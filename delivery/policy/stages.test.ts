@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
-import { testContext } from '../pipeline/test-context.ts';
+import { testContext } from '../../test/support/delivery-context.ts';
 import { emptyPreferences, type SuppressionState, type UserPreferences } from '../preferences/model.ts';
 import { createCapsStage, type ChannelCaps } from './caps.ts';
 import type { CapHolder, CapLimits, CapResult, CapStore } from './caps-store.ts';

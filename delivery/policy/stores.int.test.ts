@@ -6,8 +6,8 @@ import { createRedisDelayQueue } from '../pipeline/delay-queue.ts';
 import { createPreferencesStore } from '../preferences/store.ts';
 import { createRedisCapStore } from './caps-store.ts';
 import { createRedisClaimStore } from './claims.ts';
-import { storesContract } from './stores.contract.ts';
-import { isolate } from '../../test/helpers/isolation.ts';
+import { storesContract } from '../../test/support/delivery-stores.contract.ts';
+import { isolate } from '../../test/support/isolation.ts';
 
 const iso = isolate('dlv-stores');
 const config = iso.config();

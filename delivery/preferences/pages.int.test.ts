@@ -13,7 +13,7 @@ import { createRedis, type RedisDeps } from '../../platform/redis.ts';
 import { deliveryRoutes } from '../index.ts';
 import { createTrackingLinks, type MessageRef } from '../tracking/signing.ts';
 import { createPreferencesStore } from './store.ts';
-import { isolate } from '../../test/helpers/isolation.ts';
+import { isolate } from '../../test/support/isolation.ts';
 
 const iso = isolate('dlv-pages');
 const id = iso.id;

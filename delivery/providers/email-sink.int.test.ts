@@ -3,8 +3,8 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
-import { isolate } from '../../test/helpers/isolation.ts';
-import { smtpSinkClient } from '../../test/helpers/smtp.ts';
+import { isolate } from '../../test/support/isolation.ts';
+import { smtpSinkClient } from '../../test/support/smtp.ts';
 import { createTemplateRenderer } from '../templates/index.ts';
 import { createSmtpProvider, domainOf, unsubscribeHeaders } from './email.ts';
 import type { Provider } from './types.ts';

@@ -3,8 +3,8 @@
 // message, by the Message-ID it writes itself.
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
-import { isolate, stack } from '../../test/helpers/isolation.ts';
-import { smtpSinkClient } from '../../test/helpers/smtp.ts';
+import { isolate, stack } from '../../test/support/isolation.ts';
+import { smtpSinkClient } from '../../test/support/smtp.ts';
 import { createProviders } from './index.ts';
 import type { OutgoingMessage, Provider } from './types.ts';
 

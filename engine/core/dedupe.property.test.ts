@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { NormalisedEvent, SendCommand } from '../../platform/contracts.ts';
-import { compile, ev, rule } from '../scenarios/harness.ts';
+import { compile, ev, rule } from '../../test/support/scenarios.ts';
 import { createEngineCore, timerFiredEvent, type Timer } from './engine-core.ts';
 import { deserializeState, serializeState } from './state.ts';
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { NormalisedEvent, SendCommand } from '../../platform/contracts.ts';
 import { Value } from '@sinclair/typebox/value';
 import { SendCommandSchema, NormalisedEventSchema } from '../../platform/contracts.ts';
-import { at, compile, ev, identify, rule, run } from '../scenarios/harness.ts';
+import { at, compile, ev, identify, rule, run } from '../../test/support/scenarios.ts';
 import { createEngineCore, timerFiredEvent, SEGMENT_RECHECK, type Timer } from './engine-core.ts';
 import { cloneState, deserializeState, serializeState, type UserState } from './state.ts';
 import { occurrenceEvent } from './schedule.ts';

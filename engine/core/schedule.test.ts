@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compile, rule } from '../scenarios/harness.ts';
+import { compile, rule } from '../../test/support/scenarios.ts';
 import { occurrenceEvent, scheduleOccurrences, timezoneFor } from './schedule.ts';
 
 describe('schedule occurrences', () => {

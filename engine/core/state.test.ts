@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compile, ev, identify, rule } from '../scenarios/harness.ts';
+import { compile, ev, identify, rule } from '../../test/support/scenarios.ts';
 import { createEngineCore } from './engine-core.ts';
 import { RECENT_IDS, MAX_TRACKED_TYPES, deserializeState, serializeState, StateFormatError, type UserState } from './state.ts';
 import type { NormalisedEvent } from '../../platform/contracts.ts';

@@ -13,9 +13,9 @@ import { loadRuleSet, type RuleSet } from '../../rules/index.ts';
 import { createMemoryEngine, wireCore } from './wiring.ts';
 import { createEngineService, isWellFormedEvent } from './engine-service.ts';
 import { MemoryStores } from './stores.ts';
-import { generateEvents } from './testdata/generate.ts';
+import { generateEvents } from '../../test/support/engine-events.ts';
 
-const RULES = new URL('./testdata/rules', import.meta.url).pathname;
+const RULES = new URL('../../test/support/engine-rules', import.meta.url).pathname;
 const T = topics('mem');
 const config = { topicPrefix: 'mem', groupId: 'engine', timerPollMs: 20, partitions: 4, ensureTopics: true };
 

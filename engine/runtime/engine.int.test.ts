@@ -3,7 +3,7 @@
 // the partition keeps flowing, metrics and health.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { isolate } from '../../test/helpers/isolation.ts';
+import { isolate } from '../../test/support/isolation.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -16,7 +16,7 @@ import { createEngineService, type EngineService } from './engine-service.ts';
 import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';
 import { wireCore } from './wiring.ts';
-import { TEST_RULES, decodeSends, eventRecord, namesOf, readTopic, sleep } from './testdata/harness.ts';
+import { TEST_RULES, decodeSends, eventRecord, namesOf, readTopic, sleep } from '../../test/support/engine-harness.ts';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

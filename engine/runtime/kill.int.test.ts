@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { isolate } from '../../test/helpers/isolation.ts';
+import { isolate } from '../../test/support/isolation.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { InMemoryBus, internalTopicSpecs } from '../../platform/bus.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -15,7 +15,7 @@ import { SCHEMA_ID_HEADER, type NormalisedEvent, type SendCommand } from '../../
 import { sendCodec } from '../../platform/avro.ts';
 import { loadRuleSet } from '../../rules/index.ts';
 import { createMemoryEngine } from './wiring.ts';
-import { generateEvents } from './testdata/generate.ts';
+import { generateEvents } from '../../test/support/engine-events.ts';
 import {
   TEST_RULES,
   decodeSends,
@@ -29,7 +29,7 @@ import {
   partitionEpochs,
   waitAllReassigned,
   type EngineProcess,
-} from './testdata/harness.ts';
+} from '../../test/support/engine-harness.ts';
 
 const config = isolate('engine-kill-shared').config();
 const logger = silentLogger();

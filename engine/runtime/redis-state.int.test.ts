@@ -2,7 +2,7 @@
 // partition, the replay fence, erasure, and timers that survive a change of owner.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { isolate } from '../../test/helpers/isolation.ts';
+import { isolate } from '../../test/support/isolation.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateEvents, type GeneratedEvents, type GeneratedUser } from '../fixtures/generate-events.ts';
+import { generateEvents, type GeneratedEvents, type GeneratedUser } from '../../test/support/generate-events.ts';
 import { simulateFile } from '../simulate-file.ts';
 import type { SimulationSummary } from '../core/simulate.ts';
 import { scheduleOccurrences } from '../core/schedule.ts';

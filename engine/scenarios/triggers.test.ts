@@ -2,7 +2,7 @@
 // behaviour a product owner relies on when writing rules.
 import { describe, expect, it } from 'vitest';
 import type { NormalisedEvent } from '../../platform/contracts.ts';
-import { at, brief, compile, ev, identify, rule, run } from './harness.ts';
+import { at, brief, compile, ev, identify, rule, run } from '../../test/support/scenarios.ts';
 
 const iso = (offset: string | number) => new Date(at(offset)).toISOString();
 const trial = { fact: 'user', path: '$.plan', operator: 'equal', value: 'trial' };

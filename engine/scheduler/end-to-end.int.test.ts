@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { isolate } from '../../test/helpers/isolation.ts';
-import { waitFor } from '../../test/helpers/wait.ts';
+import { isolate } from '../../test/support/isolation.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
@@ -16,10 +16,10 @@ import { SCHEMA_ID_HEADER, topics, type NormalisedEvent, type SendCommand } from
 import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
-import { compile } from '../scenarios/harness.ts';
+import { compile } from '../../test/support/scenarios.ts';
 import { occurrenceEvent, scheduleOccurrences } from '../core/schedule.ts';
 import { runEngine, type RunningEngine } from '../runtime/main.ts';
-import { readTopic } from '../runtime/testdata/harness.ts';
+import { readTopic } from '../../test/support/engine-harness.ts';
 import { createRedisProgressStore } from './progress.ts';
 import { runScheduler, type RunningScheduler } from './main.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compile, ev } from '../scenarios/harness.ts';
+import { compile, ev } from '../../test/support/scenarios.ts';
 import { changeFor, combine, directoryChanges, planZone, scheduleZone } from './plan.ts';
 
 const iso = (t: number | undefined) => (t === undefined ? undefined : new Date(t).toISOString());

@@ -8,7 +8,7 @@ import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
-import { compile } from '../scenarios/harness.ts';
+import { compile } from '../../test/support/scenarios.ts';
 import { occurrenceEvent, scheduleOccurrences } from '../core/schedule.ts';
 import { createMemoryDirectory, createMemoryProgressStore, createMemoryScheduler } from './memory.ts';
 import { createSchedulerService, type SchedulerService } from './scheduler-service.ts';

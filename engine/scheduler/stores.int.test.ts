@@ -3,7 +3,7 @@
 // instance at a time move the progress, and a lapsed lease passes to the next.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { isolate } from '../../test/helpers/isolation.ts';
+import { isolate } from '../../test/support/isolation.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { createRedisDirectory, DIRECTORY_SHARDS, type UserDirectory } from './directory.ts';
 import type { DirectoryChange } from './plan.ts';

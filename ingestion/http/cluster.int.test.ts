@@ -7,11 +7,11 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { eventCodec } from '../../platform/avro.ts';
 import { topics } from '../../platform/contracts.ts';
-import { isolate } from '../../test/helpers/isolation.ts';
-import { consume, testKafka } from '../../test/helpers/kafka.ts';
-import { REPO_ROOT } from '../../test/helpers/stack-env.ts';
-import { waitFor } from '../../test/helpers/wait.ts';
-import { freePort } from '../../test/helpers/ports.ts';
+import { isolate } from '../../test/support/isolation.ts';
+import { consume, testKafka } from '../../test/support/kafka.ts';
+import { REPO_ROOT } from '../../test/support/stack-env.ts';
+import { waitFor } from '../../test/support/wait.ts';
+import { freePort } from '../../test/support/ports.ts';
 
 
 const workersOf = (pid: number): number[] => {

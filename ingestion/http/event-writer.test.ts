@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { OutgoingMessage, Publisher } from '../../platform/bus.ts';
 import { LifecycleError } from '../../platform/errors.ts';
-import { waitFor } from '../../test/helpers/wait.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { createEventWriter, type EventWriter } from './event-writer.ts';
 import { createRateLimiter } from './rate-limit.ts';
 import { parseWriteKeys, presentedKey } from './auth.ts';

@@ -4,8 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Analytics } from '@segment/analytics-node';
 import type { FastifyInstance } from 'fastify';
-import { isolate } from '../../test/helpers/isolation.ts';
-import { waitFor } from '../../test/helpers/wait.ts';
+import { isolate } from '../../test/support/isolation.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { eventCodec } from '../../platform/avro.ts';
 import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';

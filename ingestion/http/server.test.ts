@@ -6,7 +6,7 @@ import { eventCodec } from '../../platform/avro.ts';
 import { SCHEMA_ID_HEADER, type NormalisedEvent } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
-import { waitFor } from '../../test/helpers/wait.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { createIngestServer, type IngestServerConfig } from './server.ts';
 
 const KEY = 'wk_test_123';

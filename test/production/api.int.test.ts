@@ -9,7 +9,7 @@ import { createLogger, silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { createRedis, type RedisDeps } from '../../platform/redis.ts';
 import { createApiServer } from '../../bin/api.ts';
-import { isolate } from '../helpers/isolation.ts';
+import { isolate } from '../support/isolation.ts';
 
 describe('API process', () => {
   let app: FastifyInstance;

@@ -5,12 +5,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAnalyticsStore, type AnalyticsStore } from '../../platform/analytics-store.ts';
-import { isolate, type Isolation } from '../helpers/isolation.ts';
-import { REPO_ROOT } from '../helpers/stack-env.ts';
-import { smtpSinkClient } from '../helpers/smtp.ts';
-import { waitFor } from '../helpers/wait.ts';
-import { freePort } from '../helpers/ports.ts';
+import { createAnalyticsStore, type AnalyticsStore } from '../../analytics/store.ts';
+import { isolate, type Isolation } from '../support/isolation.ts';
+import { REPO_ROOT } from '../support/stack-env.ts';
+import { smtpSinkClient } from '../support/smtp.ts';
+import { waitFor } from '../support/wait.ts';
+import { freePort } from '../support/ports.ts';
 
 
 describe('lifecycle run all', () => {

@@ -4,10 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createChdbStore, type AnalyticsStore } from '../../platform/analytics-store.ts';
+import { createChdbStore, type AnalyticsStore } from '../../analytics/store.ts';
 import { LifecycleError } from '../../platform/errors.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/clickhouse.ts';
-import { isolate } from '../helpers/isolation.ts';
+import { createTestDatabase, type TestDatabase } from '../support/clickhouse.ts';
+import { isolate } from '../support/isolation.ts';
 
 const rows = [
   { event_id: 'e1', user_id: 'ada', type: 'signup', amount: 0, ts: '2025-03-01 10:00:00' },

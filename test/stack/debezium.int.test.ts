@@ -1,10 +1,10 @@
 // PostgreSQL -> Debezium -> Kafka is real: a connector created through the Connect REST API
 // turns an insert and an update into change events with before/after/op and the source LSN.
 import { afterAll, describe, expect, it } from 'vitest';
-import { isolate, stack } from '../helpers/isolation.ts';
-import { consume, deleteTopics, testKafka } from '../helpers/kafka.ts';
-import { dropReplication, psql } from '../helpers/postgres.ts';
-import { waitFor } from '../helpers/wait.ts';
+import { isolate, stack } from '../support/isolation.ts';
+import { consume, deleteTopics, testKafka } from '../support/kafka.ts';
+import { dropReplication, psql } from '../support/postgres.ts';
+import { waitFor } from '../support/wait.ts';
 
 interface ChangeEvent {
   before: Record<string, unknown> | null;

@@ -4,8 +4,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { eventCodec, encodeWithHeader } from '../../platform/avro.ts';
 import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
-import { isolate } from '../helpers/isolation.ts';
-import { consume, createTopics, deleteTopics, testKafka } from '../helpers/kafka.ts';
+import { isolate } from '../support/isolation.ts';
+import { consume, createTopics, deleteTopics, testKafka } from '../support/kafka.ts';
 
 describe('Kafka with Avro payloads', () => {
   const iso = isolate('kafka-avro');

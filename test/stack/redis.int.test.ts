@@ -2,7 +2,7 @@
 // and keeps a per-user counter under the user's hash tag.
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isolate } from '../helpers/isolation.ts';
+import { isolate } from '../support/isolation.ts';
 
 const CLAIM = `
 -- KEYS[1]: claim key, KEYS[2]: per-user counter; ARGV[1]: owner, ARGV[2]: ttl ms

@@ -2,8 +2,8 @@
 // reads back headers and both bodies through its HTTP API.
 import nodemailer from 'nodemailer';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isolate } from '../helpers/isolation.ts';
-import { smtpSinkClient } from '../helpers/smtp.ts';
+import { isolate } from '../support/isolation.ts';
+import { smtpSinkClient } from '../support/smtp.ts';
 
 describe('SMTP sink', () => {
   const iso = isolate('smtp');

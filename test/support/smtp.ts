@@ -1,9 +1,9 @@
 // Client of the SMTP sink's HTTP API: what users would have received.
-import type { MessageFilter, ReceivedMessage } from '../../platform/smtp-sink.ts';
+import type { MessageFilter, ReceivedMessage } from '../../devtools/smtp-sink.ts';
 import { stack } from './isolation.ts';
 import { waitFor } from './wait.ts';
 
-export type { ReceivedMessage } from '../../platform/smtp-sink.ts';
+export type { ReceivedMessage } from '../../devtools/smtp-sink.ts';
 
 export interface SmtpSinkClient {
   list(filter?: MessageFilter): Promise<ReceivedMessage[]>;

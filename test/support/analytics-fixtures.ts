@@ -1,6 +1,6 @@
 // A small crafted dataset whose funnel, uplift and deliverability numbers are worked out
 // by hand (see EXPECTED), shared by the query tests on both engines and the sink test.
-import type { DeliveryOutcome, DeliveryStatus, NormalisedEvent, SendCommand } from '../platform/contracts.ts';
+import type { DeliveryOutcome, DeliveryStatus, NormalisedEvent, SendCommand } from '../../platform/contracts.ts';
 
 export const T0 = Date.UTC(2025, 2, 10, 9, 0, 0);
 const HOUR = 3_600_000;

@@ -14,9 +14,9 @@ import { KafkaBus } from '../../platform/kafka.ts';
 import { isRetriable } from '../../platform/errors.ts';
 import { createLogger } from '../../platform/logger.ts';
 import { createRedis, type RedisDeps } from '../../platform/redis.ts';
-import { createSmtpSink, type SmtpSink } from '../../platform/smtp-sink.ts';
-import { deliveryRoutes } from '../index.ts';
-import { isolate } from '../../test/helpers/isolation.ts';
+import { createSmtpSink, type SmtpSink } from '../../devtools/smtp-sink.ts';
+import { deliveryRoutes } from '../../delivery/index.ts';
+import { isolate } from './isolation.ts';
 
 export const logger = createLogger({ level: 'warn', name: 'delivery-test' });
 

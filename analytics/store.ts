@@ -9,8 +9,8 @@
 // literals of the declared type. Write `has({ids:Array(String)}, col)` rather than
 // `col IN {ids:Array(String)}`: 18.16 accepts arrays only in the former.
 import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickhouse/client';
-import type { Config } from './config.ts';
-import { LifecycleError } from './errors.ts';
+import type { Config } from '../platform/config.ts';
+import { LifecycleError } from '../platform/errors.ts';
 
 export type QueryParams = Record<string, unknown>;
 

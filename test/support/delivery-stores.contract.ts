@@ -2,11 +2,11 @@
 // in-memory in the demo): run by policy/stores.int.test.ts against the real Redis and by
 // pipeline/memory-stores.test.ts against the in-memory twins.
 import { describe, expect, it } from 'vitest';
-import type { DelayQueue } from '../pipeline/delay-queue.ts';
-import { sendCommand } from '../pipeline/test-context.ts';
-import type { PreferencesStore } from '../preferences/store.ts';
-import { DAY_MS, type CapStore } from './caps-store.ts';
-import type { ClaimStore } from './claims.ts';
+import type { DelayQueue } from '../../delivery/pipeline/delay-queue.ts';
+import { sendCommand } from './delivery-context.ts';
+import type { PreferencesStore } from '../../delivery/preferences/store.ts';
+import { DAY_MS, type CapStore } from '../../delivery/policy/caps-store.ts';
+import type { ClaimStore } from '../../delivery/policy/claims.ts';
 
 export interface ContractStores {
   claims: ClaimStore;

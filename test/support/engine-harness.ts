@@ -6,13 +6,13 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Kafka } from 'kafkajs';
 import type { Redis } from 'ioredis';
-import type { Config } from '../../../platform/config.ts';
-import { topics, SCHEMA_ID_HEADER, type NormalisedEvent, type SendCommand } from '../../../platform/contracts.ts';
-import { encodeWithHeader, eventCodec, sendCodec } from '../../../platform/avro.ts';
-import type { KafkaBus } from '../../../platform/kafka.ts';
+import type { Config } from '../../platform/config.ts';
+import { topics, SCHEMA_ID_HEADER, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
+import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
+import type { KafkaBus } from '../../platform/kafka.ts';
 
-export const ROOT = path.resolve(import.meta.dirname, '../../..');
-export const TEST_RULES = path.join(import.meta.dirname, 'rules');
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+export const TEST_RULES = path.join(import.meta.dirname, 'engine-rules');
 
 /** Topic prefix, engine group and Redis key prefix of one test or benchmark run. */
 export interface RunNames {
@@ -27,7 +27,7 @@ export function uniqueNames(label: string): RunNames {
   return { prefix: `t.${id}`, groupId: `engine-${id}`, redisPrefix: `t:${id}:`, topics: topics(`t.${id}`) };
 }
 
-/** The names of a test's isolation (test/helpers/isolation.ts) or of any config. */
+/** The names of a test's isolation (test/support/isolation.ts) or of any config. */
 export function namesOf(config: Readonly<Config>): RunNames {
   return { prefix: config.kafka.topicPrefix, groupId: config.engine.groupId, redisPrefix: config.redis.keyPrefix, topics: topics(config.kafka.topicPrefix) };
 }

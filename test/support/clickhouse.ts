@@ -1,5 +1,5 @@
 // A ClickHouse database of the test's own, on whichever backend the config names.
-import { createAnalyticsStore, type AnalyticsStore } from '../../platform/analytics-store.ts';
+import { createAnalyticsStore, type AnalyticsStore } from '../../analytics/store.ts';
 import type { Config } from '../../platform/config.ts';
 
 export interface TestDatabase {

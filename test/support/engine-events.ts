@@ -1,7 +1,7 @@
 // A deterministic, Segment-like event stream for the runtime's tests and benchmark: every
 // user registers first (email, plan), then uses features, views pages, orders, opens the
 // app, updates traits; a few users are deleted. Same seed, same events.
-import type { NormalisedEvent } from '../../../platform/contracts.ts';
+import type { NormalisedEvent } from '../../platform/contracts.ts';
 
 function prng(seed: number): () => number {
   // mulberry32

@@ -19,8 +19,8 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import type { Logger } from './logger.ts';
-import { silentLogger } from './logger.ts';
+import type { Logger } from '../platform/logger.ts';
+import { silentLogger } from '../platform/logger.ts';
 
 export interface SmtpSinkOptions {
   /** Interface both servers bind (default 127.0.0.1). */

@@ -1,16 +1,16 @@
 // For the dashboards' integration tests: the API server (in-memory delivery stores, no
 // Redis) over an analytics store loaded with the hand-worked datasets of analytics/fixtures.ts.
 import type { FastifyInstance } from 'fastify';
-import { COHORT_EVENTS, COHORT_SENDS, DELIVERIES, EVENTS, SENDS } from '../analytics/fixtures.ts';
-import { deliveryRow, ensureSchema, eventRow, sendRow } from '../analytics/index.ts';
-import { createApiServer } from '../bin/api.ts';
-import { createMemoryDeliveryStores } from '../delivery/index.ts';
-import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/index.ts';
-import type { AnalyticsStore } from '../platform/analytics-store.ts';
-import { InMemoryBus } from '../platform/bus.ts';
-import type { Config } from '../platform/config.ts';
-import { silentLogger } from '../platform/logger.ts';
-import { createMetricsRegistry } from '../platform/metrics.ts';
+import { COHORT_EVENTS, COHORT_SENDS, DELIVERIES, EVENTS, SENDS } from './analytics-fixtures.ts';
+import { deliveryRow, ensureSchema, eventRow, sendRow } from '../../analytics/index.ts';
+import { createApiServer } from '../../bin/api.ts';
+import { createMemoryDeliveryStores } from '../../delivery/index.ts';
+import { createMemoryInbox, createMemoryLiveChannel } from '../../delivery/inapp/index.ts';
+import type { AnalyticsStore } from '../../analytics/store.ts';
+import { InMemoryBus } from '../../platform/bus.ts';
+import type { Config } from '../../platform/config.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import { createMetricsRegistry } from '../../platform/metrics.ts';
 
 /** Both datasets, every row twice (a replay not merged yet must not count twice). */
 export async function loadFixtures(store: AnalyticsStore, database: string): Promise<void> {

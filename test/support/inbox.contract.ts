@@ -1,7 +1,7 @@
 // The inbox behaviour both implementations (Redis, in-memory) must share; run by
 // inbox.memory.test.ts and the Redis integration test.
 import { expect, it } from 'vitest';
-import type { Inbox, InboxMessage } from './inbox.ts';
+import type { Inbox, InboxMessage } from '../../delivery/inapp/inbox.ts';
 
 const msg = (id: string, createdAt: number): InboxMessage => ({
   id,

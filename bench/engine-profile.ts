@@ -1,30 +1,30 @@
 // The engine's cost on a fixed workload (the benchmark's generated events and the example
-// rules), for profiling with `node --import tsx --cpu-prof engine/runtime/testdata/profile.ts`:
+// rules), for profiling with `node --import tsx --cpu-prof bench/engine-profile.ts`:
 //   core:   decode + apply + serialise once per user per batch of 2,000 (no I/O at all);
 //   memory: the engine service on the in-memory bus with in-memory stores;
 //   kafka:  the engine service on the local Kafka and Redis (pre-filled topic), as in bench/engine.ts.
-// Run: `npx tsx engine/runtime/testdata/profile.ts [core|memory|kafka] [events] [fetch bytes per partition (kafka)]`.
+// Run: `npx tsx bench/engine-profile.ts [core|memory|kafka] [events] [fetch bytes per partition (kafka)]`.
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { loadConfig } from '../../../platform/config.ts';
-import { KafkaBus } from '../../../platform/kafka.ts';
-import { createKeySpace } from '../../../platform/keys.ts';
-import type { Registry } from '../../../platform/metrics.ts';
-import { createEngineService } from '../engine-service.ts';
-import { createRedisStateStore } from '../redis-state.ts';
-import { createRedisTimerStore } from '../timers.ts';
-import { loadRuleSet } from '../../../rules/index.ts';
-import { InMemoryBus, internalTopicSpecs } from '../../../platform/bus.ts';
-import { topics } from '../../../platform/contracts.ts';
-import { SCHEMA_ID_HEADER } from '../../../platform/contracts.ts';
-import { eventCodec } from '../../../platform/avro.ts';
-import { createLogger } from '../../../platform/logger.ts';
-import { createMetricsRegistry } from '../../../platform/metrics.ts';
-import { createMemoryEngine, wireCore } from '../wiring.ts';
-import { generateEvents } from './generate.ts';
-import { eventRecord } from './harness.ts';
-import type { UserState } from '../../core/state.ts';
+import { loadConfig } from '../platform/config.ts';
+import { KafkaBus } from '../platform/kafka.ts';
+import { createKeySpace } from '../platform/keys.ts';
+import type { Registry } from '../platform/metrics.ts';
+import { createEngineService } from '../engine/runtime/engine-service.ts';
+import { createRedisStateStore } from '../engine/runtime/redis-state.ts';
+import { createRedisTimerStore } from '../engine/runtime/timers.ts';
+import { loadRuleSet } from '../rules/index.ts';
+import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
+import { topics } from '../platform/contracts.ts';
+import { SCHEMA_ID_HEADER } from '../platform/contracts.ts';
+import { eventCodec } from '../platform/avro.ts';
+import { createLogger } from '../platform/logger.ts';
+import { createMetricsRegistry } from '../platform/metrics.ts';
+import { createMemoryEngine, wireCore } from '../engine/runtime/wiring.ts';
+import { generateEvents } from '../test/support/engine-events.ts';
+import { eventRecord } from '../test/support/engine-harness.ts';
+import type { UserState } from '../engine/core/state.ts';
 
 /** Until the engine has handled n events (applied, skipped, ignored or dead-lettered). */
 async function waitHandled(registry: Registry, n: number): Promise<void> {
@@ -35,7 +35,7 @@ async function waitHandled(registry: Registry, n: number): Promise<void> {
   }
 }
 
-const ROOT = path.resolve(import.meta.dirname, '../../..');
+const ROOT = path.resolve(import.meta.dirname, '..');
 const mode = process.argv[2] ?? 'core';
 const N = Number(process.argv[3] ?? 100_000);
 const USERS = 10_000;

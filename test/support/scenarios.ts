@@ -3,7 +3,7 @@
 import type { NormalisedEvent, SendCommand } from '../../platform/contracts.ts';
 import type { RuleSet } from '../../rules/types.ts';
 import { compileRuleSet, formatRuleError } from '../../rules/index.ts';
-import { createSimulation, type Simulation, type SimulationSummary } from '../core/simulate.ts';
+import { createSimulation, type Simulation, type SimulationSummary } from '../../engine/core/simulate.ts';
 
 /** Monday 2 March 2026, 10:00 UTC: the scenarios' day zero. */
 export const T0 = Date.parse('2026-03-02T10:00:00.000Z');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bindParams, literal } from './analytics-store.ts';
+import { bindParams, literal } from './store.ts';
 
 describe('literal', () => {
   it.each([
