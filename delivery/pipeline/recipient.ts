@@ -3,7 +3,7 @@
 // addresses and the timezone from there, so it needs no user database of its own.
 import type { Channel, SendCommand } from '../../platform/contracts.ts';
 import type { Recipient } from '../providers/types.ts';
-import { isValidTimezone } from '../policy/quiet-hours.ts';
+import { isValidTimezone } from '../../platform/time.ts';
 
 const str = (v: unknown) => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
 

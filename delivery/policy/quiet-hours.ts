@@ -3,6 +3,7 @@
 // messages (seen only when the user opens the app) and webhooks (machine to machine) are
 // not held back.
 import type { Channel } from '../../platform/contracts.ts';
+import { isValidTimezone } from '../../platform/time.ts';
 import { TRANSACTIONAL } from '../preferences/model.ts';
 import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
 
@@ -23,15 +24,6 @@ export function parseQuietHours(spec: string): QuietWindow | null {
 }
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
-
-export function isValidTimezone(tz: string): boolean {
-  try {
-    formatter(tz);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function formatter(tz: string): Intl.DateTimeFormat {
   let f = formatters.get(tz);

@@ -3,6 +3,7 @@
 // one `schedule.occurrence` event per audience user; the engine core decides who gets a send.
 import { CronExpressionParser } from 'cron-parser';
 import type { NormalisedEvent } from '../../platform/contracts.ts';
+import { isValidTimezone } from '../../platform/time.ts';
 import type { CompiledRule } from '../../rules/types.ts';
 import type { RuleDefinition, ScheduleTrigger } from '../../rules/schema.ts';
 import { occurrenceEventIdFor } from './ids.ts';
@@ -18,20 +19,6 @@ export function scheduleTrigger(rule: RuleDefinition): ScheduleTrigger | null {
   return typeof t.schedule === 'string' && typeof t.timezone === 'string' ? (t as ScheduleTrigger) : null;
 }
 
-const validZones = new Map<string, boolean>();
-export function isValidTimezone(tz: string): boolean {
-  let ok = validZones.get(tz);
-  if (ok === undefined) {
-    try {
-      new Intl.DateTimeFormat('en-US', { timeZone: tz });
-      ok = true;
-    } catch {
-      ok = false;
-    }
-    if (validZones.size < 10_000) validZones.set(tz, ok);
-  }
-  return ok;
-}
 
 /** The zone a schedule runs in for one user: the rule's zone, or for "user" the user's `timezone` trait (UTC when missing or invalid). */
 export function timezoneFor(trigger: ScheduleTrigger, traits: Record<string, unknown> | null): string {

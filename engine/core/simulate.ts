@@ -6,7 +6,8 @@ import type { CompiledRule, RuleSet } from '../../rules/types.ts';
 import { createEngineCore, timerFiredEvent, type CoreResult, type EngineCore } from './engine-core.ts';
 import { createMemoryStateStore, createTimerQueue, type MemoryStateStore, type TimerQueue } from './memory.ts';
 import { parseInputLine } from './input.ts';
-import { MAX_OCCURRENCES, TIMEZONE_TRAIT, isValidTimezone, nextOccurrence, occurrenceEvent, scheduleTrigger, timezoneFor } from './schedule.ts';
+import { isValidTimezone } from '../../platform/time.ts';
+import { MAX_OCCURRENCES, TIMEZONE_TRAIT, nextOccurrence, occurrenceEvent, scheduleTrigger, timezoneFor } from './schedule.ts';
 
 export interface SimulationSummary {
   lines: number;

@@ -3,7 +3,8 @@
 import type { NormalisedEvent } from '../../platform/contracts.ts';
 import type { CompiledRule } from '../../rules/types.ts';
 import { INTERNAL_EVENT_TYPES, USER_DELETED } from '../core/engine-core.ts';
-import { MAX_OCCURRENCES, TIMEZONE_TRAIT, isValidTimezone, nextOccurrence, scheduleOccurrences, scheduleTrigger } from '../core/schedule.ts';
+import { isValidTimezone } from '../../platform/time.ts';
+import { MAX_OCCURRENCES, TIMEZONE_TRAIT, nextOccurrence, scheduleOccurrences, scheduleTrigger } from '../core/schedule.ts';
 
 /**
  * What one user's events do to the directory: `set` puts the user in a zone, `touch` adds a
