@@ -29,8 +29,8 @@ import type { UserState } from '../engine/core/state.ts';
 /** Until the engine has handled n events (applied, skipped, ignored or dead-lettered). */
 async function waitHandled(registry: Registry, n: number): Promise<void> {
   for (;;) {
-    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'lc_engine_events_total');
-    if ((m?.values ?? []).reduce((a, v) => a + v.value, 0) >= n) return;
+    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'lifecycle_consumer_records_total');
+    if ((m?.values ?? []).filter((v) => v.labels.consumer === 'engine').reduce((a, v) => a + v.value, 0) >= n) return;
     await new Promise((r) => setTimeout(r, 5));
   }
 }

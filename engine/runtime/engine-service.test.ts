@@ -232,7 +232,8 @@ describe('isWellFormedEvent', () => {
       }),
       { numRuns: 5000 },
     );
-  });
+    // 5,000 runs take about a second alone and several times that beside the integration suite.
+  }, 60_000);
 
   it('accepts the generated stream and refuses an empty user id', () => {
     for (const e of generateEvents({ users: 50, events: 500, startTs: 0, seed: 3 })) expect(isWellFormedEvent(e)).toBe(true);

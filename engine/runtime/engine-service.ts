@@ -1,18 +1,18 @@
-// The engine process: a consumer group on `<prefix>.events`, one writer per partition.
-// Per batch: decode (bad records -> DLQ), load the batch's users (one round trip), apply
-// the events in order through the core, publish sends and emitted events, schedule
-// timers, THEN write state (fenced), THEN commit. A crash anywhere before the commit
+// The engine process: a consumer group on `<prefix>.events`, one writer per partition, on
+// the shared consume loop. Per batch, in phases: decode (bad records -> DLQ), load the
+// batch's users (one round trip), apply the events in order through the core, publish
+// sends and emitted events and schedule timers, THEN write state (fenced), THEN commit. A crash anywhere before the commit
 // replays the batch: the per-user offset fence skips what was already applied, and what
 // was published again carries the same ids (sendId claimed once by delivery).
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Logger } from 'pino';
-import { performance } from 'node:perf_hooks';
-import type { Batch, BatchControl, Bus, BusConsumer, IncomingMessage, OutgoingMessage, TopicPartition } from '../../platform/bus.ts';
-import { internalTopicSpecs, sendToDlq } from '../../platform/bus.ts';
+import type { Bus, IncomingMessage, OutgoingMessage, TopicPartition } from '../../platform/bus.ts';
+import { internalTopicSpecs } from '../../platform/bus.ts';
+import { createConsumeLoop, RecordRejected, type BatchScope, type BatchVerdict, type ConsumeLoop, type ConsumedRecord } from '../../platform/consume.ts';
 import { NormalisedEventSchema, SCHEMA_ID_HEADER, topics as topicNames, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import { errorMessage } from '../../platform/errors.ts';
-import { Counter, Gauge, Histogram, type Registry } from '../../platform/metrics.ts';
+import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { Service } from '../../platform/shutdown.ts';
 import type { StateStore, Timer, TimerStore, UserWrite } from './stores.ts';
 import { startTimerPoller, type TimerPoller } from './timers.ts';
@@ -135,18 +135,9 @@ class FencedOut extends Error {
 
 function engineMetrics(registry: Registry) {
   return {
-    events: new Counter({ name: 'lc_engine_events_total', help: 'Events consumed by the engine, by outcome (applied, replay_skipped, ignored, dlq).', labelNames: ['outcome'], registers: [registry] }),
-    batchSeconds: new Histogram({
-      name: 'lc_engine_batch_seconds',
-      help: 'Time to process one batch, from decode to commit.',
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers: [registry],
-    }),
-    batchSize: new Histogram({ name: 'lc_engine_batch_events', help: 'Events per batch.', buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000], registers: [registry] }),
     evaluations: new Counter({ name: 'lc_engine_rule_evaluations_total', help: 'Rule evaluations, per rule.', labelNames: ['rule'], registers: [registry] }),
     fires: new Counter({ name: 'lc_engine_rule_fires_total', help: 'Send commands produced, per rule (holdouts included).', labelNames: ['rule'], registers: [registry] }),
     sends: new Counter({ name: 'lc_engine_sends_total', help: 'Send commands published.', registers: [registry] }),
-    dlq: new Counter({ name: 'lc_engine_dlq_total', help: 'Records sent to the DLQ, by stage.', labelNames: ['stage'], registers: [registry] }),
     timersScheduled: new Counter({ name: 'lc_engine_timers_scheduled_total', help: 'Timers scheduled.', registers: [registry] }),
     timersFired: new Counter({ name: 'lc_engine_timers_fired_total', help: 'Timers fired (published as timer.fired events).', registers: [registry] }),
     fenced: new Counter({ name: 'lc_engine_fenced_total', help: 'Batches abandoned because a newer owner holds the partition.', registers: [registry] }),
@@ -164,13 +155,11 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   const publisher = deps.bus.publisher();
   const epochs = new Map<number, number>();
   const pollers = new Map<number, TimerPoller>();
-  const committed = new Map<number, string>();
-  let consumer: BusConsumer | null = null;
+  let consumer: ConsumeLoop | null = null;
   let lagTimer: NodeJS.Timeout | null = null;
   let running = false;
   let version: string | null = null;
   let lastBatchAt: number | null = null;
-  let lastError: string | null = null;
   // The partition owner is the only writer of its users, so the state it last wrote under
   // its current epoch is the stored state: a hit skips the load and the parse. Entries
   // leave the cache while their batch runs and come back only after the write succeeded.
@@ -232,7 +221,6 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       const poller = pollers.get(tp.partition);
       pollers.delete(tp.partition);
       epochs.delete(tp.partition);
-      committed.delete(tp.partition);
       metrics.lag.remove({ partition: String(tp.partition) });
       await poller?.stop();
       log.info({ partition: tp.partition }, 'partition revoked');
@@ -240,223 +228,191 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     metrics.owned.set(epochs.size);
   };
 
-  const decode = (m: IncomingMessage): { event: NormalisedEvent } | { reason: string } => {
-    if (m.value === null) return { reason: 'empty record value' };
+  // Phase 1, decode (the consume loop dead-letters what this refuses).
+  const decode = (m: IncomingMessage): NormalisedEvent => {
+    if (m.value === null) throw new RecordRejected('empty record value');
     let event: NormalisedEvent;
     try {
       event = eventCodec.decode(m.value, m.headers[SCHEMA_ID_HEADER]);
     } catch (err) {
-      return { reason: `undecodable event: ${errorMessage(err)}` };
+      throw new RecordRejected(`undecodable event: ${errorMessage(err)}`);
     }
     if (!isWellFormedEvent(event)) {
       const first = eventCheck.Errors(event).First();
-      return { reason: `invalid event: ${first ? `${first.path || '/'} ${first.message}` : 'schema mismatch'}` };
+      throw new RecordRejected(`invalid event: ${first ? `${first.path || '/'} ${first.message}` : 'schema mismatch'}`);
     }
     // Per-user order and the single writer rely on key = userId.
-    if (m.key !== event.userId) return { reason: `record key ${JSON.stringify(m.key)} does not match the event's userId` };
-    return { event };
+    if (m.key !== event.userId) throw new RecordRejected(`record key ${JSON.stringify(m.key)} does not match the event's userId`);
+    return event;
   };
 
-  interface DeadLetter {
-    m: IncomingMessage;
-    reason: string;
-    stage: string;
-  }
-  const publishDlq = async (items: DeadLetter[]) => {
-    await Promise.all(items.map((d) => sendToDlq(publisher, t.dlq, d.m, d.reason, d.stage)));
-    for (const d of items) log.warn({ partition: d.m.partition, offset: d.m.offset, stage: d.stage, reason: d.reason }, 'record sent to the DLQ');
-  };
-
-  const processBatch = async (batch: Batch, control: BatchControl) => {
-    const started = performance.now();
-    const partition = batch.partition;
-    const epoch = epochs.get(partition);
-    if (epoch === undefined) {
-      // Assignment hooks run before batches; a partition without an epoch was fenced out
-      // and is about to be revoked. Back off instead of re-reading it in a tight loop.
-      log.warn({ partition }, 'batch for a partition this process does not own; skipped');
-      await new Promise((r) => setTimeout(r, 500));
-      await control.heartbeat().catch(() => undefined);
-      return;
-    }
-
-    const dead: DeadLetter[] = [];
-    const decoded: { m: IncomingMessage; event: NormalisedEvent }[] = [];
-    for (const m of batch.messages) {
-      const r = decode(m);
-      if ('reason' in r) dead.push({ m, reason: r.reason, stage: 'engine.decode' });
-      else decoded.push({ m, event: r.event });
-    }
-
-    const userIds = [...new Set(decoded.map((d) => d.event.userId))];
-    const working = new Map<string, Working<S>>();
+  // Phase 2, load: the batch's users from this owner's cache, the rest in one round trip.
+  // Returns the users whose stored state cannot be read, with why.
+  const loadUsers = async (records: ConsumedRecord<NormalisedEvent>[], partition: number, epoch: number, working: Map<string, Working<S>>) => {
     const misses: string[] = [];
-    for (const id of userIds) {
-      const c = cache.get(id);
-      cache.delete(id);
-      if (c && c.partition === partition && c.epoch === epoch) {
-        working.set(id, { state: c.state, fence: c.offset === null ? null : BigInt(c.offset), dirty: false, offset: '', erased: false, timers: [] });
-      } else misses.push(id);
+    for (const { value: event } of records) {
+      const userId = event.userId;
+      if (working.has(userId)) continue;
+      const cached = cache.get(userId);
+      cache.delete(userId);
+      if (cached && cached.partition === partition && cached.epoch === epoch) {
+        const fence = cached.offset === null ? null : BigInt(cached.offset);
+        working.set(userId, { state: cached.state, fence, dirty: false, offset: '', erased: false, timers: [] });
+      } else {
+        // A placeholder keeps the user's place (and dedupes misses) until the load answers.
+        working.set(userId, { state: null, fence: null, dirty: false, offset: '', erased: false, timers: [] });
+        misses.push(userId);
+      }
     }
     const stored = await deps.state.load(misses);
     const unreadable = new Map<string, string>();
-    for (const id of misses) {
-      const s = stored.get(id);
-      let state: S | null = null;
+    for (const userId of misses) {
+      const record = stored.get(userId);
+      const user = working.get(userId)!;
       try {
-        state = s?.state ? deps.codec.deserialize(s.state) : null;
+        user.state = record?.state ? deps.codec.deserialize(record.state) : null;
       } catch (err) {
         // A corrupt record must not stop the partition: its user's events go to the DLQ.
-        unreadable.set(id, errorMessage(err));
+        unreadable.set(userId, errorMessage(err));
       }
-      working.set(id, {
-        state,
-        fence: s && s.partition === partition && s.offset !== null ? BigInt(s.offset) : null,
-        dirty: false,
-        offset: '',
-        erased: false,
-        timers: [],
-      });
+      user.fence = record && record.partition === partition && record.offset !== null ? BigInt(record.offset) : null;
     }
+    return unreadable;
+  };
 
-    const sends: SendCommand[] = [];
-    const emitted: NormalisedEvent[] = [];
-    let applied = 0;
-    let skipped = 0;
-    let ignored = 0;
-    const fires = new Map<string, number>();
-    const evaluations = new Map<string, number>();
-    const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
-    for (const { m, event } of decoded) {
-      const w = working.get(event.userId)!;
-      const bad = unreadable.get(event.userId);
-      if (bad !== undefined) {
-        dead.push({ m, reason: `stored user state unreadable: ${bad}`, stage: 'engine.state' });
+  // Phase 3, apply: the events in offset order through the core.
+  const applyEvents = (records: ConsumedRecord<NormalisedEvent>[], working: Map<string, Working<S>>, unreadable: Map<string, string>, scope: BatchScope) => {
+    const effects = { sends: [] as SendCommand[], emitted: [] as NormalisedEvent[], applied: 0, fires: new Map<string, number>(), evaluations: new Map<string, number>() };
+    const bump = (counts: Map<string, number>, key: string) => counts.set(key, (counts.get(key) ?? 0) + 1);
+    for (const { message, value: event } of records) {
+      const user = working.get(event.userId)!;
+      const unreadableWhy = unreadable.get(event.userId);
+      if (unreadableWhy !== undefined) {
+        scope.deadLetter(message, 'engine.state', `stored user state unreadable: ${unreadableWhy}`);
         continue;
       }
-      if (w.fence !== null && BigInt(m.offset) <= w.fence) {
-        skipped++;
+      if (user.fence !== null && BigInt(message.offset) <= user.fence) {
+        scope.skip(message, 'replay');
         continue;
       }
       let result: CoreResult<S>;
       try {
         // The engine's clock for an event is the event's own time (a timer's due time for
         // timer.fired): replays and `simulate` then decide exactly as the first run did.
-        result = deps.core.apply(w.state, event, event.ts);
+        result = deps.core.apply(user.state, event, event.ts);
       } catch (err) {
-        dead.push({ m, reason: `engine core failed: ${errorMessage(err)}`, stage: 'engine.apply' });
+        scope.deadLetter(message, 'engine.apply', `engine core failed: ${errorMessage(err)}`);
         continue;
       }
       if (result.status === 'invalid') {
-        dead.push({ m, reason: `invalid engine event: ${result.reason ?? 'not understood'}`, stage: 'engine.apply' });
+        scope.deadLetter(message, 'engine.apply', `invalid engine event: ${result.reason ?? 'not understood'}`);
         continue;
       }
       if (result.status === 'duplicate') {
-        skipped++;
+        scope.skip(message, 'replay');
         continue;
       }
       // Nothing changed (an emitted segment event coming back, a timer for a user who is
       // gone): no state write, and a replay finds the same.
       if (result.status === 'ignored' || result.status === 'no-user') {
-        ignored++;
+        scope.skip(message, 'ignored');
         continue;
       }
-      applied++;
-      w.dirty = true;
-      w.offset = m.offset;
-      if (result.state === null && w.state !== null) {
+      effects.applied++;
+      user.dirty = true;
+      user.offset = message.offset;
+      if (result.state === null && user.state !== null) {
         // Erased: timers scheduled earlier in this batch for the user are dropped too.
-        w.erased = true;
-        w.timers = [];
+        user.erased = true;
+        user.timers = [];
       }
-      w.state = result.state;
-      for (const s of result.sends) {
-        sends.push(s);
-        bump(fires, s.ruleId);
+      user.state = result.state;
+      for (const send of result.sends) {
+        effects.sends.push(send);
+        bump(effects.fires, send.ruleId);
       }
-      if (deps.evaluatedRules) for (const r of deps.evaluatedRules(event)) bump(evaluations, r);
-      for (const x of result.timers) w.timers.push(x);
-      emitted.push(...result.emitted);
+      if (deps.evaluatedRules) for (const ruleId of deps.evaluatedRules(event)) bump(effects.evaluations, ruleId);
+      for (const timer of result.timers) user.timers.push(timer);
+      effects.emitted.push(...result.emitted);
     }
+    return effects;
+  };
 
-    if (!control.isActive()) return;
+  // Phase 4, publish and schedule: sends, emitted events and timers are all durable before
+  // the state that records them is written. The timer script also checks the partition's
+  // epoch: a stale owner stops there, before any state write. The states are serialised
+  // while the records are on their way.
+  const publishEffects = async (partition: number, epoch: number, effects: ReturnType<typeof applyEvents>, working: Map<string, Working<S>>) => {
     const timers: Timer[] = [];
-    for (const w of working.values()) for (const x of w.timers) timers.push(x);
-    const sendRecords: OutgoingMessage[] = sends.map((s) => ({ key: s.userId, ...encodeWithHeader(sendCodec, s) }));
-    const eventRecords: OutgoingMessage[] = emitted.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
-    // Sends, emitted events and timers are all durable before the state that records them
-    // is written. The timer script also checks the partition's epoch: a stale owner stops
-    // there, before any state write.
-    const durable = Promise.all([
-      publishDlq(dead),
-      publisher.publish(t.sends, sendRecords),
-      publisher.publish(t.events, eventRecords),
-      deps.timers.schedule(partition, epoch, timers),
-    ]);
-    // The states are serialised while the records above are on their way; they are written
-    // only once those are durable.
+    for (const user of working.values()) for (const timer of user.timers) timers.push(timer);
+    const sendRecords: OutgoingMessage[] = effects.sends.map((send) => ({ key: send.userId, ...encodeWithHeader(sendCodec, send) }));
+    const eventRecords: OutgoingMessage[] = effects.emitted.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
+    const durable = Promise.all([publisher.publish(t.sends, sendRecords), publisher.publish(t.events, eventRecords), deps.timers.schedule(partition, epoch, timers)]);
     const writes: UserWrite[] = [];
-    for (const [userId, w] of working) {
-      if (!w.dirty) continue;
-      const timerIds = w.timers.map((x) => x.id);
-      if (w.erased && w.state !== null) writes.push({ userId, state: null, offset: w.offset, timerIds: [] });
-      writes.push({ userId, state: w.state === null ? null : deps.codec.serialize(w.state), offset: w.offset, timerIds });
+    for (const [userId, user] of working) {
+      if (!user.dirty) continue;
+      const timerIds = user.timers.map((timer) => timer.id);
+      if (user.erased && user.state !== null) writes.push({ userId, state: null, offset: user.offset, timerIds: [] });
+      writes.push({ userId, state: user.state === null ? null : deps.codec.serialize(user.state), offset: user.offset, timerIds });
     }
     // Observed by the await below; this only keeps a failure during serialisation from leaving it unobserved.
     durable.catch(() => undefined);
-    const [, , , scheduled] = await durable;
+    const [, , scheduled] = await durable;
     if (!scheduled) throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`, epoch);
-    if (!control.isActive()) return;
+    return { writes, timersScheduled: timers.length };
+  };
 
+  // Phase 5, write: the users' state, fenced; then they return to the cache.
+  const writeStates = async (partition: number, epoch: number, writes: UserWrite[], working: Map<string, Working<S>>, unreadable: Map<string, string>) => {
     const written = await deps.state.write(partition, epoch, writes);
     if (written.refused.length > 0) throw new FencedOut(`partition ${partition}: ${written.refused.length} user writes refused under epoch ${epoch}`, epoch);
     if (written.erasedTimers.length > 0) await deps.timers.remove(partition, epoch, written.erasedTimers);
-    if (cacheMax > 0) {
-      for (const [userId, w] of working) {
-        if (unreadable.has(userId)) continue;
-        cache.set(userId, { state: w.state, partition, epoch, offset: w.dirty ? w.offset : w.fence === null ? null : w.fence.toString() });
-      }
-      for (const k of cache.keys()) {
-        if (cache.size <= cacheMax) break;
-        cache.delete(k);
-      }
+    if (cacheMax <= 0) return;
+    for (const [userId, user] of working) {
+      if (unreadable.has(userId)) continue;
+      cache.set(userId, { state: user.state, partition, epoch, offset: user.dirty ? user.offset : user.fence === null ? null : user.fence.toString() });
     }
-
-    const last = batch.messages[batch.messages.length - 1]!;
-    const next = (BigInt(last.offset) + 1n).toString();
-    if (!control.isActive()) return;
-    await control.commit(next);
-    committed.set(partition, next);
-
-    lastBatchAt = clock();
-    // Counted once committed, so a replayed batch is not counted twice.
-    metrics.events.inc({ outcome: 'applied' }, applied);
-    if (dead.length) metrics.events.inc({ outcome: 'dlq' }, dead.length);
-    for (const d of dead) metrics.dlq.inc({ stage: d.stage });
-    for (const [rule, n] of fires) metrics.fires.inc({ rule }, n);
-    for (const [rule, n] of evaluations) metrics.evaluations.inc({ rule }, n);
-    if (skipped) metrics.events.inc({ outcome: 'replay_skipped' }, skipped);
-    if (ignored) metrics.events.inc({ outcome: 'ignored' }, ignored);
-    metrics.sends.inc(sends.length);
-    metrics.timersScheduled.inc(timers.length);
-    metrics.batchSize.observe(batch.messages.length);
-    metrics.batchSeconds.observe((performance.now() - started) / 1000);
+    for (const userId of cache.keys()) {
+      if (cache.size <= cacheMax) break;
+      cache.delete(userId);
+    }
   };
 
-  const eachBatch = async (batch: Batch, control: BatchControl) => {
+  // One batch: load, apply, publish and schedule, write. The consume loop decoded it before
+  // (phase 1) and commits it after (phase 6), once the dead letters are durable too.
+  const handleBatch = async (records: ConsumedRecord<NormalisedEvent>[], scope: BatchScope): Promise<BatchVerdict> => {
+    const { partition } = scope;
+    const epoch = epochs.get(partition);
+    if (epoch === undefined) {
+      // Assignment hooks run before batches; a partition without an epoch was fenced out
+      // and is about to be revoked. Back off instead of re-reading it in a tight loop.
+      log.warn({ partition }, 'batch for a partition this process does not own; skipped');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await scope.heartbeat().catch(() => undefined);
+      return 'abandon';
+    }
     try {
-      await processBatch(batch, control);
-      lastError = null;
+      const working = new Map<string, Working<S>>();
+      const unreadable = await loadUsers(records, partition, epoch, working);
+      const effects = applyEvents(records, working, unreadable, scope);
+      if (!scope.isActive()) return 'abandon';
+      const { writes, timersScheduled } = await publishEffects(partition, epoch, effects, working);
+      if (!scope.isActive()) return 'abandon';
+      await writeStates(partition, epoch, writes, working, unreadable);
+      lastBatchAt = clock();
+      // Counted before the commit: a batch that fails between here and the commit is read
+      // again, but its sends were published and count as such.
+      for (const [ruleId, n] of effects.fires) metrics.fires.inc({ rule: ruleId }, n);
+      for (const [ruleId, n] of effects.evaluations) metrics.evaluations.inc({ rule: ruleId }, n);
+      metrics.sends.inc(effects.sends.length);
+      metrics.timersScheduled.inc(timersScheduled);
+      return 'commit';
     } catch (err) {
-      if (err instanceof FencedOut) {
-        metrics.fenced.inc();
-        log.warn({ partition: batch.partition, err: err.message }, 'a newer owner holds the partition; batch abandoned');
-        loseOwnership(batch.partition, err.epoch);
-        return;
-      }
-      lastError = errorMessage(err);
-      log.error({ partition: batch.partition, err: lastError }, 'batch failed; it will be retried');
-      throw err;
+      if (!(err instanceof FencedOut)) throw err;
+      metrics.fenced.inc();
+      log.warn({ partition, err: err.message }, 'a newer owner holds the partition; batch abandoned');
+      loseOwnership(partition, err.epoch);
+      return 'abandon';
     }
   };
 
@@ -465,6 +421,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     if (owned.length === 0) return;
     const ends = await deps.bus.endOffsets(t.events);
     const fromBroker = (deps.bus as Partial<{ committedOffsets(g: string, topic: string): Promise<Map<number, string>> }>).committedOffsets;
+    const committed = consumer?.committedOffsets(t.events) ?? new Map<number, string>();
     const commits = fromBroker ? await fromBroker.call(deps.bus, config.groupId, t.events) : committed;
     for (const p of owned) {
       const end = ends.get(p);
@@ -479,15 +436,21 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     name: 'engine',
     async start() {
       if (config.ensureTopics !== false) await deps.bus.ensureTopics(internalTopicSpecs(t, config.partitions));
-      consumer = deps.bus.consumer({
-        groupId: config.groupId,
-        topics: [t.events],
-        fromBeginning: true,
-        concurrency: config.concurrency ?? config.partitions,
-        onAssigned,
-        onRevoked,
-        eachBatch,
-      });
+      consumer = createConsumeLoop(
+        {
+          name: 'engine',
+          groupId: config.groupId,
+          topics: [t.events],
+          fromBeginning: true,
+          concurrency: config.concurrency ?? config.partitions,
+          dlqTopic: t.dlq,
+          decode,
+          handle: handleBatch,
+          onAssigned,
+          onRevoked,
+        },
+        { bus: deps.bus, publisher, logger: deps.logger, registry: deps.registry },
+      );
       await consumer.start();
       running = true;
       const every = config.lagIntervalMs ?? 5000;
@@ -513,8 +476,8 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     },
     health() {
       return {
-        ok: running && lastError === null,
-        details: { ruleSetVersion: version, partitions: [...epochs.keys()].sort((a, b) => a - b), lastBatchAt, lastError },
+        ok: running && (consumer?.lastError() ?? null) === null,
+        details: { ruleSetVersion: version, partitions: [...epochs.keys()].sort((a, b) => a - b), lastBatchAt, lastError: consumer?.lastError() ?? null },
       };
     },
     setRuleSetVersion,

@@ -119,7 +119,7 @@ describe('engine on Kafka and Redis', () => {
       metrics.find((m) => m.name === name)?.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
     expect(value('lc_engine_rule_fires_total', { rule: 'welcome' })).toBe(2);
     expect(value('lc_engine_rule_evaluations_total', { rule: 'trial-nudge' })).toBeGreaterThanOrEqual(3);
-    expect(value('lc_engine_dlq_total', { stage: 'engine.decode' })).toBe(1);
+    expect(value('lifecycle_consumer_dlq_total', { consumer: 'engine', stage: 'engine.decode' })).toBe(1);
     expect(value('lc_engine_rule_set_info', { version: rs.version })).toBe(1);
     expect(value('lc_engine_consumer_lag')).toBe(0);
     expect(service.health()).toMatchObject({ ok: true, details: { ruleSetVersion: rs.version, partitions: [0, 1, 2] } });

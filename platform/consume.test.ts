@@ -1,0 +1,250 @@
+import { describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { InMemoryBus } from './bus.ts';
+import {
+  createConsumeLoop,
+  nextOffset,
+  RecordRejected,
+  type ConsumeLoopOptions,
+} from './consume.ts';
+import { DlqHeaders } from './contracts.ts';
+import { createMetricsRegistry, type Registry } from './metrics.ts';
+
+const logger = pino({ level: 'silent' });
+const until = async (check: () => boolean | Promise<boolean>, ms = 3000) => {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+async function setup(n: number) {
+  const bus = new InMemoryBus(1);
+  await bus.ensureTopics([
+    { topic: 'in', partitions: 1 },
+    { topic: 'dlq', partitions: 1 },
+  ]);
+  await bus.publisher().publish(
+    'in',
+    Array.from({ length: n }, (_, i) => ({ key: 'u', value: Buffer.from(String(i)) })),
+  );
+  return { bus, registry: createMetricsRegistry({ defaults: false }) };
+}
+
+function loop<T>(
+  bus: InMemoryBus,
+  registry: Registry,
+  options: Partial<ConsumeLoopOptions<T>> & Pick<ConsumeLoopOptions<T>, 'decode' | 'handle'>,
+) {
+  return createConsumeLoop<T>(
+    { name: 'test', groupId: 'g', topics: ['in'], dlqTopic: 'dlq', ...options },
+    { bus, publisher: bus.publisher(), logger, registry },
+  );
+}
+
+async function counter(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
+  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
+  return (metric?.values ?? [])
+    .filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    .reduce((a, v) => a + v.value, 0);
+}
+
+describe('consume loop', () => {
+  it('dead-letters what the decoder refuses with its stage and reason, hands the rest to the stage, then commits last plus one', async () => {
+    const { bus, registry } = await setup(5);
+    const handled: number[] = [];
+    const consumer = loop<number>(bus, registry, {
+      decode(m) {
+        const n = Number(m.value!.toString());
+        if (n === 2) throw new RecordRejected('two is not allowed');
+        if (n === 3) throw new Error('boom');
+        return n;
+      },
+      async handle(records) {
+        for (const r of records) handled.push(r.value);
+      },
+    });
+    await consumer.start();
+    await until(() => consumer.lastCommitAt() !== null);
+    expect(consumer.committedOffsets('in').get(0)).toBe('5');
+    await consumer.stop();
+    // A revoked partition's offsets are no longer this process's to report.
+    expect(consumer.committedOffsets('in').size).toBe(0);
+    expect(handled).toEqual([0, 1, 4]);
+    const dlq = bus.messages('dlq');
+    expect(
+      dlq.map((d) => [
+        d.headers[DlqHeaders.stage],
+        d.headers[DlqHeaders.reason],
+        d.headers[DlqHeaders.sourceOffset],
+      ]),
+    ).toEqual([
+      ['test.decode', 'two is not allowed', '2'],
+      ['test.decode', 'undecodable record: boom', '3'],
+    ]);
+    expect(
+      await counter(registry, 'lifecycle_consumer_records_total', {
+        consumer: 'test',
+        outcome: 'ok',
+      }),
+    ).toBe(3);
+    expect(
+      await counter(registry, 'lifecycle_consumer_records_total', {
+        consumer: 'test',
+        outcome: 'dlq',
+      }),
+    ).toBe(2);
+    expect(
+      await counter(registry, 'lifecycle_consumer_dlq_total', {
+        consumer: 'test',
+        stage: 'test.decode',
+      }),
+    ).toBe(2);
+  });
+
+  it('skips undecodable records when another process owns their dead letters, and names the decode stage when asked', async () => {
+    const { bus, registry } = await setup(3);
+    const consumer = loop<number>(bus, registry, {
+      undecodable: 'skip',
+      decode(m) {
+        if (m.value!.toString() === '1') throw new RecordRejected('nope');
+        return 0;
+      },
+      async handle() {},
+    });
+    await consumer.start();
+    await until(() => consumer.lastCommitAt() !== null);
+    await consumer.stop();
+    expect(bus.messages('dlq')).toHaveLength(0);
+    expect(
+      await counter(registry, 'lifecycle_consumer_records_total', {
+        outcome: 'skip',
+        reason: 'undecodable',
+      }),
+    ).toBe(1);
+
+    const second = await setup(1);
+    const named = loop<number>(second.bus, second.registry, {
+      decodeStage: 'sink',
+      decode() {
+        throw new RecordRejected('bad');
+      },
+      async handle() {},
+    });
+    await named.start();
+    await until(() => named.lastCommitAt() !== null);
+    await named.stop();
+    expect(second.bus.messages('dlq')[0]!.headers[DlqHeaders.stage]).toBe('sink');
+  });
+
+  it("writes the stage's dead letters (several per record if it says so) and counts its skips by reason", async () => {
+    const { bus, registry } = await setup(3);
+    const consumer = loop<number>(bus, registry, {
+      decode: (m) => Number(m.value!.toString()),
+      async handle(records, scope) {
+        for (const { message, value } of records) {
+          if (value === 0) scope.skip(message, 'replay');
+          if (value === 1) {
+            scope.deadLetter(message, 'test.email', 'email: no address');
+            scope.deadLetter(message, 'test.sms', 'sms: no phone');
+          }
+        }
+      },
+    });
+    await consumer.start();
+    await until(() => consumer.lastCommitAt() !== null);
+    await consumer.stop();
+    expect(bus.messages('dlq').map((d) => d.headers[DlqHeaders.stage])).toEqual([
+      'test.email',
+      'test.sms',
+    ]);
+    expect(
+      await counter(registry, 'lifecycle_consumer_records_total', {
+        outcome: 'skip',
+        reason: 'replay',
+      }),
+    ).toBe(1);
+    expect(await counter(registry, 'lifecycle_consumer_records_total', { outcome: 'dlq' })).toBe(1);
+    expect(await counter(registry, 'lifecycle_consumer_records_total', { outcome: 'ok' })).toBe(1);
+  });
+
+  it('reads a batch again when the stage fails or abandons it, and writes no dead letter and no commit for it', async () => {
+    const { bus, registry } = await setup(2);
+    let calls = 0;
+    const consumer = loop<number>(bus, registry, {
+      decode: (m) => Number(m.value!.toString()),
+      async handle(records, scope) {
+        calls++;
+        scope.deadLetter(records[0]!.message, 'test.x', 'x');
+        if (calls === 1) throw new Error('redis away');
+        if (calls === 2) return 'abandon';
+        return 'commit';
+      },
+    });
+    await consumer.start();
+    await until(() => consumer.lastCommitAt() !== null);
+    await consumer.stop();
+    expect(calls).toBe(3);
+    // Only the committed attempt's dead letter was written.
+    expect(bus.messages('dlq')).toHaveLength(1);
+    expect(
+      await counter(registry, 'lifecycle_consumer_batch_failures_total', { consumer: 'test' }),
+    ).toBe(1);
+    expect(await counter(registry, 'lifecycle_consumer_records_total', { consumer: 'test' })).toBe(
+      2,
+    );
+    expect(consumer.lastError()).toBeNull();
+  });
+
+  it('keeps the group membership alive while a slow stage works', async () => {
+    const { bus, registry } = await setup(1);
+    let beats = 0;
+    const consumer = createConsumeLoop<number>(
+      {
+        name: 'slow',
+        groupId: 'g',
+        topics: ['in'],
+        dlqTopic: 'dlq',
+        heartbeatMs: 20,
+        decode: () => 0,
+        async handle() {
+          await new Promise((r) => setTimeout(r, 150));
+        },
+      },
+      {
+        bus: {
+          consumer: (sub) =>
+            bus.consumer({
+              ...sub,
+              eachBatch: (batch, control) =>
+                sub.eachBatch(batch, {
+                  ...control,
+                  heartbeat: async () => {
+                    beats++;
+                  },
+                }),
+            }),
+        },
+        publisher: bus.publisher(),
+        logger,
+        registry,
+      },
+    );
+    await consumer.start();
+    await until(() => consumer.lastCommitAt() !== null);
+    await consumer.stop();
+    expect(beats).toBeGreaterThanOrEqual(3);
+  });
+
+  it('names the next offset of a batch', () => {
+    expect(nextOffset({ messages: [] })).toBeNull();
+    expect(
+      nextOffset({ messages: [{ offset: '41' }, { offset: '9007199254740993' }] as never }),
+    ).toBe('9007199254740994');
+  });
+});

@@ -1,0 +1,304 @@
+// The one consume loop every Kafka-reading process runs (engine, delivery, analytics sink,
+// scheduler directory, CDC): decode each record, hand the batch to the stage, write what the
+// stage refused to the DLQ with a named stage and reason, keep the group membership alive
+// while the stage works, commit last-plus-one, and count every record by outcome.
+//
+// Order of effects per batch, which the invariants rely on: the stage's own effects are
+// durable when its handler returns; then the dead letters are durable; only then is the
+// offset committed. A crash anywhere before the commit replays the batch, so a stage must
+// make its effects idempotent (event ids, sendIds, fences) and dead letters may repeat.
+import type { Logger } from 'pino';
+import { performance } from 'node:perf_hooks';
+import type {
+  Batch,
+  BatchControl,
+  Bus,
+  BusConsumer,
+  IncomingMessage,
+  Publisher,
+  TopicPartition,
+} from './bus.ts';
+import { sendToDlq } from './bus.ts';
+import { errorMessage } from './errors.ts';
+import { Counter, Histogram, type Registry } from './metrics.ts';
+
+/** A record the decoder refuses, with the reason the DLQ header carries. */
+export class RecordRejected extends Error {
+  override readonly name = 'RecordRejected';
+}
+
+/** One decoded record of a batch, with its result (ok unless the stage says otherwise). */
+export interface ConsumedRecord<T> {
+  readonly message: IncomingMessage;
+  readonly value: T;
+}
+
+/** What the stage does with a batch it was handed. */
+export interface BatchScope {
+  readonly topic: string;
+  readonly partition: number;
+  /** False once the consumer is stopping or the partition was revoked: stop, the batch is not committed. */
+  isActive(): boolean;
+  heartbeat(): Promise<void>;
+  /** The record goes to the DLQ after the handler returns, before the commit. May be called more than once per record (one per channel, say). */
+  deadLetter(message: IncomingMessage, stage: string, reason: string): void;
+  /** The record was read and deliberately not acted on; `reason` is a small closed set (it labels a metric). */
+  skip(message: IncomingMessage, reason: string): void;
+}
+
+/**
+ * `commit` (the default): the batch is done. `abandon`: leave the offsets where they are
+ * (the partition is no longer ours, or the stage stopped mid-batch); whoever reads the
+ * partition next reads the batch again.
+ */
+export type BatchVerdict = 'commit' | 'abandon';
+
+export interface ConsumeLoopOptions<T> {
+  /** Names the loop in metrics (`consumer` label), logs and the DLQ stage of decode failures (`<name>.decode`). */
+  name: string;
+  groupId: string;
+  topics: (string | RegExp)[];
+  fromBeginning?: boolean;
+  concurrency?: number;
+  dlqTopic: string;
+  /**
+   * Turns a record into what the stage works on. Throwing `RecordRejected` (or anything else)
+   * refuses the record: it goes to the DLQ, or is skipped when `undecodable` is `skip`
+   * (a reader of a topic whose bad records another process dead-letters).
+   */
+  decode(message: IncomingMessage): T | Promise<T>;
+  undecodable?: 'dlq' | 'skip';
+  /** The DLQ stage of records the decoder refuses (default `<name>.decode`). */
+  decodeStage?: string;
+  /** The stage: its effects must be durable when it resolves. Throwing fails the batch, which is read again. */
+  handle(records: ConsumedRecord<T>[], scope: BatchScope): Promise<BatchVerdict | void>;
+  onAssigned?(partitions: TopicPartition[]): Promise<void> | void;
+  onRevoked?(partitions: TopicPartition[]): Promise<void> | void;
+  /** Called with the error of a failed batch before it is retried (for health reporting). */
+  onBatchError?(err: unknown, batch: Batch): void;
+  /** How often the loop heartbeats while the stage works (default 2 s). */
+  heartbeatMs?: number;
+}
+
+export interface ConsumeLoopDeps {
+  bus: Pick<Bus, 'consumer'>;
+  publisher: Publisher;
+  logger: Logger;
+  registry: Registry;
+}
+
+export interface ConsumeLoop extends BusConsumer {
+  /** When the last batch was committed (epoch ms), null before the first. */
+  lastCommitAt(): number | null;
+  /** The error of the last batch, null once a batch succeeds again. */
+  lastError(): string | null;
+  /** The offsets this process committed on `topic`, per partition it still owns (for lag where the bus cannot tell). */
+  committedOffsets(topic: string): Map<number, string>;
+}
+
+// Metrics are per registry, shared by every loop of a process (one `consumer` label each).
+const metricsByRegistry = new WeakMap<Registry, ReturnType<typeof createConsumeMetrics>>();
+
+function createConsumeMetrics(registry: Registry) {
+  return {
+    records: new Counter({
+      name: 'lifecycle_consumer_records_total',
+      help: 'Records consumed and committed, by consumer and outcome (ok, skip, dlq); skip carries its reason.',
+      labelNames: ['consumer', 'outcome', 'reason'],
+      registers: [registry],
+    }),
+    deadLetters: new Counter({
+      name: 'lifecycle_consumer_dlq_total',
+      help: 'Records sent to the DLQ, by consumer and stage.',
+      labelNames: ['consumer', 'stage'],
+      registers: [registry],
+    }),
+    batchSeconds: new Histogram({
+      name: 'lifecycle_consumer_batch_seconds',
+      help: 'Time to process one batch, from decode to commit, by consumer.',
+      labelNames: ['consumer'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    batchRecords: new Histogram({
+      name: 'lifecycle_consumer_batch_records',
+      help: 'Records per batch, by consumer.',
+      labelNames: ['consumer'],
+      buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000],
+      registers: [registry],
+    }),
+    failedBatches: new Counter({
+      name: 'lifecycle_consumer_batch_failures_total',
+      help: 'Batches that failed and will be read again, by consumer.',
+      labelNames: ['consumer'],
+      registers: [registry],
+    }),
+  };
+}
+
+function consumeMetrics(registry: Registry) {
+  let metrics = metricsByRegistry.get(registry);
+  if (!metrics) metricsByRegistry.set(registry, (metrics = createConsumeMetrics(registry)));
+  return metrics;
+}
+
+interface DeadLetter {
+  message: IncomingMessage;
+  stage: string;
+  reason: string;
+}
+
+/** The next offset to read after `batch`: its last offset plus one. */
+export function nextOffset(batch: Pick<Batch, 'messages'>): string | null {
+  const last = batch.messages[batch.messages.length - 1];
+  return last ? (BigInt(last.offset) + 1n).toString() : null;
+}
+
+export function createConsumeLoop<T>(
+  options: ConsumeLoopOptions<T>,
+  deps: ConsumeLoopDeps,
+): ConsumeLoop {
+  const { name } = options;
+  const log = deps.logger.child({ component: name });
+  const metrics = consumeMetrics(deps.registry);
+  const heartbeatMs = options.heartbeatMs ?? 2000;
+  const undecodable = options.undecodable ?? 'dlq';
+  const decodeStage = options.decodeStage ?? `${name}.decode`;
+  let lastCommitAt: number | null = null;
+  let lastError: string | null = null;
+  const committed = new Map<string, Map<number, string>>();
+
+  const writeDeadLetters = async (letters: DeadLetter[]) => {
+    if (letters.length === 0) return;
+    await Promise.all(
+      letters.map((d) => sendToDlq(deps.publisher, options.dlqTopic, d.message, d.reason, d.stage)),
+    );
+    for (const d of letters)
+      log.warn(
+        {
+          topic: d.message.topic,
+          partition: d.message.partition,
+          offset: d.message.offset,
+          stage: d.stage,
+          reason: d.reason,
+        },
+        'record sent to the DLQ',
+      );
+  };
+
+  const processBatch = async (batch: Batch, control: BatchControl) => {
+    const started = performance.now();
+    const letters: DeadLetter[] = [];
+    const skips = new Map<string, number>();
+    const refused = new Set<IncomingMessage>();
+    const records: ConsumedRecord<T>[] = [];
+    for (const message of batch.messages) {
+      try {
+        const decoded = options.decode(message);
+        // Awaited only when the decoder is asynchronous: the engine's is not, and a microtask per record shows.
+        records.push({ message, value: decoded instanceof Promise ? await decoded : decoded });
+      } catch (err) {
+        if (undecodable === 'skip') {
+          skips.set('undecodable', (skips.get('undecodable') ?? 0) + 1);
+          log.debug(
+            { partition: message.partition, offset: message.offset, reason: errorMessage(err) },
+            'undecodable record skipped',
+          );
+        } else {
+          letters.push({
+            message,
+            stage: decodeStage,
+            reason:
+              err instanceof RecordRejected
+                ? err.message
+                : `undecodable record: ${errorMessage(err)}`,
+          });
+          refused.add(message);
+        }
+      }
+    }
+
+    const scope: BatchScope = {
+      topic: batch.topic,
+      partition: batch.partition,
+      isActive: () => control.isActive(),
+      heartbeat: () => control.heartbeat(),
+      deadLetter(message, stage, reason) {
+        letters.push({ message, stage, reason });
+        refused.add(message);
+      },
+      skip(_message, reason) {
+        skips.set(reason, (skips.get(reason) ?? 0) + 1);
+      },
+    };
+
+    let verdict: BatchVerdict | void;
+    // The group must not think this member is dead while a slow stage (ClickHouse away, a
+    // slow provider) works: kafkajs heartbeats only between batches on its own.
+    const beating = setInterval(() => void control.heartbeat().catch(() => undefined), heartbeatMs);
+    try {
+      verdict = await options.handle(records, scope);
+    } finally {
+      clearInterval(beating);
+    }
+    if (verdict === 'abandon' || !control.isActive()) return;
+    await writeDeadLetters(letters);
+    const next = nextOffset(batch);
+    if (next === null || !control.isActive()) return;
+    await control.commit(next);
+    lastCommitAt = Date.now();
+    let ofTopic = committed.get(batch.topic);
+    if (!ofTopic) committed.set(batch.topic, (ofTopic = new Map()));
+    ofTopic.set(batch.partition, next);
+
+    // Counted once committed, so a replayed batch is not counted twice.
+    let skipped = 0;
+    for (const [reason, n] of skips) {
+      metrics.records.inc({ consumer: name, outcome: 'skip', reason }, n);
+      skipped += n;
+    }
+    if (refused.size > 0)
+      metrics.records.inc({ consumer: name, outcome: 'dlq', reason: '' }, refused.size);
+    const ok = batch.messages.length - refused.size - skipped;
+    if (ok > 0) metrics.records.inc({ consumer: name, outcome: 'ok', reason: '' }, ok);
+    for (const d of letters) metrics.deadLetters.inc({ consumer: name, stage: d.stage });
+    metrics.batchRecords.observe({ consumer: name }, batch.messages.length);
+    metrics.batchSeconds.observe({ consumer: name }, (performance.now() - started) / 1000);
+  };
+
+  const consumer = deps.bus.consumer({
+    groupId: options.groupId,
+    topics: options.topics,
+    ...(options.fromBeginning !== undefined ? { fromBeginning: options.fromBeginning } : {}),
+    ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
+    ...(options.onAssigned ? { onAssigned: options.onAssigned } : {}),
+    async onRevoked(partitions) {
+      for (const tp of partitions) committed.get(tp.topic)?.delete(tp.partition);
+      await options.onRevoked?.(partitions);
+    },
+    async eachBatch(batch, control) {
+      try {
+        await processBatch(batch, control);
+        lastError = null;
+      } catch (err) {
+        lastError = errorMessage(err);
+        metrics.failedBatches.inc({ consumer: name });
+        options.onBatchError?.(err, batch);
+        log.error(
+          { topic: batch.topic, partition: batch.partition, err: lastError },
+          'batch failed; it will be read again',
+        );
+        throw err;
+      }
+    },
+  });
+
+  return {
+    start: () => consumer.start(),
+    stop: () => consumer.stop(),
+    assignment: () => consumer.assignment(),
+    lastCommitAt: () => lastCommitAt,
+    lastError: () => lastError,
+    committedOffsets: (topic) => new Map(committed.get(topic) ?? []),
+  };
+}
