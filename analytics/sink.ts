@@ -10,7 +10,8 @@ import type { AnalyticsStore } from './store.ts';
 import { createAnalyticsStore } from './store.ts';
 import { deliveryCodec, eventCodec, sendCodec } from '../platform/avro.ts';
 import type { Bus, IncomingMessage } from '../platform/bus.ts';
-import { internalTopicSpecs, sendToDlq } from '../platform/bus.ts';
+import { internalTopicSpecs } from '../platform/bus.ts';
+import { createConsumeLoop, RecordRejected } from '../platform/consume.ts';
 import type { Config } from '../platform/config.ts';
 import { SCHEMA_ID_HEADER, topics as topicNames } from '../platform/contracts.ts';
 import { errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
@@ -192,7 +193,6 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
   const retryMaxMs = config.retryMaxMs ?? 5000;
 
   const rowsCounter = new Counter({ name: 'lifecycle_sink_rows_total', help: 'Rows inserted into ClickHouse by table', labelNames: ['table'], registers: [metrics] });
-  const dlqCounter = new Counter({ name: 'lifecycle_sink_dlq_total', help: 'Records sent to the DLQ by source topic', labelNames: ['topic'], registers: [metrics] });
   const insertErrors = new Counter({ name: 'lifecycle_sink_insert_errors_total', help: 'Failed insert attempts', labelNames: ['table'], registers: [metrics] });
   const insertSeconds = new Histogram({ name: 'lifecycle_sink_insert_seconds', help: 'Time to insert one buffered batch (all tables)', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [metrics] });
 
@@ -239,52 +239,56 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     },
   });
 
-  const consumer = bus.consumer({
-    groupId: config.groupId,
-    topics: [t.events, t.sends, t.deliveries],
-    fromBeginning: true,
-    concurrency: config.concurrency ?? 6,
-    async eachBatch(batch, control) {
-      const table = tableOf.get(batch.topic);
-      if (!table) throw new LifecycleError('LC_ERR_INTERNAL', `analytics sink got a record of unexpected topic ${batch.topic}`);
-      const rows = emptyRows();
-      for (const message of batch.messages) {
+  const consumer = createConsumeLoop<Decoded>(
+    {
+      name: 'analytics-sink',
+      groupId: config.groupId,
+      topics: [t.events, t.sends, t.deliveries],
+      fromBeginning: true,
+      concurrency: config.concurrency ?? 6,
+      dlqTopic: t.dlq,
+      decodeStage: 'analytics-sink',
+      decode(message) {
+        const table = tableOf.get(message.topic);
+        if (!table) throw new LifecycleError('LC_ERR_INTERNAL', `analytics sink got a record of unexpected topic ${message.topic}`);
         const decoded = decodeRecord(table, message);
-        if ('error' in decoded) {
-          log.warn({ topic: batch.topic, partition: batch.partition, offset: message.offset, reason: decoded.error }, 'record sent to the DLQ');
-          await sendToDlq(publisher, t.dlq, message, decoded.error, 'analytics-sink');
-          dlqCounter.inc({ topic: batch.topic });
-          continue;
-        }
-        (rows[decoded.table] as (typeof decoded.row)[]).push(decoded.row);
-      }
-      try {
-        // The insert may wait for ClickHouse to come back: keep the group membership meanwhile.
-        const stored = buffer.add(rows);
-        let done = false;
-        void stored.then(() => (done = true), () => (done = true));
-        while (!done) {
-          await Promise.race([stored, new Promise((r) => setTimeout(r, 1000))]);
-          if (done) break;
-          // Partition taken away (rebalance, stop) while ClickHouse is away: let it go without
-          // committing; whoever reads it next stores it again, and the copies collapse.
-          if (!control.isActive()) return;
-          try {
-            await control.heartbeat();
-          } catch (err) {
-            log.info({ topic: batch.topic, partition: batch.partition, err: errorMessage(err) }, 'group rebalancing while the insert waits; batch left uncommitted');
-            return;
+        if ('error' in decoded) throw new RecordRejected(decoded.error);
+        return decoded;
+      },
+      async handle(records, scope) {
+        const rows = emptyRows();
+        for (const { value: decoded } of records) (rows[decoded.table] as (typeof decoded.row)[]).push(decoded.row);
+        try {
+          // The insert may wait for ClickHouse to come back: keep the group membership meanwhile.
+          const stored = buffer.add(rows);
+          let done = false;
+          void stored.then(
+            () => (done = true),
+            () => (done = true),
+          );
+          while (!done) {
+            await Promise.race([stored, new Promise((r) => setTimeout(r, 1000))]);
+            if (done) break;
+            // Partition taken away (rebalance, stop) while ClickHouse is away: let it go without
+            // committing; whoever reads it next stores it again, and the copies collapse.
+            if (!scope.isActive()) return 'abandon';
+            try {
+              await scope.heartbeat();
+            } catch (err) {
+              log.info({ topic: scope.topic, partition: scope.partition, err: errorMessage(err) }, 'group rebalancing while the insert waits; batch left uncommitted');
+              return 'abandon';
+            }
           }
+          await stored;
+        } catch (err) {
+          log.error({ topic: scope.topic, partition: scope.partition, rows: rowCount(rows), err: errorMessage(err) }, 'insert abandoned on stop; the batch will be read again');
+          throw err;
         }
-        await stored;
-      } catch (err) {
-        log.error({ topic: batch.topic, partition: batch.partition, rows: rowCount(rows), err: errorMessage(err) }, 'insert abandoned on stop; the batch will be read again');
-        throw err;
-      }
-      const last = batch.messages[batch.messages.length - 1];
-      if (last && control.isActive()) await control.commit((BigInt(last.offset) + 1n).toString());
+        return 'commit';
+      },
     },
-  });
+    { bus, publisher, logger: deps.logger, registry: metrics },
+  );
 
   return {
     name: 'analytics-sink',

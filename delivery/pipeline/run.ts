@@ -103,6 +103,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
       },
       health: () => ({ breakers: breakers.states(Date.now()) }),
       ...(options.now ? { now: options.now } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     },
   );
   return {

@@ -7,9 +7,11 @@ import type { Logger } from 'pino';
 import type { Bus, IncomingMessage, Publisher } from '../../platform/bus.ts';
 import { sendToDlq } from '../../platform/bus.ts';
 import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
-import type { Channel, DeliveryOutcome, SendCommand, Topics } from '../../platform/contracts.ts';
+import type { Channel, DeliveryOutcome, NormalisedEvent, SendCommand, Topics } from '../../platform/contracts.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
+import { createConsumeLoop, RecordRejected, type ConsumedRecord } from '../../platform/consume.ts';
 import { errorMessage } from '../../platform/errors.ts';
+import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import type { Service } from '../../platform/shutdown.ts';
 import type { DelayQueue, DelayedSend } from './delay-queue.ts';
 import type { SendPipeline } from './pipeline.ts';
@@ -33,6 +35,8 @@ export interface WorkerDeps {
   health?: () => Record<string, unknown>;
   /** Clock of the delay queue's due times (the same as the policy chain's). */
   now?: () => number;
+  /** Where the consume loops count records and batches; a private registry when absent. */
+  metrics?: Registry;
 }
 
 /** Runs `fn` over items with at most `limit` in flight. */
@@ -64,74 +68,86 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
   let polling: Promise<void> = Promise.resolve();
   let lastBatchAt = 0;
 
-  async function processSend(send: SendCommand, channels: readonly Channel[], resumeGen: number | null, source: IncomingMessage): Promise<DeliveryOutcome[]> {
+  // A channel the chain refuses for good goes to the DLQ: through the consume loop for a
+  // record of the sends topic, directly for a send parked in the delay queue.
+  type DeadLetter = (source: IncomingMessage, stage: string, reason: string) => void | Promise<void>;
+  async function processSend(send: SendCommand, channels: readonly Channel[], resumeGen: number | null, source: IncomingMessage, deadLetter: DeadLetter): Promise<DeliveryOutcome[]> {
     const outcomes: DeliveryOutcome[] = [];
     for (const channel of channels) {
-      const r = await pipeline.process(send, channel, resumeGen);
-      outcomes.push(...r.outcomes);
-      if (r.dlq !== null) await sendToDlq(publisher, topics.dlq, source, `${channel}: ${r.dlq}`, 'delivery');
+      const result = await pipeline.process(send, channel, resumeGen);
+      outcomes.push(...result.outcomes);
+      if (result.dlq !== null) await deadLetter(source, 'delivery', `${channel}: ${result.dlq}`);
     }
     return outcomes;
   }
+  const deadLetterNow: DeadLetter = (source, stage, reason) => sendToDlq(publisher, topics.dlq, source, reason, stage);
 
-  const sends = bus.consumer({
-    groupId: config.groupId,
-    topics: [topics.sends],
-    fromBeginning: true,
-    async eachBatch(batch, control) {
-      const byUser = new Map<string, { send: SendCommand; message: IncomingMessage }[]>();
-      for (const message of batch.messages) {
+  const loopDeps = { bus, publisher, logger, registry: deps.metrics ?? createMetricsRegistry({ defaults: false }) };
+  const sends = createConsumeLoop<SendCommand>(
+    {
+      name: 'delivery',
+      groupId: config.groupId,
+      topics: [topics.sends],
+      fromBeginning: true,
+      dlqTopic: topics.dlq,
+      decode(message) {
+        if (!message.value) throw new RecordRejected('undecodable send command: empty value');
         try {
-          if (!message.value) throw new Error('empty value');
-          const send = sendCodec.decode(message.value, message.headers[SCHEMA_ID_HEADER]);
-          const list = byUser.get(send.userId) ?? [];
-          list.push({ send, message });
-          byUser.set(send.userId, list);
+          return sendCodec.decode(message.value, message.headers[SCHEMA_ID_HEADER]);
         } catch (err) {
-          await sendToDlq(publisher, topics.dlq, message, `undecodable send command: ${errorMessage(err)}`, 'delivery.decode');
+          throw new RecordRejected(`undecodable send command: ${errorMessage(err)}`);
         }
-      }
-      // Per user in priority order (a cap slot goes to the higher-priority send); users in parallel.
-      const groups = [...byUser.values()].map((l) => l.sort((a, b) => b.send.priority - a.send.priority));
-      const outcomes: DeliveryOutcome[] = [];
-      const heartbeat = setInterval(() => void control.heartbeat().catch(() => {}), 2000);
-      try {
+      },
+      async handle(records, scope) {
+        const byUser = new Map<string, ConsumedRecord<SendCommand>[]>();
+        for (const record of records) {
+          const list = byUser.get(record.value.userId) ?? [];
+          list.push(record);
+          byUser.set(record.value.userId, list);
+        }
+        // Per user in priority order (a cap slot goes to the higher-priority send); users in parallel.
+        const groups = [...byUser.values()].map((list) => list.sort((a, b) => b.value.priority - a.value.priority));
+        const outcomes: DeliveryOutcome[] = [];
+        const deadLetter: DeadLetter = (source, stage, reason) => scope.deadLetter(source, stage, reason);
         await mapLimit(groups, config.concurrency, async (group) => {
-          for (const { send, message } of group) {
-            if (!control.isActive()) return;
-            outcomes.push(...(await processSend(send, send.channels, null, message)));
+          for (const { value: send, message } of group) {
+            if (!scope.isActive()) return;
+            outcomes.push(...(await processSend(send, send.channels, null, message, deadLetter)));
           }
         });
-      } finally {
-        clearInterval(heartbeat);
-      }
-      if (!control.isActive()) return;
-      await publishOutcomes(publisher, topics.deliveries, outcomes);
-      const last = batch.messages[batch.messages.length - 1]!;
-      await control.commit((BigInt(last.offset) + 1n).toString());
-      lastBatchAt = Date.now();
+        if (!scope.isActive()) return 'abandon';
+        await publishOutcomes(publisher, topics.deliveries, outcomes);
+        lastBatchAt = Date.now();
+        return 'commit';
+      },
     },
-  });
+    loopDeps,
+  );
 
-  const deletions = bus.consumer({
-    groupId: `${config.groupId}-erasure`,
-    topics: [topics.events],
-    fromBeginning: false,
-    async eachBatch(batch, control) {
-      for (const message of batch.messages) {
-        if (!message.value) continue;
-        try {
-          const event = eventCodec.decode(message.value, message.headers[SCHEMA_ID_HEADER]);
+  // Bad events are the engine's to dead-letter; this reader passes them by. Anything else
+  // failing (the preference store away) fails the batch, which is read again: an erasure
+  // is never committed past without having happened.
+  const deletions = createConsumeLoop<NormalisedEvent>(
+    {
+      name: 'delivery-erasure',
+      groupId: `${config.groupId}-erasure`,
+      topics: [topics.events],
+      fromBeginning: false,
+      dlqTopic: topics.dlq,
+      undecodable: 'skip',
+      decode(message) {
+        if (!message.value) throw new RecordRejected('empty value');
+        return eventCodec.decode(message.value, message.headers[SCHEMA_ID_HEADER]);
+      },
+      async handle(records, scope) {
+        for (const { value: event, message } of records) {
           if (event.type === 'user_deleted') await deps.onUserDeleted(event.userId, event.ts);
-        } catch (err) {
-          // The engine owns bad events (it routes them to the DLQ); here they are only skipped.
-          log.debug({ err: errorMessage(err), offset: message.offset }, 'skipping an undecodable event');
+          else scope.skip(message, 'not_a_deletion');
         }
-      }
-      const last = batch.messages[batch.messages.length - 1]!;
-      await control.commit((BigInt(last.offset) + 1n).toString());
+      },
     },
-  });
+    loopDeps,
+  );
 
   async function handleDue(entry: DelayedSend): Promise<void> {
     const source: IncomingMessage = {
@@ -143,7 +159,7 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
       headers: { [SCHEMA_ID_HEADER]: sendCodec.schemaId },
       timestamp: Date.now(),
     };
-    const outcomes = await processSend(entry.send, [entry.channel], entry.gen, source);
+    const outcomes = await processSend(entry.send, [entry.channel], entry.gen, source, deadLetterNow);
     await publishOutcomes(publisher, topics.deliveries, outcomes);
     await delayQueue.remove(entry);
   }

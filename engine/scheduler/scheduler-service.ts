@@ -8,7 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../../platform/config.ts';
 import type { Logger } from 'pino';
-import type { Bus, BusConsumer } from '../../platform/bus.ts';
+import type { Bus } from '../../platform/bus.ts';
+import { createConsumeLoop, RecordRejected, type ConsumeLoop } from '../../platform/consume.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
@@ -118,7 +119,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
     syncLag: new Gauge({ name: 'lc_scheduler_directory_sync_age_seconds', help: 'Age of the newest instant up to which the directory is known complete.', registers: [registry] }),
   };
 
-  let consumer: BusConsumer | null = null;
+  let consumer: ConsumeLoop | null = null;
   let stopping = false;
   let loop: Promise<void> | null = null;
   let wake: (() => void) | null = null;
@@ -395,32 +396,33 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
     async start() {
       stopping = false;
       if (config.ensureTopics !== false) await deps.bus.ensureTopics(internalTopicSpecs(topics(config.topicPrefix), config.partitions));
-      consumer = deps.bus.consumer({
-        groupId: config.groupId,
-        topics: [eventsTopic],
-        fromBeginning: true,
-        concurrency: 3,
-        eachBatch: async (batch, control) => {
-          const events: NormalisedEvent[] = [];
-          for (const m of batch.messages) {
-            if (!m.value) continue;
-            try {
-              const e = eventCodec.decode(m.value, m.headers[SCHEMA_ID_HEADER]);
-              // The engine sends malformed records to the DLQ; the directory just passes them by.
-              if (m.key === e.userId) events.push(e);
-            } catch {
-              continue;
-            }
-          }
-          const changes = directoryChanges(events);
-          // A zone new in this batch counts from the batch's earliest arrival, so a user who
-          // arrived before an occurrence is in it even when the directory filed them just after.
-          const seenAt = events.reduce((m, e) => (changes.has(e.userId) ? Math.min(m, e.receivedAt) : m), Infinity);
-          if (changes.size > 0) metrics.directory.inc(await deps.directory.apply(changes, Number.isFinite(seenAt) ? seenAt : clock()));
-          const last = batch.messages[batch.messages.length - 1];
-          if (last && control.isActive()) await control.commit((BigInt(last.offset) + 1n).toString());
+      // The engine sends malformed records to the DLQ; the directory just passes them by.
+      consumer = createConsumeLoop<NormalisedEvent>(
+        {
+          name: 'scheduler-directory',
+          groupId: config.groupId,
+          topics: [eventsTopic],
+          fromBeginning: true,
+          concurrency: 3,
+          dlqTopic: topics(config.topicPrefix).dlq,
+          undecodable: 'skip',
+          decode(message) {
+            if (!message.value) throw new RecordRejected('empty record value');
+            const event = eventCodec.decode(message.value, message.headers[SCHEMA_ID_HEADER]);
+            if (message.key !== event.userId) throw new RecordRejected("record key does not match the event's userId");
+            return event;
+          },
+          async handle(records) {
+            const events = records.map((record) => record.value);
+            const changes = directoryChanges(events);
+            // A zone new in this batch counts from the batch's earliest arrival, so a user who
+            // arrived before an occurrence is in it even when the directory filed them just after.
+            const seenAt = events.reduce((earliest, e) => (changes.has(e.userId) ? Math.min(earliest, e.receivedAt) : earliest), Infinity);
+            if (changes.size > 0) metrics.directory.inc(await deps.directory.apply(changes, Number.isFinite(seenAt) ? seenAt : clock()));
+          },
         },
-      });
+        { bus: deps.bus, publisher, logger: deps.logger, registry },
+      );
       await consumer.start();
       loop = tickLoop();
       log.info({ instanceId: token, groupId: config.groupId, catchUpMs: config.catchUpMs, pageSize: config.pageSize }, 'scheduler started');

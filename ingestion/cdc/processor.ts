@@ -3,12 +3,13 @@
 // DLQ with reason and origin) were acknowledged, so a crash replays rather than loses;
 // replayed changes map to the same event ids.
 import type { Logger } from 'pino';
-import { keyBytesOf, type Batch, type BatchControl, type Bus, type IncomingMessage, type OutgoingMessage } from '../../platform/bus.ts';
+import { keyBytesOf, type Bus, type IncomingMessage, type OutgoingMessage } from '../../platform/bus.ts';
+import { createConsumeLoop } from '../../platform/consume.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
-import { DlqHeaders, topics, type NormalisedEvent } from '../../platform/contracts.ts';
+import { topics, type NormalisedEvent } from '../../platform/contracts.ts';
 import type { Config } from '../../platform/config.ts';
 import { errorMessage } from '../../platform/errors.ts';
-import { Counter, Histogram, type Registry } from '../../platform/metrics.ts';
+import { Counter, type Registry } from '../../platform/metrics.ts';
 import type { Service } from '../../platform/shutdown.ts';
 import { DecodeError, decodeChange, decodeKey, type ChangeRecord, type SchemaRegistry } from './debezium.ts';
 import { mapChange, type MapOutcome } from './mapper.ts';
@@ -76,73 +77,45 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
   const clock = deps.clock ?? Date.now;
   const t = topics(config.kafka.topicPrefix);
   const publisher = deps.bus.publisher();
-  const outcomes = new Counter({ name: 'cdc_records_total', help: 'Debezium records by outcome (event, skip, dlq).', labelNames: ['outcome'], registers: [deps.metrics] });
   const eventsOut = new Counter({ name: 'cdc_events_total', help: 'Normalised events emitted from row changes, by table.', labelNames: ['table'], registers: [deps.metrics] });
-  const batchSeconds = new Histogram({ name: 'cdc_batch_seconds', help: 'Time to decode, map and publish one batch.', buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [deps.metrics] });
-  let lastError: string | null = null;
   let running = false;
 
-  const eachBatch = async (batch: Batch, control: BatchControl) => {
-    const started = performance.now();
-    const receivedAt = clock();
-    const events: OutgoingMessage[] = [];
-    const dlq: OutgoingMessage[] = [];
-    for (const m of batch.messages) {
-      let outcome = await processRecord(m, deps.mapping, deps.registry, receivedAt);
-      if (outcome.kind === 'events') {
-        const encoded = encodeEvents(outcome.events);
-        if ('reason' in encoded) {
-          outcome = { kind: 'dlq', reason: encoded.reason };
-        } else {
-          events.push(...encoded.records);
-          for (const e of outcome.events) eventsOut.inc({ table: (e.context?.cdc as { table?: string } | undefined)?.table ?? 'unknown' });
+  // Records are decoded and mapped in the stage, not the loop's decoder: a schema registry
+  // out of reach must fail the batch (read again later), which only the stage can decide.
+  const consumer = createConsumeLoop<IncomingMessage>(
+    {
+      name: 'cdc',
+      groupId: config.groupId,
+      topics: parseTopicList(config.cdc.topics),
+      fromBeginning: true,
+      dlqTopic: t.dlq,
+      decode: (message) => message,
+      async handle(records, scope) {
+        const receivedAt = clock();
+        const events: OutgoingMessage[] = [];
+        const emitted: string[] = [];
+        for (const { message } of records) {
+          let outcome = await processRecord(message, deps.mapping, deps.registry, receivedAt);
+          if (outcome.kind === 'events') {
+            const encoded = encodeEvents(outcome.events);
+            if ('reason' in encoded) {
+              outcome = { kind: 'dlq', reason: encoded.reason };
+            } else {
+              events.push(...encoded.records);
+              for (const e of outcome.events) emitted.push((e.context?.cdc as { table?: string } | undefined)?.table ?? 'unknown');
+            }
+          }
+          if (outcome.kind === 'dlq') scope.deadLetter(message, 'cdc', outcome.reason);
+          else if (outcome.kind === 'skip') scope.skip(message, outcome.reason);
+          if (!scope.isActive()) return 'abandon';
         }
-      }
-      outcomes.inc({ outcome: outcome.kind === 'events' ? 'event' : outcome.kind });
-      if (outcome.kind === 'dlq') {
-        log.warn({ topic: m.topic, partition: m.partition, offset: m.offset, reason: outcome.reason }, 'CDC record sent to the DLQ');
-        dlq.push({
-          key: m.key,
-          keyBytes: keyBytesOf(m),
-          value: m.value,
-          headers: {
-            ...m.headers,
-            [DlqHeaders.reason]: outcome.reason.slice(0, 1000),
-            [DlqHeaders.stage]: 'cdc',
-            [DlqHeaders.sourceTopic]: m.topic,
-            [DlqHeaders.sourcePartition]: String(m.partition),
-            [DlqHeaders.sourceOffset]: m.offset,
-          },
-        });
-      }
-      if (!control.isActive()) return;
-    }
-    try {
-      await Promise.all([publisher.publish(t.events, events), publisher.publish(t.dlq, dlq)]);
-      lastError = null;
-    } catch (err) {
-      lastError = errorMessage(err);
-      throw err;
-    }
-    const last = batch.messages[batch.messages.length - 1];
-    if (last && control.isActive()) await control.commit((BigInt(last.offset) + 1n).toString());
-    batchSeconds.observe((performance.now() - started) / 1000);
-  };
-
-  const consumer = deps.bus.consumer({
-    groupId: config.groupId,
-    topics: parseTopicList(config.cdc.topics),
-    fromBeginning: true,
-    eachBatch: async (batch, control) => {
-      try {
-        await eachBatch(batch, control);
-      } catch (err) {
-        lastError = errorMessage(err);
-        log.error({ err, topic: batch.topic, partition: batch.partition }, 'CDC batch failed; it will be retried');
-        throw err;
-      }
+        await publisher.publish(t.events, events);
+        for (const table of emitted) eventsOut.inc({ table });
+        return 'commit';
+      },
     },
-  });
+    { bus: deps.bus, publisher, logger: deps.logger, registry: deps.metrics },
+  );
 
   return {
     name: 'cdc',
@@ -160,6 +133,7 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
       await consumer.stop();
     },
     health() {
+      const lastError = consumer.lastError();
       return { ok: running && lastError === null, details: { lastError, assignment: consumer.assignment().length } };
     },
   };
