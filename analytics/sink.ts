@@ -183,11 +183,11 @@ function createRowBuffer(opts: {
 export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): AnalyticsSink {
   const { bus, store, metrics } = deps;
   const log = deps.logger.child({ component: 'analytics-sink' });
-  const t = topicNames(config.topicPrefix);
+  const topic = topicNames(config.topicPrefix);
   const tableOf = new Map<string, Table>([
-    [t.events, 'events'],
-    [t.sends, 'sends'],
-    [t.deliveries, 'deliveries'],
+    [topic.events, 'events'],
+    [topic.sends, 'sends'],
+    [topic.deliveries, 'deliveries'],
   ]);
   const publisher = bus.publisher();
   const retryMaxMs = config.retryMaxMs ?? 5000;
@@ -243,10 +243,10 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     {
       name: 'analytics-sink',
       groupId: config.groupId,
-      topics: [t.events, t.sends, t.deliveries],
+      topics: [topic.events, topic.sends, topic.deliveries],
       fromBeginning: true,
       concurrency: config.concurrency ?? 6,
-      dlqTopic: t.dlq,
+      dlqTopic: topic.dlq,
       decodeStage: 'analytics-sink',
       decode(message) {
         const table = tableOf.get(message.topic);
@@ -354,9 +354,9 @@ export async function runSink(
   opts: { metrics?: Registry } = {},
 ): Promise<{ stop(): Promise<void>; health(): ReturnType<Service['health']> }> {
   const log = logger.child({ component: 'analytics-sink' });
-  const t = topicNames(config.kafka.topicPrefix);
+  const topic = topicNames(config.kafka.topicPrefix);
   const bus = KafkaBus.fromConfig(config, logger);
-  await bus.ensureTopics(internalTopicSpecs(t, config.kafka.partitions).filter((s) => s.topic !== t.campaigns));
+  await bus.ensureTopics(internalTopicSpecs(topic, config.kafka.partitions).filter((s) => s.topic !== topic.campaigns));
   const store = await openAnalytics(config, log);
   const sink = createAnalyticsSink(sinkConfig(config), {
     bus,

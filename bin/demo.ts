@@ -83,8 +83,8 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
       'delivery.quietHours': '',
     });
     const bus = new InMemoryBus(config.kafka.partitions);
-    const t = topics(config.kafka.topicPrefix);
-    await bus.ensureTopics(internalTopicSpecs(t, config.kafka.partitions));
+    const topicNames = topics(config.kafka.topicPrefix);
+    await bus.ensureTopics(internalTopicSpecs(topicNames, config.kafka.partitions));
     const registry = createMetricsRegistry({ labels: { process: 'demo' } });
 
     let engine: ReturnType<typeof createMemoryEngine>['service'] | null = null;

@@ -148,8 +148,8 @@ function engineMetrics(registry: Registry) {
 }
 
 export function createEngineService<S>(config: EngineServiceConfig, deps: EngineServiceDeps<S>): EngineService {
-  const t = topicNames(config.topicPrefix);
-  const log = deps.logger.child({ component: 'engine', topic: t.events });
+  const topic = topicNames(config.topicPrefix);
+  const log = deps.logger.child({ component: 'engine', topic: topic.events });
   const metrics = engineMetrics(deps.registry);
   const clock = deps.clock ?? Date.now;
   const publisher = deps.bus.publisher();
@@ -183,7 +183,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
         epoch,
         store: deps.timers,
         publisher,
-        eventsTopic: t.events,
+        eventsTopic: topic.events,
         pollMs: config.timerPollMs,
         clock,
         logger: log.child({ partition }),
@@ -205,7 +205,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
 
   const onAssigned = async (tps: TopicPartition[]) => {
     for (const tp of tps) {
-      if (tp.topic !== t.events) continue;
+      if (tp.topic !== topic.events) continue;
       await pollers.get(tp.partition)?.stop();
       const epoch = await deps.state.acquire(tp.partition);
       epochs.set(tp.partition, epoch);
@@ -217,7 +217,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
 
   const onRevoked = async (tps: TopicPartition[]) => {
     for (const tp of tps) {
-      if (tp.topic !== t.events) continue;
+      if (tp.topic !== topic.events) continue;
       const poller = pollers.get(tp.partition);
       pollers.delete(tp.partition);
       epochs.delete(tp.partition);
@@ -347,7 +347,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     for (const user of working.values()) for (const timer of user.timers) timers.push(timer);
     const sendRecords: OutgoingMessage[] = effects.sends.map((send) => ({ key: send.userId, ...encodeWithHeader(sendCodec, send) }));
     const eventRecords: OutgoingMessage[] = effects.emitted.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
-    const durable = Promise.all([publisher.publish(t.sends, sendRecords), publisher.publish(t.events, eventRecords), deps.timers.schedule(partition, epoch, timers)]);
+    const durable = Promise.all([publisher.publish(topic.sends, sendRecords), publisher.publish(topic.events, eventRecords), deps.timers.schedule(partition, epoch, timers)]);
     const writes: UserWrite[] = [];
     for (const [userId, user] of working) {
       if (!user.dirty) continue;
@@ -419,10 +419,10 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   const measureLag = async () => {
     const owned = [...epochs.keys()];
     if (owned.length === 0) return;
-    const ends = await deps.bus.endOffsets(t.events);
+    const ends = await deps.bus.endOffsets(topic.events);
     const fromBroker = (deps.bus as Partial<{ committedOffsets(g: string, topic: string): Promise<Map<number, string>> }>).committedOffsets;
-    const committed = consumer?.committedOffsets(t.events) ?? new Map<number, string>();
-    const commits = fromBroker ? await fromBroker.call(deps.bus, config.groupId, t.events) : committed;
+    const committed = consumer?.committedOffsets(topic.events) ?? new Map<number, string>();
+    const commits = fromBroker ? await fromBroker.call(deps.bus, config.groupId, topic.events) : committed;
     for (const p of owned) {
       const end = ends.get(p);
       const c = commits.get(p) ?? committed.get(p);
@@ -435,15 +435,15 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   return {
     name: 'engine',
     async start() {
-      if (config.ensureTopics !== false) await deps.bus.ensureTopics(internalTopicSpecs(t, config.partitions));
+      if (config.ensureTopics !== false) await deps.bus.ensureTopics(internalTopicSpecs(topic, config.partitions));
       consumer = createConsumeLoop(
         {
           name: 'engine',
           groupId: config.groupId,
-          topics: [t.events],
+          topics: [topic.events],
           fromBeginning: true,
           concurrency: config.concurrency ?? config.partitions,
-          dlqTopic: t.dlq,
+          dlqTopic: topic.dlq,
           decode,
           handle: handleBatch,
           onAssigned,

@@ -75,7 +75,7 @@ function encodeEvents(events: NormalisedEvent[]): { records: OutgoingMessage[] }
 export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): Service {
   const log = deps.logger.child({ component: 'cdc' });
   const clock = deps.clock ?? Date.now;
-  const t = topics(config.kafka.topicPrefix);
+  const topic = topics(config.kafka.topicPrefix);
   const publisher = deps.bus.publisher();
   const eventsOut = new Counter({ name: 'cdc_events_total', help: 'Normalised events emitted from row changes, by table.', labelNames: ['table'], registers: [deps.metrics] });
   let running = false;
@@ -88,7 +88,7 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
       groupId: config.groupId,
       topics: parseTopicList(config.cdc.topics),
       fromBeginning: true,
-      dlqTopic: t.dlq,
+      dlqTopic: topic.dlq,
       decode: (message) => message,
       async handle(records, scope) {
         const receivedAt = clock();
@@ -109,7 +109,7 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
           else if (outcome.kind === 'skip') scope.skip(message, outcome.reason);
           if (!scope.isActive()) return 'abandon';
         }
-        await publisher.publish(t.events, events);
+        await publisher.publish(topic.events, events);
         for (const table of emitted) eventsOut.inc({ table });
         return 'commit';
       },
@@ -122,7 +122,7 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
     async start() {
       if (config.cdc.topics.length === 0) throw new Error('no CDC topics configured (LC_CDC_TOPICS)');
       // Reading our own output as Debezium input would dead-letter every event it writes.
-      const own = Object.values(t).filter((name) => parseTopicList(config.cdc.topics).some((p) => (typeof p === 'string' ? p === name : p.test(name))));
+      const own = Object.values(topic).filter((name) => parseTopicList(config.cdc.topics).some((p) => (typeof p === 'string' ? p === name : p.test(name))));
       if (own.length > 0) throw new Error(`LC_CDC_TOPICS matches internal topics (${own.join(', ')}): give Debezium a topic.prefix different from LC_TOPIC_PREFIX`);
       await consumer.start();
       running = true;
