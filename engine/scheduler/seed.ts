@@ -7,7 +7,7 @@
 // `no-user`, so the cost is a few events, not a send.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { KeySpace } from '../../platform/keys.ts';
+import { decodeTag, type KeySpace } from '../../platform/keys.ts';
 import { deserializeState } from '../core/state.ts';
 import type { UserDirectory } from './directory.ts';
 import { changeFor, type DirectoryChange } from './plan.ts';
@@ -55,7 +55,7 @@ export async function seedDirectoryFromEngineState(
       const [err, stored] = replies[i] ?? [null, null];
       // Tombstones of deleted users keep only the fence, no state.
       if (err || typeof stored !== 'string') return void result.skipped++;
-      const userId = key.slice(head.length, key.length - STATE_SUFFIX.length);
+      const userId = decodeTag(key.slice(head.length, key.length - STATE_SUFFIX.length));
       try {
         const traits = deserializeState(stored).traits;
         const c = changeFor({ id: 'seed', userId, type: 'identify', ts: 0, receivedAt: 0, source: 'scheduler', properties: {}, traits: { timezone: traits.timezone ?? null } });
