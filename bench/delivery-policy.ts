@@ -18,7 +18,7 @@ import { createPolicyChain } from '../delivery/pipeline/chain.ts';
 import { createRedisDelayQueue } from '../delivery/pipeline/delay-queue.ts';
 import { createSendPipeline, createSentIndex } from '../delivery/pipeline/pipeline.ts';
 import { createBreakerRegistry } from '../delivery/pipeline/provider-stage.ts';
-import type { Stage } from '../delivery/pipeline/types.ts';
+import type { Stage } from '../delivery/stage.ts';
 import { createRedisCapStore } from '../delivery/policy/caps-store.ts';
 import { createRedisClaimStore } from '../delivery/policy/claims.ts';
 import { createPreferencesStore } from '../delivery/preferences/store.ts';

@@ -15,7 +15,7 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { createDeviceRegistry } from '../providers/devices.ts';
 import { createInappProvider } from '../providers/inapp.ts';
-import type { OutgoingMessage, Provider } from '../providers/types.ts';
+import type { OutgoingMessage, Provider } from '../provider.ts';
 import { inappGateway, type GatewayFrame } from './gateway.ts';
 import { createInbox, type Inbox, type InboxMessage, type InboxPage } from './inbox.ts';
 import { inboxContract } from '../../test/support/inbox.contract.ts';

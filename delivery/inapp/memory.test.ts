@@ -8,7 +8,7 @@ import { InMemoryBus } from '../../platform/bus.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createInappProvider } from '../providers/inapp.ts';
-import type { OutgoingMessage } from '../providers/types.ts';
+import type { OutgoingMessage } from '../provider.ts';
 import { inappGateway, type GatewayFrame } from './gateway.ts';
 import { inboxContract } from '../../test/support/inbox.contract.ts';
 import { createMemoryInbox } from './inbox.ts';

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../platform/config.ts';
 import type { Channel, SendCommand } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
-import type { OutgoingMessage, Provider } from '../providers/types.ts';
+import type { OutgoingMessage, Provider } from '../provider.ts';
 import { createTrackingLinks } from '../tracking/signing.ts';
 import { createPolicyChain } from './chain.ts';
 import { createMemoryDeliveryStores } from './memory-stores.ts';

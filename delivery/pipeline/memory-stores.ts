@@ -9,7 +9,7 @@ import { emptyPreferences, type Suppression, type SuppressionState, type UserPre
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { DelayQueue, DelayedSend } from './delay-queue.ts';
 import type { SentIndex, SentRecord } from './pipeline.ts';
-import type { FinalStatus } from './types.ts';
+import type { FinalStatus } from '../stage.ts';
 
 export interface DeliveryStores {
   claims: ClaimStore;

@@ -7,7 +7,7 @@ import type { ClaimStore } from '../policy/claims.ts';
 import type { DelayQueue } from './delay-queue.ts';
 import { createSendPipeline, type SentIndex } from './pipeline.ts';
 import { sendCommand } from '../../test/support/delivery-context.ts';
-import type { SendContext, Stage, StageResult } from './types.ts';
+import type { SendContext, Stage, StageResult } from '../stage.ts';
 
 function world(opts: { finishOk?: boolean } = {}) {
   const calls: string[] = [];

@@ -13,7 +13,7 @@ import type { ClaimStore } from '../policy/claims.ts';
 import type { CapStore } from '../policy/caps-store.ts';
 import type { DelayQueue } from './delay-queue.ts';
 import { resolveRecipient } from './recipient.ts';
-import type { SendContext, Stage, StageResult } from './types.ts';
+import type { SendContext, Stage, StageResult } from '../stage.ts';
 
 export interface PipelineDeps {
   stages: Stage[];

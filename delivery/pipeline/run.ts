@@ -14,7 +14,7 @@ import type { Service } from '../../platform/shutdown.ts';
 import { createRedisClaimStore } from '../policy/claims.ts';
 import { createRedisCapStore } from '../policy/caps-store.ts';
 import { createPreferencesStore } from '../preferences/store.ts';
-import type { Provider } from '../providers/types.ts';
+import type { Provider } from '../provider.ts';
 import { createTrackingLinks } from '../tracking/signing.ts';
 import { createPolicyChain } from './chain.ts';
 import { createRedisDelayQueue } from './delay-queue.ts';

@@ -11,7 +11,7 @@
 import type { Redis } from 'ioredis';
 import type { Channel } from '../../platform/contracts.ts';
 import type { KeySpace } from '../../platform/keys.ts';
-import type { FinalStatus } from '../pipeline/types.ts';
+import type { FinalStatus } from '../stage.ts';
 import { script } from '../pipeline/lua.ts';
 
 export type ClaimResult =

@@ -4,7 +4,7 @@
 // not held back.
 import type { Channel } from '../../platform/contracts.ts';
 import { TRANSACTIONAL } from '../preferences/model.ts';
-import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 export interface QuietWindow {
   /** Minutes after local midnight. */

@@ -3,7 +3,7 @@
 // except push: the push provider also finds devices in its own registry by userId.
 import { decideSuppression, type SuppressionState } from '../preferences/model.ts';
 import { addressFor } from '../pipeline/recipient.ts';
-import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 export function createSuppressionStage(deps: { suppressions(userId: string, ctx: SendContext): Promise<SuppressionState> }): Stage {
   return {

@@ -4,7 +4,7 @@
 import { errorMessage } from '../../platform/errors.ts';
 import type { Inbox, InboxMessage } from '../inapp/inbox.ts';
 import type { LiveChannel } from '../inapp/live.ts';
-import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 
 export function createInappProvider(
   opts: { name?: string },

@@ -13,7 +13,7 @@ import { createInappProvider } from './inapp.ts';
 import { createPushProvider } from './push.ts';
 import { createSmsProvider } from './sms.ts';
 import type { Resolver } from './ssrf.ts';
-import type { Provider } from './types.ts';
+import type { Provider } from '../provider.ts';
 import { createWebhookProvider } from './webhook.ts';
 
 export type {
@@ -22,7 +22,7 @@ export type {
   OutgoingMessage,
   Recipient,
   RenderedContent,
-} from './types.ts';
+} from '../provider.ts';
 export {
   createSmtpProvider,
   classifySmtpError,

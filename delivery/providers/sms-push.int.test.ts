@@ -11,7 +11,7 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createDeviceRegistry } from './devices.ts';
 import { createPushProvider } from './push.ts';
 import { createSmsProvider } from './sms.ts';
-import type { OutgoingMessage } from './types.ts';
+import type { OutgoingMessage } from '../provider.ts';
 
 interface Hit {
   method: string;

@@ -4,7 +4,7 @@
 // anything whose URL is itself a secret) is not wrapped, in the HTML nor where the plain-text
 // part shows it; the attribute itself is removed.
 import { decodeEntities } from '../templates/html-to-text.ts';
-import type { RenderedContent } from '../providers/types.ts';
+import type { RenderedContent } from '../provider.ts';
 import type { MessageRef, TrackingLinks } from './signing.ts';
 
 /** An `<a …>` start tag; quoted attribute values may contain `>`. */
