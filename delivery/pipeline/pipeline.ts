@@ -12,7 +12,7 @@ import { Counter, type Registry } from '../../platform/metrics.ts';
 import type { ClaimStore } from '../policy/claims.ts';
 import type { CapStore } from '../policy/caps-store.ts';
 import type { DelayQueue } from './delay-queue.ts';
-import { resolveRecipient } from './recipient.ts';
+import { resolveRecipient } from '../recipient.ts';
 import type { SendContext, Stage, StageResult } from '../stage.ts';
 
 export interface PipelineDeps {

@@ -12,7 +12,7 @@ import { errorMessage } from '../../platform/errors.ts';
 import type { Provider, ProviderResult } from '../provider.ts';
 import type { Suppression } from '../preferences/model.ts';
 import { backoffMs, createBreaker, type Breaker } from './breaker.ts';
-import { addressFor } from './recipient.ts';
+import { addressFor } from '../recipient.ts';
 import type { SendContext, Stage, StageResult } from '../stage.ts';
 
 export interface ProviderStageDeps {
