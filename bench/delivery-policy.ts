@@ -22,7 +22,7 @@ import type { Stage } from '../delivery/stage.ts';
 import { createRedisCapStore } from '../delivery/policy/caps-store.ts';
 import { createRedisClaimStore } from '../delivery/policy/claims.ts';
 import { createPreferencesStore } from '../delivery/preferences/store.ts';
-import { createTrackingLinks } from '../delivery/tracking/signing.ts';
+import { createTrackingLinks } from '../delivery/links.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MS = 5_000;

@@ -6,7 +6,7 @@ import { loadConfig } from '../../platform/config.ts';
 import type { Channel, SendCommand } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import type { OutgoingMessage, Provider } from '../provider.ts';
-import { createTrackingLinks } from '../tracking/signing.ts';
+import { createTrackingLinks } from '../links.ts';
 import { createPolicyChain } from './chain.ts';
 import { createMemoryDeliveryStores } from './memory-stores.ts';
 import { createSendPipeline } from './pipeline.ts';

@@ -12,7 +12,7 @@ import type { CapStore } from '../policy/caps-store.ts';
 import { createQuietHoursStage } from '../policy/quiet-hours.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { Provider } from '../provider.ts';
-import type { TrackingLinks } from '../tracking/signing.ts';
+import type { TrackingLinks } from '../links.ts';
 import { outcome } from './pipeline.ts';
 import { createProviderStage, type BreakerRegistry } from './provider-stage.ts';
 import { createRenderStage, type Renderer } from './render.ts';

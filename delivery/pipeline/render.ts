@@ -6,7 +6,7 @@ import { errorMessage } from '../../platform/errors.ts';
 import type { RenderedContent } from '../provider.ts';
 import { TRANSACTIONAL } from '../preferences/model.ts';
 import { rewriteEmail } from '../tracking/rewrite.ts';
-import type { MessageRef, TrackingLinks } from '../tracking/signing.ts';
+import type { MessageRef, TrackingLinks } from '../links.ts';
 import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 /** The part of the template renderer the pipeline uses (delivery/templates). */

@@ -15,7 +15,7 @@ import { createRedisClaimStore } from '../policy/claims.ts';
 import { createRedisCapStore } from '../policy/caps-store.ts';
 import { createPreferencesStore } from '../preferences/store.ts';
 import type { Provider } from '../provider.ts';
-import { createTrackingLinks } from '../tracking/signing.ts';
+import { createTrackingLinks } from '../links.ts';
 import { createPolicyChain } from './chain.ts';
 import { createRedisDelayQueue } from './delay-queue.ts';
 import { createSendPipeline, createSentIndex } from './pipeline.ts';

@@ -10,7 +10,7 @@ import { verifyWebhookSignature } from '../providers/webhook.ts';
 import { invalidLinkPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { EngagementRecorder } from './engagement.ts';
-import type { MessageRef, TrackingLinks } from './signing.ts';
+import type { MessageRef, TrackingLinks } from '../links.ts';
 
 export interface TrackingRoutesDeps {
   links: TrackingLinks;
