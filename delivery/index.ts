@@ -5,7 +5,7 @@ import type { Publisher } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
 import { topics } from '../platform/contracts.ts';
 import type { RedisDeps } from '../platform/redis.ts';
-import { createSentIndex } from './pipeline/pipeline.ts';
+import { createSentIndex } from './sent-index.ts';
 import type { DeliveryStores } from './pipeline/memory-stores.ts';
 import formbody from './formbody.ts';
 import { preferencesRoutes } from './preferences/routes.ts';

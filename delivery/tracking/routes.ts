@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage } from '../../platform/errors.ts';
-import type { SentIndex } from '../pipeline/pipeline.ts';
+import type { SentIndex } from '../sent-index.ts';
 import { verifyWebhookSignature } from '../providers/webhook.ts';
 import { invalidLinkPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
