@@ -14,7 +14,7 @@ import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { createDeviceRegistry } from '../providers/devices.ts';
-import { createInappProvider } from '../providers/inapp.ts';
+import { createInappProvider } from './provider.ts';
 import type { OutgoingMessage, Provider } from '../provider.ts';
 import { inappGateway, type GatewayFrame } from './gateway.ts';
 import { createInbox, type Inbox, type InboxMessage, type InboxPage } from './inbox.ts';

@@ -7,7 +7,7 @@ import { deliveryCodec, eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
-import { createInappProvider } from '../providers/inapp.ts';
+import { createInappProvider } from './provider.ts';
 import type { OutgoingMessage } from '../provider.ts';
 import { inappGateway, type GatewayFrame } from './gateway.ts';
 import { inboxContract } from '../../test/support/inbox.contract.ts';

@@ -60,7 +60,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
     ? null
     : (await import('../templates/index.ts')).createTemplateRenderer({ dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone, watch: true }, log);
   const renderer: Renderer = options.renderer ?? ownRenderer!;
-  const providers = options.providers ?? (await import('../providers/index.ts')).createProviders(config, { logger: log, ...(redisDeps ? { redis: redisDeps } : {}) });
+  const providers = options.providers ?? (await import('../channels.ts')).createProviders(config, { logger: log, ...(redisDeps ? { redis: redisDeps } : {}) });
   const owner = options.owner ?? `dlv-${randomUUID()}`;
   const stores: DeliveryStores = options.stores ?? {
     claims: createRedisClaimStore(redisDeps!),

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
 import { isolate, stack } from '../../test/support/isolation.ts';
 import { smtpSinkClient } from '../../test/support/smtp.ts';
-import { createProviders } from './index.ts';
+import { createProviders } from '../channels.ts';
 import type { OutgoingMessage, Provider } from '../provider.ts';
 
 const iso = isolate('lookup');
