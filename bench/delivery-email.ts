@@ -22,7 +22,7 @@ import { SMTPServer } from 'smtp-server';
 import { silentLogger } from '../platform/logger.ts';
 import { createSmtpSink } from '../devtools/smtp-sink.ts';
 import { createSmtpProvider, noDelaySocket, smtpPoolOptions } from '../delivery/providers/email.ts';
-import type { OutgoingMessage } from '../delivery/providers/types.ts';
+import type { OutgoingMessage } from '../delivery/provider.ts';
 import { createTemplateRenderer, SAMPLE_LINKS } from '../delivery/templates/index.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

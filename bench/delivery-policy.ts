@@ -16,13 +16,14 @@ import { silentLogger } from '../platform/logger.ts';
 import { createRedis } from '../platform/redis.ts';
 import { createPolicyChain } from '../delivery/pipeline/chain.ts';
 import { createRedisDelayQueue } from '../delivery/pipeline/delay-queue.ts';
-import { createSendPipeline, createSentIndex } from '../delivery/pipeline/pipeline.ts';
+import { createSendPipeline } from '../delivery/pipeline/pipeline.ts';
+import { createSentIndex } from '../delivery/sent-index.ts';
 import { createBreakerRegistry } from '../delivery/pipeline/provider-stage.ts';
-import type { Stage } from '../delivery/pipeline/types.ts';
+import type { Stage } from '../delivery/stage.ts';
 import { createRedisCapStore } from '../delivery/policy/caps-store.ts';
 import { createRedisClaimStore } from '../delivery/policy/claims.ts';
 import { createPreferencesStore } from '../delivery/preferences/store.ts';
-import { createTrackingLinks } from '../delivery/tracking/signing.ts';
+import { createTrackingLinks } from '../delivery/links.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MS = 5_000;

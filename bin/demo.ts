@@ -18,7 +18,7 @@ import { createMemoryEngine, createMemoryScheduler } from '../engine/index.ts';
 import { schedulerConfigFrom } from '../engine/scheduler/index.ts';
 import { createDelivery, createMemoryDeliveryStores } from '../delivery/index.ts';
 import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/index.ts';
-import { createProviders } from '../delivery/providers/index.ts';
+import { createProviders } from '../delivery/channels.ts';
 import { createIngestServer } from '../ingestion/index.ts';
 import { createAnalyticsSink, openAnalytics, sinkConfig } from '../analytics/index.ts';
 import { createApiServer } from './api.ts';

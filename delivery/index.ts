@@ -5,14 +5,14 @@ import type { Publisher } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
 import { topics } from '../platform/contracts.ts';
 import type { RedisDeps } from '../platform/redis.ts';
-import { createSentIndex } from './pipeline/pipeline.ts';
+import { createSentIndex } from './sent-index.ts';
 import type { DeliveryStores } from './pipeline/memory-stores.ts';
-import formbody from './tracking/formbody.ts';
+import formbody from './formbody.ts';
 import { preferencesRoutes } from './preferences/routes.ts';
 import { createPreferencesStore } from './preferences/store.ts';
 import { createEngagementRecorder } from './tracking/engagement.ts';
 import { trackingRoutes } from './tracking/routes.ts';
-import { createTrackingLinks } from './tracking/signing.ts';
+import { createTrackingLinks } from './links.ts';
 
 export { runDelivery, createDelivery, type DeliveryHandle, type DeliveryOptions } from './pipeline/run.ts';
 export { createMemoryDeliveryStores, type DeliveryStores } from './pipeline/memory-stores.ts';

@@ -1,4 +1,4 @@
-// In-app channel: signed client tokens, the per-user inbox in Redis and the WebSocket gateway (fastify plugin) that apps connect to.
+// In-app channel: signed client tokens, the per-user inbox in Redis, the provider that delivers into it and the WebSocket gateway (fastify plugin) that apps connect to.
 import type { Logger } from 'pino';
 import type { Publisher } from '../../platform/bus.ts';
 import type { Config } from '../../platform/config.ts';
@@ -25,6 +25,7 @@ export {
   type InboxPage,
 } from './inbox.ts';
 export { createRedisLiveChannel, createMemoryLiveChannel, type LiveChannel } from './live.ts';
+export { createInappProvider } from './provider.ts';
 export { signInappToken, verifyInappToken } from './token.ts';
 
 /**

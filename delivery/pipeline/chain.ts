@@ -11,12 +11,12 @@ import { createCapsStage, resolveChannelCaps } from '../policy/caps.ts';
 import type { CapStore } from '../policy/caps-store.ts';
 import { createQuietHoursStage } from '../policy/quiet-hours.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
-import type { Provider } from '../providers/types.ts';
-import type { TrackingLinks } from '../tracking/signing.ts';
+import type { Provider } from '../provider.ts';
+import type { TrackingLinks } from '../links.ts';
 import { outcome } from './pipeline.ts';
 import { createProviderStage, type BreakerRegistry } from './provider-stage.ts';
 import { createRenderStage, type Renderer } from './render.ts';
-import type { SendContext, Stage } from './types.ts';
+import type { SendContext, Stage } from '../stage.ts';
 import type { SuppressionState, UserPreferences } from '../preferences/model.ts';
 
 export interface ChainConfig {

@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import type { Channel, SendCommand } from '../../platform/contracts.ts';
 import type { KeySpace } from '../../platform/keys.ts';
-import { script } from './lua.ts';
+import { script } from '../lua.ts';
 
 export interface DelayedSend {
   send: SendCommand;

@@ -8,7 +8,7 @@ import type { SmtpSink } from '../../devtools/smtp-sink.ts';
 import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
 import { signWebhook } from '../providers/webhook.ts';
-import { tokenOf } from '../tracking/signing.ts';
+import { tokenOf } from '../links.ts';
 
 let h: Harness;
 let sink: SmtpSink & { dir: string };

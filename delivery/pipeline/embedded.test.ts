@@ -9,7 +9,7 @@ import { loadConfig } from '../../platform/config.ts';
 import { topics as topicNames, type DeliveryOutcome, type SendCommand } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
-import type { OutgoingMessage, Provider, ProviderResult } from '../providers/types.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 import { createMemoryDeliveryStores } from './memory-stores.ts';
 import { createDelivery, type DeliveryHandle } from './run.ts';
 import { sendCommand } from '../../test/support/delivery-context.ts';

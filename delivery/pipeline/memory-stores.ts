@@ -8,8 +8,8 @@ import type { ClaimRef, ClaimStore } from '../policy/claims.ts';
 import { emptyPreferences, type Suppression, type SuppressionState, type UserPreferences } from '../preferences/model.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { DelayQueue, DelayedSend } from './delay-queue.ts';
-import type { SentIndex, SentRecord } from './pipeline.ts';
-import type { FinalStatus } from './types.ts';
+import type { SentIndex, SentRecord } from '../sent-index.ts';
+import type { FinalStatus } from '../stage.ts';
 
 export interface DeliveryStores {
   claims: ClaimStore;

@@ -5,9 +5,10 @@ import { silentLogger } from '../../platform/logger.ts';
 import type { CapStore } from '../policy/caps-store.ts';
 import type { ClaimStore } from '../policy/claims.ts';
 import type { DelayQueue } from './delay-queue.ts';
-import { createSendPipeline, type SentIndex } from './pipeline.ts';
+import { createSendPipeline } from './pipeline.ts';
+import type { SentIndex } from '../sent-index.ts';
 import { sendCommand } from '../../test/support/delivery-context.ts';
-import type { SendContext, Stage, StageResult } from './types.ts';
+import type { SendContext, Stage, StageResult } from '../stage.ts';
 
 function world(opts: { finishOk?: boolean } = {}) {
   const calls: string[] = [];

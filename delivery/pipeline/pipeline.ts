@@ -5,15 +5,14 @@
 // here: claims move to their terminal or parked state, parked sends go to the durable delay
 // queue, cap slots of unsent sends are freed, and the outcomes are returned for publishing.
 import type { Logger } from 'pino';
-import type { Redis } from 'ioredis';
 import type { Channel, DeliveryOutcome, DeliveryStatus, SendCommand } from '../../platform/contracts.ts';
-import type { KeySpace } from '../../platform/keys.ts';
 import { Counter, type Registry } from '../../platform/metrics.ts';
 import type { ClaimStore } from '../policy/claims.ts';
 import type { CapStore } from '../policy/caps-store.ts';
 import type { DelayQueue } from './delay-queue.ts';
-import { resolveRecipient } from './recipient.ts';
-import type { SendContext, Stage, StageResult } from './types.ts';
+import type { SentIndex } from '../sent-index.ts';
+import { resolveRecipient } from '../recipient.ts';
+import type { SendContext, Stage, StageResult } from '../stage.ts';
 
 export interface PipelineDeps {
   stages: Stage[];
@@ -141,41 +140,6 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
       for (const o of out) outcomeCounter?.inc({ channel, status: o.status });
       deps.logger.debug({ sendId: send.sendId, channel, trace: ctx.trace }, 'send decided');
       return { outcomes: [...ctx.sideOutcomes, ...out], dlq, result };
-    },
-  };
-}
-
-/** Where a sent message went, looked up by sendId when a bounce or complaint comes back. */
-export interface SentRecord {
-  sendId: string;
-  userId: string;
-  ruleId: string;
-  channel: Channel;
-  variant: string | null;
-  category: string;
-  holdout: boolean;
-  address: string | null;
-}
-
-export interface SentIndex {
-  remember(send: SendCommand, channel: Channel, address: string | null): Promise<void>;
-  lookup(sendId: string): Promise<SentRecord[]>;
-}
-
-const SENT_INDEX_TTL_SECONDS = 60 * 24 * 3600;
-
-export function createSentIndex(deps: { redis: Redis; keys: KeySpace }): SentIndex {
-  // Keyed the way the email provider writes the sendId into the Message-ID, so a bounce's
-  // Message-ID finds it.
-  const key = (sendId: string) => deps.keys.global(`dlv:sent:${sendId.replace(/[^A-Za-z0-9._-]/g, '-')}`);
-  return {
-    async remember(send, channel, address) {
-      const rec: SentRecord = { sendId: send.sendId, userId: send.userId, ruleId: send.ruleId, channel, variant: send.variant, category: send.category, holdout: send.holdout, address };
-      await deps.redis.multi().hset(key(send.sendId), channel, JSON.stringify(rec)).expire(key(send.sendId), SENT_INDEX_TTL_SECONDS).exec();
-    },
-    async lookup(sendId) {
-      const h = await deps.redis.hgetall(key(sendId));
-      return Object.values(h).map((v) => JSON.parse(v) as SentRecord);
     },
   };
 }

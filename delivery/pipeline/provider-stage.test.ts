@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import type { Suppression } from '../preferences/model.ts';
-import type { OutgoingMessage, Provider, ProviderResult } from '../providers/types.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 import { createBreakerRegistry, createProviderStage } from './provider-stage.ts';
 import { testContext } from '../../test/support/delivery-context.ts';
 

@@ -9,11 +9,11 @@
 import type { Logger } from 'pino';
 import type { Channel } from '../../platform/contracts.ts';
 import { errorMessage } from '../../platform/errors.ts';
-import type { Provider, ProviderResult } from '../providers/types.ts';
+import type { Provider, ProviderResult } from '../provider.ts';
 import type { Suppression } from '../preferences/model.ts';
 import { backoffMs, createBreaker, type Breaker } from './breaker.ts';
-import { addressFor } from './recipient.ts';
-import type { SendContext, Stage, StageResult } from './types.ts';
+import { addressFor } from '../recipient.ts';
+import type { SendContext, Stage, StageResult } from '../stage.ts';
 
 export interface ProviderStageDeps {
   providers: ReadonlyMap<Channel, readonly Provider[]>;

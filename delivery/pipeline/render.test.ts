@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
-import { createTrackingLinks, tokenOf } from '../tracking/signing.ts';
+import { createTrackingLinks, tokenOf } from '../links.ts';
 import { createRenderStage, type Renderer } from './render.ts';
 import { testContext } from '../../test/support/delivery-context.ts';
 

@@ -3,11 +3,11 @@
 // pixel, and every non-transactional email carries RFC 8058 one-click List-Unsubscribe.
 import type { Channel } from '../../platform/contracts.ts';
 import { errorMessage } from '../../platform/errors.ts';
-import type { RenderedContent } from '../providers/types.ts';
+import type { RenderedContent } from '../provider.ts';
 import { TRANSACTIONAL } from '../preferences/model.ts';
 import { rewriteEmail } from '../tracking/rewrite.ts';
-import type { MessageRef, TrackingLinks } from '../tracking/signing.ts';
-import { CONTINUE, type SendContext, type Stage } from './types.ts';
+import type { MessageRef, TrackingLinks } from '../links.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 /** The part of the template renderer the pipeline uses (delivery/templates). */
 export interface Renderer {

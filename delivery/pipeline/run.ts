@@ -14,11 +14,12 @@ import type { Service } from '../../platform/shutdown.ts';
 import { createRedisClaimStore } from '../policy/claims.ts';
 import { createRedisCapStore } from '../policy/caps-store.ts';
 import { createPreferencesStore } from '../preferences/store.ts';
-import type { Provider } from '../providers/types.ts';
-import { createTrackingLinks } from '../tracking/signing.ts';
+import type { Provider } from '../provider.ts';
+import { createTrackingLinks } from '../links.ts';
 import { createPolicyChain } from './chain.ts';
 import { createRedisDelayQueue } from './delay-queue.ts';
-import { createSendPipeline, createSentIndex } from './pipeline.ts';
+import { createSendPipeline } from './pipeline.ts';
+import { createSentIndex } from '../sent-index.ts';
 import { createBreakerRegistry } from './provider-stage.ts';
 import type { Renderer } from './render.ts';
 import type { DeliveryStores } from './memory-stores.ts';
@@ -59,7 +60,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
     ? null
     : (await import('../templates/index.ts')).createTemplateRenderer({ dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone, watch: true }, log);
   const renderer: Renderer = options.renderer ?? ownRenderer!;
-  const providers = options.providers ?? (await import('../providers/index.ts')).createProviders(config, { logger: log, ...(redisDeps ? { redis: redisDeps } : {}) });
+  const providers = options.providers ?? (await import('../channels.ts')).createProviders(config, { logger: log, ...(redisDeps ? { redis: redisDeps } : {}) });
   const owner = options.owner ?? `dlv-${randomUUID()}`;
   const stores: DeliveryStores = options.stores ?? {
     claims: createRedisClaimStore(redisDeps!),

@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import type { Channel } from '../../platform/contracts.ts';
 import type { KeySpace } from '../../platform/keys.ts';
-import { script } from '../pipeline/lua.ts';
+import { script } from '../lua.ts';
 
 export interface CapHolder {
   sendId: string;

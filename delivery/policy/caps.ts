@@ -7,7 +7,7 @@
 import { CHANNELS, type Channel } from '../../platform/contracts.ts';
 import { ConfigError } from '../../platform/config.ts';
 import { TRANSACTIONAL } from '../preferences/model.ts';
-import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 import type { CapHolder, CapLimits, CapStore } from './caps-store.ts';
 
 /** Limits per channel; null: the channel is not capped. */

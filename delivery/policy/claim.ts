@@ -3,7 +3,7 @@
 // delay queue is skipped unless this pass is that queue entry; a send held by a live
 // worker is waited for until its lease runs out.
 import type { Logger } from 'pino';
-import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 import type { ClaimStore } from './claims.ts';
 
 export interface ClaimStageDeps {

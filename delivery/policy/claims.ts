@@ -11,8 +11,8 @@
 import type { Redis } from 'ioredis';
 import type { Channel } from '../../platform/contracts.ts';
 import type { KeySpace } from '../../platform/keys.ts';
-import type { FinalStatus } from '../pipeline/types.ts';
-import { script } from '../pipeline/lua.ts';
+import type { FinalStatus } from '../stage.ts';
+import { script } from '../lua.ts';
 
 export type ClaimResult =
   | { kind: 'new' | 'resumed' | 'reclaimed'; gen: number; attempts: number; wasSending: boolean }

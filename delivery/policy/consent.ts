@@ -1,6 +1,6 @@
 // Consent and preferences: category x channel, global unsubscribe, explicit marketing opt-in.
 import { decideConsent, type UserPreferences } from '../preferences/model.ts';
-import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 export function createConsentStage(deps: { preferences(userId: string, ctx: SendContext): Promise<UserPreferences> }): Stage {
   return {

@@ -1,5 +1,5 @@
 // A send past its `expiresAt` is stale ("your cart is waiting" a week later): suppressed, not sent.
-import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 export function createExpiryStage(): Stage {
   return {

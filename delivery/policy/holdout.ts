@@ -1,5 +1,5 @@
 // Holdout users are recorded (so uplift can be measured against them) but never sent to.
-import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 export function createHoldoutStage(): Stage {
   return {

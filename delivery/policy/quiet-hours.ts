@@ -3,9 +3,8 @@
 // messages (seen only when the user opens the app) and webhooks (machine to machine) are
 // not held back.
 import type { Channel } from '../../platform/contracts.ts';
-import { isValidTimezone } from '../../platform/time.ts';
 import { TRANSACTIONAL } from '../preferences/model.ts';
-import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 export interface QuietWindow {
   /** Minutes after local midnight. */

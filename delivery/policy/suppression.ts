@@ -2,8 +2,8 @@
 // every category, transactional included. A channel without an address is suppressed too,
 // except push: the push provider also finds devices in its own registry by userId.
 import { decideSuppression, type SuppressionState } from '../preferences/model.ts';
-import { addressFor } from '../pipeline/recipient.ts';
-import { CONTINUE, type SendContext, type Stage } from '../pipeline/types.ts';
+import { addressFor } from '../recipient.ts';
+import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 export function createSuppressionStage(deps: { suppressions(userId: string, ctx: SendContext): Promise<SuppressionState> }): Stage {
   return {

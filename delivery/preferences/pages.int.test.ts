@@ -11,7 +11,7 @@ import { topics } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createRedis, type RedisDeps } from '../../platform/redis.ts';
 import { deliveryRoutes } from '../index.ts';
-import { createTrackingLinks, type MessageRef } from '../tracking/signing.ts';
+import { createTrackingLinks, type MessageRef } from '../links.ts';
 import { createPreferencesStore } from './store.ts';
 import { isolate } from '../../test/support/isolation.ts';
 

@@ -4,8 +4,8 @@
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
-import formbody from '../tracking/formbody.ts';
-import { createTrackingLinks, tokenOf } from '../tracking/signing.ts';
+import formbody from '../formbody.ts';
+import { createTrackingLinks, tokenOf } from '../links.ts';
 import { emptyPreferences, type Suppression, type SuppressionState, type UserPreferences } from './model.ts';
 import { preferencesRoutes } from './routes.ts';
 import type { PreferencesStore } from './store.ts';

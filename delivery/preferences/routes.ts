@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Channel } from '../../platform/contracts.ts';
 import { CHANNELS } from '../../platform/contracts.ts';
 import { ErrorCodes } from '../../platform/errors.ts';
-import type { TrackingLinks } from '../tracking/signing.ts';
+import type { TrackingLinks } from '../links.ts';
 import { normalisePatch, PreferencesError, type ConsentRecord, type PreferencesPatch } from './model.ts';
 import { invalidLinkPage, isChecked, preferencePage } from './page.ts';
 import type { PreferencesStore } from './store.ts';

@@ -7,7 +7,7 @@ import { isolate } from '../../test/support/isolation.ts';
 import { smtpSinkClient } from '../../test/support/smtp.ts';
 import { createTemplateRenderer } from '../templates/index.ts';
 import { createSmtpProvider, domainOf, unsubscribeHeaders } from './email.ts';
-import type { Provider } from './types.ts';
+import type { Provider } from '../provider.ts';
 
 const iso = isolate('email');
 const config = iso.config();

@@ -5,7 +5,7 @@ import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
 import { createSmtpProvider } from './email.ts';
-import type { OutgoingMessage, Provider } from './types.ts';
+import type { OutgoingMessage, Provider } from '../provider.ts';
 
 const received: { envelopeTo: string[]; mail: ParsedMail }[] = [];
 /** SMTP sessions opened against the relay, to check that the pool reuses them. */

@@ -7,7 +7,7 @@ import nodemailer from 'nodemailer';
 import { parseConnectionUrl } from 'nodemailer/lib/shared/index.js';
 import type { Logger } from 'pino';
 import { buildMime } from './mime.ts';
-import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 
 export interface SmtpProviderOptions {
   /** Provider name (`smtp-1`), used for the circuit breaker and in delivery outcomes. */

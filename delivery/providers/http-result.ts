@@ -1,5 +1,5 @@
 // Shared mapping of HTTP provider answers (SMS, push) to provider results.
-import type { ProviderResult } from './types.ts';
+import type { ProviderResult } from '../provider.ts';
 
 export function retryAfterHeader(value: string | null): number | undefined {
   if (!value) return undefined;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DeviceRegistry, DevicePlatform } from './devices.ts';
 import { networkFailure, readJson, transientStatus } from './http-result.ts';
-import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 
 export interface PushProviderOptions {
   name?: string;

@@ -5,8 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
 import { isolate, stack } from '../../test/support/isolation.ts';
 import { smtpSinkClient } from '../../test/support/smtp.ts';
-import { createProviders } from './index.ts';
-import type { OutgoingMessage, Provider } from './types.ts';
+import { createProviders } from '../channels.ts';
+import type { OutgoingMessage, Provider } from '../provider.ts';
 
 const iso = isolate('lookup');
 const config = iso.config({

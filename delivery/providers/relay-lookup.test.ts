@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
 import { createSmtpProvider } from './email.ts';
 import { createRelayLookup } from './relay-lookup.ts';
-import type { OutgoingMessage } from './types.ts';
+import type { OutgoingMessage } from '../provider.ts';
 
 // A relay's message search: /search?id=<Message-ID> answers from `known`; /status/<code> answers that code.
 const known = new Set(['welcome-u1@example.com', 'a/b~c@example.com']);

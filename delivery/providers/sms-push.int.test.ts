@@ -11,7 +11,7 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createDeviceRegistry } from './devices.ts';
 import { createPushProvider } from './push.ts';
 import { createSmsProvider } from './sms.ts';
-import type { OutgoingMessage } from './types.ts';
+import type { OutgoingMessage } from '../provider.ts';
 
 interface Hit {
   method: string;
@@ -309,7 +309,7 @@ describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
 
 describe('createProviders', () => {
   it('builds every configured channel in priority order and names the missing settings', async () => {
-    const { createProviders } = await import('./index.ts');
+    const { createProviders } = await import('../channels.ts');
     const full = iso.config({
       LC_SMTP_URLS: 'smtp://127.0.0.1:1,smtp://127.0.0.1:2',
       LC_SMS_API_URL: base,

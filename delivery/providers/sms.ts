@@ -3,7 +3,7 @@
 // Twilio's documented error codes decide whether the number is dead.
 import type { Logger } from 'pino';
 import { networkFailure, readJson, transientStatus } from './http-result.ts';
-import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 
 export interface SmsProviderOptions {
   name?: string;

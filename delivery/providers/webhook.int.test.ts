@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
-import type { OutgoingMessage } from './types.ts';
+import type { OutgoingMessage } from '../provider.ts';
 import { createWebhookProvider, verifyWebhookSignature } from './webhook.ts';
 
 const SECRET = 'whsec-test-secret';

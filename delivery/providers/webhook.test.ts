@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
 import type { Resolver } from './ssrf.ts';
-import type { OutgoingMessage } from './types.ts';
+import type { OutgoingMessage } from '../provider.ts';
 import { createWebhookProvider } from './webhook.ts';
 
 const message = (webhookUrl: string): OutgoingMessage => ({

@@ -13,7 +13,7 @@ import https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import type { Logger } from 'pino';
 import { ForbiddenTargetError, resolveTarget, type Resolver } from './ssrf.ts';
-import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 
 export const SIGNATURE_HEADER = 'X-Lifecycle-Signature';
 

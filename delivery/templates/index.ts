@@ -5,7 +5,7 @@ import Handlebars from 'handlebars';
 import type { Logger } from 'pino';
 import type { Channel } from '../../platform/contracts.ts';
 import { LifecycleError } from '../../platform/errors.ts';
-import type { RenderedContent } from '../providers/types.ts';
+import type { RenderedContent } from '../provider.ts';
 import { registerHelpers } from './helpers.ts';
 import { htmlToText } from './html-to-text.ts';
 import {

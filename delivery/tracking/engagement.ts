@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Publisher } from '../../platform/bus.ts';
 import { deliveryCodec, encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import type { Channel, DeliveryOutcome, DeliveryStatus, NormalisedEvent, Topics } from '../../platform/contracts.ts';
-import type { MessageRef } from './signing.ts';
+import type { MessageRef } from '../links.ts';
 
 export type EngagementKind = 'opened' | 'clicked' | 'unsubscribed' | 'bounced' | 'complained' | 'delivered';
 

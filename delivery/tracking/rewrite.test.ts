@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { htmlToText } from '../templates/html-to-text.ts';
 import { rewriteEmail } from './rewrite.ts';
-import { createTrackingLinks, tokenOf, type MessageRef } from './signing.ts';
+import { createTrackingLinks, tokenOf, type MessageRef } from '../links.ts';
 
 const ref: MessageRef = { sendId: 's-1', userId: 'u-1', ruleId: 'r-1', channel: 'email', variant: 'a', category: 'marketing' };
 const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com/', signingSecret: 'a-secret-of-sixteen+' });

@@ -4,8 +4,8 @@
 // anything whose URL is itself a secret) is not wrapped, in the HTML nor where the plain-text
 // part shows it; the attribute itself is removed.
 import { decodeEntities } from '../templates/html-to-text.ts';
-import type { RenderedContent } from '../providers/types.ts';
-import type { MessageRef, TrackingLinks } from './signing.ts';
+import type { RenderedContent } from '../provider.ts';
+import type { MessageRef, TrackingLinks } from '../links.ts';
 
 /** An `<a …>` start tag; quoted attribute values may contain `>`. */
 const A_TAG = /<a\b(?:[^>"']|"[^"]*"|'[^']*')*>/gi;

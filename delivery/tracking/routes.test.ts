@@ -12,7 +12,7 @@ import { deliveryRoutes } from '../index.ts';
 import { createMemoryDeliveryStores } from '../pipeline/memory-stores.ts';
 import { signWebhook } from '../providers/webhook.ts';
 import { linkTarget } from './engagement.ts';
-import { createTrackingLinks, tokenOf, type MessageRef } from './signing.ts';
+import { createTrackingLinks, tokenOf, type MessageRef } from '../links.ts';
 
 const SIGNING_SECRET = 'route-test-signing-secret';
 const EVENTS_SECRET = 'route-test-email-events-secret';

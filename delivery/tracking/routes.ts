@@ -5,12 +5,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage } from '../../platform/errors.ts';
-import type { SentIndex } from '../pipeline/pipeline.ts';
+import type { SentIndex } from '../sent-index.ts';
 import { verifyWebhookSignature } from '../providers/webhook.ts';
 import { invalidLinkPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { EngagementRecorder } from './engagement.ts';
-import type { MessageRef, TrackingLinks } from './signing.ts';
+import type { MessageRef, TrackingLinks } from '../links.ts';
 
 export interface TrackingRoutesDeps {
   links: TrackingLinks;

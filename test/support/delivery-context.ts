@@ -1,6 +1,6 @@
 // Builds a SendContext for stage tests: a marketing email send with sensible defaults.
 import type { Channel, SendCommand } from '../../platform/contracts.ts';
-import type { SendContext } from '../../delivery/pipeline/types.ts';
+import type { SendContext } from '../../delivery/stage.ts';
 
 export function sendCommand(over: Partial<SendCommand> = {}): SendCommand {
   return {

@@ -1,9 +1,9 @@
 // Who a send goes to. The engine puts the user's traits snapshot in the send command's
 // `data.user` (email, phone, timezone, locale, deviceTokens, webhookUrl): delivery reads
 // addresses and the timezone from there, so it needs no user database of its own.
-import type { Channel, SendCommand } from '../../platform/contracts.ts';
-import type { Recipient } from '../providers/types.ts';
-import { isValidTimezone } from '../../platform/time.ts';
+import type { Channel, SendCommand } from '../platform/contracts.ts';
+import type { Recipient } from './provider.ts';
+import { isValidTimezone } from '../platform/time.ts';
 
 const str = (v: unknown) => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
 

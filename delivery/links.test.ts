@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createSigner, createTrackingLinks, tokenOf, type MessageRef } from './signing.ts';
+import { createSigner, createTrackingLinks, tokenOf, type MessageRef } from './links.ts';
 
 const ref: MessageRef = { sendId: 's-1', userId: 'u-1', ruleId: 'r-1', channel: 'email', variant: 'a', category: 'marketing' };
 const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com/', signingSecret: 'a-secret-of-sixteen+' });

@@ -1,7 +1,7 @@
 // What flows through the policy chain: one send command on one channel, and the
 // decision each stage takes about it.
-import type { Channel, DeliveryOutcome, SendCommand } from '../../platform/contracts.ts';
-import type { OutgoingMessage, Recipient } from '../providers/types.ts';
+import type { Channel, DeliveryOutcome, SendCommand } from '../platform/contracts.ts';
+import type { OutgoingMessage, Recipient } from './provider.ts';
 
 export interface SendContext {
   send: SendCommand;

@@ -2,9 +2,9 @@
 // being offline and a crash after this point), then published on the user's live channel
 // (Redis pub/sub), where whichever gateway instance holds the user's socket pushes it out.
 import { errorMessage } from '../../platform/errors.ts';
-import type { Inbox, InboxMessage } from '../inapp/inbox.ts';
-import type { LiveChannel } from '../inapp/live.ts';
-import type { OutgoingMessage, Provider, ProviderResult } from './types.ts';
+import type { Inbox, InboxMessage } from './inbox.ts';
+import type { LiveChannel } from './live.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 
 export function createInappProvider(
   opts: { name?: string },

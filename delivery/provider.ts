@@ -1,6 +1,6 @@
 // The contract between the delivery pipeline and channel providers. A provider never
 // throws for expected outcomes: it returns sent / retriable / permanent.
-import type { Channel } from '../../platform/contracts.ts';
+import type { Channel } from '../platform/contracts.ts';
 
 /** Who a message goes to, resolved from the user's traits and device/endpoint registry. */
 export interface Recipient {
