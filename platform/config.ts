@@ -65,8 +65,10 @@ export const ConfigSchema = Type.Object({
   redis: Type.Object({
     url: url({
       env: 'LC_REDIS_URL',
-      description: 'Redis URL of the state store (redis://host:port/db).',
+      description: 'Redis URL of the state store (redis://[:password@]host:port/db).',
       default: 'redis://127.0.0.1:16379',
+      // It may carry the password.
+      secret: true,
     }),
     keyPrefix: str({
       env: 'LC_REDIS_KEY_PREFIX',
@@ -108,6 +110,8 @@ export const ConfigSchema = Type.Object({
       env: 'LC_POSTGRES_URL',
       description: 'PostgreSQL URL of the product database that Debezium reads (used by tests and examples).',
       default: 'postgresql://postgres@127.0.0.1:5432/postgres',
+      // It may carry the password.
+      secret: true,
     }),
   }),
   cdc: Type.Object({
@@ -395,6 +399,7 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
+const URLS_WITH_CREDENTIALS = new Set(['LC_SMTP_URLS', 'LC_REDIS_URL', 'LC_POSTGRES_URL']);
 const DEV_SECRETS = new Set(['dev-admin-token', 'dev-signing-secret-change-me', 'dev-webhook-secret-change-me']);
 
 /**
@@ -426,7 +431,8 @@ export function loadConfig(
       if (value === undefined || DEV_SECRETS.has(value) || (Array.isArray(v.default) && value === (v.default as string[]).join(','))) {
         if (typeof v.default === 'string' && v.default === '') continue;
         if (Array.isArray(v.default) && v.default.length === 0) continue;
-        if (v.env === 'LC_SMTP_URLS') continue;
+        // Addresses that may carry a password: redacted like secrets, but their defaults are not secrets to refuse.
+        if (URLS_WITH_CREDENTIALS.has(v.env)) continue;
         problems.push(`${v.env}: must be set to a real secret when NODE_ENV=production`);
       }
     }

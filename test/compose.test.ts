@@ -37,10 +37,17 @@ function interpolate(value: string): string {
   );
 }
 
+/** A published port as `[host address:]host port:container port`. */
+function published(mapping: string): { address: string; hostPort: number; containerPort: number } {
+  const parts = mapping.split(':');
+  const [address, host, container] = parts.length === 3 ? parts : ['0.0.0.0', ...parts];
+  return { address: address!, hostPort: Number(host), containerPort: Number(container) };
+}
+
 function hostPort(service: string, containerPort: number): number {
-  const mapping = compose.services[service]?.ports?.find((p) => p.endsWith(`:${containerPort}`));
+  const mapping = compose.services[service]?.ports?.map(published).find((p) => p.containerPort === containerPort);
   expect(mapping, `${service} publishes ${containerPort}`).toBeDefined();
-  return Number(mapping!.split(':')[0]);
+  return mapping!.hostPort;
 }
 
 describe('docker-compose.yml', () => {
@@ -109,6 +116,26 @@ describe('docker-compose.yml', () => {
       expect(ports.filter((p) => p !== connectPort), `${file}: Connect URLs`).toEqual([]);
     }
     expect(readFileSync(resolve(REPO_ROOT, 'ingestion/README.md'), 'utf8')).toContain(`localhost:${connectPort}/connectors/app-db/config`);
+  });
+
+  it('publishes the infrastructure on 127.0.0.1 only: only the product\'s own authenticated HTTP ports face the network', () => {
+    const facing = services.flatMap(([name, s]) => (s.ports ?? []).map(published).filter((p) => p.address !== '127.0.0.1').map((p) => `${name}:${p.hostPort}`));
+    expect(facing.sort()).toEqual(['api:8089', 'ingest:8088']);
+  });
+
+  it('gives every data store a password that the user must set (no default, no literal), and the product the same one', () => {
+    const required = (value: string | undefined, variable: string) => expect(value ?? '').toContain(`\${${variable}:?`);
+    const redis = compose.services.redis!;
+    const command = redis.command ?? [];
+    required(command[command.indexOf('--requirepass') + 1], 'REDIS_PASSWORD');
+    const env = environment(compose.services.engine!);
+    required(env.LC_REDIS_URL, 'REDIS_PASSWORD');
+    expect(new URL(interpolate(env.LC_REDIS_URL!)).password).not.toBe('');
+    required(environment(compose.services.postgres!).POSTGRES_PASSWORD, 'POSTGRES_PASSWORD');
+    required(env.LC_POSTGRES_URL, 'POSTGRES_PASSWORD');
+    required(environment(compose.services.clickhouse!).CLICKHOUSE_PASSWORD, 'LC_CLICKHOUSE_PASSWORD');
+    required(env.LC_CLICKHOUSE_PASSWORD, 'LC_CLICKHOUSE_PASSWORD');
+    expect(env.NODE_ENV).toBe('production');
   });
 
   it('pins the versions the local stack uses', () => {
