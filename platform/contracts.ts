@@ -24,6 +24,67 @@ export const NormalisedEventSchema = Type.Object({
 });
 export type NormalisedEvent = Static<typeof NormalisedEventSchema>;
 
+/**
+ * Who makes an event, from its `source`: `http` (a write key, `http:<source>`), `cdc` (the
+ * product database, `cdc:<connector>`), or one of the product's own processes.
+ */
+export type EventOrigin = 'http' | 'cdc' | 'engine' | 'scheduler' | 'tracker' | 'inapp' | 'simulate' | 'unknown';
+
+export function eventOrigin(source: string): EventOrigin {
+  const head = source.split(':', 1)[0]!;
+  switch (head) {
+    case 'http':
+    case 'cdc':
+    case 'engine':
+    case 'scheduler':
+    case 'tracker':
+    case 'inapp':
+    case 'simulate':
+      return head;
+    default:
+      return 'unknown';
+  }
+}
+
+/**
+ * Event types only the product makes, and who may make each: the closed list of reserved
+ * types. Ingest refuses them from apps (a browser write key could otherwise erase a user,
+ * fire a delayed rule at once with forged ids, or poison uplift with fake opens), and the
+ * engine, delivery and the sink act on them only from these origins.
+ */
+export const RESERVED_EVENT_TYPES: Readonly<Record<string, readonly EventOrigin[]>> = Object.freeze({
+  /** Right to be forgotten: a deleted row of the product database (the CDC mapping). */
+  user_deleted: ['cdc'],
+  'timer.fired': ['engine'],
+  'segment.entered': ['engine'],
+  'segment.exited': ['engine'],
+  'schedule.occurrence': ['scheduler'],
+  message_opened: ['tracker'],
+  message_clicked: ['tracker'],
+  message_unsubscribed: ['tracker'],
+  message_bounced: ['tracker'],
+  message_complained: ['tracker'],
+  message_delivered: ['tracker'],
+  'inapp.read': ['inapp'],
+});
+
+export function isReservedEventType(type: string): boolean {
+  return Object.hasOwn(RESERVED_EVENT_TYPES, type);
+}
+
+/**
+ * Why an event of a reserved type may not be acted on, or null when its type is not
+ * reserved or its origin makes that type. `simulate` stands for authored test input and
+ * may play any origin.
+ */
+export function reservedTypeRefusal(event: Pick<NormalisedEvent, 'type' | 'source'>): string | null {
+  if (!Object.hasOwn(RESERVED_EVENT_TYPES, event.type)) return null;
+  const allowed = RESERVED_EVENT_TYPES[event.type]!;
+  const origin = eventOrigin(event.source);
+  if (origin === 'simulate' || allowed.includes(origin)) return null;
+  return `reserved event type ${JSON.stringify(event.type)} from source ${JSON.stringify(event.source)}: only ${allowed.join(', ')} may send it`;
+}
+
 export const Channel = Type.Union([
   Type.Literal('email'),
   Type.Literal('inapp'),

@@ -8,7 +8,7 @@ import type { Bus, IncomingMessage, Publisher } from '../../platform/bus.ts';
 import { sendToDlq } from '../../platform/bus.ts';
 import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import type { Channel, DeliveryOutcome, NormalisedEvent, SendCommand, Topics } from '../../platform/contracts.ts';
-import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
+import { reservedTypeRefusal, SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { createConsumeLoop, RecordRejected, type ConsumedRecord } from '../../platform/consume.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
@@ -141,7 +141,8 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
       },
       async handle(records, scope) {
         for (const { value: event, message } of records) {
-          if (event.type === 'user_deleted') await deps.onUserDeleted(event.userId, event.ts);
+          // Only the product database erases a user: an app cannot send this type (platform/contracts.ts).
+          if (event.type === 'user_deleted' && reservedTypeRefusal(event) === null) await deps.onUserDeleted(event.userId, event.ts);
           else scope.skip(message, 'not_a_deletion');
         }
       },

@@ -162,10 +162,38 @@ describe('engine service (in-memory wiring)', () => {
       record(ev('r1', 'bob', 'user_registered', now + 60_000, { traits: { email: 'b@example.com', plan: 'trial' } })),
     ]);
     await until(async () => (await stores.pending(0)) + (await stores.pending(1)) === 1);
-    await bus.publisher().publish(T.events, [record(ev('d1', 'bob', 'user_deleted', now))]);
+    await bus.publisher().publish(T.events, [record(ev('d1', 'bob', 'user_deleted', now, { source: 'cdc:app' }))]);
     await until(async () => (await stores.pending(0)) + (await stores.pending(1)) === 0);
     const loaded = (await stores.load(['bob'])).get('bob');
     expect(loaded?.state).toBeNull();
+    await service.stop();
+  });
+
+  it('acts on reserved event types only from the process that makes them: forged ones from an app go to the DLQ and change nothing', async () => {
+    const rs = await ruleSet();
+    const bus = new InMemoryBus(1);
+    const { service, stores } = createMemoryEngine({ ...config, partitions: 1 }, { bus, ruleSet: () => rs, logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) });
+    await service.start();
+    const now = Date.now();
+    await bus.publisher().publish(T.events, [record(ev('r1', 'bob', 'user_registered', now, { traits: { email: 'b@example.com', plan: 'trial' } }))]);
+    await until(async () => (await stores.load(['bob'])).get('bob')?.state != null);
+    const forged = [
+      ev('f1', 'bob', 'user_deleted', now + 1, { source: 'http:web' }),
+      ev('f2', 'bob', 'timer.fired', now + 2, { source: 'http:web', properties: { ruleId: 'trial-nudge', timerId: 'x' } }),
+      ev('f3', 'bob', 'message_clicked', now + 3, { source: 'http:web', properties: { sendId: 's', ruleId: 'welcome' } }),
+      ev('f4', 'bob', 'schedule.occurrence', now + 4, { source: 'cdc:app' }),
+    ];
+    await bus.publisher().publish(T.events, forged.map(record));
+    await until(() => bus.messages(T.dlq).length === forged.length);
+    expect(bus.messages(T.dlq).map((m) => m.headers[DlqHeaders.reason])).toEqual([
+      'reserved event type "user_deleted" from source "http:web": only cdc may send it',
+      'reserved event type "timer.fired" from source "http:web": only engine may send it',
+      'reserved event type "message_clicked" from source "http:web": only tracker may send it',
+      'reserved event type "schedule.occurrence" from source "cdc:app": only scheduler may send it',
+    ]);
+    // bob was not erased, and nothing was sent for the forged events.
+    expect((await stores.load(['bob'])).get('bob')?.state).not.toBeNull();
+    expect(bus.messages(T.sends).map((m) => sendCodec.decode(m.value!).triggeredBy.eventId).filter((id) => id.startsWith('f'))).toEqual([]);
     await service.stop();
   });
 

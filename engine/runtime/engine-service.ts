@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Bus, IncomingMessage, OutgoingMessage, TopicPartition } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import { createConsumeLoop, RecordRejected, type BatchScope, type BatchVerdict, type ConsumeLoop, type ConsumedRecord } from '../../platform/consume.ts';
-import { NormalisedEventSchema, SCHEMA_ID_HEADER, topics as topicNames, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
+import { NormalisedEventSchema, reservedTypeRefusal, SCHEMA_ID_HEADER, topics as topicNames, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
@@ -243,6 +243,9 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     }
     // Per-user order and the single writer rely on key = userId.
     if (m.key !== event.userId) throw new RecordRejected(`record key ${JSON.stringify(m.key)} does not match the event's userId`);
+    // A reserved type is acted on only from the process that makes it (platform/contracts.ts).
+    const refusal = reservedTypeRefusal(event);
+    if (refusal !== null) throw new RecordRejected(refusal);
     return event;
   };
 

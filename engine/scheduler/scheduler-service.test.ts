@@ -27,7 +27,8 @@ function identify(userId: string, traits: Record<string, unknown>, ts = START): 
   return { id: `id-${userId}-${ts}-${JSON.stringify(traits)}`, userId, type: 'identify', ts, receivedAt: ts, source: 'test', properties: {}, traits };
 }
 function event(userId: string, type: string, ts = START): NormalisedEvent {
-  return { id: `ev-${userId}-${type}-${ts}`, userId, type, ts, receivedAt: ts, source: 'test', properties: {} };
+  // Deletions come from the product database (CDC), the only origin allowed to erase a user.
+  return { id: `ev-${userId}-${type}-${ts}`, userId, type, ts, receivedAt: ts, source: type === 'user_deleted' ? 'cdc:app' : 'test', properties: {} };
 }
 
 interface Harness {

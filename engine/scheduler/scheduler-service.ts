@@ -12,7 +12,7 @@ import type { Bus } from '../../platform/bus.ts';
 import { createConsumeLoop, RecordRejected, type ConsumeLoop } from '../../platform/consume.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
-import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
+import { reservedTypeRefusal, SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { CompiledRule, RuleSet } from '../../rules/types.ts';
 import { occurrenceEvent, scheduleTrigger } from '../core/schedule.ts';
@@ -410,6 +410,9 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
             if (!message.value) throw new RecordRejected('empty record value');
             const event = eventCodec.decode(message.value, message.headers[SCHEMA_ID_HEADER]);
             if (message.key !== event.userId) throw new RecordRejected("record key does not match the event's userId");
+            // An app cannot remove a user from the directory with a forged user_deleted.
+            const refusal = reservedTypeRefusal(event);
+            if (refusal !== null) throw new RecordRejected(refusal);
             return event;
           },
           async handle(records) {

@@ -101,7 +101,7 @@ describe('scheduler process', () => {
     const events: NormalisedEvent[] = [];
     const ev = (userId: string, type: string, traits?: Record<string, unknown>, dt = 0): NormalisedEvent => ({
       // They arrived before the scheduler went down.
-      id: `${iso.id}-${userId}-${type}-${dt}`, userId, type, ts: now - 4 * DAY + dt, receivedAt: now - 4 * DAY + dt, source: 'test', properties: {}, ...(traits ? { traits } : {}),
+      id: `${iso.id}-${userId}-${type}-${dt}`, userId, type, ts: now - 4 * DAY + dt, receivedAt: now - 4 * DAY + dt, source: type === 'user_deleted' ? 'cdc:app' : 'test', properties: {}, ...(traits ? { traits } : {}),
     });
     for (const zone of ZONES) {
       for (let i = 0; i < PER_ZONE; i++) {

@@ -50,7 +50,8 @@ export function generateEvents(o: GenerateOptions): NormalisedEvent[] {
       type,
       ts,
       receivedAt: ts,
-      source: 'http:test',
+      // Deletions come from the product database: only CDC may erase a user.
+      source: type === 'user_deleted' ? 'cdc:test' : 'http:test',
       properties,
       context: { library: { name: 'analytics-node', version: '2.2.0' } },
     };
