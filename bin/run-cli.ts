@@ -1,15 +1,15 @@
 // `lifecycle run` (production processes) and `lifecycle demo` (the embedded default).
 import type { Command } from 'commander';
-import { ConfigError, loadConfig } from '../platform/config.ts';
+import { ConfigError, loadConfig, type LoadOptions } from '../platform/config.ts';
 import { createLogger } from '../platform/logger.ts';
 import { onShutdown } from '../platform/shutdown.ts';
 import { errorMessage } from '../platform/errors.ts';
 import { PROCESSES, startProcesses, stopProcesses, type ProcessName } from './processes.ts';
 import { startDemo } from './demo.ts';
 
-function configOrExit() {
+function configOrExit(options: LoadOptions) {
   try {
-    return loadConfig();
+    return loadConfig(undefined, {}, options);
   } catch (err) {
     if (err instanceof ConfigError) {
       for (const p of err.problems) console.error(`config: ${p}`);
@@ -32,7 +32,7 @@ export function register(program: Command): void {
         console.error(`unknown process: ${unknown.join(', ')} (one of ${PROCESSES.join(', ')}, all)`);
         process.exit(2);
       }
-      const config = configOrExit();
+      const config = configOrExit({ serving: true });
       const logger = createLogger({ level: config.log.level });
       try {
         const running = await startProcesses(wanted as ProcessName[], config, logger);
@@ -54,7 +54,7 @@ export function register(program: Command): void {
     .option('--exit-after-seed', 'wait for the sample messages to be delivered, print them, then exit (smoke test)')
     .addHelpText('after', '\nPorts: LC_INGEST_PORT (8088) and LC_API_PORT (8089); rules from LC_RULES_DIR (rules/examples), templates from LC_TEMPLATES_DIR.')
     .action(async (opts: { data: string; seed: boolean; logLevel: string; exitAfterSeed?: boolean }) => {
-      const config = configOrExit();
+      const config = configOrExit({});
       const logger = createLogger({ level: opts.logLevel });
       try {
         const demo = await startDemo({ dataDir: opts.data, seed: opts.seed }, logger);

@@ -30,6 +30,24 @@ describe('loadConfig', () => {
     }
   });
 
+  it('refuses the development secrets to a serving process unless NODE_ENV=development is set explicitly', () => {
+    const serving = (env: Record<string, string>) => () => loadConfig(env, {}, { serving: true });
+    expect(serving({})).toThrow(/LC_ADMIN_TOKEN: the built-in development value is refused unless NODE_ENV=development is set explicitly/);
+    expect(serving({})).toThrow(/LC_SIGNING_SECRET: the built-in development value/);
+    expect(serving({})).toThrow(/LC_WRITE_KEYS: the built-in development value/);
+    expect(serving({ NODE_ENV: 'development' })).not.toThrow();
+    expect(serving({ NODE_ENV: 'test' })).not.toThrow();
+    // Tools and the demo load without the serving checks.
+    expect(() => loadConfig({})).not.toThrow();
+  });
+
+  it('refuses a short admin token outside development, and takes a long one', () => {
+    const real = { LC_WRITE_KEYS: 'web:k3y-of-the-web-source', LC_SIGNING_SECRET: 'a-real-signing-secret-0123', LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123' };
+    expect(() => loadConfig({ ...real, LC_ADMIN_TOKEN: 'short-token' }, {}, { serving: true })).toThrow(/LC_ADMIN_TOKEN: must be at least 24 characters/);
+    expect(() => loadConfig({ ...real, NODE_ENV: 'production', LC_ADMIN_TOKEN: 'short-token' }, {}, { serving: true })).toThrow(/LC_ADMIN_TOKEN: must be at least 24 characters/);
+    expect(loadConfig({ ...real, LC_ADMIN_TOKEN: 'x'.repeat(24) }, {}, { serving: true }).auth.adminToken).toHaveLength(24);
+  });
+
   it('refuses development secrets in production', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/LC_ADMIN_TOKEN: must be set/);
   });

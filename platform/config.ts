@@ -400,7 +400,7 @@ function deepFreeze<T>(o: T): T {
 }
 
 const URLS_WITH_CREDENTIALS = new Set(['LC_SMTP_URLS', 'LC_REDIS_URL', 'LC_POSTGRES_URL']);
-const DEV_SECRETS = new Set(['dev-admin-token', 'dev-signing-secret-change-me', 'dev-webhook-secret-change-me']);
+const DEV_SECRETS = new Set(['dev-admin-token', 'dev-signing-secret-change-me', 'dev-webhook-secret-change-me', 'demo:dev-write-key']);
 
 /**
  * Reads every variable of the schema from `env`, applies defaults and `overrides`
@@ -410,6 +410,7 @@ const DEV_SECRETS = new Set(['dev-admin-token', 'dev-signing-secret-change-me', 
 export function loadConfig(
   env: Record<string, string | undefined> = process.env,
   overrides: Record<string, unknown> = {},
+  options: LoadOptions = {},
 ): Readonly<Config> {
   const problems: string[] = [];
   const out: Record<string, unknown> = {};
@@ -437,8 +438,42 @@ export function loadConfig(
       }
     }
   }
+  if (problems.length === 0 && options.serving) problems.push(...servingProblems(env, out as Config));
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(out as Config);
+}
+
+export interface LoadOptions {
+  /**
+   * The configuration of a process that serves traffic (`lifecycle run`, the process
+   * entries): the built-in development secrets are refused unless NODE_ENV=development (or
+   * test) was set on purpose, and the admin token must be long enough to resist guessing.
+   * Tools (`rules validate`, `simulate`) and the embedded demo load without these checks.
+   */
+  serving?: boolean;
+}
+
+/** Shortest admin token accepted outside development: 128 bits as hex is 32 characters, base64 about 22. */
+export const MIN_ADMIN_TOKEN_LENGTH = 24;
+
+function servingProblems(env: Record<string, string | undefined>, config: Config): string[] {
+  const problems: string[] = [];
+  const explicitlyDevelopment = env.NODE_ENV === 'development' || env.NODE_ENV === 'test';
+  if (!explicitlyDevelopment) {
+    // A deployment that forgot NODE_ENV runs as development by default; with the public
+    // development secrets anyone could sign links or call the admin API.
+    for (const v of envVariables().filter((x) => x.secret && !URLS_WITH_CREDENTIALS.has(x.env))) {
+      const value = env[v.env];
+      const usesDefault = value === undefined ? v.default !== '' && !(Array.isArray(v.default) && v.default.length === 0) : DEV_SECRETS.has(value) || (Array.isArray(v.default) && value === (v.default as string[]).join(','));
+      if (usesDefault) {
+        problems.push(`${v.env}: the built-in development value is refused unless NODE_ENV=development is set explicitly; set a real secret (or NODE_ENV=development for a local try)`);
+      }
+    }
+    if (config.auth.adminToken.length < MIN_ADMIN_TOKEN_LENGTH) {
+      problems.push(`LC_ADMIN_TOKEN: must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters (for example \`openssl rand -hex 24\`)`);
+    }
+  }
+  return [...new Set(problems)];
 }
 
 /** Paths of secret values, for the logger's redaction list. */

@@ -21,7 +21,7 @@ export function isMain(importMetaUrl: string): boolean {
 }
 
 export async function runMain(name: string, start: (config: Readonly<Config>, logger: Logger) => Promise<StartedUnit>): Promise<void> {
-  const config = loadConfig();
+  const config = loadConfig(undefined, {}, { serving: true });
   const logger = createLogger({ level: config.log.level, name });
   let server: Server | null = null;
   const starting = start(config, logger);
