@@ -13,7 +13,7 @@ import type { Bus, IncomingMessage } from '../platform/bus.ts';
 import { internalTopicSpecs, sendToDlq } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
 import { SCHEMA_ID_HEADER, topics as topicNames } from '../platform/contracts.ts';
-import { errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
+import { ErrorCodes, errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
 import { KafkaBus } from '../platform/kafka.ts';
 import { Counter, createMetricsRegistry, Histogram, type Registry } from '../platform/metrics.ts';
 import type { Service } from '../platform/shutdown.ts';
@@ -246,7 +246,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     concurrency: config.concurrency ?? 6,
     async eachBatch(batch, control) {
       const table = tableOf.get(batch.topic);
-      if (!table) throw new LifecycleError('LC_ERR_INTERNAL', `analytics sink got a record of unexpected topic ${batch.topic}`);
+      if (!table) throw new LifecycleError(ErrorCodes.Internal, `analytics sink got a record of unexpected topic ${batch.topic}`);
       const rows = emptyRows();
       for (const message of batch.messages) {
         const decoded = decodeRecord(table, message);

@@ -80,7 +80,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoute
     });
     api.setErrorHandler(async (err: unknown, req, reply) => {
       if (err instanceof LifecycleError) {
-        const status = err.code === 'LC_ERR_ANALYTICS' ? (err.retriable ? 503 : 500) : err.status;
+        const status = err.code === ErrorCodes.Analytics ? (err.retriable ? 503 : 500) : err.status;
         if (status >= 500) req.log.warn({ err }, 'dashboard panel failed');
         return reply.code(status).send({ code: err.code, message: err.message });
       }

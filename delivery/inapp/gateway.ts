@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { deliveryCodec, encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import type { Publisher } from '../../platform/bus.ts';
 import { type DeliveryOutcome, type NormalisedEvent } from '../../platform/contracts.ts';
-import { ErrorCodes } from '../../platform/errors.ts';
+import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 import type { KeySpace } from '../../platform/keys.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { DeviceRegistry } from '../providers/devices.ts';
@@ -73,7 +73,7 @@ export type GatewayFrame =
   | { type: 'message'; message: InboxMessage }
   | { type: 'read'; ids: string[] }
   | { type: 'pong' }
-  | { type: 'error'; code: string; message: string };
+  | { type: 'error'; code: ErrorCode; message: string };
 
 export function readEvent(userId: string, message: InboxMessage, now: number): NormalisedEvent {
   return {

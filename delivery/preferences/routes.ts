@@ -4,7 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Channel } from '../../platform/contracts.ts';
 import { CHANNELS } from '../../platform/contracts.ts';
-import { ErrorCodes } from '../../platform/errors.ts';
+import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 import type { TrackingLinks } from '../tracking/signing.ts';
 import { normalisePatch, PreferencesError, type ConsentRecord, type PreferencesPatch } from './model.ts';
 import { invalidLinkPage, isChecked, preferencePage } from './page.ts';
@@ -25,7 +25,7 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-const err = (reply: FastifyReply, status: number, code: string, message: string) => reply.code(status).send({ code, message });
+const err = (reply: FastifyReply, status: number, code: ErrorCode, message: string) => reply.code(status).send({ code, message });
 
 const PatchSchema = {
   type: 'object',

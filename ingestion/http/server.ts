@@ -10,7 +10,7 @@ import type { Bus, OutgoingMessage } from '../../platform/bus.ts';
 import type { Config } from '../../platform/config.ts';
 import { topics, type NormalisedEvent } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
-import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
+import { ErrorCodes, LifecycleError, type ErrorCode } from '../../platform/errors.ts';
 import { Counter, Gauge, Histogram, type Registry } from '../../platform/metrics.ts';
 import { parseWriteKeys, presentedKey } from './auth.ts';
 import { createRateLimiter } from './rate-limit.ts';
@@ -102,7 +102,7 @@ const requestHeaders = Type.Object({
 const consumes = ['application/json', 'text/plain'];
 const documentRoute = (body?: unknown) => (({ schema, url }) => ({ schema: { ...schema, headers: requestHeaders, ...(body ? { body } : {}) }, url })) satisfies SwaggerTransform;
 
-function fail(reply: FastifyReply, status: number, code: string, message: string, field?: string) {
+function fail(reply: FastifyReply, status: number, code: ErrorCode, message: string, field?: string) {
   return reply.code(status).send(field ? { success: false, code, message, field } : { success: false, code, message });
 }
 
