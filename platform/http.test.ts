@@ -79,6 +79,8 @@ describe('route access declarations', () => {
       expect(res.json()).toEqual({ code: 'LC_ERR_UNAUTHORIZED', message: 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`' });
       expect(res.headers['www-authenticate']).toBe('Bearer');
     }
+    // fastify adds HEAD to every GET route; it is refused the same way.
+    expect((await app.inject({ method: 'HEAD', url: '/v1/secret' })).statusCode).toBe(401);
     expect(ran).toBe(0);
     const ok = await app.inject({ method: 'GET', url: '/v1/secret', headers: { authorization: `bearer  ${TOKEN}` } });
     expect(ok.statusCode).toBe(200);
