@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { AnalyticsStore } from './store.ts';
 import type { DeliveryOutcome, NormalisedEvent, SendCommand } from '../platform/contracts.ts';
-import { LifecycleError } from '../platform/errors.ts';
+import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 
 export const TABLES = ['events', 'sends', 'deliveries'] as const;
 export type Table = (typeof TABLES)[number];
@@ -138,7 +138,7 @@ export interface SchemaInfo {
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function assertDatabaseName(database: string): void {
-  if (!IDENT.test(database)) throw new LifecycleError('LC_ERR_ANALYTICS', `not a plain ClickHouse database name: ${database}`);
+  if (!IDENT.test(database)) throw new LifecycleError(ErrorCodes.Analytics, `not a plain ClickHouse database name: ${database}`);
 }
 
 /** Column TTL arrived in ClickHouse 19.6. */
@@ -148,7 +148,7 @@ export function supportsColumnTtl(version: string): boolean {
 }
 
 export function payloadTtlClause(days: number): string {
-  if (!Number.isInteger(days) || days < 1) throw new LifecycleError('LC_ERR_ANALYTICS', `payload TTL must be a positive number of days, got ${days}`);
+  if (!Number.isInteger(days) || days < 1) throw new LifecycleError(ErrorCodes.Analytics, `payload TTL must be a positive number of days, got ${days}`);
   return `TTL created_at + toIntervalDay(${days})`;
 }
 

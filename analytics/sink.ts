@@ -14,7 +14,7 @@ import { internalTopicSpecs } from '../platform/bus.ts';
 import { createConsumeLoop, RecordRejected } from '../platform/consume.ts';
 import type { Config } from '../platform/config.ts';
 import { SCHEMA_ID_HEADER, topics as topicNames } from '../platform/contracts.ts';
-import { errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
+import { ErrorCodes, errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
 import { KafkaBus } from '../platform/kafka.ts';
 import { Counter, createMetricsRegistry, Histogram, type Registry } from '../platform/metrics.ts';
 import type { Service } from '../platform/shutdown.ts';
@@ -250,7 +250,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
       decodeStage: 'analytics-sink',
       decode(message) {
         const table = tableOf.get(message.topic);
-        if (!table) throw new LifecycleError('LC_ERR_INTERNAL', `analytics sink got a record of unexpected topic ${message.topic}`);
+        if (!table) throw new LifecycleError(ErrorCodes.Internal, `analytics sink got a record of unexpected topic ${message.topic}`);
         const decoded = decodeRecord(table, message);
         if ('error' in decoded) throw new RecordRejected(decoded.error);
         return decoded;

@@ -10,7 +10,7 @@
 // `col IN {ids:Array(String)}`: 18.16 accepts arrays only in the former.
 import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickhouse/client';
 import type { Config } from '../platform/config.ts';
-import { LifecycleError } from '../platform/errors.ts';
+import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 
 export type QueryParams = Record<string, unknown>;
 
@@ -35,7 +35,7 @@ function storeError(op: string, err: unknown): LifecycleError {
   const message = err instanceof Error ? err.message : String(err);
   // Connection problems can be retried; SQL errors (code N in the message) cannot.
   const retriable = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|Timeout/i.test(message);
-  return new LifecycleError('LC_ERR_ANALYTICS', `analytics ${op} failed: ${message.split('\n')[0]}`, { retriable, cause: err });
+  return new LifecycleError(ErrorCodes.Analytics, `analytics ${op} failed: ${message.split('\n')[0]}`, { retriable, cause: err });
 }
 
 function parseRows<T>(text: string): T[] {
@@ -106,11 +106,11 @@ export function literal(type: string, value: unknown): string {
 /** Replaces `{name:Type}` placeholders with literals; every placeholder must have a value. */
 export function bindParams(sql: string, params: QueryParams): string {
   return sql.replace(PLACEHOLDER, (_m, name: string, type: string) => {
-    if (!(name in params)) throw new LifecycleError('LC_ERR_ANALYTICS', `query parameter ${name} has no value`);
+    if (!(name in params)) throw new LifecycleError(ErrorCodes.Analytics, `query parameter ${name} has no value`);
     try {
       return literal(type, params[name]);
     } catch (err) {
-      throw new LifecycleError('LC_ERR_ANALYTICS', `query parameter ${name} (${type}): ${(err as Error).message}`);
+      throw new LifecycleError(ErrorCodes.Analytics, `query parameter ${name} (${type}): ${(err as Error).message}`);
     }
   });
 }
@@ -193,7 +193,7 @@ export async function createChdbStore(options: { path: string }): Promise<Analyt
   });
   let closed = false;
   const open = () => {
-    if (closed) throw new LifecycleError('LC_ERR_ANALYTICS', 'analytics store is closed');
+    if (closed) throw new LifecycleError(ErrorCodes.Analytics, 'analytics store is closed');
   };
   return {
     async command(sql) {

@@ -18,7 +18,7 @@ import { KafkaBus } from '../platform/kafka.ts';
 import { createLogger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createIngestServer } from '../ingestion/http/server.ts';
-import { createIngestBus, INGEST_PRODUCERS } from '../ingestion/run.ts';
+import { createIngestBus, INGEST_PRODUCERS } from '../ingestion/http/run.ts';
 import { encodeWithHeader, eventCodec } from '../platform/avro.ts';
 
 /** The part of autocannon's API used here (the package ships no types). */

@@ -1,12 +1,12 @@
 // The API process: admin preference API, public tracking endpoints, the signed preference
 // page, the in-app WebSocket gateway and the analysts' dashboards on one fastify server, with OpenAPI, health and
 // Prometheus metrics. Composition root only: each room owns its routes.
-import Fastify, { type FastifyInstance } from 'fastify';
-import swagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
 import type { Publisher } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
+import { adminCredential, operationalRoutes, setupHttpKit } from '../platform/http.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import { deliveryRoutes } from '../delivery/index.ts';
@@ -38,15 +38,11 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
     { component: 'api' },
     { serializers: { req: (req: { method: string; url: string }) => ({ method: req.method, path: req.url.split('?')[0] }) } },
   );
-  const app = Fastify({ loggerInstance: log, trustProxy: true });
-  // fastify's own 404 logs and echoes the whole URL; a mistyped tracking link carries its
-  // signed token in the query, so a miss is logged and answered with the path only.
-  app.setNotFoundHandler((req, reply) => {
-    const path = req.url.split('?')[0];
-    req.log.info({ path }, 'route not found');
-    return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Route ${req.method}:${path} not found` });
-  });
-  await app.register(swagger, {
+  // pino's Logger type is wider than fastify's base logger; the instance is the same.
+  const app = Fastify({ loggerInstance: log as FastifyBaseLogger, trustProxy: true });
+  // Admin routes take LC_ADMIN_TOKEN; the in-app gateway adds its client tokens itself.
+  await setupHttpKit(app, {
+    credentials: { admin: adminCredential(config.auth.adminToken) },
     openapi: {
       info: {
         title: 'Lifecycle API',
@@ -54,7 +50,6 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
         description:
           'Admin API (bearer LC_ADMIN_TOKEN): user preferences and suppressions, templates, dashboards data. Public endpoints: the dashboards page (a static shell that asks for the admin token), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
       },
-      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
     },
   });
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
@@ -89,7 +84,7 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
   const renderer = createTemplateRenderer({ dir: config.delivery.templatesDir, strict: true, defaultTimezone: config.delivery.defaultTimezone, watch: true }, deps.logger);
   app.addHook('onClose', async () => renderer.close());
   await app.register(async (scope) => {
-    await templateRoutes(scope, { renderer, dir: config.delivery.templatesDir, adminToken: config.auth.adminToken });
+    await templateRoutes(scope, { renderer, dir: config.delivery.templatesDir });
   });
   // Analysts' dashboards: the page, and its data through the admin API.
   let ownStore: Promise<AnalyticsStore> | undefined;
@@ -102,17 +97,14 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
     await store?.close();
   });
   await app.register(async (scope) => {
-    await dashboardRoutes(scope, { dir: config.analytics.dashboardsDir, adminToken: config.auth.adminToken, analytics });
+    await dashboardRoutes(scope, { dir: config.analytics.dashboardsDir, analytics });
   });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/health', { schema: { hide: true } }, async (_req, reply) => {
-    const checks: Record<string, boolean> = { ...(redis ? { redis: redis.redis.status === 'ready' } : {}), ...(deps.health?.() ?? {}) };
-    const ok = Object.values(checks).every(Boolean);
-    return reply.code(ok ? 200 : 503).send({ ok, checks });
+  operationalRoutes(app, {
+    metrics: deps.metrics,
+    health: () => {
+      const checks: Record<string, boolean> = { ...(redis ? { redis: redis.redis.status === 'ready' } : {}), ...(deps.health?.() ?? {}) };
+      return { ok: Object.values(checks).every(Boolean), checks };
+    },
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
-    reply.header('content-type', deps.metrics.contentType).send(await deps.metrics.metrics()),
-  );
-  // pino's Logger type is wider than fastify's base logger; the instance is the same.
-  return app as unknown as FastifyInstance;
+  return app;
 }

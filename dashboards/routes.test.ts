@@ -6,10 +6,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import swagger from '@fastify/swagger';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AnalyticsStore, QueryParams } from '../analytics/store.ts';
 import { LifecycleError } from '../platform/errors.ts';
+import { adminCredential, setupHttpKit } from '../platform/http.ts';
 import { dashboardRoutes } from './routes.ts';
 
 const TOKEN = 'test-admin-token';
@@ -58,8 +58,8 @@ describe('dashboards routes', () => {
     await writeFile(path.join(dir, 'ops.json'), JSON.stringify(spec));
     await writeFile(path.join(dir, 'bad.json'), JSON.stringify({ id: 'bad', title: 'Bad', panels: [{ id: 'x', title: 'X', query: 'nope', viz: { type: 'table' } }] }));
     app = Fastify();
-    await app.register(swagger, { openapi: { info: { title: 't', version: '1' }, components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } } } });
-    await app.register(dashboardRoutes, { dir, adminToken: TOKEN, analytics: async () => ({ store: recordingStore(calls), database: 'lc_dash' }), now: () => NOW });
+    await setupHttpKit(app, { credentials: { admin: adminCredential(TOKEN) }, openapi: { info: { title: 't', version: '1' } } });
+    await app.register(dashboardRoutes, { dir, analytics: async () => ({ store: recordingStore(calls), database: 'lc_dash' }), now: () => NOW });
     await app.ready();
   });
   afterAll(async () => {

@@ -5,11 +5,11 @@
 //   GET /v1/dashboards/:id                            one spec, with the parameters its panels take
 //   GET /v1/dashboards/:id/panels/:panelId?from&to&ruleIds&<parameter>=...   {columns, rows} of one panel
 // Panels are fetched one by one, so a failing panel shows its error and the others render.
-import { timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { AnalyticsStore } from '../analytics/store.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
+import { requireHttpKit } from '../platform/http.ts';
 import { BUILTIN_QUERIES } from './builtins.ts';
 import { formatDashboardError, loadDashboards, panelParameterSpecs, STANDARD_PARAMS } from './loader.ts';
 import { DEFAULT_WINDOW_DAYS, panelContext, runPanel, type RequestValues } from './run.ts';
@@ -18,21 +18,18 @@ import type { DashboardSpec } from './schema.ts';
 export interface DashboardRoutesOptions {
   /** The folder of dashboard specs; read again on every request, so edits show at once. */
   dir: string;
-  adminToken: string;
   /** The analytics store and the database of the tables (opened on first use). */
   analytics: () => Promise<{ store: AnalyticsStore; database: string }>;
   now?: () => number;
 }
 
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1]!.trim());
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
+/** A failing query is that panel's error: 503 while ClickHouse is unreachable (a retry can help), else 500. */
+function panelFailure(err: unknown): unknown {
+  if (!(err instanceof LifecycleError) || err.code !== ErrorCodes.Analytics) return err;
+  return new LifecycleError(err.code, err.message, { status: err.retriable ? 503 : 500, retriable: err.retriable, cause: err });
 }
 
-const security = [{ adminToken: [] }];
+const admin = { auth: 'admin' } as const;
 const tags = ['dashboards'];
 const errorBody = { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } as const;
 
@@ -60,36 +57,17 @@ function describe(spec: DashboardSpec) {
 }
 
 export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoutesOptions): Promise<void> {
+  requireHttpKit(app);
   const page = await readFile(new URL('page.html', import.meta.url), 'utf8');
   const now = opts.now ?? Date.now;
 
   app.get(
     '/dashboards',
-    { schema: { tags, summary: 'The dashboards page (static; it asks for the admin token and calls the API below with it)', produces: ['text/html'] } },
+    { config: { auth: 'public' }, schema: { tags, summary: 'The dashboards page (static; it asks for the admin token and calls the API below with it)', produces: ['text/html'] } },
     async (_req, reply) => reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(page),
   );
 
   await app.register(async (api) => {
-    api.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-      if (!tokenMatches(req.headers.authorization, opts.adminToken)) {
-        return reply
-          .code(401)
-          .header('www-authenticate', 'Bearer')
-          .send({ code: ErrorCodes.Unauthorized, message: 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`' });
-      }
-    });
-    api.setErrorHandler(async (err: unknown, req, reply) => {
-      if (err instanceof LifecycleError) {
-        const status = err.code === 'LC_ERR_ANALYTICS' ? (err.retriable ? 503 : 500) : err.status;
-        if (status >= 500) req.log.warn({ err }, 'dashboard panel failed');
-        return reply.code(status).send({ code: err.code, message: err.message });
-      }
-      const e = err as { statusCode?: number; validation?: unknown; message?: string };
-      if (e.validation) return reply.code(400).send({ code: ErrorCodes.BadRequest, message: e.message ?? 'invalid request' });
-      req.log.error({ err }, 'dashboards: unexpected error');
-      return reply.code(500).send({ code: ErrorCodes.Internal, message: e.message ?? 'internal error' });
-    });
-
     const find = async (id: string) => {
       const set = await loadDashboards(opts.dir);
       const found = set.dashboards.find((d) => d.spec.id === id);
@@ -100,7 +78,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoute
 
     api.get(
       '/v1/dashboards',
-      { schema: { tags, security, summary: 'Every dashboard in the dashboards folder, and the errors of the spec files that do not load' } },
+      { config: admin, schema: { tags, summary: 'Every dashboard in the dashboards folder, and the errors of the spec files that do not load' } },
       async () => {
         const set = await loadDashboards(opts.dir);
         return { dashboards: set.dashboards.map((d) => describe(d.spec)), errors: set.errors.map(formatDashboardError) };
@@ -110,16 +88,16 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoute
     const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } } } as const;
     api.get<{ Params: { id: string } }>(
       '/v1/dashboards/:id',
-      { schema: { tags, security, summary: 'One dashboard: its parameters and panels (with their SQL)', params: idParams, response: { 404: errorBody } } },
+      { config: admin, schema: { tags, summary: 'One dashboard: its parameters and panels (with their SQL)', params: idParams, response: { 404: errorBody } } },
       async (req) => describe(await find(req.params.id)),
     );
 
     api.get<{ Params: { id: string; panelId: string }; Querystring: RequestValues }>(
       '/v1/dashboards/:id/panels/:panelId',
       {
+        config: admin,
         schema: {
           tags,
-          security,
           summary: "One panel's data: {columns, rows}",
           description:
             'The window is [from, to): epoch ms or ISO 8601 (default: the dashboard\'s last N days up to now). `ruleIds` (repeated or comma-separated) limits rule-based panels; none means every rule. Any parameter the dashboard declares can be given by name; unknown names and values outside a parameter\'s rules are refused with 400. A panel whose query fails answers 500 (503 when ClickHouse is unreachable) with the error.',
@@ -142,8 +120,9 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoute
         const panel = spec.panels.find((p) => p.id === req.params.panelId);
         if (!panel) throw new LifecycleError(ErrorCodes.NotFound, `dashboard "${spec.id}" has no panel "${req.params.panelId}"`, { status: 404 });
         const ctx = panelContext(spec, panel, req.query, now());
-        const { store, database } = await opts.analytics();
-        const result = await runPanel(store, database, panel, ctx);
+        const result = await opts.analytics().then(({ store, database }) => runPanel(store, database, panel, ctx)).catch((err: unknown) => {
+          throw panelFailure(err);
+        });
         return { panel: panel.id, from: ctx.from, to: ctx.to, ruleIds: ctx.ruleIds, params: ctx.values, ...result };
       },
     );

@@ -48,7 +48,7 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
   const store = opts.stores?.preferences ?? createPreferencesStore(opts.redis!);
   const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret });
   await formbody(app);
-  await preferencesRoutes(app, { store, links, adminToken: opts.config.auth.adminToken, now });
+  await preferencesRoutes(app, { store, links, now });
   await trackingRoutes(app, {
     links,
     store,

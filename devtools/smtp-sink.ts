@@ -19,6 +19,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { ErrorCodes } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import { silentLogger } from '../platform/logger.ts';
 
@@ -421,7 +422,7 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
     const url = new URL(req.url ?? '/', 'http://sink');
     const parts = url.pathname.split('/').filter(Boolean);
     if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, health());
-    if (parts[0] !== 'messages') return send(res, 404, { code: 'LC_ERR_NOT_FOUND', message: `no route ${req.method} ${url.pathname}` });
+    if (parts[0] !== 'messages') return send(res, 404, { code: ErrorCodes.NotFound, message: `no route ${req.method} ${url.pathname}` });
     // What a client that got a 250 reads next includes that message.
     await settled();
     const id = parts[1];
@@ -439,16 +440,16 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
     }
     if (id !== undefined && req.method === 'GET' && parts[2] === 'raw') {
       const bytes = await raw(id);
-      return bytes ? send(res, 200, bytes, 'message/rfc822') : send(res, 404, { code: 'LC_ERR_NOT_FOUND', message: `no message ${id}` });
+      return bytes ? send(res, 200, bytes, 'message/rfc822') : send(res, 404, { code: ErrorCodes.NotFound, message: `no message ${id}` });
     }
     if (id !== undefined && req.method === 'GET' && parts.length === 2) {
       const m = messages.get(id);
-      return m ? send(res, 200, m) : send(res, 404, { code: 'LC_ERR_NOT_FOUND', message: `no message ${id}` });
+      return m ? send(res, 200, m) : send(res, 404, { code: ErrorCodes.NotFound, message: `no message ${id}` });
     }
     if (id !== undefined && req.method === 'DELETE' && parts.length === 2) {
-      return (await remove(id)) ? send(res, 204) : send(res, 404, { code: 'LC_ERR_NOT_FOUND', message: `no message ${id}` });
+      return (await remove(id)) ? send(res, 204) : send(res, 404, { code: ErrorCodes.NotFound, message: `no message ${id}` });
     }
-    return send(res, 405, { code: 'LC_ERR_BAD_REQUEST', message: `${req.method} not allowed on ${url.pathname}` });
+    return send(res, 405, { code: ErrorCodes.BadRequest, message: `${req.method} not allowed on ${url.pathname}` });
   }
 
   function health() {
@@ -503,7 +504,7 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
       const h = createServer((req, res) => {
         handle(req, res).catch((err: unknown) => {
           log.error({ err }, 'http request failed');
-          if (!res.headersSent) send(res, 500, { code: 'LC_ERR_INTERNAL', message: 'internal error' });
+          if (!res.headersSent) send(res, 500, { code: ErrorCodes.Internal, message: 'internal error' });
         });
       });
       await new Promise<void>((resolve, reject) => {

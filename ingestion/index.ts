@@ -3,4 +3,5 @@ export { createIngestServer, type IngestServerConfig, type IngestDeps } from './
 export { createCdcProcessor, processRecord, type CdcProcessorConfig, type CdcDeps } from './cdc/processor.ts';
 export { loadMapping, checkMapping, MappingError, type CdcMapping } from './cdc/mapping.ts';
 export { mapChange } from './cdc/mapper.ts';
-export { runIngest, runCdc, cdcGroupId, type RunningUnit } from './run.ts';
+export { runCdc, cdcGroupId } from './run.ts';
+export { runIngest } from './http/run.ts';

@@ -6,7 +6,7 @@ import avro from 'avsc';
 import { createHash } from 'node:crypto';
 import type { DeliveryOutcome, NormalisedEvent, SendCommand } from './contracts.ts';
 import { SCHEMA_ID_HEADER } from './contracts.ts';
-import { LifecycleError } from './errors.ts';
+import { ErrorCodes, LifecycleError } from './errors.ts';
 
 const nullable = (type: 'string' | 'long'): avro.Schema => ['null', type];
 
@@ -80,7 +80,7 @@ function schemaId(type: avro.Type): string {
 export interface Codec<T> {
   readonly schemaId: string;
   encode(value: T): Buffer;
-  /** Throws LifecycleError('LC_ERR_DECODE') on bytes that are not this schema. */
+  /** Throws LifecycleError(ErrorCodes.Decode) on bytes that are not this schema. */
   decode(bytes: Buffer, writerSchemaId?: string): T;
 }
 
@@ -91,12 +91,12 @@ function makeCodec<T, W>(type: avro.Type, to: (v: T) => W, from: (w: W) => T): C
     encode: (value) => type.toBuffer(to(value)),
     decode: (bytes, writerSchemaId) => {
       if (writerSchemaId !== undefined && writerSchemaId !== id) {
-        throw new LifecycleError('LC_ERR_DECODE', `unknown writer schema id ${writerSchemaId} (expected ${id})`);
+        throw new LifecycleError(ErrorCodes.Decode, `unknown writer schema id ${writerSchemaId} (expected ${id})`);
       }
       try {
         return from(type.fromBuffer(bytes) as W);
       } catch (err) {
-        throw new LifecycleError('LC_ERR_DECODE', `not a valid ${type.name ?? 'record'}: ${(err as Error).message}`, { cause: err });
+        throw new LifecycleError(ErrorCodes.Decode, `not a valid ${type.name ?? 'record'}: ${(err as Error).message}`, { cause: err });
       }
     },
   };

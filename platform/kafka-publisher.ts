@@ -14,7 +14,7 @@ import type { IHeaders, Kafka, Producer } from 'kafkajs';
 import { Partitioners } from 'kafkajs';
 import type { Logger } from 'pino';
 import { wireKey, type OutgoingMessage, type Publisher } from './bus.ts';
-import { LifecycleError } from './errors.ts';
+import { ErrorCodes, LifecycleError } from './errors.ts';
 
 /** Requests stay under the broker's default record-batch limit (message.max.bytes, 1 MB). */
 const REQUEST_BYTES = 512 * 1024;
@@ -97,7 +97,7 @@ export interface ShardedPublisher extends Publisher {
 
 function publishError(err: unknown, topic: string): LifecycleError {
   if (err instanceof LifecycleError) return err;
-  return new LifecycleError('LC_ERR_KAFKA_PUBLISH', `publish to ${topic} failed: ${(err as Error).message}`, {
+  return new LifecycleError(ErrorCodes.KafkaPublish, `publish to ${topic} failed: ${(err as Error).message}`, {
     retriable: (err as { retriable?: boolean }).retriable ?? true,
     status: 503,
     cause: err,
@@ -120,7 +120,7 @@ class Lane {
       return p;
     })().catch((err: unknown) => {
       this.producerReady = null;
-      throw new LifecycleError('LC_ERR_KAFKA_UNAVAILABLE', `cannot connect to Kafka: ${(err as Error).message}`, { retriable: true, status: 503, cause: err });
+      throw new LifecycleError(ErrorCodes.KafkaUnavailable, `cannot connect to Kafka: ${(err as Error).message}`, { retriable: true, status: 503, cause: err });
     });
     return this.producerReady;
   }
@@ -199,7 +199,7 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
     const cached = counts.get(topic);
     if (cached && Date.now() - cached.at < PARTITION_COUNT_TTL_MS) return cached.count;
     const count = options.partitionCount(topic).then((n) => {
-      if (!(n > 0)) throw new LifecycleError('LC_ERR_KAFKA_PUBLISH', `topic ${topic} has no partitions (does it exist?)`, { retriable: true, status: 503 });
+      if (!(n > 0)) throw new LifecycleError(ErrorCodes.KafkaPublish, `topic ${topic} has no partitions (does it exist?)`, { retriable: true, status: 503 });
       return n;
     });
     counts.set(topic, { count, at: Date.now() });

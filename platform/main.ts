@@ -9,6 +9,13 @@ import { createLogger, type Logger } from './logger.ts';
 import { serveMetrics, type Registry } from './metrics.ts';
 import { onShutdown } from './shutdown.ts';
 
+/** A started long-running unit of a process. */
+export interface RunningUnit {
+  /** Graceful: stops accepting, waits for in-flight Kafka acknowledgements or commits, closes clients. */
+  stop(): Promise<void>;
+  health(): { ok: boolean; details?: Record<string, unknown> };
+}
+
 export interface StartedUnit {
   stop(): Promise<void>;
   registry?: Registry;

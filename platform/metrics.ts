@@ -13,13 +13,26 @@ export function createMetricsRegistry(opts: { defaults?: boolean; labels?: Recor
 }
 
 /**
+ * What `/health` answers on every server and worker endpoint: `ok` decides the status
+ * (200, or 503 so load balancers and orchestrators take the process out), the other
+ * fields say why.
+ */
+export interface HealthReport {
+  readonly ok: boolean;
+  readonly [detail: string]: unknown;
+}
+
+export const healthStatus = (report: HealthReport): 200 | 503 => (report.ok ? 200 : 503);
+
+/**
  * A bare HTTP endpoint for worker processes (no fastify): `/metrics` in Prometheus text
- * format and `/health` (200 when `health().ok`, else 503).
+ * format and `/health` (the HealthReport of `health()`). Fastify servers get the same two
+ * from platform/http.ts.
  */
 export function serveMetrics(
   opts: { port: number; host: string },
   registry: Pick<Registry, 'metrics' | 'contentType'>,
-  health: () => { ok: boolean; details?: Record<string, unknown> } = () => ({ ok: true }),
+  health: () => HealthReport = () => ({ ok: true }),
 ): Server {
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
@@ -29,7 +42,7 @@ export function serveMetrics(
       );
     } else if (req.url === '/health') {
       const h = health();
-      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h));
+      res.writeHead(healthStatus(h), { 'content-type': 'application/json' }).end(JSON.stringify(h));
     } else {
       res.writeHead(404).end();
     }

@@ -4,7 +4,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../platform/logger.ts';
-import { LifecycleError } from '../platform/errors.ts';
+import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 import { byFile, compileRuleSet, formatRuleError } from './compile.ts';
 import { parseJson } from './json-syntax.ts';
 import type { RuleError, RuleSet, RuleSetResult } from './types.ts';
@@ -222,7 +222,7 @@ export async function openRuleSet(
 ): Promise<LiveRuleSet> {
   const loaded = await loadRuleSet(dir, opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir });
   if (!loaded.ok) {
-    throw new LifecycleError('LC_ERR_RULES_INVALID', `rule set in ${dir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
+    throw new LifecycleError(ErrorCodes.RulesInvalid, `rule set in ${dir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
   }
   let current = loaded.ruleSet;
   const watcher = watchRuleSet(dir, { ...opts, currentVersion: current.version }, {

@@ -11,6 +11,7 @@ import { InMemoryBus } from '../../platform/bus.ts';
 import { isolate } from '../../test/support/isolation.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { createKeySpace } from '../../platform/keys.ts';
+import { setupHttpKit } from '../../platform/http.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { createDeviceRegistry } from '../providers/devices.ts';
@@ -52,6 +53,7 @@ const metrics = createMetricsRegistry({ defaults: false });
 
 async function startGateway(withMetrics = false): Promise<string> {
   const app = Fastify();
+  await setupHttpKit(app);
   await app.register(inappGateway, {
     signingSecret: SECRET,
     redis,

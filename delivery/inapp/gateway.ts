@@ -14,13 +14,14 @@
 //   DELETE /v1/inapp/devices/:deviceToken?token=                      unregisters it (logout)
 // The token may also come as `Authorization: Bearer <token>`.
 import websocket from '@fastify/websocket';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { deliveryCodec, encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import type { Publisher } from '../../platform/bus.ts';
 import { type DeliveryOutcome, type NormalisedEvent } from '../../platform/contracts.ts';
-import { ErrorCodes } from '../../platform/errors.ts';
+import { ErrorCodes, LifecycleError, type ErrorCode } from '../../platform/errors.ts';
+import { bearerToken, provideCredential, type Credential } from '../../platform/http.ts';
 import type { KeySpace } from '../../platform/keys.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { DeviceRegistry } from '../providers/devices.ts';
@@ -73,7 +74,7 @@ export type GatewayFrame =
   | { type: 'message'; message: InboxMessage }
   | { type: 'read'; ids: string[] }
   | { type: 'pong' }
-  | { type: 'error'; code: string; message: string };
+  | { type: 'error'; code: ErrorCode; message: string };
 
 export function readEvent(userId: string, message: InboxMessage, now: number): NormalisedEvent {
   return {
@@ -112,10 +113,27 @@ export function readOutcome(userId: string, message: InboxMessage, now: number):
 function tokenOf(req: FastifyRequest): string | undefined {
   const q = (req.query ?? {}) as { token?: unknown };
   if (typeof q.token === 'string' && q.token) return q.token;
-  const auth = req.headers.authorization;
-  if (auth && /^Bearer /i.test(auth)) return auth.slice(7).trim();
-  return undefined;
+  return bearerToken(req.headers.authorization);
 }
+
+/** The in-app client token (signed with LC_SIGNING_SECRET by the app backend) as the credential of `appUser` routes. */
+function appUserCredential(signingSecret: string, now: () => number): Credential {
+  return {
+    schemes: {
+      inappToken: { type: 'apiKey', in: 'query', name: 'token', description: 'The in-app client token the app backend signed for the user.' },
+      inappBearer: { type: 'http', scheme: 'bearer', description: 'The in-app client token as a bearer token.' },
+    },
+    authenticate(req) {
+      const token = tokenOf(req);
+      const userId = token ? verifyInappToken(signingSecret, token, now()) : null;
+      if (!userId) throw new LifecycleError(ErrorCodes.Unauthorized, 'missing, invalid or expired in-app token; ask the app backend for a new one');
+      return { id: userId, name: userId };
+    },
+  };
+}
+
+/** The user of an `appUser` route's request (the kit has checked the token before the handler runs). */
+const userOf = (req: FastifyRequest): string => req.principal!.id;
 
 export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptions): Promise<void> {
   const log = opts.logger.child({ component: 'inapp-gateway' });
@@ -167,15 +185,8 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
   if (!app.hasDecorator('websocketServer'))
     await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
 
-  const authenticate = (req: FastifyRequest): string | null => {
-    const token = tokenOf(req);
-    return token ? verifyInappToken(opts.signingSecret, token, now()) : null;
-  };
-  const unauthorized = (reply: FastifyReply) =>
-    reply.code(401).send({
-      code: ErrorCodes.Unauthorized,
-      message: 'missing, invalid or expired in-app token; ask the app backend for a new one',
-    });
+  provideCredential(app, 'appUser', appUserCredential(opts.signingSecret, now));
+  const appUser = { auth: 'appUser' } as const;
 
   async function markRead(userId: string, ids: unknown): Promise<string[]> {
     if (!Array.isArray(ids)) return [];
@@ -202,14 +213,9 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
 
   app.get(
     '/v1/inapp/ws',
-    {
-      websocket: true,
-      preValidation: async (req, reply) => {
-        if (!authenticate(req)) return unauthorized(reply);
-      },
-    },
+    { websocket: true, config: appUser },
     (socket: WebSocket, req: FastifyRequest) => {
-      const userId = authenticate(req)!;
+      const userId = userOf(req);
       let set = sockets.get(userId);
       if (!set) sockets.set(userId, (set = new Set()));
       set.add(socket);
@@ -300,9 +306,8 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     },
   );
 
-  app.get('/v1/inapp/inbox', async (req, reply) => {
-    const userId = authenticate(req);
-    if (!userId) return unauthorized(reply);
+  app.get('/v1/inapp/inbox', { config: appUser }, async (req, reply) => {
+    const userId = userOf(req);
     const q = req.query as { cursor?: string; limit?: string };
     const limit = q.limit === undefined ? 20 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
@@ -313,9 +318,8 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     return opts.inbox.page(userId, { cursor: q.cursor ?? null, limit });
   });
 
-  app.post('/v1/inapp/inbox/read', async (req, reply) => {
-    const userId = authenticate(req);
-    if (!userId) return unauthorized(reply);
+  app.post('/v1/inapp/inbox/read', { config: appUser }, async (req, reply) => {
+    const userId = userOf(req);
     const body = (req.body ?? {}) as { ids?: unknown };
     if (!Array.isArray(body.ids) || body.ids.length === 0 || body.ids.length > 100) {
       return reply.code(400).send({
@@ -335,9 +339,8 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
 
   const devices = opts.devices;
   if (devices) {
-    app.post('/v1/inapp/devices', async (req, reply) => {
-      const userId = authenticate(req);
-      if (!userId) return unauthorized(reply);
+    app.post('/v1/inapp/devices', { config: appUser }, async (req, reply) => {
+      const userId = userOf(req);
       const body = (req.body ?? {}) as { token?: unknown; platform?: unknown };
       if (
         typeof body.token !== 'string' ||
@@ -353,9 +356,8 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       await devices.register(userId, { token: body.token, platform: body.platform }, now());
       return reply.code(204).send();
     });
-    app.delete('/v1/inapp/devices/:deviceToken', async (req, reply) => {
-      const userId = authenticate(req);
-      if (!userId) return unauthorized(reply);
+    app.delete('/v1/inapp/devices/:deviceToken', { config: appUser }, async (req, reply) => {
+      const userId = userOf(req);
       const { deviceToken } = req.params as { deviceToken: string };
       const removed = await devices.unregister(userId, deviceToken);
       return reply

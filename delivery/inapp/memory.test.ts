@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliveryCodec, eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
+import { setupHttpKit } from '../../platform/http.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createInappProvider } from './provider.ts';
 import type { OutgoingMessage } from '../provider.ts';
@@ -32,6 +33,7 @@ describe('gateway on the in-memory twins', () => {
 
   beforeAll(async () => {
     app = Fastify();
+    await setupHttpKit(app);
     // Registered at the root (the gateway then reuses it) so the test can use app.injectWS.
     await app.register(websocket);
     await app.register(inappGateway, {
@@ -127,6 +129,7 @@ describe('gateway on the in-memory twins', () => {
     const inner = flaky.publisher();
     let failures = 1;
     const other = Fastify();
+    await setupHttpKit(other);
     await other.register(websocket);
     const own = createMemoryInbox();
     await other.register(inappGateway, {

@@ -8,6 +8,7 @@ import { eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
 import { loadConfig } from '../../platform/config.ts';
 import { topics } from '../../platform/contracts.ts';
+import { adminCredential, setupHttpKit } from '../../platform/http.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createRedis, type RedisDeps } from '../../platform/redis.ts';
 import { deliveryRoutes } from '../index.ts';
@@ -34,6 +35,7 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${port}`;
   const config = { ...config0, http: { ...config0.http, publicBaseUrl: base } };
   app = Fastify();
+  await setupHttpKit(app, { credentials: { admin: adminCredential(config.auth.adminToken) } });
   await app.register(deliveryRoutes, { config, redis, publisher: bus.publisher(), logger: silentLogger() });
   await app.listen({ port, host: '127.0.0.1' });
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });

@@ -4,6 +4,7 @@
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
+import { adminCredential, setupHttpKit } from '../../platform/http.ts';
 import formbody from '../formbody.ts';
 import { createTrackingLinks, tokenOf } from '../links.ts';
 import { emptyPreferences, type Suppression, type SuppressionState, type UserPreferences } from './model.ts';
@@ -50,9 +51,10 @@ async function app() {
   const store = memoryStore();
   const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com', signingSecret: SECRET });
   const server = Fastify();
+  await setupHttpKit(server, { credentials: { admin: adminCredential('admin-token') } });
   await server.register(async (scope) => {
     await formbody(scope);
-    await preferencesRoutes(scope, { store, links, adminToken: 'admin-token', now: () => NOW });
+    await preferencesRoutes(scope, { store, links, now: () => NOW });
   });
   return { server, store, links };
 }

@@ -1,10 +1,10 @@
 // Preferences over HTTP: the product's API (admin bearer token) to read and change a user's
 // consent and preferences, and the end user's preference page behind a signed link.
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Channel } from '../../platform/contracts.ts';
 import { CHANNELS } from '../../platform/contracts.ts';
-import { ErrorCodes } from '../../platform/errors.ts';
+import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
+import { requireHttpKit } from '../../platform/http.ts';
 import type { TrackingLinks } from '../links.ts';
 import { normalisePatch, PreferencesError, type ConsentRecord, type PreferencesPatch } from './model.ts';
 import { invalidLinkPage, isChecked, preferencePage } from './page.ts';
@@ -13,19 +13,10 @@ import type { PreferencesStore } from './store.ts';
 export interface PreferencesRoutesDeps {
   store: PreferencesStore;
   links: TrackingLinks;
-  adminToken: string;
   now: () => number;
 }
 
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1]!.trim());
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-const err = (reply: FastifyReply, status: number, code: string, message: string) => reply.code(status).send({ code, message });
+const err = (reply: FastifyReply, status: number, code: ErrorCode, message: string) => reply.code(status).send({ code, message });
 
 const PatchSchema = {
   type: 'object',
@@ -54,17 +45,14 @@ const PatchSchema = {
 
 export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesRoutesDeps): Promise<void> {
   const { store, links } = deps;
+  requireHttpKit(app);
+  const admin = { auth: 'admin' } as const;
 
   // --- product API -------------------------------------------------------------------
   await app.register(async (api) => {
-    api.addHook('onRequest', async (req, reply) => {
-      if (!tokenMatches(req.headers.authorization, deps.adminToken)) {
-        return err(reply.header('www-authenticate', 'Bearer'), 401, ErrorCodes.Unauthorized, 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`');
-      }
-    });
     const userParam = { type: 'object', required: ['userId'], properties: { userId: { type: 'string', minLength: 1, maxLength: 256 } } } as const;
 
-    api.get<{ Params: { userId: string } }>('/v1/users/:userId/preferences', { schema: { params: userParam } }, async (req) => {
+    api.get<{ Params: { userId: string } }>('/v1/users/:userId/preferences', { config: admin, schema: { params: userParam } }, async (req) => {
       const [prefs, suppressions, history] = await Promise.all([store.get(req.params.userId), store.suppressions(req.params.userId), store.history(req.params.userId, 50)]);
       return { ...prefs, suppressions, history };
     });
@@ -72,6 +60,7 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
     api.patch<{ Params: { userId: string }; Body: PreferencesPatch }>(
       '/v1/users/:userId/preferences',
       {
+        config: admin,
         schema: { params: userParam, body: PatchSchema },
         // The default validator strips unknown fields; a typo (`unsubscribeAll`) must not be a silent no-op.
         preValidation: async (req, reply) => {
@@ -92,11 +81,11 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
       },
     );
 
-    api.post<{ Params: { userId: string } }>('/v1/users/:userId/preferences/link', { schema: { params: userParam } }, async (req) => {
+    api.post<{ Params: { userId: string } }>('/v1/users/:userId/preferences/link', { config: admin, schema: { params: userParam } }, async (req) => {
       return { url: links.preferences(req.params.userId, deps.now()) };
     });
 
-    api.delete<{ Params: { userId: string; channel: string } }>('/v1/users/:userId/suppressions/:channel', async (req, reply) => {
+    api.delete<{ Params: { userId: string; channel: string } }>('/v1/users/:userId/suppressions/:channel', { config: admin }, async (req, reply) => {
       if (!(CHANNELS as readonly string[]).includes(req.params.channel)) return err(reply, 400, ErrorCodes.BadRequest, `unknown channel "${req.params.channel}" (one of ${CHANNELS.join(', ')})`);
       const removed = await store.unsuppress(req.params.userId, req.params.channel as Channel);
       return removed ? reply.code(204).send() : err(reply, 404, ErrorCodes.NotFound, `no ${req.params.channel} suppression for this user`);
@@ -113,14 +102,15 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
     return link.userId;
   };
 
-  app.get<{ Querystring: { t?: string } }>('/p', async (req, reply) => {
+  // Public: the signed link is the credential, checked by pageOf.
+  app.get<{ Querystring: { t?: string } }>('/p', { config: { auth: 'public' } }, async (req, reply) => {
     const userId = await pageOf(req, reply);
     if (userId === null) return reply;
     const prefs = await store.get(userId);
     return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(preferencePage(prefs, { action: `/p?t=${encodeURIComponent(req.query.t ?? '')}` }));
   });
 
-  app.post<{ Querystring: { t?: string }; Body: Record<string, string> }>('/p', async (req, reply) => {
+  app.post<{ Querystring: { t?: string }; Body: Record<string, string> }>('/p', { config: { auth: 'public' } }, async (req, reply) => {
     const userId = await pageOf(req, reply);
     if (userId === null) return reply;
     const body = (req.body ?? {}) as Record<string, string>;

@@ -4,7 +4,7 @@ import { watch as watchFs, type FSWatcher } from 'node:fs';
 import Handlebars from 'handlebars';
 import type { Logger } from 'pino';
 import type { Channel } from '../../platform/contracts.ts';
-import { LifecycleError } from '../../platform/errors.ts';
+import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
 import type { RenderedContent } from '../provider.ts';
 import { registerHelpers } from './helpers.ts';
 import { htmlToText } from './html-to-text.ts';
@@ -20,8 +20,6 @@ import {
 
 export type { TemplateError } from './loader.ts';
 export { htmlToText } from './html-to-text.ts';
-
-export const TEMPLATE_ERROR = 'LC_ERR_TEMPLATE';
 
 export interface TemplateRendererOptions {
   dir: string;
@@ -176,7 +174,7 @@ export function createTemplateRenderer(
     file?: string,
     cause?: unknown,
   ): never {
-    throw new LifecycleError(TEMPLATE_ERROR, message, {
+    throw new LifecycleError(ErrorCodes.Template, message, {
       retriable: false,
       status: 422,
       cause,

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminCredential, setupHttpKit } from '../../platform/http.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createTemplateRenderer, SAMPLE_LINKS } from './index.ts';
 import { templateRoutes } from './routes.ts';
@@ -11,10 +12,10 @@ let app: FastifyInstance;
 
 beforeAll(async () => {
   app = Fastify();
+  await setupHttpKit(app, { credentials: { admin: adminCredential('admin-secret') } });
   await app.register(templateRoutes, {
     renderer: createTemplateRenderer({ dir: DIR }, silentLogger()),
     dir: DIR,
-    adminToken: 'admin-secret',
   });
 });
 afterAll(() => app.close());

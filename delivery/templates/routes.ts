@@ -4,19 +4,18 @@
 //   POST /v1/templates/:name/preview        {channel, locale, data?} -> the rendered content; `data` overlays
 //                                           the template's sample.json key by key; 422 with the reason when it
 //                                           does not render (a missing variable, an unknown template)
-import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { CHANNELS, type Channel } from '../../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
+import { requireHttpKit } from '../../platform/http.ts';
 import { SAMPLE_LINKS, type TemplateRenderer } from './index.ts';
 
 export interface TemplateRoutesOptions {
   renderer: TemplateRenderer;
   /** The templates folder, to read each template's sample.json. */
   dir: string;
-  adminToken: string;
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
@@ -52,40 +51,24 @@ export function previewData(
   return overlay({ links: SAMPLE_LINKS, ...sample }, over);
 }
 
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer (.+)$/i.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1]!.trim());
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
 export async function templateRoutes(
   app: FastifyInstance,
   opts: TemplateRoutesOptions,
 ): Promise<void> {
-  const guard = async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!tokenMatches(req.headers.authorization, opts.adminToken)) {
-      return reply
-        .code(401)
-        .send({
-          code: ErrorCodes.Unauthorized,
-          message: 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`',
-        });
-    }
-  };
+  requireHttpKit(app);
+  const admin = { auth: 'admin' } as const;
 
-  app.get('/v1/templates', { preHandler: guard }, async () => ({
+  app.get('/v1/templates', { config: admin }, async () => ({
     templates: opts.renderer
       .names()
       .map((name) => ({ name, channels: opts.renderer.channels(name) })),
   }));
 
-  app.get('/v1/templates/validate', { preHandler: guard }, async () => ({
+  app.get('/v1/templates/validate', { config: admin }, async () => ({
     errors: opts.renderer.validate(),
   }));
 
-  app.post('/v1/templates/:name/preview', { preHandler: guard }, async (req, reply) => {
+  app.post('/v1/templates/:name/preview', { config: admin }, async (req, reply) => {
     const { name } = req.params as { name: string };
     const body = (req.body ?? {}) as { channel?: unknown; locale?: unknown; data?: unknown };
     const channel = body.channel ?? 'email';

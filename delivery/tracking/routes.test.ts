@@ -7,6 +7,7 @@ import { deliveryCodec, eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
 import { loadConfig } from '../../platform/config.ts';
 import type { SendCommand } from '../../platform/contracts.ts';
+import { adminCredential, setupHttpKit } from '../../platform/http.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { deliveryRoutes } from '../index.ts';
 import { createMemoryDeliveryStores } from '../pipeline/memory-stores.ts';
@@ -26,6 +27,7 @@ async function app(auth: Record<string, unknown> = { 'auth.emailEventsSecret': E
   await stores.sentIndex.remember(send, 'email', 'u1@example.com');
   const bus = new InMemoryBus(1);
   const server = Fastify();
+  await setupHttpKit(server, { credentials: { admin: adminCredential(config.auth.adminToken) } });
   await server.register(deliveryRoutes, { config, stores, publisher: bus.publisher(), logger: silentLogger(), now: () => NOW });
   const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com', signingSecret: SIGNING_SECRET });
   const events = () => bus.messages('t.events').map((m) => eventCodec.decode(m.value!));

@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage } from '../../platform/errors.ts';
+import { requireHttpKit } from '../../platform/http.ts';
 import type { SentIndex } from '../sent-index.ts';
 import { verifyWebhookSignature } from '../providers/webhook.ts';
 import { invalidLinkPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
@@ -48,10 +49,14 @@ export function sendIdFromMessageId(messageId: string): string {
 
 export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesDeps): Promise<void> {
   const { links, recorder, store, logger } = deps;
+  requireHttpKit(app);
+  // Every route here is public: the signed token of the link, or the provider's signature
+  // of the webhook body, is the credential, and each route checks its own.
+  const publicRoute = { config: { auth: 'public' } } as const;
   const record = (kind: Parameters<EngagementRecorder['record']>[0], ref: MessageRef, extra?: { url?: string; reason?: string }) =>
     recorder.record(kind, ref, extra).catch((err: unknown) => logger.error({ err: errorMessage(err), kind, sendId: ref.sendId }, 'could not record engagement'));
 
-  app.get<{ Querystring: { t?: string } }>('/t/c', async (req, reply) => {
+  app.get<{ Querystring: { t?: string } }>('/t/c', publicRoute, async (req, reply) => {
     const click = links.readClick(req.query.t ?? '');
     if (!click) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
     const { url, ...ref } = click;
@@ -59,7 +64,7 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   });
 
-  app.get<{ Querystring: { t?: string } }>('/t/o.gif', async (req, reply) => {
+  app.get<{ Querystring: { t?: string } }>('/t/o.gif', publicRoute, async (req, reply) => {
     const ref = links.readOpen(req.query.t ?? '');
     if (ref) await record('opened', ref);
     // Always an image, so a broken token never shows as a broken picture; only valid ones count.
@@ -73,7 +78,7 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
   }
 
   // A GET never unsubscribes (link scanners and prefetchers follow links): it asks first.
-  app.get<{ Querystring: { t?: string } }>('/t/u', async (req, reply) => {
+  app.get<{ Querystring: { t?: string } }>('/t/u', publicRoute, async (req, reply) => {
     const token = req.query.t ?? '';
     const ref = links.readUnsubscribe(token);
     if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
@@ -84,7 +89,7 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
   });
 
   // RFC 8058: mail clients POST `List-Unsubscribe=One-Click`; the confirmation page posts `confirm=1`.
-  app.post<{ Querystring: { t?: string }; Body: Record<string, string> | undefined }>('/t/u', async (req, reply) => {
+  app.post<{ Querystring: { t?: string }; Body: Record<string, string> | undefined }>('/t/u', publicRoute, async (req, reply) => {
     const ref = links.readUnsubscribe(req.query.t ?? '');
     if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
     const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string>;
@@ -101,7 +106,7 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
   await app.register(async (hook) => {
     hook.removeContentTypeParser('application/json');
     hook.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: 1_048_576 }, (_req, body, done) => done(null, body));
-    hook.post('/v1/webhooks/email', async (req, reply) => {
+    hook.post('/v1/webhooks/email', publicRoute, async (req, reply) => {
       const { secret, toleranceMs } = deps.emailEvents;
       if (!secret) {
         return reply.code(503).send({

@@ -9,7 +9,7 @@
 // script may touch one slot only) there is one call per user.
 import type { Redis } from 'ioredis';
 import type { KeySpace } from '../../platform/keys.ts';
-import { LifecycleError } from '../../platform/errors.ts';
+import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
 import { TOMBSTONE_TTL_MS, type StateStore, type StoredUser, type UserWrite, type WriteResult } from './stores.ts';
 
 /** Keys of one partition of the events topic. */
@@ -97,8 +97,8 @@ interface ScriptPipeline {
 }
 
 function check<T>(entry: [Error | null, unknown] | undefined): T {
-  if (!entry) throw new LifecycleError('LC_ERR_REDIS', 'missing pipeline reply', { retriable: true });
-  if (entry[0]) throw new LifecycleError('LC_ERR_REDIS', `redis: ${entry[0].message}`, { retriable: true, cause: entry[0] });
+  if (!entry) throw new LifecycleError(ErrorCodes.Redis, 'missing pipeline reply', { retriable: true });
+  if (entry[0]) throw new LifecycleError(ErrorCodes.Redis, `redis: ${entry[0].message}`, { retriable: true, cause: entry[0] });
   return entry[1] as T;
 }
 
@@ -136,7 +136,7 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
         }
         let n = 0;
         for (const call of (await pipe.exec()) ?? []) for (const reply of check<(string | null)[][]>(call)) found(userIds[n++]!, reply);
-        if (n !== userIds.length) throw new LifecycleError('LC_ERR_REDIS', `expected ${userIds.length} read replies, got ${n}`, { retriable: true });
+        if (n !== userIds.length) throw new LifecycleError(ErrorCodes.Redis, `expected ${userIds.length} read replies, got ${n}`, { retriable: true });
         return out;
       }
       const pipe = redis.pipeline();
@@ -179,7 +179,7 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
         for (const call of calls) {
           for (const reply of check<(number | string)[][]>(call)) settle(writes[n++]!, reply);
         }
-        if (n !== writes.length) throw new LifecycleError('LC_ERR_REDIS', `expected ${writes.length} write replies, got ${n}`, { retriable: true });
+        if (n !== writes.length) throw new LifecycleError(ErrorCodes.Redis, `expected ${writes.length} write replies, got ${n}`, { retriable: true });
         return result;
       }
       // Redis Cluster: a script may only touch keys of one slot, so one call per user.

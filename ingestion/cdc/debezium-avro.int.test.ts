@@ -22,7 +22,8 @@ import type { BusConsumer, IncomingMessage } from '../../platform/bus.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { checkMapping, type CdcMapping } from './mapping.ts';
-import { runCdc, type RunningUnit } from '../run.ts';
+import type { RunningUnit } from '../../platform/main.ts';
+import { runCdc } from '../run.ts';
 
 /**
  * The registry's addresses, or why there is none: scripts/stack runs Apicurio (and gives the

@@ -1,6 +1,8 @@
 // Write keys: configured as `source:key`, kept only as SHA-256 digests, each naming the
 // source its events come from. Accepted the three ways Segment clients send them.
 import { createHash } from 'node:crypto';
+import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
+import type { Credential } from '../../platform/http.ts';
 
 export interface WriteKeyStore {
   /** The key's source and digest, or undefined when the key is unknown; the digest names the key (rate limits) without its plaintext. */
@@ -53,4 +55,28 @@ export function presentedKey(authorization: string | undefined, body: unknown): 
     if (typeof k === 'string' && k) return k;
   }
   return undefined;
+}
+
+/**
+ * The write key as the credential of `writeKey` routes. It may travel in the body, so the
+ * kit checks it once the body is parsed and before it is validated: a caller without a
+ * known key learns nothing about the schema. 401 without a key, 403 with an unknown one.
+ */
+export function writeKeyCredential(keys: WriteKeyStore): Credential {
+  return {
+    schemes: {
+      writeKeyBasic: { type: 'http', scheme: 'basic', description: 'Write key as the user name, empty password (Segment).' },
+      writeKeyBearer: { type: 'http', scheme: 'bearer', description: 'Write key as a bearer token.' },
+    },
+    readsBody: true,
+    authenticate(req) {
+      const key = presentedKey(req.headers.authorization, req.body);
+      if (!key) {
+        throw new LifecycleError(ErrorCodes.Unauthorized, 'write key required: HTTP Basic with the write key as user name, a Bearer token, or "writeKey" in the body', { status: 401 });
+      }
+      const known = keys.lookup(key);
+      if (!known) throw new LifecycleError(ErrorCodes.Forbidden, 'unknown write key', { status: 403 });
+      return { id: known.digest, name: known.source };
+    },
+  };
 }

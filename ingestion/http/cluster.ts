@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
-import type { RunningUnit } from '../run.ts';
+import type { RunningUnit } from '../../platform/main.ts';
 
 /** Messages between the primary and an ingest worker. */
 export type ToWorker = { type: 'metrics'; id: number } | { type: 'stop' };

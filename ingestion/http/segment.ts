@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { Type, type Static, type TObject } from '@sinclair/typebox';
 import type { NormalisedEvent } from '../../platform/contracts.ts';
+import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 
 const Obj = (description: string) => Type.Record(Type.String(), Type.Unknown(), { description });
 // `type: [string, null]` rather than a union: analytics.js sends `userId: null` for anonymous
@@ -111,7 +112,7 @@ export type SegmentMessage = Common & {
 
 /** A message the API refused, with the field at fault. */
 export interface Rejection {
-  code: string;
+  code: ErrorCode;
   field: string;
   message: string;
 }
@@ -119,7 +120,7 @@ export interface Rejection {
 function parseTime(value: string | undefined, field: string): number | Rejection | undefined {
   if (value === undefined) return undefined;
   const ms = Date.parse(value);
-  if (Number.isNaN(ms)) return { code: 'LC_ERR_BAD_REQUEST', field, message: `${field} is not an ISO 8601 date: ${JSON.stringify(value.slice(0, 40))}` };
+  if (Number.isNaN(ms)) return { code: ErrorCodes.BadRequest, field, message: `${field} is not an ISO 8601 date: ${JSON.stringify(value.slice(0, 40))}` };
   return ms;
 }
 
@@ -159,7 +160,7 @@ export interface NormaliseInput {
  */
 export function normalise(type: MessageType, msg: SegmentMessage, input: NormaliseInput): NormalisedEvent | Rejection {
   const userId = msg.userId || msg.anonymousId;
-  if (!userId) return { code: 'LC_ERR_BAD_REQUEST', field: 'userId', message: 'userId or anonymousId is required' };
+  if (!userId) return { code: ErrorCodes.BadRequest, field: 'userId', message: 'userId or anonymousId is required' };
   const ts = eventTime(msg, input.receivedAt, input.batchSentAt);
   if (isRejection(ts)) return ts;
   const event: NormalisedEvent = {

@@ -5,7 +5,7 @@ import { loadConfig } from '../../platform/config.ts';
 import { createLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { errorMessage } from '../../platform/errors.ts';
-import { runIngest } from '../run.ts';
+import { runIngest } from './run.ts';
 import { workerRateLimit, type FromWorker, type ToWorker } from './cluster.ts';
 
 if (!cluster.isWorker) throw new Error('ingestion/http/worker.ts runs as a worker of the ingest cluster (LC_INGEST_WORKERS > 1)');

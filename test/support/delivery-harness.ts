@@ -10,6 +10,7 @@ import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../../pl
 import { internalTopicSpecs, type BusConsumer } from '../../platform/bus.ts';
 import { loadConfig, type Config } from '../../platform/config.ts';
 import { topics as topicNames, type DeliveryOutcome, type NormalisedEvent, type SendCommand, type Topics } from '../../platform/contracts.ts';
+import { adminCredential, setupHttpKit } from '../../platform/http.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { isRetriable } from '../../platform/errors.ts';
 import { createLogger } from '../../platform/logger.ts';
@@ -96,6 +97,7 @@ export async function createHarness(name: string, overrides: Record<string, unkn
   const baseUrl = `http://127.0.0.1:${port}`;
   const config = loadConfig(iso.env, { ...flatten(config0), 'http.publicBaseUrl': baseUrl });
   const server = Fastify({ logger: false });
+  await setupHttpKit(server, { credentials: { admin: adminCredential(config.auth.adminToken) } });
   await server.register(deliveryRoutes, { config, redis, publisher: bus.publisher(), logger });
   await server.listen({ port, host: '127.0.0.1' });
 

@@ -1,0 +1,264 @@
+// The HTTP kit every fastify server of the product is built with. Each route names in its
+// options what its caller must present (`config: { auth: 'admin' }`, or `'public'`); one
+// hook checks that credential and refuses with a coded 401, and the route's OpenAPI
+// `security` follows from the same word. A route that names nothing is refused when it is
+// registered, so a forgotten declaration fails the server's start-up instead of serving
+// without auth. One error handler and one not-found handler answer `{ code, message }` and
+// never echo what the request carried (tracking tokens travel in `?t=`); `/health`,
+// `/metrics` and `/openapi.json` are served the same way on every server.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, preValidationHookHandler } from 'fastify';
+import { ErrorCodes, LifecycleError, type ErrorCode } from './errors.ts';
+import { healthStatus, type HealthReport, type Registry } from './metrics.ts';
+
+/**
+ * What a route can require of its caller: nothing (`public`: pages, signed links and
+ * webhooks that check their own signature), the operators' admin token, an ingest write
+ * key, or an in-app client token. Roles (marketer, analyst, support, service) join this
+ * list as further words; each is satisfied by whichever credential can prove it, so routes
+ * keep naming what they need, never how it is checked.
+ */
+export const ACCESS = ['public', 'admin', 'writeKey', 'appUser'] as const;
+export type Access = (typeof ACCESS)[number];
+/** The requirements a credential has to be presented for. */
+export type CredentialKind = Exclude<Access, 'public'>;
+
+/** Who a credential identified: `id` is stable and never a secret (a key's digest, a userId); `name` is for logs and labels. */
+export interface Principal {
+  id: string;
+  name: string;
+}
+
+/** An OpenAPI 3.0 security scheme. */
+export type SecurityScheme =
+  | { type: 'http'; scheme: 'bearer' | 'basic'; description?: string }
+  | { type: 'apiKey'; in: 'header' | 'query' | 'cookie'; name: string; description?: string };
+
+/** How one kind of credential is presented and checked. */
+export interface Credential {
+  /** The OpenAPI schemes it may be presented with; a route documents any one of them as enough. */
+  schemes: Record<string, SecurityScheme>;
+  /**
+   * True when it may travel in the body (a write key): checked once the body is parsed,
+   * still before it is validated, so a stranger learns nothing about the schema.
+   */
+  readsBody?: boolean;
+  /** `WWW-Authenticate` sent with its 401. */
+  challenge?: string;
+  /** The caller, or throws the coded refusal (a LifecycleError, 401 or 403). */
+  authenticate(req: FastifyRequest): Principal | Promise<Principal>;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** What the caller must present (platform/http.ts); a route without it is refused at registration. */
+    auth?: Access;
+  }
+  interface FastifyRequest {
+    /** Who the route's credential identified; null on public routes. */
+    principal: Principal | null;
+  }
+}
+
+/** A refusal as the error handler sends it. */
+export interface HttpFailure {
+  status: number;
+  code: ErrorCode;
+  message: string;
+  /** The field at fault, as a dotted path into the body. */
+  field?: string;
+  details?: Record<string, unknown>;
+}
+
+export interface HttpKitOptions {
+  /** Credentials this server checks; rooms that own one may add it later with `provideCredential`. */
+  credentials?: Partial<Record<CredentialKind, Credential>>;
+  /** Registers the OpenAPI document (served at /openapi.json by `operationalRoutes`); security schemes come from the credentials. */
+  openapi?: { info: { title: string; version: string; description?: string } };
+  /** The body of every refusal; by default `{ code, message }`, with `field` when one is at fault. */
+  failureBody?: (failure: HttpFailure) => unknown;
+  /** Sees each refusal the error handler sends, before it is sent (metrics, retry headers). */
+  onFailure?: (failure: HttpFailure, req: FastifyRequest, reply: FastifyReply) => void;
+  /** What a 415 asks the client to send instead. */
+  mediaTypeHint?: string;
+}
+
+interface KitState {
+  credentials: Map<CredentialKind, Credential>;
+  /** Shared with the OpenAPI document, which reads it when first generated. */
+  schemes: Record<string, SecurityScheme>;
+}
+
+const KIT = Symbol.for('lifecycle.httpKit');
+const kitOf = (app: FastifyInstance): KitState | undefined => (app as unknown as { [KIT]?: KitState })[KIT];
+
+const defaultBody = (f: HttpFailure) => (f.field === undefined ? { code: f.code, message: f.message } : { code: f.code, message: f.message, field: f.field });
+
+/**
+ * Installs the kit on a new server, before any route: the access check of every route,
+ * the error and not-found handlers, and (with `openapi`) the OpenAPI document.
+ */
+export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = {}): Promise<void> {
+  if (kitOf(app)) throw new Error('the HTTP kit is already set up on this server');
+  const state: KitState = { credentials: new Map(), schemes: {} };
+  app.decorate(KIT, state);
+  app.decorateRequest('principal', null);
+  for (const [kind, credential] of Object.entries(opts.credentials ?? {}) as [CredentialKind, Credential][]) provideCredential(app, kind, credential);
+
+  app.addHook('onRoute', (route) => {
+    const access = route.config?.auth;
+    const where = `${String(route.method)} ${route.url}`;
+    if (access === undefined) {
+      throw new Error(`route ${where} declares no access: give it config.auth, one of ${ACCESS.join(', ')}`);
+    }
+    if (!(ACCESS as readonly string[]).includes(access)) throw new Error(`route ${where} declares unknown access "${String(access)}" (one of ${ACCESS.join(', ')})`);
+    if (access === 'public') return;
+    const credential = state.credentials.get(access);
+    if (!credential) throw new Error(`route ${where} requires ${access}, which this server does not check: provide its credential first`);
+    route.schema = { ...route.schema, security: Object.keys(credential.schemes).map((name) => ({ [name]: [] })) };
+    const check = async (req: FastifyRequest, reply: FastifyReply) => {
+      try {
+        req.principal = await credential.authenticate(req);
+      } catch (err) {
+        if (credential.challenge && err instanceof LifecycleError && err.status === 401) void reply.header('www-authenticate', credential.challenge);
+        throw err;
+      }
+    };
+    // First among the route's own hooks: nothing of the route runs for a caller it refuses.
+    if (credential.readsBody) route.preValidation = [check as preValidationHookHandler, ...hooks(route.preValidation)];
+    else route.onRequest = [check as onRequestHookHandler, ...hooks(route.onRequest)];
+  });
+
+  const body = opts.failureBody ?? defaultBody;
+  app.setErrorHandler((err, req, reply) => {
+    const failure = describeFailure(err, req, opts.mediaTypeHint);
+    // 503 is the expected answer while a dependency is down: logged where it is noticed, not per request.
+    if (failure.status >= 500 && failure.status !== 503) req.log.error({ err }, 'request failed');
+    opts.onFailure?.(failure, req, reply);
+    return reply.code(failure.status).send(body(failure));
+  });
+  // fastify's own 404 logs and echoes the whole URL; a mistyped tracking link carries its
+  // signed token in the query, so a miss is logged and answered with the path only.
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0];
+    req.log.info({ path }, 'route not found');
+    return reply.code(404).send(body({ status: 404, code: ErrorCodes.NotFound, message: `Route ${req.method}:${path} not found` }));
+  });
+
+  if (opts.openapi) {
+    await app.register(swagger, { openapi: { info: opts.openapi.info, components: { securitySchemes: state.schemes } } });
+  }
+}
+
+const hooks = <T>(h: T | T[] | undefined): T[] => (h === undefined ? [] : Array.isArray(h) ? h : [h]);
+
+/**
+ * Adds the credential of one kind to the server (a room that owns a credential, as the
+ * in-app gateway its client tokens, provides it before registering its routes).
+ */
+export function provideCredential(app: FastifyInstance, kind: CredentialKind, credential: Credential): void {
+  const state = requireHttpKit(app);
+  if (state.credentials.has(kind)) throw new Error(`this server already checks ${kind}`);
+  state.credentials.set(kind, credential);
+  Object.assign(state.schemes, credential.schemes);
+}
+
+/**
+ * For route plugins: routes declare their access, so a server without the kit would serve
+ * them without any check; this refuses to register them there instead.
+ */
+export function requireHttpKit(app: FastifyInstance): KitState {
+  const state = kitOf(app);
+  if (!state) throw new Error('these routes declare their access and need the HTTP kit: call setupHttpKit (platform/http.ts) on the server first');
+  return state;
+}
+
+/** `/health` (its HealthReport, 503 when not ok), `/metrics` and `/openapi.json`: public, and not in the document. */
+export function operationalRoutes(app: FastifyInstance, deps: { metrics: Pick<Registry, 'metrics' | 'contentType'>; health: () => HealthReport }): void {
+  const opts = { schema: { hide: true }, config: { auth: 'public' as const } };
+  app.get('/health', opts, async (_req, reply) => {
+    const report = deps.health();
+    return reply.code(healthStatus(report)).send(report);
+  });
+  app.get('/metrics', opts, async (_req, reply) => reply.header('content-type', deps.metrics.contentType).send(await deps.metrics.metrics()));
+  if (app.hasDecorator('swagger')) app.get('/openapi.json', opts, async () => app.swagger());
+}
+
+/** The operators' admin token (LC_ADMIN_TOKEN) as `Authorization: Bearer <token>`. */
+export function adminCredential(token: string): Credential {
+  return {
+    schemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'The admin token (LC_ADMIN_TOKEN).' } },
+    challenge: 'Bearer',
+    authenticate(req) {
+      const presented = bearerToken(req.headers.authorization);
+      if (presented === undefined || token === '' || !secretEquals(presented, token)) {
+        throw new LifecycleError(ErrorCodes.Unauthorized, 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`');
+      }
+      return { id: 'admin', name: 'admin' };
+    },
+  };
+}
+
+/** The token of `Authorization: Bearer <token>`, or undefined. */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  const m = /^Bearer\s+(.+)$/i.exec(authorization ?? '');
+  const token = m?.[1]!.trim();
+  return token ? token : undefined;
+}
+
+/** Compares a presented secret in constant time, its length included (both sides are hashed first). */
+export function secretEquals(presented: string, expected: string): boolean {
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(presented), digest(expected));
+}
+
+type AjvError = { instancePath: string; message?: string; keyword: string; params: Record<string, unknown> };
+
+/** The first Ajv error as (field, message), the field a dotted path into the document (`batch[2].event`). */
+export function describeValidation(errors: readonly AjvError[], prefix = ''): { field: string; message: string } {
+  const e = errors[0];
+  if (!e) return { field: prefix || 'body', message: 'invalid' };
+  const path = e.instancePath
+    .split('/')
+    .filter(Boolean)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join('');
+  let field = `${prefix}${path}`.replace(/^\./, '');
+  let message = e.message ?? 'is invalid';
+  if (e.keyword === 'required') {
+    field = `${field ? `${field}.` : ''}${String(e.params.missingProperty)}`;
+    message = 'is required';
+  }
+  if (!field) field = 'body';
+  return { field, message: `${field} ${message}` };
+}
+
+/**
+ * Any error as the coded refusal it becomes: a LifecycleError as it is; fastify's
+ * validation, body size, media type and body parsing errors as coded 4xx; anything else
+ * as an internal error whose message stays in the log.
+ */
+export function describeFailure(err: unknown, req: FastifyRequest, mediaTypeHint = 'send the body as application/json'): HttpFailure {
+  if (err instanceof LifecycleError) {
+    const field = err.details?.field;
+    return {
+      status: err.status,
+      code: err.code,
+      message: err.message,
+      ...(typeof field === 'string' ? { field } : {}),
+      ...(err.details ? { details: err.details } : {}),
+    };
+  }
+  const e = err as Partial<FastifyError> & { validation?: AjvError[] };
+  if (e.validation) return { status: 400, code: ErrorCodes.BadRequest, ...describeValidation(e.validation) };
+  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    const limit = req.routeOptions.bodyLimit ?? req.server.initialConfig.bodyLimit;
+    return { status: 413, code: ErrorCodes.PayloadTooLarge, message: `request body is larger than ${limit} bytes` };
+  }
+  if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return { status: 415, code: ErrorCodes.BadRequest, message: mediaTypeHint };
+  if (e.statusCode && e.statusCode < 500) {
+    return { status: e.statusCode, code: ErrorCodes.BadRequest, message: e.code?.startsWith('FST_ERR_CTP') ? 'body is not valid JSON' : (e.message ?? 'bad request') };
+  }
+  return { status: 500, code: ErrorCodes.Internal, message: 'internal error' };
+}
