@@ -49,12 +49,19 @@ describe('loadRuleSet', () => {
   });
 
   it('switches on the rules named in `enable` (a disabled draft being backtested), and only those', async () => {
-    await write('a.json', [{ ...rule('draft'), enabled: false }, { ...rule('off'), enabled: false }]);
+    await write('a.json', [
+      { ...rule('draft'), enabled: false },
+      { ...rule('off'), enabled: false },
+    ]);
     await write('b.json', rule('live'));
     const plain = await loadRuleSet(dir);
     const enabled = await loadRuleSet(dir, { enable: ['draft'] });
     if (!plain.ok || !enabled.ok) throw new Error('expected both to load');
-    const ids = (rs: RuleSet) => rs.byEvent.get('user_registered')!.map((r) => r.def.id).sort();
+    const ids = (rs: RuleSet) =>
+      rs.byEvent
+        .get('user_registered')!
+        .map((r) => r.def.id)
+        .sort();
     expect(ids(plain.ruleSet)).toEqual(['live']);
     expect(ids(enabled.ruleSet)).toEqual(['draft', 'live']);
   });

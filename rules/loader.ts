@@ -19,7 +19,10 @@ export interface LoadOptions {
 /** The file content with the rules named in `ids` switched on. */
 function enableRules(content: unknown, ids: ReadonlySet<string>): unknown {
   const on = (item: unknown) =>
-    item !== null && typeof item === 'object' && !Array.isArray(item) && ids.has((item as { id?: unknown }).id as string)
+    item !== null &&
+    typeof item === 'object' &&
+    !Array.isArray(item) &&
+    ids.has((item as { id?: unknown }).id as string)
       ? { ...(item as object), enabled: true }
       : item;
   return Array.isArray(content) ? content.map(on) : on(content);
@@ -77,7 +80,14 @@ export async function loadRuleSet(dir: string, opts: LoadOptions = {}): Promise<
   for (const file of names) {
     const text = (await readFile(file, 'utf8')).replace(/^\uFEFF/, '');
     const parsed = parseJson(text);
-    if (parsed.ok) files.push({ file, content: opts.enable?.length && !file.startsWith(segmentsDir + path.sep) ? enableRules(parsed.value, new Set(opts.enable)) : parsed.value });
+    if (parsed.ok)
+      files.push({
+        file,
+        content:
+          opts.enable?.length && !file.startsWith(segmentsDir + path.sep)
+            ? enableRules(parsed.value, new Set(opts.enable))
+            : parsed.value,
+      });
     else
       errors.push({
         file,
@@ -220,21 +230,34 @@ export async function openRuleSet(
   opts: LoadOptions & { logger: Logger; debounceMs?: number },
   onSwap: (ruleSet: RuleSet) => void = () => {},
 ): Promise<LiveRuleSet> {
-  const loaded = await loadRuleSet(dir, opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir });
+  const loaded = await loadRuleSet(
+    dir,
+    opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir },
+  );
   if (!loaded.ok) {
-    throw new LifecycleError('LC_ERR_RULES_INVALID', `rule set in ${dir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
+    throw new LifecycleError(
+      'LC_ERR_RULES_INVALID',
+      `rule set in ${dir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`,
+    );
   }
   let current = loaded.ruleSet;
-  const watcher = watchRuleSet(dir, { ...opts, currentVersion: current.version }, {
-    onSwap(ruleSet) {
-      current = ruleSet;
-      onSwap(ruleSet);
+  const watcher = watchRuleSet(
+    dir,
+    { ...opts, currentVersion: current.version },
+    {
+      onSwap(ruleSet) {
+        current = ruleSet;
+        onSwap(ruleSet);
+      },
+      onReject(errors) {
+        for (const e of errors.slice(0, 20)) {
+          opts.logger.error(
+            { file: e.file, path: e.path, ruleSetVersion: current.version },
+            `rule file rejected, keeping the last good set: ${e.message}`,
+          );
+        }
+      },
     },
-    onReject(errors) {
-      for (const e of errors.slice(0, 20)) {
-        opts.logger.error({ file: e.file, path: e.path, ruleSetVersion: current.version }, `rule file rejected, keeping the last good set: ${e.message}`);
-      }
-    },
-  });
+  );
   return { current: () => current, close: () => watcher.close() };
 }
