@@ -1,7 +1,7 @@
 // CLI subcommands of this room, registered on the `lifecycle` program by bin/cli.ts.
 import type { Command } from 'commander';
 import { loadConfig } from '../platform/config.ts';
-import { formatRuleError } from './compile.ts';
+import { formatRuleError } from './check.ts';
 import { loadRuleSet } from './loader.ts';
 
 /** `lifecycle rules validate [DIR]`: exit 0 with a summary, or one `file:jsonpath: message` line per error and exit 1. */

@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { formatRuleError } from './compile.ts';
+import { formatRuleError } from './check.ts';
 import { listTemplates, loadRuleSet, watchRuleSet } from './loader.ts';
 import type { RuleError, RuleSet } from './types.ts';
 

@@ -5,7 +5,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../platform/logger.ts';
 import { LifecycleError } from '../platform/errors.ts';
-import { byFile, compileRuleSet, formatRuleError } from './compile.ts';
+import { byFile, formatRuleError } from './check.ts';
+import { compileRuleSet } from './compile.ts';
 import { parseJson } from './json-syntax.ts';
 import type { RuleError, RuleSet, RuleSetResult } from './types.ts';
 
