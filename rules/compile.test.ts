@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { checkRuleSet, formatRuleError } from './check.ts';
 import { compileRuleSet } from './compile.ts';
-import { locateJsonError } from './json-syntax.ts';
 import type { Facts } from './types.ts';
 
 const rule = (over: Record<string, unknown> = {}) => ({
@@ -187,22 +186,5 @@ describe('compileRuleSet: a set that fails its checks', () => {
       'b.json:$[0].conditions.all[0].fact: unknown fact "nope": use one of "event", "user", "stats", "segments", "rule", "now"',
     ]);
     expect(result.errors).toEqual(check.errors);
-  });
-});
-
-describe('locateJsonError', () => {
-  it.each([
-    ['{\n  "a": 1\n  "b": 2\n}', 3, 3, 'expected "," or "}" after a value (missing comma?)'],
-    ['{"a": 1,}', 1, 9, 'trailing comma before "}"'],
-    ['[1, 2,]', 1, 7, 'trailing comma before "]"'],
-    ['{"a": tru}', 1, 10, 'unexpected "}"'],
-    ["{'a': 1}", 1, 2, 'expected a "quoted" field name, found "\'"'],
-    ['{"a": "x\ny"}', 1, 9, 'line break or control character inside a string'],
-    ['{"a": 1', 1, 8, 'expected "," or "}" after a value (missing comma?)'],
-    ['', 1, 1, 'unexpected end of file'],
-    ['{} {}', 1, 4, 'unexpected text after the end of the document'],
-  ])('%j', (text, line, column, message) => {
-    expect(() => JSON.parse(text)).toThrow();
-    expect(locateJsonError(text)).toEqual({ line, column, message });
   });
 });
