@@ -23,17 +23,17 @@ import { parsePath } from './path.ts';
 import { didYouMean } from './suggest.ts';
 import type { RuleError } from './types.ts';
 
-export function formatRuleError(e: RuleError): string {
-  return `${e.file}:${e.path}: ${e.message}`;
+export function formatRuleError(error: RuleError): string {
+  return `${error.file}:${error.path}: ${error.message}`;
 }
 
 /** `$.a.b[0]["Feature Used"]` from a base path and keys. */
 export function jsonPathOf(base: string, keys: readonly (string | number)[]): string {
   let out = base;
-  for (const k of keys) {
-    if (typeof k === 'number' || /^[0-9]+$/.test(k)) out += `[${k}]`;
-    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(k)) out += `.${k}`;
-    else out += `[${JSON.stringify(k)}]`;
+  for (const key of keys) {
+    if (typeof key === 'number' || /^[0-9]+$/.test(key)) out += `[${key}]`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key)) out += `.${key}`;
+    else out += `[${JSON.stringify(key)}]`;
   }
   return out;
 }
@@ -53,8 +53,8 @@ interface Ctx {
   errors: RuleError[];
 }
 
-function push(ctx: Ctx, p: string, message: string): void {
-  ctx.errors.push({ file: ctx.file, path: p, message });
+function push(ctx: Ctx, at: string, message: string): void {
+  ctx.errors.push({ file: ctx.file, path: at, message });
 }
 
 /** Schema errors, one per location, in words; locations under `skip` are checked elsewhere. */
@@ -66,16 +66,16 @@ function schemaErrors(
   skip: readonly string[] = [],
 ): void {
   const seen = new Set<string>();
-  for (const e of Value.Errors(schema, value)) {
-    if (skip.some((s) => e.path === s || e.path.startsWith(`${s}/`))) continue;
-    const keys = pointerKeys(e.path);
+  for (const error of Value.Errors(schema, value)) {
+    if (skip.some((s) => error.path === s || error.path.startsWith(`${s}/`))) continue;
+    const keys = pointerKeys(error.path);
     const where = jsonPathOf(base, keys);
     if (seen.has(where)) continue;
     seen.add(where);
-    const s = e.schema as Record<string, unknown>;
+    const errorSchema = error.schema as Record<string, unknown>;
     let message: string;
-    if (e.message === 'Expected required property') message = 'is required';
-    else if (e.message === 'Unexpected property') {
+    if (error.message === 'Expected required property') message = 'is required';
+    else if (error.message === 'Unexpected property') {
       const parentSchema = schemaAt(schema, keys.slice(0, -1));
       const known =
         parentSchema && typeof parentSchema.properties === 'object'
@@ -83,25 +83,25 @@ function schemaErrors(
           : [];
       const name = keys[keys.length - 1] ?? '';
       message = `unknown field "${name}"${didYouMean(name, known)}${known.length ? `; fields here: ${list(known.filter((k) => k !== '$schema'))}` : ''}`;
-    } else if (s.pattern === DURATION_PATTERN && typeof e.value === 'string') {
-      message = `invalid duration ${JSON.stringify(e.value)}: ${DURATION_HINT}`;
+    } else if (errorSchema.pattern === DURATION_PATTERN && typeof error.value === 'string') {
+      message = `invalid duration ${JSON.stringify(error.value)}: ${DURATION_HINT}`;
     } else if (
-      typeof s.patternErrorMessage === 'string' &&
-      typeof e.value === 'string' &&
-      s.pattern &&
-      !new RegExp(s.pattern as string).test(e.value)
+      typeof errorSchema.patternErrorMessage === 'string' &&
+      typeof error.value === 'string' &&
+      errorSchema.pattern &&
+      !new RegExp(errorSchema.pattern as string).test(error.value)
     ) {
-      message = `invalid value ${JSON.stringify(e.value)}: ${s.patternErrorMessage}`;
+      message = `invalid value ${JSON.stringify(error.value)}: ${errorSchema.patternErrorMessage}`;
     } else if (
-      Array.isArray(s.anyOf) &&
-      s.anyOf.every((x: Record<string, unknown>) => 'const' in x)
+      Array.isArray(errorSchema.anyOf) &&
+      errorSchema.anyOf.every((x: Record<string, unknown>) => 'const' in x)
     ) {
-      const options = s.anyOf.map((x: Record<string, unknown>) => String(x.const));
-      message = `${JSON.stringify(e.value)} is not allowed: use one of ${list(options)}${typeof e.value === 'string' ? didYouMean(e.value, options) : ''}`;
+      const options = errorSchema.anyOf.map((x: Record<string, unknown>) => String(x.const));
+      message = `${JSON.stringify(error.value)} is not allowed: use one of ${list(options)}${typeof error.value === 'string' ? didYouMean(error.value, options) : ''}`;
     } else {
-      message = e.message.charAt(0).toLowerCase() + e.message.slice(1);
-      if (typeof s.description === 'string' && Array.isArray(s.anyOf))
-        message += ` (${s.description})`;
+      message = error.message.charAt(0).toLowerCase() + error.message.slice(1);
+      if (typeof errorSchema.description === 'string' && Array.isArray(errorSchema.anyOf))
+        message += ` (${errorSchema.description})`;
     }
     push(ctx, where, message);
   }
@@ -109,13 +109,13 @@ function schemaErrors(
 
 function schemaAt(schema: TSchema, keys: readonly string[]): Record<string, unknown> | null {
   let cur: Record<string, unknown> | undefined = schema as Record<string, unknown>;
-  for (const k of keys) {
+  for (const key of keys) {
     if (!cur) return null;
-    if (cur.properties && typeof cur.properties === 'object' && k in (cur.properties as object)) {
-      cur = (cur.properties as Record<string, Record<string, unknown>>)[k];
-    } else if (cur.items && /^[0-9]+$/.test(k)) cur = cur.items as Record<string, unknown>;
+    if (cur.properties && typeof cur.properties === 'object' && key in (cur.properties as object)) {
+      cur = (cur.properties as Record<string, Record<string, unknown>>)[key];
+    } else if (cur.items && /^[0-9]+$/.test(key)) cur = cur.items as Record<string, unknown>;
     else if (Array.isArray(cur.anyOf) && cur.anyOf.length === 1) {
-      cur = schemaAt(cur.anyOf[0] as TSchema, [k]) ?? undefined;
+      cur = schemaAt(cur.anyOf[0] as TSchema, [key]) ?? undefined;
     } else return null;
   }
   return cur ?? null;
@@ -146,15 +146,20 @@ interface ConditionScope {
   segmentRefs: { id: string; at: string }[];
 }
 
-function isPrimitive(v: unknown): boolean {
-  return v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+function isPrimitive(value: unknown): boolean {
+  return (
+    value === null ||
+    typeof value === 'string' ||
+    typeof value === 'number' ||
+    typeof value === 'boolean'
+  );
 }
 
 function checkFactPath(
   ctx: Ctx,
   scope: ConditionScope,
   fact: unknown,
-  p: unknown,
+  jsonPath: unknown,
   at: string,
 ): void {
   if (typeof fact !== 'string' || !(FACTS as readonly string[]).includes(fact)) {
@@ -173,14 +178,14 @@ function checkFactPath(
     );
     return;
   }
-  if (p !== undefined && typeof p !== 'string') {
+  if (jsonPath !== undefined && typeof jsonPath !== 'string') {
     push(ctx, `${at}.path`, 'path must be a string such as "$.plan"');
     return;
   }
   const parsed =
-    p === undefined || p === ''
+    jsonPath === undefined || jsonPath === ''
       ? { ok: true as const, segments: [] as readonly string[] }
-      : parsePath(p);
+      : parsePath(jsonPath);
   if (!parsed.ok) {
     push(ctx, `${at}.path`, parsed.message);
     return;
@@ -192,7 +197,7 @@ function checkFactPath(
       if (segs.length === 0) {
         push(
           ctx,
-          p === undefined ? at : pathAt,
+          jsonPath === undefined ? at : pathAt,
           'stats needs a path naming an event type and a field, e.g. "$.export_done.count" or "$[\\"Feature Used\\"].last"',
         );
         return;
@@ -212,7 +217,7 @@ function checkFactPath(
       if (segs.length !== 1) {
         push(
           ctx,
-          p === undefined ? at : pathAt,
+          jsonPath === undefined ? at : pathAt,
           'segments needs a path naming one segment, e.g. "$.inactive_30d" (true when the user is a member)',
         );
         return;
@@ -263,12 +268,12 @@ function checkValue(
       push(ctx, vAt, `${operator} needs a list of values, not a fact reference`);
       return;
     }
-    for (const k of Object.keys(value))
-      if (k !== 'fact' && k !== 'path')
+    for (const key of Object.keys(value))
+      if (key !== 'fact' && key !== 'path')
         push(
           ctx,
-          jsonPathOf(vAt, [k]),
-          `unknown field "${k}" in a fact reference; use "fact" and "path"`,
+          jsonPathOf(vAt, [key]),
+          `unknown field "${key}" in a fact reference; use "fact" and "path"`,
         );
     const ref = value as { fact: unknown; path?: unknown };
     checkFactPath(ctx, scope, ref.fact, ref.path, vAt);
@@ -341,7 +346,7 @@ function checkCondition(
     return;
   }
   const keys = Object.keys(node);
-  const n = node as Record<string, unknown>;
+  const fields = node as Record<string, unknown>;
   const bool = BOOLEAN_KEYS.filter((k) => keys.includes(k));
   if (bool.length > 1) {
     push(
@@ -353,15 +358,15 @@ function checkCondition(
   }
   if (bool.length === 1) {
     const kind = bool[0]!;
-    for (const k of keys) {
-      if (k !== kind)
+    for (const key of keys) {
+      if (key !== kind)
         push(
           ctx,
-          jsonPathOf(at, [k]),
-          `unknown field "${k}" next to "${kind}"${LEAF_KEYS.includes(k) ? `; put the comparison inside "${kind}"` : ''}`,
+          jsonPathOf(at, [key]),
+          `unknown field "${key}" next to "${kind}"${LEAF_KEYS.includes(key) ? `; put the comparison inside "${kind}"` : ''}`,
         );
     }
-    const inner = n[kind];
+    const inner = fields[kind];
     if (kind === 'not') {
       if (Array.isArray(inner))
         push(
@@ -383,18 +388,18 @@ function checkCondition(
     );
     return;
   }
-  for (const k of keys)
-    if (!LEAF_KEYS.includes(k))
+  for (const key of keys)
+    if (!LEAF_KEYS.includes(key))
       push(
         ctx,
-        jsonPathOf(at, [k]),
-        `unknown field "${k}"${didYouMean(k, LEAF_KEYS)}; a condition has ${list(LEAF_KEYS)}`,
+        jsonPathOf(at, [key]),
+        `unknown field "${key}"${didYouMean(key, LEAF_KEYS)}; a condition has ${list(LEAF_KEYS)}`,
       );
-  for (const k of ['fact', 'operator', 'value'])
-    if (!keys.includes(k)) push(ctx, jsonPathOf(at, [k]), 'is required');
-  if (keys.includes('fact')) checkFactPath(ctx, scope, n.fact, n.path, at);
+  for (const key of ['fact', 'operator', 'value'])
+    if (!keys.includes(key)) push(ctx, jsonPathOf(at, [key]), 'is required');
+  if (keys.includes('fact')) checkFactPath(ctx, scope, fields.fact, fields.path, at);
   if (!keys.includes('operator')) return;
-  const operator = n.operator;
+  const operator = fields.operator;
   if (typeof operator !== 'string' || !(OPERATORS as readonly string[]).includes(operator)) {
     push(
       ctx,
@@ -403,7 +408,7 @@ function checkCondition(
     );
     return;
   }
-  if (keys.includes('value')) checkValue(ctx, scope, operator, n.value, at);
+  if (keys.includes('value')) checkValue(ctx, scope, operator, fields.value, at);
 }
 
 /** What the schema's pattern cannot say about a duration: zero, or too long to count in ms. */
@@ -438,11 +443,11 @@ function checkCron(ctx: Ctx, expr: string, at: string): void {
   }
   try {
     CronExpressionParser.parse(trimmed, { tz: 'UTC' });
-  } catch (e) {
+  } catch (err) {
     push(
       ctx,
       at,
-      `invalid cron ${JSON.stringify(expr)}: ${e instanceof Error ? e.message : String(e)}`,
+      `invalid cron ${JSON.stringify(expr)}: ${err instanceof Error ? err.message : String(err)}`,
     );
   }
 }
@@ -479,94 +484,97 @@ function checkRule(
     push(ctx, at, 'a rule must be an object (or a file may hold a list of rule objects)');
     return false;
   }
-  const r = item as Record<string, unknown>;
+  const rule = item as Record<string, unknown>;
   schemaErrors(ctx, RuleSchema, item, at, ['/trigger', '/conditions']);
   const scope: ConditionScope = { facts: FACTS, eventTypes, segmentRefs: [] };
   const refSegment = (id: unknown, p: string) => {
     if (typeof id === 'string') scope.segmentRefs.push({ id, at: p });
   };
   // Trigger: pick the variant by its key so errors speak about that kind of trigger.
-  const t = r.trigger;
-  const tAt = `${at}.trigger`;
-  if (t === undefined) push(ctx, tAt, 'is required');
-  else if (t === null || typeof t !== 'object' || Array.isArray(t))
+  const trigger = rule.trigger;
+  const triggerAt = `${at}.trigger`;
+  if (trigger === undefined) push(ctx, triggerAt, 'is required');
+  else if (trigger === null || typeof trigger !== 'object' || Array.isArray(trigger))
     push(
       ctx,
-      tAt,
+      triggerAt,
       'trigger must be an object: {"event": ...}, {"segment": ..., "on": ...} or {"schedule": ..., "timezone": ...}',
     );
   else {
-    const tr = t as Record<string, unknown>;
-    if ('schedule' in tr) {
-      schemaErrors(ctx, ScheduleTriggerSchema, t, tAt);
-      if (typeof tr.schedule === 'string') checkCron(ctx, tr.schedule, `${tAt}.schedule`);
+    const triggerFields = trigger as Record<string, unknown>;
+    if ('schedule' in triggerFields) {
+      schemaErrors(ctx, ScheduleTriggerSchema, trigger, triggerAt);
+      if (typeof triggerFields.schedule === 'string')
+        checkCron(ctx, triggerFields.schedule, `${triggerAt}.schedule`);
       if (
-        typeof tr.timezone === 'string' &&
-        tr.timezone !== 'user' &&
-        !isValidTimezone(tr.timezone)
+        typeof triggerFields.timezone === 'string' &&
+        triggerFields.timezone !== 'user' &&
+        !isValidTimezone(triggerFields.timezone)
       ) {
         push(
           ctx,
-          `${tAt}.timezone`,
-          `unknown timezone ${JSON.stringify(tr.timezone)}: use "user" or an IANA name such as "Europe/Berlin" or "UTC"`,
+          `${triggerAt}.timezone`,
+          `unknown timezone ${JSON.stringify(triggerFields.timezone)}: use "user" or an IANA name such as "Europe/Berlin" or "UTC"`,
         );
       }
-      refSegment(tr.segment, `${tAt}.segment`);
-    } else if ('event' in tr) {
-      schemaErrors(ctx, EventTriggerSchema, t, tAt, ['/where']);
-      if (typeof tr.event === 'string' && tr.event) eventTypes.add(tr.event);
-      checkDuration(ctx, tr.delay, `${tAt}.delay`, 'delay');
-      if (tr.where !== undefined) checkCondition(ctx, scope, tr.where, `${tAt}.where`, true);
-    } else if ('segment' in tr) {
-      schemaErrors(ctx, SegmentTriggerSchema, t, tAt);
-      refSegment(tr.segment, `${tAt}.segment`);
+      refSegment(triggerFields.segment, `${triggerAt}.segment`);
+    } else if ('event' in triggerFields) {
+      schemaErrors(ctx, EventTriggerSchema, trigger, triggerAt, ['/where']);
+      if (typeof triggerFields.event === 'string' && triggerFields.event)
+        eventTypes.add(triggerFields.event);
+      checkDuration(ctx, triggerFields.delay, `${triggerAt}.delay`, 'delay');
+      if (triggerFields.where !== undefined)
+        checkCondition(ctx, scope, triggerFields.where, `${triggerAt}.where`, true);
+    } else if ('segment' in triggerFields) {
+      schemaErrors(ctx, SegmentTriggerSchema, trigger, triggerAt);
+      refSegment(triggerFields.segment, `${triggerAt}.segment`);
     } else {
       push(
         ctx,
-        tAt,
+        triggerAt,
         'trigger needs "event" (an event type), "segment" with "on" ("enter" or "exit"), or "schedule" (cron) with "timezone"',
       );
     }
   }
-  if (r.conditions !== undefined)
-    checkCondition(ctx, scope, r.conditions, `${at}.conditions`, true);
-  const limits = r.limits as Record<string, unknown> | undefined;
+  if (rule.conditions !== undefined)
+    checkCondition(ctx, scope, rule.conditions, `${at}.conditions`, true);
+  const limits = rule.limits as Record<string, unknown> | undefined;
   if (limits && typeof limits === 'object')
     checkDuration(ctx, limits.cooldown, `${at}.limits.cooldown`, 'cooldown');
-  const goal = r.goal as Record<string, unknown> | undefined;
+  const goal = rule.goal as Record<string, unknown> | undefined;
   if (goal && typeof goal === 'object') {
     checkDuration(ctx, goal.within, `${at}.goal.within`, 'goal.within');
     if (typeof goal.event === 'string' && goal.event) eventTypes.add(goal.event);
   }
-  checkDuration(ctx, r.expiresAfter, `${at}.expiresAfter`, 'expiresAfter');
-  const send = (r.action as { send?: Record<string, unknown> } | undefined)?.send;
+  checkDuration(ctx, rule.expiresAfter, `${at}.expiresAfter`, 'expiresAfter');
+  const send = (rule.action as { send?: Record<string, unknown> } | undefined)?.send;
   if (send && typeof send.template === 'string')
     pending.templateRefs.push({
       file: ctx.file,
       name: send.template,
       at: `${at}.action.send.template`,
     });
-  const exp = r.experiment as { variants?: unknown } | undefined;
-  if (exp && Array.isArray(exp.variants)) {
+  const experiment = rule.experiment as { variants?: unknown } | undefined;
+  if (experiment && Array.isArray(experiment.variants)) {
     const ids = new Map<string, number>();
-    exp.variants.forEach((v: unknown, i) => {
-      if (!v || typeof v !== 'object') return;
-      const variant = v as Record<string, unknown>;
+    experiment.variants.forEach((entry: unknown, index) => {
+      if (!entry || typeof entry !== 'object') return;
+      const variant = entry as Record<string, unknown>;
       if (typeof variant.id === 'string') {
         const prev = ids.get(variant.id);
         if (prev !== undefined)
           push(
             ctx,
-            `${at}.experiment.variants[${i}].id`,
+            `${at}.experiment.variants[${index}].id`,
             `duplicate variant id "${variant.id}" (also at ${at}.experiment.variants[${prev}])`,
           );
-        else ids.set(variant.id, i);
+        else ids.set(variant.id, index);
       }
       if (typeof variant.template === 'string')
         pending.templateRefs.push({
           file: ctx.file,
           name: variant.template,
-          at: `${at}.experiment.variants[${i}].template`,
+          at: `${at}.experiment.variants[${index}].template`,
         });
     });
   }
@@ -581,12 +589,12 @@ function checkSegment(ctx: Ctx, item: unknown, at: string, eventTypes: Set<strin
     return false;
   }
   schemaErrors(ctx, SegmentSchema, item, at, ['/conditions']);
-  const c = (item as Record<string, unknown>).conditions;
-  if (c !== undefined)
+  const conditions = (item as Record<string, unknown>).conditions;
+  if (conditions !== undefined)
     checkCondition(
       ctx,
       { facts: SEGMENT_FACTS, eventTypes, segmentRefs: [] },
-      c,
+      conditions,
       `${at}.conditions`,
       true,
     );
@@ -658,15 +666,15 @@ export function checkRuleSet(
     ['segment', segmentIds],
   ] as const) {
     const seen = new Map<string, Located<{ id: string }>>();
-    for (const x of group) {
-      const prev = seen.get(x.def.id);
+    for (const named of group) {
+      const prev = seen.get(named.def.id);
       if (prev)
         errors.push({
-          file: x.file,
-          path: `${x.at}.id`,
-          message: `duplicate ${kind} id "${x.def.id}" (also in ${prev.file} at ${prev.at}.id)`,
+          file: named.file,
+          path: `${named.at}.id`,
+          message: `duplicate ${kind} id "${named.def.id}" (also in ${prev.file} at ${prev.at}.id)`,
         });
-      else seen.set(x.def.id, x);
+      else seen.set(named.def.id, named);
     }
   }
   const knownSegments = [...new Set(segmentIds.map((s) => s.def.id))];

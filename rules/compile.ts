@@ -21,24 +21,24 @@ function byPriorityThenId(a: CompiledRule, b: CompiledRule): number {
   );
 }
 
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o)) deepFreeze(v);
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
   }
-  return o;
+  return value;
 }
 
-function canonical(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonical);
-  if (v && typeof v === 'object') {
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object') {
     return Object.fromEntries(
-      Object.keys(v)
+      Object.keys(value)
         .sort()
-        .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
     );
   }
-  return v;
+  return value;
 }
 
 function compilePredicate(
@@ -50,15 +50,15 @@ function compilePredicate(
   if (conditions === undefined) return null;
   try {
     return compileConditions(conditions);
-  } catch (e) {
+  } catch (err) {
     // Validation accepts only what compiles; this reports any gap instead of crashing.
-    if (e instanceof ConditionCompileError)
+    if (err instanceof ConditionCompileError)
       errors.push({
         file,
-        path: at + e.path.slice(1),
-        message: e.message.slice(e.path.length + 2),
+        path: at + err.path.slice(1),
+        message: err.message.slice(err.path.length + 2),
       });
-    else errors.push({ file, path: at, message: String(e) });
+    else errors.push({ file, path: at, message: String(err) });
     return null;
   }
 }
@@ -76,29 +76,34 @@ export function compileRuleSet(
   const { rules, segments, eventTypes } = check.checked;
   const errors: RuleError[] = [];
   const compiledSegments: CompiledSegment[] = [];
-  for (const s of segments) {
-    const test = compilePredicate(errors, s.file, s.def.conditions, `${s.at}.conditions`);
-    if (test) compiledSegments.push({ def: deepFreeze(withoutSchemaKey(s.def)), test });
+  for (const segment of segments) {
+    const test = compilePredicate(
+      errors,
+      segment.file,
+      segment.def.conditions,
+      `${segment.at}.conditions`,
+    );
+    if (test) compiledSegments.push({ def: deepFreeze(withoutSchemaKey(segment.def)), test });
   }
   const compiledRules: CompiledRule[] = [];
-  for (const r of rules) {
+  for (const rule of rules) {
     const def = deepFreeze({
-      ...withoutSchemaKey(r.def),
-      enabled: r.def.enabled ?? true,
-      priority: r.def.priority ?? 0,
+      ...withoutSchemaKey(rule.def),
+      enabled: rule.def.enabled ?? true,
+      priority: rule.def.priority ?? 0,
     });
-    const t = def.trigger;
+    const trigger = def.trigger;
     const conditions =
-      compilePredicate(errors, r.file, def.conditions, `${r.at}.conditions`) ?? (() => true);
+      compilePredicate(errors, rule.file, def.conditions, `${rule.at}.conditions`) ?? (() => true);
     const where =
-      'event' in t && t.where
-        ? compilePredicate(errors, r.file, t.where, `${r.at}.trigger.where`)
+      'event' in trigger && trigger.where
+        ? compilePredicate(errors, rule.file, trigger.where, `${rule.at}.trigger.where`)
         : null;
     compiledRules.push({
       def,
       conditions,
       where,
-      delayMs: 'event' in t && t.delay ? parseDuration(t.delay) : null,
+      delayMs: 'event' in trigger && trigger.delay ? parseDuration(trigger.delay) : null,
       cooldownMs: def.limits?.cooldown ? parseDuration(def.limits.cooldown) : null,
       goalWithinMs: def.goal ? parseDuration(def.goal.within) : null,
       expiresAfterMs: def.expiresAfter ? parseDuration(def.expiresAfter) : null,
@@ -111,13 +116,17 @@ export function compileRuleSet(
   const byEvent = new Map<string, CompiledRule[]>();
   const bySegment = new Map<string, CompiledRule[]>();
   const scheduled: CompiledRule[] = [];
-  for (const r of compiledRules) {
-    if (!r.def.enabled) continue;
-    const t = r.def.trigger;
-    if ('schedule' in t) scheduled.push(r);
-    else if ('event' in t) byEvent.set(t.event, [...(byEvent.get(t.event) ?? []), r]);
+  for (const rule of compiledRules) {
+    if (!rule.def.enabled) continue;
+    const trigger = rule.def.trigger;
+    if ('schedule' in trigger) scheduled.push(rule);
+    else if ('event' in trigger)
+      byEvent.set(trigger.event, [...(byEvent.get(trigger.event) ?? []), rule]);
     else
-      bySegment.set(`${t.segment}:${t.on}`, [...(bySegment.get(`${t.segment}:${t.on}`) ?? []), r]);
+      bySegment.set(`${trigger.segment}:${trigger.on}`, [
+        ...(bySegment.get(`${trigger.segment}:${trigger.on}`) ?? []),
+        rule,
+      ]);
   }
   const version = createHash('sha256')
     .update(

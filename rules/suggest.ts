@@ -1,45 +1,47 @@
 // Did-you-mean suggestions for names a product owner mistyped in a rule or segment file:
 // a field, fact, operator, segment or template close to one that exists.
 
-function editDistance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!;
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j]!;
-      dp[j] = Math.min(
-        dp[j]! + 1,
-        dp[j - 1]! + 1,
-        prev + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1),
+function editDistance(written: string, known: string): number {
+  // One row of the edit-distance table: row[j] is the distance between the part of
+  // `written` read so far and the first j characters of `known`.
+  const row = Array.from({ length: known.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= written.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= known.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(
+        row[j]! + 1,
+        row[j - 1]! + 1,
+        diagonal + (written[i - 1]!.toLowerCase() === known[j - 1]!.toLowerCase() ? 0 : 1),
       );
-      prev = tmp;
+      diagonal = above;
     }
   }
-  return dp[b.length]!;
+  return row[known.length]!;
 }
 
 /** ` (did you mean "x"?)` when a known name is close to what was written. */
 export function didYouMean(input: string, known: readonly string[]): string {
   let best: string | null = null;
-  let bestD = Infinity;
-  for (const k of known) {
-    const d = editDistance(input, k);
-    if (d < bestD) {
-      bestD = d;
-      best = k;
+  let bestDistance = Infinity;
+  for (const name of known) {
+    const distance = editDistance(input, name);
+    if (distance < bestDistance) {
+      bestDistance = distance;
+      best = name;
     }
   }
   if (best === null) return '';
   const close =
-    bestD <= Math.max(1, Math.floor(input.length / 3)) ||
-    (bestD <= 2 && (isSubsequence(input, best) || isSubsequence(best, input)));
+    bestDistance <= Math.max(1, Math.floor(input.length / 3)) ||
+    (bestDistance <= 2 && (isSubsequence(input, best) || isSubsequence(best, input)));
   return close ? ` (did you mean "${best}"?)` : '';
 }
 
 /** "cnt" in "count": abbreviations are likely typos of the longer name. */
 function isSubsequence(short: string, long: string): boolean {
-  let i = 0;
-  for (const ch of long.toLowerCase()) if (ch === short[i]?.toLowerCase()) i++;
-  return i === short.length;
+  let matched = 0;
+  for (const ch of long.toLowerCase()) if (ch === short[matched]?.toLowerCase()) matched++;
+  return matched === short.length;
 }
