@@ -17,7 +17,7 @@ export async function validateCommand(
   );
   if (!result.ok) {
     // Only error lines: other tools parse this output (DESIGN.md, CLI contract).
-    for (const e of result.errors) out.error(formatRuleError(e));
+    for (const error of result.errors) out.error(formatRuleError(error));
     return 1;
   }
   const rs = result.ruleSet;

@@ -29,9 +29,9 @@ function enableRules(content: unknown, ids: ReadonlySet<string>): unknown {
   return Array.isArray(content) ? content.map(on) : on(content);
 }
 
-async function isDirectory(p: string): Promise<boolean> {
+async function isDirectory(folder: string): Promise<boolean> {
   try {
-    return (await stat(p)).isDirectory();
+    return (await stat(folder)).isDirectory();
   } catch {
     return false;
   }
@@ -51,12 +51,12 @@ async function jsonFiles(dir: string): Promise<string[]> {
 /** Template names in a folder: each sub-folder X, and each file X.* (every prefix before a dot). */
 export async function listTemplates(dir: string): Promise<Set<string>> {
   const names = new Set<string>();
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (e.name.startsWith('.')) continue;
-    if (e.isDirectory()) names.add(e.name);
-    else if (e.isFile()) {
-      for (let i = e.name.indexOf('.'); i > 0; i = e.name.indexOf('.', i + 1))
-        names.add(e.name.slice(0, i));
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue;
+    if (entry.isDirectory()) names.add(entry.name);
+    else if (entry.isFile()) {
+      for (let dot = entry.name.indexOf('.'); dot > 0; dot = entry.name.indexOf('.', dot + 1))
+        names.add(entry.name.slice(0, dot));
     }
   }
   return names;
@@ -195,11 +195,11 @@ export function watchRuleSet(
   for (const target of [dir, opts.templatesDir]) {
     if (target === undefined) continue;
     try {
-      const w = watch(target, { recursive: true }, schedule);
-      w.on('error', (err) =>
+      const watcher = watch(target, { recursive: true }, schedule);
+      watcher.on('error', (err) =>
         opts.logger?.warn({ err, dir: target }, 'watching rules stopped for a folder'),
       );
-      watchers.push(w);
+      watchers.push(watcher);
     } catch (err) {
       opts.logger?.warn({ err, dir: target }, 'cannot watch folder; changes there need a restart');
     }
@@ -209,7 +209,7 @@ export function watchRuleSet(
     async close() {
       closed = true;
       if (timer) clearTimeout(timer);
-      for (const w of watchers) w.close();
+      for (const watcher of watchers) watcher.close();
       await running;
     },
   };
@@ -251,10 +251,10 @@ export async function openRuleSet(
         onSwap(ruleSet);
       },
       onReject(errors) {
-        for (const e of errors.slice(0, 20)) {
+        for (const error of errors.slice(0, 20)) {
           opts.logger.error(
-            { file: e.file, path: e.path, ruleSetVersion: current.version },
-            `rule file rejected, keeping the last good set: ${e.message}`,
+            { file: error.file, path: error.path, ruleSetVersion: current.version },
+            `rule file rejected, keeping the last good set: ${error.message}`,
           );
         }
       },
