@@ -299,9 +299,9 @@ function checkValue(
         push(ctx, vAt, `${operator} needs a list of values, e.g. ["trial", "basic"], not ${shown}`);
       else
         value.forEach(
-          (v, i) =>
-            isPrimitive(v) ||
-            push(ctx, `${vAt}[${i}]`, 'list items must be text, numbers, true/false or null'),
+          (item, index) =>
+            isPrimitive(item) ||
+            push(ctx, `${vAt}[${index}]`, 'list items must be text, numbers, true/false or null'),
         );
       return;
     case 'lessThan':

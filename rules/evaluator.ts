@@ -23,12 +23,12 @@ type Getter = (facts: Facts) => unknown;
 const ALWAYS: Predicate = () => true;
 
 const FACT_GETTERS: Record<string, Getter> = {
-  event: (f) => f.event,
-  user: (f) => f.user,
-  stats: (f) => f.stats,
-  segments: (f) => f.segments,
-  rule: (f) => f.rule,
-  now: (f) => f.now,
+  event: (facts) => facts.event,
+  user: (facts) => facts.user,
+  stats: (facts) => facts.stats,
+  segments: (facts) => facts.segments,
+  rule: (facts) => facts.rule,
+  now: (facts) => facts.now,
 };
 // json-rules-engine with allowUndefinedFacts resolves an unknown fact to undefined.
 const UNDEFINED_FACT: Getter = () => undefined;
@@ -48,8 +48,8 @@ function compileGetter(fact: unknown, path: unknown, at: string): Getter {
   if (segs.length === 0) return base;
   if (segs.length === 1) {
     const s0 = segs[0]!;
-    return (f) => {
-      const value = base(f);
+    return (facts) => {
+      const value = base(facts);
       if (value === null || typeof value !== 'object') return value;
       return Object.hasOwn(value, s0) ? (value as Record<string, unknown>)[s0] : undefined;
     };
@@ -57,8 +57,8 @@ function compileGetter(fact: unknown, path: unknown, at: string): Getter {
   if (segs.length === 2) {
     const s0 = segs[0]!;
     const s1 = segs[1]!;
-    return (f) => {
-      const value = base(f);
+    return (facts) => {
+      const value = base(facts);
       if (value === null || typeof value !== 'object') return value;
       if (!Object.hasOwn(value, s0)) return undefined;
       const inner = (value as Record<string, unknown>)[s0];
@@ -66,7 +66,7 @@ function compileGetter(fact: unknown, path: unknown, at: string): Getter {
       return (inner as Record<string, unknown>)[s1];
     };
   }
-  return (f) => resolvePath(base(f), segs);
+  return (facts) => resolvePath(base(facts), segs);
 }
 
 function isFactRef(value: unknown): value is { fact: unknown; path?: unknown } {
@@ -102,15 +102,17 @@ function compileMembership(get: Getter, list: unknown, negate: boolean, at: stri
       !list.some((x) => typeof x === 'number' && Number.isNaN(x))
     ) {
       const set = new Set<unknown>(list);
-      return negate ? (f) => !set.has(get(f)) : (f) => set.has(get(f));
+      return negate ? (facts) => !set.has(get(facts)) : (facts) => set.has(get(facts));
     }
-    return negate ? (f) => list.indexOf(get(f)) === -1 : (f) => list.indexOf(get(f)) > -1;
+    return negate
+      ? (facts) => list.indexOf(get(facts)) === -1
+      : (facts) => list.indexOf(get(facts)) > -1;
   }
   // json-rules-engine calls value.indexOf(fact): on a string that is a substring search.
   if (typeof list === 'string') {
     return negate
-      ? (f) => list.indexOf(get(f) as string) === -1
-      : (f) => list.indexOf(get(f) as string) > -1;
+      ? (facts) => list.indexOf(get(facts) as string) === -1
+      : (facts) => list.indexOf(get(facts) as string) > -1;
   }
   throw new ConditionCompileError(
     `${at}.value`,
@@ -144,55 +146,55 @@ function compileLeaf(node: Record<string, unknown>, at: string): Predicate {
     }
     const getValue = compileGetter(value.fact, value.path, `${at}.value`);
     const fn = DYNAMIC[operator]!;
-    return (f) => fn(get(f), getValue(f), f.now);
+    return (facts) => fn(get(facts), getValue(facts), facts.now);
   }
   switch (operator) {
     case 'equal':
-      return (f) => get(f) === value;
+      return (facts) => get(facts) === value;
     case 'notEqual':
-      return (f) => get(f) !== value;
+      return (facts) => get(facts) !== value;
     case 'in':
       return compileMembership(get, value, false, at);
     case 'notIn':
       return compileMembership(get, value, true, at);
     case 'contains':
-      return (f) => {
-        const factValue = get(f);
+      return (facts) => {
+        const factValue = get(facts);
         return Array.isArray(factValue) && factValue.indexOf(value) > -1;
       };
     case 'doesNotContain':
-      return (f) => {
-        const factValue = get(f);
+      return (facts) => {
+        const factValue = get(facts);
         return Array.isArray(factValue) && factValue.indexOf(value) === -1;
       };
     case 'lessThan':
-      return (f) => op.lessThan(get(f) as number, value as number);
+      return (facts) => op.lessThan(get(facts) as number, value as number);
     case 'lessThanInclusive':
-      return (f) => op.lessThanInclusive(get(f) as number, value as number);
+      return (facts) => op.lessThanInclusive(get(facts) as number, value as number);
     case 'greaterThan':
-      return (f) => op.greaterThan(get(f) as number, value as number);
+      return (facts) => op.greaterThan(get(facts) as number, value as number);
     case 'greaterThanInclusive':
-      return (f) => op.greaterThanInclusive(get(f) as number, value as number);
+      return (facts) => op.greaterThanInclusive(get(facts) as number, value as number);
     case 'exists':
-      return (f) => op.exists(get(f), value);
+      return (facts) => op.exists(get(facts), value);
     case 'notExists':
-      return (f) => op.notExists(get(f), value);
+      return (facts) => op.notExists(get(facts), value);
     case 'withinLast': {
       const durationMs = tryParseDuration(value);
-      return (f) => op.withinLastMs(get(f), durationMs, f.now);
+      return (facts) => op.withinLastMs(get(facts), durationMs, facts.now);
     }
     case 'olderThan': {
       const durationMs = tryParseDuration(value);
-      return (f) => op.olderThanMs(get(f), durationMs, f.now);
+      return (facts) => op.olderThanMs(get(facts), durationMs, facts.now);
     }
     case 'withinNext': {
       const durationMs = tryParseDuration(value);
-      return (f) => op.withinNextMs(get(f), durationMs, f.now);
+      return (facts) => op.withinNextMs(get(facts), durationMs, facts.now);
     }
     case 'startsWith':
-      return (f) => op.startsWith(get(f), value);
+      return (facts) => op.startsWith(get(facts), value);
     case 'endsWith':
-      return (f) => op.endsWith(get(f), value);
+      return (facts) => op.endsWith(get(facts), value);
   }
   throw new ConditionCompileError(`${at}.operator`, `unknown operator ${JSON.stringify(operator)}`);
 }
@@ -206,16 +208,18 @@ function compileList(list: unknown, kind: 'all' | 'any', at: string): Predicate 
   if (parts.length === 1) return parts[0]!;
   if (parts.length === 2) {
     const [first, second] = parts as [Predicate, Predicate];
-    return kind === 'all' ? (f) => first(f) && second(f) : (f) => first(f) || second(f);
+    return kind === 'all'
+      ? (facts) => first(facts) && second(facts)
+      : (facts) => first(facts) || second(facts);
   }
   const count = parts.length;
   return kind === 'all'
-    ? (f) => {
-        for (let i = 0; i < count; i++) if (!parts[i]!(f)) return false;
+    ? (facts) => {
+        for (let i = 0; i < count; i++) if (!parts[i]!(facts)) return false;
         return true;
       }
-    : (f) => {
-        for (let i = 0; i < count; i++) if (parts[i]!(f)) return true;
+    : (facts) => {
+        for (let i = 0; i < count; i++) if (parts[i]!(facts)) return true;
         return false;
       };
 }
@@ -232,7 +236,7 @@ function compileNode(node: unknown, at: string): Predicate {
     if (Array.isArray(fields.not))
       throw new ConditionCompileError(`${at}.not`, '"not" takes one condition, not a list');
     const negated = compileNode(fields.not, `${at}.not`);
-    return (f) => !negated(f);
+    return (facts) => !negated(facts);
   }
   if (Object.hasOwn(fields, 'condition'))
     throw new ConditionCompileError(
