@@ -153,16 +153,16 @@ describe('compileRuleSet: the compiled set', () => {
   });
 
   it('has a content version that ignores file order and changes with content', () => {
-    const a = compileRuleSet(files);
-    const b = compileRuleSet([...files].reverse());
-    const c = compileRuleSet([
+    const original = compileRuleSet(files);
+    const reordered = compileRuleSet([...files].reverse());
+    const edited = compileRuleSet([
       ...files.slice(0, -1),
       { file: 'segments/s.json', content: segment({ description: 'changed' }) },
     ]);
-    if (!a.ok || !b.ok || !c.ok) throw new Error('invalid');
-    expect(a.ruleSet.version).toMatch(/^[0-9a-f]{16}$/);
-    expect(b.ruleSet.version).toBe(a.ruleSet.version);
-    expect(c.ruleSet.version).not.toBe(a.ruleSet.version);
+    if (!original.ok || !reordered.ok || !edited.ok) throw new Error('invalid');
+    expect(original.ruleSet.version).toMatch(/^[0-9a-f]{16}$/);
+    expect(reordered.ruleSet.version).toBe(original.ruleSet.version);
+    expect(edited.ruleSet.version).not.toBe(original.ruleSet.version);
   });
 });
 

@@ -81,16 +81,20 @@ describe('loadRuleSet', () => {
   });
 
   it('finds templates as folders or files named X.*', async () => {
-    const t = path.join(dir, 'templates');
-    await mkdir(path.join(t, 'welcome'), { recursive: true });
-    await writeFile(path.join(t, 'winback.en.hbs'), '');
-    expect([...(await listTemplates(t))].sort()).toEqual(['welcome', 'winback', 'winback.en']);
+    const templatesDir = path.join(dir, 'templates');
+    await mkdir(path.join(templatesDir, 'welcome'), { recursive: true });
+    await writeFile(path.join(templatesDir, 'winback.en.hbs'), '');
+    expect([...(await listTemplates(templatesDir))].sort()).toEqual([
+      'welcome',
+      'winback',
+      'winback.en',
+    ]);
     await write('r.json', [
       rule('a', 'welcome'),
       rule('b', 'winback'),
       rule('c', 'payment_failed'),
     ]);
-    const result = await loadRuleSet(dir, { templatesDir: t });
+    const result = await loadRuleSet(dir, { templatesDir });
     expect(result.ok ? [] : result.errors.map(formatRuleError)).toEqual([
       `${dir}/r.json:$[2].action.send.template: unknown template "payment_failed": no folder or file of that name in the templates folder`,
     ]);
@@ -152,7 +156,7 @@ async function until(done: () => boolean, timeoutMs = 5000): Promise<void> {
 }
 
 async function templatesFixture(): Promise<string> {
-  const t = path.join(dir, 'templates');
+  const templatesDir = path.join(dir, 'templates');
   for (const name of [
     'welcome',
     'activation_tip',
@@ -162,7 +166,7 @@ async function templatesFixture(): Promise<string> {
     'winback',
     'weekly_digest',
   ]) {
-    await mkdir(path.join(t, name), { recursive: true });
+    await mkdir(path.join(templatesDir, name), { recursive: true });
   }
-  return t;
+  return templatesDir;
 }
