@@ -19,8 +19,8 @@ async function lifecycle(
       timeout: 60_000,
     });
     return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
+  } catch (failure) {
+    const err = failure as { code?: number; stdout?: string; stderr?: string };
     return {
       code: typeof err.code === 'number' ? err.code : -1,
       stdout: err.stdout ?? '',
@@ -53,19 +53,19 @@ afterAll(async () => {
 
 describe('lifecycle rules validate', () => {
   it('exits 0 with a one-line summary for the examples', async () => {
-    const r = await lifecycle(['rules', 'validate', 'rules/examples']);
-    expect(r.code).toBe(0);
-    expect(r.stdout.trim().split('\n')).toHaveLength(1);
-    expect(r.stdout).toMatch(
+    const result = await lifecycle(['rules', 'validate', 'rules/examples']);
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim().split('\n')).toHaveLength(1);
+    expect(result.stdout).toMatch(
       /^rules\/examples: 7 rules \(7 enabled\), 2 segments, 7 event types; valid \(version [0-9a-f]{16}\)\n$/,
     );
   }, 60_000);
 
   it('exits 1 with one file:jsonpath: message line per error', async () => {
-    const r = await lifecycle(['rules', 'validate', bad]);
-    expect(r.code).toBe(1);
-    expect(r.stdout).toBe('');
-    expect(r.stderr.trim().split('\n')).toEqual([
+    const result = await lifecycle(['rules', 'validate', bad]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr.trim().split('\n')).toEqual([
       `${bad}/nudge.json:$.trigger.delay: invalid duration "3 days": use a whole number followed by s, m, h, d or w (e.g. "90s", "15m", "12h", "3d", "2w")`,
       expect.stringMatching(
         new RegExp(
@@ -79,11 +79,11 @@ describe('lifecycle rules validate', () => {
   it('checks templates with --templates, and reads the folder from LC_RULES_DIR by default', async () => {
     const templates = path.join(bad, 'templates');
     await mkdir(path.join(templates, 'welcome'), { recursive: true });
-    const r = await lifecycle(['rules', 'validate', '--templates', templates], {
+    const result = await lifecycle(['rules', 'validate', '--templates', templates], {
       LC_RULES_DIR: 'rules/examples',
     });
-    expect(r.code).toBe(1);
-    const lines = r.stderr.trim().split('\n');
+    expect(result.code).toBe(1);
+    const lines = result.stderr.trim().split('\n');
     expect(lines).toContain(
       'rules/examples/activation-day3.json:$.action.send.template: unknown template "activation_tip": no folder or file of that name in the templates folder',
     );

@@ -1,7 +1,7 @@
 // CLI subcommands of this room, registered on the `lifecycle` program by bin/cli.ts.
 import type { Command } from 'commander';
 import { loadConfig } from '../platform/config.ts';
-import { formatRuleError } from './compile.ts';
+import { formatRuleError } from './check.ts';
 import { loadRuleSet } from './loader.ts';
 
 /** `lifecycle rules validate [DIR]`: exit 0 with a summary, or one `file:jsonpath: message` line per error and exit 1. */
@@ -17,7 +17,7 @@ export async function validateCommand(
   );
   if (!result.ok) {
     // Only error lines: other tools parse this output (DESIGN.md, CLI contract).
-    for (const e of result.errors) out.error(formatRuleError(e));
+    for (const error of result.errors) out.error(formatRuleError(error));
     return 1;
   }
   const rs = result.ruleSet;

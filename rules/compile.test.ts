@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compileRuleSet, formatRuleError } from './compile.ts';
-import { locateJsonError } from './json-syntax.ts';
+import { checkRuleSet, formatRuleError } from './check.ts';
+import { compileRuleSet } from './compile.ts';
 import type { Facts } from './types.ts';
 
 const rule = (over: Record<string, unknown> = {}) => ({
@@ -18,22 +18,6 @@ const segment = (over: Record<string, unknown> = {}) => ({
   ...over,
 });
 
-function errorsOf(
-  files: { file: string; content: unknown }[],
-  opts: { templates?: Set<string> } = {},
-): string[] {
-  const result = compileRuleSet(files, opts);
-  return result.ok ? [] : result.errors.map(formatRuleError);
-}
-const one = (content: unknown, opts: { templates?: Set<string> } = {}) =>
-  errorsOf(
-    [
-      { file: 'r.json', content },
-      { file: 'segments/s.json', content: segment() },
-    ],
-    opts,
-  );
-
 const facts = (over: Partial<Facts> = {}): Facts => ({
   event: null,
   user: {},
@@ -42,245 +26,6 @@ const facts = (over: Partial<Facts> = {}): Facts => ({
   rule: { fires: 0, lastFiredAt: null },
   now: Date.UTC(2026, 0, 1),
   ...over,
-});
-
-describe('compileRuleSet: every error as file:jsonpath: message', () => {
-  it.each([
-    [
-      'schema: missing field',
-      (({ action: _, ...rest }) => rest)(rule()),
-      'r.json:$.action: is required',
-    ],
-    [
-      'schema: wrong enum, with a suggestion',
-      rule({ category: 'marketting' }),
-      'r.json:$.category: "marketting" is not allowed: use one of "marketing", "transactional" (did you mean "marketing"?)',
-    ],
-    [
-      'schema: unknown field',
-      rule({ limits: { oncePerUsr: true } }),
-      'r.json:$.limits.oncePerUsr: unknown field "oncePerUsr" (did you mean "oncePerUser"?); fields here: "oncePerUser", "cooldown"',
-    ],
-    [
-      'bad duration',
-      rule({ trigger: { event: 'x', delay: '3days' } }),
-      'r.json:$.trigger.delay: invalid duration "3days": use a whole number followed by s, m, h, d or w (e.g. "90s", "15m", "12h", "3d", "2w")',
-    ],
-    [
-      'zero duration',
-      rule({ limits: { cooldown: '0h' } }),
-      'r.json:$.limits.cooldown: cooldown must be longer than zero',
-    ],
-    [
-      'bad duration in a condition',
-      rule({
-        conditions: {
-          all: [{ fact: 'stats', path: '$.x.last', operator: 'withinLast', value: '7 days' }],
-        },
-      }),
-      'r.json:$.conditions.all[0].value: invalid duration "7 days": use a whole number followed by s, m, h, d or w (e.g. "90s", "15m", "12h", "3d", "2w")',
-    ],
-    [
-      'unknown operator',
-      rule({
-        conditions: {
-          all: [
-            { fact: 'user', path: '$.plan', operator: 'equal' },
-            { fact: 'user', path: '$.plan', operator: 'equals', value: 1 },
-          ],
-        },
-      }),
-      'r.json:$.conditions.all[0].value: is required',
-    ],
-    [
-      'unknown fact',
-      rule({
-        conditions: { any: [{ fact: 'usr', path: '$.plan', operator: 'equal', value: 'trial' }] },
-      }),
-      'r.json:$.conditions.any[0].fact: unknown fact "usr": use one of "event", "user", "stats", "segments", "rule", "now" (did you mean "user"?)',
-    ],
-    [
-      'unsupported path',
-      rule({
-        conditions: { all: [{ fact: 'user', path: '$..plan', operator: 'equal', value: 'trial' }] },
-      }),
-      'r.json:$.conditions.all[0].path: unsupported path "$..plan" near "..plan": write paths like $.plan, $.properties.amount, $.export_done.count, $["Feature Used"].count or $.items[0]',
-    ],
-    [
-      'stats field typo',
-      rule({
-        conditions: {
-          all: [{ fact: 'stats', path: '$.export_done.cnt', operator: 'equal', value: 0 }],
-        },
-      }),
-      'r.json:$.conditions.all[0].path: stats of an event type have only "count", "first", "last", not "cnt" (did you mean "count"?)',
-    ],
-    [
-      'root must be boolean',
-      rule({ conditions: { fact: 'user', path: '$.plan', operator: 'equal', value: 'trial' } }),
-      'r.json:$.conditions: conditions must start with "all", "any" or "not", e.g. {"all": [{"fact": "user", "path": "$.plan", "operator": "equal", "value": "trial"}]}',
-    ],
-    [
-      'not takes one condition',
-      rule({ conditions: { not: [] } }),
-      'r.json:$.conditions.not: "not" takes one condition, not a list; wrap several in {"all": [...]}',
-    ],
-    [
-      'numeric operator needs a number',
-      rule({
-        conditions: {
-          all: [
-            { fact: 'event', path: '$.properties.amount', operator: 'greaterThan', value: '5' },
-          ],
-        },
-      }),
-      'r.json:$.conditions.all[0].value: greaterThan needs a number, not "5"',
-    ],
-    [
-      'in needs a list',
-      rule({
-        conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'in', value: 'trial' }] },
-      }),
-      'r.json:$.conditions.all[0].value: in needs a list of values, e.g. ["trial", "basic"], not "trial"',
-    ],
-    [
-      'bad cron',
-      rule({ trigger: { schedule: '61 * * * *', timezone: 'UTC' } }),
-      'r.json:$.trigger.schedule: invalid cron "61 * * * *": Constraint error, got value 61 expected range 0-59',
-    ],
-    [
-      'cron with 4 fields',
-      rule({ trigger: { schedule: '0 9 * *', timezone: 'UTC' } }),
-      'r.json:$.trigger.schedule: invalid cron "0 9 * *": expected 5 fields (minute hour day-of-month month day-of-week), found 4',
-    ],
-    [
-      'unknown timezone',
-      rule({ trigger: { schedule: '0 9 * * 1', timezone: 'Europe/Berln' } }),
-      'r.json:$.trigger.timezone: unknown timezone "Europe/Berln": use "user" or an IANA name such as "Europe/Berlin" or "UTC"',
-    ],
-    [
-      'trigger kind',
-      rule({ trigger: { evnt: 'x' } }),
-      'r.json:$.trigger: trigger needs "event" (an event type), "segment" with "on" ("enter" or "exit"), or "schedule" (cron) with "timezone"',
-    ],
-    [
-      'unknown segment in a trigger',
-      rule({ trigger: { segment: 'inactive_3d', on: 'enter' } }),
-      'r.json:$.trigger.segment: unknown segment "inactive_3d" (did you mean "inactive_30d"?): segments are defined in the segments/ folder ("inactive_30d")',
-    ],
-    [
-      'unknown segment in conditions',
-      rule({
-        conditions: { all: [{ fact: 'segments', path: '$.vip', operator: 'equal', value: true }] },
-      }),
-      'r.json:$.conditions.all[0].path: unknown segment "vip": segments are defined in the segments/ folder ("inactive_30d")',
-    ],
-    [
-      'variant weight must be > 0',
-      rule({ experiment: { variants: [{ id: 'a', weight: 0 }] } }),
-      'r.json:$.experiment.variants[0].weight: expected number to be greater than 0',
-    ],
-    [
-      'holdout in [0, 1)',
-      rule({ experiment: { holdout: 1 } }),
-      'r.json:$.experiment.holdout: expected number to be less than 1',
-    ],
-    [
-      'duplicate variant id',
-      rule({
-        experiment: {
-          variants: [
-            { id: 'a', weight: 1 },
-            { id: 'a', weight: 2 },
-          ],
-        },
-      }),
-      'r.json:$.experiment.variants[1].id: duplicate variant id "a" (also at $.experiment.variants[0])',
-    ],
-    [
-      'a list holds rules',
-      [rule(), 42],
-      'r.json:$[1]: a rule must be an object (or a file may hold a list of rule objects)',
-    ],
-  ])('%s', (_name, content, expected) => {
-    expect(one(content)).toContain(expected);
-  });
-
-  it('reports the unknown operator with the list of operators', () => {
-    const errors = one(
-      rule({
-        conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equals', value: 1 }] },
-      }),
-    );
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(
-      /^r\.json:\$\.conditions\.all\[0\]\.operator: unknown operator "equals" \(did you mean "equal"\?\): use one of "equal", /,
-    );
-  });
-
-  it('reports every error of every file, not just the first', () => {
-    const errors = errorsOf([
-      { file: 'a.json', content: rule({ category: 'x', trigger: { event: 'e', delay: 'soon' } }) },
-      {
-        file: 'b.json',
-        content: [
-          rule({ id: 'r2', conditions: { all: [{ fact: 'nope', operator: 'equal', value: 1 }] } }),
-        ],
-      },
-    ]);
-    expect(errors).toEqual([
-      'a.json:$.category: "x" is not allowed: use one of "marketing", "transactional"',
-      'a.json:$.trigger.delay: invalid duration "soon": use a whole number followed by s, m, h, d or w (e.g. "90s", "15m", "12h", "3d", "2w")',
-      'b.json:$[0].conditions.all[0].fact: unknown fact "nope": use one of "event", "user", "stats", "segments", "rule", "now"',
-    ]);
-  });
-
-  it('rejects duplicate ids across files, even when one of them has other errors', () => {
-    expect(
-      errorsOf([
-        { file: 'a.json', content: rule({ category: 'x' }) },
-        { file: 'b.json', content: [rule()] },
-      ]),
-    ).toContain('b.json:$[0].id: duplicate rule id "r1" (also in a.json at $.id)');
-    expect(
-      errorsOf([
-        { file: 'segments/a.json', content: segment() },
-        { file: 'segments/b.json', content: segment() },
-      ]),
-    ).toEqual([
-      'segments/b.json:$.id: duplicate segment id "inactive_30d" (also in segments/a.json at $.id)',
-    ]);
-  });
-
-  it('checks templates only when a template set is given', () => {
-    const content = rule({
-      experiment: {
-        variants: [
-          { id: 'a', weight: 1 },
-          { id: 'b', weight: 1, template: 'welcome_b' },
-        ],
-      },
-    });
-    expect(one(content)).toEqual([]);
-    expect(one(content, { templates: new Set(['welcome']) })).toEqual([
-      'r.json:$.experiment.variants[1].template: unknown template "welcome_b" (did you mean "welcome"?): no folder or file of that name in the templates folder',
-    ]);
-    expect(one(content, { templates: new Set(['welcome', 'welcome_b']) })).toEqual([]);
-  });
-
-  it('limits segment conditions to user, stats and now', () => {
-    const errors = errorsOf([
-      {
-        file: 'segments/s.json',
-        content: segment({
-          conditions: { all: [{ fact: 'event', path: '$.type', operator: 'equal', value: 'x' }] },
-        }),
-      },
-    ]);
-    expect(errors).toEqual([
-      'segments/s.json:$.conditions.all[0].fact: fact "event" is not available here: use one of "user", "stats", "now"',
-    ]);
-  });
 });
 
 describe('compileRuleSet: the compiled set', () => {
@@ -408,32 +153,38 @@ describe('compileRuleSet: the compiled set', () => {
   });
 
   it('has a content version that ignores file order and changes with content', () => {
-    const a = compileRuleSet(files);
-    const b = compileRuleSet([...files].reverse());
-    const c = compileRuleSet([
+    const original = compileRuleSet(files);
+    const reordered = compileRuleSet([...files].reverse());
+    const edited = compileRuleSet([
       ...files.slice(0, -1),
       { file: 'segments/s.json', content: segment({ description: 'changed' }) },
     ]);
-    if (!a.ok || !b.ok || !c.ok) throw new Error('invalid');
-    expect(a.ruleSet.version).toMatch(/^[0-9a-f]{16}$/);
-    expect(b.ruleSet.version).toBe(a.ruleSet.version);
-    expect(c.ruleSet.version).not.toBe(a.ruleSet.version);
+    if (!original.ok || !reordered.ok || !edited.ok) throw new Error('invalid');
+    expect(original.ruleSet.version).toMatch(/^[0-9a-f]{16}$/);
+    expect(reordered.ruleSet.version).toBe(original.ruleSet.version);
+    expect(edited.ruleSet.version).not.toBe(original.ruleSet.version);
   });
 });
 
-describe('locateJsonError', () => {
-  it.each([
-    ['{\n  "a": 1\n  "b": 2\n}', 3, 3, 'expected "," or "}" after a value (missing comma?)'],
-    ['{"a": 1,}', 1, 9, 'trailing comma before "}"'],
-    ['[1, 2,]', 1, 7, 'trailing comma before "]"'],
-    ['{"a": tru}', 1, 10, 'unexpected "}"'],
-    ["{'a': 1}", 1, 2, 'expected a "quoted" field name, found "\'"'],
-    ['{"a": "x\ny"}', 1, 9, 'line break or control character inside a string'],
-    ['{"a": 1', 1, 8, 'expected "," or "}" after a value (missing comma?)'],
-    ['', 1, 1, 'unexpected end of file'],
-    ['{} {}', 1, 4, 'unexpected text after the end of the document'],
-  ])('%j', (text, line, column, message) => {
-    expect(() => JSON.parse(text)).toThrow();
-    expect(locateJsonError(text)).toEqual({ line, column, message });
+describe('compileRuleSet: a set that fails its checks', () => {
+  it('returns every error the check found, grouped by file, and no rule set', () => {
+    const files = [
+      { file: 'a.json', content: rule({ category: 'x', trigger: { event: 'e', delay: 'soon' } }) },
+      {
+        file: 'b.json',
+        content: [
+          rule({ id: 'r2', conditions: { all: [{ fact: 'nope', operator: 'equal', value: 1 }] } }),
+        ],
+      },
+    ];
+    const result = compileRuleSet(files);
+    const check = checkRuleSet(files);
+    if (result.ok || check.ok) throw new Error('expected errors');
+    expect(result.errors.map(formatRuleError)).toEqual([
+      'a.json:$.category: "x" is not allowed: use one of "marketing", "transactional"',
+      'a.json:$.trigger.delay: invalid duration "soon": use a whole number followed by s, m, h, d or w (e.g. "90s", "15m", "12h", "3d", "2w")',
+      'b.json:$[0].conditions.all[0].fact: unknown fact "nope": use one of "event", "user", "stats", "segments", "rule", "now"',
+    ]);
+    expect(result.errors).toEqual(check.errors);
   });
 });

@@ -1,27 +1,10 @@
-// Validates rule and segment files and compiles them into an indexed RuleSet. Every problem
-// is reported, each as file + JSONPath + a message a product owner can act on.
+// Compiles a checked rule set into what the engine runs: frozen definitions, conditions as
+// plain functions, rules indexed by trigger in priority order, and a content version.
 import { createHash } from 'node:crypto';
-import path from 'node:path';
-import { Value } from '@sinclair/typebox/value';
-import type { TSchema } from '@sinclair/typebox';
-import { CronExpressionParser } from 'cron-parser';
-import {
-  EventTriggerSchema,
-  FACTS,
-  OPERATORS,
-  RuleSchema,
-  ScheduleTriggerSchema,
-  SegmentSchema,
-  SegmentTriggerSchema,
-  SEGMENT_FACTS,
-  type Conditions,
-  type FactName,
-  type RuleDefinition,
-  type SegmentDefinition,
-} from './schema.ts';
-import { DURATION_HINT, DURATION_PATTERN, parseDuration, tryParseDuration } from './duration.ts';
-import { parsePath } from './path.ts';
+import type { Conditions } from './schema.ts';
+import { parseDuration } from './duration.ts';
 import { compileConditions, ConditionCompileError } from './evaluator.ts';
+import { byFile, checkRuleSet } from './check.ts';
 import type {
   CompiledRule,
   CompiledSegment,
@@ -31,624 +14,6 @@ import type {
   RuleSetResult,
 } from './types.ts';
 
-export function formatRuleError(e: RuleError): string {
-  return `${e.file}:${e.path}: ${e.message}`;
-}
-
-/** `$.a.b[0]["Feature Used"]` from a base path and keys. */
-export function jsonPathOf(base: string, keys: readonly (string | number)[]): string {
-  let out = base;
-  for (const k of keys) {
-    if (typeof k === 'number' || /^[0-9]+$/.test(k)) out += `[${k}]`;
-    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(k)) out += `.${k}`;
-    else out += `[${JSON.stringify(k)}]`;
-  }
-  return out;
-}
-
-function pointerKeys(pointer: string): string[] {
-  if (pointer === '' || pointer === '/') return [];
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((k) => k.replaceAll('~1', '/').replaceAll('~0', '~'));
-}
-
-function editDistance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!;
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j]!;
-      dp[j] = Math.min(
-        dp[j]! + 1,
-        dp[j - 1]! + 1,
-        prev + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1),
-      );
-      prev = tmp;
-    }
-  }
-  return dp[b.length]!;
-}
-
-/** ` (did you mean "x"?)` when a known name is close to what was written. */
-export function didYouMean(input: string, known: readonly string[]): string {
-  let best: string | null = null;
-  let bestD = Infinity;
-  for (const k of known) {
-    const d = editDistance(input, k);
-    if (d < bestD) {
-      bestD = d;
-      best = k;
-    }
-  }
-  if (best === null) return '';
-  const close =
-    bestD <= Math.max(1, Math.floor(input.length / 3)) ||
-    (bestD <= 2 && (isSubsequence(input, best) || isSubsequence(best, input)));
-  return close ? ` (did you mean "${best}"?)` : '';
-}
-
-/** "cnt" in "count": abbreviations are likely typos of the longer name. */
-function isSubsequence(short: string, long: string): boolean {
-  let i = 0;
-  for (const ch of long.toLowerCase()) if (ch === short[i]?.toLowerCase()) i++;
-  return i === short.length;
-}
-
-const list = (xs: readonly string[]) => xs.map((x) => `"${x}"`).join(', ');
-
-interface Ctx {
-  file: string;
-  errors: RuleError[];
-}
-
-function push(ctx: Ctx, p: string, message: string): void {
-  ctx.errors.push({ file: ctx.file, path: p, message });
-}
-
-/** Schema errors, one per location, in words; locations under `skip` are checked elsewhere. */
-function schemaErrors(
-  ctx: Ctx,
-  schema: TSchema,
-  value: unknown,
-  base: string,
-  skip: readonly string[] = [],
-): void {
-  const seen = new Set<string>();
-  for (const e of Value.Errors(schema, value)) {
-    if (skip.some((s) => e.path === s || e.path.startsWith(`${s}/`))) continue;
-    const keys = pointerKeys(e.path);
-    const where = jsonPathOf(base, keys);
-    if (seen.has(where)) continue;
-    seen.add(where);
-    const s = e.schema as Record<string, unknown>;
-    let message: string;
-    if (e.message === 'Expected required property') message = 'is required';
-    else if (e.message === 'Unexpected property') {
-      const parentSchema = schemaAt(schema, keys.slice(0, -1));
-      const known =
-        parentSchema && typeof parentSchema.properties === 'object'
-          ? Object.keys(parentSchema.properties as object)
-          : [];
-      const name = keys[keys.length - 1] ?? '';
-      message = `unknown field "${name}"${didYouMean(name, known)}${known.length ? `; fields here: ${list(known.filter((k) => k !== '$schema'))}` : ''}`;
-    } else if (s.pattern === DURATION_PATTERN && typeof e.value === 'string') {
-      message = `invalid duration ${JSON.stringify(e.value)}: ${DURATION_HINT}`;
-    } else if (
-      typeof s.patternErrorMessage === 'string' &&
-      typeof e.value === 'string' &&
-      s.pattern &&
-      !new RegExp(s.pattern as string).test(e.value)
-    ) {
-      message = `invalid value ${JSON.stringify(e.value)}: ${s.patternErrorMessage}`;
-    } else if (
-      Array.isArray(s.anyOf) &&
-      s.anyOf.every((x: Record<string, unknown>) => 'const' in x)
-    ) {
-      const options = s.anyOf.map((x: Record<string, unknown>) => String(x.const));
-      message = `${JSON.stringify(e.value)} is not allowed: use one of ${list(options)}${typeof e.value === 'string' ? didYouMean(e.value, options) : ''}`;
-    } else {
-      message = e.message.charAt(0).toLowerCase() + e.message.slice(1);
-      if (typeof s.description === 'string' && Array.isArray(s.anyOf))
-        message += ` (${s.description})`;
-    }
-    push(ctx, where, message);
-  }
-}
-
-function schemaAt(schema: TSchema, keys: readonly string[]): Record<string, unknown> | null {
-  let cur: Record<string, unknown> | undefined = schema as Record<string, unknown>;
-  for (const k of keys) {
-    if (!cur) return null;
-    if (cur.properties && typeof cur.properties === 'object' && k in (cur.properties as object)) {
-      cur = (cur.properties as Record<string, Record<string, unknown>>)[k];
-    } else if (cur.items && /^[0-9]+$/.test(k)) cur = cur.items as Record<string, unknown>;
-    else if (Array.isArray(cur.anyOf) && cur.anyOf.length === 1) {
-      cur = schemaAt(cur.anyOf[0] as TSchema, [k]) ?? undefined;
-    } else return null;
-  }
-  return cur ?? null;
-}
-
-const EVENT_FIELDS = [
-  'id',
-  'userId',
-  'anonymousId',
-  'type',
-  'ts',
-  'receivedAt',
-  'source',
-  'properties',
-  'traits',
-  'context',
-];
-const STATS_FIELDS = ['count', 'first', 'last'];
-const RULE_FIELDS = ['fires', 'lastFiredAt'];
-const BOOLEAN_KEYS = ['all', 'any', 'not'];
-const LEAF_KEYS = ['fact', 'path', 'operator', 'value'];
-
-interface ConditionScope {
-  facts: readonly FactName[];
-  /** Event types read through `stats`, for zero-filling. */
-  eventTypes: Set<string>;
-  /** Segments read through `segments`, checked once every segment is known. */
-  segmentRefs: { id: string; at: string }[];
-}
-
-function isPrimitive(v: unknown): boolean {
-  return v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
-}
-
-function checkFactPath(
-  ctx: Ctx,
-  scope: ConditionScope,
-  fact: unknown,
-  p: unknown,
-  at: string,
-): void {
-  if (typeof fact !== 'string' || !(FACTS as readonly string[]).includes(fact)) {
-    push(
-      ctx,
-      `${at}.fact`,
-      `unknown fact ${JSON.stringify(fact)}: use one of ${list(scope.facts)}${typeof fact === 'string' ? didYouMean(fact, FACTS) : ''}`,
-    );
-    return;
-  }
-  if (!scope.facts.includes(fact as FactName)) {
-    push(
-      ctx,
-      `${at}.fact`,
-      `fact "${fact}" is not available here: use one of ${list(scope.facts)}`,
-    );
-    return;
-  }
-  if (p !== undefined && typeof p !== 'string') {
-    push(ctx, `${at}.path`, 'path must be a string such as "$.plan"');
-    return;
-  }
-  const parsed =
-    p === undefined || p === ''
-      ? { ok: true as const, segments: [] as readonly string[] }
-      : parsePath(p);
-  if (!parsed.ok) {
-    push(ctx, `${at}.path`, parsed.message);
-    return;
-  }
-  const segs = parsed.segments;
-  const pathAt = `${at}.path`;
-  switch (fact) {
-    case 'stats': {
-      if (segs.length === 0) {
-        push(
-          ctx,
-          p === undefined ? at : pathAt,
-          'stats needs a path naming an event type and a field, e.g. "$.export_done.count" or "$[\\"Feature Used\\"].last"',
-        );
-        return;
-      }
-      scope.eventTypes.add(segs[0]!);
-      if (segs.length >= 2 && !STATS_FIELDS.includes(segs[1]!)) {
-        push(
-          ctx,
-          pathAt,
-          `stats of an event type have only ${list(STATS_FIELDS)}, not "${segs[1]}"${didYouMean(segs[1]!, STATS_FIELDS)}`,
-        );
-      } else if (segs.length > 2)
-        push(ctx, pathAt, `stats fields are numbers or null; nothing follows "${segs[1]}"`);
-      return;
-    }
-    case 'segments':
-      if (segs.length !== 1) {
-        push(
-          ctx,
-          p === undefined ? at : pathAt,
-          'segments needs a path naming one segment, e.g. "$.inactive_30d" (true when the user is a member)',
-        );
-        return;
-      }
-      scope.segmentRefs.push({ id: segs[0]!, at: pathAt });
-      return;
-    case 'rule':
-      if (segs.length > 0 && !RULE_FIELDS.includes(segs[0]!))
-        push(
-          ctx,
-          pathAt,
-          `rule has only ${list(RULE_FIELDS)}, not "${segs[0]}"${didYouMean(segs[0]!, RULE_FIELDS)}`,
-        );
-      else if (segs.length > 1)
-        push(ctx, pathAt, `rule.${segs[0]} is a number; nothing follows it`);
-      return;
-    case 'now':
-      if (segs.length > 0)
-        push(ctx, pathAt, 'now is a number (epoch ms) and has no fields; leave out "path"');
-      return;
-    case 'event':
-      if (segs.length > 0 && !EVENT_FIELDS.includes(segs[0]!)) {
-        push(
-          ctx,
-          pathAt,
-          `an event has ${list(EVENT_FIELDS)}, not "${segs[0]}"${didYouMean(segs[0]!, EVENT_FIELDS)}; event data is under "$.properties"`,
-        );
-      }
-      return;
-  }
-}
-
-function checkValue(
-  ctx: Ctx,
-  scope: ConditionScope,
-  operator: string,
-  value: unknown,
-  at: string,
-): void {
-  const vAt = `${at}.value`;
-  if (
-    value !== null &&
-    typeof value === 'object' &&
-    !Array.isArray(value) &&
-    Object.hasOwn(value, 'fact')
-  ) {
-    if (operator === 'in' || operator === 'notIn') {
-      push(ctx, vAt, `${operator} needs a list of values, not a fact reference`);
-      return;
-    }
-    for (const k of Object.keys(value))
-      if (k !== 'fact' && k !== 'path')
-        push(
-          ctx,
-          jsonPathOf(vAt, [k]),
-          `unknown field "${k}" in a fact reference; use "fact" and "path"`,
-        );
-    const ref = value as { fact: unknown; path?: unknown };
-    checkFactPath(ctx, scope, ref.fact, ref.path, vAt);
-    return;
-  }
-  const shown = JSON.stringify(value);
-  switch (operator) {
-    case 'equal':
-    case 'notEqual':
-    case 'contains':
-    case 'doesNotContain':
-      if (!isPrimitive(value)) {
-        push(
-          ctx,
-          vAt,
-          `${operator} compares with one value (text, number, true/false or null), not ${shown}${operator.endsWith('qual') ? '; use "in" / "notIn" for a list' : ''}`,
-        );
-      }
-      return;
-    case 'in':
-    case 'notIn':
-      if (!Array.isArray(value))
-        push(ctx, vAt, `${operator} needs a list of values, e.g. ["trial", "basic"], not ${shown}`);
-      else
-        value.forEach(
-          (v, i) =>
-            isPrimitive(v) ||
-            push(ctx, `${vAt}[${i}]`, 'list items must be text, numbers, true/false or null'),
-        );
-      return;
-    case 'lessThan':
-    case 'lessThanInclusive':
-    case 'greaterThan':
-    case 'greaterThanInclusive':
-      if (typeof value !== 'number') push(ctx, vAt, `${operator} needs a number, not ${shown}`);
-      return;
-    case 'exists':
-    case 'notExists':
-      if (typeof value !== 'boolean')
-        push(ctx, vAt, `${operator} takes true (or false to invert), not ${shown}`);
-      return;
-    case 'withinLast':
-    case 'olderThan':
-    case 'withinNext':
-      if (tryParseDuration(value) === null)
-        push(ctx, vAt, `invalid duration ${shown}: ${DURATION_HINT}`);
-      return;
-    case 'startsWith':
-    case 'endsWith':
-      if (typeof value !== 'string') push(ctx, vAt, `${operator} needs text, not ${shown}`);
-      return;
-  }
-}
-
-function checkCondition(
-  ctx: Ctx,
-  scope: ConditionScope,
-  node: unknown,
-  at: string,
-  root: boolean,
-): void {
-  if (node === null || typeof node !== 'object' || Array.isArray(node)) {
-    push(
-      ctx,
-      at,
-      root
-        ? 'conditions must be an object starting with "all", "any" or "not"'
-        : 'a condition must be an object: {"fact", "path", "operator", "value"} or {"all"|"any"|"not": ...}',
-    );
-    return;
-  }
-  const keys = Object.keys(node);
-  const n = node as Record<string, unknown>;
-  const bool = BOOLEAN_KEYS.filter((k) => keys.includes(k));
-  if (bool.length > 1) {
-    push(
-      ctx,
-      at,
-      `use one of "all", "any", "not" per object, not ${list(bool)}; nest them instead`,
-    );
-    return;
-  }
-  if (bool.length === 1) {
-    const kind = bool[0]!;
-    for (const k of keys) {
-      if (k !== kind)
-        push(
-          ctx,
-          jsonPathOf(at, [k]),
-          `unknown field "${k}" next to "${kind}"${LEAF_KEYS.includes(k) ? `; put the comparison inside "${kind}"` : ''}`,
-        );
-    }
-    const inner = n[kind];
-    if (kind === 'not') {
-      if (Array.isArray(inner))
-        push(
-          ctx,
-          `${at}.not`,
-          '"not" takes one condition, not a list; wrap several in {"all": [...]}',
-        );
-      else checkCondition(ctx, scope, inner, `${at}.not`, false);
-    } else if (!Array.isArray(inner))
-      push(ctx, `${at}.${kind}`, `"${kind}" must be a list of conditions`);
-    else inner.forEach((c, i) => checkCondition(ctx, scope, c, `${at}.${kind}[${i}]`, false));
-    return;
-  }
-  if (root) {
-    push(
-      ctx,
-      at,
-      'conditions must start with "all", "any" or "not", e.g. {"all": [{"fact": "user", "path": "$.plan", "operator": "equal", "value": "trial"}]}',
-    );
-    return;
-  }
-  for (const k of keys)
-    if (!LEAF_KEYS.includes(k))
-      push(
-        ctx,
-        jsonPathOf(at, [k]),
-        `unknown field "${k}"${didYouMean(k, LEAF_KEYS)}; a condition has ${list(LEAF_KEYS)}`,
-      );
-  for (const k of ['fact', 'operator', 'value'])
-    if (!keys.includes(k)) push(ctx, jsonPathOf(at, [k]), 'is required');
-  if (keys.includes('fact')) checkFactPath(ctx, scope, n.fact, n.path, at);
-  if (!keys.includes('operator')) return;
-  const operator = n.operator;
-  if (typeof operator !== 'string' || !(OPERATORS as readonly string[]).includes(operator)) {
-    push(
-      ctx,
-      `${at}.operator`,
-      `unknown operator ${JSON.stringify(operator)}${typeof operator === 'string' ? didYouMean(operator, OPERATORS) : ''}: use one of ${list(OPERATORS)}`,
-    );
-    return;
-  }
-  if (keys.includes('value')) checkValue(ctx, scope, operator, n.value, at);
-}
-
-/** What the schema's pattern cannot say about a duration: zero, or too long to count in ms. */
-function checkDuration(ctx: Ctx, value: unknown, at: string, label: string): void {
-  if (typeof value !== 'string' || !new RegExp(DURATION_PATTERN).test(value)) return; // reported by the schema
-  const ms = tryParseDuration(value);
-  if (ms === null) push(ctx, at, `duration ${JSON.stringify(value)} is too long`);
-  else if (ms === 0) push(ctx, at, `${label} must be longer than zero`);
-}
-
-const CRON_ALIASES = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@hourly'];
-
-function checkCron(ctx: Ctx, expr: string, at: string): void {
-  const trimmed = expr.trim();
-  if (trimmed.startsWith('@')) {
-    if (!CRON_ALIASES.includes(trimmed))
-      push(
-        ctx,
-        at,
-        `unknown schedule ${JSON.stringify(expr)}: use a 5-field cron such as "0 9 * * 1" or one of ${list(CRON_ALIASES)}`,
-      );
-    return;
-  }
-  const fields = trimmed.split(/\s+/);
-  if (fields.length !== 5) {
-    push(
-      ctx,
-      at,
-      `invalid cron ${JSON.stringify(expr)}: expected 5 fields (minute hour day-of-month month day-of-week), found ${fields.length}`,
-    );
-    return;
-  }
-  try {
-    CronExpressionParser.parse(trimmed, { tz: 'UTC' });
-  } catch (e) {
-    push(
-      ctx,
-      at,
-      `invalid cron ${JSON.stringify(expr)}: ${e instanceof Error ? e.message : String(e)}`,
-    );
-  }
-}
-
-export function isValidTimezone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-interface Located<T> {
-  file: string;
-  at: string;
-  def: T;
-}
-
-interface Pending {
-  segmentRefs: { file: string; id: string; at: string }[];
-  templateRefs: { file: string; name: string; at: string }[];
-}
-
-function checkRule(
-  ctx: Ctx,
-  item: unknown,
-  at: string,
-  eventTypes: Set<string>,
-  pending: Pending,
-): boolean {
-  const before = ctx.errors.length;
-  if (item === null || typeof item !== 'object' || Array.isArray(item)) {
-    push(ctx, at, 'a rule must be an object (or a file may hold a list of rule objects)');
-    return false;
-  }
-  const r = item as Record<string, unknown>;
-  schemaErrors(ctx, RuleSchema, item, at, ['/trigger', '/conditions']);
-  const scope: ConditionScope = { facts: FACTS, eventTypes, segmentRefs: [] };
-  const refSegment = (id: unknown, p: string) => {
-    if (typeof id === 'string') scope.segmentRefs.push({ id, at: p });
-  };
-  // Trigger: pick the variant by its key so errors speak about that kind of trigger.
-  const t = r.trigger;
-  const tAt = `${at}.trigger`;
-  if (t === undefined) push(ctx, tAt, 'is required');
-  else if (t === null || typeof t !== 'object' || Array.isArray(t))
-    push(
-      ctx,
-      tAt,
-      'trigger must be an object: {"event": ...}, {"segment": ..., "on": ...} or {"schedule": ..., "timezone": ...}',
-    );
-  else {
-    const tr = t as Record<string, unknown>;
-    if ('schedule' in tr) {
-      schemaErrors(ctx, ScheduleTriggerSchema, t, tAt);
-      if (typeof tr.schedule === 'string') checkCron(ctx, tr.schedule, `${tAt}.schedule`);
-      if (
-        typeof tr.timezone === 'string' &&
-        tr.timezone !== 'user' &&
-        !isValidTimezone(tr.timezone)
-      ) {
-        push(
-          ctx,
-          `${tAt}.timezone`,
-          `unknown timezone ${JSON.stringify(tr.timezone)}: use "user" or an IANA name such as "Europe/Berlin" or "UTC"`,
-        );
-      }
-      refSegment(tr.segment, `${tAt}.segment`);
-    } else if ('event' in tr) {
-      schemaErrors(ctx, EventTriggerSchema, t, tAt, ['/where']);
-      if (typeof tr.event === 'string' && tr.event) eventTypes.add(tr.event);
-      checkDuration(ctx, tr.delay, `${tAt}.delay`, 'delay');
-      if (tr.where !== undefined) checkCondition(ctx, scope, tr.where, `${tAt}.where`, true);
-    } else if ('segment' in tr) {
-      schemaErrors(ctx, SegmentTriggerSchema, t, tAt);
-      refSegment(tr.segment, `${tAt}.segment`);
-    } else {
-      push(
-        ctx,
-        tAt,
-        'trigger needs "event" (an event type), "segment" with "on" ("enter" or "exit"), or "schedule" (cron) with "timezone"',
-      );
-    }
-  }
-  if (r.conditions !== undefined)
-    checkCondition(ctx, scope, r.conditions, `${at}.conditions`, true);
-  const limits = r.limits as Record<string, unknown> | undefined;
-  if (limits && typeof limits === 'object')
-    checkDuration(ctx, limits.cooldown, `${at}.limits.cooldown`, 'cooldown');
-  const goal = r.goal as Record<string, unknown> | undefined;
-  if (goal && typeof goal === 'object') {
-    checkDuration(ctx, goal.within, `${at}.goal.within`, 'goal.within');
-    if (typeof goal.event === 'string' && goal.event) eventTypes.add(goal.event);
-  }
-  checkDuration(ctx, r.expiresAfter, `${at}.expiresAfter`, 'expiresAfter');
-  const send = (r.action as { send?: Record<string, unknown> } | undefined)?.send;
-  if (send && typeof send.template === 'string')
-    pending.templateRefs.push({
-      file: ctx.file,
-      name: send.template,
-      at: `${at}.action.send.template`,
-    });
-  const exp = r.experiment as { variants?: unknown } | undefined;
-  if (exp && Array.isArray(exp.variants)) {
-    const ids = new Map<string, number>();
-    exp.variants.forEach((v: unknown, i) => {
-      if (!v || typeof v !== 'object') return;
-      const variant = v as Record<string, unknown>;
-      if (typeof variant.id === 'string') {
-        const prev = ids.get(variant.id);
-        if (prev !== undefined)
-          push(
-            ctx,
-            `${at}.experiment.variants[${i}].id`,
-            `duplicate variant id "${variant.id}" (also at ${at}.experiment.variants[${prev}])`,
-          );
-        else ids.set(variant.id, i);
-      }
-      if (typeof variant.template === 'string')
-        pending.templateRefs.push({
-          file: ctx.file,
-          name: variant.template,
-          at: `${at}.experiment.variants[${i}].template`,
-        });
-    });
-  }
-  for (const ref of scope.segmentRefs) pending.segmentRefs.push({ file: ctx.file, ...ref });
-  return ctx.errors.length === before;
-}
-
-function checkSegment(ctx: Ctx, item: unknown, at: string, eventTypes: Set<string>): boolean {
-  const before = ctx.errors.length;
-  if (item === null || typeof item !== 'object' || Array.isArray(item)) {
-    push(ctx, at, 'a segment must be an object (or a file may hold a list of segment objects)');
-    return false;
-  }
-  schemaErrors(ctx, SegmentSchema, item, at, ['/conditions']);
-  const c = (item as Record<string, unknown>).conditions;
-  if (c !== undefined)
-    checkCondition(
-      ctx,
-      { facts: SEGMENT_FACTS, eventTypes, segmentRefs: [] },
-      c,
-      `${at}.conditions`,
-      true,
-    );
-  return ctx.errors.length === before;
-}
-
-/** A file holds a segment when it sits in a folder named `segments`. */
-export function isSegmentFile(file: string): boolean {
-  return path.basename(path.dirname(file)) === 'segments';
-}
-
 function byPriorityThenId(a: CompiledRule, b: CompiledRule): number {
   return (
     (b.def.priority ?? 0) - (a.def.priority ?? 0) ||
@@ -656,147 +21,89 @@ function byPriorityThenId(a: CompiledRule, b: CompiledRule): number {
   );
 }
 
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o)) deepFreeze(v);
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
   }
-  return o;
+  return value;
 }
 
-function canonical(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonical);
-  if (v && typeof v === 'object') {
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object') {
     return Object.fromEntries(
-      Object.keys(v)
+      Object.keys(value)
         .sort()
-        .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
     );
   }
-  return v;
+  return value;
 }
 
 function compilePredicate(
-  ctx: Ctx,
+  errors: RuleError[],
+  file: string,
   conditions: Conditions | undefined,
   at: string,
 ): Predicate | null {
   if (conditions === undefined) return null;
   try {
     return compileConditions(conditions);
-  } catch (e) {
+  } catch (err) {
     // Validation accepts only what compiles; this reports any gap instead of crashing.
-    if (e instanceof ConditionCompileError)
-      push(ctx, at + e.path.slice(1), e.message.slice(e.path.length + 2));
-    else push(ctx, at, String(e));
+    if (err instanceof ConditionCompileError)
+      errors.push({
+        file,
+        path: at + err.path.slice(1),
+        message: err.message.slice(err.path.length + 2),
+      });
+    else errors.push({ file, path: at, message: String(err) });
     return null;
   }
 }
 
 /**
- * Validates and compiles rule files (one rule or a list per file) and segment files (in a
+ * Checks and compiles rule files (one rule or a list per file) and segment files (in a
  * `segments` folder). All errors are returned; a set is produced only when there are none.
  */
 export function compileRuleSet(
   files: { file: string; content: unknown }[],
   opts: { templates?: Set<string> } = {},
 ): RuleSetResult {
+  const check = checkRuleSet(files, opts);
+  if (!check.ok) return check;
+  const { rules, segments, eventTypes } = check.checked;
   const errors: RuleError[] = [];
-  const eventTypes = new Set<string>();
-  const pending: Pending = { segmentRefs: [], templateRefs: [] };
-  const rules: Located<RuleDefinition>[] = [];
-  const segments: Located<SegmentDefinition>[] = [];
-  // Every item that names an id, valid or not: duplicates and references are checked
-  // against what the author wrote, so one broken file does not hide or invent errors.
-  const ruleIds: Located<{ id: string }>[] = [];
-  const segmentIds: Located<{ id: string }>[] = [];
-  const sorted = [...files].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
-  for (const { file, content } of sorted) {
-    const ctx: Ctx = { file, errors };
-    const segmentFile = isSegmentFile(file);
-    const items = Array.isArray(content)
-      ? content.map((c, i) => [c, `$[${i}]`] as const)
-      : [[content, '$'] as const];
-    if (Array.isArray(content) && content.length === 0)
-      push(
-        ctx,
-        '$',
-        `the file holds an empty list; put one ${segmentFile ? 'segment' : 'rule'} object or a list of them`,
-      );
-    for (const [item, at] of items) {
-      const id =
-        item !== null && typeof item === 'object' ? (item as { id?: unknown }).id : undefined;
-      if (typeof id === 'string')
-        (segmentFile ? segmentIds : ruleIds).push({ file, at, def: { id } });
-      if (segmentFile) {
-        if (checkSegment(ctx, item, at, eventTypes))
-          segments.push({ file, at, def: item as SegmentDefinition });
-      } else if (checkRule(ctx, item, at, eventTypes, pending))
-        rules.push({ file, at, def: item as RuleDefinition });
-    }
-  }
-  // Ids are unique across files (a rule and a segment may share one: different namespaces).
-  for (const [kind, group] of [
-    ['rule', ruleIds],
-    ['segment', segmentIds],
-  ] as const) {
-    const seen = new Map<string, Located<{ id: string }>>();
-    for (const x of group) {
-      const prev = seen.get(x.def.id);
-      if (prev)
-        errors.push({
-          file: x.file,
-          path: `${x.at}.id`,
-          message: `duplicate ${kind} id "${x.def.id}" (also in ${prev.file} at ${prev.at}.id)`,
-        });
-      else seen.set(x.def.id, x);
-    }
-  }
-  const knownSegments = [...new Set(segmentIds.map((s) => s.def.id))];
-  for (const ref of pending.segmentRefs) {
-    if (!knownSegments.includes(ref.id)) {
-      errors.push({
-        file: ref.file,
-        path: ref.at,
-        message: `unknown segment "${ref.id}"${didYouMean(ref.id, knownSegments)}: segments are defined in the segments/ folder${knownSegments.length ? ` (${list(knownSegments)})` : ''}`,
-      });
-    }
-  }
-  if (opts.templates) {
-    const names = [...opts.templates];
-    for (const ref of pending.templateRefs) {
-      if (!opts.templates.has(ref.name))
-        errors.push({
-          file: ref.file,
-          path: ref.at,
-          message: `unknown template "${ref.name}"${didYouMean(ref.name, names)}: no folder or file of that name in the templates folder`,
-        });
-    }
-  }
-  if (errors.length > 0) return { ok: false, errors: byFile(errors) };
-
   const compiledSegments: CompiledSegment[] = [];
-  for (const s of segments) {
-    const test = compilePredicate({ file: s.file, errors }, s.def.conditions, `${s.at}.conditions`);
-    if (test) compiledSegments.push({ def: deepFreeze(withoutSchemaKey(s.def)), test });
+  for (const segment of segments) {
+    const test = compilePredicate(
+      errors,
+      segment.file,
+      segment.def.conditions,
+      `${segment.at}.conditions`,
+    );
+    if (test) compiledSegments.push({ def: deepFreeze(withoutSchemaKey(segment.def)), test });
   }
   const compiledRules: CompiledRule[] = [];
-  for (const r of rules) {
-    const ctx: Ctx = { file: r.file, errors };
+  for (const rule of rules) {
     const def = deepFreeze({
-      ...withoutSchemaKey(r.def),
-      enabled: r.def.enabled ?? true,
-      priority: r.def.priority ?? 0,
+      ...withoutSchemaKey(rule.def),
+      enabled: rule.def.enabled ?? true,
+      priority: rule.def.priority ?? 0,
     });
-    const t = def.trigger;
-    const conditions = compilePredicate(ctx, def.conditions, `${r.at}.conditions`) ?? (() => true);
+    const trigger = def.trigger;
+    const conditions =
+      compilePredicate(errors, rule.file, def.conditions, `${rule.at}.conditions`) ?? (() => true);
     const where =
-      'event' in t && t.where ? compilePredicate(ctx, t.where, `${r.at}.trigger.where`) : null;
+      'event' in trigger && trigger.where
+        ? compilePredicate(errors, rule.file, trigger.where, `${rule.at}.trigger.where`)
+        : null;
     compiledRules.push({
       def,
       conditions,
       where,
-      delayMs: 'event' in t && t.delay ? parseDuration(t.delay) : null,
+      delayMs: 'event' in trigger && trigger.delay ? parseDuration(trigger.delay) : null,
       cooldownMs: def.limits?.cooldown ? parseDuration(def.limits.cooldown) : null,
       goalWithinMs: def.goal ? parseDuration(def.goal.within) : null,
       expiresAfterMs: def.expiresAfter ? parseDuration(def.expiresAfter) : null,
@@ -809,13 +116,17 @@ export function compileRuleSet(
   const byEvent = new Map<string, CompiledRule[]>();
   const bySegment = new Map<string, CompiledRule[]>();
   const scheduled: CompiledRule[] = [];
-  for (const r of compiledRules) {
-    if (!r.def.enabled) continue;
-    const t = r.def.trigger;
-    if ('schedule' in t) scheduled.push(r);
-    else if ('event' in t) byEvent.set(t.event, [...(byEvent.get(t.event) ?? []), r]);
+  for (const rule of compiledRules) {
+    if (!rule.def.enabled) continue;
+    const trigger = rule.def.trigger;
+    if ('schedule' in trigger) scheduled.push(rule);
+    else if ('event' in trigger)
+      byEvent.set(trigger.event, [...(byEvent.get(trigger.event) ?? []), rule]);
     else
-      bySegment.set(`${t.segment}:${t.on}`, [...(bySegment.get(`${t.segment}:${t.on}`) ?? []), r]);
+      bySegment.set(`${trigger.segment}:${trigger.on}`, [
+        ...(bySegment.get(`${trigger.segment}:${trigger.on}`) ?? []),
+        rule,
+      ]);
   }
   const version = createHash('sha256')
     .update(
@@ -838,14 +149,6 @@ export function compileRuleSet(
     eventTypes,
   };
   return { ok: true, ruleSet };
-}
-
-/** Errors grouped by file (stable: within a file, in the order they were found). */
-export function byFile(errors: RuleError[]): RuleError[] {
-  return errors
-    .map((e, i) => [e, i] as const)
-    .sort(([a, i], [b, j]) => (a.file < b.file ? -1 : a.file > b.file ? 1 : i - j))
-    .map(([e]) => e);
 }
 
 function withoutSchemaKey<T extends { $schema?: string }>(def: T): T {

@@ -17,9 +17,9 @@ export function parseDuration(text: string): number {
 /** Like parseDuration, but null instead of an exception (for the evaluators' hot path). */
 export function tryParseDuration(text: unknown): number | null {
   if (typeof text !== 'string') return null;
-  const m = DURATION_RE.exec(text);
-  if (!m) return null;
-  const n = Number(m[1]);
-  const ms = n * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+  const match = DURATION_RE.exec(text);
+  if (!match) return null;
+  const amount = Number(match[1]);
+  const ms = amount * UNIT_MS[match[2] as keyof typeof UNIT_MS];
   return Number.isSafeInteger(ms) ? ms : null;
 }

@@ -168,9 +168,11 @@ function valueFor(operator: string): fc.Arbitrary<unknown> {
 
 const leaf = fc
   .record({ fact: factName, path, operator: fc.constantFrom(...OPERATORS) })
-  .chain((c) =>
-    valueFor(c.operator).map((value) =>
-      c.path === undefined ? { fact: c.fact, operator: c.operator, value } : { ...c, value },
+  .chain((comparison) =>
+    valueFor(comparison.operator).map((value) =>
+      comparison.path === undefined
+        ? { fact: comparison.fact, operator: comparison.operator, value }
+        : { ...comparison, value },
     ),
   );
 
@@ -244,12 +246,12 @@ describe('compiled evaluator vs json-rules-engine', () => {
     };
     for (const operator of OPERATORS) {
       for (const path of paths) {
-        for (const v of values) {
+        for (const userValue of values) {
           for (const value of comparands[operator] ?? comparands.default!) {
             const conditions = { all: [{ fact: 'user', path, operator, value }] } as Conditions;
             const facts: Facts = {
               event: null,
-              user: v === undefined ? {} : { v },
+              user: userValue === undefined ? {} : { v: userValue },
               stats: {},
               segments: {},
               rule: { fires: 0, lastFiredAt: null },
@@ -259,10 +261,10 @@ describe('compiled evaluator vs json-rules-engine', () => {
             expect({
               operator,
               path,
-              v,
+              userValue,
               value,
               result: compileConditions(conditions)(facts),
-            }).toEqual({ operator, path, v, value, result: expected });
+            }).toEqual({ operator, path, userValue, value, result: expected });
           }
         }
       }

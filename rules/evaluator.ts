@@ -18,17 +18,17 @@ export class ConditionCompileError extends Error {
   }
 }
 
-type Getter = (f: Facts) => unknown;
+type Getter = (facts: Facts) => unknown;
 
 const ALWAYS: Predicate = () => true;
 
 const FACT_GETTERS: Record<string, Getter> = {
-  event: (f) => f.event,
-  user: (f) => f.user,
-  stats: (f) => f.stats,
-  segments: (f) => f.segments,
-  rule: (f) => f.rule,
-  now: (f) => f.now,
+  event: (facts) => facts.event,
+  user: (facts) => facts.user,
+  stats: (facts) => facts.stats,
+  segments: (facts) => facts.segments,
+  rule: (facts) => facts.rule,
+  now: (facts) => facts.now,
 };
 // json-rules-engine with allowUndefinedFacts resolves an unknown fact to undefined.
 const UNDEFINED_FACT: Getter = () => undefined;
@@ -48,33 +48,33 @@ function compileGetter(fact: unknown, path: unknown, at: string): Getter {
   if (segs.length === 0) return base;
   if (segs.length === 1) {
     const s0 = segs[0]!;
-    return (f) => {
-      const v = base(f);
-      if (v === null || typeof v !== 'object') return v;
-      return Object.hasOwn(v, s0) ? (v as Record<string, unknown>)[s0] : undefined;
+    return (facts) => {
+      const value = base(facts);
+      if (value === null || typeof value !== 'object') return value;
+      return Object.hasOwn(value, s0) ? (value as Record<string, unknown>)[s0] : undefined;
     };
   }
   if (segs.length === 2) {
     const s0 = segs[0]!;
     const s1 = segs[1]!;
-    return (f) => {
-      const v = base(f);
-      if (v === null || typeof v !== 'object') return v;
-      if (!Object.hasOwn(v, s0)) return undefined;
-      const w = (v as Record<string, unknown>)[s0];
-      if (!w || !Object.hasOwn(w, s1)) return undefined;
-      return (w as Record<string, unknown>)[s1];
+    return (facts) => {
+      const value = base(facts);
+      if (value === null || typeof value !== 'object') return value;
+      if (!Object.hasOwn(value, s0)) return undefined;
+      const inner = (value as Record<string, unknown>)[s0];
+      if (!inner || !Object.hasOwn(inner, s1)) return undefined;
+      return (inner as Record<string, unknown>)[s1];
     };
   }
-  return (f) => resolvePath(base(f), segs);
+  return (facts) => resolvePath(base(facts), segs);
 }
 
-function isFactRef(v: unknown): v is { fact: unknown; path?: unknown } {
-  return v !== null && typeof v === 'object' && Object.hasOwn(v, 'fact');
+function isFactRef(value: unknown): value is { fact: unknown; path?: unknown } {
+  return value !== null && typeof value === 'object' && Object.hasOwn(value, 'fact');
 }
 
 // Operator applied to a value known only at evaluation time (a fact reference).
-const DYNAMIC: Record<string, (a: unknown, b: unknown, now: number) => boolean> = {
+const DYNAMIC: Record<string, (factValue: unknown, value: unknown, now: number) => boolean> = {
   equal: (a, b) => a === b,
   notEqual: (a, b) => a !== b,
   contains: (a, b) => Array.isArray(a) && a.indexOf(b) > -1,
@@ -102,15 +102,17 @@ function compileMembership(get: Getter, list: unknown, negate: boolean, at: stri
       !list.some((x) => typeof x === 'number' && Number.isNaN(x))
     ) {
       const set = new Set<unknown>(list);
-      return negate ? (f) => !set.has(get(f)) : (f) => set.has(get(f));
+      return negate ? (facts) => !set.has(get(facts)) : (facts) => set.has(get(facts));
     }
-    return negate ? (f) => list.indexOf(get(f)) === -1 : (f) => list.indexOf(get(f)) > -1;
+    return negate
+      ? (facts) => list.indexOf(get(facts)) === -1
+      : (facts) => list.indexOf(get(facts)) > -1;
   }
   // json-rules-engine calls value.indexOf(fact): on a string that is a substring search.
   if (typeof list === 'string') {
     return negate
-      ? (f) => list.indexOf(get(f) as string) === -1
-      : (f) => list.indexOf(get(f) as string) > -1;
+      ? (facts) => list.indexOf(get(facts) as string) === -1
+      : (facts) => list.indexOf(get(facts) as string) > -1;
   }
   throw new ConditionCompileError(
     `${at}.value`,
@@ -125,7 +127,7 @@ function compileLeaf(node: Record<string, unknown>, at: string): Predicate {
   }
   const get = compileGetter(node.fact, node.path, at);
   const operator = node.operator;
-  const b = node.value;
+  const value = node.value;
   if (
     typeof operator !== 'string' ||
     (!Object.hasOwn(DYNAMIC, operator) && operator !== 'in' && operator !== 'notIn')
@@ -135,64 +137,64 @@ function compileLeaf(node: Record<string, unknown>, at: string): Predicate {
       `unknown operator ${JSON.stringify(operator)}`,
     );
   }
-  if (isFactRef(b)) {
+  if (isFactRef(value)) {
     if (operator === 'in' || operator === 'notIn') {
       throw new ConditionCompileError(
         `${at}.value`,
         `${operator} needs a list value, not a fact reference`,
       );
     }
-    const getB = compileGetter(b.fact, b.path, `${at}.value`);
+    const getValue = compileGetter(value.fact, value.path, `${at}.value`);
     const fn = DYNAMIC[operator]!;
-    return (f) => fn(get(f), getB(f), f.now);
+    return (facts) => fn(get(facts), getValue(facts), facts.now);
   }
   switch (operator) {
     case 'equal':
-      return (f) => get(f) === b;
+      return (facts) => get(facts) === value;
     case 'notEqual':
-      return (f) => get(f) !== b;
+      return (facts) => get(facts) !== value;
     case 'in':
-      return compileMembership(get, b, false, at);
+      return compileMembership(get, value, false, at);
     case 'notIn':
-      return compileMembership(get, b, true, at);
+      return compileMembership(get, value, true, at);
     case 'contains':
-      return (f) => {
-        const a = get(f);
-        return Array.isArray(a) && a.indexOf(b) > -1;
+      return (facts) => {
+        const factValue = get(facts);
+        return Array.isArray(factValue) && factValue.indexOf(value) > -1;
       };
     case 'doesNotContain':
-      return (f) => {
-        const a = get(f);
-        return Array.isArray(a) && a.indexOf(b) === -1;
+      return (facts) => {
+        const factValue = get(facts);
+        return Array.isArray(factValue) && factValue.indexOf(value) === -1;
       };
     case 'lessThan':
-      return (f) => op.lessThan(get(f) as number, b as number);
+      return (facts) => op.lessThan(get(facts) as number, value as number);
     case 'lessThanInclusive':
-      return (f) => op.lessThanInclusive(get(f) as number, b as number);
+      return (facts) => op.lessThanInclusive(get(facts) as number, value as number);
     case 'greaterThan':
-      return (f) => op.greaterThan(get(f) as number, b as number);
+      return (facts) => op.greaterThan(get(facts) as number, value as number);
     case 'greaterThanInclusive':
-      return (f) => op.greaterThanInclusive(get(f) as number, b as number);
+      return (facts) => op.greaterThanInclusive(get(facts) as number, value as number);
     case 'exists':
-      return (f) => op.exists(get(f), b);
+      return (facts) => op.exists(get(facts), value);
     case 'notExists':
-      return (f) => op.notExists(get(f), b);
+      return (facts) => op.notExists(get(facts), value);
     case 'withinLast': {
-      const d = tryParseDuration(b);
-      return (f) => op.withinLastMs(get(f), d, f.now);
+      const durationMs = tryParseDuration(value);
+      return (facts) => op.withinLastMs(get(facts), durationMs, facts.now);
     }
     case 'olderThan': {
-      const d = tryParseDuration(b);
-      return (f) => op.olderThanMs(get(f), d, f.now);
+      const durationMs = tryParseDuration(value);
+      return (facts) => op.olderThanMs(get(facts), durationMs, facts.now);
     }
     case 'withinNext': {
-      const d = tryParseDuration(b);
-      return (f) => op.withinNextMs(get(f), d, f.now);
+      const durationMs = tryParseDuration(value);
+      return (facts) => op.withinNextMs(get(facts), durationMs, facts.now);
     }
     case 'startsWith':
-      return (f) => op.startsWith(get(f), b);
+      return (facts) => op.startsWith(get(facts), value);
     case 'endsWith':
-      return (f) => op.endsWith(get(f), b);
+      return (facts) => op.endsWith(get(facts), value);
   }
   throw new ConditionCompileError(`${at}.operator`, `unknown operator ${JSON.stringify(operator)}`);
 }
@@ -205,17 +207,19 @@ function compileList(list: unknown, kind: 'all' | 'any', at: string): Predicate 
   if (parts.length === 0) return ALWAYS;
   if (parts.length === 1) return parts[0]!;
   if (parts.length === 2) {
-    const [p, q] = parts as [Predicate, Predicate];
-    return kind === 'all' ? (f) => p(f) && q(f) : (f) => p(f) || q(f);
+    const [first, second] = parts as [Predicate, Predicate];
+    return kind === 'all'
+      ? (facts) => first(facts) && second(facts)
+      : (facts) => first(facts) || second(facts);
   }
-  const n = parts.length;
+  const count = parts.length;
   return kind === 'all'
-    ? (f) => {
-        for (let i = 0; i < n; i++) if (!parts[i]!(f)) return false;
+    ? (facts) => {
+        for (let i = 0; i < count; i++) if (!parts[i]!(facts)) return false;
         return true;
       }
-    : (f) => {
-        for (let i = 0; i < n; i++) if (parts[i]!(f)) return true;
+    : (facts) => {
+        for (let i = 0; i < count; i++) if (parts[i]!(facts)) return true;
         return false;
       };
 }
@@ -224,22 +228,22 @@ function compileNode(node: unknown, at: string): Predicate {
   if (node === null || typeof node !== 'object' || Array.isArray(node)) {
     throw new ConditionCompileError(at, 'a condition must be an object');
   }
-  const n = node as Record<string, unknown>;
+  const fields = node as Record<string, unknown>;
   // Same precedence as json-rules-engine's Condition.booleanOperator: any, all, not.
-  if (Object.hasOwn(n, 'any')) return compileList(n.any, 'any', at);
-  if (Object.hasOwn(n, 'all')) return compileList(n.all, 'all', at);
-  if (Object.hasOwn(n, 'not')) {
-    if (Array.isArray(n.not))
+  if (Object.hasOwn(fields, 'any')) return compileList(fields.any, 'any', at);
+  if (Object.hasOwn(fields, 'all')) return compileList(fields.all, 'all', at);
+  if (Object.hasOwn(fields, 'not')) {
+    if (Array.isArray(fields.not))
       throw new ConditionCompileError(`${at}.not`, '"not" takes one condition, not a list');
-    const p = compileNode(n.not, `${at}.not`);
-    return (f) => !p(f);
+    const negated = compileNode(fields.not, `${at}.not`);
+    return (facts) => !negated(facts);
   }
-  if (Object.hasOwn(n, 'condition'))
+  if (Object.hasOwn(fields, 'condition'))
     throw new ConditionCompileError(
       `${at}.condition`,
       'shared condition references are not supported; use a segment',
     );
-  return compileLeaf(n, at);
+  return compileLeaf(fields, at);
 }
 
 /** Compiles conditions (root: all, any or not) into a predicate; throws ConditionCompileError. */

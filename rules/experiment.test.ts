@@ -10,11 +10,11 @@ const rule = (experiment: RuleDefinition['experiment']): RuleDefinition => ({
   ...(experiment ? { experiment } : {}),
 });
 
-function split(r: RuleDefinition, users: number): Map<string, number> {
+function split(definition: RuleDefinition, users: number): Map<string, number> {
   const counts = new Map<string, number>();
   for (let i = 0; i < users; i++) {
-    const a = assignExperiment(r, `user-${i}`);
-    const key = a.holdout ? 'holdout' : `${a.variant}:${a.template}`;
+    const assignment = assignExperiment(definition, `user-${i}`);
+    const key = assignment.holdout ? 'holdout' : `${assignment.variant}:${assignment.template}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   return counts;
@@ -22,7 +22,7 @@ function split(r: RuleDefinition, users: number): Map<string, number> {
 
 describe('assignExperiment', () => {
   it('splits 100k users into holdout and weighted variants within tolerance', () => {
-    const n = 100_000;
+    const users = 100_000;
     const counts = split(
       rule({
         holdout: 0.1,
@@ -31,21 +31,21 @@ describe('assignExperiment', () => {
           { id: 'b', weight: 1, template: 'activation_tip_b' },
         ],
       }),
-      n,
+      users,
     );
     expect([...counts.keys()].sort()).toEqual([
       'a:activation_tip',
       'b:activation_tip_b',
       'holdout',
     ]);
-    // 5 standard deviations of a binomial share at n = 100k is about 0.005.
-    expect(Math.abs(counts.get('holdout')! / n - 0.1)).toBeLessThan(0.005);
-    expect(Math.abs(counts.get('a:activation_tip')! / n - 0.45)).toBeLessThan(0.008);
-    expect(Math.abs(counts.get('b:activation_tip_b')! / n - 0.45)).toBeLessThan(0.008);
+    // 5 standard deviations of a binomial share over 100k users is about 0.005.
+    expect(Math.abs(counts.get('holdout')! / users - 0.1)).toBeLessThan(0.005);
+    expect(Math.abs(counts.get('a:activation_tip')! / users - 0.45)).toBeLessThan(0.008);
+    expect(Math.abs(counts.get('b:activation_tip_b')! / users - 0.45)).toBeLessThan(0.008);
   });
 
   it('honours unequal weights', () => {
-    const n = 100_000;
+    const users = 100_000;
     const counts = split(
       rule({
         variants: [
@@ -53,29 +53,32 @@ describe('assignExperiment', () => {
           { id: 'b', weight: 1 },
         ],
       }),
-      n,
+      users,
     );
     expect(counts.get('holdout')).toBeUndefined();
-    expect(Math.abs(counts.get('a:activation_tip')! / n - 0.75)).toBeLessThan(0.007);
+    expect(Math.abs(counts.get('a:activation_tip')! / users - 0.75)).toBeLessThan(0.007);
   });
 
   it('is stable: same user, same group, and pinned so a code change cannot reshuffle live users', () => {
-    const r = rule({
+    const abTest = rule({
       holdout: 0.1,
       variants: [
         { id: 'a', weight: 1 },
         { id: 'b', weight: 1, template: 'activation_tip_b' },
       ],
     });
-    const first = Array.from({ length: 1000 }, (_, i) => assignExperiment(r, `u${i}`));
-    const again = Array.from({ length: 1000 }, (_, i) => assignExperiment(r, `u${i}`));
+    const first = Array.from({ length: 1000 }, (_, i) => assignExperiment(abTest, `u${i}`));
+    const again = Array.from({ length: 1000 }, (_, i) => assignExperiment(abTest, `u${i}`));
     expect(again).toEqual(first);
-    const [u, v] = experimentDraws('trial-activation-day3', 'user-42');
-    expect([u, v].every((x) => x >= 0 && x < 1)).toBe(true);
-    expect({ u: u.toFixed(6), v: v.toFixed(6) }).toMatchInlineSnapshot(`
+    const [holdoutDraw, variantDraw] = experimentDraws('trial-activation-day3', 'user-42');
+    expect([holdoutDraw, variantDraw].every((x) => x >= 0 && x < 1)).toBe(true);
+    expect({
+      holdoutDraw: holdoutDraw.toFixed(6),
+      variantDraw: variantDraw.toFixed(6),
+    }).toMatchInlineSnapshot(`
       {
-        "u": "0.022299",
-        "v": "0.030251",
+        "holdoutDraw": "0.022299",
+        "variantDraw": "0.030251",
       }
     `);
   });
@@ -88,10 +91,10 @@ describe('assignExperiment', () => {
     const r10 = rule({ holdout: 0.1, variants });
     const r20 = rule({ holdout: 0.2, variants });
     for (let i = 0; i < 5000; i++) {
-      const a = assignExperiment(r10, `u${i}`);
-      const b = assignExperiment(r20, `u${i}`);
-      if (!a.holdout && !b.holdout) expect(b.variant).toBe(a.variant);
-      if (a.holdout) expect(b.holdout).toBe(true);
+      const before = assignExperiment(r10, `u${i}`);
+      const after = assignExperiment(r20, `u${i}`);
+      if (!before.holdout && !after.holdout) expect(after.variant).toBe(before.variant);
+      if (before.holdout) expect(after.holdout).toBe(true);
     }
   });
 

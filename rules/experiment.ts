@@ -18,9 +18,9 @@ const TWO_POW_52 = 2 ** 52;
 export function experimentDraws(ruleId: string, userId: string): [number, number] {
   const digest = createHash('sha1').update(`${ruleId}:${userId}`).digest();
   // 52 bits each (a double's mantissa), from disjoint bytes of the digest.
-  const u = Number(digest.readBigUInt64BE(0) >> 12n) / TWO_POW_52;
-  const v = Number(digest.readBigUInt64BE(8) >> 12n) / TWO_POW_52;
-  return [u, v];
+  const holdoutDraw = Number(digest.readBigUInt64BE(0) >> 12n) / TWO_POW_52;
+  const variantDraw = Number(digest.readBigUInt64BE(8) >> 12n) / TWO_POW_52;
+  return [holdoutDraw, variantDraw];
 }
 
 /**
@@ -30,18 +30,19 @@ export function experimentDraws(ruleId: string, userId: string): [number, number
  */
 export function assignExperiment(rule: RuleDefinition, userId: string): ExperimentAssignment {
   const template = rule.action.send.template;
-  const exp = rule.experiment;
-  if (!exp) return { holdout: false, variant: null, template };
-  const [u, v] = experimentDraws(rule.id, userId);
-  if (u < (exp.holdout ?? 0)) return { holdout: true, variant: null, template };
-  const variants = exp.variants ?? [];
+  const experiment = rule.experiment;
+  if (!experiment) return { holdout: false, variant: null, template };
+  const [holdoutDraw, variantDraw] = experimentDraws(rule.id, userId);
+  if (holdoutDraw < (experiment.holdout ?? 0)) return { holdout: true, variant: null, template };
+  const variants = experiment.variants ?? [];
   if (variants.length === 0) return { holdout: false, variant: null, template };
   let total = 0;
-  for (const x of variants) total += x.weight;
-  let target = v * total;
-  for (const x of variants) {
-    target -= x.weight;
-    if (target < 0) return { holdout: false, variant: x.id, template: x.template ?? template };
+  for (const variant of variants) total += variant.weight;
+  let target = variantDraw * total;
+  for (const variant of variants) {
+    target -= variant.weight;
+    if (target < 0)
+      return { holdout: false, variant: variant.id, template: variant.template ?? template };
   }
   // Floating-point rounding at the very top of the range lands on the last variant.
   const last = variants[variants.length - 1]!;

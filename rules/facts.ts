@@ -13,7 +13,7 @@ export function completeStats(
   stats: Readonly<Record<string, EventStats>>,
 ): Record<string, EventStats> {
   const out: Record<string, EventStats> = {};
-  for (const t of eventTypes) out[t] = NEVER;
-  for (const [t, s] of Object.entries(stats)) out[t] = s;
+  for (const eventType of eventTypes) out[eventType] = NEVER;
+  for (const [eventType, eventStats] of Object.entries(stats)) out[eventType] = eventStats;
   return out;
 }

@@ -22,7 +22,8 @@ export type {
   RuleError,
   RuleSetResult,
 } from './types.ts';
-export { formatRuleError, compileRuleSet, isValidTimezone } from './compile.ts';
+export { formatRuleError, isValidTimezone } from './check.ts';
+export { compileRuleSet } from './compile.ts';
 export {
   loadRuleSet,
   watchRuleSet,

@@ -28,98 +28,98 @@ class ScanError extends Error {
 }
 
 export function locateJsonError(text: string): JsonSyntaxError {
-  let i = 0;
+  let offset = 0;
   const ws = () => {
-    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+    while (offset < text.length && ' \t\n\r'.includes(text[offset]!)) offset++;
   };
   const describe = (at: number) =>
     at >= text.length ? 'unexpected end of file' : `unexpected ${JSON.stringify(text[at])}`;
   const fail = (message?: string): never => {
-    throw new ScanError(i, message ?? describe(i));
+    throw new ScanError(offset, message ?? describe(offset));
   };
   const literal = (word: string) => {
     for (const ch of word) {
-      if (text[i] !== ch) fail();
-      i++;
+      if (text[offset] !== ch) fail();
+      offset++;
     }
   };
   const string = () => {
-    i++; // opening quote
+    offset++; // opening quote
     for (;;) {
-      if (i >= text.length) fail('unterminated string');
-      const ch = text[i]!;
+      if (offset >= text.length) fail('unterminated string');
+      const ch = text[offset]!;
       if (ch === '"') {
-        i++;
+        offset++;
         return;
       }
       if (ch < ' ') fail('line break or control character inside a string');
       if (ch === '\\') {
-        const next = text[i + 1];
+        const next = text[offset + 1];
         if (next === 'u') {
-          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) fail('bad \\u escape');
-          i += 6;
-        } else if (next !== undefined && '"\\/bfnrt'.includes(next)) i += 2;
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(offset + 2, offset + 6))) fail('bad \\u escape');
+          offset += 6;
+        } else if (next !== undefined && '"\\/bfnrt'.includes(next)) offset += 2;
         else fail('bad escape in string');
-      } else i++;
+      } else offset++;
     }
   };
   const number = () => {
-    const m = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(i));
-    if (!m || m[0] === '-' || m[0] === '') fail();
-    i += m![0].length;
+    const match = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(offset));
+    if (!match || match[0] === '-' || match[0] === '') fail();
+    offset += match![0].length;
   };
   const value = (): void => {
     ws();
-    const ch = text[i];
+    const ch = text[offset];
     if (ch === '{') {
-      i++;
+      offset++;
       ws();
-      if (text[i] === '}') {
-        i++;
+      if (text[offset] === '}') {
+        offset++;
         return;
       }
       for (;;) {
         ws();
-        if (text[i] !== '"')
+        if (text[offset] !== '"')
           fail(
-            text[i] === '}'
+            text[offset] === '}'
               ? 'trailing comma before "}"'
-              : `expected a "quoted" field name, found ${describe(i).replace('unexpected ', '')}`,
+              : `expected a "quoted" field name, found ${describe(offset).replace('unexpected ', '')}`,
           );
         string();
         ws();
-        if (text[i] !== ':') fail('expected ":" after field name');
-        i++;
+        if (text[offset] !== ':') fail('expected ":" after field name');
+        offset++;
         value();
         ws();
-        if (text[i] === ',') {
-          i++;
+        if (text[offset] === ',') {
+          offset++;
           continue;
         }
-        if (text[i] === '}') {
-          i++;
+        if (text[offset] === '}') {
+          offset++;
           return;
         }
         fail('expected "," or "}" after a value (missing comma?)');
       }
     } else if (ch === '[') {
-      i++;
+      offset++;
       ws();
-      if (text[i] === ']') {
-        i++;
+      if (text[offset] === ']') {
+        offset++;
         return;
       }
       for (;;) {
         ws();
-        if (text[i] === ']') fail('trailing comma before "]"');
+        if (text[offset] === ']') fail('trailing comma before "]"');
         value();
         ws();
-        if (text[i] === ',') {
-          i++;
+        if (text[offset] === ',') {
+          offset++;
           continue;
         }
-        if (text[i] === ']') {
-          i++;
+        if (text[offset] === ']') {
+          offset++;
           return;
         }
         fail('expected "," or "]" after a list item (missing comma?)');
@@ -136,11 +136,11 @@ export function locateJsonError(text: string): JsonSyntaxError {
   try {
     value();
     ws();
-    if (i < text.length) fail('unexpected text after the end of the document');
-  } catch (e) {
-    if (!(e instanceof ScanError)) throw e;
-    at = e.at;
-    message = e.message;
+    if (offset < text.length) fail('unexpected text after the end of the document');
+  } catch (err) {
+    if (!(err instanceof ScanError)) throw err;
+    at = err.at;
+    message = err.message;
   }
   const before = text.slice(0, at);
   const line = before.split('\n').length;

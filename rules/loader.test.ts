@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { formatRuleError } from './compile.ts';
+import { formatRuleError } from './check.ts';
 import { listTemplates, loadRuleSet, watchRuleSet } from './loader.ts';
 import type { RuleError, RuleSet } from './types.ts';
 
@@ -49,12 +49,19 @@ describe('loadRuleSet', () => {
   });
 
   it('switches on the rules named in `enable` (a disabled draft being backtested), and only those', async () => {
-    await write('a.json', [{ ...rule('draft'), enabled: false }, { ...rule('off'), enabled: false }]);
+    await write('a.json', [
+      { ...rule('draft'), enabled: false },
+      { ...rule('off'), enabled: false },
+    ]);
     await write('b.json', rule('live'));
     const plain = await loadRuleSet(dir);
     const enabled = await loadRuleSet(dir, { enable: ['draft'] });
     if (!plain.ok || !enabled.ok) throw new Error('expected both to load');
-    const ids = (rs: RuleSet) => rs.byEvent.get('user_registered')!.map((r) => r.def.id).sort();
+    const ids = (rs: RuleSet) =>
+      rs.byEvent
+        .get('user_registered')!
+        .map((r) => r.def.id)
+        .sort();
     expect(ids(plain.ruleSet)).toEqual(['live']);
     expect(ids(enabled.ruleSet)).toEqual(['draft', 'live']);
   });
@@ -74,16 +81,20 @@ describe('loadRuleSet', () => {
   });
 
   it('finds templates as folders or files named X.*', async () => {
-    const t = path.join(dir, 'templates');
-    await mkdir(path.join(t, 'welcome'), { recursive: true });
-    await writeFile(path.join(t, 'winback.en.hbs'), '');
-    expect([...(await listTemplates(t))].sort()).toEqual(['welcome', 'winback', 'winback.en']);
+    const templatesDir = path.join(dir, 'templates');
+    await mkdir(path.join(templatesDir, 'welcome'), { recursive: true });
+    await writeFile(path.join(templatesDir, 'winback.en.hbs'), '');
+    expect([...(await listTemplates(templatesDir))].sort()).toEqual([
+      'welcome',
+      'winback',
+      'winback.en',
+    ]);
     await write('r.json', [
       rule('a', 'welcome'),
       rule('b', 'winback'),
       rule('c', 'payment_failed'),
     ]);
-    const result = await loadRuleSet(dir, { templatesDir: t });
+    const result = await loadRuleSet(dir, { templatesDir });
     expect(result.ok ? [] : result.errors.map(formatRuleError)).toEqual([
       `${dir}/r.json:$[2].action.send.template: unknown template "payment_failed": no folder or file of that name in the templates folder`,
     ]);
@@ -145,7 +156,7 @@ async function until(done: () => boolean, timeoutMs = 5000): Promise<void> {
 }
 
 async function templatesFixture(): Promise<string> {
-  const t = path.join(dir, 'templates');
+  const templatesDir = path.join(dir, 'templates');
   for (const name of [
     'welcome',
     'activation_tip',
@@ -155,7 +166,7 @@ async function templatesFixture(): Promise<string> {
     'winback',
     'weekly_digest',
   ]) {
-    await mkdir(path.join(t, name), { recursive: true });
+    await mkdir(path.join(templatesDir, name), { recursive: true });
   }
-  return t;
+  return templatesDir;
 }

@@ -5,7 +5,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../platform/logger.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
-import { byFile, compileRuleSet, formatRuleError } from './compile.ts';
+import { byFile, formatRuleError } from './check.ts';
+import { compileRuleSet } from './compile.ts';
 import { parseJson } from './json-syntax.ts';
 import type { RuleError, RuleSet, RuleSetResult } from './types.ts';
 
@@ -19,15 +20,18 @@ export interface LoadOptions {
 /** The file content with the rules named in `ids` switched on. */
 function enableRules(content: unknown, ids: ReadonlySet<string>): unknown {
   const on = (item: unknown) =>
-    item !== null && typeof item === 'object' && !Array.isArray(item) && ids.has((item as { id?: unknown }).id as string)
+    item !== null &&
+    typeof item === 'object' &&
+    !Array.isArray(item) &&
+    ids.has((item as { id?: unknown }).id as string)
       ? { ...(item as object), enabled: true }
       : item;
   return Array.isArray(content) ? content.map(on) : on(content);
 }
 
-async function isDirectory(p: string): Promise<boolean> {
+async function isDirectory(folder: string): Promise<boolean> {
   try {
-    return (await stat(p)).isDirectory();
+    return (await stat(folder)).isDirectory();
   } catch {
     return false;
   }
@@ -47,12 +51,12 @@ async function jsonFiles(dir: string): Promise<string[]> {
 /** Template names in a folder: each sub-folder X, and each file X.* (every prefix before a dot). */
 export async function listTemplates(dir: string): Promise<Set<string>> {
   const names = new Set<string>();
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (e.name.startsWith('.')) continue;
-    if (e.isDirectory()) names.add(e.name);
-    else if (e.isFile()) {
-      for (let i = e.name.indexOf('.'); i > 0; i = e.name.indexOf('.', i + 1))
-        names.add(e.name.slice(0, i));
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue;
+    if (entry.isDirectory()) names.add(entry.name);
+    else if (entry.isFile()) {
+      for (let dot = entry.name.indexOf('.'); dot > 0; dot = entry.name.indexOf('.', dot + 1))
+        names.add(entry.name.slice(0, dot));
     }
   }
   return names;
@@ -77,7 +81,14 @@ export async function loadRuleSet(dir: string, opts: LoadOptions = {}): Promise<
   for (const file of names) {
     const text = (await readFile(file, 'utf8')).replace(/^\uFEFF/, '');
     const parsed = parseJson(text);
-    if (parsed.ok) files.push({ file, content: opts.enable?.length && !file.startsWith(segmentsDir + path.sep) ? enableRules(parsed.value, new Set(opts.enable)) : parsed.value });
+    if (parsed.ok)
+      files.push({
+        file,
+        content:
+          opts.enable?.length && !file.startsWith(segmentsDir + path.sep)
+            ? enableRules(parsed.value, new Set(opts.enable))
+            : parsed.value,
+      });
     else
       errors.push({
         file,
@@ -184,11 +195,11 @@ export function watchRuleSet(
   for (const target of [dir, opts.templatesDir]) {
     if (target === undefined) continue;
     try {
-      const w = watch(target, { recursive: true }, schedule);
-      w.on('error', (err) =>
+      const watcher = watch(target, { recursive: true }, schedule);
+      watcher.on('error', (err) =>
         opts.logger?.warn({ err, dir: target }, 'watching rules stopped for a folder'),
       );
-      watchers.push(w);
+      watchers.push(watcher);
     } catch (err) {
       opts.logger?.warn({ err, dir: target }, 'cannot watch folder; changes there need a restart');
     }
@@ -198,7 +209,7 @@ export function watchRuleSet(
     async close() {
       closed = true;
       if (timer) clearTimeout(timer);
-      for (const w of watchers) w.close();
+      for (const watcher of watchers) watcher.close();
       await running;
     },
   };
@@ -220,21 +231,34 @@ export async function openRuleSet(
   opts: LoadOptions & { logger: Logger; debounceMs?: number },
   onSwap: (ruleSet: RuleSet) => void = () => {},
 ): Promise<LiveRuleSet> {
-  const loaded = await loadRuleSet(dir, opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir });
+  const loaded = await loadRuleSet(
+    dir,
+    opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir },
+  );
   if (!loaded.ok) {
-    throw new LifecycleError(ErrorCodes.RulesInvalid, `rule set in ${dir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`);
+    throw new LifecycleError(
+      ErrorCodes.RulesInvalid,
+      `rule set in ${dir} is invalid:\n${loaded.errors.map(formatRuleError).join('\n')}`,
+    );
   }
   let current = loaded.ruleSet;
-  const watcher = watchRuleSet(dir, { ...opts, currentVersion: current.version }, {
-    onSwap(ruleSet) {
-      current = ruleSet;
-      onSwap(ruleSet);
+  const watcher = watchRuleSet(
+    dir,
+    { ...opts, currentVersion: current.version },
+    {
+      onSwap(ruleSet) {
+        current = ruleSet;
+        onSwap(ruleSet);
+      },
+      onReject(errors) {
+        for (const error of errors.slice(0, 20)) {
+          opts.logger.error(
+            { file: error.file, path: error.path, ruleSetVersion: current.version },
+            `rule file rejected, keeping the last good set: ${error.message}`,
+          );
+        }
+      },
     },
-    onReject(errors) {
-      for (const e of errors.slice(0, 20)) {
-        opts.logger.error({ file: e.file, path: e.path, ruleSetVersion: current.version }, `rule file rejected, keeping the last good set: ${e.message}`);
-      }
-    },
-  });
+  );
   return { current: () => current, close: () => watcher.close() };
 }

@@ -22,16 +22,16 @@ export function parsePath(path: string): ParsedPath {
   const segments: string[] = [];
   let rest = path.slice(1);
   while (rest.length > 0) {
-    let m: RegExpExecArray | null;
-    if (rest.startsWith('.') && (m = DOT_NAME.exec(rest.slice(1)))) {
-      segments.push(m[0]);
-      rest = rest.slice(1 + m[0].length);
-    } else if ((m = BRACKET_INDEX.exec(rest))) {
-      segments.push(m[1]!);
-      rest = rest.slice(m[0].length);
-    } else if ((m = BRACKET_NAME.exec(rest)) && m[2] !== '..') {
-      segments.push(m[2]!);
-      rest = rest.slice(m[0].length);
+    let match: RegExpExecArray | null;
+    if (rest.startsWith('.') && (match = DOT_NAME.exec(rest.slice(1)))) {
+      segments.push(match[0]);
+      rest = rest.slice(1 + match[0].length);
+    } else if ((match = BRACKET_INDEX.exec(rest))) {
+      segments.push(match[1]!);
+      rest = rest.slice(match[0].length);
+    } else if ((match = BRACKET_NAME.exec(rest)) && match[2] !== '..') {
+      segments.push(match[2]!);
+      rest = rest.slice(match[0].length);
     } else {
       return {
         ok: false,

@@ -19,13 +19,13 @@ function runtimeFacts(facts: Facts): Record<string, unknown> {
 
 function newEngine(now: () => number): Engine {
   const engine = new Engine([], { allowUndefinedFacts: true });
-  for (const [name, cb] of Object.entries(customOperatorCallbacks(now)))
-    engine.addOperator(name, cb);
+  for (const [name, callback] of Object.entries(customOperatorCallbacks(now)))
+    engine.addOperator(name, callback);
   return engine;
 }
 
-const asRuleConditions = (c: Conditions) =>
-  structuredClone(c) as unknown as RuleProperties['conditions'];
+const asRuleConditions = (conditions: Conditions) =>
+  structuredClone(conditions) as unknown as RuleProperties['conditions'];
 
 /**
  * One engine holding several rules, for benchmarks: returns which of them matched. Calls
@@ -36,11 +36,11 @@ export function createReferenceEngine(conditionsList: Conditions[]): {
 } {
   let now = 0;
   const engine = newEngine(() => now);
-  conditionsList.forEach((conditions, i) =>
+  conditionsList.forEach((conditions, index) =>
     engine.addRule({
-      name: String(i),
+      name: String(index),
       conditions: asRuleConditions(conditions),
-      event: { type: String(i) },
+      event: { type: String(index) },
     }),
   );
   return {
@@ -48,7 +48,7 @@ export function createReferenceEngine(conditionsList: Conditions[]): {
       now = facts.now;
       const { results } = await engine.run(runtimeFacts(facts));
       const out = conditionsList.map(() => false);
-      for (const r of results) out[Number(r.name)] = true;
+      for (const matched of results) out[Number(matched.name)] = true;
       return out;
     },
   };

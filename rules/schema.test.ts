@@ -9,9 +9,9 @@ const here = (p: string) => new URL(p, import.meta.url);
 async function examples(folder: string): Promise<unknown[]> {
   const names = (await readdir(here(folder))).filter((n) => n.endsWith('.json'));
   const out: unknown[] = [];
-  for (const n of names) {
-    const v = JSON.parse(await readFile(here(`${folder}/${n}`), 'utf8')) as unknown;
-    out.push(...(Array.isArray(v) ? v : [v]));
+  for (const name of names) {
+    const parsed = JSON.parse(await readFile(here(`${folder}/${name}`), 'utf8')) as unknown;
+    out.push(...(Array.isArray(parsed) ? parsed : [parsed]));
   }
   return out;
 }
