@@ -17,6 +17,9 @@ export default defineConfig({
           include: ['**/*.test.ts'],
           exclude: [...ignored, '**/*.int.test.ts'],
           environment: 'node',
+          // Property tests take about a second alone and several beside the integration
+          // suite's services on two cores: the default 5 s made them fail by load, not by code.
+          testTimeout: 30_000,
         },
       },
       {
