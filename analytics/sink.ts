@@ -362,7 +362,7 @@ export async function runSink(
     bus,
     store,
     logger,
-    metrics: opts.metrics ?? createMetricsRegistry({ labels: { service: 'sink' } }),
+    metrics: opts.metrics ?? createMetricsRegistry({ process: 'sink' }),
   });
   try {
     await sink.start();

@@ -85,7 +85,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     const bus = new InMemoryBus(config.kafka.partitions);
     const topicNames = topics(config.kafka.topicPrefix);
     await bus.ensureTopics(internalTopicSpecs(topicNames, config.kafka.partitions));
-    const registry = createMetricsRegistry({ labels: { process: 'demo' } });
+    const registry = createMetricsRegistry({ process: 'demo' });
 
     let engine: ReturnType<typeof createMemoryEngine>['service'] | null = null;
     const rules = await openRuleSet(config.engine.rulesDir, { templatesDir: config.delivery.templatesDir, logger }, (next) =>

@@ -42,7 +42,7 @@ async function runApi(config: Readonly<Config>, logger: Logger, metrics: Registr
 }
 
 export async function startProcesses(names: readonly ProcessName[], config: Readonly<Config>, logger: Logger): Promise<Running[]> {
-  const registry = createMetricsRegistry({ labels: { process: names.join('+') } });
+  const registry = createMetricsRegistry({ process: names.join('+') });
   const running: Running[] = [];
   // What /metrics serves: this process's registry, or with ingest workers, theirs added to it.
   let metricsSource: Pick<Registry, 'metrics' | 'contentType'> = registry;

@@ -15,7 +15,7 @@ import { createSchemaRegistry } from './cdc/debezium.ts';
 /** Consumer group of the CDC consumer, derived from the topic prefix. */
 export const cdcGroupId = (config: Pick<Config, 'kafka'>) => `${config.kafka.topicPrefix}-cdc`;
 
-export async function runCdc(config: Readonly<Config>, logger: Logger, metrics: Registry = createMetricsRegistry({ labels: { service: 'cdc' } })): Promise<RunningUnit> {
+export async function runCdc(config: Readonly<Config>, logger: Logger, metrics: Registry = createMetricsRegistry({ process: 'cdc' })): Promise<RunningUnit> {
   const mapping = loadMapping(config.cdc.mappingFile);
   const bus = KafkaBus.fromConfig(config, logger);
   const t = topics(config.kafka.topicPrefix);

@@ -5,9 +5,15 @@ import { Registry, collectDefaultMetrics, Counter, Histogram, Gauge } from 'prom
 
 export { Registry, Counter, Histogram, Gauge };
 
-export function createMetricsRegistry(opts: { defaults?: boolean; labels?: Record<string, string> } = {}): Registry {
+/**
+ * Every series of a product process carries one default label, `process` (engine, delivery,
+ * ingest, `engine+delivery` for `lifecycle run` of several), and every metric name starts
+ * with `lifecycle_` (the runtime's standard `process_*` and `nodejs_*` series keep their
+ * conventional names), so one Prometheus job scrapes every process alike.
+ */
+export function createMetricsRegistry(opts: { defaults?: boolean; process?: string } = {}): Registry {
   const registry = new Registry();
-  if (opts.labels) registry.setDefaultLabels(opts.labels);
+  if (opts.process) registry.setDefaultLabels({ process: opts.process });
   if (opts.defaults !== false) collectDefaultMetrics({ register: registry });
   return registry;
 }

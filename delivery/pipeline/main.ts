@@ -4,7 +4,7 @@ import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { runDelivery } from './run.ts';
 
 await runMain('delivery', async (config, logger) => {
-  const registry = createMetricsRegistry({ labels: { process: 'delivery' } });
+  const registry = createMetricsRegistry({ process: 'delivery' });
   const delivery = await runDelivery(config, logger, { metrics: registry });
   return { stop: () => delivery.stop(), registry, health: () => delivery.health() };
 });

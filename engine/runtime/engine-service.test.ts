@@ -212,7 +212,7 @@ describe('engine service (in-memory wiring)', () => {
     // Another process takes the partition (its epoch is now newer than ours).
     await stores.acquire(0);
     await bus.publisher().publish(T.events, [record(ev('a2', 'dana', 'order_completed', now + 7_200_000, { properties: { amount: 70 } }))]);
-    await until(async () => (await registry.getSingleMetric('lc_engine_fenced_total')!.get()).values[0]?.value === 1);
+    await until(async () => (await registry.getSingleMetric('lifecycle_engine_fenced_total')!.get()).values[0]?.value === 1);
     expect(bus.committedOffset(sub, { topic: T.events, partition: 0 })).toBe(1);
     expect((await stores.load(['dana'])).get('dana')?.offset).toBe('0');
     expect(service.ownedPartitions()).toEqual([]);

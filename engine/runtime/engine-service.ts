@@ -135,15 +135,15 @@ class FencedOut extends Error {
 
 function engineMetrics(registry: Registry) {
   return {
-    evaluations: new Counter({ name: 'lc_engine_rule_evaluations_total', help: 'Rule evaluations, per rule.', labelNames: ['rule'], registers: [registry] }),
-    fires: new Counter({ name: 'lc_engine_rule_fires_total', help: 'Send commands produced, per rule (holdouts included).', labelNames: ['rule'], registers: [registry] }),
-    sends: new Counter({ name: 'lc_engine_sends_total', help: 'Send commands published.', registers: [registry] }),
-    timersScheduled: new Counter({ name: 'lc_engine_timers_scheduled_total', help: 'Timers scheduled.', registers: [registry] }),
-    timersFired: new Counter({ name: 'lc_engine_timers_fired_total', help: 'Timers fired (published as timer.fired events).', registers: [registry] }),
-    fenced: new Counter({ name: 'lc_engine_fenced_total', help: 'Batches abandoned because a newer owner holds the partition.', registers: [registry] }),
-    lag: new Gauge({ name: 'lc_engine_consumer_lag', help: 'End offset minus committed offset, per owned partition.', labelNames: ['partition'], registers: [registry] }),
-    ruleSet: new Gauge({ name: 'lc_engine_rule_set_info', help: 'The rule set version in force (value 1).', labelNames: ['version'], registers: [registry] }),
-    owned: new Gauge({ name: 'lc_engine_partitions_owned', help: 'Partitions this process owns.', registers: [registry] }),
+    evaluations: new Counter({ name: 'lifecycle_engine_rule_evaluations_total', help: 'Rule evaluations, per rule.', labelNames: ['rule'], registers: [registry] }),
+    fires: new Counter({ name: 'lifecycle_engine_rule_fires_total', help: 'Send commands produced, per rule (holdouts included).', labelNames: ['rule'], registers: [registry] }),
+    sends: new Counter({ name: 'lifecycle_engine_sends_total', help: 'Send commands published.', registers: [registry] }),
+    timersScheduled: new Counter({ name: 'lifecycle_engine_timers_scheduled_total', help: 'Timers scheduled.', registers: [registry] }),
+    timersFired: new Counter({ name: 'lifecycle_engine_timers_fired_total', help: 'Timers fired (published as timer.fired events).', registers: [registry] }),
+    fenced: new Counter({ name: 'lifecycle_engine_fenced_total', help: 'Batches abandoned because a newer owner holds the partition.', registers: [registry] }),
+    lag: new Gauge({ name: 'lifecycle_engine_consumer_lag', help: 'End offset minus committed offset, per owned partition.', labelNames: ['partition'], registers: [registry] }),
+    ruleSet: new Gauge({ name: 'lifecycle_engine_rule_set_info', help: 'The rule set version in force (value 1).', labelNames: ['version'], registers: [registry] }),
+    owned: new Gauge({ name: 'lifecycle_engine_partitions_owned', help: 'Partitions this process owns.', registers: [registry] }),
   };
 }
 

@@ -117,11 +117,11 @@ describe('engine on Kafka and Redis', () => {
     const metrics = await registry.getMetricsAsJSON();
     const value = (name: string, labels: Record<string, string> = {}) =>
       metrics.find((m) => m.name === name)?.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
-    expect(value('lc_engine_rule_fires_total', { rule: 'welcome' })).toBe(2);
-    expect(value('lc_engine_rule_evaluations_total', { rule: 'trial-nudge' })).toBeGreaterThanOrEqual(3);
+    expect(value('lifecycle_engine_rule_fires_total', { rule: 'welcome' })).toBe(2);
+    expect(value('lifecycle_engine_rule_evaluations_total', { rule: 'trial-nudge' })).toBeGreaterThanOrEqual(3);
     expect(value('lifecycle_consumer_dlq_total', { consumer: 'engine', stage: 'engine.decode' })).toBe(1);
-    expect(value('lc_engine_rule_set_info', { version: rs.version })).toBe(1);
-    expect(value('lc_engine_consumer_lag')).toBe(0);
+    expect(value('lifecycle_engine_rule_set_info', { version: rs.version })).toBe(1);
+    expect(value('lifecycle_engine_consumer_lag')).toBe(0);
     expect(service.health()).toMatchObject({ ok: true, details: { ruleSetVersion: rs.version, partitions: [0, 1, 2] } });
     await service.stop();
   });
@@ -159,7 +159,7 @@ describe('engine on Kafka and Redis', () => {
       await until(() => engine.service.ruleSetVersion() !== first, 'the new rule set');
       expect(engine.service.health()).toMatchObject({ ok: true, details: { ruleSetVersion: engine.service.ruleSetVersion() } });
       const metrics = await engine.registry.getMetricsAsJSON();
-      const info = metrics.find((m) => m.name === 'lc_engine_rule_set_info')!.values;
+      const info = metrics.find((m) => m.name === 'lifecycle_engine_rule_set_info')!.values;
       expect(info).toEqual([expect.objectContaining({ labels: { version: engine.service.ruleSetVersion() }, value: 1 })]);
 
       await bus.ensureTopics(internalTopicSpecs(n.topics, 2));

@@ -30,7 +30,7 @@ export async function runEngine(config: Readonly<Config>, logger: Logger, opts: 
   // The service exists only after the set is loaded; its version label follows each swap.
   let service: EngineService | null = null;
   const rules = await openRuleSet(config.engine.rulesDir, { ...ruleOpts, logger: log }, (ruleSet) => service?.setRuleSetVersion(ruleSet.version));
-  const registry = opts.registry ?? createMetricsRegistry();
+  const registry = opts.registry ?? createMetricsRegistry({ process: 'engine' });
   const bus = KafkaBus.fromConfig(config, logger);
   const redis = createRedis(config.redis, logger);
   const eventsTopic = topics(config.kafka.topicPrefix).events;

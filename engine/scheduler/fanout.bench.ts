@@ -49,7 +49,7 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   const seconds = (performance.now() - t0) / 1000;
-  const published = (await registry.getSingleMetric('lc_scheduler_events_published_total')?.get())?.values.reduce((a, v) => a + v.value, 0) ?? 0;
+  const published = (await registry.getSingleMetric('lifecycle_scheduler_events_published_total')?.get())?.values.reduce((a, v) => a + v.value, 0) ?? 0;
   console.log(JSON.stringify({ users: USERS, pageSize: config.engine.schedulerPageSize, published, seconds: Number(seconds.toFixed(2)), eventsPerSecond: Math.round(published / seconds) }));
   await service.stop();
   const admin = bus.kafka.admin();

@@ -28,7 +28,7 @@ export async function runScheduler(
 ): Promise<RunningScheduler> {
   const log = logger.child({ component: 'scheduler' });
   const rules = await openRuleSet(config.engine.rulesDir, { logger: log });
-  const registry = opts.registry ?? createMetricsRegistry();
+  const registry = opts.registry ?? createMetricsRegistry({ process: 'scheduler' });
   const bus = KafkaBus.fromConfig(config, logger);
   const { redis, keys } = createRedis(config.redis, logger);
   const directory = createRedisDirectory(redis, keys);

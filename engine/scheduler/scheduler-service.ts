@@ -113,10 +113,10 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
   const publisher = deps.bus.publisher();
   const registry = deps.registry;
   const metrics = {
-    published: new Counter({ name: 'lc_scheduler_events_published_total', help: 'schedule.occurrence events published, per rule (replayed pages included).', labelNames: ['rule'], registers: [registry] }),
-    occurrences: new Counter({ name: 'lc_scheduler_occurrences_total', help: 'Occurrences per rule and zone finished (done) or given up as older than the catch-up window (skipped).', labelNames: ['rule', 'outcome'], registers: [registry] }),
-    directory: new Counter({ name: 'lc_scheduler_directory_changes_total', help: 'User directory entries added, moved or removed.', registers: [registry] }),
-    syncLag: new Gauge({ name: 'lc_scheduler_directory_sync_age_seconds', help: 'Age of the newest instant up to which the directory is known complete.', registers: [registry] }),
+    published: new Counter({ name: 'lifecycle_scheduler_events_published_total', help: 'schedule.occurrence events published, per rule (replayed pages included).', labelNames: ['rule'], registers: [registry] }),
+    occurrences: new Counter({ name: 'lifecycle_scheduler_occurrences_total', help: 'Occurrences per rule and zone finished (done) or given up as older than the catch-up window (skipped).', labelNames: ['rule', 'outcome'], registers: [registry] }),
+    directory: new Counter({ name: 'lifecycle_scheduler_directory_changes_total', help: 'User directory entries added, moved or removed.', registers: [registry] }),
+    syncLag: new Gauge({ name: 'lifecycle_scheduler_directory_sync_age_seconds', help: 'Age of the newest instant up to which the directory is known complete.', registers: [registry] }),
   };
 
   let consumer: ConsumeLoop | null = null;

@@ -77,7 +77,7 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
   const clock = deps.clock ?? Date.now;
   const topic = topics(config.kafka.topicPrefix);
   const publisher = deps.bus.publisher();
-  const eventsOut = new Counter({ name: 'cdc_events_total', help: 'Normalised events emitted from row changes, by table.', labelNames: ['table'], registers: [deps.metrics] });
+  const eventsOut = new Counter({ name: 'lifecycle_cdc_events_total', help: 'Normalised events emitted from row changes, by table.', labelNames: ['table'], registers: [deps.metrics] });
   let running = false;
 
   // Records are decoded and mapped in the stage, not the loop's decoder: a schema registry

@@ -85,9 +85,9 @@ describe('ingest in two worker processes', () => {
 
     // One /metrics for the process: the workers' counters added up (the replaced worker's count is gone with it).
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const total = [...metrics.matchAll(/^ingest_events_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    const total = [...metrics.matchAll(/^lifecycle_ingest_events_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     expect(total).toBeGreaterThanOrEqual(60);
-    expect(metrics.match(/^# TYPE ingest_events_total /gm)).toHaveLength(1);
+    expect(metrics.match(/^# TYPE lifecycle_ingest_events_total /gm)).toHaveLength(1);
 
     const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
     child.kill('SIGTERM');

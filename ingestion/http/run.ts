@@ -21,7 +21,7 @@ export function createIngestBus(config: Pick<Config, 'kafka'>, logger: Logger, p
   return KafkaBus.fromConfig(config, logger, { producers });
 }
 
-export async function runIngest(config: Readonly<Config>, logger: Logger, metrics: Registry = createMetricsRegistry({ labels: { service: 'ingest' } })): Promise<RunningUnit & { url: string }> {
+export async function runIngest(config: Readonly<Config>, logger: Logger, metrics: Registry = createMetricsRegistry({ process: 'ingest' })): Promise<RunningUnit & { url: string }> {
   const bus = createIngestBus(config, logger);
   await bus.ensureTopics(internalTopicSpecs(topics(config.kafka.topicPrefix), config.kafka.partitions));
   const app = await createIngestServer(config, { bus, logger, metrics });

@@ -256,7 +256,7 @@ describe('ingest API: refusals', () => {
     ]);
     expect(stored(bus).map((e) => e.id).sort()).toEqual(['g1', 'g2']);
     const metrics = await a.inject({ method: 'GET', url: '/metrics' });
-    expect(metrics.body).toContain('ingest_rejected_total{code="LC_ERR_BAD_REQUEST"} 5');
+    expect(metrics.body).toContain('lifecycle_ingest_rejected_total{code="LC_ERR_BAD_REQUEST"} 5');
   });
 
   it('an oversized message is found in a gzip batch whose compressed body is under the per-message limit', async () => {
@@ -439,7 +439,7 @@ describe('ingest API: documents and metrics', () => {
     await post(a, '/v1/track', { userId: 'u', event: 'A' });
     expect((await a.inject({ method: 'GET', url: '/health' })).json()).toMatchObject({ ok: true });
     const metrics = await a.inject({ method: 'GET', url: '/metrics' });
-    expect(metrics.body).toContain('ingest_events_total{source="web",call="track"} 1');
+    expect(metrics.body).toContain('lifecycle_ingest_events_total{source="web",call="track"} 1');
   });
 });
 

@@ -44,17 +44,17 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
   const eventsTopic = topics(config.kafka.topicPrefix).events;
 
   const m = deps.metrics;
-  const eventsTotal = new Counter({ name: 'ingest_events_total', help: 'Events stored in Kafka, by source and call type.', labelNames: ['source', 'call'], registers: [m] });
-  const rejectedTotal = new Counter({ name: 'ingest_rejected_total', help: 'Messages or requests refused, by reason code.', labelNames: ['code'], registers: [m] });
+  const eventsTotal = new Counter({ name: 'lifecycle_ingest_events_total', help: 'Events stored in Kafka, by source and call type.', labelNames: ['source', 'call'], registers: [m] });
+  const rejectedTotal = new Counter({ name: 'lifecycle_ingest_rejected_total', help: 'Messages or requests refused, by reason code.', labelNames: ['code'], registers: [m] });
   const produceSeconds = new Histogram({
-    name: 'ingest_produce_seconds',
+    name: 'lifecycle_ingest_produce_seconds',
     help: 'Time Kafka took to acknowledge one coalesced produce.',
     labelNames: ['outcome'],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3],
     registers: [m],
   });
-  const produceSize = new Histogram({ name: 'ingest_produce_messages', help: 'Messages per coalesced produce.', buckets: [1, 10, 50, 100, 500, 1000, 5000], registers: [m] });
-  const inFlightGauge = new Gauge({ name: 'ingest_inflight_events', help: 'Events accepted and waiting for Kafka.', registers: [m] });
+  const produceSize = new Histogram({ name: 'lifecycle_ingest_produce_messages', help: 'Messages per coalesced produce.', buckets: [1, 10, 50, 100, 500, 1000, 5000], registers: [m] });
+  const inFlightGauge = new Gauge({ name: 'lifecycle_ingest_inflight_events', help: 'Events accepted and waiting for Kafka.', registers: [m] });
 
   const writer = createEventWriter(deps.bus.publisher(), eventsTopic, writerOptions, {
     onFlush: (n, s, ok) => {

@@ -19,7 +19,7 @@ const base = loadConfig();
 // This worker's share of the per-key rate limit.
 const config: typeof base = { ...base, ingest: { ...base.ingest, rateLimitPerSecond: workerRateLimit(base) } };
 const logger = createLogger({ level: config.log.level, name: 'ingest' }).child({ worker: cluster.worker!.id });
-const registry = createMetricsRegistry({ labels: { service: 'ingest' } });
+const registry = createMetricsRegistry({ process: 'ingest' });
 
 let stopping: Promise<void> | null = null;
 try {

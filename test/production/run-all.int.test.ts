@@ -83,7 +83,7 @@ describe('lifecycle run all', () => {
     // Every unit of the process reports on the one Prometheus endpoint.
     const metrics = await (await fetch(metricsUrl)).text();
     expect(metrics).toMatch(/lifecycle_consumer_records_total\{[^}]*consumer="engine"[^}]*\} [1-9]/);
-    expect(metrics).toContain('ingest_events_total');
+    expect(metrics).toContain('lifecycle_ingest_events_total');
   });
 
   it('stops gracefully on SIGTERM', async () => {
