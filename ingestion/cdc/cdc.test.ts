@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import avro from 'avsc';
+import fc from 'fast-check';
 import { InMemoryBus, type IncomingMessage } from '../../platform/bus.ts';
 import { eventCodec } from '../../platform/avro.ts';
 import { DlqHeaders, SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
@@ -338,6 +339,25 @@ describe('Avro (Confluent wire format)', () => {
     await expect(processRecord({ ...msg(null), value: wire(11, Buffer.from([2])) }, mapping, rDown, NOW)).rejects.toThrow(/unreachable/);
     await expect(rDown.schema(11)).rejects.toThrow();
     expect(calls).toBe(2);
+  });
+
+  it('garbage bytes as key and value, JSON or Avro-framed with any schema id, become a DLQ or skip outcome, never an exception', async () => {
+    const fetch404 = (async () => new Response('{"error_code":40403}', { status: 404 })) as typeof fetch;
+    const registries = [undefined, createSchemaRegistry('http://registry', fetch404), registry];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.tuple(fc.oneof(fc.constantFrom(11, 12), fc.integer({ min: 0, max: 2 ** 31 - 1 })), fc.uint8Array({ maxLength: 120 })).map(([id, body]) => new Uint8Array(wire(id, Buffer.from(body))))),
+        fc.option(fc.uint8Array({ maxLength: 40 })),
+        fc.constantFrom(0, 1, 2),
+        async (value, key, which) => {
+          const message: IncomingMessage = { ...msg(null), value: Buffer.from(value), key: key === null ? null : Buffer.from(key).toString('utf8'), keyBytes: key === null ? null : Buffer.from(key) };
+          const out = await processRecord(message, mapping, registries[which], NOW);
+          expect(['dlq', 'skip', 'events']).toContain(out.kind);
+          if (out.kind === 'dlq') expect(out.reason.length).toBeGreaterThan(0);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 
   it('the registry client caches schemas by id', async () => {
