@@ -11,7 +11,7 @@ import { createAnalyticsStore } from './store.ts';
 import { deliveryCodec, eventCodec, sendCodec } from '../platform/avro.ts';
 import type { Bus, IncomingMessage } from '../platform/bus.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
-import { createConsumeLoop, RecordRejected } from '../platform/consume.ts';
+import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry } from '../platform/consume.ts';
 import type { Config } from '../platform/config.ts';
 import { SCHEMA_ID_HEADER, topics as topicNames } from '../platform/contracts.ts';
 import { errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
@@ -33,6 +33,8 @@ export interface SinkConfig {
   concurrency?: number;
   /** Longest pause between insert retries. */
   retryMaxMs?: number;
+  /** How a failing batch is retried before its partition stops (defaults: the consume loop's). */
+  retry?: BatchRetry;
 }
 
 export interface SinkDeps {
@@ -248,6 +250,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
       concurrency: config.concurrency ?? 6,
       dlqTopic: topic.dlq,
       decodeStage: 'analytics-sink',
+      ...config.retry,
       decode(message) {
         const table = tableOf.get(message.topic);
         if (!table) throw new LifecycleError('LC_ERR_INTERNAL', `analytics sink got a record of unexpected topic ${message.topic}`);
@@ -308,9 +311,10 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
       log.info({}, 'analytics sink stopped');
     },
     health() {
+      const loop = stalledHealth([consumer]);
       return {
-        ok: running && lastError === null,
-        details: { buffered: buffer.buffered(), lastInsertAt, lastError, assigned: consumer.assignment().length },
+        ok: running && lastError === null && loop.ok,
+        details: { buffered: buffer.buffered(), lastInsertAt, lastError, assigned: consumer.assignment().length, stalled: loop.stalled },
       };
     },
   };
