@@ -81,7 +81,7 @@ export interface ConsumeLoopOptions<T> {
   undecodable?: 'dlq' | 'skip';
   /** The DLQ stage of records the decoder refuses (default `<name>.decode`). */
   decodeStage?: string;
-  /** The stage: its effects must be durable when it resolves. Throwing fails the batch, which is read again. */
+  /** The stage: its effects must be durable when it resolves. Throwing fails the batch: it is retried, and its partition stops after `maxBatchAttempts`. */
   handle(records: ConsumedRecord<T>[], scope: BatchScope): Promise<BatchVerdict | void>;
   onAssigned?(partitions: TopicPartition[]): Promise<void> | void;
   onRevoked?(partitions: TopicPartition[]): Promise<void> | void;
