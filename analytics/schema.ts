@@ -12,6 +12,8 @@ import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 
 export const TABLES = ['events', 'sends', 'deliveries'] as const;
 export type Table = (typeof TABLES)[number];
+/** The log of erasures (right to be forgotten) the sink carried out; see erasure.ts. */
+export const ERASURE_LOG = 'erasures';
 
 export interface EventRow {
   id: string;
@@ -215,6 +217,30 @@ ORDER BY (rule_id, send_id, id)`,
 }
 
 /**
+ * The erasure log: one row per erasure the sink carried out (a replayed deletion adds
+ * another, with what it found then). The user id is the only personal data in it: the
+ * request is named by its event id and source, what was erased by table and row count.
+ * A plain MergeTree without TTL: an audit trail is kept, and never collapsed.
+ */
+export function erasureLogDdl(database: string): string {
+  assertDatabaseName(database);
+  return `CREATE TABLE IF NOT EXISTS ${database}.${ERASURE_LOG} (
+  user_id String,
+  request_id String,
+  request_source String,
+  requested_at_ms UInt64,
+  requested_at DateTime,
+  erased_at_ms UInt64,
+  erased_at DateTime,
+  method String,
+  erased_tables Array(String),
+  erased_rows Array(UInt64)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(erased_at)
+ORDER BY (user_id, erased_at_ms, request_id)`;
+}
+
+/**
  * Creates the database and tables if missing; idempotent. The payload TTL is set where the
  * engine supports it (decided by `version()`), and changed in place when the configured
  * number of days differs from the table's.
@@ -226,6 +252,7 @@ export async function ensureSchema(store: AnalyticsStore, database: string, opts
   await store.command(`CREATE DATABASE IF NOT EXISTS ${database}`);
   const ddl = tableDdl(database, payloadTtl ? opts.payloadTtlDays : undefined);
   for (const table of TABLES) await store.command(ddl[table]);
+  await store.command(erasureLogDdl(database));
   if (payloadTtl) {
     const wanted = `toIntervalDay(${opts.payloadTtlDays})`;
     const [row] = await store.query<{ statement: string }>(`SHOW CREATE TABLE ${database}.sends`);

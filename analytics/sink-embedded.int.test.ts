@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createChdbStore, type AnalyticsStore } from './store.ts';
+import { createChdbStore, type EngineAnalyticsStore } from './store.ts';
 import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../platform/avro.ts';
 import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
 import { DlqHeaders, topics } from '../platform/contracts.ts';
@@ -20,7 +20,7 @@ describe('analytics sink in the embedded mode (in-memory bus, chDB)', () => {
   const t = topics('demo');
   const database = 'lifecycle_embedded';
   let dir: string;
-  let store: AnalyticsStore;
+  let store: EngineAnalyticsStore;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'lc-chdb-sink-'));

@@ -1,9 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../platform/avro.ts';
-import { SCHEMA_ID_HEADER } from '../platform/contracts.ts';
+import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
+import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../platform/contracts.ts';
+import { LifecycleError } from '../platform/errors.ts';
+import { silentLogger } from '../platform/logger.ts';
+import { createMetricsRegistry } from '../platform/metrics.ts';
 import { DELIVERIES, EVENTS, SENDS } from '../test/support/analytics-fixtures.ts';
 import { deliveryRow, eventRow, sendRow } from './schema.ts';
-import { chunkByMonth, decodeRecord } from './sink.ts';
+import { chunkByMonth, createAnalyticsSink, decodeRecord, type AnalyticsSink } from './sink.ts';
+import type { EngineAnalyticsStore, QueryParams } from './store.ts';
 
 describe('decodeRecord', () => {
   it('turns each topic\'s Avro record into its table row', () => {
@@ -27,6 +32,113 @@ describe('decodeRecord', () => {
   ] as const)('rejects %s with a reason', (_name, topic, message, reason) => {
     const r = decodeRecord(topic, message);
     expect('error' in r && r.error).toMatch(reason);
+  });
+});
+
+describe('decodeRecord of a deletion', () => {
+  it('keeps what makes the request auditable and drops what else it carried', () => {
+    const deletion: NormalisedEvent = { id: 'd1', userId: 'u1', anonymousId: 'a1', type: 'user_deleted', ts: 1_780_000_000_000, receivedAt: 1_780_000_000_000, source: 'http:app', properties: { reason: 'asked' }, context: { ip: '203.0.113.9' } };
+    expect(decodeRecord('events', encodeWithHeader(eventCodec, deletion))).toEqual({
+      table: 'events',
+      row: { ...eventRow(deletion), anonymous_id: '', properties: '{}', traits: '', context: '' },
+    });
+  });
+});
+
+describe('the sink erases a deleted user', () => {
+  const t = topics('lc');
+  const sinks: AnalyticsSink[] = [];
+  afterEach(async () => {
+    for (const s of sinks.splice(0)) await s.stop();
+  });
+
+  type Call = { op: 'command' | 'insert' | 'query'; sql: string; params?: QueryParams | undefined; rows?: object[]; committed: number | undefined };
+
+  /** A store that records what the sink asks, answering counts with 2 rows; the first `failErasures` deletes fail. */
+  function recordingStore(bus: InMemoryBus, failErasures = 0): EngineAnalyticsStore & { calls: Call[] } {
+    const calls: Call[] = [];
+    const committed = () => bus.groupOffsets('sink', t.events).get(0);
+    let failures = failErasures;
+    return {
+      backend: 'server',
+      calls,
+      async command(sql, params) {
+        if (/DELETE/.test(sql) && failures-- > 0) throw new LifecycleError('LC_ERR_ANALYTICS', 'analytics command failed: connect ECONNREFUSED', { retriable: true });
+        calls.push({ op: 'command', sql, params, committed: committed() });
+      },
+      async insert(table, rows) {
+        calls.push({ op: 'insert', sql: table, rows, committed: committed() });
+      },
+      async query<T>(sql: string, params?: QueryParams): Promise<T[]> {
+        calls.push({ op: 'query', sql, params, committed: committed() });
+        if (sql.includes('version()')) return [{ v: '18.16.1' }] as T[];
+        if (sql.includes('count()')) return [{ n: 2 }] as T[];
+        return [];
+      },
+      async close() {},
+    };
+  }
+
+  const USER = "ada'; DROP TABLE lc.events --";
+  const event = (id: string, userId: string, type: string): NormalisedEvent => ({ id, userId, type, ts: 1_780_000_000_000, receivedAt: 1_780_000_000_100, source: 'cdc:appdb', properties: {} });
+
+  async function run(failErasures: number) {
+    const bus = new InMemoryBus(1);
+    await bus.ensureTopics(internalTopicSpecs(t, 1));
+    const store = recordingStore(bus, failErasures);
+    const sink = createAnalyticsSink({ groupId: 'sink', topicPrefix: 'lc', database: 'lc', flushIntervalMs: 20, retryMaxMs: 20 }, { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) });
+    sinks.push(sink);
+    await bus.publisher().publish(t.events, [event('e1', USER, 'login'), event('e2', 'bob', 'login'), event('d1', USER, 'user_deleted')].map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })));
+    await sink.start();
+    const end = Date.now() + 5000;
+    while (bus.groupOffsets('sink', t.events).get(0) !== 3) {
+      if (Date.now() > end) throw new Error('deletion not committed');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return { store, sink };
+  }
+
+  it('after inserting the batch and before committing it, erases every table by a bound id, then logs the erasure', async () => {
+    const { store, sink } = await run(0);
+    const calls = store.calls.filter((c) => !c.sql.includes('version()'));
+    expect(calls.map((c) => `${c.op} ${c.op === 'insert' ? c.sql : c.sql.replace(/ WHERE .*/, '')}`)).toEqual([
+      'insert lc.events',
+      'query SELECT count() AS n FROM lc.events',
+      'command ALTER TABLE lc.events DELETE',
+      'query SELECT count() AS n FROM lc.sends',
+      'command ALTER TABLE lc.sends DELETE',
+      'query SELECT count() AS n FROM lc.deliveries',
+      'command ALTER TABLE lc.deliveries DELETE',
+      'insert lc.erasures',
+    ]);
+    // Nothing was committed before the erasure was logged.
+    expect(calls.every((c) => c.committed === undefined)).toBe(true);
+    for (const c of calls.filter((x) => x.op !== 'insert')) {
+      expect(c.params).toEqual({ user: USER });
+      expect(c.sql).not.toContain('DROP');
+    }
+    expect(calls.at(-1)!.rows).toEqual([
+      {
+        user_id: USER,
+        request_id: 'd1',
+        request_source: 'cdc:appdb',
+        requested_at_ms: 1_780_000_000_000,
+        requested_at: 1_780_000_000,
+        erased_at_ms: expect.any(Number) as number,
+        erased_at: expect.any(Number) as number,
+        method: 'mutation',
+        erased_tables: ['events', 'sends', 'deliveries'],
+        erased_rows: [2, 2, 2],
+      },
+    ]);
+    expect(sink.health().ok).toBe(true);
+  });
+
+  it('retries an erasure ClickHouse refuses and commits the deletion only once it went through', async () => {
+    const { store } = await run(2);
+    const erasures = store.calls.filter((c) => c.op === 'command' || c.sql === 'lc.erasures');
+    expect(erasures.map((c) => c.sql.replace(/ WHERE .*/, ''))).toEqual(['ALTER TABLE lc.events DELETE', 'ALTER TABLE lc.sends DELETE', 'ALTER TABLE lc.deliveries DELETE', 'lc.erasures']);
+    expect(erasures.every((c) => c.committed === undefined)).toBe(true);
   });
 });
 

@@ -5,13 +5,17 @@
 // nothing; what it replays carries the same ids and collapses in the ReplacingMergeTree
 // tables (queries count distinct ids meanwhile). Records that cannot be decoded, or hold
 // values the tables cannot store, go to the DLQ with a reason and the stream keeps flowing.
+// A `user_deleted` event erases its user from every table once its batch is inserted and
+// before the batch is committed (erasure.ts), and the erasure is logged.
 import type { Logger } from 'pino';
-import type { AnalyticsStore } from './store.ts';
+import type { EngineAnalyticsStore } from './store.ts';
 import { createAnalyticsStore } from './store.ts';
+import { USER_DELETED } from '../engine/core/engine-core.ts';
+import { createEraser, deletionRow, erasureRequests, type ErasureRequest } from './erasure.ts';
 import { deliveryCodec, eventCodec, sendCodec } from '../platform/avro.ts';
 import type { Bus, IncomingMessage } from '../platform/bus.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
-import { createConsumeLoop, RecordRejected } from '../platform/consume.ts';
+import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry } from '../platform/consume.ts';
 import type { Config } from '../platform/config.ts';
 import { SCHEMA_ID_HEADER, topics as topicNames } from '../platform/contracts.ts';
 import { ErrorCodes, errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
@@ -33,11 +37,13 @@ export interface SinkConfig {
   concurrency?: number;
   /** Longest pause between insert retries. */
   retryMaxMs?: number;
+  /** How a failing batch is retried before its partition stops (defaults: the consume loop's). */
+  retry?: BatchRetry;
 }
 
 export interface SinkDeps {
   bus: Bus;
-  store: AnalyticsStore;
+  store: EngineAnalyticsStore;
   logger: Logger;
   metrics: Registry;
 }
@@ -70,7 +76,8 @@ export function decodeRecord(topic: Table, message: Pick<IncomingMessage, 'value
       case 'events': {
         const e = eventCodec.decode(message.value, schemaId);
         const bad = checkTime('ts', e.ts) ?? checkTime('receivedAt', e.receivedAt);
-        return bad ? { error: bad } : { table: 'events', row: eventRow(e) };
+        if (bad) return { error: bad };
+        return { table: 'events', row: e.type === USER_DELETED ? deletionRow(eventRow(e)) : eventRow(e) };
       }
       case 'sends': {
         const s = sendCodec.decode(message.value, schemaId);
@@ -195,6 +202,9 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
   const rowsCounter = new Counter({ name: 'lifecycle_sink_rows_total', help: 'Rows inserted into ClickHouse by table', labelNames: ['table'], registers: [metrics] });
   const insertErrors = new Counter({ name: 'lifecycle_sink_insert_errors_total', help: 'Failed insert attempts', labelNames: ['table'], registers: [metrics] });
   const insertSeconds = new Histogram({ name: 'lifecycle_sink_insert_seconds', help: 'Time to insert one buffered batch (all tables)', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [metrics] });
+  const erasures = new Counter({ name: 'lifecycle_sink_erasures_total', help: 'Users erased from the analytics tables on a user_deleted event (replays count again)', registers: [metrics] });
+  const erasureErrors = new Counter({ name: 'lifecycle_sink_erasure_errors_total', help: 'Failed erasure attempts (each is retried)', registers: [metrics] });
+  const eraser = createEraser({ store, database: config.database });
 
   let running = false;
   let stopping = false;
@@ -221,6 +231,26 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     }
   }
 
+  // Like an insert: ClickHouse away means retry until it works, the batch uncommitted
+  // meanwhile; a deletion is never committed past without its erasure.
+  async function erase(request: ErasureRequest): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const done = await eraser.erase(request);
+        erasures.inc();
+        log.info({ requestId: request.requestId, source: request.source, method: done.method, tables: done.erased_tables, rows: done.erased_rows }, 'user erased from the analytics tables');
+        return;
+      } catch (err) {
+        erasureErrors.inc();
+        lastError = errorMessage(err);
+        if (stopping) throw err;
+        const delay = Math.min(retryMaxMs, 200 * 2 ** Math.min(attempt - 1, 10));
+        log[attempt === 1 || attempt % 10 === 0 ? 'error' : 'warn']({ requestId: request.requestId, attempt, delayMs: delay, err: lastError }, 'erasure failed, retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
   async function insertTable(table: Table, rows: object[]): Promise<void> {
     for (const chunk of chunkByMonth(rows, partitionSecond[table])) await insertChunk(table, chunk);
   }
@@ -233,6 +263,8 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
       // A table that already went in is inserted again if a later one fails and the batch
       // replays: the duplicate rows carry the same ids and collapse.
       for (const table of TABLES) if (rows[table].length > 0) await insertTable(table, rows[table]);
+      // After the rows, so that those of the deleted user in this very batch go too.
+      for (const request of erasureRequests(rows.events)) await erase(request);
       end();
       lastInsertAt = Date.now();
       lastError = null;
@@ -248,6 +280,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
       concurrency: config.concurrency ?? 6,
       dlqTopic: topic.dlq,
       decodeStage: 'analytics-sink',
+      ...config.retry,
       decode(message) {
         const table = tableOf.get(message.topic);
         if (!table) throw new LifecycleError(ErrorCodes.Internal, `analytics sink got a record of unexpected topic ${message.topic}`);
@@ -308,9 +341,10 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
       log.info({}, 'analytics sink stopped');
     },
     health() {
+      const loop = stalledHealth([consumer]);
       return {
-        ok: running && lastError === null,
-        details: { buffered: buffer.buffered(), lastInsertAt, lastError, assigned: consumer.assignment().length },
+        ok: running && lastError === null && loop.ok,
+        details: { buffered: buffer.buffered(), lastInsertAt, lastError, assigned: consumer.assignment().length, stalled: loop.stalled },
       };
     },
   };
@@ -331,7 +365,7 @@ export function sinkConfig(config: Pick<Config, 'kafka' | 'clickhouse' | 'analyt
  * database is created through the `default` database first (a connection cannot name a
  * database that does not exist yet); chDB has one store per process.
  */
-export async function openAnalytics(config: Pick<Config, 'clickhouse' | 'analytics'>, logger: Logger): Promise<AnalyticsStore> {
+export async function openAnalytics(config: Pick<Config, 'clickhouse' | 'analytics'>, logger: Logger): Promise<EngineAnalyticsStore> {
   const opts = { payloadTtlDays: config.analytics.payloadTtlDays };
   if (config.clickhouse.backend === 'chdb') {
     const store = await createAnalyticsStore(config.clickhouse);

@@ -15,8 +15,8 @@ import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 export type QueryParams = Record<string, unknown>;
 
 export interface AnalyticsStore {
-  /** DDL and statements without a result. */
-  command(sql: string): Promise<void>;
+  /** DDL and statements without a result; `params` bind `{name:Type}` placeholders as in `query`. */
+  command(sql: string, params?: QueryParams): Promise<void>;
   /** Inserts rows (objects keyed by column name) as JSONEachRow. */
   insert(table: string, rows: object[]): Promise<void>;
   /** Runs a SELECT and returns its rows as objects. */
@@ -25,9 +25,18 @@ export interface AnalyticsStore {
 }
 
 export type AnalyticsConfig = Pick<Config['clickhouse'], 'backend' | 'url' | 'database' | 'user' | 'password' | 'chdbPath'>;
+export type AnalyticsBackend = AnalyticsConfig['backend'];
+
+/**
+ * A store opened on one of the two engines, which it names: the few statements they spell
+ * differently (erasure: a mutation or a lightweight delete) are chosen by it.
+ */
+export interface EngineAnalyticsStore extends AnalyticsStore {
+  readonly backend: AnalyticsBackend;
+}
 
 /** Opens the store the config names. The database itself is not created here. */
-export async function createAnalyticsStore(config: AnalyticsConfig): Promise<AnalyticsStore> {
+export async function createAnalyticsStore(config: AnalyticsConfig): Promise<EngineAnalyticsStore> {
   return config.backend === 'chdb' ? createChdbStore({ path: config.chdbPath }) : createServerStore(config);
 }
 
@@ -119,7 +128,7 @@ export function bindParams(sql: string, params: QueryParams): string {
 
 const JSON_SETTINGS = { output_format_json_quote_64bit_integers: 0 } as const;
 
-export function createServerStore(config: Omit<AnalyticsConfig, 'backend' | 'chdbPath'>): AnalyticsStore {
+export function createServerStore(config: Omit<AnalyticsConfig, 'backend' | 'chdbPath'>): EngineAnalyticsStore {
   const client: ClickHouseClient = createClient({
     url: config.url,
     username: config.user,
@@ -143,11 +152,19 @@ export function createServerStore(config: Omit<AnalyticsConfig, 'backend' | 'chd
     return nativeParams;
   }
 
+  /** The statement and how its parameters travel: natively from 19.x, else bound as literals here. */
+  async function bound(sql: string, params: QueryParams | undefined): Promise<{ query: string; query_params?: QueryParams }> {
+    if (params === undefined || Object.keys(params).length === 0) return { query: sql };
+    return (await supportsNativeParams()) ? { query: sql, query_params: params } : { query: bindParams(sql, params) };
+  }
+
   return {
-    async command(sql) {
+    backend: 'server',
+    async command(sql, params) {
       try {
-        await client.command({ query: sql });
+        await client.command(await bound(sql, params));
       } catch (err) {
+        if (err instanceof LifecycleError) throw err;
         throw storeError('command', err);
       }
     },
@@ -161,10 +178,7 @@ export function createServerStore(config: Omit<AnalyticsConfig, 'backend' | 'chd
     },
     async query<T>(sql: string, params?: QueryParams): Promise<T[]> {
       try {
-        const hasParams = params !== undefined && Object.keys(params).length > 0;
-        const native = hasParams && (await supportsNativeParams());
-        const query = hasParams && !native ? bindParams(sql, params) : sql;
-        const rs = await client.query({ query, format: 'JSONEachRow', ...(native ? { query_params: params } : {}) });
+        const rs = await client.query({ ...(await bound(sql, params)), format: 'JSONEachRow' });
         return await rs.json<T>();
       } catch (err) {
         if (err instanceof LifecycleError) throw err;
@@ -183,7 +197,7 @@ export function createServerStore(config: Omit<AnalyticsConfig, 'backend' | 'chd
  * chDB binds one data folder per process: every store opened on the same `path` shares
  * it, and a second folder can be opened only after the first store is closed.
  */
-export async function createChdbStore(options: { path: string }): Promise<AnalyticsStore> {
+export async function createChdbStore(options: { path: string }): Promise<EngineAnalyticsStore> {
   const { mkdir } = await import('node:fs/promises');
   await mkdir(options.path, { recursive: true });
   // Loaded lazily: the native engine is large and only the embedded mode needs it.
@@ -196,10 +210,12 @@ export async function createChdbStore(options: { path: string }): Promise<Analyt
     if (closed) throw new LifecycleError(ErrorCodes.Analytics, 'analytics store is closed');
   };
   return {
-    async command(sql) {
+    backend: 'chdb',
+    async command(sql, params) {
       open();
       try {
-        await session.queryAsync(sql);
+        if (params !== undefined && Object.keys(params).length > 0) await session.queryBindAsync(sql, params);
+        else await session.queryAsync(sql);
       } catch (err) {
         throw storeError('command', err);
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InMemoryBus, keyBytesOf, sendToDlq, type IncomingMessage } from './bus.ts';
+import { InMemoryBus, keyBytesOf, partitionFor, sendToDlq, type IncomingMessage } from './bus.ts';
 
 const msg = (key: string, v: string) => ({ key, value: Buffer.from(v) });
 
@@ -41,6 +41,32 @@ describe('InMemoryBus', () => {
     await a.stop();
     expect(b.assignment()).toHaveLength(4);
     await b.stop();
+  });
+
+  it('stops handing out a paused partition, keeps the others flowing, and reads it again from the committed offset once resumed', async () => {
+    const bus = new InMemoryBus(2);
+    await bus.ensureTopics([{ topic: 't', partitions: 2 }]);
+    const seen: string[] = [];
+    const c = bus.consumer({
+      groupId: 'g',
+      topics: ['t'],
+      eachBatch: async (batch, ctl) => {
+        for (const m of batch.messages) seen.push(`${m.partition}:${m.value!.toString()}`);
+        await ctl.commit(String(Number(batch.messages[batch.messages.length - 1]!.offset) + 1));
+      },
+    });
+    await c.start();
+    c.pause([{ topic: 't', partition: 0 }]);
+    const keyOn = (p: number) => Array.from({ length: 50 }, (_, i) => `k${i}`).find((k) => partitionFor(k, 2) === p)!;
+    await bus.publisher().publish('t', [msg(keyOn(0), 'a'), msg(keyOn(1), 'b')]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(seen).toEqual(['1:b']);
+    expect(bus.groupOffsets('g', 't').get(0)).toBeUndefined();
+    c.resume([{ topic: 't', partition: 0 }]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(seen).toContain('0:a');
+    expect(bus.groupOffsets('g', 't').get(0)).toBe(1);
+    await c.stop();
   });
 
   it('puts the reason and the source position on DLQ records', async () => {

@@ -83,6 +83,15 @@ export interface BusConsumer {
   /** Graceful: lets the in-flight batch finish, then leaves the group. */
   stop(): Promise<void>;
   assignment(): TopicPartition[];
+  /**
+   * Stops fetching these partitions while staying in the group: they stay assigned to this
+   * member, nothing more of them is handed to `eachBatch`, and their offsets stay where they
+   * were committed. As in Kafka's client, a pause outlives a rebalance: whoever paused a
+   * partition resumes it when it is revoked, or this member would not read it if it came back.
+   */
+  pause(partitions: TopicPartition[]): void;
+  /** Fetches paused partitions again, from their committed offset. */
+  resume(partitions: TopicPartition[]): void;
 }
 
 export interface TopicSpec {
@@ -153,10 +162,13 @@ interface MemoryGroup {
   members: MemoryConsumer[];
 }
 
+const tpKey = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
+
 class MemoryConsumer implements BusConsumer {
   private running = false;
   private assigned: TopicPartition[] = [];
   private positions = new Map<string, number>();
+  private paused = new Set<string>();
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
 
@@ -167,6 +179,20 @@ class MemoryConsumer implements BusConsumer {
 
   assignment(): TopicPartition[] {
     return [...this.assigned];
+  }
+
+  pause(partitions: TopicPartition[]): void {
+    for (const tp of partitions) this.paused.add(tpKey(tp));
+  }
+
+  resume(partitions: TopicPartition[]): void {
+    for (const tp of partitions) {
+      const k = tpKey(tp);
+      if (!this.paused.delete(k)) continue;
+      // As Kafka does after a pause: fetching goes on from the committed offset.
+      if (this.positions.has(k)) this.positions.set(k, this.bus.committedOffset(this.sub, tp));
+    }
+    this.notify();
   }
 
   async start(): Promise<void> {
@@ -207,9 +233,9 @@ class MemoryConsumer implements BusConsumer {
       let worked = false;
       for (const tp of [...this.assigned]) {
         if (!this.running) break;
-        const k = `${tp.topic}/${tp.partition}`;
+        const k = tpKey(tp);
         const pos = this.positions.get(k);
-        if (pos === undefined) continue;
+        if (pos === undefined || this.paused.has(k)) continue;
         const log = this.bus.log(tp.topic, tp.partition);
         if (pos >= log.length) continue;
         const messages = log.slice(pos, pos + 500);
@@ -309,6 +335,16 @@ export class InMemoryBus implements Bus {
     const c = g.committed.get(`${tp.topic}/${tp.partition}`);
     if (c !== undefined) return c;
     return sub.fromBeginning === false ? this.log(tp.topic, tp.partition).length : 0;
+  }
+
+  /** A group's committed offsets on a topic, per partition that has one (tests and the demo's inspectors). */
+  groupOffsets(groupId: string, topic: string): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const [k, next] of this.group(groupId).committed) {
+      const slash = k.lastIndexOf('/');
+      if (k.slice(0, slash) === topic) out.set(Number(k.slice(slash + 1)), next);
+    }
+    return out;
   }
 
   commit(groupId: string, tp: TopicPartition, next: number): void {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { InMemoryBus } from './bus.ts';
+import { InMemoryBus, partitionFor, type Bus } from './bus.ts';
 import {
   createConsumeLoop,
   nextOffset,
@@ -239,6 +239,177 @@ describe('consume loop', () => {
     await until(() => consumer.lastCommitAt() !== null);
     await consumer.stop();
     expect(beats).toBeGreaterThanOrEqual(3);
+  });
+
+  it('retries a failing batch in place, pausing longer each time, and commits only once it succeeds', async () => {
+    const { bus, registry } = await setup(2);
+    const at: number[] = [];
+    const committedBefore: (number | undefined)[] = [];
+    const consumer = loop<number>(bus, registry, {
+      retryBackoff: { initialMs: 40, maxMs: 1000 },
+      decode: (m) => Number(m.value!.toString()),
+      async handle() {
+        at.push(Date.now());
+        committedBefore.push(bus.groupOffsets('g', 'in').get(0));
+        if (at.length <= 2) throw new Error('store away');
+      },
+    });
+    await consumer.start();
+    await until(() => consumer.lastCommitAt() !== null);
+    await consumer.stop();
+    expect(at).toHaveLength(3);
+    expect(committedBefore).toEqual([undefined, undefined, undefined]);
+    expect(bus.groupOffsets('g', 'in').get(0)).toBe(2);
+    // Exponential: the second pause is twice the first.
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(35);
+    expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(75);
+    expect(await counter(registry, 'lifecycle_consumer_batch_failures_total', { consumer: 'test' })).toBe(2);
+    expect(consumer.lastError()).toBeNull();
+    expect(consumer.stalled()).toEqual([]);
+  });
+
+  describe('a batch that keeps failing', () => {
+    const keyOn = (partition: number) =>
+      Array.from({ length: 100 }, (_, i) => `user-${i}`).find((k) => partitionFor(k, 2) === partition)!;
+
+    async function twoPartitions() {
+      const bus = new InMemoryBus(2);
+      await bus.ensureTopics([
+        { topic: 'in', partitions: 2 },
+        { topic: 'dlq', partitions: 1 },
+      ]);
+      return { bus, registry: createMetricsRegistry({ defaults: false }) };
+    }
+
+    const failOnPoison = (calls: Map<number, number>) => ({
+      maxBatchAttempts: 3,
+      retryBackoff: { initialMs: 5, maxMs: 20 },
+      decode: (m: { value: Buffer | null }) => m.value!.toString(),
+      async handle(records: { value: string }[], scope: { partition: number }) {
+        calls.set(scope.partition, (calls.get(scope.partition) ?? 0) + 1);
+        if (records.some((r) => r.value === 'poison')) throw new Error('preference store refused the erasure');
+      },
+    });
+
+    it('stops its partition after maxBatchAttempts: paused, reported, logged, counted, never committed; the other partitions flow', async () => {
+      const { bus, registry } = await twoPartitions();
+      const lines: Record<string, unknown>[] = [];
+      const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+      const calls = new Map<number, number>();
+      const consumer = createConsumeLoop<string>(
+        { name: 'erasure', groupId: 'g', topics: ['in'], dlqTopic: 'dlq', ...failOnPoison(calls) },
+        { bus, publisher: bus.publisher(), logger, registry },
+      );
+      await consumer.start();
+      await bus.publisher().publish('in', [
+        { key: keyOn(0), value: Buffer.from('ok') },
+        { key: keyOn(1), value: Buffer.from('poison') },
+      ]);
+      await until(() => consumer.stalled().length === 1);
+      expect(consumer.stalled()).toEqual([
+        {
+          topic: 'in',
+          partition: 1,
+          offset: '0',
+          attempts: 3,
+          error: 'preference store refused the erasure',
+          since: expect.any(Number) as number,
+        },
+      ]);
+      // Paused: not read again, however long we wait; the other partition keeps flowing.
+      await bus.publisher().publish('in', [{ key: keyOn(0), value: Buffer.from('later') }]);
+      await until(() => bus.groupOffsets('g', 'in').get(0) === 2);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(calls.get(1)).toBe(3);
+      expect(bus.groupOffsets('g', 'in').get(1)).toBeUndefined();
+      expect(await counter(registry, 'lifecycle_consumer_stalled_partitions', { consumer: 'erasure' })).toBe(1);
+      const stop = lines.find((l) => l.level === 60 || (l.level === 50 && /stopped/.test(String(l.msg))));
+      expect(stop).toMatchObject({
+        component: 'erasure',
+        topic: 'in',
+        partition: 1,
+        offset: '0',
+        attempts: 3,
+        err: 'preference store refused the erasure',
+      });
+      expect(String(stop!.msg)).toMatch(/restart/);
+
+      // Leaving the group revokes the partition: nothing stalled is left in this process.
+      await consumer.stop();
+      expect(consumer.stalled()).toEqual([]);
+      expect(await counter(registry, 'lifecycle_consumer_stalled_partitions', { consumer: 'erasure' })).toBe(0);
+    });
+
+    it('a stalled partition taken away by a rebalance is cleared here, and its next owner reads it again', async () => {
+      const { bus, registry } = await twoPartitions();
+      const calls = new Map<number, number>();
+      const first = loop<string>(bus, registry, { name: 'first', ...failOnPoison(calls) });
+      await first.start();
+      await bus.publisher().publish('in', [{ key: keyOn(1), value: Buffer.from('poison') }]);
+      await until(() => first.stalled().length === 1);
+
+      const handled: string[] = [];
+      const second = loop<string>(bus, registry, {
+        name: 'second',
+        decode: (m) => m.value!.toString(),
+        async handle(records) {
+          for (const r of records) handled.push(r.value);
+        },
+      });
+      // The second member takes partition 1 (the in-memory bus deals partitions round-robin).
+      await second.start();
+      expect(second.assignment()).toEqual([{ topic: 'in', partition: 1 }]);
+      expect(first.stalled()).toEqual([]);
+      expect(await counter(registry, 'lifecycle_consumer_stalled_partitions', { consumer: 'first' })).toBe(0);
+      await until(() => bus.groupOffsets('g', 'in').get(1) === 1);
+      expect(handled).toEqual(['poison']);
+      await second.stop();
+      await first.stop();
+    });
+
+    it('keeps heartbeating while it waits to retry, and a stop does not wait for the pause to end', async () => {
+      const { bus, registry } = await setup(1);
+      let beats = 0;
+      let calls = 0;
+      const counting: Pick<Bus, 'consumer'> = {
+        consumer: (sub) =>
+          bus.consumer({
+            ...sub,
+            eachBatch: (batch, control) =>
+              sub.eachBatch(batch, {
+                ...control,
+                heartbeat: async () => {
+                  beats++;
+                },
+              }),
+          }),
+      };
+      const consumer = createConsumeLoop<number>(
+        {
+          name: 'patient',
+          groupId: 'g',
+          topics: ['in'],
+          dlqTopic: 'dlq',
+          heartbeatMs: 20,
+          retryBackoff: { initialMs: 10_000, maxMs: 10_000 },
+          decode: () => 0,
+          async handle() {
+            calls++;
+            throw new Error('redis away');
+          },
+        },
+        { bus: counting, publisher: bus.publisher(), logger, registry },
+      );
+      await consumer.start();
+      await until(() => calls === 1);
+      await new Promise((r) => setTimeout(r, 150));
+      expect(beats).toBeGreaterThanOrEqual(3);
+      expect(calls).toBe(1);
+      const stopping = Date.now();
+      await consumer.stop();
+      expect(Date.now() - stopping).toBeLessThan(1000);
+      expect(consumer.stalled()).toEqual([]);
+    });
   });
 
   it('names the next offset of a batch', () => {

@@ -7,6 +7,17 @@
 // durable when its handler returns; then the dead letters are durable; only then is the
 // offset committed. A crash anywhere before the commit replays the batch, so a stage must
 // make its effects idempotent (event ids, sendIds, fences) and dead letters may repeat.
+//
+// A batch whose stage fails is retried in place, after a pause that doubles each time
+// (`retryBackoff`), heartbeating meanwhile. After `maxBatchAttempts` failures in a row the
+// loop stops that partition rather than skip the batch or retry it forever: the partition
+// is paused (still assigned, the group stays alive, the other partitions flow), nothing of
+// it is committed, an error log names consumer, topic, partition, offset and the last
+// error, and `stalled()` reports it, so health turns not ok and
+// `lifecycle_consumer_stalled_partitions` counts it. A failure that no retry cures (a bug,
+// a deletion the stores refuse) is thus seen and kept, never committed past. Restarting the
+// process reads the partition again; a rebalance that takes it away clears it here too,
+// and its next owner tries again from the committed offset.
 import type { Logger } from 'pino';
 import { performance } from 'node:perf_hooks';
 import type {
@@ -20,7 +31,7 @@ import type {
 } from './bus.ts';
 import { sendToDlq } from './bus.ts';
 import { errorMessage } from './errors.ts';
-import { Counter, Histogram, type Registry } from './metrics.ts';
+import { Counter, Gauge, Histogram, type Registry } from './metrics.ts';
 
 /** A record the decoder refuses, with the reason the DLQ header carries. */
 export class RecordRejected extends Error {
@@ -70,14 +81,38 @@ export interface ConsumeLoopOptions<T> {
   undecodable?: 'dlq' | 'skip';
   /** The DLQ stage of records the decoder refuses (default `<name>.decode`). */
   decodeStage?: string;
-  /** The stage: its effects must be durable when it resolves. Throwing fails the batch, which is read again. */
+  /** The stage: its effects must be durable when it resolves. Throwing fails the batch: it is retried, and its partition stops after `maxBatchAttempts`. */
   handle(records: ConsumedRecord<T>[], scope: BatchScope): Promise<BatchVerdict | void>;
   onAssigned?(partitions: TopicPartition[]): Promise<void> | void;
   onRevoked?(partitions: TopicPartition[]): Promise<void> | void;
-  /** Called with the error of a failed batch before it is retried (for health reporting). */
+  /** Called with the error of each failed attempt of a batch (for health reporting). */
   onBatchError?(err: unknown, batch: Batch): void;
-  /** How often the loop heartbeats while the stage works (default 2 s). */
+  /** How often the loop heartbeats while the stage works or waits to retry (default 2 s). */
   heartbeatMs?: number;
+  /** Attempts of one batch, failing in a row, after which its partition stops (default 10). */
+  maxBatchAttempts?: number;
+  /**
+   * Pause before the first retry of a failed batch, doubled for each further one up to
+   * `maxMs` (default 250 ms up to 60 s: ten attempts span about two minutes, which an
+   * infrastructure outage may last before the partition stops).
+   */
+  retryBackoff?: { initialMs: number; maxMs: number };
+}
+
+/** How a service's loops retry a failing batch before they stop its partition (tests make it quick). */
+export type BatchRetry = Pick<ConsumeLoopOptions<unknown>, 'maxBatchAttempts' | 'retryBackoff'>;
+
+/** A partition the loop stopped reading because one batch kept failing. */
+export interface StalledPartition {
+  topic: string;
+  partition: number;
+  /** First offset of the batch that failed: where reading would resume. */
+  offset: string;
+  attempts: number;
+  /** The last attempt's error. */
+  error: string;
+  /** When the partition was stopped (epoch ms). */
+  since: number;
 }
 
 export interface ConsumeLoopDeps {
@@ -94,6 +129,17 @@ export interface ConsumeLoop extends BusConsumer {
   lastError(): string | null;
   /** The offsets this process committed on `topic`, per partition it still owns (for lag where the bus cannot tell). */
   committedOffsets(topic: string): Map<number, string>;
+  /** Partitions stopped because a batch kept failing; services report them in health (not ok while any). */
+  stalled(): StalledPartition[];
+}
+
+/** Health of a service's loops: not ok while any partition is stalled, with what and why in the details. */
+export function stalledHealth(loops: readonly (Pick<ConsumeLoop, 'stalled'> | null | undefined)[]): { ok: boolean; stalled: (StalledPartition & { reason: string })[] } {
+  const stalled = loops.flatMap((l) => l?.stalled() ?? []).map((s) => ({
+    ...s,
+    reason: `${s.topic}[${s.partition}] stopped at offset ${s.offset} after ${s.attempts} failed attempts: ${s.error}; restart the process to read it again`,
+  }));
+  return { ok: stalled.length === 0, stalled };
 }
 
 // Metrics are per registry, shared by every loop of a process (one `consumer` label each).
@@ -129,7 +175,13 @@ function createConsumeMetrics(registry: Registry) {
     }),
     failedBatches: new Counter({
       name: 'lifecycle_consumer_batch_failures_total',
-      help: 'Batches that failed and will be read again, by consumer.',
+      help: 'Failed attempts of a batch (each is retried until its partition stops), by consumer.',
+      labelNames: ['consumer'],
+      registers: [registry],
+    }),
+    stalledPartitions: new Gauge({
+      name: 'lifecycle_consumer_stalled_partitions',
+      help: 'Partitions stopped after a batch failed maxBatchAttempts times in a row, by consumer; restart the process to read them again.',
       labelNames: ['consumer'],
       registers: [registry],
     }),
@@ -164,9 +216,16 @@ export function createConsumeLoop<T>(
   const heartbeatMs = options.heartbeatMs ?? 2000;
   const undecodable = options.undecodable ?? 'dlq';
   const decodeStage = options.decodeStage ?? `${name}.decode`;
+  const maxAttempts = Math.max(1, options.maxBatchAttempts ?? 10);
+  const backoff = options.retryBackoff ?? { initialMs: 250, maxMs: 60_000 };
   let lastCommitAt: number | null = null;
   let lastError: string | null = null;
   const committed = new Map<string, Map<number, string>>();
+  // Per topic/partition: failed attempts in a row of its current batch, and the stopped ones.
+  const failures = new Map<string, number>();
+  const stalled = new Map<string, StalledPartition>();
+  const tpKey = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
+  metrics.stalledPartitions.set({ consumer: name }, 0);
 
   const writeDeadLetters = async (letters: DeadLetter[]) => {
     if (letters.length === 0) return;
@@ -266,6 +325,51 @@ export function createConsumeLoop<T>(
     metrics.batchSeconds.observe({ consumer: name }, (performance.now() - started) / 1000);
   };
 
+  /**
+   * Waits `ms` before a retry, heartbeating. False when the wait was cut short: the consumer
+   * is stopping, the partition was revoked, or the group is rebalancing (a heartbeat
+   * refused), in which case the batch is left for whoever reads the partition next.
+   */
+  const pauseBeforeRetry = async (ms: number, control: BatchControl): Promise<boolean> => {
+    const end = Date.now() + ms;
+    let nextBeat = Date.now() + heartbeatMs;
+    while (Date.now() < end) {
+      if (!control.isActive()) return false;
+      if (Date.now() >= nextBeat) {
+        nextBeat = Date.now() + heartbeatMs;
+        try {
+          await control.heartbeat();
+        } catch {
+          return false;
+        }
+      }
+      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(50, end - Date.now(), nextBeat - Date.now()))));
+    }
+    return control.isActive();
+  };
+
+  const stall = (batch: Batch, attempts: number, error: string) => {
+    const offset = batch.messages[0]?.offset ?? '';
+    const tp = { topic: batch.topic, partition: batch.partition };
+    stalled.set(tpKey(tp), { ...tp, offset, attempts, error, since: Date.now() });
+    metrics.stalledPartitions.set({ consumer: name }, stalled.size);
+    consumer.pause([tp]);
+    log.error(
+      { consumer: name, topic: batch.topic, partition: batch.partition, offset, attempts, err: error },
+      'partition stopped: its batch failed every attempt and is not committed; restart the process to read it again',
+    );
+  };
+
+  const clearStalled = (partitions: TopicPartition[]) => {
+    const paused = partitions.filter((tp) => stalled.delete(tpKey(tp)));
+    for (const tp of partitions) failures.delete(tpKey(tp));
+    if (paused.length === 0) return;
+    metrics.stalledPartitions.set({ consumer: name }, stalled.size);
+    // The client keeps a pause across rebalances: were the partition dealt back to this
+    // process, it would otherwise never be read.
+    consumer.resume(paused);
+  };
+
   const consumer = deps.bus.consumer({
     groupId: options.groupId,
     topics: options.topics,
@@ -274,21 +378,40 @@ export function createConsumeLoop<T>(
     ...(options.onAssigned ? { onAssigned: options.onAssigned } : {}),
     async onRevoked(partitions) {
       for (const tp of partitions) committed.get(tp.topic)?.delete(tp.partition);
+      clearStalled(partitions);
       await options.onRevoked?.(partitions);
     },
     async eachBatch(batch, control) {
-      try {
-        await processBatch(batch, control);
-        lastError = null;
-      } catch (err) {
-        lastError = errorMessage(err);
-        metrics.failedBatches.inc({ consumer: name });
-        options.onBatchError?.(err, batch);
-        log.error(
-          { topic: batch.topic, partition: batch.partition, err: lastError },
-          'batch failed; it will be read again',
-        );
-        throw err;
+      const key = tpKey(batch);
+      // A batch fetched before the partition was paused.
+      if (stalled.has(key)) return;
+      for (;;) {
+        try {
+          await processBatch(batch, control);
+          failures.delete(key);
+          lastError = null;
+          return;
+        } catch (err) {
+          lastError = errorMessage(err);
+          metrics.failedBatches.inc({ consumer: name });
+          options.onBatchError?.(err, batch);
+          if (!control.isActive()) {
+            log.warn({ topic: batch.topic, partition: batch.partition, err: lastError }, 'batch failed while the partition was let go; its next reader reads it again');
+            return;
+          }
+          const attempts = (failures.get(key) ?? 0) + 1;
+          failures.set(key, attempts);
+          if (attempts >= maxAttempts) {
+            stall(batch, attempts, lastError);
+            return;
+          }
+          const delayMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** (attempts - 1));
+          log.error(
+            { topic: batch.topic, partition: batch.partition, offset: batch.messages[0]?.offset, attempt: attempts, maxAttempts, delayMs, err: lastError },
+            'batch failed; retrying',
+          );
+          if (!(await pauseBeforeRetry(delayMs, control))) return;
+        }
       }
     },
   });
@@ -297,8 +420,11 @@ export function createConsumeLoop<T>(
     start: () => consumer.start(),
     stop: () => consumer.stop(),
     assignment: () => consumer.assignment(),
+    pause: (partitions) => consumer.pause(partitions),
+    resume: (partitions) => consumer.resume(partitions),
     lastCommitAt: () => lastCommitAt,
     lastError: () => lastError,
     committedOffsets: (topic) => new Map(committed.get(topic) ?? []),
+    stalled: () => [...stalled.values()].map((s) => ({ ...s })),
   };
 }

@@ -73,6 +73,13 @@ export function incomingMessage(topic: string, partition: number, m: KafkaMessag
   };
 }
 
+/** kafkajs names paused partitions per topic. */
+function byTopic(partitions: TopicPartition[]): { topic: string; partitions: number[] }[] {
+  const grouped = new Map<string, number[]>();
+  for (const tp of partitions) grouped.set(tp.topic, [...(grouped.get(tp.topic) ?? []), tp.partition]);
+  return [...grouped].map(([topic, ps]) => ({ topic, partitions: ps }));
+}
+
 class KafkaConsumer implements BusConsumer {
   private consumer: Consumer | null = null;
   private assigned: TopicPartition[] = [];
@@ -151,6 +158,15 @@ class KafkaConsumer implements BusConsumer {
     this.assigned = next;
     if (revoked.length) await this.sub.onRevoked?.(revoked);
     if (added.length) await this.sub.onAssigned?.(added);
+  }
+
+  pause(partitions: TopicPartition[]): void {
+    this.consumer?.pause(byTopic(partitions));
+  }
+
+  resume(partitions: TopicPartition[]): void {
+    // Revocations reported by stop() arrive after the client is gone: nothing left to resume.
+    this.consumer?.resume(byTopic(partitions));
   }
 
   async stop(): Promise<void> {

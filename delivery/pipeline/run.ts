@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
+import type { BatchRetry } from '../../platform/consume.ts';
 import type { Bus } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import { topics as topicNames, type Channel } from '../../platform/contracts.ts';
@@ -41,6 +42,8 @@ export interface DeliveryOptions {
   owner?: string;
   /** Clock of policy decisions and the delay queue (tests move it forward; default Date.now). */
   now?: () => number;
+  /** How the consume loops retry a failing batch before stopping its partition (tests make it quick). */
+  retry?: BatchRetry;
 }
 
 export interface DeliveryHandle extends Service {
@@ -90,7 +93,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
   });
   const t = topicNames(config.kafka.topicPrefix);
   const worker = createDeliveryWorker(
-    { groupId: d.groupId, concurrency: d.concurrency, delayPollMs: d.delayPollMs, leaseMs: d.leaseMs },
+    { groupId: d.groupId, concurrency: d.concurrency, delayPollMs: d.delayPollMs, leaseMs: d.leaseMs, ...(options.retry ? { retry: options.retry } : {}) },
     {
       bus,
       topics: t,

@@ -9,7 +9,7 @@ import { sendToDlq } from '../../platform/bus.ts';
 import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import type { Channel, DeliveryOutcome, NormalisedEvent, SendCommand, Topics } from '../../platform/contracts.ts';
 import { reservedTypeRefusal, SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
-import { createConsumeLoop, RecordRejected, type ConsumedRecord } from '../../platform/consume.ts';
+import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry, type ConsumedRecord } from '../../platform/consume.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import type { Service } from '../../platform/shutdown.ts';
@@ -21,6 +21,8 @@ export interface WorkerConfig {
   concurrency: number;
   delayPollMs: number;
   leaseMs: number;
+  /** How the consume loops retry a failing batch before stopping its partition (defaults: the loop's). */
+  retry?: BatchRetry;
 }
 
 
@@ -90,6 +92,7 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
       topics: [topics.sends],
       fromBeginning: true,
       dlqTopic: topics.dlq,
+      ...config.retry,
       decode(message) {
         if (!message.value) throw new RecordRejected('undecodable send command: empty value');
         try {
@@ -125,8 +128,9 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
   );
 
   // Bad events are the engine's to dead-letter; this reader passes them by. Anything else
-  // failing (the preference store away) fails the batch, which is read again: an erasure
-  // is never committed past without having happened.
+  // failing (the preference store away) fails the batch, which is retried: an erasure is
+  // never committed past without having happened. One that keeps failing stops its
+  // partition, and health says so until the process is restarted.
   const deletions = createConsumeLoop<NormalisedEvent>(
     {
       name: 'delivery-erasure',
@@ -135,6 +139,7 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
       fromBeginning: false,
       dlqTopic: topics.dlq,
       undecodable: 'skip',
+      ...config.retry,
       decode(message) {
         if (!message.value) throw new RecordRejected('empty value');
         return eventCodec.decode(message.value, message.headers[SCHEMA_ID_HEADER]);
@@ -215,7 +220,8 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
       log.info('delivery worker stopped');
     },
     health() {
-      return { ok: running, details: { lastBatchAt, assignment: sends.assignment().length, ...(deps.health?.() ?? {}) } };
+      const loops = stalledHealth([sends, deletions]);
+      return { ok: running && loops.ok, details: { lastBatchAt, assignment: sends.assignment().length, stalled: loops.stalled, ...(deps.health?.() ?? {}) } };
     },
   };
 }

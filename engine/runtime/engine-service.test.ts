@@ -111,7 +111,8 @@ describe('engine service (in-memory wiring)', () => {
         return r;
       };
       const wiring = wireCore(() => rs);
-      const service = createEngineService(config, {
+      // Retried quickly: 60 injected crashes, each waiting for its retry.
+      const service = createEngineService({ ...config, retry: { retryBackoff: { initialMs: 10, maxMs: 100 } } }, {
         bus,
         state: faulty,
         timers: faulty,
@@ -151,6 +152,28 @@ describe('engine service (in-memory wiring)', () => {
     const comparable = (x: SendCommand) => (x.ruleId === 'trial-nudge' ? { ...x, data: { ...x.data, user: null } } : x);
     for (const s of replayed.sends) expect(comparable(s)).toEqual(comparable(byId(clean.sends).get(s.sendId)!));
   }, 40_000);
+
+  it('stops a partition whose state write keeps failing, and health names it', async () => {
+    const rs = await ruleSet();
+    const bus = new InMemoryBus(2);
+    const stores = new MemoryStores();
+    const broken: MemoryStores = Object.create(stores) as MemoryStores;
+    broken.write = async () => {
+      throw new Error('state store refused the write');
+    };
+    const service = createEngineService(
+      { ...config, partitions: 2, retry: { maxBatchAttempts: 2, retryBackoff: { initialMs: 5, maxMs: 5 } } },
+      { bus, state: broken, timers: broken, ...wireCore(() => rs), logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) },
+    );
+    await service.start();
+    await bus.publisher().publish(T.events, [record(ev('s1', 'erin', 'order_completed', Date.now(), { properties: { amount: 60 } }))]);
+    await until(() => !service.health().ok);
+    const partition = bus.messages(T.events)[0]!.partition;
+    expect(service.health().details).toMatchObject({
+      stalled: [{ topic: T.events, partition, offset: '0', attempts: 2, error: 'state store refused the write', reason: expect.stringMatching(/restart/) as string }],
+    });
+    await service.stop();
+  });
 
   it('erases a deleted user and drops their pending timers', async () => {
     const rs = await ruleSet();

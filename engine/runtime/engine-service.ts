@@ -8,7 +8,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Logger } from 'pino';
 import type { Bus, IncomingMessage, OutgoingMessage, TopicPartition } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
-import { createConsumeLoop, RecordRejected, type BatchScope, type BatchVerdict, type ConsumeLoop, type ConsumedRecord } from '../../platform/consume.ts';
+import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry, type BatchScope, type BatchVerdict, type ConsumeLoop, type ConsumedRecord } from '../../platform/consume.ts';
 import { NormalisedEventSchema, reservedTypeRefusal, SCHEMA_ID_HEADER, topics as topicNames, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import { errorMessage } from '../../platform/errors.ts';
@@ -57,6 +57,8 @@ export interface EngineServiceConfig {
   concurrency?: number;
   /** Users whose state this process keeps between batches of the partitions it owns (default 50,000; 0: none). */
   stateCacheSize?: number;
+  /** How a failing batch is retried before its partition stops (defaults: the consume loop's). */
+  retry?: BatchRetry;
 }
 
 export interface EngineServiceDeps<S> {
@@ -451,6 +453,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
           handle: handleBatch,
           onAssigned,
           onRevoked,
+          ...config.retry,
         },
         { bus: deps.bus, publisher, logger: deps.logger, registry: deps.registry },
       );
@@ -478,9 +481,10 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       log.info('engine stopped');
     },
     health() {
+      const loop = stalledHealth([consumer]);
       return {
-        ok: running && (consumer?.lastError() ?? null) === null,
-        details: { ruleSetVersion: version, partitions: [...epochs.keys()].sort((a, b) => a - b), lastBatchAt, lastError: consumer?.lastError() ?? null },
+        ok: running && (consumer?.lastError() ?? null) === null && loop.ok,
+        details: { ruleSetVersion: version, partitions: [...epochs.keys()].sort((a, b) => a - b), lastBatchAt, lastError: consumer?.lastError() ?? null, stalled: loop.stalled },
       };
     },
     setRuleSetVersion,

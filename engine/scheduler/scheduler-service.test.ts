@@ -268,6 +268,36 @@ describe('scheduler service', () => {
     expect(got.length).toBe(17);
   });
 
+  it('stops a directory partition whose batch keeps failing, and health names it', async () => {
+    const h = harness();
+    const broken = Object.create(h.directory) as typeof h.directory;
+    broken.apply = async () => {
+      throw new Error('directory store refused the batch');
+    };
+    const s = createSchedulerService(
+      { topicPrefix: PREFIX, groupId: 'scheduler', partitions: 4, catchUpMs: 48 * H, pageSize: 3, leaseMs: 30_000, tickMs: 3_600_000, retry: { maxBatchAttempts: 2, retryBackoff: { initialMs: 5, maxMs: 5 } } },
+      {
+        bus: h.bus,
+        directory: broken,
+        progress: h.progress,
+        ruleSet: () => ruleSet,
+        committedOffsets: h.committedOffsets,
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+        clock: () => h.clock.now,
+      },
+    );
+    started.push(s);
+    await s.start();
+    await h.publish([identify('b1', { timezone: 'Europe/Berlin' })]);
+    for (let i = 0; i < 200 && s.health().ok; i++) await new Promise((r) => setTimeout(r, 10));
+    const partition = h.bus.messages(EVENTS)[0]!.partition;
+    expect(s.health()).toMatchObject({
+      ok: false,
+      details: { stalled: [{ topic: EVENTS, partition, offset: '0', attempts: 2, error: 'directory store refused the batch', reason: expect.stringMatching(/restart/) as string }] },
+    });
+  });
+
   it('does not send occurrences that fell while the rule was disabled once it is enabled again', async () => {
     const h = harness();
     await seedAudience(h);

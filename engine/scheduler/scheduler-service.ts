@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../../platform/config.ts';
 import type { Logger } from 'pino';
 import type { Bus } from '../../platform/bus.ts';
-import { createConsumeLoop, RecordRejected, type ConsumeLoop } from '../../platform/consume.ts';
+import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry, type ConsumeLoop, type StalledPartition } from '../../platform/consume.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import { reservedTypeRefusal, SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
@@ -36,6 +36,8 @@ export interface SchedulerServiceConfig {
   tickMs: number;
   /** Create the internal topics at start (default true). */
   ensureTopics?: boolean;
+  /** How a failing directory batch is retried before its partition stops (defaults: the consume loop's). */
+  retry?: BatchRetry;
 }
 
 /** The scheduler's settings from the process config. */
@@ -79,6 +81,8 @@ export interface SchedulerHealth {
     fanningOut: string[];
     lastFanOutAt: string | null;
     lastError: string | null;
+    /** Directory partitions stopped because a batch kept failing (health is not ok while any). */
+    stalled: (StalledPartition & { reason: string })[];
   };
 }
 
@@ -406,6 +410,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
           concurrency: 3,
           dlqTopic: topics(config.topicPrefix).dlq,
           undecodable: 'skip',
+          ...config.retry,
           decode(message) {
             if (!message.value) throw new RecordRejected('empty record value');
             const event = eventCodec.decode(message.value, message.headers[SCHEMA_ID_HEADER]);
@@ -439,8 +444,9 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
       consumer = null;
     },
     health() {
+      const directoryLoop = stalledHealth([consumer]);
       return {
-        ok: consumer !== null && !stopping,
+        ok: consumer !== null && !stopping && directoryLoop.ok,
         details: {
           instanceId: token,
           directorySeeded: seeded,
@@ -449,6 +455,7 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
           fanningOut: [...running.keys()],
           lastFanOutAt: lastFanOutAt === null ? null : new Date(lastFanOutAt).toISOString(),
           lastError,
+          stalled: directoryLoop.stalled,
         },
       };
     },

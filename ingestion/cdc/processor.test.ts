@@ -128,6 +128,38 @@ describe('CDC processor: bad records never stop the stream', () => {
   });
 });
 
+describe('CDC processor: a batch that keeps failing', () => {
+  it('stops its partition after the last attempt: nothing committed, health names the partition', async () => {
+    const inner = new InMemoryBus(1);
+    await inner.ensureTopics([{ topic: TOPIC, partitions: 1 }]);
+    await inner.publisher().publish(TOPIC, [{ key: '{"id":42}', value: json({ before: null, after: user(42), source: source(1000), op: 'c' }) }]);
+    let refused = 0;
+    const bus: Pick<Bus, 'consumer' | 'publisher'> = {
+      consumer: (s) => inner.consumer(s),
+      publisher: () => ({
+        publish: async () => {
+          refused++;
+          throw new Error('KafkaJSNumberOfRetriesExceeded: not acknowledged');
+        },
+      }),
+    };
+    const p = createCdcProcessor(
+      { cdc: { topics: ['/^appdb\\./'] }, kafka: { topicPrefix: 'lc' }, groupId: 'cdc-test', retry: { maxBatchAttempts: 3, retryBackoff: { initialMs: 5, maxMs: 5 } } },
+      { bus, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }), mapping, clock: () => NOW },
+    );
+    await p.start();
+    await until('the partition to stop', () => (p.health().details?.stalled as unknown[] | undefined)?.length === 1);
+    expect(p.health()).toMatchObject({
+      ok: false,
+      details: { stalled: [{ topic: TOPIC, partition: 0, offset: '0', attempts: 3, error: expect.stringMatching(/not acknowledged/) as string }] },
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(refused).toBe(3);
+    expect(committed(inner)).toBe(0);
+    await p.stop();
+  });
+});
+
 describe('CDC processor: Avro keys', () => {
   const keySchema = { type: 'record', name: 'Key', namespace: 'appdb.public.users', fields: [{ name: 'id', type: 'int' }] };
   const rowSchema = { type: 'record', name: 'Value', namespace: 'appdb.public.users', fields: [{ name: 'id', type: 'int' }, { name: 'plan', type: 'string' }] };

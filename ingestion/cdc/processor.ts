@@ -4,7 +4,7 @@
 // replayed changes map to the same event ids.
 import type { Logger } from 'pino';
 import { keyBytesOf, type Bus, type IncomingMessage, type OutgoingMessage } from '../../platform/bus.ts';
-import { createConsumeLoop } from '../../platform/consume.ts';
+import { createConsumeLoop, stalledHealth, type BatchRetry } from '../../platform/consume.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import { topics, type NormalisedEvent } from '../../platform/contracts.ts';
 import type { Config } from '../../platform/config.ts';
@@ -19,6 +19,8 @@ export interface CdcProcessorConfig {
   cdc: Pick<Config['cdc'], 'topics'>;
   kafka: Pick<Config['kafka'], 'topicPrefix'>;
   groupId: string;
+  /** How a failing batch is retried before its partition stops (defaults: the consume loop's). */
+  retry?: BatchRetry;
 }
 
 export interface CdcDeps {
@@ -89,6 +91,7 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
       topics: parseTopicList(config.cdc.topics),
       fromBeginning: true,
       dlqTopic: topic.dlq,
+      ...config.retry,
       decode: (message) => message,
       async handle(records, scope) {
         const receivedAt = clock();
@@ -134,7 +137,8 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
     },
     health() {
       const lastError = consumer.lastError();
-      return { ok: running && lastError === null, details: { lastError, assignment: consumer.assignment().length } };
+      const loop = stalledHealth([consumer]);
+      return { ok: running && lastError === null && loop.ok, details: { lastError, assignment: consumer.assignment().length, stalled: loop.stalled } };
     },
   };
 }

@@ -1,10 +1,10 @@
 // A ClickHouse database of the test's own, on whichever backend the config names.
-import { createAnalyticsStore, type AnalyticsStore } from '../../analytics/store.ts';
+import { createAnalyticsStore, type EngineAnalyticsStore } from '../../analytics/store.ts';
 import type { Config } from '../../platform/config.ts';
 
 export interface TestDatabase {
   /** A store whose default database is the test's database. */
-  store: AnalyticsStore;
+  store: EngineAnalyticsStore;
   database: string;
   /** Drops the database and closes the store. */
   drop(): Promise<void>;
