@@ -13,6 +13,7 @@ const BENCHES: Record<string, { file: string; needsStack: boolean; about: string
   'rules-evaluator': { file: './rules-evaluator.ts', needsStack: false, about: 'compiled evaluator vs json-rules-engine' },
   'delivery-email': { file: './delivery-email.ts', needsStack: false, about: 'template renders/s, emails accepted by a local SMTP sink/s' },
   'delivery-policy': { file: './delivery-policy.ts', needsStack: true, about: 'policy-chain decisions/s with Redis' },
+  'redis-fsync': { file: './redis-fsync.ts', needsStack: false, about: 'state writes and claims on Redis with appendfsync always vs everysec' },
   'ingest-http': { file: './ingest-http.ts', needsStack: true, about: 'Segment API vs fastify hello-world, Kafka acking' },
   cdc: { file: './cdc.ts', needsStack: true, about: 'Debezium records decoded and mapped/s' },
   engine: { file: './engine.ts', needsStack: true, about: 'engine vs raw kafkajs consume; event-to-send latency' },

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../platform/config.ts';
 import { createMetricsRegistry, serveMetrics, type Registry } from '../platform/metrics.ts';
 import { KafkaBus } from '../platform/kafka.ts';
-import { createRedis } from '../platform/redis.ts';
+import { openRedis } from '../platform/redis.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
 import { topics } from '../platform/contracts.ts';
 import { runIngest, runCdc } from '../ingestion/index.ts';
@@ -27,7 +27,8 @@ export interface Running {
 async function runApi(config: Readonly<Config>, logger: Logger, metrics: Registry): Promise<Running> {
   const bus = KafkaBus.fromConfig(config, logger);
   await bus.ensureTopics(internalTopicSpecs(topics(config.kafka.topicPrefix), config.kafka.partitions));
-  const redis = createRedis(config.redis, logger);
+  // Unsubscribes and preference changes are answered once durable (platform/redis.ts).
+  const redis = await openRedis(config, logger);
   const app = await createApiServer(config, { redis, publisher: bus.publisher(), logger, metrics });
   const url = await app.listen({ host: config.http.host, port: config.http.apiPort });
   return {

@@ -75,6 +75,12 @@ export const ConfigSchema = Type.Object({
       description: 'Prefix of every key the product writes.',
       default: 'lc:',
     }),
+    durability: oneOf(['auto', 'fsync-always', 'waitaof', 'none'] as const, {
+      env: 'LC_REDIS_DURABILITY',
+      description:
+        "How Redis writes (user state, rule history, timers, claims, unsubscribes) are kept safe from a Redis crash before the Kafka offset that produced them is committed or the unsubscribe is answered. `auto`: `appendfsync always` if the server runs it, else WAITAOF (Redis 7.2+ with appendonly yes); without either, or with a maxmemory-policy other than `noeviction`, processes refuse to start (NODE_ENV=development: they warn). `fsync-always` / `waitaof`: require that one. `none`: accept the risk (a crash may lose the last second of writes; warnings only).",
+      default: 'auto',
+    }),
   }),
   clickhouse: Type.Object({
     backend: oneOf(['server', 'chdb'] as const, {

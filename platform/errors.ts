@@ -20,6 +20,7 @@ export const ErrorCodes = {
   Decode: 'LC_ERR_DECODE',
   Template: 'LC_ERR_TEMPLATE',
   Redis: 'LC_ERR_REDIS',
+  RedisDurability: 'LC_ERR_REDIS_DURABILITY',
   RulesInvalid: 'LC_ERR_RULES_INVALID',
   Analytics: 'LC_ERR_ANALYTICS',
 } as const;
@@ -42,6 +43,7 @@ export const ERROR_CODES: { readonly [C in ErrorCode]: { readonly status: number
   LC_ERR_DECODE: { status: 500, meaning: 'bytes read from a topic are not a record of the expected schema' },
   LC_ERR_TEMPLATE: { status: 422, meaning: 'a template does not render for the given channel, locale and data' },
   LC_ERR_REDIS: { status: 500, meaning: 'a Redis call failed or answered in an unexpected shape' },
+  LC_ERR_REDIS_DURABILITY: { status: 500, meaning: 'Redis could lose acknowledged writes (no fsync on every write, or an evicting memory policy); the process refuses to start' },
   LC_ERR_RULES_INVALID: { status: 422, meaning: 'a rule set does not validate; the message lists file, JSON path and problem' },
   LC_ERR_ANALYTICS: { status: 500, meaning: 'an analytics (ClickHouse) query, insert or parameter failed' },
 };

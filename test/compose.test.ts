@@ -142,6 +142,6 @@ describe('docker-compose.yml', () => {
     expect(compose.services.kafka?.image).toBe('apache/kafka:3.9.1');
     expect(compose.services.connect?.image).toMatch(/^quay\.io\/debezium\/connect:3\.2/);
     expect(compose.services.postgres?.command).toContain('wal_level=logical');
-    expect(compose.services.redis?.command).toEqual(expect.arrayContaining(['--appendonly', 'yes', '--appendfsync', 'everysec']));
+    expect(compose.services.redis?.command).toEqual(expect.arrayContaining(['--appendonly', 'yes', '--appendfsync', 'always', '--maxmemory-policy', 'noeviction']));
   });
 });

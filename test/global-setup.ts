@@ -13,6 +13,7 @@ import type { StackInfo } from './support/context.ts';
 import { REPO_ROOT, localConnectUrl, localSmtpApiUrl, localStackEnv, readStackEnv } from './support/stack-env.ts';
 import { createSmtpSink } from '../devtools/smtp-sink.ts';
 import { freePort } from './support/ports.ts';
+import { Redis, decideDurability, probeRedis } from '../platform/redis.ts';
 
 const BASE_ENV = { NODE_ENV: 'test', LC_LOG_LEVEL: 'warn' };
 
@@ -22,7 +23,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('stack', info);
     return stop;
   }
-  project.provide('stack', localStack());
+  project.provide('stack', await localStack());
   return async () => {};
 }
 
@@ -44,14 +45,15 @@ function runStack(command: 'up' | 'status', quiet: boolean): number {
   return r.status ?? 1;
 }
 
-function localStack(): StackInfo {
+async function localStack(): Promise<StackInfo> {
   if (runStack('status', true) !== 0 && runStack('up', false) !== 0) {
     throw new Error('the local stack did not come up: see the messages above, `scripts/stack status` and .stack/logs/');
   }
   const s = readStackEnv();
+  const env = localStackEnv(s);
   return {
     mode: 'local',
-    env: { ...BASE_ENV, ...localStackEnv(s) },
+    env: { ...BASE_ENV, ...env, ...(await redisDurabilityEnv(env.LC_REDIS_URL!)) },
     connectUrl: localConnectUrl(s),
     connectPostgres: {
       host: s.STACK_HOST ?? '127.0.0.1',
@@ -64,6 +66,25 @@ function localStack(): StackInfo {
   };
 }
 
+// A stack Redis started before scripts/stack ran it with `appendfsync always` keeps its old
+// setting until the stack is restarted, and the processes under test would refuse it
+// (platform/redis.ts). Rather than change a server other runs share, the tests then accept
+// the risk, and say so.
+async function redisDurabilityEnv(url: string): Promise<Record<string, string>> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    const { problems } = decideDurability(await probeRedis(redis), 'auto', 'test');
+    if (problems.length === 0) return {};
+    console.warn(
+      `The local stack's Redis was started with older settings: ${problems.join('; ')}.\n` +
+        'Integration tests run with LC_REDIS_DURABILITY=none. `scripts/stack down` and `scripts/stack up` restart it with the settings the product requires.',
+    );
+    return { LC_REDIS_DURABILITY: 'none' };
+  } finally {
+    redis.disconnect();
+  }
+}
 
 // Images and settings mirror docker-compose.yml.
 async function startContainers(): Promise<{ info: StackInfo; stop: () => Promise<void> }> {
@@ -111,7 +132,7 @@ async function startContainers(): Promise<{ info: StackInfo; stop: () => Promise
         .start(),
       new GenericContainer('redis:7')
         .withExposedPorts(6379)
-        .withCommand(['redis-server', '--appendonly', 'yes', '--appendfsync', 'everysec'])
+        .withCommand(['redis-server', '--appendonly', 'yes', '--appendfsync', 'always', '--maxmemory-policy', 'noeviction'])
         .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
         .start(),
       new GenericContainer('clickhouse/clickhouse-server:24.8')

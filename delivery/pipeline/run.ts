@@ -10,7 +10,7 @@ import { internalTopicSpecs } from '../../platform/bus.ts';
 import { topics as topicNames, type Channel } from '../../platform/contracts.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import type { Registry } from '../../platform/metrics.ts';
-import { createRedis, type RedisDeps } from '../../platform/redis.ts';
+import { openRedis, type RedisDeps } from '../../platform/redis.ts';
 import type { Service } from '../../platform/shutdown.ts';
 import { createRedisClaimStore } from '../policy/claims.ts';
 import { createRedisCapStore } from '../policy/caps-store.ts';
@@ -26,7 +26,7 @@ import type { Renderer } from './render.ts';
 import type { DeliveryStores } from './memory-stores.ts';
 import { createDeliveryWorker } from './worker.ts';
 
-export type DeliveryConfig = Pick<Config, 'kafka' | 'redis' | 'delivery' | 'http' | 'auth'>;
+export type DeliveryConfig = Pick<Config, 'env' | 'kafka' | 'redis' | 'delivery' | 'http' | 'auth'>;
 
 export interface DeliveryOptions {
   /** Defaults to a KafkaBus from config. */
@@ -53,10 +53,11 @@ export interface DeliveryHandle extends Service {
 
 export async function createDelivery(config: DeliveryConfig, logger: Logger, options: DeliveryOptions = {}): Promise<DeliveryHandle> {
   const log = logger.child({ component: 'delivery' });
+  const ownsRedis = !options.redis && !options.stores;
+  // Refuses a Redis that could lose acknowledged claims or unsubscribes (platform/redis.ts).
+  const redisDeps = options.redis ?? (options.stores ? null : await openRedis(config, log));
   const ownsBus = !options.bus;
   const bus = options.bus ?? KafkaBus.fromConfig(config, log);
-  const ownsRedis = !options.redis && !options.stores;
-  const redisDeps = options.redis ?? (options.stores ? null : createRedis(config.redis, log));
   const d = config.delivery;
   // Managers' template edits go live without a restart (a broken edit keeps the last good files).
   const ownRenderer = options.renderer
@@ -99,11 +100,15 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
       topics: t,
       pipeline,
       delayQueue,
+      ...(redisDeps?.durable ? { durable: redisDeps.durable } : {}),
       logger: log,
       onUserDeleted: async (userId, at) => {
         await preferences.markDeleted(userId, at);
-        // Right to be forgotten: the in-app inbox and push devices go too.
-        if (redisDeps) await (await import('../inapp/index.ts')).eraseUserMessaging(redisDeps, userId);
+        // Right to be forgotten: the in-app inbox and push devices go too, for good before the commit.
+        if (redisDeps) {
+          await (await import('../inapp/index.ts')).eraseUserMessaging(redisDeps, userId);
+          await redisDeps.durable?.();
+        }
       },
       health: () => ({ breakers: breakers.states(Date.now()) }),
       ...(options.now ? { now: options.now } : {}),

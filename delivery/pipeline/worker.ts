@@ -1,8 +1,10 @@
 // The delivery worker: a consumer group on `lifecycle.sends` feeding the policy chain, the
 // poller of the durable delay queue (quiet hours, retries), and a consumer of deletions on
-// `lifecycle.events` (right to be forgotten). Outcomes are published to
-// `lifecycle.deliveries` before the batch's offset is committed, so a crash replays the
-// batch and the claims turn the replay into re-emitted outcomes, not new messages.
+// `lifecycle.events` (right to be forgotten). The batch's Redis writes (claims, caps, parked
+// sends) are made durable, then its outcomes are published to `lifecycle.deliveries`, then
+// its offset is committed: a crash of the process replays the batch and the claims turn the
+// replay into re-emitted outcomes, not new messages; a crash of Redis after the commit
+// cannot take back a claim the commit relied on.
 import type { Logger } from 'pino';
 import type { Bus, IncomingMessage, Publisher } from '../../platform/bus.ts';
 import { sendToDlq } from '../../platform/bus.ts';
@@ -12,6 +14,7 @@ import { reservedTypeRefusal, SCHEMA_ID_HEADER } from '../../platform/contracts.
 import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry, type ConsumedRecord } from '../../platform/consume.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
+import type { Durable } from '../../platform/redis.ts';
 import type { Service } from '../../platform/shutdown.ts';
 import type { DelayQueue, DelayedSend } from './delay-queue.ts';
 import type { SendPipeline } from './pipeline.ts';
@@ -39,6 +42,12 @@ export interface WorkerDeps {
   now?: () => number;
   /** Where the consume loops count records and batches; a private registry when absent. */
   metrics?: Registry;
+  /**
+   * Resolves once the claim, cap and delay-queue writes made so far survive a Redis crash
+   * (`RedisDeps.durable`); awaited before outcomes are published and offsets committed.
+   * Absent: the stores' acknowledgement is enough (in-memory stores).
+   */
+  durable?: Durable;
 }
 
 /** Runs `fn` over items with at most `limit` in flight. */
@@ -63,6 +72,7 @@ export function publishOutcomes(publisher: Publisher, topic: string, outcomes: D
 
 export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Service & { pollOnce(): Promise<number> } {
   const { bus, topics, pipeline, delayQueue, logger } = deps;
+  const writesDurable = deps.durable ?? (async () => {});
   const publisher = bus.publisher();
   const log = logger.child({ component: 'delivery-worker' });
   let running = false;
@@ -119,6 +129,8 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
           }
         });
         if (!scope.isActive()) return 'abandon';
+        // A `sent` outcome or a committed offset must never outlive the claim that says so.
+        await writesDurable();
         await publishOutcomes(publisher, topics.deliveries, outcomes);
         lastBatchAt = Date.now();
         return 'commit';
@@ -166,6 +178,9 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
       timestamp: Date.now(),
     };
     const outcomes = await processSend(entry.send, [entry.channel], entry.gen, source, deadLetterNow);
+    // The claim's new state (sent, or parked again under a new entry) must be durable before
+    // the outcome says so and this entry leaves the queue: losing it would send again.
+    await writesDurable();
     await publishOutcomes(publisher, topics.deliveries, outcomes);
     await delayQueue.remove(entry);
   }

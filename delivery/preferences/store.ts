@@ -1,9 +1,11 @@
 // Redis storage of preferences, consent records (with an audit trail) and suppressions.
-// Every key lives under the user's `{userId}` hash tag.
+// Every key lives under the user's `{userId}` hash tag. A change resolves only once it is
+// durable (`RedisDeps.durable`): an unsubscribe answered "done" must survive a Redis crash.
 import type { Redis } from 'ioredis';
 import type { Channel } from '../../platform/contracts.ts';
 import { CHANNELS } from '../../platform/contracts.ts';
 import type { KeySpace } from '../../platform/keys.ts';
+import type { RedisDeps } from '../../platform/redis.ts';
 import { emptyPreferences, type ConsentRecord, type Suppression, type SuppressionState, type UserPreferences } from './model.ts';
 
 export interface PreferencesStore {
@@ -21,8 +23,9 @@ export interface PreferencesStore {
 
 const AUDIT_KEEP = 500;
 
-export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace }): PreferencesStore {
+export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace; durable?: RedisDeps['durable'] }): PreferencesStore {
   const { redis, keys } = deps;
+  const durable = deps.durable ?? (async () => {});
   const prefsKey = (u: string) => keys.user(u, 'dlv:prefs');
   const auditKey = (u: string) => keys.user(u, 'dlv:consent-log');
   const suppressKey = (u: string) => keys.user(u, 'dlv:suppress');
@@ -64,6 +67,7 @@ export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace }): 
         tx.ltrim(auditKey(userId), 0, AUDIT_KEEP - 1);
       }
       await tx.exec();
+      await durable();
       return get(userId);
     },
     async history(userId, limit = 50) {
@@ -82,9 +86,12 @@ export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace }): 
     },
     async suppress(userId, channel, s) {
       await redis.hset(suppressKey(userId), channel, JSON.stringify(s));
+      await durable();
     },
     async unsuppress(userId, channel) {
-      return (await redis.hdel(suppressKey(userId), channel)) > 0;
+      const removed = (await redis.hdel(suppressKey(userId), channel)) > 0;
+      await durable();
+      return removed;
     },
     async markDeleted(userId, at) {
       await redis
@@ -92,6 +99,7 @@ export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace }): 
         .del(prefsKey(userId), auditKey(userId))
         .hset(suppressKey(userId), 'user', JSON.stringify({ reason: 'user_deleted', at } satisfies Suppression))
         .exec();
+      await durable();
     },
   };
 }

@@ -220,6 +220,55 @@ describe('engine service (in-memory wiring)', () => {
     await service.stop();
   });
 
+  it('commits a batch only once its state writes are durable, and reads it again when they could not be made so', async () => {
+    const rs = await ruleSet();
+    const bus = new InMemoryBus(1);
+    const stores = new MemoryStores();
+    const sub = { groupId: 'engine', topics: [], eachBatch: async () => {} };
+    const committed = () => bus.committedOffset(sub, { topic: T.events, partition: 0 });
+    // The store's fsync: held open by the test, or failing (a store that cannot confirm it).
+    let waits = 0;
+    let release: (() => void) | null = null;
+    let failNext = false;
+    const durable = () => {
+      waits++;
+      if (failNext) {
+        failNext = false;
+        return Promise.reject(new Error('WAITAOF: not fsynced in time'));
+      }
+      return new Promise<void>((resolve) => (release = resolve));
+    };
+    const service = createEngineService({ ...config, partitions: 1 }, { bus, state: stores, timers: stores, ...wireCore(() => rs), durable, logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) });
+    const starting = service.start();
+    // The epoch taken on assignment is made durable before the partition is worked on.
+    await until(() => release !== null);
+    release!();
+    release = null;
+    await starting;
+    const now = Date.now();
+    await bus.publisher().publish(T.events, [record(ev('w1', 'erin', 'user_registered', now, { traits: { email: 'e@example.com', plan: 'pro' } }))]);
+    await until(() => release !== null);
+    // The state is written, but until it is durable the offset stays where it was.
+    expect((await stores.load(['erin'])).get('erin')?.offset).toBe('0');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(committed()).toBe(0);
+    release!();
+    release = null;
+    await until(() => committed() === 1);
+    expect(waits).toBe(2);
+
+    // A wait that fails fails the batch: read again (the fence skips the applied event), then committed.
+    await bus.publisher().publish(T.events, [record(ev('w2', 'erin', 'order_completed', now + 1, { properties: { amount: 70 } }))]);
+    failNext = true;
+    await until(() => release !== null);
+    expect(committed()).toBe(1);
+    expect(waits).toBe(4);
+    release!();
+    await until(() => committed() === 2);
+    expect(sendsOf(bus).map((s) => s.ruleId).sort()).toEqual(['big-order', 'welcome']);
+    await service.stop();
+  });
+
   it('abandons a batch without writing state or committing once a newer owner holds the partition', async () => {
     const rs = await ruleSet();
     const bus = new InMemoryBus(1);

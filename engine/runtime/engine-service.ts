@@ -1,9 +1,11 @@
 // The engine process: a consumer group on `<prefix>.events`, one writer per partition, on
 // the shared consume loop. Per batch, in phases: decode (bad records -> DLQ), load the
 // batch's users (one round trip), apply the events in order through the core, publish
-// sends and emitted events and schedule timers, THEN write state (fenced), THEN commit. A crash anywhere before the commit
+// sends and emitted events and schedule timers, THEN write state (fenced), THEN wait until
+// those writes are on Redis's disk, THEN commit. A crash anywhere before the commit
 // replays the batch: the per-user offset fence skips what was already applied, and what
-// was published again carries the same ids (sendId claimed once by delivery).
+// was published again carries the same ids (sendId claimed once by delivery). A Redis
+// crash after the commit loses nothing the commit relied on.
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Logger } from 'pino';
 import type { Bus, IncomingMessage, OutgoingMessage, TopicPartition } from '../../platform/bus.ts';
@@ -13,6 +15,7 @@ import { NormalisedEventSchema, reservedTypeRefusal, SCHEMA_ID_HEADER, topics as
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
+import type { Durable } from '../../platform/redis.ts';
 import type { Service } from '../../platform/shutdown.ts';
 import type { StateStore, Timer, TimerStore, UserWrite } from './stores.ts';
 import { startTimerPoller, type TimerPoller } from './timers.ts';
@@ -75,6 +78,12 @@ export interface EngineServiceDeps<S> {
   ruleSetVersion?: string;
   /** Rules an event is evaluated against (its trigger matches), for the per-rule evaluation counter. */
   evaluatedRules?: (event: NormalisedEvent) => readonly string[];
+  /**
+   * Resolves once the state and timer writes made so far survive a crash of their store
+   * (Redis: `RedisDeps.durable`); awaited before each commit. Absent: the store's
+   * acknowledgement is enough (in-memory stores).
+   */
+  durable?: Durable;
 }
 
 export interface EngineService extends Service {
@@ -154,6 +163,7 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   const log = deps.logger.child({ component: 'engine', topic: topic.events });
   const metrics = engineMetrics(deps.registry);
   const clock = deps.clock ?? Date.now;
+  const writesDurable = deps.durable ?? (async () => {});
   const publisher = deps.bus.publisher();
   const epochs = new Map<number, number>();
   const pollers = new Map<number, TimerPoller>();
@@ -210,6 +220,8 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       if (tp.topic !== topic.events) continue;
       await pollers.get(tp.partition)?.stop();
       const epoch = await deps.state.acquire(tp.partition);
+      // An epoch lost in a store crash would be handed out again, to a second owner.
+      await writesDurable();
       epochs.set(tp.partition, epoch);
       startPoller(tp.partition, epoch);
       log.info({ partition: tp.partition, epoch }, 'partition assigned');
@@ -383,8 +395,9 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     }
   };
 
-  // One batch: load, apply, publish and schedule, write. The consume loop decoded it before
-  // (phase 1) and commits it after (phase 6), once the dead letters are durable too.
+  // One batch: load, apply, publish and schedule, write, make the writes durable. The
+  // consume loop decoded it before (phase 1) and commits it after (phase 7), once the dead
+  // letters are durable too.
   const handleBatch = async (records: ConsumedRecord<NormalisedEvent>[], scope: BatchScope): Promise<BatchVerdict> => {
     const { partition } = scope;
     const epoch = epochs.get(partition);
@@ -404,6 +417,9 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       const { writes, timersScheduled } = await publishEffects(partition, epoch, effects, working);
       if (!scope.isActive()) return 'abandon';
       await writeStates(partition, epoch, writes, working, unreadable);
+      // Phase 6: the commit below tells Kafka never to hand these events out again, so the
+      // state, rule history and timers they produced must outlive a store crash first.
+      await writesDurable();
       lastBatchAt = clock();
       // Counted before the commit: a batch that fails between here and the commit is read
       // again, but its sends were published and count as such.

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
-import { createRedis } from '../../platform/redis.ts';
+import { openRedis } from '../../platform/redis.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import { isMain, runMain } from '../../platform/main.ts';
 import { openRuleSet } from '../../rules/index.ts';
@@ -31,8 +31,12 @@ export async function runEngine(config: Readonly<Config>, logger: Logger, opts: 
   let service: EngineService | null = null;
   const rules = await openRuleSet(config.engine.rulesDir, { ...ruleOpts, logger: log }, (ruleSet) => service?.setRuleSetVersion(ruleSet.version));
   const registry = opts.registry ?? createMetricsRegistry({ process: 'engine' });
+  // Refuses a Redis that could lose acknowledged state (see platform/redis.ts) before anything starts.
+  const redis = await openRedis(config, logger).catch(async (err: unknown) => {
+    await rules.close();
+    throw err;
+  });
   const bus = KafkaBus.fromConfig(config, logger);
-  const redis = createRedis(config.redis, logger);
   const eventsTopic = topics(config.kafka.topicPrefix).events;
   const wiring = wireCore(rules.current);
   service = createEngineService(
@@ -49,6 +53,7 @@ export async function runEngine(config: Readonly<Config>, logger: Logger, opts: 
       core: wiring.core,
       codec: wiring.codec,
       evaluatedRules: wiring.evaluatedRules,
+      durable: redis.durability.durable,
       logger,
       registry,
       ruleSetVersion: rules.current().version,

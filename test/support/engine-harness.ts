@@ -4,12 +4,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { Kafka } from 'kafkajs';
 import type { Redis } from 'ioredis';
+import { InMemoryBus } from '../../platform/bus.ts';
 import type { Config } from '../../platform/config.ts';
 import { topics, SCHEMA_ID_HEADER, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import type { KafkaBus } from '../../platform/kafka.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import { createMetricsRegistry } from '../../platform/metrics.ts';
+import { loadRuleSet } from '../../rules/index.ts';
+import { createMemoryEngine } from '../../engine/runtime/wiring.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const TEST_RULES = path.join(import.meta.dirname, 'engine-rules');
@@ -159,4 +165,65 @@ export async function waitAllReassigned(redis: Redis, redisPrefix: string, event
     if (Date.now() > end) throw new Error(`partitions not reassigned in time (${before.join(',')} -> ${now.join(',')})`);
     await sleep(200);
   }
+}
+
+/** The same engine over the same events, uninterrupted, on the in-memory bus and stores. */
+export async function referenceSends(events: NormalisedEvent[], partitions: number, rulesDir = TEST_RULES): Promise<SendCommand[]> {
+  const loaded = await loadRuleSet(rulesDir);
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
+  const rs = loaded.ruleSet;
+  const mem = new InMemoryBus(partitions);
+  const cfg = { topicPrefix: 'ref', groupId: 'ref', timerPollMs: 20, partitions };
+  const { service, stores } = createMemoryEngine(cfg, { bus: mem, ruleSet: () => rs, logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) });
+  await service.start();
+  await mem.publisher().publish('ref.events', events.map(eventRecord));
+  const sub = { groupId: 'ref', topics: [], eachBatch: async () => {} };
+  for (let stable = 0; stable < 10; ) {
+    await sleep(50);
+    const ends = await mem.endOffsets('ref.events');
+    let pending = 0;
+    for (let p = 0; p < partitions; p++) pending += await stores.pending(p);
+    const drained = pending === 0 && [...ends].every(([p, end]) => mem.committedOffset(sub, { topic: 'ref.events', partition: p }) === Number(end));
+    stable = drained ? stable + 1 : 0;
+  }
+  await service.stop();
+  return mem.messages('ref.sends').map((m) => sendCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
+}
+
+/** Ids of the rules of `rulesDir` with a delayed trigger. */
+export async function delayedRules(rulesDir = TEST_RULES): Promise<Set<string>> {
+  const loaded = await loadRuleSet(rulesDir);
+  return new Set(loaded.ok ? loaded.ruleSet.rules.filter((r) => r.delayMs !== null).map((r) => r.def.id) : []);
+}
+
+/** A send snapshot of a delayed trigger holds the traits at fire time, which depends on the wall clock; the rest is fixed by the events. */
+export function comparableSend(s: SendCommand, delayed: ReadonlySet<string>): unknown {
+  if (!delayed.has(s.ruleId)) return s;
+  const { user: _user, ...data } = s.data;
+  return { ...s, data };
+}
+
+/**
+ * How the sends a run put on the topic differ from the reference's: sendIds missing,
+ * sendIds the reference does not have, and records whose content differs from the
+ * reference's send of the same sendId (duplicate records of one sendId are expected after
+ * a crash, and delivery claims them once; different content under one sendId is not).
+ */
+export function compareSends(sends: SendCommand[], reference: SendCommand[], delayed: ReadonlySet<string>) {
+  const refById = new Map(reference.map((s) => [s.sendId, s]));
+  const ids = new Set(sends.map((s) => s.sendId));
+  const differing: { sendId: string; got: unknown; expected: unknown }[] = [];
+  for (const s of sends) {
+    const ref = refById.get(s.sendId);
+    if (!ref) continue;
+    const got = comparableSend(s, delayed);
+    const expected = comparableSend(ref, delayed);
+    if (!isDeepStrictEqual(got, expected)) differing.push({ sendId: s.sendId, got, expected });
+  }
+  return {
+    missing: [...refById.keys()].filter((id) => !ids.has(id)).sort(),
+    unexpected: [...ids].filter((id) => !refById.has(id)).sort(),
+    differing,
+    duplicateRecords: sends.length - ids.size,
+  };
 }

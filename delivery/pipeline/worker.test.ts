@@ -1,0 +1,108 @@
+// The worker's order of effects against its stores' durability: a batch's outcomes are
+// published and its offset committed only once the claim writes it made are durable, and a
+// parked send's outcome is published and its queue entry removed only after the same.
+import { afterEach, describe, expect, it } from 'vitest';
+import { deliveryCodec, encodeWithHeader, sendCodec } from '../../platform/avro.ts';
+import { InMemoryBus } from '../../platform/bus.ts';
+import { topics as topicNames, type Channel, type SendCommand } from '../../platform/contracts.ts';
+import { silentLogger } from '../../platform/logger.ts';
+import { sendCommand } from '../../test/support/delivery-context.ts';
+import type { DelayQueue, DelayedSend } from './delay-queue.ts';
+import { outcome, type SendPipeline } from './pipeline.ts';
+import { createDeliveryWorker } from './worker.ts';
+
+const T = topicNames('w');
+const stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0)) await stop();
+});
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** A durable() the test opens by hand. */
+function heldDurable() {
+  const waiting: (() => void)[] = [];
+  return {
+    durable: () => new Promise<void>((resolve) => waiting.push(resolve)),
+    release: () => {
+      for (const r of waiting.splice(0)) r();
+    },
+    pending: () => waiting.length,
+  };
+}
+
+function memoryQueue(entries: DelayedSend[]): DelayQueue & { removed: string[] } {
+  const removed: string[] = [];
+  return {
+    removed,
+    async add(e) {
+      entries.push(e);
+    },
+    async takeDue() {
+      return entries.splice(0);
+    },
+    async remove(e) {
+      removed.push(e.send.sendId);
+    },
+    size: async () => entries.length,
+  };
+}
+
+// Every send is sent at once; the pipeline's Redis writes are what durable() covers.
+const pipeline: SendPipeline = {
+  async process(send: SendCommand, channel: Channel) {
+    return { outcomes: [outcome(send, channel, 'sent', { provider: 'p' })], dlq: null, result: { kind: 'sent', provider: 'p' } };
+  },
+};
+
+function start(queue: DelayQueue, durable: () => Promise<void>) {
+  const bus = new InMemoryBus(1);
+  const worker = createDeliveryWorker(
+    { groupId: 'dlv', concurrency: 4, delayPollMs: 10_000, leaseMs: 1000 },
+    { bus, topics: T, pipeline, delayQueue: queue, durable, onUserDeleted: async () => {}, logger: silentLogger() },
+  );
+  stops.push(() => worker.stop());
+  const sent = () => bus.messages(T.deliveries).map((m) => deliveryCodec.decode(m.value!).sendId);
+  const committed = () => bus.committedOffset({ groupId: 'dlv', topics: [], eachBatch: async () => {} }, { topic: T.sends, partition: 0 });
+  return { bus, worker, sent, committed };
+}
+
+describe('delivery worker and durability', () => {
+  it('publishes outcomes and commits a batch only after its writes are durable', async () => {
+    const held = heldDurable();
+    const { bus, worker, sent, committed } = start(memoryQueue([]), held.durable);
+    await bus.ensureTopics([{ topic: T.sends, partitions: 1 }, { topic: T.events, partitions: 1 }]);
+    await worker.start();
+    const send = sendCommand({ sendId: 's-batch' });
+    await bus.publisher().publish(T.sends, [{ key: send.userId, ...encodeWithHeader(sendCodec, send) }]);
+    await until(() => held.pending() > 0);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(sent()).toEqual([]);
+    expect(committed()).toBe(0);
+    held.release();
+    await until(() => committed() === 1);
+    expect(sent()).toEqual(['s-batch']);
+  });
+
+  it("publishes a parked send's outcome and removes its entry only after the writes are durable", async () => {
+    const held = heldDurable();
+    const send = sendCommand({ sendId: 's-parked' });
+    const queue = memoryQueue([{ send, channel: 'email', gen: 1, reason: 'quiet hours', dueAt: 0 }]);
+    const { worker, sent } = start(queue, held.durable);
+    const polling = worker.pollOnce();
+    await until(() => held.pending() > 0);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(sent()).toEqual([]);
+    expect(queue.removed).toEqual([]);
+    held.release();
+    expect(await polling).toBe(1);
+    expect(sent()).toEqual(['s-parked']);
+    expect(queue.removed).toEqual(['s-parked']);
+  });
+});
