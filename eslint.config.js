@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.stack/**', '.data/**', 'bench/results/**', 'eslint.config.js'] },
+  { ignores: ['node_modules/**', '.stack/**', '.data/**', 'bench/results/**', 'eslint.config.js', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
