@@ -63,7 +63,11 @@ const retryHeaders = {
   'X-RateLimit-Reset': { type: 'integer', description: 'Epoch milliseconds from which a retry may succeed (now + Retry-After).' },
 };
 const errorResponses = {
-  400: { ...ErrorBody, description: 'Invalid message; `field` names the field at fault.' },
+  400: {
+    ...ErrorBody,
+    description:
+      'Invalid message; `field` names the field at fault. A track whose event name is a type only the product makes (user_deleted, timer.fired, message_*, ...) is refused with code LC_ERR_RESERVED_EVENT.',
+  },
   401: { ...ErrorBody, description: 'No write key presented.' },
   403: { ...ErrorBody, description: 'Unknown write key.' },
   413: { ...ErrorBody, description: 'Request or event larger than the configured limit (the limit applies to the inflated body).' },
