@@ -1,5 +1,6 @@
 // What the ingest API lets an app decide, and what it keeps for the product: reserved
-// event types are refused from every write key.
+// event types are refused from every write key, and bodies nest at most MAX_JSON_DEPTH levels.
+import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { InMemoryBus } from '../../platform/bus.ts';
@@ -92,5 +93,57 @@ describe('reserved event types', () => {
     const track = doc.paths['/v1/track']!.post;
     expect(track.requestBody.content['application/json']!.schema.properties.event!.description).toContain('user_deleted');
     expect(track.responses['400']!.description).toContain('LC_ERR_RESERVED_EVENT');
+  });
+});
+
+describe('JSON depth', () => {
+  /** `levels` objects, one inside the other: `{"a":{"a":...{}}}`. */
+  const deep = (levels: number): Record<string, unknown> => {
+    let v: Record<string, unknown> = {};
+    for (let i = 1; i < levels; i++) v = { a: v };
+    return v;
+  };
+  const raw = (a: FastifyInstance, url: string, payload: string | Buffer, headers: Record<string, string> = {}) =>
+    a.inject({ method: 'POST', url, payload, headers: { ...bearer(SERVER_KEY), 'content-type': 'application/json', ...headers } });
+
+  it('a message may nest 32 levels (the message object is the first), in a single call and in a batch', async () => {
+    const bus = new InMemoryBus(2);
+    const a = await setup(bus);
+    // the message (level 1), its properties (2) and 30 levels inside them: 32
+    expect((await post(a, '/v1/track', { userId: 'u1', event: 'Deep', messageId: 'single', properties: deep(31) })).statusCode).toBe(200);
+    expect((await post(a, '/v1/batch', { batch: [{ type: 'track', userId: 'u1', event: 'Deep', messageId: 'batched', properties: deep(31) }] })).statusCode).toBe(200);
+    expect(stored(bus).map((e) => e.id)).toEqual(['single', 'batched']);
+  });
+
+  it.each([
+    ['/v1/track', (p: unknown) => ({ userId: 'u1', event: 'Deep', properties: p })],
+    ['/v1/identify', (p: unknown) => ({ userId: 'u1', traits: p })],
+    ['/v1/batch', (p: unknown) => ({ batch: [{ type: 'track', userId: 'u1', event: 'Deep', properties: p }] })],
+  ])('%s: one level more is a 400 that names the limit, and nothing is stored', async (url, body) => {
+    const bus = new InMemoryBus(2);
+    const a = await setup(bus);
+    const res = await post(a, url, body(deep(32)));
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ success: false, code: 'LC_ERR_BAD_REQUEST', message: expect.stringContaining('32 levels') });
+    expect(bus.messages('lc.events')).toEqual([]);
+  });
+
+  it('a body nested beyond any stack is refused before it is parsed or walked: JSON, text/plain and gzip alike', async () => {
+    const bus = new InMemoryBus(2);
+    const a = await setup(bus);
+    // Deep enough to overflow JSON.stringify (a few thousand levels), small enough for the 32 KB message limit.
+    const levels = 12_000;
+    const text = `{"userId":"u1","event":"Deep","properties":{"a":${'['.repeat(levels)}${']'.repeat(levels)}}}`;
+    for (const [what, res] of [
+      ['json', await raw(a, '/v1/track', text)],
+      ['text/plain', await raw(a, '/v1/t', text, { 'content-type': 'text/plain' })],
+      ['gzip batch', await raw(a, '/v1/batch', gzipSync(`{"batch":[${text.replace('{', '{"type":"track",')}]}`), { 'content-encoding': 'gzip' })],
+    ] as const) {
+      expect(res.statusCode, what).toBe(400);
+      expect(res.json(), what).toMatchObject({ code: 'LC_ERR_BAD_REQUEST', message: expect.stringContaining('32 levels') });
+    }
+    expect(bus.messages('lc.events')).toEqual([]);
+    const metrics = await a.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.body).toContain('ingest_rejected_total{code="LC_ERR_BAD_REQUEST"} 3');
   });
 });
