@@ -7,6 +7,7 @@
  */
 export const ErrorCodes = {
   BadRequest: 'LC_ERR_BAD_REQUEST',
+  ReservedEvent: 'LC_ERR_RESERVED_EVENT',
   Unauthorized: 'LC_ERR_UNAUTHORIZED',
   Forbidden: 'LC_ERR_FORBIDDEN',
   NotFound: 'LC_ERR_NOT_FOUND',
@@ -30,6 +31,7 @@ export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 /** The HTTP status of each code (what a LifecycleError answers unless it names another) and what it means. */
 export const ERROR_CODES: { readonly [C in ErrorCode]: { readonly status: number; readonly meaning: string } } = {
   LC_ERR_BAD_REQUEST: { status: 400, meaning: 'the request is malformed or a value is invalid; the message names the field' },
+  LC_ERR_RESERVED_EVENT: { status: 400, meaning: 'an app sent an event type only the product makes (RESERVED_EVENT_TYPES in platform/contracts.ts: user_deleted, timer.fired, message_*, ...)' },
   LC_ERR_UNAUTHORIZED: { status: 401, meaning: 'no credential, or not the one the route requires' },
   LC_ERR_FORBIDDEN: { status: 403, meaning: 'a credential was presented but is not known (an unknown write key)' },
   LC_ERR_NOT_FOUND: { status: 404, meaning: 'no such route, user record, template, dashboard or panel' },

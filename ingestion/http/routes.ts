@@ -9,6 +9,7 @@ import type { NormalisedEvent } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
 import { describeValidation } from '../../platform/http.ts';
+import { MAX_JSON_DEPTH } from '../../platform/json-depth.ts';
 import type { Counter } from '../../platform/metrics.ts';
 import { fail } from './errors.ts';
 import type { EventWriter } from './event-writer.ts';
@@ -63,7 +64,11 @@ const retryHeaders = {
   'X-RateLimit-Reset': { type: 'integer', description: 'Epoch milliseconds from which a retry may succeed (now + Retry-After).' },
 };
 const errorResponses = {
-  400: { ...ErrorBody, description: 'Invalid message; `field` names the field at fault.' },
+  400: {
+    ...ErrorBody,
+    description:
+      `Invalid message; \`field\` names the field at fault. A track whose event name is a type only the product makes (user_deleted, timer.fired, message_*, ...) is refused with code LC_ERR_RESERVED_EVENT. A message that nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels (the message object is the first; a batch's envelope does not count) is refused before it is parsed.`,
+  },
   401: { ...ErrorBody, description: 'No write key presented.' },
   403: { ...ErrorBody, description: 'Unknown write key.' },
   413: { ...ErrorBody, description: 'Request or event larger than the configured limit (the limit applies to the inflated body).' },
@@ -84,6 +89,9 @@ const requestHeaders = Type.Object({
 /** Request bodies: JSON, or JSON sent as text/plain (browsers' sendBeacon). */
 const consumes = ['application/json', 'text/plain'];
 const documentRoute = (body?: unknown) => (({ schema, url }) => ({ schema: { ...schema, headers: requestHeaders, ...(body ? { body } : {}) }, url })) satisfies SwaggerTransform;
+
+/** The batch routes: their bodies carry many messages in an envelope. */
+export const BATCH_URLS: ReadonlySet<string> = new Set(['/v1/batch', '/v1/b']);
 
 export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): void {
   const { maxEventBytes, rateLimitPerSecond } = deps.ingest;
@@ -145,7 +153,7 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
     );
   }
 
-  for (const url of ['/v1/batch', '/v1/b']) app.post(
+  for (const url of BATCH_URLS) app.post(
     url,
     {
       // Validated as any array, items one by one below; documented with each item's schema.

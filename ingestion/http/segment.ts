@@ -2,7 +2,7 @@
 // pure translation of one accepted message into the normalised event every room reads.
 import { randomUUID } from 'node:crypto';
 import { Type, type Static, type TObject } from '@sinclair/typebox';
-import type { NormalisedEvent } from '../../platform/contracts.ts';
+import { RESERVED_EVENT_TYPES, isReservedEventType, type NormalisedEvent } from '../../platform/contracts.ts';
 import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 
 const Obj = (description: string) => Type.Record(Type.String(), Type.Unknown(), { description });
@@ -24,8 +24,18 @@ const common = {
   writeKey: Type.Optional(Type.String({ description: 'Write key in the body, as Segment libraries send it; HTTP Basic or Bearer also work.' })),
 };
 
+const reservedNames = Object.keys(RESERVED_EVENT_TYPES).join(', ');
 export const TrackSchema = Type.Object(
-  { ...common, type: Type.Optional(Type.Literal('track')), event: Type.String({ minLength: 1, maxLength: 200, description: 'Event name, e.g. "Order Completed".' }), properties: Type.Optional(Obj('Event properties.')) },
+  {
+    ...common,
+    type: Type.Optional(Type.Literal('track')),
+    event: Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: `Event name, e.g. "Order Completed". The names of events the product makes itself are refused (400, LC_ERR_RESERVED_EVENT): ${reservedNames}.`,
+    }),
+    properties: Type.Optional(Obj('Event properties.')),
+  },
   { title: 'SegmentTrack', description: 'A user action.' },
 );
 export const IdentifySchema = Type.Object(
@@ -155,10 +165,22 @@ export interface NormaliseInput {
 }
 
 /**
+ * An app may not send what only the product makes (an erasure, a timer firing, a click):
+ * downstream rooms drop such events from the wrong origin anyway, but the app learns it here
+ * instead of seeing them vanish into the DLQ. Only `track` names its type; page and screen
+ * names are properties.
+ */
+function reservedRefusal(type: string): Rejection {
+  const makers = RESERVED_EVENT_TYPES[type]!.join(', ');
+  return { code: ErrorCodes.ReservedEvent, field: 'event', message: `event ${JSON.stringify(type)} is a reserved type, made by the product only (by ${makers}); apps cannot send it` };
+}
+
+/**
  * One schema-valid Segment message -> normalised event. Anonymous messages keep their
  * anonymousId as the user id (the engine's state key) until an identify/alias links them.
  */
 export function normalise(type: MessageType, msg: SegmentMessage, input: NormaliseInput): NormalisedEvent | Rejection {
+  if (type === 'track' && isReservedEventType(msg.event!)) return reservedRefusal(msg.event!);
   const userId = msg.userId || msg.anonymousId;
   if (!userId) return { code: ErrorCodes.BadRequest, field: 'userId', message: 'userId or anonymousId is required' };
   const ts = eventTime(msg, input.receivedAt, input.batchSentAt);

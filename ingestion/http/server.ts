@@ -3,20 +3,23 @@
 // after Kafka stored the events. Any Segment SDK works by changing its host and write key.
 // This file builds the server (the HTTP kit with the write key credential, gzip bodies,
 // browser beacons, CORS, metrics) and its lifecycle; the routes are in routes.ts.
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Bus } from '../../platform/bus.ts';
 import type { Config } from '../../platform/config.ts';
 import { topics } from '../../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
+import { MAX_JSON_DEPTH, jsonTextDepthExceeds } from '../../platform/json-depth.ts';
 import { operationalRoutes, setupHttpKit } from '../../platform/http.ts';
 import { Counter, Gauge, Histogram, type Registry } from '../../platform/metrics.ts';
 import { parseWriteKeys, writeKeyCredential } from './auth.ts';
 import { ingestFailures } from './errors.ts';
 import { createRateLimiter } from './rate-limit.ts';
 import { createEventWriter, DEFAULT_WRITER_OPTIONS, type EventWriterOptions } from './event-writer.ts';
-import { segmentRoutes } from './routes.ts';
+import { BATCH_URLS, segmentRoutes } from './routes.ts';
+
+type ContentTypeParserFn = (req: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => void;
 
 export interface IngestServerConfig {
   ingest: Pick<Config['ingest'], 'maxBatchBytes' | 'maxEventBytes' | 'rateLimitPerSecond'>;
@@ -106,14 +109,24 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     return out;
   });
 
-  // Browsers' sendBeacon posts JSON as text/plain.
-  app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_req, body, done) => {
-    try {
-      done(null, JSON.parse(body as string));
-    } catch {
-      done(Object.assign(new Error('body is not valid JSON'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' }), undefined);
+  // Bodies are measured for depth in their text, before anything parses or walks them, then
+  // parsed by fastify's own JSON parser (with its prototype-poisoning checks). Browsers'
+  // sendBeacon posts JSON as text/plain: it takes the same way.
+  const parseJson = app.getDefaultJsonParser(app.initialConfig.onProtoPoisoning ?? 'error', app.initialConfig.onConstructorPoisoning ?? 'error');
+  const parseBody: ContentTypeParserFn = (req, body, done) => {
+    const text = body as string;
+    const batch = BATCH_URLS.has(req.routeOptions.url ?? '');
+    // A batch's envelope (the body object and its `batch` array) does not count against its messages.
+    if (jsonTextDepthExceeds(text, batch ? MAX_JSON_DEPTH + 2 : MAX_JSON_DEPTH)) {
+      const what = batch ? 'a message of the batch nests' : 'the message nests';
+      done(new LifecycleError(ErrorCodes.BadRequest, `${what} objects and arrays deeper than ${MAX_JSON_DEPTH} levels, the limit of event data`), undefined);
+      return;
     }
-  });
+    void parseJson(req, text, done);
+  };
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseBody);
+  app.addContentTypeParser('text/plain', { parseAs: 'string' }, parseBody);
 
   // Browsers call from any site with the (public) write key: allow cross-origin calls.
   app.addHook('onSend', (req, reply, payload, done) => {
