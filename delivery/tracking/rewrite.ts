@@ -1,6 +1,8 @@
-// Tracking applied to rendered email content: every http(s) link becomes a signed click
-// URL, an open pixel is appended, and the unsubscribe/preference links (already ours) are
-// left alone. A link marked `<a data-lc-notrack href="…">` (a password reset, a magic link:
+// Tracking applied to rendered email content: every http(s) link written in the templates
+// becomes a signed click URL, an open pixel is appended, and the unsubscribe/preference links
+// (already ours) are left alone. A link whose URL came from the data the template was
+// rendered with (a trait, an event property) is left as rendered: signing it would make our
+// click endpoint a signed redirect to wherever a user's data points. A link marked `<a data-lc-notrack href="…">` (a password reset, a magic link:
 // anything whose URL is itself a secret) is not wrapped, in the HTML nor where the plain-text
 // part shows it; the attribute itself is removed.
 import { decodeEntities } from '../templates/html-to-text.ts';
@@ -16,6 +18,8 @@ export const NO_TRACK_ATTRIBUTE = 'data-lc-notrack';
 
 export interface RewriteOptions {
   links: TrackingLinks;
+  /** Whether a link was written in the templates (TemplateRenderer.isTemplateLink); only those are wrapped. */
+  isTemplateLink: (url: string) => boolean;
   /** URLs under this prefix (our own tracking/unsubscribe/preference links) are not wrapped. */
   publicBaseUrl: string;
 }
@@ -46,7 +50,7 @@ function attributes(tag: string): Attribute[] {
 
 export function rewriteEmail(content: RenderedContent, ref: MessageRef, opts: RewriteOptions): RenderedContent {
   const own = opts.publicBaseUrl.replace(/\/+$/, '') + '/';
-  const trackable = (url: string) => /^https?:\/\//i.test(url) && !url.startsWith(own);
+  const trackable = (url: string) => /^https?:\/\//i.test(url) && !url.startsWith(own) && opts.isTemplateLink(url);
   /** Targets of the links marked not to be tracked, as the plain-text part shows them. */
   const untracked: string[] = [];
   const out: RenderedContent = { ...content };
