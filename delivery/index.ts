@@ -12,7 +12,7 @@ import { preferencesRoutes } from './preferences/routes.ts';
 import { createPreferencesStore } from './preferences/store.ts';
 import { createEngagementRecorder } from './tracking/engagement.ts';
 import { trackingRoutes } from './tracking/routes.ts';
-import { createTrackingLinks } from './links.ts';
+import { createTrackingLinks, linkLifetimes } from './links.ts';
 
 export { runDelivery, createDelivery, type DeliveryHandle, type DeliveryOptions } from './pipeline/run.ts';
 export { createMemoryDeliveryStores, type DeliveryStores } from './pipeline/memory-stores.ts';
@@ -46,7 +46,7 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
     throw new Error('LC_EMAIL_EVENTS_SECRET must differ from LC_SIGNING_SECRET: it is given to the mail provider, which must not be able to sign tracking, unsubscribe or preference links');
   }
   const store = opts.stores?.preferences ?? createPreferencesStore(opts.redis!);
-  const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret });
+  const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret, lifetimes: linkLifetimes(opts.config.auth) });
   await formbody(app);
   await preferencesRoutes(app, { store, links, now });
   await trackingRoutes(app, {

@@ -196,6 +196,19 @@ export const ConfigSchema = Type.Object({
       minimum: 1000,
       maximum: 3_600_000,
     }),
+    linkTtlDays: int({
+      env: 'LC_LINK_TTL_DAYS',
+      description: 'Days a click or open-pixel link of a message works; an expired click link shows its destination as text instead of redirecting.',
+      default: 90,
+      minimum: 1,
+    }),
+    // At least 30 days: CAN-SPAM wants an unsubscribe link to work that long after sending.
+    unsubscribeTtlDays: int({
+      env: 'LC_UNSUBSCRIBE_TTL_DAYS',
+      description: 'Days an unsubscribe or preference-page link works (at least 30).',
+      default: 365,
+      minimum: 30,
+    }),
   }),
   ingest: Type.Object({
     maxBatchBytes: int({

@@ -31,13 +31,19 @@ describe('render stage', () => {
     const m = ctx.message!;
     expect(m.content.subject).toBe('Hi Ada (en, email)');
     const unsub = m.headers!['List-Unsubscribe']!.slice(1, -1);
-    expect(links.readUnsubscribe(tokenOf(unsub))).toMatchObject({ sendId: 'send-1', userId: 'user-1', category: 'marketing' });
+    expect(links.readUnsubscribe(tokenOf(unsub), ctx.now)).toMatchObject({ status: 'valid', value: { sendId: 'send-1', userId: 'user-1', category: 'marketing' } });
     expect(m.headers!['List-Unsubscribe-Post']).toBe('List-Unsubscribe=One-Click');
     expect(m.content.html).toContain(`href="${unsub}"`);
     const click = /href="(https:\/\/t\.example\.com\/t\/c\?t=[^"]+)"/.exec(m.content.html!)![1]!;
-    expect(links.readClick(tokenOf(click))?.url).toBe('https://shop.example.com/');
+    expect(links.readClick(tokenOf(click), ctx.now)).toMatchObject({ status: 'valid', value: { url: 'https://shop.example.com/' } });
     expect(m.content.html).toContain('/t/o.gif?t=');
     expect(m.content.text).toMatch(/Shop: https:\/\/t\.example\.com\/t\/c\?t=/);
+    // Counted from the render: click links live 90 days, unsubscribe links 365.
+    const day = 24 * 3600 * 1000;
+    expect(links.readClick(tokenOf(click), ctx.now + 89 * day).status).toBe('valid');
+    expect(links.readClick(tokenOf(click), ctx.now + 91 * day).status).toBe('expired');
+    expect(links.readUnsubscribe(tokenOf(unsub), ctx.now + 364 * day).status).toBe('valid');
+    expect(links.readUnsubscribe(tokenOf(unsub), ctx.now + 366 * day).status).toBe('expired');
   });
 
   it('puts no unsubscribe headers on transactional email and no tracking on other channels', async () => {
@@ -63,7 +69,7 @@ describe('render stage', () => {
       expect((await withData.run(ctx)).kind).toBe('continue');
       const { html, text } = ctx.message!.content;
       const hrefs = [...html!.matchAll(/href="([^"]+)"/g)].map((m) => m[1]!);
-      expect(links.readClick(tokenOf(hrefs[0]!))?.url).toBe('https://shop.example.com/new');
+      expect(links.readClick(tokenOf(hrefs[0]!), ctx.now)).toMatchObject({ status: 'valid', value: { url: 'https://shop.example.com/new' } });
       expect(hrefs[1]).toBe('https://evil.example/login');
       expect(html).not.toMatch(/t\/c\?t=[^"]*"[^>]*>Your website/);
       expect(text).toContain('Your website (https://evil.example/login)');

@@ -28,7 +28,7 @@ export function createRenderStage(deps: { renderer: Renderer; links: TrackingLin
     async run(ctx: SendContext) {
       const { send, channel } = ctx;
       const ref = messageRef(ctx);
-      const unsubscribeUrl = deps.links.unsubscribe(ref);
+      const unsubscribeUrl = deps.links.unsubscribe(ref, ctx.now);
       const data: Record<string, unknown> = {
         ...send.data,
         sendId: send.sendId,
@@ -42,7 +42,7 @@ export function createRenderStage(deps: { renderer: Renderer; links: TrackingLin
       }
       const headers: Record<string, string> = {};
       if (channel === 'email') {
-        content = rewriteEmail(content, ref, { links: deps.links, publicBaseUrl: deps.publicBaseUrl, isTemplateLink: (url) => deps.renderer.isTemplateLink(url) });
+        content = rewriteEmail(content, ref, { links: deps.links, publicBaseUrl: deps.publicBaseUrl, isTemplateLink: (url) => deps.renderer.isTemplateLink(url), now: ctx.now });
         if (send.category !== TRANSACTIONAL) {
           headers['List-Unsubscribe'] = `<${unsubscribeUrl}>`;
           headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';

@@ -7,7 +7,7 @@ import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 import { requireHttpKit } from '../../platform/http.ts';
 import type { TrackingLinks } from '../links.ts';
 import { normalisePatch, PreferencesError, type ConsentRecord, type PreferencesPatch } from './model.ts';
-import { invalidLinkPage, isChecked, preferencePage } from './page.ts';
+import { expiredLinkPage, invalidLinkPage, isChecked, preferencePage } from './page.ts';
 import type { PreferencesStore } from './store.ts';
 
 export interface PreferencesRoutesDeps {
@@ -95,11 +95,15 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
   // --- end user's preference page ----------------------------------------------------
   const pageOf = async (req: FastifyRequest<{ Querystring: { t?: string } }>, reply: FastifyReply) => {
     const link = links.readPreferences(req.query.t ?? '', deps.now());
-    if (!link) {
-      void reply.code(400).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(invalidLinkPage());
+    if (link.status !== 'valid') {
+      void reply
+        .code(link.status === 'expired' ? 410 : 400)
+        .type('text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(link.status === 'expired' ? expiredLinkPage() : invalidLinkPage());
       return null;
     }
-    return link.userId;
+    return link.value.userId;
   };
 
   // Public: the signed link is the credential, checked by pageOf.

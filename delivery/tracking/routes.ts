@@ -1,14 +1,16 @@
 // Public tracking endpoints: signed click redirects (a tampered link is refused, never
-// redirected), the open pixel, RFC 8058 one-click unsubscribe with a confirmation page for
-// people, and the mail provider's bounce/complaint webhook (timestamped HMAC of the body with
-// its own secret, never the one that signs links).
-import type { FastifyInstance } from 'fastify';
+// redirected; an expired one shows where it pointed, as text), the open pixel, RFC 8058
+// one-click unsubscribe with a confirmation page for people, and the mail provider's
+// bounce/complaint webhook (timestamped HMAC of the body with its own secret, never the one
+// that signs links). Expired links are never acted on: no redirect, no engagement recorded,
+// no unsubscribe.
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage } from '../../platform/errors.ts';
 import { requireHttpKit } from '../../platform/http.ts';
 import type { SentIndex } from '../sent-index.ts';
 import { verifyWebhookSignature } from '../providers/webhook.ts';
-import { invalidLinkPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
+import { expiredClickPage, expiredLinkPage, invalidLinkPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { EngagementRecorder } from './engagement.ts';
 import type { MessageRef, TrackingLinks } from '../links.ts';
@@ -56,19 +58,22 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
   const record = (kind: Parameters<EngagementRecorder['record']>[0], ref: MessageRef, extra?: { url?: string; reason?: string }) =>
     recorder.record(kind, ref, extra).catch((err: unknown) => logger.error({ err: errorMessage(err), kind, sendId: ref.sendId }, 'could not record engagement'));
 
+  const html = (reply: FastifyReply, status: number, page: string) => reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(page);
+
   app.get<{ Querystring: { t?: string } }>('/t/c', publicRoute, async (req, reply) => {
-    const click = links.readClick(req.query.t ?? '');
-    if (!click) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
-    const { url, ...ref } = click;
+    const click = links.readClick(req.query.t ?? '', deps.now());
+    if (click.status === 'invalid') return html(reply, 400, invalidLinkPage());
+    const { url, ...ref } = click.value;
+    if (click.status === 'expired') return html(reply, 410, expiredClickPage(url));
     await record('clicked', ref, { url });
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   });
 
   app.get<{ Querystring: { t?: string } }>('/t/o.gif', publicRoute, async (req, reply) => {
-    const ref = links.readOpen(req.query.t ?? '');
-    if (ref) await record('opened', ref);
+    const open = links.readOpen(req.query.t ?? '', deps.now());
+    if (open.status === 'valid') await record('opened', open.value);
     // Always an image, so a broken token never shows as a broken picture; only valid ones count.
-    return reply.code(ref ? 200 : 400).type('image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
+    return reply.code(open.status === 'invalid' ? 400 : 200).type('image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
   });
 
   async function unsubscribe(ref: MessageRef, source: string): Promise<void> {
@@ -80,20 +85,23 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
   // A GET never unsubscribes (link scanners and prefetchers follow links): it asks first.
   app.get<{ Querystring: { t?: string } }>('/t/u', publicRoute, async (req, reply) => {
     const token = req.query.t ?? '';
-    const ref = links.readUnsubscribe(token);
-    if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
-    return reply
-      .type('text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .send(unsubscribeConfirmPage({ action: `/t/u?t=${encodeURIComponent(token)}`, category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
+    const read = links.readUnsubscribe(token, deps.now());
+    if (read.status === 'invalid') return html(reply, 400, invalidLinkPage());
+    if (read.status === 'expired') return html(reply, 410, expiredLinkPage());
+    const ref = read.value;
+    return html(reply, 200, unsubscribeConfirmPage({ action: `/t/u?t=${encodeURIComponent(token)}`, category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
   });
 
   // RFC 8058: mail clients POST `List-Unsubscribe=One-Click`; the confirmation page posts `confirm=1`.
   app.post<{ Querystring: { t?: string }; Body: Record<string, string> | undefined }>('/t/u', publicRoute, async (req, reply) => {
-    const ref = links.readUnsubscribe(req.query.t ?? '');
-    if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
+    const read = links.readUnsubscribe(req.query.t ?? '', deps.now());
+    if (read.status === 'invalid') return html(reply, 400, invalidLinkPage());
     const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string>;
     const fromPage = body.confirm !== undefined;
+    if (read.status === 'expired') {
+      return fromPage ? html(reply, 410, expiredLinkPage()) : reply.code(410).type('text/plain; charset=utf-8').send('this unsubscribe link has expired; nothing was changed\n');
+    }
+    const ref = read.value;
     await unsubscribe(ref, fromPage ? 'unsubscribe_page' : 'one_click_unsubscribe');
     if (!fromPage) return reply.type('text/plain; charset=utf-8').send('unsubscribed\n');
     return reply
