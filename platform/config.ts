@@ -152,6 +152,12 @@ export const ConfigSchema = Type.Object({
       description: 'Public URL of the API, used in tracking links and unsubscribe URLs.',
       default: 'http://127.0.0.1:8089',
     }),
+    linkRateLimit: int({
+      env: 'LC_LINK_RATE_LIMIT',
+      description: 'Uses of one signed link (click, open pixel, unsubscribe, preference page) per minute before it is answered 429 (the pixel: not counted); counted per API process.',
+      default: 30,
+      minimum: 1,
+    }),
   }),
   auth: Type.Object({
     adminToken: str({

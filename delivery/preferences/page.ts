@@ -81,6 +81,11 @@ export function invalidLinkPage(): string {
   return layout('Link not valid', '<h1>This link is not valid</h1><p>It may have been mistyped or has expired. Nothing was changed.</p>');
 }
 
+/** A link used more often than any person would (link-limits.ts). */
+export function tooManyRequestsPage(): string {
+  return layout('Too many requests', '<h1>Too many requests for this link</h1><p>Please try again in a minute. Nothing was changed.</p>');
+}
+
 /**
  * An expired click link: its destination as text, never as a link or a redirect, so an old
  * signed link cannot send anyone anywhere by itself; the reader can still copy it.

@@ -157,6 +157,57 @@ describe('expired links', () => {
   });
 });
 
+describe('uses of one link per minute (LC_LINK_RATE_LIMIT)', () => {
+  const limited = { 'auth.emailEventsSecret': EVENTS_SECRET, 'http.linkRateLimit': 3 };
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+
+  it('a click over the limit answers 429 with Retry-After and records nothing more; other links and the next minute are not affected', async () => {
+    const { server, links, events, clock } = await app(limited);
+    const url = `/t/c?t=${tokenOf(links.click(ref, 'https://shop.example.com/x', NOW))}`;
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push((await server.inject({ method: 'GET', url })).statusCode);
+    expect(statuses).toEqual([302, 302, 302, 429, 429]);
+    const refused = await server.inject({ method: 'GET', url });
+    expect(refused.headers['retry-after']).toBe('60');
+    expect(refused.headers.location).toBeUndefined();
+    expect(events()).toHaveLength(3);
+    const other = `/t/c?t=${tokenOf(links.click(ref, 'https://shop.example.com/y', NOW))}`;
+    expect((await server.inject({ method: 'GET', url: other })).statusCode).toBe(302);
+    clock.now = NOW + 61_000;
+    expect((await server.inject({ method: 'GET', url })).statusCode).toBe(302);
+  });
+
+  it('the open pixel over the limit is still served, but not counted', async () => {
+    const { server, links, events } = await app(limited);
+    const url = `/t/o.gif?t=${tokenOf(links.openPixel(ref, NOW))}`;
+    for (let i = 0; i < 5; i++) {
+      const res = await server.inject({ method: 'GET', url });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toBe('image/gif');
+    }
+    expect(events()).toHaveLength(3);
+  });
+
+  it('unsubscribe requests over the limit answer 429 and change nothing more', async () => {
+    const { server, links, events } = await app(limited);
+    const url = `/t/u?t=${tokenOf(links.unsubscribe(ref, NOW))}`;
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await server.inject({ method: 'POST', url, headers: form, payload: 'List-Unsubscribe=One-Click' })).statusCode);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect((await server.inject({ method: 'GET', url })).statusCode).toBe(429);
+    expect(events()).toHaveLength(3);
+  });
+
+  it('the preference page over the limit answers 429; a forged token is refused without being counted', async () => {
+    const { server, links } = await app(limited);
+    const url = `/p?t=${tokenOf(links.preferences('u1', NOW))}`;
+    for (let i = 0; i < 5; i++) expect((await server.inject({ method: 'GET', url: '/p?t=forged.mac' })).statusCode).toBe(400);
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await server.inject({ method: 'GET', url })).statusCode);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+  });
+});
+
 describe('linkTarget', () => {
   it.each([
     ['https://example.com/reset?token=abc#x', 'https://example.com/reset'],
