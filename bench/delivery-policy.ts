@@ -75,7 +75,7 @@ export async function run() {
         claims,
         caps,
         preferences,
-        renderer: { render: () => ({}) },
+        renderer: { render: () => ({}), isTemplateLink: () => true },
         links: createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret }),
         providers: new Map(),
         breakers: createBreakerRegistry({ threshold: 5, cooldownMs: 1000 }),

@@ -12,7 +12,8 @@ import { preferencesRoutes } from './preferences/routes.ts';
 import { createPreferencesStore } from './preferences/store.ts';
 import { createEngagementRecorder } from './tracking/engagement.ts';
 import { trackingRoutes } from './tracking/routes.ts';
-import { createTrackingLinks } from './links.ts';
+import { createLinkUseLimiter } from './link-limits.ts';
+import { createTrackingLinks, linkLifetimes } from './links.ts';
 
 export { runDelivery, createDelivery, type DeliveryHandle, type DeliveryOptions } from './pipeline/run.ts';
 export { createMemoryDeliveryStores, type DeliveryStores } from './pipeline/memory-stores.ts';
@@ -46,14 +47,17 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
     throw new Error('LC_EMAIL_EVENTS_SECRET must differ from LC_SIGNING_SECRET: it is given to the mail provider, which must not be able to sign tracking, unsubscribe or preference links');
   }
   const store = opts.stores?.preferences ?? createPreferencesStore(opts.redis!);
-  const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret });
+  const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret, lifetimes: linkLifetimes(opts.config.auth) });
   await formbody(app);
-  await preferencesRoutes(app, { store, links, now });
+  // One count per token across the tracking endpoints and the preference page of this process.
+  const limiter = createLinkUseLimiter({ perMinute: opts.config.http.linkRateLimit });
+  await preferencesRoutes(app, { store, links, limiter, now });
   await trackingRoutes(app, {
     links,
     store,
     recorder: createEngagementRecorder({ publisher: opts.publisher, topics: topics(opts.config.kafka.topicPrefix), now }),
     sentIndex: opts.stores?.sentIndex ?? createSentIndex(opts.redis!),
+    limiter,
     emailEvents: { secret: emailEventsSecret, toleranceMs: emailEventsToleranceMs },
     now,
     logger: opts.logger.child({ component: 'tracking' }),

@@ -1,7 +1,11 @@
 // HMAC-signed tokens for tracking links, one-click unsubscribe and preference pages.
 // A token is `<base64url(JSON payload)>.<base64url(HMAC-SHA256(purpose + payload))>`: the
 // purpose is part of the MAC so a click token can never be replayed as an unsubscribe.
+// Every token carries its expiry (`e`, epoch ms), inside the MAC. A genuine token past its
+// expiry still says what it was for (the routes show an expired click's destination as
+// text, without redirecting), but it is no longer acted on.
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Config } from '../platform/config.ts';
 
 export type TokenPurpose = 'click' | 'open' | 'unsubscribe' | 'preferences';
 
@@ -24,6 +28,39 @@ export interface PreferencesPayload {
   /** Epoch ms after which the link no longer opens the page. */
   exp: number;
 }
+
+/**
+ * A token as read: `valid`; `expired` (signed by us, so what it says is true, but too old to
+ * act on); or `invalid` (malformed, tampered with, signed with another secret or for
+ * another purpose), about which nothing may be believed.
+ */
+export type LinkRead<T> = { status: 'valid'; value: T } | { status: 'expired'; value: T } | { status: 'invalid' };
+
+/** How long links live (config auth.linkTtlDays and auth.unsubscribeTtlDays). */
+export interface LinkLifetimes {
+  /** Click and open links. */
+  engagementMs: number;
+  /** Unsubscribe and preference links: longer, since people unsubscribe from old mail too. */
+  consentMs: number;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+export const DEFAULT_LINK_LIFETIMES: LinkLifetimes = { engagementMs: 90 * DAY_MS, consentMs: 365 * DAY_MS };
+
+export const linkLifetimes = (auth: Pick<Config['auth'], 'linkTtlDays' | 'unsubscribeTtlDays'>): LinkLifetimes => ({
+  engagementMs: auth.linkTtlDays * DAY_MS,
+  consentMs: auth.unsubscribeTtlDays * DAY_MS,
+});
+
+/**
+ * Tokens minted before tokens carried an expiry have none. Click tokens of that time may wrap
+ * a URL from user data, so they are treated as expired (the page shows the destination as
+ * text) and legacy open tokens are no longer counted. Legacy unsubscribe tokens keep working
+ * until this date, one unsubscribe lifetime after expiries were introduced: the mail they are
+ * in was sent with a promise that unsubscribing works, and unsubscribing only ever reduces
+ * what is sent. (Preference tokens always carried an expiry.)
+ */
+export const LEGACY_UNSUBSCRIBE_ACCEPTED_UNTIL = Date.UTC(2027, 11, 31);
 
 export interface Signer {
   sign(purpose: TokenPurpose, payload: object): string;
@@ -79,47 +116,54 @@ export function tokenOf(url: string): string {
   return new URL(url).searchParams.get('t') ?? '';
 }
 
-/** Builds and reads the public tracking URLs under `publicBaseUrl`. */
+/** Builds and reads the public tracking URLs under `publicBaseUrl`; `now` is when a link is minted or used. */
 export interface TrackingLinks {
-  click(ref: MessageRef, url: string): string;
-  openPixel(ref: MessageRef): string;
-  unsubscribe(ref: MessageRef): string;
+  click(ref: MessageRef, url: string, now: number): string;
+  openPixel(ref: MessageRef, now: number): string;
+  unsubscribe(ref: MessageRef, now: number): string;
   preferences(userId: string, now: number): string;
-  readClick(token: string): ClickPayload | null;
-  readOpen(token: string): MessageRef | null;
-  readUnsubscribe(token: string): MessageRef | null;
-  readPreferences(token: string, now: number): PreferencesPayload | null;
+  readClick(token: string, now: number): LinkRead<ClickPayload>;
+  readOpen(token: string, now: number): LinkRead<MessageRef>;
+  readUnsubscribe(token: string, now: number): LinkRead<MessageRef>;
+  readPreferences(token: string, now: number): LinkRead<PreferencesPayload>;
 }
 
-/** How long a preference-page link stays valid. */
-export const PREFERENCES_LINK_TTL_MS = 90 * 24 * 3600 * 1000;
+const INVALID = { status: 'invalid' } as const;
+/** `value` judged by its expiry `e`; `legacyUntil` is when a token without one stops being valid. */
+const judged = <T>(value: T, e: unknown, now: number, legacyUntil = -Infinity): LinkRead<T> => {
+  const expires = typeof e === 'number' ? e : legacyUntil;
+  return now < expires ? { status: 'valid', value } : { status: 'expired', value };
+};
 
-export function createTrackingLinks(opts: { publicBaseUrl: string; signingSecret: string }): TrackingLinks {
+export function createTrackingLinks(opts: { publicBaseUrl: string; signingSecret: string; lifetimes?: LinkLifetimes }): TrackingLinks {
   const signer = createSigner(opts.signingSecret);
   const base = opts.publicBaseUrl.replace(/\/+$/, '');
+  const { engagementMs, consentMs } = opts.lifetimes ?? DEFAULT_LINK_LIFETIMES;
   return {
-    click: (ref, url) => `${base}/t/c?t=${signer.sign('click', { ...toWire(ref), l: url })}`,
-    openPixel: (ref) => `${base}/t/o.gif?t=${signer.sign('open', toWire(ref))}`,
-    unsubscribe: (ref) => `${base}/t/u?t=${signer.sign('unsubscribe', toWire(ref))}`,
-    preferences: (userId, now) => `${base}/p?t=${signer.sign('preferences', { u: userId, e: now + PREFERENCES_LINK_TTL_MS })}`,
-    readClick(token) {
-      const w = signer.verify<Partial<RefWire> & { l?: unknown }>('click', token);
+    click: (ref, url, now) => `${base}/t/c?t=${signer.sign('click', { ...toWire(ref), l: url, e: now + engagementMs })}`,
+    openPixel: (ref, now) => `${base}/t/o.gif?t=${signer.sign('open', { ...toWire(ref), e: now + engagementMs })}`,
+    unsubscribe: (ref, now) => `${base}/t/u?t=${signer.sign('unsubscribe', { ...toWire(ref), e: now + consentMs })}`,
+    preferences: (userId, now) => `${base}/p?t=${signer.sign('preferences', { u: userId, e: now + consentMs })}`,
+    readClick(token, now) {
+      const w = signer.verify<Partial<RefWire> & { l?: unknown; e?: unknown }>('click', token);
       const ref = w && fromWire(w);
-      if (!ref || typeof w.l !== 'string' || !/^https?:\/\//i.test(w.l)) return null;
-      return { ...ref, url: w.l };
+      if (!ref || typeof w.l !== 'string' || !/^https?:\/\//i.test(w.l)) return INVALID;
+      return judged({ ...ref, url: w.l }, w.e, now);
     },
-    readOpen: (token) => {
-      const w = signer.verify<Partial<RefWire>>('open', token);
-      return w && fromWire(w);
+    readOpen(token, now) {
+      const w = signer.verify<Partial<RefWire> & { e?: unknown }>('open', token);
+      const ref = w && fromWire(w);
+      return ref ? judged(ref, w.e, now) : INVALID;
     },
-    readUnsubscribe: (token) => {
-      const w = signer.verify<Partial<RefWire>>('unsubscribe', token);
-      return w && fromWire(w);
+    readUnsubscribe(token, now) {
+      const w = signer.verify<Partial<RefWire> & { e?: unknown }>('unsubscribe', token);
+      const ref = w && fromWire(w);
+      return ref ? judged(ref, w.e, now, LEGACY_UNSUBSCRIBE_ACCEPTED_UNTIL) : INVALID;
     },
     readPreferences(token, now) {
       const w = signer.verify<{ u?: unknown; e?: unknown }>('preferences', token);
-      if (!w || typeof w.u !== 'string' || typeof w.e !== 'number' || w.e < now) return null;
-      return { userId: w.u, exp: w.e };
+      if (!w || typeof w.u !== 'string' || typeof w.e !== 'number') return INVALID;
+      return judged({ userId: w.u, exp: w.e }, w.e, now);
     },
   };
 }

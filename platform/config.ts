@@ -158,6 +158,12 @@ export const ConfigSchema = Type.Object({
       description: 'Public URL of the API, used in tracking links and unsubscribe URLs.',
       default: 'http://127.0.0.1:8089',
     }),
+    linkRateLimit: int({
+      env: 'LC_LINK_RATE_LIMIT',
+      description: 'Uses of one signed link (click, open pixel, unsubscribe, preference page) per minute before it is answered 429 (the pixel: not counted); counted per API process.',
+      default: 30,
+      minimum: 1,
+    }),
   }),
   auth: Type.Object({
     adminToken: str({
@@ -201,6 +207,19 @@ export const ConfigSchema = Type.Object({
       default: 300_000,
       minimum: 1000,
       maximum: 3_600_000,
+    }),
+    linkTtlDays: int({
+      env: 'LC_LINK_TTL_DAYS',
+      description: 'Days a click or open-pixel link of a message works; an expired click link shows its destination as text instead of redirecting.',
+      default: 90,
+      minimum: 1,
+    }),
+    // At least 30 days: CAN-SPAM wants an unsubscribe link to work that long after sending.
+    unsubscribeTtlDays: int({
+      env: 'LC_UNSUBSCRIBE_TTL_DAYS',
+      description: 'Days an unsubscribe or preference-page link works (at least 30).',
+      default: 365,
+      minimum: 30,
     }),
   }),
   ingest: Type.Object({

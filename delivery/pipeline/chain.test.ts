@@ -38,7 +38,7 @@ function build(overrides: Record<string, unknown> = {}) {
       claims: stores.claims,
       caps: stores.caps,
       preferences: stores.preferences,
-      renderer: { render: () => ({ subject: 'Hello', html: '<p>Hello</p>', text: 'Hello', title: 'Hello', body: 'Hello' }) },
+      renderer: { render: () => ({ subject: 'Hello', html: '<p>Hello</p>', text: 'Hello', title: 'Hello', body: 'Hello' }), isTemplateLink: () => true },
       links: createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret }),
       providers,
       breakers: createBreakerRegistry({ threshold: 5, cooldownMs: 1000 }),

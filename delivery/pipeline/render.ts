@@ -1,6 +1,7 @@
 // Render stage: the template for this channel and the user's locale, with the signed
-// unsubscribe/preference links in `links`; email links become signed click URLs plus an open
-// pixel, and every non-transactional email carries RFC 8058 one-click List-Unsubscribe.
+// unsubscribe/preference links in `links`; email links written in the templates become signed
+// click URLs, an open pixel is added, and every non-transactional email carries RFC 8058
+// one-click List-Unsubscribe.
 import type { Channel } from '../../platform/contracts.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import type { RenderedContent } from '../provider.ts';
@@ -12,6 +13,8 @@ import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 /** The part of the template renderer the pipeline uses (delivery/templates). */
 export interface Renderer {
   render(template: string, channel: Channel, locale: string, data: Record<string, unknown>): RenderedContent;
+  /** Whether a rendered link was written in the templates, not taken from the data: only those are tracked. */
+  isTemplateLink(url: string): boolean;
 }
 
 export function messageRef(ctx: SendContext): MessageRef {
@@ -25,7 +28,7 @@ export function createRenderStage(deps: { renderer: Renderer; links: TrackingLin
     async run(ctx: SendContext) {
       const { send, channel } = ctx;
       const ref = messageRef(ctx);
-      const unsubscribeUrl = deps.links.unsubscribe(ref);
+      const unsubscribeUrl = deps.links.unsubscribe(ref, ctx.now);
       const data: Record<string, unknown> = {
         ...send.data,
         sendId: send.sendId,
@@ -39,7 +42,7 @@ export function createRenderStage(deps: { renderer: Renderer; links: TrackingLin
       }
       const headers: Record<string, string> = {};
       if (channel === 'email') {
-        content = rewriteEmail(content, ref, { links: deps.links, publicBaseUrl: deps.publicBaseUrl });
+        content = rewriteEmail(content, ref, { links: deps.links, publicBaseUrl: deps.publicBaseUrl, isTemplateLink: (url) => deps.renderer.isTemplateLink(url), now: ctx.now });
         if (send.category !== TRANSACTIONAL) {
           headers['List-Unsubscribe'] = `<${unsubscribeUrl}>`;
           headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';

@@ -16,7 +16,7 @@ import { createRedisClaimStore } from '../policy/claims.ts';
 import { createRedisCapStore } from '../policy/caps-store.ts';
 import { createPreferencesStore } from '../preferences/store.ts';
 import type { Provider } from '../provider.ts';
-import { createTrackingLinks } from '../links.ts';
+import { createTrackingLinks, linkLifetimes } from '../links.ts';
 import { createPolicyChain } from './chain.ts';
 import { createRedisDelayQueue } from './delay-queue.ts';
 import { createSendPipeline } from './pipeline.ts';
@@ -75,7 +75,7 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
   };
   const { claims, caps, preferences, delayQueue } = stores;
   const breakers = createBreakerRegistry({ threshold: d.breakerThreshold, cooldownMs: d.breakerCooldownMs });
-  const links = createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret });
+  const links = createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret, lifetimes: linkLifetimes(config.auth) });
   const stages = createPolicyChain(
     { ...d, publicBaseUrl: config.http.publicBaseUrl },
     { owner, claims, caps, preferences, renderer, links, providers, breakers, logger: log, ...(options.now ? { now: options.now } : {}) },

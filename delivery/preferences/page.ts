@@ -80,3 +80,35 @@ export function unsubscribedPage(opts: { category: string; channel: string; pref
 export function invalidLinkPage(): string {
   return layout('Link not valid', '<h1>This link is not valid</h1><p>It may have been mistyped or has expired. Nothing was changed.</p>');
 }
+
+/** A link used more often than any person would (link-limits.ts). */
+export function tooManyRequestsPage(): string {
+  return layout('Too many requests', '<h1>Too many requests for this link</h1><p>Please try again in a minute. Nothing was changed.</p>');
+}
+
+/**
+ * An expired click link: its destination as text, never as a link or a redirect, so an old
+ * signed link cannot send anyone anywhere by itself; the reader can still copy it.
+ */
+export function expiredClickPage(url: string): string {
+  return layout(
+    'Link expired',
+    `<h1>This link has expired</h1>
+<p>It pointed to:</p>
+<p><code>${esc(url)}</code></p>
+<p class="note">If you know and trust this address, copy it into your browser.</p>`,
+  );
+}
+
+/**
+ * An expired unsubscribe or preference link. The page cannot tell who is asking, so it
+ * changes nothing and sends the reader to the ways that can.
+ */
+export function expiredLinkPage(): string {
+  return layout(
+    'Link expired',
+    `<h1>This link has expired</h1>
+<p>Nothing was changed.</p>
+<p>To stop or choose the messages you get, use the unsubscribe or preferences link at the bottom of a recent message from us (every message has one), or change your notification settings where you sign in to your account.</p>`,
+  );
+}

@@ -60,7 +60,7 @@ describe('unsubscribe and preference pages', () => {
 
     const page = await browser.newPage();
     // Opening the link (as a link scanner would) changes nothing.
-    await page.goto(links.unsubscribe(ref));
+    await page.goto(links.unsubscribe(ref, Date.now()));
     await expect.poll(() => page.locator('h1').textContent()).toBe('Unsubscribe?');
     expect((await store.get(userId)).consents.marketing?.email?.granted).toBe(true);
 

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
 import { adminCredential, setupHttpKit } from '../../platform/http.ts';
 import formbody from '../formbody.ts';
+import { createLinkUseLimiter } from '../link-limits.ts';
 import { createTrackingLinks, tokenOf } from '../links.ts';
 import { emptyPreferences, type Suppression, type SuppressionState, type UserPreferences } from './model.ts';
 import { preferencesRoutes } from './routes.ts';
@@ -54,7 +55,7 @@ async function app() {
   await setupHttpKit(server, { credentials: { admin: adminCredential('admin-token') } });
   await server.register(async (scope) => {
     await formbody(scope);
-    await preferencesRoutes(scope, { store, links, now: () => NOW });
+    await preferencesRoutes(scope, { store, links, limiter: createLinkUseLimiter({ perMinute: 30 }), now: () => NOW });
   });
   return { server, store, links };
 }

@@ -5,14 +5,17 @@ import type { Channel } from '../../platform/contracts.ts';
 import { CHANNELS } from '../../platform/contracts.ts';
 import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 import { requireHttpKit } from '../../platform/http.ts';
+import type { LinkUseLimiter } from '../link-limits.ts';
 import type { TrackingLinks } from '../links.ts';
 import { normalisePatch, PreferencesError, type ConsentRecord, type PreferencesPatch } from './model.ts';
-import { invalidLinkPage, isChecked, preferencePage } from './page.ts';
+import { expiredLinkPage, invalidLinkPage, isChecked, preferencePage, tooManyRequestsPage } from './page.ts';
 import type { PreferencesStore } from './store.ts';
 
 export interface PreferencesRoutesDeps {
   store: PreferencesStore;
   links: TrackingLinks;
+  /** Uses of one preference link per minute before the page answers 429. */
+  limiter: LinkUseLimiter;
   now: () => number;
 }
 
@@ -94,12 +97,23 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
 
   // --- end user's preference page ----------------------------------------------------
   const pageOf = async (req: FastifyRequest<{ Querystring: { t?: string } }>, reply: FastifyReply) => {
-    const link = links.readPreferences(req.query.t ?? '', deps.now());
-    if (!link) {
-      void reply.code(400).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(invalidLinkPage());
+    const token = req.query.t ?? '';
+    const now = deps.now();
+    const link = links.readPreferences(token, now);
+    const use = link.status === 'invalid' ? null : deps.limiter.take(token, now);
+    if (use && !use.allowed) {
+      void reply.code(429).header('retry-after', String(use.retryAfterS)).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(tooManyRequestsPage());
       return null;
     }
-    return link.userId;
+    if (link.status !== 'valid') {
+      void reply
+        .code(link.status === 'expired' ? 410 : 400)
+        .type('text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(link.status === 'expired' ? expiredLinkPage() : invalidLinkPage());
+      return null;
+    }
+    return link.value.userId;
   };
 
   // Public: the signed link is the credential, checked by pageOf.

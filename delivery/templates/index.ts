@@ -8,6 +8,7 @@ import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
 import type { RenderedContent } from '../provider.ts';
 import { registerHelpers } from './helpers.ts';
 import { htmlToText } from './html-to-text.ts';
+import { linkMatcher, type WrittenLinks } from './written-links.ts';
 import {
   loadTemplates,
   localeKey,
@@ -42,6 +43,11 @@ export interface TemplateRenderer {
     data: Record<string, unknown>,
   ): RenderedContent;
   has(template: string): boolean;
+  /**
+   * Whether a rendered link was written in the templates folder (see written-links.ts), as
+   * opposed to taken from the data: only those are tracked.
+   */
+  isTemplateLink(url: string): boolean;
   names(): string[];
   /** Channels the template has content for (webhook is always available: it carries the data). */
   channels(template: string): Channel[];
@@ -131,6 +137,18 @@ export function createTemplateRenderer(
     partials: new Map(),
     errors: [],
   };
+  let isTemplateLink: (url: string) => boolean = () => false;
+
+  /** Every file's written links, the kept last good versions of broken files included. */
+  function allWrittenLinks(loaded: LoadedSet): WrittenLinks[] {
+    const out: WrittenLinks[] = [];
+    for (const tpl of loaded.templates.values())
+      for (const byLocale of tpl.parts.values()) for (const part of byLocale.values()) out.push(part.links);
+    for (const byKind of loaded.layouts.values())
+      for (const byLocale of byKind.values()) for (const l of byLocale.values()) out.push(l.links);
+    for (const p of loaded.partials.values()) out.push(p.links);
+    return out;
+  }
 
   function load(): void {
     const next = loadTemplates(hb, options.dir, { strict });
@@ -157,6 +175,7 @@ export function createTemplateRenderer(
     for (const name of Object.keys(hb.partials)) hb.unregisterPartial(name);
     for (const [name, p] of next.partials) hb.registerPartial(name, p.source);
     set = next;
+    isTemplateLink = linkMatcher(allWrittenLinks(next));
     if (next.errors.length > 0)
       log.warn(
         { errors: next.errors.length, dir: options.dir },
@@ -486,6 +505,7 @@ export function createTemplateRenderer(
   return {
     render,
     has: (template) => set.templates.has(template),
+    isTemplateLink: (url) => isTemplateLink(url),
     names: () => [...set.templates.keys()].sort(),
     channels,
     validate,

@@ -10,6 +10,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TemplateDelegate } from 'handlebars';
+import { writtenLinks, type WrittenLinks } from './written-links.ts';
 
 type Handlebars = typeof import('handlebars');
 type Program = ReturnType<Handlebars['parse']>;
@@ -39,6 +40,8 @@ export interface Part {
   bodyLine: number;
   source: string;
   partials: string[];
+  /** Links written in the file (body and fields), the ones that may be tracked. */
+  links: WrittenLinks;
 }
 
 export interface LoadedTemplate {
@@ -54,13 +57,14 @@ export interface LayoutPart {
   body: TemplateDelegate;
   source: string;
   partials: string[];
+  links: WrittenLinks;
 }
 
 export interface LoadedSet {
   templates: Map<string, LoadedTemplate>;
   /** layout name -> "html"|"txt" -> locale key ('' = any locale) -> part */
   layouts: Map<string, Map<'html' | 'txt', Map<string, LayoutPart>>>;
-  partials: Map<string, { file: string; source: string; partials: string[] }>;
+  partials: Map<string, { file: string; source: string; partials: string[]; links: WrittenLinks }>;
   errors: TemplateError[];
 }
 
@@ -197,7 +201,7 @@ function compile(
   flags: CompileFlags,
   escape: boolean,
   lineOffset: number,
-): { fn: TemplateDelegate; partials: string[] } {
+): { fn: TemplateDelegate; partials: string[]; links: WrittenLinks } {
   let ast: Program;
   try {
     ast = hb.parse(source);
@@ -210,7 +214,7 @@ function compile(
   } catch (err) {
     throw new Error(syntaxMessage(err, lineOffset));
   }
-  return { fn: hb.compile(ast, opts), partials: partialReferences(ast) };
+  return { fn: hb.compile(ast, opts), partials: partialReferences(ast), links: writtenLinks(ast) };
 }
 
 export function loadTemplates(hb: Handlebars, dir: string, flags: CompileFlags): LoadedSet {
@@ -230,8 +234,8 @@ export function loadTemplates(hb: Handlebars, dir: string, flags: CompileFlags):
     }
     try {
       const source = readFileSync(file, 'utf8');
-      const { partials } = compile(hb, source, flags, true, 1);
-      set.partials.set(m[1]!, { file, source, partials });
+      const { partials, links } = compile(hb, source, flags, true, 1);
+      set.partials.set(m[1]!, { file, source, partials, links });
     } catch (err) {
       errors.push({ file, message: (err as Error).message });
     }
@@ -249,12 +253,12 @@ export function loadTemplates(hb: Handlebars, dir: string, flags: CompileFlags):
     const kind = txt ? 'txt' : 'html';
     try {
       const source = readFileSync(file, 'utf8');
-      const { fn, partials } = compile(hb, source, flags, kind === 'html', 1);
+      const { fn, partials, links } = compile(hb, source, flags, kind === 'html', 1);
       const byKind = set.layouts.get(name!) ?? new Map<'html' | 'txt', Map<string, LayoutPart>>();
       set.layouts.set(name!, byKind);
       const byLocale = byKind.get(kind) ?? new Map<string, LayoutPart>();
       byKind.set(kind, byLocale);
-      byLocale.set(locale ? localeKey(locale) : '', { file, body: fn, source, partials });
+      byLocale.set(locale ? localeKey(locale) : '', { file, body: fn, source, partials, links });
     } catch (err) {
       errors.push({ file, message: (err as Error).message });
     }
@@ -359,6 +363,11 @@ function loadPart(
   const fields: Record<string, TemplateDelegate> = {};
   const fieldSources: Record<string, string> = {};
   const partials = new Set<string>();
+  const links: WrittenLinks = { exact: [], prefixes: [] };
+  const addLinks = (l: WrittenLinks) => {
+    links.exact.push(...l.exact);
+    links.prefixes.push(...l.prefixes);
+  };
   try {
     for (const [key, v] of Object.entries(fm.meta)) {
       if (PLAIN_FIELDS.has(key)) continue;
@@ -367,9 +376,11 @@ function loadPart(
       fields[key] = c.fn;
       fieldSources[key] = String(v);
       c.partials.forEach((p) => partials.add(p));
+      addLinks(c.links);
     }
     const c = compile(hb, fm.body, flags, escape, fm.bodyLine);
     c.partials.forEach((p) => partials.add(p));
+    addLinks(c.links);
     const layoutRaw = fm.meta.layout;
     const layout =
       layoutRaw === undefined
@@ -388,6 +399,7 @@ function loadPart(
       bodyLine: fm.bodyLine,
       source: fm.body,
       partials: [...partials],
+      links,
     };
   } catch (err) {
     errors.push({ file, message: (err as Error).message });

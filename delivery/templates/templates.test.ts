@@ -321,6 +321,52 @@ describe('validate', () => {
   });
 });
 
+describe('links written in the templates', () => {
+  const files = {
+    'partials/button.hbs': '<a class="button" href="{{url}}">{{label}}</a>',
+    'layouts/default.hbs': '<html><body>{{{body}}}<a href="https://example.com/help?from=footer&amp;x=1">Help</a></body></html>',
+    'promo/email.en.hbs': [
+      '---',
+      'subject: Hi',
+      '---',
+      '<a href="https://shop.example.com/sale">Sale</a>',
+      '<a href="{{user.website}}">Your site</a>',
+      '{{> button url="https://shop.example.com/cart" label="Cart"}}',
+      '<a href="https://shop.example.com/orders/{{event.properties.orderId}}">Order</a>',
+      '<a href="https://{{user.subdomain}}.example.com/">Yours</a>',
+      '<a href="https://shop.example.com{{user.path}}">Path</a>',
+      '<a href="{{default user.referrer "https://shop.example.com/welcome"}}">Welcome</a>',
+    ].join('\n'),
+    'promo/email.en.txt.hbs': 'Sale: https://shop.example.com/text-only\nYours: {{user.website}}',
+  };
+
+  it('are the URLs written in bodies, layouts, partial and helper arguments; URLs from the data are not', () => {
+    const r = createTemplateRenderer({ dir: fixture(files) }, silentLogger());
+    expect(r.isTemplateLink('https://shop.example.com/sale')).toBe(true);
+    expect(r.isTemplateLink('https://shop.example.com/cart')).toBe(true);
+    expect(r.isTemplateLink('https://shop.example.com/welcome')).toBe(true);
+    expect(r.isTemplateLink('https://example.com/help?from=footer&x=1')).toBe(true);
+    expect(r.isTemplateLink('https://shop.example.com/text-only')).toBe(true);
+    // A written beginning that fixes the host, completed by the data.
+    expect(r.isTemplateLink('https://shop.example.com/orders/42')).toBe(true);
+    // A user's own website, and hosts the data could choose.
+    expect(r.isTemplateLink('https://evil.example/phish')).toBe(false);
+    expect(r.isTemplateLink('https://shop.example.com/sale-and-more')).toBe(false);
+    expect(r.isTemplateLink('https://evil.example.com/')).toBe(false);
+    expect(r.isTemplateLink('https://shop.example.com.evil.example/x')).toBe(false);
+    expect(r.isTemplateLink('https://shop.example.com@evil.example/')).toBe(false);
+  });
+
+  it('follow the files: a link removed from a template is no longer one after a reload', () => {
+    const dir = fixture(files);
+    const r = createTemplateRenderer({ dir }, silentLogger());
+    writeFileSync(join(dir, 'promo/email.en.txt.hbs'), 'Yours: {{user.website}}');
+    r.reload();
+    expect(r.isTemplateLink('https://shop.example.com/text-only')).toBe(false);
+    expect(r.isTemplateLink('https://shop.example.com/sale')).toBe(true);
+  });
+});
+
 describe('watching', () => {
   it('reloads by itself when a content manager saves a file', async () => {
     const dir = fixture({ 'hi/sms.en.hbs': 'v1' });

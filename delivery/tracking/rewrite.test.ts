@@ -7,9 +7,14 @@ import { createTrackingLinks, tokenOf, type MessageRef } from '../links.ts';
 
 const ref: MessageRef = { sendId: 's-1', userId: 'u-1', ruleId: 'r-1', channel: 'email', variant: 'a', category: 'marketing' };
 const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com/', signingSecret: 'a-secret-of-sixteen+' });
-const opts = { links, publicBaseUrl: 'https://t.example.com' };
+const NOW = Date.parse('2026-03-10T12:00:00Z');
+// Every link of these tests counts as written in the templates, except where a test says otherwise.
+const opts = { links, publicBaseUrl: 'https://t.example.com', isTemplateLink: () => true, now: NOW };
 const hrefsOf = (html: string) => [...html.matchAll(/href=(?:"([^"]*)"|'([^']*)')/g)].map((m) => m[1] ?? m[2]!);
-const clickTarget = (url: string) => links.readClick(tokenOf(url))?.url;
+const clickTarget = (url: string) => {
+  const read = links.readClick(tokenOf(url), NOW);
+  return read.status === 'valid' ? read.value.url : undefined;
+};
 
 describe('rewriteEmail', () => {
   it('wraps http links in html and text, keeps own and mailto links, adds the pixel', () => {
@@ -20,17 +25,32 @@ describe('rewriteEmail', () => {
         text: 'Go: https://shop.example.com/x?a=1&b=2 now',
       },
       ref,
-      { links, publicBaseUrl: 'https://t.example.com' },
+      opts,
     );
     const hrefs = [...out.html!.matchAll(/href=["']([^"']+)["']/g)].map((m) => m[1]!);
     expect(hrefs[0]!.startsWith('https://t.example.com/t/c?t=')).toBe(true);
-    expect(links.readClick(tokenOf(hrefs[0]!))?.url).toBe('https://shop.example.com/x?a=1&b=2');
+    expect(clickTarget(hrefs[0]!)).toBe('https://shop.example.com/x?a=1&b=2');
     expect(hrefs[1]).toBe('mailto:a@b.c');
     expect(hrefs[2]).toBe('https://t.example.com/t/u?t=abc');
     expect(out.html).toMatch(/<img src="https:\/\/t\.example\.com\/t\/o\.gif\?t=[^"]+"[^>]*><\/body>/);
     const textUrl = /https:\/\/t\.example\.com\/t\/c\?t=\S+/.exec(out.text!)![0];
-    expect(links.readClick(tokenOf(textUrl))?.url).toBe('https://shop.example.com/x?a=1&b=2');
+    expect(clickTarget(textUrl)).toBe('https://shop.example.com/x?a=1&b=2');
     expect(out.subject).toBe('Hi');
+  });
+});
+
+describe('rewriteEmail: links from the data', () => {
+  it('wraps only links written in the templates; a link from the data stays as rendered, in the HTML and in the text', () => {
+    const written = 'https://shop.example.com/sale';
+    const fromData = 'https://evil.example/phish?x=1&amp;y=2';
+    const html = `<html><body><a href="${written}">Sale</a> <a href="${fromData}">My site</a></body></html>`;
+    const out = rewriteEmail({ subject: 's', html, text: htmlToText(html) }, ref, { ...opts, isTemplateLink: (url) => url === written });
+    const [first, second] = hrefsOf(out.html!);
+    expect(clickTarget(first!)).toBe(written);
+    expect(second).toBe(fromData);
+    expect(out.text).toContain('My site (https://evil.example/phish?x=1&y=2)');
+    const clicks = [...out.text!.matchAll(/https:\/\/t\.example\.com\/t\/c\?t=[^\s)]+/g)].map((m) => clickTarget(m[0]));
+    expect(clicks).toEqual([written]);
   });
 });
 

@@ -1,6 +1,8 @@
-// Tracking applied to rendered email content: every http(s) link becomes a signed click
-// URL, an open pixel is appended, and the unsubscribe/preference links (already ours) are
-// left alone. A link marked `<a data-lc-notrack href="…">` (a password reset, a magic link:
+// Tracking applied to rendered email content: every http(s) link written in the templates
+// becomes a signed click URL, an open pixel is appended, and the unsubscribe/preference links
+// (already ours) are left alone. A link whose URL came from the data the template was
+// rendered with (a trait, an event property) is left as rendered: signing it would make our
+// click endpoint a signed redirect to wherever a user's data points. A link marked `<a data-lc-notrack href="…">` (a password reset, a magic link:
 // anything whose URL is itself a secret) is not wrapped, in the HTML nor where the plain-text
 // part shows it; the attribute itself is removed.
 import { decodeEntities } from '../templates/html-to-text.ts';
@@ -16,6 +18,10 @@ export const NO_TRACK_ATTRIBUTE = 'data-lc-notrack';
 
 export interface RewriteOptions {
   links: TrackingLinks;
+  /** Whether a link was written in the templates (TemplateRenderer.isTemplateLink); only those are wrapped. */
+  isTemplateLink: (url: string) => boolean;
+  /** When the message is rendered: its click and open links expire counted from then. */
+  now: number;
   /** URLs under this prefix (our own tracking/unsubscribe/preference links) are not wrapped. */
   publicBaseUrl: string;
 }
@@ -46,7 +52,7 @@ function attributes(tag: string): Attribute[] {
 
 export function rewriteEmail(content: RenderedContent, ref: MessageRef, opts: RewriteOptions): RenderedContent {
   const own = opts.publicBaseUrl.replace(/\/+$/, '') + '/';
-  const trackable = (url: string) => /^https?:\/\//i.test(url) && !url.startsWith(own);
+  const trackable = (url: string) => /^https?:\/\//i.test(url) && !url.startsWith(own) && opts.isTemplateLink(url);
   /** Targets of the links marked not to be tracked, as the plain-text part shows them. */
   const untracked: string[] = [];
   const out: RenderedContent = { ...content };
@@ -65,11 +71,11 @@ export function rewriteEmail(content: RenderedContent, ref: MessageRef, opts: Re
       const target = decodeEntities(href.value).trim();
       // Links that are not wrapped keep their markup exactly as the template rendered it.
       if (!trackable(target)) return tag;
-      const click = opts.links.click(ref, target);
+      const click = opts.links.click(ref, target, opts.now);
       const q = href.quote || '"';
       return `${tag.slice(0, href.valueStart - href.quote.length)}${q}${click}${q}${tag.slice(href.valueStart + href.value.length + href.quote.length)}`;
     });
-    const pixel = `<img src="${opts.links.openPixel(ref)}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">`;
+    const pixel = `<img src="${opts.links.openPixel(ref, opts.now)}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">`;
     html = /<\/body>/i.test(html) ? html.replace(/<\/body>/i, `${pixel}</body>`) : html + pixel;
     out.html = html;
   }
@@ -78,7 +84,7 @@ export function rewriteEmail(content: RenderedContent, ref: MessageRef, opts: Re
     // A marked link's URL, shown here as htmlToText writes it; the match may be shorter than it
     // (it stops at `)` and quotes), never longer.
     const marked = (url: string, at: number) => untracked.some((u) => u.length >= url.length && text.startsWith(u, at));
-    out.text = text.replace(TEXT_URL, (url: string, at: number) => (!trackable(url) || marked(url, at) ? url : opts.links.click(ref, url)));
+    out.text = text.replace(TEXT_URL, (url: string, at: number) => (!trackable(url) || marked(url, at) ? url : opts.links.click(ref, url, opts.now)));
   }
   return out;
 }

@@ -13,7 +13,7 @@ import { deliveryRoutes } from '../index.ts';
 import { createMemoryDeliveryStores } from '../pipeline/memory-stores.ts';
 import { signWebhook } from '../providers/webhook.ts';
 import { linkTarget } from './engagement.ts';
-import { createTrackingLinks, tokenOf, type MessageRef } from '../links.ts';
+import { createSigner, createTrackingLinks, tokenOf, type MessageRef } from '../links.ts';
 
 const SIGNING_SECRET = 'route-test-signing-secret';
 const EVENTS_SECRET = 'route-test-email-events-secret';
@@ -28,12 +28,14 @@ async function app(auth: Record<string, unknown> = { 'auth.emailEventsSecret': E
   const bus = new InMemoryBus(1);
   const server = Fastify();
   await setupHttpKit(server, { credentials: { admin: adminCredential(config.auth.adminToken) } });
-  await server.register(deliveryRoutes, { config, stores, publisher: bus.publisher(), logger: silentLogger(), now: () => NOW });
+  // Moved forward by tests of expired links.
+  const clock = { now: NOW };
+  await server.register(deliveryRoutes, { config, stores, publisher: bus.publisher(), logger: silentLogger(), now: () => clock.now });
   const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com', signingSecret: SIGNING_SECRET });
   const events = () => bus.messages('t.events').map((m) => eventCodec.decode(m.value!));
   const outcomes = () => bus.messages('t.deliveries').map((m) => deliveryCodec.decode(m.value!));
   const published = () => [...bus.messages('t.events'), ...bus.messages('t.deliveries')].map((m) => Buffer.from(m.value!).toString('latin1')).join('\n');
-  return { server, store: stores.preferences, links, events, outcomes, published };
+  return { server, store: stores.preferences, links, events, outcomes, published, clock };
 }
 
 const ref: MessageRef = { sendId: 'snd-1', userId: 'u1', ruleId: 'r1', channel: 'email', variant: 'b', category: 'marketing' };
@@ -42,7 +44,7 @@ describe('click, open and unsubscribe endpoints', () => {
   it('redirects a signed click to the full URL and records only its scheme, host and path', async () => {
     const { server, links, events, outcomes, published } = await app();
     const target = 'https://ada:pa55word@shop.example.com:8443/reset/password?token=r3set-s3cret&u=7#frag-s3cret';
-    const token = tokenOf(links.click(ref, target));
+    const token = tokenOf(links.click(ref, target, NOW));
     const res = await server.inject({ method: 'GET', url: `/t/c?t=${token}` });
     expect(res.statusCode).toBe(302);
     expect(res.headers.location).toBe(target);
@@ -53,7 +55,7 @@ describe('click, open and unsubscribe endpoints', () => {
 
   it('refuses a tampered click without redirecting or recording it', async () => {
     const { server, links, events } = await app();
-    const token = tokenOf(links.click(ref, 'https://shop.example.com/x?y=1'));
+    const token = tokenOf(links.click(ref, 'https://shop.example.com/x?y=1', NOW));
     for (const t of [`${token}x`, token.replace(/^./, 'A'), '', 'a.b']) {
       const bad = await server.inject({ method: 'GET', url: `/t/c?t=${encodeURIComponent(t)}` });
       expect(bad.statusCode).toBe(400);
@@ -64,7 +66,7 @@ describe('click, open and unsubscribe endpoints', () => {
 
   it('serves the open pixel and counts only signed opens', async () => {
     const { server, links, events } = await app();
-    const ok = await server.inject({ method: 'GET', url: `/t/o.gif?t=${tokenOf(links.openPixel(ref))}` });
+    const ok = await server.inject({ method: 'GET', url: `/t/o.gif?t=${tokenOf(links.openPixel(ref, NOW))}` });
     expect(ok.statusCode).toBe(200);
     expect(ok.headers['content-type']).toBe('image/gif');
     expect((await server.inject({ method: 'GET', url: '/t/o.gif?t=forged' })).statusCode).toBe(400);
@@ -73,7 +75,7 @@ describe('click, open and unsubscribe endpoints', () => {
 
   it('one-click unsubscribe (RFC 8058) opts out of the category on the channel; GET only asks', async () => {
     const { server, links, store, events } = await app();
-    const url = `/t/u?t=${tokenOf(links.unsubscribe(ref))}`;
+    const url = `/t/u?t=${tokenOf(links.unsubscribe(ref, NOW))}`;
     const ask = await server.inject({ method: 'GET', url });
     expect(ask.statusCode).toBe(200);
     expect(ask.body).toContain('Unsubscribe?');
@@ -83,6 +85,126 @@ describe('click, open and unsubscribe endpoints', () => {
     expect((await store.get('u1')).consents.marketing!.email).toEqual({ granted: false, at: NOW, source: 'one_click_unsubscribe' });
     expect(events()).toMatchObject([{ id: 'tracker:unsubscribed:snd-1:email', type: 'message_unsubscribed' }]);
     expect((await server.inject({ method: 'POST', url: '/t/u?t=forged' })).statusCode).toBe(400);
+  });
+});
+
+describe('expired links', () => {
+  const DAY = 24 * 3600 * 1000;
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+
+  it('an expired click shows its destination as text, never redirects and records nothing', async () => {
+    const { server, links, events, clock } = await app();
+    const target = 'https://shop.example.com/x?a=1&b=<2>';
+    const token = tokenOf(links.click(ref, target, NOW));
+    clock.now = NOW + 91 * DAY;
+    const res = await server.inject({ method: 'GET', url: `/t/c?t=${token}` });
+    expect(res.statusCode).toBe(410);
+    expect(res.headers.location).toBeUndefined();
+    expect(res.headers['content-type']).toMatch(/^text\/html/);
+    expect(res.body).toContain('This link has expired');
+    expect(res.body).toContain('https://shop.example.com/x?a=1&amp;b=&lt;2&gt;');
+    expect(res.body).not.toMatch(/href="https:\/\/shop/);
+    expect(events()).toHaveLength(0);
+  });
+
+  it('a click link from before expiries existed counts as expired', async () => {
+    const { server, events } = await app();
+    const legacy = createSigner(SIGNING_SECRET).sign('click', { s: 'snd-1', u: 'u1', r: 'r1', c: 'email', v: 'b', k: 'marketing', l: 'https://evil.example/' });
+    const res = await server.inject({ method: 'GET', url: `/t/c?t=${legacy}` });
+    expect(res.statusCode).toBe(410);
+    expect(res.headers.location).toBeUndefined();
+    expect(events()).toHaveLength(0);
+  });
+
+  it('an expired open pixel is still an image, and is not counted', async () => {
+    const { server, links, events, clock } = await app();
+    const token = tokenOf(links.openPixel(ref, NOW));
+    clock.now = NOW + 91 * DAY;
+    const res = await server.inject({ method: 'GET', url: `/t/o.gif?t=${token}` });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('image/gif');
+    expect(events()).toHaveLength(0);
+  });
+
+  it('an expired unsubscribe link unsubscribes nobody; its page points to the ways that still work', async () => {
+    const { server, links, store, events, clock } = await app();
+    const url = `/t/u?t=${tokenOf(links.unsubscribe(ref, NOW))}`;
+    clock.now = NOW + 366 * DAY;
+    const ask = await server.inject({ method: 'GET', url });
+    expect(ask.statusCode).toBe(410);
+    expect(ask.body).toContain('This link has expired');
+    expect(ask.body).toContain('a recent message');
+    expect(ask.body).not.toContain('<form');
+    const oneClick = await server.inject({ method: 'POST', url, headers: form, payload: 'List-Unsubscribe=One-Click' });
+    expect(oneClick.statusCode).toBe(410);
+    const confirmed = await server.inject({ method: 'POST', url, headers: form, payload: 'confirm=1' });
+    expect(confirmed.statusCode).toBe(410);
+    expect(confirmed.body).toContain('This link has expired');
+    expect((await store.get('u1')).consents.marketing).toBeUndefined();
+    expect(events()).toHaveLength(0);
+  });
+
+  it('unsubscribe links from the API live LC_UNSUBSCRIBE_TTL_DAYS; the preference link on the confirmation page too', async () => {
+    const { server, links, clock } = await app({ 'auth.emailEventsSecret': EVENTS_SECRET, 'auth.unsubscribeTtlDays': 30 });
+    const ask = await server.inject({ method: 'GET', url: `/t/u?t=${tokenOf(links.unsubscribe(ref, NOW))}` });
+    const preferencesUrl = /href="([^"]+\/p\?t=[^"]+)"/.exec(ask.body)![1]!.replace(/&amp;/g, '&');
+    clock.now = NOW + 29 * DAY;
+    expect((await server.inject({ method: 'GET', url: `/p?t=${tokenOf(preferencesUrl)}` })).statusCode).toBe(200);
+    clock.now = NOW + 31 * DAY;
+    const expired = await server.inject({ method: 'GET', url: `/p?t=${tokenOf(preferencesUrl)}` });
+    expect(expired.statusCode).toBe(410);
+    expect(expired.body).toContain('This link has expired');
+  });
+});
+
+describe('uses of one link per minute (LC_LINK_RATE_LIMIT)', () => {
+  const limited = { 'auth.emailEventsSecret': EVENTS_SECRET, 'http.linkRateLimit': 3 };
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+
+  it('a click over the limit answers 429 with Retry-After and records nothing more; other links and the next minute are not affected', async () => {
+    const { server, links, events, clock } = await app(limited);
+    const url = `/t/c?t=${tokenOf(links.click(ref, 'https://shop.example.com/x', NOW))}`;
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push((await server.inject({ method: 'GET', url })).statusCode);
+    expect(statuses).toEqual([302, 302, 302, 429, 429]);
+    const refused = await server.inject({ method: 'GET', url });
+    expect(refused.headers['retry-after']).toBe('60');
+    expect(refused.headers.location).toBeUndefined();
+    expect(events()).toHaveLength(3);
+    const other = `/t/c?t=${tokenOf(links.click(ref, 'https://shop.example.com/y', NOW))}`;
+    expect((await server.inject({ method: 'GET', url: other })).statusCode).toBe(302);
+    clock.now = NOW + 61_000;
+    expect((await server.inject({ method: 'GET', url })).statusCode).toBe(302);
+  });
+
+  it('the open pixel over the limit is still served, but not counted', async () => {
+    const { server, links, events } = await app(limited);
+    const url = `/t/o.gif?t=${tokenOf(links.openPixel(ref, NOW))}`;
+    for (let i = 0; i < 5; i++) {
+      const res = await server.inject({ method: 'GET', url });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toBe('image/gif');
+    }
+    expect(events()).toHaveLength(3);
+  });
+
+  it('unsubscribe requests over the limit answer 429 and change nothing more', async () => {
+    const { server, links, events } = await app(limited);
+    const url = `/t/u?t=${tokenOf(links.unsubscribe(ref, NOW))}`;
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await server.inject({ method: 'POST', url, headers: form, payload: 'List-Unsubscribe=One-Click' })).statusCode);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect((await server.inject({ method: 'GET', url })).statusCode).toBe(429);
+    expect(events()).toHaveLength(3);
+  });
+
+  it('the preference page over the limit answers 429; a forged token is refused without being counted', async () => {
+    const { server, links } = await app(limited);
+    const url = `/p?t=${tokenOf(links.preferences('u1', NOW))}`;
+    for (let i = 0; i < 5; i++) expect((await server.inject({ method: 'GET', url: '/p?t=forged.mac' })).statusCode).toBe(400);
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await server.inject({ method: 'GET', url })).statusCode);
+    expect(statuses).toEqual([200, 200, 200, 429]);
   });
 });
 

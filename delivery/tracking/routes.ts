@@ -1,15 +1,18 @@
 // Public tracking endpoints: signed click redirects (a tampered link is refused, never
-// redirected), the open pixel, RFC 8058 one-click unsubscribe with a confirmation page for
-// people, and the mail provider's bounce/complaint webhook (timestamped HMAC of the body with
-// its own secret, never the one that signs links).
-import type { FastifyInstance } from 'fastify';
+// redirected; an expired one shows where it pointed, as text), the open pixel, RFC 8058
+// one-click unsubscribe with a confirmation page for people, and the mail provider's
+// bounce/complaint webhook (timestamped HMAC of the body with its own secret, never the one
+// that signs links). Expired links are never acted on: no redirect, no engagement recorded,
+// no unsubscribe.
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage } from '../../platform/errors.ts';
 import { requireHttpKit } from '../../platform/http.ts';
 import type { SentIndex } from '../sent-index.ts';
 import { verifyWebhookSignature } from '../providers/webhook.ts';
-import { invalidLinkPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
+import { expiredClickPage, expiredLinkPage, invalidLinkPage, tooManyRequestsPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
+import type { LinkUseLimiter } from '../link-limits.ts';
 import type { EngagementRecorder } from './engagement.ts';
 import type { MessageRef, TrackingLinks } from '../links.ts';
 
@@ -18,6 +21,8 @@ export interface TrackingRoutesDeps {
   recorder: EngagementRecorder;
   store: PreferencesStore;
   sentIndex: SentIndex;
+  /** Uses of one token per minute: over it, clicks and unsubscribes answer 429 and opens are not counted. */
+  limiter: LinkUseLimiter;
   /**
    * The mail provider's webhook: `X-LC-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`
    * with `secret` (config auth.emailEventsSecret; empty: the webhook is off and answers 503),
@@ -56,19 +61,35 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
   const record = (kind: Parameters<EngagementRecorder['record']>[0], ref: MessageRef, extra?: { url?: string; reason?: string }) =>
     recorder.record(kind, ref, extra).catch((err: unknown) => logger.error({ err: errorMessage(err), kind, sendId: ref.sendId }, 'could not record engagement'));
 
+  const html = (reply: FastifyReply, status: number, page: string) => reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(page);
+  /** Counts a use of a genuine token; false (and the 429 sent) when it is over its limit. */
+  const withinLimit = (reply: FastifyReply, token: string, now: number, answer: (r: FastifyReply) => FastifyReply = (r) => html(r, 429, tooManyRequestsPage())) => {
+    const use = deps.limiter.take(token, now);
+    if (use.allowed) return true;
+    answer(reply.header('retry-after', String(use.retryAfterS)));
+    return false;
+  };
+
   app.get<{ Querystring: { t?: string } }>('/t/c', publicRoute, async (req, reply) => {
-    const click = links.readClick(req.query.t ?? '');
-    if (!click) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
-    const { url, ...ref } = click;
+    const token = req.query.t ?? '';
+    const now = deps.now();
+    const click = links.readClick(token, now);
+    if (click.status === 'invalid') return html(reply, 400, invalidLinkPage());
+    if (!withinLimit(reply, token, now)) return reply;
+    const { url, ...ref } = click.value;
+    if (click.status === 'expired') return html(reply, 410, expiredClickPage(url));
     await record('clicked', ref, { url });
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   });
 
   app.get<{ Querystring: { t?: string } }>('/t/o.gif', publicRoute, async (req, reply) => {
-    const ref = links.readOpen(req.query.t ?? '');
-    if (ref) await record('opened', ref);
+    const token = req.query.t ?? '';
+    const now = deps.now();
+    const open = links.readOpen(token, now);
+    // Over the limit the pixel is still served (a mail client shows no error), only not counted.
+    if (open.status === 'valid' && deps.limiter.take(token, now).allowed) await record('opened', open.value);
     // Always an image, so a broken token never shows as a broken picture; only valid ones count.
-    return reply.code(ref ? 200 : 400).type('image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
+    return reply.code(open.status === 'invalid' ? 400 : 200).type('image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
   });
 
   async function unsubscribe(ref: MessageRef, source: string): Promise<void> {
@@ -80,20 +101,29 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
   // A GET never unsubscribes (link scanners and prefetchers follow links): it asks first.
   app.get<{ Querystring: { t?: string } }>('/t/u', publicRoute, async (req, reply) => {
     const token = req.query.t ?? '';
-    const ref = links.readUnsubscribe(token);
-    if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
-    return reply
-      .type('text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .send(unsubscribeConfirmPage({ action: `/t/u?t=${encodeURIComponent(token)}`, category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
+    const now = deps.now();
+    const read = links.readUnsubscribe(token, now);
+    if (read.status === 'invalid') return html(reply, 400, invalidLinkPage());
+    if (!withinLimit(reply, token, now)) return reply;
+    if (read.status === 'expired') return html(reply, 410, expiredLinkPage());
+    const ref = read.value;
+    return html(reply, 200, unsubscribeConfirmPage({ action: `/t/u?t=${encodeURIComponent(token)}`, category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
   });
 
   // RFC 8058: mail clients POST `List-Unsubscribe=One-Click`; the confirmation page posts `confirm=1`.
   app.post<{ Querystring: { t?: string }; Body: Record<string, string> | undefined }>('/t/u', publicRoute, async (req, reply) => {
-    const ref = links.readUnsubscribe(req.query.t ?? '');
-    if (!ref) return reply.code(400).type('text/html; charset=utf-8').send(invalidLinkPage());
+    const token = req.query.t ?? '';
+    const now = deps.now();
+    const read = links.readUnsubscribe(token, now);
+    if (read.status === 'invalid') return html(reply, 400, invalidLinkPage());
     const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string>;
     const fromPage = body.confirm !== undefined;
+    const tooMany = (r: FastifyReply) => (fromPage ? html(r, 429, tooManyRequestsPage()) : r.code(429).type('text/plain; charset=utf-8').send('too many requests for this link; try again in a minute\n'));
+    if (!withinLimit(reply, token, now, tooMany)) return reply;
+    if (read.status === 'expired') {
+      return fromPage ? html(reply, 410, expiredLinkPage()) : reply.code(410).type('text/plain; charset=utf-8').send('this unsubscribe link has expired; nothing was changed\n');
+    }
+    const ref = read.value;
     await unsubscribe(ref, fromPage ? 'unsubscribe_page' : 'one_click_unsubscribe');
     if (!fromPage) return reply.type('text/plain; charset=utf-8').send('unsubscribed\n');
     return reply
