@@ -38,7 +38,7 @@ describe('preference changes and durability', () => {
     await app.register(deliveryRoutes, { config, redis: { ...redis, durable: h.durable }, publisher: new InMemoryBus(1).publisher(), logger: silentLogger() });
     const links = createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret });
     const userId = `u-${iso.id}`;
-    const url = new URL(links.unsubscribe({ sendId: `s-${iso.id}`, userId, ruleId: 'r', channel: 'email', variant: null, category: 'marketing' }));
+    const url = new URL(links.unsubscribe({ sendId: `s-${iso.id}`, userId, ruleId: 'r', channel: 'email', variant: null, category: 'marketing' }, Date.now()));
     let answered = false;
     const answer = app
       .inject({ method: 'POST', url: `${url.pathname}${url.search}`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'List-Unsubscribe=One-Click' })
