@@ -3,6 +3,7 @@
 import Fastify from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InMemoryBus } from '../../platform/bus.ts';
+import { adminCredential, setupHttpKit } from '../../platform/http.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createRedis } from '../../platform/redis.ts';
 import { deliveryRoutes } from '../index.ts';
@@ -35,6 +36,7 @@ describe('preference changes and durability', () => {
   it('answers a one-click unsubscribe only after the change is durable', async () => {
     const h = held();
     const app = Fastify();
+    await setupHttpKit(app, { credentials: { admin: adminCredential(config.auth.adminToken) } });
     await app.register(deliveryRoutes, { config, redis: { ...redis, durable: h.durable }, publisher: new InMemoryBus(1).publisher(), logger: silentLogger() });
     const links = createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret });
     const userId = `u-${iso.id}`;
