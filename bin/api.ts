@@ -69,7 +69,7 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
       redis
         ? { ...inappGatewayOptions(config, { redis, publisher: deps.publisher, logger: deps.logger }), metrics: deps.metrics }
         : {
-            signingSecret: config.auth.signingSecret,
+            inappSecret: config.auth.inappSecret,
             inbox: memory!.inbox,
             live: memory!.live,
             publisher: deps.publisher,

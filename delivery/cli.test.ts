@@ -4,11 +4,13 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { register } from './cli.ts';
+import { verifyInappToken } from './inapp/token.ts';
 import { overlay as deepMerge } from './templates/routes.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
   vi.restoreAllMocks();
+  vi.unstubAllEnvs();
   process.exitCode = undefined;
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -96,6 +98,18 @@ describe('lifecycle templates', () => {
     const missing = await cli(['templates', 'preview', 'nope', '--dir', dir]);
     expect(missing.code).toBe(1);
     expect(missing.err).toMatch(/template "nope" not found/);
+  });
+});
+
+describe('lifecycle inapp-token', () => {
+  it('signs with LC_INAPP_SECRET, not with the secret of tracking links', async () => {
+    vi.stubEnv('LC_INAPP_SECRET', 'cli-inapp-secret-0123');
+    vi.stubEnv('LC_SIGNING_SECRET', 'cli-signing-secret-0123');
+    const r = await cli(['inapp-token', 'user-7', '--ttl', '5']);
+    expect(r.code).toBe(0);
+    const token = r.out.trim();
+    expect(verifyInappToken('cli-inapp-secret-0123', token)).toBe('user-7');
+    expect(verifyInappToken('cli-signing-secret-0123', token)).toBeNull();
   });
 });
 

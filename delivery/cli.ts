@@ -141,7 +141,7 @@ export function register(program: Command): void {
         return;
       }
       process.stdout.write(
-        `${signInappToken(loadConfig().auth.signingSecret, userId, { ttlMs: minutes * 60_000 })}\n`,
+        `${signInappToken(loadConfig().auth.inappSecret, userId, { ttlMs: minutes * 60_000 })}\n`,
       );
     });
 }

@@ -42,7 +42,7 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
   const now = opts.now ?? Date.now;
   if (!opts.redis && !opts.stores) throw new Error('deliveryRoutes needs `redis` or `stores`');
   const { emailEventsSecret, emailEventsToleranceMs, signingSecret } = opts.config.auth;
-  // The mail provider holds the webhook secret; with LC_SIGNING_SECRET it could sign any link or in-app token.
+  // The mail provider holds the webhook secret; with LC_SIGNING_SECRET it could sign any link.
   if (emailEventsSecret !== '' && emailEventsSecret === signingSecret) {
     throw new Error('LC_EMAIL_EVENTS_SECRET must differ from LC_SIGNING_SECRET: it is given to the mail provider, which must not be able to sign tracking, unsubscribe or preference links');
   }

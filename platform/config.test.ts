@@ -42,7 +42,7 @@ describe('loadConfig', () => {
   });
 
   it('refuses a short admin token outside development, and takes a long one', () => {
-    const real = { LC_WRITE_KEYS: 'web:k3y-of-the-web-source', LC_SIGNING_SECRET: 'a-real-signing-secret-0123', LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123' };
+    const real = { LC_WRITE_KEYS: 'web:k3y-of-the-web-source', LC_SIGNING_SECRET: 'a-real-signing-secret-0123', LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123', LC_INAPP_SECRET: 'a-real-inapp-secret-0123' };
     expect(() => loadConfig({ ...real, LC_ADMIN_TOKEN: 'short-token' }, {}, { serving: true })).toThrow(/LC_ADMIN_TOKEN: must be at least 24 characters/);
     expect(() => loadConfig({ ...real, NODE_ENV: 'production', LC_ADMIN_TOKEN: 'short-token' }, {}, { serving: true })).toThrow(/LC_ADMIN_TOKEN: must be at least 24 characters/);
     expect(loadConfig({ ...real, LC_ADMIN_TOKEN: 'x'.repeat(24) }, {}, { serving: true }).auth.adminToken).toHaveLength(24);
@@ -50,6 +50,15 @@ describe('loadConfig', () => {
 
   it('refuses development secrets in production', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/LC_ADMIN_TOKEN: must be set/);
+  });
+
+  it('gives in-app tokens their own secret: 16+ characters, not a development value in production, not a secret that signs anything else', () => {
+    expect(loadConfig({ LC_INAPP_SECRET: 'an-inapp-secret-0123' }).auth.inappSecret).toBe('an-inapp-secret-0123');
+    expect(() => loadConfig({ LC_INAPP_SECRET: 'too-short' })).toThrow(/LC_INAPP_SECRET=<redacted>/);
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/LC_INAPP_SECRET: must be set to a real secret/);
+    expect(() => loadConfig({}, {}, { serving: true })).toThrow(/LC_INAPP_SECRET: the built-in development value/);
+    expect(() => loadConfig({ LC_SIGNING_SECRET: 'one-secret-for-all-0123', LC_INAPP_SECRET: 'one-secret-for-all-0123' })).toThrow(/LC_INAPP_SECRET: must differ from LC_SIGNING_SECRET/);
+    expect(() => loadConfig({ LC_EMAIL_EVENTS_SECRET: 'one-secret-for-all-0123', LC_INAPP_SECRET: 'one-secret-for-all-0123' })).toThrow(/LC_INAPP_SECRET: must differ from LC_EMAIL_EVENTS_SECRET/);
   });
 
   it('gives every variable a unique name and a description', () => {

@@ -180,7 +180,7 @@ export const ConfigSchema = Type.Object({
     }),
     signingSecret: str({
       env: 'LC_SIGNING_SECRET',
-      description: 'HMAC secret for tracking links, unsubscribe links, preference pages and in-app tokens.',
+      description: 'HMAC secret for tracking links, unsubscribe links and preference pages.',
       default: 'dev-signing-secret-change-me',
       secret: true,
       minLength: 16,
@@ -192,7 +192,7 @@ export const ConfigSchema = Type.Object({
       secret: true,
     }),
     // Handed to the mail provider, so it must not be LC_SIGNING_SECRET (which would let the
-    // provider forge clicks, unsubscribes, preference links and in-app tokens).
+    // provider forge clicks, unsubscribes and preference links).
     emailEventsSecret: Type.String({
       env: 'LC_EMAIL_EVENTS_SECRET',
       description:
@@ -213,6 +213,15 @@ export const ConfigSchema = Type.Object({
       description: 'Days a click or open-pixel link of a message works; an expired click link shows its destination as text instead of redirecting.',
       default: 90,
       minimum: 1,
+    }),
+    // Held by the product's backend, which mints the tokens: with LC_SIGNING_SECRET it could
+    // also forge tracking, unsubscribe and preference links (checked in loadConfig).
+    inappSecret: str({
+      env: 'LC_INAPP_SECRET',
+      description: 'HMAC secret of in-app client tokens, shared with the product backend that mints them: at least 16 characters, different from LC_SIGNING_SECRET and LC_EMAIL_EVENTS_SECRET.',
+      default: 'dev-inapp-secret-change-me',
+      secret: true,
+      minLength: 16,
     }),
     // At least 30 days: CAN-SPAM wants an unsubscribe link to work that long after sending.
     unsubscribeTtlDays: int({
@@ -425,7 +434,7 @@ function deepFreeze<T>(o: T): T {
 }
 
 const URLS_WITH_CREDENTIALS = new Set(['LC_SMTP_URLS', 'LC_REDIS_URL', 'LC_POSTGRES_URL']);
-const DEV_SECRETS = new Set(['dev-admin-token', 'dev-signing-secret-change-me', 'dev-webhook-secret-change-me', 'demo:dev-write-key']);
+const DEV_SECRETS = new Set(['dev-admin-token', 'dev-signing-secret-change-me', 'dev-webhook-secret-change-me', 'dev-inapp-secret-change-me', 'demo:dev-write-key']);
 
 /**
  * Reads every variable of the schema from `env`, applies defaults and `overrides`
@@ -463,6 +472,7 @@ export function loadConfig(
       }
     }
   }
+  if (problems.length === 0) problems.push(...sharedSecretProblems(out as Config));
   if (problems.length === 0 && options.serving) problems.push(...servingProblems(env, out as Config));
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(out as Config);
@@ -476,6 +486,15 @@ export interface LoadOptions {
    * Tools (`rules validate`, `simulate`) and the embedded demo load without these checks.
    */
   serving?: boolean;
+}
+
+/** Secrets given to outside parties must not be secrets that sign something else. */
+function sharedSecretProblems(config: Config): string[] {
+  const { inappSecret, signingSecret, emailEventsSecret } = config.auth;
+  const problems: string[] = [];
+  if (inappSecret === signingSecret) problems.push('LC_INAPP_SECRET: must differ from LC_SIGNING_SECRET: the product backend holds it, and must not be able to sign tracking, unsubscribe or preference links');
+  if (inappSecret === emailEventsSecret) problems.push('LC_INAPP_SECRET: must differ from LC_EMAIL_EVENTS_SECRET: the mail provider holds that one, and must not be able to sign in-app tokens');
+  return problems;
 }
 
 /** Shortest admin token accepted outside development: 128 bits as hex is 32 characters, base64 about 22. */

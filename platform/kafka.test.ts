@@ -1,7 +1,10 @@
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import type { Kafka } from 'kafkajs';
+import type { ITopicConfig, Kafka } from 'kafkajs';
+import { internalTopicSpecs } from './bus.ts';
+import { loadConfig } from './config.ts';
 import { incomingMessage, KafkaBus } from './kafka.ts';
-import { silentLogger } from './logger.ts';
+import { createLogger, silentLogger } from './logger.ts';
 
 describe('Kafka consumer messages', () => {
   it('carry the key as text and as the bytes it is: binary (Avro) keys are not mangled', () => {
@@ -40,5 +43,53 @@ describe('end offsets', () => {
     });
     await expect(denied.endOffsets('t')).rejects.toThrow('Not authorized');
     expect(fatal).toBe(1);
+  });
+});
+
+describe('internal topics', () => {
+  const created = async (replicationFactor: number) => {
+    const topics: ITopicConfig[] = [];
+    const admin = {
+      connect: async () => undefined,
+      listTopics: async () => ['t.events'],
+      createTopics: async (req: { topics: ITopicConfig[] }) => {
+        topics.push(...req.topics);
+        return true;
+      },
+    };
+    const bus = new KafkaBus({ admin: () => admin } as unknown as Kafka, silentLogger(), { replicationFactor });
+    await bus.ensureTopics(internalTopicSpecs({ events: 't.events', sends: 't.sends', deliveries: 't.deliveries', dlq: 't.dlq', campaigns: 't.campaigns' }, 6));
+    return topics;
+  };
+  const minInsync = (t: ITopicConfig) => t.configEntries?.find((e) => e.name === 'min.insync.replicas')?.value;
+
+  it.each([
+    [1, '1'],
+    [2, '2'],
+    [3, '2'],
+    [5, '2'],
+  ])('are created with replication factor %i and min.insync.replicas %s; existing ones are left alone', async (factor, expected) => {
+    const topics = await created(factor);
+    expect(topics.map((t) => t.topic)).toEqual(['t.sends', 't.deliveries', 't.dlq', 't.campaigns']);
+    for (const t of topics) {
+      expect(t.replicationFactor).toBe(factor);
+      expect(minInsync(t)).toBe(expected);
+    }
+    expect(topics.find((t) => t.topic === 't.campaigns')?.configEntries).toContainEqual({ name: 'cleanup.policy', value: 'compact' });
+  });
+
+  it('a replication factor of 1 is warned about at start in production, naming the variable; not in development or test', () => {
+    const warnings = (env: Record<string, string>) => {
+      const lines: string[] = [];
+      const logger = createLogger({ level: 'warn' }, new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString()), done()) }));
+      KafkaBus.fromConfig(loadConfig(env), logger);
+      return lines.map((l) => JSON.parse(l) as { msg: string });
+    };
+    const production = warnings({ NODE_ENV: 'production', LC_ADMIN_TOKEN: 'x'.repeat(24), LC_WRITE_KEYS: 'web:key-0123456789', LC_SIGNING_SECRET: 'a-real-signing-secret-0123', LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123', LC_INAPP_SECRET: 'a-real-inapp-secret-0123' });
+    expect(production).toHaveLength(1);
+    expect(production[0]!.msg).toMatch(/^LC_KAFKA_REPLICATION_FACTOR=1: /);
+    expect(warnings({ NODE_ENV: 'development' })).toEqual([]);
+    expect(warnings({ NODE_ENV: 'test' })).toEqual([]);
+    expect(warnings({ NODE_ENV: 'production', LC_KAFKA_REPLICATION_FACTOR: '3', LC_ADMIN_TOKEN: 'x'.repeat(24), LC_WRITE_KEYS: 'web:key-0123456789', LC_SIGNING_SECRET: 'a-real-signing-secret-0123', LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123', LC_INAPP_SECRET: 'a-real-inapp-secret-0123' })).toEqual([]);
   });
 });

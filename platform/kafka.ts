@@ -195,8 +195,14 @@ export class KafkaBus implements Bus {
     private readonly options: { replicationFactor?: number; sessionTimeout?: number; producers?: number; maxBytesPerPartition?: number } = {},
   ) {}
 
-  /** `maxBytesPerPartition`: fetch size of this bus's consumers (default 1 MB); it bounds a batch, so the records in flight. */
-  static fromConfig(config: Pick<Config, 'kafka'>, logger: Logger, options: { producers?: number; maxBytesPerPartition?: number } = {}): KafkaBus {
+  /**
+   * `maxBytesPerPartition`: fetch size of this bus's consumers (default 1 MB); it bounds a batch, so the records in flight.
+   * In production (NODE_ENV neither development nor test), a replication factor of 1 is warned about here, at start.
+   */
+  static fromConfig(config: Pick<Config, 'kafka'> & Partial<Pick<Config, 'env'>>, logger: Logger, options: { producers?: number; maxBytesPerPartition?: number } = {}): KafkaBus {
+    if (config.kafka.replicationFactor === 1 && config.env === 'production') {
+      logger.warn({ replicationFactor: 1 }, 'LC_KAFKA_REPLICATION_FACTOR=1: internal topics are created with one copy of each record, and a lost broker loses events; set 3 on a production cluster');
+    }
     return new KafkaBus(createKafka(config.kafka, logger), logger, {
       replicationFactor: config.kafka.replicationFactor,
       ...options,
@@ -245,13 +251,19 @@ export class KafkaBus implements Bus {
     const existing = new Set(await admin.listTopics());
     const missing = specs.filter((s) => !existing.has(s.topic));
     if (missing.length === 0) return;
+    const replicationFactor = this.options.replicationFactor ?? 1;
     await admin.createTopics({
       waitForLeaders: true,
       topics: missing.map((s) => ({
         topic: s.topic,
         numPartitions: s.partitions,
-        replicationFactor: this.options.replicationFactor ?? 1,
+        replicationFactor,
         configEntries: [
+          // min(2, factor): an acknowledged write (acks=all) is on two brokers whenever the
+          // topic has two copies or more, so no event is acknowledged by one broker only (with
+          // factor 2 both copies must be in sync). With four copies or more, factor - 1 would
+          // stop taking writes at the second lost broker; 2 keeps writing while two are up.
+          { name: 'min.insync.replicas', value: String(Math.min(2, replicationFactor)) },
           ...(s.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : []),
           ...(s.retentionMs ? [{ name: 'retention.ms', value: String(s.retentionMs) }] : []),
         ],

@@ -55,7 +55,7 @@ async function startGateway(withMetrics = false): Promise<string> {
   const app = Fastify();
   await setupHttpKit(app);
   await app.register(inappGateway, {
-    signingSecret: SECRET,
+    inappSecret: SECRET,
     redis,
     keys,
     inbox,

@@ -32,8 +32,8 @@ export { inappChannel } from './live.ts';
 import { verifyInappToken } from './token.ts';
 
 export interface InappGatewayOptions {
-  /** config auth.signingSecret: verifies client tokens. */
-  signingSecret: string;
+  /** config auth.inappSecret (LC_INAPP_SECRET): verifies client tokens. */
+  inappSecret: string;
   /**
    * Where live messages come from. Default: Redis pub/sub over `redis`/`keys`, subscribing on
    * `subscriber` (default: a duplicate of `redis`, closed with the app).
@@ -116,8 +116,8 @@ function tokenOf(req: FastifyRequest): string | undefined {
   return bearerToken(req.headers.authorization);
 }
 
-/** The in-app client token (signed with LC_SIGNING_SECRET by the app backend) as the credential of `appUser` routes. */
-function appUserCredential(signingSecret: string, now: () => number): Credential {
+/** The in-app client token (signed with LC_INAPP_SECRET by the app backend) as the credential of `appUser` routes. */
+function appUserCredential(inappSecret: string, now: () => number): Credential {
   return {
     schemes: {
       inappToken: { type: 'apiKey', in: 'query', name: 'token', description: 'The in-app client token the app backend signed for the user.' },
@@ -125,7 +125,7 @@ function appUserCredential(signingSecret: string, now: () => number): Credential
     },
     authenticate(req) {
       const token = tokenOf(req);
-      const userId = token ? verifyInappToken(signingSecret, token, now()) : null;
+      const userId = token ? verifyInappToken(inappSecret, token, now()) : null;
       if (!userId) throw new LifecycleError(ErrorCodes.Unauthorized, 'missing, invalid or expired in-app token; ask the app backend for a new one');
       return { id: userId, name: userId };
     },
@@ -185,7 +185,7 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
   if (!app.hasDecorator('websocketServer'))
     await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
 
-  provideCredential(app, 'appUser', appUserCredential(opts.signingSecret, now));
+  provideCredential(app, 'appUser', appUserCredential(opts.inappSecret, now));
   const appUser = { auth: 'appUser' } as const;
 
   async function markRead(userId: string, ids: unknown): Promise<string[]> {

@@ -37,7 +37,7 @@ export function inappGatewayOptions(
   deps: { redis: RedisDeps; publisher: Publisher; logger: Logger; metrics?: Registry },
 ): InappGatewayOptions {
   return {
-    signingSecret: config.auth.signingSecret,
+    inappSecret: config.auth.inappSecret,
     redis: deps.redis.redis,
     keys: deps.redis.keys,
     inbox: createInbox(deps.redis),

@@ -37,7 +37,7 @@ describe('gateway on the in-memory twins', () => {
     // Registered at the root (the gateway then reuses it) so the test can use app.injectWS.
     await app.register(websocket);
     await app.register(inappGateway, {
-      signingSecret: SECRET,
+      inappSecret: SECRET,
       inbox,
       live,
       publisher: bus.publisher(),
@@ -133,7 +133,7 @@ describe('gateway on the in-memory twins', () => {
     await other.register(websocket);
     const own = createMemoryInbox();
     await other.register(inappGateway, {
-      signingSecret: SECRET,
+      inappSecret: SECRET,
       inbox: own,
       live: createMemoryLiveChannel(),
       publisher: {

@@ -1,5 +1,7 @@
 // In-app client tokens: the product's backend mints one for a logged-in user and hands it
-// to the app, which opens the WebSocket and reads the inbox with it. Format
+// to the app, which opens the WebSocket and reads the inbox with it. The secret is
+// LC_INAPP_SECRET, a secret of its own because the product's backend holds it: the one that
+// signs tracking and unsubscribe links (LC_SIGNING_SECRET) stays with this product. Format
 // `<base64url(userId)>.<expiry epoch s>.<base64url(HMAC-SHA256(secret, "inapp.<b64 user>.<exp>"))>`.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
