@@ -3,19 +3,66 @@
 // it in the data flow and the platform kernel, never a room beside or above it, never
 // test support; and no folder, inside a room or across rooms, imports one that imports it back.
 /** Product code: tests (`*.test.ts`) may also reach test/support and the development tools. */
-const PRODUCT = '^(platform|rules|engine|ingestion|delivery|analytics|dashboards|devtools|bin|scripts)/';
+const PRODUCT =
+  '^(platform|rules|engine|ingestion|delivery|analytics|dashboards|devtools|bin|scripts)/';
 const TESTS = '\\.test\\.ts$';
 
 /** room -> rooms it must not import (everything not listed as allowed in docs/architecture.md). */
 const LANES = {
-  platform: ['rules', 'engine', 'ingestion', 'delivery', 'analytics', 'dashboards', 'devtools', 'bin', 'scripts'],
-  rules: ['engine', 'ingestion', 'delivery', 'analytics', 'dashboards', 'devtools', 'bin', 'scripts'],
-  ingestion: ['rules', 'engine', 'delivery', 'analytics', 'dashboards', 'devtools', 'bin', 'scripts'],
+  platform: [
+    'rules',
+    'engine',
+    'ingestion',
+    'delivery',
+    'analytics',
+    'dashboards',
+    'devtools',
+    'bin',
+    'scripts',
+  ],
+  rules: [
+    'engine',
+    'ingestion',
+    'delivery',
+    'analytics',
+    'dashboards',
+    'devtools',
+    'bin',
+    'scripts',
+  ],
+  ingestion: [
+    'rules',
+    'engine',
+    'delivery',
+    'analytics',
+    'dashboards',
+    'devtools',
+    'bin',
+    'scripts',
+  ],
   engine: ['ingestion', 'delivery', 'analytics', 'dashboards', 'devtools', 'bin', 'scripts'],
-  delivery: ['rules', 'engine', 'ingestion', 'analytics', 'dashboards', 'devtools', 'bin', 'scripts'],
+  delivery: [
+    'rules',
+    'engine',
+    'ingestion',
+    'analytics',
+    'dashboards',
+    'devtools',
+    'bin',
+    'scripts',
+  ],
   analytics: ['ingestion', 'delivery', 'dashboards', 'devtools', 'bin', 'scripts'],
   dashboards: ['rules', 'engine', 'ingestion', 'delivery', 'devtools', 'bin', 'scripts'],
-  devtools: ['rules', 'engine', 'ingestion', 'delivery', 'analytics', 'dashboards', 'bin', 'scripts'],
+  devtools: [
+    'rules',
+    'engine',
+    'ingestion',
+    'delivery',
+    'analytics',
+    'dashboards',
+    'bin',
+    'scripts',
+  ],
   scripts: ['rules', 'engine', 'ingestion', 'delivery', 'analytics', 'dashboards', 'bin'],
 };
 
@@ -32,7 +79,8 @@ module.exports = {
     {
       name: 'no-test-support-in-product',
       severity: 'error',
-      comment: 'product code must not import test support, fixtures or benchmarks: move the shared part into the room, or the test part under test/support/',
+      comment:
+        'product code must not import test support, fixtures or benchmarks: move the shared part into the room, or the test part under test/support/',
       from: { path: PRODUCT, pathNot: TESTS },
       to: { path: '^(test|bench)/' },
     },
@@ -40,7 +88,8 @@ module.exports = {
       name: 'no-folder-cycle',
       severity: 'error',
       scope: 'folder',
-      comment: 'folders that import each other (directly or round a circle) are one unit pretending to be two: move the shared piece to the lower folder or a top-level file of the room',
+      comment:
+        'folders that import each other (directly or round a circle) are one unit pretending to be two: move the shared piece to the lower folder or a top-level file of the room',
       from: { path: PRODUCT, pathNot: TESTS },
       to: { circular: true },
     },

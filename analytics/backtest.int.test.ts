@@ -24,7 +24,13 @@ const FROM = T0 + 10 * DAY;
 const TO = T0 + 20 * DAY;
 const iso = isolate('backtest');
 
-const ev = (id: string, userId: string, type: string, ts: number, extra: Partial<NormalisedEvent> = {}): NormalisedEvent => ({
+const ev = (
+  id: string,
+  userId: string,
+  type: string,
+  ts: number,
+  extra: Partial<NormalisedEvent> = {},
+): NormalisedEvent => ({
   id: `${iso.id}-${id}`,
   userId,
   type,
@@ -36,7 +42,9 @@ const ev = (id: string, userId: string, type: string, ts: number, extra: Partial
 });
 const signup = (n: string, userId: string, ts: number) => [
   // Same timestamp for both: pages of history must not drop ties.
-  ev(`${n}-identify`, userId, 'identify', ts, { traits: { email: `${userId}@example.com`, plan: 'trial' } }),
+  ev(`${n}-identify`, userId, 'identify', ts, {
+    traits: { email: `${userId}@example.com`, plan: 'trial' },
+  }),
   ev(`${n}-registered`, userId, 'user_registered', ts),
 ];
 const EVENTS: NormalisedEvent[] = [
@@ -48,7 +56,9 @@ const EVENTS: NormalisedEvent[] = [
   ...signup('u5a', 'u5', T0), // registered before the window...
   ev('u5b-registered', 'u5', 'user_registered', T0 + 12 * DAY), // ...and again inside: welcome is oncePerUser
   // What the engine itself wrote to the events topic: the replay makes its own.
-  ev('u1-timer', 'u1', 'timer.fired', T0 + 3 * DAY, { properties: { ruleId: 'trial-activation-day3' } }),
+  ev('u1-timer', 'u1', 'timer.fired', T0 + 3 * DAY, {
+    properties: { ruleId: 'trial-activation-day3' },
+  }),
   ev('u1-segment', 'u1', 'segment.entered', T0 + DAY, { properties: { segment: 'active_7d' } }),
 ];
 const registered = (userId: string, n = userId) => `${iso.id}-${n}-registered`;
@@ -61,7 +71,15 @@ beforeAll(async () => {
   // A draft, kept disabled in its file: the backtest evaluates it anyway.
   await writeFile(
     join(rulesDir, 'export-thanks.json'),
-    JSON.stringify({ id: 'export-thanks', enabled: false, category: 'transactional', priority: 10, trigger: { event: 'export_done' }, conditions: { all: [] }, action: { send: { template: 'welcome', channels: ['email'] } } }),
+    JSON.stringify({
+      id: 'export-thanks',
+      enabled: false,
+      category: 'transactional',
+      priority: 10,
+      trigger: { event: 'export_done' },
+      conditions: { all: [] },
+      action: { send: { template: 'welcome', channels: ['email'] } },
+    }),
   );
 });
 afterAll(async () => {
@@ -88,7 +106,10 @@ async function load(store: AnalyticsStore, db: string): Promise<void> {
     expiresAt: null,
     data: {},
   });
-  await store.insert(`${db}.sends`, [sendRow(live(sendIdFor('welcome', 'u2', registered('u2')), 'u2')), sendRow(live('live-only', 'u9'))]);
+  await store.insert(`${db}.sends`, [
+    sendRow(live(sendIdFor('welcome', 'u2', registered('u2')), 'u2')),
+    sendRow(live('live-only', 'u9')),
+  ]);
 }
 
 async function run(store: AnalyticsStore, db: string, rule: string, out?: string) {
@@ -98,7 +119,14 @@ async function run(store: AnalyticsStore, db: string, rule: string, out?: string
   stdout.on('data', (c: Buffer) => (text.out += c.toString()));
   stderr.on('data', (c: Buffer) => (text.err += c.toString()));
   const r = await backtest(
-    { rule, from: new Date(FROM).toISOString(), to: new Date(TO).toISOString(), rules: rulesDir, pageSize: 3, ...(out ? { out } : {}) },
+    {
+      rule,
+      from: new Date(FROM).toISOString(),
+      to: new Date(TO).toISOString(),
+      rules: rulesDir,
+      pageSize: 3,
+      ...(out ? { out } : {}),
+    },
     { store, database: db },
     { stdout, stderr },
   );
@@ -109,9 +137,16 @@ async function check(store: AnalyticsStore, db: string): Promise<void> {
   const outFile = join(rulesDir, `welcome-${db}.jsonl`);
   const welcome = await run(store, db, 'welcome', outFile);
   expect(welcome.exitCode).toBe(0);
-  const sends = (await readFile(outFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as SendCommand & { createdAt: string });
+  const sends = (await readFile(outFile, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as SendCommand & { createdAt: string });
   expect(sends.map((s) => s.userId).sort()).toEqual(['u2', 'u3', 'u4']);
-  expect(sends.find((s) => s.userId === 'u2')).toMatchObject({ sendId: sendIdFor('welcome', 'u2', registered('u2')), template: 'welcome', createdAt: new Date(T0 + 12 * DAY).toISOString() });
+  expect(sends.find((s) => s.userId === 'u2')).toMatchObject({
+    sendId: sendIdFor('welcome', 'u2', registered('u2')),
+    template: 'welcome',
+    createdAt: new Date(T0 + 12 * DAY).toISOString(),
+  });
   expect(welcome.report).toMatchObject<Partial<BacktestReport>>({
     rule: 'welcome',
     eventsReplayed: EVENTS.length - 2,
@@ -169,23 +204,53 @@ describe('lifecycle backtest', () => {
       const stderr = new PassThrough();
       let err = '';
       stderr.on('data', (c: Buffer) => (err += c.toString()));
-      const r = await backtest({ rule: 'welcome', from: new Date(FROM).toISOString(), to: new Date(TO).toISOString(), rules: rulesDir, ...over }, { store: server.store, database: server.database }, { stdout: new PassThrough(), stderr });
+      const r = await backtest(
+        {
+          rule: 'welcome',
+          from: new Date(FROM).toISOString(),
+          to: new Date(TO).toISOString(),
+          rules: rulesDir,
+          ...over,
+        },
+        { store: server.store, database: server.database },
+        { stdout: new PassThrough(), stderr },
+      );
       expect(r.exitCode).toBe(1);
       return err;
     };
-    expect(await bad({ rule: 'nope' })).toMatch(/--rule: no rule "nope" in .* \(rules there: .*welcome/);
+    expect(await bad({ rule: 'nope' })).toMatch(
+      /--rule: no rule "nope" in .* \(rules there: .*welcome/,
+    );
     expect(await bad({ from: 'yesterday' })).toMatch(/--from: "yesterday" is not an ISO date/);
-    expect(await bad({ to: new Date(FROM - DAY).toISOString() })).toMatch(/--to .* must be after --from/);
+    expect(await bad({ to: new Date(FROM - DAY).toISOString() })).toMatch(
+      /--to .* must be after --from/,
+    );
   });
 
   it('runs as `lifecycle backtest` against the configured store', async () => {
     const exec = promisify(execFile);
     const env = { ...process.env, ...iso.env, LC_CLICKHOUSE_DATABASE: server.database };
-    const { stdout, stderr } = await exec(join(import.meta.dirname, '../bin/lifecycle'), ['backtest', '--rule', 'welcome', '--from', new Date(FROM).toISOString(), '--to', new Date(TO).toISOString(), '--rules', rulesDir], { env });
+    const { stdout, stderr } = await exec(
+      join(import.meta.dirname, '../bin/lifecycle'),
+      [
+        'backtest',
+        '--rule',
+        'welcome',
+        '--from',
+        new Date(FROM).toISOString(),
+        '--to',
+        new Date(TO).toISOString(),
+        '--rules',
+        rulesDir,
+      ],
+      { env },
+    );
     expect(stdout).toContain('backtest of rule welcome');
     expect(stdout).toContain('would send: 3 to 3 users');
     expect(stderr).toBe('');
-    const help = await exec(join(import.meta.dirname, '../bin/lifecycle'), ['backtest', '--help'], { env });
+    const help = await exec(join(import.meta.dirname, '../bin/lifecycle'), ['backtest', '--help'], {
+      env,
+    });
     expect(help.stdout).toContain('--rule <id>');
   });
 });

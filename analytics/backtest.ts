@@ -72,7 +72,8 @@ interface EventRowOut {
   context: string;
 }
 
-const parseJson = (text: string): Record<string, unknown> | undefined => (text === '' ? undefined : (JSON.parse(text) as Record<string, unknown>));
+const parseJson = (text: string): Record<string, unknown> | undefined =>
+  text === '' ? undefined : (JSON.parse(text) as Record<string, unknown>);
 
 function toEvent(r: EventRowOut): NormalisedEvent {
   const traits = parseJson(r.traits);
@@ -103,21 +104,32 @@ ORDER BY ts_ms, id
 LIMIT {limit:UInt64}`;
 }
 
-export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsStore; database: string }, io: BacktestIo): Promise<{ exitCode: number; report: BacktestReport | null }> {
+export async function backtest(
+  opts: BacktestOptions,
+  deps: { store: AnalyticsStore; database: string },
+  io: BacktestIo,
+): Promise<{ exitCode: number; report: BacktestReport | null }> {
   const fail = (text: string) => {
     io.stderr.write(`${text}\n`);
     return { exitCode: 1, report: null };
   };
   const from = Date.parse(opts.from);
-  if (!Number.isFinite(from)) return fail(`--from: ${JSON.stringify(opts.from)} is not an ISO date (e.g. 2026-03-01T00:00:00Z)`);
+  if (!Number.isFinite(from))
+    return fail(
+      `--from: ${JSON.stringify(opts.from)} is not an ISO date (e.g. 2026-03-01T00:00:00Z)`,
+    );
   const to = Date.parse(opts.to);
-  if (!Number.isFinite(to)) return fail(`--to: ${JSON.stringify(opts.to)} is not an ISO date (e.g. 2026-03-08T00:00:00Z)`);
+  if (!Number.isFinite(to))
+    return fail(`--to: ${JSON.stringify(opts.to)} is not an ISO date (e.g. 2026-03-08T00:00:00Z)`);
   if (to <= from) return fail(`--to (${opts.to}) must be after --from (${opts.from})`);
 
   const asWritten = await loadRuleSet(opts.rules);
   if (!asWritten.ok) return fail(asWritten.errors.map(formatRuleError).join('\n'));
   const written = asWritten.ruleSet.rules.find((r) => r.def.id === opts.rule);
-  if (!written) return fail(`--rule: no rule "${opts.rule}" in ${opts.rules} (rules there: ${asWritten.ruleSet.rules.map((r) => r.def.id).join(', ') || 'none'})`);
+  if (!written)
+    return fail(
+      `--rule: no rule "${opts.rule}" in ${opts.rules} (rules there: ${asWritten.ruleSet.rules.map((r) => r.def.id).join(', ') || 'none'})`,
+    );
   const draft = written.def.enabled === false;
   let ruleSet = asWritten.ruleSet;
   if (draft) {
@@ -133,7 +145,8 @@ export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsSt
     if (file instanceof Error) return fail(`--out: cannot write ${opts.out}: ${file.message}`);
     out = file;
   } else if (toStdout) out = io.stdout;
-  const report = (text: string) => void (opts.quiet ? undefined : (toStdout ? io.stderr : io.stdout).write(`${text}\n`));
+  const report = (text: string) =>
+    void (opts.quiet ? undefined : (toStdout ? io.stderr : io.stdout).write(`${text}\n`));
   const progress = (text: string) => void (opts.quiet ? undefined : io.stderr.write(`${text}\n`));
 
   const sim = createSimulation({ ruleSet: () => ruleSet });
@@ -141,7 +154,8 @@ export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsSt
   // Ids of the window's events, to count each once however often it is stored.
   const inWindow = new Set<string>();
   const keep = (sends: SendCommand[]) => {
-    for (const s of sends) if (s.ruleId === opts.rule && s.createdAt >= from && s.createdAt < to) found.push(s);
+    for (const s of sends)
+      if (s.ruleId === opts.rule && s.createdAt >= from && s.createdAt < to) found.push(s);
   };
   const pageSize = opts.pageSize ?? 20_000;
   const sql = historyPageSql(deps.database);
@@ -155,16 +169,26 @@ export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsSt
     for (;;) {
       let rows: EventRowOut[];
       try {
-        rows = await deps.store.query<EventRowOut>(sql, { to, afterTs, afterId, internal, limit: pageSize });
+        rows = await deps.store.query<EventRowOut>(sql, {
+          to,
+          afterTs,
+          afterId,
+          internal,
+          limit: pageSize,
+        });
       } catch (err) {
-        return fail(`reading the event history from ClickHouse database ${deps.database} failed: ${errorMessage(err)}`);
+        return fail(
+          `reading the event history from ClickHouse database ${deps.database} failed: ${errorMessage(err)}`,
+        );
       }
       for (const r of rows) {
         let event: NormalisedEvent;
         try {
           event = toEvent(r);
         } catch (err) {
-          progress(`backtest: skipping event ${r.id}: unreadable stored JSON (${errorMessage(err)})`);
+          progress(
+            `backtest: skipping event ${r.id}: unreadable stored JSON (${errorMessage(err)})`,
+          );
           continue;
         }
         if (event.ts >= from) inWindow.add(event.id);
@@ -174,7 +198,9 @@ export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsSt
       if (read >= nextProgress) {
         nextProgress += PROGRESS_EVERY;
         const rate = Math.round(read / Math.max(0.001, (Date.now() - started) / 1000));
-        progress(`backtest: ${read.toLocaleString('en')} events replayed (up to ${new Date(afterTs).toISOString()}), ${found.length} sends in the window, ${rate.toLocaleString('en')} events/s`);
+        progress(
+          `backtest: ${read.toLocaleString('en')} events replayed (up to ${new Date(afterTs).toISOString()}), ${found.length} sends in the window, ${rate.toLocaleString('en')} events/s`,
+        );
       }
       if (rows.length < pageSize) break;
       const last = rows[rows.length - 1]!;
@@ -186,7 +212,8 @@ export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsSt
     if (out) {
       let chunk = '';
       for (const s of found) chunk += `${JSON.stringify(toOutputRecord(s))}\n`;
-      if (chunk && !out.write(chunk)) await new Promise<void>((resolve) => out!.once('drain', resolve));
+      if (chunk && !out.write(chunk))
+        await new Promise<void>((resolve) => out!.once('drain', resolve));
     }
   } finally {
     if (out && !toStdout) await closeOutputFile(out as WriteStream);
@@ -201,11 +228,17 @@ export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsSt
     );
     liveIds = new Set(live.map((r) => r.send_id));
   } catch (err) {
-    return fail(`reading the live sends from ClickHouse database ${deps.database} failed: ${errorMessage(err)}`);
+    return fail(
+      `reading the live sends from ClickHouse database ${deps.database} failed: ${errorMessage(err)}`,
+    );
   }
   const ids = new Set(found.map((s) => s.sendId));
   const both = [...ids].filter((id) => liveIds.has(id)).length;
-  const count = (key: (s: SendCommand) => string) => found.reduce<Record<string, number>>((acc, s) => ((acc[key(s)] = (acc[key(s)] ?? 0) + 1), acc), {});
+  const count = (key: (s: SendCommand) => string) =>
+    found.reduce<Record<string, number>>(
+      (acc, s) => ((acc[key(s)] = (acc[key(s)] ?? 0) + 1), acc),
+      {},
+    );
   const summary = sim.summary();
   const result: BacktestReport = {
     rule: opts.rule,
@@ -219,7 +252,12 @@ export async function backtest(opts: BacktestOptions, deps: { store: AnalyticsSt
     recipients: new Set(found.filter((s) => !s.holdout).map((s) => s.userId)).size,
     byVariant: count((s) => (s.holdout ? '(holdout)' : (s.variant ?? '(none)'))),
     byTemplate: count((s) => `${s.template} via ${s.channels.join('+')}`),
-    live: { sends: liveIds.size, both, onlyBacktest: ids.size - both, onlyLive: liveIds.size - both },
+    live: {
+      sends: liveIds.size,
+      both,
+      onlyBacktest: ids.size - both,
+      onlyLive: liveIds.size - both,
+    },
   };
   report(formatBacktest(result, draft));
   if (out && !toStdout) report(`send commands written to ${opts.out}`);
@@ -235,7 +273,10 @@ export function formatBacktest(r: BacktestReport, draft: boolean): string {
   ];
   for (const [k, v] of Object.entries(r.byTemplate).sort()) lines.push(`  ${k}: ${n(v)}`);
   const variants = Object.entries(r.byVariant).sort();
-  if (variants.length > 1 || variants[0]?.[0] !== '(none)') lines.push(`  by variant: ${variants.map(([k, v]) => `${k} ${n(v)}`).join(', ')}`);
-  lines.push(`live sends of the rule in the window: ${n(r.live.sends)}; same sendId in both: ${n(r.live.both)}, only in the backtest: ${n(r.live.onlyBacktest)}, only live: ${n(r.live.onlyLive)}`);
+  if (variants.length > 1 || variants[0]?.[0] !== '(none)')
+    lines.push(`  by variant: ${variants.map(([k, v]) => `${k} ${n(v)}`).join(', ')}`);
+  lines.push(
+    `live sends of the rule in the window: ${n(r.live.sends)}; same sendId in both: ${n(r.live.both)}, only in the backtest: ${n(r.live.onlyBacktest)}, only live: ${n(r.live.onlyLive)}`,
+  );
   return lines.join('\n');
 }

@@ -21,16 +21,32 @@ export function register(program: Command): void {
     .description(
       'Replay the event history kept in ClickHouse through the engine and report who a rule would have sent what between --from and --to, compared with what the live rule sent. The store is the one LC_ANALYTICS_BACKEND / LC_CLICKHOUSE_* name.',
     )
-    .requiredOption('--rule <id>', 'id of the rule to try (a rule disabled in its file is evaluated as if enabled)')
-    .requiredOption('--from <iso>', 'start of the window, e.g. 2026-03-01T00:00:00Z (history before it is replayed too, for state)')
+    .requiredOption(
+      '--rule <id>',
+      'id of the rule to try (a rule disabled in its file is evaluated as if enabled)',
+    )
+    .requiredOption(
+      '--from <iso>',
+      'start of the window, e.g. 2026-03-01T00:00:00Z (history before it is replayed too, for state)',
+    )
     .requiredOption('--to <iso>', 'end of the window (exclusive)')
     .option('--rules <dir>', 'rules folder (default: LC_RULES_DIR)')
-    .option('--out <file>', 'also write the would-be send commands, one JSON per line ("-" for stdout)')
+    .option(
+      '--out <file>',
+      'also write the would-be send commands, one JSON per line ("-" for stdout)',
+    )
     .option('--quiet', 'print neither progress nor the summary')
     .action((flags: BacktestFlags) =>
       withStore(async (store, config) => {
         const { exitCode } = await backtest(
-          { rule: flags.rule, from: flags.from, to: flags.to, rules: flags.rules ?? config.engine.rulesDir, ...(flags.out ? { out: flags.out } : {}), ...(flags.quiet ? { quiet: true } : {}) },
+          {
+            rule: flags.rule,
+            from: flags.from,
+            to: flags.to,
+            rules: flags.rules ?? config.engine.rulesDir,
+            ...(flags.out ? { out: flags.out } : {}),
+            ...(flags.quiet ? { quiet: true } : {}),
+          },
           { store, database: config.clickhouse.database },
           { stdout: process.stdout, stderr: process.stderr },
         );
@@ -45,7 +61,10 @@ export function register(program: Command): void {
     )
     .option('--user <id>', 'only the erasures of this user')
     .option('--limit <n>', 'at most this many entries', '100')
-    .option('--pending', 'the mutations still being applied instead (empty once every erasure is done)')
+    .option(
+      '--pending',
+      'the mutations still being applied instead (empty once every erasure is done)',
+    )
     .action((flags: ErasuresFlags) =>
       withStore(async (store, config) => {
         const limit = Number(flags.limit);
@@ -55,7 +74,12 @@ export function register(program: Command): void {
         }
         const database = config.clickhouse.database;
         try {
-          const rows = flags.pending ? await pendingMutations(store, database) : await erasureLog(store, database, { limit, ...(flags.user !== undefined ? { userId: flags.user } : {}) });
+          const rows = flags.pending
+            ? await pendingMutations(store, database)
+            : await erasureLog(store, database, {
+                limit,
+                ...(flags.user !== undefined ? { userId: flags.user } : {}),
+              });
           for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`);
           return 0;
         } catch (err) {
@@ -73,7 +97,9 @@ interface ErasuresFlags {
 }
 
 /** Runs a command on the store the config names (LC_ANALYTICS_BACKEND, LC_CLICKHOUSE_*); its result is the exit code. */
-async function withStore(run: (store: AnalyticsStore, config: Readonly<Config>) => Promise<number>): Promise<void> {
+async function withStore(
+  run: (store: AnalyticsStore, config: Readonly<Config>) => Promise<number>,
+): Promise<void> {
   let config;
   try {
     config = loadConfig();
@@ -86,7 +112,9 @@ async function withStore(run: (store: AnalyticsStore, config: Readonly<Config>) 
   try {
     store = await createAnalyticsStore(config.clickhouse);
   } catch (err) {
-    process.stderr.write(`cannot open the analytics store (${config.clickhouse.backend}): ${errorMessage(err)}\n`);
+    process.stderr.write(
+      `cannot open the analytics store (${config.clickhouse.backend}): ${errorMessage(err)}\n`,
+    );
     process.exitCode = 1;
     return;
   }

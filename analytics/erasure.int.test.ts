@@ -29,37 +29,63 @@ type Counts = Record<keyof typeof ID, Record<string, number>>;
 async function perUser(store: EngineAnalyticsStore, database: string): Promise<Counts> {
   const out = {} as Counts;
   for (const table of Object.keys(ID) as (keyof typeof ID)[]) {
-    const rows = await store.query<{ user_id: string; n: number }>(`SELECT user_id, uniqExact(${ID[table]}) AS n FROM ${database}.${table} GROUP BY user_id`);
+    const rows = await store.query<{ user_id: string; n: number }>(
+      `SELECT user_id, uniqExact(${ID[table]}) AS n FROM ${database}.${table} GROUP BY user_id`,
+    );
     out[table] = Object.fromEntries(rows.map((r) => [r.user_id, Number(r.n)]));
   }
   return out;
 }
 
-const without = (counts: Record<string, number>, user: string) => Object.fromEntries(Object.entries(counts).filter(([u]) => u !== user));
-const eventsCommitted = (bus: InMemoryBus, topic: string) => [...bus.groupOffsets('sink', topic).values()].reduce((a, b) => a + b, 0);
+const without = (counts: Record<string, number>, user: string) =>
+  Object.fromEntries(Object.entries(counts).filter(([u]) => u !== user));
+const eventsCommitted = (bus: InMemoryBus, topic: string) =>
+  [...bus.groupOffsets('sink', topic).values()].reduce((a, b) => a + b, 0);
 
 /** Everything the test shows, on one engine. */
-async function erasesOneUser(store: EngineAnalyticsStore, database: string, method: 'mutation' | 'lightweight_delete'): Promise<void> {
+async function erasesOneUser(
+  store: EngineAnalyticsStore,
+  database: string,
+  method: 'mutation' | 'lightweight_delete',
+): Promise<void> {
   const t = topics('erasure');
   const bus = new InMemoryBus(2);
   await bus.ensureTopics(internalTopicSpecs(t, 2));
-  const sink = createAnalyticsSink({ groupId: 'sink', topicPrefix: 'erasure', database, flushIntervalMs: 100 }, { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) });
+  const sink = createAnalyticsSink(
+    { groupId: 'sink', topicPrefix: 'erasure', database, flushIntervalMs: 100 },
+    { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) },
+  );
   await sink.start();
   try {
     const publisher = bus.publisher();
-    await publisher.publish(t.events, EVENTS.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })));
-    await publisher.publish(t.sends, SENDS.map((s) => ({ key: s.userId, ...encodeWithHeader(sendCodec, s) })));
-    await publisher.publish(t.deliveries, DELIVERIES.map((d) => ({ key: d.userId, ...encodeWithHeader(deliveryCodec, d) })));
+    await publisher.publish(
+      t.events,
+      EVENTS.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })),
+    );
+    await publisher.publish(
+      t.sends,
+      SENDS.map((s) => ({ key: s.userId, ...encodeWithHeader(sendCodec, s) })),
+    );
+    await publisher.publish(
+      t.deliveries,
+      DELIVERIES.map((d) => ({ key: d.userId, ...encodeWithHeader(deliveryCodec, d) })),
+    );
     await waitFor(
       async () => {
         const c = await perUser(store, database);
         const total = (x: Record<string, number>) => Object.values(x).reduce((a, b) => a + b, 0);
-        return total(c.events) === EVENTS.length && total(c.sends) === SENDS.length && total(c.deliveries) === DELIVERIES.length;
+        return (
+          total(c.events) === EVENTS.length &&
+          total(c.sends) === SENDS.length &&
+          total(c.deliveries) === DELIVERIES.length
+        );
       },
       { timeout: 30_000, interval: 100, message: 'fixture rows not stored' },
     );
     const before = await perUser(store, database);
-    expect([before.events[ERASED], before.sends[ERASED], before.deliveries[ERASED]]).toEqual([3, 1, 3]);
+    expect([before.events[ERASED], before.sends[ERASED], before.deliveries[ERASED]]).toEqual([
+      3, 1, 3,
+    ]);
 
     const deletion: NormalisedEvent = {
       id: `cdc:appdb:users:${ERASED}:d`,
@@ -72,19 +98,42 @@ async function erasesOneUser(store: EngineAnalyticsStore, database: string, meth
       properties: { reason: 'asked by email' },
       context: { ip: '203.0.113.9' },
     };
-    const deleteAgain = () => publisher.publish(t.events, [{ key: ERASED, ...encodeWithHeader(eventCodec, deletion) }]);
+    const deleteAgain = () =>
+      publisher.publish(t.events, [{ key: ERASED, ...encodeWithHeader(eventCodec, deletion) }]);
     await deleteAgain();
-    await waitFor(() => eventsCommitted(bus, t.events) === EVENTS.length + 1, { timeout: 30_000, message: 'deletion not committed' });
+    await waitFor(() => eventsCommitted(bus, t.events) === EVENTS.length + 1, {
+      timeout: 30_000,
+      message: 'deletion not committed',
+    });
     // The offset is committed once the erasure is decided; a server applies it in the background.
-    await waitFor(async () => (await pendingMutations(store, database)).length === 0, { timeout: 60_000, interval: 200, message: 'erasure mutations not done' });
+    await waitFor(async () => (await pendingMutations(store, database)).length === 0, {
+      timeout: 60_000,
+      interval: 200,
+      message: 'erasure mutations not done',
+    });
 
     const after = await perUser(store, database);
     expect(after.sends[ERASED]).toBeUndefined();
     expect(after.deliveries[ERASED]).toBeUndefined();
-    expect(await store.query(`SELECT id, type, source, ts_ms, anonymous_id, properties, traits, context FROM ${database}.events WHERE user_id = {user:String}`, { user: ERASED })).toEqual([
-      { id: deletion.id, type: 'user_deleted', source: 'cdc:appdb', ts_ms: deletion.ts, anonymous_id: '', properties: '{}', traits: '', context: '' },
+    expect(
+      await store.query(
+        `SELECT id, type, source, ts_ms, anonymous_id, properties, traits, context FROM ${database}.events WHERE user_id = {user:String}`,
+        { user: ERASED },
+      ),
+    ).toEqual([
+      {
+        id: deletion.id,
+        type: 'user_deleted',
+        source: 'cdc:appdb',
+        ts_ms: deletion.ts,
+        anonymous_id: '',
+        properties: '{}',
+        traits: '',
+        context: '',
+      },
     ]);
-    for (const table of Object.keys(ID) as (keyof typeof ID)[]) expect(without(after[table], ERASED)).toEqual(without(before[table], ERASED));
+    for (const table of Object.keys(ID) as (keyof typeof ID)[])
+      expect(without(after[table], ERASED)).toEqual(without(before[table], ERASED));
 
     const [entry, ...older] = await erasureLog(store, database, { userId: ERASED });
     expect(older).toEqual([]);
@@ -101,7 +150,10 @@ async function erasesOneUser(store: EngineAnalyticsStore, database: string, meth
 
     // The deletion read again (a replay): erased again, nothing left to find, logged again.
     await deleteAgain();
-    await waitFor(() => eventsCommitted(bus, t.events) === EVENTS.length + 2, { timeout: 30_000, message: 'replayed deletion not committed' });
+    await waitFor(() => eventsCommitted(bus, t.events) === EVENTS.length + 2, {
+      timeout: 30_000,
+      message: 'replayed deletion not committed',
+    });
     const log = await erasureLog(store, database);
     expect(log.map((e) => [e.userId, e.rows])).toEqual([
       [ERASED, { events: 0, sends: 0, deliveries: 0 }],
@@ -109,7 +161,8 @@ async function erasesOneUser(store: EngineAnalyticsStore, database: string, meth
     ]);
     const replayed = await perUser(store, database);
     expect(replayed.events[ERASED]).toBe(1);
-    for (const table of Object.keys(ID) as (keyof typeof ID)[]) expect(without(replayed[table], ERASED)).toEqual(without(before[table], ERASED));
+    for (const table of Object.keys(ID) as (keyof typeof ID)[])
+      expect(without(replayed[table], ERASED)).toEqual(without(before[table], ERASED));
     expect(sink.health().ok).toBe(true);
   } finally {
     await sink.stop();

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { eventRow } from './schema.ts';
 import { bindParams } from './store.ts';
-import { deletionRow, erasureMethod, erasureRequests, erasureStatements, supportsLightweightDelete } from './erasure.ts';
+import {
+  deletionRow,
+  erasureMethod,
+  erasureRequests,
+  erasureStatements,
+  supportsLightweightDelete,
+} from './erasure.ts';
 
 describe('erasure statements', () => {
   it('are mutations on the server, whatever its version, and lightweight deletes on a chDB that has them', () => {
@@ -19,8 +25,10 @@ describe('erasure statements', () => {
     expect(erasureStatements('lc', 'mutation')).toEqual([
       {
         table: 'events',
-        count: "SELECT count() AS n FROM lc.events WHERE user_id = {user:String} AND type != 'user_deleted'",
-        erase: "ALTER TABLE lc.events DELETE WHERE user_id = {user:String} AND type != 'user_deleted'",
+        count:
+          "SELECT count() AS n FROM lc.events WHERE user_id = {user:String} AND type != 'user_deleted'",
+        erase:
+          "ALTER TABLE lc.events DELETE WHERE user_id = {user:String} AND type != 'user_deleted'",
       },
       {
         table: 'sends',
@@ -38,12 +46,16 @@ describe('erasure statements', () => {
       'DELETE FROM lc.sends WHERE user_id = {user:String}',
       'DELETE FROM lc.deliveries WHERE user_id = {user:String}',
     ]);
-    expect(() => erasureStatements('lc; DROP TABLE x', 'mutation')).toThrow(/not a plain ClickHouse database name/);
+    expect(() => erasureStatements('lc; DROP TABLE x', 'mutation')).toThrow(
+      /not a plain ClickHouse database name/,
+    );
   });
 
   it('bind a hostile id as a string literal on servers without query parameters', () => {
     const [events] = erasureStatements('lc', 'mutation');
-    expect(bindParams(events!.erase, { user: "x' OR 1=1 --" })).toBe("ALTER TABLE lc.events DELETE WHERE user_id = 'x\\' OR 1=1 --' AND type != 'user_deleted'");
+    expect(bindParams(events!.erase, { user: "x' OR 1=1 --" })).toBe(
+      "ALTER TABLE lc.events DELETE WHERE user_id = 'x\\' OR 1=1 --' AND type != 'user_deleted'",
+    );
   });
 });
 
@@ -62,14 +74,35 @@ describe('erasure requests', () => {
   });
 
   it('are the batch rows of user_deleted events, once per event id', () => {
-    const other = eventRow({ id: 'e1', userId: '43', type: 'login', ts: 1, receivedAt: 1, source: 'http:web', properties: {} });
+    const other = eventRow({
+      id: 'e1',
+      userId: '43',
+      type: 'login',
+      ts: 1,
+      receivedAt: 1,
+      source: 'http:web',
+      properties: {},
+    });
     expect(erasureRequests([other, deletion, deletion])).toEqual([
-      { userId: '42', requestId: 'cdc:appdb:users:42:d', source: 'cdc:appdb', requestedAt: 1_780_000_000_000 },
+      {
+        userId: '42',
+        requestId: 'cdc:appdb:users:42:d',
+        source: 'cdc:appdb',
+        requestedAt: 1_780_000_000_000,
+      },
     ]);
   });
 
   it('come only from the product database: a user_deleted an app sent erases nothing', () => {
-    const forged = eventRow({ id: 'm-9', userId: '42', type: 'user_deleted', ts: 1, receivedAt: 1, source: 'http:web', properties: {} });
+    const forged = eventRow({
+      id: 'm-9',
+      userId: '42',
+      type: 'user_deleted',
+      ts: 1,
+      receivedAt: 1,
+      source: 'http:web',
+      properties: {},
+    });
     expect(erasureRequests([forged])).toEqual([]);
   });
 

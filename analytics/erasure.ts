@@ -23,13 +23,21 @@ export type ErasureMethod = 'mutation' | 'lightweight_delete';
 /** Lightweight `DELETE FROM` is generally available from ClickHouse 23.3. */
 export function supportsLightweightDelete(version: string): boolean {
   const [major, minor] = version.split('.').map((p) => Number(p));
-  if (major === undefined || minor === undefined || !Number.isFinite(major) || !Number.isFinite(minor)) return false;
+  if (
+    major === undefined ||
+    minor === undefined ||
+    !Number.isFinite(major) ||
+    !Number.isFinite(minor)
+  )
+    return false;
   return major > 23 || (major === 23 && minor >= 3);
 }
 
 /** A mutation on a server; on chDB a lightweight delete where its engine has one. */
 export function erasureMethod(backend: AnalyticsBackend, version: string): ErasureMethod {
-  return backend === 'chdb' && supportsLightweightDelete(version) ? 'lightweight_delete' : 'mutation';
+  return backend === 'chdb' && supportsLightweightDelete(version)
+    ? 'lightweight_delete'
+    : 'mutation';
 }
 
 export interface ErasureStatement {
@@ -47,7 +55,10 @@ export function erasureStatements(database: string, method: ErasureMethod): Eras
     return {
       table,
       count: `SELECT count() AS n FROM ${database}.${table} WHERE ${where}`,
-      erase: method === 'mutation' ? `ALTER TABLE ${database}.${table} DELETE WHERE ${where}` : `DELETE FROM ${database}.${table} WHERE ${where}`,
+      erase:
+        method === 'mutation'
+          ? `ALTER TABLE ${database}.${table} DELETE WHERE ${where}`
+          : `DELETE FROM ${database}.${table} WHERE ${where}`,
     };
   });
 }
@@ -67,7 +78,12 @@ export function erasureRequests(events: readonly EventRow[]): ErasureRequest[] {
   const byId = new Map<string, ErasureRequest>();
   for (const e of events) {
     // Only the product database erases a user (platform/contracts.ts): a forged deletion from an app erases nothing.
-    if (e.type !== USER_DELETED || byId.has(e.id) || reservedTypeRefusal({ type: e.type, source: e.source }) !== null) continue;
+    if (
+      e.type !== USER_DELETED ||
+      byId.has(e.id) ||
+      reservedTypeRefusal({ type: e.type, source: e.source }) !== null
+    )
+      continue;
     byId.set(e.id, { userId: e.user_id, requestId: e.id, source: e.source, requestedAt: e.ts_ms });
   }
   return [...byId.values()];
@@ -102,7 +118,11 @@ export interface Eraser {
   erase(request: ErasureRequest): Promise<ErasureLogRow>;
 }
 
-export function createEraser(deps: { store: EngineAnalyticsStore; database: string; clock?: () => number }): Eraser {
+export function createEraser(deps: {
+  store: EngineAnalyticsStore;
+  database: string;
+  clock?: () => number;
+}): Eraser {
   const { store, database } = deps;
   const clock = deps.clock ?? Date.now;
   let method: Promise<ErasureMethod> | undefined;
@@ -124,7 +144,9 @@ export function createEraser(deps: { store: EngineAnalyticsStore; database: stri
       const tables: string[] = [];
       const counts: number[] = [];
       for (const statement of erasureStatements(database, how)) {
-        const n = Number((await store.query<{ n: number | string }>(statement.count, params))[0]?.n ?? 0);
+        const n = Number(
+          (await store.query<{ n: number | string }>(statement.count, params))[0]?.n ?? 0,
+        );
         // Nothing to erase (a replay, a user never seen here): no mutation, which on a
         // server would rewrite the table's parts for nothing.
         if (n > 0) await store.command(statement.erase, params);
@@ -167,10 +189,15 @@ export interface ErasureEntry {
  * The erasure log, newest first: every erasure (a replayed deletion shows as a second
  * entry, usually with 0 rows), of one user or of everyone.
  */
-export async function erasureLog(store: AnalyticsStore, database: string, filter: { userId?: string; limit?: number } = {}): Promise<ErasureEntry[]> {
+export async function erasureLog(
+  store: AnalyticsStore,
+  database: string,
+  filter: { userId?: string; limit?: number } = {},
+): Promise<ErasureEntry[]> {
   assertDatabaseName(database);
   const limit = filter.limit ?? 100;
-  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`);
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new RangeError(`limit must be a positive integer, got ${limit}`);
   const rows = await store.query<Omit<ErasureLogRow, 'requested_at' | 'erased_at'>>(
     `SELECT user_id, request_id, request_source, requested_at_ms, erased_at_ms, method, erased_tables, erased_rows
      FROM ${database}.${ERASURE_LOG}${filter.userId === undefined ? '' : ' WHERE user_id = {user:String}'}
@@ -197,14 +224,27 @@ export interface PendingMutation {
 }
 
 /** Mutations on the analytics tables that ClickHouse is still applying (erasures on a server). */
-export async function pendingMutations(store: AnalyticsStore, database: string): Promise<PendingMutation[]> {
+export async function pendingMutations(
+  store: AnalyticsStore,
+  database: string,
+): Promise<PendingMutation[]> {
   assertDatabaseName(database);
-  const rows = await store.query<{ table: string; mutation_id: string; command: string; created: string }>(
+  const rows = await store.query<{
+    table: string;
+    mutation_id: string;
+    command: string;
+    created: string;
+  }>(
     `SELECT table, mutation_id, command, toString(create_time) AS created
      FROM system.mutations
      WHERE database = {db:String} AND is_done = 0
      ORDER BY create_time`,
     { db: database },
   );
-  return rows.map((r) => ({ table: r.table, mutationId: r.mutation_id, command: r.command, createdAt: r.created }));
+  return rows.map((r) => ({
+    table: r.table,
+    mutationId: r.mutation_id,
+    command: r.command,
+    createdAt: r.created,
+  }));
 }

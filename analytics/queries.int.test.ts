@@ -10,7 +10,14 @@ import { createTestDatabase, type TestDatabase } from '../test/support/clickhous
 import { isolate } from '../test/support/isolation.ts';
 import { DELIVERIES, EVENTS, EXPECTED, SENDS, WINDOW } from '../test/support/analytics-fixtures.ts';
 import { deliverabilityByProvider, goalUplift, ruleFunnel } from './queries.ts';
-import { deliveryRow, ensureSchema, eventRow, sendRow, supportsColumnTtl, TABLES } from './schema.ts';
+import {
+  deliveryRow,
+  ensureSchema,
+  eventRow,
+  sendRow,
+  supportsColumnTtl,
+  TABLES,
+} from './schema.ts';
 import { compareProportions } from './stats.ts';
 
 /**
@@ -21,7 +28,8 @@ import { compareProportions } from './stats.ts';
  */
 async function load(store: AnalyticsStore, db: string, pauseMerges: boolean): Promise<void> {
   await ensureSchema(store, db, { payloadTtlDays: 30 });
-  if (pauseMerges) for (const table of TABLES) await store.command(`SYSTEM STOP MERGES ${db}.${table}`);
+  if (pauseMerges)
+    for (const table of TABLES) await store.command(`SYSTEM STOP MERGES ${db}.${table}`);
   for (let round = 0; round < 2; round++) {
     await store.insert(`${db}.events`, EVENTS.map(eventRow));
     await store.insert(`${db}.sends`, SENDS.map(sendRow));
@@ -32,16 +40,25 @@ async function load(store: AnalyticsStore, db: string, pauseMerges: boolean): Pr
   else expect(n?.rows).toBeGreaterThanOrEqual(DELIVERIES.length);
 }
 
-const omit = <T extends object>(rows: T[], keys: string[]) => rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !keys.includes(k))));
+const omit = <T extends object>(rows: T[], keys: string[]) =>
+  rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !keys.includes(k))));
 
 async function checkQueries(store: AnalyticsStore, db: string): Promise<void> {
   const funnel = await ruleFunnel(store, db, WINDOW);
   expect(omit(funnel, ['rates'])).toEqual(EXPECTED.funnel);
-  expect(funnel[0]!.rates).toEqual({ sent: 5 / 6, delivered: 4 / 6, opened: 3 / 6, clicked: 2 / 6, converted: 3 / 6 });
+  expect(funnel[0]!.rates).toEqual({
+    sent: 5 / 6,
+    delivered: 4 / 6,
+    opened: 3 / 6,
+    clicked: 2 / 6,
+    converted: 3 / 6,
+  });
 
   const uplift = await goalUplift(store, db, WINDOW);
   // r2 has no goal: not part of the uplift report.
-  expect(uplift).toEqual([{ ruleId: 'r1', ...compareProportions(EXPECTED.uplift.treated, EXPECTED.uplift.holdout) }]);
+  expect(uplift).toEqual([
+    { ruleId: 'r1', ...compareProportions(EXPECTED.uplift.treated, EXPECTED.uplift.holdout) },
+  ]);
   expect(uplift[0]!.uplift).toBeCloseTo(0.5 - 0.25, 12);
 
   const providers = await deliverabilityByProvider(store, db, WINDOW);
@@ -49,7 +66,9 @@ async function checkQueries(store: AnalyticsStore, db: string): Promise<void> {
   expect(providers[0]!.rates).toEqual({ sent: 0.8, failed: 0.2, bounced: 0.25, complained: 0 });
 
   // Filters: one rule; a window that ends before any send.
-  expect(omit(await ruleFunnel(store, db, { ...WINDOW, ruleIds: ['r2'] }), ['rates'])).toEqual([EXPECTED.funnel[1]]);
+  expect(omit(await ruleFunnel(store, db, { ...WINDOW, ruleIds: ['r2'] }), ['rates'])).toEqual([
+    EXPECTED.funnel[1],
+  ]);
   expect(await ruleFunnel(store, db, { from: WINDOW.from, to: WINDOW.from + 1 })).toEqual([]);
   expect(await goalUplift(store, db, { ...WINDOW, ruleIds: ['no-such-rule'] })).toEqual([]);
 }
@@ -97,7 +116,9 @@ describe('analytics queries', () => {
     const info = await ensureSchema(server.store, server.database, { payloadTtlDays: 30 });
     expect(info.version).toMatch(/^\d+\./);
     expect(info.payloadTtl).toBe(supportsColumnTtl(info.version));
-    const [ddl] = await server.store.query<{ statement: string }>(`SHOW CREATE TABLE ${server.database}.sends`);
+    const [ddl] = await server.store.query<{ statement: string }>(
+      `SHOW CREATE TABLE ${server.database}.sends`,
+    );
     expect(ddl!.statement.includes('TTL')).toBe(info.payloadTtl);
   });
 });

@@ -29,10 +29,13 @@ function params(w: Window): Record<string, unknown> {
   if (!Number.isInteger(w.from) || !Number.isInteger(w.to) || w.from < 0 || w.to < w.from) {
     throw new RangeError(`window must be integer epoch ms with from <= to, got ${w.from}..${w.to}`);
   }
-  return w.ruleIds && w.ruleIds.length > 0 ? { from: w.from, to: w.to, ruleIds: [...w.ruleIds] } : { from: w.from, to: w.to };
+  return w.ruleIds && w.ruleIds.length > 0
+    ? { from: w.from, to: w.to, ruleIds: [...w.ruleIds] }
+    : { from: w.from, to: w.to };
 }
 
-const ruleFilter = (w: Window) => (w.ruleIds && w.ruleIds.length > 0 ? ' AND has({ruleIds:Array(String)}, rule_id)' : '');
+const ruleFilter = (w: Window) =>
+  w.ruleIds && w.ruleIds.length > 0 ? ' AND has({ruleIds:Array(String)}, rule_id)' : '';
 
 /** One row per send command (replays collapse), treated and holdout, created in the window. */
 function sendsSql(db: string, w: Window): string {
@@ -115,7 +118,13 @@ export interface FunnelRow {
   /** Treated sends whose user reached the rule's goal within its window. */
   converted: number;
   /** Each step over the send commands (null when there are none). */
-  rates: { sent: number | null; delivered: number | null; opened: number | null; clicked: number | null; converted: number | null };
+  rates: {
+    sent: number | null;
+    delivered: number | null;
+    opened: number | null;
+    clicked: number | null;
+    converted: number | null;
+  };
 }
 
 interface FunnelSqlRow {
@@ -129,7 +138,11 @@ interface FunnelSqlRow {
 }
 
 /** Per-rule funnel of the treated sends created in the window: sent -> delivered -> opened -> clicked -> goal. */
-export async function ruleFunnel(store: AnalyticsStore, database: string, w: Window): Promise<FunnelRow[]> {
+export async function ruleFunnel(
+  store: AnalyticsStore,
+  database: string,
+  w: Window,
+): Promise<FunnelRow[]> {
   const rows = await store.query<FunnelSqlRow>(funnelSql(database, w), params(w));
   return rows.map((r) => {
     const n = (v: unknown) => Number(v);
@@ -180,15 +193,34 @@ export interface UpliftRow extends ProportionComparison {
  * converted when any of their sends of the rule was followed by the goal within the window.
  * Rules without a goal are left out.
  */
-export async function goalUplift(store: AnalyticsStore, database: string, w: Window, confidence = 0.95): Promise<UpliftRow[]> {
-  const rows = await store.query<{ rule_id: string; holdout: number; users: number; converters: number }>(upliftSql(database, w), params(w));
-  const byRule = new Map<string, { treated: { n: number; x: number }; holdout: { n: number; x: number } }>();
+export async function goalUplift(
+  store: AnalyticsStore,
+  database: string,
+  w: Window,
+  confidence = 0.95,
+): Promise<UpliftRow[]> {
+  const rows = await store.query<{
+    rule_id: string;
+    holdout: number;
+    users: number;
+    converters: number;
+  }>(upliftSql(database, w), params(w));
+  const byRule = new Map<
+    string,
+    { treated: { n: number; x: number }; holdout: { n: number; x: number } }
+  >();
   for (const r of rows) {
     const entry = byRule.get(r.rule_id) ?? { treated: { n: 0, x: 0 }, holdout: { n: 0, x: 0 } };
-    entry[Number(r.holdout) === 1 ? 'holdout' : 'treated'] = { n: Number(r.users), x: Number(r.converters) };
+    entry[Number(r.holdout) === 1 ? 'holdout' : 'treated'] = {
+      n: Number(r.users),
+      x: Number(r.converters),
+    };
     byRule.set(r.rule_id, entry);
   }
-  return [...byRule.entries()].map(([ruleId, g]) => ({ ruleId, ...compareProportions(g.treated, g.holdout, confidence) }));
+  return [...byRule.entries()].map(([ruleId, g]) => ({
+    ruleId,
+    ...compareProportions(g.treated, g.holdout, confidence),
+  }));
 }
 
 export function deliverabilitySql(database: string, w: Window): string {
@@ -239,17 +271,32 @@ export interface DeliverabilityRow {
   /** Of the sent ones: bounced / complained later. */
   bounced: number;
   complained: number;
-  rates: { sent: number | null; failed: number | null; bounced: number | null; complained: number | null };
+  rates: {
+    sent: number | null;
+    failed: number | null;
+    bounced: number | null;
+    complained: number | null;
+  };
 }
 
 /** Per provider and channel, for outcomes in the window. Bounces arrive without a provider and are credited to the one that sent the message. */
-export async function deliverabilityByProvider(store: AnalyticsStore, database: string, w: Window): Promise<DeliverabilityRow[]> {
-  const rows = await store.query<Record<'provider' | 'channel', string> & Record<'attempted' | 'sent' | 'failed' | 'bounced' | 'complained', number>>(
-    deliverabilitySql(database, w),
-    params(w),
-  );
+export async function deliverabilityByProvider(
+  store: AnalyticsStore,
+  database: string,
+  w: Window,
+): Promise<DeliverabilityRow[]> {
+  const rows = await store.query<
+    Record<'provider' | 'channel', string> &
+      Record<'attempted' | 'sent' | 'failed' | 'bounced' | 'complained', number>
+  >(deliverabilitySql(database, w), params(w));
   return rows.map((r) => {
-    const [attempted, sent, failed, bounced, complained] = [r.attempted, r.sent, r.failed, r.bounced, r.complained].map(Number) as [number, number, number, number, number];
+    const [attempted, sent, failed, bounced, complained] = [
+      r.attempted,
+      r.sent,
+      r.failed,
+      r.bounced,
+      r.complained,
+    ].map(Number) as [number, number, number, number, number];
     return {
       provider: r.provider,
       channel: r.channel,
@@ -258,7 +305,12 @@ export async function deliverabilityByProvider(store: AnalyticsStore, database: 
       failed,
       bounced,
       complained,
-      rates: { sent: rate(sent, attempted), failed: rate(failed, attempted), bounced: rate(bounced, sent), complained: rate(complained, sent) },
+      rates: {
+        sent: rate(sent, attempted),
+        failed: rate(failed, attempted),
+        bounced: rate(bounced, sent),
+        complained: rate(complained, sent),
+      },
     };
   });
 }
@@ -275,7 +327,8 @@ const DAY_MS = 86_400_000;
 export const ACTIVITY_FILTER = "(source LIKE 'http:%' OR source LIKE 'cdc:%')";
 
 function checkedInt(name: string, v: number, min: number, max: number): number {
-  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
   return v;
 }
 
@@ -290,7 +343,11 @@ export interface RetentionOptions {
   signupEvent: string;
 }
 
-export const RETENTION_DEFAULTS = { periodDays: 7, periods: 8, signupEvent: 'user_registered' } as const;
+export const RETENTION_DEFAULTS = {
+  periodDays: 7,
+  periods: 8,
+  signupEvent: 'user_registered',
+} as const;
 
 /**
  * Users whose first signup event falls in the window, in cohorts of `periodDays` UTC days
@@ -331,8 +388,14 @@ ORDER BY cohort, period`;
 
 export function retentionParams(o: RetentionOptions): Record<string, unknown> {
   const w = params(o);
-  if (o.periodDays !== 1 && o.periodDays !== 7) throw new RangeError(`periodDays must be 1 or 7, got ${o.periodDays}`);
-  return { ...w, periodDays: o.periodDays, periods: checkedInt('periods', o.periods, 0, 366), signupEvent: o.signupEvent };
+  if (o.periodDays !== 1 && o.periodDays !== 7)
+    throw new RangeError(`periodDays must be 1 or 7, got ${o.periodDays}`);
+  return {
+    ...w,
+    periodDays: o.periodDays,
+    periods: checkedInt('periods', o.periods, 0, 366),
+    signupEvent: o.signupEvent,
+  };
 }
 
 export interface RetentionRow {
@@ -346,9 +409,25 @@ export interface RetentionRow {
 }
 
 /** Retention cohorts: users by signup day or week, and the share active in each following period. */
-export async function retentionCohorts(store: AnalyticsStore, database: string, o: RetentionOptions): Promise<RetentionRow[]> {
-  const rows = await store.query<{ cohort: string; cohort_users: number; period: number; active_users: number; share: number }>(retentionSql(database), retentionParams(o));
-  return rows.map((r) => ({ cohort: r.cohort, cohortUsers: Number(r.cohort_users), period: Number(r.period), activeUsers: Number(r.active_users), share: Number(r.share) }));
+export async function retentionCohorts(
+  store: AnalyticsStore,
+  database: string,
+  o: RetentionOptions,
+): Promise<RetentionRow[]> {
+  const rows = await store.query<{
+    cohort: string;
+    cohort_users: number;
+    period: number;
+    active_users: number;
+    share: number;
+  }>(retentionSql(database), retentionParams(o));
+  return rows.map((r) => ({
+    cohort: r.cohort,
+    cohortUsers: Number(r.cohort_users),
+    period: Number(r.period),
+    activeUsers: Number(r.active_users),
+    share: Number(r.share),
+  }));
 }
 
 export interface ChurnOptions {
@@ -405,11 +484,24 @@ export interface ChurnRow {
 }
 
 /** Churn as of the window's end: users inactive N days, and cancellations within the window. */
-export async function churnSummary(store: AnalyticsStore, database: string, o: ChurnOptions): Promise<ChurnRow> {
-  const [r] = await store.query<{ users: number; inactive: number; cancelled: number }>(churnSql(database), churnParams(o));
+export async function churnSummary(
+  store: AnalyticsStore,
+  database: string,
+  o: ChurnOptions,
+): Promise<ChurnRow> {
+  const [r] = await store.query<{ users: number; inactive: number; cancelled: number }>(
+    churnSql(database),
+    churnParams(o),
+  );
   const users = Number(r?.users ?? 0);
   const inactive = Number(r?.inactive ?? 0);
-  return { users, inactive, active: users - inactive, inactiveShare: rate(inactive, users), cancelled: Number(r?.cancelled ?? 0) };
+  return {
+    users,
+    inactive,
+    active: users - inactive,
+    inactiveShare: rate(inactive, users),
+    cancelled: Number(r?.cancelled ?? 0),
+  };
 }
 
 export interface ReengagementOptions extends Window {
@@ -461,7 +553,12 @@ export function reengagementParams(o: ReengagementOptions): Record<string, unkno
   const w = params(o);
   const inactiveMs = checkedInt('inactiveDays', o.inactiveDays, 1, 3650) * DAY_MS;
   // Activity older than (window start - inactivity) cannot change whether a send in the window was at risk.
-  return { ...w, inactiveMs, activeFrom: Math.max(0, o.from - inactiveMs), returnWithinMs: checkedInt('returnWithinDays', o.returnWithinDays, 1, 3650) * DAY_MS };
+  return {
+    ...w,
+    inactiveMs,
+    activeFrom: Math.max(0, o.from - inactiveMs),
+    returnWithinMs: checkedInt('returnWithinDays', o.returnWithinDays, 1, 3650) * DAY_MS,
+  };
 }
 
 export interface ReengagementRow extends ProportionComparison {
@@ -477,17 +574,38 @@ export interface ReengagementRow extends ProportionComparison {
  * against its holdout (n = at-risk users, x = came back). Rules without a holdout get the
  * treated numbers and no estimate.
  */
-export async function reengagement(store: AnalyticsStore, database: string, o: ReengagementOptions, confidence = 0.95): Promise<ReengagementRow[]> {
-  const rows = await store.query<{ rule_id: string; holdout: number; users: number; returned: number }>(reengagementSql(database, o), reengagementParams(o));
-  const byRule = new Map<string, { treated: { n: number; x: number }; holdout: { n: number; x: number } }>();
+export async function reengagement(
+  store: AnalyticsStore,
+  database: string,
+  o: ReengagementOptions,
+  confidence = 0.95,
+): Promise<ReengagementRow[]> {
+  const rows = await store.query<{
+    rule_id: string;
+    holdout: number;
+    users: number;
+    returned: number;
+  }>(reengagementSql(database, o), reengagementParams(o));
+  const byRule = new Map<
+    string,
+    { treated: { n: number; x: number }; holdout: { n: number; x: number } }
+  >();
   for (const r of rows) {
     const entry = byRule.get(r.rule_id) ?? { treated: { n: 0, x: 0 }, holdout: { n: 0, x: 0 } };
-    entry[Number(r.holdout) === 1 ? 'holdout' : 'treated'] = { n: Number(r.users), x: Number(r.returned) };
+    entry[Number(r.holdout) === 1 ? 'holdout' : 'treated'] = {
+      n: Number(r.users),
+      x: Number(r.returned),
+    };
     byRule.set(r.rule_id, entry);
   }
   return [...byRule.entries()].map(([ruleId, g]) => {
     const c = compareProportions(g.treated, g.holdout, confidence);
     const n = g.treated.n;
-    return { ruleId, ...c, saved: c.uplift === null ? null : c.uplift * n, savedCi: c.ci ? { low: c.ci.low * n, high: c.ci.high * n } : null };
+    return {
+      ruleId,
+      ...c,
+      saved: c.uplift === null ? null : c.uplift * n,
+      savedCi: c.ci ? { low: c.ci.low * n, high: c.ci.high * n } : null,
+    };
   });
 }

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { DELIVERIES, EVENTS, SENDS } from '../test/support/analytics-fixtures.ts';
-import { assertDatabaseName, deliveryRow, eventRow, payloadTtlClause, sendRow, supportsColumnTtl, tableDdl } from './schema.ts';
+import {
+  assertDatabaseName,
+  deliveryRow,
+  eventRow,
+  payloadTtlClause,
+  sendRow,
+  supportsColumnTtl,
+  tableDdl,
+} from './schema.ts';
 
 describe('payload TTL support', () => {
   it.each([
@@ -24,9 +32,15 @@ describe('payload TTL support', () => {
 
   it('every table is a ReplacingMergeTree keyed by its id, partitioned by month', () => {
     const ddl = tableDdl('lc');
-    expect(ddl.events).toMatch(/ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM\(ts\)\nORDER BY \(type, user_id, id\)$/);
-    expect(ddl.sends).toMatch(/PARTITION BY toYYYYMM\(created_at\)\nORDER BY \(rule_id, user_id, send_id\)$/);
-    expect(ddl.deliveries).toMatch(/PARTITION BY toYYYYMM\(ts\)\nORDER BY \(rule_id, send_id, id\)$/);
+    expect(ddl.events).toMatch(
+      /ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM\(ts\)\nORDER BY \(type, user_id, id\)$/,
+    );
+    expect(ddl.sends).toMatch(
+      /PARTITION BY toYYYYMM\(created_at\)\nORDER BY \(rule_id, user_id, send_id\)$/,
+    );
+    expect(ddl.deliveries).toMatch(
+      /PARTITION BY toYYYYMM\(ts\)\nORDER BY \(rule_id, send_id, id\)$/,
+    );
   });
 
   it('refuses database names that are not plain identifiers', () => {
@@ -56,13 +70,29 @@ describe('rows', () => {
   it('a send keeps holdout, variant and goal; no goal is an empty event and a zero window', () => {
     const treated = SENDS.find((s) => !s.holdout && s.goal)!;
     const noGoal = SENDS.find((s) => !s.goal)!;
-    expect(sendRow(treated)).toMatchObject({ holdout: 0, variant: 'a', goal_event: 'subscription_started', goal_within_ms: treated.goal!.withinMs, expires_at_ms: 0, campaign_id: '' });
-    expect(sendRow({ ...treated, holdout: true, variant: null, expiresAt: 5000, campaignId: 'c1' })).toMatchObject({ holdout: 1, variant: '', expires_at_ms: 5000, campaign_id: 'c1' });
+    expect(sendRow(treated)).toMatchObject({
+      holdout: 0,
+      variant: 'a',
+      goal_event: 'subscription_started',
+      goal_within_ms: treated.goal!.withinMs,
+      expires_at_ms: 0,
+      campaign_id: '',
+    });
+    expect(
+      sendRow({ ...treated, holdout: true, variant: null, expiresAt: 5000, campaignId: 'c1' }),
+    ).toMatchObject({ holdout: 1, variant: '', expires_at_ms: 5000, campaign_id: 'c1' });
     expect(sendRow(noGoal)).toMatchObject({ goal_event: '', goal_within_ms: 0 });
   });
 
   it('a delivery outcome without channel, provider or reason stores empty strings', () => {
     const d = DELIVERIES.find((x) => x.status === 'opened')!;
-    expect(deliveryRow({ ...d, channel: null })).toMatchObject({ channel: '', provider: '', reason: '', status: 'opened', attempt: 1, ts: Math.floor(d.ts / 1000) });
+    expect(deliveryRow({ ...d, channel: null })).toMatchObject({
+      channel: '',
+      provider: '',
+      reason: '',
+      status: 'opened',
+      attempt: 1,
+      ts: Math.floor(d.ts / 1000),
+    });
   });
 });

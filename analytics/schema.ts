@@ -67,7 +67,8 @@ export interface DeliveryRow {
 }
 
 const seconds = (ms: number) => Math.floor(ms / 1000);
-const jsonOrEmpty = (v: Record<string, unknown> | undefined) => (v === undefined ? '' : JSON.stringify(v));
+const jsonOrEmpty = (v: Record<string, unknown> | undefined) =>
+  v === undefined ? '' : JSON.stringify(v);
 
 export function eventRow(e: NormalisedEvent): EventRow {
   return {
@@ -140,7 +141,11 @@ export interface SchemaInfo {
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function assertDatabaseName(database: string): void {
-  if (!IDENT.test(database)) throw new LifecycleError(ErrorCodes.Analytics, `not a plain ClickHouse database name: ${database}`);
+  if (!IDENT.test(database))
+    throw new LifecycleError(
+      ErrorCodes.Analytics,
+      `not a plain ClickHouse database name: ${database}`,
+    );
 }
 
 /** Column TTL arrived in ClickHouse 19.6. */
@@ -150,7 +155,11 @@ export function supportsColumnTtl(version: string): boolean {
 }
 
 export function payloadTtlClause(days: number): string {
-  if (!Number.isInteger(days) || days < 1) throw new LifecycleError(ErrorCodes.Analytics, `payload TTL must be a positive number of days, got ${days}`);
+  if (!Number.isInteger(days) || days < 1)
+    throw new LifecycleError(
+      ErrorCodes.Analytics,
+      `payload TTL must be a positive number of days, got ${days}`,
+    );
   return `TTL created_at + toIntervalDay(${days})`;
 }
 
@@ -245,7 +254,12 @@ ORDER BY (user_id, erased_at_ms, request_id)`;
  * engine supports it (decided by `version()`), and changed in place when the configured
  * number of days differs from the table's.
  */
-export async function ensureSchema(store: AnalyticsStore, database: string, opts: SchemaOptions, logger?: Logger): Promise<SchemaInfo> {
+export async function ensureSchema(
+  store: AnalyticsStore,
+  database: string,
+  opts: SchemaOptions,
+  logger?: Logger,
+): Promise<SchemaInfo> {
   assertDatabaseName(database);
   const version = (await store.query<{ v: string }>('SELECT version() AS v'))[0]?.v ?? '0';
   const payloadTtl = supportsColumnTtl(version);
@@ -257,11 +271,16 @@ export async function ensureSchema(store: AnalyticsStore, database: string, opts
     const wanted = `toIntervalDay(${opts.payloadTtlDays})`;
     const [row] = await store.query<{ statement: string }>(`SHOW CREATE TABLE ${database}.sends`);
     if (row && !row.statement.includes(wanted)) {
-      await store.command(`ALTER TABLE ${database}.sends MODIFY COLUMN data String ${payloadTtlClause(opts.payloadTtlDays)}`);
+      await store.command(
+        `ALTER TABLE ${database}.sends MODIFY COLUMN data String ${payloadTtlClause(opts.payloadTtlDays)}`,
+      );
       logger?.info({ database, days: opts.payloadTtlDays }, 'message payload TTL changed');
     }
   } else {
-    logger?.info({ database, version }, 'ClickHouse before 19.6 has no TTL: message payloads are kept until deleted by hand');
+    logger?.info(
+      { database, version },
+      'ClickHouse before 19.6 has no TTL: message payloads are kept until deleted by hand',
+    );
   }
   return { version, payloadTtl };
 }

@@ -42,9 +42,18 @@ describe('analytics sink in the embedded mode (in-memory bus, chDB)', () => {
     );
     await sink.start();
     const publisher = bus.publisher();
-    await publisher.publish(t.events, [{ key: 'x', value: Buffer.from([1, 2, 3]) }, ...EVENTS.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }))]);
-    await publisher.publish(t.sends, SENDS.map((s) => ({ key: s.userId, ...encodeWithHeader(sendCodec, s) })));
-    await publisher.publish(t.deliveries, DELIVERIES.map((d) => ({ key: d.userId, ...encodeWithHeader(deliveryCodec, d) })));
+    await publisher.publish(t.events, [
+      { key: 'x', value: Buffer.from([1, 2, 3]) },
+      ...EVENTS.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })),
+    ]);
+    await publisher.publish(
+      t.sends,
+      SENDS.map((s) => ({ key: s.userId, ...encodeWithHeader(sendCodec, s) })),
+    );
+    await publisher.publish(
+      t.deliveries,
+      DELIVERIES.map((d) => ({ key: d.userId, ...encodeWithHeader(deliveryCodec, d) })),
+    );
     await waitFor(
       async () => {
         const [r] = await store.query<{ n: number }>(
@@ -64,7 +73,10 @@ describe('analytics sink in the embedded mode (in-memory bus, chDB)', () => {
     const funnel = await ruleFunnel(store, database, WINDOW);
     expect(funnel.map(({ rates: _rates, ...rest }) => rest)).toEqual(EXPECTED.funnel);
     const [uplift] = await goalUplift(store, database, WINDOW);
-    expect({ treated: { n: uplift?.treated.n, x: uplift?.treated.x }, holdout: { n: uplift?.holdout.n, x: uplift?.holdout.x } }).toEqual({
+    expect({
+      treated: { n: uplift?.treated.n, x: uplift?.treated.x },
+      holdout: { n: uplift?.holdout.n, x: uplift?.holdout.x },
+    }).toEqual({
       treated: EXPECTED.uplift.treated,
       holdout: EXPECTED.uplift.holdout,
     });
@@ -73,15 +85,32 @@ describe('analytics sink in the embedded mode (in-memory bus, chDB)', () => {
     const bus = new InMemoryBus(1);
     await bus.ensureTopics(internalTopicSpecs(t, 1));
     const sink = createAnalyticsSink(
-      { groupId: 'sink-backfill', topicPrefix: 'demo', database, flushIntervalMs: 100, maxBatchRows: 10_000 },
+      {
+        groupId: 'sink-backfill',
+        topicPrefix: 'demo',
+        database,
+        flushIntervalMs: 100,
+        maxBatchRows: 10_000,
+      },
       { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) },
     );
     // 150 monthly partitions in one batch: ClickHouse refuses more than 100 per insert.
     const old = Array.from({ length: 150 }, (_, i) => {
       const ts = Date.UTC(2001, i, 10);
-      return { id: `backfill-${i}`, userId: `old-${i % 7}`, type: 'order_placed', ts, receivedAt: ts, source: 'cdc:shop', properties: { n: i } };
+      return {
+        id: `backfill-${i}`,
+        userId: `old-${i % 7}`,
+        type: 'order_placed',
+        ts,
+        receivedAt: ts,
+        source: 'cdc:shop',
+        properties: { n: i },
+      };
     });
-    await bus.publisher().publish(t.events, old.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })));
+    await bus.publisher().publish(
+      t.events,
+      old.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })),
+    );
     await sink.start();
     await waitFor(
       async () => {

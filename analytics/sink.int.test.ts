@@ -37,9 +37,14 @@ async function produceFixtures(bus: KafkaBus, t: Topics): Promise<void> {
   await publisher.publish(t.deliveries, m.deliveries);
 }
 
-async function counts(db: TestDatabase, table: 'events' | 'sends' | 'deliveries'): Promise<{ rows: number; ids: number }> {
+async function counts(
+  db: TestDatabase,
+  table: 'events' | 'sends' | 'deliveries',
+): Promise<{ rows: number; ids: number }> {
   const id = table === 'sends' ? 'send_id' : 'id';
-  const [r] = await db.store.query<{ rows: number; ids: number }>(`SELECT count() AS rows, uniqExact(${id}) AS ids FROM ${db.database}.${table}`);
+  const [r] = await db.store.query<{ rows: number; ids: number }>(
+    `SELECT count() AS rows, uniqExact(${id}) AS ids FROM ${db.database}.${table}`,
+  );
   return r ?? { rows: 0, ids: 0 };
 }
 
@@ -55,7 +60,9 @@ async function committed(kafka: Kafka, groupId: string, topic: string): Promise<
 }
 
 function strip<T extends object>(rows: T[], keys: string[]): Partial<T>[] {
-  return rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !keys.includes(k))) as Partial<T>);
+  return rows.map(
+    (r) => Object.fromEntries(Object.entries(r).filter(([k]) => !keys.includes(k))) as Partial<T>,
+  );
 }
 
 describe('analytics sink on Kafka and the ClickHouse server', () => {
@@ -97,14 +104,30 @@ describe('analytics sink on Kafka and the ClickHouse server', () => {
     await sink.start();
     const publisher = bus.publisher();
     // Poison: bytes that are no Avro event, a delivery written with an unknown schema, an empty value.
-    await publisher.publish(t.events, [{ key: 'u-poison', value: Buffer.from('{"not":"avro"}'), headers: { [SCHEMA_ID_HEADER]: eventCodec.schemaId } }]);
-    await publisher.publish(t.deliveries, [{ key: 'u-poison', value: deliveryCodec.encode(DELIVERIES[0]!), headers: { [SCHEMA_ID_HEADER]: 'ffffffffffffffff' } }]);
+    await publisher.publish(t.events, [
+      {
+        key: 'u-poison',
+        value: Buffer.from('{"not":"avro"}'),
+        headers: { [SCHEMA_ID_HEADER]: eventCodec.schemaId },
+      },
+    ]);
+    await publisher.publish(t.deliveries, [
+      {
+        key: 'u-poison',
+        value: deliveryCodec.encode(DELIVERIES[0]!),
+        headers: { [SCHEMA_ID_HEADER]: 'ffffffffffffffff' },
+      },
+    ]);
     await publisher.publish(t.sends, [{ key: 'u-poison', value: null }]);
     await produceFixtures(bus, t);
 
     await waitFor(
       async () => {
-        const [e, s, d] = await Promise.all([counts(db, 'events'), counts(db, 'sends'), counts(db, 'deliveries')]);
+        const [e, s, d] = await Promise.all([
+          counts(db, 'events'),
+          counts(db, 'sends'),
+          counts(db, 'deliveries'),
+        ]);
         return e.ids === EVENTS.length && s.ids === SENDS.length && d.ids === DELIVERIES.length;
       },
       { timeout: 60_000, interval: 250, message: 'fixture rows did not all reach ClickHouse' },
@@ -130,27 +153,54 @@ describe('analytics sink on Kafka and the ClickHouse server', () => {
     });
 
     const dlq = await consume(kafka, t.dlq, iso.group('dlq-reader'), { count: 3 });
-    const reasons = dlq.map((r) => ({ topic: String(r.headers[DlqHeaders.sourceTopic]), stage: String(r.headers[DlqHeaders.stage]), reason: String(r.headers[DlqHeaders.reason]) }));
+    const reasons = dlq.map((r) => ({
+      topic: String(r.headers[DlqHeaders.sourceTopic]),
+      stage: String(r.headers[DlqHeaders.stage]),
+      reason: String(r.headers[DlqHeaders.reason]),
+    }));
     expect(reasons.map((r) => r.topic).sort()).toEqual([t.deliveries, t.events, t.sends].sort());
     expect(reasons.every((r) => r.stage === 'analytics-sink')).toBe(true);
-    expect(reasons.find((r) => r.topic === t.deliveries)?.reason).toMatch(/schema id ffffffffffffffff/);
+    expect(reasons.find((r) => r.topic === t.deliveries)?.reason).toMatch(
+      /schema id ffffffffffffffff/,
+    );
     expect(reasons.find((r) => r.topic === t.sends)?.reason).toBe('empty record value');
 
     // Every offset, poison included, is committed once its rows are stored.
-    await waitFor(async () => (await committed(kafka, config.analytics.groupId, t.events)) === EVENTS.length + 1, { timeout: 20_000, message: 'events offsets not committed' });
-    await waitFor(async () => (await committed(kafka, config.analytics.groupId, t.deliveries)) === DELIVERIES.length + 1, { timeout: 20_000, message: 'deliveries offsets not committed' });
+    await waitFor(
+      async () =>
+        (await committed(kafka, config.analytics.groupId, t.events)) === EVENTS.length + 1,
+      { timeout: 20_000, message: 'events offsets not committed' },
+    );
+    await waitFor(
+      async () =>
+        (await committed(kafka, config.analytics.groupId, t.deliveries)) === DELIVERIES.length + 1,
+      { timeout: 20_000, message: 'deliveries offsets not committed' },
+    );
     expect(sink.health().ok).toBe(true);
 
     const volatile = ['rates', 'relativeUplift', 'ci', 'pValue', 'confidence', 'uplift'];
-    expect(strip(await ruleFunnel(db.store, db.database, WINDOW), ['rates'])).toEqual(EXPECTED.funnel);
+    expect(strip(await ruleFunnel(db.store, db.database, WINDOW), ['rates'])).toEqual(
+      EXPECTED.funnel,
+    );
     const uplift = await goalUplift(db.store, db.database, WINDOW);
-    expect(uplift.map((u) => ({ ruleId: u.ruleId, treated: { n: u.treated.n, x: u.treated.x }, holdout: { n: u.holdout.n, x: u.holdout.x } }))).toEqual([EXPECTED.uplift]);
-    expect(strip(await deliverabilityByProvider(db.store, db.database, WINDOW), volatile)).toEqual(EXPECTED.deliverability);
+    expect(
+      uplift.map((u) => ({
+        ruleId: u.ruleId,
+        treated: { n: u.treated.n, x: u.treated.x },
+        holdout: { n: u.holdout.n, x: u.holdout.x },
+      })),
+    ).toEqual([EXPECTED.uplift]);
+    expect(strip(await deliverabilityByProvider(db.store, db.database, WINDOW), volatile)).toEqual(
+      EXPECTED.deliverability,
+    );
     await sink.stop();
   });
 
   it('a replay (group reset, then the same records produced again) collapses and never double-counts', async () => {
-    const before = { funnel: await ruleFunnel(db.store, db.database, WINDOW), uplift: await goalUplift(db.store, db.database, WINDOW) };
+    const before = {
+      funnel: await ruleFunnel(db.store, db.database, WINDOW),
+      uplift: await goalUplift(db.store, db.database, WINDOW),
+    };
     // Merges are not paused here: ClickHouse 18.16 segfaults when tables with stopped merges
     // are dropped later. Duplicates may merge at any moment; no query may count them twice.
     // A new group reads everything from the beginning: what a reset group or a crash before commit does.
@@ -158,8 +208,15 @@ describe('analytics sink on Kafka and the ClickHouse server', () => {
     await replay.start();
     await produceFixtures(bus, t);
     // Committed means inserted: the replay group has stored both rounds.
-    for (const [topic, n] of [[t.events, EVENTS.length], [t.sends, SENDS.length], [t.deliveries, DELIVERIES.length]] as const) {
-      await waitFor(async () => (await committed(kafka, iso.group('sink-replay'), topic)) === 2 * n + 1, { timeout: 60_000, interval: 250, message: `replay of ${topic} not stored` });
+    for (const [topic, n] of [
+      [t.events, EVENTS.length],
+      [t.sends, SENDS.length],
+      [t.deliveries, DELIVERIES.length],
+    ] as const) {
+      await waitFor(
+        async () => (await committed(kafka, iso.group('sink-replay'), topic)) === 2 * n + 1,
+        { timeout: 60_000, interval: 250, message: `replay of ${topic} not stored` },
+      );
     }
     await replay.stop();
 
@@ -173,10 +230,14 @@ describe('analytics sink on Kafka and the ClickHouse server', () => {
     expect(await goalUplift(db.store, db.database, WINDOW)).toEqual(before.uplift);
 
     // A merge collapses them to one row per id.
-    for (const table of ['events', 'sends', 'deliveries'] as const) await db.store.command(`OPTIMIZE TABLE ${db.database}.${table} FINAL`);
+    for (const table of ['events', 'sends', 'deliveries'] as const)
+      await db.store.command(`OPTIMIZE TABLE ${db.database}.${table} FINAL`);
     expect(await counts(db, 'events')).toEqual({ rows: EVENTS.length, ids: EVENTS.length });
     expect(await counts(db, 'sends')).toEqual({ rows: SENDS.length, ids: SENDS.length });
-    expect(await counts(db, 'deliveries')).toEqual({ rows: DELIVERIES.length, ids: DELIVERIES.length });
+    expect(await counts(db, 'deliveries')).toEqual({
+      rows: DELIVERIES.length,
+      ids: DELIVERIES.length,
+    });
   });
 
   it('commits nothing while inserts fail, and stores everything once ClickHouse takes rows again', async () => {
@@ -185,7 +246,10 @@ describe('analytics sink on Kafka and the ClickHouse server', () => {
     const sink = startSink(groupId, database);
     await sink.start();
     // The tables do not exist yet: every insert fails.
-    await waitFor(async () => !sink.health().ok, { timeout: 30_000, message: 'sink did not report the failing inserts' });
+    await waitFor(async () => !sink.health().ok, {
+      timeout: 30_000,
+      message: 'sink did not report the failing inserts',
+    });
     expect(await committed(kafka, groupId, t.sends)).toBe(0);
     expect(await committed(kafka, groupId, t.deliveries)).toBe(0);
 
@@ -193,15 +257,29 @@ describe('analytics sink on Kafka and the ClickHouse server', () => {
     try {
       await waitFor(
         async () => {
-          const [r] = await db.store.query<{ ids: number }>(`SELECT uniqExact(send_id) AS ids FROM ${database}.sends`);
+          const [r] = await db.store.query<{ ids: number }>(
+            `SELECT uniqExact(send_id) AS ids FROM ${database}.sends`,
+          );
           return r?.ids === SENDS.length;
         },
-        { timeout: 90_000, interval: 500, message: 'rows did not arrive after ClickHouse recovered' },
+        {
+          timeout: 90_000,
+          interval: 500,
+          message: 'rows did not arrive after ClickHouse recovered',
+        },
       );
       // Offsets of all three produce rounds (+ the poison record) are committed after the recovery.
-      await waitFor(async () => (await committed(kafka, groupId, t.sends)) === 2 * SENDS.length + 1, { timeout: 30_000, message: 'offsets not committed after recovery' });
-      expect(strip(await ruleFunnel(db.store, database, WINDOW), ['rates'])).toEqual(EXPECTED.funnel);
-      await waitFor(() => sink.health().ok, { timeout: 10_000, message: 'sink health did not recover' });
+      await waitFor(
+        async () => (await committed(kafka, groupId, t.sends)) === 2 * SENDS.length + 1,
+        { timeout: 30_000, message: 'offsets not committed after recovery' },
+      );
+      expect(strip(await ruleFunnel(db.store, database, WINDOW), ['rates'])).toEqual(
+        EXPECTED.funnel,
+      );
+      await waitFor(() => sink.health().ok, {
+        timeout: 10_000,
+        message: 'sink health did not recover',
+      });
     } finally {
       await sink.stop();
       await db.store.command(`DROP DATABASE IF EXISTS ${database}`);
@@ -209,18 +287,26 @@ describe('analytics sink on Kafka and the ClickHouse server', () => {
   });
   it('runSink (lifecycle run sink) creates its database and tables and stores what arrives', async () => {
     const database = `${db.database}_run`;
-    const runConfig = iso.config({ LC_KAFKA_PARTITIONS: '3', LC_CLICKHOUSE_DATABASE: database, LC_SINK_GROUP: iso.group('sink-run') });
+    const runConfig = iso.config({
+      LC_KAFKA_PARTITIONS: '3',
+      LC_CLICKHOUSE_DATABASE: database,
+      LC_SINK_GROUP: iso.group('sink-run'),
+    });
     const running = await runSink(runConfig, logger);
     try {
       await waitFor(
         async () => {
-          const [r] = await db.store.query<{ ids: number }>(`SELECT uniqExact(id) AS ids FROM ${database}.deliveries`);
+          const [r] = await db.store.query<{ ids: number }>(
+            `SELECT uniqExact(id) AS ids FROM ${database}.deliveries`,
+          );
           return r?.ids === DELIVERIES.length;
         },
         { timeout: 60_000, interval: 250, message: 'runSink did not store the deliveries' },
       );
       expect(running.health().ok).toBe(true);
-      expect(strip(await deliverabilityByProvider(db.store, database, WINDOW), ['rates'])).toEqual(EXPECTED.deliverability);
+      expect(strip(await deliverabilityByProvider(db.store, database, WINDOW), ['rates'])).toEqual(
+        EXPECTED.deliverability,
+      );
     } finally {
       await running.stop();
       await db.store.command(`DROP DATABASE IF EXISTS ${database}`);

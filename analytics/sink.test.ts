@@ -11,24 +11,65 @@ import { chunkByMonth, createAnalyticsSink, decodeRecord, type AnalyticsSink } f
 import type { EngineAnalyticsStore, QueryParams } from './store.ts';
 
 describe('decodeRecord', () => {
-  it('turns each topic\'s Avro record into its table row', () => {
-    expect(decodeRecord('events', encodeWithHeader(eventCodec, EVENTS[0]!))).toEqual({ table: 'events', row: eventRow(EVENTS[0]!) });
-    expect(decodeRecord('sends', encodeWithHeader(sendCodec, SENDS[0]!))).toEqual({ table: 'sends', row: sendRow(SENDS[0]!) });
-    expect(decodeRecord('deliveries', encodeWithHeader(deliveryCodec, DELIVERIES[0]!))).toEqual({ table: 'deliveries', row: deliveryRow(DELIVERIES[0]!) });
+  it("turns each topic's Avro record into its table row", () => {
+    expect(decodeRecord('events', encodeWithHeader(eventCodec, EVENTS[0]!))).toEqual({
+      table: 'events',
+      row: eventRow(EVENTS[0]!),
+    });
+    expect(decodeRecord('sends', encodeWithHeader(sendCodec, SENDS[0]!))).toEqual({
+      table: 'sends',
+      row: sendRow(SENDS[0]!),
+    });
+    expect(decodeRecord('deliveries', encodeWithHeader(deliveryCodec, DELIVERIES[0]!))).toEqual({
+      table: 'deliveries',
+      row: deliveryRow(DELIVERIES[0]!),
+    });
   });
 
   it('reads records without the schema header as the current schema', () => {
-    expect(decodeRecord('events', { value: eventCodec.encode(EVENTS[1]!), headers: {} })).toMatchObject({ table: 'events' });
+    expect(
+      decodeRecord('events', { value: eventCodec.encode(EVENTS[1]!), headers: {} }),
+    ).toMatchObject({ table: 'events' });
   });
 
   it.each([
     ['an empty value', 'events', { value: null, headers: {} }, /empty record value/],
-    ['bytes of another schema', 'sends', encodeWithHeader(eventCodec, EVENTS[0]!), /unknown writer schema id/],
-    ['garbage bytes', 'deliveries', { value: Buffer.from('hello'), headers: { [SCHEMA_ID_HEADER]: deliveryCodec.schemaId } }, /not a valid/],
-    ['a negative event time', 'events', encodeWithHeader(eventCodec, { ...EVENTS[0]!, ts: -5 }), /ts -5 is not an epoch-ms time/],
-    ['a time in seconds far in the future', 'deliveries', encodeWithHeader(deliveryCodec, { ...DELIVERIES[0]!, ts: 9_999_999_999_999 }), /not an epoch-ms time/],
-    ['a negative goal window', 'sends', encodeWithHeader(sendCodec, { ...SENDS[0]!, goal: { event: 'x', withinMs: -1 } }), /goal window -1 is negative/],
-    ['a negative attempt', 'deliveries', encodeWithHeader(deliveryCodec, { ...DELIVERIES[0]!, attempt: -1 }), /attempt -1/],
+    [
+      'bytes of another schema',
+      'sends',
+      encodeWithHeader(eventCodec, EVENTS[0]!),
+      /unknown writer schema id/,
+    ],
+    [
+      'garbage bytes',
+      'deliveries',
+      { value: Buffer.from('hello'), headers: { [SCHEMA_ID_HEADER]: deliveryCodec.schemaId } },
+      /not a valid/,
+    ],
+    [
+      'a negative event time',
+      'events',
+      encodeWithHeader(eventCodec, { ...EVENTS[0]!, ts: -5 }),
+      /ts -5 is not an epoch-ms time/,
+    ],
+    [
+      'a time in seconds far in the future',
+      'deliveries',
+      encodeWithHeader(deliveryCodec, { ...DELIVERIES[0]!, ts: 9_999_999_999_999 }),
+      /not an epoch-ms time/,
+    ],
+    [
+      'a negative goal window',
+      'sends',
+      encodeWithHeader(sendCodec, { ...SENDS[0]!, goal: { event: 'x', withinMs: -1 } }),
+      /goal window -1 is negative/,
+    ],
+    [
+      'a negative attempt',
+      'deliveries',
+      encodeWithHeader(deliveryCodec, { ...DELIVERIES[0]!, attempt: -1 }),
+      /attempt -1/,
+    ],
   ] as const)('rejects %s with a reason', (_name, topic, message, reason) => {
     const r = decodeRecord(topic, message);
     expect('error' in r && r.error).toMatch(reason);
@@ -37,7 +78,17 @@ describe('decodeRecord', () => {
 
 describe('decodeRecord of a deletion', () => {
   it('keeps what makes the request auditable and drops what else it carried', () => {
-    const deletion: NormalisedEvent = { id: 'd1', userId: 'u1', anonymousId: 'a1', type: 'user_deleted', ts: 1_780_000_000_000, receivedAt: 1_780_000_000_000, source: 'http:app', properties: { reason: 'asked' }, context: { ip: '203.0.113.9' } };
+    const deletion: NormalisedEvent = {
+      id: 'd1',
+      userId: 'u1',
+      anonymousId: 'a1',
+      type: 'user_deleted',
+      ts: 1_780_000_000_000,
+      receivedAt: 1_780_000_000_000,
+      source: 'http:app',
+      properties: { reason: 'asked' },
+      context: { ip: '203.0.113.9' },
+    };
     expect(decodeRecord('events', encodeWithHeader(eventCodec, deletion))).toEqual({
       table: 'events',
       row: { ...eventRow(deletion), anonymous_id: '', properties: '{}', traits: '', context: '' },
@@ -52,10 +103,19 @@ describe('the sink erases a deleted user', () => {
     for (const s of sinks.splice(0)) await s.stop();
   });
 
-  type Call = { op: 'command' | 'insert' | 'query'; sql: string; params?: QueryParams | undefined; rows?: object[]; committed: number | undefined };
+  type Call = {
+    op: 'command' | 'insert' | 'query';
+    sql: string;
+    params?: QueryParams | undefined;
+    rows?: object[];
+    committed: number | undefined;
+  };
 
   /** A store that records what the sink asks, answering counts with 2 rows; the first `failErasures` deletes fail. */
-  function recordingStore(bus: InMemoryBus, failErasures = 0): EngineAnalyticsStore & { calls: Call[] } {
+  function recordingStore(
+    bus: InMemoryBus,
+    failErasures = 0,
+  ): EngineAnalyticsStore & { calls: Call[] } {
     const calls: Call[] = [];
     const committed = () => bus.groupOffsets('sink', t.events).get(0);
     let failures = failErasures;
@@ -63,7 +123,12 @@ describe('the sink erases a deleted user', () => {
       backend: 'server',
       calls,
       async command(sql, params) {
-        if (/DELETE/.test(sql) && failures-- > 0) throw new LifecycleError('LC_ERR_ANALYTICS', 'analytics command failed: connect ECONNREFUSED', { retriable: true });
+        if (/DELETE/.test(sql) && failures-- > 0)
+          throw new LifecycleError(
+            'LC_ERR_ANALYTICS',
+            'analytics command failed: connect ECONNREFUSED',
+            { retriable: true },
+          );
         calls.push({ op: 'command', sql, params, committed: committed() });
       },
       async insert(table, rows) {
@@ -80,15 +145,33 @@ describe('the sink erases a deleted user', () => {
   }
 
   const USER = "ada'; DROP TABLE lc.events --";
-  const event = (id: string, userId: string, type: string): NormalisedEvent => ({ id, userId, type, ts: 1_780_000_000_000, receivedAt: 1_780_000_000_100, source: 'cdc:appdb', properties: {} });
+  const event = (id: string, userId: string, type: string): NormalisedEvent => ({
+    id,
+    userId,
+    type,
+    ts: 1_780_000_000_000,
+    receivedAt: 1_780_000_000_100,
+    source: 'cdc:appdb',
+    properties: {},
+  });
 
   async function run(failErasures: number) {
     const bus = new InMemoryBus(1);
     await bus.ensureTopics(internalTopicSpecs(t, 1));
     const store = recordingStore(bus, failErasures);
-    const sink = createAnalyticsSink({ groupId: 'sink', topicPrefix: 'lc', database: 'lc', flushIntervalMs: 20, retryMaxMs: 20 }, { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) });
+    const sink = createAnalyticsSink(
+      { groupId: 'sink', topicPrefix: 'lc', database: 'lc', flushIntervalMs: 20, retryMaxMs: 20 },
+      { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) },
+    );
     sinks.push(sink);
-    await bus.publisher().publish(t.events, [event('e1', USER, 'login'), event('e2', 'bob', 'login'), event('d1', USER, 'user_deleted')].map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })));
+    await bus.publisher().publish(
+      t.events,
+      [
+        event('e1', USER, 'login'),
+        event('e2', 'bob', 'login'),
+        event('d1', USER, 'user_deleted'),
+      ].map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })),
+    );
     await sink.start();
     const end = Date.now() + 5000;
     while (bus.groupOffsets('sink', t.events).get(0) !== 3) {
@@ -101,7 +184,9 @@ describe('the sink erases a deleted user', () => {
   it('after inserting the batch and before committing it, erases every table by a bound id, then logs the erasure', async () => {
     const { store, sink } = await run(0);
     const calls = store.calls.filter((c) => !c.sql.includes('version()'));
-    expect(calls.map((c) => `${c.op} ${c.op === 'insert' ? c.sql : c.sql.replace(/ WHERE .*/, '')}`)).toEqual([
+    expect(
+      calls.map((c) => `${c.op} ${c.op === 'insert' ? c.sql : c.sql.replace(/ WHERE .*/, '')}`),
+    ).toEqual([
       'insert lc.events',
       'query SELECT count() AS n FROM lc.events',
       'command ALTER TABLE lc.events DELETE',
@@ -137,7 +222,12 @@ describe('the sink erases a deleted user', () => {
   it('retries an erasure ClickHouse refuses and commits the deletion only once it went through', async () => {
     const { store } = await run(2);
     const erasures = store.calls.filter((c) => c.op === 'command' || c.sql === 'lc.erasures');
-    expect(erasures.map((c) => c.sql.replace(/ WHERE .*/, ''))).toEqual(['ALTER TABLE lc.events DELETE', 'ALTER TABLE lc.sends DELETE', 'ALTER TABLE lc.deliveries DELETE', 'lc.erasures']);
+    expect(erasures.map((c) => c.sql.replace(/ WHERE .*/, ''))).toEqual([
+      'ALTER TABLE lc.events DELETE',
+      'ALTER TABLE lc.sends DELETE',
+      'ALTER TABLE lc.deliveries DELETE',
+      'lc.erasures',
+    ]);
     expect(erasures.every((c) => c.committed === undefined)).toBe(true);
   });
 });
@@ -146,19 +236,30 @@ describe('chunkByMonth', () => {
   const at = (iso: string) => ({ ts: Date.parse(iso) / 1000 });
 
   it('keeps a batch whole when it spans few months', () => {
-    const rows = [at('2025-01-31T23:59:59Z'), at('2025-02-01T00:00:00Z'), at('2025-01-05T00:00:00Z')];
+    const rows = [
+      at('2025-01-31T23:59:59Z'),
+      at('2025-02-01T00:00:00Z'),
+      at('2025-01-05T00:00:00Z'),
+    ];
     expect(chunkByMonth(rows, (r) => r.ts)).toEqual([rows]);
     expect(chunkByMonth([], (r: { ts: number }) => r.ts)).toEqual([]);
   });
 
   it('splits a backfill over many years into inserts of at most maxMonths partitions, losing nothing', () => {
-    const rows = Array.from({ length: 240 }, (_, i) => at(new Date(Date.UTC(2000, i, 15)).toISOString()));
+    const rows = Array.from({ length: 240 }, (_, i) =>
+      at(new Date(Date.UTC(2000, i, 15)).toISOString()),
+    );
     const chunks = chunkByMonth(rows, (r) => r.ts, 50);
     expect(chunks).toHaveLength(5);
     for (const c of chunks) {
       const months = new Set(c.map((r) => new Date(r.ts * 1000).toISOString().slice(0, 7)));
       expect(months.size).toBeLessThanOrEqual(50);
     }
-    expect(chunks.flat().map((r) => r.ts).sort()).toEqual(rows.map((r) => r.ts).sort());
+    expect(
+      chunks
+        .flat()
+        .map((r) => r.ts)
+        .sort(),
+    ).toEqual(rows.map((r) => r.ts).sort());
   });
 });

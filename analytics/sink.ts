@@ -15,14 +15,29 @@ import { createEraser, deletionRow, erasureRequests, type ErasureRequest } from 
 import { deliveryCodec, eventCodec, sendCodec } from '../platform/avro.ts';
 import type { Bus, IncomingMessage } from '../platform/bus.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
-import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry } from '../platform/consume.ts';
+import {
+  createConsumeLoop,
+  RecordRejected,
+  stalledHealth,
+  type BatchRetry,
+} from '../platform/consume.ts';
 import type { Config } from '../platform/config.ts';
 import { SCHEMA_ID_HEADER, topics as topicNames } from '../platform/contracts.ts';
 import { ErrorCodes, errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
 import { KafkaBus } from '../platform/kafka.ts';
 import { Counter, createMetricsRegistry, Histogram, type Registry } from '../platform/metrics.ts';
 import type { Service } from '../platform/shutdown.ts';
-import { deliveryRow, ensureSchema, eventRow, sendRow, TABLES, type DeliveryRow, type EventRow, type SendRow, type Table } from './schema.ts';
+import {
+  deliveryRow,
+  ensureSchema,
+  eventRow,
+  sendRow,
+  TABLES,
+  type DeliveryRow,
+  type EventRow,
+  type SendRow,
+  type Table,
+} from './schema.ts';
 
 export interface SinkConfig {
   groupId: string;
@@ -62,13 +77,21 @@ const rowCount = (r: Rows) => r.events.length + r.sends.length + r.deliveries.le
 // DateTime is seconds in a UInt32: keep times where both engines store them faithfully.
 const MAX_MS = Date.UTC(2100, 0, 1);
 function checkTime(name: string, ms: number): string | null {
-  return Number.isInteger(ms) && ms >= 0 && ms < MAX_MS ? null : `${name} ${ms} is not an epoch-ms time between 1970 and 2100`;
+  return Number.isInteger(ms) && ms >= 0 && ms < MAX_MS
+    ? null
+    : `${name} ${ms} is not an epoch-ms time between 1970 and 2100`;
 }
 
-type Decoded = { table: 'events'; row: EventRow } | { table: 'sends'; row: SendRow } | { table: 'deliveries'; row: DeliveryRow };
+type Decoded =
+  | { table: 'events'; row: EventRow }
+  | { table: 'sends'; row: SendRow }
+  | { table: 'deliveries'; row: DeliveryRow };
 
 /** Decodes one record into its row, or says why it cannot be stored. */
-export function decodeRecord(topic: Table, message: Pick<IncomingMessage, 'value' | 'headers'>): Decoded | { error: string } {
+export function decodeRecord(
+  topic: Table,
+  message: Pick<IncomingMessage, 'value' | 'headers'>,
+): Decoded | { error: string } {
   if (message.value === null || message.value.length === 0) return { error: 'empty record value' };
   const schemaId = message.headers[SCHEMA_ID_HEADER];
   try {
@@ -77,20 +100,28 @@ export function decodeRecord(topic: Table, message: Pick<IncomingMessage, 'value
         const e = eventCodec.decode(message.value, schemaId);
         const bad = checkTime('ts', e.ts) ?? checkTime('receivedAt', e.receivedAt);
         if (bad) return { error: bad };
-        return { table: 'events', row: e.type === USER_DELETED ? deletionRow(eventRow(e)) : eventRow(e) };
+        return {
+          table: 'events',
+          row: e.type === USER_DELETED ? deletionRow(eventRow(e)) : eventRow(e),
+        };
       }
       case 'sends': {
         const s = sendCodec.decode(message.value, schemaId);
         const bad =
           checkTime('createdAt', s.createdAt) ??
           (s.expiresAt === null ? null : checkTime('expiresAt', s.expiresAt)) ??
-          (s.goal && (!Number.isInteger(s.goal.withinMs) || s.goal.withinMs < 0) ? `goal window ${s.goal.withinMs} is negative` : null) ??
-          (Number.isInteger(s.priority) && Math.abs(s.priority) < 2 ** 31 ? null : `priority ${s.priority} out of range`);
+          (s.goal && (!Number.isInteger(s.goal.withinMs) || s.goal.withinMs < 0)
+            ? `goal window ${s.goal.withinMs} is negative`
+            : null) ??
+          (Number.isInteger(s.priority) && Math.abs(s.priority) < 2 ** 31
+            ? null
+            : `priority ${s.priority} out of range`);
         return bad ? { error: bad } : { table: 'sends', row: sendRow(s) };
       }
       case 'deliveries': {
         const d = deliveryCodec.decode(message.value, schemaId);
-        const bad = checkTime('ts', d.ts) ?? (d.attempt >= 0 ? null : `attempt ${d.attempt} is negative`);
+        const bad =
+          checkTime('ts', d.ts) ?? (d.attempt >= 0 ? null : `attempt ${d.attempt} is negative`);
         return bad ? { error: bad } : { table: 'deliveries', row: deliveryRow(d) };
       }
     }
@@ -104,7 +135,11 @@ export function decodeRecord(topic: Table, message: Pick<IncomingMessage, 'value
  * refuses an insert block spanning more than 100 partitions, which a backfill of old
  * events would otherwise hit on every retry. `second` gives a row's partition time.
  */
-export function chunkByMonth<R>(rows: readonly R[], second: (row: R) => number, maxMonths = 50): R[][] {
+export function chunkByMonth<R>(
+  rows: readonly R[],
+  second: (row: R) => number,
+  maxMonths = 50,
+): R[][] {
   const byMonth = new Map<number, R[]>();
   for (const row of rows) {
     const d = new Date(second(row) * 1000);
@@ -116,7 +151,8 @@ export function chunkByMonth<R>(rows: readonly R[], second: (row: R) => number, 
   if (byMonth.size <= maxMonths) return rows.length > 0 ? [[...rows]] : [];
   const chunks: R[][] = [];
   const months = [...byMonth.keys()].sort((a, b) => a - b);
-  for (let i = 0; i < months.length; i += maxMonths) chunks.push(months.slice(i, i + maxMonths).flatMap((m) => byMonth.get(m)!));
+  for (let i = 0; i < months.length; i += maxMonths)
+    chunks.push(months.slice(i, i + maxMonths).flatMap((m) => byMonth.get(m)!));
   return chunks;
 }
 
@@ -156,7 +192,13 @@ function createRowBuffer(opts: {
     });
     // Every waiter handles the rejection; this keeps a buffer nobody waits on from crashing the process.
     promise.catch(() => undefined);
-    const pending: Pending = { rows: emptyRows(), timer: setTimeout(() => seal(), opts.intervalMs), promise, resolve, reject };
+    const pending: Pending = {
+      rows: emptyRows(),
+      timer: setTimeout(() => seal(), opts.intervalMs),
+      promise,
+      resolve,
+      reject,
+    };
     return pending;
   }
 
@@ -199,11 +241,34 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
   const publisher = bus.publisher();
   const retryMaxMs = config.retryMaxMs ?? 5000;
 
-  const rowsCounter = new Counter({ name: 'lifecycle_sink_rows_total', help: 'Rows inserted into ClickHouse by table', labelNames: ['table'], registers: [metrics] });
-  const insertErrors = new Counter({ name: 'lifecycle_sink_insert_errors_total', help: 'Failed insert attempts', labelNames: ['table'], registers: [metrics] });
-  const insertSeconds = new Histogram({ name: 'lifecycle_sink_insert_seconds', help: 'Time to insert one buffered batch (all tables)', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [metrics] });
-  const erasures = new Counter({ name: 'lifecycle_sink_erasures_total', help: 'Users erased from the analytics tables on a user_deleted event (replays count again)', registers: [metrics] });
-  const erasureErrors = new Counter({ name: 'lifecycle_sink_erasure_errors_total', help: 'Failed erasure attempts (each is retried)', registers: [metrics] });
+  const rowsCounter = new Counter({
+    name: 'lifecycle_sink_rows_total',
+    help: 'Rows inserted into ClickHouse by table',
+    labelNames: ['table'],
+    registers: [metrics],
+  });
+  const insertErrors = new Counter({
+    name: 'lifecycle_sink_insert_errors_total',
+    help: 'Failed insert attempts',
+    labelNames: ['table'],
+    registers: [metrics],
+  });
+  const insertSeconds = new Histogram({
+    name: 'lifecycle_sink_insert_seconds',
+    help: 'Time to insert one buffered batch (all tables)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [metrics],
+  });
+  const erasures = new Counter({
+    name: 'lifecycle_sink_erasures_total',
+    help: 'Users erased from the analytics tables on a user_deleted event (replays count again)',
+    registers: [metrics],
+  });
+  const erasureErrors = new Counter({
+    name: 'lifecycle_sink_erasure_errors_total',
+    help: 'Failed erasure attempts (each is retried)',
+    registers: [metrics],
+  });
   const eraser = createEraser({ store, database: config.database });
 
   let running = false;
@@ -225,7 +290,17 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
         lastError = errorMessage(err);
         if (stopping) throw err;
         const delay = Math.min(retryMaxMs, 200 * 2 ** Math.min(attempt - 1, 10));
-        log[attempt === 1 || attempt % 10 === 0 ? 'error' : 'warn']({ table, rows: rows.length, attempt, retriable: isRetriable(err), delayMs: delay, err: lastError }, 'insert failed, retrying');
+        log[attempt === 1 || attempt % 10 === 0 ? 'error' : 'warn'](
+          {
+            table,
+            rows: rows.length,
+            attempt,
+            retriable: isRetriable(err),
+            delayMs: delay,
+            err: lastError,
+          },
+          'insert failed, retrying',
+        );
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -238,14 +313,26 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
       try {
         const done = await eraser.erase(request);
         erasures.inc();
-        log.info({ requestId: request.requestId, source: request.source, method: done.method, tables: done.erased_tables, rows: done.erased_rows }, 'user erased from the analytics tables');
+        log.info(
+          {
+            requestId: request.requestId,
+            source: request.source,
+            method: done.method,
+            tables: done.erased_tables,
+            rows: done.erased_rows,
+          },
+          'user erased from the analytics tables',
+        );
         return;
       } catch (err) {
         erasureErrors.inc();
         lastError = errorMessage(err);
         if (stopping) throw err;
         const delay = Math.min(retryMaxMs, 200 * 2 ** Math.min(attempt - 1, 10));
-        log[attempt === 1 || attempt % 10 === 0 ? 'error' : 'warn']({ requestId: request.requestId, attempt, delayMs: delay, err: lastError }, 'erasure failed, retrying');
+        log[attempt === 1 || attempt % 10 === 0 ? 'error' : 'warn'](
+          { requestId: request.requestId, attempt, delayMs: delay, err: lastError },
+          'erasure failed, retrying',
+        );
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -283,14 +370,19 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
       ...config.retry,
       decode(message) {
         const table = tableOf.get(message.topic);
-        if (!table) throw new LifecycleError(ErrorCodes.Internal, `analytics sink got a record of unexpected topic ${message.topic}`);
+        if (!table)
+          throw new LifecycleError(
+            ErrorCodes.Internal,
+            `analytics sink got a record of unexpected topic ${message.topic}`,
+          );
         const decoded = decodeRecord(table, message);
         if ('error' in decoded) throw new RecordRejected(decoded.error);
         return decoded;
       },
       async handle(records, scope) {
         const rows = emptyRows();
-        for (const { value: decoded } of records) (rows[decoded.table] as (typeof decoded.row)[]).push(decoded.row);
+        for (const { value: decoded } of records)
+          (rows[decoded.table] as (typeof decoded.row)[]).push(decoded.row);
         try {
           // The insert may wait for ClickHouse to come back: keep the group membership meanwhile.
           const stored = buffer.add(rows);
@@ -308,13 +400,24 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
             try {
               await scope.heartbeat();
             } catch (err) {
-              log.info({ topic: scope.topic, partition: scope.partition, err: errorMessage(err) }, 'group rebalancing while the insert waits; batch left uncommitted');
+              log.info(
+                { topic: scope.topic, partition: scope.partition, err: errorMessage(err) },
+                'group rebalancing while the insert waits; batch left uncommitted',
+              );
               return 'abandon';
             }
           }
           await stored;
         } catch (err) {
-          log.error({ topic: scope.topic, partition: scope.partition, rows: rowCount(rows), err: errorMessage(err) }, 'insert abandoned on stop; the batch will be read again');
+          log.error(
+            {
+              topic: scope.topic,
+              partition: scope.partition,
+              rows: rowCount(rows),
+              err: errorMessage(err),
+            },
+            'insert abandoned on stop; the batch will be read again',
+          );
           throw err;
         }
         return 'commit';
@@ -328,7 +431,10 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     async start() {
       await consumer.start();
       running = true;
-      log.info({ groupId: config.groupId, topics: [...tableOf.keys()], database: config.database }, 'analytics sink started');
+      log.info(
+        { groupId: config.groupId, topics: [...tableOf.keys()], database: config.database },
+        'analytics sink started',
+      );
     },
     async stop() {
       if (!running) return;
@@ -344,7 +450,13 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
       const loop = stalledHealth([consumer]);
       return {
         ok: running && lastError === null && loop.ok,
-        details: { buffered: buffer.buffered(), lastInsertAt, lastError, assigned: consumer.assignment().length, stalled: loop.stalled },
+        details: {
+          buffered: buffer.buffered(),
+          lastInsertAt,
+          lastError,
+          assigned: consumer.assignment().length,
+          stalled: loop.stalled,
+        },
       };
     },
   };
@@ -365,7 +477,10 @@ export function sinkConfig(config: Pick<Config, 'kafka' | 'clickhouse' | 'analyt
  * database is created through the `default` database first (a connection cannot name a
  * database that does not exist yet); chDB has one store per process.
  */
-export async function openAnalytics(config: Pick<Config, 'clickhouse' | 'analytics'>, logger: Logger): Promise<EngineAnalyticsStore> {
+export async function openAnalytics(
+  config: Pick<Config, 'clickhouse' | 'analytics'>,
+  logger: Logger,
+): Promise<EngineAnalyticsStore> {
   const opts = { payloadTtlDays: config.analytics.payloadTtlDays };
   if (config.clickhouse.backend === 'chdb') {
     const store = await createAnalyticsStore(config.clickhouse);
@@ -390,7 +505,9 @@ export async function runSink(
   const log = logger.child({ component: 'analytics-sink' });
   const topic = topicNames(config.kafka.topicPrefix);
   const bus = KafkaBus.fromConfig(config, logger);
-  await bus.ensureTopics(internalTopicSpecs(topic, config.kafka.partitions).filter((s) => s.topic !== topic.campaigns));
+  await bus.ensureTopics(
+    internalTopicSpecs(topic, config.kafka.partitions).filter((s) => s.topic !== topic.campaigns),
+  );
   const store = await openAnalytics(config, log);
   const sink = createAnalyticsSink(sinkConfig(config), {
     bus,

@@ -38,13 +38,18 @@ describe('literal', () => {
 
 describe('bindParams', () => {
   it('replaces every placeholder and leaves other braces alone', () => {
-    expect(bindParams("SELECT {a:String}, {n:UInt8}, '{not a param}' WHERE x = {a:String}", { a: "it's", n: 3 })).toBe(
-      "SELECT 'it\\'s', 3, '{not a param}' WHERE x = 'it\\'s'",
-    );
+    expect(
+      bindParams("SELECT {a:String}, {n:UInt8}, '{not a param}' WHERE x = {a:String}", {
+        a: "it's",
+        n: 3,
+      }),
+    ).toBe("SELECT 'it\\'s', 3, '{not a param}' WHERE x = 'it\\'s'");
   });
 
   it('names a missing or ill-typed parameter', () => {
     expect(() => bindParams('SELECT {a:String}', {})).toThrow(/parameter a has no value/);
-    expect(() => bindParams('SELECT {n:UInt8}', { n: 'x' })).toThrow(/parameter n \(UInt8\): expected an integer/);
+    expect(() => bindParams('SELECT {n:UInt8}', { n: 'x' })).toThrow(
+      /parameter n \(UInt8\): expected an integer/,
+    );
   });
 });

@@ -24,7 +24,10 @@ export interface AnalyticsStore {
   close(): Promise<void>;
 }
 
-export type AnalyticsConfig = Pick<Config['clickhouse'], 'backend' | 'url' | 'database' | 'user' | 'password' | 'chdbPath'>;
+export type AnalyticsConfig = Pick<
+  Config['clickhouse'],
+  'backend' | 'url' | 'database' | 'user' | 'password' | 'chdbPath'
+>;
 export type AnalyticsBackend = AnalyticsConfig['backend'];
 
 /**
@@ -37,14 +40,20 @@ export interface EngineAnalyticsStore extends AnalyticsStore {
 
 /** Opens the store the config names. The database itself is not created here. */
 export async function createAnalyticsStore(config: AnalyticsConfig): Promise<EngineAnalyticsStore> {
-  return config.backend === 'chdb' ? createChdbStore({ path: config.chdbPath }) : createServerStore(config);
+  return config.backend === 'chdb'
+    ? createChdbStore({ path: config.chdbPath })
+    : createServerStore(config);
 }
 
 function storeError(op: string, err: unknown): LifecycleError {
   const message = err instanceof Error ? err.message : String(err);
   // Connection problems can be retried; SQL errors (code N in the message) cannot.
   const retriable = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|Timeout/i.test(message);
-  return new LifecycleError(ErrorCodes.Analytics, `analytics ${op} failed: ${message.split('\n')[0]}`, { retriable, cause: err });
+  return new LifecycleError(
+    ErrorCodes.Analytics,
+    `analytics ${op} failed: ${message.split('\n')[0]}`,
+    { retriable, cause: err },
+  );
 }
 
 function parseRows<T>(text: string): T[] {
@@ -89,37 +98,55 @@ export function literal(type: string, value: unknown): string {
     return `[${value.map((v) => literal(array[1]!, v)).join(', ')}]`;
   }
   if (/^U?Int(8|16|32|64|128|256)$/.test(t)) {
-    const s = typeof value === 'bigint' ? value.toString() : typeof value === 'number' && Number.isInteger(value) ? String(value) : typeof value === 'string' && /^-?\d+$/.test(value) ? value : null;
+    const s =
+      typeof value === 'bigint'
+        ? value.toString()
+        : typeof value === 'number' && Number.isInteger(value)
+          ? String(value)
+          : typeof value === 'string' && /^-?\d+$/.test(value)
+            ? value
+            : null;
     if (s === null) throw new Error(`expected an integer for ${t}`);
     if (t.startsWith('U') && s.startsWith('-')) throw new Error(`negative value for ${t}`);
     return s;
   }
   if (/^(Float32|Float64|Decimal.*)$/.test(t)) {
     const n = typeof value === 'string' ? Number(value) : value;
-    if (typeof n !== 'number' || !Number.isFinite(n)) throw new Error(`expected a finite number for ${t}`);
+    if (typeof n !== 'number' || !Number.isFinite(n))
+      throw new Error(`expected a finite number for ${t}`);
     return String(n);
   }
   if (t === 'Bool' || t === 'Boolean') {
     if (typeof value !== 'boolean') throw new Error(`expected a boolean for ${t}`);
     return value ? '1' : '0';
   }
-  if (t === 'String' || t === 'UUID' || /^FixedString\(\d+\)$/.test(t) || /^Enum(8|16)?\(/.test(t)) {
+  if (
+    t === 'String' ||
+    t === 'UUID' ||
+    /^FixedString\(\d+\)$/.test(t) ||
+    /^Enum(8|16)?\(/.test(t)
+  ) {
     if (typeof value !== 'string') throw new Error(`expected a string for ${t}`);
     return quoteString(value);
   }
   if (t === 'Date') return `toDate(${quoteString(formatDateTime(value, false))})`;
-  if (/^DateTime(\(.*\))?$/.test(t)) return `toDateTime(${quoteString(formatDateTime(value, true))})`;
+  if (/^DateTime(\(.*\))?$/.test(t))
+    return `toDateTime(${quoteString(formatDateTime(value, true))})`;
   throw new Error(`unsupported parameter type ${t}`);
 }
 
 /** Replaces `{name:Type}` placeholders with literals; every placeholder must have a value. */
 export function bindParams(sql: string, params: QueryParams): string {
   return sql.replace(PLACEHOLDER, (_m, name: string, type: string) => {
-    if (!(name in params)) throw new LifecycleError(ErrorCodes.Analytics, `query parameter ${name} has no value`);
+    if (!(name in params))
+      throw new LifecycleError(ErrorCodes.Analytics, `query parameter ${name} has no value`);
     try {
       return literal(type, params[name]);
     } catch (err) {
-      throw new LifecycleError(ErrorCodes.Analytics, `query parameter ${name} (${type}): ${(err as Error).message}`);
+      throw new LifecycleError(
+        ErrorCodes.Analytics,
+        `query parameter ${name} (${type}): ${(err as Error).message}`,
+      );
     }
   });
 }
@@ -128,7 +155,9 @@ export function bindParams(sql: string, params: QueryParams): string {
 
 const JSON_SETTINGS = { output_format_json_quote_64bit_integers: 0 } as const;
 
-export function createServerStore(config: Omit<AnalyticsConfig, 'backend' | 'chdbPath'>): EngineAnalyticsStore {
+export function createServerStore(
+  config: Omit<AnalyticsConfig, 'backend' | 'chdbPath'>,
+): EngineAnalyticsStore {
   const client: ClickHouseClient = createClient({
     url: config.url,
     username: config.user,
@@ -153,9 +182,14 @@ export function createServerStore(config: Omit<AnalyticsConfig, 'backend' | 'chd
   }
 
   /** The statement and how its parameters travel: natively from 19.x, else bound as literals here. */
-  async function bound(sql: string, params: QueryParams | undefined): Promise<{ query: string; query_params?: QueryParams }> {
+  async function bound(
+    sql: string,
+    params: QueryParams | undefined,
+  ): Promise<{ query: string; query_params?: QueryParams }> {
     if (params === undefined || Object.keys(params).length === 0) return { query: sql };
-    return (await supportsNativeParams()) ? { query: sql, query_params: params } : { query: bindParams(sql, params) };
+    return (await supportsNativeParams())
+      ? { query: sql, query_params: params }
+      : { query: bindParams(sql, params) };
   }
 
   return {
@@ -214,7 +248,8 @@ export async function createChdbStore(options: { path: string }): Promise<Engine
     async command(sql, params) {
       open();
       try {
-        if (params !== undefined && Object.keys(params).length > 0) await session.queryBindAsync(sql, params);
+        if (params !== undefined && Object.keys(params).length > 0)
+          await session.queryBindAsync(sql, params);
         else await session.queryAsync(sql);
       } catch (err) {
         throw storeError('command', err);
@@ -224,7 +259,11 @@ export async function createChdbStore(options: { path: string }): Promise<Engine
       open();
       if (rows.length === 0) return;
       try {
-        await session.insert({ table, values: rows.map((r) => JSON.stringify(r)).join('\n') + '\n', format: 'JSONEachRow' });
+        await session.insert({
+          table,
+          values: rows.map((r) => JSON.stringify(r)).join('\n') + '\n',
+          format: 'JSONEachRow',
+        });
       } catch (err) {
         throw storeError(`insert into ${table}`, err);
       }

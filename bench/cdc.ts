@@ -40,11 +40,23 @@ function records(n: number): OutgoingMessage[] {
     };
     const kind = i % 10;
     const op = kind < 5 ? 'c' : kind < 9 ? 'u' : 'r';
-    const before = op === 'u' ? { ...row, plan: kind < 7 ? PLANS[(i + 1) % 4] : row.plan, visits: i - 1 } : null;
+    const before =
+      op === 'u' ? { ...row, plan: kind < 7 ? PLANS[(i + 1) % 4] : row.plan, visits: i - 1 } : null;
     const value = {
       before,
       after: row,
-      source: { version: '3.2.3.Final', connector: 'postgresql', name: 'app', ts_ms: 1_780_000_000_000 + i, snapshot: op === 'r' ? 'true' : 'false', db: 'app', schema: 'public', table: 'users', txId: 1000 + i, lsn: 50_000_000 + i * 64 },
+      source: {
+        version: '3.2.3.Final',
+        connector: 'postgresql',
+        name: 'app',
+        ts_ms: 1_780_000_000_000 + i,
+        snapshot: op === 'r' ? 'true' : 'false',
+        db: 'app',
+        schema: 'public',
+        table: 'users',
+        txId: 1000 + i,
+        lsn: 50_000_000 + i * 64,
+      },
       op,
       ts_ms: 1_780_000_000_000 + i,
     };
@@ -56,7 +68,9 @@ function records(n: number): OutgoingMessage[] {
 export async function run() {
   const config = loadConfig();
   const logger = createLogger({ level: 'error', name: 'bench-cdc' });
-  const mapping = loadMapping(path.join(path.dirname(SELF), '..', 'ingestion', 'cdc-mapping.example.json'));
+  const mapping = loadMapping(
+    path.join(path.dirname(SELF), '..', 'ingestion', 'cdc-mapping.example.json'),
+  );
   const run = `bench-cdc-${randomBytes(3).toString('hex')}`;
   const input = `${run}-db.public.users`;
   const t = topics(run);
@@ -69,10 +83,19 @@ export async function run() {
       { topic: t.dlq, partitions: 1 },
     ]);
     const publisher = bus.publisher();
-    for (let i = 0; i < messages.length; i += 2000) await publisher.publish(input, messages.slice(i, i + 2000));
+    for (let i = 0; i < messages.length; i += 2000)
+      await publisher.publish(input, messages.slice(i, i + 2000));
 
     // Decode + map alone, same records, same process.
-    const incoming: IncomingMessage[] = messages.map((m, i) => ({ topic: input, partition: 0, offset: String(i), key: m.key, value: m.value, headers: {}, timestamp: 0 }));
+    const incoming: IncomingMessage[] = messages.map((m, i) => ({
+      topic: input,
+      partition: 0,
+      offset: String(i),
+      key: m.key,
+      value: m.value,
+      headers: {},
+      timestamp: 0,
+    }));
     let events = 0;
     const mapStart = performance.now();
     for (const m of incoming) {
@@ -83,7 +106,10 @@ export async function run() {
 
     // The whole consumer: Kafka in, events out with acks=all, offsets committed.
     const groupId = `${run}-cdc`;
-    const processor = createCdcProcessor({ cdc: { topics: [input] }, kafka: { topicPrefix: run }, groupId }, { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping });
+    const processor = createCdcProcessor(
+      { cdc: { topics: [input] }, kafka: { topicPrefix: run }, groupId },
+      { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping },
+    );
     const started = performance.now();
     await processor.start();
     let committed = 0;
@@ -108,7 +134,9 @@ export async function run() {
       decodeAndMapRecordsPerSec: Math.round(RECORDS / mapSeconds),
       consumerRecordsPerSec: Math.round(committed / pipelineSeconds),
       // after the first commit: the group has joined and batches are flowing
-      consumerSteadyRecordsPerSec: first ? Math.round((committed - first.committed) / ((ended - first.at) / 1000)) : 0,
+      consumerSteadyRecordsPerSec: first
+        ? Math.round((committed - first.committed) / ((ended - first.at) / 1000))
+        : 0,
       consumerSecondsIncludingGroupJoin: Number(pipelineSeconds.toFixed(2)),
       eventsPublished: out,
       allRecordsCommitted: committed >= RECORDS,
@@ -117,9 +145,15 @@ export async function run() {
     const dir = path.join(path.dirname(SELF), 'results');
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, 'cdc.json'), `${JSON.stringify(result, null, 2)}\n`);
-    console.log(`decode + map only:   ${result.decodeAndMapRecordsPerSec} records/s (${events} events from ${RECORDS} records)`);
-    console.log(`CDC consumer:        ${result.consumerSteadyRecordsPerSec} records/s once flowing, ${result.consumerRecordsPerSec} records/s including the group join (${result.consumerSecondsIncludingGroupJoin} s); Kafka in, events acked, offsets committed`);
-    console.log(`events on the topic: ${out} (expected ${events}); all records committed: ${result.allRecordsCommitted}`);
+    console.log(
+      `decode + map only:   ${result.decodeAndMapRecordsPerSec} records/s (${events} events from ${RECORDS} records)`,
+    );
+    console.log(
+      `CDC consumer:        ${result.consumerSteadyRecordsPerSec} records/s once flowing, ${result.consumerRecordsPerSec} records/s including the group join (${result.consumerSecondsIncludingGroupJoin} s); Kafka in, events acked, offsets committed`,
+    );
+    console.log(
+      `events on the topic: ${out} (expected ${events}); all records committed: ${result.allRecordsCommitted}`,
+    );
     return result;
   } finally {
     const admin = bus.kafka.admin();

@@ -236,7 +236,16 @@ function messageFactory(
 
 /** The product's SMTP provider as the benchmark runs it: the bench pool size, long-lived connections. */
 function benchProvider(url: string, logger: ReturnType<typeof silentLogger>) {
-  return createSmtpProvider({ name: 'smtp-bench', url, from: 'Example <hello@example.com>', maxConnections: POOL, maxMessages: 1000 }, { logger });
+  return createSmtpProvider(
+    {
+      name: 'smtp-bench',
+      url,
+      from: 'Example <hello@example.com>',
+      maxConnections: POOL,
+      maxMessages: 1000,
+    },
+    { logger },
+  );
 }
 
 /** Renders and sends through the SMTP provider for `ms`, after a short warm-up (pool connections, JIT). */
@@ -343,7 +352,10 @@ async function sendRounds(kind: SinkKind, renderer: ReturnType<typeof createTemp
   transport.close();
   await sink.close();
   const perMessage = (rs: Rounds[]) => {
-    const accepted = Math.max(1, rs.reduce((a, r) => a + r.accepted, 0));
+    const accepted = Math.max(
+      1,
+      rs.reduce((a, r) => a + r.accepted, 0),
+    );
     return {
       sender: Math.round((rs.reduce((a, r) => a + r.senderCpuMs, 0) * 1000) / accepted),
       sink: Math.round((rs.reduce((a, r) => a + r.sinkCpuMs, 0) * 1000) / accepted),

@@ -32,7 +32,11 @@ const USERS = 5_000;
 /** Redis round trips of one decision through the chain (claim, suppression, preferences, cap, sent). */
 const ROUND_TRIPS = 5;
 
-async function loop(ms: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<{ ops: number; perSec: number; p50Ms: number; p99Ms: number }> {
+async function loop(
+  ms: number,
+  concurrency: number,
+  fn: (i: number) => Promise<void>,
+): Promise<{ ops: number; perSec: number; p50Ms: number; p99Ms: number }> {
   let i = 0;
   const lat: number[] = [];
   const start = performance.now();
@@ -48,13 +52,19 @@ async function loop(ms: number, concurrency: number, fn: (i: number) => Promise<
   );
   const secs = (performance.now() - start) / 1000;
   lat.sort((a, b) => a - b);
-  const q = (p: number) => Math.round((lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? 0) * 100) / 100;
+  const q = (p: number) =>
+    Math.round((lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? 0) * 100) / 100;
   return { ops: lat.length, perSec: Math.round(lat.length / secs), p50Ms: q(0.5), p99Ms: q(0.99) };
 }
 
 export async function run() {
   const prefix = `bench:dlv-policy:${randomUUID().slice(0, 8)}:`;
-  const config = loadConfig(process.env, { 'redis.keyPrefix': prefix, 'delivery.quietHours': '', 'delivery.capPerDay': 50, 'delivery.capPerWeek': 200 });
+  const config = loadConfig(process.env, {
+    'redis.keyPrefix': prefix,
+    'delivery.quietHours': '',
+    'delivery.capPerDay': 50,
+    'delivery.capPerWeek': 200,
+  });
   const logger = silentLogger();
   const deps = createRedis(config.redis, logger);
   try {
@@ -62,7 +72,19 @@ export async function run() {
     for (let u = 0; u < USERS; u += 500) {
       await Promise.all(
         Array.from({ length: 500 }, (_, k) =>
-          preferences.apply(`u${u + k}`, { records: [{ category: 'marketing', channel: 'email', record: { granted: (u + k) % 5 !== 0, at: Date.now(), source: 'bench' } }] }, { source: 'bench', at: Date.now() }),
+          preferences.apply(
+            `u${u + k}`,
+            {
+              records: [
+                {
+                  category: 'marketing',
+                  channel: 'email',
+                  record: { granted: (u + k) % 5 !== 0, at: Date.now(), source: 'bench' },
+                },
+              ],
+            },
+            { source: 'bench', at: Date.now() },
+          ),
         ),
       );
     }
@@ -76,7 +98,10 @@ export async function run() {
         caps,
         preferences,
         renderer: { render: () => ({}), isTemplateLink: () => true },
-        links: createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret }),
+        links: createTrackingLinks({
+          publicBaseUrl: config.http.publicBaseUrl,
+          signingSecret: config.auth.signingSecret,
+        }),
         providers: new Map(),
         breakers: createBreakerRegistry({ threshold: 5, cooldownMs: 1000 }),
         logger,
@@ -85,7 +110,16 @@ export async function run() {
     // Everything before rendering, then the send is recorded as sent.
     const sent: Stage = { name: 'sent', run: async () => ({ kind: 'sent', provider: 'bench' }) };
     const stages = [...chain.filter((s) => s.name !== 'render' && s.name !== 'provider'), sent];
-    const pipeline = createSendPipeline({ stages, claims, caps, delayQueue: createRedisDelayQueue(deps), sentIndex: createSentIndex(deps), owner: 'bench', logger, defaults: { timezone: 'UTC', locale: 'en' } });
+    const pipeline = createSendPipeline({
+      stages,
+      claims,
+      caps,
+      delayQueue: createRedisDelayQueue(deps),
+      sentIndex: createSentIndex(deps),
+      owner: 'bench',
+      logger,
+      defaults: { timezone: 'UTC', locale: 'en' },
+    });
     const results: Record<string, number> = {};
     const send = (i: number): SendCommand => {
       const u = (i * 7919) % USERS;
@@ -107,7 +141,10 @@ export async function run() {
     };
     const chainRun = await loop(MS, CONCURRENCY, async (i) => {
       const r = await pipeline.process(send(i), 'email', null);
-      const k = r.result.kind === 'suppressed' ? `suppressed:${r.result.reason.split(':')[0]}` : r.result.kind;
+      const k =
+        r.result.kind === 'suppressed'
+          ? `suppressed:${r.result.reason.split(':')[0]}`
+          : r.result.kind;
       results[k] = (results[k] ?? 0) + 1;
     });
     const baseline = await loop(MS, CONCURRENCY, async () => {
@@ -121,11 +158,19 @@ export async function run() {
       decisionLatencyMs: { p50: chainRun.p50Ms, p99: chainRun.p99Ms },
       decisions: chainRun.ops,
       outcomes: results,
-      baseline: { what: `${ROUND_TRIPS} sequential Redis PINGs per decision`, perSec: baseline.perSec, p50Ms: baseline.p50Ms, p99Ms: baseline.p99Ms },
+      baseline: {
+        what: `${ROUND_TRIPS} sequential Redis PINGs per decision`,
+        perSec: baseline.perSec,
+        p50Ms: baseline.p50Ms,
+        p99Ms: baseline.p99Ms,
+      },
       ratioToBaseline: Math.round((chainRun.perSec / baseline.perSec) * 100) / 100,
     };
     await mkdir(path.join(here, 'results'), { recursive: true });
-    await writeFile(path.join(here, 'results', 'delivery-policy.json'), JSON.stringify(out, null, 2));
+    await writeFile(
+      path.join(here, 'results', 'delivery-policy.json'),
+      JSON.stringify(out, null, 2),
+    );
     console.log(
       `policy chain: ${out.decisionsPerSec} decisions/s (p50 ${out.decisionLatencyMs.p50} ms, p99 ${out.decisionLatencyMs.p99} ms, ${CONCURRENCY} in flight); ` +
         `baseline ${out.baseline.perSec}/s (${out.baseline.what}); ratio ${out.ratioToBaseline}; outcomes ${JSON.stringify(results)}`,

@@ -29,8 +29,15 @@ import type { UserState } from '../engine/core/state.ts';
 /** Until the engine has handled n events (applied, skipped, ignored or dead-lettered). */
 async function waitHandled(registry: Registry, n: number): Promise<void> {
   for (;;) {
-    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'lifecycle_consumer_records_total');
-    if ((m?.values ?? []).filter((v) => v.labels.consumer === 'engine').reduce((a, v) => a + v.value, 0) >= n) return;
+    const m = (await registry.getMetricsAsJSON()).find(
+      (x) => x.name === 'lifecycle_consumer_records_total',
+    );
+    if (
+      (m?.values ?? [])
+        .filter((v) => v.labels.consumer === 'engine')
+        .reduce((a, v) => a + v.value, 0) >= n
+    )
+      return;
     await new Promise((r) => setTimeout(r, 5));
   }
 }
@@ -44,7 +51,15 @@ const BATCH = 2000;
 const loaded = await loadRuleSet(path.join(ROOT, 'rules/examples'));
 if (!loaded.ok) throw new Error('example rules are invalid');
 const ruleSet = loaded.ruleSet;
-const events = generateEvents({ users: USERS, events: N, startTs: Date.now() - 3_600_000, stepMs: 1, seed: 11, deleteShare: 0.01, idPrefix: 'p' });
+const events = generateEvents({
+  users: USERS,
+  events: N,
+  startTs: Date.now() - 3_600_000,
+  stepMs: 1,
+  seed: 11,
+  deleteShare: 0.01,
+  idPrefix: 'p',
+});
 const records = events.map(eventRecord);
 
 if (mode === 'core') {
@@ -71,24 +86,40 @@ if (mode === 'core') {
     }
   }
   const secs = (performance.now() - t0) / 1000;
-  console.log(`core: ${N} events in ${secs.toFixed(2)} s = ${Math.round(N / secs).toLocaleString('en')} events/s, ${sends} sends`);
+  console.log(
+    `core: ${N} events in ${secs.toFixed(2)} s = ${Math.round(N / secs).toLocaleString('en')} events/s, ${sends} sends`,
+  );
 } else if (mode === 'kafka') {
   const config = loadConfig();
   const logger = createLogger({ level: 'warn', name: 'profile' });
   const id = randomUUID().slice(0, 8);
   const prefix = `profile.${id}`;
   const T = topics(prefix);
-  const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
+  const redis = new Redis(config.redis.url, {
+    maxRetriesPerRequest: 3,
+    enableAutoPipelining: true,
+  });
   const fetchBytes = process.argv[4] ? Number(process.argv[4]) : undefined;
-  const bus = KafkaBus.fromConfig(config, logger, fetchBytes ? { maxBytesPerPartition: fetchBytes } : {});
+  const bus = KafkaBus.fromConfig(
+    config,
+    logger,
+    fetchBytes ? { maxBytesPerPartition: fetchBytes } : {},
+  );
   const keys = createKeySpace(`profile:${id}:`);
   try {
     await bus.ensureTopics(internalTopicSpecs(T, 6));
     const pub = bus.publisher();
-    for (let i = 0; i < records.length; i += 5000) await pub.publish(T.events, records.slice(i, i + 5000));
+    for (let i = 0; i < records.length; i += 5000)
+      await pub.publish(T.events, records.slice(i, i + 5000));
     const registry = createMetricsRegistry({ defaults: false });
     const service = createEngineService(
-      { topicPrefix: prefix, groupId: `engine-${id}`, timerPollMs: config.engine.timerPollMs, partitions: 6, ensureTopics: false },
+      {
+        topicPrefix: prefix,
+        groupId: `engine-${id}`,
+        timerPollMs: config.engine.timerPollMs,
+        partitions: 6,
+        ensureTopics: false,
+      },
       {
         bus,
         state: createRedisStateStore({ redis, keys }, { eventsTopic: T.events }),
@@ -108,7 +139,9 @@ if (mode === 'core') {
     const cpu = process.cpuUsage(cpu0);
     console.error(`profile window (µs): ${window0} ${process.hrtime.bigint() / 1000n}`);
     await service.stop();
-    console.log(`kafka service: ${N} events in ${secs.toFixed(2)} s = ${Math.round(N / secs).toLocaleString('en')} events/s, CPU ${((cpu.user + cpu.system) / 1000 / (N / 1000)).toFixed(1)} ms per 1,000 events`);
+    console.log(
+      `kafka service: ${N} events in ${secs.toFixed(2)} s = ${Math.round(N / secs).toLocaleString('en')} events/s, CPU ${((cpu.user + cpu.system) / 1000 / (N / 1000)).toFixed(1)} ms per 1,000 events`,
+    );
   } finally {
     await bus.close();
     const found = await redis.keys(`profile:${id}:*`);
@@ -127,13 +160,26 @@ if (mode === 'core') {
   await bus.publisher().publish(T.events, records);
   const registry = createMetricsRegistry({ defaults: false });
   const { service } = createMemoryEngine(
-    { topicPrefix: 'prof', groupId: 'prof', timerPollMs: 60_000, partitions: 6, ensureTopics: false },
-    { bus, ruleSet: () => ruleSet, logger: createLogger({ level: 'warn', name: 'profile' }), registry },
+    {
+      topicPrefix: 'prof',
+      groupId: 'prof',
+      timerPollMs: 60_000,
+      partitions: 6,
+      ensureTopics: false,
+    },
+    {
+      bus,
+      ruleSet: () => ruleSet,
+      logger: createLogger({ level: 'warn', name: 'profile' }),
+      registry,
+    },
   );
   const t0 = performance.now();
   await service.start();
   await waitHandled(registry, N);
   const secs = (performance.now() - t0) / 1000;
   await service.stop();
-  console.log(`memory service: ${N} events in ${secs.toFixed(2)} s = ${Math.round(N / secs).toLocaleString('en')} events/s`);
+  console.log(
+    `memory service: ${N} events in ${secs.toFixed(2)} s = ${Math.round(N / secs).toLocaleString('en')} events/s`,
+  );
 }

@@ -17,7 +17,13 @@ import { Redis } from 'ioredis';
 import { loadConfig } from '../platform/config.ts';
 import { createLogger } from '../platform/logger.ts';
 import { KafkaBus } from '../platform/kafka.ts';
-import { internalTopicSpecs, type Batch, type BatchControl, type Bus, type Subscription } from '../platform/bus.ts';
+import {
+  internalTopicSpecs,
+  type Batch,
+  type BatchControl,
+  type Bus,
+  type Subscription,
+} from '../platform/bus.ts';
 import { createKeySpace } from '../platform/keys.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { topics } from '../platform/contracts.ts';
@@ -46,7 +52,9 @@ const PACED_SECONDS = 10;
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+  return sorted[
+    Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  ]!;
 }
 
 /**
@@ -55,7 +63,12 @@ function percentile(sorted: number[], p: number): number {
  * unprocessed and uncommitted (kafkajs fetches them again), so several processes can join
  * the group before any of them starts working.
  */
-function timedBus(bus: Bus, target: number, gate: { open: boolean } = { open: true }, onBatch?: (count: number, batches: number) => void) {
+function timedBus(
+  bus: Bus,
+  target: number,
+  gate: { open: boolean } = { open: true },
+  onBatch?: (count: number, batches: number) => void,
+) {
   const t = { first: 0, done: 0, count: 0, batches: 0, cpuAtFirst: process.cpuUsage() };
   let resolve!: () => void;
   const finished = new Promise<void>((r) => (resolve = r));
@@ -93,20 +106,32 @@ function timedBus(bus: Bus, target: number, gate: { open: boolean } = { open: tr
 }
 
 /** The engine as the benchmark runs it, in this process or in a `--worker` child. */
-async function startEngine(names: { prefix: string; redisPrefix: string; groupId: string }, opts: { gate?: { open: boolean }; onBatch?: (count: number, batches: number) => void } = {}) {
+async function startEngine(
+  names: { prefix: string; redisPrefix: string; groupId: string },
+  opts: { gate?: { open: boolean }; onBatch?: (count: number, batches: number) => void } = {},
+) {
   const config = loadConfig();
   const logger = createLogger({ level: 'warn', name: 'bench-engine' });
   const loaded = await loadRuleSet(config.engine.rulesDir);
   if (!loaded.ok) throw new Error(`rules in ${config.engine.rulesDir} are invalid`);
   const ruleSet = loaded.ruleSet;
   const T = topics(names.prefix);
-  const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
+  const redis = new Redis(config.redis.url, {
+    maxRetriesPerRequest: 3,
+    enableAutoPipelining: true,
+  });
   const bus = KafkaBus.fromConfig(config, logger);
   const registry = createMetricsRegistry({ defaults: false });
   const keys = createKeySpace(names.redisPrefix);
   const timed = timedBus(bus, N, opts.gate, opts.onBatch);
   const service = createEngineService(
-    { topicPrefix: names.prefix, groupId: names.groupId, timerPollMs: config.engine.timerPollMs, partitions: PARTITIONS, ensureTopics: false },
+    {
+      topicPrefix: names.prefix,
+      groupId: names.groupId,
+      timerPollMs: config.engine.timerPollMs,
+      partitions: PARTITIONS,
+      ensureTopics: false,
+    },
     {
       bus: timed.bus,
       state: createRedisStateStore({ redis, keys }, { eventsTopic: T.events }),
@@ -142,14 +167,27 @@ async function worker(prefix: string, redisPrefix: string, groupId: string): Pro
   const abs = () => performance.timeOrigin + performance.now();
   let first = 0;
   let cpu0 = process.cpuUsage();
-  const engine = await startEngine({ prefix, redisPrefix, groupId }, {
-    gate,
-    onBatch: (count, batches) => {
-      const c = process.cpuUsage(cpu0);
-      send({ kind: 'progress', count, batches, at: abs(), cpuMs: (c.user + c.system) / 1000, first });
+  const engine = await startEngine(
+    { prefix, redisPrefix, groupId },
+    {
+      gate,
+      onBatch: (count, batches) => {
+        const c = process.cpuUsage(cpu0);
+        send({
+          kind: 'progress',
+          count,
+          batches,
+          at: abs(),
+          cpuMs: (c.user + c.system) / 1000,
+          first,
+        });
+      },
     },
-  });
-  const owned = setInterval(() => send({ kind: 'owned', partitions: engine.service.ownedPartitions().length }), 100);
+  );
+  const owned = setInterval(
+    () => send({ kind: 'owned', partitions: engine.service.ownedPartitions().length }),
+    100,
+  );
   process.on('message', (m: string) => {
     if (m === 'go') {
       clearInterval(owned);
@@ -169,10 +207,16 @@ async function worker(prefix: string, redisPrefix: string, groupId: string): Pro
 const liveChildren: ChildProcess[] = [];
 
 /** K engine processes of one group, released together; resolves when they handled N events between them. */
-async function startWorkers(k: number, names: { prefix: string; redisPrefix: string; groupId: string }) {
+async function startWorkers(
+  k: number,
+  names: { prefix: string; redisPrefix: string; groupId: string },
+) {
   const children: ChildProcess[] = [];
   const owned = new Map<ChildProcess, number>();
-  const progress = new Map<ChildProcess, { count: number; batches: number; at: number; cpuMs: number; first: number }>();
+  const progress = new Map<
+    ChildProcess,
+    { count: number; batches: number; at: number; cpuMs: number; first: number }
+  >();
   const stopped = new Set<ChildProcess>();
   let atN: { seconds: number; cpuMs: number; batches: number } | null = null;
   let onN!: () => void;
@@ -184,14 +228,23 @@ async function startWorkers(k: number, names: { prefix: string; redisPrefix: str
   // Observed when the caller awaits reachedN; this keeps an early exit from being an unhandled rejection meanwhile.
   reachedN.catch(() => undefined);
   for (let i = 0; i < k; i++) {
-    const child = fork(import.meta.filename, ['--worker', names.prefix, names.redisPrefix, names.groupId, `--events=${N}`], {
-      execArgv: ['--import', 'tsx'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    const child = fork(
+      import.meta.filename,
+      ['--worker', names.prefix, names.redisPrefix, names.groupId, `--events=${N}`],
+      {
+        execArgv: ['--import', 'tsx'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      },
+    );
     children.push(child);
     liveChildren.push(child);
     child.on('exit', (code) => {
-      if (!atN) failed(new Error(`engine process ${child.pid} exited (code ${code}) before the group handled ${N} events`));
+      if (!atN)
+        failed(
+          new Error(
+            `engine process ${child.pid} exited (code ${code}) before the group handled ${N} events`,
+          ),
+        );
     });
     child.on('message', (r: WorkerReport) => {
       if (r.kind === 'owned') owned.set(child, r.partitions);
@@ -201,7 +254,11 @@ async function startWorkers(k: number, names: { prefix: string; redisPrefix: str
         const all = [...progress.values()];
         if (!atN && all.reduce((a, p) => a + p.count, 0) >= N) {
           const first = Math.min(...all.map((p) => p.first));
-          atN = { seconds: (r.at - first) / 1000, cpuMs: all.reduce((a, p) => a + p.cpuMs, 0), batches: all.reduce((a, p) => a + p.batches, 0) };
+          atN = {
+            seconds: (r.at - first) / 1000,
+            cpuMs: all.reduce((a, p) => a + p.cpuMs, 0),
+            batches: all.reduce((a, p) => a + p.batches, 0),
+          };
           onN();
         }
       }
@@ -236,7 +293,10 @@ export async function run(): Promise<unknown> {
   const T = topics(prefix);
   const redisPrefix = `bench:${id}:`;
   const groupId = `engine-${id}`;
-  const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
+  const redis = new Redis(config.redis.url, {
+    maxRetriesPerRequest: 3,
+    enableAutoPipelining: true,
+  });
   const producerBus = KafkaBus.fromConfig(config, logger);
   const started = Date.now();
   try {
@@ -246,12 +306,24 @@ export async function run(): Promise<unknown> {
     const ruleSet = loaded.ruleSet;
 
     // 1. Pre-fill.
-    const events = generateEvents({ users: USERS, events: N, startTs: Date.now() - 3_600_000, stepMs: 1, seed: 11, deleteShare: 0.01, idPrefix: `b${id}` });
+    const events = generateEvents({
+      users: USERS,
+      events: N,
+      startTs: Date.now() - 3_600_000,
+      stepMs: 1,
+      seed: 11,
+      deleteShare: 0.01,
+      idPrefix: `b${id}`,
+    });
     const pub = producerBus.publisher();
     const fillStart = performance.now();
     for (let i = 0; i < events.length; i += 5000) {
       const chunk = events.slice(i, i + 5000);
-      await Promise.all([0, 1, 2, 3, 4].map((k) => pub.publish(T.events, chunk.slice(k * 1000, (k + 1) * 1000).map(eventRecord))));
+      await Promise.all(
+        [0, 1, 2, 3, 4].map((k) =>
+          pub.publish(T.events, chunk.slice(k * 1000, (k + 1) * 1000).map(eventRecord)),
+        ),
+      );
     }
     const fillSeconds = (performance.now() - fillStart) / 1000;
 
@@ -259,7 +331,12 @@ export async function run(): Promise<unknown> {
     // Wall time and this process's CPU from the first batch to the N-th event.
     const consumeAll = async (group: string, work: (value: Buffer | null) => void) => {
       const t = { first: 0, done: 0, count: 0, cpu0: process.cpuUsage(), cpuMs: 0 };
-      const consumer = producerBus.kafka.consumer({ groupId: group, sessionTimeout: 10_000, heartbeatInterval: 1000, maxBytesPerPartition: 1_048_576 });
+      const consumer = producerBus.kafka.consumer({
+        groupId: group,
+        sessionTimeout: 10_000,
+        heartbeatInterval: 1000,
+        maxBytesPerPartition: 1_048_576,
+      });
       await consumer.connect();
       await consumer.subscribe({ topics: [T.events], fromBeginning: true });
       await new Promise<void>((resolve) => {
@@ -314,7 +391,10 @@ export async function run(): Promise<unknown> {
       batchCount = atN.batches;
       stopEngine = () => workers.stop();
     }
-    const throughputSends = [...(await producerBus.endOffsets(T.sends)).values()].reduce((a, b) => a + Number(b), 0);
+    const throughputSends = [...(await producerBus.endOffsets(T.sends)).values()].reduce(
+      (a, b) => a + Number(b),
+      0,
+    );
 
     // The engine also consumes what it emitted (segment events): let it catch up first.
     for (let i = 0; i < 600; i++) {
@@ -326,8 +406,24 @@ export async function run(): Promise<unknown> {
 
     // 4. Paced latency: the known users go on (a failed payment sends at once) and new users
     // sign up (a welcome sends at once), one event in twenty from a new user.
-    const ongoing = generateEvents({ users: USERS, events: PACED_RATE * PACED_SECONDS, startTs: Date.now(), stepMs: 0, seed: 12, idPrefix: `p${id}`, alreadyRegistered: true });
-    const signups = generateEvents({ users: 400, events: (PACED_RATE * PACED_SECONDS) / 20, startTs: Date.now(), stepMs: 0, seed: 13, idPrefix: `n${id}`, userPrefix: `new-${id}-` });
+    const ongoing = generateEvents({
+      users: USERS,
+      events: PACED_RATE * PACED_SECONDS,
+      startTs: Date.now(),
+      stepMs: 0,
+      seed: 12,
+      idPrefix: `p${id}`,
+      alreadyRegistered: true,
+    });
+    const signups = generateEvents({
+      users: 400,
+      events: (PACED_RATE * PACED_SECONDS) / 20,
+      startTs: Date.now(),
+      stepMs: 0,
+      seed: 13,
+      idPrefix: `n${id}`,
+      userPrefix: `new-${id}-`,
+    });
     const paced = ongoing.map((e, i) => (i % 20 === 19 ? (signups[(i - 19) / 20] ?? e) : e));
     const producedAt = new Map<string, number>();
     const tick = 10;
@@ -337,7 +433,9 @@ export async function run(): Promise<unknown> {
       const due = pacedStart + (i / perTick) * tick;
       const wait = due - performance.now();
       if (wait > 0) await sleep(wait);
-      const chunk = paced.slice(i, i + perTick).map((e) => ({ ...e, ts: Date.now(), receivedAt: Date.now() }));
+      const chunk = paced
+        .slice(i, i + perTick)
+        .map((e) => ({ ...e, ts: Date.now(), receivedAt: Date.now() }));
       for (const e of chunk) producedAt.set(e.id, 0);
       void pub.publish(T.events, chunk.map(eventRecord));
     }
@@ -390,8 +488,18 @@ export async function run(): Promise<unknown> {
         events: paced.length,
         achievedEventsPerSecond: Math.round(paced.length / pacedSeconds),
         sendsMeasured: latencies.length,
-        latencyMs: { p50: percentile(latencies, 50), p90: percentile(latencies, 90), p99: percentile(latencies, 99), max: latencies[latencies.length - 1] ?? NaN },
-        afterWarmupLatencyMs: { sends: steady.length, p50: percentile(steady, 50), p99: percentile(steady, 99), max: steady[steady.length - 1] ?? NaN },
+        latencyMs: {
+          p50: percentile(latencies, 50),
+          p90: percentile(latencies, 90),
+          p99: percentile(latencies, 99),
+          max: latencies[latencies.length - 1] ?? NaN,
+        },
+        afterWarmupLatencyMs: {
+          sends: steady.length,
+          p50: percentile(steady, 50),
+          p99: percentile(steady, 99),
+          max: steady[steady.length - 1] ?? NaN,
+        },
       },
       targets: { engineToRawRatio: 0.5, p99Ms: 100 },
       pass: { throughput: engineRate / rawRate >= 0.5, latency: percentile(latencies, 99) <= 100 },

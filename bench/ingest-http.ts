@@ -38,7 +38,9 @@ interface CannonResult {
   duration: number;
   latency: { p50: number; p99: number };
 }
-const autocannon = createRequire(import.meta.url)('autocannon') as (opts: CannonOptions) => Promise<CannonResult>;
+const autocannon = createRequire(import.meta.url)('autocannon') as (
+  opts: CannonOptions,
+) => Promise<CannonResult>;
 
 const SELF = fileURLToPath(import.meta.url);
 const WRITE_KEY = 'bench-write-key';
@@ -51,7 +53,11 @@ async function startIngest(prefix: string, producers: number) {
   const bus = createIngestBus(config, logger, producers);
   await bus.ensureTopics([{ topic: topics(prefix).events, partitions: config.kafka.partitions }]);
   const ingest = await createIngestServer(
-    { ingest: { ...config.ingest, rateLimitPerSecond: 100_000_000 }, auth: { writeKeys: [`bench:${WRITE_KEY}`] }, kafka: { topicPrefix: prefix } },
+    {
+      ingest: { ...config.ingest, rateLimitPerSecond: 100_000_000 },
+      auth: { writeKeys: [`bench:${WRITE_KEY}`] },
+      kafka: { topicPrefix: prefix },
+    },
     { bus, logger, metrics: createMetricsRegistry({ defaults: false }) },
   );
   const url = await ingest.listen({ host: '127.0.0.1', port: 0 });
@@ -92,20 +98,37 @@ async function serve(prefix: string, producers: number, workers: number): Promis
   let cpu: () => Promise<number>;
   if (workers > 1) {
     const forked = Array.from({ length: workers }, () => cluster.fork());
-    const urls = await Promise.all(forked.map((w) => new Promise<string>((resolve) => w.once('message', (m: { url: string }) => resolve(m.url)))));
+    const urls = await Promise.all(
+      forked.map(
+        (w) =>
+          new Promise<string>((resolve) =>
+            w.once('message', (m: { url: string }) => resolve(m.url)),
+          ),
+      ),
+    );
     ingestUrl = urls[0]!;
     cpu = async () => {
-      const each = await Promise.all(forked.map((w) => new Promise<number>((resolve) => {
-        w.once('message', (m: { cpuMicros: number }) => resolve(m.cpuMicros));
-        w.send('cpu');
-      })));
+      const each = await Promise.all(
+        forked.map(
+          (w) =>
+            new Promise<number>((resolve) => {
+              w.once('message', (m: { cpuMicros: number }) => resolve(m.cpuMicros));
+              w.send('cpu');
+            }),
+        ),
+      );
       return each.reduce((a, b) => a + b, cpuMicros());
     };
     close = async () => {
-      await Promise.all(forked.map((w) => new Promise((resolve) => {
-        w.once('exit', resolve);
-        w.send('close');
-      })));
+      await Promise.all(
+        forked.map(
+          (w) =>
+            new Promise((resolve) => {
+              w.once('exit', resolve);
+              w.send('close');
+            }),
+        ),
+      );
     };
   } else {
     const ingest = await startIngest(prefix, producers);
@@ -118,7 +141,8 @@ async function serve(prefix: string, producers: number, workers: number): Promis
   // number that stays comparable on a noisy machine).
   process.stdin.on('data', (d: Buffer) => {
     for (const line of d.toString().split('\n')) {
-      if (line === 'cpu') void cpu().then((c) => process.stdout.write(`${JSON.stringify({ cpuMicros: c })}\n`));
+      if (line === 'cpu')
+        void cpu().then((c) => process.stdout.write(`${JSON.stringify({ cpuMicros: c })}\n`));
     }
   });
   process.stdin.on('end', () => {
@@ -145,7 +169,12 @@ interface Phase {
   serverCores: number;
 }
 
-async function measure(name: string, opts: CannonOptions, eventsPerRequest: number, serverCpu: () => Promise<number>): Promise<Phase> {
+async function measure(
+  name: string,
+  opts: CannonOptions,
+  eventsPerRequest: number,
+  serverCpu: () => Promise<number>,
+): Promise<Phase> {
   const cpu0 = await serverCpu();
   const r = await autocannon({ ...opts, duration: opts.duration ?? DURATION_S });
   const cpu = (await serverCpu()) - cpu0;
@@ -160,14 +189,20 @@ async function measure(name: string, opts: CannonOptions, eventsPerRequest: numb
     ok,
     non2xx: r.non2xx,
     errors: r.errors + r.timeouts,
-    serverCpuMicrosPerUnit: Number((cpu / Math.max(1, ok * Math.max(1, eventsPerRequest))).toFixed(1)),
+    serverCpuMicrosPerUnit: Number(
+      (cpu / Math.max(1, ok * Math.max(1, eventsPerRequest))).toFixed(1),
+    ),
     serverCores: Number((cpu / 1e6 / seconds).toFixed(2)),
   };
 }
 
 /** Starts the server child; it answers on stdout one JSON line at a time: first its URLs, then CPU readings. */
 async function startServer(prefix: string, workers: number) {
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--serve', prefix, '--workers', String(workers)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', SELF, '--serve', prefix, '--workers', String(workers)],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
   const lines: string[] = [];
   let waiting: ((line: string) => void) | null = null;
   let buf = '';
@@ -214,17 +249,65 @@ export async function run() {
   const prefix = `bench-ingest-${randomBytes(3).toString('hex')}`;
   const server = await startServer(prefix, 1);
   const { urls, serverCpu } = server;
-  const auth = { authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}`, 'content-type': 'application/json' };
-  const track = JSON.stringify({ userId: 'bench-user', event: 'Feature Used', properties: { feature: 'export', plan: 'pro' }, context: { library: { name: 'bench' } } });
+  const auth = {
+    authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}`,
+    'content-type': 'application/json',
+  };
+  const track = JSON.stringify({
+    userId: 'bench-user',
+    event: 'Feature Used',
+    properties: { feature: 'export', plan: 'pro' },
+    context: { library: { name: 'bench' } },
+  });
   const batch = JSON.stringify({
-    batch: Array.from({ length: 100 }, (_, i) => ({ type: 'track', userId: `bench-user-${i % 37}`, event: 'Feature Used', properties: { feature: 'export', n: i } })),
+    batch: Array.from({ length: 100 }, (_, i) => ({
+      type: 'track',
+      userId: `bench-user-${i % 37}`,
+      event: 'Feature Used',
+      properties: { feature: 'export', n: i },
+    })),
   });
   const phases: Phase[] = [];
   try {
-    await autocannon({ url: `${urls.ingestUrl}/v1/track`, method: 'POST', headers: auth, body: track, connections: 20, duration: 2 });
-    phases.push(await measure('hello-world GET /', { url: urls.helloUrl, connections: 50 }, 0, serverCpu));
-    phases.push(await measure('POST /v1/track', { url: `${urls.ingestUrl}/v1/track`, method: 'POST', headers: auth, body: track, connections: 50 }, 1, serverCpu));
-    phases.push(await measure('POST /v1/batch (100 events)', { url: `${urls.ingestUrl}/v1/batch`, method: 'POST', headers: auth, body: batch, connections: 16 }, 100, serverCpu));
+    await autocannon({
+      url: `${urls.ingestUrl}/v1/track`,
+      method: 'POST',
+      headers: auth,
+      body: track,
+      connections: 20,
+      duration: 2,
+    });
+    phases.push(
+      await measure('hello-world GET /', { url: urls.helloUrl, connections: 50 }, 0, serverCpu),
+    );
+    phases.push(
+      await measure(
+        'POST /v1/track',
+        {
+          url: `${urls.ingestUrl}/v1/track`,
+          method: 'POST',
+          headers: auth,
+          body: track,
+          connections: 50,
+        },
+        1,
+        serverCpu,
+      ),
+    );
+    phases.push(
+      await measure(
+        'POST /v1/batch (100 events)',
+        {
+          url: `${urls.ingestUrl}/v1/batch`,
+          method: 'POST',
+          headers: auth,
+          body: batch,
+          connections: 16,
+        },
+        100,
+        serverCpu,
+      ),
+    );
   } finally {
     await server.close();
   }
@@ -233,8 +316,26 @@ export async function run() {
   const pair = await startServer(prefix, 2);
   let twoWorkers: Phase;
   try {
-    await autocannon({ url: `${pair.urls.ingestUrl}/v1/batch`, method: 'POST', headers: auth, body: batch, connections: 8, duration: 2 });
-    twoWorkers = await measure('POST /v1/batch, 2 workers', { url: `${pair.urls.ingestUrl}/v1/batch`, method: 'POST', headers: auth, body: batch, connections: 16 }, 100, pair.serverCpu);
+    await autocannon({
+      url: `${pair.urls.ingestUrl}/v1/batch`,
+      method: 'POST',
+      headers: auth,
+      body: batch,
+      connections: 8,
+      duration: 2,
+    });
+    twoWorkers = await measure(
+      'POST /v1/batch, 2 workers',
+      {
+        url: `${pair.urls.ingestUrl}/v1/batch`,
+        method: 'POST',
+        headers: auth,
+        body: batch,
+        connections: 16,
+      },
+      100,
+      pair.serverCpu,
+    );
   } finally {
     await pair.close();
   }
@@ -247,8 +348,19 @@ export async function run() {
   const rawTopic = `${prefix}-raw`;
   await bus.ensureTopics([{ topic: rawTopic, partitions: config.kafka.partitions }]);
   const publisher = bus.publisher();
-  const sample = { id: '', userId: '', type: 'Feature Used', ts: Date.now(), receivedAt: Date.now(), source: 'http:bench', properties: { feature: 'export', n: 1 } };
-  const rawMessages = Array.from({ length: 1000 }, (_, i) => ({ key: `bench-user-${i % 37}`, ...encodeWithHeader(eventCodec, { ...sample, id: `e${i}`, userId: `bench-user-${i % 37}` }) }));
+  const sample = {
+    id: '',
+    userId: '',
+    type: 'Feature Used',
+    ts: Date.now(),
+    receivedAt: Date.now(),
+    source: 'http:bench',
+    properties: { feature: 'export', n: 1 },
+  };
+  const rawMessages = Array.from({ length: 1000 }, (_, i) => ({
+    key: `bench-user-${i % 37}`,
+    ...encodeWithHeader(eventCodec, { ...sample, id: `e${i}`, userId: `bench-user-${i % 37}` }),
+  }));
   await publisher.publish(rawTopic, rawMessages);
   const rawCpu0 = process.cpuUsage();
   const rawStart = performance.now();
@@ -269,8 +381,16 @@ export async function run() {
   const [hello, single, batched] = phases as [Phase, Phase, Phase];
   const answered = single.ok + batched.ok * 100 + twoWorkers.ok * 100;
   const targets = {
-    batchEventsPerSec: { target: 50_000, value: batched.eventsPerSec, met: batched.eventsPerSec >= 50_000 },
-    trackRequestsPerSec: { target: 10_000, value: single.requestsPerSec, met: single.requestsPerSec >= 10_000 },
+    batchEventsPerSec: {
+      target: 50_000,
+      value: batched.eventsPerSec,
+      met: batched.eventsPerSec >= 50_000,
+    },
+    trackRequestsPerSec: {
+      target: 10_000,
+      value: single.requestsPerSec,
+      met: single.requestsPerSec >= 10_000,
+    },
     trackP99Ms: { target: 20, value: single.p99Ms, met: single.p99Ms < 20 },
   };
   const result = {
@@ -279,12 +399,18 @@ export async function run() {
     durationSeconds: DURATION_S,
     phases,
     batchTwoWorkers: twoWorkers,
-    batchTwoWorkersVsRawKafkaPublish: Number((twoWorkers.eventsPerSec / rawPublishPerSec).toFixed(3)),
+    batchTwoWorkersVsRawKafkaPublish: Number(
+      (twoWorkers.eventsPerSec / rawPublishPerSec).toFixed(3),
+    ),
     trackVsHelloWorld: Number((single.requestsPerSec / hello.requestsPerSec).toFixed(3)),
     rawKafkaPublishEventsPerSec: rawPublishPerSec,
     rawKafkaPublishCpuMicrosPerEvent: rawCpuMicrosPerEvent,
     batchVsRawKafkaPublish: Number((batched.eventsPerSec / rawPublishPerSec).toFixed(3)),
-    kafka: { eventsInTopic: inKafka, answered2xxDuringMeasurement: answered, allAnsweredEventsStored: inKafka >= answered },
+    kafka: {
+      eventsInTopic: inKafka,
+      answered2xxDuringMeasurement: answered,
+      allAnsweredEventsStored: inKafka >= answered,
+    },
     targets,
     passed: Object.values(targets).every((t) => t.met) && inKafka >= answered,
   };
@@ -296,9 +422,16 @@ export async function run() {
       `${p.name.padEnd(28)} ${String(p.requestsPerSec).padStart(7)} req/s  ${p.eventsPerSec ? `${String(p.eventsPerSec).padStart(7)} events/s  ` : ''.padEnd(18)}p50 ${p.p50Ms} ms  p99 ${p.p99Ms} ms  server ${p.serverCpuMicrosPerUnit} µs CPU/${p.eventsPerSec ? 'event' : 'req'}, ${p.serverCores} cores  (non-2xx ${p.non2xx}, errors ${p.errors})`,
     );
   }
-  console.log(`raw Kafka publish (1000/produce, no HTTP): ${rawPublishPerSec} events/s, ${rawCpuMicrosPerEvent} µs CPU/event; batch ingest reaches ${result.batchVsRawKafkaPublish}x of it`);
-  console.log(`track vs hello-world: ${result.trackVsHelloWorld}x; Kafka holds ${inKafka} events for ${answered} answered in the measured phases`);
-  for (const [k, t] of Object.entries(targets)) console.log(`${k}: ${t.value} (target ${k === 'trackP99Ms' ? '<' : '>='} ${t.target}) ${t.met ? 'met' : 'NOT met'}`);
+  console.log(
+    `raw Kafka publish (1000/produce, no HTTP): ${rawPublishPerSec} events/s, ${rawCpuMicrosPerEvent} µs CPU/event; batch ingest reaches ${result.batchVsRawKafkaPublish}x of it`,
+  );
+  console.log(
+    `track vs hello-world: ${result.trackVsHelloWorld}x; Kafka holds ${inKafka} events for ${answered} answered in the measured phases`,
+  );
+  for (const [k, t] of Object.entries(targets))
+    console.log(
+      `${k}: ${t.value} (target ${k === 'trackP99Ms' ? '<' : '>='} ${t.target}) ${t.met ? 'met' : 'NOT met'}`,
+    );
   return result;
 }
 
@@ -306,6 +439,11 @@ if (process.argv[1] === SELF) {
   const i = process.argv.indexOf('--serve');
   const p = process.argv.indexOf('--producers');
   const w = process.argv.indexOf('--workers');
-  if (i > 0) await serve(process.argv[i + 1]!, p > 0 ? Number(process.argv[p + 1]) : INGEST_PRODUCERS, w > 0 ? Number(process.argv[w + 1]) : 1);
+  if (i > 0)
+    await serve(
+      process.argv[i + 1]!,
+      p > 0 ? Number(process.argv[p + 1]) : INGEST_PRODUCERS,
+      w > 0 ? Number(process.argv[w + 1]) : 1,
+    );
   else await run();
 }

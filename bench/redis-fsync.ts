@@ -25,7 +25,23 @@ const ROUNDS = 3;
 const PARTITIONS = 6;
 const USERS_PER_BATCH = 100;
 const CLAIMS_IN_FLIGHT = 16;
-const STATE = JSON.stringify({ user: { email: 'someone@example.com', plan: 'trial', locale: 'en', timezone: 'Europe/Berlin' }, stats: Object.fromEntries(['export', 'share', 'search', 'invite', 'dashboard', 'page', 'order_completed', 'app_opened'].map((t) => [t, { count: 3, first: 1_700_000_000_000, last: 1_700_000_100_000 }])), rules: { welcome: { fired: 1, last: 1_700_000_000_000 } }, recent: ['ev-1', 'ev-2', 'ev-3'] });
+const STATE = JSON.stringify({
+  user: { email: 'someone@example.com', plan: 'trial', locale: 'en', timezone: 'Europe/Berlin' },
+  stats: Object.fromEntries(
+    [
+      'export',
+      'share',
+      'search',
+      'invite',
+      'dashboard',
+      'page',
+      'order_completed',
+      'app_opened',
+    ].map((t) => [t, { count: 3, first: 1_700_000_000_000, last: 1_700_000_100_000 }]),
+  ),
+  rules: { welcome: { fired: 1, last: 1_700_000_000_000 } },
+  recent: ['ev-1', 'ev-2', 'ev-3'],
+});
 
 interface Server {
   appendfsync: string;
@@ -47,7 +63,11 @@ async function startServer(appendfsync: 'always' | 'everysec'): Promise<Server> 
 }
 
 /** Runs `fn` with `concurrency` loops for `ms`; rate and latency percentiles of its calls. */
-async function loop(ms: number, concurrency: number, fn: (lane: number, i: number) => Promise<void>) {
+async function loop(
+  ms: number,
+  concurrency: number,
+  fn: (lane: number, i: number) => Promise<void>,
+) {
   const lat: number[] = [];
   let i = 0;
   const start = performance.now();
@@ -63,7 +83,8 @@ async function loop(ms: number, concurrency: number, fn: (lane: number, i: numbe
   );
   const secs = (performance.now() - start) / 1000;
   lat.sort((a, b) => a - b);
-  const q = (p: number) => Math.round((lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? 0) * 100) / 100;
+  const q = (p: number) =>
+    Math.round((lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? 0) * 100) / 100;
   return { perSec: lat.length / secs, p50Ms: q(0.5), p99Ms: q(0.99) };
 }
 
@@ -74,12 +95,22 @@ async function engineRound(s: Server, round: number) {
   const epochs = await Promise.all(Array.from({ length: PARTITIONS }, (_, p) => store.acquire(p)));
   const offsets = new Array<number>(PARTITIONS).fill(0);
   const r = await loop(ROUND_MS, PARTITIONS, async (p) => {
-    const writes = Array.from({ length: USERS_PER_BATCH }, (_, k) => ({ userId: `u${round}-${p}-${k}`, state: STATE, offset: String(offsets[p]! + k), timerIds: [] }));
+    const writes = Array.from({ length: USERS_PER_BATCH }, (_, k) => ({
+      userId: `u${round}-${p}-${k}`,
+      state: STATE,
+      offset: String(offsets[p]! + k),
+      timerIds: [],
+    }));
     offsets[p]! += USERS_PER_BATCH;
     const w = await store.write(p, epochs[p]!, writes);
     if (w.refused.length > 0) throw new Error('write refused');
   });
-  return { batchesPerSec: r.perSec, usersPerSec: r.perSec * USERS_PER_BATCH, batchP50Ms: r.p50Ms, batchP99Ms: r.p99Ms };
+  return {
+    batchesPerSec: r.perSec,
+    usersPerSec: r.perSec * USERS_PER_BATCH,
+    batchP50Ms: r.p50Ms,
+    batchP99Ms: r.p99Ms,
+  };
 }
 
 async function claimRound(s: Server, round: number) {
@@ -97,7 +128,13 @@ async function claimRound(s: Server, round: number) {
 export async function run() {
   const servers = await Promise.all([startServer('everysec'), startServer('always')]);
   try {
-    const rounds: Record<string, { engine: Awaited<ReturnType<typeof engineRound>>[]; claims: Awaited<ReturnType<typeof claimRound>>[] }> = { everysec: { engine: [], claims: [] }, always: { engine: [], claims: [] } };
+    const rounds: Record<
+      string,
+      {
+        engine: Awaited<ReturnType<typeof engineRound>>[];
+        claims: Awaited<ReturnType<typeof claimRound>>[];
+      }
+    > = { everysec: { engine: [], claims: [] }, always: { engine: [], claims: [] } };
     for (let round = 0; round < ROUNDS; round++) {
       // Alternating, so a burst of load elsewhere on the machine lands on both.
       for (const s of round % 2 === 0 ? servers : [...servers].reverse()) {
@@ -121,23 +158,37 @@ export async function run() {
     const always = summary('always');
     const out = {
       at: new Date().toISOString(),
-      workload: { partitions: PARTITIONS, usersPerBatch: USERS_PER_BATCH, stateBytes: STATE.length, claimsInFlight: CLAIMS_IN_FLIGHT, roundMs: ROUND_MS, rounds: ROUNDS },
+      workload: {
+        partitions: PARTITIONS,
+        usersPerBatch: USERS_PER_BATCH,
+        stateBytes: STATE.length,
+        claimsInFlight: CLAIMS_IN_FLIGHT,
+        roundMs: ROUND_MS,
+        rounds: ROUNDS,
+      },
       everysec,
       always,
       ratio: {
-        engineUsersPerSec: Math.round((always.engineUsersPerSec / everysec.engineUsersPerSec) * 100) / 100,
-        claimCyclesPerSec: Math.round((always.claimCyclesPerSec / everysec.claimCyclesPerSec) * 100) / 100,
+        engineUsersPerSec:
+          Math.round((always.engineUsersPerSec / everysec.engineUsersPerSec) * 100) / 100,
+        claimCyclesPerSec:
+          Math.round((always.claimCyclesPerSec / everysec.claimCyclesPerSec) * 100) / 100,
       },
     };
     await mkdir(path.join(here, 'results'), { recursive: true });
     await writeFile(path.join(here, 'results', 'redis-fsync.json'), JSON.stringify(out, null, 2));
-    for (const [k, v] of [['everysec', everysec], ['always', always]] as const) {
+    for (const [k, v] of [
+      ['everysec', everysec],
+      ['always', always],
+    ] as const) {
       console.log(
         `${k.padEnd(8)}: state writes ${v.engineUsersPerSec} users/s (batch of ${USERS_PER_BATCH}: p50 ${v.engineBatchP50Ms} ms, p99 ${v.engineBatchP99Ms} ms); ` +
           `claim cycles ${v.claimCyclesPerSec}/s (p50 ${v.claimCycleP50Ms} ms, p99 ${v.claimCycleP99Ms} ms)`,
       );
     }
-    console.log(`always/everysec: state writes ${out.ratio.engineUsersPerSec}, claim cycles ${out.ratio.claimCyclesPerSec}`);
+    console.log(
+      `always/everysec: state writes ${out.ratio.engineUsersPerSec}, claim cycles ${out.ratio.claimCyclesPerSec}`,
+    );
     return out;
   } finally {
     await Promise.all(servers.map((s) => s.stop()));

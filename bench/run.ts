@@ -10,24 +10,53 @@ interface BenchModule {
 }
 
 const BENCHES: Record<string, { file: string; needsStack: boolean; about: string }> = {
-  'rules-evaluator': { file: './rules-evaluator.ts', needsStack: false, about: 'compiled evaluator vs json-rules-engine' },
-  'delivery-email': { file: './delivery-email.ts', needsStack: false, about: 'template renders/s, emails accepted by a local SMTP sink/s' },
-  'delivery-policy': { file: './delivery-policy.ts', needsStack: true, about: 'policy-chain decisions/s with Redis' },
-  'redis-fsync': { file: './redis-fsync.ts', needsStack: false, about: 'state writes and claims on Redis with appendfsync always vs everysec' },
-  'ingest-http': { file: './ingest-http.ts', needsStack: true, about: 'Segment API vs fastify hello-world, Kafka acking' },
+  'rules-evaluator': {
+    file: './rules-evaluator.ts',
+    needsStack: false,
+    about: 'compiled evaluator vs json-rules-engine',
+  },
+  'delivery-email': {
+    file: './delivery-email.ts',
+    needsStack: false,
+    about: 'template renders/s, emails accepted by a local SMTP sink/s',
+  },
+  'delivery-policy': {
+    file: './delivery-policy.ts',
+    needsStack: true,
+    about: 'policy-chain decisions/s with Redis',
+  },
+  'redis-fsync': {
+    file: './redis-fsync.ts',
+    needsStack: false,
+    about: 'state writes and claims on Redis with appendfsync always vs everysec',
+  },
+  'ingest-http': {
+    file: './ingest-http.ts',
+    needsStack: true,
+    about: 'Segment API vs fastify hello-world, Kafka acking',
+  },
   cdc: { file: './cdc.ts', needsStack: true, about: 'Debezium records decoded and mapped/s' },
-  engine: { file: './engine.ts', needsStack: true, about: 'engine vs raw kafkajs consume; event-to-send latency' },
+  engine: {
+    file: './engine.ts',
+    needsStack: true,
+    about: 'engine vs raw kafkajs consume; event-to-send latency',
+  },
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 if (process.argv.includes('--help')) {
   console.log('usage: npm run bench [-- NAME ...]\n\nbenchmarks:');
-  for (const [name, b] of Object.entries(BENCHES)) console.log(`  ${name.padEnd(18)} ${b.about}${b.needsStack ? ' (needs scripts/stack up)' : ''}`);
+  for (const [name, b] of Object.entries(BENCHES))
+    console.log(
+      `  ${name.padEnd(18)} ${b.about}${b.needsStack ? ' (needs scripts/stack up)' : ''}`,
+    );
   process.exit(0);
 }
 const unknown = wanted.filter((w) => !(w in BENCHES));
 if (unknown.length) {
-  console.error(`unknown benchmark(s): ${unknown.join(', ')}; known: ${Object.keys(BENCHES).join(', ')}`);
+  console.error(
+    `unknown benchmark(s): ${unknown.join(', ')}; known: ${Object.keys(BENCHES).join(', ')}`,
+  );
   process.exit(2);
 }
 
@@ -42,11 +71,16 @@ for (const [name, b] of Object.entries(BENCHES)) {
   } catch (err) {
     failed++;
     results[name] = { error: (err as Error).message };
-    console.error(`${name} failed: ${(err as Error).message}${b.needsStack ? ' (is the stack up? scripts/stack up)' : ''}`);
+    console.error(
+      `${name} failed: ${(err as Error).message}${b.needsStack ? ' (is the stack up? scripts/stack up)' : ''}`,
+    );
   }
 }
 const dir = path.join(import.meta.dirname, 'results');
 await mkdir(dir, { recursive: true });
-await writeFile(path.join(dir, 'summary.json'), JSON.stringify({ at: new Date().toISOString(), results }, null, 2));
+await writeFile(
+  path.join(dir, 'summary.json'),
+  JSON.stringify({ at: new Date().toISOString(), results }, null, 2),
+);
 console.log(`\nresults: ${path.join(dir, 'summary.json')}`);
 process.exit(failed ? 1 : 0);

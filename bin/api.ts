@@ -10,7 +10,12 @@ import { adminCredential, operationalRoutes, setupHttpKit } from '../platform/ht
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import { deliveryRoutes } from '../delivery/index.ts';
-import { inappGateway, inappGatewayOptions, type Inbox, type LiveChannel } from '../delivery/inapp/index.ts';
+import {
+  inappGateway,
+  inappGatewayOptions,
+  type Inbox,
+  type LiveChannel,
+} from '../delivery/inapp/index.ts';
 import type { DeliveryStores } from '../delivery/index.ts';
 import { topics } from '../platform/contracts.ts';
 import { createTemplateRenderer } from '../delivery/templates/index.ts';
@@ -22,7 +27,11 @@ export interface ApiDeps {
   /** Production: preferences, tracking, inbox and live in-app messages in Redis. */
   redis?: RedisDeps;
   /** The embedded demo: the same stores in memory, shared with its delivery pipeline. */
-  memory?: { stores: Pick<DeliveryStores, 'preferences' | 'sentIndex'>; inbox: Inbox; live: LiveChannel };
+  memory?: {
+    stores: Pick<DeliveryStores, 'preferences' | 'sentIndex'>;
+    inbox: Inbox;
+    live: LiveChannel;
+  };
   publisher: Publisher;
   logger: Logger;
   metrics: Registry;
@@ -32,11 +41,21 @@ export interface ApiDeps {
   health?: () => Record<string, boolean>;
 }
 
-export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): Promise<FastifyInstance> {
+export async function createApiServer(
+  config: Readonly<Config>,
+  deps: ApiDeps,
+): Promise<FastifyInstance> {
   // Request logs keep the path only: query strings carry signed tokens.
   const log = deps.logger.child(
     { component: 'api' },
-    { serializers: { req: (req: { method: string; url: string }) => ({ method: req.method, path: req.url.split('?')[0] }) } },
+    {
+      serializers: {
+        req: (req: { method: string; url: string }) => ({
+          method: req.method,
+          path: req.url.split('?')[0],
+        }),
+      },
+    },
   );
   // pino's Logger type is wider than fastify's base logger; the instance is the same.
   const app = Fastify({ loggerInstance: log as FastifyBaseLogger, trustProxy: true });
@@ -67,7 +86,14 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
     await inappGateway(
       scope,
       redis
-        ? { ...inappGatewayOptions(config, { redis, publisher: deps.publisher, logger: deps.logger }), metrics: deps.metrics }
+        ? {
+            ...inappGatewayOptions(config, {
+              redis,
+              publisher: deps.publisher,
+              logger: deps.logger,
+            }),
+            metrics: deps.metrics,
+          }
         : {
             inappSecret: config.auth.inappSecret,
             inbox: memory!.inbox,
@@ -81,7 +107,15 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
     );
   });
   // Managers list, validate and preview templates through the admin API.
-  const renderer = createTemplateRenderer({ dir: config.delivery.templatesDir, strict: true, defaultTimezone: config.delivery.defaultTimezone, watch: true }, deps.logger);
+  const renderer = createTemplateRenderer(
+    {
+      dir: config.delivery.templatesDir,
+      strict: true,
+      defaultTimezone: config.delivery.defaultTimezone,
+      watch: true,
+    },
+    deps.logger,
+  );
   app.addHook('onClose', async () => renderer.close());
   await app.register(async (scope) => {
     await templateRoutes(scope, { renderer, dir: config.delivery.templatesDir });
@@ -102,7 +136,10 @@ export async function createApiServer(config: Readonly<Config>, deps: ApiDeps): 
   operationalRoutes(app, {
     metrics: deps.metrics,
     health: () => {
-      const checks: Record<string, boolean> = { ...(redis ? { redis: redis.redis.status === 'ready' } : {}), ...(deps.health?.() ?? {}) };
+      const checks: Record<string, boolean> = {
+        ...(redis ? { redis: redis.redis.status === 'ready' } : {}),
+        ...(deps.health?.() ?? {}),
+      };
       return { ok: Object.values(checks).every(Boolean), checks };
     },
   });

@@ -40,25 +40,110 @@ export interface Demo {
 /** Sample users of a B2C subscription product, as a Segment SDK would send them. */
 export function seedBatch(now: number): { batch: object[]; optedIn: string[] } {
   const users = [
-    { id: 'demo-ada', firstName: 'Ada', email: 'ada@example.com', plan: 'trial', locale: 'en', timezone: 'Europe/London', optIn: true },
-    { id: 'demo-bert', firstName: 'Bert', email: 'bert@example.com', plan: 'trial', locale: 'de', timezone: 'Europe/Berlin', optIn: true },
-    { id: 'demo-chen', firstName: 'Chen', email: 'chen@example.com', plan: 'pro', locale: 'en', timezone: 'Asia/Singapore', optIn: false },
+    {
+      id: 'demo-ada',
+      firstName: 'Ada',
+      email: 'ada@example.com',
+      plan: 'trial',
+      locale: 'en',
+      timezone: 'Europe/London',
+      optIn: true,
+    },
+    {
+      id: 'demo-bert',
+      firstName: 'Bert',
+      email: 'bert@example.com',
+      plan: 'trial',
+      locale: 'de',
+      timezone: 'Europe/Berlin',
+      optIn: true,
+    },
+    {
+      id: 'demo-chen',
+      firstName: 'Chen',
+      email: 'chen@example.com',
+      plan: 'pro',
+      locale: 'en',
+      timezone: 'Asia/Singapore',
+      optIn: false,
+    },
   ];
   const iso = (ms: number) => new Date(ms).toISOString();
   const batch: object[] = [];
   users.forEach((u, i) => {
     const t = now - 60_000 + i * 1000;
-    const traits = { email: u.email, firstName: u.firstName, plan: u.plan, locale: u.locale, timezone: u.timezone };
-    batch.push({ type: 'identify', userId: u.id, messageId: `seed-${u.id}-identify`, timestamp: iso(t), traits });
-    batch.push({ type: 'track', userId: u.id, event: 'user_registered', messageId: `seed-${u.id}-registered`, timestamp: iso(t + 100), properties: {} });
-    batch.push({ type: 'track', userId: u.id, event: 'app_opened', messageId: `seed-${u.id}-open`, timestamp: iso(t + 200), properties: {} });
+    const traits = {
+      email: u.email,
+      firstName: u.firstName,
+      plan: u.plan,
+      locale: u.locale,
+      timezone: u.timezone,
+    };
+    batch.push({
+      type: 'identify',
+      userId: u.id,
+      messageId: `seed-${u.id}-identify`,
+      timestamp: iso(t),
+      traits,
+    });
+    batch.push({
+      type: 'track',
+      userId: u.id,
+      event: 'user_registered',
+      messageId: `seed-${u.id}-registered`,
+      timestamp: iso(t + 100),
+      properties: {},
+    });
+    batch.push({
+      type: 'track',
+      userId: u.id,
+      event: 'app_opened',
+      messageId: `seed-${u.id}-open`,
+      timestamp: iso(t + 200),
+      properties: {},
+    });
   });
-  batch.push({ type: 'track', userId: 'demo-ada', event: 'trial_ends_soon', messageId: 'seed-demo-ada-trial-ends', timestamp: iso(now - 5000), properties: { daysLeft: 3 } });
-  batch.push({ type: 'track', userId: 'demo-bert', event: 'trial_ends_soon', messageId: 'seed-demo-bert-trial-ends', timestamp: iso(now - 5000), properties: { daysLeft: 3 } });
-  batch.push({ type: 'track', userId: 'demo-chen', event: 'trial_ends_soon', messageId: 'seed-demo-chen-trial-ends', timestamp: iso(now - 5000), properties: { daysLeft: 3 } });
-  batch.push({ type: 'track', userId: 'demo-chen', event: 'payment_failed', messageId: 'seed-demo-chen-payment', timestamp: iso(now - 4000), properties: { amount: 12.5, currency: 'EUR' } });
+  batch.push({
+    type: 'track',
+    userId: 'demo-ada',
+    event: 'trial_ends_soon',
+    messageId: 'seed-demo-ada-trial-ends',
+    timestamp: iso(now - 5000),
+    properties: { daysLeft: 3 },
+  });
+  batch.push({
+    type: 'track',
+    userId: 'demo-bert',
+    event: 'trial_ends_soon',
+    messageId: 'seed-demo-bert-trial-ends',
+    timestamp: iso(now - 5000),
+    properties: { daysLeft: 3 },
+  });
+  batch.push({
+    type: 'track',
+    userId: 'demo-chen',
+    event: 'trial_ends_soon',
+    messageId: 'seed-demo-chen-trial-ends',
+    timestamp: iso(now - 5000),
+    properties: { daysLeft: 3 },
+  });
+  batch.push({
+    type: 'track',
+    userId: 'demo-chen',
+    event: 'payment_failed',
+    messageId: 'seed-demo-chen-payment',
+    timestamp: iso(now - 4000),
+    properties: { amount: 12.5, currency: 'EUR' },
+  });
   // Something for the churn dashboard: Chen gives up after the failed payment.
-  batch.push({ type: 'track', userId: 'demo-chen', event: 'subscription_cancelled', messageId: 'seed-demo-chen-cancel', timestamp: iso(now - 3000), properties: { reason: 'payment_failed' } });
+  batch.push({
+    type: 'track',
+    userId: 'demo-chen',
+    event: 'subscription_cancelled',
+    messageId: 'seed-demo-chen-cancel',
+    timestamp: iso(now - 3000),
+    properties: { reason: 'payment_failed' },
+  });
   return { batch, optedIn: users.filter((u) => u.optIn).map((u) => u.id) };
 }
 
@@ -67,10 +152,16 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
   await mkdir(dataDir, { recursive: true });
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
-    for (const s of stops.reverse()) await s().catch((err: unknown) => logger.warn({ err }, 'demo: stop failed'));
+    for (const s of stops.reverse())
+      await s().catch((err: unknown) => logger.warn({ err }, 'demo: stop failed'));
   };
   try {
-    const sink = createSmtpSink({ port: 0, httpPort: 0, dir: path.join(dataDir, 'outbox'), logger: logger.child({ component: 'smtp-sink' }) });
+    const sink = createSmtpSink({
+      port: 0,
+      httpPort: 0,
+      dir: path.join(dataDir, 'outbox'),
+      logger: logger.child({ component: 'smtp-sink' }),
+    });
     await sink.start();
     stops.push(() => sink.stop());
     const config: Readonly<Config> = loadConfig(undefined, {
@@ -88,21 +179,30 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     const registry = createMetricsRegistry({ process: 'demo' });
 
     let engine: ReturnType<typeof createMemoryEngine>['service'] | null = null;
-    const rules = await openRuleSet(config.engine.rulesDir, { templatesDir: config.delivery.templatesDir, logger }, (next) =>
-      engine?.setRuleSetVersion(next.version),
+    const rules = await openRuleSet(
+      config.engine.rulesDir,
+      { templatesDir: config.delivery.templatesDir, logger },
+      (next) => engine?.setRuleSetVersion(next.version),
     );
     stops.push(() => rules.close());
     engine = createMemoryEngine(
-      { topicPrefix: config.kafka.topicPrefix, groupId: config.engine.groupId, timerPollMs: config.engine.timerPollMs, partitions: config.kafka.partitions },
+      {
+        topicPrefix: config.kafka.topicPrefix,
+        groupId: config.engine.groupId,
+        timerPollMs: config.engine.timerPollMs,
+        partitions: config.kafka.partitions,
+      },
       { bus, ruleSet: rules.current, logger, registry },
     ).service;
     await engine.start();
     stops.push(() => engine.stop());
     // Recurring campaigns (`schedule` triggers) fan out from the same in-memory user directory.
-    const { service: scheduler } = createMemoryScheduler(
-      schedulerConfigFrom(config),
-      { bus, ruleSet: rules.current, logger, registry },
-    );
+    const { service: scheduler } = createMemoryScheduler(schedulerConfigFrom(config), {
+      bus,
+      ruleSet: rules.current,
+      logger,
+      registry,
+    });
     await scheduler.start();
     stops.push(() => scheduler.stop());
 
@@ -111,14 +211,22 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     const stores = createMemoryDeliveryStores();
     const inapp = { inbox: createMemoryInbox(), live: createMemoryLiveChannel() };
     const providers = createProviders(config, { logger, inapp });
-    const delivery = await createDelivery(config, logger, { bus, stores, providers, metrics: registry });
+    const delivery = await createDelivery(config, logger, {
+      bus,
+      stores,
+      providers,
+      metrics: registry,
+    });
     await delivery.start();
     stops.push(() => delivery.stop());
 
     // Everything on the bus lands in chDB through the production sink, for the dashboards.
     const analytics = await openAnalytics(config, logger);
     stops.push(() => analytics.close());
-    const analyticsSink = createAnalyticsSink({ ...sinkConfig(config), flushIntervalMs: 200 }, { bus, store: analytics, logger, metrics: registry });
+    const analyticsSink = createAnalyticsSink(
+      { ...sinkConfig(config), flushIntervalMs: 200 },
+      { bus, store: analytics, logger, metrics: registry },
+    );
     await analyticsSink.start();
     stops.push(() => analyticsSink.stop());
 
@@ -128,11 +236,20 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
       publisher: bus.publisher(),
       logger,
       metrics: registry,
-      health: () => ({ smtpSink: sink.health().ok, engine: engine.health().ok, delivery: delivery.health().ok, analytics: analyticsSink.health().ok }),
+      health: () => ({
+        smtpSink: sink.health().ok,
+        engine: engine.health().ok,
+        delivery: delivery.health().ok,
+        analytics: analyticsSink.health().ok,
+      }),
     });
     const apiUrl = await api.listen({ host: config.http.host, port: config.http.apiPort });
     stops.push(() => api.close());
-    const ingest = await createIngestServer(config, { bus, logger, metrics: createMetricsRegistry({ defaults: false }) });
+    const ingest = await createIngestServer(config, {
+      bus,
+      logger,
+      metrics: createMetricsRegistry({ defaults: false }),
+    });
     const ingestUrl = await ingest.listen({ host: config.http.host, port: config.http.ingestPort });
     stops.push(() => ingest.close());
 
@@ -144,9 +261,17 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
           method: 'PATCH',
           url: `/v1/users/${encodeURIComponent(userId)}/preferences`,
           headers: { authorization: `Bearer ${config.auth.adminToken}` },
-          payload: { consents: { marketing: { email: { granted: true, source: 'demo_signup_form' }, inapp: { granted: true, source: 'demo_signup_form' } } } },
+          payload: {
+            consents: {
+              marketing: {
+                email: { granted: true, source: 'demo_signup_form' },
+                inapp: { granted: true, source: 'demo_signup_form' },
+              },
+            },
+          },
         });
-        if (res.statusCode >= 300) throw new Error(`demo seed: opt-in for ${userId} failed: ${res.body}`);
+        if (res.statusCode >= 300)
+          throw new Error(`demo seed: opt-in for ${userId} failed: ${res.body}`);
       }
       const res = await ingest.inject({
         method: 'POST',
@@ -154,7 +279,8 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
         headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` },
         payload: { batch },
       });
-      if (res.statusCode >= 300) throw new Error(`demo seed: ingest refused the sample batch: ${res.body}`);
+      if (res.statusCode >= 300)
+        throw new Error(`demo seed: ingest refused the sample batch: ${res.body}`);
     }
     return {
       writeKey,

@@ -24,9 +24,15 @@ export interface Running {
   url?: string;
 }
 
-async function runApi(config: Readonly<Config>, logger: Logger, metrics: Registry): Promise<Running> {
+async function runApi(
+  config: Readonly<Config>,
+  logger: Logger,
+  metrics: Registry,
+): Promise<Running> {
   const bus = KafkaBus.fromConfig(config, logger);
-  await bus.ensureTopics(internalTopicSpecs(topics(config.kafka.topicPrefix), config.kafka.partitions));
+  await bus.ensureTopics(
+    internalTopicSpecs(topics(config.kafka.topicPrefix), config.kafka.partitions),
+  );
   // Unsubscribes and preference changes are answered once durable (platform/redis.ts).
   const redis = await openRedis(config, logger);
   const app = await createApiServer(config, { redis, publisher: bus.publisher(), logger, metrics });
@@ -42,7 +48,11 @@ async function runApi(config: Readonly<Config>, logger: Logger, metrics: Registr
   };
 }
 
-export async function startProcesses(names: readonly ProcessName[], config: Readonly<Config>, logger: Logger): Promise<Running[]> {
+export async function startProcesses(
+  names: readonly ProcessName[],
+  config: Readonly<Config>,
+  logger: Logger,
+): Promise<Running[]> {
   const registry = createMetricsRegistry({ process: names.join('+') });
   const running: Running[] = [];
   // What /metrics serves: this process's registry, or with ingest workers, theirs added to it.
@@ -92,8 +102,15 @@ export async function startProcesses(names: readonly ProcessName[], config: Read
       }
     }
     if (config.metrics.port > 0) {
-      const server = serveMetrics({ port: config.metrics.port, host: config.http.host }, metricsSource);
-      running.push({ name: 'metrics', url: `http://${config.http.host}:${config.metrics.port}/metrics`, stop: () => new Promise((r) => server.close(() => r())) });
+      const server = serveMetrics(
+        { port: config.metrics.port, host: config.http.host },
+        metricsSource,
+      );
+      running.push({
+        name: 'metrics',
+        url: `http://${config.http.host}:${config.metrics.port}/metrics`,
+        stop: () => new Promise((r) => server.close(() => r())),
+      });
     }
   } catch (err) {
     await stopProcesses(running);

@@ -9,7 +9,9 @@ import { register as registerRun } from './run-cli.ts';
 
 export function buildProgram(): Command {
   const program = new Command('lifecycle')
-    .description('Real-time customer lifecycle engine: events in, rules matched, messages sent exactly once.')
+    .description(
+      'Real-time customer lifecycle engine: events in, rules matched, messages sent exactly once.',
+    )
     .showHelpAfterError('(run with --help for usage)');
   registerRules(program);
   registerEngine(program);

@@ -34,16 +34,28 @@ export interface BuiltinQuery {
   params: Record<string, ParameterSpec>;
   /** Column names, in order, and what each one means. */
   columns: Record<string, string>;
-  run(store: AnalyticsStore, database: string, ctx: PanelContext): Promise<Record<string, unknown>[]>;
+  run(
+    store: AnalyticsStore,
+    database: string,
+    ctx: PanelContext,
+  ): Promise<Record<string, unknown>[]>;
 }
 
-const confidence: ParameterSpec = { type: 'integer', label: 'Confidence (%)', default: 95, minimum: 50, maximum: 99 };
+const confidence: ParameterSpec = {
+  type: 'integer',
+  label: 'Confidence (%)',
+  default: 95,
+  minimum: 50,
+  maximum: 99,
+};
 const eventName = (d: string): ParameterSpec => ({ type: 'string', default: d, maxLength: 200 });
 const int = (v: ParamValue | undefined) => Number(v);
 const str = (v: ParamValue | undefined) => String(v);
 
 function window(ctx: PanelContext) {
-  return ctx.ruleIds.length > 0 ? { from: ctx.from, to: ctx.to, ruleIds: ctx.ruleIds } : { from: ctx.from, to: ctx.to };
+  return ctx.ruleIds.length > 0
+    ? { from: ctx.from, to: ctx.to, ruleIds: ctx.ruleIds }
+    : { from: ctx.from, to: ctx.to };
 }
 
 function comparisonColumns(c: ProportionComparison, prefix: { n: string; x: string }) {
@@ -76,7 +88,8 @@ const comparisonDocs = (what: string, n: string, x: string) => ({
 
 export const BUILTIN_QUERIES: Record<string, BuiltinQuery> = {
   funnel: {
-    description: 'Per rule: treated send commands created in the window and how many were sent, delivered, opened, clicked and followed by the goal.',
+    description:
+      'Per rule: treated send commands created in the window and how many were sent, delivered, opened, clicked and followed by the goal.',
     params: {},
     columns: {
       rule_id: 'rule',
@@ -102,16 +115,26 @@ export const BUILTIN_QUERIES: Record<string, BuiltinQuery> = {
     },
   },
   uplift: {
-    description: 'Per rule with a goal: goal conversion of treated users against the holdout group, the uplift and its confidence interval.',
+    description:
+      'Per rule with a goal: goal conversion of treated users against the holdout group, the uplift and its confidence interval.',
     params: { confidencePercent: confidence },
     columns: { rule_id: 'rule', ...comparisonDocs('users', 'users', 'converted') },
     async run(store, db, ctx) {
-      const rows = await goalUplift(store, db, window(ctx), int(ctx.values.confidencePercent) / 100);
-      return rows.map((r) => ({ rule_id: r.ruleId, ...comparisonColumns(r, { n: 'users', x: 'converted' }) }));
+      const rows = await goalUplift(
+        store,
+        db,
+        window(ctx),
+        int(ctx.values.confidencePercent) / 100,
+      );
+      return rows.map((r) => ({
+        rule_id: r.ruleId,
+        ...comparisonColumns(r, { n: 'users', x: 'converted' }),
+      }));
     },
   },
   deliverability: {
-    description: 'Per provider and channel, outcomes in the window: attempted, sent, failed, and of the sent ones bounced and complained.',
+    description:
+      'Per provider and channel, outcomes in the window: attempted, sent, failed, and of the sent ones bounced and complained.',
     params: {},
     columns: {
       provider: 'provider',
@@ -141,10 +164,17 @@ export const BUILTIN_QUERIES: Record<string, BuiltinQuery> = {
     },
   },
   retention: {
-    description: 'Users whose first signup event is in the window, by signup day or week (UTC, weeks from Monday), and how many were active in each following period.',
+    description:
+      'Users whose first signup event is in the window, by signup day or week (UTC, weeks from Monday), and how many were active in each following period.',
     params: {
       period: { type: 'string', label: 'Cohort period', default: 'week', enum: ['day', 'week'] },
-      periods: { type: 'integer', label: 'Periods shown', default: RETENTION_DEFAULTS.periods, minimum: 0, maximum: 366 },
+      periods: {
+        type: 'integer',
+        label: 'Periods shown',
+        default: RETENTION_DEFAULTS.periods,
+        minimum: 0,
+        maximum: 366,
+      },
       signupEvent: eventName(RETENTION_DEFAULTS.signupEvent),
     },
     columns: {
@@ -162,13 +192,26 @@ export const BUILTIN_QUERIES: Record<string, BuiltinQuery> = {
         periods: int(ctx.values.periods),
         signupEvent: str(ctx.values.signupEvent),
       });
-      return rows.map((r) => ({ cohort: r.cohort, cohort_users: r.cohortUsers, period: r.period, active_users: r.activeUsers, share: r.share }));
+      return rows.map((r) => ({
+        cohort: r.cohort,
+        cohort_users: r.cohortUsers,
+        period: r.period,
+        active_users: r.activeUsers,
+        share: r.share,
+      }));
     },
   },
   churn: {
-    description: 'As of the end of the window: users ever active, how many have been inactive for inactiveDays or more, and cancellations in the window.',
+    description:
+      'As of the end of the window: users ever active, how many have been inactive for inactiveDays or more, and cancellations in the window.',
     params: {
-      inactiveDays: { type: 'integer', label: 'Inactive after (days)', default: CHURN_DEFAULTS.inactiveDays, minimum: 1, maximum: 3650 },
+      inactiveDays: {
+        type: 'integer',
+        label: 'Inactive after (days)',
+        default: CHURN_DEFAULTS.inactiveDays,
+        minimum: 1,
+        maximum: 3650,
+      },
       cancelEvent: eventName(CHURN_DEFAULTS.cancelEvent),
     },
     columns: {
@@ -179,16 +222,41 @@ export const BUILTIN_QUERIES: Record<string, BuiltinQuery> = {
       cancelled: 'users who did the cancellation event in the window',
     },
     async run(store, db, ctx) {
-      const r = await churnSummary(store, db, { from: ctx.from, to: ctx.to, inactiveDays: int(ctx.values.inactiveDays), cancelEvent: str(ctx.values.cancelEvent) });
-      return [{ users: r.users, active: r.active, inactive: r.inactive, inactive_share: r.inactiveShare, cancelled: r.cancelled }];
+      const r = await churnSummary(store, db, {
+        from: ctx.from,
+        to: ctx.to,
+        inactiveDays: int(ctx.values.inactiveDays),
+        cancelEvent: str(ctx.values.cancelEvent),
+      });
+      return [
+        {
+          users: r.users,
+          active: r.active,
+          inactive: r.inactive,
+          inactive_share: r.inactiveShare,
+          cancelled: r.cancelled,
+        },
+      ];
     },
   },
   reengagement: {
     description:
       'What re-engagement rules saved: per rule, users a send (created in the window) reached while inactive for inactiveDays, and how many came back within returnWithinDays, treated against holdout; saved = uplift × treated users at risk.',
     params: {
-      inactiveDays: { type: 'integer', label: 'At risk after (days inactive)', default: REENGAGEMENT_DEFAULTS.inactiveDays, minimum: 1, maximum: 3650 },
-      returnWithinDays: { type: 'integer', label: 'Came back within (days)', default: REENGAGEMENT_DEFAULTS.returnWithinDays, minimum: 1, maximum: 3650 },
+      inactiveDays: {
+        type: 'integer',
+        label: 'At risk after (days inactive)',
+        default: REENGAGEMENT_DEFAULTS.inactiveDays,
+        minimum: 1,
+        maximum: 3650,
+      },
+      returnWithinDays: {
+        type: 'integer',
+        label: 'Came back within (days)',
+        default: REENGAGEMENT_DEFAULTS.returnWithinDays,
+        minimum: 1,
+        maximum: 3650,
+      },
       confidencePercent: confidence,
     },
     columns: {
@@ -202,7 +270,11 @@ export const BUILTIN_QUERIES: Record<string, BuiltinQuery> = {
       const rows = await reengagement(
         store,
         db,
-        { ...window(ctx), inactiveDays: int(ctx.values.inactiveDays), returnWithinDays: int(ctx.values.returnWithinDays) },
+        {
+          ...window(ctx),
+          inactiveDays: int(ctx.values.inactiveDays),
+          returnWithinDays: int(ctx.values.returnWithinDays),
+        },
         int(ctx.values.confidencePercent) / 100,
       );
       return rows.map((r) => ({

@@ -17,14 +17,19 @@ describe('dashboards in the demo', () => {
   let dataDir: string;
   const token = loadConfig(undefined).auth.adminToken;
   const panel = async (dashboard: string, id: string): Promise<{ status: number; rows: Rows }> => {
-    const res = await fetch(`${demo.urls.api}/v1/dashboards/${dashboard}/panels/${id}`, { headers: { authorization: `Bearer ${token}` } });
+    const res = await fetch(`${demo.urls.api}/v1/dashboards/${dashboard}/panels/${id}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     const body = (await res.json()) as { rows?: Rows };
     return { status: res.status, rows: body.rows ?? [] };
   };
 
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'lc-demo-dash-'));
-    demo = await startDemo({ dataDir, seed: true, overrides: { 'http.apiPort': 0, 'http.ingestPort': 0 } }, silentLogger());
+    demo = await startDemo(
+      { dataDir, seed: true, overrides: { 'http.apiPort': 0, 'http.ingestPort': 0 } },
+      silentLogger(),
+    );
   });
   afterAll(async () => {
     await demo?.stop();
@@ -41,11 +46,17 @@ describe('dashboards in the demo', () => {
 
   it('fills the lifecycle, retention & churn and deliverability dashboards from the seed', async () => {
     // The three welcome emails are sent and their outcomes have reached chDB.
-    await waitFor(async () => (await panel('lifecycle', 'funnel-table')).rows.some((r) => r.rule_id === 'welcome' && r.sent === 3), {
-      timeout: 30_000,
-      interval: 250,
-      message: 'the welcome sends did not reach the dashboards',
-    });
+    await waitFor(
+      async () =>
+        (await panel('lifecycle', 'funnel-table')).rows.some(
+          (r) => r.rule_id === 'welcome' && r.sent === 3,
+        ),
+      {
+        timeout: 30_000,
+        interval: 250,
+        message: 'the welcome sends did not reach the dashboards',
+      },
+    );
     const funnel = (await panel('lifecycle', 'funnel-table')).rows;
     expect(funnel.find((r) => r.rule_id === 'welcome')).toMatchObject({ sends: 3, sent: 3 });
     expect(funnel.find((r) => r.rule_id === 'payment-failed')).toMatchObject({ sends: 1 });
@@ -53,14 +64,23 @@ describe('dashboards in the demo', () => {
     const churn = (await panel('retention-churn', 'churn')).rows;
     expect(churn).toEqual([{ users: 3, active: 3, inactive: 0, inactive_share: 0, cancelled: 1 }]);
     const retention = (await panel('retention-churn', 'retention')).rows;
-    expect(retention).toEqual([expect.objectContaining({ cohort_users: 3, period: 0, active_users: 3, share: 1 })]);
+    expect(retention).toEqual([
+      expect.objectContaining({ cohort_users: 3, period: 0, active_users: 3, share: 1 }),
+    ]);
 
     const providers = (await panel('deliverability', 'providers')).rows;
-    expect(providers.find((r) => r.channel === 'email')).toMatchObject({ attempted: expect.any(Number), sent: expect.any(Number) });
+    expect(providers.find((r) => r.channel === 'email')).toMatchObject({
+      attempted: expect.any(Number),
+      sent: expect.any(Number),
+    });
     expect(Number(providers.find((r) => r.channel === 'email')!.sent)).toBeGreaterThanOrEqual(4);
 
     // Every panel answers; all but re-engagement (no user has been inactive long enough yet) have rows.
-    const list = (await (await fetch(`${demo.urls.api}/v1/dashboards`, { headers: { authorization: `Bearer ${token}` } })).json()) as { dashboards: { id: string; panels: { id: string }[] }[]; errors: string[] };
+    const list = (await (
+      await fetch(`${demo.urls.api}/v1/dashboards`, {
+        headers: { authorization: `Bearer ${token}` },
+      })
+    ).json()) as { dashboards: { id: string; panels: { id: string }[] }[]; errors: string[] };
     expect(list.errors).toEqual([]);
     for (const d of list.dashboards) {
       for (const p of d.panels) {

@@ -11,7 +11,10 @@ export const SCHEMA_FILE = fileURLToPath(new URL('dashboard.schema.json', import
 /** The file's text, formatted as the repository's prettier settings would leave it. */
 export async function renderSchema(): Promise<string> {
   const options = (await resolveConfig(SCHEMA_FILE)) ?? {};
-  const doc = { $schema: 'http://json-schema.org/draft-07/schema#', ...JSON.parse(JSON.stringify(DashboardSchema)) };
+  const doc = {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    ...JSON.parse(JSON.stringify(DashboardSchema)),
+  };
   return format(JSON.stringify(doc, null, 2), { ...options, filepath: SCHEMA_FILE });
 }
 

@@ -9,29 +9,53 @@ import { checkDashboard, formatDashboardError, loadDashboards } from './loader.t
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
-const minimal = (panels: unknown[], extra: Record<string, unknown> = {}) => ({ id: 'd', title: 'D', panels, ...extra });
-const errorsOf = (value: unknown) => checkDashboard('d.json', value).errors.map(formatDashboardError);
+const minimal = (panels: unknown[], extra: Record<string, unknown> = {}) => ({
+  id: 'd',
+  title: 'D',
+  panels,
+  ...extra,
+});
+const errorsOf = (value: unknown) =>
+  checkDashboard('d.json', value).errors.map(formatDashboardError);
 
 describe('dashboard specs', () => {
   it('the committed dashboards load without an error, and the published schema is current', async () => {
     const set = await loadDashboards(HERE);
     expect(set.errors.map(formatDashboardError)).toEqual([]);
-    expect(set.dashboards.map((d) => d.spec.id)).toEqual(['lifecycle', 'retention-churn', 'deliverability']);
+    expect(set.dashboards.map((d) => d.spec.id)).toEqual([
+      'lifecycle',
+      'retention-churn',
+      'deliverability',
+    ]);
     // Every built-in query is on some dashboard.
-    const used = new Set(set.dashboards.flatMap((d) => d.spec.panels.map((p) => p.query).filter(Boolean)));
+    const used = new Set(
+      set.dashboards.flatMap((d) => d.spec.panels.map((p) => p.query).filter(Boolean)),
+    );
     expect([...used].sort()).toEqual(Object.keys(BUILTIN_QUERIES).sort());
     expect(await readFile(SCHEMA_FILE, 'utf8')).toBe(await renderSchema());
   });
 
   it('reports schema errors as file:jsonpath: message', () => {
-    expect(errorsOf({ id: 'Bad Id', title: 'x', panels: [{ id: 'p', title: 't', query: 'funnel', viz: { type: 'pie' } }], colour: 1 })).toEqual(
+    expect(
+      errorsOf({
+        id: 'Bad Id',
+        title: 'x',
+        panels: [{ id: 'p', title: 't', query: 'funnel', viz: { type: 'pie' } }],
+        colour: 1,
+      }),
+    ).toEqual(
       expect.arrayContaining([
         'd.json:$.colour: unknown field "colour"',
         expect.stringMatching(/^d\.json:\$\.id: /),
         expect.stringMatching(/^d\.json:\$\.panels\[0\]\.viz\.type: /),
       ]),
     );
-    expect(errorsOf({ id: 'd', panels: [] })).toEqual(expect.arrayContaining(['d.json:$.title: is required', expect.stringMatching(/^d\.json:\$\.panels: /)]));
+    expect(errorsOf({ id: 'd', panels: [] })).toEqual(
+      expect.arrayContaining([
+        'd.json:$.title: is required',
+        expect.stringMatching(/^d\.json:\$\.panels: /),
+      ]),
+    );
   });
 
   it('checks what the schema cannot: query or sql, built-in names, columns, parameters, placeholders', () => {
@@ -41,12 +65,34 @@ describe('dashboard specs', () => {
           { id: 'a', title: 'A', viz: { type: 'table' } },
           { id: 'a', title: 'B', query: 'funnel', sql: 'SELECT 1', viz: { type: 'table' } },
           { id: 'c', title: 'C', query: 'funnels', viz: { type: 'table' } },
-          { id: 'd', title: 'D', query: 'funnel', viz: { type: 'bar', x: 'rule_id', y: ['sends', 'opens'] } },
-          { id: 'e', title: 'E', query: 'retention', params: { period: 'month', colour: 'red' }, viz: { type: 'line' } },
+          {
+            id: 'd',
+            title: 'D',
+            query: 'funnel',
+            viz: { type: 'bar', x: 'rule_id', y: ['sends', 'opens'] },
+          },
+          {
+            id: 'e',
+            title: 'E',
+            query: 'retention',
+            params: { period: 'month', colour: 'red' },
+            viz: { type: 'line' },
+          },
           { id: 'f', title: 'F', sql: 'DROP TABLE $db.events', viz: { type: 'table' } },
-          { id: 'g', title: 'G', sql: 'SELECT {nope:String}, {days:String}, {from:String} FROM $db.events; SELECT 1', viz: { type: 'table' } },
+          {
+            id: 'g',
+            title: 'G',
+            sql: 'SELECT {nope:String}, {days:String}, {from:String} FROM $db.events; SELECT 1',
+            viz: { type: 'table' },
+          },
         ],
-        { parameters: { days: { type: 'integer', default: 500, maximum: 365 }, from: { type: 'string', default: 'x' }, period: { type: 'integer', default: 1 } } },
+        {
+          parameters: {
+            days: { type: 'integer', default: 500, maximum: 365 },
+            from: { type: 'string', default: 'x' },
+            period: { type: 'integer', default: 1 },
+          },
+        },
       ),
     );
     expect(errors).toEqual([
@@ -74,8 +120,26 @@ describe('dashboard specs', () => {
     expect(
       errorsOf(
         minimal([
-          { id: 'a', title: 'A', query: 'retention', viz: { type: 'table', pivot: { row: 'cohort', column: 'week', value: 'share', keep: ['users'] } } },
-          { id: 'b', title: 'B', query: 'retention', viz: { type: 'bar', x: 'cohort', y: ['share'], pivot: { row: 'cohort', column: 'period', value: 'share' } } },
+          {
+            id: 'a',
+            title: 'A',
+            query: 'retention',
+            viz: {
+              type: 'table',
+              pivot: { row: 'cohort', column: 'week', value: 'share', keep: ['users'] },
+            },
+          },
+          {
+            id: 'b',
+            title: 'B',
+            query: 'retention',
+            viz: {
+              type: 'bar',
+              x: 'cohort',
+              y: ['share'],
+              pivot: { row: 'cohort', column: 'period', value: 'share' },
+            },
+          },
         ]),
       ),
     ).toEqual([
@@ -93,15 +157,24 @@ describe('dashboard specs', () => {
     afterEach(async () => rm(dir, { recursive: true, force: true }));
 
     it('loads the good files, reports the broken ones with their line, and skips the published schema', async () => {
-      const good = minimal([{ id: 'p', title: 'P', sql: 'SELECT 1 AS one', viz: { type: 'number' } }]);
+      const good = minimal([
+        { id: 'p', title: 'P', sql: 'SELECT 1 AS one', viz: { type: 'number' } },
+      ]);
       await writeFile(path.join(dir, 'a.json'), JSON.stringify(good));
-      await writeFile(path.join(dir, 'b.json'), '{\n  "id": "b",\n  "title": "B"\n  "panels": []\n}\n');
+      await writeFile(
+        path.join(dir, 'b.json'),
+        '{\n  "id": "b",\n  "title": "B"\n  "panels": []\n}\n',
+      );
       await writeFile(path.join(dir, 'c.json'), JSON.stringify(good));
       await writeFile(path.join(dir, 'dashboard.schema.json'), '{"not": "a dashboard"}');
       const set = await loadDashboards(dir);
       expect(set.dashboards.map((d) => d.file)).toEqual([path.join(dir, 'a.json')]);
       expect(set.errors.map(formatDashboardError)).toEqual([
-        expect.stringMatching(new RegExp(`^${path.join(dir, 'b.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\$: invalid JSON at line 4, column 3`)),
+        expect.stringMatching(
+          new RegExp(
+            `^${path.join(dir, 'b.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\$: invalid JSON at line 4, column 3`,
+          ),
+        ),
         `${path.join(dir, 'c.json')}:$.id: dashboard id "d" is already used by ${path.join(dir, 'a.json')}`,
       ]);
     });
@@ -109,7 +182,9 @@ describe('dashboard specs', () => {
     it('a missing folder is one error, not an exception', async () => {
       const set = await loadDashboards(path.join(dir, 'nope'));
       expect(set.dashboards).toEqual([]);
-      expect(set.errors.map(formatDashboardError)).toEqual([`${path.join(dir, 'nope')}:$: dashboards folder not found`]);
+      expect(set.errors.map(formatDashboardError)).toEqual([
+        `${path.join(dir, 'nope')}:$: dashboards folder not found`,
+      ]);
     });
   });
 });

@@ -5,7 +5,12 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { BUILTIN_QUERIES } from './builtins.ts';
-import { DashboardSchema, type DashboardSpec, type ParameterSpec, type PanelSpec } from './schema.ts';
+import {
+  DashboardSchema,
+  type DashboardSpec,
+  type ParameterSpec,
+  type PanelSpec,
+} from './schema.ts';
 
 export interface DashboardError {
   file: string;
@@ -30,7 +35,7 @@ export const formatDashboardError = (e: DashboardError) => `${e.file}:${e.path}:
 export const STANDARD_PARAMS = {
   from: 'start of the window, epoch ms (inclusive)',
   to: 'end of the window, epoch ms (exclusive)',
-  ruleIds: 'the rules chosen on the page; [\'\'] when none is (then allRules = 1)',
+  ruleIds: "the rules chosen on the page; [''] when none is (then allRules = 1)",
   allRules: '1 when no rule is chosen (every rule), else 0',
 } as const;
 const STANDARD_TYPES: Record<keyof typeof STANDARD_PARAMS, RegExp> = {
@@ -53,7 +58,13 @@ export function jsonPath(keys: readonly (string | number)[]): string {
   return out;
 }
 
-const pointerKeys = (p: string) => (p === '' ? [] : p.slice(1).split('/').map((k) => k.replaceAll('~1', '/').replaceAll('~0', '~')));
+const pointerKeys = (p: string) =>
+  p === ''
+    ? []
+    : p
+        .slice(1)
+        .split('/')
+        .map((k) => k.replaceAll('~1', '/').replaceAll('~0', '~'));
 
 /** Where JSON.parse stopped, as line and column, when its message says. */
 function syntaxMessage(text: string, err: unknown): string {
@@ -73,49 +84,84 @@ function syntaxMessage(text: string, err: unknown): string {
 export function parameterProblem(spec: ParameterSpec, value: unknown): string | null {
   if (spec.type === 'integer') {
     if (typeof value !== 'number' || !Number.isSafeInteger(value)) return 'must be a whole number';
-    if (spec.minimum !== undefined && value < spec.minimum) return `must be at least ${spec.minimum}`;
-    if (spec.maximum !== undefined && value > spec.maximum) return `must be at most ${spec.maximum}`;
+    if (spec.minimum !== undefined && value < spec.minimum)
+      return `must be at least ${spec.minimum}`;
+    if (spec.maximum !== undefined && value > spec.maximum)
+      return `must be at most ${spec.maximum}`;
     return null;
   }
   if (typeof value !== 'string') return 'must be a string';
-  if (value.length > (spec.maxLength ?? 200)) return `must be at most ${spec.maxLength ?? 200} characters`;
-  if (spec.enum && !spec.enum.includes(value)) return `must be one of ${spec.enum.map((v) => JSON.stringify(v)).join(', ')}`;
-  if (spec.pattern !== undefined && !new RegExp(`^(?:${spec.pattern})$`).test(value)) return `must match ${spec.pattern}`;
+  if (value.length > (spec.maxLength ?? 200))
+    return `must be at most ${spec.maxLength ?? 200} characters`;
+  if (spec.enum && !spec.enum.includes(value))
+    return `must be one of ${spec.enum.map((v) => JSON.stringify(v)).join(', ')}`;
+  if (spec.pattern !== undefined && !new RegExp(`^(?:${spec.pattern})$`).test(value))
+    return `must match ${spec.pattern}`;
   return null;
 }
 
 /** The ClickHouse types a parameter of this kind may be bound as. */
 const typeFits = (kind: 'integer' | 'string', chType: string) =>
-  kind === 'integer' ? /^U?Int(8|16|32|64)$/.test(chType.trim()) : /^(String|LowCardinality\(String\))$/.test(chType.trim());
+  kind === 'integer'
+    ? /^U?Int(8|16|32|64)$/.test(chType.trim())
+    : /^(String|LowCardinality\(String\))$/.test(chType.trim());
 
 /** The parameters a panel sees: the built-in's defaults, then the dashboard's, by name. */
-export function panelParameterSpecs(spec: DashboardSpec, panel: PanelSpec): Record<string, ParameterSpec> {
+export function panelParameterSpecs(
+  spec: DashboardSpec,
+  panel: PanelSpec,
+): Record<string, ParameterSpec> {
   const builtin = panel.query !== undefined ? BUILTIN_QUERIES[panel.query] : undefined;
   return { ...(builtin?.params ?? {}), ...(spec.parameters ?? {}) };
 }
 
-function checkSql(sql: string, at: (string | number)[], known: Record<string, ParameterSpec>, panel: PanelSpec, push: (keys: (string | number)[], m: string) => void): void {
+function checkSql(
+  sql: string,
+  at: (string | number)[],
+  known: Record<string, ParameterSpec>,
+  panel: PanelSpec,
+  push: (keys: (string | number)[], m: string) => void,
+): void {
   const body = sql.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').trim();
-  if (!/^(SELECT|WITH)\b/i.test(body)) push(at, 'must be one SELECT (or WITH ... SELECT) statement');
+  if (!/^(SELECT|WITH)\b/i.test(body))
+    push(at, 'must be one SELECT (or WITH ... SELECT) statement');
   if (/;\s*\S/.test(body)) push(at, 'must be one statement: no ";" between statements');
   for (const m of sql.matchAll(PLACEHOLDER)) {
     const [, name = '', type = ''] = m;
     if (name in STANDARD_TYPES) {
-      if (!STANDARD_TYPES[name as keyof typeof STANDARD_TYPES].test(type.trim())) push(at, `{${name}:${type}}: ${name} is bound as ${name === 'ruleIds' ? 'Array(String)' : name === 'allRules' ? 'UInt8' : 'UInt64'}`);
+      if (!STANDARD_TYPES[name as keyof typeof STANDARD_TYPES].test(type.trim()))
+        push(
+          at,
+          `{${name}:${type}}: ${name} is bound as ${name === 'ruleIds' ? 'Array(String)' : name === 'allRules' ? 'UInt8' : 'UInt64'}`,
+        );
       continue;
     }
     const fixed = panel.params?.[name];
     const spec = known[name];
-    const kind = spec?.type ?? (fixed === undefined ? undefined : typeof fixed === 'number' ? 'integer' : 'string');
-    if (kind === undefined) push(at, `{${name}:${type}}: no parameter "${name}"; declare it under "parameters" or give it in the panel's "params"`);
-    else if (!typeFits(kind, type)) push(at, `{${name}:${type}}: "${name}" is ${kind === 'integer' ? 'a whole number: bind it as an Int or UInt type' : 'text: bind it as String'}`);
+    const kind =
+      spec?.type ??
+      (fixed === undefined ? undefined : typeof fixed === 'number' ? 'integer' : 'string');
+    if (kind === undefined)
+      push(
+        at,
+        `{${name}:${type}}: no parameter "${name}"; declare it under "parameters" or give it in the panel's "params"`,
+      );
+    else if (!typeFits(kind, type))
+      push(
+        at,
+        `{${name}:${type}}: "${name}" is ${kind === 'integer' ? 'a whole number: bind it as an Int or UInt type' : 'text: bind it as String'}`,
+      );
   }
 }
 
 /** Checks one parsed file; returns the spec when it has no error. */
-export function checkDashboard(file: string, value: unknown): { spec: DashboardSpec | null; errors: DashboardError[] } {
+export function checkDashboard(
+  file: string,
+  value: unknown,
+): { spec: DashboardSpec | null; errors: DashboardError[] } {
   const errors: DashboardError[] = [];
-  const push = (keys: (string | number)[], message: string) => errors.push({ file, path: jsonPath(keys), message });
+  const push = (keys: (string | number)[], message: string) =>
+    errors.push({ file, path: jsonPath(keys), message });
   const seen = new Set<string>();
   for (const e of Value.Errors(DashboardSchema, value)) {
     const keys = pointerKeys(e.path);
@@ -123,23 +169,34 @@ export function checkDashboard(file: string, value: unknown): { spec: DashboardS
     if (seen.has(where)) continue;
     seen.add(where);
     if (e.message === 'Expected required property') push(keys, 'is required');
-    else if (e.message === 'Unexpected property') push(keys, `unknown field "${String(keys[keys.length - 1])}"`);
+    else if (e.message === 'Unexpected property')
+      push(keys, `unknown field "${String(keys[keys.length - 1])}"`);
     else push(keys, e.message.charAt(0).toLowerCase() + e.message.slice(1));
   }
   if (errors.length > 0) return { spec: null, errors };
   const spec = value as DashboardSpec;
 
   for (const [name, p] of Object.entries(spec.parameters ?? {})) {
-    if (name in STANDARD_PARAMS) push(['parameters', name], `"${name}" is given by the page; choose another name`);
+    if (name in STANDARD_PARAMS)
+      push(['parameters', name], `"${name}" is given by the page; choose another name`);
     if (p.type === 'string' && p.pattern !== undefined) {
       try {
         new RegExp(p.pattern);
       } catch (err) {
-        push(['parameters', name, 'pattern'], `not a regular expression: ${(err as Error).message}`);
+        push(
+          ['parameters', name, 'pattern'],
+          `not a regular expression: ${(err as Error).message}`,
+        );
         continue;
       }
     }
-    if (p.type === 'integer' && p.minimum !== undefined && p.maximum !== undefined && p.minimum > p.maximum) push(['parameters', name], 'minimum is above maximum');
+    if (
+      p.type === 'integer' &&
+      p.minimum !== undefined &&
+      p.maximum !== undefined &&
+      p.minimum > p.maximum
+    )
+      push(['parameters', name], 'minimum is above maximum');
     const problem = parameterProblem(p, p.default);
     if (problem) push(['parameters', name, 'default'], problem);
   }
@@ -150,19 +207,31 @@ export function checkDashboard(file: string, value: unknown): { spec: DashboardS
     if (panelIds.has(panel.id)) push([...at, 'id'], `duplicate panel id "${panel.id}"`);
     panelIds.add(panel.id);
     if ((panel.query === undefined) === (panel.sql === undefined)) {
-      push(at, panel.query === undefined ? 'needs "query" (a built-in query) or "sql"' : 'give either "query" or "sql", not both');
+      push(
+        at,
+        panel.query === undefined
+          ? 'needs "query" (a built-in query) or "sql"'
+          : 'give either "query" or "sql", not both',
+      );
       return;
     }
     const builtin = panel.query !== undefined ? BUILTIN_QUERIES[panel.query] : undefined;
     if (panel.query !== undefined && !builtin) {
-      push([...at, 'query'], `unknown built-in query "${panel.query}"; built-in queries: ${Object.keys(BUILTIN_QUERIES).join(', ')}`);
+      push(
+        [...at, 'query'],
+        `unknown built-in query "${panel.query}"; built-in queries: ${Object.keys(BUILTIN_QUERIES).join(', ')}`,
+      );
       return;
     }
     const known = panelParameterSpecs(spec, panel);
     if (builtin) {
       for (const [name, own] of Object.entries(builtin.params)) {
         const declared = spec.parameters?.[name];
-        if (declared && declared.type !== own.type) push(['parameters', name], `built-in query ${panel.query} reads "${name}" as ${own.type === 'integer' ? 'a whole number' : 'text'}`);
+        if (declared && declared.type !== own.type)
+          push(
+            ['parameters', name],
+            `built-in query ${panel.query} reads "${name}" as ${own.type === 'integer' ? 'a whole number' : 'text'}`,
+          );
       }
     }
     for (const [name, v] of Object.entries(panel.params ?? {})) {
@@ -172,7 +241,11 @@ export function checkDashboard(file: string, value: unknown): { spec: DashboardS
       }
       const p = known[name];
       if (!p) {
-        if (builtin) push([...at, 'params', name], `built-in query ${panel.query} has no parameter "${name}"${Object.keys(builtin.params).length ? `; its parameters: ${Object.keys(builtin.params).join(', ')}` : ''}`);
+        if (builtin)
+          push(
+            [...at, 'params', name],
+            `built-in query ${panel.query} has no parameter "${name}"${Object.keys(builtin.params).length ? `; its parameters: ${Object.keys(builtin.params).join(', ')}` : ''}`,
+          );
         continue;
       }
       const problem = parameterProblem(p, v);
@@ -181,12 +254,17 @@ export function checkDashboard(file: string, value: unknown): { spec: DashboardS
     if (panel.sql !== undefined) checkSql(panel.sql, [...at, 'sql'], known, panel, push);
 
     const viz = panel.viz;
-    if ((viz.type === 'bar' || viz.type === 'line') && (viz.x === undefined || viz.y === undefined)) push([...at, 'viz'], `a ${viz.type} chart needs "x" and "y"`);
+    if ((viz.type === 'bar' || viz.type === 'line') && (viz.x === undefined || viz.y === undefined))
+      push([...at, 'viz'], `a ${viz.type} chart needs "x" and "y"`);
     if (viz.pivot && viz.type !== 'table') push([...at, 'viz', 'pivot'], 'only a table can pivot');
     if (builtin) {
       const columns = Object.keys(builtin.columns);
       const check = (col: string, keys: (string | number)[]) => {
-        if (!columns.includes(col)) push([...at, 'viz', ...keys], `built-in query ${panel.query} has no column "${col}"; its columns: ${columns.join(', ')}`);
+        if (!columns.includes(col))
+          push(
+            [...at, 'viz', ...keys],
+            `built-in query ${panel.query} has no column "${col}"; its columns: ${columns.join(', ')}`,
+          );
       };
       if (viz.x !== undefined) check(viz.x, ['x']);
       viz.y?.forEach((c, j) => check(c, ['y', j]));
@@ -209,9 +287,15 @@ const isSpecFile = (name: string) => name.endsWith('.json') && !name.endsWith('.
 export async function loadDashboards(dir: string): Promise<DashboardSet> {
   let names: string[];
   try {
-    names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && isSpecFile(e.name)).map((e) => e.name).sort();
+    names = (await readdir(dir, { withFileTypes: true }))
+      .filter((e) => e.isFile() && isSpecFile(e.name))
+      .map((e) => e.name)
+      .sort();
   } catch {
-    return { dashboards: [], errors: [{ file: dir, path: '$', message: 'dashboards folder not found' }] };
+    return {
+      dashboards: [],
+      errors: [{ file: dir, path: '$', message: 'dashboards folder not found' }],
+    };
   }
   const dashboards: LoadedDashboard[] = [];
   const errors: DashboardError[] = [];
@@ -230,11 +314,18 @@ export async function loadDashboards(dir: string): Promise<DashboardSet> {
     if (!checked.spec) continue;
     const other = dashboards.find((d) => d.spec.id === checked.spec!.id);
     if (other) {
-      errors.push({ file, path: '$.id', message: `dashboard id "${checked.spec.id}" is already used by ${other.file}` });
+      errors.push({
+        file,
+        path: '$.id',
+        message: `dashboard id "${checked.spec.id}" is already used by ${other.file}`,
+      });
       continue;
     }
     dashboards.push({ file, spec: checked.spec });
   }
-  dashboards.sort((a, b) => (a.spec.order ?? 100) - (b.spec.order ?? 100) || a.spec.title.localeCompare(b.spec.title));
+  dashboards.sort(
+    (a, b) =>
+      (a.spec.order ?? 100) - (b.spec.order ?? 100) || a.spec.title.localeCompare(b.spec.title),
+  );
   return { dashboards, errors };
 }

@@ -27,15 +27,26 @@ describe('dashboards page', () => {
   beforeAll(async () => {
     // The committed dashboards, plus one with a panel whose SQL cannot run.
     dir = await mkdtemp(path.join(tmpdir(), 'lc-dash-page-'));
-    for (const f of ['lifecycle.json', 'retention-churn.json', 'deliverability.json']) await cp(path.join(HERE, f), path.join(dir, f));
+    for (const f of ['lifecycle.json', 'retention-churn.json', 'deliverability.json'])
+      await cp(path.join(HERE, f), path.join(dir, f));
     await writeFile(
       path.join(dir, 'zz-broken.json'),
       JSON.stringify({
         id: 'zz-broken',
         title: 'Half broken',
         panels: [
-          { id: 'bad', title: 'Bad panel', sql: 'SELECT no_such_column FROM $db.events', viz: { type: 'table' } },
-          { id: 'good', title: 'Good panel', sql: 'SELECT uniqExact(user_id) AS users FROM $db.events WHERE ts_ms >= {from:UInt64} AND ts_ms < {to:UInt64}', viz: { type: 'number', value: 'users' } },
+          {
+            id: 'bad',
+            title: 'Bad panel',
+            sql: 'SELECT no_such_column FROM $db.events',
+            viz: { type: 'table' },
+          },
+          {
+            id: 'good',
+            title: 'Good panel',
+            sql: 'SELECT uniqExact(user_id) AS users FROM $db.events WHERE ts_ms >= {from:UInt64} AND ts_ms < {to:UInt64}',
+            viz: { type: 'number', value: 'users' },
+          },
         ],
       }),
     );
@@ -45,7 +56,10 @@ describe('dashboards page', () => {
     await loadFixtures(db.store, db.database);
     app = await fixtureApi(config, db.store);
     base = await app.listen({ host: '127.0.0.1', port: 0 });
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
   });
 
   afterAll(async () => {
@@ -58,7 +72,9 @@ describe('dashboards page', () => {
   const panel = (page: Page, id: string) => page.locator(`[data-panel="${id}"]`);
   const settled = async (page: Page) => {
     // A string: it runs in the page, where the DOM types of this (node) project do not apply.
-    await page.waitForFunction(`document.querySelectorAll('[data-panel]').length > 0 && document.querySelectorAll('[data-panel][data-state="loading"]').length === 0`);
+    await page.waitForFunction(
+      `document.querySelectorAll('[data-panel]').length > 0 && document.querySelectorAll('[data-panel][data-state="loading"]').length === 0`,
+    );
   };
   const cell = (page: Page, panelId: string, rowText: string, col: string) =>
     panel(page, panelId).locator('tr', { hasText: rowText }).locator(`td[data-col="${col}"]`);
@@ -89,7 +105,11 @@ describe('dashboards page', () => {
     expect(await cell(page, 'uplift', 'r1', 'holdout_rate').textContent()).toBe('25.0%');
     expect(await cell(page, 'uplift', 'r1', 'uplift').textContent()).toBe('25.0%');
     // The bar chart: one bar per rule and step, with the value.
-    expect(await panel(page, 'funnel').locator('rect[data-series="sends"][data-x="r1"]').getAttribute('data-value')).toBe('6');
+    expect(
+      await panel(page, 'funnel')
+        .locator('rect[data-series="sends"][data-x="r1"]')
+        .getAttribute('data-value'),
+    ).toBe('6');
     expect(await panel(page, 'sends-per-day').locator('circle').count()).toBeGreaterThan(0);
 
     // Another dashboard keeps the window.
@@ -108,7 +128,9 @@ describe('dashboards page', () => {
     await page.getByRole('button', { name: 'Open dashboards' }).click();
     await settled(page);
     // As of day 35 (the "to" day is inclusive), inactive 14 days.
-    await page.goto(`${base}/dashboards#retention-churn?from=2025-01-20&to=2025-02-09&inactiveDays=14`);
+    await page.goto(
+      `${base}/dashboards#retention-churn?from=2025-01-20&to=2025-02-09&inactiveDays=14`,
+    );
     await settled(page);
     expect(await cell(page, 'churn', '13', 'inactive').textContent()).toBe('11');
     expect(await panel(page, 'cancelled').locator('.number').textContent()).toBe('2');
@@ -119,8 +141,12 @@ describe('dashboards page', () => {
     await page.getByRole('button', { name: 'Apply' }).click();
     await settled(page);
     expect(await cell(page, 'reengagement', 'winback', 'treated_at_risk').textContent()).toBe('3');
-    expect(await cell(page, 'reengagement', 'winback', 'treated_came_back').textContent()).toBe('2');
-    expect(await cell(page, 'reengagement', 'winback', 'holdout_came_back').textContent()).toBe('1');
+    expect(await cell(page, 'reengagement', 'winback', 'treated_came_back').textContent()).toBe(
+      '2',
+    );
+    expect(await cell(page, 'reengagement', 'winback', 'holdout_came_back').textContent()).toBe(
+      '1',
+    );
     expect(await cell(page, 'reengagement', 'winback', 'saved').textContent()).toBe('0.50');
     // The retention triangle: cohorts down, periods across.
     expect(await cell(page, 'retention', '2025-01-06', 'cohort_users').textContent()).toBe('3');
@@ -136,20 +162,26 @@ describe('dashboards page', () => {
     await page.getByLabel('Inactive after (days)').evaluate((e) => e.removeAttribute('min'));
     await page.getByRole('button', { name: 'Apply' }).click();
     await settled(page);
-    expect(await panel(page, 'churn').locator('.error').textContent()).toMatch(/parameter inactiveDays: must be at least 1/);
+    expect(await panel(page, 'churn').locator('.error').textContent()).toMatch(
+      /parameter inactiveDays: must be at least 1/,
+    );
     await page.close();
   });
 
-  it('shows a failing panel\'s error and still renders the others', async () => {
+  it("shows a failing panel's error and still renders the others", async () => {
     const page = await browser.newPage();
     await page.goto(`${base}/dashboards`);
     await page.getByLabel('Admin token').fill(token);
     await page.getByRole('button', { name: 'Open dashboards' }).click();
     await settled(page);
     await page.goto(`${base}/dashboards#zz-broken?from=2025-01-01&to=2025-04-30`);
-    await page.waitForFunction(`document.querySelector('[data-panel="bad"]')?.getAttribute('data-state') === 'error'`);
+    await page.waitForFunction(
+      `document.querySelector('[data-panel="bad"]')?.getAttribute('data-state') === 'error'`,
+    );
     await settled(page);
-    expect(await panel(page, 'bad').locator('.error').textContent()).toMatch(/This panel failed: .*no_such_column/);
+    expect(await panel(page, 'bad').locator('.error').textContent()).toMatch(
+      /This panel failed: .*no_such_column/,
+    );
     expect(await panel(page, 'good').getAttribute('data-state')).toBe('ok');
     expect(await panel(page, 'good').locator('.number').textContent()).toBe('26');
     await page.close();

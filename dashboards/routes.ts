@@ -11,7 +11,12 @@ import type { AnalyticsStore } from '../analytics/store.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 import { requireHttpKit } from '../platform/http.ts';
 import { BUILTIN_QUERIES } from './builtins.ts';
-import { formatDashboardError, loadDashboards, panelParameterSpecs, STANDARD_PARAMS } from './loader.ts';
+import {
+  formatDashboardError,
+  loadDashboards,
+  panelParameterSpecs,
+  STANDARD_PARAMS,
+} from './loader.ts';
 import { DEFAULT_WINDOW_DAYS, panelContext, runPanel, type RequestValues } from './run.ts';
 import type { DashboardSpec } from './schema.ts';
 
@@ -26,12 +31,19 @@ export interface DashboardRoutesOptions {
 /** A failing query is that panel's error: 503 while ClickHouse is unreachable (a retry can help), else 500. */
 function panelFailure(err: unknown): unknown {
   if (!(err instanceof LifecycleError) || err.code !== ErrorCodes.Analytics) return err;
-  return new LifecycleError(err.code, err.message, { status: err.retriable ? 503 : 500, retriable: err.retriable, cause: err });
+  return new LifecycleError(err.code, err.message, {
+    status: err.retriable ? 503 : 500,
+    retriable: err.retriable,
+    cause: err,
+  });
 }
 
 const admin = { auth: 'admin' } as const;
 const tags = ['dashboards'];
-const errorBody = { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } as const;
+const errorBody = {
+  type: 'object',
+  properties: { code: { type: 'string' }, message: { type: 'string' } },
+} as const;
 
 /** What the page needs to draw a dashboard: no SQL parsing on the client. */
 function describe(spec: DashboardSpec) {
@@ -45,7 +57,12 @@ function describe(spec: DashboardSpec) {
       id: p.id,
       title: p.title,
       // A number says what it is in its title; charts and tables get the built-in's explanation.
-      description: p.description ?? (p.query !== undefined && p.viz.type !== 'number' ? BUILTIN_QUERIES[p.query]?.description : undefined) ?? '',
+      description:
+        p.description ??
+        (p.query !== undefined && p.viz.type !== 'number'
+          ? BUILTIN_QUERIES[p.query]?.description
+          : undefined) ??
+        '',
       query: p.query ?? null,
       sql: p.sql ?? null,
       params: p.params ?? {},
@@ -56,15 +73,30 @@ function describe(spec: DashboardSpec) {
   };
 }
 
-export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoutesOptions): Promise<void> {
+export async function dashboardRoutes(
+  app: FastifyInstance,
+  opts: DashboardRoutesOptions,
+): Promise<void> {
   requireHttpKit(app);
   const page = await readFile(new URL('page.html', import.meta.url), 'utf8');
   const now = opts.now ?? Date.now;
 
   app.get(
     '/dashboards',
-    { config: { auth: 'public' }, schema: { tags, summary: 'The dashboards page (static; it asks for the admin token and calls the API below with it)', produces: ['text/html'] } },
-    async (_req, reply) => reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(page),
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags,
+        summary:
+          'The dashboards page (static; it asks for the admin token and calls the API below with it)',
+        produces: ['text/html'],
+      },
+    },
+    async (_req, reply) =>
+      reply
+        .header('content-type', 'text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(page),
   );
 
   await app.register(async (api) => {
@@ -72,23 +104,51 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoute
       const set = await loadDashboards(opts.dir);
       const found = set.dashboards.find((d) => d.spec.id === id);
       if (found) return found.spec;
-      const broken = set.errors.filter((e) => e.path === '$.id' || e.file.endsWith(`${id}.json`)).map(formatDashboardError);
-      throw new LifecycleError(ErrorCodes.NotFound, `no dashboard "${id}"${broken.length ? `; spec errors: ${broken.join('; ')}` : ''}`, { status: 404 });
+      const broken = set.errors
+        .filter((e) => e.path === '$.id' || e.file.endsWith(`${id}.json`))
+        .map(formatDashboardError);
+      throw new LifecycleError(
+        ErrorCodes.NotFound,
+        `no dashboard "${id}"${broken.length ? `; spec errors: ${broken.join('; ')}` : ''}`,
+        { status: 404 },
+      );
     };
 
     api.get(
       '/v1/dashboards',
-      { config: admin, schema: { tags, summary: 'Every dashboard in the dashboards folder, and the errors of the spec files that do not load' } },
+      {
+        config: admin,
+        schema: {
+          tags,
+          summary:
+            'Every dashboard in the dashboards folder, and the errors of the spec files that do not load',
+        },
+      },
       async () => {
         const set = await loadDashboards(opts.dir);
-        return { dashboards: set.dashboards.map((d) => describe(d.spec)), errors: set.errors.map(formatDashboardError) };
+        return {
+          dashboards: set.dashboards.map((d) => describe(d.spec)),
+          errors: set.errors.map(formatDashboardError),
+        };
       },
     );
 
-    const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } } } as const;
+    const idParams = {
+      type: 'object',
+      required: ['id'],
+      properties: { id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } },
+    } as const;
     api.get<{ Params: { id: string } }>(
       '/v1/dashboards/:id',
-      { config: admin, schema: { tags, summary: 'One dashboard: its parameters and panels (with their SQL)', params: idParams, response: { 404: errorBody } } },
+      {
+        config: admin,
+        schema: {
+          tags,
+          summary: 'One dashboard: its parameters and panels (with their SQL)',
+          params: idParams,
+          response: { 404: errorBody },
+        },
+      },
       async (req) => describe(await find(req.params.id)),
     );
 
@@ -100,8 +160,15 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoute
           tags,
           summary: "One panel's data: {columns, rows}",
           description:
-            'The window is [from, to): epoch ms or ISO 8601 (default: the dashboard\'s last N days up to now). `ruleIds` (repeated or comma-separated) limits rule-based panels; none means every rule. Any parameter the dashboard declares can be given by name; unknown names and values outside a parameter\'s rules are refused with 400. A panel whose query fails answers 500 (503 when ClickHouse is unreachable) with the error.',
-          params: { type: 'object', required: ['id', 'panelId'], properties: { id: idParams.properties.id, panelId: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } } },
+            "The window is [from, to): epoch ms or ISO 8601 (default: the dashboard's last N days up to now). `ruleIds` (repeated or comma-separated) limits rule-based panels; none means every rule. Any parameter the dashboard declares can be given by name; unknown names and values outside a parameter's rules are refused with 400. A panel whose query fails answers 500 (503 when ClickHouse is unreachable) with the error.",
+          params: {
+            type: 'object',
+            required: ['id', 'panelId'],
+            properties: {
+              id: idParams.properties.id,
+              panelId: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' },
+            },
+          },
           querystring: {
             type: 'object',
             // The dashboard's own parameters, by name; checked against its spec (one value each).
@@ -109,7 +176,11 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoute
             properties: {
               from: { type: 'string', description: STANDARD_PARAMS.from },
               to: { type: 'string', description: STANDARD_PARAMS.to },
-              ruleIds: { type: 'array', items: { type: 'string' }, description: 'rule ids (none: every rule)' },
+              ruleIds: {
+                type: 'array',
+                items: { type: 'string' },
+                description: 'rule ids (none: every rule)',
+              },
             },
           },
           response: { 400: errorBody, 404: errorBody, 500: errorBody, 503: errorBody },
@@ -118,12 +189,27 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardRoute
       async (req) => {
         const spec = await find(req.params.id);
         const panel = spec.panels.find((p) => p.id === req.params.panelId);
-        if (!panel) throw new LifecycleError(ErrorCodes.NotFound, `dashboard "${spec.id}" has no panel "${req.params.panelId}"`, { status: 404 });
+        if (!panel)
+          throw new LifecycleError(
+            ErrorCodes.NotFound,
+            `dashboard "${spec.id}" has no panel "${req.params.panelId}"`,
+            { status: 404 },
+          );
         const ctx = panelContext(spec, panel, req.query, now());
-        const result = await opts.analytics().then(({ store, database }) => runPanel(store, database, panel, ctx)).catch((err: unknown) => {
-          throw panelFailure(err);
-        });
-        return { panel: panel.id, from: ctx.from, to: ctx.to, ruleIds: ctx.ruleIds, params: ctx.values, ...result };
+        const result = await opts
+          .analytics()
+          .then(({ store, database }) => runPanel(store, database, panel, ctx))
+          .catch((err: unknown) => {
+            throw panelFailure(err);
+          });
+        return {
+          panel: panel.id,
+          from: ctx.from,
+          to: ctx.to,
+          ruleIds: ctx.ruleIds,
+          params: ctx.values,
+          ...result,
+        };
       },
     );
   });

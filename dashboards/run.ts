@@ -20,7 +20,8 @@ export interface PanelResult {
   rows: Record<string, unknown>[];
 }
 
-const bad = (message: string) => new LifecycleError(ErrorCodes.BadRequest, message, { status: 400 });
+const bad = (message: string) =>
+  new LifecycleError(ErrorCodes.BadRequest, message, { status: 400 });
 
 function one(name: string, v: string | string[] | undefined): string | undefined {
   if (Array.isArray(v)) {
@@ -33,17 +34,23 @@ function one(name: string, v: string | string[] | undefined): string | undefined
 /** Epoch ms from `1735689600000`, `2025-01-01` (00:00 UTC) or an ISO date-time with a zone. */
 export function parseInstant(name: string, text: string): number {
   if (/^\d{1,15}$/.test(text)) return Number(text);
-  if (/^\d{4}-\d{2}-\d{2}$/.test(text) || /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/.test(text)) {
+  if (
+    /^\d{4}-\d{2}-\d{2}$/.test(text) ||
+    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/.test(text)
+  ) {
     const ms = Date.parse(text.length === 10 ? `${text}T00:00:00Z` : text);
     if (Number.isFinite(ms) && ms >= 0) return ms;
   }
-  throw bad(`parameter ${name}: expected epoch milliseconds or an ISO 8601 date (2025-01-31) or date-time with a zone (2025-01-31T12:00:00Z), got ${JSON.stringify(text)}`);
+  throw bad(
+    `parameter ${name}: expected epoch milliseconds or an ISO 8601 date (2025-01-31) or date-time with a zone (2025-01-31T12:00:00Z), got ${JSON.stringify(text)}`,
+  );
 }
 
 function parseValue(name: string, spec: ParameterSpec, text: string): ParamValue {
   let value: ParamValue = text;
   if (spec.type === 'integer') {
-    if (!/^-?\d{1,15}$/.test(text)) throw bad(`parameter ${name}: must be a whole number, got ${JSON.stringify(text)}`);
+    if (!/^-?\d{1,15}$/.test(text))
+      throw bad(`parameter ${name}: must be a whole number, got ${JSON.stringify(text)}`);
     value = Number(text);
   }
   const problem = parameterProblem(spec, value);
@@ -55,23 +62,43 @@ function parseValue(name: string, spec: ParameterSpec, text: string): ParamValue
  * The values a request asks for, checked against the panel's parameters: unknown names,
  * malformed or out-of-range values are refused with a message naming the parameter.
  */
-export function panelContext(spec: DashboardSpec, panel: PanelSpec, query: RequestValues, now: number): PanelContext {
+export function panelContext(
+  spec: DashboardSpec,
+  panel: PanelSpec,
+  query: RequestValues,
+  now: number,
+): PanelContext {
   const specs = panelParameterSpecs(spec, panel);
   const dashboardNames = Object.keys(spec.parameters ?? {});
   for (const name of Object.keys(query)) {
     if (!(name in STANDARD_PARAMS) && !dashboardNames.includes(name))
-      throw bad(`unknown parameter ${name}; this dashboard takes: ${['from', 'to', 'ruleIds', ...dashboardNames].join(', ')}`);
+      throw bad(
+        `unknown parameter ${name}; this dashboard takes: ${['from', 'to', 'ruleIds', ...dashboardNames].join(', ')}`,
+      );
   }
-  if (query.allRules !== undefined) throw bad('parameter allRules: follows from ruleIds, do not send it');
+  if (query.allRules !== undefined)
+    throw bad('parameter allRules: follows from ruleIds, do not send it');
   const toText = one('to', query.to);
   const fromText = one('from', query.from);
   const to = toText === undefined ? now : parseInstant('to', toText);
-  const from = fromText === undefined ? Math.max(0, to - (spec.window?.days ?? DEFAULT_WINDOW_DAYS) * DAY_MS) : parseInstant('from', fromText);
-  if (from >= to) throw bad(`the window is empty: from (${new Date(from).toISOString()}) must be before to (${new Date(to).toISOString()})`);
-  const rulesRaw = query.ruleIds === undefined ? [] : (Array.isArray(query.ruleIds) ? query.ruleIds : [query.ruleIds]).flatMap((s) => s.split(','));
+  const from =
+    fromText === undefined
+      ? Math.max(0, to - (spec.window?.days ?? DEFAULT_WINDOW_DAYS) * DAY_MS)
+      : parseInstant('from', fromText);
+  if (from >= to)
+    throw bad(
+      `the window is empty: from (${new Date(from).toISOString()}) must be before to (${new Date(to).toISOString()})`,
+    );
+  const rulesRaw =
+    query.ruleIds === undefined
+      ? []
+      : (Array.isArray(query.ruleIds) ? query.ruleIds : [query.ruleIds]).flatMap((s) =>
+          s.split(','),
+        );
   const ruleIds = [...new Set(rulesRaw.map((s) => s.trim()).filter((s) => s !== ''))];
   if (ruleIds.length > MAX_RULES) throw bad(`parameter ruleIds: at most ${MAX_RULES} rules`);
-  for (const r of ruleIds) if (!RULE_ID.test(r)) throw bad(`parameter ruleIds: ${JSON.stringify(r)} is not a rule id`);
+  for (const r of ruleIds)
+    if (!RULE_ID.test(r)) throw bad(`parameter ruleIds: ${JSON.stringify(r)} is not a rule id`);
 
   const values: Record<string, ParamValue> = {};
   for (const [name, p] of Object.entries(specs)) values[name] = p.default;
@@ -85,10 +112,18 @@ export function panelContext(spec: DashboardSpec, panel: PanelSpec, query: Reque
 }
 
 /** Runs one panel with its context; query errors come back as LifecycleError (LC_ERR_ANALYTICS). */
-export async function runPanel(store: AnalyticsStore, database: string, panel: PanelSpec, ctx: PanelContext): Promise<PanelResult> {
+export async function runPanel(
+  store: AnalyticsStore,
+  database: string,
+  panel: PanelSpec,
+  ctx: PanelContext,
+): Promise<PanelResult> {
   if (panel.query !== undefined) {
     const builtin = BUILTIN_QUERIES[panel.query];
-    if (!builtin) throw new LifecycleError(ErrorCodes.NotFound, `unknown built-in query ${panel.query}`, { status: 404 });
+    if (!builtin)
+      throw new LifecycleError(ErrorCodes.NotFound, `unknown built-in query ${panel.query}`, {
+        status: 404,
+      });
     return { columns: Object.keys(builtin.columns), rows: await builtin.run(store, database, ctx) };
   }
   const sql = (panel.sql ?? '').replace(/\$db\b/g, database);

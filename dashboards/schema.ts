@@ -24,36 +24,80 @@ export const StringParameterSchema = Type.Object(
     type: Type.Literal('string'),
     label: Type.Optional(Type.String()),
     default: Type.String(),
-    enum: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'The only values allowed (the page shows a select).' })),
-    pattern: Type.Optional(Type.String({ description: 'A regular expression the whole value must match.' })),
-    maxLength: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Default 200.' })),
+    enum: Type.Optional(
+      Type.Array(Type.String(), {
+        minItems: 1,
+        description: 'The only values allowed (the page shows a select).',
+      }),
+    ),
+    pattern: Type.Optional(
+      Type.String({ description: 'A regular expression the whole value must match.' }),
+    ),
+    maxLength: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1000, description: 'Default 200.' }),
+    ),
   },
-  { additionalProperties: false, description: 'Text, bound as a ClickHouse String (never pasted into the SQL).' },
+  {
+    additionalProperties: false,
+    description: 'Text, bound as a ClickHouse String (never pasted into the SQL).',
+  },
 );
 
 export const ParameterSchema = Type.Union([IntegerParameterSchema, StringParameterSchema]);
 
 export const VizSchema = Type.Object(
   {
-    type: Type.Union(VIZ_TYPES.map((t) => Type.Literal(t)), { description: 'table: all columns; bar / line: `y` columns against `x`; number: one value (`value`, first row).' }),
-    x: Type.Optional(Type.String({ description: 'bar / line: the column along the horizontal axis.' })),
-    y: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'bar / line: the columns drawn (one bar or line each).' })),
-    value: Type.Optional(Type.String({ description: 'number: the column shown (default: the first).' })),
-    columns: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'table: the columns shown, in this order (default: all).' })),
+    type: Type.Union(
+      VIZ_TYPES.map((t) => Type.Literal(t)),
+      {
+        description:
+          'table: all columns; bar / line: `y` columns against `x`; number: one value (`value`, first row).',
+      },
+    ),
+    x: Type.Optional(
+      Type.String({ description: 'bar / line: the column along the horizontal axis.' }),
+    ),
+    y: Type.Optional(
+      Type.Array(Type.String(), {
+        minItems: 1,
+        description: 'bar / line: the columns drawn (one bar or line each).',
+      }),
+    ),
+    value: Type.Optional(
+      Type.String({ description: 'number: the column shown (default: the first).' }),
+    ),
+    columns: Type.Optional(
+      Type.Array(Type.String(), {
+        minItems: 1,
+        description: 'table: the columns shown, in this order (default: all).',
+      }),
+    ),
     pivot: Type.Optional(
       Type.Object(
         {
-          row: Type.String({ description: 'The column whose values become the rows (e.g. cohort).' }),
-          column: Type.String({ description: 'The column whose values become the table columns (e.g. period).' }),
+          row: Type.String({
+            description: 'The column whose values become the rows (e.g. cohort).',
+          }),
+          column: Type.String({
+            description: 'The column whose values become the table columns (e.g. period).',
+          }),
           value: Type.String({ description: 'The column shown in the cells (e.g. share).' }),
-          keep: Type.Optional(Type.Array(Type.String(), { description: 'Columns shown once per row, after the row (e.g. cohort_users).' })),
+          keep: Type.Optional(
+            Type.Array(Type.String(), {
+              description: 'Columns shown once per row, after the row (e.g. cohort_users).',
+            }),
+          ),
         },
-        { additionalProperties: false, description: 'table: rows × columns of one value, like a retention triangle.' },
+        {
+          additionalProperties: false,
+          description: 'table: rows × columns of one value, like a retention triangle.',
+        },
       ),
     ),
     format: Type.Optional(
       Type.Record(Type.String(), Type.Union(COLUMN_FORMATS.map((t) => Type.Literal(t))), {
-        description: 'How a column is shown: integer, number (2 decimals), percent (0.25 -> 25.0%), text.',
+        description:
+          'How a column is shown: integer, number (2 decimals), percent (0.25 -> 25.0%), text.',
       }),
     ),
   },
@@ -62,10 +106,18 @@ export const VizSchema = Type.Object(
 
 export const PanelSchema = Type.Object(
   {
-    id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$', description: 'Unique in the dashboard; part of the panel data URL.' }),
+    id: Type.String({
+      pattern: '^[a-z0-9][a-z0-9-]{0,63}$',
+      description: 'Unique in the dashboard; part of the panel data URL.',
+    }),
     title: Type.String({ minLength: 1 }),
     description: Type.Optional(Type.String()),
-    query: Type.Optional(Type.String({ description: 'A built-in query: funnel, uplift, deliverability, retention, churn, reengagement (see dashboards/README.md).' })),
+    query: Type.Optional(
+      Type.String({
+        description:
+          'A built-in query: funnel, uplift, deliverability, retention, churn, reengagement (see dashboards/README.md).',
+      }),
+    ),
     sql: Type.Optional(
       Type.String({
         minLength: 1,
@@ -75,11 +127,16 @@ export const PanelSchema = Type.Object(
     ),
     params: Type.Optional(
       Type.Record(Type.String(), Type.Union([Type.Integer(), Type.String()]), {
-        description: 'Fixed values for this panel, overriding the dashboard parameter or built-in default of the same name.',
+        description:
+          'Fixed values for this panel, overriding the dashboard parameter or built-in default of the same name.',
       }),
     ),
     viz: VizSchema,
-    width: Type.Optional(Type.Union([Type.Literal(1), Type.Literal(2)], { description: 'Columns of the grid the panel spans (default 1; 2 = full width).' })),
+    width: Type.Optional(
+      Type.Union([Type.Literal(1), Type.Literal(2)], {
+        description: 'Columns of the grid the panel spans (default 1; 2 = full width).',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -87,24 +144,43 @@ export const PanelSchema = Type.Object(
 export const DashboardSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
-    id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$', description: 'Unique across dashboards; part of the URL.' }),
+    id: Type.String({
+      pattern: '^[a-z0-9][a-z0-9-]{0,63}$',
+      description: 'Unique across dashboards; part of the URL.',
+    }),
     title: Type.String({ minLength: 1 }),
     description: Type.Optional(Type.String()),
-    order: Type.Optional(Type.Integer({ description: "Position in the page's menu: lower first (default 100), then by title. The first one opens by default." })),
+    order: Type.Optional(
+      Type.Integer({
+        description:
+          "Position in the page's menu: lower first (default 100), then by title. The first one opens by default.",
+      }),
+    ),
     window: Type.Optional(
       Type.Object(
-        { days: Type.Integer({ minimum: 1, maximum: 3660, description: 'Default time window: the last N days.' }) },
+        {
+          days: Type.Integer({
+            minimum: 1,
+            maximum: 3660,
+            description: 'Default time window: the last N days.',
+          }),
+        },
         { additionalProperties: false },
       ),
     ),
     parameters: Type.Optional(
       Type.Record(Name('Parameter name'), ParameterSchema, {
-        description: 'Parameters the page lets the reader change, with their defaults. `from`, `to`, `ruleIds` and `allRules` always exist.',
+        description:
+          'Parameters the page lets the reader change, with their defaults. `from`, `to`, `ruleIds` and `allRules` always exist.',
       }),
     ),
     panels: Type.Array(PanelSchema, { minItems: 1 }),
   },
-  { additionalProperties: false, title: 'Lifecycle dashboard', description: 'A dashboard of SQL panels (dashboards/README.md).' },
+  {
+    additionalProperties: false,
+    title: 'Lifecycle dashboard',
+    description: 'A dashboard of SQL panels (dashboards/README.md).',
+  },
 );
 
 export type ParameterSpec = Static<typeof ParameterSchema>;

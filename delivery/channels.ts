@@ -71,7 +71,9 @@ export function createProviders(
   };
 
   if (d.smtpLookupUrls.length > d.smtpUrls.length) {
-    throw new Error(`LC_SMTP_LOOKUP_URLS has ${d.smtpLookupUrls.length} entries but LC_SMTP_URLS only ${d.smtpUrls.length}: give one lookup URL per relay, in the same order (empty for none)`);
+    throw new Error(
+      `LC_SMTP_LOOKUP_URLS has ${d.smtpLookupUrls.length} entries but LC_SMTP_URLS only ${d.smtpUrls.length}: give one lookup URL per relay, in the same order (empty for none)`,
+    );
   }
   d.smtpUrls.forEach((url, i) => {
     const lookupUrl = d.smtpLookupUrls[i];
@@ -83,7 +85,15 @@ export function createProviders(
           from: d.emailFrom,
           ...(deps.smtp?.maxConnections ? { maxConnections: deps.smtp.maxConnections } : {}),
           ...(deps.smtp?.maxMessages ? { maxMessages: deps.smtp.maxMessages } : {}),
-          ...(lookupUrl ? { lookup: createRelayLookup({ url: lookupUrl, foundPointer: d.smtpLookupFound, ...(deps.fetch ? { fetch: deps.fetch } : {}) }) } : {}),
+          ...(lookupUrl
+            ? {
+                lookup: createRelayLookup({
+                  url: lookupUrl,
+                  foundPointer: d.smtpLookupFound,
+                  ...(deps.fetch ? { fetch: deps.fetch } : {}),
+                }),
+              }
+            : {}),
         },
         { logger: log },
       ),

@@ -15,7 +15,12 @@ import { trackingRoutes } from './tracking/routes.ts';
 import { createLinkUseLimiter } from './link-limits.ts';
 import { createTrackingLinks, linkLifetimes } from './links.ts';
 
-export { runDelivery, createDelivery, type DeliveryHandle, type DeliveryOptions } from './pipeline/run.ts';
+export {
+  runDelivery,
+  createDelivery,
+  type DeliveryHandle,
+  type DeliveryOptions,
+} from './pipeline/run.ts';
 export { createMemoryDeliveryStores, type DeliveryStores } from './pipeline/memory-stores.ts';
 
 export interface DeliveryRoutesOptions {
@@ -44,10 +49,16 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
   const { emailEventsSecret, emailEventsToleranceMs, signingSecret } = opts.config.auth;
   // The mail provider holds the webhook secret; with LC_SIGNING_SECRET it could sign any link.
   if (emailEventsSecret !== '' && emailEventsSecret === signingSecret) {
-    throw new Error('LC_EMAIL_EVENTS_SECRET must differ from LC_SIGNING_SECRET: it is given to the mail provider, which must not be able to sign tracking, unsubscribe or preference links');
+    throw new Error(
+      'LC_EMAIL_EVENTS_SECRET must differ from LC_SIGNING_SECRET: it is given to the mail provider, which must not be able to sign tracking, unsubscribe or preference links',
+    );
   }
   const store = opts.stores?.preferences ?? createPreferencesStore(opts.redis!);
-  const links = createTrackingLinks({ publicBaseUrl: opts.config.http.publicBaseUrl, signingSecret, lifetimes: linkLifetimes(opts.config.auth) });
+  const links = createTrackingLinks({
+    publicBaseUrl: opts.config.http.publicBaseUrl,
+    signingSecret,
+    lifetimes: linkLifetimes(opts.config.auth),
+  });
   await formbody(app);
   // One count per token across the tracking endpoints and the preference page of this process.
   const limiter = createLinkUseLimiter({ perMinute: opts.config.http.linkRateLimit });
@@ -55,7 +66,11 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
   await trackingRoutes(app, {
     links,
     store,
-    recorder: createEngagementRecorder({ publisher: opts.publisher, topics: topics(opts.config.kafka.topicPrefix), now }),
+    recorder: createEngagementRecorder({
+      publisher: opts.publisher,
+      topics: topics(opts.config.kafka.topicPrefix),
+      now,
+    }),
     sentIndex: opts.stores?.sentIndex ?? createSentIndex(opts.redis!),
     limiter,
     emailEvents: { secret: emailEventsSecret, toleranceMs: emailEventsToleranceMs },

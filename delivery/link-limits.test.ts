@@ -6,7 +6,9 @@ const T0 = Date.parse('2026-03-10T12:00:00Z');
 describe('link use limits', () => {
   it('allows perMinute uses of a token in any sliding minute, and says when the next one is allowed', () => {
     const limiter = createLinkUseLimiter({ perMinute: 3 });
-    expect([T0, T0 + 10_000, T0 + 20_000].map((t) => limiter.take('body.mac-a', t).allowed)).toEqual([true, true, true]);
+    expect(
+      [T0, T0 + 10_000, T0 + 20_000].map((t) => limiter.take('body.mac-a', t).allowed),
+    ).toEqual([true, true, true]);
     expect(limiter.take('body.mac-a', T0 + 30_000)).toEqual({ allowed: false, retryAfterS: 30 });
     // A refused use is not counted: the first use leaves the window at T0 + 60 s.
     expect(limiter.take('body.mac-a', T0 + 59_000)).toEqual({ allowed: false, retryAfterS: 1 });

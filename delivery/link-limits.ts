@@ -15,7 +15,10 @@ export interface LinkUseLimiter {
 
 const MINUTE_MS = 60_000;
 
-export function createLinkUseLimiter(opts: { perMinute: number; maxTokens?: number }): LinkUseLimiter {
+export function createLinkUseLimiter(opts: {
+  perMinute: number;
+  maxTokens?: number;
+}): LinkUseLimiter {
   const maxTokens = opts.maxTokens ?? 20_000;
   /** Token key -> times of its uses within the last minute, oldest first; in order of last use. */
   const uses = new Map<string, number[]>();
@@ -29,7 +32,10 @@ export function createLinkUseLimiter(opts: { perMinute: number; maxTokens?: numb
       uses.set(key, times);
       if (uses.size > maxTokens) uses.delete(uses.keys().next().value!);
       if (times.length >= opts.perMinute) {
-        return { allowed: false, retryAfterS: Math.max(1, Math.ceil((times[0]! + MINUTE_MS - now) / 1000)) };
+        return {
+          allowed: false,
+          retryAfterS: Math.max(1, Math.ceil((times[0]! + MINUTE_MS - now) / 1000)),
+        };
       }
       times.push(now);
       return { allowed: true };

@@ -1,8 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { createSigner, createTrackingLinks, LEGACY_UNSUBSCRIBE_ACCEPTED_UNTIL, tokenOf, type LinkRead, type MessageRef } from './links.ts';
+import {
+  createSigner,
+  createTrackingLinks,
+  LEGACY_UNSUBSCRIBE_ACCEPTED_UNTIL,
+  tokenOf,
+  type LinkRead,
+  type MessageRef,
+} from './links.ts';
 
-const ref: MessageRef = { sendId: 's-1', userId: 'u-1', ruleId: 'r-1', channel: 'email', variant: 'a', category: 'marketing' };
-const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com/', signingSecret: 'a-secret-of-sixteen+' });
+const ref: MessageRef = {
+  sendId: 's-1',
+  userId: 'u-1',
+  ruleId: 'r-1',
+  channel: 'email',
+  variant: 'a',
+  category: 'marketing',
+};
+const links = createTrackingLinks({
+  publicBaseUrl: 'https://t.example.com/',
+  signingSecret: 'a-secret-of-sixteen+',
+});
 const NOW = Date.UTC(2026, 0, 1);
 const DAY = 24 * 3600 * 1000;
 const valid = <T>(read: LinkRead<T>): T | null => (read.status === 'valid' ? read.value : null);
@@ -12,9 +29,17 @@ describe('signed tokens', () => {
     const url = links.click(ref, 'https://shop.example.com/p?a=1&b=2', NOW);
     expect(url.startsWith('https://t.example.com/t/c?t=')).toBe(true);
     const token = tokenOf(url);
-    expect(links.readClick(token, NOW)).toEqual({ status: 'valid', value: { ...ref, url: 'https://shop.example.com/p?a=1&b=2' } });
+    expect(links.readClick(token, NOW)).toEqual({
+      status: 'valid',
+      value: { ...ref, url: 'https://shop.example.com/p?a=1&b=2' },
+    });
     const [body, mac] = token.split('.') as [string, string];
-    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body, 'base64url').toString()), l: 'https://evil.example' })).toString('base64url');
+    const forged = Buffer.from(
+      JSON.stringify({
+        ...JSON.parse(Buffer.from(body, 'base64url').toString()),
+        l: 'https://evil.example',
+      }),
+    ).toString('base64url');
     expect(links.readClick(`${forged}.${mac}`, NOW)).toEqual({ status: 'invalid' });
     expect(links.readClick(`${body}.${mac.slice(0, -2)}AA`, NOW)).toEqual({ status: 'invalid' });
     expect(links.readClick(body, NOW)).toEqual({ status: 'invalid' });
@@ -30,12 +55,23 @@ describe('signed tokens', () => {
 
   it('refuses a token signed with another secret', () => {
     const other = createSigner('another-secret-16chars');
-    expect(createSigner('a-secret-of-sixteen+').verify('click', other.sign('click', { a: 1 }))).toBeNull();
+    expect(
+      createSigner('a-secret-of-sixteen+').verify('click', other.sign('click', { a: 1 })),
+    ).toBeNull();
   });
 
   it('refuses non-http targets even when signed', () => {
     const signer = createSigner('a-secret-of-sixteen+');
-    const t = signer.sign('click', { s: 's', u: 'u', r: 'r', c: 'email', v: null, k: 'm', l: 'javascript:alert(1)', e: NOW + DAY });
+    const t = signer.sign('click', {
+      s: 's',
+      u: 'u',
+      r: 'r',
+      c: 'email',
+      v: null,
+      k: 'm',
+      l: 'javascript:alert(1)',
+      e: NOW + DAY,
+    });
     expect(links.readClick(t, NOW)).toEqual({ status: 'invalid' });
   });
 
@@ -43,19 +79,29 @@ describe('signed tokens', () => {
     const t = tokenOf(links.preferences('u-1', NOW));
     expect(valid(links.readPreferences(t, NOW + 1000))?.userId).toBe('u-1');
     expect(valid(links.readPreferences(t, NOW + 364 * DAY))?.userId).toBe('u-1');
-    expect(links.readPreferences(t, NOW + 366 * DAY)).toMatchObject({ status: 'expired', value: { userId: 'u-1' } });
+    expect(links.readPreferences(t, NOW + 366 * DAY)).toMatchObject({
+      status: 'expired',
+      value: { userId: 'u-1' },
+    });
   });
 });
 
 describe('expiry', () => {
-  const short = createTrackingLinks({ publicBaseUrl: 'https://t.example.com/', signingSecret: 'a-secret-of-sixteen+', lifetimes: { engagementMs: 10 * DAY, consentMs: 40 * DAY } });
+  const short = createTrackingLinks({
+    publicBaseUrl: 'https://t.example.com/',
+    signingSecret: 'a-secret-of-sixteen+',
+    lifetimes: { engagementMs: 10 * DAY, consentMs: 40 * DAY },
+  });
 
   it('click and open links expire after their lifetime; an expired click still says where it pointed', () => {
     const click = tokenOf(short.click(ref, 'https://shop.example.com/x', NOW));
     const open = tokenOf(short.openPixel(ref, NOW));
     expect(short.readClick(click, NOW + 9 * DAY).status).toBe('valid');
     expect(short.readOpen(open, NOW + 9 * DAY).status).toBe('valid');
-    expect(short.readClick(click, NOW + 11 * DAY)).toEqual({ status: 'expired', value: { ...ref, url: 'https://shop.example.com/x' } });
+    expect(short.readClick(click, NOW + 11 * DAY)).toEqual({
+      status: 'expired',
+      value: { ...ref, url: 'https://shop.example.com/x' },
+    });
     expect(short.readOpen(open, NOW + 11 * DAY)).toEqual({ status: 'expired', value: ref });
   });
 
@@ -64,14 +110,22 @@ describe('expiry', () => {
     const preferences = tokenOf(short.preferences('u-1', NOW));
     expect(short.readUnsubscribe(unsubscribe, NOW + 39 * DAY).status).toBe('valid');
     expect(short.readPreferences(preferences, NOW + 39 * DAY).status).toBe('valid');
-    expect(short.readUnsubscribe(unsubscribe, NOW + 41 * DAY)).toEqual({ status: 'expired', value: ref });
+    expect(short.readUnsubscribe(unsubscribe, NOW + 41 * DAY)).toEqual({
+      status: 'expired',
+      value: ref,
+    });
     expect(short.readPreferences(preferences, NOW + 41 * DAY).status).toBe('expired');
   });
 
   it('the expiry is signed: moving it forward breaks the signature', () => {
     const token = tokenOf(short.click(ref, 'https://shop.example.com/x', NOW));
     const [body, mac] = token.split('.') as [string, string];
-    const later = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body, 'base64url').toString()), e: NOW + 1000 * DAY })).toString('base64url');
+    const later = Buffer.from(
+      JSON.stringify({
+        ...JSON.parse(Buffer.from(body, 'base64url').toString()),
+        e: NOW + 1000 * DAY,
+      }),
+    ).toString('base64url');
     expect(short.readClick(`${later}.${mac}`, NOW + 11 * DAY)).toEqual({ status: 'invalid' });
   });
 
@@ -79,10 +133,15 @@ describe('expiry', () => {
     const signer = createSigner('a-secret-of-sixteen+');
     const wire = { s: 's-1', u: 'u-1', r: 'r-1', c: 'email', v: 'a', k: 'marketing' };
     const legacyClick = signer.sign('click', { ...wire, l: 'https://evil.example/' });
-    expect(links.readClick(legacyClick, NOW)).toEqual({ status: 'expired', value: { ...ref, url: 'https://evil.example/' } });
+    expect(links.readClick(legacyClick, NOW)).toEqual({
+      status: 'expired',
+      value: { ...ref, url: 'https://evil.example/' },
+    });
     expect(links.readOpen(signer.sign('open', wire), NOW).status).toBe('expired');
     const legacyUnsubscribe = signer.sign('unsubscribe', wire);
     expect(links.readUnsubscribe(legacyUnsubscribe, NOW)).toEqual({ status: 'valid', value: ref });
-    expect(links.readUnsubscribe(legacyUnsubscribe, LEGACY_UNSUBSCRIBE_ACCEPTED_UNTIL).status).toBe('expired');
+    expect(links.readUnsubscribe(legacyUnsubscribe, LEGACY_UNSUBSCRIBE_ACCEPTED_UNTIL).status).toBe(
+      'expired',
+    );
   });
 });

@@ -34,7 +34,8 @@ export interface PreferencesPayload {
  * act on); or `invalid` (malformed, tampered with, signed with another secret or for
  * another purpose), about which nothing may be believed.
  */
-export type LinkRead<T> = { status: 'valid'; value: T } | { status: 'expired'; value: T } | { status: 'invalid' };
+export type LinkRead<T> =
+  { status: 'valid'; value: T } | { status: 'expired'; value: T } | { status: 'invalid' };
 
 /** How long links live (config auth.linkTtlDays and auth.unsubscribeTtlDays). */
 export interface LinkLifetimes {
@@ -45,9 +46,14 @@ export interface LinkLifetimes {
 }
 
 const DAY_MS = 24 * 3600 * 1000;
-export const DEFAULT_LINK_LIFETIMES: LinkLifetimes = { engagementMs: 90 * DAY_MS, consentMs: 365 * DAY_MS };
+export const DEFAULT_LINK_LIFETIMES: LinkLifetimes = {
+  engagementMs: 90 * DAY_MS,
+  consentMs: 365 * DAY_MS,
+};
 
-export const linkLifetimes = (auth: Pick<Config['auth'], 'linkTtlDays' | 'unsubscribeTtlDays'>): LinkLifetimes => ({
+export const linkLifetimes = (
+  auth: Pick<Config['auth'], 'linkTtlDays' | 'unsubscribeTtlDays'>,
+): LinkLifetimes => ({
   engagementMs: auth.linkTtlDays * DAY_MS,
   consentMs: auth.unsubscribeTtlDays * DAY_MS,
 });
@@ -72,7 +78,8 @@ const b64 = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 
 export function createSigner(secret: string): Signer {
   if (secret.length < 16) throw new Error('signing secret must be at least 16 characters');
-  const mac = (purpose: TokenPurpose, body: string) => createHmac('sha256', secret).update(`${purpose}\n${body}`).digest();
+  const mac = (purpose: TokenPurpose, body: string) =>
+    createHmac('sha256', secret).update(`${purpose}\n${body}`).digest();
   return {
     sign(purpose, payload) {
       const body = b64(JSON.stringify(payload));
@@ -105,10 +112,28 @@ interface RefWire {
   k: string;
 }
 
-const toWire = (m: MessageRef): RefWire => ({ s: m.sendId, u: m.userId, r: m.ruleId, c: m.channel, v: m.variant, k: m.category });
+const toWire = (m: MessageRef): RefWire => ({
+  s: m.sendId,
+  u: m.userId,
+  r: m.ruleId,
+  c: m.channel,
+  v: m.variant,
+  k: m.category,
+});
 const fromWire = (w: Partial<RefWire>): MessageRef | null =>
-  typeof w.s === 'string' && typeof w.u === 'string' && typeof w.r === 'string' && typeof w.c === 'string' && typeof w.k === 'string'
-    ? { sendId: w.s, userId: w.u, ruleId: w.r, channel: w.c, variant: typeof w.v === 'string' ? w.v : null, category: w.k }
+  typeof w.s === 'string' &&
+  typeof w.u === 'string' &&
+  typeof w.r === 'string' &&
+  typeof w.c === 'string' &&
+  typeof w.k === 'string'
+    ? {
+        sendId: w.s,
+        userId: w.u,
+        ruleId: w.r,
+        channel: w.c,
+        variant: typeof w.v === 'string' ? w.v : null,
+        category: w.k,
+      }
     : null;
 
 /** The token of a tracking URL (its `t` query parameter); tokens travel in the query, where their length is not limited like a path segment's. */
@@ -135,15 +160,23 @@ const judged = <T>(value: T, e: unknown, now: number, legacyUntil = -Infinity): 
   return now < expires ? { status: 'valid', value } : { status: 'expired', value };
 };
 
-export function createTrackingLinks(opts: { publicBaseUrl: string; signingSecret: string; lifetimes?: LinkLifetimes }): TrackingLinks {
+export function createTrackingLinks(opts: {
+  publicBaseUrl: string;
+  signingSecret: string;
+  lifetimes?: LinkLifetimes;
+}): TrackingLinks {
   const signer = createSigner(opts.signingSecret);
   const base = opts.publicBaseUrl.replace(/\/+$/, '');
   const { engagementMs, consentMs } = opts.lifetimes ?? DEFAULT_LINK_LIFETIMES;
   return {
-    click: (ref, url, now) => `${base}/t/c?t=${signer.sign('click', { ...toWire(ref), l: url, e: now + engagementMs })}`,
-    openPixel: (ref, now) => `${base}/t/o.gif?t=${signer.sign('open', { ...toWire(ref), e: now + engagementMs })}`,
-    unsubscribe: (ref, now) => `${base}/t/u?t=${signer.sign('unsubscribe', { ...toWire(ref), e: now + consentMs })}`,
-    preferences: (userId, now) => `${base}/p?t=${signer.sign('preferences', { u: userId, e: now + consentMs })}`,
+    click: (ref, url, now) =>
+      `${base}/t/c?t=${signer.sign('click', { ...toWire(ref), l: url, e: now + engagementMs })}`,
+    openPixel: (ref, now) =>
+      `${base}/t/o.gif?t=${signer.sign('open', { ...toWire(ref), e: now + engagementMs })}`,
+    unsubscribe: (ref, now) =>
+      `${base}/t/u?t=${signer.sign('unsubscribe', { ...toWire(ref), e: now + consentMs })}`,
+    preferences: (userId, now) =>
+      `${base}/p?t=${signer.sign('preferences', { u: userId, e: now + consentMs })}`,
     readClick(token, now) {
       const w = signer.verify<Partial<RefWire> & { l?: unknown; e?: unknown }>('click', token);
       const ref = w && fromWire(w);

@@ -45,7 +45,11 @@ export type ProviderResult =
   /** Worth another try later (timeouts, 4xx SMTP, 5xx HTTP, 429). */
   | { status: 'retriable'; error: string; retryAfterMs?: number }
   /** Never worth retrying; `suppress` marks the address/token as dead for future sends. */
-  | { status: 'permanent'; error: string; suppress?: 'hard_bounce' | 'invalid_address' | 'invalid_token' | 'complaint' };
+  | {
+      status: 'permanent';
+      error: string;
+      suppress?: 'hard_bounce' | 'invalid_address' | 'invalid_token' | 'complaint';
+    };
 
 export interface Provider {
   /** Unique name, used for the per-provider circuit breaker and in delivery outcomes. */

@@ -7,8 +7,13 @@ import { isValidTimezone } from '../platform/time.ts';
 
 const str = (v: unknown) => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
 
-export function resolveRecipient(send: SendCommand, defaults: { timezone: string; locale: string }): Recipient {
-  const user = (send.data.user && typeof send.data.user === 'object' ? send.data.user : {}) as Record<string, unknown>;
+export function resolveRecipient(
+  send: SendCommand,
+  defaults: { timezone: string; locale: string },
+): Recipient {
+  const user = (
+    send.data.user && typeof send.data.user === 'object' ? send.data.user : {}
+  ) as Record<string, unknown>;
   const tz = str(user.timezone);
   const r: Recipient = {
     userId: send.userId,
@@ -21,7 +26,9 @@ export function resolveRecipient(send: SendCommand, defaults: { timezone: string
   if (phone) r.phone = phone;
   const webhookUrl = str(user.webhookUrl) ?? str(send.data.webhookUrl);
   if (webhookUrl) r.webhookUrl = webhookUrl;
-  const tokens = Array.isArray(user.deviceTokens) ? user.deviceTokens.filter((t): t is string => typeof t === 'string' && t !== '') : [];
+  const tokens = Array.isArray(user.deviceTokens)
+    ? user.deviceTokens.filter((t): t is string => typeof t === 'string' && t !== '')
+    : [];
   if (tokens.length > 0) r.deviceTokens = tokens;
   return r;
 }

@@ -28,11 +28,25 @@ const SENT_INDEX_TTL_SECONDS = 60 * 24 * 3600;
 export function createSentIndex(deps: { redis: Redis; keys: KeySpace }): SentIndex {
   // Keyed the way the email provider writes the sendId into the Message-ID, so a bounce's
   // Message-ID finds it.
-  const key = (sendId: string) => deps.keys.global(`dlv:sent:${sendId.replace(/[^A-Za-z0-9._-]/g, '-')}`);
+  const key = (sendId: string) =>
+    deps.keys.global(`dlv:sent:${sendId.replace(/[^A-Za-z0-9._-]/g, '-')}`);
   return {
     async remember(send, channel, address) {
-      const rec: SentRecord = { sendId: send.sendId, userId: send.userId, ruleId: send.ruleId, channel, variant: send.variant, category: send.category, holdout: send.holdout, address };
-      await deps.redis.multi().hset(key(send.sendId), channel, JSON.stringify(rec)).expire(key(send.sendId), SENT_INDEX_TTL_SECONDS).exec();
+      const rec: SentRecord = {
+        sendId: send.sendId,
+        userId: send.userId,
+        ruleId: send.ruleId,
+        channel,
+        variant: send.variant,
+        category: send.category,
+        holdout: send.holdout,
+        address,
+      };
+      await deps.redis
+        .multi()
+        .hset(key(send.sendId), channel, JSON.stringify(rec))
+        .expire(key(send.sendId), SENT_INDEX_TTL_SECONDS)
+        .exec();
     },
     async lookup(sendId) {
       const h = await deps.redis.hgetall(key(sendId));

@@ -36,7 +36,11 @@ export interface SendContext {
 export type StageResult =
   | { kind: 'continue' }
   /** Nothing to do now (already handled, or waiting in the delay queue); `reemit` restores a lost outcome. */
-  | { kind: 'skip'; reason: string; reemit?: { status: FinalStatus; reason: string | null; provider: string | null } }
+  | {
+      kind: 'skip';
+      reason: string;
+      reemit?: { status: FinalStatus; reason: string | null; provider: string | null };
+    }
   | { kind: 'suppressed'; reason: string }
   | { kind: 'holdout' }
   /** Park the send in the durable delay queue until `until`. */

@@ -21,12 +21,25 @@ describe('createSmtpSink', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const api = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${sink.httpPort}${path}`, init);
+  const api = (path: string, init?: RequestInit) =>
+    fetch(`http://127.0.0.1:${sink.httpPort}${path}`, init);
   const send = async (n: number, auth = false) => {
-    const t = nodemailer.createTransport({ host: '127.0.0.1', port: sink.port, secure: false, ...(auth ? { auth: { user: 'relay', pass: 'secret' } } : {}) });
+    const t = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: sink.port,
+      secure: false,
+      ...(auth ? { auth: { user: 'relay', pass: 'secret' } } : {}),
+    });
     try {
       for (let i = 0; i < n; i++) {
-        await t.sendMail({ from: 'a@example.com', to: [`b${i}@example.com`], cc: 'c@example.com', subject: `hello ${i}`, text: `body ${i}`, messageId: `<m${i}@x>` });
+        await t.sendMail({
+          from: 'a@example.com',
+          to: [`b${i}@example.com`],
+          cc: 'c@example.com',
+          subject: `hello ${i}`,
+          text: `body ${i}`,
+          messageId: `<m${i}@x>`,
+        });
       }
     } finally {
       t.close();
@@ -45,7 +58,9 @@ describe('createSmtpSink', () => {
     expect(files.filter((f) => f.endsWith('.eml'))).toHaveLength(3);
     expect(files.filter((f) => f.endsWith('.json'))).toHaveLength(3);
 
-    const one = (await (await api('/messages?messageId=%3Cm1%40x%3E')).json()) as { messages: ReceivedMessage[] };
+    const one = (await (await api('/messages?messageId=%3Cm1%40x%3E')).json()) as {
+      messages: ReceivedMessage[];
+    };
     expect(one.messages.map((m) => m.messageId)).toEqual(['m1@x']);
     const byId = (await (await api(`/messages/${one.messages[0]!.id}`)).json()) as ReceivedMessage;
     expect(byId.text.trim()).toBe('body 1');
@@ -69,11 +84,23 @@ describe('createSmtpSink', () => {
 
   it('lists a message as soon as its sender has the 250', async () => {
     await sink.clear();
-    const t = nodemailer.createTransport({ host: '127.0.0.1', port: sink.port, secure: false, pool: true, maxConnections: 4 });
+    const t = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: sink.port,
+      secure: false,
+      pool: true,
+      maxConnections: 4,
+    });
     try {
       await Promise.all(
         Array.from({ length: 40 }, async (_, i) => {
-          await t.sendMail({ from: 'a@example.com', to: 'z@example.com', subject: `now ${i}`, text: 'x', messageId: `<now${i}@x>` });
+          await t.sendMail({
+            from: 'a@example.com',
+            to: 'z@example.com',
+            subject: `now ${i}`,
+            text: 'x',
+            messageId: `<now${i}@x>`,
+          });
           expect(sink.list({ messageId: `now${i}@x` }), `now${i}`).toHaveLength(1);
         }),
       );
@@ -85,18 +112,30 @@ describe('createSmtpSink', () => {
   });
 
   it('parses at start a message that was answered 250 but not parsed before a stop', async () => {
-    const raw = Buffer.from('From: a@example.com\r\nTo: late@example.com\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nbody\r\n');
+    const raw = Buffer.from(
+      'From: a@example.com\r\nTo: late@example.com\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nbody\r\n',
+    );
     const id = '1700000000000-00000000abcd';
     await writeFile(join(dir, `${id}.eml`), raw);
     // As a sink with views on read leaves it: the raw bytes and a journal line with the envelope.
-    await writeFile(join(dir, 'accepted.jsonl'), `${JSON.stringify({ id, envelope: { mailFrom: 'a@example.com', rcptTo: ['hidden@example.com'] }, receivedAt: new Date(0).toISOString(), size: raw.length })}\n`);
+    await writeFile(
+      join(dir, 'accepted.jsonl'),
+      `${JSON.stringify({ id, envelope: { mailFrom: 'a@example.com', rcptTo: ['hidden@example.com'] }, receivedAt: new Date(0).toISOString(), size: raw.length })}\n`,
+    );
     await sink.stop();
     sink = createSmtpSink({ port: 0, httpPort: 0, dir });
     await sink.start();
     const [m] = sink.list({ messageId: 'late@x' });
-    expect(m).toMatchObject({ id, subject: 'late', to: ['late@example.com'], envelope: { rcptTo: ['hidden@example.com'] } });
+    expect(m).toMatchObject({
+      id,
+      subject: 'late',
+      to: ['late@example.com'],
+      envelope: { rcptTo: ['hidden@example.com'] },
+    });
     expect(m!.text.trim()).toBe('body');
-    expect(JSON.parse(await readFile(join(dir, `${id}.json`), 'utf8'))).toMatchObject({ messageId: 'late@x' });
+    expect(JSON.parse(await readFile(join(dir, `${id}.json`), 'utf8'))).toMatchObject({
+      messageId: 'late@x',
+    });
     await sink.clear();
     expect(await readdir(dir)).toEqual([]);
   });
@@ -107,7 +146,15 @@ describe('createSmtpSink', () => {
     await lazy.start();
     try {
       const t = nodemailer.createTransport({ host: '127.0.0.1', port: lazy.port, secure: false });
-      for (let i = 0; i < 3; i++) await t.sendMail({ from: 'a@example.com', to: `l${i}@example.com`, bcc: 'hidden@example.com', subject: `lazy ${i}`, text: `body ${i}`, messageId: `<lazy${i}@x>` });
+      for (let i = 0; i < 3; i++)
+        await t.sendMail({
+          from: 'a@example.com',
+          to: `l${i}@example.com`,
+          bcc: 'hidden@example.com',
+          subject: `lazy ${i}`,
+          text: `body ${i}`,
+          messageId: `<lazy${i}@x>`,
+        });
       t.close();
       expect(lazy.health().messages).toBe(3);
       // Raw bytes and envelope are on disk before any parse, in the accept log alone.
@@ -123,13 +170,23 @@ describe('createSmtpSink', () => {
         ['lazy1@x', 'lazy 1', 'body 1'],
         ['lazy2@x', 'lazy 2', 'body 2'],
       ]);
-      expect(JSON.parse(await readFile(join(lazyDir, `${messages[0]!.id}.json`), 'utf8'))).toMatchObject({ messageId: 'lazy0@x' });
+      expect(
+        JSON.parse(await readFile(join(lazyDir, `${messages[0]!.id}.json`), 'utf8')),
+      ).toMatchObject({ messageId: 'lazy0@x' });
       // Every line has its view now: the journal is emptied, and new messages still land.
       expect(await readFile(join(lazyDir, 'accepted.jsonl'), 'utf8')).toBe('');
       const t2 = nodemailer.createTransport({ host: '127.0.0.1', port: lazy.port, secure: false });
-      await t2.sendMail({ from: 'a@example.com', to: 'l3@example.com', subject: 'lazy 3', text: 'body 3', messageId: '<lazy3@x>' });
+      await t2.sendMail({
+        from: 'a@example.com',
+        to: 'l3@example.com',
+        subject: 'lazy 3',
+        text: 'body 3',
+        messageId: '<lazy3@x>',
+      });
       t2.close();
-      const again = (await (await fetch(`http://127.0.0.1:${lazy.httpPort}/messages?messageId=lazy3@x`)).json()) as { messages: ReceivedMessage[] };
+      const again = (await (
+        await fetch(`http://127.0.0.1:${lazy.httpPort}/messages?messageId=lazy3@x`)
+      ).json()) as { messages: ReceivedMessage[] };
       expect(again.messages.map((m) => m.subject)).toEqual(['lazy 3']);
     } finally {
       await lazy.stop();
@@ -181,7 +238,13 @@ describe('createSmtpSink', () => {
       try {
         const ids: string[] = [];
         for (const [k, raw] of messages.entries()) {
-          const info = await t.sendMail({ envelope: { from: 'bounce@example.com', to: [`r${from + k}@example.com`, 'hidden@example.com'] }, raw });
+          const info = await t.sendMail({
+            envelope: {
+              from: 'bounce@example.com',
+              to: [`r${from + k}@example.com`, 'hidden@example.com'],
+            },
+            raw,
+          });
           ids.push(/queued as (\S+)/.exec(info.response)![1]!);
         }
         return ids;
@@ -189,9 +252,12 @@ describe('createSmtpSink', () => {
         t.close();
       }
     };
-    const http = async (s: SmtpSink, path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${s.httpPort}${path}`, init);
-    const listed = async (s: SmtpSink) => ((await (await http(s, '/messages')).json()) as { messages: ReceivedMessage[] }).messages;
-    const files = async (ext: string) => (await readdir(logDir)).filter((f) => f.endsWith(ext)).sort();
+    const http = async (s: SmtpSink, path: string, init?: RequestInit) =>
+      fetch(`http://127.0.0.1:${s.httpPort}${path}`, init);
+    const listed = async (s: SmtpSink) =>
+      ((await (await http(s, '/messages')).json()) as { messages: ReceivedMessage[] }).messages;
+    const files = async (ext: string) =>
+      (await readdir(logDir)).filter((f) => f.endsWith(ext)).sort();
 
     it('creates no file per message until a read, then the same .eml and .json files as on accept', async () => {
       const s = await startOnRead();
@@ -208,8 +274,12 @@ describe('createSmtpSink', () => {
       expect(await files('.eml')).toEqual(ids.map((id) => `${id}.eml`).sort());
       expect(await files('.json')).toEqual(ids.map((id) => `${id}.json`).sort());
       for (const [i, id] of ids.entries()) {
-        expect((await readFile(join(logDir, `${id}.eml`))).equals(sent[i]!), `${id}.eml`).toBe(true);
-        expect(Buffer.from(await (await http(s, `/messages/${id}/raw`)).arrayBuffer()).equals(sent[i]!)).toBe(true);
+        expect((await readFile(join(logDir, `${id}.eml`))).equals(sent[i]!), `${id}.eml`).toBe(
+          true,
+        );
+        expect(
+          Buffer.from(await (await http(s, `/messages/${id}/raw`)).arrayBuffer()).equals(sent[i]!),
+        ).toBe(true);
         expect(JSON.parse(await readFile(join(logDir, `${id}.json`), 'utf8'))).toEqual(messages[i]);
       }
       expect((await readFile(join(logDir, 'accepted.jsonl'))).length).toBe(0);
@@ -233,8 +303,11 @@ describe('createSmtpSink', () => {
       const again = await startOnRead();
       expect(again.health().messages).toBe(4);
       const messages = await listed(again);
-      expect(messages.map((m) => [m.id, m.messageId, m.envelope.mailFrom])).toEqual(ids.map((id, i) => [id, `log${i}@x`, 'bounce@example.com']));
-      for (const [i, id] of ids.entries()) expect((await readFile(join(logDir, `${id}.eml`))).equals(sent[i]!)).toBe(true);
+      expect(messages.map((m) => [m.id, m.messageId, m.envelope.mailFrom])).toEqual(
+        ids.map((id, i) => [id, `log${i}@x`, 'bounce@example.com']),
+      );
+      for (const [i, id] of ids.entries())
+        expect((await readFile(join(logDir, `${id}.eml`))).equals(sent[i]!)).toBe(true);
     });
 
     it('drops only a torn last message at start, and appends after the last whole one', async () => {
@@ -291,7 +364,9 @@ describe('createSmtpSink', () => {
     await small.start();
     try {
       const t = nodemailer.createTransport({ host: '127.0.0.1', port: small.port, secure: false });
-      await expect(t.sendMail({ from: 'a@example.com', to: 'b@example.com', text: 'x'.repeat(10_000) })).rejects.toThrow(/552|size/i);
+      await expect(
+        t.sendMail({ from: 'a@example.com', to: 'b@example.com', text: 'x'.repeat(10_000) }),
+      ).rejects.toThrow(/552|size/i);
       t.close();
       expect(small.list()).toHaveLength(0);
       expect(small.httpPort).toBeNull();

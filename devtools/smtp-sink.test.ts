@@ -21,12 +21,18 @@ const raw = Buffer.from(
 
 describe('parseMessage', () => {
   it('extracts ids, addresses, decoded subject and unfolded headers', async () => {
-    const m = await parseMessage(raw, { id: '1-abc', envelope: { mailFrom: 'bounce@example.com', rcptTo: ['ada@example.com'] }, receivedAt: new Date(0) });
+    const m = await parseMessage(raw, {
+      id: '1-abc',
+      envelope: { mailFrom: 'bounce@example.com', rcptTo: ['ada@example.com'] },
+      receivedAt: new Date(0),
+    });
     expect(m.messageId).toBe('abc@lifecycle');
     expect(m.from).toEqual(['hello@example.com']);
     expect(m.to).toEqual(['ada@example.com', 'bob@example.com']);
     expect(m.subject).toBe('Café');
-    expect(m.headers['list-unsubscribe']).toBe('<https://example.com/u/1>, <mailto:unsub@example.com>');
+    expect(m.headers['list-unsubscribe']).toBe(
+      '<https://example.com/u/1>, <mailto:unsub@example.com>',
+    );
     expect(m.headers['x-tag']).toEqual(['one', 'two']);
     expect(m.text.trim()).toBe('Hello Ada');
     expect(m.html).toBeNull();
@@ -37,7 +43,11 @@ describe('parseMessage', () => {
 
 describe('matches', () => {
   it('filters by Message-ID with or without brackets, recipient (any case) and subject', async () => {
-    const m = await parseMessage(raw, { id: '1-abc', envelope: { mailFrom: null, rcptTo: ['hidden@example.com'] }, receivedAt: new Date(0) });
+    const m = await parseMessage(raw, {
+      id: '1-abc',
+      envelope: { mailFrom: null, rcptTo: ['hidden@example.com'] },
+      receivedAt: new Date(0),
+    });
     expect(matches(m, { messageId: '<abc@lifecycle>' })).toBe(true);
     expect(matches(m, { messageId: 'abc@lifecycle' })).toBe(true);
     expect(matches(m, { messageId: 'other' })).toBe(false);

@@ -14,7 +14,17 @@
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { simpleParser, type AddressObject } from 'mailparser';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -119,7 +129,9 @@ function addresses(a: AddressObject | AddressObject[] | undefined): string[] {
   return list.flatMap((o) => o.value.map((v) => v.address ?? '').filter((x) => x !== ''));
 }
 
-function headerMap(lines: ReadonlyArray<{ key: string; line: string }>): Record<string, string | string[]> {
+function headerMap(
+  lines: ReadonlyArray<{ key: string; line: string }>,
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const { key, line } of lines) {
     const colon = line.indexOf(':');
@@ -190,10 +202,12 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
   /** The raw bytes of a pending message, written to `<id>.eml` if they are still in the accept log. */
   function storeRaw(p: PendingMessage): Buffer | undefined {
     if (p.rawAt === undefined) return undefined;
-    if (acceptLog === undefined) throw new Error(`the sink is stopped: start it again to read ${p.rec.id} from ${logPath}`);
+    if (acceptLog === undefined)
+      throw new Error(`the sink is stopped: start it again to read ${p.rec.id} from ${logPath}`);
     const bytes = Buffer.allocUnsafe(p.rec.size);
     const n = readSync(acceptLog, bytes, 0, bytes.length, p.rawAt);
-    if (n !== bytes.length) throw new Error(`accept log ${logPath} ends inside message ${p.rec.id}`);
+    if (n !== bytes.length)
+      throw new Error(`accept log ${logPath} ends inside message ${p.rec.id}`);
     writeFileSync(join(options.dir, `${p.rec.id}.eml`), bytes);
     return bytes;
   }
@@ -216,13 +230,19 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
         raw = storeRaw(p);
       } catch (err) {
         // Not dropped from pending: the accept log, and so the message, stay until this is fixed.
-        log.error({ id: p.rec.id, err }, 'cannot copy an accepted message from the accept log to its .eml file');
+        log.error(
+          { id: p.rec.id, err },
+          'cannot copy an accepted message from the accept log to its .eml file',
+        );
         throw err;
       }
       try {
         await buildView(p.rec, raw);
       } catch (err) {
-        log.warn({ id: p.rec.id, err }, 'stored message cannot be parsed; only its raw bytes are kept');
+        log.warn(
+          { id: p.rec.id, err },
+          'stored message cannot be parsed; only its raw bytes are kept',
+        );
       } finally {
         pending.delete(p.rec.id);
       }
@@ -256,15 +276,20 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
       // A short or failed write would leave a torn frame in front of the next ones.
       if (written !== frame.length) ftruncateSync(fd, at);
     }
-    if (written !== frame.length) throw new Error(`short write to ${logPath} (${written} of ${frame.length} bytes)`);
+    if (written !== frame.length)
+      throw new Error(`short write to ${logPath} (${written} of ${frame.length} bytes)`);
     logBytes = at + frame.length;
     return at + header.length;
   }
 
-  async function receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+  async function receive(
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+  ): Promise<string> {
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(chunk as Buffer);
-    if (stream.sizeExceeded) throw Object.assign(new Error('message exceeds the size limit'), { responseCode: 552 });
+    if (stream.sizeExceeded)
+      throw Object.assign(new Error('message exceeds the size limit'), { responseCode: 552 });
     let size = 0;
     for (const c of chunks) size += c.length;
     const rec: AcceptedRecord = {
@@ -372,7 +397,12 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
         torn = 'message without its closing newline';
         break;
       }
-      const rec: AcceptedRecord = { id: head.id, envelope: head.envelope, receivedAt: head.receivedAt, size: bytes };
+      const rec: AcceptedRecord = {
+        id: head.id,
+        envelope: head.envelope,
+        receivedAt: head.receivedAt,
+        size: bytes,
+      };
       if (!messages.has(rec.id)) pending.set(rec.id, { rec, rawAt });
       at = end + 1;
     }
@@ -409,7 +439,12 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
     return readFile(join(options.dir, `${id}.eml`));
   }
 
-  function send(res: ServerResponse, status: number, body?: unknown, type = 'application/json'): void {
+  function send(
+    res: ServerResponse,
+    status: number,
+    body?: unknown,
+    type = 'application/json',
+  ): void {
     if (body === undefined) {
       res.writeHead(status).end();
       return;
@@ -422,7 +457,11 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
     const url = new URL(req.url ?? '/', 'http://sink');
     const parts = url.pathname.split('/').filter(Boolean);
     if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, health());
-    if (parts[0] !== 'messages') return send(res, 404, { code: ErrorCodes.NotFound, message: `no route ${req.method} ${url.pathname}` });
+    if (parts[0] !== 'messages')
+      return send(res, 404, {
+        code: ErrorCodes.NotFound,
+        message: `no route ${req.method} ${url.pathname}`,
+      });
     // What a client that got a 250 reads next includes that message.
     await settled();
     const id = parts[1];
@@ -440,16 +479,25 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
     }
     if (id !== undefined && req.method === 'GET' && parts[2] === 'raw') {
       const bytes = await raw(id);
-      return bytes ? send(res, 200, bytes, 'message/rfc822') : send(res, 404, { code: ErrorCodes.NotFound, message: `no message ${id}` });
+      return bytes
+        ? send(res, 200, bytes, 'message/rfc822')
+        : send(res, 404, { code: ErrorCodes.NotFound, message: `no message ${id}` });
     }
     if (id !== undefined && req.method === 'GET' && parts.length === 2) {
       const m = messages.get(id);
-      return m ? send(res, 200, m) : send(res, 404, { code: ErrorCodes.NotFound, message: `no message ${id}` });
+      return m
+        ? send(res, 200, m)
+        : send(res, 404, { code: ErrorCodes.NotFound, message: `no message ${id}` });
     }
     if (id !== undefined && req.method === 'DELETE' && parts.length === 2) {
-      return (await remove(id)) ? send(res, 204) : send(res, 404, { code: ErrorCodes.NotFound, message: `no message ${id}` });
+      return (await remove(id))
+        ? send(res, 204)
+        : send(res, 404, { code: ErrorCodes.NotFound, message: `no message ${id}` });
     }
-    return send(res, 405, { code: ErrorCodes.BadRequest, message: `${req.method} not allowed on ${url.pathname}` });
+    return send(res, 405, {
+      code: ErrorCodes.BadRequest,
+      message: `${req.method} not allowed on ${url.pathname}`,
+    });
   }
 
   function health() {
@@ -504,7 +552,8 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
       const h = createServer((req, res) => {
         handle(req, res).catch((err: unknown) => {
           log.error({ err }, 'http request failed');
-          if (!res.headersSent) send(res, 500, { code: ErrorCodes.Internal, message: 'internal error' });
+          if (!res.headersSent)
+            send(res, 500, { code: ErrorCodes.Internal, message: 'internal error' });
         });
       });
       await new Promise<void>((resolve, reject) => {

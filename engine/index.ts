@@ -14,12 +14,38 @@ export {
   type EngineCore,
   type EngineCoreDeps,
 } from './core/engine-core.ts';
-export { serializeState, deserializeState, cloneState, emptyState, StateFormatError, type UserState, type RuleHistory } from './core/state.ts';
-export { createMemoryStateStore, createTimerQueue, type MemoryStateStore, type TimerQueue } from './core/memory.ts';
+export {
+  serializeState,
+  deserializeState,
+  cloneState,
+  emptyState,
+  StateFormatError,
+  type UserState,
+  type RuleHistory,
+} from './core/state.ts';
+export {
+  createMemoryStateStore,
+  createTimerQueue,
+  type MemoryStateStore,
+  type TimerQueue,
+} from './core/memory.ts';
 export { deterministicId, sendIdFor, timerIdFor } from './core/ids.ts';
-export { SCHEDULE_EVENT, scheduleOccurrences, nextOccurrence, occurrenceEvent, timezoneFor } from './core/schedule.ts';
+export {
+  SCHEDULE_EVENT,
+  scheduleOccurrences,
+  nextOccurrence,
+  occurrenceEvent,
+  timezoneFor,
+} from './core/schedule.ts';
 export { parseInputLine, type ParsedLine } from './core/input.ts';
-export { createSimulation, formatSummary, toOutputRecord, type Simulation, type SimulationOptions, type SimulationSummary } from './core/simulate.ts';
+export {
+  createSimulation,
+  formatSummary,
+  toOutputRecord,
+  type Simulation,
+  type SimulationOptions,
+  type SimulationSummary,
+} from './core/simulate.ts';
 
 export {
   createEngineService,
@@ -31,7 +57,15 @@ export {
 } from './runtime/engine-service.ts';
 export { createRedisStateStore, partitionKeys, userKeys } from './runtime/redis-state.ts';
 export { createRedisTimerStore, startTimerPoller, type TimerPoller } from './runtime/timers.ts';
-export { MemoryStores, TOMBSTONE_TTL_MS, type StateStore, type TimerStore, type StoredUser, type UserWrite, type WriteResult } from './runtime/stores.ts';
+export {
+  MemoryStores,
+  TOMBSTONE_TTL_MS,
+  type StateStore,
+  type TimerStore,
+  type StoredUser,
+  type UserWrite,
+  type WriteResult,
+} from './runtime/stores.ts';
 export { createMemoryEngine, wireCore, type CoreWiring } from './runtime/wiring.ts';
 export { runEngine, type RunningEngine } from './runtime/main.ts';
 export * from './scheduler/index.ts';

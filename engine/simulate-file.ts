@@ -5,7 +5,12 @@ import { createInterface } from 'node:readline';
 import type { SendCommand } from '../platform/contracts.ts';
 import { closeOutputFile, openOutputFile } from '../platform/output-file.ts';
 import { loadRuleSet, formatRuleError } from '../rules/index.ts';
-import { createSimulation, formatSummary, toOutputRecord, type SimulationSummary } from './core/simulate.ts';
+import {
+  createSimulation,
+  formatSummary,
+  toOutputRecord,
+  type SimulationSummary,
+} from './core/simulate.ts';
 
 const PROGRESS_EVERY = 10_000;
 
@@ -28,7 +33,10 @@ export interface SimulateIo {
 }
 
 /** Runs a simulation; resolves to the exit code (0 ok, 1 invalid rules/arguments, or invalid lines with `strict`) and the summary when it ran. */
-export async function simulateFile(opts: SimulateFileOptions, io: SimulateIo): Promise<{ exitCode: number; summary: SimulationSummary | null }> {
+export async function simulateFile(
+  opts: SimulateFileOptions,
+  io: SimulateIo,
+): Promise<{ exitCode: number; summary: SimulationSummary | null }> {
   const fail = (text: string) => {
     io.stderr.write(`${text}\n`);
     return { exitCode: 1, summary: null };
@@ -36,9 +44,15 @@ export async function simulateFile(opts: SimulateFileOptions, io: SimulateIo): P
   let until: number | null = null;
   if (opts.until !== undefined) {
     until = Date.parse(opts.until);
-    if (!Number.isFinite(until)) return fail(`--until: ${JSON.stringify(opts.until)} is not an ISO date (e.g. 2026-03-01T00:00:00Z)`);
+    if (!Number.isFinite(until))
+      return fail(
+        `--until: ${JSON.stringify(opts.until)} is not an ISO date (e.g. 2026-03-01T00:00:00Z)`,
+      );
   }
-  const loaded = await loadRuleSet(opts.rules, opts.templates === undefined ? {} : { templatesDir: opts.templates });
+  const loaded = await loadRuleSet(
+    opts.rules,
+    opts.templates === undefined ? {} : { templatesDir: opts.templates },
+  );
   if (!loaded.ok) return fail(loaded.errors.map(formatRuleError).join('\n'));
   const ruleSet = loaded.ruleSet;
 
@@ -58,7 +72,8 @@ export async function simulateFile(opts: SimulateFileOptions, io: SimulateIo): P
     out = file;
   }
   // The summary goes where it does not mix with the send commands.
-  const report = (text: string) => void (opts.quiet ? undefined : (toStdout ? io.stderr : io.stdout).write(`${text}\n`));
+  const report = (text: string) =>
+    void (opts.quiet ? undefined : (toStdout ? io.stderr : io.stdout).write(`${text}\n`));
   const progress = (text: string) => void (opts.quiet ? undefined : io.stderr.write(`${text}\n`));
 
   const sim = createSimulation({ ruleSet: () => ruleSet });
@@ -74,7 +89,8 @@ export async function simulateFile(opts: SimulateFileOptions, io: SimulateIo): P
       const sends = sim.line(text, lineNo);
       if (sends.length > 0) await writeSends(out, sends);
       if (lineNo % PROGRESS_EVERY === 0) {
-        const pct = totalBytes > 0 ? ` (${Math.min(100, Math.round((bytes / totalBytes) * 100))}%)` : '';
+        const pct =
+          totalBytes > 0 ? ` (${Math.min(100, Math.round((bytes / totalBytes) * 100))}%)` : '';
         const rate = Math.round(lineNo / Math.max(0.001, (Date.now() - started) / 1000));
         progress(`simulate: ${lineNo} lines${pct}, ${sim.summary().sends} sends, ${rate} lines/s`);
       }
@@ -92,7 +108,10 @@ export async function simulateFile(opts: SimulateFileOptions, io: SimulateIo): P
   return { exitCode: opts.strict && summary.invalid.length > 0 ? 1 : 0, summary };
 }
 
-async function writeSends(out: NodeJS.WritableStream, sends: readonly SendCommand[]): Promise<void> {
+async function writeSends(
+  out: NodeJS.WritableStream,
+  sends: readonly SendCommand[],
+): Promise<void> {
   let chunk = '';
   for (const send of sends) chunk += `${JSON.stringify(toOutputRecord(send))}\n`;
   if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', resolve));

@@ -15,14 +15,30 @@ import { createSchemaRegistry } from './cdc/debezium.ts';
 /** Consumer group of the CDC consumer, derived from the topic prefix. */
 export const cdcGroupId = (config: Pick<Config, 'kafka'>) => `${config.kafka.topicPrefix}-cdc`;
 
-export async function runCdc(config: Readonly<Config>, logger: Logger, metrics: Registry = createMetricsRegistry({ process: 'cdc' })): Promise<RunningUnit> {
+export async function runCdc(
+  config: Readonly<Config>,
+  logger: Logger,
+  metrics: Registry = createMetricsRegistry({ process: 'cdc' }),
+): Promise<RunningUnit> {
   const mapping = loadMapping(config.cdc.mappingFile);
   const bus = KafkaBus.fromConfig(config, logger);
   const t = topics(config.kafka.topicPrefix);
-  await bus.ensureTopics(internalTopicSpecs(t, config.kafka.partitions).filter((s) => s.topic === t.events || s.topic === t.dlq));
+  await bus.ensureTopics(
+    internalTopicSpecs(t, config.kafka.partitions).filter(
+      (s) => s.topic === t.events || s.topic === t.dlq,
+    ),
+  );
   const processor = createCdcProcessor(
     { cdc: config.cdc, kafka: config.kafka, groupId: cdcGroupId(config) },
-    { bus, logger, metrics, mapping, ...(config.cdc.schemaRegistryUrl ? { registry: createSchemaRegistry(config.cdc.schemaRegistryUrl) } : {}) },
+    {
+      bus,
+      logger,
+      metrics,
+      mapping,
+      ...(config.cdc.schemaRegistryUrl
+        ? { registry: createSchemaRegistry(config.cdc.schemaRegistryUrl) }
+        : {}),
+    },
   );
   await processor.start();
   return {

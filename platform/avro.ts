@@ -91,63 +91,134 @@ function makeCodec<T, W>(type: avro.Type, to: (v: T) => W, from: (w: W) => T): C
     encode: (value) => type.toBuffer(to(value)),
     decode: (bytes, writerSchemaId) => {
       if (writerSchemaId !== undefined && writerSchemaId !== id) {
-        throw new LifecycleError(ErrorCodes.Decode, `unknown writer schema id ${writerSchemaId} (expected ${id})`);
+        throw new LifecycleError(
+          ErrorCodes.Decode,
+          `unknown writer schema id ${writerSchemaId} (expected ${id})`,
+        );
       }
       try {
         return from(type.fromBuffer(bytes) as W);
       } catch (err) {
-        throw new LifecycleError(ErrorCodes.Decode, `not a valid ${type.name ?? 'record'}: ${(err as Error).message}`, { cause: err });
+        throw new LifecycleError(
+          ErrorCodes.Decode,
+          `not a valid ${type.name ?? 'record'}: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
     },
   };
 }
 
 const json = (v: unknown) => JSON.stringify(v ?? {});
-const parse = (s: string | null): Record<string, unknown> | undefined => (s == null ? undefined : (JSON.parse(s) as Record<string, unknown>));
+const parse = (s: string | null): Record<string, unknown> | undefined =>
+  s == null ? undefined : (JSON.parse(s) as Record<string, unknown>);
 
 interface EventWire {
-  id: string; userId: string; anonymousId: string | null; type: string; ts: number; receivedAt: number;
-  source: string; properties: string; traits: string | null; context: string | null;
+  id: string;
+  userId: string;
+  anonymousId: string | null;
+  type: string;
+  ts: number;
+  receivedAt: number;
+  source: string;
+  properties: string;
+  traits: string | null;
+  context: string | null;
 }
 
 export const eventCodec: Codec<NormalisedEvent> = makeCodec<NormalisedEvent, EventWire>(
   EventAvro,
   (e) => ({
-    id: e.id, userId: e.userId, anonymousId: e.anonymousId ?? null, type: e.type, ts: e.ts, receivedAt: e.receivedAt,
-    source: e.source, properties: json(e.properties), traits: e.traits ? json(e.traits) : null, context: e.context ? json(e.context) : null,
+    id: e.id,
+    userId: e.userId,
+    anonymousId: e.anonymousId ?? null,
+    type: e.type,
+    ts: e.ts,
+    receivedAt: e.receivedAt,
+    source: e.source,
+    properties: json(e.properties),
+    traits: e.traits ? json(e.traits) : null,
+    context: e.context ? json(e.context) : null,
   }),
   (w) => {
-    const e: NormalisedEvent = { id: w.id, userId: w.userId, type: w.type, ts: Number(w.ts), receivedAt: Number(w.receivedAt), source: w.source, properties: parse(w.properties) ?? {} };
+    const e: NormalisedEvent = {
+      id: w.id,
+      userId: w.userId,
+      type: w.type,
+      ts: Number(w.ts),
+      receivedAt: Number(w.receivedAt),
+      source: w.source,
+      properties: parse(w.properties) ?? {},
+    };
     if (w.anonymousId != null) e.anonymousId = w.anonymousId;
-    const traits = parse(w.traits); if (traits) e.traits = traits;
-    const context = parse(w.context); if (context) e.context = context;
+    const traits = parse(w.traits);
+    if (traits) e.traits = traits;
+    const context = parse(w.context);
+    if (context) e.context = context;
     return e;
   },
 );
 
 interface SendWire {
-  sendId: string; ruleId: string; userId: string; category: string; priority: number; template: string; channels: string[];
-  variant: string | null; holdout: boolean; triggeredByEventId: string; triggeredByEventType: string; createdAt: number;
-  expiresAt: number | null; data: string; campaignId: string | null; goalEvent: string | null; goalWithinMs: number | null;
+  sendId: string;
+  ruleId: string;
+  userId: string;
+  category: string;
+  priority: number;
+  template: string;
+  channels: string[];
+  variant: string | null;
+  holdout: boolean;
+  triggeredByEventId: string;
+  triggeredByEventType: string;
+  createdAt: number;
+  expiresAt: number | null;
+  data: string;
+  campaignId: string | null;
+  goalEvent: string | null;
+  goalWithinMs: number | null;
 }
 
 export const sendCodec: Codec<SendCommand> = makeCodec<SendCommand, SendWire>(
   SendAvro,
   (s) => ({
-    sendId: s.sendId, ruleId: s.ruleId, userId: s.userId, category: s.category, priority: s.priority, template: s.template,
-    channels: [...s.channels], variant: s.variant, holdout: s.holdout, triggeredByEventId: s.triggeredBy.eventId,
-    triggeredByEventType: s.triggeredBy.eventType, createdAt: s.createdAt, expiresAt: s.expiresAt, data: json(s.data),
-    campaignId: s.campaignId ?? null, goalEvent: s.goal?.event ?? null, goalWithinMs: s.goal?.withinMs ?? null,
+    sendId: s.sendId,
+    ruleId: s.ruleId,
+    userId: s.userId,
+    category: s.category,
+    priority: s.priority,
+    template: s.template,
+    channels: [...s.channels],
+    variant: s.variant,
+    holdout: s.holdout,
+    triggeredByEventId: s.triggeredBy.eventId,
+    triggeredByEventType: s.triggeredBy.eventType,
+    createdAt: s.createdAt,
+    expiresAt: s.expiresAt,
+    data: json(s.data),
+    campaignId: s.campaignId ?? null,
+    goalEvent: s.goal?.event ?? null,
+    goalWithinMs: s.goal?.withinMs ?? null,
   }),
   (w) => {
     const s: SendCommand = {
-      sendId: w.sendId, ruleId: w.ruleId, userId: w.userId, category: w.category, priority: w.priority, template: w.template,
-      channels: w.channels as SendCommand['channels'], variant: w.variant, holdout: w.holdout,
-      triggeredBy: { eventId: w.triggeredByEventId, eventType: w.triggeredByEventType }, createdAt: Number(w.createdAt),
-      expiresAt: w.expiresAt == null ? null : Number(w.expiresAt), data: parse(w.data) ?? {},
+      sendId: w.sendId,
+      ruleId: w.ruleId,
+      userId: w.userId,
+      category: w.category,
+      priority: w.priority,
+      template: w.template,
+      channels: w.channels as SendCommand['channels'],
+      variant: w.variant,
+      holdout: w.holdout,
+      triggeredBy: { eventId: w.triggeredByEventId, eventType: w.triggeredByEventType },
+      createdAt: Number(w.createdAt),
+      expiresAt: w.expiresAt == null ? null : Number(w.expiresAt),
+      data: parse(w.data) ?? {},
     };
     if (w.campaignId != null) s.campaignId = w.campaignId;
-    if (w.goalEvent != null && w.goalWithinMs != null) s.goal = { event: w.goalEvent, withinMs: Number(w.goalWithinMs) };
+    if (w.goalEvent != null && w.goalWithinMs != null)
+      s.goal = { event: w.goalEvent, withinMs: Number(w.goalWithinMs) };
     return s;
   },
 );
@@ -161,6 +232,9 @@ export const deliveryCodec: Codec<DeliveryOutcome> = makeCodec<DeliveryOutcome, 
 export { SCHEMA_ID_HEADER };
 
 /** Encodes with the schema-id header set, ready for Bus.publish. */
-export function encodeWithHeader<T>(codec: Codec<T>, value: T): { value: Buffer; headers: Record<string, string> } {
+export function encodeWithHeader<T>(
+  codec: Codec<T>,
+  value: T,
+): { value: Buffer; headers: Record<string, string> } {
   return { value: codec.encode(value), headers: { [SCHEMA_ID_HEADER]: codec.schemaId } };
 }

@@ -7,7 +7,9 @@ describe('InMemoryBus', () => {
   it('keeps per-key order and redelivers what was not committed', async () => {
     const bus = new InMemoryBus(3);
     await bus.ensureTopics([{ topic: 't', partitions: 3 }]);
-    await bus.publisher().publish('t', [msg('u1', '1'), msg('u2', 'a'), msg('u1', '2'), msg('u1', '3')]);
+    await bus
+      .publisher()
+      .publish('t', [msg('u1', '1'), msg('u2', 'a'), msg('u1', '2'), msg('u1', '3')]);
     const seen: string[] = [];
     const c = bus.consumer({
       groupId: 'g',
@@ -57,7 +59,8 @@ describe('InMemoryBus', () => {
     });
     await c.start();
     c.pause([{ topic: 't', partition: 0 }]);
-    const keyOn = (p: number) => Array.from({ length: 50 }, (_, i) => `k${i}`).find((k) => partitionFor(k, 2) === p)!;
+    const keyOn = (p: number) =>
+      Array.from({ length: 50 }, (_, i) => `k${i}`).find((k) => partitionFor(k, 2) === p)!;
     await bus.publisher().publish('t', [msg(keyOn(0), 'a'), msg(keyOn(1), 'b')]);
     await new Promise((r) => setTimeout(r, 150));
     expect(seen).toEqual(['1:b']);
@@ -71,16 +74,29 @@ describe('InMemoryBus', () => {
 
   it('puts the reason and the source position on DLQ records', async () => {
     const bus = new InMemoryBus(1);
-    const m: IncomingMessage = { topic: 'src', partition: 0, offset: '7', key: 'u', value: Buffer.from('x'), headers: {}, timestamp: 0 };
+    const m: IncomingMessage = {
+      topic: 'src',
+      partition: 0,
+      offset: '7',
+      key: 'u',
+      value: Buffer.from('x'),
+      headers: {},
+      timestamp: 0,
+    };
     await sendToDlq(bus.publisher(), 'dlq', m, 'bad json', 'decode');
     const [d] = bus.messages('dlq');
-    expect(d?.headers).toMatchObject({ 'lc-dlq-reason': 'bad json', 'lc-dlq-source-topic': 'src', 'lc-dlq-source-offset': '7' });
+    expect(d?.headers).toMatchObject({
+      'lc-dlq-reason': 'bad json',
+      'lc-dlq-source-topic': 'src',
+      'lc-dlq-source-offset': '7',
+    });
     expect(d?.key).toBe('u');
   });
 
   // Debezium's Avro keys: magic byte, schema id, zigzag varint. 200 and 201 differ only in
   // bytes that are not valid UTF-8, so as text both read as the same replacement character.
-  const avroKey = (id: number) => Buffer.from([0, 0, 0, 0, 12, ((id * 2) & 0x7f) | 0x80, (id * 2) >> 7]);
+  const avroKey = (id: number) =>
+    Buffer.from([0, 0, 0, 0, 12, ((id * 2) & 0x7f) | 0x80, (id * 2) >> 7]);
 
   it('carries binary keys as their bytes, in and out of the DLQ', async () => {
     const bus = new InMemoryBus(4);
@@ -92,12 +108,18 @@ describe('InMemoryBus', () => {
       { key: k201.toString('utf8'), keyBytes: k201, value: Buffer.from('b') },
       { key: 'u1', value: Buffer.from('c') },
     ]);
-    const [a, b, text] = ['a', 'b', 'c'].map((v) => bus.messages('src').find((m) => m.value!.toString() === v)!);
+    const [a, b, text] = ['a', 'b', 'c'].map((v) =>
+      bus.messages('src').find((m) => m.value!.toString() === v)!,
+    );
     expect([a!.keyBytes, b!.keyBytes, text!.keyBytes]).toEqual([k200, k201, Buffer.from('u1')]);
     expect(text!.key).toBe('u1');
     // a text key and its bytes land on the same partition
-    await bus.publisher().publish('src', [{ key: null, keyBytes: Buffer.from('u1'), value: Buffer.from('d') }]);
-    expect(bus.messages('src').find((m) => m.value!.toString() === 'd')!.partition).toBe(text!.partition);
+    await bus
+      .publisher()
+      .publish('src', [{ key: null, keyBytes: Buffer.from('u1'), value: Buffer.from('d') }]);
+    expect(bus.messages('src').find((m) => m.value!.toString() === 'd')!.partition).toBe(
+      text!.partition,
+    );
 
     await sendToDlq(bus.publisher(), 'dlq', a!, 'bad row', 'cdc');
     await sendToDlq(bus.publisher(), 'dlq', b!, 'bad row', 'cdc');
@@ -106,7 +128,15 @@ describe('InMemoryBus', () => {
 
   it('a message built by hand without key bytes goes to the DLQ with its text key as bytes', async () => {
     const bus = new InMemoryBus(1);
-    const m: IncomingMessage = { topic: 'src', partition: 0, offset: '1', key: 'ü', value: null, headers: {}, timestamp: 0 };
+    const m: IncomingMessage = {
+      topic: 'src',
+      partition: 0,
+      offset: '1',
+      key: 'ü',
+      value: null,
+      headers: {},
+      timestamp: 0,
+    };
     expect(keyBytesOf(m)).toEqual(Buffer.from('ü', 'utf8'));
     await sendToDlq(bus.publisher(), 'dlq', m, 'r', 's');
     expect(bus.messages('dlq')[0]).toMatchObject({ key: 'ü', keyBytes: Buffer.from('ü', 'utf8') });

@@ -111,7 +111,10 @@ export interface Bus {
 }
 
 /** Every internal topic the product uses, with its layout. */
-export function internalTopicSpecs(t: { events: string; sends: string; deliveries: string; dlq: string; campaigns: string }, partitions: number): TopicSpec[] {
+export function internalTopicSpecs(
+  t: { events: string; sends: string; deliveries: string; dlq: string; campaigns: string },
+  partitions: number,
+): TopicSpec[] {
   return [
     { topic: t.events, partitions },
     { topic: t.sends, partitions },
@@ -287,7 +290,12 @@ export class InMemoryBus implements Bus {
           const key = wireKey(m);
           const partition = partitionFor(key, t.partitions.length, this.rr++);
           const log = t.partitions[partition]!;
-          const keyBytes = key === null ? null : Buffer.isBuffer(key) ? Buffer.from(key) : Buffer.from(key, 'utf8');
+          const keyBytes =
+            key === null
+              ? null
+              : Buffer.isBuffer(key)
+                ? Buffer.from(key)
+                : Buffer.from(key, 'utf8');
           log.push({
             topic,
             partition,
@@ -370,14 +378,17 @@ export class InMemoryBus implements Bus {
     const first = members[0]!;
     const all: TopicPartition[] = [];
     for (const [name, t] of this.topicsByName) {
-      if (!first.sub.topics.some((s) => (typeof s === 'string' ? s === name : s.test(name)))) continue;
+      if (!first.sub.topics.some((s) => (typeof s === 'string' ? s === name : s.test(name))))
+        continue;
       t.partitions.forEach((_, partition) => all.push({ topic: name, partition }));
     }
     const plan = members.map(() => [] as TopicPartition[]);
     all.forEach((tp, i) => plan[i % members.length]!.push(tp));
     // Revoke first everywhere, then assign, so no partition ever has two owners.
     for (const [i, m] of members.entries()) {
-      const keep = m.assignment().filter((tp) => plan[i]!.some((p) => p.topic === tp.topic && p.partition === tp.partition));
+      const keep = m
+        .assignment()
+        .filter((tp) => plan[i]!.some((p) => p.topic === tp.topic && p.partition === tp.partition));
       await m.setAssignment(keep);
     }
     for (const [i, m] of members.entries()) await m.setAssignment(plan[i]!);

@@ -9,7 +9,11 @@ describe('loadConfig', () => {
   });
 
   it('parses lists, numbers and booleans from the environment', () => {
-    const c = loadConfig({ LC_KAFKA_BROKERS: 'a:1, b:2', LC_KAFKA_PARTITIONS: '3', LC_WEBHOOK_ALLOW_PRIVATE: 'true' });
+    const c = loadConfig({
+      LC_KAFKA_BROKERS: 'a:1, b:2',
+      LC_KAFKA_PARTITIONS: '3',
+      LC_WEBHOOK_ALLOW_PRIVATE: 'true',
+    });
     expect(c.kafka.brokers).toEqual(['a:1', 'b:2']);
     expect(c.kafka.partitions).toBe(3);
     expect(c.delivery.webhookAllowPrivate).toBe(true);
@@ -17,7 +21,11 @@ describe('loadConfig', () => {
 
   it('names every bad variable, one line each, and hides secret values', () => {
     try {
-      loadConfig({ LC_KAFKA_PARTITIONS: 'many', LC_REDIS_URL: 'localhost', LC_SIGNING_SECRET: 'short' });
+      loadConfig({
+        LC_KAFKA_PARTITIONS: 'many',
+        LC_REDIS_URL: 'localhost',
+        LC_SIGNING_SECRET: 'short',
+      });
       expect.unreachable();
     } catch (err) {
       expect(err).toBeInstanceOf(ConfigError);
@@ -32,7 +40,9 @@ describe('loadConfig', () => {
 
   it('refuses the development secrets to a serving process unless NODE_ENV=development is set explicitly', () => {
     const serving = (env: Record<string, string>) => () => loadConfig(env, {}, { serving: true });
-    expect(serving({})).toThrow(/LC_ADMIN_TOKEN: the built-in development value is refused unless NODE_ENV=development is set explicitly/);
+    expect(serving({})).toThrow(
+      /LC_ADMIN_TOKEN: the built-in development value is refused unless NODE_ENV=development is set explicitly/,
+    );
     expect(serving({})).toThrow(/LC_SIGNING_SECRET: the built-in development value/);
     expect(serving({})).toThrow(/LC_WRITE_KEYS: the built-in development value/);
     expect(serving({ NODE_ENV: 'development' })).not.toThrow();
@@ -42,10 +52,26 @@ describe('loadConfig', () => {
   });
 
   it('refuses a short admin token outside development, and takes a long one', () => {
-    const real = { LC_WRITE_KEYS: 'web:k3y-of-the-web-source', LC_SIGNING_SECRET: 'a-real-signing-secret-0123', LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123', LC_INAPP_SECRET: 'a-real-inapp-secret-0123' };
-    expect(() => loadConfig({ ...real, LC_ADMIN_TOKEN: 'short-token' }, {}, { serving: true })).toThrow(/LC_ADMIN_TOKEN: must be at least 24 characters/);
-    expect(() => loadConfig({ ...real, NODE_ENV: 'production', LC_ADMIN_TOKEN: 'short-token' }, {}, { serving: true })).toThrow(/LC_ADMIN_TOKEN: must be at least 24 characters/);
-    expect(loadConfig({ ...real, LC_ADMIN_TOKEN: 'x'.repeat(24) }, {}, { serving: true }).auth.adminToken).toHaveLength(24);
+    const real = {
+      LC_WRITE_KEYS: 'web:k3y-of-the-web-source',
+      LC_SIGNING_SECRET: 'a-real-signing-secret-0123',
+      LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123',
+      LC_INAPP_SECRET: 'a-real-inapp-secret-0123',
+    };
+    expect(() =>
+      loadConfig({ ...real, LC_ADMIN_TOKEN: 'short-token' }, {}, { serving: true }),
+    ).toThrow(/LC_ADMIN_TOKEN: must be at least 24 characters/);
+    expect(() =>
+      loadConfig(
+        { ...real, NODE_ENV: 'production', LC_ADMIN_TOKEN: 'short-token' },
+        {},
+        { serving: true },
+      ),
+    ).toThrow(/LC_ADMIN_TOKEN: must be at least 24 characters/);
+    expect(
+      loadConfig({ ...real, LC_ADMIN_TOKEN: 'x'.repeat(24) }, {}, { serving: true }).auth
+        .adminToken,
+    ).toHaveLength(24);
   });
 
   it('refuses development secrets in production', () => {
@@ -53,12 +79,30 @@ describe('loadConfig', () => {
   });
 
   it('gives in-app tokens their own secret: 16+ characters, not a development value in production, not a secret that signs anything else', () => {
-    expect(loadConfig({ LC_INAPP_SECRET: 'an-inapp-secret-0123' }).auth.inappSecret).toBe('an-inapp-secret-0123');
-    expect(() => loadConfig({ LC_INAPP_SECRET: 'too-short' })).toThrow(/LC_INAPP_SECRET=<redacted>/);
-    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/LC_INAPP_SECRET: must be set to a real secret/);
-    expect(() => loadConfig({}, {}, { serving: true })).toThrow(/LC_INAPP_SECRET: the built-in development value/);
-    expect(() => loadConfig({ LC_SIGNING_SECRET: 'one-secret-for-all-0123', LC_INAPP_SECRET: 'one-secret-for-all-0123' })).toThrow(/LC_INAPP_SECRET: must differ from LC_SIGNING_SECRET/);
-    expect(() => loadConfig({ LC_EMAIL_EVENTS_SECRET: 'one-secret-for-all-0123', LC_INAPP_SECRET: 'one-secret-for-all-0123' })).toThrow(/LC_INAPP_SECRET: must differ from LC_EMAIL_EVENTS_SECRET/);
+    expect(loadConfig({ LC_INAPP_SECRET: 'an-inapp-secret-0123' }).auth.inappSecret).toBe(
+      'an-inapp-secret-0123',
+    );
+    expect(() => loadConfig({ LC_INAPP_SECRET: 'too-short' })).toThrow(
+      /LC_INAPP_SECRET=<redacted>/,
+    );
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(
+      /LC_INAPP_SECRET: must be set to a real secret/,
+    );
+    expect(() => loadConfig({}, {}, { serving: true })).toThrow(
+      /LC_INAPP_SECRET: the built-in development value/,
+    );
+    expect(() =>
+      loadConfig({
+        LC_SIGNING_SECRET: 'one-secret-for-all-0123',
+        LC_INAPP_SECRET: 'one-secret-for-all-0123',
+      }),
+    ).toThrow(/LC_INAPP_SECRET: must differ from LC_SIGNING_SECRET/);
+    expect(() =>
+      loadConfig({
+        LC_EMAIL_EVENTS_SECRET: 'one-secret-for-all-0123',
+        LC_INAPP_SECRET: 'one-secret-for-all-0123',
+      }),
+    ).toThrow(/LC_INAPP_SECRET: must differ from LC_EMAIL_EVENTS_SECRET/);
   });
 
   it('gives every variable a unique name and a description', () => {

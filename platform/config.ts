@@ -10,7 +10,8 @@ interface EnvOptions {
   secret?: boolean;
 }
 
-const str = (o: EnvOptions & { default?: string; minLength?: number; pattern?: string }) => Type.String(o);
+const str = (o: EnvOptions & { default?: string; minLength?: number; pattern?: string }) =>
+  Type.String(o);
 const int = (o: EnvOptions & { default?: number; minimum?: number; maximum?: number }) =>
   Type.Integer(o);
 const bool = (o: EnvOptions & { default?: boolean }) => Type.Boolean(o);
@@ -42,7 +43,11 @@ export const ConfigSchema = Type.Object({
       description: 'Comma-separated Kafka bootstrap servers.',
       default: ['127.0.0.1:19092'],
     }),
-    clientId: str({ env: 'LC_KAFKA_CLIENT_ID', description: 'Kafka client id.', default: 'lifecycle' }),
+    clientId: str({
+      env: 'LC_KAFKA_CLIENT_ID',
+      description: 'Kafka client id.',
+      default: 'lifecycle',
+    }),
     topicPrefix: str({
       env: 'LC_TOPIC_PREFIX',
       description: 'Prefix of the internal topics (`<prefix>.events`, `.sends`, ...).',
@@ -78,7 +83,7 @@ export const ConfigSchema = Type.Object({
     durability: oneOf(['auto', 'fsync-always', 'waitaof', 'none'] as const, {
       env: 'LC_REDIS_DURABILITY',
       description:
-        "How Redis writes (user state, rule history, timers, claims, unsubscribes) are kept safe from a Redis crash before the Kafka offset that produced them is committed or the unsubscribe is answered. `auto`: `appendfsync always` if the server runs it, else WAITAOF (Redis 7.2+ with appendonly yes); without either, or with a maxmemory-policy other than `noeviction`, processes refuse to start (NODE_ENV=development: they warn). `fsync-always` / `waitaof`: require that one. `none`: accept the risk (a crash may lose the last second of writes; warnings only).",
+        'How Redis writes (user state, rule history, timers, claims, unsubscribes) are kept safe from a Redis crash before the Kafka offset that produced them is committed or the unsubscribe is answered. `auto`: `appendfsync always` if the server runs it, else WAITAOF (Redis 7.2+ with appendonly yes); without either, or with a maxmemory-policy other than `noeviction`, processes refuse to start (NODE_ENV=development: they warn). `fsync-always` / `waitaof`: require that one. `none`: accept the risk (a crash may lose the last second of writes; warnings only).',
       default: 'auto',
     }),
   }),
@@ -114,7 +119,8 @@ export const ConfigSchema = Type.Object({
   postgres: Type.Object({
     url: url({
       env: 'LC_POSTGRES_URL',
-      description: 'PostgreSQL URL of the product database that Debezium reads (used by tests and examples).',
+      description:
+        'PostgreSQL URL of the product database that Debezium reads (used by tests and examples).',
       default: 'postgresql://postgres@127.0.0.1:5432/postgres',
       // It may carry the password.
       secret: true,
@@ -138,7 +144,11 @@ export const ConfigSchema = Type.Object({
     }),
   }),
   http: Type.Object({
-    host: str({ env: 'LC_HTTP_HOST', description: 'Interface the HTTP servers bind.', default: '127.0.0.1' }),
+    host: str({
+      env: 'LC_HTTP_HOST',
+      description: 'Interface the HTTP servers bind.',
+      default: '127.0.0.1',
+    }),
     ingestPort: int({
       env: 'LC_INGEST_PORT',
       description: 'Port of the Segment-compatible ingest API.',
@@ -160,7 +170,8 @@ export const ConfigSchema = Type.Object({
     }),
     linkRateLimit: int({
       env: 'LC_LINK_RATE_LIMIT',
-      description: 'Uses of one signed link (click, open pixel, unsubscribe, preference page) per minute before it is answered 429 (the pixel: not counted); counted per API process.',
+      description:
+        'Uses of one signed link (click, open pixel, unsubscribe, preference page) per minute before it is answered 429 (the pixel: not counted); counted per API process.',
       default: 30,
       minimum: 1,
     }),
@@ -174,7 +185,8 @@ export const ConfigSchema = Type.Object({
     }),
     writeKeys: list({
       env: 'LC_WRITE_KEYS',
-      description: 'Ingest write keys as `source:key` pairs; each key names the source of its events.',
+      description:
+        'Ingest write keys as `source:key` pairs; each key names the source of its events.',
       default: ['demo:dev-write-key'],
       secret: true,
     }),
@@ -196,21 +208,23 @@ export const ConfigSchema = Type.Object({
     emailEventsSecret: Type.String({
       env: 'LC_EMAIL_EVENTS_SECRET',
       description:
-        "HMAC secret of the mail provider's bounce/complaint webhook (POST /v1/webhooks/email, header `X-LC-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">`): at least 16 characters, different from LC_SIGNING_SECRET. Empty: the webhook answers 503.",
+        'HMAC secret of the mail provider\'s bounce/complaint webhook (POST /v1/webhooks/email, header `X-LC-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`): at least 16 characters, different from LC_SIGNING_SECRET. Empty: the webhook answers 503.',
       default: '',
       secret: true,
       pattern: '^(.{16,})?$',
     }),
     emailEventsToleranceMs: int({
       env: 'LC_EMAIL_EVENTS_TOLERANCE_MS',
-      description: "How far the bounce webhook signature's timestamp may be from now; older (replayed) or later requests are refused.",
+      description:
+        "How far the bounce webhook signature's timestamp may be from now; older (replayed) or later requests are refused.",
       default: 300_000,
       minimum: 1000,
       maximum: 3_600_000,
     }),
     linkTtlDays: int({
       env: 'LC_LINK_TTL_DAYS',
-      description: 'Days a click or open-pixel link of a message works; an expired click link shows its destination as text instead of redirecting.',
+      description:
+        'Days a click or open-pixel link of a message works; an expired click link shows its destination as text instead of redirecting.',
       default: 90,
       minimum: 1,
     }),
@@ -218,7 +232,8 @@ export const ConfigSchema = Type.Object({
     // also forge tracking, unsubscribe and preference links (checked in loadConfig).
     inappSecret: str({
       env: 'LC_INAPP_SECRET',
-      description: 'HMAC secret of in-app client tokens, shared with the product backend that mints them: at least 16 characters, different from LC_SIGNING_SECRET and LC_EMAIL_EVENTS_SECRET.',
+      description:
+        'HMAC secret of in-app client tokens, shared with the product backend that mints them: at least 16 characters, different from LC_SIGNING_SECRET and LC_EMAIL_EVENTS_SECRET.',
       default: 'dev-inapp-secret-change-me',
       secret: true,
       minLength: 16,
@@ -260,23 +275,65 @@ export const ConfigSchema = Type.Object({
     }),
   }),
   engine: Type.Object({
-    rulesDir: str({ env: 'LC_RULES_DIR', description: 'Folder of rule files.', default: 'rules/examples' }),
-    groupId: str({ env: 'LC_ENGINE_GROUP', description: 'Engine consumer group.', default: 'lifecycle-engine' }),
+    rulesDir: str({
+      env: 'LC_RULES_DIR',
+      description: 'Folder of rule files.',
+      default: 'rules/examples',
+    }),
+    groupId: str({
+      env: 'LC_ENGINE_GROUP',
+      description: 'Engine consumer group.',
+      default: 'lifecycle-engine',
+    }),
     timerPollMs: int({
       env: 'LC_TIMER_POLL_MS',
       description: 'How often each partition owner looks for due timers.',
       default: 250,
       minimum: 10,
     }),
-    schedulerGroup: str({ env: 'LC_SCHEDULER_GROUP', description: 'Consumer group of the scheduler\'s user directory (reads the events topic).', default: 'lifecycle-scheduler' }),
-    schedulerCatchUpMs: int({ env: 'LC_SCHEDULER_CATCHUP_MS', description: 'Missed schedule occurrences younger than this are still fanned out after downtime; older ones are skipped (logged).', default: 21_600_000, minimum: 0 }),
-    schedulerPageSize: int({ env: 'LC_SCHEDULER_PAGE_SIZE', description: 'Users per fan-out page (one publish and one progress write per page).', default: 1000, minimum: 1 }),
-    schedulerLeaseMs: int({ env: 'LC_SCHEDULER_LEASE_MS', description: 'How long a scheduler instance owns a rule\'s fan-out without renewing it (a killed instance\'s fan-out resumes after this).', default: 30_000, minimum: 500 }),
-    schedulerTickMs: int({ env: 'LC_SCHEDULER_TICK_MS', description: 'How often the scheduler looks for due occurrences.', default: 1000, minimum: 10 }),
+    schedulerGroup: str({
+      env: 'LC_SCHEDULER_GROUP',
+      description: "Consumer group of the scheduler's user directory (reads the events topic).",
+      default: 'lifecycle-scheduler',
+    }),
+    schedulerCatchUpMs: int({
+      env: 'LC_SCHEDULER_CATCHUP_MS',
+      description:
+        'Missed schedule occurrences younger than this are still fanned out after downtime; older ones are skipped (logged).',
+      default: 21_600_000,
+      minimum: 0,
+    }),
+    schedulerPageSize: int({
+      env: 'LC_SCHEDULER_PAGE_SIZE',
+      description: 'Users per fan-out page (one publish and one progress write per page).',
+      default: 1000,
+      minimum: 1,
+    }),
+    schedulerLeaseMs: int({
+      env: 'LC_SCHEDULER_LEASE_MS',
+      description:
+        "How long a scheduler instance owns a rule's fan-out without renewing it (a killed instance's fan-out resumes after this).",
+      default: 30_000,
+      minimum: 500,
+    }),
+    schedulerTickMs: int({
+      env: 'LC_SCHEDULER_TICK_MS',
+      description: 'How often the scheduler looks for due occurrences.',
+      default: 1000,
+      minimum: 10,
+    }),
   }),
   delivery: Type.Object({
-    groupId: str({ env: 'LC_DELIVERY_GROUP', description: 'Delivery consumer group.', default: 'lifecycle-delivery' }),
-    templatesDir: str({ env: 'LC_TEMPLATES_DIR', description: 'Folder of message templates.', default: 'templates' }),
+    groupId: str({
+      env: 'LC_DELIVERY_GROUP',
+      description: 'Delivery consumer group.',
+      default: 'lifecycle-delivery',
+    }),
+    templatesDir: str({
+      env: 'LC_TEMPLATES_DIR',
+      description: 'Folder of message templates.',
+      default: 'templates',
+    }),
     smtpUrls: list({
       env: 'LC_SMTP_URLS',
       description: 'SMTP relays in priority order (failover goes down the list).',
@@ -292,10 +349,15 @@ export const ConfigSchema = Type.Object({
     }),
     smtpLookupFound: str({
       env: 'LC_SMTP_LOOKUP_FOUND',
-      description: 'JSON pointer into the lookup answer to the list or count that is non-empty when the message was found, e.g. `/messages` (empty: the whole answer).',
+      description:
+        'JSON pointer into the lookup answer to the list or count that is non-empty when the message was found, e.g. `/messages` (empty: the whole answer).',
       default: '',
     }),
-    emailFrom: str({ env: 'LC_EMAIL_FROM', description: 'From address of emails.', default: 'Lifecycle <hello@example.com>' }),
+    emailFrom: str({
+      env: 'LC_EMAIL_FROM',
+      description: 'From address of emails.',
+      default: 'Lifecycle <hello@example.com>',
+    }),
     defaultTimezone: str({
       env: 'LC_DEFAULT_TIMEZONE',
       description: 'Timezone for users without a `timezone` trait.',
@@ -308,13 +370,15 @@ export const ConfigSchema = Type.Object({
     }),
     capPerDay: int({
       env: 'LC_CAP_PER_DAY',
-      description: 'Frequency cap: non-transactional sends per user per channel per rolling day, for email, SMS and push unless LC_CAPS sets their own (0: no daily cap).',
+      description:
+        'Frequency cap: non-transactional sends per user per channel per rolling day, for email, SMS and push unless LC_CAPS sets their own (0: no daily cap).',
       default: 3,
       minimum: 0,
     }),
     capPerWeek: int({
       env: 'LC_CAP_PER_WEEK',
-      description: 'Frequency cap: non-transactional sends per user per channel per rolling week, for email, SMS and push unless LC_CAPS sets their own (0: no weekly cap).',
+      description:
+        'Frequency cap: non-transactional sends per user per channel per rolling week, for email, SMS and push unless LC_CAPS sets their own (0: no weekly cap).',
       default: 10,
       minimum: 0,
     }),
@@ -327,34 +391,135 @@ export const ConfigSchema = Type.Object({
       // channels exist and day <= week are checked by delivery (parseChannelCaps).
       pattern: '^\\s*([a-zA-Z]+\\s*:\\s*(none|\\d+\\s*/\\s*\\d+)\\s*(,\\s*|$))*$',
     }),
-    maxAttempts: int({ env: 'LC_DELIVERY_MAX_ATTEMPTS', description: 'Provider attempts before the DLQ.', default: 6, minimum: 1 }),
+    maxAttempts: int({
+      env: 'LC_DELIVERY_MAX_ATTEMPTS',
+      description: 'Provider attempts before the DLQ.',
+      default: 6,
+      minimum: 1,
+    }),
     webhookAllowPrivate: bool({
       env: 'LC_WEBHOOK_ALLOW_PRIVATE',
       description: 'Allow webhooks to private/loopback addresses (tests, on-prem).',
       default: false,
     }),
-    smsApiUrl: str({ env: 'LC_SMS_API_URL', description: 'Twilio-shaped SMS API base URL (empty: channel off).', default: '' }),
-    pushApiUrl: str({ env: 'LC_PUSH_API_URL', description: 'FCM-shaped push API base URL (empty: channel off).', default: '' }),
-    smsAuthToken: str({ env: 'LC_SMS_AUTH_TOKEN', description: 'Auth token of the Twilio-shaped SMS API (Basic auth password).', default: '', secret: true }),
-    smsAccountSid: str({ env: 'LC_SMS_ACCOUNT_SID', description: 'Account SID of the Twilio-shaped SMS API (Basic auth user; LC_SMS_AUTH_TOKEN is the password).', default: '' }),
-    smsFrom: str({ env: 'LC_SMS_FROM', description: 'Sender number or messaging service of SMS (E.164).', default: '' }),
-    pushProjectId: str({ env: 'LC_PUSH_PROJECT_ID', description: 'Project id in the FCM HTTP v1 send URL.', default: '' }),
-    fcmAccessToken: str({ env: 'LC_FCM_ACCESS_TOKEN', description: 'Bearer token of the FCM HTTP v1 API (an OAuth access token of the project\'s service account).', default: '', secret: true }),
-    apnsApiUrl: str({ env: 'LC_APNS_API_URL', description: 'APNs-shaped push API base URL for iOS device tokens (empty: iOS tokens go to FCM).', default: '' }),
-    apnsTopic: str({ env: 'LC_APNS_TOPIC', description: 'apns-topic (the iOS app bundle id).', default: '' }),
-    apnsToken: str({ env: 'LC_APNS_TOKEN', description: 'Bearer token (provider JWT) of the APNs-shaped API.', default: '', secret: true }),
-    leaseMs: int({ env: 'LC_DELIVERY_LEASE_MS', description: 'How long a claimed sendId stays with a worker before another may take it over (a killed worker\'s sends resume after this).', default: 30_000, minimum: 500 }),
-    retryBaseMs: int({ env: 'LC_RETRY_BASE_MS', description: 'First retry delay of a retriable provider failure; doubles per attempt, with jitter.', default: 2_000, minimum: 10 }),
-    retryMaxMs: int({ env: 'LC_RETRY_MAX_MS', description: 'Longest retry delay.', default: 600_000, minimum: 10 }),
-    breakerThreshold: int({ env: 'LC_BREAKER_THRESHOLD', description: 'Consecutive failures that open a provider\'s circuit breaker.', default: 5, minimum: 1 }),
-    breakerCooldownMs: int({ env: 'LC_BREAKER_COOLDOWN_MS', description: 'How long an open breaker waits before a trial call.', default: 30_000, minimum: 10 }),
-    delayPollMs: int({ env: 'LC_DELAY_POLL_MS', description: 'How often the durable delay queue (quiet hours, retries) is polled.', default: 500, minimum: 10 }),
-    concurrency: int({ env: 'LC_DELIVERY_CONCURRENCY', description: 'Users processed in parallel per batch by one delivery worker.', default: 16, minimum: 1 }),
+    smsApiUrl: str({
+      env: 'LC_SMS_API_URL',
+      description: 'Twilio-shaped SMS API base URL (empty: channel off).',
+      default: '',
+    }),
+    pushApiUrl: str({
+      env: 'LC_PUSH_API_URL',
+      description: 'FCM-shaped push API base URL (empty: channel off).',
+      default: '',
+    }),
+    smsAuthToken: str({
+      env: 'LC_SMS_AUTH_TOKEN',
+      description: 'Auth token of the Twilio-shaped SMS API (Basic auth password).',
+      default: '',
+      secret: true,
+    }),
+    smsAccountSid: str({
+      env: 'LC_SMS_ACCOUNT_SID',
+      description:
+        'Account SID of the Twilio-shaped SMS API (Basic auth user; LC_SMS_AUTH_TOKEN is the password).',
+      default: '',
+    }),
+    smsFrom: str({
+      env: 'LC_SMS_FROM',
+      description: 'Sender number or messaging service of SMS (E.164).',
+      default: '',
+    }),
+    pushProjectId: str({
+      env: 'LC_PUSH_PROJECT_ID',
+      description: 'Project id in the FCM HTTP v1 send URL.',
+      default: '',
+    }),
+    fcmAccessToken: str({
+      env: 'LC_FCM_ACCESS_TOKEN',
+      description:
+        "Bearer token of the FCM HTTP v1 API (an OAuth access token of the project's service account).",
+      default: '',
+      secret: true,
+    }),
+    apnsApiUrl: str({
+      env: 'LC_APNS_API_URL',
+      description:
+        'APNs-shaped push API base URL for iOS device tokens (empty: iOS tokens go to FCM).',
+      default: '',
+    }),
+    apnsTopic: str({
+      env: 'LC_APNS_TOPIC',
+      description: 'apns-topic (the iOS app bundle id).',
+      default: '',
+    }),
+    apnsToken: str({
+      env: 'LC_APNS_TOKEN',
+      description: 'Bearer token (provider JWT) of the APNs-shaped API.',
+      default: '',
+      secret: true,
+    }),
+    leaseMs: int({
+      env: 'LC_DELIVERY_LEASE_MS',
+      description:
+        "How long a claimed sendId stays with a worker before another may take it over (a killed worker's sends resume after this).",
+      default: 30_000,
+      minimum: 500,
+    }),
+    retryBaseMs: int({
+      env: 'LC_RETRY_BASE_MS',
+      description:
+        'First retry delay of a retriable provider failure; doubles per attempt, with jitter.',
+      default: 2_000,
+      minimum: 10,
+    }),
+    retryMaxMs: int({
+      env: 'LC_RETRY_MAX_MS',
+      description: 'Longest retry delay.',
+      default: 600_000,
+      minimum: 10,
+    }),
+    breakerThreshold: int({
+      env: 'LC_BREAKER_THRESHOLD',
+      description: "Consecutive failures that open a provider's circuit breaker.",
+      default: 5,
+      minimum: 1,
+    }),
+    breakerCooldownMs: int({
+      env: 'LC_BREAKER_COOLDOWN_MS',
+      description: 'How long an open breaker waits before a trial call.',
+      default: 30_000,
+      minimum: 10,
+    }),
+    delayPollMs: int({
+      env: 'LC_DELAY_POLL_MS',
+      description: 'How often the durable delay queue (quiet hours, retries) is polled.',
+      default: 500,
+      minimum: 10,
+    }),
+    concurrency: int({
+      env: 'LC_DELIVERY_CONCURRENCY',
+      description: 'Users processed in parallel per batch by one delivery worker.',
+      default: 16,
+      minimum: 1,
+    }),
   }),
   analytics: Type.Object({
-    groupId: str({ env: 'LC_SINK_GROUP', description: 'Analytics sink consumer group.', default: 'lifecycle-sink' }),
-    payloadTtlDays: int({ env: 'LC_PAYLOAD_TTL_DAYS', description: 'Days message payloads are kept.', default: 30, minimum: 1 }),
-    dashboardsDir: str({ env: 'LC_DASHBOARDS_DIR', description: 'Folder of dashboard specs.', default: 'dashboards' }),
+    groupId: str({
+      env: 'LC_SINK_GROUP',
+      description: 'Analytics sink consumer group.',
+      default: 'lifecycle-sink',
+    }),
+    payloadTtlDays: int({
+      env: 'LC_PAYLOAD_TTL_DAYS',
+      description: 'Days message payloads are kept.',
+      default: 30,
+      minimum: 1,
+    }),
+    dashboardsDir: str({
+      env: 'LC_DASHBOARDS_DIR',
+      description: 'Folder of dashboard specs.',
+      default: 'dashboards',
+    }),
   }),
   metrics: Type.Object({
     port: int({
@@ -434,7 +599,13 @@ function deepFreeze<T>(o: T): T {
 }
 
 const URLS_WITH_CREDENTIALS = new Set(['LC_SMTP_URLS', 'LC_REDIS_URL', 'LC_POSTGRES_URL']);
-const DEV_SECRETS = new Set(['dev-admin-token', 'dev-signing-secret-change-me', 'dev-webhook-secret-change-me', 'dev-inapp-secret-change-me', 'demo:dev-write-key']);
+const DEV_SECRETS = new Set([
+  'dev-admin-token',
+  'dev-signing-secret-change-me',
+  'dev-webhook-secret-change-me',
+  'dev-inapp-secret-change-me',
+  'demo:dev-write-key',
+]);
 
 /**
  * Reads every variable of the schema from `env`, applies defaults and `overrides`
@@ -463,7 +634,11 @@ export function loadConfig(
   if (problems.length === 0 && out.env === 'production') {
     for (const v of envVariables().filter((x) => x.secret)) {
       const value = env[v.env];
-      if (value === undefined || DEV_SECRETS.has(value) || (Array.isArray(v.default) && value === (v.default as string[]).join(','))) {
+      if (
+        value === undefined ||
+        DEV_SECRETS.has(value) ||
+        (Array.isArray(v.default) && value === (v.default as string[]).join(','))
+      ) {
         if (typeof v.default === 'string' && v.default === '') continue;
         if (Array.isArray(v.default) && v.default.length === 0) continue;
         // Addresses that may carry a password: redacted like secrets, but their defaults are not secrets to refuse.
@@ -473,7 +648,8 @@ export function loadConfig(
     }
   }
   if (problems.length === 0) problems.push(...sharedSecretProblems(out as Config));
-  if (problems.length === 0 && options.serving) problems.push(...servingProblems(env, out as Config));
+  if (problems.length === 0 && options.serving)
+    problems.push(...servingProblems(env, out as Config));
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(out as Config);
 }
@@ -492,8 +668,14 @@ export interface LoadOptions {
 function sharedSecretProblems(config: Config): string[] {
   const { inappSecret, signingSecret, emailEventsSecret } = config.auth;
   const problems: string[] = [];
-  if (inappSecret === signingSecret) problems.push('LC_INAPP_SECRET: must differ from LC_SIGNING_SECRET: the product backend holds it, and must not be able to sign tracking, unsubscribe or preference links');
-  if (inappSecret === emailEventsSecret) problems.push('LC_INAPP_SECRET: must differ from LC_EMAIL_EVENTS_SECRET: the mail provider holds that one, and must not be able to sign in-app tokens');
+  if (inappSecret === signingSecret)
+    problems.push(
+      'LC_INAPP_SECRET: must differ from LC_SIGNING_SECRET: the product backend holds it, and must not be able to sign tracking, unsubscribe or preference links',
+    );
+  if (inappSecret === emailEventsSecret)
+    problems.push(
+      'LC_INAPP_SECRET: must differ from LC_EMAIL_EVENTS_SECRET: the mail provider holds that one, and must not be able to sign in-app tokens',
+    );
   return problems;
 }
 
@@ -508,13 +690,21 @@ function servingProblems(env: Record<string, string | undefined>, config: Config
     // development secrets anyone could sign links or call the admin API.
     for (const v of envVariables().filter((x) => x.secret && !URLS_WITH_CREDENTIALS.has(x.env))) {
       const value = env[v.env];
-      const usesDefault = value === undefined ? v.default !== '' && !(Array.isArray(v.default) && v.default.length === 0) : DEV_SECRETS.has(value) || (Array.isArray(v.default) && value === (v.default as string[]).join(','));
+      const usesDefault =
+        value === undefined
+          ? v.default !== '' && !(Array.isArray(v.default) && v.default.length === 0)
+          : DEV_SECRETS.has(value) ||
+            (Array.isArray(v.default) && value === (v.default as string[]).join(','));
       if (usesDefault) {
-        problems.push(`${v.env}: the built-in development value is refused unless NODE_ENV=development is set explicitly; set a real secret (or NODE_ENV=development for a local try)`);
+        problems.push(
+          `${v.env}: the built-in development value is refused unless NODE_ENV=development is set explicitly; set a real secret (or NODE_ENV=development for a local try)`,
+        );
       }
     }
     if (config.auth.adminToken.length < MIN_ADMIN_TOKEN_LENGTH) {
-      problems.push(`LC_ADMIN_TOKEN: must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters (for example \`openssl rand -hex 24\`)`);
+      problems.push(
+        `LC_ADMIN_TOKEN: must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters (for example \`openssl rand -hex 24\`)`,
+      );
     }
   }
   return [...new Set(problems)];

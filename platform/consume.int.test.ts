@@ -17,7 +17,10 @@ const config = iso.config();
 const topic = `${iso.topicPrefix}.in`;
 const dlq = `${iso.topicPrefix}.dlq`;
 const groupId = iso.group('stall');
-const keyOn = (partition: number) => Array.from({ length: 100 }, (_, i) => `user-${i}`).find((k) => partitionForKey(k, 2) === partition)!;
+const keyOn = (partition: number) =>
+  Array.from({ length: 100 }, (_, i) => `user-${i}`).find(
+    (k) => partitionForKey(k, 2) === partition,
+  )!;
 
 describe('consume loop on Kafka: a batch that keeps failing', () => {
   let bus: KafkaBus;
@@ -55,7 +58,12 @@ describe('consume loop on Kafka: a batch that keeps failing', () => {
           );
         },
       },
-      { bus, publisher: bus.publisher(), logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) },
+      {
+        bus,
+        publisher: bus.publisher(),
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+      },
     );
     loops.push(loop);
     return loop;
@@ -76,14 +84,22 @@ describe('consume loop on Kafka: a batch that keeps failing', () => {
       { key: keyOn(0), value: Buffer.from('ok') },
       { key: keyOn(1), value: Buffer.from('poison') },
     ]);
-    await waitFor(() => first.stalled().length === 1, { timeout: 60_000, message: 'partition 1 did not stop' });
-    expect(first.stalled()).toMatchObject([{ topic, partition: 1, offset: '0', attempts: 3, error: 'the stores refused the batch' }]);
+    await waitFor(() => first.stalled().length === 1, {
+      timeout: 60_000,
+      message: 'partition 1 did not stop',
+    });
+    expect(first.stalled()).toMatchObject([
+      { topic, partition: 1, offset: '0', attempts: 3, error: 'the stores refused the batch' },
+    ]);
 
     // Longer than the session timeout (10 s): a member that stopped heartbeating would be out.
     await bus.publisher().publish(topic, [{ key: keyOn(1), value: Buffer.from('after') }]);
     await new Promise((r) => setTimeout(r, 12_000));
     await bus.publisher().publish(topic, [{ key: keyOn(0), value: Buffer.from('later') }]);
-    await waitFor(() => handled.includes('later'), { timeout: 30_000, message: 'partition 0 stopped flowing' });
+    await waitFor(() => handled.includes('later'), {
+      timeout: 30_000,
+      message: 'partition 0 stopped flowing',
+    });
     expect(first.assignment()).toHaveLength(2);
     expect(poisonCalls).toBe(3);
     expect(handled).toEqual(['ok', 'later']);
@@ -99,8 +115,14 @@ describe('consume loop on Kafka: a batch that keeps failing', () => {
       if (partition === 1) reread.push(...values);
     });
     await second.start();
-    await waitFor(() => reread.length === 2, { timeout: 60_000, message: 'partition 1 not read again' });
+    await waitFor(() => reread.length === 2, {
+      timeout: 60_000,
+      message: 'partition 1 not read again',
+    });
     expect(reread).toEqual(['poison', 'after']);
-    await waitFor(async () => (await bus.committedOffsets(groupId, topic)).get(1) === '2', { timeout: 30_000, message: 'partition 1 not committed' });
+    await waitFor(async () => (await bus.committedOffsets(groupId, topic)).get(1) === '2', {
+      timeout: 30_000,
+      message: 'partition 1 not committed',
+    });
   });
 });

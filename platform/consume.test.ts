@@ -263,14 +263,18 @@ describe('consume loop', () => {
     // Exponential: the second pause is twice the first.
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(35);
     expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(75);
-    expect(await counter(registry, 'lifecycle_consumer_batch_failures_total', { consumer: 'test' })).toBe(2);
+    expect(
+      await counter(registry, 'lifecycle_consumer_batch_failures_total', { consumer: 'test' }),
+    ).toBe(2);
     expect(consumer.lastError()).toBeNull();
     expect(consumer.stalled()).toEqual([]);
   });
 
   describe('a batch that keeps failing', () => {
     const keyOn = (partition: number) =>
-      Array.from({ length: 100 }, (_, i) => `user-${i}`).find((k) => partitionFor(k, 2) === partition)!;
+      Array.from({ length: 100 }, (_, i) => `user-${i}`).find(
+        (k) => partitionFor(k, 2) === partition,
+      )!;
 
     async function twoPartitions() {
       const bus = new InMemoryBus(2);
@@ -287,14 +291,18 @@ describe('consume loop', () => {
       decode: (m: { value: Buffer | null }) => m.value!.toString(),
       async handle(records: { value: string }[], scope: { partition: number }) {
         calls.set(scope.partition, (calls.get(scope.partition) ?? 0) + 1);
-        if (records.some((r) => r.value === 'poison')) throw new Error('preference store refused the erasure');
+        if (records.some((r) => r.value === 'poison'))
+          throw new Error('preference store refused the erasure');
       },
     });
 
     it('stops its partition after maxBatchAttempts: paused, reported, logged, counted, never committed; the other partitions flow', async () => {
       const { bus, registry } = await twoPartitions();
       const lines: Record<string, unknown>[] = [];
-      const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+      const logger = pino(
+        { level: 'info' },
+        { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+      );
       const calls = new Map<number, number>();
       const consumer = createConsumeLoop<string>(
         { name: 'erasure', groupId: 'g', topics: ['in'], dlqTopic: 'dlq', ...failOnPoison(calls) },
@@ -322,8 +330,12 @@ describe('consume loop', () => {
       await new Promise((r) => setTimeout(r, 100));
       expect(calls.get(1)).toBe(3);
       expect(bus.groupOffsets('g', 'in').get(1)).toBeUndefined();
-      expect(await counter(registry, 'lifecycle_consumer_stalled_partitions', { consumer: 'erasure' })).toBe(1);
-      const stop = lines.find((l) => l.level === 60 || (l.level === 50 && /stopped/.test(String(l.msg))));
+      expect(
+        await counter(registry, 'lifecycle_consumer_stalled_partitions', { consumer: 'erasure' }),
+      ).toBe(1);
+      const stop = lines.find(
+        (l) => l.level === 60 || (l.level === 50 && /stopped/.test(String(l.msg))),
+      );
       expect(stop).toMatchObject({
         component: 'erasure',
         topic: 'in',
@@ -337,7 +349,9 @@ describe('consume loop', () => {
       // Leaving the group revokes the partition: nothing stalled is left in this process.
       await consumer.stop();
       expect(consumer.stalled()).toEqual([]);
-      expect(await counter(registry, 'lifecycle_consumer_stalled_partitions', { consumer: 'erasure' })).toBe(0);
+      expect(
+        await counter(registry, 'lifecycle_consumer_stalled_partitions', { consumer: 'erasure' }),
+      ).toBe(0);
     });
 
     it('a stalled partition taken away by a rebalance is cleared here, and its next owner reads it again', async () => {
@@ -360,7 +374,9 @@ describe('consume loop', () => {
       await second.start();
       expect(second.assignment()).toEqual([{ topic: 'in', partition: 1 }]);
       expect(first.stalled()).toEqual([]);
-      expect(await counter(registry, 'lifecycle_consumer_stalled_partitions', { consumer: 'first' })).toBe(0);
+      expect(
+        await counter(registry, 'lifecycle_consumer_stalled_partitions', { consumer: 'first' }),
+      ).toBe(0);
       await until(() => bus.groupOffsets('g', 'in').get(1) === 1);
       expect(handled).toEqual(['poison']);
       await second.stop();

@@ -134,11 +134,15 @@ export interface ConsumeLoop extends BusConsumer {
 }
 
 /** Health of a service's loops: not ok while any partition is stalled, with what and why in the details. */
-export function stalledHealth(loops: readonly (Pick<ConsumeLoop, 'stalled'> | null | undefined)[]): { ok: boolean; stalled: (StalledPartition & { reason: string })[] } {
-  const stalled = loops.flatMap((l) => l?.stalled() ?? []).map((s) => ({
-    ...s,
-    reason: `${s.topic}[${s.partition}] stopped at offset ${s.offset} after ${s.attempts} failed attempts: ${s.error}; restart the process to read it again`,
-  }));
+export function stalledHealth(
+  loops: readonly (Pick<ConsumeLoop, 'stalled'> | null | undefined)[],
+): { ok: boolean; stalled: (StalledPartition & { reason: string })[] } {
+  const stalled = loops
+    .flatMap((l) => l?.stalled() ?? [])
+    .map((s) => ({
+      ...s,
+      reason: `${s.topic}[${s.partition}] stopped at offset ${s.offset} after ${s.attempts} failed attempts: ${s.error}; restart the process to read it again`,
+    }));
   return { ok: stalled.length === 0, stalled };
 }
 
@@ -343,7 +347,9 @@ export function createConsumeLoop<T>(
           return false;
         }
       }
-      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(50, end - Date.now(), nextBeat - Date.now()))));
+      await new Promise((r) =>
+        setTimeout(r, Math.max(0, Math.min(50, end - Date.now(), nextBeat - Date.now()))),
+      );
     }
     return control.isActive();
   };
@@ -355,7 +361,14 @@ export function createConsumeLoop<T>(
     metrics.stalledPartitions.set({ consumer: name }, stalled.size);
     consumer.pause([tp]);
     log.error(
-      { consumer: name, topic: batch.topic, partition: batch.partition, offset, attempts, err: error },
+      {
+        consumer: name,
+        topic: batch.topic,
+        partition: batch.partition,
+        offset,
+        attempts,
+        err: error,
+      },
       'partition stopped: its batch failed every attempt and is not committed; restart the process to read it again',
     );
   };
@@ -396,7 +409,10 @@ export function createConsumeLoop<T>(
           metrics.failedBatches.inc({ consumer: name });
           options.onBatchError?.(err, batch);
           if (!control.isActive()) {
-            log.warn({ topic: batch.topic, partition: batch.partition, err: lastError }, 'batch failed while the partition was let go; its next reader reads it again');
+            log.warn(
+              { topic: batch.topic, partition: batch.partition, err: lastError },
+              'batch failed while the partition was let go; its next reader reads it again',
+            );
             return;
           }
           const attempts = (failures.get(key) ?? 0) + 1;
@@ -407,7 +423,15 @@ export function createConsumeLoop<T>(
           }
           const delayMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** (attempts - 1));
           log.error(
-            { topic: batch.topic, partition: batch.partition, offset: batch.messages[0]?.offset, attempt: attempts, maxAttempts, delayMs, err: lastError },
+            {
+              topic: batch.topic,
+              partition: batch.partition,
+              offset: batch.messages[0]?.offset,
+              attempt: attempts,
+              maxAttempts,
+              delayMs,
+              err: lastError,
+            },
             'batch failed; retrying',
           );
           if (!(await pauseBeforeRetry(delayMs, control))) return;

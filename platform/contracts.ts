@@ -28,7 +28,8 @@ export type NormalisedEvent = Static<typeof NormalisedEventSchema>;
  * Who makes an event, from its `source`: `http` (a write key, `http:<source>`), `cdc` (the
  * product database, `cdc:<connector>`), or one of the product's own processes.
  */
-export type EventOrigin = 'http' | 'cdc' | 'engine' | 'scheduler' | 'tracker' | 'inapp' | 'simulate' | 'unknown';
+export type EventOrigin =
+  'http' | 'cdc' | 'engine' | 'scheduler' | 'tracker' | 'inapp' | 'simulate' | 'unknown';
 
 export function eventOrigin(source: string): EventOrigin {
   const head = source.split(':', 1)[0]!;
@@ -52,21 +53,23 @@ export function eventOrigin(source: string): EventOrigin {
  * fire a delayed rule at once with forged ids, or poison uplift with fake opens), and the
  * engine, delivery and the sink act on them only from these origins.
  */
-export const RESERVED_EVENT_TYPES: Readonly<Record<string, readonly EventOrigin[]>> = Object.freeze({
-  /** Right to be forgotten: a deleted row of the product database (the CDC mapping). */
-  user_deleted: ['cdc'],
-  'timer.fired': ['engine'],
-  'segment.entered': ['engine'],
-  'segment.exited': ['engine'],
-  'schedule.occurrence': ['scheduler'],
-  message_opened: ['tracker'],
-  message_clicked: ['tracker'],
-  message_unsubscribed: ['tracker'],
-  message_bounced: ['tracker'],
-  message_complained: ['tracker'],
-  message_delivered: ['tracker'],
-  'inapp.read': ['inapp'],
-});
+export const RESERVED_EVENT_TYPES: Readonly<Record<string, readonly EventOrigin[]>> = Object.freeze(
+  {
+    /** Right to be forgotten: a deleted row of the product database (the CDC mapping). */
+    user_deleted: ['cdc'],
+    'timer.fired': ['engine'],
+    'segment.entered': ['engine'],
+    'segment.exited': ['engine'],
+    'schedule.occurrence': ['scheduler'],
+    message_opened: ['tracker'],
+    message_clicked: ['tracker'],
+    message_unsubscribed: ['tracker'],
+    message_bounced: ['tracker'],
+    message_complained: ['tracker'],
+    message_delivered: ['tracker'],
+    'inapp.read': ['inapp'],
+  },
+);
 
 export function isReservedEventType(type: string): boolean {
   return Object.hasOwn(RESERVED_EVENT_TYPES, type);
@@ -77,7 +80,9 @@ export function isReservedEventType(type: string): boolean {
  * reserved or its origin makes that type. `simulate` stands for authored test input and
  * may play any origin.
  */
-export function reservedTypeRefusal(event: Pick<NormalisedEvent, 'type' | 'source'>): string | null {
+export function reservedTypeRefusal(
+  event: Pick<NormalisedEvent, 'type' | 'source'>,
+): string | null {
   if (!Object.hasOwn(RESERVED_EVENT_TYPES, event.type)) return null;
   const allowed = RESERVED_EVENT_TYPES[event.type]!;
   const origin = eventOrigin(event.source);
@@ -119,9 +124,21 @@ export const SendCommandSchema = Type.Object({
 export type SendCommand = Static<typeof SendCommandSchema>;
 
 export const DeliveryStatus = Type.Union(
-  ['queued', 'sent', 'delivered', 'deferred', 'suppressed', 'holdout', 'failed', 'bounced', 'complained', 'opened', 'clicked', 'unsubscribed', 'read'].map(
-    (s) => Type.Literal(s),
-  ),
+  [
+    'queued',
+    'sent',
+    'delivered',
+    'deferred',
+    'suppressed',
+    'holdout',
+    'failed',
+    'bounced',
+    'complained',
+    'opened',
+    'clicked',
+    'unsubscribed',
+    'read',
+  ].map((s) => Type.Literal(s)),
 );
 export type DeliveryStatus =
   | 'queued'

@@ -29,25 +29,74 @@ export const ErrorCodes = {
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
 /** The HTTP status of each code (what a LifecycleError answers unless it names another) and what it means. */
-export const ERROR_CODES: { readonly [C in ErrorCode]: { readonly status: number; readonly meaning: string } } = {
-  LC_ERR_BAD_REQUEST: { status: 400, meaning: 'the request is malformed or a value is invalid; the message names the field' },
-  LC_ERR_RESERVED_EVENT: { status: 400, meaning: 'an app sent an event type only the product makes (RESERVED_EVENT_TYPES in platform/contracts.ts: user_deleted, timer.fired, message_*, ...)' },
+export const ERROR_CODES: {
+  readonly [C in ErrorCode]: { readonly status: number; readonly meaning: string };
+} = {
+  LC_ERR_BAD_REQUEST: {
+    status: 400,
+    meaning: 'the request is malformed or a value is invalid; the message names the field',
+  },
+  LC_ERR_RESERVED_EVENT: {
+    status: 400,
+    meaning:
+      'an app sent an event type only the product makes (RESERVED_EVENT_TYPES in platform/contracts.ts: user_deleted, timer.fired, message_*, ...)',
+  },
   LC_ERR_UNAUTHORIZED: { status: 401, meaning: 'no credential, or not the one the route requires' },
-  LC_ERR_FORBIDDEN: { status: 403, meaning: 'a credential was presented but is not known (an unknown write key)' },
-  LC_ERR_NOT_FOUND: { status: 404, meaning: 'no such route, user record, template, dashboard or panel' },
-  LC_ERR_PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body or one message is larger than the configured limit' },
-  LC_ERR_RATE_LIMITED: { status: 429, meaning: 'the caller sent more than its rate; retry after Retry-After' },
-  LC_ERR_UNAVAILABLE: { status: 503, meaning: 'a dependency is down or a feature is not configured; retry later or configure it' },
-  LC_ERR_INVALID_SIGNATURE: { status: 401, meaning: 'a signed request (provider webhook) has a missing, wrong or stale signature' },
-  LC_ERR_INTERNAL: { status: 500, meaning: 'a fault of the service itself; the details are in its log, never in the answer' },
-  LC_ERR_KAFKA_PUBLISH: { status: 503, meaning: 'Kafka did not acknowledge a produce; nothing is reported stored, retry' },
+  LC_ERR_FORBIDDEN: {
+    status: 403,
+    meaning: 'a credential was presented but is not known (an unknown write key)',
+  },
+  LC_ERR_NOT_FOUND: {
+    status: 404,
+    meaning: 'no such route, user record, template, dashboard or panel',
+  },
+  LC_ERR_PAYLOAD_TOO_LARGE: {
+    status: 413,
+    meaning: 'the body or one message is larger than the configured limit',
+  },
+  LC_ERR_RATE_LIMITED: {
+    status: 429,
+    meaning: 'the caller sent more than its rate; retry after Retry-After',
+  },
+  LC_ERR_UNAVAILABLE: {
+    status: 503,
+    meaning: 'a dependency is down or a feature is not configured; retry later or configure it',
+  },
+  LC_ERR_INVALID_SIGNATURE: {
+    status: 401,
+    meaning: 'a signed request (provider webhook) has a missing, wrong or stale signature',
+  },
+  LC_ERR_INTERNAL: {
+    status: 500,
+    meaning: 'a fault of the service itself; the details are in its log, never in the answer',
+  },
+  LC_ERR_KAFKA_PUBLISH: {
+    status: 503,
+    meaning: 'Kafka did not acknowledge a produce; nothing is reported stored, retry',
+  },
   LC_ERR_KAFKA_UNAVAILABLE: { status: 503, meaning: 'the Kafka producer cannot connect' },
-  LC_ERR_DECODE: { status: 500, meaning: 'bytes read from a topic are not a record of the expected schema' },
-  LC_ERR_TEMPLATE: { status: 422, meaning: 'a template does not render for the given channel, locale and data' },
+  LC_ERR_DECODE: {
+    status: 500,
+    meaning: 'bytes read from a topic are not a record of the expected schema',
+  },
+  LC_ERR_TEMPLATE: {
+    status: 422,
+    meaning: 'a template does not render for the given channel, locale and data',
+  },
   LC_ERR_REDIS: { status: 500, meaning: 'a Redis call failed or answered in an unexpected shape' },
-  LC_ERR_REDIS_DURABILITY: { status: 500, meaning: 'Redis could lose acknowledged writes (no fsync on every write, or an evicting memory policy); the process refuses to start' },
-  LC_ERR_RULES_INVALID: { status: 422, meaning: 'a rule set does not validate; the message lists file, JSON path and problem' },
-  LC_ERR_ANALYTICS: { status: 500, meaning: 'an analytics (ClickHouse) query, insert or parameter failed' },
+  LC_ERR_REDIS_DURABILITY: {
+    status: 500,
+    meaning:
+      'Redis could lose acknowledged writes (no fsync on every write, or an evicting memory policy); the process refuses to start',
+  },
+  LC_ERR_RULES_INVALID: {
+    status: 422,
+    meaning: 'a rule set does not validate; the message lists file, JSON path and problem',
+  },
+  LC_ERR_ANALYTICS: {
+    status: 500,
+    meaning: 'an analytics (ClickHouse) query, insert or parameter failed',
+  },
 };
 
 export class LifecycleError extends Error {
@@ -59,21 +108,28 @@ export class LifecycleError extends Error {
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { retriable?: boolean; status?: number; cause?: unknown; details?: Record<string, unknown> } = {},
+    opts: {
+      retriable?: boolean;
+      status?: number;
+      cause?: unknown;
+      details?: Record<string, unknown>;
+    } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'LifecycleError';
     this.code = code;
     this.retriable = opts.retriable ?? false;
     // The lookup may miss for a code cast in from untyped input (JavaScript callers, parsed JSON).
-    this.status = opts.status ?? (ERROR_CODES[code] as { status: number } | undefined)?.status ?? 500;
+    this.status =
+      opts.status ?? (ERROR_CODES[code] as { status: number } | undefined)?.status ?? 500;
     this.details = opts.details;
   }
 }
 
 export function isRetriable(err: unknown): boolean {
   if (err instanceof LifecycleError) return err.retriable;
-  if (err && typeof err === 'object' && 'retriable' in err) return Boolean((err as { retriable: unknown }).retriable);
+  if (err && typeof err === 'object' && 'retriable' in err)
+    return Boolean((err as { retriable: unknown }).retriable);
   return false;
 }
 

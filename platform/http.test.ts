@@ -25,7 +25,10 @@ afterEach(async () => {
   await Promise.all(apps.splice(0).map((a) => a.close()));
 });
 
-async function server(opts: HttpKitOptions = { credentials: { admin: adminCredential(TOKEN) } }, fastifyOpts: FastifyServerOptions = {}) {
+async function server(
+  opts: HttpKitOptions = { credentials: { admin: adminCredential(TOKEN) } },
+  fastifyOpts: FastifyServerOptions = {},
+) {
   const app = Fastify(fastifyOpts);
   apps.push(app);
   await setupHttpKit(app, opts);
@@ -46,7 +49,9 @@ const bodyKey: Credential = {
 describe('route access declarations', () => {
   it('refuses a route that declares no access when it is registered, in a plugin as at the root', async () => {
     const app = await server();
-    expect(() => app.get('/open', async () => 'served')).toThrow(/route GET \/open declares no access/);
+    expect(() => app.get('/open', async () => 'served')).toThrow(
+      /route GET \/open declares no access/,
+    );
     const other = await server();
     await expect(
       other.register(async (scope) => {
@@ -57,8 +62,12 @@ describe('route access declarations', () => {
 
   it('refuses an unknown access word, and a credential the server does not check', async () => {
     const app = await server();
-    expect(() => app.get('/x', { config: { auth: 'root' as never } }, async () => 'x')).toThrow(/unknown access "root"/);
-    expect(() => app.get('/y', { config: { auth: 'writeKey' } }, async () => 'y')).toThrow(/requires writeKey, which this server does not check/);
+    expect(() => app.get('/x', { config: { auth: 'root' as never } }, async () => 'x')).toThrow(
+      /unknown access "root"/,
+    );
+    expect(() => app.get('/y', { config: { auth: 'writeKey' } }, async () => 'y')).toThrow(
+      /requires writeKey, which this server does not check/,
+    );
   });
 
   it('makes route plugins refuse a server without the kit rather than serve their routes unchecked', () => {
@@ -73,16 +82,34 @@ describe('route access declarations', () => {
       return { principal: req.principal };
     });
     const sameLength = 'x'.repeat(TOKEN.length);
-    for (const authorization of [undefined, 'Bearer wrong', `Bearer ${sameLength}`, TOKEN, `Basic ${TOKEN}`, 'Bearer ']) {
-      const res = await app.inject({ method: 'GET', url: '/v1/secret', headers: authorization === undefined ? {} : { authorization } });
+    for (const authorization of [
+      undefined,
+      'Bearer wrong',
+      `Bearer ${sameLength}`,
+      TOKEN,
+      `Basic ${TOKEN}`,
+      'Bearer ',
+    ]) {
+      const res = await app.inject({
+        method: 'GET',
+        url: '/v1/secret',
+        headers: authorization === undefined ? {} : { authorization },
+      });
       expect(res.statusCode, authorization).toBe(401);
-      expect(res.json()).toEqual({ code: 'LC_ERR_UNAUTHORIZED', message: 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`' });
+      expect(res.json()).toEqual({
+        code: 'LC_ERR_UNAUTHORIZED',
+        message: 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`',
+      });
       expect(res.headers['www-authenticate']).toBe('Bearer');
     }
     // fastify adds HEAD to every GET route; it is refused the same way.
     expect((await app.inject({ method: 'HEAD', url: '/v1/secret' })).statusCode).toBe(401);
     expect(ran).toBe(0);
-    const ok = await app.inject({ method: 'GET', url: '/v1/secret', headers: { authorization: `bearer  ${TOKEN}` } });
+    const ok = await app.inject({
+      method: 'GET',
+      url: '/v1/secret',
+      headers: { authorization: `bearer  ${TOKEN}` },
+    });
     expect(ok.statusCode).toBe(200);
     expect(ok.json()).toEqual({ principal: { id: 'admin', name: 'admin' } });
   });
@@ -92,21 +119,57 @@ describe('route access declarations', () => {
     app.get('/page', { config: { auth: 'public' } }, async (req) => ({ principal: req.principal }));
     app.get('/v1/secret', { config: { auth: 'admin' } }, async () => 'never');
     expect((await app.inject({ method: 'GET', url: '/page' })).json()).toEqual({ principal: null });
-    expect((await app.inject({ method: 'GET', url: '/v1/secret', headers: { authorization: 'Bearer ' } })).statusCode).toBe(401);
-    expect((await app.inject({ method: 'GET', url: '/v1/secret', headers: { authorization: 'Bearer x' } })).statusCode).toBe(401);
+    expect(
+      (
+        await app.inject({
+          method: 'GET',
+          url: '/v1/secret',
+          headers: { authorization: 'Bearer ' },
+        })
+      ).statusCode,
+    ).toBe(401);
+    expect(
+      (
+        await app.inject({
+          method: 'GET',
+          url: '/v1/secret',
+          headers: { authorization: 'Bearer x' },
+        })
+      ).statusCode,
+    ).toBe(401);
   });
 
   it('a credential carried in the body is checked after parsing and before validation', async () => {
     const app = await server({ credentials: { writeKey: bodyKey } });
-    const schema = { body: { type: 'object', required: ['key', 'event'], properties: { key: { type: 'string' }, event: { type: 'string' } } } };
-    app.post('/v1/track', { config: { auth: 'writeKey' }, schema }, async (req) => ({ source: req.principal?.name }));
-    const stranger = await app.inject({ method: 'POST', url: '/v1/track', payload: { key: 'nope' } });
+    const schema = {
+      body: {
+        type: 'object',
+        required: ['key', 'event'],
+        properties: { key: { type: 'string' }, event: { type: 'string' } },
+      },
+    };
+    app.post('/v1/track', { config: { auth: 'writeKey' }, schema }, async (req) => ({
+      source: req.principal?.name,
+    }));
+    const stranger = await app.inject({
+      method: 'POST',
+      url: '/v1/track',
+      payload: { key: 'nope' },
+    });
     expect(stranger.statusCode).toBe(401);
     expect(stranger.headers['www-authenticate']).toBeUndefined();
     const invalid = await app.inject({ method: 'POST', url: '/v1/track', payload: { key: 'k1' } });
     expect(invalid.statusCode).toBe(400);
-    expect(invalid.json()).toEqual({ code: 'LC_ERR_BAD_REQUEST', message: 'event is required', field: 'event' });
-    expect((await app.inject({ method: 'POST', url: '/v1/track', payload: { key: 'k1', event: 'A' } })).json()).toEqual({ source: 'source-1' });
+    expect(invalid.json()).toEqual({
+      code: 'LC_ERR_BAD_REQUEST',
+      message: 'event is required',
+      field: 'event',
+    });
+    expect(
+      (
+        await app.inject({ method: 'POST', url: '/v1/track', payload: { key: 'k1', event: 'A' } })
+      ).json(),
+    ).toEqual({ source: 'source-1' });
   });
 
   it('a room provides its own credential before its routes, once', async () => {
@@ -116,7 +179,9 @@ describe('route access declarations', () => {
       scope.post('/v1/track', { config: { auth: 'writeKey' } }, async () => 'ok');
     });
     await app.ready();
-    expect((await app.inject({ method: 'POST', url: '/v1/track', payload: { key: 'k1' } })).statusCode).toBe(200);
+    expect(
+      (await app.inject({ method: 'POST', url: '/v1/track', payload: { key: 'k1' } })).statusCode,
+    ).toBe(200);
     expect(() => provideCredential(app, 'writeKey', bodyKey)).toThrow(/already checks writeKey/);
   });
 });
@@ -126,12 +191,18 @@ describe('coded refusals', () => {
     const app = await server({ credentials: {}, mediaTypeHint: 'send JSON' }, { bodyLimit: 100 });
     const route = { config: { auth: 'public' as const } };
     app.get('/lifecycle', route, async () => {
-      throw new LifecycleError(ErrorCodes.RateLimited, 'slow down', { details: { field: 'batch[0]', retryAfterSeconds: 2 } });
+      throw new LifecycleError(ErrorCodes.RateLimited, 'slow down', {
+        details: { field: 'batch[0]', retryAfterSeconds: 2 },
+      });
     });
     app.get('/unexpected', route, async () => {
       throw new Error('connect ECONNREFUSED 10.0.0.7:6379 password=hunter2');
     });
-    app.post('/body', { ...route, schema: { body: { type: 'object', properties: { n: { type: 'integer' } } } } }, async () => 'ok');
+    app.post(
+      '/body',
+      { ...route, schema: { body: { type: 'object', properties: { n: { type: 'integer' } } } } },
+      async () => 'ok',
+    );
     app.post('/small', { ...route, bodyLimit: 10 }, async () => 'ok');
     return app;
   }
@@ -139,21 +210,58 @@ describe('coded refusals', () => {
   it('answers a LifecycleError with its status, code, message and field', async () => {
     const res = await (await failing()).inject({ method: 'GET', url: '/lifecycle' });
     expect(res.statusCode).toBe(429);
-    expect(res.json()).toEqual({ code: 'LC_ERR_RATE_LIMITED', message: 'slow down', field: 'batch[0]' });
+    expect(res.json()).toEqual({
+      code: 'LC_ERR_RATE_LIMITED',
+      message: 'slow down',
+      field: 'batch[0]',
+    });
   });
 
   it('maps fastify validation, body size, media type and JSON errors to coded ones', async () => {
     const app = await failing();
     const invalid = await app.inject({ method: 'POST', url: '/body', payload: { n: 'one' } });
-    expect([invalid.statusCode, invalid.json()]).toEqual([400, { code: 'LC_ERR_BAD_REQUEST', message: 'n must be integer', field: 'n' }]);
-    const big = await app.inject({ method: 'POST', url: '/body', payload: { n: 1, pad: 'x'.repeat(200) } });
-    expect([big.statusCode, big.json()]).toEqual([413, { code: 'LC_ERR_PAYLOAD_TOO_LARGE', message: 'request body is larger than 100 bytes' }]);
-    const routeLimit = await app.inject({ method: 'POST', url: '/small', payload: { pad: 'xxxxxxxxxx' } });
-    expect(routeLimit.json()).toEqual({ code: 'LC_ERR_PAYLOAD_TOO_LARGE', message: 'request body is larger than 10 bytes' });
-    const xml = await app.inject({ method: 'POST', url: '/body', payload: '<n/>', headers: { 'content-type': 'application/xml' } });
-    expect([xml.statusCode, xml.json()]).toEqual([415, { code: 'LC_ERR_BAD_REQUEST', message: 'send JSON' }]);
-    const broken = await app.inject({ method: 'POST', url: '/body', payload: '{"n":', headers: { 'content-type': 'application/json' } });
-    expect([broken.statusCode, broken.json()]).toEqual([400, { code: 'LC_ERR_BAD_REQUEST', message: 'body is not valid JSON' }]);
+    expect([invalid.statusCode, invalid.json()]).toEqual([
+      400,
+      { code: 'LC_ERR_BAD_REQUEST', message: 'n must be integer', field: 'n' },
+    ]);
+    const big = await app.inject({
+      method: 'POST',
+      url: '/body',
+      payload: { n: 1, pad: 'x'.repeat(200) },
+    });
+    expect([big.statusCode, big.json()]).toEqual([
+      413,
+      { code: 'LC_ERR_PAYLOAD_TOO_LARGE', message: 'request body is larger than 100 bytes' },
+    ]);
+    const routeLimit = await app.inject({
+      method: 'POST',
+      url: '/small',
+      payload: { pad: 'xxxxxxxxxx' },
+    });
+    expect(routeLimit.json()).toEqual({
+      code: 'LC_ERR_PAYLOAD_TOO_LARGE',
+      message: 'request body is larger than 10 bytes',
+    });
+    const xml = await app.inject({
+      method: 'POST',
+      url: '/body',
+      payload: '<n/>',
+      headers: { 'content-type': 'application/xml' },
+    });
+    expect([xml.statusCode, xml.json()]).toEqual([
+      415,
+      { code: 'LC_ERR_BAD_REQUEST', message: 'send JSON' },
+    ]);
+    const broken = await app.inject({
+      method: 'POST',
+      url: '/body',
+      payload: '{"n":',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect([broken.statusCode, broken.json()]).toEqual([
+      400,
+      { code: 'LC_ERR_BAD_REQUEST', message: 'body is not valid JSON' },
+    ]);
   });
 
   it('answers an unexpected error as internal, keeping its message in the log only', async () => {
@@ -173,12 +281,22 @@ describe('coded refusals', () => {
       },
     });
     app.get('/limited', { config: { auth: 'public' } }, async () => {
-      throw new LifecycleError(ErrorCodes.RateLimited, 'slow down', { details: { retryAfterSeconds: 2 } });
+      throw new LifecycleError(ErrorCodes.RateLimited, 'slow down', {
+        details: { retryAfterSeconds: 2 },
+      });
     });
     const res = await app.inject({ method: 'GET', url: '/limited' });
-    expect(res.json()).toEqual({ success: false, code: 'LC_ERR_RATE_LIMITED', message: 'slow down' });
+    expect(res.json()).toEqual({
+      success: false,
+      code: 'LC_ERR_RATE_LIMITED',
+      message: 'slow down',
+    });
     expect(res.headers['retry-after']).toBe('2');
-    expect((await app.inject({ method: 'GET', url: '/nowhere' })).json()).toEqual({ success: false, code: 'LC_ERR_NOT_FOUND', message: 'Route GET:/nowhere not found' });
+    expect((await app.inject({ method: 'GET', url: '/nowhere' })).json()).toEqual({
+      success: false,
+      code: 'LC_ERR_NOT_FOUND',
+      message: 'Route GET:/nowhere not found',
+    });
     expect(seen).toEqual(['LC_ERR_RATE_LIMITED']);
   });
 
@@ -190,7 +308,10 @@ describe('coded refusals', () => {
         done();
       },
     });
-    const app = await server(undefined, { loggerInstance: createLogger({ level: 'info' }, sink), logController: new LogController({ disableRequestLogging: true }) });
+    const app = await server(undefined, {
+      loggerInstance: createLogger({ level: 'info' }, sink),
+      logController: new LogController({ disableRequestLogging: true }),
+    });
     const res = await app.inject({ method: 'GET', url: '/t/c/?t=signed-secret-token' });
     expect(res.statusCode).toBe(404);
     expect(res.json()).toEqual({ code: 'LC_ERR_NOT_FOUND', message: 'Route GET:/t/c/ not found' });
@@ -201,9 +322,19 @@ describe('coded refusals', () => {
 
 describe('OpenAPI document, health and metrics', () => {
   it("marks each route's security from its declaration, with the schemes of the credentials provided", async () => {
-    const app = await server({ credentials: { admin: adminCredential(TOKEN) }, openapi: { info: { title: 'kit', version: '1' } } });
-    operationalRoutes(app, { metrics: createMetricsRegistry({ defaults: false }), health: () => ({ ok: true }) });
-    app.get('/v1/users', { config: { auth: 'admin' }, schema: { summary: 'users' } }, async () => []);
+    const app = await server({
+      credentials: { admin: adminCredential(TOKEN) },
+      openapi: { info: { title: 'kit', version: '1' } },
+    });
+    operationalRoutes(app, {
+      metrics: createMetricsRegistry({ defaults: false }),
+      health: () => ({ ok: true }),
+    });
+    app.get(
+      '/v1/users',
+      { config: { auth: 'admin' }, schema: { summary: 'users' } },
+      async () => [],
+    );
     app.delete('/v1/users/:id', { config: { auth: 'admin' } }, async () => null);
     app.get('/page', { config: { auth: 'public' } }, async () => 'page');
     await app.register(async (scope) => {
@@ -214,8 +345,16 @@ describe('OpenAPI document, health and metrics', () => {
       paths: Record<string, Record<string, { security?: unknown; summary?: string }>>;
       components: { securitySchemes: Record<string, unknown> };
     };
-    expect(Object.keys(doc.paths).sort()).toEqual(['/page', '/v1/track', '/v1/users', '/v1/users/{id}']);
-    expect(doc.paths['/v1/users']!.get).toMatchObject({ summary: 'users', security: [{ adminToken: [] }] });
+    expect(Object.keys(doc.paths).sort()).toEqual([
+      '/page',
+      '/v1/track',
+      '/v1/users',
+      '/v1/users/{id}',
+    ]);
+    expect(doc.paths['/v1/users']!.get).toMatchObject({
+      summary: 'users',
+      security: [{ adminToken: [] }],
+    });
     expect(doc.paths['/v1/users/{id}']!.delete!.security).toEqual([{ adminToken: [] }]);
     expect(doc.paths['/v1/track']!.post!.security).toEqual([{ bodyKey: [] }]);
     expect(doc.paths['/page']!.get!.security).toBeUndefined();
@@ -227,7 +366,10 @@ describe('OpenAPI document, health and metrics', () => {
     const metrics = createMetricsRegistry({ defaults: false });
     let ok = true;
     operationalRoutes(app, { metrics, health: () => ({ ok, kafka: { inFlightEvents: 0 } }) });
-    expect((await app.inject({ method: 'GET', url: '/health' })).json()).toEqual({ ok: true, kafka: { inFlightEvents: 0 } });
+    expect((await app.inject({ method: 'GET', url: '/health' })).json()).toEqual({
+      ok: true,
+      kafka: { inFlightEvents: 0 },
+    });
     ok = false;
     expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(503);
     const res = await app.inject({ method: 'GET', url: '/metrics' });

@@ -8,7 +8,14 @@
 // `/metrics` and `/openapi.json` are served the same way on every server.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, preValidationHookHandler } from 'fastify';
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  onRequestHookHandler,
+  preValidationHookHandler,
+} from 'fastify';
 import { ErrorCodes, LifecycleError, type ErrorCode } from './errors.ts';
 import { healthStatus, type HealthReport, type Registry } from './metrics.ts';
 
@@ -91,9 +98,13 @@ interface KitState {
 }
 
 const KIT = Symbol.for('lifecycle.httpKit');
-const kitOf = (app: FastifyInstance): KitState | undefined => (app as unknown as { [KIT]?: KitState })[KIT];
+const kitOf = (app: FastifyInstance): KitState | undefined =>
+  (app as unknown as { [KIT]?: KitState })[KIT];
 
-const defaultBody = (f: HttpFailure) => (f.field === undefined ? { code: f.code, message: f.message } : { code: f.code, message: f.message, field: f.field });
+const defaultBody = (f: HttpFailure) =>
+  f.field === undefined
+    ? { code: f.code, message: f.message }
+    : { code: f.code, message: f.message, field: f.field };
 
 /**
  * Installs the kit on a new server, before any route: the access check of every route,
@@ -104,29 +115,46 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
   const state: KitState = { credentials: new Map(), schemes: {} };
   app.decorate(KIT, state);
   app.decorateRequest('principal', null);
-  for (const [kind, credential] of Object.entries(opts.credentials ?? {}) as [CredentialKind, Credential][]) provideCredential(app, kind, credential);
+  for (const [kind, credential] of Object.entries(opts.credentials ?? {}) as [
+    CredentialKind,
+    Credential,
+  ][])
+    provideCredential(app, kind, credential);
 
   app.addHook('onRoute', (route) => {
     const access = route.config?.auth;
     const where = `${String(route.method)} ${route.url}`;
     if (access === undefined) {
-      throw new Error(`route ${where} declares no access: give it config.auth, one of ${ACCESS.join(', ')}`);
+      throw new Error(
+        `route ${where} declares no access: give it config.auth, one of ${ACCESS.join(', ')}`,
+      );
     }
-    if (!(ACCESS as readonly string[]).includes(access)) throw new Error(`route ${where} declares unknown access "${String(access)}" (one of ${ACCESS.join(', ')})`);
+    if (!(ACCESS as readonly string[]).includes(access))
+      throw new Error(
+        `route ${where} declares unknown access "${String(access)}" (one of ${ACCESS.join(', ')})`,
+      );
     if (access === 'public') return;
     const credential = state.credentials.get(access);
-    if (!credential) throw new Error(`route ${where} requires ${access}, which this server does not check: provide its credential first`);
-    route.schema = { ...route.schema, security: Object.keys(credential.schemes).map((name) => ({ [name]: [] })) };
+    if (!credential)
+      throw new Error(
+        `route ${where} requires ${access}, which this server does not check: provide its credential first`,
+      );
+    route.schema = {
+      ...route.schema,
+      security: Object.keys(credential.schemes).map((name) => ({ [name]: [] })),
+    };
     const check = async (req: FastifyRequest, reply: FastifyReply) => {
       try {
         req.principal = await credential.authenticate(req);
       } catch (err) {
-        if (credential.challenge && err instanceof LifecycleError && err.status === 401) void reply.header('www-authenticate', credential.challenge);
+        if (credential.challenge && err instanceof LifecycleError && err.status === 401)
+          void reply.header('www-authenticate', credential.challenge);
         throw err;
       }
     };
     // First among the route's own hooks: nothing of the route runs for a caller it refuses.
-    if (credential.readsBody) route.preValidation = [check as preValidationHookHandler, ...hooks(route.preValidation)];
+    if (credential.readsBody)
+      route.preValidation = [check as preValidationHookHandler, ...hooks(route.preValidation)];
     else route.onRequest = [check as onRequestHookHandler, ...hooks(route.onRequest)];
   });
 
@@ -143,21 +171,34 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0];
     req.log.info({ path }, 'route not found');
-    return reply.code(404).send(body({ status: 404, code: ErrorCodes.NotFound, message: `Route ${req.method}:${path} not found` }));
+    return reply.code(404).send(
+      body({
+        status: 404,
+        code: ErrorCodes.NotFound,
+        message: `Route ${req.method}:${path} not found`,
+      }),
+    );
   });
 
   if (opts.openapi) {
-    await app.register(swagger, { openapi: { info: opts.openapi.info, components: { securitySchemes: state.schemes } } });
+    await app.register(swagger, {
+      openapi: { info: opts.openapi.info, components: { securitySchemes: state.schemes } },
+    });
   }
 }
 
-const hooks = <T>(h: T | T[] | undefined): T[] => (h === undefined ? [] : Array.isArray(h) ? h : [h]);
+const hooks = <T>(h: T | T[] | undefined): T[] =>
+  h === undefined ? [] : Array.isArray(h) ? h : [h];
 
 /**
  * Adds the credential of one kind to the server (a room that owns a credential, as the
  * in-app gateway its client tokens, provides it before registering its routes).
  */
-export function provideCredential(app: FastifyInstance, kind: CredentialKind, credential: Credential): void {
+export function provideCredential(
+  app: FastifyInstance,
+  kind: CredentialKind,
+  credential: Credential,
+): void {
   const state = requireHttpKit(app);
   if (state.credentials.has(kind)) throw new Error(`this server already checks ${kind}`);
   state.credentials.set(kind, credential);
@@ -170,30 +211,47 @@ export function provideCredential(app: FastifyInstance, kind: CredentialKind, cr
  */
 export function requireHttpKit(app: FastifyInstance): KitState {
   const state = kitOf(app);
-  if (!state) throw new Error('these routes declare their access and need the HTTP kit: call setupHttpKit (platform/http.ts) on the server first');
+  if (!state)
+    throw new Error(
+      'these routes declare their access and need the HTTP kit: call setupHttpKit (platform/http.ts) on the server first',
+    );
   return state;
 }
 
 /** `/health` (its HealthReport, 503 when not ok), `/metrics` and `/openapi.json`: public, and not in the document. */
-export function operationalRoutes(app: FastifyInstance, deps: { metrics: Pick<Registry, 'metrics' | 'contentType'>; health: () => HealthReport }): void {
+export function operationalRoutes(
+  app: FastifyInstance,
+  deps: { metrics: Pick<Registry, 'metrics' | 'contentType'>; health: () => HealthReport },
+): void {
   const opts = { schema: { hide: true }, config: { auth: 'public' as const } };
   app.get('/health', opts, async (_req, reply) => {
     const report = deps.health();
     return reply.code(healthStatus(report)).send(report);
   });
-  app.get('/metrics', opts, async (_req, reply) => reply.header('content-type', deps.metrics.contentType).send(await deps.metrics.metrics()));
+  app.get('/metrics', opts, async (_req, reply) =>
+    reply.header('content-type', deps.metrics.contentType).send(await deps.metrics.metrics()),
+  );
   if (app.hasDecorator('swagger')) app.get('/openapi.json', opts, async () => app.swagger());
 }
 
 /** The operators' admin token (LC_ADMIN_TOKEN) as `Authorization: Bearer <token>`. */
 export function adminCredential(token: string): Credential {
   return {
-    schemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'The admin token (LC_ADMIN_TOKEN).' } },
+    schemes: {
+      adminToken: {
+        type: 'http',
+        scheme: 'bearer',
+        description: 'The admin token (LC_ADMIN_TOKEN).',
+      },
+    },
     challenge: 'Bearer',
     authenticate(req) {
       const presented = bearerToken(req.headers.authorization);
       if (presented === undefined || token === '' || !secretEquals(presented, token)) {
-        throw new LifecycleError(ErrorCodes.Unauthorized, 'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`');
+        throw new LifecycleError(
+          ErrorCodes.Unauthorized,
+          'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`',
+        );
       }
       return { id: 'admin', name: 'admin' };
     },
@@ -213,10 +271,18 @@ export function secretEquals(presented: string, expected: string): boolean {
   return timingSafeEqual(digest(presented), digest(expected));
 }
 
-type AjvError = { instancePath: string; message?: string; keyword: string; params: Record<string, unknown> };
+type AjvError = {
+  instancePath: string;
+  message?: string;
+  keyword: string;
+  params: Record<string, unknown>;
+};
 
 /** The first Ajv error as (field, message), the field a dotted path into the document (`batch[2].event`). */
-export function describeValidation(errors: readonly AjvError[], prefix = ''): { field: string; message: string } {
+export function describeValidation(
+  errors: readonly AjvError[],
+  prefix = '',
+): { field: string; message: string } {
   const e = errors[0];
   if (!e) return { field: prefix || 'body', message: 'invalid' };
   const path = e.instancePath
@@ -239,7 +305,11 @@ export function describeValidation(errors: readonly AjvError[], prefix = ''): { 
  * validation, body size, media type and body parsing errors as coded 4xx; anything else
  * as an internal error whose message stays in the log.
  */
-export function describeFailure(err: unknown, req: FastifyRequest, mediaTypeHint = 'send the body as application/json'): HttpFailure {
+export function describeFailure(
+  err: unknown,
+  req: FastifyRequest,
+  mediaTypeHint = 'send the body as application/json',
+): HttpFailure {
   if (err instanceof LifecycleError) {
     const field = err.details?.field;
     return {
@@ -251,14 +321,26 @@ export function describeFailure(err: unknown, req: FastifyRequest, mediaTypeHint
     };
   }
   const e = err as Partial<FastifyError> & { validation?: AjvError[] };
-  if (e.validation) return { status: 400, code: ErrorCodes.BadRequest, ...describeValidation(e.validation) };
+  if (e.validation)
+    return { status: 400, code: ErrorCodes.BadRequest, ...describeValidation(e.validation) };
   if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
     const limit = req.routeOptions.bodyLimit ?? req.server.initialConfig.bodyLimit;
-    return { status: 413, code: ErrorCodes.PayloadTooLarge, message: `request body is larger than ${limit} bytes` };
+    return {
+      status: 413,
+      code: ErrorCodes.PayloadTooLarge,
+      message: `request body is larger than ${limit} bytes`,
+    };
   }
-  if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return { status: 415, code: ErrorCodes.BadRequest, message: mediaTypeHint };
+  if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+    return { status: 415, code: ErrorCodes.BadRequest, message: mediaTypeHint };
   if (e.statusCode && e.statusCode < 500) {
-    return { status: e.statusCode, code: ErrorCodes.BadRequest, message: e.code?.startsWith('FST_ERR_CTP') ? 'body is not valid JSON' : (e.message ?? 'bad request') };
+    return {
+      status: e.statusCode,
+      code: ErrorCodes.BadRequest,
+      message: e.code?.startsWith('FST_ERR_CTP')
+        ? 'body is not valid JSON'
+        : (e.message ?? 'bad request'),
+    };
   }
   return { status: 500, code: ErrorCodes.Internal, message: 'internal error' };
 }

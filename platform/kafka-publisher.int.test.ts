@@ -58,7 +58,12 @@ describe('KafkaBus publisher with several producers', () => {
       eachBatch: async (batch, control) => {
         for (const m of batch.messages) {
           const [key, seq] = m.value!.toString().split(':');
-          seen.push({ partition: m.partition, key: key!, seq: Number(seq), header: m.headers['lc-test'] });
+          seen.push({
+            partition: m.partition,
+            key: key!,
+            seq: Number(seq),
+            header: m.headers['lc-test'],
+          });
         }
         await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
       },

@@ -7,17 +7,41 @@ import { createShardedPublisher, murmur2, partitionForKey } from './kafka-publis
 
 // kafkajs's own (64-bit emulated) murmur2 is the reference: the same key must land on the
 // same partition whichever of our producers, kafkajs's or the Java client's, writes it.
-const reference = createRequire(import.meta.url)('kafkajs/src/producer/partitioners/default/murmur2.js') as (key: string | Buffer) => number;
+const reference = createRequire(import.meta.url)(
+  'kafkajs/src/producer/partitioners/default/murmur2.js',
+) as (key: string | Buffer) => number;
 
 describe('murmur2 partitioning', () => {
   it('matches kafkajs on ASCII, non-ASCII and binary keys of every length', () => {
-    const keys: (string | Buffer)[] = ['', 'a', 'ab', 'abc', 'abcd', 'user-42', 'bench-user-17', 'ünïcødé', '用户-7', '😀x'];
-    for (let i = 0; i < 500; i++) keys.push(randomBytes(i % 40).toString('base64').slice(0, i % 37));
+    const keys: (string | Buffer)[] = [
+      '',
+      'a',
+      'ab',
+      'abc',
+      'abcd',
+      'user-42',
+      'bench-user-17',
+      'ünïcødé',
+      '用户-7',
+      '😀x',
+    ];
+    for (let i = 0; i < 500; i++)
+      keys.push(
+        randomBytes(i % 40)
+          .toString('base64')
+          .slice(0, i % 37),
+      );
     for (let i = 0; i < 100; i++) keys.push(randomBytes(i % 23));
-    for (let i = 0; i < 50; i++) keys.push(String.fromCharCode(...Array.from({ length: i % 9 }, (_, j) => 0x80 + ((i * 31 + j * 97) % 0x3000))));
+    for (let i = 0; i < 50; i++)
+      keys.push(
+        String.fromCharCode(
+          ...Array.from({ length: i % 9 }, (_, j) => 0x80 + ((i * 31 + j * 97) % 0x3000)),
+        ),
+      );
     for (const key of keys) {
       expect(murmur2(key), String(key)).toBe(reference(key));
-      for (const n of [1, 3, 12, 64]) expect(partitionForKey(key, n)).toBe((reference(key) & 0x7fffffff) % n);
+      for (const n of [1, 3, 12, 64])
+        expect(partitionForKey(key, n)).toBe((reference(key) & 0x7fffffff) % n);
     }
   });
 
@@ -53,23 +77,50 @@ describe('sharded publisher: what it asks of kafkajs', () => {
         };
       },
     } as unknown as Kafka;
-    const publisher = createShardedPublisher(kafka, { lanes: 3, partitionCount: async () => 6, logger: silentLogger() });
-    await publisher.publish('lc.events', Array.from({ length: 40 }, (_, i) => ({ key: `user-${i}`, value: Buffer.from(String(i)), headers: {} })));
-    await publisher.publish('lc.events', [{ key: 'user-1', value: Buffer.from('again'), headers: { 'lc-schema-id': '1' } }]);
+    const publisher = createShardedPublisher(kafka, {
+      lanes: 3,
+      partitionCount: async () => 6,
+      logger: silentLogger(),
+    });
+    await publisher.publish(
+      'lc.events',
+      Array.from({ length: 40 }, (_, i) => ({
+        key: `user-${i}`,
+        value: Buffer.from(String(i)),
+        headers: {},
+      })),
+    );
+    await publisher.publish('lc.events', [
+      { key: 'user-1', value: Buffer.from('again'), headers: { 'lc-schema-id': '1' } },
+    ]);
     expect(producers).toHaveLength(3);
-    for (const config of producers) expect(config).toMatchObject({ idempotent: true, maxInFlightRequests: 1 });
+    for (const config of producers)
+      expect(config).toMatchObject({ idempotent: true, maxInFlightRequests: 1 });
     expect(requests.length).toBeGreaterThanOrEqual(3);
     for (const request of requests) expect(request.acks).toBe(-1);
-    expect(requests.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages)).map((m) => String(m.value)).sort()).toEqual([...Array.from({ length: 40 }, (_, i) => String(i)), 'again'].sort());
+    expect(
+      requests
+        .flatMap((r) => r.topicMessages!.flatMap((t) => t.messages))
+        .map((m) => String(m.value))
+        .sort(),
+    ).toEqual([...Array.from({ length: 40 }, (_, i) => String(i)), 'again'].sort());
     await publisher.close();
   });
 
   it('writes key bytes, when a message has them, instead of its text key (a dead-lettered Avro key stays binary)', async () => {
     const sent: ProducerBatch[] = [];
     const kafka = {
-      producer: () => ({ connect: async () => {}, disconnect: async () => {}, sendBatch: async (batch: ProducerBatch) => (sent.push(batch), []) }),
+      producer: () => ({
+        connect: async () => {},
+        disconnect: async () => {},
+        sendBatch: async (batch: ProducerBatch) => (sent.push(batch), []),
+      }),
     } as unknown as Kafka;
-    const publisher = createShardedPublisher(kafka, { lanes: 1, partitionCount: async () => 12, logger: silentLogger() });
+    const publisher = createShardedPublisher(kafka, {
+      lanes: 1,
+      partitionCount: async () => 12,
+      logger: silentLogger(),
+    });
     const binary = Buffer.from([0, 0, 0, 0, 12, 0x90, 0x03]);
     await publisher.publish('lc.dlq', [
       { key: binary.toString('utf8'), keyBytes: binary, value: Buffer.from('a') },

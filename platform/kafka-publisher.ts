@@ -35,7 +35,8 @@ export function murmur2(key: string | Buffer): number {
       }
     }
   }
-  const at: (i: number) => number = typeof data === 'string' ? (i) => (data as string).charCodeAt(i) : (i) => (data as Buffer)[i]!;
+  const at: (i: number) => number =
+    typeof data === 'string' ? (i) => (data as string).charCodeAt(i) : (i) => (data as Buffer)[i]!;
   const m = 0x5bd1e995;
   let h = 0x9747b28c ^ length;
   const length4 = length & ~3;
@@ -97,11 +98,15 @@ export interface ShardedPublisher extends Publisher {
 
 function publishError(err: unknown, topic: string): LifecycleError {
   if (err instanceof LifecycleError) return err;
-  return new LifecycleError(ErrorCodes.KafkaPublish, `publish to ${topic} failed: ${(err as Error).message}`, {
-    retriable: (err as { retriable?: boolean }).retriable ?? true,
-    status: 503,
-    cause: err,
-  });
+  return new LifecycleError(
+    ErrorCodes.KafkaPublish,
+    `publish to ${topic} failed: ${(err as Error).message}`,
+    {
+      retriable: (err as { retriable?: boolean }).retriable ?? true,
+      status: 503,
+      cause: err,
+    },
+  );
 }
 
 class Lane {
@@ -114,13 +119,22 @@ class Lane {
 
   private getProducer(): Promise<Producer> {
     this.producerReady ??= (async () => {
-      const p = this.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      const p = this.kafka.producer({
+        createPartitioner: Partitioners.DefaultPartitioner,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+      });
       await p.connect();
       this.producer = p;
       return p;
     })().catch((err: unknown) => {
       this.producerReady = null;
-      throw new LifecycleError(ErrorCodes.KafkaUnavailable, `cannot connect to Kafka: ${(err as Error).message}`, { retriable: true, status: 503, cause: err });
+      throw new LifecycleError(
+        ErrorCodes.KafkaUnavailable,
+        `cannot connect to Kafka: ${(err as Error).message}`,
+        { retriable: true, status: 503, cause: err },
+      );
     });
     return this.producerReady;
   }
@@ -190,7 +204,10 @@ class Lane {
   }
 }
 
-export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOptions): ShardedPublisher {
+export function createShardedPublisher(
+  kafka: Kafka,
+  options: ShardedPublisherOptions,
+): ShardedPublisher {
   const lanes = Array.from({ length: Math.max(1, options.lanes) }, () => new Lane(kafka));
   const counts = new Map<string, { count: Promise<number>; at: number }>();
   let roundRobin = 0;
@@ -199,7 +216,12 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
     const cached = counts.get(topic);
     if (cached && Date.now() - cached.at < PARTITION_COUNT_TTL_MS) return cached.count;
     const count = options.partitionCount(topic).then((n) => {
-      if (!(n > 0)) throw new LifecycleError(ErrorCodes.KafkaPublish, `topic ${topic} has no partitions (does it exist?)`, { retriable: true, status: 503 });
+      if (!(n > 0))
+        throw new LifecycleError(
+          ErrorCodes.KafkaPublish,
+          `topic ${topic} has no partitions (does it exist?)`,
+          { retriable: true, status: 503 },
+        );
       return n;
     });
     counts.set(topic, { count, at: Date.now() });
@@ -210,7 +232,9 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
     return count;
   };
 
-  const hasHeaders = (m: OutgoingMessage): m is OutgoingMessage & { headers: Record<string, string> } => {
+  const hasHeaders = (
+    m: OutgoingMessage,
+  ): m is OutgoingMessage & { headers: Record<string, string> } => {
     for (const k in m.headers) if (Object.hasOwn(m.headers, k)) return true;
     return false;
   };
@@ -239,7 +263,8 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
     });
     for (const m of messages) {
       const key = wireKey(m);
-      const partition = key !== null ? partitionForKey(key, n) : (roundRobin = (roundRobin + 1) % n);
+      const partition =
+        key !== null ? partitionForKey(key, n) : (roundRobin = (roundRobin + 1) % n);
       const lane = lanes[partition % lanes.length]!;
       let part = parts.get(lane);
       if (!part) {
@@ -259,7 +284,11 @@ export function createShardedPublisher(kafka: Kafka, options: ShardedPublisherOp
         parts.set(lane, (part = p));
       }
       const bytes = size(m);
-      part.records.push(hasHeaders(m) ? { key, value: m.value, headers: m.headers, partition } : { key, value: m.value, partition });
+      part.records.push(
+        hasHeaders(m)
+          ? { key, value: m.value, headers: m.headers, partition }
+          : { key, value: m.value, partition },
+      );
       part.sizes.push(bytes);
       part.bytes += bytes;
     }

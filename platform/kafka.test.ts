@@ -12,25 +12,51 @@ describe('Kafka consumer messages', () => {
     const k200 = Buffer.from([0, 0, 0, 0, 12, 0x90, 0x03]);
     const k201 = Buffer.from([0, 0, 0, 0, 12, 0x92, 0x03]);
     const read = (key: Buffer | null) =>
-      incomingMessage('t', 2, { key, value: Buffer.from('v'), offset: '5', timestamp: '1700000000000', attributes: 0, headers: { h: Buffer.from('x') } });
+      incomingMessage('t', 2, {
+        key,
+        value: Buffer.from('v'),
+        offset: '5',
+        timestamp: '1700000000000',
+        attributes: 0,
+        headers: { h: Buffer.from('x') },
+      });
     const [a, b] = [read(k200), read(k201)];
     expect(a.keyBytes).toEqual(k200);
     expect(b.keyBytes).toEqual(k201);
     // As UTF-8 text both become the same string: why the bytes must travel.
     expect(a.key).toBe(b.key);
-    expect(read(Buffer.from('user-1'))).toEqual({ topic: 't', partition: 2, offset: '5', key: 'user-1', keyBytes: Buffer.from('user-1'), value: Buffer.from('v'), headers: { h: 'x' }, timestamp: 1_700_000_000_000 });
+    expect(read(Buffer.from('user-1'))).toEqual({
+      topic: 't',
+      partition: 2,
+      offset: '5',
+      key: 'user-1',
+      keyBytes: Buffer.from('user-1'),
+      value: Buffer.from('v'),
+      headers: { h: 'x' },
+      timestamp: 1_700_000_000_000,
+    });
     expect(read(null)).toMatchObject({ key: null, keyBytes: null });
   });
 });
 
 describe('end offsets', () => {
-  const bus = (fetchTopicOffsets: () => Promise<{ partition: number; offset: string; high: string; low: string }[]>) =>
-    new KafkaBus({ admin: () => ({ connect: async () => undefined, fetchTopicOffsets }) } as unknown as Kafka, silentLogger());
+  const bus = (
+    fetchTopicOffsets: () => Promise<
+      { partition: number; offset: string; high: string; low: string }[]
+    >,
+  ) =>
+    new KafkaBus(
+      { admin: () => ({ connect: async () => undefined, fetchTopicOffsets }) } as unknown as Kafka,
+      silentLogger(),
+    );
 
   it('asks again while a partition has no leader yet (a topic just created), and gives up on other errors', async () => {
     let calls = 0;
     const electing = bus(async () => {
-      if (++calls < 3) throw Object.assign(new Error('This server is not the leader for that topic-partition'), { retriable: true });
+      if (++calls < 3)
+        throw Object.assign(new Error('This server is not the leader for that topic-partition'), {
+          retriable: true,
+        });
       return [{ partition: 0, offset: '7', high: '7', low: '0' }];
     });
     expect(await electing.endOffsets('t')).toEqual(new Map([[0, '7']]));
@@ -57,39 +83,86 @@ describe('internal topics', () => {
         return true;
       },
     };
-    const bus = new KafkaBus({ admin: () => admin } as unknown as Kafka, silentLogger(), { replicationFactor });
-    await bus.ensureTopics(internalTopicSpecs({ events: 't.events', sends: 't.sends', deliveries: 't.deliveries', dlq: 't.dlq', campaigns: 't.campaigns' }, 6));
+    const bus = new KafkaBus({ admin: () => admin } as unknown as Kafka, silentLogger(), {
+      replicationFactor,
+    });
+    await bus.ensureTopics(
+      internalTopicSpecs(
+        {
+          events: 't.events',
+          sends: 't.sends',
+          deliveries: 't.deliveries',
+          dlq: 't.dlq',
+          campaigns: 't.campaigns',
+        },
+        6,
+      ),
+    );
     return topics;
   };
-  const minInsync = (t: ITopicConfig) => t.configEntries?.find((e) => e.name === 'min.insync.replicas')?.value;
+  const minInsync = (t: ITopicConfig) =>
+    t.configEntries?.find((e) => e.name === 'min.insync.replicas')?.value;
 
   it.each([
     [1, '1'],
     [2, '2'],
     [3, '2'],
     [5, '2'],
-  ])('are created with replication factor %i and min.insync.replicas %s; existing ones are left alone', async (factor, expected) => {
-    const topics = await created(factor);
-    expect(topics.map((t) => t.topic)).toEqual(['t.sends', 't.deliveries', 't.dlq', 't.campaigns']);
-    for (const t of topics) {
-      expect(t.replicationFactor).toBe(factor);
-      expect(minInsync(t)).toBe(expected);
-    }
-    expect(topics.find((t) => t.topic === 't.campaigns')?.configEntries).toContainEqual({ name: 'cleanup.policy', value: 'compact' });
-  });
+  ])(
+    'are created with replication factor %i and min.insync.replicas %s; existing ones are left alone',
+    async (factor, expected) => {
+      const topics = await created(factor);
+      expect(topics.map((t) => t.topic)).toEqual([
+        't.sends',
+        't.deliveries',
+        't.dlq',
+        't.campaigns',
+      ]);
+      for (const t of topics) {
+        expect(t.replicationFactor).toBe(factor);
+        expect(minInsync(t)).toBe(expected);
+      }
+      expect(topics.find((t) => t.topic === 't.campaigns')?.configEntries).toContainEqual({
+        name: 'cleanup.policy',
+        value: 'compact',
+      });
+    },
+  );
 
   it('a replication factor of 1 is warned about at start in production, naming the variable; not in development or test', () => {
     const warnings = (env: Record<string, string>) => {
       const lines: string[] = [];
-      const logger = createLogger({ level: 'warn' }, new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString()), done()) }));
+      const logger = createLogger(
+        { level: 'warn' },
+        new Writable({
+          write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString()), done()),
+        }),
+      );
       KafkaBus.fromConfig(loadConfig(env), logger);
       return lines.map((l) => JSON.parse(l) as { msg: string });
     };
-    const production = warnings({ NODE_ENV: 'production', LC_ADMIN_TOKEN: 'x'.repeat(24), LC_WRITE_KEYS: 'web:key-0123456789', LC_SIGNING_SECRET: 'a-real-signing-secret-0123', LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123', LC_INAPP_SECRET: 'a-real-inapp-secret-0123' });
+    const production = warnings({
+      NODE_ENV: 'production',
+      LC_ADMIN_TOKEN: 'x'.repeat(24),
+      LC_WRITE_KEYS: 'web:key-0123456789',
+      LC_SIGNING_SECRET: 'a-real-signing-secret-0123',
+      LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123',
+      LC_INAPP_SECRET: 'a-real-inapp-secret-0123',
+    });
     expect(production).toHaveLength(1);
     expect(production[0]!.msg).toMatch(/^LC_KAFKA_REPLICATION_FACTOR=1: /);
     expect(warnings({ NODE_ENV: 'development' })).toEqual([]);
     expect(warnings({ NODE_ENV: 'test' })).toEqual([]);
-    expect(warnings({ NODE_ENV: 'production', LC_KAFKA_REPLICATION_FACTOR: '3', LC_ADMIN_TOKEN: 'x'.repeat(24), LC_WRITE_KEYS: 'web:key-0123456789', LC_SIGNING_SECRET: 'a-real-signing-secret-0123', LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123', LC_INAPP_SECRET: 'a-real-inapp-secret-0123' })).toEqual([]);
+    expect(
+      warnings({
+        NODE_ENV: 'production',
+        LC_KAFKA_REPLICATION_FACTOR: '3',
+        LC_ADMIN_TOKEN: 'x'.repeat(24),
+        LC_WRITE_KEYS: 'web:key-0123456789',
+        LC_SIGNING_SECRET: 'a-real-signing-secret-0123',
+        LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123',
+        LC_INAPP_SECRET: 'a-real-inapp-secret-0123',
+      }),
+    ).toEqual([]);
   });
 });

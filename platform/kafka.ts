@@ -35,7 +35,10 @@ export function pinoLogCreator(logger: Logger) {
     };
 }
 
-export function createKafka(config: Pick<Config['kafka'], 'brokers' | 'clientId'>, logger: Logger): Kafka {
+export function createKafka(
+  config: Pick<Config['kafka'], 'brokers' | 'clientId'>,
+  logger: Logger,
+): Kafka {
   return new Kafka({
     clientId: config.clientId,
     brokers: [...config.brokers],
@@ -53,13 +56,18 @@ function headersIn(h: IHeaders | undefined): Record<string, string> {
   for (const [k, v] of Object.entries(h)) {
     if (v === undefined) continue;
     const first = Array.isArray(v) ? v[0] : v;
-    if (first !== undefined) out[k] = Buffer.isBuffer(first) ? first.toString('utf8') : String(first);
+    if (first !== undefined)
+      out[k] = Buffer.isBuffer(first) ? first.toString('utf8') : String(first);
   }
   return out;
 }
 
 /** A fetched record as the bus hands it over: the key as text and as the bytes it is. */
-export function incomingMessage(topic: string, partition: number, m: KafkaMessage): IncomingMessage {
+export function incomingMessage(
+  topic: string,
+  partition: number,
+  m: KafkaMessage,
+): IncomingMessage {
   const keyBytes = m.key ?? null;
   return {
     topic,
@@ -76,7 +84,8 @@ export function incomingMessage(topic: string, partition: number, m: KafkaMessag
 /** kafkajs names paused partitions per topic. */
 function byTopic(partitions: TopicPartition[]): { topic: string; partitions: number[] }[] {
   const grouped = new Map<string, number[]>();
-  for (const tp of partitions) grouped.set(tp.topic, [...(grouped.get(tp.topic) ?? []), tp.partition]);
+  for (const tp of partitions)
+    grouped.set(tp.topic, [...(grouped.get(tp.topic) ?? []), tp.partition]);
   return [...grouped].map(([topic, ps]) => ({ topic, partitions: ps }));
 }
 
@@ -111,15 +120,20 @@ class KafkaConsumer implements BusConsumer {
     // one is what was revoked and what was added.
     let pending: Promise<void> = Promise.resolve();
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      const next: TopicPartition[] = Object.entries(e.payload.memberAssignment).flatMap(([topic, ps]) =>
-        (ps as number[]).map((partition) => ({ topic, partition })),
+      const next: TopicPartition[] = Object.entries(e.payload.memberAssignment).flatMap(
+        ([topic, ps]) => (ps as number[]).map((partition) => ({ topic, partition })),
       );
-      pending = pending.then(() => this.applyAssignment(next)).catch((err: unknown) => {
-        this.logger.error({ err }, 'assignment hook failed');
-      });
+      pending = pending
+        .then(() => this.applyAssignment(next))
+        .catch((err: unknown) => {
+          this.logger.error({ err }, 'assignment hook failed');
+        });
     });
     await consumer.connect();
-    await consumer.subscribe({ topics: this.sub.topics, fromBeginning: this.sub.fromBeginning ?? true });
+    await consumer.subscribe({
+      topics: this.sub.topics,
+      fromBeginning: this.sub.fromBeginning ?? true,
+    });
     this.running = true;
     await consumer.run({
       autoCommit: false,
@@ -127,7 +141,9 @@ class KafkaConsumer implements BusConsumer {
       partitionsConsumedConcurrently: this.sub.concurrency ?? 1,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
         await pending;
-        const messages = batch.messages.map((m) => incomingMessage(batch.topic, batch.partition, m));
+        const messages = batch.messages.map((m) =>
+          incomingMessage(batch.topic, batch.partition, m),
+        );
         if (messages.length === 0) return;
         const owned = () =>
           isRunning() &&
@@ -139,7 +155,9 @@ class KafkaConsumer implements BusConsumer {
             commit: async (nextOffset) => {
               if (!owned()) return;
               resolveOffset((BigInt(nextOffset) - 1n).toString());
-              await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset }]);
+              await consumer.commitOffsets([
+                { topic: batch.topic, partition: batch.partition, offset: nextOffset },
+              ]);
             },
             isActive: owned,
             heartbeat,
@@ -192,16 +210,28 @@ export class KafkaBus implements Bus {
   constructor(
     readonly kafka: Kafka,
     private readonly logger: Logger,
-    private readonly options: { replicationFactor?: number; sessionTimeout?: number; producers?: number; maxBytesPerPartition?: number } = {},
+    private readonly options: {
+      replicationFactor?: number;
+      sessionTimeout?: number;
+      producers?: number;
+      maxBytesPerPartition?: number;
+    } = {},
   ) {}
 
   /**
    * `maxBytesPerPartition`: fetch size of this bus's consumers (default 1 MB); it bounds a batch, so the records in flight.
    * In production (NODE_ENV neither development nor test), a replication factor of 1 is warned about here, at start.
    */
-  static fromConfig(config: Pick<Config, 'kafka'> & Partial<Pick<Config, 'env'>>, logger: Logger, options: { producers?: number; maxBytesPerPartition?: number } = {}): KafkaBus {
+  static fromConfig(
+    config: Pick<Config, 'kafka'> & Partial<Pick<Config, 'env'>>,
+    logger: Logger,
+    options: { producers?: number; maxBytesPerPartition?: number } = {},
+  ): KafkaBus {
     if (config.kafka.replicationFactor === 1 && config.env === 'production') {
-      logger.warn({ replicationFactor: 1 }, 'LC_KAFKA_REPLICATION_FACTOR=1: internal topics are created with one copy of each record, and a lost broker loses events; set 3 on a production cluster');
+      logger.warn(
+        { replicationFactor: 1 },
+        'LC_KAFKA_REPLICATION_FACTOR=1: internal topics are created with one copy of each record, and a lost broker loses events; set 3 on a production cluster',
+      );
     }
     return new KafkaBus(createKafka(config.kafka, logger), logger, {
       replicationFactor: config.kafka.replicationFactor,
@@ -229,10 +259,15 @@ export class KafkaBus implements Bus {
   }
 
   consumer(subscription: Subscription): BusConsumer {
-    const c = new KafkaConsumer(this.kafka, subscription, this.logger.child({ component: 'consumer', groupId: subscription.groupId }), {
-      sessionTimeout: this.options.sessionTimeout,
-      maxBytesPerPartition: this.options.maxBytesPerPartition,
-    });
+    const c = new KafkaConsumer(
+      this.kafka,
+      subscription,
+      this.logger.child({ component: 'consumer', groupId: subscription.groupId }),
+      {
+        sessionTimeout: this.options.sessionTimeout,
+        maxBytesPerPartition: this.options.maxBytesPerPartition,
+      },
+    );
     this.consumers.add(c);
     return c;
   }
@@ -303,4 +338,3 @@ export class KafkaBus implements Bus {
     this.admin = null;
   }
 }
-

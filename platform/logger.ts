@@ -5,7 +5,22 @@ import { secretPaths } from './config.ts';
 
 export type { Logger } from 'pino';
 
-const PII_KEYS = ['email', 'phone', 'fullName', 'firstName', 'lastName', 'address', 'ip', 'token', 'authorization', 'password', 'writeKey', 'secret', 'deviceToken', 'to'];
+const PII_KEYS = [
+  'email',
+  'phone',
+  'fullName',
+  'firstName',
+  'lastName',
+  'address',
+  'ip',
+  'token',
+  'authorization',
+  'password',
+  'writeKey',
+  'secret',
+  'deviceToken',
+  'to',
+];
 
 export function redactPaths(): string[] {
   const paths = new Set<string>();
@@ -14,7 +29,15 @@ export function redactPaths(): string[] {
     paths.add(`*.${key}`);
     paths.add(`*.*.${key}`);
   }
-  for (const p of ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'config.auth', 'config.clickhouse.password', 'config.delivery.smtpUrls']) paths.add(p);
+  for (const p of [
+    'req.headers.authorization',
+    'req.headers.cookie',
+    'headers.authorization',
+    'config.auth',
+    'config.clickhouse.password',
+    'config.delivery.smtpUrls',
+  ])
+    paths.add(p);
   for (const p of secretPaths()) paths.add(`config.${p}`);
   return [...paths];
 }

@@ -27,7 +27,10 @@ export function isMain(importMetaUrl: string): boolean {
   return Boolean(process.argv[1]) && importMetaUrl === pathToFileURL(process.argv[1]!).href;
 }
 
-export async function runMain(name: string, start: (config: Readonly<Config>, logger: Logger) => Promise<StartedUnit>): Promise<void> {
+export async function runMain(
+  name: string,
+  start: (config: Readonly<Config>, logger: Logger) => Promise<StartedUnit>,
+): Promise<void> {
   const config = loadConfig(undefined, {}, { serving: true });
   const logger = createLogger({ level: config.log.level, name });
   let server: Server | null = null;
@@ -40,7 +43,11 @@ export async function runMain(name: string, start: (config: Readonly<Config>, lo
   try {
     const unit = await starting;
     if (config.metrics.port > 0 && unit.registry) {
-      server = serveMetrics({ port: config.metrics.port, host: config.http.host }, unit.registry, unit.health);
+      server = serveMetrics(
+        { port: config.metrics.port, host: config.http.host },
+        unit.registry,
+        unit.health,
+      );
     }
     logger.info({ process: name }, 'running');
   } catch (err) {

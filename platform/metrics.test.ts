@@ -10,11 +10,16 @@ describe('metrics', () => {
   it('names every product metric lifecycle_*, so one scrape job and one dashboard cover every process', () => {
     const files = execFileSync('git', ['ls-files', '*.ts'], { cwd: ROOT, encoding: 'utf8' })
       .split('\n')
-      .filter((f) => f && !f.endsWith('.test.ts') && !f.startsWith('test/') && !f.startsWith('bench/'));
+      .filter(
+        (f) => f && !f.endsWith('.test.ts') && !f.startsWith('test/') && !f.startsWith('bench/'),
+      );
     const names: string[] = [];
     for (const file of files) {
       const source = readFileSync(path.join(ROOT, file), 'utf8');
-      for (const m of source.matchAll(/new (?:Counter|Gauge|Histogram|Summary)\(\{\s*name:\s*['"`]([^'"`]+)['"`]/g)) names.push(`${file}: ${m[1]}`);
+      for (const m of source.matchAll(
+        /new (?:Counter|Gauge|Histogram|Summary)\(\{\s*name:\s*['"`]([^'"`]+)['"`]/g,
+      ))
+        names.push(`${file}: ${m[1]}`);
     }
     expect(names.length).toBeGreaterThan(20);
     expect(names.filter((n) => !/: lifecycle_[a-z0-9_]+$/.test(n))).toEqual([]);

@@ -11,7 +11,9 @@ export { Registry, Counter, Histogram, Gauge };
  * with `lifecycle_` (the runtime's standard `process_*` and `nodejs_*` series keep their
  * conventional names), so one Prometheus job scrapes every process alike.
  */
-export function createMetricsRegistry(opts: { defaults?: boolean; process?: string } = {}): Registry {
+export function createMetricsRegistry(
+  opts: { defaults?: boolean; process?: string } = {},
+): Registry {
   const registry = new Registry();
   if (opts.process) registry.setDefaultLabels({ process: opts.process });
   if (opts.defaults !== false) collectDefaultMetrics({ register: registry });

@@ -15,5 +15,7 @@ export async function openOutputFile(path: string): Promise<WriteStream | Error>
 
 /** Ends the stream once everything written is flushed. */
 export function closeOutputFile(file: WriteStream): Promise<void> {
-  return new Promise<void>((resolve, reject) => file.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  return new Promise<void>((resolve, reject) =>
+    file.end((err?: Error | null) => (err ? reject(err) : resolve())),
+  );
 }

@@ -5,7 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from './config.ts';
 import { silentLogger } from './logger.ts';
 import { openRedis, RedisDurabilityRefused, supportsWaitAof } from './redis.ts';
-import { startPrivateRedis, type PrivateRedis, type PrivateRedisOptions } from '../test/support/private-redis.ts';
+import {
+  startPrivateRedis,
+  type PrivateRedis,
+  type PrivateRedisOptions,
+} from '../test/support/private-redis.ts';
 
 const servers: PrivateRedis[] = [];
 let always: PrivateRedis;
@@ -18,14 +22,18 @@ async function server(options: PrivateRedisOptions): Promise<PrivateRedis> {
 }
 
 beforeAll(async () => {
-  [always, everysec] = await Promise.all([server({ appendfsync: 'always' }), server({ appendfsync: 'everysec' })]);
+  [always, everysec] = await Promise.all([
+    server({ appendfsync: 'always' }),
+    server({ appendfsync: 'everysec' }),
+  ]);
 });
 
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.stop()));
 });
 
-const open = (s: PrivateRedis, env: Record<string, string> = {}) => openRedis(loadConfig({ NODE_ENV: 'test', LC_REDIS_URL: s.url, ...env }), silentLogger());
+const open = (s: PrivateRedis, env: Record<string, string> = {}) =>
+  openRedis(loadConfig({ NODE_ENV: 'test', LC_REDIS_URL: s.url, ...env }), silentLogger());
 
 describe('openRedis on real servers', () => {
   it('runs on appendfsync always, with nothing to wait for', async () => {
@@ -54,16 +62,24 @@ describe('openRedis on real servers', () => {
     expect((r as Error).message).toContain('CONFIG SET appendfsync always');
     expect((r as Error).message).toContain('LC_REDIS_DURABILITY=none');
     // Development warns and goes on; `none` accepts the risk anywhere.
-    for (const env of [{ NODE_ENV: 'development' }, { LC_REDIS_DURABILITY: 'none' }] as Record<string, string>[]) {
+    for (const env of [{ NODE_ENV: 'development' }, { LC_REDIS_DURABILITY: 'none' }] as Record<
+      string,
+      string
+    >[]) {
       const ok = await open(everysec, env);
       expect(ok.durability.guarantee).toBe('none');
       ok.redis.disconnect();
     }
-    await expect(open(everysec, { LC_REDIS_DURABILITY: 'fsync-always' })).rejects.toThrow(/LC_REDIS_DURABILITY=fsync-always/);
+    await expect(open(everysec, { LC_REDIS_DURABILITY: 'fsync-always' })).rejects.toThrow(
+      /LC_REDIS_DURABILITY=fsync-always/,
+    );
   });
 
   it('refuses a server without an append-only file and one that evicts', async () => {
-    const [noAof, lru] = await Promise.all([server({ appendonly: false }), server({ appendfsync: 'always', maxmemoryPolicy: 'allkeys-lru' })]);
+    const [noAof, lru] = await Promise.all([
+      server({ appendonly: false }),
+      server({ appendfsync: 'always', maxmemoryPolicy: 'allkeys-lru' }),
+    ]);
     await expect(open(noAof)).rejects.toThrow(/`appendonly no`/);
     await expect(open(lru)).rejects.toThrow(/maxmemory-policy allkeys-lru[\s\S]*noeviction/);
     const accepted = await open(lru, { LC_REDIS_DURABILITY: 'none' });

@@ -33,14 +33,19 @@ export interface RedisDeps {
 /** Resolves once the writes made before the call survive a Redis crash. */
 export type Durable = () => Promise<void>;
 
-export function createRedis(config: Pick<Config['redis'], 'url' | 'keyPrefix'>, logger: Logger): RedisDeps {
+export function createRedis(
+  config: Pick<Config['redis'], 'url' | 'keyPrefix'>,
+  logger: Logger,
+): RedisDeps {
   const redis = new Redis(config.url, {
     lazyConnect: false,
     maxRetriesPerRequest: 5,
     enableAutoPipelining: true,
     retryStrategy: (times) => Math.min(times * 100, 2000),
   });
-  redis.on('error', (err: Error) => logger.warn({ component: 'redis', err: err.message }, 'redis connection error'));
+  redis.on('error', (err: Error) =>
+    logger.warn({ component: 'redis', err: err.message }, 'redis connection error'),
+  );
   return { redis, keys: createKeySpace(config.keyPrefix) };
 }
 
@@ -83,7 +88,11 @@ const ACCEPT = 'or accept the risk with LC_REDIS_DURABILITY=none';
  * The durability a process gets from a server with these facts under `mode`, and whether
  * it may start. Pure, so every branch is tested without a server.
  */
-export function decideDurability(facts: RedisFacts, mode: DurabilityMode, env: Config['env']): DurabilityDecision {
+export function decideDurability(
+  facts: RedisFacts,
+  mode: DurabilityMode,
+  env: Config['env'],
+): DurabilityDecision {
   const problems: string[] = [];
   const warnings: string[] = [];
   // In development the default warns instead of refusing: a laptop's Redis is disposable.
@@ -94,20 +103,27 @@ export function decideDurability(facts: RedisFacts, mode: DurabilityMode, env: C
   const fsyncAlways = facts.aofEnabled !== false && facts.appendfsync === 'always';
   const waitAof = supportsWaitAof(facts.version) && facts.aofEnabled !== false;
   const appendonly = aofOff ? '`appendonly no`' : `\`appendfsync ${facts.appendfsync ?? '?'}\``;
-  const fixFsync = 'set `appendonly yes` and `appendfsync always` in redis.conf (on a running server: CONFIG SET appendonly yes, CONFIG SET appendfsync always, CONFIG REWRITE)';
+  const fixFsync =
+    'set `appendonly yes` and `appendfsync always` in redis.conf (on a running server: CONFIG SET appendonly yes, CONFIG SET appendfsync always, CONFIG REWRITE)';
 
   let guarantee: DurabilityGuarantee;
   if (mode === 'none') {
     guarantee = 'none';
-    warnings.push('LC_REDIS_DURABILITY=none: a Redis crash may lose the last acknowledged writes (user state, rule history, timers, claims, unsubscribes) after their Kafka offsets were committed');
+    warnings.push(
+      'LC_REDIS_DURABILITY=none: a Redis crash may lose the last acknowledged writes (user state, rule history, timers, claims, unsubscribes) after their Kafka offsets were committed',
+    );
   } else if (mode === 'fsync-always') {
     if (fsyncAlways) guarantee = 'fsync-always';
     else if (facts.appendfsync === null && !aofOff) {
       guarantee = 'unverified';
-      warnings.push('LC_REDIS_DURABILITY=fsync-always could not be checked (CONFIG GET appendfsync refused): make sure the server runs `appendfsync always`');
+      warnings.push(
+        'LC_REDIS_DURABILITY=fsync-always could not be checked (CONFIG GET appendfsync refused): make sure the server runs `appendfsync always`',
+      );
     } else {
       guarantee = 'none';
-      problems.push(`LC_REDIS_DURABILITY=fsync-always: Redis ${version} runs ${appendonly}; ${fixFsync}`);
+      problems.push(
+        `LC_REDIS_DURABILITY=fsync-always: Redis ${version} runs ${appendonly}; ${fixFsync}`,
+      );
     }
   } else if (mode === 'waitaof') {
     if (waitAof) guarantee = 'waitaof';
@@ -123,7 +139,9 @@ export function decideDurability(facts: RedisFacts, mode: DurabilityMode, env: C
   else if (waitAof) guarantee = 'waitaof';
   else if (facts.appendfsync === null && !aofOff) {
     guarantee = 'unverified';
-    warnings.push(`Redis ${version} would not tell its appendfsync (CONFIG GET refused) and has no WAITAOF: durability of acknowledged writes could not be checked; make sure it runs \`appendfsync always\``);
+    warnings.push(
+      `Redis ${version} would not tell its appendfsync (CONFIG GET refused) and has no WAITAOF: durability of acknowledged writes could not be checked; make sure it runs \`appendfsync always\``,
+    );
   } else {
     guarantee = 'none';
     refuse(
@@ -132,7 +150,9 @@ export function decideDurability(facts: RedisFacts, mode: DurabilityMode, env: C
   }
 
   if (facts.maxmemoryPolicy === null) {
-    warnings.push('could not read maxmemory-policy: make sure it is `noeviction` (an evicting Redis silently drops claims and state)');
+    warnings.push(
+      'could not read maxmemory-policy: make sure it is `noeviction` (an evicting Redis silently drops claims and state)',
+    );
   } else if (facts.maxmemoryPolicy !== 'noeviction') {
     const why = `Redis runs maxmemory-policy ${facts.maxmemoryPolicy}: under memory pressure it silently drops claims, rule history and user state (sends repeat, once-per-user rules fire again). Fix: set \`maxmemory-policy noeviction\` (CONFIG SET maxmemory-policy noeviction, and in redis.conf), ${ACCEPT}`;
     if (mode === 'none') warnings.push(why);
@@ -176,12 +196,18 @@ export async function probeRedis(redis: ProbedClient): Promise<RedisFacts> {
   try {
     const reply = (await redis.config('GET', 'appendfsync')) as string[];
     appendfsync = reply[1] ?? null;
-    if (policy === null) policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1] ?? null;
+    if (policy === null)
+      policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1] ?? null;
   } catch (err) {
     // Refused (managed Redis): reported as unknown.
     if (!isRefusal(err)) throw err;
   }
-  return { version: infoField(info, 'redis_version'), aofEnabled: aof === null ? null : aof === '1', appendfsync, maxmemoryPolicy: policy };
+  return {
+    version: infoField(info, 'redis_version'),
+    aofEnabled: aof === null ? null : aof === '1',
+    appendfsync,
+    maxmemoryPolicy: policy,
+  };
 }
 
 /** Longest wait for the local fsync of one WAITAOF; past it the batch fails and is read again. */
@@ -196,7 +222,10 @@ export interface Durability {
 
 export class RedisDurabilityRefused extends LifecycleError {
   constructor(readonly problems: string[]) {
-    super(ErrorCodes.RedisDurability, `Redis cannot keep acknowledged writes safe:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    super(
+      ErrorCodes.RedisDurability,
+      `Redis cannot keep acknowledged writes safe:\n${problems.map((p) => `  ${p}`).join('\n')}`,
+    );
     this.name = 'RedisDurabilityRefused';
   }
 }
@@ -206,7 +235,11 @@ export class RedisDurabilityRefused extends LifecycleError {
  * RedisDurabilityRefused when the process must not start. Under `waitaof` one WAITAOF is
  * made at once, so a server that refuses it fails here rather than on the first batch.
  */
-export async function checkDurability(redis: ProbedClient, options: { mode: DurabilityMode; env: Config['env'] }, logger: Logger): Promise<Durability> {
+export async function checkDurability(
+  redis: ProbedClient,
+  options: { mode: DurabilityMode; env: Config['env'] },
+  logger: Logger,
+): Promise<Durability> {
   const facts = await probeRedis(redis);
   const decision = decideDurability(facts, options.mode, options.env);
   const log = logger.child({ component: 'redis' });
@@ -216,12 +249,24 @@ export async function checkDurability(redis: ProbedClient, options: { mode: Dura
     // This connection's writes: ioredis sends every command of a client on one connection, in order.
     const reply = (await redis.call('WAITAOF', 1, 0, WAITAOF_TIMEOUT_MS)) as [number, number];
     if (!Array.isArray(reply) || Number(reply[0]) < 1) {
-      throw new LifecycleError(ErrorCodes.Redis, `WAITAOF: the writes were not fsynced within ${WAITAOF_TIMEOUT_MS} ms`, { retriable: true });
+      throw new LifecycleError(
+        ErrorCodes.Redis,
+        `WAITAOF: the writes were not fsynced within ${WAITAOF_TIMEOUT_MS} ms`,
+        { retriable: true },
+      );
     }
   };
   const durable: Durable = decision.guarantee === 'waitaof' ? waitAof : async () => {};
   if (decision.guarantee === 'waitaof') await durable();
-  log.info({ guarantee: decision.guarantee, version: facts.version, appendfsync: facts.appendfsync, maxmemoryPolicy: facts.maxmemoryPolicy }, 'redis durability');
+  log.info(
+    {
+      guarantee: decision.guarantee,
+      version: facts.version,
+      appendfsync: facts.appendfsync,
+      maxmemoryPolicy: facts.maxmemoryPolicy,
+    },
+    'redis durability',
+  );
   return { guarantee: decision.guarantee, facts, durable };
 }
 
@@ -230,10 +275,19 @@ export async function checkDurability(redis: ProbedClient, options: { mode: Dura
  * The returned deps carry `durable`, which the engine and delivery await before they
  * commit an offset or answer a preference change.
  */
-export async function openRedis(config: Pick<Config, 'env'> & { redis: Pick<Config['redis'], 'url' | 'keyPrefix' | 'durability'> }, logger: Logger): Promise<RedisDeps & { durability: Durability }> {
+export async function openRedis(
+  config: Pick<Config, 'env'> & {
+    redis: Pick<Config['redis'], 'url' | 'keyPrefix' | 'durability'>;
+  },
+  logger: Logger,
+): Promise<RedisDeps & { durability: Durability }> {
   const deps = createRedis(config.redis, logger);
   try {
-    const durability = await checkDurability(deps.redis, { mode: config.redis.durability, env: config.env }, logger);
+    const durability = await checkDurability(
+      deps.redis,
+      { mode: config.redis.durability, env: config.env },
+      logger,
+    );
     return { ...deps, durable: durability.durable, durability };
   } catch (err) {
     deps.redis.disconnect();

@@ -9,7 +9,12 @@ export const END = '<!-- config-table:end -->';
 
 export function configTable(): string {
   const rows = envVariables().map((v) => {
-    const def = v.secret && v.default !== '' ? '(development value)' : Array.isArray(v.default) ? (v.default as string[]).join(',') : String(v.default ?? '');
+    const def =
+      v.secret && v.default !== ''
+        ? '(development value)'
+        : Array.isArray(v.default)
+          ? (v.default as string[]).join(',')
+          : String(v.default ?? '');
     return `| \`${v.env}\` | ${def === '' ? '' : `\`${def}\``} | ${v.description.replace(/\|/g, '\\|')}${v.secret ? ' Secret: redacted in logs.' : ''} |`;
   });
   return ['| Variable | Default | Meaning |', '| --- | --- | --- |', ...rows].join('\n');

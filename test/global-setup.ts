@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import type { StackInfo } from './support/context.ts';
-import { REPO_ROOT, localConnectUrl, localSmtpApiUrl, localStackEnv, readStackEnv } from './support/stack-env.ts';
+import {
+  REPO_ROOT,
+  localConnectUrl,
+  localSmtpApiUrl,
+  localStackEnv,
+  readStackEnv,
+} from './support/stack-env.ts';
 import { createSmtpSink } from '../devtools/smtp-sink.ts';
 import { freePort } from './support/ports.ts';
 import { Redis, decideDurability, probeRedis } from '../platform/redis.ts';
@@ -47,7 +53,9 @@ function runStack(command: 'up' | 'status', quiet: boolean): number {
 
 async function localStack(): Promise<StackInfo> {
   if (runStack('status', true) !== 0 && runStack('up', false) !== 0) {
-    throw new Error('the local stack did not come up: see the messages above, `scripts/stack status` and .stack/logs/');
+    throw new Error(
+      'the local stack did not come up: see the messages above, `scripts/stack status` and .stack/logs/',
+    );
   }
   const s = readStackEnv();
   const env = localStackEnv(s);
@@ -106,9 +114,11 @@ async function startContainers(): Promise<{ info: StackInfo; stop: () => Promise
         .withEnvironment({
           KAFKA_NODE_ID: '1',
           KAFKA_PROCESS_ROLES: 'broker,controller',
-          KAFKA_LISTENERS: 'PLAINTEXT://0.0.0.0:9092,INTERNAL://0.0.0.0:29092,CONTROLLER://0.0.0.0:9093',
+          KAFKA_LISTENERS:
+            'PLAINTEXT://0.0.0.0:9092,INTERNAL://0.0.0.0:29092,CONTROLLER://0.0.0.0:9093',
           KAFKA_ADVERTISED_LISTENERS: `PLAINTEXT://127.0.0.1:${kafkaPort},INTERNAL://kafka:29092`,
-          KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: 'PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT',
+          KAFKA_LISTENER_SECURITY_PROTOCOL_MAP:
+            'PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT',
           KAFKA_INTER_BROKER_LISTENER_NAME: 'INTERNAL',
           KAFKA_CONTROLLER_LISTENER_NAMES: 'CONTROLLER',
           KAFKA_CONTROLLER_QUORUM_VOTERS: '1@localhost:9093',
@@ -127,21 +137,46 @@ async function startContainers(): Promise<{ info: StackInfo; stop: () => Promise
         .withNetworkAliases('postgres')
         .withExposedPorts(5432)
         .withEnvironment({ POSTGRES_PASSWORD: 'postgres' })
-        .withCommand(['postgres', '-c', 'wal_level=logical', '-c', 'max_replication_slots=20', '-c', 'max_wal_senders=20'])
+        .withCommand([
+          'postgres',
+          '-c',
+          'wal_level=logical',
+          '-c',
+          'max_replication_slots=20',
+          '-c',
+          'max_wal_senders=20',
+        ])
         .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
         .start(),
       new GenericContainer('redis:7')
         .withExposedPorts(6379)
-        .withCommand(['redis-server', '--appendonly', 'yes', '--appendfsync', 'always', '--maxmemory-policy', 'noeviction'])
+        .withCommand([
+          'redis-server',
+          '--appendonly',
+          'yes',
+          '--appendfsync',
+          'always',
+          '--maxmemory-policy',
+          'noeviction',
+        ])
         .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
         .start(),
       new GenericContainer('clickhouse/clickhouse-server:24.8')
         .withExposedPorts(8123)
-        .withEnvironment({ CLICKHOUSE_USER: 'lifecycle', CLICKHOUSE_PASSWORD: 'lifecycle', CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT: '1' })
+        .withEnvironment({
+          CLICKHOUSE_USER: 'lifecycle',
+          CLICKHOUSE_PASSWORD: 'lifecycle',
+          CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT: '1',
+        })
         .withWaitStrategy(Wait.forHttp('/ping', 8123).forStatusCode(200))
         .start(),
     ]);
-    stops.push(() => kafka.stop(), () => postgres.stop(), () => redis.stop(), () => clickhouse.stop());
+    stops.push(
+      () => kafka.stop(),
+      () => postgres.stop(),
+      () => redis.stop(),
+      () => clickhouse.stop(),
+    );
     const connect = await new GenericContainer('quay.io/debezium/connect:3.2')
       .withNetwork(network)
       .withExposedPorts(8083)
@@ -168,7 +203,8 @@ async function startContainers(): Promise<{ info: StackInfo; stop: () => Promise
       () => sink.stop(),
     );
 
-    const url = (c: { getHost(): string; getMappedPort(p: number): number }, p: number) => `${c.getHost()}:${c.getMappedPort(p)}`;
+    const url = (c: { getHost(): string; getMappedPort(p: number): number }, p: number) =>
+      `${c.getHost()}:${c.getMappedPort(p)}`;
     const info: StackInfo = {
       mode: 'docker',
       env: {
@@ -182,7 +218,13 @@ async function startContainers(): Promise<{ info: StackInfo; stop: () => Promise
         LC_SMTP_URLS: `smtp://127.0.0.1:${sink.port}`,
       },
       connectUrl: `http://${url(connect, 8083)}`,
-      connectPostgres: { host: 'postgres', port: 5432, user: 'postgres', password: 'postgres', database: 'postgres' },
+      connectPostgres: {
+        host: 'postgres',
+        port: 5432,
+        user: 'postgres',
+        password: 'postgres',
+        database: 'postgres',
+      },
       smtpApiUrl: `http://127.0.0.1:${sink.httpPort}`,
     };
     return { info, stop };

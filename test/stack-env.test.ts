@@ -8,11 +8,14 @@ describe('scripts/stack.env', () => {
   const stack = readStackEnv();
   const defaults = new Map(envVariables().map((v) => [v.env, v.default]));
 
-  it.each(Object.entries(localStackEnv(stack)))('%s of the local stack is the config default', (name, value) => {
-    expect(defaults.has(name)).toBe(true);
-    const d = defaults.get(name);
-    expect(Array.isArray(d) ? d.join(',') : d).toBe(value);
-  });
+  it.each(Object.entries(localStackEnv(stack)))(
+    '%s of the local stack is the config default',
+    (name, value) => {
+      expect(defaults.has(name)).toBe(true);
+      const d = defaults.get(name);
+      expect(Array.isArray(d) ? d.join(',') : d).toBe(value);
+    },
+  );
 
   it('pins the Kafka version the Debezium connector is built against', () => {
     expect(stack.KAFKA_VERSION).toBe('3.9.1');

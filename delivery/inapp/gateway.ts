@@ -120,13 +120,26 @@ function tokenOf(req: FastifyRequest): string | undefined {
 function appUserCredential(inappSecret: string, now: () => number): Credential {
   return {
     schemes: {
-      inappToken: { type: 'apiKey', in: 'query', name: 'token', description: 'The in-app client token the app backend signed for the user.' },
-      inappBearer: { type: 'http', scheme: 'bearer', description: 'The in-app client token as a bearer token.' },
+      inappToken: {
+        type: 'apiKey',
+        in: 'query',
+        name: 'token',
+        description: 'The in-app client token the app backend signed for the user.',
+      },
+      inappBearer: {
+        type: 'http',
+        scheme: 'bearer',
+        description: 'The in-app client token as a bearer token.',
+      },
     },
     authenticate(req) {
       const token = tokenOf(req);
       const userId = token ? verifyInappToken(inappSecret, token, now()) : null;
-      if (!userId) throw new LifecycleError(ErrorCodes.Unauthorized, 'missing, invalid or expired in-app token; ask the app backend for a new one');
+      if (!userId)
+        throw new LifecycleError(
+          ErrorCodes.Unauthorized,
+          'missing, invalid or expired in-app token; ask the app backend for a new one',
+        );
       return { id: userId, name: userId };
     },
   };
@@ -200,13 +213,23 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     if (fresh.length > 0) {
       await opts.publisher.publish(
         opts.eventsTopic,
-        fresh.map((m) => ({ key: userId, ...encodeWithHeader(eventCodec, readEvent(userId, m, at)) })),
+        fresh.map((m) => ({
+          key: userId,
+          ...encodeWithHeader(eventCodec, readEvent(userId, m, at)),
+        })),
       );
       await opts.publisher.publish(
         opts.deliveriesTopic,
-        fresh.map((m) => ({ key: userId, ...encodeWithHeader(deliveryCodec, readOutcome(userId, m, at)) })),
+        fresh.map((m) => ({
+          key: userId,
+          ...encodeWithHeader(deliveryCodec, readOutcome(userId, m, at)),
+        })),
       );
-      await opts.inbox.markRead(userId, fresh.map((m) => m.id), at);
+      await opts.inbox.markRead(
+        userId,
+        fresh.map((m) => m.id),
+        at,
+      );
     }
     return fresh.map((m) => m.id);
   }
@@ -332,7 +355,9 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       ids = await markRead(userId, body.ids);
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'read receipt failed');
-      return reply.code(503).send({ code: ErrorCodes.Unavailable, message: 'read receipt not stored; send it again' });
+      return reply
+        .code(503)
+        .send({ code: ErrorCodes.Unavailable, message: 'read receipt not stored; send it again' });
     }
     return { read: ids.length, ids };
   });

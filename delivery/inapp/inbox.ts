@@ -269,12 +269,10 @@ export function createMemoryInbox(opts: InboxOptions = {}): Inbox {
     },
     async unreadAmong(userId, ids) {
       const b = box(userId);
-      return [...new Set(ids)]
-        .slice(0, MAX_PAGE)
-        .flatMap((id) => {
-          const m = b.entries.find((e) => e.id === id);
-          return m && !b.read.has(id) ? [view(b, m)] : [];
-        });
+      return [...new Set(ids)].slice(0, MAX_PAGE).flatMap((id) => {
+        const m = b.entries.find((e) => e.id === id);
+        return m && !b.read.has(id) ? [view(b, m)] : [];
+      });
     },
     async markRead(userId, ids, now = Date.now()) {
       const b = box(userId);

@@ -147,16 +147,27 @@ describe('gateway on the in-memory twins', () => {
       deliveriesTopic: 'dv',
       logger: silentLogger(),
     });
-    await createInappProvider({}, { inbox: own, live: createMemoryLiveChannel() }).send(message('dee', 's-dee'));
+    await createInappProvider({}, { inbox: own, live: createMemoryLiveChannel() }).send(
+      message('dee', 's-dee'),
+    );
     const token = encodeURIComponent(signInappToken(SECRET, 'dee', { ttlMs: 60_000 }));
-    const read = () => other.inject({ method: 'POST', url: `/v1/inapp/inbox/read?token=${token}`, payload: { ids: ['s-dee'] } });
+    const read = () =>
+      other.inject({
+        method: 'POST',
+        url: `/v1/inapp/inbox/read?token=${token}`,
+        payload: { ids: ['s-dee'] },
+      });
 
     expect((await read()).statusCode).toBe(503);
     expect(await own.unread('dee')).toBe(1);
     expect((await read()).json()).toEqual({ read: 1, ids: ['s-dee'] });
     expect(await own.unread('dee')).toBe(0);
     expect((await read()).json()).toEqual({ read: 0, ids: [] });
-    expect(flaky.messages('ev').map((m) => eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]).properties.sendId)).toEqual(['s-dee']);
+    expect(
+      flaky
+        .messages('ev')
+        .map((m) => eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]).properties.sendId),
+    ).toEqual(['s-dee']);
     expect(flaky.messages('dv')).toHaveLength(1);
     await other.close();
   });

@@ -18,7 +18,8 @@ export function createBreaker(opts: { threshold: number; cooldownMs: number }): 
   let openedAt = 0;
   let open = false;
   let trialInFlight = false;
-  const state = (now: number): BreakerState => (!open ? 'closed' : now - openedAt >= opts.cooldownMs ? 'half_open' : 'open');
+  const state = (now: number): BreakerState =>
+    !open ? 'closed' : now - openedAt >= opts.cooldownMs ? 'half_open' : 'open';
   return {
     state,
     allow(now) {
@@ -46,7 +47,12 @@ export function createBreaker(opts: { threshold: number; cooldownMs: number }): 
 }
 
 /** Exponential backoff with full jitter: uniform in [base*2^(n-1)/2, base*2^(n-1)], capped. */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+export function backoffMs(
+  attempt: number,
+  baseMs: number,
+  maxMs: number,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }

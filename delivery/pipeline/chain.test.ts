@@ -29,7 +29,9 @@ function build(overrides: Record<string, unknown> = {}) {
       return { status: 'sent' };
     },
   });
-  const providers = new Map<Channel, Provider[]>((['email', 'sms', 'push', 'webhook', 'inapp'] as const).map((c) => [c, [provider(c)]]));
+  const providers = new Map<Channel, Provider[]>(
+    (['email', 'sms', 'push', 'webhook', 'inapp'] as const).map((c) => [c, [provider(c)]]),
+  );
   const logger = silentLogger();
   const stages = createPolicyChain(
     { ...config.delivery, publicBaseUrl: config.http.publicBaseUrl },
@@ -38,8 +40,20 @@ function build(overrides: Record<string, unknown> = {}) {
       claims: stores.claims,
       caps: stores.caps,
       preferences: stores.preferences,
-      renderer: { render: () => ({ subject: 'Hello', html: '<p>Hello</p>', text: 'Hello', title: 'Hello', body: 'Hello' }), isTemplateLink: () => true },
-      links: createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret }),
+      renderer: {
+        render: () => ({
+          subject: 'Hello',
+          html: '<p>Hello</p>',
+          text: 'Hello',
+          title: 'Hello',
+          body: 'Hello',
+        }),
+        isTemplateLink: () => true,
+      },
+      links: createTrackingLinks({
+        publicBaseUrl: config.http.publicBaseUrl,
+        signingSecret: config.auth.signingSecret,
+      }),
       providers,
       breakers: createBreakerRegistry({ threshold: 5, cooldownMs: 1000 }),
       logger,
@@ -59,11 +73,28 @@ function build(overrides: Record<string, unknown> = {}) {
   const send = (over: Partial<SendCommand> = {}) =>
     sendCommand({
       sendId: `s-${++n}`,
-      data: { user: { email: 'ada@example.com', phone: '+15550100', webhookUrl: 'https://hooks.example.com/x', deviceTokens: ['tok-1'], timezone: 'UTC', locale: 'en' } },
+      data: {
+        user: {
+          email: 'ada@example.com',
+          phone: '+15550100',
+          webhookUrl: 'https://hooks.example.com/x',
+          deviceTokens: ['tok-1'],
+          timezone: 'UTC',
+          locale: 'en',
+        },
+      },
       ...over,
     });
   const optIn = (channel: Channel) =>
-    stores.preferences.apply('user-1', { records: [{ category: 'marketing', channel, record: { granted: true, at: 1, source: 'test' } }] }, { source: 'test', at: 1 });
+    stores.preferences.apply(
+      'user-1',
+      {
+        records: [
+          { category: 'marketing', channel, record: { granted: true, at: 1, source: 'test' } },
+        ],
+      },
+      { source: 'test', at: 1 },
+    );
   const decide = async (s: SendCommand, channel: Channel = 'email', now = NOON) => {
     const r = await pipeline.process(s, channel, null, now);
     const final = r.outcomes.filter((o) => o.sendId === s.sendId && o.status !== 'queued');
@@ -75,37 +106,70 @@ function build(overrides: Record<string, unknown> = {}) {
 
 describe('the assembled policy chain', () => {
   it('runs claim, expiry, holdout, suppression, consent, frequency cap, quiet hours, render, provider in that order', () => {
-    expect(build().stages.map((s) => s.name)).toEqual(['claim', 'expiry', 'holdout', 'suppression', 'consent', 'frequency_cap', 'quiet_hours', 'render', 'provider']);
+    expect(build().stages.map((s) => s.name)).toEqual([
+      'claim',
+      'expiry',
+      'holdout',
+      'suppression',
+      'consent',
+      'frequency_cap',
+      'quiet_hours',
+      'render',
+      'provider',
+    ]);
   });
 
   it('an expired holdout send is recorded as expired: expiry comes before holdout', async () => {
     const c = build();
-    expect(await c.decide(c.send({ holdout: true, expiresAt: NOON - 1 }))).toEqual({ status: 'suppressed', reason: 'expired at 2026-03-10T11:59:59.999Z' });
+    expect(await c.decide(c.send({ holdout: true, expiresAt: NOON - 1 }))).toEqual({
+      status: 'suppressed',
+      reason: 'expired at 2026-03-10T11:59:59.999Z',
+    });
   });
 
   it('a holdout send to a hard-bounced address is recorded as holdout: holdout comes before suppression', async () => {
     const c = build();
     await c.optIn('email');
-    await c.stores.preferences.suppress('user-1', 'email', { reason: 'hard_bounce', at: 1, address: 'ada@example.com' });
-    expect(await c.decide(c.send({ holdout: true }))).toEqual({ status: 'holdout', reason: 'holdout group' });
+    await c.stores.preferences.suppress('user-1', 'email', {
+      reason: 'hard_bounce',
+      at: 1,
+      address: 'ada@example.com',
+    });
+    expect(await c.decide(c.send({ holdout: true }))).toEqual({
+      status: 'holdout',
+      reason: 'holdout group',
+    });
     expect(c.got).toHaveLength(0);
   });
 
   it('a bounced address without marketing opt-in is suppressed as hard_bounce: suppression comes before consent', async () => {
     const c = build();
-    await c.stores.preferences.suppress('user-1', 'email', { reason: 'hard_bounce', at: 1, address: 'ada@example.com' });
+    await c.stores.preferences.suppress('user-1', 'email', {
+      reason: 'hard_bounce',
+      at: 1,
+      address: 'ada@example.com',
+    });
     expect(await c.decide(c.send())).toEqual({ status: 'suppressed', reason: 'hard_bounce' });
     // the same send without the bounce stops at consent
     await c.stores.preferences.unsuppress('user-1', 'email');
-    expect(await c.decide(c.send())).toEqual({ status: 'suppressed', reason: 'no_opt_in:marketing:email' });
+    expect(await c.decide(c.send())).toEqual({
+      status: 'suppressed',
+      reason: 'no_opt_in:marketing:email',
+    });
   });
 
   it('a send to a full channel during quiet hours is capped at once, not parked: the cap comes before quiet hours', async () => {
     const c = build({ 'delivery.channelCaps': 'email:1/5' });
     await c.optIn('email');
     // The first one takes the day's only slot and waits for the morning with it.
-    expect(await c.decide(c.send(), 'email', NIGHT)).toEqual({ status: 'deferred', reason: 'quiet_hours until 2026-03-11T08:00:00.000Z (UTC)' });
-    expect(await c.decide(c.send(), 'email', NIGHT)).toEqual({ status: 'suppressed', reason: 'frequency_cap:email:day' });
+    expect(await c.decide(c.send(), 'email', NIGHT)).toEqual({
+      status: 'deferred',
+      reason: 'quiet_hours until 2026-03-11T08:00:00.000Z (UTC)',
+    });
+    expect(await c.decide(c.send(), 'email', NIGHT)).toEqual({
+      status: 'suppressed',
+      reason: 'frequency_cap:email:day',
+    });
     expect(await c.stores.delayQueue.size()).toBe(1);
   });
 

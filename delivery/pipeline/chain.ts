@@ -52,31 +52,48 @@ export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[]
   const userState = new WeakMap<SendContext, Promise<[SuppressionState, UserPreferences]>>();
   const loadUser = (userId: string, ctx: SendContext) => {
     let p = userState.get(ctx);
-    if (!p) userState.set(ctx, (p = Promise.all([deps.preferences.suppressions(userId), deps.preferences.get(userId)])));
+    if (!p)
+      userState.set(
+        ctx,
+        (p = Promise.all([deps.preferences.suppressions(userId), deps.preferences.get(userId)])),
+      );
     return p;
   };
   return [
-    createClaimStage({ claims: deps.claims, owner: deps.owner, leaseMs: config.leaseMs, logger: deps.logger }),
+    createClaimStage({
+      claims: deps.claims,
+      owner: deps.owner,
+      leaseMs: config.leaseMs,
+      logger: deps.logger,
+    }),
     createExpiryStage(),
     createHoldoutStage(),
     createSuppressionStage({ suppressions: async (u, ctx) => (await loadUser(u, ctx))[0] }),
     createConsentStage({ preferences: async (u, ctx) => (await loadUser(u, ctx))[1] }),
-    createCapsStage(
-      resolveChannelCaps(config),
-      {
-        caps: deps.caps,
-        async onPreempted(victim, ctx) {
-          const reason = `frequency_cap:${ctx.channel}:preempted_by:${ctx.send.ruleId}`;
-          const ref = { userId: ctx.send.userId, sendId: victim.sendId, channel: ctx.channel };
-          if (await deps.claims.suppressIfParked(ref, reason)) {
-            const victimSend = { ...ctx.send, sendId: victim.sendId, ruleId: victim.ruleId, variant: victim.variant, category: victim.category, holdout: false };
-            ctx.sideOutcomes.push(outcome(victimSend, ctx.channel, 'suppressed', { reason }));
-          }
-        },
+    createCapsStage(resolveChannelCaps(config), {
+      caps: deps.caps,
+      async onPreempted(victim, ctx) {
+        const reason = `frequency_cap:${ctx.channel}:preempted_by:${ctx.send.ruleId}`;
+        const ref = { userId: ctx.send.userId, sendId: victim.sendId, channel: ctx.channel };
+        if (await deps.claims.suppressIfParked(ref, reason)) {
+          const victimSend = {
+            ...ctx.send,
+            sendId: victim.sendId,
+            ruleId: victim.ruleId,
+            variant: victim.variant,
+            category: victim.category,
+            holdout: false,
+          };
+          ctx.sideOutcomes.push(outcome(victimSend, ctx.channel, 'suppressed', { reason }));
+        }
       },
-    ),
+    }),
     createQuietHoursStage({ quietHours: config.quietHours }),
-    createRenderStage({ renderer: deps.renderer, links: deps.links, publicBaseUrl: config.publicBaseUrl }),
+    createRenderStage({
+      renderer: deps.renderer,
+      links: deps.links,
+      publicBaseUrl: config.publicBaseUrl,
+    }),
     createProviderStage(config, {
       providers: deps.providers,
       breakers: deps.breakers,
@@ -85,7 +102,10 @@ export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[]
       suppress: (u, c, s) => deps.preferences.suppress(u, c, s),
       async beforeSend(ctx) {
         if (ctx.capHeld) await deps.caps.commit(ctx.send.userId, ctx.channel, ctx.send.sendId);
-        return deps.claims.markSending({ userId: ctx.send.userId, sendId: ctx.send.sendId, channel: ctx.channel }, deps.owner);
+        return deps.claims.markSending(
+          { userId: ctx.send.userId, sendId: ctx.send.sendId, channel: ctx.channel },
+          deps.owner,
+        );
       },
     }),
   ];

@@ -63,7 +63,11 @@ export function createRedisDelayQueue(deps: { redis: Redis; keys: KeySpace }): D
   return {
     async add(entry) {
       const m = member(entry.send.sendId, entry.channel);
-      await redis.multi().hset(dataKey, m, JSON.stringify(entry)).zadd(dueKey, entry.dueAt, m).exec();
+      await redis
+        .multi()
+        .hset(dataKey, m, JSON.stringify(entry))
+        .zadd(dueKey, entry.dueAt, m)
+        .exec();
     },
     async takeDue(now, limit, leaseMs) {
       const rows = (await TAKE_DUE(redis, [dueKey, dataKey], [now, limit, leaseMs])) as string[];

@@ -5,7 +5,15 @@ import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import type { SmtpSink } from '../../devtools/smtp-sink.ts';
-import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
+import {
+  createHarness,
+  logger,
+  startSink,
+  stopSink,
+  waitFor,
+  welcomeSend,
+  type Harness,
+} from '../../test/support/delivery-harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
 import { signWebhook } from '../providers/webhook.ts';
 import { tokenOf } from '../links.ts';
@@ -15,7 +23,10 @@ let sink: SmtpSink & { dir: string };
 let delivery: DeliveryHandle;
 
 const EMAIL_EVENTS_SECRET = 'email-flow-test-email-events-secret';
-const admin = (h: Harness) => ({ authorization: `Bearer ${h.config.auth.adminToken}`, 'content-type': 'application/json' });
+const admin = (h: Harness) => ({
+  authorization: `Bearer ${h.config.auth.adminToken}`,
+  'content-type': 'application/json',
+});
 
 beforeAll(async () => {
   sink = await startSink();
@@ -37,7 +48,9 @@ async function optIn(userId: string): Promise<void> {
   const res = await fetch(`${h.baseUrl}/v1/users/${userId}/preferences`, {
     method: 'PATCH',
     headers: admin(h),
-    body: JSON.stringify({ consents: { marketing: { email: { granted: true, source: 'signup_form' } } } }),
+    body: JSON.stringify({
+      consents: { marketing: { email: { granted: true, source: 'signup_form' } } },
+    }),
   });
   expect(res.status).toBe(200);
 }
@@ -75,9 +88,17 @@ describe('email flow', () => {
     const res = await fetch(click, { redirect: 'manual' });
     expect(res.status).toBe(302);
     expect(res.headers.get('location')).toBe('https://app.example.com/start');
-    const clicked = await waitFor('the click event', () => h.events.find((e) => e.type === 'message_clicked' && e.properties.sendId === send.sendId));
-    expect(clicked).toMatchObject({ userId, source: 'tracker', properties: { url: 'https://app.example.com/start', ruleId: 'welcome', channel: 'email' } });
-    await waitFor('the clicked outcome', () => h.outcomes.find((o) => o.sendId === send.sendId && o.status === 'clicked'));
+    const clicked = await waitFor('the click event', () =>
+      h.events.find((e) => e.type === 'message_clicked' && e.properties.sendId === send.sendId),
+    );
+    expect(clicked).toMatchObject({
+      userId,
+      source: 'tracker',
+      properties: { url: 'https://app.example.com/start', ruleId: 'welcome', channel: 'email' },
+    });
+    await waitFor('the clicked outcome', () =>
+      h.outcomes.find((o) => o.sendId === send.sendId && o.status === 'clicked'),
+    );
 
     // A tampered link is refused, never redirected.
     const token = tokenOf(click);
@@ -87,20 +108,34 @@ describe('email flow', () => {
     expect(bad.headers.get('location')).toBeNull();
 
     // RFC 8058 one-click unsubscribe, as a mail provider sends it.
-    const unsub = await fetch(unsubscribeUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+    const unsub = await fetch(unsubscribeUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'List-Unsubscribe=One-Click',
+    });
     expect(unsub.status).toBe(200);
-    await waitFor('the unsubscribe event', () => h.events.find((e) => e.type === 'message_unsubscribed' && e.userId === userId));
+    await waitFor('the unsubscribe event', () =>
+      h.events.find((e) => e.type === 'message_unsubscribed' && e.userId === userId),
+    );
 
     const next = welcomeSend(userId, { ruleId: 'winback' });
     await h.publishSend(next);
-    const suppressed = await waitFor('the next marketing send suppressed', () => h.outcomes.find((o) => o.sendId === next.sendId && o.status === 'suppressed'));
+    const suppressed = await waitFor('the next marketing send suppressed', () =>
+      h.outcomes.find((o) => o.sendId === next.sendId && o.status === 'suppressed'),
+    );
     expect(suppressed.reason).toBe('opted_out:marketing:email');
     expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(1);
 
     // Transactional mail still reaches the user (no opt-in needed, no List-Unsubscribe).
     const receipt = welcomeSend(userId, { category: 'transactional', ruleId: 'receipt' });
     await h.publishSend(receipt);
-    const txMail = await waitFor('the transactional email', () => sink.list({ messageId: `${receipt.sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@example.com` })[0]);
+    const txMail = await waitFor(
+      'the transactional email',
+      () =>
+        sink.list({
+          messageId: `${receipt.sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@example.com`,
+        })[0],
+    );
     expect(txMail.headers['list-unsubscribe']).toBeUndefined();
   });
 
@@ -109,17 +144,29 @@ describe('email flow', () => {
     await optIn(userId);
     const send = welcomeSend(userId, { ruleId: 'winback', template: 'winback' });
     await h.publishSend(send);
-    const mail = await waitFor('the winback email', () => sink.list({ to: `${userId}@example.com` })[0]);
+    const mail = await waitFor(
+      'the winback email',
+      () => sink.list({ to: `${userId}@example.com` })[0],
+    );
     expect(mail.html).not.toContain('WELCOMEBACK30');
-    const click = [...mail.html!.matchAll(/href="([^"]+)"/g)].map((m) => m[1]!).find((u) => u.startsWith(`${h.baseUrl}/t/c?t=`))!;
+    const click = [...mail.html!.matchAll(/href="([^"]+)"/g)]
+      .map((m) => m[1]!)
+      .find((u) => u.startsWith(`${h.baseUrl}/t/c?t=`))!;
     const res = await fetch(click, { redirect: 'manual' });
     expect(res.status).toBe(302);
     expect(res.headers.get('location')).toBe('https://app.example.com/comeback?code=WELCOMEBACK30');
-    const clicked = await waitFor('the click event', () => h.events.find((e) => e.type === 'message_clicked' && e.properties.sendId === send.sendId));
+    const clicked = await waitFor('the click event', () =>
+      h.events.find((e) => e.type === 'message_clicked' && e.properties.sendId === send.sendId),
+    );
     expect(clicked.properties.url).toBe('https://app.example.com/comeback');
-    const outcome = await waitFor('the clicked outcome', () => h.outcomes.find((o) => o.sendId === send.sendId && o.status === 'clicked'));
+    const outcome = await waitFor('the clicked outcome', () =>
+      h.outcomes.find((o) => o.sendId === send.sendId && o.status === 'clicked'),
+    );
     expect(outcome.reason).toBe('https://app.example.com/comeback');
-    const recorded = JSON.stringify([...h.events.filter((e) => e.userId === userId), ...h.outcomes.filter((o) => o.userId === userId)]);
+    const recorded = JSON.stringify([
+      ...h.events.filter((e) => e.userId === userId),
+      ...h.outcomes.filter((o) => o.userId === userId),
+    ]);
     expect(recorded).not.toContain('WELCOMEBACK30');
   });
 
@@ -127,12 +174,20 @@ describe('email flow', () => {
     const userId = `bob-${h.id}`;
     const noConsent = welcomeSend(userId);
     await h.publishSend(noConsent);
-    expect((await waitFor('no-opt-in suppression', () => h.outcomes.find((o) => o.sendId === noConsent.sendId && o.status === 'suppressed'))).reason).toBe('no_opt_in:marketing:email');
+    expect(
+      (
+        await waitFor('no-opt-in suppression', () =>
+          h.outcomes.find((o) => o.sendId === noConsent.sendId && o.status === 'suppressed'),
+        )
+      ).reason,
+    ).toBe('no_opt_in:marketing:email');
 
     await optIn(userId);
     const holdout = welcomeSend(userId, { holdout: true });
     await h.publishSend(holdout);
-    await waitFor('the holdout outcome', () => h.outcomes.find((o) => o.sendId === holdout.sendId && o.status === 'holdout' && o.holdout));
+    await waitFor('the holdout outcome', () =>
+      h.outcomes.find((o) => o.sendId === holdout.sendId && o.status === 'holdout' && o.holdout),
+    );
 
     const once = welcomeSend(userId);
     await h.publishSend(once);
@@ -140,7 +195,10 @@ describe('email flow', () => {
     await h.publishSend(once);
     const id = `${once.sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@example.com`;
     await waitFor('the email', () => sink.list({ messageId: id })[0]);
-    await waitFor('three decisions on the replayed command', () => h.outcomes.filter((o) => o.sendId === once.sendId && o.status === 'sent').length >= 3);
+    await waitFor(
+      'three decisions on the replayed command',
+      () => h.outcomes.filter((o) => o.sendId === once.sendId && o.status === 'sent').length >= 3,
+    );
     expect(sink.list({ messageId: id })).toHaveLength(1);
     expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(1);
   });
@@ -151,34 +209,90 @@ describe('email flow', () => {
     const first = welcomeSend(userId);
     await h.publishSend(first);
     const mail = await waitFor('the email', () => sink.list({ to: `${userId}@example.com` })[0]);
-    const body = JSON.stringify({ events: [{ type: 'bounce', bounceType: 'hard', messageId: `<${mail.messageId}>`, recipient: `${userId}@example.com`, reason: '550 5.1.1 user unknown' }] });
+    const body = JSON.stringify({
+      events: [
+        {
+          type: 'bounce',
+          bounceType: 'hard',
+          messageId: `<${mail.messageId}>`,
+          recipient: `${userId}@example.com`,
+          reason: '550 5.1.1 user unknown',
+        },
+      ],
+    });
     const webhook = (signature?: string) =>
-      fetch(`${h.baseUrl}/v1/webhooks/email`, { method: 'POST', headers: { 'content-type': 'application/json', ...(signature ? { 'x-lc-signature': signature } : {}) }, body });
+      fetch(`${h.baseUrl}/v1/webhooks/email`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(signature ? { 'x-lc-signature': signature } : {}),
+        },
+        body,
+      });
     const nowS = Math.floor(Date.now() / 1000);
     expect((await webhook()).status).toBe(401);
     // Neither the link signing secret, nor the old untimestamped form, nor a replay from 10 minutes ago.
     expect((await webhook(signWebhook(h.config.auth.signingSecret, body, nowS))).status).toBe(401);
-    expect((await webhook(`sha256=${createHmac('sha256', EMAIL_EVENTS_SECRET).update(body).digest('hex')}`)).status).toBe(401);
+    expect(
+      (
+        await webhook(
+          `sha256=${createHmac('sha256', EMAIL_EVENTS_SECRET).update(body).digest('hex')}`,
+        )
+      ).status,
+    ).toBe(401);
     expect((await webhook(signWebhook(EMAIL_EVENTS_SECRET, body, nowS - 600))).status).toBe(401);
-    expect(h.events.find((e) => e.type === 'message_bounced' && e.userId === userId)).toBeUndefined();
+    expect(
+      h.events.find((e) => e.type === 'message_bounced' && e.userId === userId),
+    ).toBeUndefined();
     const res = await webhook(signWebhook(EMAIL_EVENTS_SECRET, body, nowS));
     expect(await res.json()).toEqual({ applied: 1, unknown: [] });
-    await waitFor('the bounce event', () => h.events.find((e) => e.type === 'message_bounced' && e.userId === userId));
+    await waitFor('the bounce event', () =>
+      h.events.find((e) => e.type === 'message_bounced' && e.userId === userId),
+    );
 
     const tx = welcomeSend(userId, { category: 'transactional' });
     await h.publishSend(tx);
-    expect((await waitFor('suppressed transactional send', () => h.outcomes.find((o) => o.sendId === tx.sendId && o.status === 'suppressed'))).reason).toBe('hard_bounce');
+    expect(
+      (
+        await waitFor('suppressed transactional send', () =>
+          h.outcomes.find((o) => o.sendId === tx.sendId && o.status === 'suppressed'),
+        )
+      ).reason,
+    ).toBe('hard_bounce');
     expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(1);
   });
 
   it('a user_deleted event suppresses every later send of that user, transactional included', async () => {
     const userId = `gone-${h.id}`;
-    const event = { id: `del-${userId}`, userId, type: 'user_deleted', ts: Date.now(), receivedAt: Date.now(), source: 'cdc:test', properties: {} };
-    await h.bus.publisher().publish(h.topics.events, [{ key: userId, ...encodeWithHeader(eventCodec, event) }]);
-    await waitFor('the deletion marker', async () => (await h.redis.redis.hget(`${h.config.redis.keyPrefix}{${userId}}:dlv:suppress`, 'user')) !== null);
+    const event = {
+      id: `del-${userId}`,
+      userId,
+      type: 'user_deleted',
+      ts: Date.now(),
+      receivedAt: Date.now(),
+      source: 'cdc:test',
+      properties: {},
+    };
+    await h.bus
+      .publisher()
+      .publish(h.topics.events, [{ key: userId, ...encodeWithHeader(eventCodec, event) }]);
+    await waitFor(
+      'the deletion marker',
+      async () =>
+        (await h.redis.redis.hget(
+          `${h.config.redis.keyPrefix}{${userId}}:dlv:suppress`,
+          'user',
+        )) !== null,
+    );
     const tx = welcomeSend(userId, { category: 'transactional' });
     await h.publishSend(tx);
-    expect((await waitFor('suppressed', () => h.outcomes.find((o) => o.sendId === tx.sendId && o.status === 'suppressed'))).reason).toBe('user_deleted');
+    expect(
+      (
+        await waitFor('suppressed', () =>
+          h.outcomes.find((o) => o.sendId === tx.sendId && o.status === 'suppressed'),
+        )
+      ).reason,
+    ).toBe('user_deleted');
     expect(sink.list({ to: `${userId}@example.com` })).toHaveLength(0);
   });
 
@@ -186,15 +300,21 @@ describe('email flow', () => {
     const userId = `dlq-${h.id}`;
     const bad = welcomeSend(userId, { category: 'transactional', template: 'no_such_template' });
     await h.publishSend(bad);
-    const failed = await waitFor('the failed outcome', () => h.outcomes.find((o) => o.sendId === bad.sendId && o.status === 'failed'));
+    const failed = await waitFor('the failed outcome', () =>
+      h.outcomes.find((o) => o.sendId === bad.sendId && o.status === 'failed'),
+    );
     expect(failed.reason).toMatch(/^render: /);
     const record = await waitFor('the DLQ record', () => h.dlq.find((r) => r.key === userId));
     expect(record.headers['lc-dlq-reason']).toMatch(/^email: render: /);
     expect(record.headers['lc-dlq-source-topic']).toBe(h.topics.sends);
     expect(sendCodec.decode(record.value!)).toEqual(bad);
 
-    await h.bus.publisher().publish(h.topics.sends, [{ key: `garbage-${h.id}`, value: Buffer.from('not avro') }]);
-    const garbage = await waitFor('the undecodable command in the DLQ', () => h.dlq.find((r) => r.key === `garbage-${h.id}`));
+    await h.bus
+      .publisher()
+      .publish(h.topics.sends, [{ key: `garbage-${h.id}`, value: Buffer.from('not avro') }]);
+    const garbage = await waitFor('the undecodable command in the DLQ', () =>
+      h.dlq.find((r) => r.key === `garbage-${h.id}`),
+    );
     expect(garbage.headers['lc-dlq-reason']).toMatch(/^undecodable send command/);
   });
 });

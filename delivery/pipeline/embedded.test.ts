@@ -6,7 +6,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { deliveryCodec, encodeWithHeader, sendCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
 import { loadConfig } from '../../platform/config.ts';
-import { topics as topicNames, type DeliveryOutcome, type SendCommand } from '../../platform/contracts.ts';
+import {
+  topics as topicNames,
+  type DeliveryOutcome,
+  type SendCommand,
+} from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
@@ -19,7 +23,9 @@ afterEach(async () => {
   for (const h of handles.splice(0)) await h.stop();
 });
 
-function inbox(results: ProviderResult[] = [{ status: 'sent' }]): Provider & { got: OutgoingMessage[] } {
+function inbox(
+  results: ProviderResult[] = [{ status: 'sent' }],
+): Provider & { got: OutgoingMessage[] } {
   const got: OutgoingMessage[] = [];
   let i = 0;
   return {
@@ -34,15 +40,38 @@ function inbox(results: ProviderResult[] = [{ status: 'sent' }]): Provider & { g
   };
 }
 
-async function start(opts: { quietHours?: string; provider: Provider; now?: () => number; metrics?: Registry }) {
-  const config = loadConfig({}, { 'delivery.quietHours': opts.quietHours ?? '', 'delivery.templatesDir': 'templates', 'delivery.delayPollMs': 20, 'delivery.retryBaseMs': 10, 'delivery.retryMaxMs': 50, 'delivery.breakerCooldownMs': 20, 'kafka.partitions': 2 });
+async function start(opts: {
+  quietHours?: string;
+  provider: Provider;
+  now?: () => number;
+  metrics?: Registry;
+}) {
+  const config = loadConfig(
+    {},
+    {
+      'delivery.quietHours': opts.quietHours ?? '',
+      'delivery.templatesDir': 'templates',
+      'delivery.delayPollMs': 20,
+      'delivery.retryBaseMs': 10,
+      'delivery.retryMaxMs': 50,
+      'delivery.breakerCooldownMs': 20,
+      'kafka.partitions': 2,
+    },
+  );
   const bus = new InMemoryBus(2);
   const stores = createMemoryDeliveryStores();
   const t = topicNames(config.kafka.topicPrefix);
-  const handle = await createDelivery(config, silentLogger(), { bus, stores, providers: new Map([['email', [opts.provider]]]), ...(opts.now ? { now: opts.now } : {}), ...(opts.metrics ? { metrics: opts.metrics } : {}) });
+  const handle = await createDelivery(config, silentLogger(), {
+    bus,
+    stores,
+    providers: new Map([['email', [opts.provider]]]),
+    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
+  });
   await handle.start();
   handles.push(handle);
-  const publish = (s: SendCommand) => bus.publisher().publish(t.sends, [{ key: s.userId, ...encodeWithHeader(sendCodec, s) }]);
+  const publish = (s: SendCommand) =>
+    bus.publisher().publish(t.sends, [{ key: s.userId, ...encodeWithHeader(sendCodec, s) }]);
   const outcomes = () => bus.messages(t.deliveries).map((m) => deliveryCodec.decode(m.value!));
   return { handle, stores, publish, outcomes };
 }
@@ -60,16 +89,39 @@ async function until<T>(probe: () => T | undefined | false, ms = 5000): Promise<
 const welcome = (over: Partial<SendCommand> = {}) =>
   sendCommand({
     template: 'welcome',
-    data: { user: { email: 'ada@example.com', firstName: 'Ada', plan: 'trial', locale: 'de', timezone: 'Europe/Berlin' }, event: { type: 'user_registered', properties: {} }, rule: { id: 'welcome' } },
+    data: {
+      user: {
+        email: 'ada@example.com',
+        firstName: 'Ada',
+        plan: 'trial',
+        locale: 'de',
+        timezone: 'Europe/Berlin',
+      },
+      event: { type: 'user_registered', properties: {} },
+      rule: { id: 'welcome' },
+    },
     ...over,
   });
-const statuses = (os: DeliveryOutcome[], sendId: string) => os.filter((o) => o.sendId === sendId).map((o) => o.status);
+const statuses = (os: DeliveryOutcome[], sendId: string) =>
+  os.filter((o) => o.sendId === sendId).map((o) => o.status);
 
 describe('delivery on the in-memory adapters', () => {
   it('renders the shipped template in the user locale and sends once, with tracking and one-click unsubscribe', async () => {
     const provider = inbox();
     const d = await start({ provider });
-    await d.stores.preferences.apply('user-1', { records: [{ category: 'marketing', channel: 'email', record: { granted: true, at: 1, source: 'test' } }] }, { source: 'test', at: 1 });
+    await d.stores.preferences.apply(
+      'user-1',
+      {
+        records: [
+          {
+            category: 'marketing',
+            channel: 'email',
+            record: { granted: true, at: 1, source: 'test' },
+          },
+        ],
+      },
+      { source: 'test', at: 1 },
+    );
     const s = welcome();
     await d.publish(s);
     await d.publish(s);
@@ -88,7 +140,9 @@ describe('delivery on the in-memory adapters', () => {
     const d = await start({ provider, quietHours: '00:00-23:59', now: () => Date.now() + offset });
     const s = welcome({ category: 'product_updates' });
     await d.publish(s);
-    const deferred = await until(() => d.outcomes().find((o) => o.sendId === s.sendId && o.status === 'deferred'));
+    const deferred = await until(() =>
+      d.outcomes().find((o) => o.sendId === s.sendId && o.status === 'deferred'),
+    );
     expect(deferred.reason).toMatch(/^quiet_hours until .* \(Europe\/Berlin\)$/);
     expect(provider.got).toHaveLength(0);
     const end = Date.parse(/until (\S+)/.exec(deferred.reason!)![1]!);
@@ -105,13 +159,17 @@ describe('delivery on the in-memory adapters', () => {
     await until(() => provider.got.length === 1);
     await until(() => statuses(d.outcomes(), s.sendId).includes('sent'));
     expect(statuses(d.outcomes(), s.sendId)).toEqual(['queued', 'deferred', 'sent']);
-    expect(d.outcomes().find((o) => o.status === 'deferred')?.reason).toMatch(/^retry 2\/6 in \d+ ms: inbox: 421 busy$/);
+    expect(d.outcomes().find((o) => o.status === 'deferred')?.reason).toMatch(
+      /^retry 2\/6 in \d+ ms: inbox: 421 busy$/,
+    );
 
     const broken = inbox([{ status: 'retriable', error: 'down' }]);
     const d2 = await start({ provider: broken });
     const s2 = welcome({ category: 'transactional', sendId: 'send-2' });
     await d2.publish(s2);
-    const failed = await until(() => d2.outcomes().find((o) => o.sendId === 'send-2' && o.status === 'failed'));
+    const failed = await until(() =>
+      d2.outcomes().find((o) => o.sendId === 'send-2' && o.status === 'failed'),
+    );
     expect(failed.reason).toBe('gave up after 6 attempts: inbox: down');
   });
 
@@ -119,16 +177,34 @@ describe('delivery on the in-memory adapters', () => {
     const metrics = createMetricsRegistry({ defaults: false });
     const provider = inbox();
     const d = await start({ provider, metrics });
-    await d.stores.preferences.apply('opted-in', { records: [{ category: 'marketing', channel: 'email', record: { granted: true, at: 1, source: 'test' } }] }, { source: 'test', at: 1 });
+    await d.stores.preferences.apply(
+      'opted-in',
+      {
+        records: [
+          {
+            category: 'marketing',
+            channel: 'email',
+            record: { granted: true, at: 1, source: 'test' },
+          },
+        ],
+      },
+      { source: 'test', at: 1 },
+    );
     // No opt-in: stops at consent. Opted in: passes every stage to the provider.
     const suppressed = welcome({ sendId: 'no-consent', userId: 'no-opt-in' });
     const sent = welcome({ sendId: 'consented', userId: 'opted-in' });
     await d.publish(suppressed);
     await d.publish(sent);
-    await until(() => statuses(d.outcomes(), 'no-consent').includes('suppressed') && statuses(d.outcomes(), 'consented').includes('sent'));
+    await until(
+      () =>
+        statuses(d.outcomes(), 'no-consent').includes('suppressed') &&
+        statuses(d.outcomes(), 'consented').includes('sent'),
+    );
     const counted = async () => {
       const m = await metrics.getSingleMetric('lifecycle_delivery_stage_total')!.get();
-      return Object.fromEntries(m.values.map((v) => [`${v.labels.stage}:${v.labels.result}`, v.value]));
+      return Object.fromEntries(
+        m.values.map((v) => [`${v.labels.stage}:${v.labels.result}`, v.value]),
+      );
     };
     expect(await counted()).toEqual({
       'claim:continue': 2,

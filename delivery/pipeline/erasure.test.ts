@@ -18,11 +18,18 @@ afterEach(async () => {
 });
 
 const PARTITIONS = 2;
-const nobody: Provider = { name: 'nobody', channel: 'email', send: async () => ({ status: 'sent' }) };
+const nobody: Provider = {
+  name: 'nobody',
+  channel: 'email',
+  send: async () => ({ status: 'sent' }),
+};
 
 /** The worker with a preference store whose erasure fails `failures` times (Infinity: always). */
 async function start(failures: number) {
-  const config = loadConfig({}, { 'delivery.templatesDir': 'templates', 'kafka.partitions': PARTITIONS });
+  const config = loadConfig(
+    {},
+    { 'delivery.templatesDir': 'templates', 'kafka.partitions': PARTITIONS },
+  );
   const bus = new InMemoryBus(PARTITIONS);
   const stores = createMemoryDeliveryStores();
   const t = topicNames(config.kafka.topicPrefix);
@@ -44,8 +51,18 @@ async function start(failures: number) {
   await handle.start();
   handles.push(handle);
   const deleteUser = async (userId: string) => {
-    const event: NormalisedEvent = { id: `del-${userId}`, userId, type: 'user_deleted', ts: 1_700_000_000_000, receivedAt: 1_700_000_000_000, source: 'cdc:appdb', properties: {} };
-    await bus.publisher().publish(t.events, [{ key: userId, ...encodeWithHeader(eventCodec, event) }]);
+    const event: NormalisedEvent = {
+      id: `del-${userId}`,
+      userId,
+      type: 'user_deleted',
+      ts: 1_700_000_000_000,
+      receivedAt: 1_700_000_000_000,
+      source: 'cdc:appdb',
+      properties: {},
+    };
+    await bus
+      .publisher()
+      .publish(t.events, [{ key: userId, ...encodeWithHeader(eventCodec, event) }]);
     const log = bus.log(t.events, partitionFor(userId, PARTITIONS));
     return { partition: partitionFor(userId, PARTITIONS), offset: log.length - 1 };
   };
@@ -65,7 +82,10 @@ describe('delivery erasure reader', () => {
     const d = await start(2);
     const { partition, offset } = await d.deleteUser('ada');
     await until(() => d.committed(partition) === offset + 1);
-    expect((await d.stores.preferences.suppressions('ada')).deleted).toEqual({ reason: 'user_deleted', at: 1_700_000_000_000 });
+    expect((await d.stores.preferences.suppressions('ada')).deleted).toEqual({
+      reason: 'user_deleted',
+      at: 1_700_000_000_000,
+    });
     // Three attempts, none of them after a commit of the deletion.
     expect(d.attempts).toEqual([
       { userId: 'ada', committed: undefined },

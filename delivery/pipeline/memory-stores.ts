@@ -5,7 +5,12 @@ import type { Channel } from '../../platform/contracts.ts';
 import type { CapHolder, CapStore } from '../policy/caps-store.ts';
 import { DAY_MS, WEEK_MS } from '../policy/caps-store.ts';
 import type { ClaimRef, ClaimStore } from '../policy/claims.ts';
-import { emptyPreferences, type Suppression, type SuppressionState, type UserPreferences } from '../preferences/model.ts';
+import {
+  emptyPreferences,
+  type Suppression,
+  type SuppressionState,
+  type UserPreferences,
+} from '../preferences/model.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { DelayQueue, DelayedSend } from './delay-queue.ts';
 import type { SentIndex, SentRecord } from '../sent-index.ts';
@@ -43,11 +48,26 @@ export function createMemoryClaimStore(): ClaimStore {
     async claim(ref, owner, now, leaseMs, resumeGen) {
       const c = claims.get(key(ref));
       if (!c) {
-        claims.set(key(ref), { st: 'claimed', ow: owner, lu: now + leaseMs, g: 0, a: 0, ph: '', rs: '', pv: '' });
+        claims.set(key(ref), {
+          st: 'claimed',
+          ow: owner,
+          lu: now + leaseMs,
+          g: 0,
+          a: 0,
+          ph: '',
+          rs: '',
+          pv: '',
+        });
         return { kind: 'new', gen: 0, attempts: 0, wasSending: false };
       }
       if (c.st === 'sent' || c.st === 'suppressed' || c.st === 'failed' || c.st === 'holdout') {
-        return { kind: 'done', status: c.st, reason: c.rs || null, provider: c.pv || null, attempts: c.a };
+        return {
+          kind: 'done',
+          status: c.st,
+          reason: c.rs || null,
+          provider: c.pv || null,
+          attempts: c.a,
+        };
       }
       if (c.st === 'deferred' || c.st === 'retrying') {
         if (resumeGen !== null && resumeGen === c.g) {
@@ -70,7 +90,8 @@ export function createMemoryClaimStore(): ClaimStore {
     },
     async finish(ref, owner, status, reason, provider, attempts) {
       const c = held(ref, owner);
-      if (c) Object.assign(c, { st: status, rs: reason ?? '', pv: provider ?? '', a: attempts, ph: '' });
+      if (c)
+        Object.assign(c, { st: status, rs: reason ?? '', pv: provider ?? '', a: attempts, ph: '' });
       return c !== null;
     },
     async park(ref, owner, state, gen, attempts) {
@@ -88,7 +109,10 @@ export function createMemoryClaimStore(): ClaimStore {
 }
 
 export function createMemoryCapStore(): CapStore {
-  const slots = new Map<string, Map<string, { ts: number; holder: CapHolder; state: 'pending' | 'sent' }>>();
+  const slots = new Map<
+    string,
+    Map<string, { ts: number; holder: CapHolder; state: 'pending' | 'sent' }>
+  >();
   const of = (u: string, c: Channel) => {
     const k = `${u}\n${c}`;
     let m = slots.get(k);
@@ -114,7 +138,11 @@ export function createMemoryCapStore(): CapStore {
       let victimPriority = holder.priority;
       for (const [id, s] of [...m].sort((a, b) => a[1].ts - b[1].ts)) {
         if (dayFull && s.ts < now - DAY_MS) continue;
-        if (s.state === 'pending' && s.holder.priority < holder.priority && s.holder.priority <= victimPriority) {
+        if (
+          s.state === 'pending' &&
+          s.holder.priority < holder.priority &&
+          s.holder.priority <= victimPriority
+        ) {
           victim = id;
           victimPriority = s.holder.priority;
         }
@@ -142,10 +170,16 @@ export function createMemoryDelayQueue(): DelayQueue {
   const member = (sendId: string, channel: Channel) => `${channel}|${sendId}`;
   return {
     async add(entry) {
-      entries.set(member(entry.send.sendId, entry.channel), { score: entry.dueAt, entry: clone(entry) });
+      entries.set(member(entry.send.sendId, entry.channel), {
+        score: entry.dueAt,
+        entry: clone(entry),
+      });
     },
     async takeDue(now, limit, leaseMs) {
-      const due = [...entries.values()].filter((e) => e.score <= now).sort((a, b) => a.score - b.score).slice(0, limit);
+      const due = [...entries.values()]
+        .filter((e) => e.score <= now)
+        .sort((a, b) => a.score - b.score)
+        .slice(0, limit);
       for (const e of due) e.score = now + leaseMs;
       return due.map((e) => clone(e.entry));
     },
@@ -163,7 +197,8 @@ export function createMemoryPreferencesStore(): PreferencesStore {
   const audit = new Map<string, unknown[]>();
   const supp = new Map<string, SuppressionState>();
   const get = async (u: string) => clone(prefs.get(u) ?? emptyPreferences(u));
-  const log = (u: string, ...items: unknown[]) => audit.set(u, [...items.reverse(), ...(audit.get(u) ?? [])].slice(0, 500));
+  const log = (u: string, ...items: unknown[]) =>
+    audit.set(u, [...items.reverse(), ...(audit.get(u) ?? [])].slice(0, 500));
   return {
     get,
     async apply(u, change, meta) {
@@ -213,7 +248,16 @@ export function createMemorySentIndex(): SentIndex {
   return {
     async remember(send, channel, address) {
       const m = sent.get(key(send.sendId)) ?? new Map<Channel, SentRecord>();
-      m.set(channel, { sendId: send.sendId, userId: send.userId, ruleId: send.ruleId, channel, variant: send.variant, category: send.category, holdout: send.holdout, address });
+      m.set(channel, {
+        sendId: send.sendId,
+        userId: send.userId,
+        ruleId: send.ruleId,
+        channel,
+        variant: send.variant,
+        category: send.category,
+        holdout: send.holdout,
+        address,
+      });
       sent.set(key(send.sendId), m);
     },
     lookup: async (sendId) => [...(sent.get(key(sendId))?.values() ?? [])].map(clone),

@@ -5,7 +5,12 @@
 // here: claims move to their terminal or parked state, parked sends go to the durable delay
 // queue, cap slots of unsent sends are freed, and the outcomes are returned for publishing.
 import type { Logger } from 'pino';
-import type { Channel, DeliveryOutcome, DeliveryStatus, SendCommand } from '../../platform/contracts.ts';
+import type {
+  Channel,
+  DeliveryOutcome,
+  DeliveryStatus,
+  SendCommand,
+} from '../../platform/contracts.ts';
 import { Counter, type Registry } from '../../platform/metrics.ts';
 import type { ClaimStore } from '../policy/claims.ts';
 import type { CapStore } from '../policy/caps-store.ts';
@@ -38,10 +43,26 @@ export interface ProcessResult {
 }
 
 export interface SendPipeline {
-  process(send: SendCommand, channel: Channel, resumeGen: number | null, now?: number): Promise<ProcessResult>;
+  process(
+    send: SendCommand,
+    channel: Channel,
+    resumeGen: number | null,
+    now?: number,
+  ): Promise<ProcessResult>;
 }
 
-export function outcome(send: SendCommand, channel: Channel | null, status: DeliveryStatus, fields: { reason?: string | null; provider?: string | null; attempt?: number; idSuffix?: string; ts?: number }): DeliveryOutcome {
+export function outcome(
+  send: SendCommand,
+  channel: Channel | null,
+  status: DeliveryStatus,
+  fields: {
+    reason?: string | null;
+    provider?: string | null;
+    attempt?: number;
+    idSuffix?: string;
+    ts?: number;
+  },
+): DeliveryOutcome {
   return {
     id: `${send.sendId}:${channel ?? '-'}:${status}${fields.idSuffix ?? ''}`,
     sendId: send.sendId,
@@ -60,10 +81,20 @@ export function outcome(send: SendCommand, channel: Channel | null, status: Deli
 
 export function createSendPipeline(deps: PipelineDeps): SendPipeline {
   const stageCounter = deps.metrics
-    ? new Counter({ name: 'lifecycle_delivery_stage_total', help: 'Policy-chain decisions by stage and result', labelNames: ['stage', 'result'], registers: [deps.metrics] })
+    ? new Counter({
+        name: 'lifecycle_delivery_stage_total',
+        help: 'Policy-chain decisions by stage and result',
+        labelNames: ['stage', 'result'],
+        registers: [deps.metrics],
+      })
     : null;
   const outcomeCounter = deps.metrics
-    ? new Counter({ name: 'lifecycle_delivery_outcomes_total', help: 'Delivery outcomes by channel and status', labelNames: ['channel', 'status'], registers: [deps.metrics] })
+    ? new Counter({
+        name: 'lifecycle_delivery_outcomes_total',
+        help: 'Delivery outcomes by channel and status',
+        labelNames: ['channel', 'status'],
+        registers: [deps.metrics],
+      })
     : null;
 
   return {
@@ -91,26 +122,49 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
       }
       const ref = { userId: send.userId, sendId: send.sendId, channel };
       const out: DeliveryOutcome[] = [];
-      const done = (status: DeliveryStatus, o: Parameters<typeof outcome>[3] = {}) => out.push(outcome(send, channel, status, { attempt: ctx.attempts, ...o }));
+      const done = (status: DeliveryStatus, o: Parameters<typeof outcome>[3] = {}) =>
+        out.push(outcome(send, channel, status, { attempt: ctx.attempts, ...o }));
       if (ctx.fresh) done('queued', { ts: now });
       let dlq: string | null = null;
-      const finish = async (status: 'sent' | 'suppressed' | 'holdout' | 'failed', reason: string | null, provider: string | null) => {
-        const ok = await deps.claims.finish(ref, deps.owner, status, reason, provider, ctx.attempts);
-        if (!ok) deps.logger.warn({ sendId: send.sendId, channel }, 'claim was taken over before the send finished');
-        if (ctx.capHeld && status !== 'sent') await deps.caps.release(send.userId, channel, send.sendId);
+      const finish = async (
+        status: 'sent' | 'suppressed' | 'holdout' | 'failed',
+        reason: string | null,
+        provider: string | null,
+      ) => {
+        const ok = await deps.claims.finish(
+          ref,
+          deps.owner,
+          status,
+          reason,
+          provider,
+          ctx.attempts,
+        );
+        if (!ok)
+          deps.logger.warn(
+            { sendId: send.sendId, channel },
+            'claim was taken over before the send finished',
+          );
+        if (ctx.capHeld && status !== 'sent')
+          await deps.caps.release(send.userId, channel, send.sendId);
         return ok;
       };
       switch (result.kind) {
         case 'continue':
           throw new Error('the policy chain ended without a decision');
         case 'skip':
-          if (result.reemit) done(result.reemit.status, { reason: result.reemit.reason, provider: result.reemit.provider });
+          if (result.reemit)
+            done(result.reemit.status, {
+              reason: result.reemit.reason,
+              provider: result.reemit.provider,
+            });
           break;
         case 'holdout':
-          if (await finish('holdout', 'holdout group', null)) done('holdout', { reason: 'holdout group' });
+          if (await finish('holdout', 'holdout group', null))
+            done('holdout', { reason: 'holdout group' });
           break;
         case 'suppressed':
-          if (await finish('suppressed', result.reason, null)) done('suppressed', { reason: result.reason });
+          if (await finish('suppressed', result.reason, null))
+            done('suppressed', { reason: result.reason });
           break;
         case 'failed':
           if (await finish('failed', result.reason, null)) {
@@ -121,8 +175,17 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
         case 'sent': {
           // One round trip (auto-pipelined): the time between the provider's accept and the
           // `sent` record is the only window where a crash can duplicate a message.
-          const [ok] = await Promise.all([finish('sent', null, result.provider), deps.sentIndex.remember(send, channel, ctx.recipient.email ?? null)]);
-          if (ok) done('sent', { provider: result.provider, reason: result.reconciled ? 'reconciled: the provider had accepted it before a takeover' : null });
+          const [ok] = await Promise.all([
+            finish('sent', null, result.provider),
+            deps.sentIndex.remember(send, channel, ctx.recipient.email ?? null),
+          ]);
+          if (ok)
+            done('sent', {
+              provider: result.provider,
+              reason: result.reconciled
+                ? 'reconciled: the provider had accepted it before a takeover'
+                : null,
+            });
           break;
         }
         case 'defer': {
@@ -130,8 +193,22 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
           // Queue first, then the claim: a crash in between leaves an entry that resumes a
           // send still `claimed` by a dead worker, which the lease hands over; never a parked
           // claim without its entry.
-          await deps.delayQueue.add({ send, channel, gen, reason: result.reason, dueAt: result.until });
-          if (await deps.claims.park(ref, deps.owner, result.retry ? 'retrying' : 'deferred', gen, ctx.attempts)) {
+          await deps.delayQueue.add({
+            send,
+            channel,
+            gen,
+            reason: result.reason,
+            dueAt: result.until,
+          });
+          if (
+            await deps.claims.park(
+              ref,
+              deps.owner,
+              result.retry ? 'retrying' : 'deferred',
+              gen,
+              ctx.attempts,
+            )
+          ) {
             done('deferred', { reason: result.reason, idSuffix: `:${gen}` });
           }
           break;

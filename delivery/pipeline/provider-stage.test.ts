@@ -7,7 +7,10 @@ import { createBreakerRegistry, createProviderStage } from './provider-stage.ts'
 import { testContext } from '../../test/support/delivery-context.ts';
 
 /** A provider answering from a script of results (the last one repeats). */
-function scripted(name: string, results: (ProviderResult | Error)[]): Provider & { sent: OutgoingMessage[] } {
+function scripted(
+  name: string,
+  results: (ProviderResult | Error)[],
+): Provider & { sent: OutgoingMessage[] } {
   let i = 0;
   const sent: OutgoingMessage[] = [];
   return {
@@ -40,7 +43,14 @@ function setup(providers: Provider[], opts: { threshold?: number; maxAttempts?: 
   );
   const ctx = () => {
     const c = testContext();
-    c.message = { sendId: c.send.sendId, ruleId: c.send.ruleId, category: c.send.category, channel: 'email', recipient: c.recipient, content: { subject: 's', text: 't' } };
+    c.message = {
+      sendId: c.send.sendId,
+      ruleId: c.send.ruleId,
+      category: c.send.category,
+      channel: 'email',
+      recipient: c.recipient,
+      content: { subject: 's', text: 't' },
+    };
     return c;
   };
   return { stage, suppressed, breakers, ctx };
@@ -50,13 +60,23 @@ describe('provider stage', () => {
   it('sends through the first provider', async () => {
     const a = scripted('smtp-a', [{ status: 'sent', providerMessageId: 'm1' }]);
     const { stage, ctx } = setup([a, scripted('smtp-b', [{ status: 'sent' }])]);
-    expect(await stage.run(ctx())).toEqual({ kind: 'sent', provider: 'smtp-a', providerMessageId: 'm1' });
+    expect(await stage.run(ctx())).toEqual({
+      kind: 'sent',
+      provider: 'smtp-a',
+      providerMessageId: 'm1',
+    });
     expect(a.sent).toHaveLength(1);
   });
 
   it('fails over to the next provider on a retriable error and on a throw', async () => {
     const b = scripted('smtp-b', [{ status: 'sent' }]);
-    const { stage, ctx } = setup([scripted('smtp-a', [{ status: 'retriable', error: '421 try later' }, new Error('ECONNREFUSED')]), b]);
+    const { stage, ctx } = setup([
+      scripted('smtp-a', [
+        { status: 'retriable', error: '421 try later' },
+        new Error('ECONNREFUSED'),
+      ]),
+      b,
+    ]);
     expect((await stage.run(ctx())).kind).toBe('sent');
     expect(await stage.run(ctx())).toMatchObject({ kind: 'sent', provider: 'smtp-b' });
     expect(b.sent).toHaveLength(2);
@@ -64,15 +84,24 @@ describe('provider stage', () => {
 
   it('opens the breaker of a failing provider and stops calling it', async () => {
     let calls = 0;
-    const a: Provider = { name: 'smtp-a', channel: 'email', send: async () => (calls++, { status: 'retriable', error: 'down' }) };
-    const { stage, ctx, breakers } = setup([a, scripted('smtp-b', [{ status: 'sent' }])], { threshold: 2 });
+    const a: Provider = {
+      name: 'smtp-a',
+      channel: 'email',
+      send: async () => (calls++, { status: 'retriable', error: 'down' }),
+    };
+    const { stage, ctx, breakers } = setup([a, scripted('smtp-b', [{ status: 'sent' }])], {
+      threshold: 2,
+    });
     for (let i = 0; i < 5; i++) expect((await stage.run(ctx())).kind).toBe('sent');
     expect(calls).toBe(2);
     expect(breakers.states(Date.now())).toEqual({ 'smtp-a': 'open', 'smtp-b': 'closed' });
   });
 
   it('parks for a retry with backoff when every provider failed, then gives up into the DLQ', async () => {
-    const { stage, ctx } = setup([scripted('smtp-a', [{ status: 'retriable', error: 'timeout' }])], { threshold: 100, maxAttempts: 2 });
+    const { stage, ctx } = setup(
+      [scripted('smtp-a', [{ status: 'retriable', error: 'timeout' }])],
+      { threshold: 100, maxAttempts: 2 },
+    );
     const c = ctx();
     const before = Date.now();
     const r1 = await stage.run(c);
@@ -81,11 +110,18 @@ describe('provider stage', () => {
     expect(r1.until - before).toBeGreaterThanOrEqual(1000);
     expect(c.attempts).toBe(1);
     const r2 = await stage.run(c);
-    expect(r2).toEqual({ kind: 'failed', dlq: true, reason: 'gave up after 2 attempts: smtp-a: timeout' });
+    expect(r2).toEqual({
+      kind: 'failed',
+      dlq: true,
+      reason: 'gave up after 2 attempts: smtp-a: timeout',
+    });
   });
 
   it('waits for the breaker when every provider is open, without spending an attempt', async () => {
-    const { stage, ctx } = setup([scripted('smtp-a', [{ status: 'retriable', error: 'down' }])], { threshold: 1, maxAttempts: 5 });
+    const { stage, ctx } = setup([scripted('smtp-a', [{ status: 'retriable', error: 'down' }])], {
+      threshold: 1,
+      maxAttempts: 5,
+    });
     const c = ctx();
     await stage.run(c);
     expect(c.attempts).toBe(1);
@@ -96,20 +132,43 @@ describe('provider stage', () => {
   });
 
   it('honours a provider retry-after', async () => {
-    const { stage, ctx } = setup([scripted('sms', [{ status: 'retriable', error: '429', retryAfterMs: 30_000 }])], { threshold: 100 });
+    const { stage, ctx } = setup(
+      [scripted('sms', [{ status: 'retriable', error: '429', retryAfterMs: 30_000 }])],
+      { threshold: 100 },
+    );
     const r = await stage.run(ctx());
     if (r.kind !== 'defer') throw new Error(`expected defer, got ${r.kind}`);
     expect(r.until - Date.now()).toBeGreaterThan(29_000);
   });
 
   it('a permanent error fails the send and suppresses the address', async () => {
-    const { stage, ctx, suppressed } = setup([scripted('smtp-a', [{ status: 'permanent', error: '550 5.1.1 no such user', suppress: 'hard_bounce' }]), scripted('smtp-b', [{ status: 'sent' }])]);
-    expect(await stage.run(ctx())).toEqual({ kind: 'failed', dlq: false, bounced: true, reason: 'smtp-a: hard_bounce: 550 5.1.1 no such user' });
-    expect(suppressed).toMatchObject([{ userId: 'user-1', channel: 'email', s: { reason: 'hard_bounce', address: 'ada@example.com' } }]);
+    const { stage, ctx, suppressed } = setup([
+      scripted('smtp-a', [
+        { status: 'permanent', error: '550 5.1.1 no such user', suppress: 'hard_bounce' },
+      ]),
+      scripted('smtp-b', [{ status: 'sent' }]),
+    ]);
+    expect(await stage.run(ctx())).toEqual({
+      kind: 'failed',
+      dlq: false,
+      bounced: true,
+      reason: 'smtp-a: hard_bounce: 550 5.1.1 no such user',
+    });
+    expect(suppressed).toMatchObject([
+      {
+        userId: 'user-1',
+        channel: 'email',
+        s: { reason: 'hard_bounce', address: 'ada@example.com' },
+      },
+    ]);
   });
 
   it('a dead push token does not suppress the push channel', async () => {
-    const { stage, ctx, suppressed } = setup([scripted('push', [{ status: 'permanent', error: 'token unregistered', suppress: 'invalid_token' }])]);
+    const { stage, ctx, suppressed } = setup([
+      scripted('push', [
+        { status: 'permanent', error: 'token unregistered', suppress: 'invalid_token' },
+      ]),
+    ]);
     expect(await stage.run(ctx())).toMatchObject({ kind: 'failed', dlq: false, bounced: false });
     expect(suppressed).toEqual([]);
   });
@@ -120,7 +179,10 @@ describe('provider stage', () => {
   });
 
   describe('a send taken over from a worker that died during the provider call', () => {
-    const withLookup = (p: Provider & { sent: OutgoingMessage[] }, answers: (boolean | Error)[]) => {
+    const withLookup = (
+      p: Provider & { sent: OutgoingMessage[] },
+      answers: (boolean | Error)[],
+    ) => {
       const asked: string[] = [];
       let i = 0;
       return Object.assign(p, {
@@ -133,12 +195,17 @@ describe('provider stage', () => {
         },
       });
     };
-    const takeover = (c: ReturnType<ReturnType<typeof setup>['ctx']>) => Object.assign(c, { takeover: true });
+    const takeover = (c: ReturnType<ReturnType<typeof setup>['ctx']>) =>
+      Object.assign(c, { takeover: true });
 
     it('is recorded as sent, not sent again, when the provider already has the message', async () => {
       const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [true]);
       const { stage, ctx } = setup([a]);
-      expect(await stage.run(takeover(ctx()))).toEqual({ kind: 'sent', provider: 'smtp-a', reconciled: true });
+      expect(await stage.run(takeover(ctx()))).toEqual({
+        kind: 'sent',
+        provider: 'smtp-a',
+        reconciled: true,
+      });
       expect(a.asked).toEqual(['send-1']);
       expect(a.sent).toHaveLength(0);
     });
@@ -148,7 +215,11 @@ describe('provider stage', () => {
       const b = scripted('smtp-b', [{ status: 'sent' }]);
       const c = withLookup(scripted('smtp-c', [{ status: 'sent' }]), [true]);
       const { stage, ctx } = setup([a, b, c]);
-      expect(await stage.run(takeover(ctx()))).toEqual({ kind: 'sent', provider: 'smtp-c', reconciled: true });
+      expect(await stage.run(takeover(ctx()))).toEqual({
+        kind: 'sent',
+        provider: 'smtp-c',
+        reconciled: true,
+      });
       expect(a.sent.length + b.sent.length + c.sent.length).toBe(0);
     });
 
@@ -160,7 +231,10 @@ describe('provider stage', () => {
     });
 
     it('asks again when the lookup cannot tell, and sends once it says no', async () => {
-      const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [new Error('HTTP 503'), false]);
+      const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [
+        new Error('HTTP 503'),
+        false,
+      ]);
       const { stage, ctx } = setup([a]);
       expect((await stage.run(takeover(ctx()))).kind).toBe('sent');
       expect(a.asked).toHaveLength(2);

@@ -40,7 +40,10 @@ export interface BreakerRegistry {
   states(now: number): Record<string, string>;
 }
 
-export function createBreakerRegistry(opts: { threshold: number; cooldownMs: number }): BreakerRegistry {
+export function createBreakerRegistry(opts: {
+  threshold: number;
+  cooldownMs: number;
+}): BreakerRegistry {
   const map = new Map<string, Breaker>();
   return {
     get(name) {
@@ -59,7 +62,10 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
   const tries = config.reconcileTries ?? 3;
 
   /** The provider that already has the message, or null (none has it, or none can be asked). */
-  async function reconcile(ctx: SendContext, providers: readonly Provider[]): Promise<Provider | null> {
+  async function reconcile(
+    ctx: SendContext,
+    providers: readonly Provider[],
+  ): Promise<Provider | null> {
     const message = ctx.message!;
     for (const provider of providers) {
       if (!provider.accepted) continue;
@@ -71,7 +77,10 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
           // Cannot tell: ask again; after the last try, sending again (a possible duplicate with
           // the same Message-ID) is better than never sending.
           if (attempt >= tries) {
-            deps.logger.warn({ provider: provider.name, sendId: ctx.send.sendId, err: errorMessage(err) }, 'could not ask the provider whether it has the message; sending again');
+            deps.logger.warn(
+              { provider: provider.name, sendId: ctx.send.sendId, err: errorMessage(err) },
+              'could not ask the provider whether it has the message; sending again',
+            );
             break;
           }
           await sleep(1000);
@@ -87,12 +96,21 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
       const message = ctx.message;
       if (!message) return { kind: 'failed', reason: 'nothing rendered', dlq: true };
       const providers = deps.providers.get(ctx.channel) ?? [];
-      if (providers.length === 0) return { kind: 'failed', reason: `no provider configured for channel ${ctx.channel}`, dlq: true };
-      if (!(await deps.beforeSend(ctx))) return { kind: 'skip', reason: 'claim taken over by another worker' };
+      if (providers.length === 0)
+        return {
+          kind: 'failed',
+          reason: `no provider configured for channel ${ctx.channel}`,
+          dlq: true,
+        };
+      if (!(await deps.beforeSend(ctx)))
+        return { kind: 'skip', reason: 'claim taken over by another worker' };
       if (ctx.takeover) {
         const had = await reconcile(ctx, providers);
         if (had) {
-          deps.logger.info({ provider: had.name, sendId: ctx.send.sendId, channel: ctx.channel }, 'the provider already had the message of a taken-over send; recorded as sent, not sent again');
+          deps.logger.info(
+            { provider: had.name, sendId: ctx.send.sendId, channel: ctx.channel },
+            'the provider already had the message of a taken-over send; recorded as sent, not sent again',
+          );
           return { kind: 'sent', provider: had.name, reconciled: true };
         }
       }
@@ -119,7 +137,13 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
         }
         if (result.status === 'sent') {
           breaker.success();
-          return result.providerMessageId === undefined ? { kind: 'sent', provider: provider.name } : { kind: 'sent', provider: provider.name, providerMessageId: result.providerMessageId };
+          return result.providerMessageId === undefined
+            ? { kind: 'sent', provider: provider.name }
+            : {
+                kind: 'sent',
+                provider: provider.name,
+                providerMessageId: result.providerMessageId,
+              };
         }
         if (result.status === 'permanent') {
           breaker.success();
@@ -128,27 +152,55 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
           // user's other devices stay reachable, so the channel is not suppressed.
           if (result.suppress && result.suppress !== 'invalid_token') {
             const address = addressFor(ctx.recipient, ctx.channel);
-            await deps.suppress(ctx.send.userId, ctx.channel, { reason: result.suppress, at: clock(), ...(address ? { address } : {}) });
+            await deps.suppress(ctx.send.userId, ctx.channel, {
+              reason: result.suppress,
+              at: clock(),
+              ...(address ? { address } : {}),
+            });
           }
-          return { kind: 'failed', reason: `${provider.name}: ${result.suppress ?? 'permanent'}: ${result.error}`, dlq: false, bounced: result.suppress === 'hard_bounce' };
+          return {
+            kind: 'failed',
+            reason: `${provider.name}: ${result.suppress ?? 'permanent'}: ${result.error}`,
+            dlq: false,
+            bounced: result.suppress === 'hard_bounce',
+          };
         }
         breaker.failure(clock());
         errors.push(`${provider.name}: ${result.error}`);
         retryAfterMs = Math.max(retryAfterMs, result.retryAfterMs ?? 0);
-        deps.logger.warn({ provider: provider.name, sendId: ctx.send.sendId, error: result.error }, 'provider failed; trying the next one');
+        deps.logger.warn(
+          { provider: provider.name, sendId: ctx.send.sendId, error: result.error },
+          'provider failed; trying the next one',
+        );
       }
       const lastError = errors.join('; ');
       if (called) ctx.attempts++;
       if (ctx.attempts >= config.maxAttempts) {
-        return { kind: 'failed', reason: `gave up after ${ctx.attempts} attempts: ${lastError}`, dlq: true };
+        return {
+          kind: 'failed',
+          reason: `gave up after ${ctx.attempts} attempts: ${lastError}`,
+          dlq: true,
+        };
       }
       const now = clock();
-      let delay = called ? backoffMs(ctx.attempts, config.retryBaseMs, config.retryMaxMs, random) : 0;
+      let delay = called
+        ? backoffMs(ctx.attempts, config.retryBaseMs, config.retryMaxMs, random)
+        : 0;
       delay = Math.max(delay, retryAfterMs);
       // Every provider open: come back when the first breaker allows a trial, spread a little.
-      if (Number.isFinite(reopensAt)) delay = Math.max(delay, reopensAt - now + Math.round(random() * Math.min(1000, config.retryBaseMs)));
+      if (Number.isFinite(reopensAt))
+        delay = Math.max(
+          delay,
+          reopensAt - now + Math.round(random() * Math.min(1000, config.retryBaseMs)),
+        );
       delay = Math.max(delay, 10);
-      return { kind: 'defer', until: now + delay, retry: true, error: lastError, reason: `retry ${ctx.attempts + 1}/${config.maxAttempts} in ${delay} ms: ${lastError}` };
+      return {
+        kind: 'defer',
+        until: now + delay,
+        retry: true,
+        error: lastError,
+        reason: `retry ${ctx.attempts + 1}/${config.maxAttempts} in ${delay} ms: ${lastError}`,
+      };
     },
   };
 }

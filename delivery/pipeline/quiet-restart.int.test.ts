@@ -11,7 +11,15 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SmtpSink } from '../../devtools/smtp-sink.ts';
 import { parseQuietHours, quietHoursEnd } from '../policy/quiet-hours.ts';
-import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
+import {
+  createHarness,
+  logger,
+  startSink,
+  stopSink,
+  waitFor,
+  welcomeSend,
+  type Harness,
+} from '../../test/support/delivery-harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
 
 const hhmm = (ts: number) => new Date(ts).toISOString().slice(11, 16);
@@ -66,10 +74,24 @@ describe('quiet hours across a killed delivery process', () => {
     const userId = `qk-${h.id}`;
     const send = welcomeSend(userId, {
       category: 'product_updates',
-      data: { user: { email: `${userId}@example.com`, firstName: 'Kim', plan: 'trial', locale: 'en', timezone: 'UTC' }, event: { type: 'x', properties: {} }, rule: { id: 'welcome' } },
+      data: {
+        user: {
+          email: `${userId}@example.com`,
+          firstName: 'Kim',
+          plan: 'trial',
+          locale: 'en',
+          timezone: 'UTC',
+        },
+        event: { type: 'x', properties: {} },
+        rule: { id: 'welcome' },
+      },
     });
     await h.publishSend(send);
-    const deferred = await waitFor('the send parked for quiet hours by the first process', () => h!.outcomes.find((o) => o.sendId === send.sendId && o.status === 'deferred'), 90_000);
+    const deferred = await waitFor(
+      'the send parked for quiet hours by the first process',
+      () => h!.outcomes.find((o) => o.sendId === send.sendId && o.status === 'deferred'),
+      90_000,
+    );
     const end = quietHoursEnd(Date.now(), 'UTC', parseQuietHours(quiet)!)!;
     expect(deferred.reason).toBe(`quiet_hours until ${new Date(end).toISOString()} (UTC)`);
     const dueKey = `${h.config.redis.keyPrefix}{dlv-delay}:due`;
@@ -82,16 +104,36 @@ describe('quiet hours across a killed delivery process', () => {
 
     // The new worker lives after the night: its clock is past the end of the window.
     const offset = end - Date.now() + 1000;
-    second = await runDelivery(h.config, logger, { redis: h.redis, bus: h.bus, now: () => Date.now() + offset });
-    await waitFor('the parked email after the restart', () => sink!.list({ messageId: mid(send.sendId) })[0], 90_000);
-    await waitFor('the sent outcome', () => h!.outcomes.find((o) => o.sendId === send.sendId && o.status === 'sent'), 30_000);
+    second = await runDelivery(h.config, logger, {
+      redis: h.redis,
+      bus: h.bus,
+      now: () => Date.now() + offset,
+    });
+    await waitFor(
+      'the parked email after the restart',
+      () => sink!.list({ messageId: mid(send.sendId) })[0],
+      90_000,
+    );
+    await waitFor(
+      'the sent outcome',
+      () => h!.outcomes.find((o) => o.sendId === send.sendId && o.status === 'sent'),
+      30_000,
+    );
     // Time for a duplicate to show up, had the first process's Kafka offset or the queue
     // entry brought the send back a second time.
     await new Promise((r) => setTimeout(r, 3000));
     expect(sink.list({ messageId: mid(send.sendId) })).toHaveLength(1);
     // A replayed command re-publishes an outcome with the same id; the ids are what count.
-    const ids = [...new Set(h.outcomes.filter((o) => o.sendId === send.sendId).map((o) => o.id))].sort();
-    expect(ids).toEqual([`${send.sendId}:email:deferred:1`, `${send.sendId}:email:queued`, `${send.sendId}:email:sent`].sort());
+    const ids = [
+      ...new Set(h.outcomes.filter((o) => o.sendId === send.sendId).map((o) => o.id)),
+    ].sort();
+    expect(ids).toEqual(
+      [
+        `${send.sendId}:email:deferred:1`,
+        `${send.sendId}:email:queued`,
+        `${send.sendId}:email:sent`,
+      ].sort(),
+    );
     expect(await h.redis.redis.zcard(dueKey)).toBe(0);
   }, 240_000);
 });

@@ -12,7 +12,14 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { createHarness, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
+import {
+  createHarness,
+  startSink,
+  stopSink,
+  waitFor,
+  welcomeSend,
+  type Harness,
+} from '../../test/support/delivery-harness.ts';
 import type { SmtpSink } from '../../devtools/smtp-sink.ts';
 
 /** Forwards SMTP both ways; once armed, swallows the server's reply to the next message's data. */
@@ -55,7 +62,10 @@ function withholdingProxy(target: number) {
   });
   return {
     withheld,
-    listen: () => new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port))),
+    listen: () =>
+      new Promise<number>((r) =>
+        server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)),
+      ),
     close: () => {
       for (const s of sockets) s.destroy();
       return new Promise<void>((r) => server.close(() => r()));
@@ -91,7 +101,9 @@ async function killInTheWindow(lookup: boolean) {
     ...h.env,
     LC_DELIVERY_GROUP: `dlv-window-${lookup ? 'lookup' : 'plain'}-${h.id}`,
     LC_SMTP_URLS: `smtp://127.0.0.1:${proxyPort}`,
-    LC_SMTP_LOOKUP_URLS: lookup ? `http://127.0.0.1:${sink.httpPort}/messages?messageId={messageId}` : '',
+    LC_SMTP_LOOKUP_URLS: lookup
+      ? `http://127.0.0.1:${sink.httpPort}/messages?messageId={messageId}`
+      : '',
     LC_SMTP_LOOKUP_FOUND: '/messages',
     LC_QUIET_HOURS: '',
     LC_DELIVERY_LEASE_MS: '1500',
@@ -102,7 +114,11 @@ async function killInTheWindow(lookup: boolean) {
   const start = (n: number) => {
     const file = join(logDir, `run-${n}.log`);
     logs.push(file);
-    const p = spawn(process.execPath, ['--import', 'tsx/esm', 'delivery/pipeline/main.ts'], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx/esm', 'delivery/pipeline/main.ts'], {
+      cwd: process.cwd(),
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out = createWriteStream(file);
     p.stdout!.pipe(out);
     p.stderr!.pipe(out);
@@ -120,7 +136,12 @@ async function killInTheWindow(lookup: boolean) {
   expect(sink.list({ messageId })).toHaveLength(1);
 
   child = start(2);
-  await waitFor('the send to be settled after the takeover', () => h!.outcomes.some((o) => o.sendId === send.sendId && o.status === 'sent'), 60_000, 100);
+  await waitFor(
+    'the send to be settled after the takeover',
+    () => h!.outcomes.some((o) => o.sendId === send.sendId && o.status === 'sent'),
+    60_000,
+    100,
+  );
   // Time for a second copy to arrive if one was sent.
   await new Promise((r) => setTimeout(r, 1000));
   const text = (await Promise.all(logs.map((f) => readFile(f, 'utf8')))).join('\n');

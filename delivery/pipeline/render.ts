@@ -12,17 +12,33 @@ import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 /** The part of the template renderer the pipeline uses (delivery/templates). */
 export interface Renderer {
-  render(template: string, channel: Channel, locale: string, data: Record<string, unknown>): RenderedContent;
+  render(
+    template: string,
+    channel: Channel,
+    locale: string,
+    data: Record<string, unknown>,
+  ): RenderedContent;
   /** Whether a rendered link was written in the templates, not taken from the data: only those are tracked. */
   isTemplateLink(url: string): boolean;
 }
 
 export function messageRef(ctx: SendContext): MessageRef {
   const { send } = ctx;
-  return { sendId: send.sendId, userId: send.userId, ruleId: send.ruleId, channel: ctx.channel, variant: send.variant, category: send.category };
+  return {
+    sendId: send.sendId,
+    userId: send.userId,
+    ruleId: send.ruleId,
+    channel: ctx.channel,
+    variant: send.variant,
+    category: send.category,
+  };
 }
 
-export function createRenderStage(deps: { renderer: Renderer; links: TrackingLinks; publicBaseUrl: string }): Stage {
+export function createRenderStage(deps: {
+  renderer: Renderer;
+  links: TrackingLinks;
+  publicBaseUrl: string;
+}): Stage {
   return {
     name: 'render',
     async run(ctx: SendContext) {
@@ -32,7 +48,10 @@ export function createRenderStage(deps: { renderer: Renderer; links: TrackingLin
       const data: Record<string, unknown> = {
         ...send.data,
         sendId: send.sendId,
-        links: { unsubscribe: unsubscribeUrl, preferences: deps.links.preferences(send.userId, ctx.now) },
+        links: {
+          unsubscribe: unsubscribeUrl,
+          preferences: deps.links.preferences(send.userId, ctx.now),
+        },
       };
       let content: RenderedContent;
       try {
@@ -42,13 +61,26 @@ export function createRenderStage(deps: { renderer: Renderer; links: TrackingLin
       }
       const headers: Record<string, string> = {};
       if (channel === 'email') {
-        content = rewriteEmail(content, ref, { links: deps.links, publicBaseUrl: deps.publicBaseUrl, isTemplateLink: (url) => deps.renderer.isTemplateLink(url), now: ctx.now });
+        content = rewriteEmail(content, ref, {
+          links: deps.links,
+          publicBaseUrl: deps.publicBaseUrl,
+          isTemplateLink: (url) => deps.renderer.isTemplateLink(url),
+          now: ctx.now,
+        });
         if (send.category !== TRANSACTIONAL) {
           headers['List-Unsubscribe'] = `<${unsubscribeUrl}>`;
           headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
         }
       }
-      ctx.message = { sendId: send.sendId, ruleId: send.ruleId, category: send.category, channel, recipient: ctx.recipient, content, headers };
+      ctx.message = {
+        sendId: send.sendId,
+        ruleId: send.ruleId,
+        category: send.category,
+        channel,
+        recipient: ctx.recipient,
+        content,
+        headers,
+      };
       return CONTINUE;
     },
   };

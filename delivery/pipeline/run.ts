@@ -51,7 +51,11 @@ export interface DeliveryHandle extends Service {
   pollDelayQueue(): Promise<number>;
 }
 
-export async function createDelivery(config: DeliveryConfig, logger: Logger, options: DeliveryOptions = {}): Promise<DeliveryHandle> {
+export async function createDelivery(
+  config: DeliveryConfig,
+  logger: Logger,
+  options: DeliveryOptions = {},
+): Promise<DeliveryHandle> {
   const log = logger.child({ component: 'delivery' });
   const ownsRedis = !options.redis && !options.stores;
   // Refuses a Redis that could lose acknowledged claims or unsubscribes (platform/redis.ts).
@@ -62,9 +66,17 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
   // Managers' template edits go live without a restart (a broken edit keeps the last good files).
   const ownRenderer = options.renderer
     ? null
-    : (await import('../templates/index.ts')).createTemplateRenderer({ dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone, watch: true }, log);
+    : (await import('../templates/index.ts')).createTemplateRenderer(
+        { dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone, watch: true },
+        log,
+      );
   const renderer: Renderer = options.renderer ?? ownRenderer!;
-  const providers = options.providers ?? (await import('../channels.ts')).createProviders(config, { logger: log, ...(redisDeps ? { redis: redisDeps } : {}) });
+  const providers =
+    options.providers ??
+    (await import('../channels.ts')).createProviders(config, {
+      logger: log,
+      ...(redisDeps ? { redis: redisDeps } : {}),
+    });
   const owner = options.owner ?? `dlv-${randomUUID()}`;
   const stores: DeliveryStores = options.stores ?? {
     claims: createRedisClaimStore(redisDeps!),
@@ -74,11 +86,29 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
     sentIndex: createSentIndex(redisDeps!),
   };
   const { claims, caps, preferences, delayQueue } = stores;
-  const breakers = createBreakerRegistry({ threshold: d.breakerThreshold, cooldownMs: d.breakerCooldownMs });
-  const links = createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret, lifetimes: linkLifetimes(config.auth) });
+  const breakers = createBreakerRegistry({
+    threshold: d.breakerThreshold,
+    cooldownMs: d.breakerCooldownMs,
+  });
+  const links = createTrackingLinks({
+    publicBaseUrl: config.http.publicBaseUrl,
+    signingSecret: config.auth.signingSecret,
+    lifetimes: linkLifetimes(config.auth),
+  });
   const stages = createPolicyChain(
     { ...d, publicBaseUrl: config.http.publicBaseUrl },
-    { owner, claims, caps, preferences, renderer, links, providers, breakers, logger: log, ...(options.now ? { now: options.now } : {}) },
+    {
+      owner,
+      claims,
+      caps,
+      preferences,
+      renderer,
+      links,
+      providers,
+      breakers,
+      logger: log,
+      ...(options.now ? { now: options.now } : {}),
+    },
   );
   const pipeline = createSendPipeline({
     stages,
@@ -94,7 +124,13 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
   });
   const t = topicNames(config.kafka.topicPrefix);
   const worker = createDeliveryWorker(
-    { groupId: d.groupId, concurrency: d.concurrency, delayPollMs: d.delayPollMs, leaseMs: d.leaseMs, ...(options.retry ? { retry: options.retry } : {}) },
+    {
+      groupId: d.groupId,
+      concurrency: d.concurrency,
+      delayPollMs: d.delayPollMs,
+      leaseMs: d.leaseMs,
+      ...(options.retry ? { retry: options.retry } : {}),
+    },
     {
       bus,
       topics: t,
@@ -134,7 +170,11 @@ export async function createDelivery(config: DeliveryConfig, logger: Logger, opt
 }
 
 /** Starts the delivery process. */
-export async function runDelivery(config: DeliveryConfig, logger: Logger, options: DeliveryOptions = {}): Promise<DeliveryHandle> {
+export async function runDelivery(
+  config: DeliveryConfig,
+  logger: Logger,
+  options: DeliveryOptions = {},
+): Promise<DeliveryHandle> {
   const handle = await createDelivery(config, logger, options);
   await handle.start();
   return handle;

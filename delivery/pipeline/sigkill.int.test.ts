@@ -12,7 +12,14 @@ import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createHarness, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
+import {
+  createHarness,
+  startSink,
+  stopSink,
+  waitFor,
+  welcomeSend,
+  type Harness,
+} from '../../test/support/delivery-harness.ts';
 import type { SmtpSink } from '../../devtools/smtp-sink.ts';
 
 const SENDS = 400;
@@ -48,15 +55,23 @@ describe('delivery under SIGKILL', () => {
       KAFKAJS_NO_PARTITIONER_WARNING: '1',
     };
     const start = (n: number) => {
-      const p = spawn(process.execPath, ['--import', 'tsx/esm', 'delivery/pipeline/main.ts'], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, ['--import', 'tsx/esm', 'delivery/pipeline/main.ts'], {
+        cwd: process.cwd(),
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       const log = createWriteStream(join(logDir, `run-${n}.log`));
       p.stdout!.pipe(log);
       p.stderr!.pipe(log);
       return p;
     };
 
-    const sends = Array.from({ length: SENDS }, (_, i) => welcomeSend(`k${i % 100}-${h!.id}`, { category: 'transactional', ruleId: `rule-${i % 4}` }));
-    const expected = new Set(sends.map((s) => `${s.sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@example.com`));
+    const sends = Array.from({ length: SENDS }, (_, i) =>
+      welcomeSend(`k${i % 100}-${h!.id}`, { category: 'transactional', ruleId: `rule-${i % 4}` }),
+    );
+    const expected = new Set(
+      sends.map((s) => `${s.sendId.replace(/[^A-Za-z0-9._-]/g, '-')}@example.com`),
+    );
     const publish = (async () => {
       for (let i = 0; i < sends.length; i += 50) {
         for (const s of sends.slice(i, i + 50)) await h!.publishSend(s);
@@ -69,7 +84,12 @@ describe('delivery under SIGKILL', () => {
       const target = before + 15 + Math.floor(Math.random() * 40);
       child = start(run);
       // Kill while it is sending: after a random number of new messages, at a random moment.
-      await waitFor(`run ${run} to send`, () => sink!.list().length >= Math.min(target, SENDS) || sink!.list().length >= SENDS, 60_000, 5).catch(() => {});
+      await waitFor(
+        `run ${run} to send`,
+        () => sink!.list().length >= Math.min(target, SENDS) || sink!.list().length >= SENDS,
+        60_000,
+        5,
+      ).catch(() => {});
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 30)));
       child.kill('SIGKILL');
       await new Promise((r) => child!.once('exit', r));
@@ -79,12 +99,18 @@ describe('delivery under SIGKILL', () => {
     }
     await publish;
     child = start(99);
-    await waitFor('every expected email', () => [...expected].every((id) => sink!.list({ messageId: id }).length > 0), 120_000, 250);
+    await waitFor(
+      'every expected email',
+      () => [...expected].every((id) => sink!.list({ messageId: id }).length > 0),
+      120_000,
+      250,
+    );
     // Let any straggler arrive before counting.
     await new Promise((r) => setTimeout(r, 3000));
 
     const counts = new Map<string, number>();
-    for (const m of sink.list()) counts.set(m.messageId ?? '', (counts.get(m.messageId ?? '') ?? 0) + 1);
+    for (const m of sink.list())
+      counts.set(m.messageId ?? '', (counts.get(m.messageId ?? '') ?? 0) + 1);
     const unexpected = [...counts.keys()].filter((id) => !expected.has(id));
     const duplicates = [...counts].filter(([, c]) => c > 1).map(([id]) => id);
     // What the takeovers did: each one either found the message at the relay or sent it (again).
@@ -96,7 +122,9 @@ describe('delivery under SIGKILL', () => {
         if (line.includes('recorded as sent, not sent again')) reconciled++;
       }
     }
-    console.info(`sigkill: ${SENDS} sends, ${kills} kills, ${sink.list().length} messages received, ${counts.size} distinct Message-IDs, ${duplicates.length} duplicated; ${takeovers} sends taken over mid-call, ${reconciled} of them found at the relay (logs in ${logDir})`);
+    console.info(
+      `sigkill: ${SENDS} sends, ${kills} kills, ${sink.list().length} messages received, ${counts.size} distinct Message-IDs, ${duplicates.length} duplicated; ${takeovers} sends taken over mid-call, ${reconciled} of them found at the relay (logs in ${logDir})`,
+    );
     expect(unexpected).toEqual([]);
     expect(counts.size).toBe(SENDS);
     expect(duplicates).toEqual([]);
@@ -104,6 +132,11 @@ describe('delivery under SIGKILL', () => {
     expect(takeovers).toBeGreaterThan(0);
     expect(reconciled).toBeLessThanOrEqual(takeovers);
     // Every send ends with a `sent` outcome.
-    await waitFor('a sent outcome for every send', () => sends.every((s) => h!.outcomes.some((o) => o.sendId === s.sendId && o.status === 'sent')), 60_000);
+    await waitFor(
+      'a sent outcome for every send',
+      () =>
+        sends.every((s) => h!.outcomes.some((o) => o.sendId === s.sendId && o.status === 'sent')),
+      60_000,
+    );
   }, 400_000);
 });

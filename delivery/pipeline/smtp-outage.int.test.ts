@@ -4,15 +4,25 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSmtpSink, type SmtpSink } from '../../devtools/smtp-sink.ts';
-import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
+import {
+  createHarness,
+  logger,
+  startSink,
+  stopSink,
+  waitFor,
+  welcomeSend,
+  type Harness,
+} from '../../test/support/delivery-harness.ts';
 import { runDelivery, type DeliveryHandle } from './run.ts';
 import { freePort } from '../../test/support/ports.ts';
-
 
 const marketingOptIn = async (h: Harness, userId: string) => {
   const res = await fetch(`${h.baseUrl}/v1/users/${userId}/preferences`, {
     method: 'PATCH',
-    headers: { authorization: `Bearer ${h.config.auth.adminToken}`, 'content-type': 'application/json' },
+    headers: {
+      authorization: `Bearer ${h.config.auth.adminToken}`,
+      'content-type': 'application/json',
+    },
     body: JSON.stringify({ consents: { marketing: { email: { granted: true, source: 'test' } } } }),
   });
   expect(res.status).toBe(200);
@@ -54,10 +64,18 @@ describe('SMTP outage', () => {
     for (const s of sends) await h.publishSend(s);
 
     // Every send fails, is parked for a retry, and the breaker opens.
-    await waitFor('every send parked for a retry', () => sends.every((s) => h.outcomes.some((o) => o.sendId === s.sendId && o.status === 'deferred' && /retry/.test(o.reason ?? ''))));
+    await waitFor('every send parked for a retry', () =>
+      sends.every((s) =>
+        h.outcomes.some(
+          (o) => o.sendId === s.sendId && o.status === 'deferred' && /retry/.test(o.reason ?? ''),
+        ),
+      ),
+    );
     const breakers = (first.health().details as { breakers: Record<string, string> }).breakers;
     expect(['open', 'half_open']).toContain(breakers['smtp-1']);
-    await waitFor('circuit-open retries', () => h.outcomes.some((o) => /circuit open/.test(o.reason ?? '')));
+    await waitFor('circuit-open retries', () =>
+      h.outcomes.some((o) => /circuit open/.test(o.reason ?? '')),
+    );
 
     // Delivery restarts while the relay is still down: the parked retries live in Redis.
     await first.stop();
@@ -70,8 +88,14 @@ describe('SMTP outage', () => {
     const second = await runDelivery(h.config, logger, { redis: h.redis, bus: h.bus });
     handles.push(second);
 
-    await waitFor('every email after the outage', () => sends.every((s) => sink.list({ messageId: mid(s.sendId) }).length > 0), 60_000);
-    await waitFor('sent outcomes', () => sends.every((s) => h.outcomes.some((o) => o.sendId === s.sendId && o.status === 'sent')));
+    await waitFor(
+      'every email after the outage',
+      () => sends.every((s) => sink.list({ messageId: mid(s.sendId) }).length > 0),
+      60_000,
+    );
+    await waitFor('sent outcomes', () =>
+      sends.every((s) => h.outcomes.some((o) => o.sendId === s.sendId && o.status === 'sent')),
+    );
     await new Promise((r) => setTimeout(r, 1500));
     for (const s of sends) expect(sink.list({ messageId: mid(s.sendId) })).toHaveLength(1);
     expect(h.outcomes.filter((o) => o.status === 'failed')).toEqual([]);
@@ -95,9 +119,19 @@ describe('SMTP outage', () => {
     const sends = Array.from({ length: 5 }, (_, i) => welcomeSend(`fo-${i}-${h.id}`));
     for (const s of sends) await marketingOptIn(h, s.userId);
     for (const s of sends) await h.publishSend(s);
-    await waitFor('every email through the backup relay', () => sends.every((s) => backup.list({ messageId: mid(s.sendId) }).length === 1));
-    await waitFor('sent outcomes naming smtp-2', () => sends.every((s) => h.outcomes.some((o) => o.sendId === s.sendId && o.status === 'sent' && o.provider === 'smtp-2')));
-    expect((d.health().details as { breakers: Record<string, string> }).breakers['smtp-1']).toBe('open');
+    await waitFor('every email through the backup relay', () =>
+      sends.every((s) => backup.list({ messageId: mid(s.sendId) }).length === 1),
+    );
+    await waitFor('sent outcomes naming smtp-2', () =>
+      sends.every((s) =>
+        h.outcomes.some(
+          (o) => o.sendId === s.sendId && o.status === 'sent' && o.provider === 'smtp-2',
+        ),
+      ),
+    );
+    expect((d.health().details as { breakers: Record<string, string> }).breakers['smtp-1']).toBe(
+      'open',
+    );
     expect(h.outcomes.filter((o) => o.status === 'deferred' || o.status === 'failed')).toEqual([]);
     await stopSink(backup);
     sinks.pop();

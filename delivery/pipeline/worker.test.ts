@@ -57,7 +57,11 @@ function memoryQueue(entries: DelayedSend[]): DelayQueue & { removed: string[] }
 // Every send is sent at once; the pipeline's Redis writes are what durable() covers.
 const pipeline: SendPipeline = {
   async process(send: SendCommand, channel: Channel) {
-    return { outcomes: [outcome(send, channel, 'sent', { provider: 'p' })], dlq: null, result: { kind: 'sent', provider: 'p' } };
+    return {
+      outcomes: [outcome(send, channel, 'sent', { provider: 'p' })],
+      dlq: null,
+      result: { kind: 'sent', provider: 'p' },
+    };
   },
 };
 
@@ -65,11 +69,23 @@ function start(queue: DelayQueue, durable: () => Promise<void>) {
   const bus = new InMemoryBus(1);
   const worker = createDeliveryWorker(
     { groupId: 'dlv', concurrency: 4, delayPollMs: 10_000, leaseMs: 1000 },
-    { bus, topics: T, pipeline, delayQueue: queue, durable, onUserDeleted: async () => {}, logger: silentLogger() },
+    {
+      bus,
+      topics: T,
+      pipeline,
+      delayQueue: queue,
+      durable,
+      onUserDeleted: async () => {},
+      logger: silentLogger(),
+    },
   );
   stops.push(() => worker.stop());
   const sent = () => bus.messages(T.deliveries).map((m) => deliveryCodec.decode(m.value!).sendId);
-  const committed = () => bus.committedOffset({ groupId: 'dlv', topics: [], eachBatch: async () => {} }, { topic: T.sends, partition: 0 });
+  const committed = () =>
+    bus.committedOffset(
+      { groupId: 'dlv', topics: [], eachBatch: async () => {} },
+      { topic: T.sends, partition: 0 },
+    );
   return { bus, worker, sent, committed };
 }
 
@@ -77,10 +93,15 @@ describe('delivery worker and durability', () => {
   it('publishes outcomes and commits a batch only after its writes are durable', async () => {
     const held = heldDurable();
     const { bus, worker, sent, committed } = start(memoryQueue([]), held.durable);
-    await bus.ensureTopics([{ topic: T.sends, partitions: 1 }, { topic: T.events, partitions: 1 }]);
+    await bus.ensureTopics([
+      { topic: T.sends, partitions: 1 },
+      { topic: T.events, partitions: 1 },
+    ]);
     await worker.start();
     const send = sendCommand({ sendId: 's-batch' });
-    await bus.publisher().publish(T.sends, [{ key: send.userId, ...encodeWithHeader(sendCodec, send) }]);
+    await bus
+      .publisher()
+      .publish(T.sends, [{ key: send.userId, ...encodeWithHeader(sendCodec, send) }]);
     await until(() => held.pending() > 0);
     await new Promise((r) => setTimeout(r, 30));
     expect(sent()).toEqual([]);
@@ -93,7 +114,9 @@ describe('delivery worker and durability', () => {
   it("publishes a parked send's outcome and removes its entry only after the writes are durable", async () => {
     const held = heldDurable();
     const send = sendCommand({ sendId: 's-parked' });
-    const queue = memoryQueue([{ send, channel: 'email', gen: 1, reason: 'quiet hours', dueAt: 0 }]);
+    const queue = memoryQueue([
+      { send, channel: 'email', gen: 1, reason: 'quiet hours', dueAt: 0 },
+    ]);
     const { worker, sent } = start(queue, held.durable);
     const polling = worker.pollOnce();
     await until(() => held.pending() > 0);

@@ -9,9 +9,21 @@ import type { Logger } from 'pino';
 import type { Bus, IncomingMessage, Publisher } from '../../platform/bus.ts';
 import { sendToDlq } from '../../platform/bus.ts';
 import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
-import type { Channel, DeliveryOutcome, NormalisedEvent, SendCommand, Topics } from '../../platform/contracts.ts';
+import type {
+  Channel,
+  DeliveryOutcome,
+  NormalisedEvent,
+  SendCommand,
+  Topics,
+} from '../../platform/contracts.ts';
 import { reservedTypeRefusal, SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
-import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry, type ConsumedRecord } from '../../platform/consume.ts';
+import {
+  createConsumeLoop,
+  RecordRejected,
+  stalledHealth,
+  type BatchRetry,
+  type ConsumedRecord,
+} from '../../platform/consume.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import type { Durable } from '../../platform/redis.ts';
@@ -27,7 +39,6 @@ export interface WorkerConfig {
   /** How the consume loops retry a failing batch before stopping its partition (defaults: the loop's). */
   retry?: BatchRetry;
 }
-
 
 export interface WorkerDeps {
   bus: Bus;
@@ -51,7 +62,11 @@ export interface WorkerDeps {
 }
 
 /** Runs `fn` over items with at most `limit` in flight. */
-export async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function mapLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const run = async () => {
     while (next < items.length) {
@@ -62,7 +77,11 @@ export async function mapLimit<T>(items: readonly T[], limit: number, fn: (item:
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
 }
 
-export function publishOutcomes(publisher: Publisher, topic: string, outcomes: DeliveryOutcome[]): Promise<void> {
+export function publishOutcomes(
+  publisher: Publisher,
+  topic: string,
+  outcomes: DeliveryOutcome[],
+): Promise<void> {
   if (outcomes.length === 0) return Promise.resolve();
   return publisher.publish(
     topic,
@@ -70,7 +89,10 @@ export function publishOutcomes(publisher: Publisher, topic: string, outcomes: D
   );
 }
 
-export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Service & { pollOnce(): Promise<number> } {
+export function createDeliveryWorker(
+  config: WorkerConfig,
+  deps: WorkerDeps,
+): Service & { pollOnce(): Promise<number> } {
   const { bus, topics, pipeline, delayQueue, logger } = deps;
   const writesDurable = deps.durable ?? (async () => {});
   const publisher = bus.publisher();
@@ -82,8 +104,18 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
 
   // A channel the chain refuses for good goes to the DLQ: through the consume loop for a
   // record of the sends topic, directly for a send parked in the delay queue.
-  type DeadLetter = (source: IncomingMessage, stage: string, reason: string) => void | Promise<void>;
-  async function processSend(send: SendCommand, channels: readonly Channel[], resumeGen: number | null, source: IncomingMessage, deadLetter: DeadLetter): Promise<DeliveryOutcome[]> {
+  type DeadLetter = (
+    source: IncomingMessage,
+    stage: string,
+    reason: string,
+  ) => void | Promise<void>;
+  async function processSend(
+    send: SendCommand,
+    channels: readonly Channel[],
+    resumeGen: number | null,
+    source: IncomingMessage,
+    deadLetter: DeadLetter,
+  ): Promise<DeliveryOutcome[]> {
     const outcomes: DeliveryOutcome[] = [];
     for (const channel of channels) {
       const result = await pipeline.process(send, channel, resumeGen);
@@ -92,9 +124,15 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
     }
     return outcomes;
   }
-  const deadLetterNow: DeadLetter = (source, stage, reason) => sendToDlq(publisher, topics.dlq, source, reason, stage);
+  const deadLetterNow: DeadLetter = (source, stage, reason) =>
+    sendToDlq(publisher, topics.dlq, source, reason, stage);
 
-  const loopDeps = { bus, publisher, logger, registry: deps.metrics ?? createMetricsRegistry({ defaults: false }) };
+  const loopDeps = {
+    bus,
+    publisher,
+    logger,
+    registry: deps.metrics ?? createMetricsRegistry({ defaults: false }),
+  };
   const sends = createConsumeLoop<SendCommand>(
     {
       name: 'delivery',
@@ -119,9 +157,12 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
           byUser.set(record.value.userId, list);
         }
         // Per user in priority order (a cap slot goes to the higher-priority send); users in parallel.
-        const groups = [...byUser.values()].map((list) => list.sort((a, b) => b.value.priority - a.value.priority));
+        const groups = [...byUser.values()].map((list) =>
+          list.sort((a, b) => b.value.priority - a.value.priority),
+        );
         const outcomes: DeliveryOutcome[] = [];
-        const deadLetter: DeadLetter = (source, stage, reason) => scope.deadLetter(source, stage, reason);
+        const deadLetter: DeadLetter = (source, stage, reason) =>
+          scope.deadLetter(source, stage, reason);
         await mapLimit(groups, config.concurrency, async (group) => {
           for (const { value: send, message } of group) {
             if (!scope.isActive()) return;
@@ -159,7 +200,8 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
       async handle(records, scope) {
         for (const { value: event, message } of records) {
           // Only the product database erases a user: an app cannot send this type (platform/contracts.ts).
-          if (event.type === 'user_deleted' && reservedTypeRefusal(event) === null) await deps.onUserDeleted(event.userId, event.ts);
+          if (event.type === 'user_deleted' && reservedTypeRefusal(event) === null)
+            await deps.onUserDeleted(event.userId, event.ts);
           else scope.skip(message, 'not_a_deletion');
         }
       },
@@ -177,7 +219,13 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
       headers: { [SCHEMA_ID_HEADER]: sendCodec.schemaId },
       timestamp: Date.now(),
     };
-    const outcomes = await processSend(entry.send, [entry.channel], entry.gen, source, deadLetterNow);
+    const outcomes = await processSend(
+      entry.send,
+      [entry.channel],
+      entry.gen,
+      source,
+      deadLetterNow,
+    );
     // The claim's new state (sent, or parked again under a new entry) must be durable before
     // the outcome says so and this entry leaves the queue: losing it would send again.
     await writesDurable();
@@ -192,7 +240,10 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
         await handleDue(entry);
       } catch (err) {
         // The entry stays leased in the queue and comes back when the lease runs out.
-        log.error({ err: errorMessage(err), sendId: entry.send.sendId, channel: entry.channel }, 'parked send failed; it will be retried');
+        log.error(
+          { err: errorMessage(err), sendId: entry.send.sendId, channel: entry.channel },
+          'parked send failed; it will be retried',
+        );
       }
     });
     return due.length;
@@ -236,7 +287,15 @@ export function createDeliveryWorker(config: WorkerConfig, deps: WorkerDeps): Se
     },
     health() {
       const loops = stalledHealth([sends, deletions]);
-      return { ok: running && loops.ok, details: { lastBatchAt, assignment: sends.assignment().length, stalled: loops.stalled, ...(deps.health?.() ?? {}) } };
+      return {
+        ok: running && loops.ok,
+        details: {
+          lastBatchAt,
+          assignment: sends.assignment().length,
+          stalled: loops.stalled,
+          ...(deps.health?.() ?? {}),
+        },
+      };
     },
   };
 }

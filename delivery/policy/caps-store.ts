@@ -29,7 +29,13 @@ export type CapResult =
   | { kind: 'capped'; window: 'day' | 'week' };
 
 export interface CapStore {
-  reserve(userId: string, channel: Channel, holder: CapHolder, now: number, limits: CapLimits): Promise<CapResult>;
+  reserve(
+    userId: string,
+    channel: Channel,
+    holder: CapHolder,
+    now: number,
+    limits: CapLimits,
+  ): Promise<CapResult>;
   /** The provider call starts: the slot can no longer be taken by a higher-priority send. */
   commit(userId: string, channel: Channel, sendId: string): Promise<void>;
   /** The send ended without being sent: its slot is free again. */
@@ -108,10 +114,23 @@ export function createRedisCapStore(deps: { redis: Redis; keys: KeySpace }): Cap
   return {
     async reserve(userId, channel, holder, now, limits) {
       const info = JSON.stringify({ ...holder, state: 'pending' });
-      const r = (await RESERVE(redis, [setKey(userId, channel), infoKey(userId, channel)], [now, limits.perDay, limits.perWeek, holder.sendId, holder.priority, info])) as string[];
+      const r = (await RESERVE(
+        redis,
+        [setKey(userId, channel), infoKey(userId, channel)],
+        [now, limits.perDay, limits.perWeek, holder.sendId, holder.priority, info],
+      )) as string[];
       if (r[0] === 'preempted') {
         const v = JSON.parse(r[1]!) as CapHolder & { state: string };
-        return { kind: 'preempted', victim: { sendId: v.sendId, ruleId: v.ruleId, priority: v.priority, variant: v.variant, category: v.category } };
+        return {
+          kind: 'preempted',
+          victim: {
+            sendId: v.sendId,
+            ruleId: v.ruleId,
+            priority: v.priority,
+            variant: v.variant,
+            category: v.category,
+          },
+        };
       }
       if (r[0] === 'capped') return { kind: 'capped', window: r[1] === 'day' ? 'day' : 'week' };
       return { kind: r[0] === 'held' ? 'held' : 'ok' };
@@ -120,7 +139,11 @@ export function createRedisCapStore(deps: { redis: Redis; keys: KeySpace }): Cap
       await COMMIT(redis, [infoKey(userId, channel)], [sendId]);
     },
     async release(userId, channel, sendId) {
-      await redis.multi().zrem(setKey(userId, channel), sendId).hdel(infoKey(userId, channel), sendId).exec();
+      await redis
+        .multi()
+        .zrem(setKey(userId, channel), sendId)
+        .hdel(infoKey(userId, channel), sendId)
+        .exec();
     },
   };
 }

@@ -57,7 +57,10 @@ export function parseChannelCaps(spec: string): Partial<Record<Channel, CapLimit
     const perDay = Number(m[3]);
     const perWeek = Number(m[4]);
     if (perDay > 0 && perWeek > 0 && perDay > perWeek) {
-      bad(entry, `${perDay} per day is more than ${perWeek} per week; the order is <per day>/<per week>`);
+      bad(
+        entry,
+        `${perDay} per day is more than ${perWeek} per week; the order is <per day>/<per week>`,
+      );
       continue;
     }
     out[channel] = perDay === 0 && perWeek === 0 ? null : { perDay, perWeek };
@@ -67,13 +70,21 @@ export function parseChannelCaps(spec: string): Partial<Record<Channel, CapLimit
 }
 
 /** The limits of every channel: LC_CAPS where it names the channel, else the defaults. */
-export function resolveChannelCaps(config: { capPerDay: number; capPerWeek: number; channelCaps: string }): ChannelCaps {
+export function resolveChannelCaps(config: {
+  capPerDay: number;
+  capPerWeek: number;
+  channelCaps: string;
+}): ChannelCaps {
   const own = parseChannelCaps(config.channelCaps);
-  const fallback = config.capPerDay === 0 && config.capPerWeek === 0 ? null : { perDay: config.capPerDay, perWeek: config.capPerWeek };
+  const fallback =
+    config.capPerDay === 0 && config.capPerWeek === 0
+      ? null
+      : { perDay: config.capPerDay, perWeek: config.capPerWeek };
   const out = {} as Record<Channel, CapLimits | null>;
   for (const channel of CHANNELS) {
     const explicit = own[channel];
-    out[channel] = explicit !== undefined ? explicit : CAPPED_BY_DEFAULT.has(channel) ? fallback : null;
+    out[channel] =
+      explicit !== undefined ? explicit : CAPPED_BY_DEFAULT.has(channel) ? fallback : null;
   }
   return Object.freeze(out);
 }
@@ -94,11 +105,18 @@ export function createCapsStage(caps: ChannelCaps, deps: CapsStageDeps): Stage {
       const r = await deps.caps.reserve(
         send.userId,
         ctx.channel,
-        { sendId: send.sendId, ruleId: send.ruleId, priority: send.priority, variant: send.variant, category: send.category },
+        {
+          sendId: send.sendId,
+          ruleId: send.ruleId,
+          priority: send.priority,
+          variant: send.variant,
+          category: send.category,
+        },
         ctx.now,
         limits,
       );
-      if (r.kind === 'capped') return { kind: 'suppressed', reason: `frequency_cap:${ctx.channel}:${r.window}` };
+      if (r.kind === 'capped')
+        return { kind: 'suppressed', reason: `frequency_cap:${ctx.channel}:${r.window}` };
       ctx.capHeld = true;
       if (r.kind === 'preempted') await deps.onPreempted(r.victim, ctx);
       return CONTINUE;

@@ -24,7 +24,11 @@ export function createClaimStage(deps: ClaimStageDeps): Stage {
         const r = await deps.claims.claim(ref, deps.owner, Date.now(), deps.leaseMs, ctx.resumeGen);
         switch (r.kind) {
           case 'done':
-            return { kind: 'skip', reason: `already ${r.status}`, reemit: { status: r.status, reason: r.reason, provider: r.provider } };
+            return {
+              kind: 'skip',
+              reason: `already ${r.status}`,
+              reemit: { status: r.status, reason: r.reason, provider: r.provider },
+            };
           case 'waiting':
             return { kind: 'skip', reason: `parked in the delay queue (generation ${r.gen})` };
           case 'busy':
@@ -35,7 +39,10 @@ export function createClaimStage(deps: ClaimStageDeps): Stage {
           default:
             if (r.kind === 'reclaimed' && r.wasSending) {
               ctx.takeover = true;
-              deps.logger.warn({ sendId: ctx.send.sendId, channel: ctx.channel }, 'taking over a send whose provider call may have completed');
+              deps.logger.warn(
+                { sendId: ctx.send.sendId, channel: ctx.channel },
+                'taking over a send whose provider call may have completed',
+              );
             }
             ctx.attempts = r.attempts;
             ctx.gen = r.gen;

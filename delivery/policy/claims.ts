@@ -16,7 +16,13 @@ import { script } from '../lua.ts';
 
 export type ClaimResult =
   | { kind: 'new' | 'resumed' | 'reclaimed'; gen: number; attempts: number; wasSending: boolean }
-  | { kind: 'done'; status: FinalStatus; reason: string | null; provider: string | null; attempts: number }
+  | {
+      kind: 'done';
+      status: FinalStatus;
+      reason: string | null;
+      provider: string | null;
+      attempts: number;
+    }
   | { kind: 'waiting'; gen: number }
   | { kind: 'busy'; leaseUntil: number };
 
@@ -27,13 +33,32 @@ export interface ClaimRef {
 }
 
 export interface ClaimStore {
-  claim(ref: ClaimRef, owner: string, now: number, leaseMs: number, resumeGen: number | null): Promise<ClaimResult>;
+  claim(
+    ref: ClaimRef,
+    owner: string,
+    now: number,
+    leaseMs: number,
+    resumeGen: number | null,
+  ): Promise<ClaimResult>;
   /** A provider call is about to start: from here a takeover may duplicate the message. */
   markSending(ref: ClaimRef, owner: string): Promise<boolean>;
   /** Terminal state; false if this worker no longer holds the claim. */
-  finish(ref: ClaimRef, owner: string, status: FinalStatus, reason: string | null, provider: string | null, attempts: number): Promise<boolean>;
+  finish(
+    ref: ClaimRef,
+    owner: string,
+    status: FinalStatus,
+    reason: string | null,
+    provider: string | null,
+    attempts: number,
+  ): Promise<boolean>;
   /** Park under a new generation (the delay-queue entry with that generation resumes it). */
-  park(ref: ClaimRef, owner: string, state: 'deferred' | 'retrying', gen: number, attempts: number): Promise<boolean>;
+  park(
+    ref: ClaimRef,
+    owner: string,
+    state: 'deferred' | 'retrying',
+    gen: number,
+    attempts: number,
+  ): Promise<boolean>;
   /** Suppress a parked send (a higher-priority send took its cap slot); false if it is not parked. */
   suppressIfParked(ref: ClaimRef, reason: string): Promise<boolean>;
 }
@@ -102,21 +127,44 @@ export function createRedisClaimStore(deps: { redis: Redis; keys: KeySpace }): C
   const key = (r: ClaimRef) => keys.user(r.userId, `dlv:claim:${r.sendId}:${r.channel}`);
   return {
     async claim(ref, owner, now, leaseMs, resumeGen) {
-      const r = (await CLAIM(redis, [key(ref)], [owner, now, leaseMs, resumeGen === null ? '' : String(resumeGen), CLAIM_TTL_SECONDS])) as (string | number)[];
+      const r = (await CLAIM(
+        redis,
+        [key(ref)],
+        [owner, now, leaseMs, resumeGen === null ? '' : String(resumeGen), CLAIM_TTL_SECONDS],
+      )) as (string | number)[];
       const kind = String(r[0]);
       if (kind === 'done') {
         const nonEmpty = (v: unknown) => (v === '' || v === undefined ? null : String(v));
-        return { kind, status: String(r[1]) as FinalStatus, reason: nonEmpty(r[2]), provider: nonEmpty(r[3]), attempts: Number(r[4]) };
+        return {
+          kind,
+          status: String(r[1]) as FinalStatus,
+          reason: nonEmpty(r[2]),
+          provider: nonEmpty(r[3]),
+          attempts: Number(r[4]),
+        };
       }
       if (kind === 'waiting') return { kind, gen: Number(r[1]) };
       if (kind === 'busy') return { kind, leaseUntil: Number(r[1]) };
-      return { kind: kind as 'new' | 'resumed' | 'reclaimed', gen: Number(r[1]), attempts: Number(r[2]), wasSending: r[3] === 'sending' };
+      return {
+        kind: kind as 'new' | 'resumed' | 'reclaimed',
+        gen: Number(r[1]),
+        attempts: Number(r[2]),
+        wasSending: r[3] === 'sending',
+      };
     },
     async markSending(ref, owner) {
       return Number(await MARK_SENDING(redis, [key(ref)], [owner])) === 1;
     },
     async finish(ref, owner, status, reason, provider, attempts) {
-      return Number(await FINISH(redis, [key(ref)], [owner, status, reason ?? '', provider ?? '', attempts, Date.now()])) === 1;
+      return (
+        Number(
+          await FINISH(
+            redis,
+            [key(ref)],
+            [owner, status, reason ?? '', provider ?? '', attempts, Date.now()],
+          ),
+        ) === 1
+      );
     },
     async park(ref, owner, state, gen, attempts) {
       return Number(await PARK(redis, [key(ref)], [owner, state, gen, attempts, Date.now()])) === 1;

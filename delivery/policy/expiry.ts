@@ -6,7 +6,8 @@ export function createExpiryStage(): Stage {
     name: 'expiry',
     async run(ctx: SendContext) {
       const { expiresAt } = ctx.send;
-      if (expiresAt !== null && ctx.now >= expiresAt) return { kind: 'suppressed', reason: `expired at ${new Date(expiresAt).toISOString()}` };
+      if (expiresAt !== null && ctx.now >= expiresAt)
+        return { kind: 'suppressed', reason: `expired at ${new Date(expiresAt).toISOString()}` };
       return CONTINUE;
     },
   };

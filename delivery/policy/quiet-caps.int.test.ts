@@ -7,7 +7,15 @@
 // until then.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpSink } from '../../devtools/smtp-sink.ts';
-import { createHarness, logger, startSink, stopSink, waitFor, welcomeSend, type Harness } from '../../test/support/delivery-harness.ts';
+import {
+  createHarness,
+  logger,
+  startSink,
+  stopSink,
+  waitFor,
+  welcomeSend,
+  type Harness,
+} from '../../test/support/delivery-harness.ts';
 import { runDelivery, type DeliveryHandle } from '../pipeline/run.ts';
 import { parseQuietHours, quietHoursEnd } from './quiet-hours.ts';
 
@@ -48,46 +56,84 @@ describe('quiet hours and frequency caps', () => {
     const userId = `q-${h.id}`;
     const res = await fetch(`${h.baseUrl}/v1/users/${userId}/preferences`, {
       method: 'PATCH',
-      headers: { authorization: `Bearer ${h.config.auth.adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ consents: { marketing: { email: { granted: true, source: 'test' } } } }),
+      headers: {
+        authorization: `Bearer ${h.config.auth.adminToken}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({
+        consents: { marketing: { email: { granted: true, source: 'test' } } },
+      }),
     });
     expect(res.status).toBe(200);
-    const user = { email: `${userId}@example.com`, firstName: 'Quinn', plan: 'trial', locale: 'en', timezone: 'UTC' };
+    const user = {
+      email: `${userId}@example.com`,
+      firstName: 'Quinn',
+      plan: 'trial',
+      locale: 'en',
+      timezone: 'UTC',
+    };
     const data = { user, event: { type: 'x', properties: {} }, rule: { id: 'x' } };
     const low = welcomeSend(userId, { ruleId: 'low', priority: 10, data });
     const high = welcomeSend(userId, { ruleId: 'high', priority: 90, data });
     const lower = welcomeSend(userId, { ruleId: 'lower', priority: 5, data });
-    const receipt = welcomeSend(userId, { ruleId: 'receipt', category: 'transactional', priority: 0, data });
+    const receipt = welcomeSend(userId, {
+      ruleId: 'receipt',
+      category: 'transactional',
+      priority: 0,
+      data,
+    });
 
     await h.publishSend(low);
-    const deferred = await waitFor('low parked for quiet hours', () => h.outcomes.find((o) => o.sendId === low.sendId && o.status === 'deferred'));
+    const deferred = await waitFor('low parked for quiet hours', () =>
+      h.outcomes.find((o) => o.sendId === low.sendId && o.status === 'deferred'),
+    );
     const end = quietHoursEnd(Date.now(), 'UTC', parseQuietHours(quiet)!)!;
     expect(deferred.reason).toBe(`quiet_hours until ${new Date(end).toISOString()} (UTC)`);
     const dueKey = `${h.config.redis.keyPrefix}{dlv-delay}:due`;
     expect(Number(await h.redis.redis.zscore(dueKey, `email|${low.sendId}`))).toBe(end);
 
     await h.publishSend(high);
-    const preempted = await waitFor('low preempted by high', () => h.outcomes.find((o) => o.sendId === low.sendId && o.status === 'suppressed'));
+    const preempted = await waitFor('low preempted by high', () =>
+      h.outcomes.find((o) => o.sendId === low.sendId && o.status === 'suppressed'),
+    );
     expect(preempted.reason).toBe('frequency_cap:email:preempted_by:high');
-    await waitFor('high parked', () => h.outcomes.find((o) => o.sendId === high.sendId && o.status === 'deferred'));
+    await waitFor('high parked', () =>
+      h.outcomes.find((o) => o.sendId === high.sendId && o.status === 'deferred'),
+    );
 
     await h.publishSend(lower);
-    expect((await waitFor('lower capped', () => h.outcomes.find((o) => o.sendId === lower.sendId && o.status === 'suppressed'))).reason).toBe('frequency_cap:email:day');
+    expect(
+      (
+        await waitFor('lower capped', () =>
+          h.outcomes.find((o) => o.sendId === lower.sendId && o.status === 'suppressed'),
+        )
+      ).reason,
+    ).toBe('frequency_cap:email:day');
 
     await h.publishSend(receipt);
-    await waitFor('the receipt sent during quiet hours', () => sink.list({ messageId: mid(receipt.sendId) })[0]);
+    await waitFor(
+      'the receipt sent during quiet hours',
+      () => sink.list({ messageId: mid(receipt.sendId) })[0],
+    );
 
     // The night is over: the parked entries fall due.
     offset = end - Date.now() + 1000;
     expect(await delivery.pollDelayQueue()).toBe(2);
-    await waitFor('high sent after quiet hours', () => sink.list({ messageId: mid(high.sendId) })[0]);
-    await waitFor('sent outcome for high', () => h.outcomes.find((o) => o.sendId === high.sendId && o.status === 'sent'));
+    await waitFor(
+      'high sent after quiet hours',
+      () => sink.list({ messageId: mid(high.sendId) })[0],
+    );
+    await waitFor('sent outcome for high', () =>
+      h.outcomes.find((o) => o.sendId === high.sendId && o.status === 'sent'),
+    );
     expect(sink.list({ messageId: mid(low.sendId) })).toHaveLength(0);
     expect(sink.list({ messageId: mid(lower.sendId) })).toHaveLength(0);
     expect(sink.list({ to: user.email })).toHaveLength(2);
     expect(await h.redis.redis.zcard(dueKey)).toBe(0);
     // The rolling window is the user's email window: the one slot is high's; the
     // transactional receipt took none.
-    expect(await h.redis.redis.zrange(h.redis.keys.user(userId, 'dlv:cap:email'), 0, -1)).toEqual([high.sendId]);
+    expect(await h.redis.redis.zrange(h.redis.keys.user(userId, 'dlv:cap:email'), 0, -1)).toEqual([
+      high.sendId,
+    ]);
   });
 });

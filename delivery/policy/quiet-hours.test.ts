@@ -34,7 +34,9 @@ describe('quiet hours', () => {
 
   it('supports windows that do not wrap midnight', () => {
     const day = parseQuietHours('12:00-14:00')!;
-    expect(quietHoursEnd(Date.parse('2026-03-10T13:00:00Z'), 'UTC', day)).toBe(Date.parse('2026-03-10T14:00:00Z'));
+    expect(quietHoursEnd(Date.parse('2026-03-10T13:00:00Z'), 'UTC', day)).toBe(
+      Date.parse('2026-03-10T14:00:00Z'),
+    );
     expect(quietHoursEnd(Date.parse('2026-03-10T15:00:00Z'), 'UTC', day)).toBeNull();
   });
 
@@ -42,11 +44,23 @@ describe('quiet hours', () => {
     const stage = createQuietHoursStage({ quietHours: '21:00-08:00' });
     const night = Date.parse('2026-03-10T23:00:00Z');
     const r = await stage.run(testContext({ now: night }));
-    expect(r).toMatchObject({ kind: 'defer', retry: false, until: Date.parse('2026-03-11T08:00:00Z') });
-    expect((await stage.run(testContext({ now: night, category: 'transactional' }))).kind).toBe('continue');
+    expect(r).toMatchObject({
+      kind: 'defer',
+      retry: false,
+      until: Date.parse('2026-03-11T08:00:00Z'),
+    });
+    expect((await stage.run(testContext({ now: night, category: 'transactional' }))).kind).toBe(
+      'continue',
+    );
     expect((await stage.run(testContext({ now: night, channel: 'inapp' }))).kind).toBe('continue');
-    expect((await stage.run(testContext({ now: night, channel: 'webhook' }))).kind).toBe('continue');
-    expect((await stage.run(testContext({ now: Date.parse('2026-03-10T12:00:00Z') }))).kind).toBe('continue');
-    expect((await createQuietHoursStage({ quietHours: '' }).run(testContext({ now: night }))).kind).toBe('continue');
+    expect((await stage.run(testContext({ now: night, channel: 'webhook' }))).kind).toBe(
+      'continue',
+    );
+    expect((await stage.run(testContext({ now: Date.parse('2026-03-10T12:00:00Z') }))).kind).toBe(
+      'continue',
+    );
+    expect(
+      (await createQuietHoursStage({ quietHours: '' }).run(testContext({ now: night }))).kind,
+    ).toBe('continue');
   });
 });

@@ -27,7 +27,13 @@ const formatters = new Map<string, Intl.DateTimeFormat>();
 function formatter(tz: string): Intl.DateTimeFormat {
   let f = formatters.get(tz);
   if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: tz,
+      hourCycle: 'h23',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
     formatters.set(tz, f);
   }
   return f;
@@ -51,7 +57,7 @@ export function quietHoursEnd(now: number, tz: string, w: QuietWindow): number |
   const m = localMinutes(now, tz);
   const inside = w.start < w.end ? m >= w.start && m < w.end : m >= w.start || m < w.end;
   if (!inside) return null;
-  let until = now + Math.round((((w.end - m) % 1440) + 1440) % 1440 * 60_000);
+  let until = now + Math.round(((((w.end - m) % 1440) + 1440) % 1440) * 60_000);
   // A DST change inside the window shifts the wall clock: correct by the difference.
   let diff = w.end - localMinutes(until, tz);
   if (diff > 720) diff -= 1440;
@@ -67,10 +73,16 @@ export function createQuietHoursStage(config: { quietHours: string }): Stage {
   return {
     name: 'quiet_hours',
     async run(ctx: SendContext) {
-      if (!window || ctx.send.category === TRANSACTIONAL || !HELD_CHANNELS.has(ctx.channel)) return CONTINUE;
+      if (!window || ctx.send.category === TRANSACTIONAL || !HELD_CHANNELS.has(ctx.channel))
+        return CONTINUE;
       const until = quietHoursEnd(ctx.now, ctx.recipient.timezone, window);
       if (until === null) return CONTINUE;
-      return { kind: 'defer', until, retry: false, reason: `quiet_hours until ${new Date(until).toISOString()} (${ctx.recipient.timezone})` };
+      return {
+        kind: 'defer',
+        until,
+        retry: false,
+        reason: `quiet_hours until ${new Date(until).toISOString()} (${ctx.recipient.timezone})`,
+      };
     },
   };
 }

@@ -29,9 +29,15 @@ storesContract({
 });
 
 describe('Redis cap keys', () => {
-  it('keeps one rolling window per user and channel, under the user\'s hash tag', async () => {
+  it("keeps one rolling window per user and channel, under the user's hash tag", async () => {
     const caps = createRedisCapStore(deps);
-    const holder = (sendId: string) => ({ sendId, ruleId: 'r', priority: 10, variant: null, category: 'marketing' });
+    const holder = (sendId: string) => ({
+      sendId,
+      ruleId: 'r',
+      priority: 10,
+      variant: null,
+      category: 'marketing',
+    });
     const now = Date.now();
     await caps.reserve('k1', 'sms', holder('k-sms'), now, { perDay: 1, perWeek: 3 });
     await caps.reserve('k1', 'push', holder('k-push'), now, { perDay: 5, perWeek: 20 });

@@ -23,7 +23,8 @@ export interface UserPreferences {
 }
 
 export interface Suppression {
-  reason: 'hard_bounce' | 'complaint' | 'invalid_address' | 'invalid_token' | 'user_deleted' | 'manual';
+  reason:
+    'hard_bounce' | 'complaint' | 'invalid_address' | 'invalid_token' | 'user_deleted' | 'manual';
   at: number;
   /** The address or token that failed: a new address of the same user is not suppressed. */
   address?: string;
@@ -50,16 +51,27 @@ export function decideConsent(
   if (category === TRANSACTIONAL) return { allowed: true };
   if (prefs.unsubscribedAll) return { allowed: false, reason: 'unsubscribed_all' };
   const record = prefs.consents[category]?.[channel];
-  if (record && !record.granted) return { allowed: false, reason: `opted_out:${category}:${channel}` };
-  if (optInCategories.includes(category) && !record) return { allowed: false, reason: `no_opt_in:${category}:${channel}` };
+  if (record && !record.granted)
+    return { allowed: false, reason: `opted_out:${category}:${channel}` };
+  if (optInCategories.includes(category) && !record)
+    return { allowed: false, reason: `no_opt_in:${category}:${channel}` };
   return { allowed: true };
 }
 
 /** Suppression applies to every category, transactional included. */
-export function decideSuppression(state: SuppressionState, channel: Channel, address: string | undefined): Decision {
+export function decideSuppression(
+  state: SuppressionState,
+  channel: Channel,
+  address: string | undefined,
+): Decision {
   if (state.deleted) return { allowed: false, reason: 'user_deleted' };
   const s = state.channels[channel];
-  if (s && (s.address === undefined || address === undefined || s.address.toLowerCase() === address.toLowerCase())) {
+  if (
+    s &&
+    (s.address === undefined ||
+      address === undefined ||
+      s.address.toLowerCase() === address.toLowerCase())
+  ) {
     return { allowed: false, reason: s.reason };
   }
   return { allowed: true };
@@ -68,7 +80,10 @@ export function decideSuppression(state: SuppressionState, channel: Channel, add
 /** A change to a user's preferences, as the product's API and the preference page send it. */
 export interface PreferencesPatch {
   unsubscribedAll?: boolean;
-  consents?: Record<string, Partial<Record<Channel, boolean | { granted: boolean; at?: number | string; source?: string }>>>;
+  consents?: Record<
+    string,
+    Partial<Record<Channel, boolean | { granted: boolean; at?: number | string; source?: string }>>
+  >;
 }
 
 export class PreferencesError extends Error {
@@ -87,22 +102,42 @@ export function normalisePatch(
   defaultSource: string,
   /** The product's API must say where a marketing opt-in came from; the preference page is its own source. */
   requireOptInSource = false,
-): { unsubscribedAll?: boolean; records: { category: string; channel: Channel; record: ConsentRecord }[] } {
+): {
+  unsubscribedAll?: boolean;
+  records: { category: string; channel: Channel; record: ConsentRecord }[];
+} {
   const records: { category: string; channel: Channel; record: ConsentRecord }[] = [];
   for (const [category, byChannel] of Object.entries(patch.consents ?? {})) {
-    if (!CATEGORY.test(category)) throw new PreferencesError(`category "${category}" must match ${CATEGORY.source}`);
-    if (category === TRANSACTIONAL) throw new PreferencesError('transactional messages are not subject to preferences');
+    if (!CATEGORY.test(category))
+      throw new PreferencesError(`category "${category}" must match ${CATEGORY.source}`);
+    if (category === TRANSACTIONAL)
+      throw new PreferencesError('transactional messages are not subject to preferences');
     for (const [channel, value] of Object.entries(byChannel ?? {})) {
-      if (!(CHANNELS as readonly string[]).includes(channel)) throw new PreferencesError(`unknown channel "${channel}" (one of ${CHANNELS.join(', ')})`);
+      if (!(CHANNELS as readonly string[]).includes(channel))
+        throw new PreferencesError(`unknown channel "${channel}" (one of ${CHANNELS.join(', ')})`);
       if (value === undefined) continue;
       const v = typeof value === 'boolean' ? { granted: value } : value;
-      if (typeof v.granted !== 'boolean') throw new PreferencesError(`consents.${category}.${channel}.granted must be a boolean`);
+      if (typeof v.granted !== 'boolean')
+        throw new PreferencesError(`consents.${category}.${channel}.granted must be a boolean`);
       const at = v.at === undefined ? now : typeof v.at === 'number' ? v.at : Date.parse(v.at);
-      if (!Number.isFinite(at)) throw new PreferencesError(`consents.${category}.${channel}.at must be epoch ms or an ISO date`);
-      if (at > now + 60_000) throw new PreferencesError(`consents.${category}.${channel}.at is in the future`);
-      const source = v.source ?? (requireOptInSource && v.granted && category === MARKETING ? '' : defaultSource);
-      if (!source) throw new PreferencesError(`consents.${category}.${channel}.source is required for a marketing opt-in (where and how the user agreed)`);
-      records.push({ category, channel: channel as Channel, record: { granted: v.granted, at, source: source.slice(0, 200) } });
+      if (!Number.isFinite(at))
+        throw new PreferencesError(
+          `consents.${category}.${channel}.at must be epoch ms or an ISO date`,
+        );
+      if (at > now + 60_000)
+        throw new PreferencesError(`consents.${category}.${channel}.at is in the future`);
+      const source =
+        v.source ??
+        (requireOptInSource && v.granted && category === MARKETING ? '' : defaultSource);
+      if (!source)
+        throw new PreferencesError(
+          `consents.${category}.${channel}.source is required for a marketing opt-in (where and how the user agreed)`,
+        );
+      records.push({
+        category,
+        channel: channel as Channel,
+        record: { granted: v.granted, at, source: source.slice(0, 200) },
+      });
     }
   }
   const out: { unsubscribedAll?: boolean; records: typeof records } = { records };

@@ -4,13 +4,26 @@ import type { Channel } from '../../platform/contracts.ts';
 import type { UserPreferences } from './model.ts';
 import { MARKETING } from './model.ts';
 
-export const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+export const esc = (s: string) =>
+  s.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 
 /** Channels a person can choose on the page (webhooks are the product's, not theirs). */
 export const PAGE_CHANNELS: readonly Channel[] = ['email', 'sms', 'push', 'inapp'];
-const CHANNEL_LABEL: Record<Channel, string> = { email: 'Email', sms: 'SMS', push: 'Push', inapp: 'In-app', webhook: 'Webhook' };
+const CHANNEL_LABEL: Record<Channel, string> = {
+  email: 'Email',
+  sms: 'SMS',
+  push: 'Push',
+  inapp: 'In-app',
+  webhook: 'Webhook',
+};
 
-const label = (category: string) => (category === MARKETING ? 'News and offers' : category.replace(/[_-]+/g, ' ').replace(/^./, (c) => c.toUpperCase()));
+const label = (category: string) =>
+  category === MARKETING
+    ? 'News and offers'
+    : category.replace(/[_-]+/g, ' ').replace(/^./, (c) => c.toUpperCase());
 
 function layout(title: string, body: string): string {
   return `<!doctype html>
@@ -26,7 +39,9 @@ th:first-child,td:first-child{text-align:left}button{font-size:1rem;padding:.5re
 
 /** Categories shown: marketing, plus every category the person has a record for. */
 export function pageCategories(prefs: UserPreferences, extra: readonly string[] = []): string[] {
-  return [...new Set([MARKETING, ...extra, ...Object.keys(prefs.consents)])].filter((c) => c !== 'transactional');
+  return [...new Set([MARKETING, ...extra, ...Object.keys(prefs.consents)])].filter(
+    (c) => c !== 'transactional',
+  );
 }
 
 export function isChecked(prefs: UserPreferences, category: string, channel: Channel): boolean {
@@ -34,14 +49,18 @@ export function isChecked(prefs: UserPreferences, category: string, channel: Cha
   return r ? r.granted : category !== MARKETING;
 }
 
-export function preferencePage(prefs: UserPreferences, opts: { action: string; saved?: boolean; categories?: readonly string[] }): string {
+export function preferencePage(
+  prefs: UserPreferences,
+  opts: { action: string; saved?: boolean; categories?: readonly string[] },
+): string {
   const categories = pageCategories(prefs, opts.categories);
   const cells = categories.flatMap((c) => PAGE_CHANNELS.map((ch) => `${c}:${ch}`));
   const rows = categories
     .map(
       (c) =>
         `<tr><td>${esc(label(c))}</td>${PAGE_CHANNELS.map(
-          (ch) => `<td><input type="checkbox" name="c:${esc(c)}:${ch}" aria-label="${esc(label(c))} by ${CHANNEL_LABEL[ch]}"${isChecked(prefs, c, ch) ? ' checked' : ''}></td>`,
+          (ch) =>
+            `<td><input type="checkbox" name="c:${esc(c)}:${ch}" aria-label="${esc(label(c))} by ${CHANNEL_LABEL[ch]}"${isChecked(prefs, c, ch) ? ' checked' : ''}></td>`,
         ).join('')}</tr>`,
     )
     .join('');
@@ -58,7 +77,12 @@ ${opts.saved ? '<p class="status" role="status">Your preferences were saved.</p>
   );
 }
 
-export function unsubscribeConfirmPage(opts: { action: string; category: string; channel: string; preferencesUrl: string }): string {
+export function unsubscribeConfirmPage(opts: {
+  action: string;
+  category: string;
+  channel: string;
+  preferencesUrl: string;
+}): string {
   return layout(
     'Unsubscribe',
     `<h1>Unsubscribe?</h1>
@@ -68,7 +92,11 @@ export function unsubscribeConfirmPage(opts: { action: string; category: string;
   );
 }
 
-export function unsubscribedPage(opts: { category: string; channel: string; preferencesUrl: string }): string {
+export function unsubscribedPage(opts: {
+  category: string;
+  channel: string;
+  preferencesUrl: string;
+}): string {
   return layout(
     'Unsubscribed',
     `<h1>You are unsubscribed</h1>
@@ -78,12 +106,18 @@ export function unsubscribedPage(opts: { category: string; channel: string; pref
 }
 
 export function invalidLinkPage(): string {
-  return layout('Link not valid', '<h1>This link is not valid</h1><p>It may have been mistyped or has expired. Nothing was changed.</p>');
+  return layout(
+    'Link not valid',
+    '<h1>This link is not valid</h1><p>It may have been mistyped or has expired. Nothing was changed.</p>',
+  );
 }
 
 /** A link used more often than any person would (link-limits.ts). */
 export function tooManyRequestsPage(): string {
-  return layout('Too many requests', '<h1>Too many requests for this link</h1><p>Please try again in a minute. Nothing was changed.</p>');
+  return layout(
+    'Too many requests',
+    '<h1>Too many requests for this link</h1><p>Please try again in a minute. Nothing was changed.</p>',
+  );
 }
 
 /**

@@ -36,9 +36,17 @@ beforeAll(async () => {
   const config = { ...config0, http: { ...config0.http, publicBaseUrl: base } };
   app = Fastify();
   await setupHttpKit(app, { credentials: { admin: adminCredential(config.auth.adminToken) } });
-  await app.register(deliveryRoutes, { config, redis, publisher: bus.publisher(), logger: silentLogger() });
+  await app.register(deliveryRoutes, {
+    config,
+    redis,
+    publisher: bus.publisher(),
+    logger: silentLogger(),
+  });
   await app.listen({ port, host: '127.0.0.1' });
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
 });
 
 afterAll(async () => {
@@ -52,11 +60,38 @@ afterAll(async () => {
 describe('unsubscribe and preference pages', () => {
   it('unsubscribes from the email link after confirmation, then manages preferences on the signed page', async () => {
     const config = loadConfig(iso.env, { 'http.publicBaseUrl': base });
-    const links = createTrackingLinks({ publicBaseUrl: base, signingSecret: config.auth.signingSecret });
+    const links = createTrackingLinks({
+      publicBaseUrl: base,
+      signingSecret: config.auth.signingSecret,
+    });
     const store = createPreferencesStore(redis);
     const userId = `page-user-${id}`;
-    await store.apply(userId, { records: [{ category: 'marketing', channel: 'email', record: { granted: true, at: Date.now() - 1000, source: 'signup_form' } }, { category: 'product_updates', channel: 'email', record: { granted: true, at: Date.now() - 1000, source: 'signup_form' } }] }, { source: 'test', at: Date.now() });
-    const ref: MessageRef = { sendId: `s-${id}`, userId, ruleId: 'winback', channel: 'email', variant: null, category: 'marketing' };
+    await store.apply(
+      userId,
+      {
+        records: [
+          {
+            category: 'marketing',
+            channel: 'email',
+            record: { granted: true, at: Date.now() - 1000, source: 'signup_form' },
+          },
+          {
+            category: 'product_updates',
+            channel: 'email',
+            record: { granted: true, at: Date.now() - 1000, source: 'signup_form' },
+          },
+        ],
+      },
+      { source: 'test', at: Date.now() },
+    );
+    const ref: MessageRef = {
+      sendId: `s-${id}`,
+      userId,
+      ruleId: 'winback',
+      channel: 'email',
+      variant: null,
+      category: 'marketing',
+    };
 
     const page = await browser.newPage();
     // Opening the link (as a link scanner would) changes nothing.
@@ -67,9 +102,21 @@ describe('unsubscribe and preference pages', () => {
     await page.getByRole('button', { name: 'Unsubscribe' }).click();
     await page.waitForSelector('text=You are unsubscribed');
     expect(await page.getByRole('status').textContent()).toContain('news and offers by Email');
-    expect((await store.get(userId)).consents.marketing?.email).toMatchObject({ granted: false, source: 'unsubscribe_page' });
-    const events = bus.messages(topics(iso.topicPrefix).events).map((m) => eventCodec.decode(m.value!));
-    expect(events).toMatchObject([{ type: 'message_unsubscribed', userId, source: 'tracker', properties: { sendId: ref.sendId, category: 'marketing', channel: 'email' } }]);
+    expect((await store.get(userId)).consents.marketing?.email).toMatchObject({
+      granted: false,
+      source: 'unsubscribe_page',
+    });
+    const events = bus
+      .messages(topics(iso.topicPrefix).events)
+      .map((m) => eventCodec.decode(m.value!));
+    expect(events).toMatchObject([
+      {
+        type: 'message_unsubscribed',
+        userId,
+        source: 'tracker',
+        properties: { sendId: ref.sendId, category: 'marketing', channel: 'email' },
+      },
+    ]);
 
     // On to the preference page.
     await page.getByRole('link', { name: 'Manage your preferences' }).click();
@@ -85,9 +132,18 @@ describe('unsubscribe and preference pages', () => {
     await page.getByRole('button', { name: 'Save preferences' }).click();
     await page.waitForSelector('text=Your preferences were saved.');
     const prefs = await store.get(userId);
-    expect(prefs.consents.marketing?.sms).toMatchObject({ granted: true, source: 'preference_page' });
-    expect(prefs.consents.product_updates?.email).toMatchObject({ granted: false, source: 'preference_page' });
-    expect(prefs.consents.marketing?.email).toMatchObject({ granted: false, source: 'unsubscribe_page' });
+    expect(prefs.consents.marketing?.sms).toMatchObject({
+      granted: true,
+      source: 'preference_page',
+    });
+    expect(prefs.consents.product_updates?.email).toMatchObject({
+      granted: false,
+      source: 'preference_page',
+    });
+    expect(prefs.consents.marketing?.email).toMatchObject({
+      granted: false,
+      source: 'unsubscribe_page',
+    });
     expect(await page.getByLabel('News and offers by SMS').isChecked()).toBe(true);
 
     await page.getByLabel(/Unsubscribe from everything/).check();

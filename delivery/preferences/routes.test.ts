@@ -8,14 +8,22 @@ import { adminCredential, setupHttpKit } from '../../platform/http.ts';
 import formbody from '../formbody.ts';
 import { createLinkUseLimiter } from '../link-limits.ts';
 import { createTrackingLinks, tokenOf } from '../links.ts';
-import { emptyPreferences, type Suppression, type SuppressionState, type UserPreferences } from './model.ts';
+import {
+  emptyPreferences,
+  type Suppression,
+  type SuppressionState,
+  type UserPreferences,
+} from './model.ts';
 import { preferencesRoutes } from './routes.ts';
 import type { PreferencesStore } from './store.ts';
 
 const SECRET = 'route-test-secret-16+';
 const NOW = Date.parse('2026-03-10T12:00:00Z');
 
-function memoryStore(): PreferencesStore & { prefs: Map<string, UserPreferences>; supp: Map<string, SuppressionState> } {
+function memoryStore(): PreferencesStore & {
+  prefs: Map<string, UserPreferences>;
+  supp: Map<string, SuppressionState>;
+} {
   const prefs = new Map<string, UserPreferences>();
   const supp = new Map<string, SuppressionState>();
   const get = async (u: string) => structuredClone(prefs.get(u) ?? emptyPreferences(u));
@@ -50,12 +58,20 @@ function memoryStore(): PreferencesStore & { prefs: Map<string, UserPreferences>
 
 async function app() {
   const store = memoryStore();
-  const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com', signingSecret: SECRET });
+  const links = createTrackingLinks({
+    publicBaseUrl: 'https://t.example.com',
+    signingSecret: SECRET,
+  });
   const server = Fastify();
   await setupHttpKit(server, { credentials: { admin: adminCredential('admin-token') } });
   await server.register(async (scope) => {
     await formbody(scope);
-    await preferencesRoutes(scope, { store, links, limiter: createLinkUseLimiter({ perMinute: 30 }), now: () => NOW });
+    await preferencesRoutes(scope, {
+      store,
+      links,
+      limiter: createLinkUseLimiter({ perMinute: 30 }),
+      now: () => NOW,
+    });
   });
   return { server, store, links };
 }
@@ -64,7 +80,11 @@ const auth = { authorization: 'Bearer admin-token' };
 describe('preferences API', () => {
   it('needs the admin token', async () => {
     const { server } = await app();
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 'Basic admin-token' }]) {
+    for (const headers of [
+      {},
+      { authorization: 'Bearer wrong' },
+      { authorization: 'Basic admin-token' },
+    ]) {
       const res = await server.inject({ method: 'GET', url: '/v1/users/u1/preferences', headers });
       expect(res.statusCode).toBe(401);
       expect(res.json()).toMatchObject({ code: 'LC_ERR_UNAUTHORIZED' });
@@ -73,33 +93,92 @@ describe('preferences API', () => {
 
   it('records a marketing opt-in with its source and refuses one without', async () => {
     const { server } = await app();
-    const bad = await server.inject({ method: 'PATCH', url: '/v1/users/u1/preferences', headers: auth, payload: { consents: { marketing: { email: true } } } });
+    const bad = await server.inject({
+      method: 'PATCH',
+      url: '/v1/users/u1/preferences',
+      headers: auth,
+      payload: { consents: { marketing: { email: true } } },
+    });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toMatch(/source is required for a marketing opt-in/);
-    const schema = await server.inject({ method: 'PATCH', url: '/v1/users/u1/preferences', headers: auth, payload: { colour: 'blue' } });
+    const schema = await server.inject({
+      method: 'PATCH',
+      url: '/v1/users/u1/preferences',
+      headers: auth,
+      payload: { colour: 'blue' },
+    });
     expect(schema.statusCode).toBe(400);
-    const ok = await server.inject({ method: 'PATCH', url: '/v1/users/u1/preferences', headers: auth, payload: { consents: { marketing: { email: { granted: true, source: 'checkout' } } } } });
+    const ok = await server.inject({
+      method: 'PATCH',
+      url: '/v1/users/u1/preferences',
+      headers: auth,
+      payload: { consents: { marketing: { email: { granted: true, source: 'checkout' } } } },
+    });
     expect(ok.statusCode).toBe(200);
-    expect(ok.json().consents.marketing.email).toEqual({ granted: true, at: NOW, source: 'checkout' });
-    const got = await server.inject({ method: 'GET', url: '/v1/users/u1/preferences', headers: auth });
-    expect(got.json()).toMatchObject({ userId: 'u1', consents: { marketing: { email: { granted: true } } }, suppressions: { deleted: null } });
+    expect(ok.json().consents.marketing.email).toEqual({
+      granted: true,
+      at: NOW,
+      source: 'checkout',
+    });
+    const got = await server.inject({
+      method: 'GET',
+      url: '/v1/users/u1/preferences',
+      headers: auth,
+    });
+    expect(got.json()).toMatchObject({
+      userId: 'u1',
+      consents: { marketing: { email: { granted: true } } },
+      suppressions: { deleted: null },
+    });
   });
 
   it('hands out a signed preference link that opens the page; a forged one does not', async () => {
     const { server } = await app();
-    const { url } = (await server.inject({ method: 'POST', url: '/v1/users/u1/preferences/link', headers: auth })).json() as { url: string };
-    const page = await server.inject({ method: 'GET', url: url.replace('https://t.example.com', '') });
+    const { url } = (
+      await server.inject({ method: 'POST', url: '/v1/users/u1/preferences/link', headers: auth })
+    ).json() as { url: string };
+    const page = await server.inject({
+      method: 'GET',
+      url: url.replace('https://t.example.com', ''),
+    });
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain('Your message preferences');
-    const forged = await server.inject({ method: 'GET', url: `/p?t=${tokenOf(url).slice(0, -3)}abc` });
+    const forged = await server.inject({
+      method: 'GET',
+      url: `/p?t=${tokenOf(url).slice(0, -3)}abc`,
+    });
     expect(forged.statusCode).toBe(400);
   });
 
   it('lifts a suppression', async () => {
     const { server, store } = await app();
     await store.suppress('u1', 'email', { reason: 'hard_bounce', at: 1 });
-    expect((await server.inject({ method: 'DELETE', url: '/v1/users/u1/suppressions/email', headers: auth })).statusCode).toBe(204);
-    expect((await server.inject({ method: 'DELETE', url: '/v1/users/u1/suppressions/email', headers: auth })).statusCode).toBe(404);
-    expect((await server.inject({ method: 'DELETE', url: '/v1/users/u1/suppressions/fax', headers: auth })).statusCode).toBe(400);
+    expect(
+      (
+        await server.inject({
+          method: 'DELETE',
+          url: '/v1/users/u1/suppressions/email',
+          headers: auth,
+        })
+      ).statusCode,
+    ).toBe(204);
+    expect(
+      (
+        await server.inject({
+          method: 'DELETE',
+          url: '/v1/users/u1/suppressions/email',
+          headers: auth,
+        })
+      ).statusCode,
+    ).toBe(404);
+    expect(
+      (
+        await server.inject({
+          method: 'DELETE',
+          url: '/v1/users/u1/suppressions/fax',
+          headers: auth,
+        })
+      ).statusCode,
+    ).toBe(400);
   });
 });

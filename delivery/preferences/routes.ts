@@ -7,8 +7,19 @@ import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 import { requireHttpKit } from '../../platform/http.ts';
 import type { LinkUseLimiter } from '../link-limits.ts';
 import type { TrackingLinks } from '../links.ts';
-import { normalisePatch, PreferencesError, type ConsentRecord, type PreferencesPatch } from './model.ts';
-import { expiredLinkPage, invalidLinkPage, isChecked, preferencePage, tooManyRequestsPage } from './page.ts';
+import {
+  normalisePatch,
+  PreferencesError,
+  type ConsentRecord,
+  type PreferencesPatch,
+} from './model.ts';
+import {
+  expiredLinkPage,
+  invalidLinkPage,
+  isChecked,
+  preferencePage,
+  tooManyRequestsPage,
+} from './page.ts';
 import type { PreferencesStore } from './store.ts';
 
 export interface PreferencesRoutesDeps {
@@ -19,7 +30,8 @@ export interface PreferencesRoutesDeps {
   now: () => number;
 }
 
-const err = (reply: FastifyReply, status: number, code: ErrorCode, message: string) => reply.code(status).send({ code, message });
+const err = (reply: FastifyReply, status: number, code: ErrorCode, message: string) =>
+  reply.code(status).send({ code, message });
 
 const PatchSchema = {
   type: 'object',
@@ -37,7 +49,11 @@ const PatchSchema = {
               type: 'object',
               additionalProperties: false,
               required: ['granted'],
-              properties: { granted: { type: 'boolean' }, at: { anyOf: [{ type: 'integer' }, { type: 'string' }] }, source: { type: 'string', minLength: 1, maxLength: 200 } },
+              properties: {
+                granted: { type: 'boolean' },
+                at: { anyOf: [{ type: 'integer' }, { type: 'string' }] },
+                source: { type: 'string', minLength: 1, maxLength: 200 },
+              },
             },
           ],
         },
@@ -46,19 +62,34 @@ const PatchSchema = {
   },
 } as const;
 
-export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesRoutesDeps): Promise<void> {
+export async function preferencesRoutes(
+  app: FastifyInstance,
+  deps: PreferencesRoutesDeps,
+): Promise<void> {
   const { store, links } = deps;
   requireHttpKit(app);
   const admin = { auth: 'admin' } as const;
 
   // --- product API -------------------------------------------------------------------
   await app.register(async (api) => {
-    const userParam = { type: 'object', required: ['userId'], properties: { userId: { type: 'string', minLength: 1, maxLength: 256 } } } as const;
+    const userParam = {
+      type: 'object',
+      required: ['userId'],
+      properties: { userId: { type: 'string', minLength: 1, maxLength: 256 } },
+    } as const;
 
-    api.get<{ Params: { userId: string } }>('/v1/users/:userId/preferences', { config: admin, schema: { params: userParam } }, async (req) => {
-      const [prefs, suppressions, history] = await Promise.all([store.get(req.params.userId), store.suppressions(req.params.userId), store.history(req.params.userId, 50)]);
-      return { ...prefs, suppressions, history };
-    });
+    api.get<{ Params: { userId: string } }>(
+      '/v1/users/:userId/preferences',
+      { config: admin, schema: { params: userParam } },
+      async (req) => {
+        const [prefs, suppressions, history] = await Promise.all([
+          store.get(req.params.userId),
+          store.suppressions(req.params.userId),
+          store.history(req.params.userId, 50),
+        ]);
+        return { ...prefs, suppressions, history };
+      },
+    );
 
     api.patch<{ Params: { userId: string }; Body: PreferencesPatch }>(
       '/v1/users/:userId/preferences',
@@ -68,8 +99,17 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
         // The default validator strips unknown fields; a typo (`unsubscribeAll`) must not be a silent no-op.
         preValidation: async (req, reply) => {
           const body = req.body as Record<string, unknown> | null;
-          const unknown = body && typeof body === 'object' ? Object.keys(body).filter((k) => k !== 'unsubscribedAll' && k !== 'consents') : [];
-          if (unknown.length > 0) return err(reply, 400, ErrorCodes.BadRequest, `unknown field(s) ${unknown.join(', ')}; expected unsubscribedAll and/or consents`);
+          const unknown =
+            body && typeof body === 'object'
+              ? Object.keys(body).filter((k) => k !== 'unsubscribedAll' && k !== 'consents')
+              : [];
+          if (unknown.length > 0)
+            return err(
+              reply,
+              400,
+              ErrorCodes.BadRequest,
+              `unknown field(s) ${unknown.join(', ')}; expected unsubscribedAll and/or consents`,
+            );
         },
       },
       async (req, reply) => {
@@ -78,31 +118,61 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
           const change = normalisePatch(req.body, now, 'admin_api', true);
           return await store.apply(req.params.userId, change, { source: 'admin_api', at: now });
         } catch (e) {
-          if (e instanceof PreferencesError) return err(reply, 400, ErrorCodes.BadRequest, e.message);
+          if (e instanceof PreferencesError)
+            return err(reply, 400, ErrorCodes.BadRequest, e.message);
           throw e;
         }
       },
     );
 
-    api.post<{ Params: { userId: string } }>('/v1/users/:userId/preferences/link', { config: admin, schema: { params: userParam } }, async (req) => {
-      return { url: links.preferences(req.params.userId, deps.now()) };
-    });
+    api.post<{ Params: { userId: string } }>(
+      '/v1/users/:userId/preferences/link',
+      { config: admin, schema: { params: userParam } },
+      async (req) => {
+        return { url: links.preferences(req.params.userId, deps.now()) };
+      },
+    );
 
-    api.delete<{ Params: { userId: string; channel: string } }>('/v1/users/:userId/suppressions/:channel', { config: admin }, async (req, reply) => {
-      if (!(CHANNELS as readonly string[]).includes(req.params.channel)) return err(reply, 400, ErrorCodes.BadRequest, `unknown channel "${req.params.channel}" (one of ${CHANNELS.join(', ')})`);
-      const removed = await store.unsuppress(req.params.userId, req.params.channel as Channel);
-      return removed ? reply.code(204).send() : err(reply, 404, ErrorCodes.NotFound, `no ${req.params.channel} suppression for this user`);
-    });
+    api.delete<{ Params: { userId: string; channel: string } }>(
+      '/v1/users/:userId/suppressions/:channel',
+      { config: admin },
+      async (req, reply) => {
+        if (!(CHANNELS as readonly string[]).includes(req.params.channel))
+          return err(
+            reply,
+            400,
+            ErrorCodes.BadRequest,
+            `unknown channel "${req.params.channel}" (one of ${CHANNELS.join(', ')})`,
+          );
+        const removed = await store.unsuppress(req.params.userId, req.params.channel as Channel);
+        return removed
+          ? reply.code(204).send()
+          : err(
+              reply,
+              404,
+              ErrorCodes.NotFound,
+              `no ${req.params.channel} suppression for this user`,
+            );
+      },
+    );
   });
 
   // --- end user's preference page ----------------------------------------------------
-  const pageOf = async (req: FastifyRequest<{ Querystring: { t?: string } }>, reply: FastifyReply) => {
+  const pageOf = async (
+    req: FastifyRequest<{ Querystring: { t?: string } }>,
+    reply: FastifyReply,
+  ) => {
     const token = req.query.t ?? '';
     const now = deps.now();
     const link = links.readPreferences(token, now);
     const use = link.status === 'invalid' ? null : deps.limiter.take(token, now);
     if (use && !use.allowed) {
-      void reply.code(429).header('retry-after', String(use.retryAfterS)).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(tooManyRequestsPage());
+      void reply
+        .code(429)
+        .header('retry-after', String(use.retryAfterS))
+        .type('text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(tooManyRequestsPage());
       return null;
     }
     if (link.status !== 'valid') {
@@ -117,36 +187,63 @@ export async function preferencesRoutes(app: FastifyInstance, deps: PreferencesR
   };
 
   // Public: the signed link is the credential, checked by pageOf.
-  app.get<{ Querystring: { t?: string } }>('/p', { config: { auth: 'public' } }, async (req, reply) => {
-    const userId = await pageOf(req, reply);
-    if (userId === null) return reply;
-    const prefs = await store.get(userId);
-    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(preferencePage(prefs, { action: `/p?t=${encodeURIComponent(req.query.t ?? '')}` }));
-  });
+  app.get<{ Querystring: { t?: string } }>(
+    '/p',
+    { config: { auth: 'public' } },
+    async (req, reply) => {
+      const userId = await pageOf(req, reply);
+      if (userId === null) return reply;
+      const prefs = await store.get(userId);
+      return reply
+        .type('text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(preferencePage(prefs, { action: `/p?t=${encodeURIComponent(req.query.t ?? '')}` }));
+    },
+  );
 
-  app.post<{ Querystring: { t?: string }; Body: Record<string, string> }>('/p', { config: { auth: 'public' } }, async (req, reply) => {
-    const userId = await pageOf(req, reply);
-    if (userId === null) return reply;
-    const body = (req.body ?? {}) as Record<string, string>;
-    const now = deps.now();
-    const prefs = await store.get(userId);
-    const records: { category: string; channel: Channel; record: ConsentRecord }[] = [];
-    // Only cells the page showed are read, and only changes are written: the time of a
-    // consent record stays the time the person actually changed it.
-    for (const cell of String(body.shown ?? '').split(',')) {
-      const m = /^([a-z][a-z0-9_-]{0,63}):([a-z]+)$/.exec(cell);
-      if (!m || m[1] === 'transactional' || !(CHANNELS as readonly string[]).includes(m[2]!)) continue;
-      const category = m[1]!;
-      const channel = m[2] as Channel;
-      const granted = body[`c:${category}:${channel}`] !== undefined;
-      if (granted !== isChecked(prefs, category, channel) || (granted && !prefs.consents[category]?.[channel])) {
-        records.push({ category, channel, record: { granted, at: now, source: 'preference_page' } });
+  app.post<{ Querystring: { t?: string }; Body: Record<string, string> }>(
+    '/p',
+    { config: { auth: 'public' } },
+    async (req, reply) => {
+      const userId = await pageOf(req, reply);
+      if (userId === null) return reply;
+      const body = (req.body ?? {}) as Record<string, string>;
+      const now = deps.now();
+      const prefs = await store.get(userId);
+      const records: { category: string; channel: Channel; record: ConsentRecord }[] = [];
+      // Only cells the page showed are read, and only changes are written: the time of a
+      // consent record stays the time the person actually changed it.
+      for (const cell of String(body.shown ?? '').split(',')) {
+        const m = /^([a-z][a-z0-9_-]{0,63}):([a-z]+)$/.exec(cell);
+        if (!m || m[1] === 'transactional' || !(CHANNELS as readonly string[]).includes(m[2]!))
+          continue;
+        const category = m[1]!;
+        const channel = m[2] as Channel;
+        const granted = body[`c:${category}:${channel}`] !== undefined;
+        if (
+          granted !== isChecked(prefs, category, channel) ||
+          (granted && !prefs.consents[category]?.[channel])
+        ) {
+          records.push({
+            category,
+            channel,
+            record: { granted, at: now, source: 'preference_page' },
+          });
+        }
       }
-    }
-    const all = body.all !== undefined;
-    const change: { unsubscribedAll?: boolean; records: typeof records } = { records };
-    if (all !== (prefs.unsubscribedAll !== null)) change.unsubscribedAll = all;
-    const next = await store.apply(userId, change, { source: 'preference_page', at: now });
-    return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(preferencePage(next, { action: `/p?t=${encodeURIComponent(req.query.t ?? '')}`, saved: true }));
-  });
+      const all = body.all !== undefined;
+      const change: { unsubscribedAll?: boolean; records: typeof records } = { records };
+      if (all !== (prefs.unsubscribedAll !== null)) change.unsubscribedAll = all;
+      const next = await store.apply(userId, change, { source: 'preference_page', at: now });
+      return reply
+        .type('text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(
+          preferencePage(next, {
+            action: `/p?t=${encodeURIComponent(req.query.t ?? '')}`,
+            saved: true,
+          }),
+        );
+    },
+  );
 }

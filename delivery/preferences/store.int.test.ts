@@ -24,7 +24,11 @@ afterAll(async () => {
 /** durable() held open by the test. */
 function held() {
   const waiting: (() => void)[] = [];
-  return { durable: () => new Promise<void>((r) => waiting.push(r)), release: () => waiting.splice(0).forEach((r) => r()), pending: () => waiting.length };
+  return {
+    durable: () => new Promise<void>((r) => waiting.push(r)),
+    release: () => waiting.splice(0).forEach((r) => r()),
+    pending: () => waiting.length,
+  };
 }
 
 async function until(cond: () => boolean): Promise<void> {
@@ -37,13 +41,38 @@ describe('preference changes and durability', () => {
     const h = held();
     const app = Fastify();
     await setupHttpKit(app, { credentials: { admin: adminCredential(config.auth.adminToken) } });
-    await app.register(deliveryRoutes, { config, redis: { ...redis, durable: h.durable }, publisher: new InMemoryBus(1).publisher(), logger: silentLogger() });
-    const links = createTrackingLinks({ publicBaseUrl: config.http.publicBaseUrl, signingSecret: config.auth.signingSecret });
+    await app.register(deliveryRoutes, {
+      config,
+      redis: { ...redis, durable: h.durable },
+      publisher: new InMemoryBus(1).publisher(),
+      logger: silentLogger(),
+    });
+    const links = createTrackingLinks({
+      publicBaseUrl: config.http.publicBaseUrl,
+      signingSecret: config.auth.signingSecret,
+    });
     const userId = `u-${iso.id}`;
-    const url = new URL(links.unsubscribe({ sendId: `s-${iso.id}`, userId, ruleId: 'r', channel: 'email', variant: null, category: 'marketing' }, Date.now()));
+    const url = new URL(
+      links.unsubscribe(
+        {
+          sendId: `s-${iso.id}`,
+          userId,
+          ruleId: 'r',
+          channel: 'email',
+          variant: null,
+          category: 'marketing',
+        },
+        Date.now(),
+      ),
+    );
     let answered = false;
     const answer = app
-      .inject({ method: 'POST', url: `${url.pathname}${url.search}`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'List-Unsubscribe=One-Click' })
+      .inject({
+        method: 'POST',
+        url: `${url.pathname}${url.search}`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'List-Unsubscribe=One-Click',
+      })
       .then((r) => ((answered = true), r));
     await until(() => h.pending() > 0);
     await new Promise((r) => setTimeout(r, 50));
@@ -61,7 +90,11 @@ describe('preference changes and durability', () => {
     const store = createPreferencesStore({ ...redis, durable: h.durable });
     const userId = `v-${iso.id}`;
     const changes: [string, () => Promise<unknown>][] = [
-      ['apply', () => store.apply(userId, { unsubscribedAll: true, records: [] }, { source: 'test', at: 1 })],
+      [
+        'apply',
+        () =>
+          store.apply(userId, { unsubscribedAll: true, records: [] }, { source: 'test', at: 1 }),
+      ],
       ['suppress', () => store.suppress(userId, 'email', { reason: 'hard_bounce', at: 1 })],
       ['unsuppress', () => store.unsuppress(userId, 'email')],
       ['markDeleted', () => store.markDeleted(userId, 1)],

@@ -6,12 +6,25 @@ import type { Channel } from '../../platform/contracts.ts';
 import { CHANNELS } from '../../platform/contracts.ts';
 import type { KeySpace } from '../../platform/keys.ts';
 import type { RedisDeps } from '../../platform/redis.ts';
-import { emptyPreferences, type ConsentRecord, type Suppression, type SuppressionState, type UserPreferences } from './model.ts';
+import {
+  emptyPreferences,
+  type ConsentRecord,
+  type Suppression,
+  type SuppressionState,
+  type UserPreferences,
+} from './model.ts';
 
 export interface PreferencesStore {
   get(userId: string): Promise<UserPreferences>;
   /** Writes consent records and the global flag; each change is appended to the audit trail. */
-  apply(userId: string, change: { unsubscribedAll?: boolean; records: { category: string; channel: Channel; record: ConsentRecord }[] }, meta: { source: string; at: number }): Promise<UserPreferences>;
+  apply(
+    userId: string,
+    change: {
+      unsubscribedAll?: boolean;
+      records: { category: string; channel: Channel; record: ConsentRecord }[];
+    },
+    meta: { source: string; at: number },
+  ): Promise<UserPreferences>;
   /** The latest consent changes, newest first. */
   history(userId: string, limit?: number): Promise<unknown[]>;
   suppressions(userId: string): Promise<SuppressionState>;
@@ -23,7 +36,11 @@ export interface PreferencesStore {
 
 const AUDIT_KEEP = 500;
 
-export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace; durable?: RedisDeps['durable'] }): PreferencesStore {
+export function createPreferencesStore(deps: {
+  redis: Redis;
+  keys: KeySpace;
+  durable?: RedisDeps['durable'];
+}): PreferencesStore {
   const { redis, keys } = deps;
   const durable = deps.durable ?? (async () => {});
   const prefsKey = (u: string) => keys.user(u, 'dlv:prefs');
@@ -60,7 +77,14 @@ export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace; dur
       }
       for (const r of change.records) {
         tx.hset(prefsKey(userId), `c:${r.category}:${r.channel}`, JSON.stringify(r.record));
-        audit.push(JSON.stringify({ kind: 'consent', category: r.category, channel: r.channel, ...r.record }));
+        audit.push(
+          JSON.stringify({
+            kind: 'consent',
+            category: r.category,
+            channel: r.channel,
+            ...r.record,
+          }),
+        );
       }
       if (audit.length > 0) {
         tx.lpush(auditKey(userId), ...audit);
@@ -80,7 +104,8 @@ export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace; dur
       for (const [field, raw] of Object.entries(h)) {
         const s = JSON.parse(raw) as Suppression;
         if (field === 'user') state.deleted = s;
-        else if ((CHANNELS as readonly string[]).includes(field)) state.channels[field as Channel] = s;
+        else if ((CHANNELS as readonly string[]).includes(field))
+          state.channels[field as Channel] = s;
       }
       return state;
     },
@@ -97,7 +122,11 @@ export function createPreferencesStore(deps: { redis: Redis; keys: KeySpace; dur
       await redis
         .multi()
         .del(prefsKey(userId), auditKey(userId))
-        .hset(suppressKey(userId), 'user', JSON.stringify({ reason: 'user_deleted', at } satisfies Suppression))
+        .hset(
+          suppressKey(userId),
+          'user',
+          JSON.stringify({ reason: 'user_deleted', at } satisfies Suppression),
+        )
         .exec();
       await durable();
     },

@@ -172,18 +172,20 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
   const log = deps.logger.child({ component: 'provider', provider: opts.name });
   const domain = opts.messageIdDomain ?? domainOf(opts.from);
   const domainSender = addressOf(opts.from);
-  const transport = nodemailer.createTransport(smtpPoolOptions(opts.url, {
-    pool: true,
-    maxConnections: opts.maxConnections ?? 5,
-    maxMessages: opts.maxMessages ?? 100,
-    connectionTimeout: opts.connectionTimeoutMs ?? 10_000,
-    greetingTimeout: opts.connectionTimeoutMs ?? 10_000,
-    socketTimeout: opts.socketTimeoutMs ?? 30_000,
-    getSocket: noDelaySocket(opts.connectionTimeoutMs ?? 10_000),
-    // Templates never attach files or fetch URLs: refuse both outright.
-    disableFileAccess: true,
-    disableUrlAccess: true,
-  }));
+  const transport = nodemailer.createTransport(
+    smtpPoolOptions(opts.url, {
+      pool: true,
+      maxConnections: opts.maxConnections ?? 5,
+      maxMessages: opts.maxMessages ?? 100,
+      connectionTimeout: opts.connectionTimeoutMs ?? 10_000,
+      greetingTimeout: opts.connectionTimeoutMs ?? 10_000,
+      socketTimeout: opts.socketTimeoutMs ?? 30_000,
+      getSocket: noDelaySocket(opts.connectionTimeoutMs ?? 10_000),
+      // Templates never attach files or fetch URLs: refuse both outright.
+      disableFileAccess: true,
+      disableUrlAccess: true,
+    }),
+  );
   transport.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp pool error'));
 
   return {
@@ -257,7 +259,12 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
         return result;
       }
     },
-    ...(opts.lookup ? { accepted: (message: OutgoingMessage) => opts.lookup!(messageIdFor(message.sendId, domain)) } : {}),
+    ...(opts.lookup
+      ? {
+          accepted: (message: OutgoingMessage) =>
+            opts.lookup!(messageIdFor(message.sendId, domain)),
+        }
+      : {}),
     async close() {
       transport.close();
     },

@@ -14,7 +14,15 @@ describe('buildMime', () => {
   it('round-trips subject, names, both parts and extra headers through a real parser', async () => {
     const text = `Hallo Zoë,\n.\na line with = and trailing space \n${'x'.repeat(300)}\n`;
     const html = '<p>Hallo Zoë</p>\n<a href="https://e.com/?a=1&b=2">Link</a>';
-    const raw = buildMime({ ...base, text, html, headers: { 'List-Unsubscribe': '<https://e.com/u/1>', 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' } });
+    const raw = buildMime({
+      ...base,
+      text,
+      html,
+      headers: {
+        'List-Unsubscribe': '<https://e.com/u/1>',
+        'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+      },
+    });
     const lines = raw.toString('latin1').split('\r\n');
     expect(lines.every((l) => l.length <= 78)).toBe(true);
     expect(raw.toString('latin1')).not.toMatch(/[^\r]\n/);
@@ -25,8 +33,12 @@ describe('buildMime', () => {
     expect(m.date?.toISOString()).toBe('2026-11-22T08:00:00.000Z');
     expect(m.text).toBe(text);
     expect(m.html).toBe(html);
-    expect(m.headerLines.find((h) => h.key === 'list-unsubscribe-post')?.line).toBe('List-Unsubscribe-Post: List-Unsubscribe=One-Click');
-    expect(m.headerLines.find((h) => h.key === 'list-unsubscribe')?.line).toBe('List-Unsubscribe: <https://e.com/u/1>');
+    expect(m.headerLines.find((h) => h.key === 'list-unsubscribe-post')?.line).toBe(
+      'List-Unsubscribe-Post: List-Unsubscribe=One-Click',
+    );
+    expect(m.headerLines.find((h) => h.key === 'list-unsubscribe')?.line).toBe(
+      'List-Unsubscribe: <https://e.com/u/1>',
+    );
     expect(raw.toString()).toMatch(/Content-Type: multipart\/alternative/);
     expect(raw.toString()).not.toMatch(/base64/i);
   });
@@ -41,7 +53,12 @@ describe('buildMime', () => {
   });
 
   it('never lets a line break in data start a header of its own', async () => {
-    const raw = buildMime({ ...base, subject: 'hi\r\nBcc: eve@example.com', text: 'x', headers: { 'X-Lifecycle-Send-Id': 's\nCc: eve@example.com' } });
+    const raw = buildMime({
+      ...base,
+      subject: 'hi\r\nBcc: eve@example.com',
+      text: 'x',
+      headers: { 'X-Lifecycle-Send-Id': 's\nCc: eve@example.com' },
+    });
     const m = await simpleParser(raw);
     expect(m.bcc).toBeUndefined();
     expect(m.cc).toBeUndefined();

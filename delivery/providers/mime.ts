@@ -11,7 +11,8 @@ import * as qpModule from 'nodemailer/lib/qp/index.js';
 
 // CommonJS modules whose exports Node cannot list statically: take them from the default.
 type WithDefault<T> = T & { default?: T };
-const mimeFuncs = (mimeFuncsModule as WithDefault<typeof mimeFuncsModule>).default ?? mimeFuncsModule;
+const mimeFuncs =
+  (mimeFuncsModule as WithDefault<typeof mimeFuncsModule>).default ?? mimeFuncsModule;
 const qp = (qpModule as WithDefault<typeof qpModule>).default ?? qpModule;
 // mime-funcs' functions call each other through `this`.
 const isPlainText = (v: string) => mimeFuncs.isPlainText(v);
@@ -77,7 +78,8 @@ let boundaries = 0;
 
 export function buildMime(message: MimeMessage): Buffer {
   const { text, html } = message;
-  if (text === undefined && html === undefined) throw new Error('an email needs a text or an HTML body');
+  if (text === undefined && html === undefined)
+    throw new Error('an email needs a text or an HTML body');
   const lines = [
     header('From', formatAddress(message.from)),
     header('To', formatAddress(message.to)),
@@ -86,7 +88,9 @@ export function buildMime(message: MimeMessage): Buffer {
     header('Date', (message.date ?? new Date()).toUTCString().replace(/GMT/, '+0000')),
   ];
   for (const [key, value] of Object.entries(message.headers ?? {}))
-    lines.push(header(oneLine(key).replace(/[^\x21-\x39\x3b-\x7e]/g, ''), encodeValue(oneLine(value))));
+    lines.push(
+      header(oneLine(key).replace(/[^\x21-\x39\x3b-\x7e]/g, ''), encodeValue(oneLine(value))),
+    );
   lines.push('MIME-Version: 1.0');
   let body: string;
   if (text !== undefined && html !== undefined) {

@@ -28,7 +28,10 @@ export type RelayLookup = (messageId: string) => Promise<boolean>;
 
 function parsePointer(pointer: string): string[] {
   if (pointer === '') return [];
-  if (!pointer.startsWith('/')) throw new Error(`JSON pointer ${JSON.stringify(pointer)} must be empty or start with "/" (e.g. "/messages")`);
+  if (!pointer.startsWith('/'))
+    throw new Error(
+      `JSON pointer ${JSON.stringify(pointer)} must be empty or start with "/" (e.g. "/messages")`,
+    );
   return pointer
     .slice(1)
     .split('/')
@@ -44,7 +47,8 @@ function found(value: unknown): boolean {
 export function createRelayLookup(opts: RelayLookupOptions): RelayLookup {
   const doFetch = opts.fetch ?? fetch;
   const path = parsePointer(opts.foundPointer);
-  if (!opts.url.includes('{messageId}')) throw new Error(`relay lookup URL must contain {messageId} where the Message-ID goes`);
+  if (!opts.url.includes('{messageId}'))
+    throw new Error(`relay lookup URL must contain {messageId} where the Message-ID goes`);
   const template = new URL(opts.url.replace('{messageId}', 'MESSAGE_ID_PLACEHOLDER'));
   const headers: Record<string, string> = { accept: 'application/json' };
   if (template.username || template.password) {
@@ -63,9 +67,15 @@ export function createRelayLookup(opts: RelayLookupOptions): RelayLookup {
     const url = base.replace('MESSAGE_ID_PLACEHOLDER', encodeURIComponent(bare));
     let res: Response;
     try {
-      res = await doFetch(url, { headers, redirect: 'error', signal: AbortSignal.timeout(opts.timeoutMs ?? 5000) });
+      res = await doFetch(url, {
+        headers,
+        redirect: 'error',
+        signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
+      });
     } catch (err) {
-      throw new Error(`relay lookup at ${where} failed: ${err instanceof Error ? err.message : String(err)}`);
+      throw new Error(
+        `relay lookup at ${where} failed: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
     if (res.status === 404) {
       await res.body?.cancel();
@@ -87,7 +97,8 @@ export function createRelayLookup(opts: RelayLookupOptions): RelayLookup {
       }
       value = (value as Record<string, unknown>)[key];
     }
-    if (value === undefined) throw new Error(`relay lookup at ${where}: the answer has nothing at ${opts.foundPointer}`);
+    if (value === undefined)
+      throw new Error(`relay lookup at ${where}: the answer has nothing at ${opts.foundPointer}`);
     return found(value);
   };
 }

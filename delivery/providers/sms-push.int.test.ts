@@ -341,7 +341,14 @@ describe('createProviders', () => {
     ).toThrow(/LC_SMS_ACCOUNT_SID/);
     // Each API has its own credential: an SMS token does not authenticate push.
     expect(() =>
-      createProviders(iso.config({ LC_PUSH_API_URL: base, LC_PUSH_PROJECT_ID: 'demo-app', LC_SMS_AUTH_TOKEN: 'tw-token' }), { logger: silentLogger(), redis: { redis, keys } }),
+      createProviders(
+        iso.config({
+          LC_PUSH_API_URL: base,
+          LC_PUSH_PROJECT_ID: 'demo-app',
+          LC_SMS_AUTH_TOKEN: 'tw-token',
+        }),
+        { logger: silentLogger(), redis: { redis, keys } },
+      ),
     ).toThrow(/LC_FCM_ACCESS_TOKEN/);
   });
 });

@@ -6,10 +6,17 @@
 import { createHash } from 'node:crypto';
 import type { Publisher } from '../../platform/bus.ts';
 import { deliveryCodec, encodeWithHeader, eventCodec } from '../../platform/avro.ts';
-import type { Channel, DeliveryOutcome, DeliveryStatus, NormalisedEvent, Topics } from '../../platform/contracts.ts';
+import type {
+  Channel,
+  DeliveryOutcome,
+  DeliveryStatus,
+  NormalisedEvent,
+  Topics,
+} from '../../platform/contracts.ts';
 import type { MessageRef } from '../links.ts';
 
-export type EngagementKind = 'opened' | 'clicked' | 'unsubscribed' | 'bounced' | 'complained' | 'delivered';
+export type EngagementKind =
+  'opened' | 'clicked' | 'unsubscribed' | 'bounced' | 'complained' | 'delivered';
 
 /** Event types on `lifecycle.events`, usable as rule triggers and goals. */
 export const ENGAGEMENT_EVENT: Record<EngagementKind, string> = {
@@ -23,7 +30,11 @@ export const ENGAGEMENT_EVENT: Record<EngagementKind, string> = {
 
 export interface EngagementRecorder {
   /** `url` is the clicked link; only its `linkTarget` is published. */
-  record(kind: EngagementKind, ref: MessageRef, extra?: { url?: string; reason?: string; ts?: number }): Promise<void>;
+  record(
+    kind: EngagementKind,
+    ref: MessageRef,
+    extra?: { url?: string; reason?: string; ts?: number },
+  ): Promise<void>;
 }
 
 /** What a click records of its link: scheme, host (with port) and path; no credentials, query or fragment. */
@@ -38,9 +49,18 @@ export function linkTarget(url: string): string {
 }
 
 /** Kinds that happen once per message: their ids are stable so replays dedupe. */
-const ONCE: ReadonlySet<EngagementKind> = new Set(['unsubscribed', 'bounced', 'complained', 'delivered']);
+const ONCE: ReadonlySet<EngagementKind> = new Set([
+  'unsubscribed',
+  'bounced',
+  'complained',
+  'delivered',
+]);
 
-export function createEngagementRecorder(deps: { publisher: Publisher; topics: Pick<Topics, 'events' | 'deliveries'>; now?: () => number }): EngagementRecorder {
+export function createEngagementRecorder(deps: {
+  publisher: Publisher;
+  topics: Pick<Topics, 'events' | 'deliveries'>;
+  now?: () => number;
+}): EngagementRecorder {
   const now = deps.now ?? Date.now;
   return {
     async record(kind, ref, extra = {}) {
@@ -81,8 +101,12 @@ export function createEngagementRecorder(deps: { publisher: Publisher; topics: P
         variant: ref.variant,
         holdout: false,
       };
-      await deps.publisher.publish(deps.topics.events, [{ key: ref.userId, ...encodeWithHeader(eventCodec, event) }]);
-      await deps.publisher.publish(deps.topics.deliveries, [{ key: ref.userId, ...encodeWithHeader(deliveryCodec, outcome) }]);
+      await deps.publisher.publish(deps.topics.events, [
+        { key: ref.userId, ...encodeWithHeader(eventCodec, event) },
+      ]);
+      await deps.publisher.publish(deps.topics.deliveries, [
+        { key: ref.userId, ...encodeWithHeader(deliveryCodec, outcome) },
+      ]);
     },
   };
 }

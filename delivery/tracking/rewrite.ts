@@ -44,15 +44,28 @@ function attributes(tag: string): Attribute[] {
   for (let m = ATTR.exec(tag); m; m = ATTR.exec(tag)) {
     const value = m[2] ?? m[3] ?? m[4];
     const quote = m[2] !== undefined ? '"' : m[3] !== undefined ? "'" : '';
-    const valueStart = value === undefined ? -1 : m.index + m[0].length - value.length - quote.length;
-    out.push({ name: m[1]!.toLowerCase(), value, start: m.index, end: m.index + m[0].length, valueStart, quote });
+    const valueStart =
+      value === undefined ? -1 : m.index + m[0].length - value.length - quote.length;
+    out.push({
+      name: m[1]!.toLowerCase(),
+      value,
+      start: m.index,
+      end: m.index + m[0].length,
+      valueStart,
+      quote,
+    });
   }
   return out;
 }
 
-export function rewriteEmail(content: RenderedContent, ref: MessageRef, opts: RewriteOptions): RenderedContent {
+export function rewriteEmail(
+  content: RenderedContent,
+  ref: MessageRef,
+  opts: RewriteOptions,
+): RenderedContent {
   const own = opts.publicBaseUrl.replace(/\/+$/, '') + '/';
-  const trackable = (url: string) => /^https?:\/\//i.test(url) && !url.startsWith(own) && opts.isTemplateLink(url);
+  const trackable = (url: string) =>
+    /^https?:\/\//i.test(url) && !url.startsWith(own) && opts.isTemplateLink(url);
   /** Targets of the links marked not to be tracked, as the plain-text part shows them. */
   const untracked: string[] = [];
   const out: RenderedContent = { ...content };
@@ -83,8 +96,11 @@ export function rewriteEmail(content: RenderedContent, ref: MessageRef, opts: Re
     const text = content.text;
     // A marked link's URL, shown here as htmlToText writes it; the match may be shorter than it
     // (it stops at `)` and quotes), never longer.
-    const marked = (url: string, at: number) => untracked.some((u) => u.length >= url.length && text.startsWith(u, at));
-    out.text = text.replace(TEXT_URL, (url: string, at: number) => (!trackable(url) || marked(url, at) ? url : opts.links.click(ref, url, opts.now)));
+    const marked = (url: string, at: number) =>
+      untracked.some((u) => u.length >= url.length && text.startsWith(u, at));
+    out.text = text.replace(TEXT_URL, (url: string, at: number) =>
+      !trackable(url) || marked(url, at) ? url : opts.links.click(ref, url, opts.now),
+    );
   }
   return out;
 }

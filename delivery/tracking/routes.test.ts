@@ -21,36 +21,85 @@ const NOW = Date.parse('2026-03-10T12:00:00Z');
 const NOW_S = NOW / 1000;
 
 async function app(auth: Record<string, unknown> = { 'auth.emailEventsSecret': EVENTS_SECRET }) {
-  const config = loadConfig({}, { 'auth.signingSecret': SIGNING_SECRET, 'http.publicBaseUrl': 'https://t.example.com', 'kafka.topicPrefix': 't', ...auth });
+  const config = loadConfig(
+    {},
+    {
+      'auth.signingSecret': SIGNING_SECRET,
+      'http.publicBaseUrl': 'https://t.example.com',
+      'kafka.topicPrefix': 't',
+      ...auth,
+    },
+  );
   const stores = createMemoryDeliveryStores();
-  const send = { sendId: 'snd-1', userId: 'u1', ruleId: 'r1', variant: 'b', category: 'marketing', holdout: false } as SendCommand;
+  const send = {
+    sendId: 'snd-1',
+    userId: 'u1',
+    ruleId: 'r1',
+    variant: 'b',
+    category: 'marketing',
+    holdout: false,
+  } as SendCommand;
   await stores.sentIndex.remember(send, 'email', 'u1@example.com');
   const bus = new InMemoryBus(1);
   const server = Fastify();
   await setupHttpKit(server, { credentials: { admin: adminCredential(config.auth.adminToken) } });
   // Moved forward by tests of expired links.
   const clock = { now: NOW };
-  await server.register(deliveryRoutes, { config, stores, publisher: bus.publisher(), logger: silentLogger(), now: () => clock.now });
-  const links = createTrackingLinks({ publicBaseUrl: 'https://t.example.com', signingSecret: SIGNING_SECRET });
+  await server.register(deliveryRoutes, {
+    config,
+    stores,
+    publisher: bus.publisher(),
+    logger: silentLogger(),
+    now: () => clock.now,
+  });
+  const links = createTrackingLinks({
+    publicBaseUrl: 'https://t.example.com',
+    signingSecret: SIGNING_SECRET,
+  });
   const events = () => bus.messages('t.events').map((m) => eventCodec.decode(m.value!));
   const outcomes = () => bus.messages('t.deliveries').map((m) => deliveryCodec.decode(m.value!));
-  const published = () => [...bus.messages('t.events'), ...bus.messages('t.deliveries')].map((m) => Buffer.from(m.value!).toString('latin1')).join('\n');
+  const published = () =>
+    [...bus.messages('t.events'), ...bus.messages('t.deliveries')]
+      .map((m) => Buffer.from(m.value!).toString('latin1'))
+      .join('\n');
   return { server, store: stores.preferences, links, events, outcomes, published, clock };
 }
 
-const ref: MessageRef = { sendId: 'snd-1', userId: 'u1', ruleId: 'r1', channel: 'email', variant: 'b', category: 'marketing' };
+const ref: MessageRef = {
+  sendId: 'snd-1',
+  userId: 'u1',
+  ruleId: 'r1',
+  channel: 'email',
+  variant: 'b',
+  category: 'marketing',
+};
 
 describe('click, open and unsubscribe endpoints', () => {
   it('redirects a signed click to the full URL and records only its scheme, host and path', async () => {
     const { server, links, events, outcomes, published } = await app();
-    const target = 'https://ada:pa55word@shop.example.com:8443/reset/password?token=r3set-s3cret&u=7#frag-s3cret';
+    const target =
+      'https://ada:pa55word@shop.example.com:8443/reset/password?token=r3set-s3cret&u=7#frag-s3cret';
     const token = tokenOf(links.click(ref, target, NOW));
     const res = await server.inject({ method: 'GET', url: `/t/c?t=${token}` });
     expect(res.statusCode).toBe(302);
     expect(res.headers.location).toBe(target);
-    expect(events()).toMatchObject([{ type: 'message_clicked', userId: 'u1', properties: { url: 'https://shop.example.com:8443/reset/password', variant: 'b' } }]);
-    expect(outcomes()).toMatchObject([{ status: 'clicked', sendId: 'snd-1', variant: 'b', reason: 'https://shop.example.com:8443/reset/password' }]);
-    for (const secret of ['r3set-s3cret', 'frag-s3cret', 'pa55word', 'ada:', 'token=']) expect(published()).not.toContain(secret);
+    expect(events()).toMatchObject([
+      {
+        type: 'message_clicked',
+        userId: 'u1',
+        properties: { url: 'https://shop.example.com:8443/reset/password', variant: 'b' },
+      },
+    ]);
+    expect(outcomes()).toMatchObject([
+      {
+        status: 'clicked',
+        sendId: 'snd-1',
+        variant: 'b',
+        reason: 'https://shop.example.com:8443/reset/password',
+      },
+    ]);
+    for (const secret of ['r3set-s3cret', 'frag-s3cret', 'pa55word', 'ada:', 'token='])
+      expect(published()).not.toContain(secret);
   });
 
   it('refuses a tampered click without redirecting or recording it', async () => {
@@ -66,7 +115,10 @@ describe('click, open and unsubscribe endpoints', () => {
 
   it('serves the open pixel and counts only signed opens', async () => {
     const { server, links, events } = await app();
-    const ok = await server.inject({ method: 'GET', url: `/t/o.gif?t=${tokenOf(links.openPixel(ref, NOW))}` });
+    const ok = await server.inject({
+      method: 'GET',
+      url: `/t/o.gif?t=${tokenOf(links.openPixel(ref, NOW))}`,
+    });
     expect(ok.statusCode).toBe(200);
     expect(ok.headers['content-type']).toBe('image/gif');
     expect((await server.inject({ method: 'GET', url: '/t/o.gif?t=forged' })).statusCode).toBe(400);
@@ -80,10 +132,21 @@ describe('click, open and unsubscribe endpoints', () => {
     expect(ask.statusCode).toBe(200);
     expect(ask.body).toContain('Unsubscribe?');
     expect((await store.get('u1')).consents.marketing).toBeUndefined();
-    const res = await server.inject({ method: 'POST', url, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'List-Unsubscribe=One-Click' });
+    const res = await server.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'List-Unsubscribe=One-Click',
+    });
     expect(res.statusCode).toBe(200);
-    expect((await store.get('u1')).consents.marketing!.email).toEqual({ granted: false, at: NOW, source: 'one_click_unsubscribe' });
-    expect(events()).toMatchObject([{ id: 'tracker:unsubscribed:snd-1:email', type: 'message_unsubscribed' }]);
+    expect((await store.get('u1')).consents.marketing!.email).toEqual({
+      granted: false,
+      at: NOW,
+      source: 'one_click_unsubscribe',
+    });
+    expect(events()).toMatchObject([
+      { id: 'tracker:unsubscribed:snd-1:email', type: 'message_unsubscribed' },
+    ]);
     expect((await server.inject({ method: 'POST', url: '/t/u?t=forged' })).statusCode).toBe(400);
   });
 });
@@ -109,7 +172,15 @@ describe('expired links', () => {
 
   it('a click link from before expiries existed counts as expired', async () => {
     const { server, events } = await app();
-    const legacy = createSigner(SIGNING_SECRET).sign('click', { s: 'snd-1', u: 'u1', r: 'r1', c: 'email', v: 'b', k: 'marketing', l: 'https://evil.example/' });
+    const legacy = createSigner(SIGNING_SECRET).sign('click', {
+      s: 'snd-1',
+      u: 'u1',
+      r: 'r1',
+      c: 'email',
+      v: 'b',
+      k: 'marketing',
+      l: 'https://evil.example/',
+    });
     const res = await server.inject({ method: 'GET', url: `/t/c?t=${legacy}` });
     expect(res.statusCode).toBe(410);
     expect(res.headers.location).toBeUndefined();
@@ -135,9 +206,19 @@ describe('expired links', () => {
     expect(ask.body).toContain('This link has expired');
     expect(ask.body).toContain('a recent message');
     expect(ask.body).not.toContain('<form');
-    const oneClick = await server.inject({ method: 'POST', url, headers: form, payload: 'List-Unsubscribe=One-Click' });
+    const oneClick = await server.inject({
+      method: 'POST',
+      url,
+      headers: form,
+      payload: 'List-Unsubscribe=One-Click',
+    });
     expect(oneClick.statusCode).toBe(410);
-    const confirmed = await server.inject({ method: 'POST', url, headers: form, payload: 'confirm=1' });
+    const confirmed = await server.inject({
+      method: 'POST',
+      url,
+      headers: form,
+      payload: 'confirm=1',
+    });
     expect(confirmed.statusCode).toBe(410);
     expect(confirmed.body).toContain('This link has expired');
     expect((await store.get('u1')).consents.marketing).toBeUndefined();
@@ -145,11 +226,19 @@ describe('expired links', () => {
   });
 
   it('unsubscribe links from the API live LC_UNSUBSCRIBE_TTL_DAYS; the preference link on the confirmation page too', async () => {
-    const { server, links, clock } = await app({ 'auth.emailEventsSecret': EVENTS_SECRET, 'auth.unsubscribeTtlDays': 30 });
-    const ask = await server.inject({ method: 'GET', url: `/t/u?t=${tokenOf(links.unsubscribe(ref, NOW))}` });
+    const { server, links, clock } = await app({
+      'auth.emailEventsSecret': EVENTS_SECRET,
+      'auth.unsubscribeTtlDays': 30,
+    });
+    const ask = await server.inject({
+      method: 'GET',
+      url: `/t/u?t=${tokenOf(links.unsubscribe(ref, NOW))}`,
+    });
     const preferencesUrl = /href="([^"]+\/p\?t=[^"]+)"/.exec(ask.body)![1]!.replace(/&amp;/g, '&');
     clock.now = NOW + 29 * DAY;
-    expect((await server.inject({ method: 'GET', url: `/p?t=${tokenOf(preferencesUrl)}` })).statusCode).toBe(200);
+    expect(
+      (await server.inject({ method: 'GET', url: `/p?t=${tokenOf(preferencesUrl)}` })).statusCode,
+    ).toBe(200);
     clock.now = NOW + 31 * DAY;
     const expired = await server.inject({ method: 'GET', url: `/p?t=${tokenOf(preferencesUrl)}` });
     expect(expired.statusCode).toBe(410);
@@ -165,7 +254,8 @@ describe('uses of one link per minute (LC_LINK_RATE_LIMIT)', () => {
     const { server, links, events, clock } = await app(limited);
     const url = `/t/c?t=${tokenOf(links.click(ref, 'https://shop.example.com/x', NOW))}`;
     const statuses = [];
-    for (let i = 0; i < 5; i++) statuses.push((await server.inject({ method: 'GET', url })).statusCode);
+    for (let i = 0; i < 5; i++)
+      statuses.push((await server.inject({ method: 'GET', url })).statusCode);
     expect(statuses).toEqual([302, 302, 302, 429, 429]);
     const refused = await server.inject({ method: 'GET', url });
     expect(refused.headers['retry-after']).toBe('60');
@@ -192,7 +282,17 @@ describe('uses of one link per minute (LC_LINK_RATE_LIMIT)', () => {
     const { server, links, events } = await app(limited);
     const url = `/t/u?t=${tokenOf(links.unsubscribe(ref, NOW))}`;
     const statuses = [];
-    for (let i = 0; i < 4; i++) statuses.push((await server.inject({ method: 'POST', url, headers: form, payload: 'List-Unsubscribe=One-Click' })).statusCode);
+    for (let i = 0; i < 4; i++)
+      statuses.push(
+        (
+          await server.inject({
+            method: 'POST',
+            url,
+            headers: form,
+            payload: 'List-Unsubscribe=One-Click',
+          })
+        ).statusCode,
+      );
     expect(statuses).toEqual([200, 200, 200, 429]);
     expect((await server.inject({ method: 'GET', url })).statusCode).toBe(429);
     expect(events()).toHaveLength(3);
@@ -201,9 +301,11 @@ describe('uses of one link per minute (LC_LINK_RATE_LIMIT)', () => {
   it('the preference page over the limit answers 429; a forged token is refused without being counted', async () => {
     const { server, links } = await app(limited);
     const url = `/p?t=${tokenOf(links.preferences('u1', NOW))}`;
-    for (let i = 0; i < 5; i++) expect((await server.inject({ method: 'GET', url: '/p?t=forged.mac' })).statusCode).toBe(400);
+    for (let i = 0; i < 5; i++)
+      expect((await server.inject({ method: 'GET', url: '/p?t=forged.mac' })).statusCode).toBe(400);
     const statuses = [];
-    for (let i = 0; i < 4; i++) statuses.push((await server.inject({ method: 'GET', url })).statusCode);
+    for (let i = 0; i < 4; i++)
+      statuses.push((await server.inject({ method: 'GET', url })).statusCode);
     expect(statuses).toEqual([200, 200, 200, 429]);
   });
 });
@@ -219,9 +321,25 @@ describe('linkTarget', () => {
 });
 
 describe('the mail provider webhook', () => {
-  const bounce = { events: [{ type: 'bounce', bounceType: 'hard', messageId: '<snd-1@example.com>', reason: '5.1.1' }] };
-  const post = (server: Awaited<ReturnType<typeof app>>['server'], raw: string, signature?: string) =>
-    server.inject({ method: 'POST', url: '/v1/webhooks/email', headers: { 'content-type': 'application/json', ...(signature === undefined ? {} : { 'x-lc-signature': signature }) }, payload: raw });
+  const bounce = {
+    events: [
+      { type: 'bounce', bounceType: 'hard', messageId: '<snd-1@example.com>', reason: '5.1.1' },
+    ],
+  };
+  const post = (
+    server: Awaited<ReturnType<typeof app>>['server'],
+    raw: string,
+    signature?: string,
+  ) =>
+    server.inject({
+      method: 'POST',
+      url: '/v1/webhooks/email',
+      headers: {
+        'content-type': 'application/json',
+        ...(signature === undefined ? {} : { 'x-lc-signature': signature }),
+      },
+      payload: raw,
+    });
 
   it('accepts a fresh signature made with LC_EMAIL_EVENTS_SECRET; a hard bounce suppresses the address, a soft one does not', async () => {
     const { server, store, events } = await app();
@@ -230,11 +348,19 @@ describe('the mail provider webhook', () => {
       return post(server, raw, signWebhook(EVENTS_SECRET, raw, NOW_S - 10));
     };
     expect((await send({ type: 'nonsense', messageId: 'x' })).statusCode).toBe(400);
-    expect((await send({ type: 'bounce', bounceType: 'soft', messageId: '<snd-1@example.com>' })).json()).toEqual({ applied: 1, unknown: [] });
+    expect(
+      (await send({ type: 'bounce', bounceType: 'soft', messageId: '<snd-1@example.com>' })).json(),
+    ).toEqual({ applied: 1, unknown: [] });
     expect((await store.suppressions('u1')).channels.email).toBeUndefined();
-    const res = await send({ events: [...bounce.events, { type: 'complaint', messageId: '<other@example.com>' }] });
+    const res = await send({
+      events: [...bounce.events, { type: 'complaint', messageId: '<other@example.com>' }],
+    });
     expect(res.json()).toEqual({ applied: 1, unknown: ['<other@example.com>'] });
-    expect((await store.suppressions('u1')).channels.email).toEqual({ reason: 'hard_bounce', at: NOW, address: 'u1@example.com' });
+    expect((await store.suppressions('u1')).channels.email).toEqual({
+      reason: 'hard_bounce',
+      at: NOW,
+      address: 'u1@example.com',
+    });
     expect(events().map((e) => [e.type, e.properties.reason])).toEqual([
       ['message_bounced', 'soft'],
       ['message_bounced', 'hard: 5.1.1'],
@@ -243,41 +369,74 @@ describe('the mail provider webhook', () => {
 
   it.each([
     ['no header', undefined],
-    ['the old untimestamped form', `sha256=${createHmac('sha256', EVENTS_SECRET).update(JSON.stringify(bounce)).digest('hex')}`],
+    [
+      'the old untimestamped form',
+      `sha256=${createHmac('sha256', EVENTS_SECRET).update(JSON.stringify(bounce)).digest('hex')}`,
+    ],
     ['the link signing secret', signWebhook(SIGNING_SECRET, JSON.stringify(bounce), NOW_S)],
     ['another body', signWebhook(EVENTS_SECRET, JSON.stringify({ events: [] }), NOW_S)],
-    ['a replay older than 5 minutes', signWebhook(EVENTS_SECRET, JSON.stringify(bounce), NOW_S - 301)],
-    ['a timestamp more than 5 minutes ahead', signWebhook(EVENTS_SECRET, JSON.stringify(bounce), NOW_S + 301)],
-    ['a timestamp that is not whole seconds', `t=${NOW_S}.0,v1=${createHmac('sha256', EVENTS_SECRET).update(`${NOW_S}.0.${JSON.stringify(bounce)}`).digest('hex')}`],
+    [
+      'a replay older than 5 minutes',
+      signWebhook(EVENTS_SECRET, JSON.stringify(bounce), NOW_S - 301),
+    ],
+    [
+      'a timestamp more than 5 minutes ahead',
+      signWebhook(EVENTS_SECRET, JSON.stringify(bounce), NOW_S + 301),
+    ],
+    [
+      'a timestamp that is not whole seconds',
+      `t=${NOW_S}.0,v1=${createHmac('sha256', EVENTS_SECRET)
+        .update(`${NOW_S}.0.${JSON.stringify(bounce)}`)
+        .digest('hex')}`,
+    ],
     ['garbage', 't=x,v1=zz'],
   ])('refuses %s with 401 and applies nothing', async (_name, signature) => {
     const { server, store, events } = await app();
     const res = await post(server, JSON.stringify(bounce), signature);
     expect(res.statusCode).toBe(401);
-    expect(res.json()).toMatchObject({ code: 'LC_ERR_INVALID_SIGNATURE', message: expect.stringContaining('t=<unix seconds>,v1=') });
+    expect(res.json()).toMatchObject({
+      code: 'LC_ERR_INVALID_SIGNATURE',
+      message: expect.stringContaining('t=<unix seconds>,v1='),
+    });
     expect((await store.suppressions('u1')).channels.email).toBeUndefined();
     expect(events()).toHaveLength(0);
   });
 
   it('takes its replay window from LC_EMAIL_EVENTS_TOLERANCE_MS', async () => {
-    const { server } = await app({ 'auth.emailEventsSecret': EVENTS_SECRET, 'auth.emailEventsToleranceMs': 60_000 });
+    const { server } = await app({
+      'auth.emailEventsSecret': EVENTS_SECRET,
+      'auth.emailEventsToleranceMs': 60_000,
+    });
     const raw = JSON.stringify(bounce);
-    expect((await post(server, raw, signWebhook(EVENTS_SECRET, raw, NOW_S - 61))).statusCode).toBe(401);
-    expect((await post(server, raw, signWebhook(EVENTS_SECRET, raw, NOW_S - 59))).statusCode).toBe(200);
+    expect((await post(server, raw, signWebhook(EVENTS_SECRET, raw, NOW_S - 61))).statusCode).toBe(
+      401,
+    );
+    expect((await post(server, raw, signWebhook(EVENTS_SECRET, raw, NOW_S - 59))).statusCode).toBe(
+      200,
+    );
   });
 
   it('is off (503) while LC_EMAIL_EVENTS_SECRET is not set, whatever the request is signed with', async () => {
     const { server, store } = await app({});
     const raw = JSON.stringify(bounce);
-    for (const signature of [signWebhook(SIGNING_SECRET, raw, NOW_S), `sha256=${createHmac('sha256', SIGNING_SECRET).update(raw).digest('hex')}`, signWebhook('', raw, NOW_S)]) {
+    for (const signature of [
+      signWebhook(SIGNING_SECRET, raw, NOW_S),
+      `sha256=${createHmac('sha256', SIGNING_SECRET).update(raw).digest('hex')}`,
+      signWebhook('', raw, NOW_S),
+    ]) {
       const res = await post(server, raw, signature);
       expect(res.statusCode).toBe(503);
-      expect(res.json()).toMatchObject({ code: 'LC_ERR_UNAVAILABLE', message: expect.stringContaining('set LC_EMAIL_EVENTS_SECRET') });
+      expect(res.json()).toMatchObject({
+        code: 'LC_ERR_UNAVAILABLE',
+        message: expect.stringContaining('set LC_EMAIL_EVENTS_SECRET'),
+      });
     }
     expect((await store.suppressions('u1')).channels.email).toBeUndefined();
   });
 
   it('refuses to start when LC_EMAIL_EVENTS_SECRET is LC_SIGNING_SECRET', async () => {
-    await expect(app({ 'auth.emailEventsSecret': SIGNING_SECRET })).rejects.toThrow(/LC_EMAIL_EVENTS_SECRET must differ from LC_SIGNING_SECRET/);
+    await expect(app({ 'auth.emailEventsSecret': SIGNING_SECRET })).rejects.toThrow(
+      /LC_EMAIL_EVENTS_SECRET must differ from LC_SIGNING_SECRET/,
+    );
   });
 });

@@ -10,7 +10,14 @@ import { ErrorCodes, errorMessage } from '../../platform/errors.ts';
 import { requireHttpKit } from '../../platform/http.ts';
 import type { SentIndex } from '../sent-index.ts';
 import { verifyWebhookSignature } from '../providers/webhook.ts';
-import { expiredClickPage, expiredLinkPage, invalidLinkPage, tooManyRequestsPage, unsubscribeConfirmPage, unsubscribedPage } from '../preferences/page.ts';
+import {
+  expiredClickPage,
+  expiredLinkPage,
+  invalidLinkPage,
+  tooManyRequestsPage,
+  unsubscribeConfirmPage,
+  unsubscribedPage,
+} from '../preferences/page.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { LinkUseLimiter } from '../link-limits.ts';
 import type { EngagementRecorder } from './engagement.ts';
@@ -49,21 +56,49 @@ export interface ProviderWebhookEvent {
 
 /** `<sendId@domain>` -> the sendId as the email provider wrote it. */
 export function sendIdFromMessageId(messageId: string): string {
-  return messageId.trim().replace(/^</, '').replace(/>$/, '').replace(/@[^@]*$/, '');
+  return messageId
+    .trim()
+    .replace(/^</, '')
+    .replace(/>$/, '')
+    .replace(/@[^@]*$/, '');
 }
 
-export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesDeps): Promise<void> {
+export async function trackingRoutes(
+  app: FastifyInstance,
+  deps: TrackingRoutesDeps,
+): Promise<void> {
   const { links, recorder, store, logger } = deps;
   requireHttpKit(app);
   // Every route here is public: the signed token of the link, or the provider's signature
   // of the webhook body, is the credential, and each route checks its own.
   const publicRoute = { config: { auth: 'public' } } as const;
-  const record = (kind: Parameters<EngagementRecorder['record']>[0], ref: MessageRef, extra?: { url?: string; reason?: string }) =>
-    recorder.record(kind, ref, extra).catch((err: unknown) => logger.error({ err: errorMessage(err), kind, sendId: ref.sendId }, 'could not record engagement'));
+  const record = (
+    kind: Parameters<EngagementRecorder['record']>[0],
+    ref: MessageRef,
+    extra?: { url?: string; reason?: string },
+  ) =>
+    recorder
+      .record(kind, ref, extra)
+      .catch((err: unknown) =>
+        logger.error(
+          { err: errorMessage(err), kind, sendId: ref.sendId },
+          'could not record engagement',
+        ),
+      );
 
-  const html = (reply: FastifyReply, status: number, page: string) => reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(page);
+  const html = (reply: FastifyReply, status: number, page: string) =>
+    reply
+      .code(status)
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .send(page);
   /** Counts a use of a genuine token; false (and the 429 sent) when it is over its limit. */
-  const withinLimit = (reply: FastifyReply, token: string, now: number, answer: (r: FastifyReply) => FastifyReply = (r) => html(r, 429, tooManyRequestsPage())) => {
+  const withinLimit = (
+    reply: FastifyReply,
+    token: string,
+    now: number,
+    answer: (r: FastifyReply) => FastifyReply = (r) => html(r, 429, tooManyRequestsPage()),
+  ) => {
     const use = deps.limiter.take(token, now);
     if (use.allowed) return true;
     answer(reply.header('retry-after', String(use.retryAfterS)));
@@ -87,14 +122,31 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
     const now = deps.now();
     const open = links.readOpen(token, now);
     // Over the limit the pixel is still served (a mail client shows no error), only not counted.
-    if (open.status === 'valid' && deps.limiter.take(token, now).allowed) await record('opened', open.value);
+    if (open.status === 'valid' && deps.limiter.take(token, now).allowed)
+      await record('opened', open.value);
     // Always an image, so a broken token never shows as a broken picture; only valid ones count.
-    return reply.code(open.status === 'invalid' ? 400 : 200).type('image/gif').header('cache-control', 'no-store, max-age=0').send(PIXEL);
+    return reply
+      .code(open.status === 'invalid' ? 400 : 200)
+      .type('image/gif')
+      .header('cache-control', 'no-store, max-age=0')
+      .send(PIXEL);
   });
 
   async function unsubscribe(ref: MessageRef, source: string): Promise<void> {
     const at = deps.now();
-    await store.apply(ref.userId, { records: [{ category: ref.category, channel: ref.channel as never, record: { granted: false, at, source } }] }, { source, at });
+    await store.apply(
+      ref.userId,
+      {
+        records: [
+          {
+            category: ref.category,
+            channel: ref.channel as never,
+            record: { granted: false, at, source },
+          },
+        ],
+      },
+      { source, at },
+    );
     await record('unsubscribed', ref, { reason: `${ref.category}:${ref.channel}` });
   }
 
@@ -107,41 +159,79 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
     if (!withinLimit(reply, token, now)) return reply;
     if (read.status === 'expired') return html(reply, 410, expiredLinkPage());
     const ref = read.value;
-    return html(reply, 200, unsubscribeConfirmPage({ action: `/t/u?t=${encodeURIComponent(token)}`, category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
+    return html(
+      reply,
+      200,
+      unsubscribeConfirmPage({
+        action: `/t/u?t=${encodeURIComponent(token)}`,
+        category: ref.category,
+        channel: ref.channel,
+        preferencesUrl: links.preferences(ref.userId, deps.now()),
+      }),
+    );
   });
 
   // RFC 8058: mail clients POST `List-Unsubscribe=One-Click`; the confirmation page posts `confirm=1`.
-  app.post<{ Querystring: { t?: string }; Body: Record<string, string> | undefined }>('/t/u', publicRoute, async (req, reply) => {
-    const token = req.query.t ?? '';
-    const now = deps.now();
-    const read = links.readUnsubscribe(token, now);
-    if (read.status === 'invalid') return html(reply, 400, invalidLinkPage());
-    const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string>;
-    const fromPage = body.confirm !== undefined;
-    const tooMany = (r: FastifyReply) => (fromPage ? html(r, 429, tooManyRequestsPage()) : r.code(429).type('text/plain; charset=utf-8').send('too many requests for this link; try again in a minute\n'));
-    if (!withinLimit(reply, token, now, tooMany)) return reply;
-    if (read.status === 'expired') {
-      return fromPage ? html(reply, 410, expiredLinkPage()) : reply.code(410).type('text/plain; charset=utf-8').send('this unsubscribe link has expired; nothing was changed\n');
-    }
-    const ref = read.value;
-    await unsubscribe(ref, fromPage ? 'unsubscribe_page' : 'one_click_unsubscribe');
-    if (!fromPage) return reply.type('text/plain; charset=utf-8').send('unsubscribed\n');
-    return reply
-      .type('text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .send(unsubscribedPage({ category: ref.category, channel: ref.channel, preferencesUrl: links.preferences(ref.userId, deps.now()) }));
-  });
+  app.post<{ Querystring: { t?: string }; Body: Record<string, string> | undefined }>(
+    '/t/u',
+    publicRoute,
+    async (req, reply) => {
+      const token = req.query.t ?? '';
+      const now = deps.now();
+      const read = links.readUnsubscribe(token, now);
+      if (read.status === 'invalid') return html(reply, 400, invalidLinkPage());
+      const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<
+        string,
+        string
+      >;
+      const fromPage = body.confirm !== undefined;
+      const tooMany = (r: FastifyReply) =>
+        fromPage
+          ? html(r, 429, tooManyRequestsPage())
+          : r
+              .code(429)
+              .type('text/plain; charset=utf-8')
+              .send('too many requests for this link; try again in a minute\n');
+      if (!withinLimit(reply, token, now, tooMany)) return reply;
+      if (read.status === 'expired') {
+        return fromPage
+          ? html(reply, 410, expiredLinkPage())
+          : reply
+              .code(410)
+              .type('text/plain; charset=utf-8')
+              .send('this unsubscribe link has expired; nothing was changed\n');
+      }
+      const ref = read.value;
+      await unsubscribe(ref, fromPage ? 'unsubscribe_page' : 'one_click_unsubscribe');
+      if (!fromPage) return reply.type('text/plain; charset=utf-8').send('unsubscribed\n');
+      return reply
+        .type('text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(
+          unsubscribedPage({
+            category: ref.category,
+            channel: ref.channel,
+            preferencesUrl: links.preferences(ref.userId, deps.now()),
+          }),
+        );
+    },
+  );
 
   // The mail provider's webhook, with the raw body kept for the signature check.
   await app.register(async (hook) => {
     hook.removeContentTypeParser('application/json');
-    hook.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: 1_048_576 }, (_req, body, done) => done(null, body));
+    hook.addContentTypeParser(
+      'application/json',
+      { parseAs: 'buffer', bodyLimit: 1_048_576 },
+      (_req, body, done) => done(null, body),
+    );
     hook.post('/v1/webhooks/email', publicRoute, async (req, reply) => {
       const { secret, toleranceMs } = deps.emailEvents;
       if (!secret) {
         return reply.code(503).send({
           code: ErrorCodes.Unavailable,
-          message: 'the email events webhook is off: set LC_EMAIL_EVENTS_SECRET (16+ characters, not LC_SIGNING_SECRET) and give the same secret to the mail provider',
+          message:
+            'the email events webhook is off: set LC_EMAIL_EVENTS_SECRET (16+ characters, not LC_SIGNING_SECRET) and give the same secret to the mail provider',
         });
       }
       const raw = req.body as Buffer;
@@ -158,12 +248,21 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
       } catch {
         return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'body is not JSON' });
       }
-      const events = (Array.isArray(parsed) ? parsed : ((parsed as { events?: unknown }).events ?? [parsed])) as ProviderWebhookEvent[];
+      const events = (
+        Array.isArray(parsed) ? parsed : ((parsed as { events?: unknown }).events ?? [parsed])
+      ) as ProviderWebhookEvent[];
       let applied = 0;
       const unknown: string[] = [];
       for (const e of events) {
-        if (!e || typeof e.messageId !== 'string' || !['bounce', 'complaint', 'delivered'].includes(e.type)) {
-          return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'each event needs type (bounce|complaint|delivered) and messageId' });
+        if (
+          !e ||
+          typeof e.messageId !== 'string' ||
+          !['bounce', 'complaint', 'delivered'].includes(e.type)
+        ) {
+          return reply.code(400).send({
+            code: ErrorCodes.BadRequest,
+            message: 'each event needs type (bounce|complaint|delivered) and messageId',
+          });
         }
         const sent = await deps.sentIndex.lookup(sendIdFromMessageId(e.messageId));
         const rec = sent.find((s) => s.channel === 'email');
@@ -171,15 +270,34 @@ export async function trackingRoutes(app: FastifyInstance, deps: TrackingRoutesD
           unknown.push(e.messageId);
           continue;
         }
-        const ref: MessageRef = { sendId: rec.sendId, userId: rec.userId, ruleId: rec.ruleId, channel: 'email', variant: rec.variant, category: rec.category };
-        const at = typeof e.ts === 'number' ? e.ts : e.ts ? Date.parse(e.ts) || deps.now() : deps.now();
+        const ref: MessageRef = {
+          sendId: rec.sendId,
+          userId: rec.userId,
+          ruleId: rec.ruleId,
+          channel: 'email',
+          variant: rec.variant,
+          category: rec.category,
+        };
+        const at =
+          typeof e.ts === 'number' ? e.ts : e.ts ? Date.parse(e.ts) || deps.now() : deps.now();
         const address = e.recipient ?? rec.address ?? undefined;
         if (e.type === 'bounce') {
           const hard = (e.bounceType ?? 'hard') === 'hard';
-          if (hard) await store.suppress(rec.userId, 'email', { reason: 'hard_bounce', at, ...(address ? { address } : {}) });
-          await record('bounced', ref, { reason: `${hard ? 'hard' : 'soft'}${e.reason ? `: ${e.reason}` : ''}` });
+          if (hard)
+            await store.suppress(rec.userId, 'email', {
+              reason: 'hard_bounce',
+              at,
+              ...(address ? { address } : {}),
+            });
+          await record('bounced', ref, {
+            reason: `${hard ? 'hard' : 'soft'}${e.reason ? `: ${e.reason}` : ''}`,
+          });
         } else if (e.type === 'complaint') {
-          await store.suppress(rec.userId, 'email', { reason: 'complaint', at, ...(address ? { address } : {}) });
+          await store.suppress(rec.userId, 'email', {
+            reason: 'complaint',
+            at,
+            ...(address ? { address } : {}),
+          });
           await record('complained', ref, e.reason ? { reason: e.reason } : {});
         } else {
           await record('delivered', ref);

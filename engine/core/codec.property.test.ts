@@ -17,7 +17,10 @@ function referenceId(...parts: string[]): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
-const key = fc.oneof(fc.string(), fc.constantFrom('__proto__', 'constructor', 'a"b', 'ü\u2028x', 'Feature Used'));
+const key = fc.oneof(
+  fc.string(),
+  fc.constantFrom('__proto__', 'constructor', 'a"b', 'ü\u2028x', 'Feature Used'),
+);
 const ts = fc.oneof(fc.constant(null), fc.integer({ min: 0, max: 4_102_444_800_000 }));
 const json: fc.Arbitrary<unknown> = fc.jsonValue();
 
@@ -29,10 +32,19 @@ const stateArb: fc.Arbitrary<UserState> = fc
     rules: fc.array(fc.tuple(key, fc.nat(50), ts), { maxLength: 4 }),
     recent: fc.array(fc.integer({ min: 0, max: 2 ** 48 - 1 }), { maxLength: 24 }),
     recheckAt: fc.option(fc.integer({ min: 0, max: 4_102_444_800_000 }), { nil: undefined }),
-    applied: fc.option(fc.record({ p: fc.nat(64), o: fc.bigInt({ min: 0n, max: 2n ** 62n }).map(String) }), { nil: undefined }),
+    applied: fc.option(
+      fc.record({ p: fc.nat(64), o: fc.bigInt({ min: 0n, max: 2n ** 62n }).map(String) }),
+      { nil: undefined },
+    ),
   })
   .map((r) => {
-    const s: UserState = { traits: dict(), stats: dict(), segments: dict(), rules: dict(), recent: r.recent };
+    const s: UserState = {
+      traits: dict(),
+      stats: dict(),
+      segments: dict(),
+      rules: dict(),
+      recent: r.recent,
+    };
     for (const [k, v] of r.traits) s.traits[k] = v;
     for (const [k, count, first, last] of r.stats) s.stats[k] = { count, first, last };
     for (const [k, v] of r.segments) s.segments[k] = v;
@@ -55,9 +67,12 @@ describe('state codec and ids', () => {
 
   it('deterministicId equals the SHA-256 reference for any parts', () => {
     fc.assert(
-      fc.property(fc.array(fc.string({ unit: 'binary' }), { minLength: 1, maxLength: 5 }), (parts) => {
-        expect(deterministicId(...parts)).toBe(referenceId(...parts));
-      }),
+      fc.property(
+        fc.array(fc.string({ unit: 'binary' }), { minLength: 1, maxLength: 5 }),
+        (parts) => {
+          expect(deterministicId(...parts)).toBe(referenceId(...parts));
+        },
+      ),
       { numRuns: 2000 },
     );
   });

@@ -10,12 +10,27 @@ import { deserializeState, serializeState } from './state.ts';
 const rs = compile(
   [
     rule('each-login', { trigger: { event: 'login' } }),
-    rule('third-login', { trigger: { event: 'login' }, conditions: { all: [{ fact: 'stats', path: '$.login.count', operator: 'equal', value: 3 }] } }),
+    rule('third-login', {
+      trigger: { event: 'login' },
+      conditions: { all: [{ fact: 'stats', path: '$.login.count', operator: 'equal', value: 3 }] },
+    }),
     rule('cool', { trigger: { event: 'purchase' }, limits: { cooldown: '2h' } }),
-    rule('later', { trigger: { event: 'purchase', delay: '3h' }, conditions: { all: [{ fact: 'stats', path: '$.refund.count', operator: 'equal', value: 0 }] } }),
+    rule('later', {
+      trigger: { event: 'purchase', delay: '3h' },
+      conditions: { all: [{ fact: 'stats', path: '$.refund.count', operator: 'equal', value: 0 }] },
+    }),
     rule('buyer', { trigger: { segment: 'buyers', on: 'enter' }, limits: { oncePerUser: true } }),
   ],
-  [{ id: 'buyers', conditions: { all: [{ fact: 'stats', path: '$.purchase.count', operator: 'greaterThanInclusive', value: 2 }] } }],
+  [
+    {
+      id: 'buyers',
+      conditions: {
+        all: [
+          { fact: 'stats', path: '$.purchase.count', operator: 'greaterThanInclusive', value: 2 },
+        ],
+      },
+    },
+  ],
 );
 
 /** Events in order, timers fired when passed, state stored as text between every step. */
@@ -42,20 +57,30 @@ function play(events: NormalisedEvent[]): SendCommand[] {
 
 describe('re-delivery', () => {
   it('any event delivered again soon after (within the per-user window) produces no extra send and no different send', () => {
-    const eventArb = fc.record({ user: fc.constantFrom('a', 'b', 'c'), type: fc.constantFrom('login', 'purchase', 'refund', 'page'), gapMin: fc.integer({ min: 0, max: 120 }) });
+    const eventArb = fc.record({
+      user: fc.constantFrom('a', 'b', 'c'),
+      type: fc.constantFrom('login', 'purchase', 'refund', 'page'),
+      gapMin: fc.integer({ min: 0, max: 120 }),
+    });
     fc.assert(
-      fc.property(fc.array(eventArb, { minLength: 1, maxLength: 40 }), fc.array(fc.nat(), { maxLength: 10 }), (specs, dupPicks) => {
-        let t = 0;
-        const events = specs.map((s, i) => ev(s.user, s.type, (t += s.gapMin * 60_000), { id: `e${i}` }));
-        // Re-deliver some events right after themselves, in place (same id, same time).
-        const withDups: NormalisedEvent[] = [];
-        const dup = new Set(dupPicks.map((p) => p % events.length));
-        events.forEach((e, i) => {
-          withDups.push(e);
-          if (dup.has(i)) withDups.push({ ...e });
-        });
-        expect(play(withDups)).toEqual(play(events));
-      }),
+      fc.property(
+        fc.array(eventArb, { minLength: 1, maxLength: 40 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (specs, dupPicks) => {
+          let t = 0;
+          const events = specs.map((s, i) =>
+            ev(s.user, s.type, (t += s.gapMin * 60_000), { id: `e${i}` }),
+          );
+          // Re-deliver some events right after themselves, in place (same id, same time).
+          const withDups: NormalisedEvent[] = [];
+          const dup = new Set(dupPicks.map((p) => p % events.length));
+          events.forEach((e, i) => {
+            withDups.push(e);
+            if (dup.has(i)) withDups.push({ ...e });
+          });
+          expect(play(withDups)).toEqual(play(events));
+        },
+      ),
       { numRuns: 150 },
     );
   });

@@ -13,7 +13,13 @@ describe('engine core', () => {
   it('experiments: holdout share and variant split follow the rule, deterministically per user, with the variant template', () => {
     const rs = compile([
       rule('activation', {
-        experiment: { holdout: 0.2, variants: [{ id: 'a', weight: 1 }, { id: 'b', weight: 1, template: 'activation_b' }] },
+        experiment: {
+          holdout: 0.2,
+          variants: [
+            { id: 'a', weight: 1 },
+            { id: 'b', weight: 1, template: 'activation_b' },
+          ],
+        },
         action: { send: { template: 'activation_a', channels: ['email'] } },
       }),
     ]);
@@ -34,7 +40,9 @@ describe('engine core', () => {
     for (const s of a) expect(s.template).toBe('activation_a');
     for (const s of b) expect(s.template).toBe('activation_b');
     // Holdout users are recorded as sends so uplift can be measured, and count in the rule history.
-    expect(run(rs, [...events, ...users.map((u) => ev(u, 'user_registered', '1d'))]).sends).toHaveLength(4000);
+    expect(
+      run(rs, [...events, ...users.map((u) => ev(u, 'user_registered', '1d'))]).sends,
+    ).toHaveLength(4000);
   });
 
   it('a send carries what delivery and analytics need: goal, expiry, category, priority, data for templates', () => {
@@ -48,7 +56,10 @@ describe('engine core', () => {
         expiresAfter: '2d',
       }),
     ]);
-    const { sends } = run(rs, [identify('u1', '0s', { email: 'a@example.com', plan: 'trial' }), ev('u1', 'Feature Used', '1h', { id: 'f1', properties: { feature: 'export' } })]);
+    const { sends } = run(rs, [
+      identify('u1', '0s', { email: 'a@example.com', plan: 'trial' }),
+      ev('u1', 'Feature Used', '1h', { id: 'f1', properties: { feature: 'export' } }),
+    ]);
     expect(sends).toHaveLength(1);
     const s = sends[0]!;
     expect(Value.Check(SendCommandSchema, s)).toBe(true);
@@ -65,9 +76,15 @@ describe('engine core', () => {
       createdAt: at('1h'),
       expiresAt: at('1h') + 2 * 86_400_000,
       goal: { event: 'subscription_started', withinMs: 7 * 86_400_000 },
-      data: { user: { email: 'a@example.com', plan: 'trial' }, event: { type: 'Feature Used', properties: { feature: 'export' } }, rule: { id: 'trial-tip' } },
+      data: {
+        user: { email: 'a@example.com', plan: 'trial' },
+        event: { type: 'Feature Used', properties: { feature: 'export' } },
+        rule: { id: 'trial-tip' },
+      },
     });
-    expect(s.sendId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(s.sendId).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
   });
 
   it('sendId depends on (rule, user, trigger) only: same inputs same id, any change a new id', () => {
@@ -84,7 +101,12 @@ describe('engine core', () => {
   });
 
   it('a delayed send is attributed to the original event, timed at the fire time, with the same sendId the timer would give on any replay', () => {
-    const rs = compile([rule('d3', { trigger: { event: 'user_registered', delay: '3d' }, conditions: { all: [trial] } })]);
+    const rs = compile([
+      rule('d3', {
+        trigger: { event: 'user_registered', delay: '3d' },
+        conditions: { all: [trial] },
+      }),
+    ]);
     const core = createEngineCore({ ruleSet: () => rs });
     const reg = ev('u1', 'user_registered', '0s', { id: 'reg1', traits: { plan: 'trial' } });
     const r1 = core.apply(null, reg, reg.ts);
@@ -98,11 +120,19 @@ describe('engine core', () => {
     const stored = serializeState(r1.state!);
     const r2 = core.apply(deserializeState(stored), fired, timer.dueAt);
     expect(r2.sends).toHaveLength(1);
-    expect(r2.sends[0]).toMatchObject({ triggeredBy: { eventId: 'reg1', eventType: 'user_registered' }, createdAt: at('3d') });
+    expect(r2.sends[0]).toMatchObject({
+      triggeredBy: { eventId: 'reg1', eventType: 'user_registered' },
+      createdAt: at('3d'),
+    });
     // The same timer firing twice (poller crashed after publishing) has no second effect.
-    expect(core.apply(r2.state, fired, timer.dueAt)).toMatchObject({ status: 'duplicate', sends: [] });
+    expect(core.apply(r2.state, fired, timer.dueAt)).toMatchObject({
+      status: 'duplicate',
+      sends: [],
+    });
     // Fired again against the state from before the first firing (state write lost): same sendId.
-    expect(core.apply(deserializeState(stored), fired, timer.dueAt).sends[0]!.sendId).toBe(r2.sends[0]!.sendId);
+    expect(core.apply(deserializeState(stored), fired, timer.dueAt).sends[0]!.sendId).toBe(
+      r2.sends[0]!.sendId,
+    );
   });
 
   it('a timer whose rule was removed, disabled or re-triggered since does nothing', () => {
@@ -112,12 +142,21 @@ describe('engine core', () => {
     const core = createEngineCore({ ruleSet: () => current });
     const r1 = core.apply(null, ev('u1', 'user_registered', '0s'), at('0s'));
     const timer = r1.timers[0]!;
-    for (const next of [compile([]), compile([{ ...delayed, enabled: false }]), compile([{ ...delayed, trigger: { event: 'login', delay: '1h' } }]), compile([{ ...delayed, trigger: { event: 'user_registered' } }])]) {
+    for (const next of [
+      compile([]),
+      compile([{ ...delayed, enabled: false }]),
+      compile([{ ...delayed, trigger: { event: 'login', delay: '1h' } }]),
+      compile([{ ...delayed, trigger: { event: 'user_registered' } }]),
+    ]) {
       current = next;
-      expect(core.apply(cloneState(r1.state!), timerFiredEvent(timer), timer.dueAt).sends).toEqual([]);
+      expect(core.apply(cloneState(r1.state!), timerFiredEvent(timer), timer.dueAt).sends).toEqual(
+        [],
+      );
     }
     current = rs1;
-    expect(core.apply(cloneState(r1.state!), timerFiredEvent(timer), timer.dueAt).sends).toHaveLength(1);
+    expect(
+      core.apply(cloneState(r1.state!), timerFiredEvent(timer), timer.dueAt).sends,
+    ).toHaveLength(1);
   });
 
   it('statuses: erased, no-user, ignored, invalid', () => {
@@ -125,13 +164,35 @@ describe('engine core', () => {
     const core = createEngineCore({ ruleSet: () => rs });
     const r = core.apply(null, ev('u1', 'user_registered', '0s'), at());
     expect(r.status).toBe('applied');
-    expect(core.apply(r.state, ev('u1', 'user_deleted', '1s'), at('1s'))).toEqual({ state: null, sends: [], timers: [], emitted: [], status: 'erased' });
-    const timer: Timer = { id: 't', userId: 'u1', ruleId: 'w', dueAt: at('1h'), trigger: ev('u1', 'user_registered', '0s') };
+    expect(core.apply(r.state, ev('u1', 'user_deleted', '1s'), at('1s'))).toEqual({
+      state: null,
+      sends: [],
+      timers: [],
+      emitted: [],
+      status: 'erased',
+    });
+    const timer: Timer = {
+      id: 't',
+      userId: 'u1',
+      ruleId: 'w',
+      dueAt: at('1h'),
+      trigger: ev('u1', 'user_registered', '0s'),
+    };
     expect(core.apply(null, timerFiredEvent(timer), at('1h')).status).toBe('no-user');
     expect(core.apply(null, occurrenceEvent('w', 'u1', at('1h')), at('1h')).status).toBe('no-user');
     const st = core.apply(null, ev('u2', 'login', '0s'), at()).state!;
-    expect(core.apply(st, { ...ev('u2', 'segment.entered', '1s'), properties: { segment: 'x' } }, at('1s')).status).toBe('ignored');
-    const bad = core.apply(st, { ...ev('u2', 'timer.fired', '1s'), properties: { ruleId: 'w' } }, at('1s'));
+    expect(
+      core.apply(
+        st,
+        { ...ev('u2', 'segment.entered', '1s'), properties: { segment: 'x' } },
+        at('1s'),
+      ).status,
+    ).toBe('ignored');
+    const bad = core.apply(
+      st,
+      { ...ev('u2', 'timer.fired', '1s'), properties: { ruleId: 'w' } },
+      at('1s'),
+    );
     expect(bad.status).toBe('invalid');
     expect(bad.reason).toMatch(/trigger/);
   });
@@ -146,11 +207,19 @@ describe('engine core', () => {
     feed(ev('u1', 'login', '1h'));
     feed(ev('u1', 'login', '3h'));
     feed(identify('u1', '4h', { plan: 'pro', nick: null }));
-    feed({ ...ev('u1', 'group', '5h', { properties: { groupId: 'acme' } }), traits: { name: 'Acme', employees: 10 } });
+    feed({
+      ...ev('u1', 'group', '5h', { properties: { groupId: 'acme' } }),
+      traits: { name: 'Acme', employees: 10 },
+    });
     const state = s as unknown as UserState;
     expect(state.stats.login).toEqual({ count: 3, first: at('1h'), last: at('3h') });
     expect(state.stats.user_registered).toEqual({ count: 0, first: null, last: null });
-    expect({ ...state.traits }).toEqual({ plan: 'pro', email: 'a@x.io', groupId: 'acme', group: { name: 'Acme', employees: 10 } });
+    expect({ ...state.traits }).toEqual({
+      plan: 'pro',
+      email: 'a@x.io',
+      groupId: 'acme',
+      group: { name: 'Acme', employees: 10 },
+    });
   });
 
   it('a re-delivered event id within the recent window has no effect, even when the caller does not dedupe', () => {
@@ -158,10 +227,16 @@ describe('engine core', () => {
     const core = createEngineCore({ ruleSet: () => rs });
     let state: UserState | null = null;
     const sends: SendCommand[] = [];
-    const events = Array.from({ length: 10 }, (_, i) => ev('u1', 'login', i * 1000, { id: `l${i}` }));
+    const events = Array.from({ length: 10 }, (_, i) =>
+      ev('u1', 'login', i * 1000, { id: `l${i}` }),
+    );
     // Each event delivered, then the whole batch again (a producer retry), through stored state.
     for (const e of [...events, ...events]) {
-      const r = core.apply(state === null ? null : deserializeState(serializeState(state)), e, e.ts);
+      const r = core.apply(
+        state === null ? null : deserializeState(serializeState(state)),
+        e,
+        e.ts,
+      );
       state = r.state;
       sends.push(...r.sends);
     }
@@ -171,10 +246,18 @@ describe('engine core', () => {
 
   it('segment events: emitted with deterministic ids, and segment rules see every membership updated', () => {
     const rs = compile(
-      [rule('both', { trigger: { segment: 'a', on: 'enter' }, conditions: { all: [{ fact: 'segments', path: '$.b', operator: 'equal', value: true }] } })],
+      [
+        rule('both', {
+          trigger: { segment: 'a', on: 'enter' },
+          conditions: { all: [{ fact: 'segments', path: '$.b', operator: 'equal', value: true }] },
+        }),
+      ],
       [
         { id: 'a', conditions: { all: [trial] } },
-        { id: 'b', conditions: { all: [{ fact: 'user', path: '$.email', operator: 'exists', value: true }] } },
+        {
+          id: 'b',
+          conditions: { all: [{ fact: 'user', path: '$.email', operator: 'exists', value: true }] },
+        },
       ],
     );
     const core = createEngineCore({ ruleSet: () => rs });
@@ -188,12 +271,27 @@ describe('engine core', () => {
     expect(r2.emitted.map((x) => x.id)).toEqual(r1.emitted.map((x) => x.id));
     for (const x of r1.emitted) expect(Value.Check(NormalisedEventSchema, x)).toBe(true);
     expect(r1.sends).toHaveLength(1);
-    expect(r1.sends[0]!.triggeredBy).toEqual({ eventId: r1.emitted[0]!.id, eventType: 'segment.entered' });
+    expect(r1.sends[0]!.triggeredBy).toEqual({
+      eventId: r1.emitted[0]!.id,
+      eventType: 'segment.entered',
+    });
     expect(r1.state!.segments).toMatchObject({ a: true, b: true });
   });
 
   it('time-based segments keep one pending recheck per user, at the next instant membership may change', () => {
-    const rs = compile([], [{ id: 'active', conditions: { all: [{ fact: 'stats', path: '$.app_opened.last', operator: 'withinLast', value: '7d' }] } }]);
+    const rs = compile(
+      [],
+      [
+        {
+          id: 'active',
+          conditions: {
+            all: [
+              { fact: 'stats', path: '$.app_opened.last', operator: 'withinLast', value: '7d' },
+            ],
+          },
+        },
+      ],
+    );
     const core = createEngineCore({ ruleSet: () => rs });
     const r1 = core.apply(null, ev('u1', 'app_opened', '0s'), at());
     expect(r1.emitted.map((e) => e.type)).toEqual(['segment.entered']);
@@ -215,15 +313,27 @@ describe('engine core', () => {
     const rs = compile(
       [
         rule('welcome', { limits: { oncePerUser: true } }),
-        rule('d1', { trigger: { event: 'user_registered', delay: '1d' }, conditions: { all: [{ fact: 'stats', path: '$.login.count', operator: 'lessThan', value: 2 }] } }),
+        rule('d1', {
+          trigger: { event: 'user_registered', delay: '1d' },
+          conditions: {
+            all: [{ fact: 'stats', path: '$.login.count', operator: 'lessThan', value: 2 }],
+          },
+        }),
         rule('login-cooldown', { trigger: { event: 'login' }, limits: { cooldown: '6h' } }),
         rule('seg', { trigger: { segment: 'logged', on: 'enter' } }),
       ],
-      [{ id: 'logged', conditions: { all: [{ fact: 'stats', path: '$.login.last', operator: 'withinLast', value: '2d' }] } }],
+      [
+        {
+          id: 'logged',
+          conditions: {
+            all: [{ fact: 'stats', path: '$.login.last', operator: 'withinLast', value: '2d' }],
+          },
+        },
+      ],
     );
     const events: NormalisedEvent[] = [];
     let seed = 7;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     for (let i = 0; i < 400; i++) {
       const u = `u${Math.floor(rnd() * 20)}`;
       const type = rnd() < 0.2 ? 'user_registered' : rnd() < 0.1 ? 'user_deleted' : 'login';
@@ -254,7 +364,9 @@ describe('engine core', () => {
       step(e);
     }
     expect(a.length).toBeGreaterThan(50);
-    expect(new Set(a.map((s) => s.ruleId))).toEqual(new Set(['welcome', 'd1', 'login-cooldown', 'seg']));
+    expect(new Set(a.map((s) => s.ruleId))).toEqual(
+      new Set(['welcome', 'd1', 'login-cooldown', 'seg']),
+    );
     expect(b).toEqual(a);
   });
 
@@ -262,14 +374,26 @@ describe('engine core', () => {
     let current = compile([rule('welcome', {})]);
     const core = createEngineCore({ ruleSet: () => current });
     const s = core.apply(null, ev('u1', 'export_done', '0s'), at()).state;
-    current = compile([rule('never-exported', { trigger: { event: 'login' }, conditions: { all: [{ fact: 'stats', path: '$.export_done.count', operator: 'equal', value: 0 }] } })]);
+    current = compile([
+      rule('never-exported', {
+        trigger: { event: 'login' },
+        conditions: {
+          all: [{ fact: 'stats', path: '$.export_done.count', operator: 'equal', value: 0 }],
+        },
+      }),
+    ]);
     expect(core.apply(s, ev('u1', 'login', '1h'), at('1h')).sends).toEqual([]);
-    expect(core.apply(null, ev('u3', 'login', '1h'), at('1h')).sends.map((x) => x.ruleId)).toEqual(['never-exported']);
+    expect(core.apply(null, ev('u3', 'login', '1h'), at('1h')).sends.map((x) => x.ruleId)).toEqual([
+      'never-exported',
+    ]);
   });
 
   it('an event older than the last one keeps last/first right and its send is timed at its own timestamp', () => {
     const rs = compile([rule('each', { trigger: { event: 'login' } })]);
-    const { sends, sim } = run(rs, [ev('u1', 'login', '2h', { id: 'late-1' }), ev('u1', 'login', '1h', { id: 'early' })]);
+    const { sends, sim } = run(rs, [
+      ev('u1', 'login', '2h', { id: 'late-1' }),
+      ev('u1', 'login', '1h', { id: 'early' }),
+    ]);
     expect(sends.map((x) => [x.triggeredBy.eventId, x.createdAt])).toEqual([
       ['late-1', at('2h')],
       ['early', at('1h')],

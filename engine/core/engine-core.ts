@@ -4,7 +4,14 @@
 import type { NormalisedEvent, SendCommand, Channel } from '../../platform/contracts.ts';
 import type { CompiledRule, EventStats, Facts, RuleSet } from '../../rules/types.ts';
 import { assignExperiment } from '../../rules/index.ts';
-import { RECENT_IDS, MAX_TRACKED_TYPES, dict, emptyState, type RuleHistory, type UserState } from './state.ts';
+import {
+  RECENT_IDS,
+  MAX_TRACKED_TYPES,
+  dict,
+  emptyState,
+  type RuleHistory,
+  type UserState,
+} from './state.ts';
 import { deterministicId, eventIdHash, segmentEventIdFor, sendIdFor, timerIdFor } from './ids.ts';
 import { SCHEDULE_EVENT, scheduleTrigger } from './schedule.ts';
 import { nextSegmentChange, timedSegments, type TimedSegment } from './segment-clock.ts';
@@ -17,7 +24,12 @@ export const USER_DELETED = 'user_deleted';
 /** `ruleId` of the timers that re-evaluate time-based segments (rule ids cannot start with "@"). */
 export const SEGMENT_RECHECK = '@segments';
 /** Events the engine itself produces; they never count in `stats`. */
-export const INTERNAL_EVENT_TYPES: ReadonlySet<string> = new Set([TIMER_EVENT, SCHEDULE_EVENT, SEGMENT_ENTERED, SEGMENT_EXITED]);
+export const INTERNAL_EVENT_TYPES: ReadonlySet<string> = new Set([
+  TIMER_EVENT,
+  SCHEDULE_EVENT,
+  SEGMENT_ENTERED,
+  SEGMENT_EXITED,
+]);
 
 /** A delayed trigger waiting to fire: at `dueAt` the caller applies `timerFiredEvent(timer)`. */
 export interface Timer {
@@ -113,7 +125,8 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
    */
   function fitToRuleSet(state: UserState, rs: RuleSet): void {
     if (filledFor.get(state) === rs) return;
-    for (const type of rs.eventTypes) if (!(type in state.stats)) state.stats[type] = { count: 0, first: null, last: null };
+    for (const type of rs.eventTypes)
+      if (!(type in state.stats)) state.stats[type] = { count: 0, first: null, last: null };
     let ids = segmentIds.get(rs);
     if (!ids) {
       ids = new Set(rs.segments.map((s) => s.def.id));
@@ -137,10 +150,19 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
       const p = event.properties;
       timerTrigger = asEvent(p.trigger);
       timerRuleId = typeof p.ruleId === 'string' ? p.ruleId : '';
-      if (!timerTrigger || !timerRuleId) return { ...result(prior, 'invalid'), reason: 'timer.fired without a valid properties.trigger event and properties.ruleId' };
+      if (!timerTrigger || !timerRuleId)
+        return {
+          ...result(prior, 'invalid'),
+          reason: 'timer.fired without a valid properties.trigger event and properties.ruleId',
+        };
     }
-    const occurrenceRuleId = isOccurrence && typeof event.properties.ruleId === 'string' ? event.properties.ruleId : '';
-    if (isOccurrence && !occurrenceRuleId) return { ...result(prior, 'invalid'), reason: 'schedule.occurrence without properties.ruleId' };
+    const occurrenceRuleId =
+      isOccurrence && typeof event.properties.ruleId === 'string' ? event.properties.ruleId : '';
+    if (isOccurrence && !occurrenceRuleId)
+      return {
+        ...result(prior, 'invalid'),
+        reason: 'schedule.occurrence without properties.ruleId',
+      };
 
     const state = prior ?? emptyState();
     const idHash = eventIdHash(event.id);
@@ -154,7 +176,14 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
 
     const out: CoreResult = { state, sends: [], timers: [], emitted: [], status: 'applied' };
     const userId = event.userId;
-    const facts: Facts = { event: null, user: state.traits, stats: state.stats, segments: state.segments, rule: NO_HISTORY, now };
+    const facts: Facts = {
+      event: null,
+      user: state.traits,
+      stats: state.stats,
+      segments: state.segments,
+      rule: NO_HISTORY,
+      now,
+    };
     // A timer or occurrence speaks for its own moment; a real event for its timestamp.
     const at = event.ts;
 
@@ -189,11 +218,17 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
     } else if (isTimer) {
       const rule = ruleById(rs, timerRuleId);
       // A rule removed, disabled or changed to another trigger since the timer was set does not fire.
-      if (rule && rule.delayMs !== null && eventTriggerType(rule) === timerTrigger!.type) consider(rule, timerTrigger!, timerTrigger!, at);
+      if (rule && rule.delayMs !== null && eventTriggerType(rule) === timerTrigger!.type)
+        consider(rule, timerTrigger!, timerTrigger!, at);
     } else if (isOccurrence) {
       const rule = ruleById(rs, occurrenceRuleId);
       const trigger = rule ? scheduleTrigger(rule.def) : null;
-      if (rule && trigger && (trigger.segment === undefined || state.segments[trigger.segment] === true)) consider(rule, null, event, at);
+      if (
+        rule &&
+        trigger &&
+        (trigger.segment === undefined || state.segments[trigger.segment] === true)
+      )
+        consider(rule, null, event, at);
     } else {
       const rules = rs.byEvent.get(type);
       if (rules) {
@@ -205,8 +240,15 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
             if (!rule.where(facts)) continue;
           }
           if (rule.delayMs !== null) {
-            if (rule.def.limits?.oncePerUser === true && (state.rules[rule.def.id]?.fires ?? 0) > 0) continue;
-            out.timers.push({ id: timerIdFor(rule.def.id, userId, event.id), userId, ruleId: rule.def.id, dueAt: event.ts + rule.delayMs, trigger: event });
+            if (rule.def.limits?.oncePerUser === true && (state.rules[rule.def.id]?.fires ?? 0) > 0)
+              continue;
+            out.timers.push({
+              id: timerIdFor(rule.def.id, userId, event.id),
+              userId,
+              ruleId: rule.def.id,
+              dueAt: event.ts + rule.delayMs,
+              trigger: event,
+            });
           } else {
             consider(rule, event, event, at);
           }
@@ -233,17 +275,31 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
      * Limits, then conditions, then a send. `factEvent` is what conditions see as `event`
      * (null for schedules); `trigger` is what the send is attributed to.
      */
-    function consider(rule: CompiledRule, factEvent: NormalisedEvent | null, trigger: NormalisedEvent, createdAt: number): void {
+    function consider(
+      rule: CompiledRule,
+      factEvent: NormalisedEvent | null,
+      trigger: NormalisedEvent,
+      createdAt: number,
+    ): void {
       const def = rule.def;
       if (def.enabled === false) return;
       const history = state.rules[def.id] ?? NO_HISTORY;
       if (def.limits?.oncePerUser === true && history.fires > 0) return;
-      if (rule.cooldownMs !== null && history.lastFiredAt !== null && createdAt - history.lastFiredAt < rule.cooldownMs) return;
+      if (
+        rule.cooldownMs !== null &&
+        history.lastFiredAt !== null &&
+        createdAt - history.lastFiredAt < rule.cooldownMs
+      )
+        return;
       facts.event = factEvent;
       facts.rule = history;
       if (!rule.conditions(facts)) return;
       out.sends.push(buildSend(rule, userId, trigger, createdAt, state.traits));
-      state.rules[def.id] = { fires: history.fires + 1, lastFiredAt: history.lastFiredAt === null ? createdAt : Math.max(history.lastFiredAt, createdAt) };
+      state.rules[def.id] = {
+        fires: history.fires + 1,
+        lastFiredAt:
+          history.lastFiredAt === null ? createdAt : Math.max(history.lastFiredAt, createdAt),
+      };
     }
   }
 
@@ -257,7 +313,15 @@ function recheckTimer(userId: string, dueAt: number, now: number): Timer {
     userId,
     ruleId: SEGMENT_RECHECK,
     dueAt,
-    trigger: { id: `${id}:trigger`, userId, type: 'segment.recheck', ts: dueAt, receivedAt: now, source: 'engine', properties: {} },
+    trigger: {
+      id: `${id}:trigger`,
+      userId,
+      type: 'segment.recheck',
+      ts: dueAt,
+      receivedAt: now,
+      source: 'engine',
+      properties: {},
+    },
   };
 }
 
@@ -270,7 +334,13 @@ function eventTriggerType(rule: CompiledRule): string | null {
   return typeof t.event === 'string' ? t.event : null;
 }
 
-function buildSend(rule: CompiledRule, userId: string, trigger: NormalisedEvent, createdAt: number, traits: Record<string, unknown>): SendCommand {
+function buildSend(
+  rule: CompiledRule,
+  userId: string,
+  trigger: NormalisedEvent,
+  createdAt: number,
+  traits: Record<string, unknown>,
+): SendCommand {
   const def = rule.def;
   const exp = assignExperiment(def, userId);
   const send: SendCommand = {
@@ -286,9 +356,14 @@ function buildSend(rule: CompiledRule, userId: string, trigger: NormalisedEvent,
     triggeredBy: { eventId: trigger.id, eventType: trigger.type },
     createdAt,
     expiresAt: rule.expiresAfterMs === null ? null : createdAt + rule.expiresAfterMs,
-    data: { user: { ...traits }, event: { type: trigger.type, properties: trigger.properties }, rule: { id: def.id } },
+    data: {
+      user: { ...traits },
+      event: { type: trigger.type, properties: trigger.properties },
+      rule: { id: def.id },
+    },
   };
-  if (def.goal && rule.goalWithinMs !== null) send.goal = { event: def.goal.event, withinMs: rule.goalWithinMs };
+  if (def.goal && rule.goalWithinMs !== null)
+    send.goal = { event: def.goal.event, withinMs: rule.goalWithinMs };
   return send;
 }
 
@@ -298,11 +373,13 @@ function reduce(state: UserState, event: NormalisedEvent, rs: RuleSet): void {
   if (type === 'group') {
     // Segment `group`: the traits describe the group (company), not the user.
     const groupId = event.properties.groupId;
-    if (typeof groupId === 'string' || typeof groupId === 'number') state.traits.groupId = String(groupId);
+    if (typeof groupId === 'string' || typeof groupId === 'number')
+      state.traits.groupId = String(groupId);
     if (event.traits) {
       const prev = state.traits.group;
       const group = dict<unknown>();
-      if (prev !== null && typeof prev === 'object' && !Array.isArray(prev)) Object.assign(group, prev);
+      if (prev !== null && typeof prev === 'object' && !Array.isArray(prev))
+        Object.assign(group, prev);
       mergeTraits(group, event.traits);
       state.traits.group = group;
     }
@@ -351,8 +428,13 @@ function boundTrackedTypes(state: UserState, rs: RuleSet, adding: string): void 
 function asEvent(v: unknown): NormalisedEvent | null {
   if (v === null || typeof v !== 'object') return null;
   const e = v as Record<string, unknown>;
-  if (typeof e.id !== 'string' || typeof e.userId !== 'string' || typeof e.type !== 'string' || typeof e.ts !== 'number') return null;
+  if (
+    typeof e.id !== 'string' ||
+    typeof e.userId !== 'string' ||
+    typeof e.type !== 'string' ||
+    typeof e.ts !== 'number'
+  )
+    return null;
   if (e.properties === null || typeof e.properties !== 'object') return null;
   return v as NormalisedEvent;
 }
-

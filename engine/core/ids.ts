@@ -4,7 +4,9 @@ import * as crypto from 'node:crypto';
 
 // One-shot hashing to hex (Node >= 20.12) is about twice as fast as createHash(); both give the same digest.
 const sha256Hex: (text: string) => string =
-  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text, 'hex') : (text) => crypto.createHash('sha256').update(text).digest('hex');
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text, 'hex')
+    : (text) => crypto.createHash('sha256').update(text).digest('hex');
 const VARIANT = '89ab89ab89ab89ab';
 
 /** A UUID-shaped id (version 8, "custom") from the SHA-256 of the parts. */
@@ -26,11 +28,20 @@ export function timerIdFor(ruleId: string, userId: string, triggerEventId: strin
   return deterministicId('timer', ruleId, userId, triggerEventId);
 }
 
-export function segmentEventIdFor(segmentId: string, transition: 'enter' | 'exit', userId: string, causeEventId: string): string {
+export function segmentEventIdFor(
+  segmentId: string,
+  transition: 'enter' | 'exit',
+  userId: string,
+  causeEventId: string,
+): string {
   return deterministicId('segment', segmentId, transition, userId, causeEventId);
 }
 
-export function occurrenceEventIdFor(ruleId: string, userId: string, occurrenceIso: string): string {
+export function occurrenceEventIdFor(
+  ruleId: string,
+  userId: string,
+  occurrenceIso: string,
+): string {
   return deterministicId('schedule', ruleId, userId, occurrenceIso);
 }
 

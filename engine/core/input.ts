@@ -4,7 +4,9 @@
 import type { NormalisedEvent } from '../../platform/contracts.ts';
 import { deterministicId } from './ids.ts';
 
-export type ParsedLine = { ok: true; event: NormalisedEvent; format: 'segment' | 'normalised' } | { ok: false; reason: string };
+export type ParsedLine =
+  | { ok: true; event: NormalisedEvent; format: 'segment' | 'normalised' }
+  | { ok: false; reason: string };
 
 const SEGMENT_TYPES = new Set(['identify', 'track', 'page', 'screen', 'group', 'alias']);
 
@@ -15,7 +17,8 @@ export function parseInputLine(text: string, source = 'simulate'): ParsedLine {
   } catch (err) {
     return { ok: false, reason: `not JSON: ${(err as Error).message}` };
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return { ok: false, reason: 'not a JSON object' };
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    return { ok: false, reason: 'not a JSON object' };
   const o = raw as Record<string, unknown>;
   // A normalised event carries its time as epoch ms in `ts`; Segment messages use ISO `timestamp`.
   if (typeof o.ts === 'number' && typeof o.id === 'string') return fromNormalised(o, source);
@@ -26,8 +29,10 @@ function fromNormalised(o: Record<string, unknown>, source: string): ParsedLine 
   if (o.id === '') return { ok: false, reason: 'id is empty' };
   const userId = idString(o.userId);
   if (!userId) return { ok: false, reason: 'userId is missing or empty' };
-  if (typeof o.type !== 'string' || o.type === '') return { ok: false, reason: 'type is missing or empty' };
-  if (!Number.isSafeInteger(o.ts)) return { ok: false, reason: 'ts must be an integer (epoch milliseconds)' };
+  if (typeof o.type !== 'string' || o.type === '')
+    return { ok: false, reason: 'type is missing or empty' };
+  if (!Number.isSafeInteger(o.ts))
+    return { ok: false, reason: 'ts must be an integer (epoch milliseconds)' };
   const properties = optionalObject(o.properties, 'properties');
   if (typeof properties === 'string') return { ok: false, reason: properties };
   const traits = optionalObject(o.traits, 'traits');
@@ -50,16 +55,27 @@ function fromNormalised(o: Record<string, unknown>, source: string): ParsedLine 
 }
 
 function fromSegment(o: Record<string, unknown>, text: string, source: string): ParsedLine {
-  const kind = typeof o.type === 'string' ? o.type.toLowerCase() : typeof o.event === 'string' ? 'track' : '';
+  const kind =
+    typeof o.type === 'string' ? o.type.toLowerCase() : typeof o.event === 'string' ? 'track' : '';
   if (!SEGMENT_TYPES.has(kind)) {
-    return { ok: false, reason: `unknown message: type must be one of ${[...SEGMENT_TYPES].join(', ')} (Segment) or the line must be a normalised event with id and ts` };
+    return {
+      ok: false,
+      reason: `unknown message: type must be one of ${[...SEGMENT_TYPES].join(', ')} (Segment) or the line must be a normalised event with id and ts`,
+    };
   }
   const anonymousId = idString(o.anonymousId);
   const userId = idString(o.userId) ?? anonymousId;
   if (!userId) return { ok: false, reason: 'userId or anonymousId is required' };
   const when = o.timestamp ?? o.originalTimestamp ?? o.sentAt ?? o.receivedAt;
   const ts = typeof when === 'string' ? Date.parse(when) : typeof when === 'number' ? when : NaN;
-  if (!Number.isSafeInteger(ts)) return { ok: false, reason: when === undefined ? 'timestamp is required' : `timestamp ${JSON.stringify(when)} is not an ISO date` };
+  if (!Number.isSafeInteger(ts))
+    return {
+      ok: false,
+      reason:
+        when === undefined
+          ? 'timestamp is required'
+          : `timestamp ${JSON.stringify(when)} is not an ISO date`,
+    };
   const properties = optionalObject(o.properties, 'properties');
   if (typeof properties === 'string') return { ok: false, reason: properties };
   const traits = optionalObject(o.traits, 'traits');
@@ -74,7 +90,8 @@ function fromSegment(o: Record<string, unknown>, text: string, source: string): 
   let eventTraits: Record<string, unknown> | undefined;
   switch (kind) {
     case 'track':
-      if (typeof o.event !== 'string' || o.event === '') return { ok: false, reason: 'track needs an event name in "event"' };
+      if (typeof o.event !== 'string' || o.event === '')
+        return { ok: false, reason: 'track needs an event name in "event"' };
       type = o.event;
       break;
     case 'identify':
@@ -99,7 +116,15 @@ function fromSegment(o: Record<string, unknown>, text: string, source: string): 
       break;
     }
   }
-  const event: NormalisedEvent = { id, userId, type, ts, receivedAt: ts, source, properties: props };
+  const event: NormalisedEvent = {
+    id,
+    userId,
+    type,
+    ts,
+    receivedAt: ts,
+    source,
+    properties: props,
+  };
   if (anonymousId) event.anonymousId = anonymousId;
   if (eventTraits) event.traits = eventTraits;
   if (context) event.context = context;

@@ -2,7 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { createTimerQueue } from './memory.ts';
 import type { Timer } from './engine-core.ts';
 
-const t = (id: string, dueAt: number): Timer => ({ id, userId: 'u', ruleId: 'r', dueAt, trigger: { id: 'e', userId: 'u', type: 'x', ts: 0, receivedAt: 0, source: 'test', properties: {} } });
+const t = (id: string, dueAt: number): Timer => ({
+  id,
+  userId: 'u',
+  ruleId: 'r',
+  dueAt,
+  trigger: {
+    id: 'e',
+    userId: 'u',
+    type: 'x',
+    ts: 0,
+    receivedAt: 0,
+    source: 'test',
+    properties: {},
+  },
+});
 
 describe('timer queue', () => {
   it('pops due timers in (dueAt, id) order and ignores a timer already pending', () => {

@@ -16,12 +16,16 @@ export const MAX_OCCURRENCES = 100_000;
 
 export function scheduleTrigger(rule: RuleDefinition): ScheduleTrigger | null {
   const t = rule.trigger as Partial<ScheduleTrigger>;
-  return typeof t.schedule === 'string' && typeof t.timezone === 'string' ? (t as ScheduleTrigger) : null;
+  return typeof t.schedule === 'string' && typeof t.timezone === 'string'
+    ? (t as ScheduleTrigger)
+    : null;
 }
 
-
 /** The zone a schedule runs in for one user: the rule's zone, or for "user" the user's `timezone` trait (UTC when missing or invalid). */
-export function timezoneFor(trigger: ScheduleTrigger, traits: Record<string, unknown> | null): string {
+export function timezoneFor(
+  trigger: ScheduleTrigger,
+  traits: Record<string, unknown> | null,
+): string {
   if (trigger.timezone !== 'user') return trigger.timezone;
   const tz = traits?.[TIMEZONE_TRAIT];
   return typeof tz === 'string' && isValidTimezone(tz) ? tz : 'UTC';
@@ -31,30 +35,51 @@ export function timezoneFor(trigger: ScheduleTrigger, traits: Record<string, unk
  * Occurrence times (epoch ms) of a schedule rule in (from, to], in zone `tz`, ascending.
  * Throws on an invalid cron expression or zone (the rule loader rejects those first).
  */
-export function scheduleOccurrences(rule: CompiledRule | RuleDefinition, from: number, to: number, tz: string): number[] {
+export function scheduleOccurrences(
+  rule: CompiledRule | RuleDefinition,
+  from: number,
+  to: number,
+  tz: string,
+): number[] {
   const def = 'def' in rule ? rule.def : rule;
   const trigger = scheduleTrigger(def);
   if (!trigger) throw new Error(`rule ${def.id} has no schedule trigger`);
   if (!(to > from)) return [];
   const zone = tz === 'user' ? 'UTC' : tz;
   if (!isValidTimezone(zone)) throw new Error(`unknown timezone ${JSON.stringify(zone)}`);
-  const expr = CronExpressionParser.parse(trigger.schedule, { currentDate: new Date(from), endDate: new Date(to), tz: zone });
+  const expr = CronExpressionParser.parse(trigger.schedule, {
+    currentDate: new Date(from),
+    endDate: new Date(to),
+    tz: zone,
+  });
   const out: number[] = [];
   while (out.length < MAX_OCCURRENCES && expr.hasNext()) out.push(expr.next().getTime());
   return out;
 }
 
 /** The first occurrence strictly after `after` in zone `tz`, or null when the expression has no more. */
-export function nextOccurrence(rule: CompiledRule | RuleDefinition, after: number, tz: string): number | null {
+export function nextOccurrence(
+  rule: CompiledRule | RuleDefinition,
+  after: number,
+  tz: string,
+): number | null {
   const def = 'def' in rule ? rule.def : rule;
   const trigger = scheduleTrigger(def);
   if (!trigger) throw new Error(`rule ${def.id} has no schedule trigger`);
-  const expr = CronExpressionParser.parse(trigger.schedule, { currentDate: new Date(after), tz: tz === 'user' ? 'UTC' : tz });
+  const expr = CronExpressionParser.parse(trigger.schedule, {
+    currentDate: new Date(after),
+    tz: tz === 'user' ? 'UTC' : tz,
+  });
   return expr.hasNext() ? expr.next().getTime() : null;
 }
 
 /** The event that asks the engine to evaluate one occurrence of a schedule rule for one user. */
-export function occurrenceEvent(ruleId: string, userId: string, at: number, receivedAt: number = at): NormalisedEvent {
+export function occurrenceEvent(
+  ruleId: string,
+  userId: string,
+  at: number,
+  receivedAt: number = at,
+): NormalisedEvent {
   const occurrence = new Date(at).toISOString();
   return {
     id: occurrenceEventIdFor(ruleId, userId, occurrence),

@@ -37,7 +37,12 @@ function collect(node: unknown, leaves: TimeLeaf[]): void {
   if (Array.isArray(n.any)) for (const c of n.any) collect(c, leaves);
   if (n.not !== undefined) collect(n.not, leaves);
   if (typeof n.operator !== 'string' || !TIME_OPERATORS.has(n.operator)) return;
-  if ((n.fact !== 'stats' && n.fact !== 'user') || typeof n.path !== 'string' || typeof n.value !== 'string') return;
+  if (
+    (n.fact !== 'stats' && n.fact !== 'user') ||
+    typeof n.path !== 'string' ||
+    typeof n.value !== 'string'
+  )
+    return;
   const path = splitPath(n.path);
   if (!path) return;
   let durationMs: number;
@@ -88,7 +93,11 @@ const MAX_CANDIDATES = 64;
  * The earliest instant after `facts.now` at which a timed segment's membership differs from
  * `members`, or null if none will without a new event. `facts.now` is restored before return.
  */
-export function nextSegmentChange(timed: readonly TimedSegment[], facts: Facts, members: Record<string, boolean>): number | null {
+export function nextSegmentChange(
+  timed: readonly TimedSegment[],
+  facts: Facts,
+  members: Record<string, boolean>,
+): number | null {
   const now = facts.now;
   const candidates: number[] = [];
   for (const { leaves } of timed) {

@@ -3,11 +3,28 @@
 // event's time, firing the timers and schedule occurrences it passes, in time order.
 import type { NormalisedEvent, SendCommand } from '../../platform/contracts.ts';
 import type { CompiledRule, RuleSet } from '../../rules/types.ts';
-import { createEngineCore, timerFiredEvent, type CoreResult, type EngineCore } from './engine-core.ts';
-import { createMemoryStateStore, createTimerQueue, type MemoryStateStore, type TimerQueue } from './memory.ts';
+import {
+  createEngineCore,
+  timerFiredEvent,
+  type CoreResult,
+  type EngineCore,
+} from './engine-core.ts';
+import {
+  createMemoryStateStore,
+  createTimerQueue,
+  type MemoryStateStore,
+  type TimerQueue,
+} from './memory.ts';
 import { parseInputLine } from './input.ts';
 import { isValidTimezone } from '../../platform/time.ts';
-import { MAX_OCCURRENCES, TIMEZONE_TRAIT, nextOccurrence, occurrenceEvent, scheduleTrigger, timezoneFor } from './schedule.ts';
+import {
+  MAX_OCCURRENCES,
+  TIMEZONE_TRAIT,
+  nextOccurrence,
+  occurrenceEvent,
+  scheduleTrigger,
+  timezoneFor,
+} from './schedule.ts';
 
 export interface SimulationSummary {
   lines: number;
@@ -125,7 +142,8 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       for (const zone of local ? knownZones : [trigger.timezone]) {
         let z = zones.get(zone);
         // Occurrences at or before `from` were handled by an earlier step (or had no users).
-        if (!z || from < z.after || (z.next !== null && z.next <= from)) z = { after: from, next: nextOccurrence(rule, from, zone) };
+        if (!z || from < z.after || (z.next !== null && z.next <= from))
+          z = { after: from, next: nextOccurrence(rule, from, zone) };
         const times: number[] = [];
         while (z.next !== null && z.next <= to && times.length < MAX_OCCURRENCES) {
           times.push(z.next);
@@ -141,10 +159,17 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         continue;
       }
       const byZone = new Map<string, string[]>([...crossed.keys()].map((z) => [z, []]));
-      for (const userId of store.userIds()) byZone.get(timezoneFor(trigger, store.get(userId)!.traits))?.push(userId);
-      for (const [zone, userIds] of byZone) for (const at of crossed.get(zone)!) found.push({ at, rule, userIds });
+      for (const userId of store.userIds())
+        byZone.get(timezoneFor(trigger, store.get(userId)!.traits))?.push(userId);
+      for (const [zone, userIds] of byZone)
+        for (const at of crossed.get(zone)!) found.push({ at, rule, userIds });
     }
-    return found.sort((a, b) => a.at - b.at || (b.rule.def.priority ?? 0) - (a.rule.def.priority ?? 0) || (a.rule.def.id < b.rule.def.id ? -1 : 1));
+    return found.sort(
+      (a, b) =>
+        a.at - b.at ||
+        (b.rule.def.priority ?? 0) - (a.rule.def.priority ?? 0) ||
+        (a.rule.def.id < b.rule.def.id ? -1 : 1),
+    );
   }
 
   function advanceTo(time: number): SendCommand[] {
@@ -224,7 +249,14 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     event,
     advanceTo,
     summary() {
-      return { ...s, users: store.size, timersPending: timers.size, clock, invalid: s.invalid.slice(), byRule: structuredClone(s.byRule) };
+      return {
+        ...s,
+        users: store.size,
+        timersPending: timers.size,
+        clock,
+        invalid: s.invalid.slice(),
+        byRule: structuredClone(s.byRule),
+      };
     },
     store,
     timers,
@@ -233,7 +265,11 @@ export function createSimulation(opts: SimulationOptions): Simulation {
 
 /** A send command as simulate writes it: times as ISO strings. */
 export function toOutputRecord(send: SendCommand): Record<string, unknown> {
-  return { ...send, createdAt: new Date(send.createdAt).toISOString(), expiresAt: send.expiresAt === null ? null : new Date(send.expiresAt).toISOString() };
+  return {
+    ...send,
+    createdAt: new Date(send.createdAt).toISOString(),
+    expiresAt: send.expiresAt === null ? null : new Date(send.expiresAt).toISOString(),
+  };
 }
 
 /** A human summary, one fact per line. */
@@ -255,7 +291,9 @@ export function formatSummary(s: SimulationSummary, maxInvalid = 20): string {
     const width = Math.max(...ids.map((id) => id.length));
     for (const id of ids) {
       const r = s.byRule[id]!;
-      lines.push(`  ${id.padEnd(width)}  ${String(r.sends).padStart(7)} sends  ${String(r.holdouts).padStart(6)} holdout`);
+      lines.push(
+        `  ${id.padEnd(width)}  ${String(r.sends).padStart(7)} sends  ${String(r.holdouts).padStart(6)} holdout`,
+      );
     }
   }
   lines.push(`virtual clock at end: ${s.clock === null ? '-' : new Date(s.clock).toISOString()}`);

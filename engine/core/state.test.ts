@@ -1,18 +1,39 @@
 import { describe, expect, it } from 'vitest';
 import { compile, ev, identify, rule } from '../../test/support/scenarios.ts';
 import { createEngineCore } from './engine-core.ts';
-import { RECENT_IDS, MAX_TRACKED_TYPES, deserializeState, serializeState, StateFormatError, type UserState } from './state.ts';
+import {
+  RECENT_IDS,
+  MAX_TRACKED_TYPES,
+  deserializeState,
+  serializeState,
+  StateFormatError,
+  type UserState,
+} from './state.ts';
 import type { NormalisedEvent } from '../../platform/contracts.ts';
 
 const rs = compile(
   [
     rule('welcome', { limits: { oncePerUser: true } }),
-    rule('tip', { trigger: { event: 'Feature Used' }, conditions: { all: [{ fact: 'stats', path: '$.export_done.count', operator: 'equal', value: 0 }] }, limits: { cooldown: '1d' } }),
+    rule('tip', {
+      trigger: { event: 'Feature Used' },
+      conditions: {
+        all: [{ fact: 'stats', path: '$.export_done.count', operator: 'equal', value: 0 }],
+      },
+      limits: { cooldown: '1d' },
+    }),
     rule('order', { trigger: { event: 'Order Completed' } }),
   ],
   [
-    { id: 'active_7d', conditions: { all: [{ fact: 'stats', path: '$.app_opened.last', operator: 'withinLast', value: '7d' }] } },
-    { id: 'trial', conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equal', value: 'trial' }] } },
+    {
+      id: 'active_7d',
+      conditions: {
+        all: [{ fact: 'stats', path: '$.app_opened.last', operator: 'withinLast', value: '7d' }],
+      },
+    },
+    {
+      id: 'trial',
+      conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equal', value: 'trial' }] },
+    },
   ],
 );
 
@@ -20,9 +41,36 @@ function typicalUser(): UserState {
   const core = createEngineCore({ ruleSet: () => rs });
   let s: UserState | null = null;
   const feed = (e: NormalisedEvent) => (s = core.apply(s, e, e.ts).state);
-  feed(ev('user-4f1c2a9e-7b21-4c1d-9a55-2f6d8e0b7c13', 'user_registered', '0s', { id: '5b7e0c52-3b7a-4a7b-8f71-0a8d6f2f1e11', traits: { email: 'jane.doe@example.com', plan: 'trial', name: 'Jane Doe', locale: 'en-GB', timezone: 'Europe/London', country: 'GB', signupSource: 'ads' } }));
-  const types = ['app_opened', 'Feature Used', 'page', 'export_done', 'Order Completed', 'Cart Updated', 'login', 'Search Performed'];
-  for (let i = 0; i < 200; i++) feed(ev('user-4f1c2a9e-7b21-4c1d-9a55-2f6d8e0b7c13', types[i % types.length]!, i * 3_600_000, { id: `4a0d1b9e-0c5f-4d3e-8a8b-${String(i).padStart(12, '0')}` }));
+  feed(
+    ev('user-4f1c2a9e-7b21-4c1d-9a55-2f6d8e0b7c13', 'user_registered', '0s', {
+      id: '5b7e0c52-3b7a-4a7b-8f71-0a8d6f2f1e11',
+      traits: {
+        email: 'jane.doe@example.com',
+        plan: 'trial',
+        name: 'Jane Doe',
+        locale: 'en-GB',
+        timezone: 'Europe/London',
+        country: 'GB',
+        signupSource: 'ads',
+      },
+    }),
+  );
+  const types = [
+    'app_opened',
+    'Feature Used',
+    'page',
+    'export_done',
+    'Order Completed',
+    'Cart Updated',
+    'login',
+    'Search Performed',
+  ];
+  for (let i = 0; i < 200; i++)
+    feed(
+      ev('user-4f1c2a9e-7b21-4c1d-9a55-2f6d8e0b7c13', types[i % types.length]!, i * 3_600_000, {
+        id: `4a0d1b9e-0c5f-4d3e-8a8b-${String(i).padStart(12, '0')}`,
+      }),
+    );
   feed(identify('user-4f1c2a9e-7b21-4c1d-9a55-2f6d8e0b7c13', '9d', { plan: 'pro' }));
   return s!;
 }
@@ -53,7 +101,16 @@ describe('user state', () => {
 
   it('keeps event types and traits named like Object.prototype members as plain data', () => {
     const core = createEngineCore({ ruleSet: () => rs });
-    let s = core.apply(null, ev('u', '__proto__', '0s', { traits: JSON.parse('{"__proto__": {"polluted": true}, "constructor": 1}') as Record<string, unknown> }), 0).state!;
+    let s = core.apply(
+      null,
+      ev('u', '__proto__', '0s', {
+        traits: JSON.parse('{"__proto__": {"polluted": true}, "constructor": 1}') as Record<
+          string,
+          unknown
+        >,
+      }),
+      0,
+    ).state!;
     s = core.apply(s, ev('u', 'constructor', '1s'), 1).state!;
     const back = deserializeState(serializeState(s));
     expect(back.stats['__proto__']!.count).toBe(1);
@@ -65,7 +122,8 @@ describe('user state', () => {
   it('bounds tracked event types, evicting the least recently seen type no rule mentions', () => {
     const core = createEngineCore({ ruleSet: () => rs });
     let s: UserState | null = core.apply(null, ev('u', 'export_done', '0s'), 0).state;
-    for (let i = 0; i < MAX_TRACKED_TYPES + 20; i++) s = core.apply(s, ev('u', `custom_${i}`, i * 1000 + 1000), i * 1000 + 1000).state;
+    for (let i = 0; i < MAX_TRACKED_TYPES + 20; i++)
+      s = core.apply(s, ev('u', `custom_${i}`, i * 1000 + 1000), i * 1000 + 1000).state;
     const counted = Object.keys(s!.stats).filter((t) => s!.stats[t]!.count > 0);
     expect(counted.length).toBeLessThanOrEqual(MAX_TRACKED_TYPES);
     expect(counted).toContain('export_done');

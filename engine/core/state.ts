@@ -117,20 +117,26 @@ export function deserializeState(text: string): UserState {
 }
 
 export function fromStored(raw: unknown): UserState {
-  if (!isObject(raw) || raw.v !== FORMAT_VERSION) throw new StateFormatError(`unsupported user state format (v=${isObject(raw) ? String(raw.v) : typeof raw})`);
+  if (!isObject(raw) || raw.v !== FORMAT_VERSION)
+    throw new StateFormatError(
+      `unsupported user state format (v=${isObject(raw) ? String(raw.v) : typeof raw})`,
+    );
   const state = emptyState();
   if (isObject(raw.u)) for (const k of Object.keys(raw.u)) state.traits[k] = raw.u[k];
   if (isObject(raw.s)) {
     for (const type of Object.keys(raw.s)) {
       const t = raw.s[type];
-      if (Array.isArray(t) && typeof t[0] === 'number') state.stats[type] = { count: t[0], first: numOrNull(t[1]), last: numOrNull(t[2]) };
+      if (Array.isArray(t) && typeof t[0] === 'number')
+        state.stats[type] = { count: t[0], first: numOrNull(t[1]), last: numOrNull(t[2]) };
     }
   }
-  if (Array.isArray(raw.g)) for (const id of raw.g) if (typeof id === 'string') state.segments[id] = true;
+  if (Array.isArray(raw.g))
+    for (const id of raw.g) if (typeof id === 'string') state.segments[id] = true;
   if (isObject(raw.r)) {
     for (const id of Object.keys(raw.r)) {
       const h = raw.r[id];
-      if (Array.isArray(h) && typeof h[0] === 'number') state.rules[id] = { fires: h[0], lastFiredAt: numOrNull(h[1]) };
+      if (Array.isArray(h) && typeof h[0] === 'number')
+        state.rules[id] = { fires: h[0], lastFiredAt: numOrNull(h[1]) };
     }
   }
   if (typeof raw.e === 'string') {
@@ -138,7 +144,8 @@ export function fromStored(raw: unknown): UserState {
     for (let i = 0; i + 6 <= buf.length; i += 6) state.recent.push(buf.readUIntBE(i, 6));
   }
   if (typeof raw.k === 'number') state.recheckAt = raw.k;
-  if (isObject(raw.a) && typeof raw.a.p === 'number' && typeof raw.a.o === 'string') state.applied = { p: raw.a.p, o: raw.a.o };
+  if (isObject(raw.a) && typeof raw.a.p === 'number' && typeof raw.a.o === 'string')
+    state.applied = { p: raw.a.p, o: raw.a.o };
   return state;
 }
 

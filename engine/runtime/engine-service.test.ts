@@ -5,7 +5,14 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { InMemoryBus } from '../../platform/bus.ts';
-import { topics, DlqHeaders, NormalisedEventSchema, SCHEMA_ID_HEADER, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
+import {
+  topics,
+  DlqHeaders,
+  NormalisedEventSchema,
+  SCHEMA_ID_HEADER,
+  type NormalisedEvent,
+  type SendCommand,
+} from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -17,7 +24,13 @@ import { generateEvents } from '../../test/support/engine-events.ts';
 
 const RULES = new URL('../../test/support/engine-rules', import.meta.url).pathname;
 const T = topics('mem');
-const config = { topicPrefix: 'mem', groupId: 'engine', timerPollMs: 20, partitions: 4, ensureTopics: true };
+const config = {
+  topicPrefix: 'mem',
+  groupId: 'engine',
+  timerPollMs: 20,
+  partitions: 4,
+  ensureTopics: true,
+};
 
 async function ruleSet(): Promise<RuleSet> {
   const r = await loadRuleSet(RULES);
@@ -26,7 +39,8 @@ async function ruleSet(): Promise<RuleSet> {
 }
 
 const record = (e: NormalisedEvent) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) });
-const sendsOf = (bus: InMemoryBus): SendCommand[] => bus.messages(T.sends).map((m) => sendCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
+const sendsOf = (bus: InMemoryBus): SendCommand[] =>
+  bus.messages(T.sends).map((m) => sendCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
 
 async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -36,7 +50,13 @@ async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise
   }
 }
 
-const ev = (id: string, userId: string, type: string, ts: number, extra: Partial<NormalisedEvent> = {}): NormalisedEvent => ({
+const ev = (
+  id: string,
+  userId: string,
+  type: string,
+  ts: number,
+  extra: Partial<NormalisedEvent> = {},
+): NormalisedEvent => ({
   id,
   userId,
   type,
@@ -51,19 +71,35 @@ describe('engine service (in-memory wiring)', () => {
   it('turns events into sends, fires delayed triggers, and routes bad records to the DLQ without stopping', async () => {
     const rs = await ruleSet();
     const bus = new InMemoryBus(4);
-    const { service } = createMemoryEngine(config, { bus, ruleSet: () => rs, logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) });
+    const { service } = createMemoryEngine(config, {
+      bus,
+      ruleSet: () => rs,
+      logger: silentLogger(),
+      registry: createMetricsRegistry({ defaults: false }),
+    });
     await service.start();
     const pub = bus.publisher();
     const now = Date.now();
     await pub.publish(T.events, [
-      record(ev('e1', 'alice', 'user_registered', now - 1500, { traits: { email: 'a@example.com', plan: 'trial' } })),
-      { key: 'alice', value: Buffer.from('not avro at all'), headers: { [SCHEMA_ID_HEADER]: eventCodec.schemaId } },
+      record(
+        ev('e1', 'alice', 'user_registered', now - 1500, {
+          traits: { email: 'a@example.com', plan: 'trial' },
+        }),
+      ),
+      {
+        key: 'alice',
+        value: Buffer.from('not avro at all'),
+        headers: { [SCHEMA_ID_HEADER]: eventCodec.schemaId },
+      },
       { key: 'alice', value: eventCodec.encode({ ...ev('e2', 'alice', 'x', now), id: '' }) },
       record(ev('e3', 'alice', 'order_completed', now, { properties: { amount: 80 } })),
     ]);
     await until(() => sendsOf(bus).some((s) => s.ruleId === 'big-order'));
     const dlq = bus.messages(T.dlq);
-    expect(dlq.map((m) => m.headers[DlqHeaders.reason])).toEqual([expect.stringMatching(/^undecodable event/), expect.stringMatching(/^invalid event: \/id/)]);
+    expect(dlq.map((m) => m.headers[DlqHeaders.reason])).toEqual([
+      expect.stringMatching(/^undecodable event/),
+      expect.stringMatching(/^invalid event: \/id/),
+    ]);
     expect(dlq[0]!.headers[DlqHeaders.sourceTopic]).toBe(T.events);
 
     // The 2s delay was mostly over at publish time: the timer fires on the next polls.
@@ -71,14 +107,24 @@ describe('engine service (in-memory wiring)', () => {
     const nudge = sendsOf(bus).find((s) => s.ruleId === 'trial-nudge')!;
     expect(nudge.triggeredBy).toEqual({ eventId: 'e1', eventType: 'user_registered' });
     expect(nudge.createdAt).toBe(now - 1500 + 2000);
-    expect(sendsOf(bus).map((s) => s.ruleId).sort()).toEqual(['big-order', 'trial-nudge', 'welcome']);
+    expect(
+      sendsOf(bus)
+        .map((s) => s.ruleId)
+        .sort(),
+    ).toEqual(['big-order', 'trial-nudge', 'welcome']);
     expect(service.health()).toMatchObject({ ok: true, details: { ruleSetVersion: rs.version } });
     await service.stop();
   });
 
   it('produces the same sends, once each per sendId, when batches fail at any step and are redelivered', async () => {
     const rs = await ruleSet();
-    const events = generateEvents({ users: 6, events: 600, startTs: Date.now() - 60_000, seed: 7, deleteShare: 0.3 });
+    const events = generateEvents({
+      users: 6,
+      events: 600,
+      startTs: Date.now() - 60_000,
+      seed: 7,
+      deleteShare: 0.3,
+    });
     const run = async (faults: boolean) => {
       const bus = new InMemoryBus(4);
       await bus.ensureTopics([{ topic: T.events, partitions: 4 }]);
@@ -112,17 +158,29 @@ describe('engine service (in-memory wiring)', () => {
       };
       const wiring = wireCore(() => rs);
       // Retried quickly: 60 injected crashes, each waiting for its retry.
-      const service = createEngineService({ ...config, retry: { retryBackoff: { initialMs: 10, maxMs: 100 } } }, {
-        bus,
-        state: faulty,
-        timers: faulty,
-        ...wiring,
-        logger: silentLogger(),
-        registry: createMetricsRegistry({ defaults: false }),
-      });
+      const service = createEngineService(
+        { ...config, retry: { retryBackoff: { initialMs: 10, maxMs: 100 } } },
+        {
+          bus,
+          state: faulty,
+          timers: faulty,
+          ...wiring,
+          logger: silentLogger(),
+          registry: createMetricsRegistry({ defaults: false }),
+        },
+      );
       await service.start();
       // A second large part once the first is committed: big batches of users the engine holds.
-      const committedAll = () => [0, 1, 2, 3].reduce((a, p) => a + bus.committedOffset({ groupId: 'engine', topics: [], eachBatch: async () => {} }, { topic: T.events, partition: p }), 0);
+      const committedAll = () =>
+        [0, 1, 2, 3].reduce(
+          (a, p) =>
+            a +
+            bus.committedOffset(
+              { groupId: 'engine', topics: [], eachBatch: async () => {} },
+              { topic: T.events, partition: p },
+            ),
+          0,
+        );
       await until(() => committedAll() >= 300, 15_000);
       await bus.publisher().publish(T.events, events.slice(300, 450).map(record));
       for (let i = 450; i < events.length; i += 10) {
@@ -133,7 +191,16 @@ describe('engine service (in-memory wiring)', () => {
         const ends = await bus.endOffsets(T.events);
         let pending = 0;
         for (let p = 0; p < 4; p++) pending += await stores.pending(p);
-        return pending === 0 && [...ends].every(([p, end]) => bus.committedOffset({ groupId: 'engine', topics: [], eachBatch: async () => {} }, { topic: T.events, partition: p }) === Number(end));
+        return (
+          pending === 0 &&
+          [...ends].every(
+            ([p, end]) =>
+              bus.committedOffset(
+                { groupId: 'engine', topics: [], eachBatch: async () => {} },
+                { topic: T.events, partition: p },
+              ) === Number(end),
+          )
+        );
       }, 15_000);
       await service.stop();
       return { sends: sendsOf(bus), crashes: n, kinds };
@@ -149,8 +216,10 @@ describe('engine service (in-memory wiring)', () => {
     expect(replayed.sends.length).toBeGreaterThan(clean.sends.length);
     expect([...byId(replayed.sends).keys()].sort()).toEqual([...byId(clean.sends).keys()].sort());
     // A delayed send snapshots traits when its timer fires, which depends on the wall clock.
-    const comparable = (x: SendCommand) => (x.ruleId === 'trial-nudge' ? { ...x, data: { ...x.data, user: null } } : x);
-    for (const s of replayed.sends) expect(comparable(s)).toEqual(comparable(byId(clean.sends).get(s.sendId)!));
+    const comparable = (x: SendCommand) =>
+      x.ruleId === 'trial-nudge' ? { ...x, data: { ...x.data, user: null } } : x;
+    for (const s of replayed.sends)
+      expect(comparable(s)).toEqual(comparable(byId(clean.sends).get(s.sendId)!));
   }, 40_000);
 
   it('stops a partition whose state write keeps failing, and health names it', async () => {
@@ -162,15 +231,39 @@ describe('engine service (in-memory wiring)', () => {
       throw new Error('state store refused the write');
     };
     const service = createEngineService(
-      { ...config, partitions: 2, retry: { maxBatchAttempts: 2, retryBackoff: { initialMs: 5, maxMs: 5 } } },
-      { bus, state: broken, timers: broken, ...wireCore(() => rs), logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) },
+      {
+        ...config,
+        partitions: 2,
+        retry: { maxBatchAttempts: 2, retryBackoff: { initialMs: 5, maxMs: 5 } },
+      },
+      {
+        bus,
+        state: broken,
+        timers: broken,
+        ...wireCore(() => rs),
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+      },
     );
     await service.start();
-    await bus.publisher().publish(T.events, [record(ev('s1', 'erin', 'order_completed', Date.now(), { properties: { amount: 60 } }))]);
+    await bus
+      .publisher()
+      .publish(T.events, [
+        record(ev('s1', 'erin', 'order_completed', Date.now(), { properties: { amount: 60 } })),
+      ]);
     await until(() => !service.health().ok);
     const partition = bus.messages(T.events)[0]!.partition;
     expect(service.health().details).toMatchObject({
-      stalled: [{ topic: T.events, partition, offset: '0', attempts: 2, error: 'state store refused the write', reason: expect.stringMatching(/restart/) as string }],
+      stalled: [
+        {
+          topic: T.events,
+          partition,
+          offset: '0',
+          attempts: 2,
+          error: 'state store refused the write',
+          reason: expect.stringMatching(/restart/) as string,
+        },
+      ],
     });
     await service.stop();
   });
@@ -178,14 +271,25 @@ describe('engine service (in-memory wiring)', () => {
   it('erases a deleted user and drops their pending timers', async () => {
     const rs = await ruleSet();
     const bus = new InMemoryBus(2);
-    const { service, stores } = createMemoryEngine(config, { bus, ruleSet: () => rs, logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) });
+    const { service, stores } = createMemoryEngine(config, {
+      bus,
+      ruleSet: () => rs,
+      logger: silentLogger(),
+      registry: createMetricsRegistry({ defaults: false }),
+    });
     await service.start();
     const now = Date.now();
     await bus.publisher().publish(T.events, [
-      record(ev('r1', 'bob', 'user_registered', now + 60_000, { traits: { email: 'b@example.com', plan: 'trial' } })),
+      record(
+        ev('r1', 'bob', 'user_registered', now + 60_000, {
+          traits: { email: 'b@example.com', plan: 'trial' },
+        }),
+      ),
     ]);
     await until(async () => (await stores.pending(0)) + (await stores.pending(1)) === 1);
-    await bus.publisher().publish(T.events, [record(ev('d1', 'bob', 'user_deleted', now, { source: 'cdc:app' }))]);
+    await bus
+      .publisher()
+      .publish(T.events, [record(ev('d1', 'bob', 'user_deleted', now, { source: 'cdc:app' }))]);
     await until(async () => (await stores.pending(0)) + (await stores.pending(1)) === 0);
     const loaded = (await stores.load(['bob'])).get('bob');
     expect(loaded?.state).toBeNull();
@@ -195,15 +299,35 @@ describe('engine service (in-memory wiring)', () => {
   it('acts on reserved event types only from the process that makes them: forged ones from an app go to the DLQ and change nothing', async () => {
     const rs = await ruleSet();
     const bus = new InMemoryBus(1);
-    const { service, stores } = createMemoryEngine({ ...config, partitions: 1 }, { bus, ruleSet: () => rs, logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) });
+    const { service, stores } = createMemoryEngine(
+      { ...config, partitions: 1 },
+      {
+        bus,
+        ruleSet: () => rs,
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+      },
+    );
     await service.start();
     const now = Date.now();
-    await bus.publisher().publish(T.events, [record(ev('r1', 'bob', 'user_registered', now, { traits: { email: 'b@example.com', plan: 'trial' } }))]);
+    await bus.publisher().publish(T.events, [
+      record(
+        ev('r1', 'bob', 'user_registered', now, {
+          traits: { email: 'b@example.com', plan: 'trial' },
+        }),
+      ),
+    ]);
     await until(async () => (await stores.load(['bob'])).get('bob')?.state != null);
     const forged = [
       ev('f1', 'bob', 'user_deleted', now + 1, { source: 'http:web' }),
-      ev('f2', 'bob', 'timer.fired', now + 2, { source: 'http:web', properties: { ruleId: 'trial-nudge', timerId: 'x' } }),
-      ev('f3', 'bob', 'message_clicked', now + 3, { source: 'http:web', properties: { sendId: 's', ruleId: 'welcome' } }),
+      ev('f2', 'bob', 'timer.fired', now + 2, {
+        source: 'http:web',
+        properties: { ruleId: 'trial-nudge', timerId: 'x' },
+      }),
+      ev('f3', 'bob', 'message_clicked', now + 3, {
+        source: 'http:web',
+        properties: { sendId: 's', ruleId: 'welcome' },
+      }),
       ev('f4', 'bob', 'schedule.occurrence', now + 4, { source: 'cdc:app' }),
     ];
     await bus.publisher().publish(T.events, forged.map(record));
@@ -216,7 +340,12 @@ describe('engine service (in-memory wiring)', () => {
     ]);
     // bob was not erased, and nothing was sent for the forged events.
     expect((await stores.load(['bob'])).get('bob')?.state).not.toBeNull();
-    expect(bus.messages(T.sends).map((m) => sendCodec.decode(m.value!).triggeredBy.eventId).filter((id) => id.startsWith('f'))).toEqual([]);
+    expect(
+      bus
+        .messages(T.sends)
+        .map((m) => sendCodec.decode(m.value!).triggeredBy.eventId)
+        .filter((id) => id.startsWith('f')),
+    ).toEqual([]);
     await service.stop();
   });
 
@@ -238,7 +367,18 @@ describe('engine service (in-memory wiring)', () => {
       }
       return new Promise<void>((resolve) => (release = resolve));
     };
-    const service = createEngineService({ ...config, partitions: 1 }, { bus, state: stores, timers: stores, ...wireCore(() => rs), durable, logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }) });
+    const service = createEngineService(
+      { ...config, partitions: 1 },
+      {
+        bus,
+        state: stores,
+        timers: stores,
+        ...wireCore(() => rs),
+        durable,
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+      },
+    );
     const starting = service.start();
     // The epoch taken on assignment is made durable before the partition is worked on.
     await until(() => release !== null);
@@ -246,7 +386,13 @@ describe('engine service (in-memory wiring)', () => {
     release = null;
     await starting;
     const now = Date.now();
-    await bus.publisher().publish(T.events, [record(ev('w1', 'erin', 'user_registered', now, { traits: { email: 'e@example.com', plan: 'pro' } }))]);
+    await bus.publisher().publish(T.events, [
+      record(
+        ev('w1', 'erin', 'user_registered', now, {
+          traits: { email: 'e@example.com', plan: 'pro' },
+        }),
+      ),
+    ]);
     await until(() => release !== null);
     // The state is written, but until it is durable the offset stays where it was.
     expect((await stores.load(['erin'])).get('erin')?.offset).toBe('0');
@@ -258,14 +404,22 @@ describe('engine service (in-memory wiring)', () => {
     expect(waits).toBe(2);
 
     // A wait that fails fails the batch: read again (the fence skips the applied event), then committed.
-    await bus.publisher().publish(T.events, [record(ev('w2', 'erin', 'order_completed', now + 1, { properties: { amount: 70 } }))]);
+    await bus
+      .publisher()
+      .publish(T.events, [
+        record(ev('w2', 'erin', 'order_completed', now + 1, { properties: { amount: 70 } })),
+      ]);
     failNext = true;
     await until(() => release !== null);
     expect(committed()).toBe(1);
     expect(waits).toBe(4);
     release!();
     await until(() => committed() === 2);
-    expect(sendsOf(bus).map((s) => s.ruleId).sort()).toEqual(['big-order', 'welcome']);
+    expect(
+      sendsOf(bus)
+        .map((s) => s.ruleId)
+        .sort(),
+    ).toEqual(['big-order', 'welcome']);
     await service.stop();
   });
 
@@ -273,18 +427,35 @@ describe('engine service (in-memory wiring)', () => {
     const rs = await ruleSet();
     const bus = new InMemoryBus(1);
     const registry = createMetricsRegistry({ defaults: false });
-    const { service, stores } = createMemoryEngine({ ...config, partitions: 1 }, { bus, ruleSet: () => rs, logger: silentLogger(), registry });
+    const { service, stores } = createMemoryEngine(
+      { ...config, partitions: 1 },
+      { bus, ruleSet: () => rs, logger: silentLogger(), registry },
+    );
     await service.start();
     const now = Date.now();
-    await bus.publisher().publish(T.events, [record(ev('a1', 'dana', 'order_completed', now, { properties: { amount: 60 } }))]);
+    await bus
+      .publisher()
+      .publish(T.events, [
+        record(ev('a1', 'dana', 'order_completed', now, { properties: { amount: 60 } })),
+      ]);
     const sub = { groupId: 'engine', topics: [], eachBatch: async () => {} };
     await until(() => bus.committedOffset(sub, { topic: T.events, partition: 0 }) === 1);
     expect(service.ownedPartitions()).toEqual([0]);
 
     // Another process takes the partition (its epoch is now newer than ours).
     await stores.acquire(0);
-    await bus.publisher().publish(T.events, [record(ev('a2', 'dana', 'order_completed', now + 7_200_000, { properties: { amount: 70 } }))]);
-    await until(async () => (await registry.getSingleMetric('lifecycle_engine_fenced_total')!.get()).values[0]?.value === 1);
+    await bus
+      .publisher()
+      .publish(T.events, [
+        record(
+          ev('a2', 'dana', 'order_completed', now + 7_200_000, { properties: { amount: 70 } }),
+        ),
+      ]);
+    await until(
+      async () =>
+        (await registry.getSingleMetric('lifecycle_engine_fenced_total')!.get()).values[0]
+          ?.value === 1,
+    );
     expect(bus.committedOffset(sub, { topic: T.events, partition: 0 })).toBe(1);
     expect((await stores.load(['dana'])).get('dana')?.offset).toBe('0');
     expect(service.ownedPartitions()).toEqual([]);
@@ -308,7 +479,8 @@ describe('isWellFormedEvent', () => {
     fc.constant(new Uint8Array(2)),
     fc.dictionary(fc.string(), fc.jsonValue()),
   );
-  const field = <T>(valid: fc.Arbitrary<T>) => fc.oneof({ arbitrary: valid, weight: 4 }, { arbitrary: anything, weight: 1 });
+  const field = <T>(valid: fc.Arbitrary<T>) =>
+    fc.oneof({ arbitrary: valid, weight: 4 }, { arbitrary: anything, weight: 1 });
   const candidate = fc.record(
     {
       id: field(fc.string({ minLength: 1 })),
@@ -336,7 +508,8 @@ describe('isWellFormedEvent', () => {
   }, 60_000);
 
   it('accepts the generated stream and refuses an empty user id', () => {
-    for (const e of generateEvents({ users: 50, events: 500, startTs: 0, seed: 3 })) expect(isWellFormedEvent(e)).toBe(true);
+    for (const e of generateEvents({ users: 50, events: 500, startTs: 0, seed: 3 }))
+      expect(isWellFormedEvent(e)).toBe(true);
     expect(isWellFormedEvent({ ...ev('e1', 'u1', 'page', 1), userId: '' })).toBe(false);
   });
 });

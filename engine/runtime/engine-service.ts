@@ -10,8 +10,24 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Logger } from 'pino';
 import type { Bus, IncomingMessage, OutgoingMessage, TopicPartition } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
-import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry, type BatchScope, type BatchVerdict, type ConsumeLoop, type ConsumedRecord } from '../../platform/consume.ts';
-import { NormalisedEventSchema, reservedTypeRefusal, SCHEMA_ID_HEADER, topics as topicNames, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
+import {
+  createConsumeLoop,
+  RecordRejected,
+  stalledHealth,
+  type BatchRetry,
+  type BatchScope,
+  type BatchVerdict,
+  type ConsumeLoop,
+  type ConsumedRecord,
+} from '../../platform/consume.ts';
+import {
+  NormalisedEventSchema,
+  reservedTypeRefusal,
+  SCHEMA_ID_HEADER,
+  topics as topicNames,
+  type NormalisedEvent,
+  type SendCommand,
+} from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
@@ -108,7 +124,12 @@ interface Working<S> {
 const eventCheck = TypeCompiler.Compile(NormalisedEventSchema);
 
 // TypeBox's record test: Date and byte arrays are not records.
-const isJsonObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date) && !(v instanceof Uint8Array);
+const isJsonObject = (v: unknown): boolean =>
+  typeof v === 'object' &&
+  v !== null &&
+  !Array.isArray(v) &&
+  !(v instanceof Date) &&
+  !(v instanceof Uint8Array);
 const isNonEmptyString = (v: unknown): boolean => typeof v === 'string' && v.length > 0;
 
 /**
@@ -146,19 +167,62 @@ class FencedOut extends Error {
 
 function engineMetrics(registry: Registry) {
   return {
-    evaluations: new Counter({ name: 'lifecycle_engine_rule_evaluations_total', help: 'Rule evaluations, per rule.', labelNames: ['rule'], registers: [registry] }),
-    fires: new Counter({ name: 'lifecycle_engine_rule_fires_total', help: 'Send commands produced, per rule (holdouts included).', labelNames: ['rule'], registers: [registry] }),
-    sends: new Counter({ name: 'lifecycle_engine_sends_total', help: 'Send commands published.', registers: [registry] }),
-    timersScheduled: new Counter({ name: 'lifecycle_engine_timers_scheduled_total', help: 'Timers scheduled.', registers: [registry] }),
-    timersFired: new Counter({ name: 'lifecycle_engine_timers_fired_total', help: 'Timers fired (published as timer.fired events).', registers: [registry] }),
-    fenced: new Counter({ name: 'lifecycle_engine_fenced_total', help: 'Batches abandoned because a newer owner holds the partition.', registers: [registry] }),
-    lag: new Gauge({ name: 'lifecycle_engine_consumer_lag', help: 'End offset minus committed offset, per owned partition.', labelNames: ['partition'], registers: [registry] }),
-    ruleSet: new Gauge({ name: 'lifecycle_engine_rule_set_info', help: 'The rule set version in force (value 1).', labelNames: ['version'], registers: [registry] }),
-    owned: new Gauge({ name: 'lifecycle_engine_partitions_owned', help: 'Partitions this process owns.', registers: [registry] }),
+    evaluations: new Counter({
+      name: 'lifecycle_engine_rule_evaluations_total',
+      help: 'Rule evaluations, per rule.',
+      labelNames: ['rule'],
+      registers: [registry],
+    }),
+    fires: new Counter({
+      name: 'lifecycle_engine_rule_fires_total',
+      help: 'Send commands produced, per rule (holdouts included).',
+      labelNames: ['rule'],
+      registers: [registry],
+    }),
+    sends: new Counter({
+      name: 'lifecycle_engine_sends_total',
+      help: 'Send commands published.',
+      registers: [registry],
+    }),
+    timersScheduled: new Counter({
+      name: 'lifecycle_engine_timers_scheduled_total',
+      help: 'Timers scheduled.',
+      registers: [registry],
+    }),
+    timersFired: new Counter({
+      name: 'lifecycle_engine_timers_fired_total',
+      help: 'Timers fired (published as timer.fired events).',
+      registers: [registry],
+    }),
+    fenced: new Counter({
+      name: 'lifecycle_engine_fenced_total',
+      help: 'Batches abandoned because a newer owner holds the partition.',
+      registers: [registry],
+    }),
+    lag: new Gauge({
+      name: 'lifecycle_engine_consumer_lag',
+      help: 'End offset minus committed offset, per owned partition.',
+      labelNames: ['partition'],
+      registers: [registry],
+    }),
+    ruleSet: new Gauge({
+      name: 'lifecycle_engine_rule_set_info',
+      help: 'The rule set version in force (value 1).',
+      labelNames: ['version'],
+      registers: [registry],
+    }),
+    owned: new Gauge({
+      name: 'lifecycle_engine_partitions_owned',
+      help: 'Partitions this process owns.',
+      registers: [registry],
+    }),
   };
 }
 
-export function createEngineService<S>(config: EngineServiceConfig, deps: EngineServiceDeps<S>): EngineService {
+export function createEngineService<S>(
+  config: EngineServiceConfig,
+  deps: EngineServiceDeps<S>,
+): EngineService {
   const topic = topicNames(config.topicPrefix);
   const log = deps.logger.child({ component: 'engine', topic: topic.events });
   const metrics = engineMetrics(deps.registry);
@@ -175,7 +239,10 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   // The partition owner is the only writer of its users, so the state it last wrote under
   // its current epoch is the stored state: a hit skips the load and the parse. Entries
   // leave the cache while their batch runs and come back only after the write succeeded.
-  const cache = new Map<string, { state: S | null; partition: number; epoch: number; offset: string | null }>();
+  const cache = new Map<
+    string,
+    { state: S | null; partition: number; epoch: number; offset: string | null }
+  >();
   const cacheMax = config.stateCacheSize ?? 50_000;
 
   const setRuleSetVersion = (v: string) => {
@@ -253,10 +320,15 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     }
     if (!isWellFormedEvent(event)) {
       const first = eventCheck.Errors(event).First();
-      throw new RecordRejected(`invalid event: ${first ? `${first.path || '/'} ${first.message}` : 'schema mismatch'}`);
+      throw new RecordRejected(
+        `invalid event: ${first ? `${first.path || '/'} ${first.message}` : 'schema mismatch'}`,
+      );
     }
     // Per-user order and the single writer rely on key = userId.
-    if (m.key !== event.userId) throw new RecordRejected(`record key ${JSON.stringify(m.key)} does not match the event's userId`);
+    if (m.key !== event.userId)
+      throw new RecordRejected(
+        `record key ${JSON.stringify(m.key)} does not match the event's userId`,
+      );
     // A reserved type is acted on only from the process that makes it (platform/contracts.ts).
     const refusal = reservedTypeRefusal(event);
     if (refusal !== null) throw new RecordRejected(refusal);
@@ -265,7 +337,12 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
 
   // Phase 2, load: the batch's users from this owner's cache, the rest in one round trip.
   // Returns the users whose stored state cannot be read, with why.
-  const loadUsers = async (records: ConsumedRecord<NormalisedEvent>[], partition: number, epoch: number, working: Map<string, Working<S>>) => {
+  const loadUsers = async (
+    records: ConsumedRecord<NormalisedEvent>[],
+    partition: number,
+    epoch: number,
+    working: Map<string, Working<S>>,
+  ) => {
     const misses: string[] = [];
     for (const { value: event } of records) {
       const userId = event.userId;
@@ -274,10 +351,24 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       cache.delete(userId);
       if (cached && cached.partition === partition && cached.epoch === epoch) {
         const fence = cached.offset === null ? null : BigInt(cached.offset);
-        working.set(userId, { state: cached.state, fence, dirty: false, offset: '', erased: false, timers: [] });
+        working.set(userId, {
+          state: cached.state,
+          fence,
+          dirty: false,
+          offset: '',
+          erased: false,
+          timers: [],
+        });
       } else {
         // A placeholder keeps the user's place (and dedupes misses) until the load answers.
-        working.set(userId, { state: null, fence: null, dirty: false, offset: '', erased: false, timers: [] });
+        working.set(userId, {
+          state: null,
+          fence: null,
+          dirty: false,
+          offset: '',
+          erased: false,
+          timers: [],
+        });
         misses.push(userId);
       }
     }
@@ -292,15 +383,30 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
         // A corrupt record must not stop the partition: its user's events go to the DLQ.
         unreadable.set(userId, errorMessage(err));
       }
-      user.fence = record && record.partition === partition && record.offset !== null ? BigInt(record.offset) : null;
+      user.fence =
+        record && record.partition === partition && record.offset !== null
+          ? BigInt(record.offset)
+          : null;
     }
     return unreadable;
   };
 
   // Phase 3, apply: the events in offset order through the core.
-  const applyEvents = (records: ConsumedRecord<NormalisedEvent>[], working: Map<string, Working<S>>, unreadable: Map<string, string>, scope: BatchScope) => {
-    const effects = { sends: [] as SendCommand[], emitted: [] as NormalisedEvent[], applied: 0, fires: new Map<string, number>(), evaluations: new Map<string, number>() };
-    const bump = (counts: Map<string, number>, key: string) => counts.set(key, (counts.get(key) ?? 0) + 1);
+  const applyEvents = (
+    records: ConsumedRecord<NormalisedEvent>[],
+    working: Map<string, Working<S>>,
+    unreadable: Map<string, string>,
+    scope: BatchScope,
+  ) => {
+    const effects = {
+      sends: [] as SendCommand[],
+      emitted: [] as NormalisedEvent[],
+      applied: 0,
+      fires: new Map<string, number>(),
+      evaluations: new Map<string, number>(),
+    };
+    const bump = (counts: Map<string, number>, key: string) =>
+      counts.set(key, (counts.get(key) ?? 0) + 1);
     for (const { message, value: event } of records) {
       const user = working.get(event.userId)!;
       const unreadableWhy = unreadable.get(event.userId);
@@ -322,7 +428,11 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
         continue;
       }
       if (result.status === 'invalid') {
-        scope.deadLetter(message, 'engine.apply', `invalid engine event: ${result.reason ?? 'not understood'}`);
+        scope.deadLetter(
+          message,
+          'engine.apply',
+          `invalid engine event: ${result.reason ?? 'not understood'}`,
+        );
         continue;
       }
       if (result.status === 'duplicate') {
@@ -348,7 +458,8 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
         effects.sends.push(send);
         bump(effects.fires, send.ruleId);
       }
-      if (deps.evaluatedRules) for (const ruleId of deps.evaluatedRules(event)) bump(effects.evaluations, ruleId);
+      if (deps.evaluatedRules)
+        for (const ruleId of deps.evaluatedRules(event)) bump(effects.evaluations, ruleId);
       for (const timer of result.timers) user.timers.push(timer);
       effects.emitted.push(...result.emitted);
     }
@@ -359,35 +470,73 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   // the state that records them is written. The timer script also checks the partition's
   // epoch: a stale owner stops there, before any state write. The states are serialised
   // while the records are on their way.
-  const publishEffects = async (partition: number, epoch: number, effects: ReturnType<typeof applyEvents>, working: Map<string, Working<S>>) => {
+  const publishEffects = async (
+    partition: number,
+    epoch: number,
+    effects: ReturnType<typeof applyEvents>,
+    working: Map<string, Working<S>>,
+  ) => {
     const timers: Timer[] = [];
     for (const user of working.values()) for (const timer of user.timers) timers.push(timer);
-    const sendRecords: OutgoingMessage[] = effects.sends.map((send) => ({ key: send.userId, ...encodeWithHeader(sendCodec, send) }));
-    const eventRecords: OutgoingMessage[] = effects.emitted.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
-    const durable = Promise.all([publisher.publish(topic.sends, sendRecords), publisher.publish(topic.events, eventRecords), deps.timers.schedule(partition, epoch, timers)]);
+    const sendRecords: OutgoingMessage[] = effects.sends.map((send) => ({
+      key: send.userId,
+      ...encodeWithHeader(sendCodec, send),
+    }));
+    const eventRecords: OutgoingMessage[] = effects.emitted.map((e) => ({
+      key: e.userId,
+      ...encodeWithHeader(eventCodec, e),
+    }));
+    const durable = Promise.all([
+      publisher.publish(topic.sends, sendRecords),
+      publisher.publish(topic.events, eventRecords),
+      deps.timers.schedule(partition, epoch, timers),
+    ]);
     const writes: UserWrite[] = [];
     for (const [userId, user] of working) {
       if (!user.dirty) continue;
       const timerIds = user.timers.map((timer) => timer.id);
-      if (user.erased && user.state !== null) writes.push({ userId, state: null, offset: user.offset, timerIds: [] });
-      writes.push({ userId, state: user.state === null ? null : deps.codec.serialize(user.state), offset: user.offset, timerIds });
+      if (user.erased && user.state !== null)
+        writes.push({ userId, state: null, offset: user.offset, timerIds: [] });
+      writes.push({
+        userId,
+        state: user.state === null ? null : deps.codec.serialize(user.state),
+        offset: user.offset,
+        timerIds,
+      });
     }
     // Observed by the await below; this only keeps a failure during serialisation from leaving it unobserved.
     durable.catch(() => undefined);
     const [, , scheduled] = await durable;
-    if (!scheduled) throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`, epoch);
+    if (!scheduled)
+      throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`, epoch);
     return { writes, timersScheduled: timers.length };
   };
 
   // Phase 5, write: the users' state, fenced; then they return to the cache.
-  const writeStates = async (partition: number, epoch: number, writes: UserWrite[], working: Map<string, Working<S>>, unreadable: Map<string, string>) => {
+  const writeStates = async (
+    partition: number,
+    epoch: number,
+    writes: UserWrite[],
+    working: Map<string, Working<S>>,
+    unreadable: Map<string, string>,
+  ) => {
     const written = await deps.state.write(partition, epoch, writes);
-    if (written.refused.length > 0) throw new FencedOut(`partition ${partition}: ${written.refused.length} user writes refused under epoch ${epoch}`, epoch);
-    if (written.erasedTimers.length > 0) await deps.timers.remove(partition, epoch, written.erasedTimers);
+    if (written.refused.length > 0)
+      throw new FencedOut(
+        `partition ${partition}: ${written.refused.length} user writes refused under epoch ${epoch}`,
+        epoch,
+      );
+    if (written.erasedTimers.length > 0)
+      await deps.timers.remove(partition, epoch, written.erasedTimers);
     if (cacheMax <= 0) return;
     for (const [userId, user] of working) {
       if (unreadable.has(userId)) continue;
-      cache.set(userId, { state: user.state, partition, epoch, offset: user.dirty ? user.offset : user.fence === null ? null : user.fence.toString() });
+      cache.set(userId, {
+        state: user.state,
+        partition,
+        epoch,
+        offset: user.dirty ? user.offset : user.fence === null ? null : user.fence.toString(),
+      });
     }
     for (const userId of cache.keys()) {
       if (cache.size <= cacheMax) break;
@@ -398,7 +547,10 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   // One batch: load, apply, publish and schedule, write, make the writes durable. The
   // consume loop decoded it before (phase 1) and commits it after (phase 7), once the dead
   // letters are durable too.
-  const handleBatch = async (records: ConsumedRecord<NormalisedEvent>[], scope: BatchScope): Promise<BatchVerdict> => {
+  const handleBatch = async (
+    records: ConsumedRecord<NormalisedEvent>[],
+    scope: BatchScope,
+  ): Promise<BatchVerdict> => {
     const { partition } = scope;
     const epoch = epochs.get(partition);
     if (epoch === undefined) {
@@ -431,7 +583,10 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     } catch (err) {
       if (!(err instanceof FencedOut)) throw err;
       metrics.fenced.inc();
-      log.warn({ partition, err: err.message }, 'a newer owner holds the partition; batch abandoned');
+      log.warn(
+        { partition, err: err.message },
+        'a newer owner holds the partition; batch abandoned',
+      );
       loseOwnership(partition, err.epoch);
       return 'abandon';
     }
@@ -441,9 +596,15 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
     const owned = [...epochs.keys()];
     if (owned.length === 0) return;
     const ends = await deps.bus.endOffsets(topic.events);
-    const fromBroker = (deps.bus as Partial<{ committedOffsets(g: string, topic: string): Promise<Map<number, string>> }>).committedOffsets;
+    const fromBroker = (
+      deps.bus as Partial<{
+        committedOffsets(g: string, topic: string): Promise<Map<number, string>>;
+      }>
+    ).committedOffsets;
     const committed = consumer?.committedOffsets(topic.events) ?? new Map<number, string>();
-    const commits = fromBroker ? await fromBroker.call(deps.bus, config.groupId, topic.events) : committed;
+    const commits = fromBroker
+      ? await fromBroker.call(deps.bus, config.groupId, topic.events)
+      : committed;
     for (const p of owned) {
       const end = ends.get(p);
       const c = commits.get(p) ?? committed.get(p);
@@ -456,7 +617,8 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
   return {
     name: 'engine',
     async start() {
-      if (config.ensureTopics !== false) await deps.bus.ensureTopics(internalTopicSpecs(topic, config.partitions));
+      if (config.ensureTopics !== false)
+        await deps.bus.ensureTopics(internalTopicSpecs(topic, config.partitions));
       consumer = createConsumeLoop(
         {
           name: 'engine',
@@ -477,7 +639,9 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       running = true;
       const every = config.lagIntervalMs ?? 5000;
       lagTimer = setInterval(() => {
-        measureLag().catch((err: unknown) => log.debug({ err: errorMessage(err) }, 'lag measurement failed'));
+        measureLag().catch((err: unknown) =>
+          log.debug({ err: errorMessage(err) }, 'lag measurement failed'),
+        );
       }, every);
       lagTimer.unref();
       log.info({ groupId: config.groupId, ruleSetVersion: version }, 'engine started');
@@ -500,7 +664,13 @@ export function createEngineService<S>(config: EngineServiceConfig, deps: Engine
       const loop = stalledHealth([consumer]);
       return {
         ok: running && (consumer?.lastError() ?? null) === null && loop.ok,
-        details: { ruleSetVersion: version, partitions: [...epochs.keys()].sort((a, b) => a - b), lastBatchAt, lastError: consumer?.lastError() ?? null, stalled: loop.stalled },
+        details: {
+          ruleSetVersion: version,
+          partitions: [...epochs.keys()].sort((a, b) => a - b),
+          lastBatchAt,
+          lastError: consumer?.lastError() ?? null,
+          stalled: loop.stalled,
+        },
       };
     },
     setRuleSetVersion,

@@ -16,7 +16,14 @@ import { createEngineService, type EngineService } from './engine-service.ts';
 import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';
 import { wireCore } from './wiring.ts';
-import { TEST_RULES, decodeSends, eventRecord, namesOf, readTopic, sleep } from '../../test/support/engine-harness.ts';
+import {
+  TEST_RULES,
+  decodeSends,
+  eventRecord,
+  namesOf,
+  readTopic,
+  sleep,
+} from '../../test/support/engine-harness.ts';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -29,7 +36,13 @@ let redis: Redis;
 let bus: KafkaBus;
 const names = namesOf(config);
 
-const ev = (id: string, userId: string, type: string, ts: number, extra: Partial<NormalisedEvent> = {}): NormalisedEvent => ({
+const ev = (
+  id: string,
+  userId: string,
+  type: string,
+  ts: number,
+  extra: Partial<NormalisedEvent> = {},
+): NormalisedEvent => ({
   id,
   userId,
   type,
@@ -64,7 +77,13 @@ describe('engine on Kafka and Redis', () => {
     const keys = createKeySpace(names.redisPrefix);
     const wiring = wireCore(() => rs);
     service = createEngineService(
-      { topicPrefix: names.prefix, groupId: names.groupId, timerPollMs: 100, partitions: 3, lagIntervalMs: 200 },
+      {
+        topicPrefix: names.prefix,
+        groupId: names.groupId,
+        timerPollMs: 100,
+        partitions: 3,
+        lagIntervalMs: 200,
+      },
       {
         bus,
         state: createRedisStateStore({ redis, keys }, { eventsTopic: names.topics.events }),
@@ -80,11 +99,23 @@ describe('engine on Kafka and Redis', () => {
     const now = Date.now();
     const pub = bus.publisher();
     await pub.publish(names.topics.events, [
-      eventRecord(ev('reg-1', 'ada', 'user_registered', now, { traits: { email: 'ada@example.com', plan: 'trial' } })),
+      eventRecord(
+        ev('reg-1', 'ada', 'user_registered', now, {
+          traits: { email: 'ada@example.com', plan: 'trial' },
+        }),
+      ),
       // Poison: bytes that are not an event, on the same key (so the same partition).
-      { key: 'ada', value: Buffer.from([0xff, 0x00, 0x13, 0x37]), headers: { [SCHEMA_ID_HEADER]: eventCodec.schemaId } },
+      {
+        key: 'ada',
+        value: Buffer.from([0xff, 0x00, 0x13, 0x37]),
+        headers: { [SCHEMA_ID_HEADER]: eventCodec.schemaId },
+      },
       eventRecord(ev('ord-1', 'ada', 'order_completed', now + 10, { properties: { amount: 99 } })),
-      eventRecord(ev('reg-2', 'bob', 'user_registered', now, { traits: { email: 'bob@example.com', plan: 'pro' } })),
+      eventRecord(
+        ev('reg-2', 'bob', 'user_registered', now, {
+          traits: { email: 'bob@example.com', plan: 'pro' },
+        }),
+      ),
     ]);
 
     // Immediate sends first, then the 2s delayed nudge for the trial user.
@@ -95,12 +126,19 @@ describe('engine on Kafka and Redis', () => {
     }
     const sendRecords = await readTopic(bus.kafka, names.topics.sends);
     expect(sendRecords.every((r) => r.headers[SCHEMA_ID_HEADER] && r.key)).toBe(true);
-    expect(sends.map((s) => `${s.ruleId}:${s.userId}`).sort()).toEqual(['big-order:ada', 'trial-nudge:ada', 'welcome:ada', 'welcome:bob']);
+    expect(sends.map((s) => `${s.ruleId}:${s.userId}`).sort()).toEqual([
+      'big-order:ada',
+      'trial-nudge:ada',
+      'welcome:ada',
+      'welcome:bob',
+    ]);
     const nudge = sends.find((s) => s.ruleId === 'trial-nudge')!;
     expect(nudge.triggeredBy).toEqual({ eventId: 'reg-1', eventType: 'user_registered' });
     expect(nudge.createdAt).toBe(now + 2000);
     // Every send of ada sits on ada's partition (keyed by userId).
-    const adaPartitions = new Set(sendRecords.filter((r) => r.key === 'ada').map((r) => r.partition));
+    const adaPartitions = new Set(
+      sendRecords.filter((r) => r.key === 'ada').map((r) => r.partition),
+    );
     expect(adaPartitions.size).toBe(1);
 
     const dlq = await readTopic(bus.kafka, names.topics.dlq);
@@ -110,28 +148,45 @@ describe('engine on Kafka and Redis', () => {
     expect(dlq[0]!.value).toEqual(Buffer.from([0xff, 0x00, 0x13, 0x37]));
 
     // The timer became a timer.fired event on the events topic and was removed.
-    const events = (await readTopic(bus.kafka, names.topics.events)).filter((r) => r.value && r.value[0] !== 0xff);
+    const events = (await readTopic(bus.kafka, names.topics.events)).filter(
+      (r) => r.value && r.value[0] !== 0xff,
+    );
     expect(events.map((r) => eventCodec.decode(r.value!).type)).toContain('timer.fired');
 
     await sleep(400);
     const metrics = await registry.getMetricsAsJSON();
     const value = (name: string, labels: Record<string, string> = {}) =>
-      metrics.find((m) => m.name === name)?.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
+      metrics
+        .find((m) => m.name === name)
+        ?.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
     expect(value('lifecycle_engine_rule_fires_total', { rule: 'welcome' })).toBe(2);
-    expect(value('lifecycle_engine_rule_evaluations_total', { rule: 'trial-nudge' })).toBeGreaterThanOrEqual(3);
-    expect(value('lifecycle_consumer_dlq_total', { consumer: 'engine', stage: 'engine.decode' })).toBe(1);
+    expect(
+      value('lifecycle_engine_rule_evaluations_total', { rule: 'trial-nudge' }),
+    ).toBeGreaterThanOrEqual(3);
+    expect(
+      value('lifecycle_consumer_dlq_total', { consumer: 'engine', stage: 'engine.decode' }),
+    ).toBe(1);
     expect(value('lifecycle_engine_rule_set_info', { version: rs.version })).toBe(1);
     expect(value('lifecycle_engine_consumer_lag')).toBe(0);
-    expect(service.health()).toMatchObject({ ok: true, details: { ruleSetVersion: rs.version, partitions: [0, 1, 2] } });
+    expect(service.health()).toMatchObject({
+      ok: true,
+      details: { ruleSetVersion: rs.version, partitions: [0, 1, 2] },
+    });
     await service.stop();
   });
 
   it('runEngine hot-reloads rules: a valid edit takes effect, an invalid one keeps the last good set', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'lc-rules-'));
     await cp(TEST_RULES, dir, { recursive: true });
-    const cfg = isolate('engine-reload').config({ LC_RULES_DIR: dir, LC_TIMER_POLL_MS: '100', LC_KAFKA_PARTITIONS: '2' });
+    const cfg = isolate('engine-reload').config({
+      LC_RULES_DIR: dir,
+      LC_TIMER_POLL_MS: '100',
+      LC_KAFKA_PARTITIONS: '2',
+    });
     const n = namesOf(cfg);
-    const engine = await runEngine(cfg, logger, { registry: createMetricsRegistry({ defaults: false }) });
+    const engine = await runEngine(cfg, logger, {
+      registry: createMetricsRegistry({ defaults: false }),
+    });
     try {
       const first = engine.service.ruleSetVersion();
       expect(first).toMatch(/\S/);
@@ -157,13 +212,22 @@ describe('engine on Kafka and Redis', () => {
         }),
       );
       await until(() => engine.service.ruleSetVersion() !== first, 'the new rule set');
-      expect(engine.service.health()).toMatchObject({ ok: true, details: { ruleSetVersion: engine.service.ruleSetVersion() } });
+      expect(engine.service.health()).toMatchObject({
+        ok: true,
+        details: { ruleSetVersion: engine.service.ruleSetVersion() },
+      });
       const metrics = await engine.registry.getMetricsAsJSON();
       const info = metrics.find((m) => m.name === 'lifecycle_engine_rule_set_info')!.values;
-      expect(info).toEqual([expect.objectContaining({ labels: { version: engine.service.ruleSetVersion() }, value: 1 })]);
+      expect(info).toEqual([
+        expect.objectContaining({ labels: { version: engine.service.ruleSetVersion() }, value: 1 }),
+      ]);
 
       await bus.ensureTopics(internalTopicSpecs(n.topics, 2));
-      await bus.publisher().publish(n.topics.events, [eventRecord(ev('sub-1', 'cleo', 'subscription_started', Date.now()))]);
+      await bus
+        .publisher()
+        .publish(n.topics.events, [
+          eventRecord(ev('sub-1', 'cleo', 'subscription_started', Date.now())),
+        ]);
       let sends = decodeSends(await readTopic(bus.kafka, n.topics.sends));
       for (let i = 0; i < 60 && sends.length === 0; i++) {
         await sleep(250);

@@ -42,7 +42,8 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+  for (const c of children)
+    if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
   await bus?.close();
   for (const p of prefixes) {
     const keys = await redis.keys(`${p}*`);
@@ -69,11 +70,23 @@ describe('engine process killed and restarted', () => {
     const names = namesOf(iso.config());
     prefixes.push(names.redisPrefix);
     await bus.ensureTopics(internalTopicSpecs(names.topics, 6));
-    const events = generateEvents({ users: 300, events: 3000, startTs: Date.now(), stepMs: 10, seed: 2026, deleteShare: 0.05, idPrefix: randomUUID().slice(0, 6) });
+    const events = generateEvents({
+      users: 300,
+      events: 3000,
+      startTs: Date.now(),
+      stepMs: 10,
+      seed: 2026,
+      deleteShare: 0.05,
+      idPrefix: randomUUID().slice(0, 6),
+    });
     const env = engineEnv(iso.env);
 
     // Watch the sends topic live, so some kills land right after a publish (before the commit).
-    const tail = bus.kafka.consumer({ groupId: `tail-${names.groupId}`, sessionTimeout: 10_000, heartbeatInterval: 1000 });
+    const tail = bus.kafka.consumer({
+      groupId: `tail-${names.groupId}`,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1000,
+    });
     let onSend: (() => void) | null = null;
     await tail.connect();
     await tail.subscribe({ topics: [names.topics.sends], fromBeginning: true });
@@ -96,7 +109,12 @@ describe('engine process killed and restarted', () => {
     for (let k = 0; k < 5; k++) {
       // Kill only once the new process is working (it has committed something).
       const before = await committedTotal(names.groupId, names.topics.events);
-      for (let i = 0; i < 80 && (await committedTotal(names.groupId, names.topics.events)) <= before; i++) await sleep(250);
+      for (
+        let i = 0;
+        i < 80 && (await committedTotal(names.groupId, names.topics.events)) <= before;
+        i++
+      )
+        await sleep(250);
       let mode: string;
       if (k % 2 === 0) {
         mode = 'right after a publish of sends';
@@ -111,14 +129,26 @@ describe('engine process killed and restarted', () => {
       }
       engine.child.kill('SIGKILL');
       await engine.exited;
-      kills.push({ at: produced, mode, committed: await committedTotal(names.groupId, names.topics.events) });
+      kills.push({
+        at: produced,
+        mode,
+        committed: await committedTotal(names.groupId, names.topics.events),
+      });
       console.log(`kill ${k + 1}: ${mode}, ${produced} events produced, t=${Date.now() - t0} ms`);
       const epochsAtKill = await partitionEpochs(redis, names.redisPrefix, names.topics.events, 6);
       engine = spawn(env);
-      if (k === 4) await waitAllReassigned(redis, names.redisPrefix, names.topics.events, epochsAtKill);
+      if (k === 4)
+        await waitAllReassigned(redis, names.redisPrefix, names.topics.events, epochsAtKill);
     }
     await producing;
-    await waitDrained({ bus, redis, redisPrefix: names.redisPrefix, groupId: names.groupId, eventsTopic: names.topics.events, timeoutMs: 120_000 });
+    await waitDrained({
+      bus,
+      redis,
+      redisPrefix: names.redisPrefix,
+      groupId: names.groupId,
+      eventsTopic: names.topics.events,
+      timeoutMs: 120_000,
+    });
     engine.child.kill('SIGTERM');
     expect(await engine.exited).toBe(0);
     await tail.disconnect();
@@ -133,15 +163,20 @@ describe('engine process killed and restarted', () => {
     );
     expect(new Set(reference.map((s) => s.sendId)).size).toBe(reference.length);
     expect(reference.length).toBeGreaterThan(500);
-    expect(new Set(reference.map((s) => s.ruleId))).toEqual(new Set(['welcome', 'trial-nudge', 'third-feature-use', 'regular-user', 'big-order']));
+    expect(new Set(reference.map((s) => s.ruleId))).toEqual(
+      new Set(['welcome', 'trial-nudge', 'third-feature-use', 'regular-user', 'big-order']),
+    );
     // Duplicate records of one sendId are fine; a sendId missing, one the reference does not
     // have, or one sendId published with different content is not.
     expect(diff.missing, 'sendIds of the reference never published').toEqual([]);
     expect(diff.unexpected, 'sendIds the reference does not have').toEqual([]);
-    expect(diff.differing, 'records whose content differs from the reference send of their sendId').toEqual([]);
+    expect(
+      diff.differing,
+      'records whose content differs from the reference send of their sendId',
+    ).toEqual([]);
   }, 300_000);
 
-  it('hands a dead engine\'s partitions, with their pending timers, to the surviving one', async () => {
+  it("hands a dead engine's partitions, with their pending timers, to the surviving one", async () => {
     const iso = isolate('engine-rebalance');
     const names = namesOf(iso.config());
     prefixes.push(names.redisPrefix);
@@ -151,7 +186,12 @@ describe('engine process killed and restarted', () => {
     const publisher = bus.publisher();
     const epochs = async () => {
       const out: number[] = [];
-      for (let p = 0; p < 6; p++) out.push(Number((await redis.get(`${names.redisPrefix}{p${p}}:${names.topics.events}:epoch`)) ?? 0));
+      for (let p = 0; p < 6; p++)
+        out.push(
+          Number(
+            (await redis.get(`${names.redisPrefix}{p${p}}:${names.topics.events}:epoch`)) ?? 0,
+          ),
+        );
       return out;
     };
     for (let i = 0; i < 120 && (await epochs()).some((e) => e === 0); i++) await sleep(250);
@@ -179,7 +219,8 @@ describe('engine process killed and restarted', () => {
     await publisher.publish(names.topics.events, regs.map(eventRecord));
     const pendingTimers = async () => {
       let n = 0;
-      for (let p = 0; p < 6; p++) n += await redis.zcard(`${names.redisPrefix}{p${p}}:${names.topics.events}:timers`);
+      for (let p = 0; p < 6; p++)
+        n += await redis.zcard(`${names.redisPrefix}{p${p}}:${names.topics.events}:timers`);
       return n;
     };
     for (let i = 0; i < 100 && (await pendingTimers()) < 30; i++) await sleep(100);
@@ -187,13 +228,22 @@ describe('engine process killed and restarted', () => {
     a.child.kill('SIGKILL');
     await a.exited;
 
-    await waitDrained({ bus, redis, redisPrefix: names.redisPrefix, groupId: names.groupId, eventsTopic: names.topics.events, timeoutMs: 90_000 });
+    await waitDrained({
+      bus,
+      redis,
+      redisPrefix: names.redisPrefix,
+      groupId: names.groupId,
+      eventsTopic: names.topics.events,
+      timeoutMs: 90_000,
+    });
     // B now owns every partition: those it took from A carry a newer epoch.
     expect((await epochs()).every((e) => e >= 2)).toBe(true);
     const sends = decodeSends(await readTopic(bus.kafka, names.topics.sends));
     const nudged = new Set(sends.filter((s) => s.ruleId === 'trial-nudge').map((s) => s.userId));
     expect(nudged.size).toBe(30);
-    expect(sends.filter((s) => s.ruleId === 'trial-nudge').every((s) => s.createdAt === now + 6000)).toBe(true);
+    expect(
+      sends.filter((s) => s.ruleId === 'trial-nudge').every((s) => s.createdAt === now + 6000),
+    ).toBe(true);
     b.child.kill('SIGTERM');
     expect(await b.exited).toBe(0);
   }, 200_000);

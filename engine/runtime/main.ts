@@ -23,13 +23,21 @@ export interface RunningEngine {
   stop(): Promise<void>;
 }
 
-export async function runEngine(config: Readonly<Config>, logger: Logger, opts: { registry?: Registry } = {}): Promise<RunningEngine> {
+export async function runEngine(
+  config: Readonly<Config>,
+  logger: Logger,
+  opts: { registry?: Registry } = {},
+): Promise<RunningEngine> {
   const log = logger.child({ component: 'engine' });
   // Template names are checked when the templates folder is deployed beside the engine.
-  const ruleOpts = existsSync(config.delivery.templatesDir) ? { templatesDir: config.delivery.templatesDir } : {};
+  const ruleOpts = existsSync(config.delivery.templatesDir)
+    ? { templatesDir: config.delivery.templatesDir }
+    : {};
   // The service exists only after the set is loaded; its version label follows each swap.
   let service: EngineService | null = null;
-  const rules = await openRuleSet(config.engine.rulesDir, { ...ruleOpts, logger: log }, (ruleSet) => service?.setRuleSetVersion(ruleSet.version));
+  const rules = await openRuleSet(config.engine.rulesDir, { ...ruleOpts, logger: log }, (ruleSet) =>
+    service?.setRuleSetVersion(ruleSet.version),
+  );
   const registry = opts.registry ?? createMetricsRegistry({ process: 'engine' });
   // Refuses a Redis that could lose acknowledged state (see platform/redis.ts) before anything starts.
   const redis = await openRedis(config, logger).catch(async (err: unknown) => {
@@ -82,6 +90,10 @@ export async function runEngine(config: Readonly<Config>, logger: Logger, opts: 
 if (isMain(import.meta.url)) {
   await runMain('engine', async (config, logger) => {
     const unit = await runEngine(config, logger);
-    return { stop: () => unit.stop(), registry: unit.registry, health: () => unit.service.health() };
+    return {
+      stop: () => unit.stop(),
+      registry: unit.registry,
+      health: () => unit.service.health(),
+    };
   });
 }

@@ -20,7 +20,15 @@ const timer = (id: string, userId: string, dueAt: number): Timer => ({
   userId,
   ruleId: 'r1',
   dueAt,
-  trigger: { id: `e-${id}`, userId, type: 'user_registered', ts: dueAt - 1000, receivedAt: dueAt - 1000, source: 'test', properties: {} },
+  trigger: {
+    id: `e-${id}`,
+    userId,
+    type: 'user_registered',
+    ts: dueAt - 1000,
+    receivedAt: dueAt - 1000,
+    source: 'test',
+    properties: {},
+  },
 });
 
 beforeAll(() => {
@@ -37,15 +45,29 @@ describe('redis state store', () => {
     const store = createRedisStateStore({ redis, keys }, opts);
     const timers = createRedisTimerStore({ redis, keys }, opts);
     const oldOwner = await store.acquire(3);
-    expect((await store.write(3, oldOwner, [{ userId: 'u1', state: '{"v":1}', offset: '10', timerIds: [] }])).refused).toEqual([]);
+    expect(
+      (
+        await store.write(3, oldOwner, [
+          { userId: 'u1', state: '{"v":1}', offset: '10', timerIds: [] },
+        ])
+      ).refused,
+    ).toEqual([]);
 
     const newOwner = await store.acquire(3);
     expect(newOwner).toBeGreaterThan(oldOwner);
     expect(await store.currentEpoch(3)).toBe(newOwner);
-    expect((await store.write(3, newOwner, [{ userId: 'u1', state: '{"v":2}', offset: '11', timerIds: [] }])).refused).toEqual([]);
+    expect(
+      (
+        await store.write(3, newOwner, [
+          { userId: 'u1', state: '{"v":2}', offset: '11', timerIds: [] },
+        ])
+      ).refused,
+    ).toEqual([]);
 
     // The old owner wakes up: its user write and its timer schedule (the partition fence) are refused.
-    const stale = await store.write(3, oldOwner, [{ userId: 'u1', state: '{"v":"stale"}', offset: '12', timerIds: [] }]);
+    const stale = await store.write(3, oldOwner, [
+      { userId: 'u1', state: '{"v":"stale"}', offset: '12', timerIds: [] },
+    ]);
     expect(stale.refused).toEqual(['u1']);
     expect(await timers.schedule(3, oldOwner, [timer('t1', 'u1', Date.now())])).toBe(false);
     expect(await timers.schedule(3, oldOwner, [])).toBe(false);
@@ -57,20 +79,38 @@ describe('redis state store', () => {
     expect(loaded.has('nobody')).toBe(false);
   });
 
-  it('erases a user but keeps the replay fence, and hands back the user\'s timers', async () => {
+  it("erases a user but keeps the replay fence, and hands back the user's timers", async () => {
     const store = createRedisStateStore({ redis, keys }, opts);
     const timers = createRedisTimerStore({ redis, keys }, opts);
     const epoch = await store.acquire(5);
     const now = Date.now();
-    expect(await timers.schedule(5, epoch, [timer('ta', 'u2', now + 60_000), timer('tb', 'u2', now + 120_000)])).toBe(true);
-    await store.write(5, epoch, [{ userId: 'u2', state: '{"v":1,"u":{"email":"x@example.com"}}', offset: '4', timerIds: ['ta', 'tb'] }]);
+    expect(
+      await timers.schedule(5, epoch, [
+        timer('ta', 'u2', now + 60_000),
+        timer('tb', 'u2', now + 120_000),
+      ]),
+    ).toBe(true);
+    await store.write(5, epoch, [
+      {
+        userId: 'u2',
+        state: '{"v":1,"u":{"email":"x@example.com"}}',
+        offset: '4',
+        timerIds: ['ta', 'tb'],
+      },
+    ]);
 
-    const res = await store.write(5, epoch, [{ userId: 'u2', state: null, offset: '9', timerIds: [] }]);
+    const res = await store.write(5, epoch, [
+      { userId: 'u2', state: null, offset: '9', timerIds: [] },
+    ]);
     expect(res.erasedTimers.map((t) => t.timerId).sort()).toEqual(['ta', 'tb']);
     expect(await timers.remove(5, epoch, res.erasedTimers)).toBe(true);
     expect(await timers.pending(5)).toBe(0);
 
-    expect((await store.load(['u2'])).get('u2')).toEqual({ state: null, partition: 5, offset: '9' });
+    expect((await store.load(['u2'])).get('u2')).toEqual({
+      state: null,
+      partition: 5,
+      offset: '9',
+    });
     const raw = await redis.hgetall(`${prefix}{u2}:state`);
     expect(raw.s).toBeUndefined();
     expect(JSON.stringify(raw)).not.toContain('example.com');
@@ -83,24 +123,53 @@ describe('redis state store', () => {
     const old = await store.acquire(7);
     // Written by the old owner, then by the new one: the old owner's later write of them is refused.
     const taken = Array.from({ length: 40 }, (_, i) => `b-taken-${i}`);
-    await store.write(7, old, taken.map((userId) => ({ userId, state: '{"v":1}', offset: '1', timerIds: [] })));
+    await store.write(
+      7,
+      old,
+      taken.map((userId) => ({ userId, state: '{"v":1}', offset: '1', timerIds: [] })),
+    );
     const epoch = await store.acquire(7);
-    await store.write(7, epoch, taken.map((userId) => ({ userId, state: '{"v":1,"k":2}', offset: '2', timerIds: [] })));
-    await store.write(7, epoch, [{ userId: 'b-again', state: '{"v":1}', offset: '3', timerIds: ['old-t'] }]);
+    await store.write(
+      7,
+      epoch,
+      taken.map((userId) => ({ userId, state: '{"v":1,"k":2}', offset: '2', timerIds: [] })),
+    );
+    await store.write(7, epoch, [
+      { userId: 'b-again', state: '{"v":1}', offset: '3', timerIds: ['old-t'] },
+    ]);
 
     const fresh = Array.from({ length: 700 }, (_, i) => `b-fresh-${i}`);
     const writes = [
-      ...fresh.map((userId, i) => ({ userId, state: `{"v":1,"n":${i}}`, offset: String(100 + i), timerIds: i % 2 ? [`t-${i}`] : [] })),
+      ...fresh.map((userId, i) => ({
+        userId,
+        state: `{"v":1,"n":${i}}`,
+        offset: String(100 + i),
+        timerIds: i % 2 ? [`t-${i}`] : [],
+      })),
       { userId: 'b-again', state: null, offset: '900', timerIds: [] },
       { userId: 'b-again', state: '{"v":1,"new":true}', offset: '900', timerIds: ['new-t'] },
     ];
     expect((await store.write(7, epoch, writes)).refused).toEqual([]);
-    const stale = await store.write(7, old, taken.map((userId) => ({ userId, state: '{"v":"stale"}', offset: '3', timerIds: [] })));
+    const stale = await store.write(
+      7,
+      old,
+      taken.map((userId) => ({ userId, state: '{"v":"stale"}', offset: '3', timerIds: [] })),
+    );
     expect(stale.refused).toEqual(taken);
 
     const loaded = await store.load([...fresh, 'b-again', ...taken]);
-    fresh.forEach((userId, i) => expect(loaded.get(userId)).toEqual({ state: `{"v":1,"n":${i}}`, partition: 7, offset: String(100 + i) }));
-    expect(loaded.get('b-again')).toEqual({ state: '{"v":1,"new":true}', partition: 7, offset: '900' });
+    fresh.forEach((userId, i) =>
+      expect(loaded.get(userId)).toEqual({
+        state: `{"v":1,"n":${i}}`,
+        partition: 7,
+        offset: String(100 + i),
+      }),
+    );
+    expect(loaded.get('b-again')).toEqual({
+      state: '{"v":1,"new":true}',
+      partition: 7,
+      offset: '900',
+    });
     for (const userId of taken) expect(loaded.get(userId)?.state).toBe('{"v":1,"k":2}');
     expect(await redis.smembers(`${prefix}{b-fresh-1}:timers`)).toEqual(['t-1']);
     expect(await redis.exists(`${prefix}{b-fresh-0}:timers`)).toBe(0);
@@ -114,7 +183,11 @@ describe('redis state store', () => {
     const timers = createRedisTimerStore({ redis, keys }, opts);
     const first = await store.acquire(7);
     const now = Date.now();
-    await timers.schedule(7, first, [timer('late', 'u3', now + 3_600_000), timer('b', 'u3', now - 10), timer('a', 'u4', now - 20)]);
+    await timers.schedule(7, first, [
+      timer('late', 'u3', now + 3_600_000),
+      timer('b', 'u3', now - 10),
+      timer('a', 'u4', now - 20),
+    ]);
     // Scheduling again (a replayed batch) changes nothing.
     await timers.schedule(7, first, [timer('b', 'u3', now - 10)]);
     expect(await timers.pending(7)).toBe(3);
@@ -123,8 +196,20 @@ describe('redis state store', () => {
     const due = await timers.due(7, now, 10);
     expect(due.map((t) => t.id)).toEqual(['a', 'b']);
     expect(due[0]!.trigger.type).toBe('user_registered');
-    expect(await timers.remove(7, first, due.map((t) => ({ userId: t.userId, timerId: t.id })))).toBe(false);
-    expect(await timers.remove(7, second, due.map((t) => ({ userId: t.userId, timerId: t.id })))).toBe(true);
+    expect(
+      await timers.remove(
+        7,
+        first,
+        due.map((t) => ({ userId: t.userId, timerId: t.id })),
+      ),
+    ).toBe(false);
+    expect(
+      await timers.remove(
+        7,
+        second,
+        due.map((t) => ({ userId: t.userId, timerId: t.id })),
+      ),
+    ).toBe(true);
     expect(await timers.pending(7)).toBe(1);
   });
 });

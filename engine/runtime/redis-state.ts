@@ -10,7 +10,13 @@
 import type { Redis } from 'ioredis';
 import type { KeySpace } from '../../platform/keys.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
-import { TOMBSTONE_TTL_MS, type StateStore, type StoredUser, type UserWrite, type WriteResult } from './stores.ts';
+import {
+  TOMBSTONE_TTL_MS,
+  type StateStore,
+  type StoredUser,
+  type UserWrite,
+  type WriteResult,
+} from './stores.ts';
 
 /** Keys of one partition of the events topic. */
 export function partitionKeys(keys: KeySpace, eventsTopic: string, partition: number) {
@@ -97,12 +103,20 @@ interface ScriptPipeline {
 }
 
 function check<T>(entry: [Error | null, unknown] | undefined): T {
-  if (!entry) throw new LifecycleError(ErrorCodes.Redis, 'missing pipeline reply', { retriable: true });
-  if (entry[0]) throw new LifecycleError(ErrorCodes.Redis, `redis: ${entry[0].message}`, { retriable: true, cause: entry[0] });
+  if (!entry)
+    throw new LifecycleError(ErrorCodes.Redis, 'missing pipeline reply', { retriable: true });
+  if (entry[0])
+    throw new LifecycleError(ErrorCodes.Redis, `redis: ${entry[0].message}`, {
+      retriable: true,
+      cause: entry[0],
+    });
   return entry[1] as T;
 }
 
-export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, opts: { eventsTopic: string }): StateStore {
+export function createRedisStateStore(
+  deps: { redis: Redis; keys: KeySpace },
+  opts: { eventsTopic: string },
+): StateStore {
   const { redis, keys } = deps;
   if (!('lcWriteUser' in redis)) {
     redis.defineCommand('lcWriteUser', { numberOfKeys: 2, lua: WRITE_USER });
@@ -129,14 +143,22 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
       };
       if (!redis.isCluster) {
         // As for writes: one server, so a read call covers many users.
-        const pipe = redis.pipeline() as unknown as ScriptPipeline & { exec(): Promise<[Error | null, unknown][] | null> };
+        const pipe = redis.pipeline() as unknown as ScriptPipeline & {
+          exec(): Promise<[Error | null, unknown][] | null>;
+        };
         for (let i = 0; i < userIds.length; i += USERS_PER_CALL) {
           const ks = userIds.slice(i, i + USERS_PER_CALL).map((id) => userKeys(keys, id).state);
           pipe.lcReadUsers(ks.length, ...ks);
         }
         let n = 0;
-        for (const call of (await pipe.exec()) ?? []) for (const reply of check<(string | null)[][]>(call)) found(userIds[n++]!, reply);
-        if (n !== userIds.length) throw new LifecycleError(ErrorCodes.Redis, `expected ${userIds.length} read replies, got ${n}`, { retriable: true });
+        for (const call of (await pipe.exec()) ?? [])
+          for (const reply of check<(string | null)[][]>(call)) found(userIds[n++]!, reply);
+        if (n !== userIds.length)
+          throw new LifecycleError(
+            ErrorCodes.Redis,
+            `expected ${userIds.length} read replies, got ${n}`,
+            { retriable: true },
+          );
         return out;
       }
       const pipe = redis.pipeline();
@@ -155,10 +177,13 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
           return;
         }
         if (w.state === null) {
-          for (const timerId of new Set(reply.slice(1).map(String))) result.erasedTimers.push({ userId: w.userId, timerId });
+          for (const timerId of new Set(reply.slice(1).map(String)))
+            result.erasedTimers.push({ userId: w.userId, timerId });
         }
       };
-      const pipe = redis.pipeline() as unknown as ScriptPipeline & { exec(): Promise<[Error | null, unknown][] | null> };
+      const pipe = redis.pipeline() as unknown as ScriptPipeline & {
+        exec(): Promise<[Error | null, unknown][] | null>;
+      };
       if (!redis.isCluster) {
         // One server holds every slot: a call writes many users (far fewer commands for the
         // client to build and the server to parse than a call per user).
@@ -169,7 +194,12 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
           for (const w of chunk) {
             const k = userKeys(keys, w.userId);
             ks.push(k.state, k.timers);
-            args.push(w.offset, w.state === null ? 'erase' : 'put', w.state ?? '', String(w.timerIds.length));
+            args.push(
+              w.offset,
+              w.state === null ? 'erase' : 'put',
+              w.state ?? '',
+              String(w.timerIds.length),
+            );
             for (const t of w.timerIds) args.push(t);
           }
           pipe.lcWriteUsers(ks.length, ...ks, ...args);
@@ -179,7 +209,12 @@ export function createRedisStateStore(deps: { redis: Redis; keys: KeySpace }, op
         for (const call of calls) {
           for (const reply of check<(number | string)[][]>(call)) settle(writes[n++]!, reply);
         }
-        if (n !== writes.length) throw new LifecycleError(ErrorCodes.Redis, `expected ${writes.length} write replies, got ${n}`, { retriable: true });
+        if (n !== writes.length)
+          throw new LifecycleError(
+            ErrorCodes.Redis,
+            `expected ${writes.length} write replies, got ${n}`,
+            { retriable: true },
+          );
         return result;
       }
       // Redis Cluster: a script may only touch keys of one slot, so one call per user.

@@ -48,7 +48,11 @@ export interface TimerStore {
   /** Timers due at `now`, oldest first. */
   due(partition: number, now: number, limit: number): Promise<Timer[]>;
   /** Removes fired or erased timers. False when `epoch` is no longer the partition's. */
-  remove(partition: number, epoch: number, timers: { userId: string; timerId: string }[]): Promise<boolean>;
+  remove(
+    partition: number,
+    epoch: number,
+    timers: { userId: string; timerId: string }[],
+  ): Promise<boolean>;
   pending(partition: number): Promise<number>;
 }
 
@@ -106,7 +110,8 @@ export class MemoryStores implements StateStore, TimerStore {
         continue;
       }
       if (w.state === null) {
-        for (const timerId of new Set([...(prev?.timerIds ?? []), ...w.timerIds])) result.erasedTimers.push({ userId: w.userId, timerId });
+        for (const timerId of new Set([...(prev?.timerIds ?? []), ...w.timerIds]))
+          result.erasedTimers.push({ userId: w.userId, timerId });
         this.users.set(w.userId, {
           state: null,
           partition,
@@ -118,7 +123,14 @@ export class MemoryStores implements StateStore, TimerStore {
       } else {
         const timerIds = new Set(prev?.state === null ? [] : (prev?.timerIds ?? []));
         for (const t of w.timerIds) timerIds.add(t);
-        this.users.set(w.userId, { state: w.state, partition, epoch, offset: w.offset, timerIds, expiresAt: null });
+        this.users.set(w.userId, {
+          state: w.state,
+          partition,
+          epoch,
+          offset: w.offset,
+          timerIds,
+          expiresAt: null,
+        });
       }
     }
     return result;
@@ -139,7 +151,11 @@ export class MemoryStores implements StateStore, TimerStore {
       .map((t) => structuredClone(t));
   }
 
-  async remove(partition: number, epoch: number, timers: { userId: string; timerId: string }[]): Promise<boolean> {
+  async remove(
+    partition: number,
+    epoch: number,
+    timers: { userId: string; timerId: string }[],
+  ): Promise<boolean> {
     if (this.epochs.get(partition) !== epoch) return false;
     const set = this.partitionTimers(partition);
     for (const t of timers) {

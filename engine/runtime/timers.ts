@@ -61,7 +61,10 @@ interface TimerScripts {
   lcTimerRemove(k1: string, k2: string, k3: string, ...args: string[]): Promise<number>;
 }
 
-export function createRedisTimerStore(deps: { redis: Redis; keys: KeySpace }, opts: { eventsTopic: string }): TimerStore {
+export function createRedisTimerStore(
+  deps: { redis: Redis; keys: KeySpace },
+  opts: { eventsTopic: string },
+): TimerStore {
   const { redis, keys } = deps;
   if (!('lcTimerSchedule' in redis)) {
     redis.defineCommand('lcTimerSchedule', { numberOfKeys: 3, lua: SCHEDULE });
@@ -83,7 +86,8 @@ export function createRedisTimerStore(deps: { redis: Redis; keys: KeySpace }, op
       const pipe = redis.pipeline() as unknown as TimerPipeline;
       for (let i = 0; i < timers.length; i += CHUNK) {
         const args: string[] = [];
-        for (const t of timers.slice(i, i + CHUNK)) args.push(t.id, String(t.dueAt), JSON.stringify(t));
+        for (const t of timers.slice(i, i + CHUNK))
+          args.push(t.id, String(t.dueAt), JSON.stringify(t));
         pipe.lcTimerSchedule(k.epoch, k.timers, k.timerPayloads, String(epoch), ...args);
       }
       const replies = (await pipe.exec()) ?? [];
@@ -101,7 +105,11 @@ export function createRedisTimerStore(deps: { redis: Redis; keys: KeySpace }, op
       for (let i = 0; i + 1 < flat.length; i += 2) {
         const payload = flat[i + 1]!;
         // A member without payload cannot fire; it is removed with the next batch of fired timers.
-        out.push(payload ? (JSON.parse(payload) as Timer) : { id: flat[i]!, userId: '', ruleId: '', dueAt: 0, trigger: null as never });
+        out.push(
+          payload
+            ? (JSON.parse(payload) as Timer)
+            : { id: flat[i]!, userId: '', ruleId: '', dueAt: 0, trigger: null as never },
+        );
       }
       return out;
     },
@@ -110,7 +118,13 @@ export function createRedisTimerStore(deps: { redis: Redis; keys: KeySpace }, op
       const k = pk(partition);
       for (let i = 0; i < timers.length; i += CHUNK) {
         const chunk = timers.slice(i, i + CHUNK);
-        const ok = await scripts.lcTimerRemove(k.epoch, k.timers, k.timerPayloads, String(epoch), ...chunk.map((t) => t.timerId));
+        const ok = await scripts.lcTimerRemove(
+          k.epoch,
+          k.timers,
+          k.timerPayloads,
+          String(epoch),
+          ...chunk.map((t) => t.timerId),
+        );
         if (ok !== 1) return false;
         const pipe = redis.pipeline();
         for (const t of chunk) if (t.userId) pipe.srem(userKeys(keys, t.userId).timers, t.timerId);
@@ -167,7 +181,10 @@ export function startTimerPoller(opts: {
     const valid = due.filter((t) => t.userId && t.trigger);
     await opts.publisher.publish(
       opts.eventsTopic,
-      valid.map((t) => ({ key: t.userId, ...encodeWithHeader(eventCodec, timerFiredEvent(t, now)) })),
+      valid.map((t) => ({
+        key: t.userId,
+        ...encodeWithHeader(eventCodec, timerFiredEvent(t, now)),
+      })),
     );
     const ok = await opts.store.remove(
       opts.partition,
@@ -176,7 +193,10 @@ export function startTimerPoller(opts: {
     );
     if (!ok) {
       running = false;
-      opts.logger.warn({ partition: opts.partition, epoch: opts.epoch }, 'partition has a newer owner; timer poller stops');
+      opts.logger.warn(
+        { partition: opts.partition, epoch: opts.epoch },
+        'partition has a newer owner; timer poller stops',
+      );
       opts.onFenced?.();
       return 0;
     }
@@ -190,7 +210,10 @@ export function startTimerPoller(opts: {
       try {
         fired = await fireOnce();
       } catch (err) {
-        opts.logger.warn({ partition: opts.partition, err: errorMessage(err) }, 'timer poll failed; retrying');
+        opts.logger.warn(
+          { partition: opts.partition, err: errorMessage(err) },
+          'timer poll failed; retrying',
+        );
       }
       if (running && fired < batchSize) await sleep(opts.pollMs);
     }

@@ -7,7 +7,13 @@ import type { Registry } from '../../platform/metrics.ts';
 import type { RuleSet } from '../../rules/types.ts';
 import { createEngineCore, TIMER_EVENT } from '../core/engine-core.ts';
 import { deserializeState, serializeState, type UserState } from '../core/state.ts';
-import { createEngineService, type EngineCorePort, type EngineService, type EngineServiceConfig, type StateCodecPort } from './engine-service.ts';
+import {
+  createEngineService,
+  type EngineCorePort,
+  type EngineService,
+  type EngineServiceConfig,
+  type StateCodecPort,
+} from './engine-service.ts';
 import { MemoryStores } from './stores.ts';
 
 export interface CoreWiring {
@@ -45,7 +51,13 @@ export function wireCore(ruleSet: () => RuleSet): CoreWiring {
 /** The engine on the in-memory bus with in-memory state: one process, no services (demo, tests). */
 export function createMemoryEngine(
   config: EngineServiceConfig,
-  deps: { bus: InMemoryBus; ruleSet: () => RuleSet; logger: Logger; registry: Registry; clock?: () => number },
+  deps: {
+    bus: InMemoryBus;
+    ruleSet: () => RuleSet;
+    logger: Logger;
+    registry: Registry;
+    clock?: () => number;
+  },
 ): { service: EngineService; stores: MemoryStores } {
   const stores = new MemoryStores(deps.clock);
   const wiring = wireCore(deps.ruleSet);

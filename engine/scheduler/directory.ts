@@ -56,7 +56,12 @@ export interface UserDirectory {
   /** Every zone a user was ever filed under, with when it was first seen, in zone order. */
   zones(): Promise<Map<string, number>>;
   /** Up to `limit` users of `shard` after `cursor`: of one zone, or of all zones when `zone` is null. */
-  page(shard: number, zone: string | null, cursor: string | null, limit: number): Promise<DirectoryPage>;
+  page(
+    shard: number,
+    zone: string | null,
+    cursor: string | null,
+    limit: number,
+  ): Promise<DirectoryPage>;
   /** The zone a user is filed under, or null when the user is not in the directory. */
   zoneOf(userId: string): Promise<string | null>;
   /** Users in the directory (sums the shards; for health and tests). */
@@ -72,8 +77,13 @@ export function createRedisDirectory(redis: Redis, keys: KeySpace): UserDirector
   const zoneHash = (shard: number) => keys.global(`{sdir${shard}}:zone`);
   const zonesKey = keys.global('sched:zones-first-seen');
   const known = new Set<string>();
-  if (!('lcDirectoryUpdate' in redis)) redis.defineCommand('lcDirectoryUpdate', { numberOfKeys: 2, lua: UPDATE_SCRIPT });
-  const update = (redis as unknown as { lcDirectoryUpdate(k1: string, k2: string, ...args: string[]): Promise<number> }).lcDirectoryUpdate.bind(redis);
+  if (!('lcDirectoryUpdate' in redis))
+    redis.defineCommand('lcDirectoryUpdate', { numberOfKeys: 2, lua: UPDATE_SCRIPT });
+  const update = (
+    redis as unknown as {
+      lcDirectoryUpdate(k1: string, k2: string, ...args: string[]): Promise<number>;
+    }
+  ).lcDirectoryUpdate.bind(redis);
 
   return {
     async apply(changes, seenAt = 0) {
@@ -94,12 +104,18 @@ export function createRedisDirectory(redis: Redis, keys: KeySpace): UserDirector
         await pipeline.exec();
         for (const z of newZones) known.add(z);
       }
-      const counts = await Promise.all([...byShard].map(([s, args]) => update(members(s), zoneHash(s), ...args)));
+      const counts = await Promise.all(
+        [...byShard].map(([s, args]) => update(members(s), zoneHash(s), ...args)),
+      );
       return counts.reduce((a, b) => a + Number(b), 0);
     },
     async zones() {
       const all = await redis.hgetall(zonesKey);
-      return new Map(Object.keys(all).sort().map((z) => [z, Number(all[z])]));
+      return new Map(
+        Object.keys(all)
+          .sort()
+          .map((z) => [z, Number(all[z])]),
+      );
     },
     async page(shard, zone, cursor, limit) {
       const min = cursor !== null ? `(${cursor}` : zone === null ? '-' : `[${zone}${SEP}`;
@@ -114,7 +130,9 @@ export function createRedisDirectory(redis: Redis, keys: KeySpace): UserDirector
       return redis.hget(zoneHash(shardOf(userId)), userId);
     },
     async size() {
-      const counts = await Promise.all(Array.from({ length: DIRECTORY_SHARDS }, (_, s) => redis.zcard(members(s))));
+      const counts = await Promise.all(
+        Array.from({ length: DIRECTORY_SHARDS }, (_, s) => redis.zcard(members(s))),
+      );
       return counts.reduce((a, b) => a + b, 0);
     },
   };

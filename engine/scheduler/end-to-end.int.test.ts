@@ -12,7 +12,12 @@ import { waitFor } from '../../test/support/wait.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
-import { SCHEMA_ID_HEADER, topics, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
+import {
+  SCHEMA_ID_HEADER,
+  topics,
+  type NormalisedEvent,
+  type SendCommand,
+} from '../../platform/contracts.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
@@ -46,8 +51,18 @@ afterAll(async () => {
 function pickSchedule(now: number): string {
   for (let hour = 0; hour < 24; hour++) {
     const schedule = `0 ${hour} * * *`;
-    const rule = compile([{ id: 'probe', category: 'marketing', trigger: { schedule, timezone: 'user' }, action: { send: { template: 't', channels: ['email'] } } }]).rules[0]!;
-    const near = (at: number) => ZONES.some((z) => scheduleOccurrences(rule, at - 15 * 60_000, at + 15 * 60_000, z).length > 0);
+    const rule = compile([
+      {
+        id: 'probe',
+        category: 'marketing',
+        trigger: { schedule, timezone: 'user' },
+        action: { send: { template: 't', channels: ['email'] } },
+      },
+    ]).rules[0]!;
+    const near = (at: number) =>
+      ZONES.some(
+        (z) => scheduleOccurrences(rule, at - 15 * 60_000, at + 15 * 60_000, z).length > 0,
+      );
     if (!near(now) && !near(now - 2 * DAY)) return schedule;
   }
   throw new Error('no suitable hour');
@@ -62,12 +77,20 @@ describe('recurring campaign through scheduler and engine', () => {
       id: 'pro-digest',
       category: 'marketing',
       trigger: { schedule, timezone: 'user', segment: 'pro' },
-      conditions: { not: { fact: 'user', path: '$.digest_opt_out', operator: 'equal', value: true } },
+      conditions: {
+        not: { fact: 'user', path: '$.digest_opt_out', operator: 'equal', value: true },
+      },
       action: { send: { template: 'weekly_digest', channels: ['email'] } },
     };
     mkdirSync(path.join(dir, 'segments'));
     writeFileSync(path.join(dir, 'pro-digest.json'), JSON.stringify(ruleDef));
-    writeFileSync(path.join(dir, 'segments', 'pro.json'), JSON.stringify({ id: 'pro', conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equal', value: 'pro' }] } }));
+    writeFileSync(
+      path.join(dir, 'segments', 'pro.json'),
+      JSON.stringify({
+        id: 'pro',
+        conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equal', value: 'pro' }] },
+      }),
+    );
     const config = iso.config({
       LC_RULES_DIR: dir,
       LC_TEMPLATES_DIR: path.join(dir, 'no-templates'),
@@ -83,7 +106,11 @@ describe('recurring campaign through scheduler and engine', () => {
     keyPrefix = config.redis.keyPrefix;
     const t = topics(config.kafka.topicPrefix);
     // Topics created while other test files create theirs sometimes miss a leader at first: try again.
-    await waitFor(() => bus!.ensureTopics(internalTopicSpecs(t, 3)).then(() => true), { timeout: 60_000, interval: 1000, message: 'cannot create the topics' });
+    await waitFor(() => bus!.ensureTopics(internalTopicSpecs(t, 3)).then(() => true), {
+      timeout: 60_000,
+      interval: 1000,
+      message: 'cannot create the topics',
+    });
 
     // 15 users per zone: every third is on the free plan, one pro user opted out of digests.
     const events: NormalisedEvent[] = [];
@@ -94,28 +121,69 @@ describe('recurring campaign through scheduler and engine', () => {
         const plan = i % 3 === 0 ? 'free' : 'pro';
         const optOut = i === 1;
         const ts = now - 3 * DAY + i;
-        events.push({ id: `${iso.id}-${userId}`, userId, type: 'identify', ts, receivedAt: ts, source: 'test', properties: {}, traits: { timezone: zone, plan, ...(optOut ? { digest_opt_out: true } : {}) } });
+        events.push({
+          id: `${iso.id}-${userId}`,
+          userId,
+          type: 'identify',
+          ts,
+          receivedAt: ts,
+          source: 'test',
+          properties: {},
+          traits: { timezone: zone, plan, ...(optOut ? { digest_opt_out: true } : {}) },
+        });
         if (plan === 'pro' && !optOut) eligible.set(userId, zone);
       }
     }
     // A topic just created may not be known to every broker connection yet: retry until it is.
     const records = events.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
-    await waitFor(() => bus!.publisher().publish(t.events, records).then(() => true), { timeout: 30_000, interval: 500, message: 'cannot publish the events' });
-    await createRedisProgressStore(redis, createKeySpace(config.redis.keyPrefix)).initSince('pro-digest', now - 2 * DAY - 60 * 60_000);
+    await waitFor(
+      () =>
+        bus!
+          .publisher()
+          .publish(t.events, records)
+          .then(() => true),
+      { timeout: 30_000, interval: 500, message: 'cannot publish the events' },
+    );
+    await createRedisProgressStore(redis, createKeySpace(config.redis.keyPrefix)).initSince(
+      'pro-digest',
+      now - 2 * DAY - 60 * 60_000,
+    );
 
-    running.push(await runEngine(config, logger, { registry: createMetricsRegistry({ defaults: false }) }));
-    running.push(await runScheduler(config, logger, { registry: createMetricsRegistry({ defaults: false }) }));
+    running.push(
+      await runEngine(config, logger, { registry: createMetricsRegistry({ defaults: false }) }),
+    );
+    running.push(
+      await runScheduler(config, logger, { registry: createMetricsRegistry({ defaults: false }) }),
+    );
 
-    const rule = compile([ruleDef], [{ id: 'pro', conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equal', value: 'pro' }] } }]).rules[0]!;
+    const rule = compile(
+      [ruleDef],
+      [
+        {
+          id: 'pro',
+          conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equal', value: 'pro' }] },
+        },
+      ],
+    ).rules[0]!;
     const expected = new Map<string, { userId: string; at: number }>();
     for (const [userId, zone] of eligible) {
       const times = scheduleOccurrences(rule, now - 2 * DAY, now, zone);
       expect(times.length).toBe(2);
-      for (const at of times) expected.set(occurrenceEvent('pro-digest', userId, at).id, { userId, at });
+      for (const at of times)
+        expected.set(occurrenceEvent('pro-digest', userId, at).id, { userId, at });
     }
 
-    const read = async (): Promise<SendCommand[]> => ((await bus!.endOffsets(t.sends)).size === 0 ? [] : (await readTopic(bus!.kafka, t.sends)).map((r) => sendCodec.decode(r.value!, r.headers[SCHEMA_ID_HEADER])));
-    await waitFor(async () => new Set((await read()).map((s) => s.sendId)).size >= expected.size, { timeout: 90_000, interval: 1000, message: 'the sends did not arrive' });
+    const read = async (): Promise<SendCommand[]> =>
+      (await bus!.endOffsets(t.sends)).size === 0
+        ? []
+        : (await readTopic(bus!.kafka, t.sends)).map((r) =>
+            sendCodec.decode(r.value!, r.headers[SCHEMA_ID_HEADER]),
+          );
+    await waitFor(async () => new Set((await read()).map((s) => s.sendId)).size >= expected.size, {
+      timeout: 90_000,
+      interval: 1000,
+      message: 'the sends did not arrive',
+    });
     // Let anything extra that is under way arrive too.
     await new Promise((r) => setTimeout(r, 3000));
     const sends = await read();
@@ -124,7 +192,13 @@ describe('recurring campaign through scheduler and engine', () => {
     for (const s of byId.values()) {
       const want = expected.get(s.triggeredBy.eventId);
       expect(want, `unexpected send to ${s.userId} for ${s.triggeredBy.eventId}`).toBeDefined();
-      expect(s).toMatchObject({ ruleId: 'pro-digest', userId: want!.userId, createdAt: want!.at, triggeredBy: { eventType: 'schedule.occurrence' }, template: 'weekly_digest' });
+      expect(s).toMatchObject({
+        ruleId: 'pro-digest',
+        userId: want!.userId,
+        createdAt: want!.at,
+        triggeredBy: { eventType: 'schedule.occurrence' },
+        template: 'weekly_digest',
+      });
     }
   });
 });

@@ -15,9 +15,23 @@ import { createSchedulerService } from './scheduler-service.ts';
 
 const USERS = Number(process.argv[2] ?? 100_000);
 const run = randomUUID().slice(0, 8);
-const config = loadConfig(undefined, { 'kafka.topicPrefix': `bench.sched.${run}`, 'redis.keyPrefix': `bench:sched:${run}:`, 'log.level': 'warn' });
+const config = loadConfig(undefined, {
+  'kafka.topicPrefix': `bench.sched.${run}`,
+  'redis.keyPrefix': `bench:sched:${run}:`,
+  'log.level': 'warn',
+});
 const logger = createLogger({ level: 'warn', name: 'bench' });
-const compiled = compileRuleSet([{ file: 'r.json', content: { id: 'bench', category: 'marketing', trigger: { schedule: '* * * * *', timezone: 'UTC' }, action: { send: { template: 't', channels: ['email'] } } } }]);
+const compiled = compileRuleSet([
+  {
+    file: 'r.json',
+    content: {
+      id: 'bench',
+      category: 'marketing',
+      trigger: { schedule: '* * * * *', timezone: 'UTC' },
+      action: { send: { template: 't', channels: ['email'] } },
+    },
+  },
+]);
 if (!compiled.ok) throw new Error('rule does not compile');
 const ruleSet = compiled.ruleSet;
 const bus = KafkaBus.fromConfig(config, logger);
@@ -27,15 +41,32 @@ const progress = createRedisProgressStore(redis, keys);
 try {
   for (let i = 0; i < USERS; i += 5000) {
     const changes = new Map<string, DirectoryChange>();
-    for (let j = i; j < Math.min(USERS, i + 5000); j++) changes.set(`user-${j}`, { op: 'set', zone: 'UTC' });
+    for (let j = i; j < Math.min(USERS, i + 5000); j++)
+      changes.set(`user-${j}`, { op: 'set', zone: 'UTC' });
     await directory.apply(changes);
   }
   const now = Date.now();
   await progress.initSince('bench', now - 120_000);
   const registry = createMetricsRegistry({ defaults: false });
   const service = createSchedulerService(
-    { topicPrefix: config.kafka.topicPrefix, groupId: `bench-${run}`, partitions: 6, catchUpMs: 60_000, pageSize: config.engine.schedulerPageSize, leaseMs: 30_000, tickMs: 3_600_000 },
-    { bus, directory, progress, ruleSet: () => ruleSet, committedOffsets: (g, t) => bus.committedOffsets(g, t), logger, registry },
+    {
+      topicPrefix: config.kafka.topicPrefix,
+      groupId: `bench-${run}`,
+      partitions: 6,
+      catchUpMs: 60_000,
+      pageSize: config.engine.schedulerPageSize,
+      leaseMs: 30_000,
+      tickMs: 3_600_000,
+    },
+    {
+      bus,
+      directory,
+      progress,
+      ruleSet: () => ruleSet,
+      committedOffsets: (g, t) => bus.committedOffsets(g, t),
+      logger,
+      registry,
+    },
   );
   await service.start();
   // The events topic is empty, so the directory is in sync at once; a 60 s window holds exactly one minute boundary.
@@ -49,12 +80,25 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   const seconds = (performance.now() - t0) / 1000;
-  const published = (await registry.getSingleMetric('lifecycle_scheduler_events_published_total')?.get())?.values.reduce((a, v) => a + v.value, 0) ?? 0;
-  console.log(JSON.stringify({ users: USERS, pageSize: config.engine.schedulerPageSize, published, seconds: Number(seconds.toFixed(2)), eventsPerSecond: Math.round(published / seconds) }));
+  const published =
+    (
+      await registry.getSingleMetric('lifecycle_scheduler_events_published_total')?.get()
+    )?.values.reduce((a, v) => a + v.value, 0) ?? 0;
+  console.log(
+    JSON.stringify({
+      users: USERS,
+      pageSize: config.engine.schedulerPageSize,
+      published,
+      seconds: Number(seconds.toFixed(2)),
+      eventsPerSecond: Math.round(published / seconds),
+    }),
+  );
   await service.stop();
   const admin = bus.kafka.admin();
   await admin.connect();
-  await admin.deleteTopics({ topics: (await admin.listTopics()).filter((x) => x.startsWith(config.kafka.topicPrefix)) });
+  await admin.deleteTopics({
+    topics: (await admin.listTopics()).filter((x) => x.startsWith(config.kafka.topicPrefix)),
+  });
   await admin.disconnect();
 } finally {
   await bus.close();

@@ -12,7 +12,11 @@ import { openRuleSet } from '../../rules/index.ts';
 import { createRedisDirectory } from './directory.ts';
 import { createRedisProgressStore } from './progress.ts';
 import { seedDirectoryFromEngineState } from './seed.ts';
-import { createSchedulerService, schedulerConfigFrom, type SchedulerService } from './scheduler-service.ts';
+import {
+  createSchedulerService,
+  schedulerConfigFrom,
+  type SchedulerService,
+} from './scheduler-service.ts';
 
 export interface RunningScheduler {
   service: SchedulerService;
@@ -32,20 +36,17 @@ export async function runScheduler(
   const bus = KafkaBus.fromConfig(config, logger);
   const { redis, keys } = createRedis(config.redis, logger);
   const directory = createRedisDirectory(redis, keys);
-  const service = createSchedulerService(
-    schedulerConfigFrom(config),
-    {
-      bus,
-      directory,
-      seed: () => seedDirectoryFromEngineState({ redis, keys, directory, logger }),
-      progress: createRedisProgressStore(redis, keys),
-      ruleSet: rules.current,
-      committedOffsets: (groupId, topic) => bus.committedOffsets(groupId, topic),
-      logger,
-      registry,
-      ...(opts.clock ? { clock: opts.clock } : {}),
-    },
-  );
+  const service = createSchedulerService(schedulerConfigFrom(config), {
+    bus,
+    directory,
+    seed: () => seedDirectoryFromEngineState({ redis, keys, directory, logger }),
+    progress: createRedisProgressStore(redis, keys),
+    ruleSet: rules.current,
+    committedOffsets: (groupId, topic) => bus.committedOffsets(groupId, topic),
+    logger,
+    registry,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
   try {
     await service.start();
   } catch (err) {
@@ -69,6 +70,10 @@ export async function runScheduler(
 if (isMain(import.meta.url)) {
   await runMain('scheduler', async (config, logger) => {
     const unit = await runScheduler(config, logger);
-    return { stop: () => unit.stop(), registry: unit.registry, health: () => unit.service.health() };
+    return {
+      stop: () => unit.stop(),
+      registry: unit.registry,
+      health: () => unit.service.health(),
+    };
   });
 }

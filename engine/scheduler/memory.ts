@@ -8,7 +8,11 @@ import type { UserDirectory } from './directory.ts';
 import { shardOf } from './directory.ts';
 import type { DirectoryChange, ZoneProgress } from './plan.ts';
 import type { ProgressStore, RuleProgress } from './progress.ts';
-import { createSchedulerService, type SchedulerService, type SchedulerServiceConfig } from './scheduler-service.ts';
+import {
+  createSchedulerService,
+  type SchedulerService,
+  type SchedulerServiceConfig,
+} from './scheduler-service.ts';
 
 export function createMemoryDirectory(): UserDirectory & { entries(): Map<string, string> } {
   const zoneOf = new Map<string, string>();
@@ -45,7 +49,10 @@ export function createMemoryDirectory(): UserDirectory & { entries(): Map<string
         .sort()
         .filter((m) => cursor === null || m > cursor)
         .slice(0, limit);
-      return { userIds: found.map((m) => m.slice(m.indexOf('\n') + 1)), cursor: found.length < limit ? null : found[found.length - 1]! };
+      return {
+        userIds: found.map((m) => m.slice(m.indexOf('\n') + 1)),
+        cursor: found.length < limit ? null : found[found.length - 1]!,
+      };
     },
     async zoneOf(userId) {
       return zoneOf.get(userId) ?? null;
@@ -57,9 +64,14 @@ export function createMemoryDirectory(): UserDirectory & { entries(): Map<string
   };
 }
 
-export function createMemoryProgressStore(clock: () => number = Date.now): ProgressStore & { leaseHolder(ruleId: string): string | null } {
+export function createMemoryProgressStore(
+  clock: () => number = Date.now,
+): ProgressStore & { leaseHolder(ruleId: string): string | null } {
   const leases = new Map<string, { token: string; until: number }>();
-  const progress = new Map<string, { since: number | null; disabledAt: number | null; zones: Map<string, ZoneProgress> }>();
+  const progress = new Map<
+    string,
+    { since: number | null; disabledAt: number | null; zones: Map<string, ZoneProgress> }
+  >();
   const holder = (ruleId: string) => {
     const l = leases.get(ruleId);
     return l && l.until > clock() ? l.token : null;
@@ -81,7 +93,11 @@ export function createMemoryProgressStore(clock: () => number = Date.now): Progr
     },
     async load(ruleId): Promise<RuleProgress> {
       const p = rule(ruleId);
-      return { since: p.since, disabledAt: p.disabledAt, zones: new Map([...p.zones].map(([k, v]) => [k, { ...v }])) };
+      return {
+        since: p.since,
+        disabledAt: p.disabledAt,
+        zones: new Map([...p.zones].map(([k, v]) => [k, { ...v }])),
+      };
     },
     async markDisabled(ruleId, at) {
       rule(ruleId).disabledAt = at;
@@ -104,7 +120,13 @@ export function createMemoryProgressStore(clock: () => number = Date.now): Progr
 /** The scheduler on the in-memory bus with in-memory directory and progress: one process, no services (demo, tests). */
 export function createMemoryScheduler(
   config: SchedulerServiceConfig,
-  deps: { bus: InMemoryBus; ruleSet: () => RuleSet; logger: Logger; registry: Registry; clock?: () => number },
+  deps: {
+    bus: InMemoryBus;
+    ruleSet: () => RuleSet;
+    logger: Logger;
+    registry: Registry;
+    clock?: () => number;
+  },
 ): { service: SchedulerService; directory: ReturnType<typeof createMemoryDirectory> } {
   const directory = createMemoryDirectory();
   const service = createSchedulerService(config, {
@@ -115,7 +137,12 @@ export function createMemoryScheduler(
     committedOffsets: async (groupId, topic) => {
       const sub: Subscription = { groupId, topics: [topic], eachBatch: async () => {} };
       const ends = await deps.bus.endOffsets(topic);
-      return new Map([...ends.keys()].map((partition) => [partition, String(deps.bus.committedOffset(sub, { topic, partition }))]));
+      return new Map(
+        [...ends.keys()].map((partition) => [
+          partition,
+          String(deps.bus.committedOffset(sub, { topic, partition })),
+        ]),
+      );
     },
     logger: deps.logger,
     registry: deps.registry,

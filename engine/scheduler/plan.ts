@@ -4,14 +4,21 @@ import type { NormalisedEvent } from '../../platform/contracts.ts';
 import type { CompiledRule } from '../../rules/types.ts';
 import { INTERNAL_EVENT_TYPES, USER_DELETED } from '../core/engine-core.ts';
 import { isValidTimezone } from '../../platform/time.ts';
-import { MAX_OCCURRENCES, TIMEZONE_TRAIT, nextOccurrence, scheduleOccurrences, scheduleTrigger } from '../core/schedule.ts';
+import {
+  MAX_OCCURRENCES,
+  TIMEZONE_TRAIT,
+  nextOccurrence,
+  scheduleOccurrences,
+  scheduleTrigger,
+} from '../core/schedule.ts';
 
 /**
  * What one user's events do to the directory: `set` puts the user in a zone, `touch` adds a
  * user not yet known (in UTC) and leaves a known one where it is, `delete` removes the user.
  * `add` (seeding from the engine's state) files a user not yet known under a zone.
  */
-export type DirectoryChange = { op: 'set'; zone: string } | { op: 'touch' } | { op: 'delete' } | { op: 'add'; zone: string };
+export type DirectoryChange =
+  { op: 'set'; zone: string } | { op: 'touch' } | { op: 'delete' } | { op: 'add'; zone: string };
 
 export const DEFAULT_ZONE = 'UTC';
 
@@ -20,7 +27,8 @@ export function changeFor(event: NormalisedEvent): DirectoryChange | null {
   if (event.type === USER_DELETED) return { op: 'delete' };
   if (INTERNAL_EVENT_TYPES.has(event.type)) return null;
   // Group traits describe the group, not the user (the core stores them under user.group).
-  if (event.type === 'group' || !event.traits || !(TIMEZONE_TRAIT in event.traits)) return { op: 'touch' };
+  if (event.type === 'group' || !event.traits || !(TIMEZONE_TRAIT in event.traits))
+    return { op: 'touch' };
   const tz = event.traits[TIMEZONE_TRAIT];
   // Same rule as the core's timezoneFor: missing, removed (null) or unknown zones mean UTC.
   return { op: 'set', zone: typeof tz === 'string' && isValidTimezone(tz) ? tz : DEFAULT_ZONE };
@@ -29,7 +37,8 @@ export function changeFor(event: NormalisedEvent): DirectoryChange | null {
 /** `next` after `prev` for the same user, as one change with the same final effect. */
 export function combine(prev: DirectoryChange | undefined, next: DirectoryChange): DirectoryChange {
   if ((next.op !== 'touch' && next.op !== 'add') || prev === undefined) return next;
-  if (prev.op === 'delete') return { op: 'set', zone: next.op === 'add' ? next.zone : DEFAULT_ZONE }; // a new user under an erased id
+  if (prev.op === 'delete')
+    return { op: 'set', zone: next.op === 'add' ? next.zone : DEFAULT_ZONE }; // a new user under an erased id
   if (prev.op === 'touch' && next.op === 'add') return next;
   return prev;
 }
@@ -94,11 +103,17 @@ export function planZone(
   let skipped: ZonePlan['skipped'] = null;
   const skip = (first: number, last: number, count: number, truncated = false) => {
     skipped = skipped
-      ? { count: skipped.count + count, first: Math.min(skipped.first, first), last: Math.max(skipped.last, last), truncated: skipped.truncated || truncated }
+      ? {
+          count: skipped.count + count,
+          first: Math.min(skipped.first, first),
+          last: Math.max(skipped.last, last),
+          truncated: skipped.truncated || truncated,
+        }
       : { count, first, last, truncated };
   };
   if (progress.at !== undefined) {
-    const tooOld = progress.at < now - catchUpMs || (disabledAt !== null && progress.at <= disabledAt);
+    const tooOld =
+      progress.at < now - catchUpMs || (disabledAt !== null && progress.at <= disabledAt);
     if (!tooOld) {
       return {
         progress,
@@ -112,10 +127,12 @@ export function planZone(
   }
   if (progress.w < horizon) {
     const old = scheduleOccurrences(rule, progress.w, horizon, zone);
-    if (old.length > 0) skip(old[0]!, old[old.length - 1]!, old.length, old.length >= MAX_OCCURRENCES);
+    if (old.length > 0)
+      skip(old[0]!, old[old.length - 1]!, old.length, old.length >= MAX_OCCURRENCES);
     progress = { w: horizon };
   }
   const next = nextOccurrence(rule, progress.w, zone);
-  const due = next !== null && next <= now ? { at: next, shard: 0, cursor: null, resumed: false } : null;
+  const due =
+    next !== null && next <= now ? { at: next, shard: 0, cursor: null, resumed: false } : null;
   return { progress, due, skipped, next };
 }

@@ -52,12 +52,24 @@ export interface ProgressStore {
   /** Sets `since` unless already set; returns the stored value. */
   initSince(ruleId: string, since: number): Promise<number>;
   /** Stores a zone's progress and renews the lease, only while `token` holds it; false otherwise. */
-  save(ruleId: string, token: string, ttlMs: number, zoneField: string, progress: ZoneProgress): Promise<boolean>;
+  save(
+    ruleId: string,
+    token: string,
+    ttlMs: number,
+    zoneField: string,
+    progress: ZoneProgress,
+  ): Promise<boolean>;
 }
 
 type Scripted = Redis & {
   lcSchedAcquire(lease: string, token: string, ttl: number): Promise<number>;
-  lcSchedSave(lease: string, progress: string, token: string, ttl: number, ...fieldValues: string[]): Promise<number>;
+  lcSchedSave(
+    lease: string,
+    progress: string,
+    token: string,
+    ttl: number,
+    ...fieldValues: string[]
+  ): Promise<number>;
   lcSchedRelease(lease: string, token: string): Promise<number>;
 };
 
@@ -85,7 +97,11 @@ export function createRedisProgressStore(redis: Redis, keys: KeySpace): Progress
         if (field === 'since' || field === 'disabledAt') continue;
         zones.set(field, JSON.parse(value) as ZoneProgress);
       }
-      return { since: h.since === undefined ? null : Number(h.since), disabledAt: h.disabledAt === undefined ? null : Number(h.disabledAt), zones };
+      return {
+        since: h.since === undefined ? null : Number(h.since),
+        disabledAt: h.disabledAt === undefined ? null : Number(h.disabledAt),
+        zones,
+      };
     },
     async markDisabled(ruleId, at) {
       await redis.hset(progressKey(ruleId), 'disabledAt', String(at));
@@ -96,7 +112,16 @@ export function createRedisProgressStore(redis: Redis, keys: KeySpace): Progress
       return Number(await redis.hget(key, 'since'));
     },
     async save(ruleId, token, ttlMs, zoneField, progress) {
-      return (await r.lcSchedSave(leaseKey(ruleId), progressKey(ruleId), token, ttlMs, zoneField, JSON.stringify(progress))) === 1;
+      return (
+        (await r.lcSchedSave(
+          leaseKey(ruleId),
+          progressKey(ruleId),
+          token,
+          ttlMs,
+          zoneField,
+          JSON.stringify(progress),
+        )) === 1
+      );
     },
   };
 }

@@ -10,7 +10,11 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { compile } from '../../test/support/scenarios.ts';
 import { occurrenceEvent, scheduleOccurrences } from '../core/schedule.ts';
-import { createMemoryDirectory, createMemoryProgressStore, createMemoryScheduler } from './memory.ts';
+import {
+  createMemoryDirectory,
+  createMemoryProgressStore,
+  createMemoryScheduler,
+} from './memory.ts';
 import { createSchedulerService, type SchedulerService } from './scheduler-service.ts';
 
 const PREFIX = 'sched';
@@ -19,16 +23,38 @@ const H = 3_600_000;
 const START = Date.parse('2026-03-02T10:00:00Z');
 
 const ruleSet = compile([
-  { id: 'daily', category: 'marketing', trigger: { schedule: '0 9 * * *', timezone: 'user' }, action: { send: { template: 't', channels: ['email'] } } },
+  {
+    id: 'daily',
+    category: 'marketing',
+    trigger: { schedule: '0 9 * * *', timezone: 'user' },
+    action: { send: { template: 't', channels: ['email'] } },
+  },
 ]);
 const daily = ruleSet.rules[0]!;
 
 function identify(userId: string, traits: Record<string, unknown>, ts = START): NormalisedEvent {
-  return { id: `id-${userId}-${ts}-${JSON.stringify(traits)}`, userId, type: 'identify', ts, receivedAt: ts, source: 'test', properties: {}, traits };
+  return {
+    id: `id-${userId}-${ts}-${JSON.stringify(traits)}`,
+    userId,
+    type: 'identify',
+    ts,
+    receivedAt: ts,
+    source: 'test',
+    properties: {},
+    traits,
+  };
 }
 function event(userId: string, type: string, ts = START): NormalisedEvent {
   // Deletions come from the product database (CDC), the only origin allowed to erase a user.
-  return { id: `ev-${userId}-${type}-${ts}`, userId, type, ts, receivedAt: ts, source: type === 'user_deleted' ? 'cdc:app' : 'test', properties: {} };
+  return {
+    id: `ev-${userId}-${type}-${ts}`,
+    userId,
+    type,
+    ts,
+    receivedAt: ts,
+    source: type === 'user_deleted' ? 'cdc:app' : 'test',
+    properties: {},
+  };
 }
 
 interface Harness {
@@ -37,7 +63,13 @@ interface Harness {
   progress: ReturnType<typeof createMemoryProgressStore>;
   clock: { now: number };
   committedOffsets(groupId: string, topic: string): Promise<Map<number, string>>;
-  service(opts?: { failAfterPublishes?: number; publishDelayMs?: number; instanceId?: string; catchUpMs?: number; seed?: () => Promise<unknown> }): SchedulerService;
+  service(opts?: {
+    failAfterPublishes?: number;
+    publishDelayMs?: number;
+    instanceId?: string;
+    catchUpMs?: number;
+    seed?: () => Promise<unknown>;
+  }): SchedulerService;
   publish(events: NormalisedEvent[]): Promise<void>;
   occurrences(): NormalisedEvent[];
   settle(): Promise<void>;
@@ -56,7 +88,9 @@ function harness(): Harness {
   const committedOffsets = async (groupId: string, topic: string) => {
     const sub: Subscription = { groupId, topics: [topic], eachBatch: async () => {} };
     const ends = await bus.endOffsets(topic);
-    return new Map([...ends.keys()].map((p) => [p, String(bus.committedOffset(sub, { topic, partition: p }))]));
+    return new Map(
+      [...ends.keys()].map((p) => [p, String(bus.committedOffset(sub, { topic, partition: p }))]),
+    );
   };
   return {
     bus,
@@ -69,8 +103,12 @@ function harness(): Harness {
       const failing = {
         ...bus,
         publisher: () => ({
-          publish: async (topic: string, messages: Parameters<ReturnType<InMemoryBus['publisher']>['publish']>[1]) => {
-            if (opts.failAfterPublishes !== undefined && ++publishes > opts.failAfterPublishes) throw new Error('broker gone');
+          publish: async (
+            topic: string,
+            messages: Parameters<ReturnType<InMemoryBus['publisher']>['publish']>[1],
+          ) => {
+            if (opts.failAfterPublishes !== undefined && ++publishes > opts.failAfterPublishes)
+              throw new Error('broker gone');
             if (opts.publishDelayMs) await new Promise((r) => setTimeout(r, opts.publishDelayMs));
             await bus.publisher().publish(topic, messages);
           },
@@ -81,7 +119,15 @@ function harness(): Harness {
         close: bus.close.bind(bus),
       };
       const s = createSchedulerService(
-        { topicPrefix: PREFIX, groupId: 'scheduler', partitions: 4, catchUpMs: opts.catchUpMs ?? 48 * H, pageSize: 3, leaseMs: 30_000, tickMs: 3_600_000 },
+        {
+          topicPrefix: PREFIX,
+          groupId: 'scheduler',
+          partitions: 4,
+          catchUpMs: opts.catchUpMs ?? 48 * H,
+          pageSize: 3,
+          leaseMs: 30_000,
+          tickMs: 3_600_000,
+        },
         {
           bus: failing,
           directory,
@@ -98,7 +144,11 @@ function harness(): Harness {
       started.push(s);
       return s;
     },
-    publish: (events) => bus.publisher().publish(EVENTS, events.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }))),
+    publish: (events) =>
+      bus.publisher().publish(
+        EVENTS,
+        events.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })),
+      ),
     occurrences: () =>
       bus
         .messages(EVENTS)
@@ -119,21 +169,32 @@ const AUDIENCE: Record<string, string[]> = {
 
 async function seedAudience(h: Harness): Promise<void> {
   const events: NormalisedEvent[] = [];
-  for (const u of AUDIENCE['Europe/Berlin']!.filter((u) => u !== 'moved')) events.push(identify(u, { timezone: 'Europe/Berlin' }));
-  for (const u of AUDIENCE['America/New_York']!) events.push(identify(u, { timezone: 'America/New_York' }));
+  for (const u of AUDIENCE['Europe/Berlin']!.filter((u) => u !== 'moved'))
+    events.push(identify(u, { timezone: 'Europe/Berlin' }));
+  for (const u of AUDIENCE['America/New_York']!)
+    events.push(identify(u, { timezone: 'America/New_York' }));
   events.push(event('plain', 'signup'), identify('martian', { timezone: 'Mars/Olympus' }));
-  events.push(identify('moved', { timezone: 'Asia/Tokyo' }), identify('moved', { timezone: 'Europe/Berlin' }, START + 1));
-  events.push(identify('gone', { timezone: 'Europe/Berlin' }), event('gone', 'user_deleted', START + 1));
+  events.push(
+    identify('moved', { timezone: 'Asia/Tokyo' }),
+    identify('moved', { timezone: 'Europe/Berlin' }, START + 1),
+  );
+  events.push(
+    identify('gone', { timezone: 'Europe/Berlin' }),
+    event('gone', 'user_deleted', START + 1),
+  );
   await h.publish(events);
 }
 
 /** The (user, occurrence) pairs every user of the audience must get between `from` and `to`. */
 function expected(from: number, to: number): string[] {
   const out: string[] = [];
-  for (const [zone, users] of Object.entries(AUDIENCE)) for (const at of scheduleOccurrences(daily, from, to, zone)) for (const u of users) out.push(`${u}@${new Date(at).toISOString()}`);
+  for (const [zone, users] of Object.entries(AUDIENCE))
+    for (const at of scheduleOccurrences(daily, from, to, zone))
+      for (const u of users) out.push(`${u}@${new Date(at).toISOString()}`);
   return out.sort();
 }
-const pairs = (events: NormalisedEvent[]) => events.map((e) => `${e.userId}@${String(e.properties.occurrence)}`).sort();
+const pairs = (events: NormalisedEvent[]) =>
+  events.map((e) => `${e.userId}@${String(e.properties.occurrence)}`).sort();
 
 describe('scheduler service', () => {
   it('fans each occurrence out to every user of its zone once, and nothing more on later ticks', async () => {
@@ -142,7 +203,12 @@ describe('scheduler service', () => {
     const s = h.service();
     await s.start();
     await h.settle();
-    expect(Object.fromEntries(h.directory.entries())).toMatchObject({ moved: 'Europe/Berlin', martian: 'UTC', plain: 'UTC', n1: 'America/New_York' });
+    expect(Object.fromEntries(h.directory.entries())).toMatchObject({
+      moved: 'Europe/Berlin',
+      martian: 'UTC',
+      plain: 'UTC',
+      n1: 'America/New_York',
+    });
     expect(await h.directory.zoneOf('gone')).toBeNull();
 
     await s.tick();
@@ -156,7 +222,16 @@ describe('scheduler service', () => {
     // New York's 09:00 on 2 March (14:00Z) came after the rule was first seen.
     expect(got.length).toBe(16);
     for (const e of got) expect(e.id).toBe(occurrenceEvent('daily', e.userId, e.ts).id);
-    expect(h.bus.messages(EVENTS).filter((m) => m.headers[SCHEMA_ID_HEADER] && eventCodec.decode(m.value!).type === 'schedule.occurrence').every((m) => m.key === eventCodec.decode(m.value!).userId)).toBe(true);
+    expect(
+      h.bus
+        .messages(EVENTS)
+        .filter(
+          (m) =>
+            m.headers[SCHEMA_ID_HEADER] &&
+            eventCodec.decode(m.value!).type === 'schedule.occurrence',
+        )
+        .every((m) => m.key === eventCodec.decode(m.value!).userId),
+    ).toBe(true);
     expect(s.health().details.lastError).toBeNull();
     expect(h.progress.leaseHolder('daily')).toBeNull();
   });
@@ -225,20 +300,46 @@ describe('scheduler service', () => {
     const bus = new InMemoryBus(2);
     const clock = { now: START };
     const { service, directory } = createMemoryScheduler(
-      { topicPrefix: PREFIX, groupId: 'embedded', partitions: 2, catchUpMs: 48 * H, pageSize: 100, leaseMs: 30_000, tickMs: 3_600_000 },
-      { bus, ruleSet: () => ruleSet, logger: silentLogger(), registry: createMetricsRegistry({ defaults: false }), clock: () => clock.now },
+      {
+        topicPrefix: PREFIX,
+        groupId: 'embedded',
+        partitions: 2,
+        catchUpMs: 48 * H,
+        pageSize: 100,
+        leaseMs: 30_000,
+        tickMs: 3_600_000,
+      },
+      {
+        bus,
+        ruleSet: () => ruleSet,
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+        clock: () => clock.now,
+      },
     );
     started.push(service);
     await service.start();
-    await bus.publisher().publish(EVENTS, [identify('t1', { timezone: 'Asia/Tokyo' })].map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })));
-    for (let i = 0; i < 100 && (await directory.size()) === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await bus.publisher().publish(
+      EVENTS,
+      [identify('t1', { timezone: 'Asia/Tokyo' })].map((e) => ({
+        key: e.userId,
+        ...encodeWithHeader(eventCodec, e),
+      })),
+    );
+    for (let i = 0; i < 100 && (await directory.size()) === 0; i++)
+      await new Promise((r) => setTimeout(r, 5));
     await service.tick();
     clock.now = START + 24 * H;
     await service.tick();
     await service.tick();
-    const got = bus.messages(EVENTS).map((m) => eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER])).filter((e) => e.type === 'schedule.occurrence');
+    const got = bus
+      .messages(EVENTS)
+      .map((m) => eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]))
+      .filter((e) => e.type === 'schedule.occurrence');
     // 09:00 in Tokyo is 00:00Z.
-    expect(got.map((e) => `${e.userId}@${String(e.properties.occurrence)}`)).toEqual(['t1@2026-03-03T00:00:00.000Z']);
+    expect(got.map((e) => `${e.userId}@${String(e.properties.occurrence)}`)).toEqual([
+      't1@2026-03-03T00:00:00.000Z',
+    ]);
     expect(service.health()).toMatchObject({ ok: true, details: { lastError: null } });
   });
 
@@ -275,7 +376,16 @@ describe('scheduler service', () => {
       throw new Error('directory store refused the batch');
     };
     const s = createSchedulerService(
-      { topicPrefix: PREFIX, groupId: 'scheduler', partitions: 4, catchUpMs: 48 * H, pageSize: 3, leaseMs: 30_000, tickMs: 3_600_000, retry: { maxBatchAttempts: 2, retryBackoff: { initialMs: 5, maxMs: 5 } } },
+      {
+        topicPrefix: PREFIX,
+        groupId: 'scheduler',
+        partitions: 4,
+        catchUpMs: 48 * H,
+        pageSize: 3,
+        leaseMs: 30_000,
+        tickMs: 3_600_000,
+        retry: { maxBatchAttempts: 2, retryBackoff: { initialMs: 5, maxMs: 5 } },
+      },
       {
         bus: h.bus,
         directory: broken,
@@ -294,7 +404,18 @@ describe('scheduler service', () => {
     const partition = h.bus.messages(EVENTS)[0]!.partition;
     expect(s.health()).toMatchObject({
       ok: false,
-      details: { stalled: [{ topic: EVENTS, partition, offset: '0', attempts: 2, error: 'directory store refused the batch', reason: expect.stringMatching(/restart/) as string }] },
+      details: {
+        stalled: [
+          {
+            topic: EVENTS,
+            partition,
+            offset: '0',
+            attempts: 2,
+            error: 'directory store refused the batch',
+            reason: expect.stringMatching(/restart/) as string,
+          },
+        ],
+      },
     });
   });
 
@@ -304,7 +425,15 @@ describe('scheduler service', () => {
     let current = ruleSet;
     const disabledSet = compile([{ ...(daily.def as object), enabled: false }]);
     const s = createSchedulerService(
-      { topicPrefix: PREFIX, groupId: 'scheduler', partitions: 4, catchUpMs: 48 * H, pageSize: 3, leaseMs: 30_000, tickMs: 3_600_000 },
+      {
+        topicPrefix: PREFIX,
+        groupId: 'scheduler',
+        partitions: 4,
+        catchUpMs: 48 * H,
+        pageSize: 3,
+        leaseMs: 30_000,
+        tickMs: 3_600_000,
+      },
       {
         bus: h.bus,
         directory: h.directory,
@@ -338,7 +467,15 @@ describe('scheduler service', () => {
     const h = harness();
     await seedAudience(h);
     const s = createSchedulerService(
-      { topicPrefix: PREFIX, groupId: 'scheduler', partitions: 4, catchUpMs: 48 * H, pageSize: 3, leaseMs: 30_000, tickMs: 3_600_000 },
+      {
+        topicPrefix: PREFIX,
+        groupId: 'scheduler',
+        partitions: 4,
+        catchUpMs: 48 * H,
+        pageSize: 3,
+        leaseMs: 30_000,
+        tickMs: 3_600_000,
+      },
       {
         bus: h.bus,
         directory: h.directory,
@@ -365,7 +502,9 @@ describe('scheduler service', () => {
     h.clock.now = Date.parse('2026-03-03T08:05:00Z') + 1;
     await s.tick();
     await s.tick();
-    expect(pairs(h.occurrences())).toEqual([...ny, ...AUDIENCE['Europe/Berlin']!.map((u) => `${u}@2026-03-03T08:00:00.000Z`)].sort());
+    expect(pairs(h.occurrences())).toEqual(
+      [...ny, ...AUDIENCE['Europe/Berlin']!.map((u) => `${u}@2026-03-03T08:00:00.000Z`)].sort(),
+    );
   });
 
   it('starts a zone new to the directory at its first user, not in its past', async () => {
@@ -386,7 +525,9 @@ describe('scheduler service', () => {
     h.clock.now = Date.parse('2026-03-04T00:00:01Z');
     await s.tick();
     await s.tick();
-    expect(pairs(h.occurrences()).filter((p) => p.startsWith('kenji@'))).toEqual(['kenji@2026-03-04T00:00:00.000Z']);
+    expect(pairs(h.occurrences()).filter((p) => p.startsWith('kenji@'))).toEqual([
+      'kenji@2026-03-04T00:00:00.000Z',
+    ]);
   });
 
   it('stops gracefully in the middle of a fan-out with its position stored after what it published', async () => {
@@ -398,7 +539,8 @@ describe('scheduler service', () => {
     await first.tick();
     h.clock.now = START + 30 * H;
     const ticking = first.tick();
-    for (let i = 0; i < 200 && h.occurrences().length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+    for (let i = 0; i < 200 && h.occurrences().length === 0; i++)
+      await new Promise((r) => setTimeout(r, 2));
     await first.stop();
     await ticking;
     const before = h.occurrences().length;

@@ -9,10 +9,22 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../../platform/config.ts';
 import type { Logger } from 'pino';
 import type { Bus } from '../../platform/bus.ts';
-import { createConsumeLoop, RecordRejected, stalledHealth, type BatchRetry, type ConsumeLoop, type StalledPartition } from '../../platform/consume.ts';
+import {
+  createConsumeLoop,
+  RecordRejected,
+  stalledHealth,
+  type BatchRetry,
+  type ConsumeLoop,
+  type StalledPartition,
+} from '../../platform/consume.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
-import { reservedTypeRefusal, SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
+import {
+  reservedTypeRefusal,
+  SCHEMA_ID_HEADER,
+  topics,
+  type NormalisedEvent,
+} from '../../platform/contracts.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { CompiledRule, RuleSet } from '../../rules/types.ts';
 import { occurrenceEvent, scheduleTrigger } from '../core/schedule.ts';
@@ -41,7 +53,9 @@ export interface SchedulerServiceConfig {
 }
 
 /** The scheduler's settings from the process config. */
-export function schedulerConfigFrom(config: Pick<Config, 'kafka' | 'engine'>): SchedulerServiceConfig {
+export function schedulerConfigFrom(
+  config: Pick<Config, 'kafka' | 'engine'>,
+): SchedulerServiceConfig {
   return {
     topicPrefix: config.kafka.topicPrefix,
     groupId: config.engine.schedulerGroup,
@@ -109,7 +123,10 @@ interface Target {
   firstSeen: number;
 }
 
-export function createSchedulerService(config: SchedulerServiceConfig, deps: SchedulerServiceDeps): SchedulerService {
+export function createSchedulerService(
+  config: SchedulerServiceConfig,
+  deps: SchedulerServiceDeps,
+): SchedulerService {
   const log = deps.logger.child({ component: 'scheduler' });
   const clock = deps.clock ?? Date.now;
   const eventsTopic = topics(config.topicPrefix).events;
@@ -117,10 +134,28 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
   const publisher = deps.bus.publisher();
   const registry = deps.registry;
   const metrics = {
-    published: new Counter({ name: 'lifecycle_scheduler_events_published_total', help: 'schedule.occurrence events published, per rule (replayed pages included).', labelNames: ['rule'], registers: [registry] }),
-    occurrences: new Counter({ name: 'lifecycle_scheduler_occurrences_total', help: 'Occurrences per rule and zone finished (done) or given up as older than the catch-up window (skipped).', labelNames: ['rule', 'outcome'], registers: [registry] }),
-    directory: new Counter({ name: 'lifecycle_scheduler_directory_changes_total', help: 'User directory entries added, moved or removed.', registers: [registry] }),
-    syncLag: new Gauge({ name: 'lifecycle_scheduler_directory_sync_age_seconds', help: 'Age of the newest instant up to which the directory is known complete.', registers: [registry] }),
+    published: new Counter({
+      name: 'lifecycle_scheduler_events_published_total',
+      help: 'schedule.occurrence events published, per rule (replayed pages included).',
+      labelNames: ['rule'],
+      registers: [registry],
+    }),
+    occurrences: new Counter({
+      name: 'lifecycle_scheduler_occurrences_total',
+      help: 'Occurrences per rule and zone finished (done) or given up as older than the catch-up window (skipped).',
+      labelNames: ['rule', 'outcome'],
+      registers: [registry],
+    }),
+    directory: new Counter({
+      name: 'lifecycle_scheduler_directory_changes_total',
+      help: 'User directory entries added, moved or removed.',
+      registers: [registry],
+    }),
+    syncLag: new Gauge({
+      name: 'lifecycle_scheduler_directory_sync_age_seconds',
+      help: 'Age of the newest instant up to which the directory is known complete.',
+      registers: [registry],
+    }),
   };
 
   let consumer: ConsumeLoop | null = null;
@@ -137,10 +172,19 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
 
   const sigOf = (rule: CompiledRule) => JSON.stringify(rule.def.trigger);
 
-  async function targetsOf(rule: CompiledRule, zones: () => Promise<Map<string, number>>): Promise<Target[]> {
+  async function targetsOf(
+    rule: CompiledRule,
+    zones: () => Promise<Map<string, number>>,
+  ): Promise<Target[]> {
     const t = scheduleTrigger(rule.def)!;
-    if (t.timezone !== 'user') return [{ field: `all:${t.timezone}`, tz: t.timezone, audience: null, firstSeen: 0 }];
-    return [...(await zones())].map(([z, firstSeen]) => ({ field: `z:${z}`, tz: z, audience: z, firstSeen }));
+    if (t.timezone !== 'user')
+      return [{ field: `all:${t.timezone}`, tz: t.timezone, audience: null, firstSeen: 0 }];
+    return [...(await zones())].map(([z, firstSeen]) => ({
+      field: `z:${z}`,
+      tz: z,
+      audience: z,
+      firstSeen,
+    }));
   }
 
   /** Has the directory consumer group caught up with every event published up to a recent instant? */
@@ -148,7 +192,9 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
     const now = clock();
     snapshot ??= { t: now, ends: await deps.bus.endOffsets(eventsTopic) };
     const committed = await deps.committedOffsets(config.groupId, eventsTopic);
-    const caughtUp = [...snapshot.ends].every(([p, end]) => BigInt(end) === 0n || BigInt(committed.get(p) ?? '-1') >= BigInt(end));
+    const caughtUp = [...snapshot.ends].every(
+      ([p, end]) => BigInt(end) === 0n || BigInt(committed.get(p) ?? '-1') >= BigInt(end),
+    );
     if (caughtUp) {
       syncedAt = snapshot.t;
       snapshot = null;
@@ -165,7 +211,14 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
     if (warnedBehind.has(key)) return true;
     if (warnedBehind.size > 10_000) warnedBehind.clear();
     warnedBehind.add(key);
-    log.warn({ ruleId: rule.def.id, occurrence: new Date(at).toISOString(), directorySyncedAt: Number.isFinite(syncedAt) ? new Date(syncedAt).toISOString() : null }, 'user directory is behind; fanning out an occurrence with the directory as it is');
+    log.warn(
+      {
+        ruleId: rule.def.id,
+        occurrence: new Date(at).toISOString(),
+        directorySyncedAt: Number.isFinite(syncedAt) ? new Date(syncedAt).toISOString() : null,
+      },
+      'user directory is behind; fanning out an occurrence with the directory as it is',
+    );
     return true;
   }
 
@@ -183,7 +236,10 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
       lastRenew = clock();
       return deps.progress.save(ruleId, token, config.leaseMs, target.field, p);
     };
-    const read = (shard: number, cursor: string | null) => deps.directory.page(shard, target.audience, cursor, config.pageSize).then((page) => ({ shard, page }));
+    const read = (shard: number, cursor: string | null) =>
+      deps.directory
+        .page(shard, target.audience, cursor, config.pageSize)
+        .then((page) => ({ shard, page }));
     // Pages in flight, oldest first: a position is stored only once its page and every page
     // before it are acknowledged, so a crash publishes at most PAGES_IN_FLIGHT pages again.
     const inflight: { acked: Promise<void>; next: ZoneProgress }[] = [];
@@ -192,7 +248,8 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
       await f.acked;
       return save(f.next);
     };
-    let reading: Promise<{ shard: number; page: DirectoryPage }> | null = due.shard < DIRECTORY_SHARDS ? read(due.shard, due.cursor) : null;
+    let reading: Promise<{ shard: number; page: DirectoryPage }> | null =
+      due.shard < DIRECTORY_SHARDS ? read(due.shard, due.cursor) : null;
     try {
       while (reading) {
         if (stopping) {
@@ -206,14 +263,28 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
         }
         const { shard, page } = await reading;
         // Read the next page while this one is published.
-        reading = page.cursor !== null ? read(shard, page.cursor) : shard + 1 < DIRECTORY_SHARDS ? read(shard + 1, null) : null;
+        reading =
+          page.cursor !== null
+            ? read(shard, page.cursor)
+            : shard + 1 < DIRECTORY_SHARDS
+              ? read(shard + 1, null)
+              : null;
         if (page.userIds.length === 0) continue;
         const now = clock();
-        const acked = publisher.publish(eventsTopic, page.userIds.map((u) => record(occurrenceEvent(ruleId, u, due.at, now))));
+        const acked = publisher.publish(
+          eventsTopic,
+          page.userIds.map((u) => record(occurrenceEvent(ruleId, u, due.at, now))),
+        );
         acked.catch(() => {}); // awaited in order below; this only keeps a failure from going unhandled meanwhile
         published += page.userIds.length;
         metrics.published.inc({ rule: ruleId }, page.userIds.length);
-        inflight.push({ acked, next: page.cursor !== null ? { w, at: due.at, s: shard, c: page.cursor } : { w, at: due.at, s: shard + 1 } });
+        inflight.push({
+          acked,
+          next:
+            page.cursor !== null
+              ? { w, at: due.at, s: shard, c: page.cursor }
+              : { w, at: due.at, s: shard + 1 },
+        });
         if (inflight.length >= PAGES_IN_FLIGHT && !(await settleOldest())) return 'lost';
       }
       while (inflight.length > 0) if (!(await settleOldest())) return 'lost';
@@ -224,11 +295,25 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
     if (!(await save({ w: due.at }))) return 'lost';
     metrics.occurrences.inc({ rule: ruleId, outcome: 'done' });
     lastFanOutAt = clock();
-    log.info({ ruleId, zone: target.tz, audience: target.audience ?? 'all', occurrence: new Date(due.at).toISOString(), published, resumed: due.resumed }, 'schedule occurrence fanned out');
+    log.info(
+      {
+        ruleId,
+        zone: target.tz,
+        audience: target.audience ?? 'all',
+        occurrence: new Date(due.at).toISOString(),
+        published,
+        resumed: due.resumed,
+      },
+      'schedule occurrence fanned out',
+    );
     return 'done';
   }
 
-  function logSkipped(rule: CompiledRule, target: Target, s: NonNullable<ZonePlan['skipped']>): void {
+  function logSkipped(
+    rule: CompiledRule,
+    target: Target,
+    s: NonNullable<ZonePlan['skipped']>,
+  ): void {
     metrics.occurrences.inc({ rule: rule.def.id, outcome: 'skipped' }, s.count);
     log.warn(
       {
@@ -245,7 +330,10 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
   }
 
   /** Everything due for one rule: refresh what is known, then under the lease fan out occurrence after occurrence. */
-  async function runRule(rule: CompiledRule, zones: () => Promise<Map<string, number>>): Promise<void> {
+  async function runRule(
+    rule: CompiledRule,
+    zones: () => Promise<Map<string, number>>,
+  ): Promise<void> {
     const ruleId = rule.def.id;
     const sig = sigOf(rule);
     const targets = await targetsOf(rule, zones);
@@ -253,13 +341,29 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
       const stored = await deps.progress.load(ruleId);
       const since = stored.since ?? (await deps.progress.initSince(ruleId, clock()));
       const now = clock();
-      return targets.map((t) => ({ target: t, plan: planZone(rule, t.tz, stored.zones.get(t.field) ?? null, Math.max(since, t.firstSeen), now, config.catchUpMs, stored.disabledAt) }));
+      return targets.map((t) => ({
+        target: t,
+        plan: planZone(
+          rule,
+          t.tz,
+          stored.zones.get(t.field) ?? null,
+          Math.max(since, t.firstSeen),
+          now,
+          config.catchUpMs,
+          stored.disabledAt,
+        ),
+      }));
     };
     const remember = (plans: { target: Target; plan: ZonePlan }[]) => {
-      for (const { target, plan } of plans) nextKnown.set(`${ruleId}\0${target.field}`, { sig, next: plan.next });
+      for (const { target, plan } of plans)
+        nextKnown.set(`${ruleId}\0${target.field}`, { sig, next: plan.next });
     };
     const actionable = (plans: { target: Target; plan: ZonePlan }[], now: number) =>
-      plans.filter(({ plan }) => plan.skipped !== null || (plan.due !== null && (plan.due.resumed || mayStart(rule, plan.due.at, now))));
+      plans.filter(
+        ({ plan }) =>
+          plan.skipped !== null ||
+          (plan.due !== null && (plan.due.resumed || mayStart(rule, plan.due.at, now))),
+      );
 
     let plans = await plansFrom();
     remember(plans);
@@ -273,16 +377,26 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
         const todo = actionable(plans, clock());
         if (todo.length === 0 || stopping) return;
         // Resumed occurrences first, then the oldest.
-        todo.sort((a, b) => Number(b.plan.due?.resumed ?? false) - Number(a.plan.due?.resumed ?? false) || (a.plan.due?.at ?? -Infinity) - (b.plan.due?.at ?? -Infinity));
+        todo.sort(
+          (a, b) =>
+            Number(b.plan.due?.resumed ?? false) - Number(a.plan.due?.resumed ?? false) ||
+            (a.plan.due?.at ?? -Infinity) - (b.plan.due?.at ?? -Infinity),
+        );
         const { target, plan } = todo[0]!;
         if (plan.skipped) {
           logSkipped(rule, target, plan.skipped);
-          if (!(await deps.progress.save(ruleId, token, config.leaseMs, target.field, plan.progress))) return;
+          if (
+            !(await deps.progress.save(ruleId, token, config.leaseMs, target.field, plan.progress))
+          )
+            return;
           if (!plan.due) continue;
         }
         const result = await fanOut(rule, target, plan);
         if (result === 'lost') {
-          log.warn({ ruleId, zone: target.tz }, 'lost the rule lease during a fan-out; another instance continues from the stored position');
+          log.warn(
+            { ruleId, zone: target.tz },
+            'lost the rule lease during a fan-out; another instance continues from the stored position',
+          );
           return;
         }
         if (result === 'stopped') return;
@@ -399,7 +513,10 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
     name: 'scheduler',
     async start() {
       stopping = false;
-      if (config.ensureTopics !== false) await deps.bus.ensureTopics(internalTopicSpecs(topics(config.topicPrefix), config.partitions));
+      if (config.ensureTopics !== false)
+        await deps.bus.ensureTopics(
+          internalTopicSpecs(topics(config.topicPrefix), config.partitions),
+        );
       // The engine sends malformed records to the DLQ; the directory just passes them by.
       consumer = createConsumeLoop<NormalisedEvent>(
         {
@@ -414,7 +531,8 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
           decode(message) {
             if (!message.value) throw new RecordRejected('empty record value');
             const event = eventCodec.decode(message.value, message.headers[SCHEMA_ID_HEADER]);
-            if (message.key !== event.userId) throw new RecordRejected("record key does not match the event's userId");
+            if (message.key !== event.userId)
+              throw new RecordRejected("record key does not match the event's userId");
             // An app cannot remove a user from the directory with a forged user_deleted.
             const refusal = reservedTypeRefusal(event);
             if (refusal !== null) throw new RecordRejected(refusal);
@@ -425,15 +543,30 @@ export function createSchedulerService(config: SchedulerServiceConfig, deps: Sch
             const changes = directoryChanges(events);
             // A zone new in this batch counts from the batch's earliest arrival, so a user who
             // arrived before an occurrence is in it even when the directory filed them just after.
-            const seenAt = events.reduce((earliest, e) => (changes.has(e.userId) ? Math.min(earliest, e.receivedAt) : earliest), Infinity);
-            if (changes.size > 0) metrics.directory.inc(await deps.directory.apply(changes, Number.isFinite(seenAt) ? seenAt : clock()));
+            const seenAt = events.reduce(
+              (earliest, e) =>
+                changes.has(e.userId) ? Math.min(earliest, e.receivedAt) : earliest,
+              Infinity,
+            );
+            if (changes.size > 0)
+              metrics.directory.inc(
+                await deps.directory.apply(changes, Number.isFinite(seenAt) ? seenAt : clock()),
+              );
           },
         },
         { bus: deps.bus, publisher, logger: deps.logger, registry },
       );
       await consumer.start();
       loop = tickLoop();
-      log.info({ instanceId: token, groupId: config.groupId, catchUpMs: config.catchUpMs, pageSize: config.pageSize }, 'scheduler started');
+      log.info(
+        {
+          instanceId: token,
+          groupId: config.groupId,
+          catchUpMs: config.catchUpMs,
+          pageSize: config.pageSize,
+        },
+        'scheduler started',
+      );
     },
     async stop() {
       stopping = true;

@@ -49,7 +49,11 @@ interface Proc {
 }
 
 function spawnScheduler(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx/esm', path.join(ROOT, 'engine/scheduler/main.ts')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx/esm', path.join(ROOT, 'engine/scheduler/main.ts')],
+    { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   children.push(child);
   let out = '';
   const keep = (b: Buffer) => {
@@ -57,15 +61,29 @@ function spawnScheduler(env: Record<string, string>): Proc {
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  return { child, output: () => out, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+  return {
+    child,
+    output: () => out,
+    exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
+  };
 }
 
 /** A daily hour whose 09:00-like instant is at least 15 minutes away from now and from now - 2 days in every zone, so the expectation cannot move while the test runs. */
 function pickSchedule(now: number): string {
   for (let hour = 0; hour < 24; hour++) {
     const schedule = `0 ${hour} * * *`;
-    const rule = compile([{ id: 'probe', category: 'marketing', trigger: { schedule, timezone: 'user' }, action: { send: { template: 't', channels: ['email'] } } }]).rules[0]!;
-    const near = (at: number) => [...ZONES, 'UTC'].some((z) => scheduleOccurrences(rule, at - 15 * 60_000, at + 15 * 60_000, z).length > 0);
+    const rule = compile([
+      {
+        id: 'probe',
+        category: 'marketing',
+        trigger: { schedule, timezone: 'user' },
+        action: { send: { template: 't', channels: ['email'] } },
+      },
+    ]).rules[0]!;
+    const near = (at: number) =>
+      [...ZONES, 'UTC'].some(
+        (z) => scheduleOccurrences(rule, at - 15 * 60_000, at + 15 * 60_000, z).length > 0,
+      );
     if (!near(now) && !near(now - 2 * DAY) && !near(now - 3 * DAY)) return schedule;
   }
   throw new Error('no suitable hour');
@@ -89,19 +107,40 @@ describe('scheduler process', () => {
   it('publishes one occurrence event per user per occurrence in their zone, across a SIGKILL mid fan-out and a lease race', async () => {
     const now = Date.now();
     const schedule = pickSchedule(now);
-    const ruleDef = { id: 'daily-digest', category: 'marketing', trigger: { schedule, timezone: 'user' }, action: { send: { template: 'digest', channels: ['email'] } } };
+    const ruleDef = {
+      id: 'daily-digest',
+      category: 'marketing',
+      trigger: { schedule, timezone: 'user' },
+      action: { send: { template: 'digest', channels: ['email'] } },
+    };
     writeFileSync(path.join(rulesDir, 'daily-digest.json'), JSON.stringify(ruleDef));
     const rule = compile([ruleDef]).rules[0]!;
     // Topics created while other test files create theirs sometimes miss a leader at first: try again.
-    await waitFor(() => bus!.ensureTopics(internalTopicSpecs(t, 6)).then(() => true), { timeout: 60_000, interval: 1000, message: 'cannot create the topics' });
+    await waitFor(() => bus!.ensureTopics(internalTopicSpecs(t, 6)).then(() => true), {
+      timeout: 60_000,
+      interval: 1000,
+      message: 'cannot create the topics',
+    });
 
     // The audience: 900 users in each of three zones, one without a zone (UTC), one with an
     // unknown zone (UTC), one who moved from Tokyo to Berlin, one deleted.
     const audience = new Map<string, string[]>([...ZONES, 'UTC'].map((z) => [z, []]));
     const events: NormalisedEvent[] = [];
-    const ev = (userId: string, type: string, traits?: Record<string, unknown>, dt = 0): NormalisedEvent => ({
+    const ev = (
+      userId: string,
+      type: string,
+      traits?: Record<string, unknown>,
+      dt = 0,
+    ): NormalisedEvent => ({
       // They arrived before the scheduler went down.
-      id: `${iso.id}-${userId}-${type}-${dt}`, userId, type, ts: now - 4 * DAY + dt, receivedAt: now - 4 * DAY + dt, source: type === 'user_deleted' ? 'cdc:app' : 'test', properties: {}, ...(traits ? { traits } : {}),
+      id: `${iso.id}-${userId}-${type}-${dt}`,
+      userId,
+      type,
+      ts: now - 4 * DAY + dt,
+      receivedAt: now - 4 * DAY + dt,
+      source: type === 'user_deleted' ? 'cdc:app' : 'test',
+      properties: {},
+      ...(traits ? { traits } : {}),
     });
     for (const zone of ZONES) {
       for (let i = 0; i < PER_ZONE; i++) {
@@ -112,24 +151,46 @@ describe('scheduler process', () => {
     }
     events.push(ev('plain', 'signup'), ev('martian', 'identify', { timezone: 'Mars/Olympus' }));
     audience.get('UTC')!.push('plain', 'martian');
-    events.push(ev('moved', 'identify', { timezone: 'Asia/Tokyo' }), ev('moved', 'identify', { timezone: 'Europe/Berlin' }, 1));
+    events.push(
+      ev('moved', 'identify', { timezone: 'Asia/Tokyo' }),
+      ev('moved', 'identify', { timezone: 'Europe/Berlin' }, 1),
+    );
     audience.get('Europe/Berlin')!.push('moved');
-    events.push(ev('gone', 'identify', { timezone: 'Europe/Berlin' }), ev('gone', 'user_deleted', undefined, 1));
+    events.push(
+      ev('gone', 'identify', { timezone: 'Europe/Berlin' }),
+      ev('gone', 'user_deleted', undefined, 1),
+    );
     // Users the topic no longer holds (quiet for longer than its retention) exist only in the
     // engine's state; the scheduler seeds them into its directory. A tombstone is not a user.
     const keys = createKeySpace(config.redis.keyPrefix);
     for (let i = 0; i < 5; i++) {
       const state = emptyState();
       state.traits.timezone = 'Asia/Kolkata';
-      await redis.hset(userKeys(keys, `quiet-${i}`).state, 's', serializeState(state), 'p', '0', 'e', '1', 'o', '0');
+      await redis.hset(
+        userKeys(keys, `quiet-${i}`).state,
+        's',
+        serializeState(state),
+        'p',
+        '0',
+        'e',
+        '1',
+        'o',
+        '0',
+      );
       audience.get('Asia/Kolkata')!.push(`quiet-${i}`);
     }
     await redis.hset(userKeys(keys, 'tombstone').state, 'p', '0', 'e', '1', 'o', '5');
     const publisher = bus.publisher();
     for (let i = 0; i < events.length; i += 500) {
-      const records = events.slice(i, i + 500).map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
+      const records = events
+        .slice(i, i + 500)
+        .map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
       // A topic just created may not be known to every broker connection yet: retry until it is.
-      await waitFor(() => publisher.publish(t.events, records).then(() => true), { timeout: 30_000, interval: 500, message: 'cannot publish the events' });
+      await waitFor(() => publisher.publish(t.events, records).then(() => true), {
+        timeout: 30_000,
+        interval: 500,
+        message: 'cannot publish the events',
+      });
     }
 
     // The scheduler first saw the rule three days ago and has been down since; the catch-up window is two days.
@@ -141,7 +202,8 @@ describe('scheduler process', () => {
       const times = scheduleOccurrences(rule, now - 2 * DAY, now, zone);
       expect(times.length).toBe(2);
       lastOccurrence.set(zone, times[times.length - 1]!);
-      for (const at of times) for (const u of users) expected.add(`${u}@${new Date(at).toISOString()}`);
+      for (const at of times)
+        for (const u of users) expected.add(`${u}@${new Date(at).toISOString()}`);
     }
 
     const env = {
@@ -163,13 +225,19 @@ describe('scheduler process', () => {
         const p = await progress.load('daily-digest');
         return [...p.zones.values()].some((z) => z.at !== undefined && (z.s ?? 0) >= 20);
       },
-      { timeout: 90_000, interval: 15, message: `the first scheduler never got into a fan-out; its output:\n${first.output().slice(-3000)}` },
+      {
+        timeout: 90_000,
+        interval: 15,
+        message: `the first scheduler never got into a fan-out; its output:\n${first.output().slice(-3000)}`,
+      },
     );
     first.child.kill('SIGKILL');
     await first.exited;
     const atKill = await progress.load('daily-digest');
     expect([...atKill.zones.values()].some((z) => z.at !== undefined)).toBe(true);
-    expect(first.output()).toContain('skipping schedule occurrences older than the catch-up window');
+    expect(first.output()).toContain(
+      'skipping schedule occurrences older than the catch-up window',
+    );
 
     // The directory holds everyone but the deleted user, each under the zone their schedule runs in.
     const directory = createRedisDirectory(redis, keys);
@@ -191,14 +259,20 @@ describe('scheduler process', () => {
           return z !== undefined && z.at === undefined && z.w >= last;
         });
       },
-      { timeout: 90_000, interval: 100, message: `the fan-out did not finish; output:\n${second.output().slice(-3000)}\n${third.output().slice(-3000)}` },
+      {
+        timeout: 90_000,
+        interval: 100,
+        message: `the fan-out did not finish; output:\n${second.output().slice(-3000)}\n${third.output().slice(-3000)}`,
+      },
     );
     second.child.kill('SIGTERM');
     third.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
     expect(await third.exited).toBe(0);
 
-    const records = (await readTopic(bus.kafka, t.events, 60_000)).map((r) => ({ r, e: eventCodec.decode(r.value!, r.headers[SCHEMA_ID_HEADER]) })).filter(({ e }) => e.type === 'schedule.occurrence');
+    const records = (await readTopic(bus.kafka, t.events, 60_000))
+      .map((r) => ({ r, e: eventCodec.decode(r.value!, r.headers[SCHEMA_ID_HEADER]) }))
+      .filter(({ e }) => e.type === 'schedule.occurrence');
     const got = records.map(({ e }) => `${e.userId}@${String(e.properties.occurrence)}`);
     const distinct = new Set(got);
     expect(distinct.size).toBe(expected.size);
@@ -206,11 +280,16 @@ describe('scheduler process', () => {
     for (const { r, e } of records) {
       expect(r.key).toBe(e.userId);
       expect(e.id).toBe(occurrenceEvent('daily-digest', e.userId, e.ts).id);
-      expect(e.properties).toEqual({ ruleId: 'daily-digest', occurrence: new Date(e.ts).toISOString() });
+      expect(e.properties).toEqual({
+        ruleId: 'daily-digest',
+        occurrence: new Date(e.ts).toISOString(),
+      });
     }
     // The kill can repeat the pages that were in flight when it died; the lease race repeats nothing.
     const duplicates = got.length - distinct.size;
     expect(duplicates).toBeLessThanOrEqual(PAGE * PAGES_IN_FLIGHT);
-    console.log(`scheduler kill test: ${expected.size} occurrence events expected, ${got.length} published, ${duplicates} duplicates`);
+    console.log(
+      `scheduler kill test: ${expected.size} occurrence events expected, ${got.length} published, ${duplicates} duplicates`,
+    );
   });
 });

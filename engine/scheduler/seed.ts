@@ -42,7 +42,13 @@ export async function seedDirectoryFromEngineState(
   const result: SeedResult = { scanned: 0, filed: 0, skipped: 0 };
   let cursor = '0';
   do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${globEscape(head)}*${STATE_SUFFIX}`, 'COUNT', opts.scanCount ?? 1000);
+    const [next, found] = await redis.scan(
+      cursor,
+      'MATCH',
+      `${globEscape(head)}*${STATE_SUFFIX}`,
+      'COUNT',
+      opts.scanCount ?? 1000,
+    );
     cursor = next;
     const stateKeys = found.filter((k) => k.startsWith(head) && k.endsWith(STATE_SUFFIX));
     if (stateKeys.length === 0) continue;
@@ -58,7 +64,16 @@ export async function seedDirectoryFromEngineState(
       const userId = decodeTag(key.slice(head.length, key.length - STATE_SUFFIX.length));
       try {
         const traits = deserializeState(stored).traits;
-        const c = changeFor({ id: 'seed', userId, type: 'identify', ts: 0, receivedAt: 0, source: 'scheduler', properties: {}, traits: { timezone: traits.timezone ?? null } });
+        const c = changeFor({
+          id: 'seed',
+          userId,
+          type: 'identify',
+          ts: 0,
+          receivedAt: 0,
+          source: 'scheduler',
+          properties: {},
+          traits: { timezone: traits.timezone ?? null },
+        });
         changes.set(userId, { op: 'add', zone: c?.op === 'set' ? c.zone : 'UTC' });
       } catch {
         result.skipped++;
@@ -68,6 +83,9 @@ export async function seedDirectoryFromEngineState(
     if (changes.size > 0) result.filed += await directory.apply(changes, 0);
   } while (cursor !== '0');
   await redis.set(marker, new Date().toISOString());
-  deps.logger.info({ component: 'scheduler', ...result, ms: Date.now() - started }, 'user directory seeded from the engine state');
+  deps.logger.info(
+    { component: 'scheduler', ...result, ms: Date.now() - started },
+    'user directory seeded from the engine state',
+  );
   return result;
 }

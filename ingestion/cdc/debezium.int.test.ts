@@ -14,7 +14,12 @@ import { REPO_ROOT, readStackEnv } from '../../test/support/stack-env.ts';
 import { waitFor } from '../../test/support/wait.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { eventCodec } from '../../platform/avro.ts';
-import { DlqHeaders, SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../../platform/contracts.ts';
+import {
+  DlqHeaders,
+  SCHEMA_ID_HEADER,
+  topics,
+  type NormalisedEvent,
+} from '../../platform/contracts.ts';
 import type { BusConsumer, IncomingMessage } from '../../platform/bus.ts';
 import type { Service } from '../../platform/shutdown.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -37,17 +42,24 @@ const connectUrl = stack().connectUrl;
 const pg = stack().connectPostgres;
 
 const sql = (statement: string) =>
-  execFileSync('psql', [config.postgres.url, '-v', 'ON_ERROR_STOP=1', '-qAt', '-c', statement], { encoding: 'utf8' });
+  execFileSync('psql', [config.postgres.url, '-v', 'ON_ERROR_STOP=1', '-qAt', '-c', statement], {
+    encoding: 'utf8',
+  });
 
-const connect = (method: string, path: string, body?: unknown, base = connectUrl) => connectRequest(base, method, path, body);
+const connect = (method: string, path: string, body?: unknown, base = connectUrl) =>
+  connectRequest(base, method, path, body);
 
 const until = <T>(what: string, probe: () => T | undefined | false, timeout = 60_000) =>
   waitFor(probe, { timeout, interval: 200, message: `waiting for ${what}` }) as Promise<T>;
 
 /** The shipped mapping, with its tables moved to this test's schema. */
 function testMapping(): CdcMapping {
-  const example = JSON.parse(readFileSync('ingestion/cdc-mapping.example.json', 'utf8')) as CdcMapping;
-  const tables = Object.fromEntries(Object.entries(example.tables).map(([name, t]) => [name.replace(/^public\./, `${run}.`), t]));
+  const example = JSON.parse(
+    readFileSync('ingestion/cdc-mapping.example.json', 'utf8'),
+  ) as CdcMapping;
+  const tables = Object.fromEntries(
+    Object.entries(example.tables).map(([name, t]) => [name.replace(/^public\./, `${run}.`), t]),
+  );
   const mapping = { ...example, tables };
   expect(checkMapping(mapping)).toEqual([]);
   return mapping;
@@ -55,7 +67,9 @@ function testMapping(): CdcMapping {
 
 /** The shipped connector config, pointed at this test's database objects and topics. */
 function testConnector(): Record<string, string> {
-  const example = JSON.parse(readFileSync('ingestion/debezium-connector.example.json', 'utf8')) as { config: Record<string, string> };
+  const example = JSON.parse(readFileSync('ingestion/debezium-connector.example.json', 'utf8')) as {
+    config: Record<string, string>;
+  };
   return {
     ...example.config,
     'database.hostname': pg.host,
@@ -103,7 +117,11 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
     expect(created.status, JSON.stringify(created.json)).toBeLessThan(300);
 
     processor = createCdcProcessor(
-      { cdc: { topics: [`/^${dbTopics}\\./`] }, kafka: { topicPrefix: iso.topicPrefix }, groupId: iso.group('cdc') },
+      {
+        cdc: { topics: [`/^${dbTopics}\\./`] },
+        kafka: { topicPrefix: iso.topicPrefix },
+        groupId: iso.group('cdc'),
+      },
       { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping: testMapping() },
     );
     reader = bus.consumer({
@@ -113,7 +131,11 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
       eachBatch: async (batch, control) => {
         for (const m of batch.messages) {
           if (m.topic === t.dlq) dead.push(m);
-          else events.push({ key: m.key, event: eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]) });
+          else
+            events.push({
+              key: m.key,
+              event: eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]),
+            });
         }
         await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
       },
@@ -128,7 +150,10 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
       if (topicsSeen.length < 2) await new Promise((r) => setTimeout(r, 300));
     }
     await admin.disconnect();
-    expect(topicsSeen.sort()).toEqual([`${dbTopics}.${run}.subscriptions`, `${dbTopics}.${run}.users`]);
+    expect(topicsSeen.sort()).toEqual([
+      `${dbTopics}.${run}.subscriptions`,
+      `${dbTopics}.${run}.users`,
+    ]);
     await processor.start();
     await reader.start();
   });
@@ -144,11 +169,20 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
   });
 
   it('snapshot rows become traits; inserts, updates and deletes become the mapped events; poison goes to the DLQ', async () => {
-    const snapshot = await until('snapshot identify', () => events.find((e) => e.event.userId === 'u-old' && e.event.type === 'identify'));
+    const snapshot = await until('snapshot identify', () =>
+      events.find((e) => e.event.userId === 'u-old' && e.event.type === 'identify'),
+    );
     expect(snapshot.key).toBe('u-old');
     expect(snapshot.event).toMatchObject({
       source: 'cdc:app-db',
-      traits: { id: 'u-old', email: 'old@example.com', firstName: 'Olga', plan: 'trial', createdAt: '2025-06-01T10:00:00.123Z', email_verified: false },
+      traits: {
+        id: 'u-old',
+        email: 'old@example.com',
+        firstName: 'Olga',
+        plan: 'trial',
+        createdAt: '2025-06-01T10:00:00.123Z',
+        email_verified: false,
+      },
     });
     expect(snapshot.event.traits).not.toHaveProperty('password_hash');
     // the snapshot of subscriptions is skipped by the mapping: no event for it
@@ -161,15 +195,42 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
       INSERT INTO ${run}.subscriptions (user_id, plan, amount, currency, status) VALUES (NULL, 'pro', 5, 'EUR', 'active');
       DELETE FROM ${run}.users WHERE id = 'u-old';
     `);
-    const expected = ['user_registered', 'plan_changed', 'subscription_started', 'subscription_canceled', 'email_verified', 'user_deleted'];
-    await until('mapped events', () => expected.every((type) => events.some((e) => e.event.type === type)));
-    const byType = (type: string) => events.filter((e) => e.event.type === type).map((e) => e.event);
-    expect(byType('user_registered')[0]).toMatchObject({ userId: 'u-new', properties: { plan: 'trial', signup_source: 'ads' }, traits: { email: 'new@example.com', plan: 'trial' } });
-    expect(byType('plan_changed')[0]).toMatchObject({ userId: 'u-old', properties: { from: 'trial', to: 'pro' }, traits: { plan: 'pro' } });
-    expect(byType('subscription_started')[0]).toMatchObject({ userId: 'u-new', properties: { plan: 'pro', amount: 19.9, currency: 'EUR', status: 'active' } });
+    const expected = [
+      'user_registered',
+      'plan_changed',
+      'subscription_started',
+      'subscription_canceled',
+      'email_verified',
+      'user_deleted',
+    ];
+    await until('mapped events', () =>
+      expected.every((type) => events.some((e) => e.event.type === type)),
+    );
+    const byType = (type: string) =>
+      events.filter((e) => e.event.type === type).map((e) => e.event);
+    expect(byType('user_registered')[0]).toMatchObject({
+      userId: 'u-new',
+      properties: { plan: 'trial', signup_source: 'ads' },
+      traits: { email: 'new@example.com', plan: 'trial' },
+    });
+    expect(byType('plan_changed')[0]).toMatchObject({
+      userId: 'u-old',
+      properties: { from: 'trial', to: 'pro' },
+      traits: { plan: 'pro' },
+    });
+    expect(byType('subscription_started')[0]).toMatchObject({
+      userId: 'u-new',
+      properties: { plan: 'pro', amount: 19.9, currency: 'EUR', status: 'active' },
+    });
     expect(byType('subscription_started')[0]!.traits).toBeUndefined();
-    expect(byType('subscription_canceled')[0]).toMatchObject({ userId: 'u-new', properties: { from: 'active', to: 'canceled', amount: 19.9 } });
-    expect(byType('email_verified')[0]).toMatchObject({ userId: 'u-new', properties: { from: false, to: true } });
+    expect(byType('subscription_canceled')[0]).toMatchObject({
+      userId: 'u-new',
+      properties: { from: 'active', to: 'canceled', amount: 19.9 },
+    });
+    expect(byType('email_verified')[0]).toMatchObject({
+      userId: 'u-new',
+      properties: { from: false, to: true },
+    });
     expect(byType('user_deleted')[0]).toMatchObject({ userId: 'u-old', properties: {} });
     // per-user order follows the database's order
     const oldUser = events.filter((e) => e.event.userId === 'u-old').map((e) => e.event.type);
@@ -183,9 +244,16 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
   it('re-reading every Debezium record (a CDC consumer that crashed before committing) yields exactly the same event ids', async () => {
     const replayPrefix = `${iso.topicPrefix}.replay`;
     const rt = topics(replayPrefix);
-    await bus.ensureTopics([{ topic: rt.events, partitions: 3 }, { topic: rt.dlq, partitions: 1 }]);
+    await bus.ensureTopics([
+      { topic: rt.events, partitions: 3 },
+      { topic: rt.dlq, partitions: 1 },
+    ]);
     const replay = createCdcProcessor(
-      { cdc: { topics: [`/^${dbTopics}\\./`] }, kafka: { topicPrefix: replayPrefix }, groupId: iso.group('cdc-replay') },
+      {
+        cdc: { topics: [`/^${dbTopics}\\./`] },
+        kafka: { topicPrefix: replayPrefix },
+        groupId: iso.group('cdc-replay'),
+      },
       { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping: testMapping() },
     );
     const replayed: NormalisedEvent[] = [];
@@ -194,7 +262,8 @@ describe('PostgreSQL -> Debezium -> Kafka -> CDC mapping -> normalised events', 
       topics: [rt.events],
       fromBeginning: true,
       eachBatch: async (batch, control) => {
-        for (const m of batch.messages) replayed.push(eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
+        for (const m of batch.messages)
+          replayed.push(eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
         await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
       },
     });
@@ -227,7 +296,11 @@ describe('Debezium with the JSON converter schemas enabled: column types come fr
     `);
     bus = KafkaBus.fromConfig(config, logger);
     const t = topics(`${iso.topicPrefix}.schemas`);
-    await bus.ensureTopics([{ topic: t.events, partitions: 1 }, { topic: t.dlq, partitions: 1 }, { topic: `${prefix}.${name}.accounts`, partitions: 1 }]);
+    await bus.ensureTopics([
+      { topic: t.events, partitions: 1 },
+      { topic: t.dlq, partitions: 1 },
+      { topic: `${prefix}.${name}.accounts`, partitions: 1 },
+    ]);
     const created = await connect('PUT', `/connectors/${name}/config`, {
       ...testConnector(),
       'topic.prefix': prefix,
@@ -239,9 +312,21 @@ describe('Debezium with the JSON converter schemas enabled: column types come fr
       'column.propagate.source.type': `${name}\\.accounts\\.balance`,
     });
     expect(created.status, JSON.stringify(created.json)).toBeLessThan(300);
-    const mapping: CdcMapping = { source: 'billing', tables: { [`${name}.accounts`]: { userId: 'id', insert: { event: 'account_opened', properties: false } } } };
+    const mapping: CdcMapping = {
+      source: 'billing',
+      tables: {
+        [`${name}.accounts`]: {
+          userId: 'id',
+          insert: { event: 'account_opened', properties: false },
+        },
+      },
+    };
     processor = createCdcProcessor(
-      { cdc: { topics: [`${prefix}.${name}.accounts`] }, kafka: { topicPrefix: `${iso.topicPrefix}.schemas` }, groupId: iso.group('schemas-cdc') },
+      {
+        cdc: { topics: [`${prefix}.${name}.accounts`] },
+        kafka: { topicPrefix: `${iso.topicPrefix}.schemas` },
+        groupId: iso.group('schemas-cdc'),
+      },
       { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping },
     );
     reader = bus.consumer({
@@ -249,7 +334,8 @@ describe('Debezium with the JSON converter schemas enabled: column types come fr
       topics: [t.events],
       fromBeginning: true,
       eachBatch: async (batch, control) => {
-        for (const m of batch.messages) events.push(eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
+        for (const m of batch.messages)
+          events.push(eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
         await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
       },
     });
@@ -273,12 +359,17 @@ describe('Debezium with the JSON converter schemas enabled: column types come fr
       const status = await connect('GET', `/connectors/${name}/status`);
       const tasks = (status.json as { tasks?: { state: string }[] } | null)?.tasks ?? [];
       if (tasks.length > 0 && tasks.every((x) => x.state === 'RUNNING')) break;
-      if (Date.now() > deadline) throw new Error(`connector not running: ${JSON.stringify(status.json)}`);
+      if (Date.now() > deadline)
+        throw new Error(`connector not running: ${JSON.stringify(status.json)}`);
       await new Promise((r) => setTimeout(r, 300));
     }
     await new Promise((r) => setTimeout(r, 2000));
-    sql(`INSERT INTO ${name}.accounts VALUES ('acc-1', 'pro', 1234.50, '2025-06-01 10:00:00.123456', '2026-01-01 00:00:00+02', '1990-05-17', '{"lang": "de"}')`);
-    const opened = await until('account_opened', () => events.find((e) => e.type === 'account_opened'));
+    sql(
+      `INSERT INTO ${name}.accounts VALUES ('acc-1', 'pro', 1234.50, '2025-06-01 10:00:00.123456', '2026-01-01 00:00:00+02', '1990-05-17', '{"lang": "de"}')`,
+    );
+    const opened = await until('account_opened', () =>
+      events.find((e) => e.type === 'account_opened'),
+    );
     expect(opened).toMatchObject({
       userId: 'acc-1',
       source: 'cdc:billing',
@@ -350,12 +441,22 @@ function dedicatedConnectWorker(name: string, port: number) {
       const log = openSync(join(dir, `worker-${++starts}.log`), 'w');
       proc = spawn(
         'java',
-        ['-Xms64m', '-Xmx384m', '-Djava.awt.headless=true', `-Dlog4j.configuration=file:${join(stackDir, 'kafka/config/log4j.properties')}`, '-cp', `${join(stackDir, 'kafka/lib')}/*`, 'org.apache.kafka.connect.cli.ConnectDistributed', join(dir, 'worker.properties')],
+        [
+          '-Xms64m',
+          '-Xmx384m',
+          '-Djava.awt.headless=true',
+          `-Dlog4j.configuration=file:${join(stackDir, 'kafka/config/log4j.properties')}`,
+          '-cp',
+          `${join(stackDir, 'kafka/lib')}/*`,
+          'org.apache.kafka.connect.cli.ConnectDistributed',
+          join(dir, 'worker.properties'),
+        ],
         { stdio: ['ignore', log, log] },
       );
       await waitFor(
         async () => {
-          if (proc?.exitCode !== null) throw new Error(`Connect worker exited with ${proc?.exitCode}; see ${dir}`);
+          if (proc?.exitCode !== null)
+            throw new Error(`Connect worker exited with ${proc?.exitCode}; see ${dir}`);
           const res = await fetch(`${url}/connectors`).catch(() => null);
           return res?.status === 200;
         },
@@ -387,7 +488,14 @@ function dedicatedConnectWorker(name: string, port: number) {
 
 const sqlAsync = promisify(execFile);
 /** Each statement in its own transaction, in one psql session. */
-const sqlEach = (statements: string[]) => sqlAsync('psql', [config.postgres.url, '-v', 'ON_ERROR_STOP=1', '-qAt', ...statements.flatMap((st) => ['-c', st])]);
+const sqlEach = (statements: string[]) =>
+  sqlAsync('psql', [
+    config.postgres.url,
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-qAt',
+    ...statements.flatMap((st) => ['-c', st]),
+  ]);
 
 describe.skipIf(stack().mode !== 'local')('Connect worker killed (SIGKILL) mid-stream', () => {
   const name = `${run}_k`;
@@ -402,16 +510,44 @@ describe.skipIf(stack().mode !== 'local')('Connect worker killed (SIGKILL) mid-s
   const killed: NormalisedEvent[] = [];
   const steady: NormalisedEvent[] = [];
 
-  const mapping = (): CdcMapping => ({ source: 'app-db', tables: { [`${name}.users`]: { userId: 'id', insert: { event: 'user_registered', properties: ['plan'] }, snapshot: 'traits' } } });
-  const connector = (prefix: string, slot: string) => ({ ...testConnector(), 'topic.prefix': prefix, 'table.include.list': `${name}.users`, 'slot.name': slot, 'publication.name': slot });
+  const mapping = (): CdcMapping => ({
+    source: 'app-db',
+    tables: {
+      [`${name}.users`]: {
+        userId: 'id',
+        insert: { event: 'user_registered', properties: ['plan'] },
+        snapshot: 'traits',
+      },
+    },
+  });
+  const connector = (prefix: string, slot: string) => ({
+    ...testConnector(),
+    'topic.prefix': prefix,
+    'table.include.list': `${name}.users`,
+    'slot.name': slot,
+    'publication.name': slot,
+  });
   const registered = (list: NormalisedEvent[]) => list.filter((e) => e.type === 'user_registered');
 
-  async function pipeline(debeziumPrefix: string, out: ReturnType<typeof topics>, into: NormalisedEvent[], label: string) {
+  async function pipeline(
+    debeziumPrefix: string,
+    out: ReturnType<typeof topics>,
+    into: NormalisedEvent[],
+    label: string,
+  ) {
     const table = `${debeziumPrefix}.${name}.users`;
     // Created up front so the consumer's subscription finds it before the connector writes.
-    await bus.ensureTopics([{ topic: table, partitions: 1 }, { topic: out.events, partitions: 3 }, { topic: out.dlq, partitions: 1 }]);
+    await bus.ensureTopics([
+      { topic: table, partitions: 1 },
+      { topic: out.events, partitions: 3 },
+      { topic: out.dlq, partitions: 1 },
+    ]);
     const processor = createCdcProcessor(
-      { cdc: { topics: [table] }, kafka: { topicPrefix: out.events.replace(/\.events$/, '') }, groupId: iso.group(`${label}-cdc`) },
+      {
+        cdc: { topics: [table] },
+        kafka: { topicPrefix: out.events.replace(/\.events$/, '') },
+        groupId: iso.group(`${label}-cdc`),
+      },
       { bus, logger, metrics: createMetricsRegistry({ defaults: false }), mapping: mapping() },
     );
     const reader = bus.consumer({
@@ -419,7 +555,8 @@ describe.skipIf(stack().mode !== 'local')('Connect worker killed (SIGKILL) mid-s
       topics: [out.events],
       fromBeginning: true,
       eachBatch: async (batch, control) => {
-        for (const m of batch.messages) into.push(eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
+        for (const m of batch.messages)
+          into.push(eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]));
         await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
       },
     });
@@ -428,7 +565,10 @@ describe.skipIf(stack().mode !== 'local')('Connect worker killed (SIGKILL) mid-s
     services.push(processor, reader);
   }
 
-  const offsetsOf = async () => JSON.stringify((await connect('GET', `/connectors/${name}/offsets`, undefined, worker.url)).json);
+  const offsetsOf = async () =>
+    JSON.stringify(
+      (await connect('GET', `/connectors/${name}/offsets`, undefined, worker.url)).json,
+    );
   const running = async (base: string, connectorName: string) => {
     const status = await connect('GET', `/connectors/${connectorName}/status`, undefined, base);
     const tasks = (status.json as { tasks?: { state: string }[] } | null)?.tasks ?? [];
@@ -447,10 +587,29 @@ describe.skipIf(stack().mode !== 'local')('Connect worker killed (SIGKILL) mid-s
     await pipeline(killedTopics, t, killed, 'killed');
     await pipeline(steadyTopics, ut, steady, 'steady');
     // Connect answers 409 while its group rebalances: retry the creation until accepted.
-    await until('connector created on the dedicated worker', async () => (await connect('PUT', `/connectors/${name}/config`, connector(killedTopics, name), worker.url)).status < 300);
-    const created = await connect('PUT', `/connectors/${name}_u/config`, connector(steadyTopics, `${name}_u`));
+    await until(
+      'connector created on the dedicated worker',
+      async () =>
+        (
+          await connect(
+            'PUT',
+            `/connectors/${name}/config`,
+            connector(killedTopics, name),
+            worker.url,
+          )
+        ).status < 300,
+    );
+    const created = await connect(
+      'PUT',
+      `/connectors/${name}_u/config`,
+      connector(steadyTopics, `${name}_u`),
+    );
     expect(created.status, JSON.stringify(created.json)).toBeLessThan(300);
-    await until('both connectors running', async () => (await running(worker.url, name)) && (await running(connectUrl, `${name}_u`)), 90_000);
+    await until(
+      'both connectors running',
+      async () => (await running(worker.url, name)) && (await running(connectUrl, `${name}_u`)),
+      90_000,
+    );
   });
 
   afterAll(async () => {
@@ -474,14 +633,25 @@ describe.skipIf(stack().mode !== 'local')('Connect worker killed (SIGKILL) mid-s
 
   it('replays the changes after its last offset commit with the same event ids: no duplicate ids, no lost rows, the same ids as an uninterrupted connector', async () => {
     const insert = (from: number, to: number, pauseMs = 0) =>
-      sqlEach(Array.from({ length: to - from + 1 }, (_, k) => `INSERT INTO ${name}.users (id, email, plan) VALUES ('k-${from + k}', 'k${from + k}@example.com', 'trial')${pauseMs ? `; SELECT pg_sleep(${pauseMs / 1000})` : ''}`));
-    const seen = (list: NormalisedEvent[], n: number) => new Set(registered(list).map((e) => e.userId)).size >= n;
+      sqlEach(
+        Array.from(
+          { length: to - from + 1 },
+          (_, k) =>
+            `INSERT INTO ${name}.users (id, email, plan) VALUES ('k-${from + k}', 'k${from + k}@example.com', 'trial')${pauseMs ? `; SELECT pg_sleep(${pauseMs / 1000})` : ''}`,
+        ),
+      );
+    const seen = (list: NormalisedEvent[], n: number) =>
+      new Set(registered(list).map((e) => e.userId)).size >= n;
 
     // 1..10, then wait for the worker's next offset commit: it covers them.
     await insert(1, 10);
     await until('rows 1-10 through the dedicated worker', () => seen(killed, 10));
     const committed = await offsetsOf();
-    await until('an offset commit covering rows 1-10', async () => (await offsetsOf()) !== committed, 30_000);
+    await until(
+      'an offset commit covering rows 1-10',
+      async () => (await offsetsOf()) !== committed,
+      30_000,
+    );
     const commitSeenAt = Date.now();
 
     // 11..20 reach Kafka through the worker but are not committed yet when it is killed;
@@ -504,13 +674,19 @@ describe.skipIf(stack().mode !== 'local')('Connect worker killed (SIGKILL) mid-s
     const ids = new Map<string, Set<string>>();
     for (const e of deliveries) ids.set(e.userId, (ids.get(e.userId) ?? new Set()).add(e.id));
     // Every row came through, each under exactly one event id however often it was delivered.
-    expect([...ids.keys()].sort()).toEqual(Array.from({ length: 40 }, (_, k) => `k-${k + 1}`).sort());
+    expect([...ids.keys()].sort()).toEqual(
+      Array.from({ length: 40 }, (_, k) => `k-${k + 1}`).sort(),
+    );
     for (const [user, set] of ids) expect(set.size, user).toBe(1);
     // The kill really forced a replay: rows 11-20 were delivered again after the restart.
     expect(deliveries.length).toBeGreaterThan(40);
-    expect(deliveries.slice(beforeKill).some((e) => ['k-11', 'k-15', 'k-20'].includes(e.userId))).toBe(true);
+    expect(
+      deliveries.slice(beforeKill).some((e) => ['k-11', 'k-15', 'k-20'].includes(e.userId)),
+    ).toBe(true);
     // And the ids are the ones an uninterrupted connector on the same table produced.
-    expect(new Set(deliveries.map((e) => e.id))).toEqual(new Set(registered(steady).map((e) => e.id)));
+    expect(new Set(deliveries.map((e) => e.id))).toEqual(
+      new Set(registered(steady).map((e) => e.id)),
+    );
     expect(registered(steady)).toHaveLength(40);
   });
 });

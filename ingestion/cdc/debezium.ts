@@ -52,14 +52,18 @@ interface RegisteredSchema {
 }
 
 /** Full name of a named Avro type written as `name` inside namespace `ns`. */
-const fullName = (name: string, ns: string) => (name.includes('.') || ns === '' ? name : `${ns}.${name}`);
+const fullName = (name: string, ns: string) =>
+  name.includes('.') || ns === '' ? name : `${ns}.${name}`;
 
 /**
  * The schema with each referenced named type defined where it is first used (Avro allows a
  * named type to be defined inline once and then used by name), so it parses on its own.
  * Debezium's envelope registered through Apicurio refers to its `source` record this way.
  */
-export function inlineReferences(schema: unknown, referenced: ReadonlyMap<string, unknown>): unknown {
+export function inlineReferences(
+  schema: unknown,
+  referenced: ReadonlyMap<string, unknown>,
+): unknown {
   const pending = new Map(referenced);
   const walk = (node: unknown, ns: string): unknown => {
     if (typeof node === 'string') {
@@ -72,12 +76,26 @@ export function inlineReferences(schema: unknown, referenced: ReadonlyMap<string
     if (!node || typeof node !== 'object') return node;
     const o = node as Record<string, unknown>;
     const name = typeof o.name === 'string' ? o.name : undefined;
-    const space = name?.includes('.') ? name.slice(0, name.lastIndexOf('.')) : typeof o.namespace === 'string' ? o.namespace : ns;
+    const space = name?.includes('.')
+      ? name.slice(0, name.lastIndexOf('.'))
+      : typeof o.namespace === 'string'
+        ? o.namespace
+        : ns;
     // A definition given in full here must not be inlined again later.
-    if (name && ['record', 'enum', 'fixed', 'error'].includes(o.type as string)) pending.delete(fullName(name, space));
+    if (name && ['record', 'enum', 'fixed', 'error'].includes(o.type as string))
+      pending.delete(fullName(name, space));
     const out: Record<string, unknown> = { ...o };
-    if (Array.isArray(o.fields)) out.fields = (o.fields as Record<string, unknown>[]).map((f) => ({ ...f, type: walk(f.type, space) }));
-    else if (typeof o.type === 'object' || (typeof o.type === 'string' && !['record', 'enum', 'fixed', 'error', 'array', 'map'].includes(o.type))) out.type = walk(o.type, space);
+    if (Array.isArray(o.fields))
+      out.fields = (o.fields as Record<string, unknown>[]).map((f) => ({
+        ...f,
+        type: walk(f.type, space),
+      }));
+    else if (
+      typeof o.type === 'object' ||
+      (typeof o.type === 'string' &&
+        !['record', 'enum', 'fixed', 'error', 'array', 'map'].includes(o.type))
+    )
+      out.type = walk(o.type, space);
     if (o.items !== undefined) out.items = walk(o.items, space);
     if (o.values !== undefined) out.values = walk(o.values, space);
     return out;
@@ -90,7 +108,11 @@ export function inlineReferences(schema: unknown, referenced: ReadonlyMap<string
  * Schema references (`references`: name, subject, version) are fetched from
  * `GET /subjects/{subject}/versions/{version}`, cached, and inlined.
  */
-export function createSchemaRegistry(baseUrl: string, fetchImpl: typeof fetch = fetch, timeoutMs = 5000): SchemaRegistry {
+export function createSchemaRegistry(
+  baseUrl: string,
+  fetchImpl: typeof fetch = fetch,
+  timeoutMs = 5000,
+): SchemaRegistry {
   const cache = new Map<string, Promise<RegisteredSchema>>();
   const base = baseUrl.replace(/\/+$/, '');
 
@@ -100,31 +122,51 @@ export function createSchemaRegistry(baseUrl: string, fetchImpl: typeof fetch = 
       p = (async () => {
         let res: Response;
         try {
-          res = await fetchImpl(`${base}${path}`, { headers: { accept: 'application/vnd.schemaregistry.v1+json, application/json' }, signal: AbortSignal.timeout(timeoutMs) });
+          res = await fetchImpl(`${base}${path}`, {
+            headers: { accept: 'application/vnd.schemaregistry.v1+json, application/json' },
+            signal: AbortSignal.timeout(timeoutMs),
+          });
         } catch (err) {
           throw new DecodeError(`schema registry unreachable: ${(err as Error).message}`, true);
         }
         if (res.status === 404) throw new DecodeError(`${what} not found in the schema registry`);
-        if (!res.ok) throw new DecodeError(`schema registry answered ${res.status} for ${what}`, res.status >= 500 || res.status === 429);
+        if (!res.ok)
+          throw new DecodeError(
+            `schema registry answered ${res.status} for ${what}`,
+            res.status >= 500 || res.status === 429,
+          );
         let body: { schema?: string; schemaType?: string; references?: unknown };
         try {
           body = (await res.json()) as typeof body;
         } catch (err) {
           // A proxy's error page with status 200: the registry is not really answering.
-          throw new DecodeError(`schema registry answered ${what} with a body that is not JSON: ${(err as Error).message}`, true);
+          throw new DecodeError(
+            `schema registry answered ${what} with a body that is not JSON: ${(err as Error).message}`,
+            true,
+          );
         }
-        if (body.schemaType && body.schemaType !== 'AVRO') throw new DecodeError(`${what} is ${body.schemaType}, not Avro`);
-        if (typeof body.schema !== 'string') throw new DecodeError(`schema registry returned no schema for ${what}`);
+        if (body.schemaType && body.schemaType !== 'AVRO')
+          throw new DecodeError(`${what} is ${body.schemaType}, not Avro`);
+        if (typeof body.schema !== 'string')
+          throw new DecodeError(`schema registry returned no schema for ${what}`);
         let schema: unknown;
         try {
           schema = JSON.parse(body.schema) as unknown;
         } catch (err) {
           throw new DecodeError(`${what} is not an Avro schema (JSON): ${(err as Error).message}`);
         }
-        const references = Array.isArray(body.references) ? (body.references as SchemaReference[]) : [];
+        const references = Array.isArray(body.references)
+          ? (body.references as SchemaReference[])
+          : [];
         for (const r of references) {
-          if (typeof r?.name !== 'string' || typeof r.subject !== 'string' || !Number.isInteger(Number(r.version))) {
-            throw new DecodeError(`${what} has a reference without name, subject and version: ${JSON.stringify(r)}`);
+          if (
+            typeof r?.name !== 'string' ||
+            typeof r.subject !== 'string' ||
+            !Number.isInteger(Number(r.version))
+          ) {
+            throw new DecodeError(
+              `${what} has a reference without name, subject and version: ${JSON.stringify(r)}`,
+            );
           }
         }
         return { schema, references };
@@ -139,13 +181,22 @@ export function createSchemaRegistry(baseUrl: string, fetchImpl: typeof fetch = 
   };
 
   /** The schema with its references (and theirs) inlined; `seen` stops reference cycles. */
-  const resolve = async (registered: RegisteredSchema, seen: ReadonlySet<string>): Promise<unknown> => {
+  const resolve = async (
+    registered: RegisteredSchema,
+    seen: ReadonlySet<string>,
+  ): Promise<unknown> => {
     if (registered.references.length === 0) return registered.schema;
     const referenced = new Map<string, unknown>();
     for (const r of registered.references) {
       const at = `${r.subject}/versions/${r.version}`;
-      if (seen.has(at)) throw new DecodeError(`schema references form a cycle at subject ${r.subject} version ${r.version}`);
-      const target = await fetchSchema(`/subjects/${encodeURIComponent(r.subject)}/versions/${Number(r.version)}`, `subject ${r.subject} version ${r.version} (a schema reference)`);
+      if (seen.has(at))
+        throw new DecodeError(
+          `schema references form a cycle at subject ${r.subject} version ${r.version}`,
+        );
+      const target = await fetchSchema(
+        `/subjects/${encodeURIComponent(r.subject)}/versions/${Number(r.version)}`,
+        `subject ${r.subject} version ${r.version} (a schema reference)`,
+      );
       referenced.set(r.name, await resolve(target, new Set([...seen, at])));
     }
     return inlineReferences(registered.schema, referenced);
@@ -181,8 +232,14 @@ function avroType(schema: unknown): avro.Type {
 /** True for the Confluent wire format (JSON never starts with a zero byte). */
 export const isConfluentAvro = (bytes: Buffer) => bytes.length >= 5 && bytes[0] === 0;
 
-async function decodeAvro(bytes: Buffer, registry: SchemaRegistry | undefined): Promise<{ value: unknown; schema: unknown }> {
-  if (!registry) throw new DecodeError('Avro record (Confluent wire format) but no schema registry is configured (LC_SCHEMA_REGISTRY_URL)');
+async function decodeAvro(
+  bytes: Buffer,
+  registry: SchemaRegistry | undefined,
+): Promise<{ value: unknown; schema: unknown }> {
+  if (!registry)
+    throw new DecodeError(
+      'Avro record (Confluent wire format) but no schema registry is configured (LC_SCHEMA_REGISTRY_URL)',
+    );
   const id = bytes.readInt32BE(1);
   const schema = await registry.schema(id);
   try {
@@ -193,10 +250,20 @@ async function decodeAvro(bytes: Buffer, registry: SchemaRegistry | undefined): 
 }
 
 /** Named types of an Avro schema by short and full name, to resolve references like "Value". */
-function namedTypes(schema: unknown, out = new Map<string, unknown>(), ns = ''): Map<string, unknown> {
+function namedTypes(
+  schema: unknown,
+  out = new Map<string, unknown>(),
+  ns = '',
+): Map<string, unknown> {
   if (Array.isArray(schema)) for (const s of schema) namedTypes(s, out, ns);
   else if (schema && typeof schema === 'object') {
-    const o = schema as { name?: string; namespace?: string; fields?: { type: unknown }[]; items?: unknown; values?: unknown };
+    const o = schema as {
+      name?: string;
+      namespace?: string;
+      fields?: { type: unknown }[];
+      items?: unknown;
+      values?: unknown;
+    };
     const space = o.namespace ?? ns;
     if (typeof o.name === 'string') {
       out.set(o.name, o);
@@ -219,18 +286,27 @@ function avroColumns(envelope: unknown): Map<string, ColumnEncoding> {
     return typeof u === 'string' ? (named.get(u) ?? u) : u;
   };
   for (const side of ['after', 'before']) {
-    const row = resolve(fields.find((f) => f.name === side)?.type) as { fields?: { name: string; type: unknown }[] } | undefined;
+    const row = resolve(fields.find((f) => f.name === side)?.type) as
+      { fields?: { name: string; type: unknown }[] } | undefined;
     for (const f of row?.fields ?? []) {
       if (out.has(f.name)) continue;
       const t = resolve(f.type) as Record<string, unknown> | string;
       if (typeof t !== 'object' || t === null) continue;
-      const name = (t['connect.name'] as string | undefined) ?? (t.logicalType === 'decimal' ? 'org.apache.kafka.connect.data.Decimal' : undefined);
+      const name =
+        (t['connect.name'] as string | undefined) ??
+        (t.logicalType === 'decimal' ? 'org.apache.kafka.connect.data.Decimal' : undefined);
       const params = t['connect.parameters'] as Record<string, string> | undefined;
-      const scale = params?.scale !== undefined ? Number(params.scale) : typeof t.scale === 'number' ? t.scale : undefined;
+      const scale =
+        params?.scale !== undefined
+          ? Number(params.scale)
+          : typeof t.scale === 'number'
+            ? t.scale
+            : undefined;
       const enc: ColumnEncoding = {};
       if (name) enc.name = name;
       if (scale !== undefined) enc.scale = scale;
-      if (params?.['__debezium.source.column.type']) enc.sourceType = params['__debezium.source.column.type'];
+      if (params?.['__debezium.source.column.type'])
+        enc.sourceType = params['__debezium.source.column.type'];
       if (enc.name || enc.sourceType) out.set(f.name, enc);
     }
   }
@@ -248,7 +324,9 @@ interface ConnectField {
 /** Column encodings from a JsonConverter schema (schemas.enable=true). */
 function jsonColumns(schema: { fields?: ConnectField[] }): Map<string, ColumnEncoding> {
   const out = new Map<string, ColumnEncoding>();
-  const row = schema.fields?.find((f) => f.field === 'after') ?? schema.fields?.find((f) => f.field === 'before');
+  const row =
+    schema.fields?.find((f) => f.field === 'after') ??
+    schema.fields?.find((f) => f.field === 'before');
   for (const f of row?.fields ?? []) {
     const enc: ColumnEncoding = {};
     if (f.name) enc.name = f.name;
@@ -269,10 +347,14 @@ function parseJson(bytes: Buffer): unknown {
   }
 }
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Decodes a record key (JSON with or without schema, or Confluent Avro). Never throws for JSON oddities. */
-export async function decodeKey(bytes: Buffer | string | null, registry: SchemaRegistry | undefined): Promise<unknown> {
+export async function decodeKey(
+  bytes: Buffer | string | null,
+  registry: SchemaRegistry | undefined,
+): Promise<unknown> {
   if (bytes === null) return null;
   const buf = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
   if (isConfluentAvro(buf)) return (await decodeAvro(buf, registry)).value;
@@ -285,7 +367,11 @@ export async function decodeKey(bytes: Buffer | string | null, registry: SchemaR
  * A Debezium value -> ChangeRecord; null for a tombstone. Throws DecodeError for bytes
  * that are not a Debezium change event envelope.
  */
-export async function decodeChange(value: Buffer | null, key: unknown, registry: SchemaRegistry | undefined): Promise<ChangeRecord | null> {
+export async function decodeChange(
+  value: Buffer | null,
+  key: unknown,
+  registry: SchemaRegistry | undefined,
+): Promise<ChangeRecord | null> {
   if (value === null || value.length === 0) return null;
   let payload: unknown;
   let columns = new Map<string, ColumnEncoding>();
@@ -304,13 +390,21 @@ export async function decodeChange(value: Buffer | null, key: unknown, registry:
   }
   if (payload === null) return null;
   if (!isObj(payload) || typeof payload.op !== 'string' || !isObj(payload.source)) {
-    throw new DecodeError('not a Debezium change event envelope (expected op, source, before/after)');
+    throw new DecodeError(
+      'not a Debezium change event envelope (expected op, source, before/after)',
+    );
   }
   const op = payload.op as Op;
-  if (!['c', 'u', 'd', 'r', 't', 'm'].includes(op)) throw new DecodeError(`unknown Debezium op ${JSON.stringify(op)}`);
+  if (!['c', 'u', 'd', 'r', 't', 'm'].includes(op))
+    throw new DecodeError(`unknown Debezium op ${JSON.stringify(op)}`);
   const source = payload.source;
   const table = typeof source.table === 'string' ? source.table : '';
-  const schema = typeof source.schema === 'string' ? source.schema : typeof source.db === 'string' && source.connector === 'mysql' ? source.db : undefined;
+  const schema =
+    typeof source.schema === 'string'
+      ? source.schema
+      : typeof source.db === 'string' && source.connector === 'mysql'
+        ? source.db
+        : undefined;
   const tsMs = Number(source.ts_ms ?? payload.ts_ms ?? 0);
   return {
     op,

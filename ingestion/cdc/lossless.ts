@@ -50,7 +50,7 @@ export function quoteUnsafeIntegers(text: string): string {
   let out = '';
   let copied = 0;
   let prev = 0x5b;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     const c = text.charCodeAt(i);
     if (c === QUOTE) {
       // The string ends at the next quote not escaped by an odd run of backslashes.
@@ -72,7 +72,11 @@ export function quoteUnsafeIntegers(text: string): string {
       while (end < n && isDigit(text.charCodeAt(end))) end++;
       let next = end;
       while (next < n && isSpace(text.charCodeAt(next))) next++;
-      if (end - digits >= 16 && text.charCodeAt(digits) !== ZERO && afterValue(next < n ? text.charCodeAt(next) : -1)) {
+      if (
+        end - digits >= 16 &&
+        text.charCodeAt(digits) !== ZERO &&
+        afterValue(next < n ? text.charCodeAt(next) : -1)
+      ) {
         const literal = text.slice(i, end);
         const value = BigInt(literal);
         if (value < MIN_SAFE || value > MAX_SAFE) {
@@ -109,7 +113,10 @@ export const losslessLong = avro.types.LongType.__with({
     buf.writeBigInt64LE(BigInt(v));
     return buf;
   },
-  fromJSON: (v: unknown) => (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string' ? exactInteger(BigInt(v)) : v),
+  fromJSON: (v: unknown) =>
+    typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string'
+      ? exactInteger(BigInt(v))
+      : v,
   toJSON: (v: number | string) => v,
   isValid: (v: unknown) => {
     if (typeof v === 'number') return Number.isSafeInteger(v);
@@ -131,6 +138,9 @@ export const losslessLong = avro.types.LongType.__with({
  * which avsc's `registry` option would not reach), decodes through losslessLong.
  */
 export function losslessLongs(schema: avro.Schema): avro.Type | undefined {
-  const type = typeof schema === 'object' && schema !== null && !Array.isArray(schema) ? (schema as { type?: unknown }).type : schema;
+  const type =
+    typeof schema === 'object' && schema !== null && !Array.isArray(schema)
+      ? (schema as { type?: unknown }).type
+      : schema;
   return type === 'long' ? losslessLong : undefined;
 }

@@ -3,7 +3,12 @@
 // DLQ with reason and origin) were acknowledged, so a crash replays rather than loses;
 // replayed changes map to the same event ids.
 import type { Logger } from 'pino';
-import { keyBytesOf, type Bus, type IncomingMessage, type OutgoingMessage } from '../../platform/bus.ts';
+import {
+  keyBytesOf,
+  type Bus,
+  type IncomingMessage,
+  type OutgoingMessage,
+} from '../../platform/bus.ts';
 import { createConsumeLoop, stalledHealth, type BatchRetry } from '../../platform/consume.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import { topics, type NormalisedEvent } from '../../platform/contracts.ts';
@@ -11,7 +16,13 @@ import type { Config } from '../../platform/config.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { Counter, type Registry } from '../../platform/metrics.ts';
 import type { Service } from '../../platform/shutdown.ts';
-import { DecodeError, decodeChange, decodeKey, type ChangeRecord, type SchemaRegistry } from './debezium.ts';
+import {
+  DecodeError,
+  decodeChange,
+  decodeKey,
+  type ChangeRecord,
+  type SchemaRegistry,
+} from './debezium.ts';
 import { mapChange, type MapOutcome } from './mapper.ts';
 import type { CdcMapping } from './mapping.ts';
 
@@ -34,7 +45,9 @@ export interface CdcDeps {
 
 /** `LC_CDC_TOPICS` entries: names, or regular expressions between slashes. */
 export function parseTopicList(entries: readonly string[]): (string | RegExp)[] {
-  return entries.map((t) => (t.length > 2 && t.startsWith('/') && t.endsWith('/') ? new RegExp(t.slice(1, -1)) : t));
+  return entries.map((t) =>
+    t.length > 2 && t.startsWith('/') && t.endsWith('/') ? new RegExp(t.slice(1, -1)) : t,
+  );
 }
 
 const retriable = (err: unknown) => err instanceof DecodeError && err.retriable;
@@ -43,7 +56,12 @@ const retriable = (err: unknown) => err instanceof DecodeError && err.retriable;
  * Decodes and maps one Debezium record. Throws only for trouble that retrying can cure (the
  * schema registry unreachable); anything wrong with the record itself is a `dlq` outcome.
  */
-export async function processRecord(message: IncomingMessage, mapping: CdcMapping, registry: SchemaRegistry | undefined, receivedAt: number): Promise<MapOutcome> {
+export async function processRecord(
+  message: IncomingMessage,
+  mapping: CdcMapping,
+  registry: SchemaRegistry | undefined,
+  receivedAt: number,
+): Promise<MapOutcome> {
   let change: ChangeRecord | null;
   try {
     // The key's bytes as they are (Avro keys are binary). An undecodable key is dropped and
@@ -66,7 +84,9 @@ export async function processRecord(message: IncomingMessage, mapping: CdcMappin
 }
 
 /** The records of one record's events, or why one of them cannot be encoded (a JSON column nested too deeply, ...). */
-function encodeEvents(events: NormalisedEvent[]): { records: OutgoingMessage[] } | { reason: string } {
+function encodeEvents(
+  events: NormalisedEvent[],
+): { records: OutgoingMessage[] } | { reason: string } {
   try {
     return { records: events.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })) };
   } catch (err) {
@@ -79,7 +99,12 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
   const clock = deps.clock ?? Date.now;
   const topic = topics(config.kafka.topicPrefix);
   const publisher = deps.bus.publisher();
-  const eventsOut = new Counter({ name: 'lifecycle_cdc_events_total', help: 'Normalised events emitted from row changes, by table.', labelNames: ['table'], registers: [deps.metrics] });
+  const eventsOut = new Counter({
+    name: 'lifecycle_cdc_events_total',
+    help: 'Normalised events emitted from row changes, by table.',
+    labelNames: ['table'],
+    registers: [deps.metrics],
+  });
   let running = false;
 
   // Records are decoded and mapped in the stage, not the loop's decoder: a schema registry
@@ -105,7 +130,10 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
               outcome = { kind: 'dlq', reason: encoded.reason };
             } else {
               events.push(...encoded.records);
-              for (const e of outcome.events) emitted.push((e.context?.cdc as { table?: string } | undefined)?.table ?? 'unknown');
+              for (const e of outcome.events)
+                emitted.push(
+                  (e.context?.cdc as { table?: string } | undefined)?.table ?? 'unknown',
+                );
             }
           }
           if (outcome.kind === 'dlq') scope.deadLetter(message, 'cdc', outcome.reason);
@@ -123,13 +151,28 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
   return {
     name: 'cdc',
     async start() {
-      if (config.cdc.topics.length === 0) throw new Error('no CDC topics configured (LC_CDC_TOPICS)');
+      if (config.cdc.topics.length === 0)
+        throw new Error('no CDC topics configured (LC_CDC_TOPICS)');
       // Reading our own output as Debezium input would dead-letter every event it writes.
-      const own = Object.values(topic).filter((name) => parseTopicList(config.cdc.topics).some((p) => (typeof p === 'string' ? p === name : p.test(name))));
-      if (own.length > 0) throw new Error(`LC_CDC_TOPICS matches internal topics (${own.join(', ')}): give Debezium a topic.prefix different from LC_TOPIC_PREFIX`);
+      const own = Object.values(topic).filter((name) =>
+        parseTopicList(config.cdc.topics).some((p) =>
+          typeof p === 'string' ? p === name : p.test(name),
+        ),
+      );
+      if (own.length > 0)
+        throw new Error(
+          `LC_CDC_TOPICS matches internal topics (${own.join(', ')}): give Debezium a topic.prefix different from LC_TOPIC_PREFIX`,
+        );
       await consumer.start();
       running = true;
-      log.info({ topics: config.cdc.topics, groupId: config.groupId, tables: Object.keys(deps.mapping.tables) }, 'CDC consumer started');
+      log.info(
+        {
+          topics: config.cdc.topics,
+          groupId: config.groupId,
+          tables: Object.keys(deps.mapping.tables),
+        },
+        'CDC consumer started',
+      );
     },
     async stop() {
       running = false;
@@ -138,7 +181,10 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
     health() {
       const lastError = consumer.lastError();
       const loop = stalledHealth([consumer]);
-      return { ok: running && lastError === null && loop.ok, details: { lastError, assignment: consumer.assignment().length, stalled: loop.stalled } };
+      return {
+        ok: running && lastError === null && loop.ok,
+        details: { lastError, assignment: consumer.assignment().length, stalled: loop.stalled },
+      };
     },
   };
 }

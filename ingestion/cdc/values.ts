@@ -56,7 +56,11 @@ function toTimestamp(v: unknown, unit: 'ms' | 'us' | 'ns' | 'auto'): unknown {
     // A fractional epoch value (a double column declared as a timestamp).
     if (Number.isNaN(v)) return null;
     if (!Number.isFinite(v)) return v > 0 ? 'infinity' : '-infinity';
-    return isoFromMs(BigInt(Math.floor(v / Number(PER_MS[unit === 'auto' ? autoUnit(BigInt(Math.trunc(v))) : unit]))));
+    return isoFromMs(
+      BigInt(
+        Math.floor(v / Number(PER_MS[unit === 'auto' ? autoUnit(BigInt(Math.trunc(v))) : unit])),
+      ),
+    );
   }
   if (typeof v === 'string') {
     const ms = Date.parse(v);
@@ -83,7 +87,10 @@ const DECIMAL_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 /** Significant digits of a decimal literal (leading and trailing zeros do not count). */
 function significantDigits(text: string): number {
-  const mantissa = text.replace(/^[+-]/, '').replace(/[eE].*$/, '').replace('.', '');
+  const mantissa = text
+    .replace(/^[+-]/, '')
+    .replace(/[eE].*$/, '')
+    .replace('.', '');
   return mantissa.replace(/^0+/, '').replace(/0+$/, '').length;
 }
 
@@ -120,7 +127,10 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  */
 function toConnectDecimal(v: unknown, scale: number | undefined): unknown {
   if (Buffer.isBuffer(v)) return decimalFromBytes(v, scale ?? 0);
-  if (typeof v === 'string') return BASE64.test(v) ? decimalFromBytes(Buffer.from(v, 'base64'), scale ?? 0) : decimalFromText(v);
+  if (typeof v === 'string')
+    return BASE64.test(v)
+      ? decimalFromBytes(Buffer.from(v, 'base64'), scale ?? 0)
+      : decimalFromText(v);
   return v;
 }
 
@@ -136,7 +146,9 @@ function toVariableScaleDecimal(v: unknown, enc: ColumnEncoding): unknown {
 /** Decimals written as text or numbers (`decimal.handling.mode=string` or `double`); a VariableScaleDecimal object as such. */
 function toTextDecimal(v: unknown): unknown {
   if (typeof v === 'string') return decimalFromText(v);
-  return v && typeof v === 'object' && 'scale' in v && 'value' in v ? toVariableScaleDecimal(v, {}) : v;
+  return v && typeof v === 'object' && 'scale' in v && 'value' in v
+    ? toVariableScaleDecimal(v, {})
+    : v;
 }
 
 function toJson(v: unknown): unknown {
@@ -164,7 +176,8 @@ const BY_NAME: Record<string, (v: unknown, enc: ColumnEncoding) => unknown> = {
 const BY_DECLARED: Record<ColumnType, (v: unknown) => unknown> = {
   string: (v) => (v == null || typeof v === 'object' ? v : String(v)),
   number: toTextDecimal,
-  boolean: (v) => (v === 't' || v === 'true' || v === 1 ? true : v === 'f' || v === 'false' || v === 0 ? false : v),
+  boolean: (v) =>
+    v === 't' || v === 'true' || v === 1 ? true : v === 'f' || v === 'false' || v === 0 ? false : v,
   json: toJson,
   decimal: toTextDecimal,
   timestamp: (v) => toTimestamp(v, 'auto'),
@@ -185,14 +198,23 @@ export function convertValue(value: unknown, enc: ColumnEncoding | undefined): u
   const byName = enc?.name ? BY_NAME[enc.name] : undefined;
   if (byName) return byName(value, enc!);
   // decimal.handling.mode=string leaves no semantic name; the propagated source type says it is numeric.
-  if (typeof value === 'string' && enc?.sourceType && /^(NUMERIC|DECIMAL|MONEY)$/i.test(enc.sourceType)) return decimalFromText(value);
+  if (
+    typeof value === 'string' &&
+    enc?.sourceType &&
+    /^(NUMERIC|DECIMAL|MONEY)$/i.test(enc.sourceType)
+  )
+    return decimalFromText(value);
   if (typeof value === 'bigint') return exactInteger(value);
   if (Buffer.isBuffer(value)) return value.toString('base64');
   return value;
 }
 
 /** Converts every column of a row; declared (mapping) types win over schema names, except for bytes (see convertValue). */
-export function convertRow(row: Record<string, unknown>, schema: Map<string, ColumnEncoding>, declared: Record<string, ColumnType> | undefined): Record<string, unknown> {
+export function convertRow(
+  row: Record<string, unknown>,
+  schema: Map<string, ColumnEncoding>,
+  declared: Record<string, ColumnType> | undefined,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [col, v] of Object.entries(row)) {
     const d = declared?.[col];

@@ -20,8 +20,14 @@ export function parseWriteKeys(entries: readonly string[]): WriteKeyStore {
     const i = entry.indexOf(':');
     const source = entry.slice(0, i).trim();
     const key = entry.slice(i + 1).trim();
-    if (i <= 0 || key === '') throw new Error(`write key entry for source "${i > 0 ? source : '?'}" must look like source:key`);
-    if (!/^[A-Za-z0-9_.-]+$/.test(source)) throw new Error(`write key source name "${source}" may use letters, digits, "_", "-" and "." only`);
+    if (i <= 0 || key === '')
+      throw new Error(
+        `write key entry for source "${i > 0 ? source : '?'}" must look like source:key`,
+      );
+    if (!/^[A-Za-z0-9_.-]+$/.test(source))
+      throw new Error(
+        `write key source name "${source}" may use letters, digits, "_", "-" and "." only`,
+      );
     byDigest.set(writeKeyDigest(key), source);
   }
   return {
@@ -65,17 +71,30 @@ export function presentedKey(authorization: string | undefined, body: unknown): 
 export function writeKeyCredential(keys: WriteKeyStore): Credential {
   return {
     schemes: {
-      writeKeyBasic: { type: 'http', scheme: 'basic', description: 'Write key as the user name, empty password (Segment).' },
-      writeKeyBearer: { type: 'http', scheme: 'bearer', description: 'Write key as a bearer token.' },
+      writeKeyBasic: {
+        type: 'http',
+        scheme: 'basic',
+        description: 'Write key as the user name, empty password (Segment).',
+      },
+      writeKeyBearer: {
+        type: 'http',
+        scheme: 'bearer',
+        description: 'Write key as a bearer token.',
+      },
     },
     readsBody: true,
     authenticate(req) {
       const key = presentedKey(req.headers.authorization, req.body);
       if (!key) {
-        throw new LifecycleError(ErrorCodes.Unauthorized, 'write key required: HTTP Basic with the write key as user name, a Bearer token, or "writeKey" in the body', { status: 401 });
+        throw new LifecycleError(
+          ErrorCodes.Unauthorized,
+          'write key required: HTTP Basic with the write key as user name, a Bearer token, or "writeKey" in the body',
+          { status: 401 },
+        );
       }
       const known = keys.lookup(key);
-      if (!known) throw new LifecycleError(ErrorCodes.Forbidden, 'unknown write key', { status: 403 });
+      if (!known)
+        throw new LifecycleError(ErrorCodes.Forbidden, 'unknown write key', { status: 403 });
       return { id: known.digest, name: known.source };
     },
   };

@@ -13,11 +13,16 @@ import { REPO_ROOT } from '../../test/support/stack-env.ts';
 import { waitFor } from '../../test/support/wait.ts';
 import { freePort } from '../../test/support/ports.ts';
 
-
 const workersOf = (pid: number): number[] => {
   try {
     // Only the ingest workers (tsx keeps a compiler process of its own too).
-    return execFileSync('pgrep', ['-P', String(pid), '-f', 'ingestion/http/worker.ts'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+    return execFileSync('pgrep', ['-P', String(pid), '-f', 'ingestion/http/worker.ts'], {
+      encoding: 'utf8',
+    })
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -35,14 +40,28 @@ describe('ingest in two worker processes', () => {
     const url = `http://127.0.0.1:${port}`;
     let output = '';
     // The node process itself (bin/lifecycle execs node), so its children are the workers.
-    child = spawn(process.execPath, ['--import', 'tsx/esm', path.join(REPO_ROOT, 'bin/cli.ts'), 'run', 'ingest'], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, ...iso.env, LC_INGEST_PORT: String(port), LC_METRICS_PORT: String(metricsPort), LC_INGEST_WORKERS: '2', LC_LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    child = spawn(
+      process.execPath,
+      ['--import', 'tsx/esm', path.join(REPO_ROOT, 'bin/cli.ts'), 'run', 'ingest'],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          ...iso.env,
+          LC_INGEST_PORT: String(port),
+          LC_METRICS_PORT: String(metricsPort),
+          LC_INGEST_WORKERS: '2',
+          LC_LOG_LEVEL: 'info',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    await waitFor(async () => (await fetch(`${url}/health`).catch(() => null))?.ok, { timeout: 90_000, message: 'ingest did not become healthy' }).catch((err: Error) => {
+    await waitFor(async () => (await fetch(`${url}/health`).catch(() => null))?.ok, {
+      timeout: 90_000,
+      message: 'ingest did not become healthy',
+    }).catch((err: Error) => {
       throw new Error(`${err.message}\n${output.slice(-3000)}`);
     });
     const workers = workersOf(child.pid!);
@@ -55,7 +74,11 @@ describe('ingest in two worker processes', () => {
       const res = await fetch(`${url}/v1/track`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: auth, connection: 'close' },
-        body: JSON.stringify({ userId: `u${i % 7}`, messageId: `${iso.id}-${i}`, event: 'feature_used' }),
+        body: JSON.stringify({
+          userId: `u${i % 7}`,
+          messageId: `${iso.id}-${i}`,
+          event: 'feature_used',
+        }),
         signal: AbortSignal.timeout(5000),
       }).catch(() => null);
       return res?.status ?? 0;
@@ -67,25 +90,41 @@ describe('ingest in two worker processes', () => {
     // A worker dies: the other keeps serving, and the primary starts a replacement.
     process.kill(workers[0]!, 'SIGKILL');
     for (let i = 30; i < 60; i++) if ((await track(i)) === 200) acknowledged.push(i);
-    const replaced = await waitFor(() => {
-      const now = workersOf(child!.pid!);
-      return now.length === 2 && !now.includes(workers[0]!) ? now : false;
-    }, { timeout: 60_000, message: 'the killed worker was not replaced' });
+    const replaced = await waitFor(
+      () => {
+        const now = workersOf(child!.pid!);
+        return now.length === 2 && !now.includes(workers[0]!) ? now : false;
+      },
+      { timeout: 60_000, message: 'the killed worker was not replaced' },
+    );
     expect(replaced).toContain(workers[1]);
     for (let i = 60; i < 90; i++) if ((await track(i)) === 200) acknowledged.push(i);
     // Requests racing the kill may fail, never be acknowledged and lost.
     expect(acknowledged.length).toBeGreaterThanOrEqual(85);
 
     const kafka = testKafka(iso.config());
-    const records = await consume(kafka, topics(iso.config().kafka.topicPrefix).events, iso.group('check'), {
-      until: (r) => acknowledged.every((i) => r.some((x) => x.value && eventCodec.decode(x.value).id === `${iso.id}-${i}`)),
-      timeout: 60_000,
-    });
-    expect(new Set(records.map((r) => eventCodec.decode(r.value!).id)).size).toBeGreaterThanOrEqual(acknowledged.length);
+    const records = await consume(
+      kafka,
+      topics(iso.config().kafka.topicPrefix).events,
+      iso.group('check'),
+      {
+        until: (r) =>
+          acknowledged.every((i) =>
+            r.some((x) => x.value && eventCodec.decode(x.value).id === `${iso.id}-${i}`),
+          ),
+        timeout: 60_000,
+      },
+    );
+    expect(new Set(records.map((r) => eventCodec.decode(r.value!).id)).size).toBeGreaterThanOrEqual(
+      acknowledged.length,
+    );
 
     // One /metrics for the process: the workers' counters added up (the replaced worker's count is gone with it).
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const total = [...metrics.matchAll(/^lifecycle_ingest_events_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    const total = [...metrics.matchAll(/^lifecycle_ingest_events_total\{[^}]*\} (\d+)/gm)].reduce(
+      (n, m) => n + Number(m[1]),
+      0,
+    );
     expect(total).toBeGreaterThanOrEqual(60);
     expect(metrics.match(/^# TYPE lifecycle_ingest_events_total /gm)).toHaveLength(1);
 

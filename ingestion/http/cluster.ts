@@ -9,7 +9,12 @@
 // stops by itself.
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
+import {
+  AggregatorRegistry,
+  type MetricObjectWithValues,
+  type MetricValue,
+  type Registry,
+} from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
 import type { RunningUnit } from '../../platform/main.ts';
@@ -25,7 +30,8 @@ const WORKER_ENTRY = fileURLToPath(new URL('./worker.ts', import.meta.url));
 const STOP_TIMEOUT_MS = 30_000;
 
 /** The per-key rate limit of one worker: the configured one split between the workers (requests are spread evenly). */
-export const workerRateLimit = (config: Pick<Config, 'ingest'>) => Math.max(1, Math.ceil(config.ingest.rateLimitPerSecond / config.ingest.workers));
+export const workerRateLimit = (config: Pick<Config, 'ingest'>) =>
+  Math.max(1, Math.ceil(config.ingest.rateLimitPerSecond / config.ingest.workers));
 
 export interface IngestCluster extends RunningUnit {
   url: string;
@@ -34,7 +40,11 @@ export interface IngestCluster extends RunningUnit {
   readonly contentType: Registry['contentType'];
 }
 
-export async function runIngestCluster(config: Readonly<Config>, logger: Logger, registry: Registry): Promise<IngestCluster> {
+export async function runIngestCluster(
+  config: Readonly<Config>,
+  logger: Logger,
+  registry: Registry,
+): Promise<IngestCluster> {
   if (!cluster.isPrimary) throw new Error('the ingest cluster is started from the primary process');
   const log = logger.child({ component: 'ingest-cluster' });
   const count = config.ingest.workers;
@@ -51,15 +61,25 @@ export async function runIngestCluster(config: Readonly<Config>, logger: Logger,
       workers.add(w);
       w.on('message', (m: FromWorker) => {
         if (m.type === 'listening') resolve(m.url);
-        else if (m.type === 'failed') reject(new Error(`ingest worker ${w.process.pid} failed to start: ${m.error}`));
+        else if (m.type === 'failed')
+          reject(new Error(`ingest worker ${w.process.pid} failed to start: ${m.error}`));
         else if (m.type === 'metrics') pending.get(m.id)?.(m.metrics);
       });
       w.once('exit', (code, signal) => {
         workers.delete(w);
-        reject(new Error(`ingest worker ${w.process.pid} exited during start-up (${signal ?? `code ${code}`})`));
+        reject(
+          new Error(
+            `ingest worker ${w.process.pid} exited during start-up (${signal ?? `code ${code}`})`,
+          ),
+        );
         if (stopping || !url) return;
         log.error({ pid: w.process.pid, code, signal }, 'ingest worker died; starting another');
-        fork().catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'could not replace an ingest worker'));
+        fork().catch((err: unknown) =>
+          log.error(
+            { err: err instanceof Error ? err.message : String(err) },
+            'could not replace an ingest worker',
+          ),
+        );
       });
     });
 
@@ -112,10 +132,18 @@ export async function runIngestCluster(config: Readonly<Config>, logger: Logger,
     url,
     contentType: registry.contentType,
     async metrics() {
-      const all = await Promise.all([registry.getMetricsAsJSON(), ...[...workers].filter((w) => w.isConnected()).map(workerMetrics)]);
-      return AggregatorRegistry.aggregate(all as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
+      const all = await Promise.all([
+        registry.getMetricsAsJSON(),
+        ...[...workers].filter((w) => w.isConnected()).map(workerMetrics),
+      ]);
+      return AggregatorRegistry.aggregate(
+        all as Parameters<typeof AggregatorRegistry.aggregate>[0],
+      ).metrics();
     },
     stop,
-    health: () => ({ ok: !stopping && workers.size === count, details: { workers: workers.size, of: count } }),
+    health: () => ({
+      ok: !stopping && workers.size === count,
+      details: { workers: workers.size, of: count },
+    }),
   };
 }

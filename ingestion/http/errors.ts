@@ -8,16 +8,27 @@ import type { Counter } from '../../platform/metrics.ts';
 
 /** The body of a refusal as Segment clients expect it. */
 export function failureBody(f: Pick<HttpFailure, 'code' | 'message' | 'field'>) {
-  return f.field ? { success: false as const, code: f.code, message: f.message, field: f.field } : { success: false as const, code: f.code, message: f.message };
+  return f.field
+    ? { success: false as const, code: f.code, message: f.message, field: f.field }
+    : { success: false as const, code: f.code, message: f.message };
 }
 
 /** Refuses from inside a route (a message the route itself found invalid). */
-export function fail(reply: FastifyReply, status: number, code: ErrorCode, message: string, field?: string) {
+export function fail(
+  reply: FastifyReply,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  field?: string,
+) {
   return reply.code(status).send(failureBody(field ? { code, message, field } : { code, message }));
 }
 
 /** The kit options that make its error handler answer as the ingest API does. */
-export function ingestFailures(deps: { rejected: Counter<'code'>; clock: () => number }): Pick<HttpKitOptions, 'failureBody' | 'onFailure' | 'mediaTypeHint'> {
+export function ingestFailures(deps: {
+  rejected: Counter<'code'>;
+  clock: () => number;
+}): Pick<HttpKitOptions, 'failureBody' | 'onFailure' | 'mediaTypeHint'> {
   return {
     failureBody,
     mediaTypeHint: 'send the body as application/json (or text/plain holding JSON)',
@@ -28,7 +39,10 @@ export function ingestFailures(deps: { rejected: Counter<'code'>; clock: () => n
         const seconds = Number(f.details?.retryAfterSeconds ?? 1);
         void reply.header('Retry-After', String(seconds));
         // analytics-node waits until this epoch-ms instant before retrying a 429.
-        void reply.header('X-RateLimit-Reset', String(deps.clock() + Number(f.details?.retryAfterMs ?? seconds * 1000)));
+        void reply.header(
+          'X-RateLimit-Reset',
+          String(deps.clock() + Number(f.details?.retryAfterMs ?? seconds * 1000)),
+        );
       }
     },
   };

@@ -31,8 +31,15 @@ function outagePublisher() {
   const publisher: Publisher = {
     publish: (_topic, messages) => {
       state.calls++;
-      if (state.mode === 'fail') return Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:19092'));
-      if (state.mode === 'hang') return new Promise<void>((ack, fail) => hung.push({ ack: () => (state.stored.push(...messages.map((m) => String(m.key))), ack()), fail }));
+      if (state.mode === 'fail')
+        return Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:19092'));
+      if (state.mode === 'hang')
+        return new Promise<void>((ack, fail) =>
+          hung.push({
+            ack: () => (state.stored.push(...messages.map((m) => String(m.key))), ack()),
+            fail,
+          }),
+        );
       state.stored.push(...messages.map((m) => String(m.key)));
       return Promise.resolve();
     },
@@ -45,7 +52,10 @@ const tick = () => new Promise((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One write's outcome and how long its caller waited. */
-async function timedWrite(w: EventWriter, key: string): Promise<{ key: string; status: number; ms: number }> {
+async function timedWrite(
+  w: EventWriter,
+  key: string,
+): Promise<{ key: string; status: number; ms: number }> {
   const started = performance.now();
   const err = await w.write([msg(key)]).then(
     () => null,
@@ -88,9 +98,16 @@ describe('event writer', () => {
     const kafka = outagePublisher();
     kafka.state.mode = 'hang';
     const timeoutMs = 1500;
-    const w = createEventWriter(kafka.publisher, 't', { timeoutMs, probeIntervalMs: 100, probeTimeoutMs: 100 });
+    const w = createEventWriter(kafka.publisher, 't', {
+      timeoutMs,
+      probeIntervalMs: 100,
+      probeTimeoutMs: 100,
+    });
     // Requests admitted before anyone knows: they share the stuck produce's fate.
-    const first = await Promise.all([timedWrite(w, 'first'), (await tick(), timedWrite(w, 'queued'))]);
+    const first = await Promise.all([
+      timedWrite(w, 'first'),
+      (await tick(), timedWrite(w, 'queued')),
+    ]);
     expect(first.map((r) => r.status)).toEqual([503, 503]);
     expect(first[0]!.ms).toBeGreaterThanOrEqual(timeoutMs - 50);
     expect(w.circuit()).toBe('open');
@@ -98,7 +115,9 @@ describe('event writer', () => {
     const later: { key: string; status: number; ms: number }[] = [];
     const until = Date.now() + 2500;
     for (let i = 0; Date.now() < until; i++) {
-      later.push(...(await Promise.all(Array.from({ length: 5 }, (_, j) => timedWrite(w, `r${i}.${j}`)))));
+      later.push(
+        ...(await Promise.all(Array.from({ length: 5 }, (_, j) => timedWrite(w, `r${i}.${j}`)))),
+      );
       await sleep(20);
     }
     expect(later.length).toBeGreaterThan(20);
@@ -113,22 +132,31 @@ describe('event writer', () => {
     // Kafka comes back: the stuck request fails (kafkajs's request timeout), new produces succeed.
     kafka.state.mode = 'ok';
     kafka.hung.shift()!.fail(new Error('Request produce(key: 0, version: 7) timed out'));
-    const ok = await waitFor(async () => {
-      const r = await timedWrite(w, 'after');
-      return r.status === 200 ? r : false;
-    }, { timeout: 5000, interval: 20, message: 'a write succeeds after Kafka is back' });
+    const ok = await waitFor(
+      async () => {
+        const r = await timedWrite(w, 'after');
+        return r.status === 200 ? r : false;
+      },
+      { timeout: 5000, interval: 20, message: 'a write succeeds after Kafka is back' },
+    );
     expect(ok.ms).toBeLessThan(timeoutMs / 2);
     expect(w.circuit()).toBe('closed');
     const next = await Promise.all(Array.from({ length: 10 }, (_, i) => timedWrite(w, `n${i}`)));
     expect(next.map((r) => r.status)).toEqual(Array(10).fill(200));
     expect(w.healthy()).toBe(true);
-    expect(kafka.state.stored).toEqual(expect.arrayContaining(['after', ...next.map((r) => r.key)]));
+    expect(kafka.state.stored).toEqual(
+      expect.arrayContaining(['after', ...next.map((r) => r.key)]),
+    );
   });
 
   it('after a failed produce refuses at once, lets one probe through per interval, and closes on the first success', async () => {
     const kafka = outagePublisher();
     kafka.state.mode = 'fail';
-    const w = createEventWriter(kafka.publisher, 't', { timeoutMs: 5000, probeIntervalMs: 1000, probeTimeoutMs: 1000 });
+    const w = createEventWriter(kafka.publisher, 't', {
+      timeoutMs: 5000,
+      probeIntervalMs: 1000,
+      probeTimeoutMs: 1000,
+    });
     expect(await timedWrite(w, 'a')).toMatchObject({ status: 503 });
     expect(w.healthy()).toBe(false);
     const refused = await Promise.all(['b', 'c', 'd'].map((k) => timedWrite(w, k)));
@@ -157,7 +185,11 @@ describe('event writer', () => {
   it('a probe whose produce hangs is answered after probeTimeoutMs, blocks other probes while out, and its late success closes the circuit', async () => {
     const kafka = outagePublisher();
     kafka.state.mode = 'fail';
-    const w = createEventWriter(kafka.publisher, 't', { timeoutMs: 10_000, probeIntervalMs: 50, probeTimeoutMs: 150 });
+    const w = createEventWriter(kafka.publisher, 't', {
+      timeoutMs: 10_000,
+      probeIntervalMs: 50,
+      probeTimeoutMs: 150,
+    });
     await timedWrite(w, 'a');
     kafka.state.mode = 'hang';
     await sleep(80);
@@ -219,7 +251,10 @@ describe('write keys', () => {
   it('maps keys to sources without keeping the key and reads Basic, Bearer and body keys', () => {
     const sha256 = (k: string) => createHash('sha256').update(k).digest('base64');
     const store = parseWriteKeys(['web:wk_live_9f3Kq2', 'ios:wk:colon:Zp71']);
-    expect(store.lookup('wk_live_9f3Kq2')).toEqual({ source: 'web', digest: sha256('wk_live_9f3Kq2') });
+    expect(store.lookup('wk_live_9f3Kq2')).toEqual({
+      source: 'web',
+      digest: sha256('wk_live_9f3Kq2'),
+    });
     expect(store.lookup('wk:colon:Zp71')?.source).toBe('ios');
     expect(store.lookup('zzz')).toBeUndefined();
     // The whole table is digests; no trace of a plaintext key in the store's state.
@@ -227,9 +262,15 @@ describe('write keys', () => {
       [sha256('wk_live_9f3Kq2'), 'web'],
       [sha256('wk:colon:Zp71'), 'ios'],
     ]);
-    const state = inspect(store, { depth: Infinity, showHidden: true, maxArrayLength: Infinity, maxStringLength: Infinity });
+    const state = inspect(store, {
+      depth: Infinity,
+      showHidden: true,
+      maxArrayLength: Infinity,
+      maxStringLength: Infinity,
+    });
     expect(state).toContain(sha256('wk_live_9f3Kq2'));
-    for (const plain of ['wk_live_9f3Kq2', '9f3Kq2', 'wk:colon:Zp71', 'Zp71']) expect(state).not.toContain(plain);
+    for (const plain of ['wk_live_9f3Kq2', '9f3Kq2', 'wk:colon:Zp71', 'Zp71'])
+      expect(state).not.toContain(plain);
     expect(JSON.stringify(Object.fromEntries(store.digests))).not.toMatch(/9f3Kq2|Zp71/);
     expect(presentedKey(`Basic ${Buffer.from('abc:').toString('base64')}`, undefined)).toBe('abc');
     expect(presentedKey('Bearer abc', undefined)).toBe('abc');

@@ -66,10 +66,19 @@ export interface EventWriter {
 }
 
 export function unavailable(message: string, retryAfterSeconds = 1): LifecycleError {
-  return new LifecycleError(ErrorCodes.Unavailable, message, { retriable: true, status: 503, details: { retryAfterSeconds } });
+  return new LifecycleError(ErrorCodes.Unavailable, message, {
+    retriable: true,
+    status: 503,
+    details: { retryAfterSeconds },
+  });
 }
 
-export function createEventWriter(publisher: Publisher, topic: string, options: Partial<EventWriterOptions> = {}, hooks: WriterHooks = {}): EventWriter {
+export function createEventWriter(
+  publisher: Publisher,
+  topic: string,
+  options: Partial<EventWriterOptions> = {},
+  hooks: WriterHooks = {},
+): EventWriter {
   const opts = { ...DEFAULT_WRITER_OPTIONS, ...options };
   let pending: { messages: OutgoingMessage[]; waiters: Waiter[] } = { messages: [], waiters: [] };
   let flushing = false;
@@ -125,7 +134,11 @@ export function createEventWriter(publisher: Publisher, topic: string, options: 
           // Split at a request boundary so every request's events share one outcome.
           let n = 0;
           let i = 0;
-          while (i < batch.waiters.length && (n === 0 || n + batch.waiters[i]!.count <= opts.maxBatchMessages)) n += batch.waiters[i++]!.count;
+          while (
+            i < batch.waiters.length &&
+            (n === 0 || n + batch.waiters[i]!.count <= opts.maxBatchMessages)
+          )
+            n += batch.waiters[i++]!.count;
           pending = { messages: batch.messages.slice(n), waiters: batch.waiters.slice(i) };
           batch = { messages: batch.messages.slice(0, n), waiters: batch.waiters.slice(0, i) };
         } else {
@@ -142,7 +155,9 @@ export function createEventWriter(publisher: Publisher, topic: string, options: 
         } catch (err) {
           const reason = errorMessage(err);
           hooks.onFlush?.(batch.messages.length, (performance.now() - started) / 1000, false);
-          const e = unavailable(`events not stored: Kafka did not acknowledge them (${reason}); retry later`);
+          const e = unavailable(
+            `events not stored: Kafka did not acknowledge them (${reason}); retry later`,
+          );
           for (const w of batch.waiters) settle(w, e);
           trip(reason);
         } finally {
@@ -155,7 +170,8 @@ export function createEventWriter(publisher: Publisher, topic: string, options: 
     }
   };
 
-  const refusal = () => unavailable(`Kafka is not acknowledging events (${lastError ?? 'timeout'}); retry later`);
+  const refusal = () =>
+    unavailable(`Kafka is not acknowledging events (${lastError ?? 'timeout'}); retry later`);
 
   return {
     write(messages) {
@@ -163,11 +179,14 @@ export function createEventWriter(publisher: Publisher, topic: string, options: 
       let probe = false;
       if (openedAt !== 0) {
         // Open: one probe at a time, and not before the interval has passed since the last failure.
-        if (probing || Date.now() - openedAt < opts.probeIntervalMs) return Promise.reject(refusal());
+        if (probing || Date.now() - openedAt < opts.probeIntervalMs)
+          return Promise.reject(refusal());
         probe = true;
       }
       if (inFlight + messages.length > opts.maxInFlightEvents) {
-        return Promise.reject(unavailable('ingest is saturated: too many events waiting for Kafka; retry later'));
+        return Promise.reject(
+          unavailable('ingest is saturated: too many events waiting for Kafka; retry later'),
+        );
       }
       if (probe) probing = true;
       setInFlight(messages.length);
@@ -184,7 +203,10 @@ export function createEventWriter(publisher: Publisher, topic: string, options: 
             ? // A probe's produce goes on after its answer; its outcome alone closes or re-opens the circuit.
               setTimeout(() => settle(waiter, refusal()), opts.probeTimeoutMs)
             : setTimeout(() => {
-                settle(waiter, unavailable(`Kafka did not acknowledge within ${opts.timeoutMs} ms; retry later`));
+                settle(
+                  waiter,
+                  unavailable(`Kafka did not acknowledge within ${opts.timeoutMs} ms; retry later`),
+                );
                 // Requests of the same stuck produce time out one after the other: the first opens the circuit; the later ones must not drop a probe queued since.
                 if (openedAt === 0) trip(`no acknowledgement within ${opts.timeoutMs} ms`);
               }, opts.timeoutMs),

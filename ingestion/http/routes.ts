@@ -56,25 +56,47 @@ const ErrorBody = Type.Object({
 const Accepted = Type.Object({
   success: Type.Literal(true),
   accepted: Type.Integer({ description: 'Messages stored in Kafka.' }),
-  rejected: Type.Array(Rejected, { description: 'Messages refused, by index in the batch, with the field at fault.' }),
+  rejected: Type.Array(Rejected, {
+    description: 'Messages refused, by index in the batch, with the field at fault.',
+  }),
 });
 // Both refusals that ask the client to come back say when (analytics-node waits for X-RateLimit-Reset).
 const retryHeaders = {
   'Retry-After': { type: 'integer', minimum: 1, description: 'Seconds to wait before retrying.' },
-  'X-RateLimit-Reset': { type: 'integer', description: 'Epoch milliseconds from which a retry may succeed (now + Retry-After).' },
+  'X-RateLimit-Reset': {
+    type: 'integer',
+    description: 'Epoch milliseconds from which a retry may succeed (now + Retry-After).',
+  },
 };
 const errorResponses = {
   400: {
     ...ErrorBody,
-    description:
-      `Invalid message; \`field\` names the field at fault. A track whose event name is a type only the product makes (user_deleted, timer.fired, message_*, ...) is refused with code LC_ERR_RESERVED_EVENT. A message that nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels (the message object is the first; a batch's envelope does not count) is refused before it is parsed.`,
+    description: `Invalid message; \`field\` names the field at fault. A track whose event name is a type only the product makes (user_deleted, timer.fired, message_*, ...) is refused with code LC_ERR_RESERVED_EVENT. A message that nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels (the message object is the first; a batch's envelope does not count) is refused before it is parsed.`,
   },
   401: { ...ErrorBody, description: 'No write key presented.' },
   403: { ...ErrorBody, description: 'Unknown write key.' },
-  413: { ...ErrorBody, description: 'Request or event larger than the configured limit (the limit applies to the inflated body).' },
-  415: { ...ErrorBody, description: 'Content-Encoding other than gzip, deflate or identity, or a body that is neither application/json nor text/plain.' },
-  429: { ...ErrorBody, description: 'Per-write-key event rate exceeded (a batch counts its events); retry after Retry-After.', headers: retryHeaders },
-  503: { ...ErrorBody, description: 'Kafka is not acknowledging; nothing was reported stored, retry after Retry-After with the same messageIds.', headers: retryHeaders },
+  413: {
+    ...ErrorBody,
+    description:
+      'Request or event larger than the configured limit (the limit applies to the inflated body).',
+  },
+  415: {
+    ...ErrorBody,
+    description:
+      'Content-Encoding other than gzip, deflate or identity, or a body that is neither application/json nor text/plain.',
+  },
+  429: {
+    ...ErrorBody,
+    description:
+      'Per-write-key event rate exceeded (a batch counts its events); retry after Retry-After.',
+    headers: retryHeaders,
+  },
+  503: {
+    ...ErrorBody,
+    description:
+      'Kafka is not acknowledging; nothing was reported stored, retry after Retry-After with the same messageIds.',
+    headers: retryHeaders,
+  },
 };
 /** What every Segment route takes besides its body (documentation; the preParsing hook enforces it). */
 const requestHeaders = Type.Object({
@@ -82,13 +104,18 @@ const requestHeaders = Type.Object({
     Type.Unsafe<string>({
       type: 'string',
       enum: ['gzip', 'deflate', 'identity'],
-      description: 'Compressed bodies are inflated first; the size limits apply to the inflated body. Any other encoding is a 415.',
+      description:
+        'Compressed bodies are inflated first; the size limits apply to the inflated body. Any other encoding is a 415.',
     }),
   ),
 });
 /** Request bodies: JSON, or JSON sent as text/plain (browsers' sendBeacon). */
 const consumes = ['application/json', 'text/plain'];
-const documentRoute = (body?: unknown) => (({ schema, url }) => ({ schema: { ...schema, headers: requestHeaders, ...(body ? { body } : {}) }, url })) satisfies SwaggerTransform;
+const documentRoute = (body?: unknown) =>
+  (({ schema, url }) => ({
+    schema: { ...schema, headers: requestHeaders, ...(body ? { body } : {}) },
+    url,
+  })) satisfies SwaggerTransform;
 
 /** The batch routes: their bodies carry many messages in an envelope. */
 export const BATCH_URLS: ReadonlySet<string> = new Set(['/v1/batch', '/v1/b']);
@@ -104,14 +131,24 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
   const admit = (req: FastifyRequest, events: number) => {
     const d = limiter.take(keyOf(req).id, events);
     if (!d.ok) {
-      throw new LifecycleError(ErrorCodes.RateLimited, `rate limit of ${rateLimitPerSecond} events/s for this write key exceeded`, {
-        status: 429,
-        details: { retryAfterSeconds: Math.ceil(d.retryAfterMs / 1000), retryAfterMs: d.retryAfterMs },
-      });
+      throw new LifecycleError(
+        ErrorCodes.RateLimited,
+        `rate limit of ${rateLimitPerSecond} events/s for this write key exceeded`,
+        {
+          status: 429,
+          details: {
+            retryAfterSeconds: Math.ceil(d.retryAfterMs / 1000),
+            retryAfterMs: d.retryAfterMs,
+          },
+        },
+      );
     }
   };
 
-  const toMessage = (e: NormalisedEvent): OutgoingMessage => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) });
+  const toMessage = (e: NormalisedEvent): OutgoingMessage => ({
+    key: e.userId,
+    ...encodeWithHeader(eventCodec, e),
+  });
 
   const store = async (source: string, calls: MessageType[], events: NormalisedEvent[]) => {
     await writer.write(events.map(toMessage));
@@ -123,7 +160,13 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
   };
 
   // analytics.js (analytics-next) posts to one-letter paths (/v1/t, /v1/i, ..., /v1/b).
-  for (const [type, url] of MESSAGE_TYPES.flatMap((t) => [[t, `/v1/${t}`], [t, `/v1/${t[0]}`]] as const)) {
+  for (const [type, url] of MESSAGE_TYPES.flatMap(
+    (t) =>
+      [
+        [t, `/v1/${t}`],
+        [t, `/v1/${t[0]}`],
+      ] as const,
+  )) {
     app.post(
       url,
       {
@@ -135,7 +178,10 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
           tags: ['segment'],
           consumes,
           body: MESSAGE_SCHEMAS[type],
-          response: { 200: { ...Accepted, description: 'The event is stored in Kafka.' }, ...errorResponses },
+          response: {
+            200: { ...Accepted, description: 'The event is stored in Kafka.' },
+            ...errorResponses,
+          },
         },
       },
       async (req, reply) => {
@@ -153,78 +199,117 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
     );
   }
 
-  for (const url of BATCH_URLS) app.post(
-    url,
-    {
-      // Validated as any array, items one by one below; documented with each item's schema.
-      config: { auth: 'writeKey', swaggerTransform: documentRoute(BatchDocSchema) },
-      schema: {
-        hide: url === '/v1/b',
-        summary: 'Segment batch: many calls of any type in one request',
-        description: 'Each message is validated on its own: valid messages are stored, invalid ones (including items that are not objects) are listed in `rejected` (status 202). When no message is valid the answer is 400.',
-        tags: ['segment'],
-        consumes,
-        body: BatchSchema,
-        response: {
-          200: { ...Accepted, description: 'Every message is stored in Kafka.' },
-          202: { ...Accepted, description: 'The valid messages are stored in Kafka; the others are listed in `rejected`.' },
-          ...errorResponses,
+  for (const url of BATCH_URLS)
+    app.post(
+      url,
+      {
+        // Validated as any array, items one by one below; documented with each item's schema.
+        config: { auth: 'writeKey', swaggerTransform: documentRoute(BatchDocSchema) },
+        schema: {
+          hide: url === '/v1/b',
+          summary: 'Segment batch: many calls of any type in one request',
+          description:
+            'Each message is validated on its own: valid messages are stored, invalid ones (including items that are not objects) are listed in `rejected` (status 202). When no message is valid the answer is 400.',
+          tags: ['segment'],
+          consumes,
+          body: BatchSchema,
+          response: {
+            200: { ...Accepted, description: 'Every message is stored in Kafka.' },
+            202: {
+              ...Accepted,
+              description:
+                'The valid messages are stored in Kafka; the others are listed in `rejected`.',
+            },
+            ...errorResponses,
+          },
         },
       },
-    },
-    async (req, reply) => {
-      const source = keyOf(req).name;
-      const receivedAt = clock();
-      const body = req.body as { batch: unknown[]; sentAt?: string; context?: Record<string, unknown> };
-      const rejected: RejectedItem[] = [];
-      const events: NormalisedEvent[] = [];
-      const calls: MessageType[] = [];
-      // No message can be larger than a body within the per-message limit; only bigger
-      // bodies (or compressed ones, whose inflated size is unknown here) are measured per message.
-      const contentLength = Number(req.headers['content-length']);
-      const measureEach = req.headers['content-encoding'] !== undefined || !(contentLength <= maxEventBytes);
-      // Defined once per request, not per message: a closure per message costs more than the rest of a valid message's checks.
-      const rejectAt = (index: number, item: Record<string, unknown> | null, r: Rejection) => {
-        const messageId = typeof item?.messageId === 'string' ? item.messageId : undefined;
-        rejected.push(messageId ? { index, messageId, ...r } : { index, ...r });
-        rejectedTotal.inc({ code: r.code });
-      };
-      body.batch.forEach((value, index) => {
-        if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-          const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
-          return rejectAt(index, null, { code: ErrorCodes.BadRequest, field: `batch[${index}]`, message: `batch[${index}] must be an object (one message with a type), not ${got}` });
-        }
-        const item = value as Record<string, unknown>;
-        const size = measureEach ? Buffer.byteLength(JSON.stringify(item)) : 0;
-        if (size > maxEventBytes) {
-          return rejectAt(index, item, { code: ErrorCodes.PayloadTooLarge, field: `batch[${index}]`, message: `message is ${size} bytes, larger than the ${maxEventBytes} bytes limit` });
-        }
-        const type = item.type;
-        if (typeof type !== 'string' || !(MESSAGE_TYPES as readonly string[]).includes(type)) {
-          return rejectAt(index, item, { code: ErrorCodes.BadRequest, field: `batch[${index}].type`, message: `batch[${index}].type must be one of ${MESSAGE_TYPES.join(', ')}` });
-        }
-        const validate = req.compileValidationSchema(MESSAGE_SCHEMAS[type as MessageType]);
-        if (!validate(item)) {
-          const { field, message } = describeValidation((validate.errors ?? []) as Parameters<typeof describeValidation>[0], `batch[${index}]`);
-          return rejectAt(index, item, { code: ErrorCodes.BadRequest, field, message });
-        }
-        const event = normalise(type as MessageType, item as SegmentMessage, { source, receivedAt, batchSentAt: body.sentAt, batchContext: body.context });
-        if (isRejection(event)) return rejectAt(index, item, { ...event, field: `batch[${index}].${event.field}`, message: `batch[${index}].${event.message}` });
-        events.push(event);
-        calls.push(type as MessageType);
-      });
-      if (events.length === 0 && rejected.length > 0) {
-        return reply.code(400).send({
-          success: false,
-          code: ErrorCodes.BadRequest,
-          message: `no valid message in the batch; first problem: ${rejected[0]!.message}`,
-          field: rejected[0]!.field,
-          rejected,
+      async (req, reply) => {
+        const source = keyOf(req).name;
+        const receivedAt = clock();
+        const body = req.body as {
+          batch: unknown[];
+          sentAt?: string;
+          context?: Record<string, unknown>;
+        };
+        const rejected: RejectedItem[] = [];
+        const events: NormalisedEvent[] = [];
+        const calls: MessageType[] = [];
+        // No message can be larger than a body within the per-message limit; only bigger
+        // bodies (or compressed ones, whose inflated size is unknown here) are measured per message.
+        const contentLength = Number(req.headers['content-length']);
+        const measureEach =
+          req.headers['content-encoding'] !== undefined || !(contentLength <= maxEventBytes);
+        // Defined once per request, not per message: a closure per message costs more than the rest of a valid message's checks.
+        const rejectAt = (index: number, item: Record<string, unknown> | null, r: Rejection) => {
+          const messageId = typeof item?.messageId === 'string' ? item.messageId : undefined;
+          rejected.push(messageId ? { index, messageId, ...r } : { index, ...r });
+          rejectedTotal.inc({ code: r.code });
+        };
+        body.batch.forEach((value, index) => {
+          if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+            const got =
+              value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+            return rejectAt(index, null, {
+              code: ErrorCodes.BadRequest,
+              field: `batch[${index}]`,
+              message: `batch[${index}] must be an object (one message with a type), not ${got}`,
+            });
+          }
+          const item = value as Record<string, unknown>;
+          const size = measureEach ? Buffer.byteLength(JSON.stringify(item)) : 0;
+          if (size > maxEventBytes) {
+            return rejectAt(index, item, {
+              code: ErrorCodes.PayloadTooLarge,
+              field: `batch[${index}]`,
+              message: `message is ${size} bytes, larger than the ${maxEventBytes} bytes limit`,
+            });
+          }
+          const type = item.type;
+          if (typeof type !== 'string' || !(MESSAGE_TYPES as readonly string[]).includes(type)) {
+            return rejectAt(index, item, {
+              code: ErrorCodes.BadRequest,
+              field: `batch[${index}].type`,
+              message: `batch[${index}].type must be one of ${MESSAGE_TYPES.join(', ')}`,
+            });
+          }
+          const validate = req.compileValidationSchema(MESSAGE_SCHEMAS[type as MessageType]);
+          if (!validate(item)) {
+            const { field, message } = describeValidation(
+              (validate.errors ?? []) as Parameters<typeof describeValidation>[0],
+              `batch[${index}]`,
+            );
+            return rejectAt(index, item, { code: ErrorCodes.BadRequest, field, message });
+          }
+          const event = normalise(type as MessageType, item as SegmentMessage, {
+            source,
+            receivedAt,
+            batchSentAt: body.sentAt,
+            batchContext: body.context,
+          });
+          if (isRejection(event))
+            return rejectAt(index, item, {
+              ...event,
+              field: `batch[${index}].${event.field}`,
+              message: `batch[${index}].${event.message}`,
+            });
+          events.push(event);
+          calls.push(type as MessageType);
         });
-      }
-      admit(req, events.length);
-      await store(source, calls, events);
-      return reply.code(rejected.length > 0 ? 202 : 200).send({ success: true, accepted: events.length, rejected });
-    },
-  );
+        if (events.length === 0 && rejected.length > 0) {
+          return reply.code(400).send({
+            success: false,
+            code: ErrorCodes.BadRequest,
+            message: `no valid message in the batch; first problem: ${rejected[0]!.message}`,
+            field: rejected[0]!.field,
+            rejected,
+          });
+        }
+        admit(req, events.length);
+        await store(source, calls, events);
+        return reply
+          .code(rejected.length > 0 ? 202 : 200)
+          .send({ success: true, accepted: events.length, rejected });
+      },
+    );
 }

@@ -17,13 +17,23 @@ import { createIngestServer } from './server.ts';
 export const INGEST_PRODUCERS = 1;
 
 /** The Kafka bus of the HTTP ingest API. */
-export function createIngestBus(config: Pick<Config, 'kafka'>, logger: Logger, producers = INGEST_PRODUCERS): KafkaBus {
+export function createIngestBus(
+  config: Pick<Config, 'kafka'>,
+  logger: Logger,
+  producers = INGEST_PRODUCERS,
+): KafkaBus {
   return KafkaBus.fromConfig(config, logger, { producers });
 }
 
-export async function runIngest(config: Readonly<Config>, logger: Logger, metrics: Registry = createMetricsRegistry({ process: 'ingest' })): Promise<RunningUnit & { url: string }> {
+export async function runIngest(
+  config: Readonly<Config>,
+  logger: Logger,
+  metrics: Registry = createMetricsRegistry({ process: 'ingest' }),
+): Promise<RunningUnit & { url: string }> {
   const bus = createIngestBus(config, logger);
-  await bus.ensureTopics(internalTopicSpecs(topics(config.kafka.topicPrefix), config.kafka.partitions));
+  await bus.ensureTopics(
+    internalTopicSpecs(topics(config.kafka.topicPrefix), config.kafka.partitions),
+  );
   const app = await createIngestServer(config, { bus, logger, metrics });
   const url = await app.listen({ host: config.http.host, port: config.http.ingestPort });
   logger.info({ component: 'ingest-http', url }, 'ingest API listening');

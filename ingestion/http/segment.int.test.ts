@@ -32,7 +32,11 @@ describe('Segment SDK against the ingest API and Kafka', () => {
     const t = topics(run);
     await bus.ensureTopics([{ topic: t.events, partitions: 3 }]);
     app = await createIngestServer(
-      { ingest: config.ingest, auth: { writeKeys: [`mobile:${WRITE_KEY}`] }, kafka: { topicPrefix: run } },
+      {
+        ingest: config.ingest,
+        auth: { writeKeys: [`mobile:${WRITE_KEY}`] },
+        kafka: { topicPrefix: run },
+      },
       { bus, logger, metrics: createMetricsRegistry({ defaults: false }) },
     );
     url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -41,7 +45,11 @@ describe('Segment SDK against the ingest API and Kafka', () => {
       topics: [t.events],
       fromBeginning: true,
       eachBatch: async (batch, control) => {
-        for (const m of batch.messages) received.push({ key: m.key, event: eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]) });
+        for (const m of batch.messages)
+          received.push({
+            key: m.key,
+            event: eventCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]),
+          });
         await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
       },
     });
@@ -56,21 +64,37 @@ describe('Segment SDK against the ingest API and Kafka', () => {
 
   it('identify, track and page from @segment/analytics-node arrive with the SDK message ids, types, traits and timestamps', async () => {
     const sent: { messageId: string; type: string }[] = [];
-    const analytics = new Analytics({ writeKey: WRITE_KEY, host: url, flushAt: 3, flushInterval: 200, maxRetries: 1 });
+    const analytics = new Analytics({
+      writeKey: WRITE_KEY,
+      host: url,
+      flushAt: 3,
+      flushInterval: 200,
+      maxRetries: 1,
+    });
     analytics.on('http_request', (req) => {
-      for (const e of (JSON.parse(req.body) as { batch: { messageId: string; type: string }[] }).batch) sent.push(e);
+      for (const e of (JSON.parse(req.body) as { batch: { messageId: string; type: string }[] })
+        .batch)
+        sent.push(e);
     });
     const failures: unknown[] = [];
     analytics.on('error', (err) => failures.push(err));
     const signup = new Date(Date.now() - 60_000);
     analytics.identify({ userId: 'user-1', traits: { email: 'ann@example.com', plan: 'trial' } });
-    analytics.track({ userId: 'user-1', event: 'Signed Up', properties: { referrer: 'ads' }, timestamp: signup });
+    analytics.track({
+      userId: 'user-1',
+      event: 'Signed Up',
+      properties: { referrer: 'ads' },
+      timestamp: signup,
+    });
     analytics.page({ anonymousId: 'anon-7', name: 'Pricing', properties: { path: '/pricing' } });
     await analytics.closeAndFlush({ timeout: 10_000 });
     expect(failures).toEqual([]);
     expect(sent).toHaveLength(3);
 
-    await waitFor(() => received.length >= 3, { timeout: 30_000, message: 'three events on Kafka' });
+    await waitFor(() => received.length >= 3, {
+      timeout: 30_000,
+      message: 'three events on Kafka',
+    });
     expect(received).toHaveLength(3);
     const byType = new Map(received.map((r) => [r.event.type, r]));
     const identify = byType.get('identify')!;
@@ -79,21 +103,34 @@ describe('Segment SDK against the ingest API and Kafka', () => {
     expect(new Set(received.map((r) => r.event.id))).toEqual(new Set(sent.map((s) => s.messageId)));
     expect(identify.event.id).toBe(sent.find((s) => s.type === 'identify')!.messageId);
     expect(identify.key).toBe('user-1');
-    expect(identify.event).toMatchObject({ userId: 'user-1', source: 'http:mobile', traits: { email: 'ann@example.com', plan: 'trial' } });
+    expect(identify.event).toMatchObject({
+      userId: 'user-1',
+      source: 'http:mobile',
+      traits: { email: 'ann@example.com', plan: 'trial' },
+    });
     expect(track.event).toMatchObject({ userId: 'user-1', properties: { referrer: 'ads' } });
     // Same clock on both sides: skew correction leaves the client's timestamp (within the request's transit time).
     expect(Math.abs(track.event.ts - signup.getTime())).toBeLessThan(2000);
     expect(track.event.receivedAt - track.event.ts).toBeGreaterThanOrEqual(58_000);
     expect(page.key).toBe('anon-7');
-    expect(page.event).toMatchObject({ userId: 'anon-7', anonymousId: 'anon-7', properties: { name: 'Pricing', path: '/pricing' } });
-    expect((page.event.context as { library?: { name?: string } }).library?.name).toBe('@segment/analytics-node');
+    expect(page.event).toMatchObject({
+      userId: 'anon-7',
+      anonymousId: 'anon-7',
+      properties: { name: 'Pricing', path: '/pricing' },
+    });
+    expect((page.event.context as { library?: { name?: string } }).library?.name).toBe(
+      '@segment/analytics-node',
+    );
   });
 
   it('a wrong write key is refused over the socket and nothing is written', async () => {
     const before = received.length;
     const res = await fetch(`${url}/v1/track`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('nope:').toString('base64')}` },
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Basic ${Buffer.from('nope:').toString('base64')}`,
+      },
       body: JSON.stringify({ userId: 'x', event: 'Nope' }),
     });
     expect(res.status).toBe(403);
@@ -103,44 +140,60 @@ describe('Segment SDK against the ingest API and Kafka', () => {
 });
 
 describe('ingest API when Kafka is unreachable', () => {
-  it.each([1, 3])('answers 503 with Retry-After within the acknowledgement timeout, then at once, without queueing (%i producers)', async (producers) => {
-    const dead = KafkaBus.fromConfig({ kafka: { ...config.kafka, brokers: ['127.0.0.1:1'] } }, logger, { producers });
-    const app = await createIngestServer(
-      { ingest: config.ingest, auth: { writeKeys: [`web:${WRITE_KEY}`] }, kafka: { topicPrefix: run }, writer: { timeoutMs: 1500, probeTimeoutMs: 200 } },
-      { bus: dead, logger, metrics: createMetricsRegistry({ defaults: false }) },
-    );
-    const url = await app.listen({ host: '127.0.0.1', port: 0 });
-    try {
-      const send = async () => {
-        const started = Date.now();
-        const res = await fetch(`${url}/v1/track`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${WRITE_KEY}` },
-          body: JSON.stringify({ userId: 'u', event: 'A' }),
-        });
-        return { status: res.status, retryAfter: res.headers.get('retry-after'), ms: Date.now() - started };
-      };
-      const first = await send();
-      expect(first.status).toBe(503);
-      expect(first.retryAfter).toBe('1');
-      expect(first.ms).toBeLessThan(3000);
-      const second = await send();
-      expect(second.status).toBe(503);
-      // Fail-fast: answered without waiting for the 1.5 s acknowledgement timeout again (the
-      // bound leaves room for a loaded test machine; waiting would take the whole timeout).
-      expect(second.ms).toBeLessThan(750);
-      const health = await fetch(`${url}/health`);
-      expect(health.status).toBe(503);
-      // Still down after the probe interval: one request at a time probes (answered within its
-      // short probe timeout), the others are refused at once; none waits the full timeout again.
-      await new Promise((r) => setTimeout(r, 1200));
-      const later = await Promise.all(Array.from({ length: 4 }, send));
-      later.push(await send(), await send());
-      expect(later.map((r) => r.status)).toEqual(Array(6).fill(503));
-      expect(later.filter((r) => r.ms >= 750)).toEqual([]);
-    } finally {
-      await app.close().catch(() => {});
-      await dead.close().catch(() => {});
-    }
-  });
+  it.each([1, 3])(
+    'answers 503 with Retry-After within the acknowledgement timeout, then at once, without queueing (%i producers)',
+    async (producers) => {
+      const dead = KafkaBus.fromConfig(
+        { kafka: { ...config.kafka, brokers: ['127.0.0.1:1'] } },
+        logger,
+        { producers },
+      );
+      const app = await createIngestServer(
+        {
+          ingest: config.ingest,
+          auth: { writeKeys: [`web:${WRITE_KEY}`] },
+          kafka: { topicPrefix: run },
+          writer: { timeoutMs: 1500, probeTimeoutMs: 200 },
+        },
+        { bus: dead, logger, metrics: createMetricsRegistry({ defaults: false }) },
+      );
+      const url = await app.listen({ host: '127.0.0.1', port: 0 });
+      try {
+        const send = async () => {
+          const started = Date.now();
+          const res = await fetch(`${url}/v1/track`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${WRITE_KEY}` },
+            body: JSON.stringify({ userId: 'u', event: 'A' }),
+          });
+          return {
+            status: res.status,
+            retryAfter: res.headers.get('retry-after'),
+            ms: Date.now() - started,
+          };
+        };
+        const first = await send();
+        expect(first.status).toBe(503);
+        expect(first.retryAfter).toBe('1');
+        expect(first.ms).toBeLessThan(3000);
+        const second = await send();
+        expect(second.status).toBe(503);
+        // Fail-fast: answered without waiting for the 1.5 s acknowledgement timeout again (the
+        // bound leaves room for a loaded test machine; waiting would take the whole timeout).
+        expect(second.ms).toBeLessThan(750);
+        const health = await fetch(`${url}/health`);
+        expect(health.status).toBe(503);
+        // Still down after the probe interval: one request at a time probes (answered within its
+        // short probe timeout), the others are refused at once; none waits the full timeout again.
+        await new Promise((r) => setTimeout(r, 1200));
+        const later = await Promise.all(Array.from({ length: 4 }, send));
+        later.push(await send(), await send());
+        expect(later.map((r) => r.status)).toEqual(Array(6).fill(503));
+        expect(later.filter((r) => r.ms >= 750)).toEqual([]);
+      } finally {
+        await app.close().catch(() => {});
+        await dead.close().catch(() => {});
+      }
+    },
+  );
 });

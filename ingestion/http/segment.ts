@@ -2,7 +2,11 @@
 // pure translation of one accepted message into the normalised event every room reads.
 import { randomUUID } from 'node:crypto';
 import { Type, type Static, type TObject } from '@sinclair/typebox';
-import { RESERVED_EVENT_TYPES, isReservedEventType, type NormalisedEvent } from '../../platform/contracts.ts';
+import {
+  RESERVED_EVENT_TYPES,
+  isReservedEventType,
+  type NormalisedEvent,
+} from '../../platform/contracts.ts';
 import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 
 const Obj = (description: string) => Type.Record(Type.String(), Type.Unknown(), { description });
@@ -13,15 +17,37 @@ const NullableString = (description: string, maxLength = 256) =>
 const IsoTime = (description: string) => Type.String({ maxLength: 64, description });
 
 const common = {
-  messageId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Unique id of the message; becomes the event id (generated when absent). Retries must reuse it.' })),
+  messageId: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 256,
+      description:
+        'Unique id of the message; becomes the event id (generated when absent). Retries must reuse it.',
+    }),
+  ),
   userId: Type.Optional(NullableString('Your id of the user. userId or anonymousId is required.')),
-  anonymousId: Type.Optional(NullableString('Device or visitor id. userId or anonymousId is required.')),
-  timestamp: Type.Optional(IsoTime('ISO 8601 time the event happened (on the client clock when sentAt is also sent).')),
-  originalTimestamp: Type.Optional(IsoTime('ISO 8601 time on the client device when the call was made.')),
-  sentAt: Type.Optional(IsoTime('ISO 8601 time on the client device when the request was sent; used for clock-skew correction.')),
+  anonymousId: Type.Optional(
+    NullableString('Device or visitor id. userId or anonymousId is required.'),
+  ),
+  timestamp: Type.Optional(
+    IsoTime('ISO 8601 time the event happened (on the client clock when sentAt is also sent).'),
+  ),
+  originalTimestamp: Type.Optional(
+    IsoTime('ISO 8601 time on the client device when the call was made.'),
+  ),
+  sentAt: Type.Optional(
+    IsoTime(
+      'ISO 8601 time on the client device when the request was sent; used for clock-skew correction.',
+    ),
+  ),
   context: Type.Optional(Obj('Segment context (library, app, device, locale, campaign, ...).')),
   integrations: Type.Optional(Obj('Destination switches; accepted and ignored.')),
-  writeKey: Type.Optional(Type.String({ description: 'Write key in the body, as Segment libraries send it; HTTP Basic or Bearer also work.' })),
+  writeKey: Type.Optional(
+    Type.String({
+      description:
+        'Write key in the body, as Segment libraries send it; HTTP Basic or Bearer also work.',
+    }),
+  ),
 };
 
 const reservedNames = Object.keys(RESERVED_EVENT_TYPES).join(', ');
@@ -39,7 +65,11 @@ export const TrackSchema = Type.Object(
   { title: 'SegmentTrack', description: 'A user action.' },
 );
 export const IdentifySchema = Type.Object(
-  { ...common, type: Type.Optional(Type.Literal('identify')), traits: Type.Optional(Obj('User traits (email, plan, ...).')) },
+  {
+    ...common,
+    type: Type.Optional(Type.Literal('identify')),
+    traits: Type.Optional(Obj('User traits (email, plan, ...).')),
+  },
   { title: 'SegmentIdentify', description: 'Who the user is.' },
 );
 const pageLike = {
@@ -48,21 +78,51 @@ const pageLike = {
   category: Type.Optional(NullableString('Page or screen category.')),
   properties: Type.Optional(Obj('Page or screen properties.')),
 };
-export const PageSchema = Type.Object({ ...pageLike, type: Type.Optional(Type.Literal('page')) }, { title: 'SegmentPage', description: 'A web page view.' });
-export const ScreenSchema = Type.Object({ ...pageLike, type: Type.Optional(Type.Literal('screen')) }, { title: 'SegmentScreen', description: 'A mobile screen view.' });
+export const PageSchema = Type.Object(
+  { ...pageLike, type: Type.Optional(Type.Literal('page')) },
+  { title: 'SegmentPage', description: 'A web page view.' },
+);
+export const ScreenSchema = Type.Object(
+  { ...pageLike, type: Type.Optional(Type.Literal('screen')) },
+  { title: 'SegmentScreen', description: 'A mobile screen view.' },
+);
 export const GroupSchema = Type.Object(
-  { ...common, type: Type.Optional(Type.Literal('group')), groupId: Type.String({ minLength: 1, maxLength: 256, description: 'Account, company or team id.' }), traits: Type.Optional(Obj('Traits of the group.')) },
+  {
+    ...common,
+    type: Type.Optional(Type.Literal('group')),
+    groupId: Type.String({
+      minLength: 1,
+      maxLength: 256,
+      description: 'Account, company or team id.',
+    }),
+    traits: Type.Optional(Obj('Traits of the group.')),
+  },
   { title: 'SegmentGroup', description: 'Associates the user with a group.' },
 );
 export const AliasSchema = Type.Object(
-  { ...common, type: Type.Optional(Type.Literal('alias')), previousId: Type.String({ minLength: 1, maxLength: 256, description: 'The previous id of the user.' }) },
+  {
+    ...common,
+    type: Type.Optional(Type.Literal('alias')),
+    previousId: Type.String({
+      minLength: 1,
+      maxLength: 256,
+      description: 'The previous id of the user.',
+    }),
+  },
   { title: 'SegmentAlias', description: 'Merges a previous identity into userId.' },
 );
 const batchEnvelope = {
-  sentAt: Type.Optional(IsoTime('Client time when the batch was sent, applied to messages without their own.')),
+  sentAt: Type.Optional(
+    IsoTime('Client time when the batch was sent, applied to messages without their own.'),
+  ),
   context: Type.Optional(Obj('Merged into the context of every message (the message wins).')),
   integrations: Type.Optional(Obj('Accepted and ignored.')),
-  writeKey: Type.Optional(Type.String({ description: 'Write key in the body, as analytics-node sends it; HTTP Basic or Bearer also work.' })),
+  writeKey: Type.Optional(
+    Type.String({
+      description:
+        'Write key in the body, as analytics-node sends it; HTTP Basic or Bearer also work.',
+    }),
+  ),
 };
 const batchDescription = 'Up to the batch size limit of messages of any type.';
 
@@ -73,7 +133,9 @@ const batchDescription = 'Up to the batch size limit of messages of any type.';
  */
 export const BatchSchema = Type.Object(
   {
-    batch: Type.Array(Type.Unknown(), { description: 'Messages, each with a `type`; each is validated on its own.' }),
+    batch: Type.Array(Type.Unknown(), {
+      description: 'Messages, each with a `type`; each is validated on its own.',
+    }),
     ...batchEnvelope,
   },
   { title: 'SegmentBatch', description: batchDescription },
@@ -98,10 +160,16 @@ export const BatchDocSchema = Type.Object(
       Type.Unsafe<SegmentMessage>({
         oneOf: MESSAGE_TYPES.map((t) => {
           const { title, description } = MESSAGE_SCHEMAS[t];
-          return Type.Object({ ...MESSAGE_SCHEMAS[t].properties, type: Type.Literal(t) }, { title: `${title}InBatch`, description });
+          return Type.Object(
+            { ...MESSAGE_SCHEMAS[t].properties, type: Type.Literal(t) },
+            { title: `${title}InBatch`, description },
+          );
         }),
       }),
-      { description: 'Messages, each with a `type`; each is validated on its own: invalid ones are listed in `rejected`, the others stored.' },
+      {
+        description:
+          'Messages, each with a `type`; each is validated on its own: invalid ones are listed in `rejected`, the others stored.',
+      },
     ),
     ...batchEnvelope,
   },
@@ -130,11 +198,17 @@ export interface Rejection {
 function parseTime(value: string | undefined, field: string): number | Rejection | undefined {
   if (value === undefined) return undefined;
   const ms = Date.parse(value);
-  if (Number.isNaN(ms)) return { code: ErrorCodes.BadRequest, field, message: `${field} is not an ISO 8601 date: ${JSON.stringify(value.slice(0, 40))}` };
+  if (Number.isNaN(ms))
+    return {
+      code: ErrorCodes.BadRequest,
+      field,
+      message: `${field} is not an ISO 8601 date: ${JSON.stringify(value.slice(0, 40))}`,
+    };
   return ms;
 }
 
-const isRejection = (v: unknown): v is Rejection => typeof v === 'object' && v !== null && 'code' in v;
+const isRejection = (v: unknown): v is Rejection =>
+  typeof v === 'object' && v !== null && 'code' in v;
 
 /**
  * Event time as Segment computes it: the client's own time corrected by the skew between
@@ -147,7 +221,10 @@ export function eventTime(
   receivedAt: number,
   batchSentAt?: string,
 ): number | Rejection {
-  const original = parseTime(msg.originalTimestamp ?? msg.timestamp, msg.originalTimestamp !== undefined ? 'originalTimestamp' : 'timestamp');
+  const original = parseTime(
+    msg.originalTimestamp ?? msg.timestamp,
+    msg.originalTimestamp !== undefined ? 'originalTimestamp' : 'timestamp',
+  );
   if (isRejection(original)) return original;
   const sentAt = parseTime(msg.sentAt ?? batchSentAt, 'sentAt');
   if (isRejection(sentAt)) return sentAt;
@@ -172,17 +249,30 @@ export interface NormaliseInput {
  */
 function reservedRefusal(type: string): Rejection {
   const makers = RESERVED_EVENT_TYPES[type]!.join(', ');
-  return { code: ErrorCodes.ReservedEvent, field: 'event', message: `event ${JSON.stringify(type)} is a reserved type, made by the product only (by ${makers}); apps cannot send it` };
+  return {
+    code: ErrorCodes.ReservedEvent,
+    field: 'event',
+    message: `event ${JSON.stringify(type)} is a reserved type, made by the product only (by ${makers}); apps cannot send it`,
+  };
 }
 
 /**
  * One schema-valid Segment message -> normalised event. Anonymous messages keep their
  * anonymousId as the user id (the engine's state key) until an identify/alias links them.
  */
-export function normalise(type: MessageType, msg: SegmentMessage, input: NormaliseInput): NormalisedEvent | Rejection {
+export function normalise(
+  type: MessageType,
+  msg: SegmentMessage,
+  input: NormaliseInput,
+): NormalisedEvent | Rejection {
   if (type === 'track' && isReservedEventType(msg.event!)) return reservedRefusal(msg.event!);
   const userId = msg.userId || msg.anonymousId;
-  if (!userId) return { code: ErrorCodes.BadRequest, field: 'userId', message: 'userId or anonymousId is required' };
+  if (!userId)
+    return {
+      code: ErrorCodes.BadRequest,
+      field: 'userId',
+      message: 'userId or anonymousId is required',
+    };
   const ts = eventTime(msg, input.receivedAt, input.batchSentAt);
   if (isRejection(ts)) return ts;
   const event: NormalisedEvent = {

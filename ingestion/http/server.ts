@@ -3,7 +3,12 @@
 // after Kafka stored the events. Any Segment SDK works by changing its host and write key.
 // This file builds the server (the HTTP kit with the write key credential, gzip bodies,
 // browser beacons, CORS, metrics) and its lifecycle; the routes are in routes.ts.
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Bus } from '../../platform/bus.ts';
@@ -16,10 +21,18 @@ import { Counter, Gauge, Histogram, type Registry } from '../../platform/metrics
 import { parseWriteKeys, writeKeyCredential } from './auth.ts';
 import { ingestFailures } from './errors.ts';
 import { createRateLimiter } from './rate-limit.ts';
-import { createEventWriter, DEFAULT_WRITER_OPTIONS, type EventWriterOptions } from './event-writer.ts';
+import {
+  createEventWriter,
+  DEFAULT_WRITER_OPTIONS,
+  type EventWriterOptions,
+} from './event-writer.ts';
 import { BATCH_URLS, segmentRoutes } from './routes.ts';
 
-type ContentTypeParserFn = (req: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => void;
+type ContentTypeParserFn = (
+  req: FastifyRequest,
+  body: string | Buffer,
+  done: (err: Error | null, body?: unknown) => void,
+) => void;
 
 export interface IngestServerConfig {
   ingest: Pick<Config['ingest'], 'maxBatchBytes' | 'maxEventBytes' | 'rateLimitPerSecond'>;
@@ -36,7 +49,10 @@ export interface IngestDeps {
   clock?: () => number;
 }
 
-export async function createIngestServer(config: IngestServerConfig, deps: IngestDeps): Promise<FastifyInstance> {
+export async function createIngestServer(
+  config: IngestServerConfig,
+  deps: IngestDeps,
+): Promise<FastifyInstance> {
   const clock = deps.clock ?? Date.now;
   const log = deps.logger.child({ component: 'ingest-http' });
   // Read once: nothing below holds `config`, so the server keeps the write keys only as the digests of `keys`.
@@ -47,8 +63,18 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
   const eventsTopic = topics(config.kafka.topicPrefix).events;
 
   const m = deps.metrics;
-  const eventsTotal = new Counter({ name: 'lifecycle_ingest_events_total', help: 'Events stored in Kafka, by source and call type.', labelNames: ['source', 'call'], registers: [m] });
-  const rejectedTotal = new Counter({ name: 'lifecycle_ingest_rejected_total', help: 'Messages or requests refused, by reason code.', labelNames: ['code'], registers: [m] });
+  const eventsTotal = new Counter({
+    name: 'lifecycle_ingest_events_total',
+    help: 'Events stored in Kafka, by source and call type.',
+    labelNames: ['source', 'call'],
+    registers: [m],
+  });
+  const rejectedTotal = new Counter({
+    name: 'lifecycle_ingest_rejected_total',
+    help: 'Messages or requests refused, by reason code.',
+    labelNames: ['code'],
+    registers: [m],
+  });
   const produceSeconds = new Histogram({
     name: 'lifecycle_ingest_produce_seconds',
     help: 'Time Kafka took to acknowledge one coalesced produce.',
@@ -56,8 +82,17 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3],
     registers: [m],
   });
-  const produceSize = new Histogram({ name: 'lifecycle_ingest_produce_messages', help: 'Messages per coalesced produce.', buckets: [1, 10, 50, 100, 500, 1000, 5000], registers: [m] });
-  const inFlightGauge = new Gauge({ name: 'lifecycle_ingest_inflight_events', help: 'Events accepted and waiting for Kafka.', registers: [m] });
+  const produceSize = new Histogram({
+    name: 'lifecycle_ingest_produce_messages',
+    help: 'Messages per coalesced produce.',
+    buckets: [1, 10, 50, 100, 500, 1000, 5000],
+    registers: [m],
+  });
+  const inFlightGauge = new Gauge({
+    name: 'lifecycle_ingest_inflight_events',
+    help: 'Events accepted and waiting for Kafka.',
+    registers: [m],
+  });
 
   const writer = createEventWriter(deps.bus.publisher(), eventsTopic, writerOptions, {
     onFlush: (n, s, ok) => {
@@ -97,7 +132,11 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     const encoding = req.headers['content-encoding']?.toLowerCase();
     if (!encoding || encoding === 'identity') return payload;
     if (encoding !== 'gzip' && encoding !== 'deflate') {
-      throw new LifecycleError(ErrorCodes.BadRequest, `unsupported Content-Encoding ${encoding}: send gzip, deflate or none`, { status: 415 });
+      throw new LifecycleError(
+        ErrorCodes.BadRequest,
+        `unsupported Content-Encoding ${encoding}: send gzip, deflate or none`,
+        { status: 415 },
+      );
     }
     const inflate = encoding === 'gzip' ? createGunzip() : createInflate();
     const out = Object.assign(inflate, { receivedEncodedLength: 0 });
@@ -112,14 +151,23 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
   // Bodies are measured for depth in their text, before anything parses or walks them, then
   // parsed by fastify's own JSON parser (with its prototype-poisoning checks). Browsers'
   // sendBeacon posts JSON as text/plain: it takes the same way.
-  const parseJson = app.getDefaultJsonParser(app.initialConfig.onProtoPoisoning ?? 'error', app.initialConfig.onConstructorPoisoning ?? 'error');
+  const parseJson = app.getDefaultJsonParser(
+    app.initialConfig.onProtoPoisoning ?? 'error',
+    app.initialConfig.onConstructorPoisoning ?? 'error',
+  );
   const parseBody: ContentTypeParserFn = (req, body, done) => {
     const text = body as string;
     const batch = BATCH_URLS.has(req.routeOptions.url ?? '');
     // A batch's envelope (the body object and its `batch` array) does not count against its messages.
     if (jsonTextDepthExceeds(text, batch ? MAX_JSON_DEPTH + 2 : MAX_JSON_DEPTH)) {
       const what = batch ? 'a message of the batch nests' : 'the message nests';
-      done(new LifecycleError(ErrorCodes.BadRequest, `${what} objects and arrays deeper than ${MAX_JSON_DEPTH} levels, the limit of event data`), undefined);
+      done(
+        new LifecycleError(
+          ErrorCodes.BadRequest,
+          `${what} objects and arrays deeper than ${MAX_JSON_DEPTH} levels, the limit of event data`,
+        ),
+        undefined,
+      );
       return;
     }
     void parseJson(req, text, done);
@@ -137,20 +185,32 @@ export async function createIngestServer(config: IngestServerConfig, deps: Inges
     done(null, payload);
   });
   // The preflight asks before any key is sent: it is public.
-  app.options('/v1/*', { schema: { hide: true }, config: { auth: 'public' } }, async (_req, reply) =>
-    reply
-      .code(204)
-      .header('access-control-allow-origin', '*')
-      .header('access-control-allow-methods', 'POST, OPTIONS')
-      .header('access-control-allow-headers', 'authorization, content-type')
-      .header('access-control-max-age', '86400')
-      .send(),
+  app.options(
+    '/v1/*',
+    { schema: { hide: true }, config: { auth: 'public' } },
+    async (_req, reply) =>
+      reply
+        .code(204)
+        .header('access-control-allow-origin', '*')
+        .header('access-control-allow-methods', 'POST, OPTIONS')
+        .header('access-control-allow-headers', 'authorization, content-type')
+        .header('access-control-max-age', '86400')
+        .send(),
   );
 
-  segmentRoutes(app, { ingest: { maxEventBytes, rateLimitPerSecond }, writer, limiter, clock, metrics: { events: eventsTotal, rejected: rejectedTotal } });
+  segmentRoutes(app, {
+    ingest: { maxEventBytes, rateLimitPerSecond },
+    writer,
+    limiter,
+    clock,
+    metrics: { events: eventsTotal, rejected: rejectedTotal },
+  });
   operationalRoutes(app, {
     metrics: m,
-    health: () => ({ ok: writer.healthy(), kafka: { inFlightEvents: writer.inFlight(), lastError: writer.lastError() } }),
+    health: () => ({
+      ok: writer.healthy(),
+      kafka: { inFlightEvents: writer.inFlight(), lastError: writer.lastError() },
+    }),
   });
 
   // Requests still waiting for Kafka finish (or time out) before the process lets go of the producer.

@@ -8,7 +8,10 @@ import { errorMessage } from '../../platform/errors.ts';
 import { runIngest } from './run.ts';
 import { workerRateLimit, type FromWorker, type ToWorker } from './cluster.ts';
 
-if (!cluster.isWorker) throw new Error('ingestion/http/worker.ts runs as a worker of the ingest cluster (LC_INGEST_WORKERS > 1)');
+if (!cluster.isWorker)
+  throw new Error(
+    'ingestion/http/worker.ts runs as a worker of the ingest cluster (LC_INGEST_WORKERS > 1)',
+  );
 const send = (m: FromWorker) => process.send!(m);
 
 // The primary decides when workers stop (a terminal's Ctrl-C reaches every process).
@@ -17,8 +20,13 @@ process.on('SIGTERM', () => {});
 
 const base = loadConfig();
 // This worker's share of the per-key rate limit.
-const config: typeof base = { ...base, ingest: { ...base.ingest, rateLimitPerSecond: workerRateLimit(base) } };
-const logger = createLogger({ level: config.log.level, name: 'ingest' }).child({ worker: cluster.worker!.id });
+const config: typeof base = {
+  ...base,
+  ingest: { ...base.ingest, rateLimitPerSecond: workerRateLimit(base) },
+};
+const logger = createLogger({ level: config.log.level, name: 'ingest' }).child({
+  worker: cluster.worker!.id,
+});
 const registry = createMetricsRegistry({ process: 'ingest' });
 
 let stopping: Promise<void> | null = null;
@@ -34,7 +42,10 @@ try {
     ));
   process.on('message', (m: ToWorker) => {
     if (m.type === 'stop') void stop();
-    else if (m.type === 'metrics') void registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics }));
+    else if (m.type === 'metrics')
+      void registry
+        .getMetricsAsJSON()
+        .then((metrics) => send({ type: 'metrics', id: m.id, metrics }));
   });
   // The primary is gone: finish what was accepted and leave.
   process.on('disconnect', () => void stop());

@@ -8,7 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
 import { startDemo, type Demo } from '../../bin/demo.ts';
 
-interface Mail { to: string[]; subject: string; headers: Record<string, string | string[]> }
+interface Mail {
+  to: string[];
+  subject: string;
+  headers: Record<string, string | string[]>;
+}
 
 async function outbox(demo: Demo): Promise<Mail[]> {
   return ((await (await fetch(demo.urls.outbox!)).json()) as { messages: Mail[] }).messages;
@@ -27,7 +31,10 @@ describe('lifecycle demo', () => {
   let demo: Demo;
   beforeAll(async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'lc-demo-'));
-    demo = await startDemo({ dataDir, seed: true, overrides: { 'http.apiPort': 0, 'http.ingestPort': 0 } }, silentLogger());
+    demo = await startDemo(
+      { dataDir, seed: true, overrides: { 'http.apiPort': 0, 'http.ingestPort': 0 } },
+      silentLogger(),
+    );
   });
   afterAll(async () => demo?.stop());
 
@@ -39,7 +46,9 @@ describe('lifecycle demo', () => {
     // Chen never opted in to marketing: the transactional payment notice arrives, the trial reminder does not.
     expect(to('chen@example.com').some((s) => /payment/i.test(s))).toBe(true);
     expect(to('chen@example.com').some((s) => /trial/i.test(s))).toBe(false);
-    const marketing = mails.find((m) => m.to.includes('ada@example.com') && /trial/i.test(m.subject));
+    const marketing = mails.find(
+      (m) => m.to.includes('ada@example.com') && /trial/i.test(m.subject),
+    );
     expect(marketing?.headers['list-unsubscribe-post']).toBe('List-Unsubscribe=One-Click');
   });
 
@@ -47,24 +56,48 @@ describe('lifecycle demo', () => {
     const before = (await outbox(demo)).length;
     const res = await fetch(`${demo.urls.ingest}/v1/track`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${demo.writeKey}:`).toString('base64')}` },
-      body: JSON.stringify({ userId: 'demo-new', event: 'user_registered', messageId: 'it-demo-new', context: { traits: {} } }),
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Basic ${Buffer.from(`${demo.writeKey}:`).toString('base64')}`,
+      },
+      body: JSON.stringify({
+        userId: 'demo-new',
+        event: 'user_registered',
+        messageId: 'it-demo-new',
+        context: { traits: {} },
+      }),
     });
     expect(res.status).toBeLessThan(300);
     const identify = await fetch(`${demo.urls.ingest}/v1/identify`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${demo.writeKey}:`).toString('base64')}` },
-      body: JSON.stringify({ userId: 'demo-dora', messageId: 'it-demo-dora-id', traits: { email: 'dora@example.com', firstName: 'Dora', plan: 'trial' } }),
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Basic ${Buffer.from(`${demo.writeKey}:`).toString('base64')}`,
+      },
+      body: JSON.stringify({
+        userId: 'demo-dora',
+        messageId: 'it-demo-dora-id',
+        traits: { email: 'dora@example.com', firstName: 'Dora', plan: 'trial' },
+      }),
     });
     expect(identify.status).toBeLessThan(300);
     await fetch(`${demo.urls.ingest}/v1/track`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${demo.writeKey}:`).toString('base64')}` },
-      body: JSON.stringify({ userId: 'demo-dora', event: 'user_registered', messageId: 'it-demo-dora-reg' }),
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Basic ${Buffer.from(`${demo.writeKey}:`).toString('base64')}`,
+      },
+      body: JSON.stringify({
+        userId: 'demo-dora',
+        event: 'user_registered',
+        messageId: 'it-demo-dora-reg',
+      }),
     });
     const mails = await waitForMail(demo, (m) => m.some((x) => x.to.includes('dora@example.com')));
     expect(mails.length).toBeGreaterThan(before);
-    expect(mails.find((m) => m.to.includes('dora@example.com'))?.subject).toBe('Welcome to Example, Dora!');
+    expect(mails.find((m) => m.to.includes('dora@example.com'))?.subject).toBe(
+      'Welcome to Example, Dora!',
+    );
   });
 
   it('reports health of the embedded services', async () => {

@@ -27,7 +27,12 @@ describe('API process', () => {
 
   beforeAll(async () => {
     redis = createRedis(config.redis, silentLogger());
-    app = await createApiServer(config, { redis, publisher: new InMemoryBus(2).publisher(), logger: createLogger({ level: 'info' }, logSink), metrics: createMetricsRegistry({ defaults: false }) });
+    app = await createApiServer(config, {
+      redis,
+      publisher: new InMemoryBus(2).publisher(),
+      logger: createLogger({ level: 'info' }, logSink),
+      metrics: createMetricsRegistry({ defaults: false }),
+    });
     await app.ready();
   });
   afterAll(async () => {
@@ -40,7 +45,11 @@ describe('API process', () => {
       const anonymous = await app.inject({ method: 'GET', url });
       expect(anonymous.statusCode, url).toBe(401);
       expect(anonymous.json()).toMatchObject({ code: 'LC_ERR_UNAUTHORIZED' });
-      const wrong = await app.inject({ method: 'GET', url, headers: { authorization: 'Bearer nope' } });
+      const wrong = await app.inject({
+        method: 'GET',
+        url,
+        headers: { authorization: 'Bearer nope' },
+      });
       expect(wrong.statusCode, url).toBe(401);
       const ok = await app.inject({ method: 'GET', url, headers: admin });
       expect(ok.statusCode, url).toBe(200);
@@ -57,7 +66,11 @@ describe('API process', () => {
 
   it('logs and answers a missed route by its path, never the signed token in its query', async () => {
     const secret = 'eyJzIjoic2VjcmV0LXJlc2V0LXRva2VuIn0.c2lnbmF0dXJl';
-    for (const [method, url] of [['POST', `/t/c?t=${secret}`], ['GET', `/t/c/?t=${secret}`], ['GET', `/nowhere?t=${secret}`]] as const) {
+    for (const [method, url] of [
+      ['POST', `/t/c?t=${secret}`],
+      ['GET', `/t/c/?t=${secret}`],
+      ['GET', `/nowhere?t=${secret}`],
+    ] as const) {
       const res = await app.inject({ method, url });
       expect(res.statusCode, url).toBe(404);
       expect(res.body, url).not.toContain(secret);
@@ -72,9 +85,14 @@ describe('API process', () => {
   });
 
   it('publishes an OpenAPI document of its routes, health and metrics', async () => {
-    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { openapi: string; paths: Record<string, unknown> };
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as {
+      openapi: string;
+      paths: Record<string, unknown>;
+    };
     expect(doc.openapi).toMatch(/^3\./);
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/users/{userId}/preferences', '/v1/templates']));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/v1/users/{userId}/preferences', '/v1/templates']),
+    );
     expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
     expect((await app.inject({ method: 'GET', url: '/metrics' })).body).toContain('# HELP');
   });

@@ -12,7 +12,6 @@ import { smtpSinkClient } from '../support/smtp.ts';
 import { waitFor } from '../support/wait.ts';
 import { freePort } from '../support/ports.ts';
 
-
 describe('lifecycle run all', () => {
   let iso: Isolation;
   let child: ChildProcess;
@@ -24,7 +23,11 @@ describe('lifecycle run all', () => {
 
   beforeAll(async () => {
     iso = isolate('runall');
-    const [ingestPort, apiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+    const [ingestPort, apiPort, metricsPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     ingestUrl = `http://127.0.0.1:${ingestPort}`;
     apiUrl = `http://127.0.0.1:${apiPort}`;
@@ -45,10 +48,13 @@ describe('lifecycle run all', () => {
     });
     child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    await waitFor(async () => (await fetch(`${ingestUrl}/health`)).ok && (await fetch(`${apiUrl}/health`)).ok, {
-      timeout: 90_000,
-      message: 'lifecycle run all did not become healthy',
-    }).catch((err: Error) => {
+    await waitFor(
+      async () => (await fetch(`${ingestUrl}/health`)).ok && (await fetch(`${apiUrl}/health`)).ok,
+      {
+        timeout: 90_000,
+        message: 'lifecycle run all did not become healthy',
+      },
+    ).catch((err: Error) => {
       throw new Error(`${err.message}\n--- process output ---\n${output.slice(-4000)}`);
     });
     store = await createAnalyticsStore(iso.config().clickhouse);
@@ -64,16 +70,34 @@ describe('lifecycle run all', () => {
     const userId = `user-${iso.id}`;
     const auth = `Basic ${Buffer.from('dev-write-key:').toString('base64')}`;
     const post = (p: string, body: object) =>
-      fetch(`${ingestUrl}${p}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify(body) });
-    expect((await post('/v1/identify', { userId, messageId: `${iso.id}-id`, traits: { email, firstName: 'Grace', plan: 'trial' } })).status).toBe(200);
-    expect((await post('/v1/track', { userId, messageId: `${iso.id}-reg`, event: 'user_registered' })).status).toBe(200);
+      fetch(`${ingestUrl}${p}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: auth },
+        body: JSON.stringify(body),
+      });
+    expect(
+      (
+        await post('/v1/identify', {
+          userId,
+          messageId: `${iso.id}-id`,
+          traits: { email, firstName: 'Grace', plan: 'trial' },
+        })
+      ).status,
+    ).toBe(200);
+    expect(
+      (await post('/v1/track', { userId, messageId: `${iso.id}-reg`, event: 'user_registered' }))
+        .status,
+    ).toBe(200);
 
     const [mail] = await smtpSinkClient().waitForCount({ to: email }, 1, 60_000);
     expect(mail!.subject).toBe('Welcome to Example, Grace!');
 
     const rows = await waitFor(
       async () => {
-        const r = await store.query<{ n: number }>(`SELECT count() AS n FROM ${iso.clickhouseDatabase}.sends WHERE user_id = {u:String} AND rule_id = 'welcome'`, { u: userId });
+        const r = await store.query<{ n: number }>(
+          `SELECT count() AS n FROM ${iso.clickhouseDatabase}.sends WHERE user_id = {u:String} AND rule_id = 'welcome'`,
+          { u: userId },
+        );
         return r[0]!.n >= 1 ? r : false;
       },
       { timeout: 60_000, message: 'the welcome send did not reach ClickHouse' },
@@ -82,7 +106,9 @@ describe('lifecycle run all', () => {
 
     // Every unit of the process reports on the one Prometheus endpoint.
     const metrics = await (await fetch(metricsUrl)).text();
-    expect(metrics).toMatch(/lifecycle_consumer_records_total\{[^}]*consumer="engine"[^}]*\} [1-9]/);
+    expect(metrics).toMatch(
+      /lifecycle_consumer_records_total\{[^}]*consumer="engine"[^}]*\} [1-9]/,
+    );
     expect(metrics).toContain('lifecycle_ingest_events_total');
   });
 

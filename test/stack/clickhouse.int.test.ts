@@ -60,10 +60,15 @@ describe('analytics store', () => {
     const db = server.database;
     await server.store.command(ddl(db));
     await server.store.insert(`${db}.events`, rows);
-    expect(await server.store.query<{ n: number }>(`SELECT count() AS n FROM ${db}.events`)).toEqual([{ n: 5 }]);
+    expect(
+      await server.store.query<{ n: number }>(`SELECT count() AS n FROM ${db}.events`),
+    ).toEqual([{ n: 5 }]);
     expect(await server.store.query(report(db), params)).toEqual(expected);
     // The server really holds the table (a stub would not know its engine).
-    const engines = await server.store.query<{ engine: string }>(`SELECT engine FROM system.tables WHERE database = {db:String} AND name = 'events'`, { db });
+    const engines = await server.store.query<{ engine: string }>(
+      `SELECT engine FROM system.tables WHERE database = {db:String} AND name = 'events'`,
+      { db },
+    );
     expect(engines).toEqual([{ engine: 'MergeTree' }]);
   });
 
@@ -75,7 +80,9 @@ describe('analytics store', () => {
   });
 
   it('reports SQL errors as LifecycleError with the server message', async () => {
-    const err = await server.store.query('SELECT no_such_column FROM system.one').catch((e: unknown) => e);
+    const err = await server.store
+      .query('SELECT no_such_column FROM system.one')
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LifecycleError);
     expect((err as LifecycleError).code).toBe('LC_ERR_ANALYTICS');
     expect((err as LifecycleError).message).toMatch(/no_such_column/);

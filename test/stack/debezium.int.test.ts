@@ -39,14 +39,19 @@ describe('Debezium PostgreSQL connector', () => {
 
   afterAll(async () => {
     await rest('DELETE', `/connectors/${connector}`);
-    await waitFor(async () => (await rest('GET', `/connectors/${connector}`)).status === 404, { timeout: 30_000 });
+    await waitFor(async () => (await rest('GET', `/connectors/${connector}`)).status === 404, {
+      timeout: 30_000,
+    });
     await dropReplication(pg, slot, publication);
     await psql(pg, `drop table if exists public.${table}`);
     await deleteTopics(kafka, [topic]);
   });
 
   it('streams an insert and an update as change events with before/after/op and source.lsn', async () => {
-    await psql(pg, `create table public.${table} (id int primary key, email text not null, plan text, amount numeric(10,2)); alter table public.${table} replica identity full`);
+    await psql(
+      pg,
+      `create table public.${table} (id int primary key, email text not null, plan text, amount numeric(10,2)); alter table public.${table} replica identity full`,
+    );
     const created = await rest('POST', '/connectors', {
       name: connector,
       config: {
@@ -74,32 +79,61 @@ describe('Debezium PostgreSQL connector', () => {
     // Streaming starts once the task runs and the slot exists; changes after that are captured.
     await waitFor(
       async () => {
-        const s = (await rest('GET', `/connectors/${connector}/status`)).body as { tasks?: Array<{ state: string; trace?: string }> } | null;
+        const s = (await rest('GET', `/connectors/${connector}/status`)).body as {
+          tasks?: Array<{ state: string; trace?: string }>;
+        } | null;
         const task = s?.tasks?.[0];
-        if (task?.state === 'FAILED') throw new Error(`connector task failed: ${task.trace?.split('\n')[0]}`);
+        if (task?.state === 'FAILED')
+          throw new Error(`connector task failed: ${task.trace?.split('\n')[0]}`);
         return task?.state === 'RUNNING';
       },
       { timeout: 60_000, message: `connector ${connector} not running` },
     );
-    await waitFor(async () => (await psql(pg, `select 1 from pg_replication_slots where slot_name = '${slot}'`)).length === 1, { timeout: 60_000, message: `slot ${slot} not created` });
+    await waitFor(
+      async () =>
+        (await psql(pg, `select 1 from pg_replication_slots where slot_name = '${slot}'`))
+          .length === 1,
+      { timeout: 60_000, message: `slot ${slot} not created` },
+    );
 
-    await psql(pg, `insert into public.${table} (id, email, plan, amount) values (1, 'ada@example.com', 'trial', 9.50)`);
+    await psql(
+      pg,
+      `insert into public.${table} (id, email, plan, amount) values (1, 'ada@example.com', 'trial', 9.50)`,
+    );
     await psql(pg, `update public.${table} set plan = 'pro', amount = 19.00 where id = 1`);
 
     const records = await consume(kafka, topic, iso.group('cdc'), { count: 2, timeout: 90_000 });
-    const events = records.map((r) => ({ key: JSON.parse(r.key!.toString()) as unknown, value: JSON.parse(r.value!.toString()) as ChangeEvent }));
+    const events = records.map((r) => ({
+      key: JSON.parse(r.key!.toString()) as unknown,
+      value: JSON.parse(r.value!.toString()) as ChangeEvent,
+    }));
     const [insert, update] = events;
 
     expect(insert!.key).toEqual({ id: 1 });
     expect(insert!.value.op).toBe('c');
     expect(insert!.value.before).toBeNull();
-    expect(insert!.value.after).toEqual({ id: 1, email: 'ada@example.com', plan: 'trial', amount: '9.50' });
+    expect(insert!.value.after).toEqual({
+      id: 1,
+      email: 'ada@example.com',
+      plan: 'trial',
+      amount: '9.50',
+    });
     expect(insert!.value.source.table).toBe(table);
     expect(insert!.value.source.schema).toBe('public');
 
     expect(update!.value.op).toBe('u');
-    expect(update!.value.before).toEqual({ id: 1, email: 'ada@example.com', plan: 'trial', amount: '9.50' });
-    expect(update!.value.after).toEqual({ id: 1, email: 'ada@example.com', plan: 'pro', amount: '19.00' });
+    expect(update!.value.before).toEqual({
+      id: 1,
+      email: 'ada@example.com',
+      plan: 'trial',
+      amount: '9.50',
+    });
+    expect(update!.value.after).toEqual({
+      id: 1,
+      email: 'ada@example.com',
+      plan: 'pro',
+      amount: '19.00',
+    });
     expect(typeof insert!.value.source.lsn).toBe('number');
     expect(update!.value.source.lsn).toBeGreaterThan(insert!.value.source.lsn);
     expect(update!.value.source.txId).toBeGreaterThan(insert!.value.source.txId);

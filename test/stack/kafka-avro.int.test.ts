@@ -48,7 +48,11 @@ describe('Kafka with Avro payloads', () => {
     const received = records.map((r) => {
       const header = r.headers[SCHEMA_ID_HEADER];
       expect(header?.toString()).toBe(eventCodec.schemaId);
-      return { key: r.key?.toString(), partition: r.partition, event: eventCodec.decode(r.value!, header?.toString()) };
+      return {
+        key: r.key?.toString(),
+        partition: r.partition,
+        event: eventCodec.decode(r.value!, header?.toString()),
+      };
     });
     // Every event arrives intact, keyed by its user.
     expect(received.map((r) => r.event).sort((a, b) => a.ts - b.ts)).toEqual(sent);
@@ -57,7 +61,9 @@ describe('Kafka with Avro payloads', () => {
     for (const u of users) {
       const mine = received.filter((r) => r.key === u);
       expect(new Set(mine.map((r) => r.partition)).size).toBe(1);
-      expect(mine.map((r) => r.event.ts)).toEqual(sent.filter((e) => e.userId === u).map((e) => e.ts));
+      expect(mine.map((r) => r.event.ts)).toEqual(
+        sent.filter((e) => e.userId === u).map((e) => e.ts),
+      );
     }
     // The broker's high watermarks count exactly what was sent.
     const admin = kafka.admin();
@@ -70,7 +76,13 @@ describe('Kafka with Avro payloads', () => {
 
   it('rejects bytes written with another schema id', () => {
     const { value } = encodeWithHeader(eventCodec, {
-      id: 'x', userId: 'u', type: 't', ts: 1, receivedAt: 1, source: 's', properties: {},
+      id: 'x',
+      userId: 'u',
+      type: 't',
+      ts: 1,
+      receivedAt: 1,
+      source: 's',
+      properties: {},
     });
     expect(() => eventCodec.decode(value, 'not-the-schema')).toThrow(/unknown writer schema id/);
   });

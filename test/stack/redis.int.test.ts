@@ -15,7 +15,11 @@ return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}
 describe('Redis', () => {
   const iso = isolate('redis');
   const config = iso.config();
-  const redis = new Redis(config.redis.url, { keyPrefix: config.redis.keyPrefix, lazyConnect: true, maxRetriesPerRequest: 3 });
+  const redis = new Redis(config.redis.url, {
+    keyPrefix: config.redis.keyPrefix,
+    lazyConnect: true,
+    maxRetriesPerRequest: 3,
+  });
   const plain = new Redis(config.redis.url, { lazyConnect: true });
 
   afterAll(async () => {
@@ -29,14 +33,22 @@ describe('Redis', () => {
     await redis.connect();
     await plain.connect();
     const run = (sendId: string, owner: string) =>
-      redis.eval(CLAIM, 2, `claim:{user-1}:${sendId}`, `sent:{user-1}`, owner, '60000') as Promise<[number, number]>;
-    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => run('send-a', `worker-${i}`)));
+      redis.eval(CLAIM, 2, `claim:{user-1}:${sendId}`, `sent:{user-1}`, owner, '60000') as Promise<
+        [number, number]
+      >;
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => run('send-a', `worker-${i}`)),
+    );
     expect(results.filter(([won]) => won === 1)).toHaveLength(1);
     expect(await run('send-b', 'worker-x')).toEqual([1, 2]);
     expect(await run('send-b', 'worker-y')).toEqual([0, 2]);
     // The prefix is applied to every key the script touched, and the claim has its TTL.
     const keys = (await plain.keys(`${config.redis.keyPrefix}*`)).sort();
-    expect(keys).toEqual([`${config.redis.keyPrefix}claim:{user-1}:send-a`, `${config.redis.keyPrefix}claim:{user-1}:send-b`, `${config.redis.keyPrefix}sent:{user-1}`]);
+    expect(keys).toEqual([
+      `${config.redis.keyPrefix}claim:{user-1}:send-a`,
+      `${config.redis.keyPrefix}claim:{user-1}:send-b`,
+      `${config.redis.keyPrefix}sent:{user-1}`,
+    ]);
     const ttl = await plain.pttl(`${config.redis.keyPrefix}claim:{user-1}:send-a`);
     expect(ttl).toBeGreaterThan(50_000);
   });

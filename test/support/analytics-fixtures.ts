@@ -1,13 +1,24 @@
 // A small crafted dataset whose funnel, uplift and deliverability numbers are worked out
 // by hand (see EXPECTED), shared by the query tests on both engines and the sink test.
-import type { DeliveryOutcome, DeliveryStatus, NormalisedEvent, SendCommand } from '../../platform/contracts.ts';
+import type {
+  DeliveryOutcome,
+  DeliveryStatus,
+  NormalisedEvent,
+  SendCommand,
+} from '../../platform/contracts.ts';
 
 export const T0 = Date.UTC(2025, 2, 10, 9, 0, 0);
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 export const GOAL_WITHIN_MS = 7 * DAY;
 
-function send(ruleId: string, userId: string, i: number, holdout: boolean, goal: boolean): SendCommand {
+function send(
+  ruleId: string,
+  userId: string,
+  i: number,
+  holdout: boolean,
+  goal: boolean,
+): SendCommand {
   const s: SendCommand = {
     sendId: `${ruleId}:${userId}:trigger-${i}`,
     ruleId,
@@ -38,7 +49,14 @@ const sendOf = (userId: string, ruleId = 'r1') => {
   return s;
 };
 
-function outcome(userId: string, status: DeliveryStatus, afterMs: number, provider: string | null, ruleId = 'r1', attempt = 1): DeliveryOutcome {
+function outcome(
+  userId: string,
+  status: DeliveryStatus,
+  afterMs: number,
+  provider: string | null,
+  ruleId = 'r1',
+  attempt = 1,
+): DeliveryOutcome {
   const s = sendOf(userId, ruleId);
   return {
     id: `${s.sendId}:email:${status}${provider ? `:${provider}` : ''}`,
@@ -80,7 +98,15 @@ export const DELIVERIES: DeliveryOutcome[] = [
 ];
 
 function event(userId: string, type: string, ts: number, n = 0): NormalisedEvent {
-  return { id: `ev-${type}-${userId}-${n}`, userId, type, ts, receivedAt: ts + 50, source: 'http:web', properties: { plan: 'pro', amount: 19 } };
+  return {
+    id: `ev-${type}-${userId}-${n}`,
+    userId,
+    type,
+    ts,
+    receivedAt: ts + 50,
+    source: 'http:web',
+    properties: { plan: 'pro', amount: 19 },
+  };
 }
 
 export const EVENTS: NormalisedEvent[] = [
@@ -107,8 +133,24 @@ export const EXPECTED = {
   ],
   uplift: { ruleId: 'r1', treated: { n: 6, x: 3 }, holdout: { n: 4, x: 1 } },
   deliverability: [
-    { provider: 'smtp-a', channel: 'email', attempted: 5, sent: 4, failed: 1, bounced: 1, complained: 0 },
-    { provider: 'smtp-b', channel: 'email', attempted: 2, sent: 2, failed: 0, bounced: 0, complained: 1 },
+    {
+      provider: 'smtp-a',
+      channel: 'email',
+      attempted: 5,
+      sent: 4,
+      failed: 1,
+      bounced: 1,
+      complained: 0,
+    },
+    {
+      provider: 'smtp-b',
+      channel: 'email',
+      attempted: 2,
+      sent: 2,
+      failed: 0,
+      bounced: 0,
+      complained: 1,
+    },
   ],
 };
 
@@ -119,11 +161,31 @@ export const EXPECTED = {
 export const M = Date.UTC(2025, 0, 6);
 const at = (day: number, hour = 10) => M + day * DAY + hour * HOUR;
 
-function activity(userId: string, type: string, day: number, source = 'http:web', hour = 10): NormalisedEvent {
-  return { id: `ev-${userId}-${type}-${day}-${hour}`, userId, type, ts: at(day, hour), receivedAt: at(day, hour) + 50, source, properties: {} };
+function activity(
+  userId: string,
+  type: string,
+  day: number,
+  source = 'http:web',
+  hour = 10,
+): NormalisedEvent {
+  return {
+    id: `ev-${userId}-${type}-${day}-${hour}`,
+    userId,
+    type,
+    ts: at(day, hour),
+    receivedAt: at(day, hour) + 50,
+    source,
+    properties: {},
+  };
 }
 
-function riskSend(ruleId: string, userId: string, day: number, holdout: boolean, hour = 10): SendCommand {
+function riskSend(
+  ruleId: string,
+  userId: string,
+  day: number,
+  holdout: boolean,
+  hour = 10,
+): SendCommand {
   return {
     sendId: `${ruleId}:${userId}:day-${day}`,
     ruleId,
@@ -225,7 +287,12 @@ export const COHORT_EXPECTED = {
   churn: { users: 13, inactive: 11, active: 2, inactiveShare: 11 / 13, cancelled: 2 },
   // inactiveDays 14, returnWithinDays 7: winback treated w1 (back), w2, w4 (back); holdout w5 (back), w6.
   reengagement: [
-    { ruleId: 'winback', treated: { n: 3, x: 2 }, holdout: { n: 2, x: 1 }, saved: (2 / 3 - 1 / 2) * 3 },
+    {
+      ruleId: 'winback',
+      treated: { n: 3, x: 2 },
+      holdout: { n: 2, x: 1 },
+      saved: (2 / 3 - 1 / 2) * 3,
+    },
     { ruleId: 'nudge', treated: { n: 1, x: 1 }, holdout: { n: 0, x: 0 }, saved: null },
   ],
 };

@@ -10,9 +10,12 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-export async function createTestDatabase(config: Pick<Config, 'clickhouse'>): Promise<TestDatabase> {
+export async function createTestDatabase(
+  config: Pick<Config, 'clickhouse'>,
+): Promise<TestDatabase> {
   const database = config.clickhouse.database;
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(database)) throw new Error(`not a plain database name: ${database}`);
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(database))
+    throw new Error(`not a plain database name: ${database}`);
   const admin = await createAnalyticsStore({ ...config.clickhouse, database: 'default' });
   await admin.command(`CREATE DATABASE IF NOT EXISTS ${database}`);
   if (config.clickhouse.backend === 'chdb') {

@@ -5,7 +5,12 @@ export interface ConnectAnswer {
 }
 
 /** `method path` against a Connect worker at `base` (e.g. http://127.0.0.1:18083), with an optional JSON body. */
-export async function connectRequest(base: string, method: string, path: string, body?: unknown): Promise<ConnectAnswer> {
+export async function connectRequest(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<ConnectAnswer> {
   const res = await fetch(`${base}${path}`, {
     method,
     headers: { 'content-type': 'application/json', accept: 'application/json' },

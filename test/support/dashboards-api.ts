@@ -23,9 +23,16 @@ export async function loadFixtures(store: AnalyticsStore, database: string): Pro
 }
 
 /** Without `analytics`, the API opens its own store from the config, as `lifecycle run api` does. */
-export async function fixtureApi(config: Readonly<Config>, analytics?: AnalyticsStore): Promise<FastifyInstance> {
+export async function fixtureApi(
+  config: Readonly<Config>,
+  analytics?: AnalyticsStore,
+): Promise<FastifyInstance> {
   return createApiServer(config, {
-    memory: { stores: createMemoryDeliveryStores(), inbox: createMemoryInbox(), live: createMemoryLiveChannel() },
+    memory: {
+      stores: createMemoryDeliveryStores(),
+      inbox: createMemoryInbox(),
+      live: createMemoryLiveChannel(),
+    },
     publisher: new InMemoryBus(1).publisher(),
     logger: silentLogger(),
     metrics: createMetricsRegistry({ defaults: false }),

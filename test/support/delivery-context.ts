@@ -21,12 +21,25 @@ export function sendCommand(over: Partial<SendCommand> = {}): SendCommand {
   };
 }
 
-export function testContext(over: { now?: number; category?: string; channel?: Channel; send?: Partial<SendCommand>; timezone?: string } = {}): SendContext {
+export function testContext(
+  over: {
+    now?: number;
+    category?: string;
+    channel?: Channel;
+    send?: Partial<SendCommand>;
+    timezone?: string;
+  } = {},
+): SendContext {
   const send = sendCommand({ ...(over.category ? { category: over.category } : {}), ...over.send });
   return {
     send,
     channel: over.channel ?? 'email',
-    recipient: { userId: send.userId, email: 'ada@example.com', locale: 'en', timezone: over.timezone ?? 'UTC' },
+    recipient: {
+      userId: send.userId,
+      email: 'ada@example.com',
+      locale: 'en',
+      timezone: over.timezone ?? 'UTC',
+    },
     now: over.now ?? Date.parse('2026-03-10T12:00:00Z'),
     resumeGen: null,
     gen: 0,

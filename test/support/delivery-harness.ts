@@ -9,7 +9,13 @@ import type { AddressInfo } from 'node:net';
 import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import { internalTopicSpecs, type BusConsumer } from '../../platform/bus.ts';
 import { loadConfig, type Config } from '../../platform/config.ts';
-import { topics as topicNames, type DeliveryOutcome, type NormalisedEvent, type SendCommand, type Topics } from '../../platform/contracts.ts';
+import {
+  topics as topicNames,
+  type DeliveryOutcome,
+  type NormalisedEvent,
+  type SendCommand,
+  type Topics,
+} from '../../platform/contracts.ts';
 import { adminCredential, setupHttpKit } from '../../platform/http.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { isRetriable } from '../../platform/errors.ts';
@@ -21,7 +27,9 @@ import { isolate } from './isolation.ts';
 
 export const logger = createLogger({ level: 'warn', name: 'delivery-test' });
 
-export async function startSink(opts: { http?: boolean } = {}): Promise<SmtpSink & { dir: string }> {
+export async function startSink(
+  opts: { http?: boolean } = {},
+): Promise<SmtpSink & { dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'lc-dlv-sink-'));
   const sink = createSmtpSink({ port: 0, dir, ...(opts.http ? { httpPort: 0 } : {}) });
   await sink.start();
@@ -34,7 +42,12 @@ export async function stopSink(sink: SmtpSink & { dir: string }): Promise<void> 
 }
 
 /** Waits until `probe` returns a value other than undefined/false, or fails with `what`. */
-export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+  everyMs = 100,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -63,7 +76,10 @@ export interface Harness {
 }
 
 /** Env-style overrides (dotted config paths) for a test's own isolated world. */
-export async function createHarness(name: string, overrides: Record<string, unknown> = {}): Promise<Harness> {
+export async function createHarness(
+  name: string,
+  overrides: Record<string, unknown> = {},
+): Promise<Harness> {
   const iso = isolate(name);
   const id = iso.id;
   const config0 = loadConfig(iso.env, {
@@ -81,13 +97,21 @@ export async function createHarness(name: string, overrides: Record<string, unkn
   await bus.ensureTopics(internalTopicSpecs(topics, config0.kafka.partitions));
   // New topics' leaders take a moment to reach every broker's metadata on a loaded machine.
   for (const t of [topics.sends, topics.events, topics.deliveries, topics.dlq]) {
-    await waitFor(`topic ${t} to be served`, async () => {
-      try {
-        return (await bus.endOffsets(t)).size === (t === topics.dlq ? Math.min(3, config0.kafka.partitions) : config0.kafka.partitions);
-      } catch {
-        return false;
-      }
-    }, 30_000, 200);
+    await waitFor(
+      `topic ${t} to be served`,
+      async () => {
+        try {
+          return (
+            (await bus.endOffsets(t)).size ===
+            (t === topics.dlq ? Math.min(3, config0.kafka.partitions) : config0.kafka.partitions)
+          );
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      200,
+    );
   }
   // Signed links must point at this test's server: find a free port, then build the config.
   const probe = Fastify();
@@ -128,7 +152,8 @@ export async function createHarness(name: string, overrides: Record<string, unkn
       topics: [topics.dlq],
       fromBeginning: true,
       async eachBatch(batch, control) {
-        for (const m of batch.messages) dlq.push({ key: m.key, headers: m.headers, value: m.value });
+        for (const m of batch.messages)
+          dlq.push({ key: m.key, headers: m.headers, value: m.value });
         await control.commit((BigInt(batch.messages.at(-1)!.offset) + 1n).toString());
       },
     }),
@@ -137,7 +162,11 @@ export async function createHarness(name: string, overrides: Record<string, unkn
   const publisher = bus.publisher();
   return {
     id,
-    env: { ...iso.env, LC_KAFKA_PARTITIONS: String(config.kafka.partitions), LC_PUBLIC_BASE_URL: baseUrl },
+    env: {
+      ...iso.env,
+      LC_KAFKA_PARTITIONS: String(config.kafka.partitions),
+      LC_PUBLIC_BASE_URL: baseUrl,
+    },
     config,
     topics,
     bus,
@@ -150,7 +179,9 @@ export async function createHarness(name: string, overrides: Record<string, unkn
     async publishSend(send) {
       for (let attempt = 1; ; attempt++) {
         try {
-          return await publisher.publish(topics.sends, [{ key: send.userId, ...encodeWithHeader(sendCodec, send) }]);
+          return await publisher.publish(topics.sends, [
+            { key: send.userId, ...encodeWithHeader(sendCodec, send) },
+          ]);
         } catch (err) {
           if (attempt >= 5 || !isRetriable(err)) throw err;
           await new Promise((r) => setTimeout(r, 200 * attempt));
@@ -172,7 +203,8 @@ function flatten(o: object, prefix = ''): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) {
     const path = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === 'object' && !Array.isArray(v)) Object.assign(out, flatten(v as object, path));
+    if (v && typeof v === 'object' && !Array.isArray(v))
+      Object.assign(out, flatten(v as object, path));
     else out[path] = Array.isArray(v) ? [...(v as unknown[])] : v;
   }
   return out;
@@ -194,7 +226,13 @@ export function welcomeSend(userId: string, over: Partial<SendCommand> = {}): Se
     createdAt: Date.now(),
     expiresAt: null,
     data: {
-      user: { email: `${userId}@example.com`, firstName: `Ada-${userId}`, plan: 'trial', locale: 'en', timezone: 'Europe/London' },
+      user: {
+        email: `${userId}@example.com`,
+        firstName: `Ada-${userId}`,
+        plan: 'trial',
+        locale: 'en',
+        timezone: 'Europe/London',
+      },
       event: { type: 'user_registered', properties: {} },
       rule: { id: 'welcome' },
     },

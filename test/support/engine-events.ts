@@ -39,11 +39,18 @@ export function generateEvents(o: GenerateOptions): NormalisedEvent[] {
   const step = o.stepMs ?? 1;
   const prefix = o.idPrefix ?? 'ev';
   const out: NormalisedEvent[] = [];
-  const registered = new Set<number>(o.alreadyRegistered ? Array.from({ length: o.users }, (_, i) => i) : []);
+  const registered = new Set<number>(
+    o.alreadyRegistered ? Array.from({ length: o.users }, (_, i) => i) : [],
+  );
   const userPrefix = o.userPrefix ?? 'user-';
   const deleted = new Set<number>();
   let ts = o.startTs;
-  const push = (userIdx: number, type: string, properties: Record<string, unknown>, traits?: Record<string, unknown>) => {
+  const push = (
+    userIdx: number,
+    type: string,
+    properties: Record<string, unknown>,
+    traits?: Record<string, unknown>,
+  ) => {
     const e: NormalisedEvent = {
       id: `${prefix}-${out.length}`,
       userId: `${userPrefix}${userIdx}`,
@@ -64,7 +71,12 @@ export function generateEvents(o: GenerateOptions): NormalisedEvent[] {
     if (!registered.has(u)) {
       registered.add(u);
       const plan = rnd() < 0.6 ? 'trial' : 'pro';
-      push(u, 'user_registered', { method: 'email' }, { email: `${userPrefix}${u}@example.com`, plan, locale: rnd() < 0.2 ? 'de' : 'en' });
+      push(
+        u,
+        'user_registered',
+        { method: 'email' },
+        { email: `${userPrefix}${u}@example.com`, plan, locale: rnd() < 0.2 ? 'de' : 'en' },
+      );
       // Deleted users are on the pro plan so no delayed trial nudge races their erasure.
       if (plan === 'pro' && rnd() < (o.deleteShare ?? 0) && out.length < o.events) {
         deleted.add(u);
@@ -73,12 +85,15 @@ export function generateEvents(o: GenerateOptions): NormalisedEvent[] {
       continue;
     }
     const r = rnd();
-    if (r < 0.35) push(u, 'Feature Used', { feature: FEATURES[Math.floor(rnd() * FEATURES.length)]! });
+    if (r < 0.35)
+      push(u, 'Feature Used', { feature: FEATURES[Math.floor(rnd() * FEATURES.length)]! });
     else if (r < 0.5) push(u, 'page', { path: PAGES[Math.floor(rnd() * PAGES.length)]! });
     else if (r < 0.65) push(u, 'app_opened', {});
-    else if (r < 0.76) push(u, 'order_completed', { amount: Math.round(rnd() * 120), currency: 'EUR' });
+    else if (r < 0.76)
+      push(u, 'order_completed', { amount: Math.round(rnd() * 120), currency: 'EUR' });
     else if (r < 0.8) push(u, 'export_done', { format: 'csv' });
-    else if (r < 0.83) push(u, 'payment_failed', { amount: Math.round(rnd() * 50), currency: 'EUR' });
+    else if (r < 0.83)
+      push(u, 'payment_failed', { amount: Math.round(rnd() * 50), currency: 'EUR' });
     else if (r < 0.85) push(u, 'subscription_started', { plan: 'pro' });
     else push(u, 'identify', {}, { company: `c-${u % 50}`, seats: Math.floor(rnd() * 20) });
   }

@@ -57,9 +57,14 @@ export function inboxContract(
     const u = user('reader');
     await inbox.add(u, msg('x', 1));
     await inbox.add(u, msg('y', 2));
-    expect((await inbox.unreadAmong(u, ['y', 'x', 'x', 'nope'])).map((m) => m.id).sort()).toEqual(['x', 'y']);
+    expect((await inbox.unreadAmong(u, ['y', 'x', 'x', 'nope'])).map((m) => m.id).sort()).toEqual([
+      'x',
+      'y',
+    ]);
     const fresh = await inbox.markRead(u, ['x', 'x', 'nope'], 500);
-    expect((await inbox.unreadAmong(u, ['x', 'y'])).map((m) => [m.id, m.readAt ?? null])).toEqual([['y', null]]);
+    expect((await inbox.unreadAmong(u, ['x', 'y'])).map((m) => [m.id, m.readAt ?? null])).toEqual([
+      ['y', null],
+    ]);
     expect(fresh.map((m) => [m.id, m.readAt])).toEqual([['x', 500]]);
     expect(await inbox.markRead(u, ['x', 'y'], 600)).toMatchObject([{ id: 'y', readAt: 600 }]);
     expect(await inbox.unread(u)).toBe(0);

@@ -7,7 +7,12 @@ import type { StackInfo } from './context.ts';
 
 /** A short id unique across workers and runs: `<label>_<worker>_<time>_<random>`, [a-z0-9_]. */
 export function uniqueId(label = 't'): string {
-  const clean = label.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 20) || 't';
+  const clean =
+    label
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '_')
+      .replace(/^_+|_+$/g, '')
+      .slice(0, 20) || 't';
   const worker = process.pid.toString(36);
   return `${clean}_${worker}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 }

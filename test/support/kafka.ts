@@ -4,14 +4,26 @@ import type { Config } from '../../platform/config.ts';
 import { waitFor } from './wait.ts';
 
 export function testKafka(config: Pick<Config, 'kafka'>, clientId = 'lifecycle-test'): Kafka {
-  return new Kafka({ clientId, brokers: [...config.kafka.brokers], logLevel: logLevel.NOTHING, retry: { retries: 8 } });
+  return new Kafka({
+    clientId,
+    brokers: [...config.kafka.brokers],
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 8 },
+  });
 }
 
-export async function createTopics(kafka: Kafka, topics: string[], numPartitions = 1): Promise<void> {
+export async function createTopics(
+  kafka: Kafka,
+  topics: string[],
+  numPartitions = 1,
+): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions })), waitForLeaders: true });
+    await admin.createTopics({
+      topics: topics.map((topic) => ({ topic, numPartitions })),
+      waitForLeaders: true,
+    });
   } finally {
     await admin.disconnect();
   }
@@ -70,16 +82,39 @@ export async function consume(
   if (typeof topic === 'string') await waitForTopic(kafka, topic, opts.timeout ?? 60_000);
   const records: ConsumedRecord[] = [];
   const enough = opts.until ?? ((r: ConsumedRecord[]) => r.length >= (opts.count ?? 1));
-  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
+  const consumer = kafka.consumer({
+    groupId,
+    maxWaitTimeInMs: 200,
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1_000,
+  });
   await consumer.connect();
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
     await consumer.run({
-      eachMessage: async ({ topic: t, partition, message }: { topic: string; partition: number; message: KafkaMessage }) => {
-        records.push({ topic: t, partition, offset: message.offset, key: message.key, value: message.value, headers: message.headers ?? {} });
+      eachMessage: async ({
+        topic: t,
+        partition,
+        message,
+      }: {
+        topic: string;
+        partition: number;
+        message: KafkaMessage;
+      }) => {
+        records.push({
+          topic: t,
+          partition,
+          offset: message.offset,
+          key: message.key,
+          value: message.value,
+          headers: message.headers ?? {},
+        });
       },
     });
-    await waitFor(() => enough(records), { timeout: opts.timeout ?? 60_000, message: `not enough records on ${String(topic)} (have ${records.length})` });
+    await waitFor(() => enough(records), {
+      timeout: opts.timeout ?? 60_000,
+      message: `not enough records on ${String(topic)} (have ${records.length})`,
+    });
     return records;
   } finally {
     await consumer.disconnect();

@@ -29,7 +29,13 @@ export interface PrivateRedisOptions {
 }
 
 async function answers(port: number): Promise<boolean> {
-  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const probe = new Redis({
+    port,
+    host: '127.0.0.1',
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   probe.on('error', () => undefined);
   try {
     await probe.connect();
@@ -46,14 +52,22 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'lc-redis-'));
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--dir', dir,
-    '--appendonly', options.appendonly === false ? 'no' : 'yes',
-    '--appendfsync', options.appendfsync ?? 'always',
-    '--maxmemory-policy', options.maxmemoryPolicy ?? 'noeviction',
-    '--save', '',
-    '--protected-mode', 'no',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--appendonly',
+    options.appendonly === false ? 'no' : 'yes',
+    '--appendfsync',
+    options.appendfsync ?? 'always',
+    '--maxmemory-policy',
+    options.maxmemoryPolicy ?? 'noeviction',
+    '--save',
+    '',
+    '--protected-mode',
+    'no',
   ];
   let child: ChildProcess | null = null;
   let out = '';
@@ -66,7 +80,8 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
     c.stderr!.on('data', keep);
     child = c;
     for (let i = 0; i < 200; i++) {
-      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`redis-server on port ${port} exited while starting:\n${out}`);
+      if (c.exitCode !== null || c.signalCode !== null)
+        throw new Error(`redis-server on port ${port} exited while starting:\n${out}`);
       if (await answers(port)) return;
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -3,7 +3,11 @@
 import type { NormalisedEvent, SendCommand } from '../../platform/contracts.ts';
 import type { RuleSet } from '../../rules/types.ts';
 import { compileRuleSet, formatRuleError } from '../../rules/index.ts';
-import { createSimulation, type Simulation, type SimulationSummary } from '../../engine/core/simulate.ts';
+import {
+  createSimulation,
+  type Simulation,
+  type SimulationSummary,
+} from '../../engine/core/simulate.ts';
 
 /** Monday 2 March 2026, 10:00 UTC: the scenarios' day zero. */
 export const T0 = Date.parse('2026-03-02T10:00:00.000Z');
@@ -23,7 +27,8 @@ export function compile(rules: unknown[], segments: unknown[] = []): RuleSet {
     ...segments.map((content, i) => ({ file: `segments/segment-${i}.json`, content })),
   ];
   const res = compileRuleSet(files);
-  if (!res.ok) throw new Error(`rules do not compile:\n${res.errors.map(formatRuleError).join('\n')}`);
+  if (!res.ok)
+    throw new Error(`rules do not compile:\n${res.errors.map(formatRuleError).join('\n')}`);
   return res.ruleSet;
 }
 
@@ -33,15 +38,32 @@ export function ev(
   userId: string,
   type: string,
   when: string | number,
-  extra: { properties?: Record<string, unknown>; traits?: Record<string, unknown>; id?: string } = {},
+  extra: {
+    properties?: Record<string, unknown>;
+    traits?: Record<string, unknown>;
+    id?: string;
+  } = {},
 ): NormalisedEvent {
   const ts = at(when);
-  const e: NormalisedEvent = { id: extra.id ?? `e${++counter}`, userId, type, ts, receivedAt: ts, source: 'test', properties: extra.properties ?? {} };
+  const e: NormalisedEvent = {
+    id: extra.id ?? `e${++counter}`,
+    userId,
+    type,
+    ts,
+    receivedAt: ts,
+    source: 'test',
+    properties: extra.properties ?? {},
+  };
   if (extra.traits) e.traits = extra.traits;
   return e;
 }
 
-export function identify(userId: string, when: string | number, traits: Record<string, unknown>, id?: string): NormalisedEvent {
+export function identify(
+  userId: string,
+  when: string | number,
+  traits: Record<string, unknown>,
+  id?: string,
+): NormalisedEvent {
   return ev(userId, 'identify', when, id === undefined ? { traits } : { traits, id });
 }
 
@@ -51,7 +73,11 @@ export interface RunResult {
   sim: Simulation;
 }
 
-export function run(ruleSet: RuleSet, events: NormalisedEvent[], until?: string | number): RunResult {
+export function run(
+  ruleSet: RuleSet,
+  events: NormalisedEvent[],
+  until?: string | number,
+): RunResult {
   const sim = createSimulation({ ruleSet: () => ruleSet });
   const sends: SendCommand[] = [];
   for (const e of events) sends.push(...sim.event(e));
@@ -60,8 +86,22 @@ export function run(ruleSet: RuleSet, events: NormalisedEvent[], until?: string 
 }
 
 /** The parts of a send a scenario states: rule, user, when, and what triggered it. */
-export function brief(s: SendCommand): { rule: string; user: string; at: string; trigger: string; template: string; holdout: boolean } {
-  return { rule: s.ruleId, user: s.userId, at: new Date(s.createdAt).toISOString(), trigger: s.triggeredBy.eventId, template: s.template, holdout: s.holdout };
+export function brief(s: SendCommand): {
+  rule: string;
+  user: string;
+  at: string;
+  trigger: string;
+  template: string;
+  holdout: boolean;
+} {
+  return {
+    rule: s.ruleId,
+    user: s.userId,
+    at: new Date(s.createdAt).toISOString(),
+    trigger: s.triggeredBy.eventId,
+    template: s.template,
+    holdout: s.holdout,
+  };
 }
 
 /** Minimal rule with defaults a scenario can override. */

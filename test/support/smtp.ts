@@ -12,7 +12,11 @@ export interface SmtpSinkClient {
   /** Waits until a message with this Message-ID (brackets optional) has arrived. */
   waitForMessage(messageId: string, timeoutMs?: number): Promise<ReceivedMessage>;
   /** Waits until at least `count` messages match the filter. */
-  waitForCount(filter: MessageFilter, count: number, timeoutMs?: number): Promise<ReceivedMessage[]>;
+  waitForCount(
+    filter: MessageFilter,
+    count: number,
+    timeoutMs?: number,
+  ): Promise<ReceivedMessage[]>;
   /** Deletes every message of the sink: only for tests that own the whole sink. */
   clear(): Promise<void>;
 }
@@ -20,11 +24,14 @@ export interface SmtpSinkClient {
 export function smtpSinkClient(baseUrl: string = stack().smtpApiUrl): SmtpSinkClient {
   async function call(path: string, init?: RequestInit): Promise<Response> {
     const res = await fetch(new URL(path, baseUrl), init);
-    if (!res.ok && res.status !== 404) throw new Error(`SMTP sink ${init?.method ?? 'GET'} ${path}: HTTP ${res.status}`);
+    if (!res.ok && res.status !== 404)
+      throw new Error(`SMTP sink ${init?.method ?? 'GET'} ${path}: HTTP ${res.status}`);
     return res;
   }
   const list = async (filter: MessageFilter = {}) => {
-    const q = new URLSearchParams(Object.entries(filter).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    const q = new URLSearchParams(
+      Object.entries(filter).filter((e): e is [string, string] => typeof e[1] === 'string'),
+    );
     const res = await call(`/messages?${q.toString()}`);
     return ((await res.json()) as { messages: ReceivedMessage[] }).messages;
   };
@@ -39,7 +46,10 @@ export function smtpSinkClient(baseUrl: string = stack().smtpApiUrl): SmtpSinkCl
       return res.status === 404 ? undefined : res.text();
     },
     async waitForMessage(messageId, timeoutMs = 30_000) {
-      return waitFor(async () => (await list({ messageId }))[0], { timeout: timeoutMs, message: `no message with Message-ID ${messageId} in the SMTP sink` });
+      return waitFor(async () => (await list({ messageId }))[0], {
+        timeout: timeoutMs,
+        message: `no message with Message-ID ${messageId} in the SMTP sink`,
+      });
     },
     async waitForCount(filter, count, timeoutMs = 30_000) {
       return waitFor(
@@ -47,7 +57,10 @@ export function smtpSinkClient(baseUrl: string = stack().smtpApiUrl): SmtpSinkCl
           const found = await list(filter);
           return found.length >= count ? found : undefined;
         },
-        { timeout: timeoutMs, message: `fewer than ${count} messages matching ${JSON.stringify(filter)} in the SMTP sink` },
+        {
+          timeout: timeoutMs,
+          message: `fewer than ${count} messages matching ${JSON.stringify(filter)} in the SMTP sink`,
+        },
       );
     },
     async clear() {

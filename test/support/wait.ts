@@ -13,7 +13,10 @@ export interface WaitOptions {
  * Calls `probe` until it returns a value other than undefined/null/false and returns it.
  * A probe that throws is retried; its last error is part of the timeout error.
  */
-export async function waitFor<T>(probe: () => T | Promise<T>, options: WaitOptions = {}): Promise<Exclude<T, undefined | null | false>> {
+export async function waitFor<T>(
+  probe: () => T | Promise<T>,
+  options: WaitOptions = {},
+): Promise<Exclude<T, undefined | null | false>> {
   const timeout = options.timeout ?? 30_000;
   const interval = options.interval ?? 100;
   const deadline = Date.now() + timeout;
@@ -21,7 +24,8 @@ export async function waitFor<T>(probe: () => T | Promise<T>, options: WaitOptio
   for (;;) {
     try {
       const v = await probe();
-      if (v !== undefined && v !== null && v !== false) return v as Exclude<T, undefined | null | false>;
+      if (v !== undefined && v !== null && v !== false)
+        return v as Exclude<T, undefined | null | false>;
     } catch (err) {
       lastError = err;
     }
