@@ -80,7 +80,8 @@ const defects: fc.Arbitrary<
   fc
     .oneof(
       fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
-      fc.string().map((s) => Buffer.from(`{"userId": "u", "event": ${s}`)),
+      // A trailing NUL: the random tail can close the object (`"a"}`) but never make it valid JSON.
+      fc.string().map((s) => Buffer.from(`{"userId": "u", "event": ${s}\u0000`)),
       fc.constant(Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d])),
     )
     .map((body) => ({
