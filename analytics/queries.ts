@@ -184,6 +184,31 @@ GROUP BY rule_id, holdout
 ORDER BY rule_id, holdout`;
 }
 
+interface Arms {
+  treated: { n: number; x: number };
+  holdout: { n: number; x: number };
+}
+
+/**
+ * Rows of (rule, holdout flag, users, successes) as each rule's treated and holdout arms,
+ * n = users and x = the successes `successes` reads from the row; a missing arm is 0 of 0.
+ */
+function armsByRule<R extends { rule_id: string; holdout: number; users: number }>(
+  rows: readonly R[],
+  successes: (row: R) => number,
+): Map<string, Arms> {
+  const byRule = new Map<string, Arms>();
+  for (const r of rows) {
+    const entry = byRule.get(r.rule_id) ?? { treated: { n: 0, x: 0 }, holdout: { n: 0, x: 0 } };
+    entry[Number(r.holdout) === 1 ? 'holdout' : 'treated'] = {
+      n: Number(r.users),
+      x: Number(successes(r)),
+    };
+    byRule.set(r.rule_id, entry);
+  }
+  return byRule;
+}
+
 export interface UpliftRow extends ProportionComparison {
   ruleId: string;
 }
@@ -205,18 +230,7 @@ export async function goalUplift(
     users: number;
     converters: number;
   }>(upliftSql(database, w), params(w));
-  const byRule = new Map<
-    string,
-    { treated: { n: number; x: number }; holdout: { n: number; x: number } }
-  >();
-  for (const r of rows) {
-    const entry = byRule.get(r.rule_id) ?? { treated: { n: 0, x: 0 }, holdout: { n: 0, x: 0 } };
-    entry[Number(r.holdout) === 1 ? 'holdout' : 'treated'] = {
-      n: Number(r.users),
-      x: Number(r.converters),
-    };
-    byRule.set(r.rule_id, entry);
-  }
+  const byRule = armsByRule(rows, (r) => r.converters);
   return [...byRule.entries()].map(([ruleId, g]) => ({
     ruleId,
     ...compareProportions(g.treated, g.holdout, confidence),
@@ -586,18 +600,7 @@ export async function reengagement(
     users: number;
     returned: number;
   }>(reengagementSql(database, o), reengagementParams(o));
-  const byRule = new Map<
-    string,
-    { treated: { n: number; x: number }; holdout: { n: number; x: number } }
-  >();
-  for (const r of rows) {
-    const entry = byRule.get(r.rule_id) ?? { treated: { n: 0, x: 0 }, holdout: { n: 0, x: 0 } };
-    entry[Number(r.holdout) === 1 ? 'holdout' : 'treated'] = {
-      n: Number(r.users),
-      x: Number(r.returned),
-    };
-    byRule.set(r.rule_id, entry);
-  }
+  const byRule = armsByRule(rows, (r) => r.returned);
   return [...byRule.entries()].map(([ruleId, g]) => {
     const c = compareProportions(g.treated, g.holdout, confidence);
     const n = g.treated.n;
