@@ -103,30 +103,15 @@ export function seedBatch(now: number): { batch: object[]; optedIn: string[] } {
       properties: {},
     });
   });
-  batch.push({
-    type: 'track',
-    userId: 'demo-ada',
-    event: 'trial_ends_soon',
-    messageId: 'seed-demo-ada-trial-ends',
-    timestamp: iso(now - 5000),
-    properties: { daysLeft: 3 },
-  });
-  batch.push({
-    type: 'track',
-    userId: 'demo-bert',
-    event: 'trial_ends_soon',
-    messageId: 'seed-demo-bert-trial-ends',
-    timestamp: iso(now - 5000),
-    properties: { daysLeft: 3 },
-  });
-  batch.push({
-    type: 'track',
-    userId: 'demo-chen',
-    event: 'trial_ends_soon',
-    messageId: 'seed-demo-chen-trial-ends',
-    timestamp: iso(now - 5000),
-    properties: { daysLeft: 3 },
-  });
+  for (const id of ['demo-ada', 'demo-bert', 'demo-chen'])
+    batch.push({
+      type: 'track',
+      userId: id,
+      event: 'trial_ends_soon',
+      messageId: `seed-${id}-trial-ends`,
+      timestamp: iso(now - 5000),
+      properties: { daysLeft: 3 },
+    });
   batch.push({
     type: 'track',
     userId: 'demo-chen',
