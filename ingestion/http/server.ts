@@ -133,6 +133,8 @@ export async function createIngestServer(
         title: 'Lifecycle ingest API',
         description:
           'Segment-compatible HTTP tracking API. Point any Segment SDK at this host with a write key configured in LC_WRITE_KEYS. ' +
+          'A client write key (browser, mobile; the default kind) cannot set the traits email, phone, deviceTokens, webhookUrl, plan or those of LC_PROTECTED_TRAITS: they are dropped from its identify calls. ' +
+          'A source with an identity secret (LC_IDENTITY_SECRETS) requires context.userHash, the hex HMAC-SHA256 of the userId, on client calls that name a user. ' +
           'The write key goes in HTTP Basic (as the user name), as a Bearer token, or as "writeKey" in the JSON body (what analytics-node and analytics.js send). ' +
           'Bodies are application/json or text/plain (JSON), optionally gzip- or deflate-compressed (Content-Encoding).',
         version: '1',
