@@ -354,7 +354,7 @@ export async function run() {
     type: 'Feature Used',
     ts: Date.now(),
     receivedAt: Date.now(),
-    source: 'http:bench',
+    source: 'http:bench:client',
     properties: { feature: 'export', n: 1 },
   };
   const rawMessages = Array.from({ length: 1000 }, (_, i) => ({

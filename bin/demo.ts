@@ -19,7 +19,7 @@ import { schedulerConfigFrom } from '../engine/scheduler/index.ts';
 import { createDelivery, createMemoryDeliveryStores } from '../delivery/index.ts';
 import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/index.ts';
 import { createProviders } from '../delivery/channels.ts';
-import { createIngestServer } from '../ingestion/index.ts';
+import { createIngestServer, parseWriteKeyEntry } from '../ingestion/index.ts';
 import { createAnalyticsSink, openAnalytics, sinkConfig } from '../analytics/index.ts';
 import { createApiServer } from './api.ts';
 
@@ -33,7 +33,10 @@ export interface DemoOptions {
 
 export interface Demo {
   urls: Record<string, string>;
+  /** A server write key (a backend's: may set email, plan and the other protected traits). */
   writeKey: string;
+  /** A client write key (a browser's: protected traits are dropped), when one is configured. */
+  clientKey?: string;
   stop(): Promise<void>;
 }
 
@@ -238,7 +241,10 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     const ingestUrl = await ingest.listen({ host: config.http.host, port: config.http.ingestPort });
     stops.push(() => ingest.close());
 
-    const writeKey = config.auth.writeKeys[0]?.split(':').slice(1).join(':') ?? '';
+    // The sample users are seeded as a backend would send them (with their emails): a server key.
+    const keys = config.auth.writeKeys.map(parseWriteKeyEntry);
+    const writeKey = (keys.find((k) => k.kind === 'server') ?? keys[0])?.key ?? '';
+    const clientKey = keys.find((k) => k.kind === 'client')?.key;
     if (options.seed) {
       const { batch, optedIn } = seedBatch(Date.now());
       for (const userId of optedIn) {
@@ -269,6 +275,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     }
     return {
       writeKey,
+      ...(clientKey !== undefined ? { clientKey } : {}),
       urls: {
         ingest: ingestUrl,
         api: apiUrl,

@@ -79,7 +79,7 @@ export function register(program: Command): void {
             [
               'Lifecycle demo: embedded mode (in-memory bus and engine state; not a production mode).',
               '',
-              `  Ingest API (Segment-compatible)  ${u.ingest}   write key: ${demo.writeKey}`,
+              `  Ingest API (Segment-compatible)  ${u.ingest}   server write key: ${demo.writeKey}${demo.clientKey ? `   browser (client) key: ${demo.clientKey}` : ''}`,
               `  Admin, tracking, in-app API      ${u.api}   admin token: ${config.auth.adminToken === 'dev-admin-token' ? 'dev-admin-token (development value)' : 'your LC_ADMIN_TOKEN'}`,
               `  OpenAPI                          ${u.openapiIngest}  ${u.openapiApi}`,
               `  Outbox (every email sent)        ${u.outbox}`,

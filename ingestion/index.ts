@@ -10,3 +10,5 @@ export { loadMapping, checkMapping, MappingError, type CdcMapping } from './cdc/
 export { mapChange } from './cdc/mapper.ts';
 export { runCdc, cdcGroupId } from './run.ts';
 export { runIngest } from './http/run.ts';
+export { parseWriteKeyEntry } from './http/auth.ts';
+export { userHash, USER_HASH_FIELD, BUILT_IN_PROTECTED_TRAITS } from './http/trust.ts';

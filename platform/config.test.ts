@@ -51,6 +51,31 @@ describe('loadConfig', () => {
     expect(() => loadConfig({})).not.toThrow();
   });
 
+  it('refuses a development write key among real ones outside development', () => {
+    const real = {
+      LC_ADMIN_TOKEN: 'x'.repeat(24),
+      LC_SIGNING_SECRET: 'a-real-signing-secret-0123',
+      LC_WEBHOOK_SECRET: 'a-real-webhook-secret-0123',
+      LC_INAPP_SECRET: 'a-real-inapp-secret-0123',
+    };
+    for (const keys of [
+      'web:k3y-of-the-web-source,demo:dev-write-key:server',
+      'web:dev-browser-key',
+      'web:dev-browser-key:client,api:k3y-of-the-backend:server',
+    ])
+      expect(
+        () => loadConfig({ ...real, LC_WRITE_KEYS: keys }, {}, { serving: true }),
+        keys,
+      ).toThrow(/LC_WRITE_KEYS: the built-in development value/);
+    expect(
+      loadConfig(
+        { ...real, LC_WRITE_KEYS: 'web:k3y-of-the-web,api:k3y-of-the-backend:server' },
+        {},
+        { serving: true },
+      ).auth.writeKeys,
+    ).toEqual(['web:k3y-of-the-web', 'api:k3y-of-the-backend:server']);
+  });
+
   it('refuses a short admin token outside development, and takes a long one', () => {
     const real = {
       LC_WRITE_KEYS: 'web:k3y-of-the-web-source',

@@ -186,8 +186,21 @@ export const ConfigSchema = Type.Object({
     writeKeys: list({
       env: 'LC_WRITE_KEYS',
       description:
-        'Ingest write keys as `source:key` pairs; each key names the source of its events.',
-      default: ['demo:dev-write-key'],
+        'Ingest write keys as `source:key[:client|server]`, comma-separated; each key names the source of its events. Without a kind a key is `client` (browser and mobile SDKs, readable by anyone): its messages cannot set protected traits (LC_PROTECTED_TRAITS). Give `server` only to keys your backends hold.',
+      default: ['demo:dev-write-key:server', 'web:dev-browser-key:client'],
+      secret: true,
+    }),
+    protectedTraits: list({
+      env: 'LC_PROTECTED_TRAITS',
+      description:
+        'Traits, comma-separated, that client write keys may not set, in addition to the built-in email, phone, deviceTokens, webhookUrl and plan (names match case-insensitively); dropped from client identify calls, counted in lifecycle_ingest_dropped_traits_total.',
+      default: [],
+    }),
+    identitySecrets: list({
+      env: 'LC_IDENTITY_SECRETS',
+      description:
+        'Identity verification of client write keys, as `source:secret` pairs (secret: 32+ characters): a client message of such a source with a userId must carry `context.userHash`, the hex HMAC-SHA256 of the userId with the secret, computed by your backend (401 without, 403 when wrong); anonymous messages are accepted but may not identify or alias.',
+      default: [],
       secret: true,
     }),
     signingSecret: str({
@@ -605,7 +618,14 @@ const DEV_SECRETS = new Set([
   'dev-webhook-secret-change-me',
   'dev-inapp-secret-change-me',
   'demo:dev-write-key',
+  'demo:dev-write-key:server',
+  'web:dev-browser-key',
+  'web:dev-browser-key:client',
 ]);
+
+/** A development value, or a list holding one (a development write key among real ones). */
+const isDevelopmentValue = (value: string) =>
+  DEV_SECRETS.has(value) || value.split(',').some((entry) => DEV_SECRETS.has(entry.trim()));
 
 /**
  * Reads every variable of the schema from `env`, applies defaults and `overrides`
@@ -636,7 +656,7 @@ export function loadConfig(
       const value = env[v.env];
       if (
         value === undefined ||
-        DEV_SECRETS.has(value) ||
+        isDevelopmentValue(value) ||
         (Array.isArray(v.default) && value === (v.default as string[]).join(','))
       ) {
         if (typeof v.default === 'string' && v.default === '') continue;
@@ -693,7 +713,7 @@ function servingProblems(env: Record<string, string | undefined>, config: Config
       const usesDefault =
         value === undefined
           ? v.default !== '' && !(Array.isArray(v.default) && v.default.length === 0)
-          : DEV_SECRETS.has(value) ||
+          : isDevelopmentValue(value) ||
             (Array.isArray(v.default) && value === (v.default as string[]).join(','));
       if (usesDefault) {
         problems.push(

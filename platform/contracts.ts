@@ -16,7 +16,7 @@ export const NormalisedEventSchema = Type.Object({
   /** Event time, epoch milliseconds (skew-corrected for HTTP). */
   ts: Type.Integer(),
   receivedAt: Type.Integer(),
-  /** `http:<source>`, `cdc:<connector>`, `tracker`, `engine`, `scheduler`, `simulate`. */
+  /** `http:<source>:<client|server>` (the write key's source and kind), `cdc:<connector>`, `tracker`, `engine`, `scheduler`, `simulate`. */
   source: Type.String(),
   properties: Json,
   traits: Type.Optional(Json),
@@ -25,7 +25,29 @@ export const NormalisedEventSchema = Type.Object({
 export type NormalisedEvent = Static<typeof NormalisedEventSchema>;
 
 /**
- * Who makes an event, from its `source`: `http` (a write key, `http:<source>`), `cdc` (the
+ * What a write key may vouch for. `client`: a browser or mobile app, whose key anyone can read
+ * from the app; it may not set contact or routing traits. `server`: a backend, trusted with them.
+ */
+export type WriteKeyKind = 'client' | 'server';
+export const WRITE_KEY_KINDS: readonly WriteKeyKind[] = ['client', 'server'];
+
+/** The `source` of an event accepted over HTTP: set by ingestion from the write key, never from the body. */
+export function httpSource(source: string, kind: WriteKeyKind): string {
+  return `http:${source}:${kind}`;
+}
+
+/**
+ * The kind of write key an HTTP event came with, or null for events not from HTTP. An
+ * `http:<source>` without a kind (written before keys had kinds) counts as `client`.
+ */
+export function writeKeyKindOf(source: string): WriteKeyKind | null {
+  const parts = source.split(':');
+  if (parts[0] !== 'http') return null;
+  return parts.length === 3 && parts[2] === 'server' ? 'server' : 'client';
+}
+
+/**
+ * Who makes an event, from its `source`: `http` (a write key, `http:<source>:<kind>`), `cdc` (the
  * product database, `cdc:<connector>`), or one of the product's own processes.
  */
 export type EventOrigin =

@@ -399,9 +399,15 @@ function reduce(state: UserState, event: NormalisedEvent, rs: RuleSet): void {
   st.last = st.last === null ? ts : Math.max(st.last, ts);
 }
 
-/** null removes a trait (Segment clients send null to clear one). */
+/**
+ * null removes a trait (Segment clients send null to clear one). A `__proto__` key is
+ * skipped: JSON.parse makes it an own key of the traits, but assigning it to an ordinary
+ * object replaces that object's prototype, and the traits are copied into ordinary objects
+ * further on (a state handed in by an adapter, the send's `data.user`, templates).
+ */
 function mergeTraits(target: Record<string, unknown>, traits: Record<string, unknown>): void {
   for (const key of Object.keys(traits)) {
+    if (key === '__proto__') continue;
     const v = traits[key];
     if (v === null || v === undefined) delete target[key];
     else target[key] = v;

@@ -136,3 +136,41 @@ describe('user state', () => {
     expect(() => deserializeState('{"v":99}')).toThrow(/unsupported/);
   });
 });
+
+describe('a trait named __proto__', () => {
+  const poisoned = () =>
+    JSON.parse('{"__proto__": {"plan": "pro", "email": "x@example.com"}, "name": "Ada"}') as Record<
+      string,
+      unknown
+    >;
+
+  it('is not merged, so it never becomes the prototype of the traits', () => {
+    const core = createEngineCore({ ruleSet: () => rs });
+    // An adapter may hand in a state built from ordinary objects.
+    const prior: UserState = { traits: {}, stats: {}, segments: {}, rules: {}, recent: [] };
+    const s = core.apply(prior, ev('u', 'identify', '0s', { traits: poisoned() }), 0).state!;
+    expect(s.traits.plan).toBeUndefined();
+    expect(s.traits.email).toBeUndefined();
+    expect(Object.getPrototypeOf(s.traits)).toBe(Object.prototype);
+    expect(s.traits.name).toBe('Ada');
+  });
+
+  it('does not reach the user data of a send, nor group traits', () => {
+    const core = createEngineCore({ ruleSet: () => rs });
+    let s = core.apply(null, ev('u', 'identify', '0s', { traits: poisoned() }), 0).state!;
+    s = core.apply(
+      s,
+      { ...ev('u', 'group', '1s', { traits: poisoned() }), properties: { groupId: 'g1' } },
+      1,
+    ).state!;
+    const out = core.apply(s, ev('u', 'user_registered', '2s'), 2);
+    const user = out.sends[0]!.data.user as Record<string, unknown>;
+    expect(Object.hasOwn(user, '__proto__')).toBe(false);
+    expect(Object.hasOwn(user.group as object, '__proto__')).toBe(false);
+    expect(Object.keys(deserializeState(serializeState(out.state!)).traits).sort()).toEqual([
+      'group',
+      'groupId',
+      'name',
+    ]);
+  });
+});

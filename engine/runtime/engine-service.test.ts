@@ -513,3 +513,120 @@ describe('isWellFormedEvent', () => {
     expect(isWellFormedEvent({ ...ev('e1', 'u1', 'page', 1), userId: '' })).toBe(false);
   });
 });
+
+describe('events the engine cannot encode', () => {
+  const committed = (bus: InMemoryBus, partition: number) =>
+    bus.committedOffset(
+      { groupId: 'engine', topics: [], eachBatch: async () => {} },
+      { topic: T.events, partition },
+    );
+  const quickRetry = { maxBatchAttempts: 2, retryBackoff: { initialMs: 5, maxMs: 5 } };
+  const nested = (levels: number): unknown => (levels === 0 ? 1 : [nested(levels - 1)]);
+
+  it('an event nested deeper than 64 levels goes to the DLQ (stage engine.encode); the events around it are applied', async () => {
+    const rs = await ruleSet();
+    const bus = new InMemoryBus(1);
+    const { service } = createMemoryEngine(
+      { ...config, partitions: 1, retry: quickRetry },
+      {
+        bus,
+        ruleSet: () => rs,
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+      },
+    );
+    await service.start();
+    const now = Date.now();
+    // 70 levels: encodable, so only the cap keeps it out of the state and the sends.
+    await bus.publisher().publish(T.events, [
+      record(ev('d1', 'dora', 'order_completed', now, { properties: { amount: 60 } })),
+      record(
+        ev('d2', 'dora', 'order_completed', now + 1, {
+          properties: { amount: 70, basket: nested(70) },
+        }),
+      ),
+      record(ev('d3', 'dora', 'user_registered', now + 2, { traits: { email: 'd@example.com' } })),
+    ]);
+    await until(() => committed(bus, 0) === 3);
+    expect(sendsOf(bus).map((s) => s.triggeredBy.eventId)).toEqual(['d1', 'd3']);
+    const dlq = bus.messages(T.dlq);
+    expect(
+      dlq.map((m) => [m.headers[DlqHeaders.sourceOffset], m.headers[DlqHeaders.stage]]),
+    ).toEqual([['1', 'engine.encode']]);
+    expect(dlq[0]!.headers[DlqHeaders.reason]).toBe(
+      "too deep: the event's properties nest objects and arrays deeper than 64 levels, more than the engine stores and sends",
+    );
+    expect(service.health().ok).toBe(true);
+    await service.stop();
+  });
+
+  it('an event whose send cannot be encoded goes to the DLQ (stage engine.encode) instead of stopping its partition, and leaves no trace in its user state', async () => {
+    const bus = new InMemoryBus(1);
+    const stores = new MemoryStores();
+    interface Counted {
+      ids: string[];
+    }
+    // A core that records the events it folded in, and makes a send no codec can write for a
+    // `poison` event, after it has changed the state in place as the real core does.
+    const core = {
+      apply(state: Counted | null, event: NormalisedEvent) {
+        const s = state ?? { ids: [] };
+        s.ids.push(event.id);
+        const send: SendCommand = {
+          sendId: `s-${event.id}`,
+          ruleId: 'r',
+          userId: event.userId,
+          category: 'transactional',
+          priority: 1,
+          template: 't',
+          channels: ['email'],
+          variant: null,
+          holdout: false,
+          triggeredBy: { eventId: event.id, eventType: event.type },
+          createdAt: event.ts,
+          expiresAt: null,
+          data: event.type === 'poison' ? { amount: 10n } : {},
+        };
+        return { state: s, sends: [send], timers: [], emitted: [] };
+      },
+    };
+    const service = createEngineService(
+      { ...config, partitions: 1, retry: quickRetry },
+      {
+        bus,
+        state: stores,
+        timers: stores,
+        core,
+        codec: {
+          serialize: (st: Counted) => JSON.stringify(st),
+          deserialize: (text: string) => JSON.parse(text) as Counted,
+        },
+        logger: silentLogger(),
+        registry: createMetricsRegistry({ defaults: false }),
+      },
+    );
+    await service.start();
+    const now = Date.now();
+    await bus
+      .publisher()
+      .publish(T.events, [
+        record(ev('p1', 'pat', 'order_completed', now)),
+        record(ev('p2', 'pat', 'poison', now + 1)),
+        record(ev('p3', 'pat', 'order_completed', now + 2)),
+        record(ev('q1', 'quin', 'order_completed', now + 3)),
+      ]);
+    await until(() => committed(bus, 0) === 4 || !service.health().ok);
+    expect(service.health()).toMatchObject({ ok: true, details: { stalled: [] } });
+    expect(sendsOf(bus).map((s) => s.sendId)).toEqual(['s-p1', 's-p3', 's-q1']);
+    const dlq = bus.messages(T.dlq);
+    expect(
+      dlq.map((m) => [m.headers[DlqHeaders.sourceOffset], m.headers[DlqHeaders.stage]]),
+    ).toEqual([['1', 'engine.encode']]);
+    expect(dlq[0]!.headers[DlqHeaders.reason]).toMatch(
+      /^what the engine made of the event cannot be encoded: .*BigInt/,
+    );
+    const stored = await stores.load(['pat']);
+    expect(JSON.parse(stored.get('pat')!.state!)).toEqual({ ids: ['p1', 'p3'] });
+    await service.stop();
+  });
+});

@@ -30,6 +30,7 @@ import {
 } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
 import { errorMessage } from '../../platform/errors.ts';
+import { jsonDepthExceeds } from '../../platform/json-depth.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { Durable } from '../../platform/redis.ts';
 import type { Service } from '../../platform/shutdown.ts';
@@ -153,6 +154,59 @@ export function isWellFormedEvent(e: unknown): e is NormalisedEvent {
     (o.traits === undefined || isJsonObject(o.traits)) &&
     (o.context === undefined || isJsonObject(o.context))
   );
+}
+
+/**
+ * Levels of objects and arrays an event may nest for the engine to act on it (the event
+ * object is level 1, its properties, traits and context level 2). Ingest and CDC let in 32;
+ * the margin is for what the engine wraps around an event (a timer carries its trigger in
+ * its properties). Deeper data would be merged into a state and copied into sends that every
+ * later read and write has to walk.
+ */
+export const ENGINE_MAX_JSON_DEPTH = 64;
+
+/** The DLQ stage of events the engine cannot encode what it makes of them (too deep, or a send or event the codec refuses). */
+export const ENCODE_STAGE = 'engine.encode';
+
+function depthRefusal(event: NormalisedEvent): string | null {
+  for (const part of ['properties', 'traits', 'context'] as const)
+    if (jsonDepthExceeds(event[part], ENGINE_MAX_JSON_DEPTH - 1))
+      return `too deep: the event's ${part} nest objects and arrays deeper than ${ENGINE_MAX_JSON_DEPTH} levels, more than the engine stores and sends`;
+  return null;
+}
+
+/**
+ * An event that failed after the core had begun to fold it into its user's state (in
+ * place): its sends or emitted events cannot be encoded, or the core threw. The batch is
+ * applied again from the stored states, with this record dead-lettered.
+ */
+class PoisonedEvent extends Error {
+  constructor(
+    readonly record: IncomingMessage,
+    readonly stage: string,
+    readonly reason: string,
+  ) {
+    super(reason);
+  }
+}
+
+/** Dead letters and skips of one pass over a batch, handed to the consume loop only once a pass succeeds. */
+interface Outcomes {
+  deadLetter(message: IncomingMessage, stage: string, reason: string): void;
+  skip(message: IncomingMessage, reason: string): void;
+}
+
+function bufferedOutcomes(): Outcomes & { flush(scope: BatchScope): void } {
+  const letters: [IncomingMessage, string, string][] = [];
+  const skips: [IncomingMessage, string][] = [];
+  return {
+    deadLetter: (message, stage, reason) => letters.push([message, stage, reason]),
+    skip: (message, reason) => skips.push([message, reason]),
+    flush(scope) {
+      for (const [m, stage, reason] of letters) scope.deadLetter(m, stage, reason);
+      for (const [m, reason] of skips) scope.skip(m, reason);
+    },
+  };
 }
 
 /** Thrown when this process is no longer the owner of a partition (a newer epoch exists). */
@@ -391,16 +445,20 @@ export function createEngineService<S>(
     return unreadable;
   };
 
-  // Phase 3, apply: the events in offset order through the core.
+  // Phase 3, apply: the events in offset order through the core, each one's sends and
+  // emitted events encoded at once, so an event whose effects cannot be written is known
+  // before anything is published (PoisonedEvent).
   const applyEvents = (
     records: ConsumedRecord<NormalisedEvent>[],
     working: Map<string, Working<S>>,
     unreadable: Map<string, string>,
-    scope: BatchScope,
+    poisoned: ReadonlyMap<IncomingMessage, { stage: string; reason: string }>,
+    scope: Outcomes,
   ) => {
     const effects = {
       sends: [] as SendCommand[],
-      emitted: [] as NormalisedEvent[],
+      sendRecords: [] as OutgoingMessage[],
+      eventRecords: [] as OutgoingMessage[],
       applied: 0,
       fires: new Map<string, number>(),
       evaluations: new Map<string, number>(),
@@ -418,14 +476,27 @@ export function createEngineService<S>(
         scope.skip(message, 'replay');
         continue;
       }
+      const poison = poisoned.get(message);
+      if (poison !== undefined) {
+        scope.deadLetter(message, poison.stage, poison.reason);
+        continue;
+      }
+      const tooDeep = depthRefusal(event);
+      if (tooDeep !== null) {
+        scope.deadLetter(message, ENCODE_STAGE, tooDeep);
+        continue;
+      }
       let result: CoreResult<S>;
       try {
         // The engine's clock for an event is the event's own time (a timer's due time for
         // timer.fired): replays and `simulate` then decide exactly as the first run did.
         result = deps.core.apply(user.state, event, event.ts);
       } catch (err) {
-        scope.deadLetter(message, 'engine.apply', `engine core failed: ${errorMessage(err)}`);
-        continue;
+        throw new PoisonedEvent(
+          message,
+          'engine.apply',
+          `engine core failed: ${errorMessage(err)}`,
+        );
       }
       if (result.status === 'invalid') {
         scope.deadLetter(
@@ -445,6 +516,18 @@ export function createEngineService<S>(
         scope.skip(message, 'ignored');
         continue;
       }
+      try {
+        for (const send of result.sends)
+          effects.sendRecords.push({ key: send.userId, ...encodeWithHeader(sendCodec, send) });
+        for (const e of result.emitted)
+          effects.eventRecords.push({ key: e.userId, ...encodeWithHeader(eventCodec, e) });
+      } catch (err) {
+        throw new PoisonedEvent(
+          message,
+          ENCODE_STAGE,
+          `what the engine made of the event cannot be encoded: ${errorMessage(err)}`,
+        );
+      }
       effects.applied++;
       user.dirty = true;
       user.offset = message.offset;
@@ -461,7 +544,6 @@ export function createEngineService<S>(
       if (deps.evaluatedRules)
         for (const ruleId of deps.evaluatedRules(event)) bump(effects.evaluations, ruleId);
       for (const timer of result.timers) user.timers.push(timer);
-      effects.emitted.push(...result.emitted);
     }
     return effects;
   };
@@ -478,17 +560,9 @@ export function createEngineService<S>(
   ) => {
     const timers: Timer[] = [];
     for (const user of working.values()) for (const timer of user.timers) timers.push(timer);
-    const sendRecords: OutgoingMessage[] = effects.sends.map((send) => ({
-      key: send.userId,
-      ...encodeWithHeader(sendCodec, send),
-    }));
-    const eventRecords: OutgoingMessage[] = effects.emitted.map((e) => ({
-      key: e.userId,
-      ...encodeWithHeader(eventCodec, e),
-    }));
     const durable = Promise.all([
-      publisher.publish(topic.sends, sendRecords),
-      publisher.publish(topic.events, eventRecords),
+      publisher.publish(topic.sends, effects.sendRecords),
+      publisher.publish(topic.events, effects.eventRecords),
       deps.timers.schedule(partition, epoch, timers),
     ]);
     const writes: UserWrite[] = [];
@@ -562,9 +636,31 @@ export function createEngineService<S>(
       return 'abandon';
     }
     try {
-      const working = new Map<string, Working<S>>();
-      const unreadable = await loadUsers(records, partition, epoch, working);
-      const effects = applyEvents(records, working, unreadable, scope);
+      // Events that failed halfway through the core or whose effects cannot be encoded: each
+      // found sends the batch through load and apply again (the core changes states in
+      // place), with it dead-lettered this time.
+      const poisoned = new Map<IncomingMessage, { stage: string; reason: string }>();
+      let working: Map<string, Working<S>>;
+      let unreadable: Map<string, string>;
+      let effects: ReturnType<typeof applyEvents>;
+      for (;;) {
+        working = new Map<string, Working<S>>();
+        unreadable = await loadUsers(records, partition, epoch, working);
+        const outcomes = bufferedOutcomes();
+        try {
+          effects = applyEvents(records, working, unreadable, poisoned, outcomes);
+        } catch (err) {
+          if (!(err instanceof PoisonedEvent)) throw err;
+          poisoned.set(err.record, { stage: err.stage, reason: err.reason });
+          log.warn(
+            { partition, offset: err.record.offset, stage: err.stage, reason: err.reason },
+            'event cannot be applied; applying the batch again without it',
+          );
+          continue;
+        }
+        outcomes.flush(scope);
+        break;
+      }
       if (!scope.isActive()) return 'abandon';
       const { writes, timersScheduled } = await publishEffects(partition, epoch, effects, working);
       if (!scope.isActive()) return 'abandon';

@@ -138,14 +138,53 @@ describe('CDC processor: bad records never stop the stream', () => {
       [DlqHeaders.sourceTopic]: TOPIC,
       [DlqHeaders.sourcePartition]: '0',
       [DlqHeaders.sourceOffset]: '2',
-      [DlqHeaders.stage]: 'cdc',
+      [DlqHeaders.stage]: 'cdc.depth',
     });
     expect(dlq[0]!.headers[DlqHeaders.reason]).toMatch(
-      /^mapping failed: event not encodable: Maximum call stack size exceeded/,
+      /^too deep: the row \(after\) nests objects and arrays deeper than 32 levels/,
     );
   });
 
-  it('a mapping rule that throws dead-letters its record with "mapping failed"', async () => {
+  it('a row or a JSON column nested deeper than ingest accepts goes to the DLQ (stage cdc.depth), the rows around it come out', async () => {
+    const bus = new InMemoryBus(1);
+    await bus.ensureTopics([{ topic: TOPIC, partitions: 1 }]);
+    const withPrefs: CdcMapping = {
+      ...mapping,
+      tables: {
+        ...mapping.tables,
+        'public.users': { ...mapping.tables['public.users']!, columns: { prefs: 'json' } },
+      },
+    };
+    // 40 levels: far from any stack limit, so nothing but the cap keeps it out of the pipeline.
+    const nested = (levels: number): unknown => (levels === 0 ? 1 : { a: nested(levels - 1) });
+    const row = (id: number, lsn: number, prefs: unknown) =>
+      json({ before: null, after: { ...user(id), prefs }, source: source(lsn), op: 'c' });
+    await bus.publisher().publish(TOPIC, [
+      { key: '{"id":50}', value: row(50, 2000, { theme: 'dark' }) },
+      // A JSON column as Debezium writes it: text, parsed by the mapping.
+      { key: '{"id":51}', value: row(51, 2001, JSON.stringify(nested(40))) },
+      // A nested value in the row itself.
+      { key: '{"id":52}', value: row(52, 2002, nested(40)) },
+      // Just within the limit: the traits object is level 2, so the column holds 30 more.
+      { key: '{"id":53}', value: row(53, 2003, JSON.stringify(nested(30))) },
+    ]);
+    const p = start(bus, withPrefs);
+    await p.start();
+    await until('the batch to be committed', () => committed(bus) === 4);
+    await p.stop();
+    expect(decoded(bus).map((e) => e.userId)).toEqual(['50', '53']);
+    const dlq = bus.messages('lc.dlq');
+    expect(dlq.map((m) => m.headers[DlqHeaders.sourceOffset])).toEqual(['1', '2']);
+    expect(dlq.map((m) => m.headers[DlqHeaders.stage])).toEqual(['cdc.depth', 'cdc.depth']);
+    expect(dlq[0]!.headers[DlqHeaders.reason]).toBe(
+      'too deep: the traits of event "user_registered" nests objects and arrays deeper than 32 levels, the limit of event data',
+    );
+    expect(dlq[1]!.headers[DlqHeaders.reason]).toBe(
+      'too deep: the row (after) nests objects and arrays deeper than 32 levels, the limit of event data',
+    );
+  });
+
+  it('an update whose comparison would overflow the mapping is refused before mapping (stage cdc.depth)', async () => {
     const bus = new InMemoryBus(1);
     await bus.ensureTopics([{ topic: TOPIC, partitions: 1 }]);
     const prefs: CdcMapping = {
@@ -186,8 +225,12 @@ describe('CDC processor: bad records never stop the stream', () => {
     expect(
       bus
         .messages('lc.dlq')
-        .map((m) => [m.headers[DlqHeaders.sourceOffset], m.headers[DlqHeaders.reason]]),
-    ).toEqual([['0', expect.stringMatching(/^mapping failed: Maximum call stack size exceeded/)]]);
+        .map((m) => [
+          m.headers[DlqHeaders.sourceOffset],
+          m.headers[DlqHeaders.stage],
+          m.headers[DlqHeaders.reason],
+        ]),
+    ).toEqual([['0', 'cdc.depth', expect.stringMatching(/^too deep: the row \(after\)/)]]);
   });
 
   it('Kafka not acknowledging stops the batch: nothing committed, health says why, and it flows again once Kafka is back', async () => {

@@ -14,6 +14,7 @@ import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import { topics, type NormalisedEvent } from '../../platform/contracts.ts';
 import type { Config } from '../../platform/config.ts';
 import { errorMessage } from '../../platform/errors.ts';
+import { MAX_JSON_DEPTH, jsonDepthExceeds } from '../../platform/json-depth.ts';
 import { Counter, type Registry } from '../../platform/metrics.ts';
 import type { Service } from '../../platform/shutdown.ts';
 import {
@@ -52,6 +53,36 @@ export function parseTopicList(entries: readonly string[]): (string | RegExp)[] 
 
 const retriable = (err: unknown) => err instanceof DecodeError && err.retriable;
 
+/** The DLQ stage of records nested deeper than MAX_JSON_DEPTH; other refused records go with stage `cdc`. */
+export const CDC_DEPTH_STAGE = 'cdc.depth';
+
+/** What one record becomes: the mapping's outcome, or a dead letter of another stage than `cdc`. */
+export type RecordOutcome = MapOutcome | { kind: 'dlq'; reason: string; stage: string };
+
+const tooDeep = (what: string) =>
+  `too deep: ${what} nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels, the limit of event data`;
+
+/**
+ * Which part of a decoded row change or of its events nests deeper than ingest accepts from
+ * apps, or null. A row counts as a message (level 1), so a JSON column of it holds at most
+ * MAX_JSON_DEPTH - 1 levels; an event's properties and traits are level 2 as an HTTP
+ * message's are. Checked on the decoded row before mapping walks it, and on the events,
+ * where JSON columns (text in the record) have been parsed.
+ */
+function depthRefusal(change: ChangeRecord, events: NormalisedEvent[] | null): string | null {
+  if (events === null) {
+    if (jsonDepthExceeds(change.after, MAX_JSON_DEPTH)) return tooDeep('the row (after)');
+    if (jsonDepthExceeds(change.before, MAX_JSON_DEPTH)) return tooDeep('the row (before)');
+    return null;
+  }
+  for (const e of events) {
+    for (const part of ['properties', 'traits'] as const)
+      if (jsonDepthExceeds(e[part], MAX_JSON_DEPTH - 1))
+        return tooDeep(`the ${part} of event ${JSON.stringify(e.type)}`);
+  }
+  return null;
+}
+
 /**
  * Decodes and maps one Debezium record. Throws only for trouble that retrying can cure (the
  * schema registry unreachable); anything wrong with the record itself is a `dlq` outcome.
@@ -61,7 +92,7 @@ export async function processRecord(
   mapping: CdcMapping,
   registry: SchemaRegistry | undefined,
   receivedAt: number,
-): Promise<MapOutcome> {
+): Promise<RecordOutcome> {
   let change: ChangeRecord | null;
   try {
     // The key's bytes as they are (Avro keys are binary). An undecodable key is dropped and
@@ -76,11 +107,19 @@ export async function processRecord(
     return { kind: 'dlq', reason: `unparseable: ${errorMessage(err)}` };
   }
   if (change === null) return { kind: 'skip', reason: 'tombstone' };
+  const rowTooDeep = depthRefusal(change, null);
+  if (rowTooDeep !== null) return { kind: 'dlq', reason: rowTooDeep, stage: CDC_DEPTH_STAGE };
+  let mapped: MapOutcome;
   try {
-    return mapChange(change, mapping, { receivedAt });
+    mapped = mapChange(change, mapping, { receivedAt });
   } catch (err) {
     return { kind: 'dlq', reason: `mapping failed: ${errorMessage(err)}` };
   }
+  if (mapped.kind !== 'events') return mapped;
+  const eventsTooDeep = depthRefusal(change, mapped.events);
+  return eventsTooDeep === null
+    ? mapped
+    : { kind: 'dlq', reason: eventsTooDeep, stage: CDC_DEPTH_STAGE };
 }
 
 /** The records of one record's events, or why one of them cannot be encoded (a JSON column nested too deeply, ...). */
@@ -136,7 +175,8 @@ export function createCdcProcessor(config: CdcProcessorConfig, deps: CdcDeps): S
                 );
             }
           }
-          if (outcome.kind === 'dlq') scope.deadLetter(message, 'cdc', outcome.reason);
+          if (outcome.kind === 'dlq')
+            scope.deadLetter(message, 'stage' in outcome ? outcome.stage : 'cdc', outcome.reason);
           else if (outcome.kind === 'skip') scope.skip(message, outcome.reason);
           if (!scope.isActive()) return 'abandon';
         }

@@ -250,17 +250,29 @@ describe('rate limiter', () => {
 describe('write keys', () => {
   it('maps keys to sources without keeping the key and reads Basic, Bearer and body keys', () => {
     const sha256 = (k: string) => createHash('sha256').update(k).digest('base64');
-    const store = parseWriteKeys(['web:wk_live_9f3Kq2', 'ios:wk:colon:Zp71']);
+    const store = parseWriteKeys([
+      'web:wk_live_9f3Kq2',
+      'ios:wk:colon:Zp71',
+      'api:wk_srv_Qx81:server',
+      'app:wk_x:server:client',
+    ]);
     expect(store.lookup('wk_live_9f3Kq2')).toEqual({
       source: 'web',
+      kind: 'client',
       digest: sha256('wk_live_9f3Kq2'),
     });
-    expect(store.lookup('wk:colon:Zp71')?.source).toBe('ios');
+    expect(store.lookup('wk:colon:Zp71')).toMatchObject({ source: 'ios', kind: 'client' });
+    expect(store.lookup('wk_srv_Qx81')).toMatchObject({ source: 'api', kind: 'server' });
+    // A key ending in a kind's name is written with its own kind after it.
+    expect(store.lookup('wk_x:server')).toMatchObject({ source: 'app', kind: 'client' });
+    expect(store.kindOf(sha256('wk_srv_Qx81'))).toBe('server');
     expect(store.lookup('zzz')).toBeUndefined();
     // The whole table is digests; no trace of a plaintext key in the store's state.
     expect([...store.digests]).toEqual([
-      [sha256('wk_live_9f3Kq2'), 'web'],
-      [sha256('wk:colon:Zp71'), 'ios'],
+      [sha256('wk_live_9f3Kq2'), { source: 'web', kind: 'client' }],
+      [sha256('wk:colon:Zp71'), { source: 'ios', kind: 'client' }],
+      [sha256('wk_srv_Qx81'), { source: 'api', kind: 'server' }],
+      [sha256('wk_x:server'), { source: 'app', kind: 'client' }],
     ]);
     const state = inspect(store, {
       depth: Infinity,
@@ -277,5 +289,8 @@ describe('write keys', () => {
     expect(presentedKey(undefined, { writeKey: 'abc' })).toBe('abc');
     expect(presentedKey(undefined, {})).toBeUndefined();
     expect(() => parseWriteKeys(['nokey'])).toThrow(/source:key/);
+    expect(() => parseWriteKeys(['web::server'])).toThrow(
+      /source:key or source:key:client\|server/,
+    );
   });
 });

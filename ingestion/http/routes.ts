@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { SwaggerTransform } from '@fastify/swagger';
 import { Type } from '@sinclair/typebox';
 import type { OutgoingMessage } from '../../platform/bus.ts';
-import type { NormalisedEvent } from '../../platform/contracts.ts';
+import type { NormalisedEvent, WriteKeyKind } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
 import { describeValidation } from '../../platform/http.ts';
@@ -14,6 +14,7 @@ import type { Counter } from '../../platform/metrics.ts';
 import { fail } from './errors.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RateLimiter } from './rate-limit.ts';
+import { USER_HASH_FIELD, type ClientTrust } from './trust.ts';
 import {
   BatchDocSchema,
   BatchSchema,
@@ -31,7 +32,14 @@ export interface SegmentRoutesDeps {
   writer: Pick<EventWriter, 'write'>;
   limiter: RateLimiter;
   clock: () => number;
-  metrics: { events: Counter<'source' | 'call'>; rejected: Counter<'code'> };
+  /** The kind of the write key with this digest (the principal's id). */
+  keyKind: (digest: string) => WriteKeyKind;
+  trust: ClientTrust;
+  metrics: {
+    events: Counter<'source' | 'call'>;
+    rejected: Counter<'code'>;
+    droppedTraits: Counter<'source' | 'trait'>;
+  };
 }
 
 interface RejectedItem extends Rejection {
@@ -73,8 +81,14 @@ const errorResponses = {
     ...ErrorBody,
     description: `Invalid message; \`field\` names the field at fault. A track whose event name is a type only the product makes (user_deleted, timer.fired, message_*, ...) is refused with code LC_ERR_RESERVED_EVENT. A message that nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels (the message object is the first; a batch's envelope does not count) is refused before it is parsed.`,
   },
-  401: { ...ErrorBody, description: 'No write key presented.' },
-  403: { ...ErrorBody, description: 'Unknown write key.' },
+  401: {
+    ...ErrorBody,
+    description: `No write key presented; or, for a client key of a source that verifies identities (LC_IDENTITY_SECRETS), no \`context.${USER_HASH_FIELD}\` with a userId, or an anonymous identify or alias.`,
+  },
+  403: {
+    ...ErrorBody,
+    description: `Unknown write key; or a \`context.${USER_HASH_FIELD}\` that is not the HMAC of the userId.`,
+  },
   413: {
     ...ErrorBody,
     description:
@@ -122,8 +136,12 @@ export const BATCH_URLS: ReadonlySet<string> = new Set(['/v1/batch', '/v1/b']);
 
 export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): void {
   const { maxEventBytes, rateLimitPerSecond } = deps.ingest;
-  const { writer, limiter, clock } = deps;
-  const { events: eventsTotal, rejected: rejectedTotal } = deps.metrics;
+  const { writer, limiter, clock, trust } = deps;
+  const {
+    events: eventsTotal,
+    rejected: rejectedTotal,
+    droppedTraits: droppedTraitsTotal,
+  } = deps.metrics;
   /** The write key the kit checked: its source names the events, its digest is the rate limit's bucket. */
   const keyOf = (req: FastifyRequest) => req.principal!;
 
@@ -149,6 +167,21 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
     key: e.userId,
     ...encodeWithHeader(eventCodec, e),
   });
+
+  /**
+   * Counts the protected traits a client key's messages carried (once they are stored) and
+   * logs them once per request, by name: the values are personal data and never logged.
+   */
+  const reportDropped = (source: string, dropped: string[], messages: number) => {
+    if (dropped.length === 0) return;
+    const perTrait = new Map<string, number>();
+    for (const t of dropped) perTrait.set(t, (perTrait.get(t) ?? 0) + 1);
+    for (const [trait, n] of perTrait) droppedTraitsTotal.inc({ source, trait }, n);
+    app.log.warn(
+      { source, kind: 'client', traits: [...perTrait.keys()], dropped: dropped.length, messages },
+      'protected traits dropped: a client write key may not set contact or routing traits (send them with a server key)',
+    );
+  };
 
   const store = async (source: string, calls: MessageType[], events: NormalisedEvent[]) => {
     await writer.write(events.map(toMessage));
@@ -185,15 +218,25 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
         },
       },
       async (req, reply) => {
-        const source = keyOf(req).name;
+        const { id, name: source } = keyOf(req);
+        const kind = deps.keyKind(id);
         const receivedAt = clock();
-        const event = normalise(type, req.body as SegmentMessage, { source, receivedAt });
-        if (isRejection(event)) {
-          rejectedTotal.inc({ code: event.code });
-          return fail(reply, 400, event.code, event.message, event.field);
+        const msg = req.body as SegmentMessage;
+        const event = normalise(type, msg, { source, kind, receivedAt });
+        const screened = isRejection(event) ? event : trust.screen(source, kind, type, msg, event);
+        if (isRejection(screened)) {
+          rejectedTotal.inc({ code: screened.code });
+          return fail(
+            reply,
+            screened.status ?? 400,
+            screened.code,
+            screened.message,
+            screened.field,
+          );
         }
         admit(req, 1);
-        await store(source, [type], [event]);
+        await store(source, [type], [event as NormalisedEvent]);
+        reportDropped(source, screened, 1);
         return { success: true, accepted: 1, rejected: [] };
       },
     );
@@ -225,8 +268,10 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
         },
       },
       async (req, reply) => {
-        const source = keyOf(req).name;
+        const { id, name: source } = keyOf(req);
+        const kind = deps.keyKind(id);
         const receivedAt = clock();
+        const dropped: string[] = [];
         const body = req.body as {
           batch: unknown[];
           sentAt?: string;
@@ -283,21 +328,27 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
           }
           const event = normalise(type as MessageType, item as SegmentMessage, {
             source,
+            kind,
             receivedAt,
             batchSentAt: body.sentAt,
             batchContext: body.context,
           });
-          if (isRejection(event))
+          const screened = isRejection(event)
+            ? event
+            : trust.screen(source, kind, type as MessageType, item as SegmentMessage, event);
+          if (isRejection(screened))
             return rejectAt(index, item, {
-              ...event,
-              field: `batch[${index}].${event.field}`,
-              message: `batch[${index}].${event.message}`,
+              ...screened,
+              field: `batch[${index}].${screened.field}`,
+              message: `batch[${index}].${screened.message}`,
             });
-          events.push(event);
+          for (const t of screened) dropped.push(t);
+          events.push(event as NormalisedEvent);
           calls.push(type as MessageType);
         });
         if (events.length === 0 && rejected.length > 0) {
-          return reply.code(400).send({
+          // A batch refused whole for want of identity says so with 401/403, as a single call would.
+          return reply.code(rejected[0]!.status ?? 400).send({
             success: false,
             code: ErrorCodes.BadRequest,
             message: `no valid message in the batch; first problem: ${rejected[0]!.message}`,
@@ -307,6 +358,7 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
         }
         admit(req, events.length);
         await store(source, calls, events);
+        reportDropped(source, dropped, events.length);
         return reply
           .code(rejected.length > 0 ? 202 : 200)
           .send({ success: true, accepted: events.length, rejected });

@@ -34,7 +34,8 @@ describe('Segment SDK against the ingest API and Kafka', () => {
     app = await createIngestServer(
       {
         ingest: config.ingest,
-        auth: { writeKeys: [`mobile:${WRITE_KEY}`] },
+        // analytics-node runs on a backend: a server key, whose identify may set email and plan.
+        auth: { writeKeys: [`backend:${WRITE_KEY}:server`] },
         kafka: { topicPrefix: run },
       },
       { bus, logger, metrics: createMetricsRegistry({ defaults: false }) },
@@ -105,7 +106,7 @@ describe('Segment SDK against the ingest API and Kafka', () => {
     expect(identify.key).toBe('user-1');
     expect(identify.event).toMatchObject({
       userId: 'user-1',
-      source: 'http:mobile',
+      source: 'http:backend:server',
       traits: { email: 'ann@example.com', plan: 'trial' },
     });
     expect(track.event).toMatchObject({ userId: 'user-1', properties: { referrer: 'ads' } });

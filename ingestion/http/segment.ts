@@ -4,8 +4,10 @@ import { randomUUID } from 'node:crypto';
 import { Type, type Static, type TObject } from '@sinclair/typebox';
 import {
   RESERVED_EVENT_TYPES,
+  httpSource,
   isReservedEventType,
   type NormalisedEvent,
+  type WriteKeyKind,
 } from '../../platform/contracts.ts';
 import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 
@@ -188,11 +190,12 @@ export type SegmentMessage = Common & {
   previousId?: string;
 };
 
-/** A message the API refused, with the field at fault. */
+/** A message the API refused, with the field at fault (and the status, when not 400). */
 export interface Rejection {
   code: ErrorCode;
   field: string;
   message: string;
+  status?: number;
 }
 
 function parseTime(value: string | undefined, field: string): number | Rejection | undefined {
@@ -235,6 +238,8 @@ export function eventTime(
 
 export interface NormaliseInput {
   source: string;
+  /** The write key's kind, recorded in the event's source (default `client`). */
+  kind?: WriteKeyKind;
   receivedAt: number;
   batchSentAt?: string;
   batchContext?: Record<string, unknown>;
@@ -281,7 +286,7 @@ export function normalise(
     type,
     ts,
     receivedAt: input.receivedAt,
-    source: `http:${input.source}`,
+    source: httpSource(input.source, input.kind ?? 'client'),
     properties: {},
   };
   if (msg.anonymousId) event.anonymousId = msg.anonymousId;

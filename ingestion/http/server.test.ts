@@ -9,8 +9,9 @@ import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { waitFor } from '../../test/support/wait.ts';
 import { createIngestServer, type IngestServerConfig } from './server.ts';
 
+/** The web source's backend key (a server key: its traits are stored as sent). */
 const KEY = 'wk_test_123';
-/** A second key of the same source as KEY (say, the web app's staging and production keys). */
+/** A second key of the same source as KEY (its browser key: a client key). */
 const KEY2 = 'wk_test_456';
 const NOW = Date.parse('2026-03-01T12:00:00.000Z');
 const basic = (k: string) => `Basic ${Buffer.from(`${k}:`).toString('base64')}`;
@@ -21,7 +22,7 @@ function config(
 ): IngestServerConfig {
   return {
     ingest: { maxBatchBytes: 512_000, maxEventBytes: 32_768, rateLimitPerSecond: 10_000, ...over },
-    auth: { writeKeys: [`web:${KEY}`, `web:${KEY2}`, 'ios:other-key'] },
+    auth: { writeKeys: [`web:${KEY}:server`, `web:${KEY2}`, 'ios:other-key'] },
     kafka: { topicPrefix: 'lc' },
     writer,
   };
@@ -85,7 +86,7 @@ describe('ingest API: accepted calls', () => {
         // client clock is one hour behind: receivedAt - (sentAt - timestamp)
         ts: NOW - 5000,
         receivedAt: NOW,
-        source: 'http:web',
+        source: 'http:web:server',
         properties: { total: 30 },
         context: { library: { name: 'x' } },
       },
@@ -129,7 +130,7 @@ describe('ingest API: accepted calls', () => {
       userId: 'u1',
       ts: NOW,
       receivedAt: NOW,
-      source: 'http:web',
+      source: 'http:web:server',
       ...expected,
     });
     expect(e!.id).toMatch(/^[0-9a-f-]{36}$/);
@@ -145,7 +146,7 @@ describe('ingest API: accepted calls', () => {
       {},
     );
     expect(res.statusCode).toBe(200);
-    expect(stored(bus)[0]!.source).toBe('http:ios');
+    expect(stored(bus)[0]!.source).toBe('http:ios:client');
   });
 
   it('applies batch sentAt and merges batch context under each message context', async () => {
@@ -567,7 +568,14 @@ describe('ingest API: refusals', () => {
       (await post(a, '/v1/track', { userId: 'u', event: 'A' }, { authorization: `Bearer ${KEY2}` }))
         .statusCode,
     ).toBe(429);
-    expect(stored(bus).map((e) => e.source)).toEqual(Array(6).fill('http:web'));
+    expect(
+      stored(bus)
+        .map((e) => e.source)
+        .sort(),
+    ).toEqual([
+      ...Array<string>(3).fill('http:web:client'),
+      ...Array<string>(3).fill('http:web:server'),
+    ]);
   });
 
   it('503 with Retry-After when Kafka does not acknowledge, and 503 at once while it keeps failing', async () => {

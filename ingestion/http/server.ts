@@ -21,6 +21,7 @@ import { Counter, Gauge, Histogram, type Registry } from '../../platform/metrics
 import { parseWriteKeys, writeKeyCredential } from './auth.ts';
 import { ingestFailures } from './errors.ts';
 import { createRateLimiter } from './rate-limit.ts';
+import { createClientTrust } from './trust.ts';
 import {
   createEventWriter,
   DEFAULT_WRITER_OPTIONS,
@@ -36,7 +37,8 @@ type ContentTypeParserFn = (
 
 export interface IngestServerConfig {
   ingest: Pick<Config['ingest'], 'maxBatchBytes' | 'maxEventBytes' | 'rateLimitPerSecond'>;
-  auth: Pick<Config['auth'], 'writeKeys'>;
+  auth: Pick<Config['auth'], 'writeKeys'> &
+    Partial<Pick<Config['auth'], 'protectedTraits' | 'identitySecrets'>>;
   kafka: Pick<Config['kafka'], 'topicPrefix'>;
   /** Kafka acknowledgement timeout and memory bounds (defaults suit production). */
   writer?: Partial<EventWriterOptions>;
@@ -59,6 +61,13 @@ export async function createIngestServer(
   const { maxBatchBytes, maxEventBytes, rateLimitPerSecond } = config.ingest;
   const writerOptions = { ...config.writer };
   const keys = parseWriteKeys(config.auth.writeKeys);
+  const trust = createClientTrust(
+    {
+      protectedTraits: config.auth.protectedTraits ?? [],
+      identitySecrets: config.auth.identitySecrets ?? [],
+    },
+    new Set([...keys.digests.values()].map((k) => k.source)),
+  );
   const limiter = createRateLimiter(rateLimitPerSecond, clock);
   const eventsTopic = topics(config.kafka.topicPrefix).events;
 
@@ -73,6 +82,12 @@ export async function createIngestServer(
     name: 'lifecycle_ingest_rejected_total',
     help: 'Messages or requests refused, by reason code.',
     labelNames: ['code'],
+    registers: [m],
+  });
+  const droppedTraitsTotal = new Counter({
+    name: 'lifecycle_ingest_dropped_traits_total',
+    help: 'Protected traits (contact, routing, plan, LC_PROTECTED_TRAITS) dropped from messages of client write keys, by source and trait name.',
+    labelNames: ['source', 'trait'],
     registers: [m],
   });
   const produceSeconds = new Histogram({
@@ -118,6 +133,8 @@ export async function createIngestServer(
         title: 'Lifecycle ingest API',
         description:
           'Segment-compatible HTTP tracking API. Point any Segment SDK at this host with a write key configured in LC_WRITE_KEYS. ' +
+          'A client write key (browser, mobile; the default kind) cannot set the traits email, phone, deviceTokens, webhookUrl, plan or those of LC_PROTECTED_TRAITS: they are dropped from its identify calls. ' +
+          'A source with an identity secret (LC_IDENTITY_SECRETS) requires context.userHash, the hex HMAC-SHA256 of the userId, on client calls that name a user. ' +
           'The write key goes in HTTP Basic (as the user name), as a Bearer token, or as "writeKey" in the JSON body (what analytics-node and analytics.js send). ' +
           'Bodies are application/json or text/plain (JSON), optionally gzip- or deflate-compressed (Content-Encoding).',
         version: '1',
@@ -203,7 +220,9 @@ export async function createIngestServer(
     writer,
     limiter,
     clock,
-    metrics: { events: eventsTotal, rejected: rejectedTotal },
+    keyKind: (digest) => keys.kindOf(digest),
+    trust,
+    metrics: { events: eventsTotal, rejected: rejectedTotal, droppedTraits: droppedTraitsTotal },
   });
   operationalRoutes(app, {
     metrics: m,
