@@ -1,6 +1,8 @@
 // The sink against the real stack: Avro records produced to Kafka land in the ClickHouse
 // server's tables, replays do not double-count, poison records go to the DLQ, and offsets
 // are committed only once rows are stored.
+import { createServer as createTcpServer, connect, type Server, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../platform/avro.ts';
@@ -8,11 +10,12 @@ import { internalTopicSpecs, type OutgoingMessage } from '../platform/bus.ts';
 import { DlqHeaders, SCHEMA_ID_HEADER, topics, type Topics } from '../platform/contracts.ts';
 import type { Config } from '../platform/config.ts';
 import { KafkaBus } from '../platform/kafka.ts';
-import { silentLogger } from '../platform/logger.ts';
+import { createLogger, silentLogger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createTestDatabase, type TestDatabase } from '../test/support/clickhouse.ts';
 import { isolate } from '../test/support/isolation.ts';
 import { consume, testKafka } from '../test/support/kafka.ts';
+import { freePort } from '../test/support/ports.ts';
 import { waitFor } from '../test/support/wait.ts';
 import { DELIVERIES, EVENTS, EXPECTED, SENDS, WINDOW } from '../test/support/analytics-fixtures.ts';
 import { deliverabilityByProvider, goalUplift, ruleFunnel } from './queries.ts';
@@ -285,6 +288,107 @@ describe('analytics sink on Kafka and the ClickHouse server', () => {
       await db.store.command(`DROP DATABASE IF EXISTS ${database}`);
     }
   });
+  it('runSink waits for a ClickHouse that does not answer at start, logging its progress, then consumes', async () => {
+    // ClickHouse for this sink is a TCP proxy in front of the stack's server: nothing
+    // listens on its port at first, as when the sink starts before ClickHouse.
+    const target = new URL(config.clickhouse.url);
+    const port = await freePort();
+    const sockets = new Set<Socket>();
+    let proxy: Server | undefined;
+    const openProxy = () =>
+      new Promise<void>((resolve, reject) => {
+        proxy = createTcpServer((client) => {
+          const upstream = connect(Number(target.port), target.hostname);
+          for (const sock of [client, upstream]) {
+            sockets.add(sock);
+            sock.on('close', () => sockets.delete(sock));
+            sock.on('error', () => {
+              client.destroy();
+              upstream.destroy();
+            });
+          }
+          client.pipe(upstream).pipe(client);
+        });
+        proxy.once('error', reject);
+        proxy.listen(port, '127.0.0.1', () => resolve());
+      });
+    const lines: Record<string, unknown>[] = [];
+    let partial = '';
+    const log = createLogger(
+      { level: 'info' },
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          const text = partial + chunk.toString();
+          const complete = text.split('\n');
+          partial = complete.pop() ?? '';
+          for (const line of complete.filter(Boolean)) {
+            try {
+              lines.push(JSON.parse(line) as Record<string, unknown>);
+            } catch {
+              lines.push({ msg: line });
+            }
+          }
+          done();
+        },
+      }),
+    );
+    const waiting = () => lines.filter((l) => /ClickHouse does not answer/.test(String(l.msg)));
+
+    const database = `${db.database}_waits`;
+    const runConfig = iso.config({
+      LC_KAFKA_PARTITIONS: '3',
+      LC_CLICKHOUSE_URL: `http://127.0.0.1:${port}`,
+      LC_CLICKHOUSE_DATABASE: database,
+      LC_SINK_GROUP: iso.group('sink-waits'),
+    });
+    let settled: 'started' | 'failed' | null = null;
+    const starting = runSink(runConfig, log, { startRetry: { initialMs: 100, maxMs: 400 } });
+    starting.then(
+      () => (settled = 'started'),
+      () => (settled = 'failed'),
+    );
+    try {
+      await waitFor(() => waiting().length >= 3, {
+        timeout: 30_000,
+        message: 'the sink did not log that it waits for ClickHouse',
+      });
+      expect(settled).toBeNull();
+      expect(waiting()[0]).toMatchObject({
+        url: `http://127.0.0.1:${port}`,
+        attempt: 1,
+        err: expect.stringMatching(/ECONNREFUSED/) as string,
+      });
+      expect(waiting().map((l) => l.nextAttemptInMs)).toEqual(
+        expect.arrayContaining([100, 200, 400]),
+      );
+
+      await openProxy();
+      const running = await starting;
+      try {
+        await waitFor(
+          async () => {
+            const [r] = await db.store.query<{ ids: number }>(
+              `SELECT uniqExact(id) AS ids FROM ${database}.deliveries`,
+            );
+            return r?.ids === DELIVERIES.length;
+          },
+          { timeout: 60_000, interval: 250, message: 'the late sink did not store the deliveries' },
+        );
+        expect(running.health().ok).toBe(true);
+        expect(lines.some((l) => /ClickHouse answers: the sink starts/.test(String(l.msg)))).toBe(
+          true,
+        );
+      } finally {
+        await running.stop();
+      }
+    } finally {
+      await starting.catch(() => undefined);
+      for (const sock of sockets) sock.destroy();
+      await new Promise((r) => (proxy ? proxy.close(r) : r(undefined)));
+      await db.store.command(`DROP DATABASE IF EXISTS ${database}`);
+    }
+  });
+
   it('runSink (lifecycle run sink) creates its database and tables and stores what arrives', async () => {
     const database = `${db.database}_run`;
     const runConfig = iso.config({

@@ -496,19 +496,71 @@ export async function openAnalytics(
   return createAnalyticsStore(config.clickhouse);
 }
 
+/** How long the sink waits between attempts to reach ClickHouse at start. */
+export interface StartRetry {
+  initialMs: number;
+  maxMs: number;
+}
+
+/**
+ * `openAnalytics`, waiting for ClickHouse while it does not answer (a deploy that starts
+ * the sink before ClickHouse, a ClickHouse restart): attempts back off up to `maxMs`, and
+ * each one is logged with how long the sink has waited. Nothing is consumed meanwhile, so
+ * nothing waits uncommitted. An error that is not about reaching ClickHouse (a refused
+ * password, a bad database name) stops the start at once.
+ */
+export async function openAnalyticsWhenReady(
+  config: Pick<Config, 'clickhouse' | 'analytics'>,
+  logger: Logger,
+  retry: StartRetry = { initialMs: 500, maxMs: 30_000 },
+): Promise<EngineAnalyticsStore> {
+  const since = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const store = await openAnalytics(config, logger);
+      if (attempt > 1)
+        logger.info(
+          { url: config.clickhouse.url, attempts: attempt, waitedMs: Date.now() - since },
+          'ClickHouse answers: the sink starts',
+        );
+      return store;
+    } catch (err) {
+      if (!isRetriable(err)) throw err;
+      const delay = Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt - 1, 16));
+      logger[attempt === 1 || attempt % 10 === 0 ? 'error' : 'warn'](
+        {
+          url: config.clickhouse.url,
+          attempt,
+          waitedMs: Date.now() - since,
+          nextAttemptInMs: delay,
+          err: errorMessage(err),
+        },
+        'ClickHouse does not answer: the sink waits for it before consuming',
+      );
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
 /** `lifecycle run sink`: Kafka in, ClickHouse out, until stopped. */
 export async function runSink(
   config: Readonly<Config>,
   logger: Logger,
-  opts: { metrics?: Registry } = {},
+  opts: { metrics?: Registry; startRetry?: StartRetry } = {},
 ): Promise<{ stop(): Promise<void>; health(): ReturnType<Service['health']> }> {
   const log = logger.child({ component: 'analytics-sink' });
   const topic = topicNames(config.kafka.topicPrefix);
   const bus = KafkaBus.fromConfig(config, logger);
-  await bus.ensureTopics(
-    internalTopicSpecs(topic, config.kafka.partitions).filter((s) => s.topic !== topic.campaigns),
-  );
-  const store = await openAnalytics(config, log);
+  let store: EngineAnalyticsStore;
+  try {
+    await bus.ensureTopics(
+      internalTopicSpecs(topic, config.kafka.partitions).filter((s) => s.topic !== topic.campaigns),
+    );
+    store = await openAnalyticsWhenReady(config, log, opts.startRetry);
+  } catch (err) {
+    await bus.close();
+    throw err;
+  }
   const sink = createAnalyticsSink(sinkConfig(config), {
     bus,
     store,

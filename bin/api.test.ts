@@ -8,7 +8,10 @@ import {
   createMemoryLiveChannel,
   signInappToken,
 } from '../delivery/inapp/index.ts';
+import { createTrackingLinks, type MessageRef } from '../delivery/links.ts';
 import { InMemoryBus } from '../platform/bus.ts';
+import { API_CONTENT_SECURITY_POLICY, inlineElements } from '../platform/http.ts';
+import { createHash } from 'node:crypto';
 import { loadConfig, type Config } from '../platform/config.ts';
 import { silentLogger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
@@ -54,5 +57,185 @@ describe('in-app client tokens', () => {
     const withInappSecret = await inbox(signInappToken(INAPP_SECRET, 'ada', { ttlMs: 60_000 }));
     expect(withInappSecret.statusCode).toBe(200);
     expect(withInappSecret.json()).toMatchObject({ messages: [], unread: 0 });
+  });
+});
+
+const BASELINE = {
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+};
+const hashOf = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
+
+/** What a page's policy lets it run: the hashes of script-src and style-src, and the rest. */
+function policyOf(csp: string): Record<string, string[]> {
+  return Object.fromEntries(
+    csp.split(';').map((d) => {
+      const [name = '', ...values] = d.trim().split(/\s+/);
+      return [name, values];
+    }),
+  );
+}
+
+/** A served HTML page is allowed exactly its own inline code, no inline style attribute, nothing from elsewhere. */
+function expectPagePolicy(
+  body: string,
+  csp: string,
+  expect_: { forms: boolean; connect: boolean },
+) {
+  const policy = policyOf(csp);
+  const inline = inlineElements(body);
+  expect(policy['default-src']).toEqual(["'none'"]);
+  expect(policy['script-src']).toEqual(
+    inline.scripts.length > 0 ? inline.scripts.map(hashOf) : ["'none'"],
+  );
+  expect(policy['style-src']).toEqual(inline.styles.map(hashOf));
+  expect(policy['frame-ancestors']).toEqual(["'none'"]);
+  expect(policy['form-action']).toEqual([expect_.forms ? "'self'" : "'none'"]);
+  expect(policy['connect-src']).toEqual([expect_.connect ? "'self'" : "'none'"]);
+  expect(csp).not.toMatch(/unsafe-|\*/);
+  // Style attributes would be refused by the policy, and so would event handler attributes.
+  expect(body).not.toMatch(/\sstyle=|\son[a-z]+=/i);
+}
+
+describe('security headers on the API server', () => {
+  const REF: MessageRef = {
+    sendId: 's-1',
+    userId: 'ada',
+    ruleId: 'welcome',
+    channel: 'email',
+    variant: null,
+    category: 'marketing',
+  };
+
+  it('are on every answer: admin API, health, metrics, OpenAPI, in-app, tracking, the open pixel, a miss', async () => {
+    const { app, config } = await api();
+    const links = createTrackingLinks({
+      publicBaseUrl: config.http.publicBaseUrl,
+      signingSecret: SIGNING_SECRET,
+    });
+    const path = (url: string) => url.slice(config.http.publicBaseUrl.length);
+    const now = Date.now();
+    const answers = {
+      admin: await app.inject({ method: 'GET', url: '/v1/users/ada/preferences' }),
+      adminOk: await app.inject({
+        method: 'GET',
+        url: '/v1/users/ada/preferences',
+        headers: { authorization: `Bearer ${config.auth.adminToken}` },
+      }),
+      dashboardsData: await app.inject({ method: 'GET', url: '/v1/dashboards' }),
+      health: await app.inject({ method: 'GET', url: '/health' }),
+      metrics: await app.inject({ method: 'GET', url: '/metrics' }),
+      openapi: await app.inject({ method: 'GET', url: '/openapi.json' }),
+      inbox: await app.inject({
+        method: 'GET',
+        url: `/v1/inapp/inbox?token=${encodeURIComponent(signInappToken(INAPP_SECRET, 'ada', { ttlMs: 60_000 }))}`,
+      }),
+      inboxRefused: await app.inject({ method: 'GET', url: '/v1/inapp/inbox?token=x' }),
+      click: await app.inject({
+        method: 'GET',
+        url: path(links.click(REF, 'https://example.com/x', now)),
+      }),
+      pixel: await app.inject({ method: 'GET', url: path(links.openPixel(REF, now)) }),
+      miss: await app.inject({ method: 'GET', url: '/nowhere' }),
+      badUrl: await app.inject({ method: 'GET', url: '/t/%E0%A4%A' }),
+    };
+    expect(Object.fromEntries(Object.entries(answers).map(([k, r]) => [k, r.statusCode]))).toEqual({
+      admin: 401,
+      adminOk: 200,
+      dashboardsData: 401,
+      health: 200,
+      metrics: 200,
+      openapi: 200,
+      inbox: 200,
+      inboxRefused: 401,
+      click: 302,
+      pixel: 200,
+      miss: 404,
+      badUrl: 400,
+    });
+    for (const [name, res] of Object.entries(answers))
+      expect(res.headers, name).toMatchObject({
+        ...BASELINE,
+        'content-security-policy': API_CONTENT_SECURITY_POLICY,
+      });
+  });
+
+  it('pages run only their own inline code: the dashboards page, the preference page, the unsubscribe pages, an expired link', async () => {
+    const { app, config } = await api({ 'auth.unsubscribeTtlDays': 30 });
+    const links = createTrackingLinks({
+      publicBaseUrl: config.http.publicBaseUrl,
+      signingSecret: SIGNING_SECRET,
+    });
+    const path = (url: string) => url.slice(config.http.publicBaseUrl.length);
+    const now = Date.now();
+    const long = now - 400 * 24 * 3600 * 1000;
+    const pages = {
+      preferences: await app.inject({ method: 'GET', url: path(links.preferences('ada', now)) }),
+      preferencesSaved: await app.inject({
+        method: 'POST',
+        url: path(links.preferences('ada', now)),
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'shown=marketing%3Aemail',
+      }),
+      unsubscribe: await app.inject({ method: 'GET', url: path(links.unsubscribe(REF, now)) }),
+      unsubscribed: await app.inject({
+        method: 'POST',
+        url: path(links.unsubscribe(REF, now)),
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'confirm=1',
+      }),
+      invalid: await app.inject({ method: 'GET', url: '/p?t=forged' }),
+      expiredClick: await app.inject({
+        method: 'GET',
+        url: path(links.click(REF, 'https://example.com/x', long)),
+      }),
+    };
+    expect(Object.fromEntries(Object.entries(pages).map(([k, r]) => [k, r.statusCode]))).toEqual({
+      preferences: 200,
+      preferencesSaved: 200,
+      unsubscribe: 200,
+      unsubscribed: 200,
+      invalid: 400,
+      expiredClick: 410,
+    });
+    for (const [name, res] of Object.entries(pages)) {
+      expect(res.headers, name).toMatchObject(BASELINE);
+      expect(res.headers['content-type'], name).toMatch(/^text\/html/);
+      expectPagePolicy(res.body, String(res.headers['content-security-policy']), {
+        forms: true,
+        connect: false,
+      });
+    }
+
+    const dashboards = await app.inject({ method: 'GET', url: '/dashboards' });
+    expect(dashboards.statusCode).toBe(200);
+    expect(dashboards.headers).toMatchObject(BASELINE);
+    expect(inlineElements(dashboards.body).scripts).toHaveLength(1);
+    expectPagePolicy(dashboards.body, String(dashboards.headers['content-security-policy']), {
+      forms: false,
+      connect: true,
+    });
+  });
+});
+
+describe('client addresses behind proxies (LC_TRUST_PROXY)', () => {
+  async function whoIs(trustProxy: string | undefined, remoteAddress: string) {
+    const { app } = await api(trustProxy === undefined ? {} : { 'http.trustProxy': trustProxy });
+    app.get('/test/who', { config: { auth: 'public' } }, async (req) => ({ ip: req.ip }));
+    const res = await app.inject({
+      method: 'GET',
+      url: '/test/who',
+      remoteAddress,
+      headers: { 'x-forwarded-for': '203.0.113.9' },
+    });
+    return (res.json() as { ip: string }).ip;
+  }
+
+  it('a spoofed X-Forwarded-For does not change request.ip by default; it does from a trusted proxy', async () => {
+    expect(await whoIs(undefined, '198.51.100.7')).toBe('198.51.100.7');
+    expect(await whoIs('10.0.0.0/8', '198.51.100.7')).toBe('198.51.100.7');
+    expect(await whoIs('10.0.0.0/8', '10.1.2.3')).toBe('203.0.113.9');
+    expect(await whoIs('true', '198.51.100.7')).toBe('203.0.113.9');
   });
 });

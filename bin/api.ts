@@ -6,7 +6,12 @@ import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
 import type { Publisher } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
-import { adminCredential, operationalRoutes, setupHttpKit } from '../platform/http.ts';
+import {
+  adminCredential,
+  httpServerOptions,
+  operationalRoutes,
+  setupHttpKit,
+} from '../platform/http.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import { deliveryRoutes } from '../delivery/index.ts';
@@ -58,7 +63,10 @@ export async function createApiServer(
     },
   );
   // pino's Logger type is wider than fastify's base logger; the instance is the same.
-  const app = Fastify({ loggerInstance: log as FastifyBaseLogger, trustProxy: true });
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    ...httpServerOptions(config.http),
+  });
   // Admin routes take LC_ADMIN_TOKEN; the in-app gateway adds its client tokens itself.
   await setupHttpKit(app, {
     credentials: { admin: adminCredential(config.auth.adminToken) },

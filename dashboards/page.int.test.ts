@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../test/support/clickhouse.ts';
 import { isolate } from '../test/support/isolation.ts';
 import { fixtureApi, loadFixtures } from '../test/support/dashboards-api.ts';
@@ -23,6 +23,24 @@ describe('dashboards page', () => {
   let browser: Browser;
   let base: string;
   let token: string;
+
+  // Every page runs under its Content-Security-Policy, and nothing it does is refused by it:
+  // each refusal is logged to the console by the browser.
+  const cspProblems: string[] = [];
+  async function newPage(): Promise<Page> {
+    const page = await browser.newPage();
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) cspProblems.push(m.text());
+    });
+    page.on('response', (r) => {
+      if (r.request().resourceType() === 'document' && !r.headers()['content-security-policy'])
+        cspProblems.push(`${r.url()} came without a Content-Security-Policy`);
+    });
+    return page;
+  }
+  afterEach(() => {
+    expect(cspProblems.splice(0)).toEqual([]);
+  });
 
   beforeAll(async () => {
     // The committed dashboards, plus one with a panel whose SQL cannot run.
@@ -70,17 +88,19 @@ describe('dashboards page', () => {
   });
 
   const panel = (page: Page, id: string) => page.locator(`[data-panel="${id}"]`);
+  // Locators, not page-side expressions: the page's Content-Security-Policy refuses the
+  // string evaluation those need, as it would for any injected code.
   const settled = async (page: Page) => {
-    // A string: it runs in the page, where the DOM types of this (node) project do not apply.
-    await page.waitForFunction(
-      `document.querySelectorAll('[data-panel]').length > 0 && document.querySelectorAll('[data-panel][data-state="loading"]').length === 0`,
-    );
+    await page.locator('[data-panel]').first().waitFor();
+    await expect
+      .poll(() => page.locator('[data-panel][data-state="loading"]').count(), { timeout: 30_000 })
+      .toBe(0);
   };
   const cell = (page: Page, panelId: string, rowText: string, col: string) =>
     panel(page, panelId).locator('tr', { hasText: rowText }).locator(`td[data-col="${col}"]`);
 
   it('asks for the token, then renders the lifecycle panels with the numbers of the data', async () => {
-    const page = await browser.newPage();
+    const page = await newPage();
     await page.goto(`${base}/dashboards`);
     await page.getByLabel('Admin token').fill('wrong-token');
     await page.getByRole('button', { name: 'Open dashboards' }).click();
@@ -122,7 +142,7 @@ describe('dashboards page', () => {
   });
 
   it('takes the parameters from the address and the form: churn and re-engagement of the second dataset', async () => {
-    const page = await browser.newPage();
+    const page = await newPage();
     await page.goto(`${base}/dashboards`);
     await page.getByLabel('Admin token').fill(token);
     await page.getByRole('button', { name: 'Open dashboards' }).click();
@@ -169,15 +189,13 @@ describe('dashboards page', () => {
   });
 
   it("shows a failing panel's error and still renders the others", async () => {
-    const page = await browser.newPage();
+    const page = await newPage();
     await page.goto(`${base}/dashboards`);
     await page.getByLabel('Admin token').fill(token);
     await page.getByRole('button', { name: 'Open dashboards' }).click();
     await settled(page);
     await page.goto(`${base}/dashboards#zz-broken?from=2025-01-01&to=2025-04-30`);
-    await page.waitForFunction(
-      `document.querySelector('[data-panel="bad"]')?.getAttribute('data-state') === 'error'`,
-    );
+    await page.locator('[data-panel="bad"][data-state="error"]').waitFor();
     await settled(page);
     expect(await panel(page, 'bad').locator('.error').textContent()).toMatch(
       /This panel failed: .*no_such_column/,

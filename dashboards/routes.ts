@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import type { AnalyticsStore } from '../analytics/store.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
-import { requireHttpKit } from '../platform/http.ts';
+import { inlineElements, pageSecurityPolicy, requireHttpKit } from '../platform/http.ts';
 import { BUILTIN_QUERIES } from './builtins.ts';
 import {
   formatDashboardError,
@@ -79,6 +79,8 @@ export async function dashboardRoutes(
 ): Promise<void> {
   requireHttpKit(app);
   const page = await readFile(new URL('page.html', import.meta.url), 'utf8');
+  // The page runs its own inline script and style, and calls this server's API; nothing else.
+  const pagePolicy = pageSecurityPolicy({ ...inlineElements(page), connectSelf: true });
   const now = opts.now ?? Date.now;
 
   app.get(
@@ -96,6 +98,7 @@ export async function dashboardRoutes(
       reply
         .header('content-type', 'text/html; charset=utf-8')
         .header('cache-control', 'no-store')
+        .header('content-security-policy', pagePolicy)
         .send(page),
   );
 

@@ -3,6 +3,7 @@
 // from this file. Loaded once per process, validated, frozen.
 import { Type, type Static, type TSchema, Kind } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { isIP } from 'node:net';
 
 interface EnvOptions {
   env: string;
@@ -167,6 +168,12 @@ export const ConfigSchema = Type.Object({
       env: 'LC_PUBLIC_BASE_URL',
       description: 'Public URL of the API, used in tracking links and unsubscribe URLs.',
       default: 'http://127.0.0.1:8089',
+    }),
+    trustProxy: str({
+      env: 'LC_TRUST_PROXY',
+      description:
+        'Which peers may tell the HTTP servers who the client is: the client address (`X-Forwarded-For`) and the scheme and host it asked for (`X-Forwarded-Proto`, `X-Forwarded-Host`). `false`: nobody, the address is the connecting peer (direct exposure). `true`: any peer (only behind a proxy that overwrites the header, since clients can set it). A number: that many proxy hops in front. Or a comma-separated list of proxy addresses and CIDRs, and the names `loopback`, `linklocal`, `uniquelocal`.',
+      default: 'false',
     }),
     linkRateLimit: int({
       env: 'LC_LINK_RATE_LIMIT',
@@ -667,6 +674,14 @@ export function loadConfig(
       }
     }
   }
+  if (problems.length === 0) {
+    const trust = (out as Config).http.trustProxy;
+    try {
+      proxyTrust(trust);
+    } catch (err) {
+      problems.push(`LC_TRUST_PROXY=${JSON.stringify(trust)}: ${(err as Error).message}`);
+    }
+  }
   if (problems.length === 0) problems.push(...sharedSecretProblems(out as Config));
   if (problems.length === 0 && options.serving)
     problems.push(...servingProblems(env, out as Config));
@@ -735,4 +750,41 @@ export function secretPaths(): string[] {
   return envVariables()
     .filter((v) => v.secret)
     .map((v) => v.path);
+}
+
+/** Named address ranges LC_TRUST_PROXY accepts (those of proxy-addr, which fastify uses). */
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * Which peers may tell a server the client's address (`X-Forwarded-For`), as fastify's
+ * `trustProxy` takes it, from LC_TRUST_PROXY: `false` (the default: nobody, `request.ip` is
+ * the socket's peer), `true` (whoever connects: only behind a proxy that overwrites the
+ * header), a hop count, or a comma-separated list of addresses, CIDRs and the names
+ * `loopback`, `linklocal`, `uniquelocal`. Throws with what is wrong.
+ */
+export function proxyTrust(setting: string): boolean | number | string[] {
+  const s = setting.trim();
+  if (s === '' || /^false$/i.test(s)) return false;
+  if (/^true$/i.test(s)) return true;
+  if (/^\d+$/.test(s)) {
+    const hops = Number(s);
+    if (!Number.isSafeInteger(hops)) throw new Error(`hop count ${s} is too large`);
+    return hops === 0 ? false : hops;
+  }
+  const entries = s.split(',').map((e) => e.trim());
+  for (const entry of entries) {
+    if (PROXY_RANGES.has(entry)) continue;
+    const [address = '', bits, ...rest] = entry.split('/');
+    const family = isIP(address);
+    const max = family === 4 ? 32 : 128;
+    if (
+      family === 0 ||
+      rest.length > 0 ||
+      (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max))
+    )
+      throw new Error(
+        `"${entry}" is not an address, a CIDR or one of ${[...PROXY_RANGES].join(', ')} (expected false, true, a hop count, or a comma-separated list of those)`,
+      );
+  }
+  return entries;
 }

@@ -5,10 +5,16 @@ import { Writable } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCodes, LifecycleError } from './errors.ts';
+import { createHash } from 'node:crypto';
+import { loadConfig, proxyTrust } from './config.ts';
 import {
   adminCredential,
+  API_CONTENT_SECURITY_POLICY,
   bearerToken,
+  httpServerOptions,
+  inlineElements,
   operationalRoutes,
+  pageSecurityPolicy,
   provideCredential,
   requireHttpKit,
   secretEquals,
@@ -387,5 +393,124 @@ describe('credential helpers', () => {
     expect(secretEquals('abc', 'abc')).toBe(true);
     expect(secretEquals('abd', 'abc')).toBe(false);
     expect(secretEquals('abcd', 'abc')).toBe(false);
+  });
+});
+
+const BASELINE = {
+  'content-security-policy': API_CONTENT_SECURITY_POLICY,
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+};
+
+describe('security headers', () => {
+  it('are on every answer: a route, a refusal, an error, a miss, a bad URL and a bad body', async () => {
+    const app = await server(undefined, httpServerOptions({ trustProxy: 'false' }));
+    app.get('/open', { config: { auth: 'public' } }, async () => ({ ok: true }));
+    app.get('/admin', { config: { auth: 'admin' } }, async () => ({ ok: true }));
+    app.get('/boom', { config: { auth: 'public' } }, async () => {
+      throw new Error('boom');
+    });
+    app.post('/echo', { config: { auth: 'public' } }, async (req) => req.body);
+    const answers = await Promise.all([
+      app.inject({ method: 'GET', url: '/open' }),
+      app.inject({ method: 'GET', url: '/admin' }),
+      app.inject({ method: 'GET', url: '/boom' }),
+      app.inject({ method: 'GET', url: '/nowhere?t=x' }),
+      app.inject({ method: 'GET', url: '/open/%E0%A4%A' }),
+      app.inject({
+        method: 'POST',
+        url: '/echo',
+        headers: { 'content-type': 'application/json' },
+        payload: '{"a":',
+      }),
+    ]);
+    expect(answers.map((r) => r.statusCode)).toEqual([200, 401, 500, 404, 400, 400]);
+    expect(answers[4]!.json()).toEqual({
+      code: 'LC_ERR_BAD_REQUEST',
+      message: 'the URL path is not valid (malformed percent-encoding)',
+    });
+    for (const res of answers) expect(res.headers).toMatchObject(BASELINE);
+    expect(API_CONTENT_SECURITY_POLICY).toMatch(/default-src 'none'/);
+    expect(API_CONTENT_SECURITY_POLICY).toMatch(/frame-ancestors 'none'/);
+  });
+
+  it("a page's policy admits its own inline code by hash, and nothing inline besides", async () => {
+    const html = `<!doctype html><html><head><style>p{color:red}</style></head><body><p>x</p>
+<script src="/lib.js"></script><script>console.log("page")</script></body></html>`;
+    const inline = inlineElements(html);
+    expect(inline).toEqual({ scripts: ['console.log("page")'], styles: ['p{color:red}'] });
+    const hash = (t: string) => `'sha256-${createHash('sha256').update(t).digest('base64')}'`;
+    const policy = pageSecurityPolicy({ ...inline, connectSelf: true, formsSelf: true });
+    expect(policy).toContain(`script-src ${hash('console.log("page")')}`);
+    expect(policy).toContain(`style-src ${hash('p{color:red}')}`);
+    expect(policy).toContain("connect-src 'self'");
+    expect(policy).toContain("form-action 'self'");
+    expect(policy).toContain("frame-ancestors 'none'");
+    expect(policy).toContain("default-src 'none'");
+    expect(policy).not.toMatch(/unsafe-inline|unsafe-eval|\*/);
+    expect(pageSecurityPolicy({})).toMatch(
+      /script-src 'none'; style-src 'none'.*connect-src 'none'; form-action 'none'/,
+    );
+
+    // A route that serves a page replaces the baseline policy; the other headers stay.
+    const app = await server();
+    app.get('/page', { config: { auth: 'public' } }, async (_req, reply) =>
+      reply.type('text/html; charset=utf-8').header('content-security-policy', policy).send(html),
+    );
+    const res = await app.inject({ method: 'GET', url: '/page' });
+    expect(res.headers).toMatchObject({ ...BASELINE, 'content-security-policy': policy });
+  });
+});
+
+describe('proxy trust (LC_TRUST_PROXY)', () => {
+  it('reads false, true, a hop count and lists of addresses, CIDRs and named ranges, and refuses the rest', () => {
+    expect(proxyTrust('false')).toBe(false);
+    expect(proxyTrust('')).toBe(false);
+    expect(proxyTrust('0')).toBe(false);
+    expect(proxyTrust('TRUE')).toBe(true);
+    expect(proxyTrust('2')).toBe(2);
+    expect(proxyTrust('10.0.0.0/8, 192.0.2.7,loopback,::1,fd00::/8')).toEqual([
+      '10.0.0.0/8',
+      '192.0.2.7',
+      'loopback',
+      '::1',
+      'fd00::/8',
+    ]);
+    for (const bad of [
+      'yes',
+      '10.0.0.0/33',
+      '10.0.0/8',
+      'proxy.internal',
+      '1.2.3.4/8/1',
+      '::1/129',
+    ])
+      expect(() => proxyTrust(bad), bad).toThrow(/is not an address, a CIDR/);
+    expect(loadConfig({}).http.trustProxy).toBe('false');
+    expect(() => loadConfig({ LC_TRUST_PROXY: '10.0.0.0/40' })).toThrow(
+      /LC_TRUST_PROXY="10.0.0.0\/40"/,
+    );
+  });
+
+  async function whoIs(trustProxy: string, remoteAddress: string, forwardedFor?: string) {
+    const app = await server(undefined, httpServerOptions({ trustProxy }));
+    app.get('/who', { config: { auth: 'public' } }, async (req) => ({ ip: req.ip }));
+    const res = await app.inject({
+      method: 'GET',
+      url: '/who',
+      remoteAddress,
+      headers: forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor },
+    });
+    return (res.json() as { ip: string }).ip;
+  }
+
+  it('by default a spoofed X-Forwarded-For does not change request.ip; a trusted proxy does', async () => {
+    expect(await whoIs('false', '198.51.100.7', '203.0.113.9')).toBe('198.51.100.7');
+    expect(await whoIs('true', '198.51.100.7', '203.0.113.9')).toBe('203.0.113.9');
+    // Trusted by address: only that peer may name the client.
+    expect(await whoIs('198.51.100.0/24', '198.51.100.7', '203.0.113.9')).toBe('203.0.113.9');
+    expect(await whoIs('198.51.100.0/24', '192.0.2.1', '203.0.113.9')).toBe('192.0.2.1');
+    // One hop: the address the proxy appended, not what the client wrote before it.
+    expect(await whoIs('1', '198.51.100.7', '10.6.6.6, 203.0.113.9')).toBe('203.0.113.9');
   });
 });

@@ -5,7 +5,10 @@
 // registered, so a forgotten declaration fails the server's start-up instead of serving
 // without auth. One error handler and one not-found handler answer `{ code, message }` and
 // never echo what the request carried (tracking tokens travel in `?t=`); `/health`,
-// `/metrics` and `/openapi.json` are served the same way on every server.
+// `/metrics` and `/openapi.json` are served the same way on every server. Every answer
+// carries the security headers (a strict Content-Security-Policy that an HTML page widens
+// only by the hashes of its own inline code), and which proxies may speak for the client
+// (`X-Forwarded-For`) is one setting, LC_TRUST_PROXY, read by `proxyTrust`.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import type {
@@ -16,6 +19,7 @@ import type {
   onRequestHookHandler,
   preValidationHookHandler,
 } from 'fastify';
+import { proxyTrust } from './config.ts';
 import { ErrorCodes, LifecycleError, type ErrorCode } from './errors.ts';
 import { healthStatus, type HealthReport, type Registry } from './metrics.ts';
 
@@ -93,8 +97,111 @@ export interface HttpKitOptions {
 
 interface KitState {
   credentials: Map<CredentialKind, Credential>;
+  /** The server's refusal body and observer, for refusals made outside the error handler. */
+  body: (failure: HttpFailure) => unknown;
+  onFailure?: (failure: HttpFailure, req: FastifyRequest, reply: FastifyReply) => void;
   /** Shared with the OpenAPI document, which reads it when first generated. */
   schemes: Record<string, SecurityScheme>;
+}
+
+/**
+ * The Content-Security-Policy of everything that is not an HTML page (JSON, the open
+ * pixel, redirects): nothing may load, run, frame it or be submitted from it.
+ */
+export const API_CONTENT_SECURITY_POLICY =
+  "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/**
+ * Headers on every answer of every server, refusals and misses included. `no-referrer`
+ * keeps signed tracking tokens (`?t=`) out of the Referer of whatever a page or a click
+ * redirect leads to. A page sets its own Content-Security-Policy (`pageSecurityPolicy`).
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'content-security-policy': API_CONTENT_SECURITY_POLICY,
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+});
+
+/** What an HTML page may do beyond showing its own markup. */
+export interface PagePolicy {
+  /** The text of each inline `<script>` element, from the page's code, never from a request. */
+  scripts?: readonly string[];
+  /** The text of each inline `<style>` element, likewise. Style attributes stay refused. */
+  styles?: readonly string[];
+  /** The page calls the server it came from (fetch). */
+  connectSelf?: boolean;
+  /** The page's forms post to the server it came from. */
+  formsSelf?: boolean;
+}
+
+const sourceHash = (text: string) =>
+  `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
+
+/**
+ * The Content-Security-Policy of an HTML page: inline code runs only when it is the code
+ * the page was written with (its hash), so markup injected into a page runs nothing.
+ */
+export function pageSecurityPolicy(page: PagePolicy): string {
+  const hashes = (texts: readonly string[] | undefined) =>
+    texts && texts.length > 0 ? texts.map(sourceHash).join(' ') : "'none'";
+  return [
+    "default-src 'none'",
+    `script-src ${hashes(page.scripts)}`,
+    `style-src ${hashes(page.styles)}`,
+    "img-src 'self' data:",
+    `connect-src ${page.connectSelf ? "'self'" : "'none'"}`,
+    `form-action ${page.formsSelf ? "'self'" : "'none'"}`,
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+  ].join('; ');
+}
+
+/** The text of each inline `<script>` and `<style>` element of a page file the product ships. */
+export function inlineElements(html: string): { scripts: string[]; styles: string[] } {
+  const texts = (tag: string) =>
+    [...html.matchAll(new RegExp(`<${tag}(?![^>]*\\bsrc=)[^>]*>([\\s\\S]*?)</${tag}>`, 'gi'))].map(
+      (m) => m[1]!,
+    );
+  return { scripts: texts('script'), styles: texts('style') };
+}
+
+/**
+ * Options the kit needs when the server is constructed, from the one config: spread them
+ * into `Fastify({...})`. `trustProxy` from LC_TRUST_PROXY (a hop count as a function:
+ * fastify reads a bare number as trusting nobody); `frameworkErrors` so that a request
+ * fastify refuses before any hook (a malformed URL) is answered like every other refusal,
+ * security headers and coded body included.
+ */
+export function httpServerOptions(http: { trustProxy: string }): {
+  trustProxy: boolean | string[] | ((address: string, hop: number) => boolean);
+  frameworkErrors: (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => void;
+} {
+  const trust = proxyTrust(http.trustProxy);
+  return {
+    trustProxy: typeof trust === 'number' ? (_address, hop) => hop < trust : trust,
+    frameworkErrors(err, req, reply) {
+      const status = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
+      const failure: HttpFailure =
+        status === 414
+          ? {
+              status,
+              code: ErrorCodes.BadRequest,
+              message: 'a path segment of the URL is too long',
+            }
+          : err.code === 'FST_ERR_BAD_URL'
+            ? {
+                status,
+                code: ErrorCodes.BadRequest,
+                message: 'the URL path is not valid (malformed percent-encoding)',
+              }
+            : { status, code: ErrorCodes.BadRequest, message: 'bad request' };
+      void reply.headers(SECURITY_HEADERS);
+      const state = kitOf(req.server);
+      state?.onFailure?.(failure, req, reply);
+      void reply.code(status).send((state?.body ?? defaultBody)(failure));
+    },
+  };
 }
 
 const KIT = Symbol.for('lifecycle.httpKit');
@@ -112,9 +219,19 @@ const defaultBody = (f: HttpFailure) =>
  */
 export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = {}): Promise<void> {
   if (kitOf(app)) throw new Error('the HTTP kit is already set up on this server');
-  const state: KitState = { credentials: new Map(), schemes: {} };
+  const state: KitState = {
+    credentials: new Map(),
+    schemes: {},
+    body: opts.failureBody ?? defaultBody,
+    ...(opts.onFailure ? { onFailure: opts.onFailure } : {}),
+  };
   app.decorate(KIT, state);
   app.decorateRequest('principal', null);
+  // First of all hooks, so a refusal, a miss or an error answers with them too; a page
+  // replaces the Content-Security-Policy with its own.
+  app.addHook('onRequest', async (_req, reply) => {
+    void reply.headers(SECURITY_HEADERS);
+  });
   for (const [kind, credential] of Object.entries(opts.credentials ?? {}) as [
     CredentialKind,
     Credential,

@@ -24,13 +24,30 @@ const nobody: Provider = {
   send: async () => ({ status: 'sent' }),
 };
 
-/** The worker with a preference store whose erasure fails `failures` times (Infinity: always). */
-async function start(failures: number) {
+const deletionOf = (userId: string): NormalisedEvent => ({
+  id: `del-${userId}`,
+  userId,
+  type: 'user_deleted',
+  ts: 1_700_000_000_000,
+  receivedAt: 1_700_000_000_000,
+  source: 'cdc:appdb',
+  properties: {},
+});
+
+/**
+ * The worker with a preference store whose erasure fails `failures` times (Infinity: always);
+ * `before` publishes on the bus before the worker's groups ever ran (a first deploy).
+ */
+async function start(
+  failures: number,
+  before: (bus: InMemoryBus) => Promise<void> = async () => {},
+) {
   const config = loadConfig(
     {},
     { 'delivery.templatesDir': 'templates', 'kafka.partitions': PARTITIONS },
   );
   const bus = new InMemoryBus(PARTITIONS);
+  await before(bus);
   const stores = createMemoryDeliveryStores();
   const t = topicNames(config.kafka.topicPrefix);
   const erasureGroup = `${config.delivery.groupId}-erasure`;
@@ -51,18 +68,9 @@ async function start(failures: number) {
   await handle.start();
   handles.push(handle);
   const deleteUser = async (userId: string) => {
-    const event: NormalisedEvent = {
-      id: `del-${userId}`,
-      userId,
-      type: 'user_deleted',
-      ts: 1_700_000_000_000,
-      receivedAt: 1_700_000_000_000,
-      source: 'cdc:appdb',
-      properties: {},
-    };
     await bus
       .publisher()
-      .publish(t.events, [{ key: userId, ...encodeWithHeader(eventCodec, event) }]);
+      .publish(t.events, [{ key: userId, ...encodeWithHeader(eventCodec, deletionOf(userId)) }]);
     const log = bus.log(t.events, partitionFor(userId, PARTITIONS));
     return { partition: partitionFor(userId, PARTITIONS), offset: log.length - 1 };
   };
@@ -78,6 +86,23 @@ async function until(probe: () => boolean | Promise<boolean>, ms = 5000): Promis
 }
 
 describe('delivery erasure reader', () => {
+  it('honours a deletion published before delivery ever ran: a new group starts at the earliest offset', async () => {
+    const eventsTopic = topicNames(loadConfig({}).kafka.topicPrefix).events;
+    const d = await start(0, async (bus) => {
+      await bus
+        .publisher()
+        .publish(eventsTopic, [
+          { key: 'linus', ...encodeWithHeader(eventCodec, deletionOf('linus')) },
+        ]);
+    });
+    await until(async () => (await d.stores.preferences.suppressions('linus')).deleted !== null);
+    expect((await d.stores.preferences.suppressions('linus')).deleted).toEqual({
+      reason: 'user_deleted',
+      at: 1_700_000_000_000,
+    });
+    expect(d.committed(partitionFor('linus', PARTITIONS))).toBe(1);
+  });
+
   it('retries an erasure that fails, and commits the deletion only after it happened', async () => {
     const d = await start(2);
     const { partition, offset } = await d.deleteUser('ada');

@@ -183,13 +183,15 @@ export function createDeliveryWorker(
   // Bad events are the engine's to dead-letter; this reader passes them by. Anything else
   // failing (the preference store away) fails the batch, which is retried: an erasure is
   // never committed past without having happened. One that keeps failing stops its
-  // partition, and health says so until the process is restarted.
+  // partition, and health says so until the process is restarted. A new group (the first
+  // deploy of delivery, or a renamed LC_DELIVERY_GROUP) reads the events topic from the
+  // earliest offset kept: a deletion published before delivery ever ran is honoured too.
   const deletions = createConsumeLoop<NormalisedEvent>(
     {
       name: 'delivery-erasure',
       groupId: `${config.groupId}-erasure`,
       topics: [topics.events],
-      fromBeginning: false,
+      fromBeginning: true,
       dlqTopic: topics.dlq,
       undecodable: 'skip',
       ...config.retry,

@@ -1,6 +1,7 @@
 // The end user's pages: the preference page (signed link) and the unsubscribe confirmation.
 // Plain server-rendered HTML with forms, so they work without JavaScript and in any client.
 import type { Channel } from '../../platform/contracts.ts';
+import { pageSecurityPolicy } from '../../platform/http.ts';
 import type { UserPreferences } from './model.ts';
 import { MARKETING } from './model.ts';
 
@@ -25,16 +26,29 @@ const label = (category: string) =>
     ? 'News and offers'
     : category.replace(/[_-]+/g, ' ').replace(/^./, (c) => c.toUpperCase());
 
+/** The pages' one stylesheet, inline; the only inline code their Content-Security-Policy admits. */
+const PAGE_STYLE = `
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1f2328;line-height:1.5}
+h1{font-size:1.5rem}table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{padding:.5rem;border-bottom:1px solid #d0d7de;text-align:center}
+th:first-child,td:first-child{text-align:left}button{font-size:1rem;padding:.5rem 1.25rem;border-radius:6px;border:1px solid #1f6feb;background:#1f6feb;color:#fff;cursor:pointer}
+.note{color:#57606a;font-size:.9rem}.status{padding:.75rem;border-radius:6px;background:#dafbe1;border:1px solid #4ac26b}`;
+
+/**
+ * Headers of every end-user page: HTML, never cached (each carries a signed link), and a
+ * policy that runs no script, admits only the pages' own stylesheet, and lets forms post
+ * only to this server.
+ */
+export const PAGE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'content-security-policy': pageSecurityPolicy({ styles: [PAGE_STYLE], formsSelf: true }),
+});
+
 function layout(title: string, body: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="robots" content="noindex"><title>${esc(title)}</title>
-<style>
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1f2328;line-height:1.5}
-h1{font-size:1.5rem}table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{padding:.5rem;border-bottom:1px solid #d0d7de;text-align:center}
-th:first-child,td:first-child{text-align:left}button{font-size:1rem;padding:.5rem 1.25rem;border-radius:6px;border:1px solid #1f6feb;background:#1f6feb;color:#fff;cursor:pointer}
-.note{color:#57606a;font-size:.9rem}.status{padding:.75rem;border-radius:6px;background:#dafbe1;border:1px solid #4ac26b}
-</style></head><body>${body}</body></html>`;
+<style>${PAGE_STYLE}</style></head><body>${body}</body></html>`;
 }
 
 /** Categories shown: marketing, plus every category the person has a record for. */

@@ -2,8 +2,8 @@
 // unsubscribe confirmation from an email's link, then the preference page it links to.
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
 import { loadConfig } from '../../platform/config.ts';
@@ -57,6 +57,24 @@ afterAll(async () => {
   redis.redis.disconnect();
 });
 
+// Every page runs under its Content-Security-Policy, and nothing it does is refused by it:
+// each refusal is logged to the console by the browser.
+const cspProblems: string[] = [];
+async function newPage(): Promise<Page> {
+  const page = await browser.newPage();
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) cspProblems.push(m.text());
+  });
+  page.on('response', (r) => {
+    if (r.request().resourceType() === 'document' && !r.headers()['content-security-policy'])
+      cspProblems.push(`${r.url()} came without a Content-Security-Policy`);
+  });
+  return page;
+}
+afterEach(() => {
+  expect(cspProblems.splice(0)).toEqual([]);
+});
+
 describe('unsubscribe and preference pages', () => {
   it('unsubscribes from the email link after confirmation, then manages preferences on the signed page', async () => {
     const config = loadConfig(iso.env, { 'http.publicBaseUrl': base });
@@ -93,7 +111,7 @@ describe('unsubscribe and preference pages', () => {
       category: 'marketing',
     };
 
-    const page = await browser.newPage();
+    const page = await newPage();
     // Opening the link (as a link scanner would) changes nothing.
     await page.goto(links.unsubscribe(ref, Date.now()));
     await expect.poll(() => page.locator('h1').textContent()).toBe('Unsubscribe?');

@@ -14,6 +14,7 @@ import {
   type PreferencesPatch,
 } from './model.ts';
 import {
+  PAGE_HEADERS,
   expiredLinkPage,
   invalidLinkPage,
   isChecked,
@@ -170,16 +171,14 @@ export async function preferencesRoutes(
       void reply
         .code(429)
         .header('retry-after', String(use.retryAfterS))
-        .type('text/html; charset=utf-8')
-        .header('cache-control', 'no-store')
+        .headers(PAGE_HEADERS)
         .send(tooManyRequestsPage());
       return null;
     }
     if (link.status !== 'valid') {
       void reply
         .code(link.status === 'expired' ? 410 : 400)
-        .type('text/html; charset=utf-8')
-        .header('cache-control', 'no-store')
+        .headers(PAGE_HEADERS)
         .send(link.status === 'expired' ? expiredLinkPage() : invalidLinkPage());
       return null;
     }
@@ -195,8 +194,7 @@ export async function preferencesRoutes(
       if (userId === null) return reply;
       const prefs = await store.get(userId);
       return reply
-        .type('text/html; charset=utf-8')
-        .header('cache-control', 'no-store')
+        .headers(PAGE_HEADERS)
         .send(preferencePage(prefs, { action: `/p?t=${encodeURIComponent(req.query.t ?? '')}` }));
     },
   );
@@ -235,15 +233,12 @@ export async function preferencesRoutes(
       const change: { unsubscribedAll?: boolean; records: typeof records } = { records };
       if (all !== (prefs.unsubscribedAll !== null)) change.unsubscribedAll = all;
       const next = await store.apply(userId, change, { source: 'preference_page', at: now });
-      return reply
-        .type('text/html; charset=utf-8')
-        .header('cache-control', 'no-store')
-        .send(
-          preferencePage(next, {
-            action: `/p?t=${encodeURIComponent(req.query.t ?? '')}`,
-            saved: true,
-          }),
-        );
+      return reply.headers(PAGE_HEADERS).send(
+        preferencePage(next, {
+          action: `/p?t=${encodeURIComponent(req.query.t ?? '')}`,
+          saved: true,
+        }),
+      );
     },
   );
 }

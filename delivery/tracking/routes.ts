@@ -11,6 +11,7 @@ import { requireHttpKit } from '../../platform/http.ts';
 import type { SentIndex } from '../sent-index.ts';
 import { verifyWebhookSignature } from '../providers/webhook.ts';
 import {
+  PAGE_HEADERS,
   expiredClickPage,
   expiredLinkPage,
   invalidLinkPage,
@@ -87,11 +88,7 @@ export async function trackingRoutes(
       );
 
   const html = (reply: FastifyReply, status: number, page: string) =>
-    reply
-      .code(status)
-      .type('text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .send(page);
+    reply.code(status).headers(PAGE_HEADERS).send(page);
   /** Counts a use of a genuine token; false (and the 429 sent) when it is over its limit. */
   const withinLimit = (
     reply: FastifyReply,
@@ -204,16 +201,13 @@ export async function trackingRoutes(
       const ref = read.value;
       await unsubscribe(ref, fromPage ? 'unsubscribe_page' : 'one_click_unsubscribe');
       if (!fromPage) return reply.type('text/plain; charset=utf-8').send('unsubscribed\n');
-      return reply
-        .type('text/html; charset=utf-8')
-        .header('cache-control', 'no-store')
-        .send(
-          unsubscribedPage({
-            category: ref.category,
-            channel: ref.channel,
-            preferencesUrl: links.preferences(ref.userId, deps.now()),
-          }),
-        );
+      return reply.headers(PAGE_HEADERS).send(
+        unsubscribedPage({
+          category: ref.category,
+          channel: ref.channel,
+          preferencesUrl: links.preferences(ref.userId, deps.now()),
+        }),
+      );
     },
   );
 

@@ -5,6 +5,7 @@ import { InMemoryBus, type OutgoingMessage, type Publisher } from '../../platfor
 import { eventCodec } from '../../platform/avro.ts';
 import { SCHEMA_ID_HEADER, type NormalisedEvent } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
+import { API_CONTENT_SECURITY_POLICY } from '../../platform/http.ts';
 import { createMetricsRegistry } from '../../platform/metrics.ts';
 import { waitFor } from '../../test/support/wait.ts';
 import { createIngestServer, type IngestServerConfig } from './server.ts';
@@ -1039,3 +1040,75 @@ function openApi30Problems(doc: OpenApiDoc): string[] {
   }
   return problems;
 }
+
+describe('ingest API: security headers and proxies', () => {
+  it('every answer carries the security headers: accepted, refused, preflight, documents, a miss, a bad URL', async () => {
+    const a = await setup();
+    const track = { userId: 'u1', event: 'Viewed' };
+    const answers = {
+      accepted: await post(a, '/v1/track', track),
+      noKey: await post(a, '/v1/track', track, {}),
+      invalid: await post(a, '/v1/track', { userId: 'u1' }),
+      preflight: await a.inject({
+        method: 'OPTIONS',
+        url: '/v1/batch',
+        headers: { origin: 'https://shop.example', 'access-control-request-method': 'POST' },
+      }),
+      openapi: await a.inject({ method: 'GET', url: '/openapi.json' }),
+      health: await a.inject({ method: 'GET', url: '/health' }),
+      miss: await a.inject({ method: 'GET', url: '/v1/nothing' }),
+      badUrl: await a.inject({ method: 'GET', url: '/v1/%E0%A4%A' }),
+    };
+    expect(
+      Object.fromEntries(Object.entries(answers).map(([k, r]) => [k, r.statusCode])),
+    ).toMatchObject({
+      accepted: 200,
+      noKey: 401,
+      invalid: 400,
+      openapi: 200,
+      health: 200,
+      miss: 404,
+      badUrl: 400,
+    });
+    expect(answers.preflight.statusCode).toBeLessThan(300);
+    for (const [name, res] of Object.entries(answers))
+      expect(res.headers, name).toMatchObject({
+        'content-security-policy': API_CONTENT_SECURITY_POLICY,
+        'referrer-policy': 'no-referrer',
+        'x-content-type-options': 'nosniff',
+        'x-frame-options': 'DENY',
+      });
+    // CORS still answers browsers' SDKs.
+    expect(answers.preflight.headers['access-control-allow-origin']).toBe('*');
+  });
+
+  async function whoIs(trustProxy: string | undefined, remoteAddress: string) {
+    app = await createIngestServer(
+      { ...config(), ...(trustProxy === undefined ? {} : { http: { trustProxy } }) },
+      {
+        bus: new InMemoryBus(2),
+        logger: silentLogger(),
+        metrics: createMetricsRegistry({ defaults: false }),
+        clock: () => NOW,
+      },
+    );
+    app.get('/test/who', { config: { auth: 'public' } }, async (req) => ({ ip: req.ip }));
+    const res = await app.inject({
+      method: 'GET',
+      url: '/test/who',
+      remoteAddress,
+      headers: { 'x-forwarded-for': '203.0.113.9' },
+    });
+    await app.close();
+    app = undefined;
+    return (res.json() as { ip: string }).ip;
+  }
+
+  it('a spoofed X-Forwarded-For does not change request.ip unless LC_TRUST_PROXY trusts the peer', async () => {
+    expect(await whoIs(undefined, '198.51.100.7')).toBe('198.51.100.7');
+    expect(await whoIs('false', '198.51.100.7')).toBe('198.51.100.7');
+    expect(await whoIs('loopback', '198.51.100.7')).toBe('198.51.100.7');
+    expect(await whoIs('loopback', '127.0.0.1')).toBe('203.0.113.9');
+    expect(await whoIs('true', '198.51.100.7')).toBe('203.0.113.9');
+  });
+});

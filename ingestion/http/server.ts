@@ -16,7 +16,7 @@ import type { Config } from '../../platform/config.ts';
 import { topics } from '../../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
 import { MAX_JSON_DEPTH, jsonTextDepthExceeds } from '../../platform/json-depth.ts';
-import { operationalRoutes, setupHttpKit } from '../../platform/http.ts';
+import { httpServerOptions, operationalRoutes, setupHttpKit } from '../../platform/http.ts';
 import { Counter, Gauge, Histogram, type Registry } from '../../platform/metrics.ts';
 import { parseWriteKeys, writeKeyCredential } from './auth.ts';
 import { ingestFailures } from './errors.ts';
@@ -40,6 +40,8 @@ export interface IngestServerConfig {
   auth: Pick<Config['auth'], 'writeKeys'> &
     Partial<Pick<Config['auth'], 'protectedTraits' | 'identitySecrets'>>;
   kafka: Pick<Config['kafka'], 'topicPrefix'>;
+  /** Which proxies may name the client (LC_TRUST_PROXY); without it, none. */
+  http?: Pick<Config['http'], 'trustProxy'>;
   /** Kafka acknowledgement timeout and memory bounds (defaults suit production). */
   writer?: Partial<EventWriterOptions>;
 }
@@ -125,6 +127,7 @@ export async function createIngestServer(
     childLoggerFactory: (logger) => logger,
     bodyLimit: maxBatchBytes,
     return503OnClosing: true,
+    ...httpServerOptions(config.http ?? { trustProxy: 'false' }),
   });
   await setupHttpKit(app, {
     credentials: { writeKey: writeKeyCredential(keys) },
