@@ -2,8 +2,9 @@
 // through the sink (in-memory bus), then a `user_deleted` for one of them. On the
 // ClickHouse server (a mutation, awaited through system.mutations) and on chDB (a
 // lightweight delete), that user's rows are gone from every table but the stripped
-// deletion event, everyone else's remain, the erasure log has the entry, and the deletion
-// replayed erases again harmlessly.
+// deletion event, everyone else's remain, the erasure log has the entry, the deletion
+// replayed erases again harmlessly, and rows of the erased user that arrive later are not
+// stored again.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +56,7 @@ async function erasesOneUser(
     { groupId: 'sink', topicPrefix: 'erasure', database, flushIntervalMs: 100 },
     { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) },
   );
+  const sinks = [sink];
   await sink.start();
   try {
     const publisher = bus.publisher();
@@ -164,8 +166,56 @@ async function erasesOneUser(
     for (const table of Object.keys(ID) as (keyof typeof ID)[])
       expect(without(replayed[table], ERASED)).toEqual(without(before[table], ERASED));
     expect(sink.health().ok).toBe(true);
-  } finally {
+
+    // Rows of the erased user still in flight arrive after the erasure: none is stored again,
+    // neither by this sink nor by a new one (a restart, another instance) that knows the
+    // erasure only from the log. A mutation would not reach rows inserted after it.
+    let late = 0;
+    const arriveLate = async () => {
+      late++;
+      const e = EVENTS.find((x) => x.userId === ERASED)!;
+      const s = SENDS.find((x) => x.userId === ERASED)!;
+      const d = DELIVERIES.find((x) => x.userId === ERASED)!;
+      await publisher.publish(t.events, [
+        { key: ERASED, ...encodeWithHeader(eventCodec, { ...e, id: `late-${late}` }) },
+      ]);
+      await publisher.publish(t.sends, [
+        { key: ERASED, ...encodeWithHeader(sendCodec, { ...s, sendId: `late-send-${late}` }) },
+      ]);
+      await publisher.publish(t.deliveries, [
+        { key: ERASED, ...encodeWithHeader(deliveryCodec, { ...d, id: `late-outcome-${late}` }) },
+      ]);
+      await waitFor(
+        () =>
+          eventsCommitted(bus, t.events) === EVENTS.length + 2 + late &&
+          eventsCommitted(bus, t.sends) === SENDS.length + late &&
+          eventsCommitted(bus, t.deliveries) === DELIVERIES.length + late,
+        { timeout: 30_000, message: 'late rows not committed' },
+      );
+      await waitFor(async () => (await pendingMutations(store, database)).length === 0, {
+        timeout: 60_000,
+        interval: 200,
+        message: 'mutations not done',
+      });
+      const now = await perUser(store, database);
+      expect([now.events[ERASED], now.sends[ERASED], now.deliveries[ERASED]]).toEqual([
+        1,
+        undefined,
+        undefined,
+      ]);
+    };
+    await arriveLate();
     await sink.stop();
+    sinks.push(
+      createAnalyticsSink(
+        { groupId: 'sink', topicPrefix: 'erasure', database, flushIntervalMs: 100 },
+        { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) },
+      ),
+    );
+    await sinks.at(-1)!.start();
+    await arriveLate();
+  } finally {
+    for (const s of sinks) await s.stop();
     await bus.close();
   }
 }

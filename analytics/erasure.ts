@@ -172,6 +172,63 @@ export function createEraser(deps: {
   };
 }
 
+// ------------------------------------------------------------------ erased users
+
+/**
+ * The users the erasure log names, as the sink consults it before every insert: rows of an
+ * erased user that arrive after the erasure (events in flight, outcomes of sends made
+ * before it, a replay) are dropped instead of stored again. Loaded whole on first use and
+ * then read again for newer entries at most every `refreshMs`, so an erasure made by another
+ * sink instance (or before a restart) is honoured too. A user id, once erased, stays erased
+ * in the analytics tables.
+ */
+export interface ErasedUsers {
+  /** Reads the log's new entries (all of them the first time); throws when the store does. */
+  refresh(): Promise<void>;
+  /** An erasure this process just made. */
+  add(userId: string): void;
+  has(userId: string): boolean;
+  size(): number;
+}
+
+export function createErasedUsers(deps: {
+  store: AnalyticsStore;
+  database: string;
+  refreshMs?: number;
+  clock?: () => number;
+}): ErasedUsers {
+  assertDatabaseName(deps.database);
+  const clock = deps.clock ?? Date.now;
+  const refreshMs = deps.refreshMs ?? 1000;
+  const users = new Set<string>();
+  let newest: number | null = null;
+  let readAt = -Infinity;
+  // Another instance's clock may run behind this one: read a minute back, the set dedupes.
+  const SKEW_MS = 60_000;
+  return {
+    async refresh() {
+      if (clock() - readAt < refreshMs) return;
+      const since = newest === null ? 0 : Math.max(0, newest - SKEW_MS);
+      const rows = await deps.store.query<{ user_id: string; at: number | string }>(
+        `SELECT user_id, max(erased_at_ms) AS at FROM ${deps.database}.${ERASURE_LOG}
+         WHERE erased_at_ms >= {since:UInt64} GROUP BY user_id`,
+        { since },
+      );
+      for (const r of rows) {
+        users.add(r.user_id);
+        newest = Math.max(newest ?? 0, Number(r.at));
+      }
+      newest ??= 0;
+      readAt = clock();
+    },
+    add(userId) {
+      users.add(userId);
+    },
+    has: (userId) => users.has(userId),
+    size: () => users.size,
+  };
+}
+
 // ------------------------------------------------------------------ read path
 
 export interface ErasureEntry {

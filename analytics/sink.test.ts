@@ -115,6 +115,7 @@ describe('the sink erases a deleted user', () => {
   function recordingStore(
     bus: InMemoryBus,
     failErasures = 0,
+    erasedInLog: string[] = [],
   ): EngineAnalyticsStore & { calls: Call[] } {
     const calls: Call[] = [];
     const committed = () => bus.groupOffsets('sink', t.events).get(0);
@@ -138,6 +139,8 @@ describe('the sink erases a deleted user', () => {
         calls.push({ op: 'query', sql, params, committed: committed() });
         if (sql.includes('version()')) return [{ v: '18.16.1' }] as T[];
         if (sql.includes('count()')) return [{ n: 2 }] as T[];
+        if (sql.includes('FROM lc.erasures'))
+          return erasedInLog.map((user_id) => ({ user_id, at: 1_770_000_000_000 })) as T[];
         return [];
       },
       async close() {},
@@ -183,7 +186,9 @@ describe('the sink erases a deleted user', () => {
 
   it('after inserting the batch and before committing it, erases every table by a bound id, then logs the erasure', async () => {
     const { store, sink } = await run(0);
-    const calls = store.calls.filter((c) => !c.sql.includes('version()'));
+    const calls = store.calls.filter(
+      (c) => !c.sql.includes('version()') && !c.sql.includes('FROM lc.erasures'),
+    );
     expect(
       calls.map((c) => `${c.op} ${c.op === 'insert' ? c.sql : c.sql.replace(/ WHERE .*/, '')}`),
     ).toEqual([
@@ -229,6 +234,106 @@ describe('the sink erases a deleted user', () => {
       'lc.erasures',
     ]);
     expect(erasures.every((c) => c.committed === undefined)).toBe(true);
+  });
+});
+
+describe('the sink after an erasure', () => {
+  const t = topics('lc');
+  const sinks: AnalyticsSink[] = [];
+  afterEach(async () => {
+    for (const s of sinks.splice(0)) await s.stop();
+  });
+  const event = (id: string, userId: string, type: string): NormalisedEvent => ({
+    id,
+    userId,
+    type,
+    ts: 1_780_000_000_000,
+    receivedAt: 1_780_000_000_100,
+    source: 'cdc:appdb',
+    properties: {},
+  });
+
+  it('drops rows that arrive later for a user it erased or the erasure log names, and keeps the deletion rows', async () => {
+    const bus = new InMemoryBus(1);
+    await bus.ensureTopics(internalTopicSpecs(t, 1));
+    const inserted: Record<string, object[]> = {};
+    const logReads: QueryParams[] = [];
+    // The log names a user erased before this sink started (by another instance, or before a restart).
+    const store: EngineAnalyticsStore = {
+      backend: 'server',
+      async command() {},
+      async insert(table, rows) {
+        (inserted[table] ??= []).push(...rows);
+      },
+      async query<T>(sql: string, params?: QueryParams): Promise<T[]> {
+        if (sql.includes('version()')) return [{ v: '18.16.1' }] as T[];
+        if (sql.includes('count()')) return [{ n: 1 }] as T[];
+        if (sql.includes('FROM lc.erasures')) {
+          logReads.push(params ?? {});
+          return [{ user_id: 'erased-before', at: 1_770_000_000_000 }] as T[];
+        }
+        return [];
+      },
+      async close() {},
+    };
+    const metrics = createMetricsRegistry({ defaults: false });
+    const sink = createAnalyticsSink(
+      { groupId: 'sink', topicPrefix: 'lc', database: 'lc', flushIntervalMs: 20, retryMaxMs: 20 },
+      { bus, store, logger: silentLogger(), metrics },
+    );
+    sinks.push(sink);
+    const publishEvents = (events: NormalisedEvent[]) =>
+      bus.publisher().publish(
+        t.events,
+        events.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) })),
+      );
+    const committed = async (topic: string, n: number) => {
+      const end = Date.now() + 5000;
+      while (bus.groupOffsets('sink', topic).get(0) !== n) {
+        if (Date.now() > end) throw new Error(`${topic} not committed to ${n}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await publishEvents([
+      event('e1', 'ada', 'login'),
+      event('e2', 'erased-before', 'login'),
+      event('d1', 'ada', 'user_deleted'),
+    ]);
+    await sink.start();
+    await committed(t.events, 3);
+    // In flight when ada was erased: an event, a send and its outcome; and a replayed deletion.
+    await publishEvents([
+      event('e3', 'ada', 'page'),
+      event('e4', 'bob', 'page'),
+      event('d2', 'erased-before', 'user_deleted'),
+    ]);
+    await bus
+      .publisher()
+      .publish(t.sends, [
+        { key: 'ada', ...encodeWithHeader(sendCodec, { ...SENDS[0]!, userId: 'ada' }) },
+      ]);
+    await bus.publisher().publish(t.deliveries, [
+      {
+        key: 'ada',
+        ...encodeWithHeader(deliveryCodec, { ...DELIVERIES[0]!, userId: 'ada' }),
+      },
+    ]);
+    await committed(t.events, 6);
+    await committed(t.sends, 1);
+    await committed(t.deliveries, 1);
+
+    const ids = (table: string) => (inserted[table] ?? []).map((r) => (r as { id: string }).id);
+    // e1 went in before its user's deletion (and was erased with it); nothing of ada after it.
+    expect(ids('lc.events')).toEqual(['e1', 'd1', 'e4', 'd2']);
+    expect(inserted['lc.sends'] ?? []).toEqual([]);
+    expect(inserted['lc.deliveries'] ?? []).toEqual([]);
+    expect(logReads[0]).toEqual({ since: 0 });
+    const dropped = (await metrics.getMetricsAsJSON()).find(
+      (m) => m.name === 'lifecycle_sink_erased_rows_dropped_total',
+    );
+    expect(
+      Object.fromEntries(dropped!.values.map((v) => [String(v.labels.table), v.value])),
+    ).toEqual({ events: 2, sends: 1, deliveries: 1 });
   });
 });
 

@@ -6,12 +6,19 @@
 // tables (queries count distinct ids meanwhile). Records that cannot be decoded, or hold
 // values the tables cannot store, go to the DLQ with a reason and the stream keeps flowing.
 // A `user_deleted` event erases its user from every table once its batch is inserted and
-// before the batch is committed (erasure.ts), and the erasure is logged.
+// before the batch is committed (erasure.ts), and the erasure is logged; rows of an erased
+// user that arrive later are dropped (the erasure log is consulted before every insert).
 import type { Logger } from 'pino';
 import type { EngineAnalyticsStore } from './store.ts';
 import { createAnalyticsStore } from './store.ts';
 import { USER_DELETED } from '../engine/core/engine-core.ts';
-import { createEraser, deletionRow, erasureRequests, type ErasureRequest } from './erasure.ts';
+import {
+  createErasedUsers,
+  createEraser,
+  deletionRow,
+  erasureRequests,
+  type ErasureRequest,
+} from './erasure.ts';
 import { deliveryCodec, eventCodec, sendCodec } from '../platform/avro.ts';
 import type { Bus, IncomingMessage } from '../platform/bus.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
@@ -54,6 +61,8 @@ export interface SinkConfig {
   retryMaxMs?: number;
   /** How a failing batch is retried before its partition stops (defaults: the consume loop's). */
   retry?: BatchRetry;
+  /** How often the erasure log is read for erasures made by other instances (default 1 s). */
+  erasedRefreshMs?: number;
 }
 
 export interface SinkDeps {
@@ -270,6 +279,50 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     registers: [metrics],
   });
   const eraser = createEraser({ store, database: config.database });
+  const erased = createErasedUsers({
+    store,
+    database: config.database,
+    refreshMs: config.erasedRefreshMs ?? 1000,
+  });
+  const droppedRows = new Counter({
+    name: 'lifecycle_sink_erased_rows_dropped_total',
+    help: 'Rows of users already erased that arrived later (events in flight, replays) and were not stored',
+    labelNames: ['table'],
+    registers: [metrics],
+  });
+
+  // Like an insert: ClickHouse away means wait; rows are never stored unchecked.
+  async function refreshErased(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await erased.refresh();
+        return;
+      } catch (err) {
+        lastError = errorMessage(err);
+        if (stopping) throw err;
+        const delay = Math.min(retryMaxMs, 200 * 2 ** Math.min(attempt - 1, 10));
+        log[attempt === 1 || attempt % 10 === 0 ? 'error' : 'warn'](
+          { attempt, delayMs: delay, err: lastError },
+          'reading the erasure log failed, retrying',
+        );
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** The rows minus those of users erased before this batch; a deletion event's own row stays. */
+  function withoutErased(rows: Rows): Rows {
+    if (erased.size() === 0) return rows;
+    const kept = emptyRows();
+    for (const table of TABLES) {
+      for (const row of rows[table]) {
+        const isDeletion = table === 'events' && (row as EventRow).type === USER_DELETED;
+        if (erased.has(row.user_id) && !isDeletion) droppedRows.inc({ table });
+        else (kept[table] as (typeof row)[]).push(row);
+      }
+    }
+    return kept;
+  }
 
   let running = false;
   let stopping = false;
@@ -345,13 +398,20 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
   const buffer = createRowBuffer({
     maxRows: config.maxBatchRows ?? 5000,
     intervalMs: config.flushIntervalMs ?? 1000,
-    insert: async (rows) => {
+    insert: async (received) => {
       const end = insertSeconds.startTimer();
+      // Buffers insert one at a time, so the erasures of the buffer before are in the set;
+      // those of other instances arrive with the refresh.
+      await refreshErased();
+      const rows = withoutErased(received);
       // A table that already went in is inserted again if a later one fails and the batch
       // replays: the duplicate rows carry the same ids and collapse.
       for (const table of TABLES) if (rows[table].length > 0) await insertTable(table, rows[table]);
       // After the rows, so that those of the deleted user in this very batch go too.
-      for (const request of erasureRequests(rows.events)) await erase(request);
+      for (const request of erasureRequests(rows.events)) {
+        await erase(request);
+        erased.add(request.userId);
+      }
       end();
       lastInsertAt = Date.now();
       lastError = null;
