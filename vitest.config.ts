@@ -1,8 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: `unit` never touches the network; `integration` talks to the real
-// Kafka, Redis, PostgreSQL/Debezium, ClickHouse and SMTP started by test/global-setup.ts.
+// Three projects: `unit` never touches the network; `integration` talks to the real
+// Kafka, Redis, PostgreSQL/Debezium, ClickHouse and SMTP started by test/global-setup.ts;
+// `chaos` (test/chaos/) restarts those shared services, so scripts/test runs it alone, after
+// the other two.
 const ignored = ['node_modules/**', '.stack/**', '.data/**'];
+const chaos = 'test/chaos/**/*.chaos.test.ts';
 
 export default defineConfig({
   test: {
@@ -15,7 +18,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['**/*.test.ts'],
-          exclude: [...ignored, '**/*.int.test.ts'],
+          exclude: [...ignored, '**/*.int.test.ts', chaos],
           environment: 'node',
           // Property tests take about a second alone and several beside the integration
           // suite's services on two cores: the default 5 s made them fail by load, not by code.
@@ -26,11 +29,21 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['**/*.int.test.ts'],
-          exclude: ignored,
+          exclude: [...ignored, chaos],
           environment: 'node',
           globalSetup: ['test/global-setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 180_000,
+          pool: 'forks',
+        },
+      },
+      {
+        test: {
+          name: 'chaos',
+          include: [chaos],
+          exclude: ignored,
+          environment: 'node',
+          testTimeout: 900_000,
           pool: 'forks',
         },
       },
