@@ -75,12 +75,13 @@ export function shortPlan(seed: number, extraKills: number): FaultKind[] {
 }
 
 /**
- * At least `total` faults, every kind at least once; mostly process kills and relay faults,
+ * `total` faults (at least one of every kind); mostly process kills and relay faults,
  * which are quick, with a service fault about every tenth.
  */
 export function longPlan(seed: number, total: number): FaultKind[] {
   const rnd = stream(seed, 'plan');
   const plan = shortPlan(seed, 0);
+  if (total < plan.length) throw new Error(`a long run needs at least ${plan.length} faults`);
   const quick = FAULT_KINDS.filter((k) => k.startsWith('kill ') || k.startsWith('smtp '));
   const slow = FAULT_KINDS.filter((k) => !k.startsWith('kill ') && !k.startsWith('smtp '));
   while (plan.length < total) plan.push(rnd() < 0.1 ? pick(rnd, slow) : pick(rnd, quick));

@@ -41,6 +41,8 @@ export interface WorkloadOptions {
   schema: string;
   /** Parallel HTTP user sessions. */
   sessions: number;
+  /** Pause of a session between two users. */
+  userPauseMs?: number;
   /** Every how many HTTP users one CDC user arrives. */
   cdcEvery: number;
   /** Opts a user in to marketing email (the product's preference store). */
@@ -223,6 +225,7 @@ export function runWorkload(o: WorkloadOptions): { stats: WorkloadStats; finishe
       const index = nextUser++;
       await httpUser(index);
       if (index % o.cdcEvery === 0) await cdcUser(index / o.cdcEvery);
+      if (o.userPauseMs) await sleep(o.userPauseMs);
     }
   }
 
