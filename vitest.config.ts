@@ -6,6 +6,11 @@ import { defineConfig } from 'vitest/config';
 // the other two.
 const ignored = ['node_modules/**', '.stack/**', '.data/**'];
 const chaos = 'test/chaos/**/*.chaos.test.ts';
+// A plain `vitest run` would run `chaos` beside `integration` and restart the services under
+// its tests: the project exists only when named (`--project chaos`).
+const chaosNamed = process.argv.some(
+  (arg, i) => arg === '--project=chaos' || (arg === 'chaos' && process.argv[i - 1] === '--project'),
+);
 
 export default defineConfig({
   test: {
@@ -37,16 +42,20 @@ export default defineConfig({
           pool: 'forks',
         },
       },
-      {
-        test: {
-          name: 'chaos',
-          include: [chaos],
-          exclude: ignored,
-          environment: 'node',
-          testTimeout: 900_000,
-          pool: 'forks',
-        },
-      },
+      ...(chaosNamed
+        ? [
+            {
+              test: {
+                name: 'chaos',
+                include: [chaos],
+                exclude: ignored,
+                environment: 'node' as const,
+                testTimeout: 900_000,
+                pool: 'forks' as const,
+              },
+            },
+          ]
+        : []),
     ],
   },
 });
