@@ -6,7 +6,8 @@
 // - every expected email arrived exactly once by Message-ID, none unexpected, holdouts got
 //   none; marketing email went only to opted-in users, at most the daily cap per user and
 //   exactly as many as the cap lets through;
-// - ClickHouse holds one row per event, send and delivery outcome on the topics;
+// - ClickHouse holds one row per event, send and delivery outcome on the topics, and no
+//   event row of a user deleted in the product database;
 // - every user's state in Redis equals the replay's;
 // - every poison record is in the DLQ with a reason, from each consumer of its topic.
 import { isDeepStrictEqual } from 'node:util';
@@ -111,13 +112,23 @@ export async function checkRun(i: CheckInput): Promise<CheckResult> {
   );
   const lostRows = [...w.cdcRows].filter((u) => !cdcUsers.has(u));
   if (lostRows.length > 0) fail('committed CDC rows without a user_registered event', lostRows);
+  const deletedOnTopic = new Set(
+    events
+      .filter((e) => e.source.startsWith('cdc:') && e.type === 'user_deleted')
+      .map((e) => e.userId),
+  );
+  const lostDeletes = [...w.deleted].filter((u) => !deletedOnTopic.has(u));
+  if (lostDeletes.length > 0)
+    fail('committed CDC deletions without a user_deleted event', lostDeletes);
 
   // ---- the reference: the same events through the engine core, clock run past every timer
   const loaded = await loadRuleSet(i.rulesDir);
   if (!loaded.ok) throw new Error(`chaos rules: ${JSON.stringify(loaded.errors)}`);
   const ruleSet = loaded.ruleSet;
   const sim = createSimulation({ ruleSet: () => ruleSet });
-  const ordered = [...events].sort((a, b) => a.ts - b.ts);
+  // The workload's events only: the engine's own (fired timers) the replay makes itself.
+  const inputs = events.filter((e) => e.source.startsWith('http:') || e.source.startsWith('cdc:'));
+  const ordered = [...inputs].sort((a, b) => a.ts - b.ts);
   const reference: SendCommand[] = [];
   for (const e of ordered) reference.push(...sim.event(e));
   const lastTs = ordered.at(-1)?.ts ?? Date.now();
@@ -163,6 +174,9 @@ export async function checkRun(i: CheckInput): Promise<CheckResult> {
   let expectedCount = 0;
   for (const [userId, ids] of arrivedByUser) {
     const user = users.get(userId)!;
+    // A deleted user's emails may or may not have gone out before delivery learnt of the
+    // deletion (a race by design); none may go twice, to a holdout or without consent.
+    const erased = w.deleted.has(userId);
     const mine = reference.filter((s) => s.userId === userId && s.channels.includes('email'));
     const marketing: SendCommand[] = [];
     for (const s of mine) {
@@ -170,6 +184,7 @@ export async function checkRun(i: CheckInput): Promise<CheckResult> {
       if (s.holdout) {
         if (arrived.has(id)) holdoutMail.push(id);
       } else if (s.category === 'transactional') {
+        if (erased) continue;
         expectedCount++;
         if (!arrived.has(id)) lost.push(id);
       } else if (!user.optedIn) {
@@ -177,7 +192,7 @@ export async function checkRun(i: CheckInput): Promise<CheckResult> {
       } else marketing.push(s);
     }
     // The cap decides which marketing emails go out (priority, arrival order); how many is fixed.
-    const want = Math.min(marketing.length, i.capPerDay);
+    const want = erased ? 0 : Math.min(marketing.length, i.capPerDay);
     expectedCount += want;
     const got = marketing.filter((s) => arrived.has(messageIdOf(s.sendId))).length;
     if (got < want)
@@ -203,24 +218,45 @@ export async function checkRun(i: CheckInput): Promise<CheckResult> {
   if (overCap.length > 0) fail('users over the daily email cap', overCap);
 
   // ---- ClickHouse: one row per event, send and outcome
+  // Deleted users' rows are erased when the sink reads the deletion (rows of their sends and
+  // outcomes that arrive later stay, by design): they are left out here, and their events
+  // must be gone.
+  const kept = (userId: string) => !w.deleted.has(userId);
   const outcomeIds = new Set<string>();
   for (const r of await readTopic(i.bus.kafka, i.topics.deliveries, 120_000)) {
     if (!r.value || r.headers[SCHEMA_ID_HEADER] === undefined) continue;
     try {
-      outcomeIds.add(deliveryCodec.decode(r.value, r.headers[SCHEMA_ID_HEADER]).id);
+      const d = deliveryCodec.decode(r.value, r.headers[SCHEMA_ID_HEADER]);
+      if (kept(d.userId)) outcomeIds.add(d.id);
     } catch {
       // poison
     }
   }
   const tables: [string, string, Set<string>][] = [
-    ['events', 'id', seen],
-    ['sends', 'send_id', new Set(sends.map((s) => s.sendId))],
+    ['events', 'id', new Set(events.filter((e) => kept(e.userId)).map((e) => e.id))],
+    ['sends', 'send_id', new Set(sends.filter((s) => kept(s.userId)).map((s) => s.sendId))],
     ['deliveries', 'id', outcomeIds],
   ];
+  // Mutations (the server's erasure) apply in the background: give them a little while. The
+  // deletion event's own row stays, stripped, by design (analytics/erasure.ts).
+  let erasedRows: string[] = [];
+  for (let tries = 0; tries < 30; tries++) {
+    const rows = await clickhouseRows(i.clickhouseUrl, i.clickhouseDatabase, 'events', 'id', [
+      'type',
+    ]);
+    erasedRows = rows
+      .filter(([, u, type]) => u !== undefined && !kept(u) && type !== 'user_deleted')
+      .map(([id, u, type]) => `${u}: ${type} ${id}`);
+    if (erasedRows.length === 0) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  if (erasedRows.length > 0) fail('ClickHouse events: rows of deleted users', erasedRows);
   for (const [table, column, want] of tables) {
-    const rows = await clickhouseIds(i.clickhouseUrl, i.clickhouseDatabase, table, column);
+    const rows = await clickhouseRows(i.clickhouseUrl, i.clickhouseDatabase, table, column);
     const counts = new Map<string, number>();
-    for (const id of rows) counts.set(id, (counts.get(id) ?? 0) + 1);
+    for (const [id, userId] of rows)
+      if (id !== undefined && userId !== undefined && kept(userId))
+        counts.set(id, (counts.get(id) ?? 0) + 1);
     const missing = [...want].filter((id) => !counts.has(id));
     const extra = [...counts.keys()].filter((id) => !want.has(id));
     const twice = [...counts].filter(([, n]) => n > 1).map(([id, n]) => `${id} x${n}`);
@@ -235,7 +271,7 @@ export async function checkRun(i: CheckInput): Promise<CheckResult> {
     { redis: i.redis, keys: createKeySpace(i.redisPrefix) },
     { eventsTopic: i.topics.events },
   );
-  const userIds = [...new Set(events.map((e) => e.userId))];
+  const userIds = [...new Set(inputs.map((e) => e.userId))];
   const stored = await store.load(userIds);
   const stateDiffs: string[] = [];
   // The offset fence is the runtime's own. The recent-id window is compared as a set: a
@@ -288,11 +324,12 @@ export async function checkRun(i: CheckInput): Promise<CheckResult> {
     fail('poison records not dead-lettered with a reason by every consumer', missingDlq);
 
   return {
-    events: events.length,
+    events: inputs.length,
     sends: reference.length,
     emailsExpected: expectedCount,
     emailsArrived: [...arrived.values()].reduce((a, b) => a + b, 0),
-    lost: lost.length + lostEvents.length + lostRows.length + diff.missing.length,
+    lost:
+      lost.length + lostEvents.length + lostRows.length + lostDeletes.length + diff.missing.length,
     duplicated,
     unexpected: unexpected.length + diff.unexpected.length,
     poisonRecords: i.poisoned.length,
@@ -302,17 +339,22 @@ export async function checkRun(i: CheckInput): Promise<CheckResult> {
   };
 }
 
-async function clickhouseIds(
+/** `[id, user_id, ...more]` of every row of a table, after FINAL collapsed replays. */
+async function clickhouseRows(
   url: string,
   database: string,
   table: string,
   column: string,
-): Promise<string[]> {
+  more: string[] = [],
+): Promise<string[][]> {
   const res = await fetch(`${url}/?database=${encodeURIComponent(database)}`, {
     method: 'POST',
-    body: `SELECT ${column} FROM ${table} FINAL FORMAT TabSeparated`,
+    body: `SELECT ${[column, 'user_id', ...more].join(', ')} FROM ${table} FINAL FORMAT TabSeparated`,
   });
   const text = await res.text();
   if (!res.ok) throw new Error(`ClickHouse ${table}: HTTP ${res.status}: ${text.slice(0, 300)}`);
-  return text.split('\n').filter((l) => l !== '');
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split('\t'));
 }

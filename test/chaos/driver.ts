@@ -31,7 +31,7 @@ import { startTcpProxy } from './tcp-proxy.ts';
 import { createUsersTable, runWorkload } from './workload.ts';
 import { createInjector, FAULT_KINDS, longPlan, shortPlan, type FaultKind } from './faults.ts';
 import { checkRun, type CheckResult } from './checks.ts';
-import { sleep } from './random.ts';
+import { sleep, stream } from './random.ts';
 
 export const CHAOS_RULES = path.join(import.meta.dirname, 'rules');
 
@@ -97,7 +97,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     targetHost: s.STACK_HOST ?? '127.0.0.1',
     targetPort: Number(s.SMTP_PORT),
     slowMs: 2000,
-    random: Math.random,
+    random: stream(opts.seed, 'proxy'),
   });
   const ingestPort = await freePort();
   const writeKey = `chaos-${tag}`;

@@ -22,6 +22,7 @@ export interface Member {
   kill(): Promise<void>;
   /** SIGTERM and wait (then SIGKILL after `graceMs`); resolves to the exit code. */
   stop(graceMs?: number): Promise<number | null>;
+  closeLog(): Promise<void>;
 }
 
 export interface Supervisor {
@@ -92,6 +93,11 @@ export function createSupervisor(o: {
         clearTimeout(timer);
         return c.exitCode;
       },
+      async closeLog() {
+        const f = logFile;
+        logFile = null;
+        if (f) await new Promise<void>((resolve) => f.end(() => resolve()));
+      },
     };
     return m;
   });
@@ -101,6 +107,7 @@ export function createSupervisor(o: {
     async stopAll() {
       stopping = true;
       await Promise.all(members.map((m) => m.stop(15_000)));
+      await Promise.all(members.map((m) => m.closeLog()));
     },
   };
 }

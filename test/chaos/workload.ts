@@ -23,6 +23,8 @@ export interface WorkloadStats {
   unacknowledged: Set<string>;
   /** CDC user ids whose row was committed. */
   cdcRows: Set<string>;
+  /** CDC user ids whose row was deleted (right to be forgotten), the deletion committed. */
+  deleted: Set<string>;
   httpEvents: number;
   httpRetries: number;
   /** Answers in the 4xx range: a well-formed event refused is a failure of the run. */
@@ -74,6 +76,7 @@ export function runWorkload(o: WorkloadOptions): { stats: WorkloadStats; finishe
     acknowledged: new Set(),
     unacknowledged: new Set(),
     cdcRows: new Set(),
+    deleted: new Set(),
     httpEvents: 0,
     httpRetries: 0,
     refused: [],
@@ -186,13 +189,18 @@ export function runWorkload(o: WorkloadOptions): { stats: WorkloadStats; finishe
   async function cdcUser(index: number): Promise<void> {
     const rnd = stream(o.seed, `cdc-user-${index}`);
     const userId = `${o.runTag}-c${index}`;
+    const plan = rnd() < 0.6 ? 'trial' : 'pro';
     const user: WorkloadUser = {
       userId,
       email: `${userId}@example.com`,
       origin: 'cdc',
-      plan: rnd() < 0.6 ? 'trial' : 'pro',
+      plan,
       optedIn: rnd() < 0.8,
     };
+    // Some users are deleted (right to be forgotten): only pro users, so that no delayed trial
+    // nudge races the erasure (whether a timer fires before a deletion that the engine reads
+    // late depends on the wall clock, not on the events).
+    const deletes = plan === 'pro' && rnd() < 0.3;
     stats.users.push(user);
     if (user.optedIn) await o.optIn(userId);
     const statements = [
@@ -200,12 +208,14 @@ export function runWorkload(o: WorkloadOptions): { stats: WorkloadStats; finishe
     ];
     if (rnd() < 0.3)
       statements.push(`UPDATE ${o.schema}.users SET email_verified = true WHERE id = '${userId}'`);
+    if (deletes) statements.push(`DELETE FROM ${o.schema}.users WHERE id = '${userId}'`);
     for (const [i, sql] of statements.entries()) {
       for (let attempt = 0; ; attempt++) {
         try {
           await psql(o.postgresUrl, sql);
           stats.cdcStatements++;
           if (i === 0) stats.cdcRows.add(userId);
+          if (sql.startsWith('DELETE')) stats.deleted.add(userId);
           break;
         } catch (err) {
           stats.cdcRetries++;
