@@ -1,8 +1,16 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: `unit` never touches the network; `integration` talks to the real
-// Kafka, Redis, PostgreSQL/Debezium, ClickHouse and SMTP started by test/global-setup.ts.
+// Three projects: `unit` never touches the network; `integration` talks to the real
+// Kafka, Redis, PostgreSQL/Debezium, ClickHouse and SMTP started by test/global-setup.ts;
+// `chaos` (test/chaos/) restarts those shared services, so scripts/test runs it alone, after
+// the other two.
 const ignored = ['node_modules/**', '.stack/**', '.data/**'];
+const chaos = 'test/chaos/**/*.chaos.test.ts';
+// A plain `vitest run` would run `chaos` beside `integration` and restart the services under
+// its tests: the project exists only when named (`--project chaos`).
+const chaosNamed = process.argv.some(
+  (arg, i) => arg === '--project=chaos' || (arg === 'chaos' && process.argv[i - 1] === '--project'),
+);
 
 export default defineConfig({
   test: {
@@ -15,7 +23,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['**/*.test.ts'],
-          exclude: [...ignored, '**/*.int.test.ts'],
+          exclude: [...ignored, '**/*.int.test.ts', chaos],
           environment: 'node',
           // Property tests take about a second alone and several beside the integration
           // suite's services on two cores: the default 5 s made them fail by load, not by code.
@@ -26,7 +34,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['**/*.int.test.ts'],
-          exclude: ignored,
+          exclude: [...ignored, chaos],
           environment: 'node',
           globalSetup: ['test/global-setup.ts'],
           testTimeout: 120_000,
@@ -34,6 +42,20 @@ export default defineConfig({
           pool: 'forks',
         },
       },
+      ...(chaosNamed
+        ? [
+            {
+              test: {
+                name: 'chaos',
+                include: [chaos],
+                exclude: ignored,
+                environment: 'node' as const,
+                testTimeout: 900_000,
+                pool: 'forks' as const,
+              },
+            },
+          ]
+        : []),
     ],
   },
 });

@@ -249,6 +249,23 @@ describe('provider stage', () => {
       expect(a.sent).toHaveLength(1);
     });
 
+    it('asks before a retry too: the failed call may have reached the relay before the connection dropped', async () => {
+      // The relay accepts the message, then the connection is reset before its reply.
+      const relay = withLookup(scripted('smtp-a', [new Error('read ECONNRESET')]), [true]);
+      const { stage, ctx } = setup([relay]);
+      const first = ctx();
+      expect((await stage.run(first)).kind).toBe('defer');
+      expect(first.attempts).toBe(1);
+      expect(relay.asked).toHaveLength(0);
+      const retry = Object.assign(ctx(), { attempts: first.attempts });
+      expect(await stage.run(retry)).toEqual({
+        kind: 'sent',
+        provider: 'smtp-a',
+        reconciled: true,
+      });
+      expect(relay.asked).toEqual(['send-1']);
+    });
+
     it('does not ask on a first send', async () => {
       const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [true]);
       const { stage, ctx } = setup([a]);

@@ -3,9 +3,12 @@
 // permanent one (invalid address, hard bounce) ends the send and suppresses the address.
 // When every provider failed or is open, the send is parked for a retry with exponential
 // backoff and jitter; after the last attempt it fails into the DLQ with the last error.
-// A send taken over from a worker that died during a provider call is first reconciled:
-// every provider of the channel that can be asked (`accepted`) is asked whether it already
-// has the message; if one has, the send is recorded as sent without sending it again.
+// A send taken over from a worker that died during a provider call, and a retry after a
+// failed call, are first reconciled: every provider of the channel that can be asked
+// (`accepted`) is asked whether it already has the message; if one has, the send is recorded
+// as sent without sending it again. A failed call is not proof that nothing was sent: a
+// connection reset after the relay accepted the message, before its reply arrived, looks
+// like any other failure.
 import type { Logger } from 'pino';
 import type { Channel } from '../../platform/contracts.ts';
 import { errorMessage } from '../../platform/errors.ts';
@@ -104,12 +107,18 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
         };
       if (!(await deps.beforeSend(ctx)))
         return { kind: 'skip', reason: 'claim taken over by another worker' };
-      if (ctx.takeover) {
+      if (ctx.takeover || ctx.attempts > 0) {
         const had = await reconcile(ctx, providers);
         if (had) {
           deps.logger.info(
-            { provider: had.name, sendId: ctx.send.sendId, channel: ctx.channel },
-            'the provider already had the message of a taken-over send; recorded as sent, not sent again',
+            {
+              provider: had.name,
+              sendId: ctx.send.sendId,
+              channel: ctx.channel,
+              attempts: ctx.attempts,
+              takeover: ctx.takeover,
+            },
+            'the provider already had the message (of a taken-over send or an earlier failed call); recorded as sent, not sent again',
           );
           return { kind: 'sent', provider: had.name, reconciled: true };
         }
