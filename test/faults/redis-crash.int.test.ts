@@ -52,6 +52,8 @@ async function crashRedisMidStream(opts: {
       killNow?.();
     },
   });
+  // Awaited after the kills; a failure is reported then, not as an unhandled rejection.
+  producing.catch(() => undefined);
   const t0 = Date.now();
   const kills: string[] = [];
   // The stream lasts about 20 s; the kills spread over it.
