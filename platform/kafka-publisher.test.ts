@@ -149,12 +149,13 @@ describe('sharded publisher: a producer stuck after a broker restart', () => {
           disconnect: async () => void disconnected.push(id),
           sendBatch: async (batch: ProducerBatch) => {
             if (stuck)
-              throw new KafkaJSProtocolError({
-                type: 'OUT_OF_ORDER_SEQUENCE_NUMBER',
-                code: 45,
-                retriable: false,
-                message: 'The broker received an out of order sequence number',
-              });
+              throw new KafkaJSProtocolError(
+                Object.assign(new Error('The broker received an out of order sequence number'), {
+                  type: 'OUT_OF_ORDER_SEQUENCE_NUMBER',
+                  code: 45,
+                  retriable: false,
+                }),
+              );
             stuck = false;
             for (const t of batch.topicMessages!)
               for (const m of t.messages) delivered.push(String(m.value));
