@@ -83,6 +83,7 @@ export function createProviders(
           name: `smtp-${i + 1}`,
           url,
           from: d.emailFrom,
+          sendTimeoutMs: d.smtpSendTimeoutMs,
           ...(deps.smtp?.maxConnections ? { maxConnections: deps.smtp.maxConnections } : {}),
           ...(deps.smtp?.maxMessages ? { maxMessages: deps.smtp.maxMessages } : {}),
           ...(lookupUrl

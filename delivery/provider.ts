@@ -42,8 +42,13 @@ export interface OutgoingMessage {
 
 export type ProviderResult =
   | { status: 'sent'; providerMessageId?: string }
-  /** Worth another try later (timeouts, 4xx SMTP, 5xx HTTP, 429). */
-  | { status: 'retriable'; error: string; retryAfterMs?: number }
+  /**
+   * Worth another try later (timeouts, 4xx SMTP, 5xx HTTP, 429). `ambiguous`: the call ended
+   * without an answer after the message may have reached the provider (a connection dropped
+   * after the data, the call's deadline): it may have accepted it, so a retry asks it first
+   * (`accepted`) and no other provider is tried in the same pass.
+   */
+  | { status: 'retriable'; error: string; retryAfterMs?: number; ambiguous?: boolean }
   /** Never worth retrying; `suppress` marks the address/token as dead for future sends. */
   | {
       status: 'permanent';
@@ -56,6 +61,12 @@ export interface Provider {
   readonly name: string;
   readonly channel: Channel;
   send(message: OutgoingMessage): Promise<ProviderResult>;
+  /**
+   * The longest a `send` may take before the pipeline stops waiting and treats it as an
+   * ambiguous failure (the pipeline's default when absent). Providers with a timeout of their
+   * own set this a little above it, so theirs fires first.
+   */
+  readonly deadlineMs?: number;
   /**
    * Reconciliation after a worker died during a call: whether this provider already accepted
    * the message. Throws when it cannot tell. Absent: the provider cannot be asked (its sends

@@ -26,6 +26,12 @@ export interface SendContext {
    * the provider may already have the message, so it is asked before sending again.
    */
   takeover: boolean;
+  /**
+   * Whether the last provider call of this send ended without an answer (a deadline, a
+   * connection dropped after the data): the provider may have the message, so it is asked
+   * before sending again.
+   */
+  unsettled: boolean;
   /** Outcomes about other sends decided on the way (a send that lost its cap slot to this one). */
   sideOutcomes: DeliveryOutcome[];
   /** Every stage's decision, in order, for logs and the final outcome's reason. */
@@ -44,7 +50,15 @@ export type StageResult =
   | { kind: 'suppressed'; reason: string }
   | { kind: 'holdout' }
   /** Park the send in the durable delay queue until `until`. */
-  | { kind: 'defer'; until: number; reason: string; retry: boolean; error?: string }
+  /** `unsettled`: the provider may have accepted the message (see SendContext.unsettled). */
+  | {
+      kind: 'defer';
+      until: number;
+      reason: string;
+      retry: boolean;
+      error?: string;
+      unsettled?: boolean;
+    }
   /** `dlq`: the send command itself is bad or exhausted its attempts and goes to the DLQ. */
   | { kind: 'failed'; reason: string; dlq: boolean; bounced?: boolean }
   /** `reconciled`: not sent now, the provider already had it from the worker that died. */

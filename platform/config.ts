@@ -373,6 +373,13 @@ export const ConfigSchema = Type.Object({
         'JSON pointer into the lookup answer to the list or count that is non-empty when the message was found, e.g. `/messages` (empty: the whole answer).',
       default: '',
     }),
+    smtpSendTimeoutMs: int({
+      env: 'LC_SMTP_SEND_TIMEOUT_MS',
+      description:
+        'Longest one SMTP send may take, connection wait included. A send past it counts as failed without an answer (the relay may have the message): its retry asks the relay lookup first, and the connection pool is replaced. Keep it below LC_DELIVERY_LEASE_MS, so a call ends before another worker may take its send over.',
+      default: 25_000,
+      minimum: 100,
+    }),
     emailFrom: str({
       env: 'LC_EMAIL_FROM',
       description: 'From address of emails.',

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { Kafka, ProducerBatch, ProducerConfig } from 'kafkajs';
+import { KafkaJSProtocolError, type Kafka, type ProducerBatch, type ProducerConfig } from 'kafkajs';
 import { silentLogger } from './logger.ts';
 import { createShardedPublisher, murmur2, partitionForKey } from './kafka-publisher.ts';
 
@@ -129,6 +129,56 @@ describe('sharded publisher: what it asks of kafkajs', () => {
     const [a, b] = sent.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages));
     expect(a).toMatchObject({ key: binary, partition: partitionForKey(binary, 12) });
     expect(b).toMatchObject({ key: 'user-1', partition: partitionForKey('user-1', 12) });
+    await publisher.close();
+  });
+});
+
+describe('sharded publisher: a producer stuck after a broker restart', () => {
+  // kafkajs#598: after a broker restart an idempotent producer can be left with sequence
+  // numbers the broker refuses (OUT_OF_ORDER_SEQUENCE_NUMBER) on every later request.
+  it('replaces a producer whose request failed, so the next publish goes out through a new one', async () => {
+    let made = 0;
+    const disconnected: number[] = [];
+    const delivered: string[] = [];
+    const kafka = {
+      producer: () => {
+        const id = ++made;
+        let stuck = id === 1;
+        return {
+          connect: async () => {},
+          disconnect: async () => void disconnected.push(id),
+          sendBatch: async (batch: ProducerBatch) => {
+            if (stuck)
+              throw new KafkaJSProtocolError(
+                Object.assign(new Error('The broker received an out of order sequence number'), {
+                  type: 'OUT_OF_ORDER_SEQUENCE_NUMBER',
+                  code: 45,
+                  retriable: false,
+                }),
+              );
+            stuck = false;
+            for (const t of batch.topicMessages!)
+              for (const m of t.messages) delivered.push(String(m.value));
+            return [];
+          },
+        };
+      },
+    } as unknown as Kafka;
+    const publisher = createShardedPublisher(kafka, {
+      lanes: 1,
+      partitionCount: async () => 3,
+      logger: silentLogger(),
+    });
+    const record = (v: string) => [{ key: 'user-1', value: Buffer.from(v), headers: {} }];
+    await expect(publisher.publish('lc.sends', record('first'))).rejects.toThrow(
+      /out of order sequence/,
+    );
+    // The caller retries what was not acknowledged (the consume loop reads its batch again).
+    await publisher.publish('lc.sends', record('first'));
+    await publisher.publish('lc.sends', record('second'));
+    expect(delivered).toEqual(['first', 'second']);
+    expect(made).toBe(2);
+    expect(disconnected).toEqual([1]);
     await publisher.close();
   });
 });

@@ -2,7 +2,13 @@
 // per producer, concurrent publishes coalesced into the next request.
 //
 // kafkajs's idempotent producer breaks (OUT_OF_ORDER_SEQUENCE_NUMBER, kafkajs#598) when
-// send() calls overlap, so each producer has one request in flight at a time. To keep
+// send() calls overlap, so each producer has one request in flight at a time. It can also be
+// left refusing every request after a broker restart (its sequence numbers no longer match
+// the broker's producer state), so a producer whose request failed is replaced by a new one
+// (a new producer id, sequences from zero). The records of the failed request were not
+// acknowledged: the caller publishes them again (the consume loop reads its batch again), and
+// whatever the broker had kept of them shows downstream as duplicate records, which consumers
+// collapse by id (event ids, sendIds). To keep
 // the broker and this process busy at the same time, a publisher may run several
 // producers ("lanes"); partitions are sharded across them (partition p always goes
 // through lane p % lanes), so a partition's records still leave in arrival order through
@@ -115,7 +121,10 @@ class Lane {
   private readonly pending: Part[] = [];
   private flushing = false;
 
-  constructor(private readonly kafka: Kafka) {}
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly logger: Logger,
+  ) {}
 
   private getProducer(): Promise<Producer> {
     this.producerReady ??= (async () => {
@@ -188,12 +197,26 @@ class Lane {
           }
           for (const part of parts) part.done();
         } catch (err) {
+          await this.replaceProducer(err);
           for (const part of parts) part.done(err);
         }
       }
     } finally {
       this.flushing = false;
     }
+  }
+
+  /** Drops the producer after a failed request; the next flush connects a new one. */
+  private async replaceProducer(err: unknown): Promise<void> {
+    const p = this.producer;
+    this.producer = null;
+    this.producerReady = null;
+    if (!p) return;
+    this.logger.warn(
+      { component: 'kafka-publisher', err: (err as Error).message },
+      'a produce request failed; its producer is replaced and the records are published again by the caller',
+    );
+    await p.disconnect().catch(() => undefined);
   }
 
   async close(): Promise<void> {
@@ -208,7 +231,10 @@ export function createShardedPublisher(
   kafka: Kafka,
   options: ShardedPublisherOptions,
 ): ShardedPublisher {
-  const lanes = Array.from({ length: Math.max(1, options.lanes) }, () => new Lane(kafka));
+  const lanes = Array.from(
+    { length: Math.max(1, options.lanes) },
+    () => new Lane(kafka, options.logger),
+  );
   const counts = new Map<string, { count: Promise<number>; at: number }>();
   let roundRobin = 0;
 

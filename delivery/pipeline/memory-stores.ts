@@ -71,8 +71,8 @@ export function createMemoryClaimStore(): ClaimStore {
       }
       if (c.st === 'deferred' || c.st === 'retrying') {
         if (resumeGen !== null && resumeGen === c.g) {
-          Object.assign(c, { st: 'claimed', ow: owner, lu: now + leaseMs, ph: '' });
-          return { kind: 'resumed', gen: c.g, attempts: c.a, wasSending: false };
+          Object.assign(c, { st: 'claimed', ow: owner, lu: now + leaseMs });
+          return { kind: 'resumed', gen: c.g, attempts: c.a, wasSending: c.ph === 'sending' };
         }
         return { kind: 'waiting', gen: c.g };
       }
@@ -94,9 +94,9 @@ export function createMemoryClaimStore(): ClaimStore {
         Object.assign(c, { st: status, rs: reason ?? '', pv: provider ?? '', a: attempts, ph: '' });
       return c !== null;
     },
-    async park(ref, owner, state, gen, attempts) {
+    async park(ref, owner, state, gen, attempts, unsettled = false) {
       const c = held(ref, owner);
-      if (c) Object.assign(c, { st: state, g: gen, a: attempts, ph: '' });
+      if (c) Object.assign(c, { st: state, g: gen, a: attempts, ph: unsettled ? 'sending' : '' });
       return c !== null;
     },
     async suppressIfParked(ref, reason) {

@@ -110,6 +110,7 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
         capHeld: false,
         fresh: false,
         takeover: false,
+        unsettled: false,
         sideOutcomes: [],
         trace: [],
       };
@@ -183,7 +184,7 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
             done('sent', {
               provider: result.provider,
               reason: result.reconciled
-                ? 'reconciled: the provider had accepted it before a takeover'
+                ? 'reconciled: the provider had accepted it on an earlier call'
                 : null,
             });
           break;
@@ -207,6 +208,7 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
               result.retry ? 'retrying' : 'deferred',
               gen,
               ctx.attempts,
+              result.unsettled === true,
             )
           ) {
             done('deferred', { reason: result.reason, idSuffix: `:${gen}` });

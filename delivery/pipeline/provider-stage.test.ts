@@ -266,6 +266,17 @@ describe('provider stage', () => {
       expect(relay.asked).toEqual(['send-1']);
     });
 
+    it('asks first when the last call of the send ended without an answer', async () => {
+      const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [true]);
+      const { stage, ctx } = setup([a]);
+      expect(await stage.run(Object.assign(ctx(), { unsettled: true }))).toEqual({
+        kind: 'sent',
+        provider: 'smtp-a',
+        reconciled: true,
+      });
+      expect(a.sent).toHaveLength(0);
+    });
+
     it('does not ask on a first send', async () => {
       const a = withLookup(scripted('smtp-a', [{ status: 'sent' }]), [true]);
       const { stage, ctx } = setup([a]);
@@ -273,5 +284,64 @@ describe('provider stage', () => {
       expect(a.asked).toHaveLength(0);
       expect(a.sent).toHaveLength(1);
     });
+  });
+});
+
+describe('provider calls without an answer', () => {
+  it('parks an ambiguous failure for a retry that asks first, without failing over (the first provider may have it)', async () => {
+    const a = scripted('smtp-a', [
+      { status: 'retriable', ambiguous: true, error: 'Connection closed unexpectedly' },
+    ]);
+    const b = scripted('smtp-b', [{ status: 'sent' }]);
+    const { stage, ctx } = setup([a, b]);
+    const r = await stage.run(ctx());
+    expect(r).toMatchObject({ kind: 'defer', retry: true, unsettled: true });
+    expect(b.sent).toHaveLength(0);
+  });
+
+  it('stops waiting for a call that never answers at its deadline, as an ambiguous failure', async () => {
+    const hung: Provider = {
+      name: 'smtp-hung',
+      channel: 'email',
+      deadlineMs: 50,
+      send: () => new Promise<ProviderResult>(() => {}),
+    };
+    const b = scripted('smtp-b', [{ status: 'sent' }]);
+    const { stage, ctx } = setup([hung, b]);
+    const started = Date.now();
+    const r = await stage.run(ctx());
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(r).toMatchObject({ kind: 'defer', retry: true, unsettled: true });
+    expect(r.kind === 'defer' && r.reason).toContain('no answer from smtp-hung within 50 ms');
+    expect(b.sent).toHaveLength(0);
+  });
+
+  it('gives a provider without a deadline of its own the stage default', async () => {
+    const hung: Provider = {
+      name: 'inapp-hung',
+      channel: 'email',
+      send: () => new Promise<ProviderResult>(() => {}),
+    };
+    const stage = createProviderStage(
+      { maxAttempts: 3, retryBaseMs: 1000, retryMaxMs: 60_000, providerDeadlineMs: 30 },
+      {
+        providers: new Map([['email', [hung]]]),
+        breakers: createBreakerRegistry({ threshold: 2, cooldownMs: 60_000 }),
+        beforeSend: async () => true,
+        suppress: async () => {},
+        logger: silentLogger(),
+        random: () => 1,
+      },
+    );
+    const c = testContext();
+    c.message = {
+      sendId: c.send.sendId,
+      ruleId: c.send.ruleId,
+      category: c.send.category,
+      channel: 'email',
+      recipient: c.recipient,
+      content: { subject: 's', text: 't' },
+    };
+    expect(await stage.run(c)).toMatchObject({ kind: 'defer', unsettled: true });
   });
 });

@@ -3,16 +3,20 @@
 // permanent one (invalid address, hard bounce) ends the send and suppresses the address.
 // When every provider failed or is open, the send is parked for a retry with exponential
 // backoff and jitter; after the last attempt it fails into the DLQ with the last error.
-// A send taken over from a worker that died during a provider call, and a retry after a
-// failed call, are first reconciled: every provider of the channel that can be asked
-// (`accepted`) is asked whether it already has the message; if one has, the send is recorded
-// as sent without sending it again. A failed call is not proof that nothing was sent: a
-// connection reset after the relay accepted the message, before its reply arrived, looks
-// like any other failure.
+// A send taken over from a worker that died during a provider call, or retried after any
+// failed call (one that ended without an answer above all: a reset after the relay accepted
+// the data looks like any other failure), is first reconciled: every provider of the channel that can
+// be asked (`accepted`) is asked whether it already has the message; if one has, the send is
+// recorded as sent without sending it again.
+//
+// Every provider call has a deadline (the provider's `deadlineMs`, else the stage's): a call
+// that outlives it is an ambiguous failure, like a connection dropped after the data. The
+// provider may have the message, so the stage neither fails over to the next provider in the
+// same pass nor sends again blindly: the send is parked for a retry that asks first.
 import type { Logger } from 'pino';
 import type { Channel } from '../../platform/contracts.ts';
 import { errorMessage } from '../../platform/errors.ts';
-import type { Provider, ProviderResult } from '../provider.ts';
+import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 import type { Suppression } from '../preferences/model.ts';
 import { backoffMs, createBreaker, type Breaker } from './breaker.ts';
 import { addressFor } from '../recipient.ts';
@@ -36,6 +40,43 @@ export interface ProviderStageConfig {
   retryMaxMs: number;
   /** Tries of a reconciliation lookup that cannot tell, a second apart, before sending anyway (default 3). */
   reconcileTries?: number;
+  /** Deadline of a call to a provider that declares none (default 60 s). */
+  providerDeadlineMs?: number;
+}
+
+export const DEFAULT_PROVIDER_DEADLINE_MS = 60_000;
+
+/**
+ * The provider's answer, or an ambiguous retriable failure once `ms` pass without one. The
+ * call itself cannot be cancelled; it is left to settle (or not) on its own.
+ */
+export async function callWithDeadline(
+  provider: Provider,
+  message: OutgoingMessage,
+  ms: number,
+): Promise<ProviderResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<ProviderResult>((resolve) => {
+    timer = setTimeout(
+      () =>
+        resolve({
+          status: 'retriable',
+          ambiguous: true,
+          error: `no answer from ${provider.name} within ${ms} ms`,
+        }),
+      ms,
+    );
+  });
+  const call = provider.send(message).catch((err: unknown): ProviderResult => ({
+    // Providers return expected failures as values; anything thrown is treated as transient.
+    status: 'retriable',
+    error: errorMessage(err),
+  }));
+  try {
+    return await Promise.race([call, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface BreakerRegistry {
@@ -63,6 +104,7 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
   const clock = deps.now ?? Date.now;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const tries = config.reconcileTries ?? 3;
+  const defaultDeadline = config.providerDeadlineMs ?? DEFAULT_PROVIDER_DEADLINE_MS;
 
   /** The provider that already has the message, or null (none has it, or none can be asked). */
   async function reconcile(
@@ -107,18 +149,14 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
         };
       if (!(await deps.beforeSend(ctx)))
         return { kind: 'skip', reason: 'claim taken over by another worker' };
-      if (ctx.takeover || ctx.attempts > 0) {
+      if (ctx.takeover || ctx.unsettled || ctx.attempts > 0) {
         const had = await reconcile(ctx, providers);
         if (had) {
           deps.logger.info(
-            {
-              provider: had.name,
-              sendId: ctx.send.sendId,
-              channel: ctx.channel,
-              attempts: ctx.attempts,
-              takeover: ctx.takeover,
-            },
-            'the provider already had the message (of a taken-over send or an earlier failed call); recorded as sent, not sent again',
+            { provider: had.name, sendId: ctx.send.sendId, channel: ctx.channel },
+            ctx.takeover
+              ? 'the provider already had the message of a taken-over send; recorded as sent, not sent again'
+              : 'the provider already had the message of an earlier failed call; recorded as sent, not sent again',
           );
           return { kind: 'sent', provider: had.name, reconciled: true };
         }
@@ -128,6 +166,7 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
       let called = false;
       let retryAfterMs = 0;
       let reopensAt = Infinity;
+      let unsettled = false;
       for (const provider of providers) {
         const breaker = deps.breakers.get(provider.name);
         const now = clock();
@@ -137,13 +176,11 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
           continue;
         }
         called = true;
-        let result: ProviderResult;
-        try {
-          result = await provider.send(message);
-        } catch (err) {
-          // Providers return expected failures as values; anything thrown is treated as transient.
-          result = { status: 'retriable', error: errorMessage(err) };
-        }
+        const result = await callWithDeadline(
+          provider,
+          message,
+          provider.deadlineMs ?? defaultDeadline,
+        );
         if (result.status === 'sent') {
           breaker.success();
           return result.providerMessageId === undefined
@@ -177,6 +214,15 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
         breaker.failure(clock());
         errors.push(`${provider.name}: ${result.error}`);
         retryAfterMs = Math.max(retryAfterMs, result.retryAfterMs ?? 0);
+        if (result.ambiguous) {
+          // The message may be at this provider: another one now could make it two.
+          unsettled = true;
+          deps.logger.warn(
+            { provider: provider.name, sendId: ctx.send.sendId, error: result.error },
+            'provider call ended without an answer; the retry asks the provider first',
+          );
+          break;
+        }
         deps.logger.warn(
           { provider: provider.name, sendId: ctx.send.sendId, error: result.error },
           'provider failed; trying the next one',
@@ -185,6 +231,11 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
       const lastError = errors.join('; ');
       if (called) ctx.attempts++;
       if (ctx.attempts >= config.maxAttempts) {
+        if (unsettled)
+          deps.logger.warn(
+            { sendId: ctx.send.sendId, channel: ctx.channel },
+            'giving up on a send whose last provider call ended without an answer: the provider may have delivered it',
+          );
         return {
           kind: 'failed',
           reason: `gave up after ${ctx.attempts} attempts: ${lastError}`,
@@ -209,6 +260,7 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
         retry: true,
         error: lastError,
         reason: `retry ${ctx.attempts + 1}/${config.maxAttempts} in ${delay} ms: ${lastError}`,
+        ...(unsettled ? { unsettled: true } : {}),
       };
     },
   };

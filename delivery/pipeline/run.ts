@@ -78,6 +78,11 @@ export async function createDelivery(
       ...(redisDeps ? { redis: redisDeps } : {}),
     });
   const owner = options.owner ?? `dlv-${randomUUID()}`;
+  if (d.smtpSendTimeoutMs >= d.leaseMs)
+    log.warn(
+      { smtpSendTimeoutMs: d.smtpSendTimeoutMs, leaseMs: d.leaseMs },
+      'LC_SMTP_SEND_TIMEOUT_MS is not below LC_DELIVERY_LEASE_MS: a slow SMTP call may outlive its claim, and another worker may send the message too',
+    );
   const stores: DeliveryStores = options.stores ?? {
     claims: createRedisClaimStore(redisDeps!),
     caps: createRedisCapStore(redisDeps!),

@@ -129,3 +129,76 @@ describe('delivery worker and durability', () => {
     expect(queue.removed).toEqual(['s-parked']);
   });
 });
+
+describe('a batch that fails part-way', () => {
+  it('lets the sends already in flight finish before the batch is read again', async () => {
+    // Two users in one batch: one send fails at once, the other is at the provider for a while.
+    // The retry must not start the slow send a second time while its first call still runs
+    // (the claim is this worker's own, so the re-read would take it over and send it again).
+    const inFlight = new Set<string>();
+    const overlaps: string[] = [];
+    const calls: string[] = [];
+    let failures = 0;
+    const slowPipeline: SendPipeline = {
+      async process(send: SendCommand, channel: Channel) {
+        calls.push(send.sendId);
+        if (inFlight.has(send.sendId)) overlaps.push(send.sendId);
+        inFlight.add(send.sendId);
+        try {
+          if (send.sendId === 's-fails' && failures++ === 0) {
+            await new Promise((r) => setTimeout(r, 5));
+            throw new Error('claim store away');
+          }
+          if (send.sendId === 's-slow') await new Promise((r) => setTimeout(r, 150));
+          return {
+            outcomes: [outcome(send, channel, 'sent', { provider: 'p' })],
+            dlq: null,
+            result: { kind: 'sent', provider: 'p' },
+          };
+        } finally {
+          inFlight.delete(send.sendId);
+        }
+      },
+    };
+    const bus = new InMemoryBus(1);
+    const worker = createDeliveryWorker(
+      {
+        groupId: 'dlv',
+        concurrency: 4,
+        delayPollMs: 10_000,
+        leaseMs: 1000,
+        retry: { retryBackoff: { initialMs: 1, maxMs: 1 } },
+      },
+      {
+        bus,
+        topics: T,
+        pipeline: slowPipeline,
+        delayQueue: memoryQueue([]),
+        onUserDeleted: async () => {},
+        logger: silentLogger(),
+      },
+    );
+    stops.push(() => worker.stop());
+    await bus.ensureTopics([
+      { topic: T.sends, partitions: 1 },
+      { topic: T.events, partitions: 1 },
+    ]);
+    await worker.start();
+    const sends = [
+      sendCommand({ sendId: 's-slow', userId: 'u-slow' }),
+      sendCommand({ sendId: 's-fails', userId: 'u-fails' }),
+    ];
+    await bus.publisher().publish(
+      T.sends,
+      sends.map((s) => ({ key: s.userId, ...encodeWithHeader(sendCodec, s) })),
+    );
+    const committed = () =>
+      bus.committedOffset(
+        { groupId: 'dlv', topics: [], eachBatch: async () => {} },
+        { topic: T.sends, partition: 0 },
+      );
+    await until(() => committed() === 2);
+    expect(overlaps).toEqual([]);
+    expect(calls.filter((id) => id === 's-fails')).toHaveLength(2);
+  });
+});

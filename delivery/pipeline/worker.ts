@@ -61,20 +61,35 @@ export interface WorkerDeps {
   durable?: Durable;
 }
 
-/** Runs `fn` over items with at most `limit` in flight. */
+/**
+ * Runs `fn` over items with at most `limit` in flight. When one fails, no further item is
+ * started, and the failure is thrown only once every call already started has settled: a
+ * delivery batch that fails is read again, and a send still at the provider when that
+ * happens would be taken over by this same worker and sent a second time.
+ */
 export async function mapLimit<T>(
   items: readonly T[],
   limit: number,
   fn: (item: T) => Promise<void>,
 ): Promise<void> {
   let next = 0;
+  let failed = false;
   const run = async () => {
-    while (next < items.length) {
+    while (!failed && next < items.length) {
       const i = next++;
-      await fn(items[i]!);
+      try {
+        await fn(items[i]!);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.min(limit, items.length) }, run),
+  );
+  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected) throw rejected.reason;
 }
 
 export function publishOutcomes(

@@ -43,6 +43,12 @@ export function createClaimStage(deps: ClaimStageDeps): Stage {
                 { sendId: ctx.send.sendId, channel: ctx.channel },
                 'taking over a send whose provider call may have completed',
               );
+            } else if (r.kind === 'resumed' && r.wasSending) {
+              ctx.unsettled = true;
+              deps.logger.info(
+                { sendId: ctx.send.sendId, channel: ctx.channel },
+                'retrying a send whose last provider call ended without an answer',
+              );
             }
             ctx.attempts = r.attempts;
             ctx.gen = r.gen;

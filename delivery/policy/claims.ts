@@ -1,6 +1,8 @@
 // Claims: the record that makes a sendId's effect happen once per channel. States:
 //   claimed (a worker holds a lease; phase `sending` once a provider call may have started)
-//   deferred | retrying (parked in the delay queue under generation g: only that entry resumes it)
+//   deferred | retrying (parked in the delay queue under generation g: only that entry resumes it;
+//     a send parked after a provider call that ended without an answer keeps phase `sending`,
+//     so the pass that resumes it asks the provider before sending again)
 //   sent | suppressed | holdout | failed (terminal: never acted on again; the outcome is kept so a
 //   lost outcome message can be re-emitted).
 // A worker that dies leaves `claimed` with a lease; after it runs out another worker takes the
@@ -51,13 +53,18 @@ export interface ClaimStore {
     provider: string | null,
     attempts: number,
   ): Promise<boolean>;
-  /** Park under a new generation (the delay-queue entry with that generation resumes it). */
+  /**
+   * Park under a new generation (the delay-queue entry with that generation resumes it).
+   * `unsettled`: the last provider call ended without an answer, and the resumed pass is told
+   * so (`wasSending`).
+   */
   park(
     ref: ClaimRef,
     owner: string,
     state: 'deferred' | 'retrying',
     gen: number,
     attempts: number,
+    unsettled?: boolean,
   ): Promise<boolean>;
   /** Suppress a parked send (a higher-priority send took its cap slot); false if it is not parked. */
   suppressIfParked(ref: ClaimRef, reason: string): Promise<boolean>;
@@ -82,8 +89,8 @@ if st == 'sent' or st == 'suppressed' or st == 'failed' or st == 'holdout' then
 end
 if st == 'deferred' or st == 'retrying' then
   if ARGV[4] ~= '' and tonumber(ARGV[4]) == g then
-    redis.call('HSET', KEYS[1], 'st', 'claimed', 'ow', ARGV[1], 'lu', lease, 'ph', '', 't', now)
-    return {'resumed', g, a, ''}
+    redis.call('HSET', KEYS[1], 'st', 'claimed', 'ow', ARGV[1], 'lu', lease, 't', now)
+    return {'resumed', g, a, redis.call('HGET', KEYS[1], 'ph') or ''}
   end
   return {'waiting', g}
 end
@@ -111,7 +118,7 @@ return 1
 
 const PARK = script(`
 if redis.call('HGET', KEYS[1], 'ow') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'st') ~= 'claimed' then return 0 end
-redis.call('HSET', KEYS[1], 'st', ARGV[2], 'g', ARGV[3], 'a', ARGV[4], 'ph', '', 't', ARGV[5])
+redis.call('HSET', KEYS[1], 'st', ARGV[2], 'g', ARGV[3], 'a', ARGV[4], 'ph', ARGV[6], 't', ARGV[5])
 return 1
 `);
 
@@ -166,8 +173,16 @@ export function createRedisClaimStore(deps: { redis: Redis; keys: KeySpace }): C
         ) === 1
       );
     },
-    async park(ref, owner, state, gen, attempts) {
-      return Number(await PARK(redis, [key(ref)], [owner, state, gen, attempts, Date.now()])) === 1;
+    async park(ref, owner, state, gen, attempts, unsettled = false) {
+      return (
+        Number(
+          await PARK(
+            redis,
+            [key(ref)],
+            [owner, state, gen, attempts, Date.now(), unsettled ? 'sending' : ''],
+          ),
+        ) === 1
+      );
     },
     async suppressIfParked(ref, reason) {
       return Number(await SUPPRESS_IF_PARKED(redis, [key(ref)], [reason, Date.now()])) === 1;

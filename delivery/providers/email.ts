@@ -1,7 +1,14 @@
 // Email over pooled SMTP (nodemailer): one provider per relay, Message-ID derived from the
 // sendId (so a retried message is recognisably the same), text + HTML, and the RFC 8058
 // one-click unsubscribe headers the pipeline passes. SMTP failures are classified into
-// recipient problems (permanent, the address is suppressed) and transient ones (retry).
+// recipient problems (permanent, the address is suppressed) and transient ones (retry);
+// a transient one that leaves open whether the relay took the message (the connection
+// dropped or went silent after the data) is ambiguous, so the retry asks the relay first.
+//
+// Every sendMail has a deadline (LC_SMTP_SEND_TIMEOUT_MS): a pooled connection can hang
+// after a reset without ever calling back, holding its slot of the pool, and with it the
+// delay queue and every retry. A call past its deadline is answered as ambiguous and the
+// pool is replaced, so the stuck connection is dropped with the old one.
 import net from 'node:net';
 import nodemailer from 'nodemailer';
 import { parseConnectionUrl } from 'nodemailer/lib/shared/index.js';
@@ -24,6 +31,8 @@ export interface SmtpProviderOptions {
   maxMessages?: number;
   connectionTimeoutMs?: number;
   socketTimeoutMs?: number;
+  /** Longest a whole sendMail may take before it counts as an ambiguous failure (default 25 s). */
+  sendTimeoutMs?: number;
   /**
    * The relay's message search (relay-lookup.ts): with it the provider answers `accepted`,
    * asking by the Message-ID it writes itself.
@@ -64,7 +73,10 @@ interface SmtpErrorLike {
  *    permanent + `invalid_address` (bad syntax: 553 / 5.1.3) or `hard_bounce` (no such user);
  *  - other 5xx (policy 5.7.x, message too large 5.3.4/552, content rejected): permanent,
  *    nothing to suppress (the address may be fine);
- *  - 4xx, connection, timeout, TLS and auth errors: retriable (another relay or a later try helps).
+ *  - 4xx, connection, timeout, TLS and auth errors: retriable (another relay or a later try helps);
+ *    a connection lost or timed out without a reply, other than at connecting, is also
+ *    `ambiguous`: nodemailer does not say how far the transaction got, and the relay may
+ *    have stored the message before the connection went.
  */
 export function classifySmtpError(err: unknown): ProviderResult {
   const e = (err ?? {}) as SmtpErrorLike;
@@ -83,6 +95,8 @@ export function classifySmtpError(err: unknown): ProviderResult {
   const cls = enhanced ? `${enhanced[1]}.${enhanced[2]}.${enhanced[3]}` : '';
   if (e.code === 'EAUTH' || code === 535 || code === 530)
     return { status: 'retriable', error: `relay authentication failed: ${message}` };
+  if (!Number.isFinite(code) && connectionLost(e))
+    return { status: 'retriable', error: message, ambiguous: true };
   if (Number.isFinite(code) && code >= 400 && code < 500)
     return { status: 'retriable', error: message };
   if (Number.isFinite(code) && code >= 500 && code < 600) {
@@ -97,6 +111,16 @@ export function classifySmtpError(err: unknown): ProviderResult {
     return { status: 'permanent', error: message };
   }
   return { status: 'retriable', error: message };
+}
+
+/** A connection that went away or went silent after it was made (not a refusal, DNS, TLS or auth failure). */
+function connectionLost(e: SmtpErrorLike & { syscall?: string }): boolean {
+  if (e.syscall === 'connect' || e.syscall === 'getaddrinfo') return false;
+  if (e.code === 'ECONNECTION' || e.code === 'ESOCKET' || e.code === 'ETIMEDOUT')
+    return !/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|Greeting never received/i.test(
+      e.message ?? '',
+    );
+  return false;
 }
 
 /** local@domain without spaces, quotes, angle brackets or list separators. */
@@ -172,25 +196,55 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
   const log = deps.logger.child({ component: 'provider', provider: opts.name });
   const domain = opts.messageIdDomain ?? domainOf(opts.from);
   const domainSender = addressOf(opts.from);
-  const transport = nodemailer.createTransport(
-    smtpPoolOptions(opts.url, {
-      pool: true,
-      maxConnections: opts.maxConnections ?? 5,
-      maxMessages: opts.maxMessages ?? 100,
-      connectionTimeout: opts.connectionTimeoutMs ?? 10_000,
-      greetingTimeout: opts.connectionTimeoutMs ?? 10_000,
-      socketTimeout: opts.socketTimeoutMs ?? 30_000,
-      getSocket: noDelaySocket(opts.connectionTimeoutMs ?? 10_000),
-      // Templates never attach files or fetch URLs: refuse both outright.
-      disableFileAccess: true,
-      disableUrlAccess: true,
-    }),
-  );
-  transport.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp pool error'));
+  const sendTimeoutMs = opts.sendTimeoutMs ?? 25_000;
+  const openPool = () => {
+    const t = nodemailer.createTransport(
+      smtpPoolOptions(opts.url, {
+        pool: true,
+        maxConnections: opts.maxConnections ?? 5,
+        maxMessages: opts.maxMessages ?? 100,
+        connectionTimeout: opts.connectionTimeoutMs ?? 10_000,
+        greetingTimeout: opts.connectionTimeoutMs ?? 10_000,
+        socketTimeout: opts.socketTimeoutMs ?? 30_000,
+        getSocket: noDelaySocket(opts.connectionTimeoutMs ?? 10_000),
+        // Templates never attach files or fetch URLs: refuse both outright.
+        disableFileAccess: true,
+        disableUrlAccess: true,
+      }),
+    );
+    t.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp pool error'));
+    return t;
+  };
+  let transport = openPool();
+  /** sendMail, or null once the deadline passed (the pool it ran on is then replaced). */
+  const sendMail = async (mail: nodemailer.SendMailOptions): Promise<unknown> => {
+    const pool = transport;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = Symbol('expired');
+    const deadline = new Promise<typeof expired>((resolve) => {
+      timer = setTimeout(() => resolve(expired), sendTimeoutMs);
+    });
+    const call = pool.sendMail(mail);
+    try {
+      const r = await Promise.race([call, deadline]);
+      if (r !== expired) return r;
+    } finally {
+      clearTimeout(timer);
+    }
+    call.catch(() => undefined);
+    if (transport === pool) {
+      log.warn({ sendTimeoutMs }, 'smtp call outlived its deadline; replacing the connection pool');
+      transport = openPool();
+      pool.close();
+    }
+    return null;
+  };
 
   return {
     name: opts.name,
     channel: 'email',
+    // The provider's own deadline fires first; the pipeline's is the backstop.
+    deadlineMs: sendTimeoutMs + 5_000,
     async send(message: OutgoingMessage): Promise<ProviderResult> {
       const to = message.recipient.email;
       if (!to)
@@ -240,10 +294,16 @@ export function createSmtpProvider(opts: SmtpProviderOptions, deps: { logger: Lo
           messageId,
           headers,
         });
-        const info = (await transport.sendMail({
+        const info = (await sendMail({
           envelope: { from: domainSender, to: [to] },
           raw,
-        })) as { rejected?: unknown[]; rejectedErrors?: unknown[] };
+        })) as { rejected?: unknown[]; rejectedErrors?: unknown[] } | null;
+        if (info === null)
+          return {
+            status: 'retriable',
+            ambiguous: true,
+            error: `no answer from the relay within ${sendTimeoutMs} ms`,
+          };
         if (info.rejected && info.rejected.length > 0)
           return classifySmtpError(
             info.rejectedErrors?.[0] ?? {

@@ -114,6 +114,44 @@ describe('SMTP error classification', () => {
     });
   }
 
+  it('calls a connection lost after it was made ambiguous (the relay may have the message), a refusal or an SMTP reply not', () => {
+    const ambiguous = (err: unknown) => {
+      const r = classifySmtpError(err);
+      return r.status === 'retriable' && r.ambiguous === true;
+    };
+    // What nodemailer reports for a relay that took the data and dropped the connection, or reset it.
+    expect(
+      ambiguous({
+        code: 'ECONNECTION',
+        command: 'CONN',
+        message: 'Connection closed unexpectedly',
+      }),
+    ).toBe(true);
+    expect(
+      ambiguous({ code: 'ESOCKET', command: 'CONN', message: 'read ECONNRESET', syscall: 'read' }),
+    ).toBe(true);
+    expect(ambiguous({ code: 'ETIMEDOUT', command: 'CONN', message: 'Timeout' })).toBe(true);
+    expect(
+      ambiguous({
+        code: 'ESOCKET',
+        command: 'CONN',
+        message: 'connect ECONNREFUSED 127.0.0.1:25',
+        syscall: 'connect',
+      }),
+    ).toBe(false);
+    expect(ambiguous({ code: 'ETIMEDOUT', message: 'Greeting never received' })).toBe(false);
+    expect(
+      ambiguous({
+        code: 'EPROTOCOL',
+        responseCode: 421,
+        response: '421 4.3.2 Service not available',
+      }),
+    ).toBe(false);
+    expect(
+      ambiguous({ code: 'EAUTH', responseCode: 535, response: '535 5.7.8 Authentication failed' }),
+    ).toBe(false);
+  });
+
   it('accepts one plain address (IDN and UTF-8 included), nothing that adds recipients', () => {
     for (const ok of [
       'ada@example.com',

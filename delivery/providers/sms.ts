@@ -33,6 +33,8 @@ export function createSmsProvider(
   return {
     name,
     channel: 'sms',
+    // The request's own timeout fires first; the pipeline's deadline is the backstop.
+    deadlineMs: (opts.timeoutMs ?? 10_000) + 5_000,
     async send(message: OutgoingMessage): Promise<ProviderResult> {
       const to = message.recipient.phone;
       if (!to)

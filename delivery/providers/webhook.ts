@@ -197,6 +197,8 @@ export function createWebhookProvider(
   return {
     name,
     channel: 'webhook',
+    // The call's own timeout (DNS included) fires first; the pipeline's deadline is the backstop.
+    deadlineMs: timeoutMs + 5_000,
     async send(message: OutgoingMessage): Promise<ProviderResult> {
       const raw = message.recipient.webhookUrl;
       if (!raw)

@@ -2,7 +2,11 @@
 // at random points (several times, some right after it published sends and before it
 // committed) and restarted; the sends topic must then hold exactly the sendIds of an
 // uninterrupted run of the same engine over the same events (each at least once, identical
-// content). Then a rebalance: one of two engines dies and the other fires its pending timers.
+// content). The engine publishes with an idempotent producer, not in Kafka transactions, so
+// a kill between a publish and its commit leaves the same send command on the topic twice:
+// what must hold is the effect. Delivery then reads the topic, and every email of the
+// reference arrives exactly once (by Message-ID): a duplicate email fails the test.
+// Then a rebalance: one of two engines dies and the other fires its pending timers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -10,8 +14,15 @@ import { isolate } from '../../test/support/isolation.ts';
 import { KafkaBus } from '../../platform/kafka.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import { silentLogger } from '../../platform/logger.ts';
-import type { NormalisedEvent } from '../../platform/contracts.ts';
+import { topics, type NormalisedEvent, type SendCommand } from '../../platform/contracts.ts';
+import { deliveryCodec } from '../../platform/avro.ts';
 import { generateEvents } from '../../test/support/engine-events.ts';
+import { createLogger } from '../../platform/logger.ts';
+import { createKeySpace } from '../../platform/keys.ts';
+import { createDelivery } from '../../delivery/pipeline/run.ts';
+import { createPreferencesStore } from '../../delivery/preferences/store.ts';
+import { messageIdFor } from '../../delivery/providers/email.ts';
+import { startSink, stopSink } from '../../test/support/delivery-harness.ts';
 import {
   compareSends,
   decodeSends,
@@ -56,6 +67,99 @@ function spawn(env: Record<string, string>): EngineProcess {
   const e = spawnEngine(env);
   children.push(e);
   return e;
+}
+
+const hasEmail = (s: SendCommand) => {
+  const user = s.data.user as { email?: unknown } | undefined;
+  return typeof user?.email === 'string' && user.email !== '';
+};
+
+/**
+ * Runs delivery over the sends topic of a finished engine run (the test's own isolation:
+ * topics, group, Redis prefix) into a private SMTP sink, and counts each expected email by
+ * Message-ID. Every user has opted in to marketing email, so every email send of the
+ * reference is expected but the holdouts and those without an address (an order after the
+ * user was erased: the engine starts a new, traitless state, and delivery suppresses it).
+ */
+async function deliverEmails(
+  iso: ReturnType<typeof isolate>,
+  reference: SendCommand[],
+): Promise<{
+  expected: number;
+  missing: string[];
+  unexpected: string[];
+  duplicated: string[];
+  /** What delivery said of the missing ones: their outcomes on the deliveries topic. */
+  missingOutcomes: string[];
+}> {
+  const sink = await startSink();
+  const cfg = iso.config({
+    LC_SMTP_URLS: `smtp://127.0.0.1:${sink.port}`,
+    LC_EMAIL_FROM: 'Example <hello@example.com>',
+    LC_QUIET_HOURS: '',
+    LC_CAPS: 'email:none',
+    LC_KAFKA_PARTITIONS: '6',
+    LC_RETRY_BASE_MS: '300',
+    LC_RETRY_MAX_MS: '3000',
+  });
+  const redisDeps = { redis, keys: createKeySpace(cfg.redis.keyPrefix) };
+  const preferences = createPreferencesStore(redisDeps);
+  for (const userId of new Set(reference.map((s) => s.userId)))
+    await preferences.apply(
+      userId,
+      {
+        records: [
+          {
+            category: 'marketing',
+            channel: 'email',
+            record: { granted: true, at: 0, source: 'test' },
+          },
+        ],
+      },
+      { source: 'test', at: Date.now() },
+    );
+  const sendIdOf = new Map(
+    reference
+      .filter((s) => !s.holdout && s.channels.includes('email') && hasEmail(s))
+      .map((s) => [messageIdFor(s.sendId, 'example.com').slice(1, -1), s.sendId]),
+  );
+  const expected = new Set(sendIdOf.keys());
+  const delivery = await createDelivery(cfg, createLogger({ level: 'error', name: 'kill-dlv' }));
+  try {
+    await delivery.start();
+    const end = Date.now() + 120_000;
+    while (Date.now() < end) {
+      const got = new Set(sink.list().map((m) => m.messageId));
+      if ([...expected].every((id) => got.has(id))) break;
+      await sleep(250);
+    }
+    // Time for a second copy to arrive if one was sent.
+    await sleep(3000);
+  } finally {
+    await delivery.stop();
+  }
+  const counts = new Map<string, number>();
+  for (const m of sink.list())
+    counts.set(m.messageId ?? '', (counts.get(m.messageId ?? '') ?? 0) + 1);
+  await stopSink(sink);
+  const missing = [...expected].filter((id) => !counts.has(id)).sort();
+  const missingSends = new Set(missing.map((id) => sendIdOf.get(id)));
+  const missingOutcomes = missing.length
+    ? (await readTopic(bus.kafka, topics(cfg.kafka.topicPrefix).deliveries))
+        .map((r) => deliveryCodec.decode(r.value!))
+        .filter((o) => missingSends.has(o.sendId))
+        .map((o) => `${o.sendId} ${o.channel} ${o.status}: ${o.reason ?? ''}`)
+    : [];
+  return {
+    expected: expected.size,
+    missing,
+    missingOutcomes,
+    unexpected: [...counts.keys()].filter((id) => !expected.has(id)).sort(),
+    duplicated: [...counts]
+      .filter(([, n]) => n > 1)
+      .map(([id]) => id)
+      .sort(),
+  };
 }
 
 /** Committed offsets of the group on the events topic, summed. */
@@ -157,9 +261,11 @@ describe('engine process killed and restarted', () => {
     const sends = decodeSends(records);
     const reference = await referenceSends(events, 6);
     const diff = compareSends(sends, reference, await delayedRules());
+    const emails = await deliverEmails(iso, reference);
     console.log(
       `kill test: ${events.length} events, ${kills.length} SIGKILLs (${kills.map((k) => `${k.mode} @${k.committed} committed`).join('; ')}), ` +
-        `${reference.length} reference sends, ${sends.length - diff.duplicateRecords} distinct sendIds on the topic, ${diff.duplicateRecords} duplicate records (delivery dedupes them by sendId)`,
+        `${reference.length} reference sends, ${sends.length - diff.duplicateRecords} distinct sendIds on the topic, ${diff.duplicateRecords} duplicate records; ` +
+        `delivered: ${emails.expected} expected emails, missing ${emails.missing.length}, unexpected ${emails.unexpected.length}, duplicated ${emails.duplicated.length}`,
     );
     expect(new Set(reference.map((s) => s.sendId)).size).toBe(reference.length);
     expect(reference.length).toBeGreaterThan(500);
@@ -174,7 +280,15 @@ describe('engine process killed and restarted', () => {
       diff.differing,
       'records whose content differs from the reference send of their sendId',
     ).toEqual([]);
-  }, 300_000);
+    // The effect: each email of the reference delivered exactly once, duplicate records or not.
+    expect(emails.expected).toBeGreaterThan(300);
+    expect(
+      emails.missing,
+      `emails of the reference never delivered (${emails.missingOutcomes.join('; ')})`,
+    ).toEqual([]);
+    expect(emails.unexpected, 'emails the reference does not have').toEqual([]);
+    expect(emails.duplicated, 'emails delivered more than once').toEqual([]);
+  }, 400_000);
 
   it("hands a dead engine's partitions, with their pending timers, to the surviving one", async () => {
     const iso = isolate('engine-rebalance');

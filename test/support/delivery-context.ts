@@ -47,6 +47,7 @@ export function testContext(
     capHeld: false,
     fresh: true,
     takeover: false,
+    unsettled: false,
     sideOutcomes: [],
     trace: [],
   };

@@ -83,6 +83,34 @@ export function storesContract(stores: ContractStores): void {
     });
   });
 
+  describe('claims after a provider call without an answer', () => {
+    const { claims } = stores;
+    const ref = { userId: 'u1', sendId: 's1', channel: 'email' as const };
+    it('a send parked unsettled tells the pass that resumes it, until a call settles it', async () => {
+      const r = { ...ref, sendId: 's-unsettled' };
+      const now = Date.now();
+      await claims.claim(r, 'w1', now, 1000, null);
+      expect(await claims.markSending(r, 'w1')).toBe(true);
+      expect(await claims.park(r, 'w1', 'retrying', 1, 1, true)).toBe(true);
+      expect(await claims.claim(r, 'w2', now, 1000, 1)).toEqual({
+        kind: 'resumed',
+        gen: 1,
+        attempts: 1,
+        wasSending: true,
+      });
+      // A crash of the resumed pass before its own call leaves the doubt for the takeover.
+      expect(await claims.claim(r, 'w3', now + 5000, 1000, null)).toMatchObject({
+        kind: 'reclaimed',
+        wasSending: true,
+      });
+      expect(await claims.park(r, 'w3', 'retrying', 2, 2)).toBe(true);
+      expect(await claims.claim(r, 'w3', now, 1000, 2)).toMatchObject({
+        kind: 'resumed',
+        wasSending: false,
+      });
+    });
+  });
+
   describe('frequency caps', () => {
     const { caps } = stores;
     const holder = (sendId: string, priority: number) => ({
