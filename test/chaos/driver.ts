@@ -133,7 +133,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     LC_TEMPLATES_DIR: path.join(REPO_ROOT, 'templates'),
     LC_INGEST_PORT: String(ingestPort),
     LC_API_PORT: String(await freePort()),
-    LC_WRITE_KEYS: `chaos:${writeKey}`,
+    // The workload is the product's backend: its identifies set email and plan.
+    LC_WRITE_KEYS: `chaos:${writeKey}:server`,
     LC_CDC_TOPICS: cdcTopic,
     LC_CDC_MAPPING_FILE: mappingFile,
     LC_SMTP_URLS: `smtp://127.0.0.1:${proxy.port}`,
