@@ -186,7 +186,8 @@ export const ConfigSchema = Type.Object({
   auth: Type.Object({
     adminToken: str({
       env: 'LC_ADMIN_TOKEN',
-      description: 'Bearer token of the admin API.',
+      description:
+        "The operators' break-glass credential: accepted as `Authorization: Bearer <token>` with the role admin on every staff route, beside API keys and JWTs. Keep it in a vault; give people and services API keys.",
       default: 'dev-admin-token',
       secret: true,
     }),
