@@ -139,7 +139,7 @@ export function createMemoryApiKeyStore(): ApiKeyStore {
   };
 }
 
-export function createRedisApiKeyStore({ redis, keys }: RedisDeps): ApiKeyStore {
+export function createRedisApiKeyStore({ redis, keys, durable }: RedisDeps): ApiKeyStore {
   const keyOf = (id: string) => keys.global(`{auth}:key:${id}`);
   const digestKey = (token: string) => keys.global(`{auth}:key-digest:${digestOf(token)}`);
   const listKey = keys.global('{auth}:keys');
@@ -153,6 +153,8 @@ export function createRedisApiKeyStore({ redis, keys }: RedisDeps): ApiKeyStore 
         .set(digestKey(token), id)
         .zadd(listKey, now, id)
         .exec();
+      // Under WAITAOF durability: on disk before the secret is handed out.
+      await durable?.();
       return stored;
     },
     async byToken(token) {
@@ -173,6 +175,7 @@ export function createRedisApiKeyStore({ redis, keys }: RedisDeps): ApiKeyStore 
       if (!before) return null;
       const after = { ...before, revokedAt: before.revokedAt ?? new Date(now).toISOString() };
       await redis.set(keyOf(id), JSON.stringify(after));
+      await durable?.();
       return { before, after };
     },
   };

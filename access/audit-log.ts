@@ -57,12 +57,13 @@ function checkCursor(cursor: string): string {
   return cursor;
 }
 
-export function createRedisAuditLog({ redis, keys }: RedisDeps): AuditLog {
+export function createRedisAuditLog({ redis, keys, durable }: RedisDeps): AuditLog {
   const stream = keys.global('{auth}:audit');
   return {
     async append(record) {
       const id = await redis.xadd(stream, '*', 'r', JSON.stringify(record));
       if (id === null) throw new LifecycleError(ErrorCodes.Redis, 'XADD to the audit log failed');
+      await durable?.();
       return id;
     },
     async query(q) {

@@ -8,7 +8,7 @@ import { ConfigError, loadConfig } from '../platform/config.ts';
 import { errorMessage, LifecycleError } from '../platform/errors.ts';
 import { ROLES, type AuditRecord } from '../platform/http.ts';
 import { silentLogger } from '../platform/logger.ts';
-import { createRedis } from '../platform/redis.ts';
+import { openRedis, type RedisDeps } from '../platform/redis.ts';
 import {
   createRedisApiKeyStore,
   expiryFrom,
@@ -126,8 +126,10 @@ async function withStores(run: (deps: KeysCliDeps) => Promise<number>): Promise<
     process.exitCode = 1;
     return;
   }
-  const redis = createRedis(config.redis, silentLogger());
+  let redis: RedisDeps | undefined;
   try {
+    // The same durability check as the API process: a key handed out must survive a Redis crash.
+    redis = await openRedis(config, silentLogger());
     process.exitCode = await run({
       keys: createRedisApiKeyStore(redis),
       audit: createRedisAuditLog(redis),
@@ -141,7 +143,7 @@ async function withStores(run: (deps: KeysCliDeps) => Promise<number>): Promise<
     process.stderr.write(`${code}${errorMessage(err)} (Redis: LC_REDIS_URL)\n`);
     process.exitCode = 1;
   } finally {
-    redis.redis.disconnect();
+    redis?.redis.disconnect();
   }
 }
 
