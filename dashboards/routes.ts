@@ -91,7 +91,7 @@ export async function dashboardRoutes(
       schema: {
         tags,
         summary:
-          'The dashboards page (static; it asks for the admin token and calls the API below with it)',
+          'The dashboards page (static; it asks for a key of the role analyst and calls the API below with it)',
         produces: ['text/html'],
       },
     },
