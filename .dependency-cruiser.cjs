@@ -4,12 +4,24 @@
 // test support; and no folder, inside a room or across rooms, imports one that imports it back.
 /** Product code: tests (`*.test.ts`) may also reach test/support and the development tools. */
 const PRODUCT =
-  '^(platform|rules|engine|ingestion|delivery|analytics|dashboards|devtools|bin|scripts)/';
+  '^(platform|access|rules|engine|ingestion|delivery|analytics|dashboards|devtools|bin|scripts)/';
 const TESTS = '\\.test\\.ts$';
 
 /** room -> rooms it must not import (everything not listed as allowed in docs/architecture.md). */
 const LANES = {
+  access: [
+    'rules',
+    'engine',
+    'ingestion',
+    'delivery',
+    'analytics',
+    'dashboards',
+    'devtools',
+    'bin',
+    'scripts',
+  ],
   platform: [
+    'access',
     'rules',
     'engine',
     'ingestion',
@@ -21,6 +33,7 @@ const LANES = {
     'scripts',
   ],
   rules: [
+    'access',
     'engine',
     'ingestion',
     'delivery',
@@ -31,6 +44,7 @@ const LANES = {
     'scripts',
   ],
   ingestion: [
+    'access',
     'rules',
     'engine',
     'delivery',
@@ -40,8 +54,18 @@ const LANES = {
     'bin',
     'scripts',
   ],
-  engine: ['ingestion', 'delivery', 'analytics', 'dashboards', 'devtools', 'bin', 'scripts'],
+  engine: [
+    'access',
+    'ingestion',
+    'delivery',
+    'analytics',
+    'dashboards',
+    'devtools',
+    'bin',
+    'scripts',
+  ],
   delivery: [
+    'access',
     'rules',
     'engine',
     'ingestion',
@@ -51,9 +75,10 @@ const LANES = {
     'bin',
     'scripts',
   ],
-  analytics: ['ingestion', 'delivery', 'dashboards', 'devtools', 'bin', 'scripts'],
-  dashboards: ['rules', 'engine', 'ingestion', 'delivery', 'devtools', 'bin', 'scripts'],
+  analytics: ['access', 'ingestion', 'delivery', 'dashboards', 'devtools', 'bin', 'scripts'],
+  dashboards: ['access', 'rules', 'engine', 'ingestion', 'delivery', 'devtools', 'bin', 'scripts'],
   devtools: [
+    'access',
     'rules',
     'engine',
     'ingestion',
@@ -63,7 +88,7 @@ const LANES = {
     'bin',
     'scripts',
   ],
-  scripts: ['rules', 'engine', 'ingestion', 'delivery', 'analytics', 'dashboards', 'bin'],
+  scripts: ['access', 'rules', 'engine', 'ingestion', 'delivery', 'analytics', 'dashboards', 'bin'],
 };
 
 /** @type {import('dependency-cruiser').IConfiguration} */

@@ -1,4 +1,4 @@
-// The API process: admin preference API, public tracking endpoints, the signed preference
+// The API process: staff API keys and the audit log, the preference API, public tracking endpoints, the signed preference
 // page, the in-app WebSocket gateway and the analysts' dashboards on one fastify server, with OpenAPI, health and
 // Prometheus metrics. Composition root only: each room owns its routes.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -6,12 +6,7 @@ import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
 import type { Publisher } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
-import {
-  adminCredential,
-  httpServerOptions,
-  operationalRoutes,
-  setupHttpKit,
-} from '../platform/http.ts';
+import { httpServerOptions, operationalRoutes, setupHttpKit } from '../platform/http.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import { deliveryRoutes } from '../delivery/index.ts';
@@ -27,6 +22,18 @@ import { createTemplateRenderer } from '../delivery/templates/index.ts';
 import { templateRoutes } from '../delivery/templates/routes.ts';
 import { createAnalyticsStore, type AnalyticsStore } from '../analytics/store.ts';
 import { dashboardRoutes } from '../dashboards/index.ts';
+import {
+  accessRoutes,
+  createJwtVerifier,
+  createMemoryApiKeyStore,
+  createMemoryAuditLog,
+  createRedisApiKeyStore,
+  createRedisAuditLog,
+  ensureBootstrapKey,
+  staffCredential,
+  type ApiKeyStore,
+  type AuditLog,
+} from '../access/index.ts';
 
 export interface ApiDeps {
   /** Production: preferences, tracking, inbox and live in-app messages in Redis. */
@@ -42,6 +49,10 @@ export interface ApiDeps {
   metrics: Registry;
   /** The analytics store the dashboards read (the demo's chDB); by default a ClickHouse client from the config, opened on first use. */
   analytics?: AnalyticsStore;
+  /** Staff keys and the audit log; by default in Redis with `redis`, in memory with `memory`. */
+  access?: { keys: ApiKeyStore; audit: AuditLog };
+  /** The clock of keys and audit records. */
+  now?: () => number;
   /** Extra health checks of the process (e.g. the demo's embedded services). */
   health?: () => Record<string, boolean>;
 }
@@ -67,21 +78,64 @@ export async function createApiServer(
     loggerInstance: log as FastifyBaseLogger,
     ...httpServerOptions(config.http),
   });
-  // Admin routes take LC_ADMIN_TOKEN; the in-app gateway adds its client tokens itself.
+  const { redis, memory } = deps;
+  if (!redis && !memory) throw new Error('createApiServer needs `redis` or `memory`');
+  const now = deps.now ?? Date.now;
+  const access = deps.access ?? {
+    keys: redis ? createRedisApiKeyStore(redis) : createMemoryApiKeyStore(),
+    audit: redis ? createRedisAuditLog(redis) : createMemoryAuditLog(now),
+  };
+  const { jwtJwksUrl, jwtIssuer, jwtAudience, jwtRoleClaim } = config.auth;
+  // Staff routes take an API key, a JWT of the identity provider (when configured) or the
+  // break-glass LC_ADMIN_TOKEN; the in-app gateway adds its client tokens itself.
   await setupHttpKit(app, {
-    credentials: { admin: adminCredential(config.auth.adminToken) },
+    credentials: {
+      staff: staffCredential({
+        adminToken: config.auth.adminToken,
+        keys: access.keys,
+        now,
+        ...(jwtJwksUrl !== ''
+          ? {
+              jwt: createJwtVerifier({
+                jwksUrl: jwtJwksUrl,
+                issuer: jwtIssuer,
+                audience: jwtAudience,
+                roleClaim: jwtRoleClaim,
+              }),
+            }
+          : {}),
+      }),
+    },
+    audit: access.audit,
+    now,
     openapi: {
       info: {
         title: 'Lifecycle API',
         version: '1',
         description:
-          'Admin API (bearer LC_ADMIN_TOKEN): user preferences and suppressions, templates, dashboards data. Public endpoints: the dashboards page (a static shell that asks for the admin token), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
+          'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, user preferences and suppressions, templates, dashboards data. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
       },
     },
   });
+  const bootstrap = await ensureBootstrapKey(access.keys, config.auth.bootstrapAdminKey, now());
+  if (bootstrap) {
+    await access.audit.append({
+      actor: 'bootstrap',
+      actorName: 'LC_BOOTSTRAP_ADMIN_KEY',
+      role: 'admin',
+      action: 'key.create',
+      target: `key:${bootstrap.id}`,
+      before: null,
+      after: bootstrap,
+      requestId: null,
+      at: new Date(now()).toISOString(),
+    });
+    log.info({ keyId: bootstrap.id }, 'stored LC_BOOTSTRAP_ADMIN_KEY as the admin key bootstrap');
+  }
+  await app.register(async (scope) => {
+    await accessRoutes(scope, { keys: access.keys, audit: access.audit, now });
+  });
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
-  const { redis, memory } = deps;
-  if (!redis && !memory) throw new Error('createApiServer needs `redis` or `memory`');
   await app.register(async (scope) => {
     await deliveryRoutes(scope, {
       config,

@@ -5,6 +5,7 @@ import { register as registerEngine } from '../engine/cli.ts';
 import { register as registerIngestion } from '../ingestion/cli.ts';
 import { register as registerDelivery } from '../delivery/cli.ts';
 import { register as registerAnalytics } from '../analytics/cli.ts';
+import { register as registerKeys } from '../access/cli.ts';
 import { register as registerRun } from './run-cli.ts';
 
 export function buildProgram(): Command {
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerIngestion(program);
   registerDelivery(program);
   registerAnalytics(program);
+  registerKeys(program);
   registerRun(program);
   return program;
 }

@@ -78,7 +78,7 @@ describe('dashboards routes', () => {
     );
     app = Fastify();
     await setupHttpKit(app, {
-      credentials: { admin: adminCredential(TOKEN) },
+      credentials: { staff: adminCredential(TOKEN) },
       openapi: { info: { title: 't', version: '1' } },
     });
     await app.register(dashboardRoutes, {

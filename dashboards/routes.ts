@@ -1,5 +1,5 @@
 // The dashboards over HTTP. The page itself is a static shell (public: it holds no data);
-// everything it shows comes from the admin API, with the admin token as a bearer header:
+// everything it shows comes from the staff API (role analyst), with a key as a bearer header:
 //   GET /dashboards                                   the page
 //   GET /v1/dashboards                                every dashboard (id, title, parameters, panels) and the spec errors
 //   GET /v1/dashboards/:id                            one spec, with the parameters its panels take
@@ -38,7 +38,8 @@ function panelFailure(err: unknown): unknown {
   });
 }
 
-const admin = { auth: 'admin' } as const;
+/** Analysts read dashboards (admins too, as on every staff route). */
+const analyst = { auth: { roles: ['analyst'] } } as const;
 const tags = ['dashboards'];
 const errorBody = {
   type: 'object',
@@ -90,7 +91,7 @@ export async function dashboardRoutes(
       schema: {
         tags,
         summary:
-          'The dashboards page (static; it asks for the admin token and calls the API below with it)',
+          'The dashboards page (static; it asks for a key of the role analyst and calls the API below with it)',
         produces: ['text/html'],
       },
     },
@@ -120,7 +121,7 @@ export async function dashboardRoutes(
     api.get(
       '/v1/dashboards',
       {
-        config: admin,
+        config: analyst,
         schema: {
           tags,
           summary:
@@ -144,7 +145,7 @@ export async function dashboardRoutes(
     api.get<{ Params: { id: string } }>(
       '/v1/dashboards/:id',
       {
-        config: admin,
+        config: analyst,
         schema: {
           tags,
           summary: 'One dashboard: its parameters and panels (with their SQL)',
@@ -158,7 +159,7 @@ export async function dashboardRoutes(
     api.get<{ Params: { id: string; panelId: string }; Querystring: RequestValues }>(
       '/v1/dashboards/:id/panels/:panelId',
       {
-        config: admin,
+        config: analyst,
         schema: {
           tags,
           summary: "One panel's data: {columns, rows}",

@@ -36,7 +36,7 @@ export interface DeliveryRoutesOptions {
 
 /**
  * HTTP routes of the delivery room, as a fastify plugin:
- *   admin (Bearer LC_ADMIN_TOKEN): GET/PATCH /v1/users/:userId/preferences,
+ *   staff (support, service; suppressions: support): GET/PATCH /v1/users/:userId/preferences,
  *     POST /v1/users/:userId/preferences/link, DELETE /v1/users/:userId/suppressions/:channel
  *   public (signed token in `?t=`): GET /t/c (click), GET /t/o.gif (open pixel), GET|POST /t/u
  *     (unsubscribe), GET|POST /p (preference page)

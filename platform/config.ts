@@ -186,9 +186,42 @@ export const ConfigSchema = Type.Object({
   auth: Type.Object({
     adminToken: str({
       env: 'LC_ADMIN_TOKEN',
-      description: 'Bearer token of the admin API.',
+      description:
+        "The operators' break-glass credential: accepted as `Authorization: Bearer <token>` with the role admin on every staff route, beside API keys and JWTs. Keep it in a vault; give people and services API keys.",
       default: 'dev-admin-token',
       secret: true,
+    }),
+    bootstrapAdminKey: str({
+      env: 'LC_BOOTSTRAP_ADMIN_KEY',
+      description:
+        'An admin API key the API server stores (hashed) at start when no key with that value exists yet, named `bootstrap`: the first admin key of a deployment that cannot run `lifecycle keys create` (at least 32 characters, e.g. `openssl rand -hex 24`). Revoking it holds across restarts. Empty: none.',
+      default: '',
+      pattern: '^(|.{32,})$',
+      secret: true,
+    }),
+    jwtJwksUrl: str({
+      env: 'LC_JWT_JWKS_URL',
+      description:
+        'JWKS URL of the identity provider whose JWT bearer tokens staff may present instead of API keys (RS256 or ES256, LC_JWT_ISSUER and LC_JWT_AUDIENCE required, role from LC_JWT_ROLE_CLAIM). Empty: JWTs are not accepted.',
+      default: '',
+      pattern: '^(|https?://.+)$',
+    }),
+    jwtIssuer: str({
+      env: 'LC_JWT_ISSUER',
+      description: 'The `iss` every accepted JWT must carry.',
+      default: '',
+    }),
+    jwtAudience: str({
+      env: 'LC_JWT_AUDIENCE',
+      description: 'The `aud` every accepted JWT must carry.',
+      default: '',
+    }),
+    jwtRoleClaim: str({
+      env: 'LC_JWT_ROLE_CLAIM',
+      description:
+        'The JWT claim holding the staff role (admin, marketer, analyst, support, service); a string, or an array of which the first known role counts.',
+      default: 'role',
+      minLength: 1,
     }),
     writeKeys: list({
       env: 'LC_WRITE_KEYS',
@@ -690,6 +723,7 @@ export function loadConfig(
     }
   }
   if (problems.length === 0) problems.push(...sharedSecretProblems(out as Config));
+  if (problems.length === 0) problems.push(...jwtProblems(out as Config));
   if (problems.length === 0 && options.serving)
     problems.push(...servingProblems(env, out as Config));
   if (problems.length > 0) throw new ConfigError(problems);
@@ -719,6 +753,22 @@ function sharedSecretProblems(config: Config): string[] {
       'LC_INAPP_SECRET: must differ from LC_EMAIL_EVENTS_SECRET: the mail provider holds that one, and must not be able to sign in-app tokens',
     );
   return problems;
+}
+
+/** A JWKS without a fixed issuer and audience would accept tokens the provider issued for any other app. */
+function jwtProblems(config: Config): string[] {
+  const { jwtJwksUrl, jwtIssuer, jwtAudience } = config.auth;
+  if (jwtJwksUrl === '') return [];
+  return [
+    ...(jwtIssuer === ''
+      ? ['LC_JWT_ISSUER: must be set when LC_JWT_JWKS_URL is (the `iss` of your provider)']
+      : []),
+    ...(jwtAudience === ''
+      ? [
+          'LC_JWT_AUDIENCE: must be set when LC_JWT_JWKS_URL is (the `aud` your provider gives this API)',
+        ]
+      : []),
+  ];
 }
 
 /** Shortest admin token accepted outside development: 128 bits as hex is 32 characters, base64 about 22. */

@@ -10,6 +10,9 @@ export const ErrorCodes = {
   ReservedEvent: 'LC_ERR_RESERVED_EVENT',
   Unauthorized: 'LC_ERR_UNAUTHORIZED',
   Forbidden: 'LC_ERR_FORBIDDEN',
+  RoleForbidden: 'LC_ERR_ROLE_FORBIDDEN',
+  KeyExpired: 'LC_ERR_KEY_EXPIRED',
+  KeyRevoked: 'LC_ERR_KEY_REVOKED',
   NotFound: 'LC_ERR_NOT_FOUND',
   PayloadTooLarge: 'LC_ERR_PAYLOAD_TOO_LARGE',
   RateLimited: 'LC_ERR_RATE_LIMITED',
@@ -44,7 +47,21 @@ export const ERROR_CODES: {
   LC_ERR_UNAUTHORIZED: { status: 401, meaning: 'no credential, or not the one the route requires' },
   LC_ERR_FORBIDDEN: {
     status: 403,
-    meaning: 'a credential was presented but is not known (an unknown write key)',
+    meaning:
+      'a credential was presented but is not known (an unknown write key, a JWT whose role claim names no role)',
+  },
+  LC_ERR_ROLE_FORBIDDEN: {
+    status: 403,
+    meaning:
+      "the staff credential is valid but its role may not call this route; the message and `details.roles` name the roles that may (the route's `x-roles` in /openapi.json)",
+  },
+  LC_ERR_KEY_EXPIRED: {
+    status: 401,
+    meaning: 'the API key passed its expiry; ask an admin for a new one (`lifecycle keys create`)',
+  },
+  LC_ERR_KEY_REVOKED: {
+    status: 401,
+    meaning: 'the API key was revoked; ask an admin for a new one (`lifecycle keys create`)',
   },
   LC_ERR_NOT_FOUND: {
     status: 404,

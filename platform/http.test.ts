@@ -19,7 +19,9 @@ import {
   requireHttpKit,
   secretEquals,
   setupHttpKit,
+  type AuditRecord,
   type Credential,
+  type Role,
   type HttpKitOptions,
 } from './http.ts';
 import { createLogger } from './logger.ts';
@@ -32,7 +34,7 @@ afterEach(async () => {
 });
 
 async function server(
-  opts: HttpKitOptions = { credentials: { admin: adminCredential(TOKEN) } },
+  opts: HttpKitOptions = { credentials: { staff: adminCredential(TOKEN) } },
   fastifyOpts: FastifyServerOptions = {},
 ) {
   const app = Fastify(fastifyOpts);
@@ -117,11 +119,13 @@ describe('route access declarations', () => {
       headers: { authorization: `bearer  ${TOKEN}` },
     });
     expect(ok.statusCode).toBe(200);
-    expect(ok.json()).toEqual({ principal: { id: 'admin', name: 'admin' } });
+    expect(ok.json()).toEqual({
+      principal: { id: 'admin-token', name: 'LC_ADMIN_TOKEN', role: 'admin' },
+    });
   });
 
   it('public routes take no credential; an empty admin token opens nothing', async () => {
-    const app = await server({ credentials: { admin: adminCredential('') } });
+    const app = await server({ credentials: { staff: adminCredential('') } });
     app.get('/page', { config: { auth: 'public' } }, async (req) => ({ principal: req.principal }));
     app.get('/v1/secret', { config: { auth: 'admin' } }, async () => 'never');
     expect((await app.inject({ method: 'GET', url: '/page' })).json()).toEqual({ principal: null });
@@ -329,7 +333,7 @@ describe('coded refusals', () => {
 describe('OpenAPI document, health and metrics', () => {
   it("marks each route's security from its declaration, with the schemes of the credentials provided", async () => {
     const app = await server({
-      credentials: { admin: adminCredential(TOKEN) },
+      credentials: { staff: adminCredential(TOKEN) },
       openapi: { info: { title: 'kit', version: '1' } },
     });
     operationalRoutes(app, {
@@ -512,5 +516,146 @@ describe('proxy trust (LC_TRUST_PROXY)', () => {
     expect(await whoIs('198.51.100.0/24', '192.0.2.1', '203.0.113.9')).toBe('192.0.2.1');
     // One hop: the address the proxy appended, not what the client wrote before it.
     expect(await whoIs('1', '198.51.100.7', '10.6.6.6, 203.0.113.9')).toBe('203.0.113.9');
+  });
+});
+
+/** A staff credential whose bearer token is the role it proves (`Bearer analyst`). */
+const roleIsToken: Credential = {
+  schemes: { staffKey: { type: 'http', scheme: 'bearer' } },
+  challenge: 'Bearer',
+  authenticate(req) {
+    const token = bearerToken(req.headers.authorization);
+    if (token === undefined) throw new LifecycleError(ErrorCodes.Unauthorized, 'no token');
+    if (token === 'norole') return { id: 'x', name: 'x' };
+    return { id: `key_${token}`, name: token, role: token as Role };
+  },
+};
+
+describe('staff roles', () => {
+  it('admit the declared roles and admin, refuse every other role with a coded 403 before the route runs', async () => {
+    const app = await server({ credentials: { staff: roleIsToken } });
+    let ran = 0;
+    app.get('/v1/panel', { config: { auth: { roles: ['analyst'] } } }, async () => {
+      ran++;
+      return { ok: true };
+    });
+    const call = (token?: string) =>
+      app.inject({
+        method: 'GET',
+        url: '/v1/panel',
+        headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+      });
+    expect((await call('analyst')).statusCode).toBe(200);
+    expect((await call('admin')).statusCode).toBe(200);
+    expect(ran).toBe(2);
+    for (const role of ['marketer', 'support', 'service', 'norole']) {
+      const res = await call(role);
+      expect(res.statusCode, role).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'LC_ERR_ROLE_FORBIDDEN' });
+      expect(res.json().message).toContain('admin, analyst');
+    }
+    expect((await call()).statusCode).toBe(401);
+    expect(ran).toBe(2);
+  });
+
+  it("'admin' is short for { roles: ['admin'] }", async () => {
+    const app = await server({ credentials: { staff: roleIsToken } });
+    app.get('/v1/admin-only', { config: { auth: 'admin' } }, async () => 'ok');
+    const as = (t: string) =>
+      app.inject({ url: '/v1/admin-only', headers: { authorization: `Bearer ${t}` } });
+    expect((await as('admin')).statusCode).toBe(200);
+    expect((await as('service')).statusCode).toBe(403);
+  });
+
+  it('refuses at registration an empty or unknown role, and roles on a server without a staff credential', async () => {
+    const app = await server({ credentials: { staff: roleIsToken } });
+    expect(() => app.get('/a', { config: { auth: { roles: [] } } }, async () => 'x')).toThrow(
+      /without any role/,
+    );
+    expect(() =>
+      app.get('/b', { config: { auth: { roles: ['auditor' as Role] } } }, async () => 'x'),
+    ).toThrow(/unknown role\(s\) auditor/);
+    const bare = await server({ credentials: {} });
+    expect(() =>
+      bare.get('/c', { config: { auth: { roles: ['support'] } } }, async () => 'x'),
+    ).toThrow(/does not check: provide its staff credential/);
+  });
+
+  it('shows each staff route its roles (x-roles) and security in the OpenAPI document', async () => {
+    const app = await server({
+      credentials: { staff: roleIsToken },
+      openapi: { info: { title: 't', version: '1' } },
+    });
+    app.get('/v1/x', { config: { auth: { roles: ['support', 'service'] } } }, async () => 'x');
+    app.get('/v1/y', { config: { auth: 'public' } }, async () => 'y');
+    await app.ready();
+    const doc = app.swagger() as unknown as {
+      paths: Record<string, Record<string, Record<string, unknown>>>;
+    };
+    expect(doc.paths['/v1/x']!.get).toMatchObject({
+      'x-roles': ['admin', 'support', 'service'],
+      security: [{ staffKey: [] }],
+    });
+    expect(doc.paths['/v1/y']!.get!['x-roles']).toBeUndefined();
+  });
+});
+
+describe('audit through the kit', () => {
+  it('records who did what, with role, request id and time, and never a field named like a secret', async () => {
+    const records: AuditRecord[] = [];
+    const app = Fastify(httpServerOptions({ trustProxy: 'false' }));
+    apps.push(app);
+    await setupHttpKit(app, {
+      credentials: { staff: roleIsToken },
+      audit: { append: async (r) => (records.push(r), String(records.length)) },
+      now: () => Date.parse('2026-01-02T03:04:05Z'),
+    });
+    app.post('/v1/things', { config: { auth: { roles: ['marketer'] } } }, async (req) => {
+      await req.audit({
+        action: 'thing.create',
+        target: 'thing:1',
+        after: { name: 'n', secret: 's3cr3t', nested: [{ apiKey: 'k', token: 't', ok: 1 }] },
+      });
+      return { ok: true };
+    });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/things',
+      headers: { authorization: 'Bearer marketer' },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(records).toEqual([
+      {
+        actor: 'key_marketer',
+        actorName: 'marketer',
+        role: 'marketer',
+        action: 'thing.create',
+        target: 'thing:1',
+        before: null,
+        after: {
+          name: 'n',
+          secret: '[redacted]',
+          nested: [{ apiKey: '[redacted]', token: '[redacted]', ok: 1 }],
+        },
+        requestId: res.headers['x-request-id'],
+        at: '2026-01-02T03:04:05.000Z',
+      },
+    ]);
+    expect(String(res.headers['x-request-id'])).toMatch(/^[0-9a-f-]{36}$/);
+    expect(JSON.stringify(records)).not.toContain('s3cr3t');
+  });
+
+  it('answers 500 when a route audits on a server without an audit log', async () => {
+    const app = await server({ credentials: { staff: roleIsToken } });
+    app.post('/v1/things', { config: { auth: { roles: ['marketer'] } } }, async (req) => {
+      await req.audit({ action: 'thing.create', target: 'thing:1' });
+      return { ok: true };
+    });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/things',
+      headers: { authorization: 'Bearer admin' },
+    });
+    expect(res.statusCode).toBe(500);
   });
 });

@@ -1,7 +1,10 @@
 // The HTTP kit every fastify server of the product is built with. Each route names in its
-// options what its caller must present (`config: { auth: 'admin' }`, or `'public'`); one
-// hook checks that credential and refuses with a coded 401, and the route's OpenAPI
-// `security` follows from the same word. A route that names nothing is refused when it is
+// options what its caller must present (`config: { auth: { roles: ['admin', 'analyst'] } }`
+// for staff, `'writeKey'`, `'appUser'`, or `'public'`); one hook checks that credential and
+// refuses with a coded 401 (who are you?) or 403 (your role may not do this), and the
+// route's OpenAPI `security` and `x-roles` follow from the same declaration. Routes that
+// change something record it with `req.audit(...)`, which fills in who, with which role,
+// in which request and when. A route that names nothing is refused when it is
 // registered, so a forgotten declaration fails the server's start-up instead of serving
 // without auth. One error handler and one not-found handler answer `{ code, message }` and
 // never echo what the request carried (tracking tokens travel in `?t=`); `/health`,
@@ -9,7 +12,7 @@
 // carries the security headers (a strict Content-Security-Policy that an HTML page widens
 // only by the hashes of its own inline code), and which proxies may speak for the client
 // (`X-Forwarded-For`) is one setting, LC_TRUST_PROXY, read by `proxyTrust`.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import type {
   FastifyError,
@@ -24,21 +27,90 @@ import { ErrorCodes, LifecycleError, type ErrorCode } from './errors.ts';
 import { healthStatus, type HealthReport, type Registry } from './metrics.ts';
 
 /**
- * What a route can require of its caller: nothing (`public`: pages, signed links and
- * webhooks that check their own signature), the operators' admin token, an ingest write
- * key, or an in-app client token. Roles (marketer, analyst, support, service) join this
- * list as further words; each is satisfied by whichever credential can prove it, so routes
- * keep naming what they need, never how it is checked.
+ * The staff roles. `admin` may do everything (it is admitted by every staff route without
+ * being listed); `marketer` templates, campaigns, reading rules, test sends; `analyst`
+ * dashboards and analytics; `support` user lookup, preferences, resends; `service` the
+ * product backend's calls (send API, ingest-side admin calls).
+ */
+export const ROLES = ['admin', 'marketer', 'analyst', 'support', 'service'] as const;
+export type Role = (typeof ROLES)[number];
+
+/**
+ * What a route can require of its caller, as one word: nothing (`public`: pages, signed
+ * links and webhooks that check their own signature), an ingest write key, or an in-app
+ * client token; `admin` is short for `{ roles: ['admin'] }`. Staff routes name the roles
+ * they admit (`{ roles: ['analyst'] }`); each role is proven by the `staff` credential
+ * (the admin token, an API key or a JWT), so routes name who may call them, never how the
+ * caller is checked.
  */
 export const ACCESS = ['public', 'admin', 'writeKey', 'appUser'] as const;
-export type Access = (typeof ACCESS)[number];
-/** The requirements a credential has to be presented for. */
-export type CredentialKind = Exclude<Access, 'public'>;
+export type Access = (typeof ACCESS)[number] | { roles: readonly Role[] };
+/** The credentials a server can check: staff (roles), ingest write keys, in-app client tokens. */
+export type CredentialKind = 'staff' | 'writeKey' | 'appUser';
 
-/** Who a credential identified: `id` is stable and never a secret (a key's digest, a userId); `name` is for logs and labels. */
+/**
+ * Who a credential identified: `id` is stable and never a secret (a key's id, a JWT
+ * subject, a userId); `name` is for logs and labels; `role` is set by staff credentials.
+ */
 export interface Principal {
   id: string;
   name: string;
+  role?: Role;
+}
+
+/** One change, as a route describes it to `req.audit`; who made it and when the kit adds. */
+export interface AuditChange {
+  /** What was done, `<thing>.<verb>`: `key.create`, `template.publish`. */
+  action: string;
+  /** What it was done to: `key:<id>`, `template:<name>`. */
+  target: string;
+  /** The target before and after, without secrets (fields named like one are redacted anyway). */
+  before?: unknown;
+  after?: unknown;
+}
+
+/** An audit record as the audit log keeps it. */
+export interface AuditRecord {
+  /** Who: the principal's id (`key_...`, `admin-token`, `jwt:<sub>`, `cli:<user>`). */
+  actor: string;
+  actorName: string;
+  role: Role | null;
+  action: string;
+  target: string;
+  before: unknown;
+  after: unknown;
+  requestId: string | null;
+  /** ISO time of the change. */
+  at: string;
+}
+
+/** Where the kit writes audit records (access/audit-log.ts: Redis stream, or memory in the demo). */
+export interface AuditSink {
+  append(record: AuditRecord): Promise<string>;
+}
+
+/** Field names whose values never enter an audit record. */
+const SECRET_FIELD = /secret|token|password|passphrase|private|credential|apikey/i;
+
+/** A copy of `value` with every field named like a secret replaced by `[redacted]`. */
+export function redactSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactSecrets);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>).map(([k, v]) => [
+        k,
+        SECRET_FIELD.test(k) ? '[redacted]' : redactSecrets(v),
+      ]),
+    );
+  }
+  return value;
+}
+
+/** The roles a route admits, admin always among them; null for the non-staff words. */
+export function rolesOf(access: Access): readonly Role[] | null {
+  if (access === 'admin') return ['admin'];
+  if (typeof access === 'string') return null;
+  return ['admin', ...access.roles.filter((r) => r !== 'admin')];
 }
 
 /** An OpenAPI 3.0 security scheme. */
@@ -69,6 +141,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Who the route's credential identified; null on public routes. */
     principal: Principal | null;
+    /** Records a change this request made in the server's audit log (platform/http.ts). */
+    audit(change: AuditChange): Promise<void>;
   }
 }
 
@@ -93,6 +167,10 @@ export interface HttpKitOptions {
   onFailure?: (failure: HttpFailure, req: FastifyRequest, reply: FastifyReply) => void;
   /** What a 415 asks the client to send instead. */
   mediaTypeHint?: string;
+  /** The audit log `req.audit` writes to; without it `req.audit` fails (a server that changes things needs one). */
+  audit?: AuditSink;
+  /** The clock of audit records. */
+  now?: () => number;
 }
 
 interface KitState {
@@ -175,11 +253,14 @@ export function inlineElements(html: string): { scripts: string[]; styles: strin
  */
 export function httpServerOptions(http: { trustProxy: string }): {
   trustProxy: boolean | string[] | ((address: string, hop: number) => boolean);
+  genReqId: () => string;
   frameworkErrors: (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => void;
 } {
   const trust = proxyTrust(http.trustProxy);
   return {
     trustProxy: typeof trust === 'number' ? (_address, hop) => hop < trust : trust,
+    // Request ids unique across instances and restarts: audit records and logs name them.
+    genReqId: () => randomUUID(),
     frameworkErrors(err, req, reply) {
       const status = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
       const failure: HttpFailure =
@@ -229,8 +310,9 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
   app.decorateRequest('principal', null);
   // First of all hooks, so a refusal, a miss or an error answers with them too; a page
   // replaces the Content-Security-Policy with its own.
-  app.addHook('onRequest', async (_req, reply) => {
+  app.addHook('onRequest', async (req, reply) => {
     void reply.headers(SECURITY_HEADERS);
+    void reply.header('x-request-id', req.id);
   });
   for (const [kind, credential] of Object.entries(opts.credentials ?? {}) as [
     CredentialKind,
@@ -238,27 +320,59 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
   ][])
     provideCredential(app, kind, credential);
 
+  app.decorateRequest('audit', async function (this: FastifyRequest, change: AuditChange) {
+    if (!opts.audit)
+      throw new Error(
+        'this server has no audit log: give setupHttpKit an `audit` sink before routes that change things',
+      );
+    const p = this.principal;
+    await opts.audit.append({
+      actor: p?.id ?? 'anonymous',
+      actorName: p?.name ?? 'anonymous',
+      role: p?.role ?? null,
+      action: change.action,
+      target: change.target,
+      before: redactSecrets(change.before ?? null),
+      after: redactSecrets(change.after ?? null),
+      requestId: this.id ?? null,
+      at: new Date((opts.now ?? Date.now)()).toISOString(),
+    });
+  });
+
   app.addHook('onRoute', (route) => {
     const access = route.config?.auth;
     const where = `${String(route.method)} ${route.url}`;
     if (access === undefined) {
       throw new Error(
-        `route ${where} declares no access: give it config.auth, one of ${ACCESS.join(', ')}`,
+        `route ${where} declares no access: give it config.auth, one of ${ACCESS.join(', ')} or { roles: [...] } (${ROLES.join(', ')})`,
       );
     }
-    if (!(ACCESS as readonly string[]).includes(access))
+    if (typeof access === 'string' && !(ACCESS as readonly string[]).includes(access))
       throw new Error(
-        `route ${where} declares unknown access "${String(access)}" (one of ${ACCESS.join(', ')})`,
+        `route ${where} declares unknown access "${String(access)}" (one of ${ACCESS.join(', ')} or { roles: [...] })`,
       );
+    if (typeof access === 'object') {
+      const roles = (access as { roles?: unknown }).roles;
+      if (!Array.isArray(roles) || roles.length === 0)
+        throw new Error(`route ${where} declares { roles } without any role (${ROLES.join(', ')})`);
+      const unknown = roles.filter((r) => !(ROLES as readonly unknown[]).includes(r));
+      if (unknown.length > 0)
+        throw new Error(
+          `route ${where} declares unknown role(s) ${unknown.join(', ')} (one of ${ROLES.join(', ')})`,
+        );
+    }
     if (access === 'public') return;
-    const credential = state.credentials.get(access);
+    const roles = rolesOf(access);
+    const kind: CredentialKind = roles ? 'staff' : (access as CredentialKind);
+    const credential = state.credentials.get(kind);
     if (!credential)
       throw new Error(
-        `route ${where} requires ${access}, which this server does not check: provide its credential first`,
+        `route ${where} requires ${roles ? `the roles ${roles.join(', ')}` : kind}, which this server does not check: provide its ${kind} credential first`,
       );
     route.schema = {
       ...route.schema,
       security: Object.keys(credential.schemes).map((name) => ({ [name]: [] })),
+      ...(roles ? { 'x-roles': [...roles] } : {}),
     };
     const check = async (req: FastifyRequest, reply: FastifyReply) => {
       try {
@@ -267,6 +381,13 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
         if (credential.challenge && err instanceof LifecycleError && err.status === 401)
           void reply.header('www-authenticate', credential.challenge);
         throw err;
+      }
+      if (roles && !(req.principal.role && roles.includes(req.principal.role))) {
+        throw new LifecycleError(
+          ErrorCodes.RoleForbidden,
+          `this route is for the role(s) ${roles.join(', ')}; the credential presented has ${req.principal.role ? `the role ${req.principal.role}` : 'no role'}: use a key of one of those roles`,
+          { details: { roles: [...roles], role: req.principal.role ?? null } },
+        );
       }
     };
     // First among the route's own hooks: nothing of the route runs for a caller it refuses.
@@ -351,7 +472,12 @@ export function operationalRoutes(
   if (app.hasDecorator('swagger')) app.get('/openapi.json', opts, async () => app.swagger());
 }
 
-/** The operators' admin token (LC_ADMIN_TOKEN) as `Authorization: Bearer <token>`. */
+/**
+ * The operators' admin token (LC_ADMIN_TOKEN) as `Authorization: Bearer <token>`: the
+ * break-glass staff credential, role admin. Servers with API keys and JWTs use the staff
+ * credential of access/ (which accepts this token too); this one alone serves tests and
+ * servers without a key store.
+ */
 export function adminCredential(token: string): Credential {
   return {
     schemes: {
@@ -364,15 +490,22 @@ export function adminCredential(token: string): Credential {
     challenge: 'Bearer',
     authenticate(req) {
       const presented = bearerToken(req.headers.authorization);
-      if (presented === undefined || token === '' || !secretEquals(presented, token)) {
+      const principal = presented === undefined ? null : adminTokenPrincipal(presented, token);
+      if (!principal) {
         throw new LifecycleError(
           ErrorCodes.Unauthorized,
           'send the admin token as `Authorization: Bearer <LC_ADMIN_TOKEN>`',
         );
       }
-      return { id: 'admin', name: 'admin' };
+      return principal;
     },
   };
+}
+
+/** The break-glass admin, when `presented` is the admin token (never when the token is unset). */
+export function adminTokenPrincipal(presented: string, token: string): Principal | null {
+  if (token === '' || !secretEquals(presented, token)) return null;
+  return { id: 'admin-token', name: 'LC_ADMIN_TOKEN', role: 'admin' };
 }
 
 /** The token of `Authorization: Bearer <token>`, or undefined. */

@@ -35,7 +35,7 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${port}`;
   const config = { ...config0, http: { ...config0.http, publicBaseUrl: base } };
   app = Fastify();
-  await setupHttpKit(app, { credentials: { admin: adminCredential(config.auth.adminToken) } });
+  await setupHttpKit(app, { credentials: { staff: adminCredential(config.auth.adminToken) } });
   await app.register(deliveryRoutes, {
     config,
     redis,

@@ -63,7 +63,7 @@ async function app() {
     signingSecret: SECRET,
   });
   const server = Fastify();
-  await setupHttpKit(server, { credentials: { admin: adminCredential('admin-token') } });
+  await setupHttpKit(server, { credentials: { staff: adminCredential('admin-token') } });
   await server.register(async (scope) => {
     await formbody(scope);
     await preferencesRoutes(scope, {

@@ -1,4 +1,4 @@
-// Preferences over HTTP: the product's API (admin bearer token) to read and change a user's
+// Preferences over HTTP: the product's API (staff roles support and service) to read and change a user's
 // consent and preferences, and the end user's preference page behind a signed link.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Channel } from '../../platform/contracts.ts';
@@ -69,7 +69,11 @@ export async function preferencesRoutes(
 ): Promise<void> {
   const { store, links } = deps;
   requireHttpKit(app);
-  const admin = { auth: 'admin' } as const;
+  // Support staff look up and change a user's preferences; the product backend (service)
+  // mirrors its own settings page into them and hands out preference links. Lifting a
+  // suppression (a bounce, a complaint) is a support decision only.
+  const preferences = { auth: { roles: ['support', 'service'] } } as const;
+  const support = { auth: { roles: ['support'] } } as const;
 
   // --- product API -------------------------------------------------------------------
   await app.register(async (api) => {
@@ -81,7 +85,7 @@ export async function preferencesRoutes(
 
     api.get<{ Params: { userId: string } }>(
       '/v1/users/:userId/preferences',
-      { config: admin, schema: { params: userParam } },
+      { config: preferences, schema: { params: userParam } },
       async (req) => {
         const [prefs, suppressions, history] = await Promise.all([
           store.get(req.params.userId),
@@ -95,7 +99,7 @@ export async function preferencesRoutes(
     api.patch<{ Params: { userId: string }; Body: PreferencesPatch }>(
       '/v1/users/:userId/preferences',
       {
-        config: admin,
+        config: preferences,
         schema: { params: userParam, body: PatchSchema },
         // The default validator strips unknown fields; a typo (`unsubscribeAll`) must not be a silent no-op.
         preValidation: async (req, reply) => {
@@ -128,7 +132,7 @@ export async function preferencesRoutes(
 
     api.post<{ Params: { userId: string } }>(
       '/v1/users/:userId/preferences/link',
-      { config: admin, schema: { params: userParam } },
+      { config: preferences, schema: { params: userParam } },
       async (req) => {
         return { url: links.preferences(req.params.userId, deps.now()) };
       },
@@ -136,7 +140,7 @@ export async function preferencesRoutes(
 
     api.delete<{ Params: { userId: string; channel: string } }>(
       '/v1/users/:userId/suppressions/:channel',
-      { config: admin },
+      { config: support },
       async (req, reply) => {
         if (!(CHANNELS as readonly string[]).includes(req.params.channel))
           return err(

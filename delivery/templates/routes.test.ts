@@ -12,7 +12,7 @@ let app: FastifyInstance;
 
 beforeAll(async () => {
   app = Fastify();
-  await setupHttpKit(app, { credentials: { admin: adminCredential('admin-secret') } });
+  await setupHttpKit(app, { credentials: { staff: adminCredential('admin-secret') } });
   await app.register(templateRoutes, {
     renderer: createTemplateRenderer({ dir: DIR }, silentLogger()),
     dir: DIR,

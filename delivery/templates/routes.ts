@@ -1,4 +1,4 @@
-// Admin API over the templates, for managers' pages (Bearer LC_ADMIN_TOKEN):
+// Admin API over the templates, for managers' pages (staff role marketer):
 //   GET  /v1/templates                      names, channels and locales of every template
 //   GET  /v1/templates/validate             {errors: [{file, message}]}; what `lifecycle templates validate` prints
 //   POST /v1/templates/:name/preview        {channel, locale, data?} -> the rendered content; `data` overlays
@@ -56,19 +56,19 @@ export async function templateRoutes(
   opts: TemplateRoutesOptions,
 ): Promise<void> {
   requireHttpKit(app);
-  const admin = { auth: 'admin' } as const;
+  const marketer = { auth: { roles: ['marketer'] } } as const;
 
-  app.get('/v1/templates', { config: admin }, async () => ({
+  app.get('/v1/templates', { config: marketer }, async () => ({
     templates: opts.renderer
       .names()
       .map((name) => ({ name, channels: opts.renderer.channels(name) })),
   }));
 
-  app.get('/v1/templates/validate', { config: admin }, async () => ({
+  app.get('/v1/templates/validate', { config: marketer }, async () => ({
     errors: opts.renderer.validate(),
   }));
 
-  app.post('/v1/templates/:name/preview', { config: admin }, async (req, reply) => {
+  app.post('/v1/templates/:name/preview', { config: marketer }, async (req, reply) => {
     const { name } = req.params as { name: string };
     const body = (req.body ?? {}) as { channel?: unknown; locale?: unknown; data?: unknown };
     const channel = body.channel ?? 'email';

@@ -42,7 +42,7 @@ async function app(auth: Record<string, unknown> = { 'auth.emailEventsSecret': E
   await stores.sentIndex.remember(send, 'email', 'u1@example.com');
   const bus = new InMemoryBus(1);
   const server = Fastify();
-  await setupHttpKit(server, { credentials: { admin: adminCredential(config.auth.adminToken) } });
+  await setupHttpKit(server, { credentials: { staff: adminCredential(config.auth.adminToken) } });
   // Moved forward by tests of expired links.
   const clock = { now: NOW };
   await server.register(deliveryRoutes, {
