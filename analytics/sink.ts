@@ -31,6 +31,7 @@ import {
 import type { Config } from '../platform/config.ts';
 import { SCHEMA_ID_HEADER, topics as topicNames } from '../platform/contracts.ts';
 import { ErrorCodes, errorMessage, isRetriable, LifecycleError } from '../platform/errors.ts';
+import { whenReady, type StartRetry } from '../platform/ready.ts';
 import { KafkaBus } from '../platform/kafka.ts';
 import { Counter, createMetricsRegistry, Histogram, type Registry } from '../platform/metrics.ts';
 import type { Service } from '../platform/shutdown.ts';
@@ -556,50 +557,26 @@ export async function openAnalytics(
   return createAnalyticsStore(config.clickhouse);
 }
 
-/** How long the sink waits between attempts to reach ClickHouse at start. */
-export interface StartRetry {
-  initialMs: number;
-  maxMs: number;
-}
-
 /**
  * `openAnalytics`, waiting for ClickHouse while it does not answer (a deploy that starts
- * the sink before ClickHouse, a ClickHouse restart): attempts back off up to `maxMs`, and
- * each one is logged with how long the sink has waited. Nothing is consumed meanwhile, so
+ * the sink before ClickHouse, a ClickHouse restart). Nothing is consumed meanwhile, so
  * nothing waits uncommitted. An error that is not about reaching ClickHouse (a refused
  * password, a bad database name) stops the start at once.
  */
-export async function openAnalyticsWhenReady(
+export function openAnalyticsWhenReady(
   config: Pick<Config, 'clickhouse' | 'analytics'>,
   logger: Logger,
-  retry: StartRetry = { initialMs: 500, maxMs: 30_000 },
+  retry?: StartRetry,
 ): Promise<EngineAnalyticsStore> {
-  const since = Date.now();
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const store = await openAnalytics(config, logger);
-      if (attempt > 1)
-        logger.info(
-          { url: config.clickhouse.url, attempts: attempt, waitedMs: Date.now() - since },
-          'ClickHouse answers: the sink starts',
-        );
-      return store;
-    } catch (err) {
-      if (!isRetriable(err)) throw err;
-      const delay = Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt - 1, 16));
-      logger[attempt === 1 || attempt % 10 === 0 ? 'error' : 'warn'](
-        {
-          url: config.clickhouse.url,
-          attempt,
-          waitedMs: Date.now() - since,
-          nextAttemptInMs: delay,
-          err: errorMessage(err),
-        },
-        'ClickHouse does not answer: the sink waits for it before consuming',
-      );
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
+  return whenReady({
+    what: 'ClickHouse',
+    at: config.clickhouse.url,
+    logger,
+    retry,
+    meanwhile: 'before consuming',
+    waitable: isRetriable,
+    attempt: () => openAnalytics(config, logger),
+  });
 }
 
 /** `lifecycle run sink`: Kafka in, ClickHouse out, until stopped. */

@@ -3,7 +3,8 @@
 import type { Logger } from 'pino';
 import type { Config } from '../platform/config.ts';
 import { createMetricsRegistry, serveMetrics, type Registry } from '../platform/metrics.ts';
-import { KafkaBus } from '../platform/kafka.ts';
+import { KafkaBus, waitForKafka } from '../platform/kafka.ts';
+import type { StartRetry } from '../platform/ready.ts';
 import { openRedis } from '../platform/redis.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
 import { topics } from '../platform/contracts.ts';
@@ -52,7 +53,11 @@ export async function startProcesses(
   names: readonly ProcessName[],
   config: Readonly<Config>,
   logger: Logger,
+  opts: { startRetry?: StartRetry } = {},
 ): Promise<Running[]> {
+  // Every process talks to Kafka first: started before it (or while a broker restarts), it
+  // waits and says so rather than exiting after kafkajs's few quick retries.
+  await waitForKafka(config.kafka, logger, opts.startRetry);
   const registry = createMetricsRegistry({ process: names.join('+') });
   const running: Running[] = [];
   // What /metrics serves: this process's registry, or with ingest workers, theirs added to it.

@@ -9,6 +9,7 @@ import {
   type IHeaders,
   type KafkaMessage,
 } from 'kafkajs';
+import { isUnreachable, whenReady, type StartRetry } from './ready.ts';
 import type { Logger } from 'pino';
 import type {
   Bus,
@@ -38,13 +39,14 @@ export function pinoLogCreator(logger: Logger) {
 export function createKafka(
   config: Pick<Config['kafka'], 'brokers' | 'clientId'>,
   logger: Logger,
+  retries = 8,
 ): Kafka {
   return new Kafka({
     clientId: config.clientId,
     brokers: [...config.brokers],
     logLevel: logLevel.WARN,
     logCreator: pinoLogCreator(logger),
-    retry: { initialRetryTime: 100, retries: 8 },
+    retry: { initialRetryTime: 100, retries },
     connectionTimeout: 3000,
     requestTimeout: 30000,
   });
@@ -337,4 +339,35 @@ export class KafkaBus implements Bus {
     if (this.admin) await this.admin.disconnect();
     this.admin = null;
   }
+}
+
+/**
+ * Resolves once a broker of the cluster answers (the cluster described), waiting with backoff
+ * and a logged line per attempt while none can be reached: a process started before Kafka,
+ * or while the broker restarts, starts once it is back instead of exiting. Each attempt is
+ * one quick try (kafkajs's own retries off), so the log shows the wait as it happens.
+ */
+export async function waitForKafka(
+  config: Pick<Config['kafka'], 'brokers' | 'clientId'>,
+  logger: Logger,
+  retry?: StartRetry,
+): Promise<void> {
+  await whenReady({
+    what: 'Kafka',
+    at: config.brokers.join(','),
+    logger,
+    retry,
+    meanwhile: 'before starting',
+    waitable: isUnreachable,
+    attempt: async () => {
+      // kafkajs's own connection errors are logged by the attempt's line above, not twice.
+      const admin = createKafka(config, logger.child({}, { level: 'fatal' }), 0).admin();
+      try {
+        await admin.connect();
+        await admin.describeCluster();
+      } finally {
+        await admin.disconnect().catch(() => undefined);
+      }
+    },
+  });
 }

@@ -461,6 +461,43 @@ describe('engine service (in-memory wiring)', () => {
     expect(service.ownedPartitions()).toEqual([]);
     await service.stop();
   });
+  it('takes a partition again when it is still assigned here long after it was fenced out (its ownership record lost), instead of stalling', async () => {
+    const rs = await ruleSet();
+    const bus = new InMemoryBus(1);
+    const registry = createMetricsRegistry({ defaults: false });
+    const { service, stores } = createMemoryEngine(
+      { ...config, partitions: 1 },
+      { bus, ruleSet: () => rs, logger: silentLogger(), registry, reclaimFencedAfterMs: 1500 },
+    );
+    await service.start();
+    const now = Date.now();
+    await bus
+      .publisher()
+      .publish(T.events, [
+        record(ev('b1', 'erin', 'order_completed', now, { properties: { amount: 60 } })),
+      ]);
+    const sub = { groupId: 'engine', topics: [], eachBatch: async () => {} };
+    await until(() => bus.committedOffset(sub, { topic: T.events, partition: 0 }) === 1);
+
+    // The store no longer holds this process's epoch (wiped, restored from an older copy):
+    // the next write is refused, and no other member of the group is assigned the partition.
+    await stores.acquire(0);
+    await bus
+      .publisher()
+      .publish(T.events, [
+        record(
+          ev('b2', 'erin', 'order_completed', now + 7_200_000, { properties: { amount: 70 } }),
+        ),
+      ]);
+    await until(() => service.ownedPartitions().length === 0);
+    expect(service.health().details?.fencedButAssigned).toEqual([0]);
+    // Past the grace period the partition is taken again and the batch goes through.
+    await until(() => bus.committedOffset(sub, { topic: T.events, partition: 0 }) === 2, 10_000);
+    expect(service.ownedPartitions()).toEqual([0]);
+    expect((await stores.load(['erin'])).get('erin')?.offset).toBe('1');
+    expect(service.health().details?.fencedButAssigned).toEqual([]);
+    await service.stop();
+  });
 });
 
 describe('isWellFormedEvent', () => {

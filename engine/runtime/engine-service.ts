@@ -101,6 +101,14 @@ export interface EngineServiceDeps<S> {
    * acknowledgement is enough (in-memory stores).
    */
   durable?: Durable;
+  /**
+   * How long batches of a fenced-out partition may keep coming before this process takes the
+   * partition again under a new epoch (default 90 s: beyond a rebalance, so the group still
+   * assigning it here means no other member holds it). Fencing hands a partition on during a
+   * rebalance; batches that keep coming long after mean the ownership record was lost (a store
+   * wiped or restored from an older copy) and the partition would otherwise stall for good.
+   */
+  reclaimFencedAfterMs?: number;
 }
 
 export interface EngineService extends Service {
@@ -285,6 +293,9 @@ export function createEngineService<S>(
   const publisher = deps.bus.publisher();
   const epochs = new Map<number, number>();
   const pollers = new Map<number, TimerPoller>();
+  // Partitions this process lost by fencing but is still handed batches of: since when.
+  const unownedSince = new Map<number, number>();
+  const reclaimAfterMs = deps.reclaimFencedAfterMs ?? 90_000;
   let consumer: ConsumeLoop | null = null;
   let lagTimer: NodeJS.Timeout | null = null;
   let running = false;
@@ -340,6 +351,7 @@ export function createEngineService<S>(
     for (const tp of tps) {
       if (tp.topic !== topic.events) continue;
       await pollers.get(tp.partition)?.stop();
+      unownedSince.delete(tp.partition);
       const epoch = await deps.state.acquire(tp.partition);
       // An epoch lost in a store crash would be handed out again, to a second owner.
       await writesDurable();
@@ -356,6 +368,7 @@ export function createEngineService<S>(
       const poller = pollers.get(tp.partition);
       pollers.delete(tp.partition);
       epochs.delete(tp.partition);
+      unownedSince.delete(tp.partition);
       metrics.lag.remove({ partition: String(tp.partition) });
       await poller?.stop();
       log.info({ partition: tp.partition }, 'partition revoked');
@@ -626,14 +639,28 @@ export function createEngineService<S>(
     scope: BatchScope,
   ): Promise<BatchVerdict> => {
     const { partition } = scope;
-    const epoch = epochs.get(partition);
+    let epoch = epochs.get(partition);
     if (epoch === undefined) {
       // Assignment hooks run before batches; a partition without an epoch was fenced out
       // and is about to be revoked. Back off instead of re-reading it in a tight loop.
-      log.warn({ partition }, 'batch for a partition this process does not own; skipped');
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      await scope.heartbeat().catch(() => undefined);
-      return 'abandon';
+      const since = unownedSince.get(partition) ?? clock();
+      unownedSince.set(partition, since);
+      if (clock() - since < reclaimAfterMs) {
+        log.warn({ partition }, 'batch for a partition this process does not own; skipped');
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await scope.heartbeat().catch(() => undefined);
+        return 'abandon';
+      }
+      epoch = await deps.state.acquire(partition);
+      await writesDurable();
+      unownedSince.delete(partition);
+      epochs.set(partition, epoch);
+      startPoller(partition, epoch);
+      metrics.owned.set(epochs.size);
+      log.error(
+        { partition, epoch, fencedForMs: clock() - since },
+        'partition still assigned here long after it was fenced out (was its ownership record lost?): taken again under a new epoch',
+      );
     }
     try {
       // Events that failed halfway through the core or whose effects cannot be encoded: each
@@ -763,6 +790,7 @@ export function createEngineService<S>(
         details: {
           ruleSetVersion: version,
           partitions: [...epochs.keys()].sort((a, b) => a - b),
+          fencedButAssigned: [...unownedSince.keys()].sort((a, b) => a - b),
           lastBatchAt,
           lastError: consumer?.lastError() ?? null,
           stalled: loop.stalled,

@@ -57,6 +57,7 @@ export function createMemoryEngine(
     logger: Logger;
     registry: Registry;
     clock?: () => number;
+    reclaimFencedAfterMs?: number;
   },
 ): { service: EngineService; stores: MemoryStores } {
   const stores = new MemoryStores(deps.clock);
@@ -72,6 +73,9 @@ export function createMemoryEngine(
     registry: deps.registry,
     ruleSetVersion: deps.ruleSet().version,
     ...(deps.clock ? { clock: deps.clock } : {}),
+    ...(deps.reclaimFencedAfterMs !== undefined
+      ? { reclaimFencedAfterMs: deps.reclaimFencedAfterMs }
+      : {}),
   });
   return { service, stores };
 }
