@@ -11,6 +11,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../test/support/clickhouse.ts';
 import { isolate } from '../test/support/isolation.ts';
+import { watchCsp } from '../test/support/csp-pages.ts';
 import { fixtureApi, loadFixtures } from '../test/support/dashboards-api.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -24,22 +25,11 @@ describe('dashboards page', () => {
   let base: string;
   let token: string;
 
-  // Every page runs under its Content-Security-Policy, and nothing it does is refused by it:
-  // each refusal is logged to the console by the browser.
-  const cspProblems: string[] = [];
-  async function newPage(): Promise<Page> {
-    const page = await browser.newPage();
-    page.on('console', (m) => {
-      if (/Content Security Policy/i.test(m.text())) cspProblems.push(m.text());
-    });
-    page.on('response', (r) => {
-      if (r.request().resourceType() === 'document' && !r.headers()['content-security-policy'])
-        cspProblems.push(`${r.url()} came without a Content-Security-Policy`);
-    });
-    return page;
-  }
+  // Every page runs under its Content-Security-Policy, and nothing it does is refused by it.
+  const csp = watchCsp(() => browser);
+  const newPage = () => csp.newPage();
   afterEach(() => {
-    expect(cspProblems.splice(0)).toEqual([]);
+    expect(csp.problems()).toEqual([]);
   });
 
   beforeAll(async () => {

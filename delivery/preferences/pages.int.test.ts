@@ -2,7 +2,7 @@
 // unsubscribe confirmation from an email's link, then the preference page it links to.
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
@@ -15,6 +15,7 @@ import { deliveryRoutes } from '../index.ts';
 import { createTrackingLinks, type MessageRef } from '../links.ts';
 import { createPreferencesStore } from './store.ts';
 import { isolate } from '../../test/support/isolation.ts';
+import { watchCsp } from '../../test/support/csp-pages.ts';
 
 const iso = isolate('dlv-pages');
 const id = iso.id;
@@ -57,22 +58,11 @@ afterAll(async () => {
   redis.redis.disconnect();
 });
 
-// Every page runs under its Content-Security-Policy, and nothing it does is refused by it:
-// each refusal is logged to the console by the browser.
-const cspProblems: string[] = [];
-async function newPage(): Promise<Page> {
-  const page = await browser.newPage();
-  page.on('console', (m) => {
-    if (/Content Security Policy/i.test(m.text())) cspProblems.push(m.text());
-  });
-  page.on('response', (r) => {
-    if (r.request().resourceType() === 'document' && !r.headers()['content-security-policy'])
-      cspProblems.push(`${r.url()} came without a Content-Security-Policy`);
-  });
-  return page;
-}
+// Every page runs under its Content-Security-Policy, and nothing it does is refused by it.
+const csp = watchCsp(() => browser);
+const newPage = () => csp.newPage();
 afterEach(() => {
-  expect(cspProblems.splice(0)).toEqual([]);
+  expect(csp.problems()).toEqual([]);
 });
 
 describe('unsubscribe and preference pages', () => {
