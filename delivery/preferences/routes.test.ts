@@ -4,7 +4,7 @@
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
-import { adminCredential, setupHttpKit } from '../../platform/http.ts';
+import { adminCredential, setupHttpKit, type AuditRecord } from '../../platform/http.ts';
 import formbody from '../formbody.ts';
 import { createLinkUseLimiter } from '../link-limits.ts';
 import { createTrackingLinks, tokenOf } from '../links.ts';
@@ -63,7 +63,11 @@ async function app() {
     signingSecret: SECRET,
   });
   const server = Fastify();
-  await setupHttpKit(server, { credentials: { staff: adminCredential('admin-token') } });
+  const audited: AuditRecord[] = [];
+  await setupHttpKit(server, {
+    credentials: { staff: adminCredential('admin-token') },
+    audit: { append: async (r) => String(audited.push(r)) },
+  });
   await server.register(async (scope) => {
     await formbody(scope);
     await preferencesRoutes(scope, {
@@ -73,7 +77,7 @@ async function app() {
       now: () => NOW,
     });
   });
-  return { server, store, links };
+  return { server, store, links, audited };
 }
 const auth = { authorization: 'Bearer admin-token' };
 
@@ -92,7 +96,7 @@ describe('preferences API', () => {
   });
 
   it('records a marketing opt-in with its source and refuses one without', async () => {
-    const { server } = await app();
+    const { server, audited } = await app();
     const bad = await server.inject({
       method: 'PATCH',
       url: '/v1/users/u1/preferences',
@@ -130,6 +134,20 @@ describe('preferences API', () => {
       consents: { marketing: { email: { granted: true } } },
       suppressions: { deleted: null },
     });
+    // The one change made (the refused ones changed nothing) is in the audit log, with who
+    // made it and the preferences before and after.
+    expect(audited).toHaveLength(1);
+    expect(audited[0]).toMatchObject({
+      actor: 'admin-token',
+      role: 'admin',
+      action: 'preferences.update',
+      target: 'user:u1',
+      after: { consents: { marketing: { email: { granted: true, source: 'checkout' } } } },
+    });
+    expect(
+      (audited[0]!.before as { consents?: { marketing?: { email?: unknown } } }).consents?.marketing
+        ?.email,
+    ).toBeUndefined();
   });
 
   it('hands out a signed preference link that opens the page; a forged one does not', async () => {
@@ -150,8 +168,8 @@ describe('preferences API', () => {
     expect(forged.statusCode).toBe(400);
   });
 
-  it('lifts a suppression', async () => {
-    const { server, store } = await app();
+  it('lifts a suppression, and audits it', async () => {
+    const { server, store, audited } = await app();
     await store.suppress('u1', 'email', { reason: 'hard_bounce', at: 1 });
     expect(
       (
@@ -180,5 +198,9 @@ describe('preferences API', () => {
         })
       ).statusCode,
     ).toBe(400);
+    // Only the suppression that was lifted is a change.
+    expect(audited.map((r) => [r.action, r.target, r.after])).toEqual([
+      ['suppression.remove', 'user:u1', { channel: 'email', suppressed: false }],
+    ]);
   });
 });

@@ -121,7 +121,18 @@ export async function preferencesRoutes(
         const now = deps.now();
         try {
           const change = normalisePatch(req.body, now, 'admin_api', true);
-          return await store.apply(req.params.userId, change, { source: 'admin_api', at: now });
+          const before = await store.get(req.params.userId);
+          const after = await store.apply(req.params.userId, change, {
+            source: 'admin_api',
+            at: now,
+          });
+          await req.audit({
+            action: 'preferences.update',
+            target: `user:${req.params.userId}`,
+            before,
+            after,
+          });
+          return after;
         } catch (e) {
           if (e instanceof PreferencesError)
             return err(reply, 400, ErrorCodes.BadRequest, e.message);
@@ -150,6 +161,13 @@ export async function preferencesRoutes(
             `unknown channel "${req.params.channel}" (one of ${CHANNELS.join(', ')})`,
           );
         const removed = await store.unsuppress(req.params.userId, req.params.channel as Channel);
+        if (removed)
+          await req.audit({
+            action: 'suppression.remove',
+            target: `user:${req.params.userId}`,
+            before: { channel: req.params.channel, suppressed: true },
+            after: { channel: req.params.channel, suppressed: false },
+          });
         return removed
           ? reply.code(204).send()
           : err(

@@ -40,7 +40,11 @@ describe('preference changes and durability', () => {
   it('answers a one-click unsubscribe only after the change is durable', async () => {
     const h = held();
     const app = Fastify();
-    await setupHttpKit(app, { credentials: { staff: adminCredential(config.auth.adminToken) } });
+    await setupHttpKit(app, {
+      credentials: { staff: adminCredential(config.auth.adminToken) },
+      // Staff changes are audited; what they record is tested in routes.test.ts.
+      audit: { append: async () => 'audit-entry' },
+    });
     await app.register(deliveryRoutes, {
       config,
       redis: { ...redis, durable: h.durable },

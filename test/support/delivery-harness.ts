@@ -121,7 +121,11 @@ export async function createHarness(
   const baseUrl = `http://127.0.0.1:${port}`;
   const config = loadConfig(iso.env, { ...flatten(config0), 'http.publicBaseUrl': baseUrl });
   const server = Fastify({ logger: false });
-  await setupHttpKit(server, { credentials: { staff: adminCredential(config.auth.adminToken) } });
+  await setupHttpKit(server, {
+    credentials: { staff: adminCredential(config.auth.adminToken) },
+    // Staff changes are audited; what they record is tested in routes.test.ts.
+    audit: { append: async () => 'audit-entry' },
+  });
   await server.register(deliveryRoutes, { config, redis, publisher: bus.publisher(), logger });
   await server.listen({ port, host: '127.0.0.1' });
 
