@@ -19,6 +19,11 @@ export interface SendContext {
   capHeld: boolean;
   /** Set by the render stage, consumed by the provider stage. */
   message?: OutgoingMessage;
+  /**
+   * What the render stage rendered, for the message log: the template version used (null when
+   * the template has no managed versions) and the locale it resolved to.
+   */
+  rendered?: { templateVersion: number | null; locale: string };
   /** Whether this pass created the claim (the send is new to delivery). */
   fresh: boolean;
   /**

@@ -4,11 +4,11 @@
 // traits, context, data) travel as JSON strings: Avro has no "any" type.
 import avro from 'avsc';
 import { createHash } from 'node:crypto';
-import type { DeliveryOutcome, NormalisedEvent, SendCommand } from './contracts.ts';
+import type { DeliveryOutcome, MessageRecord, NormalisedEvent, SendCommand } from './contracts.ts';
 import { SCHEMA_ID_HEADER } from './contracts.ts';
 import { ErrorCodes, LifecycleError } from './errors.ts';
 
-const nullable = (type: 'string' | 'long'): avro.Schema => ['null', type];
+const nullable = (type: 'string' | 'long' | 'int'): avro.Schema => ['null', type];
 
 export const EventAvro = avro.Type.forSchema({
   type: 'record',
@@ -25,6 +25,32 @@ export const EventAvro = avro.Type.forSchema({
     { name: 'properties', type: 'string' },
     { name: 'traits', type: nullable('string'), default: null },
     { name: 'context', type: nullable('string'), default: null },
+  ],
+});
+
+/** The send command as written before sends named a template version and an origin: still read. */
+const SendAvroV1 = avro.Type.forSchema({
+  type: 'record',
+  name: 'Send',
+  namespace: 'lifecycle.v1',
+  fields: [
+    { name: 'sendId', type: 'string' },
+    { name: 'ruleId', type: 'string' },
+    { name: 'userId', type: 'string' },
+    { name: 'category', type: 'string' },
+    { name: 'priority', type: 'int' },
+    { name: 'template', type: 'string' },
+    { name: 'channels', type: { type: 'array', items: 'string' } },
+    { name: 'variant', type: nullable('string'), default: null },
+    { name: 'holdout', type: 'boolean' },
+    { name: 'triggeredByEventId', type: 'string' },
+    { name: 'triggeredByEventType', type: 'string' },
+    { name: 'createdAt', type: 'long' },
+    { name: 'expiresAt', type: nullable('long'), default: null },
+    { name: 'data', type: 'string' },
+    { name: 'campaignId', type: nullable('string'), default: null },
+    { name: 'goalEvent', type: nullable('string'), default: null },
+    { name: 'goalWithinMs', type: nullable('long'), default: null },
   ],
 });
 
@@ -50,6 +76,8 @@ export const SendAvro = avro.Type.forSchema({
     { name: 'campaignId', type: nullable('string'), default: null },
     { name: 'goalEvent', type: nullable('string'), default: null },
     { name: 'goalWithinMs', type: nullable('long'), default: null },
+    { name: 'templateVersion', type: nullable('int'), default: null },
+    { name: 'origin', type: nullable('string'), default: null },
   ],
 });
 
@@ -73,6 +101,33 @@ export const DeliveryAvro = avro.Type.forSchema({
   ],
 });
 
+/** One message-log record: what a send rendered, for support and audit (see MessageRecord). */
+export const MessageAvro = avro.Type.forSchema({
+  type: 'record',
+  name: 'Message',
+  namespace: 'lifecycle.v1',
+  fields: [
+    { name: 'id', type: 'string' },
+    { name: 'sendId', type: 'string' },
+    { name: 'userId', type: 'string' },
+    { name: 'ruleId', type: 'string' },
+    { name: 'campaignId', type: nullable('string'), default: null },
+    { name: 'category', type: 'string' },
+    { name: 'channel', type: 'string' },
+    { name: 'template', type: 'string' },
+    { name: 'templateVersion', type: nullable('int'), default: null },
+    { name: 'locale', type: 'string' },
+    { name: 'to', type: nullable('string'), default: null },
+    { name: 'subject', type: nullable('string'), default: null },
+    { name: 'html', type: nullable('string'), default: null },
+    { name: 'text', type: nullable('string'), default: null },
+    { name: 'content', type: 'string' },
+    { name: 'data', type: 'string' },
+    { name: 'origin', type: nullable('string'), default: null },
+    { name: 'ts', type: 'long' },
+  ],
+});
+
 function schemaId(type: avro.Type): string {
   return createHash('sha256').update(JSON.stringify(type.schema())).digest('hex').slice(0, 16);
 }
@@ -84,20 +139,34 @@ export interface Codec<T> {
   decode(bytes: Buffer, writerSchemaId?: string): T;
 }
 
-function makeCodec<T, W>(type: avro.Type, to: (v: T) => W, from: (w: W) => T): Codec<T> {
+/**
+ * A codec writing `type`; records written with one of the `previous` schemas (named by their
+ * id header) are read through a resolving decoder, their new fields taking the defaults.
+ */
+function makeCodec<T, W>(
+  type: avro.Type,
+  to: (v: T) => W,
+  from: (w: W) => T,
+  previous: avro.Type[] = [],
+): Codec<T> {
   const id = schemaId(type);
+  const resolvers = new Map(previous.map((old) => [schemaId(old), type.createResolver(old)]));
   return {
     schemaId: id,
     encode: (value) => type.toBuffer(to(value)),
     decode: (bytes, writerSchemaId) => {
-      if (writerSchemaId !== undefined && writerSchemaId !== id) {
+      const resolver =
+        writerSchemaId === undefined || writerSchemaId === id
+          ? undefined
+          : resolvers.get(writerSchemaId);
+      if (writerSchemaId !== undefined && writerSchemaId !== id && !resolver) {
         throw new LifecycleError(
           ErrorCodes.Decode,
           `unknown writer schema id ${writerSchemaId} (expected ${id})`,
         );
       }
       try {
-        return from(type.fromBuffer(bytes) as W);
+        return from(type.fromBuffer(bytes, resolver) as W);
       } catch (err) {
         throw new LifecycleError(
           ErrorCodes.Decode,
@@ -177,6 +246,8 @@ interface SendWire {
   campaignId: string | null;
   goalEvent: string | null;
   goalWithinMs: number | null;
+  templateVersion: number | null;
+  origin: string | null;
 }
 
 export const sendCodec: Codec<SendCommand> = makeCodec<SendCommand, SendWire>(
@@ -199,6 +270,8 @@ export const sendCodec: Codec<SendCommand> = makeCodec<SendCommand, SendWire>(
     campaignId: s.campaignId ?? null,
     goalEvent: s.goal?.event ?? null,
     goalWithinMs: s.goal?.withinMs ?? null,
+    templateVersion: s.templateVersion ?? null,
+    origin: s.origin ?? null,
   }),
   (w) => {
     const s: SendCommand = {
@@ -219,14 +292,35 @@ export const sendCodec: Codec<SendCommand> = makeCodec<SendCommand, SendWire>(
     if (w.campaignId != null) s.campaignId = w.campaignId;
     if (w.goalEvent != null && w.goalWithinMs != null)
       s.goal = { event: w.goalEvent, withinMs: Number(w.goalWithinMs) };
+    if (w.templateVersion != null) s.templateVersion = w.templateVersion;
+    if (w.origin != null) s.origin = w.origin;
     return s;
   },
+  [SendAvroV1],
 );
 
 export const deliveryCodec: Codec<DeliveryOutcome> = makeCodec<DeliveryOutcome, DeliveryOutcome>(
   DeliveryAvro,
   (d) => d,
   (w) => ({ ...w, ts: Number(w.ts), channel: w.channel as DeliveryOutcome['channel'] }),
+);
+
+interface MessageWire extends Omit<MessageRecord, 'content' | 'data' | 'channel'> {
+  channel: string;
+  content: string;
+  data: string;
+}
+
+export const messageCodec: Codec<MessageRecord> = makeCodec<MessageRecord, MessageWire>(
+  MessageAvro,
+  (m) => ({ ...m, content: json(m.content), data: json(m.data) }),
+  (w) => ({
+    ...w,
+    channel: w.channel as MessageRecord['channel'],
+    ts: Number(w.ts),
+    content: parse(w.content) ?? {},
+    data: parse(w.data) ?? {},
+  }),
 );
 
 export { SCHEMA_ID_HEADER };

@@ -99,6 +99,8 @@ export interface TopicSpec {
   partitions: number;
   compacted?: boolean;
   retentionMs?: number;
+  /** Largest record the topic takes (Kafka's default is about 1 MB). */
+  maxMessageBytes?: number;
 }
 
 export interface Bus {
@@ -111,16 +113,38 @@ export interface Bus {
 }
 
 /** Every internal topic the product uses, with its layout. */
+/**
+ * Records that carry a rendered message or its data (sends, the message log) may be as large as
+ * the largest message the product sends (2 MB of HTML with inline images) plus its data.
+ */
+export const LARGE_RECORD_BYTES = 8 * 1024 * 1024;
+
 export function internalTopicSpecs(
-  t: { events: string; sends: string; deliveries: string; dlq: string; campaigns: string },
+  t: {
+    events: string;
+    sends: string;
+    sendsHigh: string;
+    deliveries: string;
+    dlq: string;
+    campaigns: string;
+    templates: string;
+    messages: string;
+  },
   partitions: number,
 ): TopicSpec[] {
   return [
     { topic: t.events, partitions },
-    { topic: t.sends, partitions },
+    { topic: t.sends, partitions, maxMessageBytes: LARGE_RECORD_BYTES },
+    { topic: t.sendsHigh, partitions, maxMessageBytes: LARGE_RECORD_BYTES },
     { topic: t.deliveries, partitions },
-    { topic: t.dlq, partitions: Math.max(1, Math.min(partitions, 3)) },
+    {
+      topic: t.dlq,
+      partitions: Math.max(1, Math.min(partitions, 3)),
+      maxMessageBytes: LARGE_RECORD_BYTES,
+    },
     { topic: t.campaigns, partitions: 1, compacted: true },
+    { topic: t.templates, partitions: 1, compacted: true, maxMessageBytes: LARGE_RECORD_BYTES },
+    { topic: t.messages, partitions, maxMessageBytes: LARGE_RECORD_BYTES },
   ];
 }
 

@@ -142,6 +142,17 @@ export const SendCommandSchema = Type.Object({
   data: Json,
   campaignId: Type.Optional(Type.String()),
   goal: Type.Optional(Type.Object({ event: Type.String(), withinMs: Type.Integer() })),
+  /**
+   * The template version this send renders (a resend, a test send of a draft). Absent: the
+   * version published for the channel and locale when delivery renders it.
+   */
+  templateVersion: Type.Optional(Type.Integer({ minimum: 1 })),
+  /**
+   * Who asked for a send made outside the rules: `api:<keyId>` (the send API), `resend:<sendId>`
+   * (support resent that message), `test:<keyId>` (a marketer's test send). Absent for rule and
+   * campaign sends.
+   */
+  origin: Type.Optional(Type.String()),
 });
 export type SendCommand = Static<typeof SendCommandSchema>;
 
@@ -194,14 +205,52 @@ export const DeliveryOutcomeSchema = Type.Object({
 });
 export type DeliveryOutcome = Static<typeof DeliveryOutcomeSchema>;
 
+/**
+ * The message log's record of one rendered send on one channel (topic `messages`): what the
+ * recipient got, for support and audit. Published by delivery when the provider accepted it;
+ * the sink keeps the content for the configured days, then only the metadata.
+ */
+export const MessageRecordSchema = Type.Object({
+  /** `sendId:channel`: replays collapse. */
+  id: Type.String(),
+  sendId: Type.String(),
+  userId: Type.String(),
+  ruleId: Type.String(),
+  campaignId: Type.Union([Type.String(), Type.Null()]),
+  category: Type.String(),
+  channel: Channel,
+  template: Type.String(),
+  /** The template version rendered (null: a template with no versions, e.g. files only). */
+  templateVersion: Type.Union([Type.Integer(), Type.Null()]),
+  locale: Type.String(),
+  /** The address it went to: email, phone, device token, webhook URL; the userId for in-app. */
+  to: Type.Union([Type.String(), Type.Null()]),
+  subject: Type.Union([Type.String(), Type.Null()]),
+  html: Type.Union([Type.String(), Type.Null()]),
+  text: Type.Union([Type.String(), Type.Null()]),
+  /** The rest of the rendered content (push/in-app title, body, url; webhook payload). */
+  content: Json,
+  /** The send's personalisation data, so a resend renders the same message. */
+  data: Json,
+  origin: Type.Union([Type.String(), Type.Null()]),
+  ts: Type.Integer(),
+});
+export type MessageRecord = Static<typeof MessageRecordSchema>;
+
 /** Internal topic names, derived from one configurable prefix. */
 export function topics(prefix: string) {
   return {
     events: `${prefix}.events`,
     sends: `${prefix}.sends`,
+    /** Sends of priority `high` (the send API): delivery reads them apart, never behind the rules' backlog. */
+    sendsHigh: `${prefix}.sends.high`,
     deliveries: `${prefix}.deliveries`,
     dlq: `${prefix}.dlq`,
     campaigns: `${prefix}.campaigns`,
+    /** Managed templates: every version and every publish, compacted per key (delivery/templates). */
+    templates: `${prefix}.templates`,
+    /** The message log: rendered content of each send (MessageRecord). */
+    messages: `${prefix}.messages`,
   } as const;
 }
 export type Topics = ReturnType<typeof topics>;

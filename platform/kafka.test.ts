@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { ITopicConfig, Kafka } from 'kafkajs';
 import { internalTopicSpecs } from './bus.ts';
+import { topics as topicNames } from './contracts.ts';
 import { loadConfig } from './config.ts';
 import { incomingMessage, KafkaBus } from './kafka.ts';
 import { createLogger, silentLogger } from './logger.ts';
@@ -86,18 +87,7 @@ describe('internal topics', () => {
     const bus = new KafkaBus({ admin: () => admin } as unknown as Kafka, silentLogger(), {
       replicationFactor,
     });
-    await bus.ensureTopics(
-      internalTopicSpecs(
-        {
-          events: 't.events',
-          sends: 't.sends',
-          deliveries: 't.deliveries',
-          dlq: 't.dlq',
-          campaigns: 't.campaigns',
-        },
-        6,
-      ),
-    );
+    await bus.ensureTopics(internalTopicSpecs(topicNames('t'), 6));
     return topics;
   };
   const minInsync = (t: ITopicConfig) =>
@@ -114,9 +104,12 @@ describe('internal topics', () => {
       const topics = await created(factor);
       expect(topics.map((t) => t.topic)).toEqual([
         't.sends',
+        't.sends.high',
         't.deliveries',
         't.dlq',
         't.campaigns',
+        't.templates',
+        't.messages',
       ]);
       for (const t of topics) {
         expect(t.replicationFactor).toBe(factor);
@@ -126,6 +119,12 @@ describe('internal topics', () => {
         name: 'cleanup.policy',
         value: 'compact',
       });
+      // Sends and the message log carry rendered messages of up to 2 MB plus their data.
+      for (const name of ['t.sends', 't.sends.high', 't.messages'])
+        expect(topics.find((t) => t.topic === name)?.configEntries).toContainEqual({
+          name: 'max.message.bytes',
+          value: String(8 * 1024 * 1024),
+        });
     },
   );
 

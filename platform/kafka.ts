@@ -303,6 +303,9 @@ export class KafkaBus implements Bus {
           { name: 'min.insync.replicas', value: String(Math.min(2, replicationFactor)) },
           ...(s.compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : []),
           ...(s.retentionMs ? [{ name: 'retention.ms', value: String(s.retentionMs) }] : []),
+          ...(s.maxMessageBytes
+            ? [{ name: 'max.message.bytes', value: String(s.maxMessageBytes) }]
+            : []),
         ],
       })),
     });

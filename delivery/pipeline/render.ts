@@ -72,6 +72,7 @@ export function createRenderStage(deps: {
           headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
         }
       }
+      ctx.rendered = { templateVersion: null, locale: ctx.recipient.locale };
       ctx.message = {
         sendId: send.sendId,
         ruleId: send.ruleId,
