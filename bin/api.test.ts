@@ -16,6 +16,8 @@ import { loadConfig, type Config } from '../platform/config.ts';
 import { silentLogger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createApiServer } from './api.ts';
+import { createUserDirectory, MemoryStores } from '../engine/index.ts';
+import { emptyState, serializeState } from '../engine/core/state.ts';
 
 const SIGNING_SECRET = 'api-test-signing-secret';
 const INAPP_SECRET = 'api-test-inapp-secret-0';
@@ -27,6 +29,7 @@ afterEach(async () => {
 
 async function api(
   overrides: Record<string, unknown> = {},
+  engineStores = new MemoryStores(),
 ): Promise<{ app: FastifyInstance; config: Readonly<Config> }> {
   const config = loadConfig(
     {},
@@ -38,6 +41,7 @@ async function api(
       inbox: createMemoryInbox(),
       live: createMemoryLiveChannel(),
     },
+    users: createUserDirectory(engineStores),
     publisher: new InMemoryBus(1).publisher(),
     logger: silentLogger(),
     metrics: createMetricsRegistry({ defaults: false }),
@@ -237,5 +241,40 @@ describe('client addresses behind proxies (LC_TRUST_PROXY)', () => {
     expect(await whoIs('10.0.0.0/8', '198.51.100.7')).toBe('198.51.100.7');
     expect(await whoIs('10.0.0.0/8', '10.1.2.3')).toBe('203.0.113.9');
     expect(await whoIs('true', '198.51.100.7')).toBe('203.0.113.9');
+  });
+});
+
+describe('user lookup', () => {
+  it("shows support staff a user's traits, segments, stats and rule history from the engine's state; 404 names why", async () => {
+    const engineStores = new MemoryStores();
+    const epoch = await engineStores.acquire(0);
+    const state = emptyState();
+    state.traits = { email: 'ada@example.com', plan: 'trial' };
+    state.stats['Feature Used'] = { count: 2, first: 1, last: 2 };
+    state.segments = { trial: true };
+    state.rules = { welcome: { fires: 1, lastFiredAt: 1 } };
+    await engineStores.write(0, epoch, [
+      { userId: 'ada', state: serializeState(state), offset: '1', timerIds: [] },
+    ]);
+    const { app, config } = await api({}, engineStores);
+    const auth = { authorization: `Bearer ${config.auth.adminToken}` };
+    const found = await app.inject({ url: '/v1/users/ada', headers: auth });
+    expect(found.statusCode).toBe(200);
+    expect(found.json()).toEqual({
+      profile: {
+        userId: 'ada',
+        traits: { email: 'ada@example.com', plan: 'trial' },
+        stats: { 'Feature Used': { count: 2, first: 1, last: 2 } },
+        segments: ['trial'],
+        rules: { welcome: { fires: 1, lastFiredAt: 1 } },
+      },
+    });
+    const missing = await app.inject({ url: '/v1/users/nobody', headers: auth });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toMatchObject({
+      code: 'LC_ERR_NOT_FOUND',
+      message: /never seen, or erased/,
+    });
+    expect((await app.inject({ url: '/v1/users/ada' })).statusCode).toBe(401);
   });
 });

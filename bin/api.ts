@@ -9,6 +9,8 @@ import type { Config } from '../platform/config.ts';
 import { httpServerOptions, operationalRoutes, setupHttpKit } from '../platform/http.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
+import type { UserDirectory } from '../platform/users.ts';
+import { createRedisStateStore, createUserDirectory } from '../engine/index.ts';
 import { deliveryRoutes } from '../delivery/index.ts';
 import {
   inappGateway,
@@ -22,6 +24,7 @@ import { createTemplateRenderer } from '../delivery/templates/index.ts';
 import { templateRoutes } from '../delivery/templates/routes.ts';
 import { createAnalyticsStore, type AnalyticsStore } from '../analytics/store.ts';
 import { dashboardRoutes } from '../dashboards/index.ts';
+import { userRoutes } from '../admin/index.ts';
 import {
   accessRoutes,
   createJwtVerifier,
@@ -51,6 +54,8 @@ export interface ApiDeps {
   analytics?: AnalyticsStore;
   /** Staff keys and the audit log; by default in Redis with `redis`, in memory with `memory`. */
   access?: { keys: ApiKeyStore; audit: AuditLog };
+  /** Users as the engine sees them (previews, the send API, user lookup); by default the engine's state in `redis`. */
+  users?: UserDirectory;
   /** The clock of keys and audit records. */
   now?: () => number;
   /** Extra health checks of the process (e.g. the demo's embedded services). */
@@ -81,6 +86,14 @@ export async function createApiServer(
   const { redis, memory } = deps;
   if (!redis && !memory) throw new Error('createApiServer needs `redis` or `memory`');
   const now = deps.now ?? Date.now;
+  const users =
+    deps.users ??
+    (redis
+      ? createUserDirectory(
+          createRedisStateStore(redis, { eventsTopic: topics(config.kafka.topicPrefix).events }),
+        )
+      : null);
+  if (!users) throw new Error('createApiServer needs `users` with `memory` (the engine state)');
   const access = deps.access ?? {
     keys: redis ? createRedisApiKeyStore(redis) : createMemoryApiKeyStore(),
     audit: redis ? createRedisAuditLog(redis) : createMemoryAuditLog(now),
@@ -134,6 +147,9 @@ export async function createApiServer(
   }
   await app.register(async (scope) => {
     await accessRoutes(scope, { keys: access.keys, audit: access.audit, now });
+  });
+  await app.register(async (scope) => {
+    await userRoutes(scope, { users });
   });
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
   await app.register(async (scope) => {

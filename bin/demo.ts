@@ -14,7 +14,7 @@ import { topics } from '../platform/contracts.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createSmtpSink } from '../devtools/smtp-sink.ts';
 import { openRuleSet } from '../rules/index.ts';
-import { createMemoryEngine, createMemoryScheduler } from '../engine/index.ts';
+import { createMemoryEngine, createMemoryScheduler, createUserDirectory } from '../engine/index.ts';
 import { schedulerConfigFrom } from '../engine/scheduler/index.ts';
 import { createDelivery, createMemoryDeliveryStores } from '../delivery/index.ts';
 import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/index.ts';
@@ -167,13 +167,14 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     const registry = createMetricsRegistry({ process: 'demo' });
 
     let engine: ReturnType<typeof createMemoryEngine>['service'] | null = null;
+    let engineStores: ReturnType<typeof createMemoryEngine>['stores'] | null = null;
     const rules = await openRuleSet(
       config.engine.rulesDir,
       { templatesDir: config.delivery.templatesDir, logger },
       (next) => engine?.setRuleSetVersion(next.version),
     );
     stops.push(() => rules.close());
-    engine = createMemoryEngine(
+    const embedded = createMemoryEngine(
       {
         topicPrefix: config.kafka.topicPrefix,
         groupId: config.engine.groupId,
@@ -181,7 +182,9 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
         partitions: config.kafka.partitions,
       },
       { bus, ruleSet: rules.current, logger, registry },
-    ).service;
+    );
+    engine = embedded.service;
+    engineStores = embedded.stores;
     await engine.start();
     stops.push(() => engine.stop());
     // Recurring campaigns (`schedule` triggers) fan out from the same in-memory user directory.
@@ -220,6 +223,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
 
     const api = await createApiServer(config, {
       memory: { stores, ...inapp },
+      users: createUserDirectory(engineStores),
       analytics,
       publisher: bus.publisher(),
       logger,

@@ -67,5 +67,6 @@ export {
   type WriteResult,
 } from './runtime/stores.ts';
 export { createMemoryEngine, wireCore, type CoreWiring } from './runtime/wiring.ts';
+export { createUserDirectory, profileOf } from './runtime/user-view.ts';
 export { runEngine, type RunningEngine } from './runtime/main.ts';
 export * from './scheduler/index.ts';
