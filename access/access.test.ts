@@ -95,6 +95,22 @@ describe('API keys over the API', () => {
     expect(denied.json().code).toBe('LC_ERR_ROLE_FORBIDDEN');
   });
 
+  it('creates no working key when the audit log cannot record it: 503, and the key is revoked', async () => {
+    const t = await api();
+    const append = t.audit.append.bind(t.audit);
+    t.audit.append = () =>
+      Promise.reject(new Error("READONLY You can't write against a read only replica."));
+    const res = await t.create({ name: 'unaudited', role: 'admin' });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toMatchObject({ code: 'LC_ERR_UNAVAILABLE', message: /audit log/ });
+    expect(res.body).not.toMatch(/lc_/);
+    const [stored] = await t.keys.list();
+    expect(stored).toMatchObject({ name: 'unaudited', revokedAt: expect.any(String) });
+    t.audit.append = append;
+    const again = await t.create({ name: 'audited', role: 'admin' });
+    expect(again.statusCode).toBe(201);
+  });
+
   it('refuses an expired key and a revoked key from the next request on, each with its own code', async () => {
     const t = await api();
     const short = (await t.create({ name: 'ci', role: 'admin', expires: '1h' })).json<{

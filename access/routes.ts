@@ -132,7 +132,18 @@ export async function accessRoutes(app: FastifyInstance, opts: AccessRoutesOptio
         { name: req.body.name, role: req.body.role, expiresAt, createdBy: req.principal!.id },
         at,
       );
-      await req.audit({ action: 'key.create', target: `key:${key.id}`, after: key });
+      try {
+        await req.audit({ action: 'key.create', target: `key:${key.id}`, after: key });
+      } catch (err) {
+        // A key whose creation the audit log does not know of must not work: revoke it at
+        // once (its secret was never shown) and say the request can be repeated.
+        await opts.keys.revoke(key.id, now());
+        req.log.warn({ err, keyId: key.id }, 'audit log unavailable: revoked the key just stored');
+        throw new LifecycleError(
+          ErrorCodes.Unavailable,
+          'the audit log could not record the new key, so it was not created (stored, then revoked at once); retry when the audit log (Redis) is back',
+        );
+      }
       return reply.code(201).send({ key, secret });
     },
   );

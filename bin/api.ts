@@ -10,7 +10,7 @@ import { httpServerOptions, operationalRoutes, setupHttpKit } from '../platform/
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserDirectory } from '../platform/users.ts';
-import { createRedisStateStore, createUserDirectory } from '../engine/index.ts';
+import { createRedisStateStore, createUserDirectory, MemoryStores } from '../engine/index.ts';
 import { deliveryRoutes } from '../delivery/index.ts';
 import {
   inappGateway,
@@ -86,14 +86,14 @@ export async function createApiServer(
   const { redis, memory } = deps;
   if (!redis && !memory) throw new Error('createApiServer needs `redis` or `memory`');
   const now = deps.now ?? Date.now;
+  // In memory without the demo's engine, an empty engine state: every user lookup is a 404.
   const users =
     deps.users ??
-    (redis
-      ? createUserDirectory(
-          createRedisStateStore(redis, { eventsTopic: topics(config.kafka.topicPrefix).events }),
-        )
-      : null);
-  if (!users) throw new Error('createApiServer needs `users` with `memory` (the engine state)');
+    createUserDirectory(
+      redis
+        ? createRedisStateStore(redis, { eventsTopic: topics(config.kafka.topicPrefix).events })
+        : new MemoryStores(),
+    );
   const access = deps.access ?? {
     keys: redis ? createRedisApiKeyStore(redis) : createMemoryApiKeyStore(),
     audit: redis ? createRedisAuditLog(redis) : createMemoryAuditLog(now),
