@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSmtpSink, type ReceivedMessage, type SmtpSink } from './smtp-sink.ts';
+import { SECURITY_HEADERS } from '../platform/security-headers.ts';
 
 describe('createSmtpSink', () => {
   let dir: string;
@@ -23,6 +24,14 @@ describe('createSmtpSink', () => {
 
   const api = (path: string, init?: RequestInit) =>
     fetch(`http://127.0.0.1:${sink.httpPort}${path}`, init);
+  it('answers with the security headers: caught mail is untrusted HTML', async () => {
+    for (const path of ['/messages', '/nothing']) {
+      const res = await api(path);
+      for (const [name, value] of Object.entries(SECURITY_HEADERS))
+        expect(res.headers.get(name), `${path} ${name}`).toBe(value);
+    }
+  });
+
   const send = async (n: number, auth = false) => {
     const t = nodemailer.createTransport({
       host: '127.0.0.1',

@@ -30,6 +30,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { ErrorCodes } from '../platform/errors.ts';
+import { SECURITY_HEADERS } from '../platform/security-headers.ts';
 import type { Logger } from '../platform/logger.ts';
 import { silentLogger } from '../platform/logger.ts';
 
@@ -550,6 +551,8 @@ export function createSmtpSink(options: SmtpSinkOptions): SmtpSink {
     smtp = server;
     if (options.httpPort !== undefined) {
       const h = createServer((req, res) => {
+        // Caught mail is untrusted HTML: whatever shows it must not run or load from it.
+        for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
         handle(req, res).catch((err: unknown) => {
           log.error({ err }, 'http request failed');
           if (!res.headersSent)

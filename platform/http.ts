@@ -25,6 +25,9 @@ import type {
 import { proxyTrust } from './config.ts';
 import { ErrorCodes, LifecycleError, type ErrorCode } from './errors.ts';
 import { healthStatus, type HealthReport, type Registry } from './metrics.ts';
+import { API_CONTENT_SECURITY_POLICY, SECURITY_HEADERS } from './security-headers.ts';
+
+export { API_CONTENT_SECURITY_POLICY, SECURITY_HEADERS };
 
 /**
  * The staff roles. `admin` may do everything (it is admitted by every staff route without
@@ -181,25 +184,6 @@ interface KitState {
   /** Shared with the OpenAPI document, which reads it when first generated. */
   schemes: Record<string, SecurityScheme>;
 }
-
-/**
- * The Content-Security-Policy of everything that is not an HTML page (JSON, the open
- * pixel, redirects): nothing may load, run, frame it or be submitted from it.
- */
-export const API_CONTENT_SECURITY_POLICY =
-  "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
-
-/**
- * Headers on every answer of every server, refusals and misses included. `no-referrer`
- * keeps signed tracking tokens (`?t=`) out of the Referer of whatever a page or a click
- * redirect leads to. A page sets its own Content-Security-Policy (`pageSecurityPolicy`).
- */
-export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
-  'content-security-policy': API_CONTENT_SECURITY_POLICY,
-  'referrer-policy': 'no-referrer',
-  'x-content-type-options': 'nosniff',
-  'x-frame-options': 'DENY',
-});
 
 /** What an HTML page may do beyond showing its own markup. */
 export interface PagePolicy {

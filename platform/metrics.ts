@@ -1,6 +1,7 @@
 // Prometheus metrics: one registry per process (passed, not global), default process
 // metrics included, so tests can make their own.
 import { createServer, type Server } from 'node:http';
+import { SECURITY_HEADERS } from './security-headers.ts';
 import { Registry, collectDefaultMetrics, Counter, Histogram, Gauge } from 'prom-client';
 
 export { Registry, Counter, Histogram, Gauge };
@@ -43,6 +44,7 @@ export function serveMetrics(
   health: () => HealthReport = () => ({ ok: true }),
 ): Server {
   const server = createServer((req, res) => {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
     if (req.url === '/metrics') {
       registry.metrics().then(
         (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
