@@ -113,6 +113,8 @@ describe('avro codecs', () => {
       goalEvent: null,
       goalWithinMs: null,
     });
+    // The id the first release wrote in the header of every send record.
+    expect(v1Id).toBe('2f3299ee09203a6c');
     const s = sendCodec.decode(bytes, v1Id);
     expect(s.sendId).toBe('s0');
     expect(s.templateVersion).toBeUndefined();

@@ -28,58 +28,38 @@ export const EventAvro = avro.Type.forSchema({
   ],
 });
 
-/** The send command as written before sends named a template version and an origin: still read. */
-const SendAvroV1 = avro.Type.forSchema({
-  type: 'record',
-  name: 'Send',
-  namespace: 'lifecycle.v1',
-  fields: [
-    { name: 'sendId', type: 'string' },
-    { name: 'ruleId', type: 'string' },
-    { name: 'userId', type: 'string' },
-    { name: 'category', type: 'string' },
-    { name: 'priority', type: 'int' },
-    { name: 'template', type: 'string' },
-    { name: 'channels', type: { type: 'array', items: 'string' } },
-    { name: 'variant', type: nullable('string'), default: null },
-    { name: 'holdout', type: 'boolean' },
-    { name: 'triggeredByEventId', type: 'string' },
-    { name: 'triggeredByEventType', type: 'string' },
-    { name: 'createdAt', type: 'long' },
-    { name: 'expiresAt', type: nullable('long'), default: null },
-    { name: 'data', type: 'string' },
-    { name: 'campaignId', type: nullable('string'), default: null },
-    { name: 'goalEvent', type: nullable('string'), default: null },
-    { name: 'goalWithinMs', type: nullable('long'), default: null },
-  ],
-});
+/** The fields of the send command's first schema, in their order. */
+const SEND_FIELDS_V1: avro.schema.RecordType['fields'] = [
+  { name: 'sendId', type: 'string' },
+  { name: 'ruleId', type: 'string' },
+  { name: 'userId', type: 'string' },
+  { name: 'category', type: 'string' },
+  { name: 'priority', type: 'int' },
+  { name: 'template', type: 'string' },
+  { name: 'channels', type: { type: 'array', items: 'string' } },
+  { name: 'variant', type: nullable('string'), default: null },
+  { name: 'holdout', type: 'boolean' },
+  { name: 'triggeredByEventId', type: 'string' },
+  { name: 'triggeredByEventType', type: 'string' },
+  { name: 'createdAt', type: 'long' },
+  { name: 'expiresAt', type: nullable('long'), default: null },
+  { name: 'data', type: 'string' },
+  { name: 'campaignId', type: nullable('string'), default: null },
+  { name: 'goalEvent', type: nullable('string'), default: null },
+  { name: 'goalWithinMs', type: nullable('long'), default: null },
+];
 
-export const SendAvro = avro.Type.forSchema({
-  type: 'record',
-  name: 'Send',
-  namespace: 'lifecycle.v1',
-  fields: [
-    { name: 'sendId', type: 'string' },
-    { name: 'ruleId', type: 'string' },
-    { name: 'userId', type: 'string' },
-    { name: 'category', type: 'string' },
-    { name: 'priority', type: 'int' },
-    { name: 'template', type: 'string' },
-    { name: 'channels', type: { type: 'array', items: 'string' } },
-    { name: 'variant', type: nullable('string'), default: null },
-    { name: 'holdout', type: 'boolean' },
-    { name: 'triggeredByEventId', type: 'string' },
-    { name: 'triggeredByEventType', type: 'string' },
-    { name: 'createdAt', type: 'long' },
-    { name: 'expiresAt', type: nullable('long'), default: null },
-    { name: 'data', type: 'string' },
-    { name: 'campaignId', type: nullable('string'), default: null },
-    { name: 'goalEvent', type: nullable('string'), default: null },
-    { name: 'goalWithinMs', type: nullable('long'), default: null },
-    { name: 'templateVersion', type: nullable('int'), default: null },
-    { name: 'origin', type: nullable('string'), default: null },
-  ],
-});
+const sendSchema = (fields: avro.schema.RecordType['fields']) =>
+  avro.Type.forSchema({ type: 'record', name: 'Send', namespace: 'lifecycle.v1', fields });
+
+/** The send command as written before sends named a template version and an origin: still read. */
+const SendAvroV1 = sendSchema(SEND_FIELDS_V1);
+
+export const SendAvro = sendSchema([
+  ...SEND_FIELDS_V1,
+  { name: 'templateVersion', type: nullable('int'), default: null },
+  { name: 'origin', type: nullable('string'), default: null },
+]);
 
 export const DeliveryAvro = avro.Type.forSchema({
   type: 'record',
