@@ -121,6 +121,7 @@ export async function createApiServer(
     },
     audit: access.audit,
     now,
+    metrics: deps.metrics,
     openapi: {
       info: {
         title: 'Lifecycle API',

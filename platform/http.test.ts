@@ -387,6 +387,45 @@ describe('OpenAPI document, health and metrics', () => {
   });
 });
 
+describe('request metrics', () => {
+  it('times every answer by method, route pattern and status, never by the URL it was asked with', async () => {
+    const metrics = createMetricsRegistry({ defaults: false });
+    const app = await server({ credentials: { staff: adminCredential(TOKEN) }, metrics });
+    app.get('/v1/users/:id', { config: { auth: 'admin' } }, async (req) => req.params);
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    await app.inject({ method: 'GET', url: '/v1/users/alice?t=signed-token', headers: auth });
+    await app.inject({ method: 'GET', url: '/v1/users/bob', headers: auth });
+    await app.inject({ method: 'GET', url: '/v1/users/carol' });
+    await app.inject({ method: 'GET', url: '/v1/nothing/here/42' });
+    const text = await metrics.metrics();
+    const counts = Object.fromEntries(
+      [...text.matchAll(/^lifecycle_http_request_seconds_count\{([^}]*)\} (\d+)$/gm)].map((m) => [
+        m[1],
+        Number(m[2]),
+      ]),
+    );
+    expect(counts).toEqual({
+      'method="GET",route="/v1/users/:id",status_code="200"': 2,
+      'method="GET",route="/v1/users/:id",status_code="401"': 1,
+      'method="GET",route="unmatched",status_code="404"': 1,
+    });
+    expect(text).not.toMatch(/alice|bob|signed-token|nothing/);
+  });
+
+  it('shares one histogram between the servers of one process', async () => {
+    const metrics = createMetricsRegistry({ defaults: false });
+    const a = await server({ metrics });
+    const b = await server({ metrics });
+    a.get('/a', { config: { auth: 'public' } }, async () => 'a');
+    b.get('/b', { config: { auth: 'public' } }, async () => 'b');
+    await a.inject({ method: 'GET', url: '/a' });
+    await b.inject({ method: 'GET', url: '/b' });
+    const text = await metrics.metrics();
+    expect(text).toContain('lifecycle_http_request_seconds_count{method="GET",route="/a"');
+    expect(text).toContain('lifecycle_http_request_seconds_count{method="GET",route="/b"');
+  });
+});
+
 describe('credential helpers', () => {
   it('reads a bearer token and compares secrets of any length', () => {
     expect(bearerToken('Bearer  abc ')).toBe('abc');

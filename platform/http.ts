@@ -11,7 +11,9 @@
 // `/metrics` and `/openapi.json` are served the same way on every server. Every answer
 // carries the security headers (a strict Content-Security-Policy that an HTML page widens
 // only by the hashes of its own inline code), and which proxies may speak for the client
-// (`X-Forwarded-For`) is one setting, LC_TRUST_PROXY, read by `proxyTrust`.
+// (`X-Forwarded-For`) is one setting, LC_TRUST_PROXY, read by `proxyTrust`. Given the
+// process's metrics registry, the kit times every answer by route pattern and status
+// (`lifecycle_http_request_seconds`), so every server's latency is measured alike.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import type {
@@ -24,7 +26,7 @@ import type {
 } from 'fastify';
 import { proxyTrust } from './config.ts';
 import { ErrorCodes, LifecycleError, type ErrorCode } from './errors.ts';
-import { healthStatus, type HealthReport, type Registry } from './metrics.ts';
+import { Histogram, healthStatus, type HealthReport, type Registry } from './metrics.ts';
 import { API_CONTENT_SECURITY_POLICY, SECURITY_HEADERS } from './security-headers.ts';
 
 export { API_CONTENT_SECURITY_POLICY, SECURITY_HEADERS };
@@ -174,6 +176,8 @@ export interface HttpKitOptions {
   audit?: AuditSink;
   /** The clock of audit records. */
   now?: () => number;
+  /** The process's registry: every answer is timed in `lifecycle_http_request_seconds`. */
+  metrics?: Registry;
 }
 
 interface KitState {
@@ -269,6 +273,25 @@ export function httpServerOptions(http: { trustProxy: string }): {
   };
 }
 
+// One histogram per registry: `lifecycle run all` builds the ingest and API servers on one.
+const requestHistograms = new WeakMap<Registry, Histogram<'method' | 'route' | 'status_code'>>();
+
+/** The request-duration histogram of a registry, registered on first use. */
+function requestHistogram(registry: Registry): Histogram<'method' | 'route' | 'status_code'> {
+  let histogram = requestHistograms.get(registry);
+  if (!histogram) {
+    histogram = new Histogram({
+      name: 'lifecycle_http_request_seconds',
+      help: 'HTTP requests answered, by method, route pattern (`unmatched` for a path no route serves) and status code, and how long each took to answer.',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    });
+    requestHistograms.set(registry, histogram);
+  }
+  return histogram;
+}
+
 const KIT = Symbol.for('lifecycle.httpKit');
 const kitOf = (app: FastifyInstance): KitState | undefined =>
   (app as unknown as { [KIT]?: KitState })[KIT];
@@ -298,6 +321,22 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
     void reply.headers(SECURITY_HEADERS);
     void reply.header('x-request-id', req.id);
   });
+  if (opts.metrics) {
+    const requests = requestHistogram(opts.metrics);
+    // The route's pattern, never the URL: paths carry ids and tokens, and one series per
+    // distinct URL would grow without bound.
+    app.addHook('onResponse', (req, reply, done) => {
+      requests.observe(
+        {
+          method: req.method,
+          route: req.routeOptions.url ?? 'unmatched',
+          status_code: String(reply.statusCode),
+        },
+        reply.elapsedTime / 1000,
+      );
+      done();
+    });
+  }
   for (const [kind, credential] of Object.entries(opts.credentials ?? {}) as [
     CredentialKind,
     Credential,

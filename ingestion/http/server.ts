@@ -144,6 +144,7 @@ export async function createIngestServer(
       },
     },
     ...ingestFailures({ rejected: rejectedTotal, clock }),
+    metrics: m,
   });
 
   // Some SDKs gzip their batches (Content-Encoding: gzip, as Segment's API accepts). The
