@@ -369,6 +369,11 @@ export class InMemoryBus implements Bus {
     return sub.fromBeginning === false ? this.log(tp.topic, tp.partition).length : 0;
   }
 
+  /** A group's committed offsets on a topic as the next offset to read, per partition that has one (lag metrics). */
+  async committedOffsets(groupId: string, topic: string): Promise<Map<number, string>> {
+    return new Map([...this.groupOffsets(groupId, topic)].map(([p, next]) => [p, String(next)]));
+  }
+
   /** A group's committed offsets on a topic, per partition that has one (tests and the demo's inspectors). */
   groupOffsets(groupId: string, topic: string): Map<number, number> {
     const out = new Map<number, number>();

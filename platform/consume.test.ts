@@ -428,6 +428,70 @@ describe('consume loop', () => {
     });
   });
 
+  it("measures its group's lag on each partition it reads until it commits, and forgets a partition it no longer reads", async () => {
+    const { bus, registry } = await setup(5);
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const consumer = loop<number>(bus, registry, {
+      lagIntervalMs: 20,
+      decode: (m) => Number(m.value!.toString()),
+      async handle() {
+        await released;
+      },
+    });
+    const lag = async () =>
+      (await registry.getMetricsAsJSON()).find((m) => m.name === 'lifecycle_consumer_lag')
+        ?.values ?? [];
+    await consumer.start();
+    await until(async () => (await lag()).length > 0);
+    expect(await lag()).toEqual([
+      { labels: { consumer: 'test', group: 'g', topic: 'in', partition: '0' }, value: 5 },
+    ]);
+    release();
+    await until(async () => (await lag())[0]?.value === 0);
+    // Records published later count again until they are committed.
+    await bus.publisher().publish('in', [{ key: 'u', value: Buffer.from('5') }]);
+    await until(() => consumer.committedOffsets('in').get(0) === '6');
+    await until(async () => (await lag())[0]?.value === 0);
+    await consumer.stop();
+    expect(await lag()).toEqual([]);
+  });
+
+  it('measures no lag when the bus cannot tell it, or when told not to', async () => {
+    const { bus, registry } = await setup(3);
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const noLagBus: Pick<Bus, 'consumer'> = { consumer: (sub) => bus.consumer(sub) };
+    const quiet = createConsumeLoop<number>(
+      {
+        name: 'test',
+        groupId: 'g',
+        topics: ['in'],
+        dlqTopic: 'dlq',
+        lagIntervalMs: 10,
+        decode: (m) => Number(m.value!.toString()),
+        handle: () => released,
+      },
+      { bus: noLagBus, publisher: bus.publisher(), logger, registry },
+    );
+    const off = loop<number>(bus, registry, {
+      groupId: 'g2',
+      lagIntervalMs: 0,
+      decode: (m) => Number(m.value!.toString()),
+      handle: () => released,
+    });
+    await quiet.start();
+    await off.start();
+    await new Promise((r) => setTimeout(r, 100));
+    const metric = (await registry.getMetricsAsJSON()).find(
+      (m) => m.name === 'lifecycle_consumer_lag',
+    );
+    expect(metric?.values).toEqual([]);
+    release();
+    await quiet.stop();
+    await off.stop();
+  });
+
   it('names the next offset of a batch', () => {
     expect(nextOffset({ messages: [] })).toBeNull();
     expect(

@@ -18,6 +18,11 @@
 // a deletion the stores refuse) is thus seen and kept, never committed past. Restarting the
 // process reads the partition again; a rebalance that takes it away clears it here too,
 // and its next owner tries again from the committed offset.
+//
+// Every few seconds (`lagIntervalMs`) the loop measures how far its group is behind on each
+// partition it reads, end offset minus committed offset (`lifecycle_consumer_lag`), when the
+// bus can tell both (Kafka and the in-memory bus can): one measure of lag for every
+// consumer group, the one the operations board draws.
 import type { Logger } from 'pino';
 import { performance } from 'node:perf_hooks';
 import type {
@@ -97,6 +102,8 @@ export interface ConsumeLoopOptions<T> {
    * infrastructure outage may last before the partition stops).
    */
   retryBackoff?: { initialMs: number; maxMs: number };
+  /** How often the group's lag on this process's partitions is measured (default 5 s; 0: never). */
+  lagIntervalMs?: number;
 }
 
 /** How a service's loops retry a failing batch before they stop its partition (tests make it quick). */
@@ -115,8 +122,15 @@ export interface StalledPartition {
   since: number;
 }
 
+/** Where the loop reads its lag: the partitions' end offsets and the group's committed ones. */
+export interface LagSource {
+  endOffsets(topic: string): Promise<Map<number, string>>;
+  committedOffsets(groupId: string, topic: string): Promise<Map<number, string>>;
+}
+
 export interface ConsumeLoopDeps {
-  bus: Pick<Bus, 'consumer'>;
+  /** The lag is measured when the bus is also a LagSource (both buses are). */
+  bus: Pick<Bus, 'consumer'> & Partial<LagSource>;
   publisher: Publisher;
   logger: Logger;
   registry: Registry;
@@ -183,6 +197,12 @@ function createConsumeMetrics(registry: Registry) {
       labelNames: ['consumer'],
       registers: [registry],
     }),
+    lag: new Gauge({
+      name: 'lifecycle_consumer_lag',
+      help: 'Records the group has not committed yet (end offset minus committed offset), per partition this process reads, by consumer, group and topic; measured every few seconds.',
+      labelNames: ['consumer', 'group', 'topic', 'partition'],
+      registers: [registry],
+    }),
     stalledPartitions: new Gauge({
       name: 'lifecycle_consumer_stalled_partitions',
       help: 'Partitions stopped after a batch failed maxBatchAttempts times in a row, by consumer; restart the process to read them again.',
@@ -230,6 +250,14 @@ export function createConsumeLoop<T>(
   const stalled = new Map<string, StalledPartition>();
   const tpKey = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
   metrics.stalledPartitions.set({ consumer: name }, 0);
+  const lagLabels = (tp: TopicPartition) => ({
+    consumer: name,
+    group: options.groupId,
+    topic: tp.topic,
+    partition: String(tp.partition),
+  });
+  const lagIntervalMs = options.lagIntervalMs ?? 5000;
+  let lagTimer: NodeJS.Timeout | null = null;
 
   const writeDeadLetters = async (letters: DeadLetter[]) => {
     if (letters.length === 0) return;
@@ -390,7 +418,10 @@ export function createConsumeLoop<T>(
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
     ...(options.onAssigned ? { onAssigned: options.onAssigned } : {}),
     async onRevoked(partitions) {
-      for (const tp of partitions) committed.get(tp.topic)?.delete(tp.partition);
+      for (const tp of partitions) {
+        committed.get(tp.topic)?.delete(tp.partition);
+        metrics.lag.remove(lagLabels(tp));
+      }
       clearStalled(partitions);
       await options.onRevoked?.(partitions);
     },
@@ -440,9 +471,58 @@ export function createConsumeLoop<T>(
     },
   });
 
+  const { endOffsets, committedOffsets } = deps.bus;
+  const lagSource: LagSource | null =
+    endOffsets && committedOffsets
+      ? {
+          endOffsets: (topic) => endOffsets.call(deps.bus, topic),
+          committedOffsets: (group, topic) => committedOffsets.call(deps.bus, group, topic),
+        }
+      : null;
+
+  /** End offset minus the group's committed offset (or this process's own, if newer). */
+  const measureLag = async (source: LagSource) => {
+    const byTopic = new Map<string, number[]>();
+    for (const tp of consumer.assignment())
+      byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
+    for (const [topic, partitions] of byTopic) {
+      const [ends, ofGroup] = await Promise.all([
+        source.endOffsets(topic),
+        source.committedOffsets(options.groupId, topic),
+      ]);
+      // Revoked while this was measured: its series is gone and stays gone.
+      const still = new Set(consumer.assignment().map(tpKey));
+      for (const partition of partitions) {
+        const end = ends.get(partition);
+        if (end === undefined || !still.has(tpKey({ topic, partition }))) continue;
+        const position = Math.max(
+          Number(ofGroup.get(partition) ?? -1),
+          Number(committed.get(topic)?.get(partition) ?? -1),
+        );
+        // Nothing committed yet: the whole partition is ahead of the group.
+        const lag = position < 0 ? Number(end) : Number(end) - position;
+        metrics.lag.set(lagLabels({ topic, partition }), Math.max(0, lag));
+      }
+    }
+  };
+
   return {
-    start: () => consumer.start(),
-    stop: () => consumer.stop(),
+    async start() {
+      await consumer.start();
+      if (lagSource && lagIntervalMs > 0 && !lagTimer) {
+        lagTimer = setInterval(() => {
+          measureLag(lagSource).catch((err: unknown) =>
+            log.debug({ err: errorMessage(err) }, 'lag measurement failed'),
+          );
+        }, lagIntervalMs);
+        lagTimer.unref();
+      }
+    },
+    async stop() {
+      if (lagTimer) clearInterval(lagTimer);
+      lagTimer = null;
+      await consumer.stop();
+    },
     assignment: () => consumer.assignment(),
     pause: (partitions) => consumer.pause(partitions),
     resume: (partitions) => consumer.resume(partitions),
