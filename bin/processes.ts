@@ -92,7 +92,8 @@ export async function startProcesses(
           break;
         }
         case 'scheduler': {
-          const scheduler = await runScheduler(config, log);
+          // On the process's registry: its metrics are served with the others' on /metrics.
+          const scheduler = await runScheduler(config, log, { registry });
           running.push({ name, stop: () => scheduler.stop() });
           break;
         }

@@ -110,6 +110,16 @@ describe('lifecycle run all', () => {
       /lifecycle_consumer_records_total\{[^}]*consumer="engine"[^}]*\} [1-9]/,
     );
     expect(metrics).toContain('lifecycle_ingest_events_total');
+    expect(metrics).toContain('lifecycle_scheduler_directory_sync_age_seconds');
+    // Lag is measured every few seconds.
+    await waitFor(
+      async () =>
+        /lifecycle_consumer_lag\{[^}]*consumer="delivery"/.test(
+          await (await fetch(metricsUrl)).text(),
+        ),
+      { timeout: 30_000, message: "the delivery group's lag was never measured" },
+    );
+    expect(metrics).toMatch(/lifecycle_http_request_seconds_count\{[^}]*route="\/v1\/track"/);
   });
 
   it('stops gracefully on SIGTERM', async () => {
