@@ -206,14 +206,11 @@ function fieldConfig(panel: PanelSpec): Json {
   return { defaults: {}, overrides: overrides.filter((o) => o.properties.length > 0) };
 }
 
-/** Keeps (and orders) only these columns. */
-const onlyColumns = (columns: readonly string[]) => ({
-  id: 'organize',
-  options: {
-    includeByName: Object.fromEntries(columns.map((c) => [c, true])),
-    indexByName: Object.fromEntries(columns.map((c, i) => [c, i])),
-  },
-});
+/** Keeps only these columns, in this order. */
+const onlyColumns = (columns: readonly string[]): Json[] => [
+  { id: 'filterFieldsByName', options: { include: { names: [...columns] } } },
+  { id: 'organize', options: { indexByName: Object.fromEntries(columns.map((c, i) => [c, i])) } },
+];
 
 function visualisation(panel: PanelSpec, hidden: readonly string[]): Json {
   const viz = panel.viz;
@@ -236,7 +233,7 @@ function visualisation(panel: PanelSpec, hidden: readonly string[]): Json {
       return {
         type: 'timeseries',
         options: { legend: { displayMode: 'list', placement: 'bottom', showLegend: true } },
-        transformations: viz.x && viz.y ? [onlyColumns([viz.x, ...viz.y])] : [],
+        transformations: viz.x && viz.y ? onlyColumns([viz.x, ...viz.y]) : [],
       };
     case 'bar':
       return {
@@ -245,7 +242,7 @@ function visualisation(panel: PanelSpec, hidden: readonly string[]): Json {
           ...(viz.x ? { xField: viz.x } : {}),
           legend: { displayMode: 'list', placement: 'bottom', showLegend: true },
         },
-        transformations: viz.x && viz.y ? [onlyColumns([viz.x, ...viz.y])] : [],
+        transformations: viz.x && viz.y ? onlyColumns([viz.x, ...viz.y]) : [],
       };
     case 'table': {
       const transformations: Json[] = [];
@@ -259,7 +256,7 @@ function visualisation(panel: PanelSpec, hidden: readonly string[]): Json {
           },
         });
       else if (viz.columns)
-        transformations.push(onlyColumns(viz.columns.filter((c) => !hidden.includes(c))));
+        transformations.push(...onlyColumns(viz.columns.filter((c) => !hidden.includes(c))));
       return { type: 'table', options: { showHeader: true }, transformations };
     }
   }
