@@ -5,6 +5,9 @@
 // before the merge either. Times are kept twice: `*_ms` (UInt64 epoch ms, exact, used by
 // the goal windows) and a DateTime in seconds (partitioning, date functions, dashboards).
 // Absent optional values are '' or 0, never NULL: 18.16 cannot put Nullable in a key.
+// What a message said (the message log's body columns, a send's payload) is kept for a
+// configured number of days: a column TTL where the engine has one (from 19.6, chDB); on
+// 18.16 the sink empties old message bodies itself (expireMessageBodies).
 import type { Logger } from 'pino';
 import type { AnalyticsStore } from './store.ts';
 import type {
