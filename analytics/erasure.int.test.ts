@@ -1,5 +1,5 @@
-// The right to be forgotten on both engines: two users' events, sends and deliveries go
-// through the sink (in-memory bus), then a `user_deleted` for one of them. On the
+// The right to be forgotten on both engines: two users' events, sends, deliveries and
+// message-log records go through the sink (in-memory bus), then a `user_deleted` for one of them. On the
 // ClickHouse server (a mutation, awaited through system.mutations) and on chDB (a
 // lightweight delete), that user's rows are gone from every table but the stripped
 // deletion event, everyone else's remain, the erasure log has the entry, the deletion
@@ -9,12 +9,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../platform/avro.ts';
+import {
+  deliveryCodec,
+  encodeWithHeader,
+  eventCodec,
+  messageCodec,
+  sendCodec,
+} from '../platform/avro.ts';
 import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
 import { topics, type NormalisedEvent } from '../platform/contracts.ts';
 import { silentLogger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
-import { DELIVERIES, EVENTS, SENDS } from '../test/support/analytics-fixtures.ts';
+import { DELIVERIES, EVENTS, MESSAGES, SENDS } from '../test/support/analytics-fixtures.ts';
 import { createTestDatabase, type TestDatabase } from '../test/support/clickhouse.ts';
 import { isolate } from '../test/support/isolation.ts';
 import { waitFor } from '../test/support/wait.ts';
@@ -24,7 +30,7 @@ import { createAnalyticsSink } from './sink.ts';
 import { createChdbStore, type EngineAnalyticsStore } from './store.ts';
 
 const ERASED = 'u1';
-const ID = { events: 'id', sends: 'send_id', deliveries: 'id' } as const;
+const ID = { events: 'id', sends: 'send_id', deliveries: 'id', messages: 'id' } as const;
 type Counts = Record<keyof typeof ID, Record<string, number>>;
 
 async function perUser(store: EngineAnalyticsStore, database: string): Promise<Counts> {
@@ -72,6 +78,10 @@ async function erasesOneUser(
       t.deliveries,
       DELIVERIES.map((d) => ({ key: d.userId, ...encodeWithHeader(deliveryCodec, d) })),
     );
+    await publisher.publish(
+      t.messages,
+      MESSAGES.map((m) => ({ key: m.userId, ...encodeWithHeader(messageCodec, m) })),
+    );
     await waitFor(
       async () => {
         const c = await perUser(store, database);
@@ -79,15 +89,19 @@ async function erasesOneUser(
         return (
           total(c.events) === EVENTS.length &&
           total(c.sends) === SENDS.length &&
-          total(c.deliveries) === DELIVERIES.length
+          total(c.deliveries) === DELIVERIES.length &&
+          total(c.messages) === MESSAGES.length
         );
       },
       { timeout: 30_000, interval: 100, message: 'fixture rows not stored' },
     );
     const before = await perUser(store, database);
-    expect([before.events[ERASED], before.sends[ERASED], before.deliveries[ERASED]]).toEqual([
-      3, 1, 3,
-    ]);
+    expect([
+      before.events[ERASED],
+      before.sends[ERASED],
+      before.deliveries[ERASED],
+      before.messages[ERASED],
+    ]).toEqual([3, 1, 3, 1]);
 
     const deletion: NormalisedEvent = {
       id: `cdc:appdb:users:${ERASED}:d`,
@@ -117,6 +131,7 @@ async function erasesOneUser(
     const after = await perUser(store, database);
     expect(after.sends[ERASED]).toBeUndefined();
     expect(after.deliveries[ERASED]).toBeUndefined();
+    expect(after.messages[ERASED]).toBeUndefined();
     expect(
       await store.query(
         `SELECT id, type, source, ts_ms, anonymous_id, properties, traits, context FROM ${database}.events WHERE user_id = {user:String}`,
@@ -146,7 +161,7 @@ async function erasesOneUser(
       requestedAt: deletion.ts,
       erasedAt: expect.any(Number) as number,
       method,
-      rows: { events: 3, sends: 1, deliveries: 3 },
+      rows: { events: 3, sends: 1, deliveries: 3, messages: 1 },
     });
     expect(await erasureLog(store, database, { userId: 'u2' })).toEqual([]);
 
@@ -158,8 +173,8 @@ async function erasesOneUser(
     });
     const log = await erasureLog(store, database);
     expect(log.map((e) => [e.userId, e.rows])).toEqual([
-      [ERASED, { events: 0, sends: 0, deliveries: 0 }],
-      [ERASED, { events: 3, sends: 1, deliveries: 3 }],
+      [ERASED, { events: 0, sends: 0, deliveries: 0, messages: 0 }],
+      [ERASED, { events: 3, sends: 1, deliveries: 3, messages: 1 }],
     ]);
     const replayed = await perUser(store, database);
     expect(replayed.events[ERASED]).toBe(1);
@@ -176,6 +191,7 @@ async function erasesOneUser(
       const e = EVENTS.find((x) => x.userId === ERASED)!;
       const s = SENDS.find((x) => x.userId === ERASED)!;
       const d = DELIVERIES.find((x) => x.userId === ERASED)!;
+      const m = MESSAGES.find((x) => x.userId === ERASED)!;
       await publisher.publish(t.events, [
         { key: ERASED, ...encodeWithHeader(eventCodec, { ...e, id: `late-${late}` }) },
       ]);
@@ -185,11 +201,15 @@ async function erasesOneUser(
       await publisher.publish(t.deliveries, [
         { key: ERASED, ...encodeWithHeader(deliveryCodec, { ...d, id: `late-outcome-${late}` }) },
       ]);
+      await publisher.publish(t.messages, [
+        { key: ERASED, ...encodeWithHeader(messageCodec, { ...m, id: `late-message-${late}` }) },
+      ]);
       await waitFor(
         () =>
           eventsCommitted(bus, t.events) === EVENTS.length + 2 + late &&
           eventsCommitted(bus, t.sends) === SENDS.length + late &&
-          eventsCommitted(bus, t.deliveries) === DELIVERIES.length + late,
+          eventsCommitted(bus, t.deliveries) === DELIVERIES.length + late &&
+          eventsCommitted(bus, t.messages) === MESSAGES.length + late,
         { timeout: 30_000, message: 'late rows not committed' },
       );
       await waitFor(async () => (await pendingMutations(store, database)).length === 0, {
@@ -198,11 +218,12 @@ async function erasesOneUser(
         message: 'mutations not done',
       });
       const now = await perUser(store, database);
-      expect([now.events[ERASED], now.sends[ERASED], now.deliveries[ERASED]]).toEqual([
-        1,
-        undefined,
-        undefined,
-      ]);
+      expect([
+        now.events[ERASED],
+        now.sends[ERASED],
+        now.deliveries[ERASED],
+        now.messages[ERASED],
+      ]).toEqual([1, undefined, undefined, undefined]);
     };
     await arriveLate();
     await sink.stop();

@@ -40,11 +40,17 @@ describe('erasure statements', () => {
         count: 'SELECT count() AS n FROM lc.deliveries WHERE user_id = {user:String}',
         erase: 'ALTER TABLE lc.deliveries DELETE WHERE user_id = {user:String}',
       },
+      {
+        table: 'messages',
+        count: 'SELECT count() AS n FROM lc.messages WHERE user_id = {user:String}',
+        erase: 'ALTER TABLE lc.messages DELETE WHERE user_id = {user:String}',
+      },
     ]);
     expect(erasureStatements('lc', 'lightweight_delete').map((s) => s.erase)).toEqual([
       "DELETE FROM lc.events WHERE user_id = {user:String} AND type != 'user_deleted'",
       'DELETE FROM lc.sends WHERE user_id = {user:String}',
       'DELETE FROM lc.deliveries WHERE user_id = {user:String}',
+      'DELETE FROM lc.messages WHERE user_id = {user:String}',
     ]);
     expect(() => erasureStatements('lc; DROP TABLE x', 'mutation')).toThrow(
       /not a plain ClickHouse database name/,

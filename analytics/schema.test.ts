@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DELIVERIES, EVENTS, SENDS } from '../test/support/analytics-fixtures.ts';
+import { DELIVERIES, EVENTS, MESSAGES, SENDS } from '../test/support/analytics-fixtures.ts';
 import {
   assertDatabaseName,
+  bodyTtlClause,
   deliveryRow,
   eventRow,
+  MESSAGE_BODY_COLUMNS,
+  messageRow,
   payloadTtlClause,
   sendRow,
   supportsColumnTtl,
@@ -28,6 +31,21 @@ describe('payload TTL support', () => {
     expect(tableDdl('lc', 30).sends).toMatch(/data String TTL created_at \+ toIntervalDay\(30\)\n/);
     expect(tableDdl('lc', 30).events).not.toMatch(/TTL/);
     expect(() => payloadTtlClause(0)).toThrow(/positive/);
+  });
+
+  it("the message log's body columns carry the body TTL, as many days as configured; its metadata none", () => {
+    const ddl = tableDdl('lc', 30, 7).messages;
+    for (const column of MESSAGE_BODY_COLUMNS)
+      expect(ddl).toContain(`\n  ${column} String TTL ts + toIntervalDay(7),\n`);
+    expect(ddl.match(/TTL/g)).toHaveLength(MESSAGE_BODY_COLUMNS.length);
+    expect(ddl).toMatch(/\n {2}recipient String,\n/);
+    expect(tableDdl('lc', 30, 90).messages).toContain('html String TTL ts + toIntervalDay(90)');
+    // Without it (ClickHouse before 19.6): no TTL at all, the sink empties old bodies itself.
+    expect(tableDdl('lc', undefined, undefined).messages).not.toMatch(/TTL/);
+    // The payload TTL of sends and the body TTL are set apart.
+    expect(tableDdl('lc', 30, 7).sends).toMatch(/toIntervalDay\(30\)/);
+    expect(() => bodyTtlClause(0)).toThrow(/positive/);
+    expect(ddl).toMatch(/PARTITION BY toYYYYMM\(ts\)\nORDER BY \(user_id, id\)$/);
   });
 
   it('every table is a ReplacingMergeTree keyed by its id, partitioned by month', () => {
@@ -82,6 +100,34 @@ describe('rows', () => {
       sendRow({ ...treated, holdout: true, variant: null, expiresAt: 5000, campaignId: 'c1' }),
     ).toMatchObject({ holdout: 1, variant: '', expires_at_ms: 5000, campaign_id: 'c1' });
     expect(sendRow(noGoal)).toMatchObject({ goal_event: '', goal_within_ms: 0 });
+  });
+
+  it('a message-log record keeps its content as strings and JSON; absent values are empty', () => {
+    const m = MESSAGES[0]!;
+    expect(messageRow(m)).toEqual({
+      id: m.id,
+      send_id: m.sendId,
+      user_id: m.userId,
+      rule_id: m.ruleId,
+      campaign_id: '',
+      category: 'marketing',
+      channel: 'email',
+      template: m.template,
+      template_version: 0,
+      locale: 'en',
+      recipient: m.to,
+      subject: m.subject,
+      html: m.html,
+      text: m.text,
+      content: '{}',
+      data: JSON.stringify(m.data),
+      origin: '',
+      ts_ms: m.ts,
+      ts: Math.floor(m.ts / 1000),
+    });
+    expect(
+      messageRow({ ...m, templateVersion: 3, to: null, html: null, origin: 'resend:s1' }),
+    ).toMatchObject({ template_version: 3, recipient: '', html: '', origin: 'resend:s1' });
   });
 
   it('a delivery outcome without channel, provider or reason stores empty strings', () => {

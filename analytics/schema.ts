@@ -5,12 +5,20 @@
 // before the merge either. Times are kept twice: `*_ms` (UInt64 epoch ms, exact, used by
 // the goal windows) and a DateTime in seconds (partitioning, date functions, dashboards).
 // Absent optional values are '' or 0, never NULL: 18.16 cannot put Nullable in a key.
+// What a message said (the message log's body columns, a send's payload) is kept for a
+// configured number of days: a column TTL where the engine has one (from 19.6, chDB); on
+// 18.16 the sink empties old message bodies itself (expireMessageBodies).
 import type { Logger } from 'pino';
 import type { AnalyticsStore } from './store.ts';
-import type { DeliveryOutcome, NormalisedEvent, SendCommand } from '../platform/contracts.ts';
+import type {
+  DeliveryOutcome,
+  MessageRecord,
+  NormalisedEvent,
+  SendCommand,
+} from '../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 
-export const TABLES = ['events', 'sends', 'deliveries'] as const;
+export const TABLES = ['events', 'sends', 'deliveries', 'messages'] as const;
 export type Table = (typeof TABLES)[number];
 /** The log of erasures (right to be forgotten) the sink carried out; see erasure.ts. */
 export const ERASURE_LOG = 'erasures';
@@ -65,6 +73,37 @@ export interface DeliveryRow {
   variant: string;
   holdout: number;
 }
+
+/** The message log: one row per send and channel a provider accepted (MessageRecord). */
+export interface MessageRow {
+  /** `sendId:channel`. */
+  id: string;
+  send_id: string;
+  user_id: string;
+  rule_id: string;
+  campaign_id: string;
+  category: string;
+  channel: string;
+  template: string;
+  /** 0: a template without managed versions. */
+  template_version: number;
+  locale: string;
+  /** Where it went (email address, phone, device tokens, webhook URL, userId in-app); '' when none. */
+  recipient: string;
+  subject: string;
+  html: string;
+  text: string;
+  /** JSON of the rest of the rendered content (push, in-app, SMS, webhook). */
+  content: string;
+  /** JSON of the send's personalisation data (what a resend renders again). */
+  data: string;
+  origin: string;
+  ts_ms: number;
+  ts: number;
+}
+
+/** The message log's columns that hold what a message said: emptied after the body TTL. */
+export const MESSAGE_BODY_COLUMNS = ['subject', 'html', 'text', 'content', 'data'] as const;
 
 const seconds = (ms: number) => Math.floor(ms / 1000);
 const jsonOrEmpty = (v: Record<string, unknown> | undefined) =>
@@ -127,15 +166,46 @@ export function deliveryRow(d: DeliveryOutcome): DeliveryRow {
   };
 }
 
+export function messageRow(m: MessageRecord): MessageRow {
+  return {
+    id: m.id,
+    send_id: m.sendId,
+    user_id: m.userId,
+    rule_id: m.ruleId,
+    campaign_id: m.campaignId ?? '',
+    category: m.category,
+    channel: m.channel,
+    template: m.template,
+    template_version: m.templateVersion ?? 0,
+    locale: m.locale,
+    recipient: m.to ?? '',
+    subject: m.subject ?? '',
+    html: m.html ?? '',
+    text: m.text ?? '',
+    content: JSON.stringify(m.content),
+    data: JSON.stringify(m.data),
+    origin: m.origin ?? '',
+    ts_ms: m.ts,
+    ts: seconds(m.ts),
+  };
+}
+
 export interface SchemaOptions {
   /** Days the message payload (`sends.data`: personalisation data, traits) is kept. */
   payloadTtlDays: number;
+  /** Days the message log keeps what a message said (its body columns); 30 when absent. */
+  messageBodyTtlDays?: number;
 }
 
 export interface SchemaInfo {
   version: string;
   /** Whether the payload TTL is in force (false on servers older than 19.6). */
   payloadTtl: boolean;
+  /**
+   * Whether the message log's body TTL is a column TTL of the table (from 19.6, chDB);
+   * without it the sink empties expired bodies itself (`expireMessageBodies`).
+   */
+  bodyTtl: boolean;
 }
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -163,10 +233,28 @@ export function payloadTtlClause(days: number): string {
   return `TTL created_at + toIntervalDay(${days})`;
 }
 
-/** CREATE TABLE statements, with the payload TTL when `ttlDays` is given. */
-export function tableDdl(database: string, ttlDays?: number): Record<Table, string> {
+/** The column TTL of the message log's body columns: they reset to '' `days` after the message. */
+export function bodyTtlClause(days: number): string {
+  if (!Number.isInteger(days) || days < 1)
+    throw new LifecycleError(
+      ErrorCodes.Analytics,
+      `message body TTL must be a positive number of days, got ${days}`,
+    );
+  return `TTL ts + toIntervalDay(${days})`;
+}
+
+/**
+ * CREATE TABLE statements, with the payload TTL when `ttlDays` is given and the message
+ * body TTL when `bodyTtlDays` is.
+ */
+export function tableDdl(
+  database: string,
+  ttlDays?: number,
+  bodyTtlDays?: number,
+): Record<Table, string> {
   assertDatabaseName(database);
   const ttl = ttlDays === undefined ? '' : ` ${payloadTtlClause(ttlDays)}`;
+  const bodyTtl = bodyTtlDays === undefined ? '' : ` ${bodyTtlClause(bodyTtlDays)}`;
   return {
     events: `CREATE TABLE IF NOT EXISTS ${database}.events (
   id String,
@@ -222,6 +310,30 @@ ORDER BY (rule_id, user_id, send_id)`,
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (rule_id, send_id, id)`,
+    // Keyed by user first: support reads one user's messages; a replay collapses by id.
+    messages: `CREATE TABLE IF NOT EXISTS ${database}.messages (
+  id String,
+  send_id String,
+  user_id String,
+  rule_id String,
+  campaign_id String,
+  category String,
+  channel String,
+  template String,
+  template_version UInt32,
+  locale String,
+  recipient String,
+  subject String${bodyTtl},
+  html String${bodyTtl},
+  text String${bodyTtl},
+  content String${bodyTtl},
+  data String${bodyTtl},
+  origin String,
+  ts_ms UInt64,
+  ts DateTime
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (user_id, id)`,
   };
 }
 
@@ -263,10 +375,31 @@ export async function ensureSchema(
   assertDatabaseName(database);
   const version = (await store.query<{ v: string }>('SELECT version() AS v'))[0]?.v ?? '0';
   const payloadTtl = supportsColumnTtl(version);
+  const bodyDays = opts.messageBodyTtlDays ?? DEFAULT_MESSAGE_BODY_TTL_DAYS;
   await store.command(`CREATE DATABASE IF NOT EXISTS ${database}`);
-  const ddl = tableDdl(database, payloadTtl ? opts.payloadTtlDays : undefined);
+  const ddl = tableDdl(
+    database,
+    payloadTtl ? opts.payloadTtlDays : undefined,
+    payloadTtl ? bodyDays : undefined,
+  );
   for (const table of TABLES) await store.command(ddl[table]);
   await store.command(erasureLogDdl(database));
+  if (payloadTtl) {
+    const [row] = await store.query<{ statement: string }>(
+      `SHOW CREATE TABLE ${database}.messages`,
+    );
+    const stale = MESSAGE_BODY_COLUMNS.filter(
+      (c) =>
+        !new RegExp(`\`${c}\` String TTL ts \\+ toIntervalDay\\(${bodyDays}\\)`).test(
+          row?.statement ?? '',
+        ),
+    );
+    for (const column of stale)
+      await store.command(
+        `ALTER TABLE ${database}.messages MODIFY COLUMN ${column} String ${bodyTtlClause(bodyDays)}`,
+      );
+    if (stale.length > 0) logger?.info({ database, days: bodyDays }, 'message body TTL changed');
+  }
   if (payloadTtl) {
     const wanted = `toIntervalDay(${opts.payloadTtlDays})`;
     const [row] = await store.query<{ statement: string }>(`SHOW CREATE TABLE ${database}.sends`);
@@ -279,8 +412,41 @@ export async function ensureSchema(
   } else {
     logger?.info(
       { database, version },
-      'ClickHouse before 19.6 has no TTL: message payloads are kept until deleted by hand',
+      'ClickHouse before 19.6 has no TTL: message payloads are kept until deleted by hand, and the sink empties expired message bodies itself once a day',
     );
   }
-  return { version, payloadTtl };
+  return { version, payloadTtl, bodyTtl: payloadTtl };
+}
+
+export const DEFAULT_MESSAGE_BODY_TTL_DAYS = 30;
+
+/** The rows of the message log whose body is older than the cutoff and not emptied yet. */
+const EXPIRED_BODIES = `ts_ms < {cutoff:UInt64} AND (${MESSAGE_BODY_COLUMNS.map((c) => `${c} != ''`).join(' OR ')})`;
+
+/**
+ * Empties the body columns of messages older than `days`, where the engine has no column TTL
+ * (ClickHouse before 19.6): a mutation (`ALTER TABLE ... UPDATE`), made only when some row
+ * needs it, since every mutation rewrites whole parts. Returns the rows it emptied. The read
+ * path hides expired bodies by their time in any case (analytics/messages.ts).
+ */
+export async function expireMessageBodies(
+  store: AnalyticsStore,
+  database: string,
+  days: number,
+  now: number,
+): Promise<number> {
+  assertDatabaseName(database);
+  bodyTtlClause(days);
+  const params = { cutoff: Math.max(0, now - days * 86_400_000) };
+  const [row] = await store.query<{ n: number | string }>(
+    `SELECT count() AS n FROM ${database}.messages WHERE ${EXPIRED_BODIES}`,
+    params,
+  );
+  const n = Number(row?.n ?? 0);
+  if (n > 0)
+    await store.command(
+      `ALTER TABLE ${database}.messages UPDATE ${MESSAGE_BODY_COLUMNS.map((c) => `${c} = ''`).join(', ')} WHERE ${EXPIRED_BODIES}`,
+      params,
+    );
+  return n;
 }

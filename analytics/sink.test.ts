@@ -1,12 +1,18 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../platform/avro.ts';
+import {
+  deliveryCodec,
+  encodeWithHeader,
+  eventCodec,
+  messageCodec,
+  sendCodec,
+} from '../platform/avro.ts';
 import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
 import { SCHEMA_ID_HEADER, topics, type NormalisedEvent } from '../platform/contracts.ts';
 import { LifecycleError } from '../platform/errors.ts';
 import { silentLogger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
-import { DELIVERIES, EVENTS, SENDS } from '../test/support/analytics-fixtures.ts';
-import { deliveryRow, eventRow, sendRow } from './schema.ts';
+import { DELIVERIES, EVENTS, MESSAGES, SENDS } from '../test/support/analytics-fixtures.ts';
+import { deliveryRow, eventRow, messageRow, sendRow } from './schema.ts';
 import { chunkByMonth, createAnalyticsSink, decodeRecord, type AnalyticsSink } from './sink.ts';
 import type { EngineAnalyticsStore, QueryParams } from './store.ts';
 
@@ -23,6 +29,10 @@ describe('decodeRecord', () => {
     expect(decodeRecord('deliveries', encodeWithHeader(deliveryCodec, DELIVERIES[0]!))).toEqual({
       table: 'deliveries',
       row: deliveryRow(DELIVERIES[0]!),
+    });
+    expect(decodeRecord('messages', encodeWithHeader(messageCodec, MESSAGES[0]!))).toEqual({
+      table: 'messages',
+      row: messageRow(MESSAGES[0]!),
     });
   });
 
@@ -63,6 +73,12 @@ describe('decodeRecord', () => {
       'sends',
       encodeWithHeader(sendCodec, { ...SENDS[0]!, goal: { event: 'x', withinMs: -1 } }),
       /goal window -1 is negative/,
+    ],
+    [
+      'a message logged before 1970',
+      'messages',
+      encodeWithHeader(messageCodec, { ...MESSAGES[0]!, ts: -1 }),
+      /ts -1 is not an epoch-ms time/,
     ],
     [
       'a negative attempt',
@@ -186,8 +202,12 @@ describe('the sink erases a deleted user', () => {
 
   it('after inserting the batch and before committing it, erases every table by a bound id, then logs the erasure', async () => {
     const { store, sink } = await run(0);
+    // Expired message bodies are emptied at start on this (18.16) store: not part of the erasure.
     const calls = store.calls.filter(
-      (c) => !c.sql.includes('version()') && !c.sql.includes('FROM lc.erasures'),
+      (c) =>
+        !c.sql.includes('version()') &&
+        !c.sql.includes('FROM lc.erasures') &&
+        !c.sql.includes('{cutoff:UInt64}'),
     );
     expect(
       calls.map((c) => `${c.op} ${c.op === 'insert' ? c.sql : c.sql.replace(/ WHERE .*/, '')}`),
@@ -199,6 +219,8 @@ describe('the sink erases a deleted user', () => {
       'command ALTER TABLE lc.sends DELETE',
       'query SELECT count() AS n FROM lc.deliveries',
       'command ALTER TABLE lc.deliveries DELETE',
+      'query SELECT count() AS n FROM lc.messages',
+      'command ALTER TABLE lc.messages DELETE',
       'insert lc.erasures',
     ]);
     // Nothing was committed before the erasure was logged.
@@ -217,8 +239,8 @@ describe('the sink erases a deleted user', () => {
         erased_at_ms: expect.any(Number) as number,
         erased_at: expect.any(Number) as number,
         method: 'mutation',
-        erased_tables: ['events', 'sends', 'deliveries'],
-        erased_rows: [2, 2, 2],
+        erased_tables: ['events', 'sends', 'deliveries', 'messages'],
+        erased_rows: [2, 2, 2, 2],
       },
     ]);
     expect(sink.health().ok).toBe(true);
@@ -226,11 +248,14 @@ describe('the sink erases a deleted user', () => {
 
   it('retries an erasure ClickHouse refuses and commits the deletion only once it went through', async () => {
     const { store } = await run(2);
-    const erasures = store.calls.filter((c) => c.op === 'command' || c.sql === 'lc.erasures');
+    const erasures = store.calls.filter(
+      (c) => (c.op === 'command' && !c.sql.includes('{cutoff:UInt64}')) || c.sql === 'lc.erasures',
+    );
     expect(erasures.map((c) => c.sql.replace(/ WHERE .*/, ''))).toEqual([
       'ALTER TABLE lc.events DELETE',
       'ALTER TABLE lc.sends DELETE',
       'ALTER TABLE lc.deliveries DELETE',
+      'ALTER TABLE lc.messages DELETE',
       'lc.erasures',
     ]);
     expect(erasures.every((c) => c.committed === undefined)).toBe(true);
@@ -366,5 +391,69 @@ describe('chunkByMonth', () => {
         .map((r) => r.ts)
         .sort(),
     ).toEqual(rows.map((r) => r.ts).sort());
+  });
+});
+
+describe('message bodies past their TTL', () => {
+  const t = topics('lc');
+  const sinks: AnalyticsSink[] = [];
+  afterEach(async () => {
+    for (const s of sinks.splice(0)) await s.stop();
+  });
+
+  /** A store of the given engine version whose message log holds `expired` rows with old bodies. */
+  function storeOf(version: string, expired: number) {
+    const commands: { sql: string; params: QueryParams | undefined }[] = [];
+    const store: EngineAnalyticsStore = {
+      backend: 'server',
+      async command(sql, params) {
+        commands.push({ sql, params });
+      },
+      async insert() {},
+      async query<T>(sql: string): Promise<T[]> {
+        if (sql.includes('version()')) return [{ v: version }] as T[];
+        if (sql.includes('count()')) return [{ n: expired }] as T[];
+        return [];
+      },
+      async close() {},
+    };
+    return { store, commands };
+  }
+
+  async function start(version: string, expired: number) {
+    const bus = new InMemoryBus(1);
+    await bus.ensureTopics(internalTopicSpecs(t, 1));
+    const { store, commands } = storeOf(version, expired);
+    const now = Date.UTC(2026, 5, 1);
+    const sink = createAnalyticsSink(
+      {
+        groupId: 'sink',
+        topicPrefix: 'lc',
+        database: 'lc',
+        messageBodyTtlDays: 7,
+        bodyExpiryEveryMs: 20,
+        now: () => now,
+      },
+      { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) },
+    );
+    sinks.push(sink);
+    await sink.start();
+    await new Promise((r) => setTimeout(r, 100));
+    return { commands, now };
+  }
+
+  it('are emptied by the sink where the engine has no column TTL, at start and then on schedule', async () => {
+    const { commands, now } = await start('18.16.1', 3);
+    const updates = commands.filter((c) => c.sql.includes('UPDATE'));
+    expect(updates.length).toBeGreaterThanOrEqual(2);
+    expect(updates[0]!.sql).toMatch(
+      /^ALTER TABLE lc\.messages UPDATE subject = '', html = '', text = '', content = '', data = '' WHERE ts_ms < \{cutoff:UInt64\}/,
+    );
+    expect(updates[0]!.params).toEqual({ cutoff: now - 7 * 86_400_000 });
+  });
+
+  it('are left to the column TTL where the engine has one, and no mutation is made when none expired', async () => {
+    expect((await start('24.3.1.2672', 3)).commands).toEqual([]);
+    expect((await start('18.16.1', 0)).commands).toEqual([]);
   });
 });

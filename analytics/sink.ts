@@ -1,10 +1,11 @@
-// The analytics sink: one consumer group over `<prefix>.events`, `.sends` and
-// `.deliveries` that decodes each record (Avro, schema id in the header), buffers rows per
-// table and inserts them in batches (bounded by row count and by time). A batch's offsets
-// are committed only after every row it produced is in ClickHouse, so a crash loses
-// nothing; what it replays carries the same ids and collapses in the ReplacingMergeTree
-// tables (queries count distinct ids meanwhile). Records that cannot be decoded, or hold
-// values the tables cannot store, go to the DLQ with a reason and the stream keeps flowing.
+// The analytics sink: one consumer group over `<prefix>.events`, `.sends`, `.deliveries`
+// and `.messages` (the message log) that decodes each record (Avro, schema id in the
+// header), buffers rows per table and inserts them in batches (bounded by row count, by the
+// bytes of message bodies and by time). A batch's offsets are committed only after every
+// row it produced is in ClickHouse, so a crash loses nothing; what it replays carries the
+// same ids and collapses in the ReplacingMergeTree tables (queries count distinct ids
+// meanwhile). Records that cannot be decoded, or hold values the tables cannot store, go to
+// the DLQ with a reason and the stream keeps flowing.
 // A `user_deleted` event erases its user from every table once its batch is inserted and
 // before the batch is committed (erasure.ts), and the erasure is logged; rows of an erased
 // user that arrive later are dropped (the erasure log is consulted before every insert).
@@ -19,7 +20,7 @@ import {
   erasureRequests,
   type ErasureRequest,
 } from './erasure.ts';
-import { deliveryCodec, eventCodec, sendCodec } from '../platform/avro.ts';
+import { deliveryCodec, eventCodec, messageCodec, sendCodec } from '../platform/avro.ts';
 import type { Bus, IncomingMessage } from '../platform/bus.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
 import {
@@ -36,13 +37,18 @@ import { KafkaBus } from '../platform/kafka.ts';
 import { Counter, createMetricsRegistry, Histogram, type Registry } from '../platform/metrics.ts';
 import type { Service } from '../platform/shutdown.ts';
 import {
+  DEFAULT_MESSAGE_BODY_TTL_DAYS,
   deliveryRow,
   ensureSchema,
   eventRow,
+  expireMessageBodies,
+  messageRow,
   sendRow,
+  supportsColumnTtl,
   TABLES,
   type DeliveryRow,
   type EventRow,
+  type MessageRow,
   type SendRow,
   type Table,
 } from './schema.ts';
@@ -64,6 +70,17 @@ export interface SinkConfig {
   retry?: BatchRetry;
   /** How often the erasure log is read for erasures made by other instances (default 1 s). */
   erasedRefreshMs?: number;
+  /** Bytes of message-log rows (rendered bodies of up to a few MB each) that trigger an insert at once (default 32 MiB). */
+  maxBatchBytes?: number;
+  /** LC_MESSAGE_BODY_TTL_DAYS: days the message log keeps bodies (default 30). */
+  messageBodyTtlDays?: number;
+  /**
+   * How often expired message bodies are emptied where the engine has no column TTL
+   * (ClickHouse before 19.6; default once a day, and once at start).
+   */
+  bodyExpiryEveryMs?: number;
+  /** The clock of body expiry. */
+  now?: () => number;
 }
 
 export interface SinkDeps {
@@ -79,10 +96,16 @@ interface Rows {
   events: EventRow[];
   sends: SendRow[];
   deliveries: DeliveryRow[];
+  messages: MessageRow[];
 }
 
-const emptyRows = (): Rows => ({ events: [], sends: [], deliveries: [] });
-const rowCount = (r: Rows) => r.events.length + r.sends.length + r.deliveries.length;
+const emptyRows = (): Rows => ({ events: [], sends: [], deliveries: [], messages: [] });
+const rowCount = (r: Rows) =>
+  r.events.length + r.sends.length + r.deliveries.length + r.messages.length;
+/** What a message-log row weighs (its text columns); the other tables' rows are small and counted by number. */
+const messageBytes = (m: MessageRow) =>
+  m.subject.length + m.html.length + m.text.length + m.content.length + m.data.length;
+const rowBytes = (r: Rows) => r.messages.reduce((n, m) => n + messageBytes(m), 0);
 
 // DateTime is seconds in a UInt32: keep times where both engines store them faithfully.
 const MAX_MS = Date.UTC(2100, 0, 1);
@@ -95,7 +118,8 @@ function checkTime(name: string, ms: number): string | null {
 type Decoded =
   | { table: 'events'; row: EventRow }
   | { table: 'sends'; row: SendRow }
-  | { table: 'deliveries'; row: DeliveryRow };
+  | { table: 'deliveries'; row: DeliveryRow }
+  | { table: 'messages'; row: MessageRow };
 
 /** Decodes one record into its row, or says why it cannot be stored. */
 export function decodeRecord(
@@ -134,6 +158,11 @@ export function decodeRecord(
           checkTime('ts', d.ts) ?? (d.attempt >= 0 ? null : `attempt ${d.attempt} is negative`);
         return bad ? { error: bad } : { table: 'deliveries', row: deliveryRow(d) };
       }
+      case 'messages': {
+        const m = messageCodec.decode(message.value, schemaId);
+        const bad = checkTime('ts', m.ts);
+        return bad ? { error: bad } : { table: 'messages', row: messageRow(m) };
+      }
     }
   } catch (err) {
     return { error: errorMessage(err) };
@@ -170,15 +199,18 @@ const partitionSecond: Record<Table, (row: object) => number> = {
   events: (r) => (r as EventRow).ts,
   sends: (r) => (r as SendRow).created_at,
   deliveries: (r) => (r as DeliveryRow).ts,
+  messages: (r) => (r as MessageRow).ts,
 };
 
 /**
  * Collects rows from concurrent partition batches; `add` resolves once those rows are
  * inserted (or rejects when the insert failed). A buffer is sealed when it reaches
- * `maxRows` or `intervalMs` after its first row; sealed buffers insert one at a time.
+ * `maxRows`, `maxBytes` of message bodies, or `intervalMs` after its first row; sealed
+ * buffers insert one at a time.
  */
 function createRowBuffer(opts: {
   maxRows: number;
+  maxBytes: number;
   intervalMs: number;
   insert: (rows: Rows) => Promise<void>;
 }) {
@@ -226,7 +258,12 @@ function createRowBuffer(opts: {
       current ??= open();
       for (const t of TABLES) for (const r of rows[t]) (current.rows[t] as (typeof r)[]).push(r);
       const { promise } = current;
-      if (immediate || rowCount(current.rows) >= opts.maxRows) seal();
+      if (
+        immediate ||
+        rowCount(current.rows) >= opts.maxRows ||
+        rowBytes(current.rows) >= opts.maxBytes
+      )
+        seal();
       return promise;
     },
     /** Inserts what is buffered now, and everything added from here on without waiting. */
@@ -247,6 +284,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     [topic.events, 'events'],
     [topic.sends, 'sends'],
     [topic.deliveries, 'deliveries'],
+    [topic.messages, 'messages'],
   ]);
   const publisher = bus.publisher();
   const retryMaxMs = config.retryMaxMs ?? 5000;
@@ -398,6 +436,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
 
   const buffer = createRowBuffer({
     maxRows: config.maxBatchRows ?? 5000,
+    maxBytes: config.maxBatchBytes ?? 32 * 1024 * 1024,
     intervalMs: config.flushIntervalMs ?? 1000,
     insert: async (received) => {
       const end = insertSeconds.startTimer();
@@ -423,7 +462,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     {
       name: 'analytics-sink',
       groupId: config.groupId,
-      topics: [topic.events, topic.sends, topic.deliveries],
+      topics: [topic.events, topic.sends, topic.deliveries, topic.messages],
       fromBeginning: true,
       concurrency: config.concurrency ?? 6,
       dlqTopic: topic.dlq,
@@ -487,11 +526,50 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     { bus, publisher, logger: deps.logger, registry: metrics },
   );
 
+  // Where the engine has no column TTL (ClickHouse 18.16), message bodies past their days are
+  // emptied here: at start, then once a day. The API hides them from the day they expire.
+  const bodyTtlDays = config.messageBodyTtlDays ?? DEFAULT_MESSAGE_BODY_TTL_DAYS;
+  const expiryEveryMs = config.bodyExpiryEveryMs ?? 86_400_000;
+  let columnTtl: boolean | null = null;
+  let expiryTimer: NodeJS.Timeout | null = null;
+  let expiring: Promise<void> = Promise.resolve();
+  async function expireBodies(): Promise<void> {
+    try {
+      columnTtl ??= supportsColumnTtl(
+        (await store.query<{ v: string }>('SELECT version() AS v'))[0]?.v ?? '0',
+      );
+      if (columnTtl) return;
+      const rows = await expireMessageBodies(
+        store,
+        config.database,
+        bodyTtlDays,
+        (config.now ?? Date.now)(),
+      );
+      if (rows > 0)
+        log.info({ rows, days: bodyTtlDays }, 'emptied message bodies older than their TTL');
+    } catch (err) {
+      log.warn(
+        { err: errorMessage(err) },
+        'emptying expired message bodies failed; tried again at the next round',
+      );
+    }
+  }
+  function scheduleExpiry(): void {
+    expiryTimer = setTimeout(() => {
+      expiring = expireBodies().finally(() => {
+        if (running && !stopping) scheduleExpiry();
+      });
+    }, expiryEveryMs);
+    expiryTimer.unref();
+  }
+
   return {
     name: 'analytics-sink',
     async start() {
       await consumer.start();
       running = true;
+      expiring = expireBodies();
+      scheduleExpiry();
       log.info(
         { groupId: config.groupId, topics: [...tableOf.keys()], database: config.database },
         'analytics sink started',
@@ -500,6 +578,8 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     async stop() {
       if (!running) return;
       stopping = true;
+      if (expiryTimer) clearTimeout(expiryTimer);
+      await expiring;
       // Batches waiting for the flush timer insert now, so the consumer can leave promptly.
       const drained = buffer.drain();
       await consumer.stop();
@@ -530,6 +610,7 @@ export function sinkConfig(config: Pick<Config, 'kafka' | 'clickhouse' | 'analyt
     topicPrefix: config.kafka.topicPrefix,
     database: config.clickhouse.database,
     concurrency: Math.min(config.kafka.partitions, 12),
+    messageBodyTtlDays: config.analytics.messageBodyTtlDays,
   };
 }
 
@@ -542,7 +623,10 @@ export async function openAnalytics(
   config: Pick<Config, 'clickhouse' | 'analytics'>,
   logger: Logger,
 ): Promise<EngineAnalyticsStore> {
-  const opts = { payloadTtlDays: config.analytics.payloadTtlDays };
+  const opts = {
+    payloadTtlDays: config.analytics.payloadTtlDays,
+    messageBodyTtlDays: config.analytics.messageBodyTtlDays,
+  };
   if (config.clickhouse.backend === 'chdb') {
     const store = await createAnalyticsStore(config.clickhouse);
     await ensureSchema(store, config.clickhouse.database, opts, logger);

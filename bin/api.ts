@@ -1,6 +1,6 @@
 // The API process: staff API keys and the audit log, the preference API, public tracking endpoints, the signed preference
-// page, the in-app WebSocket gateway and the analysts' dashboards on one fastify server, with OpenAPI, health and
-// Prometheus metrics. Composition root only: each room owns its routes.
+// page, the in-app WebSocket gateway, the analysts' dashboards and the message log (with resends) on one fastify server,
+// with OpenAPI, health and Prometheus metrics. Composition root only: each room owns its routes.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
@@ -11,7 +11,7 @@ import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserDirectory } from '../platform/users.ts';
 import { createRedisStateStore, createUserDirectory, MemoryStores } from '../engine/index.ts';
-import { deliveryRoutes } from '../delivery/index.ts';
+import { deliveryRoutes, sendPolicyPreview } from '../delivery/index.ts';
 import {
   inappGateway,
   inappGatewayOptions,
@@ -23,6 +23,7 @@ import { topics } from '../platform/contracts.ts';
 import { createTemplateRenderer } from '../delivery/templates/index.ts';
 import { templateRoutes } from '../delivery/templates/routes.ts';
 import { createAnalyticsStore, type AnalyticsStore } from '../analytics/store.ts';
+import { messageRoutes } from '../analytics/messages-routes.ts';
 import { dashboardRoutes } from '../dashboards/index.ts';
 import { userRoutes } from '../admin/index.ts';
 import {
@@ -127,7 +128,7 @@ export async function createApiServer(
         title: 'Lifecycle API',
         version: '1',
         description:
-          'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, user preferences and suppressions, templates, dashboards data. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
+          'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, user preferences and suppressions, templates, dashboards data, the message log and resends. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
       },
     },
   });
@@ -211,6 +212,20 @@ export async function createApiServer(
   });
   await app.register(async (scope) => {
     await dashboardRoutes(scope, { dir: config.analytics.dashboardsDir, analytics });
+  });
+  // Support's message log: what was sent to whom, and resends through the policy chain.
+  await app.register(async (scope) => {
+    await messageRoutes(scope, {
+      analytics,
+      publisher: deps.publisher,
+      sendsTopic: topics(config.kafka.topicPrefix).sends,
+      bodyTtlDays: config.analytics.messageBodyTtlDays,
+      policyPreview: sendPolicyPreview(redis ? { redis } : { stores: memory!.stores }, {
+        timezone: config.delivery.defaultTimezone,
+        locale: 'en',
+      }),
+      now,
+    });
   });
   operationalRoutes(app, {
     metrics: deps.metrics,

@@ -106,6 +106,9 @@ describe('roles of every API operation', () => {
       'PATCH /v1/users/{userId}/preferences',
       'DELETE /v1/users/{userId}/suppressions/{channel}',
       'GET /v1/dashboards',
+      'GET /v1/messages',
+      'GET /v1/messages/{sendId}',
+      'POST /v1/messages/{sendId}/resend',
     ])
       expect(staff).toContain(expected);
     for (const op of operations.filter((o) => o.roles)) expect(op.roles![0]).toBe('admin');

@@ -10,6 +10,7 @@ import type { DeliveryStores } from './pipeline/memory-stores.ts';
 import formbody from './formbody.ts';
 import { preferencesRoutes } from './preferences/routes.ts';
 import { createPreferencesStore } from './preferences/store.ts';
+import { createPolicyPreview, type PolicyPreview } from './policy/preview.ts';
 import { createEngagementRecorder } from './tracking/engagement.ts';
 import { trackingRoutes } from './tracking/routes.ts';
 import { createLinkUseLimiter } from './link-limits.ts';
@@ -22,6 +23,22 @@ export {
   type DeliveryOptions,
 } from './pipeline/run.ts';
 export { createMemoryDeliveryStores, type DeliveryStores } from './pipeline/memory-stores.ts';
+export type { PolicyPreview } from './policy/preview.ts';
+
+/**
+ * What the policy chain would decide about a send now (suppression and consent), from the
+ * preference store in Redis or the demo's memory: the message log's resend tells staff when
+ * the chain will refuse what they asked for.
+ */
+export function sendPolicyPreview(
+  opts: { redis: RedisDeps } | { stores: Pick<DeliveryStores, 'preferences'> },
+  defaults?: { timezone: string; locale: string },
+): PolicyPreview {
+  return createPolicyPreview(
+    'redis' in opts ? createPreferencesStore(opts.redis) : opts.stores.preferences,
+    defaults,
+  );
+}
 
 export interface DeliveryRoutesOptions {
   config: Pick<Config, 'auth' | 'http' | 'kafka'>;

@@ -562,6 +562,16 @@ export const ConfigSchema = Type.Object({
       default: 16,
       minimum: 1,
     }),
+    // At most 3 MiB: the message log's record carries the HTML, its text part and the send's
+    // data, and has to stay under the 8 MiB record limit of the messages topic.
+    maxMessageBytes: int({
+      env: 'LC_MAX_MESSAGE_BYTES',
+      description:
+        'Largest rendered message in bytes (an email: its HTML, inline `data:` images included). A larger one fails before any provider call (`message.too_large`, to the DLQ). The default takes a 2 MB email with room to spare; at most 3 MiB.',
+      default: 2_621_440,
+      minimum: 1024,
+      maximum: 3_145_728,
+    }),
   }),
   analytics: Type.Object({
     groupId: str({
@@ -572,6 +582,13 @@ export const ConfigSchema = Type.Object({
     payloadTtlDays: int({
       env: 'LC_PAYLOAD_TTL_DAYS',
       description: 'Days message payloads are kept.',
+      default: 30,
+      minimum: 1,
+    }),
+    messageBodyTtlDays: int({
+      env: 'LC_MESSAGE_BODY_TTL_DAYS',
+      description:
+        "Days the message log keeps what a message said (subject, HTML, text, content and the send's data); after that only its metadata (who, when, channel, template, status) stays, and it can no longer be resent.",
       default: 30,
       minimum: 1,
     }),

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import type { ITopicConfig, Kafka } from 'kafkajs';
+import { ConfigResourceTypes, ConfigSource, type ITopicConfig, type Kafka } from 'kafkajs';
 import { internalTopicSpecs } from './bus.ts';
 import { topics as topicNames } from './contracts.ts';
 import { loadConfig } from './config.ts';
@@ -127,6 +127,83 @@ describe('internal topics', () => {
         });
     },
   );
+
+  it('an existing topic meant for large records gets max.message.bytes raised, keeping its own settings', async () => {
+    const entry = (configName: string, configValue: string, configSource: ConfigSource) => ({
+      configName,
+      configValue,
+      configSource,
+      isDefault: configSource === ConfigSource.DEFAULT_CONFIG,
+      isSensitive: false,
+      readOnly: false,
+      configSynonyms: [],
+    });
+    const described: Record<string, ReturnType<typeof entry>[]> = {
+      // Created before the message log: Kafka's default limit, its own min.insync and retention.
+      't.messages': [
+        entry('max.message.bytes', '1048588', ConfigSource.DEFAULT_CONFIG),
+        entry('min.insync.replicas', '2', ConfigSource.TOPIC_CONFIG),
+        entry('retention.ms', '86400000', ConfigSource.TOPIC_CONFIG),
+        entry('cleanup.policy', 'delete', ConfigSource.DEFAULT_CONFIG),
+      ],
+      't.sends': [entry('max.message.bytes', String(8 * 1024 * 1024), ConfigSource.TOPIC_CONFIG)],
+    };
+    const asked: string[] = [];
+    const altered: { name: string; configEntries: { name: string; value: string }[] }[] = [];
+    let refuse = false;
+    const admin = {
+      connect: async () => undefined,
+      listTopics: async () => ['t.events', 't.sends', 't.messages'],
+      createTopics: async () => true,
+      describeConfigs: async (req: { resources: { type: number; name: string }[] }) => {
+        asked.push(...req.resources.map((r) => r.name));
+        expect(req.resources.every((r) => r.type === ConfigResourceTypes.TOPIC)).toBe(true);
+        return {
+          resources: req.resources.map((r) => ({
+            resourceName: r.name,
+            configEntries: described[r.name] ?? [],
+          })),
+        };
+      },
+      alterConfigs: async (req: {
+        resources: { name: string; configEntries: { name: string; value: string }[] }[];
+      }) => {
+        if (refuse) throw new Error('Cluster authorization failed');
+        altered.push(...req.resources);
+      },
+    };
+    const lines: string[] = [];
+    const logger = createLogger(
+      { level: 'info' },
+      new Writable({
+        write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString()), done()),
+      }),
+    );
+    const bus = new KafkaBus({ admin: () => admin } as unknown as Kafka, logger);
+    await bus.ensureTopics(internalTopicSpecs(topicNames('t'), 6));
+    // Only existing topics that carry large records are looked at; t.sends has the limit already.
+    expect(asked.sort()).toEqual(['t.messages', 't.sends']);
+    expect(altered).toEqual([
+      {
+        type: ConfigResourceTypes.TOPIC,
+        name: 't.messages',
+        configEntries: [
+          { name: 'min.insync.replicas', value: '2' },
+          { name: 'retention.ms', value: '86400000' },
+          { name: 'max.message.bytes', value: String(8 * 1024 * 1024) },
+        ],
+      },
+    ]);
+    expect(lines.join('')).toMatch(/raised max.message.bytes of an existing topic/);
+
+    // Without the permission to alter, the process still starts, and the log says what to run.
+    refuse = true;
+    lines.length = 0;
+    await bus.ensureTopics(internalTopicSpecs(topicNames('t'), 6));
+    expect(lines.join('')).toMatch(
+      /kafka-configs.sh --alter --entity-type topics --entity-name t.messages --add-config max.message.bytes=8388608/,
+    );
+  });
 
   it('a replication factor of 1 is warned about at start in production, naming the variable; not in development or test', () => {
     const warnings = (env: Record<string, string>) => {

@@ -1,6 +1,8 @@
 // Kafka implementation of the Bus (kafkajs): idempotent producer with acks=all, consumers
 // with manual offset commits and assignment hooks, topic admin, pino-backed logging.
 import {
+  ConfigResourceTypes,
+  ConfigSource,
   Kafka,
   logLevel,
   type Consumer,
@@ -22,6 +24,8 @@ import type {
 } from './bus.ts';
 import type { Config } from './config.ts';
 import { createShardedPublisher, type ShardedPublisher } from './kafka-publisher.ts';
+
+const MAX_MESSAGE_BYTES = 'max.message.bytes';
 
 /** Routes kafkajs's own logs into pino at the matching level. */
 export function pinoLogCreator(logger: Logger) {
@@ -286,6 +290,10 @@ export class KafkaBus implements Bus {
   async ensureTopics(specs: TopicSpec[]): Promise<void> {
     const admin = await this.getAdmin();
     const existing = new Set(await admin.listTopics());
+    // A topic created before it was meant to carry large records keeps Kafka's 1 MB limit
+    // until raised: a rendered message or send record above it would fail every publish.
+    const needLargeRecords = specs.filter((s) => existing.has(s.topic) && s.maxMessageBytes);
+    if (needLargeRecords.length > 0) await this.raiseMaxMessageBytes(admin, needLargeRecords);
     const missing = specs.filter((s) => !existing.has(s.topic));
     if (missing.length === 0) return;
     const replicationFactor = this.options.replicationFactor ?? 1;
@@ -309,6 +317,61 @@ export class KafkaBus implements Bus {
         ],
       })),
     });
+  }
+
+  /**
+   * Raises `max.message.bytes` of existing topics to their spec where it is lower (or unset,
+   * the broker's ~1 MB default). Kafka's AlterConfigs replaces a topic's whole dynamic
+   * config, so the topic's other settings (min.insync.replicas, cleanup.policy, retention)
+   * are read first and written back with it. A refusal (no ALTER_CONFIGS permission) is
+   * logged with the command an operator can run instead; the process still starts.
+   */
+  private async raiseMaxMessageBytes(admin: Admin, specs: TopicSpec[]): Promise<void> {
+    const described = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: specs.map((s) => ({ type: ConfigResourceTypes.TOPIC, name: s.topic })),
+    });
+    for (const spec of specs) {
+      const wanted = spec.maxMessageBytes!;
+      const resource = described.resources.find((r) => r.resourceName === spec.topic);
+      if (!resource) continue;
+      const current = resource.configEntries.find((e) => e.configName === MAX_MESSAGE_BYTES);
+      if (current && Number(current.configValue) >= wanted) continue;
+      // Only what was set on the topic itself; defaults stay defaults.
+      const own = resource.configEntries.filter(
+        (e) =>
+          e.configName !== MAX_MESSAGE_BYTES &&
+          !e.readOnly &&
+          !e.isSensitive &&
+          (e.configSource === undefined
+            ? !e.isDefault
+            : e.configSource === ConfigSource.TOPIC_CONFIG),
+      );
+      try {
+        await admin.alterConfigs({
+          validateOnly: false,
+          resources: [
+            {
+              type: ConfigResourceTypes.TOPIC,
+              name: spec.topic,
+              configEntries: [
+                ...own.map((e) => ({ name: e.configName, value: e.configValue })),
+                { name: MAX_MESSAGE_BYTES, value: String(wanted) },
+              ],
+            },
+          ],
+        });
+        this.logger.info(
+          { topic: spec.topic, from: current?.configValue ?? null, to: wanted },
+          'raised max.message.bytes of an existing topic so it takes the largest records the product writes',
+        );
+      } catch (err) {
+        this.logger.warn(
+          { topic: spec.topic, wanted, err: (err as Error).message },
+          `cannot raise max.message.bytes of an existing topic: records above ${current?.configValue ?? 'the broker default'} bytes will be refused; run kafka-configs.sh --alter --entity-type topics --entity-name ${spec.topic} --add-config max.message.bytes=${wanted}`,
+        );
+      }
+    }
   }
 
   async endOffsets(topic: string): Promise<Map<number, string>> {

@@ -17,7 +17,7 @@ import { sendCommand } from '../../test/support/delivery-context.ts';
 const NIGHT = Date.parse('2026-03-10T22:00:00Z');
 const NOON = Date.parse('2026-03-10T12:00:00Z');
 
-function build(overrides: Record<string, unknown> = {}) {
+function build(overrides: Record<string, unknown> = {}, html = '<p>Hello</p>') {
   const config = loadConfig({}, { 'delivery.quietHours': '21:00-08:00', ...overrides });
   const stores = createMemoryDeliveryStores();
   const got: OutgoingMessage[] = [];
@@ -41,13 +41,10 @@ function build(overrides: Record<string, unknown> = {}) {
       caps: stores.caps,
       preferences: stores.preferences,
       renderer: {
-        render: () => ({
-          subject: 'Hello',
-          html: '<p>Hello</p>',
-          text: 'Hello',
-          title: 'Hello',
-          body: 'Hello',
-        }),
+        render: (_template, channel) =>
+          channel === 'email'
+            ? { subject: 'Hello', html, text: 'Hello' }
+            : { title: 'Hello', body: 'Hello' },
         isTemplateLink: () => true,
       },
       links: createTrackingLinks({
@@ -95,13 +92,19 @@ function build(overrides: Record<string, unknown> = {}) {
       },
       { source: 'test', at: 1 },
     );
-  const decide = async (s: SendCommand, channel: Channel = 'email', now = NOON) => {
-    const r = await pipeline.process(s, channel, null, now);
+  const decisionOf = (r: Awaited<ReturnType<typeof pipeline.process>>, s: SendCommand) => {
     const final = r.outcomes.filter((o) => o.sendId === s.sendId && o.status !== 'queued');
     expect(final).toHaveLength(1);
     return { status: final[0]!.status, reason: final[0]!.reason };
   };
-  return { stages, stores, got, send, optIn, decide };
+  const decide = async (s: SendCommand, channel: Channel = 'email', now = NOON) =>
+    decisionOf(await pipeline.process(s, channel, null, now), s);
+  /** The decision with what the worker publishes besides the outcome: the DLQ reason and the log record. */
+  const decideAll = async (s: SendCommand, channel: Channel = 'email') => {
+    const r = await pipeline.process(s, channel, null, NOON);
+    return { ...decisionOf(r, s), dlq: r.dlq, message: r.message };
+  };
+  return { stages, stores, got, send, optIn, decide, decideAll };
 }
 
 describe('the assembled policy chain', () => {
@@ -115,8 +118,74 @@ describe('the assembled policy chain', () => {
       'frequency_cap',
       'quiet_hours',
       'render',
+      'size',
       'provider',
     ]);
+  });
+
+  it('a rendered email above LC_MAX_MESSAGE_BYTES fails into the DLQ with the reason, and no provider is called', async () => {
+    const limit = 4096;
+    const html = `<p>Hi</p><img src="data:image/png;base64,${'A'.repeat(limit)}">`;
+    const c = build({ 'delivery.quietHours': '', 'delivery.maxMessageBytes': limit }, html);
+    const d = await c.decideAll(c.send({ category: 'transactional' }));
+    // The open pixel is added by the render stage: the HTML measured is the HTML that would be sent.
+    const bytes = Number(/rendered HTML is (\d+) bytes/.exec(d.reason ?? '')?.[1]);
+    expect(bytes).toBeGreaterThan(html.length);
+    expect(d).toMatchObject({
+      status: 'failed',
+      reason: `message.too_large: rendered HTML is ${bytes} bytes, the limit is ${limit} (LC_MAX_MESSAGE_BYTES)`,
+      dlq: `message.too_large: rendered HTML is ${bytes} bytes, the limit is ${limit} (LC_MAX_MESSAGE_BYTES)`,
+      message: null,
+    });
+    expect(c.got).toHaveLength(0);
+    // Up to the limit it goes out.
+    const fits = build({ 'delivery.quietHours': '', 'delivery.maxMessageBytes': bytes }, html);
+    expect((await fits.decide(fits.send({ category: 'transactional' }))).status).toBe('sent');
+    expect(fits.got).toHaveLength(1);
+  });
+
+  it('a sent send carries its message-log record: the content as sent, where it went, its data and origin', async () => {
+    const c = build({ 'delivery.quietHours': '' });
+    const s = c.send({ category: 'transactional', origin: 'resend:s-0', templateVersion: 4 });
+    const d = await c.decideAll(s);
+    expect(d.status).toBe('sent');
+    const sent = c.got[0]!;
+    expect(d.message).toEqual({
+      id: `${s.sendId}:email`,
+      sendId: s.sendId,
+      userId: 'user-1',
+      ruleId: s.ruleId,
+      campaignId: null,
+      category: 'transactional',
+      channel: 'email',
+      template: s.template,
+      // The render stage says which version it used (null until templates have versions).
+      templateVersion: null,
+      locale: 'en',
+      to: 'ada@example.com',
+      subject: 'Hello',
+      html: sent.content.html,
+      text: sent.content.text,
+      content: {},
+      data: s.data,
+      origin: 'resend:s-0',
+      ts: expect.any(Number),
+    });
+    // What the provider got, after the render stage added the open pixel.
+    expect(d.message!.html).toMatch(/<img src="[^"]*\/t\/o\.gif\?t=/);
+    // Not sent: no record.
+    const suppressed = await c.decideAll(c.send());
+    expect(suppressed).toMatchObject({ status: 'suppressed', message: null });
+    // Other channels keep their content in `content`, and their own address.
+    const sms = await c.decideAll(c.send({ category: 'transactional' }), 'sms');
+    expect(sms.message).toMatchObject({
+      channel: 'sms',
+      to: '+15550100',
+      subject: null,
+      html: null,
+      text: null,
+      content: { title: 'Hello', body: 'Hello' },
+    });
   });
 
   it('an expired holdout send is recorded as expired: expiry comes before holdout', async () => {

@@ -16,6 +16,7 @@ import type { TrackingLinks } from '../links.ts';
 import { outcome } from './pipeline.ts';
 import { createProviderStage, type BreakerRegistry } from './provider-stage.ts';
 import { createRenderStage, type Renderer } from './render.ts';
+import { createSizeLimitStage } from './size-limit.ts';
 import type { SendContext, Stage } from '../stage.ts';
 import type { SuppressionState, UserPreferences } from '../preferences/model.ts';
 
@@ -31,6 +32,8 @@ export interface ChainConfig {
   retryBaseMs: number;
   retryMaxMs: number;
   publicBaseUrl: string;
+  /** LC_MAX_MESSAGE_BYTES: the largest rendered message handed to a provider. */
+  maxMessageBytes: number;
 }
 
 export interface ChainDeps {
@@ -94,6 +97,7 @@ export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[]
       links: deps.links,
       publicBaseUrl: config.publicBaseUrl,
     }),
+    createSizeLimitStage({ maxMessageBytes: config.maxMessageBytes }),
     createProviderStage(config, {
       providers: deps.providers,
       breakers: deps.breakers,

@@ -216,6 +216,7 @@ describe('delivery on the in-memory adapters', () => {
       'frequency_cap:continue': 1,
       'quiet_hours:continue': 1,
       'render:continue': 1,
+      'size:continue': 1,
       'provider:sent': 1,
     });
     expect(provider.got.map((m) => m.sendId)).toEqual(['consented']);

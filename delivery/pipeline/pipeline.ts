@@ -9,6 +9,7 @@ import type {
   Channel,
   DeliveryOutcome,
   DeliveryStatus,
+  MessageRecord,
   SendCommand,
 } from '../../platform/contracts.ts';
 import { Counter, type Registry } from '../../platform/metrics.ts';
@@ -17,6 +18,7 @@ import type { CapStore } from '../policy/caps-store.ts';
 import type { DelayQueue } from './delay-queue.ts';
 import type { SentIndex } from '../sent-index.ts';
 import { resolveRecipient } from '../recipient.ts';
+import { messageRecord } from './message-log.ts';
 import type { SendContext, Stage, StageResult } from '../stage.ts';
 
 export interface PipelineDeps {
@@ -36,6 +38,11 @@ export interface PipelineDeps {
 
 export interface ProcessResult {
   outcomes: DeliveryOutcome[];
+  /**
+   * The message log's record of what was sent, when this pass recorded the send `sent` (the
+   * worker publishes it with the outcomes); null otherwise, and for sends never rendered.
+   */
+  message: MessageRecord | null;
   /** Set when the send command goes to the DLQ, with the reason. */
   dlq: string | null;
   /** The decision that ended the chain. */
@@ -127,6 +134,7 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
         out.push(outcome(send, channel, status, { attempt: ctx.attempts, ...o }));
       if (ctx.fresh) done('queued', { ts: now });
       let dlq: string | null = null;
+      let message: MessageRecord | null = null;
       const finish = async (
         status: 'sent' | 'suppressed' | 'holdout' | 'failed',
         reason: string | null,
@@ -180,13 +188,23 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
             finish('sent', null, result.provider),
             deps.sentIndex.remember(send, channel, ctx.recipient.email ?? null),
           ]);
-          if (ok)
+          if (ok) {
             done('sent', {
               provider: result.provider,
               reason: result.reconciled
                 ? 'reconciled: the provider had accepted it on an earlier call'
                 : null,
             });
+            const logged = messageRecord(ctx, out[out.length - 1]!.ts);
+            if (logged) {
+              message = logged.record;
+              if (logged.omitted.length > 0)
+                deps.logger.warn(
+                  { sendId: send.sendId, channel, omitted: logged.omitted },
+                  'message log record left parts out to stay under the record size limit; the message cannot be resent',
+                );
+            }
+          }
           break;
         }
         case 'defer': {
@@ -218,7 +236,7 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
       }
       for (const o of out) outcomeCounter?.inc({ channel, status: o.status });
       deps.logger.debug({ sendId: send.sendId, channel, trace: ctx.trace }, 'send decided');
-      return { outcomes: [...ctx.sideOutcomes, ...out], dlq, result };
+      return { outcomes: [...ctx.sideOutcomes, ...out], dlq, result, message };
     },
   };
 }

@@ -1,10 +1,22 @@
-// The worker's order of effects against its stores' durability: a batch's outcomes are
-// published and its offset committed only once the claim writes it made are durable, and a
-// parked send's outcome is published and its queue entry removed only after the same.
+// The worker's order of effects against its stores' durability: a batch's outcomes and the
+// message-log records of what it sent are published and its offset committed only once the
+// claim writes it made are durable, and a parked send's outcome and record are published and
+// its queue entry removed only after the same.
 import { afterEach, describe, expect, it } from 'vitest';
-import { deliveryCodec, encodeWithHeader, sendCodec } from '../../platform/avro.ts';
+import {
+  deliveryCodec,
+  encodeWithHeader,
+  messageCodec,
+  SCHEMA_ID_HEADER,
+  sendCodec,
+} from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
-import { topics as topicNames, type Channel, type SendCommand } from '../../platform/contracts.ts';
+import {
+  topics as topicNames,
+  type Channel,
+  type MessageRecord,
+  type SendCommand,
+} from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import { sendCommand } from '../../test/support/delivery-context.ts';
 import type { DelayQueue, DelayedSend } from './delay-queue.ts';
@@ -54,6 +66,28 @@ function memoryQueue(entries: DelayedSend[]): DelayQueue & { removed: string[] }
   };
 }
 
+/** The message-log record a sent send carries (what the render stage made of it). */
+const logged = (send: SendCommand, channel: Channel): MessageRecord => ({
+  id: `${send.sendId}:${channel}`,
+  sendId: send.sendId,
+  userId: send.userId,
+  ruleId: send.ruleId,
+  campaignId: null,
+  category: send.category,
+  channel,
+  template: send.template,
+  templateVersion: null,
+  locale: 'en',
+  to: 'ada@example.com',
+  subject: 'Hello',
+  html: '<p>Hello</p>',
+  text: 'Hello',
+  content: {},
+  data: send.data,
+  origin: null,
+  ts: 1,
+});
+
 // Every send is sent at once; the pipeline's Redis writes are what durable() covers.
 const pipeline: SendPipeline = {
   async process(send: SendCommand, channel: Channel) {
@@ -61,6 +95,7 @@ const pipeline: SendPipeline = {
       outcomes: [outcome(send, channel, 'sent', { provider: 'p' })],
       dlq: null,
       result: { kind: 'sent', provider: 'p' },
+      message: logged(send, channel),
     };
   },
 };
@@ -81,18 +116,22 @@ function start(queue: DelayQueue, durable: () => Promise<void>) {
   );
   stops.push(() => worker.stop());
   const sent = () => bus.messages(T.deliveries).map((m) => deliveryCodec.decode(m.value!).sendId);
+  const logs = () =>
+    bus
+      .messages(T.messages)
+      .map((m) => messageCodec.decode(m.value!, m.headers[SCHEMA_ID_HEADER]).sendId);
   const committed = () =>
     bus.committedOffset(
       { groupId: 'dlv', topics: [], eachBatch: async () => {} },
       { topic: T.sends, partition: 0 },
     );
-  return { bus, worker, sent, committed };
+  return { bus, worker, sent, logs, committed };
 }
 
 describe('delivery worker and durability', () => {
-  it('publishes outcomes and commits a batch only after its writes are durable', async () => {
+  it('publishes outcomes and message-log records and commits a batch only after its writes are durable', async () => {
     const held = heldDurable();
-    const { bus, worker, sent, committed } = start(memoryQueue([]), held.durable);
+    const { bus, worker, sent, logs, committed } = start(memoryQueue([]), held.durable);
     await bus.ensureTopics([
       { topic: T.sends, partitions: 1 },
       { topic: T.events, partitions: 1 },
@@ -105,10 +144,14 @@ describe('delivery worker and durability', () => {
     await until(() => held.pending() > 0);
     await new Promise((r) => setTimeout(r, 30));
     expect(sent()).toEqual([]);
+    expect(logs()).toEqual([]);
     expect(committed()).toBe(0);
     held.release();
     await until(() => committed() === 1);
     expect(sent()).toEqual(['s-batch']);
+    // What was sent is on the messages topic, keyed by the user, before the commit.
+    expect(logs()).toEqual(['s-batch']);
+    expect(bus.messages(T.messages)[0]!.key).toBe(send.userId);
   });
 
   it("publishes a parked send's outcome and removes its entry only after the writes are durable", async () => {
@@ -117,15 +160,17 @@ describe('delivery worker and durability', () => {
     const queue = memoryQueue([
       { send, channel: 'email', gen: 1, reason: 'quiet hours', dueAt: 0 },
     ]);
-    const { worker, sent } = start(queue, held.durable);
+    const { worker, sent, logs } = start(queue, held.durable);
     const polling = worker.pollOnce();
     await until(() => held.pending() > 0);
     await new Promise((r) => setTimeout(r, 30));
     expect(sent()).toEqual([]);
+    expect(logs()).toEqual([]);
     expect(queue.removed).toEqual([]);
     held.release();
     expect(await polling).toBe(1);
     expect(sent()).toEqual(['s-parked']);
+    expect(logs()).toEqual(['s-parked']);
     expect(queue.removed).toEqual(['s-parked']);
   });
 });
@@ -154,6 +199,7 @@ describe('a batch that fails part-way', () => {
             outcomes: [outcome(send, channel, 'sent', { provider: 'p' })],
             dlq: null,
             result: { kind: 'sent', provider: 'p' },
+            message: null,
           };
         } finally {
           inFlight.delete(send.sendId);

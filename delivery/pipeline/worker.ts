@@ -1,17 +1,25 @@
 // The delivery worker: a consumer group on `lifecycle.sends` feeding the policy chain, the
 // poller of the durable delay queue (quiet hours, retries), and a consumer of deletions on
 // `lifecycle.events` (right to be forgotten). The batch's Redis writes (claims, caps, parked
-// sends) are made durable, then its outcomes are published to `lifecycle.deliveries`, then
-// its offset is committed: a crash of the process replays the batch and the claims turn the
+// sends) are made durable, then the message-log records of what it sent are published to
+// `lifecycle.messages` and its outcomes to `lifecycle.deliveries`, then its offset is
+// committed: a crash of the process replays the batch and the claims turn the
 // replay into re-emitted outcomes, not new messages; a crash of Redis after the commit
 // cannot take back a claim the commit relied on.
 import type { Logger } from 'pino';
 import type { Bus, IncomingMessage, Publisher } from '../../platform/bus.ts';
 import { sendToDlq } from '../../platform/bus.ts';
-import { deliveryCodec, encodeWithHeader, eventCodec, sendCodec } from '../../platform/avro.ts';
+import {
+  deliveryCodec,
+  encodeWithHeader,
+  eventCodec,
+  messageCodec,
+  sendCodec,
+} from '../../platform/avro.ts';
 import type {
   Channel,
   DeliveryOutcome,
+  MessageRecord,
   NormalisedEvent,
   SendCommand,
   Topics,
@@ -104,6 +112,19 @@ export function publishOutcomes(
   );
 }
 
+/** Message-log records, keyed by userId like every topic of a user's data. */
+export function publishMessageRecords(
+  publisher: Publisher,
+  topic: string,
+  records: MessageRecord[],
+): Promise<void> {
+  if (records.length === 0) return Promise.resolve();
+  return publisher.publish(
+    topic,
+    records.map((m) => ({ key: m.userId, ...encodeWithHeader(messageCodec, m) })),
+  );
+}
+
 export function createDeliveryWorker(
   config: WorkerConfig,
   deps: WorkerDeps,
@@ -130,17 +151,29 @@ export function createDeliveryWorker(
     resumeGen: number | null,
     source: IncomingMessage,
     deadLetter: DeadLetter,
-  ): Promise<DeliveryOutcome[]> {
-    const outcomes: DeliveryOutcome[] = [];
+    into: Decided,
+  ): Promise<void> {
     for (const channel of channels) {
       const result = await pipeline.process(send, channel, resumeGen);
-      outcomes.push(...result.outcomes);
+      into.outcomes.push(...result.outcomes);
+      if (result.message) into.messages.push(result.message);
       if (result.dlq !== null) await deadLetter(source, 'delivery', `${channel}: ${result.dlq}`);
     }
-    return outcomes;
   }
   const deadLetterNow: DeadLetter = (source, stage, reason) =>
     sendToDlq(publisher, topics.dlq, source, reason, stage);
+
+  /** What a batch decided: its outcomes, and the message-log records of what it sent. */
+  interface Decided {
+    outcomes: DeliveryOutcome[];
+    messages: MessageRecord[];
+  }
+  // Both before the commit: a crash replays the batch, and the claims re-emit the outcomes.
+  // The records go first, so an outcome `sent` read downstream has its content on the way.
+  async function publishDecided(decided: Decided): Promise<void> {
+    await publishMessageRecords(publisher, topics.messages, decided.messages);
+    await publishOutcomes(publisher, topics.deliveries, decided.outcomes);
+  }
 
   const loopDeps = {
     bus,
@@ -175,19 +208,19 @@ export function createDeliveryWorker(
         const groups = [...byUser.values()].map((list) =>
           list.sort((a, b) => b.value.priority - a.value.priority),
         );
-        const outcomes: DeliveryOutcome[] = [];
+        const decided: Decided = { outcomes: [], messages: [] };
         const deadLetter: DeadLetter = (source, stage, reason) =>
           scope.deadLetter(source, stage, reason);
         await mapLimit(groups, config.concurrency, async (group) => {
           for (const { value: send, message } of group) {
             if (!scope.isActive()) return;
-            outcomes.push(...(await processSend(send, send.channels, null, message, deadLetter)));
+            await processSend(send, send.channels, null, message, deadLetter, decided);
           }
         });
         if (!scope.isActive()) return 'abandon';
         // A `sent` outcome or a committed offset must never outlive the claim that says so.
         await writesDurable();
-        await publishOutcomes(publisher, topics.deliveries, outcomes);
+        await publishDecided(decided);
         lastBatchAt = Date.now();
         return 'commit';
       },
@@ -236,17 +269,12 @@ export function createDeliveryWorker(
       headers: { [SCHEMA_ID_HEADER]: sendCodec.schemaId },
       timestamp: Date.now(),
     };
-    const outcomes = await processSend(
-      entry.send,
-      [entry.channel],
-      entry.gen,
-      source,
-      deadLetterNow,
-    );
+    const decided: Decided = { outcomes: [], messages: [] };
+    await processSend(entry.send, [entry.channel], entry.gen, source, deadLetterNow, decided);
     // The claim's new state (sent, or parked again under a new entry) must be durable before
     // the outcome says so and this entry leaves the queue: losing it would send again.
     await writesDurable();
-    await publishOutcomes(publisher, topics.deliveries, outcomes);
+    await publishDecided(decided);
     await delayQueue.remove(entry);
   }
 

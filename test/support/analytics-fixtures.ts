@@ -3,6 +3,7 @@
 import type {
   DeliveryOutcome,
   DeliveryStatus,
+  MessageRecord,
   NormalisedEvent,
   SendCommand,
 } from '../../platform/contracts.ts';
@@ -96,6 +97,31 @@ export const DELIVERIES: DeliveryOutcome[] = [
   outcome('u7', 'sent', 1000, 'smtp-a', 'r2'),
   outcome('u7', 'opened', HOUR, null, 'r2'),
 ];
+
+/** The message log's record of every send a provider accepted (its `sent` outcome). */
+export const MESSAGES: MessageRecord[] = DELIVERIES.filter((d) => d.status === 'sent').map((d) => {
+  const s = sendOf(d.userId, d.ruleId);
+  return {
+    id: `${s.sendId}:email`,
+    sendId: s.sendId,
+    userId: s.userId,
+    ruleId: s.ruleId,
+    campaignId: null,
+    category: s.category,
+    channel: 'email',
+    template: s.template,
+    templateVersion: null,
+    locale: 'en',
+    to: `${s.userId}@example.com`,
+    subject: 'A tip for your trial',
+    html: `<p>Hello ${s.userId}</p>`,
+    text: `Hello ${s.userId}`,
+    content: {},
+    data: s.data,
+    origin: null,
+    ts: d.ts,
+  };
+});
 
 function event(userId: string, type: string, ts: number, n = 0): NormalisedEvent {
   return {
