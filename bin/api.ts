@@ -10,7 +10,7 @@ import { httpServerOptions, operationalRoutes, setupHttpKit } from '../platform/
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserDirectory } from '../platform/users.ts';
-import { createRedisStateStore, createUserDirectory } from '../engine/index.ts';
+import { createRedisUserDirectory } from '../engine/index.ts';
 import { deliveryRoutes } from '../delivery/index.ts';
 import {
   inappGateway,
@@ -89,9 +89,10 @@ export async function createApiServer(
   const users =
     deps.users ??
     (redis
-      ? createUserDirectory(
-          createRedisStateStore(redis, { eventsTopic: topics(config.kafka.topicPrefix).events }),
-        )
+      ? createRedisUserDirectory(redis, {
+          eventsTopic: topics(config.kafka.topicPrefix).events,
+          partitions: config.kafka.partitions,
+        })
       : null);
   if (!users) throw new Error('createApiServer needs `users` with `memory` (the engine state)');
   const access = deps.access ?? {
