@@ -36,7 +36,21 @@ async function runApi(
   );
   // Unsubscribes and preference changes are answered once durable (platform/redis.ts).
   const redis = await openRedis(config, logger);
-  const app = await createApiServer(config, { redis, publisher: bus.publisher(), logger, metrics });
+  // User search reads every partition of the events topic: as many as it has, not as configured.
+  const eventsTopic = topics(config.kafka.topicPrefix).events;
+  let known: { n: number; at: number } | null = null;
+  const eventPartitions = async () => {
+    if (!known || Date.now() - known.at > 60_000)
+      known = { n: (await bus.endOffsets(eventsTopic)).size, at: Date.now() };
+    return known.n;
+  };
+  const app = await createApiServer(config, {
+    redis,
+    publisher: bus.publisher(),
+    logger,
+    metrics,
+    eventPartitions,
+  });
   const url = await app.listen({ host: config.http.host, port: config.http.apiPort });
   return {
     name: 'api',

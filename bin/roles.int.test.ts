@@ -106,6 +106,8 @@ describe('roles of every API operation', () => {
       'PATCH /v1/users/{userId}/preferences',
       'DELETE /v1/users/{userId}/suppressions/{channel}',
       'GET /v1/dashboards',
+      'GET /v1/users',
+      'GET /v1/users/{userId}',
     ])
       expect(staff).toContain(expected);
     for (const op of operations.filter((o) => o.roles)) expect(op.roles![0]).toBe('admin');

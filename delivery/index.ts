@@ -22,6 +22,7 @@ export {
   type DeliveryOptions,
 } from './pipeline/run.ts';
 export { createMemoryDeliveryStores, type DeliveryStores } from './pipeline/memory-stores.ts';
+export { createUserMessaging } from './user-view.ts';
 
 export interface DeliveryRoutesOptions {
   config: Pick<Config, 'auth' | 'http' | 'kafka'>;
