@@ -290,7 +290,17 @@ export async function userRoutes(app: FastifyInstance, opts: UserRoutesOptions):
           'q is blank: give a userId, an email address or a phone number',
           { details: { field: 'q' } },
         );
-      const found = await users.find(q, req.query.limit ?? 20);
+      let found;
+      try {
+        found = await users.find(q, req.query.limit ?? 20);
+      } catch (err) {
+        req.log.warn({ err: errorMessage(err) }, 'user search failed');
+        throw new LifecycleError(
+          ErrorCodes.Unavailable,
+          `the engine's store could not be searched (${errorMessage(err).slice(0, 200)}); retry, or look the user up by id`,
+          { cause: err },
+        );
+      }
       return { users: found.map((u) => ({ ...u, url: userPath(u.userId) })) };
     },
   );

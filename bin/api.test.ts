@@ -497,5 +497,17 @@ describe('user lookup', () => {
       },
     });
     expect(partial.json().inbox.unread).toBe(1);
+
+    // A search the engine's store cannot answer says so, and how to go on.
+    const noSearch = await lookupApi(from, { users: { ...engine, find: broken('index') } });
+    const failed = await noSearch.app.inject({
+      url: '/v1/users?q=ada%40example.com',
+      headers: noSearch.as('support'),
+    });
+    expect(failed.statusCode).toBe(503);
+    expect(failed.json()).toEqual({
+      code: 'LC_ERR_UNAVAILABLE',
+      message: expect.stringMatching(/could not be searched \(index: connection lost\); retry/),
+    });
   });
 });
