@@ -14,6 +14,7 @@ import type { Registry } from '../platform/metrics.ts';
 import { createEngineService } from '../engine/runtime/engine-service.ts';
 import { createRedisStateStore } from '../engine/runtime/redis-state.ts';
 import { createRedisTimerStore } from '../engine/runtime/timers.ts';
+import { createRedisContactIndex } from '../engine/runtime/contacts.ts';
 import { loadRuleSet } from '../rules/index.ts';
 import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
 import { topics } from '../platform/contracts.ts';
@@ -124,6 +125,10 @@ if (mode === 'core') {
         bus,
         state: createRedisStateStore({ redis, keys }, { eventsTopic: T.events }),
         timers: createRedisTimerStore({ redis, keys }, { eventsTopic: T.events }),
+        contacts: createRedisContactIndex(
+          { redis, keys },
+          { eventsTopic: T.events, partitions: 6 },
+        ),
         ...wireCore(() => ruleSet),
         logger,
         registry,

@@ -32,6 +32,7 @@ import { loadRuleSet } from '../rules/index.ts';
 import { createEngineService } from '../engine/runtime/engine-service.ts';
 import { createRedisStateStore } from '../engine/runtime/redis-state.ts';
 import { createRedisTimerStore } from '../engine/runtime/timers.ts';
+import { createRedisContactIndex } from '../engine/runtime/contacts.ts';
 import { wireCore } from '../engine/runtime/wiring.ts';
 import { generateEvents } from '../test/support/engine-events.ts';
 import { decodeSends, eventRecord, readTopic, sleep } from '../test/support/engine-harness.ts';
@@ -136,6 +137,10 @@ async function startEngine(
       bus: timed.bus,
       state: createRedisStateStore({ redis, keys }, { eventsTopic: T.events }),
       timers: createRedisTimerStore({ redis, keys }, { eventsTopic: T.events }),
+      contacts: createRedisContactIndex(
+        { redis, keys },
+        { eventsTopic: T.events, partitions: PARTITIONS },
+      ),
       ...wireCore(() => ruleSet),
       logger,
       registry,

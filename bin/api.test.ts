@@ -7,7 +7,10 @@ import {
   createMemoryInbox,
   createMemoryLiveChannel,
   signInappToken,
+  type Inbox,
 } from '../delivery/inapp/index.ts';
+import { createMemoryApiKeyStore, createMemoryAuditLog, generateToken } from '../access/index.ts';
+import type { UserLookup } from '../platform/users.ts';
 import { createTrackingLinks, type MessageRef } from '../delivery/links.ts';
 import { InMemoryBus } from '../platform/bus.ts';
 import { API_CONTENT_SECURITY_POLICY, inlineElements } from '../platform/http.ts';
@@ -245,36 +248,266 @@ describe('client addresses behind proxies (LC_TRUST_PROXY)', () => {
 });
 
 describe('user lookup', () => {
-  it("shows support staff a user's traits, segments, stats and rule history from the engine's state; 404 names why", async () => {
+  /** Ada as the engine stores her (traits, a pending timer, filed under her contacts) and as delivery does. */
+  async function ada() {
     const engineStores = new MemoryStores();
     const epoch = await engineStores.acquire(0);
     const state = emptyState();
-    state.traits = { email: 'ada@example.com', plan: 'trial' };
+    state.traits = { email: 'Ada@Example.com', phone: '+44 20 7946 0018', plan: 'trial' };
     state.stats['Feature Used'] = { count: 2, first: 1, last: 2 };
     state.segments = { trial: true };
     state.rules = { welcome: { fires: 1, lastFiredAt: 1 } };
-    await engineStores.write(0, epoch, [
-      { userId: 'ada', state: serializeState(state), offset: '1', timerIds: [] },
+    const timer = {
+      id: 't-nudge',
+      userId: 'ada',
+      ruleId: 'trial-nudge',
+      dueAt: 5000,
+      trigger: {
+        id: 'ev-reg',
+        userId: 'ada',
+        type: 'user_registered',
+        ts: 3000,
+        receivedAt: 3000,
+        source: 'test',
+        properties: {},
+      },
+    };
+    await engineStores.schedule(0, epoch, [timer]);
+    await engineStores.update(0, epoch, [
+      { userId: 'ada', add: ['e:ada@example.com', 'p:+442079460018'], remove: [] },
     ]);
-    const { app, config } = await api({}, engineStores);
-    const auth = { authorization: `Bearer ${config.auth.adminToken}` };
-    const found = await app.inject({ url: '/v1/users/ada', headers: auth });
+    await engineStores.write(0, epoch, [
+      {
+        userId: 'ada',
+        state: serializeState(state),
+        offset: '1',
+        timerIds: [timer.id],
+        contacts: 'e:ada@example.com\np:+442079460018',
+      },
+    ]);
+    const stores = createMemoryDeliveryStores();
+    await stores.preferences.suppress('ada', 'sms', {
+      reason: 'invalid_address',
+      at: 4000,
+      address: '+442079460018',
+    });
+    const inbox = createMemoryInbox();
+    await inbox.add('ada', {
+      id: 'send-1',
+      ruleId: 'trial-ending',
+      category: 'marketing',
+      title: 'Your trial ends soon',
+      body: 'Three days left',
+      createdAt: 4500,
+    });
+    return { engineStores, stores, inbox };
+  }
+
+  async function lookupApi(
+    from: Awaited<ReturnType<typeof ada>>,
+    overrides: { inbox?: Inbox; users?: UserLookup } = {},
+  ) {
+    const config = loadConfig(
+      {},
+      { 'auth.signingSecret': SIGNING_SECRET, 'auth.inappSecret': INAPP_SECRET },
+    );
+    const keys = createMemoryApiKeyStore();
+    const tokens = { support: generateToken(), analyst: generateToken() };
+    for (const role of ['support', 'analyst'] as const)
+      await keys.put(tokens[role], { name: role, role, expiresAt: null, createdBy: 'test' }, 0);
+    const app = await createApiServer(config, {
+      memory: {
+        stores: from.stores,
+        inbox: overrides.inbox ?? from.inbox,
+        live: createMemoryLiveChannel(),
+      },
+      users: overrides.users ?? createUserDirectory(from.engineStores),
+      access: { keys, audit: createMemoryAuditLog() },
+      publisher: new InMemoryBus(1).publisher(),
+      logger: silentLogger(),
+      metrics: createMetricsRegistry({ defaults: false }),
+      now: () => 6000,
+    });
+    apps.push(app);
+    const as = (role: keyof typeof tokens) => ({ authorization: `Bearer ${tokens[role]}` });
+    return { app, as };
+  }
+
+  it('shows support staff every section of a user: profile, timers, preferences and their history, suppressions, inbox, and where the messages are', async () => {
+    const { app, as } = await lookupApi(await ada());
+    // A support person changes a preference first: the history says they did.
+    const patched = await app.inject({
+      method: 'PATCH',
+      url: '/v1/users/ada/preferences',
+      headers: as('support'),
+      payload: { consents: { marketing: { email: { granted: true, source: 'phone_call' } } } },
+    });
+    expect(patched.statusCode).toBe(200);
+
+    const found = await app.inject({ url: '/v1/users/ada', headers: as('support') });
     expect(found.statusCode).toBe(200);
-    expect(found.json()).toEqual({
+    const body = found.json();
+    expect(body).toEqual({
       profile: {
         userId: 'ada',
-        traits: { email: 'ada@example.com', plan: 'trial' },
+        traits: { email: 'Ada@Example.com', phone: '+44 20 7946 0018', plan: 'trial' },
         stats: { 'Feature Used': { count: 2, first: 1, last: 2 } },
         segments: ['trial'],
         rules: { welcome: { fires: 1, lastFiredAt: 1 } },
       },
+      timers: {
+        pending: [
+          {
+            id: 't-nudge',
+            ruleId: 'trial-nudge',
+            fires: 'rule',
+            dueAt: 5000,
+            trigger: { id: 'ev-reg', type: 'user_registered', ts: 3000 },
+          },
+        ],
+      },
+      preferences: {
+        unsubscribedAll: null,
+        consents: {
+          marketing: { email: { granted: true, at: expect.any(Number), source: 'phone_call' } },
+        },
+        history: [
+          {
+            kind: 'consent',
+            category: 'marketing',
+            channel: 'email',
+            granted: true,
+            at: expect.any(Number),
+            source: 'phone_call',
+            via: 'admin_api',
+            recordedAt: expect.any(Number),
+            by: { actor: expect.stringMatching(/^key_/), role: 'support' },
+          },
+        ],
+      },
+      suppressions: {
+        deleted: null,
+        channels: { sms: { reason: 'invalid_address', at: 4000, address: '+442079460018' } },
+      },
+      inbox: {
+        unread: 1,
+        messages: [
+          {
+            id: 'send-1',
+            ruleId: 'trial-ending',
+            category: 'marketing',
+            title: 'Your trial ends soon',
+            body: 'Three days left',
+            createdAt: 4500,
+            readAt: null,
+          },
+        ],
+      },
+      links: {
+        messages: '/v1/messages?userId=ada',
+        preferences: '/v1/users/ada/preferences',
+      },
     });
-    const missing = await app.inject({ url: '/v1/users/nobody', headers: auth });
+
+    const missing = await app.inject({ url: '/v1/users/nobody', headers: as('support') });
     expect(missing.statusCode).toBe(404);
     expect(missing.json()).toMatchObject({
       code: 'LC_ERR_NOT_FOUND',
       message: /never seen, or erased/,
     });
     expect((await app.inject({ url: '/v1/users/ada' })).statusCode).toBe(401);
+    const analyst = await app.inject({ url: '/v1/users/ada', headers: as('analyst') });
+    expect([analyst.statusCode, analyst.json().code]).toEqual([403, 'LC_ERR_ROLE_FORBIDDEN']);
+  });
+
+  it('finds a user by exact userId, by email whatever its case, and by phone whatever its punctuation', async () => {
+    const { app, as } = await lookupApi(await ada());
+    const search = async (q: string) => {
+      const res = await app.inject({
+        url: `/v1/users?q=${encodeURIComponent(q)}`,
+        headers: as('support'),
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      return (res.json() as { users: { userId: string; matched: string[]; url: string }[] }).users;
+    };
+    expect(await search('ada')).toEqual([
+      expect.objectContaining({ userId: 'ada', matched: ['userId'], url: '/v1/users/ada' }),
+    ]);
+    expect(await search(' ADA@example.COM ')).toEqual([
+      expect.objectContaining({
+        userId: 'ada',
+        matched: ['email'],
+        traits: expect.objectContaining({ plan: 'trial' }),
+      }),
+    ]);
+    expect((await search('0044 20 7946-0018')).map((u) => [u.userId, u.matched])).toEqual([
+      ['ada', ['phone']],
+    ]);
+    expect(await search('ada@example.org')).toEqual([]);
+    const blank = await app.inject({ url: '/v1/users?q=%20', headers: as('support') });
+    expect([blank.statusCode, blank.json().code]).toEqual([400, 'LC_ERR_BAD_REQUEST']);
+    const none = await app.inject({ url: '/v1/users', headers: as('support') });
+    expect(none.statusCode).toBe(400);
+    expect((await app.inject({ url: '/v1/users?q=ada', headers: as('analyst') })).statusCode).toBe(
+      403,
+    );
+  });
+
+  it('answers the sections it can read when one room cannot be read, each failure coded', async () => {
+    const from = await ada();
+    const broken = (what: string) => () => Promise.reject(new Error(`${what}: connection lost`));
+    const inbox: Inbox = { ...from.inbox, page: broken('inbox') };
+    const engine = createUserDirectory(from.engineStores);
+    const users: UserLookup = { ...engine, pendingTimers: broken('timers') };
+    const { app, as } = await lookupApi(from, { inbox, users });
+    const res = await app.inject({ url: '/v1/users/ada', headers: as('support') });
+    expect(res.statusCode).toBe(200);
+    const body = res.json();
+    expect(body.inbox).toEqual({
+      error: {
+        code: 'LC_ERR_UNAVAILABLE',
+        message: expect.stringMatching(
+          /^inbox could not be read from the in-app inbox \(inbox: connection lost\)/,
+        ),
+      },
+    });
+    expect(body.timers).toEqual({
+      error: {
+        code: 'LC_ERR_UNAVAILABLE',
+        message: expect.stringMatching(/^timers could not be read/),
+      },
+    });
+    expect(body.profile).toMatchObject({ userId: 'ada', segments: ['trial'] });
+    expect(body.suppressions.channels.sms).toMatchObject({ reason: 'invalid_address' });
+    expect(body.preferences).toMatchObject({ history: [] });
+
+    // Without the engine's profile the lookup still answers the rest, and says why.
+    const noProfile = await lookupApi(from, {
+      users: { ...engine, profile: broken('engine state') },
+    });
+    const partial = await noProfile.app.inject({
+      url: '/v1/users/ada',
+      headers: noProfile.as('support'),
+    });
+    expect(partial.statusCode).toBe(200);
+    expect(partial.json().profile).toEqual({
+      error: {
+        code: 'LC_ERR_UNAVAILABLE',
+        message: expect.stringMatching(/^profile could not be read/),
+      },
+    });
+    expect(partial.json().inbox.unread).toBe(1);
+
+    // A search the engine's store cannot answer says so, and how to go on.
+    const noSearch = await lookupApi(from, { users: { ...engine, find: broken('index') } });
+    const failed = await noSearch.app.inject({
+      url: '/v1/users?q=ada%40example.com',
+      headers: noSearch.as('support'),
+    });
+    expect(failed.statusCode).toBe(503);
+    expect(failed.json()).toEqual({
+      code: 'LC_ERR_UNAVAILABLE',
+      message: expect.stringMatching(/could not be searched \(index: connection lost\); retry/),
+    });
   });
 });

@@ -9,9 +9,9 @@ import type { Config } from '../platform/config.ts';
 import { httpServerOptions, operationalRoutes, setupHttpKit } from '../platform/http.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
-import type { UserDirectory } from '../platform/users.ts';
-import { createRedisStateStore, createUserDirectory, MemoryStores } from '../engine/index.ts';
-import { deliveryRoutes, sendPolicyPreview } from '../delivery/index.ts';
+import type { UserLookup } from '../platform/users.ts';
+import { createRedisUserDirectory, createUserDirectory, MemoryStores } from '../engine/index.ts';
+import { createUserMessaging, deliveryRoutes, sendPolicyPreview } from '../delivery/index.ts';
 import {
   inappGateway,
   inappGatewayOptions,
@@ -56,7 +56,9 @@ export interface ApiDeps {
   /** Staff keys and the audit log; by default in Redis with `redis`, in memory with `memory`. */
   access?: { keys: ApiKeyStore; audit: AuditLog };
   /** Users as the engine sees them (previews, the send API, user lookup); by default the engine's state in `redis`. */
-  users?: UserDirectory;
+  users?: UserLookup;
+  /** How many partitions the events topic has (user search reads each); by default LC_KAFKA_PARTITIONS. */
+  eventPartitions?: () => Promise<number>;
   /** The clock of keys and audit records. */
   now?: () => number;
   /** Extra health checks of the process (e.g. the demo's embedded services). */
@@ -90,11 +92,16 @@ export async function createApiServer(
   // In memory without the demo's engine, an empty engine state: every user lookup is a 404.
   const users =
     deps.users ??
-    createUserDirectory(
-      redis
-        ? createRedisStateStore(redis, { eventsTopic: topics(config.kafka.topicPrefix).events })
-        : new MemoryStores(),
-    );
+    (redis
+      ? createRedisUserDirectory(redis, {
+          eventsTopic: topics(config.kafka.topicPrefix).events,
+          partitions: deps.eventPartitions ?? config.kafka.partitions,
+        })
+      : createUserDirectory(new MemoryStores()));
+  // What delivery holds about a user, for the lookup: its Redis stores, or the demo's.
+  const messaging = createUserMessaging(
+    redis ? { redis } : { preferences: memory!.stores.preferences, inbox: memory!.inbox },
+  );
   const access = deps.access ?? {
     keys: redis ? createRedisApiKeyStore(redis) : createMemoryApiKeyStore(),
     audit: redis ? createRedisAuditLog(redis) : createMemoryAuditLog(now),
@@ -151,7 +158,7 @@ export async function createApiServer(
     await accessRoutes(scope, { keys: access.keys, audit: access.audit, now });
   });
   await app.register(async (scope) => {
-    await userRoutes(scope, { users });
+    await userRoutes(scope, { users, messaging });
   });
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
   await app.register(async (scope) => {

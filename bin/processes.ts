@@ -6,6 +6,7 @@ import { createMetricsRegistry, serveMetrics, type Registry } from '../platform/
 import { KafkaBus, waitForKafka } from '../platform/kafka.ts';
 import type { StartRetry } from '../platform/ready.ts';
 import { openRedis } from '../platform/redis.ts';
+import { errorMessage } from '../platform/errors.ts';
 import { internalTopicSpecs } from '../platform/bus.ts';
 import { topics } from '../platform/contracts.ts';
 import { runIngest, runCdc } from '../ingestion/index.ts';
@@ -25,6 +26,37 @@ export interface Running {
   url?: string;
 }
 
+/**
+ * How many partitions a topic has, as user search needs it (it reads every partition of the
+ * events topic: as many as the topic has, not as configured). Asked at most once a minute;
+ * while Kafka cannot say, the last answer (at first `configured`) serves, so a search does
+ * not fail on a broker the answer hardly ever needs.
+ */
+export function partitionCount(
+  bus: Pick<KafkaBus, 'endOffsets'>,
+  topic: string,
+  configured: number,
+  logger: Logger,
+  now: () => number = Date.now,
+): () => Promise<number> {
+  let known = { n: configured, at: -Infinity };
+  return async () => {
+    if (now() - known.at <= 60_000) return known.n;
+    const n = await bus
+      .endOffsets(topic)
+      .then((ends) => ends.size)
+      .catch((err: unknown) => {
+        logger.warn(
+          { err: errorMessage(err), topic, partitions: known.n },
+          'the partitions of the topic could not be read; using the last known count',
+        );
+        return 0;
+      });
+    known = { n: n > 0 ? n : known.n, at: now() };
+    return known.n;
+  };
+}
+
 async function runApi(
   config: Readonly<Config>,
   logger: Logger,
@@ -36,7 +68,19 @@ async function runApi(
   );
   // Unsubscribes and preference changes are answered once durable (platform/redis.ts).
   const redis = await openRedis(config, logger);
-  const app = await createApiServer(config, { redis, publisher: bus.publisher(), logger, metrics });
+  const eventPartitions = partitionCount(
+    bus,
+    topics(config.kafka.topicPrefix).events,
+    config.kafka.partitions,
+    logger,
+  );
+  const app = await createApiServer(config, {
+    redis,
+    publisher: bus.publisher(),
+    logger,
+    metrics,
+    eventPartitions,
+  });
   const url = await app.listen({ host: config.http.host, port: config.http.apiPort });
   return {
     name: 'api',

@@ -109,6 +109,8 @@ describe('roles of every API operation', () => {
       'GET /v1/messages',
       'GET /v1/messages/{sendId}',
       'POST /v1/messages/{sendId}/resend',
+      'GET /v1/users',
+      'GET /v1/users/{userId}',
     ])
       expect(staff).toContain(expected);
     for (const op of operations.filter((o) => o.roles)) expect(op.roles![0]).toBe('admin');

@@ -40,6 +40,8 @@ export function sendPolicyPreview(
   );
 }
 
+export { createUserMessaging } from './user-view.ts';
+
 export interface DeliveryRoutesOptions {
   config: Pick<Config, 'auth' | 'http' | 'kafka'>;
   /** Redis of the preference and bounce stores; or `stores` (the embedded demo's in-memory ones). */

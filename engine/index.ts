@@ -65,8 +65,23 @@ export {
   type StoredUser,
   type UserWrite,
   type WriteResult,
+  type ContactChange,
+  type ContactIndex,
 } from './runtime/stores.ts';
 export { createMemoryEngine, wireCore, type CoreWiring } from './runtime/wiring.ts';
-export { createUserDirectory, profileOf } from './runtime/user-view.ts';
+export {
+  createUserDirectory,
+  createRedisUserDirectory,
+  profileOf,
+  pendingTimerOf,
+  type UserViewStores,
+} from './runtime/user-view.ts';
+export {
+  createRedisContactIndex,
+  contactTerms,
+  normaliseEmail,
+  normalisePhone,
+  queryTerms,
+} from './runtime/contacts.ts';
 export { runEngine, type RunningEngine } from './runtime/main.ts';
 export * from './scheduler/index.ts';

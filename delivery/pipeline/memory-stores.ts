@@ -7,6 +7,8 @@ import { DAY_MS, WEEK_MS } from '../policy/caps-store.ts';
 import type { ClaimRef, ClaimStore } from '../policy/claims.ts';
 import {
   emptyPreferences,
+  historyEntry,
+  type PreferenceChange,
   type Suppression,
   type SuppressionState,
   type UserPreferences,
@@ -194,26 +196,31 @@ export function createMemoryDelayQueue(): DelayQueue {
 
 export function createMemoryPreferencesStore(): PreferencesStore {
   const prefs = new Map<string, UserPreferences>();
-  const audit = new Map<string, unknown[]>();
+  const audit = new Map<string, PreferenceChange[]>();
   const supp = new Map<string, SuppressionState>();
   const get = async (u: string) => clone(prefs.get(u) ?? emptyPreferences(u));
-  const log = (u: string, ...items: unknown[]) =>
+  const log = (u: string, ...items: PreferenceChange[]) =>
     audit.set(u, [...items.reverse(), ...(audit.get(u) ?? [])].slice(0, 500));
   return {
     get,
     async apply(u, change, meta) {
       const p = prefs.get(u) ?? emptyPreferences(u);
-      const items: unknown[] = [];
+      const items: PreferenceChange[] = [];
       if (change.unsubscribedAll === true) {
         p.unsubscribedAll = { at: meta.at, source: meta.source };
-        items.push({ kind: 'unsubscribe_all', at: meta.at, source: meta.source });
+        items.push(historyEntry({ kind: 'unsubscribe_all' }, meta));
       } else if (change.unsubscribedAll === false) {
         p.unsubscribedAll = null;
-        items.push({ kind: 'resubscribe_all', at: meta.at, source: meta.source });
+        items.push(historyEntry({ kind: 'resubscribe_all' }, meta));
       }
       for (const r of change.records) {
         (p.consents[r.category] ??= {})[r.channel] = clone(r.record);
-        items.push({ kind: 'consent', category: r.category, channel: r.channel, ...r.record });
+        items.push(
+          historyEntry(
+            { kind: 'consent', category: r.category, channel: r.channel, ...r.record },
+            meta,
+          ),
+        );
       }
       prefs.set(u, p);
       if (items.length) log(u, ...items);

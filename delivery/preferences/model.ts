@@ -30,6 +30,49 @@ export interface Suppression {
   address?: string;
 }
 
+/** Who made a change through the staff API: the credential's id (never a secret) and role. */
+export interface ChangedBy {
+  actor: string;
+  role: string | null;
+}
+
+/** How a change reached the product: the door (`admin_api`, `preference_page`, ...), when, and who for the staff API. */
+export interface ChangeMeta {
+  source: string;
+  at: number;
+  by?: ChangedBy;
+}
+
+/** One entry of a user's preference history (newest first, bounded). */
+export type PreferenceChange = (
+  | ({ kind: 'consent'; category: string; channel: Channel } & ConsentRecord)
+  | { kind: 'unsubscribe_all' | 'resubscribe_all'; at: number; source: string }
+) & {
+  /** The door the change came through (absent in entries recorded before it was kept). */
+  via?: string;
+  /** When the product recorded it (a consent's `at` may be dated back by the backend). */
+  recordedAt?: number;
+  /** The staff credential that made it, for changes through the staff API. */
+  by?: ChangedBy;
+};
+
+/** A history entry for a change described by `meta`. */
+export function historyEntry(
+  change:
+    | ({ kind: 'consent'; category: string; channel: Channel } & ConsentRecord)
+    | { kind: 'unsubscribe_all' | 'resubscribe_all' },
+  meta: ChangeMeta,
+): PreferenceChange {
+  const what =
+    change.kind === 'consent' ? change : { kind: change.kind, at: meta.at, source: meta.source };
+  return {
+    ...what,
+    via: meta.source,
+    recordedAt: meta.at,
+    ...(meta.by ? { by: { actor: meta.by.actor, role: meta.by.role } } : {}),
+  };
+}
+
 export interface SuppressionState {
   deleted: Suppression | null;
   channels: Partial<Record<Channel, Suppression>>;

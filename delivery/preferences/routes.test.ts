@@ -10,6 +10,7 @@ import { createLinkUseLimiter } from '../link-limits.ts';
 import { createTrackingLinks, tokenOf } from '../links.ts';
 import {
   emptyPreferences,
+  type ChangeMeta,
   type Suppression,
   type SuppressionState,
   type UserPreferences,
@@ -23,15 +24,20 @@ const NOW = Date.parse('2026-03-10T12:00:00Z');
 function memoryStore(): PreferencesStore & {
   prefs: Map<string, UserPreferences>;
   supp: Map<string, SuppressionState>;
+  /** How each change came, as the routes described it. */
+  metas: ChangeMeta[];
 } {
   const prefs = new Map<string, UserPreferences>();
   const supp = new Map<string, SuppressionState>();
+  const metas: ChangeMeta[] = [];
   const get = async (u: string) => structuredClone(prefs.get(u) ?? emptyPreferences(u));
   return {
     prefs,
     supp,
+    metas,
     get,
     async apply(u, change, meta) {
+      metas.push(meta);
       const p = prefs.get(u) ?? emptyPreferences(u);
       if (change.unsubscribedAll === true) p.unsubscribedAll = { at: meta.at, source: meta.source };
       if (change.unsubscribedAll === false) p.unsubscribedAll = null;
@@ -96,7 +102,7 @@ describe('preferences API', () => {
   });
 
   it('records a marketing opt-in with its source and refuses one without', async () => {
-    const { server, audited } = await app();
+    const { server, audited, store } = await app();
     const bad = await server.inject({
       method: 'PATCH',
       url: '/v1/users/u1/preferences',
@@ -148,6 +154,10 @@ describe('preferences API', () => {
       (audited[0]!.before as { consents?: { marketing?: { email?: unknown } } }).consents?.marketing
         ?.email,
     ).toBeUndefined();
+    // The user's own preference history says the same: through the staff API, by whom.
+    expect(store.metas).toEqual([
+      { source: 'admin_api', at: NOW, by: { actor: 'admin-token', role: 'admin' } },
+    ]);
   });
 
   it('hands out a signed preference link that opens the page; a forged one does not', async () => {

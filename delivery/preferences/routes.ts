@@ -125,6 +125,9 @@ export async function preferencesRoutes(
           const after = await store.apply(req.params.userId, change, {
             source: 'admin_api',
             at: now,
+            ...(req.principal
+              ? { by: { actor: req.principal.id, role: req.principal.role ?? null } }
+              : {}),
           });
           await req.audit({
             action: 'preferences.update',

@@ -8,7 +8,10 @@ import type { KeySpace } from '../../platform/keys.ts';
 import type { RedisDeps } from '../../platform/redis.ts';
 import {
   emptyPreferences,
+  historyEntry,
+  type ChangeMeta,
   type ConsentRecord,
+  type PreferenceChange,
   type Suppression,
   type SuppressionState,
   type UserPreferences,
@@ -16,17 +19,20 @@ import {
 
 export interface PreferencesStore {
   get(userId: string): Promise<UserPreferences>;
-  /** Writes consent records and the global flag; each change is appended to the audit trail. */
+  /**
+   * Writes consent records and the global flag; each change is appended to the history with
+   * the door it came through, when, and (staff API) who made it.
+   */
   apply(
     userId: string,
     change: {
       unsubscribedAll?: boolean;
       records: { category: string; channel: Channel; record: ConsentRecord }[];
     },
-    meta: { source: string; at: number },
+    meta: ChangeMeta,
   ): Promise<UserPreferences>;
-  /** The latest consent changes, newest first. */
-  history(userId: string, limit?: number): Promise<unknown[]>;
+  /** The latest changes, newest first (the store keeps the last 500; an erasure removes them). */
+  history(userId: string, limit?: number): Promise<PreferenceChange[]>;
   suppressions(userId: string): Promise<SuppressionState>;
   suppress(userId: string, channel: Channel, s: Suppression): Promise<void>;
   unsuppress(userId: string, channel: Channel): Promise<boolean>;
@@ -70,20 +76,20 @@ export function createPreferencesStore(deps: {
       const audit: string[] = [];
       if (change.unsubscribedAll === true) {
         tx.hset(prefsKey(userId), 'all', JSON.stringify({ at: meta.at, source: meta.source }));
-        audit.push(JSON.stringify({ kind: 'unsubscribe_all', at: meta.at, source: meta.source }));
+        audit.push(JSON.stringify(historyEntry({ kind: 'unsubscribe_all' }, meta)));
       } else if (change.unsubscribedAll === false) {
         tx.hdel(prefsKey(userId), 'all');
-        audit.push(JSON.stringify({ kind: 'resubscribe_all', at: meta.at, source: meta.source }));
+        audit.push(JSON.stringify(historyEntry({ kind: 'resubscribe_all' }, meta)));
       }
       for (const r of change.records) {
         tx.hset(prefsKey(userId), `c:${r.category}:${r.channel}`, JSON.stringify(r.record));
         audit.push(
-          JSON.stringify({
-            kind: 'consent',
-            category: r.category,
-            channel: r.channel,
-            ...r.record,
-          }),
+          JSON.stringify(
+            historyEntry(
+              { kind: 'consent', category: r.category, channel: r.channel, ...r.record },
+              meta,
+            ),
+          ),
         );
       }
       if (audit.length > 0) {
@@ -96,7 +102,7 @@ export function createPreferencesStore(deps: {
     },
     async history(userId, limit = 50) {
       const rows = await redis.lrange(auditKey(userId), 0, limit - 1);
-      return rows.map((r) => JSON.parse(r) as unknown);
+      return rows.map((r) => JSON.parse(r) as PreferenceChange);
     },
     async suppressions(userId) {
       const h = await redis.hgetall(suppressKey(userId));

@@ -1,7 +1,8 @@
 // The engine process: a consumer group on `<prefix>.events`, one writer per partition, on
 // the shared consume loop. Per batch, in phases: decode (bad records -> DLQ), load the
 // batch's users (one round trip), apply the events in order through the core, publish
-// sends and emitted events and schedule timers, THEN write state (fenced), THEN wait until
+// sends and emitted events, schedule timers and file changed contacts for the staff lookup,
+// THEN write state (fenced), THEN wait until
 // those writes are on Redis's disk, THEN commit. A crash anywhere before the commit
 // replays the batch: the per-user offset fence skips what was already applied, and what
 // was published again carries the same ids (sendId claimed once by delivery). A Redis
@@ -34,7 +35,15 @@ import { jsonDepthExceeds } from '../../platform/json-depth.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { Durable } from '../../platform/redis.ts';
 import type { Service } from '../../platform/shutdown.ts';
-import type { StateStore, Timer, TimerStore, UserWrite } from './stores.ts';
+import type {
+  ContactChange,
+  ContactIndex,
+  StateStore,
+  Timer,
+  TimerStore,
+  UserWrite,
+} from './stores.ts';
+import { contactChange } from './contacts.ts';
 import { startTimerPoller, type TimerPoller } from './timers.ts';
 
 /** What the runtime needs from the engine core (engine/core): a pure reducer. */
@@ -96,6 +105,13 @@ export interface EngineServiceDeps<S> {
   /** Rules an event is evaluated against (its trigger matches), for the per-rule evaluation counter. */
   evaluatedRules?: (event: NormalisedEvent) => readonly string[];
   /**
+   * The staff lookup's index of users by contact (./contacts.ts). With `contactTerms` (the
+   * terms a state files its user under), each batch files the users whose terms changed,
+   * fenced like the timers, and stores the terms beside the state.
+   */
+  contacts?: ContactIndex;
+  contactTerms?: (state: S) => string;
+  /**
    * Resolves once the state and timer writes made so far survive a crash of their store
    * (Redis: `RedisDeps.durable`); awaited before each commit. Absent: the store's
    * acknowledgement is enough (in-memory stores).
@@ -127,6 +143,10 @@ interface Working<S> {
   erased: boolean;
   /** Timers scheduled for this user in this batch (an erase drops the earlier ones). */
   timers: Timer[];
+  /** The contact terms the user is filed under (null: never filed). */
+  filed: string | null;
+  /** The terms of the state this batch writes, once computed. */
+  terms: string | null;
 }
 
 // Compiled once; it gives the reason when the check below refuses an event.
@@ -306,8 +326,18 @@ export function createEngineService<S>(
   // leave the cache while their batch runs and come back only after the write succeeded.
   const cache = new Map<
     string,
-    { state: S | null; partition: number; epoch: number; offset: string | null }
+    {
+      state: S | null;
+      partition: number;
+      epoch: number;
+      offset: string | null;
+      filed: string | null;
+    }
   >();
+  const contacts =
+    deps.contacts && deps.contactTerms
+      ? { index: deps.contacts, termsOf: deps.contactTerms }
+      : null;
   const cacheMax = config.stateCacheSize ?? 50_000;
 
   const setRuleSetVersion = (v: string) => {
@@ -425,6 +455,8 @@ export function createEngineService<S>(
           offset: '',
           erased: false,
           timers: [],
+          filed: cached.filed,
+          terms: null,
         });
       } else {
         // A placeholder keeps the user's place (and dedupes misses) until the load answers.
@@ -435,6 +467,8 @@ export function createEngineService<S>(
           offset: '',
           erased: false,
           timers: [],
+          filed: null,
+          terms: null,
         });
         misses.push(userId);
       }
@@ -454,6 +488,7 @@ export function createEngineService<S>(
         record && record.partition === partition && record.offset !== null
           ? BigInt(record.offset)
           : null;
+      user.filed = record?.contacts ?? null;
     }
     return unreadable;
   };
@@ -561,10 +596,10 @@ export function createEngineService<S>(
     return effects;
   };
 
-  // Phase 4, publish and schedule: sends, emitted events and timers are all durable before
-  // the state that records them is written. The timer script also checks the partition's
-  // epoch: a stale owner stops there, before any state write. The states are serialised
-  // while the records are on their way.
+  // Phase 4, publish and schedule: sends, emitted events, timers and contact changes are all
+  // durable before the state that records them is written. The timer and contact scripts
+  // also check the partition's epoch: a stale owner stops there, before any state write. The
+  // states are serialised while the records are on their way.
   const publishEffects = async (
     partition: number,
     epoch: number,
@@ -573,10 +608,21 @@ export function createEngineService<S>(
   ) => {
     const timers: Timer[] = [];
     for (const user of working.values()) for (const timer of user.timers) timers.push(timer);
+    // Only users whose contact terms changed cost an index write; the terms are compared
+    // with what was filed (stored beside the state), so a replay finds the same changes.
+    const filings: ContactChange[] = [];
+    if (contacts)
+      for (const [userId, user] of working) {
+        if (!user.dirty) continue;
+        user.terms = user.state === null ? '' : contacts.termsOf(user.state);
+        const change = contactChange(userId, user.filed, user.terms);
+        if (change) filings.push(change);
+      }
     const durable = Promise.all([
       publisher.publish(topic.sends, effects.sendRecords),
       publisher.publish(topic.events, effects.eventRecords),
       deps.timers.schedule(partition, epoch, timers),
+      filings.length > 0 ? contacts!.index.update(partition, epoch, filings) : true,
     ]);
     const writes: UserWrite[] = [];
     for (const [userId, user] of working) {
@@ -589,12 +635,13 @@ export function createEngineService<S>(
         state: user.state === null ? null : deps.codec.serialize(user.state),
         offset: user.offset,
         timerIds,
+        ...(user.terms !== null ? { contacts: user.terms } : {}),
       });
     }
     // Observed by the await below; this only keeps a failure during serialisation from leaving it unobserved.
     durable.catch(() => undefined);
-    const [, , scheduled] = await durable;
-    if (!scheduled)
+    const [, , scheduled, filed] = await durable;
+    if (!scheduled || !filed)
       throw new FencedOut(`partition ${partition}: epoch ${epoch} is no longer current`, epoch);
     return { writes, timersScheduled: timers.length };
   };
@@ -623,6 +670,7 @@ export function createEngineService<S>(
         partition,
         epoch,
         offset: user.dirty ? user.offset : user.fence === null ? null : user.fence.toString(),
+        filed: user.terms ?? user.filed,
       });
     }
     for (const userId of cache.keys()) {

@@ -13,6 +13,7 @@ import { openRuleSet } from '../../rules/index.ts';
 import { createEngineService, type EngineService } from './engine-service.ts';
 import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';
+import { createRedisContactIndex } from './contacts.ts';
 import { wireCore } from './wiring.ts';
 import { topics } from '../../platform/contracts.ts';
 
@@ -58,9 +59,14 @@ export async function runEngine(
       bus,
       state: createRedisStateStore(redis, { eventsTopic }),
       timers: createRedisTimerStore(redis, { eventsTopic }),
+      contacts: createRedisContactIndex(redis, {
+        eventsTopic,
+        partitions: config.kafka.partitions,
+      }),
       core: wiring.core,
       codec: wiring.codec,
       evaluatedRules: wiring.evaluatedRules,
+      contactTerms: wiring.contactTerms,
       durable: redis.durability.durable,
       logger,
       registry,

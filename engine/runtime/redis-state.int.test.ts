@@ -6,6 +6,8 @@ import { isolate } from '../../test/support/isolation.ts';
 import { createKeySpace } from '../../platform/keys.ts';
 import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';
+import { createRedisContactIndex } from './contacts.ts';
+import { createRedisUserDirectory } from './user-view.ts';
 import type { Timer } from './stores.ts';
 
 const iso = isolate('engine-state');
@@ -75,7 +77,12 @@ describe('redis state store', () => {
     expect(await timers.pending(3)).toBe(0);
 
     const loaded = await store.load(['u1', 'nobody']);
-    expect(loaded.get('u1')).toEqual({ state: '{"v":2}', partition: 3, offset: '11' });
+    expect(loaded.get('u1')).toEqual({
+      state: '{"v":2}',
+      partition: 3,
+      offset: '11',
+      contacts: null,
+    });
     expect(loaded.has('nobody')).toBe(false);
   });
 
@@ -110,6 +117,7 @@ describe('redis state store', () => {
       state: null,
       partition: 5,
       offset: '9',
+      contacts: null,
     });
     const raw = await redis.hgetall(`${prefix}{u2}:state`);
     expect(raw.s).toBeUndefined();
@@ -163,12 +171,14 @@ describe('redis state store', () => {
         state: `{"v":1,"n":${i}}`,
         partition: 7,
         offset: String(100 + i),
+        contacts: null,
       }),
     );
     expect(loaded.get('b-again')).toEqual({
       state: '{"v":1,"new":true}',
       partition: 7,
       offset: '900',
+      contacts: null,
     });
     for (const userId of taken) expect(loaded.get(userId)?.state).toBe('{"v":1,"k":2}');
     expect(await redis.smembers(`${prefix}{b-fresh-1}:timers`)).toEqual(['t-1']);
@@ -211,5 +221,100 @@ describe('redis state store', () => {
       ),
     ).toBe(true);
     expect(await timers.pending(7)).toBe(1);
+  });
+});
+
+describe('the staff lookup over Redis', () => {
+  it('keeps the contact terms beside the state: set, kept when a write leaves them, gone with an erasure', async () => {
+    const store = createRedisStateStore({ redis, keys }, opts);
+    const epoch = await store.acquire(9);
+    await store.write(9, epoch, [
+      { userId: 'c1', state: '{"v":1}', offset: '1', timerIds: [], contacts: 'e:c1@x.io' },
+      { userId: 'c2', state: '{"v":1}', offset: '1', timerIds: [], contacts: '' },
+    ]);
+    await store.write(9, epoch, [{ userId: 'c1', state: '{"v":1}', offset: '2', timerIds: [] }]);
+    let loaded = await store.load(['c1', 'c2']);
+    expect(loaded.get('c1')?.contacts).toBe('e:c1@x.io');
+    expect(loaded.get('c2')?.contacts).toBe('');
+    await store.write(9, epoch, [{ userId: 'c1', state: null, offset: '3', timerIds: [] }]);
+    loaded = await store.load(['c1']);
+    expect(loaded.get('c1')).toEqual({ state: null, partition: 9, offset: '3', contacts: null });
+  });
+
+  it('files users per partition, fenced by the owner epoch, and finds a term exactly on every partition', async () => {
+    const store = createRedisStateStore({ redis, keys }, opts);
+    const index = createRedisContactIndex({ redis, keys }, { ...opts, partitions: 12 });
+    const stale = await store.acquire(10);
+    const e10 = await store.acquire(10);
+    const e11 = await store.acquire(11);
+    expect(
+      await index.update(10, e10, [
+        { userId: 'x1', add: ['e:same@x.io', 'p:+4912345'], remove: [] },
+        { userId: 'x2', add: ['e:same@x.io.evil'], remove: [] },
+      ]),
+    ).toBe(true);
+    expect(await index.update(11, e11, [{ userId: 'x3', add: ['e:same@x.io'], remove: [] }])).toBe(
+      true,
+    );
+    expect(
+      await index.update(10, stale, [{ userId: 'x9', add: ['e:same@x.io'], remove: [] }]),
+    ).toBe(false);
+    expect((await index.find('e:same@x.io', 10)).sort()).toEqual(['x1', 'x3']);
+    expect(await index.find('p:+4912345', 10)).toEqual(['x1']);
+    expect(await index.update(10, e10, [{ userId: 'x1', add: [], remove: ['e:same@x.io'] }])).toBe(
+      true,
+    );
+    expect(await index.find('e:same@x.io', 10)).toEqual(['x3']);
+    // More than a script call takes at once.
+    const many = Array.from({ length: 1200 }, (_, i) => ({
+      userId: `m${i}`,
+      add: ['e:shared@x.io'],
+      remove: [],
+    }));
+    expect(await index.update(11, e11, many)).toBe(true);
+    expect(await index.find('e:shared@x.io', 2000)).toHaveLength(1200);
+    expect(await index.find('e:shared@x.io', 5)).toHaveLength(5);
+  });
+
+  it("reads a user's pending timers from the partition the state was written under", async () => {
+    const store = createRedisStateStore({ redis, keys }, opts);
+    const timers = createRedisTimerStore({ redis, keys }, opts);
+    const epoch = await store.acquire(4);
+    const now = Date.now();
+    await timers.schedule(4, epoch, [
+      timer('later', 'tu', now + 120_000),
+      timer('sooner', 'tu', now + 60_000),
+      timer('other', 'someone-else', now + 1000),
+    ]);
+    await store.write(4, epoch, [
+      {
+        userId: 'tu',
+        state: '{"v":1,"u":{"email":"tu@x.io"}}',
+        offset: '1',
+        timerIds: ['later', 'sooner'],
+        contacts: 'e:tu@x.io',
+      },
+    ]);
+    const directory = createRedisUserDirectory({ redis, keys }, { ...opts, partitions: 12 });
+    expect(await directory.pendingTimers('tu')).toEqual([
+      {
+        id: 'sooner',
+        ruleId: 'r1',
+        fires: 'rule',
+        dueAt: now + 60_000,
+        trigger: { id: 'e-sooner', type: 'user_registered', ts: now + 59_000 },
+      },
+      {
+        id: 'later',
+        ruleId: 'r1',
+        fires: 'rule',
+        dueAt: now + 120_000,
+        trigger: { id: 'e-later', type: 'user_registered', ts: now + 119_000 },
+      },
+    ]);
+    // Fired: its payload goes, and the lookup stops showing it.
+    await timers.remove(4, epoch, [{ userId: 'tu', timerId: 'sooner' }]);
+    expect((await directory.pendingTimers('tu'))?.map((t) => t.id)).toEqual(['later']);
+    expect(await directory.pendingTimers('nobody')).toBeNull();
   });
 });

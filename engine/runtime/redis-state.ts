@@ -1,7 +1,8 @@
 // User state in Redis, fenced per partition owner. Layout (see engine/README.md, "Runtime"):
 //   {p<N>} epoch key      INCR on every assignment: the partition owner's epoch
 //   {userId}:state hash   s = serialised core state, p/e = partition and epoch it was
-//                         written under, o = offset of the last applied event
+//                         written under, o = offset of the last applied event, c = the
+//                         contact terms the user is filed under (./contacts.ts)
 //   {userId}:timers set   ids of the user's pending timers (so an erase can remove them)
 // A user's write checks the epoch stored in the user's own record; the partition epoch key
 // is checked by the timer script on the {p<N>} slot, which runs just before the state writes
@@ -31,8 +32,11 @@ export function userKeys(keys: KeySpace, userId: string) {
   return { state: keys.user(userId, 'state'), timers: keys.user(userId, 'timers') };
 }
 
+// The contact terms argument when the write leaves the stored ones as they are.
+const KEEP_CONTACTS = '~';
+
 // KEYS: state hash, timer index. ARGV: partition, epoch, offset, mode (put|erase), state,
-// tombstone ttl ms, timer ids scheduled in this batch...
+// tombstone ttl ms, contact terms (or ~ to keep), timer ids scheduled in this batch...
 // Returns {0} when refused, {1} on put, {1, timerIds...} on erase.
 const WRITE_USER = `
 local p = redis.call('HGET', KEYS[1], 'p')
@@ -41,30 +45,31 @@ if p == ARGV[1] and e and tonumber(e) > tonumber(ARGV[2]) then return {0} end
 if ARGV[4] == 'erase' then
   local out = {1}
   for _, t in ipairs(redis.call('SMEMBERS', KEYS[2])) do out[#out + 1] = t end
-  for i = 7, #ARGV do out[#out + 1] = ARGV[i] end
+  for i = 8, #ARGV do out[#out + 1] = ARGV[i] end
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('HSET', KEYS[1], 'p', ARGV[1], 'e', ARGV[2], 'o', ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
   return out
 end
 redis.call('HSET', KEYS[1], 's', ARGV[5], 'p', ARGV[1], 'e', ARGV[2], 'o', ARGV[3])
+if ARGV[7] ~= '${KEEP_CONTACTS}' then redis.call('HSET', KEYS[1], 'c', ARGV[7]) end
 redis.call('PERSIST', KEYS[1])
-if #ARGV >= 7 then redis.call('SADD', KEYS[2], unpack(ARGV, 7)) end
+if #ARGV >= 8 then redis.call('SADD', KEYS[2], unpack(ARGV, 8)) end
 return {1}
 `;
 
 // The same write for many users in one call, in order (a user may appear twice: erased,
 // then written again). KEYS: state hash, timer index of each user. ARGV: partition, epoch,
-// tombstone ttl ms, then per user: offset, mode (put|erase), state, n, n timer ids.
-// Returns one reply per user, as WRITE_USER's.
+// tombstone ttl ms, then per user: offset, mode (put|erase), state, contact terms (or ~),
+// n, n timer ids. Returns one reply per user, as WRITE_USER's.
 const WRITE_USERS = `
 local out = {}
 local a = 4
 for i = 1, #KEYS, 2 do
   local sk, tk = KEYS[i], KEYS[i + 1]
-  local offset, mode, state = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local first = a + 4
-  a = first + tonumber(ARGV[a + 3])
+  local offset, mode, state, contacts = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local first = a + 5
+  a = first + tonumber(ARGV[a + 4])
   local pe = redis.call('HMGET', sk, 'p', 'e')
   if pe[1] == ARGV[1] and pe[2] and tonumber(pe[2]) > tonumber(ARGV[2]) then
     out[#out + 1] = {0}
@@ -78,6 +83,7 @@ for i = 1, #KEYS, 2 do
     out[#out + 1] = r
   else
     redis.call('HSET', sk, 's', state, 'p', ARGV[1], 'e', ARGV[2], 'o', offset)
+    if contacts ~= '${KEEP_CONTACTS}' then redis.call('HSET', sk, 'c', contacts) end
     redis.call('PERSIST', sk)
     for j = first, a - 1 do redis.call('SADD', tk, ARGV[j]) end
     out[#out + 1] = {1}
@@ -86,10 +92,10 @@ end
 return out
 `;
 
-// KEYS: state hashes. Returns {s, p, o} of each (nils for a user without a record).
+// KEYS: state hashes. Returns {s, p, o, c} of each (nils for a user without a record).
 const READ_USERS = `
 local out = {}
-for i, k in ipairs(KEYS) do out[i] = redis.call('HMGET', k, 's', 'p', 'o') end
+for i, k in ipairs(KEYS) do out[i] = redis.call('HMGET', k, 's', 'p', 'o', 'c') end
 return out
 `;
 
@@ -137,9 +143,14 @@ export function createRedisStateStore(
     async load(userIds) {
       const out = new Map<string, StoredUser>();
       if (userIds.length === 0) return out;
-      const found = (id: string, [s, p, o]: (string | null)[]) => {
+      const found = (id: string, [s, p, o, c]: (string | null)[]) => {
         if (p === null || p === undefined) return;
-        out.set(id, { state: s ?? null, partition: Number(p), offset: o ?? null });
+        out.set(id, {
+          state: s ?? null,
+          partition: Number(p),
+          offset: o ?? null,
+          contacts: c ?? null,
+        });
       };
       if (!redis.isCluster) {
         // As for writes: one server, so a read call covers many users.
@@ -162,7 +173,7 @@ export function createRedisStateStore(
         return out;
       }
       const pipe = redis.pipeline();
-      for (const id of userIds) pipe.hmget(userKeys(keys, id).state, 's', 'p', 'o');
+      for (const id of userIds) pipe.hmget(userKeys(keys, id).state, 's', 'p', 'o', 'c');
       const replies = (await pipe.exec()) ?? [];
       userIds.forEach((id, i) => found(id, check<(string | null)[]>(replies[i])));
       return out;
@@ -198,6 +209,7 @@ export function createRedisStateStore(
               w.offset,
               w.state === null ? 'erase' : 'put',
               w.state ?? '',
+              w.contacts ?? KEEP_CONTACTS,
               String(w.timerIds.length),
             );
             for (const t of w.timerIds) args.push(t);
@@ -229,6 +241,7 @@ export function createRedisStateStore(
           w.state === null ? 'erase' : 'put',
           w.state ?? '',
           String(TOMBSTONE_TTL_MS),
+          w.contacts ?? KEEP_CONTACTS,
           ...w.timerIds,
         );
       }

@@ -1,7 +1,7 @@
-// What the engine runtime needs from its state and timer storage, and the in-memory
-// implementations (demo, tests). Redis implementations: ./redis-state.ts, ./timers.ts.
-// Both enforce the same single-writer rule: a partition's owner holds an epoch taken on
-// assignment, and every write made under an older epoch is refused.
+// What the engine runtime needs from its state, timer and contact-index storage, and the
+// in-memory implementations (demo, tests). Redis implementations: ./redis-state.ts,
+// ./timers.ts, ./contacts.ts. All enforce the same single-writer rule: a partition's owner
+// holds an epoch taken on assignment, and every write made under an older epoch is refused.
 import type { Timer } from '../core/engine-core.ts';
 
 export type { Timer };
@@ -13,6 +13,8 @@ export interface StoredUser {
   /** Partition and offset of the last event applied to this user (the replay fence). */
   partition: number | null;
   offset: string | null;
+  /** The contact terms the user is filed under in the contact index (null: never filed). */
+  contacts?: string | null;
 }
 
 export interface UserWrite {
@@ -22,6 +24,8 @@ export interface UserWrite {
   offset: string;
   /** Timers scheduled for this user in this batch (indexed so an erase can find them). */
   timerIds: string[];
+  /** The contact terms the user is now filed under (./contacts.ts); absent: left as stored. */
+  contacts?: string;
 }
 
 export interface WriteResult {
@@ -54,6 +58,23 @@ export interface TimerStore {
     timers: { userId: string; timerId: string }[],
   ): Promise<boolean>;
   pending(partition: number): Promise<number>;
+  /** A user's pending timers on a partition, soonest first (for the staff lookup). */
+  userTimers(partition: number, userId: string): Promise<Timer[]>;
+}
+
+/** One user's change in the contact index: terms to file the user under, terms to take them off. */
+export interface ContactChange {
+  userId: string;
+  add: string[];
+  remove: string[];
+}
+
+/** Users by contact term (./contacts.ts), per partition, written only by the partition's owner. */
+export interface ContactIndex {
+  /** Applies a batch's changes on a partition. False, and nothing written, when `epoch` is no longer the partition's. */
+  update(partition: number, epoch: number, changes: ContactChange[]): Promise<boolean>;
+  /** Users filed under a term, on any partition (at most `limit`). */
+  find(term: string, limit: number): Promise<string[]>;
 }
 
 /** Records of erased users keep only the replay fence, and only this long. */
@@ -66,13 +87,16 @@ interface MemoryRecord {
   offset: string;
   timerIds: Set<string>;
   expiresAt: number | null;
+  contacts: string | null;
 }
 
-/** State and timers in process memory, with the same fencing as the Redis stores. */
-export class MemoryStores implements StateStore, TimerStore {
+/** State, timers and the contact index in process memory, with the same fencing as the Redis stores. */
+export class MemoryStores implements StateStore, TimerStore, ContactIndex {
   private readonly epochs = new Map<number, number>();
   private readonly users = new Map<string, MemoryRecord>();
   private readonly timers = new Map<number, Map<string, Timer>>();
+  /** Partition -> term -> userIds. */
+  private readonly contactIndex = new Map<number, Map<string, Set<string>>>();
 
   constructor(private readonly clock: () => number = Date.now) {}
 
@@ -96,7 +120,12 @@ export class MemoryStores implements StateStore, TimerStore {
         this.users.delete(id);
         continue;
       }
-      out.set(id, { state: r.state, partition: r.partition, offset: r.offset });
+      out.set(id, {
+        state: r.state,
+        partition: r.partition,
+        offset: r.offset,
+        contacts: r.contacts,
+      });
     }
     return out;
   }
@@ -119,6 +148,7 @@ export class MemoryStores implements StateStore, TimerStore {
           offset: w.offset,
           timerIds: new Set(),
           expiresAt: this.clock() + TOMBSTONE_TTL_MS,
+          contacts: null,
         });
       } else {
         const timerIds = new Set(prev?.state === null ? [] : (prev?.timerIds ?? []));
@@ -130,6 +160,7 @@ export class MemoryStores implements StateStore, TimerStore {
           offset: w.offset,
           timerIds,
           expiresAt: null,
+          contacts: w.contacts ?? (prev?.state === null ? null : (prev?.contacts ?? null)),
         });
       }
     }
@@ -167,6 +198,43 @@ export class MemoryStores implements StateStore, TimerStore {
 
   async pending(partition: number): Promise<number> {
     return this.partitionTimers(partition).size;
+  }
+
+  async userTimers(partition: number, userId: string): Promise<Timer[]> {
+    const ids = this.users.get(userId)?.timerIds ?? new Set<string>();
+    const set = this.partitionTimers(partition);
+    return [...ids]
+      .flatMap((id) => {
+        const t = set.get(id);
+        return t ? [structuredClone(t)] : [];
+      })
+      .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1));
+  }
+
+  async update(partition: number, epoch: number, changes: ContactChange[]): Promise<boolean> {
+    if (this.epochs.get(partition) !== epoch) return false;
+    let index = this.contactIndex.get(partition);
+    if (!index) this.contactIndex.set(partition, (index = new Map()));
+    for (const c of changes) {
+      for (const t of c.remove) {
+        const ids = index.get(t);
+        ids?.delete(c.userId);
+        if (ids?.size === 0) index.delete(t);
+      }
+      for (const t of c.add) {
+        let ids = index.get(t);
+        if (!ids) index.set(t, (ids = new Set()));
+        ids.add(c.userId);
+      }
+    }
+    return true;
+  }
+
+  async find(term: string, limit: number): Promise<string[]> {
+    const out = new Set<string>();
+    for (const index of this.contactIndex.values())
+      for (const id of index.get(term) ?? []) out.add(id);
+    return [...out].sort().slice(0, limit);
   }
 
   private partitionTimers(partition: number): Map<string, Timer> {

@@ -136,6 +136,16 @@ export function createRedisTimerStore(
     async pending(partition) {
       return await redis.zcard(pk(partition).timers);
     },
+
+    async userTimers(partition, userId) {
+      const ids = await redis.smembers(userKeys(keys, userId).timers);
+      if (ids.length === 0) return [];
+      // An id without payload has just fired (its payload goes first, the user's id after).
+      const payloads = await redis.hmget(pk(partition).timerPayloads, ...ids);
+      return payloads
+        .flatMap((p) => (p ? [JSON.parse(p) as Timer] : []))
+        .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1));
+    },
   };
 }
 

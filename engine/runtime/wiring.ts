@@ -14,12 +14,15 @@ import {
   type EngineServiceConfig,
   type StateCodecPort,
 } from './engine-service.ts';
+import { contactTerms } from './contacts.ts';
 import { MemoryStores } from './stores.ts';
 
 export interface CoreWiring {
   core: EngineCorePort<UserState>;
   codec: StateCodecPort<UserState>;
   evaluatedRules(event: NormalisedEvent): readonly string[];
+  /** The contact terms a state files its user under in the staff lookup's index. */
+  contactTerms(state: UserState): string;
 }
 
 const NO_RULES: readonly string[] = Object.freeze([]);
@@ -31,6 +34,7 @@ export function wireCore(ruleSet: () => RuleSet): CoreWiring {
   return {
     core,
     codec: { serialize: serializeState, deserialize: deserializeState },
+    contactTerms: (state) => contactTerms(state.traits),
     evaluatedRules(event) {
       if (event.type === TIMER_EVENT) {
         const id = event.properties.ruleId;
@@ -66,9 +70,11 @@ export function createMemoryEngine(
     bus: deps.bus,
     state: stores,
     timers: stores,
+    contacts: stores,
     core: wiring.core,
     codec: wiring.codec,
     evaluatedRules: wiring.evaluatedRules,
+    contactTerms: wiring.contactTerms,
     logger: deps.logger,
     registry: deps.registry,
     ruleSetVersion: deps.ruleSet().version,

@@ -272,7 +272,7 @@ export function storesContract(stores: ContractStores): void {
             },
           ],
         },
-        { source: 'admin_api', at: 1000 },
+        { source: 'admin_api', at: 1000, by: { actor: 'key_support1', role: 'support' } },
       );
       const p = await store.apply(
         'p1',
@@ -284,8 +284,16 @@ export function storesContract(stores: ContractStores): void {
         unsubscribedAll: { at: 2000, source: 'preference_page' },
         consents: { marketing: { email: { granted: true, at: 1000, source: 'signup_form' } } },
       });
+      // Who changed what, when and through which door: the user on the preference page, a
+      // staff key through the API (the consent's own source says where the user agreed).
       expect(await store.history('p1')).toEqual([
-        { kind: 'unsubscribe_all', at: 2000, source: 'preference_page' },
+        {
+          kind: 'unsubscribe_all',
+          at: 2000,
+          source: 'preference_page',
+          via: 'preference_page',
+          recordedAt: 2000,
+        },
         {
           kind: 'consent',
           category: 'marketing',
@@ -293,8 +301,12 @@ export function storesContract(stores: ContractStores): void {
           granted: true,
           at: 1000,
           source: 'signup_form',
+          via: 'admin_api',
+          recordedAt: 1000,
+          by: { actor: 'key_support1', role: 'support' },
         },
       ]);
+      expect(await store.history('p1', 1)).toHaveLength(1);
       await store.suppress('p1', 'email', { reason: 'hard_bounce', at: 3000, address: 'a@b.c' });
       expect((await store.suppressions('p1')).channels.email).toEqual({
         reason: 'hard_bounce',
@@ -308,6 +320,22 @@ export function storesContract(stores: ContractStores): void {
         reason: 'user_deleted',
         at: 4000,
       });
+      expect(await store.history('p1')).toEqual([]);
+    });
+
+    it('keeps the newest 500 changes of a user', async () => {
+      const user = `bounded-${stores.runId}`;
+      const records = Array.from({ length: 501 }, (_, i) => ({
+        category: `c${i}`,
+        channel: 'email' as const,
+        record: { granted: i % 2 === 0, at: i, source: 'import' },
+      }));
+      await store.apply(user, { records }, { source: 'admin_api', at: 5000 });
+      const history = await store.history(user, 1000);
+      expect(history).toHaveLength(500);
+      expect(history[0]).toMatchObject({ category: 'c500', at: 500 });
+      expect(history[499]).toMatchObject({ category: 'c1', at: 1 });
+      await store.markDeleted(user, 6000);
     });
   });
 }
