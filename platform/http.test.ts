@@ -10,6 +10,7 @@ import { loadConfig, proxyTrust } from './config.ts';
 import {
   adminCredential,
   API_CONTENT_SECURITY_POLICY,
+  CODED_ERROR_SCHEMA,
   bearerToken,
   httpServerOptions,
   inlineElements,
@@ -260,7 +261,7 @@ describe('coded refusals', () => {
     });
     expect([xml.statusCode, xml.json()]).toEqual([
       415,
-      { code: 'LC_ERR_BAD_REQUEST', message: 'send JSON' },
+      { code: 'LC_ERR_UNSUPPORTED_MEDIA_TYPE', message: 'send JSON' },
     ]);
     const broken = await app.inject({
       method: 'POST',
@@ -285,6 +286,10 @@ describe('coded refusals', () => {
     const seen: string[] = [];
     const app = await server({
       failureBody: (f) => ({ success: false, code: f.code, message: f.message }),
+      failureSchema: {
+        ...CODED_ERROR_SCHEMA,
+        properties: { success: { type: 'boolean' }, ...CODED_ERROR_SCHEMA.properties },
+      },
       onFailure: (f, _req, reply) => {
         seen.push(f.code);
         void reply.header('retry-after', String(f.details?.retryAfterSeconds ?? 1));
@@ -356,6 +361,9 @@ describe('OpenAPI document, health and metrics', () => {
       components: { securitySchemes: Record<string, unknown> };
     };
     expect(Object.keys(doc.paths).sort()).toEqual([
+      '/health',
+      '/metrics',
+      '/openapi.json',
       '/page',
       '/v1/track',
       '/v1/users',
@@ -367,7 +375,9 @@ describe('OpenAPI document, health and metrics', () => {
     });
     expect(doc.paths['/v1/users/{id}']!.delete!.security).toEqual([{ adminToken: [] }]);
     expect(doc.paths['/v1/track']!.post!.security).toEqual([{ bodyKey: [] }]);
-    expect(doc.paths['/page']!.get!.security).toBeUndefined();
+    // Public says so: no credential, rather than nothing said.
+    expect(doc.paths['/page']!.get!.security).toEqual([]);
+    expect(doc.paths['/health']!.get!.security).toEqual([]);
     expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(['adminToken', 'bodyKey']);
   });
 

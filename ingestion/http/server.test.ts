@@ -669,6 +669,9 @@ describe('ingest API: documents and metrics', () => {
     const doc = res.json() as OpenApiDoc;
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths).sort()).toEqual([
+      '/health',
+      '/metrics',
+      '/openapi.json',
       '/v1/alias',
       '/v1/batch',
       '/v1/group',
@@ -682,7 +685,7 @@ describe('ingest API: documents and metrics', () => {
   it('documents what the routes take and answer: batch items as one of the six messages, text/plain and gzip bodies, the body writeKey, 415, and the retry headers of 429 and 503', async () => {
     const a = await setup();
     const doc = (await a.inject({ method: 'GET', url: '/openapi.json' })).json() as OpenApiDoc;
-    for (const [path, item] of Object.entries(doc.paths)) {
+    for (const [path, item] of Object.entries(doc.paths).filter(([p]) => p.startsWith('/v1/'))) {
       const op = item.post!;
       expect(Object.keys(op.requestBody!.content).sort(), path).toEqual([
         'application/json',
