@@ -14,6 +14,7 @@
 // (`X-Forwarded-For`) is one setting, LC_TRUST_PROXY, read by `proxyTrust`.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
+import Fastify from 'fastify';
 import type {
   FastifyError,
   FastifyInstance,
@@ -589,22 +590,25 @@ function documented(
       : {}),
     ...(methods.some((m) => BODY_METHODS.has(String(m))) ? KIT_ERROR_RESPONSES.body : {}),
   };
-  const own = schema.response ?? {};
-  const declared = (status: string) =>
-    own[status] !== undefined || own[`${status[0]}xx`] !== undefined;
+  const response: Record<string, unknown> = { ...schema.response };
+  for (const [status, description] of Object.entries(refusals)) {
+    const own = (response[status] ?? response[`${status[0]}xx`]) as
+      { description?: string; content?: Record<string, unknown> } | undefined;
+    if (own === undefined) response[status] = errorResponse(description);
+    // A page's own answer of this status (HTML, an image): the kit's refusals of it are still JSON.
+    else if (own.content && !own.content['application/json'])
+      response[status] = {
+        ...own,
+        description: `${own.description ?? ''} As JSON: ${description}`.trim(),
+        content: { ...own.content, ...errorResponse(description).content },
+      };
+  }
   return {
     ...schema,
     operationId: schema.operationId ?? defaultOperationId(String(methods[0]), route.url),
     security,
     ...(roles ? { 'x-roles': [...roles] } : {}),
-    response: {
-      ...own,
-      ...Object.fromEntries(
-        Object.entries(refusals)
-          .filter(([status]) => !declared(status))
-          .map(([status, description]) => [status, errorResponse(description)]),
-      ),
-    },
+    response,
   };
 }
 
@@ -719,6 +723,42 @@ export function operationalRoutes(
       },
       async () => app.swagger(),
     );
+}
+
+/**
+ * The endpoint of a process without a server of its own (engine, delivery, scheduler, sink
+ * workers, on LC_METRICS_PORT): `/health`, `/metrics` and `/openapi.json` on the kit, so a
+ * miss or a refusal answers like every server's (coded, with the security headers). Not
+ * listening yet: `serveOperational` listens.
+ */
+export async function createOperationalServer(deps: {
+  metrics: Pick<Registry, 'metrics' | 'contentType'>;
+  health: () => HealthReport;
+}): Promise<FastifyInstance> {
+  // Scrapers and probes name no client worth a proxy setting: nobody speaks for them.
+  const app = Fastify(httpServerOptions({ trustProxy: 'false' }));
+  await setupHttpKit(app, {
+    openapi: {
+      info: {
+        title: 'Lifecycle worker endpoint',
+        version: '1',
+        description:
+          'What a worker process (engine, delivery, scheduler, sink) serves on LC_METRICS_PORT: its health and its Prometheus metrics.',
+      },
+    },
+  });
+  operationalRoutes(app, deps);
+  return app;
+}
+
+/** `createOperationalServer`, listening on `port` of `host`. */
+export async function serveOperational(
+  opts: { port: number; host: string },
+  deps: Parameters<typeof createOperationalServer>[0],
+): Promise<FastifyInstance> {
+  const app = await createOperationalServer(deps);
+  await app.listen({ port: opts.port, host: opts.host });
+  return app;
 }
 
 /**
