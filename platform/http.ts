@@ -2,16 +2,18 @@
 // options what its caller must present (`config: { auth: { roles: ['admin', 'analyst'] } }`
 // for staff, `'writeKey'`, `'appUser'`, or `'public'`); one hook checks that credential and
 // refuses with a coded 401 (who are you?) or 403 (your role may not do this), and the
-// route's OpenAPI `security` and `x-roles` follow from the same declaration. Routes that
+// route's OpenAPI `security` and `x-roles` follow from the same declaration, as do the
+// refusals the kit makes on it, documented and serialized with the server's one error
+// schema (`CodedError`): a route adds only its summary, tags and own answers. Routes that
 // change something record it with `req.audit(...)`, which fills in who, with which role,
 // in which request and when. A route that names nothing is refused when it is
 // registered, so a forgotten declaration fails the server's start-up instead of serving
 // without auth. One error handler and one not-found handler answer `{ code, message }` and
 // never echo what the request carried (tracking tokens travel in `?t=`); `/health`,
-// `/metrics` and `/openapi.json` are served the same way on every server. Every answer
-// carries the security headers (a strict Content-Security-Policy that an HTML page widens
-// only by the hashes of its own inline code), and which proxies may speak for the client
-// (`X-Forwarded-For`) is one setting, LC_TRUST_PROXY, read by `proxyTrust`.
+// `/metrics` and `/openapi.json` are served the same way on every server, workers included.
+// Every answer carries the security headers (a strict Content-Security-Policy that an HTML
+// page widens only by the hashes of its own inline code), and which proxies may speak for
+// the client (`X-Forwarded-For`) is one setting, LC_TRUST_PROXY, read by `proxyTrust`.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import Fastify from 'fastify';
@@ -691,7 +693,6 @@ export function operationalRoutes(
         operationId: 'getMetrics',
         summary: "The process's Prometheus metrics",
         tags,
-        produces: ['text/plain'],
         response: {
           200: {
             description: 'Prometheus text exposition format.',
