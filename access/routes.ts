@@ -7,7 +7,7 @@
 // Key changes are audited through the HTTP kit (`req.audit`), like every staff change.
 import type { FastifyInstance } from 'fastify';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
-import { ROLES, requireHttpKit, type Role } from '../platform/http.ts';
+import { ROLES, errorResponse, requireHttpKit, type Role } from '../platform/http.ts';
 import { expiryFrom, generateToken, type ApiKey, type ApiKeyStore } from './api-keys.ts';
 import type { AuditLog } from './audit-log.ts';
 
@@ -35,15 +35,6 @@ const ApiKeySchema = {
   },
 } as const;
 
-const ErrorSchema = {
-  type: 'object',
-  properties: {
-    code: { type: 'string' },
-    message: { type: 'string' },
-    field: { type: 'string', description: 'The field at fault, when one is.' },
-  },
-} as const;
-
 const AuditEntrySchema = {
   type: 'object',
   properties: {
@@ -53,8 +44,10 @@ const AuditEntrySchema = {
     role: { type: 'string', nullable: true },
     action: { type: 'string' },
     target: { type: 'string' },
-    before: { nullable: true },
-    after: { nullable: true },
+    before: {
+      description: 'The target before the change (null for a creation), secrets redacted.',
+    },
+    after: { description: 'The target after the change (null for a deletion), secrets redacted.' },
     requestId: { type: 'string', nullable: true },
     at: { type: 'string', format: 'date-time' },
   },
@@ -97,6 +90,7 @@ export async function accessRoutes(app: FastifyInstance, opts: AccessRoutesOptio
       },
       schema: {
         tags,
+        operationId: 'createApiKey',
         summary: 'Create an API key; its secret is in this answer only',
         body: {
           type: 'object',
@@ -114,12 +108,15 @@ export async function accessRoutes(app: FastifyInstance, opts: AccessRoutesOptio
         response: {
           201: {
             type: 'object',
+            description: 'The key, and its secret (shown here only).',
             properties: {
               key: ApiKeySchema,
               secret: { type: 'string', description: 'The bearer token. Not stored: keep it now.' },
             },
           },
-          400: ErrorSchema,
+          400: errorResponse(
+            'An unknown field, a role that is not one of the roles, or an expiry that is not a duration or an ISO time.',
+          ),
         },
       },
     },
@@ -154,9 +151,14 @@ export async function accessRoutes(app: FastifyInstance, opts: AccessRoutesOptio
       config: admin,
       schema: {
         tags,
+        operationId: 'listApiKeys',
         summary: 'List API keys (never their secrets)',
         response: {
-          200: { type: 'object', properties: { keys: { type: 'array', items: ApiKeySchema } } },
+          200: {
+            type: 'object',
+            description: 'Every key, newest first, revoked and expired ones included.',
+            properties: { keys: { type: 'array', items: ApiKeySchema } },
+          },
         },
       },
     },
@@ -169,13 +171,21 @@ export async function accessRoutes(app: FastifyInstance, opts: AccessRoutesOptio
       config: admin,
       schema: {
         tags,
+        operationId: 'revokeApiKey',
         summary: 'Revoke an API key (refused from the next request on, on every instance)',
         params: {
           type: 'object',
           required: ['id'],
           properties: { id: { type: 'string', minLength: 1, maxLength: 100 } },
         },
-        response: { 200: { type: 'object', properties: { key: ApiKeySchema } }, 404: ErrorSchema },
+        response: {
+          200: {
+            type: 'object',
+            description: 'The key, revoked (revoking it again changes nothing).',
+            properties: { key: ApiKeySchema },
+          },
+          404: errorResponse('No key with this id (GET /v1/keys lists them).'),
+        },
       },
     },
     async (req) => {
@@ -212,6 +222,7 @@ export async function accessRoutes(app: FastifyInstance, opts: AccessRoutesOptio
       config: admin,
       schema: {
         tags,
+        operationId: 'queryAuditLog',
         summary: 'The audit log, newest first',
         querystring: {
           type: 'object',
@@ -232,12 +243,13 @@ export async function accessRoutes(app: FastifyInstance, opts: AccessRoutesOptio
         response: {
           200: {
             type: 'object',
+            description: 'A page of changes, and the cursor of the next one (null at the end).',
             properties: {
               entries: { type: 'array', items: AuditEntrySchema },
               next: { type: 'string', nullable: true },
             },
           },
-          400: ErrorSchema,
+          400: errorResponse('A filter is not valid (`since`/`until`: an ISO time or epoch ms).'),
         },
       },
     },

@@ -16,6 +16,8 @@ import { InMemoryBus } from '../platform/bus.ts';
 import { API_CONTENT_SECURITY_POLICY, inlineElements } from '../platform/http.ts';
 import { createHash } from 'node:crypto';
 import { loadConfig, type Config } from '../platform/config.ts';
+import { ERROR_CODES, type ErrorCode } from '../platform/errors.ts';
+import { CHANNELS } from '../platform/contracts.ts';
 import { silentLogger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createApiServer } from './api.ts';
@@ -509,5 +511,72 @@ describe('user lookup', () => {
       code: 'LC_ERR_UNAVAILABLE',
       message: expect.stringMatching(/could not be searched \(index: connection lost\); retry/),
     });
+  });
+});
+
+describe('coded refusals of the API server', () => {
+  it('answers validation, unknown routes, too large and wrongly typed bodies with a code of platform/errors.ts and a message that says what to fix', async () => {
+    const { app, config } = await api();
+    const auth = { authorization: `Bearer ${config.auth.adminToken}` };
+    const answers = {
+      query: await app.inject({ method: 'GET', url: '/v1/audit?limit=0', headers: auth }),
+      body: await app.inject({
+        method: 'POST',
+        url: '/v1/templates/welcome/preview',
+        headers: auth,
+        payload: { channel: 'fax' },
+      }),
+      missing: await app.inject({
+        method: 'POST',
+        url: '/v1/keys',
+        headers: auth,
+        payload: { role: 'analyst' },
+      }),
+      unknown: await app.inject({
+        method: 'GET',
+        url: '/v1/nothing?t=signed-token',
+        headers: auth,
+      }),
+      large: await app.inject({
+        method: 'PATCH',
+        url: '/v1/users/ada/preferences',
+        headers: { ...auth, 'content-type': 'application/json' },
+        payload: JSON.stringify({
+          consents: { x: { email: { granted: true, source: 'x'.repeat(1_100_000) } } },
+        }),
+      }),
+      mediaType: await app.inject({
+        method: 'PATCH',
+        url: '/v1/users/ada/preferences',
+        headers: { ...auth, 'content-type': 'application/xml' },
+        payload: '<unsubscribedAll>true</unsubscribedAll>',
+      }),
+    };
+    const seen = Object.fromEntries(
+      Object.entries(answers).map(([k, r]) => [k, [r.statusCode, r.json()]]),
+    );
+    expect(seen).toEqual({
+      query: [400, { code: 'LC_ERR_BAD_REQUEST', message: 'limit must be >= 1', field: 'limit' }],
+      body: [
+        400,
+        {
+          code: 'LC_ERR_BAD_REQUEST',
+          message: `channel must be one of ${CHANNELS.join(', ')}`,
+          field: 'channel',
+        },
+      ],
+      missing: [400, { code: 'LC_ERR_BAD_REQUEST', message: 'name is required', field: 'name' }],
+      unknown: [404, { code: 'LC_ERR_NOT_FOUND', message: 'Route GET:/v1/nothing not found' }],
+      large: [
+        413,
+        { code: 'LC_ERR_PAYLOAD_TOO_LARGE', message: 'request body is larger than 1048576 bytes' },
+      ],
+      mediaType: [
+        415,
+        { code: 'LC_ERR_UNSUPPORTED_MEDIA_TYPE', message: 'send the body as application/json' },
+      ],
+    });
+    for (const [name, r] of Object.entries(answers))
+      expect(ERROR_CODES[r.json<{ code: ErrorCode }>().code]?.status, name).toBe(r.statusCode);
   });
 });

@@ -137,6 +137,39 @@ export async function createApiServer(
         description:
           'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, user preferences and suppressions, templates, dashboards data, the message log and resends. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
       },
+      tags: [
+        { name: 'access', description: 'Staff API keys and the audit log (role admin).' },
+        {
+          name: 'preferences',
+          description: "A user's consent, preferences and suppressions (roles support, service).",
+        },
+        {
+          name: 'templates',
+          description: 'Message templates: list, validate, preview (role marketer).',
+        },
+        {
+          name: 'dashboards',
+          description: "The analysts' dashboards: the page and its data (role analyst).",
+        },
+        {
+          name: 'tracking',
+          description:
+            'The signed links of messages: clicks, the open pixel, unsubscribes (public: the link is signed).',
+        },
+        {
+          name: 'pages',
+          description: "The end user's preference page (public: the link is signed).",
+        },
+        {
+          name: 'webhooks',
+          description:
+            "Providers' callbacks, each checking its own signature (public: the body is signed).",
+        },
+        {
+          name: 'inapp',
+          description: "The in-app inbox and push devices of the app's user (signed client token).",
+        },
+      ],
     },
   });
   const bootstrap = await ensureBootstrapKey(access.keys, config.auth.bootstrapAdminKey, now());

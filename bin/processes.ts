@@ -2,7 +2,8 @@
 // validated config, started in order and stopped gracefully on SIGINT/SIGTERM.
 import type { Logger } from 'pino';
 import type { Config } from '../platform/config.ts';
-import { createMetricsRegistry, serveMetrics, type Registry } from '../platform/metrics.ts';
+import { serveOperational } from '../platform/http.ts';
+import { createMetricsRegistry, type Registry } from '../platform/metrics.ts';
 import { KafkaBus, waitForKafka } from '../platform/kafka.ts';
 import type { StartRetry } from '../platform/ready.ts';
 import { openRedis } from '../platform/redis.ts';
@@ -152,14 +153,14 @@ export async function startProcesses(
       }
     }
     if (config.metrics.port > 0) {
-      const server = serveMetrics(
+      const server = await serveOperational(
         { port: config.metrics.port, host: config.http.host },
-        metricsSource,
+        { metrics: metricsSource, health: () => ({ ok: true }) },
       );
       running.push({
         name: 'metrics',
         url: `http://${config.http.host}:${config.metrics.port}/metrics`,
-        stop: () => new Promise((r) => server.close(() => r())),
+        stop: () => server.close(),
       });
     }
   } catch (err) {

@@ -7,6 +7,7 @@ import { register as registerDelivery } from '../delivery/cli.ts';
 import { register as registerAnalytics } from '../analytics/cli.ts';
 import { register as registerKeys } from '../access/cli.ts';
 import { register as registerRun } from './run-cli.ts';
+import { register as registerOpenApi } from './openapi.ts';
 
 export function buildProgram(): Command {
   const program = new Command('lifecycle')
@@ -21,5 +22,6 @@ export function buildProgram(): Command {
   registerAnalytics(program);
   registerKeys(program);
   registerRun(program);
+  registerOpenApi(program);
   return program;
 }

@@ -10,6 +10,7 @@ import { silentLogger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createRedis, type RedisDeps } from '../platform/redis.ts';
 import { isolate } from '../test/support/isolation.ts';
+import { operationProblems, type OpenApiDocument } from '../test/support/openapi.ts';
 import { createApiServer } from './api.ts';
 
 interface Operation {
@@ -28,6 +29,7 @@ describe('roles of every API operation', () => {
   const config = iso.config();
   const tokens = {} as Record<Role | 'expired' | 'revoked' | 'wrong', string>;
   let operations: Operation[] = [];
+  let problems: string[] = [];
 
   beforeAll(async () => {
     redis = createRedis(config.redis, silentLogger());
@@ -67,6 +69,7 @@ describe('roles of every API operation', () => {
     const doc = (await app.inject({ url: '/openapi.json' })).json<{
       paths: Record<string, Record<string, { security?: unknown[]; 'x-roles'?: Role[] }>>;
     }>();
+    problems = operationProblems(doc as unknown as OpenApiDocument);
     operations = Object.entries(doc.paths).flatMap(([path, methods]) =>
       Object.entries(methods)
         .filter(([, op]) => op.security !== undefined && op.security.length > 0)
@@ -94,6 +97,13 @@ describe('roles of every API operation', () => {
       headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
       ...(op.method === 'GET' || op.method === 'DELETE' ? {} : { payload: {} }),
     });
+
+  it('documents every operation of the production wiring (push devices included), as the unit test does the demo wiring', () => {
+    expect(problems).toEqual([]);
+    expect(operations.map((o) => `${o.method} ${o.path}`)).toEqual(
+      expect.arrayContaining(['POST /v1/inapp/devices', 'DELETE /v1/inapp/devices/{deviceToken}']),
+    );
+  });
 
   it('lists the staff operations with their roles, and every staff route of the server', () => {
     const staff = operations.filter((o) => o.roles !== null).map((o) => `${o.method} ${o.path}`);

@@ -9,7 +9,12 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import type { AnalyticsStore } from '../analytics/store.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
-import { inlineElements, pageSecurityPolicy, requireHttpKit } from '../platform/http.ts';
+import {
+  errorResponse,
+  inlineElements,
+  pageSecurityPolicy,
+  requireHttpKit,
+} from '../platform/http.ts';
 import { BUILTIN_QUERIES } from './builtins.ts';
 import {
   formatDashboardError,
@@ -41,9 +46,30 @@ function panelFailure(err: unknown): unknown {
 /** Analysts read dashboards (admins too, as on every staff route). */
 const analyst = { auth: { roles: ['analyst'] } } as const;
 const tags = ['dashboards'];
-const errorBody = {
+/** A dashboard as `describe` gives it (the page draws it without parsing SQL). */
+const DashboardSchema = {
   type: 'object',
-  properties: { code: { type: 'string' }, message: { type: 'string' } },
+  required: ['id', 'title', 'panels'],
+  additionalProperties: true,
+  properties: {
+    id: { type: 'string' },
+    title: { type: 'string' },
+    description: { type: 'string' },
+    windowDays: { type: 'integer', description: 'The default window: the last N days.' },
+    parameters: {
+      type: 'object',
+      additionalProperties: true,
+      description: 'The parameters its panels take, by name.',
+    },
+    panels: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: true,
+        description: 'id, title, description, query or sql, params, parameters, viz, width.',
+      },
+    },
+  },
 } as const;
 
 /** What the page needs to draw a dashboard: no SQL parsing on the client. */
@@ -90,9 +116,15 @@ export async function dashboardRoutes(
       config: { auth: 'public' },
       schema: {
         tags,
+        operationId: 'dashboardsPage',
         summary:
           'The dashboards page (static; it asks for a key of the role analyst and calls the API below with it)',
-        produces: ['text/html'],
+        response: {
+          200: {
+            description: 'The page (HTML, its own script and style inline).',
+            content: { 'text/html': { schema: { type: 'string' } } },
+          },
+        },
       },
     },
     async (_req, reply) =>
@@ -124,8 +156,20 @@ export async function dashboardRoutes(
         config: analyst,
         schema: {
           tags,
+          operationId: 'listDashboards',
           summary:
             'Every dashboard in the dashboards folder, and the errors of the spec files that do not load',
+          response: {
+            200: {
+              type: 'object',
+              required: ['dashboards', 'errors'],
+              description: 'The dashboards, and one `file:jsonpath: message` per spec error.',
+              properties: {
+                dashboards: { type: 'array', items: DashboardSchema },
+                errors: { type: 'array', items: { type: 'string' } },
+              },
+            },
+          },
         },
       },
       async () => {
@@ -148,9 +192,15 @@ export async function dashboardRoutes(
         config: analyst,
         schema: {
           tags,
+          operationId: 'getDashboard',
           summary: 'One dashboard: its parameters and panels (with their SQL)',
           params: idParams,
-          response: { 404: errorBody },
+          response: {
+            200: { ...DashboardSchema, description: 'The dashboard.' },
+            404: errorResponse(
+              'No dashboard with this id; the message lists the errors of a spec file that may be it.',
+            ),
+          },
         },
       },
       async (req) => describe(await find(req.params.id)),
@@ -162,6 +212,7 @@ export async function dashboardRoutes(
         config: analyst,
         schema: {
           tags,
+          operationId: 'getPanelData',
           summary: "One panel's data: {columns, rows}",
           description:
             "The window is [from, to): epoch ms or ISO 8601 (default: the dashboard's last N days up to now). `ruleIds` (repeated or comma-separated) limits rule-based panels; none means every rule. Any parameter the dashboard declares can be given by name; unknown names and values outside a parameter's rules are refused with 400. A panel whose query fails answers 500 (503 when ClickHouse is unreachable) with the error.",
@@ -187,7 +238,32 @@ export async function dashboardRoutes(
               },
             },
           },
-          response: { 400: errorBody, 404: errorBody, 500: errorBody, 503: errorBody },
+          response: {
+            200: {
+              type: 'object',
+              required: ['panel', 'from', 'to', 'columns', 'rows'],
+              additionalProperties: true,
+              description:
+                'The rows of the panel in the window, and the values they were run with.',
+              properties: {
+                panel: { type: 'string' },
+                from: { type: 'integer', description: 'Epoch ms, inclusive.' },
+                to: { type: 'integer', description: 'Epoch ms, exclusive.' },
+                ruleIds: { type: 'array', items: { type: 'string' } },
+                params: { type: 'object', additionalProperties: true },
+                columns: { type: 'array', items: { type: 'string' } },
+                rows: { type: 'array', items: { type: 'object', additionalProperties: true } },
+              },
+            },
+            400: errorResponse(
+              'A parameter the dashboard does not declare, or a value outside its rules; the message names it.',
+            ),
+            404: errorResponse('No such dashboard, or no such panel in it.'),
+            500: errorResponse(
+              "The panel's query failed (LC_ERR_ANALYTICS, with ClickHouse's error).",
+            ),
+            503: errorResponse('ClickHouse is unreachable (LC_ERR_ANALYTICS); retry.'),
+          },
         },
       },
       async (req) => {

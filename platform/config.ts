@@ -601,7 +601,8 @@ export const ConfigSchema = Type.Object({
   metrics: Type.Object({
     port: int({
       env: 'LC_METRICS_PORT',
-      description: 'Port of the Prometheus /metrics endpoint of worker processes (0: off).',
+      description:
+        'Port of the endpoint of worker processes: /metrics (Prometheus), /health and /openapi.json (0: off).',
       default: 0,
       minimum: 0,
       maximum: 65535,

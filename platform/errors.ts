@@ -16,6 +16,7 @@ export const ErrorCodes = {
   NotFound: 'LC_ERR_NOT_FOUND',
   Conflict: 'LC_ERR_CONFLICT',
   PayloadTooLarge: 'LC_ERR_PAYLOAD_TOO_LARGE',
+  UnsupportedMediaType: 'LC_ERR_UNSUPPORTED_MEDIA_TYPE',
   RateLimited: 'LC_ERR_RATE_LIMITED',
   Unavailable: 'LC_ERR_UNAVAILABLE',
   InvalidSignature: 'LC_ERR_INVALID_SIGNATURE',
@@ -76,6 +77,11 @@ export const ERROR_CODES: {
   LC_ERR_PAYLOAD_TOO_LARGE: {
     status: 413,
     meaning: 'the body or one message is larger than the configured limit',
+  },
+  LC_ERR_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    meaning:
+      'the body is in a Content-Type or Content-Encoding the route does not read; the message names what to send',
   },
   LC_ERR_RATE_LIMITED: {
     status: 429,

@@ -1,6 +1,7 @@
 // The HTTP kit on small servers: routes must declare their access, the declared credential
 // is checked before anything of the route runs, refusals are coded, and the OpenAPI
 // document shows each route's security as it was declared.
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ import { loadConfig, proxyTrust } from './config.ts';
 import {
   adminCredential,
   API_CONTENT_SECURITY_POLICY,
+  CODED_ERROR_SCHEMA,
   bearerToken,
   httpServerOptions,
   inlineElements,
@@ -18,6 +20,7 @@ import {
   provideCredential,
   requireHttpKit,
   secretEquals,
+  serveOperational,
   setupHttpKit,
   type AuditRecord,
   type Credential,
@@ -260,7 +263,7 @@ describe('coded refusals', () => {
     });
     expect([xml.statusCode, xml.json()]).toEqual([
       415,
-      { code: 'LC_ERR_BAD_REQUEST', message: 'send JSON' },
+      { code: 'LC_ERR_UNSUPPORTED_MEDIA_TYPE', message: 'send JSON' },
     ]);
     const broken = await app.inject({
       method: 'POST',
@@ -285,6 +288,10 @@ describe('coded refusals', () => {
     const seen: string[] = [];
     const app = await server({
       failureBody: (f) => ({ success: false, code: f.code, message: f.message }),
+      failureSchema: {
+        ...CODED_ERROR_SCHEMA,
+        properties: { success: { type: 'boolean' }, ...CODED_ERROR_SCHEMA.properties },
+      },
       onFailure: (f, _req, reply) => {
         seen.push(f.code);
         void reply.header('retry-after', String(f.details?.retryAfterSeconds ?? 1));
@@ -356,6 +363,9 @@ describe('OpenAPI document, health and metrics', () => {
       components: { securitySchemes: Record<string, unknown> };
     };
     expect(Object.keys(doc.paths).sort()).toEqual([
+      '/health',
+      '/metrics',
+      '/openapi.json',
       '/page',
       '/v1/track',
       '/v1/users',
@@ -367,7 +377,9 @@ describe('OpenAPI document, health and metrics', () => {
     });
     expect(doc.paths['/v1/users/{id}']!.delete!.security).toEqual([{ adminToken: [] }]);
     expect(doc.paths['/v1/track']!.post!.security).toEqual([{ bodyKey: [] }]);
-    expect(doc.paths['/page']!.get!.security).toBeUndefined();
+    // Public says so: no credential, rather than nothing said.
+    expect(doc.paths['/page']!.get!.security).toEqual([]);
+    expect(doc.paths['/health']!.get!.security).toEqual([]);
     expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(['adminToken', 'bodyKey']);
   });
 
@@ -696,5 +708,30 @@ describe('audit through the kit', () => {
       headers: { authorization: 'Bearer admin' },
     });
     expect(res.statusCode).toBe(500);
+  });
+});
+
+describe("a worker's operational endpoint", () => {
+  it('serves health, metrics and its document on the kit, and answers a miss with a coded 404 and the security headers', async () => {
+    const metrics = createMetricsRegistry({ defaults: false });
+    const app = await serveOperational(
+      { port: 0, host: '127.0.0.1' },
+      { metrics, health: () => ({ ok: false, kafka: 'down' }) },
+    );
+    apps.push(app);
+    const { port } = app.server.address() as AddressInfo;
+    const get = (path: string) => fetch(`http://127.0.0.1:${port}${path}`);
+    const miss = await get('/nowhere?t=token');
+    expect([miss.status, await miss.json()]).toEqual([
+      404,
+      { code: 'LC_ERR_NOT_FOUND', message: 'Route GET:/nowhere not found' },
+    ]);
+    expect(miss.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(miss.headers.get('content-security-policy')).toBe(API_CONTENT_SECURITY_POLICY);
+    const health = await get('/health');
+    expect([health.status, await health.json()]).toEqual([503, { ok: false, kafka: 'down' }]);
+    expect((await get('/metrics')).headers.get('content-type')).toBe(metrics.contentType);
+    const doc = (await (await get('/openapi.json')).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths).sort()).toEqual(['/health', '/metrics', '/openapi.json']);
   });
 });

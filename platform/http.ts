@@ -2,20 +2,23 @@
 // options what its caller must present (`config: { auth: { roles: ['admin', 'analyst'] } }`
 // for staff, `'writeKey'`, `'appUser'`, or `'public'`); one hook checks that credential and
 // refuses with a coded 401 (who are you?) or 403 (your role may not do this), and the
-// route's OpenAPI `security` and `x-roles` follow from the same declaration. Routes that
+// route's OpenAPI `security` and `x-roles` follow from the same declaration, as do the
+// refusals the kit makes on it, documented and serialized with the server's one error
+// schema (`CodedError`): a route adds only its summary, tags and own answers. Routes that
 // change something record it with `req.audit(...)`, which fills in who, with which role,
 // in which request and when. A route that names nothing is refused when it is
 // registered, so a forgotten declaration fails the server's start-up instead of serving
 // without auth. One error handler and one not-found handler answer `{ code, message }` and
 // never echo what the request carried (tracking tokens travel in `?t=`); `/health`,
-// `/metrics` and `/openapi.json` are served the same way on every server. Every answer
-// carries the security headers (a strict Content-Security-Policy that an HTML page widens
-// only by the hashes of its own inline code), and which proxies may speak for the client
-// (`X-Forwarded-For`) is one setting, LC_TRUST_PROXY, read by `proxyTrust`. Given the
-// process's metrics registry, the kit times every answer by route pattern and status
+// `/metrics` and `/openapi.json` are served the same way on every server, workers included.
+// Every answer carries the security headers (a strict Content-Security-Policy that an HTML
+// page widens only by the hashes of its own inline code), and which proxies may speak for
+// the client (`X-Forwarded-For`) is one setting, LC_TRUST_PROXY, read by `proxyTrust`. Given
+// the process's metrics registry, the kit times every answer by route pattern and status
 // (`lifecycle_http_request_seconds`), so every server's latency is measured alike.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
+import Fastify from 'fastify';
 import type {
   FastifyError,
   FastifyInstance,
@@ -23,9 +26,10 @@ import type {
   FastifyRequest,
   onRequestHookHandler,
   preValidationHookHandler,
+  RouteOptions,
 } from 'fastify';
 import { proxyTrust } from './config.ts';
-import { ErrorCodes, LifecycleError, type ErrorCode } from './errors.ts';
+import { ERROR_CODES, ErrorCodes, LifecycleError, type ErrorCode } from './errors.ts';
 import { Histogram, healthStatus, type HealthReport, type Registry } from './metrics.ts';
 import { API_CONTENT_SECURITY_POLICY, SECURITY_HEADERS } from './security-headers.ts';
 
@@ -164,10 +168,21 @@ export interface HttpFailure {
 export interface HttpKitOptions {
   /** Credentials this server checks; rooms that own one may add it later with `provideCredential`. */
   credentials?: Partial<Record<CredentialKind, Credential>>;
-  /** Registers the OpenAPI document (served at /openapi.json by `operationalRoutes`); security schemes come from the credentials. */
-  openapi?: { info: { title: string; version: string; description?: string } };
+  /**
+   * Registers the OpenAPI document (served at /openapi.json by `operationalRoutes`). What
+   * every operation shares comes from the kit: security from the route's declared access
+   * (the schemes of the credentials provided; `[]` on public routes), the standard refusals
+   * (`KIT_ERROR_RESPONSES`) with the one error schema, the product's license, and this
+   * server as the document's server.
+   */
+  openapi?: OpenApiInfo;
   /** The body of every refusal; by default `{ code, message }`, with `field` when one is at fault. */
   failureBody?: (failure: HttpFailure) => unknown;
+  /**
+   * The JSON Schema of what `failureBody` returns (required with it): every refusal is
+   * serialized and documented with it, as `#/components/schemas/CodedError`.
+   */
+  failureSchema?: Record<string, unknown>;
   /** Sees each refusal the error handler sends, before it is sent (metrics, retry headers). */
   onFailure?: (failure: HttpFailure, req: FastifyRequest, reply: FastifyReply) => void;
   /** What a 415 asks the client to send instead. */
@@ -178,6 +193,104 @@ export interface HttpKitOptions {
   now?: () => number;
   /** The process's registry: every answer is timed in `lifecycle_http_request_seconds`. */
   metrics?: Registry;
+}
+
+/** What a server says about itself in its OpenAPI document. */
+export interface OpenApiInfo {
+  info: {
+    title: string;
+    version: string;
+    description?: string;
+    /** The product's license (`PRODUCT_LICENSE`) unless given. */
+    license?: { name: string; url: string };
+  };
+  /** The tags the server's operations use, each with what it groups. */
+  tags?: readonly { name: string; description: string }[];
+}
+
+/** The license of every document the product publishes (package.json's). */
+export const PRODUCT_LICENSE = {
+  name: 'Apache-2.0',
+  url: 'https://www.apache.org/licenses/LICENSE-2.0',
+} as const;
+
+/** The id (fastify `$ref: 'CodedError#'`) and OpenAPI component name of a server's refusal body. */
+export const ERROR_SCHEMA_ID = 'CodedError';
+
+/**
+ * The refusal body the kit answers by default (`{ code, message, field? }`), and the one
+ * schema every documented 4xx/5xx of a server refers to. `details` is there for routes that
+ * send more about a refusal (a template that does not render).
+ */
+export const CODED_ERROR_SCHEMA = {
+  type: 'object',
+  description:
+    'A refusal: `code` is a stable LC_ERR_ code a program can act on (each is listed with its status and meaning in platform/errors.ts); `message` says what was wrong and what to do.',
+  required: ['code', 'message'],
+  properties: {
+    code: { type: 'string', enum: Object.keys(ERROR_CODES) },
+    message: { type: 'string', description: 'What was wrong, and what to send instead.' },
+    field: {
+      type: 'string',
+      description: 'The field at fault, as a dotted path into the request (`batch[2].event`).',
+    },
+    details: {
+      type: 'object',
+      additionalProperties: true,
+      description: 'More about the refusal, where the route has more to say.',
+    },
+  },
+} as const;
+
+/**
+ * A refusal a route documents itself (its own 404, a 422): the server's coded error body,
+ * with what the status means on this route. Statuses the kit documents (`KIT_ERROR_RESPONSES`)
+ * need not be repeated; a route that does replaces the kit's description with its own.
+ */
+export function errorResponse(
+  description: string,
+  headers?: Record<string, { type: string; description: string; [k: string]: unknown }>,
+) {
+  return {
+    description,
+    ...(headers ? { headers } : {}),
+    content: { 'application/json': { schema: { $ref: `${ERROR_SCHEMA_ID}#` } } },
+  };
+}
+
+/**
+ * The refusals the kit itself makes, documented on every operation they can happen to:
+ * `all` (a malformed request, a fault), `credential` (routes that take one), `staff`
+ * (routes that admit roles), `body` (routes that read a body: POST, PUT, PATCH).
+ */
+export const KIT_ERROR_RESPONSES = {
+  all: {
+    400: 'The request is malformed or a value is invalid (LC_ERR_BAD_REQUEST): `message` and `field` name the field at fault.',
+    500: 'A fault of the service (LC_ERR_INTERNAL); what went wrong is in its log, never in the answer.',
+  },
+  credential: {
+    401: 'No credential of a kind this operation takes (its `security`), or one that is not valid (LC_ERR_UNAUTHORIZED).',
+    403: 'The credential is well formed but not known (LC_ERR_FORBIDDEN).',
+  },
+  staff: {
+    401: 'No staff credential, or one that is not valid (LC_ERR_UNAUTHORIZED); an API key past its expiry (LC_ERR_KEY_EXPIRED) or revoked (LC_ERR_KEY_REVOKED).',
+    403: "The credential's role may not call this operation (LC_ERR_ROLE_FORBIDDEN; `x-roles` lists the roles that may), or a JWT names no role (LC_ERR_FORBIDDEN).",
+  },
+  body: {
+    413: 'The body is larger than the limit of this operation (LC_ERR_PAYLOAD_TOO_LARGE; the message says the limit).',
+    415: 'The body is in a Content-Type (or Content-Encoding) this operation does not read (LC_ERR_UNSUPPORTED_MEDIA_TYPE; the message says what to send).',
+  },
+} as const;
+
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+/** `get` + `/v1/users/:userId/preferences` -> `getV1UsersUserIdPreferences`: an operationId for a route that gives none. */
+export function defaultOperationId(method: string, url: string): string {
+  const words = url
+    .split(/[^A-Za-z0-9]+/)
+    .filter(Boolean)
+    .map((w) => w[0]!.toUpperCase() + w.slice(1));
+  return `${method.toLowerCase()}${words.join('')}`;
 }
 
 interface KitState {
@@ -307,6 +420,12 @@ const defaultBody = (f: HttpFailure) =>
  */
 export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = {}): Promise<void> {
   if (kitOf(app)) throw new Error('the HTTP kit is already set up on this server');
+  if (opts.failureBody && !opts.failureSchema)
+    throw new Error(
+      'give setupHttpKit a failureSchema with its failureBody: refusals are serialized and documented with it',
+    );
+  // Before any route: every route's refusals refer to it (`errorResponse`), in every scope.
+  app.addSchema({ ...(opts.failureSchema ?? CODED_ERROR_SCHEMA), $id: ERROR_SCHEMA_ID });
   const state: KitState = {
     credentials: new Map(),
     schemes: {},
@@ -384,7 +503,10 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
           `route ${where} declares unknown role(s) ${unknown.join(', ')} (one of ${ROLES.join(', ')})`,
         );
     }
-    if (access === 'public') return;
+    if (access === 'public') {
+      route.schema = documented(route, [], null);
+      return;
+    }
     const roles = rolesOf(access);
     const kind: CredentialKind = roles ? 'staff' : (access as CredentialKind);
     const credential = state.credentials.get(kind);
@@ -392,11 +514,11 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
       throw new Error(
         `route ${where} requires ${roles ? `the roles ${roles.join(', ')}` : kind}, which this server does not check: provide its ${kind} credential first`,
       );
-    route.schema = {
-      ...route.schema,
-      security: Object.keys(credential.schemes).map((name) => ({ [name]: [] })),
-      ...(roles ? { 'x-roles': [...roles] } : {}),
-    };
+    route.schema = documented(
+      route,
+      Object.keys(credential.schemes).map((name) => ({ [name]: [] })),
+      roles,
+    );
     const check = async (req: FastifyRequest, reply: FastifyReply) => {
       try {
         req.principal = await credential.authenticate(req);
@@ -442,10 +564,77 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
   });
 
   if (opts.openapi) {
+    const { info, tags = [] } = opts.openapi;
     await app.register(swagger, {
-      openapi: { info: opts.openapi.info, components: { securitySchemes: state.schemes } },
+      openapi: {
+        info: { ...info, license: info.license ?? PRODUCT_LICENSE },
+        // The document is served by the server it describes: its operations are relative to it.
+        servers: [{ url: '/', description: 'The server that serves this document.' }],
+        tags: [...tags, OPERATIONS_TAG],
+        components: { securitySchemes: state.schemes },
+      },
+      // Shared schemas (`CodedError`) keep their names in components.schemas.
+      refResolver: {
+        buildLocalReference: (json, _baseUri, _fragment, i) =>
+          typeof json.$id === 'string' ? json.$id : `def-${i}`,
+      },
     });
   }
+}
+
+const OPERATIONS_TAG = {
+  name: 'operations',
+  description: 'Health, metrics and this document, as every server of the product serves them.',
+};
+
+type RouteSchema = NonNullable<RouteOptions['schema']> & {
+  response?: Record<string, unknown>;
+  operationId?: string;
+};
+
+/**
+ * The route's schema with what the kit documents for it: its security (`[]`: public), the
+ * roles it admits, an operationId when it gives none, and the refusals the kit makes on it,
+ * each referring to the server's error schema (a status the route documents itself stays
+ * the route's). The refusals are part of the route's response schema, so what is sent is
+ * what is documented.
+ */
+function documented(
+  route: RouteOptions,
+  security: Record<string, string[]>[],
+  roles: readonly Role[] | null,
+): RouteSchema {
+  const schema = (route.schema ?? {}) as RouteSchema;
+  const methods = Array.isArray(route.method) ? route.method : [route.method];
+  const refusals: Record<string, string> = {
+    ...KIT_ERROR_RESPONSES.all,
+    ...(security.length > 0
+      ? roles
+        ? KIT_ERROR_RESPONSES.staff
+        : KIT_ERROR_RESPONSES.credential
+      : {}),
+    ...(methods.some((m) => BODY_METHODS.has(String(m))) ? KIT_ERROR_RESPONSES.body : {}),
+  };
+  const response: Record<string, unknown> = { ...schema.response };
+  for (const [status, description] of Object.entries(refusals)) {
+    const own = (response[status] ?? response[`${status[0]}xx`]) as
+      { description?: string; content?: Record<string, unknown> } | undefined;
+    if (own === undefined) response[status] = errorResponse(description);
+    // A page's own answer of this status (HTML, an image): the kit's refusals of it are still JSON.
+    else if (own.content && !own.content['application/json'])
+      response[status] = {
+        ...own,
+        description: `${own.description ?? ''} As JSON: ${description}`.trim(),
+        content: { ...own.content, ...errorResponse(description).content },
+      };
+  }
+  return {
+    ...schema,
+    operationId: schema.operationId ?? defaultOperationId(String(methods[0]), route.url),
+    security,
+    ...(roles ? { 'x-roles': [...roles] } : {}),
+    response,
+  };
 }
 
 const hooks = <T>(h: T | T[] | undefined): T[] =>
@@ -479,20 +668,121 @@ export function requireHttpKit(app: FastifyInstance): KitState {
   return state;
 }
 
-/** `/health` (its HealthReport, 503 when not ok), `/metrics` and `/openapi.json`: public, and not in the document. */
+const HEALTH_REPORT_SCHEMA = {
+  type: 'object',
+  required: ['ok'],
+  additionalProperties: true,
+  properties: { ok: { type: 'boolean', description: 'Whether the process can do its work.' } },
+  description: 'The HealthReport: `ok`, and what the process knows about its dependencies.',
+} as const;
+
+/**
+ * `/health` (its HealthReport, 503 when not ok), `/metrics` and `/openapi.json`: public,
+ * and in the document like every route (tag `operations`).
+ */
 export function operationalRoutes(
   app: FastifyInstance,
   deps: { metrics: Pick<Registry, 'metrics' | 'contentType'>; health: () => HealthReport },
 ): void {
-  const opts = { schema: { hide: true }, config: { auth: 'public' as const } };
-  app.get('/health', opts, async (_req, reply) => {
-    const report = deps.health();
-    return reply.code(healthStatus(report)).send(report);
-  });
-  app.get('/metrics', opts, async (_req, reply) =>
-    reply.header('content-type', deps.metrics.contentType).send(await deps.metrics.metrics()),
+  const config = { auth: 'public' as const };
+  const tags = [OPERATIONS_TAG.name];
+  app.get(
+    '/health',
+    {
+      config,
+      schema: {
+        operationId: 'getHealth',
+        summary: 'Whether this process can do its work (load balancers and orchestrators ask)',
+        tags,
+        response: {
+          200: { ...HEALTH_REPORT_SCHEMA, description: 'The process is healthy.' },
+          503: {
+            ...HEALTH_REPORT_SCHEMA,
+            description: 'The process cannot do its work now; the report says what is down.',
+          },
+        },
+      },
+    },
+    async (_req, reply) => {
+      const report = deps.health();
+      return reply.code(healthStatus(report)).send(report);
+    },
   );
-  if (app.hasDecorator('swagger')) app.get('/openapi.json', opts, async () => app.swagger());
+  app.get(
+    '/metrics',
+    {
+      config,
+      schema: {
+        operationId: 'getMetrics',
+        summary: "The process's Prometheus metrics",
+        tags,
+        response: {
+          200: {
+            description: 'Prometheus text exposition format.',
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          },
+        },
+      },
+    },
+    async (_req, reply) =>
+      reply.header('content-type', deps.metrics.contentType).send(await deps.metrics.metrics()),
+  );
+  if (app.hasDecorator('swagger'))
+    app.get(
+      '/openapi.json',
+      {
+        config,
+        schema: {
+          operationId: 'getOpenApiDocument',
+          summary: 'This document: the OpenAPI 3.0 description of every operation of this server',
+          tags,
+          response: {
+            200: {
+              type: 'object',
+              additionalProperties: true,
+              description: 'The OpenAPI document.',
+            },
+          },
+        },
+      },
+      async () => app.swagger(),
+    );
+}
+
+/**
+ * The endpoint of a process without a server of its own (engine, delivery, scheduler, sink
+ * workers, on LC_METRICS_PORT): `/health`, `/metrics` and `/openapi.json` on the kit, so a
+ * miss or a refusal answers like every server's (coded, with the security headers). Not
+ * listening yet: `serveOperational` listens.
+ */
+export async function createOperationalServer(deps: {
+  metrics: Pick<Registry, 'metrics' | 'contentType'>;
+  health: () => HealthReport;
+}): Promise<FastifyInstance> {
+  // Scrapers and probes name no client worth a proxy setting: nobody speaks for them.
+  const app = Fastify(httpServerOptions({ trustProxy: 'false' }));
+  await setupHttpKit(app, {
+    openapi: {
+      info: {
+        title: 'Lifecycle worker endpoint',
+        version: '1',
+        description:
+          'What a worker process (engine, delivery, scheduler, sink) serves on LC_METRICS_PORT: its health and its Prometheus metrics.',
+      },
+    },
+  });
+  operationalRoutes(app, deps);
+  return app;
+}
+
+/** `createOperationalServer`, listening on `port` of `host`. */
+export async function serveOperational(
+  opts: { port: number; host: string },
+  deps: Parameters<typeof createOperationalServer>[0],
+): Promise<FastifyInstance> {
+  const app = await createOperationalServer(deps);
+  await app.listen({ port: opts.port, host: opts.host });
+  return app;
 }
 
 /**
@@ -569,6 +859,12 @@ export function describeValidation(
     field = `${field ? `${field}.` : ''}${String(e.params.missingProperty)}`;
     message = 'is required';
   }
+  // Ajv says "must be equal to one of the allowed values": name them, so the caller knows what to send.
+  if (e.keyword === 'enum' && Array.isArray(e.params.allowedValues))
+    message = `must be one of ${e.params.allowedValues.map(String).join(', ')}`;
+  // "must NOT have additional properties": name the one.
+  if (e.keyword === 'additionalProperties' && typeof e.params.additionalProperty === 'string')
+    message = `must not have the field ${e.params.additionalProperty}`;
   if (!field) field = 'body';
   return { field, message: `${field} ${message}` };
 }
@@ -605,7 +901,7 @@ export function describeFailure(
     };
   }
   if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-    return { status: 415, code: ErrorCodes.BadRequest, message: mediaTypeHint };
+    return { status: 415, code: ErrorCodes.UnsupportedMediaType, message: mediaTypeHint };
   if (e.statusCode && e.statusCode < 500) {
     return {
       status: e.statusCode,

@@ -1,8 +1,6 @@
 // Kafka implementation of the Bus (kafkajs): idempotent producer with acks=all, consumers
 // with manual offset commits and assignment hooks, topic admin, pino-backed logging.
-import {
-  ConfigResourceTypes,
-  ConfigSource,
+import kafkajs, {
   Kafka,
   logLevel,
   type Consumer,
@@ -12,6 +10,10 @@ import {
   type KafkaMessage,
 } from 'kafkajs';
 import { isUnreachable, whenReady, type StartRetry } from './ready.ts';
+
+// kafkajs is CommonJS: Node's ESM loader sees only some of its names as named exports, so
+// these two enums come from the module object (a named import fails outside the test runner).
+const { ConfigResourceTypes, ConfigSource } = kafkajs;
 import type { Logger } from 'pino';
 import type {
   Bus,

@@ -1,12 +1,13 @@
 // The common shape of a standalone process entry (`node --import tsx/esm <room>/.../main.ts`):
 // load the config once, build the root logger, start the unit, stop it gracefully on
 // SIGINT/SIGTERM (also when the signal arrives during start-up), and serve /metrics and
-// /health on LC_METRICS_PORT when set.
-import type { Server } from 'node:http';
+// /health (and their /openapi.json) on LC_METRICS_PORT when set.
 import { pathToFileURL } from 'node:url';
+import type { FastifyInstance } from 'fastify';
 import { loadConfig, type Config } from './config.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { serveMetrics, type Registry } from './metrics.ts';
+import { serveOperational } from './http.ts';
+import type { Registry } from './metrics.ts';
 import { onShutdown } from './shutdown.ts';
 
 /** A started long-running unit of a process. */
@@ -33,20 +34,20 @@ export async function runMain(
 ): Promise<void> {
   const config = loadConfig(undefined, {}, { serving: true });
   const logger = createLogger({ level: config.log.level, name });
-  let server: Server | null = null;
+  let server: FastifyInstance | null = null;
   const starting = start(config, logger);
   onShutdown(logger, async () => {
     const unit = await starting;
-    server?.close();
+    await server?.close();
     await unit.stop();
   });
   try {
     const unit = await starting;
     if (config.metrics.port > 0 && unit.registry) {
-      server = serveMetrics(
+      const health = unit.health ?? (() => ({ ok: true }));
+      server = await serveOperational(
         { port: config.metrics.port, host: config.http.host },
-        unit.registry,
-        unit.health,
+        { metrics: unit.registry, health: () => health() },
       );
     }
     logger.info({ process: name }, 'running');

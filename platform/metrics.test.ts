@@ -2,9 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { AddressInfo } from 'node:net';
-import { Counter, createMetricsRegistry, serveMetrics } from './metrics.ts';
-import { SECURITY_HEADERS } from './security-headers.ts';
+import { Counter, createMetricsRegistry } from './metrics.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -31,25 +29,5 @@ describe('metrics', () => {
     const registry = createMetricsRegistry({ defaults: false, process: 'engine' });
     new Counter({ name: 'lifecycle_test_total', help: 'test', registers: [registry] }).inc();
     expect(await registry.metrics()).toContain('lifecycle_test_total{process="engine"} 1');
-  });
-});
-
-describe("workers' metrics endpoint", () => {
-  it('sends the security headers every server sends, on metrics, health and misses', async () => {
-    const server = serveMetrics(
-      { port: 0, host: '127.0.0.1' },
-      createMetricsRegistry({ defaults: false }),
-    );
-    await new Promise<void>((resolve) => server.once('listening', resolve));
-    try {
-      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      for (const path of ['/metrics', '/health', '/nothing']) {
-        const res = await fetch(base + path);
-        for (const [name, value] of Object.entries(SECURITY_HEADERS))
-          expect(res.headers.get(name), `${path} ${name}`).toBe(value);
-      }
-    } finally {
-      await new Promise((resolve) => server.close(resolve));
-    }
   });
 });

@@ -1,7 +1,6 @@
 // Prometheus metrics: one registry per process (passed, not global), default process
-// metrics included, so tests can make their own.
-import { createServer, type Server } from 'node:http';
-import { SECURITY_HEADERS } from './security-headers.ts';
+// metrics included, so tests can make their own. Every process serves them (and /health) on
+// the HTTP kit: servers with `operationalRoutes`, workers with `serveOperational` (platform/http.ts).
 import { Registry, collectDefaultMetrics, Counter, Histogram, Gauge } from 'prom-client';
 
 export { Registry, Counter, Histogram, Gauge };
@@ -32,31 +31,3 @@ export interface HealthReport {
 }
 
 export const healthStatus = (report: HealthReport): 200 | 503 => (report.ok ? 200 : 503);
-
-/**
- * A bare HTTP endpoint for worker processes (no fastify): `/metrics` in Prometheus text
- * format and `/health` (the HealthReport of `health()`). Fastify servers get the same two
- * from platform/http.ts.
- */
-export function serveMetrics(
-  opts: { port: number; host: string },
-  registry: Pick<Registry, 'metrics' | 'contentType'>,
-  health: () => HealthReport = () => ({ ok: true }),
-): Server {
-  const server = createServer((req, res) => {
-    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
-    if (req.url === '/metrics') {
-      registry.metrics().then(
-        (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
-        () => res.writeHead(500).end(),
-      );
-    } else if (req.url === '/health') {
-      const h = health();
-      res.writeHead(healthStatus(h), { 'content-type': 'application/json' }).end(JSON.stringify(h));
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  server.listen(opts.port, opts.host);
-  return server;
-}

@@ -21,7 +21,12 @@ import { deliveryCodec, encodeWithHeader, eventCodec } from '../../platform/avro
 import type { Publisher } from '../../platform/bus.ts';
 import { type DeliveryOutcome, type NormalisedEvent } from '../../platform/contracts.ts';
 import { ErrorCodes, LifecycleError, type ErrorCode } from '../../platform/errors.ts';
-import { bearerToken, provideCredential, type Credential } from '../../platform/http.ts';
+import {
+  bearerToken,
+  errorResponse,
+  provideCredential,
+  type Credential,
+} from '../../platform/http.ts';
 import type { KeySpace } from '../../platform/keys.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
 import type { DeviceRegistry } from '../providers/devices.ts';
@@ -329,70 +334,201 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
     },
   );
 
-  app.get('/v1/inapp/inbox', { config: appUser }, async (req, reply) => {
-    const userId = userOf(req);
-    const q = req.query as { cursor?: string; limit?: string };
-    const limit = q.limit === undefined ? 20 : Number(q.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
-      return reply
-        .code(400)
-        .send({ code: ErrorCodes.BadRequest, message: 'limit must be an integer from 1 to 100' });
-    }
-    return opts.inbox.page(userId, { cursor: q.cursor ?? null, limit });
-  });
+  const tags = ['inapp'];
+  const InboxMessageSchema = {
+    type: 'object',
+    required: ['id', 'ruleId', 'category', 'title', 'body', 'createdAt'],
+    additionalProperties: true,
+    properties: {
+      id: { type: 'string', description: 'The sendId.' },
+      ruleId: { type: 'string' },
+      category: { type: 'string' },
+      title: { type: 'string' },
+      body: { type: 'string' },
+      url: { type: 'string' },
+      data: { type: 'object', additionalProperties: true },
+      createdAt: { type: 'integer', description: 'Epoch ms.' },
+      readAt: { type: 'integer', nullable: true, description: 'Epoch ms; null while unread.' },
+    },
+  } as const;
 
-  app.post('/v1/inapp/inbox/read', { config: appUser }, async (req, reply) => {
-    const userId = userOf(req);
-    const body = (req.body ?? {}) as { ids?: unknown };
-    if (!Array.isArray(body.ids) || body.ids.length === 0 || body.ids.length > 100) {
-      return reply.code(400).send({
-        code: ErrorCodes.BadRequest,
-        message: 'body must be {"ids": [message ids]} with 1 to 100 ids',
-      });
-    }
-    let ids: string[];
-    try {
-      ids = await markRead(userId, body.ids);
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'read receipt failed');
-      return reply
-        .code(503)
-        .send({ code: ErrorCodes.Unavailable, message: 'read receipt not stored; send it again' });
-    }
-    return { read: ids.length, ids };
-  });
+  app.get(
+    '/v1/inapp/inbox',
+    {
+      config: appUser,
+      schema: {
+        operationId: 'getInbox',
+        summary: "A page of the user's in-app inbox, newest first",
+        tags,
+        querystring: {
+          type: 'object',
+          properties: {
+            cursor: { type: 'string', description: 'The `nextCursor` of the previous page.' },
+            limit: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 100,
+              description: 'Messages per page (20).',
+            },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['messages', 'nextCursor', 'unread'],
+            description: 'The page, the cursor of the next (older) one, and the unread count.',
+            properties: {
+              messages: { type: 'array', items: InboxMessageSchema },
+              nextCursor: { type: 'string', nullable: true },
+              unread: { type: 'integer' },
+            },
+          },
+          400: errorResponse('`limit` is not an integer from 1 to 100.'),
+        },
+      },
+    },
+    async (req, reply) => {
+      const userId = userOf(req);
+      const q = req.query as { cursor?: string; limit?: string };
+      const limit = q.limit === undefined ? 20 : Number(q.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+        return reply
+          .code(400)
+          .send({ code: ErrorCodes.BadRequest, message: 'limit must be an integer from 1 to 100' });
+      }
+      return opts.inbox.page(userId, { cursor: q.cursor ?? null, limit });
+    },
+  );
+
+  app.post(
+    '/v1/inapp/inbox/read',
+    {
+      config: appUser,
+      schema: {
+        operationId: 'markInboxRead',
+        summary: 'Mark inbox messages read (a read receipt)',
+        description:
+          'Each message read for the first time becomes an `inapp.read` event and a `read` outcome; a second receipt becomes neither.',
+        tags,
+        body: {
+          type: 'object',
+          properties: {
+            ids: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 100 },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['read', 'ids'],
+            description: 'The messages that were unread until now.',
+            properties: {
+              read: { type: 'integer' },
+              ids: { type: 'array', items: { type: 'string' } },
+            },
+          },
+          400: errorResponse('The body is not `{"ids": [message ids]}` with 1 to 100 ids.'),
+          503: errorResponse('The receipt was not stored (Kafka or Redis away): send it again.'),
+        },
+      },
+    },
+    async (req, reply) => {
+      const userId = userOf(req);
+      const body = (req.body ?? {}) as { ids?: unknown };
+      if (!Array.isArray(body.ids) || body.ids.length === 0 || body.ids.length > 100) {
+        return reply.code(400).send({
+          code: ErrorCodes.BadRequest,
+          message: 'body must be {"ids": [message ids]} with 1 to 100 ids',
+        });
+      }
+      let ids: string[];
+      try {
+        ids = await markRead(userId, body.ids);
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'read receipt failed');
+        return reply.code(503).send({
+          code: ErrorCodes.Unavailable,
+          message: 'read receipt not stored; send it again',
+        });
+      }
+      return { read: ids.length, ids };
+    },
+  );
 
   const devices = opts.devices;
   if (devices) {
-    app.post('/v1/inapp/devices', { config: appUser }, async (req, reply) => {
-      const userId = userOf(req);
-      const body = (req.body ?? {}) as { token?: unknown; platform?: unknown };
-      if (
-        typeof body.token !== 'string' ||
-        body.token === '' ||
-        body.token.length > 4096 ||
-        (body.platform !== 'fcm' && body.platform !== 'apns')
-      ) {
-        return reply.code(400).send({
-          code: ErrorCodes.BadRequest,
-          message: 'body must be {"token": "<device token>", "platform": "fcm" | "apns"}',
-        });
-      }
-      await devices.register(userId, { token: body.token, platform: body.platform }, now());
-      return reply.code(204).send();
-    });
-    app.delete('/v1/inapp/devices/:deviceToken', { config: appUser }, async (req, reply) => {
-      const userId = userOf(req);
-      const { deviceToken } = req.params as { deviceToken: string };
-      const removed = await devices.unregister(userId, deviceToken);
-      return reply
-        .code(removed ? 204 : 404)
-        .send(
-          removed
-            ? undefined
-            : { code: ErrorCodes.NotFound, message: 'no such device for this user' },
-        );
-    });
+    app.post(
+      '/v1/inapp/devices',
+      {
+        config: appUser,
+        schema: {
+          operationId: 'registerDevice',
+          summary: "Register a push device of the token's user",
+          tags,
+          body: {
+            type: 'object',
+            properties: {
+              token: { type: 'string', description: 'The FCM or APNs device token.' },
+              platform: { type: 'string', enum: ['fcm', 'apns'] },
+            },
+          },
+          response: {
+            204: { type: 'null', description: 'Registered.' },
+            400: errorResponse(
+              'The body is not `{"token": "<device token>", "platform": "fcm" | "apns"}`.',
+            ),
+          },
+        },
+      },
+      async (req, reply) => {
+        const userId = userOf(req);
+        const body = (req.body ?? {}) as { token?: unknown; platform?: unknown };
+        if (
+          typeof body.token !== 'string' ||
+          body.token === '' ||
+          body.token.length > 4096 ||
+          (body.platform !== 'fcm' && body.platform !== 'apns')
+        ) {
+          return reply.code(400).send({
+            code: ErrorCodes.BadRequest,
+            message: 'body must be {"token": "<device token>", "platform": "fcm" | "apns"}',
+          });
+        }
+        await devices.register(userId, { token: body.token, platform: body.platform }, now());
+        return reply.code(204).send();
+      },
+    );
+    app.delete(
+      '/v1/inapp/devices/:deviceToken',
+      {
+        config: appUser,
+        schema: {
+          operationId: 'unregisterDevice',
+          summary: 'Unregister a push device (logout)',
+          tags,
+          params: {
+            type: 'object',
+            required: ['deviceToken'],
+            properties: { deviceToken: { type: 'string' } },
+          },
+          response: {
+            204: { type: 'null', description: 'Unregistered.' },
+            404: errorResponse('No such device for this user.'),
+          },
+        },
+      },
+      async (req, reply) => {
+        const userId = userOf(req);
+        const { deviceToken } = req.params as { deviceToken: string };
+        const removed = await devices.unregister(userId, deviceToken);
+        return reply
+          .code(removed ? 204 : 404)
+          .send(
+            removed
+              ? undefined
+              : { code: ErrorCodes.NotFound, message: 'no such device for this user' },
+          );
+      },
+    );
   }
 
   app.addHook('onClose', async () => {

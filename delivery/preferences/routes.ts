@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Channel } from '../../platform/contracts.ts';
 import { CHANNELS } from '../../platform/contracts.ts';
 import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
-import { requireHttpKit } from '../../platform/http.ts';
+import { errorResponse, requireHttpKit } from '../../platform/http.ts';
 import type { LinkUseLimiter } from '../link-limits.ts';
 import type { TrackingLinks } from '../links.ts';
 import {
@@ -63,6 +63,88 @@ const PatchSchema = {
   },
 } as const;
 
+const PreferencesSchema = {
+  type: 'object',
+  required: ['userId', 'unsubscribedAll', 'consents'],
+  additionalProperties: true,
+  properties: {
+    userId: { type: 'string' },
+    unsubscribedAll: {
+      type: 'object',
+      nullable: true,
+      additionalProperties: true,
+      description: 'Unsubscribed from everything: when (epoch ms) and where; null when not.',
+      properties: { at: { type: 'integer' }, source: { type: 'string' } },
+    },
+    consents: {
+      type: 'object',
+      additionalProperties: true,
+      description:
+        'category -> channel -> the latest consent record `{granted, at (epoch ms), source}`.',
+    },
+  },
+} as const;
+
+const LookupSchema = {
+  ...PreferencesSchema,
+  properties: {
+    ...PreferencesSchema.properties,
+    suppressions: {
+      type: 'object',
+      additionalProperties: true,
+      description:
+        '`deleted` (the user was erased) and `channels`: channel -> `{reason, at, address?}` of a hard bounce, complaint or invalid address.',
+    },
+    history: {
+      type: 'array',
+      description: 'The latest 50 changes, newest first, with time and source.',
+      items: { type: 'object', additionalProperties: true },
+    },
+  },
+} as const;
+
+/** The signed links of an end user's pages: the token is the credential. */
+const pageQuery = {
+  type: 'object',
+  properties: {
+    t: { type: 'string', description: 'The signed token of the link (from a message).' },
+  },
+} as const;
+
+const html = (description: string) => ({
+  description,
+  content: { 'text/html': { schema: { type: 'string' } } },
+});
+/**
+ * A form of an end user's page (application/x-www-form-urlencoded, parsed into flat strings
+ * by delivery/formbody.ts), with what its fields mean.
+ */
+export const formBody = (fields: Record<string, string>) => ({
+  content: {
+    'application/x-www-form-urlencoded': {
+      schema: {
+        type: 'object',
+        additionalProperties: { type: 'string' },
+        properties: Object.fromEntries(
+          Object.entries(fields).map(([name, description]) => [
+            name,
+            { type: 'string', description },
+          ]),
+        ),
+      },
+    },
+  },
+});
+
+/** The answers of a page behind a signed link besides its own: a bad, an expired, an overused link. */
+export const LINK_PAGE_RESPONSES = {
+  400: html('The link is not one the product signed (tampered or truncated): a page saying so.'),
+  410: html('The link has expired: a page saying so; nothing is changed.'),
+  429: html(
+    'The link was used more than LC_LINK_RATE_LIMIT times in a minute: a page saying so, with Retry-After.',
+  ),
+};
+
 export async function preferencesRoutes(
   app: FastifyInstance,
   deps: PreferencesRoutesDeps,
@@ -82,10 +164,25 @@ export async function preferencesRoutes(
       required: ['userId'],
       properties: { userId: { type: 'string', minLength: 1, maxLength: 256 } },
     } as const;
+    const tags = ['preferences'];
 
     api.get<{ Params: { userId: string } }>(
       '/v1/users/:userId/preferences',
-      { config: preferences, schema: { params: userParam } },
+      {
+        config: preferences,
+        schema: {
+          operationId: 'getUserPreferences',
+          summary: "A user's consent and preferences, suppressions and latest changes",
+          tags,
+          params: userParam,
+          response: {
+            200: {
+              ...LookupSchema,
+              description: 'What the user agreed to, and why sends to them may be suppressed.',
+            },
+          },
+        },
+      },
       async (req) => {
         const [prefs, suppressions, history] = await Promise.all([
           store.get(req.params.userId),
@@ -100,7 +197,18 @@ export async function preferencesRoutes(
       '/v1/users/:userId/preferences',
       {
         config: preferences,
-        schema: { params: userParam, body: PatchSchema },
+        schema: {
+          operationId: 'updateUserPreferences',
+          summary: "Change a user's consent and preferences (only what the body names)",
+          description:
+            'A marketing opt-in must say its `source`; `at` (epoch ms or ISO time) defaults to now. Unknown fields are refused, not ignored. Audited as `preferences.update`.',
+          tags,
+          params: userParam,
+          body: PatchSchema,
+          response: {
+            200: { ...PreferencesSchema, description: 'The preferences after the change.' },
+          },
+        },
         // The default validator strips unknown fields; a typo (`unsubscribeAll`) must not be a silent no-op.
         preValidation: async (req, reply) => {
           const body = req.body as Record<string, unknown> | null;
@@ -146,7 +254,23 @@ export async function preferencesRoutes(
 
     api.post<{ Params: { userId: string } }>(
       '/v1/users/:userId/preferences/link',
-      { config: preferences, schema: { params: userParam } },
+      {
+        config: preferences,
+        schema: {
+          operationId: 'createPreferencesLink',
+          summary: "A signed link to the user's preference page, to put in the product",
+          tags,
+          params: userParam,
+          response: {
+            200: {
+              type: 'object',
+              required: ['url'],
+              description: 'The link (valid LC_PREFERENCES_LINK_TTL_DAYS days).',
+              properties: { url: { type: 'string', format: 'uri' } },
+            },
+          },
+        },
+      },
       async (req) => {
         return { url: links.preferences(req.params.userId, deps.now()) };
       },
@@ -154,7 +278,29 @@ export async function preferencesRoutes(
 
     api.delete<{ Params: { userId: string; channel: string } }>(
       '/v1/users/:userId/suppressions/:channel',
-      { config: support },
+      {
+        config: support,
+        schema: {
+          operationId: 'liftSuppression',
+          summary: "Lift a suppression of one of the user's channels (a bounce, a complaint)",
+          description:
+            'For when the user fixed their address. Audited as `suppression.remove`. A deleted user stays suppressed.',
+          tags,
+          params: {
+            type: 'object',
+            required: ['userId', 'channel'],
+            properties: {
+              userId: userParam.properties.userId,
+              channel: { type: 'string', description: `One of ${CHANNELS.join(', ')}.` },
+            },
+          },
+          response: {
+            204: { type: 'null', description: 'The suppression is lifted.' },
+            400: errorResponse(`The channel is not one of ${CHANNELS.join(', ')}.`),
+            404: errorResponse('The user has no suppression on this channel.'),
+          },
+        },
+      },
       async (req, reply) => {
         if (!(CHANNELS as readonly string[]).includes(req.params.channel))
           return err(
@@ -211,9 +357,21 @@ export async function preferencesRoutes(
   };
 
   // Public: the signed link is the credential, checked by pageOf.
+  const pageTags = ['pages'];
   app.get<{ Querystring: { t?: string } }>(
     '/p',
-    { config: { auth: 'public' } },
+    {
+      config: { auth: 'public' },
+      schema: {
+        operationId: 'showPreferencePage',
+        summary: "The end user's preference page (signed link)",
+        description:
+          'A table of categories × channels and an "unsubscribe from everything" box; it posts to the same URL.',
+        tags: pageTags,
+        querystring: pageQuery,
+        response: { 200: html('The preference page.'), ...LINK_PAGE_RESPONSES },
+      },
+    },
     async (req, reply) => {
       const userId = await pageOf(req, reply);
       if (userId === null) return reply;
@@ -226,7 +384,22 @@ export async function preferencesRoutes(
 
   app.post<{ Querystring: { t?: string }; Body: Record<string, string> }>(
     '/p',
-    { config: { auth: 'public' } },
+    {
+      config: { auth: 'public' },
+      schema: {
+        operationId: 'savePreferencePage',
+        summary: 'Save the preference page (its form)',
+        description:
+          'Each checked cell is a field `c:<category>:<channel>`. Writes consent records with source `preference_page`, only for the cells the page showed (`shown`) that changed.',
+        tags: pageTags,
+        querystring: pageQuery,
+        body: formBody({
+          shown: 'The `category:channel` cells the page showed, comma-separated.',
+          all: 'Present: unsubscribe from everything.',
+        }),
+        response: { 200: html('The preference page, saved.'), ...LINK_PAGE_RESPONSES },
+      },
+    },
     async (req, reply) => {
       const userId = await pageOf(req, reply);
       if (userId === null) return reply;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { CHANNELS, type Channel } from '../../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
-import { requireHttpKit } from '../../platform/http.ts';
+import { errorResponse, requireHttpKit } from '../../platform/http.ts';
 import { SAMPLE_LINKS, type TemplateRenderer } from './index.ts';
 
 export interface TemplateRoutesOptions {
@@ -58,17 +58,127 @@ export async function templateRoutes(
   requireHttpKit(app);
   const marketer = { auth: { roles: ['marketer'] } } as const;
 
-  app.get('/v1/templates', { config: marketer }, async () => ({
-    templates: opts.renderer
-      .names()
-      .map((name) => ({ name, channels: opts.renderer.channels(name) })),
-  }));
+  const tags = ['templates'];
+  const nameParam = {
+    type: 'object',
+    required: ['name'],
+    properties: { name: { type: 'string', description: 'The template (its folder name).' } },
+  } as const;
 
-  app.get('/v1/templates/validate', { config: marketer }, async () => ({
-    errors: opts.renderer.validate(),
-  }));
+  app.get(
+    '/v1/templates',
+    {
+      config: marketer,
+      schema: {
+        operationId: 'listTemplates',
+        summary: 'Every template, with the channels it has content for',
+        tags,
+        response: {
+          200: {
+            type: 'object',
+            required: ['templates'],
+            description: 'The templates of the templates folder, by name.',
+            properties: {
+              templates: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['name', 'channels'],
+                  properties: {
+                    name: { type: 'string' },
+                    channels: { type: 'array', items: { type: 'string', enum: [...CHANNELS] } },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    async () => ({
+      templates: opts.renderer
+        .names()
+        .map((name) => ({ name, channels: opts.renderer.channels(name) })),
+    }),
+  );
 
-  app.post('/v1/templates/:name/preview', { config: marketer }, async (req, reply) => {
+  app.get(
+    '/v1/templates/validate',
+    {
+      config: marketer,
+      schema: {
+        operationId: 'validateTemplates',
+        summary: 'Every problem of the templates folder (what `lifecycle templates validate` prints)',
+        description: 'Each template file is rendered against its sample.json.',
+        tags,
+        response: {
+          200: {
+            type: 'object',
+            required: ['errors'],
+            description: 'The problems, each with its file; none when the folder is valid.',
+            properties: {
+              errors: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['file', 'message'],
+                  properties: { file: { type: 'string' }, message: { type: 'string' } },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    async () => ({ errors: opts.renderer.validate() }),
+  );
+
+  app.post(
+    '/v1/templates/:name/preview',
+    {
+      config: marketer,
+      schema: {
+        operationId: 'previewTemplate',
+        summary: 'Render a template for a channel and locale, over its sample data',
+        description:
+          '`data` overlays the sample.json of the template key by key; links are placeholders.',
+        tags,
+        params: nameParam,
+        body: {
+          type: 'object',
+          nullable: true,
+          description: 'Everything is optional: email, `en` and the sample data alone by default.',
+          properties: {
+            channel: { type: 'string', enum: [...CHANNELS], default: 'email' },
+            locale: { type: 'string', description: 'e.g. `de`, `pt-BR` (default `en`).' },
+            data: {
+              type: 'object',
+              additionalProperties: true,
+              description: 'user, event, rule, ...: overlaid on the sample.',
+            },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['template', 'channel', 'locale', 'content'],
+            description: 'The rendered content (for email: subject, html, text).',
+            properties: {
+              template: { type: 'string' },
+              channel: { type: 'string' },
+              locale: { type: 'string' },
+              content: { type: 'object', additionalProperties: true },
+            },
+          },
+          400: errorResponse('`channel`, `locale` or `data` is not valid; the message says which.'),
+          404: errorResponse('No template of this name (GET /v1/templates lists them).'),
+          422: errorResponse(
+            'The template does not render for this channel, locale and data (LC_ERR_TEMPLATE); `details` names them.',
+          ),
+        },
+      },
+    },
+    async (req, reply) => {
     const { name } = req.params as { name: string };
     const body = (req.body ?? {}) as { channel?: unknown; locale?: unknown; data?: unknown };
     const channel = body.channel ?? 'email';

@@ -5,9 +5,10 @@
 // that signs links). Expired links are never acted on: no redirect, no engagement recorded,
 // no unsubscribe.
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { SwaggerTransform } from '@fastify/swagger';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage } from '../../platform/errors.ts';
-import { requireHttpKit } from '../../platform/http.ts';
+import { errorResponse, requireHttpKit } from '../../platform/http.ts';
 import type { SentIndex } from '../sent-index.ts';
 import { verifyWebhookSignature } from '../providers/webhook.ts';
 import {
@@ -19,6 +20,7 @@ import {
   unsubscribeConfirmPage,
   unsubscribedPage,
 } from '../preferences/page.ts';
+import { formBody, LINK_PAGE_RESPONSES } from '../preferences/routes.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { LinkUseLimiter } from '../link-limits.ts';
 import type { EngagementRecorder } from './engagement.ts';
@@ -64,6 +66,67 @@ export function sendIdFromMessageId(messageId: string): string {
     .replace(/@[^@]*$/, '');
 }
 
+const tags = ['tracking'];
+/** Every tracking link carries its signed token in `?t=`. */
+const tokenQuery = {
+  type: 'object',
+  properties: { t: { type: 'string', description: 'The signed token of the link.' } },
+} as const;
+const page = (description: string) => ({
+  description,
+  content: { 'text/html': { schema: { type: 'string' } } },
+});
+const gif = (description: string) => ({
+  description,
+  content: { 'image/gif': { schema: { type: 'string', format: 'binary' } } },
+});
+/** What the webhook's body holds; documented only (the route reads the raw bytes to check their signature). */
+const WebhookEvent = {
+  type: 'object',
+  required: ['type', 'messageId'],
+  properties: {
+    type: { type: 'string', enum: ['bounce', 'complaint', 'delivered'] },
+    bounceType: {
+      type: 'string',
+      enum: ['hard', 'soft'],
+      description: '`hard` (the default) suppresses the address.',
+    },
+    messageId: { type: 'string', description: 'Message-ID of the original message.' },
+    recipient: { type: 'string' },
+    reason: { type: 'string' },
+    ts: { type: 'string', description: 'When it happened: epoch ms or ISO time.' },
+  },
+} as const;
+const documentWebhook = (({ schema, url }) => ({
+  schema: {
+    ...schema,
+    headers: {
+      type: 'object',
+      required: ['x-lc-signature'],
+      properties: {
+        'x-lc-signature': {
+          type: 'string',
+          description:
+            '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with LC_EMAIL_EVENTS_SECRET>`.',
+        },
+      },
+    },
+    body: {
+      description: 'One event, an array of them, or `{events: [...]}`.',
+      oneOf: [
+        WebhookEvent,
+        { type: 'array', items: WebhookEvent },
+        {
+          type: 'object',
+          required: ['events'],
+          properties: { events: { type: 'array', items: WebhookEvent } },
+        },
+      ],
+    },
+  },
+  url,
+})) satisfies SwaggerTransform;
+
 export async function trackingRoutes(
   app: FastifyInstance,
   deps: TrackingRoutesDeps,
@@ -102,32 +165,70 @@ export async function trackingRoutes(
     return false;
   };
 
-  app.get<{ Querystring: { t?: string } }>('/t/c', publicRoute, async (req, reply) => {
-    const token = req.query.t ?? '';
-    const now = deps.now();
-    const click = links.readClick(token, now);
-    if (click.status === 'invalid') return html(reply, 400, invalidLinkPage());
-    if (!withinLimit(reply, token, now)) return reply;
-    const { url, ...ref } = click.value;
-    if (click.status === 'expired') return html(reply, 410, expiredClickPage(url));
-    await record('clicked', ref, { url });
-    return reply.header('cache-control', 'no-store').redirect(url, 302);
-  });
+  app.get<{ Querystring: { t?: string } }>(
+    '/t/c',
+    {
+      ...publicRoute,
+      schema: {
+        operationId: 'followClick',
+        summary: 'A tracked link of a message: records the click and redirects to its URL',
+        tags,
+        querystring: tokenQuery,
+        response: {
+          302: {
+            type: 'null',
+            description: 'To the URL the link was signed with.',
+            headers: { Location: { type: 'string', description: 'The URL of the link.' } },
+          },
+          ...LINK_PAGE_RESPONSES,
+          410: page('The link has expired: a page showing the URL as text, not redirecting.'),
+        },
+      },
+    },
+    async (req, reply) => {
+      const token = req.query.t ?? '';
+      const now = deps.now();
+      const click = links.readClick(token, now);
+      if (click.status === 'invalid') return html(reply, 400, invalidLinkPage());
+      if (!withinLimit(reply, token, now)) return reply;
+      const { url, ...ref } = click.value;
+      if (click.status === 'expired') return html(reply, 410, expiredClickPage(url));
+      await record('clicked', ref, { url });
+      return reply.header('cache-control', 'no-store').redirect(url, 302);
+    },
+  );
 
-  app.get<{ Querystring: { t?: string } }>('/t/o.gif', publicRoute, async (req, reply) => {
-    const token = req.query.t ?? '';
-    const now = deps.now();
-    const open = links.readOpen(token, now);
-    // Over the limit the pixel is still served (a mail client shows no error), only not counted.
-    if (open.status === 'valid' && deps.limiter.take(token, now).allowed)
-      await record('opened', open.value);
-    // Always an image, so a broken token never shows as a broken picture; only valid ones count.
-    return reply
-      .code(open.status === 'invalid' ? 400 : 200)
-      .type('image/gif')
-      .header('cache-control', 'no-store, max-age=0')
-      .send(PIXEL);
-  });
+  app.get<{ Querystring: { t?: string } }>(
+    '/t/o.gif',
+    {
+      ...publicRoute,
+      schema: {
+        operationId: 'openPixel',
+        summary: 'The open pixel of an email: records the open',
+        description: 'Always a 1×1 GIF, so a broken token never shows as a broken picture.',
+        tags,
+        querystring: tokenQuery,
+        response: {
+          200: gif('The pixel (opens of a valid, unexpired token within its rate are recorded).'),
+          400: gif('The pixel; the token is not one the product signed, nothing is recorded.'),
+        },
+      },
+    },
+    async (req, reply) => {
+      const token = req.query.t ?? '';
+      const now = deps.now();
+      const open = links.readOpen(token, now);
+      // Over the limit the pixel is still served (a mail client shows no error), only not counted.
+      if (open.status === 'valid' && deps.limiter.take(token, now).allowed)
+        await record('opened', open.value);
+      // Always an image, so a broken token never shows as a broken picture; only valid ones count.
+      return reply
+        .code(open.status === 'invalid' ? 400 : 200)
+        .type('image/gif')
+        .header('cache-control', 'no-store, max-age=0')
+        .send(PIXEL);
+    },
+  );
 
   async function unsubscribe(ref: MessageRef, source: string): Promise<void> {
     const at = deps.now();
@@ -148,30 +249,84 @@ export async function trackingRoutes(
   }
 
   // A GET never unsubscribes (link scanners and prefetchers follow links): it asks first.
-  app.get<{ Querystring: { t?: string } }>('/t/u', publicRoute, async (req, reply) => {
-    const token = req.query.t ?? '';
-    const now = deps.now();
-    const read = links.readUnsubscribe(token, now);
-    if (read.status === 'invalid') return html(reply, 400, invalidLinkPage());
-    if (!withinLimit(reply, token, now)) return reply;
-    if (read.status === 'expired') return html(reply, 410, expiredLinkPage());
-    const ref = read.value;
-    return html(
-      reply,
-      200,
-      unsubscribeConfirmPage({
-        action: `/t/u?t=${encodeURIComponent(token)}`,
-        category: ref.category,
-        channel: ref.channel,
-        preferencesUrl: links.preferences(ref.userId, deps.now()),
-      }),
-    );
-  });
+  app.get<{ Querystring: { t?: string } }>(
+    '/t/u',
+    {
+      ...publicRoute,
+      schema: {
+        operationId: 'showUnsubscribePage',
+        summary: 'The unsubscribe link of a message: a page that asks to confirm',
+        description:
+          'A GET never unsubscribes (link scanners follow links); its button POSTs here.',
+        tags,
+        querystring: tokenQuery,
+        response: { 200: page('The confirmation page.'), ...LINK_PAGE_RESPONSES },
+      },
+    },
+    async (req, reply) => {
+      const token = req.query.t ?? '';
+      const now = deps.now();
+      const read = links.readUnsubscribe(token, now);
+      if (read.status === 'invalid') return html(reply, 400, invalidLinkPage());
+      if (!withinLimit(reply, token, now)) return reply;
+      if (read.status === 'expired') return html(reply, 410, expiredLinkPage());
+      const ref = read.value;
+      return html(
+        reply,
+        200,
+        unsubscribeConfirmPage({
+          action: `/t/u?t=${encodeURIComponent(token)}`,
+          category: ref.category,
+          channel: ref.channel,
+          preferencesUrl: links.preferences(ref.userId, deps.now()),
+        }),
+      );
+    },
+  );
 
   // RFC 8058: mail clients POST `List-Unsubscribe=One-Click`; the confirmation page posts `confirm=1`.
   app.post<{ Querystring: { t?: string }; Body: Record<string, string> | undefined }>(
     '/t/u',
-    publicRoute,
+    {
+      ...publicRoute,
+      schema: {
+        operationId: 'unsubscribe',
+        summary: "Unsubscribe from the message's category on its channel",
+        description:
+          'RFC 8058 one-click (mail clients POST `List-Unsubscribe=One-Click`: plain-text answers) or the confirmation page (`confirm=1`: pages).',
+        tags,
+        querystring: tokenQuery,
+        body: formBody({
+          'List-Unsubscribe': '`One-Click` (RFC 8058).',
+          confirm: "Present: the confirmation page's button.",
+        }),
+        response: {
+          200: {
+            description: 'Unsubscribed: `unsubscribed` as text (one-click), or a page saying so.',
+            content: {
+              'text/plain': { schema: { type: 'string' } },
+              'text/html': { schema: { type: 'string' } },
+            },
+          },
+          ...LINK_PAGE_RESPONSES,
+          410: {
+            description: 'The link has expired; nothing was changed (text, or a page).',
+            content: {
+              'text/plain': { schema: { type: 'string' } },
+              'text/html': { schema: { type: 'string' } },
+            },
+          },
+          429: {
+            description:
+              'The link was used more than LC_LINK_RATE_LIMIT times in a minute (text, or a page), with Retry-After.',
+            content: {
+              'text/plain': { schema: { type: 'string' } },
+              'text/html': { schema: { type: 'string' } },
+            },
+          },
+        },
+      },
+    },
     async (req, reply) => {
       const token = req.query.t ?? '';
       const now = deps.now();
@@ -219,86 +374,115 @@ export async function trackingRoutes(
       { parseAs: 'buffer', bodyLimit: 1_048_576 },
       (_req, body, done) => done(null, body),
     );
-    hook.post('/v1/webhooks/email', publicRoute, async (req, reply) => {
-      const { secret, toleranceMs } = deps.emailEvents;
-      if (!secret) {
-        return reply.code(503).send({
-          code: ErrorCodes.Unavailable,
-          message:
-            'the email events webhook is off: set LC_EMAIL_EVENTS_SECRET (16+ characters, not LC_SIGNING_SECRET) and give the same secret to the mail provider',
-        });
-      }
-      const raw = req.body as Buffer;
-      const header = String(req.headers['x-lc-signature'] ?? '');
-      if (!verifyWebhookSignature(secret, raw, header, deps.now(), toleranceMs / 1000)) {
-        return reply.code(401).send({
-          code: ErrorCodes.InvalidSignature,
-          message: `X-LC-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with LC_EMAIL_EVENTS_SECRET>, with t within ${Math.round(toleranceMs / 1000)} s of now`,
-        });
-      }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw.toString('utf8'));
-      } catch {
-        return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'body is not JSON' });
-      }
-      const events = (
-        Array.isArray(parsed) ? parsed : ((parsed as { events?: unknown }).events ?? [parsed])
-      ) as ProviderWebhookEvent[];
-      let applied = 0;
-      const unknown: string[] = [];
-      for (const e of events) {
-        if (
-          !e ||
-          typeof e.messageId !== 'string' ||
-          !['bounce', 'complaint', 'delivered'].includes(e.type)
-        ) {
-          return reply.code(400).send({
-            code: ErrorCodes.BadRequest,
-            message: 'each event needs type (bounce|complaint|delivered) and messageId',
+    hook.post(
+      '/v1/webhooks/email',
+      {
+        config: { ...publicRoute.config, swaggerTransform: documentWebhook },
+        schema: {
+          operationId: 'emailProviderEvents',
+          summary: "The mail provider's bounces, complaints and deliveries",
+          description:
+            'Signed by the provider with LC_EMAIL_EVENTS_SECRET (X-LC-Signature), not by a credential: a hard bounce or a complaint suppresses the address.',
+          tags: ['webhooks'],
+          response: {
+            200: {
+              type: 'object',
+              required: ['applied', 'unknown'],
+              description: 'The events applied, and the Message-IDs of no send the product knows.',
+              properties: {
+                applied: { type: 'integer' },
+                unknown: { type: 'array', items: { type: 'string' } },
+              },
+            },
+            400: errorResponse('The body is not JSON, or an event lacks type or messageId.'),
+            401: errorResponse(
+              'X-LC-Signature is missing, wrong or stale (LC_ERR_INVALID_SIGNATURE).',
+            ),
+            503: errorResponse('The webhook is off: LC_EMAIL_EVENTS_SECRET is not set.'),
+          },
+        },
+      },
+      async (req, reply) => {
+        const { secret, toleranceMs } = deps.emailEvents;
+        if (!secret) {
+          return reply.code(503).send({
+            code: ErrorCodes.Unavailable,
+            message:
+              'the email events webhook is off: set LC_EMAIL_EVENTS_SECRET (16+ characters, not LC_SIGNING_SECRET) and give the same secret to the mail provider',
           });
         }
-        const sent = await deps.sentIndex.lookup(sendIdFromMessageId(e.messageId));
-        const rec = sent.find((s) => s.channel === 'email');
-        if (!rec) {
-          unknown.push(e.messageId);
-          continue;
+        const raw = req.body as Buffer;
+        const header = String(req.headers['x-lc-signature'] ?? '');
+        if (!verifyWebhookSignature(secret, raw, header, deps.now(), toleranceMs / 1000)) {
+          return reply.code(401).send({
+            code: ErrorCodes.InvalidSignature,
+            message: `X-LC-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with LC_EMAIL_EVENTS_SECRET>, with t within ${Math.round(toleranceMs / 1000)} s of now`,
+          });
         }
-        const ref: MessageRef = {
-          sendId: rec.sendId,
-          userId: rec.userId,
-          ruleId: rec.ruleId,
-          channel: 'email',
-          variant: rec.variant,
-          category: rec.category,
-        };
-        const at =
-          typeof e.ts === 'number' ? e.ts : e.ts ? Date.parse(e.ts) || deps.now() : deps.now();
-        const address = e.recipient ?? rec.address ?? undefined;
-        if (e.type === 'bounce') {
-          const hard = (e.bounceType ?? 'hard') === 'hard';
-          if (hard)
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(raw.toString('utf8'));
+        } catch {
+          return reply.code(400).send({ code: ErrorCodes.BadRequest, message: 'body is not JSON' });
+        }
+        const events = (
+          Array.isArray(parsed) ? parsed : ((parsed as { events?: unknown }).events ?? [parsed])
+        ) as ProviderWebhookEvent[];
+        let applied = 0;
+        const unknown: string[] = [];
+        for (const e of events) {
+          if (
+            !e ||
+            typeof e.messageId !== 'string' ||
+            !['bounce', 'complaint', 'delivered'].includes(e.type)
+          ) {
+            return reply.code(400).send({
+              code: ErrorCodes.BadRequest,
+              message: 'each event needs type (bounce|complaint|delivered) and messageId',
+            });
+          }
+          const sent = await deps.sentIndex.lookup(sendIdFromMessageId(e.messageId));
+          const rec = sent.find((s) => s.channel === 'email');
+          if (!rec) {
+            unknown.push(e.messageId);
+            continue;
+          }
+          const ref: MessageRef = {
+            sendId: rec.sendId,
+            userId: rec.userId,
+            ruleId: rec.ruleId,
+            channel: 'email',
+            variant: rec.variant,
+            category: rec.category,
+          };
+          const at =
+            typeof e.ts === 'number' ? e.ts : e.ts ? Date.parse(e.ts) || deps.now() : deps.now();
+          const address = e.recipient ?? rec.address ?? undefined;
+          if (e.type === 'bounce') {
+            const hard = (e.bounceType ?? 'hard') === 'hard';
+            if (hard)
+              await store.suppress(rec.userId, 'email', {
+                reason: 'hard_bounce',
+                at,
+                ...(address ? { address } : {}),
+              });
+            await record('bounced', ref, {
+              reason: `${hard ? 'hard' : 'soft'}${e.reason ? `: ${e.reason}` : ''}`,
+            });
+          } else if (e.type === 'complaint') {
             await store.suppress(rec.userId, 'email', {
-              reason: 'hard_bounce',
+              reason: 'complaint',
               at,
               ...(address ? { address } : {}),
             });
-          await record('bounced', ref, {
-            reason: `${hard ? 'hard' : 'soft'}${e.reason ? `: ${e.reason}` : ''}`,
-          });
-        } else if (e.type === 'complaint') {
-          await store.suppress(rec.userId, 'email', {
-            reason: 'complaint',
-            at,
-            ...(address ? { address } : {}),
-          });
-          await record('complained', ref, e.reason ? { reason: e.reason } : {});
-        } else {
-          await record('delivered', ref);
+            await record('complained', ref, e.reason ? { reason: e.reason } : {});
+          } else {
+            await record('delivered', ref);
+          }
+          applied++;
         }
-        applied++;
-      }
-      return { applied, unknown };
-    });
+        return { applied, unknown };
+      },
+    );
   });
 }

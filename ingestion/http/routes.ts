@@ -8,7 +8,7 @@ import type { OutgoingMessage } from '../../platform/bus.ts';
 import type { NormalisedEvent, WriteKeyKind } from '../../platform/contracts.ts';
 import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
-import { describeValidation } from '../../platform/http.ts';
+import { describeValidation, errorResponse } from '../../platform/http.ts';
 import { MAX_JSON_DEPTH } from '../../platform/json-depth.ts';
 import type { Counter } from '../../platform/metrics.ts';
 import { fail } from './errors.ts';
@@ -54,13 +54,6 @@ const Rejected = Type.Object({
   field: Type.String(),
   message: Type.String(),
 });
-const ErrorBody = Type.Object({
-  success: Type.Literal(false),
-  code: Type.String(),
-  message: Type.String(),
-  field: Type.Optional(Type.String()),
-  rejected: Type.Optional(Type.Array(Rejected)),
-});
 const Accepted = Type.Object({
   success: Type.Literal(true),
   accepted: Type.Integer({ description: 'Messages stored in Kafka.' }),
@@ -76,41 +69,32 @@ const retryHeaders = {
     description: 'Epoch milliseconds from which a retry may succeed (now + Retry-After).',
   },
 };
+// The refusals of a Segment route, with what each means here (the body is the server's
+// one error schema, INGEST_ERROR_SCHEMA).
 const errorResponses = {
-  400: {
-    ...ErrorBody,
-    description: `Invalid message; \`field\` names the field at fault. A track whose event name is a type only the product makes (user_deleted, timer.fired, message_*, ...) is refused with code LC_ERR_RESERVED_EVENT. A message that nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels (the message object is the first; a batch's envelope does not count) is refused before it is parsed.`,
-  },
-  401: {
-    ...ErrorBody,
-    description: `No write key presented; or, for a client key of a source that verifies identities (LC_IDENTITY_SECRETS), no \`context.${USER_HASH_FIELD}\` with a userId, or an anonymous identify or alias.`,
-  },
-  403: {
-    ...ErrorBody,
-    description: `Unknown write key; or a \`context.${USER_HASH_FIELD}\` that is not the HMAC of the userId.`,
-  },
-  413: {
-    ...ErrorBody,
-    description:
-      'Request or event larger than the configured limit (the limit applies to the inflated body).',
-  },
-  415: {
-    ...ErrorBody,
-    description:
-      'Content-Encoding other than gzip, deflate or identity, or a body that is neither application/json nor text/plain.',
-  },
-  429: {
-    ...ErrorBody,
-    description:
-      'Per-write-key event rate exceeded (a batch counts its events); retry after Retry-After.',
-    headers: retryHeaders,
-  },
-  503: {
-    ...ErrorBody,
-    description:
-      'Kafka is not acknowledging; nothing was reported stored, retry after Retry-After with the same messageIds.',
-    headers: retryHeaders,
-  },
+  400: errorResponse(
+    `Invalid message; \`field\` names the field at fault. A track whose event name is a type only the product makes (user_deleted, timer.fired, message_*, ...) is refused with code LC_ERR_RESERVED_EVENT. A message that nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels (the message object is the first; a batch's envelope does not count) is refused before it is parsed.`,
+  ),
+  401: errorResponse(
+    `No write key presented; or, for a client key of a source that verifies identities (LC_IDENTITY_SECRETS), no \`context.${USER_HASH_FIELD}\` with a userId, or an anonymous identify or alias.`,
+  ),
+  403: errorResponse(
+    `Unknown write key; or a \`context.${USER_HASH_FIELD}\` that is not the HMAC of the userId.`,
+  ),
+  413: errorResponse(
+    'Request or event larger than the configured limit (the limit applies to the inflated body).',
+  ),
+  415: errorResponse(
+    'Content-Encoding other than gzip, deflate or identity, or a body that is neither application/json nor text/plain (LC_ERR_UNSUPPORTED_MEDIA_TYPE).',
+  ),
+  429: errorResponse(
+    'Per-write-key event rate exceeded (a batch counts its events); retry after Retry-After.',
+    retryHeaders,
+  ),
+  503: errorResponse(
+    'Kafka is not acknowledging; nothing was reported stored, retry after Retry-After with the same messageIds.',
+    retryHeaders,
+  ),
 };
 /** What every Segment route takes besides its body (documentation; the preParsing hook enforces it). */
 const requestHeaders = Type.Object({
@@ -207,6 +191,7 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
         config: { auth: 'writeKey', swaggerTransform: documentRoute() },
         schema: {
           hide: url.length === 5,
+          operationId: type,
           summary: `Segment ${type} call`,
           tags: ['segment'],
           consumes,
@@ -250,6 +235,7 @@ export function segmentRoutes(app: FastifyInstance, deps: SegmentRoutesDeps): vo
         config: { auth: 'writeKey', swaggerTransform: documentRoute(BatchDocSchema) },
         schema: {
           hide: url === '/v1/b',
+          operationId: 'batch',
           summary: 'Segment batch: many calls of any type in one request',
           description:
             'Each message is validated on its own: valid messages are stored, invalid ones (including items that are not objects) are listed in `rejected` (status 202). When no message is valid the answer is 400.',

@@ -142,6 +142,13 @@ export async function createIngestServer(
           'Bodies are application/json or text/plain (JSON), optionally gzip- or deflate-compressed (Content-Encoding).',
         version: '1',
       },
+      tags: [
+        {
+          name: 'segment',
+          description:
+            'The Segment HTTP tracking API: one call per message, or a batch of any of them.',
+        },
+      ],
     },
     ...ingestFailures({ rejected: rejectedTotal, clock }),
     metrics: m,
@@ -154,9 +161,8 @@ export async function createIngestServer(
     if (!encoding || encoding === 'identity') return payload;
     if (encoding !== 'gzip' && encoding !== 'deflate') {
       throw new LifecycleError(
-        ErrorCodes.BadRequest,
+        ErrorCodes.UnsupportedMediaType,
         `unsupported Content-Encoding ${encoding}: send gzip, deflate or none`,
-        { status: 415 },
       );
     }
     const inflate = encoding === 'gzip' ? createGunzip() : createInflate();
