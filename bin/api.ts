@@ -1,4 +1,4 @@
-// The API process: staff API keys and the audit log, the preference API, public tracking endpoints, the signed preference
+// The API process: staff API keys and the audit log, the send API, the preference API, public tracking endpoints, the signed preference
 // page, the in-app WebSocket gateway and the analysts' dashboards on one fastify server, with OpenAPI, health and
 // Prometheus metrics. Composition root only: each room owns its routes.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -11,7 +11,12 @@ import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserDirectory } from '../platform/users.ts';
 import { createRedisStateStore, createUserDirectory } from '../engine/index.ts';
-import { deliveryRoutes } from '../delivery/index.ts';
+import {
+  createMemoryIdempotencyStore,
+  createRedisIdempotencyStore,
+  deliveryRoutes,
+  sendRoutes,
+} from '../delivery/index.ts';
 import {
   inappGateway,
   inappGatewayOptions,
@@ -126,7 +131,7 @@ export async function createApiServer(
         title: 'Lifecycle API',
         version: '1',
         description:
-          'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, user preferences and suppressions, templates, dashboards data. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
+          'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, the send API (role service), user preferences and suppressions, templates, dashboards data. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
       },
     },
   });
@@ -197,6 +202,19 @@ export async function createApiServer(
   app.addHook('onClose', async () => renderer.close());
   await app.register(async (scope) => {
     await templateRoutes(scope, { renderer, dir: config.delivery.templatesDir });
+  });
+  // The product backend sends transactional and one-off messages, checked against the same templates.
+  await app.register(async (scope) => {
+    await sendRoutes(scope, {
+      publisher: deps.publisher,
+      topicPrefix: config.kafka.topicPrefix,
+      maxDataBytes: config.delivery.sendMaxDataBytes,
+      templates: renderer,
+      users,
+      idempotency: redis ? createRedisIdempotencyStore(redis) : createMemoryIdempotencyStore(),
+      logger: deps.logger,
+      now,
+    });
   });
   // Analysts' dashboards: the page, and its data through the admin API.
   let ownStore: Promise<AnalyticsStore> | undefined;
