@@ -1,5 +1,5 @@
-// The analytics sink: one consumer group over `<prefix>.events`, `.sends` and
-// `.deliveries` that decodes each record (Avro, schema id in the header), buffers rows per
+// The analytics sink: one consumer group over `<prefix>.events`, `.sends` (and `.sends.high`)
+// and `.deliveries` that decodes each record (Avro, schema id in the header), buffers rows per
 // table and inserts them in batches (bounded by row count and by time). A batch's offsets
 // are committed only after every row it produced is in ClickHouse, so a crash loses
 // nothing; what it replays carries the same ids and collapses in the ReplacingMergeTree
@@ -246,6 +246,8 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
   const tableOf = new Map<string, Table>([
     [topic.events, 'events'],
     [topic.sends, 'sends'],
+    // The send API's high-priority sends: the same send commands, on a topic delivery reads apart.
+    [topic.sendsHigh, 'sends'],
     [topic.deliveries, 'deliveries'],
   ]);
   const publisher = bus.publisher();
@@ -423,7 +425,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     {
       name: 'analytics-sink',
       groupId: config.groupId,
-      topics: [topic.events, topic.sends, topic.deliveries],
+      topics: [topic.events, topic.sends, topic.sendsHigh, topic.deliveries],
       fromBeginning: true,
       concurrency: config.concurrency ?? 6,
       dlqTopic: topic.dlq,
