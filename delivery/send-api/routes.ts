@@ -70,7 +70,6 @@ const Queued = {
   type: 'object',
   properties: {
     index: { type: 'integer', description: 'Position of the message in the batch.' },
-    status: { type: 'string', enum: ['queued', 'rejected'] },
     sendId: {
       type: 'string',
       description:
@@ -82,6 +81,7 @@ const Queued = {
         'The recipient: the userId sent to, or the recipient id of a raw address (`recipient:<sha256>`, under which its preferences and suppressions are kept).',
     },
     channels: { type: 'array', items: { type: 'string' } },
+    status: { type: 'string', enum: ['queued', 'rejected'] },
     code: { type: 'string', description: 'Rejected: the error code.' },
     message: { type: 'string', description: 'Rejected: what to fix.' },
     field: { type: 'string', description: 'Rejected: the field at fault.' },
