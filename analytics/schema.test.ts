@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DELIVERIES, EVENTS, MESSAGES, SENDS } from '../test/support/analytics-fixtures.ts';
 import {
+  ADDED_COLUMNS,
   assertDatabaseName,
   bodyTtlClause,
   deliveryRow,
@@ -28,7 +29,9 @@ describe('payload TTL support', () => {
 
   it('the DDL carries the TTL on the payload column only when asked', () => {
     expect(tableDdl('lc').sends).not.toMatch(/TTL/);
-    expect(tableDdl('lc', 30).sends).toMatch(/data String TTL created_at \+ toIntervalDay\(30\)\n/);
+    expect(tableDdl('lc', 30).sends).toMatch(
+      /data String TTL created_at \+ toIntervalDay\(30\),\n/,
+    );
     expect(tableDdl('lc', 30).events).not.toMatch(/TTL/);
     expect(() => payloadTtlClause(0)).toThrow(/positive/);
   });
@@ -58,6 +61,18 @@ describe('payload TTL support', () => {
     );
     expect(ddl.deliveries).toMatch(
       /PARTITION BY toYYYYMM\(ts\)\nORDER BY \(rule_id, send_id, id\)$/,
+    );
+  });
+
+  it('a new sends table ends with the columns added since the first release, as an altered one does', () => {
+    const columns = tableDdl('lc')
+      .sends.split('\n')
+      .filter((l) => /^ {2}\w+ /.test(l))
+      .map((l) => l.trim().replace(/,$/, ''));
+    const added = ADDED_COLUMNS.sends.map((c) => `${c.name} ${c.type}`);
+    expect(columns.slice(-added.length)).toEqual(added);
+    expect(Object.keys(sendRow(SENDS[0]!)).slice(-added.length)).toEqual(
+      ADDED_COLUMNS.sends.map((c) => c.name),
     );
   });
 
@@ -128,6 +143,15 @@ describe('rows', () => {
     expect(
       messageRow({ ...m, templateVersion: 3, to: null, html: null, origin: 'resend:s1' }),
     ).toMatchObject({ template_version: 3, recipient: '', html: '', origin: 'resend:s1' });
+  });
+
+  it('a send keeps who asked and the template version it pinned; rule sends have neither', () => {
+    const rule = SENDS[0]!;
+    expect(sendRow(rule)).toMatchObject({ origin: '', template_version: 0 });
+    expect(sendRow({ ...rule, origin: 'api:key_1', templateVersion: 4 })).toMatchObject({
+      origin: 'api:key_1',
+      template_version: 4,
+    });
   });
 
   it('a delivery outcome without channel, provider or reason stores empty strings', () => {

@@ -56,6 +56,10 @@ export interface SendRow {
   goal_event: string;
   goal_within_ms: number;
   data: string;
+  /** The template version a send pinned (a resend, a test send); 0: the published one at render time. */
+  template_version: number;
+  /** Who asked for a send made outside the rules (`api:<credential>`, `resend:<sendId>`); '' for rule sends. */
+  origin: string;
 }
 
 export interface DeliveryRow {
@@ -145,6 +149,8 @@ export function sendRow(s: SendCommand): SendRow {
     goal_event: s.goal?.event ?? '',
     goal_within_ms: s.goal?.withinMs ?? 0,
     data: JSON.stringify(s.data),
+    template_version: s.templateVersion ?? 0,
+    origin: s.origin ?? '',
   };
 }
 
@@ -289,7 +295,9 @@ ORDER BY (type, user_id, id)`,
   campaign_id String,
   goal_event String,
   goal_within_ms UInt64,
-  data String${ttl}
+  data String${ttl},
+  template_version UInt32,
+  origin String
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(created_at)
 ORDER BY (rule_id, user_id, send_id)`,
@@ -338,6 +346,61 @@ ORDER BY (user_id, id)`,
 }
 
 /**
+ * Columns added to a table after its first release, in the order they were added. A new table
+ * has them (tableDdl ends with them); an older one gets them at the next start (ensureSchema).
+ */
+export const ADDED_COLUMNS: Readonly<Record<Table, readonly { name: string; type: string }[]>> = {
+  events: [],
+  sends: [
+    { name: 'template_version', type: 'UInt32' },
+    { name: 'origin', type: 'String' },
+  ],
+  deliveries: [],
+  messages: [],
+};
+
+/**
+ * Adds the columns of ADDED_COLUMNS a table lacks. ClickHouse 18.16 has no `ADD COLUMN IF NOT
+ * EXISTS`, so the table's columns are read first; a column another instance added meanwhile
+ * is read again rather than refused. Rows written before have the type's default ('' or 0).
+ */
+export async function addMissingColumns(
+  store: AnalyticsStore,
+  database: string,
+  logger?: Logger,
+): Promise<string[]> {
+  assertDatabaseName(database);
+  const added: string[] = [];
+  for (const table of TABLES) {
+    const wanted = ADDED_COLUMNS[table];
+    if (wanted.length === 0) continue;
+    const present = async () =>
+      new Set(
+        (
+          await store.query<{ name: string }>(
+            `SELECT name FROM system.columns WHERE database = '${database}' AND table = '${table}'`,
+          )
+        ).map((r) => r.name),
+      );
+    const have = await present();
+    for (const column of wanted) {
+      if (have.has(column.name)) continue;
+      try {
+        await store.command(
+          `ALTER TABLE ${database}.${table} ADD COLUMN ${column.name} ${column.type}`,
+        );
+      } catch (err) {
+        if (!(await present()).has(column.name)) throw err;
+      }
+      have.add(column.name);
+      added.push(`${table}.${column.name}`);
+      logger?.info({ database, table, column: column.name }, 'column added to an existing table');
+    }
+  }
+  return added;
+}
+
+/**
  * The erasure log: one row per erasure the sink carried out (a replayed deletion adds
  * another, with what it found then). The user id is the only personal data in it: the
  * request is named by its event id and source, what was erased by table and row count.
@@ -383,6 +446,7 @@ export async function ensureSchema(
     payloadTtl ? bodyDays : undefined,
   );
   for (const table of TABLES) await store.command(ddl[table]);
+  await addMissingColumns(store, database, logger);
   await store.command(erasureLogDdl(database));
   if (payloadTtl) {
     const [row] = await store.query<{ statement: string }>(

@@ -457,3 +457,60 @@ describe('message bodies past their TTL', () => {
     expect((await start('18.16.1', 0)).commands).toEqual([]);
   });
 });
+
+describe('the sink and the send API', () => {
+  const t = topics('lc');
+  const sinks: AnalyticsSink[] = [];
+  afterEach(async () => {
+    for (const s of sinks.splice(0)) await s.stop();
+  });
+
+  it('stores the high-priority sends topic in the sends table, with who asked and the pinned template version', async () => {
+    const bus = new InMemoryBus(1);
+    await bus.ensureTopics(internalTopicSpecs(t, 1));
+    const inserted: Record<string, object[]> = {};
+    const store: EngineAnalyticsStore = {
+      backend: 'server',
+      async command() {},
+      async insert(table, rows) {
+        (inserted[table] ??= []).push(...rows);
+      },
+      async query<T>(sql: string): Promise<T[]> {
+        if (sql.includes('version()')) return [{ v: '18.16.1' }] as T[];
+        return [];
+      },
+      async close() {},
+    };
+    const sink = createAnalyticsSink(
+      { groupId: 'sink', topicPrefix: 'lc', database: 'lc', flushIntervalMs: 20, retryMaxMs: 20 },
+      { bus, store, logger: silentLogger(), metrics: createMetricsRegistry({ defaults: false }) },
+    );
+    sinks.push(sink);
+    const api = {
+      ...SENDS[0]!,
+      sendId: 'api-1',
+      ruleId: 'api',
+      priority: 1000,
+      origin: 'api:key_backend',
+      templateVersion: 3,
+    };
+    await bus
+      .publisher()
+      .publish(t.sendsHigh, [{ key: api.userId, ...encodeWithHeader(sendCodec, api) }]);
+    await sink.start();
+    const end = Date.now() + 5000;
+    while (!inserted['lc.sends']) {
+      if (Date.now() > end) throw new Error('no sends row');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(inserted['lc.sends']).toEqual([
+      expect.objectContaining({
+        send_id: 'api-1',
+        rule_id: 'api',
+        priority: 1000,
+        origin: 'api:key_backend',
+        template_version: 3,
+      }),
+    ]);
+  });
+});

@@ -1,6 +1,6 @@
-// The analytics sink: one consumer group over `<prefix>.events`, `.sends`, `.deliveries`
-// and `.messages` (the message log) that decodes each record (Avro, schema id in the
-// header), buffers rows per table and inserts them in batches (bounded by row count, by the
+// The analytics sink: one consumer group over `<prefix>.events`, `.sends` (and `.sends.high`),
+// `.deliveries` and `.messages` (the message log) that decodes each record (Avro, schema id in
+// the header), buffers rows per table and inserts them in batches (bounded by row count, by the
 // bytes of message bodies and by time). A batch's offsets are committed only after every
 // row it produced is in ClickHouse, so a crash loses nothing; what it replays carries the
 // same ids and collapses in the ReplacingMergeTree tables (queries count distinct ids
@@ -283,6 +283,8 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
   const tableOf = new Map<string, Table>([
     [topic.events, 'events'],
     [topic.sends, 'sends'],
+    // The send API's high-priority sends: the same send commands, on a topic delivery reads apart.
+    [topic.sendsHigh, 'sends'],
     [topic.deliveries, 'deliveries'],
     [topic.messages, 'messages'],
   ]);
@@ -462,7 +464,7 @@ export function createAnalyticsSink(config: SinkConfig, deps: SinkDeps): Analyti
     {
       name: 'analytics-sink',
       groupId: config.groupId,
-      topics: [topic.events, topic.sends, topic.deliveries, topic.messages],
+      topics: [topic.events, topic.sends, topic.sendsHigh, topic.deliveries, topic.messages],
       fromBeginning: true,
       concurrency: config.concurrency ?? 6,
       dlqTopic: topic.dlq,

@@ -35,6 +35,11 @@ const BENCHES: Record<string, { file: string; needsStack: boolean; about: string
     needsStack: true,
     about: 'Segment API vs fastify hello-world, Kafka acking',
   },
+  'send-api': {
+    file: './send-api.ts',
+    needsStack: true,
+    about: 'send API vs ingest /v1/track, Kafka acking',
+  },
   cdc: { file: './cdc.ts', needsStack: true, about: 'Debezium records decoded and mapped/s' },
   engine: {
     file: './engine.ts',

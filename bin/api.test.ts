@@ -13,6 +13,7 @@ import { createMemoryApiKeyStore, createMemoryAuditLog, generateToken } from '..
 import type { UserLookup } from '../platform/users.ts';
 import { createTrackingLinks, type MessageRef } from '../delivery/links.ts';
 import { InMemoryBus } from '../platform/bus.ts';
+import { topics } from '../platform/contracts.ts';
 import { API_CONTENT_SECURITY_POLICY, inlineElements } from '../platform/http.ts';
 import { createHash } from 'node:crypto';
 import { loadConfig, type Config } from '../platform/config.ts';
@@ -35,6 +36,7 @@ afterEach(async () => {
 async function api(
   overrides: Record<string, unknown> = {},
   engineStores = new MemoryStores(),
+  bus = new InMemoryBus(1),
 ): Promise<{ app: FastifyInstance; config: Readonly<Config> }> {
   const config = loadConfig(
     {},
@@ -47,7 +49,7 @@ async function api(
       live: createMemoryLiveChannel(),
     },
     users: createUserDirectory(engineStores),
-    publisher: new InMemoryBus(1).publisher(),
+    publisher: bus.publisher(),
     logger: silentLogger(),
     metrics: createMetricsRegistry({ defaults: false }),
   });
@@ -578,5 +580,31 @@ describe('coded refusals of the API server', () => {
     });
     for (const [name, r] of Object.entries(answers))
       expect(ERROR_CODES[r.json<{ code: ErrorCode }>().code]?.status, name).toBe(r.statusCode);
+  });
+});
+
+describe('the send API in the demo wiring', () => {
+  it('sends to a user of the engine state with the in-memory Idempotency-Key store, and refuses the key for another body', async () => {
+    const engineStores = new MemoryStores();
+    const epoch = await engineStores.acquire(0);
+    const state = emptyState();
+    state.traits = { email: 'ada@example.com', firstName: 'Ada' };
+    await engineStores.write(0, epoch, [
+      { userId: 'ada', state: serializeState(state), offset: '1', timerIds: [] },
+    ]);
+    const bus = new InMemoryBus(1);
+    const { app, config } = await api({}, engineStores, bus);
+    const send = (template: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/send',
+        headers: { authorization: `Bearer ${config.auth.adminToken}`, 'idempotency-key': 'k1' },
+        payload: { template, userId: 'ada', category: 'transactional', channels: ['email'] },
+      });
+    const first = await send('welcome');
+    expect(first.statusCode).toBe(202);
+    expect((await send('welcome')).headers['idempotent-replayed']).toBe('true');
+    expect((await send('trial_ending')).statusCode).toBe(422);
+    expect(bus.messages(topics(config.kafka.topicPrefix).sends)).toHaveLength(1);
   });
 });

@@ -1,6 +1,6 @@
-// The API process: staff API keys and the audit log, the preference API, public tracking endpoints, the signed preference
-// page, the in-app WebSocket gateway, the analysts' dashboards and the message log (with resends) on one fastify server,
-// with OpenAPI, health and Prometheus metrics. Composition root only: each room owns its routes.
+// The API process: staff API keys and the audit log, the send API, the preference API, public tracking endpoints, the
+// signed preference page, the in-app WebSocket gateway, the analysts' dashboards, the message log (with resends) and the
+// user lookup on one fastify server, with OpenAPI, health and Prometheus metrics. Composition root only: each room owns its routes.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
@@ -11,7 +11,14 @@ import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserLookup } from '../platform/users.ts';
 import { createRedisUserDirectory, createUserDirectory, MemoryStores } from '../engine/index.ts';
-import { createUserMessaging, deliveryRoutes, sendPolicyPreview } from '../delivery/index.ts';
+import {
+  createMemoryIdempotencyStore,
+  createRedisIdempotencyStore,
+  createUserMessaging,
+  deliveryRoutes,
+  sendPolicyPreview,
+  sendRoutes,
+} from '../delivery/index.ts';
 import {
   inappGateway,
   inappGatewayOptions,
@@ -135,7 +142,7 @@ export async function createApiServer(
         title: 'Lifecycle API',
         version: '1',
         description:
-          'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, user preferences and suppressions, templates, dashboards data, the message log and resends. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
+          'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, the send API (role service), user lookup, preferences and suppressions, templates, dashboards data, the message log and resends. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
       },
       tags: [
         { name: 'access', description: 'Staff API keys and the audit log (role admin).' },
@@ -239,6 +246,19 @@ export async function createApiServer(
   app.addHook('onClose', async () => renderer.close());
   await app.register(async (scope) => {
     await templateRoutes(scope, { renderer, dir: config.delivery.templatesDir });
+  });
+  // The product backend sends transactional and one-off messages, checked against the same templates.
+  await app.register(async (scope) => {
+    await sendRoutes(scope, {
+      publisher: deps.publisher,
+      topicPrefix: config.kafka.topicPrefix,
+      maxDataBytes: config.delivery.sendMaxDataBytes,
+      templates: renderer,
+      users,
+      idempotency: redis ? createRedisIdempotencyStore(redis) : createMemoryIdempotencyStore(),
+      logger: deps.logger,
+      now,
+    });
   });
   // Analysts' dashboards: the page, and its data through the admin API.
   let ownStore: Promise<AnalyticsStore> | undefined;

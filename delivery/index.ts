@@ -1,4 +1,4 @@
-// Delivery room: turns send commands into messages exactly once (claims, consent, caps, quiet hours, templates, providers, retries) and serves the preference API, preference page and tracking endpoints.
+// Delivery room: turns send commands into messages exactly once (claims, consent, caps, quiet hours, templates, providers, retries) and serves the send API, preference API, preference page and tracking endpoints.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { Publisher } from '../platform/bus.ts';
@@ -41,6 +41,13 @@ export function sendPolicyPreview(
 }
 
 export { createUserMessaging } from './user-view.ts';
+
+export { sendRoutes, type SendRoutesOptions } from './send-api/routes.ts';
+export {
+  createMemoryIdempotencyStore,
+  createRedisIdempotencyStore,
+  type IdempotencyStore,
+} from './send-api/idempotency.ts';
 
 export interface DeliveryRoutesOptions {
   config: Pick<Config, 'auth' | 'http' | 'kafka'>;

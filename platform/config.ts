@@ -556,6 +556,15 @@ export const ConfigSchema = Type.Object({
       default: 500,
       minimum: 10,
     }),
+    sendMaxDataBytes: int({
+      env: 'LC_SEND_MAX_DATA_BYTES',
+      description:
+        'Largest `data` of one message of the send API (POST /v1/send, /v1/send/batch), as JSON bytes; a larger one is refused with 413. Large content belongs behind a URL in the data.',
+      default: 262_144,
+      minimum: 1024,
+      // A send record carries the data plus the user's traits, and the sends topics take 8 MB records.
+      maximum: 4 * 1024 * 1024,
+    }),
     concurrency: int({
       env: 'LC_DELIVERY_CONCURRENCY',
       description: 'Users processed in parallel per batch by one delivery worker.',

@@ -25,6 +25,11 @@ export const ErrorCodes = {
   KafkaUnavailable: 'LC_ERR_KAFKA_UNAVAILABLE',
   Decode: 'LC_ERR_DECODE',
   Template: 'LC_ERR_TEMPLATE',
+  UnknownTemplate: 'LC_ERR_UNKNOWN_TEMPLATE',
+  TemplateChannel: 'LC_ERR_TEMPLATE_CHANNEL',
+  UnknownUser: 'LC_ERR_UNKNOWN_USER',
+  IdempotencyMismatch: 'LC_ERR_IDEMPOTENCY_MISMATCH',
+  IdempotencyInProgress: 'LC_ERR_IDEMPOTENCY_IN_PROGRESS',
   Redis: 'LC_ERR_REDIS',
   RedisDurability: 'LC_ERR_REDIS_DURABILITY',
   RulesInvalid: 'LC_ERR_RULES_INVALID',
@@ -111,6 +116,31 @@ export const ERROR_CODES: {
   LC_ERR_TEMPLATE: {
     status: 422,
     meaning: 'a template does not render for the given channel, locale and data',
+  },
+  LC_ERR_UNKNOWN_TEMPLATE: {
+    status: 422,
+    meaning:
+      'a send names a template the templates folder does not hold; the message lists close names (GET /v1/templates lists all)',
+  },
+  LC_ERR_TEMPLATE_CHANNEL: {
+    status: 422,
+    meaning:
+      'a send asks for a channel its template has no content for; the message lists the channels it has',
+  },
+  LC_ERR_UNKNOWN_USER: {
+    status: 422,
+    meaning:
+      'a send names a userId the engine has no state for (never identified, or erased); identify the user first, or send to an address with `to`',
+  },
+  LC_ERR_IDEMPOTENCY_MISMATCH: {
+    status: 422,
+    meaning:
+      'an Idempotency-Key was used within 24 hours for a request with another body or route; a new request needs a new key',
+  },
+  LC_ERR_IDEMPOTENCY_IN_PROGRESS: {
+    status: 409,
+    meaning:
+      'a request with the same Idempotency-Key is still being processed; retry shortly with the same key to get its answer',
   },
   LC_ERR_REDIS: { status: 500, meaning: 'a Redis call failed or answered in an unexpected shape' },
   LC_ERR_REDIS_DURABILITY: {

@@ -70,10 +70,10 @@ async function start(opts: {
   });
   await handle.start();
   handles.push(handle);
-  const publish = (s: SendCommand) =>
-    bus.publisher().publish(t.sends, [{ key: s.userId, ...encodeWithHeader(sendCodec, s) }]);
+  const publish = (s: SendCommand, topic: string = t.sends) =>
+    bus.publisher().publish(topic, [{ key: s.userId, ...encodeWithHeader(sendCodec, s) }]);
   const outcomes = () => bus.messages(t.deliveries).map((m) => deliveryCodec.decode(m.value!));
-  return { handle, stores, publish, outcomes };
+  return { handle, stores, publish, outcomes, topics: t };
 }
 
 async function until<T>(probe: () => T | undefined | false, ms = 5000): Promise<T> {
@@ -220,5 +220,15 @@ describe('delivery on the in-memory adapters', () => {
       'provider:sent': 1,
     });
     expect(provider.got.map((m) => m.sendId)).toEqual(['consented']);
+  });
+
+  it('sends a command of the high-priority sends topic through the same chain, once', async () => {
+    const provider = inbox();
+    const d = await start({ provider });
+    const s = welcome({ sendId: 'api-high', category: 'transactional', priority: 1000 });
+    await d.publish(s, d.topics.sendsHigh);
+    await d.publish(s, d.topics.sendsHigh);
+    await until(() => statuses(d.outcomes(), 'api-high').filter((x) => x === 'sent').length === 2);
+    expect(provider.got.map((m) => m.sendId)).toEqual(['api-high']);
   });
 });

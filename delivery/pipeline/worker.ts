@@ -1,5 +1,6 @@
-// The delivery worker: a consumer group on `lifecycle.sends` feeding the policy chain, the
-// poller of the durable delay queue (quiet hours, retries), and a consumer of deletions on
+// The delivery worker: a consumer group on `lifecycle.sends` feeding the policy chain (and
+// one on `lifecycle.sends.high`, the send API's high-priority sends, read apart), the poller
+// of the durable delay queue (quiet hours, retries), and a consumer of deletions on
 // `lifecycle.events` (right to be forgotten). The batch's Redis writes (claims, caps, parked
 // sends) are made durable, then the message-log records of what it sent are published to
 // `lifecycle.messages` and its outcomes to `lifecycle.deliveries`, then its offset is
@@ -31,6 +32,8 @@ import {
   stalledHealth,
   type BatchRetry,
   type ConsumedRecord,
+  type ConsumeLoopDeps,
+  type ConsumeLoopOptions,
 } from '../../platform/consume.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
@@ -181,7 +184,22 @@ export function createDeliveryWorker(
     logger,
     registry: deps.metrics ?? createMetricsRegistry({ defaults: false }),
   };
-  const sends = createConsumeLoop<SendCommand>(
+  // The sends topic and the high-priority sends topic (the send API's `priority: high`) are
+  // read the same way, each with a consumer group of its own: a high-priority send never
+  // waits behind the rules' backlog on the sends topic.
+  const readSends = (options: ConsumeLoopOptions<SendCommand>, deps: ConsumeLoopDeps) => ({
+    sends: createConsumeLoop(options, deps),
+    highSends: createConsumeLoop(
+      {
+        ...options,
+        name: 'delivery-high',
+        groupId: `${options.groupId}-high`,
+        topics: [topics.sendsHigh],
+      },
+      deps,
+    ),
+  });
+  const { sends, highSends } = readSends(
     {
       name: 'delivery',
       groupId: config.groupId,
@@ -318,6 +336,7 @@ export function createDeliveryWorker(
     async start() {
       running = true;
       await sends.start();
+      await highSends.start();
       await deletions.start();
       polling = pollLoop();
       log.info({ groupId: config.groupId }, 'delivery worker started');
@@ -327,11 +346,12 @@ export function createDeliveryWorker(
       wake?.();
       await polling;
       await sends.stop();
+      await highSends.stop();
       await deletions.stop();
       log.info('delivery worker stopped');
     },
     health() {
-      const loops = stalledHealth([sends, deletions]);
+      const loops = stalledHealth([sends, highSends, deletions]);
       return {
         ok: running && loops.ok,
         details: {
