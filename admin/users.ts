@@ -12,7 +12,7 @@
 // UserMessaging: delivery), never written.
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { ErrorCodes, LifecycleError, errorMessage, type ErrorCode } from '../platform/errors.ts';
-import { requireHttpKit } from '../platform/http.ts';
+import { errorResponse, requireHttpKit } from '../platform/http.ts';
 import type { UserLookup, UserMessaging } from '../platform/users.ts';
 
 export interface UserRoutesOptions {
@@ -337,7 +337,7 @@ export async function userRoutes(app: FastifyInstance, opts: UserRoutesOptions):
               },
             },
           },
-          404: ErrorSchema,
+          404: errorResponse('The engine has no state for this user: never seen, or erased.'),
         },
       },
     },

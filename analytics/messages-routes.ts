@@ -12,7 +12,7 @@ import { encodeWithHeader, sendCodec } from '../platform/avro.ts';
 import type { Publisher } from '../platform/bus.ts';
 import { CHANNELS, type Channel, type SendCommand } from '../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
-import { requireHttpKit } from '../platform/http.ts';
+import { errorResponse, requireHttpKit } from '../platform/http.ts';
 import {
   listMessages,
   messageDetail,
@@ -47,15 +47,6 @@ export interface MessageRoutesOptions {
 const readers = { auth: { roles: ['support', 'marketer'] } } as const;
 const resenders = { auth: { roles: ['support'] } } as const;
 const tags = ['messages'];
-
-const ErrorSchema = {
-  type: 'object',
-  properties: {
-    code: { type: 'string' },
-    message: { type: 'string' },
-    field: { type: 'string', description: 'The field at fault, when one is.' },
-  },
-} as const;
 
 const nullableString = { type: 'string', nullable: true } as const;
 const nullableInteger = { type: 'integer', nullable: true } as const;
@@ -250,7 +241,9 @@ export async function messageRoutes(
               next: { ...nullableString, description: 'Cursor of the next page; null at the end.' },
             },
           },
-          400: ErrorSchema,
+          400: errorResponse(
+            'A bad filter: say what is wrong with userId, to, sendId, since, cursor or limit.',
+          ),
         },
       },
     },
@@ -281,7 +274,10 @@ export async function messageRoutes(
           required: ['sendId'],
           properties: { sendId: { type: 'string', minLength: 1, maxLength: 500 } },
         },
-        response: { 200: MessageDetailSchema, 404: ErrorSchema },
+        response: {
+          200: MessageDetailSchema,
+          404: errorResponse('No message with this sendId in the message log.'),
+        },
       },
     },
     async (req) => {
@@ -352,9 +348,11 @@ export async function messageRoutes(
               },
             },
           },
-          400: ErrorSchema,
-          404: ErrorSchema,
-          409: ErrorSchema,
+          400: errorResponse('The message went on several channels: name the one to resend.'),
+          404: errorResponse('No message with this sendId in the message log.'),
+          409: errorResponse(
+            'LC_ERR_CONFLICT: the message was never sent, or its content has expired (LC_MESSAGE_BODY_TTL_DAYS): nothing to resend.',
+          ),
         },
       },
     },

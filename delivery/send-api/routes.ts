@@ -15,7 +15,7 @@ import { encodeWithHeader, sendCodec } from '../../platform/avro.ts';
 import type { OutgoingMessage, Publisher } from '../../platform/bus.ts';
 import { topics as topicNames, type SendCommand } from '../../platform/contracts.ts';
 import { ErrorCodes, errorMessage, LifecycleError } from '../../platform/errors.ts';
-import { requireHttpKit } from '../../platform/http.ts';
+import { ERROR_SCHEMA_ID, errorResponse, requireHttpKit } from '../../platform/http.ts';
 import type { UserDirectory } from '../../platform/users.ts';
 import type { IdempotencyStore } from './idempotency.ts';
 import { planSend, type RequestIdentity, type TemplateRegistry } from './plan.ts';
@@ -53,18 +53,6 @@ export interface SendRoutesOptions {
 }
 
 const tags = ['send'];
-
-const ErrorSchema = {
-  type: 'object',
-  properties: {
-    code: { type: 'string' },
-    message: { type: 'string' },
-    field: {
-      type: 'string',
-      description: 'The field at fault (`channels`, `messages[3].to.email`, `Idempotency-Key`).',
-    },
-  },
-} as const;
 
 const Queued = {
   type: 'object',
@@ -137,44 +125,49 @@ const BatchDocSchema = {
 };
 
 const failureResponses = (batch: boolean) => {
-  const body = batch
-    ? {
-        type: 'object',
-        properties: {
-          ...ErrorSchema.properties,
-          sends: {
-            type: 'array',
-            items: Queued,
-            description: 'When no message was accepted: why each was rejected.',
+  // A batch with no valid message answers the first refusal's code and status, plus why each
+  // message was refused: the coded error, extended.
+  const rejected = (description: string) =>
+    batch
+      ? {
+          description,
+          content: {
+            'application/json': {
+              schema: {
+                allOf: [
+                  { $ref: `${ERROR_SCHEMA_ID}#` },
+                  {
+                    type: 'object',
+                    properties: {
+                      sends: {
+                        type: 'array',
+                        items: Queued,
+                        description: 'When no message was accepted: why each was rejected.',
+                      },
+                    },
+                  },
+                ],
+              },
+            },
           },
-        },
-      }
-    : ErrorSchema;
+        }
+      : errorResponse(description);
   return {
-    400: {
-      ...body,
-      description: `A malformed message (\`field\` names the field): no recipient, both userId and to, an unknown field, a category other than transactional or marketing, a priority other than high or normal, an address trait in data.user, an invalid address or Idempotency-Key${batch ? `; or a batch without 1 to ${MAX_BATCH_MESSAGES} messages, or none valid` : ''}.`,
-    },
-    409: {
-      ...ErrorSchema,
-      description:
-        'LC_ERR_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still in progress; retry shortly with the same key.',
-    },
-    413: {
-      ...body,
-      description:
-        "LC_ERR_PAYLOAD_TOO_LARGE: a message's data is larger than LC_SEND_MAX_DATA_BYTES, or the body is too large.",
-    },
-    422: {
-      ...body,
-      description:
-        'LC_ERR_UNKNOWN_TEMPLATE (with close names), LC_ERR_TEMPLATE_CHANNEL (the channels the template has), LC_ERR_UNKNOWN_USER (identify the user first), or LC_ERR_IDEMPOTENCY_MISMATCH (the key was used for another request).',
-    },
-    503: {
-      ...ErrorSchema,
-      description:
-        'LC_ERR_KAFKA_PUBLISH / LC_ERR_KAFKA_UNAVAILABLE: Kafka did not acknowledge; nothing is reported queued. Retry with the same Idempotency-Key: the retry cannot send twice.',
-    },
+    400: rejected(
+      `A malformed message (\`field\` names the field): no recipient, both userId and to, an unknown field, a category other than transactional or marketing, a priority other than high or normal, an address trait in data.user, an invalid address or Idempotency-Key${batch ? `; or a batch without 1 to ${MAX_BATCH_MESSAGES} messages, or none valid` : ''}.`,
+    ),
+    409: errorResponse(
+      'LC_ERR_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still in progress; retry shortly with the same key.',
+    ),
+    413: rejected(
+      "LC_ERR_PAYLOAD_TOO_LARGE: a message's data is larger than LC_SEND_MAX_DATA_BYTES, or the body is too large.",
+    ),
+    422: rejected(
+      'LC_ERR_UNKNOWN_TEMPLATE (with close names), LC_ERR_TEMPLATE_CHANNEL (the channels the template has), LC_ERR_UNKNOWN_USER (identify the user first), or LC_ERR_IDEMPOTENCY_MISMATCH (the key was used for another request).',
+    ),
+    503: errorResponse(
+      'LC_ERR_KAFKA_PUBLISH / LC_ERR_KAFKA_UNAVAILABLE: Kafka did not acknowledge; nothing is reported queued. Retry with the same Idempotency-Key: the retry cannot send twice.',
+    ),
   };
 };
 

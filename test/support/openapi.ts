@@ -11,7 +11,7 @@ export const CODED_ERROR_REF = `#/components/schemas/${ERROR_SCHEMA_ID}`;
 
 interface Response {
   description?: string;
-  content?: Record<string, { schema?: { $ref?: string } }>;
+  content?: Record<string, { schema?: { $ref?: string; allOf?: { $ref?: string }[] } }>;
 }
 interface Operation {
   operationId?: string;
@@ -64,8 +64,11 @@ export function operationProblems(doc: OpenApiDocument): string[] {
       const responses = Object.entries(op.responses ?? {});
       if (!responses.some(([status]) => /^[23]\d\d$/.test(status)))
         problems.push(`${at}: no successful answer (2xx or 3xx)`);
-      const coded = ([, r]: [string, Response]) =>
-        r.content?.['application/json']?.schema?.$ref === CODED_ERROR_REF;
+      // The coded error, or the coded error extended (allOf, the coded error first).
+      const coded = ([, r]: [string, Response]) => {
+        const schema = r.content?.['application/json']?.schema;
+        return schema?.$ref === CODED_ERROR_REF || schema?.allOf?.[0]?.$ref === CODED_ERROR_REF;
+      };
       if (!responses.some((r) => r[0].startsWith('4') && coded(r)))
         problems.push(`${at}: no 4xx answer with the ${ERROR_SCHEMA_ID} schema`);
       // A 503 may say more than a refusal (the HealthReport of /health); a 4xx and a 500 may not.
