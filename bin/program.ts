@@ -6,6 +6,7 @@ import { register as registerIngestion } from '../ingestion/cli.ts';
 import { register as registerDelivery } from '../delivery/cli.ts';
 import { register as registerAnalytics } from '../analytics/cli.ts';
 import { register as registerKeys } from '../access/cli.ts';
+import { register as registerGenerate } from '../devtools/cli.ts';
 import { register as registerRun } from './run-cli.ts';
 
 export function buildProgram(): Command {
@@ -21,5 +22,6 @@ export function buildProgram(): Command {
   registerAnalytics(program);
   registerKeys(program);
   registerRun(program);
+  registerGenerate(program);
   return program;
 }
