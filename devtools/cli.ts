@@ -131,7 +131,7 @@ export function register(program: Command): void {
     .option('--progress-ms <ms>', 'how often to print the progress line (stderr)', '5000')
     .addHelpText(
       'after',
-      "\nExample, against `lifecycle run all` with the development keys:\n  lifecycle generate --ingest-url http://127.0.0.1:8088 --write-key demo:dev-write-key \\\n    --api-url http://127.0.0.1:8089 --admin-token dev-admin-token --rate 5 --duration 2m\n\nOpens and clicks are left out: they are the product's own events, made by its tracker when a\nperson opens a message; the generator does not forge them.",
+      "\nExample, against `lifecycle run all` with the development keys:\n  lifecycle generate --ingest-url http://127.0.0.1:8088 --write-key dev-write-key \\\n    --api-url http://127.0.0.1:8089 --admin-token dev-admin-token --rate 5 --duration 2m\n\nOpens and clicks are left out: they are the product's own events, made by its tracker when a\nperson opens a message; the generator does not forge them.",
     )
     .action(async (flags: GenerateFlags) => {
       let plan: GeneratePlan;
