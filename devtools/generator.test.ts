@@ -328,7 +328,9 @@ describe('the generator', () => {
       },
     );
     await g.start();
+    expect(g.health().ok).toBe(true);
     await expect(g.done).rejects.toBe(refused);
+    expect(g.health()).toMatchObject({ ok: false, details: { refused: 'unknown write key' } });
     await g.stop();
   });
 

@@ -564,6 +564,8 @@ export function createGenerator(opts: GeneratorOptions, deps: GeneratorDeps): Ge
   let retries = 0;
   let retrying: string | null = null;
   let failures = 0;
+  /** Why the product refused the messages, once it has. */
+  let refused: string | null = null;
   let running = false;
   let timer: NodeJS.Timeout | undefined;
   let current: Promise<void> | null = null;
@@ -638,7 +640,10 @@ export function createGenerator(opts: GeneratorOptions, deps: GeneratorDeps): Ge
     running = false;
     if (timer) clearTimeout(timer);
     if (err === undefined) settle.resolve();
-    else settle.reject(err);
+    else {
+      refused ??= errorMessage(err);
+      settle.reject(err);
+    }
   };
 
   const loop = () => {
@@ -680,8 +685,8 @@ export function createGenerator(opts: GeneratorOptions, deps: GeneratorDeps): Ge
     tick,
     stats: () => ({ ...population.stats(), events, optIns, retries, retrying }),
     health: () => ({
-      ok: failures < 5,
-      details: { ...population.stats(), ...population.phases(), events, retrying },
+      ok: refused === null && failures < 5,
+      details: { ...population.stats(), ...population.phases(), events, retrying, refused },
     }),
   };
 }
