@@ -1,9 +1,11 @@
 // `lifecycle demo`: the embedded default. One process: the in-memory bus and engine state,
 // the real ingest API, delivery pipeline, tracking/preferences/in-app API and an SMTP sink
 // that keeps every email, seeded with sample users, and the analytics sink into chDB with
-// the dashboards on the API server. No services: bus, engine state and delivery stores
-// are in memory, analytics in chDB. For trying the product and authoring rules; not a
-// production mode (nothing survives a restart but the outbox and the analytics tables).
+// the dashboards on the API server; synthetic users (devtools/generator.ts) keep arriving
+// through the same ingest and preference APIs an app would call. No services: bus, engine
+// state and delivery stores are in memory, analytics in chDB. For trying the product and
+// authoring rules; not a production mode (nothing survives a restart but the outbox and
+// the analytics tables).
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -13,6 +15,18 @@ import { loadConfig } from '../platform/config.ts';
 import { topics } from '../platform/contracts.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createSmtpSink } from '../devtools/smtp-sink.ts';
+import {
+  createGenerator,
+  progressLine,
+  type GeneratorOptions,
+  type GeneratorStats,
+} from '../devtools/generator.ts';
+import {
+  batchRequest,
+  optInRequest,
+  refusal,
+  type HttpRequest,
+} from '../devtools/generator-http.ts';
 import { openRuleSet } from '../rules/index.ts';
 import { createMemoryEngine, createMemoryScheduler, createUserDirectory } from '../engine/index.ts';
 import { schedulerConfigFrom } from '../engine/scheduler/index.ts';
@@ -29,6 +43,10 @@ export interface DemoOptions {
   seed: boolean;
   /** Config overrides by dotted path (tests pick free ports with `http.apiPort: 0`). */
   overrides?: Record<string, unknown>;
+  /** Synthetic users arriving all the time (rate, seed, simulated day); none without it. */
+  generate?: GeneratorOptions;
+  /** Where the generator's one-line progress goes, and how often (default every 5 s). */
+  progress?: { write(line: string): void; everyMs?: number };
 }
 
 export interface Demo {
@@ -37,6 +55,8 @@ export interface Demo {
   writeKey: string;
   /** A client write key (a browser's: protected traits are dropped), when one is configured. */
   clientKey?: string;
+  /** The synthetic user generator, when `generate` was given. */
+  generator?: { rate: number; seed: number; dayMs: number; stats(): GeneratorStats };
   stop(): Promise<void>;
 }
 
@@ -221,6 +241,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     await analyticsSink.start();
     stops.push(() => analyticsSink.stop());
 
+    let generated: ReturnType<typeof createGenerator> | undefined;
     const api = await createApiServer(config, {
       memory: { stores, ...inapp },
       users: createUserDirectory(engineStores),
@@ -233,6 +254,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
         engine: engine.health().ok,
         delivery: delivery.health().ok,
         analytics: analyticsSink.health().ok,
+        ...(generated ? { generator: generated.health().ok } : {}),
       }),
     });
     const apiUrl = await api.listen({ host: config.http.host, port: config.http.apiPort });
@@ -249,37 +271,55 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     const keys = config.auth.writeKeys.map(parseWriteKeyEntry);
     const writeKey = (keys.find((k) => k.kind === 'server') ?? keys[0])?.key ?? '';
     const clientKey = keys.find((k) => k.kind === 'client')?.key;
+    // The sample users and the generator come in through the same requests an app and its
+    // backend would make, handed to the servers in process.
+    const asApp = async (server: typeof api, what: string, req: HttpRequest) => {
+      const res = await server.inject({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        payload: req.body,
+      });
+      const problem = refusal(what, res.statusCode, res.body);
+      if (problem) throw problem;
+    };
+    const optIn = (userId: string, source?: string) =>
+      asApp(api, `opt-in for ${userId}`, optInRequest(config.auth.adminToken, userId, source));
     if (options.seed) {
       const { batch, optedIn } = seedBatch(Date.now());
-      for (const userId of optedIn) {
-        const res = await api.inject({
-          method: 'PATCH',
-          url: `/v1/users/${encodeURIComponent(userId)}/preferences`,
-          headers: { authorization: `Bearer ${config.auth.adminToken}` },
-          payload: {
-            consents: {
-              marketing: {
-                email: { granted: true, source: 'demo_signup_form' },
-                inapp: { granted: true, source: 'demo_signup_form' },
-              },
-            },
-          },
-        });
-        if (res.statusCode >= 300)
-          throw new Error(`demo seed: opt-in for ${userId} failed: ${res.body}`);
-      }
-      const res = await ingest.inject({
-        method: 'POST',
-        url: '/v1/batch',
-        headers: { authorization: `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}` },
-        payload: { batch },
+      for (const userId of optedIn) await optIn(userId, 'demo_signup_form');
+      await asApp(ingest, 'demo seed: the sample batch', batchRequest(writeKey, batch, new Date()));
+    }
+    let generator: Demo['generator'];
+    if (options.generate) {
+      const g = createGenerator(options.generate, {
+        postBatch: (batch) => asApp(ingest, 'generator', batchRequest(writeKey, batch, new Date())),
+        optIn: (userId) => optIn(userId),
+        logger,
       });
-      if (res.statusCode >= 300)
-        throw new Error(`demo seed: ingest refused the sample batch: ${res.body}`);
+      await g.start();
+      generated = g;
+      const every = options.progress?.everyMs ?? 5000;
+      const progress = options.progress
+        ? setInterval(
+            () =>
+              options.progress!.write(
+                progressLine(g.stats(), [`${sink.health().messages} emails in the outbox`]),
+              ),
+            every,
+          )
+        : undefined;
+      stops.push(async () => {
+        clearInterval(progress);
+        await g.stop();
+      });
+      const { rate, seed, dayMs } = options.generate;
+      generator = { rate, seed, dayMs, stats: () => g.stats() };
     }
     return {
       writeKey,
       ...(clientKey !== undefined ? { clientKey } : {}),
+      ...(generator ? { generator } : {}),
       urls: {
         ingest: ingestUrl,
         api: apiUrl,

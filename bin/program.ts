@@ -6,6 +6,7 @@ import { register as registerIngestion } from '../ingestion/cli.ts';
 import { register as registerDelivery } from '../delivery/cli.ts';
 import { register as registerAnalytics } from '../analytics/cli.ts';
 import { register as registerKeys } from '../access/cli.ts';
+import { register as registerGenerate } from '../devtools/cli.ts';
 import { register as registerRun } from './run-cli.ts';
 import { register as registerOpenApi } from './openapi.ts';
 
@@ -23,5 +24,6 @@ export function buildProgram(): Command {
   registerKeys(program);
   registerRun(program);
   registerOpenApi(program);
+  registerGenerate(program);
   return program;
 }

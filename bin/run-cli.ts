@@ -6,6 +6,8 @@ import { onShutdown } from '../platform/shutdown.ts';
 import { errorMessage } from '../platform/errors.ts';
 import { PROCESSES, startProcesses, stopProcesses, type ProcessName } from './processes.ts';
 import { startDemo } from './demo.ts';
+import { generatorFlags, randomSeed } from '../devtools/cli.ts';
+import type { GeneratorOptions } from '../devtools/generator.ts';
 
 function configOrExit(options: LoadOptions) {
   try {
@@ -55,43 +57,83 @@ export function register(program: Command): void {
   program
     .command('demo')
     .description(
-      'The embedded default: ingest API, engine, delivery, tracking and in-app API, and an SMTP outbox in one process on localhost, seeded with sample users (in-memory bus and engine state: for trying rules, not for production)',
+      'The embedded default: ingest API, engine, delivery, tracking and in-app API, dashboards and an SMTP outbox in one process on localhost, seeded with sample users and fed synthetic ones as they sign up, use the app, subscribe, pay and churn (in-memory bus and engine state: for trying rules, not for production)',
     )
     .option('--data <dir>', 'folder for the outbox and scratch data', '.data/demo')
     .option('--no-seed', 'start without the sample users')
+    .option('--no-generate', 'no synthetic users: only the sample users and what you send')
+    .option('--rate <users/s>', 'new synthetic users per second', '2')
+    .option(
+      '--generator-seed <n>',
+      'the same number makes the same synthetic users and messageIds (default: random)',
+    )
+    .option('--day-ms <ms>', 'real milliseconds per simulated day of the synthetic users', '1000')
     .option('--log-level <level>', 'log level of the demo process', 'warn')
     .option(
       '--exit-after-seed',
-      'wait for the sample messages to be delivered, print them, then exit (smoke test)',
+      'wait for the sample messages to be delivered, print them, then exit (smoke test; no synthetic users)',
     )
     .addHelpText(
       'after',
-      '\nPorts: LC_INGEST_PORT (8088) and LC_API_PORT (8089); rules from LC_RULES_DIR (rules/examples), templates from LC_TEMPLATES_DIR.',
+      '\nPorts: LC_INGEST_PORT (8088) and LC_API_PORT (8089); rules from LC_RULES_DIR (rules/examples), templates from LC_TEMPLATES_DIR.\nThe synthetic users are what `lifecycle generate` sends to a running stack; the progress line goes to stderr every 5 s.',
     )
     .action(
-      async (opts: { data: string; seed: boolean; logLevel: string; exitAfterSeed?: boolean }) => {
+      async (opts: {
+        data: string;
+        seed: boolean;
+        generate: boolean;
+        rate: string;
+        generatorSeed?: string;
+        dayMs: string;
+        logLevel: string;
+        exitAfterSeed?: boolean;
+      }) => {
         const config = configOrExit({});
         const logger = createLogger({ level: opts.logLevel });
+        let generate: GeneratorOptions | undefined;
         try {
-          const demo = await startDemo({ dataDir: opts.data, seed: opts.seed }, logger);
+          if (opts.generate && !opts.exitAfterSeed)
+            generate = generatorFlags(
+              {
+                rate: opts.rate,
+                dayMs: opts.dayMs,
+                ...(opts.generatorSeed !== undefined ? { seed: opts.generatorSeed } : {}),
+              },
+              randomSeed,
+              { seed: '--generator-seed' },
+            );
+        } catch (err) {
+          console.error(`lifecycle demo: ${errorMessage(err)}`);
+          process.exit(2);
+        }
+        try {
+          const demo = await startDemo(
+            {
+              dataDir: opts.data,
+              seed: opts.seed,
+              ...(generate ? { generate } : {}),
+              progress: { write: (line) => process.stderr.write(`${line}\n`) },
+            },
+            logger,
+          );
           const u = demo.urls;
+          const g = demo.generator;
+          const key =
+            config.auth.adminToken === 'dev-admin-token'
+              ? 'dev-admin-token'
+              : 'your LC_ADMIN_TOKEN';
+          // The first line is the one URL to open; the rest stays short.
           console.log(
             [
-              'Lifecycle demo: embedded mode (in-memory bus and engine state; not a production mode).',
-              '',
-              `  Ingest API (Segment-compatible)  ${u.ingest}   server write key: ${demo.writeKey}${demo.clientKey ? `   browser (client) key: ${demo.clientKey}` : ''}`,
-              `  Admin, tracking, in-app API      ${u.api}   admin token: ${config.auth.adminToken === 'dev-admin-token' ? 'dev-admin-token (development value)' : 'your LC_ADMIN_TOKEN'}`,
-              `  OpenAPI                          ${u.openapiIngest}  ${u.openapiApi}`,
-              `  Outbox (every email sent)        ${u.outbox}`,
-              `  Dashboards (analytics in chDB)   ${u.dashboards}   (enter the admin token)`,
-              `  Health / metrics                 ${u.health}  ${u.metrics}`,
-              `  Rules (hot-reloaded)             ${config.engine.rulesDir}`,
-              '',
-              'Try:',
-              `  curl -u ${demo.writeKey}: ${u.ingest}/v1/track -H 'content-type: application/json' \\`,
-              `    -d '{"userId":"demo-ada","event":"payment_failed","properties":{"amount":9.99}}'`,
-              `  curl ${u.outbox}`,
-              '',
+              u.dashboards,
+              `  Key: ${key} (the page asks for it)`,
+              `  Lifecycle demo: the whole product in this one process, state in memory. Not a production mode.`,
+              g
+                ? `  Synthetic users: ${g.rate} new per second, seed ${g.seed} (--rate, --generator-seed, --no-generate); progress on stderr`
+                : '  No synthetic users: send your own events to the ingest API',
+              `  Ingest (Segment API)  ${u.ingest}   write key ${demo.writeKey}${demo.clientKey ? `, browser key ${demo.clientKey}` : ''}`,
+              `  Outbox                ${u.outbox}`,
+              `  API                   ${u.api}   ${u.openapiApi}`,
               'Ctrl-C stops.',
             ].join('\n'),
           );
