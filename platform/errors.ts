@@ -23,6 +23,9 @@ export const ErrorCodes = {
   KafkaUnavailable: 'LC_ERR_KAFKA_UNAVAILABLE',
   Decode: 'LC_ERR_DECODE',
   Template: 'LC_ERR_TEMPLATE',
+  TemplateInvalid: 'LC_ERR_TEMPLATE_INVALID',
+  Conflict: 'LC_ERR_CONFLICT',
+  RecipientNotAllowed: 'LC_ERR_RECIPIENT_NOT_ALLOWED',
   Redis: 'LC_ERR_REDIS',
   RedisDurability: 'LC_ERR_REDIS_DURABILITY',
   RulesInvalid: 'LC_ERR_RULES_INVALID',
@@ -99,6 +102,21 @@ export const ERROR_CODES: {
   LC_ERR_TEMPLATE: {
     status: 422,
     meaning: 'a template does not render for the given channel, locale and data',
+  },
+  LC_ERR_TEMPLATE_INVALID: {
+    status: 422,
+    meaning:
+      'a template version was refused on save or publish; `errors` lists each problem as {file, message}',
+  },
+  LC_ERR_CONFLICT: {
+    status: 409,
+    meaning:
+      'the change does not apply to the current state (nothing to roll back); the message says what the state is',
+  },
+  LC_ERR_RECIPIENT_NOT_ALLOWED: {
+    status: 403,
+    meaning:
+      'a test send to an address outside LC_TEST_SEND_DOMAINS in production; add the domain there or send to an allowed address',
   },
   LC_ERR_REDIS: { status: 500, meaning: 'a Redis call failed or answered in an unexpected shape' },
   LC_ERR_REDIS_DURABILITY: {

@@ -48,6 +48,7 @@ function build(overrides: Record<string, unknown> = {}) {
           title: 'Hello',
           body: 'Hello',
         }),
+        versionFor: () => null,
         isTemplateLink: () => true,
       },
       links: createTrackingLinks({
