@@ -14,6 +14,8 @@ import { runEngine } from '../engine/index.ts';
 import { runDelivery } from '../delivery/index.ts';
 import { runScheduler } from '../engine/scheduler/index.ts';
 import { runSink } from '../analytics/index.ts';
+import { createManagedTemplates } from '../delivery/templates/managed.ts';
+import { createRedisCoordinator } from '../delivery/templates/store.ts';
 import { createApiServer } from './api.ts';
 
 export const PROCESSES = ['ingest', 'engine', 'delivery', 'scheduler', 'sink', 'api'] as const;
@@ -36,13 +38,45 @@ async function runApi(
   );
   // Unsubscribes and preference changes are answered once durable (platform/redis.ts).
   const redis = await openRedis(config, logger);
-  const app = await createApiServer(config, { redis, publisher: bus.publisher(), logger, metrics });
+  // Every API instance reads the templates topic before it serves, and numbers versions
+  // through Redis, so two instances saving at once never make the same version.
+  const templates = createManagedTemplates(
+    {
+      dir: config.delivery.templatesDir,
+      defaultTimezone: config.delivery.defaultTimezone,
+      publishFiles: config.delivery.templatesPublishFiles,
+      topics: topics(config.kafka.topicPrefix),
+      watch: true,
+    },
+    {
+      bus,
+      publisher: bus.publisher(),
+      coordinator: createRedisCoordinator(redis),
+      logger,
+      registry: metrics,
+    },
+  );
+  try {
+    await templates.start();
+  } catch (err) {
+    await bus.close();
+    redis.redis.disconnect();
+    throw err;
+  }
+  const app = await createApiServer(config, {
+    redis,
+    publisher: bus.publisher(),
+    logger,
+    metrics,
+    templates,
+  });
   const url = await app.listen({ host: config.http.host, port: config.http.apiPort });
   return {
     name: 'api',
     url,
     async stop() {
       await app.close();
+      await templates.stop();
       await bus.close();
       redis.redis.disconnect();
     },

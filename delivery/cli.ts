@@ -1,5 +1,6 @@
 // CLI subcommands of this room, registered on the `lifecycle` program by bin/cli.ts.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { CHANNELS, type Channel } from '../platform/contracts.ts';
 import { loadConfig } from '../platform/config.ts';
@@ -7,6 +8,7 @@ import { silentLogger } from '../platform/logger.ts';
 import { errorMessage } from '../platform/errors.ts';
 import { signInappToken } from './inapp/token.ts';
 import { createTemplateRenderer } from './templates/index.ts';
+import { readTemplateFolder } from './templates/loader.ts';
 import { previewData } from './templates/routes.ts';
 
 function templatesDir(dir: string | undefined): string {
@@ -99,7 +101,10 @@ export function register(program: Command): void {
           return;
         }
         try {
-          const data = previewData(dir, name, opts.data ? readJsonObject(opts.data, '--data') : {});
+          const data = previewData(
+            readTemplateFolder(join(dir, name)),
+            opts.data ? readJsonObject(opts.data, '--data') : {},
+          );
           // A real user's traits replace the sample user whole: a trait they lack must show up as
           // the missing variable it would be at send time, not be filled in from the sample.
           if (opts.userFile)

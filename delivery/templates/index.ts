@@ -43,6 +43,8 @@ export interface TemplateRendererOptions {
    * pins) instead of the folder's template files; layouts and partials still come from `dir`.
    */
   store?: TemplateStore;
+  /** Called after the folder was read again on a change (`watch`): the managed store seeds it. */
+  onReload?: () => void;
 }
 
 /** The outcome of checking one template version: errors refuse it, warnings are shown. */
@@ -74,8 +76,15 @@ export interface TemplateRenderer {
     data: Record<string, unknown>,
     pinned?: number,
   ): { content: RenderedContent; version: number | null };
-  /** Checks a template's files as a version would be saved: what validate() checks, and every variable nothing provides. */
-  checkFiles(name: string, files: Readonly<Record<string, string>>): VersionCheck;
+  /**
+   * Checks a template's files as a version would be saved: what validate() checks, and (unless
+   * `variables` is false) every variable nothing provides.
+   */
+  checkFiles(
+    name: string,
+    files: Readonly<Record<string, string>>,
+    opts?: { variables?: boolean },
+  ): VersionCheck;
   has(template: string): boolean;
   /**
    * Whether a rendered link was written in the templates folder (see written-links.ts), as
@@ -611,10 +620,15 @@ export function createTemplateRenderer(
     return dedupe(errors);
   }
 
-  function checkFiles(name: string, files: Readonly<Record<string, string>>): VersionCheck {
+  function checkFiles(
+    name: string,
+    files: Readonly<Record<string, string>>,
+    opts: { variables?: boolean } = {},
+  ): VersionCheck {
     const errors: TemplateError[] = [];
     const tpl = loadTemplateFiles(hb, name, name, files, { strict }, errors);
-    const vars = unprovidedVariables(hb, tpl);
+    const vars =
+      opts.variables === false ? { errors: [], warnings: [] } : unprovidedVariables(hb, tpl);
     return {
       errors: dedupe([...check([{ tpl, errors }], false), ...vars.errors]),
       warnings: dedupe(vars.warnings),
@@ -633,6 +647,7 @@ export function createTemplateRenderer(
         pending = setTimeout(() => {
           try {
             load();
+            options.onReload?.();
           } catch (err) {
             log.error(
               { err: (err as Error).message },

@@ -207,6 +207,8 @@ export interface TemplateStore {
     folders: readonly { name: string; files: Record<string, string> }[],
     opts: { publishChanged: boolean },
   ): Promise<{ created: VersionInfo[]; published: string[] }>;
+  /** Whether seeding would pass these files by: they are the latest version, or were a files version before. */
+  seeded(name: string, hash: string): boolean;
   /** Called after each applied record with the template it changed. */
   onChange(listener: (name: string) => void): () => void;
 }
@@ -466,6 +468,14 @@ export function createTemplateStore(
     return result;
   }
 
+  // Content the folder had before is not made again: an instance still on an older
+  // checkout, restarting, must not publish old files over newer ones.
+  const seeded = (name: string, hash: string): boolean =>
+    latest(name)?.hash === hash ||
+    [...(versions.get(name)?.values() ?? [])].some(
+      (v) => v.hash === hash && isFilesAuthor(v.author),
+    );
+
   async function seed(
     folders: readonly { name: string; files: Record<string, string> }[],
     opts: { publishChanged: boolean },
@@ -475,13 +485,7 @@ export function createTemplateStore(
     const published: string[] = [];
     for (const { name, files } of folders) {
       const hash = contentHash(files);
-      // Content the folder had before is not made again: an instance still on an older
-      // checkout, restarting, must not publish old files over newer ones.
-      const seen = () =>
-        latest(name)?.hash === hash ||
-        [...(versions.get(name)?.values() ?? [])].some(
-          (v) => v.hash === hash && isFilesAuthor(v.author),
-        );
+      const seen = () => seeded(name, hash);
       let made: TemplateVersion | undefined;
       if (!seen() && (await deps.coordinator.claimSeed(name, hash, 60_000))) {
         // The claim of an earlier start may have expired after its version was written.
@@ -578,6 +582,7 @@ export function createTemplateStore(
     publish,
     rollback,
     seed,
+    seeded,
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
