@@ -1,5 +1,7 @@
 // Templates: renders the content managers' handlebars files per channel and locale (with
-// fallback user locale -> language -> default), in strict mode, and validates them.
+// fallback user locale -> language -> default), in strict mode, and validates them. With a
+// store (./store.ts) it renders managed versions: the one published for the channel and
+// locale, or the one a send pins; layouts and partials always come from the folder.
 import { watch as watchFs, type FSWatcher } from 'node:fs';
 import Handlebars from 'handlebars';
 import type { Logger } from 'pino';

@@ -137,8 +137,10 @@ export interface TemplateStoreConfig {
   topics: Topics;
   /** A group of this process alone: every process reads the whole topic (see templateViewGroup). */
   groupId: string;
-  /** Longest wait for a write to show in this process's view, and for the first catch-up (default 30 s). */
+  /** Longest wait for a write (or another instance's) to show in this process's view (default 30 s). */
   syncTimeoutMs?: number;
+  /** Longest wait for the first read of the whole topic at start (default 120 s: joining a group may take a while). */
+  startTimeoutMs?: number;
 }
 
 export interface TemplateStoreDeps {
@@ -313,18 +315,23 @@ export function createTemplateStore(
     }
   }
 
-  const timeout = <T>(p: Promise<T>, what: string, cancel: () => void): Promise<T> =>
+  const timeout = <T>(
+    p: Promise<T>,
+    what: string,
+    cancel: () => void,
+    ms = syncTimeoutMs,
+  ): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       const t = setTimeout(() => {
         cancel();
         reject(
           new LifecycleError(
             ErrorCodes.Unavailable,
-            `${what} did not show in this process's view of ${topic} within ${syncTimeoutMs} ms; check that Kafka is reachable and retry`,
+            `${what} did not show in this process's view of ${topic} within ${ms} ms; check that Kafka is reachable and retry`,
             { retriable: true },
           ),
         );
-      }, syncTimeoutMs);
+      }, ms);
       p.then(
         (v) => {
           clearTimeout(t);
@@ -338,7 +345,7 @@ export function createTemplateStore(
     });
 
   /** Resolves once the view has applied every record the topic held when called. */
-  async function syncToEnd(): Promise<void> {
+  async function syncToEnd(ms = syncTimeoutMs): Promise<void> {
     const end = BigInt((await deps.bus.endOffsets(topic)).get(0) ?? '0');
     if (applied >= end) return;
     let waiter: { target: bigint; resolve: () => void } | undefined;
@@ -349,6 +356,7 @@ export function createTemplateStore(
       }),
       'the end of the topic',
       () => waiter && offsetWaiters.delete(waiter),
+      ms,
     );
   }
 
@@ -557,7 +565,7 @@ export function createTemplateStore(
         },
       );
       await loop.start();
-      await syncToEnd();
+      await syncToEnd(config.startTimeoutMs ?? 120_000);
       caughtUp = true;
       log.info(
         { templates: versions.size, publications: publications.size },
