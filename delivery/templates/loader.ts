@@ -310,7 +310,7 @@ export const isTemplateName = (name: string): boolean => NAME.test(name) && !RES
 
 /** Whether a file name may be in a template (what a folder may hold; validation says more). */
 export const isTemplateFileName = (f: string): boolean =>
-  /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(f) && !IGNORED.test(f);
+  /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(f) && !IGNORED.test(f);
 
 /**
  * Parses one template from its files (a folder's, or a managed version's). `dir` labels the

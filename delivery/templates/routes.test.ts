@@ -162,6 +162,18 @@ describe('template admin routes', () => {
     expect((await s.app.inject({ url: '/v1/templates/welcome', headers: s.marketer })).json())
       .toMatchObject({ versions: [{ version: 1 }, { version: 2 }], published: { email: { '*': 1 } } });
 
+    for (const file of ['__proto__', '../email.en.hbs', '.hidden']) {
+      const res = await s.app.inject({
+        method: 'POST',
+        url: '/v1/templates/welcome/versions',
+        headers: { ...s.marketer, 'content-type': 'application/json' },
+        payload: `{"from":1,"message":"x","files":{${JSON.stringify(file)}:"x"}}`,
+      });
+      // The body parser refuses a `__proto__` key itself; the route refuses the other names.
+      expect([res.statusCode, res.json().code], file).toEqual([400, 'LC_ERR_BAD_REQUEST']);
+    }
+    expect(s.templates.store.latest('welcome')?.version).toBe(2);
+
     const diff = await s.app.inject({
       url: '/v1/templates/welcome/diff?from=1&to=2',
       headers: s.marketer,

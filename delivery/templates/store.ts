@@ -211,8 +211,6 @@ export interface TemplateStore {
   ): Promise<{ created: VersionInfo[]; published: string[] }>;
   /** Whether seeding would pass these files by: they are the latest version, or were a files version before. */
   seeded(name: string, hash: string): boolean;
-  /** Called after each applied record with the template it changed. */
-  onChange(listener: (name: string) => void): () => void;
 }
 
 type Decoded =
@@ -263,22 +261,11 @@ export function createTemplateStore(
   const syncTimeoutMs = config.syncTimeoutMs ?? 30_000;
   const versions = new Map<string, Map<number, TemplateVersion>>();
   const publications = new Map<string, Publication>();
-  const listeners = new Set<(name: string) => void>();
   const writeWaiters = new Map<string, () => void>();
   const offsetWaiters = new Set<{ target: bigint; resolve: () => void }>();
   let applied = 0n;
   let caughtUp = false;
   let loop: ConsumeLoop | null = null;
-
-  const notify = (name: string) => {
-    for (const l of listeners) {
-      try {
-        l(name);
-      } catch (err) {
-        log.warn({ err }, 'template change listener failed');
-      }
-    }
-  };
 
   function apply(record: Decoded, message: IncomingMessage): void {
     if (record.kind === 'version') {
@@ -294,12 +281,10 @@ export function createTemplateStore(
           'a second, different record of a template version; keeping the first',
         );
       else byNumber.set(v.version, v);
-      notify(v.name);
     } else if (record.kind === 'publication') {
       const prev = publications.get(record.value.name);
       // A replayed older revision never undoes a newer one.
       if (!prev || record.value.rev >= prev.rev) publications.set(record.value.name, record.value);
-      notify(record.value.name);
     }
     const writeId = message.headers[WRITE_ID_HEADER];
     if (writeId) {
@@ -591,10 +576,6 @@ export function createTemplateStore(
     rollback,
     seed,
     seeded,
-    onChange(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
   };
 }
 
