@@ -10,6 +10,7 @@ import { signInappToken } from './inapp/token.ts';
 import { createTemplateRenderer } from './templates/index.ts';
 import { readTemplateFolder } from './templates/loader.ts';
 import { previewData } from './templates/routes.ts';
+import { registerTemplatesStore, type TemplatesCliDeps } from './templates/cli.ts';
 
 function templatesDir(dir: string | undefined): string {
   return dir ?? loadConfig().delivery.templatesDir;
@@ -27,10 +28,12 @@ function readJsonObject(source: string, what: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-export function register(program: Command): void {
+export function register(program: Command, deps: TemplatesCliDeps = {}): void {
   const templates = program
     .command('templates')
-    .description('Check and preview the message templates content managers edit.');
+    .description(
+      'Check and preview the templates folder; list and push versions of the managed templates.',
+    );
 
   templates
     .command('validate')
@@ -130,6 +133,8 @@ export function register(program: Command): void {
         }
       },
     );
+
+  registerTemplatesStore(templates, deps);
 
   program
     .command('inapp-token')

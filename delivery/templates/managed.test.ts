@@ -9,6 +9,7 @@ import { createTrackingLinks } from '../links.ts';
 import { createRenderStage } from '../pipeline/render.ts';
 import { testContext } from '../../test/support/delivery-context.ts';
 import { createTemplateRenderer, SAMPLE_LINKS } from './index.ts';
+import { createManagedTemplates } from './managed.ts';
 import { createMemoryCoordinator, createTemplateStore, type TemplateStore } from './store.ts';
 
 const T = topics('m');
@@ -108,5 +109,42 @@ describe('a renderer over the templates store', () => {
       'promo/email.de.hbs: body: The partial nope could not be found',
       expect.stringMatching(/^promo\/email\.de\.hbs: subject: "user\.lastName" is not in sample\.json/),
     ]);
+  });
+});
+
+describe('managed templates at start', () => {
+  it('wait for a broker that does not answer yet instead of failing the start, then read and seed', async () => {
+    const bus = new InMemoryBus(2);
+    let refusals = 3;
+    // The real bus behind a connection that is refused a few times first.
+    const flaky = {
+      consumer: bus.consumer.bind(bus),
+      ensureTopics: bus.ensureTopics.bind(bus),
+      endOffsets: async (topic: string) => {
+        if (refusals-- > 0)
+          throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9092'), {
+            code: 'ECONNREFUSED',
+          });
+        return bus.endOffsets(topic);
+      },
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'lc-managed-start-'));
+    mkdirSync(join(dir, 'hi'));
+    writeFileSync(join(dir, 'hi/sms.en.hbs'), 'Hi {{user.firstName}}');
+    writeFileSync(join(dir, 'hi/sample.json'), '{"user":{"firstName":"Ada"}}');
+    const templates = createManagedTemplates(
+      { dir, defaultTimezone: 'UTC', publishFiles: true, topics: T, startRetry: { initialMs: 10, maxMs: 20 } },
+      { bus: flaky, publisher: bus.publisher(), coordinator: createMemoryCoordinator(), logger: silentLogger() },
+    );
+    cleanup.push(
+      () => templates.stop(),
+      () => rmSync(dir, { recursive: true, force: true }),
+    );
+    await templates.start();
+    expect(refusals).toBeLessThan(0);
+    expect(templates.renderer.renderVersion('hi', 'sms', 'en', data)).toEqual({
+      content: { body: 'Hi Ada' },
+      version: 1,
+    });
   });
 });

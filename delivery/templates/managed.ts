@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Bus, Publisher } from '../../platform/bus.ts';
 import type { Topics } from '../../platform/contracts.ts';
+import { LifecycleError } from '../../platform/errors.ts';
 import type { Registry } from '../../platform/metrics.ts';
+import { isUnreachable, whenReady, type StartRetry } from '../../platform/ready.ts';
 import { createTemplateRenderer, type TemplateRenderer } from './index.ts';
 import { readTemplateFolder, templateFolders } from './loader.ts';
 import { contentHash } from './versions.ts';
@@ -28,6 +30,8 @@ export interface ManagedTemplatesConfig {
   topics: Topics;
   /** Seed the folder again when its files change (long-running processes). */
   watch?: boolean;
+  /** Backoff while Kafka does not answer at start (default: platform/ready.ts's). */
+  startRetry?: StartRetry;
 }
 
 export interface ManagedTemplatesDeps {
@@ -115,8 +119,27 @@ export function createManagedTemplates(
     store,
     renderer,
     async start() {
-      await store.start();
-      await seedFolder();
+      // A broker away at start (a deploy bringing everything up at once, a restart) is waited
+      // for, as `lifecycle run` waits for Kafka: nothing renders before the store is read and
+      // seeded, so a send never meets a store that is still empty.
+      await whenReady({
+        what: 'Kafka (templates topic)',
+        at: config.topics.templates,
+        logger: log,
+        retry: config.startRetry,
+        meanwhile: 'before rendering any message',
+        waitable: (err) =>
+          isUnreachable(err) || (err instanceof LifecycleError && err.retriable),
+        attempt: async () => {
+          try {
+            await store.start();
+            await seedFolder();
+          } catch (err) {
+            await store.stop().catch(() => undefined);
+            throw err;
+          }
+        },
+      });
       started = true;
     },
     async stop() {
