@@ -97,7 +97,7 @@ export async function run() {
         claims,
         caps,
         preferences,
-        renderer: { render: () => ({}), isTemplateLink: () => true },
+        renderer: { render: () => ({}), versionFor: () => null, isTemplateLink: () => true },
         links: createTrackingLinks({
           publicBaseUrl: config.http.publicBaseUrl,
           signingSecret: config.auth.signingSecret,

@@ -1,6 +1,7 @@
 // The API process: staff API keys and the audit log, the send API, the preference API, public tracking endpoints, the
-// signed preference page, the in-app WebSocket gateway, the analysts' dashboards, the message log (with resends) and the
-// user lookup on one fastify server, with OpenAPI, health and Prometheus metrics. Composition root only: each room owns its routes.
+// signed preference page, the in-app WebSocket gateway, the managed templates, the analysts' dashboards, the message log
+// (with resends) and the user lookup on one fastify server, with OpenAPI, health and Prometheus metrics. Composition root
+// only: each room owns its routes.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
@@ -27,8 +28,10 @@ import {
 } from '../delivery/inapp/index.ts';
 import type { DeliveryStores } from '../delivery/index.ts';
 import { topics } from '../platform/contracts.ts';
-import { createTemplateRenderer } from '../delivery/templates/index.ts';
+import { createManagedTemplates, type ManagedTemplates } from '../delivery/templates/managed.ts';
 import { templateRoutes } from '../delivery/templates/routes.ts';
+import { createMemoryCoordinator } from '../delivery/templates/store.ts';
+import { InMemoryBus } from '../platform/bus.ts';
 import { createAnalyticsStore, type AnalyticsStore } from '../analytics/store.ts';
 import { messageRoutes } from '../analytics/messages-routes.ts';
 import { dashboardRoutes } from '../dashboards/index.ts';
@@ -68,6 +71,12 @@ export interface ApiDeps {
   eventPartitions?: () => Promise<number>;
   /** The clock of keys and audit records. */
   now?: () => number;
+  /**
+   * The managed templates, started (`lifecycle run api`: the Kafka topic; the demo: its bus).
+   * Without them the server reads a private copy seeded from LC_TEMPLATES_DIR, which no other
+   * process sees (tests, tools).
+   */
+  templates?: ManagedTemplates;
   /** Extra health checks of the process (e.g. the demo's embedded services). */
   health?: () => Record<string, boolean>;
 }
@@ -233,19 +242,35 @@ export async function createApiServer(
           },
     );
   });
-  // Managers list, validate and preview templates through the admin API.
-  const renderer = createTemplateRenderer(
-    {
-      dir: config.delivery.templatesDir,
-      strict: true,
-      defaultTimezone: config.delivery.defaultTimezone,
-      watch: true,
-    },
-    deps.logger,
-  );
-  app.addHook('onClose', async () => renderer.close());
+  // Managers edit, version, publish, preview and test-send templates through the admin API.
+  let templates = deps.templates;
+  if (!templates) {
+    const bus = new InMemoryBus(1);
+    const own = createManagedTemplates(
+      {
+        dir: config.delivery.templatesDir,
+        defaultTimezone: config.delivery.defaultTimezone,
+        publishFiles: config.delivery.templatesPublishFiles,
+        topics: topics(config.kafka.topicPrefix),
+        watch: true,
+      },
+      { bus, publisher: bus.publisher(), coordinator: createMemoryCoordinator(), logger: log },
+    );
+    await own.start();
+    app.addHook('onClose', async () => own.stop());
+    templates = own;
+  }
   await app.register(async (scope) => {
-    await templateRoutes(scope, { renderer, dir: config.delivery.templatesDir });
+    await templateRoutes(scope, {
+      templates: templates,
+      users,
+      sends: { publisher: deps.publisher, topic: topics(config.kafka.topicPrefix).sends },
+      testSends: {
+        production: config.env === 'production',
+        domains: config.delivery.testSendDomains,
+      },
+      now,
+    });
   });
   // The product backend sends transactional and one-off messages, checked against the same templates.
   await app.register(async (scope) => {
@@ -253,7 +278,7 @@ export async function createApiServer(
       publisher: deps.publisher,
       topicPrefix: config.kafka.topicPrefix,
       maxDataBytes: config.delivery.sendMaxDataBytes,
-      templates: renderer,
+      templates: templates.renderer,
       users,
       idempotency: redis ? createRedisIdempotencyStore(redis) : createMemoryIdempotencyStore(),
       logger: deps.logger,
@@ -292,6 +317,7 @@ export async function createApiServer(
     health: () => {
       const checks: Record<string, boolean> = {
         ...(redis ? { redis: redis.redis.status === 'ready' } : {}),
+        templates: templates.health().ok,
         ...(deps.health?.() ?? {}),
       };
       return { ok: Object.values(checks).every(Boolean), checks };

@@ -35,6 +35,8 @@ import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/in
 import { createProviders } from '../delivery/channels.ts';
 import { createIngestServer, parseWriteKeyEntry } from '../ingestion/index.ts';
 import { createAnalyticsSink, openAnalytics, sinkConfig } from '../analytics/index.ts';
+import { createManagedTemplates } from '../delivery/templates/managed.ts';
+import { createMemoryCoordinator } from '../delivery/templates/store.ts';
 import { createApiServer } from './api.ts';
 
 export interface DemoOptions {
@@ -217,6 +219,27 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     await scheduler.start();
     stops.push(() => scheduler.stop());
 
+    // The managed templates store over the in-memory bus, shared by delivery and the API: a
+    // version published through the API is what the next send renders.
+    const templates = createManagedTemplates(
+      {
+        dir: config.delivery.templatesDir,
+        defaultTimezone: config.delivery.defaultTimezone,
+        publishFiles: config.delivery.templatesPublishFiles,
+        topics: topicNames,
+        watch: true,
+      },
+      {
+        bus,
+        publisher: bus.publisher(),
+        coordinator: createMemoryCoordinator(),
+        logger,
+        registry,
+      },
+    );
+    await templates.start();
+    stops.push(() => templates.stop());
+
     // Delivery's claims, consent, caps, delay queue and the in-app inbox live in memory here;
     // production keeps them in Redis with the same semantics (both pass the same store tests).
     const stores = createMemoryDeliveryStores();
@@ -226,6 +249,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
       bus,
       stores,
       providers,
+      templates,
       metrics: registry,
     });
     await delivery.start();
@@ -249,6 +273,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
       publisher: bus.publisher(),
       logger,
       metrics: registry,
+      templates,
       health: () => ({
         smtpSink: sink.health().ok,
         engine: engine.health().ok,

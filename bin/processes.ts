@@ -16,6 +16,8 @@ import { runEngine } from '../engine/index.ts';
 import { runDelivery } from '../delivery/index.ts';
 import { runScheduler } from '../engine/scheduler/index.ts';
 import { runSink } from '../analytics/index.ts';
+import { createManagedTemplates } from '../delivery/templates/managed.ts';
+import { createRedisCoordinator } from '../delivery/templates/store.ts';
 import { createApiServer } from './api.ts';
 
 export const PROCESSES = ['ingest', 'engine', 'delivery', 'scheduler', 'sink', 'api'] as const;
@@ -75,12 +77,38 @@ async function runApi(
     config.kafka.partitions,
     logger,
   );
+  // Every API instance reads the templates topic before it serves, and numbers versions
+  // through Redis, so two instances saving at once never make the same version.
+  const templates = createManagedTemplates(
+    {
+      dir: config.delivery.templatesDir,
+      defaultTimezone: config.delivery.defaultTimezone,
+      publishFiles: config.delivery.templatesPublishFiles,
+      topics: topics(config.kafka.topicPrefix),
+      watch: true,
+    },
+    {
+      bus,
+      publisher: bus.publisher(),
+      coordinator: createRedisCoordinator(redis),
+      logger,
+      registry: metrics,
+    },
+  );
+  try {
+    await templates.start();
+  } catch (err) {
+    await bus.close();
+    redis.redis.disconnect();
+    throw err;
+  }
   const app = await createApiServer(config, {
     redis,
     publisher: bus.publisher(),
     logger,
     metrics,
     eventPartitions,
+    templates,
   });
   const url = await app.listen({ host: config.http.host, port: config.http.apiPort });
   return {
@@ -88,6 +116,7 @@ async function runApi(
     url,
     async stop() {
       await app.close();
+      await templates.stop();
       await bus.close();
       redis.redis.disconnect();
     },

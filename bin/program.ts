@@ -7,6 +7,7 @@ import { register as registerDelivery } from '../delivery/cli.ts';
 import { register as registerAnalytics } from '../analytics/cli.ts';
 import { register as registerKeys } from '../access/cli.ts';
 import { register as registerGenerate } from '../devtools/cli.ts';
+import { createRedisAuditLog } from '../access/index.ts';
 import { register as registerRun } from './run-cli.ts';
 import { register as registerOpenApi } from './openapi.ts';
 
@@ -19,7 +20,8 @@ export function buildProgram(): Command {
   registerRules(program);
   registerEngine(program);
   registerIngestion(program);
-  registerDelivery(program);
+  // A template pushed from the command line is audited like a change through the API.
+  registerDelivery(program, { auditLog: createRedisAuditLog });
   registerAnalytics(program);
   registerKeys(program);
   registerRun(program);

@@ -1,5 +1,6 @@
 // CLI subcommands of this room, registered on the `lifecycle` program by bin/cli.ts.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { CHANNELS, type Channel } from '../platform/contracts.ts';
 import { loadConfig } from '../platform/config.ts';
@@ -7,7 +8,9 @@ import { silentLogger } from '../platform/logger.ts';
 import { errorMessage } from '../platform/errors.ts';
 import { signInappToken } from './inapp/token.ts';
 import { createTemplateRenderer } from './templates/index.ts';
+import { readTemplateFolder } from './templates/loader.ts';
 import { previewData } from './templates/routes.ts';
+import { registerTemplatesStore, type TemplatesCliDeps } from './templates/cli.ts';
 
 function templatesDir(dir: string | undefined): string {
   return dir ?? loadConfig().delivery.templatesDir;
@@ -25,10 +28,12 @@ function readJsonObject(source: string, what: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-export function register(program: Command): void {
+export function register(program: Command, deps: TemplatesCliDeps = {}): void {
   const templates = program
     .command('templates')
-    .description('Check and preview the message templates content managers edit.');
+    .description(
+      'Check and preview the templates folder; list and push versions of the managed templates.',
+    );
 
   templates
     .command('validate')
@@ -99,7 +104,10 @@ export function register(program: Command): void {
           return;
         }
         try {
-          const data = previewData(dir, name, opts.data ? readJsonObject(opts.data, '--data') : {});
+          const data = previewData(
+            readTemplateFolder(join(dir, name)),
+            opts.data ? readJsonObject(opts.data, '--data') : {},
+          );
           // A real user's traits replace the sample user whole: a trait they lack must show up as
           // the missing variable it would be at send time, not be filled in from the sample.
           if (opts.userFile)
@@ -125,6 +133,8 @@ export function register(program: Command): void {
         }
       },
     );
+
+  registerTemplatesStore(templates, deps);
 
   program
     .command('inapp-token')

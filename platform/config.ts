@@ -384,8 +384,21 @@ export const ConfigSchema = Type.Object({
     }),
     templatesDir: str({
       env: 'LC_TEMPLATES_DIR',
-      description: 'Folder of message templates.',
+      description:
+        'Folder of message templates: layouts and partials, and the templates that seed the managed templates store (each folder whose files changed becomes a new version at start).',
       default: 'templates',
+    }),
+    templatesPublishFiles: bool({
+      env: 'LC_TEMPLATES_PUBLISH_FILES',
+      description:
+        'Publish a version made from changed files in LC_TEMPLATES_DIR for every channel at once (teams that keep templates in git). false: it is stored as a draft, published through the API; a template with nothing published yet is published either way.',
+      default: true,
+    }),
+    testSendDomains: list({
+      env: 'LC_TEST_SEND_DOMAINS',
+      description:
+        'Email domains that may receive test sends of templates when NODE_ENV=production (comma-separated, e.g. `example.com,staff.example.com`; subdomains included). Empty: no test sends in production. Outside production any address may.',
+      default: [],
     }),
     smtpUrls: list({
       env: 'LC_SMTP_URLS',

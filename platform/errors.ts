@@ -30,6 +30,8 @@ export const ErrorCodes = {
   UnknownUser: 'LC_ERR_UNKNOWN_USER',
   IdempotencyMismatch: 'LC_ERR_IDEMPOTENCY_MISMATCH',
   IdempotencyInProgress: 'LC_ERR_IDEMPOTENCY_IN_PROGRESS',
+  TemplateInvalid: 'LC_ERR_TEMPLATE_INVALID',
+  RecipientNotAllowed: 'LC_ERR_RECIPIENT_NOT_ALLOWED',
   Redis: 'LC_ERR_REDIS',
   RedisDurability: 'LC_ERR_REDIS_DURABILITY',
   RulesInvalid: 'LC_ERR_RULES_INVALID',
@@ -77,7 +79,7 @@ export const ERROR_CODES: {
   LC_ERR_CONFLICT: {
     status: 409,
     meaning:
-      'the request is valid but what it asks for cannot be done in the current state (a message that was never sent, or whose content has expired, cannot be resent); the message says why',
+      'the request is valid but what it asks for cannot be done in the current state (a message never sent or whose content expired cannot be resent; a template with nothing earlier published cannot be rolled back); the message says why',
   },
   LC_ERR_PAYLOAD_TOO_LARGE: {
     status: 413,
@@ -141,6 +143,16 @@ export const ERROR_CODES: {
     status: 409,
     meaning:
       'a request with the same Idempotency-Key is still being processed; retry shortly with the same key to get its answer',
+  },
+  LC_ERR_TEMPLATE_INVALID: {
+    status: 422,
+    meaning:
+      'a template version was refused on save or publish; `errors` lists each problem as {file, message}',
+  },
+  LC_ERR_RECIPIENT_NOT_ALLOWED: {
+    status: 403,
+    meaning:
+      'a test send to an address outside LC_TEST_SEND_DOMAINS in production; add the domain there or send to an allowed address',
   },
   LC_ERR_REDIS: { status: 500, meaning: 'a Redis call failed or answered in an unexpected shape' },
   LC_ERR_REDIS_DURABILITY: {

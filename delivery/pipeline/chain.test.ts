@@ -45,6 +45,7 @@ function build(overrides: Record<string, unknown> = {}, html = '<p>Hello</p>') {
           channel === 'email'
             ? { subject: 'Hello', html, text: 'Hello' }
             : { title: 'Hello', body: 'Hello' },
+        versionFor: () => null,
         isTemplateLink: () => true,
       },
       links: createTrackingLinks({

@@ -26,6 +26,7 @@ const renderer: Renderer = {
       text: 'Shop: https://shop.example.com/',
     };
   },
+  versionFor: () => null,
   isTemplateLink: (url) => url === 'https://shop.example.com/',
 };
 

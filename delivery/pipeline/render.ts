@@ -1,4 +1,5 @@
-// Render stage: the template for this channel and the user's locale, with the signed
+// Render stage: the template for this channel and the user's locale (the version the send
+// pins, else the one published; `ctx.rendered` says which, for the message log), with the signed
 // unsubscribe/preference links in `links`; email links written in the templates become signed
 // click URLs, an open pixel is added, and every non-transactional email carries RFC 8058
 // one-click List-Unsubscribe.
@@ -12,12 +13,20 @@ import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
 /** The part of the template renderer the pipeline uses (delivery/templates). */
 export interface Renderer {
+  /** Renders `version` of a managed template (as versionFor named it); without it, the folder's files. */
   render(
     template: string,
     channel: Channel,
     locale: string,
     data: Record<string, unknown>,
+    version?: number,
   ): RenderedContent;
+  /**
+   * The version this send renders: `pinned` (the send's templateVersion) when given, else the
+   * one published for the channel and locale; null for templates read from files. Throws when
+   * the template has no such version or none is published (the send goes to the DLQ).
+   */
+  versionFor(template: string, channel: Channel, locale: string, pinned?: number): number | null;
   /** Whether a rendered link was written in the templates, not taken from the data: only those are tracked. */
   isTemplateLink(url: string): boolean;
 }
@@ -54,8 +63,22 @@ export function createRenderStage(deps: {
         },
       };
       let content: RenderedContent;
+      let version: number | null;
       try {
-        content = deps.renderer.render(send.template, channel, ctx.recipient.locale, data);
+        // Resolved once: a publish landing between the two calls cannot mix versions.
+        version = deps.renderer.versionFor(
+          send.template,
+          channel,
+          ctx.recipient.locale,
+          send.templateVersion,
+        );
+        content = deps.renderer.render(
+          send.template,
+          channel,
+          ctx.recipient.locale,
+          data,
+          version ?? undefined,
+        );
       } catch (err) {
         return { kind: 'failed', reason: `render: ${errorMessage(err)}`, dlq: true };
       }
@@ -72,7 +95,7 @@ export function createRenderStage(deps: {
           headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
         }
       }
-      ctx.rendered = { templateVersion: null, locale: ctx.recipient.locale };
+      ctx.rendered = { templateVersion: version, locale: ctx.recipient.locale };
       ctx.message = {
         sendId: send.sendId,
         ruleId: send.ruleId,

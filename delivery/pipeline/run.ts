@@ -25,6 +25,8 @@ import { createBreakerRegistry } from './provider-stage.ts';
 import type { Renderer } from './render.ts';
 import type { DeliveryStores } from './memory-stores.ts';
 import { createDeliveryWorker } from './worker.ts';
+import { createManagedTemplates, type ManagedTemplates } from '../templates/managed.ts';
+import { createMemoryCoordinator, createRedisCoordinator } from '../templates/store.ts';
 
 export type DeliveryConfig = Pick<Config, 'env' | 'kafka' | 'redis' | 'delivery' | 'http' | 'auth'>;
 
@@ -34,7 +36,10 @@ export interface DeliveryOptions {
   redis?: RedisDeps;
   /** Stores to use instead of Redis (the embedded demo passes createMemoryDeliveryStores()). */
   stores?: DeliveryStores;
+  /** A renderer to use as it is (tests); without it and `templates`, this process reads the managed templates store itself. */
   renderer?: Renderer;
+  /** Managed templates shared with other parts of the process (the demo's API); started and stopped by their owner. */
+  templates?: ManagedTemplates;
   /** Channel -> providers in priority order; defaults to createProviders(config). */
   providers?: ReadonlyMap<Channel, readonly Provider[]>;
   metrics?: Registry;
@@ -63,14 +68,30 @@ export async function createDelivery(
   const ownsBus = !options.bus;
   const bus = options.bus ?? KafkaBus.fromConfig(config, log);
   const d = config.delivery;
-  // Managers' template edits go live without a restart (a broken edit keeps the last good files).
-  const ownRenderer = options.renderer
-    ? null
-    : (await import('../templates/index.ts')).createTemplateRenderer(
-        { dir: d.templatesDir, strict: true, defaultTimezone: d.defaultTimezone, watch: true },
-        log,
-      );
-  const renderer: Renderer = options.renderer ?? ownRenderer!;
+  const t = topicNames(config.kafka.topicPrefix);
+  // Sends render the version published in the templates store (read from its topic before
+  // the first send, followed after): a publish reaches every worker without a restart.
+  const ownTemplates =
+    options.renderer || options.templates
+      ? null
+      : createManagedTemplates(
+          {
+            dir: d.templatesDir,
+            defaultTimezone: d.defaultTimezone,
+            publishFiles: d.templatesPublishFiles,
+            topics: t,
+            watch: true,
+          },
+          {
+            bus,
+            publisher: bus.publisher(),
+            coordinator: redisDeps ? createRedisCoordinator(redisDeps) : createMemoryCoordinator(),
+            logger: log,
+            ...(options.metrics ? { registry: options.metrics } : {}),
+          },
+        );
+  const templates = options.templates ?? ownTemplates;
+  const renderer: Renderer = options.renderer ?? templates!.renderer;
   const providers =
     options.providers ??
     (await import('../channels.ts')).createProviders(config, {
@@ -127,7 +148,6 @@ export async function createDelivery(
     defaults: { timezone: d.defaultTimezone, locale: 'en' },
     ...(options.now ? { now: options.now } : {}),
   });
-  const t = topicNames(config.kafka.topicPrefix);
   const worker = createDeliveryWorker(
     {
       groupId: d.groupId,
@@ -151,7 +171,10 @@ export async function createDelivery(
           await redisDeps.durable?.();
         }
       },
-      health: () => ({ breakers: breakers.states(Date.now()) }),
+      health: () => ({
+        breakers: breakers.states(Date.now()),
+        ...(templates ? { templates: templates.health() } : {}),
+      }),
       ...(options.now ? { now: options.now } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
     },
@@ -161,16 +184,22 @@ export async function createDelivery(
     pollDelayQueue: () => worker.pollOnce(),
     async start() {
       await bus.ensureTopics(internalTopicSpecs(t, config.kafka.partitions));
+      // No send is rendered before the store holds what the topic held.
+      await ownTemplates?.start();
       await worker.start();
     },
     async stop() {
       await worker.stop();
       for (const list of providers.values()) for (const p of list) await p.close?.();
-      ownRenderer?.close();
+      await ownTemplates?.stop();
       if (ownsBus) await bus.close();
       if (ownsRedis) redisDeps?.redis.disconnect();
     },
-    health: () => worker.health(),
+    health: () => {
+      const report = worker.health();
+      const store = templates?.health();
+      return store && !store.ok ? { ...report, ok: false } : report;
+    },
   };
 }
 

@@ -1,5 +1,7 @@
 // Templates: renders the content managers' handlebars files per channel and locale (with
-// fallback user locale -> language -> default), in strict mode, and validates them.
+// fallback user locale -> language -> default), in strict mode, and validates them. With a
+// store (./store.ts) it renders managed versions: the one published for the channel and
+// locale, or the one a send pins; layouts and partials always come from the folder.
 import { watch as watchFs, type FSWatcher } from 'node:fs';
 import Handlebars from 'handlebars';
 import type { Logger } from 'pino';
@@ -9,7 +11,11 @@ import type { RenderedContent } from '../provider.ts';
 import { registerHelpers } from './helpers.ts';
 import { htmlToText } from './html-to-text.ts';
 import { linkMatcher, type WrittenLinks } from './written-links.ts';
+import type { TemplateStore } from './store.ts';
+import { unprovidedVariables } from './variables.ts';
+import { publishedVersion } from './versions.ts';
 import {
+  loadTemplateFiles,
   loadTemplates,
   localeKey,
   type LoadedSet,
@@ -21,6 +27,8 @@ import {
 
 export type { TemplateError } from './loader.ts';
 export { htmlToText } from './html-to-text.ts';
+export { localeChain } from './locale.ts';
+import { localeChain } from './locale.ts';
 
 export interface TemplateRendererOptions {
   dir: string;
@@ -32,6 +40,19 @@ export interface TemplateRendererOptions {
   defaultTimezone?: string;
   /** Reload when files in the folder change (content managers' edits go live without a restart). */
   watch?: boolean;
+  /**
+   * Managed templates: render the versions of this store (the published one, or the one a send
+   * pins) instead of the folder's template files; layouts and partials still come from `dir`.
+   */
+  store?: TemplateStore;
+  /** Called after the folder was read again on a change (`watch`): the managed store seeds it. */
+  onReload?: () => void;
+}
+
+/** The outcome of checking one template version: errors refuse it, warnings are shown. */
+export interface VersionCheck {
+  errors: TemplateError[];
+  warnings: TemplateError[];
 }
 
 export interface TemplateRenderer {
@@ -41,7 +62,31 @@ export interface TemplateRenderer {
     channel: Channel,
     locale: string,
     data: Record<string, unknown>,
+    version?: number,
   ): RenderedContent;
+  /**
+   * The version a send of (template, channel, locale) renders: `pinned` when given, else the
+   * published one; null for a template read from the folder (no versions). Throws
+   * LifecycleError(LC_ERR_TEMPLATE) when the template has no such or no published version.
+   */
+  versionFor(template: string, channel: Channel, locale: string, pinned?: number): number | null;
+  /** render() of the version versionFor() names, with that version. */
+  renderVersion(
+    template: string,
+    channel: Channel,
+    locale: string,
+    data: Record<string, unknown>,
+    pinned?: number,
+  ): { content: RenderedContent; version: number | null };
+  /**
+   * Checks a template's files as a version would be saved: what validate() checks, and (unless
+   * `variables` is false) every variable nothing provides.
+   */
+  checkFiles(
+    name: string,
+    files: Readonly<Record<string, string>>,
+    opts?: { variables?: boolean },
+  ): VersionCheck;
   has(template: string): boolean;
   /**
    * Whether a rendered link was written in the templates folder (see written-links.ts), as
@@ -51,7 +96,10 @@ export interface TemplateRenderer {
   names(): string[];
   /** Channels the template has content for (webhook is always available: it carries the data). */
   channels(template: string): Channel[];
-  /** Every problem in the folder, each as `file: message`; renders each file against its sample data. */
+  /**
+   * Every problem in the folder (managed: in layouts, partials and each template's latest
+   * version), each as `file: message`; renders each file against its sample data.
+   */
   validate(): TemplateError[];
   /** Re-reads the folder. A file that no longer parses keeps its last good version. */
   reload(): void;
@@ -77,26 +125,14 @@ const RUNTIME = {
   allowProtoMethodsByDefault: false,
 } as const;
 
-const chains = new Map<string, string[]>();
-
-/** `de-AT` -> [`de-at`, `de`, default]: the user's locale, its language, the default. */
-export function localeChain(locale: string, defaultLocale: string): string[] {
-  const key = `${locale}\u0000${defaultLocale}`;
-  let chain = chains.get(key);
-  if (!chain) {
-    if (chains.size > 1000) chains.clear();
-    chains.set(key, (chain = buildLocaleChain(locale, defaultLocale)));
-  }
-  return chain;
-}
-
-function buildLocaleChain(locale: string, defaultLocale: string): string[] {
-  const out: string[] = [];
-  const key = localeKey(locale || defaultLocale);
-  const parts = key.split('-');
-  for (let i = parts.length; i >= 1; i--) out.push(parts.slice(0, i).join('-'));
-  out.push(localeKey(defaultLocale));
-  return [...new Set(out.filter(Boolean))];
+function dedupe(errors: TemplateError[]): TemplateError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const k = `${e.file}\u0000${e.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 
 /** Turns a Handlebars runtime error into a message that points at the template text. */
@@ -138,11 +174,37 @@ export function createTemplateRenderer(
     errors: [],
   };
   let isTemplateLink: (url: string) => boolean = () => false;
+  const store = options.store;
+  /** Managed versions compiled so far (`name@version`); versions never change, so neither do these. */
+  const compiled = new Map<string, { tpl: LoadedTemplate; errors: TemplateError[] }>();
+
+  function compiledEntry(
+    name: string,
+    version: number,
+  ): { tpl: LoadedTemplate; errors: TemplateError[] } | undefined {
+    const key = `${name}@${version}`;
+    const hit = compiled.get(key);
+    if (hit) return hit;
+    const v = store?.version(name, version);
+    if (!v) return undefined;
+    const errors: TemplateError[] = [];
+    const tpl = loadTemplateFiles(hb, name, `${name}@v${version}`, v.files, { strict }, errors);
+    if (errors.length > 0)
+      log.warn({ template: name, version, errors }, 'a stored template version has broken files');
+    const entry = { tpl, errors };
+    compiled.set(key, entry);
+    // Its links are written links from now on (tracked when it renders).
+    isTemplateLink = linkMatcher(allWrittenLinks(set));
+    return entry;
+  }
+
+  const compiledVersion = (name: string, version: number) => compiledEntry(name, version)?.tpl;
 
   /** Every file's written links, the kept last good versions of broken files included. */
   function allWrittenLinks(loaded: LoadedSet): WrittenLinks[] {
     const out: WrittenLinks[] = [];
-    for (const tpl of loaded.templates.values())
+    const templates = [...loaded.templates.values(), ...[...compiled.values()].map((c) => c.tpl)];
+    for (const tpl of templates)
       for (const byLocale of tpl.parts.values()) for (const part of byLocale.values()) out.push(part.links);
     for (const byKind of loaded.layouts.values())
       for (const byLocale of byKind.values()) for (const l of byLocale.values()) out.push(l.links);
@@ -228,6 +290,7 @@ export function createTemplateRenderer(
     template: string,
     channel: Channel,
     locale: string,
+    tpl: LoadedTemplate,
   ): RenderedContent {
     const rt = { ...RUNTIME, data: frame };
     const run = (
@@ -291,8 +354,7 @@ export function createTemplateRenderer(
         );
       }
       let text: string;
-      const tpl = set.templates.get(template);
-      const textPart = tpl?.parts.get('email.txt')?.get(localeKey(part.locale));
+      const textPart = tpl.parts.get('email.txt')?.get(localeKey(part.locale));
       if (textPart) {
         const textBody = run(
           textPart.body,
@@ -334,26 +396,86 @@ export function createTemplateRenderer(
     return { locale: locale || defaultLocale, timezone: tz };
   }
 
-  function render(
+  function versionFor(
     template: string,
     channel: Channel,
     locale: string,
-    data: Record<string, unknown>,
-  ): RenderedContent {
-    const tpl = set.templates.get(template);
-    if (!tpl)
-      return fail(
+    pinned?: number,
+  ): number | null {
+    if (!store) {
+      if (pinned !== undefined)
+        fail(
+          template,
+          channel,
+          locale,
+          'no_version',
+          `template "${template}" is read from ${options.dir}, which keeps no versions: version ${pinned} cannot be rendered here`,
+        );
+      return null;
+    }
+    if (!store.latest(template))
+      fail(
         template,
         channel,
         locale,
         'not_found',
-        `template "${template}" not found in ${options.dir}`,
+        `template "${template}" not found in the templates store`,
       );
+    if (pinned !== undefined) {
+      if (!store.version(template, pinned))
+        fail(
+          template,
+          channel,
+          locale,
+          'no_version',
+          `template "${template}" has no version ${pinned}`,
+        );
+      return pinned;
+    }
+    const v = publishedVersion(store.publication(template), channel, locale, defaultLocale);
+    if (v === undefined)
+      fail(
+        template,
+        channel,
+        locale,
+        'not_published',
+        `template "${template}" has no version published for ${channel} (locale "${locale || defaultLocale}"): publish one first (POST /v1/templates/${template}/publish)`,
+      );
+    return v;
+  }
+
+  function templateOf(
+    template: string,
+    channel: Channel,
+    locale: string,
+    version: number | null,
+  ): LoadedTemplate {
+    const tpl = version === null ? set.templates.get(template) : compiledVersion(template, version);
+    if (!tpl)
+      fail(
+        template,
+        channel,
+        locale,
+        'not_found',
+        version === null
+          ? `template "${template}" not found in ${options.dir}`
+          : `template "${template}" has no version ${version}`,
+      );
+    return tpl;
+  }
+
+  function renderTemplate(
+    tpl: LoadedTemplate,
+    channel: Channel,
+    locale: string,
+    data: Record<string, unknown>,
+  ): RenderedContent {
+    const template = tpl.name;
     const frame = frameFor(data, locale);
     if (channel === 'webhook') {
       // Webhooks carry the personalisation data; the in-app text comes along when there is one.
       const inapp = resolve(tpl, 'inapp', locale);
-      const base = inapp ? renderPart(inapp, data, frame, template, channel, locale) : {};
+      const base = inapp ? renderPart(inapp, data, frame, template, channel, locale, tpl) : {};
       return { ...base, data: { template, locale: frame.locale, ...data } };
     }
     const part = resolve(tpl, CHANNEL_PART[channel], locale);
@@ -365,11 +487,22 @@ export function createTemplateRenderer(
         'no_channel',
         `template "${template}" has no ${channel} content for locale "${locale}" or "${defaultLocale}"`,
       );
-    return renderPart(part, data, frame, template, channel, locale);
+    return renderPart(part, data, frame, template, channel, locale, tpl);
   }
 
-  function channels(template: string): Channel[] {
-    const tpl = set.templates.get(template);
+  function renderVersion(
+    template: string,
+    channel: Channel,
+    locale: string,
+    data: Record<string, unknown>,
+    pinned?: number,
+  ): { content: RenderedContent; version: number | null } {
+    const version = versionFor(template, channel, locale, pinned);
+    const tpl = templateOf(template, channel, locale, version);
+    return { content: renderTemplate(tpl, channel, locale, data), version };
+  }
+
+  function channelsOf(tpl: LoadedTemplate | undefined): Channel[] {
     if (!tpl) return [];
     const out: Channel[] = [];
     for (const [channel, kind] of Object.entries(CHANNEL_PART) as [Channel, PartKind][])
@@ -378,20 +511,43 @@ export function createTemplateRenderer(
     return out;
   }
 
-  function validate(): TemplateError[] {
-    const errors: TemplateError[] = [...set.errors];
+  /** The templates this renderer serves: the folder's, or each managed template's latest version. */
+  function served(): { tpl: LoadedTemplate; errors: TemplateError[] }[] {
+    if (!store)
+      return [...set.templates.values()].map((tpl) => ({ tpl, errors: [] as TemplateError[] }));
+    return store.names().flatMap((name) => {
+      const latest = store.latest(name);
+      const c = latest ? compiledEntry(name, latest.version) : undefined;
+      return c ? [c] : [];
+    });
+  }
+
+  /** Layouts' and partials' problems, and each template's (those of `templates`). */
+  function check(
+    templates: readonly { tpl: LoadedTemplate; errors: TemplateError[] }[],
+    shared: boolean,
+  ): TemplateError[] {
+    const errors: TemplateError[] = templates.flatMap((t) => t.errors);
     const knownPartials = new Set(Object.keys(hb.partials));
     const checkPartials = (file: string, names: string[]) => {
       for (const n of names)
         if (!knownPartials.has(n))
           errors.push({ file, message: `unknown partial "${n}" (add partials/${n}.hbs)` });
     };
-    for (const p of set.partials.values()) checkPartials(p.file, p.partials);
-    for (const byKind of set.layouts.values())
-      for (const byLocale of byKind.values())
-        for (const l of byLocale.values()) checkPartials(l.file, l.partials);
+    if (shared) {
+      const folderTemplates = new Set([...set.templates.values()].map((t) => t.dir));
+      errors.push(
+        ...set.errors.filter(
+          (e) => !store || ![...folderTemplates].some((d) => e.file.startsWith(`${d}/`)),
+        ),
+      );
+      for (const p of set.partials.values()) checkPartials(p.file, p.partials);
+      for (const byKind of set.layouts.values())
+        for (const byLocale of byKind.values())
+          for (const l of byLocale.values()) checkPartials(l.file, l.partials);
+    }
 
-    for (const tpl of set.templates.values()) {
+    for (const { tpl } of templates) {
       if (tpl.parts.size === 0) {
         errors.push({
           file: tpl.dir,
@@ -448,6 +604,7 @@ export function createTemplateRenderer(
               tpl.name,
               channel,
               part.locale,
+              tpl,
             );
           } catch (err) {
             const details = err instanceof LifecycleError ? err.details : undefined;
@@ -462,13 +619,22 @@ export function createTemplateRenderer(
         }
       }
     }
-    const seen = new Set<string>();
-    return errors.filter((e) => {
-      const k = `${e.file}\u0000${e.message}`;
-      if (seen.has(k)) return false;
-      seen.add(k);
-      return true;
-    });
+    return dedupe(errors);
+  }
+
+  function checkFiles(
+    name: string,
+    files: Readonly<Record<string, string>>,
+    opts: { variables?: boolean } = {},
+  ): VersionCheck {
+    const errors: TemplateError[] = [];
+    const tpl = loadTemplateFiles(hb, name, name, files, { strict }, errors);
+    const vars =
+      opts.variables === false ? { errors: [], warnings: [] } : unprovidedVariables(hb, tpl);
+    return {
+      errors: dedupe([...check([{ tpl, errors }], false), ...vars.errors]),
+      warnings: dedupe(vars.warnings),
+    };
   }
 
   load();
@@ -483,6 +649,7 @@ export function createTemplateRenderer(
         pending = setTimeout(() => {
           try {
             load();
+            options.onReload?.();
           } catch (err) {
             log.error(
               { err: (err as Error).message },
@@ -503,12 +670,23 @@ export function createTemplateRenderer(
   }
 
   return {
-    render,
-    has: (template) => set.templates.has(template),
+    render: (template, channel, locale, data, version) =>
+      renderVersion(template, channel, locale, data, version).content,
+    renderVersion,
+    versionFor,
+    checkFiles,
+    has: (template) => (store ? store.latest(template) !== undefined : set.templates.has(template)),
     isTemplateLink: (url) => isTemplateLink(url),
-    names: () => [...set.templates.keys()].sort(),
-    channels,
-    validate,
+    names: () => (store ? store.names() : [...set.templates.keys()].sort()),
+    channels: (template) => {
+      const latest = store?.latest(template);
+      return channelsOf(
+        store
+          ? latest && compiledVersion(template, latest.version)
+          : set.templates.get(template),
+      );
+    },
+    validate: () => check(served(), true),
     reload: load,
     close() {
       clearTimeout(pending);

@@ -264,6 +264,16 @@ export function loadTemplates(hb: Handlebars, dir: string, flags: CompileFlags):
     }
   }
 
+  for (const name of templateFolders(dir, errors)) {
+    const tdir = join(dir, name);
+    set.templates.set(name, loadTemplateFiles(hb, name, tdir, readTemplateFolder(tdir), flags, errors));
+  }
+  return set;
+}
+
+/** Names of the template folders in `dir` (not layouts/ and partials/); a badly named folder is reported. */
+export function templateFolders(dir: string, errors: TemplateError[] = []): string[] {
+  const out: string[] = [];
   for (const name of listDir(dir)) {
     const tdir = join(dir, name);
     if (RESERVED.has(name) || IGNORED.test(name) || !isDir(tdir)) continue;
@@ -271,67 +281,103 @@ export function loadTemplates(hb: Handlebars, dir: string, flags: CompileFlags):
       errors.push({ file: tdir, message: 'template names use letters, digits, `_` and `-` only' });
       continue;
     }
-    const tpl: LoadedTemplate = {
-      name,
-      dir: tdir,
-      parts: new Map(),
-      sample: undefined,
-      sampleFile: join(tdir, 'sample.json'),
-    };
-    for (const f of listDir(tdir)) {
-      const file = join(tdir, f);
-      if (f === 'sample.json') {
-        try {
-          const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
-          if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
-            throw new Error('sample data must be a JSON object');
-          tpl.sample = parsed as Record<string, unknown>;
-        } catch (err) {
-          errors.push({ file, message: `invalid sample data: ${(err as Error).message}` });
-        }
-        continue;
-      }
-      if (IGNORED.test(f)) continue;
-      const m = PART_FILE.exec(f);
-      if (!m) {
-        errors.push({
-          file,
-          message:
-            'unknown file: expected <channel>.<locale>.hbs (channel: email, inapp, push, sms), email.<locale>.txt.hbs or sample.json',
-        });
-        continue;
-      }
-      const kind = (m[3] ? `${m[1]}.txt` : m[1]) as PartKind;
-      if (m[3] && m[1] !== 'email') {
-        errors.push({ file, message: 'only email has a separate .txt part' });
-        continue;
-      }
-      const part = loadPart(hb, file, kind, m[2]!, flags, errors);
-      if (!part) continue;
-      const byLocale = tpl.parts.get(kind) ?? new Map<string, Part>();
-      tpl.parts.set(kind, byLocale);
-      byLocale.set(localeKey(part.locale), part);
-    }
-    set.templates.set(name, tpl);
+    out.push(name);
   }
-  return set;
+  return out;
+}
+
+/**
+ * The files of one template folder, name -> text: what a managed version holds. Hidden files
+ * and READMEs are not part of a template; sub-folders are not read.
+ */
+export function readTemplateFolder(tdir: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const f of listDir(tdir)) {
+    if (IGNORED.test(f)) continue;
+    const file = join(tdir, f);
+    try {
+      if (!statSync(file).isFile()) continue;
+      files[f] = readFileSync(file, 'utf8');
+    } catch {
+      // Gone between the listing and the read (an editor's rename): the next load sees it.
+    }
+  }
+  return files;
+}
+
+/** Whether a name may be a template's (a folder name, a managed template's name). */
+export const isTemplateName = (name: string): boolean => NAME.test(name) && !RESERVED.has(name);
+
+/** Whether a file name may be in a template (what a folder may hold; validation says more). */
+export const isTemplateFileName = (f: string): boolean =>
+  /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(f) && !IGNORED.test(f);
+
+/**
+ * Parses one template from its files (a folder's, or a managed version's). `dir` labels the
+ * files in errors (`<dir>/email.en.hbs`).
+ */
+export function loadTemplateFiles(
+  hb: Handlebars,
+  name: string,
+  dir: string,
+  files: Readonly<Record<string, string>>,
+  flags: CompileFlags,
+  errors: TemplateError[],
+): LoadedTemplate {
+  const tpl: LoadedTemplate = {
+    name,
+    dir,
+    parts: new Map(),
+    sample: undefined,
+    sampleFile: join(dir, 'sample.json'),
+  };
+  for (const f of Object.keys(files).sort()) {
+    const file = join(dir, f);
+    const source = files[f]!;
+    if (f === 'sample.json') {
+      try {
+        const parsed: unknown = JSON.parse(source);
+        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+          throw new Error('sample data must be a JSON object');
+        tpl.sample = parsed as Record<string, unknown>;
+      } catch (err) {
+        errors.push({ file, message: `invalid sample data: ${(err as Error).message}` });
+      }
+      continue;
+    }
+    if (IGNORED.test(f)) continue;
+    const m = PART_FILE.exec(f);
+    if (!m) {
+      errors.push({
+        file,
+        message:
+          'unknown file: expected <channel>.<locale>.hbs (channel: email, inapp, push, sms), email.<locale>.txt.hbs or sample.json',
+      });
+      continue;
+    }
+    const kind = (m[3] ? `${m[1]}.txt` : m[1]) as PartKind;
+    if (m[3] && m[1] !== 'email') {
+      errors.push({ file, message: 'only email has a separate .txt part' });
+      continue;
+    }
+    const part = loadPart(hb, file, source, kind, m[2]!, flags, errors);
+    if (!part) continue;
+    const byLocale = tpl.parts.get(kind) ?? new Map<string, Part>();
+    tpl.parts.set(kind, byLocale);
+    byLocale.set(localeKey(part.locale), part);
+  }
+  return tpl;
 }
 
 function loadPart(
   hb: Handlebars,
   file: string,
+  src: string,
   kind: PartKind,
   locale: string,
   flags: CompileFlags,
   errors: TemplateError[],
 ): Part | null {
-  let src: string;
-  try {
-    src = readFileSync(file, 'utf8');
-  } catch (err) {
-    errors.push({ file, message: `cannot read: ${(err as Error).message}` });
-    return null;
-  }
   let fm: ReturnType<typeof splitFrontMatter>;
   try {
     fm = splitFrontMatter(src);
