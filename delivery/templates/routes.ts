@@ -19,7 +19,7 @@ import type { Publisher } from '../../platform/bus.ts';
 import { encodeWithHeader, sendCodec } from '../../platform/avro.ts';
 import { CHANNELS, type Channel, type SendCommand } from '../../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
-import { requireHttpKit } from '../../platform/http.ts';
+import { ERROR_SCHEMA_ID, errorResponse, requireHttpKit } from '../../platform/http.ts';
 import type { UserDirectory } from '../../platform/users.ts';
 import { TRANSACTIONAL } from '../preferences/model.ts';
 import { diffVersions } from './diff.ts';
@@ -84,30 +84,31 @@ export function previewData(
 
 // ---- schemas (OpenAPI) ----
 
-const ErrorSchema = {
-  type: 'object',
-  properties: {
-    code: { type: 'string' },
-    message: { type: 'string' },
-    field: { type: 'string', description: 'The field at fault, when one is.' },
-  },
-} as const;
-
 const ProblemSchema = {
   type: 'object',
   properties: { file: { type: 'string' }, message: { type: 'string' } },
 } as const;
 
-const InvalidSchema = {
-  type: 'object',
+/** A refused version: the coded error, with each problem and the file it is in. */
+const invalidResponse = {
   description: 'The version was not saved: each problem with the file it is in.',
-  properties: {
-    code: { type: 'string' },
-    message: { type: 'string' },
-    errors: { type: 'array', items: ProblemSchema },
-    warnings: { type: 'array', items: ProblemSchema },
+  content: {
+    'application/json': {
+      schema: {
+        allOf: [
+          { $ref: `${ERROR_SCHEMA_ID}#` },
+          {
+            type: 'object',
+            properties: {
+              errors: { type: 'array', items: ProblemSchema },
+              warnings: { type: 'array', items: ProblemSchema },
+            },
+          },
+        ],
+      },
+    },
   },
-} as const;
+};
 
 const VersionInfoSchema = {
   type: 'object',
@@ -306,7 +307,7 @@ export async function templateRoutes(
               published: PublicationSchema,
             },
           },
-          404: ErrorSchema,
+          404: errorResponse('No such template, version or user.'),
         },
       },
     },
@@ -337,7 +338,7 @@ export async function templateRoutes(
             type: 'object',
             properties: { ...VersionInfoSchema.properties, files: FilesSchema },
           },
-          404: ErrorSchema,
+          404: errorResponse('No such template, version or user.'),
         },
       },
     },
@@ -384,9 +385,9 @@ export async function templateRoutes(
               warnings: { type: 'array', items: ProblemSchema },
             },
           },
-          400: ErrorSchema,
-          404: ErrorSchema,
-          422: InvalidSchema,
+          400: errorResponse('A bad field: the message names it.'),
+          404: errorResponse('No such template, version or user.'),
+          422: invalidResponse,
         },
       },
     },
@@ -451,7 +452,12 @@ export async function templateRoutes(
           required: ['version'],
           properties: { version: { type: 'integer', minimum: 1 }, ...ChannelsLocales },
         },
-        response: { 200: ChangeSchema, 400: ErrorSchema, 404: ErrorSchema, 422: ErrorSchema },
+        response: {
+          200: ChangeSchema,
+          400: errorResponse('A bad version, channel or locale: the message names it.'),
+          404: errorResponse('No such template or version.'),
+          422: errorResponse('The version cannot be published: it does not render.'),
+        },
       },
     },
     async (req) => {
@@ -488,7 +494,11 @@ export async function templateRoutes(
         summary: 'Publish again, per channel and locale, the version published before the current one',
         params: NameParams,
         body: { type: 'object', properties: { ...ChannelsLocales } },
-        response: { 200: ChangeSchema, 404: ErrorSchema, 409: ErrorSchema },
+        response: {
+          200: ChangeSchema,
+          404: errorResponse('No such template.'),
+          409: errorResponse('LC_ERR_CONFLICT: nothing earlier was published to roll back to.'),
+        },
       },
     },
     async (req) => {
@@ -546,8 +556,8 @@ export async function templateRoutes(
               },
             },
           },
-          400: ErrorSchema,
-          404: ErrorSchema,
+          400: errorResponse('A bad field: the message names it.'),
+          404: errorResponse('No such template, version or user.'),
         },
       },
     },
@@ -632,16 +642,9 @@ export async function templateRoutes(
               content: ContentSchema,
             },
           },
-          400: ErrorSchema,
-          404: ErrorSchema,
-          422: {
-            type: 'object',
-            properties: {
-              code: { type: 'string' },
-              message: { type: 'string' },
-              details: { type: 'object', additionalProperties: true },
-            },
-          },
+          400: errorResponse('A bad field: the message names it.'),
+          404: errorResponse('No such template, version or user.'),
+          422: errorResponse('The template does not render with this data: `details` says where.'),
         },
       },
     },
@@ -689,10 +692,10 @@ export async function templateRoutes(
               to: { type: 'string' },
             },
           },
-          400: ErrorSchema,
-          403: ErrorSchema,
-          404: ErrorSchema,
-          422: { type: 'object', additionalProperties: true },
+          400: errorResponse('A bad field: the message names it.'),
+          403: errorResponse('LC_ERR_RECIPIENT_NOT_ALLOWED: in production, only addresses of LC_TEST_SEND_DOMAINS.'),
+          404: errorResponse('No such template, version or user.'),
+          422: errorResponse('The template does not render for this recipient, or the version is invalid.'),
         },
       },
     },
