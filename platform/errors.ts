@@ -14,6 +14,7 @@ export const ErrorCodes = {
   KeyExpired: 'LC_ERR_KEY_EXPIRED',
   KeyRevoked: 'LC_ERR_KEY_REVOKED',
   NotFound: 'LC_ERR_NOT_FOUND',
+  Conflict: 'LC_ERR_CONFLICT',
   PayloadTooLarge: 'LC_ERR_PAYLOAD_TOO_LARGE',
   RateLimited: 'LC_ERR_RATE_LIMITED',
   Unavailable: 'LC_ERR_UNAVAILABLE',
@@ -66,6 +67,11 @@ export const ERROR_CODES: {
   LC_ERR_NOT_FOUND: {
     status: 404,
     meaning: 'no such route, user record, template, dashboard or panel',
+  },
+  LC_ERR_CONFLICT: {
+    status: 409,
+    meaning:
+      'the change does not apply to the current state of its target (a campaign that is already running, a revision someone else changed first); the message says what the state is and what is allowed',
   },
   LC_ERR_PAYLOAD_TOO_LARGE: {
     status: 413,
