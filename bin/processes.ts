@@ -36,7 +36,13 @@ async function runApi(
   );
   // Unsubscribes and preference changes are answered once durable (platform/redis.ts).
   const redis = await openRedis(config, logger);
-  const app = await createApiServer(config, { redis, publisher: bus.publisher(), logger, metrics });
+  const app = await createApiServer(config, {
+    redis,
+    bus,
+    publisher: bus.publisher(),
+    logger,
+    metrics,
+  });
   const url = await app.listen({ host: config.http.host, port: config.http.apiPort });
   return {
     name: 'api',
