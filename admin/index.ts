@@ -1,2 +1,3 @@
-// Admin room: what managers and support staff see composed from the other rooms' ports — user lookup now; campaigns and admin pages build on it.
+// Admin room: what managers and support staff see composed from the other rooms' ports — user lookup, campaigns; the admin pages build on it.
 export * from './users.ts';
+export * from './campaigns.ts';

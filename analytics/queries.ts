@@ -612,3 +612,67 @@ export async function reengagement(
     };
   });
 }
+
+/** What became of a campaign's sends, per send (a send on two channels counts once, as its best outcome). */
+export interface CampaignOutcomes {
+  /** Send commands the engine made for the campaign (audience members its rule matched), holdouts included. */
+  matched: number;
+  /** Of those, holdout sends: recorded, never sent. */
+  holdout: number;
+  /** Accepted by a provider on at least one channel. */
+  sent: number;
+  /** Stopped by the policy chain (consent, suppression, caps, expiry) on every channel tried. */
+  suppressed: number;
+  /** Failed (attempts exhausted, permanent error, bounce) without being sent anywhere. */
+  failed: number;
+}
+
+export function campaignSendsSql(database: string): string {
+  assertDatabaseName(database);
+  return `SELECT uniqExact(send_id) AS matched, uniqExactIf(send_id, holdout = 1) AS holdout
+FROM ${database}.sends
+WHERE campaign_id = {campaignId:String}`;
+}
+
+export function campaignDeliveriesSql(database: string): string {
+  assertDatabaseName(database);
+  return `SELECT uniqExactIf(send_id, was_sent = 1) AS sent,
+       uniqExactIf(send_id, was_sent = 0 AND was_suppressed = 1 AND was_failed = 0) AS suppressed,
+       uniqExactIf(send_id, was_sent = 0 AND was_failed = 1) AS failed
+FROM (
+  SELECT send_id,
+         max(status IN (${list(FUNNEL_STATUSES.sent)})) AS was_sent,
+         max(status = 'suppressed') AS was_suppressed,
+         max(status IN ('failed', 'bounced')) AS was_failed
+  FROM ${database}.deliveries
+  WHERE rule_id = {ruleId:String}
+  GROUP BY send_id
+)`;
+}
+
+/**
+ * A campaign's outcomes from analytics: its sends by `campaign_id`, their delivery outcomes
+ * by the campaign's rule id. As fresh as the sink's last flush (about a second behind delivery).
+ */
+export async function campaignOutcomes(
+  store: AnalyticsStore,
+  database: string,
+  campaign: { campaignId: string; ruleId: string },
+): Promise<CampaignOutcomes> {
+  const num = (v: unknown) => Number(v ?? 0);
+  const [sends] = await store.query<{ matched: unknown; holdout: unknown }>(
+    campaignSendsSql(database),
+    { campaignId: campaign.campaignId },
+  );
+  const [outcomes] = await store.query<{ sent: unknown; suppressed: unknown; failed: unknown }>(
+    campaignDeliveriesSql(database),
+    { ruleId: campaign.ruleId },
+  );
+  return {
+    matched: num(sends?.matched),
+    holdout: num(sends?.holdout),
+    sent: num(outcomes?.sent),
+    suppressed: num(outcomes?.suppressed),
+    failed: num(outcomes?.failed),
+  };
+}

@@ -1,17 +1,34 @@
-// The API process: staff API keys and the audit log, the send API, the preference API, public tracking endpoints, the
-// signed preference page, the in-app WebSocket gateway, the managed templates, the analysts' dashboards, the message log
-// (with resends) and the user lookup on one fastify server, with OpenAPI, health and Prometheus metrics. Composition root
-// only: each room owns its routes.
+// The API process: staff API keys and the audit log, the send API, the preference API, campaigns, public tracking
+// endpoints, the signed preference page, the in-app WebSocket gateway, the managed templates, the analysts' dashboards,
+// the message log (with resends) and the user lookup on one fastify server, with OpenAPI, health and Prometheus metrics.
+// Composition root only: each room owns its routes.
+import { existsSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
-import type { Publisher } from '../platform/bus.ts';
+import { InMemoryBus, type Bus, type Publisher } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
 import { httpServerOptions, operationalRoutes, setupHttpKit } from '../platform/http.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserLookup } from '../platform/users.ts';
-import { createRedisUserDirectory, createUserDirectory, MemoryStores } from '../engine/index.ts';
+import {
+  campaignViewGroup,
+  createCampaignTable,
+  createMemoryAudienceLists,
+  createMemoryCampaignLocks,
+  createMemoryProgressStore,
+  createRedisAudienceLists,
+  createRedisCampaignLocks,
+  createRedisProgressStore,
+  createRedisUserDirectory,
+  createUserDirectory,
+  MemoryStores,
+  type AudienceLists,
+  type CampaignTable,
+  type ProgressStore,
+} from '../engine/index.ts';
+import { listTemplates, openRuleSet, type RuleSet } from '../rules/index.ts';
 import {
   createMemoryIdempotencyStore,
   createRedisIdempotencyStore,
@@ -31,11 +48,10 @@ import { topics } from '../platform/contracts.ts';
 import { createManagedTemplates, type ManagedTemplates } from '../delivery/templates/managed.ts';
 import { templateRoutes } from '../delivery/templates/routes.ts';
 import { createMemoryCoordinator } from '../delivery/templates/store.ts';
-import { InMemoryBus } from '../platform/bus.ts';
 import { createAnalyticsStore, type AnalyticsStore } from '../analytics/store.ts';
 import { messageRoutes } from '../analytics/messages-routes.ts';
 import { dashboardRoutes } from '../dashboards/index.ts';
-import { userRoutes } from '../admin/index.ts';
+import { campaignRoutes, userRoutes } from '../admin/index.ts';
 import {
   accessRoutes,
   createJwtVerifier,
@@ -59,6 +75,20 @@ export interface ApiDeps {
     live: LiveChannel;
   };
   publisher: Publisher;
+  /** The bus `publisher` belongs to (production: Kafka): the campaigns topic is read through it. */
+  bus?: Bus;
+  /**
+   * Campaigns, their uploaded lists and the scheduler's fan-out progress (the demo shares its
+   * own); by default a view of the campaigns topic on `bus` (or a bus of this server alone),
+   * with lists and progress in `redis` or memory.
+   */
+  campaigns?: {
+    table: CampaignTable;
+    lists: AudienceLists;
+    progress: Pick<ProgressStore, 'load'>;
+  };
+  /** The rule files in force, which campaigns are checked against; by default LC_RULES_DIR, hot-reloaded. */
+  rules?: () => RuleSet;
   logger: Logger;
   metrics: Registry;
   /** The analytics store the dashboards read (the demo's chDB); by default a ClickHouse client from the config, opened on first use. */
@@ -151,7 +181,7 @@ export async function createApiServer(
         title: 'Lifecycle API',
         version: '1',
         description:
-          'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, the send API (role service), user lookup, preferences and suppressions, templates, dashboards data, the message log and resends. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
+          'Staff API (bearer API key, JWT or LC_ADMIN_TOKEN; each operation lists the roles it admits in `x-roles`): API keys and the audit log, the send API (role service), user lookup, preferences and suppressions, templates, campaigns, dashboards data, the message log and resends. Public endpoints: the dashboards page (a static shell that asks for a key), signed tracking links (click, open, one-click unsubscribe), the signed preference page, the in-app gateway and inbox (signed client token).',
       },
       tags: [
         { name: 'access', description: 'Staff API keys and the audit log (role admin).' },
@@ -312,12 +342,60 @@ export async function createApiServer(
       now,
     });
   });
+  // Campaigns: a view of the campaigns topic, checked against the rules in force.
+  let rules = deps.rules;
+  if (!rules) {
+    const live = await openRuleSet(config.engine.rulesDir, { logger: log });
+    app.addHook('onClose', async () => live.close());
+    rules = live.current;
+  }
+  let campaigns = deps.campaigns;
+  if (!campaigns) {
+    const bus = deps.bus ?? new InMemoryBus(1);
+    const t = topics(config.kafka.topicPrefix);
+    const table = createCampaignTable(
+      { topics: t, groupId: campaignViewGroup(t.campaigns) },
+      {
+        bus,
+        publisher: deps.bus ? deps.publisher : bus.publisher(),
+        locks: redis ? createRedisCampaignLocks(redis) : createMemoryCampaignLocks(),
+        logger: deps.logger,
+        registry: deps.metrics,
+      },
+    );
+    await table.start();
+    app.addHook('onClose', async () => table.stop());
+    campaigns = {
+      table,
+      lists: redis ? createRedisAudienceLists(redis) : createMemoryAudienceLists(),
+      progress: redis
+        ? createRedisProgressStore(redis.redis, redis.keys)
+        : createMemoryProgressStore(now),
+    };
+  }
+  const templatesDir = config.delivery.templatesDir;
+  await app.register(async (scope) => {
+    await campaignRoutes(scope, {
+      campaigns: campaigns.table,
+      lists: campaigns.lists,
+      progress: campaigns.progress,
+      rules,
+      templates: async () => (existsSync(templatesDir) ? listTemplates(templatesDir) : null),
+      analytics,
+      limits: {
+        listMaxRows: config.engine.campaignListMaxRows,
+        listMaxBytes: config.engine.campaignListMaxBytes,
+      },
+      now,
+    });
+  });
   operationalRoutes(app, {
     metrics: deps.metrics,
     health: () => {
       const checks: Record<string, boolean> = {
         ...(redis ? { redis: redis.redis.status === 'ready' } : {}),
         templates: templates.health().ok,
+        campaigns: campaigns.table.health().ok,
         ...(deps.health?.() ?? {}),
       };
       return { ok: Object.values(checks).every(Boolean), checks };

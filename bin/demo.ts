@@ -27,8 +27,19 @@ import {
   refusal,
   type HttpRequest,
 } from '../devtools/generator-http.ts';
-import { openRuleSet } from '../rules/index.ts';
-import { createMemoryEngine, createMemoryScheduler, createUserDirectory } from '../engine/index.ts';
+import { openRuleSet, type RuleSet } from '../rules/index.ts';
+import {
+  campaignJobs,
+  campaignViewFreshness,
+  campaignViewGroup,
+  createCampaignRuleSet,
+  createCampaignTable,
+  createMemoryAudienceLists,
+  createMemoryCampaignLocks,
+  createMemoryEngine,
+  createMemoryScheduler,
+  createUserDirectory,
+} from '../engine/index.ts';
 import { schedulerConfigFrom } from '../engine/scheduler/index.ts';
 import { createDelivery, createMemoryDeliveryStores } from '../delivery/index.ts';
 import { createMemoryInbox, createMemoryLiveChannel } from '../delivery/inapp/index.ts';
@@ -190,12 +201,35 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
 
     let engine: ReturnType<typeof createMemoryEngine>['service'] | null = null;
     let engineStores: ReturnType<typeof createMemoryEngine>['stores'] | null = null;
+    let ruleSet: { current(): RuleSet } | null = null;
     const rules = await openRuleSet(
       config.engine.rulesDir,
       { templatesDir: config.delivery.templatesDir, logger },
-      (next) => engine?.setRuleSetVersion(next.version),
+      () => {
+        if (ruleSet) engine?.setRuleSetVersion(ruleSet.current().version);
+      },
     );
     stops.push(() => rules.close());
+    // Campaigns: one view of the in-memory campaigns topic serves the API, the scheduler and the engine.
+    const campaigns = createCampaignTable(
+      { topics: topicNames, groupId: campaignViewGroup(topicNames.campaigns) },
+      {
+        bus,
+        publisher: bus.publisher(),
+        locks: createMemoryCampaignLocks(),
+        logger,
+        registry,
+      },
+    );
+    await campaigns.start();
+    stops.push(() => campaigns.stop());
+    const lists = createMemoryAudienceLists();
+    ruleSet = createCampaignRuleSet({
+      base: rules.current,
+      campaigns,
+      logger,
+      onSwap: (next) => engine?.setRuleSetVersion(next.version),
+    });
     const embedded = createMemoryEngine(
       {
         topicPrefix: config.kafka.topicPrefix,
@@ -203,18 +237,32 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
         timerPollMs: config.engine.timerPollMs,
         partitions: config.kafka.partitions,
       },
-      { bus, ruleSet: rules.current, logger, registry },
+      {
+        bus,
+        ruleSet: ruleSet.current,
+        logger,
+        registry,
+        prepare: campaignViewFreshness(campaigns),
+      },
     );
     engine = embedded.service;
     engineStores = embedded.stores;
     await engine.start();
     stops.push(() => engine.stop());
-    // Recurring campaigns (`schedule` triggers) fan out from the same in-memory user directory.
-    const { service: scheduler } = createMemoryScheduler(schedulerConfigFrom(config), {
+    // Recurring rules (`schedule` triggers) and campaigns fan out from the same in-memory user directory.
+    const { service: scheduler, progress } = createMemoryScheduler(schedulerConfigFrom(config), {
       bus,
       ruleSet: rules.current,
       logger,
       registry,
+      jobs: (directory) => () =>
+        campaignJobs({
+          table: campaigns,
+          lists,
+          directory,
+          defaultRate: config.engine.campaignRate,
+          logger,
+        }),
     });
     await scheduler.start();
     stops.push(() => scheduler.stop());
@@ -268,6 +316,8 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     let generated: ReturnType<typeof createGenerator> | undefined;
     const api = await createApiServer(config, {
       memory: { stores, ...inapp },
+      campaigns: { table: campaigns, lists, progress },
+      rules: rules.current,
       users: createUserDirectory(engineStores),
       analytics,
       publisher: bus.publisher(),

@@ -104,6 +104,7 @@ async function runApi(
   }
   const app = await createApiServer(config, {
     redis,
+    bus,
     publisher: bus.publisher(),
     logger,
     metrics,

@@ -1,4 +1,4 @@
-// The engine room: a pure core that turns each user event into state, send commands and timers; the runtime that runs it on Kafka + Redis (one fenced writer per partition) or in memory; and the scheduler that fans recurring rules out per user.
+// The engine room: a pure core that turns each user event into state, send commands and timers; the runtime that runs it on Kafka + Redis (one fenced writer per partition) or in memory; campaigns and the rules they compile to; and the scheduler that fans recurring rules and campaign runs out per user.
 export {
   createEngineCore,
   timerFiredEvent,
@@ -85,3 +85,11 @@ export {
 } from './runtime/contacts.ts';
 export { runEngine, type RunningEngine } from './runtime/main.ts';
 export * from './scheduler/index.ts';
+export * from './campaigns/index.ts';
+export {
+  CAMPAIGN_EVENT,
+  campaignRuleId,
+  campaignIdOfRule,
+  campaignMemberEvent,
+  campaignRunId,
+} from './core/campaign.ts';

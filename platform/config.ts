@@ -375,6 +375,26 @@ export const ConfigSchema = Type.Object({
       default: 1000,
       minimum: 10,
     }),
+    campaignRate: int({
+      env: 'LC_CAMPAIGN_RATE',
+      description:
+        'Audience members per second a campaign run is fanned out to when the campaign sets no rate of its own (`throttle.perSecond`); 0: as fast as the scheduler publishes.',
+      default: 0,
+      minimum: 0,
+    }),
+    campaignListMaxRows: int({
+      env: 'LC_CAMPAIGN_LIST_MAX_ROWS',
+      description:
+        'Most user ids an uploaded campaign audience (CSV, PUT /v1/campaigns/:id/audience) may hold; a larger list is refused with 413.',
+      default: 1_000_000,
+      minimum: 1,
+    }),
+    campaignListMaxBytes: int({
+      env: 'LC_CAMPAIGN_LIST_MAX_BYTES',
+      description: 'Largest body of a campaign audience upload (CSV), in bytes.',
+      default: 33_554_432,
+      minimum: 1024,
+    }),
   }),
   delivery: Type.Object({
     groupId: str({

@@ -83,6 +83,8 @@ export const RESERVED_EVENT_TYPES: Readonly<Record<string, readonly EventOrigin[
     'segment.entered': ['engine'],
     'segment.exited': ['engine'],
     'schedule.occurrence': ['scheduler'],
+    /** One audience member of a campaign run (engine/core/campaign.ts): a forged one would send a campaign to anyone. */
+    'campaign.member': ['scheduler'],
     message_opened: ['tracker'],
     message_clicked: ['tracker'],
     message_unsubscribed: ['tracker'],

@@ -79,7 +79,7 @@ export const ERROR_CODES: {
   LC_ERR_CONFLICT: {
     status: 409,
     meaning:
-      'the request is valid but what it asks for cannot be done in the current state (a message never sent or whose content expired cannot be resent; a template with nothing earlier published cannot be rolled back); the message says why',
+      'the request is valid but what it asks for cannot be done in the current state (a message never sent or whose content expired cannot be resent; nothing earlier published to roll back to; a campaign already running; a revision someone else changed first); the message says what the state is and what is allowed',
   },
   LC_ERR_PAYLOAD_TOO_LARGE: {
     status: 413,

@@ -256,6 +256,17 @@ describe('checkRuleSet: every error as file:jsonpath: message', () => {
     expect(one(content, { templates: new Set(['welcome', 'welcome_b']) })).toEqual([]);
   });
 
+  it('keeps rule ids starting with "campaign." for the rules campaigns compile to', () => {
+    expect(one(rule({ id: 'campaign.friday' }))).toEqual([
+      'r.json:$.id: rule ids starting with "campaign." are the rules of campaigns made through the API (/v1/campaigns); give this rule another id',
+    ]);
+    expect(one(rule({ id: 'campaigns-friday' }))).toEqual([]);
+    const asCampaign = checkRuleSet([{ file: 'c', content: rule({ id: 'campaign.friday' }) }], {
+      campaignRules: true,
+    });
+    expect(asCampaign.ok).toBe(true);
+  });
+
   it('limits segment conditions to user, stats and now', () => {
     const errors = errorsOf([
       {

@@ -423,33 +423,26 @@ function checkDuration(ctx: Ctx, value: unknown, at: string, label: string): voi
 const CRON_ALIASES = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@hourly'];
 
 function checkCron(ctx: Ctx, expr: string, at: string): void {
+  const problem = cronProblem(expr);
+  if (problem !== null) push(ctx, at, problem);
+}
+
+/** What is wrong with a schedule expression (5-field cron or an alias), or null when it is valid. */
+export function cronProblem(expr: string): string | null {
   const trimmed = expr.trim();
   if (trimmed.startsWith('@')) {
-    if (!CRON_ALIASES.includes(trimmed))
-      push(
-        ctx,
-        at,
-        `unknown schedule ${JSON.stringify(expr)}: use a 5-field cron such as "0 9 * * 1" or one of ${list(CRON_ALIASES)}`,
-      );
-    return;
+    return CRON_ALIASES.includes(trimmed)
+      ? null
+      : `unknown schedule ${JSON.stringify(expr)}: use a 5-field cron such as "0 9 * * 1" or one of ${list(CRON_ALIASES)}`;
   }
   const fields = trimmed.split(/\s+/);
-  if (fields.length !== 5) {
-    push(
-      ctx,
-      at,
-      `invalid cron ${JSON.stringify(expr)}: expected 5 fields (minute hour day-of-month month day-of-week), found ${fields.length}`,
-    );
-    return;
-  }
+  if (fields.length !== 5)
+    return `invalid cron ${JSON.stringify(expr)}: expected 5 fields (minute hour day-of-month month day-of-week), found ${fields.length}`;
   try {
     CronExpressionParser.parse(trimmed, { tz: 'UTC' });
+    return null;
   } catch (err) {
-    push(
-      ctx,
-      at,
-      `invalid cron ${JSON.stringify(expr)}: ${err instanceof Error ? err.message : String(err)}`,
-    );
+    return `invalid cron ${JSON.stringify(expr)}: ${err instanceof Error ? err.message : String(err)}`;
   }
 }
 
@@ -611,6 +604,16 @@ export interface CheckedRuleSet {
 export type RuleSetCheck =
   { ok: true; checked: CheckedRuleSet } | { ok: false; errors: RuleError[] };
 
+/** Rule ids of campaigns (engine/core/campaign.ts): the product makes those rules, rule files may not. */
+export const CAMPAIGN_RULE_ID_PREFIX = 'campaign.';
+
+export interface CheckOptions {
+  /** When given, every template a rule names must be one of these. */
+  templates?: Set<string>;
+  /** The set includes the rules campaigns compile to, whose ids are `campaign.<id>` (the engine merges them in). */
+  campaignRules?: boolean;
+}
+
 /**
  * Checks rule files (one rule or a list per file) and segment files (in a `segments`
  * folder), each alone and then together (unique ids, known segments and templates).
@@ -618,7 +621,7 @@ export type RuleSetCheck =
  */
 export function checkRuleSet(
   files: { file: string; content: unknown }[],
-  opts: { templates?: Set<string> } = {},
+  opts: CheckOptions = {},
 ): RuleSetCheck {
   const errors: RuleError[] = [];
   const eventTypes = new Set<string>();
@@ -654,6 +657,14 @@ export function checkRuleSet(
         rules.push({ file, at, def: item as RuleDefinition });
     }
   }
+  if (!opts.campaignRules)
+    for (const named of ruleIds)
+      if (named.def.id.startsWith(CAMPAIGN_RULE_ID_PREFIX))
+        errors.push({
+          file: named.file,
+          path: `${named.at}.id`,
+          message: `rule ids starting with "${CAMPAIGN_RULE_ID_PREFIX}" are the rules of campaigns made through the API (/v1/campaigns); give this rule another id`,
+        });
   // Ids are unique across files (a rule and a segment may share one: different namespaces).
   for (const [kind, group] of [
     ['rule', ruleIds],

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { checkRuleSet, formatRuleError } from './check.ts';
-import { compileRuleSet } from './compile.ts';
+import { compileRuleSet, extendRuleSet } from './compile.ts';
 import type { Facts } from './types.ts';
 
 const rule = (over: Record<string, unknown> = {}) => ({
@@ -186,5 +186,62 @@ describe('compileRuleSet: a set that fails its checks', () => {
       'b.json:$[0].conditions.all[0].fact: unknown fact "nope": use one of "event", "user", "stats", "segments", "rule", "now"',
     ]);
     expect(result.errors).toEqual(check.errors);
+  });
+});
+
+describe('extendRuleSet: a compiled set with more rules', () => {
+  const base = compileRuleSet([
+    {
+      file: 'r.json',
+      content: {
+        id: 'welcome',
+        category: 'transactional',
+        trigger: { event: 'user_registered' },
+        action: { send: { template: 'welcome', channels: ['email'] } },
+      },
+    },
+    {
+      file: 'segments/pro.json',
+      content: {
+        id: 'pro',
+        conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equal', value: 'pro' }] },
+      },
+    },
+  ]);
+  if (!base.ok) throw new Error('base does not compile');
+  const extra = (segment: string) => ({
+    file: 'campaign:c1',
+    content: {
+      id: 'campaign.c1',
+      category: 'marketing',
+      trigger: { event: 'campaign.member' },
+      conditions: {
+        all: [{ fact: 'segments', path: `$.${segment}`, operator: 'equal', value: true }],
+      },
+      action: { send: { template: 'news', channels: ['email'] } },
+    },
+  });
+
+  it('indexes and versions the base and the added rules as one set, the base unchanged', () => {
+    const res = extendRuleSet(base.ruleSet, [extra('pro')]);
+    expect(res.ok).toBe(true);
+    if (!res.ok) return;
+    expect(res.ruleSet.rules.map((r) => r.def.id)).toEqual(['campaign.c1', 'welcome']);
+    expect(res.ruleSet.byEvent.get('campaign.member')?.map((r) => r.def.id)).toEqual([
+      'campaign.c1',
+    ]);
+    expect(res.ruleSet.segments.map((s) => s.def.id)).toEqual(['pro']);
+    expect(res.ruleSet.version).not.toBe(base.ruleSet.version);
+    expect(base.ruleSet.rules).toHaveLength(1);
+    expect(extendRuleSet(base.ruleSet, [])).toEqual({ ok: true, ruleSet: base.ruleSet });
+  });
+
+  it("reports what is wrong with the added rules against the base's segments", () => {
+    const res = extendRuleSet(base.ruleSet, [extra('prp')]);
+    expect(res.ok).toBe(false);
+    if (res.ok) return;
+    expect(res.errors.map(formatRuleError)).toEqual([
+      expect.stringMatching(/^campaign:c1:\$\.conditions\.all\[0\]\.path: unknown segment "prp"/),
+    ]);
   });
 });

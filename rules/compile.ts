@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import type { Conditions } from './schema.ts';
 import { parseDuration } from './duration.ts';
 import { compileConditions, ConditionCompileError } from './evaluator.ts';
-import { byFile, checkRuleSet } from './check.ts';
+import { byFile, checkRuleSet, type CheckOptions } from './check.ts';
 import type {
   CompiledRule,
   CompiledSegment,
@@ -69,7 +69,7 @@ function compilePredicate(
  */
 export function compileRuleSet(
   files: { file: string; content: unknown }[],
-  opts: { templates?: Set<string> } = {},
+  opts: CheckOptions = {},
 ): RuleSetResult {
   const check = checkRuleSet(files, opts);
   if (!check.ok) return check;
@@ -155,4 +155,25 @@ function withoutSchemaKey<T extends { $schema?: string }>(def: T): T {
   const copy = structuredClone(def);
   delete copy.$schema;
   return copy;
+}
+
+/**
+ * A compiled set with more rules added (the rules campaigns compile to): the base set's
+ * definitions are checked and compiled again together with `extra`, so the result is indexed
+ * and versioned as one set. Errors can only come from `extra` (the base passed already).
+ */
+export function extendRuleSet(
+  base: RuleSet,
+  extra: { file: string; content: unknown }[],
+  opts: Omit<CheckOptions, 'campaignRules'> = {},
+): RuleSetResult {
+  if (extra.length === 0) return { ok: true, ruleSet: base };
+  const files = [
+    { file: '<rules>/rules.json', content: base.rules.map((r) => r.def) },
+    ...(base.segments.length > 0
+      ? [{ file: '<rules>/segments/segments.json', content: base.segments.map((s) => s.def) }]
+      : []),
+    ...extra,
+  ].filter((f) => !Array.isArray(f.content) || f.content.length > 0);
+  return compileRuleSet(files, { ...opts, campaignRules: true });
 }

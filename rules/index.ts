@@ -22,8 +22,14 @@ export type {
   RuleError,
   RuleSetResult,
 } from './types.ts';
-export { formatRuleError, isValidTimezone } from './check.ts';
-export { compileRuleSet } from './compile.ts';
+export {
+  formatRuleError,
+  isValidTimezone,
+  cronProblem,
+  CAMPAIGN_RULE_ID_PREFIX,
+  type CheckOptions,
+} from './check.ts';
+export { compileRuleSet, extendRuleSet } from './compile.ts';
 export {
   loadRuleSet,
   watchRuleSet,

@@ -14,6 +14,7 @@ import {
 } from './state.ts';
 import { deterministicId, eventIdHash, segmentEventIdFor, sendIdFor, timerIdFor } from './ids.ts';
 import { SCHEDULE_EVENT, scheduleTrigger } from './schedule.ts';
+import { CAMPAIGN_EVENT, campaignRuleId } from './campaign.ts';
 import { nextSegmentChange, timedSegments, type TimedSegment } from './segment-clock.ts';
 
 export const TIMER_EVENT = 'timer.fired';
@@ -27,6 +28,7 @@ export const SEGMENT_RECHECK = '@segments';
 export const INTERNAL_EVENT_TYPES: ReadonlySet<string> = new Set([
   TIMER_EVENT,
   SCHEDULE_EVENT,
+  CAMPAIGN_EVENT,
   SEGMENT_ENTERED,
   SEGMENT_EXITED,
 ]);
@@ -48,9 +50,9 @@ export type ApplyStatus =
   | 'duplicate'
   /** `user_deleted`: the caller must erase the stored state. */
   | 'erased'
-  /** A timer or schedule occurrence for a user with no state (never seen, or erased): nothing to do. */
+  /** A timer, schedule occurrence or campaign member for a user with no state (never seen, or erased): nothing to do. */
   | 'no-user'
-  /** An engine-emitted event coming back (segment.entered/exited): already acted on. */
+  /** An engine-emitted event coming back (segment.entered/exited), or a member of a campaign that is not running: nothing to do. */
   | 'ignored'
   /** An internal event that cannot be understood (see `reason`); state unchanged. */
   | 'invalid';
@@ -142,7 +144,8 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
     if (type === SEGMENT_ENTERED || type === SEGMENT_EXITED) return result(prior, 'ignored');
     const isTimer = type === TIMER_EVENT;
     const isOccurrence = type === SCHEDULE_EVENT;
-    if (prior === null && (isTimer || isOccurrence)) return result(null, 'no-user');
+    const isCampaign = type === CAMPAIGN_EVENT;
+    if (prior === null && (isTimer || isOccurrence || isCampaign)) return result(null, 'no-user');
 
     let timerTrigger: NormalisedEvent | null = null;
     let timerRuleId = '';
@@ -164,15 +167,32 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
         reason: 'schedule.occurrence without properties.ruleId',
       };
 
+    const rs = deps.ruleSet();
+    let campaignRule: CompiledRule | undefined;
+    let campaignId = '';
+    if (isCampaign) {
+      campaignId =
+        typeof event.properties.campaignId === 'string' ? event.properties.campaignId : '';
+      if (!campaignId)
+        return {
+          ...result(prior, 'invalid'),
+          reason: 'campaign.member without properties.campaignId',
+        };
+      // A stopped, finished or unknown campaign's members match nothing: its rule is not in
+      // the set, and the user's state is left as it was.
+      campaignRule = ruleById(rs, campaignRuleId(campaignId));
+      if (!campaignRule || eventTriggerType(campaignRule) !== CAMPAIGN_EVENT)
+        return result(prior, 'ignored');
+    }
+
     const state = prior ?? emptyState();
     const idHash = eventIdHash(event.id);
     if (state.recent.includes(idHash)) return result(state, 'duplicate');
     state.recent.push(idHash);
     if (state.recent.length > RECENT_IDS) state.recent.splice(0, state.recent.length - RECENT_IDS);
 
-    const rs = deps.ruleSet();
     fitToRuleSet(state, rs);
-    if (!isTimer && !isOccurrence) reduce(state, event, rs);
+    if (!isTimer && !isOccurrence && !isCampaign) reduce(state, event, rs);
 
     const out: CoreResult = { state, sends: [], timers: [], emitted: [], status: 'applied' };
     const userId = event.userId;
@@ -220,6 +240,8 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
       // A rule removed, disabled or changed to another trigger since the timer was set does not fire.
       if (rule && rule.delayMs !== null && eventTriggerType(rule) === timerTrigger!.type)
         consider(rule, timerTrigger!, timerTrigger!, at);
+    } else if (isCampaign) {
+      consider(campaignRule!, event, event, at, campaignId);
     } else if (isOccurrence) {
       const rule = ruleById(rs, occurrenceRuleId);
       const trigger = rule ? scheduleTrigger(rule.def) : null;
@@ -280,6 +302,7 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
       factEvent: NormalisedEvent | null,
       trigger: NormalisedEvent,
       createdAt: number,
+      campaignId?: string,
     ): void {
       const def = rule.def;
       if (def.enabled === false) return;
@@ -294,7 +317,7 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
       facts.event = factEvent;
       facts.rule = history;
       if (!rule.conditions(facts)) return;
-      out.sends.push(buildSend(rule, userId, trigger, createdAt, state.traits));
+      out.sends.push(buildSend(rule, userId, trigger, createdAt, state.traits, campaignId));
       state.rules[def.id] = {
         fires: history.fires + 1,
         lastFiredAt:
@@ -340,6 +363,7 @@ function buildSend(
   trigger: NormalisedEvent,
   createdAt: number,
   traits: Record<string, unknown>,
+  campaignId?: string,
 ): SendCommand {
   const def = rule.def;
   const exp = assignExperiment(def, userId);
@@ -364,6 +388,7 @@ function buildSend(
   };
   if (def.goal && rule.goalWithinMs !== null)
     send.goal = { event: def.goal.event, withinMs: rule.goalWithinMs };
+  if (campaignId) send.campaignId = campaignId;
   return send;
 }
 

@@ -41,13 +41,31 @@ export function scheduleOccurrences(
   to: number,
   tz: string,
 ): number[] {
+  return cronOccurrences(triggerOf(rule).schedule, from, to, tz);
+}
+
+/** The first occurrence strictly after `after` in zone `tz`, or null when the expression has no more. */
+export function nextOccurrence(
+  rule: CompiledRule | RuleDefinition,
+  after: number,
+  tz: string,
+): number | null {
+  return nextCronOccurrence(triggerOf(rule).schedule, after, tz);
+}
+
+function triggerOf(rule: CompiledRule | RuleDefinition): ScheduleTrigger {
   const def = 'def' in rule ? rule.def : rule;
   const trigger = scheduleTrigger(def);
   if (!trigger) throw new Error(`rule ${def.id} has no schedule trigger`);
+  return trigger;
+}
+
+/** Instants (epoch ms) of a cron expression in (from, to] in zone `tz`, ascending, at most MAX_OCCURRENCES. */
+export function cronOccurrences(cron: string, from: number, to: number, tz: string): number[] {
   if (!(to > from)) return [];
   const zone = tz === 'user' ? 'UTC' : tz;
   if (!isValidTimezone(zone)) throw new Error(`unknown timezone ${JSON.stringify(zone)}`);
-  const expr = CronExpressionParser.parse(trigger.schedule, {
+  const expr = CronExpressionParser.parse(cron, {
     currentDate: new Date(from),
     endDate: new Date(to),
     tz: zone,
@@ -57,16 +75,9 @@ export function scheduleOccurrences(
   return out;
 }
 
-/** The first occurrence strictly after `after` in zone `tz`, or null when the expression has no more. */
-export function nextOccurrence(
-  rule: CompiledRule | RuleDefinition,
-  after: number,
-  tz: string,
-): number | null {
-  const def = 'def' in rule ? rule.def : rule;
-  const trigger = scheduleTrigger(def);
-  if (!trigger) throw new Error(`rule ${def.id} has no schedule trigger`);
-  const expr = CronExpressionParser.parse(trigger.schedule, {
+/** The first instant of a cron expression strictly after `after` in zone `tz`, or null. */
+export function nextCronOccurrence(cron: string, after: number, tz: string): number | null {
+  const expr = CronExpressionParser.parse(cron, {
     currentDate: new Date(after),
     tz: tz === 'user' ? 'UTC' : tz,
   });

@@ -112,6 +112,11 @@ export interface EngineServiceDeps<S> {
   contacts?: ContactIndex;
   contactTerms?: (state: S) => string;
   /**
+   * Awaited before a batch is applied, with its events: brings what the rule set is made of up
+   * to date for them (the campaigns view, for members of a campaign it does not know yet).
+   */
+  prepare?: (events: readonly NormalisedEvent[]) => Promise<void>;
+  /**
    * Resolves once the state and timer writes made so far survive a crash of their store
    * (Redis: `RedisDeps.durable`); awaited before each commit. Absent: the store's
    * acknowledgement is enough (in-memory stores).
@@ -711,6 +716,7 @@ export function createEngineService<S>(
       );
     }
     try {
+      if (deps.prepare) await deps.prepare(records.map((r) => r.value));
       // Events that failed halfway through the core or whose effects cannot be encoded: each
       // found sends the batch through load and apply again (the core changes states in
       // place), with it dead-lettered this time.

@@ -1,5 +1,5 @@
 // The distributed engine process: Kafka in and out, state and timers in Redis, rules
-// hot-reloaded from the rules folder. `runEngine` is what `lifecycle run engine` calls;
+// hot-reloaded from the rules folder, with the rules of the live campaigns (campaigns topic). `runEngine` is what `lifecycle run engine` calls;
 // run this file directly (`node --import tsx/esm engine/runtime/main.ts`) for a bare
 // engine process configured from the environment.
 import { existsSync } from 'node:fs';
@@ -9,13 +9,19 @@ import { KafkaBus } from '../../platform/kafka.ts';
 import { openRedis } from '../../platform/redis.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import { isMain, runMain } from '../../platform/main.ts';
-import { openRuleSet } from '../../rules/index.ts';
+import { openRuleSet, type RuleSet } from '../../rules/index.ts';
 import { createEngineService, type EngineService } from './engine-service.ts';
 import { createRedisStateStore } from './redis-state.ts';
 import { createRedisTimerStore } from './timers.ts';
 import { createRedisContactIndex } from './contacts.ts';
 import { wireCore } from './wiring.ts';
 import { topics } from '../../platform/contracts.ts';
+import { createCampaignRuleSet } from '../campaigns/compile.ts';
+import {
+  campaignViewFreshness,
+  campaignViewGroup,
+  createCampaignTable,
+} from '../campaigns/table.ts';
 
 export interface RunningEngine {
   service: EngineService;
@@ -36,9 +42,11 @@ export async function runEngine(
     : {};
   // The service exists only after the set is loaded; its version label follows each swap.
   let service: EngineService | null = null;
-  const rules = await openRuleSet(config.engine.rulesDir, { ...ruleOpts, logger: log }, (ruleSet) =>
-    service?.setRuleSetVersion(ruleSet.version),
-  );
+  // The rule files with the live campaigns' rules: rebuilt when either changes.
+  let ruleSet: { current(): RuleSet } | null = null;
+  const rules = await openRuleSet(config.engine.rulesDir, { ...ruleOpts, logger: log }, () => {
+    if (ruleSet) service?.setRuleSetVersion(ruleSet.current().version);
+  });
   const registry = opts.registry ?? createMetricsRegistry({ process: 'engine' });
   // Refuses a Redis that could lose acknowledged state (see platform/redis.ts) before anything starts.
   const redis = await openRedis(config, logger).catch(async (err: unknown) => {
@@ -46,8 +54,30 @@ export async function runEngine(
     throw err;
   });
   const bus = KafkaBus.fromConfig(config, logger);
-  const eventsTopic = topics(config.kafka.topicPrefix).events;
-  const wiring = wireCore(rules.current);
+  const t = topics(config.kafka.topicPrefix);
+  const eventsTopic = t.events;
+  // Read to its end before the first event: a campaign's members must find its rule.
+  const campaigns = createCampaignTable(
+    { topics: t, groupId: campaignViewGroup(t.campaigns) },
+    { bus, publisher: bus.publisher(), logger, registry },
+  );
+  try {
+    await campaigns.start();
+  } catch (err) {
+    await campaigns.stop().catch(() => undefined);
+    await rules.close();
+    await bus.close();
+    redis.redis.disconnect();
+    throw err;
+  }
+  ruleSet = createCampaignRuleSet({
+    base: rules.current,
+    campaigns,
+    logger: log,
+    onSwap: (next) => service?.setRuleSetVersion(next.version),
+  });
+  const current = ruleSet.current;
+  const wiring = wireCore(current);
   service = createEngineService(
     {
       topicPrefix: config.kafka.topicPrefix,
@@ -68,14 +98,16 @@ export async function runEngine(
       evaluatedRules: wiring.evaluatedRules,
       contactTerms: wiring.contactTerms,
       durable: redis.durability.durable,
+      prepare: campaignViewFreshness(campaigns),
       logger,
       registry,
-      ruleSetVersion: rules.current().version,
+      ruleSetVersion: current().version,
     },
   );
   try {
     await service.start();
   } catch (err) {
+    await campaigns.stop();
     await rules.close();
     await bus.close();
     redis.redis.disconnect();
@@ -86,6 +118,7 @@ export async function runEngine(
     registry,
     async stop() {
       await service.stop();
+      await campaigns.stop();
       await rules.close();
       await bus.close();
       await redis.redis.quit();

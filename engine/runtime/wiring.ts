@@ -6,6 +6,7 @@ import type { NormalisedEvent } from '../../platform/contracts.ts';
 import type { Registry } from '../../platform/metrics.ts';
 import type { RuleSet } from '../../rules/types.ts';
 import { createEngineCore, TIMER_EVENT } from '../core/engine-core.ts';
+import { CAMPAIGN_EVENT, campaignRuleId } from '../core/campaign.ts';
 import { deserializeState, serializeState, type UserState } from '../core/state.ts';
 import {
   createEngineService,
@@ -40,6 +41,10 @@ export function wireCore(ruleSet: () => RuleSet): CoreWiring {
         const id = event.properties.ruleId;
         return typeof id === 'string' ? [id] : [];
       }
+      if (event.type === CAMPAIGN_EVENT) {
+        const id = event.properties.campaignId;
+        return typeof id === 'string' ? [campaignRuleId(id)] : [];
+      }
       const rs = ruleSet();
       const rules = rs.byEvent.get(event.type);
       if (!rules) return NO_RULES;
@@ -62,6 +67,8 @@ export function createMemoryEngine(
     registry: Registry;
     clock?: () => number;
     reclaimFencedAfterMs?: number;
+    /** Awaited before each batch (the campaigns view's catch-up, see EngineServiceDeps.prepare). */
+    prepare?: (events: readonly NormalisedEvent[]) => Promise<void>;
   },
 ): { service: EngineService; stores: MemoryStores } {
   const stores = new MemoryStores(deps.clock);
@@ -82,6 +89,7 @@ export function createMemoryEngine(
     ...(deps.reclaimFencedAfterMs !== undefined
       ? { reclaimFencedAfterMs: deps.reclaimFencedAfterMs }
       : {}),
+    ...(deps.prepare ? { prepare: deps.prepare } : {}),
   });
   return { service, stores };
 }

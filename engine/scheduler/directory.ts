@@ -64,8 +64,12 @@ export interface UserDirectory {
   ): Promise<DirectoryPage>;
   /** The zone a user is filed under, or null when the user is not in the directory. */
   zoneOf(userId: string): Promise<string | null>;
+  /** zoneOf for many users at once (one round trip). */
+  zonesOf(userIds: readonly string[]): Promise<(string | null)[]>;
   /** Users in the directory (sums the shards; for health and tests). */
   size(): Promise<number>;
+  /** Users filed under `zone` (sums the shards' ranges), or every user for null. */
+  count(zone: string | null): Promise<number>;
 }
 
 export function shardOf(userId: string): number {
@@ -129,9 +133,29 @@ export function createRedisDirectory(redis: Redis, keys: KeySpace): UserDirector
     async zoneOf(userId) {
       return redis.hget(zoneHash(shardOf(userId)), userId);
     },
+    async zonesOf(userIds) {
+      if (userIds.length === 0) return [];
+      const pipeline = redis.pipeline();
+      for (const u of userIds) pipeline.hget(zoneHash(shardOf(u)), u);
+      const replies = (await pipeline.exec()) ?? [];
+      return userIds.map((_, i) => {
+        const [err, zone] = replies[i] ?? [null, null];
+        if (err) throw err;
+        return typeof zone === 'string' ? zone : null;
+      });
+    },
     async size() {
       const counts = await Promise.all(
         Array.from({ length: DIRECTORY_SHARDS }, (_, s) => redis.zcard(members(s))),
+      );
+      return counts.reduce((a, b) => a + b, 0);
+    },
+    async count(zone) {
+      if (zone === null) return this.size();
+      const counts = await Promise.all(
+        Array.from({ length: DIRECTORY_SHARDS }, (_, s) =>
+          redis.zlexcount(members(s), `[${zone}${SEP}`, `(${zone}${AFTER_SEP}`),
+        ),
       );
       return counts.reduce((a, b) => a + b, 0);
     },

@@ -1,4 +1,4 @@
-// The scheduler: recurring (`{schedule}`) rules fanned out as one `schedule.occurrence` event per user onto the events topic, from a sharded Redis user directory, resumable and leased per rule.
+// The scheduler: recurring (`{schedule}`) rules and campaign runs fanned out as one event per user onto the events topic, from a sharded Redis user directory or an uploaded list, resumable, throttled and leased per rule or campaign.
 export { runScheduler, type RunningScheduler } from './main.ts';
 export {
   createSchedulerService,
@@ -16,7 +16,16 @@ export {
   type UserDirectory,
   type DirectoryPage,
 } from './directory.ts';
-export { createRedisProgressStore, type ProgressStore, type RuleProgress } from './progress.ts';
+export {
+  createRedisProgressStore,
+  fanOutSummary,
+  type FanOutSummary,
+  type ProgressStore,
+  type RuleProgress,
+} from './progress.ts';
+export { directoryAudience, ruleJob, type AudienceSource, type FanOutJob } from './jobs.ts';
+export { campaignJobs, campaignTiming, listAudience, onceAt, cronUntil } from './campaign-jobs.ts';
+export { createThrottle, throttledPageSize, type Throttle } from './throttle.ts';
 export {
   createMemoryDirectory,
   createMemoryProgressStore,
@@ -27,6 +36,7 @@ export {
   combine,
   directoryChanges,
   planZone,
+  planOccurrences,
   scheduleZone,
   type DirectoryChange,
   type ZonePlan,

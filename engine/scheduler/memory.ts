@@ -5,6 +5,7 @@ import type { InMemoryBus, Subscription } from '../../platform/bus.ts';
 import type { Registry } from '../../platform/metrics.ts';
 import type { RuleSet } from '../../rules/types.ts';
 import type { UserDirectory } from './directory.ts';
+import type { FanOutJob } from './jobs.ts';
 import { shardOf } from './directory.ts';
 import type { DirectoryChange, ZoneProgress } from './plan.ts';
 import type { ProgressStore, RuleProgress } from './progress.ts';
@@ -57,8 +58,17 @@ export function createMemoryDirectory(): UserDirectory & { entries(): Map<string
     async zoneOf(userId) {
       return zoneOf.get(userId) ?? null;
     },
+    async zonesOf(userIds) {
+      return userIds.map((u) => zoneOf.get(u) ?? null);
+    },
     async size() {
       return zoneOf.size;
+    },
+    async count(zone) {
+      if (zone === null) return zoneOf.size;
+      let n = 0;
+      for (const z of zoneOf.values()) if (z === zone) n++;
+      return n;
     },
     entries: () => new Map(zoneOf),
   };
@@ -126,13 +136,21 @@ export function createMemoryScheduler(
     logger: Logger;
     registry: Registry;
     clock?: () => number;
+    /** Fan-outs beside the rules (the demo's campaigns), given the directory they page through. */
+    jobs?: (directory: UserDirectory) => () => FanOutJob[];
   },
-): { service: SchedulerService; directory: ReturnType<typeof createMemoryDirectory> } {
+): {
+  service: SchedulerService;
+  directory: ReturnType<typeof createMemoryDirectory>;
+  progress: ReturnType<typeof createMemoryProgressStore>;
+} {
   const directory = createMemoryDirectory();
+  const progress = createMemoryProgressStore(deps.clock);
   const service = createSchedulerService(config, {
     bus: deps.bus,
     directory,
-    progress: createMemoryProgressStore(deps.clock),
+    ...(deps.jobs ? { jobs: deps.jobs(directory) } : {}),
+    progress,
     ruleSet: deps.ruleSet,
     committedOffsets: async (groupId, topic) => {
       const sub: Subscription = { groupId, topics: [topic], eachBatch: async () => {} };
@@ -148,5 +166,5 @@ export function createMemoryScheduler(
     registry: deps.registry,
     ...(deps.clock ? { clock: deps.clock } : {}),
   });
-  return { service, directory };
+  return { service, directory, progress };
 }

@@ -154,19 +154,31 @@ describe('planning a zone', () => {
       last: Date.parse('2026-03-05T08:00:00Z'),
       truncated: false,
     });
-    expect(p.progress).toEqual({ w: now - 24 * H });
+    // The stored progress counts them (a campaign reports its skipped runs).
+    expect(p.progress).toEqual({ w: now - 24 * H, sk: 3 });
     expect(iso(p.due?.at)).toBe('2026-03-06T08:00:00.000Z');
-    // A half-done occurrence that is too old is given up as well.
+    // A half-done occurrence that is too old is given up as well; what it had published still counts.
     const stale = planZone(
       daily,
       'Europe/Berlin',
-      { w: since, at: Date.parse('2026-03-03T08:00:00Z'), s: 3, c: 'x' },
+      {
+        w: since,
+        at: Date.parse('2026-03-03T08:00:00Z'),
+        s: 3,
+        c: 'x',
+        p: 10,
+        n: 4,
+        runs: 2,
+        tp: 20,
+        tn: 20,
+      },
       since,
       now,
       24 * H,
     );
     expect(stale.skipped?.count).toBe(3);
     expect(stale.due?.resumed).toBe(false);
+    expect(stale.progress).toEqual({ w: now - 24 * H, runs: 2, sk: 3, tp: 30, tn: 24 });
     // With a zero window only the latest due occurrence can still run... if it is exactly now.
     expect(planZone(daily, 'Europe/Berlin', { w: since }, since, now, 0).due).toBeNull();
   });
@@ -186,7 +198,7 @@ describe('planning a zone', () => {
     );
     expect(p.due).toBeNull();
     expect(p.skipped).toMatchObject({ count: 1, first: Date.parse('2026-03-04T08:00:00Z') });
-    expect(p.progress).toEqual({ w: disabledAt });
+    expect(p.progress).toEqual({ w: disabledAt, sk: 1 });
     // A fan-out that was under way when the rule was disabled is not resumed.
     const half = planZone(
       daily,

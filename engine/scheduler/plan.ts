@@ -54,15 +54,64 @@ export function directoryChanges(events: Iterable<NormalisedEvent>): Map<string,
 }
 
 /**
- * Progress of one rule in one zone. `w` (watermark): every occurrence at or before it is done
- * or skipped. While an occurrence is being fanned out, `at` is its instant and (`s`, `c`)
- * the directory shard and the last user member published in it.
+ * Progress of one rule or campaign in one zone. `w` (watermark): every occurrence at or before
+ * it is done or skipped. While an occurrence is being fanned out, `at` is its instant, (`s`,
+ * `c`) the audience shard and the last member published in it, `p` the users it was planned
+ * for and `n` those published so far. Totals over the finished occurrences: `runs` done, `sk`
+ * skipped, `tp` planned and `tn` published (campaigns report them as progress).
  */
 export interface ZoneProgress {
   w: number;
   at?: number;
   s?: number;
   c?: string;
+  p?: number;
+  n?: number;
+  runs?: number;
+  sk?: number;
+  tp?: number;
+  tn?: number;
+}
+
+/** The totals of a zone's progress, carried from one occurrence to the next. */
+export function totalsOf(p: ZoneProgress): Pick<ZoneProgress, 'runs' | 'sk' | 'tp' | 'tn'> {
+  const out: Pick<ZoneProgress, 'runs' | 'sk' | 'tp' | 'tn'> = {};
+  if (p.runs) out.runs = p.runs;
+  if (p.sk) out.sk = p.sk;
+  if (p.tp) out.tp = p.tp;
+  if (p.tn) out.tn = p.tn;
+  return out;
+}
+
+/** The progress once the current occurrence is over: done (fanned out) or skipped (given up half-done). */
+export function closeOccurrence(
+  p: ZoneProgress,
+  w: number,
+  outcome: 'done' | 'skipped',
+): ZoneProgress {
+  const t = totalsOf(p);
+  const out: ZoneProgress = { ...t, w };
+  if (outcome === 'done') out.runs = (t.runs ?? 0) + 1;
+  else out.sk = (t.sk ?? 0) + 1;
+  if (p.p) out.tp = (t.tp ?? 0) + p.p;
+  if (p.n) out.tn = (t.tn ?? 0) + p.n;
+  return out;
+}
+
+/** When a job's occurrences fall: a cron expression, or a single instant. */
+export interface OccurrenceSource {
+  /** Instants in (from, to] in zone `tz`, ascending; a list of MAX_OCCURRENCES may be cut short. */
+  between(from: number, to: number, tz: string): number[];
+  /** The first instant strictly after `after` in zone `tz`, or null when there are no more. */
+  next(after: number, tz: string): number | null;
+}
+
+/** A schedule rule's occurrences. */
+export function ruleOccurrences(rule: CompiledRule): OccurrenceSource {
+  return {
+    between: (from, to, tz) => scheduleOccurrences(rule, from, to, tz),
+    next: (after, tz) => nextOccurrence(rule, after, tz),
+  };
 }
 
 export interface ZonePlan {
@@ -98,6 +147,19 @@ export function planZone(
   catchUpMs: number,
   disabledAt: number | null = null,
 ): ZonePlan {
+  return planOccurrences(ruleOccurrences(rule), zone, stored, since, now, catchUpMs, disabledAt);
+}
+
+/** planZone for any source of occurrences (a campaign's cron, or its one instant). */
+export function planOccurrences(
+  occurrences: OccurrenceSource,
+  zone: string,
+  stored: ZoneProgress | null,
+  since: number,
+  now: number,
+  catchUpMs: number,
+  disabledAt: number | null = null,
+): ZonePlan {
   const horizon = Math.max(now - catchUpMs, disabledAt ?? -Infinity);
   let progress: ZoneProgress = stored ? { ...stored } : { w: since };
   let skipped: ZonePlan['skipped'] = null;
@@ -123,15 +185,17 @@ export function planZone(
       };
     }
     skip(progress.at, progress.at, 1);
-    progress = { w: progress.at };
+    progress = closeOccurrence(progress, progress.at, 'skipped');
   }
   if (progress.w < horizon) {
-    const old = scheduleOccurrences(rule, progress.w, horizon, zone);
-    if (old.length > 0)
+    const old = occurrences.between(progress.w, horizon, zone);
+    if (old.length > 0) {
       skip(old[0]!, old[old.length - 1]!, old.length, old.length >= MAX_OCCURRENCES);
-    progress = { w: horizon };
+      const t = totalsOf(progress);
+      progress = { ...t, w: horizon, sk: (t.sk ?? 0) + old.length };
+    } else progress = { ...totalsOf(progress), w: horizon };
   }
-  const next = nextOccurrence(rule, progress.w, zone);
+  const next = occurrences.next(progress.w, zone);
   const due =
     next !== null && next <= now ? { at: next, shard: 0, cursor: null, resumed: false } : null;
   return { progress, due, skipped, next };

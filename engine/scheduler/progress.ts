@@ -125,3 +125,38 @@ export function createRedisProgressStore(redis: Redis, keys: KeySpace): Progress
     },
   };
 }
+
+/** What a job's stored progress says about its runs, summed over its zones. */
+export interface FanOutSummary {
+  /** Runs (occurrences, per zone) finished. */
+  runs: number;
+  /** Runs given up: older than the catch-up window when a scheduler got to them. */
+  skippedRuns: number;
+  /** Audience members the runs so far were planned for (counted when each run started). */
+  planned: number;
+  /** Members published onto the events topic, as stored after each acknowledged page. */
+  fannedOut: number;
+  /** Runs being fanned out now, per zone. */
+  inProgress: { zone: string; at: string; planned: number; fannedOut: number }[];
+}
+
+export function fanOutSummary(progress: RuleProgress): FanOutSummary {
+  const out: FanOutSummary = { runs: 0, skippedRuns: 0, planned: 0, fannedOut: 0, inProgress: [] };
+  for (const [field, z] of progress.zones) {
+    out.runs += z.runs ?? 0;
+    out.skippedRuns += z.sk ?? 0;
+    out.planned += z.tp ?? 0;
+    out.fannedOut += z.tn ?? 0;
+    if (z.at !== undefined) {
+      out.planned += z.p ?? 0;
+      out.fannedOut += z.n ?? 0;
+      out.inProgress.push({
+        zone: field.slice(field.indexOf(':') + 1),
+        at: new Date(z.at).toISOString(),
+        planned: z.p ?? 0,
+        fannedOut: z.n ?? 0,
+      });
+    }
+  }
+  return out;
+}

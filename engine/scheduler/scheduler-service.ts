@@ -1,10 +1,11 @@
 // The scheduler: turns each occurrence of a recurring (`{schedule}`) rule into one
-// `schedule.occurrence` event per directory user on `<prefix>.events`, keyed by userId.
+// `schedule.occurrence` event per directory user on `<prefix>.events`, keyed by userId, and
+// each run of a campaign into one `campaign.member` event per audience member (jobs.ts).
 // Two loops: a consumer group on the events topic keeps the user directory (who exists,
 // in which zone), and a ticker finds due occurrences and fans them out page by page under
-// a per-rule lease, storing its position after every page so a killed instance's work
-// resumes where it stopped. Event ids derive from (rule, user, occurrence), so whatever is
-// published twice is a duplicate the engine ignores.
+// a per-job lease, storing its position after every page so a killed instance's work
+// resumes where it stopped. Event ids derive from (rule or campaign run, user, occurrence),
+// so whatever is published twice is a duplicate the engine ignores.
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../../platform/config.ts';
 import type { Logger } from 'pino';
@@ -26,11 +27,20 @@ import {
   type NormalisedEvent,
 } from '../../platform/contracts.ts';
 import { Counter, Gauge, type Registry } from '../../platform/metrics.ts';
-import type { CompiledRule, RuleSet } from '../../rules/types.ts';
-import { occurrenceEvent, scheduleTrigger } from '../core/schedule.ts';
-import { DIRECTORY_SHARDS, type DirectoryPage, type UserDirectory } from './directory.ts';
-import { directoryChanges, planZone, type ZonePlan, type ZoneProgress } from './plan.ts';
+import type { RuleSet } from '../../rules/types.ts';
+import { scheduleTrigger } from '../core/schedule.ts';
+import type { DirectoryPage, UserDirectory } from './directory.ts';
+import { ruleJob, type FanOutJob } from './jobs.ts';
+import {
+  closeOccurrence,
+  directoryChanges,
+  planOccurrences,
+  totalsOf,
+  type ZonePlan,
+  type ZoneProgress,
+} from './plan.ts';
 import type { ProgressStore } from './progress.ts';
+import { createThrottle, throttledPageSize } from './throttle.ts';
 
 /** A new occurrence waits at most this long for the directory to catch up with earlier events. */
 export const DIRECTORY_WAIT_MS = 300_000;
@@ -72,6 +82,8 @@ export interface SchedulerServiceDeps {
   directory: UserDirectory;
   progress: ProgressStore;
   ruleSet: () => RuleSet;
+  /** Fan-outs beside the schedule rules, read at every tick: the live campaigns (campaign-jobs.ts). */
+  jobs?: () => FanOutJob[];
   /** Committed offsets of a consumer group on a topic (partition -> offset, "-1" for none). */
   committedOffsets(groupId: string, topic: string): Promise<Map<number, string>>;
   logger: Logger;
@@ -113,15 +125,17 @@ export interface SchedulerService {
 type FanOutResult = 'done' | 'lost' | 'stopped';
 
 interface Target {
-  /** Progress field: `z:<zone>` for user-zone rules, `all:<zone>` for fixed-zone rules. */
+  /** Progress field: `z:<zone>` for user-zone jobs, `all:<zone>` for fixed-zone jobs. */
   field: string;
-  /** Zone the cron is evaluated in. */
+  /** Zone the occurrences are evaluated in. */
   tz: string;
   /** Directory zone of the audience, or null for every user. */
   audience: string | null;
   /** When the directory first saw a user in this zone: its occurrences start there. */
   firstSeen: number;
 }
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export function createSchedulerService(
   config: SchedulerServiceConfig,
@@ -136,13 +150,13 @@ export function createSchedulerService(
   const metrics = {
     published: new Counter({
       name: 'lifecycle_scheduler_events_published_total',
-      help: 'schedule.occurrence events published, per rule (replayed pages included).',
+      help: 'schedule.occurrence and campaign.member events published, per rule or campaign (`campaign.<id>`), replayed pages included.',
       labelNames: ['rule'],
       registers: [registry],
     }),
     occurrences: new Counter({
       name: 'lifecycle_scheduler_occurrences_total',
-      help: 'Occurrences per rule and zone finished (done) or given up as older than the catch-up window (skipped).',
+      help: 'Occurrences (campaign runs) per rule or campaign and zone finished (done) or given up as older than the catch-up window (skipped).',
       labelNames: ['rule', 'outcome'],
       registers: [registry],
     }),
@@ -170,16 +184,15 @@ export function createSchedulerService(
   let lastFanOutAt: number | null = null;
   let lastError: string | null = null;
 
-  const sigOf = (rule: CompiledRule) => JSON.stringify(rule.def.trigger);
-
   async function targetsOf(
-    rule: CompiledRule,
+    job: FanOutJob,
     zones: () => Promise<Map<string, number>>,
   ): Promise<Target[]> {
-    const t = scheduleTrigger(rule.def)!;
-    if (t.timezone !== 'user')
-      return [{ field: `all:${t.timezone}`, tz: t.timezone, audience: null, firstSeen: 0 }];
-    return [...(await zones())].map(([z, firstSeen]) => ({
+    const tz = job.timezone;
+    if (tz !== 'user') return [{ field: `all:${tz}`, tz, audience: null, firstSeen: 0 }];
+    const known = new Map(await zones());
+    for (const z of job.alwaysZones ?? []) if (!known.has(z)) known.set(z, 0);
+    return [...known].map(([z, firstSeen]) => ({
       field: `z:${z}`,
       tz: z,
       audience: z,
@@ -204,16 +217,16 @@ export function createSchedulerService(
 
   /** A new occurrence starts once earlier events are in the directory, or after DIRECTORY_WAIT_MS. */
   const warnedBehind = new Set<string>();
-  function mayStart(rule: CompiledRule, at: number, now: number): boolean {
+  function mayStart(job: FanOutJob, at: number, now: number): boolean {
     if (at <= syncedAt) return true;
     if (now - at < DIRECTORY_WAIT_MS) return false;
-    const key = `${rule.def.id}\0${at}`;
+    const key = `${job.id}\0${at}`;
     if (warnedBehind.has(key)) return true;
     if (warnedBehind.size > 10_000) warnedBehind.clear();
     warnedBehind.add(key);
     log.warn(
       {
-        ruleId: rule.def.id,
+        ruleId: job.id,
         occurrence: new Date(at).toISOString(),
         directorySyncedAt: Number.isFinite(syncedAt) ? new Date(syncedAt).toISOString() : null,
       },
@@ -226,20 +239,30 @@ export function createSchedulerService(
     return { key: e.userId, ...encodeWithHeader(eventCodec, e) };
   }
 
-  async function fanOut(rule: CompiledRule, target: Target, plan: ZonePlan): Promise<FanOutResult> {
-    const ruleId = rule.def.id;
+  async function fanOut(job: FanOutJob, target: Target, plan: ZonePlan): Promise<FanOutResult> {
+    const ruleId = job.id;
     const due = plan.due!;
     const w = plan.progress.w;
+    const totals = totalsOf(plan.progress);
+    const shards = job.audience.shards;
+    const pageSize = throttledPageSize(config.pageSize, job.ratePerSecond);
+    const throttle = job.ratePerSecond === null ? null : createThrottle(job.ratePerSecond, clock);
     let lastRenew = clock();
     let published = 0;
     const save = async (p: ZoneProgress) => {
       lastRenew = clock();
       return deps.progress.save(ruleId, token, config.leaseMs, target.field, p);
     };
+    // What this occurrence was planned for and has published, as stored (a resumed run goes on counting).
+    let planned = plan.progress.p ?? 0;
+    let count = due.resumed ? (plan.progress.n ?? 0) : 0;
+    if (!due.resumed) {
+      planned = await job.audience.count(target.audience);
+      if (!(await save({ ...totals, w, at: due.at, s: due.shard, p: planned, n: 0 })))
+        return 'lost';
+    }
     const read = (shard: number, cursor: string | null) =>
-      deps.directory
-        .page(shard, target.audience, cursor, config.pageSize)
-        .then((page) => ({ shard, page }));
+      job.audience.page(shard, target.audience, cursor, pageSize).then((page) => ({ shard, page }));
     // Pages in flight, oldest first: a position is stored only once its page and every page
     // before it are acknowledged, so a crash publishes at most PAGES_IN_FLIGHT pages again.
     const inflight: { acked: Promise<void>; next: ZoneProgress }[] = [];
@@ -249,41 +272,51 @@ export function createSchedulerService(
       return save(f.next);
     };
     let reading: Promise<{ shard: number; page: DirectoryPage }> | null =
-      due.shard < DIRECTORY_SHARDS ? read(due.shard, due.cursor) : null;
+      due.shard < shards ? read(due.shard, due.cursor) : null;
+    // Graceful, or the job was stopped: store the position after what was published, so a restart repeats nothing.
+    const halt = async (): Promise<FanOutResult> => {
+      while (inflight.length > 0) if (!(await settleOldest())) return 'lost';
+      return 'stopped';
+    };
     try {
       while (reading) {
-        if (stopping) {
-          // Graceful: store the position after what was published, so a restart repeats nothing.
-          while (inflight.length > 0) if (!(await settleOldest())) return 'lost';
-          return 'stopped';
-        }
+        if (stopping || !job.active()) return await halt();
         if (clock() - lastRenew > config.leaseMs / 3) {
           lastRenew = clock();
           if (!(await deps.progress.acquire(ruleId, token, config.leaseMs))) return 'lost';
         }
         const { shard, page } = await reading;
+        if (page.userIds.length > 0 && throttle) {
+          const at = throttle.take(page.userIds.length);
+          while (clock() < at && !stopping && job.active())
+            await sleep(Math.min(at - clock(), 100));
+          if (stopping || !job.active()) {
+            reading = null;
+            return await halt();
+          }
+        }
         // Read the next page while this one is published.
         reading =
           page.cursor !== null
             ? read(shard, page.cursor)
-            : shard + 1 < DIRECTORY_SHARDS
+            : shard + 1 < shards
               ? read(shard + 1, null)
               : null;
         if (page.userIds.length === 0) continue;
         const now = clock();
         const acked = publisher.publish(
           eventsTopic,
-          page.userIds.map((u) => record(occurrenceEvent(ruleId, u, due.at, now))),
+          page.userIds.map((u) => record(job.event(u, due.at, target.tz, now))),
         );
         acked.catch(() => {}); // awaited in order below; this only keeps a failure from going unhandled meanwhile
         published += page.userIds.length;
+        count += page.userIds.length;
         metrics.published.inc({ rule: ruleId }, page.userIds.length);
+        const at = { ...totals, w, at: due.at, p: planned, n: count };
         inflight.push({
           acked,
           next:
-            page.cursor !== null
-              ? { w, at: due.at, s: shard, c: page.cursor }
-              : { w, at: due.at, s: shard + 1 },
+            page.cursor !== null ? { ...at, s: shard, c: page.cursor } : { ...at, s: shard + 1 },
         });
         if (inflight.length >= PAGES_IN_FLIGHT && !(await settleOldest())) return 'lost';
       }
@@ -292,7 +325,12 @@ export function createSchedulerService(
       // On an early return or a failure, let what is still in flight finish before anything else runs.
       await Promise.allSettled([...inflight.map((f) => f.acked), ...(reading ? [reading] : [])]);
     }
-    if (!(await save({ w: due.at }))) return 'lost';
+    if (
+      !(await save(
+        closeOccurrence({ ...totals, w, at: due.at, p: planned, n: count }, due.at, 'done'),
+      ))
+    )
+      return 'lost';
     metrics.occurrences.inc({ rule: ruleId, outcome: 'done' });
     lastFanOutAt = clock();
     log.info(
@@ -302,22 +340,19 @@ export function createSchedulerService(
         audience: target.audience ?? 'all',
         occurrence: new Date(due.at).toISOString(),
         published,
+        planned,
         resumed: due.resumed,
       },
-      'schedule occurrence fanned out',
+      job.kind === 'campaign' ? 'campaign run fanned out' : 'schedule occurrence fanned out',
     );
     return 'done';
   }
 
-  function logSkipped(
-    rule: CompiledRule,
-    target: Target,
-    s: NonNullable<ZonePlan['skipped']>,
-  ): void {
-    metrics.occurrences.inc({ rule: rule.def.id, outcome: 'skipped' }, s.count);
+  function logSkipped(job: FanOutJob, target: Target, s: NonNullable<ZonePlan['skipped']>): void {
+    metrics.occurrences.inc({ rule: job.id, outcome: 'skipped' }, s.count);
     log.warn(
       {
-        ruleId: rule.def.id,
+        ruleId: job.id,
         zone: target.tz,
         skipped: s.count,
         truncated: s.truncated,
@@ -329,28 +364,25 @@ export function createSchedulerService(
     );
   }
 
-  /** Everything due for one rule: refresh what is known, then under the lease fan out occurrence after occurrence. */
-  async function runRule(
-    rule: CompiledRule,
-    zones: () => Promise<Map<string, number>>,
-  ): Promise<void> {
-    const ruleId = rule.def.id;
-    const sig = sigOf(rule);
-    const targets = await targetsOf(rule, zones);
+  /** Everything due for one job: refresh what is known, then under the lease fan out occurrence after occurrence. */
+  async function runJob(job: FanOutJob, zones: () => Promise<Map<string, number>>): Promise<void> {
+    const ruleId = job.id;
+    const sig = job.sig;
+    const targets = await targetsOf(job, zones);
     const plansFrom = async () => {
       const stored = await deps.progress.load(ruleId);
-      const since = stored.since ?? (await deps.progress.initSince(ruleId, clock()));
+      const since = job.since ?? stored.since ?? (await deps.progress.initSince(ruleId, clock()));
       const now = clock();
       return targets.map((t) => ({
         target: t,
-        plan: planZone(
-          rule,
+        plan: planOccurrences(
+          job.occurrences,
           t.tz,
           stored.zones.get(t.field) ?? null,
           Math.max(since, t.firstSeen),
           now,
           config.catchUpMs,
-          stored.disabledAt,
+          job.kind === 'rule' ? stored.disabledAt : null,
         ),
       }));
     };
@@ -362,12 +394,23 @@ export function createSchedulerService(
       plans.filter(
         ({ plan }) =>
           plan.skipped !== null ||
-          (plan.due !== null && (plan.due.resumed || mayStart(rule, plan.due.at, now))),
+          (plan.due !== null && (plan.due.resumed || mayStart(job, plan.due.at, now))),
+      );
+    // Nothing in progress, nothing due and nothing to come: a one-off campaign is over.
+    const exhausted = (plans: { plan: ZonePlan }[]) =>
+      job.onExhausted !== undefined &&
+      plans.length > 0 &&
+      plans.every(
+        ({ plan }) =>
+          plan.due === null &&
+          plan.next === null &&
+          plan.skipped === null &&
+          plan.progress.at === undefined,
       );
 
     let plans = await plansFrom();
     remember(plans);
-    if (actionable(plans, clock()).length === 0 || stopping) return;
+    if ((actionable(plans, clock()).length === 0 && !exhausted(plans)) || stopping) return;
     if (!(await deps.progress.acquire(ruleId, token, config.leaseMs))) return;
     try {
       for (;;) {
@@ -375,7 +418,11 @@ export function createSchedulerService(
         plans = await plansFrom();
         remember(plans);
         const todo = actionable(plans, clock());
-        if (todo.length === 0 || stopping) return;
+        if (stopping) return;
+        if (todo.length === 0) {
+          if (exhausted(plans)) await job.onExhausted!();
+          return;
+        }
         // Resumed occurrences first, then the oldest.
         todo.sort(
           (a, b) =>
@@ -384,18 +431,20 @@ export function createSchedulerService(
         );
         const { target, plan } = todo[0]!;
         if (plan.skipped) {
-          logSkipped(rule, target, plan.skipped);
+          logSkipped(job, target, plan.skipped);
           if (
             !(await deps.progress.save(ruleId, token, config.leaseMs, target.field, plan.progress))
           )
             return;
           if (!plan.due) continue;
         }
-        const result = await fanOut(rule, target, plan);
+        const due = plan.due!;
+        if (!due.resumed && job.beforeRun && !(await job.beforeRun(due.at))) return;
+        const result = await fanOut(job, target, plan);
         if (result === 'lost') {
           log.warn(
             { ruleId, zone: target.tz },
-            'lost the rule lease during a fan-out; another instance continues from the stored position',
+            'lost the lease during a fan-out; another instance continues from the stored position',
           );
           return;
         }
@@ -451,35 +500,47 @@ export function createSchedulerService(
     }
     const rs = deps.ruleSet();
     await markDisabled(rs);
-    const rules = rs.scheduled.filter((r) => r.def.enabled && scheduleTrigger(r.def) !== null);
+    const jobs = [
+      ...rs.scheduled
+        .filter((r) => r.def.enabled && scheduleTrigger(r.def) !== null)
+        .map((r) => ruleJob(r, deps.directory)),
+      ...(deps.jobs?.() ?? []),
+    ];
     const now = clock();
     let zoneList: Promise<Map<string, number>> | null = null;
     const zones = () => (zoneList ??= deps.directory.zones());
     let synced = false;
-    for (const rule of rules) {
-      const ruleId = rule.def.id;
-      if (running.has(ruleId)) continue;
-      const sig = sigOf(rule);
-      const targets = await targetsOf(rule, zones);
+    for (const job of jobs) {
+      const jobId = job.id;
+      if (running.has(jobId)) continue;
+      const targets = await targetsOf(job, zones);
       let earliest = Infinity;
+      let over = targets.length > 0;
       for (const t of targets) {
-        const known = nextKnown.get(`${ruleId}\0${t.field}`);
-        if (!known || known.sig !== sig) earliest = -Infinity;
-        else if (known.next !== null) earliest = Math.min(earliest, known.next);
+        const known = nextKnown.get(`${jobId}\0${t.field}`);
+        if (!known || known.sig !== job.sig) {
+          earliest = -Infinity;
+          over = false;
+        } else if (known.next !== null) {
+          earliest = Math.min(earliest, known.next);
+          over = false;
+        }
       }
+      // A job with nothing more to come still has to say so (a one-off campaign completes).
+      if (over && job.onExhausted) earliest = -Infinity;
       if (earliest > now) continue;
       if (!synced && (earliest > syncedAt || syncedAt === -Infinity)) {
         synced = true;
         await checkDirectorySync();
       }
-      if (running.has(ruleId) || stopping) continue;
-      const run = runRule(rule, zones)
+      if (running.has(jobId) || stopping) continue;
+      const run = runJob(job, zones)
         .catch((err: unknown) => {
           lastError = err instanceof Error ? err.message : String(err);
-          log.error({ err, ruleId }, 'schedule fan-out failed; retrying at the next tick');
+          log.error({ err, ruleId: jobId }, 'schedule fan-out failed; retrying at the next tick');
         })
-        .finally(() => running.delete(ruleId));
-      running.set(ruleId, run);
+        .finally(() => running.delete(jobId));
+      running.set(jobId, run);
       started.push(run);
     }
   }

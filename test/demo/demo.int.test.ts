@@ -27,12 +27,18 @@ async function waitForMail(demo: Demo, pred: (m: Mail[]) => boolean, ms = 20_000
   }
 }
 
+const ADMIN = 'demo-test-admin-token';
+
 describe('lifecycle demo', () => {
   let demo: Demo;
   beforeAll(async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'lc-demo-'));
     demo = await startDemo(
-      { dataDir, seed: true, overrides: { 'http.apiPort': 0, 'http.ingestPort': 0 } },
+      {
+        dataDir,
+        seed: true,
+        overrides: { 'http.apiPort': 0, 'http.ingestPort': 0, 'auth.adminToken': ADMIN },
+      },
       silentLogger(),
     );
   });
@@ -98,6 +104,67 @@ describe('lifecycle demo', () => {
     expect(mails.find((m) => m.to.includes('dora@example.com'))?.subject).toBe(
       'Welcome to Example, Dora!',
     );
+  });
+
+  it('sends a campaign to an uploaded list once to each member who opted in, and reports it', async () => {
+    const api = (method: string, path: string, body?: string, type = 'application/json') =>
+      fetch(`${demo.urls.api}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${ADMIN}`,
+          ...(body !== undefined ? { 'content-type': type } : {}),
+        },
+        ...(body !== undefined ? { body } : {}),
+      });
+    const created = await api(
+      'POST',
+      '/v1/campaigns',
+      JSON.stringify({
+        name: 'Come back',
+        audience: { type: 'list' },
+        message: { template: 'winback', channels: ['email'] },
+        schedule: { type: 'now' },
+      }),
+    );
+    expect(created.status).toBe(201);
+    const { id } = ((await created.json()) as { campaign: { id: string } }).campaign;
+    const upload = await api(
+      'PUT',
+      `/v1/campaigns/${id}/audience`,
+      'userId\ndemo-ada\ndemo-bert\ndemo-chen\n',
+      'text/csv',
+    );
+    expect(upload.status).toBe(200);
+    expect(((await upload.json()) as { report: { accepted: number } }).report.accepted).toBe(3);
+    expect((await api('POST', `/v1/campaigns/${id}/schedule`)).status).toBe(200);
+    const winback = (m: Mail[]) => m.filter((x) => /We miss you|Wir vermissen Sie/.test(x.subject));
+    const mails = await waitForMail(demo, (m) => winback(m).length >= 2);
+    // Chen never opted in to marketing: asked, matched, suppressed.
+    expect(
+      winback(mails)
+        .flatMap((m) => m.to)
+        .sort(),
+    ).toEqual(['ada@example.com', 'bert@example.com']);
+    let progress: Record<string, unknown> = {};
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      const res = (await (await api('GET', `/v1/campaigns/${id}`)).json()) as {
+        campaign: { state: string };
+        progress: Record<string, unknown> & {
+          outcomes: { sent: number; suppressed: number } | null;
+        };
+      };
+      progress = { state: res.campaign.state, ...res.progress };
+      if (res.progress.outcomes?.sent === 2 && res.progress.outcomes.suppressed === 1) break;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    expect(progress).toMatchObject({
+      state: 'completed',
+      runs: 1,
+      planned: 3,
+      fannedOut: 3,
+      outcomes: { matched: 3, sent: 2, suppressed: 1, failed: 0 },
+    });
   });
 
   it('reports health of the embedded services', async () => {
