@@ -15,7 +15,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { ValueError } from '@sinclair/typebox/errors';
 import { ErrorCodes, LifecycleError, errorMessage } from '../platform/errors.ts';
-import { requireHttpKit } from '../platform/http.ts';
+import { errorResponse, requireHttpKit } from '../platform/http.ts';
 import type { RuleSet } from '../rules/index.ts';
 import {
   CAMPAIGN_ID_PATTERN,
@@ -137,14 +137,14 @@ const ReportSchema = Type.Object({
     description: 'The first problems, with their line.',
   }),
 });
-const Failure = Type.Object({
-  code: Type.String(),
-  message: Type.String(),
-  field: Type.Optional(Type.String()),
-  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-});
 const One = Type.Object({ campaign: CampaignSchema });
-const errors = { 400: Failure, 404: Failure, 409: Failure };
+const errors = {
+  400: errorResponse('A bad field: the message names it and says what is allowed.'),
+  404: errorResponse('No campaign with this id.'),
+  409: errorResponse(
+    'LC_ERR_CONFLICT: the campaign is not in a state that allows this, or someone changed it first (revision); the message says which.',
+  ),
+};
 
 /** TypeBox validates the bodies: Ajv's removeAdditional would strip fields while it tries a union's branches. */
 function validatorCompiler({ schema }: { schema: unknown }) {
@@ -321,7 +321,10 @@ export async function campaignRoutes(
         querystring: Type.Object({
           state: Type.Optional(Type.Union(CAMPAIGN_STATES.map((s) => Type.Literal(s)))),
         }),
-        response: { 200: Type.Object({ campaigns: Type.Array(CampaignSchema) }), 400: Failure },
+        response: {
+          200: Type.Object({ campaigns: Type.Array(CampaignSchema) }),
+          400: errorResponse('A bad filter: the message names it.'),
+        },
       },
     },
     async (req) => ({
@@ -518,8 +521,12 @@ export async function campaignRoutes(
           response: {
             200: Type.Object({ campaign: CampaignSchema, report: ReportSchema }),
             ...errors,
-            413: Failure,
-            415: Failure,
+            413: errorResponse(
+              'The list is larger than LC_CAMPAIGN_LIST_MAX_BYTES or has more than LC_CAMPAIGN_LIST_MAX_ROWS rows.',
+            ),
+            415: errorResponse(
+              'Send the list as text/csv (one user id per line, or a CSV with a userId column).',
+            ),
           },
         },
       },

@@ -573,6 +573,9 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
         tags: [...tags, OPERATIONS_TAG],
         components: { securitySchemes: state.schemes },
       },
+      // Validation speaks JSON Schema (a numeric exclusiveMinimum); the document, OpenAPI 3.0.
+      transformObject: (doc) =>
+        openapi30Bounds('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject) as never,
       // Shared schemas (`CodedError`) keep their names in components.schemas.
       refResolver: {
         buildLocalReference: (json, _baseUri, _fragment, i) =>
@@ -580,6 +583,30 @@ export async function setupHttpKit(app: FastifyInstance, opts: HttpKitOptions = 
       },
     });
   }
+}
+
+/**
+ * JSON Schema's numeric `exclusiveMinimum: 0` in OpenAPI 3.0's words (`minimum: 0,
+ * exclusiveMinimum: true`), everywhere in the document: route schemas are validated as JSON
+ * Schema, and the same schema must document them.
+ */
+export function openapi30Bounds<T>(node: T): T {
+  if (Array.isArray(node)) {
+    for (const item of node) openapi30Bounds(item);
+  } else if (node !== null && typeof node === 'object') {
+    const o = node as Record<string, unknown>;
+    for (const [bound, flag] of [
+      ['minimum', 'exclusiveMinimum'],
+      ['maximum', 'exclusiveMaximum'],
+    ] as const) {
+      if (typeof o[flag] === 'number') {
+        o[bound] = o[flag];
+        o[flag] = true;
+      }
+    }
+    for (const value of Object.values(o)) openapi30Bounds(value);
+  }
+  return node;
 }
 
 const OPERATIONS_TAG = {
