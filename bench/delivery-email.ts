@@ -65,24 +65,13 @@ function dataFor(i: number): { template: string; locale: string; data: Record<st
         properties: {
           amount: 10 + (i % 90),
           currency: 'EUR',
+          weekStart: '2026-11-16',
+          projectsUpdated: i % 7,
+          reportsExported: i % 3,
+          highlights: [{ title: `Project ${i}`, url: `https://app.example.com/p/${i}` }],
         },
       },
       rule: { id: 'bench' },
-      digest: {
-        items: Array.from({ length: 1 + (i % 4) }, (_, k) => ({
-          type: k % 2 ? 'export_done' : 'project_updated',
-          at: new Date(Date.UTC(2026, 10, 20) + k * 3_600_000).toISOString(),
-          properties: {
-            title: `Project ${i}-${k}`,
-            url: `https://app.example.com/p/${i}-${k}`,
-            format: k % 2 ? 'csv' : null,
-          },
-        })),
-        counts: { project_updated: 1, export_done: 0 },
-        total: 1 + (i % 4),
-        more: false,
-        since: '2026-11-16T09:00:00.000Z',
-      },
       links: {
         unsubscribe: `${SAMPLE_LINKS.unsubscribe}/${i}`,
         preferences: SAMPLE_LINKS.preferences,

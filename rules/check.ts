@@ -535,9 +535,6 @@ function checkRule(
   }
   checkDuration(ctx, rule.expiresAfter, `${at}.expiresAfter`, 'expiresAfter');
   const send = (rule.action as { send?: Record<string, unknown> } | undefined)?.send;
-  const items = send?.items as Record<string, unknown> | undefined;
-  if (items && typeof items === 'object')
-    checkDuration(ctx, items.within, `${at}.action.send.items.within`, 'items.within');
   if (send && typeof send.template === 'string')
     pending.templateRefs.push({
       file: ctx.file,

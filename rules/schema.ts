@@ -292,46 +292,6 @@ export const RuleSchema = Type.Object(
               uniqueItems: true,
               description: 'Channels to send on, e.g. ["email"] or ["inapp", "push"].',
             }),
-            items: Type.Optional(
-              Type.Object(
-                {
-                  events: Type.Array(
-                    Type.String({ minLength: 1, maxLength: 200, description: 'An event type.' }),
-                    {
-                      minItems: 1,
-                      maxItems: 5,
-                      uniqueItems: true,
-                      description:
-                        'Event types whose recent events the message lists, e.g. ["project_updated"].',
-                    },
-                  ),
-                  within: Type.Union([DurationSchema], {
-                    description: 'How far back, from the moment the message is made, e.g. "7d".',
-                  }),
-                  max: Type.Optional(
-                    Type.Integer({
-                      minimum: 1,
-                      maximum: 20,
-                      default: 10,
-                      description: 'Most items the message lists, newest first (1-20, default 10).',
-                    }),
-                  ),
-                  properties: Type.Optional(
-                    Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
-                      maxItems: 8,
-                      uniqueItems: true,
-                      description:
-                        'Event properties each item keeps for the template, e.g. ["title", "url"] (text cut at 100 characters).',
-                    }),
-                  ),
-                },
-                {
-                  additionalProperties: false,
-                  description:
-                    "A digest: the user's recent events of these types, passed to the template as `digest` ({items, counts, total, more, since}). Without any in the window, nothing is sent.",
-                },
-              ),
-            ),
           },
           { additionalProperties: false, description: 'Send a message.' },
         ),

@@ -70,20 +70,6 @@ describe('the shipped templates', () => {
         const out = r.render(name, 'email', locale, {
           ...data,
           event: { type: 'x', properties: { amount: 10, currency: 'EUR' } },
-          // A digest rule's sends carry the digest the weekly template lists.
-          digest: {
-            items: [
-              {
-                type: 'project_updated',
-                at: '2026-11-20T10:00:00.000Z',
-                properties: { title: 'Q4', url: 'https://app.example.com/p/q4', format: null },
-              },
-            ],
-            counts: { project_updated: 1, export_done: 0 },
-            total: 1,
-            more: false,
-            since: '2026-11-16T09:00:00.000Z',
-          },
         });
         expect(out.subject).toBeTruthy();
         expect(out.html).toContain('<html');

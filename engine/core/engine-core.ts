@@ -12,7 +12,6 @@ import {
   type RuleHistory,
   type UserState,
 } from './state.ts';
-import { collectSpecs, collectItem, digestOf, type Digest } from './digest.ts';
 import { deterministicId, eventIdHash, segmentEventIdFor, sendIdFor, timerIdFor } from './ids.ts';
 import { SCHEDULE_EVENT, scheduleTrigger } from './schedule.ts';
 import { CAMPAIGN_EVENT, campaignRuleId } from './campaign.ts';
@@ -128,11 +127,6 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
    */
   function fitToRuleSet(state: UserState, rs: RuleSet): void {
     if (filledFor.get(state) === rs) return;
-    // Items of types no loaded rule lists any more are dropped.
-    if (state.items) {
-      const specs = collectSpecs(rs);
-      for (const type in state.items) if (!specs.has(type)) delete state.items[type];
-    }
     for (const type of rs.eventTypes)
       if (!(type in state.stats)) state.stats[type] = { count: 0, first: null, last: null };
     let ids = segmentIds.get(rs);
@@ -323,11 +317,7 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
       facts.event = factEvent;
       facts.rule = history;
       if (!rule.conditions(facts)) return;
-      // A digest without items is no message: nothing is sent, and the rule did not fire.
-      const items = def.action.send.items;
-      const digest = items ? digestOf(state, items, createdAt, collectSpecs(rs)) : null;
-      if (digest && digest.total === 0) return;
-      out.sends.push(buildSend(rule, userId, trigger, createdAt, state.traits, campaignId, digest));
+      out.sends.push(buildSend(rule, userId, trigger, createdAt, state.traits, campaignId));
       state.rules[def.id] = {
         fires: history.fires + 1,
         lastFiredAt:
@@ -374,7 +364,6 @@ function buildSend(
   createdAt: number,
   traits: Record<string, unknown>,
   campaignId?: string,
-  digest?: Digest | null,
 ): SendCommand {
   const def = rule.def;
   const exp = assignExperiment(def, userId);
@@ -395,7 +384,6 @@ function buildSend(
       user: { ...traits },
       event: { type: trigger.type, properties: trigger.properties },
       rule: { id: def.id },
-      ...(digest ? { digest } : {}),
     },
   };
   if (def.goal && rule.goalWithinMs !== null)
@@ -434,8 +422,6 @@ function reduce(state: UserState, event: NormalisedEvent, rs: RuleSet): void {
   st.count += 1;
   st.first = st.first === null ? ts : Math.min(st.first, ts);
   st.last = st.last === null ? ts : Math.max(st.last, ts);
-  const spec = collectSpecs(rs).get(type);
-  if (spec) collectItem(state, type, event, spec);
 }
 
 /**

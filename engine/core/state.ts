@@ -25,17 +25,9 @@ export interface UserState {
   recent: number[];
   /** Due time of the pending segment recheck timer, if any (see segment-clock.ts). */
   recheckAt?: number;
-  /**
-   * Recent events of the types a loaded rule lists in a digest (`action.send.items`): per
-   * type, [ts, kept properties], oldest first, bounded by the rules' `max` and `within`.
-   */
-  items?: Record<string, DigestItem[]>;
   /** Bookkeeping of the runtime (last applied partition/offset); the core never reads it. */
   applied?: { p: number; o: string };
 }
-
-/** One collected event: its time and the properties digests keep of it. */
-export type DigestItem = [ts: number, properties: Record<string, string | number | boolean>];
 
 /** How many recent event ids a state remembers to ignore re-delivered duplicates. */
 export const RECENT_IDS = 24;
@@ -57,7 +49,7 @@ export function dict<T>(): Record<string, T> {
   return Object.create(null) as Record<string, T>;
 }
 
-/** Stored shape: v version, u traits, s stats [count, first, last], g member segments, r rules [fires, last], e recent ids (base64 of 6-byte hashes), k recheck due time, i digest items, a applied. */
+/** Stored shape: v version, u traits, s stats [count, first, last], g member segments, r rules [fires, last], e recent ids (base64 of 6-byte hashes), k recheck due time, a applied. */
 interface StoredState {
   v: number;
   u?: Record<string, unknown>;
@@ -66,7 +58,6 @@ interface StoredState {
   r?: Record<string, [number, number | null]>;
   e?: string;
   k?: number;
-  i?: Record<string, DigestItem[]>;
   a?: { p: number; o: string };
 }
 
@@ -95,7 +86,6 @@ export function toStored(state: UserState): StoredState {
   }
   if (state.recent.length > 0) out.e = recentToBase64(state.recent);
   if (state.recheckAt !== undefined) out.k = state.recheckAt;
-  if (state.items && hasKeys(state.items)) out.i = state.items;
   if (state.applied) out.a = state.applied;
   return out;
 }
@@ -154,18 +144,6 @@ export function fromStored(raw: unknown): UserState {
     for (let i = 0; i + 6 <= buf.length; i += 6) state.recent.push(buf.readUIntBE(i, 6));
   }
   if (typeof raw.k === 'number') state.recheckAt = raw.k;
-  if (isObject(raw.i)) {
-    const items = dict<DigestItem[]>();
-    for (const type of Object.keys(raw.i)) {
-      const list = raw.i[type];
-      if (!Array.isArray(list)) continue;
-      const kept = list.filter(
-        (x): x is DigestItem => Array.isArray(x) && typeof x[0] === 'number' && isObject(x[1]),
-      );
-      if (kept.length > 0) items[type] = kept;
-    }
-    if (hasKeys(items)) state.items = items;
-  }
   if (isObject(raw.a) && typeof raw.a.p === 'number' && typeof raw.a.o === 'string')
     state.applied = { p: raw.a.p, o: raw.a.o };
   return state;
