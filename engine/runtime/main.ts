@@ -9,6 +9,8 @@ import { KafkaBus } from '../../platform/kafka.ts';
 import { openRedis } from '../../platform/redis.ts';
 import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
 import { isMain, runMain } from '../../platform/main.ts';
+import { isUnreachable, whenReady } from '../../platform/ready.ts';
+import { LifecycleError } from '../../platform/errors.ts';
 import { openRuleSet, type RuleSet } from '../../rules/index.ts';
 import { createEngineService, type EngineService } from './engine-service.ts';
 import { createRedisStateStore } from './redis-state.ts';
@@ -62,7 +64,23 @@ export async function runEngine(
     { bus, publisher: bus.publisher(), logger, registry },
   );
   try {
-    await campaigns.start();
+    // A broker away at start (a deploy bringing everything up at once, a restart) is waited
+    // for, as `lifecycle run` waits for Kafka, instead of ending the process.
+    await whenReady({
+      what: 'Kafka (campaigns topic)',
+      at: t.campaigns,
+      logger,
+      meanwhile: 'before applying any event',
+      waitable: (err) => isUnreachable(err) || (err instanceof LifecycleError && err.retriable),
+      attempt: async () => {
+        try {
+          await campaigns.start();
+        } catch (err) {
+          await campaigns.stop().catch(() => undefined);
+          throw err;
+        }
+      },
+    });
   } catch (err) {
     await campaigns.stop().catch(() => undefined);
     await rules.close();
