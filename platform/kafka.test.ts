@@ -1,10 +1,16 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ConfigResourceTypes, ConfigSource, type ITopicConfig, type Kafka } from 'kafkajs';
+import {
+  ConfigResourceTypes,
+  ConfigSource,
+  KafkaJSProtocolError,
+  type ITopicConfig,
+  type Kafka,
+} from 'kafkajs';
 import { internalTopicSpecs } from './bus.ts';
 import { topics as topicNames } from './contracts.ts';
 import { loadConfig } from './config.ts';
-import { incomingMessage, KafkaBus } from './kafka.ts';
+import { createTopicsWithLeaders, incomingMessage, KafkaBus } from './kafka.ts';
 import { createLogger, silentLogger } from './logger.ts';
 
 describe('Kafka consumer messages', () => {
@@ -240,5 +246,83 @@ describe('internal topics', () => {
         LC_INAPP_SECRET: 'a-real-inapp-secret-0123',
       }),
     ).toEqual([]);
+  });
+});
+
+describe('creating topics', () => {
+  // The broker answers the metadata of a topic the controller has just created with
+  // UNKNOWN_TOPIC_OR_PARTITION until its metadata catches up; kafkajs's own wait gives up on it.
+  const unknownTopic = () =>
+    new KafkaJSProtocolError({
+      type: 'UNKNOWN_TOPIC_OR_PARTITION',
+      code: 3,
+      retriable: true,
+      message: 'This server does not host this topic-partition',
+    });
+  const led = (topic: string, leader = 1) => ({
+    name: topic,
+    partitions: [0, 1].map((partitionId) => ({
+      partitionId,
+      leader,
+      replicas: [1],
+      isr: [1],
+      offlineReplicas: [],
+      partitionErrorCode: 0,
+    })),
+  });
+
+  it('waits through a broker that does not know the new topic yet, until every partition has a leader', async () => {
+    const answers: (() => unknown)[] = [
+      () => {
+        throw unknownTopic();
+      },
+      () => ({ topics: [led('t.a', -1)] }),
+      () => ({ topics: [led('t.a')] }),
+    ];
+    let asked = 0;
+    const admin = {
+      createTopics: async () => {
+        throw unknownTopic();
+      },
+      fetchTopicMetadata: async () => answers[asked++]!(),
+    };
+    await createTopicsWithLeaders(
+      admin as never,
+      { topics: [{ topic: 't.a', numPartitions: 2 }] },
+      { pollMs: 1 },
+    );
+    expect(asked).toBe(3);
+  });
+
+  it('gives up after its wait, naming the topics, and passes any other refusal on at once', async () => {
+    const never = {
+      createTopics: async () => {
+        throw unknownTopic();
+      },
+      fetchTopicMetadata: async () => {
+        throw unknownTopic();
+      },
+    };
+    await expect(
+      createTopicsWithLeaders(
+        never as never,
+        { topics: [{ topic: 't.b', numPartitions: 2 }] },
+        { timeoutMs: 20, pollMs: 1 },
+      ),
+    ).rejects.toThrow(/t\.b were created but showed no leader.*within 20 ms/);
+    const refused = {
+      createTopics: async () => {
+        throw new KafkaJSProtocolError({
+          type: 'TOPIC_AUTHORIZATION_FAILED',
+          code: 29,
+          retriable: false,
+          message: 'Topic authorization failed',
+        });
+      },
+      fetchTopicMetadata: async () => ({ topics: [] }),
+    };
+    await expect(
+      createTopicsWithLeaders(refused as never, { topics: [{ topic: 't.c' }] }),
+    ).rejects.toThrow(/Topic authorization failed/);
   });
 });

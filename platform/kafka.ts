@@ -299,8 +299,7 @@ export class KafkaBus implements Bus {
     const missing = specs.filter((s) => !existing.has(s.topic));
     if (missing.length === 0) return;
     const replicationFactor = this.options.replicationFactor ?? 1;
-    await admin.createTopics({
-      waitForLeaders: true,
+    await createTopicsWithLeaders(admin, {
       topics: missing.map((s) => ({
         topic: s.topic,
         numPartitions: s.partitions,
@@ -438,4 +437,60 @@ export async function waitForKafka(
       }
     },
   });
+}
+
+/** How long a topic just created may take to show a leader for every partition. */
+const TOPIC_LEADERS_WAIT_MS = 30_000;
+
+/**
+ * Creates topics and returns once every partition of each has a leader. kafkajs's own wait
+ * (`waitForLeaders`) retries only LEADER_NOT_AVAILABLE; right after the controller created a
+ * topic the broker may still answer UNKNOWN_TOPIC_OR_PARTITION ("This server does not host
+ * this topic-partition") until the metadata reaches it, and that ended the caller's start.
+ * Here that answer, and a topic another process created first, mean "not yet": the metadata
+ * is asked again until it shows every partition led, or the wait runs out.
+ */
+export async function createTopicsWithLeaders(
+  admin: Pick<Admin, 'createTopics' | 'fetchTopicMetadata'>,
+  request: Omit<Parameters<Admin['createTopics']>[0], 'waitForLeaders'>,
+  opts: { timeoutMs?: number; pollMs?: number } = {},
+): Promise<void> {
+  const names = request.topics.map((t) => t.topic);
+  try {
+    await admin.createTopics({ ...request, waitForLeaders: true });
+    return;
+  } catch (err) {
+    if (!isMetadataLag(err)) throw err;
+  }
+  const deadline = Date.now() + (opts.timeoutMs ?? TOPIC_LEADERS_WAIT_MS);
+  let last: unknown;
+  for (;;) {
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: names });
+      const led = topics.every(
+        (t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0),
+      );
+      if (led && topics.length === names.length) return;
+      last = new Error(`topics ${names.join(', ')} have partitions without a leader`);
+    } catch (err) {
+      if (!isMetadataLag(err)) throw err;
+      last = err;
+    }
+    if (Date.now() >= deadline)
+      throw new Error(
+        `topics ${names.join(', ')} were created but showed no leader for every partition within ${opts.timeoutMs ?? TOPIC_LEADERS_WAIT_MS} ms: ${(last as Error).message}`,
+        { cause: last },
+      );
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 100));
+  }
+}
+
+/** The broker's answers that mean its metadata has not caught up with a topic just created. */
+function isMetadataLag(err: unknown): boolean {
+  const type = (err as { type?: unknown } | null)?.type;
+  return (
+    type === 'UNKNOWN_TOPIC_OR_PARTITION' ||
+    type === 'LEADER_NOT_AVAILABLE' ||
+    type === 'TOPIC_ALREADY_EXISTS'
+  );
 }
