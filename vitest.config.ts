@@ -15,6 +15,20 @@ const chaosNamed = process.argv.some(
 export default defineConfig({
   test: {
     reporters: ['default'],
+    // Line and branch coverage of the product's code (the test command turns it on with
+    // --coverage and holds the lines to its floor; a plain `vitest run` stays fast). Files
+    // no test loads count as uncovered. Processes the integration tests spawn
+    // (`bin/lifecycle run ...`) are not measured: what they run is counted only where a test
+    // also calls it in-process.
+    coverage: {
+      provider: 'v8',
+      include: [
+        '{platform,access,rules,engine,ingestion,delivery,analytics,dashboards,admin,devtools,bin}/**/*.ts',
+      ],
+      exclude: ['**/*.test.ts', '**/*.d.ts'],
+      reporter: ['text-summary', 'json-summary'],
+      reportsDirectory: '.stack/coverage',
+    },
     // Integration tests isolate themselves (own topics, groups, key prefixes, databases),
     // so files run in parallel; two cores leave room for three workers plus the services.
     poolOptions: { forks: { maxForks: 3, minForks: 1 }, threads: { maxThreads: 3, minThreads: 1 } },

@@ -57,6 +57,46 @@ async function api(
   return { app, config };
 }
 
+describe('/metrics of the API server (it faces the internet)', () => {
+  it("answers only the scraper's LC_METRICS_TOKEN, and says where the metrics are without one", async () => {
+    const unset = (await api()).app;
+    for (const authorization of [undefined, 'Bearer ', 'Bearer dev-admin-token']) {
+      const res = await unset.inject({
+        method: 'GET',
+        url: '/metrics',
+        ...(authorization ? { headers: { authorization } } : {}),
+      });
+      expect(res.statusCode, String(authorization)).toBe(401);
+      expect(res.json()).toMatchObject({ code: 'LC_ERR_UNAUTHORIZED' });
+      expect(res.json().message).toContain('LC_METRICS_PORT');
+    }
+    const { app } = await api({ 'metrics.token': 'scrape-me-7f3a' });
+    const wrong = await app.inject({
+      method: 'GET',
+      url: '/metrics',
+      headers: { authorization: 'Bearer scrape-me-7f3b' },
+    });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.headers['www-authenticate']).toBe('Bearer');
+    // A staff key is not the scraper's token, whatever its role.
+    const staff = await app.inject({
+      method: 'GET',
+      url: '/metrics',
+      headers: { authorization: 'Bearer dev-admin-token' },
+    });
+    expect(staff.statusCode).toBe(401);
+    const ok = await app.inject({
+      method: 'GET',
+      url: '/metrics',
+      headers: { authorization: 'Bearer scrape-me-7f3a' },
+    });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.body).toContain('# HELP');
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    expect(doc.paths['/metrics'].get.security).toEqual([{ metricsToken: [] }]);
+  });
+});
+
 describe('in-app client tokens', () => {
   it('are checked with LC_INAPP_SECRET: a token signed with the link signing secret is refused', async () => {
     const { app } = await api();
@@ -156,7 +196,7 @@ describe('security headers on the API server', () => {
       adminOk: 200,
       dashboardsData: 401,
       health: 200,
-      metrics: 200,
+      metrics: 401,
       openapi: 200,
       inbox: 200,
       inboxRefused: 401,

@@ -8,7 +8,12 @@ import websocket from '@fastify/websocket';
 import type { Logger } from 'pino';
 import { InMemoryBus, type Bus, type Publisher } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
-import { httpServerOptions, operationalRoutes, setupHttpKit } from '../platform/http.ts';
+import {
+  httpServerOptions,
+  metricsTokenCredential,
+  operationalRoutes,
+  setupHttpKit,
+} from '../platform/http.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserLookup } from '../platform/users.ts';
@@ -157,6 +162,7 @@ export async function createApiServer(
   // break-glass LC_ADMIN_TOKEN; the in-app gateway adds its client tokens itself.
   await setupHttpKit(app, {
     credentials: {
+      metrics: metricsTokenCredential(config.metrics.token),
       staff: staffCredential({
         adminToken: config.auth.adminToken,
         keys: access.keys,
@@ -391,6 +397,7 @@ export async function createApiServer(
   });
   operationalRoutes(app, {
     metrics: deps.metrics,
+    metricsAccess: 'metrics',
     health: () => {
       const checks: Record<string, boolean> = {
         ...(redis ? { redis: redis.redis.status === 'ready' } : {}),

@@ -185,7 +185,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     });
     await sink.start();
     stops.push(() => sink.stop());
-    const config: Readonly<Config> = loadConfig(undefined, {
+    const demoOverrides = {
       'clickhouse.chdbPath': path.join(dataDir, 'chdb'),
       ...options.overrides,
       // Analytics in-process: the same tables and SQL as a ClickHouse server.
@@ -193,7 +193,13 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
       'delivery.smtpUrls': [`smtp://127.0.0.1:${sink.port}`],
       // Demo users should see their mail now, whatever the hour where they are.
       'delivery.quietHours': '',
-    });
+    };
+    const configured = loadConfig(undefined, demoOverrides);
+    // The demo's /metrics answers the key the page asks for, unless a metrics token is set.
+    const config: Readonly<Config> =
+      configured.metrics.token === ''
+        ? loadConfig(undefined, { ...demoOverrides, 'metrics.token': configured.auth.adminToken })
+        : configured;
     const bus = new InMemoryBus(config.kafka.partitions);
     const topicNames = topics(config.kafka.topicPrefix);
     await bus.ensureTopics(internalTopicSpecs(topicNames, config.kafka.partitions));

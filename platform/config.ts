@@ -649,6 +649,13 @@ export const ConfigSchema = Type.Object({
       minimum: 0,
       maximum: 65535,
     }),
+    token: str({
+      env: 'LC_METRICS_TOKEN',
+      description:
+        'Bearer token a scraper sends for /metrics of the servers that face the internet (ingest, API); without it they refuse /metrics, and the metrics are read on LC_METRICS_PORT.',
+      default: '',
+      secret: true,
+    }),
   }),
 });
 

@@ -52,10 +52,13 @@ export type Role = (typeof ROLES)[number];
  * (the admin token, an API key or a JWT), so routes name who may call them, never how the
  * caller is checked.
  */
-export const ACCESS = ['public', 'admin', 'writeKey', 'appUser'] as const;
+export const ACCESS = ['public', 'admin', 'writeKey', 'appUser', 'metrics'] as const;
 export type Access = (typeof ACCESS)[number] | { roles: readonly Role[] };
-/** The credentials a server can check: staff (roles), ingest write keys, in-app client tokens. */
-export type CredentialKind = 'staff' | 'writeKey' | 'appUser';
+/**
+ * The credentials a server can check: staff (roles), ingest write keys, in-app client tokens,
+ * and the scraper's token of a public server's `/metrics` (LC_METRICS_TOKEN).
+ */
+export type CredentialKind = 'staff' | 'writeKey' | 'appUser' | 'metrics';
 
 /**
  * Who a credential identified: `id` is stable and never a secret (a key's id, a JWT
@@ -704,12 +707,20 @@ const HEALTH_REPORT_SCHEMA = {
 } as const;
 
 /**
- * `/health` (its HealthReport, 503 when not ok), `/metrics` and `/openapi.json`: public,
- * and in the document like every route (tag `operations`).
+ * `/health` (its HealthReport, 503 when not ok), `/metrics` and `/openapi.json`, in the
+ * document like every route (tag `operations`). Public, but for `/metrics` on a server that
+ * faces the internet (`metricsAccess: 'metrics'`): its counters name routes, keys' sources and
+ * error rates, which a stranger has no business reading, so it asks for the scraper's token
+ * (`metricsTokenCredential`). A worker's endpoint on LC_METRICS_PORT stays open: it listens on
+ * the internal network only.
  */
 export function operationalRoutes(
   app: FastifyInstance,
-  deps: { metrics: Pick<Registry, 'metrics' | 'contentType'>; health: () => HealthReport },
+  deps: {
+    metrics: Pick<Registry, 'metrics' | 'contentType'>;
+    health: () => HealthReport;
+    metricsAccess?: 'public' | 'metrics';
+  },
 ): void {
   const config = { auth: 'public' as const };
   const tags = [OPERATIONS_TAG.name];
@@ -738,7 +749,7 @@ export function operationalRoutes(
   app.get(
     '/metrics',
     {
-      config,
+      config: { auth: deps.metricsAccess ?? 'public' },
       schema: {
         operationId: 'getMetrics',
         summary: "The process's Prometheus metrics",
@@ -838,6 +849,37 @@ export function adminCredential(token: string): Credential {
         );
       }
       return principal;
+    },
+  };
+}
+
+/**
+ * The scraper's credential of a public server's `/metrics`: `Authorization: Bearer
+ * <LC_METRICS_TOKEN>` (Prometheus: `authorization: { credentials: ... }`). With no token
+ * configured every request is refused, and the refusal says where the metrics are instead.
+ */
+export function metricsTokenCredential(token: string): Credential {
+  return {
+    schemes: {
+      metricsToken: {
+        type: 'http',
+        scheme: 'bearer',
+        description:
+          'The scrapers token (LC_METRICS_TOKEN) of the metrics of a server that faces the internet.',
+      },
+    },
+    challenge: 'Bearer',
+    authenticate(req) {
+      const presented = bearerToken(req.headers.authorization);
+      if (token === '' || presented === undefined || !secretEquals(presented, token)) {
+        throw new LifecycleError(
+          ErrorCodes.Unauthorized,
+          token === ''
+            ? "this server's metrics are not served without LC_METRICS_TOKEN: set it and scrape with `Authorization: Bearer <LC_METRICS_TOKEN>`, or scrape the process's LC_METRICS_PORT on the internal network"
+            : 'send the metrics token as `Authorization: Bearer <LC_METRICS_TOKEN>`',
+        );
+      }
+      return { id: 'metrics-token', name: 'LC_METRICS_TOKEN' };
     },
   };
 }

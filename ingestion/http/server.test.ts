@@ -26,9 +26,17 @@ function config(
     ingest: { maxBatchBytes: 512_000, maxEventBytes: 32_768, rateLimitPerSecond: 10_000, ...over },
     auth: { writeKeys: [`web:${KEY}:server`, `web:${KEY2}`, 'ios:other-key'] },
     kafka: { topicPrefix: 'lc' },
+    metrics: { token: METRICS_TOKEN },
     writer,
   };
 }
+const METRICS_TOKEN = 'scraper-token-for-tests';
+const scrape = (a: FastifyInstance) =>
+  a.inject({
+    method: 'GET',
+    url: '/metrics',
+    headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+  });
 
 let app: FastifyInstance | undefined;
 afterEach(async () => {
@@ -476,7 +484,7 @@ describe('ingest API: refusals', () => {
         .map((e) => e.id)
         .sort(),
     ).toEqual(['g1', 'g2']);
-    const metrics = await a.inject({ method: 'GET', url: '/metrics' });
+    const metrics = await scrape(a);
     expect(metrics.body).toContain('lifecycle_ingest_rejected_total{code="LC_ERR_BAD_REQUEST"} 5');
   });
 
@@ -858,8 +866,27 @@ describe('ingest API: documents and metrics', () => {
     const a = await setup();
     await post(a, '/v1/track', { userId: 'u', event: 'A' });
     expect((await a.inject({ method: 'GET', url: '/health' })).json()).toMatchObject({ ok: true });
-    const metrics = await a.inject({ method: 'GET', url: '/metrics' });
+    const metrics = await scrape(a);
     expect(metrics.body).toContain('lifecycle_ingest_events_total{source="web",call="track"} 1');
+  });
+
+  it("keeps its metrics from anyone without the scraper's token, a write key included", async () => {
+    const a = await setup();
+    for (const authorization of [
+      undefined,
+      basic(KEY),
+      `Bearer ${KEY}`,
+      'Bearer scraper-token-for-test',
+    ]) {
+      const res = await a.inject({
+        method: 'GET',
+        url: '/metrics',
+        ...(authorization ? { headers: { authorization } } : {}),
+      });
+      expect(res.statusCode, String(authorization)).toBe(401);
+      expect(res.body).not.toContain('lifecycle_ingest');
+    }
+    expect((await scrape(a)).statusCode).toBe(200);
   });
 });
 

@@ -16,7 +16,12 @@ import type { Config } from '../../platform/config.ts';
 import { topics } from '../../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
 import { MAX_JSON_DEPTH, jsonTextDepthExceeds } from '../../platform/json-depth.ts';
-import { httpServerOptions, operationalRoutes, setupHttpKit } from '../../platform/http.ts';
+import {
+  httpServerOptions,
+  metricsTokenCredential,
+  operationalRoutes,
+  setupHttpKit,
+} from '../../platform/http.ts';
 import { Counter, Gauge, Histogram, type Registry } from '../../platform/metrics.ts';
 import { parseWriteKeys, writeKeyCredential } from './auth.ts';
 import { ingestFailures } from './errors.ts';
@@ -42,6 +47,8 @@ export interface IngestServerConfig {
   kafka: Pick<Config['kafka'], 'topicPrefix'>;
   /** Which proxies may name the client (LC_TRUST_PROXY); without it, none. */
   http?: Pick<Config['http'], 'trustProxy'>;
+  /** The scraper's token of this server's /metrics (LC_METRICS_TOKEN); without it /metrics is refused. */
+  metrics?: Pick<Config['metrics'], 'token'>;
   /** Kafka acknowledgement timeout and memory bounds (defaults suit production). */
   writer?: Partial<EventWriterOptions>;
 }
@@ -130,7 +137,10 @@ export async function createIngestServer(
     ...httpServerOptions(config.http ?? { trustProxy: 'false' }),
   });
   await setupHttpKit(app, {
-    credentials: { writeKey: writeKeyCredential(keys) },
+    credentials: {
+      writeKey: writeKeyCredential(keys),
+      metrics: metricsTokenCredential(config.metrics?.token ?? ''),
+    },
     openapi: {
       info: {
         title: 'Lifecycle ingest API',
@@ -236,6 +246,7 @@ export async function createIngestServer(
   });
   operationalRoutes(app, {
     metrics: m,
+    metricsAccess: 'metrics',
     health: () => ({
       ok: writer.healthy(),
       kafka: { inFlightEvents: writer.inFlight(), lastError: writer.lastError() },

@@ -15,6 +15,7 @@ import { waitFor } from '../support/wait.ts';
 
 const CLIENT_KEY = 'wk_browser_e2e_client';
 const SERVER_KEY = 'wk_backend_e2e_server';
+const METRICS_TOKEN = 'mt_e2e_scraper';
 
 describe('client and server write keys, end to end', () => {
   let iso: Isolation;
@@ -40,6 +41,7 @@ describe('client and server write keys, end to end', () => {
         LC_KAFKA_PARTITIONS: '2',
         LC_QUIET_HOURS: '',
         LC_LOG_LEVEL: 'warn',
+        LC_METRICS_TOKEN: METRICS_TOKEN,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -118,7 +120,13 @@ describe('client and server write keys, end to end', () => {
     expect(await sink.list({ to: attackerAddress })).toEqual([]);
     expect(await sink.list({ to: ownerAddress })).toHaveLength(1);
 
-    const metrics = await (await fetch(`${ingestUrl}/metrics`)).text();
+    // The ingest server faces the internet: its metrics are the scraper's only.
+    expect((await fetch(`${ingestUrl}/metrics`)).status).toBe(401);
+    const metrics = await (
+      await fetch(`${ingestUrl}/metrics`, {
+        headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+      })
+    ).text();
     for (const trait of ['email', 'plan'])
       expect(metrics, trait).toMatch(
         new RegExp(

@@ -94,6 +94,9 @@ describe('API process', () => {
       expect.arrayContaining(['/v1/users/{userId}/preferences', '/v1/templates']),
     );
     expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
-    expect((await app.inject({ method: 'GET', url: '/metrics' })).body).toContain('# HELP');
+    // No LC_METRICS_TOKEN in the test's config: a server facing the internet keeps them.
+    const refused = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(refused.statusCode).toBe(401);
+    expect(refused.json().message).toContain('LC_METRICS_PORT');
   });
 });
