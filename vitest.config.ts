@@ -28,6 +28,8 @@ export default defineConfig({
       exclude: ['**/*.test.ts', '**/*.d.ts'],
       reporter: ['text-summary', 'json-summary'],
       reportsDirectory: '.stack/coverage',
+      // The summary is written when a test failed too: the test command reports both.
+      reportOnFailure: true,
     },
     // Integration tests isolate themselves (own topics, groups, key prefixes, databases),
     // so files run in parallel; two cores leave room for three workers plus the services.

@@ -25,8 +25,16 @@ function config(): IngestServerConfig {
     ingest: { maxBatchBytes: 512_000, maxEventBytes: 32_768, rateLimitPerSecond: 10_000 },
     auth: { writeKeys: [`backend:${SERVER_KEY}`] },
     kafka: { topicPrefix: 'lc' },
+    metrics: { token: METRICS_TOKEN },
   };
 }
+const METRICS_TOKEN = 'scraper-token-for-trust-tests';
+const scrape = (a: FastifyInstance) =>
+  a.inject({
+    method: 'GET',
+    url: '/metrics',
+    headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+  });
 
 let app: FastifyInstance | undefined;
 afterEach(async () => {
@@ -263,7 +271,7 @@ describe('JSON depth', () => {
       });
     }
     expect(bus.messages('lc.events')).toEqual([]);
-    const metrics = await a.inject({ method: 'GET', url: '/metrics' });
+    const metrics = await scrape(a);
     expect(metrics.body).toContain('ingest_rejected_total{code="LC_ERR_BAD_REQUEST"} 3');
   });
 });
@@ -331,7 +339,7 @@ describe('client and server write keys', () => {
     expect(event!.traits).toEqual({ firstName: 'Mallory', locale: 'de' });
     expect(event!.source).toBe('http:web:client');
 
-    const metrics = (await a.inject({ method: 'GET', url: '/metrics' })).body;
+    const metrics = (await scrape(a)).body;
     for (const trait of ['email', 'phone', 'deviceTokens', 'webhookUrl', 'plan', 'role', 'Tier'])
       expect(metrics, trait).toContain(
         `lifecycle_ingest_dropped_traits_total{source="web",trait="${trait}"} 1`,
@@ -380,7 +388,7 @@ describe('client and server write keys', () => {
     const drops = lines.filter((l) => String(l.msg).startsWith('protected traits dropped'));
     expect(drops).toHaveLength(1);
     expect(drops[0]).toMatchObject({ traits: ['email', 'plan'], dropped: 3, messages: 3 });
-    const metrics = (await a.inject({ method: 'GET', url: '/metrics' })).body;
+    const metrics = (await scrape(a)).body;
     expect(metrics).toContain(
       'lifecycle_ingest_dropped_traits_total{source="web",trait="email"} 2',
     );
