@@ -305,6 +305,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
       providers,
       templates,
       metrics: registry,
+      inbox: inapp.inbox,
     });
     await delivery.start();
     stops.push(() => delivery.stop());

@@ -9,6 +9,7 @@ import { loadConfig } from '../../platform/config.ts';
 import { topics as topicNames, type NormalisedEvent } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
 import type { Provider } from '../provider.ts';
+import { createMemoryInbox } from '../inapp/inbox.ts';
 import { createMemoryDeliveryStores } from './memory-stores.ts';
 import { createDelivery, type DeliveryHandle } from './run.ts';
 
@@ -59,9 +60,11 @@ async function start(
     if (attempts.length <= failures) throw new Error('preference store unreachable');
     await erase(userId, at);
   };
+  const inbox = createMemoryInbox();
   const handle = await createDelivery(config, silentLogger(), {
     bus,
     stores,
+    inbox,
     providers: new Map([['email', [nobody]]]),
     retry: { maxBatchAttempts: 3, retryBackoff: { initialMs: 10, maxMs: 40 } },
   });
@@ -74,7 +77,7 @@ async function start(
     const log = bus.log(t.events, partitionFor(userId, PARTITIONS));
     return { partition: partitionFor(userId, PARTITIONS), offset: log.length - 1 };
   };
-  return { handle, stores, committed, attempts, deleteUser, eventsTopic: t.events };
+  return { handle, stores, inbox, committed, attempts, deleteUser, eventsTopic: t.events };
 }
 
 async function until(probe: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
@@ -101,6 +104,24 @@ describe('delivery erasure reader', () => {
       at: 1_700_000_000_000,
     });
     expect(d.committed(partitionFor('linus', PARTITIONS))).toBe(1);
+  });
+
+  it("erases the in-app inbox kept in memory beside the stores (the demo's), and only the deleted user's", async () => {
+    const d = await start(0);
+    const message = (id: string) => ({
+      id,
+      ruleId: 'r',
+      category: 'transactional',
+      title: 'Your trial ends soon',
+      body: 'Three days left',
+      createdAt: 1_700_000_000_000,
+    });
+    await d.inbox.add('ada', message('s1'));
+    await d.inbox.add('bert', message('s2'));
+    const { partition, offset } = await d.deleteUser('ada');
+    await until(() => d.committed(partition) === offset + 1);
+    expect((await d.inbox.page('ada')).messages).toEqual([]);
+    expect((await d.inbox.page('bert')).messages.map((m) => m.id)).toEqual(['s2']);
   });
 
   it('retries an erasure that fails, and commits the deletion only after it happened', async () => {

@@ -24,6 +24,7 @@ import { createSentIndex } from '../sent-index.ts';
 import { createBreakerRegistry } from './provider-stage.ts';
 import type { Renderer } from './render.ts';
 import type { DeliveryStores } from './memory-stores.ts';
+import type { Inbox } from '../inapp/inbox.ts';
 import { createDeliveryWorker } from './worker.ts';
 import { createManagedTemplates, type ManagedTemplates } from '../templates/managed.ts';
 import { createMemoryCoordinator, createRedisCoordinator } from '../templates/store.ts';
@@ -49,6 +50,11 @@ export interface DeliveryOptions {
   now?: () => number;
   /** How the consume loops retry a failing batch before stopping its partition (tests make it quick). */
   retry?: BatchRetry;
+  /**
+   * The in-app inbox kept beside `stores` (the demo's, in memory): a `user_deleted` erases it
+   * as it erases the inbox and push devices in Redis.
+   */
+  inbox?: Pick<Inbox, 'erase'>;
 }
 
 export interface DeliveryHandle extends Service {
@@ -169,7 +175,7 @@ export async function createDelivery(
         if (redisDeps) {
           await (await import('../inapp/index.ts')).eraseUserMessaging(redisDeps, userId);
           await redisDeps.durable?.();
-        }
+        } else await options.inbox?.erase(userId);
       },
       health: () => ({
         breakers: breakers.states(Date.now()),
