@@ -11,12 +11,12 @@
 // the last record of a key, so a second writer of `v:<name>:3` would silently replace the
 // first. Publication changes are read-modify-write of the whole map, so they run under a lock
 // per template, after the view has caught up with the topic's end.
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Publisher } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import type { Channel, Topics } from '../../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
+import { createMemoryLocks, createRedisLocks } from '../../platform/locks.ts';
 import type { Registry } from '../../platform/metrics.ts';
 import type { RedisDeps } from '../../platform/redis.ts';
 import {
@@ -57,7 +57,7 @@ export interface TemplateCoordinator {
 export function createMemoryCoordinator(): TemplateCoordinator {
   const counters = new Map<string, number>();
   const claims = new Map<string, number>();
-  const locks = new Map<string, Promise<unknown>>();
+  const locks = createMemoryLocks();
   return {
     async nextVersion(name, stored) {
       const n = Math.max(counters.get(name) ?? 0, stored) + 1;
@@ -71,16 +71,7 @@ export function createMemoryCoordinator(): TemplateCoordinator {
       claims.set(key, Date.now() + ttlMs);
       return true;
     },
-    async withLock(name, fn) {
-      const prev = locks.get(name) ?? Promise.resolve();
-      const run = prev.catch(() => undefined).then(fn);
-      locks.set(name, run);
-      try {
-        return await run;
-      } finally {
-        if (locks.get(name) === run) locks.delete(name);
-      }
-    },
+    withLock: (name, fn) => locks.withLock(name, fn),
   };
 }
 
@@ -92,18 +83,22 @@ n = n + 1
 redis.call('SET', KEYS[1], n)
 return n
 `);
-const RELEASE = script(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`);
 
 /** Coordination through the product's Redis, shared by every instance. */
 export function createRedisCoordinator(
   { redis, keys, durable }: RedisDeps,
   opts: { lockMs?: number; lockWaitMs?: number } = {},
 ): TemplateCoordinator {
-  const lockMs = opts.lockMs ?? 30_000;
-  const lockWaitMs = opts.lockWaitMs ?? 20_000;
+  const locks = createRedisLocks(
+    { redis, keys },
+    {
+      prefix: 'tpl:lock:',
+      what: 'template',
+      pollMs: 50,
+      ...(opts.lockMs !== undefined ? { lockMs: opts.lockMs } : {}),
+      ...(opts.lockWaitMs !== undefined ? { waitMs: opts.lockWaitMs } : {}),
+    },
+  );
   return {
     async nextVersion(name, stored) {
       const n = Number(await NEXT_VERSION(redis, [keys.global(`tpl:version:${name}`)], [stored]));
@@ -116,25 +111,7 @@ export function createRedisCoordinator(
       const ok = await redis.set(keys.global(`tpl:seed:${name}:${hash}`), '1', 'PX', ttlMs, 'NX');
       return ok === 'OK';
     },
-    async withLock(name, fn) {
-      const key = keys.global(`tpl:lock:${name}`);
-      const token = randomUUID();
-      const deadline = Date.now() + lockWaitMs;
-      while ((await redis.set(key, token, 'PX', lockMs, 'NX')) !== 'OK') {
-        if (Date.now() > deadline)
-          throw new LifecycleError(
-            ErrorCodes.Unavailable,
-            `another change of template "${name}" is still in progress; retry in a moment`,
-            { retriable: true },
-          );
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      try {
-        return await fn();
-      } finally {
-        await RELEASE(redis, [key], [token]).catch(() => undefined);
-      }
-    },
+    withLock: (name, fn) => locks.withLock(name, fn),
   };
 }
 

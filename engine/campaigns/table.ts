@@ -6,12 +6,11 @@
 // campaign taken after this view caught up with the topic's end, so it is made on the latest
 // state. Compaction keeps the last record of a key, which is the latest revision because
 // writers of one campaign take turns.
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Publisher } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
 import type { Topics } from '../../platform/contracts.ts';
-import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
+import { createMemoryLocks, createRedisLocks, type NamedLocks } from '../../platform/locks.ts';
 import type { Registry } from '../../platform/metrics.ts';
 import type { RedisDeps } from '../../platform/redis.ts';
 import {
@@ -24,60 +23,14 @@ import { CAMPAIGN_EVENT } from '../core/campaign.ts';
 import { campaignRefusal, isLive, type Campaign } from './model.ts';
 
 /** Writers of one campaign take turns through this (Redis in production, memory in the demo). */
-export interface CampaignLocks {
-  withLock<T>(campaignId: string, fn: () => Promise<T>): Promise<T>;
-}
+export type CampaignLocks = NamedLocks;
 
-export function createMemoryCampaignLocks(): CampaignLocks {
-  const locks = new Map<string, Promise<unknown>>();
-  return {
-    async withLock(id, fn) {
-      const prev = locks.get(id) ?? Promise.resolve();
-      const run = prev.catch(() => undefined).then(fn);
-      locks.set(id, run);
-      try {
-        return await run;
-      } finally {
-        if (locks.get(id) === run) locks.delete(id);
-      }
-    },
-  };
-}
+export const createMemoryCampaignLocks = (): CampaignLocks => createMemoryLocks();
 
-// KEYS: lock. ARGV: token.
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`;
-
-export function createRedisCampaignLocks(
-  { redis, keys }: Pick<RedisDeps, 'redis' | 'keys'>,
+export const createRedisCampaignLocks = (
+  deps: Pick<RedisDeps, 'redis' | 'keys'>,
   opts: { lockMs?: number; waitMs?: number } = {},
-): CampaignLocks {
-  const lockMs = opts.lockMs ?? 30_000;
-  const waitMs = opts.waitMs ?? 20_000;
-  return {
-    async withLock(id, fn) {
-      const key = keys.global(`campaign:lock:${id}`);
-      const token = randomUUID();
-      const deadline = Date.now() + waitMs;
-      while ((await redis.set(key, token, 'PX', lockMs, 'NX')) !== 'OK') {
-        if (Date.now() > deadline)
-          throw new LifecycleError(
-            ErrorCodes.Unavailable,
-            `another change of campaign "${id}" is still in progress; retry in a moment`,
-            { retriable: true },
-          );
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      try {
-        return await fn();
-      } finally {
-        await redis.eval(RELEASE, 1, key, token).catch(() => undefined);
-      }
-    },
-  };
-}
+): CampaignLocks => createRedisLocks(deps, { prefix: 'campaign:lock:', what: 'campaign', ...opts });
 
 export interface CampaignTableConfig {
   topics: Topics;
