@@ -18,7 +18,6 @@ import {
   createMemoryCampaignLocks,
   createMemoryProgressStore,
   createCampaignTable,
-  campaignViewGroup,
   type CampaignTable,
 } from '../engine/index.ts';
 import { InMemoryBus } from '../platform/bus.ts';
@@ -74,7 +73,7 @@ beforeEach(async () => {
   const bus = new InMemoryBus(1);
   const t = topics(config.kafka.topicPrefix);
   table = createCampaignTable(
-    { topics: t, groupId: campaignViewGroup(t.campaigns) },
+    { topics: t },
     {
       bus,
       publisher: bus.publisher(),

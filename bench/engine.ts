@@ -77,6 +77,7 @@ function timedBus(
     publisher: () => bus.publisher(),
     ensureTopics: (s) => bus.ensureTopics(s),
     endOffsets: (topic) => bus.endOffsets(topic),
+    deleteGroup: (groupId) => bus.deleteGroup(groupId),
     close: () => bus.close(),
     consumer: (sub: Subscription) =>
       bus.consumer({

@@ -4,9 +4,7 @@
 // were answered 2xx. Targets: /v1/batch (100 events per request) >= 50,000 events/s;
 // /v1/track >= 10,000 req/s with p99 < 20 ms.
 // Run alone: npx tsx bench/ingest-http.ts (needs scripts/stack up).
-import { spawn } from 'node:child_process';
 import cluster from 'node:cluster';
-import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,27 +18,15 @@ import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createIngestServer } from '../ingestion/http/server.ts';
 import { createIngestBus, INGEST_PRODUCERS } from '../ingestion/http/run.ts';
 import { encodeWithHeader, eventCodec } from '../platform/avro.ts';
-
-/** The part of autocannon's API used here (the package ships no types). */
-interface CannonOptions {
-  url: string;
-  method?: 'GET' | 'POST';
-  headers?: Record<string, string>;
-  body?: string;
-  connections?: number;
-  duration?: number;
-}
-interface CannonResult {
-  '2xx': number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  duration: number;
-  latency: { p50: number; p99: number };
-}
-const autocannon = createRequire(import.meta.url)('autocannon') as (
-  opts: CannonOptions,
-) => Promise<CannonResult>;
+import {
+  autocannon,
+  cpuMicros,
+  measure,
+  serveLoad,
+  startLoadServer,
+  type CannonOptions,
+  type LoadPhase,
+} from './http-load.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const WRITE_KEY = 'bench-write-key';
@@ -69,11 +55,6 @@ async function startIngest(prefix: string, producers: number) {
     },
   };
 }
-
-const cpuMicros = () => {
-  const c = process.cpuUsage();
-  return c.user + c.system;
-};
 
 /**
  * Child process: the hello-world route and the ingest API, on ephemeral ports. With
@@ -136,119 +117,42 @@ async function serve(prefix: string, producers: number, workers: number): Promis
     cpu = async () => cpuMicros();
     close = ingest.close;
   }
-  process.stdout.write(`${JSON.stringify({ ingestUrl, helloUrl })}\n`);
-  // The parent asks for the server's CPU time around each phase (CPU per event is the
-  // number that stays comparable on a noisy machine).
-  process.stdin.on('data', (d: Buffer) => {
-    for (const line of d.toString().split('\n')) {
-      if (line === 'cpu')
-        void cpu().then((c) => process.stdout.write(`${JSON.stringify({ cpuMicros: c })}\n`));
-    }
-  });
-  process.stdin.on('end', () => {
-    void (async () => {
-      await close();
-      await hello.close();
-      process.exit(0);
-    })();
-  });
-}
-
-interface Phase {
-  name: string;
-  requestsPerSec: number;
-  eventsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  ok: number;
-  non2xx: number;
-  errors: number;
-  /** CPU time of the server process per request (hello-world) or per event. */
-  serverCpuMicrosPerUnit: number;
-  /** Server CPU time / wall time of the phase (1 = one core busy all the time). */
-  serverCores: number;
-}
-
-async function measure(
-  name: string,
-  opts: CannonOptions,
-  eventsPerRequest: number,
-  serverCpu: () => Promise<number>,
-): Promise<Phase> {
-  const cpu0 = await serverCpu();
-  const r = await autocannon({ ...opts, duration: opts.duration ?? DURATION_S });
-  const cpu = (await serverCpu()) - cpu0;
-  const ok = r['2xx'];
-  const seconds = r.duration;
-  return {
-    name,
-    requestsPerSec: Math.round(ok / seconds),
-    eventsPerSec: Math.round((ok * eventsPerRequest) / seconds),
-    p50Ms: r.latency.p50,
-    p99Ms: r.latency.p99,
-    ok,
-    non2xx: r.non2xx,
-    errors: r.errors + r.timeouts,
-    serverCpuMicrosPerUnit: Number(
-      (cpu / Math.max(1, ok * Math.max(1, eventsPerRequest))).toFixed(1),
-    ),
-    serverCores: Number((cpu / 1e6 / seconds).toFixed(2)),
-  };
-}
-
-/** Starts the server child; it answers on stdout one JSON line at a time: first its URLs, then CPU readings. */
-async function startServer(prefix: string, workers: number) {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', SELF, '--serve', prefix, '--workers', String(workers)],
-    { stdio: ['pipe', 'pipe', 'inherit'] },
+  // The parent asks for the server's CPU time around each phase.
+  serveLoad(
+    { ingestUrl, helloUrl },
+    {
+      cpu,
+      close: async () => {
+        await close();
+        await hello.close();
+      },
+    },
   );
-  const lines: string[] = [];
-  let waiting: ((line: string) => void) | null = null;
-  let buf = '';
-  child.stdout.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (!line.startsWith('{')) continue;
-      if (waiting) {
-        const w = waiting;
-        waiting = null;
-        w(line);
-      } else lines.push(line);
-    }
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', r));
-  const nextLine = () =>
-    Promise.race([
-      new Promise<string>((resolve) => {
-        const queued = lines.shift();
-        if (queued !== undefined) return resolve(queued);
-        waiting = resolve;
-      }),
-      exited.then((code) => Promise.reject(new Error(`bench server exited with ${code}`))),
-    ]);
-  const urls = JSON.parse(await nextLine()) as { ingestUrl: string; helloUrl: string };
-  return {
-    urls,
-    serverCpu: async () => {
-      child.stdin.write('cpu\n');
-      return (JSON.parse(await nextLine()) as { cpuMicros: number }).cpuMicros;
-    },
-    close: async () => {
-      child.stdin.end();
-      await exited;
-    },
-  };
 }
+
+/** A phase at this benchmark's length: `connections` as given, `DURATION_S` unless given. */
+const phase = (
+  name: string,
+  opts: CannonOptions & { connections: number },
+  serverCpu: () => Promise<number>,
+  eventsPerRequest: number,
+): Promise<LoadPhase> =>
+  measure(name, { duration: DURATION_S, ...opts }, serverCpu, eventsPerRequest);
+
+/** The server child: the hello-world route and the ingest API in `workers` processes. */
+const startServer = (prefix: string, workers: number) =>
+  startLoadServer<{ ingestUrl: string; helloUrl: string }>(SELF, [
+    '--serve',
+    prefix,
+    '--workers',
+    String(workers),
+  ]);
 
 export async function run() {
   const config = loadConfig();
   const prefix = `bench-ingest-${randomBytes(3).toString('hex')}`;
   const server = await startServer(prefix, 1);
-  const { urls, serverCpu } = server;
+  const { ready: urls, serverCpu } = server;
   const auth = {
     authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}`,
     'content-type': 'application/json',
@@ -267,7 +171,7 @@ export async function run() {
       properties: { feature: 'export', n: i },
     })),
   });
-  const phases: Phase[] = [];
+  const phases: LoadPhase[] = [];
   try {
     await autocannon({
       url: `${urls.ingestUrl}/v1/track`,
@@ -278,10 +182,10 @@ export async function run() {
       duration: 2,
     });
     phases.push(
-      await measure('hello-world GET /', { url: urls.helloUrl, connections: 50 }, 0, serverCpu),
+      await phase('hello-world GET /', { url: urls.helloUrl, connections: 50 }, serverCpu, 0),
     );
     phases.push(
-      await measure(
+      await phase(
         'POST /v1/track',
         {
           url: `${urls.ingestUrl}/v1/track`,
@@ -290,12 +194,12 @@ export async function run() {
           body: track,
           connections: 50,
         },
-        1,
         serverCpu,
+        1,
       ),
     );
     phases.push(
-      await measure(
+      await phase(
         'POST /v1/batch (100 events)',
         {
           url: `${urls.ingestUrl}/v1/batch`,
@@ -304,8 +208,8 @@ export async function run() {
           body: batch,
           connections: 16,
         },
-        100,
         serverCpu,
+        100,
       ),
     );
   } finally {
@@ -314,27 +218,27 @@ export async function run() {
   // The same batch load on the API in two cluster workers (two ingest processes sharing a
   // port, as two replicas behind a load balancer), writing to the same topic.
   const pair = await startServer(prefix, 2);
-  let twoWorkers: Phase;
+  let twoWorkers: LoadPhase;
   try {
     await autocannon({
-      url: `${pair.urls.ingestUrl}/v1/batch`,
+      url: `${pair.ready.ingestUrl}/v1/batch`,
       method: 'POST',
       headers: auth,
       body: batch,
       connections: 8,
       duration: 2,
     });
-    twoWorkers = await measure(
+    twoWorkers = await phase(
       'POST /v1/batch, 2 workers',
       {
-        url: `${pair.urls.ingestUrl}/v1/batch`,
+        url: `${pair.ready.ingestUrl}/v1/batch`,
         method: 'POST',
         headers: auth,
         body: batch,
         connections: 16,
       },
-      100,
       pair.serverCpu,
+      100,
     );
   } finally {
     await pair.close();
@@ -378,7 +282,7 @@ export async function run() {
   await admin.disconnect();
   await bus.close();
   const inKafka = [...offsets.values()].reduce((a, b) => a + Number(b), 0);
-  const [hello, single, batched] = phases as [Phase, Phase, Phase];
+  const [hello, single, batched] = phases as [LoadPhase, LoadPhase, LoadPhase];
   const answered = single.ok + batched.ok * 100 + twoWorkers.ok * 100;
   const targets = {
     batchEventsPerSec: {

@@ -18,7 +18,6 @@ import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserLookup } from '../platform/users.ts';
 import {
-  campaignViewGroup,
   createCampaignTable,
   createMemoryAudienceLists,
   createMemoryCampaignLocks,
@@ -360,7 +359,7 @@ export async function createApiServer(
     const bus = deps.bus ?? new InMemoryBus(1);
     const t = topics(config.kafka.topicPrefix);
     const table = createCampaignTable(
-      { topics: t, groupId: campaignViewGroup(t.campaigns) },
+      { topics: t },
       {
         bus,
         publisher: deps.bus ? deps.publisher : bus.publisher(),

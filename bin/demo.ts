@@ -31,7 +31,6 @@ import { openRuleSet, type RuleSet } from '../rules/index.ts';
 import {
   campaignJobs,
   campaignViewFreshness,
-  campaignViewGroup,
   createCampaignRuleSet,
   createCampaignTable,
   createMemoryAudienceLists,
@@ -218,7 +217,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     stops.push(() => rules.close());
     // Campaigns: one view of the in-memory campaigns topic serves the API, the scheduler and the engine.
     const campaigns = createCampaignTable(
-      { topics: topicNames, groupId: campaignViewGroup(topicNames.campaigns) },
+      { topics: topicNames },
       {
         bus,
         publisher: bus.publisher(),

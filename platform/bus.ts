@@ -69,6 +69,12 @@ export interface Subscription {
   groupId: string;
   topics: (string | RegExp)[];
   fromBeginning?: boolean;
+  /**
+   * False: `commit` only moves this member's read position; nothing is stored for the group.
+   * For a reader that reads the whole topic at every start (a view of a compacted topic): its
+   * group keeps no offsets, so Kafka forgets it once its member leaves, as `deleteGroup` does at once.
+   */
+  commitOffsets?: boolean;
   /** Partitions handled at the same time (default 1); each partition's batches stay in order. */
   concurrency?: number;
   /** Called before the first batch of newly assigned partitions. */
@@ -109,6 +115,11 @@ export interface Bus {
   ensureTopics(specs: TopicSpec[]): Promise<void>;
   /** Current end offset per partition, for lag metrics and benchmarks. */
   endOffsets(topic: string): Promise<Map<number, string>>;
+  /**
+   * Forgets a consumer group that has no members left (its committed offsets too). A group
+   * that does not exist is no error; one that still has members is left as it is (false).
+   */
+  deleteGroup(groupId: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -204,6 +215,10 @@ class MemoryConsumer implements BusConsumer {
     readonly sub: Subscription,
   ) {}
 
+  private get commits(): boolean {
+    return this.sub.commitOffsets !== false;
+  }
+
   assignment(): TopicPartition[] {
     return [...this.assigned];
   }
@@ -216,8 +231,10 @@ class MemoryConsumer implements BusConsumer {
     for (const tp of partitions) {
       const k = tpKey(tp);
       if (!this.paused.delete(k)) continue;
-      // As Kafka does after a pause: fetching goes on from the committed offset.
-      if (this.positions.has(k)) this.positions.set(k, this.bus.committedOffset(this.sub, tp));
+      // As Kafka does after a pause: fetching goes on from the committed offset (a member that
+      // does not commit goes on from where it got to).
+      if (this.positions.has(k) && this.commits)
+        this.positions.set(k, this.bus.committedOffset(this.sub, tp));
     }
     this.notify();
   }
@@ -274,7 +291,8 @@ class MemoryConsumer implements BusConsumer {
             {
               commit: async (nextOffset) => {
                 if (!stillOwned()) return;
-                this.bus.commit(this.sub.groupId, tp, Number(nextOffset));
+                if (this.commits) this.bus.commit(this.sub.groupId, tp, Number(nextOffset));
+                else this.positions.set(k, Number(nextOffset));
               },
               isActive: stillOwned,
               heartbeat: async () => {},
@@ -286,7 +304,8 @@ class MemoryConsumer implements BusConsumer {
         }
         // Re-read from the committed offset: what the handler did not commit is redelivered,
         // as with Kafka after a restart.
-        if (this.positions.has(k)) this.positions.set(k, this.bus.committedOffset(this.sub, tp));
+        if (this.positions.has(k) && this.commits)
+          this.positions.set(k, this.bus.committedOffset(this.sub, tp));
       }
       if (!worked && this.running) {
         await new Promise<void>((resolve) => {
@@ -349,6 +368,19 @@ export class InMemoryBus implements Bus {
     return new Map(t.partitions.map((p, i) => [i, String(p.length)]));
   }
 
+  async deleteGroup(groupId: string): Promise<boolean> {
+    const g = this.groups.get(groupId);
+    if (!g) return true;
+    if (g.members.length > 0) return false;
+    this.groups.delete(groupId);
+    return true;
+  }
+
+  /** The groups the bus knows: with members or committed offsets (tests). */
+  groupIds(): string[] {
+    return [...this.groups.keys()];
+  }
+
   async close(): Promise<void> {
     for (const g of this.groups.values()) for (const c of [...g.members]) await c.stop();
   }
@@ -363,8 +395,8 @@ export class InMemoryBus implements Bus {
   }
 
   committedOffset(sub: Subscription, tp: TopicPartition): number {
-    const g = this.group(sub.groupId);
-    const c = g.committed.get(`${tp.topic}/${tp.partition}`);
+    // Read without creating the group: only members and commits make one.
+    const c = this.groups.get(sub.groupId)?.committed.get(`${tp.topic}/${tp.partition}`);
     if (c !== undefined) return c;
     return sub.fromBeginning === false ? this.log(tp.topic, tp.partition).length : 0;
   }
@@ -377,7 +409,7 @@ export class InMemoryBus implements Bus {
   /** A group's committed offsets on a topic, per partition that has one (tests and the demo's inspectors). */
   groupOffsets(groupId: string, topic: string): Map<number, number> {
     const out = new Map<number, number>();
-    for (const [k, next] of this.group(groupId).committed) {
+    for (const [k, next] of this.groups.get(groupId)?.committed ?? []) {
       const slash = k.lastIndexOf('/');
       if (k.slice(0, slash) === topic) out.set(Number(k.slice(slash + 1)), next);
     }
@@ -399,6 +431,9 @@ export class InMemoryBus implements Bus {
     g.members = g.members.filter((m) => m !== c);
     await c.setAssignment([]);
     await this.rebalance(g);
+    // As Kafka does: a group without members or offsets is forgotten.
+    if (g.members.length === 0 && g.committed.size === 0 && this.groups.get(c.sub.groupId) === g)
+      this.groups.delete(c.sub.groupId);
   }
 
   private async rebalance(g: MemoryGroup): Promise<void> {

@@ -75,6 +75,8 @@ export interface ConsumeLoopOptions<T> {
   groupId: string;
   topics: (string | RegExp)[];
   fromBeginning?: boolean;
+  /** False: a done batch moves this process's read position only, nothing is committed for the group (see Subscription). */
+  commitOffsets?: boolean;
   concurrency?: number;
   dlqTopic: string;
   /**
@@ -415,6 +417,7 @@ export function createConsumeLoop<T>(
     groupId: options.groupId,
     topics: options.topics,
     ...(options.fromBeginning !== undefined ? { fromBeginning: options.fromBeginning } : {}),
+    ...(options.commitOffsets !== undefined ? { commitOffsets: options.commitOffsets } : {}),
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
     ...(options.onAssigned ? { onAssigned: options.onAssigned } : {}),
     async onRevoked(partitions) {

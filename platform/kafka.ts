@@ -163,6 +163,8 @@ class KafkaConsumer implements BusConsumer {
             commit: async (nextOffset) => {
               if (!owned()) return;
               resolveOffset((BigInt(nextOffset) - 1n).toString());
+              // A member that does not commit reads on from what it resolved.
+              if (this.sub.commitOffsets === false) return;
               await consumer.commitOffsets([
                 { topic: batch.topic, partition: batch.partition, offset: nextOffset },
               ]);
@@ -386,6 +388,25 @@ export class KafkaBus implements Bus {
         return new Map(offsets.map((o) => [o.partition, o.high]));
       } catch (err) {
         if (attempt >= 6 || (err as { retriable?: boolean }).retriable !== true) throw err;
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      }
+    }
+  }
+
+  async deleteGroup(groupId: string): Promise<boolean> {
+    const admin = await this.getAdmin();
+    // The coordinator takes a moment to see the last member gone after it left.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await admin.deleteGroups([groupId]);
+        return true;
+      } catch (err) {
+        const codes = ((err as { groups?: { error?: { type?: string } }[] }).groups ?? []).map(
+          (g) => g.error?.type,
+        );
+        if (codes.includes('GROUP_ID_NOT_FOUND')) return true;
+        if (!codes.includes('NON_EMPTY_GROUP')) throw err;
+        if (attempt >= 5) return false;
         await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
       }
     }

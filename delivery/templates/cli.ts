@@ -18,7 +18,6 @@ import { readTemplateFolder } from './loader.ts';
 import {
   createRedisCoordinator,
   createTemplateStore,
-  templateViewGroup,
   type TemplateStore,
 } from './store.ts';
 
@@ -45,7 +44,7 @@ async function withStore(run: (o: Opened) => Promise<number>): Promise<void> {
     bus = KafkaBus.fromConfig(config, logger);
     const t = topics(config.kafka.topicPrefix);
     store = createTemplateStore(
-      { topics: t, groupId: templateViewGroup(t.templates) },
+      { topics: t },
       { bus, publisher: bus.publisher(), coordinator: createRedisCoordinator(redis), logger },
     );
     await store.start();

@@ -16,7 +16,6 @@ import { readTemplateFolder, templateFolders } from './loader.ts';
 import { contentHash } from './versions.ts';
 import {
   createTemplateStore,
-  templateViewGroup,
   type TemplateCoordinator,
   type TemplateStore,
 } from './store.ts';
@@ -59,7 +58,7 @@ export function createManagedTemplates(
 ): ManagedTemplates {
   const log = deps.logger.child({ component: 'templates' });
   const store = createTemplateStore(
-    { topics: config.topics, groupId: templateViewGroup(config.topics.templates) },
+    { topics: config.topics },
     {
       bus: deps.bus,
       publisher: deps.publisher,

@@ -5,7 +5,6 @@ import { silentLogger } from '../../platform/logger.ts';
 import {
   createMemoryCoordinator,
   createTemplateStore,
-  templateViewGroup,
   type TemplateCoordinator,
   type TemplateStore,
 } from './store.ts';
@@ -23,7 +22,7 @@ async function open(
   coordinator: TemplateCoordinator = createMemoryCoordinator(),
 ): Promise<TemplateStore> {
   const store = createTemplateStore(
-    { topics: T, groupId: templateViewGroup(T.templates), syncTimeoutMs: 5000 },
+    { topics: T, syncTimeoutMs: 5000 },
     { bus, publisher: bus.publisher(), coordinator, logger: silentLogger() },
   );
   await store.start();

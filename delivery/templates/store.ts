@@ -1,8 +1,9 @@
 // The managed templates store: every version and publication lives on the compacted
 // templates topic (one partition), and every process that renders (delivery workers, the API,
 // the demo) materialises it from the beginning into memory before it serves, then keeps
-// following it, so a publish reaches every worker as fast as a record travels. A write answers
-// only once this process's own view holds it (read your writes).
+// following it (the platform's topic view, platform/topic-view.ts), so a publish reaches every
+// worker as fast as a record travels. A write answers only once this process's own view holds
+// it (read your writes).
 //
 // Two writers never make the same version number: numbers come from a counter per template
 // that is never below the highest version stored (Redis in production, so every API instance
@@ -10,15 +11,19 @@
 // the last record of a key, so a second writer of `v:<name>:3` would silently replace the
 // first. Publication changes are read-modify-write of the whole map, so they run under a lock
 // per template, after the view has caught up with the topic's end.
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Bus, IncomingMessage, Publisher } from '../../platform/bus.ts';
+import type { Publisher } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
-import { createConsumeLoop, type ConsumeLoop } from '../../platform/consume.ts';
 import type { Channel, Topics } from '../../platform/contracts.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
-import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts';
+import { createMemoryLocks, createRedisLocks } from '../../platform/locks.ts';
+import type { Registry } from '../../platform/metrics.ts';
 import type { RedisDeps } from '../../platform/redis.ts';
+import {
+  createTopicView,
+  type TopicViewCodec,
+  type TopicViewDeps,
+} from '../../platform/topic-view.ts';
 import { script } from '../lua.ts';
 import {
   ANY_LOCALE,
@@ -52,7 +57,7 @@ export interface TemplateCoordinator {
 export function createMemoryCoordinator(): TemplateCoordinator {
   const counters = new Map<string, number>();
   const claims = new Map<string, number>();
-  const locks = new Map<string, Promise<unknown>>();
+  const locks = createMemoryLocks();
   return {
     async nextVersion(name, stored) {
       const n = Math.max(counters.get(name) ?? 0, stored) + 1;
@@ -66,16 +71,7 @@ export function createMemoryCoordinator(): TemplateCoordinator {
       claims.set(key, Date.now() + ttlMs);
       return true;
     },
-    async withLock(name, fn) {
-      const prev = locks.get(name) ?? Promise.resolve();
-      const run = prev.catch(() => undefined).then(fn);
-      locks.set(name, run);
-      try {
-        return await run;
-      } finally {
-        if (locks.get(name) === run) locks.delete(name);
-      }
-    },
+    withLock: (name, fn) => locks.withLock(name, fn),
   };
 }
 
@@ -87,18 +83,22 @@ n = n + 1
 redis.call('SET', KEYS[1], n)
 return n
 `);
-const RELEASE = script(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`);
 
 /** Coordination through the product's Redis, shared by every instance. */
 export function createRedisCoordinator(
   { redis, keys, durable }: RedisDeps,
   opts: { lockMs?: number; lockWaitMs?: number } = {},
 ): TemplateCoordinator {
-  const lockMs = opts.lockMs ?? 30_000;
-  const lockWaitMs = opts.lockWaitMs ?? 20_000;
+  const locks = createRedisLocks(
+    { redis, keys },
+    {
+      prefix: 'tpl:lock:',
+      what: 'template',
+      pollMs: 50,
+      ...(opts.lockMs !== undefined ? { lockMs: opts.lockMs } : {}),
+      ...(opts.lockWaitMs !== undefined ? { waitMs: opts.lockWaitMs } : {}),
+    },
+  );
   return {
     async nextVersion(name, stored) {
       const n = Number(await NEXT_VERSION(redis, [keys.global(`tpl:version:${name}`)], [stored]));
@@ -111,32 +111,14 @@ export function createRedisCoordinator(
       const ok = await redis.set(keys.global(`tpl:seed:${name}:${hash}`), '1', 'PX', ttlMs, 'NX');
       return ok === 'OK';
     },
-    async withLock(name, fn) {
-      const key = keys.global(`tpl:lock:${name}`);
-      const token = randomUUID();
-      const deadline = Date.now() + lockWaitMs;
-      while ((await redis.set(key, token, 'PX', lockMs, 'NX')) !== 'OK') {
-        if (Date.now() > deadline)
-          throw new LifecycleError(
-            ErrorCodes.Unavailable,
-            `another change of template "${name}" is still in progress; retry in a moment`,
-            { retriable: true },
-          );
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      try {
-        return await fn();
-      } finally {
-        await RELEASE(redis, [key], [token]).catch(() => undefined);
-      }
-    },
+    withLock: (name, fn) => locks.withLock(name, fn),
   };
 }
 
 export interface TemplateStoreConfig {
   topics: Topics;
-  /** A group of this process alone: every process reads the whole topic (see templateViewGroup). */
-  groupId: string;
+  /** A group of this process alone: every process reads the whole topic (default: a new one, see topicViewGroup). */
+  groupId?: string;
   /** Longest wait for a write (or another instance's) to show in this process's view (default 30 s). */
   syncTimeoutMs?: number;
   /** Longest wait for the first read of the whole topic at start (default 120 s: joining a group may take a while). */
@@ -144,17 +126,13 @@ export interface TemplateStoreConfig {
 }
 
 export interface TemplateStoreDeps {
-  bus: Pick<Bus, 'consumer' | 'endOffsets' | 'ensureTopics'>;
+  bus: TopicViewDeps['bus'];
   publisher: Publisher;
   coordinator: TemplateCoordinator;
   logger: Logger;
   registry?: Registry;
   now?: () => number;
 }
-
-/** The consumer group of one process's view: its own, so it reads every record of the topic. */
-export const templateViewGroup = (topic: string): string =>
-  `${topic}-view-${randomUUID().slice(0, 12)}`;
 
 export interface SaveRequest {
   name: string;
@@ -213,43 +191,43 @@ export interface TemplateStore {
   seeded(name: string, hash: string): boolean;
 }
 
-type Decoded =
+/** A record of the templates topic: its key says which (see versions.ts). */
+type TemplateRecord =
   | { kind: 'version'; value: TemplateVersion }
-  | { kind: 'publication'; value: Publication }
-  | { kind: 'unknown'; reason: string };
-
-const WRITE_ID_HEADER = 'lc-write-id';
+  | { kind: 'publication'; value: Publication };
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === 'object' && !Array.isArray(v);
 
-function decodeRecord(message: IncomingMessage): Decoded {
-  const key = parseRecordKey(message.key);
-  if (!key) return { kind: 'unknown', reason: 'unknown key' };
-  if (!message.value) return { kind: 'unknown', reason: 'empty value' };
-  let body: unknown;
-  try {
-    body = JSON.parse(message.value.toString('utf8'));
-  } catch {
-    return { kind: 'unknown', reason: 'not JSON' };
-  }
-  if (!isRecord(body) || body.name !== key.name) return { kind: 'unknown', reason: 'bad shape' };
-  if (key.kind === 'version') {
-    const files = body.files;
-    if (
-      body.version !== key.version ||
-      !isRecord(files) ||
-      !Object.values(files).every((f) => typeof f === 'string') ||
-      typeof body.hash !== 'string' ||
-      typeof body.author !== 'string'
-    )
-      return { kind: 'unknown', reason: 'bad version record' };
-    return { kind: 'version', value: body as unknown as TemplateVersion };
-  }
-  if (typeof body.rev !== 'number' || !isRecord(body.channels) || !isRecord(body.history))
-    return { kind: 'unknown', reason: 'bad publication record' };
-  return { kind: 'publication', value: body as unknown as Publication };
-}
+const templateCodec: TopicViewCodec<TemplateRecord> = {
+  encode: (r) => Buffer.from(JSON.stringify(r.value), 'utf8'),
+  decode(rawKey, value) {
+    const key = parseRecordKey(rawKey);
+    if (!key) return { ok: false, reason: 'unknown key' };
+    let body: unknown;
+    try {
+      body = JSON.parse(value.toString('utf8'));
+    } catch {
+      return { ok: false, reason: 'not JSON' };
+    }
+    if (!isRecord(body) || body.name !== key.name) return { ok: false, reason: 'bad shape' };
+    if (key.kind === 'version') {
+      const files = body.files;
+      if (
+        body.version !== key.version ||
+        !isRecord(files) ||
+        !Object.values(files).every((f) => typeof f === 'string') ||
+        typeof body.hash !== 'string' ||
+        typeof body.author !== 'string'
+      )
+        return { ok: false, reason: 'bad version record' };
+      return { ok: true, value: { kind: 'version', value: body as unknown as TemplateVersion } };
+    }
+    if (typeof body.rev !== 'number' || !isRecord(body.channels) || !isRecord(body.history))
+      return { ok: false, reason: 'bad publication record' };
+    return { ok: true, value: { kind: 'publication', value: body as unknown as Publication } };
+  },
+};
 
 export function createTemplateStore(
   config: TemplateStoreConfig,
@@ -258,105 +236,59 @@ export function createTemplateStore(
   const topic = config.topics.templates;
   const log = deps.logger.child({ component: 'template-store', topic });
   const now = deps.now ?? Date.now;
-  const syncTimeoutMs = config.syncTimeoutMs ?? 30_000;
-  const versions = new Map<string, Map<number, TemplateVersion>>();
-  const publications = new Map<string, Publication>();
-  const writeWaiters = new Map<string, () => void>();
-  const offsetWaiters = new Set<{ target: bigint; resolve: () => void }>();
-  let applied = 0n;
-  let caughtUp = false;
-  let loop: ConsumeLoop | null = null;
-
-  function apply(record: Decoded, message: IncomingMessage): void {
-    if (record.kind === 'version') {
-      const v = record.value;
-      const byNumber = versions.get(v.name) ?? new Map<number, TemplateVersion>();
-      versions.set(v.name, byNumber);
-      const had = byNumber.get(v.version);
-      // Versions are immutable: a second record of a number (a replay of the same write) is
-      // the same content; anything else would be a bug of the numbering, kept visible.
-      if (had && had.hash !== v.hash)
-        log.error(
-          { template: v.name, version: v.version, kept: had.hash, refused: v.hash },
-          'a second, different record of a template version; keeping the first',
-        );
-      else byNumber.set(v.version, v);
-    } else if (record.kind === 'publication') {
-      const prev = publications.get(record.value.name);
-      // A replayed older revision never undoes a newer one.
-      if (!prev || record.value.rev >= prev.rev) publications.set(record.value.name, record.value);
-    }
-    const writeId = message.headers[WRITE_ID_HEADER];
-    if (writeId) {
-      writeWaiters.get(writeId)?.();
-      writeWaiters.delete(writeId);
-    }
-    applied = BigInt(message.offset) + 1n;
-    for (const w of [...offsetWaiters]) {
-      if (applied >= w.target) {
-        offsetWaiters.delete(w);
-        w.resolve();
-      }
-    }
-  }
-
-  const timeout = <T>(
-    p: Promise<T>,
-    what: string,
-    cancel: () => void,
-    ms = syncTimeoutMs,
-  ): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const t = setTimeout(() => {
-        cancel();
-        reject(
-          new LifecycleError(
-            ErrorCodes.Unavailable,
-            `${what} did not show in this process's view of ${topic} within ${ms} ms; check that Kafka is reachable and retry`,
-            { retriable: true },
-          ),
-        );
-      }, ms);
-      p.then(
-        (v) => {
-          clearTimeout(t);
-          resolve(v);
-        },
-        (err: unknown) => {
-          clearTimeout(t);
-          reject(err instanceof Error ? err : new Error(String(err)));
-        },
-      );
-    });
-
-  /** Resolves once the view has applied every record the topic held when called. */
-  async function syncToEnd(ms = syncTimeoutMs): Promise<void> {
-    const end = BigInt((await deps.bus.endOffsets(topic)).get(0) ?? '0');
-    if (applied >= end) return;
-    let waiter: { target: bigint; resolve: () => void } | undefined;
-    await timeout(
-      new Promise<void>((resolve) => {
-        waiter = { target: end, resolve };
-        offsetWaiters.add(waiter);
-      }),
-      'the end of the topic',
-      () => waiter && offsetWaiters.delete(waiter),
-      ms,
-    );
-  }
-
-  async function write(key: string, value: unknown, what: string): Promise<void> {
-    const writeId = randomUUID();
-    const seen = new Promise<void>((resolve) => writeWaiters.set(writeId, resolve));
-    await deps.publisher.publish(topic, [
-      {
-        key,
-        value: Buffer.from(JSON.stringify(value), 'utf8'),
-        headers: { [WRITE_ID_HEADER]: writeId },
+  const view = createTopicView<TemplateRecord>(
+    {
+      topic,
+      dlqTopic: config.topics.dlq,
+      name: 'template-view',
+      codec: templateCodec,
+      spec: internalTopicSpecs(config.topics, 1).find((s) => s.topic === topic)!,
+      ...(config.groupId !== undefined ? { groupId: config.groupId } : {}),
+      ...(config.syncTimeoutMs !== undefined ? { syncTimeoutMs: config.syncTimeoutMs } : {}),
+      ...(config.startTimeoutMs !== undefined ? { startTimeoutMs: config.startTimeoutMs } : {}),
+      supersedes(next, current) {
+        if (next.kind === 'version' && current.kind === 'version') {
+          // Versions are immutable: a second record of a number (a replay of the same write) is
+          // the same content; anything else would be a bug of the numbering, kept visible.
+          if (next.value.hash === current.value.hash) return true;
+          log.error(
+            {
+              template: next.value.name,
+              version: next.value.version,
+              kept: current.value.hash,
+              refused: next.value.hash,
+            },
+            'a second, different record of a template version; keeping the first',
+          );
+          return false;
+        }
+        // A replayed older revision never undoes a newer one.
+        if (next.kind === 'publication' && current.kind === 'publication')
+          return next.value.rev >= current.value.rev;
+        return true;
       },
-    ]);
-    await timeout(seen, what, () => writeWaiters.delete(writeId));
-  }
+    },
+    deps,
+  );
+  // Versions by template, kept beside the view for the reads by name (latest, the list).
+  const versions = new Map<string, Map<number, TemplateVersion>>();
+  view.onChange((key, record) => {
+    const parsed = parseRecordKey(key);
+    if (parsed?.kind !== 'version') return;
+    if (record?.kind === 'version') {
+      const byNumber = versions.get(parsed.name) ?? new Map<number, TemplateVersion>();
+      versions.set(parsed.name, byNumber);
+      byNumber.set(parsed.version, record.value);
+    } else {
+      // A tombstone (written by hand): the version is gone.
+      versions.get(parsed.name)?.delete(parsed.version);
+      if (versions.get(parsed.name)?.size === 0) versions.delete(parsed.name);
+    }
+  });
+  const publicationOf = (name: string): Publication | undefined => {
+    const r = view.get(publicationKey(name));
+    return r?.kind === 'publication' ? r.value : undefined;
+  };
 
   const maxStored = (name: string): number => {
     let max = 0;
@@ -378,7 +310,11 @@ export function createTemplateStore(
       hash: contentHash(req.files),
       files: { ...req.files },
     };
-    await write(versionKey(req.name, number), version, `version ${number} of "${req.name}"`);
+    await view.put(
+      versionKey(req.name, number),
+      { kind: 'version', value: version },
+      `version ${number} of "${req.name}"`,
+    );
     log.info({ template: req.name, version: number, author: req.author }, 'template version saved');
     return version;
   }
@@ -390,17 +326,21 @@ export function createTemplateStore(
   ): Promise<PublicationChange> {
     return deps.coordinator.withLock(name, async () => {
       // Another instance's change may still be on its way to this view.
-      await syncToEnd();
-      const before = publications.get(name) ?? emptyPublication(name);
+      await view.syncToEnd();
+      const before = publicationOf(name) ?? emptyPublication(name);
       const { next, changes } = change(before);
       if (changes.length > 0) {
-        await write(publicationKey(name), next, `the publication of "${name}"`);
+        await view.put(
+          publicationKey(name),
+          { kind: 'publication', value: next },
+          `the publication of "${name}"`,
+        );
         log.info({ template: name, actor, changes }, 'template publication changed');
       }
       return {
         name,
         before: before.channels,
-        after: (publications.get(name) ?? before).channels,
+        after: (publicationOf(name) ?? before).channels,
         changes,
       };
     });
@@ -473,7 +413,7 @@ export function createTemplateStore(
     folders: readonly { name: string; files: Record<string, string> }[],
     opts: { publishChanged: boolean },
   ): Promise<{ created: VersionInfo[]; published: string[] }> {
-    await syncToEnd();
+    await view.syncToEnd();
     const created: VersionInfo[] = [];
     const published: string[] = [];
     for (const { name, files } of folders) {
@@ -482,13 +422,13 @@ export function createTemplateStore(
       let made: TemplateVersion | undefined;
       if (!seen() && (await deps.coordinator.claimSeed(name, hash, 60_000))) {
         // The claim of an earlier start may have expired after its version was written.
-        await syncToEnd();
+        await view.syncToEnd();
         if (!seen()) {
           made = await save({ name, files, author: FILES_AUTHOR, message: 'from the templates folder' });
           created.push(infoOf(made));
         }
       }
-      const pub = publications.get(name);
+      const pub = publicationOf(name);
       const nothingPublished = !pub || Object.keys(pub.channels).length === 0;
       const target = made && opts.publishChanged ? made : nothingPublished ? latest(name) : undefined;
       if (!target) continue;
@@ -516,61 +456,23 @@ export function createTemplateStore(
 
   return {
     async start() {
-      await deps.bus.ensureTopics(
-        internalTopicSpecs(config.topics, 1).filter((s) => s.topic === topic),
-      );
-      loop = createConsumeLoop<Decoded>(
-        {
-          name: 'template-view',
-          groupId: config.groupId,
-          topics: [topic],
-          fromBeginning: true,
-          dlqTopic: config.topics.dlq,
-          // Every instance reads every record: a record this version cannot read is passed
-          // by here (and logged), not dead-lettered once per instance.
-          decode: decodeRecord,
-          async handle(records, scope) {
-            for (const { value, message } of records) {
-              if (value.kind === 'unknown') {
-                log.warn(
-                  { key: message.key, offset: message.offset, reason: value.reason },
-                  'templates topic record not understood; skipped',
-                );
-                scope.skip(message, 'not_understood');
-              }
-              apply(value, message);
-            }
-          },
-        },
-        {
-          bus: deps.bus,
-          publisher: deps.publisher,
-          logger: deps.logger,
-          registry: deps.registry ?? createMetricsRegistry({ defaults: false }),
-        },
-      );
-      await loop.start();
-      await syncToEnd(config.startTimeoutMs ?? 120_000);
-      caughtUp = true;
+      await view.start();
       log.info(
-        { templates: versions.size, publications: publications.size },
+        { templates: versions.size, records: view.size() },
         'templates store read from the topic',
       );
     },
-    async stop() {
-      await loop?.stop();
-      loop = null;
-    },
+    stop: () => view.stop(),
     health() {
-      const stalled = loop?.stalled().length ?? 0;
-      return { ok: caughtUp && stalled === 0, caughtUp, stalled };
+      const { ok, caughtUp, stalled } = view.health();
+      return { ok, caughtUp, stalled };
     },
     names: () => [...versions.keys()].sort(),
     versions: (name) =>
       [...(versions.get(name)?.values() ?? [])].sort((a, b) => a.version - b.version).map(infoOf),
     version: (name, n) => versions.get(name)?.get(n),
     latest,
-    publication: (name) => publications.get(name),
+    publication: publicationOf,
     save,
     publish,
     rollback,

@@ -9,7 +9,6 @@ import { campaignMemberEvent } from '../core/campaign.ts';
 import type { Campaign } from './model.ts';
 import {
   campaignViewFreshness,
-  campaignViewGroup,
   createCampaignTable,
   createMemoryCampaignLocks,
   type CampaignTable,
@@ -43,7 +42,7 @@ function draft(id: string, name = 'Friday news'): Omit<Campaign, 'revision'> {
 
 async function view(bus: InMemoryBus, locks = createMemoryCampaignLocks()) {
   const t = createCampaignTable(
-    { topics: T, groupId: campaignViewGroup(T.campaigns) },
+    { topics: T },
     { bus, publisher: bus.publisher(), locks, logger: silentLogger() },
   );
   await t.start();
@@ -122,7 +121,7 @@ describe('campaigns table', () => {
     const bus = new InMemoryBus(1);
     const writer = await view(bus);
     const reader = createCampaignTable(
-      { topics: T, groupId: campaignViewGroup(T.campaigns) },
+      { topics: T },
       { bus, publisher: bus.publisher(), logger: silentLogger() },
     );
     await reader.start();

@@ -19,11 +19,7 @@ import { createRedisContactIndex } from './contacts.ts';
 import { wireCore } from './wiring.ts';
 import { topics } from '../../platform/contracts.ts';
 import { createCampaignRuleSet } from '../campaigns/compile.ts';
-import {
-  campaignViewFreshness,
-  campaignViewGroup,
-  createCampaignTable,
-} from '../campaigns/table.ts';
+import { campaignViewFreshness, createCampaignTable } from '../campaigns/table.ts';
 
 export interface RunningEngine {
   service: EngineService;
@@ -60,7 +56,7 @@ export async function runEngine(
   const eventsTopic = t.events;
   // Read to its end before the first event: a campaign's members must find its rule.
   const campaigns = createCampaignTable(
-    { topics: t, groupId: campaignViewGroup(t.campaigns) },
+    { topics: t },
     { bus, publisher: bus.publisher(), logger, registry },
   );
   try {

@@ -22,7 +22,6 @@ import { createCampaignRuleSet } from '../campaigns/compile.ts';
 import type { Campaign } from '../campaigns/model.ts';
 import {
   campaignViewFreshness,
-  campaignViewGroup,
   createCampaignTable,
   createMemoryCampaignLocks,
 } from '../campaigns/table.ts';
@@ -55,7 +54,7 @@ async function world(opts: { offsetMs?: number; catchUpMs?: number } = {}) {
   const logger = silentLogger();
   const registry = createMetricsRegistry({ defaults: false });
   const table = createCampaignTable(
-    { topics: T, groupId: campaignViewGroup(T.campaigns) },
+    { topics: T },
     { bus, publisher: bus.publisher(), locks: createMemoryCampaignLocks(), logger },
   );
   await table.start();

@@ -13,7 +13,6 @@ import { openRuleSet } from '../../rules/index.ts';
 import { topics } from '../../platform/contracts.ts';
 import { createRedisAudienceLists } from '../campaigns/audience.ts';
 import {
-  campaignViewGroup,
   createCampaignTable,
   createRedisCampaignLocks,
   type CampaignTable,
@@ -49,7 +48,7 @@ export async function runScheduler(
   const directory = createRedisDirectory(redis, keys);
   const t = topics(config.kafka.topicPrefix);
   const campaigns = createCampaignTable(
-    { topics: t, groupId: campaignViewGroup(t.campaigns) },
+    { topics: t },
     {
       bus,
       publisher: bus.publisher(),

@@ -116,6 +116,7 @@ function harness(): Harness {
         consumer: bus.consumer.bind(bus),
         ensureTopics: bus.ensureTopics.bind(bus),
         endOffsets: bus.endOffsets.bind(bus),
+        deleteGroup: bus.deleteGroup.bind(bus),
         close: bus.close.bind(bus),
       };
       const s = createSchedulerService(
