@@ -1,4 +1,11 @@
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdtempSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -133,6 +140,16 @@ describe('the weekly digest template', () => {
     expect(r().render('weekly_digest', 'inapp', 'de', { ...data, digest }).body).toBe(
       'Diese Woche: Genutzte Funktionen 50+, Exporte 11.',
     );
+  });
+
+  it('passes the checks of a save through the API (every variable provided or guarded)', () => {
+    const files = Object.fromEntries(
+      readdirSync(join(REPO_TEMPLATES, 'weekly_digest')).map((f) => [
+        f,
+        readFileSync(join(REPO_TEMPLATES, 'weekly_digest', f), 'utf8'),
+      ]),
+    );
+    expect(r().checkFiles('weekly_digest', files)).toEqual({ errors: [], warnings: [] });
   });
 
   it('renders without digest data (an older engine, a campaign, a test send, a rule without digest), never "0 ... updated"', () => {
