@@ -257,6 +257,15 @@ describe('what a user keeps for digests', () => {
       s = f.apply(ev('u', types[i % 5]!, i * 1000, { properties: { name: 'n'.repeat(500) } }));
     const kept = Object.values(s!.digest!).flat();
     expect(kept).toHaveLength(MAX_DIGEST_ITEMS);
+    // Each type lost items to the bound over all types: its count says "at least".
+    const { sends } = run(
+      rs,
+      Array.from({ length: 300 }, (_, i) => ev('u', types[i % 5]!, i * 1000)),
+      '7d',
+    );
+    expect(digestOf(sends[0]!).types.map((t) => [t.count, t.atLeast])).toEqual(
+      types.map(() => [20, true]),
+    );
     expect(Math.min(...kept.map((i) => i.ts))).toBe(at(0) + 200 * 1000);
     expect(kept[0]!.properties.name).toHaveLength(MAX_DIGEST_TEXT);
     // A full digest stays a few KB in store.

@@ -38,7 +38,7 @@ export interface DigestData {
   types: {
     type: string;
     count: number;
-    /** The user did it more often than the engine keeps: `count` is a lower bound. */
+    /** The user may have done it more often than the engine keeps: `count` is a lower bound. */
     atLeast: boolean;
     items: DigestEntry[];
   }[];
@@ -86,6 +86,16 @@ export function fitDigestToRuleSet(
 /** The digest of one rule at `at` (the send's time), from what the state keeps. */
 export function digestData(state: UserState, digest: CompiledDigest, at: number): DigestData {
   const from = at - digest.windowMs;
+  // The bound over every type drops the oldest items of any type: when it is reached inside
+  // the window, any type may have lost some.
+  let kept = 0;
+  let oldest = Infinity;
+  for (const type in state.digest ?? {}) {
+    const list = state.digest![type]!;
+    kept += list.length;
+    oldest = Math.min(oldest, list[0]?.ts ?? Infinity);
+  }
+  const truncatedAll = kept >= MAX_DIGEST_ITEMS && oldest > from;
   const all: DigestEntry[] = [];
   const perType: DigestData['types'] = [];
   for (const type of digest.events) {
@@ -99,7 +109,7 @@ export function digestData(state: UserState, digest: CompiledDigest, at: number)
     }
     if (count === 0) continue;
     // A full list whose oldest item is inside the window may have dropped older ones.
-    const atLeast = list.length >= MAX_DIGEST_COUNTED && list[0]!.ts > from;
+    const atLeast = truncatedAll || (list.length >= MAX_DIGEST_COUNTED && list[0]!.ts > from);
     perType.push({ type, count, atLeast, items: [] });
   }
   // Newest first; the rule's order of types breaks ties, so the choice is deterministic.
