@@ -60,12 +60,15 @@ const ProfileSchema = {
     segments: { type: 'array', items: { type: 'string' } },
     rules: {
       type: 'object',
-      description: 'Rule id -> fires and the last time it fired (epoch ms).',
+      description:
+        'Rule id -> fires and the last time it fired (epoch ms); for a digest rule whose window held too few items to send, also skipped and the last time it was (epoch ms).',
       additionalProperties: {
         type: 'object',
         properties: {
           fires: { type: 'integer' },
           lastFiredAt: { type: 'integer', nullable: true },
+          skipped: { type: 'integer' },
+          lastSkippedAt: { type: 'integer' },
         },
       },
     },

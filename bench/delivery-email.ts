@@ -46,6 +46,36 @@ const TEMPLATES_USED = [
   'winback',
 ];
 
+/** A digest as the engine makes it (engine/core/digest.ts): a week of feature uses and exports. */
+function benchDigest(i: number): Record<string, unknown> {
+  const to = Date.UTC(2026, 10, 23, 8);
+  const used = Array.from({ length: 3 + (i % 5) }, (_, n) => ({
+    type: 'Feature Used',
+    ts: to - (n + 1) * 20 * 3_600_000,
+    properties: { feature: ['dashboards', 'sharing', 'search'][n % 3]! },
+  }));
+  const exported = Array.from({ length: i % 3 }, (_, n) => ({
+    type: 'export_done',
+    ts: to - (n + 1) * 30 * 3_600_000,
+    properties: { format: 'pdf' },
+  }));
+  const items = [...used, ...exported].sort((a, b) => b.ts - a.ts);
+  return {
+    window: '7d',
+    from: to - 7 * 86_400_000,
+    to,
+    total: items.length,
+    more: false,
+    items,
+    types: [
+      { type: 'Feature Used', count: used.length, atLeast: false, items: used },
+      ...(exported.length > 0
+        ? [{ type: 'export_done', count: exported.length, atLeast: false, items: exported }]
+        : []),
+    ],
+  };
+}
+
 function dataFor(i: number): { template: string; locale: string; data: Record<string, unknown> } {
   const locale = LOCALES[i % LOCALES.length]!;
   return {
@@ -65,13 +95,10 @@ function dataFor(i: number): { template: string; locale: string; data: Record<st
         properties: {
           amount: 10 + (i % 90),
           currency: 'EUR',
-          weekStart: '2026-11-16',
-          projectsUpdated: i % 7,
-          reportsExported: i % 3,
-          highlights: [{ title: `Project ${i}`, url: `https://app.example.com/p/${i}` }],
         },
       },
       rule: { id: 'bench' },
+      digest: benchDigest(i),
       links: {
         unsubscribe: `${SAMPLE_LINKS.unsubscribe}/${i}`,
         preferences: SAMPLE_LINKS.preferences,

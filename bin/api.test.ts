@@ -300,7 +300,10 @@ describe('user lookup', () => {
     state.traits = { email: 'Ada@Example.com', phone: '+44 20 7946 0018', plan: 'trial' };
     state.stats['Feature Used'] = { count: 2, first: 1, last: 2 };
     state.segments = { trial: true };
-    state.rules = { welcome: { fires: 1, lastFiredAt: 1 } };
+    state.rules = {
+      welcome: { fires: 1, lastFiredAt: 1 },
+      'weekly-digest': { fires: 0, lastFiredAt: null, skipped: 1, lastSkippedAt: 3 },
+    };
     const timer = {
       id: 't-nudge',
       userId: 'ada',
@@ -397,7 +400,10 @@ describe('user lookup', () => {
         traits: { email: 'Ada@Example.com', phone: '+44 20 7946 0018', plan: 'trial' },
         stats: { 'Feature Used': { count: 2, first: 1, last: 2 } },
         segments: ['trial'],
-        rules: { welcome: { fires: 1, lastFiredAt: 1 } },
+        rules: {
+          welcome: { fires: 1, lastFiredAt: 1 },
+          'weekly-digest': { fires: 0, lastFiredAt: null, skipped: 1, lastSkippedAt: 3 },
+        },
       },
       timers: {
         pending: [

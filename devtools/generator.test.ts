@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
 import { isReservedEventType } from '../platform/contracts.ts';
 import { silentLogger } from '../platform/logger.ts';
+import { loadRuleSet } from '../rules/index.ts';
+import { createSimulation } from '../engine/core/simulate.ts';
 import {
   createGenerator,
   createPopulation,
@@ -209,6 +211,42 @@ describe('the synthetic population', () => {
     expect(() => createPopulation({ rate: 0, seed: 1, dayMs: 1000 })).toThrow(/rate/);
     expect(() => createPopulation({ rate: 1, seed: -1, dayMs: 1000 })).toThrow(/seed/);
     expect(() => createPopulation({ rate: 1, seed: 1, dayMs: 0 })).toThrow(/dayMs/);
+  });
+});
+
+describe('the demo weekly digest', () => {
+  it('has content: the example rule over the synthetic users lists the features they used and what they exported, by name', async () => {
+    const loaded = await loadRuleSet(new URL('../rules/examples', import.meta.url).pathname);
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
+    // A few simulated weeks, stamped (as the demo does) so that they end on a Sunday evening.
+    const { due } = run({ rate: 2, seed: 5, dayMs: 1000 }, 90_000);
+    const end = Date.parse('2026-12-06T20:00:00Z');
+    const last = due[due.length - 1]!.at;
+    const sim = createSimulation({ ruleSet: () => loaded.ruleSet });
+    due.forEach((d, i) =>
+      sim.line(
+        JSON.stringify({ ...d.message, timestamp: new Date(end - (last - d.at)).toISOString() }),
+        i + 1,
+      ),
+    );
+    const digests = sim
+      .advanceTo(Date.parse('2026-12-08T00:00:00Z'))
+      .filter((s) => s.ruleId === 'weekly-digest');
+    expect(digests.length).toBeGreaterThan(10);
+    for (const send of digests) {
+      const digest = send.data.digest as {
+        total: number;
+        items: { type: string; properties: Record<string, unknown> }[];
+      };
+      expect(digest.total).toBeGreaterThan(0);
+      for (const item of digest.items)
+        expect(item.properties).toEqual(
+          item.type === 'Feature Used'
+            ? { feature: expect.any(String) }
+            : { format: expect.any(String) },
+        );
+    }
+    expect(sim.summary().byRule['weekly-digest']?.sends).toBe(digests.length);
   });
 });
 

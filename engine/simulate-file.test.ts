@@ -6,6 +6,8 @@ import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simulateFile, type SimulateFileOptions } from './simulate-file.ts';
+import { silentLogger } from '../platform/logger.ts';
+import { createTemplateRenderer, SAMPLE_LINKS } from '../delivery/templates/index.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 let dir: string;
@@ -173,4 +175,133 @@ describe('simulate over files', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/broken\.json:\$\.category: /);
   }, 30_000);
+});
+
+describe('simulate with a digest rule', () => {
+  const week = [
+    {
+      type: 'identify',
+      userId: 'ada',
+      traits: {
+        email: 'ada@example.com',
+        firstName: 'Ada',
+        locale: 'de',
+        timezone: 'Europe/Berlin',
+      },
+      timestamp: '2026-03-03T08:00:00Z',
+    },
+    {
+      type: 'identify',
+      userId: 'bo',
+      traits: { email: 'bo@example.com' },
+      timestamp: '2026-03-03T08:00:00Z',
+    },
+    {
+      type: 'track',
+      event: 'Feature Used',
+      userId: 'ada',
+      properties: { feature: '<b>export</b>', secret: 's3' },
+      timestamp: '2026-03-03T10:00:00Z',
+    },
+    {
+      type: 'track',
+      event: 'export_done',
+      userId: 'ada',
+      properties: { format: 'pdf' },
+      timestamp: '2026-03-05T16:30:00Z',
+    },
+    {
+      type: 'track',
+      event: 'Feature Used',
+      userId: 'ada',
+      properties: { feature: 'share' },
+      timestamp: '2026-03-06T09:15:00Z',
+    },
+    { type: 'track', event: 'app_opened', userId: 'bo', timestamp: '2026-03-06T09:15:00Z' },
+  ].map((e, i) => JSON.stringify({ ...e, messageId: `w${i}` }));
+
+  it('writes the items of the window as the send data, reports the skipped users, and the shipped template renders them', async () => {
+    const rules = path.join(dir, 'digest-rules');
+    mkdirSync(rules, { recursive: true });
+    writeFileSync(
+      path.join(rules, 'digest.json'),
+      JSON.stringify({
+        id: 'weekly-digest',
+        category: 'marketing',
+        trigger: { schedule: '0 9 * * 1', timezone: 'user' },
+        action: {
+          send: {
+            template: 'weekly_digest',
+            channels: ['email'],
+            digest: {
+              events: ['Feature Used', 'export_done'],
+              window: '7d',
+              properties: ['feature', 'format'],
+            },
+          },
+        },
+      }),
+    );
+    writeFileSync(path.join(dir, 'week.jsonl'), `${week.join('\n')}\n`);
+    const r = await run({
+      rules,
+      templates: path.join(ROOT, 'templates'),
+      events: path.join(dir, 'week.jsonl'),
+      out: path.join(dir, 'digest.jsonl'),
+      until: '2026-03-10T00:00:00Z',
+    });
+    expect(r.exitCode).toBe(0);
+    // Bo opened the app but used nothing the digest lists: skipped, not sent.
+    expect(r.stdout).toMatch(
+      /weekly-digest +1 sends +0 holdout +1 skipped \(digest below minItems\)/,
+    );
+    const sends = readFileSync(path.join(dir, 'digest.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as { userId: string; createdAt: string; data: Record<string, unknown> },
+      );
+    expect(sends.map((s) => [s.userId, s.createdAt])).toEqual([
+      ['ada', '2026-03-09T08:00:00.000Z'],
+    ]);
+    const data = sends[0]!.data;
+    expect(data.digest).toMatchObject({
+      window: '7d',
+      total: 3,
+      more: false,
+      items: [
+        {
+          type: 'Feature Used',
+          ts: Date.parse('2026-03-06T09:15:00Z'),
+          properties: { feature: 'share' },
+        },
+        {
+          type: 'export_done',
+          ts: Date.parse('2026-03-05T16:30:00Z'),
+          properties: { format: 'pdf' },
+        },
+        {
+          type: 'Feature Used',
+          ts: Date.parse('2026-03-03T10:00:00Z'),
+          properties: { feature: '<b>export</b>' },
+        },
+      ],
+      types: [
+        { type: 'Feature Used', count: 2 },
+        { type: 'export_done', count: 1 },
+      ],
+    });
+
+    // What delivery would make of it, with the shipped template, in Ada's language and zone.
+    const renderer = createTemplateRenderer({ dir: path.join(ROOT, 'templates') }, silentLogger());
+    const email = renderer.render('weekly_digest', 'email', 'de', { ...data, links: SAMPLE_LINKS });
+    expect(email.subject).toBe('Ihre Woche bei Example: 3 Aktivitäten');
+    expect(email.html).toContain('Genutzte Funktionen: 2');
+    expect(email.html).toContain('Exporte: 1');
+    expect(email.html).toContain('05.03.2026, 17:30 · pdf');
+    expect(email.html).toContain('&lt;b&gt;export&lt;/b&gt;');
+    expect(email.html).not.toContain('<b>export');
+    expect(email.html).not.toContain('s3');
+  });
 });

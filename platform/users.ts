@@ -11,8 +11,11 @@ export interface UserProfile {
   stats: Record<string, { count: number; first: number | null; last: number | null }>;
   /** Ids of the segments the user is a member of. */
   segments: string[];
-  /** Rule id -> how often it fired for the user, and when last. */
-  rules: Record<string, { fires: number; lastFiredAt: number | null }>;
+  /** Rule id -> how often it fired for the user, and when last; and how often its digest was too short to send (`skipped`), and when last. */
+  rules: Record<
+    string,
+    { fires: number; lastFiredAt: number | null; skipped?: number; lastSkippedAt?: number }
+  >;
 }
 
 export interface UserDirectory {

@@ -281,3 +281,80 @@ describe('checkRuleSet: every error as file:jsonpath: message', () => {
     ]);
   });
 });
+
+describe('checkRuleSet: digests', () => {
+  const withDigest = (digest: unknown) =>
+    rule({
+      action: { send: { template: 'weekly_digest', channels: ['email'], digest } },
+    });
+
+  it.each([
+    [
+      'a missing window',
+      { events: ['Feature Used'] },
+      ['r.json:$.action.send.digest.window: is required'],
+    ],
+    [
+      'no event types',
+      { events: [], window: '7d' },
+      ['r.json:$.action.send.digest.events: expected array length to be greater or equal to 1'],
+    ],
+    [
+      'an unknown field, with a suggestion',
+      { events: ['x'], window: '7d', maxItem: 5 },
+      [
+        'r.json:$.action.send.digest.maxItem: unknown field "maxItem" (did you mean "maxItems"?); fields here: "events", "window", "maxItems", "minItems", "properties"',
+      ],
+    ],
+    [
+      'a window longer than what the engine keeps',
+      { events: ['x'], window: '6w' },
+      [
+        'r.json:$.action.send.digest.window: a digest looks back at most 31d (the engine keeps no older items), not "6w"',
+      ],
+    ],
+    [
+      'a zero window',
+      { events: ['x'], window: '0d' },
+      ['r.json:$.action.send.digest.window: digest.window must be longer than zero'],
+    ],
+    [
+      'minItems above maxItems (default 20)',
+      { events: ['x'], window: '7d', minItems: 21 },
+      [
+        'r.json:$.action.send.digest.minItems: minItems (21) is more than maxItems (20): such a digest could never be sent',
+      ],
+    ],
+    [
+      'maxItems above the bound',
+      { events: ['x'], window: '7d', maxItems: 500 },
+      ['r.json:$.action.send.digest.maxItems: expected integer to be less or equal to 50'],
+    ],
+    [
+      'an event type the engine makes',
+      { events: ['Feature Used', 'timer.fired'], window: '7d' },
+      [
+        'r.json:$.action.send.digest.events[1]: "timer.fired" is made by the engine itself and is never kept for a digest; name events your app or database sends',
+      ],
+    ],
+  ])('%s', (_name, digest, expected) => {
+    expect(one(withDigest(digest))).toEqual(expected);
+  });
+
+  it('a valid digest passes, and its event types count as mentioned (their stats are kept)', () => {
+    const result = checkRuleSet([
+      {
+        file: 'r.json',
+        content: withDigest({
+          events: ['Feature Used', 'project_updated'],
+          window: '7d',
+          maxItems: 10,
+          minItems: 2,
+          properties: ['feature'],
+        }),
+      },
+    ]);
+    expect(result.ok).toBe(true);
+    if (result.ok) expect([...result.checked.eventTypes]).toContain('project_updated');
+  });
+});

@@ -7,6 +7,8 @@ import type { TSchema } from '@sinclair/typebox';
 import { CronExpressionParser } from 'cron-parser';
 import { isValidTimezone } from '../platform/time.ts';
 import {
+  DIGEST_DEFAULTS,
+  DIGEST_LIMITS,
   EventTriggerSchema,
   FACTS,
   OPERATORS,
@@ -19,7 +21,7 @@ import {
   type RuleDefinition,
   type SegmentDefinition,
 } from './schema.ts';
-import { DURATION_HINT, DURATION_PATTERN, tryParseDuration } from './duration.ts';
+import { DURATION_HINT, DURATION_PATTERN, parseDuration, tryParseDuration } from './duration.ts';
 import { parsePath } from './path.ts';
 import { didYouMean } from './suggest.ts';
 import type { RuleError } from './types.ts';
@@ -420,6 +422,53 @@ function checkDuration(ctx: Ctx, value: unknown, at: string, label: string): voi
   else if (ms === 0) push(ctx, at, `${label} must be longer than zero`);
 }
 
+/** Events the engine makes or acts on without counting them: none of them ever reaches a digest. */
+const INTERNAL_DIGEST_TYPES: ReadonlySet<string> = new Set([
+  'timer.fired',
+  'schedule.occurrence',
+  'campaign.member',
+  'segment.entered',
+  'segment.exited',
+  'user_deleted',
+]);
+
+const MAX_DIGEST_WINDOW_MS = parseDuration(DIGEST_LIMITS.window);
+
+/** What the schema cannot say about a digest: its window's bounds, minItems against maxItems. */
+function checkDigest(
+  ctx: Ctx,
+  digest: Record<string, unknown>,
+  at: string,
+  eventTypes: Set<string>,
+): void {
+  checkDuration(ctx, digest.window, `${at}.window`, 'digest.window');
+  const windowMs = tryParseDuration(digest.window);
+  if (windowMs !== null && windowMs > MAX_DIGEST_WINDOW_MS)
+    push(
+      ctx,
+      `${at}.window`,
+      `a digest looks back at most ${DIGEST_LIMITS.window} (the engine keeps no older items), not ${JSON.stringify(digest.window)}`,
+    );
+  const maxItems = typeof digest.maxItems === 'number' ? digest.maxItems : DIGEST_DEFAULTS.maxItems;
+  if (typeof digest.minItems === 'number' && digest.minItems > maxItems)
+    push(
+      ctx,
+      `${at}.minItems`,
+      `minItems (${digest.minItems}) is more than maxItems (${maxItems}): such a digest could never be sent`,
+    );
+  if (Array.isArray(digest.events))
+    digest.events.forEach((type, index) => {
+      if (typeof type !== 'string' || !type) return;
+      if (INTERNAL_DIGEST_TYPES.has(type))
+        push(
+          ctx,
+          `${at}.events[${index}]`,
+          `"${type}" is made by the engine itself and is never kept for a digest; name events your app or database sends`,
+        );
+      eventTypes.add(type);
+    });
+}
+
 const CRON_ALIASES = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@hourly'];
 
 function checkCron(ctx: Ctx, expr: string, at: string): void {
@@ -535,6 +584,13 @@ function checkRule(
   }
   checkDuration(ctx, rule.expiresAfter, `${at}.expiresAfter`, 'expiresAfter');
   const send = (rule.action as { send?: Record<string, unknown> } | undefined)?.send;
+  if (send && send.digest !== null && typeof send.digest === 'object')
+    checkDigest(
+      ctx,
+      send.digest as Record<string, unknown>,
+      `${at}.action.send.digest`,
+      eventTypes,
+    );
   if (send && typeof send.template === 'string')
     pending.templateRefs.push({
       file: ctx.file,

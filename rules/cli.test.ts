@@ -57,7 +57,7 @@ describe('lifecycle rules validate', () => {
     expect(result.code).toBe(0);
     expect(result.stdout.trim().split('\n')).toHaveLength(1);
     expect(result.stdout).toMatch(
-      /^rules\/examples: 7 rules \(7 enabled\), 2 segments, 7 event types; valid \(version [0-9a-f]{16}\)\n$/,
+      /^rules\/examples: 7 rules \(7 enabled\), 2 segments, 8 event types; valid \(version [0-9a-f]{16}\)\n$/,
     );
   }, 60_000);
 

@@ -245,3 +245,45 @@ describe('extendRuleSet: a compiled set with more rules', () => {
     ]);
   });
 });
+
+describe('compileRuleSet: digests', () => {
+  const digestRule = (id: string, digest: Record<string, unknown>, enabled = true) =>
+    rule({
+      id,
+      enabled,
+      action: { send: { template: 'weekly_digest', channels: ['email'], digest } },
+    });
+
+  it('applies the defaults and keeps, per type, the widest need of every loaded rule (disabled ones too)', () => {
+    const res = compileRuleSet([
+      {
+        file: 'r.json',
+        content: [
+          digestRule('a', { events: ['x', 'y'], window: '7d', properties: ['p'] }),
+          digestRule(
+            'b',
+            { events: ['y'], window: '14d', maxItems: 30, minItems: 3, properties: ['q', 'p'] },
+            false,
+          ),
+          rule({ id: 'plain' }),
+        ],
+      },
+    ]);
+    expect(res.ok).toBe(true);
+    if (!res.ok) return;
+    const a = res.ruleSet.rules.find((r) => r.def.id === 'a')!;
+    expect(a.digest).toEqual({
+      events: ['x', 'y'],
+      window: '7d',
+      windowMs: 7 * 86_400_000,
+      maxItems: 20,
+      minItems: 1,
+      properties: ['p'],
+    });
+    expect(res.ruleSet.rules.find((r) => r.def.id === 'plain')!.digest).toBeNull();
+    expect(Object.fromEntries(res.ruleSet.digestKeep)).toEqual({
+      x: { maxAgeMs: 7 * 86_400_000, maxItems: 20, properties: ['p'] },
+      y: { maxAgeMs: 14 * 86_400_000, maxItems: 30, properties: ['p', 'q'] },
+    });
+  });
+});

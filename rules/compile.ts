@@ -1,13 +1,15 @@
 // Compiles a checked rule set into what the engine runs: frozen definitions, conditions as
 // plain functions, rules indexed by trigger in priority order, and a content version.
 import { createHash } from 'node:crypto';
-import type { Conditions } from './schema.ts';
+import { DIGEST_DEFAULTS, type Conditions, type DigestDefinition } from './schema.ts';
 import { parseDuration } from './duration.ts';
 import { compileConditions, ConditionCompileError } from './evaluator.ts';
 import { byFile, checkRuleSet, type CheckOptions } from './check.ts';
 import type {
+  CompiledDigest,
   CompiledRule,
   CompiledSegment,
+  DigestKeep,
   Predicate,
   RuleError,
   RuleSet,
@@ -107,6 +109,7 @@ export function compileRuleSet(
       cooldownMs: def.limits?.cooldown ? parseDuration(def.limits.cooldown) : null,
       goalWithinMs: def.goal ? parseDuration(def.goal.within) : null,
       expiresAfterMs: def.expiresAfter ? parseDuration(def.expiresAfter) : null,
+      digest: def.action.send.digest ? compileDigest(def.action.send.digest) : null,
     });
   }
   if (errors.length > 0) return { ok: false, errors: byFile(errors) };
@@ -147,8 +150,47 @@ export function compileRuleSet(
     bySegment,
     scheduled,
     eventTypes,
+    digestKeep: digestKeepOf(compiledRules),
   };
   return { ok: true, ruleSet };
+}
+
+function compileDigest(def: DigestDefinition): CompiledDigest {
+  return {
+    events: def.events,
+    window: def.window,
+    windowMs: parseDuration(def.window),
+    maxItems: def.maxItems ?? DIGEST_DEFAULTS.maxItems,
+    minItems: def.minItems ?? DIGEST_DEFAULTS.minItems,
+    properties: def.properties ?? [],
+  };
+}
+
+/** Per event type, the widest window, count and property list any loaded rule's digest asks for (disabled rules too: enabling one finds its items). */
+function digestKeepOf(rules: readonly CompiledRule[]): Map<string, DigestKeep> {
+  const keep = new Map<string, DigestKeep>();
+  for (const rule of rules) {
+    const digest = rule.digest;
+    if (!digest) continue;
+    for (const type of digest.events) {
+      const prev = keep.get(type);
+      keep.set(
+        type,
+        prev
+          ? {
+              maxAgeMs: Math.max(prev.maxAgeMs, digest.windowMs),
+              maxItems: Math.max(prev.maxItems, digest.maxItems),
+              properties: [...new Set([...prev.properties, ...digest.properties])],
+            }
+          : {
+              maxAgeMs: digest.windowMs,
+              maxItems: digest.maxItems,
+              properties: [...digest.properties],
+            },
+      );
+    }
+  }
+  return keep;
 }
 
 function withoutSchemaKey<T extends { $schema?: string }>(def: T): T {

@@ -11,13 +11,23 @@ export type {
   OperatorName,
   FactName,
 } from './schema.ts';
-export { RuleSchema, SegmentSchema, OPERATORS, FACTS } from './schema.ts';
+export {
+  RuleSchema,
+  SegmentSchema,
+  OPERATORS,
+  FACTS,
+  DIGEST_LIMITS,
+  DIGEST_DEFAULTS,
+  type DigestDefinition,
+} from './schema.ts';
 export type {
   EventStats,
   Facts,
   Predicate,
   CompiledRule,
   CompiledSegment,
+  CompiledDigest,
+  DigestKeep,
   RuleSet,
   RuleError,
   RuleSetResult,

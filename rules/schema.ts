@@ -245,6 +245,64 @@ const TemplateName = (description: string) =>
     patternErrorMessage: ID_HINT,
   });
 
+/** Upper bounds of a digest: they bound what the engine keeps per user for it. */
+export const DIGEST_LIMITS = {
+  events: 20,
+  window: '31d',
+  maxItems: 50,
+  properties: 8,
+} as const;
+
+export const DIGEST_DEFAULTS = { maxItems: 20, minItems: 1 } as const;
+
+export const DigestSchema = Type.Object(
+  {
+    events: Type.Array(
+      Type.String({ minLength: 1, description: 'An event type, exactly as sent.' }),
+      {
+        minItems: 1,
+        maxItems: DIGEST_LIMITS.events,
+        uniqueItems: true,
+        description:
+          'Event types the digest lists, exactly as sent (e.g. ["Feature Used", "project_updated"]). The engine keeps recent events of these types per user.',
+      },
+    ),
+    window: Type.Union([DurationSchema], {
+      description: `How far back the digest looks from the moment the rule fires, e.g. "7d" (at most ${DIGEST_LIMITS.window}).`,
+    }),
+    maxItems: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: DIGEST_LIMITS.maxItems,
+        default: DIGEST_DEFAULTS.maxItems,
+        description: `At most this many items in one digest, newest first (1-${DIGEST_LIMITS.maxItems}, default 20). Counts per type are exact up to ${DIGEST_LIMITS.maxItems}.`,
+      }),
+    ),
+    minItems: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: DIGEST_LIMITS.maxItems,
+        default: DIGEST_DEFAULTS.minItems,
+        description:
+          'With fewer items in the window the rule does not send (the skip is recorded in the rule history), so an empty digest never goes out (default 1).',
+      }),
+    ),
+    properties: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        maxItems: DIGEST_LIMITS.properties,
+        uniqueItems: true,
+        description: `Event properties each item keeps for the template, e.g. ["feature", "name"] (at most ${DIGEST_LIMITS.properties}; text, numbers and true/false only; default none).`,
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'Collect the user\'s recent events of these types and send them as the message\'s `digest` data (see rules/README.md, "Digests").',
+  },
+);
+export type DigestDefinition = Static<typeof DigestSchema>;
+
 export const RuleSchema = Type.Object(
   {
     $schema: Type.Optional(
@@ -292,6 +350,7 @@ export const RuleSchema = Type.Object(
               uniqueItems: true,
               description: 'Channels to send on, e.g. ["email"] or ["inapp", "push"].',
             }),
+            digest: Type.Optional(DigestSchema),
           },
           { additionalProperties: false, description: 'Send a message.' },
         ),

@@ -35,6 +35,29 @@ export interface CompiledRule {
   cooldownMs: number | null;
   goalWithinMs: number | null;
   expiresAfterMs: number | null;
+  /** `action.send.digest` with its defaults applied; null when the send carries no digest. */
+  digest: CompiledDigest | null;
+}
+
+export interface CompiledDigest {
+  /** Event types listed, in the rule's order. */
+  events: readonly string[];
+  /** As written ("7d"), for the send's data. */
+  window: string;
+  windowMs: number;
+  maxItems: number;
+  minItems: number;
+  /** Event properties each item keeps. */
+  properties: readonly string[];
+}
+
+/** What a user's state keeps of one event type for the digests of the loaded rules: the widest need of any of them. */
+export interface DigestKeep {
+  /** Items older than this (against the newest event applied) are dropped. */
+  maxAgeMs: number;
+  /** The newest this many items of the type keep their properties (older ones only count). */
+  maxItems: number;
+  properties: readonly string[];
 }
 
 export interface CompiledSegment {
@@ -55,6 +78,8 @@ export interface RuleSet {
   scheduled: CompiledRule[];
   /** Every event type any rule, segment or goal mentions (stats zero-fill). */
   eventTypes: Set<string>;
+  /** Event type -> what to keep of it, for every type a loaded rule's digest names (only those). */
+  digestKeep: Map<string, DigestKeep>;
 }
 
 /** One problem in one rule file; `path` is a JSONPath into the file such as `$.conditions.all[1].operator`. */

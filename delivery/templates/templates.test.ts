@@ -1,4 +1,11 @@
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdtempSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,6 +95,79 @@ describe('the shipped templates', () => {
     });
     expect(tx.html).not.toContain(SAMPLE_LINKS.unsubscribe);
     expect(tx.subject).toBe('Action needed: your payment of €49.00 did not go through');
+  });
+});
+
+describe('the weekly digest template', () => {
+  const r = () => createTemplateRenderer({ dir: REPO_TEMPLATES }, silentLogger());
+  const item = (type: string, ts: string, properties: Record<string, unknown>) => ({
+    type,
+    ts: Date.parse(ts),
+    properties,
+  });
+  const used = item('Feature Used', '2026-11-20T08:30:00Z', { feature: '<img src=x onerror=alert(1)>' });
+  const exported = item('export_done', '2026-11-21T17:00:00Z', { format: 'pdf' });
+  const digest = {
+    window: '7d',
+    from: Date.parse('2026-11-16T08:00:00Z'),
+    to: Date.parse('2026-11-23T08:00:00Z'),
+    total: 61,
+    more: true,
+    items: [exported, used],
+    types: [
+      { type: 'Feature Used', count: 50, atLeast: true, items: [used] },
+      { type: 'export_done', count: 11, atLeast: false, items: [exported] },
+    ],
+  };
+
+  it('lists the items per type with counts, dates in the recipient zone and escaped properties', () => {
+    const en = r().render('weekly_digest', 'email', 'en', { ...data, digest });
+    expect(en.subject).toBe('Your week at Example: 61 updates');
+    expect(en.html).toContain('<h3>Features used: 50+</h3>');
+    expect(en.html).toContain('<h3>Exports: 11</h3>');
+    // Berlin (the user's zone) is an hour ahead of UTC in November.
+    expect(en.html).toContain('Nov 21, 2026, 6:00 PM · pdf');
+    expect(en.html).toContain('&lt;img src&#x3D;x onerror&#x3D;alert(1)&gt;');
+    expect(en.html).not.toContain('<img');
+    expect(en.html).toContain('Only the latest 2 are listed here');
+    expect(en.text).toContain('Exports: 11');
+    const de = r().render('weekly_digest', 'email', 'de', { ...data, digest });
+    expect(de.subject).toBe('Ihre Woche bei Example: 61 Aktivitäten');
+    expect(de.html).toContain('21.11.2026, 18:00 · pdf');
+    expect(r().render('weekly_digest', 'inapp', 'en', { ...data, digest }).body).toBe(
+      'This week: Features used 50+, Exports 11.',
+    );
+    expect(r().render('weekly_digest', 'inapp', 'de', { ...data, digest }).body).toBe(
+      'Diese Woche: Genutzte Funktionen 50+, Exporte 11.',
+    );
+  });
+
+  it('passes the checks of a save through the API (every variable provided or guarded)', () => {
+    const files = Object.fromEntries(
+      readdirSync(join(REPO_TEMPLATES, 'weekly_digest')).map((f) => [
+        f,
+        readFileSync(join(REPO_TEMPLATES, 'weekly_digest', f), 'utf8'),
+      ]),
+    );
+    expect(r().checkFiles('weekly_digest', files)).toEqual({ errors: [], warnings: [] });
+  });
+
+  it('renders without digest data (an older engine, a campaign, a test send, a rule without digest), never "0 ... updated"', () => {
+    // As the fault suites' third-feature-use rule sends it: the trigger event, no digest.
+    const plain = {
+      ...data,
+      event: { type: 'Feature Used', properties: { feature: 'export' } },
+    };
+    for (const locale of ['en', 'de']) {
+      const email = r().render('weekly_digest', 'email', locale, plain);
+      expect(email.subject).toBe(locale === 'en' ? 'Your week at Example' : 'Ihre Woche bei Example');
+      expect(email.text).not.toMatch(/\b0\b/);
+      const inapp = r().render('weekly_digest', 'inapp', locale, plain);
+      expect(inapp.body).toMatch(/\S/);
+    }
+    expect(r().render('weekly_digest', 'email', 'en', plain).html).toContain(
+      'open Example to catch up',
+    );
   });
 });
 

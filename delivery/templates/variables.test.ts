@@ -64,4 +64,18 @@ describe('the variable walk', () => {
       },
     ]);
   });
+
+  it('takes an object in the sample as what {{#each}} walks over its values', () => {
+    const files = (sampleData: unknown) => ({
+      'sample.json': JSON.stringify(sampleData),
+      'email.en.hbs':
+        '---\nsubject: Hi\n---\n{{#each event.properties.tags}}<b>{{@key}}: {{this}}</b>{{/each}}',
+    });
+    expect(check(files({ event: { properties: { tags: { size: 'L' } } } })).errors).toEqual([]);
+    expect(check(files({ event: { properties: { tags: 'L' } } })).errors).toEqual([
+      expect.objectContaining({
+        message: expect.stringContaining('"event.properties.tags[]" is not in sample.json') as unknown,
+      }),
+    ]);
+  });
 });

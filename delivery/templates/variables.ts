@@ -60,9 +60,15 @@ function provides(value: unknown, segments: readonly string[]): boolean {
   if (segments.length === 0) return true;
   const [head, ...rest] = segments as [string, ...string[]];
   if (head === ELEMENT) {
-    if (!Array.isArray(value)) return false;
+    // `{{#each}}` walks a list's items or an object's values (a digest item's properties).
+    const items = Array.isArray(value)
+      ? value
+      : value !== null && typeof value === 'object'
+        ? Object.values(value)
+        : null;
+    if (items === null) return false;
     // An empty list in the sample says nothing about its items.
-    return value.length === 0 || value.some((item) => provides(item, rest));
+    return items.length === 0 || items.some((item) => provides(item, rest));
   }
   if ((Array.isArray(value) || typeof value === 'string') && head === 'length')
     return rest.length === 0;

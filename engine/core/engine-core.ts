@@ -16,6 +16,7 @@ import { deterministicId, eventIdHash, segmentEventIdFor, sendIdFor, timerIdFor 
 import { SCHEDULE_EVENT, scheduleTrigger } from './schedule.ts';
 import { CAMPAIGN_EVENT, campaignRuleId } from './campaign.ts';
 import { nextSegmentChange, timedSegments, type TimedSegment } from './segment-clock.ts';
+import { digestData, fitDigestToRuleSet, keepDigestItem, type DigestData } from './digest.ts';
 
 export const TIMER_EVENT = 'timer.fired';
 export const SEGMENT_ENTERED = 'segment.entered';
@@ -66,6 +67,8 @@ export interface CoreResult {
   emitted: NormalisedEvent[];
   status: ApplyStatus;
   reason?: string;
+  /** Rules that matched but did not send because their digest had fewer than `minItems` items. */
+  skipped?: { ruleId: string; reason: 'digest-below-min-items' }[];
 }
 
 export interface EngineCore {
@@ -135,6 +138,7 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
       segmentIds.set(rs, ids);
     }
     for (const id in state.segments) if (!ids.has(id)) delete state.segments[id];
+    fitDigestToRuleSet(state, rs.digestKeep);
     filledFor.set(state, rs);
   }
 
@@ -317,8 +321,23 @@ export function createEngineCore(deps: EngineCoreDeps): EngineCore {
       facts.event = factEvent;
       facts.rule = history;
       if (!rule.conditions(facts)) return;
-      out.sends.push(buildSend(rule, userId, trigger, createdAt, state.traits, campaignId));
+      let digest: DigestData | undefined;
+      if (rule.digest) {
+        digest = digestData(state, rule.digest, createdAt);
+        if (digest.total < rule.digest.minItems) {
+          // Too little to tell: no send, and the cooldown does not start (next time may have more).
+          state.rules[def.id] = {
+            ...history,
+            skipped: (history.skipped ?? 0) + 1,
+            lastSkippedAt: Math.max(history.lastSkippedAt ?? createdAt, createdAt),
+          };
+          (out.skipped ??= []).push({ ruleId: def.id, reason: 'digest-below-min-items' });
+          return;
+        }
+      }
+      out.sends.push(buildSend(rule, userId, trigger, createdAt, state.traits, campaignId, digest));
       state.rules[def.id] = {
+        ...history,
         fires: history.fires + 1,
         lastFiredAt:
           history.lastFiredAt === null ? createdAt : Math.max(history.lastFiredAt, createdAt),
@@ -364,6 +383,7 @@ function buildSend(
   createdAt: number,
   traits: Record<string, unknown>,
   campaignId?: string,
+  digest?: DigestData,
 ): SendCommand {
   const def = rule.def;
   const exp = assignExperiment(def, userId);
@@ -384,6 +404,7 @@ function buildSend(
       user: { ...traits },
       event: { type: trigger.type, properties: trigger.properties },
       rule: { id: def.id },
+      ...(digest ? { digest } : {}),
     },
   };
   if (def.goal && rule.goalWithinMs !== null)
@@ -411,6 +432,8 @@ function reduce(state: UserState, event: NormalisedEvent, rs: RuleSet): void {
   } else if (event.traits) {
     mergeTraits(state.traits, event.traits);
   }
+
+  keepDigestItem(state, event, rs.digestKeep);
 
   const ts = event.ts;
   let st: EventStats | undefined = state.stats[type];

@@ -34,7 +34,8 @@ export interface SimulationSummary {
   users: number;
   sends: number;
   holdouts: number;
-  byRule: Record<string, { sends: number; holdouts: number }>;
+  /** `skipped`: matches that did not send because the rule's digest had too few items. */
+  byRule: Record<string, { sends: number; holdouts: number; skipped?: number }>;
   timersFired: number;
   timersPending: number;
   occurrences: number;
@@ -114,6 +115,10 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         r.holdouts++;
       }
       out.push(send);
+    }
+    for (const skip of res.skipped ?? []) {
+      const r = (s.byRule[skip.ruleId] ??= { sends: 0, holdouts: 0 });
+      r.skipped = (r.skipped ?? 0) + 1;
     }
   }
 
@@ -292,7 +297,7 @@ export function formatSummary(s: SimulationSummary, maxInvalid = 20): string {
     for (const id of ids) {
       const r = s.byRule[id]!;
       lines.push(
-        `  ${id.padEnd(width)}  ${String(r.sends).padStart(7)} sends  ${String(r.holdouts).padStart(6)} holdout`,
+        `  ${id.padEnd(width)}  ${String(r.sends).padStart(7)} sends  ${String(r.holdouts).padStart(6)} holdout${r.skipped ? `  ${r.skipped} skipped (digest below minItems)` : ''}`,
       );
     }
   }

@@ -7,6 +7,15 @@ import type { EventStats } from '../../rules/types.ts';
 export interface RuleHistory {
   fires: number;
   lastFiredAt: number | null;
+  /** Times the rule matched but did not send because its digest had fewer than `minItems` items. */
+  skipped?: number;
+  lastSkippedAt?: number;
+}
+
+/** One kept event for digests (engine/core/digest.ts): its time and the properties the digests keep. */
+export interface DigestItem {
+  ts: number;
+  properties: Record<string, string | number | boolean>;
 }
 
 export interface UserState {
@@ -23,6 +32,8 @@ export interface UserState {
   rules: Record<string, RuleHistory>;
   /** 48-bit hashes of the most recently applied event ids, oldest first (duplicate guard). */
   recent: number[];
+  /** Event type -> recent events of the types the loaded rules' digests name, oldest first (absent when none). */
+  digest?: Record<string, DigestItem[]>;
   /** Due time of the pending segment recheck timer, if any (see segment-clock.ts). */
   recheckAt?: number;
   /** Bookkeeping of the runtime (last applied partition/offset); the core never reads it. */
@@ -38,7 +49,13 @@ export const RECENT_IDS = 24;
  */
 export const MAX_TRACKED_TYPES = 64;
 
-const FORMAT_VERSION = 1;
+/**
+ * 2 added the digest items (`d`). A state without them is still written as 1, which every
+ * release reads, so only users who have digest items need an engine that knows format 2;
+ * both are read.
+ */
+const FORMAT_VERSION = 2;
+const READABLE_VERSIONS: ReadonlySet<unknown> = new Set([1, 2]);
 
 export function emptyState(): UserState {
   return { traits: dict(), stats: dict(), segments: dict(), rules: dict(), recent: [] };
@@ -49,20 +66,25 @@ export function dict<T>(): Record<string, T> {
   return Object.create(null) as Record<string, T>;
 }
 
-/** Stored shape: v version, u traits, s stats [count, first, last], g member segments, r rules [fires, last], e recent ids (base64 of 6-byte hashes), k recheck due time, a applied. */
+/**
+ * Stored shape: v version, u traits, s stats [count, first, last], g member segments, r rules
+ * [fires, last] (+ [skipped, lastSkipped] once a digest was skipped), d digest items per type
+ * [ts] or [ts, properties], e recent ids (base64 of 6-byte hashes), k recheck due time, a applied.
+ */
 interface StoredState {
   v: number;
   u?: Record<string, unknown>;
   s?: Record<string, [number, number | null, number | null]>;
   g?: string[];
-  r?: Record<string, [number, number | null]>;
+  r?: Record<string, [number, number | null] | [number, number | null, number, number]>;
+  d?: Record<string, ([number] | [number, Record<string, string | number | boolean>])[]>;
   e?: string;
   k?: number;
   a?: { p: number; o: string };
 }
 
 export function toStored(state: UserState): StoredState {
-  const out: StoredState = { v: FORMAT_VERSION };
+  const out: StoredState = { v: 1 };
   if (hasKeys(state.traits)) out.u = state.traits;
   const s = dict<[number, number | null, number | null]>();
   let anyStats = false;
@@ -77,12 +99,31 @@ export function toStored(state: UserState): StoredState {
   for (const id in state.segments) if (state.segments[id] === true) g.push(id);
   if (g.length > 0) out.g = g;
   if (hasKeys(state.rules)) {
-    const r = dict<[number, number | null]>();
+    const r = dict<[number, number | null] | [number, number | null, number, number]>();
     for (const id in state.rules) {
       const h = state.rules[id]!;
-      r[id] = [h.fires, h.lastFiredAt];
+      r[id] =
+        h.skipped !== undefined && h.skipped > 0
+          ? [h.fires, h.lastFiredAt, h.skipped, h.lastSkippedAt ?? 0]
+          : [h.fires, h.lastFiredAt];
     }
     out.r = r;
+  }
+  if (state.digest) {
+    const d = dict<([number] | [number, Record<string, string | number | boolean>])[]>();
+    let any = false;
+    for (const type in state.digest) {
+      const list = state.digest[type]!;
+      if (list.length === 0) continue;
+      d[type] = list.map((item) =>
+        hasKeys(item.properties) ? [item.ts, item.properties] : [item.ts],
+      );
+      any = true;
+    }
+    if (any) {
+      out.v = FORMAT_VERSION;
+      out.d = d;
+    }
   }
   if (state.recent.length > 0) out.e = recentToBase64(state.recent);
   if (state.recheckAt !== undefined) out.k = state.recheckAt;
@@ -117,7 +158,7 @@ export function deserializeState(text: string): UserState {
 }
 
 export function fromStored(raw: unknown): UserState {
-  if (!isObject(raw) || raw.v !== FORMAT_VERSION)
+  if (!isObject(raw) || !READABLE_VERSIONS.has(raw.v))
     throw new StateFormatError(
       `unsupported user state format (v=${isObject(raw) ? String(raw.v) : typeof raw})`,
     );
@@ -135,9 +176,36 @@ export function fromStored(raw: unknown): UserState {
   if (isObject(raw.r)) {
     for (const id of Object.keys(raw.r)) {
       const h = raw.r[id];
-      if (Array.isArray(h) && typeof h[0] === 'number')
-        state.rules[id] = { fires: h[0], lastFiredAt: numOrNull(h[1]) };
+      if (Array.isArray(h) && typeof h[0] === 'number') {
+        const history: RuleHistory = { fires: h[0], lastFiredAt: numOrNull(h[1]) };
+        if (typeof h[2] === 'number' && h[2] > 0 && typeof h[3] === 'number') {
+          history.skipped = h[2];
+          history.lastSkippedAt = h[3];
+        }
+        state.rules[id] = history;
+      }
     }
+  }
+  if (raw.v === 2 && isObject(raw.d)) {
+    const digest = dict<DigestItem[]>();
+    for (const type of Object.keys(raw.d)) {
+      const list = raw.d[type];
+      if (!Array.isArray(list)) continue;
+      const items: DigestItem[] = [];
+      for (const entry of list) {
+        if (!Array.isArray(entry) || typeof entry[0] !== 'number') continue;
+        const properties = dict<string | number | boolean>();
+        if (isObject(entry[1]))
+          for (const k of Object.keys(entry[1])) {
+            const v = entry[1][k];
+            if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')
+              properties[k] = v;
+          }
+        items.push({ ts: entry[0], properties });
+      }
+      if (items.length > 0) digest[type] = items;
+    }
+    if (hasKeys(digest)) state.digest = digest;
   }
   if (typeof raw.e === 'string') {
     const buf = Buffer.from(raw.e, 'base64');

@@ -12,7 +12,10 @@ describe('user directory', () => {
     state.stats['Feature Used'] = { count: 3, first: 10, last: 30 };
     state.stats['never'] = { count: 0, first: null, last: null };
     state.segments = { trial: true, churned: false };
-    state.rules = { welcome: { fires: 1, lastFiredAt: 20 } };
+    state.rules = {
+      welcome: { fires: 1, lastFiredAt: 20 },
+      digest: { fires: 0, lastFiredAt: null, skipped: 2, lastSkippedAt: 25 },
+    };
     await stores.write(0, epoch, [
       { userId: 'u1', state: serializeState(state), offset: '5', timerIds: [] },
     ]);
@@ -23,7 +26,10 @@ describe('user directory', () => {
       traits: { email: 'ada@example.com', locale: 'de' },
       stats: { 'Feature Used': { count: 3, first: 10, last: 30 } },
       segments: ['trial'],
-      rules: { welcome: { fires: 1, lastFiredAt: 20 } },
+      rules: {
+        welcome: { fires: 1, lastFiredAt: 20 },
+        digest: { fires: 0, lastFiredAt: null, skipped: 2, lastSkippedAt: 25 },
+      },
     });
     expect(await directory.profile('nobody')).toBeNull();
 

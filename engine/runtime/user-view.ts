@@ -23,7 +23,15 @@ export function profileOf(userId: string, state: UserState): UserProfile {
     if (st.count > 0) stats[type] = { count: st.count, first: st.first, last: st.last };
   const rules: UserProfile['rules'] = {};
   for (const [id, h] of Object.entries(state.rules))
-    rules[id] = { fires: h.fires, lastFiredAt: h.lastFiredAt };
+    rules[id] =
+      h.skipped !== undefined && h.lastSkippedAt !== undefined
+        ? {
+            fires: h.fires,
+            lastFiredAt: h.lastFiredAt,
+            skipped: h.skipped,
+            lastSkippedAt: h.lastSkippedAt,
+          }
+        : { fires: h.fires, lastFiredAt: h.lastFiredAt };
   return {
     userId,
     traits: { ...state.traits },

@@ -22,6 +22,7 @@ const TEMPLATES = path.resolve(import.meta.dirname, '../../templates');
 
 interface OutputSend {
   sendId: string;
+  data: Record<string, unknown>;
   ruleId: string;
   userId: string;
   template: string;
@@ -85,6 +86,17 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** What the example digest lists for a user at an occurrence: feature uses and exports of the 7 days before. */
+function digestItems(u: GeneratedUser, o: number): [string, number][] {
+  const inWindow = (t: number) => t > o - 7 * DAY && t <= o;
+  return [
+    ...u.featureUses.filter(inWindow).map((t): [string, number] => ['Feature Used', t]),
+    ...(u.exportAt !== null && inWindow(u.exportAt)
+      ? [['export_done', u.exportAt] as [string, number]]
+      : []),
+  ];
+}
 
 const of = (ruleId: string) => sends.filter((s) => s.ruleId === ruleId);
 const users = (p: (u: GeneratedUser) => boolean) => gen.users.filter(p);
@@ -199,7 +211,7 @@ describe('simulate: example rules over generated events', () => {
     for (const s of of('payment-failed')) expect(s.channels).toEqual(['email', 'push']);
   });
 
-  it('weekly digest: Monday 09:00 in each user timezone, only users who opened the app in the 7 days before, never to those who opted out', () => {
+  it('weekly digest: Monday 09:00 in each user timezone, only users who opened the app in the 7 days before and used a feature or exported in them, never to those who opted out', () => {
     const digest = JSON.parse(
       readFileSync(path.join(RULES, 'weekly-digest.json'), 'utf8'),
     ) as RuleDefinition;
@@ -215,11 +227,22 @@ describe('simulate: example rules over generated events', () => {
             !u.digestOptOut &&
             u.registeredAt <= o &&
             (u.deletedAt === null || o < u.deletedAt) &&
-            u.appOpens.some((t) => t >= o - 7 * DAY && t < o),
+            u.appOpens.some((t) => t >= o - 7 * DAY && t < o) &&
+            digestItems(u, o).length > 0,
         );
     });
     expect(Object.keys(predicted).length).toBeGreaterThan(100);
     expect(schedule(of('weekly-digest'))).toEqual(predicted);
+    // Active users with nothing to tell were skipped, not sent an empty digest.
+    expect(summary.byRule['weekly-digest']?.skipped).toBeGreaterThan(50);
+    for (const s of of('weekly-digest')) {
+      const digest = s.data.digest as { total: number; items: { type: string; ts: number }[] };
+      const items = digestItems(byUser.get(s.userId)!, Date.parse(s.createdAt));
+      expect(digest.total).toBe(items.length);
+      expect(digest.items.map((i) => [i.type, i.ts])).toEqual(
+        items.sort((a, b) => b[1] - a[1] || (a[0] === 'Feature Used' ? -1 : 1)),
+      );
+    }
     for (const s of of('weekly-digest')) {
       const zone = byUser.get(s.userId)!.timezone ?? 'UTC';
       const local = new Intl.DateTimeFormat('en-GB', {

@@ -1,7 +1,8 @@
 // The production path of a recurring campaign on the real Kafka and Redis: events in, the
 // scheduler fans occurrences out, the distributed engine decides. A "pro users' digest at
 // 09:00 in their own zone" rule must send exactly once per occurrence to each pro user who
-// did not opt out, attributed to that occurrence, and to nobody else.
+// did not opt out and used a feature in the day before, attributed to that occurrence, with
+// the feature uses of that day as its digest, and to nobody else.
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,7 +81,13 @@ describe('recurring campaign through scheduler and engine', () => {
       conditions: {
         not: { fact: 'user', path: '$.digest_opt_out', operator: 'equal', value: true },
       },
-      action: { send: { template: 'weekly_digest', channels: ['email'] } },
+      action: {
+        send: {
+          template: 'weekly_digest',
+          channels: ['email'],
+          digest: { events: ['Feature Used'], window: '1d', properties: ['feature'] },
+        },
+      },
     };
     mkdirSync(path.join(dir, 'segments'));
     writeFileSync(path.join(dir, 'pro-digest.json'), JSON.stringify(ruleDef));
@@ -112,28 +119,66 @@ describe('recurring campaign through scheduler and engine', () => {
       message: 'cannot create the topics',
     });
 
-    // 15 users per zone: every third is on the free plan, one pro user opted out of digests.
+    const rule = compile(
+      [ruleDef],
+      [
+        {
+          id: 'pro',
+          conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equal', value: 'pro' }] },
+        },
+      ],
+    ).rules[0]!;
+
+    // 15 users per zone: every third is on the free plan, one pro user opted out of digests,
+    // every fifth used no feature (nothing to tell: skipped). The others used one a day and a
+    // half before the first occurrence (outside both windows) and one in the day before each.
     const events: NormalisedEvent[] = [];
-    const eligible = new Map<string, string>();
+    const event = (userId: string, type: string, ts: number, extra: Partial<NormalisedEvent>) =>
+      events.push({
+        id: `${iso.id}-${userId}-${events.length}`,
+        userId,
+        type,
+        ts,
+        receivedAt: ts,
+        source: 'test',
+        properties: {},
+        ...extra,
+      });
+    /** occurrence event id -> the send's user, time and the one item its digest must list. */
+    const expected = new Map<
+      string,
+      { userId: string; at: number; used: number; feature: string }
+    >();
     for (const zone of ZONES) {
       for (let i = 0; i < 15; i++) {
         const userId = `${zone.split('/')[1]!.toLowerCase()}-${i}`;
         const plan = i % 3 === 0 ? 'free' : 'pro';
         const optOut = i === 1;
-        const ts = now - 3 * DAY + i;
-        events.push({
-          id: `${iso.id}-${userId}`,
-          userId,
-          type: 'identify',
-          ts,
-          receivedAt: ts,
-          source: 'test',
-          properties: {},
+        const idle = i % 5 === 2;
+        event(userId, 'identify', now - 4 * DAY + i, {
           traits: { timezone: zone, plan, ...(optOut ? { digest_opt_out: true } : {}) },
         });
-        if (plan === 'pro' && !optOut) eligible.set(userId, zone);
+        if (idle) continue;
+        const times = scheduleOccurrences(rule, now - 2 * DAY, now, zone);
+        expect(times.length).toBe(2);
+        event(userId, 'Feature Used', times[0]! - 36 * 3_600_000, {
+          properties: { feature: 'too-old' },
+        });
+        times.forEach((at, n) => {
+          const used = at - (n + 1) * 3_600_000;
+          const feature = `${userId}-${n}`;
+          event(userId, 'Feature Used', used, { properties: { feature, secret: 'not kept' } });
+          if (plan === 'pro' && !optOut)
+            expected.set(occurrenceEvent('pro-digest', userId, at).id, {
+              userId,
+              at,
+              used,
+              feature,
+            });
+        });
       }
     }
+    expect(expected.size).toBe(2 * 2 * 7);
     // A topic just created may not be known to every broker connection yet: retry until it is.
     const records = events.map((e) => ({ key: e.userId, ...encodeWithHeader(eventCodec, e) }));
     await waitFor(
@@ -155,23 +200,6 @@ describe('recurring campaign through scheduler and engine', () => {
     running.push(
       await runScheduler(config, logger, { registry: createMetricsRegistry({ defaults: false }) }),
     );
-
-    const rule = compile(
-      [ruleDef],
-      [
-        {
-          id: 'pro',
-          conditions: { all: [{ fact: 'user', path: '$.plan', operator: 'equal', value: 'pro' }] },
-        },
-      ],
-    ).rules[0]!;
-    const expected = new Map<string, { userId: string; at: number }>();
-    for (const [userId, zone] of eligible) {
-      const times = scheduleOccurrences(rule, now - 2 * DAY, now, zone);
-      expect(times.length).toBe(2);
-      for (const at of times)
-        expected.set(occurrenceEvent('pro-digest', userId, at).id, { userId, at });
-    }
 
     const read = async (): Promise<SendCommand[]> =>
       (await bus!.endOffsets(t.sends)).size === 0
@@ -198,6 +226,13 @@ describe('recurring campaign through scheduler and engine', () => {
         createdAt: want!.at,
         triggeredBy: { eventType: 'schedule.occurrence' },
         template: 'weekly_digest',
+      });
+      expect(s.data.digest).toMatchObject({
+        window: '1d',
+        to: want!.at,
+        total: 1,
+        items: [{ type: 'Feature Used', ts: want!.used, properties: { feature: want!.feature } }],
+        types: [{ type: 'Feature Used', count: 1 }],
       });
     }
   });
