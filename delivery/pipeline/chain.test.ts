@@ -40,6 +40,7 @@ function build(overrides: Record<string, unknown> = {}, html = '<p>Hello</p>') {
       claims: stores.claims,
       caps: stores.caps,
       preferences: stores.preferences,
+      optIns: stores.optIns,
       renderer: {
         render: (_template, channel) =>
           channel === 'email'
