@@ -107,8 +107,7 @@ export function newRequest(
     expiresAt,
     sendIds: {
       confirmation: deterministicId('send', CONFIRMATION_RULE, input.userId, id),
-      reminder:
-        remindAt === null ? null : deterministicId('send', REMINDER_RULE, input.userId, id),
+      reminder: remindAt === null ? null : deterministicId('send', REMINDER_RULE, input.userId, id),
     },
     status: 'pending',
   };

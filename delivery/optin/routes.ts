@@ -4,11 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requireHttpKit } from '../../platform/http.ts';
 import type { LinkUseLimiter } from '../link-limits.ts';
 import type { PreferenceChange } from '../preferences/model.ts';
-import {
-  PAGE_HEADERS,
-  invalidLinkPage,
-  tooManyRequestsPage,
-} from '../preferences/page.ts';
+import { PAGE_HEADERS, invalidLinkPage, tooManyRequestsPage } from '../preferences/page.ts';
 import { formBody, LINK_PAGE_RESPONSES } from '../preferences/routes.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import { DOUBLE_OPT_IN_SOURCE, statusAt, type OptInRequest } from './model.ts';
@@ -35,7 +31,10 @@ const html = (description: string) => ({
 const pageQuery = {
   type: 'object',
   properties: {
-    t: { type: 'string', description: 'The signed token of the confirmation link (from the email).' },
+    t: {
+      type: 'string',
+      description: 'The signed token of the confirmation link (from the email).',
+    },
   },
 } as const;
 
@@ -46,7 +45,10 @@ const RequestSchema = {
     id: { type: 'string' },
     category: { type: 'string' },
     channel: { type: 'string' },
-    source: { type: 'string', description: 'Where the person asked (`signup_form`, `identify`, ...).' },
+    source: {
+      type: 'string',
+      description: 'Where the person asked (`signup_form`, `identify`, ...).',
+    },
     via: { type: 'string', description: 'The door: `admin_api`, `preference_page`, `identify`.' },
     requestedAt: { type: 'integer' },
     remindAt: { type: 'integer', nullable: true },
@@ -243,7 +245,11 @@ export async function optInRoutes(app: FastifyInstance, deps: OptInRoutesDeps): 
         return reply
           .headers(PAGE_HEADERS)
           .send(
-            confirmPage({ action, category: state.request.category, channel: state.request.channel }),
+            confirmPage({
+              action,
+              category: state.request.category,
+              channel: state.request.channel,
+            }),
           );
       case 'confirmed':
         return reply.headers(PAGE_HEADERS).send(
@@ -281,7 +287,11 @@ export async function optInRoutes(app: FastifyInstance, deps: OptInRoutesDeps): 
     async (req, reply) => {
       const token = pageOf(req, reply);
       if (token === null) return reply;
-      return answer(reply, await service.read(token, deps.now()), `/c?t=${encodeURIComponent(token)}`);
+      return answer(
+        reply,
+        await service.read(token, deps.now()),
+        `/c?t=${encodeURIComponent(token)}`,
+      );
     },
   );
 

@@ -54,8 +54,7 @@ export interface OptInAsk {
 }
 
 export type AskResult =
-  | { kind: 'already_granted' }
-  | { kind: 'started' | 'pending'; request: OptInRequest };
+  { kind: 'already_granted' } | { kind: 'started' | 'pending'; request: OptInRequest };
 
 /** How a confirmation link reads now: what its page shows. */
 export type LinkState =

@@ -26,7 +26,11 @@ export interface OptInStore {
   /** Every request of the user, newest first. */
   list(userId: string): Promise<OptInRequest[]>;
   /** Confirms a pending request that has not expired at `evidence.at`. */
-  confirm(userId: string, requestId: string, evidence: ConfirmationEvidence): Promise<ConfirmResult>;
+  confirm(
+    userId: string,
+    requestId: string,
+    evidence: ConfirmationEvidence,
+  ): Promise<ConfirmResult>;
   /** The person opted out: a pending request of that category and channel ends unconfirmed. */
   withdraw(userId: string, category: string, channel: Channel, at: number): Promise<void>;
   /** Right to be forgotten. */
