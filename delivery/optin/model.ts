@@ -126,6 +126,7 @@ export interface OptInSendData {
   reminder: boolean;
   /** The reminder waits (in the delay queue) until then. */
   notBefore: number;
+  /** When the link stops working (the email says so). */
   expiresAt: number;
 }
 
@@ -137,17 +138,17 @@ export function confirmationSend(
   r: OptInRequest,
   kind: 'confirmation' | 'reminder',
   user: Record<string, unknown>,
-  confirmUrl: string,
+  link: { url: string; expiresAt: number },
 ): SendCommand {
   const reminder = kind === 'reminder';
   const optIn: OptInSendData = {
     requestId: r.id,
     category: r.category,
     channel: r.channel,
-    confirmUrl,
+    confirmUrl: link.url,
     reminder,
     notBefore: reminder ? r.remindAt! : r.requestedAt,
-    expiresAt: r.expiresAt,
+    expiresAt: link.expiresAt,
   };
   return {
     sendId: reminder ? r.sendIds.reminder! : r.sendIds.confirmation,

@@ -242,15 +242,13 @@ export async function optInRoutes(app: FastifyInstance, deps: OptInRoutesDeps): 
       case 'withdrawn':
         return reply.code(410).headers(PAGE_HEADERS).send(withdrawnRequestPage());
       case 'pending':
-        return reply
-          .headers(PAGE_HEADERS)
-          .send(
-            confirmPage({
-              action,
-              category: state.request.category,
-              channel: state.request.channel,
-            }),
-          );
+        return reply.headers(PAGE_HEADERS).send(
+          confirmPage({
+            action,
+            category: state.request.category,
+            channel: state.request.channel,
+          }),
+        );
       case 'confirmed':
         return reply.headers(PAGE_HEADERS).send(
           confirmedPage({

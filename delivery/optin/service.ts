@@ -77,15 +77,19 @@ export function createOptInService(deps: OptInServiceDeps): OptInService {
   const { store, preferences, links, times } = deps;
 
   async function publish(r: OptInRequest, user: Record<string, unknown>): Promise<void> {
-    const url = links.confirmation({
-      userId: r.userId,
-      requestId: r.id,
-      category: r.category,
-      channel: r.channel,
-      exp: linkExpiry(r, times),
-    });
-    const sends = [confirmationSend(r, 'confirmation', user, url)];
-    if (r.remindAt !== null) sends.push(confirmationSend(r, 'reminder', user, url));
+    const expiresAt = linkExpiry(r, times);
+    const link = {
+      url: links.confirmation({
+        userId: r.userId,
+        requestId: r.id,
+        category: r.category,
+        channel: r.channel,
+        exp: expiresAt,
+      }),
+      expiresAt,
+    };
+    const sends = [confirmationSend(r, 'confirmation', user, link)];
+    if (r.remindAt !== null) sends.push(confirmationSend(r, 'reminder', user, link));
     await deps.publisher.publish(
       deps.sendsTopic,
       sends.map((s) => ({ key: s.userId, ...encodeWithHeader(sendCodec, s) })),
