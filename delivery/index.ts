@@ -120,7 +120,13 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
     now,
     ...(opts.config.delivery.doubleOptIn ? { optIn: optInGate(optInService, optIns) } : {}),
   });
-  await optInRoutes(app, { service: optInService, store: optIns, preferences: store, limiter, now });
+  await optInRoutes(app, {
+    service: optInService,
+    store: optIns,
+    preferences: store,
+    limiter,
+    now,
+  });
   await trackingRoutes(app, {
     links,
     store,
