@@ -122,6 +122,7 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
   });
   await optInRoutes(app, {
     service: optInService,
+    links,
     store: optIns,
     preferences: store,
     limiter,

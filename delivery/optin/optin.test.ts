@@ -361,6 +361,7 @@ async function server(w: ReturnType<typeof world>) {
     });
     await optInRoutes(scope, {
       service: w.service,
+      links: w.links,
       store: w.store,
       preferences: w.preferences,
       limiter,
@@ -444,6 +445,30 @@ describe('the confirmation page', () => {
     });
     expect(expired.statusCode).toBe(410);
     expect(expired.body).toContain('expired');
+    expect((await w.preferences.get('ada')).consents).toEqual({});
+  });
+});
+
+describe('the confirmation link, used too often', () => {
+  it('answers 429 past LC_LINK_RATE_LIMIT uses a minute; made-up tokens are not counted', async () => {
+    const w = world();
+    const { app } = await server(w);
+    await w.service.ask(ask());
+    const url = new URL((w.published[0]!.data.optIn as { confirmUrl: string }).confirmUrl);
+    for (let i = 0; i < 40; i++)
+      expect((await app.inject({ method: 'GET', url: `/c?t=made-up-${i}` })).statusCode).toBe(400);
+    for (let i = 0; i < 30; i++)
+      expect(
+        (await app.inject({ method: 'GET', url: `${url.pathname}${url.search}` })).statusCode,
+      ).toBe(200);
+    const over = await app.inject({
+      method: 'POST',
+      url: `${url.pathname}${url.search}`,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'confirm=1',
+    });
+    expect(over.statusCode).toBe(429);
+    expect(over.headers['retry-after']).toBeDefined();
     expect((await w.preferences.get('ada')).consents).toEqual({});
   });
 });

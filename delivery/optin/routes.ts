@@ -3,6 +3,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { requireHttpKit } from '../../platform/http.ts';
 import type { LinkUseLimiter } from '../link-limits.ts';
+import type { TrackingLinks } from '../links.ts';
 import type { PreferenceChange } from '../preferences/model.ts';
 import { PAGE_HEADERS, invalidLinkPage, tooManyRequestsPage } from '../preferences/page.ts';
 import { formBody, LINK_PAGE_RESPONSES } from '../preferences/routes.ts';
@@ -14,6 +15,7 @@ import type { OptInStore } from './store.ts';
 
 export interface OptInRoutesDeps {
   service: OptInService;
+  links: TrackingLinks;
   store: OptInStore;
   preferences: PreferencesStore;
   limiter: LinkUseLimiter;
@@ -221,8 +223,11 @@ export async function optInRoutes(app: FastifyInstance, deps: OptInRoutesDeps): 
 
   const pageOf = (req: FastifyRequest<{ Querystring: { t?: string } }>, reply: FastifyReply) => {
     const token = req.query.t ?? '';
-    const use = deps.limiter.take(token, deps.now());
-    if (!use.allowed) {
+    const now = deps.now();
+    // Only genuine tokens are counted (link-limits.ts): made-up ones cannot fill the limiter.
+    const genuine = deps.links.readConfirmation(token, now).status !== 'invalid';
+    const use = genuine ? deps.limiter.take(token, now) : null;
+    if (use && !use.allowed) {
       void reply
         .code(429)
         .header('retry-after', String(use.retryAfterS))
