@@ -47,6 +47,10 @@ export function createIdentifyOptIns(deps: IdentifyOptInDeps) {
       return;
     }
     if (record) return;
+    const traits = (event.traits ?? {}) as Record<string, unknown>;
+    // The confirmation goes to the address the event names; an event without one (a client
+    // key cannot set it) leaves the one ask to the event that has it.
+    if (deps.doubleOptIn && typeof traits.email !== 'string') return;
     if (!deps.doubleOptIn) {
       await deps.preferences.apply(
         userId,
@@ -77,7 +81,7 @@ export function createIdentifyOptIns(deps: IdentifyOptInDeps) {
       via: 'identify',
       at: event.ts,
       trigger: event.id,
-      user: (event.traits ?? {}) as Record<string, unknown>,
+      user: traits,
     });
   };
 }

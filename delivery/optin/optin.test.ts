@@ -295,6 +295,9 @@ describe('the marketing_opt_in trait of an identify', () => {
       store: w.store,
       preferences: w.preferences,
     });
+    // Without an address (a client key cannot set one) nothing is asked yet.
+    await onTrait({ ...identify('e0', T0, true), traits: { marketing_opt_in: true } });
+    expect(w.published).toEqual([]);
     await onTrait(identify('e1', T0, true));
     expect(w.published.map((s) => s.ruleId)).toEqual([CONFIRMATION_RULE, REMINDER_RULE]);
     expect((w.published[0]!.data.user as Record<string, unknown>).email).toBe('ada@mail.example');
