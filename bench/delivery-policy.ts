@@ -22,6 +22,7 @@ import { createBreakerRegistry } from '../delivery/pipeline/provider-stage.ts';
 import type { Stage } from '../delivery/stage.ts';
 import { createRedisCapStore } from '../delivery/policy/caps-store.ts';
 import { createRedisClaimStore } from '../delivery/policy/claims.ts';
+import { createRedisOptInStore } from '../delivery/optin/store.ts';
 import { createPreferencesStore } from '../delivery/preferences/store.ts';
 import { createTrackingLinks } from '../delivery/links.ts';
 
@@ -97,6 +98,7 @@ export async function run() {
         claims,
         caps,
         preferences,
+        optIns: createRedisOptInStore(deps),
         renderer: { render: () => ({}), versionFor: () => null, isTemplateLink: () => true },
         links: createTrackingLinks({
           publicBaseUrl: config.http.publicBaseUrl,

@@ -354,9 +354,14 @@ describe('user lookup', () => {
     from: Awaited<ReturnType<typeof ada>>,
     overrides: { inbox?: Inbox; users?: UserLookup } = {},
   ) {
+    // The lookup shows consents as support recorded them (double opt-in has its own tests).
     const config = loadConfig(
       {},
-      { 'auth.signingSecret': SIGNING_SECRET, 'auth.inappSecret': INAPP_SECRET },
+      {
+        'auth.signingSecret': SIGNING_SECRET,
+        'auth.inappSecret': INAPP_SECRET,
+        'delivery.doubleOptIn': false,
+      },
     );
     const keys = createMemoryApiKeyStore();
     const tokens = { support: generateToken(), analyst: generateToken() };

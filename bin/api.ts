@@ -74,7 +74,7 @@ export interface ApiDeps {
   redis?: RedisDeps;
   /** The embedded demo: the same stores in memory, shared with its delivery pipeline. */
   memory?: {
-    stores: Pick<DeliveryStores, 'preferences' | 'sentIndex'>;
+    stores: Pick<DeliveryStores, 'preferences' | 'sentIndex' | 'optIns'>;
     inbox: Inbox;
     live: LiveChannel;
   };
@@ -249,6 +249,7 @@ export async function createApiServer(
     await deliveryRoutes(scope, {
       config,
       ...(redis ? { redis } : { stores: memory!.stores }),
+      users,
       publisher: deps.publisher,
       logger: deps.logger,
     });

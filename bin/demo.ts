@@ -186,6 +186,8 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     stops.push(() => sink.stop());
     const demoOverrides = {
       'clickhouse.chdbPath': path.join(dataDir, 'chdb'),
+      // The synthetic users cannot open a confirmation email: their signups are consents as given.
+      'delivery.doubleOptIn': false,
       ...options.overrides,
       // Analytics in-process: the same tables and SQL as a ClickHouse server.
       'clickhouse.backend': 'chdb',

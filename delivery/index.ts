@@ -15,6 +15,11 @@ import { createEngagementRecorder } from './tracking/engagement.ts';
 import { trackingRoutes } from './tracking/routes.ts';
 import { createLinkUseLimiter } from './link-limits.ts';
 import { createTrackingLinks, linkLifetimes } from './links.ts';
+import { optInTimes } from './optin/model.ts';
+import { optInRoutes } from './optin/routes.ts';
+import { createOptInService, optInGate } from './optin/service.ts';
+import { createRedisOptInStore } from './optin/store.ts';
+import type { UserDirectory } from '../platform/users.ts';
 
 export {
   runDelivery,
@@ -50,10 +55,17 @@ export {
 } from './send-api/idempotency.ts';
 
 export interface DeliveryRoutesOptions {
-  config: Pick<Config, 'auth' | 'http' | 'kafka'>;
+  config: Pick<Config, 'auth' | 'http' | 'kafka'> & {
+    delivery: Pick<
+      Config['delivery'],
+      'doubleOptIn' | 'optInLinkTtl' | 'optInReminderAfter' | 'optInExpiresAfter'
+    >;
+  };
   /** Redis of the preference and bounce stores; or `stores` (the embedded demo's in-memory ones). */
   redis?: RedisDeps;
-  stores?: Pick<DeliveryStores, 'preferences' | 'sentIndex'>;
+  stores?: Pick<DeliveryStores, 'preferences' | 'sentIndex' | 'optIns'>;
+  /** The engine's view of users: the address and locale of a confirmation email asked for through the API. */
+  users?: UserDirectory;
   /** Publishes engagement events and outcomes (Kafka in production, the in-memory bus in the demo). */
   publisher: Publisher;
   logger: Logger;
@@ -63,9 +75,10 @@ export interface DeliveryRoutesOptions {
 /**
  * HTTP routes of the delivery room, as a fastify plugin:
  *   staff (support, service; suppressions: support): GET/PATCH /v1/users/:userId/preferences,
- *     POST /v1/users/:userId/preferences/link, DELETE /v1/users/:userId/suppressions/:channel
+ *     POST /v1/users/:userId/preferences/link, DELETE /v1/users/:userId/suppressions/:channel,
+ *     GET /v1/users/:userId/consent-export (support)
  *   public (signed token in `?t=`): GET /t/c (click), GET /t/o.gif (open pixel), GET|POST /t/u
- *     (unsubscribe), GET|POST /p (preference page)
+ *     (unsubscribe), GET|POST /p (preference page), GET|POST /c (double opt-in confirmation)
  *   mail provider (timestamped HMAC with LC_EMAIL_EVENTS_SECRET; 503 while it is not set):
  *     POST /v1/webhooks/email (bounces, complaints, deliveries)
  */
@@ -88,7 +101,33 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
   await formbody(app);
   // One count per token across the tracking endpoints and the preference page of this process.
   const limiter = createLinkUseLimiter({ perMinute: opts.config.http.linkRateLimit });
-  await preferencesRoutes(app, { store, links, limiter, now });
+  // Double opt-in: opt-ins through the API and the page wait for the confirmation link.
+  const optIns = opts.stores?.optIns ?? createRedisOptInStore(opts.redis!);
+  const optInService = createOptInService({
+    store: optIns,
+    preferences: store,
+    links,
+    publisher: opts.publisher,
+    sendsTopic: topics(opts.config.kafka.topicPrefix).sends,
+    times: optInTimes(opts.config.delivery),
+    ...(opts.users ? { users: opts.users } : {}),
+    now,
+  });
+  await preferencesRoutes(app, {
+    store,
+    links,
+    limiter,
+    now,
+    ...(opts.config.delivery.doubleOptIn ? { optIn: optInGate(optInService, optIns) } : {}),
+  });
+  await optInRoutes(app, {
+    service: optInService,
+    links,
+    store: optIns,
+    preferences: store,
+    limiter,
+    now,
+  });
   await trackingRoutes(app, {
     links,
     store,

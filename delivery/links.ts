@@ -1,4 +1,5 @@
-// HMAC-signed tokens for tracking links, one-click unsubscribe and preference pages.
+// HMAC-signed tokens for tracking links, one-click unsubscribe, preference pages and the
+// confirmation links of double opt-in.
 // A token is `<base64url(JSON payload)>.<base64url(HMAC-SHA256(purpose + payload))>`: the
 // purpose is part of the MAC so a click token can never be replayed as an unsubscribe.
 // Every token carries its expiry (`e`, epoch ms), inside the MAC. A genuine token past its
@@ -7,7 +8,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Config } from '../platform/config.ts';
 
-export type TokenPurpose = 'click' | 'open' | 'unsubscribe' | 'preferences';
+export type TokenPurpose = 'click' | 'open' | 'unsubscribe' | 'preferences' | 'confirm';
 
 /** What a tracking token says about the message it came from. */
 export interface MessageRef {
@@ -26,6 +27,16 @@ export interface ClickPayload extends MessageRef {
 export interface PreferencesPayload {
   userId: string;
   /** Epoch ms after which the link no longer opens the page. */
+  exp: number;
+}
+
+/** What the link of a confirmation email names: one opt-in request of one user. */
+export interface ConfirmationPayload {
+  userId: string;
+  requestId: string;
+  category: string;
+  channel: string;
+  /** Epoch ms after which the link no longer confirms. */
   exp: number;
 }
 
@@ -147,10 +158,13 @@ export interface TrackingLinks {
   openPixel(ref: MessageRef, now: number): string;
   unsubscribe(ref: MessageRef, now: number): string;
   preferences(userId: string, now: number): string;
+  /** The link of a confirmation email; it works until `exp` (epoch ms). */
+  confirmation(c: ConfirmationPayload): string;
   readClick(token: string, now: number): LinkRead<ClickPayload>;
   readOpen(token: string, now: number): LinkRead<MessageRef>;
   readUnsubscribe(token: string, now: number): LinkRead<MessageRef>;
   readPreferences(token: string, now: number): LinkRead<PreferencesPayload>;
+  readConfirmation(token: string, now: number): LinkRead<ConfirmationPayload>;
 }
 
 const INVALID = { status: 'invalid' } as const;
@@ -177,6 +191,8 @@ export function createTrackingLinks(opts: {
       `${base}/t/u?t=${signer.sign('unsubscribe', { ...toWire(ref), e: now + consentMs })}`,
     preferences: (userId, now) =>
       `${base}/p?t=${signer.sign('preferences', { u: userId, e: now + consentMs })}`,
+    confirmation: (c) =>
+      `${base}/c?t=${signer.sign('confirm', { u: c.userId, r: c.requestId, k: c.category, c: c.channel, e: c.exp })}`,
     readClick(token, now) {
       const w = signer.verify<Partial<RefWire> & { l?: unknown; e?: unknown }>('click', token);
       const ref = w && fromWire(w);
@@ -197,6 +213,26 @@ export function createTrackingLinks(opts: {
       const w = signer.verify<{ u?: unknown; e?: unknown }>('preferences', token);
       if (!w || typeof w.u !== 'string' || typeof w.e !== 'number') return INVALID;
       return judged({ userId: w.u, exp: w.e }, w.e, now);
+    },
+    readConfirmation(token, now) {
+      const w = signer.verify<{ u?: unknown; r?: unknown; k?: unknown; c?: unknown; e?: unknown }>(
+        'confirm',
+        token,
+      );
+      if (
+        !w ||
+        typeof w.u !== 'string' ||
+        typeof w.r !== 'string' ||
+        typeof w.k !== 'string' ||
+        typeof w.c !== 'string' ||
+        typeof w.e !== 'number'
+      )
+        return INVALID;
+      return judged(
+        { userId: w.u, requestId: w.r, category: w.k, channel: w.c, exp: w.e },
+        w.e,
+        now,
+      );
     },
   };
 }

@@ -22,6 +22,8 @@ const oneOf = <T extends string>(values: readonly T[], o: EnvOptions & { default
     values.map((v) => Type.Literal(v)),
     o,
   );
+/** A duration as the rules write them: a whole number and s, m, h, d or w. */
+const DURATION = '^[0-9]+(s|m|h|d|w)$';
 const url = (o: EnvOptions & { default?: string }) =>
   Type.String({ ...o, pattern: '^[a-z][a-z0-9+.-]*://' });
 
@@ -597,6 +599,33 @@ export const ConfigSchema = Type.Object({
       minimum: 1024,
       // A send record carries the data plus the user's traits, and the sends topics take 8 MB records.
       maximum: 4 * 1024 * 1024,
+    }),
+    doubleOptIn: bool({
+      env: 'LC_DOUBLE_OPT_IN',
+      description:
+        'Double opt-in: a marketing email opt-in (the preference API, the preference page, an `identify` with the trait `marketing_opt_in`) only starts a request and sends the transactional email `confirm_subscription`; consent is granted when the person confirms through its link (source `double_opt_in`, with time, IP and user agent). false: opt-ins are recorded as they arrive.',
+      default: true,
+    }),
+    optInLinkTtl: str({
+      env: 'LC_OPT_IN_LINK_TTL',
+      description:
+        'How long the link of a confirmation email works, as a duration (`90s`, `15m`, `12h`, `7d`, `2w`); the request expiring (LC_OPT_IN_EXPIRES_AFTER) ends it too.',
+      default: '7d',
+      pattern: DURATION,
+    }),
+    optInReminderAfter: str({
+      env: 'LC_OPT_IN_REMINDER_AFTER',
+      description:
+        'When an unconfirmed opt-in request gets its one reminder email, after the request (a duration; `0s`: no reminder). A reminder due at or after the expiry is not sent.',
+      default: '2d',
+      pattern: DURATION,
+    }),
+    optInExpiresAfter: str({
+      env: 'LC_OPT_IN_EXPIRES_AFTER',
+      description:
+        'When an unconfirmed opt-in request expires, after the request (a duration): its link stops working and a new opt-in starts a new request.',
+      default: '7d',
+      pattern: DURATION,
     }),
     concurrency: int({
       env: 'LC_DELIVERY_CONCURRENCY',

@@ -40,6 +40,7 @@ function build(overrides: Record<string, unknown> = {}, html = '<p>Hello</p>') {
       claims: stores.claims,
       caps: stores.caps,
       preferences: stores.preferences,
+      optIns: stores.optIns,
       renderer: {
         render: (_template, channel) =>
           channel === 'email'
@@ -109,10 +110,11 @@ function build(overrides: Record<string, unknown> = {}, html = '<p>Hello</p>') {
 }
 
 describe('the assembled policy chain', () => {
-  it('runs claim, expiry, holdout, suppression, consent, frequency cap, quiet hours, render, provider in that order', () => {
+  it('runs claim, expiry, opt-in, holdout, suppression, consent, frequency cap, quiet hours, render, provider in that order', () => {
     expect(build().stages.map((s) => s.name)).toEqual([
       'claim',
       'expiry',
+      'opt_in',
       'holdout',
       'suppression',
       'consent',

@@ -4,6 +4,8 @@ import type { Channel } from '../../platform/contracts.ts';
 import { createClaimStage } from '../policy/claim.ts';
 import type { ClaimStore } from '../policy/claims.ts';
 import { createExpiryStage } from '../policy/expiry.ts';
+import { createOptInStage } from '../policy/opt-in.ts';
+import type { OptInStore } from '../optin/store.ts';
 import { createHoldoutStage } from '../policy/holdout.ts';
 import { createSuppressionStage } from '../policy/suppression.ts';
 import { createConsentStage } from '../policy/consent.ts';
@@ -41,6 +43,8 @@ export interface ChainDeps {
   claims: ClaimStore;
   caps: CapStore;
   preferences: PreferencesStore;
+  /** Opt-in requests: whether a confirmation email is still wanted. */
+  optIns: Pick<OptInStore, 'get'>;
   renderer: Renderer;
   links: TrackingLinks;
   providers: ReadonlyMap<Channel, readonly Provider[]>;
@@ -70,6 +74,7 @@ export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[]
       logger: deps.logger,
     }),
     createExpiryStage(),
+    createOptInStage({ optIns: deps.optIns }),
     createHoldoutStage(),
     createSuppressionStage({ suppressions: async (u, ctx) => (await loadUser(u, ctx))[0] }),
     createConsentStage({ preferences: async (u, ctx) => (await loadUser(u, ctx))[1] }),

@@ -209,6 +209,7 @@ describe('delivery on the in-memory adapters', () => {
     expect(await counted()).toEqual({
       'claim:continue': 2,
       'expiry:continue': 2,
+      'opt_in:continue': 2,
       'holdout:continue': 2,
       'suppression:continue': 2,
       'consent:suppressed': 1,

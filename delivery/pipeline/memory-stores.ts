@@ -1,6 +1,7 @@
 // In-memory twins of delivery's Redis stores (claims, caps, delay queue, preferences, sent
 // index) with the same semantics, for the embedded demo and `simulate`, where there is no
 // Redis. The contract tests in test/support/delivery-stores.contract.ts run against both.
+import { createMemoryOptInStore, type OptInStore } from '../optin/store.ts';
 import type { Channel } from '../../platform/contracts.ts';
 import type { CapHolder, CapStore } from '../policy/caps-store.ts';
 import { DAY_MS, WEEK_MS } from '../policy/caps-store.ts';
@@ -23,6 +24,7 @@ export interface DeliveryStores {
   caps: CapStore;
   delayQueue: DelayQueue;
   preferences: PreferencesStore;
+  optIns: OptInStore;
   sentIndex: SentIndex;
 }
 
@@ -277,6 +279,7 @@ export function createMemoryDeliveryStores(): DeliveryStores {
     caps: createMemoryCapStore(),
     delayQueue: createMemoryDelayQueue(),
     preferences: createMemoryPreferencesStore(),
+    optIns: createMemoryOptInStore(),
     sentIndex: createMemorySentIndex(),
   };
 }

@@ -15,6 +15,10 @@ import type { Service } from '../../platform/shutdown.ts';
 import { createRedisClaimStore } from '../policy/claims.ts';
 import { createRedisCapStore } from '../policy/caps-store.ts';
 import { createPreferencesStore } from '../preferences/store.ts';
+import { createRedisOptInStore } from '../optin/store.ts';
+import { createIdentifyOptIns } from '../optin/identify.ts';
+import { optInTimes } from '../optin/model.ts';
+import { createOptInService } from '../optin/service.ts';
 import type { Provider } from '../provider.ts';
 import { createTrackingLinks, linkLifetimes } from '../links.ts';
 import { createPolicyChain } from './chain.ts';
@@ -114,6 +118,7 @@ export async function createDelivery(
     claims: createRedisClaimStore(redisDeps!),
     caps: createRedisCapStore(redisDeps!),
     preferences: createPreferencesStore(redisDeps!),
+    optIns: createRedisOptInStore(redisDeps!),
     delayQueue: createRedisDelayQueue(redisDeps!),
     sentIndex: createSentIndex(redisDeps!),
   };
@@ -134,6 +139,7 @@ export async function createDelivery(
       claims,
       caps,
       preferences,
+      optIns: stores.optIns,
       renderer,
       links,
       providers,
@@ -169,8 +175,23 @@ export async function createDelivery(
       delayQueue,
       ...(redisDeps?.durable ? { durable: redisDeps.durable } : {}),
       logger: log,
+      onOptInTrait: createIdentifyOptIns({
+        doubleOptIn: d.doubleOptIn,
+        store: stores.optIns,
+        preferences,
+        service: createOptInService({
+          store: stores.optIns,
+          preferences,
+          links,
+          publisher: bus.publisher(),
+          sendsTopic: t.sends,
+          times: optInTimes(d),
+          now: options.now ?? Date.now,
+        }),
+      }),
       onUserDeleted: async (userId, at) => {
         await preferences.markDeleted(userId, at);
+        await stores.optIns.erase(userId);
         // Right to be forgotten: the in-app inbox and push devices go too, for good before the commit.
         if (redisDeps) {
           await (await import('../inapp/index.ts')).eraseUserMessaging(redisDeps, userId);

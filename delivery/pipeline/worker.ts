@@ -1,7 +1,7 @@
 // The delivery worker: a consumer group on `lifecycle.sends` feeding the policy chain (and
 // one on `lifecycle.sends.high`, the send API's high-priority sends, read apart), the poller
 // of the durable delay queue (quiet hours, retries), and a consumer of deletions on
-// `lifecycle.events` (right to be forgotten). The batch's Redis writes (claims, caps, parked
+// `lifecycle.events` (right to be forgotten, and the `marketing_opt_in` trait of identifies). The batch's Redis writes (claims, caps, parked
 // sends) are made durable, then the message-log records of what it sent are published to
 // `lifecycle.messages` and its outcomes to `lifecycle.deliveries`, then its offset is
 // committed: a crash of the process replays the batch and the claims turn the
@@ -41,6 +41,7 @@ import type { Durable } from '../../platform/redis.ts';
 import type { Service } from '../../platform/shutdown.ts';
 import type { DelayQueue, DelayedSend } from './delay-queue.ts';
 import type { SendPipeline } from './pipeline.ts';
+import { carriesOptIn } from '../optin/identify.ts';
 
 export interface WorkerConfig {
   groupId: string;
@@ -58,6 +59,8 @@ export interface WorkerDeps {
   delayQueue: DelayQueue;
   /** Called for `user_deleted` events. */
   onUserDeleted(userId: string, at: number): Promise<void>;
+  /** Called for `identify` events that carry the `marketing_opt_in` trait (double opt-in). */
+  onOptInTrait?(event: NormalisedEvent): Promise<void>;
   logger: Logger;
   health?: () => Record<string, unknown>;
   /** Clock of the delay queue's due times (the same as the policy chain's). */
@@ -270,6 +273,7 @@ export function createDeliveryWorker(
           // Only the product database erases a user: an app cannot send this type (platform/contracts.ts).
           if (event.type === 'user_deleted' && reservedTypeRefusal(event) === null)
             await deps.onUserDeleted(event.userId, event.ts);
+          else if (deps.onOptInTrait && carriesOptIn(event)) await deps.onOptInTrait(event);
           else scope.skip(message, 'not_a_deletion');
         }
       },

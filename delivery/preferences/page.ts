@@ -44,7 +44,8 @@ export const PAGE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'content-security-policy': pageSecurityPolicy({ styles: [PAGE_STYLE], formsSelf: true }),
 });
 
-function layout(title: string, body: string): string {
+/** The frame of every end-user page: the one stylesheet PAGE_HEADERS admits, no script. */
+export function layout(title: string, body: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="robots" content="noindex"><title>${esc(title)}</title>
@@ -65,7 +66,13 @@ export function isChecked(prefs: UserPreferences, category: string, channel: Cha
 
 export function preferencePage(
   prefs: UserPreferences,
-  opts: { action: string; saved?: boolean; categories?: readonly string[] },
+  opts: {
+    action: string;
+    saved?: boolean;
+    categories?: readonly string[];
+    /** A marketing email opt-in waits for its confirmation email to be confirmed. */
+    confirmationSent?: boolean;
+  },
 ): string {
   const categories = pageCategories(prefs, opts.categories);
   const cells = categories.flatMap((c) => PAGE_CHANNELS.map((ch) => `${c}:${ch}`));
@@ -82,6 +89,7 @@ export function preferencePage(
     'Your message preferences',
     `<h1>Your message preferences</h1>
 ${opts.saved ? '<p class="status" role="status">Your preferences were saved.</p>' : ''}
+${opts.confirmationSent ? '<p class="status" role="status">We sent you an email: confirm with its link to get news and offers by email.</p>' : ''}
 <form method="post" action="${esc(opts.action)}">
 <input type="hidden" name="shown" value="${esc(cells.join(','))}">
 <table><thead><tr><th>Messages</th>${PAGE_CHANNELS.map((ch) => `<th>${CHANNEL_LABEL[ch]}</th>`).join('')}</tr></thead><tbody>${rows}</tbody></table>

@@ -23,8 +23,65 @@ import {
 } from './page.ts';
 import type { PreferencesStore } from './store.ts';
 
+/**
+ * Double opt-in (delivery/optin/), when LC_DOUBLE_OPT_IN is on: a marketing opt-in it covers
+ * is not recorded but asked for, by a confirmation email; an opt-out ends a pending request.
+ */
+export interface OptInGate {
+  covers(category: string, channel: Channel): boolean;
+  ask(a: {
+    userId: string;
+    category: string;
+    channel: Channel;
+    source: string;
+    via: string;
+    at: number;
+  }): Promise<PendingConfirmation | null>;
+  withdraw(userId: string, category: string, channel: Channel, at: number): Promise<void>;
+}
+
+/** A confirmation asked for (null from `ask`: the consent is already granted). */
+export interface PendingConfirmation {
+  requestId: string;
+  category: string;
+  channel: string;
+  requestedAt: number;
+  expiresAt: number;
+}
+
+/** Splits a change into what is recorded now and the opt-ins that wait for a confirmation. */
+async function gated(
+  gate: OptInGate | undefined,
+  userId: string,
+  records: { category: string; channel: Channel; record: ConsentRecord }[],
+  door: { via: string; at: number },
+): Promise<{ records: typeof records; pending: PendingConfirmation[] }> {
+  if (!gate) return { records, pending: [] };
+  const now: typeof records = [];
+  const pending: PendingConfirmation[] = [];
+  for (const r of records) {
+    if (!gate.covers(r.category, r.channel)) now.push(r);
+    else if (!r.record.granted) {
+      await gate.withdraw(userId, r.category, r.channel, door.at);
+      now.push(r);
+    } else {
+      const asked = await gate.ask({
+        userId,
+        category: r.category,
+        channel: r.channel,
+        source: r.record.source,
+        via: door.via,
+        at: door.at,
+      });
+      if (asked) pending.push(asked);
+    }
+  }
+  return { records: now, pending };
+}
+
 export interface PreferencesRoutesDeps {
   store: PreferencesStore;
+  optIn?: OptInGate;
   links: TrackingLinks;
   /** Uses of one preference link per minute before the page answers 429. */
   limiter: LinkUseLimiter;
@@ -201,12 +258,33 @@ export async function preferencesRoutes(
           operationId: 'updateUserPreferences',
           summary: "Change a user's consent and preferences (only what the body names)",
           description:
-            'A marketing opt-in must say its `source`; `at` (epoch ms or ISO time) defaults to now. Unknown fields are refused, not ignored. Audited as `preferences.update`.',
+            'A marketing opt-in must say its `source`; `at` (epoch ms or ISO time) defaults to now. With double opt-in (LC_DOUBLE_OPT_IN, the default) a marketing email opt-in is not recorded: the person gets a confirmation email, and the answer lists it under `pendingConfirmations`. Unknown fields are refused, not ignored. Audited as `preferences.update`.',
           tags,
           params: userParam,
           body: PatchSchema,
           response: {
-            200: { ...PreferencesSchema, description: 'The preferences after the change.' },
+            200: {
+              ...PreferencesSchema,
+              properties: {
+                ...PreferencesSchema.properties,
+                pendingConfirmations: {
+                  type: 'array',
+                  description:
+                    'Marketing opt-ins not recorded yet: with double opt-in (LC_DOUBLE_OPT_IN) each waits for the person to confirm through the email sent to them.',
+                  items: {
+                    type: 'object',
+                    properties: {
+                      requestId: { type: 'string' },
+                      category: { type: 'string' },
+                      channel: { type: 'string' },
+                      requestedAt: { type: 'integer' },
+                      expiresAt: { type: 'integer' },
+                    },
+                  },
+                },
+              },
+              description: 'The preferences after the change.',
+            },
           },
         },
         // The default validator strips unknown fields; a typo (`unsubscribeAll`) must not be a silent no-op.
@@ -228,8 +306,13 @@ export async function preferencesRoutes(
       async (req, reply) => {
         const now = deps.now();
         try {
-          const change = normalisePatch(req.body, now, 'admin_api', true);
+          const asked = normalisePatch(req.body, now, 'admin_api', true);
           const before = await store.get(req.params.userId);
+          const { records, pending } = await gated(deps.optIn, req.params.userId, asked.records, {
+            via: 'admin_api',
+            at: now,
+          });
+          const change = { ...asked, records };
           const after = await store.apply(req.params.userId, change, {
             source: 'admin_api',
             at: now,
@@ -241,9 +324,9 @@ export async function preferencesRoutes(
             action: 'preferences.update',
             target: `user:${req.params.userId}`,
             before,
-            after,
+            after: pending.length > 0 ? { ...after, pendingConfirmations: pending } : after,
           });
-          return after;
+          return { ...after, pendingConfirmations: pending };
         } catch (e) {
           if (e instanceof PreferencesError)
             return err(reply, 400, ErrorCodes.BadRequest, e.message);
@@ -428,13 +511,18 @@ export async function preferencesRoutes(
         }
       }
       const all = body.all !== undefined;
-      const change: { unsubscribedAll?: boolean; records: typeof records } = { records };
+      const { records: recordNow, pending } = await gated(deps.optIn, userId, records, {
+        via: 'preference_page',
+        at: now,
+      });
+      const change: { unsubscribedAll?: boolean; records: typeof records } = { records: recordNow };
       if (all !== (prefs.unsubscribedAll !== null)) change.unsubscribedAll = all;
       const next = await store.apply(userId, change, { source: 'preference_page', at: now });
       return reply.headers(PAGE_HEADERS).send(
         preferencePage(next, {
           action: `/p?t=${encodeURIComponent(req.query.t ?? '')}`,
           saved: true,
+          confirmationSent: pending.length > 0,
         }),
       );
     },

@@ -70,13 +70,21 @@ describe('the shipped templates', () => {
         'payment_failed',
         'winback',
         'weekly_digest',
+        'confirm_subscription',
       ]),
     );
+    // The confirmation email of double opt-in reads its link from `optIn` (delivery/optin/).
+    const optIn = {
+      confirmUrl: 'https://t.example.com/c?t=sample',
+      reminder: true,
+      expiresAt: Date.UTC(2026, 2, 17),
+    };
     for (const name of r.names()) {
       for (const locale of ['en', 'de']) {
         const out = r.render(name, 'email', locale, {
           ...data,
           event: { type: 'x', properties: { amount: 10, currency: 'EUR' } },
+          ...(name === 'confirm_subscription' ? { optIn } : {}),
         });
         expect(out.subject).toBeTruthy();
         expect(out.html).toContain('<html');

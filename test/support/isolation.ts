@@ -51,6 +51,9 @@ export function isolate(label = 't'): Isolation {
     LC_SINK_GROUP: `${groupPrefix}-sink`,
     LC_SCHEDULER_GROUP: `${groupPrefix}-scheduler`,
     LC_CHDB_PATH: `.data/test/${id}`,
+    // Tests of delivery, campaigns and the message log record consents as given; the tests of
+    // double opt-in itself (delivery/optin/) turn it on.
+    LC_DOUBLE_OPT_IN: 'false',
   };
   return {
     id,
