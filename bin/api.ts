@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { InMemoryBus, type Bus, type Publisher } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
 import { httpServerOptions, operationalRoutes, setupHttpKit } from '../platform/http.ts';
+import { loadMessageTypes } from '../platform/message-types.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserLookup } from '../platform/users.ts';
@@ -133,6 +134,8 @@ export async function createApiServer(
     ...httpServerOptions(config.http),
   });
   const { redis, memory } = deps;
+  // What rules, campaigns, sends and the preference page may name: checked once, at start.
+  const messageTypes = loadMessageTypes(config.delivery.messageTypesFile);
   if (!redis && !memory) throw new Error('createApiServer needs `redis` or `memory`');
   const now = deps.now ?? Date.now;
   // In memory without the demo's engine, an empty engine state: every user lookup is a 404.
@@ -246,6 +249,7 @@ export async function createApiServer(
       ...(redis ? { redis } : { stores: memory!.stores }),
       publisher: deps.publisher,
       logger: deps.logger,
+      messageTypes,
     });
   });
   await app.register(async (scope) => {
@@ -311,6 +315,7 @@ export async function createApiServer(
       templates: templates.renderer,
       users,
       idempotency: redis ? createRedisIdempotencyStore(redis) : createMemoryIdempotencyStore(),
+      messageTypes,
       logger: deps.logger,
       now,
     });
@@ -345,7 +350,7 @@ export async function createApiServer(
   // Campaigns: a view of the campaigns topic, checked against the rules in force.
   let rules = deps.rules;
   if (!rules) {
-    const live = await openRuleSet(config.engine.rulesDir, { logger: log });
+    const live = await openRuleSet(config.engine.rulesDir, { messageTypes, logger: log });
     app.addHook('onClose', async () => live.close());
     rules = live.current;
   }
@@ -381,6 +386,7 @@ export async function createApiServer(
       progress: campaigns.progress,
       rules,
       templates: async () => (existsSync(templatesDir) ? listTemplates(templatesDir) : null),
+      messageTypes,
       analytics,
       limits: {
         listMaxRows: config.engine.campaignListMaxRows,
