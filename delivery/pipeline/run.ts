@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
+import { loadMessageTypes, type MessageTypes } from '../../platform/message-types.ts';
 import type { BatchRetry } from '../../platform/consume.ts';
 import type { Bus } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
@@ -49,6 +50,8 @@ export interface DeliveryOptions {
   now?: () => number;
   /** How the consume loops retry a failing batch before stopping its partition (tests make it quick). */
   retry?: BatchRetry;
+  /** The declared message types; by default read (and checked) from LC_MESSAGE_TYPES_FILE at start. */
+  messageTypes?: MessageTypes;
 }
 
 export interface DeliveryHandle extends Service {
@@ -62,6 +65,8 @@ export async function createDelivery(
   options: DeliveryOptions = {},
 ): Promise<DeliveryHandle> {
   const log = logger.child({ component: 'delivery' });
+  // Checked first: an invalid declaration stops the start before anything is opened.
+  const messageTypes = options.messageTypes ?? loadMessageTypes(config.delivery.messageTypesFile);
   const ownsRedis = !options.redis && !options.stores;
   // Refuses a Redis that could lose acknowledged claims or unsubscribes (platform/redis.ts).
   const redisDeps = options.redis ?? (options.stores ? null : await openRedis(config, log));
@@ -128,6 +133,7 @@ export async function createDelivery(
       claims,
       caps,
       preferences,
+      messageTypes,
       renderer,
       links,
       providers,
