@@ -41,6 +41,7 @@ import {
 import {
   inappGateway,
   inappGatewayOptions,
+  preferencesLinkOf,
   type Inbox,
   type LiveChannel,
 } from '../delivery/inapp/index.ts';
@@ -271,6 +272,7 @@ export async function createApiServer(
             publisher: deps.publisher,
             eventsTopic: topics(config.kafka.topicPrefix).events,
             deliveriesTopic: topics(config.kafka.topicPrefix).deliveries,
+            preferencesLink: preferencesLinkOf(config),
             logger: deps.logger,
             metrics: deps.metrics,
           },
