@@ -225,7 +225,7 @@ describe('preferences API', () => {
 
   it('shows and changes message types per channel, audited; refuses types users cannot switch', async () => {
     const { server, store, audited } = await app();
-    const patch = (payload: unknown) =>
+    const patch = (payload: Record<string, unknown>) =>
       server.inject({ method: 'PATCH', url: '/v1/users/u1/preferences', headers: auth, payload });
 
     const noSource = await patch({ types: { tips: { email: true } } });
