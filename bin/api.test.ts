@@ -375,6 +375,7 @@ describe('user lookup', () => {
         consents: {
           marketing: { email: { granted: true, at: expect.any(Number), source: 'phone_call' } },
         },
+        types: {},
         history: [
           {
             kind: 'consent',
