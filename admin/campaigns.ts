@@ -16,6 +16,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { ValueError } from '@sinclair/typebox/errors';
 import { ErrorCodes, LifecycleError, errorMessage } from '../platform/errors.ts';
 import { errorResponse, requireHttpKit } from '../platform/http.ts';
+import type { MessageTypes } from '../platform/message-types.ts';
 import type { RuleSet } from '../rules/index.ts';
 import {
   CAMPAIGN_ID_PATTERN,
@@ -46,6 +47,8 @@ export interface CampaignRoutesOptions {
   rules: () => RuleSet;
   /** Template names a message may name; null: not checked here (delivery reports unknown ones). */
   templates: () => Promise<Set<string> | null>;
+  /** The declared message types a message may name (LC_MESSAGE_TYPES_FILE); absent: not checked here. */
+  messageTypes?: MessageTypes;
   /** Where sent, suppressed and failed are counted; absent: progress has fan-out figures only. */
   analytics?: () => Promise<{ store: AnalyticsStore; database: string }>;
   limits: { listMaxRows: number; listMaxBytes: number };
@@ -235,7 +238,10 @@ export async function campaignRoutes(
 
   async function check(c: Campaign): Promise<void> {
     const templates = await opts.templates();
-    const problems = campaignProblems(c, opts.rules(), templates ? { templates } : {});
+    const problems = campaignProblems(c, opts.rules(), {
+      ...(templates ? { templates } : {}),
+      ...(opts.messageTypes ? { messageTypes: opts.messageTypes } : {}),
+    });
     if (problems.length > 0) throw invalid(problems);
   }
 

@@ -137,13 +137,26 @@ const PreferencesSchema = {
       description: 'category -> channel -> the latest consent record',
       additionalProperties: { type: 'object', additionalProperties: ConsentSchema },
     },
+    types: {
+      type: 'object',
+      description:
+        "message type -> channel -> the user's latest switch (granted: they want it there); types without a switch follow their defaults",
+      additionalProperties: { type: 'object', additionalProperties: ConsentSchema },
+    },
     history: {
       type: 'array',
       items: {
         type: 'object',
         properties: {
-          kind: { type: 'string', enum: ['consent', 'unsubscribe_all', 'resubscribe_all'] },
+          kind: {
+            type: 'string',
+            enum: ['consent', 'message_type', 'unsubscribe_all', 'resubscribe_all'],
+          },
           category: { type: 'string' },
+          messageType: {
+            type: 'string',
+            description: 'the message type switched (kind message_type)',
+          },
           channel: { type: 'string' },
           granted: { type: 'boolean' },
           at: { type: 'integer', description: 'when the consent was given or withdrawn' },

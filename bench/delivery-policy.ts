@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NO_MESSAGE_TYPES } from '../platform/message-types.ts';
 import { loadConfig } from '../platform/config.ts';
 import type { SendCommand } from '../platform/contracts.ts';
 import { silentLogger } from '../platform/logger.ts';
@@ -99,6 +100,7 @@ export async function run() {
         caps,
         preferences,
         optIns: createRedisOptInStore(deps),
+        messageTypes: NO_MESSAGE_TYPES,
         renderer: { render: () => ({}), versionFor: () => null, isTemplateLink: () => true },
         links: createTrackingLinks({
           publicBaseUrl: config.http.publicBaseUrl,

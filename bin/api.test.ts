@@ -426,6 +426,7 @@ describe('user lookup', () => {
         consents: {
           marketing: { email: { granted: true, at: expect.any(Number), source: 'phone_call' } },
         },
+        types: {},
         history: [
           {
             kind: 'consent',

@@ -14,6 +14,7 @@ import {
   operationalRoutes,
   setupHttpKit,
 } from '../platform/http.ts';
+import { loadMessageTypes } from '../platform/message-types.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import type { Registry } from '../platform/metrics.ts';
 import type { UserLookup } from '../platform/users.ts';
@@ -44,6 +45,7 @@ import {
 import {
   inappGateway,
   inappGatewayOptions,
+  preferencesLinkOf,
   type Inbox,
   type LiveChannel,
 } from '../delivery/inapp/index.ts';
@@ -137,6 +139,8 @@ export async function createApiServer(
     ...httpServerOptions(config.http),
   });
   const { redis, memory } = deps;
+  // What rules, campaigns, sends and the preference page may name: checked once, at start.
+  const messageTypes = loadMessageTypes(config.delivery.messageTypesFile);
   if (!redis && !memory) throw new Error('createApiServer needs `redis` or `memory`');
   const now = deps.now ?? Date.now;
   // In memory without the demo's engine, an empty engine state: every user lookup is a 404.
@@ -252,6 +256,7 @@ export async function createApiServer(
       users,
       publisher: deps.publisher,
       logger: deps.logger,
+      messageTypes,
     });
   });
   await app.register(async (scope) => {
@@ -273,6 +278,7 @@ export async function createApiServer(
             publisher: deps.publisher,
             eventsTopic: topics(config.kafka.topicPrefix).events,
             deliveriesTopic: topics(config.kafka.topicPrefix).deliveries,
+            preferencesLink: preferencesLinkOf(config),
             logger: deps.logger,
             metrics: deps.metrics,
           },
@@ -317,6 +323,7 @@ export async function createApiServer(
       templates: templates.renderer,
       users,
       idempotency: redis ? createRedisIdempotencyStore(redis) : createMemoryIdempotencyStore(),
+      messageTypes,
       logger: deps.logger,
       now,
     });
@@ -351,7 +358,7 @@ export async function createApiServer(
   // Campaigns: a view of the campaigns topic, checked against the rules in force.
   let rules = deps.rules;
   if (!rules) {
-    const live = await openRuleSet(config.engine.rulesDir, { logger: log });
+    const live = await openRuleSet(config.engine.rulesDir, { messageTypes, logger: log });
     app.addHook('onClose', async () => live.close());
     rules = live.current;
   }
@@ -387,6 +394,7 @@ export async function createApiServer(
       progress: campaigns.progress,
       rules,
       templates: async () => (existsSync(templatesDir) ? listTemplates(templatesDir) : null),
+      messageTypes,
       analytics,
       limits: {
         listMaxRows: config.engine.campaignListMaxRows,

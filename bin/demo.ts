@@ -13,6 +13,7 @@ import { InMemoryBus, internalTopicSpecs } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
 import { loadConfig } from '../platform/config.ts';
 import { topics } from '../platform/contracts.ts';
+import { loadMessageTypes } from '../platform/message-types.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { createSmtpSink } from '../devtools/smtp-sink.ts';
 import {
@@ -211,7 +212,11 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
     let ruleSet: { current(): RuleSet } | null = null;
     const rules = await openRuleSet(
       config.engine.rulesDir,
-      { templatesDir: config.delivery.templatesDir, logger },
+      {
+        templatesDir: config.delivery.templatesDir,
+        messageTypes: loadMessageTypes(config.delivery.messageTypesFile),
+        logger,
+      },
       () => {
         if (ruleSet) engine?.setRuleSetVersion(ruleSet.current().version);
       },

@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { Publisher } from '../platform/bus.ts';
 import type { Config } from '../platform/config.ts';
+import { loadMessageTypes, type MessageTypes } from '../platform/message-types.ts';
 import { topics } from '../platform/contracts.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import { createSentIndex } from './sent-index.ts';
@@ -55,12 +56,9 @@ export {
 } from './send-api/idempotency.ts';
 
 export interface DeliveryRoutesOptions {
-  config: Pick<Config, 'auth' | 'http' | 'kafka'> & {
-    delivery: Pick<
-      Config['delivery'],
-      'doubleOptIn' | 'optInLinkTtl' | 'optInReminderAfter' | 'optInExpiresAfter'
-    >;
-  };
+  config: Pick<Config, 'auth' | 'http' | 'kafka' | 'delivery'>;
+  /** The declared message types; by default read (and checked) from LC_MESSAGE_TYPES_FILE. */
+  messageTypes?: MessageTypes;
   /** Redis of the preference and bounce stores; or `stores` (the embedded demo's in-memory ones). */
   redis?: RedisDeps;
   stores?: Pick<DeliveryStores, 'preferences' | 'sentIndex' | 'optIns'>;
@@ -113,10 +111,12 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
     ...(opts.users ? { users: opts.users } : {}),
     now,
   });
+  const messageTypes = opts.messageTypes ?? loadMessageTypes(opts.config.delivery.messageTypesFile);
   await preferencesRoutes(app, {
     store,
     links,
     limiter,
+    messageTypes,
     now,
     ...(opts.config.delivery.doubleOptIn ? { optIn: optInGate(optInService, optIns) } : {}),
   });

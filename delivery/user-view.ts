@@ -19,7 +19,12 @@ export function createUserMessaging(
         preferences.get(userId),
         preferences.history(userId, historyLimit),
       ]);
-      return { unsubscribedAll: current.unsubscribedAll, consents: current.consents, history };
+      return {
+        unsubscribedAll: current.unsubscribedAll,
+        consents: current.consents,
+        types: current.types,
+        history,
+      };
     },
     suppressions: (userId) => preferences.suppressions(userId),
     async inbox(userId, limit) {

@@ -82,7 +82,7 @@ describe('avro codecs', () => {
   it('reads send commands written before sends had a template version and an origin', () => {
     // The schema of the first release, as records already on the sends topic were written.
     const fields = (SendAvro.schema() as { fields: { name: string }[] }).fields.filter(
-      (f) => f.name !== 'templateVersion' && f.name !== 'origin',
+      (f) => f.name !== 'templateVersion' && f.name !== 'origin' && f.name !== 'messageType',
     );
     const v1 = avro.Type.forSchema({
       type: 'record',
@@ -119,6 +119,53 @@ describe('avro codecs', () => {
     expect(s.sendId).toBe('s0');
     expect(s.templateVersion).toBeUndefined();
     expect(s.origin).toBeUndefined();
+  });
+
+  it('reads send commands written before sends named a message type, and round-trips one that does', () => {
+    // The schema of the release that added templateVersion and origin, as its records were written.
+    const fields = (SendAvro.schema() as { fields: { name: string }[] }).fields.filter(
+      (f) => f.name !== 'messageType',
+    );
+    const v2 = avro.Type.forSchema({
+      type: 'record',
+      name: 'Send',
+      namespace: 'lifecycle.v1',
+      fields,
+    } as avro.Schema);
+    const v2Id = createHash('sha256')
+      .update(JSON.stringify(v2.schema()))
+      .digest('hex')
+      .slice(0, 16);
+    // The id that release wrote in the header of every send record.
+    expect(v2Id).toBe('8f563a73446af955');
+    const bytes = v2.toBuffer({
+      sendId: 's0',
+      ruleId: 'r1',
+      userId: 'u1',
+      category: 'marketing',
+      priority: 50,
+      template: 'welcome',
+      channels: ['email'],
+      variant: null,
+      holdout: false,
+      triggeredByEventId: 'e1',
+      triggeredByEventType: 'user_registered',
+      createdAt: 1,
+      expiresAt: null,
+      data: '{}',
+      campaignId: null,
+      goalEvent: null,
+      goalWithinMs: null,
+      templateVersion: 4,
+      origin: 'api:k1',
+    });
+    const old = sendCodec.decode(bytes, v2Id);
+    expect(old).toMatchObject({ sendId: 's0', templateVersion: 4, origin: 'api:k1' });
+    expect(old.messageType).toBeUndefined();
+
+    const typed: SendCommand = { ...old, messageType: 'tips' };
+    expect(sendCodec.schemaId).not.toBe(v2Id);
+    expect(sendCodec.decode(sendCodec.encode(typed), sendCodec.schemaId)).toEqual(typed);
   });
 
   it('round-trips a message-log record with its rendered content', () => {

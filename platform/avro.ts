@@ -55,10 +55,18 @@ const sendSchema = (fields: avro.schema.RecordType['fields']) =>
 /** The send command as written before sends named a template version and an origin: still read. */
 const SendAvroV1 = sendSchema(SEND_FIELDS_V1);
 
-export const SendAvro = sendSchema([
+const SEND_FIELDS_V2: avro.schema.RecordType['fields'] = [
   ...SEND_FIELDS_V1,
   { name: 'templateVersion', type: nullable('int'), default: null },
   { name: 'origin', type: nullable('string'), default: null },
+];
+
+/** The send command as written before sends named a message type: still read. */
+const SendAvroV2 = sendSchema(SEND_FIELDS_V2);
+
+export const SendAvro = sendSchema([
+  ...SEND_FIELDS_V2,
+  { name: 'messageType', type: nullable('string'), default: null },
 ]);
 
 export const DeliveryAvro = avro.Type.forSchema({
@@ -228,6 +236,7 @@ interface SendWire {
   goalWithinMs: number | null;
   templateVersion: number | null;
   origin: string | null;
+  messageType: string | null;
 }
 
 export const sendCodec: Codec<SendCommand> = makeCodec<SendCommand, SendWire>(
@@ -252,6 +261,7 @@ export const sendCodec: Codec<SendCommand> = makeCodec<SendCommand, SendWire>(
     goalWithinMs: s.goal?.withinMs ?? null,
     templateVersion: s.templateVersion ?? null,
     origin: s.origin ?? null,
+    messageType: s.messageType ?? null,
   }),
   (w) => {
     const s: SendCommand = {
@@ -274,9 +284,10 @@ export const sendCodec: Codec<SendCommand> = makeCodec<SendCommand, SendWire>(
       s.goal = { event: w.goalEvent, withinMs: Number(w.goalWithinMs) };
     if (w.templateVersion != null) s.templateVersion = w.templateVersion;
     if (w.origin != null) s.origin = w.origin;
+    if (w.messageType != null) s.messageType = w.messageType;
     return s;
   },
-  [SendAvroV1],
+  [SendAvroV1, SendAvroV2],
 );
 
 export const deliveryCodec: Codec<DeliveryOutcome> = makeCodec<DeliveryOutcome, DeliveryOutcome>(

@@ -410,6 +410,12 @@ export const ConfigSchema = Type.Object({
         'Folder of message templates: layouts and partials, and the templates that seed the managed templates store (each folder whose files changed becomes a new version at start).',
       default: 'templates',
     }),
+    messageTypesFile: str({
+      env: 'LC_MESSAGE_TYPES_FILE',
+      description:
+        'The declaration of message types (product news, tips, billing...): what rules, campaigns and the send API may name, what the preference page offers, what delivery enforces. Checked at start by every process that reads it.',
+      default: 'rules/message-types.json',
+    }),
     templatesPublishFiles: bool({
       env: 'LC_TEMPLATES_PUBLISH_FILES',
       description:

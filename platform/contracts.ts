@@ -155,6 +155,11 @@ export const SendCommandSchema = Type.Object({
    * campaign sends.
    */
   origin: Type.Optional(Type.String()),
+  /**
+   * The message type (platform/message-types.ts: product_news, tips, billing...) whose per-user
+   * switches delivery honours. Absent: the category alone decides (sends made before types).
+   */
+  messageType: Type.Optional(Type.String({ minLength: 1 })),
 });
 export type SendCommand = Static<typeof SendCommandSchema>;
 

@@ -35,6 +35,8 @@ export const ErrorCodes = {
   Redis: 'LC_ERR_REDIS',
   RedisDurability: 'LC_ERR_REDIS_DURABILITY',
   RulesInvalid: 'LC_ERR_RULES_INVALID',
+  MessageTypesInvalid: 'LC_ERR_MESSAGE_TYPES_INVALID',
+  UnknownMessageType: 'LC_ERR_UNKNOWN_MESSAGE_TYPE',
   Analytics: 'LC_ERR_ANALYTICS',
 } as const;
 
@@ -163,6 +165,16 @@ export const ERROR_CODES: {
   LC_ERR_RULES_INVALID: {
     status: 422,
     meaning: 'a rule set does not validate; the message lists file, JSON path and problem',
+  },
+  LC_ERR_MESSAGE_TYPES_INVALID: {
+    status: 500,
+    meaning:
+      'the message types file (LC_MESSAGE_TYPES_FILE) does not validate; the message lists file, JSON path and problem',
+  },
+  LC_ERR_UNKNOWN_MESSAGE_TYPE: {
+    status: 400,
+    meaning:
+      'a message type named in a request is not declared in the message types file, or does not fit the category or channel asked for',
   },
   LC_ERR_ANALYTICS: {
     status: 500,

@@ -252,13 +252,11 @@ describe('internal topics', () => {
 describe('creating topics', () => {
   // The broker answers the metadata of a topic the controller has just created with
   // UNKNOWN_TOPIC_OR_PARTITION until its metadata catches up; kafkajs's own wait gives up on it.
+  // kafkajs's protocol errors carry the broker's error name in `type`.
+  const protocolError = (type: string, message: string) =>
+    Object.assign(new KafkaJSProtocolError(message), { type });
   const unknownTopic = () =>
-    new KafkaJSProtocolError({
-      type: 'UNKNOWN_TOPIC_OR_PARTITION',
-      code: 3,
-      retriable: true,
-      message: 'This server does not host this topic-partition',
-    });
+    protocolError('UNKNOWN_TOPIC_OR_PARTITION', 'This server does not host this topic-partition');
   const led = (topic: string, leader = 1) => ({
     name: topic,
     partitions: [0, 1].map((partitionId) => ({
@@ -312,12 +310,7 @@ describe('creating topics', () => {
     ).rejects.toThrow(/t\.b were created but showed no leader.*within 20 ms/);
     const refused = {
       createTopics: async () => {
-        throw new KafkaJSProtocolError({
-          type: 'TOPIC_AUTHORIZATION_FAILED',
-          code: 29,
-          retriable: false,
-          message: 'Topic authorization failed',
-        });
+        throw protocolError('TOPIC_AUTHORIZATION_FAILED', 'Topic authorization failed');
       },
       fetchTopicMetadata: async () => ({ topics: [] }),
     };

@@ -66,8 +66,10 @@ export interface ConsentView {
 
 /** One change of a user's preferences, as delivery's history keeps it (newest first). */
 export interface PreferenceChangeView {
-  kind: 'consent' | 'unsubscribe_all' | 'resubscribe_all';
+  kind: 'consent' | 'message_type' | 'unsubscribe_all' | 'resubscribe_all';
   category?: string;
+  /** The message type switched (kind `message_type`). */
+  messageType?: string;
   channel?: string;
   granted?: boolean;
   /** When the consent was given or withdrawn (a backend may date it back). */
@@ -86,6 +88,8 @@ export interface PreferencesView {
   unsubscribedAll: { at: number; source: string } | null;
   /** category -> channel -> the latest consent record. */
   consents: Record<string, Partial<Record<string, ConsentView>>>;
+  /** message type -> channel -> the user's latest switch. */
+  types: Record<string, Partial<Record<string, ConsentView>>>;
   history: PreferenceChangeView[];
 }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { loadMessageTypes } from '../platform/message-types.ts';
 import { checkRuleSet, formatRuleError } from './check.ts';
 
 const rule = (over: Record<string, unknown> = {}) => ({
@@ -279,6 +280,49 @@ describe('checkRuleSet: every error as file:jsonpath: message', () => {
     expect(errors).toEqual([
       'segments/s.json:$.conditions.all[0].fact: fact "event" is not available here: use one of "user", "stats", "now"',
     ]);
+  });
+
+  it('checks the message type a rule names against the declared types, when they are given', () => {
+    const types = loadMessageTypes('rules/message-types.json');
+    const check = (content: unknown) => {
+      const res = checkRuleSet([{ file: 'r.json', content }], { messageTypes: types });
+      return res.ok ? [] : res.errors.map(formatRuleError);
+    };
+    // A marketing rule without a type keeps the category's behaviour.
+    expect(check(rule())).toEqual([]);
+    expect(check(rule({ messageType: 'tips' }))).toEqual([]);
+    expect(
+      check([rule({ messageType: 'product_news' }), rule({ id: 'r2', messageType: 'tipps' })]),
+    ).toEqual([
+      'r.json:$[1].messageType: unknown message type "tipps" (did you mean "tips"?): types are declared in the message types file ("product_news", "tips", "digest", "offers", "billing", "security")',
+    ]);
+    expect(check(rule({ messageType: 'billing' }))).toEqual([
+      'r.json:$.category: message type "billing" is transactional: set "category": "transactional" or name a marketing type',
+    ]);
+    expect(
+      check(
+        rule({
+          messageType: 'digest',
+          action: { send: { template: 'welcome', channels: ['email', 'sms'] } },
+        }),
+      ),
+    ).toEqual([
+      'r.json:$.action.send.channels[1]: message type "digest" is not sent on sms (it declares "email"): users could not choose it there, so it would never be sent',
+    ]);
+    // A type users cannot switch off goes on every channel.
+    expect(
+      check(
+        rule({
+          category: 'transactional',
+          messageType: 'billing',
+          action: { send: { template: 'welcome', channels: ['webhook'] } },
+        }),
+      ),
+    ).toEqual([]);
+    // Without the declared types (a tool that has none), the name is not checked.
+    expect(checkRuleSet([{ file: 'r.json', content: rule({ messageType: 'tipps' }) }]).ok).toBe(
+      true,
+    );
   });
 });
 

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import type { TSchema } from '@sinclair/typebox';
 import { CronExpressionParser } from 'cron-parser';
+import type { Channel } from '../platform/contracts.ts';
+import type { MessageTypes } from '../platform/message-types.ts';
 import { isValidTimezone } from '../platform/time.ts';
 import {
   DIGEST_DEFAULTS,
@@ -506,6 +508,14 @@ export interface Located<T> {
 interface Pending {
   segmentRefs: { file: string; id: string; at: string }[];
   templateRefs: { file: string; name: string; at: string }[];
+  typeRefs: {
+    file: string;
+    name: string;
+    at: string;
+    ruleAt: string;
+    category: unknown;
+    channels: unknown;
+  }[];
 }
 
 function checkRule(
@@ -591,6 +601,15 @@ function checkRule(
       `${at}.action.send.digest`,
       eventTypes,
     );
+  if (typeof rule.messageType === 'string')
+    pending.typeRefs.push({
+      file: ctx.file,
+      name: rule.messageType,
+      at: `${at}.messageType`,
+      ruleAt: at,
+      category: rule.category,
+      channels: send?.channels,
+    });
   if (send && typeof send.template === 'string')
     pending.templateRefs.push({
       file: ctx.file,
@@ -668,6 +687,8 @@ export interface CheckOptions {
   templates?: Set<string>;
   /** The set includes the rules campaigns compile to, whose ids are `campaign.<id>` (the engine merges them in). */
   campaignRules?: boolean;
+  /** When given, every `messageType` a rule names must be declared there, with the rule's category and channels. */
+  messageTypes?: MessageTypes;
 }
 
 /**
@@ -681,7 +702,7 @@ export function checkRuleSet(
 ): RuleSetCheck {
   const errors: RuleError[] = [];
   const eventTypes = new Set<string>();
-  const pending: Pending = { segmentRefs: [], templateRefs: [] };
+  const pending: Pending = { segmentRefs: [], templateRefs: [], typeRefs: [] };
   const rules: Located<RuleDefinition>[] = [];
   const segments: Located<SegmentDefinition>[] = [];
   // Every item that names an id, valid or not: duplicates and references are checked
@@ -759,8 +780,40 @@ export function checkRuleSet(
         });
     }
   }
+  if (opts.messageTypes) checkTypeRefs(errors, pending.typeRefs, opts.messageTypes);
   if (errors.length > 0) return { ok: false, errors: byFile(errors) };
   return { ok: true, checked: { rules, segments, eventTypes } };
+}
+
+/** A rule's message type is declared, of the rule's category, and sent on channels it declares. */
+function checkTypeRefs(errors: RuleError[], refs: Pending['typeRefs'], types: MessageTypes): void {
+  const names = types.list.map((t) => t.id);
+  for (const ref of refs) {
+    const type = types.get(ref.name);
+    if (!type) {
+      errors.push({
+        file: ref.file,
+        path: ref.at,
+        message: `unknown message type "${ref.name}"${didYouMean(ref.name, names)}: types are declared in the message types file${names.length ? ` (${list(names)})` : ''}`,
+      });
+      continue;
+    }
+    if (typeof ref.category === 'string' && ref.category !== type.category)
+      errors.push({
+        file: ref.file,
+        path: `${ref.ruleAt}.category`,
+        message: `message type "${type.id}" is ${type.category}: set "category": "${type.category}" or name a ${ref.category} type`,
+      });
+    if (type.switchable && Array.isArray(ref.channels))
+      ref.channels.forEach((channel: unknown, i) => {
+        if (typeof channel === 'string' && type.channels[channel as Channel] === undefined)
+          errors.push({
+            file: ref.file,
+            path: `${ref.ruleAt}.action.send.channels[${i}]`,
+            message: `message type "${type.id}" is not sent on ${channel} (it declares ${list(Object.keys(type.channels))}): users could not choose it there, so it would never be sent`,
+          });
+      });
+  }
 }
 
 /** Errors grouped by file (stable: within a file, in the order they were found). */

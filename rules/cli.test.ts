@@ -90,4 +90,46 @@ describe('lifecycle rules validate', () => {
     expect(lines.every((l) => /^rules\/examples\/[^:]+\.json:\$[^ ]*: /.test(l))).toBe(true);
     expect(lines.some((l) => l.includes('"welcome"'))).toBe(false);
   }, 60_000);
+
+  it('checks the message types rules name against LC_MESSAGE_TYPES_FILE, or --message-types, and the file itself', async () => {
+    const types = path.join(bad, 'types.json');
+    await writeFile(
+      types,
+      JSON.stringify({
+        types: [
+          {
+            id: 'digest',
+            label: 'Digest',
+            description: 'Weekly.',
+            category: 'marketing',
+            optIn: false,
+            switchable: true,
+            channels: { email: true },
+          },
+        ],
+      }),
+    );
+    // The examples name billing and offers, which this file does not declare.
+    const narrow = await lifecycle([
+      'rules',
+      'validate',
+      'rules/examples',
+      '--message-types',
+      types,
+    ]);
+    expect(narrow.code).toBe(1);
+    expect(narrow.stderr.trim().split('\n')).toEqual([
+      'rules/examples/payment-failed.json:$.messageType: unknown message type "billing": types are declared in the message types file ("digest")',
+      'rules/examples/winback.json:$.messageType: unknown message type "offers": types are declared in the message types file ("digest")',
+    ]);
+    const broken = path.join(bad, 'broken-types.json');
+    await writeFile(broken, JSON.stringify({ types: [{ id: 'Tips' }] }));
+    const invalid = await lifecycle(['rules', 'validate', 'rules/examples'], {
+      LC_MESSAGE_TYPES_FILE: broken,
+    });
+    expect(invalid.code).toBe(1);
+    expect(invalid.stderr).toContain(
+      `${broken}:$.types[0].id: invalid id "Tips": lower case letters, digits and _, starting with a letter`,
+    );
+  }, 60_000);
 });

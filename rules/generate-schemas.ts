@@ -1,14 +1,16 @@
-// Writes rules/rule.schema.json and rules/segment.schema.json from the TypeBox schemas, for
+// Writes rules/rule.schema.json, rules/segment.schema.json and rules/message-types.schema.json from the TypeBox schemas, for
 // editors (autocomplete, hover docs). Run: npx tsx rules/generate-schemas.ts
 // schema.test.ts fails when the committed files are stale.
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { format, resolveConfig } from 'prettier';
+import { MessageTypesFileSchema } from '../platform/message-types.ts';
 import { RuleSchema, SegmentSchema, toJsonSchema } from './schema.ts';
 
 export const PUBLISHED_SCHEMAS = {
   'rule.schema.json': RuleSchema,
   'segment.schema.json': SegmentSchema,
+  'message-types.schema.json': MessageTypesFileSchema,
 } as const;
 
 /** The file's text, formatted as the repository's prettier settings would leave it. */

@@ -5,6 +5,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../platform/logger.ts';
 import { ErrorCodes, LifecycleError } from '../platform/errors.ts';
+import type { MessageTypes } from '../platform/message-types.ts';
 import { byFile, formatRuleError } from './check.ts';
 import { compileRuleSet } from './compile.ts';
 import { parseJson } from './json-syntax.ts';
@@ -15,7 +16,15 @@ export interface LoadOptions {
   templatesDir?: string;
   /** Rule ids compiled as enabled whatever their file says (backtesting a draft kept disabled). */
   enable?: readonly string[];
+  /** When given, every `messageType` a rule names must be declared there (LC_MESSAGE_TYPES_FILE). */
+  messageTypes?: MessageTypes;
 }
+
+/** The options a reload keeps: what every rule is checked against. */
+const checkedAgainst = (opts: LoadOptions): LoadOptions => ({
+  ...(opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir }),
+  ...(opts.messageTypes === undefined ? {} : { messageTypes: opts.messageTypes }),
+});
 
 /** The file content with the rules named in `ids` switched on. */
 function enableRules(content: unknown, ids: ReadonlySet<string>): unknown {
@@ -37,8 +46,9 @@ async function isDirectory(folder: string): Promise<boolean> {
   }
 }
 
-// The published JSON Schemas sit next to rule files; they are not rules.
-const isRuleFileName = (name: string) => name.endsWith('.json') && !name.endsWith('.schema.json');
+// The published JSON Schemas and the message types declaration may sit next to rule files; they are not rules.
+const isRuleFileName = (name: string) =>
+  name.endsWith('.json') && !name.endsWith('.schema.json') && name !== 'message-types.json';
 
 async function jsonFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true });
@@ -96,7 +106,10 @@ export async function loadRuleSet(dir: string, opts: LoadOptions = {}): Promise<
         message: `invalid JSON at line ${parsed.error.line}, column ${parsed.error.column}: ${parsed.error.message}`,
       });
   }
-  const result = compileRuleSet(files, templates ? { templates } : {});
+  const result = compileRuleSet(files, {
+    ...(templates ? { templates } : {}),
+    ...(opts.messageTypes ? { messageTypes: opts.messageTypes } : {}),
+  });
   if (!result.ok) return { ok: false, errors: byFile([...errors, ...result.errors]) };
   if (errors.length > 0) return { ok: false, errors };
   return result;
@@ -134,10 +147,7 @@ export function watchRuleSet(
   const watchers: FSWatcher[] = [];
 
   const reload = async (): Promise<void> => {
-    const result = await loadRuleSet(
-      dir,
-      opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir },
-    );
+    const result = await loadRuleSet(dir, checkedAgainst(opts));
     if (closed) return;
     if (result.ok) {
       if (result.ruleSet.version === currentVersion) return;
@@ -231,10 +241,7 @@ export async function openRuleSet(
   opts: LoadOptions & { logger: Logger; debounceMs?: number },
   onSwap: (ruleSet: RuleSet) => void = () => {},
 ): Promise<LiveRuleSet> {
-  const loaded = await loadRuleSet(
-    dir,
-    opts.templatesDir === undefined ? {} : { templatesDir: opts.templatesDir },
-  );
+  const loaded = await loadRuleSet(dir, checkedAgainst(opts));
   if (!loaded.ok) {
     throw new LifecycleError(
       ErrorCodes.RulesInvalid,

@@ -324,6 +324,14 @@ export const RuleSchema = Type.Object(
       description:
         '`marketing` is sent only with marketing consent; `transactional` (receipts, payment problems) bypasses marketing opt-in.',
     }),
+    messageType: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        description:
+          "The message type (rules/message-types.json: product_news, tips, billing...): users choose per type and channel what they get, and delivery honours it. Its category must be the rule's. Omit for a message no type describes: only the category consent applies.",
+      }),
+    ),
     priority: Type.Optional(
       Type.Integer({
         minimum: 0,

@@ -56,6 +56,11 @@ export interface InappGatewayOptions {
   logger: Logger;
   /** When given, apps register their push device tokens here with the same token. */
   devices?: DeviceRegistry;
+  /**
+   * When given, the app's settings link to the signed preference page (`/p`), the page of the
+   * emails' footer link: the URL for a user at a time (delivery/links.ts `preferences`).
+   */
+  preferencesLink?: (userId: string, now: number) => string;
   /** Registers `lifecycle_inapp_connections` and `lifecycle_inapp_frames_total{type}` when given. */
   metrics?: Registry;
   /** Close sockets that sent nothing (not even a ping) for this long. */
@@ -453,6 +458,32 @@ export async function inappGateway(app: FastifyInstance, opts: InappGatewayOptio
       return { read: ids.length, ids };
     },
   );
+
+  const preferencesLink = opts.preferencesLink;
+  if (preferencesLink) {
+    app.get(
+      '/v1/inapp/preferences-link',
+      {
+        config: appUser,
+        schema: {
+          operationId: 'getInappPreferencesLink',
+          summary: "A signed link to the token's user's preference page, for the app's settings",
+          description:
+            'The page every email links to in its footer: which messages the user gets, per type and channel. Fetch it when the user opens the settings (it expires with LC_UNSUBSCRIBE_TTL_DAYS).',
+          tags,
+          response: {
+            200: {
+              type: 'object',
+              required: ['url'],
+              description: 'The link.',
+              properties: { url: { type: 'string', format: 'uri' } },
+            },
+          },
+        },
+      },
+      async (req) => ({ url: preferencesLink(userOf(req), (opts.now ?? Date.now)()) }),
+    );
+  }
 
   const devices = opts.devices;
   if (devices) {

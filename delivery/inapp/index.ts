@@ -7,6 +7,7 @@ import type { Registry } from '../../platform/metrics.ts';
 import type { RedisDeps } from '../../platform/redis.ts';
 import { createDeviceRegistry } from '../providers/devices.ts';
 import type { InappGatewayOptions } from './gateway.ts';
+import { createTrackingLinks, linkLifetimes } from '../links.ts';
 import { createInbox } from './inbox.ts';
 
 export {
@@ -33,7 +34,7 @@ export { signInappToken, verifyInappToken } from './token.ts';
  * `app.register(inappGateway, inappGatewayOptions(config, { redis, publisher, logger }))`.
  */
 export function inappGatewayOptions(
-  config: Pick<Config, 'auth' | 'kafka'>,
+  config: Pick<Config, 'auth' | 'kafka' | 'http'>,
   deps: { redis: RedisDeps; publisher: Publisher; logger: Logger; metrics?: Registry },
 ): InappGatewayOptions {
   return {
@@ -47,8 +48,21 @@ export function inappGatewayOptions(
     deliveriesTopic: topics(config.kafka.topicPrefix).deliveries,
     logger: deps.logger,
     idleTimeoutMs: 5 * 60_000,
+    preferencesLink: preferencesLinkOf(config),
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
   };
+}
+
+/** The signed preference page links of the emails' footers, for the app's settings. */
+export function preferencesLinkOf(
+  config: Pick<Config, 'auth' | 'http'>,
+): (userId: string, now: number) => string {
+  const links = createTrackingLinks({
+    publicBaseUrl: config.http.publicBaseUrl,
+    signingSecret: config.auth.signingSecret,
+    lifetimes: linkLifetimes(config.auth),
+  });
+  return (userId, now) => links.preferences(userId, now);
 }
 
 /** Right to be forgotten: the user's in-app inbox and push devices (call on `user_deleted`). */

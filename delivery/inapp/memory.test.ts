@@ -7,7 +7,10 @@ import { deliveryCodec, eventCodec } from '../../platform/avro.ts';
 import { InMemoryBus } from '../../platform/bus.ts';
 import { SCHEMA_ID_HEADER } from '../../platform/contracts.ts';
 import { setupHttpKit } from '../../platform/http.ts';
+import { loadConfig } from '../../platform/config.ts';
 import { silentLogger } from '../../platform/logger.ts';
+import { createTrackingLinks, tokenOf } from '../links.ts';
+import { preferencesLinkOf } from './index.ts';
 import { createInappProvider } from './provider.ts';
 import type { OutgoingMessage } from '../provider.ts';
 import { inappGateway, type GatewayFrame } from './gateway.ts';
@@ -25,6 +28,7 @@ describe('in-memory inbox', () => {
 
 describe('gateway on the in-memory twins', () => {
   const SECRET = 'memory-gateway-secret';
+  const config = loadConfig({}, { 'http.publicBaseUrl': 'https://t.example.com' });
   const bus = new InMemoryBus(1);
   const inbox = createMemoryInbox();
   const live = createMemoryLiveChannel();
@@ -43,11 +47,36 @@ describe('gateway on the in-memory twins', () => {
       publisher: bus.publisher(),
       eventsTopic: 'demo.events',
       deliveriesTopic: 'demo.deliveries',
+      preferencesLink: preferencesLinkOf(config),
       logger: silentLogger(),
     });
     await app.ready();
   });
   afterAll(() => app.close());
+
+  it("links the app's settings to the signed preference page of the token's user, the emails' footer page", async () => {
+    const token = encodeURIComponent(signInappToken(SECRET, 'ada', { ttlMs: 60_000 }));
+    const res = await app.inject({
+      method: 'GET',
+      url: `/v1/inapp/preferences-link?token=${token}`,
+    });
+    expect(res.statusCode).toBe(200);
+    const { url } = res.json<{ url: string }>();
+    expect(url.startsWith('https://t.example.com/p?t=')).toBe(true);
+    const links = createTrackingLinks({
+      publicBaseUrl: config.http.publicBaseUrl,
+      signingSecret: config.auth.signingSecret,
+    });
+    expect(links.readPreferences(tokenOf(url), Date.now())).toMatchObject({
+      status: 'valid',
+      value: { userId: 'ada' },
+    });
+    // The same link an email's footer carries for this user.
+    expect(url.split('?t=')[0]).toBe(links.preferences('ada', Date.now()).split('?t=')[0]);
+    expect(
+      (await app.inject({ method: 'GET', url: '/v1/inapp/preferences-link' })).statusCode,
+    ).toBe(401);
+  });
 
   const message = (userId: string, sendId: string): OutgoingMessage => ({
     sendId,

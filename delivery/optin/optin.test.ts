@@ -1,6 +1,7 @@
 // Double opt-in without services: the service over the in-memory stores, the policy stage that
 // holds the reminder and drops what is no longer wanted, the identify trait, and the routes in
 // process (app.inject): the confirmation page, the preference API and page, the consent export.
+import { NO_MESSAGE_TYPES } from '../../platform/message-types.ts';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { sendCodec } from '../../platform/avro.ts';
@@ -359,6 +360,7 @@ async function server(w: ReturnType<typeof world>) {
       store: w.preferences,
       links: w.links,
       limiter,
+      messageTypes: NO_MESSAGE_TYPES,
       now: w.now,
       optIn: optInGate(w.service, w.store),
     });

@@ -2,6 +2,7 @@
 // stages in their documented order, and sends that more than one stage would stop, decided
 // by the stage that comes first. Each stage alone is tested in policy/stages.test.ts.
 import { describe, expect, it } from 'vitest';
+import { NO_MESSAGE_TYPES } from '../../platform/message-types.ts';
 import { loadConfig } from '../../platform/config.ts';
 import type { Channel, SendCommand } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
@@ -41,6 +42,7 @@ function build(overrides: Record<string, unknown> = {}, html = '<p>Hello</p>') {
       caps: stores.caps,
       preferences: stores.preferences,
       optIns: stores.optIns,
+      messageTypes: NO_MESSAGE_TYPES,
       renderer: {
         render: (_template, channel) =>
           channel === 'email'

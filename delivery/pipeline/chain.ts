@@ -1,6 +1,7 @@
 // Assembles the policy chain in its fixed order from the stores and providers.
 import type { Logger } from 'pino';
 import type { Channel } from '../../platform/contracts.ts';
+import type { MessageTypes } from '../../platform/message-types.ts';
 import { createClaimStage } from '../policy/claim.ts';
 import type { ClaimStore } from '../policy/claims.ts';
 import { createExpiryStage } from '../policy/expiry.ts';
@@ -45,6 +46,8 @@ export interface ChainDeps {
   preferences: PreferencesStore;
   /** Opt-in requests: whether a confirmation email is still wanted. */
   optIns: Pick<OptInStore, 'get'>;
+  /** The declared message types, whose per-user switches the consent stage honours. */
+  messageTypes: MessageTypes;
   renderer: Renderer;
   links: TrackingLinks;
   providers: ReadonlyMap<Channel, readonly Provider[]>;
@@ -77,7 +80,10 @@ export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[]
     createOptInStage({ optIns: deps.optIns }),
     createHoldoutStage(),
     createSuppressionStage({ suppressions: async (u, ctx) => (await loadUser(u, ctx))[0] }),
-    createConsentStage({ preferences: async (u, ctx) => (await loadUser(u, ctx))[1] }),
+    createConsentStage({
+      preferences: async (u, ctx) => (await loadUser(u, ctx))[1],
+      messageTypes: deps.messageTypes,
+    }),
     createCapsStage(resolveChannelCaps(config), {
       caps: deps.caps,
       async onPreempted(victim, ctx) {

@@ -224,6 +224,15 @@ export function createMemoryPreferencesStore(): PreferencesStore {
           ),
         );
       }
+      for (const r of change.types ?? []) {
+        (p.types[r.messageType] ??= {})[r.channel] = clone(r.record);
+        items.push(
+          historyEntry(
+            { kind: 'message_type', messageType: r.messageType, channel: r.channel, ...r.record },
+            meta,
+          ),
+        );
+      }
       prefs.set(u, p);
       if (items.length) log(u, ...items);
       return get(u);

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../../platform/config.ts';
+import { loadMessageTypes, type MessageTypes } from '../../platform/message-types.ts';
 import type { BatchRetry } from '../../platform/consume.ts';
 import type { Bus } from '../../platform/bus.ts';
 import { internalTopicSpecs } from '../../platform/bus.ts';
@@ -59,6 +60,8 @@ export interface DeliveryOptions {
    * as it erases the inbox and push devices in Redis.
    */
   inbox?: Pick<Inbox, 'erase'>;
+  /** The declared message types; by default read (and checked) from LC_MESSAGE_TYPES_FILE at start. */
+  messageTypes?: MessageTypes;
 }
 
 export interface DeliveryHandle extends Service {
@@ -72,6 +75,8 @@ export async function createDelivery(
   options: DeliveryOptions = {},
 ): Promise<DeliveryHandle> {
   const log = logger.child({ component: 'delivery' });
+  // Checked first: an invalid declaration stops the start before anything is opened.
+  const messageTypes = options.messageTypes ?? loadMessageTypes(config.delivery.messageTypesFile);
   const ownsRedis = !options.redis && !options.stores;
   // Refuses a Redis that could lose acknowledged claims or unsubscribes (platform/redis.ts).
   const redisDeps = options.redis ?? (options.stores ? null : await openRedis(config, log));
@@ -140,6 +145,7 @@ export async function createDelivery(
       caps,
       preferences,
       optIns: stores.optIns,
+      messageTypes,
       renderer,
       links,
       providers,

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
 import { silentLogger } from '../../platform/logger.ts';
+import { loadMessageTypes } from '../../platform/message-types.ts';
 import { testContext } from '../../test/support/delivery-context.ts';
 import {
   emptyPreferences,
@@ -134,8 +135,90 @@ describe('suppression stage', () => {
 });
 
 describe('consent stage', () => {
+  const types = loadMessageTypes('rules/message-types.json');
   const stage = (p: Partial<UserPreferences>) =>
-    createConsentStage({ preferences: async (u) => ({ ...emptyPreferences(u), ...p }) });
+    createConsentStage({
+      preferences: async (u) => ({ ...emptyPreferences(u), ...p }),
+      messageTypes: types,
+    });
+  const optedIn = { granted: true, at: 1, source: 'signup' };
+  const off = { granted: false, at: 2, source: 'preference_page' };
+  const marketingEmail = { consents: { marketing: { email: optedIn } } };
+  const typed = (messageType: string, over: Parameters<typeof testContext>[0] = {}) =>
+    testContext({ ...over, send: { ...over.send, messageType } });
+
+  it.each<[string, Partial<UserPreferences>, ReturnType<typeof testContext>, string | null]>([
+    [
+      'tips off on email, product news on: tips suppressed',
+      { ...marketingEmail, types: { tips: { email: off }, product_news: { email: optedIn } } },
+      typed('tips'),
+      'message_type_off:tips:email',
+    ],
+    [
+      'the same user: product news sent',
+      { ...marketingEmail, types: { tips: { email: off }, product_news: { email: optedIn } } },
+      typed('product_news'),
+      null,
+    ],
+    [
+      'an opt-in type the user never opted in to',
+      marketingEmail,
+      typed('tips'),
+      'message_type_no_opt_in:tips:email',
+    ],
+    [
+      'an opt-in type the user ticked at signup',
+      { ...marketingEmail, types: { tips: { email: optedIn } } },
+      typed('tips'),
+      null,
+    ],
+    ['a type on by default, no choice made', marketingEmail, typed('product_news'), null],
+    [
+      'a type off by default on the channel',
+      { consents: { marketing: { push: optedIn } } },
+      typed('product_news', { channel: 'push' }),
+      'message_type_off:product_news:push',
+    ],
+    [
+      'a channel the type is not sent on',
+      { consents: { marketing: { sms: optedIn } } },
+      typed('digest', { channel: 'sms' }),
+      'message_type_off:digest:sms',
+    ],
+    [
+      'the category consent still comes first',
+      { types: { tips: { email: optedIn } } },
+      typed('tips'),
+      'no_opt_in:marketing:email',
+    ],
+    [
+      'unsubscribed from everything beats a type switched on',
+      {
+        ...marketingEmail,
+        unsubscribedAll: { at: 3, source: 'x' },
+        types: { tips: { email: optedIn } },
+      },
+      typed('tips'),
+      'unsubscribed_all',
+    ],
+    [
+      'a type users cannot switch off ignores a stored switch',
+      { types: { billing: { email: off } } },
+      typed('billing', { category: 'transactional' }),
+      null,
+    ],
+    [
+      'a type delivery does not know: the category decides',
+      marketingEmail,
+      typed('retired_type'),
+      null,
+    ],
+    ['no type: the category decides, as before', marketingEmail, testContext(), null],
+  ])('%s', async (_name, prefs, ctx, reason) => {
+    const result = await stage(prefs).run(ctx);
+    expect(result).toEqual(reason === null ? { kind: 'continue' } : { kind: 'suppressed', reason });
+  });
+
   it('requires a marketing opt-in, lets transactional through', async () => {
     expect(await stage({}).run(testContext())).toEqual({
       kind: 'suppressed',

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import type { Channel } from '../../platform/contracts.ts';
+import { loadMessageTypes } from '../../platform/message-types.ts';
 import {
   decideConsent,
+  decideMessageType,
+  normaliseTypes,
   decideSuppression,
   emptyPreferences,
   normalisePatch,
@@ -172,5 +176,141 @@ describe('normalisePatch', () => {
   ])('rejects %j', (patch, message) => {
     expect(() => normalisePatch(patch as never, NOW, 'admin_api')).toThrow(PreferencesError);
     expect(() => normalisePatch(patch as never, NOW, 'admin_api')).toThrow(message);
+  });
+});
+
+describe('message types', () => {
+  const types = loadMessageTypes('rules/message-types.json');
+  const prefs = (p: Partial<UserPreferences>): UserPreferences => ({
+    ...emptyPreferences('u'),
+    ...p,
+  });
+  it.each<[string, UserPreferences, string, Channel, true | string]>([
+    ['opt-in type, no choice', prefs({}), 'tips', 'email', 'message_type_no_opt_in:tips:email'],
+    [
+      'opt-in type, opted in',
+      prefs({ types: { tips: { email: granted } } }),
+      'tips',
+      'email',
+      true,
+    ],
+    [
+      'opt-in type, opted in on another channel only',
+      prefs({ types: { tips: { inapp: granted } } }),
+      'tips',
+      'email',
+      'message_type_no_opt_in:tips:email',
+    ],
+    [
+      'opt-in type, opted in then off',
+      prefs({ types: { tips: { email: revoked } } }),
+      'tips',
+      'email',
+      'message_type_off:tips:email',
+    ],
+    ['on by default', prefs({}), 'product_news', 'email', true],
+    [
+      'on by default, switched off',
+      prefs({ types: { product_news: { email: revoked } } }),
+      'product_news',
+      'email',
+      'message_type_off:product_news:email',
+    ],
+    ['off by default', prefs({}), 'product_news', 'push', 'message_type_off:product_news:push'],
+    [
+      'off by default, switched on',
+      prefs({ types: { product_news: { push: granted } } }),
+      'product_news',
+      'push',
+      true,
+    ],
+    ['not one of its channels', prefs({}), 'digest', 'sms', 'message_type_off:digest:sms'],
+    [
+      'not switchable: a stored switch does not apply',
+      prefs({ types: { security: { email: revoked } } }),
+      'security',
+      'email',
+      true,
+    ],
+    ['not switchable, any channel', prefs({}), 'billing', 'webhook', true],
+  ])('%s', (_name, p, id, channel, expected) => {
+    const d = decideMessageType(p, types.get(id), channel);
+    expect(d).toEqual(expected === true ? { allowed: true } : { allowed: false, reason: expected });
+  });
+
+  it('an unknown type is decided by the category alone', () => {
+    expect(decideMessageType(prefs({}), undefined, 'email')).toEqual({ allowed: true });
+  });
+
+  it('turns a patch of types into switches, with the source of an opt-in from the API', () => {
+    expect(
+      normaliseTypes(
+        {
+          tips: { email: { granted: true, source: 'signup_form', at: NOW - 5000 } },
+          product_news: { email: false },
+        },
+        types,
+        NOW,
+        'admin_api',
+        true,
+      ),
+    ).toEqual([
+      {
+        messageType: 'tips',
+        channel: 'email',
+        record: { granted: true, at: NOW - 5000, source: 'signup_form' },
+      },
+      {
+        messageType: 'product_news',
+        channel: 'email',
+        record: { granted: false, at: NOW, source: 'admin_api' },
+      },
+    ]);
+    expect(() => normaliseTypes({ tips: { email: true } }, types, NOW, 'admin_api', true)).toThrow(
+      'types.tips.email.source is required to opt in to "tips"',
+    );
+    // Switching on a type that needs no opt-in takes the door as its source.
+    expect(
+      normaliseTypes({ product_news: { push: true } }, types, NOW, 'admin_api', true)[0]!.record
+        .source,
+    ).toBe('admin_api');
+  });
+
+  it.each([
+    [
+      { tipps: { email: false } },
+      'types.tipps: unknown message type "tipps"',
+      'LC_ERR_UNKNOWN_MESSAGE_TYPE',
+    ],
+    [
+      { billing: { email: false } },
+      'types.billing: "billing" (Billing) cannot be switched',
+      'LC_ERR_UNKNOWN_MESSAGE_TYPE',
+    ],
+    [
+      { digest: { sms: true } },
+      'types.digest.sms: "digest" is not sent on sms (its channels: email)',
+      'LC_ERR_UNKNOWN_MESSAGE_TYPE',
+    ],
+    [
+      { tips: { email: { granted: 'yes' } } },
+      'types.tips.email.granted must be a boolean',
+      'LC_ERR_BAD_REQUEST',
+    ],
+    [
+      { tips: { email: { granted: false, at: NOW + 3_600_000 } } },
+      'types.tips.email.at is in the future',
+      'LC_ERR_BAD_REQUEST',
+    ],
+  ])('refuses %j', (patch, message, code) => {
+    let caught: unknown;
+    try {
+      normaliseTypes(patch as never, types, NOW, 'admin_api');
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(PreferencesError);
+    expect((caught as PreferencesError).message).toContain(message);
+    expect((caught as PreferencesError).code).toBe(code);
   });
 });

@@ -1,8 +1,11 @@
 // Consent and preferences: per user, per category (transactional, marketing, custom) x
 // channel, plus a global unsubscribe. Marketing needs an explicit opt-in record (time and
-// source); transactional bypasses opt-in and preferences, but never suppression.
+// source); transactional bypasses opt-in and preferences, but never suppression. Within a
+// category, per message type (platform/message-types.ts) x channel: the user's switches.
 import type { Channel } from '../../platform/contracts.ts';
 import { CHANNELS } from '../../platform/contracts.ts';
+import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
+import type { MessageType, MessageTypes } from '../../platform/message-types.ts';
 
 export const TRANSACTIONAL = 'transactional';
 export const MARKETING = 'marketing';
@@ -20,6 +23,8 @@ export interface UserPreferences {
   unsubscribedAll: { at: number; source: string } | null;
   /** category -> channel -> the latest consent record. */
   consents: Record<string, Partial<Record<Channel, ConsentRecord>>>;
+  /** message type -> channel -> the user's latest choice (`granted`: they want it there). */
+  types: Record<string, Partial<Record<Channel, ConsentRecord>>>;
 }
 
 export interface Suppression {
@@ -46,6 +51,7 @@ export interface ChangeMeta {
 /** One entry of a user's preference history (newest first, bounded). */
 export type PreferenceChange = (
   | ({ kind: 'consent'; category: string; channel: Channel } & ConsentRecord)
+  | ({ kind: 'message_type'; messageType: string; channel: Channel } & ConsentRecord)
   | { kind: 'unsubscribe_all' | 'resubscribe_all'; at: number; source: string }
 ) & {
   /** The door the change came through (absent in entries recorded before it was kept). */
@@ -60,11 +66,14 @@ export type PreferenceChange = (
 export function historyEntry(
   change:
     | ({ kind: 'consent'; category: string; channel: Channel } & ConsentRecord)
+    | ({ kind: 'message_type'; messageType: string; channel: Channel } & ConsentRecord)
     | { kind: 'unsubscribe_all' | 'resubscribe_all' },
   meta: ChangeMeta,
 ): PreferenceChange {
   const what =
-    change.kind === 'consent' ? change : { kind: change.kind, at: meta.at, source: meta.source };
+    change.kind === 'consent' || change.kind === 'message_type'
+      ? change
+      : { kind: change.kind, at: meta.at, source: meta.source };
   return {
     ...what,
     via: meta.source,
@@ -81,7 +90,40 @@ export interface SuppressionState {
 export type Decision = { allowed: true } | { allowed: false; reason: string };
 
 export function emptyPreferences(userId: string): UserPreferences {
-  return { userId, unsubscribedAll: null, consents: {} };
+  return { userId, unsubscribedAll: null, consents: {}, types: {} };
+}
+
+/** Why a send of a message type is suppressed: the user (or the type's default) has it off there. */
+export const MESSAGE_TYPE_OFF = 'message_type_off';
+/** Why a send of an opt-in type is suppressed: the user never opted in to it there. */
+export const MESSAGE_TYPE_NO_OPT_IN = 'message_type_no_opt_in';
+
+/**
+ * Whether the user gets messages of `type` on `channel`, as far as their switches go (the
+ * category's consent is decided apart, first). A type users cannot switch off always passes;
+ * unknown types (absent) are decided by their category alone.
+ */
+export function decideMessageType(
+  prefs: UserPreferences,
+  type: MessageType | undefined,
+  channel: Channel,
+): Decision {
+  if (!type || !type.switchable) return { allowed: true };
+  const record = prefs.types[type.id]?.[channel];
+  if (record)
+    return record.granted
+      ? { allowed: true }
+      : { allowed: false, reason: `${MESSAGE_TYPE_OFF}:${type.id}:${channel}` };
+  if (type.optIn)
+    return { allowed: false, reason: `${MESSAGE_TYPE_NO_OPT_IN}:${type.id}:${channel}` };
+  return type.channels[channel] === true
+    ? { allowed: true }
+    : { allowed: false, reason: `${MESSAGE_TYPE_OFF}:${type.id}:${channel}` };
+}
+
+/** Whether the user gets `type` on `channel` when the category consent holds: what the preference page ticks. */
+export function typeIsOn(prefs: UserPreferences, type: MessageType, channel: Channel): boolean {
+  return decideMessageType(prefs, type, channel).allowed;
 }
 
 /** Consent and preferences for one category on one channel. */
@@ -127,13 +169,85 @@ export interface PreferencesPatch {
     string,
     Partial<Record<Channel, boolean | { granted: boolean; at?: number | string; source?: string }>>
   >;
+  /** message type -> channel -> on/off (with the time and source of an opt-in). */
+  types?: Record<
+    string,
+    Partial<Record<Channel, boolean | { granted: boolean; at?: number | string; source?: string }>>
+  >;
 }
 
 export class PreferencesError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly code: ErrorCode = ErrorCodes.BadRequest,
+  ) {
     super(message);
     this.name = 'PreferencesError';
   }
+}
+
+/** A user's switch of one message type on one channel. */
+export interface TypeRecord {
+  messageType: string;
+  channel: Channel;
+  record: ConsentRecord;
+}
+
+/**
+ * Validates the `types` of a patch against the declared types and turns them into records:
+ * only declared, switchable types, on the channels they are sent on. An opt-in through the
+ * product's API must say where it came from, as a marketing opt-in must.
+ */
+export function normaliseTypes(
+  types: PreferencesPatch['types'],
+  catalogue: MessageTypes,
+  now: number,
+  defaultSource: string,
+  requireOptInSource = false,
+): TypeRecord[] {
+  const records: TypeRecord[] = [];
+  const known = catalogue.list.filter((t) => t.switchable).map((t) => t.id);
+  for (const [id, byChannel] of Object.entries(types ?? {})) {
+    const type = catalogue.get(id);
+    if (!type)
+      throw new PreferencesError(
+        `types.${id}: unknown message type "${id}"; the types a user can choose are ${known.join(', ') || '(none declared)'}`,
+        ErrorCodes.UnknownMessageType,
+      );
+    if (!type.switchable)
+      throw new PreferencesError(
+        `types.${id}: "${id}" (${type.label}) cannot be switched: users always get it`,
+        ErrorCodes.UnknownMessageType,
+      );
+    for (const [channel, value] of Object.entries(byChannel ?? {})) {
+      if (value === undefined) continue;
+      if (type.channels[channel as Channel] === undefined)
+        throw new PreferencesError(
+          `types.${id}.${channel}: "${id}" is not sent on ${channel} (its channels: ${Object.keys(type.channels).join(', ')})`,
+          ErrorCodes.UnknownMessageType,
+        );
+      const v = typeof value === 'boolean' ? { granted: value } : value;
+      if (typeof v.granted !== 'boolean')
+        throw new PreferencesError(`types.${id}.${channel}.granted must be a boolean`);
+      const at = v.at === undefined ? now : typeof v.at === 'number' ? v.at : Date.parse(v.at);
+      if (!Number.isFinite(at))
+        throw new PreferencesError(`types.${id}.${channel}.at must be epoch ms or an ISO date`);
+      if (at > now + 60_000)
+        throw new PreferencesError(`types.${id}.${channel}.at is in the future`);
+      const source =
+        v.source ?? (requireOptInSource && v.granted && type.optIn ? '' : defaultSource);
+      if (!source)
+        throw new PreferencesError(
+          `types.${id}.${channel}.source is required to opt in to "${id}" (where and how the user agreed, e.g. "signup_form")`,
+        );
+      records.push({
+        messageType: id,
+        channel: channel as Channel,
+        record: { granted: v.granted, at, source: source.slice(0, 200) },
+      });
+    }
+  }
+  return records;
 }
 
 const CATEGORY = /^[a-z][a-z0-9_-]{0,63}$/;

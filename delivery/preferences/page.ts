@@ -2,8 +2,9 @@
 // Plain server-rendered HTML with forms, so they work without JavaScript and in any client.
 import type { Channel } from '../../platform/contracts.ts';
 import { pageSecurityPolicy } from '../../platform/http.ts';
+import type { MessageType, MessageTypes } from '../../platform/message-types.ts';
 import type { UserPreferences } from './model.ts';
-import { MARKETING } from './model.ts';
+import { MARKETING, typeIsOn } from './model.ts';
 
 export const esc = (s: string) =>
   s.replace(
@@ -30,7 +31,7 @@ const label = (category: string) =>
 const PAGE_STYLE = `
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1f2328;line-height:1.5}
 h1{font-size:1.5rem}table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{padding:.5rem;border-bottom:1px solid #d0d7de;text-align:center}
-th:first-child,td:first-child{text-align:left}button{font-size:1rem;padding:.5rem 1.25rem;border-radius:6px;border:1px solid #1f6feb;background:#1f6feb;color:#fff;cursor:pointer}
+th:first-child,td:first-child{text-align:left}td small{display:block;color:#57606a}button{font-size:1rem;padding:.5rem 1.25rem;border-radius:6px;border:1px solid #1f6feb;background:#1f6feb;color:#fff;cursor:pointer}
 .note{color:#57606a;font-size:.9rem}.status{padding:.75rem;border-radius:6px;background:#dafbe1;border:1px solid #4ac26b}`;
 
 /**
@@ -64,6 +65,40 @@ export function isChecked(prefs: UserPreferences, category: string, channel: Cha
   return r ? r.granted : category !== MARKETING;
 }
 
+/**
+ * The message types a person can switch on the page, each with the page's channels it is
+ * sent on: users cannot switch off what they must get (billing, security).
+ */
+export function pageTypes(types: MessageTypes): { type: MessageType; channels: Channel[] }[] {
+  return types.list
+    .filter((t) => t.switchable)
+    .map((type) => ({
+      type,
+      channels: PAGE_CHANNELS.filter((c) => type.channels[c] !== undefined),
+    }))
+    .filter((t) => t.channels.length > 0);
+}
+
+function typesTable(prefs: UserPreferences, types: MessageTypes): string {
+  const rows = pageTypes(types);
+  if (rows.length === 0) return '';
+  const cells = rows.flatMap((r) => r.channels.map((c) => `${r.type.id}:${c}`));
+  const body = rows
+    .map(
+      ({ type, channels }) =>
+        `<tr><td>${esc(type.label)}<small>${esc(type.description)}</small></td>${PAGE_CHANNELS.map(
+          (ch) =>
+            channels.includes(ch)
+              ? `<td><input type="checkbox" name="t:${esc(type.id)}:${ch}" aria-label="${esc(type.label)} by ${CHANNEL_LABEL[ch]}"${typeIsOn(prefs, type, ch) ? ' checked' : ''}></td>`
+              : '<td></td>',
+        ).join('')}</tr>`,
+    )
+    .join('');
+  return `<h2>Which messages</h2>
+<input type="hidden" name="shownTypes" value="${esc(cells.join(','))}">
+<table><thead><tr><th>Message type</th>${PAGE_CHANNELS.map((ch) => `<th>${CHANNEL_LABEL[ch]}</th>`).join('')}</tr></thead><tbody>${body}</tbody></table>`;
+}
+
 export function preferencePage(
   prefs: UserPreferences,
   opts: {
@@ -72,6 +107,8 @@ export function preferencePage(
     categories?: readonly string[];
     /** A marketing email opt-in waits for its confirmation email to be confirmed. */
     confirmationSent?: boolean;
+    /** The declared message types: the switchable ones are listed, per channel. */
+    types?: MessageTypes;
   },
 ): string {
   const categories = pageCategories(prefs, opts.categories);
@@ -93,6 +130,7 @@ ${opts.confirmationSent ? '<p class="status" role="status">We sent you an email:
 <form method="post" action="${esc(opts.action)}">
 <input type="hidden" name="shown" value="${esc(cells.join(','))}">
 <table><thead><tr><th>Messages</th>${PAGE_CHANNELS.map((ch) => `<th>${CHANNEL_LABEL[ch]}</th>`).join('')}</tr></thead><tbody>${rows}</tbody></table>
+${opts.types ? typesTable(prefs, opts.types) : ''}
 <p><label><input type="checkbox" name="all" value="1"${prefs.unsubscribedAll ? ' checked' : ''}> Unsubscribe from everything (you will still get essential account messages such as receipts and password resets)</label></p>
 <button type="submit">Save preferences</button>
 </form>`,

@@ -141,9 +141,26 @@ describe('unsubscribe and preference pages', () => {
     expect(await marketingSms.isChecked()).toBe(false);
     await marketingSms.check();
     await updatesEmail.uncheck();
+    // The message types a user may switch, with their labels: tips (opt-in) off until ticked,
+    // product news on by default; billing is not offered.
+    const tipsEmail = page.getByLabel('Tips and tutorials by Email');
+    const newsEmail = page.getByLabel('Product news by Email');
+    expect(await tipsEmail.isChecked()).toBe(false);
+    expect(await newsEmail.isChecked()).toBe(true);
+    expect(await page.getByLabel(/^Billing by/).count()).toBe(0);
+    await tipsEmail.check();
+    await newsEmail.uncheck();
     await page.getByRole('button', { name: 'Save preferences' }).click();
     await page.waitForSelector('text=Your preferences were saved.');
     const prefs = await store.get(userId);
+    expect(prefs.types).toEqual({
+      tips: { email: { granted: true, at: expect.any(Number), source: 'preference_page' } },
+      product_news: {
+        email: { granted: false, at: expect.any(Number), source: 'preference_page' },
+      },
+    });
+    expect(await page.getByLabel('Tips and tutorials by Email').isChecked()).toBe(true);
+    expect(await page.getByLabel('Product news by Email').isChecked()).toBe(false);
     expect(prefs.consents.marketing?.sms).toMatchObject({
       granted: true,
       source: 'preference_page',

@@ -5,6 +5,11 @@ import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import type { Channel } from '../../platform/contracts.ts';
 import { adminCredential, setupHttpKit, type AuditRecord } from '../../platform/http.ts';
+import {
+  loadMessageTypes,
+  messageTypesOf,
+  type MessageTypes,
+} from '../../platform/message-types.ts';
 import formbody from '../formbody.ts';
 import { createLinkUseLimiter } from '../link-limits.ts';
 import { createTrackingLinks, tokenOf } from '../links.ts';
@@ -42,6 +47,7 @@ function memoryStore(): PreferencesStore & {
       if (change.unsubscribedAll === true) p.unsubscribedAll = { at: meta.at, source: meta.source };
       if (change.unsubscribedAll === false) p.unsubscribedAll = null;
       for (const r of change.records) (p.consents[r.category] ??= {})[r.channel] = r.record;
+      for (const r of change.types ?? []) (p.types[r.messageType] ??= {})[r.channel] = r.record;
       prefs.set(u, p);
       return get(u);
     },
@@ -62,7 +68,9 @@ function memoryStore(): PreferencesStore & {
   };
 }
 
-async function app() {
+const TYPES = loadMessageTypes('rules/message-types.json');
+
+async function app(messageTypes: MessageTypes = TYPES) {
   const store = memoryStore();
   const links = createTrackingLinks({
     publicBaseUrl: 'https://t.example.com',
@@ -80,6 +88,7 @@ async function app() {
       store,
       links,
       limiter: createLinkUseLimiter({ perMinute: 30 }),
+      messageTypes,
       now: () => NOW,
     });
   });
@@ -212,5 +221,128 @@ describe('preferences API', () => {
     expect(audited.map((r) => [r.action, r.target, r.after])).toEqual([
       ['suppression.remove', 'user:u1', { channel: 'email', suppressed: false }],
     ]);
+  });
+
+  it('shows and changes message types per channel, audited; refuses types users cannot switch', async () => {
+    const { server, store, audited } = await app();
+    const patch = (payload: Record<string, unknown>) =>
+      server.inject({ method: 'PATCH', url: '/v1/users/u1/preferences', headers: auth, payload });
+
+    const noSource = await patch({ types: { tips: { email: true } } });
+    expect(noSource.statusCode).toBe(400);
+    expect(noSource.json()).toMatchObject({ code: 'LC_ERR_BAD_REQUEST' });
+    expect(noSource.json().message).toContain('types.tips.email.source is required');
+    for (const [payload, message] of [
+      [{ types: { tipps: { email: false } } }, 'unknown message type "tipps"'],
+      [{ types: { billing: { email: false } } }, 'cannot be switched: users always get it'],
+      [{ types: { digest: { sms: true } } }, '"digest" is not sent on sms'],
+    ] as const) {
+      const res = await patch(payload);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'LC_ERR_UNKNOWN_MESSAGE_TYPE' });
+      expect(res.json().message).toContain(message);
+    }
+    expect(audited).toHaveLength(0);
+
+    // A signup that ticked "send me tips", then switched tips off but kept product news.
+    const ok = await patch({
+      types: { tips: { email: { granted: true, source: 'signup_form' } } },
+    });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json().types.tips.email).toEqual({ granted: true, at: NOW, source: 'signup_form' });
+    expect((await patch({ types: { tips: { email: false } } })).statusCode).toBe(200);
+    expect(store.prefs.get('u1')!.types.tips!.email).toEqual({
+      granted: false,
+      at: NOW,
+      source: 'admin_api',
+    });
+    expect(audited.map((a) => [a.action, a.target])).toEqual([
+      ['preferences.update', 'user:u1'],
+      ['preferences.update', 'user:u1'],
+    ]);
+    expect(audited[1]).toMatchObject({
+      before: { types: { tips: { email: { granted: true } } } },
+      after: { types: { tips: { email: { granted: false } } } },
+    });
+
+    const got = (
+      await server.inject({ method: 'GET', url: '/v1/users/u1/preferences', headers: auth })
+    ).json() as { messageTypes: { id: string; channels: Record<string, boolean> }[] };
+    const view = Object.fromEntries(got.messageTypes.map((t) => [t.id, t.channels]));
+    expect(view.tips).toEqual({ email: false, inapp: false, push: false });
+    expect(view.product_news).toEqual({ email: true, inapp: true, push: false });
+    expect(view.billing).toEqual({ email: true, inapp: true, sms: true, push: true });
+  });
+});
+
+describe('preference page: message types', () => {
+  const pageUrl = (links: ReturnType<typeof createTrackingLinks>, userId = 'u1') =>
+    links.preferences(userId, NOW).replace('https://t.example.com', '');
+
+  it('lists the types a user may switch per channel, with their labels, and saves the changes only', async () => {
+    const { server, store, links } = await app();
+    const url = pageUrl(links);
+    const page = await server.inject({ method: 'GET', url });
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('Tips and tutorials');
+    expect(page.body).toContain('Short how-tos to get more out of the product.');
+    expect(page.body).toContain(
+      'name="t:product_news:email" aria-label="Product news by Email" checked',
+    );
+    expect(page.body).toContain('name="t:tips:email" aria-label="Tips and tutorials by Email">');
+    // Users cannot switch off billing or security: the page does not offer them.
+    expect(page.body).not.toContain('t:billing:');
+    expect(page.body).not.toContain('Security');
+    // digest goes by email only: no box for the other channels.
+    expect(page.body).not.toContain('t:digest:sms');
+    const shownTypes = /name="shownTypes" value="([^"]+)"/.exec(page.body)![1]!;
+    expect(shownTypes.split(',')).toContain('tips:inapp');
+
+    // Tick tips by email, untick product news by email; everything else left as shown. A
+    // forged cell for billing is ignored.
+    const form = new URLSearchParams({
+      shown: 'marketing:email',
+      shownTypes: `${shownTypes},billing:email`,
+      't:tips:email': 'on',
+      't:product_news:inapp': 'on',
+      't:digest:email': 'on',
+      't:offers:email': 'on',
+    });
+    const saved = await server.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: form.toString(),
+    });
+    expect(saved.statusCode).toBe(200);
+    expect(saved.body).toContain('Your preferences were saved.');
+    expect(saved.body).toContain(
+      'name="t:tips:email" aria-label="Tips and tutorials by Email" checked',
+    );
+    expect(store.prefs.get('u1')!.types).toEqual({
+      tips: { email: { granted: true, at: NOW, source: 'preference_page' } },
+      product_news: { email: { granted: false, at: NOW, source: 'preference_page' } },
+    });
+    expect(store.metas.at(-1)).toEqual({ source: 'preference_page', at: NOW });
+  });
+
+  it('escapes the labels and descriptions of the declared types', async () => {
+    const hostile = messageTypesOf([
+      {
+        id: 'news',
+        label: '<script>alert(1)</script>',
+        description: '"><img src=x onerror=alert(2)>',
+        category: 'marketing',
+        optIn: false,
+        switchable: true,
+        channels: { email: true },
+      },
+    ]);
+    const { server, links } = await app(hostile);
+    const page = await server.inject({ method: 'GET', url: pageUrl(links) });
+    expect(page.body).not.toContain('<script>alert');
+    expect(page.body).not.toContain('<img src=x');
+    expect(page.body).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(page.body).toContain('&quot;&gt;&lt;img src=x onerror=alert(2)&gt;');
   });
 });

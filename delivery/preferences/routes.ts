@@ -7,17 +7,23 @@ import { ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 import { errorResponse, requireHttpKit } from '../../platform/http.ts';
 import type { LinkUseLimiter } from '../link-limits.ts';
 import type { TrackingLinks } from '../links.ts';
+import type { MessageTypes } from '../../platform/message-types.ts';
 import {
   normalisePatch,
+  normaliseTypes,
   PreferencesError,
+  typeIsOn,
   type ConsentRecord,
   type PreferencesPatch,
+  type TypeRecord,
+  type UserPreferences,
 } from './model.ts';
 import {
   PAGE_HEADERS,
   expiredLinkPage,
   invalidLinkPage,
   isChecked,
+  pageTypes,
   preferencePage,
   tooManyRequestsPage,
 } from './page.ts';
@@ -85,11 +91,29 @@ export interface PreferencesRoutesDeps {
   links: TrackingLinks;
   /** Uses of one preference link per minute before the page answers 429. */
   limiter: LinkUseLimiter;
+  /** The declared message types: what the API and the page let a user switch. */
+  messageTypes: MessageTypes;
   now: () => number;
 }
 
 const err = (reply: FastifyReply, status: number, code: ErrorCode, message: string) =>
   reply.code(status).send({ code, message });
+
+const SwitchSchema = {
+  anyOf: [
+    { type: 'boolean' },
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['granted'],
+      properties: {
+        granted: { type: 'boolean' },
+        at: { anyOf: [{ type: 'integer' }, { type: 'string' }] },
+        source: { type: 'string', minLength: 1, maxLength: 200 },
+      },
+    },
+  ],
+} as const;
 
 const PatchSchema = {
   type: 'object',
@@ -98,27 +122,30 @@ const PatchSchema = {
     unsubscribedAll: { type: 'boolean' },
     consents: {
       type: 'object',
-      additionalProperties: {
-        type: 'object',
-        additionalProperties: {
-          anyOf: [
-            { type: 'boolean' },
-            {
-              type: 'object',
-              additionalProperties: false,
-              required: ['granted'],
-              properties: {
-                granted: { type: 'boolean' },
-                at: { anyOf: [{ type: 'integer' }, { type: 'string' }] },
-                source: { type: 'string', minLength: 1, maxLength: 200 },
-              },
-            },
-          ],
-        },
-      },
+      additionalProperties: { type: 'object', additionalProperties: SwitchSchema },
+    },
+    types: {
+      type: 'object',
+      description:
+        'message type -> channel -> on (true) or off (false), e.g. `{"tips": {"email": false}}`. Only declared types users may switch, on their channels. Opting in to an opt-in type must say its `source`.',
+      additionalProperties: { type: 'object', additionalProperties: SwitchSchema },
     },
   },
 } as const;
+
+/** Each declared type with what the user gets on each of its channels (when the category consent holds). */
+function typesView(prefs: UserPreferences, types: MessageTypes) {
+  return types.list.map((t) => ({
+    id: t.id,
+    label: t.label,
+    category: t.category,
+    optIn: t.optIn,
+    switchable: t.switchable,
+    channels: Object.fromEntries(
+      (Object.keys(t.channels) as Channel[]).map((c) => [c, typeIsOn(prefs, t, c)]),
+    ),
+  }));
+}
 
 const PreferencesSchema = {
   type: 'object',
@@ -138,6 +165,29 @@ const PreferencesSchema = {
       additionalProperties: true,
       description:
         'category -> channel -> the latest consent record `{granted, at (epoch ms), source}`.',
+    },
+    types: {
+      type: 'object',
+      additionalProperties: true,
+      description:
+        "message type -> channel -> the user's latest switch `{granted, at (epoch ms), source}`; a type without one follows its default.",
+    },
+    messageTypes: {
+      type: 'array',
+      description:
+        'Every declared message type and, per channel it is sent on, whether this user gets it (when the category consent holds): their switch, or the default.',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          id: { type: 'string' },
+          label: { type: 'string' },
+          category: { type: 'string' },
+          optIn: { type: 'boolean' },
+          switchable: { type: 'boolean' },
+          channels: { type: 'object', additionalProperties: { type: 'boolean' } },
+        },
+      },
     },
   },
 } as const;
@@ -246,7 +296,12 @@ export async function preferencesRoutes(
           store.suppressions(req.params.userId),
           store.history(req.params.userId, 50),
         ]);
-        return { ...prefs, suppressions, history };
+        return {
+          ...prefs,
+          messageTypes: typesView(prefs, deps.messageTypes),
+          suppressions,
+          history,
+        };
       },
     );
 
@@ -258,7 +313,7 @@ export async function preferencesRoutes(
           operationId: 'updateUserPreferences',
           summary: "Change a user's consent and preferences (only what the body names)",
           description:
-            'A marketing opt-in must say its `source`; `at` (epoch ms or ISO time) defaults to now. With double opt-in (LC_DOUBLE_OPT_IN, the default) a marketing email opt-in is not recorded: the person gets a confirmation email, and the answer lists it under `pendingConfirmations`. Unknown fields are refused, not ignored. Audited as `preferences.update`.',
+            'A marketing opt-in, and an opt-in to a message type that needs one, must say its `source`; `at` (epoch ms or ISO time) defaults to now. With double opt-in (LC_DOUBLE_OPT_IN, the default) a marketing email opt-in is not recorded: the person gets a confirmation email, and the answer lists it under `pendingConfirmations`. `types` switches message types per channel (`{"tips": {"email": false}}`); a type that needs an opt-in is sent only once the marketing consent of its channel holds too. Unknown fields are refused, not ignored. Audited as `preferences.update`.',
           tags,
           params: userParam,
           body: PatchSchema,
@@ -285,6 +340,9 @@ export async function preferencesRoutes(
               },
               description: 'The preferences after the change.',
             },
+            400: errorResponse(
+              'A value is invalid (LC_ERR_BAD_REQUEST), or `types` names a type that is not declared, that users cannot switch, or a channel it is not sent on (LC_ERR_UNKNOWN_MESSAGE_TYPE); `message` says which.',
+            ),
           },
         },
         // The default validator strips unknown fields; a typo (`unsubscribeAll`) must not be a silent no-op.
@@ -292,21 +350,26 @@ export async function preferencesRoutes(
           const body = req.body as Record<string, unknown> | null;
           const unknown =
             body && typeof body === 'object'
-              ? Object.keys(body).filter((k) => k !== 'unsubscribedAll' && k !== 'consents')
+              ? Object.keys(body).filter(
+                  (k) => k !== 'unsubscribedAll' && k !== 'consents' && k !== 'types',
+                )
               : [];
           if (unknown.length > 0)
             return err(
               reply,
               400,
               ErrorCodes.BadRequest,
-              `unknown field(s) ${unknown.join(', ')}; expected unsubscribedAll and/or consents`,
+              `unknown field(s) ${unknown.join(', ')}; expected unsubscribedAll, consents and/or types`,
             );
         },
       },
       async (req, reply) => {
         const now = deps.now();
         try {
-          const asked = normalisePatch(req.body, now, 'admin_api', true);
+          const asked = {
+            ...normalisePatch(req.body, now, 'admin_api', true),
+            types: normaliseTypes(req.body.types, deps.messageTypes, now, 'admin_api', true),
+          };
           const before = await store.get(req.params.userId);
           const { records, pending } = await gated(deps.optIn, req.params.userId, asked.records, {
             via: 'admin_api',
@@ -328,8 +391,7 @@ export async function preferencesRoutes(
           });
           return { ...after, pendingConfirmations: pending };
         } catch (e) {
-          if (e instanceof PreferencesError)
-            return err(reply, 400, ErrorCodes.BadRequest, e.message);
+          if (e instanceof PreferencesError) return err(reply, 400, e.code, e.message);
           throw e;
         }
       },
@@ -449,7 +511,7 @@ export async function preferencesRoutes(
         operationId: 'showPreferencePage',
         summary: "The end user's preference page (signed link)",
         description:
-          'A table of categories × channels and an "unsubscribe from everything" box; it posts to the same URL.',
+          'A table of categories × channels, one of the message types a user may switch × the channels each is sent on (labels and descriptions from the message types file), and an "unsubscribe from everything" box; it posts to the same URL.',
         tags: pageTags,
         querystring: pageQuery,
         response: { 200: html('The preference page.'), ...LINK_PAGE_RESPONSES },
@@ -459,9 +521,12 @@ export async function preferencesRoutes(
       const userId = await pageOf(req, reply);
       if (userId === null) return reply;
       const prefs = await store.get(userId);
-      return reply
-        .headers(PAGE_HEADERS)
-        .send(preferencePage(prefs, { action: `/p?t=${encodeURIComponent(req.query.t ?? '')}` }));
+      return reply.headers(PAGE_HEADERS).send(
+        preferencePage(prefs, {
+          action: `/p?t=${encodeURIComponent(req.query.t ?? '')}`,
+          types: deps.messageTypes,
+        }),
+      );
     },
   );
 
@@ -473,11 +538,12 @@ export async function preferencesRoutes(
         operationId: 'savePreferencePage',
         summary: 'Save the preference page (its form)',
         description:
-          'Each checked cell is a field `c:<category>:<channel>`. Writes consent records with source `preference_page`, only for the cells the page showed (`shown`) that changed.',
+          'Each checked cell is a field `c:<category>:<channel>`, or `t:<message type>:<channel>` for a message type. Writes consent records and message type switches with source `preference_page`, only for the cells the page showed (`shown`, `shownTypes`) that changed.',
         tags: pageTags,
         querystring: pageQuery,
         body: formBody({
           shown: 'The `category:channel` cells the page showed, comma-separated.',
+          shownTypes: 'The `messageType:channel` cells the page showed, comma-separated.',
           all: 'Present: unsubscribe from everything.',
         }),
         response: { 200: html('The preference page, saved.'), ...LINK_PAGE_RESPONSES },
@@ -510,12 +576,32 @@ export async function preferencesRoutes(
           });
         }
       }
+      // Message types: only switchable types on the page's channels they are sent on; a box left
+      // as the default shows it is not a choice the person made, so nothing is written for it.
+      const types: TypeRecord[] = [];
+      const offered = new Map(pageTypes(deps.messageTypes).map((t) => [t.type.id, t]));
+      for (const cell of new Set(String(body.shownTypes ?? '').split(','))) {
+        const m = /^([a-z][a-z0-9_]{0,63}):([a-z]+)$/.exec(cell);
+        const row = m ? offered.get(m[1]!) : undefined;
+        if (!m || !row || !row.channels.includes(m[2] as Channel)) continue;
+        const channel = m[2] as Channel;
+        const on = body[`t:${row.type.id}:${channel}`] !== undefined;
+        if (on !== typeIsOn(prefs, row.type, channel))
+          types.push({
+            messageType: row.type.id,
+            channel,
+            record: { granted: on, at: now, source: 'preference_page' },
+          });
+      }
       const all = body.all !== undefined;
       const { records: recordNow, pending } = await gated(deps.optIn, userId, records, {
         via: 'preference_page',
         at: now,
       });
-      const change: { unsubscribedAll?: boolean; records: typeof records } = { records: recordNow };
+      const change: { unsubscribedAll?: boolean; records: typeof records; types: TypeRecord[] } = {
+        records: recordNow,
+        types,
+      };
       if (all !== (prefs.unsubscribedAll !== null)) change.unsubscribedAll = all;
       const next = await store.apply(userId, change, { source: 'preference_page', at: now });
       return reply.headers(PAGE_HEADERS).send(
@@ -523,6 +609,7 @@ export async function preferencesRoutes(
           action: `/p?t=${encodeURIComponent(req.query.t ?? '')}`,
           saved: true,
           confirmationSent: pending.length > 0,
+          types: deps.messageTypes,
         }),
       );
     },

@@ -113,4 +113,60 @@ describe('preference changes and durability', () => {
       await p;
     }
   });
+
+  it('keeps message type switches beside consents in the same hash and history, and reads hashes written before types', async () => {
+    const store = createPreferencesStore(redis);
+    const userId = `w-${iso.id}`;
+    // A hash as the product wrote it before message types: consents and the global flag only.
+    const key = redis.keys.user(userId, 'dlv:prefs');
+    await redis.redis.hset(
+      key,
+      'c:marketing:email',
+      JSON.stringify({ granted: true, at: 5, source: 'signup_form' }),
+    );
+    expect(await store.get(userId)).toEqual({
+      userId,
+      unsubscribedAll: null,
+      consents: { marketing: { email: { granted: true, at: 5, source: 'signup_form' } } },
+      types: {},
+    });
+    const after = await store.apply(
+      userId,
+      {
+        records: [],
+        types: [
+          {
+            messageType: 'tips',
+            channel: 'email',
+            record: { granted: false, at: 7, source: 'preference_page' },
+          },
+          {
+            messageType: 'product_news',
+            channel: 'push',
+            record: { granted: true, at: 7, source: 'preference_page' },
+          },
+        ],
+      },
+      { source: 'preference_page', at: 8 },
+    );
+    expect(after.consents.marketing?.email?.granted).toBe(true);
+    expect(after.types).toEqual({
+      tips: { email: { granted: false, at: 7, source: 'preference_page' } },
+      product_news: { push: { granted: true, at: 7, source: 'preference_page' } },
+    });
+    expect(await store.get(userId)).toEqual(after);
+    expect(
+      (await store.history(userId)).map((e) => [
+        e.kind,
+        'messageType' in e ? e.messageType : null,
+        e.via,
+      ]),
+    ).toEqual([
+      ['message_type', 'product_news', 'preference_page'],
+      ['message_type', 'tips', 'preference_page'],
+    ]);
+    // An erasure takes the switches with the rest.
+    await store.markDeleted(userId, 9);
+    expect((await store.get(userId)).types).toEqual({});
+  });
 });

@@ -14,23 +14,17 @@ import {
   type PreferenceChange,
   type Suppression,
   type SuppressionState,
+  type TypeRecord,
   type UserPreferences,
 } from './model.ts';
 
 export interface PreferencesStore {
   get(userId: string): Promise<UserPreferences>;
   /**
-   * Writes consent records and the global flag; each change is appended to the history with
-   * the door it came through, when, and (staff API) who made it.
+   * Writes consent records, message type switches and the global flag; each change is appended
+   * to the history with the door it came through, when, and (staff API) who made it.
    */
-  apply(
-    userId: string,
-    change: {
-      unsubscribedAll?: boolean;
-      records: { category: string; channel: Channel; record: ConsentRecord }[];
-    },
-    meta: ChangeMeta,
-  ): Promise<UserPreferences>;
+  apply(userId: string, change: PreferencesChange, meta: ChangeMeta): Promise<UserPreferences>;
   /** The latest changes, newest first (the store keeps the last 500; an erasure removes them). */
   history(userId: string, limit?: number): Promise<PreferenceChange[]>;
   suppressions(userId: string): Promise<SuppressionState>;
@@ -38,6 +32,13 @@ export interface PreferencesStore {
   unsuppress(userId: string, channel: Channel): Promise<boolean>;
   /** Right to be forgotten: preferences are erased, a deletion marker keeps every future send away. */
   markDeleted(userId: string, at: number): Promise<void>;
+}
+
+/** What one request changes: consents per category, switches per message type, the global flag. */
+export interface PreferencesChange {
+  unsubscribedAll?: boolean;
+  records: { category: string; channel: Channel; record: ConsentRecord }[];
+  types?: TypeRecord[];
 }
 
 const AUDIT_KEEP = 500;
@@ -61,10 +62,13 @@ export function createPreferencesStore(deps: {
         prefs.unsubscribedAll = JSON.parse(raw) as { at: number; source: string };
         continue;
       }
-      const m = /^c:(.+):([a-z]+)$/.exec(field);
+      // `c:<category>:<channel>` consents; `t:<type>:<channel>` message type switches (added later:
+      // hashes written before have none, and read as "no choice made").
+      const m = /^([ct]):(.+):([a-z]+)$/.exec(field);
       if (!m) continue;
-      const [, category, channel] = m as unknown as [string, string, Channel];
-      (prefs.consents[category] ??= {})[channel] = JSON.parse(raw) as ConsentRecord;
+      const [, kind, name, channel] = m as unknown as [string, 'c' | 't', string, Channel];
+      const into = kind === 'c' ? prefs.consents : prefs.types;
+      (into[name] ??= {})[channel] = JSON.parse(raw) as ConsentRecord;
     }
     return prefs;
   }
@@ -87,6 +91,17 @@ export function createPreferencesStore(deps: {
           JSON.stringify(
             historyEntry(
               { kind: 'consent', category: r.category, channel: r.channel, ...r.record },
+              meta,
+            ),
+          ),
+        );
+      }
+      for (const r of change.types ?? []) {
+        tx.hset(prefsKey(userId), `t:${r.messageType}:${r.channel}`, JSON.stringify(r.record));
+        audit.push(
+          JSON.stringify(
+            historyEntry(
+              { kind: 'message_type', messageType: r.messageType, channel: r.channel, ...r.record },
               meta,
             ),
           ),

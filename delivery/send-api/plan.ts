@@ -171,5 +171,6 @@ export async function planSend(
     data: { ...overlay({}, m.data), user },
     origin: `api:${identity.principal}`,
   };
+  if (m.messageType !== undefined) send.messageType = m.messageType;
   return send;
 }

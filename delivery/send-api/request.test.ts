@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { loadMessageTypes } from '../../platform/message-types.ts';
 import {
   checkIdempotencyKey,
   checkSendMessage,
@@ -73,7 +74,7 @@ describe('one message of the send API', () => {
       { ...valid, chanels: ['email'] },
       400,
       'chanels',
-      /unknown field chanels: a message takes template, userId, to, category, channels, priority, data/,
+      /unknown field chanels: a message takes template, userId, to, category, messageType, channels, priority, data/,
     ],
     [
       'data larger than the limit',
@@ -138,6 +139,23 @@ describe('one message of the send API', () => {
     expect(r).toMatchObject({ status, field });
     expect(r.message).toMatch(text);
     expect(r.code).toBe(status === 413 ? 'LC_ERR_PAYLOAD_TOO_LARGE' : 'LC_ERR_BAD_REQUEST');
+  });
+
+  it('checks a message type against the declared types when they are given', () => {
+    const messageTypes = loadMessageTypes('rules/message-types.json');
+    const typed = (m: Record<string, unknown>) =>
+      checkSendMessage({ ...valid, ...m }, { maxDataBytes: LIMIT, messageTypes });
+    expect(typed({ messageType: 'billing' })).toMatchObject({ messageType: 'billing' });
+    expect(typed({ messageType: 'tips' })).toMatchObject({
+      code: 'LC_ERR_UNKNOWN_MESSAGE_TYPE',
+      field: 'messageType',
+    });
+    // Users cannot switch billing off: it may go on any channel.
+    expect(isRefusal(typed({ messageType: 'billing', channels: ['webhook'] }))).toBe(false);
+    // Without the declared types a name is carried as given; delivery decides.
+    expect(check({ ...valid, messageType: 'anything' })).toMatchObject({
+      messageType: 'anything',
+    });
   });
 
   it('names the message of a batch in its fields and messages', () => {

@@ -10,6 +10,7 @@ import { CHANNELS, type Channel } from '../../platform/contracts.ts';
 import { ERROR_CODES, ErrorCodes, type ErrorCode } from '../../platform/errors.ts';
 import { describeValidation } from '../../platform/http.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../../platform/json-depth.ts';
+import type { MessageTypes } from '../../platform/message-types.ts';
 
 export const SEND_CATEGORIES = ['transactional', 'marketing'] as const;
 export type SendCategory = (typeof SEND_CATEGORIES)[number];
@@ -75,6 +76,13 @@ export const SendMessageSchema = Type.Object(
       description:
         '`transactional` (receipts, password resets: sent without marketing opt-in and without frequency caps or quiet hours, but never to a suppressed address) or `marketing` (only to recipients who opted in for the channel and did not unsubscribe). Required: there is no safe default.',
     }),
+    messageType: Type.Optional(
+      Str({
+        maxLength: 64,
+        description:
+          "A declared message type (LC_MESSAGE_TYPES_FILE: product_news, tips, billing...) of the message's category: a user who switched it off on a channel, or never opted in to an opt-in type, is not sent it there (suppressed, reason `message_type_off` or `message_type_no_opt_in`). Types users cannot switch off (billing, security) always go.",
+      }),
+    ),
     channels: Type.Optional(
       Type.Array(Type.Unsafe<Channel>({ type: 'string', enum: [...CHANNELS] }), {
         minItems: 1,
@@ -203,6 +211,8 @@ const CHANNEL_OF: Readonly<Record<RawAddress['kind'], Channel>> = { email: 'emai
 export interface CheckedMessage {
   template: string;
   category: SendCategory;
+  /** A declared message type, checked against the category and channels. */
+  messageType?: string;
   priority: SendPriority;
   /** As asked for; null: the default (./plan.ts decides, it needs the template). */
   channels: Channel[] | null;
@@ -216,7 +226,7 @@ export interface CheckedMessage {
  */
 export function checkSendMessage(
   value: unknown,
-  opts: { maxDataBytes: number; prefix?: string },
+  opts: { maxDataBytes: number; prefix?: string; messageTypes?: MessageTypes },
 ): CheckedMessage | SendRefusal {
   const prefix = opts.prefix ?? '';
   const where = prefix.replace(/\.$/, '') || 'body';
@@ -280,6 +290,31 @@ export function checkSendMessage(
       `${prefix}data.webhookUrl cannot be set by a send: webhooks go to the user's own webhookUrl trait`,
       `${prefix}data.webhookUrl`,
     );
+  if (m.messageType !== undefined && opts.messageTypes) {
+    const type = opts.messageTypes.get(m.messageType);
+    const names = opts.messageTypes.list.map((t) => t.id);
+    if (!type)
+      return refusal(
+        ErrorCodes.UnknownMessageType,
+        `${prefix}messageType "${m.messageType}" is not a declared message type (${names.join(', ') || 'none are declared'})`,
+        `${prefix}messageType`,
+      );
+    if (type.category !== m.category)
+      return refusal(
+        ErrorCodes.UnknownMessageType,
+        `${prefix}messageType "${type.id}" is ${type.category}, the message ${m.category}: send it as ${type.category}, or name a ${m.category} type`,
+        `${prefix}messageType`,
+      );
+    const off = type.switchable
+      ? m.channels?.find((c) => type.channels[c] === undefined)
+      : undefined;
+    if (off !== undefined)
+      return refusal(
+        ErrorCodes.UnknownMessageType,
+        `${prefix}messageType "${type.id}" is not sent on ${off} (its channels: ${Object.keys(type.channels).join(', ')}): users could not choose it there`,
+        `${prefix}channels`,
+      );
+  }
   let recipient: CheckedMessage['recipient'];
   if (m.to !== undefined) {
     const raw = rawAddress(m.to, prefix);
@@ -299,6 +334,7 @@ export function checkSendMessage(
   return {
     template: m.template,
     category: m.category,
+    ...(m.messageType !== undefined ? { messageType: m.messageType } : {}),
     priority: m.priority ?? 'normal',
     channels: m.channels ? [...m.channels] : null,
     recipient,

@@ -8,6 +8,7 @@ import { topics, type SendCommand } from '../../platform/contracts.ts';
 import { httpServerOptions, setupHttpKit } from '../../platform/http.ts';
 import { ErrorCodes, LifecycleError } from '../../platform/errors.ts';
 import { silentLogger } from '../../platform/logger.ts';
+import { loadMessageTypes } from '../../platform/message-types.ts';
 import {
   createMemoryApiKeyStore,
   createMemoryAuditLog,
@@ -62,6 +63,7 @@ async function api(publisher?: (bus: InMemoryBus) => Publisher): Promise<Api> {
     templates,
     users: directory,
     idempotency: createMemoryIdempotencyStore(),
+    messageTypes: loadMessageTypes('rules/message-types.json'),
     logger: silentLogger(),
   });
   await app.ready();
@@ -121,6 +123,18 @@ describe('POST /v1/send', () => {
     ]);
     // The audit log keeps who was sent what, never the data.
     expect(JSON.stringify(entries)).not.toContain('ada@example.com');
+  });
+
+  it('carries the message type on the send command', async () => {
+    const { app, bus, as } = await api();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/send',
+      headers: as.service,
+      payload: { ...welcome, messageType: 'billing' },
+    });
+    expect(res.statusCode).toBe(202);
+    expect((await published(bus, t.sends)).map((s) => s.messageType)).toEqual(['billing']);
   });
 
   it('publishes priority high to the high-priority sends topic', async () => {
@@ -278,6 +292,27 @@ describe('POST /v1/send', () => {
       'LC_ERR_BAD_REQUEST',
       'priority',
       /one of high, normal/,
+    ],
+    [
+      { ...welcome, messageType: 'recipts' },
+      400,
+      'LC_ERR_UNKNOWN_MESSAGE_TYPE',
+      'messageType',
+      /"recipts" is not a declared message type \(product_news, tips/,
+    ],
+    [
+      { ...welcome, messageType: 'tips' },
+      400,
+      'LC_ERR_UNKNOWN_MESSAGE_TYPE',
+      'messageType',
+      /"tips" is marketing, the message transactional/,
+    ],
+    [
+      { ...welcome, category: 'marketing', messageType: 'digest', channels: ['email', 'inapp'] },
+      400,
+      'LC_ERR_UNKNOWN_MESSAGE_TYPE',
+      'channels',
+      /"digest" is not sent on inapp/,
     ],
     [
       { ...welcome, data: { blob: 'x'.repeat(5000) } },

@@ -17,6 +17,7 @@ import { topics as topicNames, type SendCommand } from '../../platform/contracts
 import { ErrorCodes, errorMessage, LifecycleError } from '../../platform/errors.ts';
 import { ERROR_SCHEMA_ID, errorResponse, requireHttpKit } from '../../platform/http.ts';
 import type { UserDirectory } from '../../platform/users.ts';
+import type { MessageTypes } from '../../platform/message-types.ts';
 import type { IdempotencyStore } from './idempotency.ts';
 import { planSend, type RequestIdentity, type TemplateRegistry } from './plan.ts';
 import {
@@ -48,6 +49,8 @@ export interface SendRoutesOptions {
   /** Users as the engine sees them: the traits a send to a userId goes with. */
   users: UserDirectory;
   idempotency: IdempotencyStore;
+  /** The declared message types a message may name; absent: a named type is not checked here (delivery decides). */
+  messageTypes?: MessageTypes;
   logger: Logger;
   now?: () => number;
 }
@@ -258,6 +261,7 @@ export async function sendRoutes(app: FastifyInstance, opts: SendRoutesOptions):
       checkSendMessage(item, {
         maxDataBytes: opts.maxDataBytes,
         prefix: batch ? `messages[${i}].` : '',
+        ...(opts.messageTypes ? { messageTypes: opts.messageTypes } : {}),
       }),
     );
     if (!batch && isRefusal(checked[0]))

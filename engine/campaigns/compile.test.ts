@@ -3,6 +3,7 @@
 // id, variants and holdout, and nothing once the campaign left the set.
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../platform/logger.ts';
+import { loadMessageTypes } from '../../platform/message-types.ts';
 import { compile, ev, identify } from '../../test/support/scenarios.ts';
 import { createEngineCore } from '../core/engine-core.ts';
 import { campaignMemberEvent, campaignRuleId, campaignRunId } from '../core/campaign.ts';
@@ -151,6 +152,33 @@ describe('the rule of a campaign', () => {
       campaignProblems(campaign({ schedule: { type: 'at', at: '2026-12-04T10:00' } }), base),
     ).toEqual([{ field: 'schedule.at', message: expect.stringMatching(/with its offset/) }]);
   });
+
+  it('checks its message type against the declared types, at the message field', () => {
+    const messageTypes = loadMessageTypes('rules/message-types.json');
+    const typed = (messageType: string, category?: 'marketing' | 'transactional') =>
+      campaignProblems(
+        campaign({
+          message: {
+            template: 'weekly_digest',
+            channels: ['email'],
+            messageType,
+            ...(category ? { category } : {}),
+          },
+        }),
+        base,
+        { messageTypes },
+      );
+    expect(typed('digest')).toEqual([]);
+    expect(typed('digets')).toEqual([
+      {
+        field: 'message.messageType',
+        message: expect.stringMatching(/unknown message type "digets" \(did you mean "digest"\?\)/),
+      },
+    ]);
+    expect(typed('billing')).toEqual([
+      { field: 'message.category', message: expect.stringMatching(/"billing" is transactional/) },
+    ]);
+  });
 });
 
 describe('the engine set with campaigns', () => {
@@ -238,6 +266,16 @@ describe('campaign members in the engine core', () => {
     const r = core.apply(pro, member, at);
     expect(r.status).toBe('applied');
     expect(r.sends).toHaveLength(1);
+    expect(r.sends[0]!.messageType).toBeUndefined();
+    // A campaign that names a message type carries it on its sends, for delivery to honour.
+    const typed = engineWith([
+      campaign({
+        message: { template: 'weekly_digest', channels: ['email'], messageType: 'digest' },
+      }),
+    ]);
+    expect(
+      typed.apply(userState(typed, 'u-pro', 'pro'), member, at).sends.map((s) => s.messageType),
+    ).toEqual(['digest']);
     expect(r.sends[0]).toMatchObject({
       ruleId: campaignRuleId('cmp_friday'),
       userId: 'u-pro',

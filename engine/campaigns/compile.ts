@@ -5,6 +5,7 @@
 // then apply unchanged. The engine's rule set is the rule files plus the rules of the live
 // campaigns; a stopped campaign's rule leaves the set, so its remaining members match nothing.
 import type { Logger } from 'pino';
+import type { MessageTypes } from '../../platform/message-types.ts';
 import {
   cronProblem,
   extendRuleSet,
@@ -51,6 +52,7 @@ export function campaignRuleDefinition(c: Campaign): Record<string, unknown> {
     description: `campaign "${c.name}"`,
     enabled: true,
     category: m.category ?? 'marketing',
+    ...(m.messageType !== undefined ? { messageType: m.messageType } : {}),
     priority: m.priority ?? 0,
     trigger: { event: CAMPAIGN_EVENT },
     ...(conditions !== undefined ? { conditions } : {}),
@@ -76,7 +78,7 @@ function fieldOf(c: Campaign, rulePath: string): string {
       : `audience.${p.replace(/\[(\d+)\]/g, '[$1]')}`;
   if (p.startsWith('action.send.')) return `message.${p.slice('action.send.'.length)}`;
   if (p.startsWith('experiment.')) return `message.${p.slice('experiment.'.length)}`;
-  if (/^(goal|expiresAfter|priority|category)/.test(p)) return `message.${p}`;
+  if (/^(goal|expiresAfter|priority|category|messageType)/.test(p)) return `message.${p}`;
   return p === '' ? 'body' : p;
 }
 
@@ -119,7 +121,7 @@ function scheduleProblems(s: CampaignSchedule): CampaignProblem[] {
 export function campaignProblems(
   c: Campaign,
   base: RuleSet,
-  opts: { templates?: Set<string> } = {},
+  opts: { templates?: Set<string>; messageTypes?: MessageTypes } = {},
 ): CampaignProblem[] {
   const problems = scheduleProblems(c.schedule);
   const res = extendRuleSet(

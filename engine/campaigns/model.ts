@@ -101,6 +101,14 @@ export const MessageSchema = Type.Object(
           '`marketing` (the default) reaches only users who opted in on the channel; `transactional` skips the opt-in, never suppression.',
       }),
     ),
+    messageType: Type.Optional(
+      Str({
+        description:
+          "The message type (LC_MESSAGE_TYPES_FILE: product_news, tips, ...), of the campaign's category: users who switched it off on a channel, or never opted in to an opt-in type, are not sent it there.",
+        maxLength: 64,
+        pattern: '^[a-z][a-z0-9_]{0,63}$',
+      }),
+    ),
     priority: Type.Optional(
       Type.Integer({
         minimum: 0,

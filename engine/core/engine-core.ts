@@ -410,6 +410,7 @@ function buildSend(
   if (def.goal && rule.goalWithinMs !== null)
     send.goal = { event: def.goal.event, withinMs: rule.goalWithinMs };
   if (campaignId) send.campaignId = campaignId;
+  if (def.messageType !== undefined) send.messageType = def.messageType;
   return send;
 }
 

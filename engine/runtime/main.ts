@@ -11,6 +11,7 @@ import { createMetricsRegistry, type Registry } from '../../platform/metrics.ts'
 import { isMain, runMain } from '../../platform/main.ts';
 import { isUnreachable, whenReady } from '../../platform/ready.ts';
 import { LifecycleError } from '../../platform/errors.ts';
+import { loadMessageTypes } from '../../platform/message-types.ts';
 import { openRuleSet, type RuleSet } from '../../rules/index.ts';
 import { createEngineService, type EngineService } from './engine-service.ts';
 import { createRedisStateStore } from './redis-state.ts';
@@ -42,9 +43,14 @@ export async function runEngine(
   let service: EngineService | null = null;
   // The rule files with the live campaigns' rules: rebuilt when either changes.
   let ruleSet: { current(): RuleSet } | null = null;
-  const rules = await openRuleSet(config.engine.rulesDir, { ...ruleOpts, logger: log }, () => {
-    if (ruleSet) service?.setRuleSetVersion(ruleSet.current().version);
-  });
+  const messageTypes = loadMessageTypes(config.delivery.messageTypesFile);
+  const rules = await openRuleSet(
+    config.engine.rulesDir,
+    { ...ruleOpts, messageTypes, logger: log },
+    () => {
+      if (ruleSet) service?.setRuleSetVersion(ruleSet.current().version);
+    },
+  );
   const registry = opts.registry ?? createMetricsRegistry({ process: 'engine' });
   // Refuses a Redis that could lose acknowledged state (see platform/redis.ts) before anything starts.
   const redis = await openRedis(config, logger).catch(async (err: unknown) => {

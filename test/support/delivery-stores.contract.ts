@@ -276,17 +276,38 @@ export function storesContract(stores: ContractStores): void {
       );
       const p = await store.apply(
         'p1',
-        { unsubscribedAll: true, records: [] },
+        {
+          unsubscribedAll: true,
+          records: [],
+          types: [
+            {
+              messageType: 'tips',
+              channel: 'email',
+              record: { granted: false, at: 2000, source: 'preference_page' },
+            },
+          ],
+        },
         { source: 'preference_page', at: 2000 },
       );
       expect(p).toEqual({
         userId: 'p1',
         unsubscribedAll: { at: 2000, source: 'preference_page' },
         consents: { marketing: { email: { granted: true, at: 1000, source: 'signup_form' } } },
+        types: { tips: { email: { granted: false, at: 2000, source: 'preference_page' } } },
       });
       // Who changed what, when and through which door: the user on the preference page, a
       // staff key through the API (the consent's own source says where the user agreed).
       expect(await store.history('p1')).toEqual([
+        {
+          kind: 'message_type',
+          messageType: 'tips',
+          channel: 'email',
+          granted: false,
+          at: 2000,
+          source: 'preference_page',
+          via: 'preference_page',
+          recordedAt: 2000,
+        },
         {
           kind: 'unsubscribe_all',
           at: 2000,
@@ -315,7 +336,12 @@ export function storesContract(stores: ContractStores): void {
       });
       expect(await store.unsuppress('p1', 'email')).toBe(true);
       await store.markDeleted('p1', 4000);
-      expect(await store.get('p1')).toEqual({ userId: 'p1', unsubscribedAll: null, consents: {} });
+      expect(await store.get('p1')).toEqual({
+        userId: 'p1',
+        unsubscribedAll: null,
+        consents: {},
+        types: {},
+      });
       expect((await store.suppressions('p1')).deleted).toEqual({
         reason: 'user_deleted',
         at: 4000,
