@@ -70,7 +70,7 @@ export interface ApiDeps {
   redis?: RedisDeps;
   /** The embedded demo: the same stores in memory, shared with its delivery pipeline. */
   memory?: {
-    stores: Pick<DeliveryStores, 'preferences' | 'sentIndex'>;
+    stores: Pick<DeliveryStores, 'preferences' | 'sentIndex' | 'shortLinks'>;
     inbox: Inbox;
     live: LiveChannel;
   };

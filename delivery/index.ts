@@ -6,6 +6,7 @@ import type { Config } from '../platform/config.ts';
 import { topics } from '../platform/contracts.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import { createSentIndex } from './sent-index.ts';
+import { createRedisShortLinkStore } from './tracking/short-links.ts';
 import type { DeliveryStores } from './pipeline/memory-stores.ts';
 import formbody from './formbody.ts';
 import { preferencesRoutes } from './preferences/routes.ts';
@@ -53,7 +54,7 @@ export interface DeliveryRoutesOptions {
   config: Pick<Config, 'auth' | 'http' | 'kafka'>;
   /** Redis of the preference and bounce stores; or `stores` (the embedded demo's in-memory ones). */
   redis?: RedisDeps;
-  stores?: Pick<DeliveryStores, 'preferences' | 'sentIndex'>;
+  stores?: Pick<DeliveryStores, 'preferences' | 'sentIndex' | 'shortLinks'>;
   /** Publishes engagement events and outcomes (Kafka in production, the in-memory bus in the demo). */
   publisher: Publisher;
   logger: Logger;
@@ -65,7 +66,7 @@ export interface DeliveryRoutesOptions {
  *   staff (support, service; suppressions: support): GET/PATCH /v1/users/:userId/preferences,
  *     POST /v1/users/:userId/preferences/link, DELETE /v1/users/:userId/suppressions/:channel
  *   public (signed token in `?t=`): GET /t/c (click), GET /t/o.gif (open pixel), GET|POST /t/u
- *     (unsubscribe), GET|POST /p (preference page)
+ *     (unsubscribe), GET|POST /p (preference page); GET /s/:code (short links of SMS and push)
  *   mail provider (timestamped HMAC with LC_EMAIL_EVENTS_SECRET; 503 while it is not set):
  *     POST /v1/webhooks/email (bounces, complaints, deliveries)
  */
@@ -98,6 +99,7 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
       now,
     }),
     sentIndex: opts.stores?.sentIndex ?? createSentIndex(opts.redis!),
+    shortLinks: opts.stores?.shortLinks ?? createRedisShortLinkStore(opts.redis!),
     limiter,
     emailEvents: { secret: emailEventsSecret, toleranceMs: emailEventsToleranceMs },
     now,

@@ -16,6 +16,7 @@ import {
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { DelayQueue, DelayedSend } from './delay-queue.ts';
 import type { SentIndex, SentRecord } from '../sent-index.ts';
+import { createMemoryShortLinkStore, type ShortLinkStore } from '../tracking/short-links.ts';
 import type { FinalStatus } from '../stage.ts';
 
 export interface DeliveryStores {
@@ -24,6 +25,7 @@ export interface DeliveryStores {
   delayQueue: DelayQueue;
   preferences: PreferencesStore;
   sentIndex: SentIndex;
+  shortLinks: ShortLinkStore;
 }
 
 interface Claim {
@@ -278,5 +280,6 @@ export function createMemoryDeliveryStores(): DeliveryStores {
     delayQueue: createMemoryDelayQueue(),
     preferences: createMemoryPreferencesStore(),
     sentIndex: createMemorySentIndex(),
+    shortLinks: createMemoryShortLinkStore(),
   };
 }

@@ -25,6 +25,7 @@ import { createBreakerRegistry } from './provider-stage.ts';
 import type { Renderer } from './render.ts';
 import type { DeliveryStores } from './memory-stores.ts';
 import { createDeliveryWorker } from './worker.ts';
+import { createRedisShortLinkStore, createShortener } from '../tracking/short-links.ts';
 import { createManagedTemplates, type ManagedTemplates } from '../templates/managed.ts';
 import { createMemoryCoordinator, createRedisCoordinator } from '../templates/store.ts';
 
@@ -110,6 +111,7 @@ export async function createDelivery(
     preferences: createPreferencesStore(redisDeps!),
     delayQueue: createRedisDelayQueue(redisDeps!),
     sentIndex: createSentIndex(redisDeps!),
+    shortLinks: createRedisShortLinkStore(redisDeps!),
   };
   const { claims, caps, preferences, delayQueue } = stores;
   const breakers = createBreakerRegistry({
@@ -130,6 +132,13 @@ export async function createDelivery(
       preferences,
       renderer,
       links,
+      shortener: createShortener({
+        store: stores.shortLinks,
+        links,
+        signingSecret: config.auth.signingSecret,
+        publicBaseUrl: config.http.publicBaseUrl,
+        ttlS: d.shortLinkTtlS,
+      }),
       providers,
       breakers,
       logger: log,
