@@ -34,7 +34,7 @@ function rsaAccount() {
 /** A token endpoint that verifies the assertion like Google's and issues numbered tokens. */
 function tokenEndpoint(publicPem: string, clock: { now: number }, expiresIn = 3600) {
   const calls: { iat: number; form: URLSearchParams }[] = [];
-  const fetch = (async (url: string | URL | Request, init?: RequestInit) => {
+  const fetchFn = (async (url: string | URL | Request, init?: RequestInit) => {
     expect(String(url)).toBe(TOKEN_URI);
     const form = new URLSearchParams(String(init?.body));
     const { payload } = await jwtVerify(
@@ -51,8 +51,8 @@ function tokenEndpoint(publicPem: string, clock: { now: number }, expiresIn = 36
       JSON.stringify({ access_token: `at-${calls.length}`, expires_in: expiresIn }),
       { status: 200, headers: { 'content-type': 'application/json' } },
     );
-  }) as typeof fetch;
-  return { fetch, calls };
+  }) as typeof globalThis.fetch;
+  return { fetch: fetchFn, calls };
 }
 
 describe('FCM access tokens', () => {

@@ -159,11 +159,21 @@ export interface FcmServer {
   unauthorized: number;
   /** Answer sends with 503 (nothing accepted). */
   unavailable: boolean;
+  /** Whether an access token this server issued is still good. */
+  isLive(token: string): boolean;
+  /** Forgets every issued token (revoked): sends with them get 401. */
+  revokeAll(): void;
   close(): Promise<void>;
 }
 
-/** Google's OAuth token endpoint and the FCM HTTP v1 send endpoint, on one server. */
-export async function startFcmServer(projectId = 'demo-app'): Promise<FcmServer> {
+/**
+ * Google's OAuth token endpoint and the FCM HTTP v1 send endpoint, on one server. `tokensFrom`:
+ * a second FCM endpoint of the same project, accepting the access tokens the other one issued.
+ */
+export async function startFcmServer(
+  projectId = 'demo-app',
+  opts: { tokensFrom?: FcmServer } = {},
+): Promise<FcmServer> {
   const live = new Map<string, number>();
   let state!: FcmServer;
   const server = createServer((req, res) => {
@@ -201,8 +211,7 @@ export async function startFcmServer(projectId = 'demo-app'): Promise<FcmServer>
       }
       if (req.method === 'POST' && req.url === `/v1/projects/${projectId}/messages:send`) {
         const bearer = (req.headers.authorization ?? '').replace(/^Bearer /, '');
-        const until = live.get(bearer);
-        if (until === undefined || until < Date.now()) {
+        if (!(opts.tokensFrom ?? state).isLive(bearer)) {
           state.unauthorized++;
           return json(res, 401, {
             error: {
@@ -242,6 +251,8 @@ export async function startFcmServer(projectId = 'demo-app'): Promise<FcmServer>
     messages: [],
     unauthorized: 0,
     unavailable: false,
+    isLive: (token) => (live.get(token) ?? 0) >= Date.now(),
+    revokeAll: () => live.clear(),
     close: () => closeServer(server),
   };
   return state;
