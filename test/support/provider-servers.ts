@@ -175,7 +175,8 @@ export async function startFcmServer(
   opts: { tokensFrom?: FcmServer } = {},
 ): Promise<FcmServer> {
   const live = new Map<string, number>();
-  let state!: FcmServer;
+  // Filled in once the server listens (the token URI needs its port); handlers run after that.
+  const state = {} as FcmServer;
   const server = createServer((req, res) => {
     void body(req).then(async (text) => {
       if (req.method === 'POST' && req.url === '/token') {
@@ -241,7 +242,7 @@ export async function startFcmServer(
     });
   });
   const url = await listen(server);
-  state = {
+  Object.assign(state, {
     url,
     tokenUri: `${url}/token`,
     account: serviceAccount(`${url}/token`, projectId),
@@ -254,7 +255,7 @@ export async function startFcmServer(
     isLive: (token) => (live.get(token) ?? 0) >= Date.now(),
     revokeAll: () => live.clear(),
     close: () => closeServer(server),
-  };
+  } satisfies FcmServer);
   return state;
 }
 
