@@ -76,7 +76,7 @@ export interface ApiDeps {
   redis?: RedisDeps;
   /** The embedded demo: the same stores in memory, shared with its delivery pipeline. */
   memory?: {
-    stores: Pick<DeliveryStores, 'preferences' | 'sentIndex' | 'optIns'>;
+    stores: Pick<DeliveryStores, 'preferences' | 'sentIndex' | 'optIns' | 'shortLinks'>;
     inbox: Inbox;
     live: LiveChannel;
   };

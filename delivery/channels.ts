@@ -14,7 +14,14 @@ import type { Provider } from './provider.ts';
 import { createDeviceRegistry } from './providers/devices.ts';
 import { createSmtpProvider } from './providers/email.ts';
 import { createRelayLookup } from './providers/relay-lookup.ts';
+import { createApnsClient } from './providers/apns.ts';
 import { createPushProvider } from './providers/push.ts';
+import {
+  createApnsTokenSource,
+  createFcmTokenSource,
+  inlineOrFile,
+  parseServiceAccount,
+} from './providers/push-auth.ts';
 import { createSmsProvider } from './providers/sms.ts';
 import type { Resolver } from './providers/ssrf.ts';
 import { createWebhookProvider } from './providers/webhook.ts';
@@ -37,6 +44,16 @@ export interface ProvidersDeps {
   fetch?: typeof fetch;
 }
 
+/** The i-th entry of a per-provider list; one entry serves every provider. */
+function perProvider(values: readonly string[], i: number, env: string, of: string): string {
+  const v = values.length === 1 ? values[0] : values[i];
+  if (!v)
+    throw new Error(
+      `${env} has no entry for provider ${i + 1} of ${of}: give one value per entry, in the same order (or one value for all)`,
+    );
+  return v;
+}
+
 function required(value: string, env: string, channel: string): string {
   if (!value) throw new Error(`${env} must be set when the ${channel} channel is configured`);
   return value;
@@ -44,8 +61,9 @@ function required(value: string, env: string, channel: string): string {
 
 /**
  * Builds every configured provider. Email: one per LC_SMTP_URLS entry (`smtp-1`, `smtp-2`,
- * ... in priority order). In-app and webhook: always. SMS: when LC_SMS_API_URL is set. Push:
- * when LC_PUSH_API_URL is set.
+ * ... in priority order). In-app and webhook: always. SMS: one per LC_SMS_API_URLS entry
+ * (`sms-1`, ...). Push: one per LC_PUSH_API_URLS entry (`push-1`, ...), each sending iOS
+ * tokens to APNs when LC_APNS_API_URL is set.
  */
 export function createProviders(
   config: ProvidersConfig,
@@ -125,54 +143,82 @@ export function createProviders(
     ),
   );
 
-  if (d.smsApiUrl) {
+  d.smsApiUrls.forEach((apiUrl, i) => {
     add(
       createSmsProvider(
         {
-          name: 'sms',
-          apiUrl: d.smsApiUrl,
-          accountSid: required(d.smsAccountSid, 'LC_SMS_ACCOUNT_SID', 'SMS'),
-          authToken: required(d.smsAuthToken, 'LC_SMS_AUTH_TOKEN', 'SMS'),
-          from: required(d.smsFrom, 'LC_SMS_FROM', 'SMS'),
+          name: `sms-${i + 1}`,
+          apiUrl,
+          accountSid: perProvider(d.smsAccountSids, i, 'LC_SMS_ACCOUNT_SIDS', 'LC_SMS_API_URLS'),
+          authToken: perProvider(d.smsAuthTokens, i, 'LC_SMS_AUTH_TOKENS', 'LC_SMS_API_URLS'),
+          from: perProvider(d.smsSenders, i, 'LC_SMS_SENDERS', 'LC_SMS_API_URLS'),
         },
         { logger: log, ...(deps.fetch ? { fetch: deps.fetch } : {}) },
       ),
     );
-  }
+  });
 
-  if (d.pushApiUrl) {
+  if (d.pushApiUrls.length > 0) {
     const pushRedis = redis();
-    const push = createPushProvider(
-      {
-        name: 'push',
-        fcmApiUrl: d.pushApiUrl,
-        fcmProjectId: required(d.pushProjectId, 'LC_PUSH_PROJECT_ID', 'push'),
-        fcmAccessToken: required(d.fcmAccessToken, 'LC_FCM_ACCESS_TOKEN', 'push'),
-        ...(d.apnsApiUrl
+    const devices = createDeviceRegistry(pushRedis);
+    const account = parseServiceAccount(
+      inlineOrFile(
+        required(d.fcmServiceAccount, 'LC_FCM_SERVICE_ACCOUNT', 'push'),
+        'LC_FCM_SERVICE_ACCOUNT',
+      ),
+    );
+    // One token source and one APNs session for the channel's providers: a token minted for
+    // the first serves the second, and APNs sees one connection.
+    const fcmTokens = createFcmTokenSource(account, deps.fetch ? { fetch: deps.fetch } : {});
+    const apns = d.apnsApiUrl
+      ? {
+          apnsTokens: createApnsTokenSource({
+            key: inlineOrFile(required(d.apnsKey, 'LC_APNS_KEY', 'APNs push'), 'LC_APNS_KEY'),
+            keyId: required(d.apnsKeyId, 'LC_APNS_KEY_ID', 'APNs push'),
+            teamId: required(d.apnsTeamId, 'LC_APNS_TEAM_ID', 'APNs push'),
+          }),
+          apns: createApnsClient({ url: d.apnsApiUrl, timeoutMs: 10_000 }),
+        }
+      : undefined;
+    const projectId = d.pushProjectId || account.project_id || '';
+    d.pushApiUrls.forEach((fcmApiUrl, i) => {
+      const last = i === d.pushApiUrls.length - 1;
+      const push = createPushProvider(
+        {
+          name: `push-${i + 1}`,
+          fcmApiUrl,
+          fcmProjectId: required(projectId, 'LC_PUSH_PROJECT_ID', 'push'),
+          ...(d.apnsApiUrl
+            ? {
+                apnsApiUrl: d.apnsApiUrl,
+                apnsTopic: required(d.apnsTopic, 'LC_APNS_TOPIC', 'APNs push'),
+              }
+            : {}),
+        },
+        {
+          logger: log,
+          devices,
+          fcmTokens,
+          ...(apns ?? {}),
+          ...(deps.fetch ? { fetch: deps.fetch } : {}),
+        },
+      );
+      // The last push provider closes what the channel shares.
+      add(
+        last
           ? {
-              apnsApiUrl: d.apnsApiUrl,
-              apnsTopic: required(d.apnsTopic, 'LC_APNS_TOPIC', 'APNs push'),
-              apnsToken: required(d.apnsToken, 'LC_APNS_TOKEN', 'APNs push'),
+              name: push.name,
+              channel: push.channel,
+              ...(push.deadlineMs !== undefined ? { deadlineMs: push.deadlineMs } : {}),
+              send: (m) => push.send(m),
+              close: async () => {
+                await apns?.apns.close();
+                await release();
+              },
             }
-          : {}),
-      },
-      {
-        logger: log,
-        devices: createDeviceRegistry(pushRedis),
-        ...(deps.fetch ? { fetch: deps.fetch } : {}),
-      },
-    );
-    add(
-      owned
-        ? {
-            ...push,
-            name: push.name,
-            channel: push.channel,
-            send: (m) => push.send(m),
-            close: release,
-          }
-        : push,
-    );
+          : push,
+      );
+    });
   }
 
   log.info(

@@ -7,6 +7,7 @@ import { loadMessageTypes, type MessageTypes } from '../platform/message-types.t
 import { topics } from '../platform/contracts.ts';
 import type { RedisDeps } from '../platform/redis.ts';
 import { createSentIndex } from './sent-index.ts';
+import { createRedisShortLinkStore } from './tracking/short-links.ts';
 import type { DeliveryStores } from './pipeline/memory-stores.ts';
 import formbody from './formbody.ts';
 import { preferencesRoutes } from './preferences/routes.ts';
@@ -61,7 +62,7 @@ export interface DeliveryRoutesOptions {
   messageTypes?: MessageTypes;
   /** Redis of the preference and bounce stores; or `stores` (the embedded demo's in-memory ones). */
   redis?: RedisDeps;
-  stores?: Pick<DeliveryStores, 'preferences' | 'sentIndex' | 'optIns'>;
+  stores?: Pick<DeliveryStores, 'preferences' | 'sentIndex' | 'optIns' | 'shortLinks'>;
   /** The engine's view of users: the address and locale of a confirmation email asked for through the API. */
   users?: UserDirectory;
   /** Publishes engagement events and outcomes (Kafka in production, the in-memory bus in the demo). */
@@ -76,7 +77,8 @@ export interface DeliveryRoutesOptions {
  *     POST /v1/users/:userId/preferences/link, DELETE /v1/users/:userId/suppressions/:channel,
  *     GET /v1/users/:userId/consent-export (support)
  *   public (signed token in `?t=`): GET /t/c (click), GET /t/o.gif (open pixel), GET|POST /t/u
- *     (unsubscribe), GET|POST /p (preference page), GET|POST /c (double opt-in confirmation)
+ *     (unsubscribe), GET|POST /p (preference page), GET|POST /c (double opt-in confirmation);
+ *     GET /s/:code (short links of SMS and push)
  *   mail provider (timestamped HMAC with LC_EMAIL_EVENTS_SECRET; 503 while it is not set):
  *     POST /v1/webhooks/email (bounces, complaints, deliveries)
  */
@@ -137,6 +139,7 @@ export const deliveryRoutes: FastifyPluginAsync<DeliveryRoutesOptions> = async (
       now,
     }),
     sentIndex: opts.stores?.sentIndex ?? createSentIndex(opts.redis!),
+    shortLinks: opts.stores?.shortLinks ?? createRedisShortLinkStore(opts.redis!),
     limiter,
     emailEvents: { secret: emailEventsSecret, toleranceMs: emailEventsToleranceMs },
     now,

@@ -154,7 +154,8 @@ export function tokenOf(url: string): string {
 
 /** Builds and reads the public tracking URLs under `publicBaseUrl`; `now` is when a link is minted or used. */
 export interface TrackingLinks {
-  click(ref: MessageRef, url: string, now: number): string;
+  /** `lifetimeMs`: how long it works (default: the engagement lifetime; short links have their own). */
+  click(ref: MessageRef, url: string, now: number, lifetimeMs?: number): string;
   openPixel(ref: MessageRef, now: number): string;
   unsubscribe(ref: MessageRef, now: number): string;
   preferences(userId: string, now: number): string;
@@ -183,8 +184,8 @@ export function createTrackingLinks(opts: {
   const base = opts.publicBaseUrl.replace(/\/+$/, '');
   const { engagementMs, consentMs } = opts.lifetimes ?? DEFAULT_LINK_LIFETIMES;
   return {
-    click: (ref, url, now) =>
-      `${base}/t/c?t=${signer.sign('click', { ...toWire(ref), l: url, e: now + engagementMs })}`,
+    click: (ref, url, now, lifetimeMs = engagementMs) =>
+      `${base}/t/c?t=${signer.sign('click', { ...toWire(ref), l: url, e: now + lifetimeMs })}`,
     openPixel: (ref, now) =>
       `${base}/t/o.gif?t=${signer.sign('open', { ...toWire(ref), e: now + engagementMs })}`,
     unsubscribe: (ref, now) =>

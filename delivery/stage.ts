@@ -37,6 +37,11 @@ export interface SendContext {
    * before sending again.
    */
   unsettled: boolean;
+  /**
+   * The provider whose call ended without an answer, when known: the retry goes to it first
+   * and moves on to another provider only once it answered.
+   */
+  unsettledProvider?: string;
   /** Outcomes about other sends decided on the way (a send that lost its cap slot to this one). */
   sideOutcomes: DeliveryOutcome[];
   /** Every stage's decision, in order, for logs and the final outcome's reason. */
@@ -63,6 +68,7 @@ export type StageResult =
       retry: boolean;
       error?: string;
       unsettled?: boolean;
+      unsettledProvider?: string;
     }
   /** `dlq`: the send command itself is bad or exhausted its attempts and goes to the DLQ. */
   | { kind: 'failed'; reason: string; dlq: boolean; bounced?: boolean }

@@ -130,6 +130,26 @@ describe('loadConfig', () => {
     ).toThrow(/LC_INAPP_SECRET: must differ from LC_EMAIL_EVENTS_SECRET/);
   });
 
+  it('reads several SMS and push providers in priority order, and refuses the replaced single-provider variables naming what to set', () => {
+    const c = loadConfig({
+      LC_SMS_API_URLS: 'https://api.twilio.com, https://sms.backup.example',
+      LC_SMS_AUTH_TOKENS: 't1,t2',
+      LC_PUSH_API_URLS: 'https://fcm.googleapis.com',
+      LC_SHORT_LINK_TTL: '600',
+    });
+    expect(c.delivery.smsApiUrls).toEqual(['https://api.twilio.com', 'https://sms.backup.example']);
+    expect(c.delivery.smsAuthTokens).toEqual(['t1', 't2']);
+    expect(c.delivery.pushApiUrls).toEqual(['https://fcm.googleapis.com']);
+    expect(c.delivery.shortLinkTtlS).toBe(600);
+    expect(() =>
+      loadConfig({ LC_PUSH_API_URL: 'https://fcm.googleapis.com', LC_APNS_TOKEN: 'jwt' }),
+    ).toThrow(
+      /LC_PUSH_API_URL is no longer read: set LC_PUSH_API_URLS[\s\S]*LC_APNS_TOKEN is no longer read: set LC_APNS_KEY, LC_APNS_KEY_ID and LC_APNS_TEAM_ID/,
+    );
+    // Empty, as a compose file leaves an unset variable, is not a use of it.
+    expect(() => loadConfig({ LC_SMS_API_URL: '' })).not.toThrow();
+  });
+
   it('gives every variable a unique name and a description', () => {
     const vars = envVariables();
     expect(new Set(vars.map((v) => v.env)).size).toBe(vars.length);

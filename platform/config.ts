@@ -503,49 +503,53 @@ export const ConfigSchema = Type.Object({
       description: 'Allow webhooks to private/loopback addresses (tests, on-prem).',
       default: false,
     }),
-    smsApiUrl: str({
-      env: 'LC_SMS_API_URL',
-      description: 'Twilio-shaped SMS API base URL (empty: channel off).',
-      default: '',
+    smsApiUrls: list({
+      env: 'LC_SMS_API_URLS',
+      description:
+        'Twilio-shaped SMS APIs in priority order (failover goes down the list, as for LC_SMTP_URLS); empty: the SMS channel is off.',
+      default: [],
     }),
-    pushApiUrl: str({
-      env: 'LC_PUSH_API_URL',
-      description: 'FCM-shaped push API base URL (empty: channel off).',
-      default: '',
+    smsAccountSids: list({
+      env: 'LC_SMS_ACCOUNT_SIDS',
+      description:
+        'Account SID per SMS API, in LC_SMS_API_URLS order (Basic auth user); one value serves every API.',
+      default: [],
     }),
-    smsAuthToken: str({
-      env: 'LC_SMS_AUTH_TOKEN',
-      description: 'Auth token of the Twilio-shaped SMS API (Basic auth password).',
-      default: '',
+    smsAuthTokens: list({
+      env: 'LC_SMS_AUTH_TOKENS',
+      description:
+        'Auth token per SMS API, in LC_SMS_API_URLS order (Basic auth password); one value serves every API.',
+      default: [],
       secret: true,
     }),
-    smsAccountSid: str({
-      env: 'LC_SMS_ACCOUNT_SID',
+    smsSenders: list({
+      env: 'LC_SMS_SENDERS',
       description:
-        'Account SID of the Twilio-shaped SMS API (Basic auth user; LC_SMS_AUTH_TOKEN is the password).',
-      default: '',
+        'Sender number (E.164) or messaging service SID (`MG...`) per SMS API, in LC_SMS_API_URLS order; one value serves every API.',
+      default: [],
     }),
-    smsFrom: str({
-      env: 'LC_SMS_FROM',
-      description: 'Sender number or messaging service of SMS (E.164).',
-      default: '',
+    pushApiUrls: list({
+      env: 'LC_PUSH_API_URLS',
+      description:
+        'FCM HTTP v1-shaped push APIs in priority order (failover goes down the list), e.g. `https://fcm.googleapis.com`; empty: the push channel is off.',
+      default: [],
     }),
     pushProjectId: str({
       env: 'LC_PUSH_PROJECT_ID',
       description: 'Project id in the FCM HTTP v1 send URL.',
       default: '',
     }),
-    fcmAccessToken: str({
-      env: 'LC_FCM_ACCESS_TOKEN',
+    fcmServiceAccount: str({
+      env: 'LC_FCM_SERVICE_ACCOUNT',
       description:
-        "Bearer token of the FCM HTTP v1 API (an OAuth access token of the project's service account).",
+        "The Firebase project's service-account key: its JSON, or the path of the JSON file. Access tokens are minted from it (an RS256-signed assertion to its `token_uri`) and renewed before they expire.",
       default: '',
       secret: true,
     }),
     apnsApiUrl: str({
       env: 'LC_APNS_API_URL',
       description:
-        'APNs-shaped push API base URL for iOS device tokens (empty: iOS tokens go to FCM).',
+        'APNs API base URL for iOS device tokens, spoken over HTTP/2, e.g. `https://api.push.apple.com` (empty: iOS tokens go to FCM).',
       default: '',
     }),
     apnsTopic: str({
@@ -553,11 +557,29 @@ export const ConfigSchema = Type.Object({
       description: 'apns-topic (the iOS app bundle id).',
       default: '',
     }),
-    apnsToken: str({
-      env: 'LC_APNS_TOKEN',
-      description: 'Bearer token (provider JWT) of the APNs-shaped API.',
+    apnsKey: str({
+      env: 'LC_APNS_KEY',
+      description:
+        'The APNs auth key (`AuthKey_<key id>.p8`, an EC P-256 private key): its PEM, or the path of the file. Provider tokens (ES256) are signed with it and renewed every 40 minutes.',
       default: '',
       secret: true,
+    }),
+    apnsKeyId: str({
+      env: 'LC_APNS_KEY_ID',
+      description: 'Key id of LC_APNS_KEY (the `kid` of provider tokens).',
+      default: '',
+    }),
+    apnsTeamId: str({
+      env: 'LC_APNS_TEAM_ID',
+      description: 'Apple developer team id (the `iss` of provider tokens).',
+      default: '',
+    }),
+    shortLinkTtlS: int({
+      env: 'LC_SHORT_LINK_TTL',
+      description:
+        'Seconds a short link of an SMS or push message (`<LC_PUBLIC_BASE_URL>/s/<code>`) works; after it the link answers 404.',
+      default: 30 * 24 * 3600,
+      minimum: 1,
     }),
     leaseMs: int({
       env: 'LC_DELIVERY_LEASE_MS',
@@ -761,6 +783,22 @@ function deepFreeze<T>(o: T): T {
 }
 
 const URLS_WITH_CREDENTIALS = new Set(['LC_SMTP_URLS', 'LC_REDIS_URL', 'LC_POSTGRES_URL']);
+
+/**
+ * Variables that were replaced: a deployment still setting one would otherwise lose its
+ * channel without a word, so loading refuses it and says what to set instead.
+ */
+const REPLACED: Record<string, string> = {
+  LC_SMS_API_URL: 'LC_SMS_API_URLS (a list in priority order)',
+  LC_SMS_ACCOUNT_SID: 'LC_SMS_ACCOUNT_SIDS',
+  LC_SMS_AUTH_TOKEN: 'LC_SMS_AUTH_TOKENS',
+  LC_SMS_FROM: 'LC_SMS_SENDERS',
+  LC_PUSH_API_URL: 'LC_PUSH_API_URLS (a list in priority order)',
+  LC_FCM_ACCESS_TOKEN:
+    'LC_FCM_SERVICE_ACCOUNT (the service-account key; access tokens are minted from it)',
+  LC_APNS_TOKEN:
+    'LC_APNS_KEY, LC_APNS_KEY_ID and LC_APNS_TEAM_ID (provider tokens are signed from them)',
+};
 const DEV_SECRETS = new Set([
   'dev-admin-token',
   'dev-signing-secret-change-me',
@@ -788,6 +826,9 @@ export function loadConfig(
 ): Readonly<Config> {
   const problems: string[] = [];
   const out: Record<string, unknown> = {};
+  for (const [old, now] of Object.entries(REPLACED))
+    if (env[old] !== undefined && env[old] !== '')
+      problems.push(`${old} is no longer read: set ${now} instead`);
   for (const v of envVariables()) {
     const raw = env[v.env];
     let value: unknown = raw === undefined ? structuredClone(v.default) : parseValue(v, raw);

@@ -16,6 +16,7 @@ import { createQuietHoursStage } from '../policy/quiet-hours.ts';
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { Provider } from '../provider.ts';
 import type { TrackingLinks } from '../links.ts';
+import type { Shortener } from '../tracking/short-links.ts';
 import { outcome } from './pipeline.ts';
 import { createProviderStage, type BreakerRegistry } from './provider-stage.ts';
 import { createRenderStage, type Renderer } from './render.ts';
@@ -50,6 +51,8 @@ export interface ChainDeps {
   messageTypes: MessageTypes;
   renderer: Renderer;
   links: TrackingLinks;
+  /** Short links of SMS and push (tracking/short-links.ts). */
+  shortener?: Shortener;
   providers: ReadonlyMap<Channel, readonly Provider[]>;
   breakers: BreakerRegistry;
   logger: Logger;
@@ -107,6 +110,7 @@ export function createPolicyChain(config: ChainConfig, deps: ChainDeps): Stage[]
       renderer: deps.renderer,
       links: deps.links,
       publicBaseUrl: config.publicBaseUrl,
+      ...(deps.shortener ? { shortener: deps.shortener } : {}),
     }),
     createSizeLimitStage({ maxMessageBytes: config.maxMessageBytes }),
     createProviderStage(config, {

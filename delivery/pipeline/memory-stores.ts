@@ -5,7 +5,7 @@ import { createMemoryOptInStore, type OptInStore } from '../optin/store.ts';
 import type { Channel } from '../../platform/contracts.ts';
 import type { CapHolder, CapStore } from '../policy/caps-store.ts';
 import { DAY_MS, WEEK_MS } from '../policy/caps-store.ts';
-import type { ClaimRef, ClaimStore } from '../policy/claims.ts';
+import { phase, phaseOf, type ClaimRef, type ClaimStore } from '../policy/claims.ts';
 import {
   emptyPreferences,
   historyEntry,
@@ -17,6 +17,7 @@ import {
 import type { PreferencesStore } from '../preferences/store.ts';
 import type { DelayQueue, DelayedSend } from './delay-queue.ts';
 import type { SentIndex, SentRecord } from '../sent-index.ts';
+import { createMemoryShortLinkStore, type ShortLinkStore } from '../tracking/short-links.ts';
 import type { FinalStatus } from '../stage.ts';
 
 export interface DeliveryStores {
@@ -26,6 +27,7 @@ export interface DeliveryStores {
   preferences: PreferencesStore;
   optIns: OptInStore;
   sentIndex: SentIndex;
+  shortLinks: ShortLinkStore;
 }
 
 interface Claim {
@@ -76,14 +78,14 @@ export function createMemoryClaimStore(): ClaimStore {
       if (c.st === 'deferred' || c.st === 'retrying') {
         if (resumeGen !== null && resumeGen === c.g) {
           Object.assign(c, { st: 'claimed', ow: owner, lu: now + leaseMs });
-          return { kind: 'resumed', gen: c.g, attempts: c.a, wasSending: c.ph === 'sending' };
+          return { kind: 'resumed', gen: c.g, attempts: c.a, ...phase(c.ph) };
         }
         return { kind: 'waiting', gen: c.g };
       }
       if (c.ow === owner || c.lu <= now) {
-        const wasSending = c.ph === 'sending';
+        const was = phase(c.ph);
         Object.assign(c, { ow: owner, lu: now + leaseMs });
-        return { kind: 'reclaimed', gen: c.g, attempts: c.a, wasSending };
+        return { kind: 'reclaimed', gen: c.g, attempts: c.a, ...was };
       }
       return { kind: 'busy', leaseUntil: c.lu };
     },
@@ -100,7 +102,7 @@ export function createMemoryClaimStore(): ClaimStore {
     },
     async park(ref, owner, state, gen, attempts, unsettled = false) {
       const c = held(ref, owner);
-      if (c) Object.assign(c, { st: state, g: gen, a: attempts, ph: unsettled ? 'sending' : '' });
+      if (c) Object.assign(c, { st: state, g: gen, a: attempts, ph: phaseOf(unsettled) });
       return c !== null;
     },
     async suppressIfParked(ref, reason) {
@@ -290,5 +292,6 @@ export function createMemoryDeliveryStores(): DeliveryStores {
     preferences: createMemoryPreferencesStore(),
     optIns: createMemoryOptInStore(),
     sentIndex: createMemorySentIndex(),
+    shortLinks: createMemoryShortLinkStore(),
   };
 }

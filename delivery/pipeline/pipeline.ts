@@ -226,7 +226,7 @@ export function createSendPipeline(deps: PipelineDeps): SendPipeline {
               result.retry ? 'retrying' : 'deferred',
               gen,
               ctx.attempts,
-              result.unsettled === true,
+              result.unsettledProvider ?? result.unsettled === true,
             )
           ) {
             done('deferred', { reason: result.reason, idSuffix: `:${gen}` });

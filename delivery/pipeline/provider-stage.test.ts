@@ -345,3 +345,68 @@ describe('provider calls without an answer', () => {
     expect(await stage.run(c)).toMatchObject({ kind: 'defer', unsettled: true });
   });
 });
+
+describe('failover after a call without an answer (providers that cannot be asked)', () => {
+  const ambiguous: ProviderResult = {
+    status: 'retriable',
+    ambiguous: true,
+    error: 'ECONNRESET: socket hang up',
+  };
+
+  it('names the provider of the unanswered call, and the retry goes to it first, not back to the top of the list', async () => {
+    const a = scripted('sms-1', [{ status: 'retriable', error: 'HTTP 503' }, { status: 'sent' }]);
+    const b = scripted('sms-2', [ambiguous, { status: 'sent', providerMessageId: 'SM2' }]);
+    const { stage, ctx } = setup([a, b], { threshold: 10 });
+    const c = ctx();
+    const r = await stage.run(c);
+    expect(r).toMatchObject({ kind: 'defer', unsettled: true, unsettledProvider: 'sms-2' });
+    // The resumed pass (claim.ts sets these from the parked claim).
+    Object.assign(c, { unsettled: true, unsettledProvider: 'sms-2' });
+    a.sent.length = 0;
+    const calls: string[] = [];
+    for (const p of [a, b]) {
+      const send = p.send.bind(p);
+      p.send = async (m) => (calls.push(p.name), send(m));
+    }
+    expect(await stage.run(c)).toMatchObject({ kind: 'sent', provider: 'sms-2' });
+    // sms-1 would have sent a second copy had it been asked first.
+    expect(calls).toEqual(['sms-2']);
+    expect(a.sent).toHaveLength(0);
+  });
+
+  it('moves on to the next provider once the unanswered one answers with a refusal', async () => {
+    const a = scripted('sms-1', [ambiguous, { status: 'retriable', error: 'HTTP 503' }]);
+    const b = scripted('sms-2', [{ status: 'sent' }]);
+    const { stage, ctx } = setup([a, b], { threshold: 10 });
+    const c = ctx();
+    expect(await stage.run(c)).toMatchObject({ kind: 'defer', unsettledProvider: 'sms-1' });
+    expect(b.sent).toHaveLength(0);
+    Object.assign(c, { unsettled: true, unsettledProvider: 'sms-1' });
+    expect(await stage.run(c)).toMatchObject({ kind: 'sent', provider: 'sms-2' });
+    expect(b.sent).toHaveLength(1);
+  });
+
+  it('waits for the breaker of the unanswered provider instead of failing over past it', async () => {
+    const a = scripted('sms-1', [ambiguous]);
+    const b = scripted('sms-2', [{ status: 'sent' }]);
+    const { stage, ctx, breakers } = setup([a, b], { threshold: 1 });
+    const c = ctx();
+    await stage.run(c);
+    expect(breakers.states(Date.now())['sms-1']).toBe('open');
+    Object.assign(c, { unsettled: true, unsettledProvider: 'sms-1' });
+    const attempts = c.attempts;
+    const r = await stage.run(c);
+    expect(r).toMatchObject({ kind: 'defer', unsettled: true, unsettledProvider: 'sms-1' });
+    expect(r.kind === 'defer' && r.reason).toContain('sms-1: circuit open');
+    expect(b.sent).toHaveLength(0);
+    // Waiting for a breaker is not an attempt.
+    expect(c.attempts).toBe(attempts);
+  });
+
+  it('fails over at once when the first provider could not have received the request', async () => {
+    const a = scripted('sms-1', [{ status: 'retriable', error: 'ECONNREFUSED: connect' }]);
+    const b = scripted('sms-2', [{ status: 'sent' }]);
+    const { stage, ctx } = setup([a, b]);
+    expect(await stage.run(ctx())).toMatchObject({ kind: 'sent', provider: 'sms-2' });
+  });
+});

@@ -12,7 +12,11 @@
 // Every provider call has a deadline (the provider's `deadlineMs`, else the stage's): a call
 // that outlives it is an ambiguous failure, like a connection dropped after the data. The
 // provider may have the message, so the stage neither fails over to the next provider in the
-// same pass nor sends again blindly: the send is parked for a retry that asks first.
+// same pass nor sends again blindly: the send is parked for a retry that asks first. A provider
+// that cannot be asked (SMS, push) is called again first, with the same idempotency key (the
+// sendId), so one that has the message answers with it instead of sending it twice; the
+// channel's other providers are tried only after it answered (a refusal, an error status, a
+// refused connection), never while it stays silent or its breaker is open.
 import type { Logger } from 'pino';
 import type { Channel } from '../../platform/contracts.ts';
 import { errorMessage } from '../../platform/errors.ts';
@@ -162,17 +166,27 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
         }
       }
 
+      // The provider of an unanswered call goes first, and nothing after it until it answers.
+      const pending = ctx.unsettled
+        ? providers.find((p) => p.name === ctx.unsettledProvider)
+        : undefined;
+      const order = pending ? [pending, ...providers.filter((p) => p !== pending)] : providers;
       const errors: string[] = [];
       let called = false;
       let retryAfterMs = 0;
       let reopensAt = Infinity;
-      let unsettled = false;
-      for (const provider of providers) {
+      let unsettled: string | null = null;
+      for (const provider of order) {
         const breaker = deps.breakers.get(provider.name);
         const now = clock();
         if (!breaker.allow(now)) {
           errors.push(`${provider.name}: circuit open`);
           reopensAt = Math.min(reopensAt, breaker.reopensAt());
+          if (provider === pending) {
+            // It may still have the message: wait for its trial rather than ask another.
+            unsettled = provider.name;
+            break;
+          }
           continue;
         }
         called = true;
@@ -216,7 +230,7 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
         retryAfterMs = Math.max(retryAfterMs, result.retryAfterMs ?? 0);
         if (result.ambiguous) {
           // The message may be at this provider: another one now could make it two.
-          unsettled = true;
+          unsettled = provider.name;
           deps.logger.warn(
             { provider: provider.name, sendId: ctx.send.sendId, error: result.error },
             'provider call ended without an answer; the retry asks the provider first',
@@ -260,7 +274,7 @@ export function createProviderStage(config: ProviderStageConfig, deps: ProviderS
         retry: true,
         error: lastError,
         reason: `retry ${ctx.attempts + 1}/${config.maxAttempts} in ${delay} ms: ${lastError}`,
-        ...(unsettled ? { unsettled: true } : {}),
+        ...(unsettled ? { unsettled: true, unsettledProvider: unsettled } : {}),
       };
     },
   };

@@ -2,12 +2,14 @@
 // pins, else the one published; `ctx.rendered` says which, for the message log), with the signed
 // unsubscribe/preference links in `links`; email links written in the templates become signed
 // click URLs, an open pixel is added, and every non-transactional email carries RFC 8058
-// one-click List-Unsubscribe.
+// one-click List-Unsubscribe; SMS and push links written in the templates become short links
+// (`/s/<code>`), tracked the same way.
 import type { Channel } from '../../platform/contracts.ts';
 import { errorMessage } from '../../platform/errors.ts';
 import type { RenderedContent } from '../provider.ts';
 import { TRANSACTIONAL } from '../preferences/model.ts';
 import { rewriteEmail } from '../tracking/rewrite.ts';
+import { shortenLinks, type Shortener } from '../tracking/short-links.ts';
 import type { MessageRef, TrackingLinks } from '../links.ts';
 import { CONTINUE, type SendContext, type Stage } from '../stage.ts';
 
@@ -47,6 +49,8 @@ export function createRenderStage(deps: {
   renderer: Renderer;
   links: TrackingLinks;
   publicBaseUrl: string;
+  /** Short links of SMS and push; without it their links stay as rendered. */
+  shortener?: Shortener;
 }): Stage {
   return {
     name: 'render',
@@ -83,6 +87,14 @@ export function createRenderStage(deps: {
         return { kind: 'failed', reason: `render: ${errorMessage(err)}`, dlq: true };
       }
       const headers: Record<string, string> = {};
+      if ((channel === 'sms' || channel === 'push') && deps.shortener) {
+        content = await shortenLinks(content, ref, {
+          shortener: deps.shortener,
+          isTemplateLink: (url) => deps.renderer.isTemplateLink(url),
+          publicBaseUrl: deps.publicBaseUrl,
+          now: ctx.now,
+        });
+      }
       if (channel === 'email') {
         content = rewriteEmail(content, ref, {
           links: deps.links,

@@ -31,6 +31,7 @@ import type { Renderer } from './render.ts';
 import type { DeliveryStores } from './memory-stores.ts';
 import type { Inbox } from '../inapp/inbox.ts';
 import { createDeliveryWorker } from './worker.ts';
+import { createRedisShortLinkStore, createShortener } from '../tracking/short-links.ts';
 import { createManagedTemplates, type ManagedTemplates } from '../templates/managed.ts';
 import { createMemoryCoordinator, createRedisCoordinator } from '../templates/store.ts';
 
@@ -126,6 +127,7 @@ export async function createDelivery(
     optIns: createRedisOptInStore(redisDeps!),
     delayQueue: createRedisDelayQueue(redisDeps!),
     sentIndex: createSentIndex(redisDeps!),
+    shortLinks: createRedisShortLinkStore(redisDeps!),
   };
   const { claims, caps, preferences, delayQueue } = stores;
   const breakers = createBreakerRegistry({
@@ -148,6 +150,13 @@ export async function createDelivery(
       messageTypes,
       renderer,
       links,
+      shortener: createShortener({
+        store: stores.shortLinks,
+        links,
+        signingSecret: config.auth.signingSecret,
+        publicBaseUrl: config.http.publicBaseUrl,
+        ttlS: d.shortLinkTtlS,
+      }),
       providers,
       breakers,
       logger: log,

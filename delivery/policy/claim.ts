@@ -45,6 +45,7 @@ export function createClaimStage(deps: ClaimStageDeps): Stage {
               );
             } else if (r.kind === 'resumed' && r.wasSending) {
               ctx.unsettled = true;
+              if (r.sendingAt) ctx.unsettledProvider = r.sendingAt;
               deps.logger.info(
                 { sendId: ctx.send.sendId, channel: ctx.channel },
                 'retrying a send whose last provider call ended without an answer',

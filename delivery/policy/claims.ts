@@ -17,7 +17,14 @@ import type { FinalStatus } from '../stage.ts';
 import { script } from '../lua.ts';
 
 export type ClaimResult =
-  | { kind: 'new' | 'resumed' | 'reclaimed'; gen: number; attempts: number; wasSending: boolean }
+  | {
+      kind: 'new' | 'resumed' | 'reclaimed';
+      gen: number;
+      attempts: number;
+      wasSending: boolean;
+      /** The provider whose call ended without an answer, when the send was parked naming it. */
+      sendingAt?: string;
+    }
   | {
       kind: 'done';
       status: FinalStatus;
@@ -56,7 +63,7 @@ export interface ClaimStore {
   /**
    * Park under a new generation (the delay-queue entry with that generation resumes it).
    * `unsettled`: the last provider call ended without an answer, and the resumed pass is told
-   * so (`wasSending`).
+   * so (`wasSending`); a string names the provider of that call (`sendingAt`).
    */
   park(
     ref: ClaimRef,
@@ -64,10 +71,24 @@ export interface ClaimStore {
     state: 'deferred' | 'retrying',
     gen: number,
     attempts: number,
-    unsettled?: boolean,
+    unsettled?: boolean | string,
   ): Promise<boolean>;
   /** Suppress a parked send (a higher-priority send took its cap slot); false if it is not parked. */
   suppressIfParked(ref: ClaimRef, reason: string): Promise<boolean>;
+}
+
+/** The stored phase of a parked send: `sending`, or `sending:<provider>` naming the unanswered call's provider. */
+export const phaseOf = (unsettled: boolean | string): string =>
+  typeof unsettled === 'string' && unsettled !== ''
+    ? `sending:${unsettled}`
+    : unsettled
+      ? 'sending'
+      : '';
+
+/** What a stored phase tells the pass that takes the claim. */
+export function phase(ph: string): { wasSending: boolean; sendingAt?: string } {
+  if (ph.startsWith('sending:')) return { wasSending: true, sendingAt: ph.slice(8) };
+  return { wasSending: ph === 'sending' };
 }
 
 /** Claims are kept longer than any topic retention, so a replay never sends again. */
@@ -156,7 +177,7 @@ export function createRedisClaimStore(deps: { redis: Redis; keys: KeySpace }): C
         kind: kind as 'new' | 'resumed' | 'reclaimed',
         gen: Number(r[1]),
         attempts: Number(r[2]),
-        wasSending: r[3] === 'sending',
+        ...phase(String(r[3] ?? '')),
       };
     },
     async markSending(ref, owner) {
@@ -179,7 +200,7 @@ export function createRedisClaimStore(deps: { redis: Redis; keys: KeySpace }): C
           await PARK(
             redis,
             [key(ref)],
-            [owner, state, gen, attempts, Date.now(), unsettled ? 'sending' : ''],
+            [owner, state, gen, attempts, Date.now(), phaseOf(unsettled)],
           ),
         ) === 1
       );

@@ -172,6 +172,14 @@ export function invalidLinkPage(): string {
   );
 }
 
+/** A short link (`/s/<code>`) that does not exist or has expired: nothing to show, nowhere to go. */
+export function unknownShortLinkPage(): string {
+  return layout(
+    'Link not found',
+    '<h1>This link does not exist or has expired</h1><p>Short links in text messages and notifications work for a limited time. Open the app or website directly instead.</p>',
+  );
+}
+
 /** A link used more often than any person would (link-limits.ts). */
 export function tooManyRequestsPage(): string {
   return layout(

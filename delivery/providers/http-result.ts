@@ -9,15 +9,45 @@ export function retryAfterHeader(value: string | null): number | undefined {
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
 }
 
-/** Network failures and timeouts of fetch: always worth another try (or another provider). */
+/**
+ * Failures that happened before any byte of the request could reach the provider: the
+ * connection was refused, the name did not resolve, the connection or its TLS handshake never
+ * completed. The provider cannot have the message, so another provider may be tried at once.
+ */
+const NOT_SENT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+]);
+
+/**
+ * Network failures and timeouts of a provider call: always worth another try. A failure after
+ * the request may have been sent (a connection reset, the socket closed before the answer, the
+ * call's timeout) is `ambiguous`: the provider may have accepted the message, so the pipeline
+ * neither tries another provider in the same pass nor moves on before this one answers.
+ */
 export function networkFailure(err: unknown): ProviderResult {
-  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (e.name === 'TimeoutError' || e.name === 'AbortError')
-    return { status: 'retriable', error: 'timed out' };
-  return {
-    status: 'retriable',
-    error: `${e.cause?.code ?? e.name ?? 'error'}: ${e.cause?.message ?? e.message ?? String(err)}`,
+  const e = err as {
+    name?: string;
+    message?: string;
+    code?: string;
+    cause?: { code?: string; message?: string };
   };
+  if (e.name === 'TimeoutError' || e.name === 'AbortError')
+    return { status: 'retriable', error: 'timed out without an answer', ambiguous: true };
+  const code = e.cause?.code ?? e.code;
+  const error = `${code ?? e.name ?? 'error'}: ${e.cause?.message ?? e.message ?? String(err)}`;
+  return code !== undefined && NOT_SENT.has(code)
+    ? { status: 'retriable', error }
+    : { status: 'retriable', error, ambiguous: true };
 }
 
 /** 429 and 5xx are the provider's trouble; 401/403 are our credentials (fail over to the next provider). */

@@ -1,12 +1,15 @@
 // Push notifications to every device a user registered: Android/web tokens through the
-// FCM HTTP v1 API (`POST <base>/v1/projects/<project>/messages:send`), iOS tokens through an
-// APNs-shaped API (`POST <base>/3/device/<token>`) when one is configured. Tokens the
-// service reports as dead (FCM UNREGISTERED / INVALID_ARGUMENT, APNs 410 Unregistered /
-// BadDeviceToken) are removed from the user's device registry.
+// FCM HTTP v1 API (`POST <base>/v1/projects/<project>/messages:send`, with an OAuth access
+// token minted from the service account), iOS tokens through APNs (`POST /3/device/<token>`
+// over HTTP/2, with an ES256 provider token) when it is configured. Tokens the service reports
+// as dead (FCM UNREGISTERED / INVALID_ARGUMENT, APNs 410 Unregistered / BadDeviceToken) are
+// removed from the user's device registry.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DeviceRegistry, DevicePlatform } from './devices.ts';
+import { createApnsClient, type ApnsClient } from './apns.ts';
 import { networkFailure, readJson, transientStatus } from './http-result.ts';
+import type { TokenSource } from './push-auth.ts';
 import type { OutgoingMessage, Provider, ProviderResult } from '../provider.ts';
 
 export interface PushProviderOptions {
@@ -14,14 +17,22 @@ export interface PushProviderOptions {
   /** FCM-shaped API base URL (https://fcm.googleapis.com). */
   fcmApiUrl: string;
   fcmProjectId: string;
-  /** OAuth2 access token for FCM (Bearer). */
-  fcmAccessToken: string;
-  /** APNs-shaped API base URL; empty: iOS tokens go through FCM too. */
+  /** APNs base URL (https://api.push.apple.com; http:// speaks HTTP/2 without TLS); empty: iOS tokens go through FCM too. */
   apnsApiUrl?: string;
   apnsTopic?: string;
-  /** Provider JWT for APNs (Bearer). */
-  apnsToken?: string;
   timeoutMs?: number;
+}
+
+export interface PushProviderDeps {
+  logger: Logger;
+  /** OAuth access tokens of the FCM service account. */
+  fcmTokens: TokenSource;
+  /** APNs provider tokens; required with apnsApiUrl. */
+  apnsTokens?: TokenSource;
+  devices?: DeviceRegistry;
+  fetch?: typeof fetch;
+  /** The APNs HTTP/2 client (shared by the channel's providers); made from apnsApiUrl when absent. */
+  apns?: ApnsClient;
 }
 
 interface TokenResult {
@@ -51,16 +62,19 @@ function fcmErrorCode(json: Record<string, unknown>): {
   };
 }
 
-export function createPushProvider(
-  opts: PushProviderOptions,
-  deps: { logger: Logger; devices?: DeviceRegistry; fetch?: typeof fetch },
-): Provider {
+export function createPushProvider(opts: PushProviderOptions, deps: PushProviderDeps): Provider {
   const name = opts.name ?? 'push';
   const doFetch = deps.fetch ?? fetch;
   const log = deps.logger.child({ component: 'provider', provider: name });
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const fcmUrl = `${opts.fcmApiUrl.replace(/\/+$/, '')}/v1/projects/${encodeURIComponent(opts.fcmProjectId)}/messages:send`;
   const apnsBase = opts.apnsApiUrl ? opts.apnsApiUrl.replace(/\/+$/, '') : '';
+  if (apnsBase && !deps.apnsTokens)
+    throw new Error(
+      'APNs needs its provider tokens (LC_APNS_KEY, LC_APNS_KEY_ID, LC_APNS_TEAM_ID)',
+    );
+  const apns: ApnsClient | undefined =
+    deps.apns ?? (apnsBase ? createApnsClient({ url: apnsBase, timeoutMs }) : undefined);
 
   async function call(url: string, init: RequestInit): Promise<Response | ProviderResult> {
     try {
@@ -78,15 +92,24 @@ export function createPushProvider(
     const { title = '', body = '', url } = message.content;
     const data: Record<string, string> = { sendId: message.sendId, ruleId: message.ruleId };
     if (url) data.url = url;
+    let accessToken: string;
+    try {
+      accessToken = await deps.fcmTokens.token();
+    } catch (err) {
+      // No token, no request: the message cannot be at FCM.
+      return { status: 'retriable', error: `FCM access token: ${(err as Error).message}` };
+    }
     const res = await call(fcmUrl, {
       method: 'POST',
       headers: {
-        Authorization: `Bearer ${opts.fcmAccessToken}`,
+        Authorization: `Bearer ${accessToken}`,
         'Content-Type': 'application/json; charset=utf-8',
       },
       body: JSON.stringify({ message: { token, notification: { title, body }, data } }),
     });
     if (!(res instanceof Response)) return res;
+    // A token revoked or expired early: the next call mints a new one.
+    if (res.status === 401) deps.fcmTokens.invalidate();
     const json = await readJson(res).catch(() => ({}) as Record<string, unknown>);
     if (res.ok)
       return typeof json.name === 'string'
@@ -126,31 +149,43 @@ export function createPushProvider(
 
   async function sendApns(token: string, message: OutgoingMessage): Promise<ProviderResult> {
     const { title = '', body = '', url } = message.content;
-    const res = await call(`${apnsBase}/3/device/${encodeURIComponent(token)}`, {
-      method: 'POST',
-      headers: {
-        authorization: `bearer ${opts.apnsToken ?? ''}`,
-        'apns-topic': opts.apnsTopic ?? '',
-        'apns-push-type': 'alert',
-        'apns-priority': '10',
-        'apns-id': apnsIdFor(message.sendId, token),
-        'content-type': 'application/json',
-      },
-      body: JSON.stringify({
-        aps: { alert: { title, body }, sound: 'default' },
-        sendId: message.sendId,
-        ruleId: message.ruleId,
-        ...(url ? { url } : {}),
-      }),
-    });
-    if (!(res instanceof Response)) return res;
-    const json = await readJson(res).catch(() => ({}) as Record<string, unknown>);
-    if (res.ok)
-      return {
-        status: 'sent',
-        providerMessageId: res.headers.get('apns-id') ?? apnsIdFor(message.sendId, token),
-      };
-    const reason = typeof json.reason === 'string' ? json.reason : res.statusText;
+    const apnsId = apnsIdFor(message.sendId, token);
+    let providerToken: string;
+    try {
+      providerToken = await deps.apnsTokens!.token();
+    } catch (err) {
+      return { status: 'retriable', error: `APNs provider token: ${(err as Error).message}` };
+    }
+    let res: { status: number; headers: Record<string, string>; body: string };
+    try {
+      res = await apns!.post(`/3/device/${encodeURIComponent(token)}`, {
+        headers: {
+          authorization: `bearer ${providerToken}`,
+          'apns-topic': opts.apnsTopic ?? '',
+          'apns-push-type': 'alert',
+          'apns-priority': '10',
+          'apns-id': apnsId,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({
+          aps: { alert: { title, body }, sound: 'default' },
+          sendId: message.sendId,
+          ruleId: message.ruleId,
+          ...(url ? { url } : {}),
+        }),
+      });
+    } catch (err) {
+      return networkFailure(err);
+    }
+    if (res.status === 200)
+      return { status: 'sent', providerMessageId: res.headers['apns-id'] ?? apnsId };
+    let reason = '';
+    try {
+      const json = JSON.parse(res.body) as { reason?: unknown };
+      if (typeof json.reason === 'string') reason = json.reason;
+    } catch {
+      reason = res.body.slice(0, 200);
+    }
     if (
       res.status === 410 ||
       reason === 'Unregistered' ||
@@ -159,8 +194,9 @@ export function createPushProvider(
     ) {
       return { status: 'permanent', error: `token ${reason}`, suppress: 'invalid_token' };
     }
+    if (reason === 'ExpiredProviderToken') deps.apnsTokens!.invalidate();
     return (
-      transientStatus(res.status, res.headers.get('retry-after'), reason) ?? {
+      transientStatus(res.status, res.headers['retry-after'] ?? null, reason) ?? {
         status: 'permanent',
         error: `HTTP ${res.status}: ${reason}`,
       }
@@ -170,6 +206,10 @@ export function createPushProvider(
   return {
     name,
     channel: 'push',
+    deadlineMs: timeoutMs + 5_000,
+    async close() {
+      if (!deps.apns) await apns?.close();
+    },
     async send(message: OutgoingMessage): Promise<ProviderResult> {
       const userId = message.recipient.userId;
       const targets = new Map<string, DevicePlatform>();
@@ -186,7 +226,7 @@ export function createPushProvider(
         [...targets].map(async ([token, platform]) => ({
           token,
           result:
-            platform === 'apns' && apnsBase
+            platform === 'apns' && apns
               ? await sendApns(token, message)
               : await sendFcm(token, message),
         })),
@@ -215,6 +255,10 @@ export function createPushProvider(
           status: 'retriable',
           error: retriable.map((r) => r.result.status === 'retriable' && r.result.error).join('; '),
           ...(after > 0 ? { retryAfterMs: after } : {}),
+          // One device's call that may have reached the service makes the whole send unsettled.
+          ...(retriable.some((r) => r.result.status === 'retriable' && r.result.ambiguous)
+            ? { ambiguous: true }
+            : {}),
         };
       }
       if (dead.length === results.length) {

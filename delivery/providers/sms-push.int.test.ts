@@ -1,5 +1,6 @@
-// SMS and push providers against small HTTP servers on 127.0.0.1 that answer the way
-// Twilio, FCM HTTP v1 and APNs document; the device registry is the real Redis.
+// SMS and push providers against small servers on 127.0.0.1 that answer the way Twilio,
+// FCM HTTP v1 and APNs (HTTP/2, test/support/provider-servers.ts) document; the device
+// registry is the real Redis.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +12,12 @@ import { silentLogger } from '../../platform/logger.ts';
 import { createDeviceRegistry } from './devices.ts';
 import { createPushProvider } from './push.ts';
 import { createSmsProvider } from './sms.ts';
+import { createApnsTokenSource, type TokenSource } from './push-auth.ts';
+import {
+  startApnsServer,
+  startFcmServer,
+  type ApnsServer,
+} from '../../test/support/provider-servers.ts';
 import type { OutgoingMessage } from '../provider.ts';
 
 interface Hit {
@@ -23,6 +30,7 @@ const hits: Hit[] = [];
 let server: Server;
 let base = '';
 let redis: Redis;
+let apnsServer: ApnsServer;
 const iso = isolate('delivery');
 const config = iso.config();
 const keys = createKeySpace(config.redis.keyPrefix);
@@ -80,14 +88,6 @@ function fcm(req: Hit, res: ServerResponse): void {
   json(res, 200, { name: `projects/demo-app/messages/${hits.length}` });
 }
 
-function apns(req: Hit, res: ServerResponse): void {
-  const token = decodeURIComponent(req.path.split('/').pop()!);
-  if (token.startsWith('gone'))
-    return json(res, 410, { reason: 'Unregistered', timestamp: Date.now() });
-  res.writeHead(200, { 'apns-id': String(req.headers['apns-id']) });
-  res.end();
-}
-
 beforeAll(async () => {
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -104,19 +104,20 @@ beforeAll(async () => {
         return twilio(hit, res);
       if (hit.path === '/v1/projects/demo-app/messages:send' && hit.method === 'POST')
         return fcm(hit, res);
-      if (hit.path.startsWith('/3/device/') && hit.method === 'POST') return apns(hit, res);
       json(res, 404, { message: 'no such route' });
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   redis = new Redis(config.redis.url, { maxRetriesPerRequest: 2 });
+  apnsServer = await startApnsServer();
 });
 
 afterAll(async () => {
   const left = await redis.keys(`${keys.global('')}*`);
   if (left.length) await redis.del(...left);
   await redis.quit();
+  await apnsServer.close();
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
@@ -213,19 +214,35 @@ describe('SMS provider (Twilio-shaped)', () => {
   });
 });
 
-describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
-  const push = (devices = createDeviceRegistry({ redis, keys })) =>
-    createPushProvider(
+describe('push provider (FCM HTTP v1 + APNs over HTTP/2)', () => {
+  // The FCM stand-in here takes one fixed token; minting is push-auth.int.test.ts's subject.
+  const fcmTokens: TokenSource = { token: async () => 'fcm-token', invalidate: () => undefined };
+  const providers: { close?(): Promise<void> }[] = [];
+  afterAll(async () => {
+    for (const p of providers) await p.close?.();
+  });
+  const push = (devices = createDeviceRegistry({ redis, keys })) => {
+    const p = createPushProvider(
       {
         fcmApiUrl: base,
         fcmProjectId: 'demo-app',
-        fcmAccessToken: 'fcm-token',
-        apnsApiUrl: base,
+        apnsApiUrl: apnsServer.url,
         apnsTopic: 'com.example.app',
-        apnsToken: 'apns-jwt',
       },
-      { logger: silentLogger(), devices },
+      {
+        logger: silentLogger(),
+        devices,
+        fcmTokens,
+        apnsTokens: createApnsTokenSource({
+          key: apnsServer.key.pem,
+          keyId: apnsServer.key.keyId,
+          teamId: apnsServer.key.teamId,
+        }),
+      },
     );
+    providers.push(p);
+    return p;
+  };
 
   it('sends to every registered device in the shape each service expects', async () => {
     const devices = createDeviceRegistry({ redis, keys });
@@ -246,14 +263,16 @@ describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
         },
       },
     });
-    const apnsHit = hits.find((h) => h.path === '/3/device/ios-1' && h.body.includes('push-1'))!;
-    expect(apnsHit.headers['apns-topic']).toBe('com.example.app');
-    expect(apnsHit.headers['apns-push-type']).toBe('alert');
-    expect(apnsHit.headers.authorization).toBe('bearer apns-jwt');
-    expect(JSON.parse(apnsHit.body)).toMatchObject({
+    // The APNs server verified the ES256 provider token before accepting it.
+    const note = apnsServer.notifications.find(
+      (n) => n.device === 'ios-1' && (n.payload as { sendId?: string }).sendId === 'push-1',
+    )!;
+    expect(note.topic).toBe('com.example.app');
+    expect(note.payload).toMatchObject({
       aps: { alert: { title: 'Payment declined', body: 'Update your card' } },
       sendId: 'push-1',
     });
+    expect(apnsServer.refused).toEqual([]);
   });
 
   it('removes tokens the services report as dead and still delivers to the live ones', async () => {
@@ -310,45 +329,68 @@ describe('push provider (FCM HTTP v1 + APNs-shaped)', () => {
 describe('createProviders', () => {
   it('builds every configured channel in priority order and names the missing settings', async () => {
     const { createProviders } = await import('../channels.ts');
-    const full = iso.config({
-      LC_SMTP_URLS: 'smtp://127.0.0.1:1,smtp://127.0.0.1:2',
-      LC_SMS_API_URL: base,
-      LC_SMS_ACCOUNT_SID: 'AC123',
-      LC_SMS_FROM: '+15005550006',
-      LC_SMS_AUTH_TOKEN: 'tw-token',
-      LC_FCM_ACCESS_TOKEN: 'fcm-token',
-      LC_PUSH_API_URL: base,
-      LC_PUSH_PROJECT_ID: 'demo-app',
-    });
-    const providers = createProviders(full, { logger: silentLogger(), redis: { redis, keys } });
-    expect(Object.fromEntries([...providers].map(([c, ps]) => [c, ps.map((p) => p.name)]))).toEqual(
-      {
+    const fcm = await startFcmServer();
+    try {
+      const full = iso.config({
+        LC_SMTP_URLS: 'smtp://127.0.0.1:1,smtp://127.0.0.1:2',
+        LC_SMS_API_URLS: `${base},http://127.0.0.1:1`,
+        LC_SMS_ACCOUNT_SIDS: 'AC123',
+        LC_SMS_SENDERS: '+15005550006',
+        LC_SMS_AUTH_TOKENS: 'tw-token',
+        LC_PUSH_API_URLS: `${fcm.url},http://127.0.0.1:1`,
+        LC_FCM_SERVICE_ACCOUNT: fcm.account.json,
+      });
+      const providers = createProviders(full, { logger: silentLogger(), redis: { redis, keys } });
+      expect(
+        Object.fromEntries([...providers].map(([c, ps]) => [c, ps.map((p) => p.name)])),
+      ).toEqual({
         email: ['smtp-1', 'smtp-2'],
         inapp: ['inapp'],
         webhook: ['webhook'],
-        sms: ['sms'],
-        push: ['push'],
-      },
-    );
-    expect(
-      (await providers.get('sms')![0]!.send(msg('sms', { phone: '+15005550007' }))).status,
-    ).toBe('sent');
-    for (const list of providers.values()) for (const p of list) await p.close?.();
+        sms: ['sms-1', 'sms-2'],
+        push: ['push-1', 'push-2'],
+      });
+      expect(
+        (await providers.get('sms')![0]!.send(msg('sms', { phone: '+15005550007' }))).status,
+      ).toBe('sent');
+      // The project id comes from the key file when LC_PUSH_PROJECT_ID is empty.
+      expect(
+        (
+          await providers
+            .get('push')![0]!
+            .send(msg('push', { userId: 'u-cp', deviceTokens: ['android-cp'] }))
+        ).status,
+      ).toBe('sent');
+      expect(fcm.issued).toHaveLength(1);
+      for (const list of providers.values()) for (const p of list) await p.close?.();
+    } finally {
+      await fcm.close();
+    }
 
-    const incomplete = iso.config({ LC_SMS_API_URL: base });
+    const incomplete = iso.config({ LC_SMS_API_URLS: `${base},${base}` });
     expect(() =>
       createProviders(incomplete, { logger: silentLogger(), redis: { redis, keys } }),
-    ).toThrow(/LC_SMS_ACCOUNT_SID/);
-    // Each API has its own credential: an SMS token does not authenticate push.
+    ).toThrow(/LC_SMS_ACCOUNT_SIDS has no entry for provider 1/);
     expect(() =>
       createProviders(
         iso.config({
-          LC_PUSH_API_URL: base,
-          LC_PUSH_PROJECT_ID: 'demo-app',
-          LC_SMS_AUTH_TOKEN: 'tw-token',
+          LC_SMS_API_URLS: `${base},${base}`,
+          LC_SMS_ACCOUNT_SIDS: 'AC1,AC2',
+          LC_SMS_AUTH_TOKENS: 'a,b,c',
+          LC_SMS_SENDERS: '+15005550006,',
         }),
         { logger: silentLogger(), redis: { redis, keys } },
       ),
-    ).toThrow(/LC_FCM_ACCESS_TOKEN/);
+    ).toThrow(/LC_SMS_SENDERS has no entry for provider 2/);
+    expect(() =>
+      createProviders(iso.config({ LC_PUSH_API_URLS: base, LC_PUSH_PROJECT_ID: 'demo-app' }), {
+        logger: silentLogger(),
+        redis: { redis, keys },
+      }),
+    ).toThrow(/LC_FCM_SERVICE_ACCOUNT/);
+    // A deployment still on the replaced single-provider variables is told what to set.
+    expect(() => iso.config({ LC_SMS_API_URL: base, LC_FCM_ACCESS_TOKEN: 'x' })).toThrow(
+      /LC_SMS_API_URL is no longer read: set LC_SMS_API_URLS[\s\S]*LC_FCM_ACCESS_TOKEN is no longer read/,
+    );
   });
 });

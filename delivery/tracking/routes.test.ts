@@ -14,6 +14,7 @@ import { createMemoryDeliveryStores } from '../pipeline/memory-stores.ts';
 import { signWebhook } from '../providers/webhook.ts';
 import { linkTarget } from './engagement.ts';
 import { createSigner, createTrackingLinks, tokenOf, type MessageRef } from '../links.ts';
+import { createShortener } from './short-links.ts';
 
 const SIGNING_SECRET = 'route-test-signing-secret';
 const EVENTS_SECRET = 'route-test-email-events-secret';
@@ -62,7 +63,7 @@ async function app(auth: Record<string, unknown> = { 'auth.emailEventsSecret': E
     [...bus.messages('t.events'), ...bus.messages('t.deliveries')]
       .map((m) => Buffer.from(m.value!).toString('latin1'))
       .join('\n');
-  return { server, store: stores.preferences, links, events, outcomes, published, clock };
+  return { server, store: stores.preferences, stores, links, events, outcomes, published, clock };
 }
 
 const ref: MessageRef = {
@@ -438,5 +439,44 @@ describe('the mail provider webhook', () => {
     await expect(app({ 'auth.emailEventsSecret': SIGNING_SECRET })).rejects.toThrow(
       /LC_EMAIL_EVENTS_SECRET must differ from LC_SIGNING_SECRET/,
     );
+  });
+});
+
+describe('short links of SMS and push', () => {
+  it('redirects a stored code to its target, records the click like an email click, and refuses unknown, malformed and expired codes', async () => {
+    const { server, stores, links, events, clock } = await app();
+    const shortener = createShortener({
+      store: stores.shortLinks,
+      links,
+      signingSecret: SIGNING_SECRET,
+      publicBaseUrl: 'https://t.example.com',
+      ttlS: 3600,
+    });
+    const target = 'https://app.example.com/billing?session=secret#card';
+    const short = await shortener.shorten({ ...ref, channel: 'sms' }, target, NOW);
+    expect(short).toMatch(/^https:\/\/t\.example\.com\/s\/[0-9A-Za-z]{10}$/);
+    const path = new URL(short).pathname;
+
+    const res = await server.inject({ method: 'GET', url: `${path}?url=https://evil.example` });
+    expect(res.statusCode).toBe(302);
+    expect(res.headers.location).toBe(target);
+    const click = events().find((e) => e.type === 'message_clicked')!;
+    expect(click.properties).toMatchObject({
+      sendId: 'snd-1',
+      channel: 'sms',
+      url: 'https://app.example.com/billing',
+    });
+
+    for (const url of ['/s/AAAAAAAAAA', '/s/short', `/s/${encodeURIComponent('../t/c')}`]) {
+      const r = await server.inject({ method: 'GET', url });
+      expect(r.statusCode, url).toBe(404);
+      expect(r.headers['content-type']).toMatch(/text\/html/);
+      expect(r.body).toContain('does not exist or has expired');
+    }
+
+    clock.now = NOW + 3600_000;
+    const expired = await server.inject({ method: 'GET', url: path });
+    expect(expired.statusCode).toBe(404);
+    expect(events().filter((e) => e.type === 'message_clicked')).toHaveLength(1);
   });
 });

@@ -17,6 +17,7 @@ import {
   expiredLinkPage,
   invalidLinkPage,
   tooManyRequestsPage,
+  unknownShortLinkPage,
   unsubscribeConfirmPage,
   unsubscribedPage,
 } from '../preferences/page.ts';
@@ -25,6 +26,7 @@ import type { PreferencesStore } from '../preferences/store.ts';
 import type { LinkUseLimiter } from '../link-limits.ts';
 import type { EngagementRecorder } from './engagement.ts';
 import type { MessageRef, TrackingLinks } from '../links.ts';
+import { SHORT_CODE, type ShortLinkStore } from './short-links.ts';
 
 export interface TrackingRoutesDeps {
   links: TrackingLinks;
@@ -33,6 +35,8 @@ export interface TrackingRoutesDeps {
   sentIndex: SentIndex;
   /** Uses of one token per minute: over it, clicks and unsubscribes answer 429 and opens are not counted. */
   limiter: LinkUseLimiter;
+  /** The codes of SMS and push short links (`/s/:code`). */
+  shortLinks: ShortLinkStore;
   /**
    * The mail provider's webhook: `X-LC-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`
    * with `secret` (config auth.emailEventsSecret; empty: the webhook is off and answers 503),
@@ -193,6 +197,47 @@ export async function trackingRoutes(
       if (!withinLimit(reply, token, now)) return reply;
       const { url, ...ref } = click.value;
       if (click.status === 'expired') return html(reply, 410, expiredClickPage(url));
+      await record('clicked', ref, { url });
+      return reply.header('cache-control', 'no-store').redirect(url, 302);
+    },
+  );
+
+  app.get<{ Params: { code: string } }>(
+    '/s/:code',
+    {
+      ...publicRoute,
+      schema: {
+        operationId: 'followShortLink',
+        summary:
+          'A short link of an SMS or push message: records the click and redirects to its URL',
+        description:
+          'The code is looked up in what the product stored when it sent the message; the destination never comes from the request.',
+        tags,
+        params: {
+          type: 'object',
+          required: ['code'],
+          properties: { code: { type: 'string', description: 'The short code of the link.' } },
+        },
+        response: {
+          302: {
+            type: 'null',
+            description: 'To the URL the message linked to.',
+            headers: { Location: { type: 'string', description: 'The URL of the link.' } },
+          },
+          404: page('No such link, or it has expired: a page saying so.'),
+          429: LINK_PAGE_RESPONSES[429],
+        },
+      },
+    },
+    async (req, reply) => {
+      const { code } = req.params;
+      const now = deps.now();
+      const token = SHORT_CODE.test(code) ? await deps.shortLinks.get(code) : null;
+      const click = token === null ? null : links.readClick(token, now);
+      // Unknown, expired, or (should the store be tampered with) not signed by us: the same 404.
+      if (!click || click.status !== 'valid') return html(reply, 404, unknownShortLinkPage());
+      if (!withinLimit(reply, code, now)) return reply;
+      const { url, ...ref } = click.value;
       await record('clicked', ref, { url });
       return reply.header('cache-control', 'no-store').redirect(url, 302);
     },

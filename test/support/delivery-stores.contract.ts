@@ -109,6 +109,21 @@ export function storesContract(stores: ContractStores): void {
         wasSending: false,
       });
     });
+
+    it('a send parked unsettled at a named provider tells the resumed pass which one', async () => {
+      const r = { ...ref, sendId: 's-unsettled-at' };
+      const now = Date.now();
+      await claims.claim(r, 'w1', now, 1000, null);
+      expect(await claims.markSending(r, 'w1')).toBe(true);
+      expect(await claims.park(r, 'w1', 'retrying', 1, 1, 'sms-2')).toBe(true);
+      expect(await claims.claim(r, 'w2', now, 1000, 1)).toEqual({
+        kind: 'resumed',
+        gen: 1,
+        attempts: 1,
+        wasSending: true,
+        sendingAt: 'sms-2',
+      });
+    });
   });
 
   describe('frequency caps', () => {
