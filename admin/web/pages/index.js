@@ -4,5 +4,8 @@
 // route after `route`, and its query.
 import home from './home.js';
 import users from './users.js';
+import dashboards from './dashboards.js';
+import audit from './audit.js';
+import keys from './keys.js';
 
-export default [home, users];
+export default [home, users, dashboards, audit, keys];

@@ -447,17 +447,26 @@ function Messages({ userId }) {
 }
 
 /**
+ * What a message's HTML may load where it is shown: images inline in it (`data:`), nothing
+ * else, so a tracking pixel never fires (reading a message is not the user opening it).
+ * It adds to the page's policy, which the frame inherits, and can only narrow it.
+ */
+export const MESSAGE_FRAME_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
+
+/**
  * An email's HTML, shown in a frame with every sandbox restriction: no script runs, it is of
- * no origin (so it cannot read the session), its forms and popups are refused; and the page's
- * policy, which the frame inherits, loads no remote image (no tracking pixel fires).
+ * no origin (so it cannot read the session), its forms and popups are refused. The page's
+ * policy, which the frame inherits, refuses its inline styles too: the preview shows the
+ * message's text, structure and inline images, not its styling.
  */
 function HtmlBody({ html: body }) {
+  const doc = `<meta http-equiv="Content-Security-Policy" content="${MESSAGE_FRAME_POLICY}">${body}`;
   return html`<iframe
     class="message-body"
     title="The message as sent (HTML)"
     sandbox=""
     referrerpolicy="no-referrer"
-    srcdoc=${body}
+    srcdoc=${doc}
   ></iframe>`;
 }
 
