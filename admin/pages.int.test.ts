@@ -155,10 +155,12 @@ describe('the admin pages', () => {
   };
   /** The page does not scroll sideways: nothing is wider than the viewport. */
   const fitsWidth = async (page: Page) => {
-    const { scrollWidth, clientWidth } = await page.evaluate(() => ({
-      scrollWidth: document.documentElement.scrollWidth,
-      clientWidth: document.documentElement.clientWidth,
-    }));
+    // Runs in the page, whose DOM types this file (a Node test) does not load.
+    type Root = { document: { documentElement: { scrollWidth: number; clientWidth: number } } };
+    const { scrollWidth, clientWidth } = await page.evaluate(() => {
+      const root = (globalThis as unknown as Root).document.documentElement;
+      return { scrollWidth: root.scrollWidth, clientWidth: root.clientWidth };
+    });
     expect(scrollWidth, 'the body scrolls sideways').toBeLessThanOrEqual(clientWidth);
   };
 
