@@ -358,6 +358,49 @@ describe('the admin pages', () => {
     await page.close();
   });
 
+  it('an admin makes a key (its secret shown once), revokes it, and reads both in the audit log', async () => {
+    const page = await newPage({ width: 1280, height: 900 });
+    page.on('dialog', (d) => void d.accept());
+    await login(page, adminToken);
+    await page.getByRole('heading', { name: 'Welcome, LC_ADMIN_TOKEN' }).waitFor();
+    expect(await page.locator('nav#nav a').allTextContents()).toEqual([
+      'Home',
+      'Users',
+      'Dashboards',
+      'Audit log',
+      'API keys',
+    ]);
+    await go(page, 'API keys');
+    await page.getByLabel('Name').fill('Grace (support)');
+    await page.getByLabel('Role').selectOption('support');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const secret = (await page.locator('[data-secret]').textContent())!.trim();
+    expect(secret).toMatch(/^lc_[\w-]{43}$/);
+    expect((await staff(secret, '/v1/me')).body).toMatchObject({ role: 'support', via: 'key' });
+    await shot(page, 'admin-key-created');
+    await page.getByRole('button', { name: 'I have copied it' }).click();
+    expect(await page.locator('[data-secret]').count()).toBe(0);
+    expect(await page.locator('body').textContent()).not.toContain(secret);
+
+    const row = page.locator('tr', { hasText: 'Grace (support)' });
+    await row.getByRole('button', { name: 'Revoke' }).click();
+    await row.locator('[data-status="revoked"]').waitFor();
+    expect((await staff(secret, '/v1/me')).status).toBe(401);
+
+    await go(page, 'Audit log');
+    await page.getByLabel('Action').fill('key.revoke');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/action=key\.revoke/);
+    const entry = page.locator('tbody tr', { hasText: 'key.revoke' }).first();
+    await entry.waitFor();
+    await entry.getByRole('button', { name: 'Before / after' }).click();
+    expect(await entry.locator('pre.json').last().textContent()).toMatch(/"revokedAt": "\d{4}-/);
+    expect(await entry.locator('pre.json').last().textContent()).toContain('"Grace (support)"');
+    expect(await page.locator('body').textContent()).not.toContain(secret);
+    await shot(page, 'admin-audit');
+    await page.close();
+  });
+
   it('a refused credential later sends the user back to the login, and Log out forgets it', async () => {
     const page = await newPage();
     await login(page, keys.support);
@@ -379,7 +422,13 @@ describe('the admin pages', () => {
     await go(page, 'Users');
     await page.getByLabel('Email, phone or user id').fill('ada@example.com');
     await page.getByRole('button', { name: 'Search' }).click();
-    await page.locator('#login-reason', { hasText: 'LC_ERR_KEY_REVOKED' }).waitFor();
+    await page
+      .locator('#login-reason', { hasText: 'LC_ERR_KEY_REVOKED' })
+      .waitFor({ timeout: 10_000 })
+      .catch(async (err: unknown) => {
+        await shot(page, 'revoked-failure');
+        throw err;
+      });
     await page.close();
   });
 });
