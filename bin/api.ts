@@ -28,7 +28,7 @@ import {
   type CampaignTable,
   type ProgressStore,
 } from '../engine/index.ts';
-import { listTemplates, openRuleSet, type RuleSet } from '../rules/index.ts';
+import { listTemplates, openRuleSet, type RejectedReload, type RuleSet } from '../rules/index.ts';
 import {
   createMemoryIdempotencyStore,
   createRedisIdempotencyStore,
@@ -51,7 +51,7 @@ import { createMemoryCoordinator } from '../delivery/templates/store.ts';
 import { createAnalyticsStore, type AnalyticsStore } from '../analytics/store.ts';
 import { messageRoutes } from '../analytics/messages-routes.ts';
 import { dashboardRoutes } from '../dashboards/index.ts';
-import { campaignRoutes, userRoutes } from '../admin/index.ts';
+import { campaignRoutes, ruleRoutes, userRoutes } from '../admin/index.ts';
 import {
   accessRoutes,
   createJwtVerifier,
@@ -89,6 +89,8 @@ export interface ApiDeps {
   };
   /** The rule files in force, which campaigns are checked against; by default LC_RULES_DIR, hot-reloaded. */
   rules?: () => RuleSet;
+  /** With `rules`: the last refused reload of the rule files (the rules page shows its problems). */
+  rulesRejected?: () => RejectedReload | null;
   logger: Logger;
   metrics: Registry;
   /** The analytics store the dashboards read (the demo's chDB); by default a ClickHouse client from the config, opened on first use. */
@@ -192,6 +194,11 @@ export async function createApiServer(
         {
           name: 'templates',
           description: 'Message templates: list, validate, preview (role marketer).',
+        },
+        {
+          name: 'rules',
+          description:
+            'The rules in force and refused rule files; simulations and backtests of drafts (roles marketer, analyst reads).',
         },
         {
           name: 'dashboards',
@@ -344,10 +351,12 @@ export async function createApiServer(
   });
   // Campaigns: a view of the campaigns topic, checked against the rules in force.
   let rules = deps.rules;
+  let rulesRejected = deps.rulesRejected ?? (() => null);
   if (!rules) {
     const live = await openRuleSet(config.engine.rulesDir, { logger: log });
     app.addHook('onClose', async () => live.close());
     rules = live.current;
+    rulesRejected = live.rejected;
   }
   let campaigns = deps.campaigns;
   if (!campaigns) {
@@ -387,6 +396,16 @@ export async function createApiServer(
         listMaxBytes: config.engine.campaignListMaxBytes,
       },
       now,
+    });
+  });
+  // The marketers' rules pages: the set in force, its refused files, simulations and backtests of drafts.
+  await app.register(async (scope) => {
+    await ruleRoutes(scope, {
+      rules,
+      rejected: rulesRejected,
+      rulesDir: config.engine.rulesDir,
+      templates: async () => (existsSync(templatesDir) ? listTemplates(templatesDir) : null),
+      analytics,
     });
   });
   operationalRoutes(app, {
