@@ -85,7 +85,14 @@ describe('JWT bearer tokens', () => {
   });
 
   it('accepts RS256 and ES256 tokens of the issuer for the audience, with the role of the claim', async () => {
-    expect(await verify(await token(rsa))).toEqual({ id: 'jwt:ana', name: 'ana', role: 'analyst' });
+    const exp = Math.floor(Date.now() / 1000) + 300;
+    expect(await verify(await token(rsa, { role: 'analyst' }, { exp }))).toEqual({
+      id: 'jwt:ana',
+      name: 'ana',
+      role: 'analyst',
+      via: 'jwt',
+      expiresAt: new Date(exp * 1000).toISOString(),
+    });
     expect(
       await verify(
         await token(
@@ -94,7 +101,25 @@ describe('JWT bearer tokens', () => {
           { alg: 'ES256', kid: 'ec-1' },
         ),
       ),
-    ).toEqual({ id: 'jwt:ana', name: 'ana@example.com', role: 'support' });
+    ).toMatchObject({ id: 'jwt:ana', name: 'ana@example.com', role: 'support', via: 'jwt' });
+  });
+
+  it('GET /v1/me says who a JWT is, its role and when it expires (the admin pages log in with it)', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const res = await app.inject({
+      url: '/v1/me',
+      headers: {
+        authorization: `Bearer ${await token(rsa, { 'https://lifecycle/roles': 'support', email: 'ana@example.com' }, { exp })}`,
+      },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({
+      actor: 'jwt:ana',
+      name: 'ana@example.com',
+      role: 'support',
+      via: 'jwt',
+      expiresAt: new Date(exp * 1000).toISOString(),
+    });
   });
 
   it('refuses another issuer, another audience, an expired token and a key outside the set (401)', async () => {

@@ -54,6 +54,8 @@ export function createJwtVerifier(
         `the JWT of ${sub} has no staff role in its "${opts.roleClaim}" claim (one of ${ROLES.join(', ')}); give the user a role in the identity provider`,
       );
     const name = typeof payload.email === 'string' ? payload.email : sub;
-    return { id: `jwt:${sub}`, name, role };
+    // `exp` is required above, so the token has an end, which the admin pages show.
+    const expiresAt = new Date(Number(payload.exp) * 1000).toISOString();
+    return { id: `jwt:${sub}`, name, role, via: 'jwt', expiresAt };
   };
 }

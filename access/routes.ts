@@ -2,6 +2,7 @@
 //   POST   /v1/keys          {name, role, expires?} -> 201 {key, secret}; the secret is shown here only
 //   GET    /v1/keys          {keys}: every key, newest first, revoked and expired ones included
 //   DELETE /v1/keys/:id      revokes the key (it stays listed, refused from the next request on)
+//   GET    /v1/me            who the presented credential is (every staff role): {actor, name, role, via, expiresAt?}
 //   GET    /v1/audit         {entries, next}: changes, newest first, filtered by actor, action,
 //                            target, since/until; `next` is the cursor of the following page
 // Key changes are audited through the HTTP kit (`req.audit`), like every staff change.
@@ -69,6 +70,55 @@ function timeParam(value: string | undefined, field: string): number | undefined
 export async function accessRoutes(app: FastifyInstance, opts: AccessRoutesOptions): Promise<void> {
   requireHttpKit(app);
   const now = opts.now ?? Date.now;
+
+  // The admin pages' login: the credential typed in is checked by asking who it is.
+  app.get(
+    '/v1/me',
+    {
+      config: { auth: { roles: ROLES.filter((r) => r !== 'admin') } },
+      schema: {
+        tags,
+        operationId: 'whoAmI',
+        summary: 'Who the presented staff credential is: its actor, role and kind (never a secret)',
+        response: {
+          200: {
+            type: 'object',
+            required: ['actor', 'name', 'role', 'via'],
+            additionalProperties: false,
+            description: 'The credential is valid now.',
+            properties: {
+              actor: {
+                type: 'string',
+                description: 'As audit records name it: `key_...`, `jwt:<sub>`, `admin-token`.',
+              },
+              name: { type: 'string', description: "The key's name, the JWT's email or subject." },
+              role: { type: 'string', enum: [...ROLES] },
+              via: {
+                type: 'string',
+                enum: ['key', 'jwt', 'token'],
+                description: 'An API key, a JWT of the identity provider, or LC_ADMIN_TOKEN.',
+              },
+              expiresAt: {
+                type: 'string',
+                format: 'date-time',
+                description: 'When the credential stops working; absent when it does not expire.',
+              },
+            },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const p = req.principal!;
+      return {
+        actor: p.id,
+        name: p.name,
+        role: p.role!,
+        via: p.via ?? (p.id === 'admin-token' ? 'token' : 'key'),
+        ...(p.expiresAt !== undefined ? { expiresAt: p.expiresAt } : {}),
+      };
+    },
+  );
 
   app.post<{ Body: { name: string; role: Role; expires?: string } }>(
     '/v1/keys',

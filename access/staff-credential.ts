@@ -45,7 +45,13 @@ export function staffCredential(deps: StaffCredentialDeps): Credential {
         );
       const refusal = keyRefusal(key, now());
       if (refusal) throw refusal;
-      return { id: key.id, name: key.name, role: key.role };
+      return {
+        id: key.id,
+        name: key.name,
+        role: key.role,
+        via: 'key',
+        ...(key.expiresAt !== null ? { expiresAt: key.expiresAt } : {}),
+      };
     },
   };
 }

@@ -2,3 +2,4 @@
 export * from './users.ts';
 export * from './campaigns.ts';
 export * from './rules-routes.ts';
+export * from './pages.ts';

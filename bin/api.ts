@@ -51,7 +51,7 @@ import { createMemoryCoordinator } from '../delivery/templates/store.ts';
 import { createAnalyticsStore, type AnalyticsStore } from '../analytics/store.ts';
 import { messageRoutes } from '../analytics/messages-routes.ts';
 import { dashboardRoutes } from '../dashboards/index.ts';
-import { campaignRoutes, ruleRoutes, userRoutes } from '../admin/index.ts';
+import { adminPages, campaignRoutes, ruleRoutes, userRoutes } from '../admin/index.ts';
 import {
   accessRoutes,
   createJwtVerifier,
@@ -407,6 +407,10 @@ export async function createApiServer(
       templates: async () => (existsSync(templatesDir) ? listTemplates(templatesDir) : null),
       analytics,
     });
+  });
+  // The admin pages (`/`): static files; their data is the staff API above, with the user's credential.
+  await app.register(async (scope) => {
+    await adminPages(scope);
   });
   operationalRoutes(app, {
     metrics: deps.metrics,

@@ -405,6 +405,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
         smtp: `smtp://127.0.0.1:${sink.port}`,
         metrics: `${apiUrl}/metrics`,
         health: `${apiUrl}/health`,
+        admin: `${apiUrl}/`,
         dashboards: `${apiUrl}/dashboards`,
       },
       stop: stopAll,

@@ -125,8 +125,8 @@ export function register(program: Command): void {
           // The first line is the one URL to open; the rest stays short.
           console.log(
             [
-              u.dashboards,
-              `  Key: ${key} (the page asks for it)`,
+              u.admin,
+              `  Key: ${key} (the admin pages' login asks for it)`,
               `  Lifecycle demo: the whole product in this one process, state in memory. Not a production mode.`,
               g
                 ? `  Synthetic users: ${g.rate} new per second, seed ${g.seed} (--rate, --generator-seed, --no-generate); progress on stderr`

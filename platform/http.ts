@@ -65,6 +65,10 @@ export interface Principal {
   id: string;
   name: string;
   role?: Role;
+  /** Staff credentials: what proved the role (an API key, a JWT, the admin token). */
+  via?: 'key' | 'jwt' | 'token';
+  /** When the credential stops working (ISO time), if it does. */
+  expiresAt?: string;
 }
 
 /** One change, as a route describes it to `req.audit`; who made it and when the kit adds. */
@@ -845,7 +849,7 @@ export function adminCredential(token: string): Credential {
 /** The break-glass admin, when `presented` is the admin token (never when the token is unset). */
 export function adminTokenPrincipal(presented: string, token: string): Principal | null {
   if (token === '' || !secretEquals(presented, token)) return null;
-  return { id: 'admin-token', name: 'LC_ADMIN_TOKEN', role: 'admin' };
+  return { id: 'admin-token', name: 'LC_ADMIN_TOKEN', role: 'admin', via: 'token' };
 }
 
 /** The token of `Authorization: Bearer <token>`, or undefined. */

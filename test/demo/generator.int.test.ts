@@ -91,7 +91,7 @@ describe('the demo with synthetic users', () => {
   };
 
   it('prints the URL to open first, then the key and that it is not a production mode', () => {
-    expect(firstLine).toBe(`${apiUrl}/dashboards`);
+    expect(firstLine).toBe(`${apiUrl}/`);
     const block = demo.stdout.split('Ctrl-C stops.')[0]!.split('\n');
     expect(block.length).toBeLessThanOrEqual(10);
     expect(block[1]).toContain(`Key: ${config.auth.adminToken}`);
