@@ -175,6 +175,7 @@ interface InvalidDraft {
   code: typeof ErrorCodes.RulesInvalid;
   message: string;
   errors: RuleError[];
+  details: { errors: RuleError[] };
 }
 const draftErrors = {
   400: errorResponse(
@@ -248,6 +249,8 @@ export async function ruleRoutes(app: FastifyInstance, opts: RuleRoutesOptions):
           code: ErrorCodes.RulesInvalid,
           message: `the draft rule is invalid at ${first.path}: ${first.message}${result.errors.length > 1 ? ` (and ${result.errors.length - 1} more in errors)` : ''}`,
           errors: result.errors.map(errorOf),
+          // The same under `details`, where clients read what a coded refusal adds.
+          details: { errors: result.errors.map(errorOf) },
         },
       };
     }
