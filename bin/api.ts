@@ -383,13 +383,21 @@ export async function createApiServer(
     };
   }
   const templatesDir = config.delivery.templatesDir;
+  // The names a campaign or rule may send: the folder's, and those made through the templates API,
+  // which live in the managed store only (delivery renders both from it).
+  const managed = templates;
+  const knownTemplates = async () =>
+    new Set([
+      ...(existsSync(templatesDir) ? await listTemplates(templatesDir) : []),
+      ...managed.store.names(),
+    ]);
   await app.register(async (scope) => {
     await campaignRoutes(scope, {
       campaigns: campaigns.table,
       lists: campaigns.lists,
       progress: campaigns.progress,
       rules,
-      templates: async () => (existsSync(templatesDir) ? listTemplates(templatesDir) : null),
+      templates: knownTemplates,
       analytics,
       limits: {
         listMaxRows: config.engine.campaignListMaxRows,
@@ -404,7 +412,7 @@ export async function createApiServer(
       rules,
       rejected: rulesRejected,
       rulesDir: config.engine.rulesDir,
-      templates: async () => (existsSync(templatesDir) ? listTemplates(templatesDir) : null),
+      templates: knownTemplates,
       analytics,
     });
   });

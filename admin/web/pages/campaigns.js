@@ -177,6 +177,7 @@ function NewCampaign() {
   };
   return html`<section>
     <h1>New campaign</h1>
+    <${ErrorBox} error=${templates.error || rules.error} />
     <form class="card stack" onSubmit=${submit}>
       <${Field} label="Name">
         <input name="name" value=${f.name} required onInput=${set('name')} />
@@ -270,18 +271,22 @@ function NewCampaign() {
 
 // ------------------------------------------------------------------ one campaign
 const ACTIVE = new Set(['scheduled', 'running']);
+const SETTLE_MS = 5 * 60_000;
 
 function Campaign({ id }) {
   const { data, error, loading, reload } = useApi(`/v1/campaigns/${enc(id)}`, [id]);
   const [actionError, setActionError] = useState(null);
   const [history, setHistory] = useState([]);
   const state = data && data.campaign.state;
-  // Refreshes while the campaign is scheduled or running.
+  const endedAt = data && data.campaign.endedAt;
+  // Refreshes while the campaign is scheduled or running, and for a while after it ended:
+  // sent, suppressed and failed come from analytics, which trails delivery.
+  const settling = !!endedAt && Date.now() - Date.parse(endedAt) < SETTLE_MS;
   useEffect(() => {
-    if (!state || !ACTIVE.has(state)) return undefined;
+    if (!state || !(ACTIVE.has(state) || settling)) return undefined;
     const timer = window.setInterval(reload, 2000);
     return () => window.clearInterval(timer);
-  }, [state]);
+  }, [state, settling]);
   useEffect(() => {
     if (!data) return;
     const p = data.progress;
@@ -350,7 +355,7 @@ function Campaign({ id }) {
         : null
     }
     <${ErrorBox} error=${actionError} />
-    <h2>Progress</h2>
+    <div class="row"><h2>Progress</h2><${Button} kind="secondary" onClick=${reload}>Refresh</${Button}></div>
     <dl class="facts progress">
       <dt>Planned</dt>
       <dd data-progress="planned">${p.planned}</dd>
