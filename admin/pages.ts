@@ -80,14 +80,15 @@ function vendorFiles(): Map<string, Served> {
   return files;
 }
 
-/** Every file of admin/web/ with a served type, by its path under it (`pages/users.js`). */
+/** Every file of admin/web/ and its folders with a served type, by its path under it (`pages/users.js`). */
 async function webFiles(dir: string, under = ''): Promise<Map<string, Served>> {
   const files = new Map<string, Served>();
   for (const entry of await readdir(path.join(dir, under), { withFileTypes: true })) {
     const rel = under === '' ? entry.name : `${under}/${entry.name}`;
     if (entry.name.startsWith('.')) continue;
+    // Files are served one folder deep at most (`pages/users.js`), as the routes read them.
     if (entry.isDirectory()) {
-      for (const [k, v] of await webFiles(dir, rel)) files.set(k, v);
+      if (under === '') for (const [k, v] of await webFiles(dir, rel)) files.set(k, v);
       continue;
     }
     const type = TYPES[path.extname(entry.name)];
@@ -148,44 +149,54 @@ export async function adminPages(
         .send(await readFile(index, 'utf8')),
   );
 
-  app.get<{ Params: { '*': string } }>(
-    '/app/*',
-    {
-      config: { auth: 'public' },
-      schema: {
-        tags: ['pages'],
-        operationId: 'adminPagesFile',
-        summary: 'A script or style of the admin pages (the files the server lists at start)',
-        params: {
-          type: 'object',
-          required: ['*'],
-          properties: {
-            '*': { type: 'string', description: 'e.g. `app.js`, `vendor/preact.mjs`' },
+  const fileRoute = (url: string, operationId: string, params: Record<string, string>) =>
+    app.get<{ Params: { file: string; folder?: string } }>(
+      url,
+      {
+        config: { auth: 'public' },
+        schema: {
+          tags: ['pages'],
+          operationId,
+          summary: 'A script or style of the admin pages (one of the files listed at start)',
+          params: {
+            type: 'object',
+            required: Object.keys(params),
+            properties: Object.fromEntries(
+              Object.entries(params).map(([k, description]) => [
+                k,
+                { type: 'string', maxLength: 200, description },
+              ]),
+            ),
           },
-        },
-        response: {
-          200: {
-            description: 'The file (JavaScript module or CSS).',
-            content: {
-              'text/javascript': { schema: { type: 'string' } },
-              'text/css': { schema: { type: 'string' } },
+          response: {
+            200: {
+              description: 'The file (JavaScript module or CSS).',
+              content: {
+                'text/javascript': { schema: { type: 'string' } },
+                'text/css': { schema: { type: 'string' } },
+              },
             },
+            404: errorResponse('Not a file of the admin pages.'),
           },
-          404: errorResponse('Not a file of the admin pages.'),
         },
       },
-    },
-    async (req, reply) => {
-      const name = req.params['*'];
-      const file = served.get(name);
-      if (!file)
-        throw new LifecycleError(
-          ErrorCodes.NotFound,
-          `no file "${name.slice(0, 100)}" in the admin pages; they load their own files only`,
-          { status: 404 },
-        );
-      const text = texts.get(name) ?? (await load(file));
-      return reply.headers({ ...PAGE_HEADERS, 'content-type': file.type }).send(text);
-    },
-  );
+      async (req, reply) => {
+        const { folder, file } = req.params;
+        const name = folder === undefined ? file : `${folder}/${file}`;
+        const found = served.get(name);
+        if (!found)
+          throw new LifecycleError(
+            ErrorCodes.NotFound,
+            `no file "${name.slice(0, 100)}" in the admin pages; they load their own files only`,
+            { status: 404 },
+          );
+        const text = texts.get(name) ?? (await load(found));
+        return reply.headers({ ...PAGE_HEADERS, 'content-type': found.type }).send(text);
+      },
+    );
+  fileRoute('/app/:file', 'adminPagesFile', { file: 'e.g. `app.js`, `style.css`' });
+  fileRoute('/app/:folder/:file', 'adminPagesFolderFile', {
+    folder: '`pages` or `vendor`',
+    file: 'e.g. `users.js`, `preact.mjs`',
+  });
 }

@@ -112,6 +112,7 @@ describe('roles of every API operation', () => {
       'GET /v1/keys',
       'DELETE /v1/keys/{id}',
       'GET /v1/audit',
+      'GET /v1/me',
       'GET /v1/templates',
       'POST /v1/templates/{name}/versions',
       'POST /v1/templates/{name}/publish',

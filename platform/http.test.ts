@@ -123,7 +123,7 @@ describe('route access declarations', () => {
     });
     expect(ok.statusCode).toBe(200);
     expect(ok.json()).toEqual({
-      principal: { id: 'admin-token', name: 'LC_ADMIN_TOKEN', role: 'admin' },
+      principal: { id: 'admin-token', name: 'LC_ADMIN_TOKEN', role: 'admin', via: 'token' },
     });
   });
 

@@ -455,12 +455,15 @@ export const MESSAGE_FRAME_POLICY = "default-src 'none'; img-src data:; style-sr
 
 /**
  * An email's HTML, shown in a frame with every sandbox restriction: no script runs, it is of
- * no origin (so it cannot read the session), its forms and popups are refused. The page's
+ * no origin (so it cannot read the session), its forms, popups and the links that open them
+ * are refused. The page's
  * policy, which the frame inherits, refuses its inline styles too: the preview shows the
  * message's text, structure and inline images, not its styling.
  */
 function HtmlBody({ html: body }) {
-  const doc = `<meta http-equiv="Content-Security-Policy" content="${MESSAGE_FRAME_POLICY}">${body}`;
+  // Links open as new windows, which the sandbox refuses (no allow-popups): a link followed
+  // in the preview would otherwise be a click of the user, recorded by the tracker.
+  const doc = `<meta http-equiv="Content-Security-Policy" content="${MESSAGE_FRAME_POLICY}"><base target="_blank">${body}`;
   return html`<iframe
     class="message-body"
     title="The message as sent (HTML)"
