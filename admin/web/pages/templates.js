@@ -22,8 +22,9 @@ import {
 
 const enc = encodeURIComponent;
 const CHANNELS = ['email', 'inapp', 'push', 'sms', 'webhook'];
-// The preview frame runs nothing and loads nothing but inline styles and images.
-const FRAME_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:";
+// The preview frame runs nothing, loads nothing remote (no pixel fires) and follows no link:
+// a link clicked opens a window, which the sandbox refuses.
+const FRAME_POLICY = "default-src 'none'; img-src data:";
 
 /** `channel -> locale -> version` as short text: `email: en v3, * v2`. */
 function publication(published) {
@@ -158,7 +159,7 @@ function NewTemplate() {
 
 // ------------------------------------------------------------------ preview
 function HtmlFrame({ body }) {
-  const doc = `<meta http-equiv="Content-Security-Policy" content="${FRAME_POLICY}">${body}`;
+  const doc = `<meta http-equiv="Content-Security-Policy" content="${FRAME_POLICY}"><base target="_blank">${body}`;
   return html`<iframe
     class="message-body"
     title="Preview (HTML)"
