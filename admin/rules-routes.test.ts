@@ -199,6 +199,16 @@ describe('GET /v1/rules', () => {
     );
     expect(typeof body.rejectedAt).toBe('string');
     expect(body.version).toBe(before.version);
+    // Put back as it was: the set in force is the files again, and the problems go.
+    cpSync(path.join(EXAMPLES, 'welcome.json'), path.join(rulesDir, 'welcome.json'));
+    await vi.waitFor(
+      async () => {
+        const fixed = (await call('GET', '/v1/rules', 'marketer')).json();
+        expect(fixed.errors).toEqual([]);
+        expect(fixed.rejectedAt).toBeNull();
+      },
+      { timeout: 5000, interval: 100 },
+    );
   });
 
   it('one rule with its JSON; an unknown id is a coded 404', async () => {
