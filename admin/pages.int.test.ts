@@ -329,7 +329,12 @@ describe('the admin pages', () => {
     const page = await newPage();
     await login(page, keys.analyst);
     await page.getByRole('heading', { name: 'Welcome, analyst desk' }).waitFor();
-    expect(await page.locator('nav#nav a').allTextContents()).toEqual(['Home', 'Dashboards']);
+    expect(await page.locator('nav#nav a').allTextContents()).toEqual([
+      'Home',
+      'Campaigns',
+      'Rules',
+      'Dashboards',
+    ]);
     await go(page, 'Dashboards');
     await page.locator('[data-panel]').first().waitFor();
     await expect

@@ -16,7 +16,7 @@ import type { NormalisedEvent, SendCommand } from '../platform/contracts.ts';
 import type { AnalyticsStore } from './store.ts';
 import { errorMessage } from '../platform/errors.ts';
 import { closeOutputFile, openOutputFile } from '../platform/output-file.ts';
-import { loadRuleSet, formatRuleError } from '../rules/index.ts';
+import { loadRuleSet, formatRuleError, type RuleSet } from '../rules/index.ts';
 import { createSimulation, toOutputRecord } from '../engine/core/simulate.ts';
 import { INTERNAL_EVENT_TYPES } from '../engine/core/engine-core.ts';
 import { assertDatabaseName } from './schema.ts';
@@ -104,6 +104,136 @@ ORDER BY ts_ms, id
 LIMIT {limit:UInt64}`;
 }
 
+export interface ReplayOptions {
+  /** The set to replay (the rule and every segment it may need), the rule enabled in it. */
+  ruleSet: RuleSet;
+  rule: string;
+  /** The window, epoch ms: [from, to). */
+  from: number;
+  to: number;
+  /** Events read per query (keyset pages ordered by time, id). */
+  pageSize?: number;
+  /** Progress lines and skipped events, for a person watching. */
+  progress?: (text: string) => void;
+}
+
+export type ReplayResult =
+  { ok: true; report: BacktestReport; sends: SendCommand[] } | { ok: false; message: string };
+
+/**
+ * The backtest itself, for the CLI and the staff API alike: replays the history up to `to`
+ * through the simulation with `ruleSet` and keeps the rule's sends created in the window,
+ * then compares them with the live rule's sends by sendId.
+ */
+export async function replayRule(
+  opts: ReplayOptions,
+  deps: { store: AnalyticsStore; database: string },
+): Promise<ReplayResult> {
+  const { from, to, ruleSet } = opts;
+  const progress = opts.progress ?? (() => {});
+  const sim = createSimulation({ ruleSet: () => ruleSet });
+  const found: SendCommand[] = [];
+  // Ids of the window's events, to count each once however often it is stored.
+  const inWindow = new Set<string>();
+  const keep = (sends: SendCommand[]) => {
+    for (const s of sends)
+      if (s.ruleId === opts.rule && s.createdAt >= from && s.createdAt < to) found.push(s);
+  };
+  const pageSize = opts.pageSize ?? 20_000;
+  const sql = historyPageSql(deps.database);
+  const internal = [...INTERNAL_EVENT_TYPES];
+  let afterTs = 0;
+  let afterId = '';
+  let read = 0;
+  let nextProgress = PROGRESS_EVERY;
+  const started = Date.now();
+  for (;;) {
+    let rows: EventRowOut[];
+    try {
+      rows = await deps.store.query<EventRowOut>(sql, {
+        to,
+        afterTs,
+        afterId,
+        internal,
+        limit: pageSize,
+      });
+    } catch (err) {
+      return {
+        ok: false,
+        message: `reading the event history from ClickHouse database ${deps.database} failed: ${errorMessage(err)}`,
+      };
+    }
+    for (const r of rows) {
+      let event: NormalisedEvent;
+      try {
+        event = toEvent(r);
+      } catch (err) {
+        progress(`backtest: skipping event ${r.id}: unreadable stored JSON (${errorMessage(err)})`);
+        continue;
+      }
+      if (event.ts >= from) inWindow.add(event.id);
+      keep(sim.event(event));
+    }
+    read += rows.length;
+    if (read >= nextProgress) {
+      nextProgress += PROGRESS_EVERY;
+      const rate = Math.round(read / Math.max(0.001, (Date.now() - started) / 1000));
+      progress(
+        `backtest: ${read.toLocaleString('en')} events replayed (up to ${new Date(afterTs).toISOString()}), ${found.length} sends in the window, ${rate.toLocaleString('en')} events/s`,
+      );
+    }
+    if (rows.length < pageSize) break;
+    const last = rows[rows.length - 1]!;
+    afterTs = Number(last.ts_ms);
+    afterId = last.id;
+  }
+  // Timers and schedule occurrences due before the end of the window.
+  keep(sim.advanceTo(to - 1));
+
+  let liveIds: Set<string>;
+  try {
+    // The database name was checked by historyPageSql.
+    const live = await deps.store.query<{ send_id: string }>(
+      `SELECT send_id FROM ${deps.database}.sends WHERE rule_id = {rule:String} AND created_at_ms >= {from:UInt64} AND created_at_ms < {to:UInt64} GROUP BY send_id`,
+      { rule: opts.rule, from, to },
+    );
+    liveIds = new Set(live.map((r) => r.send_id));
+  } catch (err) {
+    return {
+      ok: false,
+      message: `reading the live sends from ClickHouse database ${deps.database} failed: ${errorMessage(err)}`,
+    };
+  }
+  const ids = new Set(found.map((s) => s.sendId));
+  const both = [...ids].filter((id) => liveIds.has(id)).length;
+  const count = (key: (s: SendCommand) => string) =>
+    found.reduce<Record<string, number>>(
+      (acc, s) => ((acc[key(s)] = (acc[key(s)] ?? 0) + 1), acc),
+      {},
+    );
+  const summary = sim.summary();
+  const report: BacktestReport = {
+    rule: opts.rule,
+    from: new Date(from).toISOString(),
+    to: new Date(to).toISOString(),
+    eventsReplayed: summary.events,
+    eventsInWindow: inWindow.size,
+    users: summary.users,
+    sends: found.length,
+    holdouts: found.filter((s) => s.holdout).length,
+    recipients: new Set(found.filter((s) => !s.holdout).map((s) => s.userId)).size,
+    byVariant: count((s) => (s.holdout ? '(holdout)' : (s.variant ?? '(none)'))),
+    byTemplate: count((s) => `${s.template} via ${s.channels.join('+')}`),
+    live: {
+      sends: liveIds.size,
+      both,
+      onlyBacktest: ids.size - both,
+      onlyLive: liveIds.size - both,
+    },
+  };
+  return { ok: true, report, sends: found };
+}
+
 export async function backtest(
   opts: BacktestOptions,
   deps: { store: AnalyticsStore; database: string },
@@ -149,119 +279,32 @@ export async function backtest(
     void (opts.quiet ? undefined : (toStdout ? io.stderr : io.stdout).write(`${text}\n`));
   const progress = (text: string) => void (opts.quiet ? undefined : io.stderr.write(`${text}\n`));
 
-  const sim = createSimulation({ ruleSet: () => ruleSet });
-  const found: SendCommand[] = [];
-  // Ids of the window's events, to count each once however often it is stored.
-  const inWindow = new Set<string>();
-  const keep = (sends: SendCommand[]) => {
-    for (const s of sends)
-      if (s.ruleId === opts.rule && s.createdAt >= from && s.createdAt < to) found.push(s);
-  };
-  const pageSize = opts.pageSize ?? 20_000;
-  const sql = historyPageSql(deps.database);
-  const internal = [...INTERNAL_EVENT_TYPES];
-  let afterTs = 0;
-  let afterId = '';
-  let read = 0;
-  let nextProgress = PROGRESS_EVERY;
-  const started = Date.now();
+  let result: ReplayResult;
   try {
-    for (;;) {
-      let rows: EventRowOut[];
-      try {
-        rows = await deps.store.query<EventRowOut>(sql, {
-          to,
-          afterTs,
-          afterId,
-          internal,
-          limit: pageSize,
-        });
-      } catch (err) {
-        return fail(
-          `reading the event history from ClickHouse database ${deps.database} failed: ${errorMessage(err)}`,
-        );
-      }
-      for (const r of rows) {
-        let event: NormalisedEvent;
-        try {
-          event = toEvent(r);
-        } catch (err) {
-          progress(
-            `backtest: skipping event ${r.id}: unreadable stored JSON (${errorMessage(err)})`,
-          );
-          continue;
-        }
-        if (event.ts >= from) inWindow.add(event.id);
-        keep(sim.event(event));
-      }
-      read += rows.length;
-      if (read >= nextProgress) {
-        nextProgress += PROGRESS_EVERY;
-        const rate = Math.round(read / Math.max(0.001, (Date.now() - started) / 1000));
-        progress(
-          `backtest: ${read.toLocaleString('en')} events replayed (up to ${new Date(afterTs).toISOString()}), ${found.length} sends in the window, ${rate.toLocaleString('en')} events/s`,
-        );
-      }
-      if (rows.length < pageSize) break;
-      const last = rows[rows.length - 1]!;
-      afterTs = Number(last.ts_ms);
-      afterId = last.id;
-    }
-    // Timers and schedule occurrences due before the end of the window.
-    keep(sim.advanceTo(to - 1));
-    if (out) {
+    result = await replayRule(
+      {
+        ruleSet,
+        rule: opts.rule,
+        from,
+        to,
+        progress,
+        ...(opts.pageSize !== undefined ? { pageSize: opts.pageSize } : {}),
+      },
+      deps,
+    );
+    if (result.ok && out) {
       let chunk = '';
-      for (const s of found) chunk += `${JSON.stringify(toOutputRecord(s))}\n`;
+      for (const s of result.sends) chunk += `${JSON.stringify(toOutputRecord(s))}\n`;
       if (chunk && !out.write(chunk))
         await new Promise<void>((resolve) => out!.once('drain', resolve));
     }
   } finally {
     if (out && !toStdout) await closeOutputFile(out as WriteStream);
   }
-
-  let liveIds: Set<string>;
-  try {
-    // The database name was checked by historyPageSql.
-    const live = await deps.store.query<{ send_id: string }>(
-      `SELECT send_id FROM ${deps.database}.sends WHERE rule_id = {rule:String} AND created_at_ms >= {from:UInt64} AND created_at_ms < {to:UInt64} GROUP BY send_id`,
-      { rule: opts.rule, from, to },
-    );
-    liveIds = new Set(live.map((r) => r.send_id));
-  } catch (err) {
-    return fail(
-      `reading the live sends from ClickHouse database ${deps.database} failed: ${errorMessage(err)}`,
-    );
-  }
-  const ids = new Set(found.map((s) => s.sendId));
-  const both = [...ids].filter((id) => liveIds.has(id)).length;
-  const count = (key: (s: SendCommand) => string) =>
-    found.reduce<Record<string, number>>(
-      (acc, s) => ((acc[key(s)] = (acc[key(s)] ?? 0) + 1), acc),
-      {},
-    );
-  const summary = sim.summary();
-  const result: BacktestReport = {
-    rule: opts.rule,
-    from: new Date(from).toISOString(),
-    to: new Date(to).toISOString(),
-    eventsReplayed: summary.events,
-    eventsInWindow: inWindow.size,
-    users: summary.users,
-    sends: found.length,
-    holdouts: found.filter((s) => s.holdout).length,
-    recipients: new Set(found.filter((s) => !s.holdout).map((s) => s.userId)).size,
-    byVariant: count((s) => (s.holdout ? '(holdout)' : (s.variant ?? '(none)'))),
-    byTemplate: count((s) => `${s.template} via ${s.channels.join('+')}`),
-    live: {
-      sends: liveIds.size,
-      both,
-      onlyBacktest: ids.size - both,
-      onlyLive: liveIds.size - both,
-    },
-  };
-  report(formatBacktest(result, draft));
+  if (!result.ok) return fail(result.message);
+  report(formatBacktest(result.report, draft));
   if (out && !toStdout) report(`send commands written to ${opts.out}`);
-  return { exitCode: 0, report: result };
+  return { exitCode: 0, report: result.report };
 }
 
 export function formatBacktest(r: BacktestReport, draft: boolean): string {

@@ -33,7 +33,7 @@ import {
   type CampaignTable,
   type ProgressStore,
 } from '../engine/index.ts';
-import { listTemplates, openRuleSet, type RuleSet } from '../rules/index.ts';
+import { listTemplates, openRuleSet, type RejectedReload, type RuleSet } from '../rules/index.ts';
 import {
   createMemoryIdempotencyStore,
   createRedisIdempotencyStore,
@@ -57,7 +57,7 @@ import { createMemoryCoordinator } from '../delivery/templates/store.ts';
 import { createAnalyticsStore, type AnalyticsStore } from '../analytics/store.ts';
 import { messageRoutes } from '../analytics/messages-routes.ts';
 import { dashboardRoutes } from '../dashboards/index.ts';
-import { adminPages, campaignRoutes, userRoutes } from '../admin/index.ts';
+import { adminPages, campaignRoutes, ruleRoutes, userRoutes } from '../admin/index.ts';
 import {
   accessRoutes,
   createJwtVerifier,
@@ -95,6 +95,8 @@ export interface ApiDeps {
   };
   /** The rule files in force, which campaigns are checked against; by default LC_RULES_DIR, hot-reloaded. */
   rules?: () => RuleSet;
+  /** With `rules`: the last refused reload of the rule files (the rules page shows its problems). */
+  rulesRejected?: () => RejectedReload | null;
   logger: Logger;
   metrics: Registry;
   /** The analytics store the dashboards read (the demo's chDB); by default a ClickHouse client from the config, opened on first use. */
@@ -201,6 +203,11 @@ export async function createApiServer(
         {
           name: 'templates',
           description: 'Message templates: list, validate, preview (role marketer).',
+        },
+        {
+          name: 'rules',
+          description:
+            'The rules in force and refused rule files; simulations and backtests of drafts (roles marketer, analyst reads).',
         },
         {
           name: 'dashboards',
@@ -357,10 +364,12 @@ export async function createApiServer(
   });
   // Campaigns: a view of the campaigns topic, checked against the rules in force.
   let rules = deps.rules;
+  let rulesRejected = deps.rulesRejected ?? (() => null);
   if (!rules) {
     const live = await openRuleSet(config.engine.rulesDir, { messageTypes, logger: log });
     app.addHook('onClose', async () => live.close());
     rules = live.current;
+    rulesRejected = live.rejected;
   }
   let campaigns = deps.campaigns;
   if (!campaigns) {
@@ -387,13 +396,21 @@ export async function createApiServer(
     };
   }
   const templatesDir = config.delivery.templatesDir;
+  // The names a campaign or rule may send: the folder's, and those made through the templates API,
+  // which live in the managed store only (delivery renders both from it).
+  const managed = templates;
+  const knownTemplates = async () =>
+    new Set([
+      ...(existsSync(templatesDir) ? await listTemplates(templatesDir) : []),
+      ...managed.store.names(),
+    ]);
   await app.register(async (scope) => {
     await campaignRoutes(scope, {
       campaigns: campaigns.table,
       lists: campaigns.lists,
       progress: campaigns.progress,
       rules,
-      templates: async () => (existsSync(templatesDir) ? listTemplates(templatesDir) : null),
+      templates: knownTemplates,
       messageTypes,
       analytics,
       limits: {
@@ -401,6 +418,16 @@ export async function createApiServer(
         listMaxBytes: config.engine.campaignListMaxBytes,
       },
       now,
+    });
+  });
+  // The marketers' rules pages: the set in force, its refused files, simulations and backtests of drafts.
+  await app.register(async (scope) => {
+    await ruleRoutes(scope, {
+      rules,
+      rejected: rulesRejected,
+      rulesDir: config.engine.rulesDir,
+      templates: knownTemplates,
+      analytics,
     });
   });
   // The admin pages (`/`): static files; their data is the staff API above, with the user's credential.

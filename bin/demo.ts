@@ -331,6 +331,7 @@ export async function startDemo(options: DemoOptions, logger: Logger): Promise<D
       memory: { stores, ...inapp },
       campaigns: { table: campaigns, lists, progress },
       rules: rules.current,
+      rulesRejected: rules.rejected,
       users: createUserDirectory(engineStores),
       analytics,
       publisher: bus.publisher(),

@@ -126,6 +126,10 @@ describe('roles of every API operation', () => {
       'POST /v1/messages/{sendId}/resend',
       'GET /v1/users',
       'GET /v1/users/{userId}',
+      'GET /v1/rules',
+      'GET /v1/rules/{id}',
+      'POST /v1/rules/simulate',
+      'POST /v1/rules/backtest',
     ])
       expect(staff).toContain(expected);
     for (const op of operations.filter((o) => o.roles)) expect(op.roles![0]).toBe('admin');

@@ -103,6 +103,7 @@ export function compileRuleSet(
         : null;
     compiledRules.push({
       def,
+      file: rule.file,
       conditions,
       where,
       delayMs: 'event' in trigger && trigger.delay ? parseDuration(trigger.delay) : null,
@@ -211,11 +212,48 @@ export function extendRuleSet(
 ): RuleSetResult {
   if (extra.length === 0) return { ok: true, ruleSet: base };
   const files = [
-    { file: '<rules>/rules.json', content: base.rules.map((r) => r.def) },
+    ...filesOfRules(base.rules),
     ...(base.segments.length > 0
       ? [{ file: '<rules>/segments/segments.json', content: base.segments.map((s) => s.def) }]
       : []),
     ...extra,
   ].filter((f) => !Array.isArray(f.content) || f.content.length > 0);
   return compileRuleSet(files, { ...opts, campaignRules: true });
+}
+
+/** The rules as files again, each in the file it came from (so errors and listings still name it). */
+function filesOfRules(rules: readonly CompiledRule[]): { file: string; content: unknown[] }[] {
+  const byFileName = new Map<string, unknown[]>();
+  for (const r of rules) {
+    const file = r.file ?? '<rules>/rules.json';
+    byFileName.set(file, [...(byFileName.get(file) ?? []), r.def]);
+  }
+  return [...byFileName].map(([file, content]) => ({ file, content }));
+}
+
+/** The file name a draft rule's errors name (`draft:$.trigger.delay: ...`). */
+export const DRAFT_FILE = 'draft';
+
+/**
+ * A set to try one rule in before it is saved (simulate, backtest): `draft` checked by the
+ * same checker as the rule files (errors name `draft` and a JSON path), compiled as enabled
+ * whatever it says, with the base set's segments and no other rule, so only its own sends
+ * come out. Templates are checked when `opts.templates` is given, as the loader does.
+ */
+export function draftRuleSet(
+  base: RuleSet,
+  draft: unknown,
+  opts: Omit<CheckOptions, 'campaignRules'> = {},
+): RuleSetResult {
+  const enabled =
+    draft !== null && typeof draft === 'object' && !Array.isArray(draft)
+      ? { ...(draft as object), enabled: true }
+      : draft;
+  const files = [
+    ...(base.segments.length > 0
+      ? [{ file: '<rules>/segments/segments.json', content: base.segments.map((s) => s.def) }]
+      : []),
+    { file: DRAFT_FILE, content: enabled },
+  ];
+  return compileRuleSet(files, opts);
 }

@@ -39,13 +39,14 @@ export {
   CAMPAIGN_RULE_ID_PREFIX,
   type CheckOptions,
 } from './check.ts';
-export { compileRuleSet, extendRuleSet } from './compile.ts';
+export { compileRuleSet, extendRuleSet, draftRuleSet, DRAFT_FILE } from './compile.ts';
 export {
   loadRuleSet,
   watchRuleSet,
   openRuleSet,
   listTemplates,
   type LiveRuleSet,
+  type RejectedReload,
   type LoadOptions,
   type WatchOptions,
   type RuleSetHandlers,

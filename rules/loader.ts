@@ -126,6 +126,8 @@ export interface WatchOptions extends LoadOptions {
 export interface RuleSetHandlers {
   onSwap(ruleSet: RuleSet): void;
   onReject(errors: RuleError[]): void;
+  /** A valid reload identical to the set in force (a broken file put back as it was). */
+  onUnchanged?(): void;
 }
 
 /**
@@ -150,7 +152,10 @@ export function watchRuleSet(
     const result = await loadRuleSet(dir, checkedAgainst(opts));
     if (closed) return;
     if (result.ok) {
-      if (result.ruleSet.version === currentVersion) return;
+      if (result.ruleSet.version === currentVersion) {
+        handlers.onUnchanged?.();
+        return;
+      }
       currentVersion = result.ruleSet.version;
       opts.logger?.info(
         {
@@ -228,7 +233,18 @@ export function watchRuleSet(
 export interface LiveRuleSet {
   /** The rule set in force now; read it per event (a swap is one assignment). */
   current(): RuleSet;
+  /**
+   * The problems of the last reload that was refused (every error of every file, the time it
+   * was refused), while the set in force is older than the files; null once a reload succeeds.
+   */
+  rejected(): RejectedReload | null;
   close(): Promise<void>;
+}
+
+export interface RejectedReload {
+  errors: RuleError[];
+  /** Epoch ms of the refusal. */
+  at: number;
 }
 
 /**
@@ -249,15 +265,21 @@ export async function openRuleSet(
     );
   }
   let current = loaded.ruleSet;
+  let rejected: RejectedReload | null = null;
   const watcher = watchRuleSet(
     dir,
     { ...opts, currentVersion: current.version },
     {
       onSwap(ruleSet) {
         current = ruleSet;
+        rejected = null;
         onSwap(ruleSet);
       },
+      onUnchanged() {
+        rejected = null;
+      },
       onReject(errors) {
+        rejected = { errors, at: Date.now() };
         for (const error of errors.slice(0, 20)) {
           opts.logger.error(
             { file: error.file, path: error.path, ruleSetVersion: current.version },
@@ -267,5 +289,5 @@ export async function openRuleSet(
       },
     },
   );
-  return { current: () => current, close: () => watcher.close() };
+  return { current: () => current, rejected: () => rejected, close: () => watcher.close() };
 }

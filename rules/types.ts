@@ -29,6 +29,8 @@ export type Predicate = (facts: Facts) => boolean;
 
 export interface CompiledRule {
   def: RuleDefinition;
+  /** The file the rule was written in (as the loader named it), for the people who edit it. */
+  file?: string;
   conditions: Predicate;
   where: Predicate | null;
   delayMs: number | null;

@@ -418,6 +418,8 @@ export async function templateRoutes(
           message: `the version was not saved: ${check.errors.length} problem(s), each listed with its file`,
           errors: check.errors,
           warnings: check.warnings,
+          // The same under `details`, where clients read what a coded refusal adds.
+          details: { errors: check.errors, warnings: check.warnings },
         });
       const before = store.latest(name);
       const saved = await store.save({

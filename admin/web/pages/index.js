@@ -4,8 +4,11 @@
 // route after `route`, and its query.
 import home from './home.js';
 import users from './users.js';
+import templates from './templates.js';
+import campaigns from './campaigns.js';
+import rules from './rules.js';
 import dashboards from './dashboards.js';
 import audit from './audit.js';
 import keys from './keys.js';
 
-export default [home, users, dashboards, audit, keys];
+export default [home, users, templates, campaigns, rules, dashboards, audit, keys];
