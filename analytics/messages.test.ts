@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LifecycleError } from '../platform/errors.ts';
 import {
+  withoutActionTokens,
   decodeCursor,
   encodeCursor,
   listMessages,
@@ -226,5 +227,36 @@ describe('resend', () => {
     expect((err as LifecycleError).code).toBe('LC_ERR_CONFLICT');
     expect((err as LifecycleError).status).toBe(409);
     expect((err as Error).message).toMatch(message);
+  });
+});
+
+describe('what staff read of a message', () => {
+  const token = 'eyJ1IjoiYWRhIn0.c2lnbmF0dXJlLWJ5dGVz';
+  it('keeps no token of a link that acts as the recipient: opt-in confirmation, unsubscribe, preferences', () => {
+    const html = [
+      `<a href="https://lc.example.com/c?t=${token}">Confirm</a>`,
+      // Handlebars escapes '=' in an attribute.
+      `<a href="https://lc.example.com/t/u?t&#x3D;${token}">Unsubscribe</a>`,
+      `<a href="https://lc.example.com/p?t=${token}">Preferences</a>`,
+      `<a href="https://lc.example.com/t/c?t=${token}">Read more</a>`,
+      `<img src="https://lc.example.com/t/o.gif?t=${token}">`,
+    ].join('');
+    const shown = withoutActionTokens({
+      subject: 'Confirm your subscription',
+      html,
+      text: `Confirm: https://lc.example.com/c?t=${token}`,
+      other: {},
+    });
+    expect(shown.html).toContain('/c?t=redacted"');
+    expect(shown.html).toContain('/t/u?t&#x3D;redacted"');
+    expect(shown.html).toContain('/p?t=redacted"');
+    expect(shown.text).toBe('Confirm: https://lc.example.com/c?t=redacted');
+    // Tracked links and the pixel only record what a reader did: they keep their token.
+    expect(shown.html).toContain(`/t/c?t=${token}`);
+    expect(shown.html).toContain(`/t/o.gif?t=${token}`);
+    // In the send's data too, at any depth.
+    expect(
+      withoutActionTokens({ optIn: { confirmUrl: `https://lc.example.com/c?t=${token}`, n: 1 } }),
+    ).toEqual({ optIn: { confirmUrl: 'https://lc.example.com/c?t=redacted', n: 1 } });
   });
 });

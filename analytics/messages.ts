@@ -429,6 +429,33 @@ const ENGAGEMENT: Record<string, string> = {
   message_clicked: 'clicked',
 };
 
+/**
+ * The links of a message that act as its recipient: confirming an opt-in (`/c`), the one-click
+ * unsubscribe (`/t/u`) and the preference page (`/p`), their token after `t=` (as sent, or
+ * HTML-escaped by the template: `t&#x3D;`). Staff who read the message log could otherwise
+ * act as the person, and confirm a consent with their own address as its evidence.
+ */
+// `/t/c` is the tracked click, not the confirmation: a `/c` right after `/t` is not one.
+const ACTION_LINK_TOKEN =
+  /((?:(?<!\/t)\/c|\/p|\/t\/u)\?t(?:=|&#x3D;|&#61;|%3D))[A-Za-z0-9._~%-]+/gi;
+export const REDACTED_TOKEN = 'redacted';
+
+/**
+ * `value` with the token of every link that acts as the recipient replaced by `redacted`, in
+ * strings at any depth. What staff read of a message; the stored message keeps its links (a
+ * resend renders them anew).
+ */
+export function withoutActionTokens<T>(value: T): T {
+  if (typeof value === 'string')
+    return value.replace(ACTION_LINK_TOKEN, `$1${REDACTED_TOKEN}`) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => withoutActionTokens(v)) as T;
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, withoutActionTokens(v)]),
+    ) as T;
+  return value;
+}
+
 function parseObject(json: string): Record<string, unknown> | null {
   if (json === '') return null;
   try {
@@ -566,14 +593,17 @@ export async function messageDetail(
       sentAt: sent?.ts ?? loggedAt,
       content:
         m && !bodyExpired
-          ? {
+          ? withoutActionTokens({
               subject: orNull(m.subject),
               html: orNull(m.html),
               text: orNull(m.text),
               other: other ?? {},
-            }
+            })
           : null,
-      data: m && !bodyExpired && !omitted.includes('data') ? parseObject(m.data) : null,
+      data:
+        m && !bodyExpired && !omitted.includes('data')
+          ? withoutActionTokens(parseObject(m.data))
+          : null,
       omitted,
       bodyExpiresAt,
       bodyExpired,

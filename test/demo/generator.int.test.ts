@@ -1,22 +1,27 @@
 // `lifecycle demo` as a new user starts it: within a minute of its first line, the synthetic
 // users have set off the example rules (welcome and trial-ending emails in the outbox, in-app
 // messages in their inboxes) and the dashboards' funnel, uplift and retention panels have
-// rows. The same demo then takes `lifecycle generate` over its HTTP APIs, as a stack would.
+// rows. A new user opens the printed URL in a browser (Debian chromium), logs in with the
+// printed key and sees the same: the funnel with sent emails, a synthetic user and their
+// emails. The same demo then takes `lifecycle generate` over its HTTP APIs, as a stack would.
 // One demo process (chDB starts in it), no services of the stack.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../platform/config.ts';
 import { signInappToken } from '../../delivery/inapp/token.ts';
 import { syntheticProfile } from '../../devtools/generator.ts';
 import { OPT_IN_SOURCE } from '../../devtools/generator-http.ts';
 import { freePort } from '../support/ports.ts';
+import { watchCsp } from '../support/csp-pages.ts';
 import { REPO_ROOT } from '../support/stack-env.ts';
 import { waitFor } from '../support/wait.ts';
 
 const LIFECYCLE = path.join(REPO_ROOT, 'bin/lifecycle');
+const SHOTS = path.join(REPO_ROOT, '.stack/screenshots/demo');
 const SEED = 7;
 type Rows = Record<string, unknown>[];
 
@@ -161,6 +166,82 @@ describe('the demo with synthetic users', () => {
     expect(demo.stderr).toMatch(
       /generator: \d+ users \(\d+ in the simulation\), \d+ events, \d+ subscribed, \d+ cancelled, \d+ emails in the outbox/,
     );
+  });
+
+  it('as a new user: the printed URL, the printed key, then dashboards that fill and a synthetic user with emails', async () => {
+    const key = /Key: (\S+)/.exec(demo.stdout)![1]!;
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    const csp = watchCsp(() => browser, { framed: true });
+    try {
+      await mkdir(SHOTS, { recursive: true });
+      const page = await csp.newPage();
+      await page.setViewportSize({ width: 1280, height: 900 });
+      const shot = (name: string) =>
+        page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+      const go = async (p: Page, title: string) => {
+        const menu = p.getByRole('button', { name: 'Menu' });
+        if (await menu.isVisible()) await menu.click();
+        await p.locator('nav#nav a', { hasText: title }).click();
+      };
+
+      await page.goto(firstLine);
+      await page.getByLabel('Credential').fill(key);
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await page.locator('nav#nav a', { hasText: 'Dashboards' }).waitFor();
+      await shot('home');
+
+      // The lifecycle dashboard: the funnel has the welcome rule with emails sent.
+      await go(page, 'Dashboards');
+      const funnel = page.locator('[data-panel="funnel-table"]');
+      const welcomeSent = funnel
+        .locator('tr', { hasText: 'welcome' })
+        .locator('td[data-col="sent"]');
+      await expect
+        .poll(
+          async () => {
+            if ((await welcomeSent.count()) > 0)
+              return Number((await welcomeSent.first().textContent())?.replace(/,/g, ''));
+            await page.getByRole('button', { name: 'Apply' }).click();
+            return 0;
+          },
+          { timeout: 60_000, intervals: [1000] },
+        )
+        .toBeGreaterThan(0);
+      await expect
+        .poll(() => page.locator('[data-panel][data-state="loading"]').count(), { timeout: 30_000 })
+        .toBe(0);
+      await shot('dashboards');
+
+      // A synthetic user found by their address, with the welcome email in their messages.
+      const user = syntheticProfile(SEED, 0);
+      await go(page, 'Users');
+      await page.getByLabel('Email, phone or user id').fill(user.email);
+      await page.getByRole('button', { name: 'Search' }).click();
+      await page.getByRole('link', { name: user.userId }).click();
+      await page.getByRole('heading', { name: `User ${user.userId}` }).waitFor();
+      await page.getByRole('link', { name: 'Messages' }).click();
+      await page.getByRole('heading', { name: `Messages of ${user.userId}` }).waitFor();
+      const welcome = page.locator('a[data-send]', {
+        hasText: /Welcome to Example|Willkommen bei Example/,
+      });
+      await expect
+        .poll(
+          async () => {
+            if ((await welcome.count()) > 0) return true;
+            await page.getByRole('button', { name: 'Refresh' }).click();
+            return false;
+          },
+          { timeout: 30_000, intervals: [1000] },
+        )
+        .toBe(true);
+      await shot('user-messages');
+      expect(csp.problems()).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   });
 
   it('lifecycle generate drives the same APIs over HTTP: users the engine knows, opt-ins recorded', async () => {
