@@ -131,6 +131,19 @@ describe("the marketers' admin pages", () => {
       .poll(() => subject.textContent(), { timeout: 10_000 })
       .toBe('Spring sale for Bert');
     await shot(page, 'marketer-template');
+    // Typing in the editor previews the unsaved draft for the same user, before any save.
+    const preview = page.locator('[data-preview-of]');
+    expect(await preview.getAttribute('data-preview-of')).toBe('v1');
+    await page
+      .locator('textarea[name="file"]')
+      .fill(
+        '---\nsubject: Last days of the sale, {{user.firstName}}\n---\n<p>Hello {{user.firstName}}</p>\n',
+      );
+    await expect
+      .poll(() => subject.textContent(), { timeout: 10_000 })
+      .toBe('Last days of the sale, Bert');
+    expect(await preview.getAttribute('data-preview-of')).toBe('draft');
+    await shot(page, 'marketer-template-draft');
 
     await page.getByRole('button', { name: 'Publish v1' }).click();
     await expect

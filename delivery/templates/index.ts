@@ -87,6 +87,18 @@ export interface TemplateRenderer {
     files: Readonly<Record<string, string>>,
     opts?: { variables?: boolean },
   ): VersionCheck;
+  /**
+   * Renders files not saved as a version (an editor's draft) as a version of them would render:
+   * the same layouts, partials and helpers. Throws LifecycleError(LC_ERR_TEMPLATE) for a file
+   * that does not compile, with the problems of `checkFiles` in its details, or as render() does.
+   */
+  renderFiles(
+    name: string,
+    files: Readonly<Record<string, string>>,
+    channel: Channel,
+    locale: string,
+    data: Record<string, unknown>,
+  ): RenderedContent;
   has(template: string): boolean;
   /**
    * Whether a rendered link was written in the templates folder (see written-links.ts), as
@@ -637,6 +649,24 @@ export function createTemplateRenderer(
     };
   }
 
+  function renderFiles(
+    name: string,
+    files: Readonly<Record<string, string>>,
+    channel: Channel,
+    locale: string,
+    data: Record<string, unknown>,
+  ): RenderedContent {
+    const errors: TemplateError[] = [];
+    const tpl = loadTemplateFiles(hb, name, name, files, { strict }, errors);
+    if (errors.length > 0)
+      throw new LifecycleError(
+        ErrorCodes.Template,
+        `the draft of "${name}" does not compile: ${errors.map((e) => `${e.file}: ${e.message}`).join('; ')}`,
+        { details: { template: name, problems: dedupe(errors) } },
+      );
+    return renderTemplate(tpl, channel, locale, data);
+  }
+
   load();
 
   let watcher: FSWatcher | undefined;
@@ -675,6 +705,7 @@ export function createTemplateRenderer(
     renderVersion,
     versionFor,
     checkFiles,
+    renderFiles,
     has: (template) => (store ? store.latest(template) !== undefined : set.templates.has(template)),
     isTemplateLink: (url) => isTemplateLink(url),
     names: () => (store ? store.names() : [...set.templates.keys()].sort()),

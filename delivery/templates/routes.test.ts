@@ -249,6 +249,55 @@ describe('template admin routes', () => {
       ).toBe(400);
   });
 
+  it("preview a draft's unsaved files (the editor's live preview): nothing saved, for a user or sample data, and why not", async () => {
+    const files = {
+      'email.en.hbs': '---\nsubject: Draft for {{user.firstName}}\nlayout: default\n---\n<p>Hi {{user.firstName}}, {{user.plan}} plan</p>',
+      'email.de.hbs': '---\nsubject: Entwurf für {{user.firstName}}\nlayout: default\n---\n<p>Hallo {{user.firstName}}</p>',
+      'sample.json': JSON.stringify({ user: { firstName: 'Sam', plan: 'pro', email: 's@example.com' } }),
+    };
+    const preview = (payload: object, name = 'welcome') =>
+      s.app.inject({
+        method: 'POST',
+        url: `/v1/templates/${name}/preview`,
+        headers: s.marketer,
+        payload,
+      });
+    const before = (await s.app.inject({ method: 'GET', url: '/v1/templates/welcome', headers: s.marketer })).json();
+    const sample = await preview({ files });
+    expect(sample.statusCode, sample.body).toBe(200);
+    expect(sample.json()).toMatchObject({
+      version: null,
+      locale: 'en',
+      content: { subject: 'Draft for Sam' },
+    });
+    // In the layout of a saved version: the footer's links are there.
+    expect(sample.json().content.html).toContain('Hi Sam, pro plan');
+    expect(sample.json().content.html).toContain(SAMPLE_LINKS.unsubscribe);
+    // For a real user: their traits and their locale.
+    expect((await preview({ files, userId: 'u-bert' })).json()).toMatchObject({
+      locale: 'de',
+      content: { subject: 'Entwurf für Bert' },
+    });
+    // A template that does not exist yet can be previewed before its first save.
+    expect((await preview({ files }, 'brand_new')).json()).toMatchObject({
+      template: 'brand_new',
+      content: { subject: 'Draft for Sam' },
+    });
+    // Nothing was saved.
+    const after = (await s.app.inject({ method: 'GET', url: '/v1/templates/welcome', headers: s.marketer })).json();
+    expect(after).toEqual(before);
+    const broken = await preview({ files: { ...files, 'email.en.hbs': '<p>{{#if user}}unclosed</p>' } });
+    expect(broken.statusCode).toBe(422);
+    expect(broken.json()).toMatchObject({ code: 'LC_ERR_TEMPLATE' });
+    expect(broken.json().message).toContain('email.en.hbs');
+    for (const payload of [
+      { files: { '../../etc/passwd': 'x' } },
+      { files, version: 1 },
+      { files, userId: 'u-bert', data: {} },
+    ])
+      expect((await preview(payload)).statusCode, JSON.stringify(payload)).toBe(400);
+  });
+
   it('publish a version, roll back to the one before, and record every change with versions and hashes', async () => {
     const pub = await s.app.inject({
       method: 'POST',

@@ -579,6 +579,18 @@ export async function templateRoutes(
     data?: Record<string, unknown>;
   }
 
+  /** The traits of `userId` as the engine sees them, or a 404 that says why there are none. */
+  async function traitsOf(userId: string): Promise<Record<string, unknown>> {
+    const profile = await opts.users.profile(userId);
+    if (!profile)
+      throw new LifecycleError(
+        ErrorCodes.NotFound,
+        `no user "${userId}": the engine has no state for them (never seen, or erased)`,
+        { details: { field: 'userId' } },
+      );
+    return profile.traits;
+  }
+
   /** The version, locale and data a preview or test send renders with. */
   async function renderInput(name: string, body: RenderBody, channel: Channel) {
     const latest = known(name);
@@ -588,17 +600,7 @@ export async function templateRoutes(
         'give either userId (render for that user) or data (render for sample data), not both',
         { details: { field: 'data' } },
       );
-    let traits: Record<string, unknown> | undefined;
-    if (body.userId !== undefined) {
-      const profile = await opts.users.profile(body.userId);
-      if (!profile)
-        throw new LifecycleError(
-          ErrorCodes.NotFound,
-          `no user "${body.userId}": the engine has no state for them (never seen, or erased)`,
-          { details: { field: 'userId' } },
-        );
-      traits = profile.traits;
-    }
+    const traits = body.userId !== undefined ? await traitsOf(body.userId) : undefined;
     const traitLocale = typeof traits?.locale === 'string' ? traits.locale : undefined;
     const locale = body.locale ?? traitLocale ?? 'en';
     let version = body.version;
@@ -624,21 +626,71 @@ export async function templateRoutes(
     throw err;
   };
 
-  app.post<{ Params: { name: string }; Body: RenderBody }>(
+  /** A draft's files rendered for a user or sample data: the editor's live preview of unsaved text. */
+  async function renderDraft(
+    name: string,
+    body: RenderBody & { files: Record<string, string> },
+    channel: Channel,
+  ) {
+    if (body.version !== undefined)
+      throw new LifecycleError(
+        ErrorCodes.BadRequest,
+        'give either files (render a draft) or version (render a saved version), not both',
+        { details: { field: 'version' } },
+      );
+    if (body.userId !== undefined && body.data !== undefined)
+      throw new LifecycleError(
+        ErrorCodes.BadRequest,
+        'give either userId (render for that user) or data (render for sample data), not both',
+        { details: { field: 'data' } },
+      );
+    for (const file of Object.keys(body.files))
+      if (!isTemplateFileName(file))
+        throw new LifecycleError(
+          ErrorCodes.BadRequest,
+          `file name "${file}" is not one a template folder holds (e.g. email.en.hbs, sample.json)`,
+          { details: { field: `files.${file}` } },
+        );
+    const traits = body.userId !== undefined ? await traitsOf(body.userId) : undefined;
+    const traitLocale = typeof traits?.locale === 'string' ? traits.locale : undefined;
+    const locale = body.locale ?? traitLocale ?? 'en';
+    const data = previewData(body.files, body.data ?? {});
+    if (traits) data.user = { ...traits };
+    return { locale, content: renderer.renderFiles(name, body.files, channel, locale, data) };
+  }
+
+  app.post<{
+    Params: { name: string };
+    Body: RenderBody & { files?: Record<string, string> };
+  }>(
     '/v1/templates/:name/preview',
     {
       config: marketer,
+      bodyLimit: SAVE_BODY_LIMIT,
       schema: {
         tags,
         summary: 'Render a version for a real user (their traits and locale) or for sample data',
+        description:
+          'With `files`, renders that draft instead of a saved version (the editor’s live preview: nothing is saved, and the template need not exist yet); the answer’s `version` is then null.',
         params: NameParams,
-        body: { type: 'object', properties: RenderRequest },
+        body: {
+          type: 'object',
+          properties: {
+            ...RenderRequest,
+            files: {
+              type: 'object',
+              additionalProperties: { type: 'string' },
+              description:
+                'A draft: file name -> text, all the files of the template as the editor holds them (email.en.hbs, sample.json, ...).',
+            },
+          },
+        },
         response: {
           200: {
             type: 'object',
             properties: {
               template: { type: 'string' },
-              version: { type: 'integer' },
+              version: { type: 'integer', nullable: true },
               channel: { type: 'string' },
               locale: { type: 'string' },
               content: ContentSchema,
@@ -654,6 +706,14 @@ export async function templateRoutes(
       const { name } = req.params;
       const body = req.body ?? {};
       const channel = body.channel ?? 'email';
+      if (body.files !== undefined) {
+        try {
+          const { locale, content } = await renderDraft(name, { ...body, files: body.files }, channel);
+          return { template: name, version: null, channel, locale, content };
+        } catch (err) {
+          return renderFailure(reply, err);
+        }
+      }
       const { version, locale, data } = await renderInput(name, body, channel);
       try {
         const content = renderer.render(name, channel, locale, data, version);

@@ -207,7 +207,7 @@ describe('the demo with synthetic users', () => {
             await page.getByRole('button', { name: 'Apply' }).click();
             return 0;
           },
-          { timeout: 60_000, intervals: [1000] },
+          { timeout: 60_000, interval: 1000 },
         )
         .toBeGreaterThan(0);
       await expect
@@ -234,7 +234,7 @@ describe('the demo with synthetic users', () => {
             await page.getByRole('button', { name: 'Refresh' }).click();
             return false;
           },
-          { timeout: 30_000, intervals: [1000] },
+          { timeout: 30_000, interval: 1000 },
         )
         .toBe(true);
       await shot('user-messages');

@@ -1,6 +1,7 @@
 // Templates (marketer): every managed template with its channels, latest and published
 // versions; one template's versions, an editor of a version's files saved as a new version,
-// a live preview (POST /v1/templates/:name/preview, debounced) for sample data or a real user
+// a live preview (POST /v1/templates/:name/preview, debounced; of the unsaved draft while the
+// editor holds changes) for sample data or a real user
 // in a chosen locale, the HTML only in a sandboxed frame, diffs, publish, rollback and test
 // sends. Routes: #/templates, #/templates/new, #/templates/<name>.
 import {
@@ -169,7 +170,7 @@ function HtmlFrame({ body }) {
   ></iframe>`;
 }
 
-function Preview({ name, version, channels }) {
+function Preview({ name, version, channels, draft }) {
   const [channel, setChannel] = useState(channels[0] || 'email');
   const [locale, setLocale] = useState('en');
   const [userId, setUserId] = useState('');
@@ -183,7 +184,13 @@ function Preview({ name, version, channels }) {
     const timer = setTimeout(() => {
       api(`/v1/templates/${enc(name)}/preview`, {
         method: 'POST',
-        body: { channel, locale, version, ...(userId.trim() ? { userId: userId.trim() } : {}) },
+        body: {
+          channel,
+          locale,
+          // The editor's unsaved files when there are changes, else the saved version.
+          ...(draft ? { files: draft } : { version }),
+          ...(userId.trim() ? { userId: userId.trim() } : {}),
+        },
       }).then(
         (data) => live && setState({ data, error: null }),
         (error) => live && setState({ data: null, error }),
@@ -193,10 +200,12 @@ function Preview({ name, version, channels }) {
       live = false;
       clearTimeout(timer);
     };
-  }, [name, version, channel, locale, userId]);
+  }, [name, version, channel, locale, userId, draft ? JSON.stringify(draft) : '']);
   const c = state.data && state.data.content;
   return html`<div class="card stack preview">
-    <h2>Preview of v${version}</h2>
+    <h2 data-preview-of=${draft ? 'draft' : `v${version}`}>
+      ${draft ? `Preview of your changes to v${version} (not saved)` : `Preview of v${version}`}
+    </h2>
     <div class="row">
       <${Field} label="Channel">
         <select name="preview-channel" value=${channel} onChange=${(e) => setChannel(e.currentTarget.value)}>
@@ -243,7 +252,7 @@ function Preview({ name, version, channels }) {
 }
 
 // ------------------------------------------------------------------ one template
-function Editor({ name, version, onSaved }) {
+function Editor({ name, version, onSaved, onDraft }) {
   const { data, error, loading } = useApi(`/v1/templates/${enc(name)}/versions/${version}`, [
     version,
   ]);
@@ -257,10 +266,15 @@ function Editor({ name, version, onSaved }) {
     setFiles({ ...data.files });
     setActive(Object.keys(data.files).sort()[0] || null);
   }, [data]);
+  const changed = data
+    ? Object.fromEntries(Object.entries(files).filter(([f, t]) => data.files[f] !== t))
+    : {};
+  const dirty = Object.keys(changed).length > 0;
+  // The preview follows what is typed: the whole draft while it differs from the version.
+  useEffect(() => onDraft && onDraft(dirty ? files : null), [dirty ? JSON.stringify(files) : '']);
   if (loading) return html`<${Loading} />`;
   if (error) return html`<${ErrorBox} error=${error} />`;
   if (!data || !active) return null;
-  const changed = Object.fromEntries(Object.entries(files).filter(([f, t]) => data.files[f] !== t));
   const save = async (e) => {
     e.preventDefault();
     setSaveError(null);
@@ -385,6 +399,7 @@ function Actions({ name, version, channels, onChanged }) {
 function Template({ name }) {
   const { data, error, loading, reload } = useApi(`/v1/templates/${enc(name)}`, [name]);
   const [version, setVersion] = useState(null);
+  const [draft, setDraft] = useState(null);
   useEffect(() => {
     if (data && data.versions.length) setVersion(data.versions[data.versions.length - 1].version);
   }, [data]);
@@ -426,8 +441,8 @@ function Template({ name }) {
       rows=${[...data.versions].reverse()}
     />
     <div class="grid-2">
-      <${Editor} name=${name} version=${version} onSaved=${reload} />
-      <${VersionPreview} name=${name} version=${version} />
+      <${Editor} name=${name} version=${version} onSaved=${reload} onDraft=${setDraft} />
+      <${VersionPreview} name=${name} version=${version} draft=${draft} />
     </div>
     <${Actions}
       name=${name}
@@ -440,7 +455,7 @@ function Template({ name }) {
 }
 
 /** The preview, with the channels of the version's files. */
-function VersionPreview({ name, version }) {
+function VersionPreview({ name, version, draft }) {
   const { data } = useApi(`/v1/templates/${enc(name)}/versions/${version}`, [version]);
   if (!data) return null;
   const channels = [
@@ -454,6 +469,7 @@ function VersionPreview({ name, version }) {
   return html`<${Preview}
     name=${name}
     version=${version}
+    draft=${draft}
     channels=${channels.length ? channels : ['email']}
   />`;
 }
