@@ -371,6 +371,9 @@ describe('the admin pages', () => {
     expect(await page.locator('nav#nav a').allTextContents()).toEqual([
       'Home',
       'Users',
+      'Templates',
+      'Campaigns',
+      'Rules',
       'Dashboards',
       'Audit log',
       'API keys',
@@ -425,7 +428,19 @@ describe('the admin pages', () => {
     const id = (made.body.key as { id: string }).id;
     expect((await staff(adminToken, `/v1/keys/${id}`, { method: 'DELETE' })).status).toBe(200);
     await go(page, 'Users');
-    await page.getByLabel('Email, phone or user id').fill('ada@example.com');
+    await page.getByRole('heading', { name: 'Users' }).waitFor();
+    // The page may render its form again as the route settles, emptying a field filled too
+    // early: the search is made once the field holds the address.
+    const search = page.getByLabel('Email, phone or user id');
+    await expect
+      .poll(
+        async () => {
+          await search.fill('ada@example.com');
+          return search.inputValue();
+        },
+        { timeout: 10_000 },
+      )
+      .toBe('ada@example.com');
     await page.getByRole('button', { name: 'Search' }).click();
     await page
       .locator('#login-reason', { hasText: 'LC_ERR_KEY_REVOKED' })

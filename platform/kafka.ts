@@ -364,9 +364,14 @@ export class KafkaBus implements Bus {
             },
           ],
         });
-        this.logger.info(
-          { topic: spec.topic, from: current?.configValue ?? null, to: wanted },
-          'raised max.message.bytes of an existing topic so it takes the largest records the product writes',
+        // The broker applies a topic's new config a moment after it answered: a large record
+        // published at once could still meet the old limit.
+        const applied = await this.waitForTopicConfig(admin, spec.topic, wanted);
+        this.logger[applied ? 'info' : 'warn'](
+          { topic: spec.topic, from: current?.configValue ?? null, to: wanted, applied },
+          applied
+            ? 'raised max.message.bytes of an existing topic so it takes the largest records the product writes'
+            : 'raised max.message.bytes of an existing topic, but the broker did not show it yet: records above the old limit may be refused for a moment',
         );
       } catch (err) {
         this.logger.warn(
@@ -374,6 +379,21 @@ export class KafkaBus implements Bus {
           `cannot raise max.message.bytes of an existing topic: records above ${current?.configValue ?? 'the broker default'} bytes will be refused; run kafka-configs.sh --alter --entity-type topics --entity-name ${spec.topic} --add-config max.message.bytes=${wanted}`,
         );
       }
+    }
+  }
+
+  /** Whether the broker shows `max.message.bytes` of `topic` at `wanted` or more within about 10 s. */
+  private async waitForTopicConfig(admin: Admin, topic: string, wanted: number): Promise<boolean> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const { resources } = await admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }],
+      });
+      const value = resources[0]?.configEntries.find((e) => e.configName === MAX_MESSAGE_BYTES);
+      if (value && Number(value.configValue) >= wanted) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 

@@ -219,8 +219,19 @@ describe('the demo with synthetic users', () => {
       const user = syntheticProfile(SEED, 0);
       await go(page, 'Users');
       await page.getByLabel('Email, phone or user id').fill(user.email);
-      await page.getByRole('button', { name: 'Search' }).click();
-      await page.getByRole('link', { name: user.userId }).click();
+      const found = page.getByRole('link', { name: user.userId });
+      // The engine indexes a user's address as it applies their identify: asked again until then.
+      await expect
+        .poll(
+          async () => {
+            await page.getByRole('button', { name: 'Search' }).click();
+            await page.waitForTimeout(500);
+            return found.count();
+          },
+          { timeout: 60_000, interval: 1000 },
+        )
+        .toBeGreaterThan(0);
+      await found.click();
       await page.getByRole('heading', { name: `User ${user.userId}` }).waitFor();
       await page.getByRole('link', { name: 'Messages' }).click();
       await page.getByRole('heading', { name: `Messages of ${user.userId}` }).waitFor();
