@@ -305,6 +305,9 @@ export async function run(): Promise<unknown> {
         seconds: round(main.seconds, 2),
         usersPerSec: Math.round(usersPerSec),
         firstMemberAfterSeconds: round(main.firstEventAfterSeconds, 2),
+        usersPerSecFromFirstMember: Math.round(
+          USERS / (main.seconds - main.firstEventAfterSeconds),
+        ),
         processCpuMicrosPerUser: round(main.cpuMicros / USERS, 2),
         completed: main.completed,
         memberEvents: verify.records,
@@ -354,7 +357,12 @@ export async function run(): Promise<unknown> {
     await scheduler?.stop().catch(() => undefined);
     const own = (await admin.listTopics()).filter((t) => t.startsWith(`${prefix}.`));
     if (own.length > 0) await admin.deleteTopics({ topics: own }).catch(() => undefined);
-    await admin.deleteGroups(groups).catch(() => undefined);
+    // The campaign view's group is named after its topic.
+    const views = await admin
+      .listGroups()
+      .then((l) => l.groups.map((g) => g.groupId).filter((g) => g.startsWith(`${prefix}.`)))
+      .catch(() => []);
+    await admin.deleteGroups([...groups, ...views]).catch(() => undefined);
     await admin.disconnect();
     await bus.close();
     for (let cursor = '0'; ;) {
