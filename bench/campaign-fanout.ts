@@ -17,6 +17,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Partitioners } from 'kafkajs';
 import { encodeWithHeader, eventCodec } from '../platform/avro.ts';
 import { loadConfig } from '../platform/config.ts';
 import { SCHEMA_ID_HEADER, topics } from '../platform/contracts.ts';
@@ -245,7 +246,11 @@ export async function run(): Promise<unknown> {
     const at = Date.now();
     const sample = campaignMemberEvent(mainId, runId, userId(0), at, at);
     const value = encodeWithHeader(eventCodec, sample).value;
-    const producer = bus.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    const producer = bus.kafka.producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
     await producer.connect();
     let baselineSeconds: number;
     try {
