@@ -41,6 +41,11 @@ const BENCHES: Record<string, { file: string; needsStack: boolean; about: string
     about: 'send API vs ingest /v1/track, Kafka acking',
   },
   cdc: { file: './cdc.ts', needsStack: true, about: 'Debezium records decoded and mapped/s' },
+  'campaign-fanout': {
+    file: './campaign-fanout.ts',
+    needsStack: true,
+    about: 'campaign members into the events topic/s through the scheduler vs raw kafkajs produce',
+  },
   engine: {
     file: './engine.ts',
     needsStack: true,
