@@ -3,8 +3,6 @@
 // its POST grants the consent, and marketing arrives. An unconfirmed request gets its one
 // reminder after LC_OPT_IN_REMINDER_AFTER, then expires: its link confirms nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
-import type { NormalisedEvent } from '../../platform/contracts.ts';
 import type { SmtpSink } from '../../devtools/smtp-sink.ts';
 import {
   createHarness,
@@ -44,24 +42,8 @@ afterAll(async () => {
 const admin = () => ({ authorization: `Bearer ${h.config.auth.adminToken}` });
 
 /** The signup as the product's backend reports it: the address and the ticked box. */
-async function signup(userId: string): Promise<string> {
-  const email = `${userId}@example.com`;
-  const now = Date.now();
-  const event: NormalisedEvent = {
-    id: `signup-${userId}`,
-    userId,
-    type: 'identify',
-    ts: now,
-    receivedAt: now,
-    source: 'http:backend:server',
-    properties: {},
-    traits: { email, firstName: 'Ada', locale: 'en', marketing_opt_in: true },
-  };
-  await h.bus
-    .publisher()
-    .publish(h.topics.events, [{ key: userId, ...encodeWithHeader(eventCodec, event) }]);
-  return email;
-}
+const signup = (userId: string) =>
+  h.publishSignup(userId, { firstName: 'Ada', locale: 'en', marketing_opt_in: true });
 
 const confirmLink = (html: string) => {
   const href = [...html.matchAll(/href="([^"]+)"/g)]

@@ -5,8 +5,6 @@
 // preference page the emails link to, keep product news, and from then on get product news
 // and no tips, each suppression recorded with its reason.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeWithHeader, eventCodec } from '../../platform/avro.ts';
-import type { NormalisedEvent } from '../../platform/contracts.ts';
 import type { SmtpSink } from '../../devtools/smtp-sink.ts';
 import {
   createHarness,
@@ -62,21 +60,11 @@ async function send(userId: string, messageType: 'tips' | 'product_news') {
 describe('a signup who ticks "send me tips"', () => {
   it('gets a confirmation, tips only after confirming, and can switch tips off but keep product news', async () => {
     const userId = `tia-${h.id}`;
-    const email = `${userId}@example.com`;
-    const now = Date.now();
-    const signup: NormalisedEvent = {
-      id: `signup-${userId}`,
-      userId,
-      type: 'identify',
-      ts: now,
-      receivedAt: now,
-      source: 'http:backend:server',
-      properties: {},
-      traits: { email, firstName: 'Tia', locale: 'en', marketing_opt_in: true },
-    };
-    await h.bus
-      .publisher()
-      .publish(h.topics.events, [{ key: userId, ...encodeWithHeader(eventCodec, signup) }]);
+    const email = await h.publishSignup(userId, {
+      firstName: 'Tia',
+      locale: 'en',
+      marketing_opt_in: true,
+    });
     const tipsChoice = await fetch(`${h.baseUrl}/v1/users/${userId}/preferences`, {
       method: 'PATCH',
       headers: admin(),

@@ -72,6 +72,11 @@ export interface Harness {
   /** Records on the DLQ topic: key, reason header and the original bytes. */
   dlq: { key: string | null; headers: Record<string, string>; value: Buffer | null }[];
   publishSend(send: SendCommand): Promise<void>;
+  /**
+   * A signup as the product's backend reports it (an `identify` from a server key) with the
+   * address `<userId>@example.com`, on the events topic; resolves with the address.
+   */
+  publishSignup(userId: string, traits: Record<string, unknown>): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -180,6 +185,24 @@ export async function createHarness(
     outcomes,
     events,
     dlq,
+    async publishSignup(userId, traits) {
+      const email = `${userId}@example.com`;
+      const now = Date.now();
+      const event: NormalisedEvent = {
+        id: `signup-${userId}`,
+        userId,
+        type: 'identify',
+        ts: now,
+        receivedAt: now,
+        source: 'http:backend:server',
+        properties: {},
+        traits: { email, ...traits },
+      };
+      await publisher.publish(topics.events, [
+        { key: userId, ...encodeWithHeader(eventCodec, event) },
+      ]);
+      return email;
+    },
     async publishSend(send) {
       for (let attempt = 1; ; attempt++) {
         try {
